@@ -1,0 +1,49 @@
+# edoc: every developer and CI task goes through here.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+DATA   ?= data
+
+.PHONY: setup run demo test lint format pytest bench clean
+
+$(BIN)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $@
+
+setup: $(BIN)/.installed
+
+## run: the main job on the embedded default (see README)
+run: demo
+
+## demo: make a dev CA, pack and sign the sample document, verify and inspect it
+demo: setup
+	$(BIN)/edoc keys init --keys-dir $(DATA)/keys --exist-ok
+	$(BIN)/edoc keys issue 000.00.12.H53 --name "Sở Thông tin và Truyền thông tỉnh Tây Ninh" --keys-dir $(DATA)/keys --exist-ok
+	$(BIN)/edoc keys issue 000.00.12.H53 --personal "Nguyễn Văn A" --keys-dir $(DATA)/keys --exist-ok
+	$(BIN)/edoc pack seeds/samples/cong-van.json seeds/samples/ke-hoach.txt -o $(DATA)/cong-van.edxml \
+		--sign-as 000.00.12.H53 --signer-cert "Nguyễn Văn A" --keys-dir $(DATA)/keys
+	$(BIN)/edoc verify $(DATA)/cong-van.edxml --keys-dir $(DATA)/keys
+	$(BIN)/edoc inspect $(DATA)/cong-van.edxml
+	$(BIN)/edoc keys list --keys-dir $(DATA)/keys
+
+lint: setup
+	$(BIN)/ruff check edoc tests
+	$(BIN)/ruff format --check edoc tests
+	$(BIN)/mypy
+
+format: setup
+	$(BIN)/ruff format edoc tests
+	$(BIN)/ruff check --fix edoc tests
+
+pytest: setup
+	$(BIN)/pytest
+
+test: lint pytest
+
+bench: setup
+	$(BIN)/python -m tests.bench_envelope
+
+clean:
+	rm -rf $(VENV) $(DATA) .mypy_cache .pytest_cache .ruff_cache .hypothesis

@@ -1,0 +1,196 @@
+"""The edoc error tree.
+
+Every error edoc raises on purpose is an :class:`EdocError` with a stable ``code``
+(``EDOC-AREA-NNN``) and the HTTP status a service answers with. Foreign exceptions
+(lxml, cryptography, sqlite) are translated into these at the module that calls the
+foreign library, so callers only ever handle this tree.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+
+class EdocError(Exception):
+    code: ClassVar[str] = "EDOC-000"
+    status: ClassVar[int] = 500
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+    def as_json(self) -> dict[str, Any]:
+        return {"error": {"code": self.code, "message": self.message}}
+
+    def __str__(self) -> str:
+        return f"{self.code}: {self.message}"
+
+
+# --- input in general ------------------------------------------------------------
+class InputError(EdocError):
+    """The caller sent something we refuse; nothing was stored."""
+
+    code = "EDOC-IN-000"
+    status = 400
+
+
+class TooLarge(InputError):
+    code = "EDOC-IN-001"
+    status = 413
+
+
+class FileMissing(InputError):
+    code = "EDOC-IN-002"
+
+
+# --- XML (edoc.xmlsafe) ----------------------------------------------------------
+class XmlError(InputError):
+    code = "EDOC-XML-000"
+
+
+class MalformedXml(XmlError):
+    code = "EDOC-XML-001"
+
+
+class ForbiddenDtd(XmlError):
+    """DOCTYPE declarations (and so entities, XXE, billion laughs) are never accepted."""
+
+    code = "EDOC-XML-002"
+
+
+class ForbiddenEntity(XmlError):
+    code = "EDOC-XML-003"
+
+
+class XmlTooLarge(XmlError):
+    code = "EDOC-XML-004"
+    status = 413
+
+
+class XmlTooDeep(XmlError):
+    code = "EDOC-XML-005"
+
+
+class WrongNamespace(XmlError):
+    code = "EDOC-XML-006"
+
+
+class SchemaViolation(XmlError):
+    code = "EDOC-XML-007"
+
+
+class ForbiddenXmlConstruct(XmlError):
+    """Processing instructions and comments have no place in an edXML message."""
+
+    code = "EDOC-XML-008"
+
+
+# --- envelope content (edoc.envelope, edoc.metadata) -----------------------------
+class EnvelopeError(InputError):
+    code = "EDOC-ENV-000"
+
+
+class MissingField(EnvelopeError):
+    code = "EDOC-ENV-001"
+
+
+class InvalidField(EnvelopeError):
+    code = "EDOC-ENV-002"
+
+
+class UnknownField(EnvelopeError):
+    code = "EDOC-ENV-003"
+
+
+class BadMetadataJson(EnvelopeError):
+    code = "EDOC-ENV-004"
+
+
+class InvalidOrgId(EnvelopeError):
+    code = "EDOC-ORG-001"
+
+
+# --- attachments -------------------------------------------------------------------
+class AttachmentError(InputError):
+    code = "EDOC-ATT-000"
+
+
+class BadAttachmentEncoding(AttachmentError):
+    code = "EDOC-ATT-001"
+
+
+class AttachmentMismatch(AttachmentError):
+    """Attachments and manifest disagree: missing, extra, duplicate or changed bytes."""
+
+    code = "EDOC-ATT-002"
+
+
+class UnsafeAttachmentName(AttachmentError):
+    code = "EDOC-ATT-003"
+
+
+# --- signatures and certificates (edoc.signing, edoc.pki) --------------------------
+class SignatureError(InputError):
+    code = "EDOC-SIG-000"
+    status = 422
+
+
+class MissingSignature(SignatureError):
+    code = "EDOC-SIG-001"
+
+
+class TamperedSignature(SignatureError):
+    code = "EDOC-SIG-002"
+
+
+class UntrustedCertificate(SignatureError):
+    code = "EDOC-SIG-003"
+
+
+class ExpiredCertificate(SignatureError):
+    code = "EDOC-SIG-004"
+
+
+class RevokedCertificate(SignatureError):
+    code = "EDOC-SIG-005"
+
+
+class WrongOrganization(SignatureError):
+    """The certificate belongs to another organization than the message's From."""
+
+    code = "EDOC-SIG-006"
+    status = 403
+
+
+class WrappedSignature(SignatureError):
+    """References other than the expected same-document ones: wrapping, detached, extra."""
+
+    code = "EDOC-SIG-007"
+
+
+class WrongKeyUsage(SignatureError):
+    code = "EDOC-SIG-008"
+
+
+class UnsupportedAlgorithm(SignatureError):
+    code = "EDOC-SIG-009"
+
+
+# --- keys on disk (edoc.keystore, edoc.pki) ---------------------------------------
+class KeyStoreError(EdocError):
+    code = "EDOC-KEY-000"
+    status = 500
+
+
+class KeyStoreMissing(KeyStoreError):
+    code = "EDOC-KEY-001"
+
+
+class UnknownCertificate(KeyStoreError):
+    code = "EDOC-KEY-002"
+    status = 404
+
+
+class KeyStoreExists(KeyStoreError):
+    code = "EDOC-KEY-003"
+    status = 409

@@ -1,0 +1,178 @@
+"""Document metadata JSON (agency API ``metadata`` part, ``edoc pack``, ``edoc send``).
+
+The JSON schema in ``schemas/metadata.schema.json`` is the one definition of the
+format; this module checks input against it, maps each failure to its stable error
+code, and builds the model. Text is normalised to Unicode NFC on the way in, so the
+same Vietnamese words always give the same bytes and the same digests.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import unicodedata
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+from jsonschema.exceptions import ValidationError, best_match
+
+from edoc import errors
+from edoc.model import (
+    Attachment,
+    Business,
+    BusinessDocType,
+    Code,
+    Document,
+    DocumentType,
+    Organization,
+    Priority,
+    Promulgation,
+    ResponseFor,
+    Signer,
+    make_document_id,
+)
+from edoc.orgid import OrgId
+
+SCHEMA_PATH = Path(__file__).resolve().parent.parent / "schemas" / "metadata.schema.json"
+MAX_METADATA_BYTES = 1024 * 1024
+
+
+@cache
+def _validator() -> jsonschema.Draft202012Validator:
+    schema = json.loads(SCHEMA_PATH.read_text(encoding="utf-8"))
+    return jsonschema.Draft202012Validator(schema)
+
+
+def normalize(value: Any) -> Any:
+    """NFC-normalise every string in a JSON value."""
+    if isinstance(value, str):
+        return unicodedata.normalize("NFC", value)
+    if isinstance(value, list):
+        return [normalize(item) for item in value]
+    if isinstance(value, dict):
+        return {normalize(key): normalize(item) for key, item in value.items()}
+    return value
+
+
+def load(raw: bytes) -> dict[str, Any]:
+    """Parse metadata JSON bytes (UTF-8) into a normalised, schema-valid mapping."""
+    if len(raw) > MAX_METADATA_BYTES:
+        raise errors.TooLarge(f"metadata larger than {MAX_METADATA_BYTES} bytes")
+    try:
+        data = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise errors.BadMetadataJson(f"metadata is not UTF-8 JSON: {exc}") from None
+    return check(data)
+
+
+def check(data: Any) -> dict[str, Any]:
+    data = normalize(data)
+    error = best_match(_validator().iter_errors(data))
+    if error is not None:
+        raise _translate(error)
+    assert isinstance(data, dict)
+    return data
+
+
+def _where(error: ValidationError) -> str:
+    return "/".join(str(part) for part in error.absolute_path) or "metadata"
+
+
+def _translate(error: ValidationError) -> errors.EdocError:
+    where = _where(error)
+    if error.validator == "required":
+        return errors.MissingField(f"{where}: {error.message}")
+    if error.validator == "additionalProperties":
+        return errors.UnknownField(f"{where}: {error.message}")
+    if error.validator in ("pattern", "oneOf") and _is_org_field(error):
+        return errors.InvalidOrgId(f"{where}: not an organization identifier: {error.instance!r}")
+    return errors.InvalidField(f"{where}: {error.message}")
+
+
+def _is_org_field(error: ValidationError) -> bool:
+    field = next((p for p in reversed(error.absolute_path) if isinstance(p, str)), "")
+    return field in ("from", "to", "id", "org_id")
+
+
+# --- mapping → model ---------------------------------------------------------------------
+def _date(text: str, where: str) -> dt.date:
+    try:
+        return dt.date.fromisoformat(text)
+    except ValueError:
+        raise errors.InvalidField(f"{where}: not a date: {text!r}") from None
+
+
+def _organization(value: str | dict[str, str], where: str) -> Organization:
+    fields = {"id": value} if isinstance(value, str) else value
+    try:
+        OrgId.parse(fields["id"])
+    except errors.InvalidOrgId as exc:
+        raise errors.InvalidOrgId(f"{where}: {exc.message}") from None
+    return Organization(
+        org_id=fields["id"],
+        name=fields.get("name", ""),
+        in_charge=fields.get("in_charge", ""),
+        address=fields.get("address", ""),
+        email=fields.get("email", ""),
+        telephone=fields.get("telephone", ""),
+        fax=fields.get("fax", ""),
+        website=fields.get("website", ""),
+    )
+
+
+def _recipients(data: dict[str, Any], sender: Organization) -> tuple[Organization, ...]:
+    recipients = tuple(_organization(to, f"to/{n}") for n, to in enumerate(data["to"]))
+    ids = [to.org_id for to in recipients]
+    if len(set(ids)) != len(ids):
+        raise errors.InvalidField("to: a recipient is named twice")
+    if sender.org_id in ids:
+        raise errors.InvalidField("to: the sender cannot be its own recipient")
+    return recipients
+
+
+def to_document(data: dict[str, Any], attachments: tuple[Attachment, ...] = ()) -> Document:
+    """Build the document a checked metadata mapping describes."""
+    sender = _organization(data["from"], "from")
+    code = Code(data["code"]["number"], data["code"]["notation"])
+    promulgation = Promulgation(
+        data["promulgation"]["place"], _date(data["promulgation"]["date"], "promulgation/date")
+    )
+    signer = data.get("signer")
+    answer = data.get("response_for")
+    business = data.get("business", {"type": 0})
+    return Document(
+        sender=sender,
+        recipients=_recipients(data, sender),
+        document_id=data.get("document_id")
+        or make_document_id(sender.org_id, promulgation.date, code),
+        code=code,
+        promulgation=promulgation,
+        doc_type=DocumentType(
+            data["type"]["code"], data["type"]["name"], data["type"].get("detail")
+        ),
+        subject=data["subject"],
+        content=data.get("content", ""),
+        signer=Signer(signer["full_name"], signer.get("position", ""), signer.get("competence", ""))
+        if signer
+        else None,
+        due_date=_date(data["due_date"], "due_date") if "due_date" in data else None,
+        to_places=tuple(data.get("to_places", ())),
+        priority=Priority(data.get("priority", 0)),
+        steering_type=data.get("steering_type", 0),
+        response_for=ResponseFor(
+            org_id=answer["org_id"],
+            code=answer["code"],
+            promulgation_date=_date(answer["promulgation_date"], "response_for/promulgation_date"),
+            document_id=answer["document_id"],
+        )
+        if answer
+        else None,
+        business=Business(
+            BusinessDocType(business["type"]),
+            business.get("reason", ""),
+            business.get("document_id", ""),
+        ),
+        attachments=attachments,
+    )
