@@ -14,9 +14,9 @@ import datetime as dt
 import hashlib
 import mimetypes
 import unicodedata
-from copy import deepcopy
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from copy import deepcopy
+from dataclasses import dataclass, field, replace
 from functools import cache
 from pathlib import Path
 from typing import IO, Any, Protocol
@@ -45,6 +45,7 @@ SCHEMA_PATH = Path(__file__).resolve().parent.parent / "schemas" / "edxml.xsd"
 
 # Ids of the signed parts (edoc.signing references exactly these).
 HEADER_ID = "edoc-MessageHeader"
+ORIGIN_ID = "edoc-Origin"  # the sender's own TraceHeader: when it signed
 BUSINESS_ID = "edoc-Bussiness"
 MANIFEST_ID = "edoc-Manifest"
 
@@ -183,8 +184,10 @@ def _add_message_header(header: etree._Element, doc: Document) -> None:
 
 def _add_trace(header: etree._Element, doc: Document) -> None:
     trace = _add(header, "TraceHeaderList")
-    for hop in doc.trace:
-        _add_trace_hop(trace, hop)
+    for position, hop in enumerate(doc.trace):
+        element = _add_trace_hop(trace, hop)
+        if position == 0:
+            element.set("Id", ORIGIN_ID)
     business = _add(trace, "Bussiness")
     business.set("Id", BUSINESS_ID)
     _add(business, "BussinessDocType", int(doc.business.doc_type))
@@ -192,7 +195,7 @@ def _add_trace(header: etree._Element, doc: Document) -> None:
     _add_optional(business, "DocumentId", doc.business.document_id)
 
 
-def _add_trace_hop(trace: etree._Element, hop: TraceHop) -> None:
+def _add_trace_hop(trace: etree._Element, hop: TraceHop) -> etree._Element:
     element = etree.Element(q("TraceHeader"))
     _add(element, "OrganId", hop.org_id)
     _add(element, "Timestamp", format_timestamp(hop.timestamp))
@@ -201,6 +204,7 @@ def _add_trace_hop(trace: etree._Element, hop: TraceHop) -> None:
         trace.append(element)
     else:
         business.addprevious(element)
+    return element
 
 
 def _add_manifest(body: etree._Element, attachments: Iterable[Attachment]) -> None:
@@ -225,6 +229,11 @@ def build_envelope(doc: Document) -> etree._Element:
     _add_trace(header, doc)
     _add_manifest(_add(envelope, "edXMLBody"), doc.attachments)
     return root
+
+
+def stamp_origin(doc: Document, now: dt.datetime) -> Document:
+    """A new document's trace: its sender's own hop, the signed time of sending."""
+    return replace(doc, trace=(TraceHop(doc.sender.org_id, now),))
 
 
 def add_trace_hop(root: etree._Element, hop: TraceHop) -> None:

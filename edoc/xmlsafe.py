@@ -54,7 +54,8 @@ class _Guard:
         self._depth += 1
         if self._depth > self._limits.max_depth:
             raise errors.XmlTooDeep(f"nesting deeper than {self._limits.max_depth} elements")
-        self._handler.start(tag, attrib, nsmap)
+        # lxml's target parser names the default namespace '' where its builders want None.
+        self._handler.start(tag, attrib, {prefix or None: uri for prefix, uri in nsmap.items()})
 
     def end(self, tag: str) -> None:
         self._depth -= 1
