@@ -18,8 +18,11 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import click
+from rich.console import Console
+from rich.table import Table
 
-from edoc import envelope, errors, metadata
+from edoc import envelope, errors, metadata, signing
+from edoc.keystore import KeyStore, SigningIdentity, utcnow
 from edoc.model import Document
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -57,20 +60,62 @@ def _read_metadata(path: Path) -> dict[str, Any]:
     return metadata.load(raw)
 
 
+keys_dir_option = click.option(
+    "--keys-dir",
+    type=click.Path(path_type=Path),
+    default=Path("keys"),
+    show_default=True,
+    help="Where the CA, certificates and keys live.",
+)
+
+
 @main.command()
 @click.argument("metadata_file", metavar="METADATA.json", type=click.Path(path_type=Path))
 @click.argument("files", nargs=-1, type=click.Path(path_type=Path))
 @click.option("-o", "--output", type=click.Path(path_type=Path), required=True, help="Package.")
+@click.option("--sign-as", metavar="ORGID", help="Seal with this organization's certificate.")
+@click.option(
+    "--signer-cert",
+    metavar="NAME|SERIAL",
+    help="Also sign with this personal certificate (full name or serial).",
+)
+@keys_dir_option
 @reports_errors
-def pack(metadata_file: Path, files: tuple[Path, ...], output: Path) -> None:
-    """Pack METADATA.json and FILEs into an edXML package."""
+def pack(
+    metadata_file: Path,
+    files: tuple[Path, ...],
+    output: Path,
+    sign_as: str | None,
+    signer_cert: str | None,
+    keys_dir: Path,
+) -> None:
+    """Pack METADATA.json and FILEs into an edXML package (signed with --sign-as)."""
     data = _read_metadata(metadata_file)
     attached = envelope.attachments_from_files(files)
     document = metadata.to_document(data, tuple(item for item, _ in attached))
+    document = envelope.stamp_origin(document, utcnow())
     root = envelope.build_envelope(document)
+    if sign_as is not None:
+        root = _sign(root, document, sign_as, signer_cert, KeyStore(keys_dir))
+    elif signer_cert is not None:
+        raise click.UsageError("--signer-cert needs --sign-as")
     envelope.validate(root)
     _write_atomically(output, lambda out: envelope.write_package(root, attached, out))
     click.echo(f"packed {document.document_id} → {output}")
+
+
+def _sign(
+    root: Any, document: Document, sign_as: str, signer_cert: str | None, keys: KeyStore
+) -> Any:
+    if sign_as != document.sender.org_id:
+        raise errors.WrongOrganization(
+            f"--sign-as {sign_as} but the document is from {document.sender.org_id}"
+        )
+    personal: SigningIdentity | None = None
+    if signer_cert is not None:
+        by_serial = {r.serial: r.full_name for r in keys.records() if r.org_id == sign_as}
+        personal = keys.identity(sign_as, by_serial.get(signer_cert.lower(), signer_cert))
+    return signing.sign(root, keys.identity(sign_as), personal)
 
 
 def _write_atomically(path: Path, write: Callable[[Any], None]) -> None:
@@ -160,3 +205,133 @@ def inspect(package: Path, as_json: bool) -> None:
     click.echo(f"priority:    {int(document.priority)} ({document.priority.name.lower()})")
     for item in document.attachments:
         click.echo(f"attachment:  {item.name}  {item.size} bytes  sha256 {item.sha256}")
+
+
+@main.command()
+@click.argument("package", metavar="IN", type=click.Path(path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@keys_dir_option
+@reports_errors
+def verify(package: Path, as_json: bool, keys_dir: Path) -> None:
+    """Verify the signatures and attachments of package IN."""
+    trust = KeyStore(keys_dir).trust()
+    with _open_package(package) as source:
+        verified = signing.verify_package(envelope.read_package(source), trust, utcnow())
+    signers = [s for s in (verified.seal, verified.personal) if s is not None]
+    if as_json:
+        result = {
+            "document_id": verified.document.document_id,
+            "signed_at": verified.signed_at.isoformat(),
+            "signers": [
+                {"kind": s.kind.value, "org_id": s.org_id, "name": s.name, "serial": s.serial}
+                for s in signers
+            ],
+        }
+        click.echo(json.dumps(result, ensure_ascii=False, indent=2))
+        return
+    click.echo(
+        f"verified {verified.document.document_id} signed {verified.signed_at:%Y-%m-%d %H:%M}"
+    )
+    for s in signers:
+        click.echo(f"  {s.kind.value:<12} {s.org_id}  {s.name}  serial {s.serial}")
+
+
+# --- keys -------------------------------------------------------------------------------
+@main.group()
+def keys() -> None:
+    """Run the simulated Government CA: certificates, rotation, revocation."""
+
+
+@keys.command("init")
+@keys_dir_option
+@click.option("--exist-ok", is_flag=True, help="Succeed quietly when the CA already exists.")
+@reports_errors
+def keys_init(keys_dir: Path, exist_ok: bool) -> None:
+    """Create the root and issuing CA."""
+    store = KeyStore(keys_dir)
+    if exist_ok and store.exists():
+        click.echo(f"CA already in {keys_dir}")
+        return
+    store.init()
+    click.echo(f"created root and issuing CA in {keys_dir}")
+
+
+@keys.command("issue")
+@click.argument("org_id", metavar="ORGID")
+@click.option("--name", "org_name", default="", help="The organization's name.")
+@click.option("--personal", "full_name", default="", help="Issue a personal certificate.")
+@click.option("--days", type=click.IntRange(1, 3650), default=730, show_default=True)
+@click.option("--exist-ok", is_flag=True, help="Succeed quietly when one is already valid.")
+@keys_dir_option
+@reports_errors
+def keys_issue(
+    org_id: str, org_name: str, full_name: str, days: int, exist_ok: bool, keys_dir: Path
+) -> None:
+    """Issue an organization seal (or, with --personal, a signer's certificate)."""
+    store = KeyStore(keys_dir)
+    if exist_ok:
+        try:
+            found = store.identity(org_id, full_name).record
+        except errors.UnknownCertificate:
+            pass
+        else:
+            click.echo(f"{found.kind.value} certificate {found.serial} already valid")
+            return
+    record = store.issue(org_id, org_name=org_name, full_name=full_name, days=days)
+    click.echo(f"issued {record.kind.value} certificate {record.serial} for {org_id}")
+
+
+@keys.command("rotate")
+@click.argument("org_id", metavar="ORGID")
+@click.option("--overlap-days", type=click.FloatRange(0, 365), default=7.0, show_default=True)
+@keys_dir_option
+@reports_errors
+def keys_rotate(org_id: str, overlap_days: float, keys_dir: Path) -> None:
+    """New key and seal for ORGID; the old one verifies until the overlap ends."""
+    record = KeyStore(keys_dir).rotate(org_id, overlap_days=overlap_days)
+    click.echo(f"rotated {org_id}: now signing with {record.serial}")
+
+
+@keys.command("revoke")
+@click.argument("target", metavar="ORGID|SERIAL")
+@click.option("--reason", default="unspecified", show_default=True, help="RFC 5280 reason.")
+@keys_dir_option
+@reports_errors
+def keys_revoke(target: str, reason: str, keys_dir: Path) -> None:
+    """Revoke certificates and publish the CRL."""
+    for record in KeyStore(keys_dir).revoke(target, reason):
+        click.echo(f"revoked {record.kind.value} certificate {record.serial} ({reason})")
+
+
+@keys.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@keys_dir_option
+@reports_errors
+def keys_list(as_json: bool, keys_dir: Path) -> None:
+    """Every certificate with its state; warns of those expiring within 30 days."""
+    store = KeyStore(keys_dir)
+    now = utcnow()
+    expiring = {r.serial for r in store.expiring(now)}
+    records = sorted(store.records(), key=lambda r: (r.org_id, r.kind, r.not_before))
+    if as_json:
+        rows = [
+            {**r.to_json(), "state": r.state(now), "expiring_soon": r.serial in expiring}
+            for r in records
+        ]
+        click.echo(json.dumps(rows, ensure_ascii=False, indent=2))
+        return
+    table = Table("organization", "kind", "name", "serial", "valid from", "valid to", "state")
+    for r in records:
+        state = r.state(now) + (" [yellow]⚠ expires soon[/]" if r.serial in expiring else "")
+        table.add_row(
+            r.org_id,
+            r.kind.value,
+            r.full_name or r.org_name,
+            r.serial[:16],
+            f"{r.not_before:%Y-%m-%d}",
+            f"{r.expires():%Y-%m-%d}",
+            state,
+        )
+    Console(width=None if sys.stdout.isatty() else 160).print(table)
+    for serial in sorted(expiring):
+        click.echo(f"warning: certificate {serial} expires within 30 days", err=True)
