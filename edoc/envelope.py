@@ -70,7 +70,8 @@ def q(name: str) -> str:
 
 # --- small helpers -------------------------------------------------------------------
 def format_date(value: dt.date) -> str:
-    return value.strftime(DATE_FORMAT)
+    # Not strftime: glibc's %Y does not pad years before 1000 to four digits.
+    return f"{value.year:04d}/{value.month:02d}/{value.day:02d}"
 
 
 def parse_date(text: str) -> dt.date:
@@ -81,7 +82,8 @@ def parse_date(text: str) -> dt.date:
 
 
 def format_timestamp(value: dt.datetime) -> str:
-    return value.astimezone(VIETNAM).strftime(TIMESTAMP_FORMAT)
+    local = value.astimezone(VIETNAM)
+    return f"{format_date(local)} {local:%H:%M:%S}"
 
 
 def parse_timestamp(text: str) -> dt.datetime:
@@ -547,7 +549,11 @@ class _PackageReader:
             raise errors.WrongNamespace(f"root must be {{{NS}}}edXML, not {tag}")
         if self._body is not None:
             raise errors.SchemaViolation("ContentTransferEncoded holds only base64 text")
-        for value in attrib.values():
+        # Markup counts too: a flood of empty elements would otherwise grow the tree
+        # without limit before the schema gets to refuse it.
+        self._count(tag)
+        for name, value in attrib.items():
+            self._count(name)
             self._count(value)
         self._path.append(tag)
         if tuple(self._path) == self._BODY_PATH:

@@ -15,7 +15,9 @@ from typing import Self
 
 from edoc.errors import InvalidOrgId
 
-_PATTERN = re.compile(r"^(\d{3})\.(\d{2})\.(\d{2})\.([A-Z])(\d{2})$")
+# ASCII digits only, and the whole text: \d alone matches any Unicode digit and $ matches
+# before a trailing newline.
+_PATTERN = re.compile(r"(\d{3})\.(\d{2})\.(\d{2})\.([A-Z])(\d{2})", re.ASCII)
 
 # Letters of level-1 bodies whose kind we know; other capital letters are valid too.
 KIND_BY_LETTER = {"H": "province", "G": "ministry"}
@@ -31,7 +33,7 @@ class OrgId:
 
     @classmethod
     def parse(cls, text: str) -> Self:
-        match = _PATTERN.match(text) if isinstance(text, str) else None
+        match = _PATTERN.fullmatch(text) if isinstance(text, str) else None
         if match is None:
             raise InvalidOrgId(f"not an organization identifier (AAA.BB.CC.DNN): {text!r}")
         a, b, c, letter, number = match.groups()

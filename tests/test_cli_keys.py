@@ -1,0 +1,116 @@
+"""`edoc keys …`, `edoc pack --sign-as` and `edoc verify` as a shell user runs them."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.pki_support import SAMPLE, SENDER, SIGNER
+
+EDOC = str(Path(sys.executable).parent / "edoc")
+
+
+def edoc(*args: str | Path, ok: bool = True) -> subprocess.CompletedProcess[str]:
+    result = subprocess.run([EDOC, *map(str, args)], capture_output=True, text=True, check=False)
+    if ok:
+        assert result.returncode == 0, result.stderr
+    return result
+
+
+def refused(code: str, *args: str | Path) -> None:
+    """The CLI contract: non-zero exit, one line `error CODE: message` on stderr."""
+    result = edoc(*args, ok=False)
+    assert result.returncode != 0
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith(f"error {code}: "), lines[0]
+
+
+@pytest.fixture(scope="module")
+def keys(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("cli") / "keys"
+    edoc("keys", "init", "--keys-dir", path)
+    edoc("keys", "issue", SENDER, "--name", "Sở TTTT Tây Ninh", "--keys-dir", path)
+    edoc("keys", "issue", SENDER, "--personal", SIGNER, "--keys-dir", path)
+    edoc("keys", "issue", "000.00.00.H23", "--keys-dir", path)
+    return path
+
+
+def test_sign_verify_roundtrip(keys: Path, tmp_path: Path) -> None:
+    out = tmp_path / "doc.edxml"
+    edoc(
+        "pack", SAMPLE, "-o", out, "--sign-as", SENDER, "--signer-cert", SIGNER, "--keys-dir", keys
+    )
+    report = json.loads(edoc("verify", out, "--json", "--keys-dir", keys).stdout)
+    assert [(s["kind"], s["org_id"]) for s in report["signers"]] == [
+        ("organization", SENDER),
+        ("personal", SENDER),
+    ]
+    assert report["signers"][1]["name"] == SIGNER
+
+
+def test_verify_failures_have_their_codes(keys: Path, tmp_path: Path) -> None:
+    unsigned = tmp_path / "unsigned.edxml"
+    edoc("pack", SAMPLE, "-o", unsigned)
+    refused("EDOC-SIG-001", "verify", unsigned, "--keys-dir", keys)
+
+    signed = tmp_path / "signed.edxml"
+    edoc("pack", SAMPLE, "-o", signed, "--sign-as", SENDER, "--keys-dir", keys)
+    tampered = tmp_path / "tampered.edxml"
+    tampered.write_bytes(signed.read_bytes().replace(b"STTTT-VP", b"STTTT-XX"))
+    refused("EDOC-SIG-002", "verify", tampered, "--keys-dir", keys)
+
+    other_ca = tmp_path / "other"
+    edoc("keys", "init", "--keys-dir", other_ca)
+    refused("EDOC-SIG-003", "verify", signed, "--keys-dir", other_ca)
+
+    refused(
+        "EDOC-SIG-006",
+        "pack",
+        SAMPLE,
+        "-o",
+        tmp_path / "x.edxml",
+        "--sign-as",
+        "000.00.00.H23",
+        "--keys-dir",
+        keys,
+    )
+
+
+def test_revoke_then_verify_reports_revoked(tmp_path: Path) -> None:
+    path = tmp_path / "keys"
+    edoc("keys", "init", "--keys-dir", path)
+    edoc("keys", "issue", SENDER, "--keys-dir", path)
+    signed = tmp_path / "signed.edxml"
+    edoc("pack", SAMPLE, "-o", signed, "--sign-as", SENDER, "--keys-dir", path)
+    edoc("keys", "revoke", SENDER, "--reason", "keyCompromise", "--keys-dir", path)
+    refused("EDOC-SIG-005", "verify", signed, "--keys-dir", path)
+    listed = json.loads(edoc("keys", "list", "--json", "--keys-dir", path).stdout)
+    assert [row["state"] for row in listed] == ["revoked"]
+
+
+def test_rotate_and_list(tmp_path: Path) -> None:
+    path = tmp_path / "keys"
+    edoc("keys", "init", "--keys-dir", path)
+    edoc("keys", "issue", SENDER, "--days", "20", "--keys-dir", path)
+    edoc("keys", "rotate", SENDER, "--overlap-days", "3", "--keys-dir", path)
+    listed = json.loads(edoc("keys", "list", "--json", "--keys-dir", path).stdout)
+    assert sorted(row["state"] for row in listed) == ["active", "in overlap"]
+    assert [row["expiring_soon"] for row in listed if row["state"] == "in overlap"] == [True]
+    table = edoc("keys", "list", "--keys-dir", path)
+    assert "in overlap" in table.stdout
+    assert "expires within 30 days" in table.stderr
+
+
+def test_keys_errors(tmp_path: Path) -> None:
+    refused("EDOC-KEY-001", "keys", "list", "--keys-dir", tmp_path / "none")
+    path = tmp_path / "keys"
+    edoc("keys", "init", "--keys-dir", path)
+    refused("EDOC-KEY-003", "keys", "init", "--keys-dir", path)
+    refused("EDOC-ORG-001", "keys", "issue", "12.34", "--keys-dir", path)
+    refused("EDOC-KEY-002", "keys", "rotate", SENDER, "--keys-dir", path)
+    refused("EDOC-KEY-002", "keys", "revoke", "abcdef", "--keys-dir", path)

@@ -1,0 +1,104 @@
+"""The CA on disk: files, states, rotation with overlap, hot reload."""
+
+from __future__ import annotations
+
+import stat
+from pathlib import Path
+
+import pytest
+
+from edoc import errors, pki
+from edoc.keystore import KeyStore
+from tests.pki_support import SENDER, Ca, signed_root, verify
+
+
+def test_private_keys_are_owner_only(tmp_path: Path) -> None:
+    ca = Ca.create(tmp_path / "keys")
+    keys = sorted((tmp_path / "keys").rglob("*.key"))
+    assert len(keys) == 2 + 3  # root, issuing, and the three certificates Ca.create issues
+    for key in keys:
+        assert stat.S_IMODE(key.stat().st_mode) == 0o600, key
+    assert len(ca.keys.records()) == 3
+
+
+def test_identity_repr_never_shows_the_key(tmp_path: Path) -> None:
+    ca = Ca.create(tmp_path / "keys")
+    text = repr(ca.keys.identity(SENDER)) + str(ca.keys.identity(SENDER))
+    assert "PRIVATE" not in text and "RSAPrivateKey" not in text
+
+
+def test_init_twice_is_refused(tmp_path: Path) -> None:
+    ca = Ca.create(tmp_path / "keys")
+    with pytest.raises(errors.KeyStoreExists):
+        ca.keys.init()
+
+
+def test_missing_store_has_its_own_code(tmp_path: Path) -> None:
+    with pytest.raises(errors.KeyStoreMissing):
+        KeyStore(tmp_path / "nothing").trust()
+
+
+def test_certificates_carry_org_id_kind_and_usage(tmp_path: Path) -> None:
+    ca = Ca.create(tmp_path / "keys")
+    seal = ca.keys.identity(SENDER).cert
+    assert pki.org_id_of(seal) == SENDER
+    assert pki.kind_of(seal) is pki.CertKind.ORGANIZATION
+    person = ca.keys.identity(SENDER, "Nguyễn Văn A").cert
+    assert pki.common_name_of(person) == "Nguyễn Văn A"
+    assert pki.kind_of(person) is pki.CertKind.PERSONAL
+    now = ca.clock()
+    assert pki.check_certificate(seal, ca.keys.trust(), now, now) is pki.CertKind.ORGANIZATION
+
+
+def test_rotation_keeps_every_exchange_verifying_through_the_overlap(tmp_path: Path) -> None:
+    ca = Ca.create(tmp_path / "keys")
+    old = ca.keys.identity(SENDER)
+    in_flight = signed_root(ca)  # signed just before the rotation, delivered after it
+    rotated = ca.keys.rotate(SENDER, overlap_days=2)
+
+    new = ca.keys.identity(SENDER)  # the same KeyStore object picks the new key up
+    assert new.record.serial == rotated.serial != old.record.serial
+    states = {r.serial: r.state(ca.clock()) for r in ca.keys.records()}
+    assert states[old.record.serial] == "in overlap"
+    assert states[rotated.serial] == "active"
+
+    for _ in range(3):  # through the overlap, the old and the new seal both verify
+        assert verify(ca, in_flight).seal.serial == old.record.serial
+        assert verify(ca, signed_root(ca)).seal.serial == rotated.serial
+        ca.clock.advance(hours=15)
+
+    ca.clock.advance(hours=4)  # 49 h: the 2-day overlap is over
+    with pytest.raises(errors.ExpiredCertificate, match="rotated out"):
+        verify(ca, in_flight)
+    assert verify(ca, signed_root(ca)).seal.serial == rotated.serial
+    assert {r.serial: r.state(ca.clock()) for r in ca.keys.records()}[
+        old.record.serial
+    ] == "expired"
+
+
+def test_another_process_view_reloads_after_rotation(tmp_path: Path) -> None:
+    """A service's KeyStore sees `edoc keys rotate` done by another KeyStore (the CLI)."""
+    ca = Ca.create(tmp_path / "keys")
+    service = KeyStore(tmp_path / "keys", clock=ca.clock)
+    before = service.identity(SENDER).record.serial
+    admin = KeyStore(tmp_path / "keys", clock=ca.clock)
+    after = admin.rotate(SENDER).serial
+    assert service.identity(SENDER).record.serial == after != before
+
+
+def test_revoke_by_serial_publishes_crl(tmp_path: Path) -> None:
+    ca = Ca.create(tmp_path / "keys")
+    serial = ca.keys.identity(SENDER).record.serial
+    (revoked,) = ca.keys.revoke(serial, "keyCompromise")
+    assert revoked.state(ca.clock()) == "revoked"
+    assert int(serial, 16) in ca.keys.trust().revoked
+    with pytest.raises(errors.UnknownCertificate):
+        ca.keys.identity(SENDER)
+    with pytest.raises(errors.InvalidField):
+        ca.keys.revoke(SENDER, "because")
+
+
+def test_expiring_soon_is_reported(tmp_path: Path) -> None:
+    ca = Ca.create(tmp_path / "keys")
+    short = ca.keys.issue("000.00.07.H53", days=20)
+    assert [r.serial for r in ca.keys.expiring(ca.clock())] == [short.serial]
