@@ -220,7 +220,7 @@ def verify(package: Path, as_json: bool, keys_dir: Path) -> None:
     signers = [s for s in (verified.seal, verified.personal) if s is not None]
     if as_json:
         result = {
-            "document_id": verified.document.document_id,
+            "document_id": verified.message.about,
             "signed_at": verified.signed_at.isoformat(),
             "signers": [
                 {"kind": s.kind.value, "org_id": s.org_id, "name": s.name, "serial": s.serial}
@@ -229,9 +229,7 @@ def verify(package: Path, as_json: bool, keys_dir: Path) -> None:
         }
         click.echo(json.dumps(result, ensure_ascii=False, indent=2))
         return
-    click.echo(
-        f"verified {verified.document.document_id} signed {verified.signed_at:%Y-%m-%d %H:%M}"
-    )
+    click.echo(f"verified {verified.message.about} signed {verified.signed_at:%Y-%m-%d %H:%M}")
     for s in signers:
         click.echo(f"  {s.kind.value:<12} {s.org_id}  {s.name}  serial {s.serial}")
 

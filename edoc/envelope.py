@@ -19,7 +19,7 @@ from copy import deepcopy
 from dataclasses import dataclass, field, replace
 from functools import cache
 from pathlib import Path
-from typing import IO, Any, Protocol
+from typing import IO, Any, Protocol, TypeVar
 
 from lxml import etree
 
@@ -31,13 +31,19 @@ from edoc.model import (
     Code,
     Document,
     DocumentType,
+    Message,
     Organization,
     Priority,
     Promulgation,
     ResponseFor,
     Signer,
+    Staff,
+    StatusCode,
+    StatusUpdate,
     TraceHop,
 )
+
+MessageT = TypeVar("MessageT", Document, StatusUpdate)
 
 NS = "http://www.mic.gov.vn/TBT/QCVN_102_2016"
 NSMAP = {"edXML": NS}
@@ -144,10 +150,39 @@ def _add_organization(parent: etree._Element, name: str, org: Organization) -> N
     _add_optional(element, "Website", org.website)
 
 
-def _add_message_header(header: etree._Element, doc: Document) -> None:
-    message = _add(header, "MessageHeader")
-    message.set("Id", HEADER_ID)
-    _add_organization(message, "From", doc.sender)
+def _add_message_header(header: etree._Element, message: Message) -> None:
+    element = _add(header, "MessageHeader")
+    element.set("Id", HEADER_ID)
+    _add_organization(element, "From", message.sender)
+    if isinstance(message, Document):
+        _add_document_header(element, message)
+    else:
+        _add_status_header(element, message)
+
+
+def _add_response_for(parent: etree._Element, response_for: ResponseFor) -> None:
+    answer = _add(parent, "ResponseFor")
+    _add(answer, "OrganId", response_for.org_id)
+    _add(answer, "Code", response_for.code)
+    _add(answer, "PromulgationDate", format_date(response_for.promulgation_date))
+    _add(answer, "DocumentId", response_for.document_id)
+
+
+def _add_status_header(message: etree._Element, status: StatusUpdate) -> None:
+    _add_response_for(message, status.response_for)
+    staff = status.staff
+    if any((staff.department, staff.name, staff.email, staff.mobile)):
+        info = _add(message, "StaffInfo")
+        _add_optional(info, "Department", staff.department)
+        _add_optional(info, "Staff", staff.name)
+        _add_optional(info, "Email", staff.email)
+        _add_optional(info, "Mobile", staff.mobile)
+    _add(message, "StatusCode", status.code.value)
+    _add_optional(message, "Description", status.description)
+    _add(message, "Timestamp", format_timestamp(status.timestamp))
+
+
+def _add_document_header(message: etree._Element, doc: Document) -> None:
     for recipient in doc.recipients:
         _add_organization(message, "To", recipient)
     _add(message, "DocumentId", doc.document_id)
@@ -177,14 +212,10 @@ def _add_message_header(header: etree._Element, doc: Document) -> None:
     _add(_add(message, "OtherInfo"), "Priority", int(doc.priority))
     _add(message, "SteeringType", doc.steering_type)
     if doc.response_for is not None:
-        answer = _add(message, "ResponseFor")
-        _add(answer, "OrganId", doc.response_for.org_id)
-        _add(answer, "Code", doc.response_for.code)
-        _add(answer, "PromulgationDate", format_date(doc.response_for.promulgation_date))
-        _add(answer, "DocumentId", doc.response_for.document_id)
+        _add_response_for(message, doc.response_for)
 
 
-def _add_trace(header: etree._Element, doc: Document) -> None:
+def _add_trace(header: etree._Element, doc: Message) -> None:
     trace = _add(header, "TraceHeaderList")
     for position, hop in enumerate(doc.trace):
         element = _add_trace_hop(trace, hop)
@@ -222,7 +253,7 @@ def _add_manifest(body: etree._Element, attachments: Iterable[Attachment]) -> No
         _add(reference, "Sha256", attachment.sha256)
 
 
-def build_envelope(doc: Document) -> etree._Element:
+def build_envelope(doc: Message) -> etree._Element:
     """The ``edXML`` root holding the envelope of ``doc`` (no attachment bodies)."""
     root = etree.Element(q("edXML"), nsmap=NSMAP)
     envelope = _add(root, "edXMLEnvelope")
@@ -233,7 +264,7 @@ def build_envelope(doc: Document) -> etree._Element:
     return root
 
 
-def stamp_origin(doc: Document, now: dt.datetime) -> Document:
+def stamp_origin(doc: MessageT, now: dt.datetime) -> MessageT:
     """A new document's trace: its sender's own hop, the signed time of sending."""
     return replace(doc, trace=(TraceHop(doc.sender.org_id, now),))
 
@@ -290,8 +321,10 @@ def _signer(message: etree._Element) -> Signer | None:
 
 def _response_for(message: etree._Element) -> ResponseFor | None:
     element = message.find("edXML:ResponseFor", NSMAP)
-    if element is None:
-        return None
+    return None if element is None else _response_for_of(element)
+
+
+def _response_for_of(element: etree._Element) -> ResponseFor:
     return ResponseFor(
         org_id=_text(element, "edXML:OrganId"),
         code=_text(element, "edXML:Code"),
@@ -347,13 +380,48 @@ def trace_from(root: etree._Element) -> tuple[TraceHop, ...]:
     )
 
 
-def document_from_parts(
+def message_from_parts(
     message: etree._Element,
     business: etree._Element,
     manifest: etree._Element,
     trace: tuple[TraceHop, ...] = (),
+) -> Message:
+    """Build the model from the signed parts (what edoc.signing verified)."""
+    if message.find("edXML:StatusCode", NSMAP) is not None:
+        return _status_from(message, business, manifest, trace)
+    return _document_from(message, business, manifest, trace)
+
+
+def _status_from(
+    message: etree._Element,
+    business: etree._Element,
+    manifest: etree._Element,
+    trace: tuple[TraceHop, ...],
+) -> StatusUpdate:
+    return StatusUpdate(
+        sender=_organization(_required(message, "edXML:From")),
+        response_for=_response_for_of(_required(message, "edXML:ResponseFor")),
+        code=StatusCode(_text(message, "edXML:StatusCode")),
+        timestamp=parse_timestamp(_text(message, "edXML:Timestamp")),
+        description=_text(message, "edXML:Description"),
+        staff=Staff(
+            department=_text(message, "edXML:StaffInfo/edXML:Department"),
+            name=_text(message, "edXML:StaffInfo/edXML:Staff"),
+            email=_text(message, "edXML:StaffInfo/edXML:Email"),
+            mobile=_text(message, "edXML:StaffInfo/edXML:Mobile"),
+        ),
+        trace=trace,
+        business=business_from(business),
+        attachments=manifest_from(manifest),
+    )
+
+
+def _document_from(
+    message: etree._Element,
+    business: etree._Element,
+    manifest: etree._Element,
+    trace: tuple[TraceHop, ...],
 ) -> Document:
-    """Build the model from the three signed parts (what edoc.signing verified)."""
     return Document(
         sender=_organization(_required(message, "edXML:From")),
         recipients=tuple(_organization(to) for to in message.iterfind("edXML:To", NSMAP)),
@@ -387,11 +455,21 @@ def document_from_parts(
     )
 
 
-def document_from_envelope(root: etree._Element) -> Document:
+def message_from_envelope(root: etree._Element) -> Message:
     """The model of a schema-valid envelope, read as is (no signature check)."""
-    return document_from_parts(
+    return message_from_parts(
         message_header(root), business_element(root), manifest_element(root), trace_from(root)
     )
+
+
+def document_from_envelope(root: etree._Element) -> Document:
+    return as_document(message_from_envelope(root))
+
+
+def as_document(message: Message) -> Document:
+    if not isinstance(message, Document):
+        raise errors.InvalidField("a status message where a document was expected")
+    return message
 
 
 # --- schema ---------------------------------------------------------------------------
@@ -479,8 +557,12 @@ class Package:
     received: tuple[ReceivedAttachment, ...]
 
     @property
+    def message(self) -> Message:
+        return message_from_envelope(self.root)
+
+    @property
     def document(self) -> Document:
-        return document_from_envelope(self.root)
+        return as_document(self.message)
 
 
 class _Base64Decoder:

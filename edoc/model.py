@@ -6,8 +6,9 @@ These are what an edXML message *means*; edoc.envelope turns them into bytes and
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from enum import IntEnum
+from enum import IntEnum, StrEnum
 
 
 class Priority(IntEnum):
@@ -128,7 +129,93 @@ class Document:
     attachments: tuple[Attachment, ...] = ()
     trace: tuple[TraceHop, ...] = ()
 
+    @property
+    def about(self) -> str:
+        """The DocumentId this message concerns: its own."""
+        return self.document_id
+
 
 def make_document_id(sender: str, date: dt.date, code: Code) -> str:
     """QCVN form ``{sender OrganId},{yyyy/MM/dd},{number}/{notation}``."""
     return f"{sender},{date:%Y/%m/%d},{code}"
+
+
+class StatusCode(StrEnum):
+    """What a recipient says about a document it received (QCVN 102 status messages)."""
+
+    ARRIVED = "01"  # đã đến
+    REJECTED = "02"  # từ chối tiếp nhận
+    ACCEPTED = "03"  # đã tiếp nhận
+    ASSIGNED = "04"  # phân công
+    PROCESSING = "05"  # đang xử lý
+    COMPLETED = "06"  # hoàn thành
+    RECALLED = "13"  # thu hồi / hủy
+    AGREES_TO_CHANGE = "15"  # đồng ý thu hồi / cập nhật
+    REFUSES_CHANGE = "16"  # từ chối thu hồi / cập nhật
+
+    @property
+    def stage(self) -> int | None:
+        """Order of the processing flow; None for the revoke/update answers, outside it."""
+        return _STAGES.get(self)
+
+    @property
+    def final(self) -> bool:
+        return self in (StatusCode.REJECTED, StatusCode.COMPLETED)
+
+
+_STAGES = {
+    StatusCode.ARRIVED: 1,
+    StatusCode.REJECTED: 2,
+    StatusCode.ACCEPTED: 2,
+    StatusCode.ASSIGNED: 3,
+    StatusCode.PROCESSING: 4,
+    StatusCode.COMPLETED: 5,
+}
+
+
+def may_follow(given: Iterable[StatusCode], code: StatusCode) -> bool:
+    """Whether a responder that already sent ``given`` may send ``code`` now.
+
+    No code is sent twice (a replay); the processing flow 01 → 02|03 → 04 → 05 → 06 only
+    moves forward and nothing in it follows 02 or 06. The answers to a revoke or an
+    update (13, 15, 16) stand outside the flow.
+    """
+    given = set(given)
+    if code in given:
+        return False
+    if code.stage is None:
+        return True
+    if any(previous.final for previous in given):
+        return False
+    return code.stage > max((p.stage for p in given if p.stage is not None), default=0)
+
+
+@dataclass(frozen=True)
+class Staff:
+    department: str = ""
+    name: str = ""
+    email: str = ""
+    mobile: str = ""
+
+
+@dataclass(frozen=True)
+class StatusUpdate:
+    """A recipient's signed answer about a document, relayed to the document's sender."""
+
+    sender: Organization  # the responding organization
+    response_for: ResponseFor
+    code: StatusCode
+    timestamp: dt.datetime
+    description: str = ""
+    staff: Staff = field(default_factory=Staff)
+    trace: tuple[TraceHop, ...] = ()
+    business: Business = field(default_factory=Business)
+    attachments: tuple[Attachment, ...] = ()
+
+    @property
+    def about(self) -> str:
+        """The DocumentId this message concerns: the answered document's."""
+        return self.response_for.document_id
+
+
+Message = Document | StatusUpdate

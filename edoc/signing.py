@@ -40,7 +40,7 @@ from signxml.verifier import SignatureConfiguration, VerifyResult, XMLVerifier
 from edoc import envelope, errors, pki
 from edoc.envelope import NSMAP as ED_NSMAP
 from edoc.keystore import SigningIdentity
-from edoc.model import Document, TraceHop
+from edoc.model import Document, Message, TraceHop
 
 DS = "http://www.w3.org/2000/09/xmldsig#"
 DSNS = {"ds": DS}
@@ -117,7 +117,7 @@ class Signatory:
 class Verified:
     """What the signatures vouch for, built only from the signed parts."""
 
-    document: Document
+    message: Message
     signed_at: dt.datetime
     seal: Signatory
     personal: Signatory | None
@@ -231,15 +231,15 @@ def verify(root: etree._Element, trust: pki.Trust, now: dt.datetime) -> Verified
     message, origin, business, manifest = verified[0][1]
     signed_at = envelope.parse_timestamp(origin.findtext("edXML:Timestamp", "", ED_NSMAP))
     origin_hop = TraceHop(origin.findtext("edXML:OrganId", "", ED_NSMAP), signed_at)
-    document = envelope.document_from_parts(message, business, manifest, (origin_hop,))
-    if origin_hop.org_id != document.sender.org_id:
+    model = envelope.message_from_parts(message, business, manifest, (origin_hop,))
+    if origin_hop.org_id != model.sender.org_id:
         raise errors.WrongOrganization("the signed origin hop is not the sender's")
-    seal, personal = _signatories(document, [cert for cert, _ in verified], trust, signed_at, now)
-    return Verified(document, signed_at, seal, personal, envelope.trace_from(root)[1:])
+    seal, personal = _signatories(model, [cert for cert, _ in verified], trust, signed_at, now)
+    return Verified(model, signed_at, seal, personal, envelope.trace_from(root)[1:])
 
 
 def _signatories(
-    document: Document,
+    message: Message,
     certs: Sequence[x509.Certificate],
     trust: pki.Trust,
     signed_at: dt.datetime,
@@ -247,10 +247,10 @@ def _signatories(
 ) -> tuple[Signatory, Signatory | None]:
     signatories = [Signatory.of(c, pki.check_certificate(c, trust, signed_at, now)) for c in certs]
     for signatory in signatories:
-        if signatory.org_id != document.sender.org_id:
+        if signatory.org_id != message.sender.org_id:
             raise errors.WrongOrganization(
                 f"signed by a certificate of {signatory.org_id or 'no organization'},"
-                f" but the message is from {document.sender.org_id}"
+                f" but the message is from {message.sender.org_id}"
             )
     seal = signatories[0]
     if seal.kind is not pki.CertKind.ORGANIZATION:
@@ -259,7 +259,8 @@ def _signatories(
     if personal is not None:
         if personal.kind is not pki.CertKind.PERSONAL:
             raise errors.WrongKeyUsage("the second signature must be a personal certificate")
-        if document.signer is None or document.signer.full_name != personal.name:
+        signer = message.signer if isinstance(message, Document) else None
+        if signer is None or signer.full_name != personal.name:
             raise errors.WrongOrganization(
                 f"personal signature of {personal.name!r} does not match SignerInfo"
             )
@@ -269,5 +270,5 @@ def _signatories(
 def verify_package(package: envelope.Package, trust: pki.Trust, now: dt.datetime) -> Verified:
     """Verify a package read by edoc.envelope, attachments included."""
     verified = verify(package.root, trust, now)
-    envelope.check_attachments(verified.document.attachments, package.received)
+    envelope.check_attachments(verified.message.attachments, package.received)
     return verified

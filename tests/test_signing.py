@@ -42,8 +42,8 @@ def test_seal_and_personal_signature_verify(ca: Ca) -> None:
     assert verified.seal.kind is pki.CertKind.ORGANIZATION
     assert verified.seal.org_id == SENDER
     assert verified.personal is not None and verified.personal.name == SIGNER
-    assert verified.document.sender.org_id == SENDER
-    assert verified.document.subject == "V/v triển khai chuyển đổi số năm 2027"
+    assert verified.message.sender.org_id == SENDER
+    assert verified.message.subject == "V/v triển khai chuyển đổi số năm 2027"
     assert abs(verified.signed_at - ca.clock()) < dt.timedelta(seconds=2)
 
 
@@ -54,7 +54,7 @@ def test_verified_document_comes_from_signed_parts_only(ca: Ca) -> None:
     envelope.add_trace_hop(root, hop)
     verified = verify(ca, root)
     assert [h.org_id for h in verified.relay_hops] == ["000.00.00.G22"]
-    assert [h.org_id for h in verified.document.trace] == [SENDER]
+    assert [h.org_id for h in verified.message.trace] == [SENDER]
 
 
 def test_unsigned_message_is_refused(ca: Ca) -> None:
