@@ -42,6 +42,7 @@ from edoc.model import (
     StatusUpdate,
     TraceHop,
 )
+from edoc.orgid import OrgId
 
 MessageT = TypeVar("MessageT", Document, StatusUpdate)
 
@@ -483,6 +484,13 @@ def validate(root: etree._Element) -> None:
     if not schema.validate(root):
         error = schema.error_log.last_error
         raise errors.SchemaViolation(f"edXML schema: line {error.line}: {error.message}")
+    # The schema's pattern checks the form of an OrganId only; the rules of the form
+    # (no number 00, no level under an unused one, ASCII digits) need the parser.
+    for element in root.iter(q("OrganId")):
+        try:
+            OrgId.parse(element.text or "")
+        except errors.InvalidOrgId as exc:
+            raise errors.SchemaViolation(f"edXML schema: OrganId: {exc.message}") from None
 
 
 # --- writing the wire form --------------------------------------------------------------

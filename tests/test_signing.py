@@ -14,7 +14,7 @@ from lxml import etree
 
 from edoc import envelope, errors, pki, signing
 from edoc.keystore import KeyStore, SigningIdentity
-from edoc.model import TraceHop
+from edoc.model import Organization, ResponseFor, Staff, StatusCode, StatusUpdate, TraceHop
 from tests.pki_support import SENDER, SIGNER, Ca, signed_root, unsigned_root, verify, wire
 
 ED = {"edXML": envelope.NS, "ds": signing.DS}
@@ -43,8 +43,27 @@ def test_seal_and_personal_signature_verify(ca: Ca) -> None:
     assert verified.seal.org_id == SENDER
     assert verified.personal is not None and verified.personal.name == SIGNER
     assert verified.message.sender.org_id == SENDER
-    assert verified.message.subject == "V/v triển khai chuyển đổi số năm 2027"
+    assert envelope.as_document(verified.message).subject == "V/v triển khai chuyển đổi số năm 2027"
     assert abs(verified.signed_at - ca.clock()) < dt.timedelta(seconds=2)
+
+
+def test_status_message_signs_and_verifies(ca: Ca) -> None:
+    answer = ResponseFor("000.00.00.H23", "45/UBND-VP", dt.date(2026, 11, 20), "x,2026/11/20,45")
+    status = StatusUpdate(
+        sender=Organization(SENDER),
+        response_for=answer,
+        code=StatusCode.ACCEPTED,
+        timestamp=ca.clock().replace(microsecond=0),
+        description="Đã tiếp nhận",
+        staff=Staff(department="Văn phòng", name="Lê Văn C"),
+    )
+    root = envelope.build_envelope(envelope.stamp_origin(status, ca.clock()))
+    verified = verify(ca, signing.sign(root, ca.keys.identity(SENDER)))
+    assert isinstance(verified.message, StatusUpdate)
+    assert verified.message.code is StatusCode.ACCEPTED
+    assert verified.message.about == "x,2026/11/20,45"
+    assert verified.message.staff.name == "Lê Văn C"
+    assert verified.message.timestamp == status.timestamp
 
 
 def test_verified_document_comes_from_signed_parts_only(ca: Ca) -> None:
