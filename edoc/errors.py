@@ -194,3 +194,75 @@ class UnknownCertificate(KeyStoreError):
 class KeyStoreExists(KeyStoreError):
     code = "EDOC-KEY-003"
     status = 409
+
+
+# --- the exchange (edoc.hub, edoc.node) -------------------------------------------------
+class ExchangeError(InputError):
+    code = "EDOC-HUB-000"
+
+
+class UnknownRecipient(ExchangeError):
+    code = "EDOC-HUB-001"
+    status = 422
+
+
+class Impersonation(ExchangeError):
+    """The sender does not belong to the province or ministry of the node that sent it."""
+
+    code = "EDOC-HUB-002"
+    status = 403
+
+
+class DuplicateDocument(ExchangeError):
+    """Same sender and DocumentId as an accepted document, but other content."""
+
+    code = "EDOC-HUB-003"
+    status = 409
+
+
+class QueueFull(ExchangeError):
+    code = "EDOC-HUB-004"
+    status = 429
+
+    def __init__(self, message: str, retry_after: int = 5) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class NotARecipient(ExchangeError):
+    code = "EDOC-HUB-005"
+    status = 403
+
+
+class StatusOutOfOrder(ExchangeError):
+    """A status code that moves backwards, repeats (a replay) or follows 02/06."""
+
+    code = "EDOC-HUB-006"
+    status = 409
+
+
+class UnknownDocument(ExchangeError):
+    code = "EDOC-HUB-007"
+    status = 404
+
+
+class Unauthenticated(ExchangeError):
+    code = "EDOC-AUTH-001"
+    status = 401
+
+
+class Forbidden(ExchangeError):
+    code = "EDOC-AUTH-002"
+    status = 403
+
+
+class NotFound(ExchangeError):
+    code = "EDOC-HTTP-404"
+    status = 404
+
+
+class StorageError(EdocError):
+    """The store failed (disk full, read-only, corrupt); nothing was half-written."""
+
+    code = "EDOC-STORE-001"
+    status = 503

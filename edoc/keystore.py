@@ -176,7 +176,7 @@ class KeyStore:
     def cert_path(self, serial: str) -> Path:
         return self.path / "certs" / f"{serial}.pem"
 
-    def _key_path(self, serial: str) -> Path:
+    def key_path(self, serial: str) -> Path:
         return self.path / "certs" / f"{serial}.key"
 
     def exists(self) -> bool:
@@ -221,35 +221,52 @@ class KeyStore:
         org_name: str = "",
         full_name: str = "",
         days: int = 730,
+        tls_hosts: tuple[str, ...] = (),
     ) -> CertRecord:
-        """A new organization seal, or a personal certificate when ``full_name`` is given."""
+        """A new organization seal; a personal certificate when ``full_name`` is given;
+        a TLS certificate for a hub or node when ``tls_hosts`` are."""
         OrgId.parse(org_id)
         kind = pki.CertKind.PERSONAL if full_name else pki.CertKind.ORGANIZATION
+        if tls_hosts:
+            kind = pki.CertKind.TLS
         with self._exclusive():
             records = list(self._load().records)
-            record = self._issue(org_id, org_name, full_name, kind, days)
+            record = self._issue(org_id, org_name, full_name, kind, days, tls_hosts)
             self._save([*records, record])
         return record
 
     def _issue(
-        self, org_id: str, org_name: str, full_name: str, kind: pki.CertKind, days: int
+        self,
+        org_id: str,
+        org_name: str,
+        full_name: str,
+        kind: pki.CertKind,
+        days: int,
+        tls_hosts: tuple[str, ...] = (),
     ) -> CertRecord:
         issuing_key, issuing = self._issuing_ca()
         key = pki.new_key()
-        cert = pki.make_leaf(
-            key.public_key(),
-            issuing_key,
-            issuing,
-            kind=kind,
-            org_id=org_id,
-            org_name=org_name,
-            full_name=full_name,
-            now=self.clock() - dt.timedelta(minutes=1),
-            days=days,
-        )
+        now = self.clock() - dt.timedelta(minutes=1)
+        if kind is pki.CertKind.TLS:
+            cert = pki.make_tls(
+                key.public_key(), issuing_key, issuing, org_id=org_id, hosts=tls_hosts, now=now
+            )
+        else:
+            cert = pki.make_leaf(
+                key.public_key(),
+                issuing_key,
+                issuing,
+                kind=kind,
+                org_id=org_id,
+                org_name=org_name,
+                full_name=full_name,
+                now=now,
+                days=days,
+            )
         serial = f"{cert.serial_number:x}"
-        _write_private(self._key_path(serial), _key_pem(key))
-        _write_atomically(self.cert_path(serial), _pem(cert))
+        _write_private(self.key_path(serial), _key_pem(key))
+        # leaf + issuing CA: what a TLS endpoint presents; for signers, the same is harmless
+        _write_atomically(self.cert_path(serial), _pem(cert) + _pem(issuing))
         return CertRecord(
             serial=serial,
             kind=kind,
@@ -366,11 +383,14 @@ class KeyStore:
     def trust(self) -> pki.Trust:
         return self._load().trust
 
-    def identity(self, org_id: str, full_name: str = "") -> SigningIdentity:
-        """The newest valid seal of ``org_id`` (or personal certificate of ``full_name``)."""
+    def identity(
+        self, org_id: str, full_name: str = "", kind: pki.CertKind | None = None
+    ) -> SigningIdentity:
+        """The newest valid seal of ``org_id`` (or personal certificate of ``full_name``,
+        or, with ``kind=TLS``, its TLS certificate)."""
         snapshot = self._load()
         now = self.clock()
-        kind = pki.CertKind.PERSONAL if full_name else pki.CertKind.ORGANIZATION
+        kind = kind or (pki.CertKind.PERSONAL if full_name else pki.CertKind.ORGANIZATION)
         usable = [
             r
             for r in snapshot.records
@@ -392,7 +412,7 @@ class KeyStore:
 
     def _load_identity(self, record: CertRecord) -> SigningIdentity:
         key = serialization.load_pem_private_key(
-            self._key_path(record.serial).read_bytes(), password=None
+            self.key_path(record.serial).read_bytes(), password=None
         )
         assert isinstance(key, rsa.RSAPrivateKey)
         cert = x509.load_pem_x509_certificate(self.cert_path(record.serial).read_bytes())

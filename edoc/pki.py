@@ -17,6 +17,7 @@ CA or a TLS endpoint.
 from __future__ import annotations
 
 import datetime as dt
+import ipaddress
 from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
@@ -32,6 +33,7 @@ from edoc import errors
 # A private arc for the simulated CA's policies (the real CA's are not public here).
 POLICY_ORGANIZATION = x509.ObjectIdentifier("1.3.6.1.4.1.61102.1.1")
 POLICY_PERSONAL = x509.ObjectIdentifier("1.3.6.1.4.1.61102.1.2")
+POLICY_TLS = x509.ObjectIdentifier("1.3.6.1.4.1.61102.1.3")
 DOCUMENT_SIGNING = x509.ObjectIdentifier("1.3.6.1.5.5.7.3.36")
 CLOCK_SKEW = dt.timedelta(minutes=5)
 LEAF_KEY_BITS = 2048
@@ -41,9 +43,14 @@ CA_KEY_BITS = 3072
 class CertKind(StrEnum):
     ORGANIZATION = "organization"
     PERSONAL = "personal"
+    TLS = "tls"  # a hub's or node's HTTPS server and client certificate, never a signer
 
 
-POLICY_BY_KIND = {CertKind.ORGANIZATION: POLICY_ORGANIZATION, CertKind.PERSONAL: POLICY_PERSONAL}
+POLICY_BY_KIND = {
+    CertKind.ORGANIZATION: POLICY_ORGANIZATION,
+    CertKind.PERSONAL: POLICY_PERSONAL,
+    CertKind.TLS: POLICY_TLS,
+}
 
 
 def new_key(bits: int = LEAF_KEY_BITS) -> rsa.RSAPrivateKey:
@@ -156,6 +163,50 @@ def make_leaf(
         .add_extension(usage, critical=True)
         .add_extension(x509.ExtendedKeyUsage([DOCUMENT_SIGNING]), critical=False)
         .add_extension(x509.CertificatePolicies([policy]), critical=False)
+        .sign(ca_key, hashes.SHA256())
+    )
+
+
+def make_tls(
+    public_key: rsa.RSAPublicKey,
+    ca_key: rsa.RSAPrivateKey,
+    ca: x509.Certificate,
+    *,
+    org_id: str,
+    hosts: tuple[str, ...],
+    now: dt.datetime,
+    days: int = 365,
+) -> x509.Certificate:
+    """A TLS certificate for a hub or node: server and client auth, its hosts as SANs."""
+    names: list[x509.GeneralName] = []
+    for host in hosts:
+        try:
+            names.append(x509.IPAddress(ipaddress.ip_address(host)))
+        except ValueError:
+            names.append(x509.DNSName(host))
+    usage = x509.KeyUsage(
+        digital_signature=True,
+        content_commitment=False,
+        key_encipherment=True,
+        data_encipherment=False,
+        key_agreement=False,
+        key_cert_sign=False,
+        crl_sign=False,
+        encipher_only=False,
+        decipher_only=False,
+    )
+    eku = [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]
+    return (
+        _builder(
+            _name(hosts[0], org_id, org_id), ca.subject, public_key, ca_key.public_key(), now, days
+        )
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(usage, critical=True)
+        .add_extension(x509.ExtendedKeyUsage(eku), critical=False)
+        .add_extension(x509.SubjectAlternativeName(names), critical=False)
+        .add_extension(
+            x509.CertificatePolicies([x509.PolicyInformation(POLICY_TLS, None)]), critical=False
+        )
         .sign(ca_key, hashes.SHA256())
     )
 
@@ -310,7 +361,7 @@ def _check_usage(cert: x509.Certificate) -> CertKind:
         and DOCUMENT_SIGNING in extended
         and ExtendedKeyUsageOID.ANY_EXTENDED_KEY_USAGE not in extended
         and not constraints.ca
-        and kind is not None
+        and kind in (CertKind.ORGANIZATION, CertKind.PERSONAL)
     )
     if not fit or kind is None:
         raise errors.WrongKeyUsage(

@@ -272,3 +272,54 @@ def verify_package(package: envelope.Package, trust: pki.Trust, now: dt.datetime
     verified = verify(package.root, trust, now)
     envelope.check_attachments(verified.message.attachments, package.received)
     return verified
+
+
+# --- whole-document signatures (the hub's address book) ------------------------------------
+ENVELOPED = "http://www.w3.org/2000/09/xmldsig#enveloped-signature"
+
+
+def sign_enveloped(root: etree._Element, seal: SigningIdentity) -> etree._Element:
+    """Sign a whole small document (not edXML) with an enveloped signature as its last child."""
+    signer = XMLSigner(
+        method=SignatureConstructionMethod.enveloped,
+        signature_algorithm=SignatureMethod.RSA_SHA256,
+        digest_algorithm=DigestAlgorithm.SHA256,
+        c14n_algorithm=CanonicalizationMethod.EXCLUSIVE_XML_CANONICALIZATION_1_0,
+    )
+    signed: etree._Element = signer.sign(deepcopy(root), key=seal.key, cert=[seal.cert])
+    return signed
+
+
+def verify_enveloped(
+    root: etree._Element, trust: pki.Trust, now: dt.datetime, signer_org: str
+) -> etree._Element:
+    """Verify :func:`sign_enveloped`'s signature by ``signer_org``; return the signed tree."""
+    signature = root.find("ds:Signature", DSNS)
+    if signature is None or len(list(root.iter(f"{{{DS}}}Signature"))) != 1:
+        raise errors.MissingSignature("the document must carry exactly one signature")
+    references = signature.findall("ds:SignedInfo/ds:Reference", DSNS)
+    transforms = [_algorithm(t) for t in signature.iterfind(".//ds:Transform", DSNS)]
+    if [r.get("URI") for r in references] != [""] or transforms != [ENVELOPED, EXC_C14N]:
+        raise errors.WrappedSignature("expected one enveloped reference to the whole document")
+    certificates = signature.findall("ds:KeyInfo/ds:X509Data/ds:X509Certificate", DSNS)
+    if len(certificates) != 1:
+        raise errors.UntrustedCertificate("KeyInfo must carry exactly the signer's certificate")
+    cert = x509.load_der_x509_certificate(_base64(certificates[0].text or ""))
+    config = SignatureConfiguration(
+        location="./",
+        signature_methods=frozenset({SignatureMethod.RSA_SHA256}),
+        digest_algorithms=frozenset({DigestAlgorithm.SHA256}),
+        verification_time=cert.not_valid_before_utc,
+    )
+    try:
+        result = XMLVerifier().verify(root, x509_cert=cert, expect_config=config)
+    except InvalidSignature as exc:
+        raise errors.TamperedSignature(f"signature does not match the content: {exc}") from None
+    except (InvalidInput, InvalidCertificate) as exc:
+        raise errors.WrappedSignature(f"signature refused: {exc}") from None
+    if pki.check_certificate(cert, trust, now, now) is not pki.CertKind.ORGANIZATION:
+        raise errors.WrongKeyUsage("must be signed with an organization seal")
+    if pki.org_id_of(cert) != signer_org:
+        raise errors.WrongOrganization(f"signed by {pki.org_id_of(cert)}, not {signer_org}")
+    assert not isinstance(result, list)
+    return _signed_xml(result)

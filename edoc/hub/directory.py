@@ -1,0 +1,99 @@
+"""The hub's address book: who can receive, and which node serves them.
+
+Loaded from ``seeds/organizations.csv`` (every province's and ministry's level-1
+identifier) and from what nodes register. Nodes get it as a signed XML document with
+a version and an expiry, so they can cache it and trust it offline.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+from pathlib import Path
+
+from lxml import etree
+
+from edoc import errors, signing, xmlsafe
+from edoc.keystore import SigningIdentity
+from edoc.orgid import OrgId
+from edoc.pki import Trust
+from edoc.store.base import DirectoryEntry
+
+SEEDS = Path(__file__).resolve().parent.parent.parent / "seeds" / "organizations.csv"
+NS = "urn:edoc:directory:1"
+VALIDITY = dt.timedelta(hours=24)
+
+
+def seed_entries(path: Path = SEEDS) -> list[DirectoryEntry]:
+    with path.open(encoding="utf-8", newline="") as handle:
+        return [
+            DirectoryEntry(
+                row["org_id"], row["name"], row["kind"], OrgId.parse(row["org_id"]).root_code
+            )
+            for row in csv.DictReader(handle)
+        ]
+
+
+def registration(node: str, items: object) -> list[DirectoryEntry]:
+    """Organizations a node registers: each must belong to the node's own root."""
+    if not isinstance(items, list) or len(items) > 10_000:
+        raise errors.InvalidField("organizations must be a list of at most 10000 items")
+    entries = []
+    for item in items:
+        if not isinstance(item, dict) or not isinstance(item.get("org_id"), str):
+            raise errors.InvalidField("each organization needs an org_id")
+        org = OrgId.parse(item["org_id"])
+        if org.root_code != node:
+            raise errors.Impersonation(f"{org} does not belong to node {node}")
+        name = item.get("name", "")
+        if not isinstance(name, str) or len(name) > 500:
+            raise errors.InvalidField(f"{org}: name must be text of at most 500 characters")
+        entries.append(
+            DirectoryEntry(str(org), name, "agency" if org.level > 1 else org.kind, node)
+        )
+    return entries
+
+
+def to_xml(version: int, entries: list[DirectoryEntry], now: dt.datetime) -> etree._Element:
+    root = etree.Element(
+        f"{{{NS}}}Directory",
+        nsmap={None: NS},
+        version=str(version),
+        issued=now.isoformat(timespec="seconds"),
+        expires=(now + VALIDITY).isoformat(timespec="seconds"),
+    )
+    for entry in entries:
+        etree.SubElement(
+            root,
+            f"{{{NS}}}Organization",
+            id=entry.org_id,
+            name=entry.name,
+            kind=entry.kind,
+            node=entry.node,
+        )
+    return root
+
+
+def signed_xml(
+    version: int, entries: list[DirectoryEntry], now: dt.datetime, seal: SigningIdentity
+) -> bytes:
+    signed = signing.sign_enveloped(to_xml(version, entries, now), seal)
+    data: bytes = etree.tostring(signed, xml_declaration=True, encoding="utf-8")
+    return data
+
+
+def read_signed(
+    data: bytes, trust: Trust, now: dt.datetime, hub_org: str
+) -> tuple[int, dt.datetime, list[DirectoryEntry]]:
+    """What a node does with the hub's address book: verify, check expiry, read."""
+    root = signing.verify_enveloped(
+        xmlsafe.parse(data, xmlsafe.Limits(max_bytes=64 * 1024 * 1024)), trust, now, hub_org
+    )
+    expires = dt.datetime.fromisoformat(root.get("expires", ""))
+    if expires < now:
+        raise errors.ExpiredCertificate(f"address book expired {expires:%Y-%m-%d %H:%M}")
+    entries = [
+        DirectoryEntry(item.get("id"), item.get("name"), item.get("kind"), item.get("node"))
+        for item in root.iterfind(f"{{{NS}}}Organization")
+    ]
+    return int(root.get("version", "0")), expires, entries

@@ -1,0 +1,201 @@
+"""Accepting a package from a node: verify everything, apply the exchange's rules, store.
+
+Nothing is answered 2xx before the package is verified, its rules hold, the file
+(with the hub's TraceHeader hop) is on disk and fsynced, and the database row is
+committed. Parsing and signature checks run off the event loop.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import os
+import shutil
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+import structlog
+from lxml import etree
+
+from edoc import envelope, errors, signing
+from edoc.hub.state import HubState
+from edoc.model import (
+    Attachment,
+    BusinessDocType,
+    Document,
+    StatusCode,
+    StatusUpdate,
+    TraceHop,
+    may_follow,
+)
+from edoc.orgid import OrgId
+from edoc.store.base import NewPackage, PackageRecord
+
+log = structlog.get_logger()
+
+
+@dataclass(frozen=True)
+class Examined:
+    verified: signing.Verified
+    root: etree._Element
+    files: list[tuple[Attachment, Path]]
+    digest: str  # of the seal's SignatureValue: same signed content, same digest
+
+
+def _read(path: Path, work: Path) -> tuple[envelope.Package, dict[str, Path]]:
+    stored: dict[str, Path] = {}
+
+    def sink(content_id: str, _name: str) -> envelope.Writable:
+        stored[content_id] = work / str(len(stored))
+        return stored[content_id].open("wb")
+
+    with path.open("rb") as source:
+        return envelope.read_package(source, sink), stored
+
+
+def _examine(package: envelope.Package, stored: dict[str, Path], state: HubState) -> Examined:
+    verified = signing.verify_package(package, state.keys.trust(), dt.datetime.now(dt.UTC))
+    value = package.root.findtext(
+        "edXML:edXMLEnvelope/edXML:edXMLHeader/ds:Signature/ds:SignatureValue",
+        namespaces={"edXML": envelope.NS, "ds": signing.DS},
+    )
+    files = [(item, stored[item.content_id]) for item in verified.message.attachments]
+    digest = hashlib.sha256("".join((value or "").split()).encode()).hexdigest()
+    return Examined(verified, package.root, files, digest)
+
+
+def _write_final(examined: Examined, hop: TraceHop, target: Path) -> int:
+    """The package as the hub relays it: the sender's bytes plus the hub's hop."""
+    envelope.add_trace_hop(examined.root, hop)
+    temporary = target.with_name(f".{target.name}.tmp")
+    with temporary.open("wb") as out:
+        envelope.write_package(examined.root, examined.files, out)
+        out.flush()
+        os.fsync(out.fileno())
+    os.replace(temporary, target)
+    return target.stat().st_size
+
+
+def _sender_hint(package: envelope.Package | None) -> str:
+    """Who the refused message claims to be from, for the rejection statistics."""
+    try:
+        return package.message.sender.org_id if package is not None else ""
+    except errors.EdocError:
+        return ""
+
+
+async def accept(state: HubState, node: str, body: Path) -> tuple[PackageRecord, bool]:
+    """Accept the package in ``body`` from ``node``; returns its record and whether it is a
+    resend of one accepted before."""
+    work = state.incoming_dir / f"{uuid.uuid4().hex}.parts"
+    work.mkdir(parents=True)
+    package: envelope.Package | None = None
+    try:
+        received, stored = await state.offload.run(_read, body, work)
+        package = received
+        examined = await state.offload.run(_examine, received, stored, state)
+        return await _admit(state, node, examined)
+    except errors.EdocError as exc:
+        state.rejected.labels(exc.code).inc()
+        await state.store.count(dt.date.today(), _sender_hint(package), "rejected", exc.code)
+        raise
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+async def _admit(state: HubState, node: str, examined: Examined) -> tuple[PackageRecord, bool]:
+    message = examined.verified.message
+    structlog.contextvars.bind_contextvars(document_id=message.about, sender=message.sender.org_id)
+    if OrgId.parse(message.sender.org_id).root_code != node:
+        raise errors.Impersonation(f"{message.sender.org_id} is not served by node {node}")
+    new = await (
+        _document(state, message, examined)
+        if isinstance(message, Document)
+        else _status(state, message, examined)
+    )
+    earlier = await state.store.find_package(
+        new.kind, new.sender, new.about, new.business_type, new.status_code
+    )
+    if earlier is not None:
+        return _resend(earlier, new), True
+    for recipient in new.recipients:
+        if await state.store.queued_for(recipient) >= state.config.queue_bound:
+            raise errors.QueueFull(f"{recipient} has {state.config.queue_bound} messages waiting")
+    now = dt.datetime.now(dt.UTC)
+    target = state.packages_dir / f"{new.digest}.edxml"
+    size = await state.offload.run(
+        _write_final, examined, TraceHop(state.config.org_id, now), target
+    )
+    record = await state.store.accept(
+        NewPackage(**{**new.__dict__, "path": str(target), "size": size}), now
+    )
+    state.accepted.labels(new.kind).inc()
+    state.wake({OrgId.parse(r).root_code for r in new.recipients})
+    log.info("accepted", kind=new.kind, hub_id=record.id, recipients=len(new.recipients))
+    return record, False
+
+
+def _resend(earlier: PackageRecord, new: NewPackage) -> PackageRecord:
+    if earlier.digest == new.digest:
+        return earlier  # the same message again: the original's answer, no second delivery
+    if new.kind == "status":
+        raise errors.StatusOutOfOrder(f"status {new.status_code} for {new.about} was given already")
+    raise errors.DuplicateDocument(f"{new.about} from {new.sender} was accepted with other content")
+
+
+async def _document(state: HubState, doc: Document, examined: Examined) -> NewPackage:
+    recipients = [to.org_id for to in doc.recipients]
+    if doc.business.doc_type is not BusinessDocType.NEW:
+        # revoke / update / replace reach every recipient of the original
+        original_id = doc.business.document_id or doc.document_id
+        original = await state.store.find_package("document", doc.sender.org_id, original_id, 0, "")
+        if original is None:
+            raise errors.UnknownDocument(f"no document {original_id} from {doc.sender.org_id}")
+        recipients += [r for r in original.recipients if r not in recipients]
+    unknown = await state.store.unknown(recipients)
+    if unknown:
+        raise errors.UnknownRecipient(f"not in the address book: {', '.join(unknown)}")
+    return NewPackage(
+        kind="document",
+        sender=doc.sender.org_id,
+        about=doc.document_id,
+        status_code="",
+        business_type=int(doc.business.doc_type),
+        priority=int(doc.priority),
+        digest=examined.digest,
+        path="",
+        size=0,
+        recipients=tuple(recipients),
+    )
+
+
+async def _status(state: HubState, status: StatusUpdate, examined: Examined) -> NewPackage:
+    answered = status.response_for
+    original = await state.store.find_package(
+        "document", answered.org_id, answered.document_id, 0, ""
+    )
+    if original is None:
+        raise errors.UnknownDocument(f"no document {answered.document_id} from {answered.org_id}")
+    if status.sender.org_id not in original.recipients:
+        raise errors.NotARecipient(f"{status.sender.org_id} did not receive {answered.document_id}")
+    given = await state.store.codes_given(
+        status.sender.org_id, answered.org_id, answered.document_id
+    )
+    resend = status.code.value in given
+    if not resend and not may_follow([StatusCode(code) for code in given], status.code):
+        raise errors.StatusOutOfOrder(
+            f"status {status.code.value} cannot follow {', '.join(sorted(given))}"
+        )
+    return NewPackage(
+        kind="status",
+        sender=status.sender.org_id,
+        about=answered.document_id,
+        status_code=status.code.value,
+        business_type=int(status.business.doc_type),
+        priority=0,
+        digest=examined.digest,
+        path="",
+        size=0,
+        recipients=(answered.org_id,),
+    )

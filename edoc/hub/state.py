@@ -1,0 +1,72 @@
+"""The hub's configuration and the resources one running hub holds."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from prometheus_client import Counter
+
+from edoc.keystore import KeyStore
+from edoc.offload import Offload
+from edoc.store.base import HubStore
+from edoc.web import HttpMetrics
+
+HUB_ORG_ID = "000.00.00.G22"  # the axis is run by the Government Office (Văn phòng Chính phủ)
+
+
+@dataclass(frozen=True)
+class HubConfig:
+    data_dir: Path
+    keys_dir: Path
+    org_id: str = HUB_ORG_ID
+    host: str = "127.0.0.1"
+    port: int = 8700
+    tls: bool = True
+    max_package_bytes: int = 600 * 1024 * 1024  # a 200 MB attachment is ~270 MB in base64
+    queue_bound: int = 10_000  # undelivered messages per recipient before 429
+    visibility: dt.timedelta = dt.timedelta(seconds=60)
+    max_wait: float = 30.0
+    workers: int = 4
+
+
+@dataclass
+class HubState:
+    config: HubConfig
+    store: HubStore
+    keys: KeyStore
+    offload: Offload
+    metrics: HttpMetrics
+    accepted: Counter = field(init=False)
+    rejected: Counter = field(init=False)
+    delivered: Counter = field(init=False)
+    wakeups: defaultdict[str, asyncio.Event] = field(
+        default_factory=lambda: defaultdict(asyncio.Event)
+    )
+
+    def __post_init__(self) -> None:
+        registry = self.metrics.registry
+        self.accepted = Counter(
+            "edoc_hub_accepted", "Messages accepted", ["kind"], registry=registry
+        )
+        self.rejected = Counter(
+            "edoc_hub_rejected", "Messages refused, by error code", ["code"], registry=registry
+        )
+        self.delivered = Counter(
+            "edoc_hub_delivered", "Deliveries acknowledged", ["kind"], registry=registry
+        )
+
+    @property
+    def packages_dir(self) -> Path:
+        return self.config.data_dir / "packages"
+
+    @property
+    def incoming_dir(self) -> Path:
+        return self.config.data_dir / "incoming"
+
+    def wake(self, nodes: set[str]) -> None:
+        for node in nodes:
+            self.wakeups[node].set()

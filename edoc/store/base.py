@@ -1,0 +1,104 @@
+"""What the hub keeps, as one async interface; edoc.store.sqlite implements it.
+
+The hub's logic speaks only to :class:`HubStore`, so another backend (PostgreSQL) can
+take its place without touching the hub.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+
+@dataclass(frozen=True)
+class NewPackage:
+    kind: str  # "document" | "status"
+    sender: str
+    about: str  # DocumentId the message concerns (a status: the answered document's)
+    status_code: str  # "" for documents
+    business_type: int
+    priority: int
+    digest: str  # SHA-256 of the seal's SignatureValue: the same content gives the same digest
+    path: str
+    size: int
+    recipients: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class PackageRecord:
+    id: int
+    kind: str
+    sender: str
+    about: str
+    status_code: str
+    business_type: int
+    digest: str
+    accepted_at: dt.datetime
+    recipients: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Delivery:
+    id: int
+    package_id: int
+    recipient: str
+    node: str
+    kind: str
+    sender: str
+    about: str
+    status_code: str
+    priority: int
+    size: int
+    path: str
+    attempts: int
+    delivered: bool
+
+
+@dataclass(frozen=True)
+class DirectoryEntry:
+    org_id: str
+    name: str
+    kind: str
+    node: str  # root code of the node that serves it, e.g. "H53"
+
+
+class HubStore(Protocol):
+    async def open(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+    # packages and deliveries
+    async def find_package(
+        self, kind: str, sender: str, about: str, business_type: int, status_code: str
+    ) -> PackageRecord | None: ...
+
+    async def accept(self, package: NewPackage, now: dt.datetime) -> PackageRecord: ...
+
+    async def queued_for(self, recipient: str) -> int: ...
+
+    async def codes_given(self, responder: str, document_sender: str, about: str) -> list[str]: ...
+
+    async def lease(
+        self, node: str, now: dt.datetime, visibility: dt.timedelta, limit: int
+    ) -> list[Delivery]: ...
+
+    async def delivery(self, delivery_id: int) -> Delivery | None: ...
+
+    async def acknowledge(self, delivery_id: int, now: dt.datetime) -> bool: ...
+
+    # statistics
+    async def count(self, day: dt.date, org_id: str, metric: str, reason: str = "") -> None: ...
+
+    async def stats(self) -> dict[str, Any]: ...
+
+    # address book and nodes
+    async def register(self, entries: list[DirectoryEntry]) -> int: ...
+
+    async def directory(self) -> tuple[int, list[DirectoryEntry]]: ...
+
+    async def unknown(self, org_ids: list[str]) -> list[str]: ...
+
+    async def add_node(self, node: str, token_sha256: str) -> None: ...
+
+    async def node_for_token(self, token_sha256: str) -> str | None: ...

@@ -1,0 +1,338 @@
+"""The embedded store: SQLite through aiosqlite, WAL, one connection per service.
+
+Every change the hub answers 2xx for is one committed transaction (synchronous=FULL),
+so a kill -9 or a power cut loses nothing that was acknowledged. sqlite errors
+(disk full, read-only, corruption) come out as :class:`edoc.errors.StorageError`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import sqlite3
+from collections.abc import AsyncIterator, Iterable
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import aiosqlite
+
+from edoc import errors
+from edoc.store.base import Delivery, DirectoryEntry, NewPackage, PackageRecord
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS packages (
+    id INTEGER PRIMARY KEY,
+    kind TEXT NOT NULL,
+    sender TEXT NOT NULL,
+    about TEXT NOT NULL,
+    status_code TEXT NOT NULL,
+    business_type INTEGER NOT NULL,
+    priority INTEGER NOT NULL,
+    digest TEXT NOT NULL,
+    path TEXT NOT NULL,
+    size INTEGER NOT NULL,
+    accepted_at INTEGER NOT NULL,
+    UNIQUE (kind, sender, about, business_type, status_code)
+);
+CREATE TABLE IF NOT EXISTS deliveries (
+    id INTEGER PRIMARY KEY,
+    package_id INTEGER NOT NULL REFERENCES packages(id),
+    recipient TEXT NOT NULL,
+    node TEXT NOT NULL,
+    priority INTEGER NOT NULL,
+    delivered_at INTEGER,
+    lease_until INTEGER NOT NULL DEFAULT 0,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    UNIQUE (package_id, recipient)
+);
+CREATE INDEX IF NOT EXISTS deliveries_ready
+    ON deliveries (node, delivered_at, priority DESC, id);
+CREATE INDEX IF NOT EXISTS deliveries_recipient ON deliveries (recipient, delivered_at);
+CREATE TABLE IF NOT EXISTS counters (
+    day TEXT NOT NULL,
+    org_id TEXT NOT NULL,
+    metric TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    count INTEGER NOT NULL,
+    PRIMARY KEY (day, org_id, metric, reason)
+);
+CREATE TABLE IF NOT EXISTS directory (
+    org_id TEXT PRIMARY KEY,
+    name TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    node TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS nodes (node TEXT PRIMARY KEY, token_sha256 TEXT NOT NULL UNIQUE);
+"""
+
+_DELIVERY_SELECT = """
+SELECT d.id, d.package_id, d.recipient, d.node, p.kind, p.sender, p.about, p.status_code,
+    d.priority, p.size, p.path, d.attempts, d.delivered_at IS NOT NULL
+FROM deliveries d JOIN packages p ON p.id = d.package_id
+"""
+
+
+def _ms(moment: dt.datetime) -> int:
+    return int(moment.timestamp() * 1000)
+
+
+def _from_ms(value: int) -> dt.datetime:
+    return dt.datetime.fromtimestamp(value / 1000, dt.UTC)
+
+
+def _root_of(org_id: str) -> str:
+    return org_id[-3:]
+
+
+class SqliteHubStore:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._db: aiosqlite.Connection | None = None
+
+    @property
+    def db(self) -> aiosqlite.Connection:
+        if self._db is None:
+            raise errors.StorageError("store is not open")
+        return self._db
+
+    async def open(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self._db = await aiosqlite.connect(self.path, isolation_level=None)
+            for pragma in ("journal_mode=WAL", "synchronous=FULL", "foreign_keys=ON"):
+                await self._db.execute(f"PRAGMA {pragma}")
+            await self._db.executescript(SCHEMA)
+        except sqlite3.Error as exc:
+            raise errors.StorageError(f"cannot open {self.path}: {exc}") from None
+
+    async def close(self) -> None:
+        if self._db is not None:
+            await self._db.close()
+            self._db = None
+
+    @asynccontextmanager
+    async def _transaction(self) -> AsyncIterator[aiosqlite.Connection]:
+        try:
+            await self.db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self.db
+            except BaseException:
+                await self.db.execute("ROLLBACK")
+                raise
+            await self.db.execute("COMMIT")
+        except sqlite3.IntegrityError:
+            raise
+        except sqlite3.Error as exc:
+            raise errors.StorageError(f"store failed: {exc}") from None
+
+    async def _rows(self, sql: str, params: Iterable[Any] = ()) -> list[sqlite3.Row]:
+        try:
+            async with self.db.execute(sql, tuple(params)) as cursor:
+                return list(await cursor.fetchall())
+        except sqlite3.Error as exc:
+            raise errors.StorageError(f"store failed: {exc}") from None
+
+    # --- packages -----------------------------------------------------------------------
+    async def find_package(
+        self, kind: str, sender: str, about: str, business_type: int, status_code: str
+    ) -> PackageRecord | None:
+        rows = await self._rows(
+            "SELECT id, kind, sender, about, status_code, business_type, digest, accepted_at"
+            " FROM packages WHERE kind=? AND sender=? AND about=? AND business_type=?"
+            " AND status_code=?",
+            (kind, sender, about, business_type, status_code),
+        )
+        if not rows:
+            return None
+        return await self._record(rows[0])
+
+    async def _record(self, row: Any) -> PackageRecord:
+        recipients = await self._rows(
+            "SELECT recipient FROM deliveries WHERE package_id=? ORDER BY id", (row[0],)
+        )
+        return PackageRecord(
+            id=row[0],
+            kind=row[1],
+            sender=row[2],
+            about=row[3],
+            status_code=row[4],
+            business_type=row[5],
+            digest=row[6],
+            accepted_at=_from_ms(row[7]),
+            recipients=tuple(r[0] for r in recipients),
+        )
+
+    async def accept(self, package: NewPackage, now: dt.datetime) -> PackageRecord:
+        """Store a package and one delivery per recipient, all or nothing."""
+        day = now.date().isoformat()
+        metric = "sent" if package.kind == "document" else "status_sent"
+        try:
+            async with self._transaction() as db:
+                cursor = await db.execute(
+                    "INSERT INTO packages (kind, sender, about, status_code, business_type,"
+                    " priority, digest, path, size, accepted_at)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        package.kind,
+                        package.sender,
+                        package.about,
+                        package.status_code,
+                        package.business_type,
+                        package.priority,
+                        package.digest,
+                        package.path,
+                        package.size,
+                        _ms(now),
+                    ),
+                )
+                package_id = cursor.lastrowid
+                await db.executemany(
+                    "INSERT INTO deliveries (package_id, recipient, node, priority)"
+                    " VALUES (?, ?, ?, ?)",
+                    [(package_id, r, _root_of(r), package.priority) for r in package.recipients],
+                )
+                await self._count(db, day, package.sender, metric, "")
+        except sqlite3.IntegrityError:
+            raise errors.DuplicateDocument(
+                f"{package.about} from {package.sender} was accepted already"
+            ) from None
+        return PackageRecord(
+            id=package_id or 0,
+            kind=package.kind,
+            sender=package.sender,
+            about=package.about,
+            status_code=package.status_code,
+            business_type=package.business_type,
+            digest=package.digest,
+            accepted_at=now,
+            recipients=package.recipients,
+        )
+
+    async def queued_for(self, recipient: str) -> int:
+        rows = await self._rows(
+            "SELECT COUNT(*) FROM deliveries WHERE recipient=? AND delivered_at IS NULL",
+            (recipient,),
+        )
+        return int(rows[0][0])
+
+    async def codes_given(self, responder: str, document_sender: str, about: str) -> list[str]:
+        rows = await self._rows(
+            "SELECT p.status_code FROM packages p JOIN deliveries d ON d.package_id = p.id"
+            " WHERE p.kind='status' AND p.sender=? AND p.about=? AND d.recipient=?",
+            (responder, about, document_sender),
+        )
+        return [row[0] for row in rows]
+
+    async def lease(
+        self, node: str, now: dt.datetime, visibility: dt.timedelta, limit: int
+    ) -> list[Delivery]:
+        """Hand out up to ``limit`` deliveries, most urgent first, hidden until acknowledged."""
+        async with self._transaction() as db:
+            cursor = await db.execute(
+                "UPDATE deliveries SET lease_until=?, attempts=attempts+1 WHERE id IN ("
+                " SELECT id FROM deliveries WHERE node=? AND delivered_at IS NULL"
+                " AND lease_until <= ? ORDER BY priority DESC, id LIMIT ?) RETURNING id",
+                (_ms(now + visibility), node, _ms(now), limit),
+            )
+            ids = [row[0] for row in await cursor.fetchall()]
+        if not ids:
+            return []
+        leased = " WHERE d.id IN (SELECT value FROM json_each(?)) ORDER BY d.priority DESC, d.id"
+        rows = await self._rows(_DELIVERY_SELECT + leased, (json.dumps(ids),))
+        return [Delivery(*row) for row in rows]
+
+    async def delivery(self, delivery_id: int) -> Delivery | None:
+        rows = await self._rows(_DELIVERY_SELECT + " WHERE d.id=?", (delivery_id,))
+        return Delivery(*rows[0]) if rows else None
+
+    async def acknowledge(self, delivery_id: int, now: dt.datetime) -> bool:
+        """Mark delivered; True the first time (counted as received), False after."""
+        async with self._transaction() as db:
+            cursor = await db.execute(
+                "UPDATE deliveries SET delivered_at=? WHERE id=? AND delivered_at IS NULL"
+                " RETURNING recipient, (SELECT kind FROM packages WHERE id = package_id)",
+                (_ms(now), delivery_id),
+            )
+            row = await cursor.fetchone()
+            if row is None:
+                return False
+            metric = "received" if row[1] == "document" else "status_received"
+            await self._count(db, now.date().isoformat(), row[0], metric, "")
+        return True
+
+    # --- statistics ------------------------------------------------------------------------
+    @staticmethod
+    async def _count(
+        db: aiosqlite.Connection, day: str, org_id: str, metric: str, reason: str
+    ) -> None:
+        await db.execute(
+            "INSERT INTO counters (day, org_id, metric, reason, count) VALUES (?, ?, ?, ?, 1)"
+            " ON CONFLICT (day, org_id, metric, reason) DO UPDATE SET count = count + 1",
+            (day, org_id, metric, reason),
+        )
+
+    async def count(self, day: dt.date, org_id: str, metric: str, reason: str = "") -> None:
+        async with self._transaction() as db:
+            await self._count(db, day.isoformat(), org_id, metric, reason)
+
+    async def stats(self) -> dict[str, Any]:
+        rows = await self._rows(
+            "SELECT day, org_id, metric, reason, count FROM counters ORDER BY day, org_id"
+        )
+        in_flight = await self._rows(
+            "SELECT node, COUNT(*) FROM deliveries WHERE delivered_at IS NULL GROUP BY node"
+        )
+        return {
+            "counters": [
+                {"day": r[0], "org_id": r[1], "metric": r[2], "reason": r[3], "count": r[4]}
+                for r in rows
+            ],
+            "in_flight": {r[0]: r[1] for r in in_flight},
+        }
+
+    # --- address book and nodes -----------------------------------------------------------------
+    async def register(self, entries: list[DirectoryEntry]) -> int:
+        """Add or update organizations; returns the directory's version after it."""
+        async with self._transaction() as db:
+            before = db.total_changes
+            await db.executemany(
+                "INSERT INTO directory (org_id, name, kind, node) VALUES (?, ?, ?, ?)"
+                " ON CONFLICT (org_id) DO UPDATE SET name=excluded.name, kind=excluded.kind,"
+                " node=excluded.node WHERE (name, kind, node) IS NOT"
+                " (excluded.name, excluded.kind, excluded.node)",
+                [(e.org_id, e.name, e.kind, e.node) for e in entries],
+            )
+            if db.total_changes != before:
+                await db.execute(
+                    "INSERT INTO meta (key, value) VALUES ('directory_version', 1)"
+                    " ON CONFLICT (key) DO UPDATE SET value = value + 1"
+                )
+        version, _ = await self.directory()
+        return version
+
+    async def directory(self) -> tuple[int, list[DirectoryEntry]]:
+        version = await self._rows("SELECT value FROM meta WHERE key='directory_version'")
+        rows = await self._rows("SELECT org_id, name, kind, node FROM directory ORDER BY org_id")
+        return (int(version[0][0]) if version else 0), [DirectoryEntry(*row) for row in rows]
+
+    async def unknown(self, org_ids: list[str]) -> list[str]:
+        """Those of ``org_ids`` the address book does not know."""
+        rows = await self._rows(
+            "SELECT value FROM json_each(?) WHERE value NOT IN (SELECT org_id FROM directory)",
+            (json.dumps(org_ids),),
+        )
+        return [row[0] for row in rows]
+
+    async def add_node(self, node: str, token_sha256: str) -> None:
+        async with self._transaction() as db:
+            await db.execute(
+                "INSERT INTO nodes (node, token_sha256) VALUES (?, ?)"
+                " ON CONFLICT (node) DO UPDATE SET token_sha256=excluded.token_sha256",
+                (node, token_sha256),
+            )
+
+    async def node_for_token(self, token_sha256: str) -> str | None:
+        rows = await self._rows("SELECT node FROM nodes WHERE token_sha256=?", (token_sha256,))
+        return str(rows[0][0]) if rows else None

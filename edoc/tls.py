@@ -1,0 +1,37 @@
+"""Mutual TLS between hub and nodes, with certificates of the simulated CA."""
+
+from __future__ import annotations
+
+import ssl
+
+from cryptography import x509
+
+from edoc import pki
+from edoc.keystore import KeyStore
+
+
+def _context(purpose: ssl.Purpose, keys: KeyStore, org_id: str) -> ssl.SSLContext:
+    context = ssl.create_default_context(purpose, cafile=str(keys.root_path))
+    context.load_verify_locations(cafile=str(keys.issuing_path))
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    record = keys.identity(org_id, kind=pki.CertKind.TLS).record
+    context.load_cert_chain(str(keys.cert_path(record.serial)), str(keys.key_path(record.serial)))
+    return context
+
+
+def server_context(keys: KeyStore, org_id: str) -> ssl.SSLContext:
+    """Serve HTTPS and require a client certificate from the same CA."""
+    context = _context(ssl.Purpose.CLIENT_AUTH, keys, org_id)
+    context.verify_mode = ssl.CERT_REQUIRED
+    return context
+
+
+def client_context(keys: KeyStore, org_id: str) -> ssl.SSLContext:
+    """Call a hub over HTTPS, presenting this node's certificate."""
+    return _context(ssl.Purpose.SERVER_AUTH, keys, org_id)
+
+
+def peer_org_id(transport_ssl: ssl.SSLObject | None) -> str | None:
+    """The organization identifier (subject UID) of the verified peer certificate."""
+    der = transport_ssl.getpeercert(binary_form=True) if transport_ssl is not None else None
+    return pki.org_id_of(x509.load_der_x509_certificate(der)) if der else None

@@ -1,0 +1,111 @@
+"""What the hub and the node share on the HTTP side: errors, request ids, logs, metrics."""
+
+from __future__ import annotations
+
+import secrets
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+import structlog
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram
+from prometheus_client.exposition import generate_latest
+
+from edoc import errors
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+log = structlog.get_logger()
+
+
+def error_response(exc: errors.EdocError) -> web.Response:
+    response = web.json_response(exc.as_json(), status=exc.status)
+    if isinstance(exc, errors.QueueFull):
+        response.headers["Retry-After"] = str(exc.retry_after)
+    return response
+
+
+class HttpMetrics:
+    """Per-service registry: no global state, one set of request metrics for every app."""
+
+    def __init__(self, service: str) -> None:
+        self.registry = CollectorRegistry()
+        self.requests = Counter(
+            "edoc_http_requests",
+            "HTTP requests answered",
+            ["service", "route", "status"],
+            registry=self.registry,
+        )
+        self.latency = Histogram(
+            "edoc_http_request_seconds",
+            "Time to answer an HTTP request",
+            ["service", "route"],
+            registry=self.registry,
+        )
+        self.service = service
+
+    def exposition(self) -> web.Response:
+        return web.Response(
+            body=generate_latest(self.registry), headers={"Content-Type": CONTENT_TYPE_LATEST}
+        )
+
+
+def middleware(
+    metrics: HttpMetrics,
+) -> Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]:
+    """Request id in the log context, EdocError → JSON with its status, metrics."""
+
+    @web.middleware
+    async def handle(request: web.Request, handler: Handler) -> web.StreamResponse:
+        request_id = request.headers.get("X-Request-Id") or secrets.token_hex(8)
+        structlog.contextvars.clear_contextvars()
+        structlog.contextvars.bind_contextvars(request_id=request_id)
+        route = (
+            request.match_info.route.resource.canonical
+            if request.match_info.route.resource
+            else "?"
+        )
+        started = time.perf_counter()
+        try:
+            response = await handler(request)
+        except errors.EdocError as exc:
+            log.info(
+                "refused",
+                method=request.method,
+                path=request.path,
+                code=exc.code,
+                reason=exc.message,
+            )
+            response = error_response(exc)
+        except web.HTTPException as exc:
+            response = exc
+        except Exception:
+            log.exception("failed", method=request.method, path=request.path)
+            response = error_response(errors.EdocError("internal error"))
+        response.headers["X-Request-Id"] = request_id
+        metrics.requests.labels(metrics.service, route, str(response.status)).inc()
+        metrics.latency.labels(metrics.service, route).observe(time.perf_counter() - started)
+        return response
+
+    return handle
+
+
+def bearer_token(request: web.Request) -> str:
+    header = request.headers.get("Authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise errors.Unauthenticated("missing bearer token")
+    return token.strip()
+
+
+async def body_to_file(request: web.Request, path: Path, limit: int) -> int:
+    """Stream the request body to ``path``; refuse beyond ``limit`` bytes with 413."""
+    size = 0
+    with path.open("wb") as out:
+        async for chunk in request.content.iter_chunked(256 * 1024):
+            size += len(chunk)
+            if size > limit:
+                raise errors.TooLarge(f"body larger than {limit} bytes")
+            out.write(chunk)
+        out.flush()
+    return size
