@@ -7,9 +7,12 @@ usage errors as click reports them, 3 for edoc's own faults).
 
 from __future__ import annotations
 
+import asyncio
+import datetime as dt
 import functools
 import json
 import os
+import secrets
 import shutil
 import sys
 import tempfile
@@ -17,11 +20,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
+import aiohttp
 import click
 from rich.console import Console
 from rich.table import Table
 
-from edoc import envelope, errors, metadata, signing
+from edoc import envelope, errors, logs, metadata, pki, signing, tls
+from edoc.hub import app as hub_app
+from edoc.hub.state import HUB_ORG_ID, HubConfig
 from edoc.keystore import KeyStore, SigningIdentity, utcnow
 from edoc.model import Document
 
@@ -259,23 +265,38 @@ def keys_init(keys_dir: Path, exist_ok: bool) -> None:
 @click.option("--name", "org_name", default="", help="The organization's name.")
 @click.option("--personal", "full_name", default="", help="Issue a personal certificate.")
 @click.option("--days", type=click.IntRange(1, 3650), default=730, show_default=True)
+@click.option(
+    "--tls-host",
+    "tls_hosts",
+    multiple=True,
+    help="Issue a TLS server/client certificate for these host names (hub or node).",
+)
 @click.option("--exist-ok", is_flag=True, help="Succeed quietly when one is already valid.")
 @keys_dir_option
 @reports_errors
 def keys_issue(
-    org_id: str, org_name: str, full_name: str, days: int, exist_ok: bool, keys_dir: Path
+    org_id: str,
+    org_name: str,
+    full_name: str,
+    days: int,
+    tls_hosts: tuple[str, ...],
+    exist_ok: bool,
+    keys_dir: Path,
 ) -> None:
-    """Issue an organization seal (or, with --personal, a signer's certificate)."""
+    """Issue an organization seal (or a signer's certificate, or a TLS certificate)."""
     store = KeyStore(keys_dir)
+    kind = pki.CertKind.TLS if tls_hosts else None
     if exist_ok:
         try:
-            found = store.identity(org_id, full_name).record
+            found = store.identity(org_id, full_name, kind).record
         except errors.UnknownCertificate:
             pass
         else:
             click.echo(f"{found.kind.value} certificate {found.serial} already valid")
             return
-    record = store.issue(org_id, org_name=org_name, full_name=full_name, days=days)
+    record = store.issue(
+        org_id, org_name=org_name, full_name=full_name, days=days, tls_hosts=tls_hosts
+    )
     click.echo(f"issued {record.kind.value} certificate {record.serial} for {org_id}")
 
 
@@ -333,3 +354,123 @@ def keys_list(as_json: bool, keys_dir: Path) -> None:
     Console(width=None if sys.stdout.isatty() else 160).print(table)
     for serial in sorted(expiring):
         click.echo(f"warning: certificate {serial} expires within 30 days", err=True)
+
+
+# --- services ------------------------------------------------------------------------------
+@main.group()
+def serve() -> None:
+    """Run a service in the foreground."""
+
+
+data_dir_option = click.option(
+    "--data-dir", type=click.Path(path_type=Path), required=True, help="Where it stores."
+)
+
+
+@serve.command("hub")
+@data_dir_option
+@keys_dir_option
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", type=click.IntRange(1, 65535), default=8700, show_default=True)
+@click.option("--org-id", default=HUB_ORG_ID, show_default=True, help="The hub's own identity.")
+@click.option("--queue-bound", type=click.IntRange(1), default=10_000, show_default=True)
+@click.option(
+    "--visibility",
+    type=click.FloatRange(0.1),
+    default=60.0,
+    show_default=True,
+    help="Seconds a collected delivery stays hidden before it is offered again.",
+)
+@click.option("--insecure-http", is_flag=True, help="Plain HTTP instead of mutual TLS (tests).")
+@reports_errors
+def serve_hub(
+    data_dir: Path,
+    keys_dir: Path,
+    host: str,
+    port: int,
+    org_id: str,
+    queue_bound: int,
+    visibility: float,
+    insecure_http: bool,
+) -> None:
+    """The national axis hub."""
+    logs.configure()
+    config = HubConfig(
+        data_dir=data_dir,
+        keys_dir=keys_dir,
+        org_id=org_id,
+        host=host,
+        port=port,
+        tls=not insecure_http,
+        queue_bound=queue_bound,
+        visibility=dt.timedelta(seconds=visibility),
+    )
+    hub_app.run(config)
+
+
+@main.group()
+def hub() -> None:
+    """Administer a hub."""
+
+
+@hub.command("add-node")
+@click.argument("node", metavar="ROOT")
+@data_dir_option
+@click.option("--token", help="Use this token instead of a new random one.")
+@reports_errors
+def hub_add_node(node: str, data_dir: Path, token: str | None) -> None:
+    """Let the node of province/ministry ROOT (e.g. H53) connect; prints its token."""
+    token = token or secrets.token_urlsafe(32)
+    asyncio.run(hub_app.add_node(HubConfig(data_dir=data_dir, keys_dir=Path()), node, token))
+    click.echo(token)
+
+
+@main.command()
+@click.option("--hub", "hub_url", metavar="URL", help="A hub's base URL.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@keys_dir_option
+@reports_errors
+def stats(hub_url: str | None, as_json: bool, keys_dir: Path) -> None:
+    """Sent and received counts of a hub."""
+    if hub_url is None:
+        raise click.UsageError("give --hub URL")
+    report = asyncio.run(_fetch_json(f"{hub_url.rstrip('/')}/api/v1/stats", keys_dir))
+    if as_json:
+        click.echo(json.dumps(report, ensure_ascii=False, indent=2))
+        return
+    table = Table("province / ministry", "sent", "received", "statuses", "rejected")
+    for root, row in sorted(report["by_province"].items()):
+        table.add_row(
+            root,
+            str(row["sent"]),
+            str(row["received"]),
+            f"{row['status_sent']}/{row['status_received']}",
+            str(row["rejected"]),
+        )
+    totals = report["totals"]
+    table.add_row(
+        "total",
+        str(totals["sent"]),
+        str(totals["received"]),
+        f"{totals['status_sent']}/{totals['status_received']}",
+        str(totals["rejected"]),
+        style="bold",
+    )
+    console = Console(width=None if sys.stdout.isatty() else 160)
+    console.print(table)
+    console.print(f"in flight: {report['in_flight']}")
+    for code, count in sorted(report["rejected_by_code"].items()):
+        console.print(f"rejected {code}: {count}")
+
+
+async def _fetch_json(url: str, keys_dir: Path) -> Any:
+    context = tls.admin_context(KeyStore(keys_dir)) if url.startswith("https") else True
+    try:
+        async with aiohttp.ClientSession() as session, session.get(url, ssl=context) as response:
+            data = await response.json()
+            if response.status >= 400:
+                error = data.get("error", {})
+                raise errors.InputError(f"{url}: {error.get('code')} {error.get('message')}")
+            return data
+    except aiohttp.ClientError as exc:
+        raise errors.InputError(f"cannot reach {url}: {exc}") from None

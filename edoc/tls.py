@@ -20,9 +20,20 @@ def _context(purpose: ssl.Purpose, keys: KeyStore, org_id: str) -> ssl.SSLContex
 
 
 def server_context(keys: KeyStore, org_id: str) -> ssl.SSLContext:
-    """Serve HTTPS and require a client certificate from the same CA."""
+    """Serve HTTPS; a client certificate, when presented, must come from the same CA.
+
+    Node endpoints then insist on one (see ``peer_org_id``); open endpoints (stats,
+    health, metrics) stay reachable for an admin with the CA certificate only.
+    """
     context = _context(ssl.Purpose.CLIENT_AUTH, keys, org_id)
-    context.verify_mode = ssl.CERT_REQUIRED
+    context.verify_mode = ssl.CERT_OPTIONAL
+    return context
+
+
+def admin_context(keys: KeyStore) -> ssl.SSLContext:
+    """Call a hub or node over HTTPS without a client certificate (open endpoints)."""
+    context = ssl.create_default_context(cafile=str(keys.root_path))
+    context.load_verify_locations(cafile=str(keys.issuing_path))
     return context
 
 

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import structlog
 from aiohttp import web
+from aiohttp.typedefs import Middleware
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram
 from prometheus_client.exposition import generate_latest
 
@@ -50,9 +51,7 @@ class HttpMetrics:
         )
 
 
-def middleware(
-    metrics: HttpMetrics,
-) -> Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]:
+def middleware(metrics: HttpMetrics) -> Middleware:
     """Request id in the log context, EdocError → JSON with its status, metrics."""
 
     @web.middleware

@@ -1,0 +1,230 @@
+"""The national axis hub (Trục liên thông văn bản quốc gia, mock VDXP) over HTTP.
+
+Node API (bearer token of the node; over mutual TLS the client certificate must be
+the node's too):
+
+    POST /api/v1/packages                    a signed edXML package (document or status)
+    GET  /api/v1/deliveries?wait=S&limit=N   long-poll what waits for the node's province
+    GET  /api/v1/deliveries/{id}/package     the package, as the hub relays it
+    POST /api/v1/deliveries/{id}/ack         stored: mark delivered
+    GET  /api/v1/directory                   the signed address book
+    POST /api/v1/directory                   register the node's organizations
+
+Open: GET /api/v1/stats, GET /healthz, GET /metrics.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import uuid
+from collections.abc import AsyncIterator
+
+import structlog
+from aiohttp import web
+
+from edoc import errors, tls
+from edoc.hub import directory, intake, queues, stats
+from edoc.hub.state import HubConfig, HubState
+from edoc.keystore import KeyStore
+from edoc.offload import Offload
+from edoc.orgid import OrgId
+from edoc.store.base import Delivery, PackageRecord
+from edoc.store.sqlite import SqliteHubStore
+from edoc.web import HttpMetrics, bearer_token, body_to_file, middleware
+
+STATE = web.AppKey("state", HubState)
+log = structlog.get_logger()
+
+
+def token_digest(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+async def authenticate(request: web.Request) -> str:
+    """The calling node's root code (``H53``), from its token and, over TLS, its certificate."""
+    state = request.app[STATE]
+    node = await state.store.node_for_token(token_digest(bearer_token(request)))
+    if node is None:
+        raise errors.Unauthenticated("unknown node token")
+    if state.config.tls:
+        peer = tls.peer_org_id(
+            request.transport.get_extra_info("ssl_object") if request.transport else None
+        )
+        if peer is None or OrgId.parse(peer).root_code != node:
+            raise errors.Forbidden(f"client certificate of {peer} does not belong to node {node}")
+    structlog.contextvars.bind_contextvars(node=node)
+    return node
+
+
+def _answer(record: PackageRecord) -> dict[str, object]:
+    return {
+        "id": record.id,
+        "kind": record.kind,
+        "document_id": record.about,
+        "status_code": record.status_code or None,
+        "recipients": list(record.recipients),
+        "accepted_at": record.accepted_at.isoformat(),
+    }
+
+
+def _delivery(item: Delivery) -> dict[str, object]:
+    return {
+        "id": item.id,
+        "hub_id": item.package_id,
+        "recipient": item.recipient,
+        "kind": item.kind,
+        "sender": item.sender,
+        "document_id": item.about,
+        "status_code": item.status_code or None,
+        "priority": item.priority,
+        "size": item.size,
+        "attempts": item.attempts,
+    }
+
+
+async def post_package(request: web.Request) -> web.Response:
+    node = await authenticate(request)
+    state = request.app[STATE]
+    body = state.incoming_dir / f"{uuid.uuid4().hex}.edxml"
+    try:
+        await body_to_file(request, body, state.config.max_package_bytes)
+        record, resend = await intake.accept(state, node, body)
+    finally:
+        body.unlink(missing_ok=True)
+    return web.json_response(
+        _answer(record), status=202, headers={"X-Edoc-Resend": "true"} if resend else None
+    )
+
+
+def _number(request: web.Request, name: str, default: float, low: float, high: float) -> float:
+    try:
+        value = float(request.query.get(name, default))
+    except ValueError:
+        raise errors.InvalidField(f"{name} must be a number") from None
+    return min(max(value, low), high)
+
+
+async def get_deliveries(request: web.Request) -> web.Response:
+    node = await authenticate(request)
+    state = request.app[STATE]
+    wait = _number(request, "wait", 0, 0, state.config.max_wait)
+    limit = int(_number(request, "limit", 10, 1, 100))
+    items = await queues.collect(state, node, wait, limit)
+    return web.json_response({"deliveries": [_delivery(item) for item in items]})
+
+
+def _delivery_id(request: web.Request) -> int:
+    try:
+        return int(request.match_info["id"])
+    except ValueError:
+        raise errors.NotFound("no such delivery") from None
+
+
+async def get_delivery_package(request: web.Request) -> web.FileResponse:
+    node = await authenticate(request)
+    path = await queues.package_path(request.app[STATE], node, _delivery_id(request))
+    return web.FileResponse(path, headers={"Content-Type": "application/xml"})
+
+
+async def ack_delivery(request: web.Request) -> web.Response:
+    node = await authenticate(request)
+    first = await queues.acknowledge(request.app[STATE], node, _delivery_id(request))
+    return web.json_response({"delivered": True, "first": first})
+
+
+async def get_directory(request: web.Request) -> web.Response:
+    await authenticate(request)
+    state = request.app[STATE]
+    version, entries = await state.store.directory()
+    body = await state.offload.run(
+        directory.signed_xml,
+        version,
+        entries,
+        dt.datetime.now(dt.UTC),
+        state.keys.identity(state.config.org_id),
+    )
+    return web.Response(body=body, content_type="application/xml")
+
+
+async def post_directory(request: web.Request) -> web.Response:
+    node = await authenticate(request)
+    try:
+        data = await request.json()
+    except ValueError:
+        raise errors.BadMetadataJson("body must be JSON") from None
+    entries = directory.registration(
+        node, data.get("organizations") if isinstance(data, dict) else None
+    )
+    version = await request.app[STATE].store.register(entries)
+    return web.json_response({"version": version, "registered": len(entries)})
+
+
+async def get_stats(request: web.Request) -> web.Response:
+    return web.json_response(await stats.report(request.app[STATE].store))
+
+
+async def healthz(request: web.Request) -> web.Response:
+    await request.app[STATE].store.queued_for("")  # the store answers
+    return web.json_response({"status": "ok", "service": "hub"})
+
+
+async def metrics(request: web.Request) -> web.Response:
+    return request.app[STATE].metrics.exposition()
+
+
+def create_app(config: HubConfig) -> web.Application:
+    http_metrics = HttpMetrics("hub")
+    app = web.Application(middlewares=[middleware(http_metrics)], client_max_size=1024 * 1024)
+
+    async def resources(app: web.Application) -> AsyncIterator[None]:
+        for folder in ("packages", "incoming"):
+            (config.data_dir / folder).mkdir(parents=True, exist_ok=True)
+        store = SqliteHubStore(config.data_dir / "hub.sqlite")
+        await store.open()
+        keys = KeyStore(config.keys_dir)
+        keys.identity(config.org_id)  # fail at start, not at the first request
+        offload = Offload(config.workers)
+        state = HubState(config, store, keys, offload, http_metrics)
+        await store.register(directory.seed_entries())
+        app[STATE] = state
+        log.info("hub started", org_id=config.org_id, tls=config.tls)
+        yield
+        offload.close()
+        await store.close()
+
+    app.cleanup_ctx.append(resources)
+    app.router.add_post("/api/v1/packages", post_package)
+    app.router.add_get("/api/v1/deliveries", get_deliveries)
+    app.router.add_get("/api/v1/deliveries/{id}/package", get_delivery_package)
+    app.router.add_post("/api/v1/deliveries/{id}/ack", ack_delivery)
+    app.router.add_get("/api/v1/directory", get_directory)
+    app.router.add_post("/api/v1/directory", post_directory)
+    app.router.add_get("/api/v1/stats", get_stats)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/metrics", metrics)
+    return app
+
+
+def run(config: HubConfig) -> None:
+    context = tls.server_context(KeyStore(config.keys_dir), config.org_id) if config.tls else None
+    web.run_app(
+        create_app(config),
+        host=config.host,
+        port=config.port,
+        ssl_context=context,
+        print=None,
+        access_log=None,
+        shutdown_timeout=5,
+    )
+
+
+async def add_node(config: HubConfig, node: str, token: str) -> None:
+    """Register a node (by root code) and the token it authenticates with."""
+    code = OrgId.parse(f"000.00.00.{node}").root_code
+    store = SqliteHubStore(config.data_dir / "hub.sqlite")
+    await store.open()
+    try:
+        await store.add_node(code, token_digest(token))
+    finally:
+        await store.close()

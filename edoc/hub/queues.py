@@ -1,0 +1,56 @@
+"""Per-recipient delivery queues, collected by nodes with long polling.
+
+A node asks for what is waiting for its province (most urgent first); what it gets is
+hidden for a visibility timeout; it fetches each package, stores it, and acknowledges.
+Only the acknowledgement marks a delivery done; an unacknowledged one comes back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import time
+from pathlib import Path
+
+from edoc import errors
+from edoc.hub.state import HubState
+from edoc.store.base import Delivery
+
+
+async def collect(state: HubState, node: str, wait: float, limit: int) -> list[Delivery]:
+    """Up to ``limit`` deliveries for ``node``, waiting up to ``wait`` seconds for one."""
+    deadline = time.monotonic() + min(max(wait, 0.0), state.config.max_wait)
+    wakeup = state.wakeups[node]
+    while True:
+        wakeup.clear()
+        leased = await state.store.lease(
+            node, dt.datetime.now(dt.UTC), state.config.visibility, limit
+        )
+        remaining = deadline - time.monotonic()
+        if leased or remaining <= 0:
+            return leased
+        # woken by a new message, or re-check now and then for expired leases
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(wakeup.wait(), timeout=min(remaining, 1.0))
+
+
+async def owned(state: HubState, node: str, delivery_id: int) -> Delivery:
+    delivery = await state.store.delivery(delivery_id)
+    if delivery is None:
+        raise errors.NotFound(f"no delivery {delivery_id}")
+    if delivery.node != node:
+        raise errors.Forbidden(f"delivery {delivery_id} is not for node {node}")
+    return delivery
+
+
+async def package_path(state: HubState, node: str, delivery_id: int) -> Path:
+    return Path((await owned(state, node, delivery_id)).path)
+
+
+async def acknowledge(state: HubState, node: str, delivery_id: int) -> bool:
+    delivery = await owned(state, node, delivery_id)
+    first = await state.store.acknowledge(delivery_id, dt.datetime.now(dt.UTC))
+    if first:
+        state.delivered.labels(delivery.kind).inc()
+    return first
