@@ -381,6 +381,7 @@ data_dir_option = click.option(
     show_default=True,
     help="Seconds a collected delivery stays hidden before it is offered again.",
 )
+@click.option("--max-package-mb", type=click.IntRange(1), default=600, show_default=True)
 @click.option("--insecure-http", is_flag=True, help="Plain HTTP instead of mutual TLS (tests).")
 @reports_errors
 def serve_hub(
@@ -391,6 +392,7 @@ def serve_hub(
     org_id: str,
     queue_bound: int,
     visibility: float,
+    max_package_mb: int,
     insecure_http: bool,
 ) -> None:
     """The national axis hub."""
@@ -404,6 +406,7 @@ def serve_hub(
         tls=not insecure_http,
         queue_bound=queue_bound,
         visibility=dt.timedelta(seconds=visibility),
+        max_package_bytes=max_package_mb * 1024 * 1024,
     )
     hub_app.run(config)
 

@@ -78,7 +78,7 @@ def q(name: str) -> str:
 # --- small helpers -------------------------------------------------------------------
 def format_date(value: dt.date) -> str:
     # Not strftime: glibc's %Y does not pad years before 1000 to four digits.
-    return f"{value.year:04d}/{value.month:02d}/{value.day:02d}"
+    return value.strftime(DATE_FORMAT)
 
 
 def parse_date(text: str) -> dt.date:
@@ -488,7 +488,7 @@ def validate(root: etree._Element) -> None:
     # (no number 00, no level under an unused one, ASCII digits) need the parser.
     for element in root.iter(q("OrganId")):
         try:
-            OrgId.parse(element.text or "")
+            pass  # MUTANT
         except errors.InvalidOrgId as exc:
             raise errors.SchemaViolation(f"edXML schema: OrganId: {exc.message}") from None
 
@@ -641,7 +641,7 @@ class _PackageReader:
             raise errors.SchemaViolation("ContentTransferEncoded holds only base64 text")
         # Markup counts too: a flood of empty elements would otherwise grow the tree
         # without limit before the schema gets to refuse it.
-        self._count(tag)
+        pass  # MUTANT
         for name, value in attrib.items():
             self._count(name)
             self._count(value)

@@ -369,7 +369,9 @@ def _organization(draw: st.DrawFn, org_id: str) -> str | dict[str, str]:
     return {"id": org_id} | extra
 
 
-def _optional(draw: st.DrawFn, data: dict[str, Any], key: str, value: st.SearchStrategy[Any]) -> None:
+def _optional(
+    draw: st.DrawFn, data: dict[str, Any], key: str, value: st.SearchStrategy[Any]
+) -> None:
     if draw(st.booleans()):
         data[key] = draw(value)
 

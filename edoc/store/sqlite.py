@@ -206,7 +206,7 @@ class SqliteHubStore:
             status_code=package.status_code,
             business_type=package.business_type,
             digest=package.digest,
-            accepted_at=now,
+            accepted_at=_from_ms(_ms(now)),
             recipients=package.recipients,
         )
 

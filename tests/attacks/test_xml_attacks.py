@@ -14,6 +14,7 @@ import re
 from dataclasses import dataclass
 
 import pytest
+from lxml import etree
 
 from edoc import envelope, errors, xmlsafe
 from tests.envelope_support import MemorySink, load_sample_metadata, pack
@@ -34,6 +35,7 @@ SUBJECT = "<edXML:Subject>V/v triển khai chuyển đổi số năm 2027</edXML
 SMALL = envelope.PackageLimits(
     envelope=xmlsafe.Limits(max_bytes=20_000, max_depth=16), attachments_bytes=64 * 1024
 )
+DEFAULT = envelope.PackageLimits()
 ATTACHMENTS_ONE_BYTE_SHORT = envelope.PackageLimits(attachments_bytes=len(A) + len(B) - 1)
 
 
@@ -57,7 +59,9 @@ def everywhere(old: bytes, new: bytes) -> bytes:
 
 def drop(tag: str, data: bytes = GOOD, count: int = 1) -> bytes:
     """Remove the first ``count`` (0: all) ``edXML:tag`` elements."""
-    pattern = re.compile(rb"<edXML:%s(?: [^>]*)?>.*?</edXML:%s>" % (tag.encode(), tag.encode()), re.S)
+    pattern = re.compile(
+        rb"<edXML:%s(?: [^>]*)?>.*?</edXML:%s>" % (tag.encode(), tag.encode()), re.S
+    )
     result, found = pattern.subn(b"", data, count=count)
     assert found, tag
     return result
@@ -100,11 +104,11 @@ class Case:
     id: str
     data: bytes
     error: type[errors.EdocError]
-    limits: envelope.PackageLimits = envelope.PackageLimits()
+    limits: envelope.PackageLimits = DEFAULT
 
 
 CASES = [
-    # --- DTDs, entities, XXE: no DOCTYPE is ever accepted ---------------------------------
+    # --- DTDs, entities, XXE: no DOCTYPE is ever accepted ----------------------------------------
     Case(
         "xxe-system-file",
         with_doctype(
@@ -167,7 +171,7 @@ CASES = [
         errors.ForbiddenEntity,
     ),
     Case("undeclared-entity-in-attachment-name", renamed(b"&name;"), errors.ForbiddenEntity),
-    # --- processing instructions -------------------------------------------------------------
+    # --- processing instructions -----------------------------------------------------------------
     Case(
         "pi-stylesheet-before-root",
         DECLARATION + b'\n<?xml-stylesheet href="http://127.0.0.1:9/x.xsl"?>' + BODY,
@@ -184,7 +188,7 @@ CASES = [
         in_attachments(B64_A, B64_A[:8] + b"<?x?>" + B64_A[8:]),
         errors.ForbiddenXmlConstruct,
     ),
-    # --- size and depth ------------------------------------------------------------------------
+    # --- size and depth --------------------------------------------------------------------------
     Case(
         "envelope-text-oversize",
         in_envelope(SUBJECT, b"<edXML:Subject>" + b"x" * 30_000 + b"</edXML:Subject>"),
@@ -233,7 +237,9 @@ CASES = [
         errors.XmlTooDeep,
     ),
     # --- the root --------------------------------------------------------------------------------
-    Case("wrong-root-namespace", everywhere(NS, b"http://evil.example/edXML"), errors.WrongNamespace),
+    Case(
+        "wrong-root-namespace", everywhere(NS, b"http://evil.example/edXML"), errors.WrongNamespace
+    ),
     Case("no-namespace", root(b"<edXMLEnvelope/>", ns=b""), errors.WrongNamespace),
     Case("wrong-root-element", root(b"", tag=b"edXMLEnvelope"), errors.WrongNamespace),
     Case(
@@ -244,7 +250,7 @@ CASES = [
         errors.WrongNamespace,
     ),
     Case("html", "<html><body><p>xin chào</p></body></html>".encode(), errors.WrongNamespace),
-    # --- schema: missing, extra or ill-formed elements ---------------------------------------------
+    # --- schema: missing, extra or ill-formed elements -------------------------------------------
     Case("missing-subject", in_envelope(SUBJECT, b""), errors.SchemaViolation),
     Case("missing-from", drop("From"), errors.SchemaViolation),
     Case("missing-to", drop("To", count=0), errors.SchemaViolation),
@@ -260,7 +266,10 @@ CASES = [
     ),
     Case(
         "org-id-lowercase-letter",
-        in_envelope(b"<edXML:From><edXML:OrganId>000.00.12.H53<", b"<edXML:From><edXML:OrganId>000.00.12.h53<"),
+        in_envelope(
+            b"<edXML:From><edXML:OrganId>000.00.12.H53<",
+            b"<edXML:From><edXML:OrganId>000.00.12.h53<",
+        ),
         errors.SchemaViolation,
     ),
     Case(
@@ -288,20 +297,25 @@ CASES = [
     ),
     Case(
         "org-id-trailing-newline",
-        in_envelope(b"<edXML:From><edXML:OrganId>000.00.12.H53<", b"<edXML:From><edXML:OrganId>000.00.12.H53\n<"),
+        in_envelope(
+            b"<edXML:From><edXML:OrganId>000.00.12.H53<",
+            b"<edXML:From><edXML:OrganId>000.00.12.H53\n<",
+        ),
         errors.SchemaViolation,
     ),
     Case(
         "trace-org-id-bad",
         in_envelope(
-            b"<edXML:TraceHeader Id=\"edoc-Origin\"><edXML:OrganId>000.00.12.H53<",
-            b"<edXML:TraceHeader Id=\"edoc-Origin\"><edXML:OrganId>hub<",
+            b'<edXML:TraceHeader Id="edoc-Origin"><edXML:OrganId>000.00.12.H53<',
+            b'<edXML:TraceHeader Id="edoc-Origin"><edXML:OrganId>hub<',
         ),
         errors.SchemaViolation,
     ),
     Case(
         "date-iso-form",
-        in_envelope(b">2026/11/23</edXML:PromulgationDate>", b">2026-11-23</edXML:PromulgationDate>"),
+        in_envelope(
+            b">2026/11/23</edXML:PromulgationDate>", b">2026-11-23</edXML:PromulgationDate>"
+        ),
         errors.SchemaViolation,
     ),
     Case(
@@ -360,7 +374,9 @@ CASES = [
     ),
     Case(
         "text-between-attachments",
-        in_attachments(b"</edXML:Attachment><edXML:Attachment>", b"</edXML:Attachment>junk<edXML:Attachment>"),
+        in_attachments(
+            b"</edXML:Attachment><edXML:Attachment>", b"</edXML:Attachment>junk<edXML:Attachment>"
+        ),
         errors.SchemaViolation,
     ),
     Case(
@@ -376,7 +392,7 @@ CASES = [
         errors.SchemaViolation,
     ),
     Case("content-id-without-cid", everywhere(b">cid:1<", b">1<"), errors.SchemaViolation),
-    # --- base64 ------------------------------------------------------------------------------------
+    # --- base64 ----------------------------------------------------------------------------------
     Case(
         "base64-invalid-character",
         in_attachments(B64_A, B64_A[:5] + b"*" + B64_A[6:]),
@@ -532,7 +548,11 @@ CASES = [
         errors.MalformedXml,
     ),
     Case("truncated-last-byte", GOOD[:-1], errors.MalformedXml),
-    Case("mismatched-tags", in_envelope(b"</edXML:Subject>", b"</edXML:Subjekt>"), errors.MalformedXml),
+    Case(
+        "mismatched-tags",
+        in_envelope(b"</edXML:Subject>", b"</edXML:Subjekt>"),
+        errors.MalformedXml,
+    ),
     Case("second-root", GOOD + root(b""), errors.MalformedXml),
     Case("text-after-root", GOOD + b"trailing", errors.MalformedXml),
     Case(
@@ -555,10 +575,12 @@ CASES = [
         in_envelope(b'Id="edoc-Manifest"', b"Id=edoc-Manifest"),
         errors.MalformedXml,
     ),
+    # libxml2 drops an undeclared prefix (the element arrives without a namespace) instead
+    # of failing, so it is the schema that refuses this one.
     Case(
         "undeclared-prefix",
         in_envelope(SUBJECT, b"<evil:Subject>x</evil:Subject>"),
-        errors.MalformedXml,
+        errors.SchemaViolation,
     ),
 ]
 
@@ -579,7 +601,7 @@ def test_corpus_is_large_and_ids_unique() -> None:
 
 @pytest.mark.parametrize("case", CASES, ids=[case.id for case in CASES])
 def test_hostile_package_is_refused(case: Case) -> None:
-    assert case.data != GOOD
+    assert case.data != GOOD or case.limits != DEFAULT
     with pytest.raises(errors.EdocError) as info:
         envelope.read_package(io.BytesIO(case.data), limits=case.limits)
     assert type(info.value) is case.error, str(info.value)
@@ -587,7 +609,7 @@ def test_hostile_package_is_refused(case: Case) -> None:
     assert info.value.code.startswith("EDOC-")
 
 
-# --- the hardened parser on its own ---------------------------------------------------------------
+# --- the hardened parser on its own --------------------------------------------------------------
 XMLSAFE_CASES = [
     pytest.param(
         b'<!DOCTYPE a [<!ENTITY x SYSTEM "file:///etc/passwd">]><a>&x;</a>',
@@ -597,11 +619,13 @@ XMLSAFE_CASES = [
     pytest.param(
         b"<!DOCTYPE a [" + LAUGHS + b"]><a>&lol9;</a>", errors.ForbiddenDtd, id="billion-laughs"
     ),
-    pytest.param(b'<!DOCTYPE a SYSTEM "http://127.0.0.1:9/a.dtd"><a/>', errors.ForbiddenDtd, id="dtd"),
+    pytest.param(
+        b'<!DOCTYPE a SYSTEM "http://127.0.0.1:9/a.dtd"><a/>', errors.ForbiddenDtd, id="dtd"
+    ),
     pytest.param(b"<a>&x;</a>", errors.ForbiddenEntity, id="undeclared-entity"),
     pytest.param(b"<a><?pi x?></a>", errors.ForbiddenXmlConstruct, id="pi"),
     pytest.param(b"<a>" * 6 + b"</a>" * 6, errors.XmlTooDeep, id="deep"),
-    pytest.param(b"<a>" + b"x" * 200 + b"</a>", errors.XmlTooLarge, id="oversize"),
+    pytest.param(b"<a>" + b"x" * 2000 + b"</a>", errors.XmlTooLarge, id="oversize"),
     pytest.param(b"<a><b></a>", errors.MalformedXml, id="malformed"),
     pytest.param(b"", errors.MalformedXml, id="empty"),
     pytest.param(b"<a/><b/>", errors.MalformedXml, id="two-roots"),
@@ -611,7 +635,7 @@ XMLSAFE_CASES = [
 @pytest.mark.parametrize(("data", "error"), XMLSAFE_CASES)
 def test_xmlsafe_parse_refuses(data: bytes, error: type[errors.EdocError]) -> None:
     with pytest.raises(errors.EdocError) as info:
-        xmlsafe.parse(data, xmlsafe.Limits(max_bytes=100 if len(data) < 200 else 10_000, max_depth=5))
+        xmlsafe.parse(data, xmlsafe.Limits(max_bytes=2000, max_depth=5))
     assert type(info.value) is error
     assert info.value.code == error.code
 
@@ -629,18 +653,16 @@ def test_xmlsafe_parse_drops_comments_and_keeps_default_namespace() -> None:
 
 
 def test_xmlsafe_parse_events_in_chunks() -> None:
-    parsed = xmlsafe.parse_events([b"<a><b>x", b"y</b>", b"</a>"], _TreeBuilder())
+    parsed = xmlsafe.parse_events([b"<a><b>x", b"y</b>", b"</a>"], _tree_builder())
     assert parsed.findtext("b") == "xy"
 
 
-def _TreeBuilder() -> xmlsafe.Handler:  # noqa: N802 - reads like the class it builds
-    from lxml import etree
-
+def _tree_builder() -> xmlsafe.Handler:
     builder: xmlsafe.Handler = etree.TreeBuilder()
     return builder
 
 
-# --- what a sink sees when a package is refused ---------------------------------------------------
+# --- what a sink sees when a package is refused --------------------------------------------------
 def test_unsafe_name_never_reaches_the_sink() -> None:
     sink = MemorySink()
     with pytest.raises(errors.UnsafeAttachmentName):

@@ -1,0 +1,219 @@
+"""A real hub process for integration tests, and a test-side node client for it."""
+
+from __future__ import annotations
+
+import datetime as dt
+import io
+import json
+import os
+import signal
+import socket
+import ssl
+import subprocess
+import sys
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from edoc import envelope, signing
+from edoc.keystore import SigningIdentity
+from edoc.model import Organization, ResponseFor, StatusCode, StatusUpdate
+from tests.pki_support import Ca, unsigned_root, wire
+
+EDOC = str(Path(sys.executable).parent / "edoc")
+HUB_ORG = "000.00.00.G22"
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@dataclass
+class HubProcess:
+    data_dir: Path
+    keys_dir: Path
+    options: tuple[str, ...] = ()
+    tls: bool = False
+    port: int = field(default_factory=free_port)
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"{'https' if self.tls else 'http'}://127.0.0.1:{self.port}"
+
+    def start(self) -> HubProcess:
+        command = [
+            EDOC,
+            "serve",
+            "hub",
+            "--data-dir",
+            str(self.data_dir),
+            "--keys-dir",
+            str(self.keys_dir),
+            "--port",
+            str(self.port),
+            *self.options,
+        ]
+        if not self.tls:
+            command.append("--insecure-http")
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        with (self.data_dir / "hub.log").open("ab") as log:
+            self.process = subprocess.Popen(command, stdout=log, stderr=log)
+        self._wait_healthy()
+        return self
+
+    def _wait_healthy(self) -> None:
+        context = ssl.create_default_context(cafile=str(self.keys_dir / "ca" / "root.pem"))
+        context.load_verify_locations(cafile=str(self.keys_dir / "ca" / "issuing.pem"))
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            assert self.process is not None
+            if self.process.poll() is not None:
+                raise RuntimeError(f"hub exited: {(self.data_dir / 'hub.log').read_text()}")
+            try:
+                with urllib.request.urlopen(  # noqa: S310 - our own loopback URL
+                    f"{self.url}/healthz", timeout=1, context=context if self.tls else None
+                ):
+                    return
+            except OSError:
+                time.sleep(0.1)
+        raise RuntimeError("hub did not become healthy")
+
+    def stop(self, kill: bool = False) -> None:
+        if self.process is None:
+            return
+        self.process.send_signal(signal.SIGKILL if kill else signal.SIGTERM)
+        self.process.wait(timeout=20)
+        self.process = None
+
+    def add_node(self, root: str) -> str:
+        result = subprocess.run(
+            [EDOC, "hub", "add-node", root, "--data-dir", str(self.data_dir)],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        return result.stdout.strip()
+
+
+@dataclass
+class NodeClient:
+    """What a provincial node does with the hub, driven by the test."""
+
+    hub: HubProcess
+    token: str
+    ssl_context: ssl.SSLContext | bool = True
+
+    def _headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token}"}
+
+    async def request(
+        self, method: str, path: str, data: bytes | None = None, json_body: Any = None
+    ) -> tuple[int, Any, dict[str, str]]:
+        async with (
+            aiohttp.ClientSession() as session,
+            session.request(
+                method,
+                f"{self.hub.url}{path}",
+                data=io.BytesIO(data) if data is not None else None,
+                json=json_body,
+                headers=self._headers(),
+                ssl=self.ssl_context,
+            ) as response,
+        ):
+            raw = await response.read()
+            try:
+                body = json.loads(raw)
+            except ValueError:
+                body = raw
+            return response.status, body, dict(response.headers)
+
+    async def post(self, package: bytes) -> tuple[int, Any, dict[str, str]]:
+        return await self.request("POST", "/api/v1/packages", data=package)
+
+    async def collect(self, wait: float = 0, limit: int = 10) -> list[dict[str, Any]]:
+        status, body, _ = await self.request("GET", f"/api/v1/deliveries?wait={wait}&limit={limit}")
+        assert status == 200, body
+        deliveries: list[dict[str, Any]] = body["deliveries"]
+        return deliveries
+
+    async def fetch(self, delivery_id: int) -> bytes:
+        status, body, _ = await self.request("GET", f"/api/v1/deliveries/{delivery_id}/package")
+        assert status == 200, body
+        assert isinstance(body, bytes)
+        return body
+
+    async def ack(self, delivery_id: int) -> None:
+        status, body, _ = await self.request("POST", f"/api/v1/deliveries/{delivery_id}/ack")
+        assert status == 200, body
+
+    async def drain(self, wait: float = 0) -> list[dict[str, Any]]:
+        """Collect, fetch and acknowledge everything waiting."""
+        seen = []
+        while items := await self.collect(wait=wait):
+            for item in items:
+                await self.fetch(item["id"])
+                await self.ack(item["id"])
+                seen.append(item)
+            wait = 0
+        return seen
+
+
+def hub_ca(path: Path) -> Ca:
+    """A CA with the hub's seal and TLS certificate and a few provinces' seals."""
+    ca = Ca.create(path)
+    ca.keys.issue(HUB_ORG, org_name="Văn phòng Chính phủ")
+    ca.keys.issue(HUB_ORG, tls_hosts=("localhost", "127.0.0.1"))
+    for org, name in (
+        ("000.00.00.H41", "UBND tỉnh Nghệ An"),
+        ("000.00.00.H53", "UBND tỉnh Tây Ninh"),
+    ):
+        ca.keys.issue(org, org_name=name)
+    for org in ("000.00.00.H53", "000.00.00.H23"):
+        ca.keys.issue(org, tls_hosts=("localhost",))
+    return ca
+
+
+_numbers = iter(range(1, 1_000_000))
+
+
+def document(
+    ca: Ca,
+    to: list[str],
+    sender: str = "000.00.12.H53",
+    seal: SigningIdentity | None = None,
+    **changes: Any,
+) -> bytes:
+    """A fresh signed document package (a new number each time)."""
+    number = str(next(_numbers) + os.getpid() * 1000)
+    changes.setdefault("code", {"number": number, "notation": "UBND-VP"})
+    changes.update({"to": to, "from": sender})
+    root = unsigned_root(signed_at=ca.clock(), **changes)
+    return wire(signing.sign(root, seal or ca.keys.identity(sender)))
+
+
+def status(
+    ca: Ca, responder: str, about: bytes, code: StatusCode, seal: SigningIdentity | None = None
+) -> bytes:
+    """A signed status message from ``responder`` about the document package ``about``."""
+    doc = envelope.read_package(io.BytesIO(about)).document
+    answer = ResponseFor(doc.sender.org_id, str(doc.code), doc.promulgation.date, doc.document_id)
+    message = StatusUpdate(
+        sender=Organization(responder),
+        response_for=answer,
+        code=code,
+        timestamp=ca.clock().replace(microsecond=0),
+        description=f"trạng thái {code.value}",
+    )
+    root = envelope.build_envelope(envelope.stamp_origin(message, ca.clock()))
+    return wire(signing.sign(root, seal or ca.keys.identity(responder)))
+
+
+def utc() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)

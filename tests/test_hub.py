@@ -1,0 +1,216 @@
+"""The hub as a real process over real HTTP: delivery, rules, rejections, restart."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from edoc import envelope, errors, signing
+from edoc.hub import directory
+from edoc.model import StatusCode
+from tests.hub_support import HUB_ORG, HubProcess, NodeClient, document, hub_ca, status
+from tests.pki_support import SENDER, Ca
+
+H23, H41 = "000.00.00.H23", "000.00.00.H41"
+
+
+@pytest.fixture(scope="module")
+def ca(tmp_path_factory: pytest.TempPathFactory) -> Ca:
+    return hub_ca(tmp_path_factory.mktemp("hubca") / "keys")
+
+
+@pytest.fixture(scope="module")
+def hub(ca: Ca, tmp_path_factory: pytest.TempPathFactory) -> Iterator[HubProcess]:
+    process = HubProcess(tmp_path_factory.mktemp("hub"), ca.keys.path).start()
+    yield process
+    process.stop()
+
+
+@pytest.fixture(scope="module")
+def nodes(hub: HubProcess) -> dict[str, NodeClient]:
+    return {root: NodeClient(hub, hub.add_node(root)) for root in ("H53", "H23", "H41")}
+
+
+async def test_one_document_reaches_each_recipient_once(
+    ca: Ca, hub: HubProcess, nodes: dict[str, NodeClient]
+) -> None:
+    package = document(ca, to=[H23, H41])
+    code, answer, _ = await nodes["H53"].post(package)
+    assert code == 202, answer
+    assert answer["recipients"] == [H23, H41]
+
+    for root, org in (("H23", H23), ("H41", H41)):
+        items = await nodes[root].collect(wait=2)
+        assert [(i["recipient"], i["hub_id"]) for i in items] == [(org, answer["id"])]
+        relayed = await nodes[root].fetch(items[0]["id"])
+        received = envelope.read_package(io.BytesIO(relayed))
+        verified = signing.verify_package(received, ca.keys.trust(), ca.clock())
+        assert verified.message.sender.org_id == SENDER  # the sender's signature survives
+        assert [hop.org_id for hop in verified.relay_hops] == [HUB_ORG]  # the hub's hop
+        await nodes[root].ack(items[0]["id"])
+        assert await nodes[root].collect() == []  # delivered once, not again
+
+
+async def test_resend_gets_the_original_answer_and_no_second_delivery(
+    ca: Ca, nodes: dict[str, NodeClient]
+) -> None:
+    package = document(ca, to=[H23])
+    first = await nodes["H53"].post(package)
+    again = await nodes["H53"].post(package)
+    assert first[0] == again[0] == 202
+    assert first[1] == again[1]
+    assert again[2].get("X-Edoc-Resend") == "true"
+    assert len(await nodes["H23"].drain()) == 1
+
+    number = envelope.read_package(io.BytesIO(package)).document.code.number
+    changed = document(
+        ca, to=[H23], subject="Nội dung khác", code={"number": number, "notation": "UBND-VP"}
+    )
+    code, body, _ = await nodes["H53"].post(changed)
+    assert (code, body["error"]["code"]) == (409, "EDOC-HUB-003")
+
+
+async def test_urgent_documents_are_collected_first(ca: Ca, nodes: dict[str, NodeClient]) -> None:
+    await nodes["H41"].drain()
+    normal = (await nodes["H53"].post(document(ca, to=[H41], priority=0)))[1]["id"]
+    express = (await nodes["H53"].post(document(ca, to=[H41], priority=3)))[1]["id"]
+    order = [item["hub_id"] for item in await nodes["H41"].drain()]
+    assert order == [express, normal]
+
+
+async def test_status_relay_and_its_rules(ca: Ca, nodes: dict[str, NodeClient]) -> None:
+    package = document(ca, to=[H23])
+    assert (await nodes["H53"].post(package))[0] == 202
+    await nodes["H23"].drain()
+    for code in (StatusCode.ARRIVED, StatusCode.ACCEPTED, StatusCode.COMPLETED):
+        reply = await nodes["H23"].post(status(ca, H23, package, code))
+        assert reply[0] == 202, reply[1]
+    relayed = await nodes["H53"].drain()
+    assert [(i["kind"], i["status_code"], i["recipient"]) for i in relayed] == [
+        ("status", "01", SENDER),
+        ("status", "03", SENDER),
+        ("status", "06", SENDER),
+    ]
+    backwards = await nodes["H23"].post(status(ca, H23, package, StatusCode.PROCESSING))
+    assert (backwards[0], backwards[1]["error"]["code"]) == (409, "EDOC-HUB-006")
+    stranger = await nodes["H41"].post(status(ca, H41, package, StatusCode.ARRIVED))
+    assert (stranger[0], stranger[1]["error"]["code"]) == (403, "EDOC-HUB-005")
+
+
+async def test_revoke_reaches_every_recipient_of_the_original(
+    ca: Ca, nodes: dict[str, NodeClient]
+) -> None:
+    await nodes["H23"].drain()
+    await nodes["H41"].drain()
+    original = document(ca, to=[H23, H41])
+    assert (await nodes["H53"].post(original))[0] == 202
+    document_id = envelope.read_package(io.BytesIO(original)).document.document_id
+    revoke = document(
+        ca, to=[H23], business={"type": 1, "reason": "Ban hành nhầm", "document_id": document_id}
+    )
+    code, answer, _ = await nodes["H53"].post(revoke)
+    assert code == 202, answer
+    assert sorted(answer["recipients"]) == [H23, H41]
+    for root in ("H23", "H41"):
+        assert sorted(i["hub_id"] for i in await nodes[root].drain()) == sorted(
+            [answer["id"], answer["id"] - 1]
+        )
+
+
+@pytest.mark.parametrize(
+    "case, status_code, error_code",
+    [
+        ("unknown recipient", 422, "EDOC-HUB-001"),
+        ("impersonation", 403, "EDOC-HUB-002"),
+        ("wrong organization", 403, "EDOC-SIG-006"),
+        ("missing signature", 422, "EDOC-SIG-001"),
+        ("malformed", 400, "EDOC-XML-001"),
+        ("unknown revoke target", 404, "EDOC-HUB-007"),
+        ("no token", 401, "EDOC-AUTH-001"),
+        ("bad token", 401, "EDOC-AUTH-001"),
+    ],
+)
+async def test_rejections_have_their_codes(
+    ca: Ca, nodes: dict[str, NodeClient], case: str, status_code: int, error_code: str
+) -> None:
+    node = nodes["H53"]
+    if case == "unknown recipient":
+        package = document(ca, to=["000.00.99.H23"])
+    elif case == "impersonation":
+        package, node = document(ca, to=[H41]), nodes["H23"]
+    elif case == "wrong organization":
+        package = document(ca, to=[H41], seal=ca.keys.identity(H23))
+    elif case == "missing signature":
+        from tests.pki_support import unsigned_root, wire
+
+        package = wire(unsigned_root(to=[H41]))
+    elif case == "malformed":
+        package = document(ca, to=[H41])[:-20]
+    elif case == "unknown revoke target":
+        package = document(ca, to=[H41], business={"type": 1, "document_id": "nope"})
+    else:
+        package = document(ca, to=[H41])
+        node = NodeClient(node.hub, "" if case == "no token" else "forged-token")
+    code, body, _ = await node.post(package)
+    assert (code, body["error"]["code"]) == (status_code, error_code)
+
+
+async def test_untrusted_expired_and_revoked_signers(
+    ca: Ca, nodes: dict[str, NodeClient], tmp_path: Path
+) -> None:
+    foreign = Ca.create(tmp_path / "foreign")
+    code, body, _ = await nodes["H53"].post(
+        document(ca, to=[H41], seal=foreign.keys.identity(SENDER))
+    )
+    assert (code, body["error"]["code"]) == (422, "EDOC-SIG-003")
+
+    expired_org = "000.00.21.H53"
+    ca.clock.advance(days=-30)
+    ca.keys.issue(expired_org, days=10)  # valid from 30 to 20 days ago
+    expired = document(ca, to=[H41], sender=expired_org)
+    ca.clock.advance(days=30)
+    code, body, _ = await nodes["H53"].post(expired)
+    assert (code, body["error"]["code"]) == (422, "EDOC-SIG-004")
+
+    revoked_org = "000.00.22.H53"
+    ca.keys.issue(revoked_org)
+    seal = ca.keys.identity(revoked_org)
+    ca.keys.revoke(revoked_org, "keyCompromise")
+    code, body, _ = await nodes["H53"].post(document(ca, to=[H41], sender=revoked_org, seal=seal))
+    assert (code, body["error"]["code"]) == (422, "EDOC-SIG-005")
+
+
+async def test_signed_directory_and_registration(ca: Ca, nodes: dict[str, NodeClient]) -> None:
+    code, raw, _ = await nodes["H53"].request("GET", "/api/v1/directory")
+    assert code == 200
+    version, _, entries = directory.read_signed(raw, ca.keys.trust(), ca.clock(), HUB_ORG)
+    assert {"000.00.00.H53", "000.00.00.G12", "000.00.00.G22"} <= {e.org_id for e in entries}
+    assert len([e for e in entries if e.kind == "province"]) == 63
+    code, body, _ = await nodes["H53"].request(
+        "POST",
+        "/api/v1/directory",
+        json_body={"organizations": [{"org_id": "000.00.07.H53", "name": "Sở Nội vụ"}]},
+    )
+    assert code == 200 and body["version"] > version
+    code, body, _ = await nodes["H53"].request(
+        "POST", "/api/v1/directory", json_body={"organizations": [{"org_id": "000.00.07.H23"}]}
+    )
+    assert (code, body["error"]["code"]) == (403, "EDOC-HUB-002")
+    tampered = raw.replace("Tây Ninh".encode(), "Tây Nguyên".encode())
+    with pytest.raises(errors.TamperedSignature):
+        directory.read_signed(tampered, ca.keys.trust(), ca.clock(), HUB_ORG)
+
+
+async def test_stats_count_both_sides(nodes: dict[str, NodeClient]) -> None:
+    code, report, _ = await nodes["H53"].request("GET", "/api/v1/stats")
+    assert code == 200
+    h53 = report["by_province"]["000.00.00.H53"]
+    received = report["by_province"]["000.00.00.H23"]["received"]
+    received += report["by_province"]["000.00.00.H41"]["received"]
+    assert h53["sent"] >= 6 and received >= h53["sent"]
+    assert report["rejected_by_code"]["EDOC-SIG-001"] >= 1
+    code, text, _ = await nodes["H53"].request("GET", "/metrics")
+    assert code == 200 and b"edoc_hub_accepted_total" in text

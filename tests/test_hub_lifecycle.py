@@ -1,0 +1,104 @@
+"""The hub across restarts, under back-pressure, and over mutual TLS."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import ssl
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from edoc import tls
+from edoc.keystore import KeyStore
+from tests.hub_support import EDOC, HubProcess, NodeClient, document, hub_ca
+from tests.pki_support import Ca
+
+H23, H41 = "000.00.00.H23", "000.00.00.H41"
+
+
+@pytest.fixture(scope="module")
+def ca(tmp_path_factory: pytest.TempPathFactory) -> Ca:
+    return hub_ca(tmp_path_factory.mktemp("hubca") / "keys")
+
+
+async def test_kill_9_loses_nothing_and_delivers_nothing_twice(ca: Ca, tmp_path: Path) -> None:
+    hub = HubProcess(tmp_path / "hub", ca.keys.path, options=("--visibility", "1")).start()
+    try:
+        sender = NodeClient(hub, hub.add_node("H53"))
+        receiver = NodeClient(hub, hub.add_node("H23"))
+        accepted = set()
+        for _ in range(12):
+            code, answer, _ = await sender.post(document(ca, to=[H23]))
+            assert code == 202
+            accepted.add(answer["id"])
+        leased = await receiver.collect(limit=5)  # collected, never acknowledged
+        assert len(leased) == 5
+
+        hub.stop(kill=True)
+        hub.start()
+        await asyncio.sleep(1.1)  # the visibility timeout of the unacknowledged five
+        delivered = [item["hub_id"] for item in await receiver.drain()]
+        assert sorted(delivered) == sorted(accepted)  # all twelve, each once
+        code, report, _ = await receiver.request("GET", "/api/v1/stats")
+        assert report["totals"]["sent"] == 12 and report["totals"]["received"] == 12
+        assert report["in_flight"] == 0
+    finally:
+        hub.stop()
+
+
+async def test_back_pressure_and_size_limit(ca: Ca, tmp_path: Path) -> None:
+    hub = HubProcess(
+        tmp_path / "hub", ca.keys.path, options=("--queue-bound", "2", "--max-package-mb", "1")
+    ).start()
+    try:
+        sender = NodeClient(hub, hub.add_node("H53"))
+        for _ in range(2):
+            assert (await sender.post(document(ca, to=[H41])))[0] == 202
+        code, body, headers = await sender.post(document(ca, to=[H41]))
+        assert (code, body["error"]["code"]) == (429, "EDOC-HUB-004")
+        assert int(headers["Retry-After"]) > 0
+        assert (await sender.post(document(ca, to=[H23])))[0] == 202  # others still flow
+
+        code, body, _ = await sender.post(b"<" * (1024 * 1024 + 1))
+        assert (code, body["error"]["code"]) == (413, "EDOC-IN-001")
+    finally:
+        hub.stop()
+
+
+def _client(keys: KeyStore, org: str) -> ssl.SSLContext:
+    return tls.client_context(keys, org)
+
+
+async def test_mutual_tls(ca: Ca, tmp_path: Path) -> None:
+    hub = HubProcess(tmp_path / "hub", ca.keys.path, tls=True).start()
+    try:
+        token = hub.add_node("H53")
+        with_cert = NodeClient(hub, token, _client(ca.keys, "000.00.00.H53"))
+        assert (await with_cert.post(document(ca, to=[H23])))[0] == 202
+
+        no_cert = NodeClient(hub, token, tls.admin_context(ca.keys))
+        code, body, _ = await no_cert.post(document(ca, to=[H23]))
+        assert (code, body["error"]["code"]) == (403, "EDOC-AUTH-002")
+
+        other_province = NodeClient(hub, token, _client(ca.keys, "000.00.00.H23"))
+        code, body, _ = await other_province.post(document(ca, to=[H41]))
+        assert (code, body["error"]["code"]) == (403, "EDOC-AUTH-002")
+
+        result = subprocess.run(
+            [EDOC, "stats", "--hub", hub.url, "--json", "--keys-dir", str(ca.keys.path)],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        assert json.loads(result.stdout)["totals"]["sent"] == 1
+        table = subprocess.run(
+            [EDOC, "stats", "--hub", hub.url, "--keys-dir", str(ca.keys.path)],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        assert "000.00.00.H53" in table.stdout and "in flight: 1" in table.stdout
+    finally:
+        hub.stop()
