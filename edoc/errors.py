@@ -266,3 +266,16 @@ class StorageError(EdocError):
 
     code = "EDOC-STORE-001"
     status = 503
+
+
+class BadMultipart(InputError):
+    """The agency API's multipart body cannot be read."""
+
+    code = "EDOC-IN-003"
+
+
+class HubUnavailable(EdocError):
+    """The hub could not be reached or answered 5xx/429; the outbox will retry."""
+
+    code = "EDOC-NODE-001"
+    status = 503

@@ -11,7 +11,8 @@ import os
 import string
 import unicodedata
 from copy import deepcopy
-from typing import Any
+from pathlib import Path
+from typing import IO, Any, cast
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -116,6 +117,55 @@ def test_attachment_sizes(sample_metadata: dict[str, Any], size: int) -> None:
     assert attachment.content_type == "application/octet-stream"
 
 
+class _RecordingOut(io.RawIOBase):
+    """An output stream that remembers the size of every write it is handed."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.sizes: list[int] = []
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: Any, /) -> int:
+        size = len(data)
+        self.sizes.append(size)
+        return size
+
+
+def test_write_package_streams_to_out(tmp_path: Path, sample_metadata: dict[str, Any]) -> None:
+    """Attachment bytes are handed on as they are encoded, not gathered in memory first."""
+    big = tmp_path / "big.bin"
+    big.write_bytes(os.urandom(8 * 1024 * 1024))
+    attached = envelope.attachments_from_files([big])
+    document = pack(sample_metadata).document
+    root = envelope.build_envelope(dataclasses.replace(document, attachments=(attached[0][0],)))
+    out = _RecordingOut()
+    envelope.write_package(root, attached, cast(IO[bytes], out))
+    assert sum(out.sizes) > 8 * 1024 * 1024 * 4 // 3
+    assert max(out.sizes) <= 256 * 1024
+
+
+def test_read_package_streams_to_the_sink(sample_metadata: dict[str, Any]) -> None:
+    content = os.urandom(4 * 1024 * 1024)
+    packed = pack(sample_metadata, {"big.bin": content})
+    sizes: list[int] = []
+    digest = hashlib.sha256()
+
+    class Out:
+        def write(self, data: bytes, /) -> None:
+            sizes.append(len(data))
+            digest.update(data)
+
+        def close(self) -> None:
+            pass
+
+    envelope.read_package(io.BytesIO(packed.wire), lambda _cid, _name: Out())
+    assert digest.hexdigest() == hashlib.sha256(content).hexdigest()
+    assert len(sizes) > 10
+    assert max(sizes) <= 256 * 1024
+
+
 def test_several_attachments_bytes_identical(sample_metadata: dict[str, Any]) -> None:
     files = {
         "quyết-định.pdf": os.urandom(300_000),  # several base64 writes and parser chunks
@@ -198,7 +248,7 @@ def test_attaching_two_files_with_one_nfc_name_is_refused(
         pack(sample_metadata, {composed: b"a", unicodedata.normalize("NFD", composed): b"b"})
 
 
-def test_attaching_a_missing_file(tmp_path: Any) -> None:
+def test_attaching_a_missing_file(tmp_path: Path) -> None:
     with pytest.raises(errors.FileMissing):
         envelope.attachments_from_files([tmp_path / "không-có.pdf"])
 

@@ -30,7 +30,7 @@ from edoc.keystore import KeyStore
 from edoc.offload import Offload
 from edoc.orgid import OrgId
 from edoc.store.base import Delivery, PackageRecord
-from edoc.store.sqlite import SqliteHubStore
+from edoc.store.hub_sqlite import SqliteHubStore
 from edoc.web import HttpMetrics, bearer_token, body_to_file, middleware
 
 STATE = web.AppKey("state", HubState)

@@ -102,3 +102,87 @@ class HubStore(Protocol):
     async def add_node(self, node: str, token_sha256: str) -> None: ...
 
     async def node_for_token(self, token_sha256: str) -> str | None: ...
+
+
+# --- the node ---------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class NewOutgoing:
+    kind: str  # "document" | "status"
+    sender: str
+    document_id: str  # a status: the answered document's
+    status_code: str
+    idempotency_key: str | None
+    priority: int
+    path: str
+    summary: dict[str, Any]
+    recipients: tuple[str, ...]
+    local: tuple[str, ...]  # those of the recipients this node serves itself
+
+
+@dataclass(frozen=True)
+class Outgoing:
+    id: int
+    kind: str
+    sender: str
+    document_id: str
+    status_code: str
+    priority: int
+    path: str
+    summary: dict[str, Any]
+    created_at: dt.datetime
+    recipients: list[dict[str, Any]]
+    transfers: list[dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class Transfer:
+    """One step of the outbox: a message to the hub, or to this node's own agencies."""
+
+    id: int
+    outgoing_id: int
+    route: str  # "hub" | "local"
+    attempts: int
+    path: str
+    created_at: dt.datetime
+    kind: str
+    sender: str
+    document_id: str
+
+
+@dataclass(frozen=True)
+class InboxAttachment:
+    n: int
+    name: str
+    content_type: str
+    size: int
+    sha256: str
+    path: str
+
+
+@dataclass(frozen=True)
+class NewInboxItem:
+    recipient: str
+    sender: str
+    kind: str
+    document_id: str
+    business_type: int
+    status_code: str
+    path: str
+    summary: dict[str, Any]
+    attachments: tuple[InboxAttachment, ...]
+
+
+@dataclass(frozen=True)
+class InboxItem:
+    id: int
+    recipient: str
+    sender: str
+    kind: str
+    document_id: str
+    business_type: int
+    status_code: str
+    path: str
+    summary: dict[str, Any]
+    received_at: dt.datetime
+    attachments: list[InboxAttachment]
+    answers: list[str]

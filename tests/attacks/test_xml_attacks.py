@@ -682,3 +682,37 @@ def test_sink_is_closed_when_the_package_is_cut() -> None:
     with pytest.raises(errors.MalformedXml):
         envelope.read_package(io.BytesIO(GOOD[: GOOD.index(B64_A) + 8]), sink)
     assert sink.closed == ["cid:1"]
+
+
+# --- values the schema's patterns let through, refused when the model is built ------------------
+@pytest.mark.parametrize(
+    "data",
+    [
+        pytest.param(
+            in_envelope(
+                b">2026/11/23</edXML:PromulgationDate>", b">2026/02/30</edXML:PromulgationDate>"
+            ),
+            id="impossible-date",
+        ),
+        pytest.param(
+            in_envelope(
+                b">2026/11/23</edXML:PromulgationDate>",
+                ">٢٠٢٦/١١/٢٣</edXML:PromulgationDate>".encode(),
+            ),
+            id="unicode-digit-date",
+        ),
+        pytest.param(
+            in_envelope(b">2026/11/23 08:30:15<", b">2026/11/23 25:61:00<"),
+            id="impossible-timestamp",
+        ),
+        pytest.param(
+            in_envelope(b">2026/12/15</edXML:DueDate>", b">2026/00/15</edXML:DueDate>"),
+            id="impossible-due-date",
+        ),
+    ],
+)
+def test_bad_values_refused_when_the_model_is_built(data: bytes) -> None:
+    package = envelope.read_package(io.BytesIO(data))
+    with pytest.raises(errors.InvalidField) as info:
+        _ = package.document
+    assert info.value.code == "EDOC-ENV-002"

@@ -1,24 +1,17 @@
-"""The embedded store: SQLite through aiosqlite, WAL, one connection per service.
-
-Every change the hub answers 2xx for is one committed transaction (synchronous=FULL),
-so a kill -9 or a power cut loses nothing that was acknowledged. sqlite errors
-(disk full, read-only, corruption) come out as :class:`edoc.errors.StorageError`.
-"""
+"""The hub's embedded store (SQLite): packages, delivery queues, counters, address book."""
 
 from __future__ import annotations
 
 import datetime as dt
 import json
 import sqlite3
-from collections.abc import AsyncIterator, Iterable
-from contextlib import asynccontextmanager
-from pathlib import Path
 from typing import Any
 
 import aiosqlite
 
 from edoc import errors
 from edoc.store.base import Delivery, DirectoryEntry, NewPackage, PackageRecord
+from edoc.store.sqlite_base import SqliteDatabase
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS packages (
@@ -86,53 +79,8 @@ def _root_of(org_id: str) -> str:
     return org_id[-3:]
 
 
-class SqliteHubStore:
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self._db: aiosqlite.Connection | None = None
-
-    @property
-    def db(self) -> aiosqlite.Connection:
-        if self._db is None:
-            raise errors.StorageError("store is not open")
-        return self._db
-
-    async def open(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            self._db = await aiosqlite.connect(self.path, isolation_level=None)
-            for pragma in ("journal_mode=WAL", "synchronous=FULL", "foreign_keys=ON"):
-                await self._db.execute(f"PRAGMA {pragma}")
-            await self._db.executescript(SCHEMA)
-        except sqlite3.Error as exc:
-            raise errors.StorageError(f"cannot open {self.path}: {exc}") from None
-
-    async def close(self) -> None:
-        if self._db is not None:
-            await self._db.close()
-            self._db = None
-
-    @asynccontextmanager
-    async def _transaction(self) -> AsyncIterator[aiosqlite.Connection]:
-        try:
-            await self.db.execute("BEGIN IMMEDIATE")
-            try:
-                yield self.db
-            except BaseException:
-                await self.db.execute("ROLLBACK")
-                raise
-            await self.db.execute("COMMIT")
-        except sqlite3.IntegrityError:
-            raise
-        except sqlite3.Error as exc:
-            raise errors.StorageError(f"store failed: {exc}") from None
-
-    async def _rows(self, sql: str, params: Iterable[Any] = ()) -> list[sqlite3.Row]:
-        try:
-            async with self.db.execute(sql, tuple(params)) as cursor:
-                return list(await cursor.fetchall())
-        except sqlite3.Error as exc:
-            raise errors.StorageError(f"store failed: {exc}") from None
+class SqliteHubStore(SqliteDatabase):
+    schema = SCHEMA
 
     # --- packages -----------------------------------------------------------------------
     async def find_package(

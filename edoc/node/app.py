@@ -1,0 +1,305 @@
+"""The provincial node (trục liên thông tỉnh / LGSP): the agency API over HTTP.
+
+Agencies authenticate with ``Authorization: Bearer <token>``; each token is bound to
+one organization, which may only act as itself. Endpoints are listed in
+:mod:`edoc.node.openapi` (served at ``/api/v1/openapi.json``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import hashlib
+from collections.abc import AsyncIterator
+from typing import Any
+from urllib.parse import quote
+
+import structlog
+from aiohttp import web
+
+from edoc import errors
+from edoc.keystore import KeyStore
+from edoc.model import ResponseFor, Staff, StatusCode, may_follow
+from edoc.node import hublink, inbox, openapi, outbox, stats, submit
+from edoc.node.state import NodeConfig, NodeState
+from edoc.offload import Offload
+from edoc.store.base import InboxItem, Outgoing
+from edoc.store.node_sqlite import SqliteNodeStore
+from edoc.web import HttpMetrics, bearer_token, middleware
+
+STATE = web.AppKey("state", NodeState)
+log = structlog.get_logger()
+AGENCY_CODES = {"02", "03", "04", "05", "06", "15", "16"}  # 01 is the node's own answer
+
+
+def token_digest(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+async def agency_of(request: web.Request) -> str:
+    org = await request.app[STATE].store.agency_for_token(token_digest(bearer_token(request)))
+    if org is None:
+        raise errors.Unauthenticated("unknown agency token")
+    structlog.contextvars.bind_contextvars(agency=org)
+    return org
+
+
+def _overall(outgoing: Outgoing) -> str:
+    states = {r["state"] for r in outgoing.recipients}
+    return states.pop() if len(states) == 1 else "mixed"
+
+
+def _outgoing_json(outgoing: Outgoing) -> dict[str, Any]:
+    return {
+        "id": outgoing.id,
+        "kind": outgoing.kind,
+        "document_id": outgoing.document_id,
+        "status": _overall(outgoing),
+        "created_at": outgoing.created_at.isoformat(),
+        "summary": outgoing.summary,
+        "recipients": outgoing.recipients,
+        "transfers": outgoing.transfers,
+    }
+
+
+async def post_document(request: web.Request) -> web.Response:
+    agency = await agency_of(request)
+    outgoing, retry = await submit.submit(request.app[STATE], request, agency)
+    body = {
+        "id": outgoing.id,
+        "document_id": outgoing.document_id,
+        "status": _overall(outgoing),
+        "recipients": [r["org_id"] for r in outgoing.recipients],
+    }
+    return web.json_response(body, status=202, headers={"X-Edoc-Retry": "true"} if retry else None)
+
+
+def _id(request: web.Request, name: str = "id") -> int:
+    try:
+        return int(request.match_info[name])
+    except ValueError:
+        raise errors.NotFound(f"no such {name}") from None
+
+
+async def get_document(request: web.Request) -> web.Response:
+    agency = await agency_of(request)
+    outgoing = await request.app[STATE].store.outgoing(_id(request))
+    if outgoing is None or outgoing.kind != "document":
+        raise errors.NotFound("no such document")
+    if outgoing.sender != agency:
+        raise errors.Forbidden("not a document of this agency")
+    return web.json_response(_outgoing_json(outgoing))
+
+
+def _inbox_json(item: InboxItem) -> dict[str, Any]:
+    return {
+        "id": item.id,
+        "recipient": item.recipient,
+        "sender": item.sender,
+        "document_id": item.document_id,
+        "business_type": item.business_type,
+        "received_at": item.received_at.isoformat(),
+        "summary": item.summary,
+        "attachments": [
+            {
+                "n": a.n,
+                "name": a.name,
+                "content_type": a.content_type,
+                "size": a.size,
+                "sha256": a.sha256,
+            }
+            for a in item.attachments
+        ],
+        "answers": item.answers,
+    }
+
+
+async def list_inbox(request: web.Request) -> web.Response:
+    agency = await agency_of(request)
+    org = request.query.get("org", agency)
+    if org != agency:
+        raise errors.Forbidden(f"agency {agency} cannot read the inbox of {org}")
+    since = None
+    if "since" in request.query:
+        try:
+            since = dt.datetime.fromisoformat(request.query["since"])
+        except ValueError:
+            raise errors.InvalidField("since must be an ISO date or time") from None
+        since = since if since.tzinfo else since.replace(tzinfo=dt.UTC)
+    try:
+        limit = min(max(int(request.query.get("limit", 100)), 1), 1000)
+    except ValueError:
+        raise errors.InvalidField("limit must be a number") from None
+    items = await request.app[STATE].store.inbox(org, since, limit)
+    return web.json_response({"documents": [_inbox_json(item) for item in items]})
+
+
+async def _own_item(request: web.Request) -> InboxItem:
+    agency = await agency_of(request)
+    item = await request.app[STATE].store.inbox_item(_id(request))
+    if item is None or item.kind != "document":
+        raise errors.NotFound("no such inbox document")
+    if item.recipient != agency:
+        raise errors.Forbidden("not addressed to this agency")
+    return item
+
+
+async def get_inbox_item(request: web.Request) -> web.Response:
+    return web.json_response(_inbox_json(await _own_item(request)))
+
+
+async def get_inbox_package(request: web.Request) -> web.FileResponse:
+    item = await _own_item(request)
+    return web.FileResponse(item.path, headers={"Content-Type": "application/xml"})
+
+
+async def get_inbox_attachment(request: web.Request) -> web.FileResponse:
+    item = await _own_item(request)
+    n = _id(request, "n")
+    found = next((a for a in item.attachments if a.n == n), None)
+    if found is None:
+        raise errors.NotFound(f"no attachment {n}")
+    return web.FileResponse(
+        found.path,
+        headers={
+            "Content-Type": found.content_type,
+            "Content-Disposition": f"attachment; filename*=UTF-8''{quote(found.name)}",
+        },
+    )
+
+
+async def post_status(request: web.Request) -> web.Response:
+    item = await _own_item(request)
+    try:
+        body = await request.json()
+    except ValueError:
+        raise errors.BadMetadataJson("body must be JSON") from None
+    code = body.get("code") if isinstance(body, dict) else None
+    if code not in AGENCY_CODES:
+        raise errors.InvalidField(f"code must be one of {', '.join(sorted(AGENCY_CODES))}")
+    description = body.get("description", "")
+    staff = body.get("staff", {})
+    if not isinstance(description, str) or len(description) > 20000 or not isinstance(staff, dict):
+        raise errors.InvalidField("description must be text, staff an object")
+    if not may_follow([StatusCode(c) for c in item.answers], StatusCode(code)):
+        raise errors.StatusOutOfOrder(f"{code} cannot follow {', '.join(item.answers)}")
+    summary = item.summary
+    answered = ResponseFor(
+        item.sender,
+        summary["code"],
+        dt.date.fromisoformat(summary["promulgation_date"]),
+        item.document_id,
+    )
+    staff_info = Staff(
+        **{k: str(staff[k])[:500] for k in ("department", "name", "email", "mobile") if k in staff}
+    )
+    status_id = await inbox.answer(
+        request.app[STATE],
+        item.id,
+        item.recipient,
+        answered,
+        StatusCode(code),
+        description,
+        staff_info,
+    )
+    return web.json_response({"id": status_id, "code": code}, status=202)
+
+
+async def get_stats(request: web.Request) -> web.Response:
+    return web.json_response(await stats.report(request.app[STATE].store))
+
+
+async def healthz(request: web.Request) -> web.Response:
+    await request.app[STATE].store.agencies()
+    return web.json_response(
+        {"status": "ok", "service": "node", "province": request.app[STATE].config.province}
+    )
+
+
+async def metrics(request: web.Request) -> web.Response:
+    return request.app[STATE].metrics.exposition()
+
+
+async def get_openapi(_request: web.Request) -> web.Response:
+    return web.json_response(openapi.SPEC)
+
+
+async def _register_with_hub(state: NodeState) -> None:
+    """Tell the hub which agencies this node serves (retried until the hub is there)."""
+    delay = state.config.retry_base
+    while True:
+        agencies = [{"org_id": org, "name": name} for org, name in await state.store.agencies()]
+        try:
+            await hublink.register(state, agencies)
+            log.info("registered with the hub", agencies=len(agencies))
+            return
+        except (errors.EdocError, hublink.HubRefused) as exc:
+            log.warning("hub registration failed", reason=str(exc))
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, state.config.retry_cap)
+
+
+def create_app(config: NodeConfig) -> web.Application:
+    http_metrics = HttpMetrics("node")
+    app = web.Application(middlewares=[middleware(http_metrics)], client_max_size=1024 * 1024)
+
+    async def resources(app: web.Application) -> AsyncIterator[None]:
+        for folder in ("outgoing", "inbox", "incoming"):
+            (config.data_dir / folder).mkdir(parents=True, exist_ok=True)
+        store = SqliteNodeStore(config.data_dir / "node.sqlite")
+        await store.open()
+        keys = KeyStore(config.keys_dir)
+        offload = Offload(config.workers)
+        session = hublink.open_session(config, keys)
+        state = NodeState(config, store, keys, offload, http_metrics, session)
+        app[STATE] = state
+        tasks = [
+            asyncio.create_task(outbox.run_forever(state), name="outbox"),
+            asyncio.create_task(inbox.collect_forever(state), name="inbox"),
+            asyncio.create_task(_register_with_hub(state), name="register"),
+        ]
+        log.info("node started", province=config.province, hub=config.hub_url)
+        yield
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        await session.close()
+        offload.close()
+        await store.close()
+
+    app.cleanup_ctx.append(resources)
+    app.router.add_post("/api/v1/documents", post_document)
+    app.router.add_get("/api/v1/documents/{id}", get_document)
+    app.router.add_get("/api/v1/inbox", list_inbox)
+    app.router.add_get("/api/v1/inbox/{id}", get_inbox_item)
+    app.router.add_get("/api/v1/inbox/{id}/package", get_inbox_package)
+    app.router.add_get("/api/v1/inbox/{id}/attachments/{n}", get_inbox_attachment)
+    app.router.add_post("/api/v1/inbox/{id}/status", post_status)
+    app.router.add_get("/api/v1/stats", get_stats)
+    app.router.add_get("/api/v1/openapi.json", get_openapi)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/metrics", metrics)
+    return app
+
+
+def run(config: NodeConfig) -> None:
+    web.run_app(
+        create_app(config),
+        host=config.host,
+        port=config.port,
+        print=None,
+        access_log=None,
+        shutdown_timeout=5,
+    )
+
+
+async def add_agency(config: NodeConfig, org_id: str, name: str, token: str) -> None:
+    store = SqliteNodeStore(config.data_dir / "node.sqlite")
+    await store.open()
+    try:
+        await store.add_agency(org_id, name, token_digest(token))
+    finally:
+        await store.close()

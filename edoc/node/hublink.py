@@ -1,0 +1,107 @@
+"""The node's side of the hub protocol: one kept-alive HTTPS session with the node's
+client certificate and token."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from edoc import errors, tls
+from edoc.keystore import KeyStore
+from edoc.node.state import NodeConfig, NodeState
+
+RETRYABLE = {408, 425, 429, 500, 502, 503, 504}
+
+
+def open_session(config: NodeConfig, keys: KeyStore) -> aiohttp.ClientSession:
+    context = tls.client_context(keys, config.org_id) if config.hub_tls else None
+    return aiohttp.ClientSession(
+        base_url=config.hub_url,
+        headers={"Authorization": f"Bearer {config.hub_token}"},
+        connector=aiohttp.TCPConnector(ssl=context or True, limit=32),
+        timeout=aiohttp.ClientTimeout(total=None, sock_connect=10, sock_read=120),
+    )
+
+
+class HubRefused(Exception):
+    """The hub refused a message for good (4xx): its code and message."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(f"{code}: {message}")
+        self.code = code
+        self.message = message
+
+
+async def _json(response: aiohttp.ClientResponse) -> Any:
+    try:
+        return await response.json(content_type=None)
+    except ValueError:
+        return {}
+
+
+async def _check(response: aiohttp.ClientResponse) -> Any:
+    body = await _json(response)
+    if response.status < 400:
+        return body
+    error = body.get("error", {}) if isinstance(body, dict) else {}
+    code, message = error.get("code", f"HTTP-{response.status}"), error.get("message", "")
+    if response.status in RETRYABLE:
+        raise errors.HubUnavailable(f"hub answered {response.status} {code}: {message}")
+    raise HubRefused(code, message)
+
+
+async def post_package(state: NodeState, path: Path) -> dict[str, Any]:
+    """Send a package file; the hub's answer, or HubRefused / HubUnavailable."""
+    try:
+        with path.open("rb") as body:
+            async with state.hub.post(
+                "/api/v1/packages", data=body, headers={"Content-Type": "application/xml"}
+            ) as response:
+                answer: dict[str, Any] = await _check(response)
+                return answer
+    except aiohttp.ClientError as exc:
+        raise errors.HubUnavailable(f"hub unreachable: {exc}") from None
+
+
+async def collect(state: NodeState, wait: float, limit: int = 20) -> list[dict[str, Any]]:
+    try:
+        async with state.hub.get(
+            "/api/v1/deliveries", params={"wait": str(wait), "limit": str(limit)}
+        ) as response:
+            body = await _check(response)
+            deliveries: list[dict[str, Any]] = body["deliveries"]
+            return deliveries
+    except aiohttp.ClientError as exc:
+        raise errors.HubUnavailable(f"hub unreachable: {exc}") from None
+
+
+async def fetch(state: NodeState, delivery_id: int, target: Path) -> None:
+    try:
+        async with state.hub.get(f"/api/v1/deliveries/{delivery_id}/package") as response:
+            if response.status >= 400:
+                await _check(response)
+            with target.open("wb") as out:
+                async for chunk in response.content.iter_chunked(256 * 1024):
+                    out.write(chunk)
+    except aiohttp.ClientError as exc:
+        raise errors.HubUnavailable(f"hub unreachable: {exc}") from None
+
+
+async def acknowledge(state: NodeState, delivery_id: int) -> None:
+    try:
+        async with state.hub.post(f"/api/v1/deliveries/{delivery_id}/ack") as response:
+            await _check(response)
+    except aiohttp.ClientError as exc:
+        raise errors.HubUnavailable(f"hub unreachable: {exc}") from None
+
+
+async def register(state: NodeState, organizations: list[dict[str, str]]) -> None:
+    try:
+        async with state.hub.post(
+            "/api/v1/directory", json={"organizations": organizations}
+        ) as response:
+            await _check(response)
+    except aiohttp.ClientError as exc:
+        raise errors.HubUnavailable(f"hub unreachable: {exc}") from None

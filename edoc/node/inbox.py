@@ -1,0 +1,211 @@
+"""Receiving: every package that reaches an agency here is verified again, stored once,
+and answered with status 01 (arrived); statuses about our documents update them.
+
+Packages come from the hub (collected by long polling, acknowledged only once stored)
+or straight from this node's outbox for recipients in the same province.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import shutil
+import uuid
+from pathlib import Path
+from typing import Any
+
+import structlog
+
+from edoc import envelope, errors, signing
+from edoc.model import Document, Organization, ResponseFor, StatusCode, StatusUpdate
+from edoc.node import compose, hublink
+from edoc.node.state import NodeState
+from edoc.store.base import InboxAttachment, NewInboxItem, NewOutgoing
+
+log = structlog.get_logger()
+
+
+def _verify(state: NodeState, source: Path, folder: Path) -> tuple[signing.Verified, list[Path]]:
+    folder.mkdir(parents=True, exist_ok=True)
+    stored: list[Path] = []
+
+    def sink(_content_id: str, _name: str) -> envelope.Writable:
+        stored.append(folder / str(len(stored)))
+        return stored[-1].open("wb")
+
+    with source.open("rb") as stream:
+        package = envelope.read_package(stream, sink)
+    verified = signing.verify_package(package, state.keys.trust(), dt.datetime.now(dt.UTC))
+    return verified, stored
+
+
+def _summary(verified: signing.Verified) -> dict[str, Any]:
+    message = verified.message
+    hops = [*message.trace, *verified.relay_hops]
+    summary: dict[str, Any] = {
+        "signed_at": verified.signed_at.isoformat(),
+        "signers": [
+            {"kind": s.kind.value, "org_id": s.org_id, "name": s.name, "serial": s.serial}
+            for s in (verified.seal, verified.personal)
+            if s is not None
+        ],
+        "trace": [{"org_id": h.org_id, "at": h.timestamp.isoformat()} for h in hops],
+    }
+    if isinstance(message, Document):
+        summary |= {
+            "from": message.sender.org_id,
+            "from_name": message.sender.name,
+            "to": [to.org_id for to in message.recipients],
+            "code": str(message.code),
+            "subject": message.subject,
+            "type": {"code": message.doc_type.code, "name": message.doc_type.name},
+            "priority": int(message.priority),
+            "promulgation_date": message.promulgation.date.isoformat(),
+            "due_date": message.due_date.isoformat() if message.due_date else None,
+            "business": {
+                "type": int(message.business.doc_type),
+                "reason": message.business.reason,
+                "document_id": message.business.document_id,
+            },
+            "signer": message.signer.full_name if message.signer else None,
+        }
+    else:
+        summary |= {"code": message.code.value, "description": message.description}
+    return summary
+
+
+async def receive(state: NodeState, source: Path, recipients: list[str]) -> None:
+    """Verify the package in ``source`` and hand it to each of ``recipients`` (ours)."""
+    folder = state.inbox_dir / uuid.uuid4().hex
+    try:
+        verified, parts = await state.offload.run(_verify, state, source, folder / "parts")
+    except BaseException:
+        shutil.rmtree(folder, ignore_errors=True)
+        raise
+    message = verified.message
+    package = folder / "package.edxml"
+    source.replace(package)
+    structlog.contextvars.bind_contextvars(document_id=message.about)
+    for recipient in recipients:
+        if not state.serves(recipient):
+            raise errors.Forbidden(f"{recipient} is not served by this node")
+        new = await state.store.add_inbox(
+            NewInboxItem(
+                recipient=recipient,
+                sender=message.sender.org_id,
+                kind="document" if isinstance(message, Document) else "status",
+                document_id=message.about,
+                business_type=int(message.business.doc_type),
+                status_code="" if isinstance(message, Document) else message.code.value,
+                path=str(package),
+                summary=_summary(verified),
+                attachments=tuple(
+                    InboxAttachment(n, a.name, a.content_type, a.size, a.sha256, str(path))
+                    for n, (a, path) in enumerate(zip(message.attachments, parts, strict=True))
+                ),
+            ),
+            dt.datetime.now(dt.UTC),
+        )
+        inbox_id, first = new
+        if not first:
+            continue
+        if isinstance(message, Document):
+            await answer(state, inbox_id, recipient, message, StatusCode.ARRIVED)
+        else:
+            await state.store.record_status(
+                message.response_for.org_id,
+                message.about,
+                message.sender.org_id,
+                message.code.value,
+                message.timestamp,
+            )
+        log.info(
+            "received",
+            kind="document" if isinstance(message, Document) else "status",
+            recipient=recipient,
+        )
+
+
+async def answer(
+    state: NodeState,
+    inbox_id: int,
+    responder: str,
+    document: Document | ResponseFor,
+    code: StatusCode,
+    description: str = "",
+    staff: Any = None,
+) -> int:
+    """Send ``responder``'s signed status about a received document back to its sender."""
+    response_for = (
+        document
+        if isinstance(document, ResponseFor)
+        else ResponseFor(
+            document.sender.org_id,
+            str(document.code),
+            document.promulgation.date,
+            document.document_id,
+        )
+    )
+    now = dt.datetime.now(dt.UTC)
+    status = StatusUpdate(
+        sender=Organization(responder),
+        response_for=response_for,
+        code=code,
+        timestamp=now.replace(microsecond=0),
+        description=description,
+        **({"staff": staff} if staff is not None else {}),
+    )
+    target = state.outgoing_dir / f"{uuid.uuid4().hex}.edxml"
+    await state.offload.run(compose.message_package, state.keys, status, target, now)
+    original_sender = response_for.org_id
+    outgoing = await state.store.add_outgoing(
+        NewOutgoing(
+            kind="status",
+            sender=responder,
+            document_id=response_for.document_id,
+            status_code=code.value,
+            idempotency_key=None,
+            priority=0,
+            path=str(target),
+            summary={"code": code.value, "description": description},
+            recipients=(original_sender,),
+            local=(original_sender,) if state.serves(original_sender) else (),
+        ),
+        now,
+    )
+    await state.store.add_answer(inbox_id, code.value, now)
+    state.outbox_wakeup.set()
+    return outgoing.id
+
+
+async def collect_forever(state: NodeState) -> None:
+    """Long-poll the hub for what waits for this province; store, then acknowledge."""
+    backoff = state.config.retry_base
+    while True:
+        try:
+            for delivery in await hublink.collect(state, state.config.poll_wait):
+                await _take(state, delivery)
+            backoff = state.config.retry_base
+        except errors.HubUnavailable as exc:
+            log.warning("hub unavailable for collection", reason=exc.message)
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, state.config.retry_cap)
+        except hublink.HubRefused as exc:
+            log.error("hub refused collection", code=exc.code, reason=exc.message)
+            await asyncio.sleep(state.config.retry_cap)
+
+
+async def _take(state: NodeState, delivery: dict[str, Any]) -> None:
+    target = state.incoming_dir / f"{uuid.uuid4().hex}.edxml"
+    structlog.contextvars.bind_contextvars(hub_delivery=delivery["id"])
+    try:
+        await hublink.fetch(state, delivery["id"], target)
+        try:
+            await receive(state, target, [delivery["recipient"]])
+        except errors.InputError as exc:
+            # The hub relayed something we cannot accept (it verified it, so this is a
+            # revocation or clock edge): keep it out, but do not ask for it forever.
+            log.error("refused relayed package", code=exc.code, reason=exc.message)
+        await hublink.acknowledge(state, delivery["id"])
+    finally:
+        target.unlink(missing_ok=True)

@@ -1,0 +1,69 @@
+"""The node's configuration and the resources one running node holds."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import aiohttp
+
+from edoc.keystore import KeyStore
+from edoc.offload import Offload
+from edoc.orgid import OrgId, parse_root_code
+from edoc.store.node_sqlite import SqliteNodeStore
+from edoc.web import HttpMetrics
+
+
+@dataclass(frozen=True)
+class NodeConfig:
+    province: str  # root code of what this node serves, e.g. "H53"
+    data_dir: Path
+    keys_dir: Path
+    hub_url: str
+    hub_token: str
+    host: str = "127.0.0.1"
+    port: int = 8800
+    hub_tls: bool = True
+    max_upload_bytes: int = 300 * 1024 * 1024
+    retry_base: float = 1.0  # seconds; doubles per attempt, with jitter
+    retry_cap: float = 60.0
+    give_up_after: dt.timedelta = dt.timedelta(hours=24)
+    poll_wait: float = 20.0
+    workers: int = 4
+
+    @property
+    def root(self) -> OrgId:
+        return parse_root_code(self.province)
+
+    @property
+    def org_id(self) -> str:
+        """The node's own identity (its TLS certificate): the province's level-1 identifier."""
+        return str(self.root)
+
+
+@dataclass
+class NodeState:
+    config: NodeConfig
+    store: SqliteNodeStore
+    keys: KeyStore
+    offload: Offload
+    metrics: HttpMetrics
+    hub: aiohttp.ClientSession
+    outbox_wakeup: asyncio.Event = field(default_factory=asyncio.Event)
+
+    @property
+    def outgoing_dir(self) -> Path:
+        return self.config.data_dir / "outgoing"
+
+    @property
+    def inbox_dir(self) -> Path:
+        return self.config.data_dir / "inbox"
+
+    @property
+    def incoming_dir(self) -> Path:
+        return self.config.data_dir / "incoming"
+
+    def serves(self, org_id: str) -> bool:
+        return OrgId.parse(org_id).root == self.config.root

@@ -1,0 +1,138 @@
+"""POST /api/v1/documents: an agency's multipart upload → a signed package in the outbox.
+
+Files are streamed to disk under a size limit; the metadata part is checked against
+the schema; the agency may only send as itself. Nothing is answered 202 before the
+package file is fsynced and its outbox rows are committed.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import shutil
+import unicodedata
+import uuid
+from pathlib import Path
+from typing import Any
+
+from aiohttp import BodyPartReader, web
+
+from edoc import envelope, errors, metadata
+from edoc.node import compose
+from edoc.node.state import NodeState
+from edoc.store.base import NewOutgoing, Outgoing
+
+
+async def _read_parts(request: web.Request, staging: Path, limit: int) -> tuple[bytes, list[Path]]:
+    try:
+        reader = await request.multipart()
+    except (AssertionError, ValueError, KeyError) as exc:
+        raise errors.BadMultipart(f"expected multipart/form-data: {exc}") from None
+    raw: bytes | None = None
+    files: list[Path] = []
+    total = 0
+    try:
+        while (part := await reader.next()) is not None:
+            if not isinstance(part, BodyPartReader):
+                raise errors.BadMultipart("nested multipart is not accepted")
+            if part.name == "metadata" and part.filename is None:
+                raw = await part.read(decode=False)
+                if len(raw) > metadata.MAX_METADATA_BYTES:
+                    raise errors.TooLarge("metadata part too large")
+                continue
+            name = envelope.safe_attachment_name(unicodedata.normalize("NFC", part.filename or ""))
+            path = staging / name
+            if path.exists():
+                raise errors.UnsafeAttachmentName(f"two files named {name!r}")
+            with path.open("wb") as out:
+                while chunk := await part.read_chunk(256 * 1024):
+                    total += len(chunk)
+                    if total > limit:
+                        raise errors.TooLarge(f"upload larger than {limit} bytes")
+                    out.write(chunk)
+            files.append(path)
+    except (ValueError, AssertionError, RuntimeError) as exc:
+        raise errors.BadMultipart(f"malformed multipart body: {exc}") from None
+    if raw is None:
+        raise errors.MissingField("the multipart body has no metadata part")
+    return raw, files
+
+
+async def _recipients(state: NodeState, data: dict[str, Any], sender: str) -> None:
+    """Local recipients must be agencies of this node; a revoke/update/replace also goes
+    to every recipient of the original."""
+    business = data.get("business", {})
+    if business.get("type", 0):
+        original_id = business.get("document_id") or data.get("document_id", "")
+        original = await state.store.find_outgoing(sender, original_id)
+        if original is None:
+            raise errors.UnknownDocument(f"{sender} sent no document {original_id!r}")
+        named = {to if isinstance(to, str) else to["id"] for to in data["to"]}
+        data["to"] = [
+            *data["to"],
+            *(r["org_id"] for r in original.recipients if r["org_id"] not in named),
+        ]
+    agencies = {org for org, _ in await state.store.agencies()}
+    for to in data["to"]:
+        org = to if isinstance(to, str) else to["id"]
+        if state.serves(org) and org not in agencies:
+            raise errors.UnknownRecipient(f"{org} is not an agency of this node")
+
+
+async def submit(state: NodeState, request: web.Request, agency: str) -> tuple[Outgoing, bool]:
+    """Returns the stored outgoing document and whether it is a retry of an earlier post."""
+    key = request.headers.get("Idempotency-Key")
+    if key is not None:
+        if not 0 < len(key) <= 200:
+            raise errors.InvalidField("Idempotency-Key must be 1 to 200 characters")
+        earlier = await state.store.outgoing_by_key(agency, key)
+        if earlier is not None:
+            return earlier, True
+    staging = state.incoming_dir / f"upload-{uuid.uuid4().hex}"
+    staging.mkdir(parents=True)
+    try:
+        raw, files = await _read_parts(request, staging, state.config.max_upload_bytes)
+        data = metadata.load(raw)
+        sender = data["from"] if isinstance(data["from"], str) else data["from"]["id"]
+        if sender != agency:
+            raise errors.Forbidden(f"agency {agency} cannot send as {sender}")
+        await _recipients(state, data, sender)
+        now = dt.datetime.now(dt.UTC)
+        target = state.outgoing_dir / f"{uuid.uuid4().hex}.edxml"
+        document, personally = await state.offload.run(
+            compose.document_package, state.keys, data, files, target, now
+        )
+        if document.business.doc_type == 0 and await state.store.find_outgoing(
+            sender, document.document_id
+        ):
+            target.unlink(missing_ok=True)
+            raise errors.DuplicateDocument(f"{document.document_id} was sent already")
+        recipients = tuple(to.org_id for to in document.recipients)
+        outgoing = await state.store.add_outgoing(
+            NewOutgoing(
+                kind="document",
+                sender=sender,
+                document_id=document.document_id,
+                status_code="",
+                idempotency_key=key,
+                priority=int(document.priority),
+                path=str(target),
+                summary={
+                    "subject": document.subject,
+                    "code": str(document.code),
+                    "due_date": document.due_date.isoformat() if document.due_date else None,
+                    "business": int(document.business.doc_type),
+                    "personally_signed": personally,
+                    "attachments": [
+                        {"name": a.name, "size": a.size, "sha256": a.sha256}
+                        for a in document.attachments
+                    ],
+                },
+                recipients=recipients,
+                local=tuple(r for r in recipients if state.serves(r)),
+            ),
+            now,
+        )
+        state.outbox_wakeup.set()
+        return outgoing, False
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)

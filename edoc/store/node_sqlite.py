@@ -1,0 +1,423 @@
+"""The node's embedded store (SQLite): agencies, outgoing documents and their outbox,
+per-recipient states, the inbox, and counters."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import sqlite3
+from typing import Any
+
+from edoc import errors
+from edoc.store.base import (
+    InboxAttachment,
+    InboxItem,
+    NewInboxItem,
+    NewOutgoing,
+    Outgoing,
+    Transfer,
+)
+from edoc.store.sqlite_base import SqliteDatabase
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS agencies (
+    org_id TEXT PRIMARY KEY,
+    name TEXT NOT NULL,
+    token_sha256 TEXT NOT NULL UNIQUE
+);
+CREATE TABLE IF NOT EXISTS outgoing (
+    id INTEGER PRIMARY KEY,
+    kind TEXT NOT NULL,
+    sender TEXT NOT NULL,
+    document_id TEXT NOT NULL,
+    status_code TEXT NOT NULL,
+    idempotency_key TEXT,
+    priority INTEGER NOT NULL,
+    path TEXT NOT NULL,
+    summary TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    UNIQUE (sender, idempotency_key)
+);
+CREATE TABLE IF NOT EXISTS transfers (
+    id INTEGER PRIMARY KEY,
+    outgoing_id INTEGER NOT NULL REFERENCES outgoing(id),
+    route TEXT NOT NULL,
+    state TEXT NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    next_at INTEGER NOT NULL,
+    last_error TEXT NOT NULL DEFAULT '',
+    priority INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS transfers_due ON transfers (state, next_at, priority DESC);
+CREATE TABLE IF NOT EXISTS recipients (
+    outgoing_id INTEGER NOT NULL REFERENCES outgoing(id),
+    recipient TEXT NOT NULL,
+    local INTEGER NOT NULL,
+    state TEXT NOT NULL,
+    history TEXT NOT NULL,
+    PRIMARY KEY (outgoing_id, recipient)
+);
+CREATE TABLE IF NOT EXISTS inbox (
+    id INTEGER PRIMARY KEY,
+    recipient TEXT NOT NULL,
+    sender TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    document_id TEXT NOT NULL,
+    business_type INTEGER NOT NULL,
+    status_code TEXT NOT NULL,
+    path TEXT NOT NULL,
+    summary TEXT NOT NULL,
+    received_at INTEGER NOT NULL,
+    UNIQUE (recipient, sender, kind, document_id, business_type, status_code)
+);
+CREATE INDEX IF NOT EXISTS inbox_by_recipient ON inbox (recipient, kind, received_at);
+CREATE TABLE IF NOT EXISTS inbox_attachments (
+    inbox_id INTEGER NOT NULL REFERENCES inbox(id),
+    n INTEGER NOT NULL,
+    name TEXT NOT NULL,
+    content_type TEXT NOT NULL,
+    size INTEGER NOT NULL,
+    sha256 TEXT NOT NULL,
+    path TEXT NOT NULL,
+    PRIMARY KEY (inbox_id, n)
+);
+CREATE TABLE IF NOT EXISTS answers (
+    inbox_id INTEGER NOT NULL REFERENCES inbox(id),
+    code TEXT NOT NULL,
+    at INTEGER NOT NULL,
+    PRIMARY KEY (inbox_id, code)
+);
+CREATE TABLE IF NOT EXISTS counters (
+    day TEXT NOT NULL,
+    org_id TEXT NOT NULL,
+    partner TEXT NOT NULL,
+    metric TEXT NOT NULL,
+    count INTEGER NOT NULL,
+    PRIMARY KEY (day, org_id, partner, metric)
+);
+"""
+
+
+def _ms(moment: dt.datetime) -> int:
+    return int(moment.timestamp() * 1000)
+
+
+def _from_ms(value: int) -> dt.datetime:
+    return dt.datetime.fromtimestamp(value / 1000, dt.UTC)
+
+
+def _province(org_id: str) -> str:
+    return f"000.00.00.{org_id[-3:]}"
+
+
+class SqliteNodeStore(SqliteDatabase):
+    schema = SCHEMA
+
+    # --- agencies -----------------------------------------------------------------------------
+    async def add_agency(self, org_id: str, name: str, token_sha256: str) -> None:
+        async with self._transaction() as db:
+            await db.execute(
+                "INSERT INTO agencies (org_id, name, token_sha256) VALUES (?, ?, ?)"
+                " ON CONFLICT (org_id) DO UPDATE SET name=excluded.name,"
+                " token_sha256=excluded.token_sha256",
+                (org_id, name, token_sha256),
+            )
+
+    async def agency_for_token(self, token_sha256: str) -> str | None:
+        rows = await self._rows("SELECT org_id FROM agencies WHERE token_sha256=?", (token_sha256,))
+        return str(rows[0][0]) if rows else None
+
+    async def agencies(self) -> list[tuple[str, str]]:
+        rows = await self._rows("SELECT org_id, name FROM agencies ORDER BY org_id")
+        return [(row[0], row[1]) for row in rows]
+
+    # --- outgoing and the outbox ------------------------------------------------------------
+    async def outgoing_by_key(self, sender: str, key: str) -> Outgoing | None:
+        rows = await self._rows(
+            "SELECT id FROM outgoing WHERE sender=? AND idempotency_key=?", (sender, key)
+        )
+        return await self.outgoing(rows[0][0]) if rows else None
+
+    async def find_outgoing(self, sender: str, document_id: str) -> Outgoing | None:
+        rows = await self._rows(
+            "SELECT id FROM outgoing WHERE kind='document' AND sender=? AND document_id=?"
+            " ORDER BY id LIMIT 1",
+            (sender, document_id),
+        )
+        return await self.outgoing(rows[0][0]) if rows else None
+
+    async def add_outgoing(self, new: NewOutgoing, now: dt.datetime) -> Outgoing:
+        """The message, its per-recipient rows and its transfers, in one transaction."""
+        history = json.dumps([{"state": "queued", "at": now.isoformat()}])
+        try:
+            async with self._transaction() as db:
+                cursor = await db.execute(
+                    "INSERT INTO outgoing (kind, sender, document_id, status_code,"
+                    " idempotency_key, priority, path, summary, created_at)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        new.kind,
+                        new.sender,
+                        new.document_id,
+                        new.status_code,
+                        new.idempotency_key,
+                        new.priority,
+                        new.path,
+                        json.dumps(new.summary, ensure_ascii=False),
+                        _ms(now),
+                    ),
+                )
+                outgoing_id = cursor.lastrowid
+                await db.executemany(
+                    "INSERT INTO recipients (outgoing_id, recipient, local, state, history)"
+                    " VALUES (?, ?, ?, 'queued', ?)",
+                    [(outgoing_id, r, r in new.local, history) for r in new.recipients],
+                )
+                routes = (["hub"] if set(new.recipients) - set(new.local) else []) + (
+                    ["local"] if new.local else []
+                )
+                await db.executemany(
+                    "INSERT INTO transfers (outgoing_id, route, state, next_at, priority)"
+                    " VALUES (?, ?, 'pending', ?, ?)",
+                    [(outgoing_id, route, _ms(now), new.priority) for route in routes],
+                )
+                if new.kind == "document":
+                    await self._count(db, now, new.sender, "", "sent")
+                    if new.summary.get("personally_signed"):
+                        await self._count(db, now, new.sender, "", "sent_signed")
+                    for recipient in new.recipients:
+                        await self._count(db, now, new.sender, _province(recipient), "sent_to")
+        except sqlite3.IntegrityError:
+            raise errors.DuplicateDocument(
+                "this Idempotency-Key was used for another document"
+            ) from None
+        result = await self.outgoing(outgoing_id or 0)
+        assert result is not None
+        return result
+
+    async def outgoing(self, outgoing_id: int) -> Outgoing | None:
+        rows = await self._rows(
+            "SELECT id, kind, sender, document_id, status_code, priority, path, summary,"
+            " created_at FROM outgoing WHERE id=?",
+            (outgoing_id,),
+        )
+        if not rows:
+            return None
+        row = rows[0]
+        recipients = await self._rows(
+            "SELECT recipient, local, state, history FROM recipients WHERE outgoing_id=?"
+            " ORDER BY recipient",
+            (outgoing_id,),
+        )
+        transfers = await self._rows(
+            "SELECT route, state, attempts, last_error FROM transfers WHERE outgoing_id=?",
+            (outgoing_id,),
+        )
+        return Outgoing(
+            id=row[0],
+            kind=row[1],
+            sender=row[2],
+            document_id=row[3],
+            status_code=row[4],
+            priority=row[5],
+            path=row[6],
+            summary=json.loads(row[7]),
+            created_at=_from_ms(row[8]),
+            recipients=[
+                {"org_id": r[0], "local": bool(r[1]), "state": r[2], "history": json.loads(r[3])}
+                for r in recipients
+            ],
+            transfers=[
+                {"route": t[0], "state": t[1], "attempts": t[2], "last_error": t[3]}
+                for t in transfers
+            ],
+        )
+
+    async def due_transfers(self, now: dt.datetime, limit: int) -> list[Transfer]:
+        rows = await self._rows(
+            "SELECT t.id, t.outgoing_id, t.route, t.attempts, o.path, o.created_at, o.kind,"
+            " o.sender, o.document_id FROM transfers t JOIN outgoing o ON o.id = t.outgoing_id"
+            " WHERE t.state='pending' AND t.next_at <= ? ORDER BY t.priority DESC, t.id LIMIT ?",
+            (_ms(now), limit),
+        )
+        return [
+            Transfer(r[0], r[1], r[2], r[3], r[4], _from_ms(r[5]), r[6], r[7], r[8]) for r in rows
+        ]
+
+    async def next_transfer_at(self) -> dt.datetime | None:
+        rows = await self._rows("SELECT MIN(next_at) FROM transfers WHERE state='pending'")
+        return _from_ms(rows[0][0]) if rows and rows[0][0] is not None else None
+
+    async def retry_transfer(self, transfer_id: int, at: dt.datetime, error: str) -> None:
+        async with self._transaction() as db:
+            await db.execute(
+                "UPDATE transfers SET attempts=attempts+1, next_at=?, last_error=? WHERE id=?",
+                (_ms(at), error, transfer_id),
+            )
+
+    async def finish_transfer(
+        self, transfer: Transfer, state: str, recipient_state: str, detail: str, now: dt.datetime
+    ) -> None:
+        """Close a transfer and move the recipients it carried to ``recipient_state``."""
+        async with self._transaction() as db:
+            await db.execute(
+                "UPDATE transfers SET state=?, attempts=attempts+1, last_error=? WHERE id=?",
+                (state, detail if state == "failed" else "", transfer.id),
+            )
+            local = 1 if transfer.route == "local" else 0
+            rows = await db.execute_fetchall(
+                "SELECT recipient FROM recipients WHERE outgoing_id=? AND local=?",
+                (transfer.outgoing_id, local),
+            )
+            for (recipient,) in rows:
+                await self._set_state(
+                    db, transfer.outgoing_id, recipient, recipient_state, detail, now
+                )
+
+    async def _set_state(
+        self,
+        db: Any,
+        outgoing_id: int,
+        recipient: str,
+        state: str,
+        detail: str,
+        now: dt.datetime,
+    ) -> None:
+        await db.execute(
+            "UPDATE recipients SET state=?, history=json_insert(history, '$[#]',"
+            " json_object('state', ?, 'at', ?, 'detail', ?))"
+            " WHERE outgoing_id=? AND recipient=?",
+            (state, state, now.isoformat(), detail, outgoing_id, recipient),
+        )
+
+    async def record_status(
+        self, sender: str, document_id: str, recipient: str, code: str, now: dt.datetime
+    ) -> bool:
+        """A recipient's status about our document: its recipient row moves to ``code``."""
+        async with self._transaction() as db:
+            rows = await db.execute_fetchall(
+                "SELECT o.id FROM outgoing o JOIN recipients r ON r.outgoing_id = o.id"
+                " WHERE o.kind='document' AND o.sender=? AND o.document_id=? AND r.recipient=?",
+                (sender, document_id, recipient),
+            )
+            for (outgoing_id,) in rows:
+                await self._set_state(db, outgoing_id, recipient, code, "", now)
+            return bool(rows)
+
+    # --- inbox ----------------------------------------------------------------------------------
+    async def add_inbox(self, item: NewInboxItem, now: dt.datetime) -> tuple[int, bool]:
+        """Store a received message once; returns its id and whether it is new."""
+        try:
+            async with self._transaction() as db:
+                cursor = await db.execute(
+                    "INSERT INTO inbox (recipient, sender, kind, document_id, business_type,"
+                    " status_code, path, summary, received_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        item.recipient,
+                        item.sender,
+                        item.kind,
+                        item.document_id,
+                        item.business_type,
+                        item.status_code,
+                        item.path,
+                        json.dumps(item.summary, ensure_ascii=False),
+                        _ms(now),
+                    ),
+                )
+                inbox_id = cursor.lastrowid or 0
+                await db.executemany(
+                    "INSERT INTO inbox_attachments (inbox_id, n, name, content_type, size,"
+                    " sha256, path) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    [
+                        (inbox_id, a.n, a.name, a.content_type, a.size, a.sha256, a.path)
+                        for a in item.attachments
+                    ],
+                )
+                if item.kind == "document":
+                    await self._count(db, now, item.recipient, _province(item.sender), "received")
+            return inbox_id, True
+        except sqlite3.IntegrityError:
+            rows = await self._rows(
+                "SELECT id FROM inbox WHERE recipient=? AND sender=? AND kind=? AND document_id=?"
+                " AND business_type=? AND status_code=?",
+                (
+                    item.recipient,
+                    item.sender,
+                    item.kind,
+                    item.document_id,
+                    item.business_type,
+                    item.status_code,
+                ),
+            )
+            return int(rows[0][0]), False
+
+    async def inbox(self, recipient: str, since: dt.datetime | None, limit: int) -> list[InboxItem]:
+        rows = await self._rows(
+            "SELECT id FROM inbox WHERE recipient=? AND kind='document' AND received_at>=?"
+            " ORDER BY received_at, id LIMIT ?",
+            (recipient, _ms(since) if since else 0, limit),
+        )
+        items = [await self.inbox_item(row[0]) for row in rows]
+        return [item for item in items if item is not None]
+
+    async def inbox_item(self, inbox_id: int) -> InboxItem | None:
+        rows = await self._rows(
+            "SELECT id, recipient, sender, kind, document_id, business_type, status_code, path,"
+            " summary, received_at FROM inbox WHERE id=?",
+            (inbox_id,),
+        )
+        if not rows:
+            return None
+        r = rows[0]
+        attachments = await self._rows(
+            "SELECT n, name, content_type, size, sha256, path FROM inbox_attachments"
+            " WHERE inbox_id=? ORDER BY n",
+            (inbox_id,),
+        )
+        answers = await self._rows(
+            "SELECT code FROM answers WHERE inbox_id=? ORDER BY at", (inbox_id,)
+        )
+        return InboxItem(
+            id=r[0],
+            recipient=r[1],
+            sender=r[2],
+            kind=r[3],
+            document_id=r[4],
+            business_type=r[5],
+            status_code=r[6],
+            path=r[7],
+            summary=json.loads(r[8]),
+            received_at=_from_ms(r[9]),
+            attachments=[InboxAttachment(*a) for a in attachments],
+            answers=[a[0] for a in answers],
+        )
+
+    async def add_answer(self, inbox_id: int, code: str, now: dt.datetime) -> None:
+        async with self._transaction() as db:
+            await db.execute(
+                "INSERT OR IGNORE INTO answers (inbox_id, code, at) VALUES (?, ?, ?)",
+                (inbox_id, code, _ms(now)),
+            )
+
+    # --- statistics ------------------------------------------------------------------------------
+    @staticmethod
+    async def _count(db: Any, now: dt.datetime, org_id: str, partner: str, metric: str) -> None:
+        await db.execute(
+            "INSERT INTO counters (day, org_id, partner, metric, count) VALUES (?, ?, ?, ?, 1)"
+            " ON CONFLICT (day, org_id, partner, metric) DO UPDATE SET count = count + 1",
+            (now.date().isoformat(), org_id, partner, metric),
+        )
+
+    async def counters(self) -> list[tuple[str, str, str, str, int]]:
+        rows = await self._rows("SELECT day, org_id, partner, metric, count FROM counters")
+        return [(r[0], r[1], r[2], r[3], r[4]) for r in rows]
+
+    async def recipient_states(self) -> list[tuple[str, str, str, str]]:
+        """(sender, state, due date or '', completed-at or '') of every outgoing recipient."""
+        rows = await self._rows(
+            "SELECT o.sender, r.state, COALESCE(json_extract(o.summary, '$.due_date'), ''),"
+            " COALESCE((SELECT json_extract(h.value, '$.at') FROM json_each(r.history) h"
+            "  WHERE json_extract(h.value, '$.state') = '06'), '')"
+            " FROM recipients r JOIN outgoing o ON o.id = r.outgoing_id WHERE o.kind='document'"
+        )
+        return [(r[0], r[1], r[2], r[3]) for r in rows]

@@ -1,0 +1,69 @@
+"""SQLite through aiosqlite: WAL, one connection per service, errors translated.
+
+Every change a service answers 2xx for is one committed transaction (synchronous=FULL),
+so a kill -9 or a power cut loses nothing that was acknowledged. sqlite errors
+(disk full, read-only, corruption) come out as :class:`edoc.errors.StorageError`.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import AsyncIterator, Iterable
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any, ClassVar
+
+import aiosqlite
+
+from edoc import errors
+
+
+class SqliteDatabase:
+    schema: ClassVar[str] = ""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._db: aiosqlite.Connection | None = None
+
+    @property
+    def db(self) -> aiosqlite.Connection:
+        if self._db is None:
+            raise errors.StorageError("store is not open")
+        return self._db
+
+    async def open(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self._db = await aiosqlite.connect(self.path, isolation_level=None)
+            for pragma in ("journal_mode=WAL", "synchronous=FULL", "foreign_keys=ON"):
+                await self._db.execute(f"PRAGMA {pragma}")
+            await self._db.executescript(self.schema)
+        except sqlite3.Error as exc:
+            raise errors.StorageError(f"cannot open {self.path}: {exc}") from None
+
+    async def close(self) -> None:
+        if self._db is not None:
+            await self._db.close()
+            self._db = None
+
+    @asynccontextmanager
+    async def _transaction(self) -> AsyncIterator[aiosqlite.Connection]:
+        try:
+            await self.db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self.db
+            except BaseException:
+                await self.db.execute("ROLLBACK")
+                raise
+            await self.db.execute("COMMIT")
+        except sqlite3.IntegrityError:
+            raise
+        except sqlite3.Error as exc:
+            raise errors.StorageError(f"store failed: {exc}") from None
+
+    async def _rows(self, sql: str, params: Iterable[Any] = ()) -> list[sqlite3.Row]:
+        try:
+            async with self.db.execute(sql, tuple(params)) as cursor:
+                return list(await cursor.fetchall())
+        except sqlite3.Error as exc:
+            raise errors.StorageError(f"store failed: {exc}") from None
