@@ -14,8 +14,10 @@ import json
 import os
 import secrets
 import shutil
+import signal
 import sys
 import tempfile
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -25,11 +27,14 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from edoc import envelope, errors, logs, metadata, pki, signing, tls
+from edoc import envelope, errors, logs, metadata, network, pki, signing, tls
 from edoc.hub import app as hub_app
 from edoc.hub.state import HUB_ORG_ID, HubConfig
 from edoc.keystore import KeyStore, SigningIdentity, utcnow
 from edoc.model import Document
+from edoc.node import app as node_app
+from edoc.node.state import NodeConfig
+from edoc.orgid import OrgId, parse_root_code
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -351,7 +356,7 @@ def keys_list(as_json: bool, keys_dir: Path) -> None:
             f"{r.expires():%Y-%m-%d}",
             state,
         )
-    Console(width=None if sys.stdout.isatty() else 160).print(table)
+    _console().print(table)
     for serial in sorted(expiring):
         click.echo(f"warning: certificate {serial} expires within 30 days", err=True)
 
@@ -430,17 +435,47 @@ def hub_add_node(node: str, data_dir: Path, token: str | None) -> None:
 
 @main.command()
 @click.option("--hub", "hub_url", metavar="URL", help="A hub's base URL.")
+@click.option("--node", "node_url", metavar="URL", help="A node's base URL.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @keys_dir_option
 @reports_errors
-def stats(hub_url: str | None, as_json: bool, keys_dir: Path) -> None:
-    """Sent and received counts of a hub."""
-    if hub_url is None:
-        raise click.UsageError("give --hub URL")
-    report = asyncio.run(_fetch_json(f"{hub_url.rstrip('/')}/api/v1/stats", keys_dir))
+def stats(hub_url: str | None, node_url: str | None, as_json: bool, keys_dir: Path) -> None:
+    """Sent and received counts of a hub or a node."""
+    if (hub_url is None) == (node_url is None):
+        raise click.UsageError("give one of --hub URL or --node URL")
+    base = (hub_url or node_url or "").rstrip("/")
+    report = asyncio.run(_fetch_json(f"{base}/api/v1/stats", keys_dir))
     if as_json:
         click.echo(json.dumps(report, ensure_ascii=False, indent=2))
-        return
+    elif node_url is not None:
+        _print_node_stats(report)
+    else:
+        _print_hub_stats(report)
+
+
+def _console() -> Console:
+    return Console(width=None if sys.stdout.isatty() else 160)
+
+
+def _print_node_stats(report: dict[str, Any]) -> None:
+    console = _console()
+    table = Table("agency", "sent", "received")
+    for org, row in report["by_agency"].items():
+        table.add_row(org, str(row.get("sent", 0)), str(row.get("received", 0)))
+    table.add_row("total", str(report["sent"]), str(report["received"]), style="bold")
+    console.print(table)
+    partners = Table("partner province", "sent to", "received from")
+    for root, row in report["by_partner_province"].items():
+        partners.add_row(root, str(row.get("sent", 0)), str(row.get("received", 0)))
+    console.print(partners)
+    console.print(
+        f"share signed by a person: {report['share_signed']}   "
+        f"share delivered: {report['share_delivered']}   on time: {report['on_time_share']}"
+    )
+    console.print(f"recipient states: {report['status_breakdown']}")
+
+
+def _print_hub_stats(report: dict[str, Any]) -> None:
     table = Table("province / ministry", "sent", "received", "statuses", "rejected")
     for root, row in sorted(report["by_province"].items()):
         table.add_row(
@@ -459,21 +494,202 @@ def stats(hub_url: str | None, as_json: bool, keys_dir: Path) -> None:
         str(totals["rejected"]),
         style="bold",
     )
-    console = Console(width=None if sys.stdout.isatty() else 160)
+    console = _console()
     console.print(table)
     console.print(f"in flight: {report['in_flight']}")
     for code, count in sorted(report["rejected_by_code"].items()):
         console.print(f"rejected {code}: {count}")
 
 
+async def _answer(response: aiohttp.ClientResponse) -> Any:
+    """The JSON body of a service's answer; its error, under its own code, if it refused."""
+    try:
+        data = await response.json(content_type=None)
+    except ValueError:
+        raise errors.RemoteError("EDOC-HTTP-" + str(response.status), "not JSON", 502) from None
+    if response.status >= 400:
+        error = data.get("error", {}) if isinstance(data, dict) else {}
+        raise errors.RemoteError(
+            error.get("code", f"EDOC-HTTP-{response.status}"),
+            error.get("message", response.reason or ""),
+            response.status,
+        )
+    return data
+
+
 async def _fetch_json(url: str, keys_dir: Path) -> Any:
     context = tls.admin_context(KeyStore(keys_dir)) if url.startswith("https") else True
     try:
         async with aiohttp.ClientSession() as session, session.get(url, ssl=context) as response:
-            data = await response.json()
-            if response.status >= 400:
-                error = data.get("error", {})
-                raise errors.InputError(f"{url}: {error.get('code')} {error.get('message')}")
-            return data
+            return await _answer(response)
     except aiohttp.ClientError as exc:
         raise errors.InputError(f"cannot reach {url}: {exc}") from None
+
+
+@serve.command("node")
+@click.option("--province", required=True, help="Root code of what it serves, e.g. H53.")
+@data_dir_option
+@keys_dir_option
+@click.option("--hub", "hub_url", required=True, metavar="URL", help="The hub's base URL.")
+@click.option("--hub-token", required=True, help="This node's token at the hub.")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", type=click.IntRange(1, 65535), default=8800, show_default=True)
+@click.option(
+    "--retry-base",
+    type=click.FloatRange(0.01),
+    default=1.0,
+    show_default=True,
+    help="First retry delay (s) of the outbox; doubles with jitter.",
+)
+@click.option(
+    "--give-up-after",
+    type=click.FloatRange(1),
+    default=86400.0,
+    show_default=True,
+    help="Seconds after which an undeliverable message is marked failed.",
+)
+@click.option("--hub-insecure-http", is_flag=True, help="Talk to the hub over plain HTTP.")
+@reports_errors
+def serve_node(
+    province: str,
+    data_dir: Path,
+    keys_dir: Path,
+    hub_url: str,
+    hub_token: str,
+    host: str,
+    port: int,
+    retry_base: float,
+    give_up_after: float,
+    hub_insecure_http: bool,
+) -> None:
+    """A provincial node: the agency API and the link to the hub."""
+    logs.configure()
+    config = NodeConfig(
+        province=parse_root_code(province).root_code,
+        data_dir=data_dir,
+        keys_dir=keys_dir,
+        hub_url=hub_url,
+        hub_token=hub_token,
+        host=host,
+        port=port,
+        hub_tls=not hub_insecure_http,
+        retry_base=retry_base,
+        give_up_after=dt.timedelta(seconds=give_up_after),
+    )
+    node_app.run(config)
+
+
+@main.group()
+def agency() -> None:
+    """Administer the agencies of a node."""
+
+
+@agency.command("add")
+@click.argument("org_id", metavar="ORGID")
+@click.option("--name", default="", help="The agency's name.")
+@data_dir_option
+@keys_dir_option
+@click.option("--token", help="Use this token instead of a new random one.")
+@reports_errors
+def agency_add(org_id: str, name: str, data_dir: Path, keys_dir: Path, token: str | None) -> None:
+    """Let agency ORGID use the node in --data-dir; issues its seal if it has none and
+    prints its bearer token."""
+    org = OrgId.parse(org_id)
+    keys = KeyStore(keys_dir)
+    try:
+        keys.identity(org_id)
+    except errors.UnknownCertificate:
+        keys.issue(org_id, org_name=name)
+    token = token or secrets.token_urlsafe(32)
+    config = NodeConfig(org.root_code, data_dir, keys_dir, hub_url="", hub_token="")
+    asyncio.run(node_app.add_agency(config, org_id, name, token))
+    click.echo(token)
+
+
+@main.command()
+@click.option("--node", "node_url", required=True, metavar="URL", help="The node's base URL.")
+@click.option("--token", required=True, help="The agency's bearer token.")
+@click.argument("metadata_file", metavar="METADATA.json", type=click.Path(path_type=Path))
+@click.argument("files", nargs=-1, type=click.Path(path_type=Path))
+@click.option("--idempotency-key", help="Retrying with the same key never sends twice.")
+@reports_errors
+def send(
+    node_url: str,
+    token: str,
+    metadata_file: Path,
+    files: tuple[Path, ...],
+    idempotency_key: str | None,
+) -> None:
+    """Post a document to a node's agency API; prints the node's JSON answer."""
+    answer = asyncio.run(_post_document(node_url, token, metadata_file, files, idempotency_key))
+    click.echo(json.dumps(answer, ensure_ascii=False))
+
+
+async def _post_document(
+    node_url: str, token: str, metadata_file: Path, files: tuple[Path, ...], key: str | None
+) -> Any:
+    form = aiohttp.FormData()
+    form.add_field("metadata", metadata_file.read_bytes(), content_type="application/json")
+    handles = [path.open("rb") for path in files]
+    try:
+        for path, handle in zip(files, handles, strict=True):
+            form.add_field("file", handle, filename=path.name)
+        headers = {"Authorization": f"Bearer {token}"}
+        if key:
+            headers["Idempotency-Key"] = key
+        url = f"{node_url.rstrip('/')}/api/v1/documents"
+        async with (
+            aiohttp.ClientSession() as session,
+            session.post(url, data=form, headers=headers) as response,
+        ):
+            return await _answer(response)
+    except aiohttp.ClientError as exc:
+        raise errors.InputError(f"cannot reach {node_url}: {exc}") from None
+    finally:
+        for handle in handles:
+            handle.close()
+
+
+@main.command()
+@click.option(
+    "--provinces",
+    default=",".join(network.PROVINCES),
+    show_default=True,
+    help="Root codes of the provinces to start a node for.",
+)
+@click.option(
+    "--data-dir", type=click.Path(path_type=Path), default=Path("data"), show_default=True
+)
+@click.option("--base-port", type=click.IntRange(1024, 65000), default=8700, show_default=True)
+@click.option("--insecure-http", is_flag=True, help="Hub without TLS (tests only).")
+@reports_errors
+def up(provinces: str, data_dir: Path, base_port: int, insecure_http: bool) -> None:
+    """Start a hub and one node per province on this machine, until Ctrl-C."""
+    codes = [code.strip() for code in provinces.split(",") if code.strip()]
+    net = network.plan(data_dir, codes, base_port, tls=not insecure_http)
+    network.provision(net)
+    network.register_tokens(net)
+    processes = network.start(net)
+    click.echo(f"edoc network up: hub {net.spec['hub']['url']} ({net.path})")
+    for node in net.spec["nodes"]:
+        click.echo(f"  node {node['province']} {node['name']:<12} {node['url']}")
+        for item in node["agencies"]:
+            click.echo(f"      {item['org_id']}  {item['name']}")
+    click.echo("agency tokens are in network.json; Ctrl-C stops the network")
+    stopping = {"now": False}
+
+    def request_stop(*_: object) -> None:
+        stopping["now"] = True
+
+    signal.signal(signal.SIGTERM, request_stop)
+    try:
+        while not stopping["now"]:
+            for name, process in processes:
+                if process.poll() is not None:
+                    raise errors.EdocError(f"{name} exited with {process.returncode}")
+            time.sleep(0.5)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        network.stop(processes)
+        click.echo("edoc network stopped")

@@ -279,3 +279,12 @@ class HubUnavailable(EdocError):
 
     code = "EDOC-NODE-001"
     status = 503
+
+
+class RemoteError(EdocError):
+    """What another edoc service refused with, passed on under that service's own code."""
+
+    def __init__(self, code: str, message: str, status: int) -> None:
+        super().__init__(message)
+        self.code = code  # type: ignore[misc]
+        self.status = status  # type: ignore[misc]

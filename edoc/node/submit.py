@@ -34,7 +34,7 @@ async def _read_parts(request: web.Request, staging: Path, limit: int) -> tuple[
         while (part := await reader.next()) is not None:
             if not isinstance(part, BodyPartReader):
                 raise errors.BadMultipart("nested multipart is not accepted")
-            if part.name == "metadata" and part.filename is None:
+            if part.name == "metadata":
                 raw = await part.read(decode=False)
                 if len(raw) > metadata.MAX_METADATA_BYTES:
                     raise errors.TooLarge("metadata part too large")

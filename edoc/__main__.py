@@ -1,0 +1,3 @@
+from edoc.cli import main
+
+main()
