@@ -502,7 +502,8 @@ def write_package(
         xf.write_declaration()
         with xf.element(q("edXML"), nsmap=NSMAP):
             for child in root:
-                xf.write(child)
+                if child.tag != q("AttachmentEncoded"):  # a parsed tree's bodiless headers
+                    xf.write(child)
             if files:
                 with xf.element(q("AttachmentEncoded")):
                     for attachment, path in files:

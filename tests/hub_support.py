@@ -11,6 +11,7 @@ import socket
 import ssl
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from dataclasses import dataclass, field
@@ -188,14 +189,21 @@ def document(
     to: list[str],
     sender: str = "000.00.12.H53",
     seal: SigningIdentity | None = None,
+    files: dict[str, bytes] | None = None,
     **changes: Any,
 ) -> bytes:
-    """A fresh signed document package (a new number each time)."""
+    """A fresh signed document package (a new number each time), with ``files`` attached."""
     number = str(next(_numbers) + os.getpid() * 1000)
     changes.setdefault("code", {"number": number, "notation": "UBND-VP"})
     changes.update({"to": to, "from": sender})
-    root = unsigned_root(signed_at=ca.clock(), **changes)
-    return wire(signing.sign(root, seal or ca.keys.identity(sender)))
+    with tempfile.TemporaryDirectory() as folder:
+        paths = []
+        for name, content in (files or {}).items():
+            paths.append(Path(folder) / name)
+            paths[-1].write_bytes(content)
+        attached = envelope.attachments_from_files(paths)
+        root = unsigned_root(attached, signed_at=ca.clock(), **changes)
+        return wire(signing.sign(root, seal or ca.keys.identity(sender)), attached)
 
 
 def status(

@@ -37,7 +37,8 @@ def nodes(hub: HubProcess) -> dict[str, NodeClient]:
 async def test_one_document_reaches_each_recipient_once(
     ca: Ca, hub: HubProcess, nodes: dict[str, NodeClient]
 ) -> None:
-    package = document(ca, to=[H23, H41])
+    files = {"to-trinh.pdf": b"%PDF-1.4 " + bytes(range(256)) * 100, "phu-luc.txt": b"x"}
+    package = document(ca, to=[H23, H41], files=files)
     code, answer, _ = await nodes["H53"].post(package)
     assert code == 202, answer
     assert answer["recipients"] == [H23, H41]
@@ -50,6 +51,9 @@ async def test_one_document_reaches_each_recipient_once(
         verified = signing.verify_package(received, ca.keys.trust(), ca.clock())
         assert verified.message.sender.org_id == SENDER  # the sender's signature survives
         assert [hop.org_id for hop in verified.relay_hops] == [HUB_ORG]  # the hub's hop
+        assert {a.name: a.size for a in received.received} == {
+            name: len(content) for name, content in files.items()
+        }
         await nodes[root].ack(items[0]["id"])
         assert await nodes[root].collect() == []  # delivered once, not again
 

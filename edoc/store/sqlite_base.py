@@ -7,6 +7,7 @@ so a kill -9 or a power cut loses nothing that was acknowledged. sqlite errors
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
@@ -24,6 +25,7 @@ class SqliteDatabase:
     def __init__(self, path: Path) -> None:
         self.path = path
         self._db: aiosqlite.Connection | None = None
+        self._writing = asyncio.Lock()  # one connection: one transaction at a time
 
     @property
     def db(self) -> aiosqlite.Connection:
@@ -49,13 +51,14 @@ class SqliteDatabase:
     @asynccontextmanager
     async def _transaction(self) -> AsyncIterator[aiosqlite.Connection]:
         try:
-            await self.db.execute("BEGIN IMMEDIATE")
-            try:
-                yield self.db
-            except BaseException:
-                await self.db.execute("ROLLBACK")
-                raise
-            await self.db.execute("COMMIT")
+            async with self._writing:
+                await self.db.execute("BEGIN IMMEDIATE")
+                try:
+                    yield self.db
+                except BaseException:
+                    await self.db.execute("ROLLBACK")
+                    raise
+                await self.db.execute("COMMIT")
         except sqlite3.IntegrityError:
             raise
         except sqlite3.Error as exc:
