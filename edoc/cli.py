@@ -542,6 +542,13 @@ async def _fetch_json(url: str, keys_dir: Path) -> Any:
     help="First retry delay (s) of the outbox; doubles with jitter.",
 )
 @click.option(
+    "--retry-cap",
+    type=click.FloatRange(0.01),
+    default=60.0,
+    show_default=True,
+    help="Longest retry delay (s) of the outbox.",
+)
+@click.option(
     "--give-up-after",
     type=click.FloatRange(1),
     default=86400.0,
@@ -559,6 +566,7 @@ def serve_node(
     host: str,
     port: int,
     retry_base: float,
+    retry_cap: float,
     give_up_after: float,
     hub_insecure_http: bool,
 ) -> None:
@@ -574,6 +582,7 @@ def serve_node(
         port=port,
         hub_tls=not hub_insecure_http,
         retry_base=retry_base,
+        retry_cap=retry_cap,
         give_up_after=dt.timedelta(seconds=give_up_after),
     )
     node_app.run(config)

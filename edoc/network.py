@@ -178,7 +178,7 @@ def register_tokens(network: Network) -> None:
             )
 
 
-def commands(network: Network) -> list[tuple[str, list[str]]]:
+def commands(network: Network, node_args: tuple[str, ...] = ()) -> list[tuple[str, list[str]]]:
     hub = network.spec["hub"]
     keys = str(network.keys_dir)
     result = [
@@ -238,22 +238,32 @@ def wait_healthy(url: str, process: subprocess.Popen[bytes], context: Any, timeo
     raise errors.EdocError(f"{url} did not become healthy in {timeout:.0f} s")
 
 
-def start(network: Network) -> list[tuple[str, subprocess.Popen[bytes]]]:
+def start(
+    network: Network, node_args: tuple[str, ...] = ()
+) -> list[tuple[str, subprocess.Popen[bytes]]]:
     logs = network.data_dir / "logs"
     logs.mkdir(exist_ok=True)
     context = tls.admin_context(KeyStore(network.keys_dir))
     started: list[tuple[str, subprocess.Popen[bytes]]] = []
     urls = [network.spec["hub"]["url"], *(n["url"] for n in network.spec["nodes"])]
     try:
-        for (name, command), url in zip(commands(network), urls, strict=True):
-            with (logs / f"{name.replace(' ', '-')}.log").open("ab") as log:
-                process = subprocess.Popen(command, stdout=log, stderr=log)
-            started.append((name, process))
-            wait_healthy(url, process, context if url.startswith("https") else None, 30)
+        for (name, command), url in zip(commands(network, node_args), urls, strict=True):
+            started.append((name, launch(network, name, command, url, context)))
     except BaseException:
         stop(started)
         raise
     return started
+
+
+def launch(
+    network: Network, name: str, command: list[str], url: str, context: Any
+) -> subprocess.Popen[bytes]:
+    """Start one service, logging to DATA/logs/NAME.log, and wait until it answers."""
+    logs = network.data_dir / "logs"
+    with (logs / f"{name.replace(' ', '-')}.log").open("ab") as log:
+        process = subprocess.Popen(command, stdout=log, stderr=log)
+    wait_healthy(url, process, context if url.startswith("https") else None, 30)
+    return process
 
 
 def stop(processes: list[tuple[str, subprocess.Popen[bytes]]]) -> None:

@@ -73,11 +73,28 @@ async def carry(state: NodeState, transfer: Transfer) -> None:
         await state.store.retry_transfer(transfer.id, now + dt.timedelta(seconds=delay), str(exc))
 
 
+def _chains(due: list[Transfer]) -> list[list[Transfer]]:
+    """Transfers about one document from one sender (e.g. statuses 03, 04, 05) go one after
+    the other, oldest first, so they arrive in the order they were given; the rest in
+    parallel."""
+    chains: dict[tuple[str, str, str], list[Transfer]] = {}
+    for transfer in sorted(due, key=lambda t: t.id):
+        chains.setdefault((transfer.sender, transfer.document_id, transfer.route), []).append(
+            transfer
+        )
+    return list(chains.values())
+
+
+async def _in_order(state: NodeState, chain: list[Transfer]) -> None:
+    for transfer in chain:
+        await carry(state, transfer)
+
+
 async def run_forever(state: NodeState) -> None:
     while True:
         due = await state.store.due_transfers(dt.datetime.now(dt.UTC), BATCH)
         if due:
-            await asyncio.gather(*(carry(state, transfer) for transfer in due))
+            await asyncio.gather(*(_in_order(state, chain) for chain in _chains(due)))
             continue
         state.outbox_wakeup.clear()
         upcoming = await state.store.next_transfer_at()

@@ -13,6 +13,7 @@ import unicodedata
 import uuid
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote
 
 from aiohttp import BodyPartReader, web
 
@@ -39,7 +40,9 @@ async def _read_parts(request: web.Request, staging: Path, limit: int) -> tuple[
                 if len(raw) > metadata.MAX_METADATA_BYTES:
                     raise errors.TooLarge("metadata part too large")
                 continue
-            name = envelope.safe_attachment_name(unicodedata.normalize("NFC", part.filename or ""))
+            # RFC 7578 §4.2 lets clients percent-encode file names (aiohttp does)
+            name = unicodedata.normalize("NFC", unquote(part.filename or "", errors="strict"))
+            name = envelope.safe_attachment_name(name)
             path = staging / name
             if path.exists():
                 raise errors.UnsafeAttachmentName(f"two files named {name!r}")

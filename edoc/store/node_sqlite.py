@@ -237,7 +237,12 @@ class SqliteNodeStore(SqliteDatabase):
         rows = await self._rows(
             "SELECT t.id, t.outgoing_id, t.route, t.attempts, o.path, o.created_at, o.kind,"
             " o.sender, o.document_id FROM transfers t JOIN outgoing o ON o.id = t.outgoing_id"
-            " WHERE t.state='pending' AND t.next_at <= ? ORDER BY t.priority DESC, t.id LIMIT ?",
+            " WHERE t.state='pending' AND t.next_at <= ?"
+            # first in, first out per sender, document and route (statuses in order)
+            " AND NOT EXISTS (SELECT 1 FROM transfers e JOIN outgoing f ON f.id = e.outgoing_id"
+            "  WHERE e.state='pending' AND e.id < t.id AND e.route = t.route"
+            "  AND f.sender = o.sender AND f.document_id = o.document_id)"
+            " ORDER BY t.priority DESC, t.id LIMIT ?",
             (_ms(now), limit),
         )
         return [
@@ -293,15 +298,19 @@ class SqliteNodeStore(SqliteDatabase):
     async def record_status(
         self, sender: str, document_id: str, recipient: str, code: str, now: dt.datetime
     ) -> bool:
-        """A recipient's status about our document: its recipient row moves to ``code``."""
+        """A recipient's status about our document: its recipient row moves forward to
+        ``code`` (a status overtaken by a later one only joins the history)."""
         async with self._transaction() as db:
             rows = await db.execute_fetchall(
-                "SELECT o.id FROM outgoing o JOIN recipients r ON r.outgoing_id = o.id"
+                "SELECT o.id, r.state FROM outgoing o JOIN recipients r ON r.outgoing_id = o.id"
                 " WHERE o.kind='document' AND o.sender=? AND o.document_id=? AND r.recipient=?",
                 (sender, document_id, recipient),
             )
-            for (outgoing_id,) in rows:
-                await self._set_state(db, outgoing_id, recipient, code, "", now)
+            for outgoing_id, state in rows:
+                forward = not state.isdigit() or code > state or state in ("13", "15", "16")
+                await self._set_state(
+                    db, outgoing_id, recipient, code if forward else state, f"status {code}", now
+                )
             return bool(rows)
 
     # --- inbox ----------------------------------------------------------------------------------

@@ -1,0 +1,179 @@
+"""A local network of real processes (hub + nodes, mutual TLS) and agency clients for it."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import random
+import subprocess
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+import aiohttp
+
+from edoc import network, tls
+from edoc.keystore import KeyStore
+
+T = TypeVar("T")
+FAST_RETRIES = ("--retry-base", "0.1", "--retry-cap", "1")
+
+
+@dataclass
+class LocalNetwork:
+    data_dir: Path
+    provinces: list[str]
+    base_port: int = field(default_factory=lambda: random.randrange(20000, 40000, 10))
+    processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    net: network.Network | None = None
+
+    def start(self) -> LocalNetwork:
+        self.net = network.plan(self.data_dir, self.provinces, self.base_port, tls=True)
+        network.provision(self.net)
+        network.register_tokens(self.net)
+        self.processes = dict(network.start(self.net, FAST_RETRIES))
+        return self
+
+    @property
+    def spec(self) -> dict[str, Any]:
+        assert self.net is not None
+        return self.net.spec
+
+    def stop(self) -> None:
+        network.stop(list(self.processes.items()))
+
+    def kill(self, name: str) -> None:
+        process = self.processes.pop(name)
+        process.kill()
+        process.wait()
+
+    def restart(self, name: str) -> None:
+        assert self.net is not None
+        commands = dict(network.commands(self.net, FAST_RETRIES))
+        urls = {"hub": self.spec["hub"]["url"]} | {
+            f"node {n['province']}": n["url"] for n in self.spec["nodes"]
+        }
+        context = tls.admin_context(KeyStore(self.net.keys_dir))
+        self.processes[name] = network.launch(self.net, name, commands[name], urls[name], context)
+
+    def agency(self, org_id: str) -> Agency:
+        for node in self.spec["nodes"]:
+            for item in node["agencies"]:
+                if item["org_id"] == org_id:
+                    return Agency(node["url"], item["token"], org_id)
+        raise KeyError(org_id)
+
+    def hub_stats(self) -> dict[str, Any]:
+        assert self.net is not None
+        result = subprocess.run(
+            [
+                *network._edoc(),
+                "stats",
+                "--hub",
+                self.spec["hub"]["url"],
+                "--json",
+                "--keys-dir",
+                str(self.net.keys_dir),
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        report: dict[str, Any] = json.loads(result.stdout)
+        return report
+
+
+@dataclass
+class Agency:
+    url: str
+    token: str
+    org_id: str
+
+    async def request(
+        self,
+        method: str,
+        path: str,
+        json_body: Any = None,
+        data: Any = None,
+        headers: dict[str, str] | None = None,
+    ) -> tuple[int, Any, dict[str, str]]:
+        auth = {"Authorization": f"Bearer {self.token}"} if self.token else {}
+        async with (
+            aiohttp.ClientSession() as session,
+            session.request(
+                method,
+                f"{self.url}{path}",
+                json=json_body,
+                data=data,
+                headers=auth | (headers or {}),
+            ) as response,
+        ):
+            raw = await response.read()
+            try:
+                body = json.loads(raw)
+            except ValueError:
+                body = raw
+            return response.status, body, dict(response.headers)
+
+    async def send(
+        self,
+        metadata: dict[str, Any],
+        files: dict[str, bytes] | None = None,
+        key: str | None = None,
+    ) -> tuple[int, Any, dict[str, str]]:
+        form = aiohttp.FormData()
+        form.add_field(
+            "metadata", json.dumps(metadata, ensure_ascii=False), content_type="application/json"
+        )
+        for name, content in (files or {}).items():
+            form.add_field("file", io.BytesIO(content), filename=name)
+        return await self.request(
+            "POST",
+            "/api/v1/documents",
+            data=form,
+            headers={"Idempotency-Key": key} if key else None,
+        )
+
+    async def inbox(self) -> list[dict[str, Any]]:
+        status, body, _ = await self.request("GET", "/api/v1/inbox")
+        assert status == 200, body
+        documents: list[dict[str, Any]] = body["documents"]
+        return documents
+
+    async def document(self, outgoing_id: int) -> dict[str, Any]:
+        status, body, _ = await self.request("GET", f"/api/v1/documents/{outgoing_id}")
+        assert status == 200, body
+        result: dict[str, Any] = body
+        return result
+
+
+async def eventually(check: Callable[[], Awaitable[T]], timeout: float = 30) -> T:
+    """Poll ``check`` until it returns a truthy value (the network is asynchronous)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = await check()
+        if value or time.monotonic() > deadline:
+            assert value, f"not reached within {timeout} s"
+            return value
+        await asyncio.sleep(0.2)
+
+
+_numbers = iter(range(1, 1_000_000))
+
+
+def metadata(sender: str, to: list[str], **changes: Any) -> dict[str, Any]:
+    number = next(_numbers)
+    data: dict[str, Any] = {
+        "from": sender,
+        "to": to,
+        "code": {"number": str(number), "notation": "UBND-VP"},
+        "promulgation": {"place": "Tây Ninh", "date": "2026-11-23"},
+        "type": {"code": 1, "name": "Công văn"},
+        "subject": f"V/v phối hợp triển khai nhiệm vụ số {number}",
+        "due_date": "2099-12-31",
+    }
+    data.update(changes)
+    return data
