@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from functools import partial
 from typing import Any
 
 import pytest
@@ -38,7 +39,7 @@ async def test_document_to_two_provinces_and_a_local_agency(net: LocalNetwork) -
 
     for org in (KON_TUM, PHU_THO, LOCAL):
         recipient = net.agency(org)
-        (item,) = await eventually(lambda r=recipient: _arrived(r, answer["document_id"]))
+        (item,) = await eventually(partial(_arrived, recipient, answer["document_id"]))
         assert {a["name"]: a["size"] for a in item["attachments"]} == {
             name: len(content) for name, content in files.items()
         }
@@ -46,13 +47,14 @@ async def test_document_to_two_provinces_and_a_local_agency(net: LocalNetwork) -
             "GET", f"/api/v1/inbox/{item['id']}/attachments/0"
         )
         assert status == 200 and content == files["Kế hoạch 2027.pdf"]
+        assert "K%E1%BA%BF%20ho%E1%BA%A1ch%202027.pdf" in headers["Content-Disposition"]
         status, package, _ = await recipient.request("GET", f"/api/v1/inbox/{item['id']}/package")
         assert status == 200 and package.startswith(b"<?xml") and b"Signature" in package
         assert item["summary"]["signers"][0]["org_id"] == SENDER
 
     # every recipient answered 01 (arrived) by itself
     states = await eventually(lambda: _states(sender, answer["id"], "01"))
-    assert set(states) == {KON_TUM, PHU_THO, LOCAL}
+    assert states is not None and set(states) == {KON_TUM, PHU_THO, LOCAL}
 
 
 async def test_statuses_flow_back_to_06_and_the_rules_hold(net: LocalNetwork) -> None:
@@ -138,7 +140,7 @@ async def test_nothing_lost_when_the_hub_is_down_and_the_node_is_killed(
     net.restart("node H53")
     net.restart("hub")
     for answer in answers:
-        items = await eventually(lambda a=answer: _arrived(recipient, a["document_id"]))
+        items = await eventually(partial(_arrived, recipient, answer["document_id"]))
         assert len(items) == 1
     for answer in answers:
-        await eventually(lambda a=answer: _states(sender, a["id"], "01"))
+        await eventually(partial(_states, sender, answer["id"], "01"))
