@@ -14,8 +14,9 @@ $(BIN)/.installed: pyproject.toml
 
 setup: $(BIN)/.installed
 
-## run: the main job on the embedded default (see README)
-run: demo
+## run: the local network (hub + 4 province nodes, SQLite, dev CA) until Ctrl-C
+run: setup
+	$(BIN)/edoc up --data-dir $(DATA)
 
 ## demo: make a dev CA, pack and sign the sample document, verify and inspect it
 demo: setup
@@ -43,7 +44,7 @@ pytest: setup
 test: lint pytest
 
 bench: setup
-	$(BIN)/python -m tests.bench_envelope
+	$(BIN)/python -m tests.bench_envelope --size-mb 200
 
 clean:
 	rm -rf $(VENV) $(DATA) .mypy_cache .pytest_cache .ruff_cache .hypothesis
