@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import subprocess
 from collections.abc import Iterator
 from functools import partial
 from typing import Any
 
 import pytest
 
+from edoc import network
+from edoc.keystore import KeyStore
 from tests.network_support import Agency, LocalNetwork, eventually, metadata
 
 SENDER, LOCAL = "000.00.12.H53", "000.00.07.H53"
@@ -144,3 +147,80 @@ async def test_nothing_lost_when_the_hub_is_down_and_the_node_is_killed(
         assert len(items) == 1
     for answer in answers:
         await eventually(partial(_states, sender, answer["id"], "01"))
+
+
+async def test_a_refusal_by_the_hub_is_visible_to_the_sender(net: LocalNetwork) -> None:
+    sender = net.agency(SENDER)
+    code, answer, _ = await sender.send(metadata(SENDER, ["000.00.99.H34"]))
+    assert code == 202  # the node cannot know every remote agency; the hub decides
+    states = await eventually(lambda: _states(sender, answer["id"], "failed"))
+    assert states is not None
+    document = await sender.document(answer["id"])
+    assert "EDOC-HUB-001" in document["transfers"][0]["last_error"]
+    assert "EDOC-HUB-001" in document["recipients"][0]["history"][-1]["detail"]
+
+
+async def _revoked(agency: Agency, document_id: str) -> bool:
+    return any(
+        d["business_type"] == 1 and d["summary"]["business"]["document_id"] == document_id
+        for d in await agency.inbox()
+    )
+
+
+async def test_revoke_reaches_every_recipient_of_the_original(net: LocalNetwork) -> None:
+    sender = net.agency(SENDER)
+    _, original, _ = await sender.send(metadata(SENDER, [KON_TUM, LOCAL]))
+    business = {"type": 1, "reason": "Ban hành nhầm", "document_id": original["document_id"]}
+    code, revoke, _ = await sender.send(metadata(SENDER, [KON_TUM], business=business))
+    assert code == 202, revoke
+    assert sorted(revoke["recipients"]) == sorted([KON_TUM, LOCAL])
+    for org in (KON_TUM, LOCAL):
+        await eventually(partial(_revoked, net.agency(org), original["document_id"]))
+
+
+async def test_malformed_uploads_are_refused_with_their_codes(net: LocalNetwork) -> None:
+    sender = net.agency(SENDER)
+    status, body, _ = await sender.request(
+        "POST",
+        "/api/v1/documents",
+        data=b"not multipart",
+        headers={"Content-Type": "multipart/form-data; boundary=xyz"},
+    )
+    assert (status, body["error"]["code"]) == (400, "EDOC-IN-003")
+    status, body, _ = await sender.send(metadata(SENDER, [KON_TUM], extra="field"))
+    assert (status, body["error"]["code"]) == (400, "EDOC-ENV-003")
+    status, body, _ = await sender.send(metadata(SENDER, [KON_TUM]), {"../etc/passwd": b"x"})
+    assert (status, body["error"]["code"]) == (400, "EDOC-ATT-003")
+
+
+async def test_openapi_and_stats_cli(net: LocalNetwork) -> None:
+    status, spec, _ = await net.agency(SENDER).request("GET", "/api/v1/openapi.json")
+    assert status == 200 and spec["openapi"].startswith("3.")
+    assert "/api/v1/inbox/{id}/attachments/{n}" in spec["paths"]
+    url = net.spec["nodes"][0]["url"]
+    table = subprocess.run(
+        [*network._edoc(), "stats", "--node", url], capture_output=True, text=True, check=True
+    )
+    assert SENDER in table.stdout and "000.00.00.H34" in table.stdout
+
+
+async def test_key_rotation_under_way_fails_no_exchange(net: LocalNetwork) -> None:
+    sender, recipient = net.agency(SENDER), net.agency(KON_TUM)
+    assert net.net is not None
+    keys = KeyStore(net.net.keys_dir)
+    before = keys.identity(SENDER).record.serial
+    sent = [(await sender.send(metadata(SENDER, [KON_TUM])))[1] for _ in range(3)]
+    subprocess.run(
+        [*network._edoc(), "keys", "rotate", SENDER, "--keys-dir", str(net.net.keys_dir)],
+        check=True,
+        capture_output=True,
+    )
+    after = keys.identity(SENDER).record.serial
+    sent += [(await sender.send(metadata(SENDER, [KON_TUM])))[1] for _ in range(3)]
+    serials = []
+    for answer in sent:
+        (item,) = await eventually(partial(_arrived, recipient, answer["document_id"]))
+        serials.append(item["summary"]["signers"][0]["serial"])
+        await eventually(partial(_states, sender, answer["id"], "01"))
+    assert after != before and serials[-1] == after  # the running node signs with the new key
+    assert set(serials) <= {before, after}
