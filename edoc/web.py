@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import secrets
 import time
 from collections.abc import Awaitable, Callable
@@ -87,6 +88,11 @@ def middleware(metrics: HttpMetrics) -> Middleware:
         return response
 
     return handle
+
+
+def token_digest(token: str) -> str:
+    """Tokens are stored only as their SHA-256."""
+    return hashlib.sha256(token.encode()).hexdigest()
 
 
 def bearer_token(request: web.Request) -> str:

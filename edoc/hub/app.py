@@ -16,7 +16,6 @@ Open: GET /api/v1/stats, GET /healthz, GET /metrics.
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import uuid
 from collections.abc import AsyncIterator
 
@@ -31,14 +30,10 @@ from edoc.offload import Offload
 from edoc.orgid import OrgId
 from edoc.store.base import Delivery, PackageRecord
 from edoc.store.hub_sqlite import SqliteHubStore
-from edoc.web import HttpMetrics, bearer_token, body_to_file, middleware
+from edoc.web import HttpMetrics, bearer_token, body_to_file, middleware, token_digest
 
 STATE = web.AppKey("state", HubState)
 log = structlog.get_logger()
-
-
-def token_digest(token: str) -> str:
-    return hashlib.sha256(token.encode()).hexdigest()
 
 
 async def authenticate(request: web.Request) -> str:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
-import hashlib
 from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import quote
@@ -26,15 +25,11 @@ from edoc.node.state import NodeConfig, NodeState
 from edoc.offload import Offload
 from edoc.store.base import InboxItem, Outgoing
 from edoc.store.node_sqlite import SqliteNodeStore
-from edoc.web import HttpMetrics, bearer_token, middleware
+from edoc.web import HttpMetrics, bearer_token, middleware, token_digest
 
 STATE = web.AppKey("state", NodeState)
 log = structlog.get_logger()
 AGENCY_CODES = {"02", "03", "04", "05", "06", "15", "16"}  # 01 is the node's own answer
-
-
-def token_digest(token: str) -> str:
-    return hashlib.sha256(token.encode()).hexdigest()
 
 
 async def agency_of(request: web.Request) -> str:

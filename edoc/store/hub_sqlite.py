@@ -11,7 +11,7 @@ import aiosqlite
 
 from edoc import errors
 from edoc.store.base import Delivery, DirectoryEntry, NewPackage, PackageRecord
-from edoc.store.sqlite_base import SqliteDatabase
+from edoc.store.sqlite_base import SqliteDatabase, from_ms, to_ms
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS packages (
@@ -67,14 +67,6 @@ FROM deliveries d JOIN packages p ON p.id = d.package_id
 """
 
 
-def _ms(moment: dt.datetime) -> int:
-    return int(moment.timestamp() * 1000)
-
-
-def _from_ms(value: int) -> dt.datetime:
-    return dt.datetime.fromtimestamp(value / 1000, dt.UTC)
-
-
 def _root_of(org_id: str) -> str:
     return org_id[-3:]
 
@@ -108,7 +100,7 @@ class SqliteHubStore(SqliteDatabase):
             status_code=row[4],
             business_type=row[5],
             digest=row[6],
-            accepted_at=_from_ms(row[7]),
+            accepted_at=from_ms(row[7]),
             recipients=tuple(r[0] for r in recipients),
         )
 
@@ -132,7 +124,7 @@ class SqliteHubStore(SqliteDatabase):
                         package.digest,
                         package.path,
                         package.size,
-                        _ms(now),
+                        to_ms(now),
                     ),
                 )
                 package_id = cursor.lastrowid
@@ -154,7 +146,7 @@ class SqliteHubStore(SqliteDatabase):
             status_code=package.status_code,
             business_type=package.business_type,
             digest=package.digest,
-            accepted_at=_from_ms(_ms(now)),
+            accepted_at=from_ms(to_ms(now)),
             recipients=package.recipients,
         )
 
@@ -182,7 +174,7 @@ class SqliteHubStore(SqliteDatabase):
                 "UPDATE deliveries SET lease_until=?, attempts=attempts+1 WHERE id IN ("
                 " SELECT id FROM deliveries WHERE node=? AND delivered_at IS NULL"
                 " AND lease_until <= ? ORDER BY priority DESC, id LIMIT ?) RETURNING id",
-                (_ms(now + visibility), node, _ms(now), limit),
+                (to_ms(now + visibility), node, to_ms(now), limit),
             )
             ids = [row[0] for row in await cursor.fetchall()]
         if not ids:
@@ -201,7 +193,7 @@ class SqliteHubStore(SqliteDatabase):
             cursor = await db.execute(
                 "UPDATE deliveries SET delivered_at=? WHERE id=? AND delivered_at IS NULL"
                 " RETURNING recipient, (SELECT kind FROM packages WHERE id = package_id)",
-                (_ms(now), delivery_id),
+                (to_ms(now), delivery_id),
             )
             row = await cursor.fetchone()
             if row is None:

@@ -17,7 +17,7 @@ from edoc.store.base import (
     Outgoing,
     Transfer,
 )
-from edoc.store.sqlite_base import SqliteDatabase
+from edoc.store.sqlite_base import SqliteDatabase, from_ms, to_ms
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS agencies (
@@ -98,14 +98,6 @@ CREATE TABLE IF NOT EXISTS counters (
 """
 
 
-def _ms(moment: dt.datetime) -> int:
-    return int(moment.timestamp() * 1000)
-
-
-def _from_ms(value: int) -> dt.datetime:
-    return dt.datetime.fromtimestamp(value / 1000, dt.UTC)
-
-
 def _province(org_id: str) -> str:
     return f"000.00.00.{org_id[-3:]}"
 
@@ -164,7 +156,7 @@ class SqliteNodeStore(SqliteDatabase):
                         new.priority,
                         new.path,
                         json.dumps(new.summary, ensure_ascii=False),
-                        _ms(now),
+                        to_ms(now),
                     ),
                 )
                 outgoing_id = cursor.lastrowid
@@ -179,7 +171,7 @@ class SqliteNodeStore(SqliteDatabase):
                 await db.executemany(
                     "INSERT INTO transfers (outgoing_id, route, state, next_at, priority)"
                     " VALUES (?, ?, 'pending', ?, ?)",
-                    [(outgoing_id, route, _ms(now), new.priority) for route in routes],
+                    [(outgoing_id, route, to_ms(now), new.priority) for route in routes],
                 )
                 if new.kind == "document":
                     await self._count(db, now, new.sender, "", "sent")
@@ -222,7 +214,7 @@ class SqliteNodeStore(SqliteDatabase):
             priority=row[5],
             path=row[6],
             summary=json.loads(row[7]),
-            created_at=_from_ms(row[8]),
+            created_at=from_ms(row[8]),
             recipients=[
                 {"org_id": r[0], "local": bool(r[1]), "state": r[2], "history": json.loads(r[3])}
                 for r in recipients
@@ -243,21 +235,21 @@ class SqliteNodeStore(SqliteDatabase):
             "  WHERE e.state='pending' AND e.id < t.id AND e.route = t.route"
             "  AND f.sender = o.sender AND f.document_id = o.document_id)"
             " ORDER BY t.priority DESC, t.id LIMIT ?",
-            (_ms(now), limit),
+            (to_ms(now), limit),
         )
         return [
-            Transfer(r[0], r[1], r[2], r[3], r[4], _from_ms(r[5]), r[6], r[7], r[8]) for r in rows
+            Transfer(r[0], r[1], r[2], r[3], r[4], from_ms(r[5]), r[6], r[7], r[8]) for r in rows
         ]
 
     async def next_transfer_at(self) -> dt.datetime | None:
         rows = await self._rows("SELECT MIN(next_at) FROM transfers WHERE state='pending'")
-        return _from_ms(rows[0][0]) if rows and rows[0][0] is not None else None
+        return from_ms(rows[0][0]) if rows and rows[0][0] is not None else None
 
     async def retry_transfer(self, transfer_id: int, at: dt.datetime, error: str) -> None:
         async with self._transaction() as db:
             await db.execute(
                 "UPDATE transfers SET attempts=attempts+1, next_at=?, last_error=? WHERE id=?",
-                (_ms(at), error, transfer_id),
+                (to_ms(at), error, transfer_id),
             )
 
     async def finish_transfer(
@@ -330,7 +322,7 @@ class SqliteNodeStore(SqliteDatabase):
                         item.status_code,
                         item.path,
                         json.dumps(item.summary, ensure_ascii=False),
-                        _ms(now),
+                        to_ms(now),
                     ),
                 )
                 inbox_id = cursor.lastrowid or 0
@@ -364,7 +356,7 @@ class SqliteNodeStore(SqliteDatabase):
         rows = await self._rows(
             "SELECT id FROM inbox WHERE recipient=? AND kind='document' AND received_at>=?"
             " ORDER BY received_at, id LIMIT ?",
-            (recipient, _ms(since) if since else 0, limit),
+            (recipient, to_ms(since) if since else 0, limit),
         )
         items = [await self.inbox_item(row[0]) for row in rows]
         return [item for item in items if item is not None]
@@ -396,7 +388,7 @@ class SqliteNodeStore(SqliteDatabase):
             status_code=r[6],
             path=r[7],
             summary=json.loads(r[8]),
-            received_at=_from_ms(r[9]),
+            received_at=from_ms(r[9]),
             attachments=[InboxAttachment(*a) for a in attachments],
             answers=[a[0] for a in answers],
         )
@@ -405,7 +397,7 @@ class SqliteNodeStore(SqliteDatabase):
         async with self._transaction() as db:
             await db.execute(
                 "INSERT OR IGNORE INTO answers (inbox_id, code, at) VALUES (?, ?, ?)",
-                (inbox_id, code, _ms(now)),
+                (inbox_id, code, to_ms(now)),
             )
 
     # --- statistics ------------------------------------------------------------------------------

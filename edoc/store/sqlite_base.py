@@ -8,6 +8,7 @@ so a kill -9 or a power cut loses nothing that was acknowledged. sqlite errors
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import sqlite3
 from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
@@ -17,6 +18,15 @@ from typing import Any, ClassVar
 import aiosqlite
 
 from edoc import errors
+
+
+def to_ms(moment: dt.datetime) -> int:
+    """Times are stored as integer milliseconds since the epoch (UTC)."""
+    return int(moment.timestamp() * 1000)
+
+
+def from_ms(value: int) -> dt.datetime:
+    return dt.datetime.fromtimestamp(value / 1000, dt.UTC)
 
 
 class SqliteDatabase:
