@@ -136,7 +136,7 @@ def provision(network: Network) -> None:
             keys.issue(org_id, **options)
 
 
-def _edoc() -> list[str]:
+def edoc_command() -> list[str]:
     return [sys.executable, "-m", "edoc"]
 
 
@@ -145,7 +145,7 @@ def register_tokens(network: Network) -> None:
     for node in network.spec["nodes"]:
         subprocess.run(
             [
-                *_edoc(),
+                *edoc_command(),
                 "hub",
                 "add-node",
                 node["province"],
@@ -160,7 +160,7 @@ def register_tokens(network: Network) -> None:
         for agency in node["agencies"]:
             subprocess.run(
                 [
-                    *_edoc(),
+                    *edoc_command(),
                     "agency",
                     "add",
                     agency["org_id"],
@@ -185,7 +185,7 @@ def commands(network: Network, node_args: tuple[str, ...] = ()) -> list[tuple[st
         (
             "hub",
             [
-                *_edoc(),
+                *edoc_command(),
                 "serve",
                 "hub",
                 "--data-dir",
@@ -203,7 +203,7 @@ def commands(network: Network, node_args: tuple[str, ...] = ()) -> list[tuple[st
             (
                 f"node {node['province']}",
                 [
-                    *_edoc(),
+                    *edoc_command(),
                     "serve",
                     "node",
                     "--province",

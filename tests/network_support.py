@@ -70,7 +70,7 @@ class LocalNetwork:
         assert self.net is not None
         result = subprocess.run(
             [
-                *network._edoc(),
+                *network.edoc_command(),
                 "stats",
                 "--hub",
                 self.spec["hub"]["url"],

@@ -199,7 +199,10 @@ async def test_openapi_and_stats_cli(net: LocalNetwork) -> None:
     assert "/api/v1/inbox/{id}/attachments/{n}" in spec["paths"]
     url = net.spec["nodes"][0]["url"]
     table = subprocess.run(
-        [*network._edoc(), "stats", "--node", url], capture_output=True, text=True, check=True
+        [*network.edoc_command(), "stats", "--node", url],
+        capture_output=True,
+        text=True,
+        check=True,
     )
     assert SENDER in table.stdout and "000.00.00.H34" in table.stdout
 
@@ -211,7 +214,7 @@ async def test_key_rotation_under_way_fails_no_exchange(net: LocalNetwork) -> No
     before = keys.identity(SENDER).record.serial
     sent = [(await sender.send(metadata(SENDER, [KON_TUM])))[1] for _ in range(3)]
     subprocess.run(
-        [*network._edoc(), "keys", "rotate", SENDER, "--keys-dir", str(net.net.keys_dir)],
+        [*network.edoc_command(), "keys", "rotate", SENDER, "--keys-dir", str(net.net.keys_dir)],
         check=True,
         capture_output=True,
     )

@@ -12,7 +12,7 @@ import hashlib
 import os
 import shutil
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import structlog
@@ -127,9 +127,7 @@ async def _admit(state: HubState, node: str, examined: Examined) -> tuple[Packag
     size = await state.offload.run(
         _write_final, examined, TraceHop(state.config.org_id, now), target
     )
-    record = await state.store.accept(
-        NewPackage(**{**new.__dict__, "path": str(target), "size": size}), now
-    )
+    record = await state.store.accept(replace(new, path=str(target), size=size), now)
     state.accepted.labels(new.kind).inc()
     state.wake({OrgId.parse(r).root_code for r in new.recipients})
     log.info("accepted", kind=new.kind, hub_id=record.id, recipients=len(new.recipients))

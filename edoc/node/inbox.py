@@ -17,7 +17,7 @@ from typing import Any
 import structlog
 
 from edoc import envelope, errors, signing
-from edoc.model import Document, Organization, ResponseFor, StatusCode, StatusUpdate
+from edoc.model import Document, Organization, ResponseFor, Staff, StatusCode, StatusUpdate
 from edoc.node import compose, hublink
 from edoc.node.state import NodeState
 from edoc.store.base import InboxAttachment, NewInboxItem, NewOutgoing
@@ -133,7 +133,7 @@ async def answer(
     document: Document | ResponseFor,
     code: StatusCode,
     description: str = "",
-    staff: Any = None,
+    staff: Staff | None = None,
 ) -> int:
     """Send ``responder``'s signed status about a received document back to its sender."""
     response_for = (
@@ -153,7 +153,7 @@ async def answer(
         code=code,
         timestamp=now.replace(microsecond=0),
         description=description,
-        **({"staff": staff} if staff is not None else {}),
+        staff=staff or Staff(),
     )
     target = state.outgoing_dir / f"{uuid.uuid4().hex}.edxml"
     await state.offload.run(compose.message_package, state.keys, status, target, now)

@@ -12,7 +12,7 @@ import aiohttp
 from edoc.keystore import KeyStore
 from edoc.offload import Offload
 from edoc.orgid import OrgId, parse_root_code
-from edoc.store.node_sqlite import SqliteNodeStore
+from edoc.store.base import NodeStore
 from edoc.web import HttpMetrics
 
 
@@ -46,7 +46,7 @@ class NodeConfig:
 @dataclass
 class NodeState:
     config: NodeConfig
-    store: SqliteNodeStore
+    store: NodeStore
     keys: KeyStore
     offload: Offload
     metrics: HttpMetrics

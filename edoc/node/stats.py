@@ -6,10 +6,10 @@ from __future__ import annotations
 from collections import Counter, defaultdict
 from typing import Any
 
-from edoc.store.node_sqlite import SqliteNodeStore
+from edoc.store.base import NodeStore
 
 
-async def report(store: SqliteNodeStore) -> dict[str, Any]:
+async def report(store: NodeStore) -> dict[str, Any]:
     sent = received = signed = 0
     by_agency: defaultdict[str, Counter[str]] = defaultdict(Counter)
     by_partner: defaultdict[str, Counter[str]] = defaultdict(Counter)
