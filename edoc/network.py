@@ -8,7 +8,9 @@ every stored document still there and still on its way.
 
 from __future__ import annotations
 
+import asyncio
 import csv
+import hashlib
 import json
 import os
 import secrets
@@ -22,30 +24,75 @@ from pathlib import Path
 from typing import Any
 
 from edoc import errors, pki, tls
+from edoc.hub import app as hub_app
 from edoc.hub.directory import SEEDS
-from edoc.hub.state import HUB_ORG_ID
+from edoc.hub.state import HUB_ORG_ID, HubConfig
 from edoc.keystore import KeyStore
+from edoc.node import app as node_app
+from edoc.node.state import NodeConfig
 from edoc.orgid import parse_root_code
 
 PROVINCES = {"H53": "Tây Ninh", "H34": "Kon Tum", "H44": "Phú Thọ", "H12": "Cà Mau"}
-AGENCIES = (  # (level-2 group, name): the same few agencies in every province
-    ("00", "Ủy ban nhân dân tỉnh {province}"),
-    ("07", "Sở Nội vụ tỉnh {province}"),
-    ("12", "Sở Thông tin và Truyền thông tỉnh {province}"),
-    ("15", "Sở Tài chính tỉnh {province}"),
+AGENCIES = {  # (level-2 group, name, signer's position): the same few in every province
+    "province": (
+        ("00", "Ủy ban nhân dân tỉnh {name}", "Chủ tịch"),
+        ("07", "Sở Nội vụ tỉnh {name}", "Giám đốc"),
+        ("12", "Sở Thông tin và Truyền thông tỉnh {name}", "Giám đốc"),
+        ("15", "Sở Tài chính tỉnh {name}", "Giám đốc"),
+    ),
+    "ministry": (
+        ("00", "{name}", "Bộ trưởng"),
+        ("01", "Văn phòng {name}", "Chánh Văn phòng"),
+        ("02", "Vụ Kế hoạch - Tài chính, {name}", "Vụ trưởng"),
+        ("03", "Vụ Tổ chức cán bộ, {name}", "Vụ trưởng"),
+    ),
+}
+FAMILY = ("Nguyễn", "Trần", "Lê", "Phạm", "Hoàng", "Huỳnh", "Phan", "Vũ", "Võ", "Đặng", "Bùi")
+MIDDLE = ("Văn", "Thị", "Hữu", "Minh", "Quốc", "Thanh", "Ngọc", "Đức")
+GIVEN = (
+    "An",
+    "Bình",
+    "Cường",
+    "Dũng",
+    "Hà",
+    "Hải",
+    "Hương",
+    "Lan",
+    "Long",
+    "Mai",
+    "Nam",
+    "Phúc",
+    "Quang",
+    "Sơn",
+    "Tâm",
+    "Thảo",
+    "Trung",
+    "Tuấn",
+    "Vinh",
+    "Yến",
 )
-SIGNER = "Chủ tịch UBND tỉnh {province}"
 HOSTS = ("localhost", "127.0.0.1")
 
 
-def province_names() -> dict[str, str]:
+def roots() -> dict[str, tuple[str, str]]:
+    """Root code → (short name, kind) for every province and ministry in the seeds."""
     with SEEDS.open(encoding="utf-8") as handle:
         return {
-            row["org_id"][-3:]: row["name"]
-            .removeprefix("UBND tỉnh ")
-            .removeprefix("UBND thành phố ")
+            row["org_id"][-3:]: (
+                row["name"].removeprefix("UBND tỉnh ").removeprefix("UBND thành phố "),
+                row["kind"],
+            )
             for row in csv.DictReader(handle)
         }
+
+
+def signer_name(org_id: str) -> str:
+    """A stable, plausible Vietnamese name for the leader who signs for ``org_id``."""
+    digest = hashlib.sha256(org_id.encode()).digest()
+    return (
+        f"{FAMILY[digest[0] % len(FAMILY)]} {MIDDLE[digest[1] % len(MIDDLE)]} "
+        + GIVEN[digest[2] % len(GIVEN)]
+    )
 
 
 @dataclass
@@ -69,16 +116,18 @@ class Network:
         os.replace(temporary, self.path)
 
 
-def plan(data_dir: Path, provinces: list[str], base_port: int, tls: bool) -> Network:
+def plan(
+    data_dir: Path, provinces: list[str], base_port: int, tls: bool, agencies: int = 4
+) -> Network:
     """The network in ``data_dir``: read back if it exists, else laid out anew."""
     path = data_dir / "network.json"
     if path.exists():
         return Network(data_dir, json.loads(path.read_text(encoding="utf-8")))
-    names = province_names()
+    known = roots()
     nodes = []
     for index, code in enumerate(provinces, start=1):
         root = parse_root_code(code)
-        name = names.get(root.root_code, root.root_code)
+        name, kind = known.get(root.root_code, (root.root_code, root.kind))
         nodes.append(
             {
                 "province": root.root_code,
@@ -89,10 +138,16 @@ def plan(data_dir: Path, provinces: list[str], base_port: int, tls: bool) -> Net
                 "agencies": [
                     {
                         "org_id": f"000.00.{group}.{root.root_code}",
-                        "name": label.format(province=name),
+                        "name": label.format(name=name),
                         "token": secrets.token_urlsafe(32),
+                        "signer": {
+                            "full_name": signer_name(f"000.00.{group}.{root.root_code}"),
+                            "position": position,
+                        },
                     }
-                    for group, label in AGENCIES
+                    for group, label, position in AGENCIES.get(kind, AGENCIES["province"])[
+                        :agencies
+                    ]
                 ],
             }
         )
@@ -125,9 +180,7 @@ def provision(network: Network) -> None:
         wanted.append((f"000.00.00.{node['province']}", {"tls_hosts": HOSTS}))
         for agency in node["agencies"]:
             wanted.append((agency["org_id"], {"org_name": agency["name"]}))
-        wanted.append(
-            (f"000.00.00.{node['province']}", {"full_name": SIGNER.format(province=node["name"])})
-        )
+            wanted.append((agency["org_id"], {"full_name": agency["signer"]["full_name"]}))
     for org_id, options in wanted:
         kind = "tls" if "tls_hosts" in options else None
         try:
@@ -141,41 +194,23 @@ def edoc_command() -> list[str]:
 
 
 def register_tokens(network: Network) -> None:
-    hub_dir = network.data_dir / "hub"
-    for node in network.spec["nodes"]:
-        subprocess.run(
-            [
-                *edoc_command(),
-                "hub",
-                "add-node",
+    """Give the hub each node's token and each node its agencies' tokens (idempotent)."""
+
+    async def register() -> None:
+        hub = HubConfig(data_dir=network.data_dir / "hub", keys_dir=network.keys_dir)
+        for node in network.spec["nodes"]:
+            await hub_app.add_node(hub, node["province"], node["hub_token"])
+            config = NodeConfig(
                 node["province"],
-                "--data-dir",
-                str(hub_dir),
-                "--token",
-                node["hub_token"],
-            ],
-            check=True,
-            capture_output=True,
-        )
-        for agency in node["agencies"]:
-            subprocess.run(
-                [
-                    *edoc_command(),
-                    "agency",
-                    "add",
-                    agency["org_id"],
-                    "--name",
-                    agency["name"],
-                    "--data-dir",
-                    str(network.data_dir / "nodes" / node["province"]),
-                    "--keys-dir",
-                    str(network.keys_dir),
-                    "--token",
-                    agency["token"],
-                ],
-                check=True,
-                capture_output=True,
+                network.data_dir / "nodes" / node["province"],
+                network.keys_dir,
+                hub_url="",
+                hub_token="",
             )
+            for agency in node["agencies"]:
+                await node_app.add_agency(config, agency["org_id"], agency["name"], agency["token"])
+
+    asyncio.run(register())
 
 
 def commands(network: Network, node_args: tuple[str, ...] = ()) -> list[tuple[str, list[str]]]:
@@ -231,7 +266,8 @@ def wait_healthy(url: str, process: subprocess.Popen[bytes], context: Any, timeo
         if process.poll() is not None:
             raise errors.EdocError(f"{url} exited with {process.returncode}")
         try:
-            with urllib.request.urlopen(f"{url}/healthz", timeout=1, context=context):  # noqa: S310
+            secure = context if url.startswith("https") else None
+            with urllib.request.urlopen(f"{url}/healthz", timeout=1, context=secure):  # noqa: S310
                 return
         except OSError:
             time.sleep(0.1)
@@ -241,28 +277,36 @@ def wait_healthy(url: str, process: subprocess.Popen[bytes], context: Any, timeo
 def start(
     network: Network, node_args: tuple[str, ...] = ()
 ) -> list[tuple[str, subprocess.Popen[bytes]]]:
-    logs = network.data_dir / "logs"
-    logs.mkdir(exist_ok=True)
+    """Start the hub, then every node at once, and wait until all of them answer."""
+    (network.data_dir / "logs").mkdir(exist_ok=True)
     context = tls.admin_context(KeyStore(network.keys_dir))
-    started: list[tuple[str, subprocess.Popen[bytes]]] = []
     urls = [network.spec["hub"]["url"], *(n["url"] for n in network.spec["nodes"])]
+    started: list[tuple[str, subprocess.Popen[bytes]]] = []
     try:
         for (name, command), url in zip(commands(network, node_args), urls, strict=True):
-            started.append((name, launch(network, name, command, url, context)))
+            started.append((name, spawn(network, name, command)))
+            if name == "hub":  # nodes register with it as they start
+                wait_healthy(url, started[-1][1], context, 30)
+        for (_, process), url in zip(started[1:], urls[1:], strict=True):
+            wait_healthy(url, process, context, 60)
     except BaseException:
         stop(started)
         raise
     return started
 
 
+def spawn(network: Network, name: str, command: list[str]) -> subprocess.Popen[bytes]:
+    """Start one service, logging to DATA/logs/NAME.log."""
+    with (network.data_dir / "logs" / f"{name.replace(' ', '-')}.log").open("ab") as log:
+        return subprocess.Popen(command, stdout=log, stderr=log)
+
+
 def launch(
     network: Network, name: str, command: list[str], url: str, context: Any
 ) -> subprocess.Popen[bytes]:
-    """Start one service, logging to DATA/logs/NAME.log, and wait until it answers."""
-    logs = network.data_dir / "logs"
-    with (logs / f"{name.replace(' ', '-')}.log").open("ab") as log:
-        process = subprocess.Popen(command, stdout=log, stderr=log)
-    wait_healthy(url, process, context if url.startswith("https") else None, 30)
+    """Start one service and wait until it answers."""
+    process = spawn(network, name, command)
+    wait_healthy(url, process, context, 30)
     return process
 
 
