@@ -35,6 +35,7 @@ from edoc.model import Document
 from edoc.node import app as node_app
 from edoc.node.state import NodeConfig
 from edoc.orgid import OrgId, parse_root_code
+from edoc.sim import command as sim_command
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -702,3 +703,65 @@ def up(provinces: str, data_dir: Path, base_port: int, insecure_http: bool) -> N
     finally:
         network.stop(processes)
         click.echo("edoc network stopped")
+
+
+@main.command()
+@click.argument("profile_name", metavar="PROFILE")
+@click.option(
+    "--network",
+    "network_file",
+    type=click.Path(path_type=Path, exists=True),
+    help="Drive the network in this network.json instead of starting one.",
+)
+@click.option(
+    "--data-dir",
+    type=click.Path(path_type=Path),
+    help="Where the network started for the run lives (default: a temporary folder).",
+)
+@click.option("--days", type=click.IntRange(1), help="The first N working days of the period.")
+@click.option("--year", is_flag=True, help="The profile's whole period (a year).")
+@click.option("--speedup", type=click.FloatRange(min=0.001), help="Simulated seconds per second.")
+@click.option("--as-fast-as-possible", is_flag=True, help="Send as fast as the network takes it.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option(
+    "--scale",
+    type=click.FloatRange(min=0.0001),
+    default=1.0,
+    show_default=True,
+    help="Multiply every volume (e.g. 0.05 for a small national day).",
+)
+@click.option("--concurrency", type=click.IntRange(1, 256), default=16, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@reports_errors
+def simulate(
+    profile_name: str,
+    network_file: Path | None,
+    data_dir: Path | None,
+    days: int | None,
+    year: bool,
+    speedup: float | None,
+    as_fast_as_possible: bool,
+    seed: int,
+    scale: float,
+    concurrency: int,
+    as_json: bool,
+) -> None:
+    """Drive a network with a traffic profile's documents and report what happened."""
+    if year and days is not None:
+        raise click.UsageError("give --days N or --year, not both")
+    if as_fast_as_possible and speedup is not None:
+        raise click.UsageError("give --speedup X or --as-fast-as-possible, not both")
+    options = sim_command.Options(
+        profile=profile_name,
+        network_file=network_file,
+        data_dir=data_dir,
+        days=None if year else (days or 1),
+        speedup=speedup,
+        seed=seed,
+        scale=scale,
+        concurrency=concurrency,
+        as_json=as_json,
+    )
+    result = sim_command.simulate(options)
+    if as_json:
+        click.echo(json.dumps(result, ensure_ascii=False, indent=2))

@@ -1,0 +1,199 @@
+"""Driving a running network with planned traffic, through the agency API only.
+
+Three stages run at once: senders post documents (at their simulated times divided by
+the speed-up, or as fast as the network takes them), a watcher reads the recipients'
+inboxes to see what arrived and when, and the recipients answer what arrived with the
+statuses the profile planned. Everything observed is kept for the report.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import json
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiohttp
+
+from edoc.sim.traffic import Agency, Planned
+
+PATIENCE = 60.0  # seconds without news after which the watcher stops waiting
+
+
+@dataclass
+class Observed:
+    started: float = field(default_factory=time.time)
+    posted: dict[int, float] = field(default_factory=dict)  # plan index → wall time
+    refused: Counter[str] = field(default_factory=Counter)  # error code → count
+    arrived: dict[int, float] = field(default_factory=dict)  # plan index → received_at
+    answered: Counter[str] = field(default_factory=Counter)  # status code → count
+    answer_refused: Counter[str] = field(default_factory=Counter)
+    finished: float = 0.0
+
+
+Tick = Callable[[str], None]
+
+
+def _content(planned: Planned, n: int, size: int) -> bytes:
+    header = f"%PDF-1.4\n% edoc {planned.document_id} #{n}\n".encode()
+    return (header * (size // len(header) + 1))[:size]
+
+
+async def _error_code(response: aiohttp.ClientResponse) -> str:
+    try:
+        body = await response.json(content_type=None)
+        return str(body["error"]["code"])
+    except (ValueError, KeyError, TypeError):
+        return f"HTTP-{response.status}"
+
+
+class Simulation:
+    def __init__(
+        self,
+        planned: list[Planned],
+        run_id: str,
+        speedup: float | None,
+        concurrency: int,
+        tick: Tick,
+    ) -> None:
+        self.planned = planned
+        self.run_id = run_id
+        self.speedup = speedup
+        self.concurrency = concurrency
+        self.tick = tick
+        self.observed = Observed()
+        self.by_document = {p.document_id: p for p in planned}
+        self.sending_done = asyncio.Event()
+        self.origin = planned[0].at if planned else dt.datetime.now(dt.UTC)
+
+    async def _wait_until(self, moment: dt.datetime) -> None:
+        if self.speedup is None:
+            return
+        due = self.observed.started + (moment - self.origin).total_seconds() / self.speedup
+        await asyncio.sleep(max(0.0, due - time.time()))
+
+    def _headers(self, agency: Agency) -> dict[str, str]:
+        return {"Authorization": f"Bearer {agency.token}"}
+
+    async def _send(self, session: aiohttp.ClientSession, planned: Planned) -> None:
+        await self._wait_until(planned.at)
+        form = aiohttp.FormData()
+        form.add_field(
+            "metadata",
+            json.dumps(planned.metadata, ensure_ascii=False),
+            content_type="application/json",
+        )
+        for n, (name, size) in enumerate(planned.attachments):
+            form.add_field(
+                "file", _content(planned, n, size), filename=name, content_type="application/pdf"
+            )
+        headers = self._headers(planned.sender) | {
+            "Idempotency-Key": f"{self.run_id}-{planned.index}"
+        }
+        posted = time.time()
+        async with session.post(
+            f"{planned.sender.url}/api/v1/documents", data=form, headers=headers
+        ) as response:
+            if response.status == 202:
+                self.observed.posted[planned.index] = posted
+                self.tick("sent")
+            else:
+                self.observed.refused[await _error_code(response)] += 1
+                self.tick("refused")
+
+    async def _senders(self, session: aiohttp.ClientSession) -> None:
+        queue: asyncio.Queue[Planned] = asyncio.Queue()
+        for planned in self.planned:
+            queue.put_nowait(planned)
+
+        async def worker() -> None:
+            while not queue.empty():
+                await self._send(session, queue.get_nowait())
+
+        await asyncio.gather(*(worker() for _ in range(self.concurrency)))
+        self.sending_done.set()
+
+    async def _answer(
+        self, session: aiohttp.ClientSession, planned: Planned, inbox_id: int, arrived: float
+    ) -> None:
+        for code, hours in planned.answers:
+            if self.speedup is not None:
+                await asyncio.sleep(max(0.0, arrived + hours * 3600 / self.speedup - time.time()))
+            async with session.post(
+                f"{planned.recipient.url}/api/v1/inbox/{inbox_id}/status",
+                json={"code": code, "description": f"Trạng thái {code}"},
+                headers=self._headers(planned.recipient),
+            ) as response:
+                if response.status == 202:
+                    self.observed.answered[code] += 1
+                    self.tick("answered")
+                else:
+                    self.observed.answer_refused[await _error_code(response)] += 1
+
+    async def _watch(self, session: aiohttp.ClientSession) -> None:
+        """Read every recipient's inbox until all that was sent has arrived."""
+        recipients = {p.recipient.org_id: p.recipient for p in self.planned}
+        cursors: dict[str, str] = {}
+        answering: set[asyncio.Task[None]] = set()
+        limit = asyncio.Semaphore(self.concurrency)
+        last_news = time.time()
+
+        async def answer(planned: Planned, inbox_id: int, arrived: float) -> None:
+            async with limit:
+                await self._answer(session, planned, inbox_id, arrived)
+
+        while True:
+            news = False
+            for org, agency in recipients.items():
+                params = {"limit": "1000"} | ({"since": cursors[org]} if org in cursors else {})
+                async with session.get(
+                    f"{agency.url}/api/v1/inbox", params=params, headers=self._headers(agency)
+                ) as response:
+                    documents = (await response.json())["documents"]
+                for item in documents:
+                    cursors[org] = item["received_at"]
+                    planned = self.by_document.get(item["document_id"])
+                    if planned is None or planned.index in self.observed.arrived:
+                        continue
+                    arrived = dt.datetime.fromisoformat(item["received_at"]).timestamp()
+                    self.observed.arrived[planned.index] = arrived
+                    news = True
+                    self.tick("arrived")
+                    if planned.answers:
+                        task = asyncio.create_task(answer(planned, item["id"], arrived))
+                        answering.add(task)
+                        task.add_done_callback(answering.discard)
+            if news:
+                last_news = time.time()
+            all_in = len(self.observed.arrived) >= len(self.observed.posted)
+            if self.sending_done.is_set() and (all_in or time.time() - last_news > PATIENCE):
+                break
+            await asyncio.sleep(0.2 if news else 0.5)
+        await asyncio.gather(*answering)
+
+    async def run(self) -> Observed:
+        connector = aiohttp.TCPConnector(limit=self.concurrency * 4)
+        timeout = aiohttp.ClientTimeout(total=None, sock_read=300)
+        async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
+            await asyncio.gather(self._senders(session), self._watch(session))
+        self.observed.finished = time.time()
+        return self.observed
+
+
+async def settle(urls: list[str], expected_final: int, timeout: float = 120) -> list[Any]:
+    """Wait until the senders' nodes show the planned final statuses; their stats."""
+    deadline = time.monotonic() + timeout
+    async with aiohttp.ClientSession() as session:
+        while True:
+            reports = []
+            for url in urls:
+                async with session.get(f"{url}/api/v1/stats") as response:
+                    reports.append(await response.json())
+            final = sum(r["status_breakdown"].get(c, 0) for r in reports for c in ("02", "06"))
+            if final >= expected_final or time.monotonic() > deadline:
+                return reports
+            await asyncio.sleep(0.5)
