@@ -260,15 +260,25 @@ def commands(network: Network, node_args: tuple[str, ...] = ()) -> list[tuple[st
     return result
 
 
-def wait_healthy(url: str, process: subprocess.Popen[bytes], context: Any, timeout: float) -> None:
+def wait_healthy(
+    url: str,
+    process: subprocess.Popen[bytes],
+    context: Any,
+    timeout: float,
+    registered: bool = False,
+) -> None:
+    """Wait until ``url`` answers /healthz (and, with ``registered``, has told the hub its
+    agencies, so that nothing sent to them is refused as unknown)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
             raise errors.EdocError(f"{url} exited with {process.returncode}")
         try:
             secure = context if url.startswith("https") else None
-            with urllib.request.urlopen(f"{url}/healthz", timeout=1, context=secure):  # noqa: S310
-                return
+            with urllib.request.urlopen(f"{url}/healthz", timeout=1, context=secure) as answer:  # noqa: S310
+                if not registered or json.load(answer).get("registered"):
+                    return
+            time.sleep(0.1)
         except OSError:
             time.sleep(0.1)
     raise errors.EdocError(f"{url} did not become healthy in {timeout:.0f} s")
@@ -288,7 +298,7 @@ def start(
             if name == "hub":  # nodes register with it as they start
                 wait_healthy(url, started[-1][1], context, 30)
         for (_, process), url in zip(started[1:], urls[1:], strict=True):
-            wait_healthy(url, process, context, 60)
+            wait_healthy(url, process, context, 120, registered=True)
     except BaseException:
         stop(started)
         raise

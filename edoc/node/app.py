@@ -206,9 +206,15 @@ async def get_stats(request: web.Request) -> web.Response:
 
 
 async def healthz(request: web.Request) -> web.Response:
-    await request.app[STATE].store.agencies()
+    state = request.app[STATE]
+    await state.store.agencies()
     return web.json_response(
-        {"status": "ok", "service": "node", "province": request.app[STATE].config.province}
+        {
+            "status": "ok",
+            "service": "node",
+            "province": state.config.province,
+            "registered": state.registered,  # the hub knows its agencies
+        }
     )
 
 
@@ -227,6 +233,7 @@ async def _register_with_hub(state: NodeState) -> None:
         agencies = [{"org_id": org, "name": name} for org, name in await state.store.agencies()]
         try:
             await hublink.register(state, agencies)
+            state.registered = True
             log.info("registered with the hub", agencies=len(agencies))
             return
         except (errors.EdocError, hublink.HubRefused) as exc:

@@ -52,6 +52,7 @@ class NodeState:
     metrics: HttpMetrics
     hub: aiohttp.ClientSession
     outbox_wakeup: asyncio.Event = field(default_factory=asyncio.Event)
+    registered: bool = False  # the hub knows this node's agencies
 
     @property
     def outgoing_dir(self) -> Path:

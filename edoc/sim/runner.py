@@ -118,16 +118,25 @@ class Simulation:
         self.sending_done.set()
 
     async def _answer(
-        self, session: aiohttp.ClientSession, planned: Planned, inbox_id: int, arrived: float
+        self,
+        session: aiohttp.ClientSession,
+        planned: Planned,
+        inbox_id: int,
+        arrived: float,
+        limit: asyncio.Semaphore,
     ) -> None:
+        """The recipient's planned statuses, each at its time (with a speed-up)."""
         for code, hours in planned.answers:
             if self.speedup is not None:
                 await asyncio.sleep(max(0.0, arrived + hours * 3600 / self.speedup - time.time()))
-            async with session.post(
-                f"{planned.recipient.url}/api/v1/inbox/{inbox_id}/status",
-                json={"code": code, "description": f"Trạng thái {code}"},
-                headers=self._headers(planned.recipient),
-            ) as response:
+            async with (
+                limit,
+                session.post(
+                    f"{planned.recipient.url}/api/v1/inbox/{inbox_id}/status",
+                    json={"code": code, "description": f"Trạng thái {code}"},
+                    headers=self._headers(planned.recipient),
+                ) as response,
+            ):
                 if response.status == 202:
                     self.observed.answered[code] += 1
                     self.tick("answered")
@@ -142,31 +151,35 @@ class Simulation:
         limit = asyncio.Semaphore(self.concurrency)
         last_news = time.time()
 
-        async def answer(planned: Planned, inbox_id: int, arrived: float) -> None:
-            async with limit:
-                await self._answer(session, planned, inbox_id, arrived)
+        async def read(org: str, agency: Agency) -> bool:
+            params = {"limit": "1000"} | ({"since": cursors[org]} if org in cursors else {})
+            async with (
+                limit,
+                session.get(
+                    f"{agency.url}/api/v1/inbox", params=params, headers=self._headers(agency)
+                ) as response,
+            ):
+                documents = (await response.json())["documents"]
+            news = False
+            for item in documents:
+                cursors[org] = item["received_at"]
+                planned = self.by_document.get(item["document_id"])
+                if planned is None or planned.index in self.observed.arrived:
+                    continue
+                arrived = dt.datetime.fromisoformat(item["received_at"]).timestamp()
+                self.observed.arrived[planned.index] = arrived
+                news = True
+                self.tick("arrived")
+                if planned.answers:
+                    task = asyncio.create_task(
+                        self._answer(session, planned, item["id"], arrived, limit)
+                    )
+                    answering.add(task)
+                    task.add_done_callback(answering.discard)
+            return news
 
         while True:
-            news = False
-            for org, agency in recipients.items():
-                params = {"limit": "1000"} | ({"since": cursors[org]} if org in cursors else {})
-                async with session.get(
-                    f"{agency.url}/api/v1/inbox", params=params, headers=self._headers(agency)
-                ) as response:
-                    documents = (await response.json())["documents"]
-                for item in documents:
-                    cursors[org] = item["received_at"]
-                    planned = self.by_document.get(item["document_id"])
-                    if planned is None or planned.index in self.observed.arrived:
-                        continue
-                    arrived = dt.datetime.fromisoformat(item["received_at"]).timestamp()
-                    self.observed.arrived[planned.index] = arrived
-                    news = True
-                    self.tick("arrived")
-                    if planned.answers:
-                        task = asyncio.create_task(answer(planned, item["id"], arrived))
-                        answering.add(task)
-                        task.add_done_callback(answering.discard)
+            news = any(await asyncio.gather(*(read(o, a) for o, a in recipients.items())))
             if news:
                 last_news = time.time()
             all_in = len(self.observed.arrived) >= len(self.observed.posted)
