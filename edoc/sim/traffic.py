@@ -184,10 +184,13 @@ def _choose(rng: random.Random, table: Sequence[float]) -> int:
 class _Writer:
     """Turns (day, sender, recipient) slots into documents that look real."""
 
-    def __init__(self, profile: Profile, rng: random.Random) -> None:
+    def __init__(self, profile: Profile, rng: random.Random, seed: int) -> None:
         self.profile = profile
         self.rng = rng
         self.numbers: dict[str, int] = {}
+        # Code numbers restart each year per agency; another seed's run on the same network
+        # numbers from seed × 100,000, so its DocumentIds never collide with this one's.
+        self.first_number = seed * 100_000
 
     def _time(self, day: dt.date) -> dt.datetime:
         start, end = self.profile.calendar["office_hours"]
@@ -220,7 +223,9 @@ class _Writer:
     def document(self, index: int, day: dt.date, sender: Agency, recipient: Agency) -> Planned:
         mix, rng = self.profile.mix, self.rng
         code, type_name, _share = mix["types"][_choose(rng, [t[2] for t in mix["types"]])]
-        number = self.numbers[sender.org_id] = self.numbers.get(sender.org_id, 0) + 1
+        number = self.numbers[sender.org_id] = (
+            self.numbers.get(sender.org_id, self.first_number) + 1
+        )
         answers, hours_to_complete = self._answers()
         metadata: dict[str, Any] = {
             "from": sender.org_id,
@@ -271,7 +276,7 @@ def plan(
     window = len(calendar) if days is None else min(days, len(calendar))
     share = sum(weights[:window]) / sum(weights)
     rng = random.Random(seed)  # noqa: S311 - reproducible traffic, not secrets
-    writer = _Writer(profile, rng)
+    writer = _Writer(profile, rng, seed)
     slots: list[tuple[dt.date, str, str]] = []
     for flow in profile.flows:
         pairs = _pair_counts(flow, scale)
