@@ -89,7 +89,12 @@ async def receive(state: NodeState, source: Path, recipients: list[str]) -> None
     for recipient in recipients:
         if not state.serves(recipient):
             raise errors.Forbidden(f"{recipient} is not served by this node")
-        new = await state.store.add_inbox(
+        arrived = (
+            await status_message(state, recipient, response_for(message), StatusCode.ARRIVED)
+            if isinstance(message, Document)
+            else None
+        )
+        _, first = await state.store.add_inbox(
             NewInboxItem(
                 recipient=recipient,
                 sender=message.sender.org_id,
@@ -105,13 +110,13 @@ async def receive(state: NodeState, source: Path, recipients: list[str]) -> None
                 ),
             ),
             dt.datetime.now(dt.UTC),
+            arrived,
         )
-        inbox_id, first = new
         if not first:
+            if arrived is not None:  # a redelivery: it was answered the first time
+                Path(arrived.path).unlink(missing_ok=True)
             continue
-        if isinstance(message, Document):
-            await answer(state, inbox_id, recipient, message, StatusCode.ARRIVED)
-        else:
+        if isinstance(message, StatusUpdate):
             await state.store.record_status(
                 message.response_for.org_id,
                 message.about,
@@ -119,37 +124,32 @@ async def receive(state: NodeState, source: Path, recipients: list[str]) -> None
                 message.code.value,
                 message.timestamp,
             )
-        log.info(
-            "received",
-            kind="document" if isinstance(message, Document) else "status",
-            recipient=recipient,
-        )
+        state.outbox_wakeup.set()
+        log.info("received", kind=type(message).__name__, recipient=recipient)
 
 
-async def answer(
+def response_for(document: Document) -> ResponseFor:
+    return ResponseFor(
+        document.sender.org_id,
+        str(document.code),
+        document.promulgation.date,
+        document.document_id,
+    )
+
+
+async def status_message(
     state: NodeState,
-    inbox_id: int,
     responder: str,
-    document: Document | ResponseFor,
+    answered: ResponseFor,
     code: StatusCode,
     description: str = "",
     staff: Staff | None = None,
-) -> int:
-    """Send ``responder``'s signed status about a received document back to its sender."""
-    response_for = (
-        document
-        if isinstance(document, ResponseFor)
-        else ResponseFor(
-            document.sender.org_id,
-            str(document.code),
-            document.promulgation.date,
-            document.document_id,
-        )
-    )
+) -> NewOutgoing:
+    """``responder``'s signed status about a document, packed and ready for the outbox."""
     now = dt.datetime.now(dt.UTC)
     status = StatusUpdate(
         sender=Organization(responder),
-        response_for=response_for,
+        response_for=answered,
         code=code,
         timestamp=now.replace(microsecond=0),
         description=description,
@@ -157,22 +157,33 @@ async def answer(
     )
     target = state.outgoing_dir / f"{uuid.uuid4().hex}.edxml"
     await state.offload.run(compose.message_package, state.keys, status, target, now)
-    original_sender = response_for.org_id
-    outgoing = await state.store.add_outgoing(
-        NewOutgoing(
-            kind="status",
-            sender=responder,
-            document_id=response_for.document_id,
-            status_code=code.value,
-            idempotency_key=None,
-            priority=0,
-            path=str(target),
-            summary={"code": code.value, "description": description},
-            recipients=(original_sender,),
-            local=(original_sender,) if state.serves(original_sender) else (),
-        ),
-        now,
+    return NewOutgoing(
+        kind="status",
+        sender=responder,
+        document_id=answered.document_id,
+        status_code=code.value,
+        idempotency_key=None,
+        priority=0,
+        path=str(target),
+        summary={"code": code.value, "description": description},
+        recipients=(answered.org_id,),
+        local=(answered.org_id,) if state.serves(answered.org_id) else (),
     )
+
+
+async def answer(
+    state: NodeState,
+    inbox_id: int,
+    responder: str,
+    answered: ResponseFor,
+    code: StatusCode,
+    description: str = "",
+    staff: Staff | None = None,
+) -> int:
+    """An agency's own status (02–06) about a document it received, into the outbox."""
+    new = await status_message(state, responder, answered, code, description, staff)
+    now = dt.datetime.now(dt.UTC)
+    outgoing = await state.store.add_outgoing(new, now)
     await state.store.add_answer(inbox_id, code.value, now)
     state.outbox_wakeup.set()
     return outgoing.id
@@ -183,8 +194,9 @@ async def collect_forever(state: NodeState) -> None:
     backoff = state.config.retry_base
     while True:
         try:
-            for delivery in await hublink.collect(state, state.config.poll_wait):
-                await _take(state, delivery)
+            # verify and store a batch side by side: the crypto runs in the offload pool
+            deliveries = await hublink.collect(state, state.config.poll_wait)
+            await asyncio.gather(*(_take(state, delivery) for delivery in deliveries))
             backoff = state.config.retry_base
         except errors.HubUnavailable as exc:
             log.warning("hub unavailable for collection", reason=exc.message)

@@ -224,7 +224,9 @@ class NodeStore(Protocol):
     ) -> bool: ...
 
     # what agencies receive
-    async def add_inbox(self, item: NewInboxItem, now: dt.datetime) -> tuple[int, bool]: ...
+    async def add_inbox(
+        self, item: NewInboxItem, now: dt.datetime, answer: NewOutgoing | None = None
+    ) -> tuple[int, bool]: ...
 
     async def inbox(
         self, recipient: str, since: dt.datetime | None, limit: int

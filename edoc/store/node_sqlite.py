@@ -140,45 +140,9 @@ class SqliteNodeStore(SqliteDatabase):
 
     async def add_outgoing(self, new: NewOutgoing, now: dt.datetime) -> Outgoing:
         """The message, its per-recipient rows and its transfers, in one transaction."""
-        history = json.dumps([{"state": "queued", "at": now.isoformat()}])
         try:
             async with self._transaction() as db:
-                cursor = await db.execute(
-                    "INSERT INTO outgoing (kind, sender, document_id, status_code,"
-                    " idempotency_key, priority, path, summary, created_at)"
-                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    (
-                        new.kind,
-                        new.sender,
-                        new.document_id,
-                        new.status_code,
-                        new.idempotency_key,
-                        new.priority,
-                        new.path,
-                        json.dumps(new.summary, ensure_ascii=False),
-                        to_ms(now),
-                    ),
-                )
-                outgoing_id = cursor.lastrowid
-                await db.executemany(
-                    "INSERT INTO recipients (outgoing_id, recipient, local, state, history)"
-                    " VALUES (?, ?, ?, 'queued', ?)",
-                    [(outgoing_id, r, r in new.local, history) for r in new.recipients],
-                )
-                routes = (["hub"] if set(new.recipients) - set(new.local) else []) + (
-                    ["local"] if new.local else []
-                )
-                await db.executemany(
-                    "INSERT INTO transfers (outgoing_id, route, state, next_at, priority)"
-                    " VALUES (?, ?, 'pending', ?, ?)",
-                    [(outgoing_id, route, to_ms(now), new.priority) for route in routes],
-                )
-                if new.kind == "document":
-                    await self._count(db, now, new.sender, "", "sent")
-                    if new.summary.get("personally_signed"):
-                        await self._count(db, now, new.sender, "", "sent_signed")
-                    for recipient in new.recipients:
-                        await self._count(db, now, new.sender, _province(recipient), "sent_to")
+                outgoing_id = await self._insert_outgoing(db, new, now)
         except sqlite3.IntegrityError:
             raise errors.DuplicateDocument(
                 "this Idempotency-Key was used for another document"
@@ -186,6 +150,46 @@ class SqliteNodeStore(SqliteDatabase):
         result = await self.outgoing(outgoing_id or 0)
         assert result is not None
         return result
+
+    async def _insert_outgoing(self, db: Any, new: NewOutgoing, now: dt.datetime) -> int:
+        history = json.dumps([{"state": "queued", "at": now.isoformat()}])
+        cursor = await db.execute(
+            "INSERT INTO outgoing (kind, sender, document_id, status_code,"
+            " idempotency_key, priority, path, summary, created_at)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                new.kind,
+                new.sender,
+                new.document_id,
+                new.status_code,
+                new.idempotency_key,
+                new.priority,
+                new.path,
+                json.dumps(new.summary, ensure_ascii=False),
+                to_ms(now),
+            ),
+        )
+        outgoing_id = int(cursor.lastrowid or 0)
+        await db.executemany(
+            "INSERT INTO recipients (outgoing_id, recipient, local, state, history)"
+            " VALUES (?, ?, ?, 'queued', ?)",
+            [(outgoing_id, r, r in new.local, history) for r in new.recipients],
+        )
+        routes = (["hub"] if set(new.recipients) - set(new.local) else []) + (
+            ["local"] if new.local else []
+        )
+        await db.executemany(
+            "INSERT INTO transfers (outgoing_id, route, state, next_at, priority)"
+            " VALUES (?, ?, 'pending', ?, ?)",
+            [(outgoing_id, route, to_ms(now), new.priority) for route in routes],
+        )
+        if new.kind == "document":
+            await self._count(db, now, new.sender, "", "sent")
+            if new.summary.get("personally_signed"):
+                await self._count(db, now, new.sender, "", "sent_signed")
+            for recipient in new.recipients:
+                await self._count(db, now, new.sender, _province(recipient), "sent_to")
+        return outgoing_id
 
     async def outgoing(self, outgoing_id: int) -> Outgoing | None:
         rows = await self._rows(
@@ -306,8 +310,12 @@ class SqliteNodeStore(SqliteDatabase):
             return bool(rows)
 
     # --- inbox ----------------------------------------------------------------------------------
-    async def add_inbox(self, item: NewInboxItem, now: dt.datetime) -> tuple[int, bool]:
-        """Store a received message once; returns its id and whether it is new."""
+    async def add_inbox(
+        self, item: NewInboxItem, now: dt.datetime, answer: NewOutgoing | None = None
+    ) -> tuple[int, bool]:
+        """Store a received message once, with the recipient's automatic ``answer`` (status
+        01) in the same transaction, so no later status can be queued before it. Returns
+        the inbox id and whether the message is new."""
         try:
             async with self._transaction() as db:
                 cursor = await db.execute(
@@ -336,6 +344,12 @@ class SqliteNodeStore(SqliteDatabase):
                 )
                 if item.kind == "document":
                     await self._count(db, now, item.recipient, _province(item.sender), "received")
+                if answer is not None:
+                    await self._insert_outgoing(db, answer, now)
+                    await db.execute(
+                        "INSERT INTO answers (inbox_id, code, at) VALUES (?, ?, ?)",
+                        (inbox_id, answer.status_code, to_ms(now)),
+                    )
             return inbox_id, True
         except sqlite3.IntegrityError:
             rows = await self._rows(
