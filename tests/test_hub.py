@@ -38,10 +38,10 @@ async def test_one_document_reaches_each_recipient_once(
     ca: Ca, hub: HubProcess, nodes: dict[str, NodeClient]
 ) -> None:
     files = {"to-trinh.pdf": b"%PDF-1.4 " + bytes(range(256)) * 100, "phu-luc.txt": b"x"}
-    package = document(ca, to=[H23, H41], files=files)
+    package = document(ca, to=[H23, "000.00.00.H53", H41], files=files)
     code, answer, _ = await nodes["H53"].post(package)
     assert code == 202, answer
-    assert answer["recipients"] == [H23, H41]
+    assert answer["recipients"] == [H23, H41]  # H53's own are its node's to deliver
 
     for root, org in (("H23", H23), ("H41", H41)):
         items = await nodes[root].collect(wait=2)

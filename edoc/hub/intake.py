@@ -110,7 +110,7 @@ async def _admit(state: HubState, node: str, examined: Examined) -> tuple[Packag
     if OrgId.parse(message.sender.org_id).root_code != node:
         raise errors.Impersonation(f"{message.sender.org_id} is not served by node {node}")
     new = await (
-        _document(state, message, examined)
+        _document(state, message, examined, node)
         if isinstance(message, Document)
         else _status(state, message, examined)
     )
@@ -142,7 +142,8 @@ def _resend(earlier: PackageRecord, new: NewPackage) -> PackageRecord:
     raise errors.DuplicateDocument(f"{new.about} from {new.sender} was accepted with other content")
 
 
-async def _document(state: HubState, doc: Document, examined: Examined) -> NewPackage:
+async def _document(state: HubState, doc: Document, examined: Examined, node: str) -> NewPackage:
+    """Recipients in the sender's own province are the sending node's to deliver."""
     recipients = [to.org_id for to in doc.recipients]
     if doc.business.doc_type is not BusinessDocType.NEW:
         # revoke / update / replace reach every recipient of the original
@@ -151,6 +152,9 @@ async def _document(state: HubState, doc: Document, examined: Examined) -> NewPa
         if original is None:
             raise errors.UnknownDocument(f"no document {original_id} from {doc.sender.org_id}")
         recipients += [r for r in original.recipients if r not in recipients]
+    recipients = [r for r in recipients if OrgId.parse(r).root_code != node]
+    if not recipients:
+        raise errors.UnknownRecipient("every recipient is in the sender's own province")
     unknown = await state.store.unknown(recipients)
     if unknown:
         raise errors.UnknownRecipient(f"not in the address book: {', '.join(unknown)}")
