@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import json
 import random
+import signal
 import sys
 import tempfile
 from collections.abc import Iterator
@@ -105,7 +106,12 @@ async def _drive(
     return observed, dict(zip(urls, stats, strict=True))
 
 
+def _exit_on_sigterm(*_: object) -> None:
+    raise SystemExit(143)  # unwinds through the network's `finally`: no orphaned services
+
+
 def simulate(options: Options) -> dict[str, Any]:
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
     profile = profiles.load(options.profile)
     console = Console(stderr=options.as_json, width=None if sys.stdout.isatty() else 160)
     with _network(options, profile.roots, profile.agencies_per_root) as spec:
