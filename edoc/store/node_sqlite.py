@@ -49,6 +49,9 @@ CREATE TABLE IF NOT EXISTS transfers (
     priority INTEGER NOT NULL
 );
 CREATE INDEX IF NOT EXISTS transfers_due ON transfers (state, next_at, priority DESC);
+-- the outbox's first-in-first-out check looks up earlier transfers of the same document
+CREATE INDEX IF NOT EXISTS transfers_by_outgoing ON transfers (outgoing_id, state);
+CREATE INDEX IF NOT EXISTS outgoing_by_document ON outgoing (sender, document_id);
 CREATE TABLE IF NOT EXISTS recipients (
     outgoing_id INTEGER NOT NULL REFERENCES outgoing(id),
     recipient TEXT NOT NULL,
@@ -235,9 +238,11 @@ class SqliteNodeStore(SqliteDatabase):
             " o.sender, o.document_id FROM transfers t JOIN outgoing o ON o.id = t.outgoing_id"
             " WHERE t.state='pending' AND t.next_at <= ?"
             # first in, first out per sender, document and route (statuses in order)
-            " AND NOT EXISTS (SELECT 1 FROM transfers e JOIN outgoing f ON f.id = e.outgoing_id"
-            "  WHERE e.state='pending' AND e.id < t.id AND e.route = t.route"
-            "  AND f.sender = o.sender AND f.document_id = o.document_id)"
+            # (driven from the earlier outgoing rows of the same document, by index: the
+            # other way round the check was quadratic in the backlog)
+            " AND NOT EXISTS (SELECT 1 FROM outgoing f JOIN transfers e ON e.outgoing_id = f.id"
+            "  WHERE f.sender = o.sender AND f.document_id = o.document_id AND f.id < o.id"
+            "  AND e.state = 'pending' AND e.route = t.route)"
             " ORDER BY t.priority DESC, t.id LIMIT ?",
             (to_ms(now), limit),
         )
