@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 DATA   ?= data
 
-.PHONY: setup run demo test lint format pytest bench clean
+.PHONY: setup run demo test test-reliability lint format pytest bench clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -42,6 +42,13 @@ pytest: setup
 	$(BIN)/pytest
 
 test: lint pytest
+
+## test-reliability: the long part (soak, crash loop, fuzzing) plus the hostile corpus, then a summary
+REPORT := $(abspath $(DATA))/reliability.jsonl
+test-reliability: setup
+	mkdir -p $(DATA) && rm -f $(REPORT)
+	EDOC_RELIABILITY_REPORT=$(REPORT) $(BIN)/pytest -m "reliability or not reliability" tests/attacks tests/reliability; \
+	status=$$?; $(BIN)/python -m tests.reliability.report $(REPORT) && exit $$status
 
 bench: setup
 	$(BIN)/python -m tests.bench_envelope --size-mb 200
