@@ -1,4 +1,4 @@
-"""Figures the reliability suite records while it runs, and the summary `make test-reliability` prints.
+"""Figures the reliability suite records, and the summary `make test-reliability` prints.
 
 Tests call `record(...)`; when `EDOC_RELIABILITY_REPORT` names a file, each call appends one JSON
 line to it (pytest workers and subprocesses can all append). Without the variable nothing is
