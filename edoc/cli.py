@@ -28,6 +28,7 @@ from rich.console import Console
 from rich.table import Table
 
 from edoc import envelope, errors, logs, metadata, network, pki, signing, tls
+from edoc.bench import command as bench_command
 from edoc.hub import app as hub_app
 from edoc.hub.state import HUB_ORG_ID, HubConfig
 from edoc.keystore import KeyStore, SigningIdentity, utcnow
@@ -765,3 +766,35 @@ def simulate(
     result = sim_command.simulate(options)
     if as_json:
         click.echo(json.dumps(result, ensure_ascii=False, indent=2))
+
+
+@main.command()
+@click.option(
+    "--quick", is_flag=True, help="A one-minute version: fewer documents, no year replay."
+)
+@click.option(
+    "--output",
+    type=click.Path(path_type=Path, file_okay=False),
+    default=Path("bench"),
+    show_default=True,
+    help="Where results.json and RESULTS.md go.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the results as JSON.")
+@reports_errors
+def bench(quick: bool, output: Path, as_json: bool) -> None:
+    """Measure the machine's signing limit, then a real network against it."""
+    console = Console(stderr=True)
+    plan = bench_command.QUICK if quick else bench_command.FULL
+    results = bench_command.run(plan, lambda step: console.log(step))
+    as_file, summary = bench_command.save(results, output)
+    if as_json:
+        click.echo(json.dumps(results, ensure_ascii=False, indent=2))
+        return
+    table = Table("goal", "target", "observed", "met", title="edoc bench")
+    for goal in results["targets"]:
+        table.add_row(
+            goal["goal"], goal["target"], str(goal["observed"]), "yes" if goal["met"] else "no"
+        )
+    Console().print(table)
+    Console().print(summary.read_text(encoding="utf-8"))
+    click.echo(f"written: {as_file}, {summary}")

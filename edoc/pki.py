@@ -17,6 +17,7 @@ CA or a TLS endpoint.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import ipaddress
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -291,7 +292,10 @@ class Trust:
     retired: Mapping[int, dt.datetime]  # rotated-out certificates: serial → end of overlap
 
 
+@functools.lru_cache(maxsize=4096)
 def _issued_by(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
+    """Whether ``issuer`` signed ``cert``: pure arithmetic on the two certificates, so
+    remembered (every message would otherwise redo two RSA verifications per signature)."""
     if cert.issuer != issuer.subject:
         return False
     try:

@@ -23,6 +23,7 @@ from edoc.node.state import NodeState
 from edoc.store.base import InboxAttachment, NewInboxItem, NewOutgoing
 
 log = structlog.get_logger()
+IN_FLIGHT = 32  # deliveries being fetched, verified and stored at once
 
 
 def _verify(state: NodeState, source: Path, folder: Path) -> tuple[signing.Verified, list[Path]]:
@@ -116,14 +117,6 @@ async def receive(state: NodeState, source: Path, recipients: list[str]) -> None
             if arrived is not None:  # a redelivery: it was answered the first time
                 Path(arrived.path).unlink(missing_ok=True)
             continue
-        if isinstance(message, StatusUpdate):
-            await state.store.record_status(
-                message.response_for.org_id,
-                message.about,
-                message.sender.org_id,
-                message.code.value,
-                message.timestamp,
-            )
         state.outbox_wakeup.set()
         log.info("received", kind=type(message).__name__, recipient=recipient)
 
@@ -182,29 +175,44 @@ async def answer(
 ) -> int:
     """An agency's own status (02–06) about a document it received, into the outbox."""
     new = await status_message(state, responder, answered, code, description, staff)
-    now = dt.datetime.now(dt.UTC)
-    outgoing = await state.store.add_outgoing(new, now)
-    await state.store.add_answer(inbox_id, code.value, now)
+    try:
+        outgoing_id = await state.store.add_answer(inbox_id, new, dt.datetime.now(dt.UTC))
+    except BaseException:
+        Path(new.path).unlink(missing_ok=True)
+        raise
     state.outbox_wakeup.set()
-    return outgoing.id
+    return outgoing_id
 
 
 async def collect_forever(state: NodeState) -> None:
-    """Long-poll the hub for what waits for this province; store, then acknowledge."""
+    """Long-poll the hub for what waits for this province, keeping up to IN_FLIGHT
+    deliveries being verified and stored at once; each is acknowledged once stored."""
     backoff = state.config.retry_base
+    taking: set[asyncio.Task[None]] = set()
     while True:
+        if len(taking) >= IN_FLIGHT:
+            await asyncio.wait(taking, return_when=asyncio.FIRST_COMPLETED)
         try:
-            # verify and store a batch side by side: the crypto runs in the offload pool
-            deliveries = await hublink.collect(state, state.config.poll_wait)
-            await asyncio.gather(*(_take(state, delivery) for delivery in deliveries))
+            # while deliveries are under way, ask only for what is ready: a long poll
+            # here would hold back the next batch until they are all done
+            wait = 0 if taking else state.config.poll_wait
+            deliveries = await hublink.collect(state, wait, IN_FLIGHT - len(taking))
             backoff = state.config.retry_base
         except errors.HubUnavailable as exc:
             log.warning("hub unavailable for collection", reason=exc.message)
             await asyncio.sleep(backoff)
             backoff = min(backoff * 2, state.config.retry_cap)
+            continue
         except hublink.HubRefused as exc:
             log.error("hub refused collection", code=exc.code, reason=exc.message)
             await asyncio.sleep(state.config.retry_cap)
+            continue
+        for delivery in deliveries:
+            task = asyncio.create_task(_take(state, delivery))
+            taking.add(task)
+            task.add_done_callback(taking.discard)
+        if not deliveries and taking:
+            await asyncio.wait(taking, return_when=asyncio.FIRST_COMPLETED)
 
 
 async def _take(state: NodeState, delivery: dict[str, Any]) -> None:
@@ -219,5 +227,8 @@ async def _take(state: NodeState, delivery: dict[str, Any]) -> None:
             # revocation or clock edge): keep it out, but do not ask for it forever.
             log.error("refused relayed package", code=exc.code, reason=exc.message)
         await hublink.acknowledge(state, delivery["id"])
+    except errors.EdocError as exc:
+        # not acknowledged: the hub offers it again when its lease runs out
+        log.warning("delivery not taken, the hub will offer it again", reason=exc.message)
     finally:
         target.unlink(missing_ok=True)

@@ -25,7 +25,7 @@ from edoc.node.state import NodeState
 from edoc.store.base import Transfer
 
 log = structlog.get_logger()
-BATCH = 16
+IN_FLIGHT = 32  # transfers under way at once
 
 
 def backoff(state: NodeState, attempts: int) -> float:
@@ -73,33 +73,29 @@ async def carry(state: NodeState, transfer: Transfer) -> None:
         await state.store.retry_transfer(transfer.id, now + dt.timedelta(seconds=delay), str(exc))
 
 
-def _chains(due: list[Transfer]) -> list[list[Transfer]]:
-    """Transfers about one document from one sender (e.g. statuses 03, 04, 05) go one after
-    the other, oldest first, so they arrive in the order they were given; the rest in
-    parallel."""
-    chains: dict[tuple[str, str, str], list[Transfer]] = {}
-    for transfer in sorted(due, key=lambda t: t.id):
-        chains.setdefault((transfer.sender, transfer.document_id, transfer.route), []).append(
-            transfer
-        )
-    return list(chains.values())
-
-
-async def _in_order(state: NodeState, chain: list[Transfer]) -> None:
-    for transfer in chain:
-        await carry(state, transfer)
-
-
 async def run_forever(state: NodeState) -> None:
+    """Keep up to IN_FLIGHT transfers under way, starting the next as soon as one ends.
+
+    The store hands out only the head of each (sender, document, route) chain, so the
+    statuses about one document still go one after the other, oldest first; a finished
+    transfer wakes this loop, and so does every new message."""
+    carrying: dict[int, asyncio.Task[None]] = {}
+
+    def finished(task: asyncio.Task[None]) -> None:
+        carrying.pop(int(task.get_name()), None)
+        state.outbox_wakeup.set()
+
     while True:
-        due = await state.store.due_transfers(dt.datetime.now(dt.UTC), BATCH)
-        if due:
-            await asyncio.gather(*(_in_order(state, chain) for chain in _chains(due)))
-            continue
         state.outbox_wakeup.clear()
-        upcoming = await state.store.next_transfer_at()
-        pause = 5.0
-        if upcoming is not None:
-            pause = max(0.0, min(pause, (upcoming - dt.datetime.now(dt.UTC)).total_seconds()))
+        now = dt.datetime.now(dt.UTC)
+        if len(carrying) < IN_FLIGHT:
+            for transfer in await state.store.due_transfers(now, IN_FLIGHT + len(carrying)):
+                if transfer.id in carrying or len(carrying) >= IN_FLIGHT:
+                    continue
+                task = asyncio.create_task(carry(state, transfer), name=str(transfer.id))
+                carrying[transfer.id] = task
+                task.add_done_callback(finished)
+        upcoming = await state.store.next_transfer_at(after=now)
+        pause = 5.0 if upcoming is None else min(5.0, (upcoming - now).total_seconds())
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(state.outbox_wakeup.wait(), timeout=pause)
+            await asyncio.wait_for(state.outbox_wakeup.wait(), timeout=max(0.0, pause))

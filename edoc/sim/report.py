@@ -14,7 +14,7 @@ from edoc.sim.runner import Observed
 from edoc.sim.traffic import Planned
 
 
-def _percentile(values: list[float], share: float) -> float | None:
+def percentile(values: list[float], share: float) -> float | None:
     if not values:
         return None
     if len(values) == 1:
@@ -55,8 +55,8 @@ def build(
                 if planned_due
                 else None,
                 "node_on_time_share": stats.get("on_time_share"),
-                "latency_ms_p50": _percentile(latencies, 0.5),
-                "latency_ms_p99": _percentile(latencies, 0.99),
+                "latency_ms_p50": percentile(latencies, 0.5),
+                "latency_ms_p99": percentile(latencies, 0.99),
             }
         )
     duration = max(observed.finished - observed.started, 1e-9)
@@ -81,8 +81,8 @@ def build(
         "statuses": dict(sorted(statuses.items())),
         "duration_s": round(duration, 2),
         "documents_per_s": round(len(observed.posted) / duration, 2),
-        "latency_ms_p50": _percentile(all_latencies, 0.5),
-        "latency_ms_p99": _percentile(all_latencies, 0.99),
+        "latency_ms_p50": percentile(all_latencies, 0.5),
+        "latency_ms_p99": percentile(all_latencies, 0.99),
         "rows": rows,
     }
 

@@ -9,6 +9,7 @@ import sqlite3
 from typing import Any
 
 from edoc import errors
+from edoc.model import StatusCode, may_follow
 from edoc.store.base import (
     InboxAttachment,
     InboxItem,
@@ -250,8 +251,12 @@ class SqliteNodeStore(SqliteDatabase):
             Transfer(r[0], r[1], r[2], r[3], r[4], from_ms(r[5]), r[6], r[7], r[8]) for r in rows
         ]
 
-    async def next_transfer_at(self) -> dt.datetime | None:
-        rows = await self._rows("SELECT MIN(next_at) FROM transfers WHERE state='pending'")
+    async def next_transfer_at(self, after: dt.datetime) -> dt.datetime | None:
+        """When the next retry falls due (transfers due already are under way)."""
+        rows = await self._rows(
+            "SELECT MIN(next_at) FROM transfers WHERE state='pending' AND next_at > ?",
+            (to_ms(after),),
+        )
         return from_ms(rows[0][0]) if rows and rows[0][0] is not None else None
 
     async def retry_transfer(self, transfer_id: int, at: dt.datetime, error: str) -> None:
@@ -296,31 +301,29 @@ class SqliteNodeStore(SqliteDatabase):
             (state, state, now.isoformat(), detail, outgoing_id, recipient),
         )
 
-    async def record_status(
-        self, sender: str, document_id: str, recipient: str, code: str, now: dt.datetime
-    ) -> bool:
-        """A recipient's status about our document: its recipient row moves forward to
-        ``code`` (a status overtaken by a later one only joins the history)."""
-        async with self._transaction() as db:
-            rows = await db.execute_fetchall(
-                "SELECT o.id, r.state FROM outgoing o JOIN recipients r ON r.outgoing_id = o.id"
-                " WHERE o.kind='document' AND o.sender=? AND o.document_id=? AND r.recipient=?",
-                (sender, document_id, recipient),
+    async def _record_status(self, db: Any, status: NewInboxItem, now: dt.datetime) -> None:
+        """A recipient's status about our document: its recipient row moves forward to the
+        status's code (a status overtaken by a later one only joins the history)."""
+        code = status.status_code
+        rows = await db.execute_fetchall(
+            "SELECT o.id, r.state FROM outgoing o JOIN recipients r ON r.outgoing_id = o.id"
+            " WHERE o.kind='document' AND o.sender=? AND o.document_id=? AND r.recipient=?",
+            (status.recipient, status.document_id, status.sender),
+        )
+        for outgoing_id, state in rows:
+            forward = not state.isdigit() or code > state or state in ("13", "15", "16")
+            await self._set_state(
+                db, outgoing_id, status.sender, code if forward else state, f"status {code}", now
             )
-            for outgoing_id, state in rows:
-                forward = not state.isdigit() or code > state or state in ("13", "15", "16")
-                await self._set_state(
-                    db, outgoing_id, recipient, code if forward else state, f"status {code}", now
-                )
-            return bool(rows)
 
     # --- inbox ----------------------------------------------------------------------------------
     async def add_inbox(
         self, item: NewInboxItem, now: dt.datetime, answer: NewOutgoing | None = None
     ) -> tuple[int, bool]:
         """Store a received message once, with the recipient's automatic ``answer`` (status
-        01) in the same transaction, so no later status can be queued before it. Returns
-        the inbox id and whether the message is new."""
+        01) in the same transaction, so no later status can be queued before it; a status
+        about one of our documents moves that document's recipient row forward in it too.
+        Returns the inbox id and whether the message is new."""
         try:
             async with self._transaction() as db:
                 cursor = await db.execute(
@@ -349,6 +352,8 @@ class SqliteNodeStore(SqliteDatabase):
                 )
                 if item.kind == "document":
                     await self._count(db, now, item.recipient, _province(item.sender), "received")
+                else:
+                    await self._record_status(db, item, now)
                 if answer is not None:
                     await self._insert_outgoing(db, answer, now)
                     await db.execute(
@@ -412,12 +417,24 @@ class SqliteNodeStore(SqliteDatabase):
             answers=[a[0] for a in answers],
         )
 
-    async def add_answer(self, inbox_id: int, code: str, now: dt.datetime) -> None:
+    async def add_answer(self, inbox_id: int, answer: NewOutgoing, now: dt.datetime) -> int:
+        """An agency's own status about what it received, queued with its outgoing message
+        in one transaction that checks the order again: two posts at once cannot both pass."""
         async with self._transaction() as db:
-            await db.execute(
-                "INSERT OR IGNORE INTO answers (inbox_id, code, at) VALUES (?, ?, ?)",
-                (inbox_id, code, to_ms(now)),
+            rows = await db.execute_fetchall(
+                "SELECT code FROM answers WHERE inbox_id=? ORDER BY at", (inbox_id,)
             )
+            given = [StatusCode(row[0]) for row in rows]
+            if not may_follow(given, StatusCode(answer.status_code)):
+                raise errors.StatusOutOfOrder(
+                    f"{answer.status_code} cannot follow {', '.join(c.value for c in given)}"
+                )
+            outgoing_id = await self._insert_outgoing(db, answer, now)
+            await db.execute(
+                "INSERT INTO answers (inbox_id, code, at) VALUES (?, ?, ?)",
+                (inbox_id, answer.status_code, to_ms(now)),
+            )
+        return outgoing_id
 
     # --- statistics ------------------------------------------------------------------------------
     @staticmethod

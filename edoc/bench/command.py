@@ -1,0 +1,234 @@
+"""`edoc bench`: the machine's signing limit, then a real network measured against it.
+
+Everything runs in one go on one machine, so the figures are comparable as ratios: the
+end-to-end rate is reported as a share of what one core can sign, raw.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import json
+import os
+import platform
+import random
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from edoc import network
+from edoc.bench import limit, scenarios
+from edoc.bench.exchange import Agency, Exchange
+from edoc.sim import command as sim
+
+Say = Callable[[str], None]
+SMALL_ATTACHMENT = 32 * 1024  # a one-page công văn as PDF
+
+
+@dataclass(frozen=True)
+class Plan:
+    rsa_seconds: float
+    documents: int
+    concurrency: int
+    loads: tuple[float, ...]
+    load_seconds: float
+    large_mb: int
+    replays: tuple[tuple[str, int | None, float], ...]  # profile, days (None: year), scale
+
+
+QUICK = Plan(2, 300, 32, (10, 50), 5, 50, (("tay-ninh-2021", 5, 1.0),))
+FULL = Plan(
+    5,
+    2000,
+    32,
+    (10, 50, 100),
+    20,
+    200,
+    (("tay-ninh-2021", None, 1.0), ("national", 1, 1.0)),
+)
+
+
+@contextlib.contextmanager
+def two_provinces(folder: Path) -> Iterator[tuple[Agency, Agency, dict[str, int]]]:
+    """Hub + Tây Ninh + Hà Nội nodes as `edoc up` runs them (mutual TLS, SQLite)."""
+    base_port = random.randrange(20000, 40000, 10)  # noqa: S311 - a port, not a secret
+    net = network.plan(folder, ["H53", "H34"], base_port, tls=True, agencies=1)
+    network.provision(net)
+    network.register_tokens(net)
+    processes = network.start(net)
+    try:
+        sender, recipient = (
+            Agency(n["url"], a["token"], a["org_id"], a["signer"])
+            for n in net.spec["nodes"]
+            for a in n["agencies"][:1]
+        )
+        yield sender, recipient, {name: process.pid for name, process in processes}
+    finally:
+        network.stop(processes)
+
+
+async def _network_runs(
+    plan: Plan, sender: Agency, recipient: Agency, pids: dict[str, int], folder: Path, say: Say
+) -> dict[str, Any]:
+    timeout = aiohttp.ClientTimeout(total=None, sock_read=600)
+    connector = aiohttp.TCPConnector(limit=plan.concurrency * 2)
+    async with aiohttp.ClientSession(timeout=timeout, connector=connector) as session:
+        exchange = Exchange(session, sender, recipient)
+        await exchange.post_small(SMALL_ATTACHMENT)  # warm up: connections, caches
+        say(f"throughput: {plan.documents} documents, {plan.concurrency} at a time")
+        results: dict[str, Any] = {
+            "throughput": await scenarios.throughput(
+                exchange, pids, plan.documents, plan.concurrency, SMALL_ATTACHMENT
+            )
+        }
+        results["latency"] = []
+        for rate in plan.loads:
+            say(f"latency at {rate:g} documents/s for {plan.load_seconds:g} s")
+            results["latency"].append(
+                await scenarios.latency(exchange, rate, plan.load_seconds, SMALL_ATTACHMENT)
+            )
+        say(f"one document with a {plan.large_mb} MB attachment")
+        results["large_document"] = await scenarios.large_document(
+            exchange, pids, plan.large_mb, folder
+        )
+    return results
+
+
+def _replay(profile: str, days: int | None, scale: float, folder: Path) -> dict[str, Any]:
+    started = time.monotonic()
+    report = sim.simulate(
+        sim.Options(profile, None, folder, days, None, 0, scale, 32, as_json=True)
+    )
+    return {
+        "profile": profile,
+        "days": days or "year",
+        "scale": scale,
+        "documents": report["documents"],
+        "arrived": report["arrived"],
+        "statuses": sum(report["statuses"].values()),
+        "drive_s": report["duration_s"],
+        "wall_s": round(time.monotonic() - started, 1),
+        "documents_per_s": report["documents_per_s"],
+    }
+
+
+def run(plan: Plan, say: Say) -> dict[str, Any]:
+    say(f"raw RSA-2048 signatures on one core for {plan.rsa_seconds:g} s")
+    rsa_rate = limit.rsa_signatures_per_second(plan.rsa_seconds)
+    results: dict[str, Any] = {
+        "at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "quick": plan is QUICK,
+        "machine": {
+            "cpus": os.cpu_count(),
+            "python": platform.python_version(),
+            "system": platform.platform(),
+        },
+        "rsa2048_signatures_per_s": round(rsa_rate, 1),
+    }
+    with tempfile.TemporaryDirectory(prefix="edoc-bench-") as temporary:
+        folder = Path(temporary)
+        with two_provinces(folder / "net") as (sender, recipient, pids):
+            results |= asyncio.run(_network_runs(plan, sender, recipient, pids, folder, say))
+        results["throughput"]["ratio_to_rsa"] = round(
+            results["throughput"]["documents_per_s"] / rsa_rate, 3
+        )
+        results["replays"] = []
+        for n, (profile, days, scale) in enumerate(plan.replays):
+            say(f"replay {profile} ({days or 'year'}) as fast as possible")
+            results["replays"].append(_replay(profile, days, scale, folder / f"replay-{n}"))
+    results["targets"] = targets(results)
+    return results
+
+
+def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
+    """Issue 8's goals for this 2-core machine, each with what was observed."""
+    at_50 = [r for r in results["latency"] if r["offered_per_s"] == 50]
+    year = [
+        r for r in results["replays"] if r["profile"] == "tay-ninh-2021" and r["days"] == "year"
+    ]
+    growth = max(results["large_document"]["rss_growth_mb"].values())
+    rows = [
+        ("end-to-end ÷ raw RSA rate", "≥ 0.25", results["throughput"]["ratio_to_rsa"], 0.25, "≥"),
+        ("200 MB document: RSS growth, worst process (MB)", "< 100", growth, 100, "<")
+        if results["large_document"]["attachment_mb"] >= 200
+        else None,
+        ("p99 arrival at 50 documents/s (ms)", "< 100", at_50[0]["arrival_ms_p99"], 100, "<")
+        if at_50
+        else None,
+        ("Tây Ninh 2021 year replay (s)", "< 60", year[0]["wall_s"], 60, "<") if year else None,
+    ]
+    return [
+        {
+            "goal": goal,
+            "target": text,
+            "observed": observed,
+            "met": observed is not None
+            and (observed >= bound if sense == "≥" else observed < bound),
+        }
+        for goal, text, observed, bound, sense in filter(None, rows)
+    ]
+
+
+def save(results: dict[str, Any], folder: Path) -> tuple[Path, Path]:
+    folder.mkdir(parents=True, exist_ok=True)
+    as_json = folder / "results.json"
+    as_json.write_text(json.dumps(results, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+    summary = folder / "RESULTS.md"
+    summary.write_text(markdown(results), encoding="utf-8")
+    return as_json, summary
+
+
+def markdown(results: dict[str, Any]) -> str:
+    machine = results["machine"]
+    t = results["throughput"]
+    lines = [
+        "# edoc benchmark",
+        "",
+        f"Run {results['at']} on {machine['cpus']} CPUs, Python {machine['python']}"
+        f" ({'quick' if results['quick'] else 'full'} run; `make bench` writes this file).",
+        "",
+        "| goal | target | observed | met |",
+        "|---|---|---|---|",
+        *(
+            f"| {g['goal']} | {g['target']} | {g['observed']} | {'yes' if g['met'] else 'no'} |"
+            for g in results["targets"]
+        ),
+        "",
+        f"- Raw RSA-2048 signatures, one core: **{results['rsa2048_signatures_per_s']:,.0f}/s**.",
+        f"- End to end (agency API → hub → other province's inbox, mutual TLS, SQLite):"
+        f" **{t['documents_per_s']} documents/s** ({t['documents']} documents,"
+        f" {t['concurrency']} at a time) = {t['ratio_to_rsa']} × the raw signing rate.",
+        f"- CPU ms per document: {_pairs(t['cpu_ms_per_document'])}.",
+        f"- RSS MB at rest: {_pairs(t['rss_mb_at_rest'])}; under load:"
+        f" {_pairs(t['rss_mb_under_load'])}.",
+        "",
+        "| offered /s | p50 ms | p95 ms | p99 ms | 01 back p50 ms | 01 back p99 ms |",
+        "|---|---|---|---|---|---|",
+        *(
+            f"| {r['offered_per_s']:g} | {r['arrival_ms_p50']} | {r['arrival_ms_p95']}"
+            f" | {r['arrival_ms_p99']} | {r['status_01_ms_p50']} | {r['status_01_ms_p99']} |"
+            for r in results["latency"]
+        ),
+        "",
+        f"- {results['large_document']['attachment_mb']} MB attachment end to end in"
+        f" {results['large_document']['seconds']} s; RSS growth MB:"
+        f" {_pairs(results['large_document']['rss_growth_mb'])}.",
+        *(
+            f"- Replay {r['profile']} ({r['days']}): {r['documents']:,} documents and"
+            f" {r['statuses']:,} statuses, {r['arrived']:,} arrived, {r['wall_s']} s wall"
+            f" ({r['documents_per_s']} documents/s while driving)."
+            for r in results["replays"]
+        ),
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def _pairs(values: dict[str, Any]) -> str:
+    return ", ".join(f"{name} {value}" for name, value in values.items())

@@ -1,0 +1,152 @@
+"""Documents between two provinces of a real network, measured from the agencies' side.
+
+The sender's agency posts through its node's agency API; a document counts as delivered
+when it is in the recipient agency's inbox (verified and stored by the recipient's node),
+and as answered when the sender's node has recorded the recipient's status 01. The times
+are the nodes' own: ``received_at`` in the recipient's inbox and the 01 entry in the
+sender's history, so polling here adds nothing to them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import io
+import json
+import time
+from collections.abc import Awaitable
+from dataclasses import dataclass, field
+from typing import IO, Any
+
+import aiohttp
+
+POLL = 0.05
+
+
+@dataclass(frozen=True)
+class Agency:
+    url: str
+    token: str
+    org_id: str
+    signer: dict[str, Any]
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token}"}
+
+
+@dataclass
+class Sent:
+    outgoing_id: int
+    document_id: str
+    posted: float  # wall time just before the POST
+
+
+@dataclass
+class Timeline:
+    sent: list[Sent] = field(default_factory=list)
+    arrived: dict[str, float] = field(default_factory=dict)  # document id → received_at
+    answered: dict[str, float] = field(default_factory=dict)  # document id → 01 recorded
+
+    def arrival_ms(self) -> list[float]:
+        return [(self.arrived[s.document_id] - s.posted) * 1000 for s in self.sent]
+
+    def answer_ms(self) -> list[float]:
+        return [
+            (self.answered[s.document_id] - s.posted) * 1000
+            for s in self.sent
+            if s.document_id in self.answered
+        ]
+
+
+def metadata(sender: Agency, recipient: Agency, n: int) -> dict[str, Any]:
+    return {
+        "from": sender.org_id,
+        "to": [recipient.org_id],
+        "code": {"number": str(n + 1), "notation": "BENCH"},
+        "promulgation": {"place": "Tây Ninh", "date": dt.date.today().isoformat()},
+        "type": {"code": 1, "name": "Công văn"},
+        "subject": f"V/v đo hiệu năng trục liên thông, văn bản số {n + 1}",
+        "signer": sender.signer,
+    }
+
+
+class Exchange:
+    def __init__(self, session: aiohttp.ClientSession, sender: Agency, recipient: Agency) -> None:
+        self.session = session
+        self.sender = sender
+        self.recipient = recipient
+        self._cursor: str | None = None
+        self._count = 0
+
+    async def post(self, attachment: IO[bytes], name: str = "van-ban.pdf") -> Sent:
+        form = aiohttp.FormData()
+        data = metadata(self.sender, self.recipient, self._count)
+        self._count += 1
+        form.add_field("metadata", json.dumps(data), content_type="application/json")
+        form.add_field("file", attachment, filename=name, content_type="application/pdf")
+        posted = time.time()
+        async with self.session.post(
+            f"{self.sender.url}/api/v1/documents", data=form, headers=self.sender.headers
+        ) as response:
+            body = await response.json()
+            if response.status != 202:
+                raise RuntimeError(f"node refused a benchmark document: {body}")
+        return Sent(body["id"], body["document_id"], posted)
+
+    async def post_small(self, size: int) -> Sent:
+        return await self.post(io.BytesIO(b"%PDF-1.4 bench\n" * (size // 15)))
+
+    async def _read_inbox(self, timeline: Timeline) -> None:
+        params = {"org": self.recipient.org_id, "limit": "1000"}
+        if self._cursor is not None:
+            params["since"] = self._cursor
+        async with self.session.get(
+            f"{self.recipient.url}/api/v1/inbox", params=params, headers=self.recipient.headers
+        ) as response:
+            for item in (await response.json())["documents"]:
+                self._cursor = item["received_at"]
+                at = dt.datetime.fromisoformat(item["received_at"]).timestamp()
+                timeline.arrived.setdefault(item["document_id"], at)
+
+    async def wait_arrivals(self, timeline: Timeline, timeout: float) -> None:
+        """Until every sent document is in the recipient's inbox."""
+        deadline = time.monotonic() + timeout
+        while any(s.document_id not in timeline.arrived for s in timeline.sent):
+            if time.monotonic() > deadline:
+                missing = sum(1 for s in timeline.sent if s.document_id not in timeline.arrived)
+                raise TimeoutError(f"{missing} documents did not arrive in {timeout:.0f} s")
+            await self._read_inbox(timeline)
+            await asyncio.sleep(POLL)
+
+    async def _answered_at(self, sent: Sent) -> float | None:
+        async with self.session.get(
+            f"{self.sender.url}/api/v1/documents/{sent.outgoing_id}", headers=self.sender.headers
+        ) as response:
+            view = await response.json()
+        for entry in view["recipients"][0]["history"]:
+            if entry["state"] == "01":
+                return dt.datetime.fromisoformat(entry["at"]).timestamp()
+        return None
+
+    async def wait_answers(self, timeline: Timeline, timeout: float) -> None:
+        """Until the sender's node has every recipient's status 01."""
+        deadline = time.monotonic() + timeout
+        while len(timeline.answered) < len(timeline.sent) and time.monotonic() < deadline:
+            waiting = [s for s in timeline.sent if s.document_id not in timeline.answered]
+            found = await bounded(16, [self._answered_at(s) for s in waiting])
+            for sent, at in zip(waiting, found, strict=True):
+                if at is not None:
+                    timeline.answered[sent.document_id] = at
+            await asyncio.sleep(POLL)
+
+
+async def bounded(limit: int, calls: list[Awaitable[Any]]) -> list[Any]:
+    """Await ``calls`` with at most ``limit`` at a time, results in order."""
+    gate = asyncio.Semaphore(limit)
+
+    async def one(call: Awaitable[Any]) -> Any:
+        async with gate:
+            return await call
+
+    return await asyncio.gather(*(one(call) for call in calls))

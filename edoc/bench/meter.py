@@ -1,0 +1,55 @@
+"""CPU time and resident memory of the network's processes, read from /proc (Linux)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+
+TICKS = os.sysconf("SC_CLK_TCK")
+PAGE = os.sysconf("SC_PAGE_SIZE")
+
+
+def cpu_seconds(pid: int) -> float:
+    with open(f"/proc/{pid}/stat", encoding="ascii") as stat:
+        fields = stat.read().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / TICKS  # utime + stime
+
+
+def rss_bytes(pid: int) -> int:
+    with open(f"/proc/{pid}/statm", encoding="ascii") as statm:
+        return int(statm.read().split()[1]) * PAGE
+
+
+@dataclass
+class Usage:
+    """What each process spent during a measured stretch: CPU seconds, RSS before and peak."""
+
+    cpu: dict[str, float] = field(default_factory=dict)
+    rest: dict[str, int] = field(default_factory=dict)
+    peak: dict[str, int] = field(default_factory=dict)
+
+
+@contextlib.asynccontextmanager
+async def measure(pids: dict[str, int], interval: float = 0.05) -> AsyncIterator[Usage]:
+    """Sample the processes' RSS while the block runs; CPU is the difference across it."""
+    usage = Usage(rest={n: rss_bytes(p) for n, p in pids.items()})
+    usage.peak = dict(usage.rest)
+    before = {n: cpu_seconds(p) for n, p in pids.items()}
+
+    async def sample() -> None:
+        while True:
+            for name, pid in pids.items():
+                usage.peak[name] = max(usage.peak[name], rss_bytes(pid))
+            await asyncio.sleep(interval)
+
+    sampler = asyncio.create_task(sample())
+    try:
+        yield usage
+    finally:
+        sampler.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await sampler
+        usage.cpu = {n: cpu_seconds(p) - before[n] for n, p in pids.items()}
