@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 DATA   ?= data
 
-.PHONY: setup run demo test test-reliability lint format pytest bench clean
+.PHONY: setup run demo test test-reliability lint format pytest bench bench-quick clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -50,8 +50,12 @@ test-reliability: setup
 	EDOC_RELIABILITY_REPORT=$(REPORT) $(BIN)/pytest -m "reliability or not reliability" tests/attacks tests/reliability; \
 	status=$$?; $(BIN)/python -m tests.reliability.report $(REPORT) && exit $$status
 
+## bench: the machine's RSA limit, then a real network against it (bench/results.json, bench/RESULTS.md)
 bench: setup
-	$(BIN)/python -m tests.bench_envelope --size-mb 200
+	$(BIN)/edoc bench
+
+bench-quick: setup
+	$(BIN)/edoc bench --quick
 
 clean:
 	rm -rf $(VENV) $(DATA) .mypy_cache .pytest_cache .ruff_cache .hypothesis

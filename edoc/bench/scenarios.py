@@ -17,7 +17,8 @@ MB = 1024 * 1024
 
 
 def _latencies(name: str, values: list[float]) -> dict[str, float | None]:
-    return {f"{name}_ms_p{p}": percentile(values, p / 100) for p in (50, 95, 99)}
+    figures = {p: percentile(values, p / 100) for p in (50, 95, 99)}
+    return {f"{name}_ms_p{p}": None if v is None else round(v, 1) for p, v in figures.items()}
 
 
 async def throughput(

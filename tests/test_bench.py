@@ -1,0 +1,73 @@
+"""`edoc bench` on a tiny plan: every figure is there and agrees with what was sent.
+
+Speed is not asserted here (that is the benchmark's own report); this checks that the
+benchmark measures what it says on a real network, so its figures can be trusted.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from edoc.bench import command
+
+TINY = command.Plan(
+    rsa_seconds=0.2,
+    documents=12,
+    concurrency=4,
+    loads=(50.0,),
+    load_seconds=0.2,
+    large_mb=3,
+    replays=(),
+)
+
+
+def test_tiny_bench_measures_a_real_network(tmp_path: Path) -> None:
+    steps: list[str] = []
+    results = command.run(TINY, steps.append)
+
+    assert results["rsa2048_signatures_per_s"] > 0
+    throughput = results["throughput"]
+    assert throughput["documents"] == 12
+    assert throughput["documents_per_s"] > 0
+    assert throughput["ratio_to_rsa"] == round(
+        throughput["documents_per_s"] / results["rsa2048_signatures_per_s"], 3
+    )
+    assert set(throughput["cpu_ms_per_document"]) == {"hub", "node H53", "node H34"}
+    assert all(cpu > 0 for cpu in throughput["cpu_ms_per_document"].values())
+    (load,) = results["latency"]
+    assert load["documents"] == 10 and load["status_01_missing"] == 0
+    assert 0 < load["arrival_ms_p50"] <= load["arrival_ms_p99"] <= load["status_01_ms_p99"]
+    assert results["large_document"]["attachment_mb"] == 3
+    assert set(results["large_document"]["rss_growth_mb"]) == {"hub", "node H53", "node H34"}
+    # a 3 MB document has no 200 MB goal to judge, and no replay ran
+    assert [t["goal"] for t in results["targets"]] == [
+        "end-to-end ÷ raw RSA rate",
+        "p99 arrival at 50 documents/s (ms)",
+    ]
+    assert len(steps) == 4
+
+    as_json, summary = command.save(results, tmp_path / "bench")
+    assert json.loads(as_json.read_text(encoding="utf-8")) == results
+    text = summary.read_text(encoding="utf-8")
+    assert f"**{throughput['documents_per_s']} documents/s**" in text
+    assert "| 50 |" in text
+
+
+def test_targets_judge_each_goal_by_its_own_bound() -> None:
+    results = {
+        "throughput": {"ratio_to_rsa": 0.25},
+        "latency": [
+            {"offered_per_s": 10, "arrival_ms_p99": 500},
+            {"offered_per_s": 50, "arrival_ms_p99": 100},
+        ],
+        "large_document": {"attachment_mb": 200, "rss_growth_mb": {"hub": 3.0, "node H34": 99.9}},
+        "replays": [{"profile": "tay-ninh-2021", "days": "year", "wall_s": 59.9}],
+    }
+    judged = {t["goal"]: (t["observed"], t["met"]) for t in command.targets(results)}
+    assert judged == {
+        "end-to-end ÷ raw RSA rate": (0.25, True),
+        "200 MB document: RSS growth, worst process (MB)": (99.9, True),
+        "p99 arrival at 50 documents/s (ms)": (100, False),  # must be under 100
+        "Tây Ninh 2021 year replay (s)": (59.9, True),
+    }
