@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+import ssl
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -18,6 +19,19 @@ from edoc import errors
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 log = structlog.get_logger()
+
+
+def serve(app: web.Application, host: str, port: int, context: ssl.SSLContext | None) -> None:
+    """Run a service until SIGTERM or Ctrl-C."""
+    web.run_app(
+        app,
+        host=host,
+        port=port,
+        ssl_context=context,
+        print=None,
+        access_log=None,
+        shutdown_timeout=5,
+    )
 
 
 def error_response(exc: errors.EdocError) -> web.Response:

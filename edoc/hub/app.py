@@ -30,7 +30,7 @@ from edoc.offload import Offload
 from edoc.orgid import OrgId
 from edoc.store.base import Delivery, PackageRecord
 from edoc.store.hub_sqlite import SqliteHubStore
-from edoc.web import HttpMetrics, bearer_token, body_to_file, middleware, token_digest
+from edoc.web import HttpMetrics, bearer_token, body_to_file, middleware, serve, token_digest
 
 STATE = web.AppKey("state", HubState)
 log = structlog.get_logger()
@@ -203,15 +203,7 @@ def create_app(config: HubConfig) -> web.Application:
 
 def run(config: HubConfig) -> None:
     context = tls.server_context(KeyStore(config.keys_dir), config.org_id) if config.tls else None
-    web.run_app(
-        create_app(config),
-        host=config.host,
-        port=config.port,
-        ssl_context=context,
-        print=None,
-        access_log=None,
-        shutdown_timeout=5,
-    )
+    serve(create_app(config), config.host, config.port, context)
 
 
 async def add_node(config: HubConfig, node: str, token: str) -> None:

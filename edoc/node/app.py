@@ -25,7 +25,7 @@ from edoc.node.state import NodeConfig, NodeState
 from edoc.offload import Offload
 from edoc.store.base import InboxItem, Outgoing
 from edoc.store.node_sqlite import SqliteNodeStore
-from edoc.web import HttpMetrics, bearer_token, middleware, token_digest
+from edoc.web import HttpMetrics, bearer_token, middleware, serve, token_digest
 
 STATE = web.AppKey("state", NodeState)
 log = structlog.get_logger()
@@ -288,14 +288,7 @@ def create_app(config: NodeConfig) -> web.Application:
 
 
 def run(config: NodeConfig) -> None:
-    web.run_app(
-        create_app(config),
-        host=config.host,
-        port=config.port,
-        print=None,
-        access_log=None,
-        shutdown_timeout=5,
-    )
+    serve(create_app(config), config.host, config.port, None)
 
 
 async def add_agency(config: NodeConfig, org_id: str, name: str, token: str) -> None:
