@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import ssl
 
 from cryptography import x509
@@ -45,4 +46,10 @@ def client_context(keys: KeyStore, org_id: str) -> ssl.SSLContext:
 def peer_org_id(transport_ssl: ssl.SSLObject | None) -> str | None:
     """The organization identifier (subject UID) of the verified peer certificate."""
     der = transport_ssl.getpeercert(binary_form=True) if transport_ssl is not None else None
-    return pki.org_id_of(x509.load_der_x509_certificate(der)) if der else None
+    return _org_id_in(der) if der else None
+
+
+@functools.lru_cache(maxsize=1024)
+def _org_id_in(der: bytes) -> str:
+    # every request of a kept-alive node presents the same certificate: parse it once
+    return pki.org_id_of(x509.load_der_x509_certificate(der))

@@ -16,6 +16,7 @@ Open: GET /api/v1/stats, GET /healthz, GET /metrics.
 from __future__ import annotations
 
 import datetime as dt
+import time
 import uuid
 from collections.abc import AsyncIterator
 
@@ -36,10 +37,24 @@ STATE = web.AppKey("state", HubState)
 log = structlog.get_logger()
 
 
+TOKEN_TTL = 5.0  # seconds a node's token is trusted from memory; a replaced one stops after
+
+
+async def _node_for_token(state: HubState, digest: str) -> str | None:
+    """Every hub request authenticates; remembering a known token saves a store query each."""
+    known = state.tokens.get(digest)
+    if known is not None and known[1] > time.monotonic():
+        return known[0]
+    node = await state.store.node_for_token(digest)
+    if node is not None:
+        state.tokens[digest] = (node, time.monotonic() + TOKEN_TTL)
+    return node
+
+
 async def authenticate(request: web.Request) -> str:
     """The calling node's root code (``H53``), from its token and, over TLS, its certificate."""
     state = request.app[STATE]
-    node = await state.store.node_for_token(token_digest(bearer_token(request)))
+    node = await _node_for_token(state, token_digest(bearer_token(request)))
     if node is None:
         raise errors.Unauthenticated("unknown node token")
     if state.config.tls:

@@ -46,6 +46,8 @@ class HubState:
     wakeups: defaultdict[str, asyncio.Event] = field(
         default_factory=lambda: defaultdict(asyncio.Event)
     )
+    # token digest → (node, until when to trust it without asking the store again)
+    tokens: dict[str, tuple[str, float]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         registry = self.metrics.registry
