@@ -378,44 +378,15 @@ class SqliteNodeStore(SqliteDatabase):
 
     async def inbox(self, recipient: str, since: dt.datetime | None, limit: int) -> list[InboxItem]:
         rows = await self._rows(
-            "SELECT id FROM inbox WHERE recipient=? AND kind='document' AND received_at>=?"
-            " ORDER BY received_at, id LIMIT ?",
+            f"{INBOX_ITEM} WHERE i.recipient=? AND i.kind='document' AND i.received_at>=?"
+            " ORDER BY i.received_at, i.id LIMIT ?",
             (recipient, to_ms(since) if since else 0, limit),
         )
-        items = [await self.inbox_item(row[0]) for row in rows]
-        return [item for item in items if item is not None]
+        return [_inbox_item(row) for row in rows]
 
     async def inbox_item(self, inbox_id: int) -> InboxItem | None:
-        rows = await self._rows(
-            "SELECT id, recipient, sender, kind, document_id, business_type, status_code, path,"
-            " summary, received_at FROM inbox WHERE id=?",
-            (inbox_id,),
-        )
-        if not rows:
-            return None
-        r = rows[0]
-        attachments = await self._rows(
-            "SELECT n, name, content_type, size, sha256, path FROM inbox_attachments"
-            " WHERE inbox_id=? ORDER BY n",
-            (inbox_id,),
-        )
-        answers = await self._rows(
-            "SELECT code FROM answers WHERE inbox_id=? ORDER BY at", (inbox_id,)
-        )
-        return InboxItem(
-            id=r[0],
-            recipient=r[1],
-            sender=r[2],
-            kind=r[3],
-            document_id=r[4],
-            business_type=r[5],
-            status_code=r[6],
-            path=r[7],
-            summary=json.loads(r[8]),
-            received_at=from_ms(r[9]),
-            attachments=[InboxAttachment(*a) for a in attachments],
-            answers=[a[0] for a in answers],
-        )
+        rows = await self._rows(f"{INBOX_ITEM} WHERE i.id=?", (inbox_id,))
+        return _inbox_item(rows[0]) if rows else None
 
     async def add_answer(self, inbox_id: int, answer: NewOutgoing, now: dt.datetime) -> int:
         """An agency's own status about what it received, queued with its outgoing message
@@ -458,3 +429,32 @@ class SqliteNodeStore(SqliteDatabase):
             " FROM recipients r JOIN outgoing o ON o.id = r.outgoing_id WHERE o.kind='document'"
         )
         return [(r[0], r[1], r[2], r[3]) for r in rows]
+
+
+# An inbox item with its attachments and answers in one query (listing is a hot path).
+INBOX_ITEM = (
+    "SELECT i.id, i.recipient, i.sender, i.kind, i.document_id, i.business_type,"
+    " i.status_code, i.path, i.summary, i.received_at,"
+    " (SELECT json_group_array(json_array(n, name, content_type, size, sha256, path))"
+    "  FROM (SELECT * FROM inbox_attachments WHERE inbox_id = i.id ORDER BY n)),"
+    " (SELECT json_group_array(code) FROM (SELECT code FROM answers WHERE inbox_id = i.id"
+    "  ORDER BY at))"
+    " FROM inbox i"
+)
+
+
+def _inbox_item(r: Any) -> InboxItem:
+    return InboxItem(
+        id=r[0],
+        recipient=r[1],
+        sender=r[2],
+        kind=r[3],
+        document_id=r[4],
+        business_type=r[5],
+        status_code=r[6],
+        path=r[7],
+        summary=json.loads(r[8]),
+        received_at=from_ms(r[9]),
+        attachments=[InboxAttachment(*a) for a in json.loads(r[10])],
+        answers=json.loads(r[11]),
+    )

@@ -75,8 +75,7 @@ class SqliteDatabase:
             raise errors.StorageError(f"store failed: {exc}") from None
 
     async def _rows(self, sql: str, params: Iterable[Any] = ()) -> list[sqlite3.Row]:
-        try:
-            async with self.db.execute(sql, tuple(params)) as cursor:
-                return list(await cursor.fetchall())
+        try:  # one trip to the connection's thread (execute + fetch + close would be three)
+            return list(await self.db.execute_fetchall(sql, tuple(params)))
         except sqlite3.Error as exc:
             raise errors.StorageError(f"store failed: {exc}") from None
