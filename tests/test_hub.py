@@ -98,10 +98,7 @@ async def test_status_relay_and_its_rules(ca: Ca, nodes: dict[str, NodeClient]) 
         ("status", "03", SENDER),
         ("status", "06", SENDER),
     ]
-    backwards = await nodes["H23"].post(status(ca, H23, package, StatusCode.PROCESSING))
-    assert (backwards[0], backwards[1]["error"]["code"]) == (409, "EDOC-HUB-006")
-    stranger = await nodes["H41"].post(status(ca, H41, package, StatusCode.ARRIVED))
-    assert (stranger[0], stranger[1]["error"]["code"]) == (403, "EDOC-HUB-005")
+    # refusals (backwards, replayed, from a stranger…): tests/attacks/test_hub_attacks.py
 
 
 async def test_revoke_reaches_every_recipient_of_the_original(
@@ -122,44 +119,6 @@ async def test_revoke_reaches_every_recipient_of_the_original(
         assert sorted(i["hub_id"] for i in await nodes[root].drain()) == sorted(
             [answer["id"], answer["id"] - 1]
         )
-
-
-@pytest.mark.parametrize(
-    "case, status_code, error_code",
-    [
-        ("unknown recipient", 422, "EDOC-HUB-001"),
-        ("impersonation", 403, "EDOC-HUB-002"),
-        ("wrong organization", 403, "EDOC-SIG-006"),
-        ("missing signature", 422, "EDOC-SIG-001"),
-        ("malformed", 400, "EDOC-XML-001"),
-        ("unknown revoke target", 404, "EDOC-HUB-007"),
-        ("no token", 401, "EDOC-AUTH-001"),
-        ("bad token", 401, "EDOC-AUTH-001"),
-    ],
-)
-async def test_rejections_have_their_codes(
-    ca: Ca, nodes: dict[str, NodeClient], case: str, status_code: int, error_code: str
-) -> None:
-    node = nodes["H53"]
-    if case == "unknown recipient":
-        package = document(ca, to=["000.00.99.H23"])
-    elif case == "impersonation":
-        package, node = document(ca, to=[H41]), nodes["H23"]
-    elif case == "wrong organization":
-        package = document(ca, to=[H41], seal=ca.keys.identity(H23))
-    elif case == "missing signature":
-        from tests.pki_support import unsigned_root, wire
-
-        package = wire(unsigned_root(to=[H41]))
-    elif case == "malformed":
-        package = document(ca, to=[H41])[:-20]
-    elif case == "unknown revoke target":
-        package = document(ca, to=[H41], business={"type": 1, "document_id": "nope"})
-    else:
-        package = document(ca, to=[H41])
-        node = NodeClient(node.hub, "" if case == "no token" else "forged-token")
-    code, body, _ = await node.post(package)
-    assert (code, body["error"]["code"]) == (status_code, error_code)
 
 
 async def test_untrusted_expired_and_revoked_signers(
@@ -215,6 +174,6 @@ async def test_stats_count_both_sides(nodes: dict[str, NodeClient]) -> None:
     received = report["by_province"]["000.00.00.H23"]["received"]
     received += report["by_province"]["000.00.00.H41"]["received"]
     assert h53["sent"] >= 6 and received >= h53["sent"]
-    assert report["rejected_by_code"]["EDOC-SIG-001"] >= 1
+    assert report["rejected_by_code"]["EDOC-SIG-003"] >= 1  # the foreign signer above
     code, text, _ = await nodes["H53"].request("GET", "/metrics")
     assert code == 200 and b"edoc_hub_accepted_total" in text

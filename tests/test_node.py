@@ -99,24 +99,6 @@ async def test_counts_agree_on_both_sides(net: LocalNetwork) -> None:
     )
 
 
-async def test_agencies_act_only_as_themselves(net: LocalNetwork) -> None:
-    sender = net.agency(SENDER)
-    status, body, _ = await sender.send(metadata(LOCAL, [KON_TUM]))  # as another agency
-    assert (status, body["error"]["code"]) == (403, "EDOC-AUTH-002")
-    status, body, _ = await sender.request("GET", f"/api/v1/inbox?org={LOCAL}")
-    assert (status, body["error"]["code"]) == (403, "EDOC-AUTH-002")
-    _, answer, _ = await sender.send(metadata(SENDER, [LOCAL]))
-    status, body, _ = await net.agency(LOCAL).request("GET", f"/api/v1/documents/{answer['id']}")
-    assert (status, body["error"]["code"]) == (403, "EDOC-AUTH-002")
-    anonymous = Agency(sender.url, "", "")
-    status, body, _ = await anonymous.request("GET", "/api/v1/inbox")
-    assert (status, body["error"]["code"]) == (401, "EDOC-AUTH-001")
-    forged = Agency(sender.url, "forged", "")
-    assert (await forged.send(metadata(SENDER, [KON_TUM])))[0] == 401
-    status, body, _ = await sender.send(metadata(SENDER, ["000.00.99.H53"]))
-    assert (status, body["error"]["code"]) == (422, "EDOC-HUB-001")
-
-
 async def test_idempotent_retry_sends_once(net: LocalNetwork) -> None:
     sender, recipient = net.agency(SENDER), net.agency(KON_TUM)
     data = metadata(SENDER, [KON_TUM])
@@ -176,21 +158,6 @@ async def test_revoke_reaches_every_recipient_of_the_original(net: LocalNetwork)
     assert sorted(revoke["recipients"]) == sorted([KON_TUM, LOCAL])
     for org in (KON_TUM, LOCAL):
         await eventually(partial(_revoked, net.agency(org), original["document_id"]))
-
-
-async def test_malformed_uploads_are_refused_with_their_codes(net: LocalNetwork) -> None:
-    sender = net.agency(SENDER)
-    status, body, _ = await sender.request(
-        "POST",
-        "/api/v1/documents",
-        data=b"not multipart",
-        headers={"Content-Type": "multipart/form-data; boundary=xyz"},
-    )
-    assert (status, body["error"]["code"]) == (400, "EDOC-IN-003")
-    status, body, _ = await sender.send(metadata(SENDER, [KON_TUM], extra="field"))
-    assert (status, body["error"]["code"]) == (400, "EDOC-ENV-003")
-    status, body, _ = await sender.send(metadata(SENDER, [KON_TUM]), {"../etc/passwd": b"x"})
-    assert (status, body["error"]["code"]) == (400, "EDOC-ATT-003")
 
 
 async def test_openapi_and_stats_cli(net: LocalNetwork) -> None:

@@ -18,6 +18,7 @@ from lxml import etree
 
 from edoc import envelope, errors, xmlsafe
 from tests.envelope_support import MemorySink, load_sample_metadata, pack
+from tests.reliability import report
 
 A = b"first attachment\n"  # 17 bytes: base64 ends in one "="
 B = "tệp thứ hai".encode()  # 15 bytes: base64 without padding
@@ -607,6 +608,7 @@ def test_hostile_package_is_refused(case: Case) -> None:
     assert type(info.value) is case.error, str(info.value)
     assert info.value.code == case.error.code
     assert info.value.code.startswith("EDOC-")
+    report.rejected(f"package/{case.id}", info.value.code)
 
 
 # --- the hardened parser on its own --------------------------------------------------------------

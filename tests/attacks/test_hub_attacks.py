@@ -1,0 +1,467 @@
+"""Hostile nodes against a real hub process: each case is refused with its status and code.
+
+Status messages from someone who did not receive the document, backwards or replayed,
+about nothing; a node speaking for another province; missing and forged node tokens;
+another node's deliveries; broken query values and bodies. Every case starts from a
+fresh document, so cases do not depend on each other's order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+import pytest
+
+from edoc import envelope
+from edoc.model import StatusCode
+from tests.hub_support import HubProcess, NodeClient, document, hub_ca, status
+from tests.pki_support import SENDER, Ca, unsigned_root, wire
+from tests.reliability import report
+
+H23, H41 = "000.00.00.H23", "000.00.00.H41"
+H23_AGENCY = "000.00.07.H23"  # an agency of H23's province that did not receive the document
+Reply = tuple[int, Any, dict[str, str]]
+# Every case is a few requests the hub should answer at once; longer is a hang.
+PROMPT = 3.0
+
+
+@dataclass
+class Hub:
+    ca: Ca
+    process: HubProcess
+    nodes: dict[str, NodeClient]
+
+    async def sent(self, to: str = H23) -> bytes:
+        """A fresh document from SENDER (province H53) to ``to``, accepted by the hub."""
+        package = document(self.ca, to=[to])
+        code, body, _ = await self.nodes["H53"].post(package)
+        assert code == 202, body
+        return package
+
+    async def answered(self, package: bytes, *codes: StatusCode) -> None:
+        """H23 answers ``package`` with ``codes``, each accepted."""
+        for code in codes:
+            reply = await self.nodes["H23"].post(status(self.ca, H23, package, code))
+            assert reply[0] == 202, reply[1]
+
+    async def status(
+        self, package: bytes, code: StatusCode, responder: str = H23, node: str = "H23"
+    ) -> Reply:
+        return await self.nodes[node].post(status(self.ca, responder, package, code))
+
+    def stranger(self, token: str) -> NodeClient:
+        return NodeClient(self.process, token)
+
+
+Attack = Callable[[Hub], Awaitable[Reply]]
+
+
+@dataclass(frozen=True)
+class Case:
+    id: str
+    attack: Attack
+    status: int
+    code: str
+    bug: str = ""  # a known bug in edoc/ (the case asserts the right answer; strict xfail)
+
+
+# --- who may give a status --------------------------------------------------------------------
+async def status_from_non_recipient(hub: Hub) -> Reply:
+    return await hub.status(await hub.sent(), StatusCode.ARRIVED, responder=H41, node="H41")
+
+
+async def status_from_the_sender_itself(hub: Hub) -> Reply:
+    return await hub.status(await hub.sent(), StatusCode.ARRIVED, responder=SENDER, node="H53")
+
+
+async def status_from_recipients_neighbour(hub: Hub) -> Reply:
+    """Another agency of the recipient's own province, posted by the right node."""
+    return await hub.status(await hub.sent(), StatusCode.ARRIVED, responder=H23_AGENCY)
+
+
+async def status_posted_by_another_province(hub: Hub) -> Reply:
+    """The recipient's genuine signed status, but posted by the node of H41."""
+    return await hub.status(await hub.sent(), StatusCode.ARRIVED, node="H41")
+
+
+async def status_sealed_by_another_organization(hub: Hub) -> Reply:
+    package = await hub.sent()
+    forged = status(hub.ca, H23, package, StatusCode.ARRIVED, seal=hub.ca.keys.identity(H41))
+    return await hub.nodes["H23"].post(forged)
+
+
+async def status_unsigned(hub: Hub) -> Reply:
+    package = await hub.sent()
+    signed = status(hub.ca, H23, package, StatusCode.ARRIVED)
+    start = signed.index(b"<ds:Signature")
+    end = signed.rindex(b"</ds:Signature>") + len(b"</ds:Signature>")
+    return await hub.nodes["H23"].post(signed[:start] + signed[end:])
+
+
+# --- what may follow what ---------------------------------------------------------------------
+def after(given: tuple[StatusCode, ...], code: StatusCode) -> Attack:
+    async def attack(hub: Hub) -> Reply:
+        package = await hub.sent()
+        await hub.answered(package, *given)
+        hub.ca.clock.advance(seconds=2)  # a new message, not a byte-identical resend
+        return await hub.status(package, code)
+
+    return attack
+
+
+async def replay_re_signed(hub: Hub) -> Reply:
+    """The same code again, signed anew (other bytes): a second 03 is not a thing."""
+    package = await hub.sent()
+    await hub.answered(package, StatusCode.ARRIVED, StatusCode.ACCEPTED)
+    hub.ca.clock.advance(seconds=2)  # another timestamp, so another signature
+    return await hub.status(package, StatusCode.ACCEPTED)
+
+
+# --- about nothing ------------------------------------------------------------------------------
+async def status_for_unknown_document(hub: Hub) -> Reply:
+    never_sent = document(hub.ca, to=[H23])
+    return await hub.status(never_sent, StatusCode.ARRIVED)
+
+
+async def status_naming_another_sender(hub: Hub) -> Reply:
+    """A real DocumentId, but ResponseFor names another organization as its sender."""
+    package = await hub.sent()
+    about = envelope.read_package(io.BytesIO(package)).document.document_id
+    pretend = document(hub.ca, to=[H23], sender="000.00.00.H53", document_id=about)
+    return await hub.status(pretend, StatusCode.ARRIVED)
+
+
+async def revoke_of_unknown_document(hub: Hub) -> Reply:
+    revoke = document(hub.ca, to=[H41], business={"type": 1, "document_id": "khong-co"})
+    return await hub.nodes["H53"].post(revoke)
+
+
+# --- documents ------------------------------------------------------------------------------
+async def document_for_another_province(hub: Hub) -> Reply:
+    """A genuine H53 document posted by the node of H23."""
+    return await hub.nodes["H23"].post(document(hub.ca, to=[H41]))
+
+
+async def document_for_unknown_recipient(hub: Hub) -> Reply:
+    return await hub.nodes["H53"].post(document(hub.ca, to=["000.00.99.H23"]))
+
+
+async def document_only_for_own_province(hub: Hub) -> Reply:
+    return await hub.nodes["H53"].post(document(hub.ca, to=["000.00.07.H53"]))
+
+
+async def document_unsigned(hub: Hub) -> Reply:
+    return await hub.nodes["H53"].post(wire(unsigned_root(to=[H41])))
+
+
+async def document_sealed_by_another_organization(hub: Hub) -> Reply:
+    return await hub.nodes["H53"].post(document(hub.ca, to=[H41], seal=hub.ca.keys.identity(H23)))
+
+
+async def document_with_empty_signature_value(hub: Hub) -> Reply:
+    package = document(hub.ca, to=[H41])
+    start = package.index(b"<ds:SignatureValue>") + len(b"<ds:SignatureValue>")
+    end = package.index(b"</ds:SignatureValue>")
+    return await hub.nodes["H53"].post(package[:start] + package[end:])
+
+
+async def document_truncated(hub: Hub) -> Reply:
+    return await hub.nodes["H53"].post(document(hub.ca, to=[H41])[:-20])
+
+
+async def document_oversize(hub: Hub) -> Reply:
+    """Beyond the hub's --max-package-mb (1 here)."""
+    big = document(hub.ca, to=[H41], files={"lon.bin": b"\0" * (1024 * 1024)})
+    return await hub.nodes["H53"].post(big)
+
+
+async def duplicate_document_id_other_content(hub: Hub) -> Reply:
+    package = await hub.sent()
+    first = envelope.read_package(io.BytesIO(package)).document
+    changed = document(
+        hub.ca,
+        to=[H23],
+        subject="Nội dung khác",
+        code={"number": first.code.number, "notation": first.code.notation},
+    )
+    return await hub.nodes["H53"].post(changed)
+
+
+# --- tokens and other nodes' things ---------------------------------------------------------
+def with_token(token: str) -> Attack:
+    async def attack(hub: Hub) -> Reply:
+        return await hub.stranger(token).post(document(hub.ca, to=[H41]))
+
+    return attack
+
+
+async def basic_auth_scheme(hub: Hub) -> Reply:
+    async with (
+        aiohttp.ClientSession() as session,
+        session.get(
+            f"{hub.process.url}/api/v1/deliveries",
+            headers={"Authorization": f"Basic {hub.nodes['H53'].token}"},
+        ) as response,
+    ):
+        return response.status, await response.json(), dict(response.headers)
+
+
+async def _delivery_for_h23(hub: Hub) -> int:
+    await hub.sent()
+    items = await hub.nodes["H23"].collect(limit=100)
+    assert items
+    return int(items[-1]["id"])
+
+
+async def fetch_another_nodes_delivery(hub: Hub) -> Reply:
+    delivery = await _delivery_for_h23(hub)
+    return await hub.nodes["H41"].request("GET", f"/api/v1/deliveries/{delivery}/package")
+
+
+async def ack_another_nodes_delivery(hub: Hub) -> Reply:
+    delivery = await _delivery_for_h23(hub)
+    return await hub.nodes["H41"].request("POST", f"/api/v1/deliveries/{delivery}/ack")
+
+
+def request(method: str, path: str, node: str = "H41", **options: Any) -> Attack:
+    async def attack(hub: Hub) -> Reply:
+        return await hub.nodes[node].request(method, path, **options)
+
+    return attack
+
+
+SQL = "'; DROP TABLE packages;--"
+REGISTER = "/api/v1/directory"
+IDLE = "H44"  # a node nobody writes to: a poll that never ends steals nothing from the others
+
+CASES = [
+    # statuses: who
+    Case("status-from-non-recipient", status_from_non_recipient, 403, "EDOC-HUB-005"),
+    Case("status-from-the-sender-itself", status_from_the_sender_itself, 403, "EDOC-HUB-005"),
+    Case("status-from-recipients-neighbour", status_from_recipients_neighbour, 403, "EDOC-HUB-005"),
+    Case(
+        "status-posted-by-another-province", status_posted_by_another_province, 403, "EDOC-HUB-002"
+    ),
+    Case(
+        "status-sealed-by-another-organization",
+        status_sealed_by_another_organization,
+        403,
+        "EDOC-SIG-006",
+    ),
+    Case("status-unsigned", status_unsigned, 422, "EDOC-SIG-001"),
+    # statuses: what may follow what (01 → 02|03 → 04 → 05 → 06)
+    Case(
+        "backwards-03-after-04",
+        after((StatusCode.ARRIVED, StatusCode.ASSIGNED), StatusCode.ACCEPTED),
+        409,
+        "EDOC-HUB-006",
+    ),
+    Case(
+        "backwards-01-after-03",
+        after((StatusCode.ACCEPTED,), StatusCode.ARRIVED),
+        409,
+        "EDOC-HUB-006",
+    ),
+    Case(
+        "backwards-04-after-05",
+        after(
+            (StatusCode.ARRIVED, StatusCode.ASSIGNED, StatusCode.PROCESSING), StatusCode.ASSIGNED
+        ),
+        409,
+        "EDOC-HUB-006",
+    ),
+    Case(
+        "anything-after-06",
+        after((StatusCode.ARRIVED, StatusCode.COMPLETED), StatusCode.PROCESSING),
+        409,
+        "EDOC-HUB-006",
+    ),
+    Case(
+        "anything-after-02-rejected",
+        after((StatusCode.ARRIVED, StatusCode.REJECTED), StatusCode.ACCEPTED),
+        409,
+        "EDOC-HUB-006",
+    ),
+    Case(
+        "02-after-03",
+        after((StatusCode.ARRIVED, StatusCode.ACCEPTED), StatusCode.REJECTED),
+        409,
+        "EDOC-HUB-006",
+    ),
+    Case("replayed-status-re-signed", replay_re_signed, 409, "EDOC-HUB-006"),
+    # about nothing
+    Case("status-for-unknown-document", status_for_unknown_document, 404, "EDOC-HUB-007"),
+    Case("status-naming-another-sender", status_naming_another_sender, 404, "EDOC-HUB-007"),
+    Case("revoke-of-unknown-document", revoke_of_unknown_document, 404, "EDOC-HUB-007"),
+    # documents
+    Case("document-for-another-province", document_for_another_province, 403, "EDOC-HUB-002"),
+    Case("document-for-unknown-recipient", document_for_unknown_recipient, 422, "EDOC-HUB-001"),
+    Case("document-only-for-own-province", document_only_for_own_province, 422, "EDOC-HUB-001"),
+    Case("document-unsigned", document_unsigned, 422, "EDOC-SIG-001"),
+    Case(
+        "document-sealed-by-another-organization",
+        document_sealed_by_another_organization,
+        403,
+        "EDOC-SIG-006",
+    ),
+    Case(
+        "document-with-empty-signature-value",
+        document_with_empty_signature_value,
+        422,
+        "EDOC-SIG-002",
+        bug="signxml's TypeError escapes edoc/signing.py _signed_parts: 500",
+    ),
+    Case("document-truncated", document_truncated, 400, "EDOC-XML-001"),
+    Case("document-oversize", document_oversize, 413, "EDOC-IN-001"),
+    Case(
+        "duplicate-document-id-other-content",
+        duplicate_document_id_other_content,
+        409,
+        "EDOC-HUB-003",
+    ),
+    # tokens
+    Case("no-token", with_token(""), 401, "EDOC-AUTH-001"),
+    Case("forged-token", with_token("forged-token"), 401, "EDOC-AUTH-001"),
+    Case("token-with-sql", with_token(f"x{SQL}' OR '1'='1"), 401, "EDOC-AUTH-001"),
+    Case("basic-auth-scheme", basic_auth_scheme, 401, "EDOC-AUTH-001"),
+    # other nodes' things
+    Case("fetch-another-nodes-delivery", fetch_another_nodes_delivery, 403, "EDOC-AUTH-002"),
+    Case("ack-another-nodes-delivery", ack_another_nodes_delivery, 403, "EDOC-AUTH-002"),
+    Case(
+        "register-another-provinces-agency",
+        request("POST", REGISTER, json_body={"organizations": [{"org_id": "000.00.07.H53"}]}),
+        403,
+        "EDOC-HUB-002",
+    ),
+    # broken values
+    Case(
+        "delivery-id-with-sql",
+        request("GET", "/api/v1/deliveries/1%20OR%201=1/package"),
+        404,
+        "EDOC-HTTP-404",
+    ),
+    Case(
+        "wait-not-a-number",
+        request("GET", "/api/v1/deliveries?wait=abc", node=IDLE),
+        400,
+        "EDOC-ENV-002",
+    ),
+    Case(
+        "wait-nan",
+        request("GET", "/api/v1/deliveries?wait=nan", node=IDLE),
+        400,
+        "EDOC-ENV-002",
+        bug="edoc/hub/app.py _number lets NaN through: the long poll never ends",
+    ),
+    Case(
+        "limit-nan",
+        request("GET", "/api/v1/deliveries?limit=nan", node=IDLE),
+        400,
+        "EDOC-ENV-002",
+        bug="edoc/hub/app.py _number lets NaN through: int(nan) raises, 500",
+    ),
+    Case("register-not-json", request("POST", REGISTER, data=b"{not json"), 400, "EDOC-ENV-004"),
+    Case(
+        "register-not-a-list",
+        request("POST", REGISTER, json_body={"organizations": SQL}),
+        400,
+        "EDOC-ENV-002",
+    ),
+    Case(
+        "register-bad-org-id",
+        request("POST", REGISTER, json_body={"organizations": [{"org_id": SQL}]}),
+        400,
+        "EDOC-ORG-001",
+    ),
+    Case(
+        "register-huge-name",
+        request(
+            "POST",
+            REGISTER,
+            node="H23",
+            json_body={"organizations": [{"org_id": H23_AGENCY, "name": "x" * 501}]},
+        ),
+        400,
+        "EDOC-ENV-002",
+    ),
+]
+
+
+@pytest.fixture(scope="module")
+def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hub]:
+    ca = hub_ca(tmp_path_factory.mktemp("hubca") / "keys")
+    ca.keys.issue(H23_AGENCY, org_name="Sở Nội vụ tỉnh Hà Nam")
+    process = HubProcess(
+        tmp_path_factory.mktemp("hub"), ca.keys.path, options=("--max-package-mb", "1")
+    ).start()
+    try:
+        nodes = {
+            root: NodeClient(process, process.add_node(root))
+            for root in ("H53", "H23", "H41", IDLE)
+        }
+        yield Hub(ca, process, nodes)
+    finally:
+        process.stop()
+
+
+def params(cases: list[Case]) -> list[Any]:
+    return [
+        pytest.param(
+            case,
+            id=case.id,
+            marks=[pytest.mark.xfail(strict=True, raises=AssertionError, reason=case.bug)]
+            if case.bug
+            else [],
+        )
+        for case in cases
+    ]
+
+
+def test_corpus_ids_unique() -> None:
+    ids = [case.id for case in CASES]
+    assert len(ids) == len(set(ids))
+
+
+@pytest.mark.parametrize("case", params(CASES))
+async def test_hostile_node_is_refused(hub: Hub, case: Case) -> None:
+    try:
+        async with asyncio.timeout(PROMPT):
+            code, body, _ = await case.attack(hub)
+    except TimeoutError:
+        raise AssertionError(f"{case.id}: no answer within {PROMPT} s") from None
+    assert isinstance(body, dict) and "error" in body, (code, body)
+    assert (code, body["error"]["code"]) == (case.status, case.code), body
+    report.rejected(f"hub/{case.id}", case.code)
+
+
+async def test_replayed_status_gets_the_first_answer_and_is_relayed_once(hub: Hub) -> None:
+    """Byte-identical replays (also of an earlier code after a later one) are absorbed:
+    the first answer again, flagged as a resend, and the sender is told only once."""
+    await hub.nodes["H53"].drain()
+    package = await hub.sent()
+    arrived = status(hub.ca, H23, package, StatusCode.ARRIVED)
+    first = await hub.nodes["H23"].post(arrived)
+    await hub.answered(package, StatusCode.ACCEPTED)
+    for _ in range(3):
+        again = await hub.nodes["H23"].post(arrived)
+        assert (again[0], again[1]) == (first[0], first[1])
+        assert again[2].get("X-Edoc-Resend") == "true"
+        report.rejected("hub/replayed-status-identical", "resend")
+    relayed = await hub.nodes["H53"].drain()
+    assert [(i["kind"], i["status_code"]) for i in relayed] == [("status", "01"), ("status", "03")]
+
+
+async def test_hub_still_serves_after_the_corpus(hub: Hub) -> None:
+    """After all of the above, an honest exchange still goes through."""
+    package = await hub.sent(to=H41)
+    delivered = await hub.nodes["H41"].drain()
+    assert envelope.read_package(io.BytesIO(package)).document.document_id in {
+        i["document_id"] for i in delivered
+    }
+    code, stats, _ = await hub.nodes["H53"].request("GET", "/api/v1/stats")
+    assert code == 200 and stats["rejected_by_code"]["EDOC-HUB-005"] >= 3
