@@ -261,6 +261,16 @@ class NotFound(ExchangeError):
     status = 404
 
 
+class HttpRefusal(InputError):
+    """A request refused by aiohttp before any handler (unknown route, wrong method),
+    under the code EDOC-HTTP-<status>."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.code = f"EDOC-HTTP-{status}"  # type: ignore[misc]
+        self.status = status  # type: ignore[misc]
+
+
 class StorageError(EdocError):
     """The store failed (disk full, read-only, corrupt); nothing was half-written."""
 

@@ -192,6 +192,7 @@ def _check_structure(signature: etree._Element) -> x509.Certificate:
         transforms = [_algorithm(t) for t in reference.findall("ds:Transforms/ds:Transform", DSNS)]
         if transforms != [EXC_C14N]:
             raise errors.UnsupportedAlgorithm(f"unexpected transforms {transforms}")
+    _check_signed_info_shape(info)
     certificates = signature.findall("ds:KeyInfo/ds:X509Data/ds:X509Certificate", DSNS)
     if len(certificates) != 1:
         raise errors.UntrustedCertificate("KeyInfo must carry exactly the signer's certificate")
@@ -199,6 +200,26 @@ def _check_structure(signature: etree._Element) -> x509.Certificate:
         return x509.load_der_x509_certificate(_base64(certificates[0].text or ""))
     except ValueError as exc:
         raise errors.UntrustedCertificate(f"unreadable certificate: {exc}") from None
+
+
+SIGNED_INFO = (
+    "SignedInfo",
+    "CanonicalizationMethod",
+    "SignatureMethod",
+    *("Reference", "Transforms", "Transform", "DigestMethod", "DigestValue") * len(REFERENCES),
+)
+
+
+def _check_signed_info_shape(info: etree._Element) -> None:
+    """Element for element what edoc signs, with text only in the digests: anything else
+    would be signed bytes no verifier of ours looks at."""
+    elements = list(info.iter())
+    if [e.tag for e in elements] != [f"{{{DS}}}{name}" for name in SIGNED_INFO]:
+        raise errors.WrappedSignature("SignedInfo is not the shape edoc signs")
+    for element in elements:
+        text = "" if element.tag == f"{{{DS}}}DigestValue" else element.text
+        if (text or "").strip() or (element is not info and (element.tail or "").strip()):
+            raise errors.WrappedSignature("SignedInfo carries text outside its digests")
 
 
 def _base64(text: str) -> bytes:

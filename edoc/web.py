@@ -91,8 +91,8 @@ def middleware(metrics: HttpMetrics) -> Middleware:
                 reason=exc.message,
             )
             response = error_response(exc)
-        except web.HTTPException as exc:
-            response = exc
+        except web.HTTPException as exc:  # aiohttp's own: unknown route, body over its limit
+            response = exc if exc.status < 400 else error_response(_http_error(exc))
         except Exception:
             log.exception("failed", method=request.method, path=request.path)
             response = error_response(errors.EdocError("internal error"))
@@ -102,6 +102,13 @@ def middleware(metrics: HttpMetrics) -> Middleware:
         return response
 
     return handle
+
+
+def _http_error(exc: web.HTTPException) -> errors.EdocError:
+    """aiohttp's refusals in our error form, so every 4xx body is the same JSON."""
+    if exc.status == 413:
+        return errors.TooLarge(exc.text or exc.reason)
+    return errors.HttpRefusal(exc.status, exc.reason)
 
 
 def token_digest(token: str) -> str:

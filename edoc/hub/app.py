@@ -16,6 +16,7 @@ Open: GET /api/v1/stats, GET /healthz, GET /metrics.
 from __future__ import annotations
 
 import datetime as dt
+import math
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -111,7 +112,9 @@ def _number(request: web.Request, name: str, default: float, low: float, high: f
     try:
         value = float(request.query.get(name, default))
     except ValueError:
-        raise errors.InvalidField(f"{name} must be a number") from None
+        value = math.nan
+    if not math.isfinite(value):  # float() takes "nan" and "inf"; a NaN wait never ends
+        raise errors.InvalidField(f"{name} must be a number")
     return min(max(value, low), high)
 
 

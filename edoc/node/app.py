@@ -171,7 +171,7 @@ async def post_status(request: web.Request) -> web.Response:
     except ValueError:
         raise errors.BadMetadataJson("body must be JSON") from None
     code = body.get("code") if isinstance(body, dict) else None
-    if code not in AGENCY_CODES:
+    if not isinstance(code, str) or code not in AGENCY_CODES:
         raise errors.InvalidField(f"code must be one of {', '.join(sorted(AGENCY_CODES))}")
     description = body.get("description", "")
     staff = body.get("staff", {})

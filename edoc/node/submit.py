@@ -16,11 +16,20 @@ from typing import Any
 from urllib.parse import unquote
 
 from aiohttp import BodyPartReader, web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from edoc import envelope, errors, metadata
 from edoc.node import compose
 from edoc.node.state import NodeState
 from edoc.store.base import NewOutgoing, Outgoing
+
+
+def _file_name(part: BodyPartReader) -> str:
+    name = part.filename
+    if name is None:
+        raise errors.BadMultipart(f"part {part.name!r} is neither metadata nor a file")
+    # RFC 7578 §4.2 lets clients percent-encode file names (aiohttp does)
+    return unicodedata.normalize("NFC", unquote(name, errors="strict"))
 
 
 async def _read_parts(request: web.Request, staging: Path, limit: int) -> tuple[bytes, list[Path]]:
@@ -35,14 +44,14 @@ async def _read_parts(request: web.Request, staging: Path, limit: int) -> tuple[
         while (part := await reader.next()) is not None:
             if not isinstance(part, BodyPartReader):
                 raise errors.BadMultipart("nested multipart is not accepted")
+            if part.name is None:
+                raise errors.BadMultipart("every part needs a Content-Disposition with a name")
             if part.name == "metadata":
                 raw = await part.read(decode=False)
                 if len(raw) > metadata.MAX_METADATA_BYTES:
                     raise errors.TooLarge("metadata part too large")
                 continue
-            # RFC 7578 §4.2 lets clients percent-encode file names (aiohttp does)
-            name = unicodedata.normalize("NFC", unquote(part.filename or "", errors="strict"))
-            name = envelope.safe_attachment_name(name)
+            name = envelope.safe_attachment_name(_file_name(part))
             path = staging / name
             if path.exists():
                 raise errors.UnsafeAttachmentName(f"two files named {name!r}")
@@ -53,7 +62,7 @@ async def _read_parts(request: web.Request, staging: Path, limit: int) -> tuple[
                         raise errors.TooLarge(f"upload larger than {limit} bytes")
                     out.write(chunk)
             files.append(path)
-    except (ValueError, AssertionError, RuntimeError) as exc:
+    except (ValueError, AssertionError, RuntimeError, HttpProcessingError) as exc:
         raise errors.BadMultipart(f"malformed multipart body: {exc}") from None
     if raw is None:
         raise errors.MissingField("the multipart body has no metadata part")

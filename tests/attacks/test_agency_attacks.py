@@ -156,11 +156,6 @@ NESTED = (
 )
 NO_DISPOSITION: Part = ([b"Content-Type: text/plain"], b"x")
 IN003 = "EDOC-IN-003"
-TRUNCATED = (
-    "edoc/node/submit.py _read_parts takes a part with cut or missing headers"
-    " for a file named '' (EDOC-ATT-003)"
-)
-RAW_HEADER = "edoc/node/submit.py _read_parts lets aiohttp's InvalidHeader escape: 500"
 
 MIME_CASES = [
     Case("body-not-multipart", post(b"not multipart at all"), 400, IN003),
@@ -175,13 +170,14 @@ MIME_CASES = [
         post(GOOD[: GOOD.index(b"ke-hoach.txt") + 4]),
         400,
         IN003,
-        TRUNCATED,
     ),
-    Case("truncated-in-metadata-headers", post(GOOD[:60]), 400, IN003, TRUNCATED),
-    Case("part-without-content-disposition", upload(NO_DISPOSITION), 400, IN003, TRUNCATED),
+    Case("truncated-in-metadata-headers", post(GOOD[:60]), 400, IN003),
+    Case("part-without-content-disposition", upload(NO_DISPOSITION), 400, IN003),
     Case("file-name-bad-percent-encoding", upload(file_part(b"a%FFb.txt")), 400, IN003),
-    Case("file-name-raw-newline", upload(file_part(b"a\nb.txt")), 400, "EDOC-ATT-003", RAW_HEADER),
-    Case("file-name-raw-nul", upload(file_part(b"a\x00b.txt")), 400, "EDOC-ATT-003", RAW_HEADER),
+    # raw control characters break the part's header itself: malformed MIME (percent-encoded
+    # ones reach the name check, see the name cases)
+    Case("file-name-raw-newline", upload(file_part(b"a\nb.txt")), 400, IN003),
+    Case("file-name-raw-nul", upload(file_part(b"a\x00b.txt")), 400, IN003),
     Case("missing-metadata-part", post(multipart(file_part(b"a.txt"))), 400, "EDOC-ENV-001"),
     Case("metadata-not-json", post(multipart(meta_part(b"{from: H53"))), 400, "EDOC-ENV-004"),
     Case(
@@ -203,7 +199,6 @@ MIME_CASES = [
         post(multipart(meta_part({**good_meta(), "content": "x" * (1024 * 1024)}))),
         413,
         "EDOC-IN-001",
-        "aiohttp's own 413 passes edoc/web.py's middleware as text, without a JSON error body",
     ),
 ]
 
@@ -379,16 +374,12 @@ async def idempotency_key_too_long(net: Net) -> Reply:
 
 
 ENV002 = "EDOC-ENV-002"
-UNHASHABLE = (
-    "edoc/node/app.py post_status tests `code not in AGENCY_CODES` on any JSON value:"
-    " TypeError, 500"
-)
 STATUS_CASES = [
     Case("status-01-is-the-nodes-own", on_own_item({"code": "01"}), 400, ENV002),
     Case("status-unknown-code", on_own_item({"code": "07"}), 400, ENV002),
     Case("status-code-with-sql", on_own_item({"code": SQL}), 400, ENV002),
-    Case("status-code-a-list", on_own_item({"code": ["03"]}), 400, ENV002, UNHASHABLE),
-    Case("status-code-an-object", on_own_item({"code": {"03": 1}}), 400, ENV002, UNHASHABLE),
+    Case("status-code-a-list", on_own_item({"code": ["03"]}), 400, ENV002),
+    Case("status-code-an-object", on_own_item({"code": {"03": 1}}), 400, ENV002),
     Case("status-body-not-json", on_own_item(raw=b"{code: 03"), 400, "EDOC-ENV-004"),
     Case("status-body-a-list", on_own_item(["03"]), 400, ENV002),
     Case(
@@ -538,7 +529,6 @@ def metadata_case(case_id: str, path: str, value: Any, code: str) -> Case:
     return Case(case_id, attack, 400, code)
 
 
-XML_TEXT = "edoc/metadata.py lets characters XML cannot carry through; lxml raises in compose: 500"
 FIELD_CASES = (
     [metadata_case(f"sql-in-{path}", path, SQL, code) for path, code in FORMATTED.items()]
     + [
@@ -566,42 +556,36 @@ FIELD_CASES = (
             send_as(lambda: put(full_metadata(0), "subject", "a\u0001b")),
             400,
             ENV002,
-            XML_TEXT,
         ),
         Case(
             "subject-nul",
             send_as(lambda: put(full_metadata(0), "subject", "a\u0000b")),
             400,
             ENV002,
-            XML_TEXT,
         ),
         Case(
             "subject-lone-surrogate",
             send_as(lambda: put(full_metadata(0), "subject", "a\ud800b")),
             400,
             ENV002,
-            XML_TEXT,
         ),
         Case(
             "subject-noncharacter",
             send_as(lambda: put(full_metadata(0), "subject", "a\uffffb")),
             400,
             ENV002,
-            XML_TEXT,
         ),
         Case(
             "signer-name-control-character",
             send_as(lambda: put(full_metadata(0), "signer.full_name", "A\u0002")),
             400,
             ENV002,
-            XML_TEXT,
         ),
         Case(
             "from-name-control-character",
             send_as(lambda: put(full_metadata(0), "from.name", "\u001b[31m")),
             400,
             ENV002,
-            XML_TEXT,
         ),
     ]
 )

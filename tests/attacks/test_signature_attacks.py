@@ -639,13 +639,11 @@ CASES = [
         "signature-value-empty",
         shape(text(f"{HEADER}/ds:Signature/ds:SignatureValue", "")),
         SIG002,
-        escapes=TypeError,
     ),
     Case(
         "signature-value-not-base64",
         shape(text(f"{HEADER}/ds:Signature/ds:SignatureValue", "not*base64!")),
         SIG002,
-        escapes=etree.DocumentInvalid,
     ),
     Case("signature-value-bit-flipped", shape(flip_signature_value), SIG002),
     Case("digest-value-changed", shape(change_digest_value), SIG002),
@@ -658,13 +656,11 @@ CASES = [
         "reference-without-digest-value",
         shape(remove_reference_part("DigestValue")),
         SIG007,
-        escapes=etree.DocumentInvalid,
     ),
     Case(
         "signed-info-with-text",
         shape(text(f"{HEADER}/ds:Signature/ds:SignedInfo", "x")),
         SIG007,
-        escapes=etree.DocumentInvalid,
     ),
     Case(
         "seal-and-personal-values-swapped", shape(swap_signature_values, with_personal=True), SIG002
