@@ -276,14 +276,16 @@ class SqliteNodeStore(SqliteDatabase):
                 (state, detail if state == "failed" else "", transfer.id),
             )
             local = 1 if transfer.route == "local" else 0
+            # Only forward: when a transfer finishes late (the node was killed after the hub
+            # took it, and the resend got the hub's first answer), the recipient may have
+            # answered 01 already; "sent" must not overwrite that, only join the history.
             rows = await db.execute_fetchall(
-                "SELECT recipient FROM recipients WHERE outgoing_id=? AND local=?",
+                "SELECT recipient, state FROM recipients WHERE outgoing_id=? AND local=?",
                 (transfer.outgoing_id, local),
             )
-            for (recipient,) in rows:
-                await self._set_state(
-                    db, transfer.outgoing_id, recipient, recipient_state, detail, now
-                )
+            for recipient, before in rows:
+                after = before if before.isdigit() else recipient_state
+                await self._set_state(db, transfer.outgoing_id, recipient, after, detail, now)
 
     async def _set_state(
         self,
