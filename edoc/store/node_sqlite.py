@@ -266,6 +266,14 @@ class SqliteNodeStore(SqliteDatabase):
                 (to_ms(at), error, transfer_id),
             )
 
+    async def retry_now(self, route: str, now: dt.datetime) -> None:
+        """Every pending transfer on ``route`` waiting out its backoff falls due now."""
+        async with self._transaction() as db:
+            await db.execute(
+                "UPDATE transfers SET next_at=? WHERE state='pending' AND next_at > ? AND route=?",
+                (to_ms(now), to_ms(now), route),
+            )
+
     async def finish_transfer(
         self, transfer: Transfer, state: str, recipient_state: str, detail: str, now: dt.datetime
     ) -> None:
