@@ -254,6 +254,9 @@ def commands(network: Network, node_args: tuple[str, ...] = ()) -> list[tuple[st
                     "--hub-token",
                     node["hub_token"],
                     *([] if hub["tls"] else ["--hub-insecure-http"]),
+                    # the caller's extra node flags (tests pass fast retries); they were
+                    # accepted but dropped, so test nodes ran with the 1 s..60 s defaults
+                    *node_args,
                 ],
             )
         )

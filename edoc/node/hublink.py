@@ -25,6 +25,11 @@ def open_session(config: NodeConfig, keys: KeyStore) -> aiohttp.ClientSession:
     )
 
 
+class HubUnreachable(errors.HubUnavailable):
+    """No connection to the hub at all (refused, reset, timed out), as opposed to a hub
+    that answered 5xx or 429."""
+
+
 class HubRefused(Exception):
     """The hub refused a message for good (4xx): its code and message."""
 
@@ -62,7 +67,7 @@ async def post_package(state: NodeState, path: Path) -> dict[str, Any]:
                 answer: dict[str, Any] = await _check(response)
                 return answer
     except aiohttp.ClientError as exc:
-        raise errors.HubUnavailable(f"hub unreachable: {exc}") from None
+        raise HubUnreachable(f"hub unreachable: {exc}") from None
 
 
 async def collect(state: NodeState, wait: float, limit: int = 20) -> list[dict[str, Any]]:
@@ -74,7 +79,7 @@ async def collect(state: NodeState, wait: float, limit: int = 20) -> list[dict[s
             deliveries: list[dict[str, Any]] = body["deliveries"]
             return deliveries
     except aiohttp.ClientError as exc:
-        raise errors.HubUnavailable(f"hub unreachable: {exc}") from None
+        raise HubUnreachable(f"hub unreachable: {exc}") from None
 
 
 async def fetch(state: NodeState, delivery_id: int, target: Path) -> None:
@@ -86,7 +91,7 @@ async def fetch(state: NodeState, delivery_id: int, target: Path) -> None:
                 async for chunk in response.content.iter_chunked(256 * 1024):
                     out.write(chunk)
     except aiohttp.ClientError as exc:
-        raise errors.HubUnavailable(f"hub unreachable: {exc}") from None
+        raise HubUnreachable(f"hub unreachable: {exc}") from None
 
 
 async def acknowledge(state: NodeState, delivery_id: int) -> None:
@@ -94,7 +99,7 @@ async def acknowledge(state: NodeState, delivery_id: int) -> None:
         async with state.hub.post(f"/api/v1/deliveries/{delivery_id}/ack") as response:
             await _check(response)
     except aiohttp.ClientError as exc:
-        raise errors.HubUnavailable(f"hub unreachable: {exc}") from None
+        raise HubUnreachable(f"hub unreachable: {exc}") from None
 
 
 async def register(state: NodeState, organizations: list[dict[str, str]]) -> None:
@@ -104,4 +109,4 @@ async def register(state: NodeState, organizations: list[dict[str, str]]) -> Non
         ) as response:
             await _check(response)
     except aiohttp.ClientError as exc:
-        raise errors.HubUnavailable(f"hub unreachable: {exc}") from None
+        raise HubUnreachable(f"hub unreachable: {exc}") from None

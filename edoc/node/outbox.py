@@ -36,9 +36,15 @@ def backoff(state: NodeState, attempts: int) -> float:
 
 async def _to_hub(state: NodeState, transfer: Transfer) -> None:
     answer = await hublink.post_package(state, Path(transfer.path))
-    await state.store.finish_transfer(
-        transfer, "done", "sent", f"hub id {answer.get('id')}", dt.datetime.now(dt.UTC)
-    )
+    now = dt.datetime.now(dt.UTC)
+    await state.store.finish_transfer(transfer, "done", "sent", f"hub id {answer.get('id')}", now)
+    if state.hub_unreachable:
+        # The hub is back after an outage. Each transfer waiting for it has its own random
+        # retry time; left alone, those timers, not the priorities, would decide what goes
+        # first (hỏa tốc documents went out after a backlog of ordinary ones). All due now.
+        state.hub_unreachable = False
+        await state.store.retry_now("hub", now)
+        state.outbox_wakeup.set()
 
 
 async def _to_local(state: NodeState, transfer: Transfer) -> None:
@@ -65,6 +71,8 @@ async def carry(state: NodeState, transfer: Transfer) -> None:
         log.warning("refused by the hub", code=exc.code, reason=exc.message)
         await state.store.finish_transfer(transfer, "failed", "failed", str(exc), now)
     except (errors.EdocError, OSError) as exc:
+        if isinstance(exc, hublink.HubUnreachable):
+            state.hub_unreachable = True
         if now - transfer.created_at > state.config.give_up_after:
             await state.store.finish_transfer(transfer, "failed", "failed", str(exc), now)
             return

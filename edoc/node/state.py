@@ -53,6 +53,7 @@ class NodeState:
     hub: aiohttp.ClientSession
     outbox_wakeup: asyncio.Event = field(default_factory=asyncio.Event)
     registered: bool = False  # the hub knows this node's agencies
+    hub_unreachable: bool = False  # the outbox's last try found no hub at all
 
     @property
     def outgoing_dir(self) -> Path:

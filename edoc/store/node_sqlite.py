@@ -266,6 +266,14 @@ class SqliteNodeStore(SqliteDatabase):
                 (to_ms(at), error, transfer_id),
             )
 
+    async def retry_now(self, route: str, now: dt.datetime) -> None:
+        """Every pending transfer on ``route`` waiting out its backoff falls due now."""
+        async with self._transaction() as db:
+            await db.execute(
+                "UPDATE transfers SET next_at=? WHERE state='pending' AND next_at > ? AND route=?",
+                (to_ms(now), to_ms(now), route),
+            )
+
     async def finish_transfer(
         self, transfer: Transfer, state: str, recipient_state: str, detail: str, now: dt.datetime
     ) -> None:
@@ -276,14 +284,16 @@ class SqliteNodeStore(SqliteDatabase):
                 (state, detail if state == "failed" else "", transfer.id),
             )
             local = 1 if transfer.route == "local" else 0
+            # Only forward: when a transfer finishes late (the node was killed after the hub
+            # took it, and the resend got the hub's first answer), the recipient may have
+            # answered 01 already; "sent" must not overwrite that, only join the history.
             rows = await db.execute_fetchall(
-                "SELECT recipient FROM recipients WHERE outgoing_id=? AND local=?",
+                "SELECT recipient, state FROM recipients WHERE outgoing_id=? AND local=?",
                 (transfer.outgoing_id, local),
             )
-            for (recipient,) in rows:
-                await self._set_state(
-                    db, transfer.outgoing_id, recipient, recipient_state, detail, now
-                )
+            for recipient, before in rows:
+                after = before if before.isdigit() else recipient_state
+                await self._set_state(db, transfer.outgoing_id, recipient, after, detail, now)
 
     async def _set_state(
         self,

@@ -1,0 +1,191 @@
+"""Lost responses and lost acknowledgements between the nodes and the hub.
+
+A proxy sits between both nodes and the hub and loses, deterministically (every
+``every``-th of each kind):
+
+* the hub's answer to a package a node posted (the hub took it, the node never hears):
+  the node must resend, and the hub answer the resend with its first answer;
+* a node's acknowledgement of a delivery, before it reaches the hub (the hub must offer
+  it again after the visibility timeout, and the node recognise it), and the hub's answer
+  to one it did get;
+* the answer to a collection (the hub leased deliveries the node never heard of);
+* a package download, cut halfway.
+
+Why plain HTTP here: the hub↔node link is mutual TLS in :class:`LocalNetwork`, and a proxy
+that must pick requests by path (drop this acknowledgement, not that poll) has to read
+HTTP. Terminating TLS in the proxy would need the hub's server key and each node's
+client key in it, and a proxy per node; the property under test (resends and
+redeliveries are recognised, so nothing is lost or doubled) does not depend on the
+transport, so the network is planned with ``tls=False`` and the proxy is an aiohttp
+reverse proxy.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import re
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import aiohttp
+import pytest
+from aiohttp import web
+
+from tests.reliability import report
+from tests.reliability.faults import (
+    FaultNetwork,
+    Load,
+    counts_agree,
+    delivery_check,
+    statuses_back,
+)
+
+FORWARDED = ("Authorization", "Content-Type", "X-Request-Id")
+ANSWERED = ("Content-Type", "X-Edoc-Resend", "Retry-After")
+
+
+@dataclass
+class LossyProxy:
+    upstream: str
+    every: int
+    seen: Counter[str] = field(default_factory=Counter)
+    lost: Counter[str] = field(default_factory=Counter)
+    runner: web.AppRunner | None = None
+    session: aiohttp.ClientSession | None = None
+    url: str = ""
+
+    async def start(self) -> LossyProxy:
+        app = web.Application(client_max_size=64 * 1024 * 1024)
+        app.router.add_route("*", "/{path:.*}", self.handle)
+        self.runner = web.AppRunner(app, access_log=None)
+        await self.runner.setup()
+        site = web.TCPSite(self.runner, "127.0.0.1", 0)
+        await site.start()
+        host, port = self.runner.addresses[0][:2]
+        self.url = f"http://{host}:{port}"
+        self.session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None))
+        return self
+
+    async def close(self) -> None:
+        if self.session is not None:
+            await self.session.close()
+        if self.runner is not None:
+            await self.runner.cleanup()
+
+    @staticmethod
+    def kind(request: web.Request) -> str:
+        if request.method == "POST" and request.path == "/api/v1/packages":
+            return "package"
+        if request.method == "POST" and re.fullmatch(r"/api/v1/deliveries/\d+/ack", request.path):
+            return "ack"
+        if request.method == "GET" and request.path == "/api/v1/deliveries":
+            return "collect"
+        if request.method == "GET" and request.path.endswith("/package"):
+            return "fetch"
+        return "other"
+
+    def lose(self, kind: str, what: str, turn: int) -> bool:
+        """Whether this is the turn to lose ``what``; counts it."""
+        if self.seen[kind] % self.every != turn % self.every:
+            return False
+        self.lost[what] += 1
+        return True
+
+    @staticmethod
+    def cut(request: web.Request) -> web.Response:
+        """Close the connection without an answer: the client sees it drop."""
+        assert request.transport is not None
+        request.transport.close()
+        return web.Response(status=500)  # never reaches the client
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        assert self.session is not None
+        kind = self.kind(request)
+        self.seen[kind] += 1
+        body = await request.read()
+        if kind == "ack" and self.lose(kind, "acks_lost", 1):
+            return self.cut(request)  # the hub never hears the acknowledgement
+        async with self.session.request(
+            request.method,
+            self.upstream + request.path_qs,
+            data=body if body else None,
+            headers={k: request.headers[k] for k in FORWARDED if k in request.headers},
+        ) as answer:
+            payload = await answer.read()
+            headers = {k: answer.headers[k] for k in ANSWERED if k in answer.headers}
+            status = answer.status
+        if status < 300 and (
+            (kind == "package" and self.lose(kind, "package_answers_lost", 1))
+            or (kind == "ack" and self.lose(kind, "ack_answers_lost", 2))
+            or (kind == "collect" and b'"id"' in payload and self.lose(kind, "leases_lost", 1))
+        ):
+            return self.cut(request)  # the hub did it; the node never hears
+        if status < 300 and kind == "fetch" and self.lose(kind, "downloads_cut", 1):
+            response = web.StreamResponse(
+                status=status, headers=headers | {"Content-Length": str(len(payload))}
+            )
+            await response.prepare(request)
+            await response.write(payload[: len(payload) // 2])
+            self.cut(request)
+            return response
+        return web.Response(status=status, body=payload, headers=headers)
+
+
+@dataclass(frozen=True)
+class Scale:
+    documents: int
+    every: int  # lose every n-th of each kind
+    deliver_within: float
+
+
+@pytest.mark.parametrize(
+    "scale",
+    [
+        pytest.param(Scale(documents=30, every=3, deliver_within=60), id="fast"),
+        pytest.param(
+            Scale(documents=1000, every=2, deliver_within=600),
+            id="long",
+            marks=pytest.mark.reliability,
+        ),
+    ],
+)
+async def test_lost_answers_and_acknowledgements_lose_and_double_nothing(
+    tmp_path: Path, scale: Scale
+) -> None:
+    provinces = ["H53", "H34"]
+    # a lease lost on the way comes back after 1 s
+    net = FaultNetwork(tmp_path / "net", provinces, tls=False, hub_args=("--visibility", "1"))
+    await asyncio.to_thread(net.provision)
+    proxy = await LossyProxy(str(net.spec["hub"]["url"]), scale.every).start()
+    net.hub_for_node = dict.fromkeys(provinces, proxy.url)
+    try:
+        await asyncio.to_thread(net.launch)  # the nodes register through the proxy already
+        senders = net.agencies_of("H53") + net.agencies_of("H34")[:1]
+        recipients = net.agencies_of("H34") + net.agencies_of("H53")
+        load = Load(net, senders, recipients, random.Random(3))
+        ledger = await load.run(scale.documents)
+        verdict = await delivery_check(net, ledger.sent, recipients, scale.deliver_within)
+        wrong_statuses = await statuses_back(net, ledger.sent, scale.deliver_within)
+        report.record(
+            documents_sent=len(ledger.sent),
+            lost=len(verdict.lost),
+            duplicated=len(verdict.duplicated),
+            **proxy.lost,
+        )
+        assert not ledger.refused, ledger.refused
+        assert verdict.clean, verdict
+        assert wrong_statuses == []
+        await counts_agree(net, ledger.sent, ledger.sent)
+        # every kind of loss happened, or the test proved nothing about it
+        assert set(proxy.lost) == {
+            "acks_lost",
+            "package_answers_lost",
+            "ack_answers_lost",
+            "leases_lost",
+            "downloads_cut",
+        }, proxy.lost
+    finally:
+        await asyncio.to_thread(net.stop)
+        await proxy.close()
