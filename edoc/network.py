@@ -13,6 +13,7 @@ import csv
 import hashlib
 import json
 import os
+import random
 import secrets
 import signal
 import subprocess
@@ -114,6 +115,14 @@ class Network:
         with os.fdopen(fd, "w", encoding="utf-8") as out:
             json.dump(self.spec, out, ensure_ascii=False, indent=2)
         os.replace(temporary, self.path)
+
+
+def random_base_port(step: int = 10) -> int:
+    """A free-looking block of ports for a network started in the background (tests, the
+    simulator, the benchmark): below Linux's ephemeral range (32768 and up), where
+    outgoing connections take their local ports and a restarted service could find its
+    own port taken."""
+    return random.randrange(20000, 32000, step)  # noqa: S311 - a port, not a secret
 
 
 def plan(

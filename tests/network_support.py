@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import io
 import json
-import random
 import subprocess
 import time
 from collections.abc import Awaitable, Callable
@@ -26,7 +25,7 @@ FAST_RETRIES = ("--retry-base", "0.1", "--retry-cap", "1")
 class LocalNetwork:
     data_dir: Path
     provinces: list[str]
-    base_port: int = field(default_factory=lambda: random.randrange(20000, 40000, 10))
+    base_port: int = field(default_factory=network.random_base_port)
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     net: network.Network | None = None
 

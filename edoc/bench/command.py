@@ -12,7 +12,6 @@ import datetime as dt
 import json
 import os
 import platform
-import random
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -57,7 +56,7 @@ FULL = Plan(
 @contextlib.contextmanager
 def two_provinces(folder: Path) -> Iterator[tuple[Agency, Agency, dict[str, int]]]:
     """Hub + Tây Ninh + Hà Nội nodes as `edoc up` runs them (mutual TLS, SQLite)."""
-    base_port = random.randrange(20000, 40000, 10)  # noqa: S311 - a port, not a secret
+    base_port = network.random_base_port()
     net = network.plan(folder, ["H53", "H34"], base_port, tls=True, agencies=1)
     network.provision(net)
     network.register_tokens(net)

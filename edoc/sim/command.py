@@ -59,7 +59,7 @@ def _network(options: Options, roots: tuple[str, ...], agencies: int) -> Iterato
         yield json.loads(options.network_file.read_text(encoding="utf-8"))
         return
     data_dir = options.data_dir or Path(tempfile.mkdtemp(prefix="edoc-sim-"))
-    base_port = random.randrange(20000, 40000, 100)  # noqa: S311 - a port, not a secret
+    base_port = network.random_base_port(100)
     net = network.plan(data_dir, list(roots), base_port, tls=True, agencies=agencies)
     network.provision(net)
     network.register_tokens(net)

@@ -293,7 +293,9 @@ class SqliteNodeStore(SqliteDatabase):
             )
             for recipient, before in rows:
                 after = before if before.isdigit() else recipient_state
-                await self._set_state(db, transfer.outgoing_id, recipient, after, detail, now)
+                await self._set_state(
+                    db, transfer.outgoing_id, recipient, after, recipient_state, detail, now
+                )
 
     async def _set_state(
         self,
@@ -301,14 +303,17 @@ class SqliteNodeStore(SqliteDatabase):
         outgoing_id: int,
         recipient: str,
         state: str,
+        event: str,
         detail: str,
         now: dt.datetime,
     ) -> None:
+        """Move a recipient row to ``state``; its history records what happened, ``event``
+        (which may be behind the state when it comes late)."""
         await db.execute(
             "UPDATE recipients SET state=?, history=json_insert(history, '$[#]',"
             " json_object('state', ?, 'at', ?, 'detail', ?))"
             " WHERE outgoing_id=? AND recipient=?",
-            (state, state, now.isoformat(), detail, outgoing_id, recipient),
+            (state, event, now.isoformat(), detail, outgoing_id, recipient),
         )
 
     async def _record_status(self, db: Any, status: NewInboxItem, now: dt.datetime) -> None:
@@ -322,8 +327,9 @@ class SqliteNodeStore(SqliteDatabase):
         )
         for outgoing_id, state in rows:
             forward = not state.isdigit() or code > state or state in ("13", "15", "16")
+            after = code if forward else state
             await self._set_state(
-                db, outgoing_id, status.sender, code if forward else state, f"status {code}", now
+                db, outgoing_id, status.sender, after, code, f"status {code}", now
             )
 
     # --- inbox ----------------------------------------------------------------------------------
