@@ -174,6 +174,14 @@ async def document_truncated(hub: Hub) -> Reply:
     return await hub.nodes["H53"].post(document(hub.ca, to=[H41])[:-20])
 
 
+async def document_invalid_namespace(hub: Hub) -> Reply:
+    package = document(hub.ca, to=[H41])
+    subject = package.index(b"<edXML:Subject>")
+    return await hub.nodes["H53"].post(
+        package[:subject] + b'<x:Note xmlns:x="a b"/>' + package[subject:]
+    )
+
+
 async def document_oversize(hub: Hub) -> Reply:
     """Beyond the hub's --max-package-mb (1 here)."""
     big = document(hub.ca, to=[H41], files={"lon.bin": b"\0" * (1024 * 1024)})
@@ -317,6 +325,13 @@ CASES = [
         bug="signxml's TypeError escapes edoc/signing.py _signed_parts: 500",
     ),
     Case("document-truncated", document_truncated, 400, "EDOC-XML-001"),
+    Case(
+        "document-invalid-namespace-name",
+        document_invalid_namespace,
+        400,
+        "EDOC-XML-001",
+        bug="edoc/xmlsafe.py lets lxml's ValueError (invalid namespace URI) escape: 500",
+    ),
     Case("document-oversize", document_oversize, 413, "EDOC-IN-001"),
     Case(
         "duplicate-document-id-other-content",
@@ -344,6 +359,20 @@ CASES = [
         request("GET", "/api/v1/deliveries/1%20OR%201=1/package"),
         404,
         "EDOC-HTTP-404",
+    ),
+    Case(
+        "delivery-id-beyond-int64",
+        request("GET", f"/api/v1/deliveries/{2**63}/package"),
+        404,
+        "EDOC-HTTP-404",
+        bug="edoc/hub/app.py _delivery_id takes any integer; SQLite overflows: 500",
+    ),
+    Case(
+        "ack-id-beyond-int64",
+        request("POST", f"/api/v1/deliveries/{2**63}/ack"),
+        404,
+        "EDOC-HTTP-404",
+        bug="edoc/hub/app.py _delivery_id takes any integer; SQLite overflows: 500",
     ),
     Case(
         "wait-not-a-number",
