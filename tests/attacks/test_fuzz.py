@@ -63,7 +63,7 @@ def known_bug(exc: BaseException) -> bool:
     if not KNOWN_BUGS:
         return False
     if isinstance(exc, ValueError) and str(exc).startswith(
-        ("Invalid namespace URI", "Invalid tag name")
+        ("Invalid namespace URI", "Invalid tag name", "Invalid attribute name")
     ):
         return True
     if not isinstance(exc, TypeError | etree.DocumentInvalid):

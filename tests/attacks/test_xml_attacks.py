@@ -724,7 +724,8 @@ def test_bad_values_refused_when_the_model_is_built(data: bytes) -> None:
 
 # --- names lxml refuses to build a tree with -------------------------------------------
 INVALID_NAMESPACE = (
-    "edoc/xmlsafe.py lets lxml's ValueError (invalid namespace URI or tag name) escape: 500"
+    "edoc/xmlsafe.py lets lxml's ValueError (invalid namespace URI, tag or attribute name)"
+    " escape: 500"
 )
 
 
@@ -734,6 +735,7 @@ INVALID_NAMESPACE = (
     [
         pytest.param(lambda: xmlsafe.parse(b'<a xmlns="a b"/>'), id="xmlsafe-default-namespace"),
         pytest.param(lambda: xmlsafe.parse(b"<a><b:c:d/></a>"), id="xmlsafe-two-colons"),
+        pytest.param(lambda: xmlsafe.parse(b'<a b:c:d="x"/>'), id="xmlsafe-attribute-two-colons"),
         pytest.param(
             lambda: envelope.read_package(
                 io.BytesIO(in_envelope(SUBJECT, b'<x:Subject xmlns:x="&lt;">V/v</x:Subject>'))
