@@ -17,6 +17,7 @@ them too (and delete the exclusions once edoc/ is fixed).
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import http.client
 import io
@@ -27,12 +28,16 @@ import signal
 import string
 import time
 import traceback
+import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote, unquote, urlsplit
 
+import aiohttp
 import pytest
+from aiohttp.base_protocol import BaseProtocol
+from aiohttp.http_exceptions import HttpProcessingError
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from lxml import etree
@@ -57,7 +62,7 @@ HEADER_ILLEGAL = "\r\n\0"
 
 def known_bug(exc: BaseException) -> bool:
     """Foreign exceptions already pinned by corpus cases:
-    test_signature_attacks.py signature-value-empty & co (signxml's TypeError or
+    test_signature_attacks.py signature-value-empty & co (signxml's TypeError, ValueError or
     DocumentInvalid escaping edoc/signing.py), test_xml_attacks.py
     test_names_lxml_refuses_are_malformed (lxml's ValueError escaping edoc/xmlsafe.py)."""
     if not KNOWN_BUGS:
@@ -66,7 +71,7 @@ def known_bug(exc: BaseException) -> bool:
         ("Invalid namespace URI", "Invalid tag name", "Invalid attribute name")
     ):
         return True
-    if not isinstance(exc, TypeError | etree.DocumentInvalid):
+    if not isinstance(exc, TypeError | ValueError | etree.DocumentInvalid):
         return False
     return any("signxml" in frame.filename for frame in traceback.extract_tb(exc.__traceback__))
 
@@ -446,11 +451,38 @@ def multipart_body(draw: st.DrawFn) -> tuple[bytes, str]:
     return body, content_type
 
 
+def aiohttp_refuses_part_headers(body: bytes, content_type: str) -> bool:
+    """Whether aiohttp's multipart reader raises its own HttpProcessingError (InvalidHeader)
+    on this body: test_agency_attacks.py part-header-without-colon & co, a known 500."""
+
+    async def read() -> bool:
+        loop = asyncio.get_running_loop()
+        stream = aiohttp.StreamReader(BaseProtocol(loop), 2**16, loop=loop)
+        stream.feed_data(body)
+        stream.feed_eof()
+        try:
+            reader = aiohttp.MultipartReader({"Content-Type": content_type}, stream)
+            while (part := await reader.next()) is not None:
+                if isinstance(part, aiohttp.BodyPartReader):
+                    await part.read()
+        except HttpProcessingError:
+            return True
+        except Exception:  # noqa: S110 - anything else is edoc's to answer well
+            pass
+        return False
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return asyncio.run(read())
+
+
 def check_upload(node: Node, request: tuple[bytes, str]) -> None:
     body, content_type = request
     status, answer, kind = call(
         node, "POST", "/api/v1/documents", body, {"Content-Type": content_type}
     )
+    if status == 500 and KNOWN_BUGS and aiohttp_refuses_part_headers(body, content_type):
+        return
     check_answer(status, answer, kind)
 
 

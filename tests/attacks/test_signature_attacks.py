@@ -647,6 +647,12 @@ CASES = [
         SIG002,
         escapes=etree.DocumentInvalid,
     ),
+    Case(
+        "signature-value-non-ascii",
+        shape(text(f"{HEADER}/ds:Signature/ds:SignatureValue", "\u202eAAAA")),
+        SIG002,
+        escapes=ValueError,
+    ),
     Case("signature-value-bit-flipped", shape(flip_signature_value), SIG002),
     Case("digest-value-changed", shape(change_digest_value), SIG002),
     Case(
