@@ -47,8 +47,11 @@ test: lint pytest
 REPORT := $(abspath $(DATA))/reliability.jsonl
 test-reliability: setup
 	mkdir -p $(DATA) && rm -f $(REPORT)
+	$(BIN)/pip install -q -e '.[dev,fuzz]'
 	EDOC_RELIABILITY_REPORT=$(REPORT) $(BIN)/pytest -m "reliability or not reliability" tests/attacks tests/reliability; \
-	status=$$?; $(BIN)/python -m tests.reliability.report $(REPORT) && exit $$status
+	status=$$?; \
+	EDOC_RELIABILITY_REPORT=$(REPORT) $(BIN)/python -m tests.reliability.fuzz_atheris --runs 200000 --artifacts $(DATA)/atheris || status=1; \
+	$(BIN)/python -m tests.reliability.report $(REPORT) && exit $$status
 
 ## bench: the machine's RSA limit, then a real network against it (bench/results.json, bench/RESULTS.md)
 bench: setup

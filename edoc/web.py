@@ -111,6 +111,14 @@ def _http_error(exc: web.HTTPException) -> errors.EdocError:
     return errors.HttpRefusal(exc.status, exc.reason)
 
 
+def path_id(request: web.Request, name: str = "id") -> int:
+    """A row id from the URL; anything else, or beyond what SQLite stores, is not found."""
+    text = request.match_info[name]
+    if not text.isascii() or not text.isdigit() or int(text) >= 2**63:
+        raise errors.NotFound(f"no such {name}")
+    return int(text)
+
+
 def token_digest(token: str) -> str:
     """Tokens are stored only as their SHA-256."""
     return hashlib.sha256(token.encode()).hexdigest()

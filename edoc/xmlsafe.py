@@ -106,6 +106,8 @@ def parse_events(chunks: Iterable[bytes], handler: Handler, limits: Limits = Lim
         return parser.close()
     except etree.XMLSyntaxError as exc:
         raise _translate(exc) from None
+    except ValueError as exc:  # lxml's tree builder refuses some names the parser let by
+        raise errors.MalformedXml(f"not well-formed XML: {exc}") from None
 
 
 def read_chunks(stream: IO[bytes], size: int = CHUNK) -> Iterable[bytes]:

@@ -32,7 +32,15 @@ from edoc.offload import Offload
 from edoc.orgid import OrgId
 from edoc.store.base import Delivery, PackageRecord
 from edoc.store.hub_sqlite import SqliteHubStore
-from edoc.web import HttpMetrics, bearer_token, body_to_file, middleware, serve, token_digest
+from edoc.web import (
+    HttpMetrics,
+    bearer_token,
+    body_to_file,
+    middleware,
+    path_id,
+    serve,
+    token_digest,
+)
 
 STATE = web.AppKey("state", HubState)
 log = structlog.get_logger()
@@ -127,22 +135,15 @@ async def get_deliveries(request: web.Request) -> web.Response:
     return web.json_response({"deliveries": [_delivery(item) for item in items]})
 
 
-def _delivery_id(request: web.Request) -> int:
-    try:
-        return int(request.match_info["id"])
-    except ValueError:
-        raise errors.NotFound("no such delivery") from None
-
-
 async def get_delivery_package(request: web.Request) -> web.FileResponse:
     node = await authenticate(request)
-    path = await queues.package_path(request.app[STATE], node, _delivery_id(request))
+    path = await queues.package_path(request.app[STATE], node, path_id(request))
     return web.FileResponse(path, headers={"Content-Type": "application/xml"})
 
 
 async def ack_delivery(request: web.Request) -> web.Response:
     node = await authenticate(request)
-    first = await queues.acknowledge(request.app[STATE], node, _delivery_id(request))
+    first = await queues.acknowledge(request.app[STATE], node, path_id(request))
     return web.json_response({"delivered": True, "first": first})
 
 

@@ -25,7 +25,7 @@ from edoc.node.state import NodeConfig, NodeState
 from edoc.offload import Offload
 from edoc.store.base import InboxItem, Outgoing
 from edoc.store.node_sqlite import SqliteNodeStore
-from edoc.web import HttpMetrics, bearer_token, middleware, serve, token_digest
+from edoc.web import HttpMetrics, bearer_token, middleware, path_id, serve, token_digest
 
 STATE = web.AppKey("state", NodeState)
 log = structlog.get_logger()
@@ -70,16 +70,9 @@ async def post_document(request: web.Request) -> web.Response:
     return web.json_response(body, status=202, headers={"X-Edoc-Retry": "true"} if retry else None)
 
 
-def _id(request: web.Request, name: str = "id") -> int:
-    try:
-        return int(request.match_info[name])
-    except ValueError:
-        raise errors.NotFound(f"no such {name}") from None
-
-
 async def get_document(request: web.Request) -> web.Response:
     agency = await agency_of(request)
-    outgoing = await request.app[STATE].store.outgoing(_id(request))
+    outgoing = await request.app[STATE].store.outgoing(path_id(request))
     if outgoing is None or outgoing.kind != "document":
         raise errors.NotFound("no such document")
     if outgoing.sender != agency:
@@ -132,7 +125,7 @@ async def list_inbox(request: web.Request) -> web.Response:
 
 async def _own_item(request: web.Request) -> InboxItem:
     agency = await agency_of(request)
-    item = await request.app[STATE].store.inbox_item(_id(request))
+    item = await request.app[STATE].store.inbox_item(path_id(request))
     if item is None or item.kind != "document":
         raise errors.NotFound("no such inbox document")
     if item.recipient != agency:
@@ -151,7 +144,7 @@ async def get_inbox_package(request: web.Request) -> web.FileResponse:
 
 async def get_inbox_attachment(request: web.Request) -> web.FileResponse:
     item = await _own_item(request)
-    n = _id(request, "n")
+    n = path_id(request, "n")
     found = next((a for a in item.attachments if a.n == n), None)
     if found is None:
         raise errors.NotFound(f"no attachment {n}")

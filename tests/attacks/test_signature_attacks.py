@@ -112,34 +112,10 @@ class Case:
     error: type[errors.EdocError]
     # for shapes the schema refuses first: what the verifier alone answers
     verifier_error: type[errors.EdocError] | None = None
-    # a known bug in edoc/: the foreign exception that escapes today (see KNOWN_BUG)
-    escapes: type[BaseException] | None = None
-
-
-KNOWN_BUG = (
-    "edoc/signing.py _signed_parts lets signxml's {name} escape (a 500 at the hub) instead of"
-    " translating it; remove `escapes=` once fixed"
-)
 
 
 def params(cases: list[Case]) -> list[Any]:
-    """Cases as pytest params; a known bug is a strict xfail on exactly its exception."""
-    return [
-        pytest.param(
-            case,
-            id=case.id,
-            marks=[]
-            if case.escapes is None
-            else [
-                pytest.mark.xfail(
-                    strict=True,
-                    raises=case.escapes,
-                    reason=KNOWN_BUG.format(name=case.escapes.__name__),
-                )
-            ],
-        )
-        for case in cases
-    ]
+    return [pytest.param(case, id=case.id) for case in cases]
 
 
 def find(root: etree._Element, path: str) -> etree._Element:
@@ -643,6 +619,11 @@ CASES = [
     Case(
         "signature-value-not-base64",
         shape(text(f"{HEADER}/ds:Signature/ds:SignatureValue", "not*base64!")),
+        SIG002,
+    ),
+    Case(
+        "signature-value-non-ascii",
+        shape(text(f"{HEADER}/ds:Signature/ds:SignatureValue", "\u202eAAAA")),
         SIG002,
     ),
     Case("signature-value-bit-flipped", shape(flip_signature_value), SIG002),

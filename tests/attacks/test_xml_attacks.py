@@ -11,6 +11,7 @@ import base64
 import hashlib
 import io
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import pytest
@@ -719,3 +720,25 @@ def test_bad_values_refused_when_the_model_is_built(data: bytes) -> None:
     with pytest.raises(errors.InvalidField) as info:
         envelope.read_package(io.BytesIO(data))  # builds the model before it answers
     assert info.value.code == "EDOC-ENV-002"
+
+
+# --- names lxml refuses to build a tree with -------------------------------------------
+@pytest.mark.parametrize(
+    "read",
+    [
+        pytest.param(lambda: xmlsafe.parse(b'<a xmlns="a b"/>'), id="xmlsafe-default-namespace"),
+        pytest.param(lambda: xmlsafe.parse(b"<a><b:c:d/></a>"), id="xmlsafe-two-colons"),
+        pytest.param(lambda: xmlsafe.parse(b'<a b:c:d="x"/>'), id="xmlsafe-attribute-two-colons"),
+        pytest.param(
+            lambda: envelope.read_package(
+                io.BytesIO(in_envelope(SUBJECT, b'<x:Subject xmlns:x="&lt;">V/v</x:Subject>'))
+            ),
+            id="package-element-namespace",
+        ),
+    ],
+)
+def test_names_lxml_refuses_are_malformed(read: Callable[[], object]) -> None:
+    with pytest.raises(errors.EdocError) as info:
+        read()
+    assert type(info.value) is errors.MalformedXml, str(info.value)
+    report.rejected("package/name-lxml-refuses", info.value.code)
