@@ -18,6 +18,7 @@ import errno
 import json
 import random
 import shutil
+import socket
 import sqlite3
 import subprocess
 import time
@@ -56,6 +57,19 @@ def needs_root_mount() -> str | None:
         probe.rmdir()
 
 
+def free_ports(count: int) -> int:
+    """A base port with ``count`` free ports from it (other suites run networks beside us)."""
+    while True:
+        base = random.randrange(20000, 40000, 10)
+        try:
+            for port in range(base, base + count):
+                with socket.socket() as probe:
+                    probe.bind(("127.0.0.1", port))
+            return base
+        except OSError:
+            continue
+
+
 @dataclass
 class FaultNetwork(LocalNetwork):
     tls: bool = True
@@ -64,6 +78,9 @@ class FaultNetwork(LocalNetwork):
     node_args: tuple[str, ...] = FAST_RETRIES
     hub_for_node: dict[str, str] = field(default_factory=dict)  # province → URL (a proxy)
     agencies: int = 4
+
+    def __post_init__(self) -> None:
+        self.base_port = free_ports(len(self.provinces) + 1)
 
     # --- lifecycle ---------------------------------------------------------------------------
     def provision(self) -> FaultNetwork:
@@ -337,25 +354,29 @@ async def crash_loop(
 
 @dataclass
 class Mount:
-    """A small tmpfs over a directory, keeping what the directory held; unmounted at the end."""
+    """A small tmpfs over a directory, unmounted at the end. With ``carry`` what the directory
+    held moves onto the tmpfs (a data dir, before its service starts; gone after unmounting),
+    without it the tmpfs hides it until unmounted (a folder of a running service)."""
 
     path: Path
     size: str = "8m"
+    carry: bool = True
+    read_only: bool = False
     mounted: bool = False
 
     def __enter__(self) -> Mount:
         self.path.mkdir(parents=True, exist_ok=True)
         keep = self.path.with_name(self.path.name + ".before-mount")
-        self.path.rename(keep)
-        self.path.mkdir()
-        subprocess.run(
-            ["mount", "-t", "tmpfs", "-o", f"size={self.size}", "tmpfs", str(self.path)],
-            check=True,
-        )
+        if self.carry:
+            self.path.rename(keep)
+            self.path.mkdir()
+        options = f"size={self.size}" + (",ro" if self.read_only else "")
+        subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(self.path)], check=True)
         self.mounted = True
-        for item in keep.iterdir():
-            shutil.move(str(item), self.path / item.name)
-        keep.rmdir()
+        if self.carry:
+            for item in keep.iterdir():
+                shutil.move(str(item), self.path / item.name)
+            keep.rmdir()
         return self
 
     def fill(self) -> Path:
@@ -518,7 +539,7 @@ async def statuses_back(
             document = await net.agency(sent.sender).document(sent.outgoing_id)
         found = []
         for recipient in document["recipients"]:
-            answers = [h for h in recipient["history"] if h["state"] == want]
+            answers = [h for h in recipient["history"] if h.get("detail") == f"status {want}"]
             if recipient["state"] != want or len(answers) != 1:
                 found.append(
                     f"{sent.document_id} → {recipient['org_id']}: state {recipient['state']},"
