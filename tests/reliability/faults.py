@@ -223,14 +223,27 @@ class Sent:
     document_id: str
     outgoing_id: int
     priority: int
+    posted_at: float  # time.time() when it was first posted
     answered_at: float  # time.time() when the 202 came back
+
+
+@dataclass(frozen=True)
+class Refusal:
+    key: str
+    sender: str
+    status: int
+    code: str
+    posted_at: float
 
 
 @dataclass
 class Ledger:
     sent: list[Sent] = field(default_factory=list)
-    refused: list[tuple[str, int, str]] = field(default_factory=list)  # key, HTTP status, code
+    refused: list[Refusal] = field(default_factory=list)
     retries: int = 0  # posts repeated because the node was down or cut the connection
+
+    def refusals(self) -> set[tuple[int, str]]:
+        return {(r.status, r.code) for r in self.refused}
 
 
 async def post(
@@ -246,6 +259,7 @@ async def post(
     stored the document answers the retry with that one. A 202 goes in the ledger; any
     other answer is a refusal, kept with its code."""
     key = uuid.uuid4().hex
+    posted_at = time.time()
     deadline = time.monotonic() + patience
     while True:
         try:
@@ -258,7 +272,7 @@ async def post(
             await asyncio.sleep(0.2)  # the node is being restarted; no state to poll
     if status != 202:
         code = body["error"]["code"] if isinstance(body, dict) else f"HTTP-{status}"
-        ledger.refused.append((key, status, code))
+        ledger.refused.append(Refusal(key, agency.org_id, status, code, posted_at))
         return None
     sent = Sent(
         key,
@@ -267,6 +281,7 @@ async def post(
         body["document_id"],
         body["id"],
         int(data.get("priority", 0)),
+        posted_at,
         time.time(),
     )
     ledger.sent.append(sent)

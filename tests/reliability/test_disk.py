@@ -66,7 +66,7 @@ async def test_node_disk_full_refuses_clearly_and_recovers(
     refused = Ledger()
     for sender in tay_ninh[:3]:  # the full node refuses, clearly, and stays up
         await post(net.agency(sender), metadata(sender, kon_tum[:1]), refused, ATTACHMENT)
-    assert {(status, code) for _, status, code in refused.refused} == {STORAGE}
+    assert refused.refusals() == {STORAGE}
     assert not refused.sent
     # documents for it keep coming; the hub holds them until it has room
     incoming = Load(net, kon_tum, tay_ninh, load.rng, load.ledger, most_recipients=2)
@@ -145,7 +145,7 @@ async def test_read_only_data_dir_refuses_clearly_and_recovers(
     with Mount(net.node_dir("H53") / "outgoing", size="1m", carry=False, read_only=True):
         for sender in tay_ninh[:2]:
             await post(net.agency(sender), metadata(sender, kon_tum[:1]), refused, ATTACHMENT)
-    assert {(status, code) for _, status, code in refused.refused} == {STORAGE}
+    assert refused.refusals() == {STORAGE}
     await load.run(3, concurrency=3)  # writable again: accepted
 
     # 2. The whole data dir read-only at start: the node says why and exits, once.
