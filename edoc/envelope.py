@@ -13,6 +13,7 @@ import binascii
 import datetime as dt
 import hashlib
 import mimetypes
+import threading
 import unicodedata
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from copy import deepcopy
@@ -474,9 +475,16 @@ def as_document(message: Message) -> Document:
 
 
 # --- schema ---------------------------------------------------------------------------
+_SCHEMA_BUILD = threading.Lock()
+
+
 @cache
 def _schema() -> etree.XMLSchema:
-    return etree.XMLSchema(etree.parse(str(SCHEMA_PATH)))
+    # One build at a time: two offload threads building it at once on a fresh node (two
+    # first posts 1 ms apart) both failed with libxml2's "xmlSchemaPValAttrNodeValue, the
+    # given type is not a built-in type", and so did every build after, until a restart.
+    with _SCHEMA_BUILD:
+        return etree.XMLSchema(etree.parse(str(SCHEMA_PATH)))
 
 
 def validate(root: etree._Element) -> None:

@@ -341,8 +341,11 @@ def check_certificate(
             f" {retired_at:%Y-%m-%d %H:%M}"
         )
     revocation = trust.revoked.get(cert.serial_number)
+    # Signing times have whole seconds, so "after" the revocation is a later second. With
+    # ">=" a document signed in the revocation's own second, just before it, was accepted
+    # by the hub and then refused by the recipient's node, which drops what it refuses: lost.
     if revocation is not None and (
-        revocation.reason is x509.ReasonFlags.key_compromise or signed_at >= revocation.at
+        revocation.reason is x509.ReasonFlags.key_compromise or signed_at > revocation.at
     ):
         raise errors.RevokedCertificate(
             f"certificate {cert.serial_number:x} revoked {revocation.at:%Y-%m-%d %H:%M}"

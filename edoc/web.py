@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import secrets
 import ssl
@@ -19,6 +20,8 @@ from edoc import errors
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 log = structlog.get_logger()
+# a file write failing with these is the store's trouble, not a bug: EDOC-STORE-001
+STORAGE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EIO})
 
 
 def serve(app: web.Application, host: str, port: int, context: ssl.SSLContext | None) -> None:
@@ -93,6 +96,15 @@ def middleware(metrics: HttpMetrics) -> Middleware:
             response = error_response(exc)
         except web.HTTPException as exc:  # aiohttp's own: unknown route, body over its limit
             response = exc if exc.status < 400 else error_response(_http_error(exc))
+        except OSError as exc:
+            # A package or upload file that cannot be written (disk full, read-only) is the
+            # store's trouble, the documented 503 EDOC-STORE-001, not an internal error.
+            log.exception("failed", method=request.method, path=request.path)
+            response = error_response(
+                errors.StorageError(f"cannot write: {exc.strerror}")
+                if exc.errno in STORAGE_ERRNOS
+                else errors.EdocError("internal error")
+            )
         except Exception:
             log.exception("failed", method=request.method, path=request.path)
             response = error_response(errors.EdocError("internal error"))

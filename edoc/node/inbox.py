@@ -215,6 +215,32 @@ async def collect_forever(state: NodeState) -> None:
             await asyncio.wait(taking, return_when=asyncio.FIRST_COMPLETED)
 
 
+def _claimed_document(source: Path) -> Document | None:
+    """The document a package says it is, unverified: only to address a refusal."""
+    with source.open("rb") as stream:
+        message = envelope.read_package(stream).message
+    return message if isinstance(message, Document) else None
+
+
+async def _refuse(state: NodeState, source: Path, recipient: str, exc: errors.EdocError) -> None:
+    """Answer a document we refused with status 02 (từ chối tiếp nhận) and the reason.
+
+    The hub accepted it, so without an answer the sender would wait at 'sent' for ever.
+    The claimed sender is not trusted here: the hub relays a status only to the sender of
+    a document the responder received, and this one it did relay to us."""
+    try:
+        document = await state.offload.run(_claimed_document, source)
+    except errors.EdocError:
+        return  # nothing readable to address an answer to
+    if document is None:
+        return
+    answer = await status_message(
+        state, recipient, response_for(document), StatusCode.REJECTED, f"{exc.code}: {exc.message}"
+    )
+    await state.store.add_outgoing(answer, dt.datetime.now(dt.UTC))
+    state.outbox_wakeup.set()
+
+
 async def _take(state: NodeState, delivery: dict[str, Any]) -> None:
     target = state.incoming_dir / f"{uuid.uuid4().hex}.edxml"
     structlog.contextvars.bind_contextvars(hub_delivery=delivery["id"])
@@ -224,8 +250,9 @@ async def _take(state: NodeState, delivery: dict[str, Any]) -> None:
             await receive(state, target, [delivery["recipient"]])
         except errors.InputError as exc:
             # The hub relayed something we cannot accept (it verified it, so this is a
-            # revocation or clock edge): keep it out, but do not ask for it forever.
+            # revocation or clock edge): keep it out, tell the sender, do not ask again.
             log.error("refused relayed package", code=exc.code, reason=exc.message)
+            await _refuse(state, target, delivery["recipient"], exc)
         await hublink.acknowledge(state, delivery["id"])
     except errors.EdocError as exc:
         # not acknowledged: the hub offers it again when its lease runs out

@@ -51,6 +51,9 @@ class SqliteDatabase:
                 await self._db.execute(f"PRAGMA {pragma}")
             await self._db.executescript(self.schema)
         except sqlite3.Error as exc:
+            # close what was opened: its worker thread would keep the process alive, a
+            # service that printed its error and then hung instead of exiting
+            await self.close()
             raise errors.StorageError(f"cannot open {self.path}: {exc}") from None
 
     async def close(self) -> None:

@@ -18,6 +18,7 @@ import errno
 import json
 import random
 import shutil
+import socket
 import sqlite3
 import subprocess
 import time
@@ -56,6 +57,19 @@ def needs_root_mount() -> str | None:
         probe.rmdir()
 
 
+def free_ports(count: int) -> int:
+    """A base port with ``count`` free ports from it (other suites run networks beside us)."""
+    while True:
+        base = random.randrange(20000, 40000, 10)
+        try:
+            for port in range(base, base + count):
+                with socket.socket() as probe:
+                    probe.bind(("127.0.0.1", port))
+            return base
+        except OSError:
+            continue
+
+
 @dataclass
 class FaultNetwork(LocalNetwork):
     tls: bool = True
@@ -64,6 +78,9 @@ class FaultNetwork(LocalNetwork):
     node_args: tuple[str, ...] = FAST_RETRIES
     hub_for_node: dict[str, str] = field(default_factory=dict)  # province → URL (a proxy)
     agencies: int = 4
+
+    def __post_init__(self) -> None:
+        self.base_port = free_ports(len(self.provinces) + 1)
 
     # --- lifecycle ---------------------------------------------------------------------------
     def provision(self) -> FaultNetwork:
@@ -206,14 +223,27 @@ class Sent:
     document_id: str
     outgoing_id: int
     priority: int
+    posted_at: float  # time.time() when it was first posted
     answered_at: float  # time.time() when the 202 came back
+
+
+@dataclass(frozen=True)
+class Refusal:
+    key: str
+    sender: str
+    status: int
+    code: str
+    posted_at: float
 
 
 @dataclass
 class Ledger:
     sent: list[Sent] = field(default_factory=list)
-    refused: list[tuple[str, int, str]] = field(default_factory=list)  # key, HTTP status, code
+    refused: list[Refusal] = field(default_factory=list)
     retries: int = 0  # posts repeated because the node was down or cut the connection
+
+    def refusals(self) -> set[tuple[int, str]]:
+        return {(r.status, r.code) for r in self.refused}
 
 
 async def post(
@@ -229,6 +259,7 @@ async def post(
     stored the document answers the retry with that one. A 202 goes in the ledger; any
     other answer is a refusal, kept with its code."""
     key = uuid.uuid4().hex
+    posted_at = time.time()
     deadline = time.monotonic() + patience
     while True:
         try:
@@ -241,7 +272,7 @@ async def post(
             await asyncio.sleep(0.2)  # the node is being restarted; no state to poll
     if status != 202:
         code = body["error"]["code"] if isinstance(body, dict) else f"HTTP-{status}"
-        ledger.refused.append((key, status, code))
+        ledger.refused.append(Refusal(key, agency.org_id, status, code, posted_at))
         return None
     sent = Sent(
         key,
@@ -250,6 +281,7 @@ async def post(
         body["document_id"],
         body["id"],
         int(data.get("priority", 0)),
+        posted_at,
         time.time(),
     )
     ledger.sent.append(sent)
@@ -337,25 +369,29 @@ async def crash_loop(
 
 @dataclass
 class Mount:
-    """A small tmpfs over a directory, keeping what the directory held; unmounted at the end."""
+    """A small tmpfs over a directory, unmounted at the end. With ``carry`` what the directory
+    held moves onto the tmpfs (a data dir, before its service starts; gone after unmounting),
+    without it the tmpfs hides it until unmounted (a folder of a running service)."""
 
     path: Path
     size: str = "8m"
+    carry: bool = True
+    read_only: bool = False
     mounted: bool = False
 
     def __enter__(self) -> Mount:
         self.path.mkdir(parents=True, exist_ok=True)
         keep = self.path.with_name(self.path.name + ".before-mount")
-        self.path.rename(keep)
-        self.path.mkdir()
-        subprocess.run(
-            ["mount", "-t", "tmpfs", "-o", f"size={self.size}", "tmpfs", str(self.path)],
-            check=True,
-        )
+        if self.carry:
+            self.path.rename(keep)
+            self.path.mkdir()
+        options = f"size={self.size}" + (",ro" if self.read_only else "")
+        subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(self.path)], check=True)
         self.mounted = True
-        for item in keep.iterdir():
-            shutil.move(str(item), self.path / item.name)
-        keep.rmdir()
+        if self.carry:
+            for item in keep.iterdir():
+                shutil.move(str(item), self.path / item.name)
+            keep.rmdir()
         return self
 
     def fill(self) -> Path:
@@ -461,16 +497,23 @@ async def delivery_check(
 
 
 async def counts_agree(
-    net: FaultNetwork, posted: Sequence[Sent], delivered: Sequence[Sent], timeout: float = 30
+    net: FaultNetwork,
+    posted: Sequence[Sent],
+    delivered: Sequence[Sent],
+    timeout: float = 30,
+    relayed: Sequence[Sent] = (),
 ) -> None:
     """The nodes' and the hub's counters say what the ledger says: every document ``posted``
     (answered 202) counted sent once by its node; every one ``delivered`` counted received
     once by each recipient's node, and, across provinces, sent and received once by the hub,
-    with nothing left in flight."""
+    with nothing left in flight; so are those ``relayed`` by the hub that the recipient's
+    node then refused (answering 02)."""
     province = {n["province"]: n for n in net.spec["nodes"]}
     node_sent: Counter[str] = Counter(s.sender for s in posted)
     node_received: Counter[str] = Counter(r for s in delivered for r in s.recipients)
-    remote = [(s, [r for r in s.recipients if r[-3:] != s.sender[-3:]]) for s in delivered]
+    remote = [
+        (s, [r for r in s.recipients if r[-3:] != s.sender[-3:]]) for s in [*delivered, *relayed]
+    ]
     hub_sent: Counter[str] = Counter(s.sender for s, far in remote if far)
     hub_received: Counter[str] = Counter(r for _, far in remote for r in far)
 
@@ -518,7 +561,7 @@ async def statuses_back(
             document = await net.agency(sent.sender).document(sent.outgoing_id)
         found = []
         for recipient in document["recipients"]:
-            answers = [h for h in recipient["history"] if h["state"] == want]
+            answers = [h for h in recipient["history"] if h.get("detail") == f"status {want}"]
             if recipient["state"] != want or len(answers) != 1:
                 found.append(
                     f"{sent.document_id} → {recipient['org_id']}: state {recipient['state']},"

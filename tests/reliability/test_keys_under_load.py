@@ -1,0 +1,261 @@
+"""Certificates rotated and revoked by an administrator (``edoc keys``) while documents flow.
+
+Rotation: every exchange still succeeds; documents signed before verify through the old
+seal's overlap, those after carry the new one. Revocation: what the agency signed before
+is delivered; after it, its node refuses to sign (the agency sees the code), and a
+document signed after it with the revoked key (a stale or stolen copy) is refused by the
+hub with EDOC-SIG-005.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import json
+import math
+import random
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+
+from edoc import signing, tls
+from edoc.keystore import KeyStore
+from tests.network_support import Agency, metadata
+from tests.pki_support import unsigned_root, wire
+from tests.reliability import report
+from tests.reliability.faults import (
+    FaultNetwork,
+    Load,
+    Sent,
+    counts_agree,
+    delivery_check,
+    post,
+    statuses_back,
+)
+
+HUB_SEAL = "000.00.00.G22"
+
+
+@dataclass(frozen=True)
+class Scale:
+    seconds: float  # of load
+    changes: int  # rotations, or revocations, spread over it
+    deliver_within: float
+
+
+SCALES = [
+    pytest.param(Scale(seconds=6, changes=3, deliver_within=60), id="fast"),
+    pytest.param(
+        Scale(seconds=180, changes=12, deliver_within=600),
+        id="long",
+        marks=pytest.mark.reliability,
+    ),
+]
+
+
+async def _under_load(
+    net: FaultNetwork, load: Load, seconds: float, changes: list[Callable[[], Awaitable[None]]]
+) -> None:
+    """Post for ``seconds``; make each change at an even moment inside that time."""
+    stop = asyncio.Event()
+    posting = asyncio.create_task(load.until(stop, concurrency=4))
+    started = time.monotonic()
+    for n, change in enumerate(changes, start=1):
+        await asyncio.sleep(max(0.0, started + seconds * n / (len(changes) + 1) - time.monotonic()))
+        await change()
+    await asyncio.sleep(max(0.0, started + seconds - time.monotonic()))
+    stop.set()
+    await posting
+
+
+async def _seal_serials(net: FaultNetwork, orgs: list[str]) -> dict[str, set[str]]:
+    """The seal serials the documents in these agencies' inboxes were signed with, by sender."""
+    found: dict[str, set[str]] = {}
+    for org in orgs:
+        status, body, _ = await net.agency(org).request("GET", "/api/v1/inbox?limit=1000")
+        assert status == 200, body
+        for item in body["documents"]:
+            seal = item["summary"]["signers"][0]
+            found.setdefault(item["sender"], set()).add(seal["serial"])
+    return found
+
+
+def _serials(net: FaultNetwork, org: str) -> list[str]:
+    records = json.loads(net.keys("list", "--json"))
+    return [r["serial"] for r in records if r["org_id"] == org and r["kind"] == "organization"]
+
+
+@pytest.mark.parametrize("scale", SCALES)
+async def test_rotation_under_load_fails_no_exchange(tmp_path: Path, scale: Scale) -> None:
+    net = await asyncio.to_thread(FaultNetwork(tmp_path / "net", ["H53", "H34"]).start)
+    try:
+        tay_ninh, kon_tum = net.agencies_of("H53"), net.agencies_of("H34")
+        everyone = tay_ninh + kon_tum
+        load = Load(net, everyone, everyone, random.Random(11))
+        # senders' seals (documents, and the recipients' 01s) and the hub's (address book)
+        rotated = [load.rng.choice(tay_ninh), load.rng.choice(kon_tum), HUB_SEAL]
+        turns = [rotated[n % len(rotated)] for n in range(scale.changes)]
+        before = {org: set(_serials(net, org)) for org in rotated}
+
+        def rotate(org: str) -> Callable[[], Awaitable[None]]:
+            async def change() -> None:
+                await asyncio.to_thread(net.keys, "rotate", org, "--overlap-days", "7")
+
+            return change
+
+        await _under_load(net, load, scale.seconds, [rotate(org) for org in turns])
+        ledger = load.ledger
+        verdict = await delivery_check(net, ledger.sent, everyone, scale.deliver_within)
+        wrong_statuses = await statuses_back(net, ledger.sent, scale.deliver_within)
+        report.record(
+            documents_sent=len(ledger.sent),
+            lost=len(verdict.lost),
+            duplicated=len(verdict.duplicated),
+            rotations=len(turns),
+        )
+        assert not ledger.refused, ledger.refused  # zero failed exchanges
+        assert verdict.clean, verdict
+        assert wrong_statuses == []
+        await counts_agree(net, ledger.sent, ledger.sent)
+        assert (await net.hub_report())["rejected_by_code"] == {}
+
+        # the running nodes signed with the new seals, without a restart
+        used = await _seal_serials(net, everyone)
+        for org in rotated[:2]:
+            new = set(_serials(net, org)) - before[org]
+            assert len(new) == turns.count(org)
+            assert used.get(org, set()) & new, (org, used.get(org), new)
+    finally:
+        await asyncio.to_thread(net.stop)
+
+
+async def _post_to_hub(net: FaultNetwork, province: str, package: bytes) -> tuple[int, Any]:
+    """What a node with a stale copy of a key would send: straight to the hub, with the
+    node's own token and client certificate."""
+    context = tls.client_context(KeyStore(net.keys_dir), f"000.00.00.{province}")
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(
+            net.url("hub") + "/api/v1/packages",
+            data=package,
+            headers={
+                "Authorization": f"Bearer {net.hub_token(province)}",
+                "Content-Type": "application/xml",
+            },
+            ssl=context,
+        ) as response,
+    ):
+        return response.status, await response.json(content_type=None)
+
+
+@pytest.mark.parametrize("scale", SCALES)
+async def test_revocation_under_load_refuses_what_is_signed_after(
+    tmp_path: Path, scale: Scale
+) -> None:
+    net = await asyncio.to_thread(FaultNetwork(tmp_path / "net", ["H53", "H34"]).start)
+    try:
+        tay_ninh, kon_tum = net.agencies_of("H53"), net.agencies_of("H34")
+        load = Load(net, tay_ninh + kon_tum[:1], kon_tum, random.Random(12))
+        # one agency's certificates per change, never all senders of the load
+        revoked = load.rng.sample(tay_ninh, min(scale.changes, len(tay_ninh) - 1))
+        keys = KeyStore(net.keys_dir)
+        stolen = {org: keys.identity(org) for org in revoked}  # copies made before
+        moments: dict[str, tuple[float, float]] = {}  # org → (command started, done)
+
+        def revoke(org: str) -> Callable[[], Awaitable[None]]:
+            async def change() -> None:
+                started = time.time()
+                await asyncio.to_thread(net.keys, "revoke", org, "--reason", "superseded")
+                moments[org] = (started, time.time())
+
+            return change
+
+        await _under_load(net, load, scale.seconds, [revoke(org) for org in revoked])
+        ledger = load.ledger
+        at = {
+            r["org_id"]: dt.datetime.fromisoformat(r["revoked_at"]).timestamp()
+            for r in json.loads(net.keys("list", "--json"))
+            if r["org_id"] in revoked and r["kind"] == "organization"
+        }
+
+        # Signing times have whole seconds, and one of the revocation's own second counts as
+        # before it: so what was answered before the revocation's next second is "before".
+        def before(sent: Sent) -> bool:
+            return sent.sender not in at or sent.answered_at < math.floor(at[sent.sender]) + 1
+
+        def after(posted_at: float, sender: str) -> bool:
+            return sender in moments and posted_at > moments[sender][1]
+
+        surely = [s for s in ledger.sent if before(s)]
+        edge = [s for s in ledger.sent if not before(s)]
+        assert not [s for s in ledger.sent if after(s.posted_at, s.sender)]  # never signed
+        # after it, the node refuses to sign for the agency, and says so
+        assert {(r.status, r.code) for r in ledger.refused} <= {(404, "EDOC-KEY-002")}
+        assert all(r.posted_at > moments[r.sender][0] for r in ledger.refused)
+        for org in revoked:  # each, now: refused with the code, nothing stored
+            await post(net.agency(org), metadata(org, kon_tum[:1]), ledger)
+        assert {(r.sender, r.code) for r in ledger.refused[-len(revoked) :]} == {
+            (org, "EDOC-KEY-002") for org in revoked
+        }
+
+        # in flight at the moment of revocation: delivered once, or refused by the hub
+        fates = await asyncio.gather(*(_fate(net.agency(s.sender), s) for s in edge))
+        edge_fates = {s.document_id: fate for s, fate in zip(edge, fates, strict=True)}
+        refused_at_hub = [s for s in edge if edge_fates[s.document_id] == "EDOC-SIG-005"]
+        # the hub's copy of the CRL was a moment behind the recipient node's: the hub took
+        # it, the node refused it and told the sender (02), nothing waits for ever
+        refused_there = [s for s in edge if edge_fates[s.document_id] == REFUSED_THERE]
+        delivered = surely + [s for s in edge if edge_fates[s.document_id] == "delivered"]
+        fates_known = len(delivered) + len(refused_at_hub) + len(refused_there)
+        assert fates_known == len(ledger.sent), edge_fates
+
+        # signed after the revocation (a later second) with the revoked key: the hub refuses
+        await asyncio.sleep(max(0.0, max(math.floor(t) + 1 for t in at.values()) - time.time()))
+        for org, identity in stolen.items():
+            changes: dict[str, Any] = {"from": org, "to": kon_tum[:1]}
+            changes["code"] = {"number": org, "notation": "X"}
+            root = unsigned_root(signed_at=dt.datetime.now(dt.UTC), **changes)
+            package = wire(signing.sign(root, identity))
+            status, body = await _post_to_hub(net, "H53", package)
+            assert (status, body["error"]["code"]) == (422, "EDOC-SIG-005"), body
+
+        verdict = await delivery_check(net, delivered, kon_tum, scale.deliver_within)
+        report.record(
+            documents_sent=len(ledger.sent),
+            lost=len(verdict.lost),
+            duplicated=len(verdict.duplicated),
+            revocations=len(revoked),
+        )
+        assert verdict.clean, verdict  # and nothing refused reached anyone
+        assert await statuses_back(net, delivered, scale.deliver_within) == []
+        await counts_agree(net, ledger.sent, delivered, relayed=refused_there)
+        rejected = (await net.hub_report())["rejected_by_code"]
+        assert rejected == {"EDOC-SIG-005": len(stolen) + len(refused_at_hub)}, rejected
+    finally:
+        await asyncio.to_thread(net.stop)
+
+
+REFUSED_THERE = "refused by the recipient's node (02)"
+
+
+async def _fate(sender: Agency, sent: Sent, timeout: float = 60) -> str:
+    """ "delivered" once every recipient answered 01, or the code the hub refused it with."""
+    deadline = time.monotonic() + timeout
+    while True:
+        document = await sender.document(sent.outgoing_id)
+        states = {r["state"] for r in document["recipients"]}
+        if states == {"01"}:
+            return "delivered"
+        if states == {"02"}:
+            return REFUSED_THERE
+        if states == {"failed"}:
+            found = {t["last_error"].split(":")[0] for t in document["transfers"]}
+            return found.pop() if len(found) == 1 else str(found)
+        if time.monotonic() > deadline:
+            return f"still {sorted(states)}"
+        await asyncio.sleep(0.3)
