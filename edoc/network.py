@@ -16,6 +16,7 @@ import os
 import random
 import secrets
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -118,11 +119,19 @@ class Network:
 
 
 def random_base_port(step: int = 10) -> int:
-    """A free-looking block of ports for a network started in the background (tests, the
-    simulator, the benchmark): below Linux's ephemeral range (32768 and up), where
+    """A block of ``step`` free ports for a network started in the background (tests, the
+    simulator, the benchmark). Below Linux's ephemeral range (32768 and up), where
     outgoing connections take their local ports and a restarted service could find its
-    own port taken."""
-    return random.randrange(20000, 32000, step)  # noqa: S311 - a port, not a secret
+    own port taken; probed, as other networks may run beside this one."""
+    while True:
+        base = random.randrange(20000, 32000, step)  # noqa: S311 - a port, not a secret
+        try:
+            for port in range(base, base + step):
+                with socket.socket() as probe:
+                    probe.bind(("127.0.0.1", port))
+        except OSError:
+            continue
+        return base
 
 
 def plan(

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import json
 import os
-import random
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+from edoc import network
 from tests.network_support import Agency, eventually
 
 EDOC = str(Path(sys.executable).parent / "edoc")
@@ -32,7 +32,9 @@ def _up(data: Path, port: int) -> subprocess.Popen[str]:
         if "Ctrl-C" in line:
             return process
         if not line and process.poll() is not None:
-            raise AssertionError(process.stderr.read() if process.stderr else "up exited")
+            _, errors = process.communicate()  # and closes the pipes
+            raise AssertionError(errors or "up exited")
+    _finish(process, signal.SIGKILL)
     raise AssertionError("edoc up did not start")
 
 
@@ -60,7 +62,7 @@ def _services(data: Path) -> list[int]:
 
 
 async def test_up_send_stop_resume(tmp_path: Path) -> None:
-    data, port = tmp_path / "data", random.randrange(40000, 50000, 10)
+    data, port = tmp_path / "data", network.random_base_port()
     up = _up(data, port)
     spec = json.loads((data / "network.json").read_text())
     assert [n["province"] for n in spec["nodes"]] == ["H53", "H23"]

@@ -18,7 +18,6 @@ import errno
 import json
 import random
 import shutil
-import socket
 import sqlite3
 import subprocess
 import time
@@ -57,19 +56,6 @@ def needs_root_mount() -> str | None:
         probe.rmdir()
 
 
-def free_ports(count: int) -> int:
-    """A base port with ``count`` free ports from it (other suites run networks beside us)."""
-    while True:
-        base = random.randrange(20000, 40000, 10)
-        try:
-            for port in range(base, base + count):
-                with socket.socket() as probe:
-                    probe.bind(("127.0.0.1", port))
-            return base
-        except OSError:
-            continue
-
-
 @dataclass
 class FaultNetwork(LocalNetwork):
     tls: bool = True
@@ -78,9 +64,6 @@ class FaultNetwork(LocalNetwork):
     node_args: tuple[str, ...] = FAST_RETRIES
     hub_for_node: dict[str, str] = field(default_factory=dict)  # province → URL (a proxy)
     agencies: int = 4
-
-    def __post_init__(self) -> None:
-        self.base_port = free_ports(len(self.provinces) + 1)
 
     # --- lifecycle ---------------------------------------------------------------------------
     def provision(self) -> FaultNetwork:
