@@ -228,16 +228,18 @@ async def _refuse(state: NodeState, source: Path, recipient: str, exc: errors.Ed
     The hub accepted it, so without an answer the sender would wait at 'sent' for ever.
     The claimed sender is not trusted here: the hub relays a status only to the sender of
     a document the responder received, and this one it did relay to us."""
+    reason = f"{exc.code}: {exc.message}"
     try:
         document = await state.offload.run(_claimed_document, source)
-    except errors.EdocError:
-        return  # nothing readable to address an answer to
-    if document is None:
+        if document is None:
+            return
+        answer = await status_message(
+            state, recipient, response_for(document), StatusCode.REJECTED, reason
+        )
+        await state.store.add_outgoing(answer, dt.datetime.now(dt.UTC))
+    except errors.EdocError as failed:  # unreadable, or we cannot sign: the log must do
+        log.error("could not answer a refused package", code=failed.code, reason=failed.message)
         return
-    answer = await status_message(
-        state, recipient, response_for(document), StatusCode.REJECTED, f"{exc.code}: {exc.message}"
-    )
-    await state.store.add_outgoing(answer, dt.datetime.now(dt.UTC))
     state.outbox_wakeup.set()
 
 
