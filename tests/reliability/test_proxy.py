@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import random
 import re
+import sqlite3
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,6 +34,7 @@ import aiohttp
 import pytest
 from aiohttp import web
 
+from tests.network_support import eventually
 from tests.reliability import report
 from tests.reliability.faults import (
     FaultNetwork,
@@ -41,6 +43,17 @@ from tests.reliability.faults import (
     delivery_check,
     statuses_back,
 )
+
+
+def inbox_folders(database: Path) -> set[str]:
+    """The inbox folders the node's store points to."""
+    connection = sqlite3.connect(f"file:{database}?mode=ro", uri=True)
+    try:
+        rows = connection.execute("SELECT path FROM inbox").fetchall()
+    finally:
+        connection.close()
+    return {Path(row[0]).parent.name for row in rows}
+
 
 FORWARDED = ("Authorization", "Content-Type", "X-Request-Id")
 ANSWERED = ("Content-Type", "X-Edoc-Resend", "Retry-After")
@@ -178,6 +191,15 @@ async def test_lost_answers_and_acknowledgements_lose_and_double_nothing(
         assert verdict.clean, verdict
         assert wrong_statuses == []
         await counts_agree(net, ledger.sent, ledger.sent)
+        for province in provinces:  # redeliveries leave no copies behind
+            inbox = net.node_dir(province) / "inbox"
+
+            async def no_orphans(inbox: Path = inbox) -> bool:
+                # (a redelivery still under way may hold a folder for a moment)
+                found = {p.name for p in inbox.iterdir()}
+                return found == inbox_folders(inbox.parent / "node.sqlite")
+
+            await eventually(no_orphans, timeout=10)
         # every kind of loss happened, or the test proved nothing about it
         assert set(proxy.lost) == {
             "acks_lost",
