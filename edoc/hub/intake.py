@@ -68,7 +68,7 @@ def _examine(package: envelope.Package, stored: dict[str, Path], state: HubState
 def _write_final(examined: Examined, hop: TraceHop, target: Path) -> int:
     """The package as the hub relays it: the sender's bytes plus the hub's hop."""
     envelope.add_trace_hop(examined.root, hop)
-    temporary = target.with_name(f".{target.name}.tmp")
+    temporary = target.with_name(f".{target.name}.{uuid.uuid4().hex}.tmp")  # one per request
     with temporary.open("wb") as out:
         envelope.write_package(examined.root, examined.files, out)
         out.flush()
@@ -127,7 +127,19 @@ async def _admit(state: HubState, node: str, examined: Examined) -> tuple[Packag
     size = await state.offload.run(
         _write_final, examined, TraceHop(state.config.org_id, now), target
     )
-    record = await state.store.accept(replace(new, path=str(target), size=size), now)
+    try:
+        record = await state.store.accept(replace(new, path=str(target), size=size), now)
+    except errors.DuplicateDocument:
+        # a resend that raced the first copy (the node gave up waiting for our answer):
+        # the first one won, so this one gets its answer, like any resend
+        earlier = await state.store.find_package(
+            new.kind, new.sender, new.about, new.business_type, new.status_code
+        )
+        if earlier is None or earlier.digest != new.digest:
+            target.unlink(missing_ok=True)  # ours alone: the stored one has another name
+        if earlier is None:
+            raise
+        return _resend(earlier, new), True
     state.accepted.labels(new.kind).inc()
     state.wake({OrgId.parse(r).root_code for r in new.recipients})
     log.info("accepted", kind=new.kind, hub_id=record.id, recipients=len(new.recipients))
