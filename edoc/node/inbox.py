@@ -196,13 +196,13 @@ async def collect_forever(state: NodeState) -> None:
     backoff = state.config.retry_base
     taking: set[asyncio.Task[None]] = set()
     while True:
-        if len(taking) >= IN_FLIGHT:
+        while len(taking) > IN_FLIGHT // 2:  # then ask for half a window at a time, not one
             await asyncio.wait(taking, return_when=asyncio.FIRST_COMPLETED)
         try:
-            # while deliveries are under way, ask only for what is ready: a long poll
-            # here would hold back the next batch until they are all done
-            wait = 0 if taking else state.config.poll_wait
-            deliveries = await hublink.collect(state, wait, IN_FLIGHT - len(taking))
+            # a long poll returns as soon as anything waits; those under way go on meanwhile
+            deliveries = await hublink.collect(
+                state, state.config.poll_wait, IN_FLIGHT - len(taking)
+            )
             backoff = state.config.retry_base
         except errors.HubUnavailable as exc:
             log.warning("hub unavailable for collection", reason=exc.message)
@@ -217,8 +217,6 @@ async def collect_forever(state: NodeState) -> None:
             task = asyncio.create_task(_take(state, delivery))
             taking.add(task)
             task.add_done_callback(taking.discard)
-        if not deliveries and taking:
-            await asyncio.wait(taking, return_when=asyncio.FIRST_COMPLETED)
 
 
 def _claimed_document(source: Path) -> Document | None:
