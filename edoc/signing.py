@@ -84,9 +84,10 @@ def sign(
 ) -> etree._Element:
     """A copy of ``root`` with the organization's seal and, if given, a personal signature."""
     signed = deepcopy(root)
+    digests = _digests(_signed_elements(signed))  # the same four parts for both signatures
     for identity in (seal, personal):
         if identity is not None:
-            _signature(signed, identity)
+            _signature(signed, digests, identity)
     return signed
 
 
@@ -102,12 +103,13 @@ def _text(tag: str, value: bytes) -> etree._Element:
     return element
 
 
-def _signature(root: etree._Element, identity: SigningIdentity) -> etree._Element:
+def _signature(
+    root: etree._Element, digests: dict[str, bytes], identity: SigningIdentity
+) -> etree._Element:
     """One XMLDSig signature over the four parts, placed where verify expects it.
 
-    Built here rather than by signxml, the mirror of _signed_parts: each referenced
+    Built here rather than by signxml, the mirror of _check_signature: each referenced
     element is canonicalised where it stands, with no copy or re-parse of the document."""
-    parts = _signed_elements(root)
     info = _ds(
         "SignedInfo",
         _ds("CanonicalizationMethod", Algorithm=EXC_C14N),
@@ -117,7 +119,7 @@ def _signature(root: etree._Element, identity: SigningIdentity) -> etree._Elemen
                 "Reference",
                 _ds("Transforms", _ds("Transform", Algorithm=EXC_C14N)),
                 _ds("DigestMethod", Algorithm=SHA256),
-                _text("DigestValue", hashlib.sha256(_exclusive_c14n(parts[uri])).digest()),
+                _text("DigestValue", digests[uri]),
                 URI=uri,
             )
             for uri in REFERENCES
@@ -246,20 +248,25 @@ def _exclusive_c14n(element: etree._Element) -> bytes:
     return canonical
 
 
-def _signed_parts(
-    signature: etree._Element, parts: dict[str, etree._Element], cert: x509.Certificate
-) -> list[etree._Element]:
-    """Check each reference's digest and the signature value; return the four signed elements.
+def _digests(parts: dict[str, etree._Element]) -> dict[str, bytes]:
+    """SHA-256 of each signed part's exclusive C14N, where it stands in the tree."""
+    return {uri: hashlib.sha256(_exclusive_c14n(part)).digest() for uri, part in parts.items()}
+
+
+def _check_signature(
+    signature: etree._Element, digests: dict[str, bytes], cert: x509.Certificate
+) -> None:
+    """Check each reference's digest and the signature value over SignedInfo.
 
     _check_structure has pinned the shape (these four references, exclusive C14N,
     SHA-256, RSA-SHA256) and _signed_elements where each part is, so what is left is the
-    arithmetic: done here in one pass over the tree already parsed, where signxml would
-    copy and re-parse the whole document for every reference."""
+    arithmetic, on the tree already parsed (signxml would copy and re-parse the whole
+    document for every reference)."""
     info = signature.find("ds:SignedInfo", DSNS)
     assert info is not None  # _check_structure
     for reference in info.findall("ds:Reference", DSNS):
         uri = str(reference.get("URI"))
-        digest = hashlib.sha256(_exclusive_c14n(parts[uri])).digest()
+        digest = digests[uri]
         if not hmac.compare_digest(
             digest, _decoded(reference.findtext("ds:DigestValue", "", DSNS))
         ):
@@ -272,7 +279,6 @@ def _signed_parts(
         key.verify(value, _exclusive_c14n(info), padding.PKCS1v15(), hashes.SHA256())
     except InvalidSignature:
         raise errors.TamperedSignature("the signature value does not match SignedInfo") from None
-    return [parts[uri] for uri in REFERENCES]
 
 
 def _decoded(text: str) -> bytes:
@@ -286,17 +292,18 @@ def verify(root: etree._Element, trust: pki.Trust, now: dt.datetime) -> Verified
     """Verify every signature on ``root``; return the model of the signed parts only."""
     signatures = _signatures(root)
     parts = _signed_elements(root)
-    verified: list[tuple[x509.Certificate, list[etree._Element]]] = []
+    digests = _digests(parts)  # the same four parts under every signature
+    certs = []
     for signature in signatures:
-        cert = _check_structure(signature)
-        verified.append((cert, _signed_parts(signature, parts, cert)))
-    message, origin, business, manifest = verified[0][1]
+        certs.append(_check_structure(signature))
+        _check_signature(signature, digests, certs[-1])
+    message, origin, business, manifest = (parts[uri] for uri in REFERENCES)
     signed_at = envelope.parse_timestamp(origin.findtext("edXML:Timestamp", "", ED_NSMAP))
     origin_hop = TraceHop(origin.findtext("edXML:OrganId", "", ED_NSMAP), signed_at)
     model = envelope.message_from_parts(message, business, manifest, (origin_hop,))
     if origin_hop.org_id != model.sender.org_id:
         raise errors.WrongOrganization("the signed origin hop is not the sender's")
-    seal, personal = _signatories(model, [cert for cert, _ in verified], trust, signed_at, now)
+    seal, personal = _signatories(model, certs, trust, signed_at, now)
     return Verified(model, signed_at, seal, personal, envelope.trace_from(root)[1:])
 
 

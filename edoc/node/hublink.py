@@ -3,6 +3,8 @@ client certificate and token."""
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +30,15 @@ def open_session(config: NodeConfig, keys: KeyStore) -> aiohttp.ClientSession:
 class HubUnreachable(errors.HubUnavailable):
     """No connection to the hub at all (refused, reset, timed out), as opposed to a hub
     that answered 5xx or 429."""
+
+
+@contextlib.contextmanager
+def _reaching_hub() -> Iterator[None]:
+    """No connection at all (refused, reset, timed out) is HubUnreachable, whatever the call."""
+    try:
+        yield
+    except aiohttp.ClientError as exc:
+        raise HubUnreachable(f"hub unreachable: {exc}") from None
 
 
 class HubRefused(Exception):
@@ -59,54 +70,43 @@ async def _check(response: aiohttp.ClientResponse) -> Any:
 
 async def post_package(state: NodeState, path: Path) -> dict[str, Any]:
     """Send a package file; the hub's answer, or HubRefused / HubUnavailable."""
-    try:
-        with path.open("rb") as body:
-            async with state.hub.post(
-                "/api/v1/packages", data=body, headers={"Content-Type": "application/xml"}
-            ) as response:
-                answer: dict[str, Any] = await _check(response)
-                return answer
-    except aiohttp.ClientError as exc:
-        raise HubUnreachable(f"hub unreachable: {exc}") from None
+    with _reaching_hub(), path.open("rb") as body:
+        async with state.hub.post(
+            "/api/v1/packages", data=body, headers={"Content-Type": "application/xml"}
+        ) as response:
+            answer: dict[str, Any] = await _check(response)
+            return answer
 
 
 async def collect(state: NodeState, wait: float, limit: int = 20) -> list[dict[str, Any]]:
-    try:
+    with _reaching_hub():
         async with state.hub.get(
             "/api/v1/deliveries", params={"wait": str(wait), "limit": str(limit)}
         ) as response:
             body = await _check(response)
             deliveries: list[dict[str, Any]] = body["deliveries"]
             return deliveries
-    except aiohttp.ClientError as exc:
-        raise HubUnreachable(f"hub unreachable: {exc}") from None
 
 
 async def fetch(state: NodeState, delivery_id: int, target: Path) -> None:
-    try:
+    with _reaching_hub():
         async with state.hub.get(f"/api/v1/deliveries/{delivery_id}/package") as response:
             if response.status >= 400:
                 await _check(response)
             with target.open("wb") as out:
                 async for chunk in response.content.iter_chunked(256 * 1024):
                     out.write(chunk)
-    except aiohttp.ClientError as exc:
-        raise HubUnreachable(f"hub unreachable: {exc}") from None
 
 
 async def acknowledge(state: NodeState, delivery_id: int) -> None:
-    try:
+    with _reaching_hub():
         async with state.hub.post(f"/api/v1/deliveries/{delivery_id}/ack") as response:
             await _check(response)
-    except aiohttp.ClientError as exc:
-        raise HubUnreachable(f"hub unreachable: {exc}") from None
 
 
 async def register(state: NodeState, organizations: list[dict[str, str]]) -> None:
-    try:
+    with _reaching_hub():
         async with state.hub.post(
             "/api/v1/directory", json={"organizations": organizations}
         ) as response:
             await _check(response)
-    except aiohttp.ClientError as exc:
-        raise HubUnreachable(f"hub unreachable: {exc}") from None
