@@ -23,7 +23,7 @@ import subprocess
 import time
 import uuid
 from collections import Counter
-from collections.abc import Awaitable, Iterable, Sequence
+from collections.abc import Awaitable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,6 +34,7 @@ import aiohttp
 from edoc import network, tls
 from edoc.keystore import KeyStore
 from tests.network_support import FAST_RETRIES, Agency, LocalNetwork, metadata
+from tests.reliability import report
 
 
 def needs_root_mount() -> str | None:
@@ -558,3 +559,28 @@ async def statuses_back(
         if not wrong or time.monotonic() > deadline:
             return wrong
         await asyncio.sleep(0.5)
+
+
+async def delivered_once(
+    net: FaultNetwork,
+    ledger: Ledger,
+    recipients: Sequence[str],
+    timeout: float,
+    delivered: Sequence[Sent] | None = None,
+    relayed: Sequence[Sent] = (),
+    figures: Mapping[str, int] | None = None,
+) -> None:
+    """The closing check of every fault test: each document ``delivered`` (by default all
+    answered 202) is in each recipient's inbox exactly once, its 01 came back once, and the
+    counters agree; the figures go to the report first, so a failing run still counts."""
+    delivered = ledger.sent if delivered is None else delivered
+    verdict = await delivery_check(net, delivered, recipients, timeout)
+    report.record(
+        documents_sent=len(ledger.sent),
+        lost=len(verdict.lost),
+        duplicated=len(verdict.duplicated),
+        **(figures or {}),
+    )
+    assert verdict.clean, verdict
+    assert await statuses_back(net, delivered, timeout) == []
+    await counts_agree(net, ledger.sent, delivered, relayed=relayed)

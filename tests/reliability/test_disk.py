@@ -17,18 +17,16 @@ from pathlib import Path
 import pytest
 
 from tests.network_support import eventually, metadata
-from tests.reliability import report
 from tests.reliability.faults import (
     FaultNetwork,
     Ledger,
     Load,
     Mount,
-    counts_agree,
+    delivered_once,
     delivery_check,
     integrity,
     needs_root_mount,
     post,
-    statuses_back,
 )
 
 pytestmark = pytest.mark.skipif(
@@ -76,17 +74,8 @@ async def test_node_disk_full_refuses_clearly_and_recovers(
 
     disk.free()
     await load.run(4, concurrency=2)  # and it takes new documents again
-    verdict = await delivery_check(net, load.ledger.sent, tay_ninh + kon_tum, timeout=60)
-    report.record(
-        documents_sent=len(load.ledger.sent),
-        lost=len(verdict.lost),
-        duplicated=len(verdict.duplicated),
-        disk_faults=1,
-    )
     assert not load.ledger.refused, load.ledger.refused
-    assert verdict.clean, verdict  # nothing refused slipped through either
-    assert await statuses_back(net, load.ledger.sent, timeout=60) == []
-    await counts_agree(net, load.ledger.sent, load.ledger.sent)
+    await delivered_once(net, load.ledger, tay_ninh + kon_tum, 60, figures={"disk_faults": 1})
     assert integrity(net.node_dir("H53") / "node.sqlite") == "ok"
 
 
@@ -116,17 +105,8 @@ async def test_hub_disk_full_holds_back_then_delivers_everything(
     assert integrity(net.hub_dir / "hub.sqlite") == "ok"
 
     disk.free()
-    verdict = await delivery_check(net, load.ledger.sent, kon_tum, timeout=60)
-    report.record(
-        documents_sent=len(load.ledger.sent),
-        lost=len(verdict.lost),
-        duplicated=len(verdict.duplicated),
-        disk_faults=1,
-    )
     assert not load.ledger.refused, load.ledger.refused
-    assert verdict.clean, verdict
-    assert await statuses_back(net, load.ledger.sent, timeout=60) == []
-    await counts_agree(net, load.ledger.sent, load.ledger.sent)
+    await delivered_once(net, load.ledger, kon_tum, 60, figures={"disk_faults": 1})
     assert integrity(net.hub_dir / "hub.sqlite") == "ok"
 
 
@@ -164,15 +144,6 @@ async def test_read_only_data_dir_refuses_clearly_and_recovers(
     assert integrity(net.node_dir("H53") / "node.sqlite") == "ok"
     await asyncio.to_thread(net.restart, "node H53")
 
-    verdict = await delivery_check(net, load.ledger.sent, tay_ninh + kon_tum, timeout=60)
-    report.record(
-        documents_sent=len(load.ledger.sent),
-        lost=len(verdict.lost),
-        duplicated=len(verdict.duplicated),
-        disk_faults=2,
-    )
     assert not load.ledger.refused, load.ledger.refused
-    assert verdict.clean, verdict
-    assert await statuses_back(net, load.ledger.sent, timeout=60) == []
-    await counts_agree(net, load.ledger.sent, load.ledger.sent)
+    await delivered_once(net, load.ledger, tay_ninh + kon_tum, 60, figures={"disk_faults": 2})
     assert integrity(net.node_dir("H53") / "node.sqlite") == "ok"

@@ -27,15 +27,12 @@ from edoc import signing, tls
 from edoc.keystore import KeyStore
 from tests.network_support import Agency, metadata
 from tests.pki_support import unsigned_root, wire
-from tests.reliability import report
 from tests.reliability.faults import (
     FaultNetwork,
     Load,
     Sent,
-    counts_agree,
-    delivery_check,
+    delivered_once,
     post,
-    statuses_back,
 )
 
 HUB_SEAL = "000.00.00.G22"
@@ -110,18 +107,10 @@ async def test_rotation_under_load_fails_no_exchange(tmp_path: Path, scale: Scal
 
         await _under_load(net, load, scale.seconds, [rotate(org) for org in turns])
         ledger = load.ledger
-        verdict = await delivery_check(net, ledger.sent, everyone, scale.deliver_within)
-        wrong_statuses = await statuses_back(net, ledger.sent, scale.deliver_within)
-        report.record(
-            documents_sent=len(ledger.sent),
-            lost=len(verdict.lost),
-            duplicated=len(verdict.duplicated),
-            rotations=len(turns),
-        )
         assert not ledger.refused, ledger.refused  # zero failed exchanges
-        assert verdict.clean, verdict
-        assert wrong_statuses == []
-        await counts_agree(net, ledger.sent, ledger.sent)
+        await delivered_once(
+            net, ledger, everyone, scale.deliver_within, figures={"rotations": len(turns)}
+        )
         assert (await net.hub_report())["rejected_by_code"] == {}
 
         # the running nodes signed with the new seals, without a restart
@@ -224,16 +213,16 @@ async def test_revocation_under_load_refuses_what_is_signed_after(
             status, body = await _post_to_hub(net, "H53", package)
             assert (status, body["error"]["code"]) == (422, "EDOC-SIG-005"), body
 
-        verdict = await delivery_check(net, delivered, kon_tum, scale.deliver_within)
-        report.record(
-            documents_sent=len(ledger.sent),
-            lost=len(verdict.lost),
-            duplicated=len(verdict.duplicated),
-            revocations=len(revoked),
+        # and nothing refused reached anyone
+        await delivered_once(
+            net,
+            ledger,
+            kon_tum,
+            scale.deliver_within,
+            delivered=delivered,
+            relayed=refused_there,
+            figures={"revocations": len(revoked)},
         )
-        assert verdict.clean, verdict  # and nothing refused reached anyone
-        assert await statuses_back(net, delivered, scale.deliver_within) == []
-        await counts_agree(net, ledger.sent, delivered, relayed=refused_there)
         rejected = (await net.hub_report())["rejected_by_code"]
         assert rejected == {"EDOC-SIG-005": len(stolen) + len(refused_at_hub)}, rejected
     finally:
