@@ -20,6 +20,7 @@ import math
 import time
 import uuid
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import structlog
 from aiohttp import web
@@ -135,10 +136,13 @@ async def get_deliveries(request: web.Request) -> web.Response:
     return web.json_response({"deliveries": [_delivery(item) for item in items]})
 
 
-async def get_delivery_package(request: web.Request) -> web.FileResponse:
+async def get_delivery_package(request: web.Request) -> web.StreamResponse:
     node = await authenticate(request)
-    path = await queues.package_path(request.app[STATE], node, path_id(request))
-    return web.FileResponse(path, headers={"Content-Type": "application/xml"})
+    found = await queues.package(request.app[STATE], node, path_id(request))
+    headers = {"Content-Type": "application/xml"}
+    if isinstance(found, Path):
+        return web.FileResponse(found, headers=headers)
+    return web.Response(body=found, headers=headers)
 
 
 async def ack_delivery(request: web.Request) -> web.Response:

@@ -44,8 +44,20 @@ async def owned(state: HubState, node: str, delivery_id: int) -> Delivery:
     return delivery
 
 
-async def package_path(state: HubState, node: str, delivery_id: int) -> Path:
-    return Path((await owned(state, node, delivery_id)).path)
+SMALL_PACKAGE = 1024 * 1024  # read whole in one offload call; larger ones stream from disk
+
+
+async def package(state: HubState, node: str, delivery_id: int) -> bytes | Path:
+    """A delivery's package: its bytes when small (streaming a file costs an offload call
+    per open, stat, chunk and close, which dominated fetching a one-page document), else
+    its path to stream."""
+    delivery = await owned(state, node, delivery_id)
+    if delivery.size > SMALL_PACKAGE:
+        return Path(delivery.path)
+    try:
+        return await state.offload.run(Path(delivery.path).read_bytes)
+    except FileNotFoundError:
+        raise errors.NotFound(f"the package of delivery {delivery_id} is gone") from None
 
 
 async def acknowledge(state: HubState, node: str, delivery_id: int) -> bool:
