@@ -51,9 +51,12 @@ def reports_errors(command: F) -> F:
         except errors.EdocError as exc:
             click.echo(f"error {exc.code}: {exc.message}", err=True)
             sys.exit(1 if exc.status < 500 else 3)
-        except OSError as exc:
+        except (FileNotFoundError, IsADirectoryError, NotADirectoryError) as exc:
             click.echo(f"error {errors.FileMissing.code}: {exc}", err=True)
             sys.exit(1)
+        except OSError as exc:  # e.g. the port is taken: not a missing file, and not ours
+            click.echo(f"error {errors.SystemRefused.code}: {exc}", err=True)
+            sys.exit(3)
 
     return wrapper  # type: ignore[return-value]
 

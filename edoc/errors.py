@@ -278,6 +278,14 @@ class StorageError(EdocError):
     status = 503
 
 
+class SystemRefused(EdocError):
+    """The operating system refused what a command needs (a port in use, permission
+    denied); said with the system's own reason."""
+
+    code = "EDOC-SYS-001"
+    status = 500
+
+
 class BadMultipart(InputError):
     """The agency API's multipart body cannot be read."""
 

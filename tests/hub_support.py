@@ -48,8 +48,8 @@ class HubProcess:
     def url(self) -> str:
         return f"{'https' if self.tls else 'http'}://127.0.0.1:{self.port}"
 
-    def start(self) -> HubProcess:
-        command = [
+    def command(self) -> list[str]:
+        return [
             EDOC,
             "serve",
             "hub",
@@ -60,9 +60,11 @@ class HubProcess:
             "--port",
             str(self.port),
             *self.options,
+            *(() if self.tls else ("--insecure-http",)),
         ]
-        if not self.tls:
-            command.append("--insecure-http")
+
+    def start(self) -> HubProcess:
+        command = self.command()
         self.data_dir.mkdir(parents=True, exist_ok=True)
         with (self.data_dir / "hub.log").open("ab") as log:
             self.process = subprocess.Popen(command, stdout=log, stderr=log)

@@ -102,3 +102,15 @@ async def test_mutual_tls(ca: Ca, tmp_path: Path) -> None:
         assert "000.00.00.H53" in table.stdout and "in flight: 1" in table.stdout
     finally:
         hub.stop()
+
+
+async def test_a_port_in_use_is_said_as_such(ca: Ca, tmp_path: Path) -> None:
+    hub = HubProcess(tmp_path / "hub", ca.keys.path).start()
+    try:
+        second = HubProcess(tmp_path / "second", ca.keys.path, port=hub.port)
+        started = subprocess.run(second.command(), capture_output=True, text=True, timeout=60)
+        assert started.returncode == 3, started.stderr
+        last = started.stderr.strip().splitlines()[-1]
+        assert last.startswith("error EDOC-SYS-001: ") and "address already in use" in last, last
+    finally:
+        hub.stop()

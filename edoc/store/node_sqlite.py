@@ -239,8 +239,8 @@ class SqliteNodeStore(SqliteDatabase):
     async def due_transfers(self, now: dt.datetime, limit: int) -> list[Transfer]:
         rows = await self._rows(
             "SELECT t.id, t.outgoing_id, t.route, t.attempts, o.path, o.created_at, o.kind,"
-            " o.sender, o.document_id"
-            " FROM transfers t INDEXED BY transfers_in_order JOIN outgoing o ON o.id = t.outgoing_id"
+            " o.sender, o.document_id FROM transfers t INDEXED BY transfers_in_order"
+            " JOIN outgoing o ON o.id = t.outgoing_id"
             " WHERE t.state='pending' AND t.next_at <= ?"
             # first in, first out per sender, document and route (statuses in order)
             # (driven from the earlier outgoing rows of the same document, by index: the
