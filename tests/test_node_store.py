@@ -54,7 +54,6 @@ async def test_due_transfers_does_not_sort_the_whole_backlog(tmp_path: Path) -> 
         await _backlog(store, [(f"d{n}", n % 3, -n % 7) for n in range(50)])
         await store.db.set_trace_callback(statements.append)
         await store.due_transfers(NOW, 32)
-        await store.db.set_trace_callback(None)
         (query,) = [s for s in statements if "FROM transfers" in s]
         plan = [row[3] for row in await store.db.execute_fetchall("EXPLAIN QUERY PLAN " + query)]
         assert not [step for step in plan if "TEMP B-TREE" in step], plan
