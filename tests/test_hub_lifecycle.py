@@ -60,6 +60,8 @@ async def test_back_pressure_and_size_limit(ca: Ca, tmp_path: Path) -> None:
         assert (code, body["error"]["code"]) == (429, "EDOC-HUB-004")
         assert int(headers["Retry-After"]) > 0
         assert (await sender.post(document(ca, to=[H23])))[0] == 202  # others still flow
+        _, report, _ = await sender.request("GET", "/api/v1/stats")
+        assert "EDOC-HUB-004" not in report["rejected_by_code"]  # "later", not a refusal
 
         code, body, _ = await sender.post(b"<" * (1024 * 1024 + 1))
         assert (code, body["error"]["code"]) == (413, "EDOC-IN-001")

@@ -85,6 +85,12 @@ def _sender_hint(package: envelope.Package | None) -> str:
         return ""
 
 
+def _refused(exc: errors.EdocError) -> bool:
+    """A refusal the sender must mend, as opposed to "later, please" (a full queue, 429)
+    or our own failure (5xx): only refusals count as rejected in the statistics."""
+    return exc.status < 500 and not isinstance(exc, errors.QueueFull)
+
+
 async def accept(state: HubState, node: str, body: Path) -> tuple[PackageRecord, bool]:
     """Accept the package in ``body`` from ``node``; returns its record and whether it is a
     resend of one accepted before."""
@@ -97,8 +103,9 @@ async def accept(state: HubState, node: str, body: Path) -> tuple[PackageRecord,
         examined = await state.offload.run(_examine, received, stored, state)
         return await _admit(state, node, examined)
     except errors.EdocError as exc:
-        state.rejected.labels(exc.code).inc()
-        await state.store.count(dt.date.today(), _sender_hint(package), "rejected", exc.code)
+        if _refused(exc):
+            state.rejected.labels(exc.code).inc()
+            await state.store.count(dt.date.today(), _sender_hint(package), "rejected", exc.code)
         raise
     finally:
         shutil.rmtree(work, ignore_errors=True)
