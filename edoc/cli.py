@@ -27,7 +27,7 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from edoc import envelope, errors, logs, metadata, network, pki, signing, tls
+from edoc import atomic, envelope, errors, logs, metadata, network, pki, signing, tls
 from edoc.bench import command as bench_command
 from edoc.hub import app as hub_app
 from edoc.hub.state import HUB_ORG_ID, HubConfig
@@ -116,7 +116,8 @@ def pack(
     elif signer_cert is not None:
         raise click.UsageError("--signer-cert needs --sign-as")
     envelope.validate(root)
-    _write_atomically(output, lambda out: envelope.write_package(root, attached, out))
+    output.parent.mkdir(parents=True, exist_ok=True)
+    atomic.write_file(output, lambda out: envelope.write_package(root, attached, out))
     click.echo(f"packed {document.document_id} → {output}")
 
 
@@ -132,19 +133,6 @@ def _sign(
         by_serial = {r.serial: r.full_name for r in keys.records() if r.org_id == sign_as}
         personal = keys.identity(sign_as, by_serial.get(signer_cert.lower(), signer_cert))
     return signing.sign(root, keys.identity(sign_as), personal)
-
-
-def _write_atomically(path: Path, write: Callable[[Any], None]) -> None:
-    """Write through a temporary file beside ``path`` so a failure leaves no half file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(handle, "wb") as out:
-            write(out)
-        os.replace(temporary, path)
-    except BaseException:
-        os.unlink(temporary)
-        raise
 
 
 def _open_package(path: Path) -> Any:

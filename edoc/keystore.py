@@ -29,7 +29,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from edoc import errors, pki
+from edoc import atomic, errors, pki
 from edoc.orgid import OrgId
 
 Clock = Callable[[], dt.datetime]
@@ -126,16 +126,6 @@ def _write_private(path: Path, data: bytes) -> None:
         out.write(data)
 
 
-def _write_atomically(path: Path, data: bytes, mode: int = 0o644) -> None:
-    temporary = path.with_name(f".{path.name}.tmp")
-    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-    with os.fdopen(fd, "wb") as out:
-        out.write(data)
-        out.flush()
-        os.fsync(out.fileno())
-    os.replace(temporary, path)
-
-
 def _pem(cert: x509.Certificate) -> bytes:
     return cert.public_bytes(serialization.Encoding.PEM)
 
@@ -209,8 +199,8 @@ class KeyStore:
                 path.unlink(missing_ok=True)  # leftovers of an init that died before its index
             _write_private(self.path / "ca" / "root.key", _key_pem(root_key))
             _write_private(self.path / "ca" / "issuing.key", _key_pem(issuing_key))
-            _write_atomically(self.root_path, _pem(root))
-            _write_atomically(self.issuing_path, _pem(issuing))
+            atomic.write_bytes(self.root_path, _pem(root))
+            atomic.write_bytes(self.issuing_path, _pem(issuing))
             self._publish(issuing_key, issuing, [])
             self._save([])
 
@@ -266,7 +256,7 @@ class KeyStore:
         serial = f"{cert.serial_number:x}"
         _write_private(self.key_path(serial), _key_pem(key))
         # leaf + issuing CA: what a TLS endpoint presents; for signers, the same is harmless
-        _write_atomically(self.cert_path(serial), _pem(cert) + _pem(issuing))
+        atomic.write_bytes(self.cert_path(serial), _pem(cert) + _pem(issuing))
         return CertRecord(
             serial=serial,
             kind=kind,
@@ -333,7 +323,7 @@ class KeyStore:
             if r.revoked_at is not None
         ]
         crl = pki.make_crl(issuing_key, issuing, revoked, self.clock())
-        _write_atomically(self.crl_path, crl.public_bytes(serialization.Encoding.PEM))
+        atomic.write_bytes(self.crl_path, crl.public_bytes(serialization.Encoding.PEM))
 
     def _issuing_ca(self) -> tuple[rsa.RSAPrivateKey, x509.Certificate]:
         key = serialization.load_pem_private_key(
@@ -344,7 +334,7 @@ class KeyStore:
 
     def _save(self, records: list[CertRecord]) -> None:
         data = {"version": 1, "certificates": [r.to_json() for r in records]}
-        _write_atomically(self.index_path, json.dumps(data, indent=2).encode())
+        atomic.write_bytes(self.index_path, json.dumps(data, indent=2).encode())
 
     # --- reading (everyone's side) ---------------------------------------------------------
     def _load(self) -> _Snapshot:

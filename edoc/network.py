@@ -12,7 +12,6 @@ import asyncio
 import csv
 import hashlib
 import json
-import os
 import random
 import secrets
 import signal
@@ -25,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from edoc import errors, pki, tls
+from edoc import atomic, errors, pki, tls
 from edoc.hub import app as hub_app
 from edoc.hub.directory import SEEDS
 from edoc.hub.state import HUB_ORG_ID, HubConfig
@@ -111,11 +110,8 @@ class Network:
         return self.data_dir / "network.json"
 
     def save(self) -> None:
-        temporary = self.path.with_suffix(".tmp")
-        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)  # holds tokens
-        with os.fdopen(fd, "w", encoding="utf-8") as out:
-            json.dump(self.spec, out, ensure_ascii=False, indent=2)
-        os.replace(temporary, self.path)
+        text = json.dumps(self.spec, ensure_ascii=False, indent=2)
+        atomic.write_bytes(self.path, text.encode(), mode=0o600)  # holds tokens
 
 
 def random_base_port(step: int = 10) -> int:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-import os
 import shutil
 import uuid
 from dataclasses import dataclass, replace
@@ -18,7 +17,7 @@ from pathlib import Path
 import structlog
 from lxml import etree
 
-from edoc import envelope, errors, signing
+from edoc import atomic, envelope, errors, signing
 from edoc.hub.state import HubState
 from edoc.model import (
     Attachment,
@@ -68,12 +67,8 @@ def _examine(package: envelope.Package, stored: dict[str, Path], state: HubState
 def _write_final(examined: Examined, hop: TraceHop, target: Path) -> int:
     """The package as the hub relays it: the sender's bytes plus the hub's hop."""
     envelope.add_trace_hop(examined.root, hop)
-    temporary = target.with_name(f".{target.name}.{uuid.uuid4().hex}.tmp")  # one per request
-    with temporary.open("wb") as out:
-        envelope.write_package(examined.root, examined.files, out)
-        out.flush()
-        os.fsync(out.fileno())
-    os.replace(temporary, target)
+    root, files = examined.root, examined.files
+    atomic.write_file(target, lambda out: envelope.write_package(root, files, out))
     return target.stat().st_size
 
 

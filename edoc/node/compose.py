@@ -3,24 +3,18 @@
 from __future__ import annotations
 
 import datetime as dt
-import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from edoc import envelope, errors, metadata, signing
+from edoc import atomic, envelope, errors, metadata, signing
 from edoc.keystore import KeyStore, SigningIdentity
 from edoc.model import Attachment, Document, Message
 
 
 def _write(root: Any, files: Sequence[tuple[Attachment, Path]], target: Path) -> None:
     envelope.validate(root)
-    temporary = target.with_name(f".{target.name}.tmp")
-    with temporary.open("wb") as out:
-        envelope.write_package(root, files, out)
-        out.flush()
-        os.fsync(out.fileno())
-    os.replace(temporary, target)
+    atomic.write_file(target, lambda out: envelope.write_package(root, files, out))
 
 
 def _personal(keys: KeyStore, document: Document) -> SigningIdentity | None:

@@ -1,0 +1,33 @@
+"""Files that appear whole or not at all.
+
+Written to a temporary file beside the final name, fsynced, then renamed over it: a
+crash leaves the old file or the new one, never half of one, and a failure (a full disk)
+leaves no temporary file behind to fill it further.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import IO
+
+
+def write_file(path: Path, write: Callable[[IO[bytes]], object], mode: int = 0o644) -> None:
+    """Create or replace ``path`` with what ``write`` writes to the open file."""
+    temporary = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")  # one per writer
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+    try:
+        with os.fdopen(fd, "wb") as out:
+            write(out)
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
+
+
+def write_bytes(path: Path, data: bytes, mode: int = 0o644) -> None:
+    write_file(path, lambda out: out.write(data), mode)
