@@ -40,6 +40,7 @@ async def test_due_transfers_most_urgent_first_heads_of_chains_only(tmp_path: Pa
         # first, c is not due yet
         assert [t.outgoing_id for t in due] == [2, 5, 1, 6]
         assert [t.outgoing_id for t in await store.due_transfers(NOW, 2)] == [2, 5]
+        assert [t.outgoing_id for t in await store.due_transfers(NOW, 2, [2, 5])] == [1, 6]
     finally:
         await store.close()
 

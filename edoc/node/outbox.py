@@ -97,9 +97,8 @@ async def run_forever(state: NodeState) -> None:
         state.outbox_wakeup.clear()
         now = dt.datetime.now(dt.UTC)
         if len(carrying) < IN_FLIGHT:
-            for transfer in await state.store.due_transfers(now, IN_FLIGHT + len(carrying)):
-                if transfer.id in carrying or len(carrying) >= IN_FLIGHT:
-                    continue
+            due = await state.store.due_transfers(now, IN_FLIGHT - len(carrying), carrying)
+            for transfer in due:
                 task = asyncio.create_task(carry(state, transfer), name=str(transfer.id))
                 carrying[transfer.id] = task
                 task.add_done_callback(finished)

@@ -7,6 +7,7 @@ take its place without touching the hub.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -209,7 +210,9 @@ class NodeStore(Protocol):
 
     async def outgoing(self, outgoing_id: int) -> Outgoing | None: ...
 
-    async def due_transfers(self, now: dt.datetime, limit: int) -> list[Transfer]: ...
+    async def due_transfers(
+        self, now: dt.datetime, limit: int, under_way: Collection[int] = ()
+    ) -> list[Transfer]: ...
 
     async def next_transfer_at(self, after: dt.datetime) -> dt.datetime | None: ...
 

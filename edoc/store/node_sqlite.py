@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import sqlite3
+from collections.abc import Collection
 from typing import Any
 
 from edoc import errors
@@ -236,12 +237,16 @@ class SqliteNodeStore(SqliteDatabase):
             ],
         )
 
-    async def due_transfers(self, now: dt.datetime, limit: int) -> list[Transfer]:
+    async def due_transfers(
+        self, now: dt.datetime, limit: int, under_way: Collection[int] = ()
+    ) -> list[Transfer]:
+        """The most urgent due transfers, except those ``under_way`` (still pending)."""
         rows = await self._rows(
             "SELECT t.id, t.outgoing_id, t.route, t.attempts, o.path, o.created_at, o.kind,"
             " o.sender, o.document_id FROM transfers t INDEXED BY transfers_in_order"
             " JOIN outgoing o ON o.id = t.outgoing_id"
             " WHERE t.state='pending' AND t.next_at <= ?"
+            " AND t.id NOT IN (SELECT value FROM json_each(?))"
             # first in, first out per sender, document and route (statuses in order)
             # (driven from the earlier outgoing rows of the same document, by index: the
             # other way round the check was quadratic in the backlog)
@@ -249,7 +254,7 @@ class SqliteNodeStore(SqliteDatabase):
             "  WHERE f.sender = o.sender AND f.document_id = o.document_id AND f.id < o.id"
             "  AND e.state = 'pending' AND e.route = t.route)"
             " ORDER BY t.priority DESC, t.id LIMIT ?",
-            (to_ms(now), limit),
+            (to_ms(now), json.dumps(list(under_way)), limit),
         )
         return [
             Transfer(r[0], r[1], r[2], r[3], r[4], from_ms(r[5]), r[6], r[7], r[8]) for r in rows
