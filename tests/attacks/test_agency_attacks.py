@@ -24,6 +24,8 @@ import pytest
 
 from edoc import envelope
 from edoc.model import Document
+from tests.attacks import cases
+from tests.attacks.cases import Reply
 from tests.network_support import Agency, LocalNetwork, eventually, metadata
 from tests.reliability import report
 
@@ -32,7 +34,6 @@ BOUNDARY = "edoc-attack-boundary"
 MULTIPART = f"multipart/form-data; boundary={BOUNDARY}"
 DOCUMENTS = "/api/v1/documents"
 SQL = "'; DROP TABLE documents;-- \" OR 1=1 -- %' UNION SELECT token FROM agencies; --"
-Reply = tuple[int, Any, dict[str, str]]
 
 
 # --- building request bodies byte by byte ---------------------------------------------------
@@ -109,14 +110,7 @@ async def arrived(agency: Agency, document_id: str) -> list[dict[str, Any]]:
 
 
 Attack = Callable[[Net], Awaitable[Reply]]
-
-
-@dataclass(frozen=True)
-class Case:
-    id: str
-    attack: Attack
-    status: int
-    code: str
+Case = cases.Case[Net]
 
 
 def post(body: bytes, content_type: str = MULTIPART) -> Attack:

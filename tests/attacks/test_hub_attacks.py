@@ -19,13 +19,14 @@ import pytest
 
 from edoc import envelope
 from edoc.model import StatusCode
+from tests.attacks import cases
+from tests.attacks.cases import Reply
 from tests.hub_support import HubProcess, NodeClient, document, hub_ca, status
 from tests.pki_support import SENDER, Ca, unsigned_root, wire
 from tests.reliability import report
 
 H23, H41 = "000.00.00.H23", "000.00.00.H41"
 H23_AGENCY = "000.00.07.H23"  # an agency of H23's province that did not receive the document
-Reply = tuple[int, Any, dict[str, str]]
 # Every case is a few requests the hub should answer at once; longer is a hang.
 PROMPT = 3.0
 
@@ -59,14 +60,7 @@ class Hub:
 
 
 Attack = Callable[[Hub], Awaitable[Reply]]
-
-
-@dataclass(frozen=True)
-class Case:
-    id: str
-    attack: Attack
-    status: int
-    code: str
+Case = cases.Case[Hub]
 
 
 # --- who may give a status --------------------------------------------------------------------
