@@ -15,6 +15,7 @@ Open: GET /api/v1/stats, GET /healthz, GET /metrics.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import math
 import time
@@ -198,18 +199,21 @@ def create_app(config: HubConfig) -> web.Application:
     async def resources(app: web.Application) -> AsyncIterator[None]:
         for folder in ("packages", "incoming"):
             (config.data_dir / folder).mkdir(parents=True, exist_ok=True)
-        store = SqliteHubStore(config.data_dir / "hub.sqlite")
-        await store.open()
-        keys = KeyStore(config.keys_dir)
-        keys.identity(config.org_id)  # fail at start, not at the first request
-        offload = Offload(config.workers)
-        state = HubState(config, store, keys, offload, http_metrics)
-        await store.register(directory.seed_entries())
-        app[STATE] = state
-        log.info("hub started", org_id=config.org_id, tls=config.tls)
-        yield
-        offload.close()
-        await store.close()
+        # the store closed again whatever fails after it: its thread is no daemon and would
+        # keep the process alive (as in edoc.node.app)
+        async with contextlib.AsyncExitStack() as opened:
+            store = SqliteHubStore(config.data_dir / "hub.sqlite")
+            await store.open()
+            opened.push_async_callback(store.close)
+            keys = KeyStore(config.keys_dir)
+            keys.identity(config.org_id)  # fail at start, not at the first request
+            offload = Offload(config.workers)
+            opened.callback(offload.close)
+            state = HubState(config, store, keys, offload, http_metrics)
+            await store.register(directory.seed_entries())
+            app[STATE] = state
+            log.info("hub started", org_id=config.org_id, tls=config.tls)
+            yield
 
     app.cleanup_ctx.append(resources)
     app.router.add_post("/api/v1/packages", post_package)

@@ -31,8 +31,11 @@ async def collect(state: HubState, node: str, wait: float, limit: int) -> list[D
         if leased or remaining <= 0:
             return leased
         # woken by a new message, or re-check now and then for expired leases
+        # asyncio.timeout, not wait_for, which on Python 3.11 can swallow a cancellation
+        # (see edoc.node.outbox.run_forever)
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(wakeup.wait(), timeout=min(remaining, 1.0))
+            async with asyncio.timeout(min(remaining, 1.0)):
+                await wakeup.wait()
 
 
 async def owned(state: HubState, node: str, delivery_id: int) -> Delivery:

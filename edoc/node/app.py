@@ -242,28 +242,32 @@ def create_app(config: NodeConfig) -> web.Application:
     async def resources(app: web.Application) -> AsyncIterator[None]:
         for folder in ("outgoing", "inbox", "incoming"):
             (config.data_dir / folder).mkdir(parents=True, exist_ok=True)
-        store = SqliteNodeStore(config.data_dir / "node.sqlite")
-        await store.open()
-        keys = KeyStore(config.keys_dir)
-        offload = Offload(config.workers)
-        session = hublink.open_session(config, keys)
-        state = NodeState(config, store, keys, offload, http_metrics, session)
-        app[STATE] = state
-        tasks = [
-            asyncio.create_task(outbox.run_forever(state), name="outbox"),
-            asyncio.create_task(inbox.collect_forever(state), name="inbox"),
-            asyncio.create_task(_register_with_hub(state), name="register"),
-        ]
-        log.info("node started", province=config.province, hub=config.hub_url)
-        yield
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        await session.close()
-        offload.close()
-        await store.close()
+        # What is open is closed again whatever fails after it, at start (keys, TLS) or at
+        # the end (a worker that died): the store's thread is no daemon and would keep the
+        # process alive, a node that printed its error and never exited.
+        async with contextlib.AsyncExitStack() as opened:
+            store = SqliteNodeStore(config.data_dir / "node.sqlite")
+            await store.open()
+            opened.push_async_callback(store.close)
+            keys = KeyStore(config.keys_dir)
+            offload = Offload(config.workers)
+            opened.callback(offload.close)
+            session = hublink.open_session(config, keys)
+            opened.push_async_callback(session.close)
+            state = NodeState(config, store, keys, offload, http_metrics, session)
+            app[STATE] = state
+            tasks = [
+                asyncio.create_task(outbox.run_forever(state), name="outbox"),
+                asyncio.create_task(inbox.collect_forever(state), name="inbox"),
+                asyncio.create_task(_register_with_hub(state), name="register"),
+            ]
+            log.info("node started", province=config.province, hub=config.hub_url)
+            yield
+            for task in tasks:
+                task.cancel()
+            for task in tasks:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
 
     app.cleanup_ctx.append(resources)
     app.router.add_post("/api/v1/documents", post_document)

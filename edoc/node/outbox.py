@@ -104,5 +104,9 @@ async def run_forever(state: NodeState) -> None:
                 task.add_done_callback(finished)
         upcoming = await state.store.next_transfer_at(after=now)
         pause = 5.0 if upcoming is None else min(5.0, (upcoming - now).total_seconds())
+        # asyncio.timeout, not wait_for: on Python 3.11 wait_for swallows a cancellation that
+        # comes as the event is set (CPython gh-86296), a transfer ending as the node stops;
+        # this loop then went on and the node's shutdown waited for it for ever.
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(state.outbox_wakeup.wait(), timeout=max(0.0, pause))
+            async with asyncio.timeout(max(0.0, pause)):
+                await state.outbox_wakeup.wait()
