@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+from collections.abc import Collection
 from types import SimpleNamespace
 from typing import cast
 
@@ -17,7 +18,9 @@ from edoc.store.base import Transfer
 class _EmptyStore:
     """Nothing due, nothing coming: the outbox only waits for its wakeup."""
 
-    async def due_transfers(self, now: dt.datetime, limit: int) -> list[Transfer]:
+    async def due_transfers(
+        self, now: dt.datetime, limit: int, under_way: Collection[int] = ()
+    ) -> list[Transfer]:
         return []
 
     async def next_transfer_at(self, after: dt.datetime) -> dt.datetime | None:
