@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import os
 import sqlite3
 from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
@@ -45,6 +46,10 @@ class SqliteDatabase:
 
     async def open(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        if not os.access(self.path.parent, os.W_OK):
+            # SQLite itself opens a read-only store without a word when the WAL files of
+            # an earlier run are there (a crash leaves them); it would fail at each write
+            raise errors.StorageError(f"cannot open {self.path}: its folder is not writable")
         try:
             self._db = await aiosqlite.connect(self.path, isolation_level=None)
             for pragma in ("journal_mode=WAL", "synchronous=FULL", "foreign_keys=ON"):

@@ -110,8 +110,11 @@ async def test_hub_disk_full_holds_back_then_delivers_everything(
     assert integrity(net.hub_dir / "hub.sqlite") == "ok"
 
 
+# stopped cleanly, or killed: then SQLite's WAL files are left, and with them SQLite opens
+# a read-only store without complaint, so the node must look at its folder itself
+@pytest.mark.parametrize("stop", ["terminate", "kill"])
 async def test_read_only_data_dir_refuses_clearly_and_recovers(
-    tmp_path: Path, mounts: ExitStack
+    tmp_path: Path, mounts: ExitStack, stop: str
 ) -> None:
     net = FaultNetwork(tmp_path / "net", ["H53", "H34"])
     (disk,) = await _start(net, mounts, net.node_dir("H53"))
@@ -129,7 +132,7 @@ async def test_read_only_data_dir_refuses_clearly_and_recovers(
     await load.run(3, concurrency=3)  # writable again: accepted
 
     # 2. The whole data dir read-only at start: the node says why and exits, once.
-    net.terminate("node H53")
+    getattr(net, stop)("node H53")
     incoming = Load(net, kon_tum, tay_ninh, load.rng, load.ledger, most_recipients=2)
     await incoming.run(4, concurrency=2)  # for it while it is down
     disk.remount("ro")
