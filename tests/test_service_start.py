@@ -1,0 +1,47 @@
+"""Hub and node start in process: what a service opened is closed whatever fails after it."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import pytest
+from aiohttp import web
+
+from edoc import errors
+from edoc.hub.app import create_app as create_hub
+from edoc.hub.state import HubConfig
+from edoc.node.app import create_app as create_node
+from edoc.node.state import NodeConfig
+
+
+async def _fails_leaving_no_thread(app: web.Application, error: type[Exception]) -> None:
+    runner = web.AppRunner(app)
+    before = set(threading.enumerate())
+    with pytest.raises(error) as failed:
+        await runner.setup()
+    await runner.cleanup()
+
+    # While the error is reported (the CLI prints it, then exits), no thread of the store
+    # may be left: it is no daemon, and the process would wait for it for ever.
+    started = [thread for thread in threading.enumerate() if thread not in before]
+    for thread in started:
+        thread.join(timeout=2)
+    assert not [thread.name for thread in started if thread.is_alive()], failed.value
+
+
+async def test_a_node_failing_after_its_store_opened_leaves_no_thread(tmp_path: Path) -> None:
+    config = NodeConfig(
+        province="H53",
+        data_dir=tmp_path / "node",
+        keys_dir=tmp_path / "no-keys",  # the store opens, then the hub link has no certificate
+        hub_url="https://127.0.0.1:9",
+        hub_token="t",
+    )
+    await _fails_leaving_no_thread(create_node(config), OSError)
+
+
+async def test_a_hub_failing_after_its_store_opened_leaves_no_thread(tmp_path: Path) -> None:
+    # plain HTTP, so the store opens before anything looks for the hub's keys
+    config = HubConfig(data_dir=tmp_path / "hub", keys_dir=tmp_path / "no-keys", tls=False)
+    await _fails_leaving_no_thread(create_hub(config), errors.EdocError)
