@@ -30,11 +30,21 @@ from typing import Any
 from urllib.parse import urlencode
 
 import aiohttp
+import pytest
 
 from edoc import network, tls
 from edoc.keystore import KeyStore
 from tests.network_support import FAST_RETRIES, Agency, LocalNetwork, metadata
 from tests.reliability import report
+
+
+def fast_and_long(fast: object, long: object) -> list[Any]:
+    """A fault test's two sizes: the fast one runs in ``make test``, the long one (marked
+    ``reliability``) only in ``make test-reliability``."""
+    return [
+        pytest.param(fast, id="fast"),
+        pytest.param(long, id="long", marks=pytest.mark.reliability),
+    ]
 
 
 def needs_root_mount() -> str | None:

@@ -19,6 +19,7 @@ from tests.reliability.faults import (
     Load,
     crash_loop,
     delivered_once,
+    fast_and_long,
 )
 
 
@@ -34,13 +35,7 @@ FAST = Scale(documents=60, crashes=3, pause=(1.0, 2.5), deliver_within=60)
 LONG = Scale(documents=3000, crashes=40, pause=(2.0, 8.0), deliver_within=600)
 
 
-@pytest.mark.parametrize(
-    "scale",
-    [
-        pytest.param(FAST, id="fast"),
-        pytest.param(LONG, id="long", marks=pytest.mark.reliability),
-    ],
-)
+@pytest.mark.parametrize("scale", fast_and_long(FAST, LONG))
 async def test_kill_9_at_random_moments_loses_and_doubles_nothing(
     tmp_path: Path, scale: Scale
 ) -> None:

@@ -18,6 +18,7 @@ from tests.reliability.faults import (
     Load,
     Sent,
     delivered_once,
+    fast_and_long,
 )
 
 
@@ -58,14 +59,10 @@ def overtaken(order: list[Sent]) -> dict[str, int]:
 
 @pytest.mark.parametrize(
     "outage",
-    [
-        pytest.param(Outage(seconds=5, ordinary=80, urgent=12, deliver_within=90), id="fast"),
-        pytest.param(
-            Outage(seconds=180, ordinary=600, urgent=80, deliver_within=900),
-            id="long",
-            marks=pytest.mark.reliability,
-        ),
-    ],
+    fast_and_long(
+        Outage(seconds=5, ordinary=80, urgent=12, deliver_within=90),
+        Outage(seconds=180, ordinary=600, urgent=80, deliver_within=900),
+    ),
 )
 async def test_hub_down_nodes_keep_accepting_then_deliver_in_priority_order(
     tmp_path: Path, outage: Outage

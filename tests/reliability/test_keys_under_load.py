@@ -32,6 +32,7 @@ from tests.reliability.faults import (
     Load,
     Sent,
     delivered_once,
+    fast_and_long,
     post,
 )
 
@@ -45,14 +46,10 @@ class Scale:
     deliver_within: float
 
 
-SCALES = [
-    pytest.param(Scale(seconds=6, changes=3, deliver_within=60), id="fast"),
-    pytest.param(
-        Scale(seconds=180, changes=12, deliver_within=600),
-        id="long",
-        marks=pytest.mark.reliability,
-    ),
-]
+SCALES = fast_and_long(
+    Scale(seconds=6, changes=3, deliver_within=60),
+    Scale(seconds=180, changes=12, deliver_within=600),
+)
 
 
 async def _under_load(

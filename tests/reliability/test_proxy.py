@@ -39,6 +39,7 @@ from tests.reliability.faults import (
     FaultNetwork,
     Load,
     delivered_once,
+    fast_and_long,
 )
 
 
@@ -152,14 +153,10 @@ class Scale:
 
 @pytest.mark.parametrize(
     "scale",
-    [
-        pytest.param(Scale(documents=30, every=3, deliver_within=60), id="fast"),
-        pytest.param(
-            Scale(documents=1000, every=2, deliver_within=600),
-            id="long",
-            marks=pytest.mark.reliability,
-        ),
-    ],
+    fast_and_long(
+        Scale(documents=30, every=3, deliver_within=60),
+        Scale(documents=1000, every=2, deliver_within=600),
+    ),
 )
 async def test_lost_answers_and_acknowledgements_lose_and_double_nothing(
     tmp_path: Path, scale: Scale
