@@ -69,6 +69,15 @@ class HttpMetrics:
         )
 
 
+def _unexpected(exc: Exception) -> errors.EdocError:
+    """What a failure no handler expected is answered as. A package or upload file that
+    cannot be written (disk full, read-only) is the store's trouble, the documented 503
+    EDOC-STORE-001; anything else is an internal error."""
+    if isinstance(exc, OSError) and exc.errno in STORAGE_ERRNOS:
+        return errors.StorageError(f"cannot write: {exc.strerror}")
+    return errors.EdocError("internal error")
+
+
 def middleware(metrics: HttpMetrics) -> Middleware:
     """Request id in the log context, EdocError → JSON with its status, metrics."""
 
@@ -96,18 +105,9 @@ def middleware(metrics: HttpMetrics) -> Middleware:
             response = error_response(exc)
         except web.HTTPException as exc:  # aiohttp's own: unknown route, body over its limit
             response = exc if exc.status < 400 else error_response(_http_error(exc))
-        except OSError as exc:
-            # A package or upload file that cannot be written (disk full, read-only) is the
-            # store's trouble, the documented 503 EDOC-STORE-001, not an internal error.
+        except Exception as exc:
             log.exception("failed", method=request.method, path=request.path)
-            response = error_response(
-                errors.StorageError(f"cannot write: {exc.strerror}")
-                if exc.errno in STORAGE_ERRNOS
-                else errors.EdocError("internal error")
-            )
-        except Exception:
-            log.exception("failed", method=request.method, path=request.path)
-            response = error_response(errors.EdocError("internal error"))
+            response = error_response(_unexpected(exc))
         response.headers["X-Request-Id"] = request_id
         metrics.requests.labels(metrics.service, route, str(response.status)).inc()
         metrics.latency.labels(metrics.service, route).observe(time.perf_counter() - started)
