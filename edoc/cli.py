@@ -380,6 +380,13 @@ data_dir_option = click.option(
     help="Seconds a collected delivery stays hidden before it is offered again.",
 )
 @click.option("--max-package-mb", type=click.IntRange(1), default=600, show_default=True)
+@click.option(
+    "--inline-kb",
+    type=click.IntRange(0),
+    default=256,
+    show_default=True,
+    help="Packages up to this size come inside the collect answer; larger ones are fetched.",
+)
 @click.option("--insecure-http", is_flag=True, help="Plain HTTP instead of mutual TLS (tests).")
 @reports_errors
 def serve_hub(
@@ -391,6 +398,7 @@ def serve_hub(
     queue_bound: int,
     visibility: float,
     max_package_mb: int,
+    inline_kb: int,
     insecure_http: bool,
 ) -> None:
     """The national axis hub."""
@@ -405,6 +413,7 @@ def serve_hub(
         queue_bound=queue_bound,
         visibility=dt.timedelta(seconds=visibility),
         max_package_bytes=max_package_mb * 1024 * 1024,
+        inline_bytes=inline_kb * 1024,
     )
     hub_app.run(config)
 

@@ -152,9 +152,14 @@ class NodeClient:
         assert isinstance(body, bytes)
         return body
 
-    async def ack(self, delivery_id: int) -> None:
-        status, body, _ = await self.request("POST", f"/api/v1/deliveries/{delivery_id}/ack")
+    async def ack(self, *delivery_ids: int) -> list[int]:
+        """Acknowledge; the ids acknowledged for the first time."""
+        status, body, _ = await self.request(
+            "POST", "/api/v1/deliveries/ack", json_body={"ids": list(delivery_ids)}
+        )
         assert status == 200, body
+        first: list[int] = body["first"]
+        return first
 
     async def drain(self, wait: float = 0) -> list[dict[str, Any]]:
         """Collect, fetch and acknowledge everything waiting."""

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import base64
 import io
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -54,8 +56,30 @@ async def test_one_document_reaches_each_recipient_once(
         assert {a.name: a.size for a in received.received} == {
             name: len(content) for name, content in files.items()
         }
-        await nodes[root].ack(items[0]["id"])
+        assert await nodes[root].ack(items[0]["id"]) == [items[0]["id"]]
         assert await nodes[root].collect() == []  # delivered once, not again
+
+
+async def test_small_packages_come_inline_large_ones_are_fetched(
+    ca: Ca, nodes: dict[str, NodeClient]
+) -> None:
+    await nodes["H41"].drain()
+    small = document(ca, to=[H41])
+    large = document(ca, to=[H41], files={"scan.pdf": os.urandom(300 * 1024)})  # > 256 KB
+    for package in (small, large):
+        assert (await nodes["H53"].post(package))[0] == 202
+    items = await nodes["H41"].collect(wait=2)
+    assert ["package" in item for item in items] == [True, False]
+    for item, sent in zip(items, (small, large), strict=True):
+        relayed = await nodes["H41"].fetch(item["id"])
+        if "package" in item:
+            assert base64.b64decode(item["package"]) == relayed  # what a fetch gives
+        about = envelope.read_package(io.BytesIO(relayed)).document.document_id
+        assert about == envelope.read_package(io.BytesIO(sent)).document.document_id
+    ids = [item["id"] for item in items]
+    assert await nodes["H41"].ack(*ids) == ids  # one request for both
+    assert await nodes["H41"].ack(*ids) == []  # an acknowledgement again changes nothing
+    assert await nodes["H41"].collect() == []
 
 
 async def test_resend_gets_the_original_answer_and_no_second_delivery(

@@ -5,8 +5,9 @@ the node's too):
 
     POST /api/v1/packages                    a signed edXML package (document or status)
     GET  /api/v1/deliveries?wait=S&limit=N   long-poll what waits for the node's province
+                                             (small packages inline, base64)
     GET  /api/v1/deliveries/{id}/package     the package, as the hub relays it
-    POST /api/v1/deliveries/{id}/ack         stored: mark delivered
+    POST /api/v1/deliveries/ack              {"ids": [...]} stored: mark delivered
     GET  /api/v1/directory                   the signed address book
     POST /api/v1/directory                   register the node's organizations
 
@@ -32,7 +33,7 @@ from edoc.hub.state import HubConfig, HubState
 from edoc.keystore import KeyStore
 from edoc.offload import Offload
 from edoc.orgid import OrgId
-from edoc.store.base import Delivery, PackageRecord
+from edoc.store.base import PackageRecord
 from edoc.store.hub_sqlite import SqliteHubStore
 from edoc.web import (
     HttpMetrics,
@@ -89,21 +90,6 @@ def _answer(record: PackageRecord) -> dict[str, object]:
     }
 
 
-def _delivery(item: Delivery) -> dict[str, object]:
-    return {
-        "id": item.id,
-        "hub_id": item.package_id,
-        "recipient": item.recipient,
-        "kind": item.kind,
-        "sender": item.sender,
-        "document_id": item.about,
-        "status_code": item.status_code or None,
-        "priority": item.priority,
-        "size": item.size,
-        "attempts": item.attempts,
-    }
-
-
 async def post_package(request: web.Request) -> web.Response:
     node = await authenticate(request)
     state = request.app[STATE]
@@ -134,7 +120,8 @@ async def get_deliveries(request: web.Request) -> web.Response:
     wait = _number(request, "wait", 0, 0, state.config.max_wait)
     limit = int(_number(request, "limit", 10, 1, 100))
     items = await queues.collect(state, node, wait, limit)
-    return web.json_response({"deliveries": [_delivery(item) for item in items]})
+    body = await state.offload.run(queues.answer_body, items, state.config.inline_bytes)
+    return web.Response(body=body, content_type="application/json")
 
 
 async def get_delivery_package(request: web.Request) -> web.StreamResponse:
@@ -146,10 +133,18 @@ async def get_delivery_package(request: web.Request) -> web.StreamResponse:
     return web.Response(body=found, headers=headers)
 
 
-async def ack_delivery(request: web.Request) -> web.Response:
+async def _json_body(request: web.Request) -> object:
+    try:
+        return await request.json()
+    except ValueError:
+        raise errors.BadMetadataJson("body must be JSON") from None
+
+
+async def ack_deliveries(request: web.Request) -> web.Response:
     node = await authenticate(request)
-    first = await queues.acknowledge(request.app[STATE], node, path_id(request))
-    return web.json_response({"delivered": True, "first": first})
+    ids = queues.delivery_ids(await _json_body(request))
+    first = await queues.acknowledge(request.app[STATE], node, ids)
+    return web.json_response({"delivered": ids, "first": first})
 
 
 async def get_directory(request: web.Request) -> web.Response:
@@ -168,10 +163,7 @@ async def get_directory(request: web.Request) -> web.Response:
 
 async def post_directory(request: web.Request) -> web.Response:
     node = await authenticate(request)
-    try:
-        data = await request.json()
-    except ValueError:
-        raise errors.BadMetadataJson("body must be JSON") from None
+    data = await _json_body(request)
     entries = directory.registration(
         node, data.get("organizations") if isinstance(data, dict) else None
     )
@@ -219,7 +211,7 @@ def create_app(config: HubConfig) -> web.Application:
     app.router.add_post("/api/v1/packages", post_package)
     app.router.add_get("/api/v1/deliveries", get_deliveries)
     app.router.add_get("/api/v1/deliveries/{id}/package", get_delivery_package)
-    app.router.add_post("/api/v1/deliveries/{id}/ack", ack_delivery)
+    app.router.add_post("/api/v1/deliveries/ack", ack_deliveries)
     app.router.add_get("/api/v1/directory", get_directory)
     app.router.add_post("/api/v1/directory", post_directory)
     app.router.add_get("/api/v1/stats", get_stats)

@@ -1,16 +1,20 @@
 """Per-recipient delivery queues, collected by nodes with long polling.
 
 A node asks for what is waiting for its province (most urgent first); what it gets is
-hidden for a visibility timeout; it fetches each package, stores it, and acknowledges.
-Only the acknowledgement marks a delivery done; an unacknowledged one comes back.
+hidden for a visibility timeout. Small packages come inside the answer, larger ones the
+node fetches; it stores each and acknowledges them, many in one request. Only the
+acknowledgement marks a delivery done; an unacknowledged one comes back.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import datetime as dt
+import json
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 from edoc import errors
@@ -38,8 +42,42 @@ async def collect(state: HubState, node: str, wait: float, limit: int) -> list[D
                 await wakeup.wait()
 
 
-async def owned(state: HubState, node: str, delivery_id: int) -> Delivery:
-    delivery = await state.store.delivery(delivery_id)
+INLINE_TOTAL = 16 * 1024 * 1024  # package bytes one collect answer carries at most
+
+
+def _described(item: Delivery) -> dict[str, object]:
+    return {
+        "id": item.id,
+        "hub_id": item.package_id,
+        "recipient": item.recipient,
+        "kind": item.kind,
+        "sender": item.sender,
+        "document_id": item.about,
+        "status_code": item.status_code or None,
+        "priority": item.priority,
+        "size": item.size,
+        "attempts": item.attempts,
+    }
+
+
+def answer_body(items: Sequence[Delivery], inline_bytes: int) -> bytes:
+    """The collect answer as JSON: each delivery, with its package (base64) when it is
+    small enough and the answer still has room. Reads files: run it off the loop."""
+    described = []
+    room = INLINE_TOTAL
+    for item in items:
+        entry = _described(item)
+        if item.size <= min(inline_bytes, room):
+            try:
+                entry["package"] = base64.b64encode(Path(item.path).read_bytes()).decode()
+                room -= item.size
+            except FileNotFoundError:  # fetching it will say so
+                pass
+        described.append(entry)
+    return json.dumps({"deliveries": described}).encode()
+
+
+def _owned(node: str, delivery_id: int, delivery: Delivery | None) -> Delivery:
     if delivery is None:
         raise errors.NotFound(f"no delivery {delivery_id}")
     if delivery.node != node:
@@ -54,7 +92,7 @@ async def package(state: HubState, node: str, delivery_id: int) -> bytes | Path:
     """A delivery's package: its bytes when small (streaming a file costs an offload call
     per open, stat, chunk and close, which dominated fetching a one-page document), else
     its path to stream."""
-    delivery = await owned(state, node, delivery_id)
+    delivery = _owned(node, delivery_id, await state.store.delivery(delivery_id))
     if delivery.size > SMALL_PACKAGE:
         return Path(delivery.path)
     try:
@@ -63,9 +101,26 @@ async def package(state: HubState, node: str, delivery_id: int) -> bytes | Path:
         raise errors.NotFound(f"the package of delivery {delivery_id} is gone") from None
 
 
-async def acknowledge(state: HubState, node: str, delivery_id: int) -> bool:
-    delivery = await owned(state, node, delivery_id)
-    first = await state.store.acknowledge(delivery_id, dt.datetime.now(dt.UTC))
-    if first:
-        state.delivered.labels(delivery.kind).inc()
+MAX_ACKS = 1000  # delivery ids one acknowledgement may carry
+
+
+def delivery_ids(data: object) -> list[int]:
+    """The ids of an acknowledgement body ``{"ids": [1, 2, …]}``."""
+    ids = data.get("ids") if isinstance(data, dict) else None
+    if (
+        not isinstance(ids, list)
+        or not 1 <= len(ids) <= MAX_ACKS
+        or not all(type(i) is int and 0 < i < 2**63 for i in ids)
+    ):
+        raise errors.InvalidField(f"ids must be a list of 1 to {MAX_ACKS} delivery ids")
+    return list(dict.fromkeys(ids))
+
+
+async def acknowledge(state: HubState, node: str, ids: list[int]) -> list[int]:
+    """Mark ``ids`` delivered, all or none; the ids acknowledged for the first time."""
+    found = {d.id: d for d in await state.store.deliveries(ids)}
+    deliveries = {i: _owned(node, i, found.get(i)) for i in ids}
+    first = await state.store.acknowledge(ids, dt.datetime.now(dt.UTC))
+    for delivery_id in first:
+        state.delivered.labels(deliveries[delivery_id].kind).inc()
     return first

@@ -27,6 +27,8 @@ class HubConfig:
     port: int = 8700
     tls: bool = True
     max_package_bytes: int = 600 * 1024 * 1024  # a 200 MB attachment is ~270 MB in base64
+    # packages up to this size travel inside the collect answer, saving a request each
+    inline_bytes: int = 256 * 1024
     queue_bound: int = 10_000  # undelivered messages per recipient before 429
     visibility: dt.timedelta = dt.timedelta(seconds=60)
     max_wait: float = 30.0

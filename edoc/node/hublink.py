@@ -3,6 +3,8 @@ client certificate and token."""
 
 from __future__ import annotations
 
+import base64
+import binascii
 import contextlib
 from collections.abc import Iterator
 from pathlib import Path
@@ -88,9 +90,22 @@ async def collect(state: NodeState, wait: float, limit: int = 20) -> list[dict[s
             return deliveries
 
 
-async def fetch(state: NodeState, delivery_id: int, target: Path) -> None:
+def _write_inline(target: Path, package: str) -> None:
+    try:
+        target.write_bytes(base64.b64decode(package, validate=True))
+    except binascii.Error:
+        raise errors.HubUnavailable("the hub sent a package that is not base64") from None
+
+
+async def fetch(state: NodeState, delivery: dict[str, Any], target: Path) -> None:
+    """Write a collected delivery's package to ``target``: the one inside the collect
+    answer, or else downloaded."""
+    inline = delivery.get("package")
+    if isinstance(inline, str):
+        await state.offload.run(_write_inline, target, inline)
+        return
     with _reaching_hub():
-        async with state.hub.get(f"/api/v1/deliveries/{delivery_id}/package") as response:
+        async with state.hub.get(f"/api/v1/deliveries/{delivery['id']}/package") as response:
             if response.status >= 400:
                 await _check(response)
             with target.open("wb") as out:
@@ -98,9 +113,9 @@ async def fetch(state: NodeState, delivery_id: int, target: Path) -> None:
                     out.write(chunk)
 
 
-async def acknowledge(state: NodeState, delivery_id: int) -> None:
+async def acknowledge(state: NodeState, delivery_ids: list[int]) -> None:
     with _reaching_hub():
-        async with state.hub.post(f"/api/v1/deliveries/{delivery_id}/ack") as response:
+        async with state.hub.post("/api/v1/deliveries/ack", json={"ids": delivery_ids}) as response:
             await _check(response)
 
 

@@ -190,9 +190,59 @@ async def answer(
     return outgoing_id
 
 
+class Acknowledgements:
+    """Stored deliveries waiting to be acknowledged to the hub, many in one request: while
+    one acknowledgement is on its way the next ones gather, so under load a request
+    carries many and at rest none waits."""
+
+    BATCH = 500
+
+    def __init__(self) -> None:
+        self._waiting: dict[int, None] = {}  # ordered, and a redelivery's id only once
+        self._added = asyncio.Event()
+
+    def add(self, delivery_id: int) -> None:
+        self._waiting[delivery_id] = None
+        self._added.set()
+
+    def _batch(self) -> list[int]:
+        batch = list(self._waiting)[: self.BATCH]
+        for delivery_id in batch:
+            del self._waiting[delivery_id]
+        if not self._waiting:
+            self._added.clear()
+        return batch
+
+    async def send_forever(self, state: NodeState) -> None:
+        backoff = state.config.retry_base
+        while True:
+            await self._added.wait()
+            batch = self._batch()
+            try:
+                await hublink.acknowledge(state, batch)
+                backoff = state.config.retry_base
+            except errors.HubUnavailable as exc:
+                # kept for the next try; if the lease runs out first, the hub offers them
+                # again and the redelivery is recognised
+                log.warning("acknowledgements not sent", reason=exc.message, count=len(batch))
+                for delivery_id in batch:
+                    self.add(delivery_id)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, state.config.retry_cap)
+            except hublink.HubRefused as exc:
+                log.error("hub refused acknowledgements", code=exc.code, reason=exc.message)
+
+
 async def collect_forever(state: NodeState) -> None:
     """Long-poll the hub for what waits for this province, keeping up to IN_FLIGHT
     deliveries being verified and stored at once; each is acknowledged once stored."""
+    acks = Acknowledgements()
+    async with asyncio.TaskGroup() as group:
+        group.create_task(acks.send_forever(state), name="acks")
+        await _collect_forever(state, acks)
+
+
+async def _collect_forever(state: NodeState, acks: Acknowledgements) -> None:
     backoff = state.config.retry_base
     taking: set[asyncio.Task[None]] = set()
     while True:
@@ -214,7 +264,7 @@ async def collect_forever(state: NodeState) -> None:
             await asyncio.sleep(state.config.retry_cap)
             continue
         for delivery in deliveries:
-            task = asyncio.create_task(_take(state, delivery))
+            task = asyncio.create_task(_take(state, delivery, acks))
             taking.add(task)
             task.add_done_callback(taking.discard)
 
@@ -247,11 +297,11 @@ async def _refuse(state: NodeState, source: Path, recipient: str, exc: errors.Ed
     state.outbox_wakeup.set()
 
 
-async def _take(state: NodeState, delivery: dict[str, Any]) -> None:
+async def _take(state: NodeState, delivery: dict[str, Any], acks: Acknowledgements) -> None:
     target = state.incoming_dir / f"{uuid.uuid4().hex}.edxml"
     structlog.contextvars.bind_contextvars(hub_delivery=delivery["id"])
     try:
-        await hublink.fetch(state, delivery["id"], target)
+        await hublink.fetch(state, delivery, target)
         try:
             await receive(state, target, [delivery["recipient"]])
         except errors.InputError as exc:
@@ -259,7 +309,7 @@ async def _take(state: NodeState, delivery: dict[str, Any]) -> None:
             # revocation or clock edge): keep it out, tell the sender, do not ask again.
             log.error("refused relayed package", code=exc.code, reason=exc.message)
             await _refuse(state, target, delivery["recipient"], exc)
-        await hublink.acknowledge(state, delivery["id"])
+        acks.add(delivery["id"])
     except errors.EdocError as exc:
         # not acknowledged: the hub offers it again when its lease runs out
         log.warning("delivery not taken, the hub will offer it again", reason=exc.message)

@@ -7,7 +7,7 @@ take its place without touching the hub.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -86,7 +86,9 @@ class HubStore(Protocol):
 
     async def delivery(self, delivery_id: int) -> Delivery | None: ...
 
-    async def acknowledge(self, delivery_id: int, now: dt.datetime) -> bool: ...
+    async def deliveries(self, delivery_ids: Sequence[int]) -> list[Delivery]: ...
+
+    async def acknowledge(self, delivery_ids: Sequence[int], now: dt.datetime) -> list[int]: ...
 
     # statistics
     async def count(self, day: dt.date, org_id: str, metric: str, reason: str = "") -> None: ...

@@ -5,6 +5,8 @@ from __future__ import annotations
 import datetime as dt
 import json
 import sqlite3
+from collections import Counter
+from collections.abc import Sequence
 from typing import Any
 
 import aiosqlite
@@ -179,38 +181,46 @@ class SqliteHubStore(SqliteDatabase):
             ids = [row[0] for row in await cursor.fetchall()]
         if not ids:
             return []
-        leased = " WHERE d.id IN (SELECT value FROM json_each(?)) ORDER BY d.priority DESC, d.id"
-        rows = await self._rows(_DELIVERY_SELECT + leased, (json.dumps(ids),))
-        return [Delivery(*row) for row in rows]
+        return await self.deliveries(ids)
 
     async def delivery(self, delivery_id: int) -> Delivery | None:
         rows = await self._rows(_DELIVERY_SELECT + " WHERE d.id=?", (delivery_id,))
         return Delivery(*rows[0]) if rows else None
 
-    async def acknowledge(self, delivery_id: int, now: dt.datetime) -> bool:
-        """Mark delivered; True the first time (counted as received), False after."""
+    async def deliveries(self, delivery_ids: Sequence[int]) -> list[Delivery]:
+        """Those of ``delivery_ids`` that exist, most urgent first."""
+        among = " WHERE d.id IN (SELECT value FROM json_each(?)) ORDER BY d.priority DESC, d.id"
+        rows = await self._rows(_DELIVERY_SELECT + among, (json.dumps(list(delivery_ids)),))
+        return [Delivery(*row) for row in rows]
+
+    async def acknowledge(self, delivery_ids: Sequence[int], now: dt.datetime) -> list[int]:
+        """Mark delivered; the ids delivered for the first time (counted as received)."""
         async with self._transaction() as db:
             cursor = await db.execute(
-                "UPDATE deliveries SET delivered_at=? WHERE id=? AND delivered_at IS NULL"
-                " RETURNING recipient, (SELECT kind FROM packages WHERE id = package_id)",
-                (to_ms(now), delivery_id),
+                "UPDATE deliveries SET delivered_at=? WHERE delivered_at IS NULL"
+                " AND id IN (SELECT value FROM json_each(?))"
+                " RETURNING id, recipient, (SELECT kind FROM packages WHERE id = package_id)",
+                (to_ms(now), json.dumps(list(delivery_ids))),
             )
-            row = await cursor.fetchone()
-            if row is None:
-                return False
-            metric = "received" if row[1] == "document" else "status_received"
-            await self._count(db, now.date().isoformat(), row[0], metric, "")
-        return True
+            rows = list(await cursor.fetchall())
+            received = Counter(
+                (recipient, "received" if kind == "document" else "status_received")
+                for _, recipient, kind in rows
+            )
+            for (recipient, metric), count in received.items():
+                await self._count(db, now.date().isoformat(), recipient, metric, "", count)
+        return [row[0] for row in rows]
 
     # --- statistics ------------------------------------------------------------------------
     @staticmethod
     async def _count(
-        db: aiosqlite.Connection, day: str, org_id: str, metric: str, reason: str
+        db: aiosqlite.Connection, day: str, org_id: str, metric: str, reason: str, by: int = 1
     ) -> None:
         await db.execute(
-            "INSERT INTO counters (day, org_id, metric, reason, count) VALUES (?, ?, ?, ?, 1)"
-            " ON CONFLICT (day, org_id, metric, reason) DO UPDATE SET count = count + 1",
-            (day, org_id, metric, reason),
+            "INSERT INTO counters (day, org_id, metric, reason, count) VALUES (?, ?, ?, ?, ?)"
+            " ON CONFLICT (day, org_id, metric, reason)"
+            " DO UPDATE SET count = count + excluded.count",
+            (day, org_id, metric, reason, by),
         )
 
     async def count(self, day: dt.date, org_id: str, metric: str, reason: str = "") -> None:

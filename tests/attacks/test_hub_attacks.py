@@ -226,7 +226,13 @@ async def fetch_another_nodes_delivery(hub: Hub) -> Reply:
 
 async def ack_another_nodes_delivery(hub: Hub) -> Reply:
     delivery = await _delivery_for_h23(hub)
-    return await hub.nodes["H41"].request("POST", f"/api/v1/deliveries/{delivery}/ack")
+    await hub.sent(to=H41)
+    own = [int(i["id"]) for i in await hub.nodes["H41"].collect(limit=100)]
+    assert own
+    # a batch with one of another node's is refused whole: the node's own stay undelivered
+    reply = await hub.nodes["H41"].request("POST", ACK, json_body={"ids": [*own, delivery]})
+    assert await hub.nodes["H41"].ack(*own) == own
+    return reply
 
 
 def request(method: str, path: str, node: str = "H41", **options: Any) -> Attack:
@@ -238,6 +244,7 @@ def request(method: str, path: str, node: str = "H41", **options: Any) -> Attack
 
 SQL = "'; DROP TABLE packages;--"
 REGISTER = "/api/v1/directory"
+ACK = "/api/v1/deliveries/ack"
 IDLE = "H44"  # a node nobody writes to: a poll that never ends steals nothing from the others
 
 CASES = [
@@ -357,11 +364,24 @@ CASES = [
         404,
         "EDOC-HTTP-404",
     ),
+    Case("ack-unknown-id", request("POST", ACK, json_body={"ids": [2**62]}), 404, "EDOC-HTTP-404"),
     Case(
-        "ack-id-beyond-int64",
-        request("POST", f"/api/v1/deliveries/{2**63}/ack"),
-        404,
-        "EDOC-HTTP-404",
+        "ack-id-beyond-int64", request("POST", ACK, json_body={"ids": [2**63]}), 400, "EDOC-ENV-002"
+    ),
+    Case("ack-not-json", request("POST", ACK, data=b"{not json"), 400, "EDOC-ENV-004"),
+    Case("ack-ids-not-a-list", request("POST", ACK, json_body={"ids": SQL}), 400, "EDOC-ENV-002"),
+    Case("ack-no-ids", request("POST", ACK, json_body={"ids": []}), 400, "EDOC-ENV-002"),
+    Case(
+        "ack-too-many-ids",
+        request("POST", ACK, json_body={"ids": list(range(1, 1002))}),
+        400,
+        "EDOC-ENV-002",
+    ),
+    Case(
+        "ack-ids-not-integers",
+        request("POST", ACK, json_body={"ids": [1.0, True, "1"]}),
+        400,
+        "EDOC-ENV-002",
     ),
     Case(
         "wait-not-a-number",
