@@ -24,14 +24,27 @@ log = structlog.get_logger()
 STORAGE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EIO})
 
 
-def serve(app: web.Application, host: str, port: int, context: ssl.SSLContext | None) -> None:
-    """Run a service until SIGTERM or Ctrl-C."""
+def serve(
+    app: web.Application,
+    host: str,
+    port: int,
+    context: ssl.SSLContext | None,
+    started: str,
+    **details: object,
+) -> None:
+    """Run a service until SIGTERM or Ctrl-C; log ``started`` once it listens (a port
+    already taken fails before that, with only the error logged)."""
+    scheme = "https" if context else "http"
+
+    def listening(_banner: str) -> None:
+        log.info(started, url=f"{scheme}://{host}:{port}", **details)
+
     web.run_app(
         app,
         host=host,
         port=port,
         ssl_context=context,
-        print=None,
+        print=listening,
         access_log=None,
         shutdown_timeout=5,
     )

@@ -114,5 +114,8 @@ async def test_a_port_in_use_is_said_as_such(ca: Ca, tmp_path: Path) -> None:
         assert started.returncode == 3, started.stderr
         last = started.stderr.strip().splitlines()[-1]
         assert last.startswith("error EDOC-SYS-001: ") and "address already in use" in last, last
+        # "started" is said once the port is ours, not before
+        assert "hub started" in (tmp_path / "hub" / "hub.log").read_text()
+        assert "hub started" not in started.stdout + started.stderr
     finally:
         hub.stop()

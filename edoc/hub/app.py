@@ -46,7 +46,6 @@ from edoc.web import (
 )
 
 STATE = web.AppKey("state", HubState)
-log = structlog.get_logger()
 
 
 TOKEN_TTL = 5.0  # seconds a node's token is trusted from memory; a replaced one stops after
@@ -204,7 +203,6 @@ def create_app(config: HubConfig) -> web.Application:
             state = HubState(config, store, keys, offload, http_metrics)
             await store.register(directory.seed_entries())
             app[STATE] = state
-            log.info("hub started", org_id=config.org_id, tls=config.tls)
             yield
 
     app.cleanup_ctx.append(resources)
@@ -222,7 +220,9 @@ def create_app(config: HubConfig) -> web.Application:
 
 def run(config: HubConfig) -> None:
     context = tls.server_context(KeyStore(config.keys_dir), config.org_id) if config.tls else None
-    serve(create_app(config), config.host, config.port, context)
+    serve(
+        create_app(config), config.host, config.port, context, "hub started", org_id=config.org_id
+    )
 
 
 async def add_node(config: HubConfig, node: str, token: str) -> None:

@@ -261,7 +261,6 @@ def create_app(config: NodeConfig) -> web.Application:
                 asyncio.create_task(inbox.collect_forever(state), name="inbox"),
                 asyncio.create_task(_register_with_hub(state), name="register"),
             ]
-            log.info("node started", province=config.province, hub=config.hub_url)
             yield
             for task in tasks:
                 task.cancel()
@@ -285,7 +284,15 @@ def create_app(config: NodeConfig) -> web.Application:
 
 
 def run(config: NodeConfig) -> None:
-    serve(create_app(config), config.host, config.port, None)
+    serve(
+        create_app(config),
+        config.host,
+        config.port,
+        None,
+        "node started",
+        province=config.province,
+        hub=config.hub_url,
+    )
 
 
 async def add_agency(config: NodeConfig, org_id: str, name: str, token: str) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import binascii
 import contextlib
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -70,9 +71,22 @@ async def _check(response: aiohttp.ClientResponse) -> Any:
     raise HubRefused(code, message)
 
 
+SMALL_PACKAGE = 1024 * 1024  # read whole in one offload call; larger ones are streamed
+
+
+def _small_package(path: Path) -> bytes | None:
+    with path.open("rb") as file:
+        return file.read() if os.fstat(file.fileno()).st_size <= SMALL_PACKAGE else None
+
+
 async def post_package(state: NodeState, path: Path) -> dict[str, Any]:
-    """Send a package file; the hub's answer, or HubRefused / HubUnavailable."""
-    with _reaching_hub(), path.open("rb") as body:
+    """Send a package file; the hub's answer, or HubRefused / HubUnavailable.
+
+    A small one is read in one offload call: aiohttp streams a file with a call to its
+    own thread pool for each chunk and one to close it."""
+    small = await state.offload.run(_small_package, path)
+    with _reaching_hub(), contextlib.ExitStack() as files:
+        body = small if small is not None else files.enter_context(path.open("rb"))
         async with state.hub.post(
             "/api/v1/packages", data=body, headers={"Content-Type": "application/xml"}
         ) as response:

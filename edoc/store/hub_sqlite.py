@@ -80,20 +80,17 @@ class SqliteHubStore(SqliteDatabase):
     async def find_package(
         self, kind: str, sender: str, about: str, business_type: int, status_code: str
     ) -> PackageRecord | None:
-        rows = await self._rows(
-            "SELECT id, kind, sender, about, status_code, business_type, digest, accepted_at"
-            " FROM packages WHERE kind=? AND sender=? AND about=? AND business_type=?"
+        rows = await self._rows(  # one trip: the recipients come along as a JSON list
+            "SELECT id, kind, sender, about, status_code, business_type, digest, accepted_at,"
+            " (SELECT json_group_array(recipient) FROM"
+            "   (SELECT recipient FROM deliveries WHERE package_id = p.id ORDER BY id))"
+            " FROM packages p WHERE kind=? AND sender=? AND about=? AND business_type=?"
             " AND status_code=?",
             (kind, sender, about, business_type, status_code),
         )
         if not rows:
             return None
-        return await self._record(rows[0])
-
-    async def _record(self, row: Any) -> PackageRecord:
-        recipients = await self._rows(
-            "SELECT recipient FROM deliveries WHERE package_id=? ORDER BY id", (row[0],)
-        )
+        row = rows[0]
         return PackageRecord(
             id=row[0],
             kind=row[1],
@@ -103,7 +100,7 @@ class SqliteHubStore(SqliteDatabase):
             business_type=row[5],
             digest=row[6],
             accepted_at=from_ms(row[7]),
-            recipients=tuple(r[0] for r in recipients),
+            recipients=tuple(json.loads(row[8])),
         )
 
     async def accept(self, package: NewPackage, now: dt.datetime) -> PackageRecord:

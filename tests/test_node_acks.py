@@ -1,0 +1,77 @@
+"""The node's acknowledgements to the hub, alone: they gather while one request is on its
+way, and none is lost when the hub cannot be reached. (The whole path, over a lossy
+proxy between real processes, is tests/reliability/test_proxy.py.)"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from types import SimpleNamespace
+from typing import cast
+
+import pytest
+
+from edoc.node import hublink, inbox
+from edoc.node.state import NodeState
+
+
+class _Hub:
+    """Records each acknowledgement request; fails the ones it is told to."""
+
+    def __init__(self) -> None:
+        self.requests: list[list[int]] = []
+        self.failures = 0
+        self.answer = asyncio.Event()  # a request waits for it: "on its way"
+
+    async def acknowledge(self, _state: NodeState, ids: list[int]) -> None:
+        self.requests.append(ids)
+        await self.answer.wait()
+        if self.failures:
+            self.failures -= 1
+            raise hublink.HubUnreachable("hub unreachable: connection reset")
+
+
+async def _until(condition: Callable[[], bool]) -> None:
+    async with asyncio.timeout(2):
+        while not condition():
+            await asyncio.sleep(0)
+
+
+@pytest.fixture
+def hub(monkeypatch: pytest.MonkeyPatch) -> _Hub:
+    fake = _Hub()
+    monkeypatch.setattr(hublink, "acknowledge", fake.acknowledge)
+    return fake
+
+
+async def test_acknowledgements_gather_while_one_is_on_its_way(hub: _Hub) -> None:
+    acks = inbox.Acknowledgements()
+    state = cast(NodeState, SimpleNamespace(config=SimpleNamespace(retry_base=0, retry_cap=0)))
+    sender = asyncio.create_task(acks.send_forever(state))
+    try:
+        acks.add(1)
+        await _until(lambda: hub.requests == [[1]])  # at rest: sent at once, alone
+        for delivery_id in (2, 3, 2, 4):  # 2 again: a redelivery, acknowledged once
+            acks.add(delivery_id)
+        hub.answer.set()
+        await _until(lambda: len(hub.requests) == 2)
+        assert hub.requests == [[1], [2, 3, 4]]  # the three waited for the first, together
+    finally:
+        sender.cancel()
+
+
+async def test_acknowledgements_the_hub_did_not_get_are_sent_again(hub: _Hub) -> None:
+    acks = inbox.Acknowledgements()
+    state = cast(NodeState, SimpleNamespace(config=SimpleNamespace(retry_base=0, retry_cap=0)))
+    hub.failures = 2
+    hub.answer.set()
+    sender = asyncio.create_task(acks.send_forever(state))
+    try:
+        acks.add(7)
+        acks.add(8)
+        await _until(lambda: len(hub.requests) == 3)
+        assert hub.requests == [[7, 8]] * 3  # twice unreachable, then taken
+        await asyncio.sleep(0.01)
+        assert len(hub.requests) == 3  # and not again once taken
+    finally:
+        sender.cancel()
