@@ -89,15 +89,22 @@ def _answer(record: PackageRecord) -> dict[str, object]:
     }
 
 
+SMALL_BODY = 1024 * 1024  # kept in memory; a larger package is streamed to a file
+
+
 async def post_package(request: web.Request) -> web.Response:
     node = await authenticate(request)
     state = request.app[STATE]
-    body = state.incoming_dir / f"{uuid.uuid4().hex}.edxml"
-    try:
-        await body_to_file(request, body, state.config.max_package_bytes)
-        record, resend = await intake.accept(state, node, body)
-    finally:
-        body.unlink(missing_ok=True)
+    length = request.content_length
+    if length is not None and length <= min(SMALL_BODY, state.config.max_package_bytes):
+        record, resend = await intake.accept(state, node, await request.read())
+    else:
+        body = state.incoming_dir / f"{uuid.uuid4().hex}.edxml"
+        try:
+            await body_to_file(request, body, state.config.max_package_bytes)
+            record, resend = await intake.accept(state, node, body)
+        finally:
+            body.unlink(missing_ok=True)
     return web.json_response(
         _answer(record), status=202, headers={"X-Edoc-Resend": "true"} if resend else None
     )

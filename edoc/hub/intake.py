@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import io
 import shutil
 import uuid
 from dataclasses import dataclass, replace
@@ -42,14 +43,17 @@ class Examined:
     digest: str  # of the seal's SignatureValue: same signed content, same digest
 
 
-def _read(path: Path, work: Path) -> tuple[envelope.Package, dict[str, Path]]:
+def _read(body: bytes | Path, work: Path) -> tuple[envelope.Package, dict[str, Path]]:
+    """Parse the package, its attachments decoded into files under ``work`` (made only
+    for a package that has some: most messages are statuses)."""
     stored: dict[str, Path] = {}
 
     def sink(content_id: str, _name: str) -> envelope.Writable:
+        work.mkdir(exist_ok=True)
         stored[content_id] = work / str(len(stored))
         return stored[content_id].open("wb")
 
-    with path.open("rb") as source:
+    with io.BytesIO(body) if isinstance(body, bytes) else body.open("rb") as source:
         return envelope.read_package(source, sink), stored
 
 
@@ -86,11 +90,10 @@ def _refused(exc: errors.EdocError) -> bool:
     return exc.status < 500 and not isinstance(exc, errors.QueueFull)
 
 
-async def accept(state: HubState, node: str, body: Path) -> tuple[PackageRecord, bool]:
-    """Accept the package in ``body`` from ``node``; returns its record and whether it is a
-    resend of one accepted before."""
+async def accept(state: HubState, node: str, body: bytes | Path) -> tuple[PackageRecord, bool]:
+    """Accept the package in ``body`` (its bytes, or the file a large one was streamed to)
+    from ``node``; returns its record and whether it is a resend of one accepted before."""
     work = state.incoming_dir / f"{uuid.uuid4().hex}.parts"
-    work.mkdir(parents=True)
     package: envelope.Package | None = None
     try:
         received, stored = await state.offload.run(_read, body, work)

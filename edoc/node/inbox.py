@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import functools
 import shutil
 import uuid
 from pathlib import Path
@@ -242,9 +243,29 @@ async def collect_forever(state: NodeState) -> None:
         await _collect_forever(state, acks)
 
 
+StatusChain = tuple[str, str]  # (document id, responder)
+
+
+def _chain(delivery: dict[str, Any]) -> StatusChain | None:
+    """Statuses about one document from one responder are stored in the order the hub
+    relays them (it accepted them in the order given): 05 before 06, though both come in
+    one answer and are verified side by side."""
+    if delivery["kind"] != "status":
+        return None
+    return (delivery["document_id"], delivery["sender"])
+
+
+def _forget(
+    latest: dict[StatusChain, asyncio.Task[None]], key: StatusChain, done: asyncio.Task[None]
+) -> None:
+    if latest.get(key) is done:
+        del latest[key]
+
+
 async def _collect_forever(state: NodeState, acks: Acknowledgements) -> None:
     backoff = state.config.retry_base
     taking: set[asyncio.Task[None]] = set()
+    latest: dict[StatusChain, asyncio.Task[None]] = {}  # the last delivery taken of each chain
     while True:
         while len(taking) > IN_FLIGHT // 2:  # then ask for half a window at a time, not one
             await asyncio.wait(taking, return_when=asyncio.FIRST_COMPLETED)
@@ -264,9 +285,14 @@ async def _collect_forever(state: NodeState, acks: Acknowledgements) -> None:
             await asyncio.sleep(state.config.retry_cap)
             continue
         for delivery in deliveries:
-            task = asyncio.create_task(_take(state, delivery, acks))
+            chain = _chain(delivery)
+            before = latest.get(chain) if chain is not None else None
+            task = asyncio.create_task(_take(state, delivery, acks, before))
             taking.add(task)
             task.add_done_callback(taking.discard)
+            if chain is not None:
+                latest[chain] = task
+                task.add_done_callback(functools.partial(_forget, latest, chain))
 
 
 def _claimed_document(source: Path) -> Document | None:
@@ -297,11 +323,20 @@ async def _refuse(state: NodeState, source: Path, recipient: str, exc: errors.Ed
     state.outbox_wakeup.set()
 
 
-async def _take(state: NodeState, delivery: dict[str, Any], acks: Acknowledgements) -> None:
+async def _take(
+    state: NodeState,
+    delivery: dict[str, Any],
+    acks: Acknowledgements,
+    after: asyncio.Task[None] | None = None,
+) -> None:
+    """Fetch, verify and store a delivery (once ``after``, the one before it in its
+    chain, is done with), then have it acknowledged."""
     target = state.incoming_dir / f"{uuid.uuid4().hex}.edxml"
     structlog.contextvars.bind_contextvars(hub_delivery=delivery["id"])
     try:
         await hublink.fetch(state, delivery, target)
+        if after is not None:
+            await asyncio.wait([after])  # its outcome is its own
         try:
             await receive(state, target, [delivery["recipient"]])
         except errors.InputError as exc:

@@ -1,13 +1,16 @@
-"""The node's acknowledgements to the hub, alone: they gather while one request is on its
-way, and none is lost when the hub cannot be reached. (The whole path, over a lossy
-proxy between real processes, is tests/reliability/test_proxy.py.)"""
+"""The node's collector, alone: acknowledgements gather while one request is on its way
+and none is lost when the hub cannot be reached; statuses of one chain are stored in
+order. (The whole path, over a lossy proxy between real processes, is
+tests/reliability/test_proxy.py; statuses in order across a simulated day,
+tests/test_simulate.py.)"""
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from pathlib import Path
 from types import SimpleNamespace
-from typing import cast
+from typing import Any, cast
 
 import pytest
 
@@ -75,3 +78,46 @@ async def test_acknowledgements_the_hub_did_not_get_are_sent_again(hub: _Hub) ->
         assert len(hub.requests) == 3  # and not again once taken
     finally:
         sender.cancel()
+
+
+async def test_statuses_of_one_chain_are_stored_in_the_order_relayed(
+    hub: _Hub, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    # 05 and 06 about one document from one responder come in one answer; 05 takes longer
+    # to verify. Another responder's 05 is a chain of its own and does not wait.
+    answers = [
+        [
+            {"id": 1, "kind": "status", "document_id": "D", "sender": "A", "recipient": "R"},
+            {"id": 2, "kind": "status", "document_id": "D", "sender": "A", "recipient": "R"},
+            {"id": 3, "kind": "status", "document_id": "D", "sender": "B", "recipient": "R"},
+        ]
+    ]
+    stored: list[int] = []
+
+    async def collect(_state: NodeState, _wait: float, _limit: int) -> list[dict[str, Any]]:
+        if answers:
+            return answers.pop()
+        await asyncio.Event().wait()  # nothing more: a long poll that never ends
+        return []
+
+    async def fetch(_state: NodeState, delivery: dict[str, Any], target: Path) -> None:
+        target.write_text(str(delivery["id"]))
+
+    async def receive(_state: NodeState, source: Path, _recipients: list[str]) -> None:
+        delivery_id = int(source.read_text())
+        await asyncio.sleep(0.05 if delivery_id == 1 else 0)
+        stored.append(delivery_id)
+
+    monkeypatch.setattr(hublink, "collect", collect)
+    monkeypatch.setattr(hublink, "fetch", fetch)
+    monkeypatch.setattr(inbox, "receive", receive)
+    hub.answer.set()
+    config = SimpleNamespace(retry_base=0, retry_cap=0, poll_wait=1)
+    state = cast(NodeState, SimpleNamespace(config=config, incoming_dir=tmp_path))
+    collector = asyncio.create_task(inbox.collect_forever(state))
+    try:
+        await _until(lambda: len(stored) == 3)
+        assert stored == [3, 1, 2]  # 2 after 1; 3, another chain, did not wait for them
+        await _until(lambda: sorted(i for ids in hub.requests for i in ids) == [1, 2, 3])
+    finally:
+        collector.cancel()
