@@ -7,13 +7,14 @@ tests/test_simulate.py.)"""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any, cast
 
 import pytest
 
+from edoc import errors
 from edoc.node import hublink, inbox
 from edoc.node.state import NodeState
 
@@ -80,11 +81,14 @@ async def test_acknowledgements_the_hub_did_not_get_are_sent_again(hub: _Hub) ->
         sender.cancel()
 
 
-async def test_statuses_of_one_chain_are_stored_in_the_order_relayed(
-    hub: _Hub, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
-) -> None:
-    # 05 and 06 about one document from one responder come in one answer; 05 takes longer
-    # to verify. Another responder's 05 is a chain of its own and does not wait.
+Receive = Callable[[NodeState, Path, list[str]], Awaitable[None]]
+
+
+def _collecting(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, receive: Receive
+) -> asyncio.Task[None]:
+    """The collector, given one answer: 05 and 06 about one document from responder A,
+    then B's 05 (a chain of its own); each package's content is its delivery id."""
     answers = [
         [
             {"id": 1, "kind": "status", "document_id": "D", "sender": "A", "recipient": "R"},
@@ -92,7 +96,6 @@ async def test_statuses_of_one_chain_are_stored_in_the_order_relayed(
             {"id": 3, "kind": "status", "document_id": "D", "sender": "B", "recipient": "R"},
         ]
     ]
-    stored: list[int] = []
 
     async def collect(_state: NodeState, _wait: float, _limit: int) -> list[dict[str, Any]]:
         if answers:
@@ -103,21 +106,57 @@ async def test_statuses_of_one_chain_are_stored_in_the_order_relayed(
     async def fetch(_state: NodeState, delivery: dict[str, Any], target: Path) -> None:
         target.write_text(str(delivery["id"]))
 
-    async def receive(_state: NodeState, source: Path, _recipients: list[str]) -> None:
-        delivery_id = int(source.read_text())
-        await asyncio.sleep(0.05 if delivery_id == 1 else 0)
-        stored.append(delivery_id)
-
     monkeypatch.setattr(hublink, "collect", collect)
     monkeypatch.setattr(hublink, "fetch", fetch)
     monkeypatch.setattr(inbox, "receive", receive)
-    hub.answer.set()
     config = SimpleNamespace(retry_base=0, retry_cap=0, poll_wait=1)
     state = cast(NodeState, SimpleNamespace(config=config, incoming_dir=tmp_path))
-    collector = asyncio.create_task(inbox.collect_forever(state))
+    return asyncio.create_task(inbox.collect_forever(state))
+
+
+def _acknowledged(hub: _Hub) -> list[int]:
+    return sorted(i for ids in hub.requests for i in ids)
+
+
+async def test_statuses_of_one_chain_are_stored_in_the_order_relayed(
+    hub: _Hub, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    stored: list[int] = []
+
+    async def receive(_state: NodeState, source: Path, _recipients: list[str]) -> None:
+        delivery_id = int(source.read_text())
+        await asyncio.sleep(0.05 if delivery_id == 1 else 0)  # A's 05 is slower to verify
+        stored.append(delivery_id)
+
+    hub.answer.set()
+    collector = _collecting(monkeypatch, tmp_path, receive)
     try:
         await _until(lambda: len(stored) == 3)
         assert stored == [3, 1, 2]  # 2 after 1; 3, another chain, did not wait for them
-        await _until(lambda: sorted(i for ids in hub.requests for i in ids) == [1, 2, 3])
+        await _until(lambda: _acknowledged(hub) == [1, 2, 3])
+    finally:
+        collector.cancel()
+
+
+async def test_a_status_whose_predecessor_was_not_taken_is_left_for_the_hub(
+    hub: _Hub, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    stored: list[int] = []
+
+    async def receive(_state: NodeState, source: Path, _recipients: list[str]) -> None:
+        delivery_id = int(source.read_text())
+        if delivery_id == 1:
+            await asyncio.sleep(0.05)
+            raise errors.StorageError("store failed: disk I/O error")
+        stored.append(delivery_id)
+
+    hub.answer.set()
+    collector = _collecting(monkeypatch, tmp_path, receive)
+    try:
+        await _until(lambda: _acknowledged(hub) == [3])
+        await asyncio.sleep(0.1)
+        # A's 06 was not stored before its 05: both stay unacknowledged, and the hub
+        # offers them again, in order, when their lease runs out
+        assert stored == [3] and _acknowledged(hub) == [3]
     finally:
         collector.cancel()

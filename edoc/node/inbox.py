@@ -256,7 +256,7 @@ def _chain(delivery: dict[str, Any]) -> StatusChain | None:
 
 
 def _forget(
-    latest: dict[StatusChain, asyncio.Task[None]], key: StatusChain, done: asyncio.Task[None]
+    latest: dict[StatusChain, asyncio.Task[bool]], key: StatusChain, done: asyncio.Task[bool]
 ) -> None:
     if latest.get(key) is done:
         del latest[key]
@@ -264,8 +264,8 @@ def _forget(
 
 async def _collect_forever(state: NodeState, acks: Acknowledgements) -> None:
     backoff = state.config.retry_base
-    taking: set[asyncio.Task[None]] = set()
-    latest: dict[StatusChain, asyncio.Task[None]] = {}  # the last delivery taken of each chain
+    taking: set[asyncio.Task[bool]] = set()
+    latest: dict[StatusChain, asyncio.Task[bool]] = {}  # the last delivery taken of each chain
     while True:
         while len(taking) > IN_FLIGHT // 2:  # then ask for half a window at a time, not one
             await asyncio.wait(taking, return_when=asyncio.FIRST_COMPLETED)
@@ -323,20 +323,28 @@ async def _refuse(state: NodeState, source: Path, recipient: str, exc: errors.Ed
     state.outbox_wakeup.set()
 
 
+async def _taken(task: asyncio.Task[bool]) -> bool:
+    """Once ``task`` is over: whether it took its delivery (its failure is its own)."""
+    await asyncio.wait([task])
+    return not task.cancelled() and task.exception() is None and task.result()
+
+
 async def _take(
     state: NodeState,
     delivery: dict[str, Any],
     acks: Acknowledgements,
-    after: asyncio.Task[None] | None = None,
-) -> None:
-    """Fetch, verify and store a delivery (once ``after``, the one before it in its
-    chain, is done with), then have it acknowledged."""
+    after: asyncio.Task[bool] | None = None,
+) -> bool:
+    """Fetch, verify and store a delivery, then have it acknowledged; whether it was taken.
+    One with ``after`` (the status before it in its chain) waits for it, and is left
+    for the hub to offer again, after it, if that one was not taken."""
     target = state.incoming_dir / f"{uuid.uuid4().hex}.edxml"
     structlog.contextvars.bind_contextvars(hub_delivery=delivery["id"])
     try:
         await hublink.fetch(state, delivery, target)
-        if after is not None:
-            await asyncio.wait([after])  # its outcome is its own
+        if after is not None and not await _taken(after):
+            log.warning("delivery not taken: the status before it was not; the hub offers both")
+            return False
         try:
             await receive(state, target, [delivery["recipient"]])
         except errors.InputError as exc:
@@ -345,8 +353,10 @@ async def _take(
             log.error("refused relayed package", code=exc.code, reason=exc.message)
             await _refuse(state, target, delivery["recipient"], exc)
         acks.add(delivery["id"])
+        return True
     except errors.EdocError as exc:
         # not acknowledged: the hub offers it again when its lease runs out
         log.warning("delivery not taken, the hub will offer it again", reason=exc.message)
+        return False
     finally:
         target.unlink(missing_ok=True)
