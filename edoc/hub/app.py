@@ -89,7 +89,9 @@ def _answer(record: PackageRecord) -> dict[str, object]:
     }
 
 
-SMALL_BODY = 1024 * 1024  # kept in memory; a larger package is streamed to a file
+# A package body up to this is read into memory (a larger one is streamed to a file); it
+# is also the app's client_max_size, the most request.read() and request.json() take.
+SMALL_BODY = 1024 * 1024
 
 
 async def post_package(request: web.Request) -> web.Response:
@@ -192,7 +194,7 @@ async def metrics(request: web.Request) -> web.Response:
 
 def create_app(config: HubConfig) -> web.Application:
     http_metrics = HttpMetrics("hub")
-    app = web.Application(middlewares=[middleware(http_metrics)], client_max_size=1024 * 1024)
+    app = web.Application(middlewares=[middleware(http_metrics)], client_max_size=SMALL_BODY)
 
     async def resources(app: web.Application) -> AsyncIterator[None]:
         for folder in ("packages", "incoming"):

@@ -333,7 +333,7 @@ async def _take(
     state: NodeState,
     delivery: dict[str, Any],
     acks: Acknowledgements,
-    after: asyncio.Task[bool] | None = None,
+    after: asyncio.Task[bool] | None,
 ) -> bool:
     """Fetch, verify and store a delivery, then have it acknowledged; whether it was taken.
     One with ``after`` (the status before it in its chain) waits for it, and is left
