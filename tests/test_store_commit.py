@@ -1,0 +1,98 @@
+"""Group commit: changes made at the same time share one COMMIT, each all or nothing."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from edoc import errors
+from edoc.store.sqlite_base import SqliteDatabase
+
+
+class Ledger(SqliteDatabase):
+    schema = """
+    CREATE TABLE IF NOT EXISTS entries (n INTEGER PRIMARY KEY);
+    CREATE TABLE IF NOT EXISTS refs (
+        n INTEGER NOT NULL REFERENCES entries(n) DEFERRABLE INITIALLY DEFERRED
+    );
+    """
+
+    async def add(self, n: int) -> None:
+        async with self._transaction() as db:
+            await db.execute("INSERT INTO entries (n) VALUES (?)", (n,))
+
+    async def add_dangling_ref(self, n: int) -> None:
+        """Checked only at COMMIT (a deferred foreign key): the whole batch's COMMIT fails."""
+        async with self._transaction() as db:
+            await db.execute("INSERT INTO refs (n) VALUES (?)", (n,))
+
+
+@pytest.fixture
+async def ledger(tmp_path: Path):  # type: ignore[no-untyped-def]
+    store = Ledger(tmp_path / "ledger.sqlite")
+    await store.open()
+    commits: list[str] = []
+    await store.db.set_trace_callback(
+        lambda sql: commits.append(sql) if sql.strip().upper() == "COMMIT" else None
+    )
+    store.commits = commits  # type: ignore[attr-defined]
+    yield store
+    await store.close()
+
+
+def stored(path: Path) -> list[int]:
+    """What another connection sees: committed rows only."""
+    with sqlite3.connect(path) as other:
+        return [n for (n,) in other.execute("SELECT n FROM entries ORDER BY n")]
+
+
+async def test_changes_made_together_share_one_commit(ledger: Ledger) -> None:
+    await asyncio.gather(*(ledger.add(n) for n in range(20)))
+    assert stored(ledger.path) == list(range(20))
+    assert 1 <= len(ledger.commits) <= 2  # type: ignore[attr-defined]
+
+
+async def test_a_change_at_rest_commits_at_once(ledger: Ledger) -> None:
+    await ledger.add(1)
+    assert stored(ledger.path) == [1]  # committed before add() returned
+    await ledger.add(2)
+    assert len(ledger.commits) == 2  # type: ignore[attr-defined]
+
+
+async def test_a_failed_change_is_rolled_back_alone(ledger: Ledger) -> None:
+    await ledger.add(5)
+    results = await asyncio.gather(*(ledger.add(n) for n in (1, 5, 2)), return_exceptions=True)
+    assert isinstance(results[1], sqlite3.IntegrityError)
+    assert results[0] is None and results[2] is None
+    assert stored(ledger.path) == [1, 2, 5]
+
+
+async def test_a_failed_commit_fails_every_change_in_it(ledger: Ledger) -> None:
+    results = await asyncio.gather(
+        ledger.add(1), ledger.add_dangling_ref(99), ledger.add(2), return_exceptions=True
+    )
+    assert all(isinstance(r, errors.StorageError) for r in results), results
+    assert stored(ledger.path) == []
+    await ledger.add(3)  # the store goes on
+    assert stored(ledger.path) == [3]
+
+
+async def test_a_cancelled_change_does_not_cancel_the_others(ledger: Ledger) -> None:
+    tasks = [asyncio.create_task(ledger.add(n)) for n in range(5)]
+    await asyncio.sleep(0)
+    tasks[0].cancel()
+    await asyncio.gather(*tasks[1:])
+    assert set(stored(ledger.path)) >= {1, 2, 3, 4}
+
+
+async def test_close_commits_what_is_under_way(tmp_path: Path) -> None:
+    store = Ledger(tmp_path / "ledger.sqlite")
+    await store.open()
+    adding = [asyncio.create_task(store.add(n)) for n in range(3)]
+    await asyncio.sleep(0.05)
+    await store.close()
+    await asyncio.gather(*adding)
+    assert stored(store.path) == [0, 1, 2]
