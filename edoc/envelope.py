@@ -12,6 +12,7 @@ from __future__ import annotations
 import binascii
 import datetime as dt
 import hashlib
+import io
 import mimetypes
 import threading
 import unicodedata
@@ -503,9 +504,10 @@ def validate(root: etree._Element) -> None:
 
 # --- writing the wire form --------------------------------------------------------------
 def write_package(
-    root: etree._Element, files: Sequence[tuple[Attachment, Path]], out: IO[bytes]
+    root: etree._Element, files: Sequence[tuple[Attachment, Path | bytes]], out: IO[bytes]
 ) -> None:
-    """Write the envelope, then each file's bytes in base64, streaming from disk."""
+    """Write the envelope, then each attachment in base64, streamed from its file (or
+    from memory, a small package's at the hub)."""
     with etree.xmlfile(out, encoding="utf-8") as xf:
         xf.write_declaration()
         with xf.element(q("edXML"), nsmap=NSMAP):
@@ -518,7 +520,7 @@ def write_package(
                         _write_attachment(xf, attachment, path)
 
 
-def _write_attachment(xf: Any, attachment: Attachment, path: Path) -> None:
+def _write_attachment(xf: Any, attachment: Attachment, body: Path | bytes) -> None:
     with xf.element(q("Attachment")):
         for name, value in (
             ("ContentId", attachment.content_id),
@@ -529,7 +531,10 @@ def _write_attachment(xf: Any, attachment: Attachment, path: Path) -> None:
             if value:
                 with xf.element(q(name)):
                     xf.write(value)
-        with xf.element(q("ContentTransferEncoded")), path.open("rb") as stream:
+        with (
+            xf.element(q("ContentTransferEncoded")),
+            io.BytesIO(body) if isinstance(body, bytes) else body.open("rb") as stream,
+        ):
             for chunk in xmlsafe.read_chunks(stream, BASE64_LINE):
                 xf.write(binascii.b2a_base64(chunk, newline=False).decode("ascii"))
                 # xmlfile keeps everything written in memory until a flush: hand each

@@ -39,33 +39,53 @@ log = structlog.get_logger()
 class Examined:
     verified: signing.Verified
     root: etree._Element
-    files: list[tuple[Attachment, Path]]
+    files: list[tuple[Attachment, Path | bytes]]
     digest: str  # of the seal's SignatureValue: same signed content, same digest
 
 
-def _read(body: bytes | Path, work: Path) -> tuple[envelope.Package, dict[str, Path]]:
-    """Parse the package, its attachments decoded into files under ``work`` (made only
-    for a package that has some: most messages are statuses)."""
-    stored: dict[str, Path] = {}
+class _InMemory(io.BytesIO):
+    """An attachment of a package read from memory, kept there: no file to write, read
+    back and delete. The reader's close() must not discard it."""
+
+    def close(self) -> None:
+        pass
+
+
+Attachments = dict[str, Path | _InMemory]  # content id → where its bytes went
+
+
+def _read(body: bytes | Path, work: Path) -> tuple[envelope.Package, Attachments]:
+    """Parse the package. The attachments of one in memory stay in memory; those of one
+    streamed to a file are decoded into files under ``work``."""
+    stored: Attachments = {}
 
     def sink(content_id: str, _name: str) -> envelope.Writable:
+        if isinstance(body, bytes):
+            stored[content_id] = kept = _InMemory()
+            return kept
         work.mkdir(exist_ok=True)
-        stored[content_id] = work / str(len(stored))
-        return stored[content_id].open("wb")
+        stored[content_id] = path = work / str(len(stored))
+        return path.open("wb")
 
     with io.BytesIO(body) if isinstance(body, bytes) else body.open("rb") as source:
         return envelope.read_package(source, sink), stored
 
 
-def _examine(package: envelope.Package, stored: dict[str, Path], state: HubState) -> Examined:
+def _examine(package: envelope.Package, stored: Attachments, state: HubState) -> Examined:
     verified = signing.verify_package(package, state.keys.trust(), dt.datetime.now(dt.UTC))
     value = package.root.findtext(
         "edXML:edXMLEnvelope/edXML:edXMLHeader/ds:Signature/ds:SignatureValue",
         namespaces={"edXML": envelope.NS, "ds": signing.DS},
     )
-    files = [(item, stored[item.content_id]) for item in verified.message.attachments]
+    files = [
+        (item, _bytes_or_path(stored[item.content_id])) for item in verified.message.attachments
+    ]
     digest = hashlib.sha256("".join((value or "").split()).encode()).hexdigest()
     return Examined(verified, package.root, files, digest)
+
+
+def _bytes_or_path(where: Path | _InMemory) -> Path | bytes:
+    return where.getvalue() if isinstance(where, _InMemory) else where
 
 
 def _write_final(examined: Examined, hop: TraceHop, target: Path) -> int:
@@ -106,7 +126,8 @@ async def accept(state: HubState, node: str, body: bytes | Path) -> tuple[Packag
             await state.store.count(dt.date.today(), _sender_hint(package), "rejected", exc.code)
         raise
     finally:
-        shutil.rmtree(work, ignore_errors=True)
+        if isinstance(body, Path):  # only a streamed package has attachment files
+            shutil.rmtree(work, ignore_errors=True)
 
 
 async def _admit(state: HubState, node: str, examined: Examined) -> tuple[PackageRecord, bool]:
