@@ -25,19 +25,25 @@ from edoc.store.base import InboxAttachment, NewInboxItem, NewOutgoing
 
 log = structlog.get_logger()
 IN_FLIGHT = 32  # deliveries being fetched, verified and stored at once
+PACKAGE = "package.edxml"  # a received package's name in its inbox folder
 
 
 def _verify(state: NodeState, source: Path, folder: Path) -> tuple[signing.Verified, list[Path]]:
+    """Verify the package in ``source`` and move it into ``folder``, its attachments
+    beside it (a folder of their own only for a package that has some: most are
+    statuses). Run off the loop: each step is a file system call."""
     folder.mkdir(parents=True, exist_ok=True)
     stored: list[Path] = []
 
     def sink(_content_id: str, _name: str) -> envelope.Writable:
-        stored.append(folder / str(len(stored)))
+        (folder / "parts").mkdir(exist_ok=True)
+        stored.append(folder / "parts" / str(len(stored)))
         return stored[-1].open("wb")
 
     with source.open("rb") as stream:
         package = envelope.read_package(stream, sink)
     verified = signing.verify_package(package, state.keys.trust(), dt.datetime.now(dt.UTC))
+    source.replace(folder / PACKAGE)
     return verified, stored
 
 
@@ -80,13 +86,12 @@ async def receive(state: NodeState, source: Path, recipients: list[str]) -> None
     """Verify the package in ``source`` and hand it to each of ``recipients`` (ours)."""
     folder = state.inbox_dir / uuid.uuid4().hex
     try:
-        verified, parts = await state.offload.run(_verify, state, source, folder / "parts")
+        verified, parts = await state.offload.run(_verify, state, source, folder)
     except BaseException:
         shutil.rmtree(folder, ignore_errors=True)
         raise
     message = verified.message
-    package = folder / "package.edxml"
-    source.replace(package)
+    package = folder / PACKAGE
     structlog.contextvars.bind_contextvars(document_id=message.about)
     stored = False  # is this copy the one an inbox row points to?
     for recipient in recipients:

@@ -146,5 +146,5 @@ async def submit(state: NodeState, request: web.Request, agency: str) -> tuple[O
         )
         state.outbox_wakeup.set()
         return outgoing, False
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+    finally:  # off the loop: unlinks wait for the file system's journal
+        await state.offload.run(shutil.rmtree, staging, ignore_errors=True)
