@@ -2,8 +2,8 @@
 
 Every change a service answers 2xx for is committed first (synchronous=FULL), so a
 kill -9 or a power cut loses nothing that was acknowledged; changes made at the same
-time share one commit. sqlite errors
-(disk full, read-only, corruption) come out as :class:`edoc.errors.StorageError`.
+time share one commit. sqlite errors (disk full, read-only, corruption) come out as
+:class:`edoc.errors.StorageError`.
 """
 
 from __future__ import annotations
