@@ -31,3 +31,12 @@ def write_file(path: Path, write: Callable[[IO[bytes]], object], mode: int = 0o6
 
 def write_bytes(path: Path, data: bytes, mode: int = 0o644) -> None:
     write_file(path, lambda out: out.write(data), mode)
+
+
+def sync(path: Path) -> None:
+    """Make a file written without write_file durable (fsync of its data)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

@@ -14,9 +14,10 @@ from typing import Any, cast
 
 import pytest
 
-from edoc import errors
+from edoc import atomic, envelope, errors
 from edoc.node import hublink, inbox
 from edoc.node.state import NodeState
+from tests.pki_support import Ca, signed_root, wire
 
 
 class _Hub:
@@ -160,3 +161,23 @@ async def test_a_status_whose_predecessor_was_not_taken_is_left_for_the_hub(
         assert stored == [3] and _acknowledged(hub) == [3]
     finally:
         collector.cancel()
+
+
+def test_a_received_package_and_its_attachments_are_fsynced_before_they_are_stored(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A power cut after the inbox row commits (and the hub is told) must not leave an
+    empty file behind it."""
+    ca = Ca.create(tmp_path / "keys")
+    attachment = tmp_path / "bao-cao.txt"
+    attachment.write_bytes("Báo cáo tháng 11".encode())
+    files = envelope.attachments_from_files([attachment])
+    source = tmp_path / "incoming.edxml"
+    source.write_bytes(wire(signed_root(ca, files=files), files))
+    synced: list[Path] = []
+    monkeypatch.setattr(atomic, "sync", synced.append)
+    state = cast(NodeState, SimpleNamespace(keys=ca.keys))
+    _, parts = inbox._verify(state, source, tmp_path / "inbox" / "one")
+    assert len(parts) == 1
+    assert synced == [*parts, source]
+    assert (tmp_path / "inbox" / "one" / inbox.PACKAGE).exists()

@@ -17,7 +17,7 @@ from typing import Any
 
 import structlog
 
-from edoc import envelope, errors, signing
+from edoc import atomic, envelope, errors, signing
 from edoc.model import Document, Organization, ResponseFor, Staff, StatusCode, StatusUpdate
 from edoc.node import compose, hublink
 from edoc.node.state import NodeState
@@ -43,6 +43,8 @@ def _verify(state: NodeState, source: Path, folder: Path) -> tuple[signing.Verif
     with source.open("rb") as stream:
         package = envelope.read_package(stream, sink)
     verified = signing.verify_package(package, state.keys.trust(), dt.datetime.now(dt.UTC))
+    for path in (*stored, source):  # on disk before the inbox row and the hub's ack
+        atomic.sync(path)
     source.replace(folder / PACKAGE)
     return verified, stored
 
