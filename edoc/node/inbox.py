@@ -28,10 +28,12 @@ IN_FLIGHT = 32  # deliveries being fetched, verified and stored at once
 PACKAGE = "package.edxml"  # a received package's name in its inbox folder
 
 
-def _verify(state: NodeState, source: Path, folder: Path) -> tuple[signing.Verified, list[Path]]:
-    """Verify the package in ``source`` and move it into ``folder``, its attachments
-    beside it (a folder of their own only for a package that has some: most are
-    statuses). Run off the loop: each step is a file system call."""
+def _verify_and_keep(
+    state: NodeState, source: Path, folder: Path
+) -> tuple[signing.Verified, list[Path]]:
+    """Verify the package in ``source`` and move it, fsynced, into ``folder``, its
+    attachments beside it (a folder of their own only for a package that has some: most
+    are statuses). Run off the loop: each step is a file system call."""
     folder.mkdir(parents=True, exist_ok=True)
     stored: list[Path] = []
 
@@ -88,7 +90,7 @@ async def receive(state: NodeState, source: Path, recipients: list[str]) -> None
     """Verify the package in ``source`` and hand it to each of ``recipients`` (ours)."""
     folder = state.inbox_dir / uuid.uuid4().hex
     try:
-        verified, parts = await state.offload.run(_verify, state, source, folder)
+        verified, parts = await state.offload.run(_verify_and_keep, state, source, folder)
     except BaseException:
         shutil.rmtree(folder, ignore_errors=True)
         raise

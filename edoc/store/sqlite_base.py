@@ -40,7 +40,7 @@ class SqliteDatabase:
         self._db: aiosqlite.Connection | None = None
         self._writing = asyncio.Lock()  # one connection: one change at a time
         self._batch: asyncio.Future[None] | None = None  # the open batch's COMMIT
-        self._committer: asyncio.Task[None] | None = None
+        self._committer: asyncio.Task[None] | None = None  # held: the loop keeps tasks weakly
 
     @property
     def db(self) -> aiosqlite.Connection:
