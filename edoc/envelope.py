@@ -590,10 +590,11 @@ class Package:
         return as_document(self.message)
 
 
+_WHITESPACE = str.maketrans("", "", " \t\r\n")  # what base64 bodies may be wrapped with
+
+
 class _Base64Decoder:
     """Decodes base64 text as it arrives, writing bytes to ``out`` and hashing them."""
-
-    _WHITESPACE = str.maketrans("", "", " \t\r\n")
 
     def __init__(self, out: Writable, budget: int) -> None:
         self._out = out
@@ -604,7 +605,7 @@ class _Base64Decoder:
         self.size = 0
 
     def feed(self, text: str) -> None:
-        self._pending += text.translate(self._WHITESPACE)
+        self._pending += text.translate(_WHITESPACE)
         usable = len(self._pending) - len(self._pending) % 4
         if usable:
             self._decode(self._pending[:usable])
@@ -714,31 +715,120 @@ class _PackageReader:
             self._body[1].close()
 
 
+def _wire_limit(limits: PackageLimits) -> xmlsafe.Limits:
+    return xmlsafe.Limits(
+        max_bytes=limits.envelope.max_bytes + limits.attachments_bytes * 4 // 3 + 1024 * 1024,
+        max_depth=limits.envelope.max_depth,
+    )
+
+
+def _read_streamed(
+    source: IO[bytes], sink: AttachmentSink, limits: PackageLimits
+) -> tuple[etree._Element, tuple[ReceivedAttachment, ...]]:
+    reader = _PackageReader(sink, limits)
+    try:
+        root: etree._Element = xmlsafe.parse_events(
+            xmlsafe.read_chunks(source), reader, _wire_limit(limits)
+        )
+    finally:
+        reader.abort()
+    return root, tuple(reader.received)
+
+
+_BODIES = f"{q('AttachmentEncoded')}/{q('Attachment')}/{q('ContentTransferEncoded')}"
+
+
+def _envelope_chars(root: etree._Element) -> int:
+    """What _PackageReader counts against the envelope limit: markup and text, bodies not."""
+    bodies = set(root.iterfind(_BODIES))
+    chars = 0
+    for element in root.iter():
+        chars += len(element.tag) + sum(len(k) + len(v) for k, v in element.attrib.items())
+        chars += len(element.tail or "")
+        if element not in bodies:
+            chars += len(element.text or "")
+    return chars
+
+
+def _decoded_body(element: etree._Element) -> bytes:
+    text = (element.text or "").translate(_WHITESPACE)
+    if len(element) or len(text) % 4:
+        raise errors.BadAttachmentEncoding("not a whole base64 text")
+    try:
+        return binascii.a2b_base64(text, strict_mode=True)
+    except (binascii.Error, ValueError) as exc:
+        raise errors.BadAttachmentEncoding(f"attachment is not valid base64: {exc}") from None
+
+
+def _bodies(root: etree._Element, limits: PackageLimits) -> list[tuple[str, str, bytes]]:
+    """(content id, name, bytes) of each attachment body, as _PackageReader finds them."""
+    bodies = []
+    for attachment in root.iterfind(f"{q('AttachmentEncoded')}/{q('Attachment')}"):
+        fields: dict[str, str] = {}
+        for child in attachment:
+            if child.tag != q("ContentTransferEncoded"):
+                if len(child):
+                    raise errors.SchemaViolation("an attachment field holds elements")
+                fields[child.tag] = fields.get(child.tag, "") + (child.text or "")
+                continue
+            content_id, name = fields.get(q("ContentId"), ""), fields.get(q("AttachmentName"), "")
+            if not content_id or not name:
+                raise errors.MissingField("Attachment needs ContentId and AttachmentName first")
+            bodies.append((content_id, name, _decoded_body(child)))
+            child.text = None  # the envelope is kept without its bodies
+    if sum(len(body) for _, _, body in bodies) > limits.attachments_bytes:
+        raise errors.TooLarge("attachments larger than the accepted size")
+    return bodies
+
+
+def _read_whole(
+    data: bytes, sink: AttachmentSink, limits: PackageLimits
+) -> tuple[etree._Element, tuple[ReceivedAttachment, ...]] | None:
+    """What _read_streamed makes of ``data``, from one parse in C, or None for anything
+    out of the ordinary: the streaming reader then decides, and says what is wrong."""
+    root = xmlsafe.parse_whole(data, _wire_limit(limits))
+    if root is None or root.tag != q("edXML") or _envelope_chars(root) > limits.envelope.max_bytes:
+        return None
+    try:
+        bodies = _bodies(root, limits)
+        names = [safe_attachment_name(name) for _, name, _ in bodies]
+    except errors.EdocError:
+        return None
+    received = []
+    for (content_id, name, body), safe_name in zip(bodies, names, strict=True):
+        out = sink(content_id, safe_name)
+        try:
+            out.write(body)
+        finally:
+            out.close()
+        received.append(ReceivedAttachment(content_id, name, len(body), _sha256(body)))
+    return root, tuple(received)
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
 def read_package(
-    source: IO[bytes], sink: AttachmentSink = discard_sink, limits: PackageLimits = PackageLimits()
+    source: IO[bytes] | bytes,
+    sink: AttachmentSink = discard_sink,
+    limits: PackageLimits = PackageLimits(),
 ) -> Package:
-    """Parse a package from ``source``, streaming attachment bodies into ``sink``.
+    """Parse a package from ``source`` (a stream, or bytes in memory), streaming
+    attachment bodies into ``sink``.
 
     The envelope is validated against the schema and the attachments against the
     manifest, so a package returned here is complete and self-consistent. Whether it is
     authentic is edoc.signing's question.
     """
-    reader = _PackageReader(sink, limits)
-    wire_limit = xmlsafe.Limits(
-        max_bytes=limits.envelope.max_bytes + limits.attachments_bytes * 4 // 3 + 1024 * 1024,
-        max_depth=limits.envelope.max_depth,
-    )
-    try:
-        root: etree._Element = xmlsafe.parse_events(
-            xmlsafe.read_chunks(source),
-            reader,
-            wire_limit,
-        )
-    finally:
-        reader.abort()
+    read = _read_whole(source, sink, limits) if isinstance(source, bytes) else None
+    if read is None:
+        stream = io.BytesIO(source) if isinstance(source, bytes) else source
+        read = _read_streamed(stream, sink, limits)
+    root, received = read
     validate(root)
     message_from_envelope(root)  # values the schema's patterns let through (2026/02/30)
-    package = Package(root=root, received=tuple(reader.received))
+    package = Package(root=root, received=received)
     check_attachments(manifest_from(manifest_element(root)), package.received)
     return package
 

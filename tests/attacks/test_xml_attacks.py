@@ -13,6 +13,7 @@ import io
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import pytest
 from lxml import etree
@@ -601,15 +602,40 @@ def test_corpus_is_large_and_ids_unique() -> None:
     assert len(ids) >= 40
 
 
+# A package is read from a stream by the event parser, or from bytes in memory by one
+# parse in C that hands anything out of the ordinary to the event parser: both must refuse.
+READS = [
+    pytest.param(lambda data: io.BytesIO(data), id="streamed"),
+    pytest.param(lambda data: data, id="in-memory"),
+]
+
+
+@pytest.mark.parametrize("source", READS)
 @pytest.mark.parametrize("case", CASES, ids=[case.id for case in CASES])
-def test_hostile_package_is_refused(case: Case) -> None:
+def test_hostile_package_is_refused(case: Case, source: Callable[[bytes], Any]) -> None:
     assert case.data != GOOD or case.limits != DEFAULT
     with pytest.raises(errors.EdocError) as info:
-        envelope.read_package(io.BytesIO(case.data), limits=case.limits)
+        envelope.read_package(source(case.data), limits=case.limits)
     assert type(info.value) is case.error, str(info.value)
     assert info.value.code == case.error.code
     assert info.value.code.startswith("EDOC-")
     report.rejected(f"package/{case.id}", info.value.code)
+
+
+def test_package_in_memory_is_read_without_the_event_parser(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    streamed = envelope.read_package(io.BytesIO(GOOD), MemorySink())
+    monkeypatch.setattr(xmlsafe, "parse_events", _not_called)
+    sink = MemorySink()
+    whole = envelope.read_package(GOOD, sink)
+    assert etree.tostring(whole.root, method="c14n") == etree.tostring(streamed.root, method="c14n")
+    assert whole.received == streamed.received
+    assert sorted(sink.files.values()) == sorted([A, B])
+
+
+def _not_called(*_: object) -> None:
+    raise AssertionError("the event parser was used")
 
 
 # --- the hardened parser on its own --------------------------------------------------------------
@@ -641,6 +667,22 @@ def test_xmlsafe_parse_refuses(data: bytes, error: type[errors.EdocError]) -> No
         xmlsafe.parse(data, xmlsafe.Limits(max_bytes=2000, max_depth=5))
     assert type(info.value) is error
     assert info.value.code == error.code
+
+
+@pytest.mark.parametrize(("data", "_error"), XMLSAFE_CASES)
+def test_xmlsafe_parse_whole_leaves_the_judging_to_the_event_parser(
+    data: bytes, _error: type[errors.EdocError]
+) -> None:
+    assert xmlsafe.parse_whole(data, xmlsafe.Limits(max_bytes=1000, max_depth=5)) is None
+
+
+def test_xmlsafe_parse_whole_takes_elements_and_text() -> None:
+    data = b'<a xmlns="urn:x"><b c="d">text</b><!-- c --><b/></a>'
+    root = xmlsafe.parse_whole(data, xmlsafe.Limits(max_bytes=len(data), max_depth=2))
+    assert root is not None
+    assert etree.tostring(root) == etree.tostring(xmlsafe.parse(data))
+    assert xmlsafe.parse_whole(data, xmlsafe.Limits(max_bytes=len(data) - 1)) is None
+    assert xmlsafe.parse_whole(data, xmlsafe.Limits(max_depth=1)) is None
 
 
 def test_xmlsafe_parse_limits_are_inclusive() -> None:
