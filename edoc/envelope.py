@@ -750,14 +750,18 @@ def _envelope_chars(root: etree._Element) -> int:
     return chars
 
 
+class _Unusual(Exception):
+    """Something in a package the streaming reader must judge, and name the error of."""
+
+
 def _decoded_body(element: etree._Element) -> bytes:
     text = (element.text or "").translate(_WHITESPACE)
     if len(element) or len(text) % 4:
-        raise errors.BadAttachmentEncoding("not a whole base64 text")
+        raise _Unusual
     try:
         return binascii.a2b_base64(text, strict_mode=True)
-    except (binascii.Error, ValueError) as exc:
-        raise errors.BadAttachmentEncoding(f"attachment is not valid base64: {exc}") from None
+    except (binascii.Error, ValueError):
+        raise _Unusual from None
 
 
 def _bodies(root: etree._Element, limits: PackageLimits) -> list[tuple[str, str, bytes]]:
@@ -768,16 +772,16 @@ def _bodies(root: etree._Element, limits: PackageLimits) -> list[tuple[str, str,
         for child in attachment:
             if child.tag != q("ContentTransferEncoded"):
                 if len(child):
-                    raise errors.SchemaViolation("an attachment field holds elements")
+                    raise _Unusual
                 fields[child.tag] = fields.get(child.tag, "") + (child.text or "")
                 continue
             content_id, name = fields.get(q("ContentId"), ""), fields.get(q("AttachmentName"), "")
             if not content_id or not name:
-                raise errors.MissingField("Attachment needs ContentId and AttachmentName first")
+                raise _Unusual
             bodies.append((content_id, name, _decoded_body(child)))
             child.text = None  # the envelope is kept without its bodies
     if sum(len(body) for _, _, body in bodies) > limits.attachments_bytes:
-        raise errors.TooLarge("attachments larger than the accepted size")
+        raise _Unusual
     return bodies
 
 
@@ -792,7 +796,7 @@ def _read_whole(
     try:
         bodies = _bodies(root, limits)
         names = [safe_attachment_name(name) for _, name, _ in bodies]
-    except errors.EdocError:
+    except (_Unusual, errors.UnsafeAttachmentName):
         return None
     received = []
     for (content_id, name, body), safe_name in zip(bodies, names, strict=True):
@@ -801,12 +805,9 @@ def _read_whole(
             out.write(body)
         finally:
             out.close()
-        received.append(ReceivedAttachment(content_id, name, len(body), _sha256(body)))
+        sha256 = hashlib.sha256(body).hexdigest()
+        received.append(ReceivedAttachment(content_id, name, len(body), sha256))
     return root, tuple(received)
-
-
-def _sha256(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
 
 
 def read_package(

@@ -6,6 +6,10 @@ undeclared entities are refused, processing instructions are refused, comments a
 dropped, and the caller's limits on bytes and depth are enforced as the bytes arrive.
 Big documents are fed in chunks, so a handler may stream large text nodes (attachment
 bodies) to disk instead of building them in memory.
+
+A small document already in memory may take a faster way (``parse_whole``): one parse
+in C with the same options, taken only when the tree holds nothing but elements and
+text within the limits; anything else goes back to the event parser, which judges it.
 """
 
 from __future__ import annotations
