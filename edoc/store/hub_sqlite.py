@@ -169,13 +169,13 @@ class SqliteHubStore(SqliteDatabase):
     ) -> list[Delivery]:
         """Hand out up to ``limit`` deliveries, most urgent first, hidden until acknowledged."""
         async with self._transaction() as db:
-            cursor = await db.execute(
+            leased = await db.execute_fetchall(
                 "UPDATE deliveries SET lease_until=?, attempts=attempts+1 WHERE id IN ("
                 " SELECT id FROM deliveries WHERE node=? AND delivered_at IS NULL"
                 " AND lease_until <= ? ORDER BY priority DESC, id LIMIT ?) RETURNING id",
                 (to_ms(now + visibility), node, to_ms(now), limit),
             )
-            ids = [row[0] for row in await cursor.fetchall()]
+            ids = [row[0] for row in leased]
         if not ids:
             return []
         return await self.deliveries(ids)
@@ -193,13 +193,12 @@ class SqliteHubStore(SqliteDatabase):
     async def acknowledge(self, delivery_ids: Sequence[int], now: dt.datetime) -> list[int]:
         """Mark delivered; the ids delivered for the first time (counted as received)."""
         async with self._transaction() as db:
-            cursor = await db.execute(
+            rows = await db.execute_fetchall(
                 "UPDATE deliveries SET delivered_at=? WHERE delivered_at IS NULL"
                 " AND id IN (SELECT value FROM json_each(?))"
                 " RETURNING id, recipient, (SELECT kind FROM packages WHERE id = package_id)",
                 (to_ms(now), json.dumps(list(delivery_ids))),
             )
-            rows = list(await cursor.fetchall())
             received = Counter(
                 (recipient, "received" if kind == "document" else "status_received")
                 for _, recipient, kind in rows
