@@ -13,7 +13,6 @@ import io
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 import pytest
 from lxml import etree
@@ -604,22 +603,18 @@ def test_corpus_is_large_and_ids_unique() -> None:
 
 # A package is read from a stream by the event parser, or from bytes in memory by one
 # parse in C that hands anything out of the ordinary to the event parser: both must refuse.
-READS = [
-    pytest.param(lambda data: io.BytesIO(data), id="streamed"),
-    pytest.param(lambda data: data, id="in-memory"),
-]
-
-
-@pytest.mark.parametrize("source", READS)
+@pytest.mark.parametrize("in_memory", [False, True], ids=["streamed", "in-memory"])
 @pytest.mark.parametrize("case", CASES, ids=[case.id for case in CASES])
-def test_hostile_package_is_refused(case: Case, source: Callable[[bytes], Any]) -> None:
+def test_hostile_package_is_refused(case: Case, in_memory: bool) -> None:
     assert case.data != GOOD or case.limits != DEFAULT
     with pytest.raises(errors.EdocError) as info:
-        envelope.read_package(source(case.data), limits=case.limits)
+        source = case.data if in_memory else io.BytesIO(case.data)
+        envelope.read_package(source, limits=case.limits)
     assert type(info.value) is case.error, str(info.value)
     assert info.value.code == case.error.code
     assert info.value.code.startswith("EDOC-")
-    report.rejected(f"package/{case.id}", info.value.code)
+    if not in_memory:  # one hostile input, counted once in the report
+        report.rejected(f"package/{case.id}", info.value.code)
 
 
 def test_package_in_memory_is_read_without_the_event_parser(
