@@ -590,11 +590,10 @@ class Package:
         return as_document(self.message)
 
 
-_WHITESPACE = str.maketrans("", "", " \t\r\n")  # what base64 bodies may be wrapped with
-
-
 class _Base64Decoder:
     """Decodes base64 text as it arrives, writing bytes to ``out`` and hashing them."""
+
+    _WHITESPACE = str.maketrans("", "", " \t\r\n")
 
     def __init__(self, out: Writable, budget: int) -> None:
         self._out = out
@@ -605,7 +604,7 @@ class _Base64Decoder:
         self.size = 0
 
     def feed(self, text: str) -> None:
-        self._pending += text.translate(_WHITESPACE)
+        self._pending += text.translate(self._WHITESPACE)
         usable = len(self._pending) - len(self._pending) % 4
         if usable:
             self._decode(self._pending[:usable])
@@ -754,19 +753,21 @@ class _Unusual(Exception):
     """Something in a package the streaming reader must judge, and name the error of."""
 
 
-def _decoded_body(element: etree._Element) -> bytes:
-    text = (element.text or "").translate(_WHITESPACE)
-    if len(element) or len(text) % 4:
+def _decoded(body: etree._Element, budget: int) -> tuple[bytes, int, str]:
+    """A body decoded as _PackageReader decodes it: its bytes, size and SHA-256."""
+    if len(body):
         raise _Unusual
-    try:
-        return binascii.a2b_base64(text, strict_mode=True)
-    except (binascii.Error, ValueError):
-        raise _Unusual from None
+    buffer = io.BytesIO()
+    decoder = _Base64Decoder(buffer, budget)
+    decoder.feed(body.text or "")
+    size, sha256 = decoder.finish()
+    return buffer.getvalue(), size, sha256
 
 
-def _bodies(root: etree._Element, limits: PackageLimits) -> list[tuple[str, str, bytes]]:
-    """(content id, name, bytes) of each attachment body, as _PackageReader finds them."""
+def _bodies(root: etree._Element, limits: PackageLimits) -> list[tuple[ReceivedAttachment, bytes]]:
+    """Each attachment body, as _PackageReader finds them, and what it receives of it."""
     bodies = []
+    budget = limits.attachments_bytes
     for attachment in root.iterfind(f"{q('AttachmentEncoded')}/{q('Attachment')}"):
         fields: dict[str, str] = {}
         for child in attachment:
@@ -778,10 +779,10 @@ def _bodies(root: etree._Element, limits: PackageLimits) -> list[tuple[str, str,
             content_id, name = fields.get(q("ContentId"), ""), fields.get(q("AttachmentName"), "")
             if not content_id or not name:
                 raise _Unusual
-            bodies.append((content_id, name, _decoded_body(child)))
+            body, size, sha256 = _decoded(child, budget)
+            budget -= size
+            bodies.append((ReceivedAttachment(content_id, name, size, sha256), body))
             child.text = None  # the envelope is kept without its bodies
-    if sum(len(body) for _, _, body in bodies) > limits.attachments_bytes:
-        raise _Unusual
     return bodies
 
 
@@ -795,33 +796,33 @@ def _read_whole(
         return None
     try:
         bodies = _bodies(root, limits)
-        names = [safe_attachment_name(name) for _, name, _ in bodies]
-    except (_Unusual, errors.UnsafeAttachmentName):
+        names = [safe_attachment_name(received.name) for received, _ in bodies]
+    except (_Unusual, errors.EdocError):  # bad base64, too large, an unsafe name
         return None
-    received = []
-    for (content_id, name, body), safe_name in zip(bodies, names, strict=True):
-        out = sink(content_id, safe_name)
+    for (received, body), name in zip(bodies, names, strict=True):
+        out = sink(received.content_id, name)
         try:
             out.write(body)
         finally:
             out.close()
-        sha256 = hashlib.sha256(body).hexdigest()
-        received.append(ReceivedAttachment(content_id, name, len(body), sha256))
-    return root, tuple(received)
+    return root, tuple(received for received, _ in bodies)
 
 
 def read_package(
-    source: IO[bytes] | bytes,
+    source: IO[bytes] | bytes | Path,
     sink: AttachmentSink = discard_sink,
     limits: PackageLimits = PackageLimits(),
 ) -> Package:
-    """Parse a package from ``source`` (a stream, or bytes in memory), streaming
+    """Parse a package from ``source`` (a stream, bytes in memory or a file), streaming
     attachment bodies into ``sink``.
 
     The envelope is validated against the schema and the attachments against the
     manifest, so a package returned here is complete and self-consistent. Whether it is
     authentic is edoc.signing's question.
     """
+    if isinstance(source, Path):
+        with source.open("rb") as file:
+            return read_package(file, sink, limits)
     read = _read_whole(source, sink, limits) if isinstance(source, bytes) else None
     if read is None:
         stream = io.BytesIO(source) if isinstance(source, bytes) else source

@@ -67,10 +67,7 @@ def _read(body: bytes | Path, work: Path) -> tuple[envelope.Package, Attachments
         stored[content_id] = path = work / str(len(stored))
         return path.open("wb")
 
-    if isinstance(body, bytes):
-        return envelope.read_package(body, sink), stored
-    with body.open("rb") as source:
-        return envelope.read_package(source, sink), stored
+    return envelope.read_package(body, sink), stored
 
 
 def _examine(package: envelope.Package, stored: Attachments, state: HubState) -> Examined:

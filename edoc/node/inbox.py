@@ -8,14 +8,12 @@ or straight from this node's outbox for recipients in the same province.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import datetime as dt
 import functools
 import shutil
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import structlog
 
@@ -28,16 +26,6 @@ from edoc.store.base import InboxAttachment, NewInboxItem, NewOutgoing
 log = structlog.get_logger()
 IN_FLIGHT = 32  # deliveries being fetched, verified and stored at once
 PACKAGE = "package.edxml"  # a received package's name in its inbox folder
-
-
-@contextlib.contextmanager
-def _opened(source: bytes | Path) -> Iterator[bytes | IO[bytes]]:
-    """A package to read: its bytes as they are (read faster), or its file opened."""
-    if isinstance(source, bytes):
-        yield source
-        return
-    with source.open("rb") as stream:
-        yield stream
 
 
 def _verify_and_keep(
@@ -54,8 +42,7 @@ def _verify_and_keep(
         stored.append(folder / "parts" / str(len(stored)))
         return stored[-1].open("wb")
 
-    with _opened(source) as stream:
-        package = envelope.read_package(stream, sink)
+    package = envelope.read_package(source, sink)
     verified = signing.verify_package(package, state.keys.trust(), dt.datetime.now(dt.UTC))
     for path in stored:  # on disk before the inbox row and the hub's ack
         atomic.sync(path)
@@ -323,8 +310,7 @@ async def _collect_forever(state: NodeState, acks: Acknowledgements) -> None:
 
 def _claimed_document(source: bytes | Path) -> Document | None:
     """The document a package says it is, unverified: only to address a refusal."""
-    with _opened(source) as stream:
-        message = envelope.read_package(stream).message
+    message = envelope.read_package(source).message
     return message if isinstance(message, Document) else None
 
 
