@@ -8,6 +8,7 @@ committed. Parsing and signature checks run off the event loop.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import hashlib
 import io
 import shutil
@@ -41,6 +42,7 @@ class Examined:
     root: etree._Element
     files: list[tuple[Attachment, Path | bytes]]
     digest: str  # of the seal's SignatureValue: same signed content, same digest
+    in_memory: bool  # read from memory (small): relayed from the store, not a file
 
 
 class _InMemory(io.BytesIO):
@@ -70,7 +72,14 @@ def _read(body: bytes | Path, work: Path) -> tuple[envelope.Package, Attachments
     return envelope.read_package(body, sink), stored
 
 
-def _examine(package: envelope.Package, stored: Attachments, state: HubState) -> Examined:
+def _examine(
+    state: HubState, body: bytes | Path, work: Path, read: list[envelope.Package]
+) -> Examined:
+    """Read and verify in one offload call: a second call per package would, under load,
+    queue behind every other package's first. The package read goes into ``read`` too,
+    so a refusal can be counted against the sender it claims."""
+    package, stored = _read(body, work)
+    read.append(package)
     verified = signing.verify_package(package, state.keys.trust(), dt.datetime.now(dt.UTC))
     value = package.root.findtext(
         "edXML:edXMLEnvelope/edXML:edXMLHeader/ds:Signature/ds:SignatureValue",
@@ -80,25 +89,32 @@ def _examine(package: envelope.Package, stored: Attachments, state: HubState) ->
         (item, _bytes_or_path(stored[item.content_id])) for item in verified.message.attachments
     ]
     digest = hashlib.sha256("".join((value or "").split()).encode()).hexdigest()
-    return Examined(verified, package.root, files, digest)
+    return Examined(verified, package.root, files, digest, isinstance(body, bytes))
 
 
 def _bytes_or_path(where: Path | _InMemory) -> Path | bytes:
     return where.getvalue() if isinstance(where, _InMemory) else where
 
 
-def _write_final(examined: Examined, hop: TraceHop, target: Path) -> int:
-    """The package as the hub relays it: the sender's bytes plus the hub's hop."""
+def _final(examined: Examined, hop: TraceHop, target: Path) -> bytes | None:
+    """The package as the hub relays it: the sender's bytes plus the hub's hop. A small
+    one is returned, to be kept in the store with its row: a file of its own cost a
+    create, fsync and rename per message, which under load was more of a document's wait
+    than its signature checks. A large one is written to ``target``."""
     envelope.add_trace_hop(examined.root, hop)
-    root, files = examined.root, examined.files
-    atomic.write_file(target, lambda out: envelope.write_package(root, files, out))
-    return target.stat().st_size
+    write = functools.partial(envelope.write_package, examined.root, examined.files)
+    if examined.in_memory:
+        out = io.BytesIO()
+        write(out)
+        return out.getvalue()
+    atomic.write_file(target, write)
+    return None
 
 
-def _sender_hint(package: envelope.Package | None) -> str:
+def _sender_hint(read: list[envelope.Package]) -> str:
     """Who the refused message claims to be from, for the rejection statistics."""
     try:
-        return package.message.sender.org_id if package is not None else ""
+        return read[0].message.sender.org_id if read else ""
     except errors.EdocError:
         return ""
 
@@ -113,16 +129,14 @@ async def accept(state: HubState, node: str, body: bytes | Path) -> tuple[Packag
     """Accept the package in ``body`` (its bytes, or the file a large one was streamed to)
     from ``node``; returns its record and whether it is a resend of one accepted before."""
     work = state.incoming_dir / f"{uuid.uuid4().hex}.parts"
-    package: envelope.Package | None = None
+    read: list[envelope.Package] = []
     try:
-        received, stored = await state.offload.run(_read, body, work)
-        package = received
-        examined = await state.offload.run(_examine, received, stored, state)
+        examined = await state.offload.run(_examine, state, body, work, read)
         return await _admit(state, node, examined)
     except errors.EdocError as exc:
         if _refused(exc):
             state.rejected.labels(exc.code).inc()
-            await state.store.count(dt.date.today(), _sender_hint(package), "rejected", exc.code)
+            await state.store.count(dt.date.today(), _sender_hint(read), "rejected", exc.code)
         raise
     finally:
         if isinstance(body, Path):  # only a streamed package has attachment files
@@ -149,11 +163,13 @@ async def _admit(state: HubState, node: str, examined: Examined) -> tuple[Packag
             raise errors.QueueFull(f"{recipient} has {state.config.queue_bound} messages waiting")
     now = dt.datetime.now(dt.UTC)
     target = state.packages_dir / f"{new.digest}.edxml"
-    size = await state.offload.run(
-        _write_final, examined, TraceHop(state.config.org_id, now), target
-    )
+    body = await state.offload.run(_final, examined, TraceHop(state.config.org_id, now), target)
+    if body is None:
+        new = replace(new, path=str(target), size=target.stat().st_size)
+    else:
+        new = replace(new, body=body, size=len(body))
     try:
-        record = await state.store.accept(replace(new, path=str(target), size=size), now)
+        record = await state.store.accept(new, now)
     except errors.DuplicateDocument:
         # a resend that raced the first copy (the node gave up waiting for our answer):
         # the first one won, so this one gets its answer, like any resend

@@ -60,16 +60,20 @@ def _described(item: Delivery) -> dict[str, object]:
     }
 
 
+def _package_bytes(item: Delivery) -> bytes:
+    return item.body if item.body is not None else Path(item.path).read_bytes()
+
+
 def answer_body(items: Sequence[Delivery], inline_bytes: int) -> bytes:
     """The collect answer as JSON: each delivery, with its package (base64) when it is
-    small enough and the answer still has room. Reads files: run it off the loop."""
+    small enough and the answer still has room. May read files: run it off the loop."""
     described = []
     room = INLINE_TOTAL
     for item in items:
         entry = _described(item)
         if item.size <= min(inline_bytes, room):
             try:
-                entry["package"] = base64.b64encode(Path(item.path).read_bytes()).decode()
+                entry["package"] = base64.b64encode(_package_bytes(item)).decode()
                 room -= item.size
             except FileNotFoundError:  # fetching it will say so
                 pass
@@ -93,6 +97,8 @@ async def package(state: HubState, node: str, delivery_id: int) -> bytes | Path:
     per open, stat, chunk and close, which dominated fetching a one-page document), else
     its path to stream."""
     delivery = _owned(node, delivery_id, await state.store.delivery(delivery_id))
+    if delivery.body is not None:
+        return delivery.body
     if delivery.size > SMALL_PACKAGE:
         return Path(delivery.path)
     try:

@@ -29,11 +29,13 @@ PACKAGE = "package.edxml"  # a received package's name in its inbox folder
 
 
 def _verify_and_keep(
-    state: NodeState, source: bytes | Path, folder: Path
-) -> tuple[signing.Verified, list[Path]]:
+    state: NodeState, source: bytes | Path, folder: Path, recipients: list[str]
+) -> tuple[signing.Verified, list[Path], dict[str, NewOutgoing]]:
     """Verify the package (its bytes, or the file ``source``) and keep it, fsynced, in
     ``folder``, its attachments beside it (a folder of their own only for a package that
-    has some: most are statuses). Run off the loop: each step is a file system call."""
+    has some: most are statuses); for a document, each recipient's signed status 01.
+    Run off the loop, in one call: each step is a file system call or crypto, and under
+    load a second call per package would queue behind every other package's first."""
     folder.mkdir(parents=True, exist_ok=True)
     stored: list[Path] = []
 
@@ -51,7 +53,13 @@ def _verify_and_keep(
     else:
         atomic.sync(source)
         source.replace(folder / PACKAGE)
-    return verified, stored
+    message = verified.message
+    arrived = {
+        recipient: _status_package(state, recipient, response_for(message), StatusCode.ARRIVED)
+        for recipient in recipients
+        if isinstance(message, Document)
+    }
+    return verified, stored, arrived
 
 
 def _summary(verified: signing.Verified) -> dict[str, Any]:
@@ -92,9 +100,14 @@ def _summary(verified: signing.Verified) -> dict[str, Any]:
 async def receive(state: NodeState, source: bytes | Path, recipients: list[str]) -> None:
     """Verify the package (its bytes, or the file ``source``) and hand it to each of
     ``recipients`` (ours)."""
+    for recipient in recipients:
+        if not state.serves(recipient):
+            raise errors.Forbidden(f"{recipient} is not served by this node")
     folder = state.inbox_dir / uuid.uuid4().hex
     try:
-        verified, parts = await state.offload.run(_verify_and_keep, state, source, folder)
+        verified, parts, answers = await state.offload.run(
+            _verify_and_keep, state, source, folder, recipients
+        )
     except BaseException:
         shutil.rmtree(folder, ignore_errors=True)
         raise
@@ -103,13 +116,7 @@ async def receive(state: NodeState, source: bytes | Path, recipients: list[str])
     structlog.contextvars.bind_contextvars(document_id=message.about)
     stored = False  # is this copy the one an inbox row points to?
     for recipient in recipients:
-        if not state.serves(recipient):
-            raise errors.Forbidden(f"{recipient} is not served by this node")
-        arrived = (
-            await status_message(state, recipient, response_for(message), StatusCode.ARRIVED)
-            if isinstance(message, Document)
-            else None
-        )
+        arrived = answers.get(recipient)
         _, first = await state.store.add_inbox(
             NewInboxItem(
                 recipient=recipient,
@@ -159,6 +166,19 @@ async def status_message(
     staff: Staff | None = None,
 ) -> NewOutgoing:
     """``responder``'s signed status about a document, packed and ready for the outbox."""
+    return await state.offload.run(
+        _status_package, state, responder, answered, code, description, staff
+    )
+
+
+def _status_package(
+    state: NodeState,
+    responder: str,
+    answered: ResponseFor,
+    code: StatusCode,
+    description: str = "",
+    staff: Staff | None = None,
+) -> NewOutgoing:
     now = dt.datetime.now(dt.UTC)
     status = StatusUpdate(
         sender=Organization(responder),
@@ -169,7 +189,7 @@ async def status_message(
         staff=staff or Staff(),
     )
     target = state.outgoing_dir / f"{uuid.uuid4().hex}.edxml"
-    await state.offload.run(compose.message_package, state.keys, status, target, now)
+    compose.message_package(state.keys, status, target, now)
     return NewOutgoing(
         kind="status",
         sender=responder,

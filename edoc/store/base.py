@@ -21,9 +21,10 @@ class NewPackage:
     business_type: int
     priority: int
     digest: str  # SHA-256 of the seal's SignatureValue: the same content gives the same digest
-    path: str
+    path: str  # "" when the package is kept in the store (body)
     size: int
     recipients: tuple[str, ...]
+    body: bytes | None = None  # a small package, kept with its row: no file of its own
 
 
 @dataclass(frozen=True)
@@ -52,6 +53,7 @@ class Delivery:
     priority: int
     size: int
     path: str
+    body: bytes | None  # the package itself when the store keeps it (path is then "")
     attempts: int
     delivered: bool
 

@@ -28,6 +28,7 @@ CREATE TABLE IF NOT EXISTS packages (
     path TEXT NOT NULL,
     size INTEGER NOT NULL,
     accepted_at INTEGER NOT NULL,
+    body BLOB,
     UNIQUE (kind, sender, about, business_type, status_code)
 );
 CREATE TABLE IF NOT EXISTS deliveries (
@@ -64,7 +65,7 @@ CREATE TABLE IF NOT EXISTS nodes (node TEXT PRIMARY KEY, token_sha256 TEXT NOT N
 
 _DELIVERY_SELECT = """
 SELECT d.id, d.package_id, d.recipient, d.node, p.kind, p.sender, p.about, p.status_code,
-    d.priority, p.size, p.path, d.attempts, d.delivered_at IS NOT NULL
+    d.priority, p.size, p.path, p.body, d.attempts, d.delivered_at IS NOT NULL
 FROM deliveries d JOIN packages p ON p.id = d.package_id
 """
 
@@ -75,6 +76,7 @@ def _root_of(org_id: str) -> str:
 
 class SqliteHubStore(SqliteDatabase):
     schema = SCHEMA
+    added_columns = (("packages", "body", "BLOB"),)
 
     # --- packages -----------------------------------------------------------------------
     async def find_package(
@@ -111,8 +113,8 @@ class SqliteHubStore(SqliteDatabase):
             async with self._transaction() as db:
                 cursor = await db.execute(
                     "INSERT INTO packages (kind, sender, about, status_code, business_type,"
-                    " priority, digest, path, size, accepted_at)"
-                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    " priority, digest, path, size, accepted_at, body)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (
                         package.kind,
                         package.sender,
@@ -124,6 +126,7 @@ class SqliteHubStore(SqliteDatabase):
                         package.path,
                         package.size,
                         to_ms(now),
+                        package.body,
                     ),
                 )
                 package_id = cursor.lastrowid

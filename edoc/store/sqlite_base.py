@@ -34,6 +34,9 @@ def from_ms(value: int) -> dt.datetime:
 
 class SqliteDatabase:
     schema: ClassVar[str] = ""
+    # columns newer than the store's first release: (table, column, declaration), added
+    # to a store made before them
+    added_columns: ClassVar[tuple[tuple[str, str, str], ...]] = ()
 
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -59,11 +62,20 @@ class SqliteDatabase:
             for pragma in ("journal_mode=WAL", "synchronous=FULL", "foreign_keys=ON"):
                 await self._db.execute(f"PRAGMA {pragma}")
             await self._db.executescript(self.schema)
+            await self._add_columns()
         except sqlite3.Error as exc:
             # close what was opened: its worker thread would keep the process alive, a
             # service that printed its error and then hung instead of exiting
             await self.close()
             raise errors.StorageError(f"cannot open {self.path}: {exc}") from None
+
+    async def _add_columns(self) -> None:
+        for table, column, declaration in self.added_columns:
+            present = await self.db.execute_fetchall(
+                "SELECT 1 FROM pragma_table_info(?) WHERE name=?", (table, column)
+            )
+            if not present:
+                await self.db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {declaration}")
 
     async def close(self) -> None:
         if self._db is not None:
