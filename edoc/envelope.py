@@ -560,6 +560,16 @@ class Writable(Protocol):
 
 
 AttachmentSink = Callable[[str, str], Writable]
+
+
+class KeptInMemory(io.BytesIO):
+    """An attachment body kept in memory for its reader's caller (a small package's: no
+    file to write, read back and delete). The reader's close() must not discard it."""
+
+    def close(self) -> None:
+        pass
+
+
 """Opens where an attachment's bytes go, given its content id and its (safe) name."""
 
 

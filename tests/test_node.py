@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 import subprocess
 from collections.abc import Iterator
 from functools import partial
@@ -33,6 +34,22 @@ async def _states(sender: Agency, outgoing_id: int, want: str) -> dict[str, str]
     return states if set(states.values()) == {want} else None
 
 
+def _kept_in_store(net: LocalNetwork, recipient: str, document_id: str) -> bool:
+    """Whether the node keeps the received package in its store (no file of its own)."""
+    database = net.data_dir / "nodes" / recipient[-3:] / "node.sqlite"
+    connection = sqlite3.connect(f"file:{database}?mode=ro", uri=True)
+    try:
+        ((path, kept),) = connection.execute(
+            "SELECT path, body IS NOT NULL FROM inbox WHERE recipient=? AND document_id=?"
+            " AND kind='document'",
+            (recipient, document_id),
+        ).fetchall()
+    finally:
+        connection.close()
+    assert bool(path) != bool(kept), "a package is kept in one place"
+    return bool(kept)
+
+
 async def test_document_to_two_provinces_and_a_local_agency(net: LocalNetwork) -> None:
     sender = net.agency(SENDER)
     files = {"Kế hoạch 2027.pdf": b"%PDF-1.4\n" + bytes(range(256)) * 64, "phu-luc.txt": b"x"}
@@ -54,6 +71,9 @@ async def test_document_to_two_provinces_and_a_local_agency(net: LocalNetwork) -
         status, package, _ = await recipient.request("GET", f"/api/v1/inbox/{item['id']}/package")
         assert status == 200 and package.startswith(b"<?xml") and b"Signature" in package
         assert item["summary"]["signers"][0]["org_id"] == SENDER
+        # from the hub it came inside the collect answer, small: kept in the store; the
+        # local copy came as a file and stays one (both are served above)
+        assert _kept_in_store(net, org, answer["document_id"]) == (org != LOCAL)
 
     # every recipient answered 01 (arrived) by itself
     states = await eventually(lambda: _states(sender, answer["id"], "01"))

@@ -179,7 +179,7 @@ def test_a_received_package_and_its_attachments_are_fsynced_before_they_are_stor
     synced: list[Path] = []
     monkeypatch.setattr(atomic, "sync", synced.append)
     state = cast(NodeState, SimpleNamespace(keys=ca.keys))
-    _, parts, _ = inbox._verify_and_keep(state, source, tmp_path / "inbox" / "one", [])
+    parts = inbox._verify_and_keep(state, source, tmp_path / "inbox" / "one", []).parts
     assert len(parts) == 1
     assert synced == [*parts, source]
     assert (tmp_path / "inbox" / "one" / inbox.PACKAGE).exists()

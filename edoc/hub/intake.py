@@ -45,15 +45,7 @@ class Examined:
     in_memory: bool  # read from memory (small): relayed from the store, not a file
 
 
-class _InMemory(io.BytesIO):
-    """An attachment of a package read from memory, kept there: no file to write, read
-    back and delete. The reader's close() must not discard it."""
-
-    def close(self) -> None:
-        pass
-
-
-Attachments = dict[str, Path | _InMemory]  # content id → where its bytes went
+Attachments = dict[str, Path | envelope.KeptInMemory]  # content id → where its bytes went
 
 
 def _read(body: bytes | Path, work: Path) -> tuple[envelope.Package, Attachments]:
@@ -63,7 +55,7 @@ def _read(body: bytes | Path, work: Path) -> tuple[envelope.Package, Attachments
 
     def sink(content_id: str, _name: str) -> envelope.Writable:
         if isinstance(body, bytes):
-            stored[content_id] = kept = _InMemory()
+            stored[content_id] = kept = envelope.KeptInMemory()
             return kept
         work.mkdir(exist_ok=True)
         stored[content_id] = path = work / str(len(stored))
@@ -92,8 +84,8 @@ def _examine(
     return Examined(verified, package.root, files, digest, isinstance(body, bytes))
 
 
-def _bytes_or_path(where: Path | _InMemory) -> Path | bytes:
-    return where.getvalue() if isinstance(where, _InMemory) else where
+def _bytes_or_path(where: Path | envelope.KeptInMemory) -> Path | bytes:
+    return where.getvalue() if isinstance(where, envelope.KeptInMemory) else where
 
 
 def _final(examined: Examined, hop: TraceHop, target: Path) -> bytes | None:

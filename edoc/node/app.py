@@ -137,24 +137,34 @@ async def get_inbox_item(request: web.Request) -> web.Response:
     return web.json_response(_inbox_json(await _own_item(request)))
 
 
-async def get_inbox_package(request: web.Request) -> web.FileResponse:
+async def _content(
+    request: web.Request, item: InboxItem, path: str, headers: dict[str, str], n: int | None = None
+) -> web.StreamResponse:
+    """A received file: from disk, or from the store that keeps small ones."""
+    if path:
+        return web.FileResponse(path, headers=headers)
+    body = await request.app[STATE].store.inbox_content(item.id, n)
+    if body is None:
+        raise errors.NotFound("the received file is gone")
+    return web.Response(body=body, headers=headers)
+
+
+async def get_inbox_package(request: web.Request) -> web.StreamResponse:
     item = await _own_item(request)
-    return web.FileResponse(item.path, headers={"Content-Type": "application/xml"})
+    return await _content(request, item, item.path, {"Content-Type": "application/xml"})
 
 
-async def get_inbox_attachment(request: web.Request) -> web.FileResponse:
+async def get_inbox_attachment(request: web.Request) -> web.StreamResponse:
     item = await _own_item(request)
     n = path_id(request, "n")
     found = next((a for a in item.attachments if a.n == n), None)
     if found is None:
         raise errors.NotFound(f"no attachment {n}")
-    return web.FileResponse(
-        found.path,
-        headers={
-            "Content-Type": found.content_type,
-            "Content-Disposition": f"attachment; filename*=UTF-8''{quote(found.name)}",
-        },
-    )
+    headers = {
+        "Content-Type": found.content_type,
+        "Content-Disposition": f"attachment; filename*=UTF-8''{quote(found.name)}",
+    }
+    return await _content(request, item, found.path, headers, n)
 
 
 async def post_status(request: web.Request) -> web.Response:

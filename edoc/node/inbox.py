@@ -12,6 +12,7 @@ import datetime as dt
 import functools
 import shutil
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -28,38 +29,79 @@ IN_FLIGHT = 32  # deliveries being fetched, verified and stored at once
 PACKAGE = "package.edxml"  # a received package's name in its inbox folder
 
 
+@dataclass(frozen=True)
+class Kept:
+    """A verified package as this node keeps it: in the store when it came in memory
+    (small: a file of its own cost a create, fsync and rename per message, most of a
+    document's wait under load), else as files in its inbox folder."""
+
+    verified: signing.Verified
+    package: bytes | Path
+    parts: list[bytes | Path]  # each attachment, in manifest order
+    arrived: dict[str, NewOutgoing]  # for a document: each recipient's signed status 01
+
+    def inbox_item(self, recipient: str) -> NewInboxItem:
+        message = self.verified.message
+        return NewInboxItem(
+            recipient=recipient,
+            sender=message.sender.org_id,
+            kind="document" if isinstance(message, Document) else "status",
+            document_id=message.about,
+            business_type=int(message.business.doc_type),
+            status_code="" if isinstance(message, Document) else message.code.value,
+            path=_path(self.package),
+            summary=_summary(self.verified),
+            attachments=tuple(
+                InboxAttachment(
+                    n, a.name, a.content_type, a.size, a.sha256, _path(part), _body(part)
+                )
+                for n, (a, part) in enumerate(zip(message.attachments, self.parts, strict=True))
+            ),
+            body=_body(self.package),
+        )
+
+
+def _path(kept: bytes | Path) -> str:
+    return "" if isinstance(kept, bytes) else str(kept)
+
+
+def _body(kept: bytes | Path) -> bytes | None:
+    return kept if isinstance(kept, bytes) else None
+
+
 def _verify_and_keep(
     state: NodeState, source: bytes | Path, folder: Path, recipients: list[str]
-) -> tuple[signing.Verified, list[Path], dict[str, NewOutgoing]]:
-    """Verify the package (its bytes, or the file ``source``) and keep it, fsynced, in
-    ``folder``, its attachments beside it (a folder of their own only for a package that
-    has some: most are statuses); for a document, each recipient's signed status 01.
-    Run off the loop, in one call: each step is a file system call or crypto, and under
-    load a second call per package would queue behind every other package's first."""
-    folder.mkdir(parents=True, exist_ok=True)
-    stored: list[Path] = []
+) -> Kept:
+    """Verify the package (its bytes, or the file ``source``) and keep it: in memory for
+    the store, or fsynced in ``folder`` with its attachments beside it. Run off the loop,
+    in one call: each step is a file system call or crypto, and under load a second call
+    per package would queue behind every other package's first."""
+    held: list[envelope.KeptInMemory] = []  # attachments of a package in memory
+    files: list[Path] = []  # attachments of a package in a file
 
     def sink(_content_id: str, _name: str) -> envelope.Writable:
-        (folder / "parts").mkdir(exist_ok=True)
-        stored.append(folder / "parts" / str(len(stored)))
-        return stored[-1].open("wb")
+        if isinstance(source, bytes):
+            held.append(body := envelope.KeptInMemory())
+            return body
+        (folder / "parts").mkdir(parents=True, exist_ok=True)
+        files.append(path := folder / "parts" / str(len(files)))
+        return path.open("wb")
 
     package = envelope.read_package(source, sink)
     verified = signing.verify_package(package, state.keys.trust(), dt.datetime.now(dt.UTC))
-    for path in stored:  # on disk before the inbox row and the hub's ack
-        atomic.sync(path)
-    if isinstance(source, bytes):
-        atomic.write_bytes(folder / PACKAGE, source)
-    else:
-        atomic.sync(source)
-        source.replace(folder / PACKAGE)
     message = verified.message
     arrived = {
         recipient: _status_package(state, recipient, response_for(message), StatusCode.ARRIVED)
         for recipient in recipients
         if isinstance(message, Document)
     }
-    return verified, stored, arrived
+    if isinstance(source, bytes):
+        return Kept(verified, source, [body.getvalue() for body in held], arrived)
+    for path in files:  # on disk before the inbox row and the hub's ack
+        atomic.sync(path)
+    atomic.sync(source)
+    folder.mkdir(parents=True, exist_ok=True)
+    return Kept(verified, source.replace(folder / PACKAGE), list(files), arrived)
 
 
 def _summary(verified: signing.Verified) -> dict[str, Any]:
@@ -105,35 +147,17 @@ async def receive(state: NodeState, source: bytes | Path, recipients: list[str])
             raise errors.Forbidden(f"{recipient} is not served by this node")
     folder = state.inbox_dir / uuid.uuid4().hex
     try:
-        verified, parts, answers = await state.offload.run(
-            _verify_and_keep, state, source, folder, recipients
-        )
+        kept = await state.offload.run(_verify_and_keep, state, source, folder, recipients)
     except BaseException:
         shutil.rmtree(folder, ignore_errors=True)
         raise
-    message = verified.message
-    package = folder / PACKAGE
+    message = kept.verified.message
     structlog.contextvars.bind_contextvars(document_id=message.about)
     stored = False  # is this copy the one an inbox row points to?
     for recipient in recipients:
-        arrived = answers.get(recipient)
+        arrived = kept.arrived.get(recipient)
         _, first = await state.store.add_inbox(
-            NewInboxItem(
-                recipient=recipient,
-                sender=message.sender.org_id,
-                kind="document" if isinstance(message, Document) else "status",
-                document_id=message.about,
-                business_type=int(message.business.doc_type),
-                status_code="" if isinstance(message, Document) else message.code.value,
-                path=str(package),
-                summary=_summary(verified),
-                attachments=tuple(
-                    InboxAttachment(n, a.name, a.content_type, a.size, a.sha256, str(path))
-                    for n, (a, path) in enumerate(zip(message.attachments, parts, strict=True))
-                ),
-            ),
-            dt.datetime.now(dt.UTC),
-            arrived,
+            kept.inbox_item(recipient), dt.datetime.now(dt.UTC), arrived
         )
         if not first:
             if arrived is not None:  # a redelivery: it was answered the first time
@@ -142,7 +166,7 @@ async def receive(state: NodeState, source: bytes | Path, recipients: list[str])
         stored = True
         state.outbox_wakeup.set()
         log.info("received", kind=type(message).__name__, recipient=recipient)
-    if not stored:
+    if not stored and isinstance(kept.package, Path):
         # a redelivery: the copy stored the first time is kept; this one's folder was left
         # behind for every redelivery (43 % of an inbox's folders after lost acks)
         shutil.rmtree(folder, ignore_errors=True)

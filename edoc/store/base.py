@@ -161,7 +161,8 @@ class InboxAttachment:
     content_type: str
     size: int
     sha256: str
-    path: str
+    path: str  # "" when the store keeps its bytes (see inbox_content)
+    body: bytes | None = None  # its bytes, when storing: listings do not load them
 
 
 @dataclass(frozen=True)
@@ -172,9 +173,10 @@ class NewInboxItem:
     document_id: str
     business_type: int
     status_code: str
-    path: str
+    path: str  # "" when the store keeps the package (body)
     summary: dict[str, Any]
     attachments: tuple[InboxAttachment, ...]
+    body: bytes | None = None  # a small package, kept with its row: no file of its own
 
 
 @dataclass(frozen=True)
@@ -238,6 +240,8 @@ class NodeStore(Protocol):
     ) -> list[InboxItem]: ...
 
     async def inbox_item(self, inbox_id: int) -> InboxItem | None: ...
+
+    async def inbox_content(self, inbox_id: int, attachment: int | None = None) -> bytes | None: ...
 
     async def add_answer(self, inbox_id: int, answer: NewOutgoing, now: dt.datetime) -> int: ...
 

@@ -76,6 +76,7 @@ CREATE TABLE IF NOT EXISTS inbox (
     path TEXT NOT NULL,
     summary TEXT NOT NULL,
     received_at INTEGER NOT NULL,
+    body BLOB,
     UNIQUE (recipient, sender, kind, document_id, business_type, status_code)
 );
 CREATE INDEX IF NOT EXISTS inbox_by_recipient ON inbox (recipient, kind, received_at);
@@ -87,6 +88,7 @@ CREATE TABLE IF NOT EXISTS inbox_attachments (
     size INTEGER NOT NULL,
     sha256 TEXT NOT NULL,
     path TEXT NOT NULL,
+    body BLOB,
     PRIMARY KEY (inbox_id, n)
 );
 CREATE TABLE IF NOT EXISTS answers (
@@ -112,6 +114,7 @@ def _province(org_id: str) -> str:
 
 class SqliteNodeStore(SqliteDatabase):
     schema = SCHEMA
+    added_columns = (("inbox", "body", "BLOB"), ("inbox_attachments", "body", "BLOB"))
 
     # --- agencies -----------------------------------------------------------------------------
     async def add_agency(self, org_id: str, name: str, token_sha256: str) -> None:
@@ -353,7 +356,8 @@ class SqliteNodeStore(SqliteDatabase):
             async with self._transaction() as db:
                 cursor = await db.execute(
                     "INSERT INTO inbox (recipient, sender, kind, document_id, business_type,"
-                    " status_code, path, summary, received_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    " status_code, path, summary, received_at, body)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (
                         item.recipient,
                         item.sender,
@@ -364,14 +368,15 @@ class SqliteNodeStore(SqliteDatabase):
                         item.path,
                         json.dumps(item.summary, ensure_ascii=False),
                         to_ms(now),
+                        item.body,
                     ),
                 )
                 inbox_id = cursor.lastrowid or 0
                 await db.executemany(
                     "INSERT INTO inbox_attachments (inbox_id, n, name, content_type, size,"
-                    " sha256, path) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    " sha256, path, body) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                     [
-                        (inbox_id, a.n, a.name, a.content_type, a.size, a.sha256, a.path)
+                        (inbox_id, a.n, a.name, a.content_type, a.size, a.sha256, a.path, a.body)
                         for a in item.attachments
                     ],
                 )
@@ -412,6 +417,18 @@ class SqliteNodeStore(SqliteDatabase):
     async def inbox_item(self, inbox_id: int) -> InboxItem | None:
         rows = await self._rows(f"{INBOX_ITEM} WHERE i.id=?", (inbox_id,))
         return _inbox_item(rows[0]) if rows else None
+
+    async def inbox_content(self, inbox_id: int, attachment: int | None = None) -> bytes | None:
+        """The bytes the store keeps of a received package (or of its attachment ``n``)."""
+        rows = await (
+            self._rows("SELECT body FROM inbox WHERE id=?", (inbox_id,))
+            if attachment is None
+            else self._rows(
+                "SELECT body FROM inbox_attachments WHERE inbox_id=? AND n=?",
+                (inbox_id, attachment),
+            )
+        )
+        return rows[0][0] if rows else None
 
     async def add_answer(self, inbox_id: int, answer: NewOutgoing, now: dt.datetime) -> int:
         """An agency's own status about what it received, queued with its outgoing message
