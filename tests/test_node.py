@@ -50,9 +50,15 @@ def _kept_in_store(net: LocalNetwork, recipient: str, document_id: str) -> bool:
     return bool(kept)
 
 
-async def test_document_to_two_provinces_and_a_local_agency(net: LocalNetwork) -> None:
+# A small document is packed in memory and kept in each store it passes through; a larger
+# one (more than compose.IN_STORE attached, more than the hub puts inside a collect answer)
+# travels as files.
+@pytest.mark.parametrize(("blocks", "in_store"), [(64, True), (2400, False)])
+async def test_document_to_two_provinces_and_a_local_agency(
+    net: LocalNetwork, blocks: int, in_store: bool
+) -> None:
     sender = net.agency(SENDER)
-    files = {"Kế hoạch 2027.pdf": b"%PDF-1.4\n" + bytes(range(256)) * 64, "phu-luc.txt": b"x"}
+    files = {"Kế hoạch 2027.pdf": b"%PDF-1.4\n" + bytes(range(256)) * blocks, "phu-luc.txt": b"x"}
     code, answer, _ = await sender.send(metadata(SENDER, [KON_TUM, PHU_THO, LOCAL]), files)
     assert code == 202, answer
     assert answer["status"] == "queued"
@@ -71,9 +77,7 @@ async def test_document_to_two_provinces_and_a_local_agency(net: LocalNetwork) -
         status, package, _ = await recipient.request("GET", f"/api/v1/inbox/{item['id']}/package")
         assert status == 200 and package.startswith(b"<?xml") and b"Signature" in package
         assert item["summary"]["signers"][0]["org_id"] == SENDER
-        # from the hub it came inside the collect answer, small: kept in the store; the
-        # local copy came as a file and stays one (both are served above)
-        assert _kept_in_store(net, org, answer["document_id"]) == (org != LOCAL)
+        assert _kept_in_store(net, org, answer["document_id"]) == in_store
 
     # every recipient answered 01 (arrived) by itself
     states = await eventually(lambda: _states(sender, answer["id"], "01"))

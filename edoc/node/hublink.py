@@ -79,14 +79,17 @@ def _small_package(path: Path) -> bytes | None:
         return file.read() if os.fstat(file.fileno()).st_size <= SMALL_PACKAGE else None
 
 
-async def post_package(state: NodeState, path: Path) -> dict[str, Any]:
-    """Send a package file; the hub's answer, or HubRefused / HubUnavailable.
+async def post_package(state: NodeState, package: bytes | Path) -> dict[str, Any]:
+    """Send a package (its bytes, or its file); the hub's answer, or HubRefused /
+    HubUnavailable.
 
-    A small one is read in one offload call: aiohttp streams a file with a call to its
+    A small file is read in one offload call: aiohttp streams a file with a call to its
     own thread pool for each chunk and one to close it."""
-    small = await state.offload.run(_small_package, path)
+    if isinstance(package, Path):
+        small = await state.offload.run(_small_package, package)
+        package = small if small is not None else package
     with _reaching_hub(), contextlib.ExitStack() as files:
-        body = small if small is not None else files.enter_context(path.open("rb"))
+        body = package if isinstance(package, bytes) else files.enter_context(package.open("rb"))
         async with state.hub.post(
             "/api/v1/packages", data=body, headers={"Content-Type": "application/xml"}
         ) as response:

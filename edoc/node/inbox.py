@@ -159,9 +159,7 @@ async def receive(state: NodeState, source: bytes | Path, recipients: list[str])
         _, first = await state.store.add_inbox(
             kept.inbox_item(recipient), dt.datetime.now(dt.UTC), arrived
         )
-        if not first:
-            if arrived is not None:  # a redelivery: it was answered the first time
-                Path(arrived.path).unlink(missing_ok=True)
+        if not first:  # a redelivery: it was stored (and answered) the first time
             continue
         stored = True
         state.outbox_wakeup.set()
@@ -212,8 +210,6 @@ def _status_package(
         description=description,
         staff=staff or Staff(),
     )
-    target = state.outgoing_dir / f"{uuid.uuid4().hex}.edxml"
-    compose.message_package(state.keys, status, target, now)
     return NewOutgoing(
         kind="status",
         sender=responder,
@@ -221,10 +217,11 @@ def _status_package(
         status_code=code.value,
         idempotency_key=None,
         priority=0,
-        path=str(target),
+        path="",
         summary={"code": code.value, "description": description},
         recipients=(answered.org_id,),
         local=(answered.org_id,) if state.serves(answered.org_id) else (),
+        body=compose.message_package(state.keys, status, now),
     )
 
 
@@ -239,11 +236,7 @@ async def answer(
 ) -> int:
     """An agency's own status (02–06) about a document it received, into the outbox."""
     new = await status_message(state, responder, answered, code, description, staff)
-    try:
-        outgoing_id = await state.store.add_answer(inbox_id, new, dt.datetime.now(dt.UTC))
-    except BaseException:
-        Path(new.path).unlink(missing_ok=True)
-        raise
+    outgoing_id = await state.store.add_answer(inbox_id, new, dt.datetime.now(dt.UTC))
     state.outbox_wakeup.set()
     return outgoing_id
 

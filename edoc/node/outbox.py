@@ -35,7 +35,8 @@ def backoff(state: NodeState, attempts: int) -> float:
 
 
 async def _to_hub(state: NodeState, transfer: Transfer) -> None:
-    answer = await hublink.post_package(state, Path(transfer.path))
+    package = transfer.body if transfer.body is not None else Path(transfer.path)
+    answer = await hublink.post_package(state, package)
     now = dt.datetime.now(dt.UTC)
     await state.store.finish_transfer(transfer, "done", "sent", f"hub id {answer.get('id')}", now)
     if state.hub_unreachable:
@@ -50,10 +51,13 @@ async def _to_hub(state: NodeState, transfer: Transfer) -> None:
 async def _to_local(state: NodeState, transfer: Transfer) -> None:
     outgoing = await state.store.outgoing(transfer.outgoing_id)
     assert outgoing is not None
-    copy = state.incoming_dir / f"local-{transfer.id}.edxml"
-    await state.offload.run(shutil.copyfile, transfer.path, copy)  # receive() takes its own
     local = [r["org_id"] for r in outgoing.recipients if r["local"]]
-    await inbox.receive(state, copy, local)
+    if transfer.body is not None:
+        await inbox.receive(state, transfer.body, local)
+    else:
+        copy = state.incoming_dir / f"local-{transfer.id}.edxml"
+        await state.offload.run(shutil.copyfile, transfer.path, copy)  # receive() takes its own
+        await inbox.receive(state, copy, local)
     await state.store.finish_transfer(transfer, "done", "delivered", "", dt.datetime.now(dt.UTC))
 
 

@@ -110,7 +110,7 @@ async def submit(state: NodeState, request: web.Request, agency: str) -> tuple[O
         await _recipients(state, data, sender)
         now = dt.datetime.now(dt.UTC)
         target = state.outgoing_dir / f"{uuid.uuid4().hex}.edxml"
-        document, personally = await state.offload.run(
+        document, personally, body = await state.offload.run(
             compose.document_package, state.keys, data, files, target, now
         )
         if document.business.doc_type == 0 and await state.store.find_outgoing(
@@ -127,7 +127,7 @@ async def submit(state: NodeState, request: web.Request, agency: str) -> tuple[O
                 status_code="",
                 idempotency_key=key,
                 priority=int(document.priority),
-                path=str(target),
+                path="" if body is not None else str(target),
                 summary={
                     "subject": document.subject,
                     "code": str(document.code),
@@ -141,6 +141,7 @@ async def submit(state: NodeState, request: web.Request, agency: str) -> tuple[O
                 },
                 recipients=recipients,
                 local=tuple(r for r in recipients if state.serves(r)),
+                body=body,
             ),
             now,
         )

@@ -118,10 +118,11 @@ class NewOutgoing:
     status_code: str
     idempotency_key: str | None
     priority: int
-    path: str
+    path: str  # "" when the store keeps the package (body)
     summary: dict[str, Any]
     recipients: tuple[str, ...]
     local: tuple[str, ...]  # those of the recipients this node serves itself
+    body: bytes | None = None  # a small package, kept with its row: no file of its own
 
 
 @dataclass(frozen=True)
@@ -147,7 +148,8 @@ class Transfer:
     outgoing_id: int
     route: str  # "hub" | "local"
     attempts: int
-    path: str
+    path: str  # "" when the store keeps the package (body)
+    body: bytes | None
     created_at: dt.datetime
     kind: str
     sender: str

@@ -38,6 +38,7 @@ CREATE TABLE IF NOT EXISTS outgoing (
     path TEXT NOT NULL,
     summary TEXT NOT NULL,
     created_at INTEGER NOT NULL,
+    body BLOB,
     UNIQUE (sender, idempotency_key)
 );
 CREATE TABLE IF NOT EXISTS transfers (
@@ -114,7 +115,11 @@ def _province(org_id: str) -> str:
 
 class SqliteNodeStore(SqliteDatabase):
     schema = SCHEMA
-    added_columns = (("inbox", "body", "BLOB"), ("inbox_attachments", "body", "BLOB"))
+    added_columns = (
+        ("outgoing", "body", "BLOB"),
+        ("inbox", "body", "BLOB"),
+        ("inbox_attachments", "body", "BLOB"),
+    )
 
     # --- agencies -----------------------------------------------------------------------------
     async def add_agency(self, org_id: str, name: str, token_sha256: str) -> None:
@@ -166,8 +171,8 @@ class SqliteNodeStore(SqliteDatabase):
         history = json.dumps([{"state": "queued", "at": now.isoformat()}])
         cursor = await db.execute(
             "INSERT INTO outgoing (kind, sender, document_id, status_code,"
-            " idempotency_key, priority, path, summary, created_at)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            " idempotency_key, priority, path, summary, created_at, body)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 new.kind,
                 new.sender,
@@ -178,6 +183,7 @@ class SqliteNodeStore(SqliteDatabase):
                 new.path,
                 json.dumps(new.summary, ensure_ascii=False),
                 to_ms(now),
+                new.body,
             ),
         )
         outgoing_id = int(cursor.lastrowid or 0)
@@ -245,7 +251,7 @@ class SqliteNodeStore(SqliteDatabase):
     ) -> list[Transfer]:
         """The most urgent due transfers, except those ``under_way`` (still pending)."""
         rows = await self._rows(
-            "SELECT t.id, t.outgoing_id, t.route, t.attempts, o.path, o.created_at, o.kind,"
+            "SELECT t.id, t.outgoing_id, t.route, t.attempts, o.path, o.body, o.created_at, o.kind,"
             " o.sender, o.document_id FROM transfers t INDEXED BY transfers_in_order"
             " JOIN outgoing o ON o.id = t.outgoing_id"
             " WHERE t.state='pending' AND t.next_at <= ?"
@@ -260,7 +266,8 @@ class SqliteNodeStore(SqliteDatabase):
             (to_ms(now), json.dumps(list(under_way)), limit),
         )
         return [
-            Transfer(r[0], r[1], r[2], r[3], r[4], from_ms(r[5]), r[6], r[7], r[8]) for r in rows
+            Transfer(r[0], r[1], r[2], r[3], r[4], r[5], from_ms(r[6]), r[7], r[8], r[9])
+            for r in rows
         ]
 
     async def next_transfer_at(self, after: dt.datetime) -> dt.datetime | None:

@@ -123,9 +123,10 @@ async def test_read_only_data_dir_refuses_clearly_and_recovers(
     await load.run(6, concurrency=3)
     await delivery_check(net, load.ledger.sent, tay_ninh + kon_tum, timeout=30)
 
-    # 1. A folder of the running node turns read-only: posts are refused with the code.
+    # 1. A folder of the running node turns read-only (the one every upload is staged in;
+    # a small document's package is then kept in the store): posts are refused with the code.
     refused = Ledger()
-    with Mount(net.node_dir("H53") / "outgoing", size="1m", carry=False, read_only=True):
+    with Mount(net.node_dir("H53") / "incoming", size="1m", carry=False, read_only=True):
         for sender in tay_ninh[:2]:
             await post(net.agency(sender), metadata(sender, kon_tum[:1]), refused, ATTACHMENT)
     assert refused.refusals() == {STORAGE}
