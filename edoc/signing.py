@@ -231,13 +231,20 @@ def _base64(text: str) -> bytes:
         raise ValueError(str(exc)) from None
 
 
+# compiled once: compiling them for every message was most of finding the signed parts
+_WITH_ID = etree.XPath("//*[@Id]")
+_PLACES = {uri: etree.XPath(path, namespaces=ED_NSMAP) for uri, path in SIGNED_PARTS.items()}
+
+
 def _signed_elements(root: etree._Element) -> dict[str, etree._Element]:
     """Each referenced Id names one element, the one at its proper place (anti-wrapping)."""
+    holders: dict[str, list[etree._Element]] = {}
+    for element in _WITH_ID(root):
+        holders.setdefault(element.get("Id"), []).append(element)
     found = {}
-    for uri, path in SIGNED_PARTS.items():
-        holders = root.xpath("//*[@Id=$id]", id=uri[1:])
-        expected = root.xpath(path, namespaces=ED_NSMAP)
-        if len(holders) != 1 or len(expected) != 1 or holders[0] is not expected[0]:
+    for uri, place in _PLACES.items():
+        named, expected = holders.get(uri[1:], []), place(root)
+        if len(named) != 1 or len(expected) != 1 or named[0] is not expected[0]:
             raise errors.WrappedSignature(f"{uri} does not name the expected element")
         found[uri] = expected[0]
     return found
