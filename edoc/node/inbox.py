@@ -91,7 +91,7 @@ def _verify_and_keep(
     verified = signing.verify_package(package, state.keys.trust(), dt.datetime.now(dt.UTC))
     message = verified.message
     arrived = {
-        recipient: _status_package(state, recipient, response_for(message), StatusCode.ARRIVED)
+        recipient: status_message(state, recipient, response_for(message), StatusCode.ARRIVED)
         for recipient in recipients
         if isinstance(message, Document)
     }
@@ -179,7 +179,7 @@ def response_for(document: Document) -> ResponseFor:
     )
 
 
-async def status_message(
+def status_message(
     state: NodeState,
     responder: str,
     answered: ResponseFor,
@@ -187,20 +187,8 @@ async def status_message(
     description: str = "",
     staff: Staff | None = None,
 ) -> NewOutgoing:
-    """``responder``'s signed status about a document, packed and ready for the outbox."""
-    return await state.offload.run(
-        _status_package, state, responder, answered, code, description, staff
-    )
-
-
-def _status_package(
-    state: NodeState,
-    responder: str,
-    answered: ResponseFor,
-    code: StatusCode,
-    description: str = "",
-    staff: Staff | None = None,
-) -> NewOutgoing:
+    """``responder``'s signed status about a document, packed and ready for the outbox.
+    Signing: run it off the loop."""
     now = dt.datetime.now(dt.UTC)
     status = StatusUpdate(
         sender=Organization(responder),
@@ -235,7 +223,9 @@ async def answer(
     staff: Staff | None = None,
 ) -> int:
     """An agency's own status (02–06) about a document it received, into the outbox."""
-    new = await status_message(state, responder, answered, code, description, staff)
+    new = await state.offload.run(
+        status_message, state, responder, answered, code, description, staff
+    )
     outgoing_id = await state.store.add_answer(inbox_id, new, dt.datetime.now(dt.UTC))
     state.outbox_wakeup.set()
     return outgoing_id
@@ -364,8 +354,8 @@ async def _refuse(
         document = await state.offload.run(_claimed_document, source)
         if document is None:
             return
-        answer = await status_message(
-            state, recipient, response_for(document), StatusCode.REJECTED, reason
+        answer = await state.offload.run(
+            status_message, state, recipient, response_for(document), StatusCode.REJECTED, reason
         )
         await state.store.add_outgoing(answer, dt.datetime.now(dt.UTC))
     except errors.EdocError as failed:  # unreadable, or we cannot sign: the log must do
