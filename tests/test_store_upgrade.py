@@ -1,0 +1,43 @@
+"""A store made by an earlier release opens, and gains the columns added since."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from edoc.store.hub_sqlite import SqliteHubStore
+from edoc.store.node_sqlite import SqliteNodeStore
+from edoc.store.sqlite_base import SqliteDatabase
+
+
+def _columns(database: Path, table: str) -> set[str]:
+    connection = sqlite3.connect(database)
+    try:
+        return {row[1] for row in connection.execute(f"PRAGMA table_info({table})")}
+    finally:
+        connection.close()
+
+
+@pytest.mark.parametrize("store_class", [SqliteHubStore, SqliteNodeStore])
+async def test_a_store_made_before_its_added_columns_gains_them(
+    tmp_path: Path, store_class: type[SqliteDatabase]
+) -> None:
+    assert store_class.added_columns
+    earlier = store_class.schema
+    for _, column, declaration in store_class.added_columns:
+        earlier = earlier.replace(f"    {column} {declaration},\n", "")
+    database = tmp_path / "store.sqlite"
+    connection = sqlite3.connect(database)
+    connection.executescript(earlier)
+    connection.close()
+    for table, column, _ in store_class.added_columns:
+        assert column not in _columns(database, table)  # really the earlier shape
+
+    for _ in range(2):  # and opening it again finds them there
+        store = store_class(database)
+        await store.open()
+        await store.close()
+        for table, column, _ in store_class.added_columns:
+            assert column in _columns(database, table)
