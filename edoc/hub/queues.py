@@ -29,7 +29,7 @@ async def collect(state: HubState, node: str, wait: float, limit: int) -> list[D
     while True:
         wakeup.clear()
         leased = await state.store.lease(
-            node, dt.datetime.now(dt.UTC), state.config.visibility, limit
+            node, dt.datetime.now(dt.UTC), state.config.visibility, limit, state.config.inline_bytes
         )
         remaining = deadline - time.monotonic()
         if leased or remaining <= 0:
@@ -60,8 +60,15 @@ def _described(item: Delivery) -> dict[str, object]:
     }
 
 
-def _package_bytes(item: Delivery) -> bytes:
-    return item.body if item.body is not None else Path(item.path).read_bytes()
+def _package_bytes(item: Delivery) -> bytes | None:
+    """The package to put inline: kept in the store (the lease loaded it), or its file;
+    None if neither is at hand (fetching it will say why)."""
+    if item.body is not None:
+        return item.body
+    try:
+        return Path(item.path).read_bytes() if item.path else None
+    except FileNotFoundError:
+        return None
 
 
 def answer_body(items: Sequence[Delivery], inline_bytes: int) -> bytes:
@@ -71,12 +78,10 @@ def answer_body(items: Sequence[Delivery], inline_bytes: int) -> bytes:
     room = INLINE_TOTAL
     for item in items:
         entry = _described(item)
-        if item.size <= min(inline_bytes, room):
-            try:
-                entry["package"] = base64.b64encode(_package_bytes(item)).decode()
-                room -= item.size
-            except FileNotFoundError:  # fetching it will say so
-                pass
+        package = _package_bytes(item) if item.size <= min(inline_bytes, room) else None
+        if package is not None:
+            entry["package"] = base64.b64encode(package).decode()
+            room -= item.size
         described.append(entry)
     return json.dumps({"deliveries": described}).encode()
 

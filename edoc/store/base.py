@@ -53,7 +53,9 @@ class Delivery:
     priority: int
     size: int
     path: str
-    body: bytes | None  # the package itself when the store keeps it (path is then "")
+    # the package itself when the store keeps it (path is then ""), loaded only where it is
+    # sent: by delivery(), and by lease() and deliveries() up to ``bodies_up_to`` bytes
+    body: bytes | None
     attempts: int
     delivered: bool
 
@@ -83,12 +85,19 @@ class HubStore(Protocol):
     async def codes_given(self, responder: str, document_sender: str, about: str) -> list[str]: ...
 
     async def lease(
-        self, node: str, now: dt.datetime, visibility: dt.timedelta, limit: int
+        self,
+        node: str,
+        now: dt.datetime,
+        visibility: dt.timedelta,
+        limit: int,
+        bodies_up_to: int = 0,
     ) -> list[Delivery]: ...
 
     async def delivery(self, delivery_id: int) -> Delivery | None: ...
 
-    async def deliveries(self, delivery_ids: Sequence[int]) -> list[Delivery]: ...
+    async def deliveries(
+        self, delivery_ids: Sequence[int], bodies_up_to: int = 0
+    ) -> list[Delivery]: ...
 
     async def acknowledge(self, delivery_ids: Sequence[int], now: dt.datetime) -> list[int]: ...
 

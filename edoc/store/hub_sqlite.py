@@ -63,11 +63,15 @@ CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS nodes (node TEXT PRIMARY KEY, token_sha256 TEXT NOT NULL UNIQUE);
 """
 
+# the first parameter is the largest package whose body comes along: an acknowledgement
+# of 1,000 deliveries, or a lease of packages too large to go inline, needs none
 _DELIVERY_SELECT = """
 SELECT d.id, d.package_id, d.recipient, d.node, p.kind, p.sender, p.about, p.status_code,
-    d.priority, p.size, p.path, p.body, d.attempts, d.delivered_at IS NOT NULL
+    d.priority, p.size, p.path, CASE WHEN p.size <= ? THEN p.body END, d.attempts,
+    d.delivered_at IS NOT NULL
 FROM deliveries d JOIN packages p ON p.id = d.package_id
 """
+ANY_SIZE = 2**63 - 1
 
 
 def _root_of(org_id: str) -> str:
@@ -168,7 +172,12 @@ class SqliteHubStore(SqliteDatabase):
         return [row[0] for row in rows]
 
     async def lease(
-        self, node: str, now: dt.datetime, visibility: dt.timedelta, limit: int
+        self,
+        node: str,
+        now: dt.datetime,
+        visibility: dt.timedelta,
+        limit: int,
+        bodies_up_to: int = 0,
     ) -> list[Delivery]:
         """Hand out up to ``limit`` deliveries, most urgent first, hidden until acknowledged."""
         async with self._transaction() as db:
@@ -181,16 +190,20 @@ class SqliteHubStore(SqliteDatabase):
             ids = [row[0] for row in leased]
         if not ids:
             return []
-        return await self.deliveries(ids)
+        return await self.deliveries(ids, bodies_up_to)
 
     async def delivery(self, delivery_id: int) -> Delivery | None:
-        rows = await self._rows(_DELIVERY_SELECT + " WHERE d.id=?", (delivery_id,))
+        rows = await self._rows(_DELIVERY_SELECT + " WHERE d.id=?", (ANY_SIZE, delivery_id))
         return Delivery(*rows[0]) if rows else None
 
-    async def deliveries(self, delivery_ids: Sequence[int]) -> list[Delivery]:
+    async def deliveries(
+        self, delivery_ids: Sequence[int], bodies_up_to: int = 0
+    ) -> list[Delivery]:
         """Those of ``delivery_ids`` that exist, most urgent first."""
         among = " WHERE d.id IN (SELECT value FROM json_each(?)) ORDER BY d.priority DESC, d.id"
-        rows = await self._rows(_DELIVERY_SELECT + among, (json.dumps(list(delivery_ids)),))
+        rows = await self._rows(
+            _DELIVERY_SELECT + among, (bodies_up_to, json.dumps(list(delivery_ids)))
+        )
         return [Delivery(*row) for row in rows]
 
     async def acknowledge(self, delivery_ids: Sequence[int], now: dt.datetime) -> list[int]:
