@@ -562,15 +562,15 @@ class Writable(Protocol):
 AttachmentSink = Callable[[str, str], Writable]
 
 
+"""Opens where an attachment's bytes go, given its content id and its (safe) name."""
+
+
 class KeptInMemory(io.BytesIO):
     """An attachment body kept in memory for its reader's caller (a small package's: no
     file to write, read back and delete). The reader's close() must not discard it."""
 
     def close(self) -> None:
         pass
-
-
-"""Opens where an attachment's bytes go, given its content id and its (safe) name."""
 
 
 class _Discard:
@@ -744,7 +744,8 @@ def _read_streamed(
     return root, tuple(reader.received)
 
 
-_BODIES = f"{q('AttachmentEncoded')}/{q('Attachment')}/{q('ContentTransferEncoded')}"
+_ATTACHMENTS = f"{q('AttachmentEncoded')}/{q('Attachment')}"
+_BODIES = f"{_ATTACHMENTS}/{q('ContentTransferEncoded')}"
 
 
 def _envelope_chars(root: etree._Element) -> int:
@@ -778,7 +779,7 @@ def _bodies(root: etree._Element, limits: PackageLimits) -> list[tuple[ReceivedA
     """Each attachment body, as _PackageReader finds them, and what it receives of it."""
     bodies = []
     budget = limits.attachments_bytes
-    for attachment in root.iterfind(f"{q('AttachmentEncoded')}/{q('Attachment')}"):
+    for attachment in root.iterfind(_ATTACHMENTS):
         fields: dict[str, str] = {}
         for child in attachment:
             if child.tag != q("ContentTransferEncoded"):

@@ -72,10 +72,11 @@ def _body(kept: bytes | Path) -> bytes | None:
 def _verify_and_keep(
     state: NodeState, source: bytes | Path, folder: Path, recipients: list[str]
 ) -> Kept:
-    """Verify the package (its bytes, or the file ``source``) and keep it: in memory for
-    the store, or fsynced in ``folder`` with its attachments beside it. Run off the loop,
-    in one call: each step is a file system call or crypto, and under load a second call
-    per package would queue behind every other package's first."""
+    """Verify the package (its bytes, or the file ``source``), keep it (in memory for the
+    store, or fsynced in ``folder`` with its attachments beside it) and, for a document,
+    sign each of ``recipients``' status 01. Run off the loop, in one call: each step is a
+    file system call or crypto, and under load a second call per package would queue
+    behind every other package's first."""
     held: list[envelope.KeptInMemory] = []  # attachments of a package in memory
     files: list[Path] = []  # attachments of a package in a file
 

@@ -52,12 +52,13 @@ async def _to_local(state: NodeState, transfer: Transfer) -> None:
     outgoing = await state.store.outgoing(transfer.outgoing_id)
     assert outgoing is not None
     local = [r["org_id"] for r in outgoing.recipients if r["local"]]
+    package: bytes | Path
     if transfer.body is not None:
-        await inbox.receive(state, transfer.body, local)
-    else:
-        copy = state.incoming_dir / f"local-{transfer.id}.edxml"
-        await state.offload.run(shutil.copyfile, transfer.path, copy)  # receive() takes its own
-        await inbox.receive(state, copy, local)
+        package = transfer.body
+    else:  # receive() takes the file it is given: a copy, the outbox keeps its own
+        package = state.incoming_dir / f"local-{transfer.id}.edxml"
+        await state.offload.run(shutil.copyfile, transfer.path, package)
+    await inbox.receive(state, package, local)
     await state.store.finish_transfer(transfer, "done", "delivered", "", dt.datetime.now(dt.UTC))
 
 

@@ -16,6 +16,8 @@ from edoc.store.base import Delivery, DirectoryEntry, NewPackage, PackageRecord
 from edoc.store.sqlite_base import SqliteDatabase, from_ms, to_ms
 
 SCHEMA = """
+-- the first release's tables; columns added since are in added_columns, added to new
+-- stores and old ones alike when they open
 CREATE TABLE IF NOT EXISTS packages (
     id INTEGER PRIMARY KEY,
     kind TEXT NOT NULL,
@@ -28,7 +30,6 @@ CREATE TABLE IF NOT EXISTS packages (
     path TEXT NOT NULL,
     size INTEGER NOT NULL,
     accepted_at INTEGER NOT NULL,
-    body BLOB,
     UNIQUE (kind, sender, about, business_type, status_code)
 );
 CREATE TABLE IF NOT EXISTS deliveries (

@@ -22,6 +22,8 @@ from edoc.store.base import (
 from edoc.store.sqlite_base import SqliteDatabase, from_ms, to_ms
 
 SCHEMA = """
+-- the first release's tables; columns added since are in added_columns, added to new
+-- stores and old ones alike when they open
 CREATE TABLE IF NOT EXISTS agencies (
     org_id TEXT PRIMARY KEY,
     name TEXT NOT NULL,
@@ -38,7 +40,6 @@ CREATE TABLE IF NOT EXISTS outgoing (
     path TEXT NOT NULL,
     summary TEXT NOT NULL,
     created_at INTEGER NOT NULL,
-    body BLOB,
     UNIQUE (sender, idempotency_key)
 );
 CREATE TABLE IF NOT EXISTS transfers (
@@ -77,7 +78,6 @@ CREATE TABLE IF NOT EXISTS inbox (
     path TEXT NOT NULL,
     summary TEXT NOT NULL,
     received_at INTEGER NOT NULL,
-    body BLOB,
     UNIQUE (recipient, sender, kind, document_id, business_type, status_code)
 );
 CREATE INDEX IF NOT EXISTS inbox_by_recipient ON inbox (recipient, kind, received_at);
@@ -89,7 +89,6 @@ CREATE TABLE IF NOT EXISTS inbox_attachments (
     size INTEGER NOT NULL,
     sha256 TEXT NOT NULL,
     path TEXT NOT NULL,
-    body BLOB,
     PRIMARY KEY (inbox_id, n)
 );
 CREATE TABLE IF NOT EXISTS answers (

@@ -34,8 +34,9 @@ def from_ms(value: int) -> dt.datetime:
 
 class SqliteDatabase:
     schema: ClassVar[str] = ""
-    # columns newer than the store's first release: (table, column, declaration), added
-    # to a store made before them
+    # columns added since the schema's first release: (table, column, declaration), added
+    # when a store opens without them (a new one, or one made by an earlier release), so
+    # each is declared once
     added_columns: ClassVar[tuple[tuple[str, str, str], ...]] = ()
 
     def __init__(self, path: Path) -> None:
