@@ -311,6 +311,43 @@ def test_year_before_1000_keeps_four_digits(sample_metadata: dict[str, Any]) -> 
     assert read(packed.wire).document == packed.document
 
 
+_DATE_LIKE = st.text(alphabet="0123456789/: ٢", min_size=6, max_size=21)
+
+
+def _strptime_or_error(text: str, form: str) -> dt.datetime | str:
+    try:
+        return dt.datetime.strptime(text, form)
+    except ValueError:
+        return "refused"
+
+
+def _parsed_or_error(parse: Any, text: str) -> object:
+    try:
+        return parse(text)
+    except errors.InvalidField:
+        return "refused"
+
+
+@settings(max_examples=400)
+@given(
+    text=st.one_of(
+        _DATE_LIKE,
+        st.datetimes(min_value=dt.datetime(1, 1, 1)).map(lambda t: f"{t:%Y/%m/%d %H:%M:%S}"),
+        st.dates().map(lambda d: f"{d.year:04d}/{d.month:02d}/{d.day:02d}"),
+    )
+)
+def test_dates_read_as_strptime_reads_them(text: str) -> None:
+    """The fast path for the usual form accepts and refuses exactly what strptime does."""
+    day = _strptime_or_error(text, envelope.DATE_FORMAT)
+    moment = _strptime_or_error(text, envelope.TIMESTAMP_FORMAT)
+    assert _parsed_or_error(envelope.parse_date, text) == (
+        day if isinstance(day, str) else day.date()
+    )
+    assert _parsed_or_error(envelope.parse_timestamp, text) == (
+        moment if isinstance(moment, str) else moment.replace(tzinfo=envelope.VIETNAM)
+    )
+
+
 def test_default_namespace_package_reads(sample_package: Packed) -> None:
     """Real axis files declare the edXML namespace as the default one, with no prefix."""
     wire = sample_package.wire.replace(b"edXML:", b"").replace(b"xmlns:edXML=", b"xmlns=")

@@ -15,6 +15,7 @@ import shutil
 import uuid
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import IO
 
 import structlog
 from lxml import etree
@@ -42,7 +43,9 @@ class Examined:
     root: etree._Element
     files: list[tuple[Attachment, Path | bytes]]
     digest: str  # of the seal's SignatureValue: same signed content, same digest
-    in_memory: bool  # read from memory (small): relayed from the store, not a file
+    # A package read from memory (small), as the hub relays it, made in the examining call:
+    # kept in the store with its row. None for a large one, written to a file once admitted.
+    relayed: bytes | None
 
 
 Attachments = dict[str, Path | envelope.KeptInMemory]  # content id → where its bytes went
@@ -81,26 +84,29 @@ def _examine(
         (item, _bytes_or_path(stored[item.content_id])) for item in verified.message.attachments
     ]
     digest = hashlib.sha256("".join((value or "").split()).encode()).hexdigest()
-    return Examined(verified, package.root, files, digest, isinstance(body, bytes))
+    examined = Examined(verified, package.root, files, digest, None)
+    if isinstance(body, bytes):
+        out = io.BytesIO()
+        _relay(examined, _hop(state), out)
+        examined = replace(examined, relayed=out.getvalue())
+    return examined
 
 
 def _bytes_or_path(where: Path | envelope.KeptInMemory) -> Path | bytes:
     return where.getvalue() if isinstance(where, envelope.KeptInMemory) else where
 
 
-def _final(examined: Examined, hop: TraceHop, target: Path) -> bytes | None:
+def _hop(state: HubState) -> TraceHop:
+    return TraceHop(state.config.org_id, dt.datetime.now(dt.UTC))
+
+
+def _relay(examined: Examined, hop: TraceHop, out: IO[bytes]) -> None:
     """The package as the hub relays it: the sender's bytes plus the hub's hop. A small
-    one is returned, to be kept in the store with its row: a file of its own cost a
-    create, fsync and rename per message, which under load was more of a document's wait
-    than its signature checks. A large one is written to ``target``."""
+    one is kept in the store with its row: a file of its own cost a create, fsync and
+    rename per message, which under load was more of a document's wait than its
+    signature checks."""
     envelope.add_trace_hop(examined.root, hop)
-    write = functools.partial(envelope.write_package, examined.root, examined.files)
-    if examined.in_memory:
-        out = io.BytesIO()
-        write(out)
-        return out.getvalue()
-    atomic.write_file(target, write)
-    return None
+    envelope.write_package(examined.root, examined.files, out)
 
 
 def _sender_hint(read: list[envelope.Package]) -> str:
@@ -153,13 +159,14 @@ async def _admit(state: HubState, node: str, examined: Examined) -> tuple[Packag
     for recipient in new.recipients:
         if await state.store.queued_for(recipient) >= state.config.queue_bound:
             raise errors.QueueFull(f"{recipient} has {state.config.queue_bound} messages waiting")
-    now = dt.datetime.now(dt.UTC)
     target = state.packages_dir / f"{new.digest}.edxml"
-    body = await state.offload.run(_final, examined, TraceHop(state.config.org_id, now), target)
-    if body is None:
+    if examined.relayed is None:
+        relay = functools.partial(_relay, examined, _hop(state))
+        await state.offload.run(atomic.write_file, target, relay)
         new = replace(new, path=str(target), size=target.stat().st_size)
     else:
-        new = replace(new, body=body, size=len(body))
+        new = replace(new, body=examined.relayed, size=len(examined.relayed))
+    now = dt.datetime.now(dt.UTC)
     try:
         record = await state.store.accept(new, now)
     except errors.DuplicateDocument:
