@@ -354,7 +354,10 @@ def check_certificate(
     return _check_usage(cert)
 
 
+@functools.lru_cache(maxsize=4096)
 def _check_usage(cert: x509.Certificate) -> CertKind:
+    """A fact of the certificate alone, so remembered like _issued_by (reading the
+    extensions was a tenth of a status's verification)."""
     try:
         usage = cert.extensions.get_extension_for_class(x509.KeyUsage).value
         extended = cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value

@@ -27,6 +27,7 @@ from __future__ import annotations
 import base64
 import binascii
 import datetime as dt
+import functools
 import hashlib
 import hmac
 from collections.abc import Sequence
@@ -143,6 +144,7 @@ class Signatory:
     serial: str
 
     @classmethod
+    @functools.lru_cache(maxsize=4096)  # names read from the certificate alone
     def of(cls, cert: x509.Certificate, kind: pki.CertKind) -> Signatory:
         return cls(kind, pki.org_id_of(cert), pki.common_name_of(cert), f"{cert.serial_number:x}")
 

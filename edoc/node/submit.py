@@ -69,6 +69,11 @@ async def _read_parts(request: web.Request, staging: Path, limit: int) -> tuple[
     return raw, files
 
 
+def _org_id(to: str | dict[str, Any]) -> str:
+    """A recipient in metadata is its organization id, or an object with it as ``id``."""
+    return to if isinstance(to, str) else str(to["id"])
+
+
 async def _recipients(state: NodeState, data: dict[str, Any], sender: str) -> None:
     """Local recipients must be agencies of this node; a revoke/update/replace also goes
     to every recipient of the original."""
@@ -78,15 +83,17 @@ async def _recipients(state: NodeState, data: dict[str, Any], sender: str) -> No
         original = await state.store.find_outgoing(sender, original_id)
         if original is None:
             raise errors.UnknownDocument(f"{sender} sent no document {original_id!r}")
-        named = {to if isinstance(to, str) else to["id"] for to in data["to"]}
+        named = {_org_id(to) for to in data["to"]}
         data["to"] = [
             *data["to"],
             *(r["org_id"] for r in original.recipients if r["org_id"] not in named),
         ]
+    local = [org for org in map(_org_id, data["to"]) if state.serves(org)]
+    if not local:  # the usual case: no need to read the agencies
+        return
     agencies = {org for org, _ in await state.store.agencies()}
-    for to in data["to"]:
-        org = to if isinstance(to, str) else to["id"]
-        if state.serves(org) and org not in agencies:
+    for org in local:
+        if org not in agencies:
             raise errors.UnknownRecipient(f"{org} is not an agency of this node")
 
 
@@ -104,7 +111,7 @@ async def submit(state: NodeState, request: web.Request, agency: str) -> tuple[O
     try:
         raw, files = await _read_parts(request, staging, state.config.max_upload_bytes)
         data = metadata.load(raw)
-        sender = data["from"] if isinstance(data["from"], str) else data["from"]["id"]
+        sender = _org_id(data["from"])
         if sender != agency:
             raise errors.Forbidden(f"agency {agency} cannot send as {sender}")
         await _recipients(state, data, sender)
