@@ -11,6 +11,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import structlog
+import uvloop
 from aiohttp import web
 from aiohttp.typedefs import Middleware
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram
@@ -47,6 +48,10 @@ def serve(
         print=listening,
         access_log=None,
         shutdown_timeout=5,
+        # uvloop: the same asyncio API, its loop and transports (TLS too) in C. Every
+        # message is several requests, thread hand-offs and wake-ups; on the Tây Ninh replay
+        # the hub and nodes spent 7 % less CPU than on asyncio's own loop.
+        loop=uvloop.new_event_loop(),
     )
 
 
