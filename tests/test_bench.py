@@ -6,10 +6,17 @@ benchmark measures what it says on a real network, so its figures can be trusted
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from pathlib import Path
 
-from edoc.bench import command
+import pytest
+
+from edoc import envelope, errors, network
+from edoc.bench import command, floor
+from edoc.bench.exchange import Agency, Exchange, metadata
+from edoc.keystore import KeyStore
+from edoc.node import compose
 
 TINY = command.Plan(
     rsa_seconds=0.2,
@@ -45,13 +52,19 @@ def test_tiny_bench_measures_a_real_network(tmp_path: Path) -> None:
         "end-to-end ÷ raw RSA rate",
         "p99 arrival at 50 documents/s (ms)",
     ]
-    assert len(steps) == 4
+    work = results["floor"]
+    assert len(work["step_ms"]) == 6 and all(ms > 0 for ms in work["step_ms"].values())
+    assert work["total_ms"] == round(sum(work["step_ms"].values()), 3)
+    cpus = results["machine"]["cpus"]
+    assert work["ceiling_documents_per_s"] == round(cpus * 1000 / work["total_ms"], 1)
+    assert len(steps) == 5
 
     as_json, summary = command.save(results, tmp_path / "bench")
     assert json.loads(as_json.read_text(encoding="utf-8")) == results
     text = summary.read_text(encoding="utf-8")
     assert f"**{throughput['documents_per_s']} documents/s**" in text
     assert "| 50 |" in text
+    assert f"**{work['total_ms']} ms** per document and its 01" in text
 
 
 def test_targets_judge_each_goal_by_its_own_bound() -> None:
@@ -71,3 +84,33 @@ def test_targets_judge_each_goal_by_its_own_bound() -> None:
         "p99 arrival at 50 documents/s (ms)": (100, False),  # must be under 100
         "Tây Ninh 2021 year replay (s)": (59.9, True),
     }
+
+
+def test_the_floor_does_a_hops_real_work(tmp_path: Path) -> None:
+    """The relay step verifies (a tampered package is refused) and adds the hub's hop."""
+    net = network.plan(
+        tmp_path / "net", ["H53", "H34"], network.random_base_port(), tls=False, agencies=1
+    )
+    network.provision(net)
+    sender, recipient = (
+        Agency(n["url"], a["token"], a["org_id"], a["signer"])
+        for n in net.spec["nodes"]
+        for a in n["agencies"][:1]
+    )
+    attachment = tmp_path / "van-ban.pdf"
+    attachment.write_bytes(Exchange.small_attachment(4096))
+    keys = KeyStore(net.keys_dir)
+    _, _, packed = compose.document_package(
+        keys, metadata(sender, recipient, 0), [attachment], tmp_path / "x", dt.datetime.now(dt.UTC)
+    )
+    assert packed is not None
+
+    relayed = floor._relayed(packed, keys)
+    read, files = floor._read_and_verify(relayed, keys)
+    assert [hop.org_id for hop in envelope.trace_from(read.root)] == [
+        sender.org_id,
+        floor.HUB,
+    ]
+    assert [body for _, body in files] == [attachment.read_bytes()]
+    with pytest.raises(errors.TamperedSignature):
+        floor._relayed(packed.replace(b"BENCH", b"BENCX"), keys)

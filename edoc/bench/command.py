@@ -22,7 +22,7 @@ from typing import Any
 import aiohttp
 
 from edoc import network
-from edoc.bench import limit, scenarios
+from edoc.bench import floor, limit, scenarios
 from edoc.bench.exchange import Agency, Exchange
 from edoc.sim import command as sim
 
@@ -39,9 +39,10 @@ class Plan:
     load_seconds: float
     large_mb: int
     replays: tuple[tuple[str, int | None, float], ...]  # profile, days (None: year), scale
+    floor_seconds: float = 1.0  # CPU seconds each step of the work floor is timed for
 
 
-QUICK = Plan(2, 300, 32, (10, 50), 5, 50, (("tay-ninh-2021", 5, 1.0),))
+QUICK = Plan(2, 300, 32, (10, 50), 5, 50, (("tay-ninh-2021", 5, 1.0),), floor_seconds=0.3)
 FULL = Plan(
     5,
     2000,
@@ -138,12 +139,26 @@ def run(plan: Plan, say: Say) -> dict[str, Any]:
         results["throughput"]["ratio_to_rsa"] = round(
             results["throughput"]["documents_per_s"] / rsa_rate, 3
         )
+        say("the XML and crypto work of one document's journey, alone in this process")
+        results["floor"] = _floor(plan, folder, sender, recipient, rsa_rate)
         results["replays"] = []
         for n, (profile, days, scale) in enumerate(plan.replays):
             say(f"replay {profile} ({days or 'year'}) as fast as possible")
             results["replays"].append(_replay(profile, days, scale, folder / f"replay-{n}"))
     results["targets"] = targets(results)
     return results
+
+
+def _floor(
+    plan: Plan, folder: Path, sender: Agency, recipient: Agency, rsa_rate: float
+) -> dict[str, Any]:
+    attachment = folder / "van-ban.pdf"
+    attachment.write_bytes(Exchange.small_attachment(SMALL_ATTACHMENT))
+    cpus = os.cpu_count() or 1
+    found = floor.journey(
+        folder / "net" / "keys", sender, recipient, attachment, plan.floor_seconds, cpus
+    )
+    return found | {"ceiling_ratio_to_rsa": round(found["ceiling_documents_per_s"] / rsa_rate, 3)}
 
 
 def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
@@ -204,7 +219,9 @@ def markdown(results: dict[str, Any]) -> str:
         f"- End to end (agency API → hub → other province's inbox, mutual TLS, SQLite):"
         f" **{t['documents_per_s']} documents/s** ({t['documents']} documents,"
         f" {t['concurrency']} at a time) = {t['ratio_to_rsa']} × the raw signing rate.",
-        f"- CPU ms per document: {_pairs(t['cpu_ms_per_document'])}.",
+        f"- CPU ms per document: {_pairs(t['cpu_ms_per_document'])}"
+        f" ({sum(t['cpu_ms_per_document'].values()):.1f} in all).",
+        *_floor_lines(results),
         f"- RSS MB at rest: {_pairs(t['rss_mb_at_rest'])}; under load:"
         f" {_pairs(t['rss_mb_under_load'])}.",
         "",
@@ -232,3 +249,16 @@ def markdown(results: dict[str, Any]) -> str:
 
 def _pairs(values: dict[str, Any]) -> str:
     return ", ".join(f"{name} {value}" for name, value in values.items())
+
+
+def _floor_lines(results: dict[str, Any]) -> list[str]:
+    if "floor" not in results:  # results of a run before the floor was measured
+        return []
+    f = results["floor"]
+    return [
+        f"- The XML and crypto work alone (one process; no HTTP, storage, event loop or"
+        f" threads): **{f['total_ms']} ms** per document and its 01"
+        f" ({_pairs(f['step_ms'])}), so at most {f['ceiling_documents_per_s']} documents/s"
+        f" on {results['machine']['cpus']} CPUs = {f['ceiling_ratio_to_rsa']} × the raw"
+        " signing rate, even if everything else cost nothing.",
+    ]

@@ -94,8 +94,12 @@ class Exchange:
                 raise RuntimeError(f"node refused a benchmark document: {body}")
         return Sent(body["id"], body["document_id"], posted)
 
+    @staticmethod
+    def small_attachment(size: int) -> bytes:
+        return b"%PDF-1.4 bench\n" * (size // 15)
+
     async def post_small(self, size: int) -> Sent:
-        return await self.post(io.BytesIO(b"%PDF-1.4 bench\n" * (size // 15)))
+        return await self.post(io.BytesIO(self.small_attachment(size)))
 
     async def _read_inbox(self, timeline: Timeline) -> None:
         params = {"org": self.recipient.org_id, "limit": "1000"}
