@@ -607,10 +607,7 @@ def discard_sink(_content_id: str, _name: str) -> Writable:
 class Package:
     root: etree._Element  # edXML with the envelope and attachment headers, no bodies
     received: tuple[ReceivedAttachment, ...]
-
-    @property
-    def message(self) -> Message:
-        return message_from_envelope(self.root)
+    message: Message  # as the tree read (not yet verified: see edoc.signing)
 
     @property
     def document(self) -> Document:
@@ -857,8 +854,8 @@ def read_package(
         read = _read_streamed(stream, sink, limits)
     root, received = read
     validate(root)
-    message_from_envelope(root)  # values the schema's patterns let through (2026/02/30)
-    package = Package(root=root, received=received)
+    # the model also checks values the schema's patterns let through (2026/02/30)
+    package = Package(root=root, received=received, message=message_from_envelope(root))
     check_attachments(manifest_from(manifest_element(root)), package.received)
     return package
 

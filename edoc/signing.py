@@ -32,7 +32,7 @@ import hashlib
 import hmac
 from collections.abc import Sequence
 from copy import deepcopy
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
@@ -297,8 +297,14 @@ def _decoded(text: str) -> bytes:
         raise errors.TamperedSignature(f"unreadable base64: {exc}") from None
 
 
-def verify(root: etree._Element, trust: pki.Trust, now: dt.datetime) -> Verified:
-    """Verify every signature on ``root``; return the model of the signed parts only."""
+def verify(
+    root: etree._Element, trust: pki.Trust, now: dt.datetime, read: Message | None = None
+) -> Verified:
+    """Verify every signature on ``root``; return the model of the signed parts only.
+
+    ``read`` is the model envelope.read_package made of this tree, if there is one: it was
+    read from the same elements (_signed_elements has checked that each signed part is
+    the one element at its place, where envelope reads it), so it is not read again."""
     signatures = _signatures(root)
     parts = _signed_elements(root)
     digests = _digests(parts)  # the same four parts under every signature
@@ -309,7 +315,10 @@ def verify(root: etree._Element, trust: pki.Trust, now: dt.datetime) -> Verified
     message, origin, business, manifest = (parts[uri] for uri in REFERENCES)
     signed_at = envelope.parse_timestamp(origin.findtext("edXML:Timestamp", "", ED_NSMAP))
     origin_hop = TraceHop(origin.findtext("edXML:OrganId", "", ED_NSMAP), signed_at)
-    model = envelope.message_from_parts(message, business, manifest, (origin_hop,))
+    if read is None:
+        model = envelope.message_from_parts(message, business, manifest, (origin_hop,))
+    else:
+        model = replace(read, trace=(origin_hop,))
     if origin_hop.org_id != model.sender.org_id:
         raise errors.WrongOrganization("the signed origin hop is not the sender's")
     seal, personal = _signatories(model, certs, trust, signed_at, now)
@@ -347,7 +356,7 @@ def _signatories(
 
 def verify_package(package: envelope.Package, trust: pki.Trust, now: dt.datetime) -> Verified:
     """Verify a package read by edoc.envelope, attachments included."""
-    verified = verify(package.root, trust, now)
+    verified = verify(package.root, trust, now, package.message)
     envelope.check_attachments(verified.message.attachments, package.received)
     return verified
 

@@ -58,3 +58,16 @@ def test_verified_document_comes_from_signed_parts_only(ca: Ca) -> None:
     verified = verify(ca, root)
     assert [h.org_id for h in verified.relay_hops] == ["000.00.00.G22"]
     assert [h.org_id for h in verified.message.trace] == [SENDER]
+
+
+@pytest.mark.parametrize("personal", [False, True])
+def test_a_read_package_is_verified_into_the_same_model(ca: Ca, personal: bool) -> None:
+    """verify_package reuses the model read_package made of the same signed parts; it must
+    be the one verify builds from those parts itself, hub hop and all."""
+    root = signed_root(ca, personal=ca.keys.identity(SENDER, SIGNER) if personal else None)
+    envelope.add_trace_hop(root, TraceHop("000.00.00.G22", ca.clock()))
+    package = envelope.read_package(envelope.to_bytes(root))
+    from_package = signing.verify_package(package, ca.keys.trust(), ca.clock())
+    from_parts = signing.verify(package.root, ca.keys.trust(), ca.clock())
+    assert from_package == from_parts
+    assert from_package.message.trace == from_parts.message.trace != package.message.trace
