@@ -126,11 +126,11 @@ def _plain(root: etree._Element, max_depth: int) -> bool:
     of libxml2 in C: walking the tree in Python was a tenth of reading a status.)"""
     if root.getroottree().docinfo.doctype:
         return False
-    if next(root.itersiblings(preceding=True), None) is not None:
-        return False
-    if next(root.itersiblings(), None) is not None:
-        return False
-    if next(root.iter(etree.PI, etree.Entity, etree.Comment), None) is not None:
+    if (
+        next(root.itersiblings(preceding=True), None) is not None
+        or next(root.itersiblings(), None) is not None
+        or next(root.iter(etree.PI, etree.Entity, etree.Comment), None) is not None
+    ):
         return False  # a PI or an entity reference: the event parser refuses it
     return not _deeper_than(max_depth)(root)
 

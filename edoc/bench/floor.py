@@ -4,7 +4,7 @@ done in this one process and nothing else.
 A document is packed and signed (seal and personal signature) at the sender's node,
 read and verified at the hub and relayed with its hop, read and verified at the
 recipient's node, which packs and signs its status 01; the 01 goes back the same way.
-Here each step runs with the real functions on the bench network's own keys, without
+Here each step calls the functions the services call, on the bench network's keys, without
 HTTP, storage, event loop or thread hand-offs. What a service spends beyond this is its
 own cost, and ``cpus × 1000 / total`` is the most documents per second this work allows
 on this machine even if the rest cost nothing.
@@ -22,7 +22,7 @@ from typing import Any
 from edoc import envelope, signing
 from edoc.bench.exchange import Agency, metadata
 from edoc.keystore import KeyStore
-from edoc.model import Document, Organization, StatusCode, StatusUpdate, TraceHop
+from edoc.model import Attachment, Document, Organization, StatusCode, StatusUpdate, TraceHop
 from edoc.node import compose, inbox
 
 HUB = "000.00.00.G22"  # only a name on the relay hop here
@@ -39,7 +39,9 @@ def _ms_per_call(work: Callable[[], object], seconds: float) -> float:
     return round(spent / calls * 1000, 3)
 
 
-def _read_and_verify(package: bytes, keys: KeyStore) -> tuple[envelope.Package, list[Any]]:
+def _read_and_verify(
+    package: bytes, keys: KeyStore
+) -> tuple[envelope.Package, list[tuple[Attachment, bytes]]]:
     """As a service reads a package in memory: attachments kept in memory, then verified.
     Returns the package and its attachments as write_package takes them."""
     kept: dict[str, envelope.KeptInMemory] = {}

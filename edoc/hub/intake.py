@@ -43,8 +43,10 @@ class Examined:
     root: etree._Element
     files: list[tuple[Attachment, Path | bytes]]
     digest: str  # of the seal's SignatureValue: same signed content, same digest
-    # A package read from memory (small), as the hub relays it, made in the examining call:
-    # kept in the store with its row. None for a large one, written to a file once admitted.
+    # A package read from memory (small) as the hub relays it, made in the examining call,
+    # to be kept in the store with its row: a file of its own cost a create, fsync and
+    # rename per message, more of a document's wait under load than its signature checks.
+    # None for a large one, written to a file once admitted.
     relayed: bytes | None
 
 
@@ -101,10 +103,7 @@ def _hop(state: HubState) -> TraceHop:
 
 
 def _relay(examined: Examined, hop: TraceHop, out: IO[bytes]) -> None:
-    """The package as the hub relays it: the sender's bytes plus the hub's hop. A small
-    one is kept in the store with its row: a file of its own cost a create, fsync and
-    rename per message, which under load was more of a document's wait than its
-    signature checks."""
+    """The package as the hub relays it: the sender's bytes plus the hub's hop."""
     envelope.add_trace_hop(examined.root, hop)
     envelope.write_package(examined.root, examined.files, out)
 
