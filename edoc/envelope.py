@@ -24,6 +24,7 @@ from functools import cache
 from pathlib import Path
 from typing import IO, Any, Protocol, TypeVar
 
+import pybase64
 from lxml import etree
 
 from edoc import errors, xmlsafe
@@ -558,7 +559,7 @@ def _write_attachment(xf: Any, out: IO[bytes], attachment: Attachment, body: Pat
             # either, so a 200 MB attachment is still written chunk by chunk.
             xf.flush()
             for chunk in xmlsafe.read_chunks(stream, BASE64_LINE):
-                out.write(binascii.b2a_base64(chunk, newline=False))
+                out.write(pybase64.b64encode(chunk))
 
 
 # --- reading the wire form ----------------------------------------------------------------
@@ -616,6 +617,16 @@ class Package:
         return as_document(self.message)
 
 
+def strict_b64decode(text: str) -> bytes:
+    """binascii's strict base64 decoding, asked of pybase64 first (SIMD: ~40 times faster
+    on an attachment). What pybase64 accepts, binascii accepts the same (a property test
+    holds it to that); anything it refuses, binascii judges and names the fault."""
+    try:
+        return pybase64.b64decode(text, validate=True)
+    except ValueError:  # binascii.Error too
+        return binascii.a2b_base64(text, strict_mode=True)
+
+
 class _Base64Decoder:
     """Decodes base64 text as it arrives, writing bytes to ``out`` and hashing them."""
 
@@ -640,7 +651,7 @@ class _Base64Decoder:
         if self._padded:
             raise errors.BadAttachmentEncoding("base64 data continues after its padding")
         try:
-            data = binascii.a2b_base64(text, strict_mode=True)
+            data = strict_b64decode(text)
         except (binascii.Error, ValueError) as exc:
             raise errors.BadAttachmentEncoding(f"attachment is not valid base64: {exc}") from None
         self._padded = text.endswith("=")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import binascii
 import dataclasses
 import datetime as dt
 import hashlib
@@ -15,7 +16,7 @@ from pathlib import Path
 from typing import IO, Any, cast
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from lxml import etree
 
@@ -355,6 +356,37 @@ def test_default_namespace_package_reads(sample_package: Packed) -> None:
     package, sink = _round_trip(dataclasses.replace(sample_package, wire=wire))
     assert package.document == sample_package.document
     assert sink.files["cid:1"] == "Kế hoạch chuyển đổi số.\n".encode()
+
+
+def _binascii_strict(text: str) -> bytes | str:
+    try:
+        return binascii.a2b_base64(text, strict_mode=True)
+    except (binascii.Error, ValueError):
+        return "refused"
+
+
+def _ours(text: str) -> bytes | str:
+    try:
+        return envelope.strict_b64decode(text)
+    except (binascii.Error, ValueError):
+        return "refused"
+
+
+@settings(max_examples=1000)
+@given(
+    text=st.one_of(
+        st.text(alphabet=string.ascii_letters + string.digits + "+/=", max_size=24),
+        st.text(alphabet="QUFB=-_ \n\x00é", max_size=12),
+        st.tuples(st.binary(max_size=30), st.text(alphabet="=A", max_size=5)).map(
+            lambda parts: base64.b64encode(parts[0]).decode() + parts[1]
+        ),
+    )
+)
+@example(text="AAAA====")  # binascii accepts padding after a whole quantum; pybase64 does not
+def test_base64_decodes_as_binascii_strict_does(text: str) -> None:
+    """pybase64 answers first; it must accept nothing binascii's strict mode refuses, and
+    give the same bytes for what it accepts."""
+    assert _ours(text) == _binascii_strict(text)
 
 
 def test_whitespace_inside_base64_is_accepted(sample_package: Packed) -> None:
