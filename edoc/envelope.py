@@ -579,10 +579,8 @@ class Writable(Protocol):
     def close(self) -> None: ...
 
 
+# Opens where an attachment's bytes go, given its content id and its (safe) name.
 AttachmentSink = Callable[[str, str], Writable]
-
-
-"""Opens where an attachment's bytes go, given its content id and its (safe) name."""
 
 
 class KeptInMemory(io.BytesIO):

@@ -37,11 +37,14 @@ from edoc.store.base import NewPackage, PackageRecord
 log = structlog.get_logger()
 
 
+Files = list[tuple[Attachment, Path | bytes]]  # each attachment: its file, or its bytes
+
+
 @dataclass(frozen=True)
 class Examined:
     verified: signing.Verified
     root: etree._Element
-    files: list[tuple[Attachment, Path | bytes]]
+    files: Files
     digest: str  # of the seal's SignatureValue: same signed content, same digest
     # A package read from memory (small) as the hub relays it, made in the examining call,
     # to be kept in the store with its row: a file of its own cost a create, fsync and
@@ -86,12 +89,12 @@ def _examine(
         (item, _bytes_or_path(stored[item.content_id])) for item in verified.message.attachments
     ]
     digest = hashlib.sha256("".join((value or "").split()).encode()).hexdigest()
-    examined = Examined(verified, package.root, files, digest, None)
+    relayed = None
     if isinstance(body, bytes):
         out = io.BytesIO()
-        _relay(examined, _hop(state), out)
-        examined = replace(examined, relayed=out.getvalue())
-    return examined
+        _relay(package.root, files, _hop(state), out)
+        relayed = out.getvalue()
+    return Examined(verified, package.root, files, digest, relayed)
 
 
 def _bytes_or_path(where: Path | envelope.KeptInMemory) -> Path | bytes:
@@ -102,10 +105,10 @@ def _hop(state: HubState) -> TraceHop:
     return TraceHop(state.config.org_id, dt.datetime.now(dt.UTC))
 
 
-def _relay(examined: Examined, hop: TraceHop, out: IO[bytes]) -> None:
+def _relay(root: etree._Element, files: Files, hop: TraceHop, out: IO[bytes]) -> None:
     """The package as the hub relays it: the sender's bytes plus the hub's hop."""
-    envelope.add_trace_hop(examined.root, hop)
-    envelope.write_package(examined.root, examined.files, out)
+    envelope.add_trace_hop(root, hop)
+    envelope.write_package(root, files, out)
 
 
 def _sender_hint(read: list[envelope.Package]) -> str:
@@ -160,7 +163,7 @@ async def _admit(state: HubState, node: str, examined: Examined) -> tuple[Packag
             raise errors.QueueFull(f"{recipient} has {state.config.queue_bound} messages waiting")
     target = state.packages_dir / f"{new.digest}.edxml"
     if examined.relayed is None:
-        relay = functools.partial(_relay, examined, _hop(state))
+        relay = functools.partial(_relay, examined.root, examined.files, _hop(state))
         await state.offload.run(atomic.write_file, target, relay)
         new = replace(new, path=str(target), size=target.stat().st_size)
     else:
@@ -174,7 +177,7 @@ async def _admit(state: HubState, node: str, examined: Examined) -> tuple[Packag
         earlier = await state.store.find_package(
             new.kind, new.sender, new.about, new.business_type, new.status_code
         )
-        if earlier is None or earlier.digest != new.digest:
+        if new.path and (earlier is None or earlier.digest != new.digest):
             target.unlink(missing_ok=True)  # ours alone: the stored one has another name
         if earlier is None:
             raise
