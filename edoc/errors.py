@@ -292,6 +292,27 @@ class BadMultipart(InputError):
     code = "EDOC-IN-003"
 
 
+class NotMultipart(BadMultipart):
+    """A document post whose body is not multipart/form-data (or has no body at all)."""
+
+    code = "EDOC-NODE-003"
+    status = 415
+
+
+class EmptyAttachment(AttachmentError):
+    """A file part with no bytes: nothing to deliver, almost always a client's mistake."""
+
+    code = "EDOC-NODE-004"
+    status = 422
+
+
+class IdempotencyKeyReused(InputError):
+    """An Idempotency-Key given again with other content than its first post."""
+
+    code = "EDOC-NODE-002"
+    status = 409
+
+
 class HubUnavailable(EdocError):
     """The hub could not be reached or answered 5xx/429; the outbox will retry."""
 
