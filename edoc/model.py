@@ -160,9 +160,17 @@ class StatusCode(StrEnum):
 
     @property
     def final(self) -> bool:
+        """Nothing of the processing flow follows it."""
         return self in (StatusCode.REJECTED, StatusCode.COMPLETED)
 
+    @property
+    def agency_may_send(self) -> bool:
+        """Whether an agency may post it through the node's API."""
+        return self in AGENCY_CODES
 
+
+# A new status code goes above, here and in schemas/edxml.xsd: its place in the processing
+# flow (none for an answer outside it) and whether agencies may post it.
 _STAGES = {
     StatusCode.ARRIVED: 1,
     StatusCode.REJECTED: 2,
@@ -171,6 +179,18 @@ _STAGES = {
     StatusCode.PROCESSING: 4,
     StatusCode.COMPLETED: 5,
 }
+# the agency API's contract: 02-06, 15 and 16 (01 is the node's own answer on arrival)
+AGENCY_CODES = frozenset(
+    {
+        StatusCode.REJECTED,
+        StatusCode.ACCEPTED,
+        StatusCode.ASSIGNED,
+        StatusCode.PROCESSING,
+        StatusCode.COMPLETED,
+        StatusCode.AGREES_TO_CHANGE,
+        StatusCode.REFUSES_CHANGE,
+    }
+)
 
 
 def may_follow(given: Iterable[StatusCode], code: StatusCode) -> bool:
@@ -219,3 +239,69 @@ class StatusUpdate:
 
 
 Message = Document | StatusUpdate
+
+
+class MessageKind(StrEnum):
+    """What a stored message is: a document, or a status about one."""
+
+    DOCUMENT = "document"
+    STATUS = "status"
+
+
+def kind_of(message: Message) -> MessageKind:
+    return MessageKind.DOCUMENT if isinstance(message, Document) else MessageKind.STATUS
+
+
+class Route(StrEnum):
+    """The way a node's outbox carries a message."""
+
+    HUB = "hub"  # to recipients other nodes serve
+    LOCAL = "local"  # to agencies this node serves itself
+
+
+class TransferState(StrEnum):
+    """Where one outbox transfer stands."""
+
+    PENDING = "pending"
+    DONE = "done"
+    FAILED = "failed"
+
+
+class DeliveryState(StrEnum):
+    """How a message stands with one recipient until the recipient's first status."""
+
+    QUEUED = "queued"
+    SENT = "sent"  # the hub has it
+    DELIVERED = "delivered"  # in the recipient's inbox (a local recipient)
+    FAILED = "failed"
+
+
+RecipientState = DeliveryState | StatusCode
+"""What a sender sees of one recipient: a delivery state, then the latest status code."""
+
+
+def recipient_state(text: str) -> RecipientState:
+    """The state a store keeps as text (``"queued"``, ``"03"``...)."""
+    try:
+        return StatusCode(text)
+    except ValueError:
+        return DeliveryState(text)
+
+
+def reached(state: RecipientState) -> bool:
+    """Whether the recipient has the message: it was delivered or it answered."""
+    return isinstance(state, StatusCode) or state is DeliveryState.DELIVERED
+
+
+def state_after(shown: RecipientState, event: RecipientState) -> RecipientState:
+    """What a recipient shows after ``event`` when it showed ``shown``.
+
+    A status moves it only where :func:`may_follow` lets the status follow the one shown (one
+    overtaken by a later status only joins the history); a delivery outcome never replaces a
+    status (a transfer that finishes after the recipient answered).
+    """
+    if not isinstance(shown, StatusCode):
+        return event
+    if isinstance(event, StatusCode) and may_follow([shown], event):
+        return event
+    return shown
