@@ -19,7 +19,7 @@ from aiohttp import web
 
 from edoc import errors
 from edoc.keystore import KeyStore
-from edoc.model import ResponseFor, Staff, StatusCode, may_follow
+from edoc.model import AGENCY_CODES, MessageKind, ResponseFor, Staff, StatusCode, may_follow
 from edoc.node import hublink, inbox, openapi, outbox, stats, submit
 from edoc.node.state import NodeConfig, NodeState
 from edoc.offload import Offload
@@ -29,7 +29,6 @@ from edoc.web import HttpMetrics, bearer_token, middleware, path_id, serve, toke
 
 STATE = web.AppKey("state", NodeState)
 log = structlog.get_logger()
-AGENCY_CODES = {"02", "03", "04", "05", "06", "15", "16"}  # 01 is the node's own answer
 
 
 async def agency_of(request: web.Request) -> str:
@@ -73,7 +72,7 @@ async def post_document(request: web.Request) -> web.Response:
 async def get_document(request: web.Request) -> web.Response:
     agency = await agency_of(request)
     outgoing = await request.app[STATE].store.outgoing(path_id(request))
-    if outgoing is None or outgoing.kind != "document":
+    if outgoing is None or outgoing.kind != MessageKind.DOCUMENT:
         raise errors.NotFound("no such document")
     if outgoing.sender != agency:
         raise errors.Forbidden("not a document of this agency")
@@ -126,7 +125,7 @@ async def list_inbox(request: web.Request) -> web.Response:
 async def _own_item(request: web.Request) -> InboxItem:
     agency = await agency_of(request)
     item = await request.app[STATE].store.inbox_item(path_id(request))
-    if item is None or item.kind != "document":
+    if item is None or item.kind != MessageKind.DOCUMENT:
         raise errors.NotFound("no such inbox document")
     if item.recipient != agency:
         raise errors.Forbidden("not addressed to this agency")

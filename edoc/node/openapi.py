@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from edoc.model import AGENCY_CODES
+
+_CODES = sorted(code.value for code in AGENCY_CODES)
 _ERROR = {
     "description": "Refused; body is {error: {code, message}} with a stable code",
     "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
@@ -138,7 +141,8 @@ SPEC: dict[str, Any] = {
         },
         "/api/v1/inbox/{id}/status": {
             "post": {
-                "summary": "Answer a received document with status 02-06 (signed, relayed)",
+                "summary": f"Answer a received document with status {', '.join(_CODES)}"
+                " (signed, relayed)",
                 "parameters": [ID],
                 "requestBody": {
                     "required": True,
@@ -150,7 +154,7 @@ SPEC: dict[str, Any] = {
                                 "properties": {
                                     "code": {
                                         "type": "string",
-                                        "enum": ["02", "03", "04", "05", "06", "15", "16"],
+                                        "enum": _CODES,
                                     },
                                     "description": {"type": "string"},
                                     "staff": {"type": "object"},
