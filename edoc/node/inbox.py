@@ -19,7 +19,16 @@ from typing import Any
 import structlog
 
 from edoc import atomic, envelope, errors, signing
-from edoc.model import Document, Organization, ResponseFor, Staff, StatusCode, StatusUpdate
+from edoc.model import (
+    Document,
+    MessageKind,
+    Organization,
+    ResponseFor,
+    Staff,
+    StatusCode,
+    StatusUpdate,
+    kind_of,
+)
 from edoc.node import compose, hublink
 from edoc.node.state import NodeState
 from edoc.store.base import InboxAttachment, NewInboxItem, NewOutgoing
@@ -45,7 +54,7 @@ class Kept:
         return NewInboxItem(
             recipient=recipient,
             sender=message.sender.org_id,
-            kind="document" if isinstance(message, Document) else "status",
+            kind=kind_of(message),
             document_id=message.about,
             business_type=int(message.business.doc_type),
             status_code="" if isinstance(message, Document) else message.code.value,
@@ -200,7 +209,7 @@ def status_message(
         staff=staff or Staff(),
     )
     return NewOutgoing(
-        kind="status",
+        kind=MessageKind.STATUS,
         sender=responder,
         document_id=answered.document_id,
         status_code=code.value,
@@ -291,7 +300,7 @@ def _chain(delivery: dict[str, Any]) -> StatusChain | None:
     """Statuses about one document from one responder are stored in the order the hub
     relays them (it accepted them in the order given): 05 before 06, though both come in
     one answer and are verified side by side."""
-    if delivery["kind"] != "status":
+    if delivery["kind"] != MessageKind.STATUS:
         return None
     return (delivery["document_id"], delivery["sender"])
 

@@ -20,6 +20,7 @@ from pathlib import Path
 import structlog
 
 from edoc import errors
+from edoc.model import DeliveryState, Route, TransferState
 from edoc.node import hublink, inbox
 from edoc.node.state import NodeState
 from edoc.store.base import Transfer
@@ -38,13 +39,15 @@ async def _to_hub(state: NodeState, transfer: Transfer) -> None:
     package = transfer.body if transfer.body is not None else Path(transfer.path)
     answer = await hublink.post_package(state, package)
     now = dt.datetime.now(dt.UTC)
-    await state.store.finish_transfer(transfer, "done", "sent", f"hub id {answer.get('id')}", now)
+    await state.store.finish_transfer(
+        transfer, TransferState.DONE, DeliveryState.SENT, f"hub id {answer.get('id')}", now
+    )
     if state.hub_unreachable:
         # The hub is back after an outage. Each transfer waiting for it has its own random
         # retry time; left alone, those timers, not the priorities, would decide what goes
         # first (hỏa tốc documents went out after a backlog of ordinary ones). All due now.
         state.hub_unreachable = False
-        await state.store.retry_now("hub", now)
+        await state.store.retry_now(Route.HUB, now)
         state.outbox_wakeup.set()
 
 
@@ -59,7 +62,15 @@ async def _to_local(state: NodeState, transfer: Transfer) -> None:
         package = state.incoming_dir / f"local-{transfer.id}.edxml"
         await state.offload.run(shutil.copyfile, transfer.path, package)
     await inbox.receive(state, package, local)
-    await state.store.finish_transfer(transfer, "done", "delivered", "", dt.datetime.now(dt.UTC))
+    await state.store.finish_transfer(
+        transfer, TransferState.DONE, DeliveryState.DELIVERED, "", dt.datetime.now(dt.UTC)
+    )
+
+
+async def _fail(state: NodeState, transfer: Transfer, reason: str, now: dt.datetime) -> None:
+    await state.store.finish_transfer(
+        transfer, TransferState.FAILED, DeliveryState.FAILED, reason, now
+    )
 
 
 async def carry(state: NodeState, transfer: Transfer) -> None:
@@ -68,18 +79,18 @@ async def carry(state: NodeState, transfer: Transfer) -> None:
     )
     now = dt.datetime.now(dt.UTC)
     try:
-        if transfer.route == "hub":
+        if transfer.route == Route.HUB:
             await _to_hub(state, transfer)
         else:
             await _to_local(state, transfer)
     except hublink.HubRefused as exc:
         log.warning("refused by the hub", code=exc.code, reason=exc.message)
-        await state.store.finish_transfer(transfer, "failed", "failed", str(exc), now)
+        await _fail(state, transfer, str(exc), now)
     except (errors.EdocError, OSError) as exc:
         if isinstance(exc, hublink.HubUnreachable):
             state.hub_unreachable = True
         if now - transfer.created_at > state.config.give_up_after:
-            await state.store.finish_transfer(transfer, "failed", "failed", str(exc), now)
+            await _fail(state, transfer, str(exc), now)
             return
         delay = backoff(state, transfer.attempts)
         log.info("will retry", reason=str(exc), attempts=transfer.attempts + 1, delay=delay)

@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections import Counter, defaultdict
 from typing import Any
 
+from edoc.model import reached, recipient_state
 from edoc.store.base import NodeStore
 
 
@@ -37,7 +38,7 @@ async def report(store: NodeStore) -> dict[str, Any]:
             on_time += completed_at[:10] <= due_date
         elif due_date:
             due += 1
-    delivered = sum(n for state, n in statuses.items() if state not in ("queued", "sent", "failed"))
+    delivered = sum(n for state, n in statuses.items() if reached(recipient_state(state)))
     recipients = sum(statuses.values())
     return {
         "sent": sent,

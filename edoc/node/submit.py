@@ -19,6 +19,7 @@ from aiohttp import BodyPartReader, web
 from aiohttp.http_exceptions import HttpProcessingError
 
 from edoc import envelope, errors, metadata
+from edoc.model import MessageKind
 from edoc.node import compose
 from edoc.node.state import NodeState
 from edoc.store.base import NewOutgoing, Outgoing
@@ -128,7 +129,7 @@ async def submit(state: NodeState, request: web.Request, agency: str) -> tuple[O
         recipients = tuple(to.org_id for to in document.recipients)
         outgoing = await state.store.add_outgoing(
             NewOutgoing(
-                kind="document",
+                kind=MessageKind.DOCUMENT,
                 sender=sender,
                 document_id=document.document_id,
                 status_code="",
