@@ -26,6 +26,7 @@ from edoc.model import (
     Attachment,
     BusinessDocType,
     Document,
+    MessageKind,
     StatusCode,
     StatusUpdate,
     TraceHop,
@@ -191,7 +192,7 @@ async def _admit(state: HubState, node: str, examined: Examined) -> tuple[Packag
 def _resend(earlier: PackageRecord, new: NewPackage) -> PackageRecord:
     if earlier.digest == new.digest:
         return earlier  # the same message again: the original's answer, no second delivery
-    if new.kind == "status":
+    if new.kind == MessageKind.STATUS:
         raise errors.StatusOutOfOrder(f"status {new.status_code} for {new.about} was given already")
     raise errors.DuplicateDocument(f"{new.about} from {new.sender} was accepted with other content")
 
@@ -202,7 +203,9 @@ async def _document(state: HubState, doc: Document, examined: Examined, node: st
     if doc.business.doc_type is not BusinessDocType.NEW:
         # revoke / update / replace reach every recipient of the original
         original_id = doc.business.document_id or doc.document_id
-        original = await state.store.find_package("document", doc.sender.org_id, original_id, 0, "")
+        original = await state.store.find_package(
+            MessageKind.DOCUMENT, doc.sender.org_id, original_id, 0, ""
+        )
         if original is None:
             raise errors.UnknownDocument(f"no document {original_id} from {doc.sender.org_id}")
         recipients += [r for r in original.recipients if r not in recipients]
@@ -213,7 +216,7 @@ async def _document(state: HubState, doc: Document, examined: Examined, node: st
     if unknown:
         raise errors.UnknownRecipient(f"not in the address book: {', '.join(unknown)}")
     return NewPackage(
-        kind="document",
+        kind=MessageKind.DOCUMENT,
         sender=doc.sender.org_id,
         about=doc.document_id,
         status_code="",
@@ -229,7 +232,7 @@ async def _document(state: HubState, doc: Document, examined: Examined, node: st
 async def _status(state: HubState, status: StatusUpdate, examined: Examined) -> NewPackage:
     answered = status.response_for
     original = await state.store.find_package(
-        "document", answered.org_id, answered.document_id, 0, ""
+        MessageKind.DOCUMENT, answered.org_id, answered.document_id, 0, ""
     )
     if original is None:
         raise errors.UnknownDocument(f"no document {answered.document_id} from {answered.org_id}")
@@ -244,7 +247,7 @@ async def _status(state: HubState, status: StatusUpdate, examined: Examined) -> 
             f"status {status.code.value} cannot follow {', '.join(sorted(given))}"
         )
     return NewPackage(
-        kind="status",
+        kind=MessageKind.STATUS,
         sender=status.sender.org_id,
         about=answered.document_id,
         status_code=status.code.value,
