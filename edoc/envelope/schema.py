@@ -1,0 +1,41 @@
+"""The edXML schema check, and the OrganId rules a pattern cannot state."""
+
+from __future__ import annotations
+
+import threading
+from functools import cache
+from pathlib import Path
+
+from lxml import etree
+
+from edoc import errors
+from edoc.envelope.names import q
+from edoc.orgid import OrgId
+
+SCHEMA_PATH = Path(__file__).resolve().parent.parent.parent / "schemas" / "edxml.xsd"
+
+
+_SCHEMA_BUILD = threading.Lock()
+
+
+@cache
+def _schema() -> etree.XMLSchema:
+    # One build at a time: two offload threads building it at once on a fresh node (two
+    # first posts 1 ms apart) both failed with libxml2's "xmlSchemaPValAttrNodeValue, the
+    # given type is not a built-in type", and so did every build after, until a restart.
+    with _SCHEMA_BUILD:
+        return etree.XMLSchema(etree.parse(str(SCHEMA_PATH)))
+
+
+def validate(root: etree._Element) -> None:
+    schema = _schema()
+    if not schema.validate(root):
+        error = schema.error_log.last_error
+        raise errors.SchemaViolation(f"edXML schema: line {error.line}: {error.message}")
+    # The schema's pattern checks the form of an OrganId only; the rules of the form
+    # (no number 00, no level under an unused one, ASCII digits) need the parser.
+    for element in root.iter(q("OrganId")):
+        try:
+            OrgId.parse(element.text or "")
+        except errors.InvalidOrgId as exc:
+            raise errors.SchemaViolation(f"edXML schema: OrganId: {exc.message}") from None

@@ -1,0 +1,63 @@
+"""Tree → wire bytes: the envelope, then each attachment's body in base64, streamed."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Sequence
+from pathlib import Path
+from typing import IO, Any
+
+import pybase64
+from lxml import etree
+
+from edoc import xmlsafe
+from edoc.envelope.names import NSMAP, q
+from edoc.model import Attachment
+
+BASE64_LINE = 57 * 1024  # raw bytes per base64 write: a multiple of 3, so no padding mid-stream
+
+
+def write_package(
+    root: etree._Element, files: Sequence[tuple[Attachment, Path | bytes]], out: IO[bytes]
+) -> None:
+    """Write the envelope, then each attachment in base64, streamed from its file (or
+    from memory, a small package's at the hub)."""
+    with etree.xmlfile(out, encoding="utf-8") as xf:
+        xf.write_declaration()
+        with xf.element(q("edXML"), nsmap=NSMAP):
+            for child in root:
+                if child.tag != q("AttachmentEncoded"):  # a parsed tree's bodiless headers
+                    xf.write(child)
+            if files:
+                with xf.element(q("AttachmentEncoded")):
+                    for attachment, path in files:
+                        _write_attachment(xf, out, attachment, path)
+
+
+def _write_attachment(xf: Any, out: IO[bytes], attachment: Attachment, body: Path | bytes) -> None:
+    with xf.element(q("Attachment")):
+        for name, value in (
+            ("ContentId", attachment.content_id),
+            ("AttachmentName", attachment.name),
+            ("ContentType", attachment.content_type),
+            ("Description", attachment.description),
+        ):
+            if value:
+                with xf.element(q(name)):
+                    xf.write(value)
+        with (
+            xf.element(q("ContentTransferEncoded")),
+            io.BytesIO(body) if isinstance(body, bytes) else body.open("rb") as stream,
+        ):
+            # Past the start tag, the base64 goes straight to ``out``: it needs no
+            # escaping, and lxml's escaping pass over it was most of the cost of writing
+            # a body (0.38 → 0.08 ms for 96 KB). Nothing piles up in xmlfile's buffer
+            # either, so a 200 MB attachment is still written chunk by chunk.
+            xf.flush()
+            for chunk in xmlsafe.read_chunks(stream, BASE64_LINE):
+                out.write(pybase64.b64encode(chunk))
+
+
+def to_bytes(root: etree._Element) -> bytes:
+    data: bytes = etree.tostring(root, xml_declaration=True, encoding="utf-8")
+    return data
