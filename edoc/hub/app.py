@@ -32,7 +32,7 @@ from edoc.hub import directory, intake, queues, stats
 from edoc.hub.state import HubConfig, HubState
 from edoc.keystore import KeyStore
 from edoc.offload import Offload
-from edoc.orgid import OrgId
+from edoc.orgid import OrgId, parse_root_code
 from edoc.store.base import PackageRecord
 from edoc.store.hub_sqlite import SqliteHubStore
 from edoc.web import (
@@ -236,7 +236,7 @@ def run(config: HubConfig) -> None:
 
 async def add_node(config: HubConfig, node: str, token: str) -> None:
     """Register a node (by root code) and the token it authenticates with."""
-    code = OrgId.parse(f"000.00.00.{node}").root_code
+    code = parse_root_code(node).root_code
     store = SqliteHubStore(config.data_dir / "hub.sqlite")
     await store.open()
     try:

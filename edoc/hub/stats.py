@@ -5,13 +5,14 @@ from __future__ import annotations
 from collections import defaultdict
 from typing import Any
 
+from edoc.orgid import OrgId
 from edoc.store.base import HubStore
 
 METRICS = ("sent", "received", "status_sent", "status_received", "rejected")
 
 
 def _province(org_id: str) -> str:
-    return f"000.00.00.{org_id[-3:]}" if org_id else "unknown"
+    return str(OrgId.parse(org_id).root) if org_id else "unknown"
 
 
 async def report(store: HubStore) -> dict[str, Any]:
