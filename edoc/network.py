@@ -31,7 +31,7 @@ from edoc.hub.state import HUB_ORG_ID, HubConfig
 from edoc.keystore import KeyStore
 from edoc.node import app as node_app
 from edoc.node.state import NodeConfig
-from edoc.orgid import parse_root_code
+from edoc.orgid import OrgId, parse_root_code
 
 PROVINCES = {"H53": "Tây Ninh", "H34": "Kon Tum", "H44": "Phú Thọ", "H12": "Cà Mau"}
 AGENCIES = {  # (level-2 group, name, signer's position): the same few in every province
@@ -79,7 +79,7 @@ def roots() -> dict[str, tuple[str, str]]:
     """Root code → (short name, kind) for every province and ministry in the seeds."""
     with SEEDS.open(encoding="utf-8") as handle:
         return {
-            row["org_id"][-3:]: (
+            OrgId.parse(row["org_id"]).root_code: (
                 row["name"].removeprefix("UBND tỉnh ").removeprefix("UBND thành phố "),
                 row["kind"],
             )
@@ -191,7 +191,7 @@ def provision(network: Network) -> None:
         (HUB_ORG_ID, {"tls_hosts": HOSTS}),
     ]
     for node in network.spec["nodes"]:
-        wanted.append((f"000.00.00.{node['province']}", {"tls_hosts": HOSTS}))
+        wanted.append((str(parse_root_code(node["province"])), {"tls_hosts": HOSTS}))
         for agency in node["agencies"]:
             wanted.append((agency["org_id"], {"org_name": agency["name"]}))
             wanted.append((agency["org_id"], {"full_name": agency["signer"]["full_name"]}))

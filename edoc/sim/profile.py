@@ -11,6 +11,7 @@ from typing import Any
 
 from edoc import errors
 from edoc.hub.directory import SEEDS
+from edoc.orgid import OrgId
 
 PROFILES = Path(__file__).resolve().parent.parent.parent / "seeds" / "profiles"
 
@@ -52,7 +53,7 @@ def _merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
 
 def _seed_roots() -> dict[str, str]:
     with SEEDS.open(encoding="utf-8") as handle:
-        return {row["org_id"][-3:]: row["kind"] for row in csv.DictReader(handle)}
+        return {OrgId.parse(row["org_id"]).root_code: row["kind"] for row in csv.DictReader(handle)}
 
 
 def _expand(word: str, roots: tuple[str, ...], other_than: tuple[str, ...]) -> tuple[str, ...]:

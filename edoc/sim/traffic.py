@@ -15,8 +15,16 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from edoc.model import StatusCode
 from edoc.sim.profile import Flow, Profile
 
+# what an accepting recipient answers, in order (a refusing one answers 02 alone)
+PROCESSING_FLOW = (
+    StatusCode.ACCEPTED,
+    StatusCode.ASSIGNED,
+    StatusCode.PROCESSING,
+    StatusCode.COMPLETED,
+)
 VIETNAM = dt.timezone(dt.timedelta(hours=7))
 # public holidays (dương lịch and the lunar ones of those years)
 HOLIDAYS = {
@@ -216,8 +224,8 @@ class _Writer:
         if self.rng.random() >= plan["share_answered"]:
             return (), 0.0
         if self.rng.random() < plan["rejected"]:
-            return (("02", plan["hours_to"]["03"] * jitter),), 0.0
-        steps = tuple((code, plan["hours_to"][code] * jitter) for code in ("03", "04", "05", "06"))
+            return ((StatusCode.REJECTED, plan["hours_to"][StatusCode.ACCEPTED] * jitter),), 0.0
+        steps = tuple((code, plan["hours_to"][code] * jitter) for code in PROCESSING_FLOW)
         return steps, steps[-1][1]
 
     def document(self, index: int, day: dt.date, sender: Agency, recipient: Agency) -> Planned:
