@@ -20,6 +20,8 @@ from typing import IO, Any
 
 import aiohttp
 
+from edoc.model import DeliveryState, StatusCode
+
 POLL = 0.05
 
 
@@ -129,7 +131,7 @@ class Exchange:
         ) as response:
             view = await response.json()
         for entry in view["recipients"][0]["history"]:
-            if entry["state"] == "01":
+            if entry["state"] == StatusCode.ARRIVED:
                 return dt.datetime.fromisoformat(entry["at"]).timestamp()
         return None
 
@@ -139,7 +141,8 @@ class Exchange:
         async with self.session.get(f"{self.sender.url}/api/v1/stats") as response:
             breakdown: dict[str, int] = (await response.json())["status_breakdown"]
         # "failed" is final: counting it would wait out the whole timeout for nothing
-        return sum(breakdown.get(state, 0) for state in ("queued", "sent", "delivered"))
+        waiting = (s for s in DeliveryState if s is not DeliveryState.FAILED)
+        return sum(breakdown.get(state, 0) for state in waiting)
 
     async def wait_answers(self, timeline: Timeline, timeout: float) -> None:
         """Until the sender's node has every recipient's status 01, then read their times."""
