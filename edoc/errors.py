@@ -176,6 +176,13 @@ class UnsupportedAlgorithm(SignatureError):
     code = "EDOC-SIG-009"
 
 
+class UnsignedContent(SignatureError):
+    """Content no signature covers and edoc never writes, riding along in or beside the
+    signatures or in a relay's hop: an element, attribute or text beyond their fixed shape."""
+
+    code = "EDOC-SIG-010"
+
+
 # --- keys on disk (edoc.keystore, edoc.pki) ---------------------------------------
 class KeyStoreError(EdocError):
     code = "EDOC-KEY-000"
@@ -278,12 +285,45 @@ class StorageError(EdocError):
     status = 503
 
 
+class UnknownStore(EdocError):
+    """A store URL this edoc cannot open: an unknown scheme, or no path where one is needed."""
+
+    code = "EDOC-STORE-002"
+    status = 500
+
+
 class SystemRefused(EdocError):
-    """The operating system refused what a command needs (a port in use, permission
-    denied); said with the system's own reason."""
+    """The operating system refused what a command needs; said with the system's own
+    reason (the two common refusals have codes of their own, below)."""
 
     code = "EDOC-SYS-001"
     status = 500
+
+
+class PermissionRefused(SystemRefused):
+    """A file or folder this user may not read or write."""
+
+    code = "EDOC-SYS-002"
+
+
+class AddressInUse(SystemRefused):
+    """The address a service was told to listen on is taken by another process."""
+
+    code = "EDOC-SYS-003"
+
+
+class NetworkUnreachable(EdocError):
+    """A simulation's network stopped answering the agency API."""
+
+    code = "EDOC-SIM-001"
+    status = 503
+
+
+class NothingDelivered(EdocError):
+    """A simulation in which not one document got through (every one refused or lost)."""
+
+    code = "EDOC-SIM-002"
+    status = 502
 
 
 class BadMultipart(InputError):
@@ -318,6 +358,25 @@ class HubUnavailable(EdocError):
 
     code = "EDOC-NODE-001"
     status = 503
+
+
+class HubUnreachable(HubUnavailable):
+    """No connection to the hub at all (refused, reset, timed out), as opposed to a hub
+    that answered 5xx or 429."""
+
+
+class Unreachable(EdocError):
+    """No connection to a service at all (refused, reset, timed out)."""
+
+    code = "EDOC-NET-001"
+    status = 503
+
+
+class BadAnswer(EdocError):
+    """A service answered with something of the wrong shape (not the JSON it must send)."""
+
+    code = "EDOC-NET-002"
+    status = 502
 
 
 class RemoteError(EdocError):

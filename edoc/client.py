@@ -1,0 +1,279 @@
+"""HTTP clients of edoc's two APIs: a node's agency API and the hub's node API.
+
+Every answer is an :class:`Answer`; :meth:`Answer.ok` is the one place that turns an
+``{"error": {"code", "message"}}`` answer into an :class:`~edoc.errors.EdocError` under the
+service's own code. The typed methods raise; :meth:`_Client.request` does not, for callers
+(tests, the simulator) that look at refusals themselves. A connection that fails is the
+client's ``unreachable`` error, so a caller never sees aiohttp's exceptions.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import ssl
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from types import TracebackType
+from typing import IO, Any, NamedTuple, Self
+
+import aiohttp
+
+from edoc import errors, wire
+
+
+class Answer(NamedTuple):
+    status: int
+    body: Any  # the parsed JSON, or the raw bytes of an answer that is not JSON
+    headers: Mapping[str, str]
+
+    def ok(self) -> Any:
+        """The body of a success; the error the answer carries, raised, of a refusal."""
+        if self.status >= 400:
+            raise error_of(self.status, self.body)
+        return self.body
+
+
+def error_of(status: int, body: object) -> errors.RemoteError:
+    """The error a refusal carries, under the code the service gave it."""
+    error = body.get("error") if isinstance(body, dict) else None
+    if isinstance(error, dict) and isinstance(error.get("code"), str):
+        return errors.RemoteError(error["code"], str(error.get("message", "")), status)
+    return errors.RemoteError(f"EDOC-HTTP-{status}", "the answer carries no edoc error", status)
+
+
+def _parsed(raw: bytes) -> Any:
+    try:
+        return json.loads(raw)
+    except ValueError:
+        return raw
+
+
+class _Client:
+    """One service at ``base_url``: a kept-alive session inside ``async with``, else a
+    session per call (enough for a command that makes one or two)."""
+
+    unreachable: type[errors.EdocError] = errors.Unreachable
+
+    def __init__(
+        self,
+        base_url: str,
+        token: str | None = None,
+        ssl_context: ssl.SSLContext | bool = True,
+        session: aiohttp.ClientSession | None = None,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.token = token
+        self.ssl_context = ssl_context
+        self._session = session
+        self._owned = False
+
+    async def __aenter__(self) -> Self:
+        if self._session is None:
+            self._session = aiohttp.ClientSession()
+            self._owned = True
+        return self
+
+    async def __aexit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if self._owned and self._session is not None:
+            await self._session.close()
+            self._session, self._owned = None, False
+
+    def _headers(self, extra: Mapping[str, str] | None) -> dict[str, str]:
+        auth = {"Authorization": f"Bearer {self.token}"} if self.token else {}
+        return auth | dict(extra or {})
+
+    async def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        json_body: Any = None,
+        data: Any = None,
+        params: Mapping[str, str] | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> Answer:
+        """One call, whatever the answer; only a failed connection raises."""
+        session = self._session or aiohttp.ClientSession()
+        try:
+            async with session.request(
+                method,
+                f"{self.base_url}{path}",
+                json=json_body,
+                data=data,
+                params=params,
+                headers=self._headers(headers),
+                ssl=self.ssl_context,
+            ) as response:
+                raw = await response.read()
+                return Answer(response.status, _parsed(raw), dict(response.headers))
+        except aiohttp.ClientError as exc:
+            raise self.unreachable(f"cannot reach {self.base_url}: {exc}") from None
+        finally:
+            if session is not self._session:
+                await session.close()
+
+    def _checked(self, answer: Answer) -> Any:
+        return answer.ok()
+
+    async def _ok(self, method: str, path: str, **kwargs: Any) -> Any:
+        return self._checked(await self.request(method, path, **kwargs))
+
+    async def stats(self) -> dict[str, Any]:
+        report: dict[str, Any] = await self._ok("GET", "/api/v1/stats")
+        return report
+
+    async def health(self) -> dict[str, Any]:
+        health: dict[str, Any] = await self._ok("GET", "/healthz")
+        return health
+
+
+FileSource = bytes | Path | IO[bytes]
+
+
+class AgencyClient(_Client):
+    """An agency's software at its node: post documents and statuses, read the inbox."""
+
+    async def send(
+        self,
+        metadata: Mapping[str, Any] | bytes,
+        files: Iterable[tuple[str, FileSource]] = (),
+        idempotency_key: str | None = None,
+    ) -> Answer:
+        """``POST /api/v1/documents``, whatever the answer (a file given as a Path is
+        streamed from disk)."""
+        form = aiohttp.FormData()
+        text = (
+            metadata.decode()
+            if isinstance(metadata, bytes)
+            else json.dumps(metadata, ensure_ascii=False)
+        )
+        form.add_field("metadata", text, content_type="application/json")
+        opened: list[IO[bytes]] = []
+        try:
+            for name, content in files:
+                if isinstance(content, Path):
+                    content = content.open("rb")
+                    opened.append(content)
+                elif isinstance(content, bytes):
+                    content = io.BytesIO(content)
+                form.add_field("file", content, filename=name)
+            key = {"Idempotency-Key": idempotency_key} if idempotency_key else None
+            return await self.request("POST", "/api/v1/documents", data=form, headers=key)
+        finally:
+            for handle in opened:
+                handle.close()
+
+    async def post_document(
+        self,
+        metadata: Mapping[str, Any] | bytes,
+        files: Iterable[tuple[str, FileSource]] = (),
+        idempotency_key: str | None = None,
+    ) -> dict[str, Any]:
+        """The node's 202 (``id``, ``document_id``, ``status``, ``recipients``)."""
+        accepted: dict[str, Any] = (await self.send(metadata, files, idempotency_key)).ok()
+        return accepted
+
+    async def document(self, outgoing_id: int) -> dict[str, Any]:
+        found: dict[str, Any] = await self._ok("GET", f"/api/v1/documents/{outgoing_id}")
+        return found
+
+    async def inbox(
+        self, org: str | None = None, since: str | None = None, limit: int | None = None
+    ) -> list[dict[str, Any]]:
+        asked = {"org": org, "since": since, "limit": None if limit is None else str(limit)}
+        params = {name: value for name, value in asked.items() if value is not None}
+        body = await self._ok("GET", "/api/v1/inbox", params=params)
+        documents: list[dict[str, Any]] = body["documents"]
+        return documents
+
+    async def inbox_item(self, inbox_id: int) -> dict[str, Any]:
+        item: dict[str, Any] = await self._ok("GET", f"/api/v1/inbox/{inbox_id}")
+        return item
+
+    async def package(self, inbox_id: int) -> bytes:
+        package: bytes = await self._ok("GET", f"/api/v1/inbox/{inbox_id}/package")
+        return package
+
+    async def post_status(
+        self,
+        inbox_id: int,
+        code: str,
+        description: str = "",
+        staff: Mapping[str, str] | None = None,
+    ) -> dict[str, Any]:
+        body: dict[str, Any] = {"code": code, "description": description}
+        if staff:
+            body["staff"] = dict(staff)
+        answer: dict[str, Any] = await self._ok(
+            "POST", f"/api/v1/inbox/{inbox_id}/status", json_body=body
+        )
+        return answer
+
+
+# Answers after which the same request may succeed later; anything else 4xx is final.
+RETRYABLE = frozenset({408, 425, 429, 500, 502, 503, 504})
+
+
+class HubClient(_Client):
+    """A provincial node at the hub (and the admin's view of it): packages in, deliveries
+    out. A refusal for good is a :class:`~edoc.errors.RemoteError`; an answer worth
+    retrying is :class:`~edoc.errors.HubUnavailable`; no connection at all is
+    :class:`~edoc.errors.HubUnreachable`."""
+
+    unreachable = errors.HubUnreachable
+
+    def _checked(self, answer: Answer) -> Any:
+        if answer.status in RETRYABLE:
+            refusal = error_of(answer.status, answer.body)
+            raise errors.HubUnavailable(
+                f"hub answered {answer.status} {refusal.code}: {refusal.message}"
+            )
+        return answer.ok()
+
+    async def post_package(self, package: bytes | IO[bytes]) -> wire.PackageAccepted:
+        body = await self._ok(
+            "POST", "/api/v1/packages", data=package, headers={"Content-Type": "application/xml"}
+        )
+        return wire.PackageAccepted.from_json(body)
+
+    async def collect(self, wait: float, limit: int = 20) -> list[wire.DeliveryNotice]:
+        params = {"wait": str(wait), "limit": str(limit)}
+        return wire.deliveries_from_json(await self._ok("GET", "/api/v1/deliveries", params=params))
+
+    async def download(self, delivery_id: int, target: Path) -> Path:
+        """A delivery's package, streamed to ``target`` (never whole in memory)."""
+        assert self._session is not None, "download needs the kept-alive session"
+        path = f"/api/v1/deliveries/{delivery_id}/package"
+        try:
+            async with self._session.get(
+                f"{self.base_url}{path}", headers=self._headers(None), ssl=self.ssl_context
+            ) as response:
+                if response.status >= 400:
+                    raw = await response.read()
+                    self._checked(Answer(response.status, _parsed(raw), dict(response.headers)))
+                with target.open("wb") as out:
+                    async for chunk in response.content.iter_chunked(256 * 1024):
+                        out.write(chunk)
+        except aiohttp.ClientError as exc:
+            raise self.unreachable(f"cannot reach {self.base_url}: {exc}") from None
+        return target
+
+    async def acknowledge(self, delivery_ids: list[int]) -> wire.Acknowledged:
+        body = await self._ok("POST", "/api/v1/deliveries/ack", json_body={"ids": delivery_ids})
+        return wire.Acknowledged.from_json(body)
+
+    async def register(self, organizations: list[dict[str, str]]) -> wire.Registered:
+        body = await self._ok(
+            "POST", "/api/v1/directory", json_body={"organizations": organizations}
+        )
+        return wire.Registered.from_json(body)
+
+    async def directory(self) -> bytes:
+        """The signed address book (XML); verify it with ``hub.directory.read_signed``."""
+        signed = await self._ok("GET", "/api/v1/directory")
+        if not isinstance(signed, bytes):
+            raise errors.BadAnswer("the hub's address book is not XML")
+        return signed

@@ -1,0 +1,112 @@
+"""The typed clients and wire shapes: errors under the service's code, strict reading."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestServer
+
+from edoc import errors, wire
+from edoc.client import AgencyClient, HubClient, error_of
+
+NOTICE = wire.DeliveryNotice(
+    id=7,
+    hub_id=3,
+    recipient="000.00.01.H34",
+    kind="status",
+    sender="000.00.12.H53",
+    document_id="000.00.12.H53,2026/11/23,1/UBND",
+    status_code="03",
+    priority=2,
+    size=1234,
+    attempts=1,
+)
+
+
+@pytest.mark.parametrize(
+    "shape",
+    [
+        NOTICE,
+        wire.DeliveryNotice(**{**NOTICE.__dict__, "package": "PGE+", "status_code": None}),
+        wire.PackageAccepted(7, "document", "d", None, ("000.00.01.H34",), "2026-12-01T00:00:00"),
+        wire.Acknowledged((1, 2), (2,)),
+        wire.Registered(4, 12),
+    ],
+    ids=lambda shape: type(shape).__name__,
+)
+def test_each_wire_shape_reads_back_what_was_written(shape: Any) -> None:
+    assert type(shape).from_json(shape.to_json()) == shape
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({**NOTICE.to_json(), "id": "7"}, "id"),
+        ({**NOTICE.to_json(), "priority": True}, "priority"),
+        ({k: v for k, v in NOTICE.to_json().items() if k != "sender"}, "sender"),
+        ([], "id"),
+    ],
+)
+def test_a_wrong_shape_is_a_bad_answer_naming_its_field(body: object, field: str) -> None:
+    with pytest.raises(errors.BadAnswer, match=repr(field)):
+        wire.DeliveryNotice.from_json(body)
+
+
+def test_a_refusal_keeps_the_services_code_and_status() -> None:
+    error = error_of(409, {"error": {"code": "EDOC-HUB-003", "message": "duplicate"}})
+    assert (error.code, error.status, error.message) == ("EDOC-HUB-003", 409, "duplicate")
+    bare = error_of(502, b"<html>bad gateway</html>")
+    assert (bare.code, bare.status) == ("EDOC-HTTP-502", 502)
+
+
+def _refusing(status: int, code: str) -> web.Application:
+    async def refuse(_request: web.Request) -> web.Response:
+        return web.json_response({"error": {"code": code, "message": "no"}}, status=status)
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", refuse)
+    return app
+
+
+@pytest.fixture
+async def server(request: pytest.FixtureRequest) -> AsyncIterator[TestServer]:
+    running: TestServer
+    status, code = request.param
+    async with TestServer(_refusing(status, code)) as running:  # type: ignore[assignment]
+        yield running
+
+
+@pytest.mark.parametrize("server", [(409, "EDOC-NODE-002")], indirect=True)
+async def test_the_agency_client_raises_the_nodes_refusal(server: TestServer) -> None:
+    async with AgencyClient(str(server.make_url("")), token="t") as client:
+        answer = await client.send({"from": "x"}, [("a.txt", b"a")], idempotency_key="k")
+        assert answer.status == 409
+        with pytest.raises(errors.RemoteError) as refused:
+            await client.post_document({"from": "x"})
+    assert (refused.value.code, refused.value.status) == ("EDOC-NODE-002", 409)
+
+
+@pytest.mark.parametrize(
+    ("server", "raised"),
+    [((503, "EDOC-STORE-001"), errors.HubUnavailable), ((422, "EDOC-SIG-002"), errors.RemoteError)],
+    indirect=["server"],
+)
+async def test_the_hub_client_tells_retry_from_refusal(
+    server: TestServer, raised: type[errors.EdocError]
+) -> None:
+    async with HubClient(str(server.make_url("")), token="t") as hub:
+        with pytest.raises(raised) as caught:
+            await hub.post_package(b"<edXML/>")
+    assert not isinstance(caught.value, errors.RemoteError) or caught.value.code == "EDOC-SIG-002"
+
+
+async def test_no_connection_is_the_clients_unreachable_error() -> None:
+    async with TestServer(web.Application()) as gone:
+        url = str(gone.make_url(""))
+    with pytest.raises(errors.HubUnreachable):
+        await HubClient(url).collect(wait=0)
+    with pytest.raises(errors.Unreachable):
+        await AgencyClient(url).inbox()
