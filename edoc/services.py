@@ -1,0 +1,162 @@
+"""Services run as processes on this machine: waiting until they answer, and stopping them
+on SIGINT or SIGTERM.
+
+A start-up wait has no fixed limit per service: 85 nodes importing at once on a busy
+2-core machine take minutes, a stuck one takes for ever. It keeps waiting while services
+become healthy or the ones still starting use CPU, and gives up after a stall (or an
+overall bound), naming what did not answer and showing the end of its log.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import time
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from edoc import errors
+
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+# a service that ended may have got its process group's SIGINT a moment before we did
+SIGNAL_RACE = 0.5
+LOG_LINES = 15  # of a failed service's log, in the error
+
+
+class StopRequested(Exception):
+    """SIGINT or SIGTERM arrived while services were starting."""
+
+
+@dataclass
+class StopFlag:
+    requested: bool = False
+
+    def check(self) -> None:
+        if self.requested:
+            raise StopRequested
+
+
+@contextlib.contextmanager
+def stop_signals() -> Iterator[StopFlag]:
+    """Inside, SIGINT and SIGTERM only raise the flag, whatever they did before: a script's
+    ``edoc up &`` inherits SIGINT ignored, yet its services (aiohttp installs its own
+    handlers) still stop on the group's SIGINT, and it must stop with them."""
+    flag = StopFlag()
+
+    def request(_signum: int, _frame: object) -> None:
+        flag.requested = True
+
+    previous = {sig: signal.signal(sig, request) for sig in STOP_SIGNALS}
+    try:
+        yield flag
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+@dataclass(frozen=True)
+class Service:
+    name: str
+    url: str
+    process: subprocess.Popen[bytes]
+    log: Path | None = None
+
+
+@dataclass(frozen=True)
+class Patience:
+    stall: float = 90.0  # seconds with no service healthier and none of them using CPU
+    bound: float = 1200.0  # seconds, however much progress
+
+
+def exited(service: Service, flag: StopFlag | None) -> errors.EdocError:
+    """The error for a service that ended on its own; StopRequested if a stop signal
+    explains it (the group's SIGINT reaches the services too)."""
+    if flag is not None:
+        time.sleep(SIGNAL_RACE)
+        flag.check()
+    return errors.EdocError(
+        f"{service.name} exited with {service.process.returncode}{log_tail(service)}"
+    )
+
+
+def wait_healthy(
+    services: list[Service],
+    context: Any,
+    registered: bool = False,
+    flag: StopFlag | None = None,
+    patience: Patience = Patience(),
+) -> None:
+    """Wait until every service answers /healthz (and, with ``registered``, has told the
+    hub its agencies, so that nothing sent to them is refused as unknown)."""
+    pending = list(services)
+    began = last_progress = time.monotonic()
+    used = {s.process.pid: _cpu_seconds(s.process.pid) for s in pending}
+    while pending:
+        if flag is not None:
+            flag.check()
+        for service in list(pending):
+            if service.process.poll() is not None:
+                raise exited(service, flag)
+            if _healthy(service.url, context, registered):
+                pending.remove(service)
+                last_progress = time.monotonic()
+        for service in pending:
+            now = _cpu_seconds(service.process.pid)
+            if now is None or now != used[service.process.pid]:
+                used[service.process.pid] = now
+                last_progress = time.monotonic()
+        if pending:
+            _give_up_if_stuck(pending, began, last_progress, patience)
+            time.sleep(0.1)
+
+
+def _give_up_if_stuck(
+    pending: list[Service], began: float, last_progress: float, patience: Patience
+) -> None:
+    now = time.monotonic()
+    if now - last_progress > patience.stall:
+        why = f"no progress in {patience.stall:.0f} s"
+    elif now - began > patience.bound:
+        why = f"not within {patience.bound:.0f} s"
+    else:
+        return
+    names = ", ".join(s.name for s in pending)
+    raise errors.EdocError(f"{names} did not become healthy ({why}){log_tail(pending[0])}")
+
+
+def _healthy(url: str, context: Any, registered: bool) -> bool:
+    secure = context if url.startswith("https") else None
+    try:
+        with urllib.request.urlopen(f"{url}/healthz", timeout=2, context=secure) as answer:  # noqa: S310
+            return not registered or bool(json.load(answer).get("registered"))
+    except (OSError, ValueError):
+        return False
+
+
+def _cpu_seconds(pid: int) -> float | None:
+    """CPU time ``pid`` used so far; None where /proc cannot say (then being alive is
+    all the progress a service can show)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = stat.rpartition(")")[2].split()  # after the command name, which may hold spaces
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def log_tail(service: Service) -> str:
+    """The end of ``service``'s log, for an error that says why it failed."""
+    if service.log is None:
+        return ""
+    try:
+        lines = service.log.read_text(encoding="utf-8", errors="replace").splitlines()
+    except OSError:
+        return ""
+    shown = "\n".join(lines[-LOG_LINES:])
+    return f"; the end of {service.log}:\n{shown}" if shown else f"; {service.log} is empty"

@@ -1,0 +1,109 @@
+"""Start-up waits that follow progress, not a fixed limit per service."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from edoc import errors, services
+from tests.hub_support import free_port
+
+# A stand-in service: works (CPU) or idles (sleep) for a while, then answers /healthz.
+SERVICE = """
+import http.server, sys, time
+port, busy, idle = int(sys.argv[1]), float(sys.argv[2]), float(sys.argv[3])
+print("starting", flush=True)
+end = time.monotonic() + busy
+while time.monotonic() < end:
+    pass
+time.sleep(idle)
+class Health(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        self.send_response(200)
+        self.end_headers()
+        self.wfile.write(b'{"status": "ok"}')
+    def log_message(self, *args):
+        pass
+http.server.HTTPServer(("127.0.0.1", port), Health).serve_forever()
+"""
+QUICK = services.Patience(stall=1.0, bound=60.0)
+
+
+@pytest.fixture
+def started() -> Iterator[list[services.Service]]:
+    running: list[services.Service] = []
+    yield running
+    for service in running:
+        service.process.kill()
+        service.process.wait()
+
+
+def _start(
+    running: list[services.Service], tmp_path: Path, busy: float, idle: float
+) -> services.Service:
+    port = free_port()
+    log = tmp_path / f"service-{port}.log"
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-c", SERVICE, str(port), str(busy), str(idle)],
+            stdout=out,
+            stderr=out,
+        )
+    service = services.Service(f"service {port}", f"http://127.0.0.1:{port}", process, log)
+    running.append(service)
+    return service
+
+
+def test_a_slow_start_that_works_is_waited_for(
+    started: list[services.Service], tmp_path: Path
+) -> None:
+    # three times the stall limit, all of it busy: progress, so no limit is reached
+    service = _start(started, tmp_path, busy=3.0, idle=0)
+    began = time.monotonic()
+    services.wait_healthy([service], None, patience=QUICK)
+    assert time.monotonic() - began > 2.5
+
+
+def test_services_answering_one_after_another_are_progress(
+    started: list[services.Service], tmp_path: Path
+) -> None:
+    # each idles less than the stall limit after the one before answered, all together more
+    group = [_start(started, tmp_path, busy=0, idle=0.6 * n) for n in range(1, 5)]
+    services.wait_healthy(group, None, patience=QUICK)
+
+
+def test_a_stuck_service_fails_soon_naming_it_and_showing_its_log(
+    started: list[services.Service], tmp_path: Path
+) -> None:
+    stuck = _start(started, tmp_path, busy=0, idle=600)
+    began = time.monotonic()
+    with pytest.raises(errors.EdocError) as failed:
+        services.wait_healthy([stuck], None, patience=QUICK)
+    assert time.monotonic() - began < 10
+    message = failed.value.message
+    assert stuck.name in message and "no progress in 1 s" in message
+    assert "starting" in message  # its log's end
+
+
+def test_a_service_that_exits_is_reported_with_its_log(
+    started: list[services.Service], tmp_path: Path
+) -> None:
+    service = _start(started, tmp_path, busy=0, idle=0)
+    service.process.kill()  # before it answers
+    service.process.wait()
+    with pytest.raises(errors.EdocError, match=f"{service.name} exited with -9"):
+        services.wait_healthy([service], None, patience=QUICK)
+
+
+def test_a_stop_signal_during_the_wait_is_a_stop_not_an_error(
+    started: list[services.Service], tmp_path: Path
+) -> None:
+    service = _start(started, tmp_path, busy=0, idle=600)
+    flag = services.StopFlag(requested=True)
+    with pytest.raises(services.StopRequested):
+        services.wait_healthy([service], None, flag=flag, patience=QUICK)
