@@ -20,6 +20,9 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import click
+from rich.console import Console
+from rich.table import Table
 
 from edoc import network
 from edoc.bench import floor, limit, scenarios
@@ -262,3 +265,33 @@ def _floor_lines(results: dict[str, Any]) -> list[str]:
         f" on {results['machine']['cpus']} CPUs = {f['ceiling_ratio_to_rsa']} × the raw"
         " signing rate, even if everything else cost nothing.",
     ]
+
+
+@click.command("bench")
+@click.option(
+    "--quick", is_flag=True, help="A one-minute version: fewer documents, no year replay."
+)
+@click.option(
+    "--output",
+    type=click.Path(path_type=Path, file_okay=False),
+    default=Path("bench"),
+    show_default=True,
+    help="Where results.json and RESULTS.md go.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the results as JSON.")
+def bench_command(quick: bool, output: Path, as_json: bool) -> None:
+    """Measure the machine's signing limit, then a real network against it."""
+    progress = Console(stderr=True)
+    results = run(QUICK if quick else FULL, lambda step: progress.log(step))
+    as_file, summary = save(results, output)
+    if as_json:
+        click.echo(json.dumps(results, ensure_ascii=False, indent=2))
+        return
+    table = Table("goal", "target", "observed", "met", title="edoc bench")
+    for goal in results["targets"]:
+        table.add_row(
+            goal["goal"], goal["target"], str(goal["observed"]), "yes" if goal["met"] else "no"
+        )
+    Console().print(table)
+    Console().print(summary.read_text(encoding="utf-8"))
+    click.echo(f"written: {as_file}, {summary}")

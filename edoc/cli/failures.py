@@ -1,0 +1,88 @@
+"""The one place where a failed command becomes its line on stderr and its exit code.
+
+Every command of the ``edoc`` group runs inside :meth:`EdocGroup.invoke`: an
+:class:`~edoc.errors.EdocError` is printed as ``error CODE: message``; the operating
+system's refusals (``OSError``) are first translated into the error tree here, so that
+each names its path (or address) and says what to do. Exit codes:
+
+====  ===============================================================================
+0     success
+1     refused input: a bad document, package or argument value, a missing file
+2     usage error, as click reports it (unknown option, missing argument)
+3     a fault of edoc or of the service it talked to (status 5xx)
+4     the operating system refused: permission denied, address in use, other OS errors
+====  ===============================================================================
+"""
+
+from __future__ import annotations
+
+import errno
+from typing import Any, NoReturn
+
+import click
+
+from edoc import errors
+
+EXIT_REFUSED = 1
+EXIT_USAGE = 2
+EXIT_FAULT = 3
+EXIT_SYSTEM = 4
+
+
+class EdocGroup(click.Group):
+    """A click group whose commands all fail the same way (see the module's table)."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except errors.EdocError as exc:
+            fail(exc)
+        except OSError as exc:
+            if exc.errno == errno.EPIPE:  # the reader went away (`| head`): click's own case
+                raise
+            fail(from_os_error(exc))
+
+
+def fail(error: errors.EdocError) -> NoReturn:
+    click.echo(f"error {error.code}: {error.message}", err=True)
+    raise click.exceptions.Exit(exit_code(error))
+
+
+def exit_code(error: errors.EdocError) -> int:
+    if isinstance(error, errors.SystemRefused):
+        return EXIT_SYSTEM
+    return EXIT_REFUSED if error.status < 500 else EXIT_FAULT
+
+
+_MISSING = {errno.ENOENT, errno.ENOTDIR, errno.EISDIR}
+_PERMISSION = {errno.EACCES, errno.EPERM, errno.EROFS}
+
+
+def from_os_error(exc: OSError) -> errors.EdocError:
+    """The error-tree form of an operating-system refusal, naming what it concerns."""
+    what = _subject(exc)
+    if exc.errno in _MISSING:
+        return errors.FileMissing(f"{what}: {_reason(exc)}; check the path")
+    if exc.errno in _PERMISSION:
+        return errors.PermissionRefused(
+            f"{what}: {_reason(exc)}; give this user access to it or choose another path"
+        )
+    if exc.errno == errno.EADDRINUSE:
+        return errors.AddressInUse(
+            f"{_reason(exc)}; stop what listens there (another hub, node or `edoc up`)"
+            " or choose another --port / --base-port"
+        )
+    return errors.SystemRefused(f"{what}: {_reason(exc)}")
+
+
+def _subject(exc: OSError) -> str:
+    if exc.filename is None:
+        return "a file or folder (the system did not say which)"
+    if exc.filename2 is not None:
+        return f"{exc.filename} → {exc.filename2}"
+    return str(exc.filename)
+
+
+def _reason(exc: OSError) -> str:
+    reason = exc.strerror or str(exc)
+    return reason[:1].lower() + reason[1:]

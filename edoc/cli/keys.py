@@ -1,0 +1,135 @@
+"""`edoc keys …`: the simulated Government CA (certificates, rotation, revocation)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+from rich.table import Table
+
+from edoc import errors, pki
+from edoc.cli.options import console, existing_keys, json_option, uses_keys
+from edoc.keystore import KeyStore, utcnow
+
+
+@click.group()
+def keys() -> None:
+    """Run the simulated Government CA: certificates, rotation, revocation."""
+
+
+@keys.command("init")
+@uses_keys
+@click.option("--exist-ok", is_flag=True, help="Succeed quietly when the CA already exists.")
+def keys_init(keys_dir: Path, exist_ok: bool) -> None:
+    """Create the root and issuing CA."""
+    store = KeyStore(keys_dir)
+    if exist_ok and store.exists():
+        click.echo(f"CA already in {keys_dir}")
+        return
+    store.init()
+    click.echo(f"created root and issuing CA in {keys_dir}")
+
+
+@keys.command("issue")
+@click.argument("org_id", metavar="ORGID")
+@click.option("--name", "org_name", default="", help="The organization's name.")
+@click.option("--personal", "full_name", default="", help="Issue a personal certificate.")
+@click.option(
+    "--days",
+    type=click.IntRange(1, 3650),
+    default=730,
+    show_default=True,
+    help="How long the certificate is valid.",
+)
+@click.option(
+    "--tls-host",
+    "tls_hosts",
+    multiple=True,
+    help="Issue a TLS server/client certificate for these host names (hub or node).",
+)
+@click.option("--exist-ok", is_flag=True, help="Succeed quietly when one is already valid.")
+@uses_keys
+def keys_issue(
+    org_id: str,
+    org_name: str,
+    full_name: str,
+    days: int,
+    tls_hosts: tuple[str, ...],
+    exist_ok: bool,
+    keys_dir: Path,
+) -> None:
+    """Issue an organization seal (or a signer's certificate, or a TLS certificate)."""
+    store = existing_keys(keys_dir)
+    kind = pki.CertKind.TLS if tls_hosts else None
+    if exist_ok:
+        try:
+            found = store.identity(org_id, full_name, kind).record
+        except errors.UnknownCertificate:
+            pass
+        else:
+            click.echo(f"{found.kind.value} certificate {found.serial} already valid")
+            return
+    record = store.issue(
+        org_id, org_name=org_name, full_name=full_name, days=days, tls_hosts=tls_hosts
+    )
+    click.echo(f"issued {record.kind.value} certificate {record.serial} for {org_id}")
+
+
+@keys.command("rotate")
+@click.argument("org_id", metavar="ORGID")
+@click.option(
+    "--overlap-days",
+    type=click.FloatRange(0, 365),
+    default=7.0,
+    show_default=True,
+    help="How long signatures by the old key still verify.",
+)
+@uses_keys
+def keys_rotate(org_id: str, overlap_days: float, keys_dir: Path) -> None:
+    """New key and seal for ORGID; the old one verifies until the overlap ends."""
+    record = existing_keys(keys_dir).rotate(org_id, overlap_days=overlap_days)
+    click.echo(f"rotated {org_id}: now signing with {record.serial}")
+
+
+@keys.command("revoke")
+@click.argument("target", metavar="ORGID|SERIAL")
+@click.option("--reason", default="unspecified", show_default=True, help="RFC 5280 reason.")
+@uses_keys
+def keys_revoke(target: str, reason: str, keys_dir: Path) -> None:
+    """Revoke certificates and publish the CRL."""
+    for record in existing_keys(keys_dir).revoke(target, reason):
+        click.echo(f"revoked {record.kind.value} certificate {record.serial} ({reason})")
+
+
+@keys.command("list")
+@json_option
+@uses_keys
+def keys_list(as_json: bool, keys_dir: Path) -> None:
+    """Every certificate with its state; warns of those expiring within 30 days."""
+    store = existing_keys(keys_dir)
+    now = utcnow()
+    expiring = {r.serial for r in store.expiring(now)}
+    records = sorted(store.records(), key=lambda r: (r.org_id, r.kind, r.not_before))
+    if as_json:
+        rows = [
+            {**r.to_json(), "state": r.state(now), "expiring_soon": r.serial in expiring}
+            for r in records
+        ]
+        click.echo(json.dumps(rows, ensure_ascii=False, indent=2))
+        return
+    table = Table("organization", "kind", "name", "serial", "valid from", "valid to", "state")
+    for r in records:
+        state = r.state(now) + (" [yellow]⚠ expires soon[/]" if r.serial in expiring else "")
+        table.add_row(
+            r.org_id,
+            r.kind.value,
+            r.full_name or r.org_name,
+            r.serial[:16],
+            f"{r.not_before:%Y-%m-%d}",
+            f"{r.expires():%Y-%m-%d}",
+            state,
+        )
+    console().print(table)
+    for serial in sorted(expiring):
+        click.echo(f"warning: certificate {serial} expires within 30 days", err=True)

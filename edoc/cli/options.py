@@ -1,0 +1,84 @@
+"""Options the commands share, and where the keys are when none is named.
+
+A network made by ``edoc up --data-dir DIR`` (``make run``: ``data``) keeps its CA and
+certificates in ``DIR/keys``. Commands that use keys take that network directory as
+``--data-dir`` (or ``$EDOC_DATA_DIR``; default ``data``) and look in its ``keys``
+folder unless ``--keys-dir`` names another. The ``serve`` and admin commands use
+``--data-dir`` for the one service's own folder (``data/hub``, ``data/nodes/H53``), so
+for them the keys default to ``$EDOC_DATA_DIR/keys`` (``data/keys``).
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+from rich.console import Console
+
+from edoc import errors
+from edoc.keystore import KeyStore
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+DATA_DIR_ENV = "EDOC_DATA_DIR"
+DEFAULT_DATA_DIR = Path("data")
+
+network_dir_option = click.option(
+    "--data-dir",
+    type=click.Path(path_type=Path, file_okay=False),
+    envvar=DATA_DIR_ENV,
+    default=DEFAULT_DATA_DIR,
+    show_default=True,
+    show_envvar=True,
+    help="The network's data directory, as `edoc up --data-dir` made it; its keys are in"
+    " DATA_DIR/keys.",
+)
+
+_keys_dir_option = click.option(
+    "--keys-dir",
+    type=click.Path(path_type=Path, file_okay=False),
+    default=None,
+    help="Where the CA, certificates and keys live.  [default: DATA_DIR/keys]",
+)
+
+json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+
+
+def uses_keys(command: F) -> F:
+    """Give the command ``--data-dir`` (the network's) and ``--keys-dir``; it receives
+    ``keys_dir`` with the default already applied."""
+
+    @functools.wraps(command)
+    def wrapper(*args: Any, data_dir: Path, keys_dir: Path | None, **kwargs: Any) -> Any:
+        return command(*args, keys_dir=keys_dir or data_dir / "keys", **kwargs)
+
+    return network_dir_option(_keys_dir_option(wrapper))  # type: ignore[return-value]
+
+
+service_keys_dir_option = click.option(
+    "--keys-dir",
+    type=click.Path(path_type=Path, file_okay=False),
+    default=lambda: Path(os.environ.get(DATA_DIR_ENV) or DEFAULT_DATA_DIR) / "keys",
+    show_default=f"${DATA_DIR_ENV}/keys, or {DEFAULT_DATA_DIR / 'keys'}",
+    help="Where the CA, certificates and keys live.",
+)
+
+
+def existing_keys(keys_dir: Path) -> KeyStore:
+    """The key store in ``keys_dir``, or an error that says where it looked and what to do."""
+    keys = KeyStore(keys_dir)
+    if not keys.exists():
+        raise errors.KeyStoreMissing(
+            f"no CA in {keys_dir}: give the network's --data-dir (or ${DATA_DIR_ENV}) or"
+            f" --keys-dir; `edoc up --data-dir DIR` makes DIR/keys, `edoc keys init` a CA alone"
+        )
+    return keys
+
+
+def console() -> Console:
+    return Console(width=None if sys.stdout.isatty() else 160)

@@ -1,0 +1,225 @@
+"""Services in the foreground (`edoc serve hub|node`) and their administration
+(`edoc hub add-node`, `edoc agency add`)."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import secrets
+from pathlib import Path
+
+import click
+
+from edoc import errors, logs
+from edoc.cli.options import service_keys_dir_option
+from edoc.hub import app as hub_app
+from edoc.hub.state import HUB_ORG_ID, HubConfig
+from edoc.keystore import KeyStore
+from edoc.node import app as node_app
+from edoc.node.state import NodeConfig
+from edoc.orgid import OrgId, parse_root_code
+
+
+@click.group()
+def serve() -> None:
+    """Run a service in the foreground."""
+
+
+data_dir_option = click.option(
+    "--data-dir",
+    type=click.Path(path_type=Path, file_okay=False),
+    required=True,
+    help="This service's own folder: its store, packages and log (`edoc up` uses"
+    " DATA/hub and DATA/nodes/ROOT).",
+)
+host_option = click.option(
+    "--host", default="127.0.0.1", show_default=True, help="The address to listen on."
+)
+
+
+@serve.command("hub")
+@data_dir_option
+@service_keys_dir_option
+@host_option
+@click.option(
+    "--port",
+    type=click.IntRange(1, 65535),
+    default=8700,
+    show_default=True,
+    help="The port to listen on.",
+)
+@click.option("--org-id", default=HUB_ORG_ID, show_default=True, help="The hub's own identity.")
+@click.option(
+    "--queue-bound",
+    type=click.IntRange(1),
+    default=10_000,
+    show_default=True,
+    help="Undelivered messages per recipient beyond which the hub answers 429.",
+)
+@click.option(
+    "--visibility",
+    type=click.FloatRange(0.1),
+    default=60.0,
+    show_default=True,
+    help="Seconds a collected delivery stays hidden before it is offered again.",
+)
+@click.option(
+    "--max-package-mb",
+    type=click.IntRange(1),
+    default=600,
+    show_default=True,
+    help="Larger packages are refused (413).",
+)
+@click.option(
+    "--inline-kb",
+    type=click.IntRange(0),
+    default=256,
+    show_default=True,
+    help="Packages up to this size come inside the collect answer; larger ones are fetched.",
+)
+@click.option("--insecure-http", is_flag=True, help="Plain HTTP instead of mutual TLS (tests).")
+def serve_hub(
+    data_dir: Path,
+    keys_dir: Path,
+    host: str,
+    port: int,
+    org_id: str,
+    queue_bound: int,
+    visibility: float,
+    max_package_mb: int,
+    inline_kb: int,
+    insecure_http: bool,
+) -> None:
+    """The national axis hub."""
+    logs.configure()
+    config = HubConfig(
+        data_dir=data_dir,
+        keys_dir=keys_dir,
+        org_id=org_id,
+        host=host,
+        port=port,
+        tls=not insecure_http,
+        queue_bound=queue_bound,
+        visibility=dt.timedelta(seconds=visibility),
+        max_package_bytes=max_package_mb * 1024 * 1024,
+        inline_bytes=inline_kb * 1024,
+    )
+    hub_app.run(config)
+
+
+@click.group()
+def hub() -> None:
+    """Administer a hub."""
+
+
+@hub.command("add-node")
+@click.argument("node", metavar="ROOT")
+@data_dir_option
+@click.option("--token", help="Use this token instead of a new random one.")
+def hub_add_node(node: str, data_dir: Path, token: str | None) -> None:
+    """Let the node of province/ministry ROOT (e.g. H53) connect; prints its token."""
+    token = token or secrets.token_urlsafe(32)
+    asyncio.run(hub_app.add_node(HubConfig(data_dir=data_dir, keys_dir=Path()), node, token))
+    click.echo(token)
+
+
+@serve.command("node")
+@click.option("--province", required=True, help="Root code of what it serves, e.g. H53.")
+@data_dir_option
+@service_keys_dir_option
+@click.option("--hub", "hub_url", required=True, metavar="URL", help="The hub's base URL.")
+@click.option(
+    "--hub-token",
+    required=True,
+    envvar="EDOC_HUB_TOKEN",
+    show_envvar=True,
+    help="This node's token at the hub (the environment keeps it out of `ps`).",
+)
+@host_option
+@click.option(
+    "--port",
+    type=click.IntRange(1, 65535),
+    default=8800,
+    show_default=True,
+    help="The port of the agency API and the node's endpoints.",
+)
+@click.option(
+    "--retry-base",
+    type=click.FloatRange(0.01),
+    default=1.0,
+    show_default=True,
+    help="First retry delay (s) of the outbox; doubles with jitter.",
+)
+@click.option(
+    "--retry-cap",
+    type=click.FloatRange(0.01),
+    default=60.0,
+    show_default=True,
+    help="Longest retry delay (s) of the outbox.",
+)
+@click.option(
+    "--give-up-after",
+    type=click.FloatRange(1),
+    default=86400.0,
+    show_default=True,
+    help="Seconds after which an undeliverable message is marked failed.",
+)
+@click.option("--hub-insecure-http", is_flag=True, help="Talk to the hub over plain HTTP.")
+def serve_node(
+    province: str,
+    data_dir: Path,
+    keys_dir: Path,
+    hub_url: str,
+    hub_token: str,
+    host: str,
+    port: int,
+    retry_base: float,
+    retry_cap: float,
+    give_up_after: float,
+    hub_insecure_http: bool,
+) -> None:
+    """A provincial node: the agency API and the link to the hub."""
+    logs.configure()
+    config = NodeConfig(
+        province=parse_root_code(province).root_code,
+        data_dir=data_dir,
+        keys_dir=keys_dir,
+        hub_url=hub_url,
+        hub_token=hub_token,
+        host=host,
+        port=port,
+        hub_tls=not hub_insecure_http,
+        retry_base=retry_base,
+        retry_cap=retry_cap,
+        give_up_after=dt.timedelta(seconds=give_up_after),
+    )
+    node_app.run(config)
+
+
+@click.group()
+def agency() -> None:
+    """Administer the agencies of a node."""
+
+
+@agency.command("add")
+@click.argument("org_id", metavar="ORGID")
+@click.option("--name", default="", help="The agency's name.")
+@data_dir_option
+@service_keys_dir_option
+@click.option("--token", help="Use this token instead of a new random one.")
+def agency_add(org_id: str, name: str, data_dir: Path, keys_dir: Path, token: str | None) -> None:
+    """Let agency ORGID use the node in --data-dir; issues its seal if it has none and
+    prints its bearer token."""
+    org = OrgId.parse(org_id)
+    keys = KeyStore(keys_dir)
+    try:
+        keys.identity(org_id)
+    except errors.UnknownCertificate:
+        keys.issue(org_id, org_name=name)
+    token = token or secrets.token_urlsafe(32)
+    config = NodeConfig(org.root_code, data_dir, keys_dir, hub_url="", hub_token="")
+    asyncio.run(node_app.add_agency(config, org_id, name, token))
+    click.echo(token)
+
+
+COMMANDS = (serve, hub, agency)

@@ -1,0 +1,109 @@
+"""`edoc stats`: a hub's or a node's counts as tables (or its JSON as it came)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from edoc.cli import remote
+from edoc.cli.options import console, json_option, uses_keys
+from edoc.model import recipient_state
+
+
+@click.command()
+@click.option("--hub", "hub_url", metavar="URL", help="A hub's base URL.")
+@click.option("--node", "node_url", metavar="URL", help="A node's base URL.")
+@json_option
+@uses_keys
+def stats(hub_url: str | None, node_url: str | None, as_json: bool, keys_dir: Path) -> None:
+    """Sent and received counts of a hub or a node (give one of --hub or --node)."""
+    if (hub_url is None) == (node_url is None):
+        raise click.UsageError("give one of --hub URL or --node URL")
+    base = (hub_url or node_url or "").rstrip("/")
+    report = asyncio.run(remote.fetch_json(f"{base}/api/v1/stats", keys_dir))
+    if as_json:
+        click.echo(json.dumps(report, ensure_ascii=False, indent=2))
+    elif node_url is not None:
+        print_node_stats(report, console())
+    else:
+        print_hub_stats(report, console())
+
+
+def count(value: object) -> str:
+    return f"{value:,}" if isinstance(value, int) else "0" if value is None else str(value)
+
+
+def share(value: object, what: str) -> str:
+    """A share as a percentage, or n/a with the reason when there is nothing to divide."""
+    if isinstance(value, int | float):
+        return f"{value:.1%}"
+    return f"n/a ({what})"
+
+
+def state_label(state: str) -> str:
+    """`03 accepted`, `queued`: a recipient state with what it means."""
+    try:
+        known = recipient_state(state)
+    except ValueError:
+        return state
+    name = known.name.lower().replace("_", " ")
+    return name if known.value == name else f"{known.value} {name}"
+
+
+def print_node_stats(report: Mapping[str, Any], out: Console) -> None:
+    agencies = Table("agency", "documents sent", "documents received", title="by agency")
+    for org, row in report.get("by_agency", {}).items():
+        agencies.add_row(org, count(row.get("sent")), count(row.get("received")))
+    agencies.add_row("total", count(report["sent"]), count(report["received"]), style="bold")
+    out.print(agencies)
+    partners = Table(
+        "province / ministry", "documents sent to", "documents received from", title="by partner"
+    )
+    for root, row in report.get("by_partner_province", {}).items():
+        partners.add_row(root, count(row.get("sent")), count(row.get("received")))
+    out.print(partners)
+    states = Table("state", "recipients", title="where the documents sent stand, by recipient")
+    for state, number in report.get("status_breakdown", {}).items():
+        states.add_row(state_label(state), count(number))
+    out.print(states)
+    out.print(f"signed by a person:  {share(report.get('share_signed'), 'nothing sent')}")
+    out.print(f"delivered:           {share(report.get('share_delivered'), 'no recipients')}")
+    on_time = share(report.get("on_time_share"), "nothing with a due date")
+    out.print(f"completed on time:   {on_time}")
+
+
+HUB_COLUMNS = (
+    ("sent", "documents sent"),
+    ("received", "documents received"),
+    ("status_sent", "statuses sent"),
+    ("status_received", "statuses received"),
+    ("rejected", "refused"),
+)
+
+
+def print_hub_stats(report: Mapping[str, Any], out: Console) -> None:
+    table = Table(
+        "province / ministry",
+        *(title for _, title in HUB_COLUMNS),
+        title="by province or ministry",
+        caption="statuses: status messages (01 arrived … 06 completed) relayed by the hub",
+    )
+    for root, row in sorted(report.get("by_province", {}).items()):
+        table.add_row(root, *(count(row.get(key)) for key, _ in HUB_COLUMNS))
+    totals = report.get("totals", {})
+    table.add_row("total", *(count(totals.get(key)) for key, _ in HUB_COLUMNS), style="bold")
+    out.print(table)
+    out.print(f"in flight: {count(report.get('in_flight'))}")
+    refused = report.get("rejected_by_code", {})
+    if refused:
+        codes = Table("error code", "refused", title="refused, by error code")
+        for code, number in sorted(refused.items()):
+            codes.add_row(code, count(number))
+        out.print(codes)

@@ -1,0 +1,98 @@
+"""The one place that turns a failure into `error CODE: message` and an exit code: the
+operating system's refusals are told apart, and each names its path or address."""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import socket
+from pathlib import Path
+
+import click
+import pytest
+from click.testing import CliRunner, Result
+
+from edoc import errors
+from edoc.cli import main
+from edoc.cli.failures import EXIT_FAULT, EXIT_REFUSED, EXIT_SYSTEM, EdocGroup
+
+
+def _raising(exc: BaseException) -> EdocGroup:
+    group = EdocGroup()
+
+    @group.command()
+    def fails() -> None:
+        raise exc
+
+    return group
+
+
+def _run(group: click.Group, *args: str) -> Result:
+    return CliRunner().invoke(group, list(args), catch_exceptions=False)
+
+
+def _one_line(result: Result) -> str:
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1, result.stderr
+    return lines[0]
+
+
+def test_a_missing_file_names_its_path_and_is_refused_input(tmp_path: Path) -> None:
+    missing = tmp_path / "công-văn.json"
+    result = _run(main, "pack", str(missing), "-o", str(tmp_path / "out.edxml"))
+    assert result.exit_code == EXIT_REFUSED
+    line = _one_line(result)
+    assert line.startswith("error EDOC-IN-002: "), line
+    assert str(missing) in line and "no such file" in line and "check the path" in line
+
+
+def test_permission_denied_has_its_own_code_and_exit() -> None:
+    denied = PermissionError(errno.EACCES, "Permission denied", "/srv/edoc/keys/index.json")
+    result = _run(_raising(denied), "fails")
+    assert result.exit_code == EXIT_SYSTEM
+    line = _one_line(result)
+    assert line.startswith("error EDOC-SYS-002: /srv/edoc/keys/index.json: permission denied")
+    assert "give this user access" in line
+
+
+async def _bind_error(port: int) -> OSError:
+    loop = asyncio.get_running_loop()
+    try:
+        server = await loop.create_server(asyncio.Protocol, "127.0.0.1", port)
+    except OSError as exc:
+        return exc
+    server.close()
+    raise AssertionError("the port was free")
+
+
+def test_an_address_in_use_is_not_a_missing_file() -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        in_use = asyncio.run(_bind_error(port))  # what a service's start-up raises
+    assert in_use.errno == errno.EADDRINUSE
+    result = _run(_raising(in_use), "fails")
+    assert result.exit_code == EXIT_SYSTEM
+    line = _one_line(result)
+    assert line.startswith("error EDOC-SYS-003: "), line
+    assert f"127.0.0.1', {port}" in line and "address already in use" in line
+    assert "--port" in line
+
+
+def test_an_error_without_a_path_says_so() -> None:
+    result = _run(_raising(FileNotFoundError(errno.ENOENT, "No such file or directory")), "fails")
+    line = _one_line(result)
+    assert line.startswith("error EDOC-IN-002: a file or folder (the system did not say which)")
+
+
+@pytest.mark.parametrize(
+    ("error", "code"),
+    [
+        (errors.SchemaViolation("bad"), EXIT_REFUSED),
+        (errors.StorageError("disk full"), EXIT_FAULT),
+        (OSError(errno.EIO, "Input/output error", "/dev/sdz"), EXIT_SYSTEM),
+    ],
+)
+def test_exit_codes(error: Exception, code: int) -> None:
+    assert _run(_raising(error), "fails").exit_code == code
