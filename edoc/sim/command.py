@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import click
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -72,7 +73,10 @@ def _network(options: Options, roots: tuple[str, ...], agencies: int) -> Iterato
 
 async def _drive(
     planned: list[traffic.Planned], options: Options, spec: dict[str, Any], console: Console
-) -> tuple[runner.Observed, dict[str, dict[str, Any]]]:
+) -> tuple[runner.Observed, dict[str, report.NodeReports]]:
+    urls = {node["province"]: node["url"] for node in spec["nodes"]}
+    async with aiohttp.ClientSession() as session:
+        before = await runner.node_stats(session, list(urls.values()))
     answers = sum(len(p.answers) for p in planned)
     columns = (
         TextColumn("{task.description:<9}"),
@@ -101,9 +105,9 @@ async def _drive(
         simulation = runner.Simulation(planned, run_id, options.speedup, options.concurrency, tick)
         observed = await simulation.run()
     final = sum(1 for p in planned if p.answers and p.index in observed.arrived)
-    urls = {node["province"]: node["url"] for node in spec["nodes"]}
-    stats = await runner.settle(list(urls.values()), final)
-    return observed, dict(zip(urls, stats, strict=True))
+    after = await runner.settle(list(urls.values()), final, before)
+    reports = (report.NodeReports(b, a) for b, a in zip(before, after, strict=True))
+    return observed, dict(zip(urls, reports, strict=True))
 
 
 def _exit_on_sigterm(*_: object) -> None:
@@ -118,21 +122,106 @@ def simulate(options: Options) -> dict[str, Any]:
         agencies = _agencies(spec, profile.roots)
         planned = traffic.plan(profile, agencies, options.days, options.seed, options.scale)
         try:
-            observed, stats = asyncio.run(_drive(planned, options, spec, console))
+            observed, nodes = asyncio.run(_drive(planned, options, spec, console))
         except aiohttp.ClientError as exc:
-            raise errors.RemoteError("EDOC-SIM-001", f"network unreachable: {exc}", 503) from None
-    result = report.build(
-        profile,
-        planned,
-        observed,
-        stats,
-        {
-            "seed": options.seed,
-            "days": options.days,
-            "scale": options.scale,
-            "speedup": options.speedup,
-        },
-    )
+            raise errors.NetworkUnreachable(f"network unreachable: {exc}") from None
+    settings = {
+        "seed": options.seed,
+        "days": options.days,
+        "scale": options.scale,
+        "speedup": options.speedup,
+    }
+    fresh = options.network_file is None
+    result = report.build(profile, planned, observed, nodes, settings, fresh)
     if not options.as_json:
         report.show(result, console)
     return result
+
+
+def nothing_got_through(result: dict[str, Any]) -> errors.NothingDelivered | None:
+    """The error for a run of which not one document arrived, if it is one."""
+    if result["documents"] == 0 or result["arrived"] > 0:
+        return None
+    refused = report.counts(result["refused"])
+    return errors.NothingDelivered(
+        f"none of {result['documents']:,} documents arrived"
+        f" ({result['sent']:,} accepted; refused: {refused})"
+    )
+
+
+@click.command("simulate")
+@click.argument("profile_name", metavar="PROFILE")
+@click.option(
+    "--network",
+    "network_file",
+    type=click.Path(path_type=Path, exists=True, dir_okay=False),
+    help="Drive the network in this network.json instead of starting one.",
+)
+@click.option(
+    "--data-dir",
+    type=click.Path(path_type=Path, file_okay=False),
+    help="Where the network started for the run lives (default: a temporary folder).",
+)
+@click.option("--days", type=click.IntRange(1), help="The first N working days of the period.")
+@click.option("--year", is_flag=True, help="The profile's whole period (a year).")
+@click.option("--speedup", type=click.FloatRange(min=0.001), help="Simulated seconds per second.")
+@click.option("--as-fast-as-possible", is_flag=True, help="Send as fast as the network takes it.")
+@click.option(
+    "--seed",
+    type=int,
+    default=0,
+    show_default=True,
+    help="Chooses the documents: the same seed plans the same ones.",
+)
+@click.option(
+    "--scale",
+    type=click.FloatRange(min=0.0001),
+    default=1.0,
+    show_default=True,
+    help="Multiply every volume (e.g. 0.05 for a small national day).",
+)
+@click.option(
+    "--concurrency",
+    type=click.IntRange(1, 256),
+    default=16,
+    show_default=True,
+    help="Documents posted at a time.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+def simulate_command(
+    profile_name: str,
+    network_file: Path | None,
+    data_dir: Path | None,
+    days: int | None,
+    year: bool,
+    speedup: float | None,
+    as_fast_as_possible: bool,
+    seed: int,
+    scale: float,
+    concurrency: int,
+    as_json: bool,
+) -> None:
+    """Drive a network with a traffic profile's documents and report what happened.
+
+    Exits non-zero (EDOC-SIM-002) when not one document got through."""
+    if year and days is not None:
+        raise click.UsageError("give --days N or --year, not both")
+    if as_fast_as_possible and speedup is not None:
+        raise click.UsageError("give --speedup X or --as-fast-as-possible, not both")
+    options = Options(
+        profile=profile_name,
+        network_file=network_file,
+        data_dir=data_dir,
+        days=None if year else (days or 1),
+        speedup=speedup,
+        seed=seed,
+        scale=scale,
+        concurrency=concurrency,
+        as_json=as_json,
+    )
+    result = simulate(options)
+    if as_json:
+        click.echo(json.dumps(result, ensure_ascii=False, indent=2))
+    failure = nothing_got_through(result)
+    if failure is not None:
+        raise failure

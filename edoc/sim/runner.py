@@ -197,16 +197,32 @@ class Simulation:
         return self.observed
 
 
-async def settle(urls: list[str], expected_final: int, timeout: float = 120) -> list[Any]:
-    """Wait until the senders' nodes show the planned final statuses; their stats."""
+FINAL = ("02", "06")  # the statuses after which a recipient says nothing more
+
+
+def finished(reports: list[dict[str, Any]]) -> int:
+    """Recipients in a final state, over the nodes' ``/api/v1/stats`` reports."""
+    return sum(r["status_breakdown"].get(code, 0) for r in reports for code in FINAL)
+
+
+async def node_stats(session: aiohttp.ClientSession, urls: list[str]) -> list[dict[str, Any]]:
+    reports = []
+    for url in urls:
+        async with session.get(f"{url}/api/v1/stats") as response:
+            reports.append(await response.json())
+    return reports
+
+
+async def settle(
+    urls: list[str], expected_final: int, before: list[dict[str, Any]], timeout: float = 120
+) -> list[dict[str, Any]]:
+    """Wait until the senders' nodes show this run's planned final statuses (beyond the
+    ``before`` reports, taken as the run began); their stats."""
     deadline = time.monotonic() + timeout
+    already = finished(before)
     async with aiohttp.ClientSession() as session:
         while True:
-            reports = []
-            for url in urls:
-                async with session.get(f"{url}/api/v1/stats") as response:
-                    reports.append(await response.json())
-            final = sum(r["status_breakdown"].get(c, 0) for r in reports for c in ("02", "06"))
-            if final >= expected_final or time.monotonic() > deadline:
+            reports = await node_stats(session, urls)
+            if finished(reports) - already >= expected_final or time.monotonic() > deadline:
                 return reports
             await asyncio.sleep(0.5)
