@@ -111,9 +111,9 @@ async def test_a_port_in_use_is_said_as_such(ca: Ca, tmp_path: Path) -> None:
     try:
         second = HubProcess(tmp_path / "second", ca.keys.path, port=hub.port)
         started = subprocess.run(second.command(), capture_output=True, text=True, timeout=60)
-        assert started.returncode == 3, started.stderr
+        assert started.returncode == 4, started.stderr  # the operating system refused
         last = started.stderr.strip().splitlines()[-1]
-        assert last.startswith("error EDOC-SYS-001: ") and "address already in use" in last, last
+        assert last.startswith("error EDOC-SYS-003: ") and "address already in use" in last, last
         # "started" is said once the port is ours, not before
         assert "hub started" in (tmp_path / "hub" / "hub.log").read_text()
         assert "hub started" not in started.stdout + started.stderr
