@@ -333,7 +333,7 @@ class BadMultipart(InputError):
 
 
 class NotMultipart(BadMultipart):
-    """A document post whose body is not multipart/form-data (or has no body at all)."""
+    """A document post whose body is of another media type than multipart/form-data."""
 
     code = "EDOC-NODE-003"
     status = 415
