@@ -161,16 +161,22 @@ class Verified:
 
 
 def _signatures(root: etree._Element) -> list[etree._Element]:
-    """The signatures in their one allowed place, refusing any anywhere else."""
-    placed: list[etree._Element] = _header(root).findall("ds:Signature", DSNS)
-    everywhere = list(root.iter(f"{{{DS}}}Signature"))
-    if len(everywhere) != len(placed):
+    """The signatures in their one allowed place, refusing any anywhere else, and any
+    other element of their namespace beside them (a ds:Object no signature covers)."""
+    beside = list(_header(root).iterchildren(f"{{{DS}}}*"))
+    placed = [element for element in beside if element.tag == f"{{{DS}}}Signature"]
+    if _SIGNATURES_ANYWHERE(root) != len(placed):
         raise errors.WrappedSignature("a signature outside edXMLHeader")
     if not placed:
         raise errors.MissingSignature("the message carries no signature")
     if len(placed) > 2:
         raise errors.WrappedSignature("more than two signatures")
+    if len(beside) != len(placed):
+        raise errors.UnsignedContent("an XML-signature element beside the signatures")
     return placed
+
+
+_SIGNATURES_ANYWHERE = etree.XPath("count(//ds:Signature)", namespaces=DSNS)
 
 
 def _algorithm(element: etree._Element | None) -> str:
@@ -196,10 +202,12 @@ def _check_structure(signature: etree._Element) -> x509.Certificate:
         transforms = [_algorithm(t) for t in reference.findall("ds:Transforms/ds:Transform", DSNS)]
         if transforms != [EXC_C14N]:
             raise errors.UnsupportedAlgorithm(f"unexpected transforms {transforms}")
-    _check_signed_info_shape(info)
+    elements = list(signature.iter())  # the one walk the shape checks share
+    _check_signed_info_shape(elements, signature)
     certificates = signature.findall("ds:KeyInfo/ds:X509Data/ds:X509Certificate", DSNS)
     if len(certificates) != 1:
         raise errors.UntrustedCertificate("KeyInfo must carry exactly the signer's certificate")
+    _check_nothing_unsigned(elements, signature)
     try:
         return x509.load_der_x509_certificate(_base64(certificates[0].text or ""))
     except ValueError as exc:
@@ -212,18 +220,63 @@ SIGNED_INFO = (
     "SignatureMethod",
     *("Reference", "Transforms", "Transform", "DigestMethod", "DigestValue") * len(REFERENCES),
 )
+# What follows SignedInfo in a signature: the value and the signer's certificate.
+UNSIGNED_PARTS = ("SignatureValue", "KeyInfo", "X509Data", "X509Certificate")
+SIGNATURE = ("Signature", *SIGNED_INFO, *UNSIGNED_PARTS)  # every element, in document order
 
 
-def _check_signed_info_shape(info: etree._Element) -> None:
-    """Element for element what edoc signs, with text only in the digests: anything else
-    would be signed bytes no verifier of ours looks at."""
-    elements = list(info.iter())
-    if [e.tag for e in elements] != [f"{{{DS}}}{name}" for name in SIGNED_INFO]:
+def _ds_tags(names: Sequence[str]) -> list[str]:
+    return [f"{{{DS}}}{name}" for name in names]
+
+
+_SIGNED_INFO_TAGS = _ds_tags(SIGNED_INFO)
+_UNSIGNED_TAGS = _ds_tags(UNSIGNED_PARTS)
+# The attributes edoc writes, by element; every other element has none.
+_ATTRIBUTES = {
+    f"{{{DS}}}{name}": [attribute]
+    for name, attribute in (
+        ("CanonicalizationMethod", "Algorithm"),
+        ("SignatureMethod", "Algorithm"),
+        ("Reference", "URI"),
+        ("Transform", "Algorithm"),
+        ("DigestMethod", "Algorithm"),
+    )
+}
+_TEXT_HOLDERS = frozenset(_ds_tags(("DigestValue", "SignatureValue", "X509Certificate")))
+
+
+def _extra(element: etree._Element, tail: bool = True) -> bool:
+    """Whether ``element`` holds attributes, text or (``tail``) a tail edoc never writes."""
+    return (
+        element.keys() != _ATTRIBUTES.get(element.tag, [])
+        or (element.tag not in _TEXT_HOLDERS and bool((element.text or "").strip()))
+        or (tail and bool((element.tail or "").strip()))
+    )
+
+
+def _check_signed_info_shape(elements: list[etree._Element], signature: etree._Element) -> None:
+    """Element for element and attribute for attribute what edoc signs, with text only in
+    the digests: anything else would be signed bytes no verifier of ours looks at.
+    ``elements`` is the whole signature in document order; SignedInfo comes first."""
+    end = 1 + len(SIGNED_INFO)  # where SignatureValue must stand
+    info = elements[1:end]
+    if [e.tag for e in info] != _SIGNED_INFO_TAGS or elements[end] is not signature[1]:
         raise errors.WrappedSignature("SignedInfo is not the shape edoc signs")
-    for element in elements:
-        text = "" if element.tag == f"{{{DS}}}DigestValue" else element.text
-        if (text or "").strip() or (element is not info and (element.tail or "").strip()):
-            raise errors.WrappedSignature("SignedInfo carries text outside its digests")
+    if any(_extra(element, tail=element is not info[0]) for element in info):
+        raise errors.WrappedSignature("SignedInfo carries text or attributes edoc never signs")
+
+
+def _check_nothing_unsigned(elements: list[etree._Element], signature: etree._Element) -> None:
+    """After SignedInfo, exactly the value and the one certificate, text only, no attribute:
+    nothing there is signed, so anything more (a forged header in KeyInfo, an element
+    after the value's text) would ride along to the recipient unverified."""
+    rest = elements[1 + len(SIGNED_INFO) :]
+    if [e.tag for e in rest] != _UNSIGNED_TAGS:
+        raise errors.UnsignedContent("a signature holds more than its value and certificate")
+    if _extra(signature, tail=False) or (signature[0].tail or "").strip():
+        raise errors.UnsignedContent("a signature carries text or attributes edoc never writes")
+    if any(_extra(element) for element in rest):
+        raise errors.UnsignedContent("a signature carries text or attributes edoc never writes")
 
 
 def _base64(text: str) -> bytes:
@@ -308,11 +361,13 @@ def verify(
     signatures = _signatures(root)
     parts = _signed_elements(root)
     digests = _digests(parts)  # the same four parts under every signature
-    certs = []
-    for signature in signatures:
-        certs.append(_check_structure(signature))
-        _check_signature(signature, digests, certs[-1])
+    certs = [_check_structure(signature) for signature in signatures]
+    if _DS_ELEMENTS(root) != len(signatures) * len(SIGNATURE):
+        raise errors.UnsignedContent("an XML-signature element outside the signatures")
+    for signature, cert in zip(signatures, certs, strict=True):
+        _check_signature(signature, digests, cert)
     message, origin, business, manifest = (parts[uri] for uri in REFERENCES)
+    _check_relay_hops(origin, business)
     signed_at = envelope.parse_timestamp(origin.findtext("edXML:Timestamp", "", ED_NSMAP))
     origin_hop = TraceHop(origin.findtext("edXML:OrganId", "", ED_NSMAP), signed_at)
     if read is None:
@@ -323,6 +378,30 @@ def verify(
         raise errors.WrongOrganization("the signed origin hop is not the sender's")
     seal, personal = _signatories(model, certs, trust, signed_at, now)
     return Verified(model, signed_at, seal, personal, envelope.trace_from(root)[1:])
+
+
+_DS_ELEMENTS = etree.XPath("count(//ds:*)", namespaces=DSNS)
+_HOP = [f"{{{envelope.NS}}}OrganId", f"{{{envelope.NS}}}Timestamp"]
+
+
+def _check_relay_hops(origin: etree._Element, business: etree._Element) -> None:
+    """The hops a relay adds after the signed origin are not signed: each may hold its
+    OrganId and Timestamp text and nothing else (no attribute, element or text)."""
+    trace = origin.getparent()
+    assert trace is not None  # _signed_elements found the origin in TraceHeaderList
+    if (trace.text or "").strip() or any((hop.tail or "").strip() for hop in trace):
+        raise errors.UnsignedContent("TraceHeaderList carries text")
+    for hop in trace:
+        if hop is origin or hop is business:
+            continue  # signed: the digests cover them
+        if (
+            hop.tag != f"{{{envelope.NS}}}TraceHeader"
+            or hop.keys()
+            or (hop.text or "").strip()
+            or [field.tag for field in hop] != _HOP
+            or any(len(field) or field.keys() or (field.tail or "").strip() for field in hop)
+        ):
+            raise errors.UnsignedContent("a hop holds more than its OrganId and Timestamp")
 
 
 def _signatories(

@@ -7,6 +7,7 @@ import datetime as dt
 from collections.abc import Iterator
 
 import pytest
+from lxml import etree
 
 from edoc import envelope, pki, signing
 from edoc.model import Organization, ResponseFor, Staff, StatusCode, StatusUpdate, TraceHop
@@ -71,3 +72,25 @@ def test_a_read_package_is_verified_into_the_same_model(ca: Ca, personal: bool) 
     from_parts = signing.verify(package.root, ca.keys.trust(), ca.clock())
     assert from_package == from_parts
     assert from_package.message.trace == from_parts.message.trace != package.message.trace
+
+
+def test_every_signature_has_exactly_the_pinned_shape(ca: Ca) -> None:
+    """The control for the shape verify pins: what sign writes is element for element
+    signing.SIGNATURE, with attributes only where edoc puts them and text only in the
+    digests, the value and the certificate, also after two relays added their hops."""
+    root = signed_root(ca, personal=ca.keys.identity(SENDER, SIGNER))
+    for hub in ("000.00.00.G22", "000.00.00.G23"):
+        envelope.add_trace_hop(root, TraceHop(hub, ca.clock()))
+    signatures = envelope.read_package(envelope.to_bytes(root)).root.findall(
+        "edXML:edXMLEnvelope/edXML:edXMLHeader/ds:Signature", ED
+    )
+    assert len(signatures) == 2
+    holders = {"DigestValue", "SignatureValue", "X509Certificate"}
+    for signature in signatures:
+        elements = list(signature.iter())
+        assert [e.tag for e in elements] == [f"{{{signing.DS}}}{n}" for n in signing.SIGNATURE]
+        for element in elements:
+            local = etree.QName(element).localname
+            assert set(element.keys()) <= {"Algorithm", "URI"}
+            assert bool((element.text or "").strip()) == (local in holders)
+    assert len(verify(ca, root).relay_hops) == 2

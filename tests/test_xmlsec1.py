@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import shutil
 import subprocess
@@ -9,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from edoc import envelope
+from edoc import envelope, signing, xmlsafe
+from edoc.model import Organization, ResponseFor, StatusCode, StatusUpdate, TraceHop
 from tests.pki_support import SENDER, SIGNER, Ca, signed_root, wire
 
 XMLSEC1 = shutil.which("xmlsec1")
@@ -60,3 +62,34 @@ def test_xmlsec1_refuses_a_tampered_message(ca: Ca, tmp_path: Path) -> None:
     package.write_bytes(data)
     result = xmlsec1_verify(ca, package, 1)
     assert result.returncode != 0
+
+
+def test_xmlsec1_verifies_a_status_message_and_a_relayed_package(ca: Ca, tmp_path: Path) -> None:
+    """The other packages edoc makes: a status message, and a document after a hub added
+    its (unsigned) hop. The pinned signature shape is the one xmlsec1 verifies."""
+    answer = ResponseFor("000.00.00.H23", "45/UBND-VP", dt.date(2026, 11, 20), "x,2026/11/20,45")
+    status = StatusUpdate(
+        sender=Organization(SENDER),
+        response_for=answer,
+        code=StatusCode.ACCEPTED,
+        timestamp=ca.clock().replace(microsecond=0),
+    )
+    relayed = signed_root(ca, personal=ca.keys.identity(SENDER, SIGNER))
+    envelope.add_trace_hop(relayed, TraceHop("000.00.00.G22", ca.clock()))
+    packages = {
+        "status": (
+            signing.sign(
+                envelope.build_envelope(envelope.stamp_origin(status, ca.clock())),
+                ca.keys.identity(SENDER),
+            ),
+            1,
+        ),
+        "relayed": (relayed, 2),
+    }
+    for name, (root, signatures) in packages.items():
+        package = tmp_path / f"{name}.edxml"
+        package.write_bytes(wire(root))
+        signing.verify(xmlsafe.parse(package.read_bytes()), ca.keys.trust(), ca.clock())
+        for number in range(1, signatures + 1):
+            result = xmlsec1_verify(ca, package, number)
+            assert result.returncode == 0, (name, number, result.stderr)

@@ -17,7 +17,8 @@ from collections.abc import Callable, Iterator
 from copy import deepcopy
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from types import SimpleNamespace
+from typing import Any, cast
 
 import pytest
 from cryptography.hazmat.primitives import serialization
@@ -27,6 +28,8 @@ from lxml import etree
 from edoc import envelope, errors, pki, signing, xmlsafe
 from edoc.keystore import SigningIdentity
 from edoc.model import Attachment, Organization, ResponseFor, StatusCode, StatusUpdate, TraceHop
+from edoc.node import inbox
+from edoc.node.state import NodeState
 from tests.pki_support import SENDER, SIGNER, Ca, unsigned_root, wire
 from tests.reliability import report
 
@@ -103,6 +106,7 @@ class Lab:
 
 
 Build = Callable[[Lab], Attempt]
+Mutation = Callable[[etree._Element], None]
 
 
 @dataclass(frozen=True)
@@ -591,6 +595,110 @@ def attachment_dropped_kept_in_manifest(_lab: Lab, _root: etree._Element, files:
     return files[:1]
 
 
+# --- unsigned content in and beside the signatures ---------------------------------------------
+XI = "http://www.w3.org/2001/XInclude"
+
+
+def forged_header(root: etree._Element) -> etree._Element:
+    """A copy of the signed MessageHeader, without its Id, to another recipient and subject:
+    what recipient software reading the package as received might take for the message."""
+    copy = deepcopy(find(root, MESSAGE))
+    del copy.attrib["Id"]
+    find(copy, "edXML:To/edXML:OrganId").text = "000.00.00.H41"
+    find(copy, "edXML:Subject").text = "V/v chuyển toàn bộ kinh phí"
+    return copy
+
+
+def xinclude() -> etree._Element:
+    element = etree.Element(f"{{{XI}}}include", nsmap={"xi": XI})
+    element.set("href", "file:///etc/passwd")
+    return element
+
+
+def beside_signature(content: Callable[[etree._Element], etree._Element]) -> Mutation:
+    """A ds:Object after the signatures in edXMLHeader, holding ``content``."""
+
+    def mutate(root: etree._Element) -> None:
+        find(root, HEADER).append(ds_element("Object", content(root)))
+
+    return mutate
+
+
+def before_signature(root: etree._Element) -> None:
+    seal_signature(root).addprevious(ds_element("Object", forged_header(root)))
+
+
+def ds_element(name: str, *children: etree._Element) -> etree._Element:
+    element = etree.Element(f"{{{DSIG}}}{name}", nsmap={"ds": DSIG})
+    element.extend(children)
+    return element
+
+
+def inside(path: str, content: Callable[[etree._Element], etree._Element]) -> Mutation:
+    """``content`` appended to the element at ``path`` in the seal's signature."""
+
+    def mutate(root: etree._Element) -> None:
+        find(seal_signature(root), path).append(content(root))
+
+    return mutate
+
+
+def element_after_value_text(root: etree._Element) -> None:
+    value = find(seal_signature(root), "ds:SignatureValue")
+    etree.SubElement(value, f"{{{envelope.NS}}}Subject").text = "V/v chuyển toàn bộ kinh phí"
+
+
+def value_text_after_element(root: etree._Element) -> None:
+    """The signature value moved into the tail of a child element: findtext sees none."""
+    value = find(seal_signature(root), "ds:SignatureValue")
+    child = etree.SubElement(value, f"{{{envelope.NS}}}Subject")
+    child.text, child.tail, value.text = "V/v chuyển toàn bộ kinh phí", value.text, None
+
+
+def attribute(path: str, name: str = "Id", value: str = "forged") -> Mutation:
+    def mutate(root: etree._Element) -> None:
+        find(root, path).set(name, value)
+
+    return mutate
+
+
+def text_in(path: str, text: str = "V/v chuyển toàn bộ kinh phí", tail: bool = False) -> Mutation:
+    def mutate(root: etree._Element) -> None:
+        setattr(find(root, path), "tail" if tail else "text", text)
+
+    return mutate
+
+
+def relay_hop(root: etree._Element) -> etree._Element:
+    """The hop a hub adds after signing (unsigned), as the second TraceHeader."""
+    envelope.add_trace_hop(root, TraceHop("000.00.00.G22", dt.datetime.now(dt.UTC)))
+    return find(root, f"{TRACE}/edXML:TraceHeader[2]")
+
+
+def in_relay_hop(content: Callable[[etree._Element], etree._Element]) -> Mutation:
+    def mutate(root: etree._Element) -> None:
+        relay_hop(root).append(content(root))
+
+    return mutate
+
+
+def relay_hop_with_id(root: etree._Element) -> None:
+    relay_hop(root).set("Id", "hop")
+
+
+def relay_hop_with_text(root: etree._Element) -> None:
+    relay_hop(root).text = "V/v chuyển toàn bộ kinh phí"
+
+
+def relay_hop_second_organ_id(root: etree._Element) -> None:
+    hop = relay_hop(root)
+    hop.append(deepcopy(find(hop, "edXML:OrganId")))
+
+
+SIGNATURE_PATH = f"{HEADER}/ds:Signature"
+KEY_INFO = f"{SIGNATURE_PATH}/ds:KeyInfo"
+
+
 SIG001, SIG002, SIG003 = (
     errors.MissingSignature,
     errors.TamperedSignature,
@@ -602,6 +710,7 @@ SIG004, SIG005, SIG006 = (
     errors.WrongOrganization,
 )
 SIG007, SIG008, SIG009 = errors.WrappedSignature, errors.WrongKeyUsage, errors.UnsupportedAlgorithm
+SIG010 = errors.UnsignedContent
 ATT002, XML007 = errors.AttachmentMismatch, errors.SchemaViolation
 
 CASES = [
@@ -876,6 +985,118 @@ CASES = [
 ]
 
 
+# Elements, attributes and text no signature covers, in or beside the signatures and in the
+# hops a hub adds: a package holds exactly what edoc signs and writes, nothing more.
+UNSIGNED_CASES = [
+    # beside the signatures, in edXMLHeader
+    Case(
+        "ds-object-beside-signature-forged-header",
+        shape(beside_signature(forged_header)),
+        XML007,
+        SIG010,
+    ),
+    Case(
+        "ds-object-beside-signature-xinclude",
+        shape(beside_signature(lambda _: xinclude())),
+        XML007,
+        SIG010,
+    ),
+    Case("ds-object-before-signature-forged-header", shape(before_signature), XML007, SIG010),
+    Case(
+        "ds-key-info-beside-signature",
+        shape(beside_signature(lambda root: deepcopy(find(root, KEY_INFO)))),
+        XML007,
+        SIG010,
+    ),
+    Case(
+        "ds-object-beside-both-signatures",
+        shape(beside_signature(forged_header), with_personal=True),
+        XML007,
+        SIG010,
+    ),
+    Case("attribute-on-signature", shape(attribute(SIGNATURE_PATH)), XML007, SIG010),
+    # in ds:KeyInfo
+    Case("forged-header-in-key-info", shape(inside("ds:KeyInfo", forged_header)), SIG010),
+    Case(
+        "forged-header-in-x509-data", shape(inside("ds:KeyInfo/ds:X509Data", forged_header)), SIG010
+    ),
+    Case(
+        "forged-header-in-certificate",
+        shape(inside("ds:KeyInfo/ds:X509Data/ds:X509Certificate", forged_header)),
+        SIG010,
+    ),
+    Case("xinclude-in-key-info", shape(inside("ds:KeyInfo", lambda _: xinclude())), SIG010),
+    Case(
+        "ds-object-in-key-info",
+        shape(inside("ds:KeyInfo", lambda root: ds_element("Object", forged_header(root)))),
+        SIG010,
+    ),
+    Case(
+        "key-name-beside-certificate",
+        shape(inside("ds:KeyInfo", lambda _: ds_element("KeyName"))),
+        SIG010,
+    ),
+    Case(
+        "forged-header-in-personal-key-info",
+        shape(
+            lambda root: root.findall(f"{KEY_INFO}", ED)[1].append(forged_header(root)),
+            with_personal=True,
+        ),
+        SIG010,
+    ),
+    Case("text-in-key-info", shape(text_in(KEY_INFO)), SIG010),
+    Case(
+        "text-after-certificate",
+        shape(text_in(f"{KEY_INFO}/ds:X509Data/ds:X509Certificate", tail=True)),
+        SIG010,
+    ),
+    Case("attribute-on-key-info", shape(attribute(KEY_INFO)), SIG010),
+    Case(
+        "attribute-on-certificate",
+        shape(attribute(f"{KEY_INFO}/ds:X509Data/ds:X509Certificate", "Note", "forged")),
+        SIG010,
+    ),
+    # in ds:SignatureValue
+    Case("element-after-signature-value-text", shape(element_after_value_text), SIG010),
+    Case("signature-value-text-after-element", shape(value_text_after_element), SIG010),
+    Case(
+        "xinclude-in-signature-value",
+        shape(inside("ds:SignatureValue", lambda _: xinclude())),
+        SIG010,
+    ),
+    Case(
+        "attribute-on-signature-value",
+        shape(attribute(f"{SIGNATURE_PATH}/ds:SignatureValue")),
+        SIG010,
+    ),
+    Case(
+        "text-after-signature-value",
+        shape(text_in(f"{SIGNATURE_PATH}/ds:SignatureValue", tail=True)),
+        XML007,
+        SIG010,
+    ),
+    Case("text-in-signature", shape(text_in(SIGNATURE_PATH)), XML007, SIG010),
+    # in ds:SignedInfo (signed, but not the shape edoc signs)
+    Case("attribute-on-signed-info", shape(attribute(f"{SIGNATURE_PATH}/ds:SignedInfo")), SIG007),
+    Case(
+        "xinclude-in-ds-object-in-signature",
+        shape(inside(".", lambda _: ds_element("Object", xinclude()))),
+        SIG007,
+    ),
+    # in the hops a hub adds (not signed)
+    Case("forged-header-in-relay-hop", shape(in_relay_hop(forged_header)), XML007, SIG010),
+    Case(
+        "ds-object-in-relay-hop",
+        shape(in_relay_hop(lambda root: ds_element("Object", forged_header(root)))),
+        XML007,
+        SIG010,
+    ),
+    Case("second-organ-id-in-relay-hop", shape(relay_hop_second_organ_id), XML007, SIG010),
+    Case("text-in-relay-hop", shape(relay_hop_with_text), XML007, SIG010),
+    Case("id-on-relay-hop", shape(relay_hop_with_id), SIG010),
+]
+
+
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory: pytest.TempPathFactory) -> Lab:
     ca = Ca.create(tmp_path_factory.mktemp("ca") / "keys")
@@ -892,8 +1113,11 @@ def receive(lab: Lab, attempt: Attempt) -> signing.Verified:
     return signing.verify_package(package, lab.ca.keys.trust(), attempt.now)
 
 
+ALL_CASES = [*CASES, *UNSIGNED_CASES]
+
+
 def test_corpus_is_large_and_ids_unique() -> None:
-    ids = [case.id for case in CASES]
+    ids = [case.id for case in ALL_CASES]
     assert len(ids) == len(set(ids))
     assert len(ids) >= 50
 
@@ -915,7 +1139,7 @@ def test_controls_verify(lab: Lab) -> None:
     assert [h.org_id for h in receive(lab, lab.attempt(hop)).relay_hops] == ["000.00.00.G22"]
 
 
-@pytest.mark.parametrize("case", params(CASES))
+@pytest.mark.parametrize("case", params(ALL_CASES))
 def test_forged_signature_is_refused(lab: Lab, case: Case) -> None:
     attempt = case.build(lab)
     with pytest.raises(errors.EdocError) as caught:
@@ -928,3 +1152,54 @@ def test_forged_signature_is_refused(lab: Lab, case: Case) -> None:
             signing.verify(xmlsafe.parse(attempt.data), lab.ca.keys.trust(), attempt.now)
         assert type(alone.value) is case.verifier_error, str(alone.value)
     report.rejected(f"signature/{case.id}", caught.value.code)
+
+
+@pytest.mark.parametrize("case", params(UNSIGNED_CASES))
+@pytest.mark.parametrize("in_memory", [True, False], ids=["in-memory", "file"])
+def test_node_receive_refuses_unsigned_content(
+    lab: Lab, case: Case, in_memory: bool, tmp_path: Path
+) -> None:
+    """A node reads what the hub delivers through the same reader and verifier: its
+    receive path (a small package in memory, a large one from a file) refuses the same."""
+    attempt = case.build(lab)
+    source: bytes | Path = attempt.data
+    if not in_memory:
+        source = tmp_path / "incoming.edxml"
+        source.write_bytes(attempt.data)
+    state = cast(NodeState, SimpleNamespace(keys=lab.ca.keys))
+    with pytest.raises(errors.EdocError) as caught:
+        inbox._verify_and_keep(state, source, tmp_path / "inbox", [])
+    assert type(caught.value) is case.error, str(caught.value)
+    assert not (tmp_path / "inbox").exists()
+
+
+@pytest.mark.parametrize(
+    "node",
+    [
+        pytest.param(lambda: etree.Comment(" V/v chuyển toàn bộ kinh phí "), id="comment"),
+        pytest.param(lambda: etree.PI("xml-stylesheet", 'href="x.xsl"'), id="pi"),
+    ],
+)
+@pytest.mark.parametrize("path", [".", "ds:SignedInfo", "ds:SignatureValue", "ds:KeyInfo"])
+def test_verify_refuses_comments_and_pis_in_a_signature(
+    lab: Lab, node: Callable[[], etree._Element], path: str
+) -> None:
+    """The parser drops comments and refuses PIs before verify sees a tree; verify, given a
+    tree that holds either anywhere in a signature, refuses it on its own."""
+    root = lab.signed()
+    find(seal_signature(root), path).append(node())
+    with pytest.raises(errors.EdocError) as caught:
+        signing.verify(root, lab.ca.keys.trust(), lab.now())
+    # among the signature's own children or in SignedInfo: not the shape edoc signs (as a
+    # ds:Object there); in the value or KeyInfo: content riding along unsigned
+    expected = SIG007 if path in {".", "ds:SignedInfo"} else SIG010
+    assert type(caught.value) is expected, str(caught.value)
+
+
+def test_a_comment_in_a_signature_is_dropped_when_read(lab: Lab) -> None:
+    """What a receiver keeps is the tree the parser made: a comment is not in it."""
+    root = lab.signed()
+    find(seal_signature(root), "ds:KeyInfo").append(etree.Comment(" forged "))
+    package = envelope.read_package(lab.attempt(root).data)
+    signing.verify_package(package, lab.ca.keys.trust(), lab.now())
+    assert b"forged" not in envelope.to_bytes(package.root)
