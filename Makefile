@@ -18,16 +18,18 @@ setup: $(BIN)/.installed
 run: setup
 	$(BIN)/edoc up --data-dir $(DATA)
 
-## demo: make a dev CA, pack and sign the sample document, verify and inspect it
+## demo: a CA of its own in $(DATA)/demo (never a running network's $(DATA)/keys), then pack
+## and sign the sample document, verify and inspect it
+DEMO := $(DATA)/demo
 demo: setup
-	$(BIN)/edoc keys init --keys-dir $(DATA)/keys --exist-ok
-	$(BIN)/edoc keys issue 000.00.12.H53 --name "Sở Thông tin và Truyền thông tỉnh Tây Ninh" --keys-dir $(DATA)/keys --exist-ok
-	$(BIN)/edoc keys issue 000.00.12.H53 --personal "Nguyễn Văn A" --keys-dir $(DATA)/keys --exist-ok
-	$(BIN)/edoc pack seeds/samples/cong-van.json seeds/samples/ke-hoach.txt -o $(DATA)/cong-van.edxml \
-		--sign-as 000.00.12.H53 --signer-cert "Nguyễn Văn A" --keys-dir $(DATA)/keys
-	$(BIN)/edoc verify $(DATA)/cong-van.edxml --keys-dir $(DATA)/keys
-	$(BIN)/edoc inspect $(DATA)/cong-van.edxml
-	$(BIN)/edoc keys list --keys-dir $(DATA)/keys
+	$(BIN)/edoc keys init --data-dir $(DEMO) --exist-ok
+	$(BIN)/edoc keys issue 000.00.12.H53 --name "Sở Thông tin và Truyền thông tỉnh Tây Ninh" --data-dir $(DEMO) --exist-ok
+	$(BIN)/edoc keys issue 000.00.12.H53 --personal "Nguyễn Văn A" --data-dir $(DEMO) --exist-ok
+	$(BIN)/edoc pack seeds/samples/cong-van.json seeds/samples/ke-hoach.txt -o $(DEMO)/cong-van.edxml \
+		--sign-as 000.00.12.H53 --signer-cert "Nguyễn Văn A" --data-dir $(DEMO)
+	$(BIN)/edoc verify $(DEMO)/cong-van.edxml --data-dir $(DEMO)
+	$(BIN)/edoc inspect $(DEMO)/cong-van.edxml
+	$(BIN)/edoc keys list --data-dir $(DEMO)
 
 lint: setup
 	$(BIN)/ruff check edoc tests

@@ -185,11 +185,16 @@ def show(report: dict[str, Any], console: Console) -> None:
             number(row["latency_ms_p99"]),
         )
     console.print(table)
+    latency = (
+        "latency n/a (nothing arrived)"
+        if report["latency_ms_p50"] is None
+        else f"latency p50 {number(report['latency_ms_p50'])} ms,"
+        f" p99 {number(report['latency_ms_p99'])} ms"
+    )
     console.print(
         f"{report['sent']:,} of {report['documents']:,} documents sent, "
         f"{report['arrived']:,} arrived, in {report['duration_s']} s "
-        f"({report['documents_per_s']} documents/s); latency p50"
-        f" {number(report['latency_ms_p50'])} ms, p99 {number(report['latency_ms_p99'])} ms"
+        f"({report['documents_per_s']} documents/s); {latency}"
     )
     console.print(f"documents refused: {counts(report['refused'])}")
     console.print(f"statuses refused: {counts(report['answers_refused'])}")

@@ -1,0 +1,31 @@
+"""Every command and option of `edoc` explains itself in --help."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import click
+
+from edoc.cli import main
+
+
+def _commands(group: click.Group, path: str = "edoc") -> Iterator[tuple[str, click.Command]]:
+    for name, command in group.commands.items():
+        yield f"{path} {name}", command
+        if isinstance(command, click.Group):
+            yield from _commands(command, f"{path} {name}")
+
+
+def test_every_command_and_option_has_help() -> None:
+    commands = dict(_commands(main))
+    assert {"edoc pack", "edoc keys list", "edoc serve node", "edoc simulate", "edoc bench"} <= set(
+        commands
+    )
+    missing = [
+        f"{path} {option.opts[0]}"
+        for path, command in commands.items()
+        for option in command.params
+        if isinstance(option, click.Option) and not option.help
+    ]
+    assert missing == []
+    assert [path for path, command in commands.items() if not command.help] == []

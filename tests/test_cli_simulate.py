@@ -1,0 +1,129 @@
+"""`edoc simulate`'s report and outcome, without a network: this run's figures only, n/a
+where a share means nothing, no Python reprs, and a failure when nothing got through."""
+
+from __future__ import annotations
+
+import io
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+from rich.console import Console
+
+from edoc import network
+from edoc.cli import main
+from edoc.sim import command, profile, report, runner, traffic
+
+TAY_NINH = profile.load("tay-ninh-2021")
+
+
+def _plan(tmp_path: Path) -> tuple[Path, list[traffic.Planned]]:
+    """A network.json for the profile's provinces (nothing started) and one day's plan."""
+    net = network.plan(tmp_path / "net", list(TAY_NINH.roots), 9000, tls=False, agencies=4)
+    agencies = command._agencies(net.spec, TAY_NINH.roots)
+    return net.path, traffic.plan(TAY_NINH, agencies, days=1, seed=5)
+
+
+def _node(sent: int, received: int, states: dict[str, int], on_time: float) -> dict[str, Any]:
+    return {
+        "sent": sent,
+        "received": received,
+        "status_breakdown": states,
+        "on_time_share": on_time,
+    }
+
+
+def _all_arrived(planned: list[traffic.Planned]) -> runner.Observed:
+    now = time.time()
+    observed = runner.Observed(started=now - 10, finished=now)
+    for p in planned:
+        observed.posted[p.index] = now - 5
+        observed.arrived[p.index] = now - 4
+    return observed
+
+
+def test_node_figures_are_this_runs_difference(tmp_path: Path) -> None:
+    _, planned = _plan(tmp_path)
+    sent_h53 = sum(1 for p in planned if p.sender.root == "H53")
+    got_h53 = sum(1 for p in planned if p.recipient.root == "H53")
+    before = _node(1000, 500, {"06": 900, "02": 100}, 0.0)  # an earlier run's lifetime
+    after = _node(1000 + sent_h53, 500 + got_h53, {"06": 900 + sent_h53, "02": 100}, 0.1)
+    nodes = {"H53": report.NodeReports(before, after)}
+    built = report.build(TAY_NINH, planned, _all_arrived(planned), nodes, {"seed": 5})
+    (row,) = (r for r in built["rows"] if r["root"] == "H53")
+    assert row["node_sent"] == row["sent"] == sent_h53
+    assert row["node_received"] == row["received"] == got_h53
+    assert row["statuses"] == {"06": sent_h53}
+    assert built["statuses"] == {"06": sent_h53}
+
+
+def test_a_past_years_due_dates_give_no_on_time_share_at_the_node(tmp_path: Path) -> None:
+    _, planned = _plan(tmp_path)
+    assert any(p.metadata.get("due_date") for p in planned)
+    nodes = {"H53": report.NodeReports({}, _node(5, 5, {}, 0.0))}
+    for fresh in (True, False):
+        built = report.build(
+            TAY_NINH, planned, _all_arrived(planned), nodes, {"seed": 5}, fresh=fresh
+        )
+        assert all(row["node_on_time_share"] is None for row in built["rows"])
+        assert any(row["planned_on_time_share"] is not None for row in built["rows"])
+
+
+def test_the_table_has_no_python_reprs(tmp_path: Path) -> None:
+    _, planned = _plan(tmp_path)
+    observed = runner.Observed(started=time.time() - 3, finished=time.time())
+    observed.refused = Counter({"EDOC-HUB-003": len(planned)})
+    built = report.build(TAY_NINH, planned, observed, {}, {"seed": 5})
+    out = io.StringIO()
+    report.show(built, Console(file=out, width=250))
+    text = out.getvalue()
+    assert "None" not in text and "{'" not in text, text
+    assert f"documents refused: EDOC-HUB-003 ×{len(planned):,}" in text
+    assert "n/a" in text
+
+
+def test_exits_non_zero_when_nothing_got_through(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    network_file, planned = _plan(tmp_path)
+
+    async def everything_refused(
+        planned: list[traffic.Planned], *_: Any
+    ) -> tuple[runner.Observed, dict[str, report.NodeReports]]:
+        observed = runner.Observed(finished=time.time())
+        observed.refused = Counter({"EDOC-HUB-003": len(planned)})
+        return observed, {}
+
+    monkeypatch.setattr(command, "_drive", everything_refused)
+    result = CliRunner().invoke(
+        main,
+        [
+            *("simulate", "tay-ninh-2021", "--days", "1", "--seed", "5"),
+            *("--network", str(network_file), "--json"),
+        ],
+    )
+    assert result.exit_code == 3, result.output
+    (line,) = result.stderr.splitlines()
+    assert line.startswith(f"error EDOC-SIM-002: none of {len(planned):,} documents arrived")
+    assert f"EDOC-HUB-003 ×{len(planned):,}" in line
+
+
+def test_a_run_where_documents_arrive_succeeds(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    network_file, _ = _plan(tmp_path)
+
+    async def all_arrive(
+        planned: list[traffic.Planned], *_: Any
+    ) -> tuple[runner.Observed, dict[str, report.NodeReports]]:
+        return _all_arrived(planned), {}
+
+    monkeypatch.setattr(command, "_drive", all_arrive)
+    result = CliRunner().invoke(
+        main, ["simulate", "tay-ninh-2021", "--days", "1", "--network", str(network_file)]
+    )
+    assert result.exit_code == 0, result.output
+    assert "None" not in result.stdout
