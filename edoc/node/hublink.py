@@ -142,3 +142,20 @@ async def register(state: NodeState, organizations: list[dict[str, str]]) -> Non
             "/api/v1/directory", json={"organizations": organizations}
         ) as response:
             await _check(response)
+
+
+MAX_DIRECTORY_BYTES = 64 * 1024 * 1024  # what directory.read_signed will parse
+
+
+async def directory(state: NodeState) -> bytes:
+    """The hub's signed address book, as the hub sent it (verified by the caller)."""
+    with _reaching_hub():
+        async with state.hub.get("/api/v1/directory") as response:
+            if response.status >= 400:
+                await _check(response)
+            body = bytearray()
+            async for chunk in response.content.iter_chunked(256 * 1024):
+                body += chunk
+                if len(body) > MAX_DIRECTORY_BYTES:
+                    raise errors.HubUnavailable("the hub's address book is too large")
+            return bytes(body)

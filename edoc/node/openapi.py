@@ -24,6 +24,35 @@ def _errors(*codes: int) -> dict[str, Any]:
     return {str(code): _ERROR for code in codes}
 
 
+def _refused(description: str) -> dict[str, Any]:
+    return {**_ERROR, "description": f"Refused: {description}"}
+
+
+# What POST /api/v1/documents refuses with, by status, and the codes it answers with
+_POST_REFUSALS = {
+    "400": _refused(
+        "metadata missing or invalid (EDOC-ENV-*, EDOC-ORG-001), no body or an unreadable"
+        " multipart body (EDOC-IN-003), an unsafe or repeated file name (EDOC-ATT-003), an"
+        " Idempotency-Key not 1 to 200 characters (EDOC-ENV-002)"
+    ),
+    **_errors(401, 403),
+    "404": _refused("a revoke/update/replace of a document never sent (EDOC-HUB-007)"),
+    "409": _refused(
+        "the Idempotency-Key was used before with other content (EDOC-NODE-002; the same"
+        " key with the same metadata and files is a retry, answered 202 with the first"
+        " document); or this DocumentId was sent already (EDOC-HUB-003)"
+    ),
+    "413": _refused("the upload or its metadata part is too large (EDOC-IN-001)"),
+    "415": _refused("the body is not multipart/form-data (EDOC-NODE-003)"),
+    "422": _refused(
+        "a recipient nobody knows: not an agency of this node, or, in another province,"
+        " not in the hub's address book (EDOC-HUB-001; while the node holds no valid copy"
+        " of the book the hub judges remote recipients, and refuses them later); a file of"
+        " 0 bytes (EDOC-NODE-004)"
+    ),
+}
+
+
 ID = {"name": "id", "in": "path", "required": True, "schema": {"type": "integer"}}
 
 SPEC: dict[str, Any] = {
@@ -64,8 +93,24 @@ SPEC: dict[str, Any] = {
         "/api/v1/documents": {
             "post": {
                 "summary": "Send a document: metadata JSON part + file parts",
+                "description": (
+                    "Every file part must carry at least one byte: an empty file is refused"
+                    " (EDOC-NODE-004), as it is almost always a client's mistake (a file"
+                    " not yet written, a wrong path) and would reach the recipient as an"
+                    " official attachment with nothing in it."
+                ),
                 "parameters": [
-                    {"name": "Idempotency-Key", "in": "header", "schema": {"type": "string"}}
+                    {
+                        "name": "Idempotency-Key",
+                        "in": "header",
+                        "schema": {"type": "string", "minLength": 1, "maxLength": 200},
+                        "description": (
+                            "Makes the post safe to repeat. The same key with the same"
+                            " content (the metadata, and each file's name and SHA-256 in"
+                            " order) answers the first document again with X-Edoc-Retry:"
+                            " true; with other content it is refused (409 EDOC-NODE-002)."
+                        ),
+                    }
                 ],
                 "requestBody": {
                     "required": True,
@@ -86,8 +131,17 @@ SPEC: dict[str, Any] = {
                     },
                 },
                 "responses": {
-                    "202": _json("Stored and queued", {"$ref": "#/components/schemas/Accepted"}),
-                    **_errors(400, 401, 403, 404, 409, 413, 422),
+                    "202": {
+                        **_json("Stored and queued", {"$ref": "#/components/schemas/Accepted"}),
+                        "headers": {
+                            "X-Edoc-Retry": {
+                                "description": "true when this answers a repeated"
+                                " Idempotency-Key with the first document",
+                                "schema": {"type": "string", "enum": ["true"]},
+                            }
+                        },
+                    },
+                    **_POST_REFUSALS,
                 },
             }
         },
