@@ -193,6 +193,62 @@ async def duplicate_document_id_other_content(hub: Hub) -> Reply:
     return await hub.nodes["H53"].post(changed)
 
 
+# --- unsigned content riding inside a signed package -----------------------------------------
+DS = b'xmlns:ds="http://www.w3.org/2000/09/xmldsig#"'
+XINCLUDE = b'<xi:include xmlns:xi="http://www.w3.org/2001/XInclude" href="file:///etc/passwd"/>'
+
+
+def forged_header(package: bytes) -> bytes:
+    """The package's own MessageHeader without its Id, to another recipient and subject."""
+    start = package.index(b"<edXML:MessageHeader")
+    end = package.index(b"</edXML:MessageHeader>") + len(b"</edXML:MessageHeader>")
+    header = package[start:end].replace(b' Id="edoc-MessageHeader"', b"", 1)
+    header = header.replace(H41.encode(), b"000.00.00.H23")
+    subject = header.index(b"<edXML:Subject>") + len(b"<edXML:Subject>")
+    return header[:subject] + "V/v chuyển toàn bộ kinh phí ".encode() + header[subject:]
+
+
+def inserted(before: bytes, content: Callable[[bytes], bytes]) -> Attack:
+    """A fresh signed document to H41 with ``content`` put before the first ``before``:
+    the signatures stay valid, as nothing they cover changed."""
+
+    async def attack(hub: Hub) -> Reply:
+        package = document(hub.ca, to=[H41])
+        at = package.index(before)
+        return await hub.nodes["H53"].post(package[:at] + content(package) + package[at:])
+
+    return attack
+
+
+def replaced(old: bytes, new: bytes) -> Attack:
+    async def attack(hub: Hub) -> Reply:
+        return await hub.nodes["H53"].post(document(hub.ca, to=[H41]).replace(old, new, 1))
+
+    return attack
+
+
+def ds_object(content: Callable[[bytes], bytes]) -> Callable[[bytes], bytes]:
+    return lambda package: b"<ds:Object " + DS + b">" + content(package) + b"</ds:Object>"
+
+
+async def status_with_forged_code_in_key_info(hub: Hub) -> Reply:
+    signed = status(hub.ca, H23, await hub.sent(), StatusCode.ARRIVED)
+    at = signed.index(b"</ds:KeyInfo>")
+    forged = b"<edXML:StatusCode>06</edXML:StatusCode>"
+    return await hub.nodes["H23"].post(signed[:at] + forged + signed[at:])
+
+
+def relay_hop(content: bytes = b"", attributes: bytes = b"") -> Attack:
+    """A hop as a hub adds it (unsigned), carrying ``content`` or ``attributes`` too."""
+    hop = (
+        b"<edXML:TraceHeader" + attributes + b"><edXML:OrganId>000.00.00.G22</edXML:OrganId>"
+        b"<edXML:Timestamp>2026/11/23 08:30:15</edXML:Timestamp>"
+        + content
+        + b"</edXML:TraceHeader>"
+    )
+    return inserted(b"<edXML:Bussiness", lambda _: hop)
+
+
 # --- tokens and other nodes' things ---------------------------------------------------------
 def with_token(token: str) -> Attack:
     async def attack(hub: Hub) -> Reply:
@@ -337,6 +393,65 @@ CASES = [
         409,
         "EDOC-HUB-003",
     ),
+    # unsigned content riding inside a signed package
+    Case(
+        "ds-object-with-forged-header-beside-signature",
+        inserted(b"</edXML:edXMLHeader>", ds_object(forged_header)),
+        400,
+        "EDOC-XML-007",
+    ),
+    Case(
+        "ds-object-with-xinclude-beside-signature",
+        inserted(b"</edXML:edXMLHeader>", ds_object(lambda _: XINCLUDE)),
+        400,
+        "EDOC-XML-007",
+    ),
+    Case(
+        "ds-object-with-xinclude-in-signature",
+        inserted(b"</ds:Signature>", ds_object(lambda _: XINCLUDE)),
+        422,
+        "EDOC-SIG-007",
+    ),
+    Case(
+        "forged-header-in-key-info",
+        inserted(b"</ds:KeyInfo>", forged_header),
+        422,
+        "EDOC-SIG-010",
+    ),
+    Case(
+        "xinclude-in-key-info", inserted(b"</ds:KeyInfo>", lambda _: XINCLUDE), 422, "EDOC-SIG-010"
+    ),
+    Case(
+        "forged-header-after-signature-value-text",
+        inserted(b"</ds:SignatureValue>", forged_header),
+        422,
+        "EDOC-SIG-010",
+    ),
+    Case(
+        "element-after-certificate-text",
+        inserted(b"</ds:X509Certificate>", lambda _: b"<edXML:Subject>x</edXML:Subject>"),
+        422,
+        "EDOC-SIG-010",
+    ),
+    Case(
+        "attribute-on-signature-value",
+        replaced(b"<ds:SignatureValue>", b'<ds:SignatureValue Id="forged">'),
+        422,
+        "EDOC-SIG-010",
+    ),
+    Case(
+        "status-with-forged-code-in-key-info",
+        status_with_forged_code_in_key_info,
+        422,
+        "EDOC-SIG-010",
+    ),
+    Case(
+        "relay-hop-with-forged-header",
+        relay_hop(content=b"<edXML:Subject>x</edXML:Subject>"),
+        400,
+        "EDOC-XML-007",
+    ),
+    Case("relay-hop-with-id", relay_hop(attributes=b' Id="hop"'), 422, "EDOC-SIG-010"),
     # tokens
     Case("no-token", with_token(""), 401, "EDOC-AUTH-001"),
     Case("forged-token", with_token("forged-token"), 401, "EDOC-AUTH-001"),
@@ -481,6 +596,24 @@ async def test_replayed_status_gets_the_first_answer_and_is_relayed_once(hub: Hu
     relayed = await hub.nodes["H53"].drain()
     assert [(i["kind"], i["status_code"]) for i in relayed] == [("status", "01"), ("status", "03")]
     report.rejected("hub/replayed-status-identical", "absorbed as a resend")
+
+
+async def test_a_comment_in_a_signature_is_not_relayed(hub: Hub) -> None:
+    """Comments are not signed and the parser drops them (the one thing beyond the signed
+    shape that is not refused): the package the recipient collects holds none."""
+    package = document(hub.ca, to=[H41])
+    at = package.index(b"</ds:KeyInfo>")
+    code, body, _ = await hub.nodes["H53"].post(
+        package[:at] + "<!-- V/v chuyển toàn bộ kinh phí -->".encode() + package[at:]
+    )
+    assert code == 202, body
+    about = envelope.read_package(package).document.document_id
+    items = [i for i in await hub.nodes["H41"].collect(limit=100) if i["document_id"] == about]
+    assert len(items) == 1
+    relayed = await hub.nodes["H41"].fetch(items[0]["id"])
+    await hub.nodes["H41"].ack(items[0]["id"])
+    assert b"<!--" not in relayed and "kinh phí".encode() not in relayed
+    assert envelope.read_package(relayed).document.document_id == about
 
 
 async def test_hub_still_serves_after_the_corpus(hub: Hub) -> None:
