@@ -19,6 +19,7 @@ from typing import Any
 
 import aiohttp
 
+from edoc.model import StatusCode
 from edoc.sim.traffic import Agency, Planned
 
 PATIENCE = 60.0  # seconds without news after which the watcher stops waiting
@@ -197,7 +198,7 @@ class Simulation:
         return self.observed
 
 
-FINAL = ("02", "06")  # the statuses after which a recipient says nothing more
+FINAL = tuple(code for code in StatusCode if code.final)  # after it, nothing of the flow
 
 
 def finished(reports: list[dict[str, Any]]) -> int:
