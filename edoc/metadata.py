@@ -13,13 +13,12 @@ import json
 import re
 import unicodedata
 from functools import cache
-from pathlib import Path
 from typing import Any
 
 import jsonschema
 from jsonschema.exceptions import ValidationError, best_match
 
-from edoc import errors
+from edoc import errors, resources
 from edoc.model import (
     Attachment,
     Business,
@@ -36,13 +35,12 @@ from edoc.model import (
 )
 from edoc.orgid import OrgId
 
-SCHEMA_PATH = Path(__file__).resolve().parent.parent / "schemas" / "metadata.schema.json"
 MAX_METADATA_BYTES = 1024 * 1024
 
 
 @cache
 def _validator() -> jsonschema.Draft202012Validator:
-    schema = json.loads(SCHEMA_PATH.read_text(encoding="utf-8"))
+    schema = json.loads(resources.schema("metadata.schema.json").read_text(encoding="utf-8"))
     return jsonschema.Draft202012Validator(schema)
 
 

@@ -54,7 +54,7 @@ from edoc.envelope.parse import (
     trace_from,
 )
 from edoc.envelope.read import Package, PackageLimits, read_package
-from edoc.envelope.schema import SCHEMA_PATH, validate
+from edoc.envelope.schema import validate
 from edoc.envelope.write import BASE64_LINE, to_bytes, write_package
 
 __all__ = [
@@ -66,7 +66,6 @@ __all__ = [
     "NS",
     "NSMAP",
     "ORIGIN_ID",
-    "SCHEMA_PATH",
     "TIMESTAMP_FORMAT",
     "VIETNAM",
     "AttachmentSink",

@@ -4,16 +4,12 @@ from __future__ import annotations
 
 import threading
 from functools import cache
-from pathlib import Path
 
 from lxml import etree
 
-from edoc import errors
+from edoc import errors, resources
 from edoc.envelope.names import q
 from edoc.orgid import OrgId
-
-SCHEMA_PATH = Path(__file__).resolve().parent.parent.parent / "schemas" / "edxml.xsd"
-
 
 _SCHEMA_BUILD = threading.Lock()
 
@@ -23,8 +19,8 @@ def _schema() -> etree.XMLSchema:
     # One build at a time: two offload threads building it at once on a fresh node (two
     # first posts 1 ms apart) both failed with libxml2's "xmlSchemaPValAttrNodeValue, the
     # given type is not a built-in type", and so did every build after, until a restart.
-    with _SCHEMA_BUILD:
-        return etree.XMLSchema(etree.parse(str(SCHEMA_PATH)))
+    with _SCHEMA_BUILD, resources.schema_file("edxml.xsd") as path:
+        return etree.XMLSchema(etree.parse(str(path)))
 
 
 def validate(root: etree._Element) -> None:

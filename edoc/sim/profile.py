@@ -4,16 +4,18 @@ and how recipients answer. ``_common.toml`` holds the defaults every profile ref
 from __future__ import annotations
 
 import csv
+import fnmatch
 import tomllib
 from dataclasses import dataclass
+from importlib.resources.abc import Traversable
 from pathlib import Path
 from typing import Any
 
-from edoc import errors
+from edoc import errors, resources
 from edoc.hub.directory import SEEDS
 from edoc.orgid import OrgId
 
-PROFILES = Path(__file__).resolve().parent.parent.parent / "seeds" / "profiles"
+PROFILES = resources.seed("profiles")
 
 
 @dataclass(frozen=True)
@@ -75,9 +77,18 @@ def _flow(item: dict[str, Any], roots: tuple[str, ...]) -> Flow:
     return Flow(senders, recipients, int(item["documents"]), bool(item.get("per_sender")))
 
 
+def _profile_names() -> list[str]:
+    """The profiles shipped in seeds/profiles (``_common.toml`` is not one)."""
+    return [
+        entry.name.removesuffix(".toml")
+        for entry in PROFILES.iterdir()
+        if fnmatch.fnmatchcase(entry.name, "[!_]*.toml")
+    ]
+
+
 def load(name_or_path: str) -> Profile:
-    path = Path(name_or_path)
-    if not path.suffix:
+    path: Path | Traversable = Path(name_or_path)
+    if not Path(name_or_path).suffix:
         path = PROFILES / f"{name_or_path}.toml"
     try:
         data = _merge(
@@ -85,7 +96,7 @@ def load(name_or_path: str) -> Profile:
             tomllib.loads(path.read_text(encoding="utf-8")),
         )
     except FileNotFoundError:
-        known = ", ".join(sorted(p.stem for p in PROFILES.glob("[!_]*.toml")))
+        known = ", ".join(sorted(_profile_names()))
         raise errors.FileMissing(f"no profile {name_or_path!r}; known: {known}") from None
     except tomllib.TOMLDecodeError as exc:
         raise errors.InvalidField(f"{path}: {exc}") from None
