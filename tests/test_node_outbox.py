@@ -12,7 +12,7 @@ import pytest
 
 from edoc.node import outbox
 from edoc.node.state import NodeState
-from edoc.store.base import Transfer
+from edoc.store.node import Transfer
 
 
 class _EmptyStore:

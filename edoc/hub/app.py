@@ -33,8 +33,8 @@ from edoc.hub.state import HubConfig, HubState
 from edoc.keystore import KeyStore
 from edoc.offload import Offload
 from edoc.orgid import OrgId, parse_root_code
-from edoc.store.base import PackageRecord
-from edoc.store.hub_sqlite import SqliteHubStore
+from edoc.store import open_hub_store
+from edoc.store.hub import PackageRecord
 from edoc.web import (
     HttpMetrics,
     bearer_token,
@@ -158,11 +158,11 @@ async def ack_deliveries(request: web.Request) -> web.Response:
 async def get_directory(request: web.Request) -> web.Response:
     await authenticate(request)
     state = request.app[STATE]
-    version, entries = await state.store.directory()
+    book = await state.store.directory()
     body = await state.offload.run(
         directory.signed_xml,
-        version,
-        entries,
+        book.version,
+        book.entries,
         dt.datetime.now(dt.UTC),
         state.keys.identity(state.config.org_id),
     )
@@ -184,8 +184,8 @@ async def get_stats(request: web.Request) -> web.Response:
 
 
 async def healthz(request: web.Request) -> web.Response:
-    await request.app[STATE].store.queued_for("")  # the store answers
-    return web.json_response({"status": "ok", "service": "hub"})
+    await request.app[STATE].store.ping()  # if it does not answer: 503, EDOC-STORE-001
+    return web.json_response({"status": "ok", "service": "hub", "store": "ok"})
 
 
 async def metrics(request: web.Request) -> web.Response:
@@ -202,8 +202,7 @@ def create_app(config: HubConfig) -> web.Application:
         # the store closed again whatever fails after it: its thread is no daemon and would
         # keep the process alive (as in edoc.node.app)
         async with contextlib.AsyncExitStack() as opened:
-            store = SqliteHubStore(config.data_dir / "hub.sqlite")
-            await store.open()
+            store = await open_hub_store(config.store)
             opened.push_async_callback(store.close)
             keys = KeyStore(config.keys_dir)
             keys.identity(config.org_id)  # fail at start, not at the first request
@@ -237,8 +236,7 @@ def run(config: HubConfig) -> None:
 async def add_node(config: HubConfig, node: str, token: str) -> None:
     """Register a node (by root code) and the token it authenticates with."""
     code = parse_root_code(node).root_code
-    store = SqliteHubStore(config.data_dir / "hub.sqlite")
-    await store.open()
+    store = await open_hub_store(config.store)
     try:
         await store.add_node(code, token_digest(token))
     finally:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
+from collections.abc import Sequence
 from pathlib import Path
 
 from lxml import etree
@@ -17,7 +18,7 @@ from edoc import errors, signing, xmlsafe
 from edoc.keystore import SigningIdentity
 from edoc.orgid import OrgId
 from edoc.pki import Trust
-from edoc.store.base import DirectoryEntry
+from edoc.store.hub import DirectoryEntry
 
 SEEDS = Path(__file__).resolve().parent.parent.parent / "seeds" / "organizations.csv"
 NS = "urn:edoc:directory:1"
@@ -54,7 +55,7 @@ def registration(node: str, items: object) -> list[DirectoryEntry]:
     return entries
 
 
-def to_xml(version: int, entries: list[DirectoryEntry], now: dt.datetime) -> etree._Element:
+def to_xml(version: int, entries: Sequence[DirectoryEntry], now: dt.datetime) -> etree._Element:
     root = etree.Element(
         f"{{{NS}}}Directory",
         nsmap={None: NS},
@@ -75,7 +76,7 @@ def to_xml(version: int, entries: list[DirectoryEntry], now: dt.datetime) -> etr
 
 
 def signed_xml(
-    version: int, entries: list[DirectoryEntry], now: dt.datetime, seal: SigningIdentity
+    version: int, entries: Sequence[DirectoryEntry], now: dt.datetime, seal: SigningIdentity
 ) -> bytes:
     signed = signing.sign_enveloped(to_xml(version, entries, now), seal)
     data: bytes = etree.tostring(signed, xml_declaration=True, encoding="utf-8")

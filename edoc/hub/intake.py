@@ -21,6 +21,7 @@ import structlog
 from lxml import etree
 
 from edoc import atomic, envelope, errors, signing
+from edoc.hub import stats
 from edoc.hub.state import HubState
 from edoc.model import (
     Attachment,
@@ -33,7 +34,7 @@ from edoc.model import (
     may_follow,
 )
 from edoc.orgid import OrgId
-from edoc.store.base import NewPackage, PackageRecord
+from edoc.store.hub import Addressee, NewPackage, PackageKey, PackageRecord
 
 log = structlog.get_logger()
 
@@ -137,7 +138,7 @@ async def accept(state: HubState, node: str, body: bytes | Path) -> tuple[Packag
     except errors.EdocError as exc:
         if _refused(exc):
             state.rejected.labels(exc.code).inc()
-            await state.store.count(dt.date.today(), _sender_hint(read), "rejected", exc.code)
+            await state.store.count(stats.rejected(_sender_hint(read), exc.code, dt.date.today()))
         raise
     finally:
         if isinstance(body, Path):  # only a streamed package has attachment files
@@ -154,14 +155,14 @@ async def _admit(state: HubState, node: str, examined: Examined) -> tuple[Packag
         if isinstance(message, Document)
         else _status(state, message, examined)
     )
-    earlier = await state.store.find_package(
-        new.kind, new.sender, new.about, new.business_type, new.status_code
-    )
+    earlier = await state.store.find_package(new.key)
     if earlier is not None:
         return _resend(earlier, new), True
     for recipient in new.recipients:
-        if await state.store.queued_for(recipient) >= state.config.queue_bound:
-            raise errors.QueueFull(f"{recipient} has {state.config.queue_bound} messages waiting")
+        if await state.store.queued_for(recipient.org_id) >= state.config.queue_bound:
+            raise errors.QueueFull(
+                f"{recipient.org_id} has {state.config.queue_bound} messages waiting"
+            )
     target = state.packages_dir / f"{new.digest}.edxml"
     if examined.relayed is None:
         relay = functools.partial(_relay, examined.root, examined.files, _hop(state))
@@ -171,22 +172,25 @@ async def _admit(state: HubState, node: str, examined: Examined) -> tuple[Packag
         new = replace(new, body=examined.relayed, size=len(examined.relayed))
     now = dt.datetime.now(dt.UTC)
     try:
-        record = await state.store.accept(new, now)
+        record = await state.store.accept(new, now, stats.sent(new.kind, new.sender, now.date()))
     except errors.DuplicateDocument:
         # a resend that raced the first copy (the node gave up waiting for our answer):
         # the first one won, so this one gets its answer, like any resend
-        earlier = await state.store.find_package(
-            new.kind, new.sender, new.about, new.business_type, new.status_code
-        )
+        earlier = await state.store.find_package(new.key)
         if new.path and (earlier is None or earlier.digest != new.digest):
             target.unlink(missing_ok=True)  # ours alone: the stored one has another name
         if earlier is None:
             raise
         return _resend(earlier, new), True
     state.accepted.labels(new.kind).inc()
-    state.wake({OrgId.parse(r).root_code for r in new.recipients})
+    state.wake({r.node for r in new.recipients})
     log.info("accepted", kind=new.kind, hub_id=record.id, recipients=len(new.recipients))
     return record, False
+
+
+def _document_key(sender: str, document_id: str) -> PackageKey:
+    """The key of a new document (not a revoke, update or replace of one)."""
+    return PackageKey(MessageKind.DOCUMENT, sender, document_id, BusinessDocType.NEW, "")
 
 
 def _resend(earlier: PackageRecord, new: NewPackage) -> PackageRecord:
@@ -203,9 +207,7 @@ async def _document(state: HubState, doc: Document, examined: Examined, node: st
     if doc.business.doc_type is not BusinessDocType.NEW:
         # revoke / update / replace reach every recipient of the original
         original_id = doc.business.document_id or doc.document_id
-        original = await state.store.find_package(
-            MessageKind.DOCUMENT, doc.sender.org_id, original_id, 0, ""
-        )
+        original = await state.store.find_package(_document_key(doc.sender.org_id, original_id))
         if original is None:
             raise errors.UnknownDocument(f"no document {original_id} from {doc.sender.org_id}")
         recipients += [r for r in original.recipients if r not in recipients]
@@ -225,15 +227,13 @@ async def _document(state: HubState, doc: Document, examined: Examined, node: st
         digest=examined.digest,
         path="",
         size=0,
-        recipients=tuple(recipients),
+        recipients=tuple(Addressee(r, OrgId.parse(r).root_code) for r in recipients),
     )
 
 
 async def _status(state: HubState, status: StatusUpdate, examined: Examined) -> NewPackage:
     answered = status.response_for
-    original = await state.store.find_package(
-        MessageKind.DOCUMENT, answered.org_id, answered.document_id, 0, ""
-    )
+    original = await state.store.find_package(_document_key(answered.org_id, answered.document_id))
     if original is None:
         raise errors.UnknownDocument(f"no document {answered.document_id} from {answered.org_id}")
     if status.sender.org_id not in original.recipients:
@@ -256,5 +256,5 @@ async def _status(state: HubState, status: StatusUpdate, examined: Examined) -> 
         digest=examined.digest,
         path="",
         size=0,
-        recipients=(answered.org_id,),
+        recipients=(Addressee(answered.org_id, OrgId.parse(answered.org_id).root_code),),
     )

@@ -18,8 +18,9 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from edoc import errors
+from edoc.hub import stats
 from edoc.hub.state import HubState
-from edoc.store.base import Delivery
+from edoc.store.hub import Delivery, Receipt
 
 
 async def collect(state: HubState, node: str, wait: float, limit: int) -> list[Delivery]:
@@ -129,9 +130,13 @@ def delivery_ids(data: object) -> list[int]:
 
 async def acknowledge(state: HubState, node: str, ids: list[int]) -> list[int]:
     """Mark ``ids`` delivered, all or none; the ids acknowledged for the first time."""
-    found = {d.id: d for d in await state.store.deliveries(ids)}
+    found = {d.id: d for d in await state.store.deliveries(ids, bodies_up_to=0)}
     deliveries = {i: _owned(node, i, found.get(i)) for i in ids}
-    first = await state.store.acknowledge(ids, dt.datetime.now(dt.UTC))
+    now = dt.datetime.now(dt.UTC)
+    receipts = [
+        Receipt(i, stats.received(d.kind, d.recipient, now.date())) for i, d in deliveries.items()
+    ]
+    first = await state.store.acknowledge(receipts, now)
     for delivery_id in first:
         state.delivered.labels(deliveries[delivery_id].kind).inc()
     return first

@@ -12,7 +12,8 @@ from prometheus_client import Counter
 
 from edoc.keystore import KeyStore
 from edoc.offload import Offload
-from edoc.store.base import HubStore
+from edoc.store import sqlite_url
+from edoc.store.hub import HubStore
 from edoc.web import HttpMetrics
 
 HUB_ORG_ID = "000.00.00.G22"  # the axis is run by the Government Office (Văn phòng Chính phủ)
@@ -33,6 +34,12 @@ class HubConfig:
     visibility: dt.timedelta = dt.timedelta(seconds=60)
     max_wait: float = 30.0
     workers: int = 4
+    store_url: str | None = None  # where the hub keeps its data; None: data_dir/hub.sqlite
+
+    @property
+    def store(self) -> str:
+        """The store's URL (see edoc.store)."""
+        return self.store_url or sqlite_url(self.data_dir / "hub.sqlite")
 
 
 @dataclass

@@ -2,13 +2,29 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from collections import defaultdict
 from typing import Any
 
 from edoc.orgid import OrgId
-from edoc.store.base import HubStore
+from edoc.store.hub import HubStore, Tally
 
 METRICS = ("sent", "received", "status_sent", "status_received", "rejected")
+
+
+def sent(kind: str, sender: str, day: dt.date) -> Tally:
+    """A message the hub accepted, counted for its sender."""
+    return Tally(day, sender, "sent" if kind == "document" else "status_sent", "")
+
+
+def received(kind: str, recipient: str, day: dt.date) -> Tally:
+    """A message delivered (acknowledged for the first time), counted for its recipient."""
+    return Tally(day, recipient, "received" if kind == "document" else "status_received", "")
+
+
+def rejected(sender: str, code: str, day: dt.date) -> Tally:
+    """A message refused with error ``code``, counted for the sender it claims ("" if none)."""
+    return Tally(day, sender, "rejected", code)
 
 
 def _province(org_id: str) -> str:
@@ -16,25 +32,25 @@ def _province(org_id: str) -> str:
 
 
 async def report(store: HubStore) -> dict[str, Any]:
-    raw = await store.stats()
     totals: dict[str, int] = dict.fromkeys(METRICS, 0)
     by_org: defaultdict[str, dict[str, int]] = defaultdict(lambda: dict.fromkeys(METRICS, 0))
     by_province: defaultdict[str, dict[str, int]] = defaultdict(lambda: dict.fromkeys(METRICS, 0))
     by_day: defaultdict[str, dict[str, int]] = defaultdict(lambda: dict.fromkeys(METRICS, 0))
-    rejected: defaultdict[str, int] = defaultdict(int)
-    for row in raw["counters"]:
-        metric, count = row["metric"], row["count"]
+    refused: defaultdict[str, int] = defaultdict(int)
+    for row in await store.counters():
+        metric, count = row.metric, row.count
         totals[metric] += count
-        by_org[row["org_id"] or "unknown"][metric] += count
-        by_province[_province(row["org_id"])][metric] += count
-        by_day[row["day"]][metric] += count
+        by_org[row.org_id or "unknown"][metric] += count
+        by_province[_province(row.org_id)][metric] += count
+        by_day[row.day.isoformat()][metric] += count
         if metric == "rejected":
-            rejected[row["reason"]] += count
+            refused[row.reason] += count
+    in_flight = {backlog.node: backlog.waiting for backlog in await store.backlogs()}
     return {
         "totals": totals,
-        "in_flight": sum(raw["in_flight"].values()),
-        "in_flight_by_node": raw["in_flight"],
-        "rejected_by_code": dict(rejected),
+        "in_flight": sum(in_flight.values()),
+        "in_flight_by_node": in_flight,
+        "rejected_by_code": dict(refused),
         "by_province": dict(by_province),
         "by_organization": dict(by_org),
         "by_day": dict(by_day),

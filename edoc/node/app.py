@@ -23,8 +23,8 @@ from edoc.model import AGENCY_CODES, MessageKind, ResponseFor, Staff, StatusCode
 from edoc.node import hublink, inbox, openapi, outbox, stats, submit
 from edoc.node.state import NodeConfig, NodeState
 from edoc.offload import Offload
-from edoc.store.base import InboxItem, Outgoing
-from edoc.store.node_sqlite import SqliteNodeStore
+from edoc.store import open_node_store
+from edoc.store.node import InboxItem, Outgoing, OutgoingRecipient, StateChange
 from edoc.web import HttpMetrics, bearer_token, middleware, path_id, serve, token_digest
 
 STATE = web.AppKey("state", NodeState)
@@ -40,8 +40,24 @@ async def agency_of(request: web.Request) -> str:
 
 
 def _overall(outgoing: Outgoing) -> str:
-    states = {r["state"] for r in outgoing.recipients}
+    states = {r.state for r in outgoing.recipients}
     return states.pop() if len(states) == 1 else "mixed"
+
+
+def _change_json(change: StateChange) -> dict[str, Any]:
+    shown: dict[str, Any] = {"state": change.state, "at": change.at.isoformat()}
+    if change.detail is not None:  # the first entry ("queued") has none
+        shown["detail"] = change.detail
+    return shown
+
+
+def _recipient_json(recipient: OutgoingRecipient) -> dict[str, Any]:
+    return {
+        "org_id": recipient.org_id,
+        "local": recipient.local,
+        "state": recipient.state,
+        "history": [_change_json(change) for change in recipient.history],
+    }
 
 
 def _outgoing_json(outgoing: Outgoing) -> dict[str, Any]:
@@ -52,8 +68,11 @@ def _outgoing_json(outgoing: Outgoing) -> dict[str, Any]:
         "status": _overall(outgoing),
         "created_at": outgoing.created_at.isoformat(),
         "summary": outgoing.summary,
-        "recipients": outgoing.recipients,
-        "transfers": outgoing.transfers,
+        "recipients": [_recipient_json(r) for r in outgoing.recipients],
+        "transfers": [
+            {"route": t.route, "state": t.state, "attempts": t.attempts, "last_error": t.last_error}
+            for t in outgoing.transfers
+        ],
     }
 
 
@@ -64,7 +83,7 @@ async def post_document(request: web.Request) -> web.Response:
         "id": outgoing.id,
         "document_id": outgoing.document_id,
         "status": _overall(outgoing),
-        "recipients": [r["org_id"] for r in outgoing.recipients],
+        "recipients": [r.org_id for r in outgoing.recipients],
     }
     return web.json_response(body, status=202, headers={"X-Edoc-Retry": "true"} if retry else None)
 
@@ -142,7 +161,8 @@ async def _content(
     """A received file: from disk, or from the store that keeps small ones."""
     if path:
         return web.FileResponse(path, headers=headers)
-    body = await request.app[STATE].store.inbox_content(item.id, n)
+    store = request.app[STATE].store
+    body = await (store.inbox_package(item.id) if n is None else store.inbox_attachment(item.id, n))
     if body is None:
         raise errors.NotFound("the received file is gone")
     return web.Response(body=body, headers=headers)
@@ -209,13 +229,14 @@ async def get_stats(request: web.Request) -> web.Response:
 
 async def healthz(request: web.Request) -> web.Response:
     state = request.app[STATE]
-    await state.store.agencies()
+    await state.store.ping()  # if it does not answer: 503, EDOC-STORE-001
     return web.json_response(
         {
             "status": "ok",
             "service": "node",
             "province": state.config.province,
             "registered": state.registered,  # the hub knows its agencies
+            "store": "ok",
         }
     )
 
@@ -232,7 +253,7 @@ async def _register_with_hub(state: NodeState) -> None:
     """Tell the hub which agencies this node serves (retried until the hub is there)."""
     delay = state.config.retry_base
     while True:
-        agencies = [{"org_id": org, "name": name} for org, name in await state.store.agencies()]
+        agencies = [{"org_id": a.org_id, "name": a.name} for a in await state.store.agencies()]
         try:
             await hublink.register(state, agencies)
             state.registered = True
@@ -255,8 +276,7 @@ def create_app(config: NodeConfig) -> web.Application:
         # the end (a worker that died): the store's thread is no daemon and would keep the
         # process alive, a node that printed its error and never exited.
         async with contextlib.AsyncExitStack() as opened:
-            store = SqliteNodeStore(config.data_dir / "node.sqlite")
-            await store.open()
+            store = await open_node_store(config.store)
             opened.push_async_callback(store.close)
             keys = KeyStore(config.keys_dir)
             offload = Offload(config.workers)
@@ -305,8 +325,7 @@ def run(config: NodeConfig) -> None:
 
 
 async def add_agency(config: NodeConfig, org_id: str, name: str, token: str) -> None:
-    store = SqliteNodeStore(config.data_dir / "node.sqlite")
-    await store.open()
+    store = await open_node_store(config.store)
     try:
         await store.add_agency(org_id, name, token_digest(token))
     finally:

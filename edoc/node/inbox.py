@@ -29,9 +29,9 @@ from edoc.model import (
     StatusUpdate,
     kind_of,
 )
-from edoc.node import compose, hublink
+from edoc.node import compose, hublink, progress, stats
 from edoc.node.state import NodeState
-from edoc.store.base import InboxAttachment, NewInboxItem, NewOutgoing
+from edoc.store.node import InboxAttachment, NewInboxItem, NewOutgoing, Received
 
 log = structlog.get_logger()
 IN_FLIGHT = 32  # deliveries being fetched, verified and stored at once
@@ -165,11 +165,8 @@ async def receive(state: NodeState, source: bytes | Path, recipients: list[str])
     structlog.contextvars.bind_contextvars(document_id=message.about)
     stored = False  # is this copy the one an inbox row points to?
     for recipient in recipients:
-        arrived = kept.arrived.get(recipient)
-        _, first = await state.store.add_inbox(
-            kept.inbox_item(recipient), dt.datetime.now(dt.UTC), arrived
-        )
-        if not first:  # a redelivery: it was stored (and answered) the first time
+        if not (await _store(state, kept, recipient)).first:
+            # a redelivery: it was stored (and answered) the first time
             continue
         stored = True
         state.outbox_wakeup.set()
@@ -178,6 +175,21 @@ async def receive(state: NodeState, source: bytes | Path, recipients: list[str])
         # a redelivery: the copy stored the first time is kept; this one's folder was left
         # behind for every redelivery (43 % of an inbox's folders after lost acks)
         shutil.rmtree(folder, ignore_errors=True)
+
+
+async def _store(state: NodeState, kept: Kept, recipient: str) -> Received:
+    """One recipient's copy into the inbox: a document with its status 01, or a status,
+    which moves the recipient of our document it is about."""
+    item = kept.inbox_item(recipient)
+    message = kept.verified.message
+    now = dt.datetime.now(dt.UTC)
+    if isinstance(message, Document):
+        return await state.store.add_received_document(
+            item, kept.arrived[recipient], now, stats.received_tallies(item, now.date())
+        )
+    return await state.store.add_received_status(
+        item, progress.status_event(message.code), now, progress.next_state
+    )
 
 
 def response_for(document: Document) -> ResponseFor:
@@ -236,7 +248,9 @@ async def answer(
     new = await state.offload.run(
         status_message, state, responder, answered, code, description, staff
     )
-    outgoing_id = await state.store.add_answer(inbox_id, new, dt.datetime.now(dt.UTC))
+    outgoing_id = await state.store.add_answer(
+        inbox_id, new, dt.datetime.now(dt.UTC), progress.may_answer(code)
+    )
     state.outbox_wakeup.set()
     return outgoing_id
 
@@ -367,7 +381,7 @@ async def _refuse(
         answer = await state.offload.run(
             status_message, state, recipient, response_for(document), StatusCode.REJECTED, reason
         )
-        await state.store.add_outgoing(answer, dt.datetime.now(dt.UTC))
+        await state.store.add_outgoing(answer, dt.datetime.now(dt.UTC), tallies=())
     except errors.EdocError as failed:  # unreadable, or we cannot sign: the log must do
         log.error("could not answer a refused package", code=failed.code, reason=failed.message)
         return

@@ -21,9 +21,9 @@ import structlog
 
 from edoc import errors
 from edoc.model import DeliveryState, Route, TransferState
-from edoc.node import hublink, inbox
+from edoc.node import hublink, inbox, progress
 from edoc.node.state import NodeState
-from edoc.store.base import Transfer
+from edoc.store.node import Event, Transfer
 
 log = structlog.get_logger()
 IN_FLIGHT = 32  # transfers under way at once
@@ -39,8 +39,9 @@ async def _to_hub(state: NodeState, transfer: Transfer) -> None:
     package = transfer.body if transfer.body is not None else Path(transfer.path)
     answer = await hublink.post_package(state, package)
     now = dt.datetime.now(dt.UTC)
+    sent = Event(DeliveryState.SENT, f"hub id {answer.get('id')}")
     await state.store.finish_transfer(
-        transfer, TransferState.DONE, DeliveryState.SENT, f"hub id {answer.get('id')}", now
+        transfer, TransferState.DONE, "", sent, now, progress.next_state
     )
     if state.hub_unreachable:
         # The hub is back after an outage. Each transfer waiting for it has its own random
@@ -54,7 +55,7 @@ async def _to_hub(state: NodeState, transfer: Transfer) -> None:
 async def _to_local(state: NodeState, transfer: Transfer) -> None:
     outgoing = await state.store.outgoing(transfer.outgoing_id)
     assert outgoing is not None
-    local = [r["org_id"] for r in outgoing.recipients if r["local"]]
+    local = [r.org_id for r in outgoing.recipients if r.local]
     package: bytes | Path
     if transfer.body is not None:
         package = transfer.body
@@ -62,14 +63,16 @@ async def _to_local(state: NodeState, transfer: Transfer) -> None:
         package = state.incoming_dir / f"local-{transfer.id}.edxml"
         await state.offload.run(shutil.copyfile, transfer.path, package)
     await inbox.receive(state, package, local)
+    delivered = Event(DeliveryState.DELIVERED, "")
     await state.store.finish_transfer(
-        transfer, TransferState.DONE, DeliveryState.DELIVERED, "", dt.datetime.now(dt.UTC)
+        transfer, TransferState.DONE, "", delivered, dt.datetime.now(dt.UTC), progress.next_state
     )
 
 
 async def _fail(state: NodeState, transfer: Transfer, reason: str, now: dt.datetime) -> None:
+    failed = Event(DeliveryState.FAILED, reason)
     await state.store.finish_transfer(
-        transfer, TransferState.FAILED, DeliveryState.FAILED, reason, now
+        transfer, TransferState.FAILED, reason, failed, now, progress.next_state
     )
 
 

@@ -12,7 +12,8 @@ import aiohttp
 from edoc.keystore import KeyStore
 from edoc.offload import Offload
 from edoc.orgid import OrgId, parse_root_code
-from edoc.store.base import NodeStore
+from edoc.store import sqlite_url
+from edoc.store.node import NodeStore
 from edoc.web import HttpMetrics
 
 
@@ -32,6 +33,12 @@ class NodeConfig:
     give_up_after: dt.timedelta = dt.timedelta(hours=24)
     poll_wait: float = 20.0
     workers: int = 4
+    store_url: str | None = None  # where the node keeps its data; None: data_dir/node.sqlite
+
+    @property
+    def store(self) -> str:
+        """The store's URL (see edoc.store)."""
+        return self.store_url or sqlite_url(self.data_dir / "node.sqlite")
 
     @property
     def root(self) -> OrgId:

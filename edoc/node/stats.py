@@ -3,11 +3,32 @@ province and day; the share personally signed; recipients' statuses; on-time sha
 
 from __future__ import annotations
 
+import datetime as dt
 from collections import Counter, defaultdict
 from typing import Any
 
-from edoc.model import reached, recipient_state
-from edoc.store.base import NodeStore
+from edoc.model import StatusCode, reached, recipient_state
+from edoc.orgid import OrgId
+from edoc.store.node import NewInboxItem, NewOutgoing, NodeStore, Tally
+
+
+def _province(org_id: str) -> str:
+    return str(OrgId.parse(org_id).root)
+
+
+def sent_tallies(document: NewOutgoing, personally_signed: bool, day: dt.date) -> list[Tally]:
+    """The counters a document an agency sends adds to: its sender's, the share signed,
+    and each recipient's province."""
+    tallies = [Tally(day, document.sender, "", "sent")]
+    if personally_signed:
+        tallies.append(Tally(day, document.sender, "", "sent_signed"))
+    tallies += [Tally(day, document.sender, _province(to), "sent_to") for to in document.recipients]
+    return tallies
+
+
+def received_tallies(document: NewInboxItem, day: dt.date) -> list[Tally]:
+    """The counter a document an agency receives adds to, with its sender's province."""
+    return [Tally(day, document.recipient, _province(document.sender), "received")]
 
 
 async def report(store: NodeStore) -> dict[str, Any]:
@@ -15,29 +36,29 @@ async def report(store: NodeStore) -> dict[str, Any]:
     by_agency: defaultdict[str, Counter[str]] = defaultdict(Counter)
     by_partner: defaultdict[str, Counter[str]] = defaultdict(Counter)
     by_day: defaultdict[str, Counter[str]] = defaultdict(Counter)
-    for day, org, partner, metric, count in await store.counters():
-        if metric == "sent":
-            sent += count
-            by_agency[org]["sent"] += count
-            by_day[day]["sent"] += count
-        elif metric == "sent_signed":
-            signed += count
-        elif metric == "sent_to":
-            by_partner[partner]["sent"] += count
-        elif metric == "received":
-            received += count
-            by_agency[org]["received"] += count
-            by_partner[partner]["received"] += count
-            by_day[day]["received"] += count
+    for row in await store.counters():
+        day = row.day.isoformat()
+        if row.metric == "sent":
+            sent += row.count
+            by_agency[row.org_id]["sent"] += row.count
+            by_day[day]["sent"] += row.count
+        elif row.metric == "sent_signed":
+            signed += row.count
+        elif row.metric == "sent_to":
+            by_partner[row.partner]["sent"] += row.count
+        elif row.metric == "received":
+            received += row.count
+            by_agency[row.org_id]["received"] += row.count
+            by_partner[row.partner]["received"] += row.count
+            by_day[day]["received"] += row.count
     statuses: Counter[str] = Counter()
     due = on_time = 0
-    for _sender, state, due_date, completed_at in await store.recipient_states():
-        statuses[state] += 1
-        if due_date and completed_at:
+    for recipient in await store.recipient_progress(StatusCode.COMPLETED):
+        statuses[recipient.state] += 1
+        if recipient.due_date is not None:
             due += 1
-            on_time += completed_at[:10] <= due_date
-        elif due_date:
-            due += 1
+            completed = recipient.reached_at
+            on_time += completed is not None and completed.date() <= recipient.due_date
     delivered = sum(n for state, n in statuses.items() if reached(recipient_state(state)))
     recipients = sum(statuses.values())
     return {

@@ -20,9 +20,9 @@ from aiohttp.http_exceptions import HttpProcessingError
 
 from edoc import envelope, errors, metadata
 from edoc.model import MessageKind
-from edoc.node import compose
+from edoc.node import compose, stats
 from edoc.node.state import NodeState
-from edoc.store.base import NewOutgoing, Outgoing
+from edoc.store.node import NewOutgoing, Outgoing
 
 
 def _file_name(part: BodyPartReader) -> str:
@@ -87,12 +87,12 @@ async def _recipients(state: NodeState, data: dict[str, Any], sender: str) -> No
         named = {_org_id(to) for to in data["to"]}
         data["to"] = [
             *data["to"],
-            *(r["org_id"] for r in original.recipients if r["org_id"] not in named),
+            *(r.org_id for r in original.recipients if r.org_id not in named),
         ]
     local = [org for org in map(_org_id, data["to"]) if state.serves(org)]
     if not local:  # the usual case: no need to read the agencies
         return
-    agencies = {org for org, _ in await state.store.agencies()}
+    agencies = {agency.org_id for agency in await state.store.agencies()}
     for org in local:
         if org not in agencies:
             raise errors.UnknownRecipient(f"{org} is not an agency of this node")
@@ -127,31 +127,31 @@ async def submit(state: NodeState, request: web.Request, agency: str) -> tuple[O
             target.unlink(missing_ok=True)
             raise errors.DuplicateDocument(f"{document.document_id} was sent already")
         recipients = tuple(to.org_id for to in document.recipients)
+        new = NewOutgoing(
+            kind=MessageKind.DOCUMENT,
+            sender=sender,
+            document_id=document.document_id,
+            status_code="",
+            idempotency_key=key,
+            priority=int(document.priority),
+            path="" if body is not None else str(target),
+            summary={
+                "subject": document.subject,
+                "code": str(document.code),
+                "due_date": document.due_date.isoformat() if document.due_date else None,
+                "business": int(document.business.doc_type),
+                "personally_signed": personally,
+                "attachments": [
+                    {"name": a.name, "size": a.size, "sha256": a.sha256}
+                    for a in document.attachments
+                ],
+            },
+            recipients=recipients,
+            local=tuple(r for r in recipients if state.serves(r)),
+            body=body,
+        )
         outgoing = await state.store.add_outgoing(
-            NewOutgoing(
-                kind=MessageKind.DOCUMENT,
-                sender=sender,
-                document_id=document.document_id,
-                status_code="",
-                idempotency_key=key,
-                priority=int(document.priority),
-                path="" if body is not None else str(target),
-                summary={
-                    "subject": document.subject,
-                    "code": str(document.code),
-                    "due_date": document.due_date.isoformat() if document.due_date else None,
-                    "business": int(document.business.doc_type),
-                    "personally_signed": personally,
-                    "attachments": [
-                        {"name": a.name, "size": a.size, "sha256": a.sha256}
-                        for a in document.attachments
-                    ],
-                },
-                recipients=recipients,
-                local=tuple(r for r in recipients if state.serves(r)),
-                body=body,
-            ),
-            now,
+            new, now, stats.sent_tallies(new, personally, now.date())
         )
         state.outbox_wakeup.set()
         return outgoing, False

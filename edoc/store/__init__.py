@@ -1,0 +1,59 @@
+"""Stores, built from configuration: a URL names the backend and where its data lives.
+
+``sqlite:///relative/path`` and ``sqlite:////absolute/path`` (the file is created when
+missing). A new backend is one more scheme here, implementing the interfaces of
+:mod:`edoc.store.hub` and :mod:`edoc.store.node`; each backend's module is imported only
+when a URL names it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from edoc import errors
+from edoc.store.hub import HubStore
+from edoc.store.node import NodeStore
+
+SQLITE = "sqlite:///"
+
+
+def sqlite_url(path: Path) -> str:
+    """The URL of an SQLite store in the file ``path``."""
+    return f"{SQLITE}{path}"
+
+
+def _sqlite_path(url: str) -> Path:
+    path = url[len(SQLITE) :]
+    if not path:
+        raise errors.UnknownStore(f"{url!r} names no file: sqlite:///path/to/file")
+    return Path(path)
+
+
+def _scheme_error(url: str) -> errors.UnknownStore:
+    # the scheme alone: the rest of a database URL may hold a password
+    scheme = url.partition("://")[0] if "://" in url else "(none)"
+    if scheme == "sqlite":
+        return errors.UnknownStore("an SQLite store's URL is sqlite:///path/to/file")
+    return errors.UnknownStore(f"unknown store scheme {scheme!r}: use sqlite:///path/to/file")
+
+
+async def open_hub_store(url: str) -> HubStore:
+    """The hub's store at ``url``, opened (close it when done)."""
+    if url.startswith(SQLITE):
+        from edoc.store.sqlite.hub import SqliteHubStore
+
+        store = SqliteHubStore(_sqlite_path(url))
+        await store.open()
+        return store
+    raise _scheme_error(url)
+
+
+async def open_node_store(url: str) -> NodeStore:
+    """A node's store at ``url``, opened (close it when done)."""
+    if url.startswith(SQLITE):
+        from edoc.store.sqlite.node import SqliteNodeStore
+
+        store = SqliteNodeStore(_sqlite_path(url))
+        await store.open()
+        return store
+    raise _scheme_error(url)

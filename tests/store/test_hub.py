@@ -1,15 +1,29 @@
-"""The hub's SQLite store: packages it keeps in their rows are loaded only where sent."""
+"""The hub's store contract (edoc.store.hub.HubStore), run against every backend."""
 
 from __future__ import annotations
 
 import datetime as dt
 from dataclasses import replace
-from pathlib import Path
 
-from edoc.store.base import NewPackage
-from edoc.store.hub_sqlite import SqliteHubStore
+import pytest
+
+from edoc import errors
+from edoc.store.hub import (
+    Addressee,
+    Backlog,
+    Count,
+    DirectoryEntry,
+    HubStore,
+    NewPackage,
+    Receipt,
+    Tally,
+)
 
 NOW = dt.datetime(2026, 11, 24, 8, 0, tzinfo=dt.UTC)
+DAY = NOW.date()
+LEASE = dt.timedelta(seconds=60)
+H34 = Addressee("000.00.00.H34", "H34")
+H23 = Addressee("000.00.07.H23", "H23")
 SMALL = NewPackage(
     kind="document",
     sender="000.00.12.H53",
@@ -20,28 +34,176 @@ SMALL = NewPackage(
     digest="1",
     path="",
     size=10,
-    recipients=("000.00.00.H34",),
+    recipients=(H34,),
     body=b"s" * 10,
 )
 LARGE = replace(SMALL, about="large", digest="2", size=1000, body=b"L" * 1000)
+SENT = Tally(DAY, SMALL.sender, "sent", "")
 
 
-async def test_package_bodies_are_loaded_only_where_they_are_sent(tmp_path: Path) -> None:
-    store = SqliteHubStore(tmp_path / "hub.sqlite")
-    await store.open()
-    try:
-        for package in (SMALL, LARGE):
-            await store.accept(package, NOW)
-        # a lease brings the bodies that go inline in the collect answer, not the others
-        leased = await store.lease("H34", NOW, dt.timedelta(seconds=60), 10, bodies_up_to=100)
-        assert {d.about: d.body for d in leased} == {"small": SMALL.body, "large": None}
-        # an acknowledgement's lookup needs none
-        assert [d.body for d in await store.deliveries([d.id for d in leased])] == [None, None]
-        # fetching one brings it whatever its size
-        fetched = [await store.delivery(d.id) for d in leased]
-        assert {d.about: d.body for d in fetched if d is not None} == {
-            "small": SMALL.body,
-            "large": LARGE.body,
-        }
-    finally:
-        await store.close()
+async def test_a_store_that_answers_pings(hub_store: HubStore) -> None:
+    await hub_store.ping()
+
+
+async def test_a_closed_store_does_not_answer(hub_store: HubStore) -> None:
+    await hub_store.close()
+    with pytest.raises(errors.StorageError):
+        await hub_store.ping()
+
+
+async def test_an_accepted_package_is_found_by_its_key(hub_store: HubStore) -> None:
+    package = replace(SMALL, recipients=(H34, H23))
+    record = await hub_store.accept(package, NOW, SENT)
+    assert (record.kind, record.sender, record.about, record.digest) == (
+        "document",
+        SMALL.sender,
+        "small",
+        "1",
+    )
+    assert record.recipients == (H34.org_id, H23.org_id)
+    assert record.accepted_at == NOW
+    assert await hub_store.find_package(package.key) == record
+    assert await hub_store.find_package(replace(package, about="other").key) is None
+
+
+async def test_a_second_package_of_the_same_key_is_a_duplicate(hub_store: HubStore) -> None:
+    await hub_store.accept(SMALL, NOW, SENT)
+    with pytest.raises(errors.DuplicateDocument):
+        await hub_store.accept(replace(SMALL, digest="other"), NOW, SENT)
+    assert await hub_store.queued_for(H34.org_id) == 1  # nothing of the second was kept
+
+
+async def test_accepting_adds_the_tally_it_is_given(hub_store: HubStore) -> None:
+    await hub_store.accept(SMALL, NOW, SENT)
+    await hub_store.accept(LARGE, NOW, SENT)
+    await hub_store.count(Tally(DAY, "", "rejected", "EDOC-SIG-002"))
+    assert sorted(await hub_store.counters(), key=lambda c: c.metric) == [
+        Count(DAY, "", "rejected", "EDOC-SIG-002", 1),
+        Count(DAY, SMALL.sender, "sent", "", 2),
+    ]
+
+
+async def test_a_lease_hands_out_the_most_urgent_first_and_hides_them(
+    hub_store: HubStore,
+) -> None:
+    for about, priority in (("a", 0), ("b", 2), ("c", 0), ("d", 1)):
+        package = replace(SMALL, about=about, digest=about, priority=priority)
+        await hub_store.accept(package, NOW, SENT)
+    leased = await hub_store.lease("H34", NOW, LEASE, 3, bodies_up_to=0)
+    assert [d.about for d in leased] == ["b", "d", "a"]
+    assert all(d.attempts == 1 and not d.delivered for d in leased)
+    assert [d.about for d in await hub_store.lease("H34", NOW, LEASE, 10, 0)] == ["c"]
+    assert await hub_store.lease("H34", NOW, LEASE, 10, 0) == []
+    # not acknowledged: back when the lease runs out, tried once more
+    again = await hub_store.lease("H34", NOW + LEASE, LEASE, 10, 0)
+    assert [(d.about, d.attempts) for d in again] == [("b", 2), ("d", 2), ("a", 2), ("c", 2)]
+    assert await hub_store.lease("H23", NOW + LEASE, LEASE, 10, 0) == []
+
+
+async def test_package_bodies_are_loaded_only_where_they_are_sent(hub_store: HubStore) -> None:
+    for package in (SMALL, LARGE):
+        await hub_store.accept(package, NOW, SENT)
+    # a lease brings the bodies that go inline in the collect answer, not the others
+    leased = await hub_store.lease("H34", NOW, LEASE, 10, bodies_up_to=100)
+    assert {d.about: d.body for d in leased} == {"small": SMALL.body, "large": None}
+    # an acknowledgement's lookup needs none
+    assert [d.body for d in await hub_store.deliveries([d.id for d in leased], 0)] == [None, None]
+    # fetching one brings it whatever its size
+    fetched = [await hub_store.delivery(d.id) for d in leased]
+    assert {d.about: d.body for d in fetched if d is not None} == {
+        "small": SMALL.body,
+        "large": LARGE.body,
+    }
+    assert await hub_store.delivery(10_000) is None
+
+
+async def test_acknowledging_counts_each_delivery_once(hub_store: HubStore) -> None:
+    await hub_store.accept(replace(SMALL, recipients=(H34, H23)), NOW, SENT)
+    deliveries = await hub_store.lease("H34", NOW, LEASE, 10, 0)
+    deliveries += await hub_store.lease("H23", NOW, LEASE, 10, 0)
+    receipts = [Receipt(d.id, Tally(DAY, d.recipient, "received", "")) for d in deliveries]
+    assert await hub_store.acknowledge(receipts, NOW) == sorted(d.id for d in deliveries)
+    assert await hub_store.acknowledge(receipts[:1], NOW) == []  # a repeated acknowledgement
+    assert await hub_store.queued_for(H34.org_id) == 0
+    received = [c for c in await hub_store.counters() if c.metric == "received"]
+    assert sorted(received, key=lambda c: c.org_id) == [
+        Count(DAY, H34.org_id, "received", "", 1),
+        Count(DAY, H23.org_id, "received", "", 1),
+    ]
+    delivered = await hub_store.deliveries([d.id for d in deliveries], 0)
+    assert all(d.delivered for d in delivered)
+    assert await hub_store.lease("H34", NOW + LEASE, LEASE, 10, 0) == []
+
+
+async def test_tallies_of_one_acknowledgement_add_up(hub_store: HubStore) -> None:
+    for about in ("a", "b", "c"):
+        await hub_store.accept(replace(SMALL, about=about, digest=about), NOW, SENT)
+    leased = await hub_store.lease("H34", NOW, LEASE, 10, 0)
+    tally = Tally(DAY, H34.org_id, "received", "")
+    await hub_store.acknowledge([Receipt(d.id, tally) for d in leased], NOW)
+    assert Count(DAY, H34.org_id, "received", "", 3) in await hub_store.counters()
+
+
+async def test_backlogs_and_queues_count_what_is_not_acknowledged(hub_store: HubStore) -> None:
+    await hub_store.accept(replace(SMALL, recipients=(H34, H23)), NOW, SENT)
+    await hub_store.accept(replace(LARGE, recipients=(H34,)), NOW, SENT)
+    assert sorted(await hub_store.backlogs(), key=lambda b: b.node) == [
+        Backlog("H23", 1),
+        Backlog("H34", 2),
+    ]
+    assert await hub_store.queued_for(H34.org_id) == 2
+    (first, _) = await hub_store.lease("H34", NOW, LEASE, 10, 0)
+    await hub_store.acknowledge([Receipt(first.id, Tally(DAY, "x", "received", ""))], NOW)
+    assert await hub_store.queued_for(H34.org_id) == 1
+
+
+async def test_codes_given_are_the_statuses_a_responder_sent(hub_store: HubStore) -> None:
+    document = await hub_store.accept(SMALL, NOW, SENT)
+    back = Addressee(SMALL.sender, "H53")
+    for code in ("01", "03"):
+        status = replace(
+            SMALL,
+            kind="status",
+            sender=H34.org_id,
+            status_code=code,
+            digest=code,
+            recipients=(back,),
+        )
+        await hub_store.accept(status, NOW, Tally(DAY, H34.org_id, "status_sent", ""))
+    given = await hub_store.codes_given(H34.org_id, SMALL.sender, document.about)
+    assert sorted(given) == ["01", "03"]
+    assert await hub_store.codes_given(H23.org_id, SMALL.sender, document.about) == []
+
+
+ENTRIES = [
+    DirectoryEntry("000.00.12.H53", "Sở TT&TT", "agency", "H53"),
+    DirectoryEntry("000.00.00.H34", "Thái Bình", "province", "H34"),
+]
+
+
+async def test_the_directory_version_grows_only_when_an_entry_changes(
+    hub_store: HubStore,
+) -> None:
+    empty = await hub_store.directory()
+    assert (empty.version, empty.entries) == (0, ())
+    assert await hub_store.register(ENTRIES) == 1
+    assert await hub_store.register(ENTRIES) == 1  # the same again: no change
+    renamed = replace(ENTRIES[0], name="Sở Thông tin và Truyền thông")
+    assert await hub_store.register([renamed]) == 2
+    book = await hub_store.directory()
+    assert book.version == 2
+    assert book.entries == (ENTRIES[1], renamed)  # by org_id
+
+
+async def test_unknown_lists_who_is_not_in_the_directory(hub_store: HubStore) -> None:
+    await hub_store.register(ENTRIES)
+    asked = ["000.00.99.H53", "000.00.12.H53", "000.00.00.H01"]
+    assert await hub_store.unknown(asked) == ["000.00.99.H53", "000.00.00.H01"]
+
+
+async def test_a_node_is_found_by_its_latest_token(hub_store: HubStore) -> None:
+    await hub_store.add_node("H53", "a" * 64)
+    assert await hub_store.node_for_token("a" * 64) == "H53"
+    await hub_store.add_node("H53", "b" * 64)  # a new token replaces the old one
+    assert await hub_store.node_for_token("a" * 64) is None
+    assert await hub_store.node_for_token("b" * 64) == "H53"

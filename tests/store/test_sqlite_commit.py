@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from edoc import errors
-from edoc.store.sqlite_base import SqliteDatabase
+from edoc.store.sqlite.database import SqliteDatabase
 
 
 class Ledger(SqliteDatabase):

@@ -1,12 +1,13 @@
-"""The node's SQLite store: queries that run for every message stay cheap as backlogs grow."""
+"""The node's SQLite store: queries that run for every message stay cheap as backlogs grow
+(what it does is in the contract, tests/store/test_node.py)."""
 
 from __future__ import annotations
 
 import datetime as dt
 from pathlib import Path
 
-from edoc.store.node_sqlite import SqliteNodeStore
-from edoc.store.sqlite_base import to_ms
+from edoc.store.sqlite.database import to_ms
+from edoc.store.sqlite.node import SqliteNodeStore
 
 NOW = dt.datetime(2026, 11, 24, 8, 0, tzinfo=dt.UTC)
 
@@ -27,24 +28,6 @@ async def _backlog(store: SqliteNodeStore, rows: list[tuple[str, int, int]]) -> 
             )
 
 
-async def test_due_transfers_most_urgent_first_heads_of_chains_only(tmp_path: Path) -> None:
-    store = SqliteNodeStore(tmp_path / "node.sqlite")
-    await store.open()
-    try:
-        await _backlog(
-            store,
-            [("a", 0, -5), ("b", 2, -1), ("a", 2, -1), ("c", 1, 60), ("d", 1, 0), ("e", 0, -9)],
-        )
-        due = await store.due_transfers(NOW, 10)
-        # b and d by priority, then a's first status and e by age; a's second waits for its
-        # first, c is not due yet
-        assert [t.outgoing_id for t in due] == [2, 5, 1, 6]
-        assert [t.outgoing_id for t in await store.due_transfers(NOW, 2)] == [2, 5]
-        assert [t.outgoing_id for t in await store.due_transfers(NOW, 2, [2, 5])] == [1, 6]
-    finally:
-        await store.close()
-
-
 async def test_due_transfers_does_not_sort_the_whole_backlog(tmp_path: Path) -> None:
     """Sorting every due transfer on each pick made an as-fast-as-possible replay slow
     down in proportion to its backlog; the query walks an index in the wanted order."""
@@ -54,7 +37,7 @@ async def test_due_transfers_does_not_sort_the_whole_backlog(tmp_path: Path) -> 
     try:
         await _backlog(store, [(f"d{n}", n % 3, -n % 7) for n in range(50)])
         await store.db.set_trace_callback(statements.append)
-        await store.due_transfers(NOW, 32)
+        await store.due_transfers(NOW, 32, ())
         (query,) = [s for s in statements if "FROM transfers" in s]
         plan = [row[3] for row in await store.db.execute_fetchall("EXPLAIN QUERY PLAN " + query)]
         assert not [step for step in plan if "TEMP B-TREE" in step], plan

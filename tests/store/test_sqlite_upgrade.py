@@ -1,15 +1,19 @@
-"""Stores, new or made by an earlier release, open with the columns added since."""
+"""Stores, new or made by an earlier release, open with the columns added since, and
+what an earlier release kept reads through today's store."""
 
 from __future__ import annotations
 
+import datetime as dt
 import sqlite3
 from pathlib import Path
 
 import pytest
 
-from edoc.store.hub_sqlite import SqliteHubStore
-from edoc.store.node_sqlite import SqliteNodeStore
-from edoc.store.sqlite_base import SqliteDatabase
+from edoc.store import open_hub_store, open_node_store, sqlite_url
+from edoc.store.hub import Count, PackageKey
+from edoc.store.sqlite.database import SqliteDatabase
+from edoc.store.sqlite.hub import SqliteHubStore
+from edoc.store.sqlite.node import SqliteNodeStore
 
 
 def _columns(database: Path, table: str) -> set[str]:
@@ -39,3 +43,83 @@ async def test_a_store_made_before_its_added_columns_gains_them(
         await store.close()
         for table, column, _ in store_class.added_columns:
             assert column in _columns(path, table)
+
+
+def _first_release(database: Path, schema: str, rows: str) -> None:
+    """A store as the first release left it: its tables (no added column) and ``rows``."""
+    connection = sqlite3.connect(database)
+    try:
+        connection.executescript(schema + rows)
+    finally:
+        connection.close()
+
+
+async def test_what_a_first_release_hub_kept_reads_through_the_store(tmp_path: Path) -> None:
+    database = tmp_path / "hub.sqlite"
+    _first_release(
+        database,
+        SqliteHubStore.schema,
+        "INSERT INTO packages VALUES (1, 'document', '000.00.12.H53', 'D1', '', 0, 2, 'ab',"
+        " '/data/packages/ab.edxml', 4096, 1795507200000);"
+        "INSERT INTO deliveries (package_id, recipient, node, priority)"
+        " VALUES (1, '000.00.00.H34', 'H34', 2);"
+        "INSERT INTO counters VALUES ('2026-11-24', '000.00.12.H53', 'sent', '', 1);"
+        "INSERT INTO directory VALUES ('000.00.00.H34', 'Thái Bình', 'province', 'H34');"
+        "INSERT INTO meta VALUES ('directory_version', 3);",
+    )
+    store = await open_hub_store(sqlite_url(database))
+    try:
+        key = PackageKey("document", "000.00.12.H53", "D1", 0, "")
+        record = await store.find_package(key)
+        assert record is not None and record.recipients == ("000.00.00.H34",)
+        assert record.accepted_at == dt.datetime(2026, 11, 24, 8, tzinfo=dt.UTC)
+        now = dt.datetime.now(dt.UTC)
+        (delivery,) = await store.lease("H34", now, dt.timedelta(seconds=60), 10, 2**20)
+        assert (delivery.path, delivery.body, delivery.priority) == (
+            "/data/packages/ab.edxml",
+            None,
+            2,
+        )
+        assert await store.counters() == [
+            Count(dt.date(2026, 11, 24), "000.00.12.H53", "sent", "", 1)
+        ]
+        book = await store.directory()
+        assert book.version == 3 and [e.org_id for e in book.entries] == ["000.00.00.H34"]
+    finally:
+        await store.close()
+
+
+async def test_what_a_first_release_node_kept_reads_through_the_store(tmp_path: Path) -> None:
+    database = tmp_path / "node.sqlite"
+    _first_release(
+        database,
+        SqliteNodeStore.schema,
+        "INSERT INTO outgoing VALUES (1, 'document', '000.00.12.H53', 'D1', '', NULL, 0,"
+        " '/data/outgoing/x.edxml', '{\"due_date\": \"2026-11-30\"}', 1795507200000);"
+        "INSERT INTO recipients VALUES (1, '000.00.00.H34', 0, 'sent',"
+        ' \'[{"state": "queued", "at": "2026-11-24T08:00:00.123456+00:00"},'
+        ' {"state": "sent", "at": "2026-11-24T08:00:01+00:00", "detail": "hub id 9"}]\');'
+        "INSERT INTO transfers (outgoing_id, route, state, attempts, next_at, priority)"
+        " VALUES (1, 'hub', 'done', 1, 0, 0);"
+        "INSERT INTO inbox VALUES (1, '000.00.12.H53', '000.00.00.H34', 'document', 'R1', 0,"
+        " '', '/data/inbox/r/package.edxml', '{}', 1795507200000);"
+        "INSERT INTO inbox_attachments VALUES (1, 0, 'a.txt', 'text/plain', 1, 'ff', '/p/0');"
+        "INSERT INTO answers VALUES (1, '01', 1795507200000);",
+    )
+    store = await open_node_store(sqlite_url(database))
+    try:
+        outgoing = await store.outgoing(1)
+        assert outgoing is not None and outgoing.path == "/data/outgoing/x.edxml"
+        (recipient,) = outgoing.recipients
+        assert [(h.state, h.at.isoformat(), h.detail) for h in recipient.history] == [
+            ("queued", "2026-11-24T08:00:00.123456+00:00", None),
+            ("sent", "2026-11-24T08:00:01+00:00", "hub id 9"),
+        ]
+        item = await store.inbox_item(1)
+        assert item is not None and item.answers == ("01",)
+        assert [(a.name, a.path) for a in item.attachments] == [("a.txt", "/p/0")]
+        assert await store.inbox_package(1) is None  # its file is the package
+        (progress,) = await store.recipient_progress("06")
+        assert progress.due_date == dt.date(2026, 11, 30) and progress.reached_at is None
+    finally:
+        await store.close()

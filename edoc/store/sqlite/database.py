@@ -70,6 +70,10 @@ class SqliteDatabase:
             await self.close()
             raise errors.StorageError(f"cannot open {self.path}: {exc}") from None
 
+    async def ping(self) -> None:
+        """Whether the store answers: a query through the connection's thread."""
+        await self._rows("SELECT 1")
+
     async def _add_columns(self) -> None:
         for table, column, declaration in self.added_columns:
             present = await self.db.execute_fetchall(

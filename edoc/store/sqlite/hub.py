@@ -1,4 +1,7 @@
-"""The hub's embedded store (SQLite): packages, delivery queues, counters, address book."""
+"""The hub's embedded store (SQLite): packages, delivery queues, counters, address book.
+
+It implements :class:`edoc.store.hub.HubStore`; open one with edoc.store.open_hub_store.
+"""
 
 from __future__ import annotations
 
@@ -7,13 +10,25 @@ import json
 import sqlite3
 from collections import Counter
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 
 import aiosqlite
 
 from edoc import errors
-from edoc.store.base import Delivery, DirectoryEntry, NewPackage, PackageRecord
-from edoc.store.sqlite_base import SqliteDatabase, from_ms, to_ms
+from edoc.store.hub import (
+    Backlog,
+    Count,
+    Delivery,
+    Directory,
+    DirectoryEntry,
+    NewPackage,
+    PackageKey,
+    PackageRecord,
+    Receipt,
+    Tally,
+)
+from edoc.store.sqlite.database import SqliteDatabase, from_ms, to_ms
 
 SCHEMA = """
 -- the first release's tables; columns added since are in added_columns, added to new
@@ -75,8 +90,23 @@ FROM deliveries d JOIN packages p ON p.id = d.package_id
 ANY_SIZE = 2**63 - 1
 
 
-def _root_of(org_id: str) -> str:
-    return org_id[-3:]
+def _delivery(row: Any) -> Delivery:
+    return Delivery(
+        id=row[0],
+        package_id=row[1],
+        recipient=row[2],
+        node=row[3],
+        kind=row[4],
+        sender=row[5],
+        about=row[6],
+        status_code=row[7],
+        priority=row[8],
+        size=row[9],
+        path=row[10],
+        body=row[11],
+        attempts=row[12],
+        delivered=bool(row[13]),
+    )
 
 
 class SqliteHubStore(SqliteDatabase):
@@ -84,16 +114,14 @@ class SqliteHubStore(SqliteDatabase):
     added_columns = (("packages", "body", "BLOB"),)
 
     # --- packages -----------------------------------------------------------------------
-    async def find_package(
-        self, kind: str, sender: str, about: str, business_type: int, status_code: str
-    ) -> PackageRecord | None:
+    async def find_package(self, key: PackageKey) -> PackageRecord | None:
         rows = await self._rows(  # one trip: the recipients come along as a JSON list
             "SELECT id, kind, sender, about, status_code, business_type, digest, accepted_at,"
             " (SELECT json_group_array(recipient) FROM"
             "   (SELECT recipient FROM deliveries WHERE package_id = p.id ORDER BY id))"
             " FROM packages p WHERE kind=? AND sender=? AND about=? AND business_type=?"
             " AND status_code=?",
-            (kind, sender, about, business_type, status_code),
+            (key.kind, key.sender, key.about, key.business_type, key.status_code),
         )
         if not rows:
             return None
@@ -110,10 +138,8 @@ class SqliteHubStore(SqliteDatabase):
             recipients=tuple(json.loads(row[8])),
         )
 
-    async def accept(self, package: NewPackage, now: dt.datetime) -> PackageRecord:
-        """Store a package and one delivery per recipient, all or nothing."""
-        day = now.date().isoformat()
-        metric = "sent" if package.kind == "document" else "status_sent"
+    async def accept(self, package: NewPackage, now: dt.datetime, tally: Tally) -> PackageRecord:
+        """Store a package, one delivery per recipient and ``tally``, all or nothing."""
         try:
             async with self._transaction() as db:
                 cursor = await db.execute(
@@ -138,9 +164,9 @@ class SqliteHubStore(SqliteDatabase):
                 await db.executemany(
                     "INSERT INTO deliveries (package_id, recipient, node, priority)"
                     " VALUES (?, ?, ?, ?)",
-                    [(package_id, r, _root_of(r), package.priority) for r in package.recipients],
+                    [(package_id, r.org_id, r.node, package.priority) for r in package.recipients],
                 )
-                await self._count(db, day, package.sender, metric, "")
+                await self._count(db, tally)
         except sqlite3.IntegrityError:
             raise errors.DuplicateDocument(
                 f"{package.about} from {package.sender} was accepted already"
@@ -154,7 +180,7 @@ class SqliteHubStore(SqliteDatabase):
             business_type=package.business_type,
             digest=package.digest,
             accepted_at=from_ms(to_ms(now)),
-            recipients=package.recipients,
+            recipients=tuple(r.org_id for r in package.recipients),
         )
 
     async def queued_for(self, recipient: str) -> int:
@@ -178,7 +204,7 @@ class SqliteHubStore(SqliteDatabase):
         now: dt.datetime,
         visibility: dt.timedelta,
         limit: int,
-        bodies_up_to: int = 0,
+        bodies_up_to: int,
     ) -> list[Delivery]:
         """Hand out up to ``limit`` deliveries, most urgent first, hidden until acknowledged."""
         async with self._transaction() as db:
@@ -195,68 +221,61 @@ class SqliteHubStore(SqliteDatabase):
 
     async def delivery(self, delivery_id: int) -> Delivery | None:
         rows = await self._rows(_DELIVERY_SELECT + " WHERE d.id=?", (ANY_SIZE, delivery_id))
-        return Delivery(*rows[0]) if rows else None
+        return _delivery(rows[0]) if rows else None
 
-    async def deliveries(
-        self, delivery_ids: Sequence[int], bodies_up_to: int = 0
-    ) -> list[Delivery]:
+    async def deliveries(self, delivery_ids: Sequence[int], bodies_up_to: int) -> list[Delivery]:
         """Those of ``delivery_ids`` that exist, most urgent first."""
         among = " WHERE d.id IN (SELECT value FROM json_each(?)) ORDER BY d.priority DESC, d.id"
         rows = await self._rows(
             _DELIVERY_SELECT + among, (bodies_up_to, json.dumps(list(delivery_ids)))
         )
-        return [Delivery(*row) for row in rows]
+        return [_delivery(row) for row in rows]
 
-    async def acknowledge(self, delivery_ids: Sequence[int], now: dt.datetime) -> list[int]:
-        """Mark delivered; the ids delivered for the first time (counted as received)."""
+    async def acknowledge(self, receipts: Sequence[Receipt], now: dt.datetime) -> list[int]:
+        """Mark delivered; the ids delivered for the first time, whose tallies are added."""
+        tallies = {receipt.delivery_id: receipt.tally for receipt in receipts}
         async with self._transaction() as db:
             rows = await db.execute_fetchall(
                 "UPDATE deliveries SET delivered_at=? WHERE delivered_at IS NULL"
-                " AND id IN (SELECT value FROM json_each(?))"
-                " RETURNING id, recipient, (SELECT kind FROM packages WHERE id = package_id)",
-                (to_ms(now), json.dumps(list(delivery_ids))),
+                " AND id IN (SELECT value FROM json_each(?)) RETURNING id",
+                (to_ms(now), json.dumps(list(tallies))),
             )
-            received = Counter(
-                (recipient, "received" if kind == "document" else "status_received")
-                for _, recipient, kind in rows
-            )
-            for (recipient, metric), count in received.items():
-                await self._count(db, now.date().isoformat(), recipient, metric, "", count)
-        return [row[0] for row in rows]
+            first = sorted(row[0] for row in rows)
+            added: Counter[Tally] = Counter()  # one statement per counter, not per delivery
+            for delivery_id in first:
+                added[replace(tallies[delivery_id], by=1)] += tallies[delivery_id].by
+            for tally, by in added.items():
+                await self._count(db, replace(tally, by=by))
+        return first
 
     # --- statistics ------------------------------------------------------------------------
     @staticmethod
-    async def _count(
-        db: aiosqlite.Connection, day: str, org_id: str, metric: str, reason: str, by: int = 1
-    ) -> None:
+    async def _count(db: aiosqlite.Connection, tally: Tally) -> None:
         await db.execute(
             "INSERT INTO counters (day, org_id, metric, reason, count) VALUES (?, ?, ?, ?, ?)"
             " ON CONFLICT (day, org_id, metric, reason)"
             " DO UPDATE SET count = count + excluded.count",
-            (day, org_id, metric, reason, by),
+            (tally.day.isoformat(), tally.org_id, tally.metric, tally.reason, tally.by),
         )
 
-    async def count(self, day: dt.date, org_id: str, metric: str, reason: str = "") -> None:
+    async def count(self, tally: Tally) -> None:
         async with self._transaction() as db:
-            await self._count(db, day.isoformat(), org_id, metric, reason)
+            await self._count(db, tally)
 
-    async def stats(self) -> dict[str, Any]:
+    async def counters(self) -> list[Count]:
         rows = await self._rows(
             "SELECT day, org_id, metric, reason, count FROM counters ORDER BY day, org_id"
         )
-        in_flight = await self._rows(
+        return [Count(dt.date.fromisoformat(r[0]), r[1], r[2], r[3], r[4]) for r in rows]
+
+    async def backlogs(self) -> list[Backlog]:
+        rows = await self._rows(
             "SELECT node, COUNT(*) FROM deliveries WHERE delivered_at IS NULL GROUP BY node"
         )
-        return {
-            "counters": [
-                {"day": r[0], "org_id": r[1], "metric": r[2], "reason": r[3], "count": r[4]}
-                for r in rows
-            ],
-            "in_flight": {r[0]: r[1] for r in in_flight},
-        }
+        return [Backlog(node=r[0], waiting=r[1]) for r in rows]
 
     # --- address book and nodes -----------------------------------------------------------------
-    async def register(self, entries: list[DirectoryEntry]) -> int:
+    async def register(self, entries: Sequence[DirectoryEntry]) -> int:
         """Add or update organizations; returns the directory's version after it."""
         async with self._transaction() as db:
             before = db.total_changes
@@ -272,19 +291,22 @@ class SqliteHubStore(SqliteDatabase):
                     "INSERT INTO meta (key, value) VALUES ('directory_version', 1)"
                     " ON CONFLICT (key) DO UPDATE SET value = value + 1"
                 )
-        version, _ = await self.directory()
-        return version
+        return await self._directory_version()
 
-    async def directory(self) -> tuple[int, list[DirectoryEntry]]:
+    async def _directory_version(self) -> int:
         version = await self._rows("SELECT value FROM meta WHERE key='directory_version'")
-        rows = await self._rows("SELECT org_id, name, kind, node FROM directory ORDER BY org_id")
-        return (int(version[0][0]) if version else 0), [DirectoryEntry(*row) for row in rows]
+        return int(version[0][0]) if version else 0
 
-    async def unknown(self, org_ids: list[str]) -> list[str]:
+    async def directory(self) -> Directory:
+        version = await self._directory_version()
+        rows = await self._rows("SELECT org_id, name, kind, node FROM directory ORDER BY org_id")
+        return Directory(version, tuple(DirectoryEntry(r[0], r[1], r[2], r[3]) for r in rows))
+
+    async def unknown(self, org_ids: Sequence[str]) -> list[str]:
         """Those of ``org_ids`` the address book does not know."""
         rows = await self._rows(
             "SELECT value FROM json_each(?) WHERE value NOT IN (SELECT org_id FROM directory)",
-            (json.dumps(org_ids),),
+            (json.dumps(list(org_ids)),),
         )
         return [row[0] for row in rows]
 

@@ -1,124 +1,42 @@
 """The node's embedded store (SQLite): agencies, outgoing documents and their outbox,
-per-recipient states, the inbox, and counters."""
+per-recipient states, the inbox, and counters.
+
+It implements :class:`edoc.store.node.NodeStore`; open one with edoc.store.open_node_store.
+"""
 
 from __future__ import annotations
 
 import datetime as dt
 import json
 import sqlite3
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from typing import Any
 
 from edoc import errors
-from edoc.model import StatusCode, may_follow
-from edoc.store.base import (
-    InboxAttachment,
+from edoc.store.node import (
+    Agency,
+    AnswerCheck,
+    Count,
+    Event,
     InboxItem,
     NewInboxItem,
     NewOutgoing,
     Outgoing,
+    OutgoingRecipient,
+    Received,
+    RecipientProgress,
+    StateRule,
+    Tally,
     Transfer,
+    TransferRecord,
 )
-from edoc.store.sqlite_base import SqliteDatabase, from_ms, to_ms
-
-SCHEMA = """
--- the first release's tables; columns added since are in added_columns, added to new
--- stores and old ones alike when they open
-CREATE TABLE IF NOT EXISTS agencies (
-    org_id TEXT PRIMARY KEY,
-    name TEXT NOT NULL,
-    token_sha256 TEXT NOT NULL UNIQUE
-);
-CREATE TABLE IF NOT EXISTS outgoing (
-    id INTEGER PRIMARY KEY,
-    kind TEXT NOT NULL,
-    sender TEXT NOT NULL,
-    document_id TEXT NOT NULL,
-    status_code TEXT NOT NULL,
-    idempotency_key TEXT,
-    priority INTEGER NOT NULL,
-    path TEXT NOT NULL,
-    summary TEXT NOT NULL,
-    created_at INTEGER NOT NULL,
-    UNIQUE (sender, idempotency_key)
-);
-CREATE TABLE IF NOT EXISTS transfers (
-    id INTEGER PRIMARY KEY,
-    outgoing_id INTEGER NOT NULL REFERENCES outgoing(id),
-    route TEXT NOT NULL,
-    state TEXT NOT NULL,
-    attempts INTEGER NOT NULL DEFAULT 0,
-    next_at INTEGER NOT NULL,
-    last_error TEXT NOT NULL DEFAULT '',
-    priority INTEGER NOT NULL
-);
-CREATE INDEX IF NOT EXISTS transfers_due ON transfers (state, next_at, priority DESC);
--- the outbox takes the most urgent due transfers: walked in this order it stops after a
--- window's worth, where sorting every due transfer cost time in proportion to the backlog
-CREATE INDEX IF NOT EXISTS transfers_in_order ON transfers (state, priority DESC, id);
--- the outbox's first-in-first-out check looks up earlier transfers of the same document
-CREATE INDEX IF NOT EXISTS transfers_by_outgoing ON transfers (outgoing_id, state);
-CREATE INDEX IF NOT EXISTS outgoing_by_document ON outgoing (sender, document_id);
-CREATE TABLE IF NOT EXISTS recipients (
-    outgoing_id INTEGER NOT NULL REFERENCES outgoing(id),
-    recipient TEXT NOT NULL,
-    local INTEGER NOT NULL,
-    state TEXT NOT NULL,
-    history TEXT NOT NULL,
-    PRIMARY KEY (outgoing_id, recipient)
-);
-CREATE TABLE IF NOT EXISTS inbox (
-    id INTEGER PRIMARY KEY,
-    recipient TEXT NOT NULL,
-    sender TEXT NOT NULL,
-    kind TEXT NOT NULL,
-    document_id TEXT NOT NULL,
-    business_type INTEGER NOT NULL,
-    status_code TEXT NOT NULL,
-    path TEXT NOT NULL,
-    summary TEXT NOT NULL,
-    received_at INTEGER NOT NULL,
-    UNIQUE (recipient, sender, kind, document_id, business_type, status_code)
-);
-CREATE INDEX IF NOT EXISTS inbox_by_recipient ON inbox (recipient, kind, received_at);
-CREATE TABLE IF NOT EXISTS inbox_attachments (
-    inbox_id INTEGER NOT NULL REFERENCES inbox(id),
-    n INTEGER NOT NULL,
-    name TEXT NOT NULL,
-    content_type TEXT NOT NULL,
-    size INTEGER NOT NULL,
-    sha256 TEXT NOT NULL,
-    path TEXT NOT NULL,
-    PRIMARY KEY (inbox_id, n)
-);
-CREATE TABLE IF NOT EXISTS answers (
-    inbox_id INTEGER NOT NULL REFERENCES inbox(id),
-    code TEXT NOT NULL,
-    at INTEGER NOT NULL,
-    PRIMARY KEY (inbox_id, code)
-);
-CREATE TABLE IF NOT EXISTS counters (
-    day TEXT NOT NULL,
-    org_id TEXT NOT NULL,
-    partner TEXT NOT NULL,
-    metric TEXT NOT NULL,
-    count INTEGER NOT NULL,
-    PRIMARY KEY (day, org_id, partner, metric)
-);
-"""
-
-
-def _province(org_id: str) -> str:
-    return f"000.00.00.{org_id[-3:]}"
+from edoc.store.sqlite.database import SqliteDatabase, from_ms, to_ms
+from edoc.store.sqlite.node_tables import ADDED_COLUMNS, INBOX_ITEM, SCHEMA, history, inbox_item
 
 
 class SqliteNodeStore(SqliteDatabase):
     schema = SCHEMA
-    added_columns = (
-        ("outgoing", "body", "BLOB"),
-        ("inbox", "body", "BLOB"),
-        ("inbox_attachments", "body", "BLOB"),
-    )
+    added_columns = ADDED_COLUMNS
 
     # --- agencies -----------------------------------------------------------------------------
     async def add_agency(self, org_id: str, name: str, token_sha256: str) -> None:
@@ -134,9 +52,9 @@ class SqliteNodeStore(SqliteDatabase):
         rows = await self._rows("SELECT org_id FROM agencies WHERE token_sha256=?", (token_sha256,))
         return str(rows[0][0]) if rows else None
 
-    async def agencies(self) -> list[tuple[str, str]]:
+    async def agencies(self) -> list[Agency]:
         rows = await self._rows("SELECT org_id, name FROM agencies ORDER BY org_id")
-        return [(row[0], row[1]) for row in rows]
+        return [Agency(org_id=row[0], name=row[1]) for row in rows]
 
     # --- outgoing and the outbox ------------------------------------------------------------
     async def outgoing_by_key(self, sender: str, key: str) -> Outgoing | None:
@@ -153,11 +71,14 @@ class SqliteNodeStore(SqliteDatabase):
         )
         return await self.outgoing(rows[0][0]) if rows else None
 
-    async def add_outgoing(self, new: NewOutgoing, now: dt.datetime) -> Outgoing:
+    async def add_outgoing(
+        self, new: NewOutgoing, now: dt.datetime, tallies: Sequence[Tally]
+    ) -> Outgoing:
         """The message, its per-recipient rows and its transfers, in one transaction."""
         try:
             async with self._transaction() as db:
                 outgoing_id = await self._insert_outgoing(db, new, now)
+                await self._count(db, tallies)
         except sqlite3.IntegrityError:
             raise errors.DuplicateDocument(
                 "this Idempotency-Key was used for another document"
@@ -199,12 +120,6 @@ class SqliteNodeStore(SqliteDatabase):
             " VALUES (?, ?, 'pending', ?, ?)",
             [(outgoing_id, route, to_ms(now), new.priority) for route in routes],
         )
-        if new.kind == "document":
-            await self._count(db, now, new.sender, "", "sent")
-            if new.summary.get("personally_signed"):
-                await self._count(db, now, new.sender, "", "sent_signed")
-            for recipient in new.recipients:
-                await self._count(db, now, new.sender, _province(recipient), "sent_to")
         return outgoing_id
 
     async def outgoing(self, outgoing_id: int) -> Outgoing | None:
@@ -235,18 +150,14 @@ class SqliteNodeStore(SqliteDatabase):
             path=row[6],
             summary=json.loads(row[7]),
             created_at=from_ms(row[8]),
-            recipients=[
-                {"org_id": r[0], "local": bool(r[1]), "state": r[2], "history": json.loads(r[3])}
-                for r in recipients
-            ],
-            transfers=[
-                {"route": t[0], "state": t[1], "attempts": t[2], "last_error": t[3]}
-                for t in transfers
-            ],
+            recipients=tuple(
+                OutgoingRecipient(r[0], bool(r[1]), r[2], history(r[3])) for r in recipients
+            ),
+            transfers=tuple(TransferRecord(t[0], t[1], t[2], t[3]) for t in transfers),
         )
 
     async def due_transfers(
-        self, now: dt.datetime, limit: int, under_way: Collection[int] = ()
+        self, now: dt.datetime, limit: int, under_way: Collection[int]
     ) -> list[Transfer]:
         """The most urgent due transfers, except those ``under_way`` (still pending)."""
         rows = await self._rows(
@@ -293,124 +204,121 @@ class SqliteNodeStore(SqliteDatabase):
             )
 
     async def finish_transfer(
-        self, transfer: Transfer, state: str, recipient_state: str, detail: str, now: dt.datetime
+        self,
+        transfer: Transfer,
+        state: str,
+        last_error: str,
+        event: Event,
+        now: dt.datetime,
+        rule: StateRule,
     ) -> None:
-        """Close a transfer and move the recipients it carried to ``recipient_state``."""
+        """Close a transfer and record ``event`` for the recipients it carried."""
         async with self._transaction() as db:
             await db.execute(
                 "UPDATE transfers SET state=?, attempts=attempts+1, last_error=? WHERE id=?",
-                (state, detail if state == "failed" else "", transfer.id),
+                (state, last_error, transfer.id),
             )
-            local = 1 if transfer.route == "local" else 0
-            # Only forward: when a transfer finishes late (the node was killed after the hub
-            # took it, and the resend got the hub's first answer), the recipient may have
-            # answered 01 already; "sent" must not overwrite that, only join the history.
             rows = await db.execute_fetchall(
-                "SELECT recipient, state FROM recipients WHERE outgoing_id=? AND local=?",
-                (transfer.outgoing_id, local),
+                "SELECT outgoing_id, recipient, state FROM recipients"
+                " WHERE outgoing_id=? AND local=?",
+                (transfer.outgoing_id, 1 if transfer.route == "local" else 0),
             )
-            for recipient, before in rows:
-                after = before if before.isdigit() else recipient_state
-                await self._set_state(
-                    db, transfer.outgoing_id, recipient, after, recipient_state, detail, now
-                )
+            await self._record(db, rows, event, now, rule)
 
-    async def _set_state(
-        self,
-        db: Any,
-        outgoing_id: int,
-        recipient: str,
-        state: str,
-        event: str,
-        detail: str,
-        now: dt.datetime,
+    async def _record(
+        self, db: Any, rows: Any, event: Event, now: dt.datetime, rule: StateRule
     ) -> None:
-        """Move a recipient row to ``state``; its history records what happened, ``event``
-        (which may be behind the state when it comes late)."""
-        await db.execute(
+        """``event`` joins the history of each recipient row (outgoing id, recipient, state)
+        of ``rows``, which moves to the state ``rule`` gives."""
+        await db.executemany(
             "UPDATE recipients SET state=?, history=json_insert(history, '$[#]',"
             " json_object('state', ?, 'at', ?, 'detail', ?))"
             " WHERE outgoing_id=? AND recipient=?",
-            (state, event, now.isoformat(), detail, outgoing_id, recipient),
+            [
+                (rule(shown, event.state), event.state, now.isoformat(), event.detail, o, r)
+                for o, r, shown in rows
+            ],
         )
-
-    async def _record_status(self, db: Any, status: NewInboxItem, now: dt.datetime) -> None:
-        """A recipient's status about our document: its recipient row moves forward to the
-        status's code (a status overtaken by a later one only joins the history)."""
-        code = status.status_code
-        rows = await db.execute_fetchall(
-            "SELECT o.id, r.state FROM outgoing o JOIN recipients r ON r.outgoing_id = o.id"
-            " WHERE o.kind='document' AND o.sender=? AND o.document_id=? AND r.recipient=?",
-            (status.recipient, status.document_id, status.sender),
-        )
-        for outgoing_id, state in rows:
-            forward = not state.isdigit() or code > state or state in ("13", "15", "16")
-            after = code if forward else state
-            await self._set_state(
-                db, outgoing_id, status.sender, after, code, f"status {code}", now
-            )
 
     # --- inbox ----------------------------------------------------------------------------------
-    async def add_inbox(
-        self, item: NewInboxItem, now: dt.datetime, answer: NewOutgoing | None = None
-    ) -> tuple[int, bool]:
-        """Store a received message once, with the recipient's automatic ``answer`` (status
-        01) in the same transaction, so no later status can be queued before it; a status
-        about one of our documents moves that document's recipient row forward in it too.
-        Returns the inbox id and whether the message is new."""
+    async def add_received_document(
+        self, item: NewInboxItem, answer: NewOutgoing, now: dt.datetime, tallies: Sequence[Tally]
+    ) -> Received:
         try:
             async with self._transaction() as db:
-                cursor = await db.execute(
-                    "INSERT INTO inbox (recipient, sender, kind, document_id, business_type,"
-                    " status_code, path, summary, received_at, body)"
-                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    (
-                        item.recipient,
-                        item.sender,
-                        item.kind,
-                        item.document_id,
-                        item.business_type,
-                        item.status_code,
-                        item.path,
-                        json.dumps(item.summary, ensure_ascii=False),
-                        to_ms(now),
-                        item.body,
-                    ),
+                inbox_id = await self._insert_inbox(db, item, now)
+                await self._count(db, tallies)
+                await self._insert_outgoing(db, answer, now)
+                await db.execute(
+                    "INSERT INTO answers (inbox_id, code, at) VALUES (?, ?, ?)",
+                    (inbox_id, answer.status_code, to_ms(now)),
                 )
-                inbox_id = cursor.lastrowid or 0
-                await db.executemany(
-                    "INSERT INTO inbox_attachments (inbox_id, n, name, content_type, size,"
-                    " sha256, path, body) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                    [
-                        (inbox_id, a.n, a.name, a.content_type, a.size, a.sha256, a.path, a.body)
-                        for a in item.attachments
-                    ],
-                )
-                if item.kind == "document":
-                    await self._count(db, now, item.recipient, _province(item.sender), "received")
-                else:
-                    await self._record_status(db, item, now)
-                if answer is not None:
-                    await self._insert_outgoing(db, answer, now)
-                    await db.execute(
-                        "INSERT INTO answers (inbox_id, code, at) VALUES (?, ?, ?)",
-                        (inbox_id, answer.status_code, to_ms(now)),
-                    )
-            return inbox_id, True
+            return Received(inbox_id, first=True)
         except sqlite3.IntegrityError:
-            rows = await self._rows(
-                "SELECT id FROM inbox WHERE recipient=? AND sender=? AND kind=? AND document_id=?"
-                " AND business_type=? AND status_code=?",
-                (
-                    item.recipient,
-                    item.sender,
-                    item.kind,
-                    item.document_id,
-                    item.business_type,
-                    item.status_code,
-                ),
-            )
-            return int(rows[0][0]), False
+            return Received(await self._stored_before(item), first=False)
+
+    async def add_received_status(
+        self, item: NewInboxItem, event: Event, now: dt.datetime, rule: StateRule
+    ) -> Received:
+        try:
+            async with self._transaction() as db:
+                inbox_id = await self._insert_inbox(db, item, now)
+                # the status's sender as a recipient of our document it is about
+                rows = await db.execute_fetchall(
+                    "SELECT o.id, r.recipient, r.state FROM outgoing o"
+                    " JOIN recipients r ON r.outgoing_id = o.id"
+                    " WHERE o.kind='document' AND o.sender=? AND o.document_id=?"
+                    " AND r.recipient=?",
+                    (item.recipient, item.document_id, item.sender),
+                )
+                await self._record(db, rows, event, now, rule)
+            return Received(inbox_id, first=True)
+        except sqlite3.IntegrityError:
+            return Received(await self._stored_before(item), first=False)
+
+    async def _insert_inbox(self, db: Any, item: NewInboxItem, now: dt.datetime) -> int:
+        cursor = await db.execute(
+            "INSERT INTO inbox (recipient, sender, kind, document_id, business_type,"
+            " status_code, path, summary, received_at, body)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                item.recipient,
+                item.sender,
+                item.kind,
+                item.document_id,
+                item.business_type,
+                item.status_code,
+                item.path,
+                json.dumps(item.summary, ensure_ascii=False),
+                to_ms(now),
+                item.body,
+            ),
+        )
+        inbox_id = int(cursor.lastrowid or 0)
+        await db.executemany(
+            "INSERT INTO inbox_attachments (inbox_id, n, name, content_type, size,"
+            " sha256, path, body) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            [
+                (inbox_id, a.n, a.name, a.content_type, a.size, a.sha256, a.path, a.body)
+                for a in item.attachments
+            ],
+        )
+        return inbox_id
+
+    async def _stored_before(self, item: NewInboxItem) -> int:
+        rows = await self._rows(
+            "SELECT id FROM inbox WHERE recipient=? AND sender=? AND kind=? AND document_id=?"
+            " AND business_type=? AND status_code=?",
+            (
+                item.recipient,
+                item.sender,
+                item.kind,
+                item.document_id,
+                item.business_type,
+                item.status_code,
+            ),
+        )
+        return int(rows[0][0])
 
     async def inbox(self, recipient: str, since: dt.datetime | None, limit: int) -> list[InboxItem]:
         rows = await self._rows(
@@ -418,36 +326,32 @@ class SqliteNodeStore(SqliteDatabase):
             " ORDER BY i.received_at, i.id LIMIT ?",
             (recipient, to_ms(since) if since else 0, limit),
         )
-        return [_inbox_item(row) for row in rows]
+        return [inbox_item(row) for row in rows]
 
     async def inbox_item(self, inbox_id: int) -> InboxItem | None:
         rows = await self._rows(f"{INBOX_ITEM} WHERE i.id=?", (inbox_id,))
-        return _inbox_item(rows[0]) if rows else None
+        return inbox_item(rows[0]) if rows else None
 
-    async def inbox_content(self, inbox_id: int, attachment: int | None = None) -> bytes | None:
-        """The bytes the store keeps of a received package (or of its attachment ``n``)."""
-        rows = await (
-            self._rows("SELECT body FROM inbox WHERE id=?", (inbox_id,))
-            if attachment is None
-            else self._rows(
-                "SELECT body FROM inbox_attachments WHERE inbox_id=? AND n=?",
-                (inbox_id, attachment),
-            )
+    async def inbox_package(self, inbox_id: int) -> bytes | None:
+        rows = await self._rows("SELECT body FROM inbox WHERE id=?", (inbox_id,))
+        return rows[0][0] if rows else None
+
+    async def inbox_attachment(self, inbox_id: int, n: int) -> bytes | None:
+        rows = await self._rows(
+            "SELECT body FROM inbox_attachments WHERE inbox_id=? AND n=?", (inbox_id, n)
         )
         return rows[0][0] if rows else None
 
-    async def add_answer(self, inbox_id: int, answer: NewOutgoing, now: dt.datetime) -> int:
-        """An agency's own status about what it received, queued with its outgoing message
-        in one transaction that checks the order again: two posts at once cannot both pass."""
+    async def add_answer(
+        self, inbox_id: int, answer: NewOutgoing, now: dt.datetime, check: AnswerCheck
+    ) -> int:
+        """An agency's own status, checked against the answers given in the transaction
+        that queues it: two posts at once cannot both pass."""
         async with self._transaction() as db:
             rows = await db.execute_fetchall(
                 "SELECT code FROM answers WHERE inbox_id=? ORDER BY at", (inbox_id,)
             )
-            given = [StatusCode(row[0]) for row in rows]
-            if not may_follow(given, StatusCode(answer.status_code)):
-                raise errors.StatusOutOfOrder(
-                    f"{answer.status_code} cannot follow {', '.join(c.value for c in given)}"
-                )
+            check([row[0] for row in rows])
             outgoing_id = await self._insert_outgoing(db, answer, now)
             await db.execute(
                 "INSERT INTO answers (inbox_id, code, at) VALUES (?, ?, ?)",
@@ -457,52 +361,32 @@ class SqliteNodeStore(SqliteDatabase):
 
     # --- statistics ------------------------------------------------------------------------------
     @staticmethod
-    async def _count(db: Any, now: dt.datetime, org_id: str, partner: str, metric: str) -> None:
-        await db.execute(
-            "INSERT INTO counters (day, org_id, partner, metric, count) VALUES (?, ?, ?, ?, 1)"
-            " ON CONFLICT (day, org_id, partner, metric) DO UPDATE SET count = count + 1",
-            (now.date().isoformat(), org_id, partner, metric),
+    async def _count(db: Any, tallies: Sequence[Tally]) -> None:
+        await db.executemany(
+            "INSERT INTO counters (day, org_id, partner, metric, count) VALUES (?, ?, ?, ?, ?)"
+            " ON CONFLICT (day, org_id, partner, metric)"
+            " DO UPDATE SET count = count + excluded.count",
+            [(t.day.isoformat(), t.org_id, t.partner, t.metric, t.by) for t in tallies],
         )
 
-    async def counters(self) -> list[tuple[str, str, str, str, int]]:
+    async def counters(self) -> list[Count]:
         rows = await self._rows("SELECT day, org_id, partner, metric, count FROM counters")
-        return [(r[0], r[1], r[2], r[3], r[4]) for r in rows]
+        return [Count(dt.date.fromisoformat(r[0]), r[1], r[2], r[3], r[4]) for r in rows]
 
-    async def recipient_states(self) -> list[tuple[str, str, str, str]]:
-        """(sender, state, due date or '', completed-at or '') of every outgoing recipient."""
+    async def recipient_progress(self, reached: str) -> list[RecipientProgress]:
         rows = await self._rows(
-            "SELECT o.sender, r.state, COALESCE(json_extract(o.summary, '$.due_date'), ''),"
-            " COALESCE((SELECT json_extract(h.value, '$.at') FROM json_each(r.history) h"
-            "  WHERE json_extract(h.value, '$.state') = '06'), '')"
-            " FROM recipients r JOIN outgoing o ON o.id = r.outgoing_id WHERE o.kind='document'"
+            "SELECT o.sender, r.state, json_extract(o.summary, '$.due_date'),"
+            " (SELECT json_extract(h.value, '$.at') FROM json_each(r.history) h"
+            "  WHERE json_extract(h.value, '$.state') = ? ORDER BY h.key LIMIT 1)"
+            " FROM recipients r JOIN outgoing o ON o.id = r.outgoing_id WHERE o.kind='document'",
+            (reached,),
         )
-        return [(r[0], r[1], r[2], r[3]) for r in rows]
-
-
-# An inbox item with its attachments and answers in one query (listing is a hot path).
-INBOX_ITEM = (
-    "SELECT i.id, i.recipient, i.sender, i.kind, i.document_id, i.business_type,"
-    " i.status_code, i.path, i.summary, i.received_at,"
-    " (SELECT json_group_array(json_array(n, name, content_type, size, sha256, path))"
-    "  FROM (SELECT * FROM inbox_attachments WHERE inbox_id = i.id ORDER BY n)),"
-    " (SELECT json_group_array(code) FROM (SELECT code FROM answers WHERE inbox_id = i.id"
-    "  ORDER BY at))"
-    " FROM inbox i"
-)
-
-
-def _inbox_item(r: Any) -> InboxItem:
-    return InboxItem(
-        id=r[0],
-        recipient=r[1],
-        sender=r[2],
-        kind=r[3],
-        document_id=r[4],
-        business_type=r[5],
-        status_code=r[6],
-        path=r[7],
-        summary=json.loads(r[8]),
-        received_at=from_ms(r[9]),
-        attachments=[InboxAttachment(*a) for a in json.loads(r[10])],
-        answers=json.loads(r[11]),
-    )
+        return [
+            RecipientProgress(
+                sender=r[0],
+                state=r[1],
+                due_date=dt.date.fromisoformat(r[2]) if r[2] else None,
+                reached_at=dt.datetime.fromisoformat(r[3]) if r[3] else None,
+            )
+            for r in rows
+        ]

@@ -1,0 +1,215 @@
+"""What the hub keeps: the :class:`HubStore` interface and the records it takes and gives.
+
+The hub's services speak only to this interface; a backend (edoc.store.sqlite.hub, later
+PostgreSQL) stores and fetches. The exchange's rules (who may send what, which node serves
+an organization, what counts as sent or received) stay in the services: a backend applies
+none of them, it keeps what it is given.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+
+@dataclass(frozen=True)
+class Tally:
+    """One step of a statistics counter: ``by`` more of ``metric`` for ``org_id`` on ``day``
+    (``reason``: an error code, for refusals)."""
+
+    day: dt.date
+    org_id: str
+    metric: str
+    reason: str
+    by: int = 1
+
+
+@dataclass(frozen=True)
+class Addressee:
+    """A recipient of a package and the node (root code, e.g. ``H34``) that collects it."""
+
+    org_id: str
+    node: str
+
+
+@dataclass(frozen=True)
+class NewPackage:
+    kind: str  # "document" | "status"
+    sender: str
+    about: str  # DocumentId the message concerns (a status: the answered document's)
+    status_code: str  # "" for documents
+    business_type: int
+    priority: int
+    digest: str  # SHA-256 of the seal's SignatureValue: the same content gives the same digest
+    path: str  # "" when the package is kept in the store (body)
+    size: int
+    recipients: tuple[Addressee, ...]
+    body: bytes | None = None  # a small package, kept with its row: no file of its own
+
+    @property
+    def key(self) -> PackageKey:
+        return PackageKey(self.kind, self.sender, self.about, self.business_type, self.status_code)
+
+
+@dataclass(frozen=True)
+class PackageKey:
+    """What makes a package the same message: one per key is ever accepted."""
+
+    kind: str
+    sender: str
+    about: str
+    business_type: int
+    status_code: str
+
+
+@dataclass(frozen=True)
+class PackageRecord:
+    id: int
+    kind: str
+    sender: str
+    about: str
+    status_code: str
+    business_type: int
+    digest: str
+    accepted_at: dt.datetime
+    recipients: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Delivery:
+    id: int
+    package_id: int
+    recipient: str
+    node: str
+    kind: str
+    sender: str
+    about: str
+    status_code: str
+    priority: int
+    size: int
+    path: str
+    # the package itself when the store keeps it (path is then ""), loaded only where it is
+    # sent: by delivery(), and by lease() and deliveries() up to ``bodies_up_to`` bytes
+    body: bytes | None
+    attempts: int
+    delivered: bool
+
+
+@dataclass(frozen=True)
+class Receipt:
+    """An acknowledged delivery and the counter it adds to if it is delivered for the
+    first time (an acknowledgement repeated counts once)."""
+
+    delivery_id: int
+    tally: Tally
+
+
+@dataclass(frozen=True)
+class Count:
+    """A counter's total."""
+
+    day: dt.date
+    org_id: str
+    metric: str
+    reason: str
+    count: int
+
+
+@dataclass(frozen=True)
+class Backlog:
+    """Deliveries not yet acknowledged by a node."""
+
+    node: str
+    waiting: int
+
+
+@dataclass(frozen=True)
+class DirectoryEntry:
+    org_id: str
+    name: str
+    kind: str
+    node: str  # root code of the node that serves it, e.g. "H53"
+
+
+@dataclass(frozen=True)
+class Directory:
+    version: int  # grows by one with every registration that changes an entry
+    entries: tuple[DirectoryEntry, ...]  # by org_id
+
+
+class HubStore(Protocol):
+    async def open(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+    async def ping(self) -> None:
+        """Return if the store answers; raise StorageError if not."""
+        ...
+
+    # packages and deliveries
+    async def find_package(self, key: PackageKey) -> PackageRecord | None: ...
+
+    async def accept(self, package: NewPackage, now: dt.datetime, tally: Tally) -> PackageRecord:
+        """Store a package, one delivery per recipient and ``tally``, all or nothing;
+        DuplicateDocument if a package of the same key is there already."""
+        ...
+
+    async def queued_for(self, recipient: str) -> int:
+        """Deliveries to ``recipient`` not yet acknowledged."""
+        ...
+
+    async def codes_given(self, responder: str, document_sender: str, about: str) -> list[str]:
+        """Status codes ``responder`` sent ``document_sender`` about document ``about``."""
+        ...
+
+    async def lease(
+        self,
+        node: str,
+        now: dt.datetime,
+        visibility: dt.timedelta,
+        limit: int,
+        bodies_up_to: int,
+    ) -> list[Delivery]:
+        """Up to ``limit`` unacknowledged deliveries for ``node`` whose lease ran out, most
+        urgent (priority, then oldest) first, hidden until ``now + visibility``; each one's
+        attempts grow by one. Bodies of packages up to ``bodies_up_to`` bytes come along."""
+        ...
+
+    async def delivery(self, delivery_id: int) -> Delivery | None:
+        """One delivery, with its body whatever its size."""
+        ...
+
+    async def deliveries(self, delivery_ids: Sequence[int], bodies_up_to: int) -> list[Delivery]:
+        """Those of ``delivery_ids`` that exist, most urgent first."""
+        ...
+
+    async def acknowledge(self, receipts: Sequence[Receipt], now: dt.datetime) -> list[int]:
+        """Mark delivered; returns the ids delivered for the first time, whose tallies are
+        added in the same transaction."""
+        ...
+
+    # statistics
+    async def count(self, tally: Tally) -> None: ...
+
+    async def counters(self) -> list[Count]: ...
+
+    async def backlogs(self) -> list[Backlog]:
+        """Unacknowledged deliveries per node, for the nodes that have any."""
+        ...
+
+    # address book and nodes
+    async def register(self, entries: Sequence[DirectoryEntry]) -> int:
+        """Add or update organizations; returns the directory's version after it."""
+        ...
+
+    async def directory(self) -> Directory: ...
+
+    async def unknown(self, org_ids: Sequence[str]) -> list[str]:
+        """Those of ``org_ids`` the address book does not know, in the order given."""
+        ...
+
+    async def add_node(self, node: str, token_sha256: str) -> None: ...
+
+    async def node_for_token(self, token_sha256: str) -> str | None: ...

@@ -1,0 +1,303 @@
+"""What a node keeps: the :class:`NodeStore` interface and the records it takes and gives.
+
+The node's services speak only to this interface; a backend (edoc.store.sqlite.node,
+later PostgreSQL) stores and fetches. The rules (routes, the order of statuses, what
+counts as sent or received) stay in the services: where one must hold inside a
+transaction (two changes at once must not both pass it), the service hands it to the
+store as a function, which the backend calls on the rows it read in that transaction.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable, Collection, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+
+@dataclass(frozen=True)
+class Tally:
+    """One step of a statistics counter: ``by`` more of ``metric`` for ``org_id`` and its
+    ``partner`` province (or "") on ``day``."""
+
+    day: dt.date
+    org_id: str
+    partner: str
+    metric: str
+    by: int = 1
+
+
+@dataclass(frozen=True)
+class Count:
+    """A counter's total."""
+
+    day: dt.date
+    org_id: str
+    partner: str
+    metric: str
+    count: int
+
+
+@dataclass(frozen=True)
+class Agency:
+    org_id: str
+    name: str
+
+
+@dataclass(frozen=True)
+class NewOutgoing:
+    kind: str  # "document" | "status"
+    sender: str
+    document_id: str  # a status: the answered document's
+    status_code: str
+    idempotency_key: str | None
+    priority: int
+    path: str  # "" when the store keeps the package (body)
+    summary: dict[str, Any]  # the service's, kept as given (a document's: due_date)
+    recipients: tuple[str, ...]
+    local: tuple[str, ...]  # those of the recipients this node serves itself
+    body: bytes | None = None  # a small package, kept with its row: no file of its own
+
+
+@dataclass(frozen=True)
+class StateChange:
+    """One entry of a recipient's history."""
+
+    state: str
+    at: dt.datetime
+    detail: str | None  # None for the first ("queued"), which has none
+
+
+@dataclass(frozen=True)
+class OutgoingRecipient:
+    org_id: str
+    local: bool  # served by this node: its transfer is the "local" one, else the "hub" one
+    state: str  # "queued", "sent", "delivered", "failed" or the last status code it moved to
+    history: tuple[StateChange, ...]  # oldest first
+
+
+@dataclass(frozen=True)
+class TransferRecord:
+    route: str  # "hub" | "local"
+    state: str  # "pending" | "done" | "failed"
+    attempts: int
+    last_error: str
+
+
+@dataclass(frozen=True)
+class Outgoing:
+    id: int
+    kind: str
+    sender: str
+    document_id: str
+    status_code: str
+    priority: int
+    path: str
+    summary: dict[str, Any]
+    created_at: dt.datetime
+    recipients: tuple[OutgoingRecipient, ...]  # by org_id
+    transfers: tuple[TransferRecord, ...]
+
+
+@dataclass(frozen=True)
+class Transfer:
+    """One step of the outbox: a message to the hub, or to this node's own agencies."""
+
+    id: int
+    outgoing_id: int
+    route: str  # "hub" | "local"
+    attempts: int
+    path: str  # "" when the store keeps the package (body)
+    body: bytes | None
+    created_at: dt.datetime
+    kind: str
+    sender: str
+    document_id: str
+
+
+@dataclass(frozen=True)
+class Event:
+    """What happened to recipients of an outgoing message; it joins their history."""
+
+    state: str  # "sent", "delivered", "failed", or a status code they answered
+    detail: str
+
+
+# The service's rule: the state a recipient shows after an event (its state) when it
+# showed the first; it may stay as it is, when the event comes late and only joins the
+# history.
+StateRule = Callable[[str, str], str]
+
+# The service's rule for an agency's answer: raises if it may not follow the codes the
+# agency gave before (oldest first).
+AnswerCheck = Callable[[Sequence[str]], None]
+
+
+@dataclass(frozen=True)
+class InboxAttachment:
+    n: int
+    name: str
+    content_type: str
+    size: int
+    sha256: str
+    path: str  # "" when the store keeps its bytes (see inbox_attachment)
+    body: bytes | None = None  # its bytes, when storing: listings do not load them
+
+
+@dataclass(frozen=True)
+class NewInboxItem:
+    recipient: str
+    sender: str
+    kind: str
+    document_id: str
+    business_type: int
+    status_code: str
+    path: str  # "" when the store keeps the package (body)
+    summary: dict[str, Any]
+    attachments: tuple[InboxAttachment, ...]
+    body: bytes | None = None  # a small package, kept with its row: no file of its own
+
+
+@dataclass(frozen=True)
+class InboxItem:
+    id: int
+    recipient: str
+    sender: str
+    kind: str
+    document_id: str
+    business_type: int
+    status_code: str
+    path: str
+    summary: dict[str, Any]
+    received_at: dt.datetime
+    attachments: tuple[InboxAttachment, ...]  # by n, without their bytes
+    answers: tuple[str, ...]  # codes the recipient answered, oldest first
+
+
+@dataclass(frozen=True)
+class Received:
+    inbox_id: int
+    first: bool  # False: it was stored before (a redelivery), and nothing changed
+
+
+@dataclass(frozen=True)
+class RecipientProgress:
+    """Where one recipient of a document stands, for the statistics."""
+
+    sender: str
+    state: str
+    due_date: dt.date | None  # the document's summary["due_date"]
+    reached_at: dt.datetime | None  # when it first moved to the state asked about
+
+
+class NodeStore(Protocol):
+    async def open(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+    async def ping(self) -> None:
+        """Return if the store answers; raise StorageError if not."""
+        ...
+
+    # agencies
+    async def add_agency(self, org_id: str, name: str, token_sha256: str) -> None: ...
+
+    async def agency_for_token(self, token_sha256: str) -> str | None: ...
+
+    async def agencies(self) -> list[Agency]:
+        """By org_id."""
+        ...
+
+    # what agencies send, and the outbox that carries it
+    async def outgoing_by_key(self, sender: str, key: str) -> Outgoing | None: ...
+
+    async def find_outgoing(self, sender: str, document_id: str) -> Outgoing | None:
+        """The first document ``sender`` sent under ``document_id``."""
+        ...
+
+    async def add_outgoing(
+        self, new: NewOutgoing, now: dt.datetime, tallies: Sequence[Tally]
+    ) -> Outgoing:
+        """The message, its recipients ("queued"), a pending transfer for each route that
+        has recipients ("local" for ``new.local``, "hub" for the others) and ``tallies``,
+        in one transaction; DuplicateDocument if the sender used its idempotency key."""
+        ...
+
+    async def outgoing(self, outgoing_id: int) -> Outgoing | None: ...
+
+    async def due_transfers(
+        self, now: dt.datetime, limit: int, under_way: Collection[int]
+    ) -> list[Transfer]:
+        """Up to ``limit`` pending transfers due by ``now``, most urgent (priority, then
+        oldest) first, except those ``under_way``; of the pending transfers of one
+        (sender, document, route) only the oldest is due (statuses go in order)."""
+        ...
+
+    async def next_transfer_at(self, after: dt.datetime) -> dt.datetime | None:
+        """When the next pending transfer falls due after ``after``."""
+        ...
+
+    async def retry_transfer(self, transfer_id: int, at: dt.datetime, error: str) -> None: ...
+
+    async def retry_now(self, route: str, now: dt.datetime) -> None:
+        """Every pending transfer on ``route`` due later falls due ``now``."""
+        ...
+
+    async def finish_transfer(
+        self,
+        transfer: Transfer,
+        state: str,
+        last_error: str,
+        event: Event,
+        now: dt.datetime,
+        rule: StateRule,
+    ) -> None:
+        """Close a transfer (its attempts grow by one) and record ``event`` for the
+        recipients it carried, moving each to the state ``rule`` gives."""
+        ...
+
+    # what agencies receive
+    async def add_received_document(
+        self, item: NewInboxItem, answer: NewOutgoing, now: dt.datetime, tallies: Sequence[Tally]
+    ) -> Received:
+        """Store a received document once, with the recipient's automatic ``answer`` (an
+        outgoing status, recorded among the item's answers) and ``tallies`` in the same
+        transaction, so no later status can be queued before it."""
+        ...
+
+    async def add_received_status(
+        self, item: NewInboxItem, event: Event, now: dt.datetime, rule: StateRule
+    ) -> Received:
+        """Store a received status once; in the same transaction ``event`` joins the
+        history of its sender as a recipient of the document it is about (the item's
+        recipient's, by document id), moving it to the state ``rule`` gives."""
+        ...
+
+    async def inbox(self, recipient: str, since: dt.datetime | None, limit: int) -> list[InboxItem]:
+        """Documents received for ``recipient`` (since ``since``, or all), oldest first."""
+        ...
+
+    async def inbox_item(self, inbox_id: int) -> InboxItem | None: ...
+
+    async def inbox_package(self, inbox_id: int) -> bytes | None:
+        """The package's bytes, when the store keeps them."""
+        ...
+
+    async def inbox_attachment(self, inbox_id: int, n: int) -> bytes | None:
+        """Attachment ``n``'s bytes, when the store keeps them."""
+        ...
+
+    async def add_answer(
+        self, inbox_id: int, answer: NewOutgoing, now: dt.datetime, check: AnswerCheck
+    ) -> int:
+        """An agency's own status about what it received, queued with its outgoing message
+        in one transaction in which ``check`` sees the codes answered so far: two posts at
+        once cannot both pass. Returns the outgoing id."""
+        ...
+
+    # statistics
+    async def counters(self) -> list[Count]: ...
+
+    async def recipient_progress(self, reached: str) -> list[RecipientProgress]:
+        """Every recipient of every outgoing document, with when it reached ``reached``."""
+        ...

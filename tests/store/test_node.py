@@ -1,0 +1,346 @@
+"""A node's store contract (edoc.store.node.NodeStore), run against every backend."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from dataclasses import replace
+
+import pytest
+
+from edoc import errors
+from edoc.store.node import (
+    Agency,
+    Count,
+    Event,
+    InboxAttachment,
+    NewInboxItem,
+    NewOutgoing,
+    NodeStore,
+    Tally,
+)
+
+NOW = dt.datetime(2026, 11, 24, 8, 0, tzinfo=dt.UTC)
+DAY = NOW.date()
+SENDER = "000.00.12.H53"
+NEIGHBOUR = "000.00.07.H53"  # served by the same node
+FAR = "000.00.00.H34"  # served by another
+DOCUMENT = NewOutgoing(
+    kind="document",
+    sender=SENDER,
+    document_id="D1",
+    status_code="",
+    idempotency_key=None,
+    priority=0,
+    path="",
+    summary={"subject": "Kế hoạch", "due_date": "2026-11-30"},
+    recipients=(FAR, NEIGHBOUR),
+    local=(NEIGHBOUR,),
+    body=b"<edXML/>",
+)
+RECEIVED = NewInboxItem(
+    recipient=SENDER,
+    sender=FAR,
+    kind="document",
+    document_id="R1",
+    business_type=0,
+    status_code="",
+    path="",
+    summary={"subject": "Báo cáo"},
+    attachments=(
+        InboxAttachment(0, "bao-cao.txt", "text/plain", 3, "ab" * 32, "", b"abc"),
+        InboxAttachment(1, "lon.pdf", "application/pdf", 9, "cd" * 32, "/data/lon.pdf"),
+    ),
+    body=b"<received/>",
+)
+
+
+def status(code: str, responder: str = FAR, document_id: str = "D1") -> NewInboxItem:
+    """``responder``'s status ``code`` about our document ``document_id``."""
+    return replace(
+        RECEIVED,
+        sender=responder,
+        kind="status",
+        document_id=document_id,
+        status_code=code,
+        attachments=(),
+        body=code.encode(),
+    )
+
+
+def answer(code: str, to: str = FAR, document_id: str = "R1") -> NewOutgoing:
+    """Our status ``code`` about document ``document_id`` we received from ``to``."""
+    return replace(
+        DOCUMENT,
+        kind="status",
+        document_id=document_id,
+        status_code=code,
+        summary={"code": code},
+        recipients=(to,),
+        local=(),
+        body=code.encode(),
+    )
+
+
+def status_codes_win(shown: str, event: str) -> str:
+    """A stand-in rule: a delivery outcome does not replace a status code."""
+    return shown if shown.isdigit() and not event.isdigit() else event
+
+
+async def test_a_store_that_answers_pings(node_store: NodeStore) -> None:
+    await node_store.ping()
+
+
+async def test_a_closed_store_does_not_answer(node_store: NodeStore) -> None:
+    await node_store.close()
+    with pytest.raises(errors.StorageError):
+        await node_store.ping()
+
+
+async def test_agencies_are_found_by_their_latest_token(node_store: NodeStore) -> None:
+    await node_store.add_agency(SENDER, "Sở", "a" * 64)
+    await node_store.add_agency(NEIGHBOUR, "Huyện", "b" * 64)
+    await node_store.add_agency(SENDER, "Sở TT&TT", "c" * 64)
+    assert await node_store.agencies() == [Agency(NEIGHBOUR, "Huyện"), Agency(SENDER, "Sở TT&TT")]
+    assert await node_store.agency_for_token("a" * 64) is None
+    assert await node_store.agency_for_token("c" * 64) == SENDER
+
+
+async def test_an_outgoing_document_is_queued_on_each_route(node_store: NodeStore) -> None:
+    stored = await node_store.add_outgoing(DOCUMENT, NOW, [])
+    assert (stored.kind, stored.sender, stored.document_id) == ("document", SENDER, "D1")
+    assert stored.summary == DOCUMENT.summary
+    assert stored.created_at == NOW
+    assert [(r.org_id, r.local, r.state) for r in stored.recipients] == [
+        (FAR, False, "queued"),
+        (NEIGHBOUR, True, "queued"),
+    ]
+    assert {(h.state, h.at, h.detail) for r in stored.recipients for h in r.history} == {
+        ("queued", NOW, None)
+    }
+    assert sorted((t.route, t.state, t.attempts) for t in stored.transfers) == [
+        ("hub", "pending", 0),
+        ("local", "pending", 0),
+    ]
+    assert await node_store.outgoing(stored.id) == stored
+    assert await node_store.outgoing(stored.id + 100) is None
+    due = await node_store.due_transfers(NOW, 10, ())
+    assert sorted(t.route for t in due) == ["hub", "local"]
+    assert {(t.outgoing_id, t.body, t.path, t.kind) for t in due} == {
+        (stored.id, DOCUMENT.body, "", "document")
+    }
+
+
+async def test_outgoing_messages_are_found_by_key_and_by_document(node_store: NodeStore) -> None:
+    keyed = await node_store.add_outgoing(replace(DOCUMENT, idempotency_key="k1"), NOW, [])
+    await node_store.add_outgoing(answer("03", document_id="D1"), NOW, [])  # a status: not it
+    assert await node_store.outgoing_by_key(SENDER, "k1") == keyed
+    assert await node_store.outgoing_by_key(NEIGHBOUR, "k1") is None
+    assert await node_store.find_outgoing(SENDER, "D1") == keyed
+    assert await node_store.find_outgoing(SENDER, "D2") is None
+    with pytest.raises(errors.DuplicateDocument):
+        await node_store.add_outgoing(replace(DOCUMENT, idempotency_key="k1"), NOW, [])
+
+
+async def test_adding_applies_the_tallies_it_is_given(node_store: NodeStore) -> None:
+    tallies = [Tally(DAY, SENDER, "", "sent"), Tally(DAY, SENDER, "000.00.00.H34", "sent_to")]
+    await node_store.add_outgoing(DOCUMENT, NOW, tallies)
+    await node_store.add_outgoing(replace(DOCUMENT, document_id="D2"), NOW, tallies[:1])
+    assert sorted(await node_store.counters(), key=lambda c: c.metric) == [
+        Count(DAY, SENDER, "", "sent", 2),
+        Count(DAY, SENDER, "000.00.00.H34", "sent_to", 1),
+    ]
+
+
+async def _queue(store: NodeStore, rows: list[tuple[str, int]]) -> list[int]:
+    """Statuses of SENDER about documents (one per row, with its priority); their ids."""
+    ids = []
+    for document_id, priority in rows:
+        message = replace(answer("05", document_id=document_id), priority=priority)
+        ids.append((await store.add_outgoing(message, NOW - dt.timedelta(seconds=9), [])).id)
+    return ids
+
+
+async def test_due_transfers_most_urgent_first_heads_of_chains_only(node_store: NodeStore) -> None:
+    ids = await _queue(node_store, [("a", 0), ("b", 2), ("a", 2), ("c", 1), ("d", 1), ("e", 0)])
+    transfers = {t.outgoing_id: t.id for t in await node_store.due_transfers(NOW, 10, ())}
+    later = NOW + dt.timedelta(seconds=60)
+    await node_store.retry_transfer(transfers[ids[3]], later, "hub busy")  # c: not due yet
+    due = await node_store.due_transfers(NOW, 10, ())
+    # b and d by priority, then a's first status and e by age; a's second waits for its
+    # first, c is not due yet
+    assert [t.outgoing_id for t in due] == [ids[1], ids[4], ids[0], ids[5]]
+    assert [t.outgoing_id for t in await node_store.due_transfers(NOW, 2, ())] == [ids[1], ids[4]]
+    under_way = [transfers[ids[1]], transfers[ids[4]]]
+    assert [t.outgoing_id for t in await node_store.due_transfers(NOW, 2, under_way)] == [
+        ids[0],
+        ids[5],
+    ]
+    assert await node_store.next_transfer_at(NOW) == later
+    await node_store.retry_now("hub", NOW)
+    assert await node_store.next_transfer_at(NOW) is None
+    assert ids[3] in [t.outgoing_id for t in await node_store.due_transfers(NOW, 10, ())]
+
+
+async def test_a_retried_transfer_keeps_its_error_and_counts_the_attempt(
+    node_store: NodeStore,
+) -> None:
+    stored = await node_store.add_outgoing(replace(DOCUMENT, local=()), NOW, [])
+    (transfer,) = await node_store.due_transfers(NOW, 10, ())
+    await node_store.retry_transfer(transfer.id, NOW + dt.timedelta(seconds=5), "hub down")
+    assert await node_store.due_transfers(NOW, 10, ()) == []
+    (again,) = await node_store.due_transfers(NOW + dt.timedelta(seconds=5), 10, ())
+    assert again.attempts == 1
+    after = await node_store.outgoing(stored.id)
+    assert after is not None
+    assert [(t.state, t.attempts, t.last_error) for t in after.transfers] == [
+        ("pending", 1, "hub down")
+    ]
+
+
+async def test_finishing_a_transfer_moves_its_recipients_by_the_rule(
+    node_store: NodeStore,
+) -> None:
+    stored = await node_store.add_outgoing(DOCUMENT, NOW, [])
+    hub, local = sorted(await node_store.due_transfers(NOW, 10, ()), key=lambda t: t.route)
+    later = NOW + dt.timedelta(seconds=1)
+    await node_store.finish_transfer(
+        local, "done", "", Event("delivered", ""), later, status_codes_win
+    )
+    await node_store.add_received_status(
+        status("01", NEIGHBOUR), Event("01", "status 01"), later, status_codes_win
+    )
+    # the hub's transfer ends after the far recipient answered: "sent" joins its history only
+    await node_store.add_received_status(
+        status("01"), Event("01", "status 01"), later, status_codes_win
+    )
+    await node_store.finish_transfer(
+        hub, "done", "", Event("sent", "hub id 7"), later, status_codes_win
+    )
+    after = await node_store.outgoing(stored.id)
+    assert after is not None
+    assert {r.org_id: r.state for r in after.recipients} == {FAR: "01", NEIGHBOUR: "01"}
+    far = next(r for r in after.recipients if r.org_id == FAR)
+    assert [(h.state, h.detail) for h in far.history] == [
+        ("queued", None),
+        ("01", "status 01"),
+        ("sent", "hub id 7"),
+    ]
+    assert sorted((t.route, t.state, t.attempts) for t in after.transfers) == [
+        ("hub", "done", 1),
+        ("local", "done", 1),
+    ]
+    assert await node_store.due_transfers(later, 10, ()) == []
+
+
+async def test_a_failed_transfer_keeps_its_error(node_store: NodeStore) -> None:
+    stored = await node_store.add_outgoing(replace(DOCUMENT, local=()), NOW, [])
+    (transfer,) = await node_store.due_transfers(NOW, 10, ())
+    failed = Event("failed", "EDOC-HUB-001: unknown recipient")
+    await node_store.finish_transfer(
+        transfer, "failed", failed.detail, failed, NOW, status_codes_win
+    )
+    after = await node_store.outgoing(stored.id)
+    assert after is not None
+    assert [(t.state, t.last_error) for t in after.transfers] == [("failed", failed.detail)]
+    assert {r.state for r in after.recipients} == {"failed"}
+
+
+async def test_a_received_document_is_stored_once_with_its_answer(node_store: NodeStore) -> None:
+    tallies = [Tally(DAY, SENDER, "000.00.00.H34", "received")]
+    first = await node_store.add_received_document(RECEIVED, answer("01"), NOW, tallies)
+    again = await node_store.add_received_document(RECEIVED, answer("01"), NOW, tallies)
+    assert first.first and not again.first
+    assert again.inbox_id == first.inbox_id
+    assert await node_store.counters() == [Count(DAY, SENDER, "000.00.00.H34", "received", 1)]
+    item = await node_store.inbox_item(first.inbox_id)
+    assert item is not None
+    assert (item.recipient, item.sender, item.kind, item.document_id) == (
+        SENDER,
+        FAR,
+        "document",
+        "R1",
+    )
+    assert item.summary == RECEIVED.summary and item.received_at == NOW
+    assert item.answers == ("01",)
+    assert item.attachments == tuple(replace(a, body=None) for a in RECEIVED.attachments)
+    assert await node_store.inbox_package(first.inbox_id) == RECEIVED.body
+    assert await node_store.inbox_attachment(first.inbox_id, 0) == b"abc"
+    assert await node_store.inbox_attachment(first.inbox_id, 1) is None  # a file of its own
+    assert await node_store.inbox_attachment(first.inbox_id, 2) is None
+    # the answer waits in the outbox, once
+    (transfer,) = await node_store.due_transfers(NOW, 10, ())
+    assert (transfer.kind, transfer.document_id, transfer.body) == ("status", "R1", b"01")
+
+
+async def test_the_inbox_lists_documents_since_a_time(node_store: NodeStore) -> None:
+    times = [NOW + dt.timedelta(minutes=n) for n in range(3)]
+    for n, at in enumerate(times):
+        item = replace(RECEIVED, document_id=f"R{n}")
+        await node_store.add_received_document(item, answer("01", document_id=f"R{n}"), at, [])
+    await node_store.add_received_status(status("03"), Event("03", ""), NOW, status_codes_win)
+    listed = await node_store.inbox(SENDER, None, 10)
+    assert [i.document_id for i in listed] == ["R0", "R1", "R2"]  # statuses are not listed
+    assert [i.document_id for i in await node_store.inbox(SENDER, times[1], 10)] == ["R1", "R2"]
+    assert [i.document_id for i in await node_store.inbox(SENDER, None, 1)] == ["R0"]
+    assert await node_store.inbox(NEIGHBOUR, None, 10) == []
+
+
+async def test_a_received_status_moves_our_documents_recipient_once(
+    node_store: NodeStore,
+) -> None:
+    stored = await node_store.add_outgoing(DOCUMENT, NOW, [])
+    seen: list[tuple[str, str]] = []
+
+    def rule(shown: str, event: str) -> str:
+        seen.append((shown, event))
+        return event
+
+    first = await node_store.add_received_status(status("03"), Event("03", "status 03"), NOW, rule)
+    again = await node_store.add_received_status(status("03"), Event("03", "status 03"), NOW, rule)
+    assert first.first and not again.first and again.inbox_id == first.inbox_id
+    assert seen == [("queued", "03")]  # the redelivery changed nothing
+    after = await node_store.outgoing(stored.id)
+    assert after is not None
+    assert {r.org_id: r.state for r in after.recipients} == {FAR: "03", NEIGHBOUR: "queued"}
+    # a status about a document we did not send is kept, and moves nothing
+    other = await node_store.add_received_status(
+        status("03", document_id="D9"), Event("03", ""), NOW, rule
+    )
+    assert other.first and seen == [("queued", "03")]
+
+
+async def test_an_answer_is_queued_only_if_the_check_passes(node_store: NodeStore) -> None:
+    received = await node_store.add_received_document(RECEIVED, answer("01"), NOW, [])
+    given: list[Sequence[str]] = []
+
+    def only_forward(codes: Sequence[str]) -> None:
+        given.append(list(codes))
+        if "06" in codes:
+            raise errors.StatusOutOfOrder("nothing follows 06")
+
+    for code in ("03", "06"):
+        await node_store.add_answer(received.inbox_id, answer(code), NOW, only_forward)
+    with pytest.raises(errors.StatusOutOfOrder):
+        await node_store.add_answer(received.inbox_id, answer("05"), NOW, only_forward)
+    assert given == [["01"], ["01", "03"], ["01", "03", "06"]]
+    item = await node_store.inbox_item(received.inbox_id)
+    assert item is not None and item.answers == ("01", "03", "06")
+    statuses = [t.document_id for t in await node_store.due_transfers(NOW, 10, ())]
+    assert len(statuses) == 1  # 01 first; 03 and 06 wait behind it, 05 was never queued
+
+
+async def test_recipient_progress_says_when_each_reached_a_state(node_store: NodeStore) -> None:
+    await node_store.add_outgoing(DOCUMENT, NOW, [])
+    await node_store.add_outgoing(replace(DOCUMENT, document_id="D2", summary={}), NOW, [])
+    done = NOW + dt.timedelta(days=2)
+    await node_store.add_received_status(status("06"), Event("06", ""), done, status_codes_win)
+    await node_store.add_outgoing(answer("03"), NOW, [])  # a status: not counted
+    progress = await node_store.recipient_progress("06")
+    assert sorted(((p.state, p.due_date, p.reached_at) for p in progress), key=repr) == [
+        ("06", dt.date(2026, 11, 30), done),
+        ("queued", None, None),
+        ("queued", None, None),
+        ("queued", dt.date(2026, 11, 30), None),
+    ]
+    assert {p.sender for p in progress} == {SENDER}

@@ -1,0 +1,59 @@
+"""Stores are built from a URL: the configuration names the backend and where its data is."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from edoc import errors
+from edoc.hub.state import HubConfig
+from edoc.node.state import NodeConfig
+from edoc.store import open_hub_store, open_node_store, sqlite_url
+from edoc.store.sqlite.hub import SqliteHubStore
+from edoc.store.sqlite.node import SqliteNodeStore
+
+
+async def test_an_sqlite_url_opens_that_file(tmp_path: Path) -> None:
+    hub = await open_hub_store(sqlite_url(tmp_path / "a" / "hub.db"))
+    node = await open_node_store(sqlite_url(tmp_path / "node.db"))
+    try:
+        assert isinstance(hub, SqliteHubStore) and hub.path == tmp_path / "a" / "hub.db"
+        assert isinstance(node, SqliteNodeStore) and node.path == tmp_path / "node.db"
+        assert (tmp_path / "a" / "hub.db").exists() and (tmp_path / "node.db").exists()
+    finally:
+        await hub.close()
+        await node.close()
+
+
+def test_sqlite_urls_follow_the_usual_form(tmp_path: Path) -> None:
+    assert sqlite_url(Path("/srv/edoc/hub.db")) == "sqlite:////srv/edoc/hub.db"  # absolute
+    assert sqlite_url(Path("data/hub.db")) == "sqlite:///data/hub.db"  # relative
+
+
+def test_services_keep_their_data_where_they_always_did(tmp_path: Path) -> None:
+    """Without a store URL: the SQLite files in the data folder, as before URLs."""
+    hub = HubConfig(data_dir=tmp_path / "hub", keys_dir=tmp_path / "keys")
+    node = NodeConfig("H53", tmp_path / "node", tmp_path / "keys", hub_url="", hub_token="")
+    assert hub.store == sqlite_url(tmp_path / "hub" / "hub.sqlite")
+    assert node.store == sqlite_url(tmp_path / "node" / "node.sqlite")
+    elsewhere = sqlite_url(tmp_path / "elsewhere.db")
+    assert HubConfig(tmp_path, tmp_path, store_url=elsewhere).store == elsewhere
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "postgresql://edoc:s3cret@db.example/edoc",  # not (yet) a backend of this edoc
+        "mysql://edoc:s3cret@db/edoc",
+        "/var/lib/edoc/hub.sqlite",  # a path is not a URL
+        "sqlite://hub.sqlite",  # two slashes: no file named
+        "sqlite:///",
+    ],
+)
+async def test_a_url_naming_no_store_is_a_configuration_error(url: str) -> None:
+    for open_store in (open_hub_store, open_node_store):
+        with pytest.raises(errors.UnknownStore) as refused:
+            await open_store(url)
+        assert refused.value.code == "EDOC-STORE-002"
+        assert "s3cret" not in str(refused.value)  # a URL's password is not repeated
