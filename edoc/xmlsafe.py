@@ -2,8 +2,9 @@
 
 lxml runs in event (target) mode: no DTD is loaded or accepted (a DOCTYPE is refused
 outright, which also rules out entity expansion, XXE and billion laughs), no network,
-undeclared entities are refused, processing instructions are refused, comments are
-dropped, and the caller's limits on bytes and depth are enforced as the bytes arrive.
+undeclared entities are refused, processing instructions and XML Schema instance
+attributes (xsi:, instructions to a validator) are refused, comments are dropped, and the
+caller's limits on bytes and depth are enforced as the bytes arrive.
 Big documents are fed in chunks, so a handler may stream large text nodes (attachment
 bodies) to disk instead of building them in memory.
 
@@ -46,6 +47,15 @@ class Handler(Protocol):
     def close(self) -> Any: ...
 
 
+# XML Schema instance attributes (xsi:schemaLocation, xsi:type, ...) instruct a validator,
+# which accepts them on any element whatever its schema says: they would ride along in
+# parts no signature covers, pointing whoever reads them at other schemas.
+XSI = "http://www.w3.org/2001/XMLSchema-instance"
+_XSI = f"{{{XSI}}}"
+_XSI_REFUSED = "XML Schema instance attributes (xsi:) are not accepted"
+_HAS_XSI = etree.XPath(f"boolean(//@*[namespace-uri()='{XSI}'])")
+
+
 class _Guard:
     """lxml target that checks every event before passing it on to the handler."""
 
@@ -59,6 +69,8 @@ class _Guard:
         self._depth += 1
         if self._depth > self._limits.max_depth:
             raise errors.XmlTooDeep(f"nesting deeper than {self._limits.max_depth} elements")
+        if attrib and any(name.startswith(_XSI) for name in attrib):
+            raise errors.ForbiddenXmlConstruct(_XSI_REFUSED)
         # lxml's target parser names the default namespace '' where its builders want None.
         self._handler.start(tag, attrib, {prefix or None: uri for prefix, uri in nsmap.items()})
 
@@ -130,8 +142,9 @@ def _plain(root: etree._Element, max_depth: int) -> bool:
         next(root.itersiblings(preceding=True), None) is not None
         or next(root.itersiblings(), None) is not None
         or next(root.iter(etree.PI, etree.Entity, etree.Comment), None) is not None
+        or _HAS_XSI(root)
     ):
-        return False  # a PI or an entity reference: the event parser refuses it
+        return False  # a PI, an entity reference or an xsi: attribute: the event parser refuses it
     return not _deeper_than(max_depth)(root)
 
 

@@ -44,7 +44,7 @@ def test_sample_round_trip(sample_package: Packed) -> None:
     assert sink.names == {"cid:1": "ke-hoach.txt"}
     (received,) = package.received
     assert received == envelope.ReceivedAttachment(
-        "cid:1", "ke-hoach.txt", len(content), hashlib.sha256(content).hexdigest()
+        "cid:1", "ke-hoach.txt", "text/plain", "", len(content), hashlib.sha256(content).hexdigest()
     )
 
 

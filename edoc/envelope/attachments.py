@@ -47,10 +47,13 @@ def hash_file(path: Path) -> tuple[int, str]:
 
 @dataclass(frozen=True)
 class ReceivedAttachment:
-    """What actually arrived for one attachment: the facts measured while streaming it."""
+    """What actually arrived for one attachment: its header as the Attachment element gave
+    it (not signed: the manifest is) and the facts measured while streaming its body."""
 
     content_id: str
     name: str
+    content_type: str
+    description: str
     size: int
     sha256: str
 
@@ -139,7 +142,9 @@ class Base64Decoder:
 def check_attachments(
     manifest: Sequence[Attachment], received: Sequence[ReceivedAttachment]
 ) -> None:
-    """Every manifest entry arrived once, intact, under its name; nothing else arrived."""
+    """Every manifest entry arrived once, intact, under the header the manifest gives it
+    (the Attachment's own header is not signed: what differs would ride along unverified);
+    nothing else arrived."""
     expected = {item.content_id: item for item in manifest}
     if len(expected) != len(manifest):
         raise errors.AttachmentMismatch("manifest names a content id twice")
@@ -154,6 +159,10 @@ def check_attachments(
         got = arrived[content_id]
         if (got.name, got.size, got.sha256) != (want.name, want.size, want.sha256):
             raise errors.AttachmentMismatch(f"attachment {content_id} differs from the manifest")
+        if (got.content_type, got.description) != (want.content_type, want.description):
+            raise errors.AttachmentMismatch(
+                f"attachment {content_id}'s ContentType or Description differs from the manifest"
+            )
 
 
 def attachments_from_files(paths: Sequence[Path]) -> list[tuple[Attachment, Path]]:

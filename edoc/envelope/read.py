@@ -118,6 +118,8 @@ class _PackageReader:
                 ReceivedAttachment(
                     content_id=self._attachment_fields[q("ContentId")],
                     name=self._attachment_fields[q("AttachmentName")],
+                    content_type=self._attachment_fields.get(q("ContentType"), ""),
+                    description=self._attachment_fields.get(q("Description"), ""),
                     size=size,
                     sha256=sha256,
                 )
@@ -202,7 +204,9 @@ def _bodies(root: etree._Element, limits: PackageLimits) -> list[tuple[ReceivedA
                 raise _Unusual
             body, size, sha256 = _decoded(child, budget)
             budget -= size
-            bodies.append((ReceivedAttachment(content_id, name, size, sha256), body))
+            header = (fields.get(q("ContentType"), ""), fields.get(q("Description"), ""))
+            received = ReceivedAttachment(content_id, name, *header, size, sha256)
+            bodies.append((received, body))
             child.text = None  # the envelope is kept without its bodies
     return bodies
 

@@ -31,6 +31,7 @@ ENVELOPE, ATTACHMENTS = GOOD[:SPLIT], GOOD[SPLIT:]
 B64_A = base64.b64encode(A)
 B64_B = base64.b64encode(B)
 NS = envelope.NS.encode()
+XSI = b'xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance"'
 SUBJECT = "<edXML:Subject>V/v triển khai chuyển đổi số năm 2027</edXML:Subject>".encode()
 
 # Small limits keep the size cases fast; the good package fits in them (see the test below).
@@ -188,6 +189,48 @@ CASES = [
     Case(
         "pi-inside-base64",
         in_attachments(B64_A, B64_A[:8] + b"<?x?>" + B64_A[8:]),
+        errors.ForbiddenXmlConstruct,
+    ),
+    # --- XML Schema instance attributes: instructions to a validator, never edXML content -----
+    Case(
+        "xsi-schema-location-on-trace-list",
+        in_envelope(
+            b"<edXML:TraceHeaderList>",
+            b"<edXML:TraceHeaderList "
+            + XSI
+            + b' xsi:schemaLocation="urn:x http://127.0.0.1:9/x.xsd">',
+        ),
+        errors.ForbiddenXmlConstruct,
+    ),
+    Case(
+        "xsi-no-namespace-location-on-header",
+        in_envelope(
+            b"<edXML:edXMLHeader>",
+            b"<edXML:edXMLHeader " + XSI + b' xsi:noNamespaceSchemaLocation="file:///etc/passwd">',
+        ),
+        errors.ForbiddenXmlConstruct,
+    ),
+    Case(
+        "xsi-type-on-organ-id",
+        in_envelope(
+            b"<edXML:From><edXML:OrganId>",
+            b"<edXML:From><edXML:OrganId " + XSI + b' xsi:type="edXML:OrgId">',
+        ),
+        errors.ForbiddenXmlConstruct,
+    ),
+    Case(
+        "xsi-nil-on-attachment",
+        in_attachments(
+            b"<edXML:Attachment><edXML:ContentId>cid:1<",
+            b"<edXML:Attachment " + XSI + b' xsi:nil="false"><edXML:ContentId>cid:1<',
+        ),
+        errors.ForbiddenXmlConstruct,
+    ),
+    Case(
+        "xsi-declared-on-root",
+        _once(GOOD, b"<edXML:edXML ", b"<edXML:edXML " + XSI + b" ").replace(
+            b"<edXML:AttachmentEncoded>", b'<edXML:AttachmentEncoded xsi:schemaLocation="a b">'
+        ),
         errors.ForbiddenXmlConstruct,
     ),
     # --- size and depth --------------------------------------------------------------------------
@@ -375,6 +418,45 @@ CASES = [
         errors.SchemaViolation,
     ),
     Case(
+        "element-after-base64",
+        in_attachments(B64_A, B64_A + b"<edXML:MessageHeader/>"),
+        errors.SchemaViolation,
+    ),
+    Case(
+        "element-before-base64",
+        in_attachments(B64_A, b"<edXML:MessageHeader/>" + B64_A),
+        errors.SchemaViolation,
+    ),
+    Case(
+        "element-after-attachment-body",
+        in_attachments(
+            B64_A + b"</edXML:ContentTransferEncoded>",
+            B64_A + b"</edXML:ContentTransferEncoded><edXML:MessageHeader/>",
+        ),
+        errors.SchemaViolation,
+    ),
+    Case(
+        "element-in-attachment-encoded",
+        in_attachments(b"<edXML:AttachmentEncoded>", b"<edXML:AttachmentEncoded><edXML:To/>"),
+        errors.SchemaViolation,
+    ),
+    Case(
+        "attribute-on-attachment",
+        in_attachments(
+            b"<edXML:Attachment><edXML:ContentId>cid:1<",
+            b'<edXML:Attachment Note="x"><edXML:ContentId>cid:1<',
+        ),
+        errors.SchemaViolation,
+    ),
+    Case(
+        "attribute-on-attachment-body",
+        in_attachments(
+            b"<edXML:ContentTransferEncoded>" + B64_A,
+            b'<edXML:ContentTransferEncoded Note="x">' + B64_A,
+        ),
+        errors.SchemaViolation,
+    ),
+    Case(
         "text-between-attachments",
         in_attachments(
             b"</edXML:Attachment><edXML:Attachment>", b"</edXML:Attachment>junk<edXML:Attachment>"
@@ -487,6 +569,27 @@ CASES = [
     Case(
         "attachment-sent-twice",
         in_attachments(attachment_element(b"cid:1"), attachment_element(b"cid:1") * 2),
+        errors.AttachmentMismatch,
+    ),
+    Case(
+        "attachment-content-type-differs-from-manifest",
+        in_attachments(
+            b"<edXML:ContentType>text/plain</edXML:ContentType><edXML:ContentTransferEncoded>"
+            + B64_A,
+            b"<edXML:ContentType>text/html</edXML:ContentType><edXML:ContentTransferEncoded>"
+            + B64_A,
+        ),
+        errors.AttachmentMismatch,
+    ),
+    Case(
+        "attachment-description-not-in-manifest",
+        in_attachments(
+            b"<edXML:ContentType>text/plain</edXML:ContentType><edXML:ContentTransferEncoded>"
+            + B64_A,
+            "<edXML:ContentType>text/plain</edXML:ContentType><edXML:Description>Quyết định"
+            " bổ nhiệm</edXML:Description><edXML:ContentTransferEncoded>".encode()
+            + B64_A,
+        ),
         errors.AttachmentMismatch,
     ),
     Case(
