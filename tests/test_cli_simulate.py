@@ -10,6 +10,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestServer
 from click.testing import CliRunner
 from rich.console import Console
 
@@ -18,6 +20,7 @@ from edoc.cli import main
 from edoc.sim import command, profile, report, runner, traffic
 
 TAY_NINH = profile.load("tay-ninh-2021")
+SIGNER = {"full_name": "Nguyễn Văn An", "position": "Giám đốc"}
 
 
 def _plan(tmp_path: Path) -> tuple[Path, list[traffic.Planned]]:
@@ -108,7 +111,7 @@ def test_exits_non_zero_when_nothing_got_through(
     assert result.exit_code == 3, result.output
     (line,) = result.stderr.splitlines()
     assert line.startswith(f"error EDOC-SIM-002: none of {len(planned):,} documents arrived")
-    assert f"EDOC-HUB-003 ×{len(planned):,}" in line
+    assert f"EDOC-HUB-003 ×{len(planned):,}" in line and "another --seed" in line
 
 
 def test_a_run_where_documents_arrive_succeeds(
@@ -127,3 +130,47 @@ def test_a_run_where_documents_arrive_succeeds(
     )
     assert result.exit_code == 0, result.output
     assert "None" not in result.stdout
+
+
+async def test_an_earlier_runs_copies_in_the_inbox_do_not_count_as_arrived() -> None:
+    """Driving a network again with the same seed: the hub refuses every document as a
+    duplicate, while the inboxes still hold the first run's copies of the same DocumentIds."""
+    planned: list[traffic.Planned] = []
+
+    async def refuse(_: web.Request) -> web.Response:
+        error = {"code": "EDOC-HUB-003", "message": "already accepted with other content"}
+        return web.json_response({"error": error}, status=409)
+
+    async def inbox(request: web.Request) -> web.Response:
+        earlier = [
+            {
+                "id": p.index + 1,
+                "document_id": p.document_id,
+                "received_at": "2026-01-05T08:00:00+00:00",
+            }
+            for p in planned
+            if p.recipient.org_id == request.headers["Authorization"].removeprefix("Bearer ")
+        ]
+        return web.json_response({"documents": [] if "since" in request.query else earlier})
+
+    app = web.Application()
+    app.router.add_post("/api/v1/documents", refuse)
+    app.router.add_get("/api/v1/inbox", inbox)
+    async with TestServer(app) as server:
+        url = str(server.make_url("")).rstrip("/")
+        observed = await _drive_again(planned, url)
+    assert observed.refused == Counter({"EDOC-HUB-003": len(planned)})
+    assert observed.arrived == {}
+    assert observed.answered == Counter()
+
+
+async def _drive_again(planned: list[traffic.Planned], url: str) -> runner.Observed:
+    agencies = {
+        root: [
+            traffic.Agency(f"000.00.{g}.{root}", root, root, url, f"000.00.{g}.{root}", SIGNER)
+            for g in ("00", "07", "12", "15")
+        ]
+        for root in TAY_NINH.roots
+    }
+    planned.extend(traffic.plan(TAY_NINH, agencies, days=1, seed=5))
+    return await runner.Simulation(planned, "again", None, 4, lambda _: None).run()

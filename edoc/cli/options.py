@@ -64,8 +64,8 @@ service_keys_dir_option = click.option(
     "--keys-dir",
     type=click.Path(path_type=Path, file_okay=False),
     default=lambda: Path(os.environ.get(DATA_DIR_ENV) or DEFAULT_DATA_DIR) / "keys",
-    show_default=f"${DATA_DIR_ENV}/keys, or {DEFAULT_DATA_DIR / 'keys'}",
-    help="Where the CA, certificates and keys live.",
+    help="Where the CA, certificates and keys live."
+    f"  [default: ${DATA_DIR_ENV}/keys, or {DEFAULT_DATA_DIR / 'keys'}]",
 )
 
 

@@ -143,9 +143,14 @@ def nothing_got_through(result: dict[str, Any]) -> errors.NothingDelivered | Non
     if result["documents"] == 0 or result["arrived"] > 0:
         return None
     refused = report.counts(result["refused"])
+    again = (
+        "; the network has these DocumentIds from an earlier run: drive it with another --seed"
+        if errors.DuplicateDocument.code in result["refused"]
+        else ""
+    )
     return errors.NothingDelivered(
         f"none of {result['documents']:,} documents arrived"
-        f" ({result['sent']:,} accepted; refused: {refused})"
+        f" ({result['sent']:,} accepted; refused: {refused}){again}"
     )
 
 

@@ -165,9 +165,15 @@ class Simulation:
             for item in documents:
                 cursors[org] = item["received_at"]
                 planned = self.by_document.get(item["document_id"])
-                if planned is None or planned.index in self.observed.arrived:
-                    continue
                 arrived = dt.datetime.fromisoformat(item["received_at"]).timestamp()
+                # on a network driven before, the inbox may hold an earlier run's copy of a
+                # planned document (same DocumentId): only what arrived during this run counts
+                if (
+                    planned is None
+                    or planned.index in self.observed.arrived
+                    or arrived < self.observed.started
+                ):
+                    continue
                 self.observed.arrived[planned.index] = arrived
                 news = True
                 self.tick("arrived")
