@@ -147,6 +147,10 @@ def _status_from(
     manifest: etree._Element,
     trace: tuple[TraceHop, ...],
 ) -> StatusUpdate:
+    # A status answers a document: attachments or a revoke/update/replace of its own
+    # would ride along to the document's sender in a form edoc never makes.
+    if len(manifest) or business_from(business) != Business():
+        raise errors.InvalidField("a status message carries no attachments and no business")
     return StatusUpdate(
         sender=_organization(_required(message, "edXML:From")),
         response_for=_response_for_of(_required(message, "edXML:ResponseFor")),
@@ -160,8 +164,6 @@ def _status_from(
             mobile=_text(message, "edXML:StaffInfo/edXML:Mobile"),
         ),
         trace=trace,
-        business=business_from(business),
-        attachments=manifest_from(manifest),
     )
 
 

@@ -9,6 +9,7 @@ fresh document, so cases do not depend on each other's order.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import io
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
@@ -17,8 +18,16 @@ from typing import Any
 import aiohttp
 import pytest
 
-from edoc import envelope
-from edoc.model import StatusCode
+from edoc import envelope, signing
+from edoc.model import (
+    Attachment,
+    Business,
+    BusinessDocType,
+    Organization,
+    ResponseFor,
+    StatusCode,
+    StatusUpdate,
+)
 from tests.attacks import cases
 from tests.attacks.cases import Reply
 from tests.hub_support import HubProcess, NodeClient, document, hub_ca, status
@@ -249,6 +258,35 @@ def relay_hop(content: bytes = b"", attributes: bytes = b"") -> Attack:
     return inserted(b"<edXML:Bussiness", lambda _: hop)
 
 
+def status_carrying(**changes: Any) -> Attack:
+    """H23's signed status 01 about a fresh document, with ``changes`` to the StatusUpdate
+    (and an attachment written when it names one): signed, but not a status's form."""
+
+    async def attack(hub: Hub) -> Reply:
+        doc = envelope.read_package(await hub.sent()).document
+        answer = ResponseFor(
+            doc.sender.org_id, str(doc.code), doc.promulgation.date, doc.document_id
+        )
+        message = StatusUpdate(
+            sender=Organization(H23),
+            response_for=answer,
+            code=StatusCode.ARRIVED,
+            timestamp=hub.ca.clock().replace(microsecond=0),
+            **changes,
+        )
+        root = envelope.build_envelope(envelope.stamp_origin(message, hub.ca.clock()))
+        files = [(item, FORGED_ATTACHMENT) for item in message.attachments]
+        signed = signing.sign(root, hub.ca.keys.identity(H23))
+        out = io.BytesIO()
+        envelope.write_package(signed, files, out)
+        return await hub.nodes["H23"].post(out.getvalue())
+
+    return attack
+
+
+FORGED_ATTACHMENT = "Quyết định bổ nhiệm (giả)".encode()
+
+
 # --- tokens and other nodes' things ---------------------------------------------------------
 def with_token(token: str) -> Attack:
     async def attack(hub: Hub) -> Reply:
@@ -452,6 +490,31 @@ CASES = [
         "EDOC-XML-007",
     ),
     Case("relay-hop-with-id", relay_hop(attributes=b' Id="hop"'), 422, "EDOC-SIG-010"),
+    # a status message is an answer: no attachments, no business of its own
+    Case(
+        "status-with-an-attachment",
+        status_carrying(
+            attachments=(
+                Attachment(
+                    "cid:1",
+                    "quyet-dinh.pdf",
+                    "application/pdf",
+                    len(FORGED_ATTACHMENT),
+                    hashlib.sha256(FORGED_ATTACHMENT).hexdigest(),
+                ),
+            )
+        ),
+        400,
+        "EDOC-ENV-002",
+    ),
+    Case(
+        "status-revoking-a-document",
+        status_carrying(
+            business=Business(BusinessDocType.REVOKE, "thu hồi", "000.00.12.H53,2026/11/23,1")
+        ),
+        400,
+        "EDOC-ENV-002",
+    ),
     # tokens
     Case("no-token", with_token(""), 401, "EDOC-AUTH-001"),
     Case("forged-token", with_token("forged-token"), 401, "EDOC-AUTH-001"),
