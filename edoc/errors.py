@@ -285,11 +285,11 @@ class StorageError(EdocError):
     status = 503
 
 
-class UnknownStore(EdocError):
-    """A store URL this edoc cannot open: an unknown scheme, or no path where one is needed."""
+class UnknownStore(InputError):
+    """A store URL (configuration) this edoc cannot open: an unknown scheme, or no file
+    where one is needed."""
 
     code = "EDOC-STORE-002"
-    status = 500
 
 
 class SystemRefused(EdocError):

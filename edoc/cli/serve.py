@@ -32,6 +32,13 @@ data_dir_option = click.option(
     help="This service's own folder: its store, packages and log (`edoc up` uses"
     " DATA/hub and DATA/nodes/ROOT).",
 )
+store_option = click.option(
+    "--store",
+    "store_url",
+    metavar="URL",
+    help="Where the service keeps its data: sqlite:///relative/file or"
+    " sqlite:////absolute/file (default: the SQLite file in --data-dir).",
+)
 host_option = click.option(
     "--host", default="127.0.0.1", show_default=True, help="The address to listen on."
 )
@@ -39,6 +46,7 @@ host_option = click.option(
 
 @serve.command("hub")
 @data_dir_option
+@store_option
 @service_keys_dir_option
 @host_option
 @click.option(
@@ -80,6 +88,7 @@ host_option = click.option(
 @click.option("--insecure-http", is_flag=True, help="Plain HTTP instead of mutual TLS (tests).")
 def serve_hub(
     data_dir: Path,
+    store_url: str | None,
     keys_dir: Path,
     host: str,
     port: int,
@@ -103,6 +112,7 @@ def serve_hub(
         visibility=dt.timedelta(seconds=visibility),
         max_package_bytes=max_package_mb * 1024 * 1024,
         inline_bytes=inline_kb * 1024,
+        store_url=store_url,
     )
     hub_app.run(config)
 
@@ -115,17 +125,20 @@ def hub() -> None:
 @hub.command("add-node")
 @click.argument("node", metavar="ROOT")
 @data_dir_option
+@store_option
 @click.option("--token", help="Use this token instead of a new random one.")
-def hub_add_node(node: str, data_dir: Path, token: str | None) -> None:
+def hub_add_node(node: str, data_dir: Path, store_url: str | None, token: str | None) -> None:
     """Let the node of province/ministry ROOT (e.g. H53) connect; prints its token."""
     token = token or secrets.token_urlsafe(32)
-    asyncio.run(hub_app.add_node(HubConfig(data_dir=data_dir, keys_dir=Path()), node, token))
+    config = HubConfig(data_dir=data_dir, keys_dir=Path(), store_url=store_url)
+    asyncio.run(hub_app.add_node(config, node, token))
     click.echo(token)
 
 
 @serve.command("node")
 @click.option("--province", required=True, help="Root code of what it serves, e.g. H53.")
 @data_dir_option
+@store_option
 @service_keys_dir_option
 @click.option("--hub", "hub_url", required=True, metavar="URL", help="The hub's base URL.")
 @click.option(
@@ -168,6 +181,7 @@ def hub_add_node(node: str, data_dir: Path, token: str | None) -> None:
 def serve_node(
     province: str,
     data_dir: Path,
+    store_url: str | None,
     keys_dir: Path,
     hub_url: str,
     hub_token: str,
@@ -192,6 +206,7 @@ def serve_node(
         retry_base=retry_base,
         retry_cap=retry_cap,
         give_up_after=dt.timedelta(seconds=give_up_after),
+        store_url=store_url,
     )
     node_app.run(config)
 
@@ -205,9 +220,17 @@ def agency() -> None:
 @click.argument("org_id", metavar="ORGID")
 @click.option("--name", default="", help="The agency's name.")
 @data_dir_option
+@store_option
 @service_keys_dir_option
 @click.option("--token", help="Use this token instead of a new random one.")
-def agency_add(org_id: str, name: str, data_dir: Path, keys_dir: Path, token: str | None) -> None:
+def agency_add(
+    org_id: str,
+    name: str,
+    data_dir: Path,
+    store_url: str | None,
+    keys_dir: Path,
+    token: str | None,
+) -> None:
     """Let agency ORGID use the node in --data-dir; issues its seal if it has none and
     prints its bearer token."""
     org = OrgId.parse(org_id)
@@ -217,7 +240,9 @@ def agency_add(org_id: str, name: str, data_dir: Path, keys_dir: Path, token: st
     except errors.UnknownCertificate:
         keys.issue(org_id, org_name=name)
     token = token or secrets.token_urlsafe(32)
-    config = NodeConfig(org.root_code, data_dir, keys_dir, hub_url="", hub_token="")
+    config = NodeConfig(
+        org.root_code, data_dir, keys_dir, hub_url="", hub_token="", store_url=store_url
+    )
     asyncio.run(node_app.add_agency(config, org_id, name, token))
     click.echo(token)
 

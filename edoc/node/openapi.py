@@ -227,7 +227,15 @@ SPEC: dict[str, Any] = {
                 "responses": {"200": _json("Statistics")},
             }
         },
-        "/healthz": {"get": {"security": [], "responses": {"200": _json("Healthy")}}},
+        "/healthz": {
+            "get": {
+                "security": [],
+                "responses": {
+                    "200": _json("Healthy: the store answers (store: ok)"),
+                    "503": {**_ERROR, "description": "The store does not answer (EDOC-STORE-001)"},
+                },
+            }
+        },
         "/metrics": {
             "get": {
                 "security": [],

@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 
 from edoc import errors
+from edoc.cli import main
+from edoc.cli.failures import EXIT_REFUSED
 from edoc.hub.state import HubConfig
 from edoc.node.state import NodeConfig
 from edoc.store import open_hub_store, open_node_store, sqlite_url
 from edoc.store.sqlite.hub import SqliteHubStore
 from edoc.store.sqlite.node import SqliteNodeStore
+from edoc.web import token_digest
 
 
 async def test_an_sqlite_url_opens_that_file(tmp_path: Path) -> None:
@@ -57,3 +62,32 @@ async def test_a_url_naming_no_store_is_a_configuration_error(url: str) -> None:
             await open_store(url)
         assert refused.value.code == "EDOC-STORE-002"
         assert "s3cret" not in str(refused.value)  # a URL's password is not repeated
+
+
+async def _node_for(url: str, token: str) -> str | None:
+    store = await open_hub_store(url)
+    try:
+        return await store.node_for_token(token_digest(token))
+    finally:
+        await store.close()
+
+
+def test_the_commands_that_build_a_store_take_its_url(tmp_path: Path) -> None:
+    url = sqlite_url(tmp_path / "elsewhere" / "hub.db")
+    runner = CliRunner()
+    added = runner.invoke(
+        main,
+        ["hub", "add-node", "H53", "--data-dir", str(tmp_path / "hub"), "--store", url],
+        catch_exceptions=False,
+    )
+    assert added.exit_code == 0, added.output
+    assert asyncio.run(_node_for(url, added.stdout.strip())) == "H53"
+    assert not (tmp_path / "hub" / "hub.sqlite").exists()
+
+    refused = runner.invoke(
+        main,
+        ["hub", "add-node", "H53", "--data-dir", str(tmp_path), "--store", "pg://u:s3cret@db"],
+        catch_exceptions=False,
+    )
+    assert refused.exit_code == EXIT_REFUSED
+    assert "error EDOC-STORE-002" in refused.stderr and "s3cret" not in refused.stderr
