@@ -80,7 +80,8 @@ class SchemaViolation(XmlError):
 
 
 class ForbiddenXmlConstruct(XmlError):
-    """Processing instructions and comments have no place in an edXML message."""
+    """Processing instructions and XML Schema instance attributes (xsi:schemaLocation,
+    xsi:type, ...) have no place in an edXML message. (Comments are dropped unread.)"""
 
     code = "EDOC-XML-008"
 
