@@ -12,6 +12,7 @@ import asyncio
 import csv
 import hashlib
 import json
+import os
 import random
 import secrets
 import signal
@@ -19,12 +20,12 @@ import socket
 import subprocess
 import sys
 import time
-import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from edoc import atomic, errors, pki, tls
+from edoc import atomic, errors, pki, services, tls
 from edoc.hub import app as hub_app
 from edoc.hub.directory import SEEDS
 from edoc.hub.state import HUB_ORG_ID, HubConfig
@@ -73,6 +74,7 @@ GIVEN = (
     "Yến",
 )
 HOSTS = ("localhost", "127.0.0.1")
+HUB_TOKEN_VARIABLE = "EDOC_HUB_TOKEN"  # noqa: S105 - where `edoc serve node` reads its token
 
 
 def roots() -> dict[str, tuple[str, str]]:
@@ -265,8 +267,6 @@ def commands(network: Network, node_args: tuple[str, ...] = ()) -> list[tuple[st
                     str(node["port"]),
                     "--hub",
                     hub["url"],
-                    "--hub-token",
-                    node["hub_token"],
                     *([] if hub["tls"] else ["--hub-insecure-http"]),
                     # the caller's extra node flags (tests pass fast retries); they were
                     # accepted but dropped, so test nodes ran with the 1 s..60 s defaults
@@ -281,51 +281,81 @@ def wait_healthy(
     url: str,
     process: subprocess.Popen[bytes],
     context: Any,
-    timeout: float,
+    stall: float = services.Patience.stall,
     registered: bool = False,
 ) -> None:
-    """Wait until ``url`` answers /healthz (and, with ``registered``, has told the hub its
-    agencies, so that nothing sent to them is refused as unknown)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise errors.EdocError(f"{url} exited with {process.returncode}")
-        try:
-            secure = context if url.startswith("https") else None
-            with urllib.request.urlopen(f"{url}/healthz", timeout=1, context=secure) as answer:  # noqa: S310
-                if not registered or json.load(answer).get("registered"):
-                    return
-            time.sleep(0.1)
-        except OSError:
-            time.sleep(0.1)
-    raise errors.EdocError(f"{url} did not become healthy in {timeout:.0f} s")
+    """Wait until ``url`` answers /healthz (see services.wait_healthy); give up once it
+    made no progress for ``stall`` seconds."""
+    service = services.Service(url, url, process)
+    services.wait_healthy([service], context, registered, patience=services.Patience(stall))
 
 
 def start(
-    network: Network, node_args: tuple[str, ...] = ()
+    network: Network, node_args: tuple[str, ...] = (), flag: services.StopFlag | None = None
 ) -> list[tuple[str, subprocess.Popen[bytes]]]:
-    """Start the hub, then every node at once, and wait until all of them answer."""
+    """Start the hub, then every node at once, and wait until all of them answer. With
+    ``flag``, a stop signal during the wait stops what started and raises StopRequested."""
     (network.data_dir / "logs").mkdir(exist_ok=True)
     context = tls.admin_context(KeyStore(network.keys_dir))
     urls = [network.spec["hub"]["url"], *(n["url"] for n in network.spec["nodes"])]
-    started: list[tuple[str, subprocess.Popen[bytes]]] = []
+    started: list[services.Service] = []
     try:
         for (name, command), url in zip(commands(network, node_args), urls, strict=True):
-            started.append((name, spawn(network, name, command)))
+            process = spawn(network, name, command)
+            started.append(services.Service(name, url, process, log_path(network, name)))
             if name == "hub":  # nodes register with it as they start
-                wait_healthy(url, started[-1][1], context, 30)
-        for (_, process), url in zip(started[1:], urls[1:], strict=True):
-            wait_healthy(url, process, context, 120, registered=True)
+                services.wait_healthy(started, context, flag=flag)
+        services.wait_healthy(started[1:], context, registered=True, flag=flag)
     except BaseException:
-        stop(started)
+        stop([(s.name, s.process) for s in started])
         raise
-    return started
+    return [(s.name, s.process) for s in started]
+
+
+def run(network: Network, announce: Callable[[], None], node_args: tuple[str, ...] = ()) -> None:
+    """`edoc up`: start the network, ``announce`` it, serve until SIGINT or SIGTERM (also
+    one inherited as ignored), then stop every service."""
+    with services.stop_signals() as flag:
+        try:
+            processes = start(network, node_args, flag)
+        except services.StopRequested:
+            return
+        try:
+            announce()
+            _watch(network, processes, flag)
+        except services.StopRequested:
+            pass
+        finally:
+            stop(processes)
+
+
+def _watch(
+    network: Network,
+    processes: list[tuple[str, subprocess.Popen[bytes]]],
+    flag: services.StopFlag,
+) -> None:
+    """Until a stop is asked; a service that ends on its own is an error."""
+    while not flag.requested:
+        for name, process in processes:
+            if process.poll() is not None:
+                service = services.Service(name, "", process, log_path(network, name))
+                raise services.exited(service, flag)
+        time.sleep(0.2)
+
+
+def log_path(network: Network, name: str) -> Path:
+    return network.data_dir / "logs" / f"{name.replace(' ', '-')}.log"
 
 
 def spawn(network: Network, name: str, command: list[str]) -> subprocess.Popen[bytes]:
-    """Start one service, logging to DATA/logs/NAME.log."""
-    with (network.data_dir / "logs" / f"{name.replace(' ', '-')}.log").open("ab") as log:
-        return subprocess.Popen(command, stdout=log, stderr=log)
+    """Start one service, logging to DATA/logs/NAME.log; a node gets its hub token in its
+    environment, not on its command line, where every user's `ps` would show it."""
+    env = os.environ.copy()
+    for node in network.spec["nodes"]:
+        if name == f"node {node['province']}":
+            env[HUB_TOKEN_VARIABLE] = node["hub_token"]
+    with log_path(network, name).open("ab") as log:
+        return subprocess.Popen(command, stdout=log, stderr=log, env=env)
 
 
 def launch(
@@ -333,7 +363,12 @@ def launch(
 ) -> subprocess.Popen[bytes]:
     """Start one service and wait until it answers."""
     process = spawn(network, name, command)
-    wait_healthy(url, process, context, 30)
+    service = services.Service(name, url, process, log_path(network, name))
+    try:
+        services.wait_healthy([service], context)
+    except BaseException:
+        stop([(name, process)])
+        raise
     return process
 
 

@@ -87,13 +87,16 @@ def net(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalNetwork]:
 
 
 def _simulate(*args: str) -> dict[str, Any]:
-    result = subprocess.run(
-        [*network.edoc_command(), "simulate", *args, "--json"],
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=600,
-    )
+    try:
+        result = subprocess.run(
+            [*network.edoc_command(), "simulate", *args, "--json"],
+            capture_output=True,
+            text=True,
+            timeout=900,
+        )
+    except subprocess.TimeoutExpired as late:
+        raise AssertionError(f"simulate ran over 900 s: {late.stderr!r}") from None
+    assert result.returncode == 0, result.stderr  # why it failed, not only that it did
     report: dict[str, Any] = json.loads(result.stdout)
     return report
 

@@ -2,31 +2,43 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
+
+import pytest
 
 from edoc import network
 from tests.network_support import Agency, eventually
 
 EDOC = str(Path(sys.executable).parent / "edoc")
 SAMPLE = Path(__file__).resolve().parent.parent / "seeds" / "samples"
+PROVINCES = ("--provinces", "H53,H23")
 
 
-def _up(data: Path, port: int) -> subprocess.Popen[str]:
-    process = subprocess.Popen(
-        [EDOC, "up", "--data-dir", str(data), "--base-port", str(port), "--provinces", "H53,H23"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
-    )
+def _up(data: Path, port: int, ignoring_sigint: bool = False) -> subprocess.Popen[str]:
+    """`edoc up` in its own process group; ``ignoring_sigint`` as a script's ``edoc up &``
+    starts it (a non-interactive shell sets SIGINT to SIG_IGN, and exec keeps that)."""
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN) if ignoring_sigint else None
+    try:
+        process = subprocess.Popen(
+            [EDOC, "up", "--data-dir", str(data), "--base-port", str(port), *PROVINCES],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            start_new_session=True,
+        )
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGINT, previous)
     assert process.stdout is not None
-    deadline = time.monotonic() + 120
+    deadline = time.monotonic() + 300
     while time.monotonic() < deadline:
         line = process.stdout.readline()
         if "Ctrl-C" in line:
@@ -38,35 +50,60 @@ def _up(data: Path, port: int) -> subprocess.Popen[str]:
     raise AssertionError("edoc up did not start")
 
 
-def _finish(process: subprocess.Popen[str], sig: int | None = signal.SIGINT) -> int:
+def _finish(process: subprocess.Popen[str], sig: int | None = signal.SIGINT) -> tuple[int, str]:
+    """Signal the whole process group, as Ctrl-C in a terminal does; the exit code and
+    what up wrote to stderr."""
     if sig is not None:
-        process.send_signal(sig)
-    code = process.wait(timeout=30)
-    for stream in (process.stdout, process.stderr):
-        if stream is not None:
-            stream.close()
-    return code
+        os.killpg(process.pid, sig)
+    try:
+        _, errors = process.communicate(timeout=60)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)  # up and its services: no stray network
+        _, errors = process.communicate()
+        raise AssertionError(f"edoc up did not stop: {errors}") from None
+    return process.returncode, errors
 
 
-def _services(data: Path) -> list[int]:
-    """Pids of the hub and node processes serving ``data``."""
-    found = []
+def _services(data: Path, commands: tuple[bytes, ...] = (b"serve",)) -> dict[int, bytes]:
+    """The hub and node processes serving ``data``: pid → command line."""
+    found = {}
     for entry in Path("/proc").iterdir():
         try:
-            command = (entry / "cmdline").read_bytes().split(b"\0")
+            command = (entry / "cmdline").read_bytes()
         except OSError:
             continue
-        if b"serve" in command and any(str(data).encode() in part for part in command):
-            found.append(int(entry.name))
+        words = command.split(b"\0")
+        if any(word in words for word in commands) and str(data).encode() in command:
+            found[int(entry.name)] = command
     return found
+
+
+@pytest.fixture(autouse=True)
+def no_stray_network(tmp_path: Path) -> Iterator[None]:
+    """Whatever a test ends with, no `edoc up` or service of its is left running."""
+    yield
+    for pid in _services(tmp_path, (b"up", b"serve")):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+
+
+def _tokens(data: Path) -> list[str]:
+    spec = json.loads((data / "network.json").read_text())
+    return [node["hub_token"] for node in spec["nodes"]] + [
+        agency["token"] for node in spec["nodes"] for agency in node["agencies"]
+    ]
 
 
 async def test_up_send_stop_resume(tmp_path: Path) -> None:
     data, port = tmp_path / "data", network.random_base_port()
-    up = _up(data, port)
+    up = _up(data, port, ignoring_sigint=True)  # a script's `edoc up &`
     spec = json.loads((data / "network.json").read_text())
     assert [n["province"] for n in spec["nodes"]] == ["H53", "H23"]
     assert spec["hub"]["url"].startswith("https://")
+    running = _services(data)
+    assert len(running) == 3
+    for command in running.values():  # `ps` shows every user the command lines
+        assert not [token for token in _tokens(data) if token.encode() in command]
     sender = spec["nodes"][0]["agencies"][2]  # Sở Thông tin và Truyền thông tỉnh Tây Ninh
     metadata = json.loads((SAMPLE / "cong-van.json").read_text())
     metadata["from"] = sender["org_id"]
@@ -96,8 +133,11 @@ async def test_up_send_stop_resume(tmp_path: Path) -> None:
 
     await eventually(arrived)
 
-    assert _finish(up) == 0  # Ctrl-C
-    assert _services(data) == []  # its children stopped with it
+    # SIGINT to the group, which up inherited as ignored and its services did not
+    assert _finish(up, signal.SIGINT) == (0, "")
+    assert _services(data) == {}  # its children stopped with it
+    for log in (data / "logs").iterdir():  # and cleanly: the hub's used to hold tracebacks
+        assert "Traceback" not in log.read_text(), log
 
     up = _up(data, port)  # resumes: same tokens, documents still there
     assert json.loads((data / "network.json").read_text()) == spec
@@ -112,4 +152,31 @@ async def test_up_send_stop_resume(tmp_path: Path) -> None:
     try:
         assert await arrived()
     finally:
-        _finish(up)
+        assert _finish(up, signal.SIGTERM) == (0, "")
+    assert _services(data) == {}
+
+
+def test_a_stop_while_starting_stops_everything(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    up = subprocess.Popen(
+        [
+            EDOC,
+            "up",
+            "--data-dir",
+            str(data),
+            "--base-port",
+            str(network.random_base_port()),
+            *PROVINCES,
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    deadline = time.monotonic() + 120
+    while len(_services(data)) < 2 and up.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)  # the hub and some node are starting
+    assert up.poll() is None, up.communicate()[1]
+    code, errors = _finish(up, signal.SIGINT)
+    assert (code, errors) == (0, "")
+    assert _services(data) == {}
