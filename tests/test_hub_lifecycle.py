@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import signal
 import ssl
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -117,5 +119,32 @@ async def test_a_port_in_use_is_said_as_such(ca: Ca, tmp_path: Path) -> None:
         # "started" is said once the port is ours, not before
         assert "hub started" in (tmp_path / "hub" / "hub.log").read_text()
         assert "hub started" not in started.stdout + started.stderr
+    finally:
+        hub.stop()
+
+
+async def test_a_stop_during_long_polls_is_quick_and_leaves_no_traceback(
+    ca: Ca, tmp_path: Path
+) -> None:
+    hub = HubProcess(tmp_path / "hub", ca.keys.path, tls=True).start()
+    try:
+        # several nodes waiting at once: aiohttp shuts their connections down together,
+        # and one left waiting past its grace used to fail the others with InvalidStateError
+        nodes = [
+            NodeClient(hub, hub.add_node(root), _client(ca.keys, f"000.00.00.{root}"))
+            for root in ("H53", "H23")
+        ]
+        nodes.append(nodes[0])  # a second poll of one node, each on its own connection
+        polls = [asyncio.ensure_future(node.collect(wait=25)) for node in nodes]
+        await asyncio.sleep(1)  # all three are waiting at the hub
+        assert hub.process is not None
+        started = time.monotonic()
+        hub.process.send_signal(signal.SIGTERM)
+        assert await asyncio.to_thread(hub.process.wait, 20) == 0
+        stopped_in = time.monotonic() - started
+        log = (tmp_path / "hub" / "hub.log").read_text()
+        assert "Traceback" not in log, log
+        assert stopped_in < 4  # the waits end at once, not at the grace's end
+        assert await asyncio.gather(*polls) == [[], [], []]  # answered, not cut off
     finally:
         hub.stop()

@@ -192,6 +192,11 @@ async def metrics(request: web.Request) -> web.Response:
     return request.app[STATE].metrics.exposition()
 
 
+async def _stop_waiting(app: web.Application) -> None:
+    if STATE in app:
+        app[STATE].stop_waiting()
+
+
 def create_app(config: HubConfig) -> web.Application:
     http_metrics = HttpMetrics("hub")
     app = web.Application(middlewares=[middleware(http_metrics)], client_max_size=SMALL_BODY)
@@ -214,6 +219,7 @@ def create_app(config: HubConfig) -> web.Application:
             yield
 
     app.cleanup_ctx.append(resources)
+    app.on_shutdown.append(_stop_waiting)
     app.router.add_post("/api/v1/packages", post_package)
     app.router.add_get("/api/v1/deliveries", get_deliveries)
     app.router.add_get("/api/v1/deliveries/{id}/package", get_delivery_package)

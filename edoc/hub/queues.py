@@ -33,7 +33,7 @@ async def collect(state: HubState, node: str, wait: float, limit: int) -> list[D
             node, dt.datetime.now(dt.UTC), state.config.visibility, limit, state.config.inline_bytes
         )
         remaining = deadline - time.monotonic()
-        if leased or remaining <= 0:
+        if leased or remaining <= 0 or state.stopping:
             return leased
         # woken by a new message, or re-check now and then for expired leases
         # asyncio.timeout, not wait_for, which on Python 3.11 can swallow a cancellation

@@ -57,6 +57,7 @@ class HubState:
     )
     # token digest → (node, until when to trust it without asking the store again)
     tokens: dict[str, tuple[str, float]] = field(default_factory=dict)
+    stopping: bool = False  # the hub is shutting down: long polls answer at once
 
     def __post_init__(self) -> None:
         registry = self.metrics.registry
@@ -81,3 +82,11 @@ class HubState:
     def wake(self, nodes: set[str]) -> None:
         for node in nodes:
             self.wakeups[node].set()
+
+    def stop_waiting(self) -> None:
+        """End every long poll now: one still waiting when the server's grace runs out is
+        cancelled together with its connection's shutdown, which aiohttp then fails with
+        InvalidStateError (a traceback in the log at every stop)."""
+        self.stopping = True
+        for event in self.wakeups.values():
+            event.set()
