@@ -1,10 +1,14 @@
-"""Provincial nodes, hub and agencies as real processes over real HTTP (mutual TLS)."""
+"""Provincial nodes, hub and agencies as real processes over real HTTP (mutual TLS); what
+the agency API's door accepts and refuses, with one node in-process before a fake hub
+(tests/node_support.py)."""
 
 from __future__ import annotations
 
+import asyncio
+import datetime as dt
 import sqlite3
 import subprocess
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from functools import partial
 from typing import Any
 
@@ -12,7 +16,10 @@ import pytest
 
 from edoc import network
 from edoc.keystore import KeyStore
+from edoc.node import addressbook
+from tests import node_support
 from tests.network_support import Agency, LocalNetwork, eventually, metadata
+from tests.node_support import Door, Node
 
 SENDER, LOCAL = "000.00.12.H53", "000.00.07.H53"
 KON_TUM, PHU_THO = "000.00.00.H34", "000.00.00.H44"
@@ -130,6 +137,8 @@ async def test_idempotent_retry_sends_once(net: LocalNetwork) -> None:
     again = await sender.send(data, key="retry-1")
     assert first[0] == again[0] == 202
     assert first[1]["id"] == again[1]["id"] and again[2].get("X-Edoc-Retry") == "true"
+    other = await sender.send({**data, "subject": "Một văn bản khác"}, key="retry-1")
+    assert (other[0], other[1]["error"]["code"]) == (409, "EDOC-NODE-002")
     await eventually(lambda: _arrived(recipient, first[1]["document_id"]))
     await eventually(lambda: _states(sender, first[1]["id"], "01"))
     assert len(await _arrived(recipient, first[1]["document_id"])) == 1
@@ -155,15 +164,15 @@ async def test_nothing_lost_when_the_hub_is_down_and_the_node_is_killed(
         await eventually(partial(_states, sender, answer["id"], "01"))
 
 
-async def test_a_refusal_by_the_hub_is_visible_to_the_sender(net: LocalNetwork) -> None:
+async def test_an_unknown_recipient_in_another_province_is_refused_at_once(
+    net: LocalNetwork,
+) -> None:
+    """As one in the sender's own province is: the node holds the hub's address book."""
     sender = net.agency(SENDER)
-    code, answer, _ = await sender.send(metadata(SENDER, ["000.00.99.H34"]))
-    assert code == 202  # the node cannot know every remote agency; the hub decides
-    states = await eventually(lambda: _states(sender, answer["id"], "failed"))
-    assert states is not None
-    document = await sender.document(answer["id"])
-    assert "EDOC-HUB-001" in document["transfers"][0]["last_error"]
-    assert "EDOC-HUB-001" in document["recipients"][0]["history"][-1]["detail"]
+    for unknown in ("000.00.99.H34", "000.00.99.H53"):
+        status, answer, _ = await sender.send(metadata(SENDER, [KON_TUM, unknown]))
+        assert (status, answer["error"]["code"]) == (422, "EDOC-HUB-001"), answer
+        assert unknown in answer["error"]["message"]
 
 
 async def _revoked(agency: Agency, document_id: str) -> bool:
@@ -218,3 +227,135 @@ async def test_key_rotation_under_way_fails_no_exchange(net: LocalNetwork) -> No
         await eventually(partial(_states, sender, answer["id"], "01"))
     assert after != before and serials[-1] == after  # the running node signs with the new key
     assert set(serials) <= {before, after}
+
+
+# --- the door, in-process ---------------------------------------------------------------------
+REGISTERED, NEWCOMER = "000.00.05.H34", "000.00.06.H44"  # agencies of other provinces
+DOCUMENTS = "/api/v1/documents"
+
+
+@pytest.fixture
+async def door(tmp_path: Any) -> AsyncIterator[Door]:
+    async with node_support.door(tmp_path) as opened:
+        yield opened
+
+
+async def test_a_reused_idempotency_key_with_other_content_is_refused(door: Door) -> None:
+    """The same key and content is a retry (after a restart too); other content under the
+    key is refused, not answered with the first document while the new one is lost."""
+    door.hub.book = door.hub.signed_book()
+    data = metadata(SENDER, [KON_TUM])
+    files = [("a.txt", b"one"), ("b.txt", b"two")]
+    other_content = {
+        "another subject": ({**data, "subject": "Một văn bản khác"}, files),
+        "another recipient": ({**data, "to": [PHU_THO]}, files),
+        "other bytes in a file": (data, [("a.txt", b"ONE"), files[1]]),
+        "another file name": (data, [("c.txt", b"one"), files[1]]),
+        "the files in another order": (data, files[::-1]),
+        "a file fewer": (data, files[:1]),
+    }
+    async with door.node() as node:
+        first = await node.send(data, files, key="k-1")
+        assert first[0] == 202, first[1]
+        reordered = dict(reversed(list(data.items())))  # the same metadata, other JSON text
+        again = await node.send(reordered, files, key="k-1")
+        assert (again[0], again[1]["id"], again[2].get("X-Edoc-Retry")) == (
+            202,
+            first[1]["id"],
+            "true",
+        )
+        for label, (changed, changed_files) in other_content.items():
+            status, body, headers = await node.send(changed, changed_files, key="k-1")
+            assert (status, body["error"]["code"]) == (409, "EDOC-NODE-002"), label
+            assert "other content" in body["error"]["message"]
+            assert "X-Edoc-Retry" not in headers
+        status, document, _ = await node.request("GET", f"{DOCUMENTS}/{first[1]['id']}")
+        assert status == 200 and "content_sha256" not in document["summary"]
+    async with door.node() as node:  # the fingerprint is kept with the document
+        again = await node.send(data, files, key="k-1")
+        assert (again[0], again[1]["id"]) == (202, first[1]["id"])
+        status, body, _ = await node.send(*other_content["other bytes in a file"], key="k-1")
+        assert (status, body["error"]["code"]) == (409, "EDOC-NODE-002")
+
+
+async def _refused_as_unknown(node: Node, *recipients: str) -> None:
+    status, body, _ = await node.send(metadata(SENDER, [KON_TUM, *recipients]))
+    assert (status, body["error"]["code"]) == (422, "EDOC-HUB-001"), body
+    assert all(org in body["error"]["message"] for org in recipients)
+
+
+async def test_the_address_book_decides_at_the_door(
+    door: Door, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(addressbook, "RECHECK_AFTER", 0.2)
+    door.hub.book = door.hub.signed_book(REGISTERED)
+    async with door.node() as node:
+        await _refused_as_unknown(node, "000.00.99.H34")
+        await _refused_as_unknown(node, "000.00.99.H53")  # this node's own: the same answer
+        status, answer, _ = await node.send(metadata(SENDER, [KON_TUM, REGISTERED]))
+        assert status == 202, answer
+
+        # an agency registered since: the post naming it waits for a copy fetched after it
+        door.hub.book = door.hub.signed_book(REGISTERED, NEWCOMER, version=2)
+        asked = door.hub.directory_requests
+        status, answer, _ = await node.send(metadata(SENDER, [NEWCOMER]))
+        assert status == 202, answer
+        copy = node.book.current()
+        assert copy is not None and copy.version == 2
+        assert door.hub.directory_requests == asked + 1
+
+        # posts naming unknown ids together share one fetch: no signing by the hub for each
+        monkeypatch.setattr(addressbook, "RECHECK_AFTER", 3.0)
+        asked = door.hub.directory_requests
+        await asyncio.gather(*(_refused_as_unknown(node, f"000.00.9{n}.H34") for n in range(5)))
+        assert door.hub.directory_requests == asked + 1
+
+    monkeypatch.setattr(addressbook, "RECHECK_AFTER", 0.2)
+    door.hub.book = None  # restarted while the hub cannot give the book: the kept copy
+    async with door.node() as node:
+        await _refused_as_unknown(node, "000.00.99.H34")
+        assert (await node.send(metadata(SENDER, [NEWCOMER])))[0] == 202
+
+
+async def _failed(node: Node, outgoing_id: int) -> str:
+    _, document, _ = await node.request("GET", f"{DOCUMENTS}/{outgoing_id}")
+    return str(document["transfers"][0]["last_error"]) if document["status"] == "failed" else ""
+
+
+@pytest.mark.parametrize("book", ["none", "expired", "not the hub's"])
+async def test_without_a_valid_address_book_the_hub_judges(door: Door, book: str) -> None:
+    """The node accepts what it cannot judge; the hub's refusal shows on the document."""
+    door.hub.book = {
+        "none": None,
+        "expired": door.hub.signed_book(issued=dt.datetime.now(dt.UTC) - dt.timedelta(days=2)),
+        "not the hub's": door.hub.signed_book(seal=SENDER),
+    }[book]
+    refusal = {"code": "EDOC-HUB-001", "message": "not in the address book: 000.00.99.H34"}
+    door.hub.package_answer = (422, {"error": refusal})
+    async with door.node(with_book=False) as node:
+        await node.until(lambda: door.hub.directory_requests > 0)
+        status, answer, _ = await node.send(metadata(SENDER, ["000.00.99.H34"]))
+        assert status == 202, answer
+        assert node.book.current() is None
+        assert "EDOC-HUB-001" in await eventually(lambda: _failed(node, answer["id"]))
+
+
+async def test_a_post_that_is_not_multipart_is_refused_plainly(door: Door) -> None:
+    async with door.node(with_book=False) as node:
+        # curl -X POST: no body, no Content-Type
+        status, body, _ = await node.request("POST", DOCUMENTS, skip_auto_headers=["Content-Type"])
+        assert (status, body["error"]["code"]) == (400, "EDOC-IN-003")
+        assert "the body is empty" in body["error"]["message"]
+        assert "'Content-Type'" not in body["error"]["message"]  # no KeyError's text
+        status, body, _ = await node.request("POST", DOCUMENTS, json={"subject": "x"})
+        assert (status, body["error"]["code"]) == (415, "EDOC-NODE-003")
+        assert "multipart/form-data" in body["error"]["message"]
+        assert "application/json" in body["error"]["message"]
+
+
+async def test_an_empty_file_is_refused(door: Door) -> None:
+    async with door.node(with_book=False) as node:
+        files = [("ke-hoach.pdf", b"%PDF"), ("phu-luc.pdf", b"")]
+        status, body, _ = await node.send(metadata(SENDER, [KON_TUM]), files)
+        assert (status, body["error"]["code"]) == (422, "EDOC-NODE-004")
+        assert "phu-luc.pdf" in body["error"]["message"]

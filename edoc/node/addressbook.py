@@ -12,12 +12,15 @@ expires), and fetches it again:
 - at start-up, retried until the hub answers;
 - every ``REFRESH_EVERY`` in the background (a copy of the same version only extends the
   expiry);
-- when a post names an id the copy does not know and the copy is older than
-  ``RECHECK_AFTER``: an agency may have registered at another node since.
+- when a post names an id the copy does not know: an agency may have registered at
+  another node since, so the post waits (``DOOR_WAIT`` at most) for a copy fetched after
+  it arrived. Such fetches begin at most every ``RECHECK_AFTER`` and the posts waiting
+  together share one: an agency naming unknown ids cannot make the hub sign the book at
+  every post.
 
 Without a valid copy (the hub unreachable since start and nothing kept, or the kept copy
 expired) a post asks the hub for one, waiting at most ``WAIT_WITHOUT_BOOK`` (and not when
-the last try ended less than ``RECHECK_AFTER`` ago). If there is still none, the node cannot
+the last try began less than ``RECHECK_AFTER`` ago). If there is still none, the node cannot
 judge a remote recipient: it accepts the document and the hub decides, as before there was
 a book (a refusal then shows on the document as its recipients' failure).
 """
@@ -41,8 +44,8 @@ from edoc.node.state import NodeState
 
 log = structlog.get_logger()
 REFRESH_EVERY = 300.0  # seconds between background fetches
-RECHECK_AFTER = 2.0  # an unknown id fetches the book again if the copy is older than this
-DOOR_WAIT = 5.0  # how long a post waits for such a fetch before judging with what it has
+RECHECK_AFTER = 2.0  # seconds between the beginnings of fetches for posts with unknown ids
+DOOR_WAIT = 5.0  # how long such a post waits for a fresh copy before judging with what it has
 # Without a book, a post waits less: the hub is down or slow, and the hub will judge anyway.
 WAIT_WITHOUT_BOOK = 1.0
 
@@ -54,7 +57,6 @@ class Copy:
     version: int
     expires: dt.datetime
     known: frozenset[str]
-    fetched_at: float  # time.monotonic() when it was fetched or loaded
 
 
 def _verified(
@@ -67,17 +69,14 @@ def _verified(
     return version, expires, frozenset(entry.org_id for entry in entries)
 
 
-def _age(monotonic: float) -> float:
-    return time.monotonic() - monotonic
-
-
 class AddressBook:
     def __init__(self, path: Path, signer: str = HUB_ORG_ID) -> None:
         self.path = path
         self.signer = signer  # the hub's organization, whose seal signs the book
         self._copy: Copy | None = None
         self._fetching: asyncio.Task[None] | None = None
-        self._attempted_at = float("-inf")  # when the last fetch ended (monotonic)
+        self._fetch_started = float("-inf")  # time.monotonic() when the last fetch began
+        self._kept_at = float("-inf")  # time.monotonic() when a fetched copy was last kept
 
     def current(self) -> Copy | None:
         """The copy held, unless it has expired."""
@@ -91,20 +90,43 @@ class AddressBook:
         copy = self.current()
         if copy is not None and all(org in copy.known for org in org_ids):
             return []
-        if copy is None or _age(copy.fetched_at) > RECHECK_AFTER:
-            await self._wait_for_fetch(state, DOOR_WAIT if copy else WAIT_WITHOUT_BOOK)
-            copy = self.current()
+        if copy is not None:
+            await self._fetched_since(state, time.monotonic())
+        else:
+            await self._any_fetch(state)
+        copy = self.current()
         if copy is None:
             log.info("no address book: the hub will judge the recipients", recipients=org_ids)
             return []
         return [org for org in org_ids if org not in copy.known]
 
-    async def _wait_for_fetch(self, state: NodeState, timeout: float) -> None:
-        """Wait for the fetch under way, or for a new one unless the last ended less than
-        RECHECK_AFTER ago (a hub that cannot be reached is not asked at every post)."""
-        under_way = self._fetching is not None and not self._fetching.done()
-        if under_way or _age(self._attempted_at) > RECHECK_AFTER:
-            await asyncio.wait({self._refresh(state)}, timeout=timeout)
+    async def _fetched_since(self, state: NodeState, arrived: float) -> None:
+        """Wait (DOOR_WAIT at most) for a fetch begun after ``arrived``, so that an agency
+        registered before the post is known: one under way, or the next, begun as soon as
+        RECHECK_AFTER has passed since the last began (posts waiting together share it)."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(DOOR_WAIT):
+                while True:
+                    fetching = self._fetching
+                    if fetching is not None and not fetching.done():
+                        await asyncio.wait({fetching})  # a timeout leaves the fetch running
+                    elif self._fetch_started >= arrived:
+                        return
+                    elif (pause := self._fetch_started + RECHECK_AFTER - time.monotonic()) > 0:
+                        await asyncio.sleep(pause)
+                    else:
+                        self._refresh(state)
+
+    async def _any_fetch(self, state: NodeState) -> None:
+        """Without a copy: wait (WAIT_WITHOUT_BOOK at most) for the fetch under way, or a new
+        one unless the last began less than RECHECK_AFTER ago (the hub is down or slow: not
+        asked at every post, and it will judge anyway)."""
+        if self._fetching is None or self._fetching.done():
+            if time.monotonic() - self._fetch_started < RECHECK_AFTER:
+                return
+            self._refresh(state)
+        assert self._fetching is not None
+        await asyncio.wait({self._fetching}, timeout=WAIT_WITHOUT_BOOK)
 
     async def load_kept(self, state: NodeState) -> None:
         """Take the copy kept on disk, if it is still valid."""
@@ -140,6 +162,7 @@ class AddressBook:
     def _refresh(self, state: NodeState) -> asyncio.Task[None]:
         """One fetch at a time: callers that come while one is under way share it."""
         if self._fetching is None or self._fetching.done():
+            self._fetch_started = time.monotonic()
             self._fetching = asyncio.create_task(self._fetch(state), name="address book")
         return self._fetching
 
@@ -148,14 +171,15 @@ class AddressBook:
             await self._adopt(state, await hublink.directory(state), keep=True)
         except (errors.EdocError, hublink.HubRefused, OSError, ValueError) as exc:
             log.warning("address book not fetched", reason=str(exc))
-        finally:
-            self._attempted_at = time.monotonic()
 
     async def _adopt(self, state: NodeState, data: bytes, keep: bool) -> None:
         version, expires, known = await state.offload.run(_verified, data, state, self.signer)
-        held = self._copy
-        if keep:
+        changed = self._copy is None or self._copy.version != version
+        # Kept on disk when it changed, and now and then for its later expiry: not at each
+        # fetch for a post with an unknown id.
+        if keep and (changed or time.monotonic() - self._kept_at > REFRESH_EVERY):
             await state.offload.run(atomic.write_bytes, self.path, data)
-        self._copy = Copy(version, expires, known, time.monotonic())
-        if held is None or held.version != version:
+            self._kept_at = time.monotonic()
+        self._copy = Copy(version, expires, known)
+        if changed:
             log.info("address book", version=version, organizations=len(known))

@@ -21,6 +21,7 @@ from edoc import errors
 from edoc.keystore import KeyStore
 from edoc.model import AGENCY_CODES, MessageKind, ResponseFor, Staff, StatusCode, may_follow
 from edoc.node import hublink, inbox, openapi, outbox, stats, submit
+from edoc.node.addressbook import AddressBook
 from edoc.node.state import NodeConfig, NodeState
 from edoc.offload import Offload
 from edoc.store import open_node_store
@@ -28,6 +29,7 @@ from edoc.store.node import InboxItem, Outgoing, OutgoingRecipient, StateChange
 from edoc.web import HttpMetrics, bearer_token, middleware, path_id, serve, token_digest
 
 STATE = web.AppKey("state", NodeState)
+ADDRESS_BOOK = web.AppKey("address_book", AddressBook)
 log = structlog.get_logger()
 
 
@@ -67,7 +69,7 @@ def _outgoing_json(outgoing: Outgoing) -> dict[str, Any]:
         "document_id": outgoing.document_id,
         "status": _overall(outgoing),
         "created_at": outgoing.created_at.isoformat(),
-        "summary": outgoing.summary,
+        "summary": submit.public_summary(outgoing.summary),
         "recipients": [_recipient_json(r) for r in outgoing.recipients],
         "transfers": [
             {"route": t.route, "state": t.state, "attempts": t.attempts, "last_error": t.last_error}
@@ -78,7 +80,8 @@ def _outgoing_json(outgoing: Outgoing) -> dict[str, Any]:
 
 async def post_document(request: web.Request) -> web.Response:
     agency = await agency_of(request)
-    outgoing, retry = await submit.submit(request.app[STATE], request, agency)
+    app = request.app
+    outgoing, retry = await submit.submit(app[STATE], app[ADDRESS_BOOK], request, agency)
     body = {
         "id": outgoing.id,
         "document_id": outgoing.document_id,
@@ -285,10 +288,13 @@ def create_app(config: NodeConfig) -> web.Application:
             opened.push_async_callback(session.close)
             state = NodeState(config, store, keys, offload, http_metrics, session)
             app[STATE] = state
+            book = app[ADDRESS_BOOK] = AddressBook(config.data_dir / "addressbook.xml")
+            opened.push_async_callback(book.close)
             tasks = [
                 asyncio.create_task(outbox.run_forever(state), name="outbox"),
                 asyncio.create_task(inbox.collect_forever(state), name="inbox"),
                 asyncio.create_task(_register_with_hub(state), name="register"),
+                asyncio.create_task(book.keep_fresh(state), name="address book"),
             ]
             yield
             for task in tasks:

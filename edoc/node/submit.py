@@ -1,26 +1,35 @@
 """POST /api/v1/documents: an agency's multipart upload → a signed package in the outbox.
 
 Files are streamed to disk under a size limit; the metadata part is checked against
-the schema; the agency may only send as itself. Nothing is answered 202 before the
-package file is fsynced and its outbox rows are committed.
+the schema; the agency may only send as itself; every recipient must be known (an agency
+of this node, or in the hub's address book when the node has one). Nothing is answered
+202 before the package file is fsynced and its outbox rows are committed.
+
+An ``Idempotency-Key`` makes a post safe to repeat: the same key with the same content
+answers the first document again (``X-Edoc-Retry: true``); the same key with other
+content is refused (EDOC-NODE-002), never taken for a retry that would lose it.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
+import json
 import shutil
 import unicodedata
 import uuid
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote
 
-from aiohttp import BodyPartReader, web
+from aiohttp import BodyPartReader, MultipartReader, hdrs, web
 from aiohttp.http_exceptions import HttpProcessingError
 
 from edoc import envelope, errors, metadata
-from edoc.model import MessageKind
+from edoc.model import Document, MessageKind
 from edoc.node import compose, stats
+from edoc.node.addressbook import AddressBook
 from edoc.node.state import NodeState
 from edoc.store.node import NewOutgoing, Outgoing
 
@@ -33,14 +42,50 @@ def _file_name(part: BodyPartReader) -> str:
     return unicodedata.normalize("NFC", unquote(name, errors="strict"))
 
 
-async def _read_parts(request: web.Request, staging: Path, limit: int) -> tuple[bytes, list[Path]]:
+@dataclass
+class Upload:
+    """What a post carried: the metadata part, and each file staged on disk with the name
+    and SHA-256 it was staged under, in the order posted."""
+
+    metadata: bytes = b""
+    files: list[Path] = field(default_factory=list)
+    digests: list[tuple[str, str]] = field(default_factory=list)
+
+
+async def _open_multipart(request: web.Request) -> MultipartReader:
+    if not request.body_exists:
+        raise errors.BadMultipart(
+            "the body is empty: post multipart/form-data with a metadata part and the files"
+        )
+    if request.content_type != "multipart/form-data":
+        raise errors.NotMultipart(
+            f"Content-Type must be multipart/form-data (a metadata part and the files),"
+            f" not {request.headers.get(hdrs.CONTENT_TYPE) or 'none'}"
+        )
     try:
-        reader = await request.multipart()
+        return await request.multipart()
     except (AssertionError, ValueError, KeyError) as exc:
-        raise errors.BadMultipart(f"expected multipart/form-data: {exc}") from None
-    raw: bytes | None = None
-    files: list[Path] = []
-    total = 0
+        raise errors.BadMultipart(f"unreadable multipart/form-data header: {exc}") from None
+
+
+async def _stage(part: BodyPartReader, path: Path, room: int, limit: int) -> tuple[int, str]:
+    """Stream a file part to ``path`` (the upload may still take ``room`` bytes of
+    ``limit``); its size and SHA-256, computed on the way."""
+    digest = hashlib.sha256()
+    size = 0
+    with path.open("wb") as out:
+        while chunk := await part.read_chunk(256 * 1024):
+            size += len(chunk)
+            if size > room:
+                raise errors.TooLarge(f"upload larger than {limit} bytes")
+            digest.update(chunk)
+            out.write(chunk)
+    return size, digest.hexdigest()
+
+
+async def _read_parts(request: web.Request, staging: Path, limit: int) -> Upload:
+    reader = await _open_multipart(request)
+    upload, raw, total = Upload(), None, 0
     try:
         while (part := await reader.next()) is not None:
             if not isinstance(part, BodyPartReader):
@@ -56,18 +101,54 @@ async def _read_parts(request: web.Request, staging: Path, limit: int) -> tuple[
             path = staging / name
             if path.exists():
                 raise errors.UnsafeAttachmentName(f"two files named {name!r}")
-            with path.open("wb") as out:
-                while chunk := await part.read_chunk(256 * 1024):
-                    total += len(chunk)
-                    if total > limit:
-                        raise errors.TooLarge(f"upload larger than {limit} bytes")
-                    out.write(chunk)
-            files.append(path)
+            size, sha256 = await _stage(part, path, limit - total, limit)
+            if size == 0:
+                raise errors.EmptyAttachment(
+                    f"{name!r} is empty (0 bytes): there is nothing to send"
+                )
+            total += size
+            upload.files.append(path)
+            upload.digests.append((name, sha256))
     except (ValueError, AssertionError, RuntimeError, HttpProcessingError) as exc:
         raise errors.BadMultipart(f"malformed multipart body: {exc}") from None
     if raw is None:
         raise errors.MissingField("the multipart body has no metadata part")
-    return raw, files
+    upload.metadata = raw
+    return upload
+
+
+# Kept in an outgoing document's summary (and there only: the agency's view leaves it out).
+FINGERPRINT = "content_sha256"
+
+
+def content_fingerprint(data: dict[str, Any], digests: list[tuple[str, str]]) -> str:
+    """What "the same content" means for an Idempotency-Key: the metadata as the agency
+    posted it (parsed and normalised, before the node adds anything: a generated
+    DocumentId, the recipients of a revoked original), then each file's name and SHA-256,
+    in order. Two posts with the same fingerprint make the same document."""
+    canonical = json.dumps(
+        {"metadata": data, "files": [list(pair) for pair in digests]},
+        ensure_ascii=False,
+        sort_keys=True,
+        separators=(",", ":"),
+    )
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def public_summary(summary: dict[str, Any]) -> dict[str, Any]:
+    return {key: value for key, value in summary.items() if key != FINGERPRINT}
+
+
+def _retried(earlier: Outgoing, key: str, fingerprint: str) -> Outgoing:
+    """The earlier document a post repeats; refused if the key came with other content.
+    A document stored before fingerprints were kept has none: taken for a retry, as then."""
+    kept = earlier.summary.get(FINGERPRINT)
+    if kept is not None and kept != fingerprint:
+        raise errors.IdempotencyKeyReused(
+            f"Idempotency-Key {key!r} was used for other content (document"
+            f" {earlier.document_id}); a new document needs a new key"
+        )
+    return earlier
 
 
 def _org_id(to: str | dict[str, Any]) -> str:
@@ -75,9 +156,11 @@ def _org_id(to: str | dict[str, Any]) -> str:
     return to if isinstance(to, str) else str(to["id"])
 
 
-async def _recipients(state: NodeState, data: dict[str, Any], sender: str) -> None:
-    """Local recipients must be agencies of this node; a revoke/update/replace also goes
-    to every recipient of the original."""
+async def _recipients(
+    state: NodeState, book: AddressBook, data: dict[str, Any], sender: str
+) -> None:
+    """Local recipients must be agencies of this node, the others in the hub's address
+    book; a revoke/update/replace also goes to every recipient of the original."""
     business = data.get("business", {})
     if business.get("type", 0):
         original_id = business.get("document_id") or data.get("document_id", "")
@@ -89,44 +172,77 @@ async def _recipients(state: NodeState, data: dict[str, Any], sender: str) -> No
             *data["to"],
             *(r.org_id for r in original.recipients if r.org_id not in named),
         ]
-    local = [org for org in map(_org_id, data["to"]) if state.serves(org)]
-    if not local:  # the usual case: no need to read the agencies
-        return
-    agencies = {agency.org_id for agency in await state.store.agencies()}
-    for org in local:
-        if org not in agencies:
-            raise errors.UnknownRecipient(f"{org} is not an agency of this node")
+    recipients = list(map(_org_id, data["to"]))
+    local = [org for org in recipients if state.serves(org)]
+    if local:  # not the usual case: read the agencies only then
+        agencies = {agency.org_id for agency in await state.store.agencies()}
+        for org in local:
+            if org not in agencies:
+                raise errors.UnknownRecipient(f"{org} is not an agency of this node")
+    remote = [org for org in recipients if not state.serves(org)]
+    if remote and (unknown := await book.unknown(state, remote)):
+        raise errors.UnknownRecipient(f"not in the hub's address book: {', '.join(unknown)}")
 
 
-async def submit(state: NodeState, request: web.Request, agency: str) -> tuple[Outgoing, bool]:
-    """Returns the stored outgoing document and whether it is a retry of an earlier post."""
+def _idempotency_key(request: web.Request) -> str | None:
     key = request.headers.get("Idempotency-Key")
-    if key is not None:
-        if not 0 < len(key) <= 200:
-            raise errors.InvalidField("Idempotency-Key must be 1 to 200 characters")
-        earlier = await state.store.outgoing_by_key(agency, key)
-        if earlier is not None:
-            return earlier, True
+    if key is not None and not 0 < len(key) <= 200:
+        raise errors.InvalidField("Idempotency-Key must be 1 to 200 characters")
+    return key
+
+
+def _summary(document: Document, personally: bool, fingerprint: str) -> dict[str, Any]:
+    return {
+        "subject": document.subject,
+        "code": str(document.code),
+        "due_date": document.due_date.isoformat() if document.due_date else None,
+        "business": int(document.business.doc_type),
+        "personally_signed": personally,
+        "attachments": [
+            {"name": a.name, "size": a.size, "sha256": a.sha256} for a in document.attachments
+        ],
+        FINGERPRINT: fingerprint,
+    }
+
+
+async def submit(
+    state: NodeState, book: AddressBook, request: web.Request, agency: str
+) -> tuple[Outgoing, bool]:
+    """Returns the stored outgoing document and whether it is a retry of an earlier post."""
+    key = _idempotency_key(request)
     staging = state.incoming_dir / f"upload-{uuid.uuid4().hex}"
     staging.mkdir(parents=True)
     try:
-        raw, files = await _read_parts(request, staging, state.config.max_upload_bytes)
-        data = metadata.load(raw)
+        upload = await _read_parts(request, staging, state.config.max_upload_bytes)
+        data = metadata.load(upload.metadata)
+        fingerprint = content_fingerprint(data, upload.digests)
+        if key is not None and (earlier := await state.store.outgoing_by_key(agency, key)):
+            return _retried(earlier, key, fingerprint), True
         sender = _org_id(data["from"])
         if sender != agency:
             raise errors.Forbidden(f"agency {agency} cannot send as {sender}")
-        await _recipients(state, data, sender)
-        now = dt.datetime.now(dt.UTC)
-        target = state.outgoing_dir / f"{uuid.uuid4().hex}.edxml"
-        document, personally, body = await state.offload.run(
-            compose.document_package, state.keys, data, files, target, now
-        )
+        await _recipients(state, book, data, sender)
+        return await _store(state, data, upload.files, key, fingerprint)
+    finally:  # off the loop: unlinks wait for the file system's journal
+        await state.offload.run(shutil.rmtree, staging, ignore_errors=True)
+
+
+async def _store(
+    state: NodeState, data: dict[str, Any], files: list[Path], key: str | None, fingerprint: str
+) -> tuple[Outgoing, bool]:
+    """Pack, sign and store the document (a retry if a post with the same key won the race)."""
+    now = dt.datetime.now(dt.UTC)
+    target = state.outgoing_dir / f"{uuid.uuid4().hex}.edxml"
+    document, personally, body = await state.offload.run(
+        compose.document_package, state.keys, data, files, target, now
+    )
+    sender = document.sender.org_id
+    recipients = tuple(to.org_id for to in document.recipients)
+    try:
         if document.business.doc_type == 0 and await state.store.find_outgoing(
             sender, document.document_id
         ):
-            target.unlink(missing_ok=True)
             raise errors.DuplicateDocument(f"{document.document_id} was sent already")
-        recipients = tuple(to.org_id for to in document.recipients)
         new = NewOutgoing(
             kind=MessageKind.DOCUMENT,
             sender=sender,
@@ -135,17 +251,7 @@ async def submit(state: NodeState, request: web.Request, agency: str) -> tuple[O
             idempotency_key=key,
             priority=int(document.priority),
             path="" if body is not None else str(target),
-            summary={
-                "subject": document.subject,
-                "code": str(document.code),
-                "due_date": document.due_date.isoformat() if document.due_date else None,
-                "business": int(document.business.doc_type),
-                "personally_signed": personally,
-                "attachments": [
-                    {"name": a.name, "size": a.size, "sha256": a.sha256}
-                    for a in document.attachments
-                ],
-            },
+            summary=_summary(document, personally, fingerprint),
             recipients=recipients,
             local=tuple(r for r in recipients if state.serves(r)),
             body=body,
@@ -153,7 +259,10 @@ async def submit(state: NodeState, request: web.Request, agency: str) -> tuple[O
         outgoing = await state.store.add_outgoing(
             new, now, stats.sent_tallies(new, personally, now.date())
         )
-        state.outbox_wakeup.set()
-        return outgoing, False
-    finally:  # off the loop: unlinks wait for the file system's journal
-        await state.offload.run(shutil.rmtree, staging, ignore_errors=True)
+    except errors.DuplicateDocument:
+        target.unlink(missing_ok=True)
+        if key is None or (earlier := await state.store.outgoing_by_key(sender, key)) is None:
+            raise
+        return _retried(earlier, key, fingerprint), True
+    state.outbox_wakeup.set()
+    return outgoing, False

@@ -85,10 +85,17 @@ class Net:
         return Agency(self.sender.url, token, "")
 
     async def post(
-        self, body: bytes, content_type: str = MULTIPART, agency: Agency | None = None
+        self,
+        body: bytes,
+        content_type: str = MULTIPART,
+        agency: Agency | None = None,
+        headers: dict[str, str] | None = None,
     ) -> Reply:
         return await (agency or self.sender).request(
-            "POST", DOCUMENTS, data=io.BytesIO(body), headers={"Content-Type": content_type}
+            "POST",
+            DOCUMENTS,
+            data=io.BytesIO(body),
+            headers={"Content-Type": content_type} | (headers or {}),
         )
 
     async def send(self, data: dict[str, Any], *files: Part, agency: Agency | None = None) -> Reply:
@@ -127,6 +134,11 @@ def good_meta() -> dict[str, Any]:
 GOOD = multipart(meta_part(good_meta()), file_part(b"ke-hoach.txt", b"Ke hoach " * 50))
 
 
+async def post_without_a_body(net: Net) -> Reply:
+    """curl -X POST: no body at all."""
+    return await net.sender.request("POST", DOCUMENTS)
+
+
 def upload(*files: Part) -> Attack:
     async def attack(net: Net) -> Reply:
         return await net.send(good_meta(), *files)
@@ -147,13 +159,16 @@ NESTED = (
     b"--in\r\nContent-Type: text/plain\r\n\r\nx\r\n--in--",
 )
 NO_DISPOSITION: Part = ([b"Content-Type: text/plain"], b"x")
-IN003 = "EDOC-IN-003"
+IN003, NODE003 = "EDOC-IN-003", "EDOC-NODE-003"
 
 MIME_CASES = [
     Case("body-not-multipart", post(b"not multipart at all"), 400, IN003),
     Case("body-empty", post(b""), 400, IN003),
-    Case("content-type-json", post(GOOD, "application/json"), 400, IN003),
-    Case("content-type-urlencoded", post(GOOD, "application/x-www-form-urlencoded"), 400, IN003),
+    Case("post-without-a-body", post_without_a_body, 400, IN003),
+    Case("content-type-json", post(GOOD, "application/json"), 415, NODE003),
+    Case("content-type-urlencoded", post(GOOD, "application/x-www-form-urlencoded"), 415, NODE003),
+    Case("content-type-multipart-mixed", post(GOOD, "multipart/mixed; boundary=x"), 415, NODE003),
+    Case("content-type-missing", post(GOOD, ""), 415, NODE003),
     Case("content-type-without-boundary", post(GOOD, "multipart/form-data"), 400, IN003),
     Case("boundary-mismatch", post(GOOD, "multipart/form-data; boundary=other"), 400, IN003),
     Case("nested-multipart", upload(NESTED), 400, IN003),
@@ -197,7 +212,7 @@ MIME_CASES = [
 ]
 
 # --- attachment names --------------------------------------------------------------------------
-ATT003 = "EDOC-ATT-003"
+ATT003, NODE004 = "EDOC-ATT-003", "EDOC-NODE-004"
 NAMES = {
     "parent-path": b"../etc/passwd",
     "deep-parent-path": b"../../../../../tmp/x",
@@ -234,6 +249,7 @@ NAME_CASES = [
         ATT003,
     ),
     Case("attachment-name-twice", upload(file_part(b"a.txt"), file_part(b"a.txt")), 400, ATT003),
+    Case("attachment-empty", upload(file_part(b"a.txt"), file_part(b"b.txt", b"")), 422, NODE004),
 ]
 
 
@@ -309,6 +325,18 @@ TOKEN_CASES = [
         422,
         "EDOC-HUB-001",
     ),
+    Case(
+        "unknown-agency-of-another-province",
+        send_as(lambda: metadata(SENDER, [KON_TUM, "000.00.99.H34"])),
+        422,
+        "EDOC-HUB-001",
+    ),
+    Case(
+        "unknown-province",
+        send_as(lambda: metadata(SENDER, ["000.00.00.H99"])),
+        422,
+        "EDOC-HUB-001",
+    ),
     Case("reading-another-inbox", reading_another_inbox, 403, AUTH002),
     Case("reading-another-agencys-document", reading_another_agencys_document, 403, AUTH002),
     Case("reading-another-agencys-inbox-item", on_local_item("GET", ""), 403, AUTH002),
@@ -356,6 +384,24 @@ def get(path: str) -> Attack:
 
 async def status_for_unknown_item(net: Net) -> Reply:
     return await net.sender.request("POST", "/api/v1/inbox/999999/status", json_body={"code": "03"})
+
+
+async def idempotency_key_reused_with_other_content(net: Net) -> Reply:
+    """The key of an accepted document, with other metadata: refused, not a "retry"."""
+    first = metadata(SENDER, [KON_TUM])
+    code, answer, _ = await net.sender.send(first, key="reused-key")
+    assert code == 202, answer
+    return await net.sender.send({**first, "subject": "Nội dung khác"}, key="reused-key")
+
+
+async def idempotency_key_reused_with_other_file(net: Net) -> Reply:
+    data = metadata(SENDER, [KON_TUM])
+    for content in (b"ban dau", b"da sua"):
+        code, answer, headers = await net.post(
+            multipart(meta_part(data), file_part(b"a.txt", content)),
+            headers={"Idempotency-Key": "reused-key-2"},
+        )
+    return code, answer, headers
 
 
 async def idempotency_key_too_long(net: Net) -> Reply:
@@ -421,6 +467,18 @@ STATUS_CASES = [
         "EDOC-HTTP-404",
     ),
     Case("idempotency-key-too-long", idempotency_key_too_long, 400, ENV002),
+    Case(
+        "idempotency-key-reused-with-other-metadata",
+        idempotency_key_reused_with_other_content,
+        409,
+        "EDOC-NODE-002",
+    ),
+    Case(
+        "idempotency-key-reused-with-other-file",
+        idempotency_key_reused_with_other_file,
+        409,
+        "EDOC-NODE-002",
+    ),
     Case("unknown-route", get("/api/v1/inbox//status"), 404, "EDOC-HTTP-404"),
 ]
 

@@ -1,0 +1,164 @@
+"""One node in-process (aiohttp's test server) in front of a fake hub, for the agency API's
+door: what it accepts and refuses needs no real processes (tests/network_support.py has
+those, for what travels)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import io
+import json
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+from aiohttp.test_utils import TestClient, TestServer
+
+from edoc.hub import directory
+from edoc.hub.state import HUB_ORG_ID
+from edoc.keystore import KeyStore
+from edoc.node import app as node_app
+from edoc.node.addressbook import AddressBook
+from edoc.node.state import NodeConfig
+from tests.pki_support import SENDER, Ca
+
+TOKEN = "agency-token-of-the-sender"
+Reply = tuple[int, Any, dict[str, str]]
+
+
+@dataclass
+class FakeHub:
+    """The hub as a node sees it: a signed address book (None: the hub cannot give one)
+    and one answer to every package."""
+
+    keys: KeyStore
+    book: bytes | None = None
+    package_answer: tuple[int, dict[str, Any]] = (
+        503,
+        {"error": {"code": "EDOC-HUB-004", "message": "busy"}},
+    )
+    directory_requests: int = 0
+    packages: list[bytes] = field(default_factory=list)
+
+    def signed_book(
+        self,
+        *agencies: str,
+        version: int = 1,
+        issued: dt.datetime | None = None,
+        seal: str = HUB_ORG_ID,
+    ) -> bytes:
+        """Every province's and ministry's level-1 id, and ``agencies`` as their nodes
+        registered them, signed with ``seal`` (the hub's unless told)."""
+        entries = directory.seed_entries()
+        for org in agencies:
+            entries += directory.registration(org[-3:], [{"org_id": org, "name": org}])
+        now = issued or dt.datetime.now(dt.UTC)
+        return directory.signed_xml(version, entries, now, self.keys.identity(seal))
+
+    async def _directory(self, _request: web.Request) -> web.Response:
+        self.directory_requests += 1
+        if self.book is None:
+            return web.json_response({"error": {"code": "EDOC-HUB-000", "message": ""}}, status=503)
+        return web.Response(body=self.book, content_type="application/xml")
+
+    async def _register(self, _request: web.Request) -> web.Response:
+        return web.json_response({"version": 1, "registered": 1})
+
+    async def _package(self, request: web.Request) -> web.Response:
+        self.packages.append(await request.read())
+        status, body = self.package_answer
+        return web.json_response(body, status=status)
+
+    async def _deliveries(self, _request: web.Request) -> web.Response:
+        await asyncio.sleep(0.5)
+        return web.json_response({"deliveries": []})
+
+    def app(self) -> web.Application:
+        app = web.Application()
+        app.router.add_get("/api/v1/directory", self._directory)
+        app.router.add_post("/api/v1/directory", self._register)
+        app.router.add_post("/api/v1/packages", self._package)
+        app.router.add_get("/api/v1/deliveries", self._deliveries)
+        return app
+
+
+@dataclass
+class Door:
+    """The sender's node, started and stopped at will on the same data (a restart)."""
+
+    hub: FakeHub
+    config: NodeConfig
+
+    @contextlib.asynccontextmanager
+    async def node(self, with_book: bool = True) -> AsyncIterator[Node]:
+        """The node, running; with ``with_book``, once it holds an address book."""
+        async with TestClient(TestServer(node_app.create_app(self.config))) as client:
+            node = Node(client)
+            if with_book:
+                await node.until(lambda: node.book.current() is not None)
+            yield node
+
+
+@dataclass
+class Node:
+    client: TestClient[web.Request, web.Application]
+
+    @property
+    def book(self) -> AddressBook:
+        return self.client.app[node_app.ADDRESS_BOOK]
+
+    async def until(self, condition: Any, timeout: float = 10) -> None:
+        async with asyncio.timeout(timeout):
+            while not condition():
+                await asyncio.sleep(0.02)
+
+    async def request(self, method: str, path: str, **options: Any) -> Reply:
+        headers = {"Authorization": f"Bearer {TOKEN}"} | options.pop("headers", {})
+        async with self.client.request(method, path, headers=headers, **options) as response:
+            raw = await response.read()
+            try:
+                body = json.loads(raw)
+            except ValueError:
+                body = raw
+            return response.status, body, dict(response.headers)
+
+    async def send(
+        self,
+        data: dict[str, Any],
+        files: list[tuple[str, bytes]] | None = None,
+        key: str | None = None,
+    ) -> Reply:
+        form = aiohttp.FormData()
+        metadata = json.dumps(data, ensure_ascii=False)
+        form.add_field("metadata", metadata, content_type="application/json")  # multipart
+        for name, content in files or []:
+            form.add_field("file", io.BytesIO(content), filename=name)
+        headers = {"Idempotency-Key": key} if key else {}
+        return await self.request("POST", "/api/v1/documents", data=form, headers=headers)
+
+
+@contextlib.asynccontextmanager
+async def door(tmp_path: Path) -> AsyncIterator[Door]:
+    """A fresh CA (the sender's and the hub's seals), a fake hub serving, and the
+    configuration of the sender's node (Tây Ninh, H53) with the sender's token."""
+    ca = Ca.create(tmp_path / "keys")
+    ca.keys.issue(HUB_ORG_ID, org_name="Văn phòng Chính phủ")
+    hub = FakeHub(ca.keys)
+    async with TestServer(hub.app()) as server:
+        config = NodeConfig(
+            province="H53",
+            data_dir=tmp_path / "node",
+            keys_dir=tmp_path / "keys",
+            hub_url=str(server.make_url("")),
+            hub_token="hub-token",
+            hub_tls=False,
+            retry_base=0.05,
+            retry_cap=0.2,
+            workers=1,
+        )
+        await node_app.add_agency(config, SENDER, "Sở Thông tin và Truyền thông", TOKEN)
+        yield Door(hub, config)
