@@ -16,7 +16,7 @@ import pytest
 
 from edoc import network
 from edoc.keystore import KeyStore
-from edoc.node import addressbook
+from edoc.node import addressbook, openapi
 from tests import node_support
 from tests.network_support import Agency, LocalNetwork, eventually, metadata
 from tests.node_support import Door, Node
@@ -359,3 +359,18 @@ async def test_an_empty_file_is_refused(door: Door) -> None:
         status, body, _ = await node.send(metadata(SENDER, [KON_TUM]), files)
         assert (status, body["error"]["code"]) == (422, "EDOC-NODE-004")
         assert "phu-luc.pdf" in body["error"]["message"]
+
+
+def test_the_api_reference_names_each_refusal_of_a_post() -> None:
+    post = openapi.SPEC["paths"][DOCUMENTS]["post"]
+    described = {status: answer["description"] for status, answer in post["responses"].items()}
+    for status, code in [
+        ("409", "EDOC-NODE-002"),
+        ("415", "EDOC-NODE-003"),
+        ("422", "EDOC-NODE-004"),
+        ("422", "EDOC-HUB-001"),
+        ("400", "EDOC-IN-003"),
+    ]:
+        assert code in described[status], status
+    assert "X-Edoc-Retry" in post["responses"]["202"]["headers"]
+    assert "empty file" in post["description"]
