@@ -302,6 +302,8 @@ async def test_the_address_book_decides_at_the_door(
         assert status == 202, answer
         copy = node.book.current()
         assert copy is not None and copy.version == 2
+        _, health, _ = await node.request("GET", "/healthz")
+        assert health["address_book"] == {"version": 2, "expires": copy.expires.isoformat()}
         assert door.hub.directory_requests == asked + 1
 
         # posts naming unknown ids together share one fetch: no signing by the hub for each
@@ -337,6 +339,7 @@ async def test_without_a_valid_address_book_the_hub_judges(door: Door, book: str
         status, answer, _ = await node.send(metadata(SENDER, ["000.00.99.H34"]))
         assert status == 202, answer
         assert node.book.current() is None
+        assert (await node.request("GET", "/healthz"))[1]["address_book"] is None
         assert "EDOC-HUB-001" in await eventually(lambda: _failed(node, answer["id"]))
 
 

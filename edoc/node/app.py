@@ -233,6 +233,7 @@ async def get_stats(request: web.Request) -> web.Response:
 async def healthz(request: web.Request) -> web.Response:
     state = request.app[STATE]
     await state.store.ping()  # if it does not answer: 503, EDOC-STORE-001
+    book = request.app[ADDRESS_BOOK].current()
     return web.json_response(
         {
             "status": "ok",
@@ -240,6 +241,8 @@ async def healthz(request: web.Request) -> web.Response:
             "province": state.config.province,
             "registered": state.registered,  # the hub knows its agencies
             "store": "ok",
+            # null: no valid copy, remote recipients are left to the hub to judge
+            "address_book": book and {"version": book.version, "expires": book.expires.isoformat()},
         }
     )
 

@@ -231,7 +231,11 @@ SPEC: dict[str, Any] = {
             "get": {
                 "security": [],
                 "responses": {
-                    "200": _json("Healthy: the store answers (store: ok)"),
+                    "200": _json(
+                        "Healthy: the store answers (store: ok); address_book is the hub's"
+                        " address book held ({version, expires}), or null when the node"
+                        " holds no valid copy and leaves remote recipients to the hub"
+                    ),
                     "503": {**_ERROR, "description": "The store does not answer (EDOC-STORE-001)"},
                 },
             }
