@@ -9,24 +9,25 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
+import io
 from collections.abc import Sequence
-from pathlib import Path
+from importlib.resources.abc import Traversable
 
 from lxml import etree
 
-from edoc import errors, signing, xmlsafe
+from edoc import errors, resources, signing, xmlsafe
 from edoc.keystore import SigningIdentity
 from edoc.orgid import OrgId
 from edoc.pki import Trust
 from edoc.store.hub import DirectoryEntry
 
-SEEDS = Path(__file__).resolve().parent.parent.parent / "seeds" / "organizations.csv"
+SEEDS = resources.seed("organizations.csv")
 NS = "urn:edoc:directory:1"
 VALIDITY = dt.timedelta(hours=24)
 
 
-def seed_entries(path: Path = SEEDS) -> list[DirectoryEntry]:
-    with path.open(encoding="utf-8", newline="") as handle:
+def seed_entries(path: Traversable = SEEDS) -> list[DirectoryEntry]:
+    with io.StringIO(path.read_text(encoding="utf-8"), newline="") as handle:
         return [
             DirectoryEntry(
                 row["org_id"], row["name"], row["kind"], OrgId.parse(row["org_id"]).root_code
