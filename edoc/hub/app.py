@@ -27,7 +27,7 @@ from pathlib import Path
 import structlog
 from aiohttp import web
 
-from edoc import errors, tls
+from edoc import errors, tls, wire
 from edoc.hub import directory, intake, queues, stats
 from edoc.hub.state import HubConfig, HubState
 from edoc.keystore import KeyStore
@@ -79,14 +79,14 @@ async def authenticate(request: web.Request) -> str:
 
 
 def _answer(record: PackageRecord) -> dict[str, object]:
-    return {
-        "id": record.id,
-        "kind": record.kind,
-        "document_id": record.about,
-        "status_code": record.status_code or None,
-        "recipients": list(record.recipients),
-        "accepted_at": record.accepted_at.isoformat(),
-    }
+    return wire.PackageAccepted(
+        id=record.id,
+        kind=record.kind,
+        document_id=record.about,
+        status_code=record.status_code or None,
+        recipients=record.recipients,
+        accepted_at=record.accepted_at.isoformat(),
+    ).to_json()
 
 
 # A package body up to this is read into memory (a larger one is streamed to a file); it
@@ -152,7 +152,7 @@ async def ack_deliveries(request: web.Request) -> web.Response:
     node = await authenticate(request)
     ids = queues.delivery_ids(await _json_body(request))
     first = await queues.acknowledge(request.app[STATE], node, ids)
-    return web.json_response({"delivered": ids, "first": first})
+    return web.json_response(wire.Acknowledged(tuple(ids), tuple(first)).to_json())
 
 
 async def get_directory(request: web.Request) -> web.Response:
@@ -176,7 +176,7 @@ async def post_directory(request: web.Request) -> web.Response:
         node, data.get("organizations") if isinstance(data, dict) else None
     )
     version = await request.app[STATE].store.register(entries)
-    return web.json_response({"version": version, "registered": len(entries)})
+    return web.json_response(wire.Registered(version, len(entries)).to_json())
 
 
 async def get_stats(request: web.Request) -> web.Response:

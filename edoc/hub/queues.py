@@ -17,7 +17,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from edoc import errors
+from edoc import errors, wire
 from edoc.hub import stats
 from edoc.hub.state import HubState
 from edoc.store.hub import Delivery, Receipt
@@ -46,19 +46,20 @@ async def collect(state: HubState, node: str, wait: float, limit: int) -> list[D
 INLINE_TOTAL = 16 * 1024 * 1024  # package bytes one collect answer carries at most
 
 
-def _described(item: Delivery) -> dict[str, object]:
-    return {
-        "id": item.id,
-        "hub_id": item.package_id,
-        "recipient": item.recipient,
-        "kind": item.kind,
-        "sender": item.sender,
-        "document_id": item.about,
-        "status_code": item.status_code or None,
-        "priority": item.priority,
-        "size": item.size,
-        "attempts": item.attempts,
-    }
+def _described(item: Delivery, package: bytes | None) -> dict[str, object]:
+    return wire.DeliveryNotice(
+        id=item.id,
+        hub_id=item.package_id,
+        recipient=item.recipient,
+        kind=item.kind,
+        sender=item.sender,
+        document_id=item.about,
+        status_code=item.status_code or None,
+        priority=item.priority,
+        size=item.size,
+        attempts=item.attempts,
+        package=None if package is None else base64.b64encode(package).decode(),
+    ).to_json()
 
 
 def _package_bytes(item: Delivery) -> bytes | None:
@@ -78,12 +79,10 @@ def answer_body(items: Sequence[Delivery], inline_bytes: int) -> bytes:
     described = []
     room = INLINE_TOTAL
     for item in items:
-        entry = _described(item)
         package = _package_bytes(item) if item.size <= min(inline_bytes, room) else None
         if package is not None:
-            entry["package"] = base64.b64encode(package).decode()
             room -= item.size
-        described.append(entry)
+        described.append(_described(item, package))
     return json.dumps({"deliveries": described}).encode()
 
 
