@@ -9,7 +9,7 @@ from collections.abc import Iterator
 import pytest
 from lxml import etree
 
-from edoc import envelope, pki, signing
+from edoc import envelope, pki, signature_shape, signing
 from edoc.model import Organization, ResponseFor, Staff, StatusCode, StatusUpdate, TraceHop
 from tests.pki_support import SENDER, SIGNER, Ca, signed_root, verify
 
@@ -76,7 +76,7 @@ def test_a_read_package_is_verified_into_the_same_model(ca: Ca, personal: bool) 
 
 def test_every_signature_has_exactly_the_pinned_shape(ca: Ca) -> None:
     """The control for the shape verify pins: what sign writes is element for element
-    signing.SIGNATURE, with attributes only where edoc puts them and text only in the
+    signature_shape.SIGNATURE, with attributes only where edoc puts them and text only in the
     digests, the value and the certificate, also after two relays added their hops."""
     root = signed_root(ca, personal=ca.keys.identity(SENDER, SIGNER))
     for hub in ("000.00.00.G22", "000.00.00.G23"):
@@ -88,7 +88,9 @@ def test_every_signature_has_exactly_the_pinned_shape(ca: Ca) -> None:
     holders = {"DigestValue", "SignatureValue", "X509Certificate"}
     for signature in signatures:
         elements = list(signature.iter())
-        assert [e.tag for e in elements] == [f"{{{signing.DS}}}{n}" for n in signing.SIGNATURE]
+        assert [e.tag for e in elements] == [
+            f"{{{signing.DS}}}{n}" for n in signature_shape.SIGNATURE
+        ]
         for element in elements:
             local = etree.QName(element).localname
             assert set(element.keys()) <= {"Algorithm", "URI"}
