@@ -236,6 +236,18 @@ def replaced(old: bytes, new: bytes) -> Attack:
     return attack
 
 
+def attachment_header_changed(old: bytes, new: bytes) -> Attack:
+    """A signed document with one attachment whose (unsigned) Attachment header differs
+    from its (signed) manifest entry."""
+
+    async def attack(hub: Hub) -> Reply:
+        package = document(hub.ca, to=[H41], files={"thu-moi.txt": "Thư mời họp".encode()})
+        at = package.index(b"<edXML:AttachmentEncoded>")
+        return await hub.nodes["H53"].post(package[:at] + package[at:].replace(old, new, 1))
+
+    return attack
+
+
 def ds_object(content: Callable[[bytes], bytes]) -> Callable[[bytes], bytes]:
     return lambda package: b"<ds:Object " + DS + b">" + content(package) + b"</ds:Object>"
 
@@ -490,6 +502,22 @@ CASES = [
         "EDOC-XML-007",
     ),
     Case("relay-hop-with-id", relay_hop(attributes=b' Id="hop"'), 422, "EDOC-SIG-010"),
+    Case(
+        "xsi-schema-location-on-unsigned-trace-list",
+        replaced(
+            b"<edXML:TraceHeaderList>",
+            b'<edXML:TraceHeaderList xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance"'
+            b' xsi:schemaLocation="urn:x http://127.0.0.1:9/x.xsd">',
+        ),
+        400,
+        "EDOC-XML-008",
+    ),
+    Case(
+        "attachment-content-type-other-than-manifest",
+        attachment_header_changed(b"text/plain", b"text/html"),
+        400,
+        "EDOC-ATT-002",
+    ),
     # a status message is an answer: no attachments, no business of its own
     Case(
         "status-with-an-attachment",
