@@ -1,9 +1,10 @@
 """Stores, built from configuration: a URL names the backend and where its data lives.
 
 ``sqlite:///relative/path`` and ``sqlite:////absolute/path`` (the file is created when
-missing). A new backend is one more scheme here, implementing the interfaces of
-:mod:`edoc.store.hub` and :mod:`edoc.store.node`; each backend's module is imported only
-when a URL names it.
+missing); ``postgresql://user:password@host:port/database`` (or ``postgres://``: the
+store creates and upgrades its tables; give each service a database of its own). A new
+backend is one more scheme here, implementing the interfaces of :mod:`edoc.store.hub` and
+:mod:`edoc.store.node`; each backend's module is imported only when a URL names it.
 """
 
 from __future__ import annotations
@@ -34,7 +35,13 @@ def _scheme_error(url: str) -> errors.UnknownStore:
     scheme = url.partition("://")[0] if "://" in url else "(none)"
     if scheme == "sqlite":
         return errors.UnknownStore("an SQLite store's URL is sqlite:///path/to/file")
-    return errors.UnknownStore(f"unknown store scheme {scheme!r}: use sqlite:///path/to/file")
+    return errors.UnknownStore(
+        f"unknown store scheme {scheme!r}: use sqlite:///path/to/file or postgresql://host/db"
+    )
+
+
+def _postgresql(url: str) -> bool:
+    return url.startswith(("postgresql://", "postgres://"))
 
 
 async def open_hub_store(url: str) -> HubStore:
@@ -45,6 +52,12 @@ async def open_hub_store(url: str) -> HubStore:
         store = SqliteHubStore(_sqlite_path(url))
         await store.open()
         return store
+    if _postgresql(url):
+        from edoc.store.postgres.hub import PostgresHubStore
+
+        shared = PostgresHubStore(url)
+        await shared.open()
+        return shared
     raise _scheme_error(url)
 
 

@@ -49,7 +49,7 @@ def test_services_keep_their_data_where_they_always_did(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     "url",
     [
-        "postgresql://edoc:s3cret@db.example/edoc",  # not (yet) a backend of this edoc
+        "mongodb://edoc:s3cret@db.example/edoc",  # not a backend of this edoc
         "mysql://edoc:s3cret@db/edoc",
         "/var/lib/edoc/hub.sqlite",  # a path is not a URL
         "sqlite://hub.sqlite",  # two slashes: no file named

@@ -1,0 +1,1 @@
+"""The PostgreSQL backend: stores several service instances share (asyncpg)."""

@@ -1,0 +1,162 @@
+"""PostgreSQL through asyncpg: a connection pool, versioned migrations, errors translated.
+
+Every store keeps its tables in the database its URL names (give the hub and each node a
+database of its own: their table names are the same). The schema is the store's own
+business: ``schema_version`` says which of its migrations a database has had, and opening
+a store applies the ones it lacks, under an advisory lock so that several instances
+starting at once upgrade it once. Connection and server failures come out as
+:class:`edoc.errors.StorageError`; a failed statement leaves the pool usable, and a
+connection lost with a restarted server is replaced at the next request.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator, Iterator, Sequence
+from contextlib import asynccontextmanager
+from typing import Any, ClassVar, TypeAlias
+from urllib.parse import urlsplit, urlunsplit
+
+import asyncpg
+from asyncpg.pool import PoolConnectionProxy
+
+from edoc import errors
+
+# a pooled connection, as the stores' statements get it
+Connection: TypeAlias = "PoolConnectionProxy[asyncpg.Record]"
+
+POOL_SIZE = 10  # connections per store and process
+COMMAND_TIMEOUT = 30.0  # seconds a statement may take before the request fails (503)
+CONNECT_TIMEOUT = 5.0
+MIGRATION_LOCK = 7_041_962  # pg_advisory_xact_lock key: one migrating instance at a time
+
+# a database URL may carry a password: what a store says about itself carries none
+URL_SCHEMES = ("postgresql://", "postgres://")
+
+
+def shown(url: str) -> str:
+    """``url`` without its password, for messages."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.netloc.rpartition("@")[2]
+    user = parts.username or ""
+    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
+
+
+# what goes wrong between us and the server: all of it is "the store does not answer"
+_FAILURES = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError)
+
+
+@contextlib.contextmanager
+def translated(doing: str) -> Iterator[None]:
+    """asyncpg's and the network's errors as StorageError; a unique violation stays what
+    it is (a store turns it into the duplicate it means)."""
+    try:
+        yield
+    except asyncpg.UniqueViolationError:
+        raise
+    except _FAILURES as exc:
+        raise errors.StorageError(f"{doing}: {type(exc).__name__}: {exc}") from None
+
+
+SCHEMA_VERSION = """
+CREATE TABLE IF NOT EXISTS schema_version (
+    component TEXT PRIMARY KEY,
+    version INTEGER NOT NULL
+)
+"""
+
+
+async def migrate(conn: Connection, component: str, steps: Sequence[str]) -> int:
+    """Apply those of ``steps`` (migration n+1 is steps[n]) that the database lacks, each
+    with its version, in one transaction; returns the version reached."""
+    async with conn.transaction():
+        await conn.execute("SELECT pg_advisory_xact_lock($1)", MIGRATION_LOCK)
+        await conn.execute(SCHEMA_VERSION)
+        found = await conn.fetchval(
+            "SELECT version FROM schema_version WHERE component = $1", component
+        )
+        version = int(found or 0)
+        if version > len(steps):
+            raise errors.StorageError(
+                f"the {component} tables are at version {version}, made by a newer edoc"
+                f" (this one knows {len(steps)})"
+            )
+        for number, step in enumerate(steps[version:], start=version + 1):
+            await conn.execute(step)
+            await conn.execute(
+                "INSERT INTO schema_version (component, version) VALUES ($1, $2)"
+                " ON CONFLICT (component) DO UPDATE SET version = excluded.version",
+                component,
+                number,
+            )
+        return max(version, len(steps))
+
+
+class PostgresDatabase:
+    component: ClassVar[str] = ""  # whose tables: its row in schema_version
+    migrations: ClassVar[tuple[str, ...]] = ()  # never edit one that shipped: add another
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self._pool: asyncpg.Pool | None = None
+
+    @property
+    def pool(self) -> asyncpg.Pool:
+        if self._pool is None:
+            raise errors.StorageError("store is not open")
+        return self._pool
+
+    async def open(self, up_to: int | None = None) -> None:
+        """Connect and bring the schema to the latest version (``up_to``: to that one,
+        for the upgrade tests)."""
+        try:
+            with translated(f"cannot open {shown(self.url)}"):
+                self._pool = await asyncpg.create_pool(
+                    self.url,
+                    min_size=1,
+                    max_size=POOL_SIZE,
+                    command_timeout=COMMAND_TIMEOUT,
+                    timeout=CONNECT_TIMEOUT,
+                )
+                async with self._pool.acquire() as conn:
+                    await migrate(conn, self.component, self.migrations[:up_to])
+        except BaseException:
+            await self.close()
+            raise
+
+    async def close(self) -> None:
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            with contextlib.suppress(*_FAILURES):
+                await pool.close()
+
+    async def ping(self) -> None:
+        """Whether the store answers: one query on a pooled connection."""
+        await self._value("SELECT 1")
+
+    @asynccontextmanager
+    async def _transaction(self) -> AsyncIterator[Connection]:
+        """One change, all or nothing, committed when the block is left."""
+        with translated("store failed"):
+            async with self.pool.acquire() as conn, conn.transaction():
+                yield conn
+
+    @asynccontextmanager
+    async def _snapshot(self) -> AsyncIterator[Connection]:
+        """Several reads that see one state of the database."""
+        with translated("store failed"):
+            async with (
+                self.pool.acquire() as conn,
+                conn.transaction(isolation="repeatable_read", readonly=True),
+            ):
+                yield conn
+
+    async def _rows(self, sql: str, *args: Any) -> list[asyncpg.Record]:
+        with translated("store failed"):
+            return list(await self.pool.fetch(sql, *args))
+
+    async def _value(self, sql: str, *args: Any) -> Any:
+        with translated("store failed"):
+            return await self.pool.fetchval(sql, *args)

@@ -1,0 +1,136 @@
+"""What the PostgreSQL stores add to the contract: a schema they create and upgrade
+themselves, and several instances sharing one database."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import replace
+
+import asyncpg
+import pytest
+
+from edoc import errors
+from edoc.store import open_hub_store
+from edoc.store.hub import Addressee, HubStore, NewPackage, Receipt, Tally
+from edoc.store.postgres.hub import PostgresHubStore
+from tests.store import postgres
+
+NOW = dt.datetime(2026, 11, 24, 8, 0, tzinfo=dt.UTC)
+LEASE = dt.timedelta(seconds=60)
+H34 = Addressee("000.00.00.H34", "H34")
+PACKAGE = NewPackage(
+    kind="document",
+    sender="000.00.12.H53",
+    about="d",
+    status_code="",
+    business_type=0,
+    priority=0,
+    digest="1",
+    path="",
+    size=3,
+    recipients=(H34,),
+    body=b"abc",
+)
+SENT = Tally(NOW.date(), PACKAGE.sender, "sent", "")
+
+
+@pytest.fixture
+def fresh() -> Iterator[str]:
+    """An empty database of this test's own."""
+    postgres.require_server()
+    name = postgres.run_name("fresh")
+    url = postgres.create(name)
+    yield url
+    postgres.drop(name)
+
+
+async def _versions(url: str) -> dict[str, int]:
+    conn = await asyncpg.connect(url)
+    try:
+        rows = await conn.fetch("SELECT component, version FROM schema_version")
+    finally:
+        await conn.close()
+    return {row[0]: row[1] for row in rows}
+
+
+async def test_an_empty_database_gets_the_latest_schema(fresh: str) -> None:
+    store = await open_hub_store(fresh)
+    await store.accept(PACKAGE, NOW, SENT)
+    await store.close()
+    assert await _versions(fresh) == {"hub": len(PostgresHubStore.migrations)}
+    again = await open_hub_store(fresh)  # opening again changes nothing
+    try:
+        assert await again.queued_for(H34.org_id) == 1
+    finally:
+        await again.close()
+
+
+async def test_instances_starting_at_once_make_the_schema_once(fresh: str) -> None:
+    stores = await asyncio.gather(*(open_hub_store(fresh) for _ in range(4)))
+    for store in stores:
+        await store.close()
+    assert await _versions(fresh) == {"hub": len(PostgresHubStore.migrations)}
+
+
+async def test_a_database_a_newer_edoc_made_is_refused(fresh: str) -> None:
+    await (await open_hub_store(fresh)).close()
+    conn = await asyncpg.connect(fresh)
+    await conn.execute("UPDATE schema_version SET version = version + 1")
+    await conn.close()
+    with pytest.raises(errors.StorageError, match="made by a newer edoc"):
+        await open_hub_store(fresh)
+
+
+async def test_a_server_that_does_not_answer_is_a_storage_failure() -> None:
+    with pytest.raises(errors.StorageError) as failed:
+        await open_hub_store("postgresql://edoc:s3cret@127.0.0.1:9/edoc")
+    assert failed.value.code == "EDOC-STORE-001"
+    assert "s3cret" not in str(failed.value) and "edoc:***@127.0.0.1:9" in str(failed.value)
+
+
+@pytest.fixture
+async def two_instances(fresh: str) -> AsyncIterator[list[HubStore]]:
+    """Two hub instances' stores on one database."""
+    stores = [await open_hub_store(fresh) for _ in range(2)]
+    yield stores
+    for store in stores:
+        await store.close()
+
+
+async def _accept_many(store: HubStore, count: int) -> None:
+    for n in range(count):
+        await store.accept(replace(PACKAGE, about=f"d{n}", priority=n % 3), NOW, SENT)
+
+
+async def test_instances_leasing_at_once_never_share_a_delivery(
+    two_instances: list[HubStore],
+) -> None:
+    await _accept_many(two_instances[0], 120)
+    # twelve collectors, six on each instance, claim batches of 10 at the same moment
+    batches = await asyncio.gather(
+        *(store.lease("H34", NOW, LEASE, 10, 0) for store in two_instances for _ in range(6))
+    )
+    ids = [d.id for batch in batches for d in batch]
+    assert len(ids) == len(set(ids)) == 120
+    for batch in batches:  # each batch is in the queue's order
+        assert [d.priority for d in batch] == sorted((d.priority for d in batch), reverse=True)
+
+
+async def test_a_lease_held_by_an_instance_that_died_comes_back_once(
+    two_instances: list[HubStore],
+) -> None:
+    first, second = two_instances
+    await _accept_many(first, 3)
+    held = await first.lease("H34", NOW, LEASE, 10, 0)
+    await first.close()  # the instance is gone with its lease, before acknowledging
+    assert await second.lease("H34", NOW, LEASE, 10, 0) == []  # hidden until it runs out
+    back = await second.lease("H34", NOW + LEASE, LEASE, 10, 0)
+    assert sorted(d.id for d in back) == sorted(d.id for d in held)
+    tally = Tally(NOW.date(), H34.org_id, "received", "")
+    acknowledged = await second.acknowledge([Receipt(d.id, tally) for d in back], NOW)
+    assert len(acknowledged) == 3
+    later = NOW + 10 * LEASE
+    assert await second.lease("H34", later, LEASE, 10, 0) == []  # never again after the ack
+    assert await second.acknowledge([Receipt(d.id, tally) for d in back], later) == []
