@@ -14,8 +14,8 @@ from typing import Any
 import click
 
 from edoc import atomic, envelope, errors, metadata, signing
-from edoc.cli import remote
 from edoc.cli.options import existing_keys, json_option, uses_keys
+from edoc.client import AgencyClient
 from edoc.keystore import KeyStore, SigningIdentity, utcnow
 from edoc.model import Document
 
@@ -191,9 +191,9 @@ def send(
     idempotency_key: str | None,
 ) -> None:
     """Post a document to a node's agency API; prints the node's JSON answer."""
-    answer = asyncio.run(
-        remote.post_document(node_url, token, metadata_file, files, idempotency_key)
-    )
+    agency = AgencyClient(node_url, token)
+    uploads = [(path.name, path) for path in files]
+    answer = asyncio.run(agency.post_document(metadata_file.read_bytes(), uploads, idempotency_key))
     click.echo(json.dumps(answer, ensure_ascii=False))
 
 

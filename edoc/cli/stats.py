@@ -12,8 +12,9 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from edoc.cli import remote
-from edoc.cli.options import console, json_option, uses_keys
+from edoc import tls
+from edoc.cli.options import console, existing_keys, json_option, uses_keys
+from edoc.client import AgencyClient, HubClient
 from edoc.model import recipient_state
 
 
@@ -26,14 +27,25 @@ def stats(hub_url: str | None, node_url: str | None, as_json: bool, keys_dir: Pa
     """Sent and received counts of a hub or a node (give one of --hub or --node)."""
     if (hub_url is None) == (node_url is None):
         raise click.UsageError("give one of --hub URL or --node URL")
-    base = (hub_url or node_url or "").rstrip("/")
-    report = asyncio.run(remote.fetch_json(f"{base}/api/v1/stats", keys_dir))
+    report = asyncio.run(_service(hub_url, node_url, keys_dir).stats())
     if as_json:
         click.echo(json.dumps(report, ensure_ascii=False, indent=2))
     elif node_url is not None:
         print_node_stats(report, console())
     else:
         print_hub_stats(report, console())
+
+
+def _service(hub_url: str | None, node_url: str | None, keys_dir: Path) -> HubClient | AgencyClient:
+    """The client of the service asked about; a hub's certificate is checked against the
+    CA in ``keys_dir``."""
+    if node_url is not None:
+        return AgencyClient(node_url)
+    assert hub_url is not None
+    https = hub_url.startswith("https")
+    return HubClient(
+        hub_url, ssl_context=tls.admin_context(existing_keys(keys_dir)) if https else True
+    )
 
 
 def count(value: object) -> str:
