@@ -176,3 +176,19 @@ def metadata(sender: str, to: list[str], **changes: Any) -> dict[str, Any]:
     }
     data.update(changes)
     return data
+
+
+def simulate(*args: str) -> dict[str, Any]:
+    """`edoc simulate … --json`'s report; its stderr if it fails, which says why."""
+    try:
+        result = subprocess.run(
+            [*network.edoc_command(), "simulate", *args, "--json"],
+            capture_output=True,
+            text=True,
+            timeout=900,
+        )
+    except subprocess.TimeoutExpired as late:
+        raise AssertionError(f"simulate ran over 900 s: {late.stderr!r}") from None
+    assert result.returncode == 0, result.stderr
+    report: dict[str, Any] = json.loads(result.stdout)
+    return report

@@ -2,18 +2,13 @@
 
 from __future__ import annotations
 
-import json
-import subprocess
 from collections import Counter
 from collections.abc import Iterator
-from pathlib import Path
-from typing import Any
 
 import pytest
 
-from edoc import network
 from edoc.sim import profile, traffic
-from tests.network_support import LocalNetwork
+from tests.network_support import LocalNetwork, simulate
 
 AGENCY_GROUPS = ("00", "07", "12", "15")
 
@@ -86,28 +81,11 @@ def net(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalNetwork]:
     local.stop()
 
 
-def _simulate(*args: str) -> dict[str, Any]:
-    try:
-        result = subprocess.run(
-            [*network.edoc_command(), "simulate", *args, "--json"],
-            capture_output=True,
-            text=True,
-            timeout=900,
-        )
-    except subprocess.TimeoutExpired as late:
-        raise AssertionError(f"simulate ran over 900 s: {late.stderr!r}") from None
-    assert result.returncode == 0, result.stderr  # why it failed, not only that it did
-    report: dict[str, Any] = json.loads(result.stdout)
-    return report
-
-
 async def test_simulated_days_are_conserved_and_counted_on_both_sides(
     net: LocalNetwork,
 ) -> None:
     assert net.net is not None
-    report = _simulate(
-        "tay-ninh-2021", "--days", "2", "--seed", "3", "--network", str(net.net.path)
-    )
+    report = simulate("tay-ninh-2021", "--days", "2", "--seed", "3", "--network", str(net.net.path))
     assert report["refused"] == {} and report["answers_refused"] == {}
     assert report["sent"] == report["arrived"] == report["documents"] > 100
     for row in report["rows"]:  # conservation, and the nodes' own counts agree
@@ -127,7 +105,7 @@ async def test_simulated_days_are_conserved_and_counted_on_both_sides(
 
 async def test_statuses_arrive_in_the_order_given(net: LocalNetwork) -> None:
     assert net.net is not None
-    report = _simulate(
+    report = simulate(
         "tay-ninh-2021", "--days", "1", "--seed", "11", "--network", str(net.net.path)
     )
     assert report["refused"] == {} and report["sent"] == report["arrived"]
@@ -144,14 +122,3 @@ async def test_statuses_arrive_in_the_order_given(net: LocalNetwork) -> None:
             assert codes == sorted(codes), codes  # 01 before 03 before 04 …
             checked += 1
     assert checked > 0
-
-
-def test_a_small_national_day(tmp_path: Path) -> None:
-    report = _simulate(
-        "national", "--days", "1", "--scale", "0.02", "--data-dir", str(tmp_path / "national")
-    )
-    assert report["documents"] > 40
-    assert report["sent"] == report["arrived"] == report["documents"]
-    assert report["refused"] == {}
-    assert sum(report["statuses"].get(code, 0) for code in ("02", "06")) == report["arrived"]
-    assert len(report["rows"]) == 85
