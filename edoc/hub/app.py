@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import functools
 import math
 import time
 import uuid
@@ -197,6 +198,10 @@ async def _stop_waiting(app: web.Application) -> None:
         app[STATE].stop_waiting()
 
 
+def _woken(state: HubState, node: str) -> None:
+    state.wake({node} if node else set(state.wakeups))
+
+
 def create_app(config: HubConfig) -> web.Application:
     http_metrics = HttpMetrics("hub")
     app = web.Application(middlewares=[middleware(http_metrics)], client_max_size=SMALL_BODY)
@@ -215,6 +220,8 @@ def create_app(config: HubConfig) -> web.Application:
             opened.callback(offload.close)
             state = HubState(config, store, keys, offload, http_metrics)
             await store.register(directory.seed_entries())
+            # another instance on the same database accepted a package: its long polls here
+            await store.watch(functools.partial(_woken, state))
             app[STATE] = state
             yield
 

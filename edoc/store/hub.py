@@ -9,7 +9,7 @@ none of them, it keeps what it is given.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -213,3 +213,11 @@ class HubStore(Protocol):
     async def add_node(self, node: str, token_sha256: str) -> None: ...
 
     async def node_for_token(self, token_sha256: str) -> str | None: ...
+
+    # other processes on the same store
+    async def watch(self, wake: Callable[[str], None]) -> None:
+        """Call ``wake(node)`` when another process sharing the store adds a delivery for
+        ``node``, and ``wake("")`` when such news may have been lost (every node). A hint
+        only, maybe late or lost: pollers still look now and then. A store no other
+        process shares never calls it."""
+        ...

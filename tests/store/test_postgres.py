@@ -134,3 +134,58 @@ async def test_a_lease_held_by_an_instance_that_died_comes_back_once(
     later = NOW + 10 * LEASE
     assert await second.lease("H34", later, LEASE, 10, 0) == []  # never again after the ack
     assert await second.acknowledge([Receipt(d.id, tally) for d in back], later) == []
+
+
+async def test_a_database_of_the_previous_version_is_upgraded(fresh: str) -> None:
+    previous = PostgresHubStore(fresh)
+    await previous.open(up_to=len(PostgresHubStore.migrations) - 1)
+    await previous.accept(PACKAGE, NOW, SENT)
+    await previous.close()
+    assert await _versions(fresh) == {"hub": len(PostgresHubStore.migrations) - 1}
+
+    store = await open_hub_store(fresh)
+    heard: asyncio.Queue[str] = asyncio.Queue()
+    try:
+        assert await _versions(fresh) == {"hub": len(PostgresHubStore.migrations)}
+        (kept,) = await store.lease("H34", NOW, LEASE, 10, bodies_up_to=10)
+        assert (kept.about, kept.body) == ("d", b"abc")
+        await store.watch(heard.put_nowait)  # what version 2 added: notifications
+        await store.accept(replace(PACKAGE, about="e"), NOW, SENT)
+        async with asyncio.timeout(5):
+            assert await heard.get() == "H34"
+    finally:
+        await store.close()
+
+
+async def _heard(queue: asyncio.Queue[str]) -> str:
+    async with asyncio.timeout(5):
+        return await queue.get()
+
+
+async def test_an_instance_hears_of_deliveries_another_one_added(
+    two_instances: list[HubStore],
+) -> None:
+    accepting, polling = two_instances
+    heard: asyncio.Queue[str] = asyncio.Queue()
+    await polling.watch(heard.put_nowait)
+    h23 = Addressee("000.00.07.H23", "H23")
+    await accepting.accept(replace(PACKAGE, recipients=(H34, h23)), NOW, SENT)
+    assert {await _heard(heard), await _heard(heard)} == {"H34", "H23"}
+    assert heard.empty()
+
+
+async def test_after_a_lost_connection_every_waiter_is_woken_and_news_flows_again(
+    fresh: str, two_instances: list[HubStore]
+) -> None:
+    accepting, polling = two_instances
+    heard: asyncio.Queue[str] = asyncio.Queue()
+    await polling.watch(heard.put_nowait)
+    conn = await asyncpg.connect(fresh)  # as a restarted server would: every session ends
+    await conn.execute(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+        " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+    )
+    await conn.close()
+    assert await _heard(heard) == ""  # what was sent meanwhile is unknown: everyone looks
+    await accepting.accept(PACKAGE, NOW, SENT)  # the pool replaced its connections too
+    assert await _heard(heard) == "H34"

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 
 import asyncpg
@@ -31,7 +31,8 @@ from edoc.store.hub import (
     Receipt,
     Tally,
 )
-from edoc.store.postgres.database import Connection, PostgresDatabase
+from edoc.store.postgres.database import CONNECT_TIMEOUT, Connection, PostgresDatabase
+from edoc.store.postgres.listen import Listener
 
 FIRST = """
 CREATE TABLE packages (
@@ -82,6 +83,20 @@ CREATE TABLE meta (key TEXT PRIMARY KEY, value BIGINT NOT NULL);
 CREATE TABLE nodes (node TEXT PRIMARY KEY, token_sha256 TEXT NOT NULL UNIQUE);
 """
 
+# version 2: a new delivery notifies the instances listening (edoc.store.postgres.listen);
+# PostgreSQL sends it when the transaction commits, once per node however many rows
+NOTIFY = """
+CREATE FUNCTION edoc_delivery_added() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM pg_notify('edoc_deliveries', NEW.node);
+    RETURN NULL;
+END
+$$;
+CREATE TRIGGER deliveries_notify AFTER INSERT ON deliveries
+    FOR EACH ROW EXECUTE FUNCTION edoc_delivery_added();
+"""
+CHANNEL = "edoc_deliveries"
+
 # $1 is the largest package whose body comes along: an acknowledgement of 1,000
 # deliveries, or a lease of packages too large to go inline, needs none
 _DELIVERY_COLUMNS = """
@@ -130,7 +145,28 @@ async def _count(conn: Connection, tallies: Sequence[Tally]) -> None:
 
 class PostgresHubStore(PostgresDatabase):
     component = "hub"
-    migrations = (FIRST,)
+    migrations = (FIRST, NOTIFY)
+
+    def __init__(self, url: str) -> None:
+        super().__init__(url)
+        self._listener: Listener | None = None
+
+    async def watch(self, wake: Callable[[str], None]) -> None:
+        """Call ``wake(node)`` when any instance adds a delivery for ``node``, and
+        ``wake("")`` (every node) after notifications may have been lost."""
+        await self._stop_watching()
+        self._listener = Listener(self.url, CHANNEL, wake)
+        self._listener.start()
+        await self._listener.listening(CONNECT_TIMEOUT)
+
+    async def _stop_watching(self) -> None:
+        listener, self._listener = self._listener, None
+        if listener is not None:
+            await listener.close()
+
+    async def close(self) -> None:
+        await self._stop_watching()
+        await super().close()
 
     # --- packages -----------------------------------------------------------------------
     async def find_package(self, key: PackageKey) -> PackageRecord | None:

@@ -9,7 +9,7 @@ import datetime as dt
 import json
 import sqlite3
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -321,3 +321,6 @@ class SqliteHubStore(SqliteDatabase):
     async def node_for_token(self, token_sha256: str) -> str | None:
         rows = await self._rows("SELECT node FROM nodes WHERE token_sha256=?", (token_sha256,))
         return str(rows[0][0]) if rows else None
+
+    async def watch(self, wake: Callable[[str], None]) -> None:
+        """Nothing to watch: one hub process owns the file."""
