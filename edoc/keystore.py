@@ -145,6 +145,9 @@ class KeyStore:
         self._snapshot: _Snapshot | None = None
         self._identities: dict[str, SigningIdentity] = {}
         self._lock = threading.Lock()
+        # the issuing CA as last parsed, and the stamp of the key file it was parsed from
+        self._issuing: tuple[rsa.RSAPrivateKey, x509.Certificate] | None = None
+        self._issuing_stamp: tuple[int, int, int] | None = None
 
     # --- paths -----------------------------------------------------------------------
     @property
@@ -326,11 +329,18 @@ class KeyStore:
         atomic.write_bytes(self.crl_path, crl.public_bytes(serialization.Encoding.PEM))
 
     def _issuing_ca(self) -> tuple[rsa.RSAPrivateKey, x509.Certificate]:
-        key = serialization.load_pem_private_key(
-            (self.path / "ca" / "issuing.key").read_bytes(), password=None
-        )
-        assert isinstance(key, rsa.RSAPrivateKey)
-        return key, x509.load_pem_x509_certificate(self.issuing_path.read_bytes())
+        """The issuing CA's key and certificate, parsed again only when its key file
+        changed: parsing checks the 3072-bit key, which took most of issuing a certificate
+        (a network's provisioning issues dozens)."""
+        key_path = self.path / "ca" / "issuing.key"
+        found = key_path.stat()
+        stamp = (found.st_ino, found.st_mtime_ns, found.st_size)
+        if self._issuing is None or self._issuing_stamp != stamp:
+            key = serialization.load_pem_private_key(key_path.read_bytes(), password=None)
+            assert isinstance(key, rsa.RSAPrivateKey)
+            certificate = x509.load_pem_x509_certificate(self.issuing_path.read_bytes())
+            self._issuing, self._issuing_stamp = (key, certificate), stamp
+        return self._issuing
 
     def _save(self, records: list[CertRecord]) -> None:
         data = {"version": 1, "certificates": [r.to_json() for r in records]}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import stat
 from pathlib import Path
 
@@ -102,3 +103,16 @@ def test_expiring_soon_is_reported(tmp_path: Path) -> None:
     ca = Ca.create(tmp_path / "keys")
     short = ca.keys.issue("000.00.07.H53", days=20)
     assert [r.serial for r in ca.keys.expiring(ca.clock())] == [short.serial]
+
+
+def test_a_ca_made_anew_in_its_place_issues_under_the_new_ca(tmp_path: Path) -> None:
+    # the issuing CA is parsed once and remembered: never past a change of its key file
+    keys = KeyStore(tmp_path / "keys")
+    keys.init()
+    keys.issue(SENDER, org_name="UBND tỉnh Tây Ninh")
+    shutil.rmtree(tmp_path / "keys")
+    keys.init()
+    keys.issue(SENDER, org_name="UBND tỉnh Tây Ninh")
+    now = keys.clock()
+    seal = keys.identity(SENDER).cert
+    assert pki.check_certificate(seal, keys.trust(), now, now) is pki.CertKind.ORGANIZATION
