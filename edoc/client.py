@@ -12,14 +12,16 @@ from __future__ import annotations
 import io
 import json
 import ssl
-from collections.abc import Iterable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from pathlib import Path
 from types import TracebackType
-from typing import IO, Any, NamedTuple, Self
+from typing import IO, Any, NamedTuple, Self, TypeVar
 
 import aiohttp
 
 from edoc import errors, wire
+
+T = TypeVar("T")
 
 
 class Answer(NamedTuple):
@@ -77,7 +79,12 @@ class _Client:
     async def __aexit__(
         self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
-        if self._owned and self._session is not None:
+        if self._owned:
+            await self.close()
+
+    async def close(self) -> None:
+        """Close the kept-alive session, whoever opened it."""
+        if self._session is not None:
             await self._session.close()
             self._session, self._owned = None, False
 
@@ -233,20 +240,29 @@ class HubClient(_Client):
             )
         return answer.ok()
 
+    @staticmethod
+    def _shaped(read: Callable[[object], T], body: object) -> T:
+        """A hub answer of the wrong shape is a hub not working, to be tried again."""
+        try:
+            return read(body)
+        except errors.BadAnswer as exc:
+            raise errors.HubUnavailable(f"the hub's answer is malformed: {exc.message}") from None
+
     async def post_package(self, package: bytes | IO[bytes]) -> wire.PackageAccepted:
         body = await self._ok(
             "POST", "/api/v1/packages", data=package, headers={"Content-Type": "application/xml"}
         )
-        return wire.PackageAccepted.from_json(body)
+        return self._shaped(wire.PackageAccepted.from_json, body)
 
     async def collect(self, wait: float, limit: int = 20) -> list[wire.DeliveryNotice]:
         params = {"wait": str(wait), "limit": str(limit)}
-        return wire.deliveries_from_json(await self._ok("GET", "/api/v1/deliveries", params=params))
+        body = await self._ok("GET", "/api/v1/deliveries", params=params)
+        return self._shaped(wire.deliveries_from_json, body)
 
-    async def download(self, delivery_id: int, target: Path) -> Path:
-        """A delivery's package, streamed to ``target`` (never whole in memory)."""
-        assert self._session is not None, "download needs the kept-alive session"
-        path = f"/api/v1/deliveries/{delivery_id}/package"
+    async def _stream(self, path: str) -> AsyncIterator[bytes]:
+        """The body of a GET in chunks (never whole in memory); a refusal raised under
+        its code."""
+        assert self._session is not None, "streaming needs the kept-alive session"
         try:
             async with self._session.get(
                 f"{self.base_url}{path}", headers=self._headers(None), ssl=self.ssl_context
@@ -254,26 +270,34 @@ class HubClient(_Client):
                 if response.status >= 400:
                     raw = await response.read()
                     self._checked(Answer(response.status, _parsed(raw), dict(response.headers)))
-                with target.open("wb") as out:
-                    async for chunk in response.content.iter_chunked(256 * 1024):
-                        out.write(chunk)
+                async for chunk in response.content.iter_chunked(256 * 1024):
+                    yield chunk
         except aiohttp.ClientError as exc:
             raise self.unreachable(f"cannot reach {self.base_url}: {exc}") from None
+
+    async def download(self, delivery_id: int, target: Path) -> Path:
+        """A delivery's package, streamed to ``target``."""
+        with target.open("wb") as out:
+            async for chunk in self._stream(f"/api/v1/deliveries/{delivery_id}/package"):
+                out.write(chunk)
         return target
 
     async def acknowledge(self, delivery_ids: list[int]) -> wire.Acknowledged:
         body = await self._ok("POST", "/api/v1/deliveries/ack", json_body={"ids": delivery_ids})
-        return wire.Acknowledged.from_json(body)
+        return self._shaped(wire.Acknowledged.from_json, body)
 
     async def register(self, organizations: list[dict[str, str]]) -> wire.Registered:
         body = await self._ok(
             "POST", "/api/v1/directory", json_body={"organizations": organizations}
         )
-        return wire.Registered.from_json(body)
+        return self._shaped(wire.Registered.from_json, body)
 
-    async def directory(self) -> bytes:
-        """The signed address book (XML); verify it with ``hub.directory.read_signed``."""
-        signed = await self._ok("GET", "/api/v1/directory")
-        if not isinstance(signed, bytes):
-            raise errors.BadAnswer("the hub's address book is not XML")
-        return signed
+    async def directory(self, max_bytes: int) -> bytes:
+        """The signed address book (XML), refused past ``max_bytes``; verify it with
+        ``hub.directory.read_signed``."""
+        body = bytearray()
+        async for chunk in self._stream("/api/v1/directory"):
+            body += chunk
+            if len(body) > max_bytes:
+                raise errors.HubUnavailable(f"the hub's address book is over {max_bytes} bytes")
+        return bytes(body)

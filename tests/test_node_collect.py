@@ -10,13 +10,14 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any, cast
+from typing import cast
 
 import pytest
 
 from edoc import atomic, envelope, errors
 from edoc.node import hublink, inbox
 from edoc.node.state import NodeState
+from edoc.wire import DeliveryNotice
 from tests.pki_support import Ca, signed_root, wire
 
 
@@ -27,13 +28,20 @@ class _Hub:
         self.requests: list[list[int]] = []
         self.failures = 0
         self.answer = asyncio.Event()  # a request waits for it: "on its way"
+        self.answers: list[list[DeliveryNotice]] = []  # what collect answers, last first
 
-    async def acknowledge(self, _state: NodeState, ids: list[int]) -> None:
+    async def acknowledge(self, ids: list[int]) -> None:
         self.requests.append(ids)
         await self.answer.wait()
         if self.failures:
             self.failures -= 1
-            raise hublink.HubUnreachable("hub unreachable: connection reset")
+            raise errors.HubUnreachable("hub unreachable: connection reset")
+
+    async def collect(self, _wait: float, _limit: int) -> list[DeliveryNotice]:
+        if self.answers:
+            return self.answers.pop()
+        await asyncio.Event().wait()  # nothing more: a long poll that never ends
+        return []
 
 
 async def _until(condition: Callable[[], bool]) -> None:
@@ -43,15 +51,14 @@ async def _until(condition: Callable[[], bool]) -> None:
 
 
 @pytest.fixture
-def hub(monkeypatch: pytest.MonkeyPatch) -> _Hub:
-    fake = _Hub()
-    monkeypatch.setattr(hublink, "acknowledge", fake.acknowledge)
-    return fake
+def hub() -> _Hub:
+    return _Hub()
 
 
 async def test_acknowledgements_gather_while_one_is_on_its_way(hub: _Hub) -> None:
     acks = inbox.Acknowledgements()
-    state = cast(NodeState, SimpleNamespace(config=SimpleNamespace(retry_base=0, retry_cap=0)))
+    config = SimpleNamespace(retry_base=0, retry_cap=0)
+    state = cast(NodeState, SimpleNamespace(config=config, hub=hub))
     sender = asyncio.create_task(acks.send_forever(state))
     try:
         acks.add(1)
@@ -67,7 +74,8 @@ async def test_acknowledgements_gather_while_one_is_on_its_way(hub: _Hub) -> Non
 
 async def test_acknowledgements_the_hub_did_not_get_are_sent_again(hub: _Hub) -> None:
     acks = inbox.Acknowledgements()
-    state = cast(NodeState, SimpleNamespace(config=SimpleNamespace(retry_base=0, retry_cap=0)))
+    config = SimpleNamespace(retry_base=0, retry_cap=0)
+    state = cast(NodeState, SimpleNamespace(config=config, hub=hub))
     hub.failures = 2
     hub.answer.set()
     sender = asyncio.create_task(acks.send_forever(state))
@@ -85,33 +93,24 @@ async def test_acknowledgements_the_hub_did_not_get_are_sent_again(hub: _Hub) ->
 Receive = Callable[[NodeState, bytes | Path, list[str]], Awaitable[None]]
 
 
+def _notice(delivery_id: int, sender: str) -> DeliveryNotice:
+    return DeliveryNotice(delivery_id, delivery_id, "R", "status", sender, "D", "05", 0, 1, 0)
+
+
 def _collecting(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, receive: Receive
+    hub: _Hub, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, receive: Receive
 ) -> asyncio.Task[None]:
     """The collector, given one answer: 05 and 06 about one document from responder A,
     then B's 05 (a chain of its own); each package is its delivery id."""
-    answers = [
-        [
-            {"id": 1, "kind": "status", "document_id": "D", "sender": "A", "recipient": "R"},
-            {"id": 2, "kind": "status", "document_id": "D", "sender": "A", "recipient": "R"},
-            {"id": 3, "kind": "status", "document_id": "D", "sender": "B", "recipient": "R"},
-        ]
-    ]
+    hub.answers = [[_notice(1, "A"), _notice(2, "A"), _notice(3, "B")]]
 
-    async def collect(_state: NodeState, _wait: float, _limit: int) -> list[dict[str, Any]]:
-        if answers:
-            return answers.pop()
-        await asyncio.Event().wait()  # nothing more: a long poll that never ends
-        return []
+    async def fetch(_state: NodeState, delivery: DeliveryNotice, _target: Path) -> bytes:
+        return str(delivery.id).encode()
 
-    async def fetch(_state: NodeState, delivery: dict[str, Any], _target: Path) -> bytes:
-        return str(delivery["id"]).encode()
-
-    monkeypatch.setattr(hublink, "collect", collect)
     monkeypatch.setattr(hublink, "fetch", fetch)
     monkeypatch.setattr(inbox, "receive", receive)
     config = SimpleNamespace(retry_base=0, retry_cap=0, poll_wait=1)
-    state = cast(NodeState, SimpleNamespace(config=config, incoming_dir=tmp_path))
+    state = cast(NodeState, SimpleNamespace(config=config, incoming_dir=tmp_path, hub=hub))
     return asyncio.create_task(inbox.collect_forever(state))
 
 
@@ -131,7 +130,7 @@ async def test_statuses_of_one_chain_are_stored_in_the_order_relayed(
         stored.append(delivery_id)
 
     hub.answer.set()
-    collector = _collecting(monkeypatch, tmp_path, receive)
+    collector = _collecting(hub, monkeypatch, tmp_path, receive)
     try:
         await _until(lambda: len(stored) == 3)
         assert stored == [3, 1, 2]  # 2 after 1; 3, another chain, did not wait for them
@@ -154,7 +153,7 @@ async def test_a_status_whose_predecessor_was_not_taken_is_left_for_the_hub(
         stored.append(delivery_id)
 
     hub.answer.set()
-    collector = _collecting(monkeypatch, tmp_path, receive)
+    collector = _collecting(hub, monkeypatch, tmp_path, receive)
     try:
         await _until(lambda: _acknowledged(hub) == [3])
         await asyncio.sleep(0.1)

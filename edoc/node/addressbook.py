@@ -169,7 +169,7 @@ class AddressBook:
     async def _fetch(self, state: NodeState) -> None:
         try:
             await self._adopt(state, await hublink.directory(state), keep=True)
-        except (errors.EdocError, hublink.HubRefused, OSError, ValueError) as exc:
+        except (errors.EdocError, OSError, ValueError) as exc:
             log.warning("address book not fetched", reason=str(exc))
 
     async def _adopt(self, state: NodeState, data: bytes, keep: bool) -> None:

@@ -261,11 +261,11 @@ async def _register_with_hub(state: NodeState) -> None:
     while True:
         agencies = [{"org_id": a.org_id, "name": a.name} for a in await state.store.agencies()]
         try:
-            await hublink.register(state, agencies)
+            await state.hub.register(agencies)
             state.registered = True
             log.info("registered with the hub", agencies=len(agencies))
             return
-        except (errors.EdocError, hublink.HubRefused) as exc:
+        except errors.EdocError as exc:
             log.warning("hub registration failed", reason=str(exc))
             await asyncio.sleep(delay)
             delay = min(delay * 2, state.config.retry_cap)
@@ -287,9 +287,9 @@ def create_app(config: NodeConfig) -> web.Application:
             keys = KeyStore(config.keys_dir)
             offload = Offload(config.workers)
             opened.callback(offload.close)
-            session = hublink.open_session(config, keys)
-            opened.push_async_callback(session.close)
-            state = NodeState(config, store, keys, offload, http_metrics, session)
+            hub = hublink.open_hub(config, keys)
+            opened.push_async_callback(hub.close)
+            state = NodeState(config, store, keys, offload, http_metrics, hub)
             app[STATE] = state
             book = app[ADDRESS_BOOK] = AddressBook(config.data_dir / "addressbook.xml")
             opened.push_async_callback(book.close)

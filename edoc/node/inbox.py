@@ -18,7 +18,7 @@ from typing import Any
 
 import structlog
 
-from edoc import atomic, envelope, errors, signing
+from edoc import atomic, envelope, errors, signing, wire
 from edoc.model import (
     Document,
     MessageKind,
@@ -284,7 +284,7 @@ class Acknowledgements:
             await self._added.wait()
             batch = self._batch()
             try:
-                await hublink.acknowledge(state, batch)
+                await state.hub.acknowledge(batch)
                 backoff = state.config.retry_base
             except errors.HubUnavailable as exc:
                 # kept for the next try; if the lease runs out first, the hub offers them
@@ -294,7 +294,7 @@ class Acknowledgements:
                     self.add(delivery_id)
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, state.config.retry_cap)
-            except hublink.HubRefused as exc:
+            except errors.RemoteError as exc:
                 log.error("hub refused acknowledgements", code=exc.code, reason=exc.message)
 
 
@@ -310,13 +310,13 @@ async def collect_forever(state: NodeState) -> None:
 StatusChain = tuple[str, str]  # (document id, responder)
 
 
-def _chain(delivery: dict[str, Any]) -> StatusChain | None:
+def _chain(delivery: wire.DeliveryNotice) -> StatusChain | None:
     """Statuses about one document from one responder are stored in the order the hub
     relays them (it accepted them in the order given): 05 before 06, though both come in
     one answer and are verified side by side."""
-    if delivery["kind"] != MessageKind.STATUS:
+    if delivery.kind != MessageKind.STATUS:
         return None
-    return (delivery["document_id"], delivery["sender"])
+    return (delivery.document_id, delivery.sender)
 
 
 def _forget(
@@ -335,16 +335,14 @@ async def _collect_forever(state: NodeState, acks: Acknowledgements) -> None:
             await asyncio.wait(taking, return_when=asyncio.FIRST_COMPLETED)
         try:
             # a long poll returns as soon as anything waits; those under way go on meanwhile
-            deliveries = await hublink.collect(
-                state, state.config.poll_wait, IN_FLIGHT - len(taking)
-            )
+            deliveries = await state.hub.collect(state.config.poll_wait, IN_FLIGHT - len(taking))
             backoff = state.config.retry_base
         except errors.HubUnavailable as exc:
             log.warning("hub unavailable for collection", reason=exc.message)
             await asyncio.sleep(backoff)
             backoff = min(backoff * 2, state.config.retry_cap)
             continue
-        except hublink.HubRefused as exc:
+        except errors.RemoteError as exc:
             log.error("hub refused collection", code=exc.code, reason=exc.message)
             await asyncio.sleep(state.config.retry_cap)
             continue
@@ -396,7 +394,7 @@ async def _taken(task: asyncio.Task[bool]) -> bool:
 
 async def _take(
     state: NodeState,
-    delivery: dict[str, Any],
+    delivery: wire.DeliveryNotice,
     acks: Acknowledgements,
     after: asyncio.Task[bool] | None,
 ) -> bool:
@@ -404,20 +402,20 @@ async def _take(
     One with ``after`` (the status before it in its chain) waits for it, and is left
     for the hub to offer again, after it, if that one was not taken."""
     target = state.incoming_dir / f"{uuid.uuid4().hex}.edxml"
-    structlog.contextvars.bind_contextvars(hub_delivery=delivery["id"])
+    structlog.contextvars.bind_contextvars(hub_delivery=delivery.id)
     try:
         package = await hublink.fetch(state, delivery, target)
         if after is not None and not await _taken(after):
             log.warning("delivery not taken: the status before it was not; the hub offers both")
             return False
         try:
-            await receive(state, package, [delivery["recipient"]])
+            await receive(state, package, [delivery.recipient])
         except errors.InputError as exc:
             # The hub relayed something we cannot accept (it verified it, so this is a
             # revocation or clock edge): keep it out, tell the sender, do not ask again.
             log.error("refused relayed package", code=exc.code, reason=exc.message)
-            await _refuse(state, package, delivery["recipient"], exc)
-        acks.add(delivery["id"])
+            await _refuse(state, package, delivery.recipient, exc)
+        acks.add(delivery.id)
         return True
     except errors.EdocError as exc:
         # not acknowledged: the hub offers it again when its lease runs out

@@ -39,7 +39,7 @@ async def _to_hub(state: NodeState, transfer: Transfer) -> None:
     package = transfer.body if transfer.body is not None else Path(transfer.path)
     answer = await hublink.post_package(state, package)
     now = dt.datetime.now(dt.UTC)
-    sent = Event(DeliveryState.SENT, f"hub id {answer.get('id')}")
+    sent = Event(DeliveryState.SENT, f"hub id {answer.id}")
     await state.store.finish_transfer(
         transfer, TransferState.DONE, "", sent, now, progress.next_state
     )
@@ -86,11 +86,11 @@ async def carry(state: NodeState, transfer: Transfer) -> None:
             await _to_hub(state, transfer)
         else:
             await _to_local(state, transfer)
-    except hublink.HubRefused as exc:
+    except errors.RemoteError as exc:
         log.warning("refused by the hub", code=exc.code, reason=exc.message)
         await _fail(state, transfer, str(exc), now)
     except (errors.EdocError, OSError) as exc:
-        if isinstance(exc, hublink.HubUnreachable):
+        if isinstance(exc, errors.HubUnreachable):
             state.hub_unreachable = True
         if now - transfer.created_at > state.config.give_up_after:
             await _fail(state, transfer, str(exc), now)

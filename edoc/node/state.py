@@ -7,8 +7,7 @@ import datetime as dt
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import aiohttp
-
+from edoc.client import HubClient
 from edoc.keystore import KeyStore
 from edoc.offload import Offload
 from edoc.orgid import OrgId, parse_root_code
@@ -57,7 +56,7 @@ class NodeState:
     keys: KeyStore
     offload: Offload
     metrics: HttpMetrics
-    hub: aiohttp.ClientSession
+    hub: HubClient
     outbox_wakeup: asyncio.Event = field(default_factory=asyncio.Event)
     registered: bool = False  # the hub knows this node's agencies
     hub_unreachable: bool = False  # the outbox's last try found no hub at all
