@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import io
 import json
+import mimetypes
 import ssl
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from pathlib import Path
@@ -166,7 +167,8 @@ class AgencyClient(_Client):
                     opened.append(content)
                 elif isinstance(content, bytes):
                     content = io.BytesIO(content)
-                form.add_field("file", content, filename=name)
+                kind = mimetypes.guess_type(name)[0] or "application/octet-stream"
+                form.add_field("file", content, filename=name, content_type=kind)
             key = {"Idempotency-Key": idempotency_key} if idempotency_key else None
             return await self.request("POST", "/api/v1/documents", data=form, headers=key)
         finally:

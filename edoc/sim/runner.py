@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import json
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -19,6 +18,8 @@ from typing import Any
 
 import aiohttp
 
+from edoc import errors
+from edoc.client import AgencyClient, error_of
 from edoc.model import StatusCode
 from edoc.sim.traffic import Agency, Planned
 
@@ -44,14 +45,6 @@ def _content(planned: Planned, n: int, size: int) -> bytes:
     return (header * (size // len(header) + 1))[:size]
 
 
-async def _error_code(response: aiohttp.ClientResponse) -> str:
-    try:
-        body = await response.json(content_type=None)
-        return str(body["error"]["code"])
-    except (ValueError, KeyError, TypeError):
-        return f"HTTP-{response.status}"
-
-
 class Simulation:
     def __init__(
         self,
@@ -70,6 +63,7 @@ class Simulation:
         self.by_document = {p.document_id: p for p in planned}
         self.sending_done = asyncio.Event()
         self.origin = planned[0].at if planned else dt.datetime.now(dt.UTC)
+        self.session: aiohttp.ClientSession | None = None  # one for all agencies, while running
 
     async def _wait_until(self, moment: dt.datetime) -> None:
         if self.speedup is None:
@@ -77,50 +71,39 @@ class Simulation:
         due = self.observed.started + (moment - self.origin).total_seconds() / self.speedup
         await asyncio.sleep(max(0.0, due - time.time()))
 
-    def _headers(self, agency: Agency) -> dict[str, str]:
-        return {"Authorization": f"Bearer {agency.token}"}
+    def _client(self, agency: Agency) -> AgencyClient:
+        return AgencyClient(agency.url, agency.token, session=self.session)
 
-    async def _send(self, session: aiohttp.ClientSession, planned: Planned) -> None:
+    async def _send(self, planned: Planned) -> None:
         await self._wait_until(planned.at)
-        form = aiohttp.FormData()
-        form.add_field(
-            "metadata",
-            json.dumps(planned.metadata, ensure_ascii=False),
-            content_type="application/json",
-        )
-        for n, (name, size) in enumerate(planned.attachments):
-            form.add_field(
-                "file", _content(planned, n, size), filename=name, content_type="application/pdf"
-            )
-        headers = self._headers(planned.sender) | {
-            "Idempotency-Key": f"{self.run_id}-{planned.index}"
-        }
+        files = [
+            (name, _content(planned, n, size)) for n, (name, size) in enumerate(planned.attachments)
+        ]
         posted = time.time()
-        async with session.post(
-            f"{planned.sender.url}/api/v1/documents", data=form, headers=headers
-        ) as response:
-            if response.status == 202:
-                self.observed.posted[planned.index] = posted
-                self.tick("sent")
-            else:
-                self.observed.refused[await _error_code(response)] += 1
-                self.tick("refused")
+        answer = await self._client(planned.sender).send(
+            planned.metadata, files, idempotency_key=f"{self.run_id}-{planned.index}"
+        )
+        if answer.status == 202:
+            self.observed.posted[planned.index] = posted
+            self.tick("sent")
+        else:
+            self.observed.refused[error_of(answer.status, answer.body).code] += 1
+            self.tick("refused")
 
-    async def _senders(self, session: aiohttp.ClientSession) -> None:
+    async def _senders(self) -> None:
         queue: asyncio.Queue[Planned] = asyncio.Queue()
         for planned in self.planned:
             queue.put_nowait(planned)
 
         async def worker() -> None:
             while not queue.empty():
-                await self._send(session, queue.get_nowait())
+                await self._send(queue.get_nowait())
 
         await asyncio.gather(*(worker() for _ in range(self.concurrency)))
         self.sending_done.set()
 
     async def _answer(
         self,
-        session: aiohttp.ClientSession,
         planned: Planned,
         inbox_id: int,
         arrived: float,
@@ -130,21 +113,18 @@ class Simulation:
         for code, hours in planned.answers:
             if self.speedup is not None:
                 await asyncio.sleep(max(0.0, arrived + hours * 3600 / self.speedup - time.time()))
-            async with (
-                limit,
-                session.post(
-                    f"{planned.recipient.url}/api/v1/inbox/{inbox_id}/status",
-                    json={"code": code, "description": f"Trạng thái {code}"},
-                    headers=self._headers(planned.recipient),
-                ) as response,
-            ):
-                if response.status == 202:
-                    self.observed.answered[code] += 1
-                    self.tick("answered")
-                else:
-                    self.observed.answer_refused[await _error_code(response)] += 1
+            async with limit:
+                try:
+                    await self._client(planned.recipient).post_status(
+                        inbox_id, code, f"Trạng thái {code}"
+                    )
+                except errors.RemoteError as refused:
+                    self.observed.answer_refused[refused.code] += 1
+                    continue
+            self.observed.answered[code] += 1
+            self.tick("answered")
 
-    async def _watch(self, session: aiohttp.ClientSession) -> None:
+    async def _watch(self) -> None:
         """Read every recipient's inbox until all that was sent has arrived."""
         recipients = {p.recipient.org_id: p.recipient for p in self.planned}
         cursors: dict[str, str] = {}
@@ -153,14 +133,8 @@ class Simulation:
         last_news = time.time()
 
         async def read(org: str, agency: Agency) -> bool:
-            params = {"limit": "1000"} | ({"since": cursors[org]} if org in cursors else {})
-            async with (
-                limit,
-                session.get(
-                    f"{agency.url}/api/v1/inbox", params=params, headers=self._headers(agency)
-                ) as response,
-            ):
-                documents = (await response.json())["documents"]
+            async with limit:
+                documents = await self._client(agency).inbox(since=cursors.get(org), limit=1000)
             news = False
             for item in documents:
                 cursors[org] = item["received_at"]
@@ -178,9 +152,7 @@ class Simulation:
                 news = True
                 self.tick("arrived")
                 if planned.answers:
-                    task = asyncio.create_task(
-                        self._answer(session, planned, item["id"], arrived, limit)
-                    )
+                    task = asyncio.create_task(self._answer(planned, item["id"], arrived, limit))
                     answering.add(task)
                     task.add_done_callback(answering.discard)
             return news
@@ -199,7 +171,8 @@ class Simulation:
         connector = aiohttp.TCPConnector(limit=self.concurrency * 4)
         timeout = aiohttp.ClientTimeout(total=None, sock_read=300)
         async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
-            await asyncio.gather(self._senders(session), self._watch(session))
+            self.session = session
+            await asyncio.gather(self._senders(), self._watch())
         self.observed.finished = time.time()
         return self.observed
 
@@ -213,11 +186,7 @@ def finished(reports: list[dict[str, Any]]) -> int:
 
 
 async def node_stats(session: aiohttp.ClientSession, urls: list[str]) -> list[dict[str, Any]]:
-    reports = []
-    for url in urls:
-        async with session.get(f"{url}/api/v1/stats") as response:
-            reports.append(await response.json())
-    return reports
+    return [await AgencyClient(url, session=session).stats() for url in urls]
 
 
 async def settle(
