@@ -69,4 +69,10 @@ async def open_node_store(url: str) -> NodeStore:
         store = SqliteNodeStore(_sqlite_path(url))
         await store.open()
         return store
+    if _postgresql(url):
+        from edoc.store.postgres.node import PostgresNodeStore
+
+        shared = PostgresNodeStore(url)
+        await shared.open()
+        return shared
     raise _scheme_error(url)

@@ -69,8 +69,6 @@ async def hub_store(backend: str, store_urls: dict[str, str]) -> AsyncIterator[H
 
 @pytest.fixture
 async def node_store(backend: str, store_urls: dict[str, str]) -> AsyncIterator[NodeStore]:
-    if backend == "postgresql":
-        pytest.skip("the node store on PostgreSQL is not written yet")
     url = store_urls["node"]
     store = await open_node_store(url)
     await _emptied(backend, url)

@@ -1,21 +1,23 @@
 """What the PostgreSQL stores add to the contract: a schema they create and upgrade
-themselves, and several instances sharing one database."""
+themselves, and several instances (or connections) sharing one database."""
 
 from __future__ import annotations
 
 import asyncio
 import datetime as dt
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import replace
 
 import asyncpg
 import pytest
 
 from edoc import errors
-from edoc.store import open_hub_store
+from edoc.store import open_hub_store, open_node_store
 from edoc.store.hub import Addressee, HubStore, NewPackage, Receipt, Tally
 from edoc.store.postgres.hub import PostgresHubStore
+from edoc.store.postgres.node import PostgresNodeStore
 from tests.store import postgres
+from tests.store.test_node import RECEIVED, answer
 
 NOW = dt.datetime(2026, 11, 24, 8, 0, tzinfo=dt.UTC)
 LEASE = dt.timedelta(seconds=60)
@@ -189,3 +191,32 @@ async def test_after_a_lost_connection_every_waiter_is_woken_and_news_flows_agai
     assert await _heard(heard) == ""  # what was sent meanwhile is unknown: everyone looks
     await accepting.accept(PACKAGE, NOW, SENT)  # the pool replaced its connections too
     assert await _heard(heard) == "H34"
+
+
+async def test_an_empty_database_gets_the_node_schema(fresh: str) -> None:
+    store = await open_node_store(fresh)
+    await store.close()
+    assert await _versions(fresh) == {"node": len(PostgresNodeStore.migrations)}
+
+
+async def test_two_answers_at_once_are_judged_one_after_the_other(fresh: str) -> None:
+    stores = [await open_node_store(fresh) for _ in range(2)]
+    try:
+        received = await stores[0].add_received_document(RECEIVED, answer("01"), NOW, [])
+
+        def one_more_only(codes: Sequence[str]) -> None:
+            if len(codes) > 1:
+                raise errors.StatusOutOfOrder(f"{codes[-1]} was given already")
+
+        posts = [
+            store.add_answer(received.inbox_id, answer(code), NOW, one_more_only)
+            for store, code in zip(stores * 2, ("03", "05", "06", "02"), strict=True)
+        ]
+        outcomes = await asyncio.gather(*posts, return_exceptions=True)
+        assert sum(isinstance(o, int) for o in outcomes) == 1, outcomes
+        assert sum(isinstance(o, errors.StatusOutOfOrder) for o in outcomes) == 3
+        item = await stores[1].inbox_item(received.inbox_id)
+        assert item is not None and len(item.answers) == 2
+    finally:
+        for store in stores:
+            await store.close()

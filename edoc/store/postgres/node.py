@@ -1,0 +1,306 @@
+"""A node's store on PostgreSQL: for a province that runs its node on the database it
+already has.
+
+It implements :class:`edoc.store.node.NodeStore`; open one with edoc.store.open_node_store
+and a ``postgresql://`` URL. Where a service's rule must hold inside the transaction
+(a recipient's state, an agency's answers), the rows it judges are locked first
+(``FOR UPDATE``), so two changes at once are judged one after the other.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections.abc import Collection, Sequence
+
+import asyncpg
+
+from edoc import errors
+from edoc.store.node import (
+    Agency,
+    AnswerCheck,
+    Count,
+    Event,
+    InboxItem,
+    NewInboxItem,
+    NewOutgoing,
+    Outgoing,
+    OutgoingRecipient,
+    Received,
+    RecipientProgress,
+    StateRule,
+    Tally,
+    Transfer,
+    TransferRecord,
+)
+from edoc.store.postgres.database import PostgresDatabase
+from edoc.store.postgres.node_rows import (
+    DUE,
+    PROGRESS,
+    STORED_BEFORE,
+    count,
+    insert_inbox,
+    insert_outgoing,
+    key,
+    record,
+)
+from edoc.store.postgres.node_tables import FIRST, INBOX_ITEM, history, inbox_item
+
+
+class PostgresNodeStore(PostgresDatabase):
+    component = "node"
+    migrations = (FIRST,)
+
+    # --- agencies -----------------------------------------------------------------------------
+    async def add_agency(self, org_id: str, name: str, token_sha256: str) -> None:
+        async with self._transaction() as conn:
+            await conn.execute(
+                "INSERT INTO agencies (org_id, name, token_sha256) VALUES ($1, $2, $3)"
+                " ON CONFLICT (org_id) DO UPDATE SET name = excluded.name,"
+                " token_sha256 = excluded.token_sha256",
+                org_id,
+                name,
+                token_sha256,
+            )
+
+    async def agency_for_token(self, token_sha256: str) -> str | None:
+        found = await self._value(
+            "SELECT org_id FROM agencies WHERE token_sha256 = $1", token_sha256
+        )
+        return None if found is None else str(found)
+
+    async def agencies(self) -> list[Agency]:
+        rows = await self._rows("SELECT org_id, name FROM agencies ORDER BY org_id")
+        return [Agency(org_id=row[0], name=row[1]) for row in rows]
+
+    # --- outgoing and the outbox ------------------------------------------------------------
+    async def outgoing_by_key(self, sender: str, key: str) -> Outgoing | None:
+        found = await self._value(
+            "SELECT id FROM outgoing WHERE sender = $1 AND idempotency_key = $2", sender, key
+        )
+        return None if found is None else await self.outgoing(int(found))
+
+    async def find_outgoing(self, sender: str, document_id: str) -> Outgoing | None:
+        found = await self._value(
+            "SELECT id FROM outgoing WHERE kind = 'document' AND sender = $1"
+            " AND document_id = $2 ORDER BY id LIMIT 1",
+            sender,
+            document_id,
+        )
+        return None if found is None else await self.outgoing(int(found))
+
+    async def add_outgoing(
+        self, new: NewOutgoing, now: dt.datetime, tallies: Sequence[Tally]
+    ) -> Outgoing:
+        """The message, its per-recipient rows and its transfers, in one transaction."""
+        try:
+            async with self._transaction() as conn:
+                outgoing_id = await insert_outgoing(conn, new, now)
+                await count(conn, tallies)
+        except asyncpg.UniqueViolationError:
+            raise errors.DuplicateDocument(
+                "this Idempotency-Key was used for another document"
+            ) from None
+        result = await self.outgoing(outgoing_id)
+        assert result is not None
+        return result
+
+    async def outgoing(self, outgoing_id: int) -> Outgoing | None:
+        async with self._snapshot() as conn:
+            row = await conn.fetchrow(
+                "SELECT id, kind, sender, document_id, status_code, priority, path,"
+                " summary::text, created_at FROM outgoing WHERE id = $1",
+                outgoing_id,
+            )
+            recipients = await conn.fetch(
+                "SELECT recipient, local, state, history::text FROM recipients"
+                " WHERE outgoing_id = $1 ORDER BY recipient",
+                outgoing_id,
+            )
+            transfers = await conn.fetch(
+                "SELECT route, state, attempts, last_error FROM transfers"
+                " WHERE outgoing_id = $1 ORDER BY id",
+                outgoing_id,
+            )
+        if row is None:
+            return None
+        return Outgoing(
+            id=row[0],
+            kind=row[1],
+            sender=row[2],
+            document_id=row[3],
+            status_code=row[4],
+            priority=row[5],
+            path=row[6],
+            summary=json.loads(row[7]),
+            created_at=row[8],
+            recipients=tuple(
+                OutgoingRecipient(r[0], r[1], r[2], history(r[3])) for r in recipients
+            ),
+            transfers=tuple(TransferRecord(t[0], t[1], t[2], t[3]) for t in transfers),
+        )
+
+    async def due_transfers(
+        self, now: dt.datetime, limit: int, under_way: Collection[int]
+    ) -> list[Transfer]:
+        """The most urgent due transfers, except those ``under_way`` (still pending)."""
+        rows = await self._rows(DUE, now, list(under_way), limit)
+        return [Transfer(*row) for row in rows]
+
+    async def next_transfer_at(self, after: dt.datetime) -> dt.datetime | None:
+        """When the next retry falls due (transfers due already are under way)."""
+        found: dt.datetime | None = await self._value(
+            "SELECT MIN(next_at) FROM transfers WHERE state = 'pending' AND next_at > $1", after
+        )
+        return found
+
+    async def retry_transfer(self, transfer_id: int, at: dt.datetime, error: str) -> None:
+        async with self._transaction() as conn:
+            await conn.execute(
+                "UPDATE transfers SET attempts = attempts + 1, next_at = $1, last_error = $2"
+                " WHERE id = $3",
+                at,
+                error,
+                transfer_id,
+            )
+
+    async def retry_now(self, route: str, now: dt.datetime) -> None:
+        """Every pending transfer on ``route`` waiting out its backoff falls due now."""
+        async with self._transaction() as conn:
+            await conn.execute(
+                "UPDATE transfers SET next_at = $1 WHERE state = 'pending' AND next_at > $1"
+                " AND route = $2",
+                now,
+                route,
+            )
+
+    async def finish_transfer(
+        self,
+        transfer: Transfer,
+        state: str,
+        last_error: str,
+        event: Event,
+        now: dt.datetime,
+        rule: StateRule,
+    ) -> None:
+        """Close a transfer and record ``event`` for the recipients it carried."""
+        async with self._transaction() as conn:
+            await conn.execute(
+                "UPDATE transfers SET state = $1, attempts = attempts + 1, last_error = $2"
+                " WHERE id = $3",
+                state,
+                last_error,
+                transfer.id,
+            )
+            rows = await conn.fetch(
+                "SELECT outgoing_id, recipient, state FROM recipients"
+                " WHERE outgoing_id = $1 AND local = $2 ORDER BY recipient FOR UPDATE",
+                transfer.outgoing_id,
+                transfer.route == "local",
+            )
+            await record(conn, rows, event, now, rule)
+
+    # --- inbox ----------------------------------------------------------------------------------
+    async def add_received_document(
+        self, item: NewInboxItem, answer: NewOutgoing, now: dt.datetime, tallies: Sequence[Tally]
+    ) -> Received:
+        try:
+            async with self._transaction() as conn:
+                inbox_id = await insert_inbox(conn, item, now)
+                await count(conn, tallies)
+                await insert_outgoing(conn, answer, now)
+                await conn.execute(
+                    "INSERT INTO answers (inbox_id, code, at) VALUES ($1, $2, $3)",
+                    inbox_id,
+                    answer.status_code,
+                    now,
+                )
+            return Received(inbox_id, first=True)
+        except asyncpg.UniqueViolationError:
+            return Received(await self._stored_before(item), first=False)
+
+    async def add_received_status(
+        self, item: NewInboxItem, event: Event, now: dt.datetime, rule: StateRule
+    ) -> Received:
+        try:
+            async with self._transaction() as conn:
+                inbox_id = await insert_inbox(conn, item, now)
+                # the status's sender as a recipient of our document it is about
+                rows = await conn.fetch(
+                    "SELECT o.id, r.recipient, r.state FROM outgoing o"
+                    " JOIN recipients r ON r.outgoing_id = o.id"
+                    " WHERE o.kind = 'document' AND o.sender = $1 AND o.document_id = $2"
+                    " AND r.recipient = $3 ORDER BY o.id FOR UPDATE OF r",
+                    item.recipient,
+                    item.document_id,
+                    item.sender,
+                )
+                await record(conn, rows, event, now, rule)
+            return Received(inbox_id, first=True)
+        except asyncpg.UniqueViolationError:
+            return Received(await self._stored_before(item), first=False)
+
+    async def _stored_before(self, item: NewInboxItem) -> int:
+        return int(await self._value(STORED_BEFORE, *key(item)))
+
+    async def inbox(self, recipient: str, since: dt.datetime | None, limit: int) -> list[InboxItem]:
+        rows = await self._rows(
+            INBOX_ITEM + " WHERE i.recipient = $1 AND i.kind = 'document'"
+            " AND i.received_at >= $2 ORDER BY i.received_at, i.id LIMIT $3",
+            recipient,
+            since or dt.datetime.min.replace(tzinfo=dt.UTC),
+            limit,
+        )
+        return [inbox_item(row) for row in rows]
+
+    async def inbox_item(self, inbox_id: int) -> InboxItem | None:
+        rows = await self._rows(INBOX_ITEM + " WHERE i.id = $1", inbox_id)
+        return inbox_item(rows[0]) if rows else None
+
+    async def inbox_package(self, inbox_id: int) -> bytes | None:
+        body: bytes | None = await self._value("SELECT body FROM inbox WHERE id = $1", inbox_id)
+        return body
+
+    async def inbox_attachment(self, inbox_id: int, n: int) -> bytes | None:
+        body: bytes | None = await self._value(
+            "SELECT body FROM inbox_attachments WHERE inbox_id = $1 AND n = $2", inbox_id, n
+        )
+        return body
+
+    async def add_answer(
+        self, inbox_id: int, answer: NewOutgoing, now: dt.datetime, check: AnswerCheck
+    ) -> int:
+        """An agency's own status, checked against the answers given in the transaction
+        that queues it; the inbox row is locked first: two posts at once are judged one
+        after the other."""
+        async with self._transaction() as conn:
+            await conn.execute("SELECT 1 FROM inbox WHERE id = $1 FOR UPDATE", inbox_id)
+            rows = await conn.fetch(
+                "SELECT code FROM answers WHERE inbox_id = $1 ORDER BY id", inbox_id
+            )
+            check([row[0] for row in rows])
+            outgoing_id = await insert_outgoing(conn, answer, now)
+            await conn.execute(
+                "INSERT INTO answers (inbox_id, code, at) VALUES ($1, $2, $3)",
+                inbox_id,
+                answer.status_code,
+                now,
+            )
+        return outgoing_id
+
+    # --- statistics ------------------------------------------------------------------------------
+    async def counters(self) -> list[Count]:
+        rows = await self._rows("SELECT day, org_id, partner, metric, count FROM counters")
+        return [Count(r[0], r[1], r[2], r[3], int(r[4])) for r in rows]
+
+    async def recipient_progress(self, reached: str) -> list[RecipientProgress]:
+        rows = await self._rows(PROGRESS, reached)
+        return [
+            RecipientProgress(
+                sender=r[0],
+                state=r[1],
+                due_date=dt.date.fromisoformat(r[2]) if r[2] else None,
+                reached_at=dt.datetime.fromisoformat(r[3]) if r[3] else None,
+            )
+            for r in rows
+        ]
