@@ -6,6 +6,7 @@ import datetime as dt
 from collections import defaultdict
 from typing import Any
 
+from edoc.model import MessageKind
 from edoc.orgid import OrgId
 from edoc.store.hub import HubStore, Tally
 
@@ -14,12 +15,13 @@ METRICS = ("sent", "received", "status_sent", "status_received", "rejected")
 
 def sent(kind: str, sender: str, day: dt.date) -> Tally:
     """A message the hub accepted, counted for its sender."""
-    return Tally(day, sender, "sent" if kind == "document" else "status_sent", "")
+    return Tally(day, sender, "sent" if kind == MessageKind.DOCUMENT else "status_sent", "")
 
 
 def received(kind: str, recipient: str, day: dt.date) -> Tally:
     """A message delivered (acknowledged for the first time), counted for its recipient."""
-    return Tally(day, recipient, "received" if kind == "document" else "status_received", "")
+    metric = "received" if kind == MessageKind.DOCUMENT else "status_received"
+    return Tally(day, recipient, metric, "")
 
 
 def rejected(sender: str, code: str, day: dt.date) -> Tally:

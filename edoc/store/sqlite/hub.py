@@ -16,6 +16,7 @@ from typing import Any
 import aiosqlite
 
 from edoc import errors
+from edoc.model import MessageKind
 from edoc.store.hub import (
     Backlog,
     Count,
@@ -193,8 +194,8 @@ class SqliteHubStore(SqliteDatabase):
     async def codes_given(self, responder: str, document_sender: str, about: str) -> list[str]:
         rows = await self._rows(
             "SELECT p.status_code FROM packages p JOIN deliveries d ON d.package_id = p.id"
-            " WHERE p.kind='status' AND p.sender=? AND p.about=? AND d.recipient=?",
-            (responder, about, document_sender),
+            " WHERE p.kind=? AND p.sender=? AND p.about=? AND d.recipient=?",
+            (MessageKind.STATUS, responder, about, document_sender),
         )
         return [row[0] for row in rows]
 

@@ -13,6 +13,7 @@ from collections.abc import Collection, Sequence
 from typing import Any
 
 from edoc import errors
+from edoc.model import DeliveryState, MessageKind, Route, TransferState
 from edoc.store.node import (
     Agency,
     AnswerCheck,
@@ -65,9 +66,9 @@ class SqliteNodeStore(SqliteDatabase):
 
     async def find_outgoing(self, sender: str, document_id: str) -> Outgoing | None:
         rows = await self._rows(
-            "SELECT id FROM outgoing WHERE kind='document' AND sender=? AND document_id=?"
+            "SELECT id FROM outgoing WHERE kind=? AND sender=? AND document_id=?"
             " ORDER BY id LIMIT 1",
-            (sender, document_id),
+            (MessageKind.DOCUMENT, sender, document_id),
         )
         return await self.outgoing(rows[0][0]) if rows else None
 
@@ -88,7 +89,7 @@ class SqliteNodeStore(SqliteDatabase):
         return result
 
     async def _insert_outgoing(self, db: Any, new: NewOutgoing, now: dt.datetime) -> int:
-        history = json.dumps([{"state": "queued", "at": now.isoformat()}])
+        history = json.dumps([{"state": DeliveryState.QUEUED, "at": now.isoformat()}])
         cursor = await db.execute(
             "INSERT INTO outgoing (kind, sender, document_id, status_code,"
             " idempotency_key, priority, path, summary, created_at, body)"
@@ -109,16 +110,22 @@ class SqliteNodeStore(SqliteDatabase):
         outgoing_id = int(cursor.lastrowid or 0)
         await db.executemany(
             "INSERT INTO recipients (outgoing_id, recipient, local, state, history)"
-            " VALUES (?, ?, ?, 'queued', ?)",
-            [(outgoing_id, r, r in new.local, history) for r in new.recipients],
+            " VALUES (?, ?, ?, ?, ?)",
+            [
+                (outgoing_id, r, r in new.local, DeliveryState.QUEUED, history)
+                for r in new.recipients
+            ],
         )
-        routes = (["hub"] if set(new.recipients) - set(new.local) else []) + (
-            ["local"] if new.local else []
+        routes = ([Route.HUB] if set(new.recipients) - set(new.local) else []) + (
+            [Route.LOCAL] if new.local else []
         )
         await db.executemany(
             "INSERT INTO transfers (outgoing_id, route, state, next_at, priority)"
-            " VALUES (?, ?, 'pending', ?, ?)",
-            [(outgoing_id, route, to_ms(now), new.priority) for route in routes],
+            " VALUES (?, ?, ?, ?, ?)",
+            [
+                (outgoing_id, route, TransferState.PENDING, to_ms(now), new.priority)
+                for route in routes
+            ],
         )
         return outgoing_id
 
@@ -160,20 +167,21 @@ class SqliteNodeStore(SqliteDatabase):
         self, now: dt.datetime, limit: int, under_way: Collection[int]
     ) -> list[Transfer]:
         """The most urgent due transfers, except those ``under_way`` (still pending)."""
+        pending = TransferState.PENDING
         rows = await self._rows(
             "SELECT t.id, t.outgoing_id, t.route, t.attempts, o.path, o.body, o.created_at, o.kind,"
             " o.sender, o.document_id FROM transfers t INDEXED BY transfers_in_order"
             " JOIN outgoing o ON o.id = t.outgoing_id"
-            " WHERE t.state='pending' AND t.next_at <= ?"
+            " WHERE t.state=? AND t.next_at <= ?"
             " AND t.id NOT IN (SELECT value FROM json_each(?))"
             # first in, first out per sender, document and route (statuses in order)
             # (driven from the earlier outgoing rows of the same document, by index: the
             # other way round the check was quadratic in the backlog)
             " AND NOT EXISTS (SELECT 1 FROM outgoing f JOIN transfers e ON e.outgoing_id = f.id"
             "  WHERE f.sender = o.sender AND f.document_id = o.document_id AND f.id < o.id"
-            "  AND e.state = 'pending' AND e.route = t.route)"
+            "  AND e.state = ? AND e.route = t.route)"
             " ORDER BY t.priority DESC, t.id LIMIT ?",
-            (to_ms(now), json.dumps(list(under_way)), limit),
+            (pending, to_ms(now), json.dumps(list(under_way)), pending, limit),
         )
         return [
             Transfer(r[0], r[1], r[2], r[3], r[4], r[5], from_ms(r[6]), r[7], r[8], r[9])
@@ -183,8 +191,8 @@ class SqliteNodeStore(SqliteDatabase):
     async def next_transfer_at(self, after: dt.datetime) -> dt.datetime | None:
         """When the next retry falls due (transfers due already are under way)."""
         rows = await self._rows(
-            "SELECT MIN(next_at) FROM transfers WHERE state='pending' AND next_at > ?",
-            (to_ms(after),),
+            "SELECT MIN(next_at) FROM transfers WHERE state=? AND next_at > ?",
+            (TransferState.PENDING, to_ms(after)),
         )
         return from_ms(rows[0][0]) if rows and rows[0][0] is not None else None
 
@@ -199,8 +207,8 @@ class SqliteNodeStore(SqliteDatabase):
         """Every pending transfer on ``route`` waiting out its backoff falls due now."""
         async with self._transaction() as db:
             await db.execute(
-                "UPDATE transfers SET next_at=? WHERE state='pending' AND next_at > ? AND route=?",
-                (to_ms(now), to_ms(now), route),
+                "UPDATE transfers SET next_at=? WHERE state=? AND next_at > ? AND route=?",
+                (to_ms(now), TransferState.PENDING, to_ms(now), route),
             )
 
     async def finish_transfer(
@@ -221,7 +229,7 @@ class SqliteNodeStore(SqliteDatabase):
             rows = await db.execute_fetchall(
                 "SELECT outgoing_id, recipient, state FROM recipients"
                 " WHERE outgoing_id=? AND local=?",
-                (transfer.outgoing_id, 1 if transfer.route == "local" else 0),
+                (transfer.outgoing_id, 1 if transfer.route == Route.LOCAL else 0),
             )
             await self._record(db, rows, event, now, rule)
 
@@ -267,9 +275,9 @@ class SqliteNodeStore(SqliteDatabase):
                 rows = await db.execute_fetchall(
                     "SELECT o.id, r.recipient, r.state FROM outgoing o"
                     " JOIN recipients r ON r.outgoing_id = o.id"
-                    " WHERE o.kind='document' AND o.sender=? AND o.document_id=?"
+                    " WHERE o.kind=? AND o.sender=? AND o.document_id=?"
                     " AND r.recipient=?",
-                    (item.recipient, item.document_id, item.sender),
+                    (MessageKind.DOCUMENT, item.recipient, item.document_id, item.sender),
                 )
                 await self._record(db, rows, event, now, rule)
             return Received(inbox_id, first=True)
@@ -322,9 +330,9 @@ class SqliteNodeStore(SqliteDatabase):
 
     async def inbox(self, recipient: str, since: dt.datetime | None, limit: int) -> list[InboxItem]:
         rows = await self._rows(
-            f"{INBOX_ITEM} WHERE i.recipient=? AND i.kind='document' AND i.received_at>=?"
+            f"{INBOX_ITEM} WHERE i.recipient=? AND i.kind=? AND i.received_at>=?"
             " ORDER BY i.received_at, i.id LIMIT ?",
-            (recipient, to_ms(since) if since else 0, limit),
+            (recipient, MessageKind.DOCUMENT, to_ms(since) if since else 0, limit),
         )
         return [inbox_item(row) for row in rows]
 
@@ -378,8 +386,8 @@ class SqliteNodeStore(SqliteDatabase):
             "SELECT o.sender, r.state, json_extract(o.summary, '$.due_date'),"
             " (SELECT json_extract(h.value, '$.at') FROM json_each(r.history) h"
             "  WHERE json_extract(h.value, '$.state') = ? ORDER BY h.key LIMIT 1)"
-            " FROM recipients r JOIN outgoing o ON o.id = r.outgoing_id WHERE o.kind='document'",
-            (reached,),
+            " FROM recipients r JOIN outgoing o ON o.id = r.outgoing_id WHERE o.kind=?",
+            (reached, MessageKind.DOCUMENT),
         )
         return [
             RecipientProgress(
