@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from pathlib import Path
 
 import pytest
 
+from edoc import resources
 from edoc.model import (
     AGENCY_CODES,
     Code,
@@ -31,8 +31,7 @@ from edoc.model import (
     recipient_state,
     state_after,
 )
-
-XSD = Path(__file__).resolve().parents[1] / "schemas" / "edxml.xsd"
+from edoc.node import openapi
 
 
 def _codes(text: str) -> list[StatusCode]:
@@ -126,6 +125,12 @@ def test_agency_codes_are_the_api_contract() -> None:
     assert not StatusCode.ARRIVED.agency_may_send
 
 
+def test_the_agency_api_offers_the_agency_codes() -> None:
+    status = openapi.SPEC["paths"]["/api/v1/inbox/{id}/status"]["post"]
+    schema = status["requestBody"]["content"]["application/json"]["schema"]
+    assert schema["properties"]["code"]["enum"] == sorted(AGENCY_CODES)
+
+
 def test_final_and_stage() -> None:
     assert [code for code in StatusCode if code.final] == ["02", "06"]
     assert [code for code in StatusCode if code.stage is None] == ["13", "15", "16"]
@@ -134,7 +139,8 @@ def test_final_and_stage() -> None:
 
 def test_every_status_code_is_in_the_schema_and_back() -> None:
     """The XSD is the other place a new status code goes: the two lists must agree."""
-    block = re.search(r'name="StatusCode">(.*?)</xs:element>', XSD.read_text(), re.DOTALL)
+    xsd = resources.schema("edxml.xsd").read_text(encoding="utf-8")
+    block = re.search(r'name="StatusCode">(.*?)</xs:element>', xsd, re.DOTALL)
     assert block is not None
     assert re.findall(r'enumeration value="(\d+)"', block.group(1)) == list(StatusCode)
 
