@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import io
-import json
 import time
 from collections.abc import Awaitable
 from dataclasses import dataclass, field
@@ -20,6 +19,7 @@ from typing import IO, Any
 
 import aiohttp
 
+from edoc.client import AgencyClient
 from edoc.model import DeliveryState, StatusCode
 
 POLL = 0.05
@@ -31,10 +31,6 @@ class Agency:
     token: str
     org_id: str
     signer: dict[str, Any]
-
-    @property
-    def headers(self) -> dict[str, str]:
-        return {"Authorization": f"Bearer {self.token}"}
 
 
 @dataclass
@@ -75,25 +71,18 @@ def metadata(sender: Agency, recipient: Agency, n: int) -> dict[str, Any]:
 
 class Exchange:
     def __init__(self, session: aiohttp.ClientSession, sender: Agency, recipient: Agency) -> None:
-        self.session = session
         self.sender = sender
         self.recipient = recipient
+        self.sending = AgencyClient(sender.url, sender.token, session=session)
+        self.receiving = AgencyClient(recipient.url, recipient.token, session=session)
         self._cursor: str | None = None
         self._count = 0
 
     async def post(self, attachment: IO[bytes], name: str = "van-ban.pdf") -> Sent:
-        form = aiohttp.FormData()
         data = metadata(self.sender, self.recipient, self._count)
         self._count += 1
-        form.add_field("metadata", json.dumps(data), content_type="application/json")
-        form.add_field("file", attachment, filename=name, content_type="application/pdf")
         posted = time.time()
-        async with self.session.post(
-            f"{self.sender.url}/api/v1/documents", data=form, headers=self.sender.headers
-        ) as response:
-            body = await response.json()
-            if response.status != 202:
-                raise RuntimeError(f"node refused a benchmark document: {body}")
+        body = await self.sending.post_document(data, [(name, attachment)])
         return Sent(body["id"], body["document_id"], posted)
 
     @staticmethod
@@ -104,16 +93,11 @@ class Exchange:
         return await self.post(io.BytesIO(self.small_attachment(size)))
 
     async def _read_inbox(self, timeline: Timeline) -> None:
-        params = {"org": self.recipient.org_id, "limit": "1000"}
-        if self._cursor is not None:
-            params["since"] = self._cursor
-        async with self.session.get(
-            f"{self.recipient.url}/api/v1/inbox", params=params, headers=self.recipient.headers
-        ) as response:
-            for item in (await response.json())["documents"]:
-                self._cursor = item["received_at"]
-                at = dt.datetime.fromisoformat(item["received_at"]).timestamp()
-                timeline.arrived.setdefault(item["document_id"], at)
+        documents = await self.receiving.inbox(self.recipient.org_id, self._cursor, limit=1000)
+        for item in documents:
+            self._cursor = item["received_at"]
+            at = dt.datetime.fromisoformat(item["received_at"]).timestamp()
+            timeline.arrived.setdefault(item["document_id"], at)
 
     async def wait_arrivals(self, timeline: Timeline, timeout: float) -> None:
         """Until every sent document is in the recipient's inbox."""
@@ -126,10 +110,7 @@ class Exchange:
             await asyncio.sleep(POLL)
 
     async def _answered_at(self, sent: Sent) -> float | None:
-        async with self.session.get(
-            f"{self.sender.url}/api/v1/documents/{sent.outgoing_id}", headers=self.sender.headers
-        ) as response:
-            view = await response.json()
+        view = await self.sending.document(sent.outgoing_id)
         for entry in view["recipients"][0]["history"]:
             if entry["state"] == StatusCode.ARRIVED:
                 return dt.datetime.fromisoformat(entry["at"]).timestamp()
@@ -138,8 +119,7 @@ class Exchange:
     async def _unanswered(self) -> int:
         """Recipient rows at the sender's node still waiting for a status (one request,
         where asking after every document would load the node being measured)."""
-        async with self.session.get(f"{self.sender.url}/api/v1/stats") as response:
-            breakdown: dict[str, int] = (await response.json())["status_breakdown"]
+        breakdown: dict[str, int] = (await self.sending.stats())["status_breakdown"]
         # "failed" is final: counting it would wait out the whole timeout for nothing
         waiting = (s for s in DeliveryState if s is not DeliveryState.FAILED)
         return sum(breakdown.get(state, 0) for state in waiting)
