@@ -33,6 +33,7 @@ from edoc.keystore import KeyStore
 from edoc.node import app as node_app
 from edoc.node.state import NodeConfig
 from edoc.orgid import OrgId, parse_root_code
+from edoc.store import store_is_shared
 
 PROVINCES = {"H53": "Tây Ninh", "H34": "Kon Tum", "H44": "Phú Thọ", "H12": "Cà Mau"}
 AGENCIES = {  # (level-2 group, name, signer's position): the same few in every province
@@ -116,6 +117,26 @@ class Network:
         atomic.write_bytes(self.path, text.encode(), mode=0o600)  # holds tokens
 
 
+@dataclass(frozen=True)
+class HubPlan:
+    """How many hub instances run, sharing one address (SO_REUSEPORT), and their store
+    (None: the SQLite file in the hub's folder, one instance only)."""
+
+    instances: int = 1
+    store: str | None = None
+
+    def spec(self) -> dict[str, Any]:
+        if self.instances > 1 and not (self.store and store_is_shared(self.store)):
+            raise errors.InvalidField("several hub instances need a shared store: postgresql://")
+        return {"instances": self.instances, "store": self.store}
+
+
+def hub_names(network: Network) -> list[str]:
+    """The hub instances' service names: "hub", or "hub 1", "hub 2"…"""
+    count = int(network.spec["hub"].get("instances", 1))
+    return ["hub"] if count == 1 else [f"hub {n}" for n in range(1, count + 1)]
+
+
 def random_base_port(step: int = 10) -> int:
     """A block of ``step`` free ports for a network started in the background (tests, the
     simulator, the benchmark). Below Linux's ephemeral range (32768 and up), where
@@ -133,12 +154,22 @@ def random_base_port(step: int = 10) -> int:
 
 
 def plan(
-    data_dir: Path, provinces: list[str], base_port: int, tls: bool, agencies: int = 4
+    data_dir: Path,
+    provinces: list[str],
+    base_port: int,
+    tls: bool,
+    agencies: int = 4,
+    hubs: HubPlan | None = None,
 ) -> Network:
-    """The network in ``data_dir``: read back if it exists, else laid out anew."""
+    """The network in ``data_dir``: read back if it exists, else laid out anew; ``hubs``
+    (how many hub instances, on which store) replaces what was planned before."""
     path = data_dir / "network.json"
     if path.exists():
-        return Network(data_dir, json.loads(path.read_text(encoding="utf-8")))
+        network = Network(data_dir, json.loads(path.read_text(encoding="utf-8")))
+        if hubs is not None:
+            network.spec["hub"].update(hubs.spec())
+            network.save()
+        return network
     known = roots()
     nodes = []
     for index, code in enumerate(provinces, start=1):
@@ -174,6 +205,7 @@ def plan(
             "port": base_port,
             "org_id": HUB_ORG_ID,
             "tls": tls,
+            **(hubs or HubPlan()).spec(),
         },
         "nodes": nodes,
     }
@@ -213,7 +245,11 @@ def register_tokens(network: Network) -> None:
     """Give the hub each node's token and each node its agencies' tokens (idempotent)."""
 
     async def register() -> None:
-        hub = HubConfig(data_dir=network.data_dir / "hub", keys_dir=network.keys_dir)
+        hub = HubConfig(
+            data_dir=network.data_dir / "hub",
+            keys_dir=network.keys_dir,
+            store_url=network.spec["hub"].get("store"),
+        )
         for node in network.spec["nodes"]:
             await hub_app.add_node(hub, node["province"], node["hub_token"])
             config = NodeConfig(
@@ -232,9 +268,10 @@ def register_tokens(network: Network) -> None:
 def commands(network: Network, node_args: tuple[str, ...] = ()) -> list[tuple[str, list[str]]]:
     hub = network.spec["hub"]
     keys = str(network.keys_dir)
+    store = ["--store", hub["store"]] if hub.get("store") else []
     result = [
         (
-            "hub",
+            name,  # instances share the data folder: the packages in it, and the port
             [
                 *edoc_command(),
                 "serve",
@@ -245,9 +282,11 @@ def commands(network: Network, node_args: tuple[str, ...] = ()) -> list[tuple[st
                 keys,
                 "--port",
                 str(hub["port"]),
+                *store,
                 *([] if hub["tls"] else ["--insecure-http"]),
             ],
         )
+        for name in hub_names(network)
     ]
     for node in network.spec["nodes"]:
         result.append(
@@ -297,25 +336,52 @@ def start(
     ``flag``, a stop signal during the wait stops what started and raises StopRequested."""
     (network.data_dir / "logs").mkdir(exist_ok=True)
     context = tls.admin_context(KeyStore(network.keys_dir))
-    urls = [network.spec["hub"]["url"], *(n["url"] for n in network.spec["nodes"])]
+    hubs = hub_names(network)
+    urls = [network.spec["hub"]["url"]] * len(hubs) + [n["url"] for n in network.spec["nodes"]]
     started: list[services.Service] = []
+    if flag is not None:
+        flag.check()
     try:
         for (name, command), url in zip(commands(network, node_args), urls, strict=True):
+            before = _starts(log_path(network, name))
             process = spawn(network, name, command)
             started.append(services.Service(name, url, process, log_path(network, name)))
-            if name == "hub":  # nodes register with it as they start
+            if name in hubs:  # nodes register with it as they start
                 services.wait_healthy(started, context, flag=flag)
-        services.wait_healthy(started[1:], context, registered=True, flag=flag)
+                wait_listening(started[-1], before, flag)  # another may have answered
+        services.wait_healthy(started[len(hubs) :], context, registered=True, flag=flag)
     except BaseException:
         stop([(s.name, s.process) for s in started])
         raise
     return [(s.name, s.process) for s in started]
 
 
+def _starts(log: Path) -> int:
+    """How often the service logging to ``log`` said it listens."""
+    return log.read_bytes().count(b"hub started") if log.exists() else 0
+
+
+def wait_listening(service: services.Service, before: int, flag: services.StopFlag | None) -> None:
+    """Until ``service`` logged that it listens (more often than ``before``): hub
+    instances share one address, where /healthz may be answered by another of them."""
+    assert service.log is not None
+    deadline = time.monotonic() + services.Patience.stall
+    while _starts(service.log) <= before:
+        if flag is not None:
+            flag.check()
+        if service.process.poll() is not None:
+            raise services.exited(service, flag)
+        if time.monotonic() > deadline:
+            raise errors.EdocError(f"{service.name} did not start listening")
+        time.sleep(0.1)
+
+
 def run(network: Network, announce: Callable[[], None], node_args: tuple[str, ...] = ()) -> None:
-    """`edoc up`: start the network, ``announce`` it, serve until SIGINT or SIGTERM (also
-    one inherited as ignored), then stop every service."""
+    """`edoc up`: provision and start the network, ``announce`` it, serve until SIGINT or
+    SIGTERM (also one inherited as ignored), then stop every service."""
     with services.stop_signals() as flag:
+        provision(network)  # a stop asked meanwhile is honoured once this is whole
+        register_tokens(network)
         try:
             processes = start(network, node_args, flag)
         except services.StopRequested:

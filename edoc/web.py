@@ -31,10 +31,13 @@ def serve(
     port: int,
     context: ssl.SSLContext | None,
     started: str,
+    reuse_port: bool = False,
     **details: object,
 ) -> None:
     """Run a service until SIGTERM or Ctrl-C; log ``started`` once it listens (a port
-    already taken fails before that, with only the error logged)."""
+    already taken fails before that, with only the error logged). With ``reuse_port``,
+    other processes may listen on the same port (SO_REUSEPORT): the kernel spreads the
+    connections among them, each doing its own TLS."""
     scheme = "https" if context else "http"
 
     def listening(_banner: str) -> None:
@@ -48,6 +51,7 @@ def serve(
         print=listening,
         access_log=None,
         shutdown_timeout=5,
+        reuse_port=reuse_port or None,
         # uvloop: the same asyncio API, its loop and transports (TLS too) in C. Every
         # message is several requests, thread hand-offs and wake-ups; on the Tây Ninh replay
         # the hub and nodes spent 7 % less CPU than on asyncio's own loop.

@@ -26,20 +26,43 @@ from edoc.cli.options import network_dir_option
     help="The hub's port; the nodes take the ports after it.",
 )
 @click.option("--insecure-http", is_flag=True, help="Hub without TLS (tests only).")
-def up(provinces: str, data_dir: Path, base_port: int, insecure_http: bool) -> None:
+@click.option(
+    "--hubs",
+    type=click.IntRange(1, 16),
+    default=1,
+    show_default=True,
+    help="Hub instances, all on the hub's port (SO_REUSEPORT, TLS in each); more than one"
+    " needs a shared --store.",
+)
+@click.option(
+    "--store",
+    "store_url",
+    metavar="URL",
+    help="The hub's store, e.g. postgresql://user@host/edoc_hub (default: SQLite in"
+    " DATA_DIR/hub). The nodes keep SQLite.",
+)
+def up(
+    provinces: str,
+    data_dir: Path,
+    base_port: int,
+    insecure_http: bool,
+    hubs: int,
+    store_url: str | None,
+) -> None:
     """Start a hub and one node per province on this machine, until Ctrl-C."""
     codes = [code.strip() for code in provinces.split(",") if code.strip()]
-    net = network.plan(data_dir, codes, base_port, tls=not insecure_http)
-    network.provision(net)
-    network.register_tokens(net)
+    hub_plan = network.HubPlan(hubs, store_url)
+    net = network.plan(data_dir, codes, base_port, tls=not insecure_http, hubs=hub_plan)
 
     def announce() -> None:
-        click.echo(f"edoc network up: hub {net.spec['hub']['url']} ({net.path})")
+        hub = net.spec["hub"]
+        instances = f", {hubs} instances" if hubs > 1 else ""
+        click.echo(f"edoc network up: hub {hub['url']}{instances} ({net.path})")
         for node in net.spec["nodes"]:
             click.echo(f"  node {node['province']} {node['name']:<12} {node['url']}")
             for item in node["agencies"]:
                 click.echo(f"      {item['org_id']}  {item['name']}")
         click.echo("agency tokens are in network.json; Ctrl-C stops the network")
 
-    network.run(net, announce)  # until SIGINT or SIGTERM
+    network.run(net, announce)  # provisions, starts, serves until SIGINT or SIGTERM
     click.echo("edoc network stopped")

@@ -34,7 +34,7 @@ from edoc.hub.state import HubConfig, HubState
 from edoc.keystore import KeyStore
 from edoc.offload import Offload
 from edoc.orgid import OrgId, parse_root_code
-from edoc.store import open_hub_store
+from edoc.store import open_hub_store, store_is_shared
 from edoc.store.hub import PackageRecord
 from edoc.web import (
     HttpMetrics,
@@ -242,7 +242,15 @@ def create_app(config: HubConfig) -> web.Application:
 def run(config: HubConfig) -> None:
     context = tls.server_context(KeyStore(config.keys_dir), config.org_id) if config.tls else None
     serve(
-        create_app(config), config.host, config.port, context, "hub started", org_id=config.org_id
+        create_app(config),
+        config.host,
+        config.port,
+        context,
+        "hub started",
+        # instances sharing a database may share a port too (edoc up --hubs); on a file
+        # store a second hub on the same port stays an error
+        reuse_port=store_is_shared(config.store),
+        org_id=config.org_id,
     )
 
 

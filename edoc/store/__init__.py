@@ -44,6 +44,12 @@ def _postgresql(url: str) -> bool:
     return url.startswith(("postgresql://", "postgres://"))
 
 
+def store_is_shared(url: str) -> bool:
+    """Whether several processes may work on the store at ``url`` at once: a database
+    server's (several hub instances), not a file."""
+    return _postgresql(url)
+
+
 async def open_hub_store(url: str) -> HubStore:
     """The hub's store at ``url``, opened (close it when done)."""
     if url.startswith(SQLITE):
