@@ -15,7 +15,7 @@ from typing import cast
 import pytest
 
 from edoc import atomic, envelope, errors
-from edoc.node import hublink, inbox
+from edoc.node import collector, hublink, receiving
 from edoc.node.state import NodeState
 from edoc.wire import DeliveryNotice
 from tests.pki_support import Ca, signed_root, wire
@@ -56,7 +56,7 @@ def hub() -> _Hub:
 
 
 async def test_acknowledgements_gather_while_one_is_on_its_way(hub: _Hub) -> None:
-    acks = inbox.Acknowledgements()
+    acks = collector.Acknowledgements()
     config = SimpleNamespace(retry_base=0, retry_cap=0)
     state = cast(NodeState, SimpleNamespace(config=config, hub=hub))
     sender = asyncio.create_task(acks.send_forever(state))
@@ -73,7 +73,7 @@ async def test_acknowledgements_gather_while_one_is_on_its_way(hub: _Hub) -> Non
 
 
 async def test_acknowledgements_the_hub_did_not_get_are_sent_again(hub: _Hub) -> None:
-    acks = inbox.Acknowledgements()
+    acks = collector.Acknowledgements()
     config = SimpleNamespace(retry_base=0, retry_cap=0)
     state = cast(NodeState, SimpleNamespace(config=config, hub=hub))
     hub.failures = 2
@@ -108,10 +108,10 @@ def _collecting(
         return str(delivery.id).encode()
 
     monkeypatch.setattr(hublink, "fetch", fetch)
-    monkeypatch.setattr(inbox, "receive", receive)
+    monkeypatch.setattr(receiving, "receive", receive)
     config = SimpleNamespace(retry_base=0, retry_cap=0, poll_wait=1)
     state = cast(NodeState, SimpleNamespace(config=config, incoming_dir=tmp_path, hub=hub))
-    return asyncio.create_task(inbox.collect_forever(state))
+    return asyncio.create_task(collector.collect_forever(state))
 
 
 def _acknowledged(hub: _Hub) -> list[int]:
@@ -178,7 +178,7 @@ def test_a_received_package_and_its_attachments_are_fsynced_before_they_are_stor
     synced: list[Path] = []
     monkeypatch.setattr(atomic, "sync", synced.append)
     state = cast(NodeState, SimpleNamespace(keys=ca.keys))
-    parts = inbox._verify_and_keep(state, source, tmp_path / "inbox" / "one", []).parts
+    parts = receiving._verify_and_keep(state, source, tmp_path / "inbox" / "one", []).parts
     assert len(parts) == 1
     assert synced == [*parts, source]
-    assert (tmp_path / "inbox" / "one" / inbox.PACKAGE).exists()
+    assert (tmp_path / "inbox" / "one" / receiving.PACKAGE).exists()

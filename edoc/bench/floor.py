@@ -23,7 +23,7 @@ from edoc import envelope, signing
 from edoc.bench.exchange import Agency, metadata
 from edoc.keystore import KeyStore
 from edoc.model import Attachment, Document, Organization, StatusCode, StatusUpdate, TraceHop
-from edoc.node import compose, inbox
+from edoc.node import answers, compose
 
 HUB = "000.00.00.G22"  # only a name on the relay hop here
 
@@ -68,7 +68,7 @@ def _status_01(keys: KeyStore, document: Document, now: dt.datetime) -> bytes:
     """The recipient's status 01 about ``document``, packed and signed as its node does."""
     status = StatusUpdate(
         sender=Organization(document.recipients[0].org_id),
-        response_for=inbox.response_for(document),
+        response_for=answers.response_for(document),
         code=StatusCode.ARRIVED,
         timestamp=now.replace(microsecond=0),
     )

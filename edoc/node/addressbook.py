@@ -41,6 +41,7 @@ from edoc.hub import directory
 from edoc.hub.state import HUB_ORG_ID
 from edoc.node import hublink
 from edoc.node.state import NodeState
+from edoc.retry import Backoff
 
 log = structlog.get_logger()
 REFRESH_EVERY = 300.0  # seconds between background fetches
@@ -142,16 +143,15 @@ class AddressBook:
         """Fetch the book now (retried with backoff until the hub answers), then every
         REFRESH_EVERY."""
         await self.load_kept(state)
-        delay = state.config.retry_base
+        backoff = Backoff(state.config.retry_base, state.config.retry_cap)
         while True:
             before = self._copy
             await asyncio.shield(self._refresh(state))
             if self._copy is not before:
-                delay = state.config.retry_base
+                backoff.succeeded()
                 await asyncio.sleep(REFRESH_EVERY)
             else:
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, state.config.retry_cap)
+                await backoff.failed()
 
     async def close(self) -> None:
         if self._fetching is not None:

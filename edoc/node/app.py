@@ -20,10 +20,11 @@ from aiohttp import web
 from edoc import errors
 from edoc.keystore import KeyStore
 from edoc.model import AGENCY_CODES, MessageKind, ResponseFor, Staff, StatusCode, may_follow
-from edoc.node import hublink, inbox, openapi, outbox, stats, submit
+from edoc.node import answers, collector, hublink, openapi, outbox, stats, submit
 from edoc.node.addressbook import AddressBook
 from edoc.node.state import NodeConfig, NodeState
 from edoc.offload import Offload
+from edoc.retry import Backoff
 from edoc.store import open_node_store
 from edoc.store.node import InboxItem, Outgoing, OutgoingRecipient, StateChange
 from edoc.web import HttpMetrics, bearer_token, middleware, path_id, serve, token_digest
@@ -214,7 +215,7 @@ async def post_status(request: web.Request) -> web.Response:
     staff_info = Staff(
         **{k: str(staff[k])[:500] for k in ("department", "name", "email", "mobile") if k in staff}
     )
-    status_id = await inbox.answer(
+    status_id = await answers.answer(
         request.app[STATE],
         item.id,
         item.recipient,
@@ -257,7 +258,7 @@ async def get_openapi(_request: web.Request) -> web.Response:
 
 async def _register_with_hub(state: NodeState) -> None:
     """Tell the hub which agencies this node serves (retried until the hub is there)."""
-    delay = state.config.retry_base
+    backoff = Backoff(state.config.retry_base, state.config.retry_cap)
     while True:
         agencies = [{"org_id": a.org_id, "name": a.name} for a in await state.store.agencies()]
         try:
@@ -267,8 +268,7 @@ async def _register_with_hub(state: NodeState) -> None:
             return
         except errors.EdocError as exc:
             log.warning("hub registration failed", reason=str(exc))
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, state.config.retry_cap)
+            await backoff.failed()
 
 
 def create_app(config: NodeConfig) -> web.Application:
@@ -295,7 +295,7 @@ def create_app(config: NodeConfig) -> web.Application:
             opened.push_async_callback(book.close)
             tasks = [
                 asyncio.create_task(outbox.run_forever(state), name="outbox"),
-                asyncio.create_task(inbox.collect_forever(state), name="inbox"),
+                asyncio.create_task(collector.collect_forever(state), name="inbox"),
                 asyncio.create_task(_register_with_hub(state), name="register"),
                 asyncio.create_task(book.keep_fresh(state), name="address book"),
             ]

@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
-import random
 import shutil
 from pathlib import Path
 
@@ -21,18 +20,13 @@ import structlog
 
 from edoc import errors
 from edoc.model import DeliveryState, Route, TransferState
-from edoc.node import hublink, inbox, progress
+from edoc.node import hublink, progress, receiving
 from edoc.node.state import NodeState
+from edoc.retry import full_jitter
 from edoc.store.node import Event, Transfer
 
 log = structlog.get_logger()
 IN_FLIGHT = 32  # transfers under way at once
-
-
-def backoff(state: NodeState, attempts: int) -> float:
-    """Full jitter: uniform in [0, min(cap, base·2^attempts)]."""
-    ceiling = min(state.config.retry_cap, state.config.retry_base * 2**attempts)
-    return random.uniform(0, ceiling)  # noqa: S311 - jitter, not secrecy
 
 
 async def _to_hub(state: NodeState, transfer: Transfer) -> None:
@@ -62,7 +56,7 @@ async def _to_local(state: NodeState, transfer: Transfer) -> None:
     else:  # receive() takes the file it is given: a copy, the outbox keeps its own
         package = state.incoming_dir / f"local-{transfer.id}.edxml"
         await state.offload.run(shutil.copyfile, transfer.path, package)
-    await inbox.receive(state, package, local)
+    await receiving.receive(state, package, local)
     delivered = Event(DeliveryState.DELIVERED, "")
     await state.store.finish_transfer(
         transfer, TransferState.DONE, "", delivered, dt.datetime.now(dt.UTC), progress.next_state
@@ -95,7 +89,7 @@ async def carry(state: NodeState, transfer: Transfer) -> None:
         if now - transfer.created_at > state.config.give_up_after:
             await _fail(state, transfer, str(exc), now)
             return
-        delay = backoff(state, transfer.attempts)
+        delay = full_jitter(state.config.retry_base, state.config.retry_cap, transfer.attempts)
         log.info("will retry", reason=str(exc), attempts=transfer.attempts + 1, delay=delay)
         await state.store.retry_transfer(transfer.id, now + dt.timedelta(seconds=delay), str(exc))
 

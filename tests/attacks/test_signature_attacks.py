@@ -28,7 +28,7 @@ from lxml import etree
 from edoc import envelope, errors, pki, signing, xmlsafe
 from edoc.keystore import SigningIdentity
 from edoc.model import Attachment, Organization, ResponseFor, StatusCode, StatusUpdate, TraceHop
-from edoc.node import inbox
+from edoc.node import receiving
 from edoc.node.state import NodeState
 from tests.pki_support import SENDER, SIGNER, Ca, unsigned_root, wire
 from tests.reliability import report
@@ -1168,7 +1168,7 @@ def test_node_receive_refuses_unsigned_content(
         source.write_bytes(attempt.data)
     state = cast(NodeState, SimpleNamespace(keys=lab.ca.keys))
     with pytest.raises(errors.EdocError) as caught:
-        inbox._verify_and_keep(state, source, tmp_path / "inbox", [])
+        receiving._verify_and_keep(state, source, tmp_path / "inbox", [])
     assert type(caught.value) is case.error, str(caught.value)
     assert not (tmp_path / "inbox").exists()
 

@@ -1,0 +1,191 @@
+"""Collecting from the hub: long polls for what waits for this province, each delivery
+fetched, received (verified, stored, answered) and then acknowledged, many
+acknowledgements in one request."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import functools
+import uuid
+from pathlib import Path
+
+import structlog
+
+from edoc import envelope, errors, wire
+from edoc.model import Document, MessageKind, StatusCode
+from edoc.node import hublink, receiving
+from edoc.node.answers import response_for, status_message
+from edoc.node.state import NodeState
+from edoc.retry import Backoff
+
+log = structlog.get_logger()
+IN_FLIGHT = 32  # deliveries being fetched, verified and stored at once
+
+
+class Acknowledgements:
+    """Stored deliveries waiting to be acknowledged to the hub, many in one request: while
+    one acknowledgement is on its way the next ones gather, so under load a request
+    carries many and at rest none waits."""
+
+    BATCH = 500
+
+    def __init__(self) -> None:
+        self._waiting: dict[int, None] = {}  # ordered, and a redelivery's id only once
+        self._added = asyncio.Event()
+
+    def add(self, delivery_id: int) -> None:
+        self._waiting[delivery_id] = None
+        self._added.set()
+
+    def _batch(self) -> list[int]:
+        batch = list(self._waiting)[: self.BATCH]
+        for delivery_id in batch:
+            del self._waiting[delivery_id]
+        if not self._waiting:
+            self._added.clear()
+        return batch
+
+    async def send_forever(self, state: NodeState) -> None:
+        backoff = Backoff(state.config.retry_base, state.config.retry_cap)
+        while True:
+            await self._added.wait()
+            batch = self._batch()
+            try:
+                await state.hub.acknowledge(batch)
+                backoff.succeeded()
+            except errors.HubUnavailable as exc:
+                # kept for the next try; if the lease runs out first, the hub offers them
+                # again and the redelivery is recognised
+                log.warning("acknowledgements not sent", reason=exc.message, count=len(batch))
+                for delivery_id in batch:
+                    self.add(delivery_id)
+                await backoff.failed()
+            except errors.RemoteError as exc:
+                log.error("hub refused acknowledgements", code=exc.code, reason=exc.message)
+
+
+async def collect_forever(state: NodeState) -> None:
+    """Long-poll the hub for what waits for this province, keeping up to IN_FLIGHT
+    deliveries being verified and stored at once; each is acknowledged once stored."""
+    acks = Acknowledgements()
+    async with asyncio.TaskGroup() as group:
+        group.create_task(acks.send_forever(state), name="acks")
+        await _collect_forever(state, acks)
+
+
+StatusChain = tuple[str, str]  # (document id, responder)
+
+
+def _chain(delivery: wire.DeliveryNotice) -> StatusChain | None:
+    """Statuses about one document from one responder are stored in the order the hub
+    relays them (it accepted them in the order given): 05 before 06, though both come in
+    one answer and are verified side by side."""
+    if delivery.kind != MessageKind.STATUS:
+        return None
+    return (delivery.document_id, delivery.sender)
+
+
+def _forget(
+    latest: dict[StatusChain, asyncio.Task[bool]], key: StatusChain, done: asyncio.Task[bool]
+) -> None:
+    if latest.get(key) is done:
+        del latest[key]
+
+
+async def _collect_forever(state: NodeState, acks: Acknowledgements) -> None:
+    backoff = Backoff(state.config.retry_base, state.config.retry_cap)
+    taking: set[asyncio.Task[bool]] = set()
+    latest: dict[StatusChain, asyncio.Task[bool]] = {}  # the last delivery taken of each chain
+    while True:
+        while len(taking) > IN_FLIGHT // 2:  # then ask for half a window at a time, not one
+            await asyncio.wait(taking, return_when=asyncio.FIRST_COMPLETED)
+        try:
+            # a long poll returns as soon as anything waits; those under way go on meanwhile
+            deliveries = await state.hub.collect(state.config.poll_wait, IN_FLIGHT - len(taking))
+            backoff.succeeded()
+        except errors.HubUnavailable as exc:
+            log.warning("hub unavailable for collection", reason=exc.message)
+            await backoff.failed()
+            continue
+        except errors.RemoteError as exc:
+            log.error("hub refused collection", code=exc.code, reason=exc.message)
+            await asyncio.sleep(state.config.retry_cap)
+            continue
+        for delivery in deliveries:
+            chain = _chain(delivery)
+            before = latest.get(chain) if chain is not None else None
+            task = asyncio.create_task(_take(state, delivery, acks, before))
+            taking.add(task)
+            task.add_done_callback(taking.discard)
+            if chain is not None:
+                latest[chain] = task
+                task.add_done_callback(functools.partial(_forget, latest, chain))
+
+
+def _claimed_document(source: bytes | Path) -> Document | None:
+    """The document a package says it is, unverified: only to address a refusal."""
+    message = envelope.read_package(source).message
+    return message if isinstance(message, Document) else None
+
+
+async def _refuse(
+    state: NodeState, source: bytes | Path, recipient: str, exc: errors.EdocError
+) -> None:
+    """Answer a document we refused with status 02 (từ chối tiếp nhận) and the reason.
+
+    The hub accepted it, so without an answer the sender would wait at 'sent' for ever.
+    The claimed sender is not trusted here: the hub relays a status only to the sender of
+    a document the responder received, and this one it did relay to us."""
+    reason = f"{exc.code}: {exc.message}"
+    try:
+        document = await state.offload.run(_claimed_document, source)
+        if document is None:
+            return
+        answer = await state.offload.run(
+            status_message, state, recipient, response_for(document), StatusCode.REJECTED, reason
+        )
+        await state.store.add_outgoing(answer, dt.datetime.now(dt.UTC), tallies=())
+    except errors.EdocError as failed:  # unreadable, or we cannot sign: the log must do
+        log.error("could not answer a refused package", code=failed.code, reason=failed.message)
+        return
+    state.outbox_wakeup.set()
+
+
+async def _taken(task: asyncio.Task[bool]) -> bool:
+    """Once ``task`` is over: whether it took its delivery (its failure is its own)."""
+    await asyncio.wait([task])
+    return not task.cancelled() and task.exception() is None and task.result()
+
+
+async def _take(
+    state: NodeState,
+    delivery: wire.DeliveryNotice,
+    acks: Acknowledgements,
+    after: asyncio.Task[bool] | None,
+) -> bool:
+    """Fetch, verify and store a delivery, then have it acknowledged; whether it was taken.
+    One with ``after`` (the status before it in its chain) waits for it, and is left
+    for the hub to offer again, after it, if that one was not taken."""
+    target = state.incoming_dir / f"{uuid.uuid4().hex}.edxml"
+    structlog.contextvars.bind_contextvars(hub_delivery=delivery.id)
+    try:
+        package = await hublink.fetch(state, delivery, target)
+        if after is not None and not await _taken(after):
+            log.warning("delivery not taken: the status before it was not; the hub offers both")
+            return False
+        try:
+            await receiving.receive(state, package, [delivery.recipient])
+        except errors.InputError as exc:
+            # The hub relayed something we cannot accept (it verified it, so this is a
+            # revocation or clock edge): keep it out, tell the sender, do not ask again.
+            log.error("refused relayed package", code=exc.code, reason=exc.message)
+            await _refuse(state, package, delivery.recipient, exc)
+        acks.add(delivery.id)
+        return True
+    except errors.EdocError as exc:
+        # not acknowledged: the hub offers it again when its lease runs out
+        log.warning("delivery not taken, the hub will offer it again", reason=exc.message)
+        return False
+    finally:
+        target.unlink(missing_ok=True)
