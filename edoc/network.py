@@ -343,7 +343,7 @@ def start(
         flag.check()
     try:
         for (name, command), url in zip(commands(network, node_args), urls, strict=True):
-            before = _starts(log_path(network, name))
+            before = times_started(log_path(network, name))
             process = spawn(network, name, command)
             started.append(services.Service(name, url, process, log_path(network, name)))
             if name in hubs:  # nodes register with it as they start
@@ -356,7 +356,7 @@ def start(
     return [(s.name, s.process) for s in started]
 
 
-def _starts(log: Path) -> int:
+def times_started(log: Path) -> int:
     """How often the service logging to ``log`` said it listens."""
     return log.read_bytes().count(b"hub started") if log.exists() else 0
 
@@ -366,7 +366,7 @@ def wait_listening(service: services.Service, before: int, flag: services.StopFl
     instances share one address, where /healthz may be answered by another of them."""
     assert service.log is not None
     deadline = time.monotonic() + services.Patience.stall
-    while _starts(service.log) <= before:
+    while times_started(service.log) <= before:
         if flag is not None:
             flag.check()
         if service.process.poll() is not None:
