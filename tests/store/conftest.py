@@ -40,6 +40,16 @@ def postgres_databases() -> Iterator[dict[str, str]]:
     yield from postgres.databases("hub", "node")
 
 
+@pytest.fixture
+def fresh() -> Iterator[str]:
+    """An empty PostgreSQL database of this test's own (its URL)."""
+    postgres.require_server()
+    name = postgres.run_name("fresh")
+    url = postgres.create(name)
+    yield url
+    postgres.drop(name)
+
+
 @pytest.fixture(params=sorted(BACKENDS))
 def backend(request: pytest.FixtureRequest) -> str:
     name: str = request.param

@@ -61,7 +61,12 @@ def create(database: str) -> str:
 
 
 def drop(database: str) -> None:
-    asyncio.run(_admin(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)'))
+    asyncio.run(dropping(database))
+
+
+async def dropping(database: str) -> None:
+    """Drop ``database`` now, ending its sessions (from a test's own event loop)."""
+    await _admin(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
 
 
 def run_name(what: str) -> str:

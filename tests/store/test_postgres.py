@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import replace
 
 import asyncpg
@@ -16,7 +16,6 @@ from edoc.store import open_hub_store, open_node_store
 from edoc.store.hub import Addressee, HubStore, NewPackage, Receipt, Tally
 from edoc.store.postgres.hub import PostgresHubStore
 from edoc.store.postgres.node import PostgresNodeStore
-from tests.store import postgres
 from tests.store.test_node import RECEIVED, answer
 
 NOW = dt.datetime(2026, 11, 24, 8, 0, tzinfo=dt.UTC)
@@ -36,16 +35,6 @@ PACKAGE = NewPackage(
     body=b"abc",
 )
 SENT = Tally(NOW.date(), PACKAGE.sender, "sent", "")
-
-
-@pytest.fixture
-def fresh() -> Iterator[str]:
-    """An empty database of this test's own."""
-    postgres.require_server()
-    name = postgres.run_name("fresh")
-    url = postgres.create(name)
-    yield url
-    postgres.drop(name)
 
 
 async def _versions(url: str) -> dict[str, int]:

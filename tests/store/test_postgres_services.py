@@ -1,0 +1,45 @@
+"""Services on PostgreSQL: a hub's /healthz says whether its database answers, and
+several hub instances need a store they can share."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from edoc.cli import main
+from edoc.cli.failures import EXIT_REFUSED
+from edoc.hub import app as hub_app
+from edoc.hub.state import HubConfig
+from tests.pki_support import SENDER, Ca
+from tests.store import postgres
+from tests.store.test_health import health, running
+
+
+@pytest.fixture(scope="module")
+def keys_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("keys")
+    Ca.create(path)
+    return path
+
+
+async def test_healthz_says_whether_the_hubs_database_answers(
+    keys_dir: Path, tmp_path: Path, fresh: str
+) -> None:
+    config = HubConfig(tmp_path, keys_dir, org_id=SENDER, tls=False, store_url=fresh)
+    async with running(hub_app.create_app(config)) as client:
+        assert await health(client) == (200, {"status": "ok", "service": "hub", "store": "ok"})
+        await postgres.dropping(fresh.rpartition("/")[2])  # its sessions end with it
+        status, body = await health(client)
+        assert status == 503
+        assert body["error"]["code"] == "EDOC-STORE-001"
+
+
+def test_several_hubs_need_a_shared_store(tmp_path: Path) -> None:
+    refused = CliRunner().invoke(
+        main, ["up", "--hubs", "2", "--data-dir", str(tmp_path)], catch_exceptions=False
+    )
+    assert refused.exit_code == EXIT_REFUSED, refused.output
+    assert "shared store" in refused.stderr
+    assert not (tmp_path / "network.json").exists()  # nothing planned, nothing started
