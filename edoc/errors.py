@@ -264,6 +264,13 @@ class Forbidden(ExchangeError):
     status = 403
 
 
+class NotOperator(Unauthenticated):
+    """A dashboard page or its data asked without the operator's credential (none, or
+    another one: an agency's or a node's token opens no dashboard)."""
+
+    code = "EDOC-AUTH-003"
+
+
 class NotFound(ExchangeError):
     code = "EDOC-HTTP-404"
     status = 404
@@ -387,3 +394,54 @@ class RemoteError(EdocError):
         super().__init__(message)
         self.code = code  # type: ignore[misc]
         self.status = status  # type: ignore[misc]
+
+
+# --- the non-repudiation archive (edoc.archive) -----------------------------------------
+class ArchiveError(InputError):
+    """Evidence that does not prove what it claims; the message says which part fails."""
+
+    code = "EDOC-ARC-000"
+    status = 422
+
+
+class BadContainer(ArchiveError):
+    """Not an ASiC-E container or day archive of edoc's layout (ZIP, mimetype, manifest)."""
+
+    code = "EDOC-ARC-001"
+
+
+class EvidenceTampered(ArchiveError):
+    """A file whose SHA-256 is not the manifest's, or a file missing from or added to it."""
+
+    code = "EDOC-ARC-002"
+
+
+class BadTimestamp(ArchiveError):
+    """The time-stamp token is unreadable, its signature fails, or it stamps other data."""
+
+    code = "EDOC-ARC-003"
+
+
+class UntrustedTimestamp(ArchiveError):
+    """The token's signer is no time-stamping authority under the given root."""
+
+    code = "EDOC-ARC-004"
+
+
+class EvidenceSignature(ArchiveError):
+    """A package's signature inside the container does not verify at the proven time."""
+
+    code = "EDOC-ARC-005"
+
+
+class BrokenArchiveChain(ArchiveError):
+    """A day archive whose containers or link to the previous day do not match."""
+
+    code = "EDOC-ARC-006"
+
+
+class NothingToArchive(ArchiveError):
+    """No evidence of the document, or of the organization on the day, asked for."""
+
+    code = "EDOC-ARC-007"
+    status = 404

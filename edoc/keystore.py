@@ -34,6 +34,7 @@ from edoc.orgid import OrgId
 
 Clock = Callable[[], dt.datetime]
 EXPIRY_WARNING = dt.timedelta(days=30)
+TSA_NAME = "Time-Stamping Authority (simulated)"
 
 
 def utcnow() -> dt.datetime:
@@ -240,7 +241,9 @@ class KeyStore:
         issuing_key, issuing = self._issuing_ca()
         key = pki.new_key()
         now = self.clock() - dt.timedelta(minutes=1)
-        if kind is pki.CertKind.TLS:
+        if kind is pki.CertKind.TSA:
+            cert = pki.make_tsa(key.public_key(), issuing_key, issuing, now=now, days=days)
+        elif kind is pki.CertKind.TLS:
             cert = pki.make_tls(
                 key.public_key(), issuing_key, issuing, org_id=org_id, hosts=tls_hosts, now=now
             )
@@ -269,6 +272,24 @@ class KeyStore:
             not_before=cert.not_valid_before_utc,
             not_after=cert.not_valid_after_utc,
         )
+
+    def issue_tsa(self, *, days: int = 3650) -> CertRecord:
+        """A certificate for the time-stamping authority (edoc.archive.tsa); it belongs to
+        the CA, so to no organization (``org_id`` "")."""
+        with self._exclusive():
+            records = list(self._load().records)
+            record = self._issue("", TSA_NAME, "", pki.CertKind.TSA, days)
+            self._save([*records, record])
+        return record
+
+    def tsa_identity(self) -> SigningIdentity:
+        """The newest valid time-stamping authority's key and certificate."""
+        try:
+            return self.identity("", kind=pki.CertKind.TSA)
+        except errors.UnknownCertificate:
+            raise errors.UnknownCertificate(
+                f"no valid time-stamping certificate in {self.path}: run `edoc keys tsa`"
+            ) from None
 
     def rotate(self, org_id: str, *, overlap_days: float = 7, days: int = 730) -> CertRecord:
         """A new seal for ``org_id``; the current ones keep verifying through the overlap."""

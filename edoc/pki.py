@@ -35,6 +35,7 @@ from edoc import errors
 POLICY_ORGANIZATION = x509.ObjectIdentifier("1.3.6.1.4.1.61102.1.1")
 POLICY_PERSONAL = x509.ObjectIdentifier("1.3.6.1.4.1.61102.1.2")
 POLICY_TLS = x509.ObjectIdentifier("1.3.6.1.4.1.61102.1.3")
+POLICY_TSA = x509.ObjectIdentifier("1.3.6.1.4.1.61102.1.4")
 DOCUMENT_SIGNING = x509.ObjectIdentifier("1.3.6.1.5.5.7.3.36")
 CLOCK_SKEW = dt.timedelta(minutes=5)
 LEAF_KEY_BITS = 2048
@@ -45,12 +46,14 @@ class CertKind(StrEnum):
     ORGANIZATION = "organization"
     PERSONAL = "personal"
     TLS = "tls"  # a hub's or node's HTTPS server and client certificate, never a signer
+    TSA = "tsa"  # the time-stamping authority's (edoc.archive.tsa), never a document signer
 
 
 POLICY_BY_KIND = {
     CertKind.ORGANIZATION: POLICY_ORGANIZATION,
     CertKind.PERSONAL: POLICY_PERSONAL,
     CertKind.TLS: POLICY_TLS,
+    CertKind.TSA: POLICY_TSA,
 }
 
 
@@ -207,6 +210,40 @@ def make_tls(
         .add_extension(x509.SubjectAlternativeName(names), critical=False)
         .add_extension(
             x509.CertificatePolicies([x509.PolicyInformation(POLICY_TLS, None)]), critical=False
+        )
+        .sign(ca_key, hashes.SHA256())
+    )
+
+
+def make_tsa(
+    public_key: rsa.RSAPublicKey,
+    ca_key: rsa.RSAPrivateKey,
+    ca: x509.Certificate,
+    *,
+    now: dt.datetime,
+    days: int = 3650,
+) -> x509.Certificate:
+    """The time-stamping authority's certificate: RFC 3161 §2.3 wants the one extended
+    key usage timeStamping, marked critical, so the key can sign nothing else."""
+    usage = x509.KeyUsage(
+        digital_signature=True,
+        content_commitment=True,
+        key_encipherment=False,
+        data_encipherment=False,
+        key_agreement=False,
+        key_cert_sign=False,
+        crl_sign=False,
+        encipher_only=False,
+        decipher_only=False,
+    )
+    subject = _name("Time-Stamping Authority (simulated)", "Ban Cơ yếu Chính phủ")
+    return (
+        _builder(subject, ca.subject, public_key, ca_key.public_key(), now, days)
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(usage, critical=True)
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.TIME_STAMPING]), critical=True)
+        .add_extension(
+            x509.CertificatePolicies([x509.PolicyInformation(POLICY_TSA, None)]), critical=False
         )
         .sign(ca_key, hashes.SHA256())
     )

@@ -76,6 +76,31 @@ def keys_issue(
     click.echo(f"issued {record.kind.value} certificate {record.serial} for {org_id}")
 
 
+@keys.command("tsa")
+@click.option(
+    "--days",
+    type=click.IntRange(1, 7300),
+    default=3650,
+    show_default=True,
+    help="How long the certificate is valid.",
+)
+@click.option("--exist-ok", is_flag=True, help="Succeed quietly when one is already valid.")
+@uses_keys
+def keys_tsa(days: int, exist_ok: bool, keys_dir: Path) -> None:
+    """Issue the time-stamping authority's certificate (EKU timeStamping, RFC 3161)."""
+    store = existing_keys(keys_dir)
+    if exist_ok:
+        try:
+            found = store.tsa_identity().record
+        except errors.UnknownCertificate:
+            pass
+        else:
+            click.echo(f"tsa certificate {found.serial} already valid")
+            return
+    record = store.issue_tsa(days=days)
+    click.echo(f"issued tsa certificate {record.serial}")
+
+
 @keys.command("rotate")
 @click.argument("org_id", metavar="ORGID")
 @click.option(
