@@ -3,6 +3,10 @@ several hub instances need a store they can share."""
 
 from __future__ import annotations
 
+import asyncio
+import datetime as dt
+import time
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -11,10 +15,12 @@ from click.testing import CliRunner
 from edoc.cli import main
 from edoc.cli.failures import EXIT_REFUSED
 from edoc.hub import app as hub_app
+from edoc.hub import queues
 from edoc.hub.state import HubConfig
 from tests.pki_support import SENDER, Ca
 from tests.store import postgres
 from tests.store.test_health import health, running
+from tests.store.test_postgres import PACKAGE, SENT
 
 
 @pytest.fixture(scope="module")
@@ -43,3 +49,20 @@ def test_several_hubs_need_a_shared_store(tmp_path: Path) -> None:
     assert refused.exit_code == EXIT_REFUSED, refused.output
     assert "shared store" in refused.stderr
     assert not (tmp_path / "network.json").exists()  # nothing planned, nothing started
+
+
+async def test_a_long_poll_on_one_instance_answers_when_another_accepts(
+    keys_dir: Path, tmp_path: Path, fresh: str
+) -> None:
+    config = HubConfig(tmp_path, keys_dir, org_id=SENDER, tls=False, store_url=fresh)
+    apps = [hub_app.create_app(replace(config, data_dir=tmp_path / n)) for n in ("a", "b")]
+    async with running(apps[0]), running(apps[1]):
+        accepting, polling = (app[hub_app.STATE] for app in apps)
+        waiting = asyncio.create_task(queues.collect(polling, "H34", wait=10, limit=10))
+        await asyncio.sleep(0.2)  # it found nothing and waits
+        began = time.monotonic()
+        await accepting.store.accept(PACKAGE, dt.datetime.now(dt.UTC), SENT)
+        leased = await waiting
+        # woken by the notification, not by its next look a second later
+        assert time.monotonic() - began < 0.6
+        assert [d.about for d in leased] == [PACKAGE.about]
