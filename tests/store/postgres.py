@@ -74,9 +74,33 @@ def run_name(what: str) -> str:
     return f"edoc_test_{os.getpid()}_{what}"
 
 
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+async def _drop_left_behind() -> None:
+    """Drop the databases of test runs that were killed before they could."""
+    conn = await asyncpg.connect(SERVER, timeout=5)
+    try:
+        names = [r[0] for r in await conn.fetch("SELECT datname FROM pg_database")]
+        for name in names:
+            pid = name.removeprefix("edoc_test_").partition("_")[0]
+            if name.startswith("edoc_test_") and pid.isdigit() and not _alive(int(pid)):
+                await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await conn.close()
+
+
 def databases(*what: str) -> Iterator[dict[str, str]]:
     """Databases of this run, one per name in ``what`` (their URLs), dropped after."""
     require_server()
+    asyncio.run(_drop_left_behind())
     names = {w: run_name(w) for w in what}
     try:
         yield {w: create(name) for w, name in names.items()}
