@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 
 from cryptography import x509
 from lxml import etree
@@ -38,6 +39,39 @@ SIGNED_PARTS = {
     f"#{envelope.MANIFEST_ID}": "edXML:edXMLEnvelope/edXML:edXMLBody/edXML:edXMLManifest",
 }
 REFERENCES = tuple(SIGNED_PARTS)
+
+# SignedInfo as edoc writes it, in exclusive C14N, with a slot for each reference's digest:
+# a signer fills it in and signs the bytes; a verifier compares the canonical SignedInfo it
+# received with the one its own digests fill in, which pins shape, algorithms, URIs and
+# digests in one comparison (anything else goes to the element-by-element checks below,
+# which say what is wrong).
+_METHOD = '<ds:{0} Algorithm="{1}"></ds:{0}>'
+_SIGNED_INFO_OPEN = (
+    f'<ds:SignedInfo xmlns:ds="{DS}">'
+    + _METHOD.format("CanonicalizationMethod", EXC_C14N)
+    + _METHOD.format("SignatureMethod", RSA_SHA256)
+).encode()
+_REFERENCE_OPEN = [
+    (
+        f'<ds:Reference URI="{uri}"><ds:Transforms>'
+        + _METHOD.format("Transform", EXC_C14N)
+        + "</ds:Transforms>"
+        + _METHOD.format("DigestMethod", SHA256)
+        + "<ds:DigestValue>"
+    ).encode()
+    for uri in REFERENCES
+]
+_REFERENCE_CLOSE = b"</ds:DigestValue></ds:Reference>"
+_SIGNED_INFO_CLOSE = b"</ds:SignedInfo>"
+
+
+def signed_info(digests: dict[str, bytes]) -> bytes:
+    """The exclusive C14N of the SignedInfo edoc writes over these four ``digests``."""
+    pieces = [_SIGNED_INFO_OPEN]
+    for uri, opening in zip(REFERENCES, _REFERENCE_OPEN, strict=True):
+        pieces += (opening, base64.b64encode(digests[uri]), _REFERENCE_CLOSE)
+    pieces.append(_SIGNED_INFO_CLOSE)
+    return b"".join(pieces)
 
 
 def header(root: etree._Element) -> etree._Element:
@@ -71,14 +105,34 @@ def algorithm(element: etree._Element | None) -> str:
     return "" if element is None else str(element.get("Algorithm", ""))
 
 
-def check_structure(signature: etree._Element) -> x509.Certificate:
+_PARTS = [f"{{{DS}}}{name}" for name in ("SignedInfo", "SignatureValue", "KeyInfo")]
+
+
+def canonical(element: etree._Element) -> bytes:
+    """The exclusive C14N of ``element`` where it stands: what is digested and signed."""
+    data: bytes = etree.tostring(element, method="c14n", exclusive=True, with_comments=False)
+    return data
+
+
+def check_structure(
+    signature: etree._Element, expected_info: bytes
+) -> tuple[x509.Certificate, bool]:
     """Exactly the shape edoc signs, and nothing unsigned in it: refuse extra references,
     objects, other algorithms, anything beside the value and the one certificate; return
-    that certificate."""
-    children = [child.tag for child in signature]
-    if children != [f"{{{DS}}}{name}" for name in ("SignedInfo", "SignatureValue", "KeyInfo")]:
+    that certificate, and whether SignedInfo is, canonical, exactly ``expected_info``
+    (:func:`signed_info` of the verifier's own digests: then its shape, algorithms, URIs
+    and digests are all as expected, and only the signature value is left to check)."""
+    if [child.tag for child in signature] != _PARTS:
         raise errors.WrappedSignature("signature must hold SignedInfo, SignatureValue, KeyInfo")
-    info = signature.find("ds:SignedInfo", DSNS)
+    pinned = canonical(signature[0]) == expected_info
+    if not pinned:
+        _check_signed_info(signature[0])
+    _check_shape(signature)
+    return _certificate(signature[2][0][0].text or ""), pinned
+
+
+def _check_signed_info(info: etree._Element) -> None:
+    """SignedInfo's algorithms and references, one by one, to say which is wrong."""
     if algorithm(info.find("ds:CanonicalizationMethod", DSNS)) != EXC_C14N:
         raise errors.UnsupportedAlgorithm("canonicalization must be exclusive C14N")
     if algorithm(info.find("ds:SignatureMethod", DSNS)) != RSA_SHA256:
@@ -92,9 +146,12 @@ def check_structure(signature: etree._Element) -> x509.Certificate:
         transforms = [algorithm(t) for t in reference.findall("ds:Transforms/ds:Transform", DSNS)]
         if transforms != [EXC_C14N]:
             raise errors.UnsupportedAlgorithm(f"unexpected transforms {transforms}")
-    _check_shape(signature)
+
+
+@functools.lru_cache(maxsize=1024)  # a certificate is the same whatever message carries it
+def _certificate(text: str) -> x509.Certificate:
     try:
-        return x509.load_der_x509_certificate(base64_bytes(signature[2][0][0].text or ""))
+        return x509.load_der_x509_certificate(base64_bytes(text))
     except ValueError as exc:
         raise errors.UntrustedCertificate(f"unreadable certificate: {exc}") from None
 

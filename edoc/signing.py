@@ -97,16 +97,17 @@ def sign(
     return signed
 
 
-def _ds(tag: str, *children: etree._Element, **attributes: str) -> etree._Element:
-    element = etree.Element(f"{{{DS}}}{tag}", attributes, nsmap={"ds": DS})
-    element.extend(children)
-    return element
+@functools.lru_cache(maxsize=256)  # an identity's certificate goes into every signature it makes
+def _key_info(certificate: x509.Certificate) -> bytes:
+    der = certificate.public_bytes(serialization.Encoding.DER)
+    return (
+        b"<ds:KeyInfo><ds:X509Data><ds:X509Certificate>"
+        + base64.b64encode(der)
+        + b"</ds:X509Certificate></ds:X509Data></ds:KeyInfo>"
+    )
 
 
-def _text(tag: str, value: bytes) -> etree._Element:
-    element = _ds(tag)
-    element.text = base64.b64encode(value).decode("ascii")
-    return element
+_SIGNATURE_OPEN = f'<ds:Signature xmlns:ds="{DS}">'.encode()
 
 
 def _signature(
@@ -114,29 +115,26 @@ def _signature(
 ) -> etree._Element:
     """One XMLDSig signature over the four parts, placed where verify expects it.
 
-    Built here rather than by signxml, the mirror of _check_signature: each referenced
-    element is canonicalised where it stands, with no copy or re-parse of the document."""
-    info = _ds(
-        "SignedInfo",
-        _ds("CanonicalizationMethod", Algorithm=EXC_C14N),
-        _ds("SignatureMethod", Algorithm=RSA_SHA256),
-        *(
-            _ds(
-                "Reference",
-                _ds("Transforms", _ds("Transform", Algorithm=EXC_C14N)),
-                _ds("DigestMethod", Algorithm=SHA256),
-                _text("DigestValue", digests[uri]),
-                URI=uri,
+    SignedInfo is written canonical (shape.signed_info), so its bytes are signed as they
+    are and no tree is built to canonicalise them; the signature element is then read
+    from bytes edoc wrote and placed in the header, where its SignedInfo canonicalises
+    to those same bytes (tests/test_fast_paths.py)."""
+    info = shape.signed_info(digests)
+    value = identity.key.sign(info, padding.PKCS1v15(), hashes.SHA256())
+    signature = etree.fromstring(
+        b"".join(
+            (
+                _SIGNATURE_OPEN,
+                info,
+                b"<ds:SignatureValue>",
+                base64.b64encode(value),
+                b"</ds:SignatureValue>",
+                _key_info(identity.cert),
+                b"</ds:Signature>",
             )
-            for uri in REFERENCES
-        ),
+        )
     )
-    signature = _ds("Signature", info)
-    shape.header(root).append(signature)  # canonicalised in place, as a verifier will see it
-    value = identity.key.sign(_exclusive_c14n(info), padding.PKCS1v15(), hashes.SHA256())
-    signature.append(_text("SignatureValue", value))
-    certificate = identity.cert.public_bytes(serialization.Encoding.DER)
-    signature.append(_ds("KeyInfo", _ds("X509Data", _text("X509Certificate", certificate))))
+    shape.header(root).append(signature)
     return signature
 
 
@@ -184,40 +182,41 @@ def _signed_elements(root: etree._Element) -> dict[str, etree._Element]:
     return found
 
 
-def _exclusive_c14n(element: etree._Element) -> bytes:
-    canonical: bytes = etree.tostring(element, method="c14n", exclusive=True, with_comments=False)
-    return canonical
-
-
 def _digests(parts: dict[str, etree._Element]) -> dict[str, bytes]:
     """SHA-256 of each signed part's exclusive C14N, where it stands in the tree."""
-    return {uri: hashlib.sha256(_exclusive_c14n(part)).digest() for uri, part in parts.items()}
+    return {uri: hashlib.sha256(shape.canonical(part)).digest() for uri, part in parts.items()}
 
 
 def _check_signature(
-    signature: etree._Element, digests: dict[str, bytes], cert: x509.Certificate
+    signature: etree._Element,
+    digests: dict[str, bytes],
+    cert: x509.Certificate,
+    signed_info: bytes | None,
 ) -> None:
     """Check each reference's digest and the signature value over SignedInfo.
 
     shape.check_structure has pinned the shape (these four references, exclusive C14N,
     SHA-256, RSA-SHA256) and _signed_elements where each part is, so what is left is the
     arithmetic, on the tree already parsed (signxml would copy and re-parse the whole
-    document for every reference)."""
-    info = signature.find("ds:SignedInfo", DSNS)
-    assert info is not None  # shape.check_structure
-    for reference in info.findall("ds:Reference", DSNS):
-        uri = str(reference.get("URI"))
-        digest = digests[uri]
-        if not hmac.compare_digest(
-            digest, _decoded(reference.findtext("ds:DigestValue", "", DSNS))
-        ):
-            raise errors.TamperedSignature(f"the digest of {uri} does not match its content")
+    document for every reference). ``signed_info`` is SignedInfo's canonical bytes where
+    check_structure found them to be the ones these digests make: nothing is left of
+    them to check but the value."""
+    if signed_info is None:
+        info = signature[0]  # shape.check_structure
+        for reference in info.findall("ds:Reference", DSNS):
+            uri = str(reference.get("URI"))
+            digest = digests[uri]
+            if not hmac.compare_digest(
+                digest, _decoded(reference.findtext("ds:DigestValue", "", DSNS))
+            ):
+                raise errors.TamperedSignature(f"the digest of {uri} does not match its content")
+        signed_info = shape.canonical(info)
     key = cert.public_key()
     if not isinstance(key, rsa.RSAPublicKey):
         raise errors.UnsupportedAlgorithm("the signer's key must be RSA")
     value = _decoded(signature.findtext("ds:SignatureValue", "", DSNS))
     try:
-        key.verify(value, _exclusive_c14n(info), padding.PKCS1v15(), hashes.SHA256())
+        key.verify(value, signed_info, padding.PKCS1v15(), hashes.SHA256())
     except InvalidSignature:
         raise errors.TamperedSignature("the signature value does not match SignedInfo") from None
 
@@ -240,10 +239,12 @@ def verify(
     signatures = shape.signatures(root)
     parts = _signed_elements(root)
     digests = _digests(parts)  # the same four parts under every signature
-    certs = [shape.check_structure(signature) for signature in signatures]
+    expected = shape.signed_info(digests)
+    checked = [shape.check_structure(signature, expected) for signature in signatures]
     shape.check_nothing_elsewhere(root, len(signatures))
-    for signature, cert in zip(signatures, certs, strict=True):
-        _check_signature(signature, digests, cert)
+    for signature, (cert, pinned) in zip(signatures, checked, strict=True):
+        _check_signature(signature, digests, cert, expected if pinned else None)
+    certs = [cert for cert, _ in checked]
     message, origin, business, manifest = (parts[uri] for uri in REFERENCES)
     shape.check_relay_hops(origin, business)
     signed_at = envelope.parse_timestamp(origin.findtext("edXML:Timestamp", "", ED_NSMAP))
