@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from edoc import atomic, errors, pki, services, tls
+from edoc.dashboard.auth import VARIABLE as OPERATOR_VARIABLE
 from edoc.hub import app as hub_app
 from edoc.hub.directory import SEEDS
 from edoc.hub.state import HUB_ORG_ID, HubConfig
@@ -168,6 +169,8 @@ def plan(
         network = Network(data_dir, json.loads(path.read_text(encoding="utf-8")))
         if hubs is not None:
             network.spec["hub"].update(hubs.spec())
+        if hubs is not None or "operator" not in network.spec:  # planned before dashboards
+            network.spec.setdefault("operator", _operator())
             network.save()
         return network
     known = roots()
@@ -208,11 +211,25 @@ def plan(
             **(hubs or HubPlan()).spec(),
         },
         "nodes": nodes,
+        "operator": _operator(),
     }
     network = Network(data_dir, spec)
     data_dir.mkdir(parents=True, exist_ok=True)
     network.save()
     return network
+
+
+def _operator() -> dict[str, str]:
+    """The operator's credential for the dashboards (not an agency's or a node's token)."""
+    return {"token": secrets.token_urlsafe(32)}
+
+
+def dashboards(network: Network) -> list[tuple[str, str]]:
+    """(service, address) of every dashboard: the hub's national view, each node's."""
+    found = [("hub", f"{network.spec['hub']['url']}/dashboard/")]
+    return found + [
+        (f"node {n['province']}", f"{n['url']}/dashboard/") for n in network.spec["nodes"]
+    ]
 
 
 def provision(network: Network) -> None:
@@ -415,8 +432,10 @@ def log_path(network: Network, name: str) -> Path:
 
 def spawn(network: Network, name: str, command: list[str]) -> subprocess.Popen[bytes]:
     """Start one service, logging to DATA/logs/NAME.log; a node gets its hub token in its
-    environment, not on its command line, where every user's `ps` would show it."""
+    environment, not on its command line, where every user's `ps` would show it; so does
+    every service the operator's dashboard credential."""
     env = os.environ.copy()
+    env[OPERATOR_VARIABLE] = network.spec["operator"]["token"]
     for node in network.spec["nodes"]:
         if name == f"node {node['province']}":
             env[HUB_TOKEN_VARIABLE] = node["hub_token"]

@@ -12,6 +12,7 @@ import click
 
 from edoc import errors, logs
 from edoc.cli.options import service_keys_dir_option
+from edoc.dashboard.auth import VARIABLE as OPERATOR_VARIABLE
 from edoc.hub import app as hub_app
 from edoc.hub.state import HUB_ORG_ID, HubConfig
 from edoc.keystore import KeyStore
@@ -41,6 +42,13 @@ store_option = click.option(
 )
 host_option = click.option(
     "--host", default="127.0.0.1", show_default=True, help="The address to listen on."
+)
+operator_option = click.option(
+    "--operator-token",
+    envvar=OPERATOR_VARIABLE,
+    show_envvar=True,
+    help="The operator's credential for the dashboard at /dashboard/ (the environment keeps"
+    " it out of `ps`); without it the dashboard is closed.",
 )
 
 
@@ -86,6 +94,7 @@ host_option = click.option(
     help="Packages up to this size come inside the collect answer; larger ones are fetched.",
 )
 @click.option("--insecure-http", is_flag=True, help="Plain HTTP instead of mutual TLS (tests).")
+@operator_option
 def serve_hub(
     data_dir: Path,
     store_url: str | None,
@@ -98,6 +107,7 @@ def serve_hub(
     max_package_mb: int,
     inline_kb: int,
     insecure_http: bool,
+    operator_token: str | None,
 ) -> None:
     """The national axis hub."""
     logs.configure()
@@ -113,6 +123,7 @@ def serve_hub(
         max_package_bytes=max_package_mb * 1024 * 1024,
         inline_bytes=inline_kb * 1024,
         store_url=store_url,
+        operator_token=operator_token,
     )
     hub_app.run(config)
 
@@ -178,6 +189,7 @@ def hub_add_node(node: str, data_dir: Path, store_url: str | None, token: str | 
     help="Seconds after which an undeliverable message is marked failed.",
 )
 @click.option("--hub-insecure-http", is_flag=True, help="Talk to the hub over plain HTTP.")
+@operator_option
 def serve_node(
     province: str,
     data_dir: Path,
@@ -191,6 +203,7 @@ def serve_node(
     retry_cap: float,
     give_up_after: float,
     hub_insecure_http: bool,
+    operator_token: str | None,
 ) -> None:
     """A provincial node: the agency API and the link to the hub."""
     logs.configure()
@@ -207,6 +220,7 @@ def serve_node(
         retry_cap=retry_cap,
         give_up_after=dt.timedelta(seconds=give_up_after),
         store_url=store_url,
+        operator_token=operator_token,
     )
     node_app.run(config)
 

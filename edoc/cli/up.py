@@ -62,6 +62,9 @@ def up(
             click.echo(f"  node {node['province']} {node['name']:<12} {node['url']}")
             for item in node["agencies"]:
                 click.echo(f"      {item['org_id']}  {item['name']}")
+        click.echo("dashboards (log in with network.json's operator.token):")
+        for service, url in network.dashboards(net):
+            click.echo(f"  {service:<8} {url}")
         click.echo("agency tokens are in network.json; Ctrl-C stops the network")
 
     network.run(net, announce)  # provisions, starts, serves until SIGINT or SIGTERM

@@ -12,6 +12,7 @@ the node's too):
     POST /api/v1/directory                   register the node's organizations
 
 Open: GET /api/v1/stats, GET /healthz, GET /metrics.
+The operator's dashboard (edoc.dashboard.hub): /dashboard/, with the operator credential.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ import structlog
 from aiohttp import web
 
 from edoc import errors, tls, wire
+from edoc.dashboard import hub as hub_dashboard
 from edoc.hub import directory, intake, queues, stats
 from edoc.hub.state import HubConfig, HubState
 from edoc.keystore import KeyStore
@@ -126,6 +128,7 @@ def _number(request: web.Request, name: str, default: float, low: float, high: f
 async def get_deliveries(request: web.Request) -> web.Response:
     node = await authenticate(request)
     state = request.app[STATE]
+    state.polled[node] = dt.datetime.now(dt.UTC)
     wait = _number(request, "wait", 0, 0, state.config.max_wait)
     limit = int(_number(request, "limit", 10, 1, 100))
     items = await queues.collect(state, node, wait, limit)
@@ -236,6 +239,7 @@ def create_app(config: HubConfig) -> web.Application:
     app.router.add_get("/api/v1/stats", get_stats)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/metrics", metrics)
+    hub_dashboard.install(app, STATE, config.operator_token)
     return app
 
 

@@ -35,6 +35,8 @@ class HubConfig:
     max_wait: float = 30.0
     workers: int = 4
     store_url: str | None = None  # where the hub keeps its data; None: data_dir/hub.sqlite
+    # the operator's dashboard credential (edoc.dashboard.auth); None: no dashboard
+    operator_token: str | None = field(default=None, repr=False)
 
     @property
     def store(self) -> str:
@@ -58,6 +60,8 @@ class HubState:
     # token digest → (node, until when to trust it without asking the store again)
     tokens: dict[str, tuple[str, float]] = field(default_factory=dict)
     stopping: bool = False  # the hub is shutting down: long polls answer at once
+    # node → when it last asked for deliveries (this instance only), for the dashboard
+    polled: dict[str, dt.datetime] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         registry = self.metrics.registry

@@ -18,6 +18,7 @@ import structlog
 from aiohttp import web
 
 from edoc import errors
+from edoc.dashboard import node as node_dashboard
 from edoc.keystore import KeyStore
 from edoc.model import AGENCY_CODES, MessageKind, ResponseFor, Staff, StatusCode, may_follow
 from edoc.node import answers, collector, hublink, openapi, outbox, stats, submit
@@ -318,6 +319,7 @@ def create_app(config: NodeConfig) -> web.Application:
     app.router.add_get("/api/v1/openapi.json", get_openapi)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/metrics", metrics)
+    node_dashboard.install(app, STATE, config.operator_token)
     return app
 
 

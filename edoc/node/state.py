@@ -33,6 +33,8 @@ class NodeConfig:
     poll_wait: float = 20.0
     workers: int = 4
     store_url: str | None = None  # where the node keeps its data; None: data_dir/node.sqlite
+    # the operator's dashboard credential (edoc.dashboard.auth); None: no dashboard
+    operator_token: str | None = field(default=None, repr=False)
 
     @property
     def store(self) -> str:

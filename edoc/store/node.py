@@ -256,6 +256,16 @@ class NodeStore(Protocol):
         recipients it carried, moving each to the state ``rule`` gives."""
         ...
 
+    # what the operator's dashboard shows
+    async def recent_outgoing(self, limit: int, troubled: bool) -> list[int]:
+        """Ids of the newest outgoing documents, newest first; with ``troubled``, only
+        those with a transfer that failed or is being retried (attempts made, pending)."""
+        ...
+
+    async def pending_transfers(self) -> dict[str, int]:
+        """Pending transfers by route: the outbox's backlog."""
+        ...
+
     # what agencies receive
     async def add_received_document(
         self, item: NewInboxItem, answer: NewOutgoing, now: dt.datetime, tallies: Sequence[Tally]

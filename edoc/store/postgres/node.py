@@ -33,7 +33,6 @@ from edoc.store.node import (
     Transfer,
     TransferRecord,
 )
-from edoc.store.postgres.database import PostgresDatabase
 from edoc.store.postgres.node_rows import (
     DUE,
     PROGRESS,
@@ -45,9 +44,10 @@ from edoc.store.postgres.node_rows import (
     record,
 )
 from edoc.store.postgres.node_tables import FIRST, INBOX_ITEM, history, inbox_item
+from edoc.store.postgres.node_views import NodeViews
 
 
-class PostgresNodeStore(PostgresDatabase):
+class PostgresNodeStore(NodeViews):
     component = "node"
     migrations = (FIRST,)
 

@@ -31,11 +31,12 @@ from edoc.store.node import (
     Transfer,
     TransferRecord,
 )
-from edoc.store.sqlite.database import SqliteDatabase, from_ms, to_ms
+from edoc.store.sqlite.database import from_ms, to_ms
 from edoc.store.sqlite.node_tables import ADDED_COLUMNS, INBOX_ITEM, SCHEMA, history, inbox_item
+from edoc.store.sqlite.node_views import NodeViews
 
 
-class SqliteNodeStore(SqliteDatabase):
+class SqliteNodeStore(NodeViews):
     schema = SCHEMA
     added_columns = ADDED_COLUMNS
 

@@ -1,0 +1,216 @@
+"""The hub's dashboard, the national view: traffic per province and ministry, queues,
+last polls, refusals by code, certificates and alerts (served under /dashboard/)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections import defaultdict
+from collections.abc import Iterable
+from typing import Any
+
+from aiohttp import web
+
+from edoc import dashboard, errors
+from edoc.dashboard import charts
+from edoc.dashboard.auth import Operator
+from edoc.hub.state import HubState
+from edoc.keystore import EXPIRY_WARNING, CertRecord, KeyStore
+from edoc.orgid import OrgId
+from edoc.pki import CertKind
+from edoc.store.hub import Count, DirectoryEntry
+
+UNKNOWN = "unknown"  # refusals whose sender could not be told
+QUEUE_WARNING = 0.8  # share of the queue bound at which a node's backlog is flagged
+POLL_SLACK = dt.timedelta(seconds=10)  # beyond the longest long poll, before "not polling"
+SHOWN_KINDS = (CertKind.ORGANIZATION, CertKind.TLS)
+LIVE_STATES = ("active", "in overlap", "not yet valid")
+METRICS = ("sent", "received", "rejected")  # the traffic chart's series
+
+
+def _root(org_id: str) -> str:
+    try:
+        return OrgId.parse(org_id).root_code if org_id else UNKNOWN
+    except errors.InvalidOrgId:
+        return UNKNOWN
+
+
+def _names(entries: Iterable[DirectoryEntry]) -> dict[str, tuple[str, str]]:
+    """Root code → (name, kind) of every province and ministry in the address book."""
+    found = {}
+    for entry in entries:
+        org = OrgId.parse(entry.org_id)
+        if org.level == 1:
+            found[org.root_code] = (entry.name, entry.kind)
+    return found
+
+
+def _row(code: str, names: dict[str, tuple[str, str]]) -> dict[str, Any]:
+    name, kind = names.get(code, (code, ""))
+    return {
+        "code": code,
+        "name": name,
+        "kind": kind,
+        "sent_today": 0,
+        "received_today": 0,
+        "sent": 0,
+        "received": 0,
+        "refused": 0,
+        "refused_by_code": {},
+        "queue": 0,
+        "last_poll": None,
+        "last_poll_seconds": None,
+    }
+
+
+def provinces(
+    counts: list[Count],
+    queues: dict[str, int],
+    polled: dict[str, dt.datetime],
+    names: dict[str, tuple[str, str]],
+    now: dt.datetime,
+) -> list[dict[str, Any]]:
+    """One row per province or ministry with any traffic, queue or poll, by code."""
+    rows: dict[str, dict[str, Any]] = {}
+
+    def row(code: str) -> dict[str, Any]:
+        return rows.setdefault(code, _row(code, names))
+
+    for count in counts:
+        target = row(_root(count.org_id))
+        if count.metric in ("sent", "received"):
+            target[count.metric] += count.count
+            if count.day == now.date():
+                target[f"{count.metric}_today"] += count.count
+        elif count.metric == "rejected":
+            target["refused"] += count.count
+            by_code = target["refused_by_code"]
+            by_code[count.reason] = by_code.get(count.reason, 0) + count.count
+    for code, waiting in queues.items():
+        row(code)["queue"] = waiting
+    for code, at in polled.items():
+        row(code)["last_poll"] = at.isoformat()
+        row(code)["last_poll_seconds"] = round((now - at).total_seconds())
+    return [rows[code] for code in sorted(rows)]
+
+
+def totals(rows: list[dict[str, Any]]) -> dict[str, int]:
+    return {
+        key: sum(row[key] for row in rows)
+        for key in ("sent_today", "received_today", "sent", "received", "refused", "queue")
+    }
+
+
+def _points(counts: list[Count]) -> Iterable[charts.Point]:
+    return ((c.day, c.metric, c.count, _root(c.org_id)) for c in counts)
+
+
+def refusals(counts: list[Count]) -> dict[str, int]:
+    """Refusals by error code, the most frequent first."""
+    found: defaultdict[str, int] = defaultdict(int)
+    for count in counts:
+        if count.metric == "rejected":
+            found[count.reason] += count.count
+    return dict(sorted(found.items(), key=lambda item: -item[1]))
+
+
+def certificates(keys: KeyStore, now: dt.datetime) -> list[dict[str, Any]]:
+    """The seals and TLS certificates in use, the first to expire first (reads the key
+    store's files: run off the event loop)."""
+    shown = [r for r in keys.records() if r.kind in SHOWN_KINDS and r.state(now) in LIVE_STATES]
+    return [_certificate(r, now) for r in sorted(shown, key=CertRecord.expires)]
+
+
+def _certificate(record: CertRecord, now: dt.datetime) -> dict[str, Any]:
+    left = record.expires() - now
+    return {
+        "org_id": record.org_id,
+        "org_name": record.org_name or record.full_name,
+        "kind": record.kind.value,
+        "serial": record.serial[:12],
+        "state": record.state(now),
+        "expires": record.expires().date().isoformat(),
+        "days_left": round(left.total_seconds() / 86400, 1),
+        "warning": left < EXPIRY_WARNING,
+    }
+
+
+def crl_age_hours(keys: KeyStore, now: dt.datetime) -> float | None:
+    """Hours since the CA last published its revocation list."""
+    try:
+        written = dt.datetime.fromtimestamp(keys.crl_path.stat().st_mtime, dt.UTC)
+    except FileNotFoundError:
+        return None
+    return round((now - written).total_seconds() / 3600, 1)
+
+
+def alerts(
+    rows: list[dict[str, Any]],
+    expiring: list[CertRecord],
+    state: HubState,
+    now: dt.datetime,
+) -> list[dict[str, str]]:
+    """What an operator should look at now, the most serious first."""
+    found = [_certificate_alert(record, now) for record in expiring]
+    bound = state.config.queue_bound
+    stale = dt.timedelta(seconds=state.config.max_wait) + POLL_SLACK
+    for row in rows:
+        if row["queue"] >= bound * QUEUE_WARNING:
+            level = "danger" if row["queue"] >= bound else "warning"
+            text = f"{row['code']} {row['name']}: {row['queue']} waiting (bound {bound})"
+            found.append({"level": level, "what": "queue", "text": text})
+        seconds = row["last_poll_seconds"]
+        if seconds is not None and seconds > stale.total_seconds():
+            text = f"{row['code']} {row['name']}: no poll for {seconds} s"
+            found.append({"level": "danger", "what": "polling", "text": text})
+        elif seconds is None and row["queue"]:
+            text = f"{row['code']} {row['name']}: {row['queue']} waiting, not polled since start"
+            found.append({"level": "warning", "what": "polling", "text": text})
+    return sorted(found, key=lambda alert: alert["level"] != "danger")
+
+
+def _certificate_alert(record: CertRecord, now: dt.datetime) -> dict[str, str]:
+    days = (record.expires() - now).total_seconds() / 86400
+    who = record.full_name or record.org_name or record.org_id
+    return {
+        "level": "danger" if days < 7 else "warning",
+        "what": "certificate",
+        "text": f"{record.kind.value} certificate of {record.org_id} ({who}) expires in"
+        f" {days:.1f} days, {record.expires().date().isoformat()}",
+    }
+
+
+KeysView = tuple[list[dict[str, Any]], list[CertRecord], float | None]
+
+
+def _keys_view(keys: KeyStore, now: dt.datetime) -> KeysView:
+    return certificates(keys, now), keys.expiring(now), crl_age_hours(keys, now)
+
+
+def overview_of(state_key: web.AppKey[HubState]) -> dashboard.Overview:
+    async def overview(request: web.Request) -> dict[str, Any]:
+        state = request.app[state_key]
+        now = dt.datetime.now(dt.UTC)
+        filters = charts.Filters.of(request)
+        counts = await state.store.counters()
+        queues = {backlog.node: backlog.waiting for backlog in await state.store.backlogs()}
+        names = _names((await state.store.directory()).entries)
+        rows = provinces(counts, queues, dict(state.polled), names, now)
+        shown, expiring, crl_age = await state.offload.run(_keys_view, state.keys, now)
+        return {
+            "generated_at": now.isoformat(timespec="seconds"),
+            "totals": totals(rows),
+            "provinces": rows,
+            "refusals": refusals(counts),
+            "traffic": charts.traffic(_points(counts), METRICS, filters, now.date()),
+            "filters": filters.to_json(),
+            "certificates": shown,
+            "crl_age_hours": crl_age,
+            "alerts": alerts(rows, expiring, state, now),
+        }
+
+    return overview
+
+
+def install(app: web.Application, state_key: web.AppKey[HubState], token: str | None) -> None:
+    """The hub's dashboard under /dashboard/ (closed when ``token`` is None)."""
+    dashboard.install(app, Operator(token), "hub", overview_of(state_key))

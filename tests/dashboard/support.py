@@ -1,0 +1,63 @@
+"""A hub in-process (aiohttp's test server) with the operator's dashboard open, and what
+the dashboard tests send it."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from aiohttp.test_utils import TestClient, TestServer
+
+from edoc.hub import app as hub_app
+from edoc.hub.state import HUB_ORG_ID, HubConfig
+from tests.hub_support import hub_ca
+from tests.pki_support import Ca
+
+OPERATOR = "operator-credential-of-the-test"
+NODE_TOKEN = "node-token-of-tay-ninh"
+TAY_NINH, NGHE_AN = "000.00.00.H53", "000.00.00.H41"
+
+
+@dataclass
+class Hub:
+    ca: Ca
+    client: TestClient[Any, Any]
+
+    async def get(self, path: str, token: str | None = OPERATOR) -> tuple[int, Any]:
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        async with self.client.get(path, headers=headers, allow_redirects=False) as response:
+            body = await (
+                response.json() if response.content_type == "application/json" else response.text()
+            )
+            return response.status, body
+
+    async def post_package(self, package: bytes) -> int:
+        headers = {"Authorization": f"Bearer {NODE_TOKEN}"}
+        async with self.client.post("/api/v1/packages", data=package, headers=headers) as response:
+            return response.status
+
+    async def poll(self) -> None:
+        headers = {"Authorization": f"Bearer {NODE_TOKEN}"}
+        async with self.client.get("/api/v1/deliveries", headers=headers) as response:
+            assert response.status == 200
+
+
+@contextlib.asynccontextmanager
+async def hub(tmp_path: Path, operator: str | None = OPERATOR) -> AsyncIterator[Hub]:
+    """A hub over plain HTTP with Tây Ninh's node registered, its dashboard open to
+    ``operator`` (closed with None)."""
+    ca = hub_ca(tmp_path / "keys")
+    config = HubConfig(
+        data_dir=tmp_path / "hub",
+        keys_dir=tmp_path / "keys",
+        org_id=HUB_ORG_ID,
+        tls=False,
+        operator_token=operator,
+        workers=1,
+    )
+    await hub_app.add_node(config, "H53", NODE_TOKEN)
+    async with TestClient(TestServer(hub_app.create_app(config))) as client:
+        yield Hub(ca, client)
