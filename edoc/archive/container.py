@@ -1,0 +1,163 @@
+"""One document's evidence as an ASiC-E container (ETSI EN 319 162-1), and reading one.
+
+The container is a ZIP whose first entry is ``mimetype`` (stored, uncompressed, no
+extra field) holding ``application/vnd.etsi.asic-e+zip``; then::
+
+    messages/01-received-document.edxml     each package as kept, oldest first
+    messages/02-sent-status-01.edxml
+    META-INF/evidence.json                  what each message file is (direction, kind, when)
+    META-INF/certificates/issuing-<serial>.pem
+    META-INF/revocation.crl                 the CRL in force at export (DER)
+    META-INF/ASiCManifest.xml               SHA-256 of every file above
+    META-INF/timestamp.tst                  RFC 3161 token over the manifest's SHA-256
+
+Signers' certificates ride in their signatures' KeyInfo and the time-stamping
+authority's in its token, so with the issuing CA's certificate here the root alone
+verifies everything (edoc.archive.verify).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import io
+import json
+import zipfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from cryptography.hazmat.primitives import serialization
+
+from edoc import errors
+from edoc.archive import manifest
+from edoc.archive.evidence import Evidence
+
+MIMETYPE = "application/vnd.etsi.asic-e+zip"
+MANIFEST = "META-INF/ASiCManifest.xml"
+TOKEN = "META-INF/timestamp.tst"  # noqa: S105 - a file name, no secret
+DESCRIPTION = "META-INF/evidence.json"
+CRL = "META-INF/revocation.crl"
+CERTIFICATES = "META-INF/certificates/"
+MESSAGES = "messages/"
+MAX_FILES = 10_000
+MAX_BYTES = 4 * 1024 * 1024 * 1024  # uncompressed, all files together
+
+# Given the SHA-256 of a manifest, a time-stamp token over it (edoc.archive.tsa.stamp).
+Stamper = Callable[[bytes], bytes]
+
+
+def _entry(name: str, when: dt.datetime, stored: bool = False) -> zipfile.ZipInfo:
+    info = zipfile.ZipInfo(name, date_time=when.timetuple()[:6])
+    info.compress_type = zipfile.ZIP_STORED if stored else zipfile.ZIP_DEFLATED
+    info.external_attr = 0o644 << 16
+    return info
+
+
+def _description(evidence: Evidence, names: list[str]) -> bytes:
+    return json.dumps(
+        {
+            "version": 1,
+            "org_id": evidence.org_id,
+            "document_id": evidence.document_id,
+            "messages": [
+                {
+                    "file": name,
+                    "direction": kept.direction.value,
+                    "kind": kept.kind.value,
+                    "status_code": kept.status_code,
+                    "at": kept.at.isoformat(),
+                }
+                for name, kept in zip(names, evidence.messages, strict=True)
+            ],
+        },
+        ensure_ascii=False,
+        indent=2,
+    ).encode()
+
+
+def files_of(evidence: Evidence) -> dict[str, bytes]:
+    """Every file the manifest covers, by its name in the container."""
+    names = [f"{MESSAGES}{n:02d}-{kept.label}.edxml" for n, kept in enumerate(evidence.messages, 1)]
+    files = {name: kept.package for name, kept in zip(names, evidence.messages, strict=True)}
+    files[DESCRIPTION] = _description(evidence, names)
+    for ca in evidence.issuing:
+        pem = ca.public_bytes(serialization.Encoding.PEM)
+        files[f"{CERTIFICATES}issuing-{ca.serial_number:x}.pem"] = pem
+    files[CRL] = evidence.crl.public_bytes(serialization.Encoding.DER)
+    return files
+
+
+def build(evidence: Evidence, stamper: Stamper, now: dt.datetime) -> bytes:
+    """The container of ``evidence``, its manifest time-stamped by ``stamper``."""
+    files = files_of(evidence)
+    listed = manifest.build(files, TOKEN)
+    token = stamper(hashlib.sha256(listed).digest())
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w") as archive:
+        archive.writestr(_entry("mimetype", now, stored=True), MIMETYPE)
+        for name, data in [*files.items(), (MANIFEST, listed), (TOKEN, token)]:
+            archive.writestr(_entry(name, now), data)
+    return out.getvalue()
+
+
+# --- reading ---------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Container:
+    """A container's parts, its layout checked; its proofs not yet (edoc.archive.verify)."""
+
+    files: dict[str, bytes]  # every file the manifest must cover, by name
+    manifest: bytes
+    token: bytes
+
+    def description(self) -> dict[str, Any]:
+        try:
+            data: dict[str, Any] = json.loads(self.files[DESCRIPTION])
+            return data
+        except (KeyError, ValueError):
+            raise errors.BadContainer(f"{DESCRIPTION} is missing or not JSON") from None
+
+
+def _safe(name: str) -> bool:
+    parts = name.split("/")
+    return not name.startswith("/") and "\\" not in name and ".." not in parts and "" not in parts
+
+
+def _open(data: bytes) -> zipfile.ZipFile:
+    try:
+        archive = zipfile.ZipFile(io.BytesIO(data))
+    except (zipfile.BadZipFile, ValueError) as exc:
+        raise errors.BadContainer(f"not a ZIP container: {exc}") from None
+    entries = archive.infolist()
+    names = [e.filename for e in entries]
+    if len(entries) > MAX_FILES or sum(e.file_size for e in entries) > MAX_BYTES:
+        raise errors.BadContainer("the container holds more than this verifier reads")
+    if len(set(names)) != len(names) or not all(_safe(n) for n in names):
+        raise errors.BadContainer("the container has a file name twice or an unsafe name")
+    return archive
+
+
+def _check_mimetype(archive: zipfile.ZipFile) -> None:
+    first = archive.infolist()[0] if archive.infolist() else None
+    if first is None or first.filename != "mimetype":
+        raise errors.BadContainer("the container's first file must be mimetype")
+    if first.compress_type != zipfile.ZIP_STORED or first.extra:
+        raise errors.BadContainer("the container's mimetype must be stored, with no extra field")
+    if archive.read(first) != MIMETYPE.encode():
+        raise errors.BadContainer(f"the container's mimetype is not {MIMETYPE}")
+
+
+def read(data: bytes) -> Container:
+    """The parts of a container; BadContainer if it is not of this layout."""
+    with _open(data) as archive:
+        _check_mimetype(archive)
+        try:
+            files = {e.filename: archive.read(e) for e in archive.infolist() if not e.is_dir()}
+        except (zipfile.BadZipFile, ValueError, OSError) as exc:  # CRC, bad compression
+            raise errors.EvidenceTampered(f"a file of the container is damaged: {exc}") from None
+    del files["mimetype"]
+    try:
+        listed, token = files.pop(MANIFEST), files.pop(TOKEN)
+    except KeyError as exc:
+        raise errors.BadContainer(f"the container lacks {exc.args[0]}") from None
+    return Container(files, listed, token)

@@ -1,0 +1,139 @@
+"""Verifying a container offline, with the root certificate alone.
+
+In order, each failure with its own code (edoc.errors, EDOC-ARC-…):
+
+1. the layout: a ZIP, ``mimetype`` first and stored, a manifest and a token (BadContainer);
+2. every file's SHA-256 is the manifest's, and the manifest covers every file
+   (EvidenceTampered);
+3. the token stamps the manifest's SHA-256 (BadTimestamp) and is signed by a
+   time-stamping authority under the root (UntrustedTimestamp): the time it proves, T;
+4. every package's signatures, as edoc.signing verifies them, with the certificates and
+   CRL inside the container, *as of T*: a certificate revoked after T was good when the
+   evidence was stamped, so it still verifies; one revoked before T does not
+   (EvidenceSignature, naming the file and the signature's own error).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import hmac
+from dataclasses import dataclass
+
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature
+
+from edoc import envelope, errors, pki, signing
+from edoc.archive import container, manifest, tsa
+
+
+@dataclass(frozen=True)
+class CheckedMessage:
+    file: str
+    sender: str
+    seal: str  # the seal's serial
+    signed_at: dt.datetime
+
+
+@dataclass(frozen=True)
+class ContainerReport:
+    org_id: str
+    document_id: str
+    stamped_at: dt.datetime
+    authority: str  # the time-stamping certificate's serial
+    messages: tuple[CheckedMessage, ...]
+
+
+def _check_digests(parts: container.Container) -> None:
+    listed = manifest.read(parts.manifest, container.TOKEN)
+    for name in sorted(set(listed) - set(parts.files)):
+        raise errors.EvidenceTampered(f"{name} is in the manifest but not in the container")
+    for name in sorted(set(parts.files) - set(listed)):
+        raise errors.EvidenceTampered(f"{name} is in the container but not in the manifest")
+    for name, data in parts.files.items():
+        if not hmac.compare_digest(hashlib.sha256(data).digest(), listed[name]):
+            raise errors.EvidenceTampered(f"{name} does not match its SHA-256 in the manifest")
+
+
+def _issuing(parts: container.Container, root: x509.Certificate) -> tuple[x509.Certificate, ...]:
+    """The issuing CAs in the container that the root signed (others are ignored: a
+    certificate they issued then fails its chain, which says so)."""
+    found = []
+    for name, data in parts.files.items():
+        if name.startswith(container.CERTIFICATES):
+            try:
+                found.append(x509.load_pem_x509_certificate(data))
+            except ValueError:
+                raise errors.BadContainer(f"{name} is not a PEM certificate") from None
+    return tuple(ca for ca in found if _signed_by(ca, root))
+
+
+def _signed_by(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
+    try:
+        cert.verify_directly_issued_by(issuer)
+    except (InvalidSignature, ValueError, TypeError):
+        return False
+    return True
+
+
+def _trust_at(
+    parts: container.Container,
+    root: x509.Certificate,
+    issuing: tuple[x509.Certificate, ...],
+    at: dt.datetime,
+) -> pki.Trust:
+    """What a verifier trusted at ``at``: the revocations the CRL dates before it."""
+    try:
+        crl = x509.load_der_x509_crl(parts.files[container.CRL])
+    except (KeyError, ValueError):
+        raise errors.BadContainer(f"{container.CRL} is missing or not a DER CRL") from None
+    if not any(
+        crl.issuer == ca.subject and crl.is_signature_valid(ca.public_key())  # type: ignore[arg-type]
+        for ca in issuing
+    ):
+        raise errors.EvidenceSignature("the container's CRL is not signed by a CA under the root")
+    revoked = {s: r for s, r in pki.revocations_in(crl).items() if r.at <= at}
+    return pki.Trust(root=root, issuing=issuing, revoked=revoked, retired={})
+
+
+def _check_message(
+    name: str, data: bytes, trust: pki.Trust, at: dt.datetime, document_id: str
+) -> CheckedMessage:
+    try:
+        package = envelope.read_package(data)
+        verified = signing.verify_package(package, trust, at)
+    except errors.EdocError as exc:
+        raise errors.EvidenceSignature(
+            f"{name} does not verify as of the time stamp {at:%Y-%m-%d %H:%M:%S}Z:"
+            f" {exc.code}: {exc.message}"
+        ) from None
+    if verified.message.about != document_id:
+        raise errors.EvidenceTampered(
+            f"{name} is about {verified.message.about}, not {document_id}"
+        )
+    return CheckedMessage(name, verified.seal.org_id, verified.seal.serial, verified.signed_at)
+
+
+def verify_container(data: bytes, root: x509.Certificate) -> ContainerReport:
+    """Check a container (see the module's list); return what it proves."""
+    parts = container.read(data)
+    _check_digests(parts)
+    issuing = _issuing(parts, root)
+    stamp = tsa.check_token(parts.token, hashlib.sha256(parts.manifest).digest(), root, issuing)
+    trust = _trust_at(parts, root, issuing, stamp.time)
+    described = parts.description()
+    document_id = str(described.get("document_id", ""))
+    messages = [str(m.get("file", "")) for m in described.get("messages", [])]
+    held = sorted(n for n in parts.files if n.startswith(container.MESSAGES))
+    if sorted(messages) != held or not messages:
+        raise errors.BadContainer(f"{container.DESCRIPTION} does not list the message files")
+    checked = tuple(
+        _check_message(name, parts.files[name], trust, stamp.time, document_id) for name in messages
+    )
+    return ContainerReport(
+        org_id=str(described.get("org_id", "")),
+        document_id=document_id,
+        stamped_at=stamp.time,
+        authority=f"{stamp.authority.serial_number:x}",
+        messages=checked,
+    )

@@ -1,0 +1,93 @@
+"""Evidence for the archive tests: a signed document, a signed status about it, and the
+CA material, stamped by the test CA's time-stamping authority."""
+
+from __future__ import annotations
+
+import datetime as dt
+import io
+import zipfile
+from collections.abc import Callable
+
+from cryptography import x509
+
+from edoc import envelope, signing
+from edoc.archive import container, tsa
+from edoc.archive.evidence import Direction, Evidence, KeptMessage
+from edoc.keystore import SigningIdentity
+from edoc.model import (
+    Document,
+    MessageKind,
+    Organization,
+    ResponseFor,
+    StatusCode,
+    StatusUpdate,
+)
+from tests.pki_support import Ca, signed_root, wire
+
+RECIPIENT = "000.00.00.H23"
+
+
+def document_package(ca: Ca, seal: SigningIdentity | None = None) -> bytes:
+    return wire(signed_root(ca, seal))
+
+
+def status_package(ca: Ca, document: bytes, code: StatusCode = StatusCode.ARRIVED) -> bytes:
+    read = envelope.read_package(document).message
+    assert isinstance(read, Document)
+    answered = ResponseFor(
+        read.sender.org_id, str(read.code), read.promulgation.date, read.document_id
+    )
+    status = StatusUpdate(
+        sender=Organization(RECIPIENT),
+        response_for=answered,
+        code=code,
+        timestamp=ca.clock().replace(microsecond=0),
+    )
+    root = envelope.build_envelope(envelope.stamp_origin(status, ca.clock()))
+    return wire(signing.sign(root, ca.keys.identity(RECIPIENT)))
+
+
+def evidence(ca: Ca, document: bytes, *statuses: bytes) -> Evidence:
+    now = ca.clock()
+    messages = [
+        KeptMessage(Direction.RECEIVED, MessageKind.DOCUMENT, "", now, document),
+        *(
+            KeptMessage(Direction.SENT, MessageKind.STATUS, "01", now, status)
+            for status in statuses
+        ),
+    ]
+    return Evidence(
+        RECIPIENT,
+        envelope.read_package(document).message.about,
+        tuple(messages),
+        ca.keys.trust().issuing,
+        x509.load_pem_x509_crl(ca.keys.crl_path.read_bytes()),
+    )
+
+
+def stamper(ca: Ca) -> Callable[[bytes], bytes]:
+    def stamp(digest: bytes) -> bytes:
+        return tsa.stamp(ca.keys.tsa_identity(), digest, ca.clock(), ca.keys.trust().issuing)
+
+    return stamp
+
+
+def build(ca: Ca, document: bytes, *statuses: bytes) -> bytes:
+    return container.build(evidence(ca, document, *statuses), stamper(ca), ca.clock())
+
+
+def rewrite(data: bytes, change: Callable[[str, bytes], bytes | None]) -> bytes:
+    """The container with each file passed through ``change`` (None drops it), re-zipped
+    with fresh CRCs: what someone who edits a container makes."""
+    out = io.BytesIO()
+    with zipfile.ZipFile(io.BytesIO(data)) as source, zipfile.ZipFile(out, "w") as target:
+        for entry in source.infolist():
+            changed = change(entry.filename, source.read(entry))
+            if changed is not None:
+                target.writestr(entry, changed)
+    return out.getvalue()
+
+
+def later(ca: Ca, **delta: float) -> dt.datetime:
+    ca.clock.advance(**delta)
+    return ca.clock()
