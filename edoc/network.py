@@ -430,17 +430,22 @@ def log_path(network: Network, name: str) -> Path:
     return network.data_dir / "logs" / f"{name.replace(' ', '-')}.log"
 
 
-def spawn(network: Network, name: str, command: list[str]) -> subprocess.Popen[bytes]:
-    """Start one service, logging to DATA/logs/NAME.log; a node gets its hub token in its
-    environment, not on its command line, where every user's `ps` would show it; so does
-    every service the operator's dashboard credential."""
+def environment(network: Network, name: str) -> dict[str, str]:
+    """What service ``name`` runs with besides its command line: a node's hub token, and
+    for every service the operator's dashboard credential; there, not in the command
+    line, where every user's `ps` would show them."""
     env = os.environ.copy()
     env[OPERATOR_VARIABLE] = network.spec["operator"]["token"]
     for node in network.spec["nodes"]:
         if name == f"node {node['province']}":
             env[HUB_TOKEN_VARIABLE] = node["hub_token"]
+    return env
+
+
+def spawn(network: Network, name: str, command: list[str]) -> subprocess.Popen[bytes]:
+    """Start one service with its environment, logging to DATA/logs/NAME.log."""
     with log_path(network, name).open("ab") as log:
-        return subprocess.Popen(command, stdout=log, stderr=log, env=env)
+        return subprocess.Popen(command, stdout=log, stderr=log, env=environment(network, name))
 
 
 def launch(

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from edoc import network
 from tests.network_support import eventually, metadata
 from tests.reliability.faults import (
     FaultNetwork,
@@ -138,7 +139,12 @@ async def test_read_only_data_dir_refuses_clearly_and_recovers(
     await incoming.run(4, concurrency=2)  # for it while it is down
     disk.remount("ro")
     started = await asyncio.to_thread(
-        subprocess.run, net.command("node H53"), capture_output=True, text=True, timeout=60
+        subprocess.run,
+        net.command("node H53"),
+        env=network.environment(net.network, "node H53"),  # its hub token
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert started.returncode == 3, started.stderr
     assert started.stderr.strip().splitlines()[-1].startswith("error EDOC-STORE-001: "), (
