@@ -58,10 +58,13 @@ FULL = Plan(
 
 
 @contextlib.contextmanager
-def two_provinces(folder: Path) -> Iterator[tuple[Agency, Agency, dict[str, int]]]:
-    """Hub + Tây Ninh + Hà Nội nodes as `edoc up` runs them (mutual TLS, SQLite)."""
+def two_provinces(
+    folder: Path, hubs: network.HubPlan | None = None
+) -> Iterator[tuple[Agency, Agency, dict[str, int]]]:
+    """Hub + Tây Ninh + Hà Nội nodes as `edoc up` runs them (mutual TLS, SQLite; the hub
+    as ``hubs`` says: several instances on a shared store)."""
     base_port = network.random_base_port()
-    net = network.plan(folder, ["H53", "H34"], base_port, tls=True, agencies=1)
+    net = network.plan(folder, ["H53", "H34"], base_port, tls=True, agencies=1, hubs=hubs)
     network.provision(net)
     network.register_tokens(net)
     processes = network.start(net)
@@ -122,7 +125,15 @@ def _replay(profile: str, days: int | None, scale: float, folder: Path) -> dict[
     }
 
 
-def run(plan: Plan, say: Say) -> dict[str, Any]:
+def _hub(hubs: network.HubPlan | None) -> dict[str, Any]:
+    """What ran as the hub: its instances and its store's kind (never the URL, which may
+    hold a password)."""
+    hubs = hubs or network.HubPlan()
+    store = hubs.store.partition("://")[0] if hubs.store else "sqlite"
+    return {"instances": hubs.instances, "store": store}
+
+
+def run(plan: Plan, say: Say, hubs: network.HubPlan | None = None) -> dict[str, Any]:
     say(f"raw RSA-2048 signatures on one core for {plan.rsa_seconds:g} s")
     rsa_rate = limit.rsa_signatures_per_second(plan.rsa_seconds)
     results: dict[str, Any] = {
@@ -134,10 +145,11 @@ def run(plan: Plan, say: Say) -> dict[str, Any]:
             "system": platform.platform(),
         },
         "rsa2048_signatures_per_s": round(rsa_rate, 1),
+        "hub": _hub(hubs),
     }
     with tempfile.TemporaryDirectory(prefix="edoc-bench-") as temporary:
         folder = Path(temporary)
-        with two_provinces(folder / "net") as (sender, recipient, pids):
+        with two_provinces(folder / "net", hubs) as (sender, recipient, pids):
             results |= asyncio.run(_network_runs(plan, sender, recipient, pids, folder, say))
         results["throughput"]["ratio_to_rsa"] = round(
             results["throughput"]["documents_per_s"] / rsa_rate, 3
@@ -219,7 +231,8 @@ def markdown(results: dict[str, Any]) -> str:
         ),
         "",
         f"- Raw RSA-2048 signatures, one core: **{results['rsa2048_signatures_per_s']:,.0f}/s**.",
-        f"- End to end (agency API → hub → other province's inbox, mutual TLS, SQLite):"
+        "- End to end (agency API → hub → other province's inbox, mutual TLS,"
+        f" {_hub_text(results)}):"
         f" **{t['documents_per_s']} documents/s** ({t['documents']} documents,"
         f" {t['concurrency']} at a time) = {t['ratio_to_rsa']} × the raw signing rate.",
         f"- CPU ms per document: {_pairs(t['cpu_ms_per_document'])}"
@@ -248,6 +261,13 @@ def markdown(results: dict[str, Any]) -> str:
         "",
     ]
     return "\n".join(lines)
+
+
+def _hub_text(results: dict[str, Any]) -> str:
+    hub = results.get("hub", {"instances": 1, "store": "sqlite"})  # runs before it was said
+    stores = {"sqlite": "SQLite", "postgresql": "PostgreSQL", "postgres": "PostgreSQL"}
+    store = stores.get(hub["store"], hub["store"])
+    return store if hub["instances"] == 1 else f"{hub['instances']} hub instances on {store}"
 
 
 def _pairs(values: dict[str, Any]) -> str:
@@ -279,10 +299,27 @@ def _floor_lines(results: dict[str, Any]) -> list[str]:
     help="Where results.json and RESULTS.md go.",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the results as JSON.")
-def bench_command(quick: bool, output: Path, as_json: bool) -> None:
+@click.option(
+    "--store",
+    "store_url",
+    metavar="URL",
+    help="The hub's store, e.g. postgresql://user@host/edoc_bench (default: SQLite).",
+)
+@click.option(
+    "--hubs",
+    type=click.IntRange(1, 16),
+    default=1,
+    show_default=True,
+    help="Hub instances on one address (more than one needs a shared --store).",
+)
+def bench_command(
+    quick: bool, output: Path, as_json: bool, store_url: str | None, hubs: int
+) -> None:
     """Measure the machine's signing limit, then a real network against it."""
     progress = Console(stderr=True)
-    results = run(QUICK if quick else FULL, lambda step: progress.log(step))
+    hub_plan = network.HubPlan(hubs, store_url)
+    hub_plan.spec()  # refused before anything is measured
+    results = run(QUICK if quick else FULL, lambda step: progress.log(step), hub_plan)
     as_file, summary = save(results, output)
     if as_json:
         click.echo(json.dumps(results, ensure_ascii=False, indent=2))
