@@ -1,0 +1,187 @@
+"""A day's archive of one organization: its containers, linked to the previous day's.
+
+A ZIP of::
+
+    containers/0001.asice ...   one ASiC-E container per document (edoc.archive.container)
+    linkinginfo                 JSON: each container's file, document id and SHA-256, and
+                                the previous day's archive's name and SHA-256
+    linkinginfo.tst             RFC 3161 token over linkinginfo's SHA-256
+
+As X-Road's message-log archives: each day names the hash of the day before, so a
+container dropped from any archive (its line in linkinginfo with it) changes that
+archive's hash and breaks the next day's link; the token dates linkinginfo, so the
+last archive of the chain cannot be rewritten unseen either.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import hmac
+import io
+import json
+import zipfile
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from cryptography import x509
+
+from edoc import errors
+from edoc.archive import container, tsa
+from edoc.archive.verify import ContainerReport, verify_container
+
+LINKING = "linkinginfo"
+LINKING_TOKEN = "linkinginfo.tst"  # noqa: S105 - a file name
+CONTAINERS = "containers/"
+
+
+@dataclass(frozen=True)
+class Previous:
+    name: str
+    data: bytes
+
+
+def file_name(org_id: str, day: dt.date) -> str:
+    return f"{org_id}-{day:%Y-%m-%d}.zip"
+
+
+def build(
+    org_id: str,
+    day: dt.date,
+    containers: Sequence[tuple[str, bytes]],  # (document id, container)
+    previous: Previous | None,
+    stamper: container.Stamper,
+    now: dt.datetime,
+) -> bytes:
+    """The day's archive of ``containers``, linked to ``previous`` (None: the first)."""
+    listed = [
+        {
+            "file": f"{CONTAINERS}{n:04d}.asice",
+            "document_id": document_id,
+            "sha256": hashlib.sha256(data).hexdigest(),
+        }
+        for n, (document_id, data) in enumerate(containers, 1)
+    ]
+    linking = {
+        "version": 1,
+        "org_id": org_id,
+        "day": day.isoformat(),
+        "previous": None
+        if previous is None
+        else {"file": previous.name, "sha256": hashlib.sha256(previous.data).hexdigest()},
+        "containers": listed,
+    }
+    text = json.dumps(linking, ensure_ascii=False, indent=2).encode()
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w") as archive:
+        for entry, (_, data) in zip(listed, containers, strict=True):
+            archive.writestr(_entry(entry["file"], now, zipfile.ZIP_STORED), data)
+        archive.writestr(_entry(LINKING, now, zipfile.ZIP_DEFLATED), text)
+        token = stamper(hashlib.sha256(text).digest())
+        archive.writestr(_entry(LINKING_TOKEN, now, zipfile.ZIP_STORED), token)
+    return out.getvalue()
+
+
+def _entry(name: str, when: dt.datetime, compression: int) -> zipfile.ZipInfo:
+    info = zipfile.ZipInfo(name, date_time=when.timetuple()[:6])
+    info.compress_type = compression  # containers are ZIPs already
+    info.external_attr = 0o644 << 16
+    return info
+
+
+def is_day_archive(data: bytes) -> bool:
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as archive:
+            return LINKING in archive.namelist()
+    except (zipfile.BadZipFile, ValueError):
+        return False
+
+
+# --- verifying ---------------------------------------------------------------------------
+@dataclass(frozen=True)
+class DayReport:
+    org_id: str
+    day: str
+    stamped_at: dt.datetime
+    previous: str  # the previous archive's file name, "" for the first
+    containers: tuple[ContainerReport, ...]
+
+
+def _files(data: bytes) -> dict[str, bytes]:
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as archive:
+            names = archive.namelist()
+            if len(set(names)) != len(names) or len(names) > container.MAX_FILES:
+                raise errors.BadContainer("the archive has a file name twice or too many files")
+            return {name: archive.read(name) for name in names}
+    except (zipfile.BadZipFile, ValueError, OSError) as exc:
+        raise errors.BadContainer(f"not a readable day archive: {exc}") from None
+
+
+def _linking(files: dict[str, bytes]) -> dict[str, Any]:
+    try:
+        linking: dict[str, Any] = json.loads(files[LINKING])
+        linking["containers"] = list(linking["containers"])
+    except (KeyError, ValueError, TypeError):
+        raise errors.BadContainer(f"the archive's {LINKING} is missing or unreadable") from None
+    return linking
+
+
+def _check_containers(files: dict[str, bytes], listed: list[dict[str, Any]]) -> None:
+    held = {name for name in files if name.startswith(CONTAINERS)}
+    named = [str(entry.get("file", "")) for entry in listed]
+    for name in named:
+        if name not in held:
+            raise errors.BrokenArchiveChain(f"{name}, listed in {LINKING}, is not in the archive")
+        expected = bytes.fromhex(str(listed[named.index(name)].get("sha256", "")))
+        if not hmac.compare_digest(hashlib.sha256(files[name]).digest(), expected):
+            raise errors.BrokenArchiveChain(f"{name} does not match its SHA-256 in {LINKING}")
+    for name in sorted(held - set(named)):
+        raise errors.BrokenArchiveChain(f"{name} is in the archive but not in {LINKING}")
+
+
+def _check_previous(linking: dict[str, Any], previous: Previous | None) -> str:
+    link = linking.get("previous")
+    if previous is None:
+        return str(link.get("file", "")) if isinstance(link, dict) else ""
+    if not isinstance(link, dict):
+        raise errors.BrokenArchiveChain(
+            f"this archive links to no previous day, but {previous.name} was given before it"
+        )
+    if not hmac.compare_digest(
+        hashlib.sha256(previous.data).hexdigest(), str(link.get("sha256", ""))
+    ):
+        raise errors.BrokenArchiveChain(
+            f"the previous day's archive {previous.name} does not match the hash this archive"
+            f" links to ({link.get('file', '?')})"
+        )
+    return previous.name
+
+
+def verify_day(data: bytes, root: x509.Certificate, previous: Previous | None = None) -> DayReport:
+    """Check a day's archive: its token, each container listed and present, each
+    container's proofs, and (given ``previous``) its link to the day before."""
+    files = _files(data)
+    linking = _linking(files)
+    try:
+        token = files[LINKING_TOKEN]
+    except KeyError:
+        raise errors.BadContainer(f"the archive lacks {LINKING_TOKEN}") from None
+    stamp = tsa.check_token(token, hashlib.sha256(files[LINKING]).digest(), root)
+    linked_to = _check_previous(linking, previous)
+    _check_containers(files, linking["containers"])
+    reports = []
+    for entry in linking["containers"]:
+        name = str(entry["file"])
+        try:
+            reports.append(verify_container(files[name], root))
+        except errors.ArchiveError as exc:
+            raise type(exc)(f"{name}: {exc.message}") from None
+    return DayReport(
+        org_id=str(linking.get("org_id", "")),
+        day=str(linking.get("day", "")),
+        stamped_at=stamp.time,
+        previous=linked_to,
+        containers=tuple(reports),
+    )
