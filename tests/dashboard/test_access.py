@@ -54,11 +54,14 @@ async def test_login_sets_an_http_only_strict_cookie_that_opens_the_data(tmp_pat
 
 
 async def test_wrong_login_is_refused_and_sets_no_cookie(tmp_path: Path) -> None:
-    async with hub(tmp_path) as running:
-        async with running.client.post("/dashboard/login", data={"token": NODE_TOKEN}) as response:
-            page = await response.text()
-            assert response.status == 401
-            assert auth.COOKIE not in response.cookies
+    login = {"token": NODE_TOKEN}
+    async with (
+        hub(tmp_path) as running,
+        running.client.post("/dashboard/login", data=login) as response,
+    ):
+        page = await response.text()
+        assert response.status == 401
+        assert auth.COOKIE not in response.cookies
     assert "EDOC-AUTH-003" in page
 
 
@@ -70,11 +73,13 @@ async def test_a_forged_cookie_is_refused(tmp_path: Path) -> None:
 
 
 async def test_page_is_served_as_utf8_with_a_strict_policy(tmp_path: Path) -> None:
-    async with hub(tmp_path) as running:
-        async with running.client.get(
+    async with (
+        hub(tmp_path) as running,
+        running.client.get(
             "/dashboard/", headers={"Authorization": f"Bearer {OPERATOR}"}
-        ) as response:
-            page = await response.text()
-            assert response.headers["Content-Type"] == "text/html; charset=utf-8"
-            assert "default-src 'self'" in response.headers["Content-Security-Policy"]
+        ) as response,
+    ):
+        page = await response.text()
+        assert response.headers["Content-Type"] == "text/html; charset=utf-8"
+        assert "default-src 'self'" in response.headers["Content-Security-Policy"]
     assert "Trục liên thông văn bản quốc gia" in page

@@ -1,0 +1,89 @@
+"""The hub's dashboard data: what the hub counted, queued, refused and saw polling, and
+the certificates about to expire."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.dashboard.support import NGHE_AN, TAY_NINH, Hub, hub
+from tests.hub_support import document
+
+OVERVIEW = "/dashboard/api/overview"
+
+
+def row(data: dict[str, Any], code: str) -> dict[str, Any]:
+    (found,) = [r for r in data["provinces"] if r["code"] == code]
+    return found
+
+
+async def overview(running: Hub, query: str = "") -> dict[str, Any]:
+    status, data = await running.get(f"{OVERVIEW}{query}")
+    assert status == 200, data
+    return data
+
+
+async def test_a_document_counts_for_its_sender_and_waits_in_its_recipients_queue(
+    tmp_path: Path,
+) -> None:
+    async with hub(tmp_path) as running:
+        before = await overview(running)
+        assert await running.post_package(document(running.ca, [NGHE_AN], sender=TAY_NINH)) == 202
+        after = await overview(running)
+    assert before["provinces"] == []
+    tay_ninh, nghe_an = row(after, "H53"), row(after, "H41")
+    assert (tay_ninh["sent_today"], tay_ninh["sent"]) == (1, 1)
+    assert tay_ninh["name"] == "UBND tỉnh Tây Ninh"  # from the address book, in Vietnamese
+    assert (nghe_an["queue"], nghe_an["received"]) == (1, 0)
+    assert after["totals"]["sent_today"] == 1 and after["totals"]["queue"] == 1
+    assert after["traffic"]["series"]["sent"][-1] == 1  # today is the last day
+
+
+async def test_a_refusal_is_counted_under_its_code(tmp_path: Path) -> None:
+    async with hub(tmp_path) as running:
+        tampered = document(running.ca, [NGHE_AN], sender=TAY_NINH).replace(b"V/v", b"V/V", 1)
+        assert await running.post_package(tampered) == 422
+        data = await overview(running)
+    assert data["refusals"] == {"EDOC-SIG-002": 1}
+    assert row(data, "H53")["refused_by_code"] == {"EDOC-SIG-002": 1}
+
+
+async def test_a_poll_is_seen(tmp_path: Path) -> None:
+    async with hub(tmp_path) as running:
+        await running.poll()
+        data = await overview(running)
+    assert row(data, "H53")["last_poll_seconds"] == 0
+    assert not [a for a in data["alerts"] if a["what"] == "polling"]
+
+
+async def test_a_certificate_near_its_end_is_an_alert(tmp_path: Path) -> None:
+    async with hub(tmp_path) as running:
+        assert not (await overview(running))["alerts"]
+        running.ca.keys.issue(TAY_NINH, org_name="UBND tỉnh Tây Ninh", days=10)
+        data = await overview(running)
+    (alert,) = data["alerts"]
+    assert alert["what"] == "certificate" and alert["level"] == "warning"
+    assert TAY_NINH in alert["text"] and "UBND tỉnh Tây Ninh" in alert["text"]
+    soonest = data["certificates"][0]
+    assert (soonest["org_id"], soonest["warning"]) == (TAY_NINH, True)
+    assert 9 < soonest["days_left"] <= 10
+    assert data["crl_age_hours"] is not None
+
+
+async def test_the_traffic_chart_filters_by_province_and_period(tmp_path: Path) -> None:
+    async with hub(tmp_path) as running:
+        await running.post_package(document(running.ca, [NGHE_AN], sender=TAY_NINH))
+        other = await overview(running, "?province=H41&days=30")
+        own = await overview(running, "?province=H53")
+    assert len(other["traffic"]["days"]) == 30 and sum(other["traffic"]["series"]["sent"]) == 0
+    assert sum(own["traffic"]["series"]["sent"]) == 1
+    assert other["filters"]["province"] == "H41"
+
+
+@pytest.mark.parametrize("query", ["?days=8", "?province=nowhere"])
+async def test_a_bad_filter_is_refused(tmp_path: Path, query: str) -> None:
+    async with hub(tmp_path) as running:
+        status, body = await running.get(f"{OVERVIEW}{query}")
+    assert status == 400 and body["error"]["code"] in ("EDOC-ENV-002", "EDOC-ORG-001")

@@ -1,0 +1,104 @@
+"""A node's dashboard data: the outbox's backlog, transfers the hub refused or that are
+retried with the hub's reason, recent documents, and the retry action."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+from tests import node_support
+from tests.dashboard.support import OPERATOR
+from tests.network_support import eventually, metadata
+from tests.node_support import Node
+from tests.pki_support import SENDER
+
+KON_TUM = "000.00.00.H34"
+OVERVIEW = "/dashboard/api/overview"
+AS_OPERATOR = {"Authorization": f"Bearer {OPERATOR}"}
+
+
+async def overview(node: Node) -> dict[str, Any]:
+    status, data, _ = await node.request("GET", OVERVIEW, headers=AS_OPERATOR)
+    assert status == 200, data
+    return data
+
+
+async def test_an_agency_token_opens_no_dashboard(tmp_path: Path) -> None:
+    async with node_support.door(tmp_path) as door:
+        door.config = dataclasses.replace(door.config, operator_token=OPERATOR)
+        async with door.node(with_book=False) as node:
+            status, body, _ = await node.request("GET", OVERVIEW)  # the agency's token
+            assert (status, body["error"]["code"]) == (401, "EDOC-AUTH-003")
+            status, body, _ = await node.request(
+                "POST", "/dashboard/api/retry", data={"route": "hub"}
+            )
+            assert (status, body["error"]["code"]) == (401, "EDOC-AUTH-003")
+
+
+async def test_a_refused_transfer_shows_with_the_hubs_reason(tmp_path: Path) -> None:
+    async with node_support.door(tmp_path) as door:
+        door.config = dataclasses.replace(door.config, operator_token=OPERATOR)
+        door.hub.book = door.hub.signed_book(KON_TUM)
+        refusal = {"code": "EDOC-HUB-001", "message": "not in the address book"}
+        door.hub.package_answer = (422, {"error": refusal})
+        async with door.node() as node:
+            status, sent, _ = await node.send(metadata(SENDER, [KON_TUM]))
+            assert status == 202, sent
+
+            async def troubled() -> list[dict[str, Any]]:
+                rows: list[dict[str, Any]] = (await overview(node))["troubled"]
+                return [r for r in rows if r["state"] == "failed"]
+
+            (row,) = await eventually(troubled, timeout=10)
+            data = await overview(node)
+    assert row["document_id"] == sent["document_id"] and row["route"] == "hub"
+    assert "EDOC-HUB-001" in row["last_error"]
+    (recent,) = data["recent"]
+    assert recent["recipients"] == [{"org_id": KON_TUM, "state": "failed"}]
+    assert data["agencies"][0]["org_id"] == SENDER and data["agencies"][0]["sent"] == 1
+    assert data["partners"] == [
+        {"code": "H34", "name": "UBND tỉnh Kon Tum", "sent": 1, "received": 0}
+    ]
+
+
+async def test_retry_now_sends_what_waits_out_its_backoff(tmp_path: Path) -> None:
+    async with node_support.door(tmp_path) as door:
+        door.config = dataclasses.replace(
+            door.config, operator_token=OPERATOR, retry_base=60, retry_cap=60
+        )
+        door.hub.book = door.hub.signed_book(KON_TUM)  # the fake hub answers 503: busy
+        async with door.node() as node:
+            await node.send(metadata(SENDER, [KON_TUM]))
+
+            async def retried() -> list[dict[str, Any]]:
+                rows: list[dict[str, Any]] = (await overview(node))["troubled"]
+                return [r for r in rows if r["state"] == "pending" and r["attempts"] > 0]
+
+            (row,) = await eventually(retried, timeout=10)
+            assert "EDOC-HUB-004" in row["last_error"]
+            assert (await overview(node))["totals"]["backlog_hub"] == 1
+            tried = len(door.hub.packages)
+            door.hub.package_answer = (202, {})  # not yet due: a minute's backoff
+            status, body, _ = await node.request(
+                "POST",
+                "/dashboard/api/retry",
+                data={"route": "hub"},
+                headers=AS_OPERATOR | {"Accept": "application/json"},
+            )
+            assert (status, body) == (200, {"retried": "hub"})
+            await eventually(lambda: _more(door.hub.packages, tried), timeout=5)
+
+
+async def _more(packages: list[bytes], than: int) -> bool:
+    return len(packages) > than
+
+
+async def test_an_unknown_route_is_refused(tmp_path: Path) -> None:
+    async with node_support.door(tmp_path) as door:
+        door.config = dataclasses.replace(door.config, operator_token=OPERATOR)
+        async with door.node(with_book=False) as node:
+            status, body, _ = await node.request(
+                "POST", "/dashboard/api/retry", data={"route": "moon"}, headers=AS_OPERATOR
+            )
+    assert (status, body["error"]["code"]) == (400, "EDOC-ENV-002")
