@@ -16,13 +16,15 @@ OVERVIEW = "/dashboard/api/overview"
 
 def row(data: dict[str, Any], code: str) -> dict[str, Any]:
     (found,) = [r for r in data["provinces"] if r["code"] == code]
-    return found
+    result: dict[str, Any] = found
+    return result
 
 
 async def overview(running: Hub, query: str = "") -> dict[str, Any]:
     status, data = await running.get(f"{OVERVIEW}{query}")
     assert status == 200, data
-    return data
+    result: dict[str, Any] = data
+    return result
 
 
 async def test_a_document_counts_for_its_sender_and_waits_in_its_recipients_queue(

@@ -21,7 +21,8 @@ AS_OPERATOR = {"Authorization": f"Bearer {OPERATOR}"}
 async def overview(node: Node) -> dict[str, Any]:
     status, data, _ = await node.request("GET", OVERVIEW, headers=AS_OPERATOR)
     assert status == 200, data
-    return data
+    result: dict[str, Any] = data
+    return result
 
 
 async def test_an_agency_token_opens_no_dashboard(tmp_path: Path) -> None:
