@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 from lxml import etree
 
 from edoc import envelope, errors, signature_shape, signing
+from edoc.envelope import parse
 from edoc.keystore import SigningIdentity
 from edoc.model import TraceHop
 from tests.pki_support import SENDER, SIGNER, Ca, reparse, signed_root, unsigned_root, wire
@@ -232,3 +233,35 @@ def test_signing_time_is_checked_per_message_with_cached_certificates(ca: Ca) ->
     signing.verify(root, ca.keys.trust(), ca.clock())
     with pytest.raises(errors.ExpiredCertificate):
         signing.verify(root, ca.keys.trust(), ca.clock() + dt.timedelta(days=3660))
+
+
+# --- the model: fields read from an index of children, not by ElementPath ----------------
+_NAMES = ["From", "Code", "CodeNumber", "Place"]
+_PATHS = [*_NAMES, *(f"{a}/{b}" for a in _NAMES for b in _NAMES), "Code/From/Place"]
+
+
+@st.composite
+def _trees(draw: st.DrawFn, depth: int = 3) -> etree._Element:
+    """Small trees of a few edXML names, repeated, nested and with comments between."""
+    element = etree.Element(envelope.q(draw(st.sampled_from(_NAMES))))
+    element.text = draw(st.sampled_from([None, "", "x"]))
+    for _ in range(draw(st.integers(0, 4 if depth else 0))):
+        if draw(st.integers(0, 5)) == 0:
+            element.append(etree.Comment("c"))
+        else:
+            element.append(draw(_trees(depth - 1)))
+    return element
+
+
+@given(tree=_trees())
+def test_fields_find_what_elementpath_finds(tree: etree._Element) -> None:
+    """The first element at each path, every child of a name, and the text, as find,
+    findall and the old reader's find-then-text have them."""
+    fields = parse._Fields(tree)
+    for path in _PATHS:
+        prefixed = "/".join(f"edXML:{name}" for name in path.split("/"))
+        found = tree.find(prefixed, envelope.NSMAP)
+        assert fields.element(path) is found
+        assert fields.text(path) == ("" if found is None or found.text is None else found.text)
+    for name in _NAMES:
+        assert fields.all(name) == tree.findall(f"edXML:{name}", envelope.NSMAP)

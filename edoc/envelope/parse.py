@@ -6,7 +6,7 @@ from lxml import etree
 
 from edoc import errors
 from edoc.envelope.dates import parse_date, parse_timestamp
-from edoc.envelope.names import NSMAP
+from edoc.envelope.names import NSMAP, q
 from edoc.model import (
     Attachment,
     Business,
@@ -27,9 +27,58 @@ from edoc.model import (
 )
 
 
-def _text(parent: etree._Element, path: str) -> str:
-    element = parent.find(path, NSMAP)
-    return "" if element is None or element.text is None else element.text
+class _Tags(dict[str, str]):
+    """edXML tags by local name, each made once."""
+
+    def __missing__(self, name: str) -> str:
+        self[name] = tag = q(name)
+        return tag
+
+
+_TAGS = _Tags()
+
+
+class _Fields:
+    """An element's children by local name, read in one pass over them.
+
+    ``find`` of a path of names answers the first match in document order; so does this
+    (the first child of a name; under a name several children hold, the first of theirs),
+    without ElementPath's work on every field (most of the cost of reading a model)."""
+
+    __slots__ = ("_children",)
+
+    def __init__(self, element: etree._Element) -> None:
+        self._children: dict[str, list[etree._Element]] = {}
+        for child in element:
+            self._children.setdefault(child.tag, []).append(child)
+
+    def element(self, path: str) -> etree._Element | None:
+        """The first element at ``path`` (local names joined by '/'), as find() has it."""
+        if "/" in path:
+            return self._nested(path)
+        children = self._children.get(_TAGS[path])
+        return children[0] if children else None
+
+    def _nested(self, path: str) -> etree._Element | None:
+        name, _, rest = path.partition("/")
+        for child in self._children.get(_TAGS[name], ()):
+            found = _Fields(child).element(rest)
+            if found is not None:
+                return found
+        return None
+
+    def all(self, name: str) -> list[etree._Element]:
+        return self._children.get(_TAGS[name], [])
+
+    def text(self, path: str) -> str:
+        element = self.element(path)
+        return "" if element is None or element.text is None else element.text
+
+    def required(self, name: str) -> etree._Element:
+        element = self.element(name)
+        if element is None:
+            raise errors.MissingField(f"{name} is missing")
+        return element
 
 
 def _required(parent: etree._Element, path: str) -> etree._Element:
@@ -40,45 +89,48 @@ def _required(parent: etree._Element, path: str) -> etree._Element:
 
 
 def _organization(element: etree._Element) -> Organization:
+    fields = _Fields(element)
     return Organization(
-        org_id=_text(element, "edXML:OrganId"),
-        in_charge=_text(element, "edXML:OrganizationInCharge"),
-        name=_text(element, "edXML:OrganName"),
-        address=_text(element, "edXML:OrganAdd"),
-        email=_text(element, "edXML:Email"),
-        telephone=_text(element, "edXML:Telephone"),
-        fax=_text(element, "edXML:Fax"),
-        website=_text(element, "edXML:Website"),
+        org_id=fields.text("OrganId"),
+        in_charge=fields.text("OrganizationInCharge"),
+        name=fields.text("OrganName"),
+        address=fields.text("OrganAdd"),
+        email=fields.text("Email"),
+        telephone=fields.text("Telephone"),
+        fax=fields.text("Fax"),
+        website=fields.text("Website"),
     )
 
 
-def _optional_int(parent: etree._Element, path: str) -> int | None:
-    text = _text(parent, path)
+def _optional_int(fields: _Fields, path: str) -> int | None:
+    text = fields.text(path)
     return int(text) if text else None
 
 
-def _signer(message: etree._Element) -> Signer | None:
-    element = message.find("edXML:SignerInfo", NSMAP)
+def _signer(message: _Fields) -> Signer | None:
+    element = message.element("SignerInfo")
     if element is None:
         return None
+    fields = _Fields(element)
     return Signer(
-        full_name=_text(element, "edXML:FullName"),
-        position=_text(element, "edXML:Position"),
-        competence=_text(element, "edXML:Competence"),
+        full_name=fields.text("FullName"),
+        position=fields.text("Position"),
+        competence=fields.text("Competence"),
     )
 
 
-def _response_for(message: etree._Element) -> ResponseFor | None:
-    element = message.find("edXML:ResponseFor", NSMAP)
+def _response_for(message: _Fields) -> ResponseFor | None:
+    element = message.element("ResponseFor")
     return None if element is None else _response_for_of(element)
 
 
 def _response_for_of(element: etree._Element) -> ResponseFor:
+    fields = _Fields(element)
     return ResponseFor(
-        org_id=_text(element, "edXML:OrganId"),
-        code=_text(element, "edXML:Code"),
-        promulgation_date=parse_date(_text(element, "edXML:PromulgationDate")),
-        document_id=_text(element, "edXML:DocumentId"),
+        org_id=fields.text("OrganId"),
+        code=fields.text("Code"),
+        promulgation_date=parse_date(fields.text("PromulgationDate")),
+        document_id=fields.text("DocumentId"),
     )
 
 
@@ -98,35 +150,39 @@ def manifest_element(root: etree._Element) -> etree._Element:
 
 def manifest_from(manifest: etree._Element) -> tuple[Attachment, ...]:
     return tuple(
-        Attachment(
-            content_id=_text(reference, "edXML:ContentId"),
-            name=_text(reference, "edXML:AttachmentName"),
-            content_type=_text(reference, "edXML:ContentType"),
-            description=_text(reference, "edXML:Description"),
-            size=int(_text(reference, "edXML:Size")),
-            sha256=_text(reference, "edXML:Sha256"),
-        )
-        for reference in manifest.iterfind("edXML:Reference", NSMAP)
+        _attachment(_Fields(reference)) for reference in _Fields(manifest).all("Reference")
+    )
+
+
+def _attachment(reference: _Fields) -> Attachment:
+    return Attachment(
+        content_id=reference.text("ContentId"),
+        name=reference.text("AttachmentName"),
+        content_type=reference.text("ContentType"),
+        description=reference.text("Description"),
+        size=int(reference.text("Size")),
+        sha256=reference.text("Sha256"),
     )
 
 
 def business_from(element: etree._Element) -> Business:
+    fields = _Fields(element)
     return Business(
-        doc_type=BusinessDocType(int(_text(element, "edXML:BussinessDocType"))),
-        reason=_text(element, "edXML:BussinessDocReason"),
-        document_id=_text(element, "edXML:DocumentId"),
+        doc_type=BusinessDocType(int(fields.text("BussinessDocType"))),
+        reason=fields.text("BussinessDocReason"),
+        document_id=fields.text("DocumentId"),
     )
+
+
+_TRACE = f"{q('edXMLEnvelope')}/{q('edXMLHeader')}/{q('TraceHeaderList')}/{q('TraceHeader')}"
 
 
 def trace_from(root: etree._Element) -> tuple[TraceHop, ...]:
-    path = "edXML:edXMLEnvelope/edXML:edXMLHeader/edXML:TraceHeaderList/edXML:TraceHeader"
-    return tuple(
-        TraceHop(
-            org_id=_text(hop, "edXML:OrganId"),
-            timestamp=parse_timestamp(_text(hop, "edXML:Timestamp")),
-        )
-        for hop in root.iterfind(path, NSMAP)
-    )
+    return tuple(_hop(_Fields(hop)) for hop in root.iterfind(_TRACE))
+
+
+def _hop(hop: _Fields) -> TraceHop:
+    return TraceHop(org_id=hop.text("OrganId"), timestamp=parse_timestamp(hop.text("Timestamp")))
 
 
 def message_from_parts(
@@ -136,13 +192,14 @@ def message_from_parts(
     trace: tuple[TraceHop, ...] = (),
 ) -> Message:
     """Build the model from the signed parts (what edoc.signing verified)."""
-    if message.find("edXML:StatusCode", NSMAP) is not None:
-        return _status_from(message, business, manifest, trace)
-    return _document_from(message, business, manifest, trace)
+    fields = _Fields(message)
+    if fields.element("StatusCode") is not None:
+        return _status_from(fields, business, manifest, trace)
+    return _document_from(fields, business, manifest, trace)
 
 
 def _status_from(
-    message: etree._Element,
+    message: _Fields,
     business: etree._Element,
     manifest: etree._Element,
     trace: tuple[TraceHop, ...],
@@ -152,53 +209,52 @@ def _status_from(
     if len(manifest) or business_from(business) != Business():
         raise errors.InvalidField("a status message carries no attachments and no business")
     return StatusUpdate(
-        sender=_organization(_required(message, "edXML:From")),
-        response_for=_response_for_of(_required(message, "edXML:ResponseFor")),
-        code=StatusCode(_text(message, "edXML:StatusCode")),
-        timestamp=parse_timestamp(_text(message, "edXML:Timestamp")),
-        description=_text(message, "edXML:Description"),
+        sender=_organization(message.required("From")),
+        response_for=_response_for_of(message.required("ResponseFor")),
+        code=StatusCode(message.text("StatusCode")),
+        timestamp=parse_timestamp(message.text("Timestamp")),
+        description=message.text("Description"),
         staff=Staff(
-            department=_text(message, "edXML:StaffInfo/edXML:Department"),
-            name=_text(message, "edXML:StaffInfo/edXML:Staff"),
-            email=_text(message, "edXML:StaffInfo/edXML:Email"),
-            mobile=_text(message, "edXML:StaffInfo/edXML:Mobile"),
+            department=message.text("StaffInfo/Department"),
+            name=message.text("StaffInfo/Staff"),
+            email=message.text("StaffInfo/Email"),
+            mobile=message.text("StaffInfo/Mobile"),
         ),
         trace=trace,
     )
 
 
 def _document_from(
-    message: etree._Element,
+    message: _Fields,
     business: etree._Element,
     manifest: etree._Element,
     trace: tuple[TraceHop, ...],
 ) -> Document:
     return Document(
-        sender=_organization(_required(message, "edXML:From")),
-        recipients=tuple(_organization(to) for to in message.iterfind("edXML:To", NSMAP)),
-        document_id=_text(message, "edXML:DocumentId"),
-        code=Code(
-            _text(message, "edXML:Code/edXML:CodeNumber"),
-            _text(message, "edXML:Code/edXML:CodeNotation"),
-        ),
+        sender=_organization(message.required("From")),
+        recipients=tuple(_organization(to) for to in message.all("To")),
+        document_id=message.text("DocumentId"),
+        code=Code(message.text("Code/CodeNumber"), message.text("Code/CodeNotation")),
         promulgation=Promulgation(
-            place=_text(message, "edXML:PromulgationInfo/edXML:Place"),
-            date=parse_date(_text(message, "edXML:PromulgationInfo/edXML:PromulgationDate")),
+            place=message.text("PromulgationInfo/Place"),
+            date=parse_date(message.text("PromulgationInfo/PromulgationDate")),
         ),
         doc_type=DocumentType(
-            code=int(_text(message, "edXML:DocumentType/edXML:Type")),
-            detail=_optional_int(message, "edXML:DocumentType/edXML:TypeDetail"),
-            name=_text(message, "edXML:DocumentType/edXML:TypeName"),
+            code=int(message.text("DocumentType/Type")),
+            detail=_optional_int(message, "DocumentType/TypeDetail"),
+            name=message.text("DocumentType/TypeName"),
         ),
-        subject=_text(message, "edXML:Subject"),
-        content=_text(message, "edXML:Content"),
+        subject=message.text("Subject"),
+        content=message.text("Content"),
         signer=_signer(message),
-        due_date=parse_date(due) if (due := _text(message, "edXML:DueDate")) else None,
+        due_date=parse_date(due) if (due := message.text("DueDate")) else None,
         to_places=tuple(
-            place.text or "" for place in message.iterfind("edXML:ToPlaces/edXML:Place", NSMAP)
+            place.text or ""
+            for places in message.all("ToPlaces")
+            for place in _Fields(places).all("Place")
         ),
-        priority=Priority(int(_text(message, "edXML:OtherInfo/edXML:Priority"))),
-        steering_type=_optional_int(message, "edXML:SteeringType") or 0,
+        priority=Priority(int(message.text("OtherInfo/Priority"))),
+        steering_type=_optional_int(message, "SteeringType") or 0,
         response_for=_response_for(message),
         business=business_from(business),
         attachments=manifest_from(manifest),
