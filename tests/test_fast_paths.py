@@ -18,8 +18,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from lxml import etree
 
-from edoc import envelope, errors, signature_shape, signing
-from edoc.envelope import parse
+from edoc import envelope, errors, signature_shape, signing, xmlsafe
+from edoc.envelope import parse, read
 from edoc.keystore import SigningIdentity
 from edoc.model import TraceHop
 from tests.pki_support import SENDER, SIGNER, Ca, reparse, signed_root, unsigned_root, wire
@@ -265,3 +265,57 @@ def test_fields_find_what_elementpath_finds(tree: etree._Element) -> None:
         assert fields.text(path) == ("" if found is None or found.text is None else found.text)
     for name in _NAMES:
         assert fields.all(name) == tree.findall(f"edXML:{name}", envelope.NSMAP)
+
+
+# --- reading: the envelope's size bounded in C before it is counted in Python -------------
+_TEXTS = st.text(alphabet="aé\u1ec7 \t\r\n&<>\"'", max_size=12).map(
+    lambda text: (
+        text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace('"', "&quot;")
+    )
+)
+_REFS = st.sampled_from(["&#x10FFFF;", "&#65;", "&lt;", "<![CDATA[xé]]>", "\r\n", ""])
+
+
+@st.composite
+def _envelopes(draw: st.DrawFn, depth: int = 3) -> str:
+    """Markup of edXML and XML-signature elements, prefixed or not, with attributes,
+    character references, CDATA and line ends, the way another sender might write them."""
+    prefix, declaration = draw(
+        st.sampled_from(
+            [
+                ("edXML:", f' xmlns:edXML="{envelope.NS}"'),
+                ("", f' xmlns="{envelope.NS}"'),
+                ("ds:", f' xmlns:ds="{DS}"'),
+                ("e:", f' xmlns:e="{envelope.NS}"'),
+            ]
+        )
+    )
+    name = prefix + draw(st.sampled_from(["A", "Bussiness", "X509Certificate"]))
+    attributes = "".join(
+        f' {key}="{draw(_TEXTS)}{draw(_REFS).replace("<![CDATA[xé]]>", "")}"'
+        for key in draw(st.lists(st.sampled_from(["Id", "URI", "Algorithm"]), unique=True))
+    )
+    inner = "".join(
+        draw(st.one_of(_TEXTS, _REFS, _envelopes(depth - 1) if depth else _TEXTS))
+        for _ in range(draw(st.integers(0, 4)))
+    )
+    return f"<{name}{declaration if draw(st.booleans()) or depth == 3 else ''}{attributes}>" + (
+        f"{inner}</{name}>"
+    )
+
+
+@settings(max_examples=300, deadline=None)
+@given(markup=_envelopes())
+def test_the_bound_on_envelope_characters_holds(markup: str) -> None:
+    """Where the bound in C says an envelope is within the limit, the exact count agrees:
+    the bytes, plus a namespace per element and attribute, are never fewer than the
+    characters _PackageReader counts."""
+    data = f'<?xml version="1.0" encoding="utf-8"?>\n{markup}'.encode()
+    root = xmlsafe.parse_whole(data)
+    if root is None or read._FOREIGN(root):
+        return  # unbalanced prefixes, or the exact count decides
+    bound = len(data) + int(read._MARKUP(root)) * read._NAMESPACE_CHARS
+    assert read._envelope_chars(root) <= bound
+    exact = read._envelope_chars(root)
+    for limit in (exact - 1, exact, bound - 1, bound):
+        assert read._envelope_within(root, len(data), limit) == (exact <= limit)

@@ -160,6 +160,28 @@ _ATTACHMENTS = f"{q('AttachmentEncoded')}/{q('Attachment')}"
 _BODIES = f"{_ATTACHMENTS}/{q('ContentTransferEncoded')}"
 
 
+# What lies outside the edXML and XML-signature namespaces: elements of another namespace,
+# and attributes of any (edoc's own are unqualified).
+_DS = "http://www.w3.org/2000/09/xmldsig#"
+_FOREIGN = etree.XPath(
+    "count(//*) - count(//edXML:*) - count(//ds:*) + count(//@*[namespace-uri() != ''])",
+    namespaces={"edXML": NS, "ds": _DS},
+)
+_MARKUP = etree.XPath("count(//*) + count(//@*)")
+_NAMESPACE_CHARS = max(len(NS), len(_DS)) + 2  # the braces round it in a tag
+
+
+def _envelope_within(root: etree._Element, size: int, limit: int) -> bool:
+    """Whether what _PackageReader counts of the tree parsed from ``size`` bytes is within
+    ``limit``, bodies not counted. No more than the bytes themselves plus, for each element
+    and attribute, its namespace in braces: names, values and text are each no longer in
+    characters than where they stand in the bytes (no DTD, so no entity grows). Asked of
+    libxml2 in C, where that bound settles it; else counted exactly."""
+    if not _FOREIGN(root) and size + _MARKUP(root) * _NAMESPACE_CHARS <= limit:
+        return True
+    return _envelope_chars(root) <= limit
+
+
 def _envelope_chars(root: etree._Element) -> int:
     """What _PackageReader counts against the envelope limit: markup and text, bodies not."""
     bodies = set(root.iterfind(_BODIES))
@@ -217,7 +239,11 @@ def _read_whole(
     """What _read_streamed makes of ``data``, from one parse in C, or None for anything
     out of the ordinary: the streaming reader then decides, and says what is wrong."""
     root = xmlsafe.parse_whole(data, _wire_limit(limits))
-    if root is None or root.tag != q("edXML") or _envelope_chars(root) > limits.envelope.max_bytes:
+    if (
+        root is None
+        or root.tag != q("edXML")
+        or not _envelope_within(root, len(data), limits.envelope.max_bytes)
+    ):
         return None
     try:
         bodies = _bodies(root, limits)
