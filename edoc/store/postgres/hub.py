@@ -12,9 +12,7 @@ whose path the row holds, in a packages folder every instance reaches.
 from __future__ import annotations
 
 import datetime as dt
-from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import replace
 
 import asyncpg
 
@@ -31,7 +29,7 @@ from edoc.store.hub import (
     Receipt,
     Tally,
 )
-from edoc.store.postgres.database import CONNECT_TIMEOUT, Connection, PostgresDatabase
+from edoc.store.postgres.database import CONNECT_TIMEOUT, PostgresDatabase
 from edoc.store.postgres.listen import Listener
 
 FIRST = """
@@ -122,6 +120,46 @@ SELECT d.id, d.package_id, d.recipient, d.node, p.kind, p.sender, p.about, p.sta
 FROM leased d JOIN packages p ON p.id = d.package_id ORDER BY d.priority DESC, d.id
 """
 
+# one statement each, a transaction of its own: one round trip where a transaction of
+# several statements took five (BEGIN, each statement, COMMIT)
+_ACCEPT = """
+WITH package AS (
+    INSERT INTO packages (kind, sender, about, status_code, business_type, priority, digest,
+        path, size, accepted_at, body)
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) RETURNING id
+), addressed AS (
+    INSERT INTO deliveries (package_id, recipient, node, priority)
+    SELECT package.id, r.recipient, r.node, $6 FROM package,
+        unnest($12::text[], $13::text[]) WITH ORDINALITY AS r (recipient, node, n)
+    ORDER BY r.n
+), counted AS (
+    INSERT INTO counters (day, org_id, metric, reason, count) VALUES ($14, $15, $16, $17, $18)
+    ON CONFLICT (day, org_id, metric, reason)
+    DO UPDATE SET count = counters.count + excluded.count
+)
+SELECT id FROM package
+"""
+
+# the receipts as arrays (delivery id, then its tally); the counters of the deliveries
+# acknowledged for the first time grow, in one order (no deadlock between two of these)
+_ACKNOWLEDGE = """
+WITH receipts AS (
+    SELECT * FROM unnest($2::bigint[], $3::date[], $4::text[], $5::text[], $6::text[],
+        $7::bigint[]) AS r (id, day, org_id, metric, reason, by)
+), done AS (
+    UPDATE deliveries d SET delivered_at = $1 FROM receipts r
+    WHERE d.id = r.id AND d.delivered_at IS NULL RETURNING d.id
+), counted AS (
+    INSERT INTO counters (day, org_id, metric, reason, count)
+    SELECT r.day, r.org_id, r.metric, r.reason, sum(r.by)::bigint
+    FROM done JOIN receipts r ON r.id = done.id
+    GROUP BY r.day, r.org_id, r.metric, r.reason ORDER BY r.day, r.org_id, r.metric, r.reason
+    ON CONFLICT (day, org_id, metric, reason)
+    DO UPDATE SET count = counters.count + excluded.count
+)
+SELECT id FROM done ORDER BY id
+"""
+
 _COUNT = (
     "INSERT INTO counters (day, org_id, metric, reason, count) VALUES ($1, $2, $3, $4, $5)"
     " ON CONFLICT (day, org_id, metric, reason)"
@@ -135,12 +173,6 @@ def _delivery(row: asyncpg.Record) -> Delivery:
 
 def _record(row: asyncpg.Record) -> PackageRecord:
     return PackageRecord(**{**dict(row), "recipients": tuple(row["recipients"])})
-
-
-async def _count(conn: Connection, tallies: Sequence[Tally]) -> None:
-    # counters in one order: two transactions adding to the same two never deadlock
-    for t in sorted(tallies, key=lambda t: (t.day, t.org_id, t.metric, t.reason)):
-        await conn.execute(_COUNT, t.day, t.org_id, t.metric, t.reason, t.by)
 
 
 class PostgresHubStore(PostgresDatabase):
@@ -187,33 +219,27 @@ class PostgresHubStore(PostgresDatabase):
     async def accept(self, package: NewPackage, now: dt.datetime, tally: Tally) -> PackageRecord:
         """Store a package, one delivery per recipient and ``tally``, all or nothing."""
         try:
-            async with self._transaction() as conn:
-                package_id = await conn.fetchval(
-                    "INSERT INTO packages (kind, sender, about, status_code, business_type,"
-                    " priority, digest, path, size, accepted_at, body)"
-                    " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) RETURNING id",
-                    package.kind,
-                    package.sender,
-                    package.about,
-                    package.status_code,
-                    package.business_type,
-                    package.priority,
-                    package.digest,
-                    package.path,
-                    package.size,
-                    now,
-                    package.body,
-                )
-                await conn.execute(
-                    "INSERT INTO deliveries (package_id, recipient, node, priority)"
-                    " SELECT $1, recipient, node, $2 FROM unnest($3::text[], $4::text[])"
-                    "   WITH ORDINALITY AS r (recipient, node, n) ORDER BY n",
-                    package_id,
-                    package.priority,
-                    [r.org_id for r in package.recipients],
-                    [r.node for r in package.recipients],
-                )
-                await _count(conn, [tally])
+            package_id = await self._value(
+                _ACCEPT,
+                package.kind,
+                package.sender,
+                package.about,
+                package.status_code,
+                package.business_type,
+                package.priority,
+                package.digest,
+                package.path,
+                package.size,
+                now,
+                package.body,
+                [r.org_id for r in package.recipients],
+                [r.node for r in package.recipients],
+                tally.day,
+                tally.org_id,
+                tally.metric,
+                tally.reason,
+                tally.by,
+            )
         except asyncpg.UniqueViolationError:
             raise errors.DuplicateDocument(
                 f"{package.about} from {package.sender} was accepted already"
@@ -258,8 +284,7 @@ class PostgresHubStore(PostgresDatabase):
     ) -> list[Delivery]:
         """Claim up to ``limit`` deliveries, most urgent first, hidden until acknowledged
         or ``now + visibility``; rows another instance is claiming are skipped."""
-        async with self._transaction() as conn:
-            rows = await conn.fetch(_LEASE, bodies_up_to, node, now, limit, now + visibility)
+        rows = await self._rows(_LEASE, bodies_up_to, node, now, limit, now + visibility)
         return [_delivery(row) for row in rows]
 
     async def delivery(self, delivery_id: int) -> Delivery | None:
@@ -278,24 +303,22 @@ class PostgresHubStore(PostgresDatabase):
     async def acknowledge(self, receipts: Sequence[Receipt], now: dt.datetime) -> list[int]:
         """Mark delivered; the ids delivered for the first time, whose tallies are added."""
         tallies = {receipt.delivery_id: receipt.tally for receipt in receipts}
-        async with self._transaction() as conn:
-            rows = await conn.fetch(
-                "UPDATE deliveries SET delivered_at = $1 WHERE delivered_at IS NULL"
-                " AND id = ANY($2::bigint[]) RETURNING id",
-                now,
-                list(tallies),
-            )
-            first = sorted(int(row[0]) for row in rows)
-            added: Counter[Tally] = Counter()  # one statement per counter, not per delivery
-            for delivery_id in first:
-                added[replace(tallies[delivery_id], by=1)] += tallies[delivery_id].by
-            await _count(conn, [replace(tally, by=by) for tally, by in added.items()])
+        rows = await self._rows(
+            _ACKNOWLEDGE,
+            now,
+            list(tallies),
+            [t.day for t in tallies.values()],
+            [t.org_id for t in tallies.values()],
+            [t.metric for t in tallies.values()],
+            [t.reason for t in tallies.values()],
+            [t.by for t in tallies.values()],
+        )
+        first = [int(row[0]) for row in rows]
         return first
 
     # --- statistics ------------------------------------------------------------------------
     async def count(self, tally: Tally) -> None:
-        async with self._transaction() as conn:
-            await _count(conn, [tally])
+        await self._value(_COUNT, tally.day, tally.org_id, tally.metric, tally.reason, tally.by)
 
     async def counters(self) -> list[Count]:
         rows = await self._rows(
