@@ -445,3 +445,9 @@ class NothingToArchive(ArchiveError):
 
     code = "EDOC-ARC-007"
     status = 404
+
+
+class BadRootCertificate(ArchiveError):
+    """The root certificate a verifier was given cannot be read."""
+
+    code = "EDOC-ARC-008"

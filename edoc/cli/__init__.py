@@ -10,7 +10,7 @@ from __future__ import annotations
 import click
 
 from edoc.bench import command as bench
-from edoc.cli import envelope, keys, serve, stats, up
+from edoc.cli import archive, envelope, keys, serve, stats, up
 from edoc.cli.failures import EdocGroup
 from edoc.sim import command as simulate
 
@@ -31,6 +31,7 @@ def main() -> None:
 for command in (
     *envelope.COMMANDS,
     keys.keys,
+    archive.archive,
     *serve.COMMANDS,
     stats.stats,
     up.up,

@@ -27,8 +27,9 @@ from tests.pki_support import Ca, signed_root, wire
 RECIPIENT = "000.00.00.H23"
 
 
-def document_package(ca: Ca, seal: SigningIdentity | None = None) -> bytes:
-    return wire(signed_root(ca, seal))
+def document_package(ca: Ca, seal: SigningIdentity | None = None, number: int = 123) -> bytes:
+    """A document of the sample's, its number ``number`` (so its DocumentId) told apart."""
+    return wire(signed_root(ca, seal, code={"number": str(number), "notation": "STTTT-VP"}))
 
 
 def status_package(ca: Ca, document: bytes, code: StatusCode = StatusCode.ARRIVED) -> bytes:

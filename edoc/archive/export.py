@@ -1,0 +1,118 @@
+"""Exporting evidence: a document's container, or an organization's day archive.
+
+The CA material in a container is the key store's as of the export (the issuing CA
+and the CRL then published); the time stamp is taken at export, one token per
+container and one per day archive (see the README of the archive for what batching
+would add). Day archives are kept in one folder per organization, where each new
+one links to the newest earlier day's.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from cryptography import x509
+
+from edoc import atomic, errors
+from edoc.archive import container, day, tsa
+from edoc.archive.evidence import Evidence
+from edoc.archive.stored import StoredEvidence, kept_messages
+from edoc.envelope import VIETNAM
+from edoc.keystore import KeyStore
+
+_DAY_FILE = re.compile(r"^(?P<org>.+)-(?P<day>\d{4}-\d{2}-\d{2})\.zip$")
+
+
+def stamper(keys: KeyStore, now: dt.datetime) -> container.Stamper:
+    """Stamps by the CA's time-stamping authority at ``now``, its issuing CA in the token."""
+    authority = keys.tsa_identity()
+    chain = keys.trust().issuing
+
+    def stamp(digest: bytes) -> bytes:
+        return tsa.stamp(authority, digest, now, chain)
+
+    return stamp
+
+
+async def evidence_of(
+    stored: StoredEvidence, keys: KeyStore, org_id: str, document_id: str
+) -> Evidence:
+    messages = await kept_messages(stored, org_id, document_id)
+    crl = x509.load_pem_x509_crl(keys.crl_path.read_bytes())
+    return Evidence(org_id, document_id, messages, keys.trust().issuing, crl)
+
+
+async def export_document(
+    stored: StoredEvidence, keys: KeyStore, org_id: str, document_id: str, now: dt.datetime
+) -> bytes:
+    """The ASiC-E container of one document ``org_id`` sent or received."""
+    evidence = await evidence_of(stored, keys, org_id, document_id)
+    return container.build(evidence, stamper(keys, now), now)
+
+
+def day_bounds(of: dt.date) -> tuple[dt.datetime, dt.datetime]:
+    """A day as the agencies live it: midnight to midnight in Vietnam (UTC+7)."""
+    start = dt.datetime.combine(of, dt.time(), VIETNAM)
+    return start, start + dt.timedelta(days=1)
+
+
+def _archives(folder: Path, org_id: str) -> list[tuple[str, Path]]:
+    """``org_id``'s day archives in ``folder``, by day."""
+    found = []
+    for path in folder.glob("*.zip") if folder.is_dir() else ():
+        named = _DAY_FILE.match(path.name)
+        if named and named["org"] == org_id:
+            found.append((named["day"], path))
+    return sorted(found)
+
+
+def previous_archive(folder: Path, org_id: str, of: dt.date) -> day.Previous | None:
+    """The newest day archive of ``org_id`` in ``folder`` before ``of``; an error if
+    one of a later day is there (the chain grows at its end only, never forks)."""
+    archives = _archives(folder, org_id)
+    later = [path.name for when, path in archives if when >= of.isoformat()]
+    if later:
+        raise errors.InvalidField(
+            f"{folder} already holds {later[-1]}: day archives are chained in order, so"
+            f" {of} can no longer be exported there"
+        )
+    if not archives:
+        return None
+    path = archives[-1][1]
+    return day.Previous(path.name, path.read_bytes())
+
+
+@dataclass(frozen=True)
+class DayExport:
+    path: Path
+    documents: int
+    previous: str  # the archive it links to, "" for the first
+
+
+async def export_day(
+    stored: StoredEvidence,
+    keys: KeyStore,
+    org_id: str,
+    of: dt.date,
+    folder: Path,
+    now: dt.datetime,
+) -> DayExport:
+    """``org_id``'s day archive of ``of`` in ``folder``, linked to the day before there."""
+    target = folder / day.file_name(org_id, of)
+    previous = previous_archive(folder, org_id, of)
+    start, end = day_bounds(of)
+    documents = await stored.documents(org_id, start, end)
+    if not documents:
+        raise errors.NothingToArchive(f"{org_id} sent or received no document on {of}")
+    stamp = stamper(keys, now)
+    containers = []
+    for document_id in documents:
+        evidence = await evidence_of(stored, keys, org_id, document_id)
+        containers.append((document_id, container.build(evidence, stamp, now)))
+    data = day.build(org_id, of, containers, previous, stamp, now)
+    folder.mkdir(parents=True, exist_ok=True)
+    atomic.write_bytes(target, data, mode=0o600)  # official documents: their owner's only
+    return DayExport(target, len(documents), previous.name if previous else "")

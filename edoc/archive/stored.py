@@ -1,0 +1,146 @@
+"""Reading the evidence a node already keeps: the packages in its store.
+
+A node keeps every package it sends (``outgoing``: documents and the statuses its
+agencies answer) and every package it receives (``inbox``: documents and statuses),
+each as its bytes in the row (``body``) or in a file (``path``). Exporting evidence
+reads those rows, by organization and document id, through a read-only connection of
+its own: the export is an operator's command beside a running node, and must not take
+part in the node's transactions.
+
+The queries read the tables of edoc.store.sqlite and edoc.store.postgres as they are;
+when NodeStore grows a method for this, these become its implementation.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+import aiosqlite
+import asyncpg
+
+from edoc import errors
+from edoc.archive.evidence import Direction, KeptMessage
+from edoc.model import MessageKind
+from edoc.store import SQLITE
+
+_PACKAGES = (
+    "SELECT 'sent', kind, status_code, created_at, body, path FROM outgoing"
+    " WHERE sender = {org} AND document_id = {document}"
+    " UNION ALL"
+    " SELECT 'received', kind, status_code, received_at, body, path FROM inbox"
+    " WHERE recipient = {org} AND document_id = {document}"
+)
+_DOCUMENTS = (
+    "SELECT document_id, MIN(at) FROM ("
+    " SELECT document_id, created_at AS at FROM outgoing WHERE sender = {org}"
+    " AND kind = 'document' AND created_at >= {start} AND created_at < {end}"
+    " UNION ALL"
+    " SELECT document_id, received_at AS at FROM inbox WHERE recipient = {org}"
+    " AND kind = 'document' AND received_at >= {start} AND received_at < {end}"
+    ") AS kept GROUP BY document_id ORDER BY 2, 1"
+)
+
+
+@dataclass(frozen=True)
+class _Row:
+    direction: str
+    kind: str
+    status_code: str
+    at: dt.datetime
+    body: bytes | None
+    path: str
+
+
+class StoredEvidence(Protocol):
+    async def rows(self, org_id: str, document_id: str) -> list[_Row]: ...
+
+    async def documents(self, org_id: str, start: dt.datetime, end: dt.datetime) -> list[str]:
+        """Ids of the documents ``org_id`` sent or received from ``start`` to ``end``,
+        in the order they were first kept."""
+        ...
+
+    async def close(self) -> None: ...
+
+
+class _Sqlite:
+    def __init__(self, connection: aiosqlite.Connection) -> None:
+        self._db = connection
+
+    async def rows(self, org_id: str, document_id: str) -> list[_Row]:
+        query = _PACKAGES.format(org="?", document="?")
+        async with self._db.execute(query, (org_id, document_id) * 2) as cursor:
+            found = await cursor.fetchall()
+        return [
+            _Row(r[0], r[1], r[2], dt.datetime.fromtimestamp(r[3] / 1000, dt.UTC), r[4], r[5])
+            for r in found
+        ]
+
+    async def documents(self, org_id: str, start: dt.datetime, end: dt.datetime) -> list[str]:
+        query = _DOCUMENTS.format(org="?", start="?", end="?")
+        window = (org_id, int(start.timestamp() * 1000), int(end.timestamp() * 1000))
+        async with self._db.execute(query, window * 2) as cursor:
+            return [str(r[0]) for r in await cursor.fetchall()]
+
+    async def close(self) -> None:
+        await self._db.close()
+
+
+class _Postgres:
+    def __init__(self, connection: asyncpg.Connection) -> None:
+        self._db = connection
+
+    async def rows(self, org_id: str, document_id: str) -> list[_Row]:
+        query = _PACKAGES.format(org="$1", document="$2")
+        found = await self._db.fetch(query, org_id, document_id)
+        return [_Row(r[0], r[1], r[2], r[3], r[4], r[5]) for r in found]
+
+    async def documents(self, org_id: str, start: dt.datetime, end: dt.datetime) -> list[str]:
+        query = _DOCUMENTS.format(org="$1", start="$2", end="$3")
+        return [str(r[0]) for r in await self._db.fetch(query, org_id, start, end)]
+
+    async def close(self) -> None:
+        await self._db.close()
+
+
+async def open_stored(url: str) -> StoredEvidence:
+    """A read-only view of the node store at ``url`` (as edoc.store.open_node_store)."""
+    try:
+        if url.startswith(SQLITE):
+            path = Path(url[len(SQLITE) :])
+            if not path.is_file():
+                raise errors.UnknownStore(f"no node store at {path}")
+            return _Sqlite(await aiosqlite.connect(f"file:{path}?mode=ro", uri=True))
+        if url.startswith(("postgresql://", "postgres://")):
+            return _Postgres(await asyncpg.connect(url, timeout=10))
+    except (OSError, aiosqlite.Error, asyncpg.PostgresError) as exc:
+        raise errors.StorageError(f"the node store does not open: {type(exc).__name__}") from None
+    raise errors.UnknownStore("a node store's URL is sqlite:///path or postgresql://host/db")
+
+
+def _package(row: _Row) -> bytes:
+    if row.body is not None:
+        return bytes(row.body)
+    try:
+        return Path(row.path).read_bytes()
+    except OSError as exc:
+        raise errors.StorageError(
+            f"a kept package is gone from {row.path}: {exc.strerror}; it cannot be archived"
+        ) from None
+
+
+async def kept_messages(
+    stored: StoredEvidence, org_id: str, document_id: str
+) -> tuple[KeptMessage, ...]:
+    """Every package ``org_id``'s node kept about ``document_id``: the document first,
+    then the statuses in the order they were kept."""
+    rows = await stored.rows(org_id, document_id)
+    if not any(r.kind == MessageKind.DOCUMENT for r in rows):
+        raise errors.NothingToArchive(f"{org_id} neither sent nor received {document_id}")
+    messages = [
+        KeptMessage(Direction(r.direction), MessageKind(r.kind), r.status_code, r.at, _package(r))
+        for r in rows
+    ]
+    return tuple(sorted(messages, key=lambda m: (m.kind != MessageKind.DOCUMENT, m.at)))

@@ -1,0 +1,160 @@
+"""`edoc archive …`: export a node's evidence (containers, day archives), verify it offline."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import json
+from pathlib import Path
+from typing import Any
+
+import click
+from cryptography import x509
+
+from edoc import errors
+from edoc.archive import day, export
+from edoc.archive.stored import open_stored
+from edoc.archive.verify import ContainerReport, verify_container
+from edoc.cli.options import existing_keys, json_option, service_keys_dir_option
+from edoc.keystore import utcnow
+from edoc.store import sqlite_url
+
+
+@click.group()
+def archive() -> None:
+    """Non-repudiation archive: time-stamped evidence, verifiable with the root alone."""
+
+
+@archive.command("export")
+@click.option(
+    "--data-dir",
+    type=click.Path(path_type=Path, file_okay=False),
+    required=True,
+    help="The node's own folder (`edoc up` uses DATA/nodes/ROOT).",
+)
+@click.option(
+    "--store",
+    "store_url",
+    metavar="URL",
+    help="The node's store (default: the SQLite file in --data-dir).",
+)
+@service_keys_dir_option
+@click.option("--org", "org_id", required=True, metavar="ORGID", help="Whose evidence.")
+@click.option("--document", "document_id", metavar="ID", help="One document, by its DocumentId.")
+@click.option(
+    "--day",
+    "on_day",
+    type=click.DateTime(formats=["%Y-%m-%d"]),
+    help="Every document the organization sent or received that day (Vietnam time).",
+)
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path),
+    help="The container's file (--document; default evidence.asice), or the folder of"
+    " the organization's day archives (--day; default archive).",
+)
+def archive_export(
+    data_dir: Path,
+    store_url: str | None,
+    keys_dir: Path,
+    org_id: str,
+    document_id: str | None,
+    on_day: dt.datetime | None,
+    out: Path | None,
+) -> None:
+    """Export one document's ASiC-E container, or an organization's day archive linked
+    to the previous day's in the same folder."""
+    if (document_id is None) == (on_day is None):
+        raise click.UsageError("give exactly one of --document and --day")
+    keys = existing_keys(keys_dir)
+    url = store_url or sqlite_url(data_dir / "node.sqlite")
+
+    async def run() -> str:
+        stored = await open_stored(url)
+        try:
+            if document_id is not None:
+                target = out or Path("evidence.asice")
+                data = await export.export_document(stored, keys, org_id, document_id, utcnow())
+                target.write_bytes(data)
+                return f"exported {document_id} to {target}"
+            assert on_day is not None
+            made = await export.export_day(
+                stored, keys, org_id, on_day.date(), out or Path("archive"), utcnow()
+            )
+        finally:
+            await stored.close()
+        link = f", linked to {made.previous}" if made.previous else " (first of its chain)"
+        return f"exported {made.documents} documents to {made.path}{link}"
+
+    click.echo(asyncio.run(run()))
+
+
+def _root(path: Path) -> x509.Certificate:
+    try:
+        return x509.load_pem_x509_certificate(path.read_bytes())
+    except ValueError:
+        raise errors.BadRootCertificate(f"{path} is not a PEM certificate") from None
+
+
+def _container_json(report: ContainerReport) -> dict[str, Any]:
+    return {
+        "org_id": report.org_id,
+        "document_id": report.document_id,
+        "stamped_at": report.stamped_at.isoformat(),
+        "messages": [
+            {"file": m.file, "sender": m.sender, "signed_at": m.signed_at.isoformat()}
+            for m in report.messages
+        ],
+    }
+
+
+def _verify_one(
+    path: Path, root: x509.Certificate, previous: day.Previous | None
+) -> tuple[str, dict[str, Any]]:
+    data = path.read_bytes()
+    if not day.is_day_archive(data):
+        report = verify_container(data, root)
+        line = (
+            f"OK {path}: evidence of {report.document_id} kept by {report.org_id},"
+            f" {len(report.messages)} messages, stamped {report.stamped_at:%Y-%m-%d %H:%M:%S}Z"
+        )
+        return line, {"file": str(path), "container": _container_json(report)}
+    checked = day.verify_day(data, root, previous)
+    link = f", linked to {checked.previous}" if checked.previous else ""
+    line = (
+        f"OK {path}: day {checked.day} of {checked.org_id}, {len(checked.containers)}"
+        f" containers, stamped {checked.stamped_at:%Y-%m-%d %H:%M:%S}Z{link}"
+    )
+    return line, {
+        "file": str(path),
+        "day": checked.day,
+        "org_id": checked.org_id,
+        "previous": checked.previous,
+        "containers": [_container_json(c) for c in checked.containers],
+    }
+
+
+@archive.command("verify")
+@click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path, dir_okay=False))
+@click.option(
+    "--root",
+    "root_path",
+    required=True,
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="The Government CA's root certificate (PEM): the only thing trusted.",
+)
+@json_option
+def archive_verify(files: tuple[Path, ...], root_path: Path, as_json: bool) -> None:
+    """Verify containers and day archives offline. Day archives given in order are
+    checked as a chain: each must link to the one before it."""
+    root = _root(root_path)
+    previous: day.Previous | None = None
+    results = []
+    for path in files:
+        line, result = _verify_one(path, root, previous)
+        previous = day.Previous(path.name, path.read_bytes()) if "day" in result else None
+        results.append(result)
+        if not as_json:
+            click.echo(line)
+    if as_json:
+        click.echo(json.dumps(results, ensure_ascii=False, indent=2))
