@@ -91,9 +91,10 @@ def sign(
     """A copy of ``root`` with the organization's seal and, if given, a personal signature."""
     signed = deepcopy(root)
     digests = _digests(_signed_elements(signed))  # the same four parts for both signatures
+    header = shape.header(signed)
     for identity in (seal, personal):
         if identity is not None:
-            _signature(signed, digests, identity)
+            header.append(_signature(digests, identity))
     return signed
 
 
@@ -110,15 +111,13 @@ def _key_info(certificate: x509.Certificate) -> bytes:
 _SIGNATURE_OPEN = f'<ds:Signature xmlns:ds="{DS}">'.encode()
 
 
-def _signature(
-    root: etree._Element, digests: dict[str, bytes], identity: SigningIdentity
-) -> etree._Element:
-    """One XMLDSig signature over the four parts, placed where verify expects it.
+def _signature(digests: dict[str, bytes], identity: SigningIdentity) -> etree._Element:
+    """One XMLDSig signature over the four parts, for the header, where verify expects it.
 
     SignedInfo is written canonical (shape.signed_info), so its bytes are signed as they
     are and no tree is built to canonicalise them; the signature element is then read
-    from bytes edoc wrote and placed in the header, where its SignedInfo canonicalises
-    to those same bytes (tests/test_fast_paths.py)."""
+    from bytes edoc wrote, and in the header its SignedInfo canonicalises to those same
+    bytes (tests/test_fast_paths.py)."""
     info = shape.signed_info(digests)
     value = identity.key.sign(info, padding.PKCS1v15(), hashes.SHA256())
     signature = etree.fromstring(
@@ -134,7 +133,6 @@ def _signature(
             )
         )
     )
-    shape.header(root).append(signature)
     return signature
 
 
@@ -164,19 +162,18 @@ class Verified:
 
 
 # compiled once: compiling them for every message was most of finding the signed parts
-_WITH_ID = etree.XPath("//*[@Id]")
+_IDS = etree.XPath("//@Id")
 _PLACES = {uri: etree.XPath(path, namespaces=ED_NSMAP) for uri, path in SIGNED_PARTS.items()}
 
 
 def _signed_elements(root: etree._Element) -> dict[str, etree._Element]:
-    """Each referenced Id names one element, the one at its proper place (anti-wrapping)."""
-    holders: dict[str, list[etree._Element]] = {}
-    for element in _WITH_ID(root):
-        holders.setdefault(element.get("Id"), []).append(element)
+    """Each referenced Id names one element, the one at its proper place (anti-wrapping):
+    the one element at the place holds the Id, and nothing else in the document does."""
+    ids = _IDS(root)
     found = {}
     for uri, place in _PLACES.items():
-        named, expected = holders.get(uri[1:], []), place(root)
-        if len(named) != 1 or len(expected) != 1 or named[0] is not expected[0]:
+        expected = place(root)
+        if len(expected) != 1 or expected[0].get("Id") != uri[1:] or ids.count(uri[1:]) != 1:
             raise errors.WrappedSignature(f"{uri} does not name the expected element")
         found[uri] = expected[0]
     return found

@@ -6,7 +6,7 @@ from lxml import etree
 
 from edoc import errors
 from edoc.envelope.dates import parse_date, parse_timestamp
-from edoc.envelope.names import NSMAP, q
+from edoc.envelope.names import q
 from edoc.model import (
     Attachment,
     Business,
@@ -82,7 +82,7 @@ class _Fields:
 
 
 def _required(parent: etree._Element, path: str) -> etree._Element:
-    element = parent.find(path, NSMAP)
+    element = parent.find(path.replace("edXML:", q("")))  # no prefix map: less per call
     if element is None:
         raise errors.MissingField(f"{path.replace('edXML:', '')} is missing")
     return element
