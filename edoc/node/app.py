@@ -18,6 +18,7 @@ import structlog
 from aiohttp import web
 
 from edoc import errors
+from edoc.archive import api as archive_api
 from edoc.dashboard import node as node_dashboard
 from edoc.keystore import KeyStore
 from edoc.model import AGENCY_CODES, MessageKind, ResponseFor, Staff, StatusCode, may_follow
@@ -313,6 +314,7 @@ def create_app(config: NodeConfig) -> web.Application:
     app.router.add_get("/api/v1/inbox", list_inbox)
     app.router.add_get("/api/v1/inbox/{id}", get_inbox_item)
     app.router.add_get("/api/v1/inbox/{id}/package", get_inbox_package)
+    archive_api.install(app, STATE, agency_of)  # the evidence of a document, sent or received
     app.router.add_get("/api/v1/inbox/{id}/attachments/{n}", get_inbox_attachment)
     app.router.add_post("/api/v1/inbox/{id}/status", post_status)
     app.router.add_get("/api/v1/stats", get_stats)

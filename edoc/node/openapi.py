@@ -55,6 +55,22 @@ _POST_REFUSALS = {
 
 ID = {"name": "id", "in": "path", "required": True, "schema": {"type": "integer"}}
 
+# edoc.archive.api: the agency's own document, sent or received, as time-stamped evidence
+_EVIDENCE: dict[str, Any] = {
+    "get": {
+        "summary": "The document's evidence: an ASiC-E container of its packages and"
+        " statuses, time-stamped; `edoc archive verify --root` checks it offline",
+        "parameters": [ID],
+        "responses": {
+            "200": {
+                "description": "ASiC-E container",
+                "content": {"application/vnd.etsi.asic-e+zip": {}},
+            },
+            **_errors(401, 403, 404, 503),
+        },
+    }
+}
+
 SPEC: dict[str, Any] = {
     "openapi": "3.0.3",
     "info": {
@@ -180,6 +196,8 @@ SPEC: dict[str, Any] = {
                 },
             }
         },
+        "/api/v1/inbox/{id}/evidence": _EVIDENCE,
+        "/api/v1/documents/{id}/evidence": _EVIDENCE,
         "/api/v1/inbox/{id}/attachments/{n}": {
             "get": {
                 "summary": "An attachment, streamed",

@@ -32,20 +32,22 @@ def document_package(ca: Ca, seal: SigningIdentity | None = None, number: int = 
     return wire(signed_root(ca, seal, code={"number": str(number), "notation": "STTTT-VP"}))
 
 
-def status_package(ca: Ca, document: bytes, code: StatusCode = StatusCode.ARRIVED) -> bytes:
+def status_package(
+    ca: Ca, document: bytes, code: StatusCode = StatusCode.ARRIVED, responder: str = RECIPIENT
+) -> bytes:
     read = envelope.read_package(document).message
     assert isinstance(read, Document)
     answered = ResponseFor(
         read.sender.org_id, str(read.code), read.promulgation.date, read.document_id
     )
     status = StatusUpdate(
-        sender=Organization(RECIPIENT),
+        sender=Organization(responder),
         response_for=answered,
         code=code,
         timestamp=ca.clock().replace(microsecond=0),
     )
     root = envelope.build_envelope(envelope.stamp_origin(status, ca.clock()))
-    return wire(signing.sign(root, ca.keys.identity(RECIPIENT)))
+    return wire(signing.sign(root, ca.keys.identity(responder)))
 
 
 def evidence(ca: Ca, document: bytes, *statuses: bytes) -> Evidence:
