@@ -29,34 +29,36 @@ from edoc.cli.options import network_dir_option
 @click.option(
     "--hubs",
     type=click.IntRange(1, 16),
-    default=1,
-    show_default=True,
     help="Hub instances, all on the hub's port (SO_REUSEPORT, TLS in each); more than one"
-    " needs a shared --store.",
+    " needs a shared --store. --hubs and --store replace what network.json planned"
+    " (default: as planned; at first 1).",
 )
 @click.option(
     "--store",
     "store_url",
     metavar="URL",
-    help="The hub's store, e.g. postgresql://user@host/edoc_hub (default: SQLite in"
-    " DATA_DIR/hub). The nodes keep SQLite.",
+    help="The hub's store, e.g. postgresql://user@host/edoc_hub (default: as planned; at"
+    " first SQLite in DATA_DIR/hub). The nodes keep SQLite.",
 )
 def up(
     provinces: str,
     data_dir: Path,
     base_port: int,
     insecure_http: bool,
-    hubs: int,
+    hubs: int | None,
     store_url: str | None,
 ) -> None:
     """Start a hub and one node per province on this machine, until Ctrl-C."""
     codes = [code.strip() for code in provinces.split(",") if code.strip()]
-    hub_plan = network.HubPlan(hubs, store_url)
+    # a network started again comes up as planned, unless told otherwise
+    given = hubs is not None or store_url is not None
+    hub_plan = network.HubPlan(hubs or 1, store_url) if given else None
     net = network.plan(data_dir, codes, base_port, tls=not insecure_http, hubs=hub_plan)
 
     def announce() -> None:
         hub = net.spec["hub"]
-        instances = f", {hubs} instances" if hubs > 1 else ""
+        count = int(hub.get("instances", 1))
+        instances = f", {count} instances" if count > 1 else ""
         click.echo(f"edoc network up: hub {hub['url']}{instances} ({net.path})")
         for node in net.spec["nodes"]:
             click.echo(f"  node {node['province']} {node['name']:<12} {node['url']}")

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from edoc import network
 from edoc.cli import main
 from edoc.cli.failures import EXIT_REFUSED
 from edoc.hub import app as hub_app
@@ -66,3 +67,18 @@ async def test_a_long_poll_on_one_instance_answers_when_another_accepts(
         # woken by the notification, not by its next look a second later
         assert time.monotonic() - began < 0.6
         assert [d.about for d in leased] == [PACKAGE.about]
+
+
+def test_a_network_comes_up_again_as_planned_unless_told_otherwise(tmp_path: Path) -> None:
+    shared = network.HubPlan(2, "postgresql://edoc@db.example/edoc_hub")
+    first = network.plan(tmp_path, ["H53"], 24000, tls=True, hubs=shared)
+    assert network.hub_names(first) == ["hub 1", "hub 2"]
+    again = network.plan(tmp_path, ["H53"], 24000, tls=True)  # `edoc up` without the flags
+    assert network.hub_names(again) == ["hub 1", "hub 2"]
+    commands = dict(network.commands(again))
+    for name in ("hub 1", "hub 2"):  # one data folder and port, one database
+        assert commands[name][commands[name].index("--store") + 1] == shared.store
+        assert commands[name][commands[name].index("--port") + 1] == "24000"
+    back = network.plan(tmp_path, ["H53"], 24000, tls=True, hubs=network.HubPlan())
+    assert network.hub_names(back) == ["hub"]
+    assert "--store" not in dict(network.commands(back))["hub"]
