@@ -12,12 +12,12 @@ from aiohttp import web
 
 from edoc import dashboard, errors
 from edoc.dashboard import charts
-from edoc.dashboard.auth import Operator
+from edoc.dashboard.auth import PREFIX, Operator
 from edoc.hub.state import HubState
 from edoc.keystore import EXPIRY_WARNING, CertRecord, KeyStore
 from edoc.orgid import OrgId
 from edoc.pki import CertKind
-from edoc.store.hub import Count, DirectoryEntry
+from edoc.store.hub import Count, DirectoryEntry, Hop
 
 UNKNOWN = "unknown"  # refusals whose sender could not be told
 QUEUE_WARNING = 0.8  # share of the queue bound at which a node's backlog is flagged
@@ -211,6 +211,39 @@ def overview_of(state_key: web.AppKey[HubState]) -> dashboard.Overview:
     return overview
 
 
+def document_sender(document_id: str) -> str:
+    """The sender of a document: the first part of its DocumentId (ORGID,date,number)."""
+    if not document_id or len(document_id) > 500:
+        raise errors.InvalidField("document_id must be a DocumentId")
+    return str(OrgId.parse(document_id.split(",", 1)[0]))
+
+
+def _hop(hop: Hop) -> dict[str, Any]:
+    return {
+        "kind": hop.kind,
+        "sender": hop.sender,
+        "status_code": hop.status_code,
+        "accepted_at": hop.accepted_at.isoformat(timespec="seconds"),
+        "recipient": hop.recipient,
+        "node": hop.node,
+        "attempts": hop.attempts,
+        "delivered_at": hop.delivered_at and hop.delivered_at.isoformat(timespec="seconds"),
+    }
+
+
+def trace_of(state_key: web.AppKey[HubState]) -> dashboard.Handler:
+    async def trace(request: web.Request) -> web.Response:
+        """A document's way through the hub: its deliveries, and the statuses back."""
+        request.app[dashboard.OPERATOR].check(request)
+        document_id = request.query.get("document_id", "").strip()
+        hops = await request.app[state_key].store.trace(document_sender(document_id), document_id)
+        body = {"document_id": document_id, "hops": [_hop(hop) for hop in hops]}
+        return web.json_response(body, headers={"Cache-Control": "no-store"})
+
+    return trace
+
+
 def install(app: web.Application, state_key: web.AppKey[HubState], token: str | None) -> None:
     """The hub's dashboard under /dashboard/ (closed when ``token`` is None)."""
     dashboard.install(app, Operator(token), "hub", overview_of(state_key))
+    app.router.add_get(f"{PREFIX}api/trace", trace_of(state_key))

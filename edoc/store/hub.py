@@ -118,6 +118,21 @@ class Count:
 
 
 @dataclass(frozen=True)
+class Hop:
+    """One delivery of a package about a document: the document itself, or a status one of
+    its recipients sent back (for the operator's search)."""
+
+    kind: str
+    sender: str
+    status_code: str  # "" for the document
+    accepted_at: dt.datetime
+    recipient: str
+    node: str
+    attempts: int  # times the node collected it
+    delivered_at: dt.datetime | None  # when the node acknowledged it
+
+
+@dataclass(frozen=True)
 class Backlog:
     """Deliveries not yet acknowledged by a node."""
 
@@ -197,6 +212,11 @@ class HubStore(Protocol):
 
     async def backlogs(self) -> list[Backlog]:
         """Unacknowledged deliveries per node, for the nodes that have any."""
+        ...
+
+    async def trace(self, sender: str, about: str) -> list[Hop]:
+        """Every delivery of document ``about`` of ``sender`` and of the statuses its
+        recipients sent about it, in the order the hub accepted them."""
         ...
 
     # address book and nodes

@@ -18,6 +18,7 @@ from tests.pki_support import Ca
 
 OPERATOR = "operator-credential-of-the-test"
 NODE_TOKEN = "node-token-of-tay-ninh"
+NGHE_AN_TOKEN = "node-token-of-nghe-an"
 TAY_NINH, NGHE_AN = "000.00.00.H53", "000.00.00.H41"
 
 
@@ -34,8 +35,8 @@ class Hub:
             )
             return response.status, body
 
-    async def post_package(self, package: bytes) -> int:
-        headers = {"Authorization": f"Bearer {NODE_TOKEN}"}
+    async def post_package(self, package: bytes, token: str = NODE_TOKEN) -> int:
+        headers = {"Authorization": f"Bearer {token}"}
         async with self.client.post("/api/v1/packages", data=package, headers=headers) as response:
             return response.status
 
@@ -47,7 +48,7 @@ class Hub:
 
 @contextlib.asynccontextmanager
 async def hub(tmp_path: Path, operator: str | None = OPERATOR) -> AsyncIterator[Hub]:
-    """A hub over plain HTTP with Tây Ninh's node registered, its dashboard open to
+    """A hub over plain HTTP with Tây Ninh's and Nghệ An's nodes registered, its dashboard open to
     ``operator`` (closed with None)."""
     ca = hub_ca(tmp_path / "keys")
     config = HubConfig(
@@ -59,5 +60,6 @@ async def hub(tmp_path: Path, operator: str | None = OPERATOR) -> AsyncIterator[
         workers=1,
     )
     await hub_app.add_node(config, "H53", NODE_TOKEN)
+    await hub_app.add_node(config, "H41", NGHE_AN_TOKEN)
     async with TestClient(TestServer(hub_app.create_app(config))) as client:
         yield Hub(ca, client)

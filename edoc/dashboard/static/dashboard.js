@@ -137,6 +137,23 @@
     }
   }
 
+  async function search(event) {
+    event.preventDefault();
+    const form = event.target;
+    const response = await fetch(form.action + "?" + new URLSearchParams(new FormData(form)),
+                                 { headers: { Accept: "application/json" } });
+    const answer = await response.json();
+    const hops = response.ok ? answer.hops : [];
+    document.getElementById("search-result").textContent = response.ok
+      ? hops.length + " deliveries through the hub"
+      : answer.error.code + ": " + answer.error.message;
+    document.getElementById("trace-table").hidden = !hops.length;
+    fill("trace", hops, (h) => [cell(h.accepted_at), cell(h.kind === "document" ? "document" : "status " + h.status_code),
+      cell(h.sender), cell(h.recipient), cell(h.node), cell(h.attempts, "n"), cell(h.delivered_at || "waiting")]);
+  }
+
+  const searchForm = document.getElementById("search");
+  if (searchForm) searchForm.addEventListener("submit", search);
   document.querySelectorAll("#filters select").forEach((select) => select.addEventListener("change", poll));
   document.querySelectorAll("form.retry").forEach((form) => form.addEventListener("submit", async (event) => {
     event.preventDefault();

@@ -29,7 +29,8 @@ from edoc.store.hub import (
     Receipt,
     Tally,
 )
-from edoc.store.postgres.database import CONNECT_TIMEOUT, PostgresDatabase
+from edoc.store.postgres.database import CONNECT_TIMEOUT
+from edoc.store.postgres.hub_views import HubViews
 from edoc.store.postgres.listen import Listener
 
 FIRST = """
@@ -175,7 +176,7 @@ def _record(row: asyncpg.Record) -> PackageRecord:
     return PackageRecord(**{**dict(row), "recipients": tuple(row["recipients"])})
 
 
-class PostgresHubStore(PostgresDatabase):
+class PostgresHubStore(HubViews):
     component = "hub"
     migrations = (FIRST, NOTIFY)
 

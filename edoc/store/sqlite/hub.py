@@ -29,7 +29,8 @@ from edoc.store.hub import (
     Receipt,
     Tally,
 )
-from edoc.store.sqlite.database import SqliteDatabase, from_ms, to_ms
+from edoc.store.sqlite.database import from_ms, to_ms
+from edoc.store.sqlite.hub_views import HubViews
 
 SCHEMA = """
 -- the first release's tables; columns added since are in added_columns, added to new
@@ -110,7 +111,7 @@ def _delivery(row: Any) -> Delivery:
     )
 
 
-class SqliteHubStore(SqliteDatabase):
+class SqliteHubStore(HubViews):
     schema = SCHEMA
     added_columns = (("packages", "body", "BLOB"),)
 

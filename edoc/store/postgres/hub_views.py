@@ -1,0 +1,29 @@
+"""The hub's PostgreSQL queries for the operator's dashboard (edoc.dashboard.hub)."""
+
+from __future__ import annotations
+
+from edoc.model import MessageKind
+from edoc.store.hub import Hop
+from edoc.store.postgres.database import PostgresDatabase
+
+# by the packages' unique key (kind, sender, about, …): the document of its sender, then
+# the statuses each of its recipients sent about it
+HOPS = (
+    "SELECT p.kind, p.sender, p.status_code, p.accepted_at, d.recipient, d.node, d.attempts,"
+    " d.delivered_at FROM packages p JOIN deliveries d ON d.package_id = p.id"
+)
+TRACE = (  # constant text: the values are bound as parameters
+    f"{HOPS} WHERE p.kind = $1 AND p.sender = $2 AND p.about = $3"  # noqa: S608
+    f" UNION ALL {HOPS} WHERE p.kind = $4 AND p.about = $3 AND p.sender IN"
+    " (SELECT r.recipient FROM packages o JOIN deliveries r ON r.package_id = o.id"
+    "  WHERE o.kind = $1 AND o.sender = $2 AND o.about = $3)"
+    " ORDER BY 4, 1, 5"  # accepted, documents before statuses, by recipient
+)
+
+
+class HubViews(PostgresDatabase):
+    async def trace(self, sender: str, about: str) -> list[Hop]:
+        rows = await self._rows(
+            TRACE, MessageKind.DOCUMENT.value, sender, about, MessageKind.STATUS.value
+        )
+        return [Hop(*row) for row in rows]

@@ -1,0 +1,33 @@
+"""The hub's SQLite queries for the operator's dashboard (edoc.dashboard.hub)."""
+
+from __future__ import annotations
+
+from edoc.model import MessageKind
+from edoc.store.hub import Hop
+from edoc.store.sqlite.database import SqliteDatabase, from_ms
+
+# by the packages' unique key (kind, sender, about, …): the document of its sender, then
+# the statuses each of its recipients sent about it
+HOPS = (
+    "SELECT p.kind, p.sender, p.status_code, p.accepted_at, d.recipient, d.node, d.attempts,"
+    " d.delivered_at FROM packages p JOIN deliveries d ON d.package_id = p.id"
+)
+TRACE = (  # constant text: the values are bound as parameters
+    f"{HOPS} WHERE p.kind = ? AND p.sender = ? AND p.about = ?"  # noqa: S608
+    f" UNION ALL {HOPS} WHERE p.kind = ? AND p.about = ? AND p.sender IN"
+    " (SELECT r.recipient FROM packages o JOIN deliveries r ON r.package_id = o.id"
+    "  WHERE o.kind = ? AND o.sender = ? AND o.about = ?)"
+    " ORDER BY 4, 1, 5"  # accepted, documents before statuses, by recipient
+)
+
+
+class HubViews(SqliteDatabase):
+    async def trace(self, sender: str, about: str) -> list[Hop]:
+        document, status = MessageKind.DOCUMENT, MessageKind.STATUS
+        rows = await self._rows(
+            TRACE, (document, sender, about, status, about, document, sender, about)
+        )
+        return [
+            Hop(r[0], r[1], r[2], from_ms(r[3]), r[4], r[5], r[6], from_ms(r[7]) if r[7] else None)
+            for r in rows
+        ]

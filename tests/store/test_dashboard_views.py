@@ -1,0 +1,66 @@
+"""What the operator's dashboards ask the stores (edoc.dashboard), run against every
+backend: a node's newest and troubled documents and its outbox backlog; the hub's trace of
+one document."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import replace
+
+from edoc.store.hub import Addressee, HubStore, NewPackage, Tally
+from edoc.store.node import Event, NodeStore
+from tests.store.test_hub import NOW, SENT, SMALL
+from tests.store.test_node import DOCUMENT, status_codes_win
+
+H34 = Addressee("000.00.00.H34", "H34")
+H23 = Addressee("000.00.07.H23", "H23")
+
+
+async def test_newest_documents_first_and_only_troubled_ones_when_asked(
+    node_store: NodeStore,
+) -> None:
+    calm, retried, failed, done = [
+        await node_store.add_outgoing(replace(DOCUMENT, document_id=f"D{n}", local=()), NOW, [])
+        for n in range(4)
+    ]
+    transfers = {t.outgoing_id: t for t in await node_store.due_transfers(NOW, 10, ())}
+    later = NOW + dt.timedelta(minutes=1)
+    await node_store.retry_transfer(transfers[retried.id].id, later, "hub down")
+    for stored, state in ((failed, "failed"), (done, "done")):
+        await node_store.finish_transfer(
+            transfers[stored.id], state, "", Event(state, ""), NOW, status_codes_win
+        )
+    assert await node_store.recent_outgoing(3, troubled=False) == [done.id, failed.id, retried.id]
+    assert await node_store.recent_outgoing(10, troubled=True) == [failed.id, retried.id]
+    assert await node_store.pending_transfers() == {"hub": 2}  # calm and retried
+    assert calm.id not in await node_store.recent_outgoing(10, troubled=True)
+
+
+async def test_a_trace_is_the_document_then_the_statuses_back(hub_store: HubStore) -> None:
+    document = replace(SMALL, about="D1", recipients=(H34, H23))
+    await hub_store.accept(document, NOW, SENT)
+    await hub_store.accept(replace(SMALL, about="D2", digest="other"), NOW, SENT)
+    later = NOW + dt.timedelta(minutes=1)
+    back = NewPackage(
+        kind="status",
+        sender=H34.org_id,
+        about="D1",
+        status_code="01",
+        business_type=0,
+        priority=0,
+        digest="3",
+        path="",
+        size=10,
+        recipients=(Addressee(SMALL.sender, "H53"),),
+        body=b"s" * 10,
+    )
+    await hub_store.accept(back, later, Tally(later.date(), H34.org_id, "status_sent", ""))
+    hops = await hub_store.trace(SMALL.sender, "D1")
+    assert [(h.kind, h.sender, h.recipient, h.node, h.status_code) for h in hops] == [
+        ("document", SMALL.sender, H34.org_id, "H34", ""),  # 000.00.00… before 000.00.07…
+        ("document", SMALL.sender, H23.org_id, "H23", ""),
+        ("status", H34.org_id, SMALL.sender, "H53", "01"),
+    ]
+    assert [h.accepted_at for h in hops] == [NOW, NOW, later]
+    assert {h.delivered_at for h in hops} == {None}
+    assert await hub_store.trace(SMALL.sender, "D3") == []
