@@ -1,8 +1,9 @@
 """Two hub instances on one PostgreSQL behind one address, as `edoc up --hubs 2` runs them.
 
 Under load, ``kill -9`` of either instance (sometimes both) at random moments, each
-restarted, and once every session of the hub's database cut (what a restarted server
-does to its clients, the instances' LISTEN connections included): every document a node
+restarted, and once the hub's database gone for two seconds (every session ended, the
+instances' LISTEN connections included, and none let in: what a server restart does to
+its clients): every document a node
 answered 202 for is in its recipients' inboxes exactly once, every 01 came back once,
 and the counters agree. Some documents are large enough to be kept as files in the
 packages folder the instances share, not in the database.
@@ -119,16 +120,23 @@ def hub_database() -> Iterator[str]:
     postgres.drop(name)
 
 
-async def cut_every_session(url: str, after: float) -> int:
-    """``after`` seconds, end every session of the database at ``url`` (as a server
-    restart does)."""
+async def database_down(url: str, after: float, down: float) -> int:
+    """``after`` seconds, the database at ``url`` goes away for ``down`` seconds, as when
+    its server restarts: every session ends and no new one is let in meanwhile. Returns
+    how many sessions ended."""
     await asyncio.sleep(after)
-    conn = await asyncpg.connect(url)
+    database = url.rpartition("/")[2]
+    conn = await asyncpg.connect(postgres.SERVER)  # from outside: it may not refuse itself
     try:
-        ended = await conn.fetch(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
-            " WHERE datname = current_database() AND pid <> pg_backend_pid()"
-        )
+        await conn.execute(f'ALTER DATABASE "{database}" ALLOW_CONNECTIONS false')
+        try:
+            ended = await conn.fetch(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1",
+                database,
+            )
+            await asyncio.sleep(down)
+        finally:
+            await conn.execute(f'ALTER DATABASE "{database}" ALLOW_CONNECTIONS true')
     finally:
         await conn.close()
     return len(ended)
@@ -160,7 +168,7 @@ async def test_two_hubs_on_postgresql_lose_and_double_nothing(
                 net, net.hub_names, sending_done, rng, at_least=scale.crashes, pause=scale.pause
             )
         )
-        cut = asyncio.create_task(cut_every_session(hub_database, rng.uniform(1.0, 5.0)))
+        cut = asyncio.create_task(database_down(hub_database, rng.uniform(1.0, 5.0), 2.0))
         try:
             await asyncio.gather(
                 load.run(scale.documents),
