@@ -98,11 +98,17 @@ async def test_the_hub_dashboard_follows_the_traffic(
     for _ in range(3):
         status, answer, _headers = await sender.send(metadata(sender.org_id, [KON_TUM_AGENCY]))
         assert status == 202, answer
+    document_id = answer["document_id"]
     # no reload: the page asks for its data again by itself
     await expect(page.locator('[data-total="sent"]')).to_have_text(str(before + 3), timeout=WAIT_MS)
     await expect(page.locator('[data-total="received"]')).not_to_have_text("0", timeout=WAIT_MS)
     await expect(page.locator("#provinces")).to_contain_text("Ủy ban nhân dân tỉnh Tây Ninh")
     await expect(page.locator("#provinces")).to_contain_text("Ủy ban nhân dân tỉnh Kon Tum")
+    await page.fill("#document-id", document_id)
+    await page.click("#search button")
+    trace = page.locator("#trace")  # the document there, the recipient's 01 back
+    await expect(trace.locator("tr").first).to_contain_text(f"document{sender.org_id}")
+    await expect(trace).to_contain_text(f"status 01{KON_TUM_AGENCY}{sender.org_id}H53")
     keys = KeyStore(net.data_dir / "keys")
     keys.issue("000.00.12.H53", org_name="Sở Thông tin và Truyền thông tỉnh Tây Ninh", days=12)
     alert = page.locator("#alerts .alert.warning")
