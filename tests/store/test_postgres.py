@@ -16,6 +16,7 @@ from edoc.store import open_hub_store, open_node_store
 from edoc.store.hub import Addressee, HubStore, NewPackage, Receipt, Tally
 from edoc.store.postgres.hub import PostgresHubStore
 from edoc.store.postgres.node import PostgresNodeStore
+from tests.store import postgres
 from tests.store.test_node import RECEIVED, answer
 
 NOW = dt.datetime(2026, 11, 24, 8, 0, tzinfo=dt.UTC)
@@ -209,3 +210,17 @@ async def test_two_answers_at_once_are_judged_one_after_the_other(fresh: str) ->
     finally:
         for store in stores:
             await store.close()
+
+
+@pytest.mark.parametrize(
+    ("ci", "outcome"), [("true", pytest.fail.Exception), ("", pytest.skip.Exception)]
+)
+def test_without_a_server_the_postgresql_tests_fail_in_ci_and_skip_elsewhere(
+    monkeypatch: pytest.MonkeyPatch, ci: str, outcome: type[BaseException]
+) -> None:
+    monkeypatch.setattr(postgres, "SERVER", "postgresql://root@127.0.0.1:9/test")
+    monkeypatch.setenv("CI", ci)
+    with pytest.raises(
+        outcome, match=r"no PostgreSQL answers at postgresql://root@127\.0\.0\.1:9/"
+    ):
+        postgres.require_server()
