@@ -14,6 +14,7 @@ from aiohttp import web
 
 from edoc import errors
 from edoc.archive import container, export
+from edoc.archive.batches import BatchLog, evidence_folder
 from edoc.archive.stored import open_stored
 from edoc.model import MessageKind
 from edoc.node.state import NodeState
@@ -26,7 +27,8 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 async def _container(state: NodeState, org_id: str, document_id: str) -> web.Response:
     stored = await open_stored(state.config.store)
     try:
-        evidence = await export.evidence_of(stored, state.keys, org_id, document_id)
+        proofs = await state.offload.run(BatchLog(evidence_folder(state.config.data_dir)).proofs)
+        evidence = await export.evidence_of(stored, state.keys, org_id, document_id, proofs)
     finally:
         await stored.close()
     now = dt.datetime.now(dt.UTC)

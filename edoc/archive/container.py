@@ -8,6 +8,7 @@ extra field) holding ``application/vnd.etsi.asic-e+zip``; then::
     META-INF/evidence.json                  what each message file is (direction, kind, when)
     META-INF/certificates/issuing-<serial>.pem
     META-INF/revocation.crl                 the CRL in force at export (DER)
+    META-INF/proofs/01.json                 a message's batch proof, if the node stamped it
     META-INF/ASiCManifest.xml               SHA-256 of every file above
     META-INF/timestamp.tst                  RFC 3161 token over the manifest's SHA-256
 
@@ -18,6 +19,7 @@ verifies everything (edoc.archive.verify).
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 import hashlib
 import io
@@ -30,8 +32,8 @@ from typing import Any
 from cryptography.hazmat.primitives import serialization
 
 from edoc import errors
-from edoc.archive import manifest
-from edoc.archive.evidence import Evidence
+from edoc.archive import manifest, merkle
+from edoc.archive.evidence import BatchProof, Evidence
 
 MIMETYPE = "application/vnd.etsi.asic-e+zip"
 MANIFEST = "META-INF/ASiCManifest.xml"
@@ -39,6 +41,7 @@ TOKEN = "META-INF/timestamp.tst"  # noqa: S105 - a file name, no secret
 DESCRIPTION = "META-INF/evidence.json"
 CRL = "META-INF/revocation.crl"
 CERTIFICATES = "META-INF/certificates/"
+PROOFS = "META-INF/proofs/"
 MESSAGES = "messages/"
 MAX_FILES = 10_000
 MAX_BYTES = 4 * 1024 * 1024 * 1024  # uncompressed, all files together
@@ -76,10 +79,39 @@ def _description(evidence: Evidence, names: list[str]) -> bytes:
     ).encode()
 
 
+def _proof(name: str, proof: BatchProof) -> bytes:
+    return json.dumps(
+        {
+            "file": name,
+            "token": base64.b64encode(proof.token).decode("ascii"),
+            "path": [[side.value, sibling.hex()] for side, sibling in proof.path],
+        },
+        indent=2,
+    ).encode()
+
+
+def read_proofs(files: dict[str, bytes]) -> dict[str, BatchProof]:
+    """The batch proofs in a container, by the message file each is for."""
+    proofs = {}
+    for name, data in files.items():
+        if not name.startswith(PROOFS):
+            continue
+        try:
+            record: dict[str, Any] = json.loads(data)
+            path = tuple((merkle.Side(side), bytes.fromhex(h)) for side, h in record["path"])
+            proofs[str(record["file"])] = BatchProof(base64.b64decode(record["token"]), path)
+        except (ValueError, KeyError, TypeError):
+            raise errors.BadContainer(f"{name} is not a batch proof") from None
+    return proofs
+
+
 def files_of(evidence: Evidence) -> dict[str, bytes]:
     """Every file the manifest covers, by its name in the container."""
     names = [f"{MESSAGES}{n:02d}-{kept.label}.edxml" for n, kept in enumerate(evidence.messages, 1)]
     files = {name: kept.package for name, kept in zip(names, evidence.messages, strict=True)}
+    for n, (name, kept) in enumerate(zip(names, evidence.messages, strict=True), 1):
+        if kept.proof is not None:
+            files[f"{PROOFS}{n:02d}.json"] = _proof(name, kept.proof)
     files[DESCRIPTION] = _description(evidence, names)
     for ca in evidence.issuing:
         pem = ca.public_bytes(serialization.Encoding.PEM)

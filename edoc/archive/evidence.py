@@ -14,12 +14,22 @@ from enum import StrEnum
 
 from cryptography import x509
 
+from edoc.archive.merkle import Proof
 from edoc.model import MessageKind
 
 
 class Direction(StrEnum):
     SENT = "sent"
     RECEIVED = "received"
+
+
+@dataclass(frozen=True)
+class BatchProof:
+    """That a package was in a batch the node had stamped (edoc.archive.batches): the
+    batch's token, over the Merkle root its ``path`` leads to from the package."""
+
+    token: bytes
+    path: Proof
 
 
 @dataclass(frozen=True)
@@ -31,6 +41,7 @@ class KeptMessage:
     status_code: str  # a status's code; "" for the document
     at: dt.datetime  # when the node stored it
     package: bytes  # the package's bytes, as sent or received
+    proof: BatchProof | None = None  # None: not stamped before the export
 
     @property
     def label(self) -> str:

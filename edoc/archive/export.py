@@ -1,24 +1,27 @@
 """Exporting evidence: a document's container, or an organization's day archive.
 
 The CA material in a container is the key store's as of the export (the issuing CA
-and the CRL then published); the time stamp is taken at export, one token per
-container and one per day archive (see the README of the archive for what batching
-would add). Day archives are kept in one folder per organization, where each new
-one links to the newest earlier day's.
+and the CRL then published); the container's and the day archive's tokens are taken
+at export, and each package carries the proof of the batch that stamped it soon after
+the node kept it, where ``edoc archive stamp`` runs beside the node. Day archives are
+kept in one folder per organization, where each new one links to the newest earlier
+day's.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import re
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from cryptography import x509
 
 from edoc import atomic, errors
 from edoc.archive import container, day, tsa
-from edoc.archive.evidence import Evidence
+from edoc.archive.evidence import BatchProof, Evidence
 from edoc.archive.stored import StoredEvidence, kept_messages
 from edoc.envelope import VIETNAM
 from edoc.keystore import KeyStore
@@ -37,19 +40,36 @@ def stamper(keys: KeyStore, now: dt.datetime) -> container.Stamper:
     return stamp
 
 
+Proofs = Mapping[bytes, BatchProof]  # by the SHA-256 of a package (BatchLog.proofs)
+
+
 async def evidence_of(
-    stored: StoredEvidence, keys: KeyStore, org_id: str, document_id: str
+    stored: StoredEvidence,
+    keys: KeyStore,
+    org_id: str,
+    document_id: str,
+    proofs: Proofs | None = None,
 ) -> Evidence:
-    messages = await kept_messages(stored, org_id, document_id)
+    """What ``org_id``'s node kept of ``document_id``, with each package's batch proof
+    where the node stamped it (``proofs``)."""
+    messages = tuple(
+        replace(m, proof=(proofs or {}).get(hashlib.sha256(m.package).digest()))
+        for m in await kept_messages(stored, org_id, document_id)
+    )
     crl = x509.load_pem_x509_crl(keys.crl_path.read_bytes())
     return Evidence(org_id, document_id, messages, keys.trust().issuing, crl)
 
 
 async def export_document(
-    stored: StoredEvidence, keys: KeyStore, org_id: str, document_id: str, now: dt.datetime
+    stored: StoredEvidence,
+    keys: KeyStore,
+    org_id: str,
+    document_id: str,
+    now: dt.datetime,
+    proofs: Proofs | None = None,
 ) -> bytes:
     """The ASiC-E container of one document ``org_id`` sent or received."""
-    evidence = await evidence_of(stored, keys, org_id, document_id)
+    evidence = await evidence_of(stored, keys, org_id, document_id, proofs)
     return container.build(evidence, stamper(keys, now), now)
 
 
@@ -99,6 +119,7 @@ async def export_day(
     of: dt.date,
     folder: Path,
     now: dt.datetime,
+    proofs: Proofs | None = None,
 ) -> DayExport:
     """``org_id``'s day archive of ``of`` in ``folder``, linked to the day before there."""
     target = folder / day.file_name(org_id, of)
@@ -110,7 +131,7 @@ async def export_day(
     stamp = stamper(keys, now)
     containers = []
     for document_id in documents:
-        evidence = await evidence_of(stored, keys, org_id, document_id)
+        evidence = await evidence_of(stored, keys, org_id, document_id, proofs)
         containers.append((document_id, container.build(evidence, stamp, now)))
     data = day.build(org_id, of, containers, previous, stamp, now)
     folder.mkdir(parents=True, exist_ok=True)

@@ -16,7 +16,7 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Any, NamedTuple, Protocol
 
 import aiosqlite
 import asyncpg
@@ -44,6 +44,16 @@ _DOCUMENTS = (
 )
 
 
+_AFTER = "SELECT id, body, path FROM {table} WHERE id > {after} ORDER BY id LIMIT {limit}"
+
+
+class Mark(NamedTuple):
+    """How far a reader got: the last outgoing and inbox row it read."""
+
+    outgoing: int
+    inbox: int
+
+
 @dataclass(frozen=True)
 class _Row:
     direction: str
@@ -62,7 +72,18 @@ class StoredEvidence(Protocol):
         in the order they were first kept."""
         ...
 
+    async def packages_after(self, mark: Mark, limit: int) -> tuple[list[bytes], Mark]:
+        """Up to ``limit`` packages of each table kept after ``mark``, and the mark past them."""
+        ...
+
     async def close(self) -> None: ...
+
+
+def _after(mark: Mark, outgoing: list[Any], inbox: list[Any]) -> tuple[list[bytes], Mark]:
+    packages = [_package(_Row("", "", "", dt.datetime.min, r[1], r[2])) for r in outgoing + inbox]
+    return packages, Mark(
+        outgoing[-1][0] if outgoing else mark.outgoing, inbox[-1][0] if inbox else mark.inbox
+    )
 
 
 class _Sqlite:
@@ -84,6 +105,14 @@ class _Sqlite:
         async with self._db.execute(query, window * 2) as cursor:
             return [str(r[0]) for r in await cursor.fetchall()]
 
+    async def packages_after(self, mark: Mark, limit: int) -> tuple[list[bytes], Mark]:
+        found = []
+        for table, after in (("outgoing", mark.outgoing), ("inbox", mark.inbox)):
+            query = _AFTER.format(table=table, after="?", limit="?")
+            async with self._db.execute(query, (after, limit)) as cursor:
+                found.append(list(await cursor.fetchall()))
+        return _after(mark, *found)
+
     async def close(self) -> None:
         await self._db.close()
 
@@ -100,6 +129,13 @@ class _Postgres:
     async def documents(self, org_id: str, start: dt.datetime, end: dt.datetime) -> list[str]:
         query = _DOCUMENTS.format(org="$1", start="$2", end="$3")
         return [str(r[0]) for r in await self._db.fetch(query, org_id, start, end)]
+
+    async def packages_after(self, mark: Mark, limit: int) -> tuple[list[bytes], Mark]:
+        found = []
+        for table, after in (("outgoing", mark.outgoing), ("inbox", mark.inbox)):
+            query = _AFTER.format(table=table, after="$1", limit="$2")
+            found.append(list(await self._db.fetch(query, after, limit)))
+        return _after(mark, *found)
 
     async def close(self) -> None:
         await self._db.close()

@@ -8,9 +8,11 @@ In order, each failure with its own code (edoc.errors, EDOC-ARC-…):
 3. the token stamps the manifest's SHA-256 (BadTimestamp) and is signed by a
    time-stamping authority under the root (UntrustedTimestamp): the time it proves, T;
 4. every package's signatures, as edoc.signing verifies them, with the certificates and
-   CRL inside the container, *as of T*: a certificate revoked after T was good when the
-   evidence was stamped, so it still verifies; one revoked before T does not
-   (EvidenceSignature, naming the file and the signature's own error).
+   CRL inside the container, *as of T*, or of the earlier time its batch proof gives
+   when the node stamped it in a batch (edoc.archive.batches): a certificate revoked
+   after that time was good when the evidence was stamped, so it still verifies; one
+   revoked before does not (EvidenceSignature, naming the file and the signature's
+   own error).
 """
 
 from __future__ import annotations
@@ -24,7 +26,8 @@ from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 
 from edoc import envelope, errors, pki, signing
-from edoc.archive import container, manifest, tsa
+from edoc.archive import container, manifest, merkle, tsa
+from edoc.archive.evidence import BatchProof
 
 
 @dataclass(frozen=True)
@@ -33,6 +36,7 @@ class CheckedMessage:
     sender: str
     seal: str  # the seal's serial
     signed_at: dt.datetime
+    verified_as_of: dt.datetime  # the time stamp it was checked at: its batch's or the container's
 
 
 @dataclass(frozen=True)
@@ -111,7 +115,28 @@ def _check_message(
         raise errors.EvidenceTampered(
             f"{name} is about {verified.message.about}, not {document_id}"
         )
-    return CheckedMessage(name, verified.seal.org_id, verified.seal.serial, verified.signed_at)
+    return CheckedMessage(name, verified.seal.org_id, verified.seal.serial, verified.signed_at, at)
+
+
+def _message_time(
+    name: str,
+    data: bytes,
+    proofs: dict[str, BatchProof],
+    root: x509.Certificate,
+    issuing: tuple[x509.Certificate, ...],
+    container_time: dt.datetime,
+) -> dt.datetime:
+    """When the message is proven to have existed: its batch's time stamp, when the node
+    stamped it in a batch, else the container's."""
+    proof = proofs.get(name)
+    if proof is None:
+        return container_time
+    batch_root = merkle.root_from(hashlib.sha256(data).digest(), proof.path)
+    try:
+        stamp = tsa.check_token(proof.token, batch_root, root, issuing)
+    except errors.ArchiveError as exc:
+        raise type(exc)(f"the batch proof of {name}: {exc.message}") from None
+    return min(stamp.time, container_time)
 
 
 def verify_container(data: bytes, root: x509.Certificate) -> ContainerReport:
@@ -120,20 +145,24 @@ def verify_container(data: bytes, root: x509.Certificate) -> ContainerReport:
     _check_digests(parts)
     issuing = _issuing(parts, root)
     stamp = tsa.check_token(parts.token, hashlib.sha256(parts.manifest).digest(), root, issuing)
-    trust = _trust_at(parts, root, issuing, stamp.time)
     described = parts.description()
     document_id = str(described.get("document_id", ""))
     messages = [str(m.get("file", "")) for m in described.get("messages", [])]
     held = sorted(n for n in parts.files if n.startswith(container.MESSAGES))
     if sorted(messages) != held or not messages:
         raise errors.BadContainer(f"{container.DESCRIPTION} does not list the message files")
-    checked = tuple(
-        _check_message(name, parts.files[name], trust, stamp.time, document_id) for name in messages
-    )
+    proofs = container.read_proofs(parts.files)
+    if set(proofs) - set(messages):
+        raise errors.BadContainer("a batch proof names no message of the container")
+    checked = []
+    for name in messages:
+        at = _message_time(name, parts.files[name], proofs, root, issuing, stamp.time)
+        trust = _trust_at(parts, root, issuing, at)
+        checked.append(_check_message(name, parts.files[name], trust, at, document_id))
     return ContainerReport(
         org_id=str(described.get("org_id", "")),
         document_id=document_id,
         stamped_at=stamp.time,
         authority=f"{stamp.authority.serial_number:x}",
-        messages=checked,
+        messages=tuple(checked),
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import json
 from pathlib import Path
@@ -13,6 +14,7 @@ from cryptography import x509
 
 from edoc import errors
 from edoc.archive import day, export
+from edoc.archive.batches import BatchLog, evidence_folder, stamp_new
 from edoc.archive.stored import open_stored
 from edoc.archive.verify import ContainerReport, verify_container
 from edoc.cli.options import existing_keys, json_option, service_keys_dir_option
@@ -25,19 +27,63 @@ def archive() -> None:
     """Non-repudiation archive: time-stamped evidence, verifiable with the root alone."""
 
 
-@archive.command("export")
-@click.option(
+_node_dir = click.option(
     "--data-dir",
     type=click.Path(path_type=Path, file_okay=False),
     required=True,
     help="The node's own folder (`edoc up` uses DATA/nodes/ROOT).",
 )
-@click.option(
+_store = click.option(
     "--store",
     "store_url",
     metavar="URL",
     help="The node's store (default: the SQLite file in --data-dir).",
 )
+
+
+@archive.command("stamp")
+@_node_dir
+@_store
+@service_keys_dir_option
+@click.option(
+    "--every",
+    type=click.FloatRange(0.5, 3600),
+    default=5.0,
+    show_default=True,
+    help="Seconds between batches.",
+)
+@click.option("--once", is_flag=True, help="Stamp what is new once, then stop.")
+def archive_stamp(
+    data_dir: Path, store_url: str | None, keys_dir: Path, every: float, once: bool
+) -> None:
+    """Beside a running node: time-stamp the packages it kept since the last batch, one
+    token over a Merkle tree of them, every few seconds (DATA_DIR/evidence)."""
+    keys = existing_keys(keys_dir)
+    keys.tsa_identity()  # no authority: say so now, not at the first package
+    url = store_url or sqlite_url(data_dir / "node.sqlite")
+    log = BatchLog(evidence_folder(data_dir))
+
+    async def run() -> None:
+        stored = await open_stored(url)
+        try:
+            while True:
+                now = utcnow()
+                count = await stamp_new(stored, log, export.stamper(keys, now), now)
+                if count:
+                    click.echo(f"stamped {count} packages at {now:%Y-%m-%d %H:%M:%S}Z")
+                if once:
+                    return
+                await asyncio.sleep(every)
+        finally:
+            await stored.close()
+
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(run())
+
+
+@archive.command("export")
+@_node_dir
+@_store
 @service_keys_dir_option
 @click.option("--org", "org_id", required=True, metavar="ORGID", help="Whose evidence.")
 @click.option("--document", "document_id", metavar="ID", help="One document, by its DocumentId.")
@@ -68,18 +114,21 @@ def archive_export(
         raise click.UsageError("give exactly one of --document and --day")
     keys = existing_keys(keys_dir)
     url = store_url or sqlite_url(data_dir / "node.sqlite")
+    proofs = BatchLog(evidence_folder(data_dir)).proofs()
 
     async def run() -> str:
         stored = await open_stored(url)
         try:
             if document_id is not None:
                 target = out or Path("evidence.asice")
-                data = await export.export_document(stored, keys, org_id, document_id, utcnow())
+                data = await export.export_document(
+                    stored, keys, org_id, document_id, utcnow(), proofs
+                )
                 target.write_bytes(data)
                 return f"exported {document_id} to {target}"
             assert on_day is not None
             made = await export.export_day(
-                stored, keys, org_id, on_day.date(), out or Path("archive"), utcnow()
+                stored, keys, org_id, on_day.date(), out or Path("archive"), utcnow(), proofs
             )
         finally:
             await stored.close()

@@ -4,14 +4,16 @@ CA material, stamped by the test CA's time-stamping authority."""
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import io
 import zipfile
 from collections.abc import Callable
+from pathlib import Path
 
 from cryptography import x509
 
 from edoc import envelope, signing
-from edoc.archive import container, tsa
+from edoc.archive import container, manifest, tsa
 from edoc.archive.evidence import Direction, Evidence, KeptMessage
 from edoc.keystore import SigningIdentity
 from edoc.model import (
@@ -22,7 +24,9 @@ from edoc.model import (
     StatusCode,
     StatusUpdate,
 )
-from tests.pki_support import Ca, signed_root, wire
+from edoc.store import open_node_store, sqlite_url
+from edoc.store.node import Event, NewInboxItem, NewOutgoing
+from tests.pki_support import SENDER, Ca, signed_root, wire
 
 RECIPIENT = "000.00.00.H23"
 
@@ -94,3 +98,53 @@ def rewrite(data: bytes, change: Callable[[str, bytes], bytes | None]) -> bytes:
 def later(ca: Ca, **delta: float) -> dt.datetime:
     ca.clock.advance(**delta)
     return ca.clock()
+
+
+def _outgoing(kind: str, sender: str, about: str, code: str, body: bytes, to: str) -> NewOutgoing:
+    return NewOutgoing(kind, sender, about, code, None, 0, "", {}, (to,), (to,), body)
+
+
+def _inbox(
+    kind: str, recipient: str, sender: str, about: str, code: str, body: bytes
+) -> NewInboxItem:
+    return NewInboxItem(recipient, sender, kind, about, 0, code, "", {}, (), body)
+
+
+async def keep(store_path: Path, document: bytes, status: bytes, at: dt.datetime) -> str:
+    """What the sender's and the recipient's node keep of one document, in one store
+    (a node serving both): sent and received document, answered and received status 01."""
+    about = envelope.read_package(document).message.about
+    store = await open_node_store(sqlite_url(store_path))
+    try:
+        doc, st = MessageKind.DOCUMENT, MessageKind.STATUS
+        await store.add_outgoing(_outgoing(doc, SENDER, about, "", document, RECIPIENT), at, ())
+        await store.add_received_document(
+            _inbox(doc, RECIPIENT, SENDER, about, "", document),
+            _outgoing(st, RECIPIENT, about, "01", status, SENDER),
+            at,
+            (),
+        )
+        await store.add_received_status(
+            _inbox(st, SENDER, RECIPIENT, about, "01", status),
+            Event("01", ""),
+            at,
+            lambda _state, event: event,
+        )
+    finally:
+        await store.close()
+    return about
+
+
+def rewrite_all(ca: Ca, data: bytes, files: dict[str, bytes]) -> bytes:
+    """A container of ``files`` (all but mimetype, manifest and token), with a manifest
+    of them and a token the authority gives: what a forger with the authority's help
+    makes, so that only what ``files`` got wrong can fail."""
+    listed = manifest.build(files, container.TOKEN)
+    token = stamper(ca)(hashlib.sha256(listed).digest())
+    out = io.BytesIO()
+    with zipfile.ZipFile(io.BytesIO(data)) as source, zipfile.ZipFile(out, "w") as target:
+        target.writestr(source.getinfo("mimetype"), source.read("mimetype"))
+        for name, content in [*files.items(), (container.MANIFEST, listed)]:
+            target.writestr(name, content)
+        target.writestr(container.TOKEN, token)
+    return out.getvalue()

@@ -15,51 +15,11 @@ from edoc import envelope
 from edoc.archive import day
 from edoc.cli import main
 from edoc.cli.failures import EXIT_REFUSED
-from edoc.model import MessageKind
-from edoc.store import open_node_store, sqlite_url
-from edoc.store.node import Event, NewInboxItem, NewOutgoing
 from tests.archive import support
 from tests.pki_support import SENDER, Ca
 
 TODAY = dt.datetime.now(envelope.VIETNAM).replace(hour=12)
 YESTERDAY = TODAY - dt.timedelta(days=1)
-
-
-def _outgoing(kind: str, sender: str, about: str, code: str, body: bytes, to: str) -> NewOutgoing:
-    return NewOutgoing(kind, sender, about, code, None, 0, "", {}, (to,), (to,), body)
-
-
-def _inbox(
-    kind: str, recipient: str, sender: str, about: str, code: str, body: bytes
-) -> NewInboxItem:
-    return NewInboxItem(recipient, sender, kind, about, 0, code, "", {}, (), body)
-
-
-async def _keep(store_path: Path, document: bytes, status: bytes, at: dt.datetime) -> str:
-    """What the sender's and the recipient's node keep of one document, in one store
-    (a node serving both): sent and received document, answered and received status 01."""
-    about = envelope.read_package(document).message.about
-    store = await open_node_store(sqlite_url(store_path))
-    try:
-        doc, st = MessageKind.DOCUMENT, MessageKind.STATUS
-        await store.add_outgoing(
-            _outgoing(doc, SENDER, about, "", document, support.RECIPIENT), at, ()
-        )
-        await store.add_received_document(
-            _inbox(doc, support.RECIPIENT, SENDER, about, "", document),
-            _outgoing(st, support.RECIPIENT, about, "01", status, SENDER),
-            at,
-            (),
-        )
-        await store.add_received_status(
-            _inbox(st, SENDER, support.RECIPIENT, about, "01", status),
-            Event("01", ""),
-            at,
-            lambda _state, event: event,
-        )
-    finally:
-        await store.close()
-    return about
 
 
 @pytest.fixture(scope="module")
@@ -70,7 +30,7 @@ def node(ca: Ca, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[s
     for number, at in enumerate((YESTERDAY, TODAY), 1):
         document = support.document_package(ca, number=number)
         status = support.status_package(ca, document)
-        kept.append(asyncio.run(_keep(folder / "node.sqlite", document, status, at)))
+        kept.append(asyncio.run(support.keep(folder / "node.sqlite", document, status, at)))
     return folder, kept
 
 
