@@ -132,7 +132,10 @@ async def get_deliveries(request: web.Request) -> web.Response:
     wait = _number(request, "wait", 0, 0, state.config.max_wait)
     limit = int(_number(request, "limit", 10, 1, 100))
     items = await queues.collect(state, node, wait, limit)
-    body = await state.offload.run(queues.answer_body, items, state.config.inline_bytes)
+    if items:
+        body = await state.offload.run(queues.answer_body, items, state.config.inline_bytes)
+    else:  # no file to read, no thread needed (at a stop, the threads may be gone)
+        body = queues.answer_body(items, state.config.inline_bytes)
     return web.Response(body=body, content_type="application/json")
 
 

@@ -29,11 +29,13 @@ async def collect(state: HubState, node: str, wait: float, limit: int) -> list[D
     wakeup = state.wakeups[node]
     while True:
         wakeup.clear()
+        if state.stopping:  # its store and threads are closing: an answer, and nothing leased
+            return []
         leased = await state.store.lease(
             node, dt.datetime.now(dt.UTC), state.config.visibility, limit, state.config.inline_bytes
         )
         remaining = deadline - time.monotonic()
-        if leased or remaining <= 0 or state.stopping:
+        if leased or remaining <= 0:
             return leased
         # woken by a new message, or re-check now and then for expired leases
         # asyncio.timeout, not wait_for, which on Python 3.11 can swallow a cancellation
