@@ -6,6 +6,9 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+import io
+import pathlib
+import re
 from collections.abc import Iterator
 from copy import deepcopy
 from typing import Any
@@ -19,7 +22,7 @@ from hypothesis import strategies as st
 from lxml import etree
 
 from edoc import envelope, errors, signature_shape, signing, xmlsafe
-from edoc.envelope import parse, read
+from edoc.envelope import parse, read, relay
 from edoc.keystore import SigningIdentity
 from edoc.model import TraceHop
 from tests.pki_support import SENDER, SIGNER, Ca, reparse, signed_root, unsigned_root, wire
@@ -365,3 +368,143 @@ def test_signed_parts_are_found_as_the_walk_found_them(data: st.DataObject) -> N
     assert _found_or_refused(signing._signed_elements, root) == _found_or_refused(
         _signed_elements_by_walk, root
     )
+
+
+# --- relaying: the hop spliced into the bytes received -----------------------------------
+HUB_HOP = TraceHop("000.00.00.G22", dt.datetime(2026, 12, 1, 3, 4, 5, tzinfo=dt.UTC))
+
+
+def _read_with_files(data: bytes) -> tuple[envelope.Package, list[tuple[Any, bytes]]]:
+    kept: dict[str, envelope.KeptInMemory] = {}
+
+    def sink(content_id: str, _name: str) -> envelope.Writable:
+        kept[content_id] = envelope.KeptInMemory()
+        return kept[content_id]
+
+    package = envelope.read_package(data, sink)
+    return package, [(a, kept[a.content_id].getvalue()) for a in package.message.attachments]
+
+
+def _written_anew(data: bytes) -> bytes:
+    """The relay this replaced: the hop added to the tree, the package written from it."""
+    package, files = _read_with_files(data)
+    envelope.add_trace_hop(package.root, HUB_HOP)
+    out = io.BytesIO()
+    envelope.write_package(package.root, files, out)
+    return out.getvalue()
+
+
+def _meant(text: str | None) -> str | None:
+    return text if text and text.strip() else None  # spacing between elements means nothing
+
+
+def _what_a_reader_sees(data: bytes, ca: Ca) -> tuple[object, ...]:
+    """Every element's name, attributes, text and tail (not its prefix, nor the spacing
+    between elements), the bodies, and the verdict on the signatures."""
+    package, files = _read_with_files(data)
+    elements = [
+        (e.tag, sorted(e.attrib.items()), _meant(e.text), _meant(e.tail))
+        for e in package.root.iter()
+    ]
+    try:
+        verdict: object = signing.verify_package(package, ca.keys.trust(), ca.clock())
+    except errors.EdocError as exc:
+        verdict = exc.code
+    return elements, package.received, files, verdict
+
+
+@pytest.fixture(scope="module")
+def package_with_attachment(ca: Ca, tmp_path_factory: pytest.TempPathFactory) -> bytes:
+    attachment = tmp_path_factory.mktemp("files") / "bao-cao.txt"
+    attachment.write_bytes("Báo cáo tháng 11 & <phụ lục>".encode() * 40)
+    files = envelope.attachments_from_files([attachment])
+    return wire(signed_root(ca, personal=ca.keys.identity(SENDER, SIGNER), files=files), files)
+
+
+_DECLARATIONS = [
+    None,  # as written
+    b"",
+    b'<?xml version="1.0" encoding="UTF-8"?>',
+    b"<?xml version='1.0'?>\n",
+    b'<?xml version="1.0" encoding="utf-8" standalone="yes"?>\r\n',
+    b'<?xml version="1.0" encoding="ISO-8859-1"?>',  # not spliced
+]
+
+
+@settings(
+    max_examples=60,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(
+    declaration=st.sampled_from(_DECLARATIONS),
+    prefix=st.sampled_from([b"edXML:", b"e:", b""]),
+    spaced=st.booleans(),
+    comment=st.booleans(),
+)
+def test_a_spliced_relay_reads_as_one_written_anew(
+    ca: Ca,
+    package_with_attachment: bytes,
+    declaration: bytes | None,
+    prefix: bytes,
+    spaced: bool,
+    comment: bool,
+) -> None:
+    """Whatever prefix, declaration and spacing the sender wrote, a reader of the hub's
+    bytes sees what it saw when the hub wrote them from its tree; and the bytes are
+    spliced exactly where that is certain."""
+    data = package_with_attachment
+    if declaration is not None:
+        data = declaration + data[data.index(b"?>") + 2 :]
+    if prefix != b"edXML:":
+        declared = b"xmlns:" + prefix[:-1] + b"=" if prefix else b"xmlns="
+        data = data.replace(b"xmlns:edXML=", declared).replace(b"edXML:", prefix)
+    if spaced:
+        data = re.sub(rb"><(?!/)", b">\n  <", data)
+    if comment:
+        data = data.replace(b"<ds:SignatureValue>", b"<!-- x --><ds:SignatureValue>", 1)
+    package, files = _read_with_files(data)
+    out = envelope.relayed(data, package.root, files, HUB_HOP)
+    assert _what_a_reader_sees(out, ca) == _what_a_reader_sees(_written_anew(data), ca)
+    latin1 = declaration is not None and b"ISO" in declaration
+    spliced = relay._spliced(data, _read_with_files(data)[0].root, HUB_HOP)
+    assert (spliced is not None) == (not comment and not latin1)
+    assert spliced in (None, out)
+
+
+def test_the_relayed_package_verifies_with_the_hop_where_it_was(
+    ca: Ca, package_with_attachment: bytes
+) -> None:
+    package, files = _read_with_files(package_with_attachment)
+    out = envelope.relayed(package_with_attachment, package.root, files, HUB_HOP)
+    assert out.startswith(package_with_attachment[: package_with_attachment.index(b"<edXML:Buss")])
+    verified = signing.verify_package(envelope.read_package(out), ca.keys.trust(), ca.clock())
+    assert verified.relay_hops == (HUB_HOP.__class__(HUB_HOP.org_id, HUB_HOP.timestamp),)
+
+
+def test_xmlsec1_verifies_a_spliced_relay(
+    ca: Ca, package_with_attachment: bytes, tmp_path: pathlib.Path
+) -> None:
+    from tests.test_xmlsec1 import XMLSEC1, xmlsec1_verify
+
+    if XMLSEC1 is None:
+        pytest.skip("xmlsec1 not installed")
+    package, files = _read_with_files(package_with_attachment)
+    path = tmp_path / "relayed.edxml"
+    path.write_bytes(envelope.relayed(package_with_attachment, package.root, files, HUB_HOP))
+    for number in (1, 2):
+        result = xmlsec1_verify(ca, path, number)
+        assert result.returncode == 0, result.stderr
+
+
+def test_a_prefix_declared_on_bussiness_itself_is_written_anew(
+    ca: Ca, package_with_attachment: bytes
+) -> None:
+    """The hop goes before Bussiness, where Bussiness's own prefix is not yet declared."""
+    data = package_with_attachment.replace(
+        b"<edXML:Bussiness ", f'<b:Bussiness xmlns:b="{envelope.NS}" '.encode()
+    ).replace(b"</edXML:Bussiness>", b"</b:Bussiness>")
+    package, files = _read_with_files(data)
+    assert relay._spliced(data, package.root, HUB_HOP) is None
+    out = envelope.relayed(data, package.root, files, HUB_HOP)
+    assert _what_a_reader_sees(out, ca) == _what_a_reader_sees(_written_anew(data), ca)

@@ -13,7 +13,6 @@ on this machine even if the rest cost nothing.
 from __future__ import annotations
 
 import datetime as dt
-import io
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -56,12 +55,9 @@ def _read_and_verify(
 
 
 def _relayed(package: bytes, keys: KeyStore) -> bytes:
-    """The hub's work on a package in memory: read and verify, add its hop, write it out."""
+    """The hub's work on a package in memory: read and verify, pass it on with its hop."""
     read, files = _read_and_verify(package, keys)
-    envelope.add_trace_hop(read.root, TraceHop(HUB, dt.datetime.now(dt.UTC)))
-    out = io.BytesIO()
-    envelope.write_package(read.root, files, out)
-    return out.getvalue()
+    return envelope.relayed(package, read.root, files, TraceHop(HUB, dt.datetime.now(dt.UTC)))
 
 
 def _status_01(keys: KeyStore, document: Document, now: dt.datetime) -> bytes:

@@ -9,7 +9,8 @@ everything except the attachment bodies.
 This package is the public face; callers use ``envelope.X``. One job per module:
 ``names`` (namespace, signed ids), ``dates``, ``build`` (model → tree), ``parse``
 (tree → model), ``schema``, ``write`` (tree → wire), ``read`` (wire → package,
-streamed) and ``attachments`` (names, sinks, base64, the manifest check).
+streamed) and ``attachments`` (names, sinks, base64, the manifest check) and ``relay`` (the bytes
+received, passed on with a relay's hop).
 """
 
 from edoc.envelope.attachments import (
@@ -54,6 +55,7 @@ from edoc.envelope.parse import (
     trace_from,
 )
 from edoc.envelope.read import Package, PackageLimits, read_package
+from edoc.envelope.relay import relayed
 from edoc.envelope.schema import validate
 from edoc.envelope.write import BASE64_LINE, to_bytes, write_package
 
@@ -97,6 +99,7 @@ __all__ = [
     "parse_timestamp",
     "q",
     "read_package",
+    "relayed",
     "safe_attachment_name",
     "stamp_origin",
     "strict_b64decode",

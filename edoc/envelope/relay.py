@@ -1,0 +1,83 @@
+"""A package as a relay passes it on: the bytes it received, with its own hop added.
+
+The hub verifies the bytes a node sent, so it passes those same bytes on with its
+``TraceHeader`` written in before ``Bussiness`` (where edoc.envelope.add_trace_hop puts
+it), rather than writing the whole package anew from its tree. That is done only where
+finding the place in the bytes is certain: UTF-8, no comment, CDATA section, processing
+instruction or DOCTYPE (so every ``<`` opens or closes an element), one element of
+Bussiness's name in the whole document, under a prefix its parent already has in scope.
+Anything else is written from the tree as before, which drops what the reader dropped.
+"""
+
+from __future__ import annotations
+
+import io
+import re
+from collections.abc import Sequence
+from pathlib import Path
+from xml.sax.saxutils import escape
+
+from lxml import etree
+
+from edoc.envelope.build import add_trace_hop
+from edoc.envelope.dates import format_timestamp
+from edoc.envelope.names import NS, q
+from edoc.envelope.write import write_package
+from edoc.model import Attachment, TraceHop
+
+# The declaration edoc and most writers put first, saying UTF-8 or nothing of encoding.
+_DECLARATION = re.compile(
+    rb"<\?xml\s+version\s*=\s*(['\"])1\.0\1"
+    rb"(?:\s+encoding\s*=\s*(['\"])(?i:utf-8)\2)?"
+    rb"(?:\s+standalone\s*=\s*(['\"])(?:yes|no)\3)?\s*\?>"
+)
+_TRACE = f"{q('edXMLEnvelope')}/{q('edXMLHeader')}/{q('TraceHeaderList')}"
+_NAMED = etree.XPath("count(//*[name() = $name])")
+
+
+def relayed(
+    data: bytes,
+    root: etree._Element,
+    files: Sequence[tuple[Attachment, Path | bytes]],
+    hop: TraceHop,
+) -> bytes:
+    """``data`` with ``hop`` added; ``root`` and ``files`` are what edoc.envelope read of
+    ``data`` (the tree, and each attachment's bytes), written out where it cannot be
+    spliced."""
+    spliced = _spliced(data, root, hop)
+    if spliced is not None:
+        return spliced
+    add_trace_hop(root, hop)
+    out = io.BytesIO()
+    write_package(root, files, out)
+    return out.getvalue()
+
+
+def _utf8_markup_only(data: bytes) -> bool:
+    """UTF-8, and nothing but elements, attributes and text after the declaration."""
+    declaration = _DECLARATION.match(data)
+    rest = (data[declaration.end() :] if declaration else data).lstrip(b" \t\r\n")
+    return rest.startswith(b"<") and b"<?" not in rest and b"<!" not in rest
+
+
+def _spliced(data: bytes, root: etree._Element, hop: TraceHop) -> bytes | None:
+    trace = root.find(_TRACE)
+    business = None if trace is None else trace.find(q("Bussiness"))
+    if trace is None or business is None or trace.nsmap.get(business.prefix) != NS:
+        return None
+    name = f"{business.prefix}:Bussiness" if business.prefix else "Bussiness"
+    if not _utf8_markup_only(data) or _NAMED(root, name=name) != 1:
+        return None
+    found = re.search(rb"<" + re.escape(name.encode()) + rb"[\s/>]", data)
+    if found is None:
+        return None
+    at = found.start()
+    return data[:at] + _hop_bytes(business.prefix, hop) + data[at:]
+
+
+def _hop_bytes(prefix: str | None, hop: TraceHop) -> bytes:
+    p = f"{prefix}:" if prefix else ""
+    return (
+        f"<{p}TraceHeader><{p}OrganId>{escape(hop.org_id)}</{p}OrganId>"
+        f"<{p}Timestamp>{escape(format_timestamp(hop.timestamp))}</{p}Timestamp></{p}TraceHeader>"
+    ).encode()
