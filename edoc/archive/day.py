@@ -175,9 +175,15 @@ def verify_day(data: bytes, root: x509.Certificate, previous: Previous | None = 
     for entry in linking["containers"]:
         name = str(entry["file"])
         try:
-            reports.append(verify_container(files[name], root))
+            report = verify_container(files[name], root)
         except errors.ArchiveError as exc:
             raise type(exc)(f"{name}: {exc.message}") from None
+        if (report.org_id, report.document_id) != (linking.get("org_id"), entry.get("document_id")):
+            raise errors.BrokenArchiveChain(
+                f"{name} is the evidence of {report.document_id} kept by {report.org_id},"
+                f" not what {LINKING} says"
+            )
+        reports.append(report)
     return DayReport(
         org_id=str(linking.get("org_id", "")),
         day=str(linking.get("day", "")),

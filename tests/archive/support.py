@@ -110,11 +110,12 @@ def _inbox(
     return NewInboxItem(recipient, sender, kind, about, 0, code, "", {}, (), body)
 
 
-async def keep(store_path: Path, document: bytes, status: bytes, at: dt.datetime) -> str:
+async def keep(where: Path | str, document: bytes, status: bytes, at: dt.datetime) -> str:
     """What the sender's and the recipient's node keep of one document, in one store
-    (a node serving both): sent and received document, answered and received status 01."""
+    (a node serving both: its SQLite file, or a URL): sent and received document,
+    answered and received status 01."""
     about = envelope.read_package(document).message.about
-    store = await open_node_store(sqlite_url(store_path))
+    store = await open_node_store(sqlite_url(where) if isinstance(where, Path) else where)
     try:
         doc, st = MessageKind.DOCUMENT, MessageKind.STATUS
         await store.add_outgoing(_outgoing(doc, SENDER, about, "", document, RECIPIENT), at, ())

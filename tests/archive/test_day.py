@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from edoc import errors
+from edoc import envelope, errors
 from edoc.archive import day
 from tests.archive import support
 from tests.pki_support import Ca
@@ -20,10 +20,10 @@ ORG = support.RECIPIENT
 def days(ca: Ca) -> tuple[bytes, bytes]:
     """Two days' archives: the first of two documents, the second of one, linked."""
     containers: list[tuple[str, bytes]] = []
-    for _ in range(3):
-        document = support.document_package(ca)
+    for number in range(3):
+        document = support.document_package(ca, number=number)
         made = support.build(ca, document, support.status_package(ca, document))
-        containers.append((f"document {len(containers)}", made))
+        containers.append((envelope.read_package(document).message.about, made))
     stamp = support.stamper(ca)
     first = day.build(ORG, DAY, containers[:2], None, stamp, ca.clock())
     previous = day.Previous(day.file_name(ORG, DAY), first)
@@ -99,3 +99,14 @@ def test_a_bad_container_inside_is_named(ca: Ca) -> None:
         errors.EvidenceTampered, match=r"^EDOC-ARC-002: containers/0001\.asice: messages/01"
     ):
         day.verify_day(archive, ca.keys.trust().root)
+
+
+def test_a_container_of_another_organization_or_document_fails(ca: Ca) -> None:
+    document = support.document_package(ca)
+    about = envelope.read_package(document).message.about
+    made = support.build(ca, document)
+    stamp = support.stamper(ca)
+    for org, listed in (("000.00.00.G01", about), (ORG, "another document")):
+        archive = day.build(org, DAY, [(listed, made)], None, stamp, ca.clock())
+        with pytest.raises(errors.BrokenArchiveChain, match="not what linkinginfo says"):
+            day.verify_day(archive, ca.keys.trust().root)

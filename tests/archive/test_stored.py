@@ -1,0 +1,92 @@
+"""Reading what a node keeps, on both store backends: the packages of a document, the
+documents of a day, and the packages kept after a mark (for batched time stamps)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+
+from edoc import errors
+from edoc.archive.evidence import Direction
+from edoc.archive.stored import Mark, StoredEvidence, kept_messages, open_stored
+from edoc.model import MessageKind
+from edoc.store import sqlite_url
+from tests.archive import support
+from tests.pki_support import SENDER, Ca
+from tests.store import postgres
+
+AT = dt.datetime(2026, 12, 1, 2, 0, tzinfo=dt.UTC)
+
+
+@pytest.fixture(scope="module")
+def postgres_url() -> Iterator[str]:
+    for urls in postgres.databases("archive"):
+        yield urls["archive"]
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "sqlite":
+        return sqlite_url(tmp_path / "node.sqlite")
+    url: str = request.getfixturevalue("postgres_url")
+    return url
+
+
+@pytest.fixture
+async def kept(store_url: str, ca: Ca) -> AsyncIterator[tuple[StoredEvidence, str, bytes, bytes]]:
+    if not store_url.startswith("sqlite"):
+        await postgres.empty(store_url)
+    document = support.document_package(ca, number=7)
+    status = support.status_package(ca, document)
+    about = await support.keep(store_url, document, status, AT)
+    stored = await open_stored(store_url)
+    try:
+        yield stored, about, document, status
+    finally:
+        await stored.close()
+
+
+async def test_the_packages_of_a_document_each_side(
+    kept: tuple[StoredEvidence, str, bytes, bytes],
+) -> None:
+    stored, about, document, status = kept
+    received = await kept_messages(stored, support.RECIPIENT, about)
+    assert [(m.direction, m.kind, m.package) for m in received] == [
+        (Direction.RECEIVED, MessageKind.DOCUMENT, document),
+        (Direction.SENT, MessageKind.STATUS, status),
+    ]
+    sent = await kept_messages(stored, SENDER, about)
+    assert [(m.direction, m.kind, m.status_code) for m in sent] == [
+        (Direction.SENT, MessageKind.DOCUMENT, ""),
+        (Direction.RECEIVED, MessageKind.STATUS, "01"),
+    ]
+    assert sent[0].at == AT
+    with pytest.raises(errors.NothingToArchive):
+        await kept_messages(stored, "000.00.00.G01", about)
+
+
+async def test_the_documents_of_a_day(kept: tuple[StoredEvidence, str, bytes, bytes]) -> None:
+    stored, about, _, _ = kept
+    hour = dt.timedelta(hours=1)
+    assert await stored.documents(SENDER, AT - hour, AT + hour) == [about]
+    assert await stored.documents(support.RECIPIENT, AT - hour, AT + hour) == [about]
+    assert await stored.documents(SENDER, AT + hour, AT + 2 * hour) == []
+
+
+async def test_the_packages_after_a_mark(kept: tuple[StoredEvidence, str, bytes, bytes]) -> None:
+    stored, _, document, status = kept
+    packages, mark = await stored.packages_after(Mark(0, 0), 100)
+    assert sorted(packages) == sorted([document, status, document, status])
+    assert await stored.packages_after(mark, 100) == ([], mark)
+    first, _ = await stored.packages_after(Mark(0, 0), 1)
+    assert len(first) == 2  # one of each table
+
+
+async def test_an_unknown_store_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(errors.UnknownStore):
+        await open_stored(sqlite_url(tmp_path / "none.sqlite"))
+    with pytest.raises(errors.UnknownStore):
+        await open_stored("mysql://somewhere")
