@@ -508,3 +508,23 @@ def test_a_prefix_declared_on_bussiness_itself_is_written_anew(
     assert relay._spliced(data, package.root, HUB_HOP) is None
     out = envelope.relayed(data, package.root, files, HUB_HOP)
     assert _what_a_reader_sees(out, ca) == _what_a_reader_sees(_written_anew(data), ca)
+
+
+@pytest.mark.parametrize(
+    ("data", "markup_only"),
+    [
+        (b"<a>x?y!</a>", True),
+        (b" \n<a/>", True),
+        (b"<?xml version='1.0'?><a>?</a>", True),
+        (b'<?xml version="1.0" encoding="UTF-8" standalone="no"?>\r\n<a/>', True),
+        (b"<a><!-- c --></a>", False),
+        (b"<a><?pi?></a>", False),
+        (b"<?xml version='1.0'?><a/><?x?>", False),
+        (b"<a><![CDATA[x]]></a>", False),
+        (b"<!DOCTYPE a><a/>", False),
+        (b"<?xml version='1.0' encoding='utf-16'?><a/>", False),
+        (b"\xef\xbb\xbf<a/>", False),
+    ],
+)
+def test_what_is_spliced_is_markup_only(data: bytes, markup_only: bool) -> None:
+    assert relay._utf8_markup_only(data) is markup_only
