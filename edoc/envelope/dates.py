@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import re
 
 from edoc import errors
@@ -31,6 +32,7 @@ def _usual(text: str, with_time: bool) -> dt.datetime | None:
     return dt.datetime(year, month, day, hour, minute, second)
 
 
+@functools.lru_cache(maxsize=1024)  # the dates of a day's documents repeat; a refusal is not kept
 def parse_date(text: str) -> dt.date:
     try:
         usual = _usual(text, with_time=False)
@@ -44,6 +46,7 @@ def format_timestamp(value: dt.datetime) -> str:
     return f"{format_date(local)} {local:%H:%M:%S}"
 
 
+@functools.lru_cache(maxsize=1024)  # a hop's time is read thrice per message, at each hop
 def parse_timestamp(text: str) -> dt.datetime:
     try:
         usual = _usual(text, with_time=True)

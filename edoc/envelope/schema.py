@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from functools import cache
+from functools import cache, lru_cache
 
 from lxml import etree
 
@@ -31,7 +31,15 @@ def validate(root: etree._Element) -> None:
     # The schema's pattern checks the form of an OrganId only; the rules of the form
     # (no number 00, no level under an unused one, ASCII digits) need the parser.
     for element in root.iter(q("OrganId")):
-        try:
-            OrgId.parse(element.text or "")
-        except errors.InvalidOrgId as exc:
-            raise errors.SchemaViolation(f"edXML schema: OrganId: {exc.message}") from None
+        problem = _org_id_problem(element.text or "")
+        if problem is not None:
+            raise errors.SchemaViolation(f"edXML schema: OrganId: {problem}")
+
+
+@lru_cache(maxsize=4096)  # a few thousand organizations write to each other, again and again
+def _org_id_problem(text: str) -> str | None:
+    try:
+        OrgId.parse(text)
+    except errors.InvalidOrgId as exc:
+        return exc.message
+    return None
