@@ -26,6 +26,7 @@ from edoc.archive.container import Stamper
 from edoc.archive.evidence import BatchProof
 from edoc.archive.stored import Mark, StoredEvidence
 
+_STAMPED = "%Y%m%dT%H%M%S%f"  # a batch file's name begins with when it was stamped (UTC)
 BATCH_LIMIT = 10_000  # packages per batch at most: a backlog becomes several batches
 
 
@@ -64,7 +65,8 @@ class BatchLog:
         those packages again: twice, never not at all)."""
         folder = self.folder / "batches"
         folder.mkdir(parents=True, exist_ok=True)
-        path = folder / f"{now:%Y%m%dT%H%M%S%f}-{mark.outgoing}-{mark.inbox}.json"
+        stamped = now.astimezone(dt.UTC).strftime(_STAMPED)
+        path = folder / f"{stamped}-{mark.outgoing}-{mark.inbox}.json"
         record = {
             "digests": [d.hex() for d in batch.digests],
             "token": base64.b64encode(batch.token).decode("ascii"),
@@ -73,9 +75,28 @@ class BatchLog:
         atomic.write_bytes(self._mark_path, json.dumps(mark._asdict()).encode())
         return path
 
+    def _files(self) -> list[tuple[dt.datetime, Path]]:
+        """The batch files, oldest first, with when each was stamped (others are left alone)."""
+        found = []
+        for path in (self.folder / "batches").glob("*.json"):
+            try:
+                stamped = dt.datetime.strptime(path.name.partition("-")[0], _STAMPED)
+            except ValueError:
+                continue
+            found.append((stamped.replace(tzinfo=dt.UTC), path))
+        return sorted(found)
+
+    def prune(self, before: dt.datetime) -> int:
+        """Remove the batches stamped before ``before`` (the retention policy: a day
+        exported by then keeps their proofs in its archive); how many went."""
+        old = [path for stamped, path in self._files() if stamped < before]
+        for path in old:
+            path.unlink(missing_ok=True)
+        return len(old)
+
     def batches(self) -> list[Batch]:
         found = []
-        for path in sorted((self.folder / "batches").glob("*.json")):
+        for _, path in self._files():
             try:
                 record: dict[str, Any] = json.loads(path.read_text())
                 found.append(

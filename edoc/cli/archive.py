@@ -53,8 +53,20 @@ _store = click.option(
     help="Seconds between batches.",
 )
 @click.option("--once", is_flag=True, help="Stamp what is new once, then stop.")
+@click.option(
+    "--evidence-days",
+    type=click.IntRange(1, 36500),
+    default=None,
+    help="Keep batches this many days, then remove them (export the days before: the"
+    " exported archive is the copy that lasts).  [default: keep them all]",
+)
 def archive_stamp(
-    data_dir: Path, store_url: str | None, keys_dir: Path, every: float, once: bool
+    data_dir: Path,
+    store_url: str | None,
+    keys_dir: Path,
+    every: float,
+    once: bool,
+    evidence_days: int | None,
 ) -> None:
     """Beside a running node: time-stamp the packages it kept since the last batch, one
     token over a Merkle tree of them, every few seconds (DATA_DIR/evidence)."""
@@ -71,6 +83,10 @@ def archive_stamp(
                 count = await stamp_new(stored, log, export.stamper(keys, now), now)
                 if count:
                     click.echo(f"stamped {count} packages at {now:%Y-%m-%d %H:%M:%S}Z")
+                if evidence_days is not None:
+                    gone = log.prune(now - dt.timedelta(days=evidence_days))
+                    if gone:
+                        click.echo(f"removed {gone} batches older than {evidence_days} days")
                 if once:
                     return
                 await asyncio.sleep(every)

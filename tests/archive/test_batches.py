@@ -4,6 +4,7 @@ each package's signatures checked as of its batch's time."""
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import hashlib
 import io
 import json
@@ -15,8 +16,8 @@ from click.testing import CliRunner
 
 from edoc import errors
 from edoc.archive import container, export, merkle
-from edoc.archive.batches import BatchLog, evidence_folder, stamp_new
-from edoc.archive.stored import open_stored
+from edoc.archive.batches import Batch, BatchLog, evidence_folder, stamp_new
+from edoc.archive.stored import Mark, open_stored
 from edoc.archive.verify import verify_container
 from edoc.cli import main
 from edoc.store import sqlite_url
@@ -119,3 +120,29 @@ def test_edoc_archive_stamp_once(own_ca: Ca, tmp_path: Path) -> None:
     again = CliRunner().invoke(main, arguments)
     assert (again.exit_code, again.output) == (0, "")
     assert len(BatchLog(evidence_folder(node)).batches()) == 1
+
+
+def test_retention_removes_batches_older_than_the_policy(own_ca: Ca, tmp_path: Path) -> None:
+    node = tmp_path / "node"
+    log = BatchLog(evidence_folder(node))
+    now = dt.datetime.now(dt.UTC)
+    digest = hashlib.sha256(b"a package").digest()
+    token = support.stamper(own_ca)(merkle.root([digest]))
+    log.add(Batch((digest,), token), Mark(0, 0), now - dt.timedelta(days=40))
+    log.add(Batch((digest,), token), Mark(0, 0), now - dt.timedelta(days=2))
+    (node / "evidence" / "batches" / "notes.json").write_text("{}")  # not a batch: kept
+    assert log.prune(now - dt.timedelta(days=60)) == 0
+    asyncio.run(support.keep(node / "node.sqlite", *_one_document(own_ca), now))
+    arguments = ["archive", "stamp", "--once", "--data-dir", str(node), "--evidence-days", "30"]
+    result = CliRunner().invoke(main, [*arguments, "--keys-dir", str(own_ca.keys.path)])
+    assert result.exit_code == 0, result.output
+    assert "removed 1 batches older than 30 days" in result.output
+    names = sorted(p.name for p in (node / "evidence" / "batches").iterdir())
+    assert len(names) == 3 and "notes.json" in names
+    assert "stamped 4 packages" in result.output
+    assert log.mark() == Mark(2, 2)
+
+
+def _one_document(ca: Ca) -> tuple[bytes, bytes]:
+    document = support.document_package(ca)
+    return document, support.status_package(ca, document)
