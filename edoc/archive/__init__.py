@@ -1,5 +1,17 @@
 """The non-repudiation archive: time-stamped evidence of every document, verifiable
-offline with the root certificate alone (ASiC-E containers in hash-chained day archives).
+offline for years with the root certificate alone.
 
-* :mod:`edoc.archive.tsa`: the simulated RFC 3161 time-stamping authority;
+* :mod:`~edoc.archive.tsa`: the simulated RFC 3161 time-stamping authority (its
+  certificate: ``edoc keys tsa``);
+* :mod:`~edoc.archive.merkle`, :mod:`~edoc.archive.batches`: one token every few seconds
+  over a Merkle tree of the packages a node kept (``edoc archive stamp``);
+* :mod:`~edoc.archive.evidence`, :mod:`~edoc.archive.stored`: what a node kept of a
+  document, read from its store;
+* :mod:`~edoc.archive.manifest`, :mod:`~edoc.archive.container`: one document's evidence
+  as an ASiC-E container;
+* :mod:`~edoc.archive.day`: an organization's day of containers, hash-chained to the day
+  before;
+* :mod:`~edoc.archive.export`, :mod:`~edoc.archive.api`: ``edoc archive export`` and the
+  agency API's evidence routes;
+* :mod:`~edoc.archive.verify`: checking a container (``edoc archive verify``).
 """

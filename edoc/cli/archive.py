@@ -12,7 +12,7 @@ from typing import Any
 import click
 from cryptography import x509
 
-from edoc import errors
+from edoc import atomic, errors
 from edoc.archive import day, export
 from edoc.archive.batches import BatchLog, evidence_folder, stamp_new
 from edoc.archive.stored import open_stored
@@ -140,7 +140,7 @@ def archive_export(
                 data = await export.export_document(
                     stored, keys, org_id, document_id, utcnow(), proofs
                 )
-                target.write_bytes(data)
+                atomic.write_bytes(target, data, mode=0o600)  # official documents
                 return f"exported {document_id} to {target}"
             assert on_day is not None
             made = await export.export_day(

@@ -54,6 +54,7 @@ def test_one_document_of_each_side(ca: Ca, node: tuple[Path, list[str]], tmp_pat
         out = tmp_path / f"{org}.asice"
         result = _export(ca, folder, "--org", org, "--document", documents[0], "--out", str(out))
         assert result.exit_code == 0, result.output
+        assert out.stat().st_mode & 0o777 == 0o600  # official documents: their owner's only
         with zipfile.ZipFile(out) as made:
             described = json.loads(made.read("META-INF/evidence.json"))
         files = [m["file"] for m in described["messages"]]
@@ -82,6 +83,7 @@ def test_days_chain_and_verify_in_order(
         assert result.exit_code == 0, result.output
     assert "linked to" in result.output
     first, second = (out / day.file_name(SENDER, d.date()) for d in (YESTERDAY, TODAY))
+    assert second.stat().st_mode & 0o777 == 0o600
     root = str(ca.keys.root_path)
     checked = _edoc(ca, "archive", "verify", str(first), str(second), "--root", root, "--json")
     assert checked.exit_code == 0, checked.output
