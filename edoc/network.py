@@ -252,6 +252,10 @@ def provision(network: Network) -> None:
             keys.identity(org_id, options.get("full_name", ""), pki.CertKind.TLS if kind else None)
         except errors.UnknownCertificate:
             keys.issue(org_id, **options)
+    try:
+        keys.tsa_identity()
+    except errors.UnknownCertificate:
+        keys.issue_tsa()  # the time-stamping authority of the archive (edoc.archive.tsa)
 
 
 def edoc_command() -> list[str]:

@@ -12,7 +12,7 @@ from click.testing import CliRunner
 from cryptography import x509
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
-from edoc import errors, pki
+from edoc import errors, network, pki
 from edoc.archive import tsa
 from edoc.cli import main
 from edoc.keystore import KeyStore
@@ -149,3 +149,13 @@ def test_keys_tsa_issues_once_with_exist_ok(tmp_path: Path) -> None:
     again = runner.invoke(main, ["keys", "tsa", "--exist-ok", "--keys-dir", str(keys)])
     assert "already valid" in again.output
     assert [r.kind for r in KeyStore(keys).records()] == [pki.CertKind.TSA]
+
+
+def test_a_network_is_provisioned_with_its_time_stamping_authority(tmp_path: Path) -> None:
+    """`edoc up` provisions the TSA, so the agency API's evidence works out of the box;
+    provisioning again issues no second one."""
+    net = network.plan(tmp_path / "net", ["H53"], network.random_base_port(), tls=False, agencies=1)
+    network.provision(net)
+    network.provision(net)
+    kinds = [r.kind for r in KeyStore(net.keys_dir).records()]
+    assert kinds.count(pki.CertKind.TSA) == 1
