@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import time
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import replace
 
@@ -14,6 +15,7 @@ import pytest
 from edoc import errors
 from edoc.store import open_hub_store, open_node_store
 from edoc.store.hub import Addressee, HubStore, NewPackage, Receipt, Tally
+from edoc.store.postgres.database import PostgresDatabase
 from edoc.store.postgres.hub import PostgresHubStore
 from edoc.store.postgres.node import PostgresNodeStore
 from tests.store import postgres
@@ -75,11 +77,41 @@ async def test_a_database_a_newer_edoc_made_is_refused(fresh: str) -> None:
         await open_hub_store(fresh)
 
 
-async def test_a_server_that_does_not_answer_is_a_storage_failure() -> None:
+async def test_a_server_that_does_not_answer_is_a_storage_failure(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(PostgresDatabase, "start_patience", 1.5)
+    began = time.monotonic()
     with pytest.raises(errors.StorageError) as failed:
         await open_hub_store("postgresql://edoc:s3cret@127.0.0.1:9/edoc")
+    assert 1.0 <= time.monotonic() - began < 5  # waited for it, then gave up
     assert failed.value.code == "EDOC-STORE-001"
     assert "s3cret" not in str(failed.value) and "edoc:***@127.0.0.1:9" in str(failed.value)
+
+
+async def test_a_database_that_does_not_exist_is_refused_at_once(fresh: str) -> None:
+    began = time.monotonic()
+    with pytest.raises(errors.StorageError, match="does not exist"):
+        await open_hub_store(fresh + "_missing")
+    assert time.monotonic() - began < PostgresDatabase.start_patience / 2
+
+
+async def test_a_store_opened_while_its_database_is_away_waits_for_it(fresh: str) -> None:
+    """As an instance started during a server restart: it comes up after it."""
+    database = fresh.rpartition("/")[2]
+    admin = await asyncpg.connect(postgres.SERVER)
+    try:
+        await admin.execute(f'ALTER DATABASE "{database}" ALLOW_CONNECTIONS false')
+        opening = asyncio.create_task(open_hub_store(fresh))
+        await asyncio.sleep(1.5)
+        assert not opening.done()
+        await admin.execute(f'ALTER DATABASE "{database}" ALLOW_CONNECTIONS true')
+        store = await opening
+    finally:
+        await admin.execute(f'ALTER DATABASE "{database}" ALLOW_CONNECTIONS true')
+        await admin.close()
+    await store.ping()
+    await store.close()
 
 
 @pytest.fixture

@@ -11,16 +11,21 @@ connection lost with a restarted server is replaced at the next request.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import time
 from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Any, ClassVar, TypeAlias
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
+import structlog
 from asyncpg.pool import PoolConnectionProxy
 
 from edoc import errors
+
+log = structlog.get_logger("edoc.store")
 
 # a pooled connection, as the stores' statements get it
 Connection: TypeAlias = "PoolConnectionProxy[asyncpg.Record]"
@@ -46,6 +51,19 @@ def shown(url: str) -> str:
 
 # what goes wrong between us and the server: all of it is "the store does not answer"
 _FAILURES = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError)
+
+
+# a server that is away for now (restarting, not letting anyone in yet), as opposed to
+# one that refuses us (password, unknown database): worth waiting for at start
+_AWAY = (
+    OSError,
+    TimeoutError,
+    asyncpg.CannotConnectNowError,
+    asyncpg.ObjectNotInPrerequisiteStateError,
+    asyncpg.TooManyConnectionsError,
+    asyncpg.PostgresConnectionError,
+)
+START_RETRY = 1.0  # seconds between attempts to open a store whose server is away
 
 
 @contextlib.contextmanager
@@ -95,6 +113,7 @@ async def migrate(conn: Connection, component: str, steps: Sequence[str]) -> int
 
 
 class PostgresDatabase:
+    start_patience: ClassVar[float] = 30.0  # seconds to wait at open for a server away
     component: ClassVar[str] = ""  # whose tables: its row in schema_version
     migrations: ClassVar[tuple[str, ...]] = ()  # never edit one that shipped: add another
 
@@ -110,21 +129,41 @@ class PostgresDatabase:
 
     async def open(self, up_to: int | None = None) -> None:
         """Connect and bring the schema to the latest version (``up_to``: to that one,
-        for the upgrade tests)."""
-        try:
-            with translated(f"cannot open {shown(self.url)}"):
-                self._pool = await asyncpg.create_pool(
-                    self.url,
-                    min_size=1,
-                    max_size=POOL_SIZE,
-                    command_timeout=COMMAND_TIMEOUT,
-                    timeout=CONNECT_TIMEOUT,
-                )
-                async with self._pool.acquire() as conn:
-                    await migrate(conn, self.component, self.migrations[:up_to])
-        except BaseException:
-            await self.close()
-            raise
+        for the upgrade tests). A server that is away (restarting, refusing connections
+        for now) is waited for, up to ``start_patience`` seconds: an instance started
+        during a database restart comes up after it instead of exiting."""
+        deadline = time.monotonic() + self.start_patience
+        while True:
+            try:
+                await self._open_once(up_to)
+                return
+            except _AWAY as exc:
+                await self.close()
+                if time.monotonic() + START_RETRY > deadline:
+                    raise errors.StorageError(
+                        f"cannot open {shown(self.url)}: {type(exc).__name__}: {exc}"
+                    ) from None
+                log.warning("store not answering yet", store=shown(self.url), reason=str(exc))
+                await asyncio.sleep(START_RETRY)
+            except _FAILURES as exc:
+                await self.close()
+                raise errors.StorageError(
+                    f"cannot open {shown(self.url)}: {type(exc).__name__}: {exc}"
+                ) from None
+            except BaseException:
+                await self.close()
+                raise
+
+    async def _open_once(self, up_to: int | None) -> None:
+        self._pool = await asyncpg.create_pool(
+            self.url,
+            min_size=1,
+            max_size=POOL_SIZE,
+            command_timeout=COMMAND_TIMEOUT,
+            timeout=CONNECT_TIMEOUT,
+        )
+        async with self._pool.acquire() as conn:
+            await migrate(conn, self.component, self.migrations[:up_to])
 
     async def close(self) -> None:
         pool, self._pool = self._pool, None
