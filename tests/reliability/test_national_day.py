@@ -25,3 +25,5 @@ def test_a_small_national_day(tmp_path: Path) -> None:
     assert report["refused"] == {}
     assert sum(report["statuses"].get(code, 0) for code in ("02", "06")) == report["arrived"]
     assert len(report["rows"]) == 85
+    for log in (tmp_path / "national" / "logs").iterdir():  # and 86 services stopped cleanly
+        assert "Traceback" not in log.read_text(), log
