@@ -40,8 +40,38 @@ MAX_METADATA_BYTES = 1024 * 1024
 
 @cache
 def _validator() -> jsonschema.Draft202012Validator:
-    schema = json.loads(resources.schema("metadata.schema.json").read_text(encoding="utf-8"))
-    return jsonschema.Draft202012Validator(schema)
+    return jsonschema.Draft202012Validator(_inlined(_schema()))
+
+
+@cache
+def _schema() -> dict[str, Any]:
+    schema: dict[str, Any] = json.loads(
+        resources.schema("metadata.schema.json").read_text(encoding="utf-8")
+    )
+    return schema
+
+
+_DEFS = "#/$defs/"
+
+
+def _inlined(schema: dict[str, Any]) -> dict[str, Any]:
+    """The schema with each ``{"$ref": "#/$defs/…"}`` replaced by what it names: the same
+    rules and messages, without resolving a reference at every field of every document
+    (half of checking a document's metadata). The schema's references do not recur."""
+    definitions = schema.get("$defs", {})
+
+    def inline(node: Any) -> Any:
+        if isinstance(node, dict):
+            reference = node.get("$ref")
+            if len(node) == 1 and isinstance(reference, str) and reference.startswith(_DEFS):
+                return inline(definitions[reference.removeprefix(_DEFS)])
+            return {key: inline(value) for key, value in node.items()}
+        if isinstance(node, list):
+            return [inline(item) for item in node]
+        return node
+
+    inlined: dict[str, Any] = inline(schema)
+    return inlined
 
 
 # What XML 1.0 cannot carry (its Char production): refused here with the field's code,

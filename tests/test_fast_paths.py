@@ -5,6 +5,7 @@ by code, tests/test_xmlsec1.py that an independent verifier accepts what edoc si
 from __future__ import annotations
 
 import base64
+import copy
 import datetime as dt
 import io
 import pathlib
@@ -14,6 +15,7 @@ from copy import deepcopy
 from typing import Any
 from unittest import mock
 
+import jsonschema
 import pytest
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding
@@ -21,11 +23,20 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from lxml import etree
 
-from edoc import envelope, errors, signature_shape, signing, xmlsafe
+from edoc import envelope, errors, metadata, signature_shape, signing, xmlsafe
 from edoc.envelope import parse, read, relay
 from edoc.keystore import SigningIdentity
 from edoc.model import TraceHop
-from tests.pki_support import SENDER, SIGNER, Ca, reparse, signed_root, unsigned_root, wire
+from tests.pki_support import (
+    SENDER,
+    SIGNER,
+    Ca,
+    reparse,
+    sample_metadata,
+    signed_root,
+    unsigned_root,
+    wire,
+)
 
 DS = signing.DS
 
@@ -528,3 +539,62 @@ def test_a_prefix_declared_on_bussiness_itself_is_written_anew(
 )
 def test_what_is_spliced_is_markup_only(data: bytes, markup_only: bool) -> None:
     assert relay._utf8_markup_only(data) is markup_only
+
+
+# --- metadata at the agency door: the schema's references inlined once -------------------
+_EDGES = ["", "000.00.12.H53", "000.00.00.H53", "000.00.12.h53", "2026-11-23", "2026-1-2"]
+_JSON_VALUES = st.recursive(
+    st.one_of(
+        st.none(),
+        st.booleans(),
+        st.sampled_from([-1, 0, 1, 4, 5, 2**31 - 1, 2**31, 1.5]),
+        st.sampled_from([*_EDGES, "x" * 500, "x" * 501, "x" * 2001, "é"]),
+    ),
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=3),
+        st.dictionaries(st.sampled_from(["id", "name", "x", "full_name", "type"]), inner),
+    ),
+    max_leaves=6,
+)
+_NEAR_THE_RULES = [*_EDGES, "x" * 500, "x" * 501, "x" * 2000, "x" * 2001, -1, 4, 5, 2**31]
+_FIELD_VALUES = st.one_of(st.sampled_from(_NEAR_THE_RULES), _JSON_VALUES)
+
+
+def _places(value: Any) -> list[tuple[Any, Any]]:
+    """Every (holder, key) in a JSON value, the value itself's fields first."""
+    keys = list(value) if isinstance(value, dict) else list(range(len(value)))
+    places = [(value, key) for key in keys]
+    for key in keys:
+        if isinstance(value[key], dict | list):
+            places += _places(value[key])
+    return places
+
+
+def _verdict(check: Any, data: Any) -> object:
+    try:
+        return check(data)
+    except errors.EdocError as exc:
+        return exc.code, str(exc)
+
+
+@settings(max_examples=500, deadline=None)
+@given(data=st.data())
+def test_metadata_verdicts_are_the_referencing_schemas(data: st.DataObject) -> None:
+    """Fields dropped, replaced or added anywhere: the same metadata accepted, or the same
+    error (code and message, so the same best match) as with the schema's own references."""
+    value: Any = copy.deepcopy(sample_metadata())
+    for _ in range(data.draw(st.integers(1, 3))):
+        holder, key = data.draw(st.sampled_from(_places(value) or [(value, "extra")]))
+        change = data.draw(st.sampled_from(["replace", "drop", "add"]))
+        if change == "drop" and isinstance(holder, dict):
+            del holder[key]
+        elif change == "add" and isinstance(holder, dict):
+            holder[data.draw(st.sampled_from(["extra", "to", "signer", "response_for", "id"]))] = (
+                data.draw(_FIELD_VALUES)
+            )
+        else:
+            holder[key] = data.draw(_FIELD_VALUES)
+    referencing = jsonschema.Draft202012Validator(metadata._schema())
+    with mock.patch.object(metadata, "_validator", return_value=referencing):
+        expected = _verdict(metadata.check, copy.deepcopy(value))
+    assert _verdict(metadata.check, copy.deepcopy(value)) == expected
