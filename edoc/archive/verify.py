@@ -20,6 +20,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import hmac
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from cryptography import x509
@@ -80,13 +81,11 @@ def _signed_by(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
     return True
 
 
-def _trust_at(
-    parts: container.Container,
-    root: x509.Certificate,
-    issuing: tuple[x509.Certificate, ...],
-    at: dt.datetime,
-) -> pki.Trust:
-    """What a verifier trusted at ``at``: the revocations the CRL dates before it."""
+Revocations = Mapping[int, pki.Revocation]
+
+
+def _revocations(parts: container.Container, issuing: tuple[x509.Certificate, ...]) -> Revocations:
+    """The container's CRL, once checked to be an issuing CA's under the root."""
     try:
         crl = x509.load_der_x509_crl(parts.files[container.CRL])
     except (KeyError, ValueError):
@@ -96,8 +95,31 @@ def _trust_at(
         for ca in issuing
     ):
         raise errors.EvidenceSignature("the container's CRL is not signed by a CA under the root")
-    revoked = {s: r for s, r in pki.revocations_in(crl).items() if r.at <= at}
+    return pki.revocations_in(crl)
+
+
+def _trust_at(
+    root: x509.Certificate,
+    issuing: tuple[x509.Certificate, ...],
+    revocations: Revocations,
+    at: dt.datetime,
+) -> pki.Trust:
+    """What a verifier trusted at ``at``: the revocations the CRL dates before it."""
+    revoked = {s: r for s, r in revocations.items() if r.at <= at}
     return pki.Trust(root=root, issuing=issuing, revoked=revoked, retired={})
+
+
+def _check_authority(stamp: tsa.Stamp, revocations: Revocations) -> None:
+    """The authority's certificate was not revoked when it stamped, nor ever for a
+    compromised key (whoever holds that key can stamp any time)."""
+    revocation = revocations.get(stamp.authority.serial_number)
+    if revocation is not None and (
+        revocation.reason is x509.ReasonFlags.key_compromise or revocation.at <= stamp.time
+    ):
+        raise errors.UntrustedTimestamp(
+            f"the time-stamping certificate {stamp.authority.serial_number:x} was revoked"
+            f" {revocation.at:%Y-%m-%d %H:%M} ({revocation.reason.value})"
+        )
 
 
 def _check_message(
@@ -124,6 +146,7 @@ def _message_time(
     proofs: dict[str, BatchProof],
     root: x509.Certificate,
     issuing: tuple[x509.Certificate, ...],
+    revocations: Revocations,
     container_time: dt.datetime,
 ) -> dt.datetime:
     """When the message is proven to have existed: its batch's time stamp, when the node
@@ -134,6 +157,7 @@ def _message_time(
     batch_root = merkle.root_from(hashlib.sha256(data).digest(), proof.path)
     try:
         stamp = tsa.check_token(proof.token, batch_root, root, issuing)
+        _check_authority(stamp, revocations)
     except errors.ArchiveError as exc:
         raise type(exc)(f"the batch proof of {name}: {exc.message}") from None
     return min(stamp.time, container_time)
@@ -145,6 +169,8 @@ def verify_container(data: bytes, root: x509.Certificate) -> ContainerReport:
     _check_digests(parts)
     issuing = _issuing(parts, root)
     stamp = tsa.check_token(parts.token, hashlib.sha256(parts.manifest).digest(), root, issuing)
+    revocations = _revocations(parts, issuing)
+    _check_authority(stamp, revocations)
     described = parts.description()
     document_id = str(described.get("document_id", ""))
     messages = [str(m.get("file", "")) for m in described.get("messages", [])]
@@ -156,8 +182,8 @@ def verify_container(data: bytes, root: x509.Certificate) -> ContainerReport:
         raise errors.BadContainer("a batch proof names no message of the container")
     checked = []
     for name in messages:
-        at = _message_time(name, parts.files[name], proofs, root, issuing, stamp.time)
-        trust = _trust_at(parts, root, issuing, at)
+        at = _message_time(name, parts.files[name], proofs, root, issuing, revocations, stamp.time)
+        trust = _trust_at(root, issuing, revocations, at)
         checked.append(_check_message(name, parts.files[name], trust, at, document_id))
     return ContainerReport(
         org_id=str(described.get("org_id", "")),

@@ -219,3 +219,44 @@ def test_signed_after_the_time_stamp_fails(own_ca: Ca) -> None:
     )
     with pytest.raises(errors.EvidenceSignature, match="in the future"):
         verify_container(made, root_of(own_ca))
+
+
+@pytest.mark.parametrize(
+    ("reason", "revoked_first"),
+    [("keyCompromise", False), ("superseded", True)],
+)
+def test_a_revoked_time_stamping_authority_is_untrusted(
+    own_ca: Ca, reason: str, revoked_first: bool
+) -> None:
+    """A compromised authority's key could stamp any time: untrusted even for tokens
+    dated before the revocation; otherwise only tokens dated after it are refused."""
+    authority = own_ca.keys.tsa_identity()
+    document = support.document_package(own_ca)
+    stamped = support.later(own_ca, seconds=5).replace(microsecond=0)
+    if revoked_first:
+        own_ca.keys.revoke(authority.record.serial, reason)
+        stamped = support.later(own_ca, minutes=1).replace(microsecond=0)
+    else:
+        support.later(own_ca, minutes=1)
+        own_ca.keys.revoke(authority.record.serial, reason)
+
+    def stamp(digest: bytes) -> bytes:
+        return tsa.stamp(authority, digest, stamped, own_ca.keys.trust().issuing)
+
+    made = container.build(support.evidence(own_ca, document), stamp, own_ca.clock())
+    with pytest.raises(errors.UntrustedTimestamp, match=f"revoked .* \\({reason}\\)"):
+        verify_container(made, root_of(own_ca))
+
+
+def test_a_superseded_authority_still_vouches_for_its_earlier_tokens(own_ca: Ca) -> None:
+    authority = own_ca.keys.tsa_identity()
+    document = support.document_package(own_ca)
+    stamped = support.later(own_ca, seconds=5).replace(microsecond=0)
+    support.later(own_ca, minutes=1)
+    own_ca.keys.revoke(authority.record.serial, "superseded")
+
+    def stamp(digest: bytes) -> bytes:
+        return tsa.stamp(authority, digest, stamped, own_ca.keys.trust().issuing)
+
+    made = container.build(support.evidence(own_ca, document), stamp, own_ca.clock())
+    assert verify_container(made, root_of(own_ca)).stamped_at == stamped
