@@ -15,7 +15,7 @@ import pytest
 from edoc import errors
 from edoc.store import open_hub_store, open_node_store
 from edoc.store.hub import Addressee, HubStore, NewPackage, Receipt, Tally
-from edoc.store.postgres.database import PostgresDatabase
+from edoc.store.postgres.database import PostgresDatabase, shown
 from edoc.store.postgres.hub import PostgresHubStore
 from edoc.store.postgres.node import PostgresNodeStore
 from tests.store import postgres
@@ -256,3 +256,16 @@ def test_without_a_server_the_postgresql_tests_fail_in_ci_and_skip_elsewhere(
         outcome, match=r"no PostgreSQL answers at postgresql://root@127\.0\.0\.1:9/"
     ):
         postgres.require_server()
+
+
+@pytest.mark.parametrize(
+    ("url", "said"),
+    [
+        ("postgresql://edoc@db/hub", "postgresql://edoc@db/hub"),
+        ("postgresql://edoc:s3cret@db:5432/hub", "postgresql://edoc:***@db:5432/hub"),
+        ("postgres://db/hub?user=edoc&password=s3cret", "postgres://db/hub?user=edoc&password=***"),
+        ("postgresql:///hub?host=/run/postgresql", "postgresql:///hub?host=/run/postgresql"),
+    ],
+)
+def test_a_database_url_is_said_without_its_password(url: str, said: str) -> None:
+    assert shown(url) == said

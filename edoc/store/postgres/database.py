@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 import time
 from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import asynccontextmanager
@@ -35,18 +36,16 @@ COMMAND_TIMEOUT = 30.0  # seconds a statement may take before the request fails 
 CONNECT_TIMEOUT = 5.0
 MIGRATION_LOCK = 7_041_962  # pg_advisory_xact_lock key: one migrating instance at a time
 
-# a database URL may carry a password: what a store says about itself carries none
-URL_SCHEMES = ("postgresql://", "postgres://")
-
 
 def shown(url: str) -> str:
-    """``url`` without its password, for messages."""
+    """``url`` without its password (``user:password@`` or ``?password=``), for messages:
+    what a store says about itself carries none."""
+    url = re.sub(r"(?<=[?&]password=)[^&]*", "***", url)
     parts = urlsplit(url)
     if parts.password is None:
         return url
     host = parts.netloc.rpartition("@")[2]
-    user = parts.username or ""
-    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
+    return urlunsplit(parts._replace(netloc=f"{parts.username or ''}:***@{host}"))
 
 
 # what goes wrong between us and the server: all of it is "the store does not answer"
