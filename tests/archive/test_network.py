@@ -1,0 +1,114 @@
+"""Evidence from a running network: what real nodes kept of a document that crossed the
+hub (the receiving side's package carries the hub's hop), exported through the agency API
+and the CLI, checked by `edoc archive verify`, xmlsec1 and openssl."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import io
+import subprocess
+import zipfile
+from collections.abc import Iterator
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner, Result
+
+from edoc import envelope
+from edoc.archive.verify import verify_container
+from edoc.cli import main
+from edoc.keystore import KeyStore
+from tests.network_support import Agency, LocalNetwork, eventually, metadata
+from tests.pki_support import SENDER, Ca, Clock
+from tests.test_xmlsec1 import xmlsec1_verify
+
+KON_TUM = "000.00.00.H34"
+
+
+@pytest.fixture(scope="module")
+def net(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalNetwork]:
+    network = LocalNetwork(tmp_path_factory.mktemp("net"), ["H53", "H34"]).start()
+    yield network
+    network.stop()
+
+
+async def _arrived(agency: Agency, document_id: str) -> list[dict[str, Any]]:
+    return [d for d in await agency.inbox() if d["document_id"] == document_id]
+
+
+async def _answered(sender: Agency, outgoing_id: int) -> bool:
+    recipients = (await sender.document(outgoing_id))["recipients"]
+    return all(r["state"] == "01" for r in recipients)
+
+
+async def _edoc(*arguments: str) -> Result:
+    """The CLI, off the test's event loop (each command runs a loop of its own)."""
+    return await asyncio.to_thread(CliRunner().invoke, main, list(arguments))
+
+
+# a small package is kept in the stores, a large one in files of its own
+@pytest.mark.parametrize("blocks", [16, 2400])
+async def test_both_sides_evidence_of_a_document_that_crossed_the_hub(
+    net: LocalNetwork, blocks: int, tmp_path: Path
+) -> None:
+    sender, recipient = net.agency(SENDER), net.agency(KON_TUM)
+    files = {"ke-hoach.pdf": b"%PDF-1.4\n" + bytes(range(256)) * blocks}
+    code, answer, _ = await sender.send(metadata(SENDER, [KON_TUM]), files)
+    assert code == 202, answer
+    (item,) = await eventually(partial(_arrived, recipient, answer["document_id"]))
+    await eventually(partial(_answered, sender, answer["id"]))
+    keys = KeyStore(net.data_dir / "keys")
+    root = keys.trust().root
+    sides = {
+        "sent": (sender, f"/api/v1/documents/{answer['id']}/evidence", [SENDER, KON_TUM]),
+        "received": (recipient, f"/api/v1/inbox/{item['id']}/evidence", [SENDER, KON_TUM]),
+    }
+    for side, (agency, path, senders) in sides.items():
+        status, body, _ = await agency.request("GET", path)
+        assert status == 200, body
+        report = verify_container(body, root)
+        assert [m.sender for m in report.messages] == senders, side
+        with zipfile.ZipFile(io.BytesIO(body)) as archive:
+            archive.extractall(tmp_path / side)
+        for message in sorted((tmp_path / side / "messages").iterdir()):
+            checked = xmlsec1_verify(Ca(keys, Clock()), message, 1)
+            assert checked.returncode == 0, (side, message.name, checked.stderr)
+
+
+async def test_the_cli_stamps_and_exports_a_nodes_day(net: LocalNetwork, tmp_path: Path) -> None:
+    sender = net.agency(SENDER)
+    code, answer, _ = await sender.send(metadata(SENDER, [KON_TUM]))
+    assert code == 202, answer
+    await eventually(partial(_answered, sender, answer["id"]))
+    node = net.data_dir / "nodes" / "H53"
+    keys = ["--keys-dir", str(net.data_dir / "keys")]
+    stamped = await _edoc("archive", "stamp", "--once", "--data-dir", str(node), *keys)
+    assert stamped.exit_code == 0, stamped.output
+    assert stamped.output.startswith("stamped ")
+    today = f"{dt.datetime.now(envelope.VIETNAM):%Y-%m-%d}"
+    out = tmp_path / "archive"
+    arguments = ["archive", "export", "--data-dir", str(node), *keys, "--org", SENDER]
+    exported = await _edoc(*arguments, "--day", today, "--out", str(out))
+    assert exported.exit_code == 0, exported.output
+    (made,) = out.iterdir()
+    root = str(net.data_dir / "keys" / "ca" / "root.pem")
+    checked = await _edoc("archive", "verify", str(made), "--root", root)
+    assert checked.exit_code == 0, checked.output
+    assert f"day {today} of {SENDER}" in checked.output
+    with zipfile.ZipFile(made) as archive:
+        (tmp_path / "linkinginfo").write_bytes(archive.read("linkinginfo"))
+        (tmp_path / "linkinginfo.tst").write_bytes(archive.read("linkinginfo.tst"))
+    chain = tmp_path / "chain.pem"
+    chain.write_bytes(
+        (net.data_dir / "keys" / "ca" / "root.pem").read_bytes()
+        + (net.data_dir / "keys" / "ca" / "issuing.pem").read_bytes()
+    )
+    result = subprocess.run(
+        ["openssl", "ts", "-verify", "-data", str(tmp_path / "linkinginfo"),
+         "-in", str(tmp_path / "linkinginfo.tst"), "-token_in", "-CAfile", str(chain)],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
