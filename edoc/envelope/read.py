@@ -26,7 +26,7 @@ from edoc.envelope.attachments import (
     safe_attachment_name,
 )
 from edoc.envelope.names import NS, q
-from edoc.envelope.parse import as_document, manifest_element, manifest_from, message_from_envelope
+from edoc.envelope.parse import as_document, message_from_envelope
 from edoc.envelope.schema import validate
 from edoc.model import Document, Message
 
@@ -282,5 +282,5 @@ def read_package(
     validate(root)
     # the model also checks values the schema's patterns let through (2026/02/30)
     package = Package(root=root, received=received, message=message_from_envelope(root))
-    check_attachments(manifest_from(manifest_element(root)), package.received)
+    check_attachments(package.message.attachments, package.received)  # the manifest's entries
     return package
