@@ -55,7 +55,9 @@ class Mark(NamedTuple):
 
 
 @dataclass(frozen=True)
-class _Row:
+class StoredRow:
+    """A package row of the store: outgoing ("sent") or inbox ("received")."""
+
     direction: str
     kind: str
     status_code: str
@@ -65,7 +67,7 @@ class _Row:
 
 
 class StoredEvidence(Protocol):
-    async def rows(self, org_id: str, document_id: str) -> list[_Row]: ...
+    async def rows(self, org_id: str, document_id: str) -> list[StoredRow]: ...
 
     async def documents(self, org_id: str, start: dt.datetime, end: dt.datetime) -> list[str]:
         """Ids of the documents ``org_id`` sent or received from ``start`` to ``end``,
@@ -80,7 +82,7 @@ class StoredEvidence(Protocol):
 
 
 def _after(mark: Mark, outgoing: list[Any], inbox: list[Any]) -> tuple[list[bytes], Mark]:
-    packages = [_package(_Row("", "", "", dt.datetime.min, r[1], r[2])) for r in outgoing + inbox]
+    packages = [_package(r[1], r[2]) for r in outgoing + inbox]
     return packages, Mark(
         outgoing[-1][0] if outgoing else mark.outgoing, inbox[-1][0] if inbox else mark.inbox
     )
@@ -90,12 +92,12 @@ class _Sqlite:
     def __init__(self, connection: aiosqlite.Connection) -> None:
         self._db = connection
 
-    async def rows(self, org_id: str, document_id: str) -> list[_Row]:
+    async def rows(self, org_id: str, document_id: str) -> list[StoredRow]:
         query = _PACKAGES.format(org="?", document="?")
         async with self._db.execute(query, (org_id, document_id) * 2) as cursor:
             found = await cursor.fetchall()
         return [
-            _Row(r[0], r[1], r[2], dt.datetime.fromtimestamp(r[3] / 1000, dt.UTC), r[4], r[5])
+            StoredRow(r[0], r[1], r[2], dt.datetime.fromtimestamp(r[3] / 1000, dt.UTC), r[4], r[5])
             for r in found
         ]
 
@@ -121,10 +123,10 @@ class _Postgres:
     def __init__(self, connection: asyncpg.Connection) -> None:
         self._db = connection
 
-    async def rows(self, org_id: str, document_id: str) -> list[_Row]:
+    async def rows(self, org_id: str, document_id: str) -> list[StoredRow]:
         query = _PACKAGES.format(org="$1", document="$2")
         found = await self._db.fetch(query, org_id, document_id)
-        return [_Row(r[0], r[1], r[2], r[3], r[4], r[5]) for r in found]
+        return [StoredRow(r[0], r[1], r[2], r[3], r[4], r[5]) for r in found]
 
     async def documents(self, org_id: str, start: dt.datetime, end: dt.datetime) -> list[str]:
         query = _DOCUMENTS.format(org="$1", start="$2", end="$3")
@@ -156,14 +158,15 @@ async def open_stored(url: str) -> StoredEvidence:
     raise errors.UnknownStore("a node store's URL is sqlite:///path or postgresql://host/db")
 
 
-def _package(row: _Row) -> bytes:
-    if row.body is not None:
-        return bytes(row.body)
+def _package(body: bytes | None, path: str) -> bytes:
+    """A kept package's bytes: in its row, or in its file."""
+    if body is not None:
+        return bytes(body)
     try:
-        return Path(row.path).read_bytes()
+        return Path(path).read_bytes()
     except OSError as exc:
         raise errors.StorageError(
-            f"a kept package is gone from {row.path}: {exc.strerror}; it cannot be archived"
+            f"a kept package is gone from {path}: {exc.strerror}; it cannot be archived"
         ) from None
 
 
@@ -176,7 +179,13 @@ async def kept_messages(
     if not any(r.kind == MessageKind.DOCUMENT for r in rows):
         raise errors.NothingToArchive(f"{org_id} neither sent nor received {document_id}")
     messages = [
-        KeptMessage(Direction(r.direction), MessageKind(r.kind), r.status_code, r.at, _package(r))
+        KeptMessage(
+            Direction(r.direction),
+            MessageKind(r.kind),
+            r.status_code,
+            r.at,
+            _package(r.body, r.path),
+        )
         for r in rows
     ]
     return tuple(sorted(messages, key=lambda m: (m.kind != MessageKind.DOCUMENT, m.at)))

@@ -13,7 +13,8 @@ from edoc import errors
 from edoc.archive.evidence import Direction
 from edoc.archive.stored import Mark, StoredEvidence, kept_messages, open_stored
 from edoc.model import MessageKind
-from edoc.store import sqlite_url
+from edoc.store import open_node_store, sqlite_url
+from edoc.store.node import NewOutgoing
 from tests.archive import support
 from tests.pki_support import SENDER, Ca
 from tests.store import postgres
@@ -90,3 +91,27 @@ async def test_an_unknown_store_is_refused(tmp_path: Path) -> None:
         await open_stored(sqlite_url(tmp_path / "none.sqlite"))
     with pytest.raises(errors.UnknownStore):
         await open_stored("mysql://somewhere")
+
+
+async def test_a_package_file_gone_is_said(ca: Ca, tmp_path: Path) -> None:
+    """A large package is kept in a file; if the file is gone, the export says which."""
+    url = sqlite_url(tmp_path / "node.sqlite")
+    store = await open_node_store(url)
+    gone = tmp_path / "outgoing" / "1.edxml"
+    try:
+        await store.add_outgoing(
+            NewOutgoing(
+                MessageKind.DOCUMENT, SENDER, "d", "", None, 0, str(gone), {},
+                (support.RECIPIENT,), (), None,
+            ),
+            AT,
+            (),
+        )  # fmt: skip
+    finally:
+        await store.close()
+    stored = await open_stored(url)
+    try:
+        with pytest.raises(errors.StorageError, match=f"gone from {gone}"):
+            await kept_messages(stored, SENDER, "d")
+    finally:
+        await stored.close()
