@@ -350,8 +350,23 @@ def _check_chain(cert: x509.Certificate, trust: Trust) -> None:
         )
 
 
+@dataclass(frozen=True)
+class _Facts:
+    serial: int
+    start: dt.datetime
+    end: dt.datetime
+
+
+@functools.lru_cache(maxsize=4096)
+def _facts(cert: x509.Certificate) -> _Facts:
+    """What the checks read of a certificate at every message, read from it once (the
+    judging, against the signing time, now and the trust's lists, is done every time)."""
+    return _Facts(cert.serial_number, cert.not_valid_before_utc, cert.not_valid_after_utc)
+
+
 def _check_validity(cert: x509.Certificate, signed_at: dt.datetime, now: dt.datetime) -> None:
-    start, end = cert.not_valid_before_utc, cert.not_valid_after_utc
+    facts = _facts(cert)
+    start, end = facts.start, facts.end
     for label, moment in (("signing time", signed_at), ("now", now)):
         if not start <= moment <= end:
             raise errors.ExpiredCertificate(
@@ -371,13 +386,14 @@ def check_certificate(
         raise errors.ExpiredCertificate(f"signing time {signed_at:%Y-%m-%d %H:%M} is in the future")
     _check_chain(cert, trust)
     _check_validity(cert, signed_at, now)
-    retired_at = trust.retired.get(cert.serial_number)
+    serial = _facts(cert).serial
+    retired_at = trust.retired.get(serial)
     if retired_at is not None and max(signed_at, now) > retired_at:
         raise errors.ExpiredCertificate(
             f"certificate {cert.serial_number:x} was rotated out; its overlap ended"
             f" {retired_at:%Y-%m-%d %H:%M}"
         )
-    revocation = trust.revoked.get(cert.serial_number)
+    revocation = trust.revoked.get(serial)
     # Signing times have whole seconds, so "after" the revocation is a later second. With
     # ">=" a document signed in the revocation's own second, just before it, was accepted
     # by the hub and then refused by the recipient's node, which drops what it refuses: lost.
