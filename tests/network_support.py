@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import atexit
 import io
 import json
+import shutil
 import subprocess
+import tempfile
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -21,6 +24,32 @@ T = TypeVar("T")
 FAST_RETRIES = ("--retry-base", "0.1", "--retry-cap", "1")
 
 
+# the certificates a test network was given, by who they are for: another network of the
+# same provinces and agencies starts from a copy of them (issuing them was most of its start)
+_issued: dict[str, Path] = {}
+
+
+def provision(net: network.Network) -> None:
+    """network.provision for a test network: the networks of one test run share their CA,
+    which no test looks across networks at."""
+    wanted = json.dumps(
+        [
+            (node["province"], [(a["org_id"], a["name"], a["signer"]) for a in node["agencies"]])
+            for node in net.spec["nodes"]
+        ],
+        ensure_ascii=False,
+    )
+    earlier = _issued.get(wanted)
+    if earlier is not None and not net.keys_dir.exists():
+        shutil.copytree(earlier, net.keys_dir)  # keeps the keys' 0600
+    network.provision(net)
+    if earlier is None:
+        kept = Path(tempfile.mkdtemp(prefix="edoc-test-keys-")) / "keys"
+        shutil.copytree(net.keys_dir, kept)
+        atexit.register(shutil.rmtree, kept.parent, ignore_errors=True)
+        _issued[wanted] = kept
+
+
 @dataclass
 class LocalNetwork:
     data_dir: Path
@@ -31,7 +60,7 @@ class LocalNetwork:
 
     def start(self) -> LocalNetwork:
         self.net = network.plan(self.data_dir, self.provinces, self.base_port, tls=True)
-        network.provision(self.net)
+        provision(self.net)
         network.register_tokens(self.net)
         self.processes = dict(network.start(self.net, FAST_RETRIES))
         return self

@@ -34,7 +34,7 @@ import pytest
 
 from edoc import network, tls
 from edoc.keystore import KeyStore
-from tests.network_support import FAST_RETRIES, Agency, LocalNetwork, metadata
+from tests.network_support import FAST_RETRIES, Agency, LocalNetwork, metadata, provision
 from tests.reliability import report
 
 
@@ -82,7 +82,7 @@ class FaultNetwork(LocalNetwork):
         self.net = network.plan(
             self.data_dir, self.provinces, self.base_port, tls=self.tls, agencies=self.agencies
         )
-        network.provision(self.net)
+        provision(self.net)  # the run's CA, from a copy when it issued these before
         network.register_tokens(self.net)
         (self.data_dir / "logs").mkdir(exist_ok=True)
         return self
