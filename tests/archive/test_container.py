@@ -16,6 +16,7 @@ from edoc.archive import container, manifest, tsa
 from edoc.archive.verify import verify_container
 from edoc.keystore import KeyStore
 from tests.archive import support
+from tests.archive.tools import needs_openssl, needs_xmlsec1
 from tests.pki_support import SENDER, Ca
 from tests.test_xmlsec1 import xmlsec1_verify
 
@@ -57,6 +58,7 @@ def test_a_container_verifies_with_the_root_alone(ca: Ca, made: bytes) -> None:
     assert report.stamped_at <= ca.clock()
 
 
+@needs_openssl
 def test_openssl_verifies_the_token_over_the_manifest(ca: Ca, made: bytes, tmp_path: Path) -> None:
     with zipfile.ZipFile(io.BytesIO(made)) as archive:
         archive.extractall(tmp_path)
@@ -72,6 +74,7 @@ def test_openssl_verifies_the_token_over_the_manifest(ca: Ca, made: bytes, tmp_p
     assert result.returncode == 0, result.stderr
 
 
+@needs_xmlsec1
 def test_xmlsec1_verifies_the_signatures_inside(ca: Ca, made: bytes, tmp_path: Path) -> None:
     with zipfile.ZipFile(io.BytesIO(made)) as archive:
         archive.extractall(tmp_path)

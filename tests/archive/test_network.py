@@ -21,6 +21,7 @@ from edoc import envelope
 from edoc.archive.verify import verify_container
 from edoc.cli import main
 from edoc.keystore import KeyStore
+from tests.archive.tools import needs_openssl, needs_xmlsec1
 from tests.network_support import Agency, LocalNetwork, eventually, metadata
 from tests.pki_support import SENDER, Ca, Clock
 from tests.test_xmlsec1 import xmlsec1_verify
@@ -50,6 +51,7 @@ async def _edoc(*arguments: str) -> Result:
 
 
 # a small package is kept in the stores, a large one in files of its own
+@needs_xmlsec1
 @pytest.mark.parametrize("blocks", [16, 2400])
 async def test_both_sides_evidence_of_a_document_that_crossed_the_hub(
     net: LocalNetwork, blocks: int, tmp_path: Path
@@ -78,6 +80,7 @@ async def test_both_sides_evidence_of_a_document_that_crossed_the_hub(
             assert checked.returncode == 0, (side, message.name, checked.stderr)
 
 
+@needs_openssl
 async def test_the_cli_stamps_and_exports_a_nodes_day(net: LocalNetwork, tmp_path: Path) -> None:
     sender = net.agency(SENDER)
     code, answer, _ = await sender.send(metadata(SENDER, [KON_TUM]))

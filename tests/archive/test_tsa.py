@@ -16,6 +16,7 @@ from edoc import errors, network, pki
 from edoc.archive import tsa
 from edoc.cli import main
 from edoc.keystore import KeyStore
+from tests.archive.tools import needs_openssl
 from tests.pki_support import SENDER, Ca
 
 NOW = dt.datetime(2026, 12, 1, 3, 0, tzinfo=dt.UTC)
@@ -47,6 +48,7 @@ def test_the_tsa_certificate_has_the_one_critical_eku_time_stamping(ca: Ca) -> N
         pki.check_certificate(cert, ca.keys.trust(), ca.clock(), ca.clock())
 
 
+@needs_openssl
 def test_openssl_accepts_a_token(ca: Ca, tmp_path: Path) -> None:
     data = "Công văn số 45".encode()
     (tmp_path / "data.bin").write_bytes(data)
@@ -66,6 +68,7 @@ def test_openssl_accepts_a_token(ca: Ca, tmp_path: Path) -> None:
     assert refused.returncode != 0
 
 
+@needs_openssl
 def test_respond_answers_an_openssl_request(ca: Ca, tmp_path: Path) -> None:
     """The protocol itself: openssl's TimeStampReq (with a nonce) in, a TimeStampResp
     that openssl verifies against the request out."""
@@ -84,6 +87,7 @@ def test_respond_answers_an_openssl_request(ca: Ca, tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
 
 
+@needs_openssl
 def test_respond_refuses_another_hash(ca: Ca, tmp_path: Path) -> None:
     (tmp_path / "data.bin").write_bytes(b"evidence")
     request = tmp_path / "request.tsq"
