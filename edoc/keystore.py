@@ -20,7 +20,7 @@ import fcntl
 import json
 import os
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -113,11 +113,22 @@ class SigningIdentity:
         )
 
 
+Holder = tuple[str, pki.CertKind, str]  # organization, kind, person ("" for its seal)
+
+
 @dataclass(frozen=True)
 class _Snapshot:
     stamp: int
     records: tuple[CertRecord, ...]
     trust: pki.Trust
+    by_holder: Mapping[Holder, tuple[CertRecord, ...]]  # in the order of records
+
+
+def _by_holder(records: tuple[CertRecord, ...]) -> dict[Holder, tuple[CertRecord, ...]]:
+    held: dict[Holder, list[CertRecord]] = {}
+    for record in records:
+        held.setdefault((record.org_id, record.kind, record.full_name), []).append(record)
+    return {holder: tuple(them) for holder, them in held.items()}
 
 
 def _write_private(path: Path, data: bytes) -> None:
@@ -396,7 +407,7 @@ class KeyStore:
             revoked=pki.revocations_in(crl),
             retired={int(r.serial, 16): r.retire_at for r in records if r.retire_at},
         )
-        return _Snapshot(stamp, records, trust)
+        return _Snapshot(stamp, records, trust, _by_holder(records))
 
     def records(self) -> tuple[CertRecord, ...]:
         return self._load().records
@@ -412,13 +423,10 @@ class KeyStore:
         snapshot = self._load()
         now = self.clock()
         kind = kind or (pki.CertKind.PERSONAL if full_name else pki.CertKind.ORGANIZATION)
-        usable = [
+        usable = [  # a national network holds hundreds: looked up, not scanned
             r
-            for r in snapshot.records
-            if r.org_id == org_id
-            and r.kind is kind
-            and r.full_name == full_name
-            and r.state(now) in ("active", "in overlap")
+            for r in snapshot.by_holder.get((org_id, kind, full_name), ())
+            if r.state(now) in ("active", "in overlap")
         ]
         if not usable:
             who = f"{full_name!r} of {org_id}" if full_name else org_id

@@ -23,7 +23,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from lxml import etree
 
-from edoc import envelope, errors, metadata, signature_shape, signing, xmlsafe
+from edoc import envelope, errors, metadata, pki, signature_shape, signing, xmlsafe
 from edoc.envelope import parse, read, relay
 from edoc.keystore import SigningIdentity
 from edoc.model import TraceHop
@@ -598,3 +598,51 @@ def test_metadata_verdicts_are_the_referencing_schemas(data: st.DataObject) -> N
     with mock.patch.object(metadata, "_validator", return_value=referencing):
         expected = _verdict(metadata.check, copy.deepcopy(value))
     assert _verdict(metadata.check, copy.deepcopy(value)) == expected
+
+
+# --- the key store: identities looked up by holder, not scanned for -----------------------
+def test_identities_are_the_ones_a_scan_of_every_record_finds(tmp_path: pathlib.Path) -> None:
+    """Seals rotated (both in overlap), persons and TLS certificates beside them, one
+    organization revoked, and the clock moved past the overlap: each holder gets the
+    certificate a scan of every record picks (the newest valid, the non-retiring first)."""
+    ca = Ca.create(tmp_path / "keys")
+    keys = ca.keys
+    others = ["000.00.13.H53", "000.00.14.H53"]
+    for org in others:
+        keys.issue(org)
+        keys.issue(org, full_name="Trần Thị B")
+    keys.rotate(SENDER)
+    keys.rotate(others[0], overlap_days=1)
+    keys.revoke(others[1])
+    holders = [
+        (org, kind, name)
+        for org in [SENDER, "000.00.00.H23", *others]
+        for kind in pki.CertKind
+        for name in ("", SIGNER, "Trần Thị B")
+    ]
+
+    def scanned(org: str, kind: pki.CertKind, name: str) -> str | None:
+        now = keys.clock()
+        usable = [
+            r
+            for r in keys.records()
+            if (r.org_id, r.kind, r.full_name) == (org, kind, name)
+            and r.state(now) in ("active", "in overlap")
+        ]
+        return (
+            max(usable, key=lambda r: (r.retire_at is None, r.not_before)).serial
+            if usable
+            else None
+        )
+
+    def looked_up(org: str, kind: pki.CertKind, name: str) -> str | None:
+        try:
+            return keys.identity(org, name, kind).record.serial
+        except errors.UnknownCertificate:
+            return None
+
+    for _ in range(2):
+        found = {holder: looked_up(*holder) for holder in holders}
+        assert found == {holder: scanned(*holder) for holder in holders}
+        assert any(found.values())
+        ca.clock.advance(days=2)
