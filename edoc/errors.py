@@ -320,13 +320,6 @@ class AddressInUse(SystemRefused):
     code = "EDOC-SYS-003"
 
 
-class NetworkUnreachable(EdocError):
-    """A simulation's network stopped answering the agency API."""
-
-    code = "EDOC-SIM-001"
-    status = 503
-
-
 class NothingDelivered(EdocError):
     """A simulation in which not one document got through (every one refused or lost)."""
 
