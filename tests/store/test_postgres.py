@@ -14,7 +14,7 @@ import pytest
 
 from edoc import errors
 from edoc.store import open_hub_store, open_node_store
-from edoc.store.hub import Addressee, HubStore, NewPackage, Receipt, Tally
+from edoc.store.hub import Addressee, DirectoryEntry, HubStore, NewPackage, Receipt, Tally
 from edoc.store.postgres.database import PostgresDatabase, shown
 from edoc.store.postgres.hub import PostgresHubStore
 from edoc.store.postgres.node import PostgresNodeStore
@@ -269,3 +269,20 @@ def test_without_a_server_the_postgresql_tests_fail_in_ci_and_skip_elsewhere(
 )
 def test_a_database_url_is_said_without_its_password(url: str, said: str) -> None:
     assert shown(url) == said
+
+
+async def test_registrations_at_once_in_any_order_never_deadlock(
+    two_instances: list[HubStore],
+) -> None:
+    entries = [
+        DirectoryEntry(f"000.{n // 100:02}.{n % 100:02}.H53", f"Sở {n}", "agency", "H53")
+        for n in range(1000)
+    ]
+    for round_ in range(10):
+        renamed = [replace(e, name=f"{e.name} ({round_})") for e in entries]
+        # the same organizations in opposite orders, from two instances at once
+        await asyncio.gather(
+            two_instances[0].register(renamed), two_instances[1].register(renamed[::-1])
+        )
+    book = await two_instances[0].directory()
+    assert len(book.entries) == 1000 and book.version >= 10

@@ -336,7 +336,9 @@ class PostgresHubStore(HubViews):
     # --- address book and nodes -----------------------------------------------------------------
     async def register(self, entries: Sequence[DirectoryEntry]) -> int:
         """Add or update organizations; returns the directory's version after it."""
-        latest = list({e.org_id: e for e in entries}.values())  # one row may change once
+        # one row may change once per statement; rows locked in one order, so two
+        # registrations at once (instances starting together) never deadlock
+        latest = sorted({e.org_id: e for e in entries}.values(), key=lambda e: e.org_id)
         async with self._transaction() as conn:
             changed = await conn.fetch(
                 "INSERT INTO directory (org_id, name, kind, node)"
