@@ -3,14 +3,16 @@
 The hub verifies the bytes a node sent, so it passes those same bytes on with its
 ``TraceHeader`` written in before ``Bussiness`` (where edoc.envelope.add_trace_hop puts
 it), rather than writing the whole package anew from its tree. That is done only where
-finding the place in the bytes is certain: UTF-8, no comment, CDATA section, processing
-instruction or DOCTYPE (so every ``<`` opens or closes an element), one element of
-Bussiness's name in the whole document, under a prefix its parent already has in scope.
-Anything else is written from the tree as before, which drops what the reader dropped.
+finding the place in the bytes is certain: in a schema-valid package (read_package's),
+UTF-8, with no comment, CDATA section, processing instruction or DOCTYPE (so every ``<``
+opens or closes an element), one Bussiness, under a prefix its parent already has in
+scope. Anything else is written from the tree as before, which drops what the reader
+dropped.
 """
 
 from __future__ import annotations
 
+import functools
 import io
 import re
 from collections.abc import Sequence
@@ -32,7 +34,7 @@ _DECLARATION = re.compile(
     rb"(?:\s+standalone\s*=\s*(['\"])(?:yes|no)\3)?\s*\?>"
 )
 _TRACE = f"{q('edXMLEnvelope')}/{q('edXMLHeader')}/{q('TraceHeaderList')}"
-_NAMED = etree.XPath("count(//*[name() = $name])")
+_BUSINESSES = etree.XPath("count(//edXML:Bussiness)", namespaces={"edXML": NS})
 
 
 def relayed(
@@ -41,9 +43,9 @@ def relayed(
     files: Sequence[tuple[Attachment, Path | bytes]],
     hop: TraceHop,
 ) -> bytes:
-    """``data`` with ``hop`` added; ``root`` and ``files`` are what edoc.envelope read of
-    ``data`` (the tree, and each attachment's bytes), written out where it cannot be
-    spliced."""
+    """``data`` with ``hop`` added; ``root`` and ``files`` are what edoc.envelope's
+    read_package made of ``data`` (the schema-valid tree, and each attachment's bytes),
+    written out where the hop cannot be spliced in."""
     spliced = _spliced(data, root, hop)
     if spliced is not None:
         return spliced
@@ -84,14 +86,22 @@ def _spliced(data: bytes, root: etree._Element, hop: TraceHop) -> bytes | None:
     business = None if trace is None else trace.find(q("Bussiness"))
     if trace is None or business is None or trace.nsmap.get(business.prefix) != NS:
         return None
-    name = f"{business.prefix}:Bussiness" if business.prefix else "Bussiness"
-    if not _utf8_markup_only(data) or _NAMED(root, name=name) != 1:
+    if not _utf8_markup_only(data) or _BUSINESSES(root) != 1:
         return None
-    found = re.search(rb"<" + re.escape(name.encode()) + rb"[\s/>]", data)
+    # Every '<' opens or closes an element, so the first start tag of this name is the
+    # first element of it: Bussiness, for the schema lets no element before it (the
+    # message header and the hops) bear that name, in any namespace.
+    found = _start_tag(business.prefix).search(data)
     if found is None:
         return None
     at = found.start()
     return data[:at] + _hop_bytes(business.prefix, hop) + data[at:]
+
+
+@functools.lru_cache(maxsize=16)
+def _start_tag(prefix: str | None) -> re.Pattern[bytes]:
+    name = f"{prefix}:Bussiness" if prefix else "Bussiness"
+    return re.compile(b"<" + re.escape(name.encode()) + rb"[ \t\r\n/>]")
 
 
 def _hop_bytes(prefix: str | None, hop: TraceHop) -> bytes:
