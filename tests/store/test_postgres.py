@@ -14,7 +14,15 @@ import pytest
 
 from edoc import errors
 from edoc.store import open_hub_store, open_node_store
-from edoc.store.hub import Addressee, DirectoryEntry, HubStore, NewPackage, Receipt, Tally
+from edoc.store.hub import (
+    Addressee,
+    Count,
+    DirectoryEntry,
+    HubStore,
+    NewPackage,
+    Receipt,
+    Tally,
+)
 from edoc.store.postgres.database import PostgresDatabase, shown
 from edoc.store.postgres.hub import PostgresHubStore
 from edoc.store.postgres.node import PostgresNodeStore
@@ -286,3 +294,19 @@ async def test_registrations_at_once_in_any_order_never_deadlock(
         )
     book = await two_instances[0].directory()
     assert len(book.entries) == 1000 and book.version >= 10
+
+
+async def test_acknowledgements_at_once_in_any_order_count_each_delivery_once(
+    two_instances: list[HubStore],
+) -> None:
+    await _accept_many(two_instances[0], 300)
+    leased = await two_instances[0].lease("H34", NOW, LEASE, 300, 0)
+    tally = Tally(NOW.date(), H34.org_id, "received", "")
+    receipts = [Receipt(d.id, tally) for d in leased]
+    # a node's acknowledgement and its retry, in opposite orders, on two instances at once
+    first = await asyncio.gather(
+        two_instances[0].acknowledge(receipts, NOW),
+        two_instances[1].acknowledge(receipts[::-1], NOW),
+    )
+    assert sorted(first[0] + first[1]) == sorted(d.id for d in leased)
+    assert Count(NOW.date(), H34.org_id, "received", "", 300) in await two_instances[0].counters()

@@ -303,19 +303,18 @@ class PostgresHubStore(HubViews):
 
     async def acknowledge(self, receipts: Sequence[Receipt], now: dt.datetime) -> list[int]:
         """Mark delivered; the ids delivered for the first time, whose tallies are added."""
-        tallies = {receipt.delivery_id: receipt.tally for receipt in receipts}
+        tallies = list({r.delivery_id: r.tally for r in receipts}.items())
         rows = await self._rows(
             _ACKNOWLEDGE,
             now,
-            list(tallies),
-            [t.day for t in tallies.values()],
-            [t.org_id for t in tallies.values()],
-            [t.metric for t in tallies.values()],
-            [t.reason for t in tallies.values()],
-            [t.by for t in tallies.values()],
+            [delivery_id for delivery_id, _ in tallies],
+            [t.day for _, t in tallies],
+            [t.org_id for _, t in tallies],
+            [t.metric for _, t in tallies],
+            [t.reason for _, t in tallies],
+            [t.by for _, t in tallies],
         )
-        first = [int(row[0]) for row in rows]
-        return first
+        return [int(row[0]) for row in rows]
 
     # --- statistics ------------------------------------------------------------------------
     async def count(self, tally: Tally) -> None:
