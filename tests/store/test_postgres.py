@@ -310,3 +310,18 @@ async def test_acknowledgements_at_once_in_any_order_count_each_delivery_once(
     )
     assert sorted(first[0] + first[1]) == sorted(d.id for d in leased)
     assert Count(NOW.date(), H34.org_id, "received", "", 300) in await two_instances[0].counters()
+
+
+async def test_a_connection_back_in_the_pool_holds_no_transaction(fresh: str) -> None:
+    store = PostgresHubStore(fresh)
+    await store.open()
+    try:
+        async with store.pool.acquire() as conn:  # a use that left its transaction open
+            await conn.execute("BEGIN")
+            await conn.execute("INSERT INTO nodes (node, token_sha256) VALUES ('H99', 'x')")
+        # the next uses of that connection neither see the change nor commit it
+        assert await store.node_for_token("x") is None
+        await store.add_node("H53", "y")
+        assert await store.node_for_token("x") is None
+    finally:
+        await store.close()

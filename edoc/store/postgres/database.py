@@ -111,6 +111,13 @@ async def migrate(conn: Connection, component: str, steps: Sequence[str]) -> int
         return max(version, len(steps))
 
 
+async def _session_kept(conn: asyncpg.Connection) -> None:
+    """Nothing more to undo when a connection goes back to the pool: asyncpg rolls back a
+    transaction left open in any case, and the stores leave no session state (settings,
+    LISTEN, session advisory locks, cursors) behind. Its default reset undoes those too,
+    in a statement of its own after every use: a third of each query's CPU here."""
+
+
 class PostgresDatabase:
     start_patience: ClassVar[float] = 30.0  # seconds to wait at open for a server away
     component: ClassVar[str] = ""  # whose tables: its row in schema_version
@@ -160,6 +167,7 @@ class PostgresDatabase:
             max_size=POOL_SIZE,
             command_timeout=COMMAND_TIMEOUT,
             timeout=CONNECT_TIMEOUT,
+            reset=_session_kept,
         )
         async with self._pool.acquire() as conn:
             await migrate(conn, self.component, self.migrations[:up_to])

@@ -303,7 +303,9 @@ class PostgresHubStore(HubViews):
 
     async def acknowledge(self, receipts: Sequence[Receipt], now: dt.datetime) -> list[int]:
         """Mark delivered; the ids delivered for the first time, whose tallies are added."""
-        tallies = list({r.delivery_id: r.tally for r in receipts}.items())
+        # by id: a node's acknowledgement and its retry at once lock the rows in one
+        # order (in the order given, they deadlocked)
+        tallies = sorted({r.delivery_id: r.tally for r in receipts}.items(), key=lambda i: i[0])
         rows = await self._rows(
             _ACKNOWLEDGE,
             now,
