@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import io
 import json
 import os
+import secrets
 import signal
 import socket
 import ssl
 import subprocess
 import sys
 import tempfile
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,6 +22,8 @@ from typing import Any
 import aiohttp
 
 from edoc import envelope, services, signing
+from edoc.hub import app as hub_app
+from edoc.hub.state import HubConfig
 from edoc.keystore import SigningIdentity
 from edoc.model import Organization, ResponseFor, StatusCode, StatusUpdate
 from tests.pki_support import Ca, unsigned_root, wire
@@ -90,13 +95,14 @@ class HubProcess:
         self.process = None
 
     def add_node(self, root: str) -> str:
-        result = subprocess.run(
-            [EDOC, "hub", "add-node", root, "--data-dir", str(self.data_dir)],
-            capture_output=True,
-            text=True,
-            check=True,
-        )
-        return result.stdout.strip()
+        """Let node ``root`` in, as `edoc hub add-node` does (tests/store/test_open.py runs
+        that command); here in a thread of this process: a CLI start per node cost more."""
+        assert "--store" not in self.options, "a hub on another store: use the command"
+        token = secrets.token_urlsafe(32)
+        config = HubConfig(data_dir=self.data_dir, keys_dir=self.keys_dir)
+        with ThreadPoolExecutor(1) as thread:  # callers may be inside a running loop
+            thread.submit(asyncio.run, hub_app.add_node(config, root, token)).result()
+        return token
 
 
 @dataclass
