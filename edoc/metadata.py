@@ -57,7 +57,8 @@ _DEFS = "#/$defs/"
 def _inlined(schema: dict[str, Any]) -> dict[str, Any]:
     """The schema with each ``{"$ref": "#/$defs/…"}`` replaced by what it names: the same
     rules and messages, without resolving a reference at every field of every document
-    (half of checking a document's metadata). The schema's references do not recur."""
+    (the larger part of checking a document's metadata). The schema's references do not
+    recur."""
     definitions = schema.get("$defs", {})
 
     def inline(node: Any) -> Any:
