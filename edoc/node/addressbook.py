@@ -14,9 +14,11 @@ expires), and fetches it again:
   expiry);
 - when a post names an id the copy does not know: an agency may have registered at
   another node since, so the post waits (``DOOR_WAIT`` at most) for a copy fetched after
-  it arrived. Such fetches begin at most every ``RECHECK_AFTER`` and the posts waiting
-  together share one: an agency naming unknown ids cannot make the hub sign the book at
-  every post.
+  it arrived, and is refused only by such a copy. Such fetches begin at most every
+  ``RECHECK_AFTER`` and the posts waiting together share one: an agency naming unknown
+  ids cannot make the hub sign the book at every post. When none comes (the hub is down),
+  the older copy cannot tell an unknown id from one registered since: the post is
+  accepted and the hub judges, so a legitimate recipient is never refused for an outage.
 
 Without a valid copy (the hub unreachable since start and nothing kept, or the kept copy
 expired) a post asks the hub for one, waiting at most ``WAIT_WITHOUT_BOOK`` (and not when
@@ -77,6 +79,7 @@ class AddressBook:
         self._copy: Copy | None = None
         self._fetching: asyncio.Task[None] | None = None
         self._fetch_started = float("-inf")  # time.monotonic() when the last fetch began
+        self._confirmed = float("-inf")  # when the last fetch that brought a copy began
         self._kept_at = float("-inf")  # time.monotonic() when a fetched copy was last kept
 
     def current(self) -> Copy | None:
@@ -91,13 +94,14 @@ class AddressBook:
         copy = self.current()
         if copy is not None and all(org in copy.known for org in org_ids):
             return []
+        arrived = time.monotonic()
         if copy is not None:
-            await self._fetched_since(state, time.monotonic())
+            await self._fetched_since(state, arrived)
         else:
             await self._any_fetch(state)
         copy = self.current()
-        if copy is None:
-            log.info("no address book: the hub will judge the recipients", recipients=org_ids)
+        if copy is None or self._confirmed < arrived:
+            log.info("no fresh address book: the hub will judge the recipients", to=org_ids)
             return []
         return [org for org in org_ids if org not in copy.known]
 
@@ -167,8 +171,10 @@ class AddressBook:
         return self._fetching
 
     async def _fetch(self, state: NodeState) -> None:
+        started = time.monotonic()
         try:
             await self._adopt(state, await hublink.directory(state), keep=True)
+            self._confirmed = started
         except (errors.EdocError, OSError, ValueError) as exc:
             log.warning("address book not fetched", reason=str(exc))
 
