@@ -112,7 +112,7 @@ def serve_hub(
     """The national axis hub."""
     logs.configure()
     config = HubConfig(
-        data_dir=data_dir,
+        data_dir=data_dir.resolve(),  # package paths are stored: absolute, for every instance
         keys_dir=keys_dir,
         org_id=org_id,
         host=host,
