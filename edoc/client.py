@@ -28,7 +28,7 @@ T = TypeVar("T")
 class Answer(NamedTuple):
     status: int
     body: Any  # the parsed JSON, or the raw bytes of an answer that is not JSON
-    headers: Mapping[str, str]
+    headers: dict[str, str]
 
     def ok(self) -> Any:
         """The body of a success; the error the answer carries, raised, of a refusal."""
@@ -61,7 +61,7 @@ class _Client:
     def __init__(
         self,
         base_url: str,
-        token: str | None = None,
+        token: str = "",  # none: no Authorization header
         ssl_context: ssl.SSLContext | bool = True,
         session: aiohttp.ClientSession | None = None,
     ) -> None:
@@ -139,6 +139,7 @@ class _Client:
 
 
 FileSource = bytes | Path | IO[bytes]
+Files = Mapping[str, FileSource] | Iterable[tuple[str, FileSource]]  # by name, in order
 
 
 class AgencyClient(_Client):
@@ -147,11 +148,13 @@ class AgencyClient(_Client):
     async def send(
         self,
         metadata: Mapping[str, Any] | bytes,
-        files: Iterable[tuple[str, FileSource]] = (),
+        files: Files = (),
         idempotency_key: str | None = None,
     ) -> Answer:
         """``POST /api/v1/documents``, whatever the answer (a file given as a Path is
         streamed from disk)."""
+        if isinstance(files, Mapping):
+            files = files.items()
         form = aiohttp.FormData()
         text = (
             metadata.decode()
@@ -178,7 +181,7 @@ class AgencyClient(_Client):
     async def post_document(
         self,
         metadata: Mapping[str, Any] | bytes,
-        files: Iterable[tuple[str, FileSource]] = (),
+        files: Files = (),
         idempotency_key: str | None = None,
     ) -> dict[str, Any]:
         """The node's 202 (``id``, ``document_id``, ``status``, ``recipients``)."""
@@ -256,7 +259,7 @@ class HubClient(_Client):
         )
         return self._shaped(wire.PackageAccepted.from_json, body)
 
-    async def collect(self, wait: float, limit: int = 20) -> list[wire.DeliveryNotice]:
+    async def collect(self, wait: float = 0, limit: int = 20) -> list[wire.DeliveryNotice]:
         params = {"wait": str(wait), "limit": str(limit)}
         body = await self._ok("GET", "/api/v1/deliveries", params=params)
         return self._shaped(wire.deliveries_from_json, body)

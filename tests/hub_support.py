@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import io
-import json
 import os
 import secrets
 import signal
@@ -19,13 +18,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import aiohttp
-
 from edoc import envelope, services, signing
+from edoc.client import Answer, HubClient
 from edoc.hub import app as hub_app
 from edoc.hub.state import HubConfig
 from edoc.keystore import SigningIdentity
 from edoc.model import Organization, ResponseFor, StatusCode, StatusUpdate
+from edoc.wire import DeliveryNotice
 from tests.pki_support import Ca, unsigned_root, wire
 
 EDOC = str(Path(sys.executable).parent / "edoc")
@@ -105,69 +104,34 @@ class HubProcess:
         return token
 
 
-@dataclass
-class NodeClient:
-    """What a provincial node does with the hub, driven by the test."""
+class NodeClient(HubClient):
+    """What a provincial node does with the hub, driven by the test: the typed client,
+    plus the raw post a test looks at refusals with."""
 
-    hub: HubProcess
-    token: str
-    ssl_context: ssl.SSLContext | bool = True
+    def __init__(
+        self, hub: HubProcess, token: str, ssl_context: ssl.SSLContext | bool = True
+    ) -> None:
+        super().__init__(hub.url, token, ssl_context)
 
-    def _headers(self) -> dict[str, str]:
-        return {"Authorization": f"Bearer {self.token}"}
-
-    async def request(
-        self, method: str, path: str, data: bytes | None = None, json_body: Any = None
-    ) -> tuple[int, Any, dict[str, str]]:
-        async with (
-            aiohttp.ClientSession() as session,
-            session.request(
-                method,
-                f"{self.hub.url}{path}",
-                data=io.BytesIO(data) if data is not None else None,
-                json=json_body,
-                headers=self._headers(),
-                ssl=self.ssl_context,
-            ) as response,
-        ):
-            raw = await response.read()
-            try:
-                body = json.loads(raw)
-            except ValueError:
-                body = raw
-            return response.status, body, dict(response.headers)
-
-    async def post(self, package: bytes) -> tuple[int, Any, dict[str, str]]:
-        return await self.request("POST", "/api/v1/packages", data=package)
-
-    async def collect(self, wait: float = 0, limit: int = 10) -> list[dict[str, Any]]:
-        status, body, _ = await self.request("GET", f"/api/v1/deliveries?wait={wait}&limit={limit}")
-        assert status == 200, body
-        deliveries: list[dict[str, Any]] = body["deliveries"]
-        return deliveries
+    async def post(self, package: bytes) -> Answer:
+        # a BytesIO: aiohttp warns of a large body given as bytes
+        return await self.request("POST", "/api/v1/packages", data=io.BytesIO(package))
 
     async def fetch(self, delivery_id: int) -> bytes:
-        status, body, _ = await self.request("GET", f"/api/v1/deliveries/{delivery_id}/package")
-        assert status == 200, body
-        assert isinstance(body, bytes)
-        return body
+        package: bytes = await self._ok("GET", f"/api/v1/deliveries/{delivery_id}/package")
+        return package
 
     async def ack(self, *delivery_ids: int) -> list[int]:
         """Acknowledge; the ids acknowledged for the first time."""
-        status, body, _ = await self.request(
-            "POST", "/api/v1/deliveries/ack", json_body={"ids": list(delivery_ids)}
-        )
-        assert status == 200, body
-        first: list[int] = body["first"]
-        return first
+        return list((await self.acknowledge(list(delivery_ids))).first)
 
-    async def drain(self, wait: float = 0) -> list[dict[str, Any]]:
+    async def drain(self, wait: float = 0) -> list[DeliveryNotice]:
         """Collect, fetch and acknowledge everything waiting."""
         seen = []
         while items := await self.collect(wait=wait):
             for item in items:
-                await self.fetch(item["id"])
-                await self.ack(item["id"])
+                await self.fetch(item.id)
+                await self.ack(item.id)
                 seen.append(item)
             wait = 0
         return seen

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import atexit
-import io
 import json
 import shutil
 import subprocess
@@ -15,9 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
-import aiohttp
-
 from edoc import network, tls
+from edoc.client import AgencyClient
 from edoc.keystore import KeyStore
 
 T = TypeVar("T")
@@ -114,68 +112,12 @@ class LocalNetwork:
         return report
 
 
-@dataclass
-class Agency:
-    url: str
-    token: str
-    org_id: str
+class Agency(AgencyClient):
+    """An agency of a test network: the typed client, with the organization it is."""
 
-    async def request(
-        self,
-        method: str,
-        path: str,
-        json_body: Any = None,
-        data: Any = None,
-        headers: dict[str, str] | None = None,
-    ) -> tuple[int, Any, dict[str, str]]:
-        auth = {"Authorization": f"Bearer {self.token}"} if self.token else {}
-        async with (
-            aiohttp.ClientSession() as session,
-            session.request(
-                method,
-                f"{self.url}{path}",
-                json=json_body,
-                data=data,
-                headers=auth | (headers or {}),
-            ) as response,
-        ):
-            raw = await response.read()
-            try:
-                body = json.loads(raw)
-            except ValueError:
-                body = raw
-            return response.status, body, dict(response.headers)
-
-    async def send(
-        self,
-        metadata: dict[str, Any],
-        files: dict[str, bytes] | None = None,
-        key: str | None = None,
-    ) -> tuple[int, Any, dict[str, str]]:
-        form = aiohttp.FormData()
-        form.add_field(
-            "metadata", json.dumps(metadata, ensure_ascii=False), content_type="application/json"
-        )
-        for name, content in (files or {}).items():
-            form.add_field("file", io.BytesIO(content), filename=name)
-        return await self.request(
-            "POST",
-            "/api/v1/documents",
-            data=form,
-            headers={"Idempotency-Key": key} if key else None,
-        )
-
-    async def inbox(self) -> list[dict[str, Any]]:
-        status, body, _ = await self.request("GET", "/api/v1/inbox")
-        assert status == 200, body
-        documents: list[dict[str, Any]] = body["documents"]
-        return documents
-
-    async def document(self, outgoing_id: int) -> dict[str, Any]:
-        status, body, _ = await self.request("GET", f"/api/v1/documents/{outgoing_id}")
-        assert status == 200, body
-        result: dict[str, Any] = body
-        return result
+    def __init__(self, url: str, token: str, org_id: str) -> None:
+        super().__init__(url, token)
+        self.org_id = org_id
 
 
 async def eventually(check: Callable[[], Awaitable[T]], timeout: float = 30) -> T:

@@ -7,17 +7,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
-import io
 import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
+from edoc.client import AgencyClient
+from edoc.client import Answer as Reply
 from edoc.hub import directory
 from edoc.hub.state import HUB_ORG_ID
 from edoc.keystore import KeyStore
@@ -27,7 +27,6 @@ from edoc.node.state import NodeConfig
 from tests.pki_support import SENDER, Ca
 
 TOKEN = "agency-token-of-the-sender"
-Reply = tuple[int, Any, dict[str, str]]
 
 
 @dataclass
@@ -103,9 +102,12 @@ class Door:
             yield node
 
 
-@dataclass
-class Node:
-    client: TestClient[web.Request, web.Application]
+class Node(AgencyClient):
+    """The node under test, through the agency's typed client, its address book at hand."""
+
+    def __init__(self, client: TestClient[web.Request, web.Application]) -> None:
+        super().__init__(str(client.make_url("")), TOKEN)
+        self.client = client
 
     @property
     def book(self) -> AddressBook:
@@ -116,29 +118,12 @@ class Node:
             while not condition():
                 await asyncio.sleep(0.02)
 
-    async def request(self, method: str, path: str, **options: Any) -> Reply:
-        headers = {"Authorization": f"Bearer {TOKEN}"} | options.pop("headers", {})
+    async def raw(self, method: str, path: str, **options: Any) -> Reply:
+        """A request the typed client would not make (no body at all, another media type)."""
+        headers = {"Authorization": f"Bearer {TOKEN}"}
         async with self.client.request(method, path, headers=headers, **options) as response:
             raw = await response.read()
-            try:
-                body = json.loads(raw)
-            except ValueError:
-                body = raw
-            return response.status, body, dict(response.headers)
-
-    async def send(
-        self,
-        data: dict[str, Any],
-        files: list[tuple[str, bytes]] | None = None,
-        key: str | None = None,
-    ) -> Reply:
-        form = aiohttp.FormData()
-        metadata = json.dumps(data, ensure_ascii=False)
-        form.add_field("metadata", metadata, content_type="application/json")  # multipart
-        for name, content in files or []:
-            form.add_field("file", io.BytesIO(content), filename=name)
-        headers = {"Idempotency-Key": key} if key else {}
-        return await self.request("POST", "/api/v1/documents", data=form, headers=headers)
+            return Reply(response.status, json.loads(raw), dict(response.headers))
 
 
 @contextlib.asynccontextmanager

@@ -47,8 +47,8 @@ async def test_one_document_reaches_each_recipient_once(
 
     for root, org in (("H23", H23), ("H41", H41)):
         items = await nodes[root].collect(wait=2)
-        assert [(i["recipient"], i["hub_id"]) for i in items] == [(org, answer["id"])]
-        relayed = await nodes[root].fetch(items[0]["id"])
+        assert [(i.recipient, i.hub_id) for i in items] == [(org, answer["id"])]
+        relayed = await nodes[root].fetch(items[0].id)
         received = envelope.read_package(io.BytesIO(relayed))
         verified = signing.verify_package(received, ca.keys.trust(), ca.clock())
         assert verified.message.sender.org_id == SENDER  # the sender's signature survives
@@ -56,7 +56,7 @@ async def test_one_document_reaches_each_recipient_once(
         assert {a.name: a.size for a in received.received} == {
             name: len(content) for name, content in files.items()
         }
-        assert await nodes[root].ack(items[0]["id"]) == [items[0]["id"]]
+        assert await nodes[root].ack(items[0].id) == [items[0].id]
         assert await nodes[root].collect() == []  # delivered once, not again
 
 
@@ -69,14 +69,14 @@ async def test_small_packages_come_inline_large_ones_are_fetched(
     for package in (small, large):
         assert (await nodes["H53"].post(package))[0] == 202
     items = await nodes["H41"].collect(wait=2)
-    assert ["package" in item for item in items] == [True, False]
+    assert [item.package is not None for item in items] == [True, False]
     for item, sent in zip(items, (small, large), strict=True):
-        relayed = await nodes["H41"].fetch(item["id"])
-        if "package" in item:
-            assert base64.b64decode(item["package"]) == relayed  # what a fetch gives
+        relayed = await nodes["H41"].fetch(item.id)
+        if item.package is not None:
+            assert base64.b64decode(item.package) == relayed  # what a fetch gives
         about = envelope.read_package(io.BytesIO(relayed)).document.document_id
         assert about == envelope.read_package(io.BytesIO(sent)).document.document_id
-    ids = [item["id"] for item in items]
+    ids = [item.id for item in items]
     assert await nodes["H41"].ack(*ids) == ids  # one request for both
     assert await nodes["H41"].ack(*ids) == []  # an acknowledgement again changes nothing
     assert await nodes["H41"].collect() == []
@@ -105,7 +105,7 @@ async def test_urgent_documents_are_collected_first(ca: Ca, nodes: dict[str, Nod
     await nodes["H41"].drain()
     normal = (await nodes["H53"].post(document(ca, to=[H41], priority=0)))[1]["id"]
     express = (await nodes["H53"].post(document(ca, to=[H41], priority=3)))[1]["id"]
-    order = [item["hub_id"] for item in await nodes["H41"].drain()]
+    order = [item.hub_id for item in await nodes["H41"].drain()]
     assert order == [express, normal]
 
 
@@ -117,7 +117,7 @@ async def test_status_relay_and_its_rules(ca: Ca, nodes: dict[str, NodeClient]) 
         reply = await nodes["H23"].post(status(ca, H23, package, code))
         assert reply[0] == 202, reply[1]
     relayed = await nodes["H53"].drain()
-    assert [(i["kind"], i["status_code"], i["recipient"]) for i in relayed] == [
+    assert [(i.kind, i.status_code, i.recipient) for i in relayed] == [
         ("status", "01", SENDER),
         ("status", "03", SENDER),
         ("status", "06", SENDER),
@@ -140,7 +140,7 @@ async def test_revoke_reaches_every_recipient_of_the_original(
     assert code == 202, answer
     assert sorted(answer["recipients"]) == [H23, H41]
     for root in ("H23", "H41"):
-        assert sorted(i["hub_id"] for i in await nodes[root].drain()) == sorted(
+        assert sorted(i.hub_id for i in await nodes[root].drain()) == sorted(
             [answer["id"], answer["id"] - 1]
         )
 

@@ -41,7 +41,7 @@ async def test_kill_9_loses_nothing_and_delivers_nothing_twice(ca: Ca, tmp_path:
         hub.stop(kill=True)
         hub.start()
         await asyncio.sleep(1.1)  # the visibility timeout of the unacknowledged five
-        delivered = [item["hub_id"] for item in await receiver.drain()]
+        delivered = [item.hub_id for item in await receiver.drain()]
         assert sorted(delivered) == sorted(accepted)  # all twelve, each once
         code, report, _ = await receiver.request("GET", "/api/v1/stats")
         assert report["totals"]["sent"] == 12 and report["totals"]["received"] == 12

@@ -133,11 +133,11 @@ async def test_counts_agree_on_both_sides(net: LocalNetwork) -> None:
 async def test_idempotent_retry_sends_once(net: LocalNetwork) -> None:
     sender, recipient = net.agency(SENDER), net.agency(KON_TUM)
     data = metadata(SENDER, [KON_TUM])
-    first = await sender.send(data, key="retry-1")
-    again = await sender.send(data, key="retry-1")
+    first = await sender.send(data, idempotency_key="retry-1")
+    again = await sender.send(data, idempotency_key="retry-1")
     assert first[0] == again[0] == 202
     assert first[1]["id"] == again[1]["id"] and again[2].get("X-Edoc-Retry") == "true"
-    other = await sender.send({**data, "subject": "Một văn bản khác"}, key="retry-1")
+    other = await sender.send({**data, "subject": "Một văn bản khác"}, idempotency_key="retry-1")
     assert (other[0], other[1]["error"]["code"]) == (409, "EDOC-NODE-002")
     await eventually(lambda: _arrived(recipient, first[1]["document_id"]))
     await eventually(lambda: _states(sender, first[1]["id"], "01"))
@@ -255,26 +255,28 @@ async def test_a_reused_idempotency_key_with_other_content_is_refused(door: Door
         "a file fewer": (data, files[:1]),
     }
     async with door.node() as node:
-        first = await node.send(data, files, key="k-1")
+        first = await node.send(data, files, idempotency_key="k-1")
         assert first[0] == 202, first[1]
         reordered = dict(reversed(list(data.items())))  # the same metadata, other JSON text
-        again = await node.send(reordered, files, key="k-1")
+        again = await node.send(reordered, files, idempotency_key="k-1")
         assert (again[0], again[1]["id"], again[2].get("X-Edoc-Retry")) == (
             202,
             first[1]["id"],
             "true",
         )
         for label, (changed, changed_files) in other_content.items():
-            status, body, headers = await node.send(changed, changed_files, key="k-1")
+            status, body, headers = await node.send(changed, changed_files, idempotency_key="k-1")
             assert (status, body["error"]["code"]) == (409, "EDOC-NODE-002"), label
             assert "other content" in body["error"]["message"]
             assert "X-Edoc-Retry" not in headers
         status, document, _ = await node.request("GET", f"{DOCUMENTS}/{first[1]['id']}")
         assert status == 200 and "content_sha256" not in document["summary"]
     async with door.node() as node:  # the fingerprint is kept with the document
-        again = await node.send(data, files, key="k-1")
+        again = await node.send(data, files, idempotency_key="k-1")
         assert (again[0], again[1]["id"]) == (202, first[1]["id"])
-        status, body, _ = await node.send(*other_content["other bytes in a file"], key="k-1")
+        status, body, _ = await node.send(
+            *other_content["other bytes in a file"], idempotency_key="k-1"
+        )
         assert (status, body["error"]["code"]) == (409, "EDOC-NODE-002")
 
 
@@ -352,11 +354,11 @@ async def test_without_a_valid_address_book_the_hub_judges(door: Door, book: str
 async def test_a_post_that_is_not_multipart_is_refused_plainly(door: Door) -> None:
     async with door.node(with_book=False) as node:
         # curl -X POST: no body, no Content-Type
-        status, body, _ = await node.request("POST", DOCUMENTS, skip_auto_headers=["Content-Type"])
+        status, body, _ = await node.raw("POST", DOCUMENTS, skip_auto_headers=["Content-Type"])
         assert (status, body["error"]["code"]) == (400, "EDOC-IN-003")
         assert "the body is empty" in body["error"]["message"]
         assert "'Content-Type'" not in body["error"]["message"]  # no KeyError's text
-        status, body, _ = await node.request("POST", DOCUMENTS, json={"subject": "x"})
+        status, body, _ = await node.raw("POST", DOCUMENTS, json={"subject": "x"})
         assert (status, body["error"]["code"]) == (415, "EDOC-NODE-003")
         assert "multipart/form-data" in body["error"]["message"]
         assert "application/json" in body["error"]["message"]

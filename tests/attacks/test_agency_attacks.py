@@ -82,7 +82,7 @@ class Net:
         return self.network.agency(org)
 
     def stranger(self, token: str) -> Agency:
-        return Agency(self.sender.url, token, "")
+        return Agency(self.sender.base_url, token, "")
 
     async def post(
         self,
@@ -389,9 +389,11 @@ async def status_for_unknown_item(net: Net) -> Reply:
 async def idempotency_key_reused_with_other_content(net: Net) -> Reply:
     """The key of an accepted document, with other metadata: refused, not a "retry"."""
     first = metadata(SENDER, [KON_TUM])
-    code, answer, _ = await net.sender.send(first, key="reused-key")
+    code, answer, _ = await net.sender.send(first, idempotency_key="reused-key")
     assert code == 202, answer
-    return await net.sender.send({**first, "subject": "Nội dung khác"}, key="reused-key")
+    return await net.sender.send(
+        {**first, "subject": "Nội dung khác"}, idempotency_key="reused-key"
+    )
 
 
 async def idempotency_key_reused_with_other_file(net: Net) -> Reply:
@@ -754,8 +756,8 @@ async def test_sql_metacharacters_in_attachment_name_arrive_verbatim(
 
 async def test_idempotency_key_with_sql_is_just_a_key(net: Net) -> None:
     data = metadata(SENDER, [KON_TUM])
-    first = await net.sender.send(data, key=SQL)
-    again = await net.sender.send(data, key=SQL)
+    first = await net.sender.send(data, idempotency_key=SQL)
+    again = await net.sender.send(data, idempotency_key=SQL)
     assert first[0] == again[0] == 202, first[1]
     assert first[1]["id"] == again[1]["id"] and again[2].get("X-Edoc-Retry") == "true"
 

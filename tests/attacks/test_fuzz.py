@@ -275,7 +275,7 @@ class Node:
 
 @pytest.fixture(scope="module")
 def node(network: LocalNetwork) -> Node:
-    url = urlsplit(network.agency(SENDER).url)
+    url = urlsplit(network.agency(SENDER).base_url)
     assert url.hostname is not None and url.port is not None
     return Node(url.hostname, url.port, network.agency(SENDER).token, network.agency(LOCAL).token)
 

@@ -322,7 +322,7 @@ async def _delivery_for_h23(hub: Hub) -> int:
     await hub.sent()
     items = await hub.nodes["H23"].collect(limit=100)
     assert items
-    return int(items[-1]["id"])
+    return int(items[-1].id)
 
 
 async def fetch_another_nodes_delivery(hub: Hub) -> Reply:
@@ -333,7 +333,7 @@ async def fetch_another_nodes_delivery(hub: Hub) -> Reply:
 async def ack_another_nodes_delivery(hub: Hub) -> Reply:
     delivery = await _delivery_for_h23(hub)
     await hub.sent(to=H41)
-    own = [int(i["id"]) for i in await hub.nodes["H41"].collect(limit=100)]
+    own = [int(i.id) for i in await hub.nodes["H41"].collect(limit=100)]
     assert own
     # a batch with one of another node's is refused whole: the node's own stay undelivered
     reply = await hub.nodes["H41"].request("POST", ACK, json_body={"ids": [*own, delivery]})
@@ -685,7 +685,7 @@ async def test_replayed_status_gets_the_first_answer_and_is_relayed_once(hub: Hu
         assert (again[0], again[1]) == (first[0], first[1])
         assert again[2].get("X-Edoc-Resend") == "true"
     relayed = await hub.nodes["H53"].drain()
-    assert [(i["kind"], i["status_code"]) for i in relayed] == [("status", "01"), ("status", "03")]
+    assert [(i.kind, i.status_code) for i in relayed] == [("status", "01"), ("status", "03")]
     report.rejected("hub/replayed-status-identical", "absorbed as a resend")
 
 
@@ -699,10 +699,10 @@ async def test_a_comment_in_a_signature_is_not_relayed(hub: Hub) -> None:
     )
     assert code == 202, body
     about = envelope.read_package(package).document.document_id
-    items = [i for i in await hub.nodes["H41"].collect(limit=100) if i["document_id"] == about]
+    items = [i for i in await hub.nodes["H41"].collect(limit=100) if i.document_id == about]
     assert len(items) == 1
-    relayed = await hub.nodes["H41"].fetch(items[0]["id"])
-    await hub.nodes["H41"].ack(items[0]["id"])
+    relayed = await hub.nodes["H41"].fetch(items[0].id)
+    await hub.nodes["H41"].ack(items[0].id)
     assert b"<!--" not in relayed and "kinh phí".encode() not in relayed
     assert envelope.read_package(relayed).document.document_id == about
 
@@ -712,7 +712,7 @@ async def test_hub_still_serves_after_the_corpus(hub: Hub) -> None:
     package = await hub.sent(to=H41)
     delivered = await hub.nodes["H41"].drain()
     assert envelope.read_package(io.BytesIO(package)).document.document_id in {
-        i["document_id"] for i in delivered
+        i.document_id for i in delivered
     }
     code, stats, _ = await hub.nodes["H53"].request("GET", "/api/v1/stats")
     assert code == 200 and stats["rejected_by_code"]["EDOC-HUB-005"] >= 3

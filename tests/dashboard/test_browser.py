@@ -78,7 +78,7 @@ async def test_without_the_credential_nothing_shows(net: LocalNetwork, browser: 
     await page.fill("#token", agency.token)  # an agency's token is no operator's
     await page.click("button[type=submit]")
     await expect(page.locator("#login-error")).to_contain_text("EDOC-AUTH-003")
-    node = f"{agency.url}/dashboard/api/overview"
+    node = f"{agency.base_url}/dashboard/api/overview"
     answer = await page.request.get(node, headers={"Authorization": f"Bearer {agency.token}"})
     assert answer.status == 401 and (await answer.json())["error"]["code"] == "EDOC-AUTH-003"
     await context.close()
@@ -124,7 +124,7 @@ async def test_the_node_dashboard_shows_its_agencies_and_retries(
     net: LocalNetwork, browser: Browser, tmp_path: Path
 ) -> None:
     sender = net.agency(TAY_NINH_AGENCY)
-    node = f"{sender.url}/dashboard/"
+    node = f"{sender.base_url}/dashboard/"
     context = await browser.new_context(viewport={"width": 1400, "height": 900})
     page = await context.new_page()
     await log_in(page, node, operator(net))

@@ -257,7 +257,7 @@ async def post(
     deadline = time.monotonic() + patience
     while True:
         try:
-            status, body, _ = await agency.send(data, files, key=key)
+            status, body, _ = await agency.send(data, files or {}, idempotency_key=key)
             break
         except (aiohttp.ClientError, ConnectionError):
             if time.monotonic() > deadline:
