@@ -148,8 +148,22 @@ def _check_signed_info(info: etree._Element) -> None:
             raise errors.UnsupportedAlgorithm(f"unexpected transforms {transforms}")
 
 
-@functools.lru_cache(maxsize=1024)  # a certificate is the same whatever message carries it
+# A certificate is the same whatever message carries it, so one of ordinary size is read
+# once; a text longer than any edoc issues (whitespace may pad base64) is read each
+# time, so no key the cache holds grows with what a sender writes.
+_REMEMBERED_CERTIFICATE = 8 * 1024
+
+
 def _certificate(text: str) -> x509.Certificate:
+    return _remembered(text) if len(text) <= _REMEMBERED_CERTIFICATE else _read_certificate(text)
+
+
+@functools.lru_cache(maxsize=1024)
+def _remembered(text: str) -> x509.Certificate:
+    return _read_certificate(text)
+
+
+def _read_certificate(text: str) -> x509.Certificate:
     try:
         return x509.load_der_x509_certificate(base64_bytes(text))
     except ValueError as exc:

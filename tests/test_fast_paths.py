@@ -646,3 +646,26 @@ def test_identities_are_the_ones_a_scan_of_every_record_finds(tmp_path: pathlib.
         assert found == {holder: scanned(*holder) for holder in holders}
         assert any(found.values())
         ca.clock.advance(days=2)
+
+
+# --- what is remembered stays small, whatever a sender writes ----------------------------
+def test_a_padded_certificate_verifies_and_is_not_remembered(ca: Ca) -> None:
+    root = reparse(signed_root(ca))
+    certificate = root.find(".//ds:X509Certificate", signing.DSNS)
+    assert certificate is not None and certificate.text
+    certificate.text = certificate.text[:40] + "\n" * 10_000 + certificate.text[40:]
+    held = signature_shape._remembered.cache_info().currsize
+    signing.verify(root, ca.keys.trust(), ca.clock())
+    signing.verify(root, ca.keys.trust(), ca.clock())
+    assert signature_shape._remembered.cache_info().currsize == held
+
+
+def test_a_padded_timestamp_reads_and_is_not_remembered() -> None:
+    from edoc.envelope import dates
+
+    held = dates._remembered_timestamp.cache_info().currsize
+    padded = envelope.parse_timestamp("2026/12/01" + " " * 1000 + "10:11:12")
+    assert dates._remembered_timestamp.cache_info().currsize == held
+    assert padded == envelope.parse_timestamp("2026/12/01 10:11:12")
+    with pytest.raises(errors.InvalidField):
+        envelope.parse_timestamp("2026/13/01 10:11:12")

@@ -32,8 +32,23 @@ def _usual(text: str, with_time: bool) -> dt.datetime | None:
     return dt.datetime(year, month, day, hour, minute, second)
 
 
-@functools.lru_cache(maxsize=1024)  # the dates of a day's documents repeat; a refusal is not kept
+# Texts of the usual length are remembered: the dates of a day's documents repeat, and a
+# hop's time is read thrice per message at each hop. A longer text (strptime lets runs of
+# spaces through) is read anew each time, so no key grows with what a sender writes; a
+# refusal is never remembered.
+_REMEMBERED = len("yyyy/MM/dd HH:mm:ss") + 8
+
+
 def parse_date(text: str) -> dt.date:
+    return _remembered_date(text) if len(text) <= _REMEMBERED else _date(text)
+
+
+@functools.lru_cache(maxsize=1024)
+def _remembered_date(text: str) -> dt.date:
+    return _date(text)
+
+
+def _date(text: str) -> dt.date:
     try:
         usual = _usual(text, with_time=False)
         return (usual or dt.datetime.strptime(text, DATE_FORMAT)).date()
@@ -46,8 +61,16 @@ def format_timestamp(value: dt.datetime) -> str:
     return f"{format_date(local)} {local:%H:%M:%S}"
 
 
-@functools.lru_cache(maxsize=1024)  # a hop's time is read thrice per message, at each hop
 def parse_timestamp(text: str) -> dt.datetime:
+    return _remembered_timestamp(text) if len(text) <= _REMEMBERED else _timestamp(text)
+
+
+@functools.lru_cache(maxsize=1024)
+def _remembered_timestamp(text: str) -> dt.datetime:
+    return _timestamp(text)
+
+
+def _timestamp(text: str) -> dt.datetime:
     try:
         usual = _usual(text, with_time=True)
         return (usual or dt.datetime.strptime(text, TIMESTAMP_FORMAT)).replace(tzinfo=VIETNAM)
