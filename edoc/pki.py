@@ -330,7 +330,7 @@ class Trust:
 
 
 @functools.lru_cache(maxsize=4096)
-def _issued_by(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
+def issued_by(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
     """Whether ``issuer`` signed ``cert``: pure arithmetic on the two certificates, so
     remembered (every message would otherwise redo two RSA verifications per signature)."""
     if cert.issuer != issuer.subject:
@@ -343,8 +343,8 @@ def _issued_by(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
 
 
 def _check_chain(cert: x509.Certificate, trust: Trust) -> None:
-    issuer = next((ca for ca in trust.issuing if _issued_by(cert, ca)), None)
-    if issuer is None or not _issued_by(issuer, trust.root):
+    issuer = next((ca for ca in trust.issuing if issued_by(cert, ca)), None)
+    if issuer is None or not issued_by(issuer, trust.root):
         raise errors.UntrustedCertificate(
             f"certificate {cert.serial_number:x} does not chain to the pinned Government CA root"
         )
@@ -409,7 +409,7 @@ def check_certificate(
 
 @functools.lru_cache(maxsize=4096)
 def _check_usage(cert: x509.Certificate) -> CertKind:
-    """A fact of the certificate alone, so remembered like _issued_by (reading the
+    """A fact of the certificate alone, so remembered like issued_by (reading the
     extensions was a tenth of a status's verification)."""
     try:
         usage = cert.extensions.get_extension_for_class(x509.KeyUsage).value

@@ -26,7 +26,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
-from edoc import errors
+from edoc import errors, pki
 from edoc.keystore import SigningIdentity
 
 POLICY = "1.3.6.1.4.1.61102.2.1"  # the simulated authority's time-stamp policy
@@ -245,8 +245,8 @@ def _check_authority(
     at: dt.datetime,
 ) -> None:
     """The signer is a time-stamping authority under ``root``, valid when it stamped."""
-    issuer = next((ca for ca in intermediates if _issued(cert, ca)), None)
-    if issuer is None or not _issued(issuer, root) or not _is_ca(issuer):
+    issuer = next((ca for ca in intermediates if pki.issued_by(cert, ca)), None)
+    if issuer is None or not pki.issued_by(issuer, root) or not _is_ca(issuer):
         raise errors.UntrustedTimestamp(
             f"the authority's certificate {cert.serial_number:x} does not chain to the root"
         )
@@ -267,16 +267,6 @@ def _check_authority(
             raise errors.UntrustedTimestamp(
                 f"certificate {certificate.serial_number:x} was not valid at {at:%Y-%m-%d %H:%M}"
             )
-
-
-def _issued(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
-    if cert.issuer != issuer.subject:
-        return False
-    try:
-        cert.verify_directly_issued_by(issuer)
-    except (InvalidSignature, ValueError, TypeError):
-        return False
-    return True
 
 
 def _is_ca(cert: x509.Certificate) -> bool:

@@ -24,7 +24,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature
 
 from edoc import envelope, errors, pki, signing
 from edoc.archive import container, manifest, merkle, tsa
@@ -70,15 +69,7 @@ def _issuing(parts: container.Container, root: x509.Certificate) -> tuple[x509.C
                 found.append(x509.load_pem_x509_certificate(data))
             except ValueError:
                 raise errors.BadContainer(f"{name} is not a PEM certificate") from None
-    return tuple(ca for ca in found if _signed_by(ca, root))
-
-
-def _signed_by(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
-    try:
-        cert.verify_directly_issued_by(issuer)
-    except (InvalidSignature, ValueError, TypeError):
-        return False
-    return True
+    return tuple(ca for ca in found if pki.issued_by(ca, root))
 
 
 Revocations = Mapping[int, pki.Revocation]

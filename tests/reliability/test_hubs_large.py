@@ -25,11 +25,7 @@ MB = 1024 * 1024
 
 @pytest.fixture
 def hub_database() -> Iterator[str]:
-    postgres.require_server()
-    name = postgres.run_name("large")
-    url = postgres.create(name)
-    yield url
-    postgres.drop(name)
+    yield from postgres.fresh_database("large")
 
 
 def _write(path: Path, size: int) -> str:

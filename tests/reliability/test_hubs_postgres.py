@@ -113,11 +113,7 @@ LONG = Scale(documents=2000, large=40, crashes=30, pause=(2.0, 8.0), deliver_wit
 @pytest.fixture
 def hub_database() -> Iterator[str]:
     """A database of this test's own for the hub instances (they create its tables)."""
-    postgres.require_server()
-    name = postgres.run_name("hubs")
-    url = postgres.create(name)
-    yield url
-    postgres.drop(name)
+    yield from postgres.fresh_database("hubs")
 
 
 async def database_down(url: str, after: float, down: float) -> int:

@@ -43,11 +43,7 @@ def postgres_databases() -> Iterator[dict[str, str]]:
 @pytest.fixture
 def fresh() -> Iterator[str]:
     """An empty PostgreSQL database of this test's own (its URL)."""
-    postgres.require_server()
-    name = postgres.run_name("fresh")
-    url = postgres.create(name)
-    yield url
-    postgres.drop(name)
+    yield from postgres.fresh_database("fresh")
 
 
 @pytest.fixture(params=sorted(BACKENDS))

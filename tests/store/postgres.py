@@ -109,6 +109,15 @@ def databases(*what: str) -> Iterator[dict[str, str]]:
             drop(name)
 
 
+def fresh_database(what: str) -> Iterator[str]:
+    """An empty database of one test's own (its URL), dropped after: a fixture's body."""
+    require_server()
+    name = run_name(what)
+    url = create(name)
+    yield url
+    drop(name)
+
+
 async def empty(url: str) -> None:
     """Empty every table of the store at ``url`` but the schema's version."""
     conn = await asyncpg.connect(url, timeout=5)
