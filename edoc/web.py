@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import errno
 import hashlib
 import secrets
+import signal
 import ssl
 import time
 from collections.abc import Awaitable, Callable
@@ -43,6 +45,8 @@ def serve(
     def listening(_banner: str) -> None:
         log.info(started, url=f"{scheme}://{host}:{port}", **details)
 
+    app.on_shutdown.append(_ignore_further_stop_signals)
+
     web.run_app(
         app,
         host=host,
@@ -57,6 +61,16 @@ def serve(
         # the hub and nodes spent 7 % less CPU than on asyncio's own loop.
         loop=uvloop.new_event_loop(),
     )
+
+
+async def _ignore_further_stop_signals(_app: web.Application) -> None:
+    """Once stopping, a second SIGINT or SIGTERM (the group's Ctrl-C, then `edoc up`
+    stopping what is still running) would cut the cleanup short, leaving the store's
+    thread to finish after the loop closed; the stop under way goes on instead."""
+    loop = asyncio.get_running_loop()
+    for stop in (signal.SIGINT, signal.SIGTERM):
+        loop.remove_signal_handler(stop)
+        signal.signal(stop, signal.SIG_IGN)
 
 
 def error_response(exc: errors.EdocError) -> web.Response:

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
-from edoc import network, tls
+from edoc import launcher, network, tls
 from edoc.client import AgencyClient
 from edoc.keystore import KeyStore
 
@@ -60,7 +60,7 @@ class LocalNetwork:
         self.net = network.plan(self.data_dir, self.provinces, self.base_port, tls=True)
         provision(self.net)
         network.register_tokens(self.net)
-        self.processes = dict(network.start(self.net, FAST_RETRIES))
+        self.processes = dict(launcher.start(self.net, FAST_RETRIES))
         return self
 
     @property
@@ -69,7 +69,7 @@ class LocalNetwork:
         return self.net.spec
 
     def stop(self) -> None:
-        network.stop(list(self.processes.items()))
+        launcher.stop(list(self.processes.items()))
 
     def kill(self, name: str) -> None:
         process = self.processes.pop(name)
@@ -83,7 +83,7 @@ class LocalNetwork:
             f"node {n['province']}": n["url"] for n in self.spec["nodes"]
         }
         context = tls.admin_context(KeyStore(self.net.keys_dir))
-        self.processes[name] = network.launch(self.net, name, commands[name], urls[name], context)
+        self.processes[name] = launcher.launch(self.net, name, commands[name], urls[name], context)
 
     def agency(self, org_id: str) -> Agency:
         for node in self.spec["nodes"]:

@@ -24,7 +24,7 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from edoc import network
+from edoc import launcher, network
 from edoc.bench import floor, limit, scenarios
 from edoc.bench.exchange import Agency, Exchange
 from edoc.sim import command as sim
@@ -67,7 +67,7 @@ def two_provinces(
     net = network.plan(folder, ["H53", "H34"], base_port, tls=True, agencies=1, hubs=hubs)
     network.provision(net)
     network.register_tokens(net)
-    processes = network.start(net)
+    processes = launcher.start(net)
     try:
         sender, recipient = (
             Agency(n["url"], a["token"], a["org_id"], a["signer"])
@@ -76,7 +76,7 @@ def two_provinces(
         )
         yield sender, recipient, {name: process.pid for name, process in processes}
     finally:
-        network.stop(processes)
+        launcher.stop(processes)
 
 
 async def _network_runs(

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from edoc import network
+from edoc import launcher, network
 from edoc.cli.options import network_dir_option
 
 
@@ -69,5 +69,5 @@ def up(
             click.echo(f"  {service:<8} {url}")
         click.echo("agency tokens are in network.json; Ctrl-C stops the network")
 
-    network.run(net, announce)  # provisions, starts, serves until SIGINT or SIGTERM
+    launcher.run(net, announce)  # provisions, starts, serves until SIGINT or SIGTERM
     click.echo("edoc network stopped")

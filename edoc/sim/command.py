@@ -19,7 +19,7 @@ import click
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from edoc import errors, network
+from edoc import errors, launcher, network
 from edoc.sim import profile as profiles
 from edoc.sim import report, runner, traffic
 
@@ -64,11 +64,11 @@ def _network(options: Options, roots: tuple[str, ...], agencies: int) -> Iterato
     net = network.plan(data_dir, list(roots), base_port, tls=True, agencies=agencies)
     network.provision(net)
     network.register_tokens(net)
-    processes = network.start(net)
+    processes = launcher.start(net)
     try:
         yield net.spec
     finally:
-        network.stop(processes)
+        launcher.stop(processes)
 
 
 async def _drive(

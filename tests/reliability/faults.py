@@ -32,7 +32,7 @@ from urllib.parse import urlencode
 import aiohttp
 import pytest
 
-from edoc import network, tls
+from edoc import launcher, network, tls
 from edoc.keystore import KeyStore
 from tests.network_support import FAST_RETRIES, Agency, LocalNetwork, metadata, provision
 from tests.reliability import report
@@ -90,14 +90,14 @@ class FaultNetwork(LocalNetwork):
     def launch(self) -> FaultNetwork:
         """Start the hub, then every node, and wait until the nodes registered their agencies."""
         try:
-            self.processes["hub"] = network.launch(
+            self.processes["hub"] = launcher.launch(
                 self.network, "hub", self.command("hub"), self.url("hub"), self.context
             )
             names = [self.node_name(n["province"]) for n in self.spec["nodes"]]
             for name in names:
-                self.processes[name] = network.spawn(self.network, name, self.command(name))
+                self.processes[name] = launcher.spawn(self.network, name, self.command(name))
             for name in names:
-                network.wait_healthy(
+                launcher.wait_healthy(
                     self.url(name), self.processes[name], self.context, 120, registered=True
                 )
         except BaseException:
@@ -109,7 +109,7 @@ class FaultNetwork(LocalNetwork):
         return self.provision().launch()
 
     def restart(self, name: str) -> None:
-        self.processes[name] = network.launch(
+        self.processes[name] = launcher.launch(
             self.network, name, self.command(name), self.url(name), self.context
         )
 
@@ -121,7 +121,7 @@ class FaultNetwork(LocalNetwork):
 
     def terminate(self, name: str) -> None:
         """A clean stop (SIGTERM), e.g. before remounting its data dir."""
-        network.stop([(name, self.processes.pop(name))])
+        launcher.stop([(name, self.processes.pop(name))])
 
     # --- what is where -------------------------------------------------------------------------
     @property

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from edoc import network
+from edoc import launcher
 from tests.network_support import eventually, metadata
 from tests.reliability.faults import (
     FaultNetwork,
@@ -141,7 +141,7 @@ async def test_read_only_data_dir_refuses_clearly_and_recovers(
     started = await asyncio.to_thread(
         subprocess.run,
         net.command("node H53"),
-        env=network.environment(net.network, "node H53"),  # its hub token
+        env=launcher.environment(net.network, "node H53"),  # its hub token
         capture_output=True,
         text=True,
         timeout=60,

@@ -15,7 +15,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from edoc import network
+from edoc import launcher
 from tests.network_support import Agency, metadata
 from tests.reliability.test_hubs_postgres import SharedHubNetwork
 from tests.store import postgres
@@ -58,7 +58,7 @@ def _accepted_by(net: SharedHubNetwork, before: dict[str, int]) -> str | None:
 
 
 def _acceptances(net: SharedHubNetwork, name: str) -> int:
-    return network.log_path(net.network, name).read_bytes().count(b"accepted")
+    return launcher.log_path(net.network, name).read_bytes().count(b"accepted")
 
 
 async def _in_inbox(agency: Agency, document_id: str, timeout: float) -> dict[str, object]:

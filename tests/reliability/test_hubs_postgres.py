@@ -20,7 +20,7 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from edoc import network, services
+from edoc import launcher, network, services
 from tests.network_support import metadata
 from tests.reliability.faults import (
     FaultNetwork,
@@ -65,10 +65,10 @@ class SharedHubNetwork(FaultNetwork):
                 self.restart(name)
             for node in self.spec["nodes"]:
                 name = self.node_name(node["province"])
-                self.processes[name] = network.spawn(self.network, name, self.command(name))
+                self.processes[name] = launcher.spawn(self.network, name, self.command(name))
             for node in self.spec["nodes"]:
                 name = self.node_name(node["province"])
-                network.wait_healthy(
+                launcher.wait_healthy(
                     self.url(name), self.processes[name], self.context, 120, registered=True
                 )
         except BaseException:
@@ -80,13 +80,13 @@ class SharedHubNetwork(FaultNetwork):
         if name not in self.hub_names:
             super().restart(name)
             return
-        log = network.log_path(self.network, name)
-        before = network.times_started(log)
-        process = network.spawn(self.network, name, self.command(name))
+        log = launcher.log_path(self.network, name)
+        before = launcher.times_started(log)
+        process = launcher.spawn(self.network, name, self.command(name))
         self.processes[name] = process
         service = services.Service(name, self.url(name), process, log)
         services.wait_healthy([service], self.context)  # the address answers (maybe another)
-        network.wait_listening(service, before, None)  # and this instance listens
+        launcher.wait_listening(service, before, None)  # and this instance listens
 
     def url(self, name: str) -> str:
         return str(self.spec["hub"]["url"]) if name in self.hub_names else super().url(name)
@@ -179,7 +179,7 @@ async def test_two_hubs_on_postgresql_lose_and_double_nothing(
         assert not ledger.refused, ledger.refused
         assert len(ledger.sent) == scale.documents + scale.large
         served = {  # how the kernel spread the nodes' connections (not asserted: chance)
-            f"accepted_by_{name.replace(' ', '_')}": network.log_path(net.network, name)
+            f"accepted_by_{name.replace(' ', '_')}": launcher.log_path(net.network, name)
             .read_bytes()
             .count(b"accepted")
             for name in net.hub_names
