@@ -18,6 +18,7 @@ import binascii
 import functools
 
 from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
 from lxml import etree
 
 from edoc import envelope, errors
@@ -164,10 +165,17 @@ def _remembered(text: str) -> x509.Certificate:
 
 
 def _read_certificate(text: str) -> x509.Certificate:
+    """The certificate, with every part the checks read of it parsed now: cryptography
+    parses a field when first asked for it, so a malformed issuer or extension would
+    otherwise surface as a ValueError deep in the chain check (a crash, not a refusal)."""
     try:
-        return x509.load_der_x509_certificate(base64_bytes(text))
-    except ValueError as exc:
+        certificate = x509.load_der_x509_certificate(base64_bytes(text))
+        _ = (certificate.issuer, certificate.subject, certificate.serial_number)
+        _ = (certificate.not_valid_before_utc, certificate.not_valid_after_utc)
+        _ = (certificate.extensions, certificate.public_key())
+    except (ValueError, UnsupportedAlgorithm) as exc:
         raise errors.UntrustedCertificate(f"unreadable certificate: {exc}") from None
+    return certificate
 
 
 SIGNED_INFO = (

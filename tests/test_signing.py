@@ -3,15 +3,17 @@ in the hostile corpus: tests/attacks/test_signature_attacks.py."""
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 from collections.abc import Iterator
 
 import pytest
+from cryptography import x509
 from lxml import etree
 
-from edoc import envelope, pki, signature_shape, signing
+from edoc import envelope, errors, pki, signature_shape, signing
 from edoc.model import Organization, ResponseFor, Staff, StatusCode, StatusUpdate, TraceHop
-from tests.pki_support import SENDER, SIGNER, Ca, signed_root, verify
+from tests.support.pki import SENDER, SIGNER, Ca, reparse, signed_root, verify
 
 ED = {"edXML": envelope.NS, "ds": signing.DS}
 
@@ -96,3 +98,19 @@ def test_every_signature_has_exactly_the_pinned_shape(ca: Ca) -> None:
             assert set(element.keys()) <= {"Algorithm", "URI"}
             assert bool((element.text or "").strip()) == (local in holders)
     assert len(verify(ca, root).relay_hops) == 2
+
+
+def test_a_certificate_with_a_malformed_issuer_is_refused_not_a_crash(ca: Ca) -> None:
+    """cryptography parses a certificate's fields when first read: an issuer name whose
+    string tag is broken once escaped the checks as a ValueError from the chain check
+    (found by tests/attacks/test_fuzz.py). It is an unreadable certificate."""
+    root = reparse(signed_root(ca))
+    holder = root.find(".//ds:X509Certificate", ED)
+    assert holder is not None and holder.text
+    der = base64.b64decode(holder.text)
+    issuer = x509.load_der_x509_certificate(der).issuer.public_bytes()
+    at = der.index(issuer) + issuer.rindex(b"\x0c")  # the common name's UTF8String tag
+    broken = der[:at] + b"\x10" + der[at + 1 :]  # a primitive SEQUENCE: not a string
+    holder.text = base64.b64encode(broken).decode()
+    with pytest.raises(errors.UntrustedCertificate):
+        signing.verify(root, ca.keys.trust(), ca.clock())
