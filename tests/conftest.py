@@ -1,4 +1,4 @@
-"""Shared fixtures. Envelope fixtures first; helpers live in tests/envelope_support.py."""
+"""Shared fixtures. Envelope fixtures first; helpers live in tests/support/envelope.py."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from tests.envelope_support import Packed, load_sample_metadata, pack
+from tests.support.envelope import Packed, load_sample_metadata, pack
 
 
 # --- envelope ------------------------------------------------------------------------

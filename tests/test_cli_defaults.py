@@ -12,7 +12,7 @@ from click.testing import CliRunner, Result
 
 from edoc.cli import main, serve
 from edoc.keystore import KeyStore
-from tests.pki_support import SAMPLE, SENDER
+from tests.support.pki import SAMPLE, SENDER
 
 
 def _edoc(*args: str | Path, env: dict[str, str] | None = None) -> Result:

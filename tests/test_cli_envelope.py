@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from edoc import envelope, xmlsafe
-from tests.envelope_support import SAMPLE_METADATA, load_sample_metadata, pack
+from tests.support.envelope import SAMPLE_METADATA, load_sample_metadata, pack
 
 
 def _edoc_script() -> str:

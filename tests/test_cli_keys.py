@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.pki_support import SAMPLE, SENDER, SIGNER
+from tests.support.pki import SAMPLE, SENDER, SIGNER
 
 EDOC = str(Path(sys.executable).parent / "edoc")
 

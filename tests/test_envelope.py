@@ -22,7 +22,7 @@ from lxml import etree
 
 from edoc import envelope, errors
 from edoc.model import Document, TraceHop
-from tests.envelope_support import SENT_AT, MemorySink, Packed, pack, read
+from tests.support.envelope import SENT_AT, MemorySink, Packed, pack, read
 
 ED = {"edXML": envelope.NS}
 VIETNAMESE = "ăâđêôơưạảãáàẠĐỹ"

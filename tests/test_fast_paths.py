@@ -27,7 +27,7 @@ from edoc import envelope, errors, metadata, pki, signature_shape, signing, xmls
 from edoc.envelope import parse, read, relay
 from edoc.keystore import SigningIdentity
 from edoc.model import TraceHop
-from tests.pki_support import (
+from tests.support.pki import (
     SENDER,
     SIGNER,
     Ca,

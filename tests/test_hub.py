@@ -13,8 +13,8 @@ import pytest
 from edoc import envelope, errors, signing
 from edoc.hub import directory
 from edoc.model import StatusCode
-from tests.hub_support import HUB_ORG, HubProcess, NodeClient, document, hub_ca, status
-from tests.pki_support import SENDER, Ca
+from tests.support.hub import HUB_ORG, HubProcess, NodeClient, document, hub_ca, status
+from tests.support.pki import SENDER, Ca
 
 H23, H41 = "000.00.00.H23", "000.00.00.H41"
 

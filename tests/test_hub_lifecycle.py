@@ -14,8 +14,8 @@ import pytest
 
 from edoc import tls
 from edoc.keystore import KeyStore
-from tests.hub_support import EDOC, HubProcess, NodeClient, document, hub_ca
-from tests.pki_support import Ca
+from tests.support.hub import EDOC, HubProcess, NodeClient, document, hub_ca
+from tests.support.pki import Ca
 
 H23, H41 = "000.00.00.H23", "000.00.00.H41"
 

@@ -10,7 +10,7 @@ import pytest
 
 from edoc import errors, pki
 from edoc.keystore import KeyStore
-from tests.pki_support import SENDER, Ca, signed_root, verify
+from tests.support.pki import SENDER, Ca, signed_root, verify
 
 
 def test_private_keys_are_owner_only(tmp_path: Path) -> None:

@@ -1,6 +1,6 @@
 """Provincial nodes, hub and agencies as real processes over real HTTP (mutual TLS); what
 the agency API's door accepts and refuses, with one node in-process before a fake hub
-(tests/node_support.py)."""
+(tests/support/node.py)."""
 
 from __future__ import annotations
 
@@ -17,9 +17,9 @@ import pytest
 from edoc import network
 from edoc.keystore import KeyStore
 from edoc.node import addressbook, openapi
-from tests import node_support
-from tests.network_support import Agency, LocalNetwork, eventually, metadata
-from tests.node_support import Door, Node
+from tests.support import node as node_support
+from tests.support.network import Agency, LocalNetwork, eventually, metadata
+from tests.support.node import Door, Node
 
 SENDER, LOCAL = "000.00.12.H53", "000.00.07.H53"
 KON_TUM, PHU_THO = "000.00.00.H34", "000.00.00.H44"

@@ -18,7 +18,7 @@ from edoc import atomic, envelope, errors
 from edoc.node import collector, hublink, receiving
 from edoc.node.state import NodeState
 from edoc.wire import DeliveryNotice
-from tests.pki_support import Ca, signed_root, wire
+from tests.support.pki import Ca, signed_root, wire
 
 
 class _Hub:

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from edoc import errors, services
-from tests.hub_support import free_port
+from tests.support.hub import free_port
 
 # A stand-in service: works (CPU) or idles (sleep) for a while, then answers /healthz.
 SERVICE = """

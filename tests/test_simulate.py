@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import pytest
 
 from edoc.sim import profile, traffic
-from tests.network_support import LocalNetwork, simulate
+from tests.support.network import LocalNetwork, simulate
 
 AGENCY_GROUPS = ("00", "07", "12", "15")
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from edoc import network
-from tests.network_support import Agency, eventually
+from tests.support.network import Agency, eventually
 
 EDOC = str(Path(sys.executable).parent / "edoc")
 SAMPLE = Path(__file__).resolve().parent.parent / "seeds" / "samples"

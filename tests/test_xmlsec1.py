@@ -12,7 +12,7 @@ import pytest
 
 from edoc import envelope, signing, xmlsafe
 from edoc.model import Organization, ResponseFor, StatusCode, StatusUpdate, TraceHop
-from tests.pki_support import SENDER, SIGNER, Ca, signed_root, wire
+from tests.support.pki import SENDER, SIGNER, Ca, signed_root, wire
 
 XMLSEC1 = shutil.which("xmlsec1")
 pytestmark = pytest.mark.skipif(

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.pki_support import Ca
+from tests.support.pki import Ca
 
 
 @pytest.fixture(scope="module")

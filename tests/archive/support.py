@@ -26,7 +26,7 @@ from edoc.model import (
 )
 from edoc.store import open_node_store, sqlite_url
 from edoc.store.node import Event, NewInboxItem, NewOutgoing
-from tests.pki_support import SENDER, Ca, signed_root, wire
+from tests.support.pki import SENDER, Ca, signed_root, wire
 
 RECIPIENT = "000.00.00.H23"
 

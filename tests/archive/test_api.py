@@ -15,11 +15,11 @@ from edoc.keystore import KeyStore
 from edoc.model import MessageKind
 from edoc.node import app as node_app
 from edoc.store.node import NewInboxItem, NewOutgoing
-from tests import node_support
 from tests.archive import support
-from tests.envelope_support import load_sample_metadata
-from tests.node_support import Door
-from tests.pki_support import SENDER, Ca, Clock, signed_root, wire
+from tests.support import node as node_support
+from tests.support.envelope import load_sample_metadata
+from tests.support.node import Door
+from tests.support.pki import SENDER, Ca, Clock, signed_root, wire
 
 OTHER = "000.00.00.H23"
 

@@ -22,7 +22,7 @@ from edoc.archive.verify import verify_container
 from edoc.cli import main
 from edoc.store import sqlite_url
 from tests.archive import support
-from tests.pki_support import SENDER, Ca
+from tests.support.pki import SENDER, Ca
 
 
 @pytest.mark.parametrize("count", [1, 2, 3, 5, 8, 13])

@@ -17,7 +17,7 @@ from edoc.archive.verify import verify_container
 from edoc.keystore import KeyStore
 from tests.archive import support
 from tests.archive.tools import needs_openssl, needs_xmlsec1
-from tests.pki_support import SENDER, Ca
+from tests.support.pki import SENDER, Ca
 from tests.test_xmlsec1 import xmlsec1_verify
 
 

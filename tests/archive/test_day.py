@@ -10,7 +10,7 @@ import pytest
 from edoc import envelope, errors
 from edoc.archive import day
 from tests.archive import support
-from tests.pki_support import Ca
+from tests.support.pki import Ca
 
 DAY = dt.date(2026, 12, 1)
 ORG = support.RECIPIENT

@@ -16,7 +16,7 @@ from edoc.archive import day
 from edoc.cli import main
 from edoc.cli.failures import EXIT_REFUSED
 from tests.archive import support
-from tests.pki_support import SENDER, Ca
+from tests.support.pki import SENDER, Ca
 
 TODAY = dt.datetime.now(envelope.VIETNAM).replace(hour=12)
 YESTERDAY = TODAY - dt.timedelta(days=1)

@@ -22,8 +22,8 @@ from edoc.archive.verify import verify_container
 from edoc.cli import main
 from edoc.keystore import KeyStore
 from tests.archive.tools import needs_openssl, needs_xmlsec1
-from tests.network_support import Agency, LocalNetwork, eventually, metadata
-from tests.pki_support import SENDER, Ca, Clock
+from tests.support.network import Agency, LocalNetwork, eventually, metadata
+from tests.support.pki import SENDER, Ca, Clock
 from tests.test_xmlsec1 import xmlsec1_verify
 
 KON_TUM = "000.00.00.H34"

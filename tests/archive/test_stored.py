@@ -16,8 +16,8 @@ from edoc.model import MessageKind
 from edoc.store import open_node_store, sqlite_url
 from edoc.store.node import NewOutgoing
 from tests.archive import support
-from tests.pki_support import SENDER, Ca
 from tests.store import postgres
+from tests.support.pki import SENDER, Ca
 
 AT = dt.datetime(2026, 12, 1, 2, 0, tzinfo=dt.UTC)
 

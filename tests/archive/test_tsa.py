@@ -17,7 +17,7 @@ from edoc.archive import tsa
 from edoc.cli import main
 from edoc.keystore import KeyStore
 from tests.archive.tools import needs_openssl
-from tests.pki_support import SENDER, Ca
+from tests.support.pki import SENDER, Ca
 
 NOW = dt.datetime(2026, 12, 1, 3, 0, tzinfo=dt.UTC)
 

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.network_support import LocalNetwork
+from tests.support.network import LocalNetwork
 
 
 @pytest.fixture(scope="session")

@@ -26,8 +26,8 @@ from edoc import envelope
 from edoc.model import Document
 from tests.attacks import cases
 from tests.attacks.cases import Reply
-from tests.network_support import Agency, LocalNetwork, eventually, metadata
 from tests.reliability import report
+from tests.support.network import Agency, LocalNetwork, eventually, metadata
 
 SENDER, LOCAL, KON_TUM = "000.00.12.H53", "000.00.07.H53", "000.00.00.H34"
 BOUNDARY = "edoc-attack-boundary"

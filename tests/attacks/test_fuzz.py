@@ -32,10 +32,10 @@ from hypothesis import strategies as st
 from lxml import etree
 
 from edoc import envelope, errors, signing, xmlsafe
-from tests.envelope_support import MemorySink, load_sample_metadata, pack
-from tests.network_support import LocalNetwork, metadata
-from tests.pki_support import SENDER, Ca, signed_root, wire
 from tests.reliability import report
+from tests.support.envelope import MemorySink, load_sample_metadata, pack
+from tests.support.network import LocalNetwork, metadata
+from tests.support.pki import SENDER, Ca, signed_root, wire
 
 KON_TUM, LOCAL = "000.00.00.H34", "000.00.07.H53"
 FAST, LONG = 40, 2000  # examples per property: make test, make test-reliability

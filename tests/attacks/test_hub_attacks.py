@@ -30,9 +30,9 @@ from edoc.model import (
 )
 from tests.attacks import cases
 from tests.attacks.cases import Reply
-from tests.hub_support import HubProcess, NodeClient, document, hub_ca, status
-from tests.pki_support import SENDER, Ca, unsigned_root, wire
 from tests.reliability import report
+from tests.support.hub import HubProcess, NodeClient, document, hub_ca, status
+from tests.support.pki import SENDER, Ca, unsigned_root, wire
 
 H23, H41 = "000.00.00.H23", "000.00.00.H41"
 H23_AGENCY = "000.00.07.H23"  # an agency of H23's province that did not receive the document

@@ -30,8 +30,8 @@ from edoc.keystore import SigningIdentity
 from edoc.model import Attachment, Organization, ResponseFor, StatusCode, StatusUpdate, TraceHop
 from edoc.node import receiving
 from edoc.node.state import NodeState
-from tests.pki_support import SENDER, SIGNER, Ca, unsigned_root, wire
 from tests.reliability import report
+from tests.support.pki import SENDER, SIGNER, Ca, unsigned_root, wire
 
 ED = {"edXML": envelope.NS, "ds": signing.DS}
 HEADER = "edXML:edXMLEnvelope/edXML:edXMLHeader"

@@ -18,8 +18,8 @@ import pytest
 from lxml import etree
 
 from edoc import envelope, errors, xmlsafe
-from tests.envelope_support import MemorySink, load_sample_metadata, pack
 from tests.reliability import report
+from tests.support.envelope import MemorySink, load_sample_metadata, pack
 
 A = b"first attachment\n"  # 17 bytes: base64 ends in one "="
 B = "tệp thứ hai".encode()  # 15 bytes: base64 without padding

@@ -13,8 +13,8 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from edoc.hub import app as hub_app
 from edoc.hub.state import HUB_ORG_ID, HubConfig
-from tests.hub_support import hub_ca
-from tests.pki_support import Ca
+from tests.support.hub import hub_ca
+from tests.support.pki import Ca
 
 OPERATOR = "operator-credential-of-the-test"
 NODE_TOKEN = "node-token-of-tay-ninh"

@@ -16,7 +16,7 @@ import pytest
 from playwright.async_api import Browser, Page, async_playwright, expect
 
 from edoc.keystore import KeyStore
-from tests.network_support import LocalNetwork, metadata
+from tests.support.network import LocalNetwork, metadata
 
 CHROMIUM = Path("/usr/bin/chromium")  # Debian's package; .ci/run installs it
 TAY_NINH_AGENCY, KON_TUM_AGENCY = "000.00.07.H53", "000.00.07.H34"

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from tests.dashboard.support import NGHE_AN, TAY_NINH, Hub, hub
-from tests.hub_support import document
+from tests.support.hub import document
 
 OVERVIEW = "/dashboard/api/overview"
 

@@ -12,7 +12,7 @@ import pytest
 from edoc import envelope
 from edoc.model import StatusCode
 from tests.dashboard.support import NGHE_AN, NGHE_AN_TOKEN, NODE_TOKEN, TAY_NINH, hub
-from tests.hub_support import document, status
+from tests.support.hub import document, status
 
 TRACE = "/dashboard/api/trace?document_id="
 

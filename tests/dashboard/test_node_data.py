@@ -7,11 +7,11 @@ import dataclasses
 from pathlib import Path
 from typing import Any
 
-from tests import node_support
 from tests.dashboard.support import OPERATOR
-from tests.network_support import eventually, metadata
-from tests.node_support import Node
-from tests.pki_support import SENDER
+from tests.support import node as node_support
+from tests.support.network import eventually, metadata
+from tests.support.node import Node
+from tests.support.pki import SENDER
 
 KON_TUM = "000.00.00.H34"
 OVERVIEW = "/dashboard/api/overview"

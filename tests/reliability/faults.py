@@ -1,6 +1,6 @@
 """Fault injection for the reliability suite.
 
-* :class:`FaultNetwork`: the real network of :mod:`tests.network_support` (hub + node
+* :class:`FaultNetwork`: the real network of :mod:`tests.support.network` (hub + node
   processes), with the hub's and nodes' flags a fault test needs (a short visibility timeout,
   fast retries, plain HTTP, a node pointed at a proxy) and a pause between provisioning and
   starting, where a test can put a data dir on a small tmpfs.
@@ -34,8 +34,8 @@ import pytest
 
 from edoc import launcher, network, tls
 from edoc.keystore import KeyStore
-from tests.network_support import FAST_RETRIES, Agency, LocalNetwork, metadata, provision
 from tests.reliability import report
+from tests.support.network import FAST_RETRIES, Agency, LocalNetwork, metadata, provision
 
 
 def fast_and_long(fast: object, long: object) -> list[Any]:

@@ -22,8 +22,8 @@ with atheris.instrument_imports(include=["edoc"]):
 
 import contextlib
 
-from tests.envelope_support import load_sample_metadata, pack
 from tests.reliability import report
+from tests.support.envelope import load_sample_metadata, pack
 
 LIMITS = xmlsafe.Limits(max_bytes=64 * 1024, max_depth=12)
 PACKAGE_LIMITS = envelope.PackageLimits(envelope=LIMITS, attachments_bytes=64 * 1024)

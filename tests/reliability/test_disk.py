@@ -17,7 +17,6 @@ from pathlib import Path
 import pytest
 
 from edoc import launcher
-from tests.network_support import eventually, metadata
 from tests.reliability.faults import (
     FaultNetwork,
     Ledger,
@@ -29,6 +28,7 @@ from tests.reliability.faults import (
     needs_root_mount,
     post,
 )
+from tests.support.network import eventually, metadata
 
 pytestmark = pytest.mark.skipif(
     (why := needs_root_mount()) is not None, reason=why or "tmpfs mounts work"

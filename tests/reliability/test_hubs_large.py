@@ -16,9 +16,9 @@ import aiohttp
 import pytest
 
 from edoc import launcher
-from tests.network_support import Agency, metadata
 from tests.reliability.test_hubs_postgres import SharedHubNetwork
 from tests.store import postgres
+from tests.support.network import Agency, metadata
 
 MB = 1024 * 1024
 

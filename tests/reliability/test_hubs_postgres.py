@@ -21,7 +21,6 @@ import asyncpg
 import pytest
 
 from edoc import launcher, network, services
-from tests.network_support import metadata
 from tests.reliability.faults import (
     FaultNetwork,
     Ledger,
@@ -32,6 +31,7 @@ from tests.reliability.faults import (
     post,
 )
 from tests.store import postgres
+from tests.support.network import metadata
 
 
 @dataclass

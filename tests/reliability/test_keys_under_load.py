@@ -25,8 +25,6 @@ import pytest
 
 from edoc import signing, tls
 from edoc.keystore import KeyStore
-from tests.network_support import Agency, metadata
-from tests.pki_support import unsigned_root, wire
 from tests.reliability.faults import (
     FaultNetwork,
     Load,
@@ -35,6 +33,8 @@ from tests.reliability.faults import (
     fast_and_long,
     post,
 )
+from tests.support.network import Agency, metadata
+from tests.support.pki import unsigned_root, wire
 
 HUB_SEAL = "000.00.00.G22"
 

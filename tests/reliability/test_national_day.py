@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.network_support import simulate
+from tests.support.network import simulate
 
 
 @pytest.mark.reliability

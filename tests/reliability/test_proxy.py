@@ -34,13 +34,13 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from tests.network_support import eventually
 from tests.reliability.faults import (
     FaultNetwork,
     Load,
     delivered_once,
     fast_and_long,
 )
+from tests.support.network import eventually
 
 
 def inbox_folders(database: Path) -> set[str]:

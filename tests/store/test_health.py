@@ -16,7 +16,7 @@ from edoc.hub import app as hub_app
 from edoc.hub.state import HubConfig
 from edoc.node import app as node_app
 from edoc.node.state import NodeConfig
-from tests.pki_support import SENDER, Ca
+from tests.support.pki import SENDER, Ca
 
 
 @pytest.fixture(scope="module")

@@ -18,10 +18,10 @@ from edoc.cli.failures import EXIT_REFUSED
 from edoc.hub import app as hub_app
 from edoc.hub import queues
 from edoc.hub.state import HubConfig
-from tests.pki_support import SENDER, Ca
 from tests.store import postgres
 from tests.store.test_health import health, running
 from tests.store.test_postgres import PACKAGE, SENT
+from tests.support.pki import SENDER, Ca
 
 
 @pytest.fixture(scope="module")

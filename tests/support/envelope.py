@@ -16,7 +16,7 @@ from lxml import etree
 from edoc import envelope, metadata
 from edoc.model import Document
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 SAMPLE_METADATA = ROOT / "seeds" / "samples" / "cong-van.json"
 SAMPLE_ATTACHMENT = ROOT / "seeds" / "samples" / "ke-hoach.txt"
 

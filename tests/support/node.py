@@ -1,5 +1,5 @@
 """One node in-process (aiohttp's test server) in front of a fake hub, for the agency API's
-door: what it accepts and refuses needs no real processes (tests/network_support.py has
+door: what it accepts and refuses needs no real processes (tests/support/network.py has
 those, for what travels)."""
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from edoc.keystore import KeyStore
 from edoc.node import app as node_app
 from edoc.node.addressbook import AddressBook
 from edoc.node.state import NodeConfig
-from tests.pki_support import SENDER, Ca
+from tests.support.pki import SENDER, Ca
 
 TOKEN = "agency-token-of-the-sender"
 

@@ -15,7 +15,7 @@ from lxml import etree
 from edoc import envelope, metadata, signing
 from edoc.keystore import KeyStore, SigningIdentity
 
-SAMPLE = Path(__file__).resolve().parent.parent / "seeds" / "samples" / "cong-van.json"
+SAMPLE = Path(__file__).resolve().parents[2] / "seeds" / "samples" / "cong-van.json"
 SENDER = "000.00.12.H53"
 SIGNER = "Nguyễn Văn A"
 

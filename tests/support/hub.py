@@ -25,7 +25,7 @@ from edoc.hub.state import HubConfig
 from edoc.keystore import SigningIdentity
 from edoc.model import Organization, ResponseFor, StatusCode, StatusUpdate
 from edoc.wire import DeliveryNotice
-from tests.pki_support import Ca, unsigned_root, wire
+from tests.support.pki import Ca, unsigned_root, wire
 
 EDOC = str(Path(sys.executable).parent / "edoc")
 HUB_ORG = "000.00.00.G22"
