@@ -56,9 +56,8 @@ def serve(
         access_log=None,
         shutdown_timeout=5,
         reuse_port=reuse_port or None,
-        # uvloop: the same asyncio API, its loop and transports (TLS too) in C. Every
-        # message is several requests, thread hand-offs and wake-ups; on the Tây Ninh replay
-        # the hub and nodes spent 7 % less CPU than on asyncio's own loop.
+        # uvloop: the same asyncio API, its loop and transports (TLS too) in C; every
+        # message is several requests, thread hand-offs and wake-ups.
         loop=uvloop.new_event_loop(),
     )
 

@@ -18,9 +18,8 @@ def format_date(value: dt.date) -> str:
     return f"{value.year:04d}/{value.month:02d}/{value.day:02d}"
 
 
-# The form edoc writes, parsed without strptime (a package has several timestamps, and
-# strptime took ~5 % of a status's verification); anything else still goes to strptime,
-# which decides what it accepts.
+# The form edoc writes, parsed without strptime (a package has several timestamps, read at
+# every hop); anything else still goes to strptime, which decides what it accepts.
 _USUAL_TIMESTAMP = re.compile(r"(\d{4})/(\d\d)/(\d\d)(?: (\d\d):(\d\d):(\d\d))?", re.ASCII)
 
 

@@ -165,8 +165,8 @@ async def receive(state: NodeState, source: bytes | Path, recipients: list[str])
         state.outbox_wakeup.set()
         log.info("received", kind=type(message).__name__, recipient=recipient)
     if not stored and isinstance(kept.package, Path):
-        # a redelivery: the copy stored the first time is kept; this one's folder was left
-        # behind for every redelivery (43 % of an inbox's folders after lost acks)
+        # a redelivery: the copy stored the first time is kept; this one's folder goes,
+        # or lost acks would leave a folder behind for every redelivery
         shutil.rmtree(folder, ignore_errors=True)
 
 
