@@ -5,17 +5,13 @@ by code, tests/test_xmlsec1.py that an independent verifier accepts what edoc si
 from __future__ import annotations
 
 import base64
-import copy
 import datetime as dt
-import io
 import pathlib
-import re
 from collections.abc import Iterator
 from copy import deepcopy
 from typing import Any
 from unittest import mock
 
-import jsonschema
 import pytest
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding
@@ -23,8 +19,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from lxml import etree
 
-from edoc import envelope, errors, metadata, pki, signature_shape, signing, xmlsafe
-from edoc.envelope import parse, read, relay
+from edoc import envelope, errors, pki, signature_shape, signing
 from edoc.keystore import SigningIdentity
 from edoc.model import TraceHop
 from tests.support.pki import (
@@ -32,7 +27,6 @@ from tests.support.pki import (
     SIGNER,
     Ca,
     reparse,
-    sample_metadata,
     signed_root,
     unsigned_root,
     wire,
@@ -249,92 +243,6 @@ def test_signing_time_is_checked_per_message_with_cached_certificates(ca: Ca) ->
         signing.verify(root, ca.keys.trust(), ca.clock() + dt.timedelta(days=3660))
 
 
-# --- the model: fields read from an index of children, not by ElementPath ----------------
-_NAMES = ["From", "Code", "CodeNumber", "Place"]
-_PATHS = [*_NAMES, *(f"{a}/{b}" for a in _NAMES for b in _NAMES), "Code/From/Place"]
-
-
-@st.composite
-def _trees(draw: st.DrawFn, depth: int = 3) -> etree._Element:
-    """Small trees of a few edXML names, repeated, nested and with comments between."""
-    element = etree.Element(envelope.q(draw(st.sampled_from(_NAMES))))
-    element.text = draw(st.sampled_from([None, "", "x"]))
-    for _ in range(draw(st.integers(0, 4 if depth else 0))):
-        if draw(st.integers(0, 5)) == 0:
-            element.append(etree.Comment("c"))
-        else:
-            element.append(draw(_trees(depth - 1)))
-    return element
-
-
-@given(tree=_trees())
-def test_fields_find_what_elementpath_finds(tree: etree._Element) -> None:
-    """The first element at each path, every child of a name, and the text, as find,
-    findall and the old reader's find-then-text have them."""
-    fields = parse._Fields(tree)
-    for path in _PATHS:
-        prefixed = "/".join(f"edXML:{name}" for name in path.split("/"))
-        found = tree.find(prefixed, envelope.NSMAP)
-        assert fields.element(path) is found
-        assert fields.text(path) == ("" if found is None or found.text is None else found.text)
-    for name in _NAMES:
-        assert fields.all(name) == tree.findall(f"edXML:{name}", envelope.NSMAP)
-
-
-# --- reading: the envelope's size bounded in C before it is counted in Python -------------
-_TEXTS = st.text(alphabet="aé\u1ec7 \t\r\n&<>\"'", max_size=12).map(
-    lambda text: (
-        text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace('"', "&quot;")
-    )
-)
-_REFS = st.sampled_from(["&#x10FFFF;", "&#65;", "&lt;", "<![CDATA[xé]]>", "\r\n", ""])
-
-
-@st.composite
-def _envelopes(draw: st.DrawFn, depth: int = 3) -> str:
-    """Markup of edXML and XML-signature elements, prefixed or not, with attributes,
-    character references, CDATA and line ends, the way another sender might write them."""
-    prefix, declaration = draw(
-        st.sampled_from(
-            [
-                ("edXML:", f' xmlns:edXML="{envelope.NS}"'),
-                ("", f' xmlns="{envelope.NS}"'),
-                ("ds:", f' xmlns:ds="{DS}"'),
-                ("e:", f' xmlns:e="{envelope.NS}"'),
-            ]
-        )
-    )
-    name = prefix + draw(st.sampled_from(["A", "Bussiness", "X509Certificate"]))
-    attributes = "".join(
-        f' {key}="{draw(_TEXTS)}{draw(_REFS).replace("<![CDATA[xé]]>", "")}"'
-        for key in draw(st.lists(st.sampled_from(["Id", "URI", "Algorithm"]), unique=True))
-    )
-    inner = "".join(
-        draw(st.one_of(_TEXTS, _REFS, _envelopes(depth - 1) if depth else _TEXTS))
-        for _ in range(draw(st.integers(0, 4)))
-    )
-    return f"<{name}{declaration if draw(st.booleans()) or depth == 3 else ''}{attributes}>" + (
-        f"{inner}</{name}>"
-    )
-
-
-@settings(max_examples=300, deadline=None)
-@given(markup=_envelopes())
-def test_the_bound_on_envelope_characters_holds(markup: str) -> None:
-    """Where the bound in C says an envelope is within the limit, the exact count agrees:
-    the bytes, plus a namespace per element and attribute, are never fewer than the
-    characters _PackageReader counts."""
-    data = f'<?xml version="1.0" encoding="utf-8"?>\n{markup}'.encode()
-    root = xmlsafe.parse_whole(data)
-    if root is None or read._FOREIGN(root):
-        return  # unbalanced prefixes, or the exact count decides
-    bound = len(data) + int(read._MARKUP(root)) * read._NAMESPACE_CHARS
-    assert read._envelope_chars(root) <= bound
-    exact = read._envelope_chars(root)
-    for limit in (exact - 1, exact, bound - 1, bound):
-        assert read._envelope_within(root, len(data), limit) == (exact <= limit)
-
-
 # --- finding the signed parts: the Ids counted in C --------------------------------------
 def _signed_elements_by_walk(root: etree._Element) -> dict[str, etree._Element]:
     """The finder this replaced: every element with an Id, grouped by it."""
@@ -381,223 +289,16 @@ def test_signed_parts_are_found_as_the_walk_found_them(data: st.DataObject) -> N
     )
 
 
-# --- relaying: the hop spliced into the bytes received -----------------------------------
-HUB_HOP = TraceHop("000.00.00.G22", dt.datetime(2026, 12, 1, 3, 4, 5, tzinfo=dt.UTC))
-
-
-def _read_with_files(data: bytes) -> tuple[envelope.Package, list[tuple[Any, bytes]]]:
-    kept: dict[str, envelope.KeptInMemory] = {}
-
-    def sink(content_id: str, _name: str) -> envelope.Writable:
-        kept[content_id] = envelope.KeptInMemory()
-        return kept[content_id]
-
-    package = envelope.read_package(data, sink)
-    return package, [(a, kept[a.content_id].getvalue()) for a in package.message.attachments]
-
-
-def _written_anew(data: bytes) -> bytes:
-    """The relay this replaced: the hop added to the tree, the package written from it."""
-    package, files = _read_with_files(data)
-    envelope.add_trace_hop(package.root, HUB_HOP)
-    out = io.BytesIO()
-    envelope.write_package(package.root, files, out)
-    return out.getvalue()
-
-
-def _meant(text: str | None) -> str | None:
-    return text if text and text.strip() else None  # spacing between elements means nothing
-
-
-def _what_a_reader_sees(data: bytes, ca: Ca) -> tuple[object, ...]:
-    """Every element's name, attributes, text and tail (not its prefix, nor the spacing
-    between elements), the bodies, and the verdict on the signatures."""
-    package, files = _read_with_files(data)
-    elements = [
-        (e.tag, sorted(e.attrib.items()), _meant(e.text), _meant(e.tail))
-        for e in package.root.iter()
-    ]
-    try:
-        verdict: object = signing.verify_package(package, ca.keys.trust(), ca.clock())
-    except errors.EdocError as exc:
-        verdict = exc.code
-    return elements, package.received, files, verdict
-
-
-@pytest.fixture(scope="module")
-def package_with_attachment(ca: Ca, tmp_path_factory: pytest.TempPathFactory) -> bytes:
-    attachment = tmp_path_factory.mktemp("files") / "bao-cao.txt"
-    attachment.write_bytes("Báo cáo tháng 11 & <phụ lục>".encode() * 40)
-    files = envelope.attachments_from_files([attachment])
-    return wire(signed_root(ca, personal=ca.keys.identity(SENDER, SIGNER), files=files), files)
-
-
-_DECLARATIONS = [
-    None,  # as written
-    b"",
-    b'<?xml version="1.0" encoding="UTF-8"?>',
-    b"<?xml version='1.0'?>\n",
-    b'<?xml version="1.0" encoding="utf-8" standalone="yes"?>\r\n',
-    b'<?xml version="1.0" encoding="ISO-8859-1"?>',  # not spliced
-]
-
-
-@settings(
-    max_examples=60,
-    deadline=None,
-    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
-)
-@given(
-    declaration=st.sampled_from(_DECLARATIONS),
-    prefix=st.sampled_from([b"edXML:", b"e:", b""]),
-    spaced=st.booleans(),
-    comment=st.booleans(),
-)
-def test_a_spliced_relay_reads_as_one_written_anew(
-    ca: Ca,
-    package_with_attachment: bytes,
-    declaration: bytes | None,
-    prefix: bytes,
-    spaced: bool,
-    comment: bool,
-) -> None:
-    """Whatever prefix, declaration and spacing the sender wrote, a reader of the hub's
-    bytes sees what it saw when the hub wrote them from its tree; and the bytes are
-    spliced exactly where that is certain."""
-    data = package_with_attachment
-    if declaration is not None:
-        data = declaration + data[data.index(b"?>") + 2 :]
-    if prefix != b"edXML:":
-        declared = b"xmlns:" + prefix[:-1] + b"=" if prefix else b"xmlns="
-        data = data.replace(b"xmlns:edXML=", declared).replace(b"edXML:", prefix)
-    if spaced:
-        data = re.sub(rb"><(?!/)", b">\n  <", data)
-    if comment:
-        data = data.replace(b"<ds:SignatureValue>", b"<!-- x --><ds:SignatureValue>", 1)
-    package, files = _read_with_files(data)
-    out = envelope.relayed(data, package.root, files, HUB_HOP)
-    assert _what_a_reader_sees(out, ca) == _what_a_reader_sees(_written_anew(data), ca)
-    latin1 = declaration is not None and b"ISO" in declaration
-    spliced = relay._spliced(data, _read_with_files(data)[0].root, HUB_HOP)
-    assert (spliced is not None) == (not comment and not latin1)
-    assert spliced in (None, out)
-
-
-def test_the_relayed_package_verifies_with_the_hop_where_it_was(
-    ca: Ca, package_with_attachment: bytes
-) -> None:
-    package, files = _read_with_files(package_with_attachment)
-    out = envelope.relayed(package_with_attachment, package.root, files, HUB_HOP)
-    assert out.startswith(package_with_attachment[: package_with_attachment.index(b"<edXML:Buss")])
-    verified = signing.verify_package(envelope.read_package(out), ca.keys.trust(), ca.clock())
-    assert verified.relay_hops == (HUB_HOP.__class__(HUB_HOP.org_id, HUB_HOP.timestamp),)
-
-
-def test_xmlsec1_verifies_a_spliced_relay(
-    ca: Ca, package_with_attachment: bytes, tmp_path: pathlib.Path
-) -> None:
-    from tests.test_xmlsec1 import XMLSEC1, xmlsec1_verify
-
-    if XMLSEC1 is None:
-        pytest.skip("xmlsec1 not installed")
-    package, files = _read_with_files(package_with_attachment)
-    path = tmp_path / "relayed.edxml"
-    path.write_bytes(envelope.relayed(package_with_attachment, package.root, files, HUB_HOP))
-    for number in (1, 2):
-        result = xmlsec1_verify(ca, path, number)
-        assert result.returncode == 0, result.stderr
-
-
-def test_a_prefix_declared_on_bussiness_itself_is_written_anew(
-    ca: Ca, package_with_attachment: bytes
-) -> None:
-    """The hop goes before Bussiness, where Bussiness's own prefix is not yet declared."""
-    data = package_with_attachment.replace(
-        b"<edXML:Bussiness ", f'<b:Bussiness xmlns:b="{envelope.NS}" '.encode()
-    ).replace(b"</edXML:Bussiness>", b"</b:Bussiness>")
-    package, files = _read_with_files(data)
-    assert relay._spliced(data, package.root, HUB_HOP) is None
-    out = envelope.relayed(data, package.root, files, HUB_HOP)
-    assert _what_a_reader_sees(out, ca) == _what_a_reader_sees(_written_anew(data), ca)
-
-
-@pytest.mark.parametrize(
-    ("data", "markup_only"),
-    [
-        (b"<a>x?y!</a>", True),
-        (b" \n<a/>", True),
-        (b"<?xml version='1.0'?><a>?</a>", True),
-        (b'<?xml version="1.0" encoding="UTF-8" standalone="no"?>\r\n<a/>', True),
-        (b"<a><!-- c --></a>", False),
-        (b"<a><?pi?></a>", False),
-        (b"<?xml version='1.0'?><a/><?x?>", False),
-        (b"<a><![CDATA[x]]></a>", False),
-        (b"<!DOCTYPE a><a/>", False),
-        (b"<?xml version='1.0' encoding='utf-16'?><a/>", False),
-        (b"\xef\xbb\xbf<a/>", False),
-    ],
-)
-def test_what_is_spliced_is_markup_only(data: bytes, markup_only: bool) -> None:
-    assert relay._utf8_markup_only(data) is markup_only
-
-
-# --- metadata at the agency door: the schema's references inlined once -------------------
-_EDGES = ["", "000.00.12.H53", "000.00.00.H53", "000.00.12.h53", "2026-11-23", "2026-1-2"]
-_JSON_VALUES = st.recursive(
-    st.one_of(
-        st.none(),
-        st.booleans(),
-        st.sampled_from([-1, 0, 1, 4, 5, 2**31 - 1, 2**31, 1.5]),
-        st.sampled_from([*_EDGES, "x" * 500, "x" * 501, "x" * 2001, "é"]),
-    ),
-    lambda inner: st.one_of(
-        st.lists(inner, max_size=3),
-        st.dictionaries(st.sampled_from(["id", "name", "x", "full_name", "type"]), inner),
-    ),
-    max_leaves=6,
-)
-_NEAR_THE_RULES = [*_EDGES, "x" * 500, "x" * 501, "x" * 2000, "x" * 2001, -1, 4, 5, 2**31]
-_FIELD_VALUES = st.one_of(st.sampled_from(_NEAR_THE_RULES), _JSON_VALUES)
-
-
-def _places(value: Any) -> list[tuple[Any, Any]]:
-    """Every (holder, key) in a JSON value, the value itself's fields first."""
-    keys = list(value) if isinstance(value, dict) else list(range(len(value)))
-    places = [(value, key) for key in keys]
-    for key in keys:
-        if isinstance(value[key], dict | list):
-            places += _places(value[key])
-    return places
-
-
-def _verdict(check: Any, data: Any) -> object:
-    try:
-        return check(data)
-    except errors.EdocError as exc:
-        return exc.code, str(exc)
-
-
-@settings(max_examples=500, deadline=None)
-@given(data=st.data())
-def test_metadata_verdicts_are_the_referencing_schemas(data: st.DataObject) -> None:
-    """Fields dropped, replaced or added anywhere: the same metadata accepted, or the same
-    error (code and message, so the same best match) as with the schema's own references."""
-    value: Any = copy.deepcopy(sample_metadata())
-    for _ in range(data.draw(st.integers(1, 3))):
-        holder, key = data.draw(st.sampled_from(_places(value) or [(value, "extra")]))
-        change = data.draw(st.sampled_from(["replace", "drop", "add"]))
-        if change == "drop" and isinstance(holder, dict):
-            del holder[key]
-        elif change == "add" and isinstance(holder, dict):
-            holder[data.draw(st.sampled_from(["extra", "to", "signer", "response_for", "id"]))] = (
-                data.draw(_FIELD_VALUES)
-            )
-        else:
-            holder[key] = data.draw(_FIELD_VALUES)
-    referencing = jsonschema.Draft202012Validator(metadata._schema())
-    with mock.patch.object(metadata, "_validator", return_value=referencing):
-        expected = _verdict(metadata.check, copy.deepcopy(value))
-    assert _verdict(metadata.check, copy.deepcopy(value)) == expected
+# --- what is remembered stays small, whatever a sender writes ----------------------------
+def test_a_padded_certificate_verifies_and_is_not_remembered(ca: Ca) -> None:
+    root = reparse(signed_root(ca))
+    certificate = root.find(".//ds:X509Certificate", signing.DSNS)
+    assert certificate is not None and certificate.text
+    certificate.text = certificate.text[:40] + "\n" * 10_000 + certificate.text[40:]
+    held = signature_shape._remembered.cache_info().currsize
+    signing.verify(root, ca.keys.trust(), ca.clock())
+    signing.verify(root, ca.keys.trust(), ca.clock())
+    assert signature_shape._remembered.cache_info().currsize == held
 
 
 # --- the key store: identities looked up by holder, not scanned for -----------------------
@@ -646,26 +347,3 @@ def test_identities_are_the_ones_a_scan_of_every_record_finds(tmp_path: pathlib.
         assert found == {holder: scanned(*holder) for holder in holders}
         assert any(found.values())
         ca.clock.advance(days=2)
-
-
-# --- what is remembered stays small, whatever a sender writes ----------------------------
-def test_a_padded_certificate_verifies_and_is_not_remembered(ca: Ca) -> None:
-    root = reparse(signed_root(ca))
-    certificate = root.find(".//ds:X509Certificate", signing.DSNS)
-    assert certificate is not None and certificate.text
-    certificate.text = certificate.text[:40] + "\n" * 10_000 + certificate.text[40:]
-    held = signature_shape._remembered.cache_info().currsize
-    signing.verify(root, ca.keys.trust(), ca.clock())
-    signing.verify(root, ca.keys.trust(), ca.clock())
-    assert signature_shape._remembered.cache_info().currsize == held
-
-
-def test_a_padded_timestamp_reads_and_is_not_remembered() -> None:
-    from edoc.envelope import dates
-
-    held = dates._remembered_timestamp.cache_info().currsize
-    padded = envelope.parse_timestamp("2026/12/01" + " " * 1000 + "10:11:12")
-    assert dates._remembered_timestamp.cache_info().currsize == held
-    assert padded == envelope.parse_timestamp("2026/12/01 10:11:12")
-    with pytest.raises(errors.InvalidField):
-        envelope.parse_timestamp("2026/13/01 10:11:12")
