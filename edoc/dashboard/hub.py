@@ -11,7 +11,7 @@ from typing import Any
 from aiohttp import web
 
 from edoc import dashboard, errors
-from edoc.dashboard import charts
+from edoc.dashboard import charts, flow
 from edoc.dashboard.auth import PREFIX, Operator
 from edoc.hub.state import HubState
 from edoc.keystore import EXPIRY_WARNING, CertRecord, KeyStore
@@ -25,6 +25,11 @@ POLL_SLACK = dt.timedelta(seconds=10)  # beyond the longest long poll, before "n
 SHOWN_KINDS = (CertKind.ORGANIZATION, CertKind.TLS)
 LIVE_STATES = ("active", "in overlap", "not yet valid")
 METRICS = ("sent", "received", "rejected")  # the traffic chart's series
+# a refusal spike: today's refusals (UTC day, so far) reach SPIKE_FACTOR times the mean of
+# the SPIKE_DAYS days before, and at least SPIKE_MINIMUM (a few refusals are no spike)
+SPIKE_DAYS = 7
+SPIKE_FACTOR = 3
+SPIKE_MINIMUM = 10
 
 
 def _root(org_id: str) -> str:
@@ -113,6 +118,23 @@ def refusals(counts: list[Count]) -> dict[str, int]:
     return dict(sorted(found.items(), key=lambda item: -item[1]))
 
 
+def refusal_spike(counts: list[Count], today: dt.date) -> dict[str, str] | None:
+    """An alert when today's refusals are well above the usual daily rate."""
+    first = today - dt.timedelta(days=SPIKE_DAYS)
+    now, before = 0, 0
+    for count in counts:
+        if count.metric == "rejected" and first <= count.day <= today:
+            if count.day == today:
+                now += count.count
+            else:
+                before += count.count
+    usual = before / SPIKE_DAYS
+    if now < SPIKE_MINIMUM or now < SPIKE_FACTOR * usual:
+        return None
+    text = f"{now} refusals today, {usual:.1f} a day on average in the {SPIKE_DAYS} days before"
+    return {"level": "danger", "what": "refusals", "text": text}
+
+
 def certificates(keys: KeyStore, now: dt.datetime) -> list[dict[str, Any]]:
     """The seals and TLS certificates in use, the first to expire first (reads the key
     store's files: run off the event loop)."""
@@ -148,9 +170,13 @@ def alerts(
     expiring: list[CertRecord],
     state: HubState,
     now: dt.datetime,
+    counts: list[Count],
 ) -> list[dict[str, str]]:
     """What an operator should look at now, the most serious first."""
     found = [_certificate_alert(record, now) for record in expiring]
+    spike = refusal_spike(counts, now.date())
+    if spike is not None:
+        found.append(spike)
     bound = state.config.queue_bound
     stale = dt.timedelta(seconds=state.config.max_wait) + POLL_SLACK
     for row in rows:
@@ -205,7 +231,9 @@ def overview_of(state_key: web.AppKey[HubState]) -> dashboard.Overview:
             "filters": filters.to_json(),
             "certificates": shown,
             "crl_age_hours": crl_age,
-            "alerts": alerts(rows, expiring, state, now),
+            "alerts": alerts(rows, expiring, state, now, counts),
+            "funnel": flow.funnel(await state.store.stages(now - flow.FUNNEL_WINDOW)),
+            "relay": flow.relay(await state.store.relay_times(now - flow.RELAY_WINDOW)),
         }
 
     return overview

@@ -133,6 +133,18 @@ class Hop:
 
 
 @dataclass(frozen=True)
+class Stage:
+    """A document's step toward one of its recipients (for the operator's status funnel):
+    with ``status_code`` "", the hub accepted the document for ``party``; else ``party``,
+    one of its recipients, sent that status about it."""
+
+    about: str  # the document's DocumentId
+    party: str
+    status_code: str
+    at: dt.datetime
+
+
+@dataclass(frozen=True)
 class Backlog:
     """Deliveries not yet acknowledged by a node."""
 
@@ -217,6 +229,16 @@ class HubStore(Protocol):
     async def trace(self, sender: str, about: str) -> list[Hop]:
         """Every delivery of document ``about`` of ``sender`` and of the statuses its
         recipients sent about it, in the order the hub accepted them."""
+        ...
+
+    async def stages(self, since: dt.datetime) -> list[Stage]:
+        """The steps of the documents accepted since ``since``: one per recipient of each,
+        and one per status sent about one of them."""
+        ...
+
+    async def relay_times(self, since: dt.datetime) -> list[dt.timedelta]:
+        """Accepted to acknowledged by the node, of every delivery acknowledged since
+        ``since``."""
         ...
 
     # address book and nodes

@@ -45,6 +45,17 @@ class Hub:
         async with self.client.get("/api/v1/deliveries", headers=headers) as response:
             assert response.status == 200
 
+    async def collect_and_acknowledge(self, token: str) -> int:
+        """What a node does: collect its deliveries, then acknowledge them; how many."""
+        headers = {"Authorization": f"Bearer {token}"}
+        async with self.client.get("/api/v1/deliveries", headers=headers) as response:
+            ids = [item["id"] for item in (await response.json())["deliveries"]]
+        if ids:
+            ack = "/api/v1/deliveries/ack"
+            async with self.client.post(ack, json={"ids": ids}, headers=headers) as response:
+                assert response.status == 200
+        return len(ids)
+
 
 @contextlib.asynccontextmanager
 async def hub(tmp_path: Path, operator: str | None = OPERATOR) -> AsyncIterator[Hub]:

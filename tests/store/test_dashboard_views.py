@@ -7,7 +7,7 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import replace
 
-from edoc.store.hub import Addressee, HubStore, NewPackage, Tally
+from edoc.store.hub import Addressee, HubStore, NewPackage, Receipt, Tally
 from edoc.store.node import Event, NodeStore
 from tests.store.test_hub import NOW, SENT, SMALL
 from tests.store.test_node import DOCUMENT, status_codes_win
@@ -64,3 +64,46 @@ async def test_a_trace_is_the_document_then_the_statuses_back(hub_store: HubStor
     assert [h.accepted_at for h in hops] == [NOW, NOW, later]
     assert {h.delivered_at for h in hops} == {None}
     assert await hub_store.trace(SMALL.sender, "D3") == []
+
+
+def status_of(responder: Addressee, about: str, code: str) -> NewPackage:
+    return NewPackage(
+        kind="status",
+        sender=responder.org_id,
+        about=about,
+        status_code=code,
+        business_type=0,
+        priority=0,
+        digest=f"{responder.node}{code}",
+        path="",
+        size=10,
+        recipients=(Addressee(SMALL.sender, "H53"),),
+        body=b"s" * 10,
+    )
+
+
+async def test_stages_are_each_recipient_then_the_statuses_of_documents_since(
+    hub_store: HubStore,
+) -> None:
+    before = NOW - dt.timedelta(days=2)
+    await hub_store.accept(replace(SMALL, about="OLD", digest="old"), before, SENT)
+    await hub_store.accept(replace(SMALL, about="D1", recipients=(H34, H23)), NOW, SENT)
+    later = NOW + dt.timedelta(minutes=3)
+    for package in (status_of(H34, "D1", "01"), status_of(H34, "OLD", "01")):
+        await hub_store.accept(package, later, Tally(later.date(), H34.org_id, "status_sent", ""))
+    stages = await hub_store.stages(NOW - dt.timedelta(hours=1))
+    assert sorted((s.about, s.party, s.status_code, s.at) for s in stages) == [
+        ("D1", H34.org_id, "", NOW),
+        ("D1", H34.org_id, "01", later),
+        ("D1", H23.org_id, "", NOW),
+    ]
+
+
+async def test_relay_times_are_accepted_to_acknowledged_since(hub_store: HubStore) -> None:
+    await hub_store.accept(replace(SMALL, recipients=(H34, H23)), NOW, SENT)
+    leased = await hub_store.lease("H34", NOW, dt.timedelta(minutes=1), 10, 0)
+    acked = NOW + dt.timedelta(seconds=90)
+    receipts = [Receipt(d.id, Tally(acked.date(), d.recipient, "received", "")) for d in leased]
+    assert await hub_store.acknowledge(receipts, acked)
+    assert await hub_store.relay_times(NOW) == [dt.timedelta(seconds=90)]  # H23 waits still
+    assert await hub_store.relay_times(acked + dt.timedelta(seconds=1)) == []

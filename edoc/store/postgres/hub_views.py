@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import datetime as dt
+
 from edoc.model import MessageKind
-from edoc.store.hub import Hop
+from edoc.store.hub import Hop, Stage
 from edoc.store.postgres.database import PostgresDatabase
 
 # by the packages' unique key (kind, sender, about, …): the document of its sender, then
@@ -20,6 +22,19 @@ TRACE = (  # constant text: the values are bound as parameters
     " ORDER BY 4, 1, 5"  # accepted, documents before statuses, by recipient
 )
 
+# a document's recipients, then the statuses about it (status_code "" marks the document)
+STAGES = (
+    "SELECT p.about, d.recipient, '', p.accepted_at FROM packages p"
+    " JOIN deliveries d ON d.package_id = p.id WHERE p.kind = $1 AND p.accepted_at >= $2"
+    " UNION ALL SELECT s.about, s.sender, s.status_code, s.accepted_at FROM packages s"
+    " WHERE s.kind = $3 AND s.about IN"
+    " (SELECT about FROM packages WHERE kind = $1 AND accepted_at >= $2)"
+)
+RELAY_TIMES = (
+    "SELECT d.delivered_at - p.accepted_at FROM deliveries d"
+    " JOIN packages p ON p.id = d.package_id WHERE d.delivered_at >= $1"
+)
+
 
 class HubViews(PostgresDatabase):
     async def trace(self, sender: str, about: str) -> list[Hop]:
@@ -27,3 +42,10 @@ class HubViews(PostgresDatabase):
             TRACE, MessageKind.DOCUMENT.value, sender, about, MessageKind.STATUS.value
         )
         return [Hop(*row) for row in rows]
+
+    async def stages(self, since: dt.datetime) -> list[Stage]:
+        rows = await self._rows(STAGES, MessageKind.DOCUMENT.value, since, MessageKind.STATUS.value)
+        return [Stage(*row) for row in rows]
+
+    async def relay_times(self, since: dt.datetime) -> list[dt.timedelta]:
+        return [row[0] for row in await self._rows(RELAY_TIMES, since)]

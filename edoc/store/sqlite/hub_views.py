@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import datetime as dt
+
 from edoc.model import MessageKind
-from edoc.store.hub import Hop
-from edoc.store.sqlite.database import SqliteDatabase, from_ms
+from edoc.store.hub import Hop, Stage
+from edoc.store.sqlite.database import SqliteDatabase, from_ms, to_ms
 
 # by the packages' unique key (kind, sender, about, …): the document of its sender, then
 # the statuses each of its recipients sent about it
@@ -20,6 +22,19 @@ TRACE = (  # constant text: the values are bound as parameters
     " ORDER BY 4, 1, 5"  # accepted, documents before statuses, by recipient
 )
 
+# a document's recipients, then the statuses about it (status_code "" marks the document)
+STAGES = (
+    "SELECT p.about, d.recipient, '', p.accepted_at FROM packages p"
+    " JOIN deliveries d ON d.package_id = p.id WHERE p.kind = ? AND p.accepted_at >= ?"
+    " UNION ALL SELECT s.about, s.sender, s.status_code, s.accepted_at FROM packages s"
+    " WHERE s.kind = ? AND s.about IN"
+    " (SELECT about FROM packages WHERE kind = ? AND accepted_at >= ?)"
+)
+RELAY_TIMES = (
+    "SELECT d.delivered_at - p.accepted_at FROM deliveries d"
+    " JOIN packages p ON p.id = d.package_id WHERE d.delivered_at >= ?"
+)
+
 
 class HubViews(SqliteDatabase):
     async def trace(self, sender: str, about: str) -> list[Hop]:
@@ -31,3 +46,12 @@ class HubViews(SqliteDatabase):
             Hop(r[0], r[1], r[2], from_ms(r[3]), r[4], r[5], r[6], from_ms(r[7]) if r[7] else None)
             for r in rows
         ]
+
+    async def stages(self, since: dt.datetime) -> list[Stage]:
+        document, status, after = MessageKind.DOCUMENT, MessageKind.STATUS, to_ms(since)
+        rows = await self._rows(STAGES, (document, after, status, document, after))
+        return [Stage(r[0], r[1], r[2], from_ms(r[3])) for r in rows]
+
+    async def relay_times(self, since: dt.datetime) -> list[dt.timedelta]:
+        rows = await self._rows(RELAY_TIMES, (to_ms(since),))
+        return [dt.timedelta(milliseconds=r[0]) for r in rows]
