@@ -4,7 +4,11 @@ offline for years with the root certificate alone.
 * :mod:`~edoc.archive.tsa`: the simulated RFC 3161 time-stamping authority (its
   certificate: ``edoc keys tsa``);
 * :mod:`~edoc.archive.merkle`, :mod:`~edoc.archive.batches`: one token every few seconds
-  over a Merkle tree of the packages a node kept (``edoc archive stamp``);
+  over a Merkle tree of the packages a node kept;
+* :mod:`~edoc.archive.stamping`: that, as a running node's and hub's own background task
+  (``edoc archive stamp`` for a node run without it);
+* :mod:`~edoc.archive.hub`: the hub's evidence, the packages it accepted (its batches,
+  kept ``edoc serve hub --evidence-days``);
 * :mod:`~edoc.archive.evidence`, :mod:`~edoc.archive.stored`: what a node kept of a
   document, read from its store;
 * :mod:`~edoc.archive.manifest`, :mod:`~edoc.archive.container`: one document's evidence

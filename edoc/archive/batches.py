@@ -2,12 +2,14 @@
 packages kept since the last, as X-Road's message log does, so the exchange never waits
 for the time-stamping authority and each package is dated close to when it was kept.
 
-``edoc archive stamp`` runs beside a node: it reads the packages the store gained since
-its mark (outgoing and inbox rows by id), stamps the root of their SHA-256 digests, and
-writes the batch (the digests in order and the token) to ``DATA_DIR/evidence/batches``
-before it moves its mark. An export then gives each package its proof: the batch's
-token and the Merkle path from the package to the stamped root (edoc.archive.verify
-checks the package's signatures as of that earlier time).
+A running node does it itself (edoc.archive.stamping; ``edoc archive stamp`` for a node
+run without it): it reads the packages the store gained since its mark (outgoing and
+inbox rows by id), stamps the root of their SHA-256 digests, and writes the batch (the
+digests in order and the token) to ``DATA_DIR/evidence/batches`` before it moves its
+mark. A hub stamps the packages it accepted the same way (edoc.archive.hub). An export
+then gives each package its proof: the batch's token and the Merkle path from the
+package to the stamped root (edoc.archive.verify checks the package's signatures as of
+that earlier time).
 """
 
 from __future__ import annotations
@@ -16,18 +18,22 @@ import base64
 import datetime as dt
 import hashlib
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ParamSpec, Protocol, TypeVar
 
 from edoc import atomic, errors
 from edoc.archive import merkle
 from edoc.archive.container import Stamper
 from edoc.archive.evidence import BatchProof
-from edoc.archive.stored import Mark, StoredEvidence
+from edoc.archive.stored import Mark, PackageRef, package_bytes
+from edoc.offload import Offload
 
 _STAMPED = "%Y%m%dT%H%M%S%f"  # a batch file's name begins with when it was stamped (UTC)
 BATCH_LIMIT = 10_000  # packages per batch at most: a backlog becomes several batches
+P = ParamSpec("P")
+T = TypeVar("T")
 
 
 def evidence_folder(node_dir: Path) -> Path:
@@ -119,16 +125,43 @@ class BatchLog:
         return index
 
 
+class Kept(Protocol):
+    """What a batch stamps: the packages a store kept after a mark (a node's store,
+    edoc.archive.stored; a hub's, edoc.archive.hub)."""
+
+    async def kept_after(self, mark: Mark, limit: int) -> tuple[list[PackageRef], Mark]: ...
+
+
+def digests_of(refs: list[PackageRef]) -> tuple[bytes, ...]:
+    """The SHA-256 of each package, read from its row or its file."""
+    return tuple(hashlib.sha256(package_bytes(ref)).digest() for ref in refs)
+
+
+async def _run(
+    offload: Offload | None, function: Callable[P, T], *args: P.args, **kwargs: P.kwargs
+) -> T:
+    """``function`` on the offload's threads (a running service's loop), or here."""
+    if offload is None:
+        return function(*args, **kwargs)
+    return await offload.run(function, *args, **kwargs)
+
+
 async def stamp_new(
-    stored: StoredEvidence, log: BatchLog, stamper: Stamper, now: dt.datetime
+    stored: Kept,
+    log: BatchLog,
+    stamper: Stamper,
+    now: dt.datetime,
+    offload: Offload | None = None,
 ) -> int:
-    """Stamp the packages kept since the mark, in batches; how many were stamped."""
+    """Stamp the packages kept since the mark, in batches; how many were stamped. With
+    ``offload``, reading, hashing, stamping and writing run off the loop."""
     count = 0
     while True:
-        mark = log.mark()
-        packages, moved = await stored.packages_after(mark, BATCH_LIMIT)
-        if not packages:
+        mark = await _run(offload, log.mark)
+        refs, moved = await stored.kept_after(mark, BATCH_LIMIT)
+        if not refs:
             return count
-        digests = tuple(hashlib.sha256(p).digest() for p in packages)
-        log.add(Batch(digests, stamper(merkle.root(digests))), moved, now)
-        count += len(packages)
+        digests = await _run(offload, digests_of, refs)
+        token = await _run(offload, stamper, merkle.root(digests))
+        await _run(offload, log.add, Batch(digests, token), moved, now)
+        count += len(refs)

@@ -3,7 +3,7 @@
 The CA material in a container is the key store's as of the export (the issuing CA
 and the CRL then published); the container's and the day archive's tokens are taken
 at export, and each package carries the proof of the batch that stamped it soon after
-the node kept it, where ``edoc archive stamp`` runs beside the node. Day archives are
+the node kept it (the node's own task, edoc.archive.stamping). Day archives are
 kept in one folder per organization, where each new one links to the newest earlier
 day's.
 """

@@ -48,10 +48,18 @@ _AFTER = "SELECT id, body, path FROM {table} WHERE id > {after} ORDER BY id LIMI
 
 
 class Mark(NamedTuple):
-    """How far a reader got: the last outgoing and inbox row it read."""
+    """How far a reader got: the last outgoing and inbox row it read (a hub's reader:
+    the last package row, in ``outgoing``)."""
 
     outgoing: int
     inbox: int
+
+
+class PackageRef(NamedTuple):
+    """Where a kept package's bytes are: in its row (``body``), or in the file ``path``."""
+
+    body: bytes | None
+    path: str
 
 
 @dataclass(frozen=True)
@@ -74,15 +82,16 @@ class StoredEvidence(Protocol):
         in the order they were first kept."""
         ...
 
-    async def packages_after(self, mark: Mark, limit: int) -> tuple[list[bytes], Mark]:
-        """Up to ``limit`` packages of each table kept after ``mark``, and the mark past them."""
+    async def kept_after(self, mark: Mark, limit: int) -> tuple[list[PackageRef], Mark]:
+        """Up to ``limit`` packages of each table kept after ``mark``, and the mark past
+        them (where each package is: its bytes are read off the loop, by package_bytes)."""
         ...
 
     async def close(self) -> None: ...
 
 
-def _after(mark: Mark, outgoing: list[Any], inbox: list[Any]) -> tuple[list[bytes], Mark]:
-    packages = [_package(r[1], r[2]) for r in outgoing + inbox]
+def _after(mark: Mark, outgoing: list[Any], inbox: list[Any]) -> tuple[list[PackageRef], Mark]:
+    packages = [PackageRef(None if r[1] is None else bytes(r[1]), r[2]) for r in outgoing + inbox]
     return packages, Mark(
         outgoing[-1][0] if outgoing else mark.outgoing, inbox[-1][0] if inbox else mark.inbox
     )
@@ -107,7 +116,7 @@ class _Sqlite:
         async with self._db.execute(query, window * 2) as cursor:
             return [str(r[0]) for r in await cursor.fetchall()]
 
-    async def packages_after(self, mark: Mark, limit: int) -> tuple[list[bytes], Mark]:
+    async def kept_after(self, mark: Mark, limit: int) -> tuple[list[PackageRef], Mark]:
         found = []
         for table, after in (("outgoing", mark.outgoing), ("inbox", mark.inbox)):
             query = _AFTER.format(table=table, after="?", limit="?")
@@ -132,7 +141,7 @@ class _Postgres:
         query = _DOCUMENTS.format(org="$1", start="$2", end="$3")
         return [str(r[0]) for r in await self._db.fetch(query, org_id, start, end)]
 
-    async def packages_after(self, mark: Mark, limit: int) -> tuple[list[bytes], Mark]:
+    async def kept_after(self, mark: Mark, limit: int) -> tuple[list[PackageRef], Mark]:
         found = []
         for table, after in (("outgoing", mark.outgoing), ("inbox", mark.inbox)):
             query = _AFTER.format(table=table, after="$1", limit="$2")
@@ -156,6 +165,11 @@ async def open_stored(url: str) -> StoredEvidence:
     except (OSError, aiosqlite.Error, asyncpg.PostgresError) as exc:
         raise errors.StorageError(f"the node store does not open: {type(exc).__name__}") from None
     raise errors.UnknownStore("a node store's URL is sqlite:///path or postgresql://host/db")
+
+
+def package_bytes(ref: PackageRef) -> bytes:
+    """A kept package's bytes, where ``ref`` says they are."""
+    return _package(ref.body, ref.path)
 
 
 def _package(body: bytes | None, path: str) -> bytes:

@@ -68,8 +68,9 @@ def archive_stamp(
     once: bool,
     evidence_days: int | None,
 ) -> None:
-    """Beside a running node: time-stamp the packages it kept since the last batch, one
-    token over a Merkle tree of them, every few seconds (DATA_DIR/evidence)."""
+    """Time-stamp the packages a node kept since the last batch, one token over a Merkle
+    tree of them, every few seconds (DATA_DIR/evidence). A running node does this itself
+    when its key store has a time-stamping certificate: this is for a node run without."""
     keys = existing_keys(keys_dir)
     keys.tsa_identity()  # no authority: say so now, not at the first package
     url = store_url or sqlite_url(data_dir / "node.sqlite")

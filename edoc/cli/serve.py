@@ -93,6 +93,13 @@ operator_option = click.option(
     show_default=True,
     help="Packages up to this size come inside the collect answer; larger ones are fetched.",
 )
+@click.option(
+    "--evidence-days",
+    type=click.IntRange(1, 36500),
+    default=None,
+    help="Keep the batches time-stamping what the hub accepted (DATA_DIR/evidence) this"
+    " many days, then remove them.  [default: keep them all]",
+)
 @click.option("--insecure-http", is_flag=True, help="Plain HTTP instead of mutual TLS (tests).")
 @operator_option
 def serve_hub(
@@ -106,6 +113,7 @@ def serve_hub(
     visibility: float,
     max_package_mb: int,
     inline_kb: int,
+    evidence_days: int | None,
     insecure_http: bool,
     operator_token: str | None,
 ) -> None:
@@ -122,6 +130,7 @@ def serve_hub(
         visibility=dt.timedelta(seconds=visibility),
         max_package_bytes=max_package_mb * 1024 * 1024,
         inline_bytes=inline_kb * 1024,
+        evidence_days=evidence_days,
         store_url=store_url,
         operator_token=operator_token,
     )

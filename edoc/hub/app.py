@@ -17,6 +17,7 @@ The operator's dashboard (edoc.dashboard.hub): /dashboard/, with the operator cr
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import datetime as dt
 import functools
@@ -30,6 +31,9 @@ import structlog
 from aiohttp import web
 
 from edoc import errors, tls, wire
+from edoc.archive.batches import evidence_folder
+from edoc.archive.hub import open_hub_packages
+from edoc.archive.stamping import Stamping, stamp_forever
 from edoc.dashboard import hub as hub_dashboard
 from edoc.hub import directory, intake, queues, stats
 from edoc.hub.state import HubConfig, HubState
@@ -208,6 +212,15 @@ def _woken(state: HubState, node: str) -> None:
     state.wake({node} if node else set(state.wakeups))
 
 
+async def _stamp_batches(state: HubState) -> None:
+    """Time-stamp the packages the hub accepted, in batches (edoc.archive.hub), if the
+    key store has a time-stamping authority; kept ``evidence_days`` (None: all)."""
+    config = state.config
+    stamping = Stamping(evidence_folder(config.data_dir), config.stamp_every, config.evidence_days)
+    opened = functools.partial(open_hub_packages, config.store)
+    await stamp_forever(opened, stamping, state.keys, state.offload)
+
+
 def create_app(config: HubConfig) -> web.Application:
     http_metrics = HttpMetrics("hub")
     app = web.Application(middlewares=[middleware(http_metrics)], client_max_size=SMALL_BODY)
@@ -229,7 +242,11 @@ def create_app(config: HubConfig) -> web.Application:
             # another instance on the same database accepted a package: its long polls here
             await store.watch(functools.partial(_woken, state))
             app[STATE] = state
+            stamps = asyncio.create_task(_stamp_batches(state), name="batch stamps")
             yield
+            stamps.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await stamps
 
     app.cleanup_ctx.append(resources)
     app.on_shutdown.append(_stop_waiting)

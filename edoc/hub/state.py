@@ -34,6 +34,8 @@ class HubConfig:
     visibility: dt.timedelta = dt.timedelta(seconds=60)
     max_wait: float = 30.0
     workers: int = 4
+    stamp_every: float = 5.0  # seconds between batches of time stamps (edoc.archive.hub)
+    evidence_days: int | None = None  # how long batches are kept; None: all
     store_url: str | None = None  # where the hub keeps its data; None: data_dir/hub.sqlite
     # the operator's dashboard credential (edoc.dashboard.auth); None: no dashboard
     operator_token: str | None = field(default=None, repr=False)

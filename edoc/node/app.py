@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import functools
 from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import quote
@@ -19,6 +20,9 @@ from aiohttp import web
 
 from edoc import errors
 from edoc.archive import api as archive_api
+from edoc.archive import stamping
+from edoc.archive.batches import evidence_folder
+from edoc.archive.stored import open_stored
 from edoc.dashboard import node as node_dashboard
 from edoc.keystore import KeyStore
 from edoc.model import AGENCY_CODES, MessageKind, ResponseFor, Staff, StatusCode, may_follow
@@ -273,6 +277,15 @@ async def _register_with_hub(state: NodeState) -> None:
             await backoff.failed()
 
 
+async def _stamp_batches(state: NodeState) -> None:
+    """Time-stamp what the store kept, in batches (edoc.archive.stamping), if the key
+    store has a time-stamping authority."""
+    config = state.config
+    every = stamping.Stamping(evidence_folder(config.data_dir), config.stamp_every)
+    opened = functools.partial(open_stored, config.store)
+    await stamping.stamp_forever(opened, every, state.keys, state.offload)
+
+
 def create_app(config: NodeConfig) -> web.Application:
     http_metrics = HttpMetrics("node")
     app = web.Application(middlewares=[middleware(http_metrics)], client_max_size=1024 * 1024)
@@ -300,6 +313,7 @@ def create_app(config: NodeConfig) -> web.Application:
                 asyncio.create_task(collector.collect_forever(state), name="inbox"),
                 asyncio.create_task(_register_with_hub(state), name="register"),
                 asyncio.create_task(book.keep_fresh(state), name="address book"),
+                asyncio.create_task(_stamp_batches(state), name="batch stamps"),
             ]
             yield
             for task in tasks:

@@ -32,6 +32,7 @@ class NodeConfig:
     give_up_after: dt.timedelta = dt.timedelta(hours=24)
     poll_wait: float = 20.0
     workers: int = 4
+    stamp_every: float = 5.0  # seconds between batches of time stamps (edoc.archive.stamping)
     store_url: str | None = None  # where the node keeps its data; None: data_dir/node.sqlite
     # the operator's dashboard credential (edoc.dashboard.auth); None: no dashboard
     operator_token: str | None = field(default=None, repr=False)

@@ -11,7 +11,13 @@ import pytest
 
 from edoc import errors
 from edoc.archive.evidence import Direction
-from edoc.archive.stored import Mark, StoredEvidence, kept_messages, open_stored
+from edoc.archive.stored import (
+    Mark,
+    StoredEvidence,
+    kept_messages,
+    open_stored,
+    package_bytes,
+)
 from edoc.model import MessageKind
 from edoc.store import open_node_store, sqlite_url
 from edoc.store.node import NewOutgoing
@@ -79,10 +85,11 @@ async def test_the_documents_of_a_day(kept: tuple[StoredEvidence, str, bytes, by
 
 async def test_the_packages_after_a_mark(kept: tuple[StoredEvidence, str, bytes, bytes]) -> None:
     stored, _, document, status = kept
-    packages, mark = await stored.packages_after(Mark(0, 0), 100)
+    refs, mark = await stored.kept_after(Mark(0, 0), 100)
+    packages = [package_bytes(ref) for ref in refs]
     assert sorted(packages) == sorted([document, status, document, status])
-    assert await stored.packages_after(mark, 100) == ([], mark)
-    first, _ = await stored.packages_after(Mark(0, 0), 1)
+    assert await stored.kept_after(mark, 100) == ([], mark)
+    first, _ = await stored.kept_after(Mark(0, 0), 1)
     assert len(first) == 2  # one of each table
 
 
