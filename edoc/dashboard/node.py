@@ -23,6 +23,7 @@ from edoc.store.node import Count, Outgoing
 RECENT = 15  # documents listed
 TROUBLED = 20  # troubled documents listed
 METRICS = ("sent", "received")
+REOPENED = "retried by the operator"  # joins the history of the recipients queued again
 
 
 def _root(org_id: str) -> str:
@@ -162,7 +163,37 @@ def retry_of(state_key: web.AppKey[NodeState]) -> dashboard.Handler:
     return retry
 
 
+def _outgoing_id(form: Any) -> int:
+    given = form.get("outgoing_id")
+    if not isinstance(given, str) or not given.isdigit() or not 0 < int(given) < 2**63:
+        raise errors.InvalidField("outgoing_id must be the id of an outgoing document")
+    return int(given)
+
+
+def reopen_of(state_key: web.AppKey[NodeState]) -> dashboard.Handler:
+    async def reopen(request: web.Request) -> web.Response:
+        """A transfer that failed for good (refused by the hub, or given up) is tried
+        again: pending and due now, its failed recipients queued again. The operator
+        takes it on: fixed the address book, or the hub is back."""
+        request.app[dashboard.OPERATOR].check(request)
+        form = await request.post()
+        outgoing_id, route = _outgoing_id(form), form.get("route")
+        if route not in set(Route):
+            raise errors.InvalidField(f"route must be one of {', '.join(Route)}")
+        state = request.app[state_key]
+        now = dt.datetime.now(dt.UTC)
+        if not await state.store.reopen_transfer(outgoing_id, str(route), now, REOPENED):
+            raise errors.NotFound(f"no failed transfer of document {outgoing_id} on {route}")
+        state.outbox_wakeup.set()
+        if "application/json" in request.headers.get("Accept", ""):
+            return web.json_response({"reopened": {"outgoing_id": outgoing_id, "route": route}})
+        return web.Response(status=303, headers={"Location": PREFIX})
+
+    return reopen
+
+
 def install(app: web.Application, state_key: web.AppKey[NodeState], token: str | None) -> None:
     """The node's dashboard under /dashboard/ (closed when ``token`` is None)."""
     dashboard.install(app, Operator(token), "node", overview_of(state_key))
     app.router.add_post(f"{PREFIX}api/retry", retry_of(state_key))
+    app.router.add_post(f"{PREFIX}api/reopen", reopen_of(state_key))

@@ -243,6 +243,15 @@ class NodeStore(Protocol):
         """Every pending transfer on ``route`` due later falls due ``now``."""
         ...
 
+    async def reopen_transfer(
+        self, outgoing_id: int, route: str, now: dt.datetime, detail: str
+    ) -> bool:
+        """An operator's retry: the failed transfer of ``outgoing_id`` on ``route`` is
+        pending again, due ``now`` (its attempts and last error kept), and its recipients
+        that show "failed" show "queued" again, ``detail`` joining their history. False,
+        and nothing changed, when there is no such failed transfer."""
+        ...
+
     async def finish_transfer(
         self,
         transfer: Transfer,

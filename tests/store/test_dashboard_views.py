@@ -107,3 +107,38 @@ async def test_relay_times_are_accepted_to_acknowledged_since(hub_store: HubStor
     assert await hub_store.acknowledge(receipts, acked)
     assert await hub_store.relay_times(NOW) == [dt.timedelta(seconds=90)]  # H23 waits still
     assert await hub_store.relay_times(acked + dt.timedelta(seconds=1)) == []
+
+
+async def test_a_failed_transfer_reopens_with_its_failed_recipients_queued(
+    node_store: NodeStore,
+) -> None:
+    stored = await node_store.add_outgoing(DOCUMENT, NOW, [])  # FAR by the hub, NEIGHBOUR local
+    transfers = {t.route: t for t in await node_store.due_transfers(NOW, 10, ())}
+    failed = Event("failed", "EDOC-HUB-001: unknown recipient")
+    await node_store.finish_transfer(
+        transfers["hub"], "failed", "refused", failed, NOW, status_codes_win
+    )
+    await node_store.finish_transfer(
+        transfers["local"], "done", "", Event("delivered", ""), NOW, status_codes_win
+    )
+    later = NOW + dt.timedelta(minutes=5)
+    assert not await node_store.reopen_transfer(stored.id, "local", later, "retried")  # done
+    assert await node_store.reopen_transfer(stored.id, "hub", later, "retried by the operator")
+    assert not await node_store.reopen_transfer(stored.id, "hub", later, "again")  # pending now
+    assert not await node_store.reopen_transfer(stored.id + 99, "hub", later, "no such")
+    reopened = await node_store.outgoing(stored.id)
+    assert reopened is not None
+    by_route = {t.route: t for t in reopened.transfers}
+    assert (by_route["hub"].state, by_route["hub"].attempts) == ("pending", 1)
+    assert by_route["hub"].last_error == "refused"  # why it failed, until it is tried again
+    assert by_route["local"].state == "done"
+    states = {r.org_id: r for r in reopened.recipients}
+    far, neighbour = states[DOCUMENT.recipients[0]], states[DOCUMENT.recipients[1]]
+    assert (far.state, neighbour.state) == ("queued", "delivered")
+    assert [(h.state, h.detail) for h in far.history][-2:] == [
+        ("failed", "EDOC-HUB-001: unknown recipient"),
+        ("queued", "retried by the operator"),
+    ]
+    assert far.history[-1].at == later
+    (due,) = await node_store.due_transfers(later, 10, ())
+    assert (due.outgoing_id, due.route) == (stored.id, "hub")

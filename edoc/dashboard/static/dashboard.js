@@ -107,10 +107,29 @@
     document.getElementById("crl-age").textContent = data.crl_age_hours === null ? "—" : data.crl_age_hours;
   }
 
+  function reopenCell(row) {
+    const td = document.createElement("td");
+    if (row.state !== "failed") return td;
+    const form = document.createElement("form");
+    form.method = "post";
+    form.action = document.getElementById("troubled").dataset.reopen;
+    form.className = "reopen";
+    for (const [name, value] of [["outgoing_id", row.id], ["route", row.route]]) {
+      const input = document.createElement("input");
+      input.type = "hidden"; input.name = name; input.value = String(value);
+      form.append(input);
+    }
+    const button = document.createElement("button");
+    button.type = "submit"; button.textContent = "Retry";
+    form.append(button);
+    td.append(form);
+    return td;
+  }
+
   function drawNode(data) {
     document.getElementById("hub-state").hidden = !data.hub_unreachable;
     fill("troubled", data.troubled, (r) => [cell(r.document_id), cell(r.sender), cell(r.subject),
-      cell(r.route), cell(r.state), cell(r.attempts, "n"), cell(r.last_error)],
+      cell(r.route), cell(r.state), cell(r.attempts, "n"), cell(r.last_error), reopenCell(r)],
       (r) => (r.state === "failed" ? "danger" : "warning"));
     fill("agencies", data.agencies, (r) => [cell(r.org_id + " " + r.name), cell(r.sent, "n"), cell(r.received, "n")]);
     fill("partners", data.partners, (r) => [cell(r.code + " " + r.name), cell(r.sent, "n"), cell(r.received, "n")]);
@@ -170,6 +189,20 @@
       : answer.error.code + ": " + answer.error.message;
     poll();
   }));
+
+  const troubledRows = document.getElementById("troubled");
+  if (troubledRows) troubledRows.addEventListener("submit", async (event) => {
+    // the rows are redrawn with every poll: one listener on the table serves them all
+    event.preventDefault();
+    const form = event.target;
+    const response = await fetch(form.action, { method: "POST", body: new URLSearchParams(new FormData(form)),
+                                                headers: { Accept: "application/json" } });
+    const answer = await response.json();
+    document.getElementById("retry-result").textContent = response.ok
+      ? "Transfer of document " + answer.reopened.outgoing_id + " on route " + answer.reopened.route + " is tried again."
+      : answer.error.code + ": " + answer.error.message;
+    poll();
+  });
 
   draw(JSON.parse(document.getElementById("initial").textContent));
   timer = setTimeout(poll, interval);

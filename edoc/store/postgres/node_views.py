@@ -2,12 +2,24 @@
 
 from __future__ import annotations
 
-from edoc.model import MessageKind, TransferState
+import datetime as dt
+import json
+
+from edoc.model import DeliveryState, MessageKind, Route, TransferState
 from edoc.store.postgres.database import PostgresDatabase
 
 TROUBLE = (
     " AND EXISTS (SELECT 1 FROM transfers t WHERE t.outgoing_id = o.id"
     " AND (t.state = $3 OR (t.state = $4 AND t.attempts > 0)))"
+)
+
+REOPEN = (
+    "UPDATE transfers SET state = 'pending', next_at = $1"
+    " WHERE outgoing_id = $2 AND route = $3 AND state = 'failed' RETURNING id"
+)
+REQUEUE = (
+    "UPDATE recipients SET state = $1, history = history || $2::jsonb"
+    " WHERE outgoing_id = $3 AND local = $4 AND state = $5"
 )
 
 
@@ -36,3 +48,23 @@ class NodeViews(PostgresDatabase):
             TransferState.PENDING.value,
         )
         return {row[0]: row[1] for row in rows}
+
+    async def reopen_transfer(
+        self, outgoing_id: int, route: str, now: dt.datetime, detail: str
+    ) -> bool:
+        queued = DeliveryState.QUEUED.value
+        entry = json.dumps(
+            [{"state": queued, "at": now.isoformat(), "detail": detail}], ensure_ascii=False
+        )
+        async with self._transaction() as conn:
+            if await conn.fetchval(REOPEN, now, outgoing_id, route) is None:
+                return False
+            await conn.execute(
+                REQUEUE,
+                queued,
+                entry,
+                outgoing_id,
+                route == Route.LOCAL,
+                DeliveryState.FAILED.value,
+            )
+        return True

@@ -2,14 +2,26 @@
 
 from __future__ import annotations
 
-from edoc.model import MessageKind, TransferState
-from edoc.store.sqlite.database import SqliteDatabase
+import datetime as dt
+
+from edoc.model import DeliveryState, MessageKind, Route, TransferState
+from edoc.store.sqlite.database import SqliteDatabase, to_ms
 
 RECENT = "SELECT id FROM outgoing WHERE kind = ? ORDER BY id DESC LIMIT ?"
 TROUBLED = (
     "SELECT o.id FROM outgoing o WHERE o.kind = ? AND EXISTS (SELECT 1 FROM transfers t"
     " WHERE t.outgoing_id = o.id AND (t.state = ? OR (t.state = ? AND t.attempts > 0)))"
     " ORDER BY o.id DESC LIMIT ?"
+)
+
+REOPEN = (
+    "UPDATE transfers SET state = ?, next_at = ? WHERE id ="
+    " (SELECT id FROM transfers WHERE outgoing_id = ? AND route = ? AND state = ? LIMIT 1)"
+)
+REQUEUE = (
+    "UPDATE recipients SET state = ?, history = json_insert(history, '$[#]',"
+    " json_object('state', ?, 'at', ?, 'detail', ?))"
+    " WHERE outgoing_id = ? AND local = ? AND state = ?"
 )
 
 
@@ -31,3 +43,20 @@ class NodeViews(SqliteDatabase):
             (TransferState.PENDING,),
         )
         return {row[0]: row[1] for row in rows}
+
+    async def reopen_transfer(
+        self, outgoing_id: int, route: str, now: dt.datetime, detail: str
+    ) -> bool:
+        queued, failed = DeliveryState.QUEUED, DeliveryState.FAILED
+        async with self._transaction() as db:
+            reopened = await db.execute(
+                REOPEN,
+                (TransferState.PENDING, to_ms(now), outgoing_id, route, TransferState.FAILED),
+            )
+            if reopened.rowcount != 1:
+                return False
+            local = 1 if route == Route.LOCAL else 0
+            await db.execute(
+                REQUEUE, (queued, queued, now.isoformat(), detail, outgoing_id, local, failed)
+            )
+        return True
