@@ -4,6 +4,9 @@ A hub keeps each package it accepts once, as it relays it (``packages``: its byt
 the row, or a file), under a row id that only grows. Its batches (edoc.archive.batches)
 stamp the SHA-256 of those bytes, so the operator can prove when the hub held a package;
 they are kept in the hub's ``DATA_DIR/evidence``, under ``edoc serve hub --evidence-days``.
+``edoc archive export --hub --document ID`` packs what the hub accepted about a document,
+each package with its batch's proof, in an ASiC-E container ``edoc archive verify`` checks
+as it checks a node's.
 
 The hub's store is read through a read-only connection of its own (as edoc.archive.stored
 reads a node's), its ``packages`` table as edoc.store.sqlite and edoc.store.postgres
@@ -12,18 +15,29 @@ make it.
 
 from __future__ import annotations
 
+import datetime as dt
+import hashlib
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import aiosqlite
 import asyncpg
+from cryptography import x509
 
 from edoc import errors
-from edoc.archive.stored import Mark, PackageRef
+from edoc.archive.evidence import BatchProof, Direction, Evidence, KeptMessage
+from edoc.archive.stored import Mark, PackageRef, package_bytes
+from edoc.keystore import KeyStore
+from edoc.model import MessageKind
 from edoc.store import SQLITE
 
 _AFTER = "SELECT id, body, path FROM packages WHERE id > {after} ORDER BY id LIMIT {limit}"
-_ONE = "SELECT body, path FROM packages WHERE id = {id}"
+_ABOUT = (
+    "SELECT kind, status_code, accepted_at, body, path FROM packages"
+    " WHERE about = {document} ORDER BY id"
+)
 
 
 def _after(mark: Mark, rows: list[Any]) -> tuple[list[PackageRef], Mark]:
@@ -32,8 +46,19 @@ def _after(mark: Mark, rows: list[Any]) -> tuple[list[PackageRef], Mark]:
     return refs, Mark(rows[-1][0] if rows else mark.outgoing, 0)
 
 
-def _one(row: Any) -> PackageRef | None:
-    return None if row is None else PackageRef(None if row[0] is None else bytes(row[0]), row[1])
+@dataclass(frozen=True)
+class HubRow:
+    """A package the hub accepted, as it keeps it."""
+
+    kind: str
+    status_code: str
+    accepted_at: dt.datetime
+    ref: PackageRef
+
+
+def _row(row: Any, accepted_at: dt.datetime) -> HubRow:
+    ref = PackageRef(None if row[3] is None else bytes(row[3]), row[4])
+    return HubRow(row[0], row[1], accepted_at, ref)
 
 
 class _Sqlite:
@@ -45,9 +70,10 @@ class _Sqlite:
         async with self._db.execute(query, (mark.outgoing, limit)) as cursor:
             return _after(mark, list(await cursor.fetchall()))
 
-    async def package(self, hub_id: int) -> PackageRef | None:
-        async with self._db.execute(_ONE.format(id="?"), (hub_id,)) as cursor:
-            return _one(await cursor.fetchone())
+    async def about(self, document_id: str) -> list[HubRow]:
+        async with self._db.execute(_ABOUT.format(document="?"), (document_id,)) as cursor:
+            found = await cursor.fetchall()
+        return [_row(r, dt.datetime.fromtimestamp(r[2] / 1000, dt.UTC)) for r in found]
 
     async def close(self) -> None:
         await self._db.close()
@@ -61,8 +87,9 @@ class _Postgres:
         query = _AFTER.format(after="$1", limit="$2")
         return _after(mark, list(await self._db.fetch(query, mark.outgoing, limit)))
 
-    async def package(self, hub_id: int) -> PackageRef | None:
-        return _one(await self._db.fetchrow(_ONE.format(id="$1"), hub_id))
+    async def about(self, document_id: str) -> list[HubRow]:
+        found = await self._db.fetch(_ABOUT.format(document="$1"), document_id)
+        return [_row(r, r[2]) for r in found]
 
     async def close(self) -> None:
         await self._db.close()
@@ -84,3 +111,26 @@ async def open_hub_packages(url: str) -> HubPackages:
     except (OSError, aiosqlite.Error, asyncpg.PostgresError) as exc:
         raise errors.StorageError(f"the hub store does not open: {type(exc).__name__}") from None
     raise errors.UnknownStore("a hub store's URL is sqlite:///path or postgresql://host/db")
+
+
+async def hub_evidence(
+    packages: HubPackages,
+    keys: KeyStore,
+    hub_org_id: str,
+    document_id: str,
+    proofs: Mapping[bytes, BatchProof],
+) -> Evidence:
+    """What the hub accepted about ``document_id`` (the document, then its statuses, as
+    the hub relays them), each with the proof of the hub's batch that stamped it."""
+    rows = await packages.about(document_id)
+    if not any(r.kind == MessageKind.DOCUMENT for r in rows):
+        raise errors.NothingToArchive(f"the hub accepted no document {document_id}")
+    messages = []
+    for row in sorted(rows, key=lambda r: r.kind != MessageKind.DOCUMENT):  # stable: by id
+        kept = package_bytes(row.ref)
+        message = KeptMessage(
+            Direction.RECEIVED, MessageKind(row.kind), row.status_code, row.accepted_at, kept
+        )
+        messages.append(replace(message, proof=proofs.get(hashlib.sha256(kept).digest())))
+    crl = x509.load_pem_x509_crl(keys.crl_path.read_bytes())
+    return Evidence(hub_org_id, document_id, tuple(messages), keys.trust().issuing, crl)

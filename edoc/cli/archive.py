@@ -13,11 +13,13 @@ import click
 from cryptography import x509
 
 from edoc import atomic, errors
-from edoc.archive import day, export
+from edoc.archive import container, day, export
 from edoc.archive.batches import BatchLog, evidence_folder, stamp_new
+from edoc.archive.hub import hub_evidence, open_hub_packages
 from edoc.archive.stored import open_stored
 from edoc.archive.verify import ContainerReport, verify_container
 from edoc.cli.options import existing_keys, json_option, service_keys_dir_option
+from edoc.hub.state import HUB_ORG_ID
 from edoc.keystore import utcnow
 from edoc.store import sqlite_url
 
@@ -102,7 +104,9 @@ def archive_stamp(
 @_node_dir
 @_store
 @service_keys_dir_option
-@click.option("--org", "org_id", required=True, metavar="ORGID", help="Whose evidence.")
+@click.option(
+    "--org", "org_id", metavar="ORGID", help="Whose evidence (with --hub: the hub's identity)."
+)
 @click.option("--document", "document_id", metavar="ID", help="One document, by its DocumentId.")
 @click.option(
     "--day",
@@ -116,19 +120,35 @@ def archive_stamp(
     help="The container's file (--document; default evidence.asice), or the folder of"
     " the organization's day archives (--day; default archive).",
 )
+@click.option(
+    "--hub",
+    "of_hub",
+    is_flag=True,
+    help="The hub's evidence of --document (--data-dir: the hub's): the packages it"
+    " accepted about it, each with its batch's proof.",
+)
 def archive_export(
     data_dir: Path,
     store_url: str | None,
     keys_dir: Path,
-    org_id: str,
+    org_id: str | None,
     document_id: str | None,
     on_day: dt.datetime | None,
     out: Path | None,
+    of_hub: bool,
 ) -> None:
     """Export one document's ASiC-E container, or an organization's day archive linked
-    to the previous day's in the same folder."""
+    to the previous day's in the same folder; with --hub, what the hub accepted of a
+    document."""
     if (document_id is None) == (on_day is None):
         raise click.UsageError("give exactly one of --document and --day")
+    if of_hub:
+        if document_id is None:
+            raise click.UsageError("--hub exports one --document")
+        _export_hub(data_dir, store_url, keys_dir, org_id or HUB_ORG_ID, document_id, out)
+        return
+    if org_id is None:
+        raise click.UsageError("give --org: whose evidence")
     keys = existing_keys(keys_dir)
     url = store_url or sqlite_url(data_dir / "node.sqlite")
     proofs = BatchLog(evidence_folder(data_dir)).proofs()
@@ -153,6 +173,32 @@ def archive_export(
         return f"exported {made.documents} documents to {made.path}{link}"
 
     click.echo(asyncio.run(run()))
+
+
+def _export_hub(
+    data_dir: Path,
+    store_url: str | None,
+    keys_dir: Path,
+    hub_org_id: str,
+    document_id: str,
+    out: Path | None,
+) -> None:
+    keys = existing_keys(keys_dir)
+    url = store_url or sqlite_url(data_dir / "hub.sqlite")
+    proofs = BatchLog(evidence_folder(data_dir)).proofs()
+
+    async def run() -> bytes:
+        packages = await open_hub_packages(url)
+        try:
+            evidence = await hub_evidence(packages, keys, hub_org_id, document_id, proofs)
+        finally:
+            await packages.close()
+        now = utcnow()
+        return container.build(evidence, export.stamper(keys, now), now)
+
+    target = out or Path("evidence.asice")
+    atomic.write_bytes(target, asyncio.run(run()), mode=0o600)
+    click.echo(f"exported the hub's evidence of {document_id} to {target}")
 
 
 def _root(path: Path) -> x509.Certificate:

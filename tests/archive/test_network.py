@@ -24,6 +24,8 @@ from edoc.archive.hub import open_hub_packages
 from edoc.archive.stored import Mark
 from edoc.archive.verify import verify_container
 from edoc.cli import main
+from edoc.cli.failures import EXIT_REFUSED
+from edoc.hub.state import HUB_ORG_ID
 from edoc.keystore import KeyStore
 from edoc.store import sqlite_url
 from tests.archive.tools import needs_openssl, needs_xmlsec1
@@ -115,9 +117,9 @@ async def test_a_running_node_stamps_what_it_keeps_by_itself(net: LocalNetwork) 
         assert len(verify_container(body, root).messages) == 2, side
 
 
-async def test_the_hub_stamps_what_it_accepted(net: LocalNetwork) -> None:
-    """The hub's evidence: each package it keeps, as it relays it, in a batch of its own
-    time stamps (DATA_DIR/evidence), so its operator can prove when it accepted it."""
+async def _hub_stamped(net: LocalNetwork) -> str:
+    """A document crossed the hub, and the hub's batches (DATA_DIR/evidence) came to cover
+    every package it keeps, as it relays it; the document's id."""
     sender = net.agency(SENDER)
     code, answer, _ = await sender.send(metadata(SENDER, [KON_TUM]))
     assert code == 202, answer
@@ -139,6 +141,32 @@ async def test_the_hub_stamps_what_it_accepted(net: LocalNetwork) -> None:
     for batch in BatchLog(evidence_folder(hub_dir)).batches():
         stamp = tsa.check_token(batch.token, merkle.root(batch.digests), root)
         assert stamp.time <= dt.datetime.now(dt.UTC)
+    return str(answer["document_id"])
+
+
+async def test_the_hub_stamps_what_it_accepted(net: LocalNetwork) -> None:
+    """The hub's evidence, so its operator can prove when it accepted a package."""
+    await _hub_stamped(net)
+
+
+async def test_the_hubs_evidence_of_a_document_exports_and_verifies(
+    net: LocalNetwork, tmp_path: Path
+) -> None:
+    document_id = await _hub_stamped(net)
+    out = tmp_path / "hub.asice"
+    keys = ["--keys-dir", str(net.data_dir / "keys")]
+    hub_dir = str(net.data_dir / "hub")
+    arguments = ["archive", "export", "--hub", "--data-dir", hub_dir, *keys]
+    exported = await _edoc(*arguments, "--document", document_id, "--out", str(out))
+    assert exported.exit_code == 0, exported.output
+    assert len(_proven(out.read_bytes())) == 2  # the document and its status, each proven
+    assert out.stat().st_mode & 0o777 == 0o600
+    root = str(net.data_dir / "keys" / "ca" / "root.pem")
+    checked = await _edoc("archive", "verify", str(out), "--root", root)
+    assert checked.exit_code == 0, checked.output
+    assert f"evidence of {document_id} kept by {HUB_ORG_ID}, 2 messages" in checked.output
+    unknown = await _edoc(*arguments, "--document", "no-such-document", "--out", str(out))
+    assert (unknown.exit_code, "EDOC-ARC-007" in unknown.output) == (EXIT_REFUSED, True)
 
 
 @needs_openssl
