@@ -1,0 +1,98 @@
+"""The hub's evidence read from its store (edoc.archive.hub), on SQLite and PostgreSQL:
+the packages after a mark, and what the hub accepted about a document."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from edoc import errors
+from edoc.archive.hub import open_hub_packages
+from edoc.archive.stored import Mark, PackageRef, package_bytes
+from edoc.store import open_hub_store, sqlite_url
+from edoc.store.hub import Addressee, NewPackage, Tally
+from tests.store import postgres
+
+NOW = dt.datetime(2026, 12, 1, 2, 0, tzinfo=dt.UTC)
+DOCUMENT = NewPackage(
+    kind="document",
+    sender="000.00.12.H53",
+    about="D1",
+    status_code="",
+    business_type=0,
+    priority=0,
+    digest="1",
+    path="",
+    size=10,
+    recipients=(Addressee("000.00.00.H34", "H34"),),
+    body=b"d" * 10,
+)
+
+
+@pytest.fixture(scope="module")
+def postgres_url() -> Iterator[str]:
+    for urls in postgres.databases("archivehub"):
+        yield urls["archivehub"]
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "sqlite":
+        return sqlite_url(tmp_path / "hub.sqlite")
+    url: str = request.getfixturevalue("postgres_url")
+    return url
+
+
+async def test_the_hubs_packages_after_a_mark_and_about_a_document(
+    store_url: str, tmp_path: Path
+) -> None:
+    store = await open_hub_store(store_url)
+    try:
+        if not store_url.startswith("sqlite"):
+            await postgres.empty(store_url)
+        large = tmp_path / "2.edxml"
+        large.write_bytes(b"a status kept in a file")
+        status = replace(
+            DOCUMENT,
+            kind="status",
+            sender="000.00.00.H34",
+            status_code="01",
+            digest="2",
+            path=str(large),
+            body=None,
+            recipients=(Addressee("000.00.12.H53", "H53"),),
+        )
+        tally = Tally(NOW.date(), DOCUMENT.sender, "sent", "")
+        await store.accept(DOCUMENT, NOW, tally)
+        await store.accept(replace(DOCUMENT, about="D2", digest="3"), NOW, tally)
+        await store.accept(status, NOW + dt.timedelta(seconds=1), tally)
+    finally:
+        await store.close()
+    packages = await open_hub_packages(store_url)
+    try:
+        refs, mark = await packages.kept_after(Mark(0, 0), 100)
+        assert [package_bytes(r) for r in refs] == [b"d" * 10, b"d" * 10, large.read_bytes()]
+        assert mark == Mark(3, 0)
+        assert await packages.kept_after(mark, 100) == ([], mark)
+        first, moved = await packages.kept_after(Mark(0, 0), 1)
+        assert (len(first), moved) == (1, Mark(1, 0))
+        rows = await packages.about("D1")
+        assert [(r.kind, r.status_code, r.accepted_at) for r in rows] == [
+            ("document", "", NOW),
+            ("status", "01", NOW + dt.timedelta(seconds=1)),
+        ]
+        assert rows[1].ref == PackageRef(None, str(large))
+        assert await packages.about("unknown") == []
+    finally:
+        await packages.close()
+
+
+async def test_no_hub_store_is_said(tmp_path: Path) -> None:
+    with pytest.raises(errors.UnknownStore):
+        await open_hub_packages(sqlite_url(tmp_path / "hub.sqlite"))
+    with pytest.raises(errors.UnknownStore):
+        await open_hub_packages("mysql://somewhere")
