@@ -10,12 +10,16 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 
-from edoc import errors
+from edoc import errors, logs
 from edoc.archive import merkle
 from edoc.archive.batches import Batch, BatchLog
 from edoc.archive.stamping import Stamping, stamp_forever, stamp_pass
 from edoc.archive.stored import Mark, PackageRef
+from edoc.cli import main
+from edoc.hub import app as hub_app
+from edoc.hub.state import HubConfig
 from edoc.offload import Offload
 from tests.archive import support
 from tests.support.pki import Ca
@@ -101,3 +105,17 @@ async def test_a_failed_pass_is_tried_again_and_stopping_closes_the_reader(
     with pytest.raises(asyncio.CancelledError):
         await task
     assert kept.closed
+
+
+@pytest.mark.parametrize(("given", "kept"), [([], None), (["--evidence-days", "30"], 30)])
+def test_the_hubs_retention_is_an_option_of_serve_hub(
+    given: list[str], kept: int | None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    started: list[HubConfig] = []
+    monkeypatch.setattr(hub_app, "run", started.append)
+    monkeypatch.setattr(logs, "configure", lambda: None)
+    arguments = ["serve", "hub", "--data-dir", str(tmp_path / "hub"), *given]
+    result = CliRunner().invoke(main, arguments)
+    assert result.exit_code == 0, result.output
+    (config,) = started
+    assert config.evidence_days == kept
