@@ -11,13 +11,13 @@ from typing import Any
 from aiohttp import web
 
 from edoc import dashboard, errors
-from edoc.dashboard import charts, flow
+from edoc.dashboard import charts, flow, search
 from edoc.dashboard.auth import PREFIX, Operator
 from edoc.hub.state import HubState
 from edoc.keystore import EXPIRY_WARNING, CertRecord, KeyStore
 from edoc.orgid import OrgId
 from edoc.pki import CertKind
-from edoc.store.hub import Count, DirectoryEntry, Hop
+from edoc.store.hub import Count, DirectoryEntry
 
 UNKNOWN = "unknown"  # refusals whose sender could not be told
 QUEUE_WARNING = 0.8  # share of the queue bound at which a node's backlog is flagged
@@ -246,26 +246,13 @@ def document_sender(document_id: str) -> str:
     return str(OrgId.parse(document_id.split(",", 1)[0]))
 
 
-def _hop(hop: Hop) -> dict[str, Any]:
-    return {
-        "kind": hop.kind,
-        "sender": hop.sender,
-        "status_code": hop.status_code,
-        "accepted_at": hop.accepted_at.isoformat(timespec="seconds"),
-        "recipient": hop.recipient,
-        "node": hop.node,
-        "attempts": hop.attempts,
-        "delivered_at": hop.delivered_at and hop.delivered_at.isoformat(timespec="seconds"),
-    }
-
-
 def trace_of(state_key: web.AppKey[HubState]) -> dashboard.Handler:
     async def trace(request: web.Request) -> web.Response:
         """A document's way through the hub: its deliveries, and the statuses back."""
         request.app[dashboard.OPERATOR].check(request)
         document_id = request.query.get("document_id", "").strip()
         hops = await request.app[state_key].store.trace(document_sender(document_id), document_id)
-        body = {"document_id": document_id, "hops": [_hop(hop) for hop in hops]}
+        body = {"document_id": document_id, "hops": [search.described(hop) for hop in hops]}
         return web.json_response(body, headers={"Cache-Control": "no-store"})
 
     return trace
@@ -275,3 +262,5 @@ def install(app: web.Application, state_key: web.AppKey[HubState], token: str | 
     """The hub's dashboard under /dashboard/ (closed when ``token`` is None)."""
     dashboard.install(app, Operator(token), "hub", overview_of(state_key))
     app.router.add_get(f"{PREFIX}api/trace", trace_of(state_key))
+    app.router.add_get(f"{PREFIX}api/documents", search.documents_of(state_key))
+    app.router.add_get(f"{PREFIX}api/envelope", search.envelope_of(state_key))

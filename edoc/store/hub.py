@@ -130,6 +130,7 @@ class Hop:
     node: str
     attempts: int  # times the node collected it
     delivered_at: dt.datetime | None  # when the node acknowledged it
+    delivery_id: int  # its package (the envelope the hub keeps): HubStore.delivery
 
 
 @dataclass(frozen=True)
@@ -229,6 +230,13 @@ class HubStore(Protocol):
     async def trace(self, sender: str, about: str) -> list[Hop]:
         """Every delivery of document ``about`` of ``sender`` and of the statuses its
         recipients sent about it, in the order the hub accepted them."""
+        ...
+
+    async def documents_of(
+        self, org_id: str, start: dt.datetime, end: dt.datetime, limit: int
+    ) -> list[tuple[str, str]]:
+        """(sender, DocumentId) of up to ``limit`` documents ``org_id`` sent, or was sent,
+        that the hub accepted from ``start`` to before ``end``, in the order accepted."""
         ...
 
     async def stages(self, since: dt.datetime) -> list[Stage]:

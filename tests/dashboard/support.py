@@ -4,6 +4,7 @@ the dashboard tests send it."""
 from __future__ import annotations
 
 import contextlib
+import io
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,7 +38,10 @@ class Hub:
 
     async def post_package(self, package: bytes, token: str = NODE_TOKEN) -> int:
         headers = {"Authorization": f"Bearer {token}"}
-        async with self.client.post("/api/v1/packages", data=package, headers=headers) as response:
+        packages = "/api/v1/packages"  # a stream: aiohttp warns about large raw bytes
+        async with self.client.post(
+            packages, data=io.BytesIO(package), headers=headers
+        ) as response:
             return response.status
 
     async def poll(self) -> None:

@@ -7,6 +7,7 @@ README's come from `EDOC_SCREENSHOTS=docs`)."""
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import shutil
 from collections.abc import AsyncIterator, Iterator
@@ -109,6 +110,16 @@ async def test_the_hub_dashboard_follows_the_traffic(
     trace = page.locator("#trace")  # the document there, the recipient's 01 back
     await expect(trace.locator("tr").first).to_contain_text(f"document{sender.org_id}")
     await expect(trace).to_contain_text(f"status 01{KON_TUM_AGENCY}{sender.org_id}H53")
+    await page.fill("#org-id", KON_TUM_AGENCY)  # what it was sent today, each with its trace
+    await page.fill("#day", dt.datetime.now(dt.UTC).date().isoformat())
+    await page.click("#search-org button")
+    await expect(page.locator("#search-result")).to_contain_text(" documents, ", timeout=WAIT_MS)
+    await expect(trace).to_contain_text(document_id)
+    async with page.expect_download() as downloading:  # the envelope the hub keeps
+        await trace.locator("tr", has_text=document_id).first.locator("a").click()
+    envelope = Path(await (await downloading.value).path()).read_bytes()
+    assert document_id.split(",")[-1].encode() in envelope
+    await expect(page.locator("#funnel")).to_contain_text("01 arrived")
     keys = KeyStore(net.data_dir / "keys")
     keys.issue("000.00.12.H53", org_name="Sở Thông tin và Truyền thông tỉnh Tây Ninh", days=12)
     alert = page.locator("#alerts .alert.warning")

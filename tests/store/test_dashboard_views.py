@@ -142,3 +142,37 @@ async def test_a_failed_transfer_reopens_with_its_failed_recipients_queued(
     assert far.history[-1].at == later
     (due,) = await node_store.due_transfers(later, 10, ())
     assert (due.outgoing_id, due.route) == (stored.id, "hub")
+
+
+async def test_documents_of_an_organization_on_a_day_sent_or_received(
+    hub_store: HubStore,
+) -> None:
+    day = dt.timedelta(days=1)
+    await hub_store.accept(replace(SMALL, about="SENT", recipients=(H34,)), NOW, SENT)
+    await hub_store.accept(replace(SMALL, about="OTHER", digest="o", recipients=(H23,)), NOW, SENT)
+    to_h34 = replace(SMALL, sender=H23.org_id, about="IN", digest="i", recipients=(H34,))
+    await hub_store.accept(to_h34, NOW + dt.timedelta(hours=1), SENT)
+    await hub_store.accept(replace(to_h34, about="LATE", digest="l"), NOW + day, SENT)
+    start = NOW.replace(hour=0)
+    assert await hub_store.documents_of(H34.org_id, start, start + day, 10) == [
+        (SMALL.sender, "SENT"),
+        (H23.org_id, "IN"),
+    ]
+    assert await hub_store.documents_of(H34.org_id, start, start + day, 1) == [
+        (SMALL.sender, "SENT")
+    ]
+    assert await hub_store.documents_of(SMALL.sender, start, start + day, 10) == [
+        (SMALL.sender, "SENT"),
+        (SMALL.sender, "OTHER"),
+    ]
+    assert await hub_store.documents_of(H23.org_id, start + day, start + 2 * day, 10) == [
+        (H23.org_id, "LATE")
+    ]
+
+
+async def test_a_hop_names_its_delivery_and_so_its_envelope(hub_store: HubStore) -> None:
+    await hub_store.accept(replace(SMALL, about="D1", recipients=(H34,)), NOW, SENT)
+    (hop,) = await hub_store.trace(SMALL.sender, "D1")
+    delivery = await hub_store.delivery(hop.delivery_id)
+    assert delivery is not None and (delivery.about, delivery.recipient) == ("D1", H34.org_id)
+    assert delivery.body == SMALL.body

@@ -161,23 +161,39 @@
     }
   }
 
+  function envelopeCell(hop) {
+    const td = document.createElement("td");
+    const link = document.createElement("a");
+    link.href = document.getElementById("trace").dataset.envelope + hop.delivery_id;
+    link.textContent = "download";
+    link.setAttribute("download", "");
+    td.append(link);
+    return td;
+  }
+
+  // a search by DocumentId answers one document's hops; by organization and day, documents
+  const found = (answer) => (answer.documents || [{ document_id: answer.document_id, hops: answer.hops }]);
+
   async function search(event) {
     event.preventDefault();
     const form = event.target;
     const response = await fetch(form.action + "?" + new URLSearchParams(new FormData(form)),
                                  { headers: { Accept: "application/json" } });
     const answer = await response.json();
-    const hops = response.ok ? answer.hops : [];
+    const documents = response.ok ? found(answer) : [];
+    const rows = documents.flatMap((d) => d.hops.map((hop) => ({ document_id: d.document_id, hop: hop })));
     document.getElementById("search-result").textContent = response.ok
-      ? hops.length + " deliveries through the hub"
+      ? (answer.documents ? documents.length + (answer.more ? "+" : "") + " documents, " : "")
+        + rows.length + " deliveries through the hub"
       : answer.error.code + ": " + answer.error.message;
-    document.getElementById("trace-table").hidden = !hops.length;
-    fill("trace", hops, (h) => [cell(h.accepted_at), cell(h.kind === "document" ? "document" : "status " + h.status_code),
-      cell(h.sender), cell(h.recipient), cell(h.node), cell(h.attempts, "n"), cell(h.delivered_at || "waiting")]);
+    document.getElementById("trace-table").hidden = !rows.length;
+    fill("trace", rows, ({ document_id, hop: h }) => [cell(document_id), cell(h.accepted_at),
+      cell(h.kind === "document" ? "document" : "status " + h.status_code),
+      cell(h.sender), cell(h.recipient), cell(h.node), cell(h.attempts, "n"), cell(h.delivered_at || "waiting"),
+      envelopeCell(h)]);
   }
 
-  const searchForm = document.getElementById("search");
-  if (searchForm) searchForm.addEventListener("submit", search);
+  document.querySelectorAll("form.search").forEach((form) => form.addEventListener("submit", search));
   document.querySelectorAll("#filters select").forEach((select) => select.addEventListener("change", poll));
   document.querySelectorAll("form.retry").forEach((form) => form.addEventListener("submit", async (event) => {
     event.preventDefault();

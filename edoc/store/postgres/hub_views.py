@@ -12,7 +12,7 @@ from edoc.store.postgres.database import PostgresDatabase
 # the statuses each of its recipients sent about it
 HOPS = (
     "SELECT p.kind, p.sender, p.status_code, p.accepted_at, d.recipient, d.node, d.attempts,"
-    " d.delivered_at FROM packages p JOIN deliveries d ON d.package_id = p.id"
+    " d.delivered_at, d.id FROM packages p JOIN deliveries d ON d.package_id = p.id"
 )
 TRACE = (  # constant text: the values are bound as parameters
     f"{HOPS} WHERE p.kind = $1 AND p.sender = $2 AND p.about = $3"  # noqa: S608
@@ -29,6 +29,11 @@ STAGES = (
     " UNION ALL SELECT s.about, s.sender, s.status_code, s.accepted_at FROM packages s"
     " WHERE s.kind = $3 AND s.about IN"
     " (SELECT about FROM packages WHERE kind = $1 AND accepted_at >= $2)"
+)
+DOCUMENTS_OF = (
+    "SELECT p.sender, p.about FROM packages p WHERE p.kind = $1 AND p.accepted_at >= $2"
+    " AND p.accepted_at < $3 AND (p.sender = $4 OR EXISTS (SELECT 1 FROM deliveries d"
+    "  WHERE d.package_id = p.id AND d.recipient = $4)) ORDER BY p.accepted_at, p.id LIMIT $5"
 )
 RELAY_TIMES = (
     "SELECT d.delivered_at - p.accepted_at FROM deliveries d"
@@ -49,3 +54,9 @@ class HubViews(PostgresDatabase):
 
     async def relay_times(self, since: dt.datetime) -> list[dt.timedelta]:
         return [row[0] for row in await self._rows(RELAY_TIMES, since)]
+
+    async def documents_of(
+        self, org_id: str, start: dt.datetime, end: dt.datetime, limit: int
+    ) -> list[tuple[str, str]]:
+        rows = await self._rows(DOCUMENTS_OF, MessageKind.DOCUMENT.value, start, end, org_id, limit)
+        return [(row[0], row[1]) for row in rows]

@@ -12,7 +12,7 @@ from edoc.store.sqlite.database import SqliteDatabase, from_ms, to_ms
 # the statuses each of its recipients sent about it
 HOPS = (
     "SELECT p.kind, p.sender, p.status_code, p.accepted_at, d.recipient, d.node, d.attempts,"
-    " d.delivered_at FROM packages p JOIN deliveries d ON d.package_id = p.id"
+    " d.delivered_at, d.id FROM packages p JOIN deliveries d ON d.package_id = p.id"
 )
 TRACE = (  # constant text: the values are bound as parameters
     f"{HOPS} WHERE p.kind = ? AND p.sender = ? AND p.about = ?"  # noqa: S608
@@ -30,6 +30,11 @@ STAGES = (
     " WHERE s.kind = ? AND s.about IN"
     " (SELECT about FROM packages WHERE kind = ? AND accepted_at >= ?)"
 )
+DOCUMENTS_OF = (
+    "SELECT p.sender, p.about FROM packages p WHERE p.kind = ? AND p.accepted_at >= ?"
+    " AND p.accepted_at < ? AND (p.sender = ? OR EXISTS (SELECT 1 FROM deliveries d"
+    "  WHERE d.package_id = p.id AND d.recipient = ?)) ORDER BY p.accepted_at, p.id LIMIT ?"
+)
 RELAY_TIMES = (
     "SELECT d.delivered_at - p.accepted_at FROM deliveries d"
     " JOIN packages p ON p.id = d.package_id WHERE d.delivered_at >= ?"
@@ -43,7 +48,17 @@ class HubViews(SqliteDatabase):
             TRACE, (document, sender, about, status, about, document, sender, about)
         )
         return [
-            Hop(r[0], r[1], r[2], from_ms(r[3]), r[4], r[5], r[6], from_ms(r[7]) if r[7] else None)
+            Hop(
+                r[0],
+                r[1],
+                r[2],
+                from_ms(r[3]),
+                r[4],
+                r[5],
+                r[6],
+                from_ms(r[7]) if r[7] else None,
+                r[8],
+            )
             for r in rows
         ]
 
@@ -55,3 +70,12 @@ class HubViews(SqliteDatabase):
     async def relay_times(self, since: dt.datetime) -> list[dt.timedelta]:
         rows = await self._rows(RELAY_TIMES, (to_ms(since),))
         return [dt.timedelta(milliseconds=r[0]) for r in rows]
+
+    async def documents_of(
+        self, org_id: str, start: dt.datetime, end: dt.datetime, limit: int
+    ) -> list[tuple[str, str]]:
+        rows = await self._rows(
+            DOCUMENTS_OF,
+            (MessageKind.DOCUMENT, to_ms(start), to_ms(end), org_id, org_id, limit),
+        )
+        return [(row[0], row[1]) for row in rows]
