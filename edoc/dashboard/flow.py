@@ -49,6 +49,7 @@ def funnel(stages: list[Stage]) -> list[dict[str, Any]]:
         {
             "stage": name,
             "name": NAMES[name],
+            "label": NAMES[name] if name == SENT else f"{name} {NAMES[name]}",
             "reached": reached[name],
             "median_seconds": round(statistics.median(waits[name]), 1) if waits[name] else None,
         }

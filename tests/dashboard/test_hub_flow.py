@@ -50,6 +50,7 @@ def test_the_funnel_counts_each_recipients_way_once_per_stage() -> None:
         ("06", 0),
     ]
     assert stage("sent")["median_seconds"] is None
+    assert (stage("sent")["label"], stage("01")["label"]) == ("sent", "01 arrived")
     assert stage("01")["median_seconds"] == 180.0  # 2 and 4 minutes after it was sent
     assert stage("03")["median_seconds"] == 600.0
     assert stage("04")["median_seconds"] == 360.0  # from 01, the stage before it reached

@@ -99,7 +99,7 @@
     fill("refusals", Object.entries(data.refusals), ([code, count]) => [cell(code), cell(count, "n")]);
     fill("certificates", data.certificates, (c) => [cell(c.org_id + " " + c.org_name), cell(c.kind),
       cell(c.serial), cell(c.expires), cell(c.days_left, "n"), cell(c.state)], (c) => (c.warning ? "warning" : ""));
-    fill("funnel", data.funnel, (f) => [cell(f.stage + " " + f.name), cell(f.reached, "n"),
+    fill("funnel", data.funnel, (f) => [cell(f.label), cell(f.reached, "n"),
       cell(f.median_seconds === null ? null : f.median_seconds + " s", "n")]);
     const relay = data.relay;
     fill("relay", [["p50", relay.p50_seconds], ["p99", relay.p99_seconds], ["deliveries", relay.deliveries]],
