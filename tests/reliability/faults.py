@@ -32,7 +32,7 @@ from urllib.parse import urlencode
 import aiohttp
 import pytest
 
-from edoc import launcher, network, tls
+from edoc import errors, launcher, network, tls
 from edoc.keystore import KeyStore
 from tests.reliability import report
 from tests.support.network import FAST_RETRIES, Agency, LocalNetwork, metadata, provision
@@ -259,7 +259,7 @@ async def post(
         try:
             status, body, _ = await agency.send(data, files or {}, idempotency_key=key)
             break
-        except (aiohttp.ClientError, ConnectionError):
+        except errors.Unreachable:  # the typed client says so for every failed connection
             if time.monotonic() > deadline:
                 raise
             ledger.retries += 1
