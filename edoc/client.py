@@ -52,6 +52,15 @@ def _parsed(raw: bytes) -> Any:
         return raw
 
 
+def _no_connection(exc: Exception) -> bool:
+    """Whether ``exc`` says the connection failed: aiohttp's errors, and the RuntimeError
+    uvloop raises when a connect after a failed one finds its file descriptor still taken
+    ("File descriptor N is used by transport": uvloop #653, aiohttp #10362). The next try
+    gets another descriptor, so that is a connection to try again, not a fault that may
+    end a node's collector."""
+    return isinstance(exc, aiohttp.ClientError) or "is used by transport" in str(exc)
+
+
 class _Client:
     """One service at ``base_url``: a kept-alive session inside ``async with``, else a
     session per call (enough for a command that makes one or two)."""
@@ -117,7 +126,9 @@ class _Client:
             ) as response:
                 raw = await response.read()
                 return Answer(response.status, _parsed(raw), dict(response.headers))
-        except aiohttp.ClientError as exc:
+        except (aiohttp.ClientError, RuntimeError) as exc:
+            if not _no_connection(exc):
+                raise
             raise self.unreachable(f"cannot reach {self.base_url}: {exc}") from None
         finally:
             if session is not self._session:
@@ -277,7 +288,9 @@ class HubClient(_Client):
                     self._checked(Answer(response.status, _parsed(raw), dict(response.headers)))
                 async for chunk in response.content.iter_chunked(256 * 1024):
                     yield chunk
-        except aiohttp.ClientError as exc:
+        except (aiohttp.ClientError, RuntimeError) as exc:
+            if not _no_connection(exc):
+                raise
             raise self.unreachable(f"cannot reach {self.base_url}: {exc}") from None
 
     async def download(self, delivery_id: int, target: Path) -> Path:

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, cast
 
+import aiohttp
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
@@ -110,3 +111,23 @@ async def test_no_connection_is_the_clients_unreachable_error() -> None:
         await HubClient(url).collect(wait=0)
     with pytest.raises(errors.Unreachable):
         await AgencyClient(url).inbox()
+
+
+async def test_uvloops_taken_descriptor_is_a_failed_connection() -> None:
+    """uvloop may refuse a connect whose file descriptor it still holds (uvloop #653):
+    the next try works, so it must read as unreachable, not end a node's collector."""
+
+    class Taken:
+        def request(self, *_args: Any, **_kwargs: Any) -> Any:
+            raise RuntimeError("File descriptor 15 is used by transport <TCPTransport>")
+
+    session = cast(aiohttp.ClientSession, Taken())
+    with pytest.raises(errors.HubUnreachable, match="is used by transport"):
+        await HubClient("http://127.0.0.1:9", session=session).collect()
+
+
+async def test_another_runtime_error_is_not_taken_for_a_failed_connection() -> None:
+    session = aiohttp.ClientSession()
+    await session.close()  # aiohttp: RuntimeError("Session is closed"), a bug of the caller
+    with pytest.raises(RuntimeError, match="closed"):
+        await HubClient("http://127.0.0.1:9", session=session).collect()
