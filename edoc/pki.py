@@ -108,6 +108,21 @@ def _ca_usage() -> x509.KeyUsage:
     )
 
 
+# What a document seal, a personal certificate and the TSA's certificate may do: sign,
+# with non-repudiation (content commitment), and nothing else.
+_SIGNING_USAGE = x509.KeyUsage(
+    digital_signature=True,
+    content_commitment=True,
+    key_encipherment=False,
+    data_encipherment=False,
+    key_agreement=False,
+    key_cert_sign=False,
+    crl_sign=False,
+    encipher_only=False,
+    decipher_only=False,
+)
+
+
 def make_root(key: rsa.RSAPrivateKey, now: dt.datetime, days: int = 7300) -> x509.Certificate:
     name = _name("Root CA (simulated Ban Cơ yếu Chính phủ)", "Ban Cơ yếu Chính phủ")
     return (
@@ -149,17 +164,7 @@ def make_leaf(
     """An organization seal or a personal certificate, issued by ``ca``."""
     common_name = full_name if kind is CertKind.PERSONAL else (org_name or org_id)
     subject = _name(common_name, org_name or org_id, org_id)
-    usage = x509.KeyUsage(
-        digital_signature=True,
-        content_commitment=True,
-        key_encipherment=False,
-        data_encipherment=False,
-        key_agreement=False,
-        key_cert_sign=False,
-        crl_sign=False,
-        encipher_only=False,
-        decipher_only=False,
-    )
+    usage = _SIGNING_USAGE
     policy = x509.PolicyInformation(POLICY_BY_KIND[kind], None)
     return (
         _builder(subject, ca.subject, public_key, ca_key.public_key(), now, days)
@@ -225,17 +230,7 @@ def make_tsa(
 ) -> x509.Certificate:
     """The time-stamping authority's certificate: RFC 3161 §2.3 wants the one extended
     key usage timeStamping, marked critical, so the key can sign nothing else."""
-    usage = x509.KeyUsage(
-        digital_signature=True,
-        content_commitment=True,
-        key_encipherment=False,
-        data_encipherment=False,
-        key_agreement=False,
-        key_cert_sign=False,
-        crl_sign=False,
-        encipher_only=False,
-        decipher_only=False,
-    )
+    usage = _SIGNING_USAGE
     subject = _name("Time-Stamping Authority (simulated)", "Ban Cơ yếu Chính phủ")
     return (
         _builder(subject, ca.subject, public_key, ca_key.public_key(), now, days)

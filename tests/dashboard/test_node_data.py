@@ -3,7 +3,9 @@ retried with the hub's reason, recent documents, and the retry action."""
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +39,19 @@ async def test_an_agency_token_opens_no_dashboard(tmp_path: Path) -> None:
             assert (status, body["error"]["code"]) == (401, "EDOC-AUTH-003")
 
 
-async def test_a_refused_transfer_shows_with_the_hubs_reason(tmp_path: Path) -> None:
+@dataclasses.dataclass
+class Refused:
+    """A node whose one document the hub refused for good, and that document's row."""
+
+    door: node_support.Door
+    node: Node
+    sent: dict[str, Any]
+    row: dict[str, Any]
+
+
+@contextlib.asynccontextmanager
+async def refused_transfer(tmp_path: Path) -> AsyncIterator[Refused]:
+    """A node before a hub that refuses (422) the document it is sent, once it failed."""
     async with node_support.door(tmp_path) as door:
         door.config = dataclasses.replace(door.config, operator_token=OPERATOR)
         door.hub.book = door.hub.signed_book(KON_TUM)
@@ -47,12 +61,18 @@ async def test_a_refused_transfer_shows_with_the_hubs_reason(tmp_path: Path) -> 
             status, sent, _ = await node.send(metadata(SENDER, [KON_TUM]))
             assert status == 202, sent
 
-            async def troubled() -> list[dict[str, Any]]:
+            async def failed() -> list[dict[str, Any]]:
                 rows: list[dict[str, Any]] = (await overview(node))["troubled"]
                 return [r for r in rows if r["state"] == "failed"]
 
-            (row,) = await eventually(troubled, timeout=10)
-            data = await overview(node)
+            (row,) = await eventually(failed, timeout=10)
+            yield Refused(door, node, sent, row)
+
+
+async def test_a_refused_transfer_shows_with_the_hubs_reason(tmp_path: Path) -> None:
+    async with refused_transfer(tmp_path) as refused:
+        sent, row = refused.sent, refused.row
+        data = await overview(refused.node)
     assert row["document_id"] == sent["document_id"] and row["route"] == "hub"
     assert "EDOC-HUB-001" in row["last_error"]
     (recent,) = data["recent"]
