@@ -1,7 +1,7 @@
 """What a node keeps: the :class:`NodeStore` interface and the records it takes and gives.
 
-The node's services speak only to this interface; a backend (edoc.store.sqlite.node,
-later PostgreSQL) stores and fetches. The rules (routes, the order of statuses, what
+The node's services speak only to this interface; a backend (edoc.store.sqlite.node or
+edoc.store.postgres.node) stores and fetches. The rules (routes, the order of statuses, what
 counts as sent or received) stay in the services: where one must hold inside a
 transaction (two changes at once must not both pass it), the service hands it to the
 store as a function, which the backend calls on the rows it read in that transaction.
@@ -10,9 +10,12 @@ store as a function, which the backend calls on the rows it read in that transac
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable, Collection, Sequence
+import json
+from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
+
+from edoc.model import Route
 
 
 @dataclass(frozen=True)
@@ -58,6 +61,14 @@ class NewOutgoing:
     local: tuple[str, ...]  # those of the recipients this node serves itself
     body: bytes | None = None  # a small package, kept with its row: no file of its own
 
+    @property
+    def routes(self) -> list[Route]:
+        """The transfers it needs: "hub" if a recipient is not this node's own, "local" if
+        one is."""
+        return ([Route.HUB] if set(self.recipients) - set(self.local) else []) + (
+            [Route.LOCAL] if self.local else []
+        )
+
 
 @dataclass(frozen=True)
 class StateChange:
@@ -66,6 +77,14 @@ class StateChange:
     state: str
     at: dt.datetime
     detail: str | None  # None for the first ("queued"), which has none
+
+
+def history(text: str) -> tuple[StateChange, ...]:
+    """A recipient's history as both backends keep it: a JSON list of its entries."""
+    return tuple(
+        StateChange(e["state"], dt.datetime.fromisoformat(e["at"]), e.get("detail"))
+        for e in json.loads(text)
+    )
 
 
 @dataclass(frozen=True)
@@ -157,6 +176,18 @@ class NewInboxItem:
     attachments: tuple[InboxAttachment, ...]
     body: bytes | None = None  # a small package, kept with its row: no file of its own
 
+    @property
+    def key(self) -> tuple[str, str, str, str, int, str]:
+        """What makes it the same item when delivered again (the inbox's unique columns)."""
+        return (
+            self.recipient,
+            self.sender,
+            self.kind,
+            self.document_id,
+            self.business_type,
+            self.status_code,
+        )
+
 
 @dataclass(frozen=True)
 class InboxItem:
@@ -188,6 +219,18 @@ class RecipientProgress:
     state: str
     due_date: dt.date | None  # the document's summary["due_date"]
     reached_at: dt.datetime | None  # when it first moved to the state asked about
+
+
+def recipient_progress(row: Iterable[Any]) -> RecipientProgress:
+    """A progress row as both backends read it: sender, state, due date and the time it
+    reached the state, the last two as ISO text or null."""
+    sender, state, due_date, reached_at = row
+    return RecipientProgress(
+        sender=sender,
+        state=state,
+        due_date=dt.date.fromisoformat(due_date) if due_date else None,
+        reached_at=dt.datetime.fromisoformat(reached_at) if reached_at else None,
+    )
 
 
 class NodeStore(Protocol):

@@ -49,7 +49,7 @@ def shown(url: str) -> str:
 
 
 # what goes wrong between us and the server: all of it is "the store does not answer"
-_FAILURES = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError)
+FAILURES = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError)
 
 
 # a server that is away for now (restarting, not letting anyone in yet), as opposed to
@@ -73,7 +73,7 @@ def translated(doing: str) -> Iterator[None]:
         yield
     except asyncpg.UniqueViolationError:
         raise
-    except _FAILURES as exc:
+    except FAILURES as exc:
         raise errors.StorageError(f"{doing}: {type(exc).__name__}: {exc}") from None
 
 
@@ -151,7 +151,7 @@ class PostgresDatabase:
                     ) from None
                 log.warning("store not answering yet", store=shown(self.url), reason=str(exc))
                 await asyncio.sleep(START_RETRY)
-            except _FAILURES as exc:
+            except FAILURES as exc:
                 await self.close()
                 raise errors.StorageError(
                     f"cannot open {shown(self.url)}: {type(exc).__name__}: {exc}"
@@ -175,7 +175,7 @@ class PostgresDatabase:
     async def close(self) -> None:
         pool, self._pool = self._pool, None
         if pool is not None:
-            with contextlib.suppress(*_FAILURES):
+            with contextlib.suppress(*FAILURES):
                 await pool.close()
 
     async def ping(self) -> None:

@@ -107,7 +107,8 @@ _DELIVERY_SELECT = _DELIVERY_COLUMNS + " FROM deliveries d JOIN packages p ON p.
 _URGENT_FIRST = " ORDER BY d.priority DESC, d.id"
 ANY_SIZE = 2**63 - 1
 
-_LEASE = """
+# the due deliveries of a node, picked and leased; the query reads the leased rows
+_PICK_AND_LEASE = """
 WITH picked AS (
     SELECT id FROM deliveries WHERE node = $2 AND delivered_at IS NULL AND lease_until <= $3
     ORDER BY priority DESC, id LIMIT $4 FOR UPDATE SKIP LOCKED
@@ -115,11 +116,13 @@ WITH picked AS (
     UPDATE deliveries d SET lease_until = $5, attempts = d.attempts + 1
     FROM picked WHERE d.id = picked.id RETURNING d.*
 )
-SELECT d.id, d.package_id, d.recipient, d.node, p.kind, p.sender, p.about, p.status_code,
-    d.priority, p.size, p.path, CASE WHEN p.size <= $1 THEN p.body END AS body, d.attempts,
-    d.delivered_at IS NOT NULL AS delivered
-FROM leased d JOIN packages p ON p.id = d.package_id ORDER BY d.priority DESC, d.id
 """
+_LEASE = (
+    _PICK_AND_LEASE
+    + _DELIVERY_COLUMNS
+    + " FROM leased d JOIN packages p ON p.id = d.package_id"
+    + _URGENT_FIRST
+)
 
 # one statement each, a transaction of its own: one round trip where a transaction of
 # several statements took five (BEGIN, each statement, COMMIT)

@@ -19,15 +19,13 @@ from typing import Any
 import asyncpg
 import structlog
 
-from edoc.store.postgres.database import CONNECT_TIMEOUT
+from edoc.store.postgres.database import CONNECT_TIMEOUT, FAILURES
 
 log = structlog.get_logger("edoc.store")
 
 KEEPALIVE = 5.0  # seconds between checks that the listening connection still answers
 RECONNECT = 1.0  # seconds between attempts to connect again
 EVERYONE = ""  # the payload of the wake-up after a reconnect: every waiter looks
-
-_FAILURES = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError)
 
 
 class Listener:
@@ -44,12 +42,11 @@ class Listener:
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name=f"listen {self.channel}")
 
-    async def listening(self, timeout: float) -> bool:
-        """Whether it listens, waiting up to ``timeout`` seconds for it to."""
+    async def listening(self, timeout: float) -> None:
+        """Wait up to ``timeout`` seconds for it to listen (it keeps trying after that)."""
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(timeout):
                 await self.connected.wait()
-        return self.connected.is_set()
 
     async def close(self) -> None:
         task, self._task = self._task, None
@@ -66,7 +63,7 @@ class Listener:
         while True:
             try:
                 conn = await asyncpg.connect(self.url, timeout=CONNECT_TIMEOUT)
-            except _FAILURES as exc:
+            except FAILURES as exc:
                 log.warning("store notifications unavailable", reason=str(exc))
                 await asyncio.sleep(RECONNECT)
                 continue
@@ -77,11 +74,11 @@ class Listener:
                     self.wake(EVERYONE)
                 first = False
                 await self._until_lost(conn)
-            except _FAILURES as exc:
+            except FAILURES as exc:
                 log.warning("store notifications lost", reason=str(exc))
             finally:
                 self.connected.clear()
-                with contextlib.suppress(*_FAILURES):
+                with contextlib.suppress(*FAILURES):
                     await conn.close(timeout=1)
 
     @staticmethod

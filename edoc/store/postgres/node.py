@@ -32,6 +32,8 @@ from edoc.store.node import (
     Tally,
     Transfer,
     TransferRecord,
+    history,
+    recipient_progress,
 )
 from edoc.store.postgres.node_rows import (
     DUE,
@@ -40,10 +42,9 @@ from edoc.store.postgres.node_rows import (
     count,
     insert_inbox,
     insert_outgoing,
-    key,
     record,
 )
-from edoc.store.postgres.node_tables import FIRST, INBOX_ITEM, history, inbox_item
+from edoc.store.postgres.node_tables import FIRST, INBOX_ITEM, inbox_item
 from edoc.store.postgres.node_views import NodeViews
 
 
@@ -241,7 +242,7 @@ class PostgresNodeStore(NodeViews):
             return Received(await self._stored_before(item), first=False)
 
     async def _stored_before(self, item: NewInboxItem) -> int:
-        return int(await self._value(STORED_BEFORE, *key(item)))
+        return int(await self._value(STORED_BEFORE, *item.key))
 
     async def inbox(self, recipient: str, since: dt.datetime | None, limit: int) -> list[InboxItem]:
         rows = await self._rows(
@@ -295,12 +296,4 @@ class PostgresNodeStore(NodeViews):
 
     async def recipient_progress(self, reached: str) -> list[RecipientProgress]:
         rows = await self._rows(PROGRESS, reached)
-        return [
-            RecipientProgress(
-                sender=r[0],
-                state=r[1],
-                due_date=dt.date.fromisoformat(r[2]) if r[2] else None,
-                reached_at=dt.datetime.fromisoformat(r[3]) if r[3] else None,
-            )
-            for r in rows
-        ]
+        return [recipient_progress(r) for r in rows]

@@ -40,17 +40,6 @@ def _json(value: object) -> str:
     return json.dumps(value, ensure_ascii=False)
 
 
-def key(item: NewInboxItem) -> tuple[str, str, str, str, int, str]:
-    return (
-        item.recipient,
-        item.sender,
-        item.kind,
-        item.document_id,
-        item.business_type,
-        item.status_code,
-    )
-
-
 async def count(conn: Connection, tallies: Sequence[Tally]) -> None:
     # counters in one order: two transactions adding to the same two never deadlock
     for t in sorted(tallies, key=lambda t: (t.day, t.org_id, t.partner, t.metric)):
@@ -92,13 +81,10 @@ async def insert_outgoing(conn: Connection, new: NewOutgoing, now: dt.datetime) 
             for r in new.recipients
         ],
     )
-    routes = (["hub"] if set(new.recipients) - set(new.local) else []) + (
-        ["local"] if new.local else []
-    )
     await conn.executemany(
         "INSERT INTO transfers (outgoing_id, route, state, next_at, priority)"
         " VALUES ($1, $2, 'pending', $3, $4)",
-        [(outgoing_id, route, now, new.priority) for route in routes],
+        [(outgoing_id, route, now, new.priority) for route in new.routes],
     )
     return outgoing_id
 
@@ -126,7 +112,7 @@ async def insert_inbox(conn: Connection, item: NewInboxItem, now: dt.datetime) -
             "INSERT INTO inbox (recipient, sender, kind, document_id, business_type,"
             " status_code, path, summary, received_at, body)"
             " VALUES ($1, $2, $3, $4, $5, $6, $7, $8::jsonb, $9, $10) RETURNING id",
-            *key(item),
+            *item.key,
             item.path,
             _json(item.summary),
             now,

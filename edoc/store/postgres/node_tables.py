@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 
 import asyncpg
 
-from edoc.store.node import InboxAttachment, InboxItem, StateChange
+from edoc.store.node import InboxAttachment, InboxItem
 
 FIRST = """
 CREATE TABLE agencies (
@@ -105,13 +104,6 @@ SELECT i.id, i.recipient, i.sender, i.kind, i.document_id, i.business_type, i.st
         WHERE inbox_id = i.id)::text AS answers
 FROM inbox i
 """
-
-
-def history(text: str) -> tuple[StateChange, ...]:
-    return tuple(
-        StateChange(e["state"], dt.datetime.fromisoformat(e["at"]), e.get("detail"))
-        for e in json.loads(text)
-    )
 
 
 def inbox_item(r: asyncpg.Record) -> InboxItem:

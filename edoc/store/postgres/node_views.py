@@ -5,12 +5,15 @@ from __future__ import annotations
 import datetime as dt
 import json
 
-from edoc.model import DeliveryState, MessageKind, Route, TransferState
+from edoc.model import DeliveryState, Route, TransferState
 from edoc.store.postgres.database import PostgresDatabase
 
-TROUBLE = (
-    " AND EXISTS (SELECT 1 FROM transfers t WHERE t.outgoing_id = o.id"
-    " AND (t.state = $3 OR (t.state = $4 AND t.attempts > 0)))"
+RECENT = "SELECT id FROM outgoing WHERE kind = 'document' ORDER BY id DESC LIMIT $1"
+TROUBLED = (
+    "SELECT o.id FROM outgoing o WHERE o.kind = 'document' AND EXISTS (SELECT 1"
+    " FROM transfers t WHERE t.outgoing_id = o.id"
+    " AND (t.state = 'failed' OR (t.state = 'pending' AND t.attempts > 0)))"
+    " ORDER BY o.id DESC LIMIT $1"
 )
 
 REOPEN = (
@@ -27,19 +30,7 @@ class NodeViews(PostgresDatabase):
     async def recent_outgoing(self, limit: int, troubled: bool) -> list[int]:
         """Ids of the newest outgoing documents; with ``troubled``, those whose transfer
         failed or is being retried."""
-        query = "SELECT o.id FROM outgoing o WHERE o.kind = $1"
-        if troubled:
-            rows = await self._rows(
-                f"{query}{TROUBLE} ORDER BY o.id DESC LIMIT $2",
-                MessageKind.DOCUMENT.value,
-                limit,
-                TransferState.FAILED.value,
-                TransferState.PENDING.value,
-            )
-        else:
-            rows = await self._rows(
-                f"{query} ORDER BY o.id DESC LIMIT $2", MessageKind.DOCUMENT.value, limit
-            )
+        rows = await self._rows(TROUBLED if troubled else RECENT, limit)
         return [row[0] for row in rows]
 
     async def pending_transfers(self) -> dict[str, int]:

@@ -30,9 +30,11 @@ from edoc.store.node import (
     Tally,
     Transfer,
     TransferRecord,
+    history,
+    recipient_progress,
 )
 from edoc.store.sqlite.database import from_ms, to_ms
-from edoc.store.sqlite.node_tables import ADDED_COLUMNS, INBOX_ITEM, SCHEMA, history, inbox_item
+from edoc.store.sqlite.node_tables import ADDED_COLUMNS, INBOX_ITEM, SCHEMA, inbox_item
 from edoc.store.sqlite.node_views import NodeViews
 
 
@@ -117,15 +119,12 @@ class SqliteNodeStore(NodeViews):
                 for r in new.recipients
             ],
         )
-        routes = ([Route.HUB] if set(new.recipients) - set(new.local) else []) + (
-            [Route.LOCAL] if new.local else []
-        )
         await db.executemany(
             "INSERT INTO transfers (outgoing_id, route, state, next_at, priority)"
             " VALUES (?, ?, ?, ?, ?)",
             [
                 (outgoing_id, route, TransferState.PENDING, to_ms(now), new.priority)
-                for route in routes
+                for route in new.routes
             ],
         )
         return outgoing_id
@@ -291,12 +290,7 @@ class SqliteNodeStore(NodeViews):
             " status_code, path, summary, received_at, body)"
             " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
-                item.recipient,
-                item.sender,
-                item.kind,
-                item.document_id,
-                item.business_type,
-                item.status_code,
+                *item.key,
                 item.path,
                 json.dumps(item.summary, ensure_ascii=False),
                 to_ms(now),
@@ -318,14 +312,7 @@ class SqliteNodeStore(NodeViews):
         rows = await self._rows(
             "SELECT id FROM inbox WHERE recipient=? AND sender=? AND kind=? AND document_id=?"
             " AND business_type=? AND status_code=?",
-            (
-                item.recipient,
-                item.sender,
-                item.kind,
-                item.document_id,
-                item.business_type,
-                item.status_code,
-            ),
+            item.key,
         )
         return int(rows[0][0])
 
@@ -390,12 +377,4 @@ class SqliteNodeStore(NodeViews):
             " FROM recipients r JOIN outgoing o ON o.id = r.outgoing_id WHERE o.kind=?",
             (reached, MessageKind.DOCUMENT),
         )
-        return [
-            RecipientProgress(
-                sender=r[0],
-                state=r[1],
-                due_date=dt.date.fromisoformat(r[2]) if r[2] else None,
-                reached_at=dt.datetime.fromisoformat(r[3]) if r[3] else None,
-            )
-            for r in rows
-        ]
+        return [recipient_progress(r) for r in rows]

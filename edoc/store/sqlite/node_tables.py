@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 from typing import Any
 
-from edoc.store.node import InboxAttachment, InboxItem, StateChange
+from edoc.store.node import InboxAttachment, InboxItem
 from edoc.store.sqlite.database import from_ms
 
 SCHEMA = """
@@ -101,13 +100,6 @@ ADDED_COLUMNS = (
     ("inbox", "body", "BLOB"),
     ("inbox_attachments", "body", "BLOB"),
 )
-
-
-def history(text: str) -> tuple[StateChange, ...]:
-    return tuple(
-        StateChange(e["state"], dt.datetime.fromisoformat(e["at"]), e.get("detail"))
-        for e in json.loads(text)
-    )
 
 
 # An inbox item with its attachments and answers in one query (listing is a hot path).

@@ -14,9 +14,9 @@ TROUBLED = (
     " ORDER BY o.id DESC LIMIT ?"
 )
 
+# an outgoing message has one transfer per route
 REOPEN = (
-    "UPDATE transfers SET state = ?, next_at = ? WHERE id ="
-    " (SELECT id FROM transfers WHERE outgoing_id = ? AND route = ? AND state = ? LIMIT 1)"
+    "UPDATE transfers SET state = ?, next_at = ? WHERE outgoing_id = ? AND route = ? AND state = ?"
 )
 REQUEUE = (
     "UPDATE recipients SET state = ?, history = json_insert(history, '$[#]',"
