@@ -9,11 +9,12 @@ client's ``unreachable`` error, so a caller never sees aiohttp's exceptions.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import mimetypes
 import ssl
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from types import TracebackType
 from typing import IO, Any, NamedTuple, Self, TypeVar
@@ -115,24 +116,31 @@ class _Client:
         """One call, whatever the answer; only a failed connection raises."""
         session = self._session or aiohttp.ClientSession()
         try:
-            async with session.request(
-                method,
-                f"{self.base_url}{path}",
-                json=json_body,
-                data=data,
-                params=params,
-                headers=self._headers(headers),
-                ssl=self.ssl_context,
-            ) as response:
-                raw = await response.read()
-                return Answer(response.status, _parsed(raw), dict(response.headers))
+            with self._reaching():
+                async with session.request(
+                    method,
+                    f"{self.base_url}{path}",
+                    json=json_body,
+                    data=data,
+                    params=params,
+                    headers=self._headers(headers),
+                    ssl=self.ssl_context,
+                ) as response:
+                    raw = await response.read()
+                    return Answer(response.status, _parsed(raw), dict(response.headers))
+        finally:
+            if session is not self._session:
+                await session.close()
+
+    @contextlib.contextmanager
+    def _reaching(self) -> Iterator[None]:
+        """A connection that fails is this client's ``unreachable`` error."""
+        try:
+            yield
         except (aiohttp.ClientError, RuntimeError) as exc:
             if not _no_connection(exc):
                 raise
             raise self.unreachable(f"cannot reach {self.base_url}: {exc}") from None
-        finally:
-            if session is not self._session:
-                await session.close()
 
     def _checked(self, answer: Answer) -> Any:
         return answer.ok()
@@ -279,7 +287,7 @@ class HubClient(_Client):
         """The body of a GET in chunks (never whole in memory); a refusal raised under
         its code."""
         assert self._session is not None, "streaming needs the kept-alive session"
-        try:
+        with self._reaching():
             async with self._session.get(
                 f"{self.base_url}{path}", headers=self._headers(None), ssl=self.ssl_context
             ) as response:
@@ -288,10 +296,6 @@ class HubClient(_Client):
                     self._checked(Answer(response.status, _parsed(raw), dict(response.headers)))
                 async for chunk in response.content.iter_chunked(256 * 1024):
                     yield chunk
-        except (aiohttp.ClientError, RuntimeError) as exc:
-            if not _no_connection(exc):
-                raise
-            raise self.unreachable(f"cannot reach {self.base_url}: {exc}") from None
 
     async def download(self, delivery_id: int, target: Path) -> Path:
         """A delivery's package, streamed to ``target``."""

@@ -24,19 +24,6 @@ from edoc.network import (
 )
 
 
-def wait_healthy(
-    url: str,
-    process: subprocess.Popen[bytes],
-    context: Any,
-    stall: float = services.Patience.stall,
-    registered: bool = False,
-) -> None:
-    """Wait until ``url`` answers /healthz (see services.wait_healthy); give up once it
-    made no progress for ``stall`` seconds."""
-    service = services.Service(url, url, process)
-    services.wait_healthy([service], context, registered, patience=services.Patience(stall))
-
-
 def start(
     network: Network, node_args: tuple[str, ...] = (), flag: services.StopFlag | None = None
 ) -> list[tuple[str, subprocess.Popen[bytes]]]:

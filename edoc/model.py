@@ -163,11 +163,6 @@ class StatusCode(StrEnum):
         """Nothing of the processing flow follows it."""
         return self in (StatusCode.REJECTED, StatusCode.COMPLETED)
 
-    @property
-    def agency_may_send(self) -> bool:
-        """Whether an agency may post it through the node's API."""
-        return self in AGENCY_CODES
-
 
 # A new status code goes above, here and in schemas/edxml.xsd: its place in the processing
 # flow (none for an answer outside it) and whether agencies may post it.

@@ -120,9 +120,11 @@ class HubPlan:
     instances: int = 1
     store: str | None = None
 
-    def spec(self) -> dict[str, Any]:
+    def __post_init__(self) -> None:
         if self.instances > 1 and not (self.store and store_is_shared(self.store)):
             raise errors.InvalidField("several hub instances need a shared store: postgresql://")
+
+    def spec(self) -> dict[str, Any]:
         return {"instances": self.instances, "store": self.store}
 
 

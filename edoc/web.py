@@ -158,12 +158,19 @@ def _http_error(exc: web.HTTPException) -> errors.EdocError:
     return errors.HttpRefusal(exc.status, exc.reason)
 
 
-def path_id(request: web.Request, name: str = "id") -> int:
-    """A row id from the URL; anything else, or beyond what SQLite stores, is not found."""
-    text = request.match_info[name]
+def row_id(text: str) -> int | None:
+    """``text`` as a row id or index (ASCII digits, within what the stores keep), else None."""
     if not text.isascii() or not text.isdigit() or int(text) >= 2**63:
-        raise errors.NotFound(f"no such {name}")
+        return None
     return int(text)
+
+
+def path_id(request: web.Request, name: str = "id") -> int:
+    """A row id from the URL; anything else is not found."""
+    found = row_id(request.match_info[name])
+    if found is None:
+        raise errors.NotFound(f"no such {name}")
+    return found
 
 
 def token_digest(token: str) -> str:

@@ -317,8 +317,7 @@ def bench_command(
 ) -> None:
     """Measure the machine's signing limit, then a real network against it."""
     progress = Console(stderr=True)
-    hub_plan = network.HubPlan(hubs, store_url)
-    hub_plan.spec()  # refused before anything is measured
+    hub_plan = network.HubPlan(hubs, store_url)  # refused before anything is measured
     results = run(QUICK if quick else FULL, lambda step: progress.log(step), hub_plan)
     as_file, summary = save(results, output)
     if as_json:

@@ -19,6 +19,7 @@ from edoc.node import stats
 from edoc.node.state import NodeState
 from edoc.orgid import OrgId
 from edoc.store.node import Count, Outgoing
+from edoc.web import row_id
 
 RECENT = 15  # documents listed
 TROUBLED = 20  # troubled documents listed
@@ -165,9 +166,10 @@ def retry_of(state_key: web.AppKey[NodeState]) -> dashboard.Handler:
 
 def _outgoing_id(form: Any) -> int:
     given = form.get("outgoing_id")
-    if not isinstance(given, str) or not given.isdigit() or not 0 < int(given) < 2**63:
+    found = row_id(given) if isinstance(given, str) else None
+    if found is None:
         raise errors.InvalidField("outgoing_id must be the id of an outgoing document")
-    return int(given)
+    return found
 
 
 def reopen_of(state_key: web.AppKey[NodeState]) -> dashboard.Handler:

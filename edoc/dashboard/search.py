@@ -15,6 +15,7 @@ from edoc import dashboard, errors
 from edoc.hub.state import HubState
 from edoc.orgid import OrgId
 from edoc.store.hub import Delivery, Hop
+from edoc.web import row_id
 
 FOUND_AT_MOST = 50  # documents listed for one organization and day
 DAY = dt.timedelta(days=1)
@@ -68,9 +69,10 @@ def documents_of(state_key: web.AppKey[HubState]) -> dashboard.Handler:
 
 
 def _delivery_id(text: str) -> int:
-    if not text.isdigit() or not 0 < int(text) < 2**63:
+    found = row_id(text)
+    if found is None:
         raise errors.InvalidField("delivery_id must be the id of a delivery")
-    return int(text)
+    return found
 
 
 def _package(delivery: Delivery) -> bytes | Path:

@@ -6,6 +6,7 @@ import datetime as dt
 from collections import defaultdict
 from typing import Any
 
+from edoc import errors
 from edoc.model import MessageKind
 from edoc.orgid import OrgId
 from edoc.store.hub import HubStore, Tally
@@ -30,7 +31,12 @@ def rejected(sender: str, code: str, day: dt.date) -> Tally:
 
 
 def _province(org_id: str) -> str:
-    return str(OrgId.parse(org_id).root) if org_id else "unknown"
+    """The province or ministry of an organization; "unknown" for a refused message's
+    claimed sender that is no valid identifier (the schema's pattern is looser)."""
+    try:
+        return str(OrgId.parse(org_id).root)
+    except errors.InvalidOrgId:
+        return "unknown"
 
 
 async def report(store: HubStore) -> dict[str, Any]:

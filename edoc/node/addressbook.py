@@ -171,10 +171,9 @@ class AddressBook:
         return self._fetching
 
     async def _fetch(self, state: NodeState) -> None:
-        started = time.monotonic()
         try:
             await self._adopt(state, await hublink.directory(state), keep=True)
-            self._confirmed = started
+            self._confirmed = self._fetch_started  # the start of this fetch
         except (errors.EdocError, OSError, ValueError) as exc:
             log.warning("address book not fetched", reason=str(exc))
 

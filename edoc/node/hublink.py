@@ -18,8 +18,7 @@ from edoc.node.state import NodeConfig, NodeState
 
 
 def open_hub(config: NodeConfig, keys: KeyStore) -> HubClient:
-    """The node's client of its hub; close it with ``await hub.__aexit__(None, None, None)``
-    or use it in ``async with``."""
+    """The node's client of its hub; close it with ``await hub.close()``."""
     context = tls.client_context(keys, config.org_id) if config.hub_tls else None
     session = aiohttp.ClientSession(
         connector=aiohttp.TCPConnector(ssl=context or True, limit=32),

@@ -144,11 +144,6 @@ async def _hub_stamped(net: LocalNetwork) -> str:
     return str(answer["document_id"])
 
 
-async def test_the_hub_stamps_what_it_accepted(net: LocalNetwork) -> None:
-    """The hub's evidence, so its operator can prove when it accepted a package."""
-    await _hub_stamped(net)
-
-
 async def test_the_hubs_evidence_of_a_document_exports_and_verifies(
     net: LocalNetwork, tmp_path: Path
 ) -> None:

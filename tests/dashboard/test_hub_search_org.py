@@ -90,7 +90,8 @@ async def test_a_bad_organization_or_day_is_refused(tmp_path: Path, query: str, 
     assert (status_code, body["error"]["code"]) == (400, code)
 
 
-async def test_a_bad_delivery_id_is_refused(tmp_path: Path) -> None:
+@pytest.mark.parametrize("delivery_id", ["x", "-1", "²"])  # "²".isdigit() but not int()
+async def test_a_bad_delivery_id_is_refused(tmp_path: Path, delivery_id: str) -> None:
     async with hub(tmp_path) as running:
-        found: Any = await download(running, "x")
+        found: Any = await download(running, delivery_id)
     assert found[0] == 400 and b"EDOC-ENV-002" in found[1]

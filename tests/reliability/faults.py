@@ -32,7 +32,7 @@ from urllib.parse import urlencode
 import aiohttp
 import pytest
 
-from edoc import errors, launcher, network, tls
+from edoc import errors, launcher, network, services, tls
 from edoc.keystore import KeyStore
 from tests.reliability import report
 from tests.support.network import FAST_RETRIES, Agency, LocalNetwork, metadata, provision
@@ -87,23 +87,28 @@ class FaultNetwork(LocalNetwork):
         (self.data_dir / "logs").mkdir(exist_ok=True)
         return self
 
+    @property
+    def hub_names(self) -> list[str]:
+        return network.hub_names(self.network)
+
     def launch(self) -> FaultNetwork:
-        """Start the hub, then every node, and wait until the nodes registered their agencies."""
+        """Start the hubs, then every node, and wait until the nodes registered their agencies."""
         try:
-            self.processes["hub"] = launcher.launch(
-                self.network, "hub", self.command("hub"), self.url("hub"), self.context
-            )
-            names = [self.node_name(n["province"]) for n in self.spec["nodes"]]
-            for name in names:
+            for name in self.hub_names:
+                self.restart(name)
+            nodes = [self.node_name(n["province"]) for n in self.spec["nodes"]]
+            for name in nodes:
                 self.processes[name] = launcher.spawn(self.network, name, self.command(name))
-            for name in names:
-                launcher.wait_healthy(
-                    self.url(name), self.processes[name], self.context, 120, registered=True
-                )
+            started = [self.service(name) for name in nodes]
+            services.wait_healthy(started, self.context, registered=True)
         except BaseException:
             self.stop()
             raise
         return self
+
+    def service(self, name: str) -> services.Service:
+        log = launcher.log_path(self.network, name)
+        return services.Service(name, self.url(name), self.processes[name], log)
 
     def start(self) -> FaultNetwork:
         return self.provision().launch()

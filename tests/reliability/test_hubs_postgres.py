@@ -55,27 +55,6 @@ class SharedHubNetwork(FaultNetwork):
         (self.data_dir / "logs").mkdir(exist_ok=True)
         return self
 
-    @property
-    def hub_names(self) -> list[str]:
-        return network.hub_names(self.network)
-
-    def launch(self) -> SharedHubNetwork:
-        try:
-            for name in self.hub_names:
-                self.restart(name)
-            for node in self.spec["nodes"]:
-                name = self.node_name(node["province"])
-                self.processes[name] = launcher.spawn(self.network, name, self.command(name))
-            for node in self.spec["nodes"]:
-                name = self.node_name(node["province"])
-                launcher.wait_healthy(
-                    self.url(name), self.processes[name], self.context, 120, registered=True
-                )
-        except BaseException:
-            self.stop()
-            raise
-        return self
-
     def restart(self, name: str) -> None:
         if name not in self.hub_names:
             super().restart(name)
