@@ -47,10 +47,17 @@ def root(digests: Sequence[bytes]) -> bytes:
     return _levels(digests)[-1][0]
 
 
-def proof(digests: Sequence[bytes], index: int) -> Proof:
+def proofs(digests: Sequence[bytes]) -> list[Proof]:
+    """Every record's proof (the siblings from it up to the root), in order, from one
+    building of the tree."""
+    levels = _levels(digests)
+    return [_path(levels, index) for index in range(len(digests))]
+
+
+def _path(levels: list[list[bytes]], index: int) -> Proof:
     """The siblings from record ``index`` up to the root."""
     steps = []
-    for level in _levels(digests)[:-1]:
+    for level in levels[:-1]:
         sibling = index ^ 1
         if sibling < len(level):
             steps.append((Side.LEFT if sibling < index else Side.RIGHT, level[sibling]))

@@ -29,10 +29,10 @@ from tests.support.pki import SENDER, Ca
 def test_every_record_proves_its_place_under_the_root(count: int) -> None:
     digests = [hashlib.sha256(bytes([n])).digest() for n in range(count)]
     root = merkle.root(digests)
-    for n, digest in enumerate(digests):
-        assert merkle.root_from(digest, merkle.proof(digests, n)) == root
-        other = hashlib.sha256(b"other").digest()
-        assert merkle.root_from(other, merkle.proof(digests, n)) != root
+    other = hashlib.sha256(b"other").digest()
+    for digest, path in zip(digests, merkle.proofs(digests), strict=True):
+        assert merkle.root_from(digest, path) == root
+        assert merkle.root_from(other, path) != root
     assert root != digests[0]  # a leaf is hashed, even alone
 
 
