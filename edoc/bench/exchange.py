@@ -124,11 +124,15 @@ class Exchange:
         waiting = (s for s in DeliveryState if s is not DeliveryState.FAILED)
         return sum(breakdown.get(state, 0) for state in waiting)
 
-    async def wait_answers(self, timeline: Timeline, timeout: float) -> None:
-        """Until the sender's node has every recipient's status 01, then read their times."""
+    async def wait_answered(self, timeout: float) -> None:
+        """Until the sender's node has every recipient's status 01 (or ``timeout``)."""
         deadline = time.monotonic() + timeout
         while await self._unanswered() and time.monotonic() < deadline:
             await asyncio.sleep(POLL)
+
+    async def wait_answers(self, timeline: Timeline, timeout: float) -> None:
+        """Until the sender's node has every recipient's status 01, then read their times."""
+        await self.wait_answered(timeout)
         found = await bounded(16, [self._answered_at(s) for s in timeline.sent])
         for sent, at in zip(timeline.sent, found, strict=True):
             if at is not None:
