@@ -11,6 +11,7 @@ import pytest
 
 from edoc import errors
 from edoc.store.sqlite.database import SqliteDatabase
+from tests.store.trips import counted
 
 
 class Ledger(SqliteDatabase):
@@ -30,13 +31,29 @@ class Ledger(SqliteDatabase):
         self.commits += sql.strip().upper() == "COMMIT"
 
     async def add(self, n: int) -> None:
-        async with self._transaction() as db:
-            await db.execute("INSERT INTO entries (n) VALUES (?)", (n,))
+        await self._change(lambda db: db.execute("INSERT INTO entries (n) VALUES (?)", (n,)))
 
     async def add_dangling_ref(self, n: int) -> None:
         """Checked only at COMMIT (a deferred foreign key): the whole batch's COMMIT fails."""
-        async with self._transaction() as db:
-            await db.execute("INSERT INTO refs (n) VALUES (?)", (n,))
+        await self._change(lambda db: db.execute("INSERT INTO refs (n) VALUES (?)", (n,)))
+
+    async def add_then_fail(self, n: int) -> None:
+        """A change whose work raises after a statement: the statement is undone."""
+
+        def work(db: sqlite3.Connection) -> None:
+            db.execute("INSERT INTO entries (n) VALUES (?)", (n,))
+            raise ValueError(n)
+
+        await self._change(work)
+
+    async def add_and_read(self, n: int) -> list[int]:
+        """A change that reads what it wrote, in the same call."""
+
+        def work(db: sqlite3.Connection) -> list[int]:
+            db.execute("INSERT INTO entries (n) VALUES (?)", (n,))
+            return [m for (m,) in db.execute("SELECT n FROM entries ORDER BY n")]
+
+        return await self._change(work)
 
 
 @pytest.fixture
@@ -103,3 +120,36 @@ async def test_close_commits_what_is_under_way(tmp_path: Path) -> None:
     await store.close()
     await asyncio.gather(*adding)
     assert stored(store.path) == [0, 1, 2]
+
+
+async def test_a_change_that_raises_is_undone_and_the_batch_goes_on(ledger: Ledger) -> None:
+    results = await asyncio.gather(
+        ledger.add(1), ledger.add_then_fail(7), ledger.add(2), return_exceptions=True
+    )
+    assert results[0] is None and results[2] is None
+    assert isinstance(results[1], ValueError)
+    assert stored(ledger.path) == [1, 2]
+
+
+async def test_a_change_is_one_trip_to_the_thread_and_its_commit_another(ledger: Ledger) -> None:
+    """BEGIN, savepoint, statements, reads and release go in one call; COMMIT in one more."""
+    await ledger.add(1)
+    with counted(ledger) as trips:
+        assert await ledger.add_and_read(2) == [1, 2]
+    assert len(trips) == 2
+    assert ledger.commits == 2
+
+
+async def test_a_read_of_one_query_is_one_trip(ledger: Ledger) -> None:
+    await ledger.add(4)
+    with counted(ledger) as trips:
+        assert await ledger._rows("SELECT n FROM entries") == [(4,)]
+    assert len(trips) == 1
+
+
+async def test_a_change_on_a_closed_store_fails_as_a_storage_error(tmp_path: Path) -> None:
+    store = Ledger(tmp_path / "ledger.sqlite")
+    await store.open()
+    await store.close()
+    with pytest.raises(errors.StorageError):
+        await store.add(1)

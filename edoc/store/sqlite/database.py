@@ -13,14 +13,17 @@ import contextlib
 import datetime as dt
 import os
 import sqlite3
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager
+from functools import partial
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
 import aiosqlite
 
 from edoc import errors
+
+T = TypeVar("T")
 
 
 def to_ms(moment: dt.datetime) -> int:
@@ -89,21 +92,46 @@ class SqliteDatabase:
             await self._db.close()
             self._db = None
 
-    @asynccontextmanager
-    async def _transaction(self) -> AsyncIterator[aiosqlite.Connection]:
-        """One change, all or nothing, committed when the block is left.
+    async def _change(self, work: Callable[[sqlite3.Connection], T]) -> T:
+        """Run ``work`` as one change, all or nothing, committed before this returns.
+
+        The whole change (BEGIN when it opens a batch, its savepoint, ``work``'s statements
+        and reads, the release) is one call on the connection's thread: a trip there and
+        back per statement was most of what the store cost the event loop.
 
         Group commit: with synchronous=FULL every COMMIT is an fsync, and under load those
         fsyncs were most of the time a document waited. Changes that queue for the
         connection while a batch is open join it, each in its own savepoint (one that
-        fails is rolled back alone), and one COMMIT carries them all; nobody leaves the
-        block before it. At rest a batch holds one change and commits at once."""
+        fails is rolled back alone), and one COMMIT carries them all; nobody returns
+        before it. At rest a batch holds one change and commits at once. ``work`` raising
+        sqlite3.IntegrityError comes out as it is (the caller knows what it means)."""
+        try:
+            async with self._writing:
+                db = self.db  # closed: fails here, before it opens a batch
+                opens = self._batch is None
+                if opens:
+                    # the batch first: a change cancelled on its way leaves it to be committed
+                    self._batch = asyncio.get_running_loop().create_future()
+                    # behind the changes already waiting for the connection: they join in
+                    self._committer = asyncio.create_task(self._commit_when_ready())
+                committed = self._batch
+                assert committed is not None
+                result = await on_thread(db, partial(_in_savepoint, work, opens))
+            await asyncio.shield(committed)  # one waiter cancelled must not cancel the batch
+        except sqlite3.IntegrityError:
+            raise
+        except sqlite3.Error as exc:
+            raise errors.StorageError(f"store failed: {exc}") from None
+        return result
+
+    @asynccontextmanager
+    async def _transaction(self) -> AsyncIterator[aiosqlite.Connection]:
+        """A change of many trips (what _change did before); goes once the stores use
+        _change."""
         try:
             async with self._writing:
                 if self._batch is None:
-                    # the batch first: a change cancelled during BEGIN leaves it to be committed
                     self._batch = asyncio.get_running_loop().create_future()
-                    # behind the changes already waiting for the connection: they join in
                     self._committer = asyncio.create_task(self._commit_when_ready())
                     await self.db.execute("BEGIN IMMEDIATE")
                 committed = self._batch
@@ -115,7 +143,7 @@ class SqliteDatabase:
                     await self.db.execute("RELEASE change")
                     raise
                 await self.db.execute("RELEASE change")
-            await asyncio.shield(committed)  # one waiter cancelled must not cancel the batch
+            await asyncio.shield(committed)
         except sqlite3.IntegrityError:
             raise
         except sqlite3.Error as exc:
@@ -130,16 +158,62 @@ class SqliteDatabase:
         if batch is None:
             return
         try:
-            await self.db.execute("COMMIT")
+            await on_thread(self.db, _commit)
         except sqlite3.Error as exc:
-            with contextlib.suppress(sqlite3.Error):  # SQLite may have rolled back already
-                await self.db.execute("ROLLBACK")
             batch.set_exception(errors.StorageError(f"store failed: {exc}"))
         else:
             batch.set_result(None)
 
-    async def _rows(self, sql: str, params: Iterable[Any] = ()) -> list[sqlite3.Row]:
-        try:  # one trip to the connection's thread (execute + fetch + close would be three)
-            return list(await self.db.execute_fetchall(sql, tuple(params)))
+    async def _read(self, work: Callable[[sqlite3.Connection], T]) -> T:
+        """``work``'s queries, in one trip to the connection's thread (no write comes in
+        between: the thread runs one call at a time, and one process owns the file)."""
+        try:
+            return await on_thread(self.db, work)
         except sqlite3.Error as exc:
             raise errors.StorageError(f"store failed: {exc}") from None
+
+    async def _rows(self, sql: str, params: Iterable[Any] = ()) -> list[Any]:
+        """One query's rows, in one trip (execute + fetch + close would be three)."""
+        return await self._read(partial(rows, sql=sql, params=tuple(params)))
+
+
+def on_thread(db: aiosqlite.Connection, work: Callable[[sqlite3.Connection], T]) -> Awaitable[T]:
+    """``work(connection)`` on the connection's own thread: one trip, however many
+    statements it runs.
+
+    aiosqlite has no public way to do this; Connection._execute (queue a function for its
+    thread, await its result) has been there since its early releases, and this is the only
+    place that uses it."""
+    run: Callable[[Callable[[], T]], Awaitable[T]] = db._execute  # untyped there
+    return run(lambda: work(db._conn))
+
+
+def rows(conn: sqlite3.Connection, sql: str, params: Sequence[Any] = ()) -> list[Any]:
+    """A query's rows (called on the connection's thread)."""
+    return conn.execute(sql, params).fetchall()
+
+
+def _in_savepoint(
+    work: Callable[[sqlite3.Connection], T], opens: bool, conn: sqlite3.Connection
+) -> T:
+    """One change in its own savepoint of the batch (BEGIN when it opens the batch)."""
+    if opens:
+        conn.execute("BEGIN IMMEDIATE")
+    conn.execute("SAVEPOINT change")
+    try:
+        result = work(conn)
+    except BaseException:
+        conn.execute("ROLLBACK TO change")
+        conn.execute("RELEASE change")
+        raise
+    conn.execute("RELEASE change")
+    return result
+
+
+def _commit(conn: sqlite3.Connection) -> None:
+    try:
+        conn.execute("COMMIT")
+    except sqlite3.Error:
+        with contextlib.suppress(sqlite3.Error):  # SQLite may have rolled back already
+            conn.execute("ROLLBACK")
+        raise
