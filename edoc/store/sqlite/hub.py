@@ -11,9 +11,8 @@ import sqlite3
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import replace
+from functools import partial
 from typing import Any
-
-import aiosqlite
 
 from edoc import errors
 from edoc.model import MessageKind
@@ -29,7 +28,7 @@ from edoc.store.hub import (
     Receipt,
     Tally,
 )
-from edoc.store.sqlite.database import from_ms, to_ms
+from edoc.store.sqlite.database import from_ms, query, to_ms
 from edoc.store.sqlite.hub_views import HubViews
 
 SCHEMA = """
@@ -111,6 +110,56 @@ def _delivery(row: Any) -> Delivery:
     )
 
 
+def _insert_package(
+    package: NewPackage, now: dt.datetime, tally: Tally, db: sqlite3.Connection
+) -> int:
+    """The package, a delivery per recipient and ``tally``; the package's id."""
+    package_id = db.execute(
+        "INSERT INTO packages (kind, sender, about, status_code, business_type,"
+        " priority, digest, path, size, accepted_at, body)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (
+            package.kind,
+            package.sender,
+            package.about,
+            package.status_code,
+            package.business_type,
+            package.priority,
+            package.digest,
+            package.path,
+            package.size,
+            to_ms(now),
+            package.body,
+        ),
+    ).lastrowid
+    db.executemany(
+        "INSERT INTO deliveries (package_id, recipient, node, priority) VALUES (?, ?, ?, ?)",
+        [(package_id, r.org_id, r.node, package.priority) for r in package.recipients],
+    )
+    _count(db, tally)
+    return package_id or 0
+
+
+def _deliveries(db: sqlite3.Connection, ids: Sequence[int], bodies_up_to: int) -> list[Delivery]:
+    among = " WHERE d.id IN (SELECT value FROM json_each(?)) ORDER BY d.priority DESC, d.id"
+    found = db.execute(_DELIVERY_SELECT + among, (bodies_up_to, json.dumps(list(ids))))
+    return [_delivery(row) for row in found]
+
+
+def _count(db: sqlite3.Connection, tally: Tally) -> None:
+    db.execute(
+        "INSERT INTO counters (day, org_id, metric, reason, count) VALUES (?, ?, ?, ?, ?)"
+        " ON CONFLICT (day, org_id, metric, reason)"
+        " DO UPDATE SET count = count + excluded.count",
+        (tally.day.isoformat(), tally.org_id, tally.metric, tally.reason, tally.by),
+    )
+
+
+def _directory_version(db: sqlite3.Connection) -> int:
+    version = db.execute("SELECT value FROM meta WHERE key='directory_version'").fetchone()
+    return int(version[0]) if version else 0
+
+
 class SqliteHubStore(HubViews):
     schema = SCHEMA
     added_columns = (("packages", "body", "BLOB"),)
@@ -143,38 +192,13 @@ class SqliteHubStore(HubViews):
     async def accept(self, package: NewPackage, now: dt.datetime, tally: Tally) -> PackageRecord:
         """Store a package, one delivery per recipient and ``tally``, all or nothing."""
         try:
-            async with self._transaction() as db:
-                cursor = await db.execute(
-                    "INSERT INTO packages (kind, sender, about, status_code, business_type,"
-                    " priority, digest, path, size, accepted_at, body)"
-                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    (
-                        package.kind,
-                        package.sender,
-                        package.about,
-                        package.status_code,
-                        package.business_type,
-                        package.priority,
-                        package.digest,
-                        package.path,
-                        package.size,
-                        to_ms(now),
-                        package.body,
-                    ),
-                )
-                package_id = cursor.lastrowid
-                await db.executemany(
-                    "INSERT INTO deliveries (package_id, recipient, node, priority)"
-                    " VALUES (?, ?, ?, ?)",
-                    [(package_id, r.org_id, r.node, package.priority) for r in package.recipients],
-                )
-                await self._count(db, tally)
+            package_id = await self._change(partial(_insert_package, package, now, tally))
         except sqlite3.IntegrityError:
             raise errors.DuplicateDocument(
                 f"{package.about} from {package.sender} was accepted already"
             ) from None
         return PackageRecord(
-            id=package_id or 0,
+            id=package_id,
             kind=package.kind,
             sender=package.sender,
             about=package.about,
@@ -209,17 +233,19 @@ class SqliteHubStore(HubViews):
         bodies_up_to: int,
     ) -> list[Delivery]:
         """Hand out up to ``limit`` deliveries, most urgent first, hidden until acknowledged."""
-        async with self._transaction() as db:
-            leased = await db.execute_fetchall(
+
+        def lease(db: sqlite3.Connection) -> list[Delivery]:  # and read them, in one call
+            leased = db.execute(
                 "UPDATE deliveries SET lease_until=?, attempts=attempts+1 WHERE id IN ("
                 " SELECT id FROM deliveries WHERE node=? AND delivered_at IS NULL"
                 " AND lease_until <= ? ORDER BY priority DESC, id LIMIT ?) RETURNING id",
                 (to_ms(now + visibility), node, to_ms(now), limit),
-            )
-            ids = [row[0] for row in leased]
-        if not ids:
-            return []
-        return await self.deliveries(ids, bodies_up_to)
+            ).fetchall()
+            if not leased:
+                return []
+            return _deliveries(db, [row[0] for row in leased], bodies_up_to)
+
+        return await self._change(lease)
 
     async def delivery(self, delivery_id: int) -> Delivery | None:
         rows = await self._rows(_DELIVERY_SELECT + " WHERE d.id=?", (ANY_SIZE, delivery_id))
@@ -227,42 +253,31 @@ class SqliteHubStore(HubViews):
 
     async def deliveries(self, delivery_ids: Sequence[int], bodies_up_to: int) -> list[Delivery]:
         """Those of ``delivery_ids`` that exist, most urgent first."""
-        among = " WHERE d.id IN (SELECT value FROM json_each(?)) ORDER BY d.priority DESC, d.id"
-        rows = await self._rows(
-            _DELIVERY_SELECT + among, (bodies_up_to, json.dumps(list(delivery_ids)))
-        )
-        return [_delivery(row) for row in rows]
+        return await self._read(partial(_deliveries, ids=delivery_ids, bodies_up_to=bodies_up_to))
 
     async def acknowledge(self, receipts: Sequence[Receipt], now: dt.datetime) -> list[int]:
         """Mark delivered; the ids delivered for the first time, whose tallies are added."""
         tallies = {receipt.delivery_id: receipt.tally for receipt in receipts}
-        async with self._transaction() as db:
-            rows = await db.execute_fetchall(
+
+        def acknowledge(db: sqlite3.Connection) -> list[int]:
+            rows = db.execute(
                 "UPDATE deliveries SET delivered_at=? WHERE delivered_at IS NULL"
                 " AND id IN (SELECT value FROM json_each(?)) RETURNING id",
                 (to_ms(now), json.dumps(list(tallies))),
-            )
+            ).fetchall()
             first = sorted(row[0] for row in rows)
             added: Counter[Tally] = Counter()  # one statement per counter, not per delivery
             for delivery_id in first:
                 added[replace(tallies[delivery_id], by=1)] += tallies[delivery_id].by
             for tally, by in added.items():
-                await self._count(db, replace(tally, by=by))
-        return first
+                _count(db, replace(tally, by=by))
+            return first
+
+        return await self._change(acknowledge)
 
     # --- statistics ------------------------------------------------------------------------
-    @staticmethod
-    async def _count(db: aiosqlite.Connection, tally: Tally) -> None:
-        await db.execute(
-            "INSERT INTO counters (day, org_id, metric, reason, count) VALUES (?, ?, ?, ?, ?)"
-            " ON CONFLICT (day, org_id, metric, reason)"
-            " DO UPDATE SET count = count + excluded.count",
-            (tally.day.isoformat(), tally.org_id, tally.metric, tally.reason, tally.by),
-        )
-
     async def count(self, tally: Tally) -> None:
-        async with self._transaction() as db:
-            await self._count(db, tally)
+        await self._change(partial(_count, tally=tally))
 
     async def counters(self) -> list[Count]:
         rows = await self._rows(
@@ -279,9 +294,10 @@ class SqliteHubStore(HubViews):
     # --- address book and nodes -----------------------------------------------------------------
     async def register(self, entries: Sequence[DirectoryEntry]) -> int:
         """Add or update organizations; returns the directory's version after it."""
-        async with self._transaction() as db:
+
+        def register(db: sqlite3.Connection) -> int:
             before = db.total_changes
-            await db.executemany(
+            db.executemany(
                 "INSERT INTO directory (org_id, name, kind, node) VALUES (?, ?, ?, ?)"
                 " ON CONFLICT (org_id) DO UPDATE SET name=excluded.name, kind=excluded.kind,"
                 " node=excluded.node WHERE (name, kind, node) IS NOT"
@@ -289,20 +305,21 @@ class SqliteHubStore(HubViews):
                 [(e.org_id, e.name, e.kind, e.node) for e in entries],
             )
             if db.total_changes != before:
-                await db.execute(
+                db.execute(
                     "INSERT INTO meta (key, value) VALUES ('directory_version', 1)"
                     " ON CONFLICT (key) DO UPDATE SET value = value + 1"
                 )
-        return await self._directory_version()
+            return _directory_version(db)
 
-    async def _directory_version(self) -> int:
-        version = await self._rows("SELECT value FROM meta WHERE key='directory_version'")
-        return int(version[0][0]) if version else 0
+        return await self._change(register)
 
     async def directory(self) -> Directory:
-        version = await self._directory_version()
-        rows = await self._rows("SELECT org_id, name, kind, node FROM directory ORDER BY org_id")
-        return Directory(version, tuple(DirectoryEntry(r[0], r[1], r[2], r[3]) for r in rows))
+        def directory(db: sqlite3.Connection) -> Directory:
+            rows = db.execute("SELECT org_id, name, kind, node FROM directory ORDER BY org_id")
+            entries = tuple(DirectoryEntry(r[0], r[1], r[2], r[3]) for r in rows)
+            return Directory(_directory_version(db), entries)
+
+        return await self._read(directory)
 
     async def unknown(self, org_ids: Sequence[str]) -> list[str]:
         """Those of ``org_ids`` the address book does not know."""
@@ -313,12 +330,14 @@ class SqliteHubStore(HubViews):
         return [row[0] for row in rows]
 
     async def add_node(self, node: str, token_sha256: str) -> None:
-        async with self._transaction() as db:
-            await db.execute(
-                "INSERT INTO nodes (node, token_sha256) VALUES (?, ?)"
+        await self._change(
+            partial(
+                query,
+                sql="INSERT INTO nodes (node, token_sha256) VALUES (?, ?)"
                 " ON CONFLICT (node) DO UPDATE SET token_sha256=excluded.token_sha256",
-                (node, token_sha256),
+                params=(node, token_sha256),
             )
+        )
 
     async def node_for_token(self, token_sha256: str) -> str | None:
         rows = await self._rows("SELECT node FROM nodes WHERE token_sha256=?", (token_sha256,))
