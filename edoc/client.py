@@ -10,18 +10,19 @@ client's ``unreachable`` error, so a caller never sees aiohttp's exceptions.
 from __future__ import annotations
 
 import contextlib
+import functools
 import io
 import json
 import mimetypes
 import ssl
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import IO, Any, NamedTuple, Self, TypeVar
 
 import aiohttp
 
-from edoc import errors, wire
+from edoc import errors, framing, wire
 
 T = TypeVar("T")
 
@@ -46,7 +47,9 @@ def error_of(status: int, body: object) -> errors.RemoteError:
     return errors.RemoteError(f"EDOC-HTTP-{status}", "the answer carries no edoc error", status)
 
 
-def _parsed(raw: bytes) -> Any:
+def _parsed(raw: bytes, media_type: str = "") -> Any:
+    if media_type == framing.MEDIA_TYPE:  # binary: no JSON attempt (it decodes it whole)
+        return raw
     try:
         return json.loads(raw)
     except ValueError:
@@ -127,7 +130,8 @@ class _Client:
                     ssl=self.ssl_context,
                 ) as response:
                     raw = await response.read()
-                    return Answer(response.status, _parsed(raw), dict(response.headers))
+                    parsed = _parsed(raw, response.content_type)
+                    return Answer(response.status, parsed, dict(response.headers))
         finally:
             if session is not self._session:
                 await session.close()
@@ -278,9 +282,39 @@ class HubClient(_Client):
         )
         return self._shaped(wire.PackageAccepted.from_json, body)
 
+    async def post_packages(
+        self, packages: Sequence[bytes]
+    ) -> list[wire.PackageAccepted | errors.EdocError]:
+        """Up to wire.BATCH_PACKAGES small packages in one request: for each, in order,
+        the hub's acceptance, or its refusal as post_package would raise it (RemoteError
+        for good, HubUnavailable for later). A whole request that fails raises."""
+        body = await self._ok(
+            "POST",
+            "/api/v1/packages/batch",
+            data=framing.frame(packages),
+            headers={"Content-Type": framing.MEDIA_TYPE},
+        )
+        results = self._shaped(functools.partial(wire.results_from_json, count=len(packages)), body)
+        return [self._outcome(result) for result in results]
+
+    def _outcome(self, result: wire.PackageResult) -> wire.PackageAccepted | errors.EdocError:
+        if result.accepted is not None:
+            return result.accepted
+        refusal = {"error": {"code": result.code, "message": result.message}}
+        try:
+            self._checked(Answer(result.status, refusal, {}))
+        except errors.EdocError as exc:
+            return exc
+        raise AssertionError(f"status {result.status} is neither an acceptance nor a refusal")
+
     async def collect(self, wait: float = 0, limit: int = 20) -> list[wire.DeliveryNotice]:
+        """What waits for the node, inline packages as bytes: asked for as a frame body
+        (no base64), a JSON answer read too."""
         params = {"wait": str(wait), "limit": str(limit)}
-        body = await self._ok("GET", "/api/v1/deliveries", params=params)
+        accept = {"Accept": f"{framing.MEDIA_TYPE}, application/json"}
+        body = await self._ok("GET", "/api/v1/deliveries", params=params, headers=accept)
+        if isinstance(body, bytes):
+            return self._shaped(wire.deliveries_from_frames, body)
         return self._shaped(wire.deliveries_from_json, body)
 
     async def _stream(self, path: str) -> AsyncIterator[bytes]:

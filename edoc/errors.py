@@ -333,6 +333,13 @@ class BadMultipart(InputError):
     code = "EDOC-IN-003"
 
 
+class BadFraming(InputError):
+    """A frame body (edoc.framing: a batch of packages, a collect answer) whose layout
+    does not hold: another magic, a truncated header, lengths that do not add up."""
+
+    code = "EDOC-IN-004"
+
+
 class NotMultipart(BadMultipart):
     """A document post whose body is of another media type than multipart/form-data."""
 

@@ -1,5 +1,6 @@
-"""The hub↔node wire shapes: one definition of each JSON answer, for the side that writes
-it (the hub) and the side that reads it (the node, the CLI, the tests).
+"""The hub↔node wire shapes: one definition of each answer, for the side that writes it
+(the hub) and the side that reads it (the node, the CLI, the tests). Most are JSON; the
+collect answer may also come as a frame body (edoc.framing), its packages as bytes.
 
 Reading is strict: an answer of the wrong shape is a :class:`~edoc.errors.BadAnswer`, so a
 confused or hostile peer never surfaces as a ``KeyError`` deep inside the caller.
@@ -7,10 +8,14 @@ confused or hostile peer never surfaces as a ``KeyError`` deep inside the caller
 
 from __future__ import annotations
 
+import base64
+import binascii
+import json
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any, TypeVar
 
-from edoc import errors
+from edoc import errors, framing
 
 T = TypeVar("T")
 
@@ -64,10 +69,60 @@ class PackageAccepted:
         )
 
 
+# ``POST /api/v1/packages/batch`` carries at most this many packages, in a frame body of
+# at most this many bytes (framing included); a larger package goes alone, streamed, to
+# ``POST /api/v1/packages``.
+BATCH_PACKAGES = 32
+BATCH_BYTES = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class PackageResult:
+    """One package's answer inside the hub's answer to ``POST /api/v1/packages/batch``:
+    the status ``POST /api/v1/packages`` would have given it, with its acceptance (202,
+    ``resend`` as the single answer's X-Edoc-Resend) or its error."""
+
+    status: int
+    accepted: PackageAccepted | None = None
+    resend: bool = False
+    code: str = ""
+    message: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        if self.accepted is not None:
+            return {
+                "status": self.status,
+                "accepted": self.accepted.to_json(),
+                "resend": self.resend,
+            }
+        return {"status": self.status, "error": {"code": self.code, "message": self.message}}
+
+    @classmethod
+    def from_json(cls, body: object) -> PackageResult:
+        status = _field(body, "status", int)
+        if status == 202:
+            accepted = PackageAccepted.from_json(_field(body, "accepted", dict))
+            return cls(status, accepted, resend=_field(body, "resend", bool))
+        if not 400 <= status <= 599:
+            raise errors.BadAnswer(f"a package's status must be 202 or an error, not {status}")
+        error = _field(body, "error", dict)
+        return cls(status, code=_field(error, "code", str), message=_field(error, "message", str))
+
+
+def results_from_json(body: object, count: int) -> list[PackageResult]:
+    """The batch answer's results, one for each of the ``count`` packages sent."""
+    results = [PackageResult.from_json(item) for item in _field(body, "results", list)]
+    if len(results) != count:
+        raise errors.BadAnswer(f"{count} packages were sent, {len(results)} results came back")
+    return results
+
+
 @dataclass(frozen=True)
 class DeliveryNotice:
     """One delivery of a collect answer (``GET /api/v1/deliveries``); ``package`` is the
-    package in base64 when it came inline, else the node fetches it by ``id``."""
+    package when it came inline, else the node fetches it by ``id``. In a JSON answer an
+    inline package is base64 (``package``); in a frame body it is a part of its own, its
+    notice marked ``"inline": true``."""
 
     id: int
     hub_id: int
@@ -79,16 +134,26 @@ class DeliveryNotice:
     priority: int
     size: int
     attempts: int
-    package: str | None = None
+    package: bytes | None = None
+
+    def _described(self) -> dict[str, Any]:
+        described = asdict(self)
+        del described["package"]
+        return described
 
     def to_json(self) -> dict[str, Any]:
-        described = asdict(self)
-        if self.package is None:
-            del described["package"]
+        described = self._described()
+        if self.package is not None:
+            described["package"] = base64.b64encode(self.package).decode()
         return described
 
     @classmethod
     def from_json(cls, body: object) -> DeliveryNotice:
+        package = _field(body, "package", str, optional=True)
+        return cls._read(body, None if package is None else _base64(package))
+
+    @classmethod
+    def _read(cls, body: object, package: bytes | None) -> DeliveryNotice:
         return cls(
             id=_field(body, "id", int),
             hub_id=_field(body, "hub_id", int),
@@ -100,12 +165,51 @@ class DeliveryNotice:
             priority=_field(body, "priority", int),
             size=_field(body, "size", int),
             attempts=_field(body, "attempts", int),
-            package=_field(body, "package", str, optional=True),
+            package=package,
         )
+
+
+def _base64(text: str) -> bytes:
+    try:
+        return base64.b64decode(text, validate=True)
+    except binascii.Error:
+        raise errors.BadAnswer("answer field 'package' is not base64") from None
 
 
 def deliveries_from_json(body: object) -> list[DeliveryNotice]:
     return [DeliveryNotice.from_json(item) for item in _field(body, "deliveries", list)]
+
+
+def deliveries_to_frames(notices: Sequence[DeliveryNotice]) -> bytes:
+    """A collect answer as a frame body: the notices as JSON, then each inline package."""
+    described = [
+        n._described() | ({"inline": True} if n.package is not None else {}) for n in notices
+    ]
+    packages = [n.package for n in notices if n.package is not None]
+    return framing.frame([json.dumps({"deliveries": described}).encode(), *packages])
+
+
+MOST_DELIVERIES = 1000  # notices a collect answer may carry, far above the hub's limit
+
+
+def deliveries_from_frames(body: object) -> list[DeliveryNotice]:
+    """Read :func:`deliveries_to_frames`' body strictly: each notice marked inline has
+    its part, in order, and no part is left over."""
+    if not isinstance(body, bytes):
+        raise errors.BadAnswer("the collect answer is not a frame body")
+    try:
+        notices, *packages = framing.unframe(body, MOST_DELIVERIES + 1)
+        described = _field(json.loads(notices), "deliveries", list)
+    except (errors.InputError, ValueError) as exc:
+        raise errors.BadAnswer(f"the collect answer cannot be read: {exc}") from None
+    inline = [_field(item, "inline", bool, optional=True) is True for item in described]
+    if sum(inline) != len(packages):
+        raise errors.BadAnswer(f"{sum(inline)} notices are inline, {len(packages)} packages came")
+    given = iter(packages)
+    return [
+        DeliveryNotice._read(item, next(given) if is_inline else None)
+        for item, is_inline in zip(described, inline, strict=True)
+    ]
 
 
 @dataclass(frozen=True)

@@ -31,7 +31,7 @@ NOTICE = wire.DeliveryNotice(
     "shape",
     [
         NOTICE,
-        wire.DeliveryNotice(**{**NOTICE.__dict__, "package": "PGE+", "status_code": None}),
+        wire.DeliveryNotice(**{**NOTICE.__dict__, "package": b"<a>", "status_code": None}),
         wire.PackageAccepted(7, "document", "d", None, ("000.00.01.H34",), "2026-12-01T00:00:00"),
         wire.Acknowledged((1, 2), (2,)),
         wire.Registered(4, 12),

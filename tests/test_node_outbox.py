@@ -1,18 +1,24 @@
-"""The node's outbox worker, alone: it stops when told, even as it is woken."""
+"""The node's outbox worker, alone: it stops when told, even as it is woken; the due
+transfers go to the hub in batches within their bounds, each ended by its own answer."""
 
 from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import itertools
 from collections.abc import Collection
 from types import SimpleNamespace
 from typing import cast
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
+from edoc import errors, framing, wire
+from edoc.model import Route, TransferState
 from edoc.node import outbox
 from edoc.node.state import NodeState
-from edoc.store.node import Transfer
+from edoc.store.node import Event, Transfer
 
 
 class _EmptyStore:
@@ -41,3 +47,149 @@ async def test_a_stop_as_the_outbox_is_woken_still_stops_it() -> None:
         async with asyncio.timeout(2):
             await worker
     assert worker.cancelled()
+
+
+def _transfer(
+    number: int, size: int = 100, route: str = Route.HUB, in_store: bool = True
+) -> Transfer:
+    """A transfer whose package is ``size`` bytes, kept in the store or (not) in a file."""
+    return Transfer(
+        id=number,
+        outgoing_id=number,
+        route=route,
+        attempts=0,
+        path="" if in_store else f"/nowhere/{number}.edxml",
+        body=bytes([number % 256]) * size if in_store else None,
+        created_at=dt.datetime.now(dt.UTC),
+        kind="document",
+        sender="000.00.12.H53",
+        document_id=f"d{number}",
+    )
+
+
+TRANSFERS = st.lists(
+    st.tuples(
+        st.sampled_from([10, 2_000, 300_000, wire.BATCH_BYTES]),
+        st.sampled_from([Route.HUB, Route.HUB, Route.LOCAL]),
+        st.booleans(),
+    ),
+    max_size=80,
+).map(lambda kinds: [_transfer(i + 1, *kind) for i, kind in enumerate(kinds)])
+
+
+@given(TRANSFERS)
+def test_due_transfers_go_in_batches_within_their_bounds(due: list[Transfer]) -> None:
+    carried = outbox.batches(due)
+    assert sorted(t.id for group in carried for t in group) == [t.id for t in due]
+    for group in carried:
+        assert group == sorted(group, key=lambda t: t.id)  # the store's order, kept
+        if len(group) > 1:
+            assert all(outbox._batchable(t) for t in group)
+            assert len(group) <= wire.BATCH_PACKAGES
+            size = framing.overhead(len(group)) + sum(len(t.body or b"") for t in group)
+            assert size <= wire.BATCH_BYTES
+    batches = [group for group in carried if outbox._batchable(group[0])]
+    for group, after in itertools.pairwise(batches):  # closed only when full
+        size = framing.overhead(len(group) + 1) + sum(len(t.body or b"") for t in group)
+        assert (
+            len(group) == wire.BATCH_PACKAGES or size + len(after[0].body or b"") > wire.BATCH_BYTES
+        )
+
+
+def test_one_transfer_due_alone_goes_at_once_alone() -> None:
+    alone = _transfer(1)
+    assert outbox.batches([alone]) == [[alone]]
+
+
+class _Hub:
+    """The hub's answers for a batch (or its failure), and the single posts made."""
+
+    def __init__(self, answers: list[wire.PackageAccepted | errors.EdocError] | errors.EdocError):
+        self.answers = answers
+        self.batches: list[list[bytes]] = []
+        self.singles: list[bytes] = []
+
+    async def post_packages(
+        self, packages: list[bytes]
+    ) -> list[wire.PackageAccepted | errors.EdocError]:
+        self.batches.append(packages)
+        if isinstance(self.answers, errors.EdocError):
+            raise self.answers
+        return self.answers
+
+    async def post_package(self, package: bytes) -> wire.PackageAccepted:
+        self.singles.append(package)
+        return _accepted(len(self.singles))
+
+
+class _Store:
+    def __init__(self) -> None:
+        self.finished: dict[int, tuple[str, Event]] = {}
+        self.retried: dict[int, str] = {}
+
+    async def finish_transfer(
+        self, transfer: Transfer, state: str, _error: str, event: Event, *_: object
+    ) -> None:
+        self.finished[transfer.id] = (state, event)
+
+    async def retry_transfer(self, transfer_id: int, _at: dt.datetime, error: str) -> None:
+        self.retried[transfer_id] = error
+
+    async def retry_now(self, route: str, now: dt.datetime) -> None:
+        pass
+
+
+def _accepted(hub_id: int) -> wire.PackageAccepted:
+    return wire.PackageAccepted(hub_id, "document", "d", None, ("000.00.01.H34",), "2026-12-01")
+
+
+def _state(hub: _Hub) -> tuple[NodeState, _Store]:
+    store = _Store()
+    config = SimpleNamespace(give_up_after=dt.timedelta(days=1), retry_base=0.1, retry_cap=1.0)
+    state = SimpleNamespace(
+        hub=hub, store=store, config=config, hub_unreachable=False, outbox_wakeup=asyncio.Event()
+    )
+    return cast(NodeState, state), store
+
+
+async def test_each_transfer_of_a_batch_ends_by_its_own_answer() -> None:
+    hub = _Hub([
+        _accepted(7),
+        errors.RemoteError("EDOC-HUB-003", "other content", 409),
+        errors.HubUnavailable("hub answered 429 EDOC-HUB-004: full"),
+    ])  # fmt: skip
+    state, store = _state(hub)
+    transfers = [_transfer(1), _transfer(2), _transfer(3)]
+    await outbox.carry_batch(state, transfers)
+    assert hub.batches == [[t.body for t in transfers]]
+    assert store.finished[1] == (TransferState.DONE, Event("sent", "hub id 7"))
+    assert (
+        store.finished[2][0] == TransferState.FAILED
+        and "EDOC-HUB-003" in store.finished[2][1].detail
+    )
+    assert list(store.retried) == [3] and 2 not in store.retried
+
+
+@pytest.mark.parametrize(
+    "failure", [errors.HubUnreachable("no connection"), errors.HubUnavailable("hub answered 503")]
+)
+async def test_a_batch_that_fails_whole_is_tried_again_whole(failure: errors.EdocError) -> None:
+    state, store = _state(_Hub(failure))
+    await outbox.carry_batch(state, [_transfer(1), _transfer(2)])
+    assert store.finished == {} and list(store.retried) == [1, 2]
+    assert state.hub_unreachable is isinstance(failure, errors.HubUnreachable)
+
+
+async def test_a_hub_without_the_batch_door_gets_each_package_alone() -> None:
+    hub = _Hub(errors.RemoteError("EDOC-HTTP-404", "Not Found", 404))
+    state, store = _state(hub)
+    transfers = [_transfer(1), _transfer(2)]
+    await outbox.carry_batch(state, transfers)
+    assert hub.singles == [t.body for t in transfers]
+    assert [store.finished[t.id][0] for t in transfers] == [TransferState.DONE] * 2
+
+
+async def test_a_batch_refused_whole_fails_each_transfer() -> None:
+    state, store = _state(_Hub(errors.RemoteError("EDOC-AUTH-001", "unknown node token", 401)))
+    await outbox.carry_batch(state, [_transfer(1), _transfer(2)])
+    assert [store.finished[i][0] for i in (1, 2)] == [TransferState.FAILED] * 2

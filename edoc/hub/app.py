@@ -4,8 +4,11 @@ Node API (bearer token of the node; over mutual TLS the client certificate must 
 the node's too):
 
     POST /api/v1/packages                    a signed edXML package (document or status)
+    POST /api/v1/packages/batch              up to 32 small packages in a frame body
+                                             (edoc.framing), one result for each
     GET  /api/v1/deliveries?wait=S&limit=N   long-poll what waits for the node's province
-                                             (small packages inline, base64)
+                                             (small packages inline: as bytes in a frame
+                                             body if asked for, else base64 in JSON)
     GET  /api/v1/deliveries/{id}/package     the package, as the hub relays it
     POST /api/v1/deliveries/ack              {"ids": [...]} stored: mark delivered
     GET  /api/v1/directory                   the signed address book
@@ -30,7 +33,7 @@ from pathlib import Path
 import structlog
 from aiohttp import web
 
-from edoc import errors, tls, wire
+from edoc import errors, framing, tls, wire
 from edoc.archive.batches import evidence_folder
 from edoc.archive.hub import open_hub_packages
 from edoc.archive.stamping import Stamping, stamp_forever
@@ -85,7 +88,7 @@ async def authenticate(request: web.Request) -> str:
     return node
 
 
-def _answer(record: PackageRecord) -> dict[str, object]:
+def _accepted(record: PackageRecord) -> wire.PackageAccepted:
     return wire.PackageAccepted(
         id=record.id,
         kind=record.kind,
@@ -93,7 +96,7 @@ def _answer(record: PackageRecord) -> dict[str, object]:
         status_code=record.status_code or None,
         recipients=record.recipients,
         accepted_at=record.accepted_at.isoformat(),
-    ).to_json()
+    )
 
 
 # A package body up to this is read into memory (a larger one is streamed to a file); it
@@ -115,8 +118,30 @@ async def post_package(request: web.Request) -> web.Response:
         finally:
             body.unlink(missing_ok=True)
     return web.json_response(
-        _answer(record), status=202, headers={"X-Edoc-Resend": "true"} if resend else None
+        _accepted(record).to_json(),
+        status=202,
+        headers={"X-Edoc-Resend": "true"} if resend else None,
     )
+
+
+def _result(outcome: intake.Outcome) -> wire.PackageResult:
+    """One package's result in a batch: what the single door would have answered."""
+    if isinstance(outcome, errors.EdocError):
+        return wire.PackageResult(outcome.status, code=outcome.code, message=outcome.message)
+    record, resend = outcome
+    return wire.PackageResult(202, _accepted(record), resend=resend)
+
+
+async def post_packages(request: web.Request) -> web.Response:
+    """Up to BATCH_PACKAGES packages in one frame body, each judged as post_package
+    judges one; the answer (200) has one result for each, in order. Each one accepted is
+    stored before the answer; a malformed body is refused whole and nothing is stored."""
+    node = await authenticate(request)
+    if (request.content_length or 0) > wire.BATCH_BYTES:
+        raise errors.TooLarge(f"a batch is at most {wire.BATCH_BYTES} bytes")
+    bodies = framing.unframe(await request.read(), wire.BATCH_PACKAGES)
+    outcomes = await intake.accept_batch(request.app[STATE], node, bodies)
+    return web.json_response({"results": [_result(outcome).to_json() for outcome in outcomes]})
 
 
 def _number(request: web.Request, name: str, default: float, low: float, high: float) -> float:
@@ -135,12 +160,14 @@ async def get_deliveries(request: web.Request) -> web.Response:
     state.polled[node] = dt.datetime.now(dt.UTC)
     wait = _number(request, "wait", 0, 0, state.config.max_wait)
     limit = int(_number(request, "limit", 10, 1, 100))
+    framed = framing.MEDIA_TYPE in request.headers.get("Accept", "")
     items = await queues.collect(state, node, wait, limit)
-    if items:
-        body = await state.offload.run(queues.answer_body, items, state.config.inline_bytes)
-    else:  # no file to read, no thread needed (at a stop, the threads may be gone)
-        body = queues.answer_body(items, state.config.inline_bytes)
-    return web.Response(body=body, content_type="application/json")
+    answer = functools.partial(queues.answer_body, items, state.config.inline_bytes, framed)
+    # no file to read, no thread needed (at a stop, the threads may be gone)
+    body = await state.offload.run(answer) if items else answer()
+    return web.Response(
+        body=body, content_type=framing.MEDIA_TYPE if framed else "application/json"
+    )
 
 
 async def get_delivery_package(request: web.Request) -> web.StreamResponse:
@@ -251,6 +278,7 @@ def create_app(config: HubConfig) -> web.Application:
     app.cleanup_ctx.append(resources)
     app.on_shutdown.append(_stop_waiting)
     app.router.add_post("/api/v1/packages", post_package)
+    app.router.add_post("/api/v1/packages/batch", post_packages)
     app.router.add_get("/api/v1/deliveries", get_deliveries)
     app.router.add_get("/api/v1/deliveries/{id}/package", get_delivery_package)
     app.router.add_post("/api/v1/deliveries/ack", ack_deliveries)

@@ -7,11 +7,14 @@ committed. Parsing and signature checks run off the event loop.
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import functools
 import hashlib
+import itertools
 import shutil
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import IO
@@ -124,6 +127,14 @@ def _refused(exc: errors.EdocError) -> bool:
     return exc.status < 500 and not isinstance(exc, errors.QueueFull)
 
 
+async def _count_refusal(
+    state: HubState, exc: errors.EdocError, read: list[envelope.Package]
+) -> None:
+    if _refused(exc):
+        state.rejected.labels(exc.code).inc()
+        await state.store.count(stats.rejected(_sender_hint(read), exc.code, dt.date.today()))
+
+
 async def accept(state: HubState, node: str, body: bytes | Path) -> tuple[PackageRecord, bool]:
     """Accept the package in ``body`` (its bytes, or the file a large one was streamed to)
     from ``node``; returns its record and whether it is a resend of one accepted before."""
@@ -133,13 +144,58 @@ async def accept(state: HubState, node: str, body: bytes | Path) -> tuple[Packag
         examined = await state.offload.run(_examine, state, body, work, read)
         return await _admit(state, node, examined)
     except errors.EdocError as exc:
-        if _refused(exc):
-            state.rejected.labels(exc.code).inc()
-            await state.store.count(stats.rejected(_sender_hint(read), exc.code, dt.date.today()))
+        await _count_refusal(state, exc, read)
         raise
     finally:
         if isinstance(body, Path):  # only a streamed package has attachment files
             shutil.rmtree(work, ignore_errors=True)
+
+
+Outcome = tuple[PackageRecord, bool] | errors.EdocError  # accept's answer, or its refusal
+EXAMINED_PER_CALL = 8  # a batch's packages examined in one offload call
+
+
+def _examine_each(
+    state: HubState, bodies: Sequence[bytes]
+) -> list[tuple[Examined | errors.EdocError, list[envelope.Package]]]:
+    """:func:`_examine` for each of ``bodies`` (in memory: no work folder is made), each
+    refusal kept as its result rather than raised."""
+    examined: list[tuple[Examined | errors.EdocError, list[envelope.Package]]] = []
+    for body in bodies:
+        read: list[envelope.Package] = []
+        try:
+            examined.append((_examine(state, body, state.incoming_dir, read), read))
+        except errors.EdocError as exc:
+            examined.append((exc, read))
+    return examined
+
+
+async def accept_batch(state: HubState, node: str, bodies: Sequence[bytes]) -> list[Outcome]:
+    """Accept each package in ``bodies`` from ``node`` as :func:`accept` would, in order;
+    the outcome of each. They are examined a few to an offload call (a call per package
+    would queue each behind every other request's), the calls side by side."""
+    limit = state.config.max_package_bytes
+    fitting = [body for body in bodies if len(body) <= limit]  # the single door's bound
+    calls = [
+        state.offload.run(_examine_each, state, fitting[start : start + EXAMINED_PER_CALL])
+        for start in range(0, len(fitting), EXAMINED_PER_CALL)
+    ]
+    examined_each = itertools.chain.from_iterable(await asyncio.gather(*calls))
+    outcomes: list[Outcome] = []
+    for body in bodies:
+        if len(body) > limit:
+            outcomes.append(errors.TooLarge(f"the package is over {limit} bytes"))
+            continue
+        examined, read = next(examined_each)
+        if not isinstance(examined, errors.EdocError):
+            try:
+                outcomes.append(await _admit(state, node, examined))
+                continue
+            except errors.EdocError as exc:
+                examined = exc
+        await _count_refusal(state, examined, read)
+        outcomes.append(examined)
+    return outcomes
 
 
 async def _admit(state: HubState, node: str, examined: Examined) -> tuple[PackageRecord, bool]:

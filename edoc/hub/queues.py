@@ -1,15 +1,15 @@
 """Per-recipient delivery queues, collected by nodes with long polling.
 
 A node asks for what is waiting for its province (most urgent first); what it gets is
-hidden for a visibility timeout. Small packages come inside the answer, larger ones the
-node fetches; it stores each and acknowledges them, many in one request. Only the
+hidden for a visibility timeout. Small packages come inside the answer (as bytes in a
+frame body, edoc.framing, for a node that asks for one; base64 in JSON otherwise), larger
+ones the node fetches; it stores each and acknowledges them, many in one request. Only the
 acknowledgement marks a delivery done; an unacknowledged one comes back.
 """
 
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
 import datetime as dt
 import json
@@ -48,7 +48,7 @@ async def collect(state: HubState, node: str, wait: float, limit: int) -> list[D
 INLINE_TOTAL = 16 * 1024 * 1024  # package bytes one collect answer carries at most
 
 
-def _described(item: Delivery, package: bytes | None) -> dict[str, object]:
+def _notice(item: Delivery, package: bytes | None) -> wire.DeliveryNotice:
     return wire.DeliveryNotice(
         id=item.id,
         hub_id=item.package_id,
@@ -60,8 +60,8 @@ def _described(item: Delivery, package: bytes | None) -> dict[str, object]:
         priority=item.priority,
         size=item.size,
         attempts=item.attempts,
-        package=None if package is None else base64.b64encode(package).decode(),
-    ).to_json()
+        package=package,
+    )
 
 
 def _package_bytes(item: Delivery) -> bytes | None:
@@ -75,17 +75,20 @@ def _package_bytes(item: Delivery) -> bytes | None:
         return None
 
 
-def answer_body(items: Sequence[Delivery], inline_bytes: int) -> bytes:
-    """The collect answer as JSON: each delivery, with its package (base64) when it is
-    small enough and the answer still has room. May read files: run it off the loop."""
-    described = []
+def answer_body(items: Sequence[Delivery], inline_bytes: int, framed: bool) -> bytes:
+    """The collect answer: each delivery, with its package when it is small enough and
+    the answer still has room; a frame body (the package bytes as they are) if
+    ``framed``, else JSON (base64). May read files: run it off the loop."""
+    notices = []
     room = INLINE_TOTAL
     for item in items:
         package = _package_bytes(item) if item.size <= min(inline_bytes, room) else None
         if package is not None:
             room -= item.size
-        described.append(_described(item, package))
-    return json.dumps({"deliveries": described}).encode()
+        notices.append(_notice(item, package))
+    if framed:
+        return wire.deliveries_to_frames(notices)
+    return json.dumps({"deliveries": [notice.to_json() for notice in notices]}).encode()
 
 
 def _owned(node: str, delivery_id: int, delivery: Delivery | None) -> Delivery:

@@ -2,10 +2,14 @@
 store before the answer, and this worker carries it until it is through or has
 visibly failed.
 
-Transfers to the hub retry with exponential backoff and full jitter while the hub is
-down or busy (5xx, 429, no connection); a refusal (4xx) fails the recipients at once
-with the hub's reason, and so does a transfer still failing after ``give_up_after``.
-Resending is safe: the hub answers an identical package with its first answer.
+Small packages due for the hub at the same moment go to it together, up to
+wire.BATCH_PACKAGES and wire.BATCH_BYTES to a request; one due alone goes alone at once
+(nothing waits to fill a batch), and so does a large one (streamed). Each transfer ends by
+its own answer. Transfers to the hub retry with exponential backoff and full jitter while
+the hub is down or busy (5xx, 429, no connection: for a batch, every package in it); a
+refusal (4xx) fails the recipients at once with the hub's reason, and so does a transfer
+still failing after ``give_up_after``. Resending is safe: the hub answers an identical
+package with its first answer.
 """
 
 from __future__ import annotations
@@ -13,12 +17,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import functools
 import shutil
+from collections.abc import Coroutine, Sequence
 from pathlib import Path
 
 import structlog
 
-from edoc import errors
+from edoc import errors, framing, wire
 from edoc.model import DeliveryState, Route, TransferState
 from edoc.node import hublink, progress, receiving
 from edoc.node.state import NodeState
@@ -31,7 +37,10 @@ IN_FLIGHT = 32  # transfers under way at once
 
 async def _to_hub(state: NodeState, transfer: Transfer) -> None:
     package = transfer.body if transfer.body is not None else Path(transfer.path)
-    answer = await hublink.post_package(state, package)
+    await _sent(state, transfer, await hublink.post_package(state, package))
+
+
+async def _sent(state: NodeState, transfer: Transfer, answer: wire.PackageAccepted) -> None:
     now = dt.datetime.now(dt.UTC)
     sent = Event(DeliveryState.SENT, f"hub id {answer.id}")
     await state.store.finish_transfer(
@@ -70,56 +79,134 @@ async def _fail(state: NodeState, transfer: Transfer, reason: str, now: dt.datet
     )
 
 
-async def carry(state: NodeState, transfer: Transfer) -> None:
+def _about(transfer: Transfer) -> None:
     structlog.contextvars.bind_contextvars(
         outgoing=transfer.outgoing_id, route=transfer.route, document_id=transfer.document_id
     )
+
+
+async def carry(state: NodeState, transfer: Transfer) -> None:
+    _about(transfer)
     now = dt.datetime.now(dt.UTC)
     try:
         if transfer.route == Route.HUB:
             await _to_hub(state, transfer)
         else:
             await _to_local(state, transfer)
-    except errors.RemoteError as exc:
+    except (errors.EdocError, OSError) as exc:
+        await _not_carried(state, transfer, exc, now)
+
+
+async def _not_carried(
+    state: NodeState, transfer: Transfer, exc: errors.EdocError | OSError, now: dt.datetime
+) -> None:
+    """A refusal fails the transfer; anything else is tried again later, until
+    ``give_up_after``."""
+    if isinstance(exc, errors.RemoteError):
         log.warning("refused by the hub", code=exc.code, reason=exc.message)
         await _fail(state, transfer, str(exc), now)
+        return
+    if isinstance(exc, errors.HubUnreachable):
+        state.hub_unreachable = True
+    if now - transfer.created_at > state.config.give_up_after:
+        await _fail(state, transfer, str(exc), now)
+        return
+    delay = full_jitter(state.config.retry_base, state.config.retry_cap, transfer.attempts)
+    log.info("will retry", reason=str(exc), attempts=transfer.attempts + 1, delay=delay)
+    await state.store.retry_transfer(transfer.id, now + dt.timedelta(seconds=delay), str(exc))
+
+
+NO_BATCHES = frozenset({404, 405})  # a hub without the batch door (older): one at a time
+
+
+async def carry_batch(state: NodeState, transfers: Sequence[Transfer]) -> None:
+    """Small packages to the hub in one request, each transfer ended by its own answer;
+    the request failing as a whole (5xx, 429, no connection) is every one's to retry."""
+    now = dt.datetime.now(dt.UTC)
+    answers: Sequence[wire.PackageAccepted | errors.EdocError | OSError]
+    try:
+        answers = await hublink.post_packages(state, [t.body or b"" for t in transfers])
     except (errors.EdocError, OSError) as exc:
-        if isinstance(exc, errors.HubUnreachable):
-            state.hub_unreachable = True
-        if now - transfer.created_at > state.config.give_up_after:
-            await _fail(state, transfer, str(exc), now)
+        if isinstance(exc, errors.RemoteError) and exc.status in NO_BATCHES:
+            for transfer in transfers:
+                await carry(state, transfer)
             return
-        delay = full_jitter(state.config.retry_base, state.config.retry_cap, transfer.attempts)
-        log.info("will retry", reason=str(exc), attempts=transfer.attempts + 1, delay=delay)
-        await state.store.retry_transfer(transfer.id, now + dt.timedelta(seconds=delay), str(exc))
+        answers = [exc] * len(transfers)
+    for transfer, answer in zip(transfers, answers, strict=True):
+        _about(transfer)
+        if isinstance(answer, wire.PackageAccepted):
+            try:
+                await _sent(state, transfer, answer)
+                continue
+            except (errors.EdocError, OSError) as exc:
+                answer = exc
+        await _not_carried(state, transfer, answer, now)
+
+
+def _batchable(transfer: Transfer) -> bool:
+    return (
+        transfer.route == Route.HUB
+        and transfer.body is not None
+        and hublink.batched(len(transfer.body))
+    )
+
+
+def batches(due: Sequence[Transfer]) -> list[list[Transfer]]:
+    """The due transfers in the requests that carry them, in the store's order (most
+    urgent first): small packages to the hub together, up to wire.BATCH_PACKAGES and
+    wire.BATCH_BYTES (framing included) a request; each other transfer alone."""
+    carried: list[list[Transfer]] = []
+    batch: list[Transfer] = []
+    for transfer in due:
+        if not _batchable(transfer):
+            carried.append([transfer])
+            continue
+        size = sum(len(t.body or b"") for t in (*batch, transfer))
+        if batch and (
+            len(batch) == wire.BATCH_PACKAGES
+            or framing.overhead(len(batch) + 1) + size > wire.BATCH_BYTES
+        ):
+            carried.append(batch)
+            batch = []
+        batch.append(transfer)
+    return [*carried, batch] if batch else carried
+
+
+def _carrying(state: NodeState, transfers: list[Transfer]) -> Coroutine[None, None, None]:
+    if len(transfers) == 1:  # alone, or nothing else due to go with it: the single door
+        return carry(state, transfers[0])
+    return carry_batch(state, transfers)
 
 
 async def run_forever(state: NodeState) -> None:
-    """Keep up to IN_FLIGHT transfers under way, starting the next as soon as one ends.
+    """Keep up to IN_FLIGHT transfers under way, starting the next as soon as some end;
+    those due at the same moment go in batches (``batches``).
 
     The store hands out only the head of each (sender, document, route) chain, so the
     statuses about one document still go one after the other, oldest first; a finished
     transfer wakes this loop, and so does every new message."""
-    carrying: dict[int, asyncio.Task[None]] = {}
+    under_way: dict[int, asyncio.Task[None]] = {}
 
-    def finished(task: asyncio.Task[None]) -> None:
-        carrying.pop(int(task.get_name()), None)
+    def finished(ids: list[int], _task: asyncio.Task[None]) -> None:
+        for transfer_id in ids:
+            under_way.pop(transfer_id, None)
         state.outbox_wakeup.set()
 
     while True:
         state.outbox_wakeup.clear()
         now = dt.datetime.now(dt.UTC)
-        if len(carrying) < IN_FLIGHT:
-            due = await state.store.due_transfers(now, IN_FLIGHT - len(carrying), carrying)
-            for transfer in due:
-                task = asyncio.create_task(carry(state, transfer), name=str(transfer.id))
-                carrying[transfer.id] = task
-                task.add_done_callback(finished)
+        if len(under_way) < IN_FLIGHT:
+            due = await state.store.due_transfers(now, IN_FLIGHT - len(under_way), under_way)
+            for transfers in batches(due):
+                task = asyncio.create_task(_carrying(state, transfers))
+                ids = [transfer.id for transfer in transfers]
+                under_way.update(dict.fromkeys(ids, task))
+                task.add_done_callback(functools.partial(finished, ids))
         upcoming = await state.store.next_transfer_at(after=now)
         pause = 5.0 if upcoming is None else min(5.0, (upcoming - now).total_seconds())
         # asyncio.timeout, not wait_for: on Python 3.11 wait_for swallows a cancellation that
         # comes as the event is set (CPython gh-86296), a transfer ending as the node stops;
-        # this loop then went on and the node's shutdown waited for it for ever.
+        # this loop then went on and the node's shutdown waited for ever.
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(max(0.0, pause)):
                 await state.outbox_wakeup.wait()
