@@ -4,9 +4,10 @@ transfers go to the hub in batches within their bounds, each ended by its own an
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import itertools
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from types import SimpleNamespace
 from typing import cast
 
@@ -81,6 +82,7 @@ TRANSFERS = st.lists(
 def test_due_transfers_go_in_batches_within_their_bounds(due: list[Transfer]) -> None:
     carried = outbox.batches(due)
     assert sorted(t.id for group in carried for t in group) == [t.id for t in due]
+    assert [group[0].id for group in carried] == sorted(group[0].id for group in carried)
     for group in carried:
         assert group == sorted(group, key=lambda t: t.id)  # the store's order, kept
         if len(group) > 1:
@@ -193,3 +195,78 @@ async def test_a_batch_refused_whole_fails_each_transfer() -> None:
     state, store = _state(_Hub(errors.RemoteError("EDOC-AUTH-001", "unknown node token", 401)))
     await outbox.carry_batch(state, [_transfer(1), _transfer(2)])
     assert [store.finished[i][0] for i in (1, 2)] == [TransferState.FAILED] * 2
+
+
+class _Pending(_Store):
+    """Transfers pending until finished, handed out most urgent (lowest id) first."""
+
+    def __init__(self, transfers: list[Transfer]) -> None:
+        super().__init__()
+        self.pending = {t.id: t for t in transfers}
+
+    async def due_transfers(
+        self, now: dt.datetime, limit: int, under_way: Collection[int] = ()
+    ) -> list[Transfer]:
+        due = [t for i, t in sorted(self.pending.items()) if i not in under_way]
+        return due[:limit]
+
+    async def next_transfer_at(self, after: dt.datetime) -> dt.datetime | None:
+        return None
+
+    async def finish_transfer(
+        self, transfer: Transfer, state: str, error: str, event: Event, *rest: object
+    ) -> None:
+        await super().finish_transfer(transfer, state, error, event, *rest)
+        del self.pending[transfer.id]
+
+
+class _SlowHub(_Hub):
+    """Answers each request when the test lets it."""
+
+    def __init__(self) -> None:
+        super().__init__([])
+        self.requests: list[list[bytes]] = []
+        self.go = asyncio.Event()
+
+    async def post_packages(
+        self, packages: list[bytes]
+    ) -> list[wire.PackageAccepted | errors.EdocError]:
+        self.requests.append(packages)
+        await self.go.wait()
+        return [_accepted(i) for i, _ in enumerate(packages)]
+
+    async def post_package(self, package: bytes) -> wire.PackageAccepted:
+        await self.post_packages([package])
+        return _accepted(0)
+
+
+async def _until(condition: Callable[[], bool]) -> None:
+    async with asyncio.timeout(5):
+        while not condition():
+            await asyncio.sleep(0.01)
+
+
+async def test_what_falls_due_while_requests_are_under_way_goes_together_after() -> None:
+    hub = _SlowHub()
+    store = _Pending([_transfer(1)])
+    state, _ = _state(hub)
+    cast(SimpleNamespace, state).store = store
+    worker = asyncio.create_task(outbox.run_forever(state))
+    try:
+        await _until(lambda: len(hub.requests) == 1)  # alone, at once
+        for number in range(2, 42):
+            store.pending[number] = _transfer(number)
+            state.outbox_wakeup.set()
+            await asyncio.sleep(0)
+        await _until(lambda: len(hub.requests) == outbox.HUB_REQUESTS)
+        await asyncio.sleep(0.05)
+        assert len(hub.requests) == outbox.HUB_REQUESTS  # the rest wait for one to end
+        hub.go.set()
+        await _until(lambda: not store.pending)
+        sizes = [len(packages) for packages in hub.requests]
+        assert sum(sizes) == 41 and max(sizes) > 1
+        assert len(hub.requests) <= 1 + 41 // wire.BATCH_PACKAGES + outbox.HUB_REQUESTS
+    finally:
+        worker.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await worker

@@ -33,6 +33,10 @@ from edoc.store.node import Event, Transfer
 
 log = structlog.get_logger()
 IN_FLIGHT = 32  # transfers under way at once
+# Requests to the hub under way at once. What falls due while they are on their way
+# gathers for the next one: under load a request carries many packages, at rest each
+# goes at once, alone (no request waits to fill a batch).
+HUB_REQUESTS = 2
 
 
 async def _to_hub(state: NodeState, transfer: Transfer) -> None:
@@ -152,24 +156,29 @@ def _batchable(transfer: Transfer) -> bool:
 
 
 def batches(due: Sequence[Transfer]) -> list[list[Transfer]]:
-    """The due transfers in the requests that carry them, in the store's order (most
-    urgent first): small packages to the hub together, up to wire.BATCH_PACKAGES and
-    wire.BATCH_BYTES (framing included) a request; each other transfer alone."""
+    """The due transfers in the requests that carry them: small packages to the hub
+    together, up to wire.BATCH_PACKAGES and wire.BATCH_BYTES (framing included) a request,
+    each other transfer alone. Each request keeps the store's order (most urgent first),
+    and the requests come in the order of their first transfer: when every request to
+    the hub is under way, the most urgent go with the next."""
     carried: list[list[Transfer]] = []
     batch: list[Transfer] = []
+    size = 0
     for transfer in due:
         if not _batchable(transfer):
             carried.append([transfer])
             continue
-        size = sum(len(t.body or b"") for t in (*batch, transfer))
+        grown = size + len(transfer.body or b"")
         if batch and (
             len(batch) == wire.BATCH_PACKAGES
-            or framing.overhead(len(batch) + 1) + size > wire.BATCH_BYTES
+            or framing.overhead(len(batch) + 1) + grown > wire.BATCH_BYTES
         ):
             carried.append(batch)
-            batch = []
+            batch, grown = [], len(transfer.body or b"")
         batch.append(transfer)
-    return [*carried, batch] if batch else carried
+        size = grown
+    place = {transfer.id: place for place, transfer in enumerate(due)}
+    return sorted([*carried, batch] if batch else carried, key=lambda group: place[group[0].id])
 
 
 def _carrying(state: NodeState, transfers: list[Transfer]) -> Coroutine[None, None, None]:
@@ -178,18 +187,25 @@ def _carrying(state: NodeState, transfers: list[Transfer]) -> Coroutine[None, No
     return carry_batch(state, transfers)
 
 
+def _to_the_hub(transfers: list[Transfer]) -> bool:
+    return transfers[0].route == Route.HUB
+
+
 async def run_forever(state: NodeState) -> None:
-    """Keep up to IN_FLIGHT transfers under way, starting the next as soon as some end;
-    those due at the same moment go in batches (``batches``).
+    """Keep up to IN_FLIGHT transfers under way, in up to HUB_REQUESTS requests to the
+    hub, starting the next as soon as some end; those due together go in batches
+    (``batches``).
 
     The store hands out only the head of each (sender, document, route) chain, so the
     statuses about one document still go one after the other, oldest first; a finished
     transfer wakes this loop, and so does every new message."""
     under_way: dict[int, asyncio.Task[None]] = {}
+    requests: set[asyncio.Task[None]] = set()  # those of under_way's tasks that go to the hub
 
-    def finished(ids: list[int], _task: asyncio.Task[None]) -> None:
+    def finished(ids: list[int], task: asyncio.Task[None]) -> None:
         for transfer_id in ids:
             under_way.pop(transfer_id, None)
+        requests.discard(task)
         state.outbox_wakeup.set()
 
     while True:
@@ -198,9 +214,13 @@ async def run_forever(state: NodeState) -> None:
         if len(under_way) < IN_FLIGHT:
             due = await state.store.due_transfers(now, IN_FLIGHT - len(under_way), under_way)
             for transfers in batches(due):
+                if _to_the_hub(transfers) and len(requests) >= HUB_REQUESTS:
+                    continue  # due still: it goes with the next request, when one ends
                 task = asyncio.create_task(_carrying(state, transfers))
                 ids = [transfer.id for transfer in transfers]
                 under_way.update(dict.fromkeys(ids, task))
+                if _to_the_hub(transfers):
+                    requests.add(task)
                 task.add_done_callback(functools.partial(finished, ids))
         upcoming = await state.store.next_transfer_at(after=now)
         pause = 5.0 if upcoming is None else min(5.0, (upcoming - now).total_seconds())
