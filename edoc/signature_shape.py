@@ -47,30 +47,42 @@ REFERENCES = tuple(SIGNED_PARTS)
 # digests in one comparison (anything else goes to the element-by-element checks below,
 # which say what is wrong).
 _METHOD = '<ds:{0} Algorithm="{1}"></ds:{0}>'
-_SIGNED_INFO_OPEN = (
-    f'<ds:SignedInfo xmlns:ds="{DS}">'
-    + _METHOD.format("CanonicalizationMethod", EXC_C14N)
-    + _METHOD.format("SignatureMethod", RSA_SHA256)
-).encode()
-_REFERENCE_OPEN = [
-    (
-        f'<ds:Reference URI="{uri}"><ds:Transforms>'
-        + _METHOD.format("Transform", EXC_C14N)
-        + "</ds:Transforms>"
-        + _METHOD.format("DigestMethod", SHA256)
-        + "<ds:DigestValue>"
+_METHOD_CLOSED = '<ds:{0} Algorithm="{1}"/>'  # as lxml writes it where it stands
+
+
+def _template(method: str, declaration: str) -> tuple[bytes, list[bytes]]:
+    """SignedInfo's opening, and each reference's up to its digest."""
+    opening = (
+        f"<ds:SignedInfo{declaration}>"
+        + method.format("CanonicalizationMethod", EXC_C14N)
+        + method.format("SignatureMethod", RSA_SHA256)
     ).encode()
-    for uri in REFERENCES
-]
+    references = [
+        (
+            f'<ds:Reference URI="{uri}"><ds:Transforms>'
+            + method.format("Transform", EXC_C14N)
+            + "</ds:Transforms>"
+            + method.format("DigestMethod", SHA256)
+            + "<ds:DigestValue>"
+        ).encode()
+        for uri in REFERENCES
+    ]
+    return opening, references
+
+
+_CANONICAL = _template(_METHOD, f' xmlns:ds="{DS}"')
+_AS_WRITTEN = _template(_METHOD_CLOSED, "")  # inside a Signature that declares ds
 _REFERENCE_CLOSE = b"</ds:DigestValue></ds:Reference>"
 _SIGNED_INFO_CLOSE = b"</ds:SignedInfo>"
 
 
-def signed_info(digests: dict[str, bytes]) -> bytes:
-    """The exclusive C14N of the SignedInfo edoc writes over these four ``digests``."""
-    pieces = [_SIGNED_INFO_OPEN]
-    for uri, opening in zip(REFERENCES, _REFERENCE_OPEN, strict=True):
-        pieces += (opening, base64.b64encode(digests[uri]), _REFERENCE_CLOSE)
+def signed_info(digests: dict[str, bytes], as_written: bool = False) -> bytes:
+    """The exclusive C14N of the SignedInfo edoc writes over these four ``digests`` (or,
+    ``as_written``, its markup inside the Signature as it stands in a package)."""
+    opening, references = _AS_WRITTEN if as_written else _CANONICAL
+    pieces = [opening]
+    for uri, reference in zip(REFERENCES, references, strict=True):
+        pieces += (reference, base64.b64encode(digests[uri]), _REFERENCE_CLOSE)
     pieces.append(_SIGNED_INFO_CLOSE)
     return b"".join(pieces)
 

@@ -51,7 +51,7 @@ from signxml.exceptions import InvalidSignature as InvalidXmlSignature
 from signxml.signer import XMLSigner
 from signxml.verifier import SignatureConfiguration, XMLVerifier
 
-from edoc import envelope, errors, pki
+from edoc import envelope, errors, pki, xmlsafe
 from edoc import signature_shape as shape
 from edoc.envelope import NSMAP as ED_NSMAP
 from edoc.keystore import SigningIdentity
@@ -79,6 +79,7 @@ __all__ = [  # the XMLDSig names callers knew here stay here
     "Verified",
     "sign",
     "sign_enveloped",
+    "sign_message",
     "verify",
     "verify_enveloped",
     "verify_package",
@@ -134,6 +135,46 @@ def _signature(digests: dict[str, bytes], identity: SigningIdentity) -> etree._E
         )
     )
     return signature
+
+
+def sign_message(
+    message: Message, seal: SigningIdentity, personal: SigningIdentity | None = None
+) -> envelope.SignedEnvelope:
+    """The envelope of ``message`` sealed and, if given, signed by ``personal``, checked
+    against the schema, ready to be written with its attachments.
+
+    What ``validate(sign(build_envelope(message), ...))`` then ``write_package`` made,
+    byte for byte, without the tree: the envelope is written as bytes with each signed
+    part's exclusive C14N beside it (edoc.envelope.canonical), so the digests need no
+    canonicalisation and the signatures no parsing. The schema still checks what was
+    written, parsed back from those bytes."""
+    written = envelope.written(message)
+    if written is None:  # text XML cannot carry, or an unusual trace: as before
+        root = sign(envelope.build_envelope(message), seal, personal)
+        envelope.validate(root)
+        return envelope.SignedEnvelope(root=root)
+    digests = {uri: hashlib.sha256(part).digest() for uri, part in written.parts.items()}
+    signatures = [_signature_markup(digests, i) for i in (seal, personal) if i is not None]
+    head = b"".join((written.before, *signatures, written.after))
+    envelope.validate(xmlsafe.parse_written(head + envelope.PACKAGE_CLOSE))
+    return envelope.SignedEnvelope(head=head)
+
+
+def _signature_markup(digests: dict[str, bytes], identity: SigningIdentity) -> bytes:
+    """_signature's element as it stands in a package (lxml's writing of it)."""
+    info = shape.signed_info(digests)
+    value = identity.key.sign(info, padding.PKCS1v15(), hashes.SHA256())
+    return b"".join(
+        (
+            _SIGNATURE_OPEN,
+            shape.signed_info(digests, as_written=True),
+            b"<ds:SignatureValue>",
+            base64.b64encode(value),
+            b"</ds:SignatureValue>",
+            _key_info(identity.cert),
+            b"</ds:Signature>",
+        )
+    )
 
 
 # --- verification ------------------------------------------------------------------------

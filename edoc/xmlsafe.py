@@ -180,3 +180,18 @@ def parse(data: bytes, limits: Limits = Limits()) -> etree._Element:
         raise errors.XmlTooLarge(f"XML larger than {limits.max_bytes} bytes")
     root: etree._Element = parse_events([data], etree.TreeBuilder(), limits)
     return root
+
+
+def parse_written(data: bytes) -> etree._Element:
+    """Parse XML edoc has just written itself (a signed envelope, to check it against the
+    schema): the same hardened parser, without parse_whole's search for what only
+    another writer puts in (edoc writes elements and text only)."""
+    parser = etree.XMLParser(  # one per call: an lxml parser is not for two threads at once
+        resolve_entities=False,
+        no_network=True,
+        load_dtd=False,
+        dtd_validation=False,
+        huge_tree=False,
+    )
+    root: etree._Element = etree.fromstring(data, parser)
+    return root

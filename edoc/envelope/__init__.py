@@ -10,7 +10,8 @@ This package is the public face; callers use ``envelope.X``. One job per module:
 ``names`` (namespace, signed ids), ``dates``, ``build`` (model → tree), ``parse``
 (tree → model), ``schema``, ``write`` (tree → wire), ``read`` (wire → package,
 streamed) and ``attachments`` (names, sinks, base64, the manifest check) and ``relay`` (the bytes
-received, passed on with a relay's hop).
+received, passed on with a relay's hop) and ``canonical`` (model → bytes with no tree: the
+sender's envelope, each signed part beside it in exclusive C14N).
 """
 
 from edoc.envelope.attachments import (
@@ -32,6 +33,7 @@ from edoc.envelope.build import (
     envelope_only,
     stamp_origin,
 )
+from edoc.envelope.canonical import PACKAGE_CLOSE, Written, written
 from edoc.envelope.dates import (
     DATE_FORMAT,
     TIMESTAMP_FORMAT,
@@ -57,7 +59,7 @@ from edoc.envelope.parse import (
 from edoc.envelope.read import Package, PackageLimits, read_package
 from edoc.envelope.relay import relayed
 from edoc.envelope.schema import validate
-from edoc.envelope.write import BASE64_LINE, to_bytes, write_package
+from edoc.envelope.write import BASE64_LINE, SignedEnvelope, to_bytes, write_package
 
 __all__ = [
     "BASE64_LINE",
@@ -68,6 +70,7 @@ __all__ = [
     "NS",
     "NSMAP",
     "ORIGIN_ID",
+    "PACKAGE_CLOSE",
     "TIMESTAMP_FORMAT",
     "VIETNAM",
     "AttachmentSink",
@@ -76,7 +79,9 @@ __all__ = [
     "Package",
     "PackageLimits",
     "ReceivedAttachment",
+    "SignedEnvelope",
     "Writable",
+    "Written",
     "add_trace_hop",
     "as_document",
     "attachments_from_files",
@@ -107,4 +112,5 @@ __all__ = [
     "trace_from",
     "validate",
     "write_package",
+    "written",
 ]

@@ -1,9 +1,11 @@
-"""Tree → wire bytes: the envelope, then each attachment's body in base64, streamed."""
+"""Tree (or the signed envelope's bytes) → wire bytes: the envelope, then each attachment's
+body in base64, streamed."""
 
 from __future__ import annotations
 
 import io
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
@@ -11,6 +13,8 @@ import pybase64
 from lxml import etree
 
 from edoc import xmlsafe
+from edoc.envelope import canonical
+from edoc.envelope.canonical import PACKAGE_CLOSE
 from edoc.envelope.names import NSMAP, q
 from edoc.model import Attachment
 
@@ -61,3 +65,53 @@ def _write_attachment(xf: Any, out: IO[bytes], attachment: Attachment, body: Pat
 def to_bytes(root: etree._Element) -> bytes:
     data: bytes = etree.tostring(root, xml_declaration=True, encoding="utf-8")
     return data
+
+
+@dataclass(frozen=True)
+class SignedEnvelope:
+    """A signed envelope, ready to be written with its attachments: as bytes from the XML
+    declaration to the envelope's end (edoc.envelope.canonical's), or as the tree."""
+
+    head: bytes | None = None
+    root: etree._Element | None = None
+
+    def write(self, files: Sequence[tuple[Attachment, Path | bytes]], out: IO[bytes]) -> None:
+        """The package, as write_package writes it from the tree."""
+        if self.head is None:
+            assert self.root is not None
+            write_package(self.root, files, out)
+            return
+        out.write(self.head)
+        if files:
+            out.write(b"<edXML:AttachmentEncoded>")
+            for attachment, body in files:
+                _attachment_bytes(out, attachment, body)
+            out.write(b"</edXML:AttachmentEncoded>")
+        out.write(PACKAGE_CLOSE)
+
+    def package(self, files: Sequence[tuple[Attachment, Path | bytes]]) -> bytes:
+        out = io.BytesIO()
+        self.write(files, out)
+        return out.getvalue()
+
+
+def _attachment_bytes(out: IO[bytes], attachment: Attachment, body: Path | bytes) -> None:
+    """_write_attachment's bytes, written without lxml."""
+    fields = [b"<edXML:Attachment>"]
+    for name, value in (
+        ("ContentId", attachment.content_id),
+        ("AttachmentName", attachment.name),
+        ("ContentType", attachment.content_type),
+        ("Description", attachment.description),
+    ):
+        if value:
+            if canonical.UNUSUAL.search(value):
+                etree.Element("lxml-judges").text = value  # refused as xmlfile refused it
+            text = canonical.escaped(value, "&#13;")
+            fields.append(f"<edXML:{name}>{text}</edXML:{name}>".encode())
+    fields.append(b"<edXML:ContentTransferEncoded>")
+    out.write(b"".join(fields))
+    with io.BytesIO(body) if isinstance(body, bytes) else body.open("rb") as stream:
+        for chunk in xmlsafe.read_chunks(stream, BASE64_LINE):
+            out.write(pybase64.b64encode(chunk))
+    out.write(b"</edXML:ContentTransferEncoded></edXML:Attachment>")
