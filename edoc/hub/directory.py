@@ -2,7 +2,9 @@
 
 Loaded from ``seeds/organizations.csv`` (every province's and ministry's level-1
 identifier) and from what nodes register. Nodes get it as a signed XML document with
-a version and an expiry, so they can cache it and trust it offline.
+a version and an expiry, so they can cache it and trust it offline. The hub signs a
+book once per change (of its entries or its signer) and again each RESIGN, not on each
+request: every node fetches it at start, every few minutes and on unknown recipients.
 """
 
 from __future__ import annotations
@@ -10,9 +12,12 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import io
+import threading
 from collections.abc import Sequence
+from dataclasses import dataclass
 from importlib.resources.abc import Traversable
 
+from cryptography import x509
 from lxml import etree
 
 from edoc import errors, resources, signing, xmlsafe
@@ -24,6 +29,8 @@ from edoc.store.hub import DirectoryEntry
 SEEDS = resources.seed("organizations.csv")
 NS = "urn:edoc:directory:1"
 VALIDITY = dt.timedelta(hours=24)
+# a served book is signed again after this, so a node always gets one valid for >= 23 h
+RESIGN = dt.timedelta(hours=1)
 
 
 def seed_entries(path: Traversable = SEEDS) -> list[DirectoryEntry]:
@@ -76,7 +83,69 @@ def to_xml(version: int, entries: Sequence[DirectoryEntry], now: dt.datetime) ->
     return root
 
 
+@dataclass(frozen=True)
+class _Signed:
+    version: int
+    entries: tuple[DirectoryEntry, ...]
+    seal: x509.Certificate
+    issued: dt.datetime
+    body: bytes
+
+    def serves(
+        self,
+        version: int,
+        entries: tuple[DirectoryEntry, ...],
+        seal: x509.Certificate,
+        now: dt.datetime,
+    ) -> bool:
+        """Whether this is the book asked for: same version, entries and signer, and
+        issued at most RESIGN before ``now`` (never after it)."""
+        return (
+            self.version == version
+            and self.seal == seal
+            and self.issued <= now < self.issued + RESIGN
+            and self.entries == entries  # last: the one comparison as long as the book
+        )
+
+
+class _LastSigned:
+    """The address book signed last: every node fetches it at start, every few minutes
+    and on each unknown recipient, and signing it (XMLDSig over every entry) costs far
+    more than comparing it. Thread-safe: the hub signs in its offload threads."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._last: _Signed | None = None
+
+    def get(
+        self,
+        version: int,
+        entries: Sequence[DirectoryEntry],
+        now: dt.datetime,
+        seal: SigningIdentity,
+    ) -> bytes:
+        book = tuple(entries)
+        with self._lock:  # held while signing: concurrent requests wait for one signature
+            last = self._last
+            if last is None or not last.serves(version, book, seal.cert, now):
+                body = _sign(version, book, now, seal)
+                last = self._last = _Signed(version, book, seal.cert, now, body)
+            return last.body
+
+
+_LAST_SIGNED = _LastSigned()
+
+
 def signed_xml(
+    version: int, entries: Sequence[DirectoryEntry], now: dt.datetime, seal: SigningIdentity
+) -> bytes:
+    """The address book at ``version`` signed by ``seal``, issued at ``now`` or at most
+    RESIGN before it (so valid for at least VALIDITY - RESIGN more): the same book with
+    the same signer is signed once, not once per request."""
+    return _LAST_SIGNED.get(version, entries, now, seal)
+
+
+def _sign(
     version: int, entries: Sequence[DirectoryEntry], now: dt.datetime, seal: SigningIdentity
 ) -> bytes:
     signed = signing.sign_enveloped(to_xml(version, entries, now), seal)
