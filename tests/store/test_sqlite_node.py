@@ -4,28 +4,40 @@
 from __future__ import annotations
 
 import datetime as dt
+import sqlite3
 from pathlib import Path
+from typing import Any
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from edoc.model import MessageKind
+from edoc.store.node import NewOutgoing
 from edoc.store.sqlite.database import to_ms
 from edoc.store.sqlite.node import SqliteNodeStore
+from edoc.store.sqlite.node_tables import ADDED_COLUMNS, SCHEMA
+from edoc.store.sqlite.node_writes import OUTGOING, insert_outgoing, outgoing
 
 NOW = dt.datetime(2026, 11, 24, 8, 0, tzinfo=dt.UTC)
 
 
 async def _backlog(store: SqliteNodeStore, rows: list[tuple[str, int, int]]) -> None:
     """Pending hub transfers: (document id, priority, seconds until due) each."""
-    async with store._transaction() as db:
+
+    def add(db: sqlite3.Connection) -> None:
         for n, (document_id, priority, due_in) in enumerate(rows, start=1):
-            await db.execute(
+            db.execute(
                 "INSERT INTO outgoing (id, kind, sender, document_id, status_code, priority,"
                 " path, summary, created_at) VALUES (?, 'status', 'S', ?, '02', ?, 'p', '{}', 0)",
                 (n, document_id, priority),
             )
-            await db.execute(
+            db.execute(
                 "INSERT INTO transfers (outgoing_id, route, state, next_at, priority)"
                 " VALUES (?, 'hub', 'pending', ?, ?)",
                 (n, to_ms(NOW + dt.timedelta(seconds=due_in)), priority),
             )
+
+    await store._change(add)
 
 
 async def test_due_transfers_does_not_sort_the_whole_backlog(tmp_path: Path) -> None:
@@ -43,3 +55,65 @@ async def test_due_transfers_does_not_sort_the_whole_backlog(tmp_path: Path) -> 
         assert not [step for step in plan if "TEMP B-TREE" in step], plan
     finally:
         await store.close()
+
+
+def _empty_store() -> sqlite3.Connection:
+    db = sqlite3.connect(":memory:", isolation_level=None)
+    db.executescript(SCHEMA)
+    for table, column, declaration in ADDED_COLUMNS:
+        db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {declaration}")
+    return db
+
+
+_ORG = st.sampled_from(["000.00.12.H53", "000.00.07.H53", "000.00.00.H34", "Ä.1", "a.2", "Z"])
+_JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(max_size=5),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=3), inner),
+    max_leaves=6,
+)
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    recipients=st.lists(_ORG, min_size=1, max_size=4, unique=True),
+    local_mask=st.lists(st.booleans(), min_size=4, max_size=4),
+    kind=st.sampled_from([MessageKind.DOCUMENT, MessageKind.STATUS, "document"]),
+    summary=st.dictionaries(st.text(max_size=4), _JSON, max_size=3),
+    priority=st.integers(-3, 3),
+    at_us=st.integers(0, 10**15),
+)
+def test_an_added_outgoing_message_is_as_it_reads_back(
+    recipients: list[str],
+    local_mask: list[bool],
+    kind: str,
+    summary: dict[str, Any],
+    priority: int,
+    at_us: int,
+) -> None:
+    """add_outgoing gives back what it wrote without reading it: the same as outgoing()."""
+    new = NewOutgoing(
+        kind=kind,
+        sender="S",
+        document_id="D",
+        status_code="",
+        idempotency_key=None,
+        priority=priority,
+        path="",
+        summary=summary,
+        recipients=tuple(recipients),
+        local=tuple(r for r, local in zip(recipients, local_mask, strict=False) if local),
+    )
+    now = dt.datetime.fromtimestamp(at_us / 10**6, dt.UTC)
+    db = _empty_store()
+    try:
+        db.execute(
+            "INSERT INTO outgoing (kind, sender, document_id, status_code, priority,"
+            " path, summary, created_at) VALUES ('status', 'S', 'E', '', 0, '', '{}', 0)"
+        )
+        written = insert_outgoing(db, new, now)
+        row = db.execute(f"{OUTGOING} WHERE id=?", (written.id,)).fetchone()
+        read = outgoing(db, row)
+        assert written == read
+        assert repr(written) == repr(read)  # plain str, not the enums it was given
+    finally:
+        db.close()

@@ -4,15 +4,26 @@ event loop in the store (59-63 trips per document and its 01, issue 21)."""
 
 from __future__ import annotations
 
-import datetime as dt
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
 from edoc.store.hub import DirectoryEntry, Receipt
+from edoc.store.node import Event, Tally
 from edoc.store.sqlite.hub import SqliteHubStore
+from edoc.store.sqlite.node import SqliteNodeStore
 from tests.store.test_hub import H34, LEASE, NOW, SENT, SMALL
+from tests.store.test_node import (
+    DAY,
+    DOCUMENT,
+    FAR,
+    RECEIVED,
+    SENDER,
+    answer,
+    status,
+    status_codes_win,
+)
 from tests.store.trips import counted
 
 CHANGE = 2  # the change's own call, and its batch's COMMIT (a batch of one at rest)
@@ -52,3 +63,44 @@ async def test_the_address_book_in_one_trip_each(hub: SqliteHubStore) -> None:
         directory = await hub.directory()
     assert len(trips) == READ
     assert directory.version == 1 and [e.org_id for e in directory.entries] == [H34.org_id]
+
+
+@pytest.fixture
+async def node(tmp_path: Path) -> AsyncIterator[SqliteNodeStore]:
+    store = SqliteNodeStore(tmp_path / "node.sqlite")
+    await store.open()
+    yield store
+    await store.close()
+
+
+async def test_a_document_and_its_01_through_the_sending_node_store(node: SqliteNodeStore) -> None:
+    with counted(node) as trips:
+        stored = await node.add_outgoing(DOCUMENT, NOW, [Tally(DAY, SENDER, FAR, "sent")])
+    assert len(trips) == CHANGE  # what it gives back is not read back
+    with counted(node) as trips:
+        hub, _ = sorted(await node.due_transfers(NOW, 10, ()), key=lambda t: t.route)
+        await node.finish_transfer(hub, "done", "", Event("sent", ""), NOW, status_codes_win)
+        await node.add_received_status(status("01"), Event("01", ""), NOW, status_codes_win)
+        await node.next_transfer_at(NOW)
+    assert len(trips) == READ + CHANGE + CHANGE + READ
+    with counted(node) as trips:
+        assert await node.outgoing(stored.id) is not None
+        assert await node.outgoing_by_key(SENDER, "none") is None
+        assert await node.find_outgoing(SENDER, DOCUMENT.document_id) is not None
+    assert len(trips) == 3 * READ  # each with its recipients and transfers
+
+
+async def test_a_document_through_the_receiving_node_store(node: SqliteNodeStore) -> None:
+    with counted(node) as trips:
+        received = await node.add_received_document(RECEIVED, answer("01"), NOW, [])
+        (inbox,) = await node.inbox(SENDER, None, 10)
+    assert len(trips) == CHANGE + READ
+    with counted(node) as trips:  # received again: refused by the store, then found
+        again = await node.add_received_document(RECEIVED, answer("01"), NOW, [])
+    assert len(trips) == CHANGE + READ  # the batch it opened still commits
+    assert received.first and not again.first and again.inbox_id == inbox.id
+    with counted(node) as trips:
+        await node.add_answer(inbox.id, answer("02"), NOW, lambda given: None)
+        await node.retry_transfer(1, NOW, "later")
+        await node.retry_now("hub", NOW)
+    assert len(trips) == 3 * CHANGE

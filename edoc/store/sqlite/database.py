@@ -13,8 +13,7 @@ import contextlib
 import datetime as dt
 import os
 import sqlite3
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from functools import partial
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
@@ -124,31 +123,6 @@ class SqliteDatabase:
             raise errors.StorageError(f"store failed: {exc}") from None
         return result
 
-    @asynccontextmanager
-    async def _transaction(self) -> AsyncIterator[aiosqlite.Connection]:
-        """A change of many trips (what _change did before); goes once the stores use
-        _change."""
-        try:
-            async with self._writing:
-                if self._batch is None:
-                    self._batch = asyncio.get_running_loop().create_future()
-                    self._committer = asyncio.create_task(self._commit_when_ready())
-                    await self.db.execute("BEGIN IMMEDIATE")
-                committed = self._batch
-                await self.db.execute("SAVEPOINT change")
-                try:
-                    yield self.db
-                except BaseException:
-                    await self.db.execute("ROLLBACK TO change")
-                    await self.db.execute("RELEASE change")
-                    raise
-                await self.db.execute("RELEASE change")
-            await asyncio.shield(committed)
-        except sqlite3.IntegrityError:
-            raise
-        except sqlite3.Error as exc:
-            raise errors.StorageError(f"store failed: {exc}") from None
-
     async def _commit_when_ready(self) -> None:
         async with self._writing:
             await self._commit_batch()
@@ -174,7 +148,7 @@ class SqliteDatabase:
 
     async def _rows(self, sql: str, params: Iterable[Any] = ()) -> list[Any]:
         """One query's rows, in one trip (execute + fetch + close would be three)."""
-        return await self._read(partial(rows, sql=sql, params=tuple(params)))
+        return await self._read(partial(query, sql=sql, params=tuple(params)))
 
 
 def on_thread(db: aiosqlite.Connection, work: Callable[[sqlite3.Connection], T]) -> Awaitable[T]:
@@ -188,7 +162,7 @@ def on_thread(db: aiosqlite.Connection, work: Callable[[sqlite3.Connection], T])
     return run(lambda: work(db._conn))
 
 
-def rows(conn: sqlite3.Connection, sql: str, params: Sequence[Any] = ()) -> list[Any]:
+def query(conn: sqlite3.Connection, sql: str, params: Sequence[Any] = ()) -> list[Any]:
     """A query's rows (called on the connection's thread)."""
     return conn.execute(sql, params).fetchall()
 

@@ -9,11 +9,12 @@ from __future__ import annotations
 import datetime as dt
 import json
 import sqlite3
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
+from functools import partial
 from typing import Any
 
 from edoc import errors
-from edoc.model import DeliveryState, MessageKind, Route, TransferState
+from edoc.model import MessageKind, Route, TransferState
 from edoc.store.node import (
     Agency,
     AnswerCheck,
@@ -23,19 +24,39 @@ from edoc.store.node import (
     NewInboxItem,
     NewOutgoing,
     Outgoing,
-    OutgoingRecipient,
     Received,
     RecipientProgress,
     StateRule,
     Tally,
     Transfer,
-    TransferRecord,
-    history,
     recipient_progress,
 )
-from edoc.store.sqlite.database import from_ms, to_ms
+from edoc.store.sqlite.database import from_ms, query, to_ms
 from edoc.store.sqlite.node_tables import ADDED_COLUMNS, INBOX_ITEM, SCHEMA, inbox_item
 from edoc.store.sqlite.node_views import NodeViews
+from edoc.store.sqlite.node_writes import (
+    OUTGOING,
+    insert_answer,
+    insert_inbox,
+    insert_outgoing,
+    outgoing,
+    record,
+)
+
+
+def _count(db: sqlite3.Connection, tallies: Sequence[Tally]) -> None:
+    db.executemany(
+        "INSERT INTO counters (day, org_id, partner, metric, count) VALUES (?, ?, ?, ?, ?)"
+        " ON CONFLICT (day, org_id, partner, metric)"
+        " DO UPDATE SET count = count + excluded.count",
+        [(t.day.isoformat(), t.org_id, t.partner, t.metric, t.by) for t in tallies],
+    )
+
+
+def _outgoing_where(db: sqlite3.Connection, where: str, params: tuple[Any, ...]) -> Outgoing | None:
+    """The outgoing message the condition picks, its recipients and transfers."""
+    row = db.execute(f"{OUTGOING} WHERE {where}", params).fetchone()
+    return None if row is None else outgoing(db, row)
 
 
 class SqliteNodeStore(NodeViews):
@@ -44,13 +65,15 @@ class SqliteNodeStore(NodeViews):
 
     # --- agencies -----------------------------------------------------------------------------
     async def add_agency(self, org_id: str, name: str, token_sha256: str) -> None:
-        async with self._transaction() as db:
-            await db.execute(
-                "INSERT INTO agencies (org_id, name, token_sha256) VALUES (?, ?, ?)"
+        await self._change(
+            partial(
+                query,
+                sql="INSERT INTO agencies (org_id, name, token_sha256) VALUES (?, ?, ?)"
                 " ON CONFLICT (org_id) DO UPDATE SET name=excluded.name,"
                 " token_sha256=excluded.token_sha256",
-                (org_id, name, token_sha256),
+                params=(org_id, name, token_sha256),
             )
+        )
 
     async def agency_for_token(self, token_sha256: str) -> str | None:
         rows = await self._rows("SELECT org_id FROM agencies WHERE token_sha256=?", (token_sha256,))
@@ -62,106 +85,43 @@ class SqliteNodeStore(NodeViews):
 
     # --- outgoing and the outbox ------------------------------------------------------------
     async def outgoing_by_key(self, sender: str, key: str) -> Outgoing | None:
-        rows = await self._rows(
-            "SELECT id FROM outgoing WHERE sender=? AND idempotency_key=?", (sender, key)
+        return await self._read(
+            partial(
+                _outgoing_where,
+                where="sender=? AND idempotency_key=?",
+                params=(sender, key),
+            )
         )
-        return await self.outgoing(rows[0][0]) if rows else None
 
     async def find_outgoing(self, sender: str, document_id: str) -> Outgoing | None:
-        rows = await self._rows(
-            "SELECT id FROM outgoing WHERE kind=? AND sender=? AND document_id=?"
-            " ORDER BY id LIMIT 1",
-            (MessageKind.DOCUMENT, sender, document_id),
+        return await self._read(
+            partial(
+                _outgoing_where,
+                where="kind=? AND sender=? AND document_id=? ORDER BY id LIMIT 1",
+                params=(MessageKind.DOCUMENT, sender, document_id),
+            )
         )
-        return await self.outgoing(rows[0][0]) if rows else None
 
     async def add_outgoing(
         self, new: NewOutgoing, now: dt.datetime, tallies: Sequence[Tally]
     ) -> Outgoing:
-        """The message, its per-recipient rows and its transfers, in one transaction."""
+        """The message, its per-recipient rows and its transfers, in one transaction; what
+        it gives back is made from what it wrote (read back, it cost a trip more)."""
+
+        def add(db: sqlite3.Connection) -> Outgoing:
+            written = insert_outgoing(db, new, now)
+            _count(db, tallies)
+            return written
+
         try:
-            async with self._transaction() as db:
-                outgoing_id = await self._insert_outgoing(db, new, now)
-                await self._count(db, tallies)
+            return await self._change(add)
         except sqlite3.IntegrityError:
             raise errors.DuplicateDocument(
                 "this Idempotency-Key was used for another document"
             ) from None
-        result = await self.outgoing(outgoing_id or 0)
-        assert result is not None
-        return result
-
-    async def _insert_outgoing(self, db: Any, new: NewOutgoing, now: dt.datetime) -> int:
-        history = json.dumps([{"state": DeliveryState.QUEUED, "at": now.isoformat()}])
-        cursor = await db.execute(
-            "INSERT INTO outgoing (kind, sender, document_id, status_code,"
-            " idempotency_key, priority, path, summary, created_at, body)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (
-                new.kind,
-                new.sender,
-                new.document_id,
-                new.status_code,
-                new.idempotency_key,
-                new.priority,
-                new.path,
-                json.dumps(new.summary, ensure_ascii=False),
-                to_ms(now),
-                new.body,
-            ),
-        )
-        outgoing_id = int(cursor.lastrowid or 0)
-        await db.executemany(
-            "INSERT INTO recipients (outgoing_id, recipient, local, state, history)"
-            " VALUES (?, ?, ?, ?, ?)",
-            [
-                (outgoing_id, r, r in new.local, DeliveryState.QUEUED, history)
-                for r in new.recipients
-            ],
-        )
-        await db.executemany(
-            "INSERT INTO transfers (outgoing_id, route, state, next_at, priority)"
-            " VALUES (?, ?, ?, ?, ?)",
-            [
-                (outgoing_id, route, TransferState.PENDING, to_ms(now), new.priority)
-                for route in new.routes
-            ],
-        )
-        return outgoing_id
 
     async def outgoing(self, outgoing_id: int) -> Outgoing | None:
-        rows = await self._rows(
-            "SELECT id, kind, sender, document_id, status_code, priority, path, summary,"
-            " created_at FROM outgoing WHERE id=?",
-            (outgoing_id,),
-        )
-        if not rows:
-            return None
-        row = rows[0]
-        recipients = await self._rows(
-            "SELECT recipient, local, state, history FROM recipients WHERE outgoing_id=?"
-            " ORDER BY recipient",
-            (outgoing_id,),
-        )
-        transfers = await self._rows(
-            "SELECT route, state, attempts, last_error FROM transfers WHERE outgoing_id=?",
-            (outgoing_id,),
-        )
-        return Outgoing(
-            id=row[0],
-            kind=row[1],
-            sender=row[2],
-            document_id=row[3],
-            status_code=row[4],
-            priority=row[5],
-            path=row[6],
-            summary=json.loads(row[7]),
-            created_at=from_ms(row[8]),
-            recipients=tuple(
-                OutgoingRecipient(r[0], bool(r[1]), r[2], history(r[3])) for r in recipients
-            ),
-            transfers=tuple(TransferRecord(t[0], t[1], t[2], t[3]) for t in transfers),
-        )
+        return await self._read(partial(_outgoing_where, where="id=?", params=(outgoing_id,)))
 
     async def due_transfers(
         self, now: dt.datetime, limit: int, under_way: Collection[int]
@@ -197,19 +157,23 @@ class SqliteNodeStore(NodeViews):
         return from_ms(rows[0][0]) if rows and rows[0][0] is not None else None
 
     async def retry_transfer(self, transfer_id: int, at: dt.datetime, error: str) -> None:
-        async with self._transaction() as db:
-            await db.execute(
-                "UPDATE transfers SET attempts=attempts+1, next_at=?, last_error=? WHERE id=?",
-                (to_ms(at), error, transfer_id),
+        await self._change(
+            partial(
+                query,
+                sql="UPDATE transfers SET attempts=attempts+1, next_at=?, last_error=? WHERE id=?",
+                params=(to_ms(at), error, transfer_id),
             )
+        )
 
     async def retry_now(self, route: str, now: dt.datetime) -> None:
         """Every pending transfer on ``route`` waiting out its backoff falls due now."""
-        async with self._transaction() as db:
-            await db.execute(
-                "UPDATE transfers SET next_at=? WHERE state=? AND next_at > ? AND route=?",
-                (to_ms(now), TransferState.PENDING, to_ms(now), route),
+        await self._change(
+            partial(
+                query,
+                sql="UPDATE transfers SET next_at=? WHERE state=? AND next_at > ? AND route=?",
+                params=(to_ms(now), TransferState.PENDING, to_ms(now), route),
             )
+        )
 
     async def finish_transfer(
         self,
@@ -221,92 +185,60 @@ class SqliteNodeStore(NodeViews):
         rule: StateRule,
     ) -> None:
         """Close a transfer and record ``event`` for the recipients it carried."""
-        async with self._transaction() as db:
-            await db.execute(
+
+        def finish(db: sqlite3.Connection) -> None:
+            db.execute(
                 "UPDATE transfers SET state=?, attempts=attempts+1, last_error=? WHERE id=?",
                 (state, last_error, transfer.id),
             )
-            rows = await db.execute_fetchall(
+            carried = db.execute(
                 "SELECT outgoing_id, recipient, state FROM recipients"
                 " WHERE outgoing_id=? AND local=?",
                 (transfer.outgoing_id, 1 if transfer.route == Route.LOCAL else 0),
-            )
-            await self._record(db, rows, event, now, rule)
+            ).fetchall()
+            record(db, carried, event, now, rule)
 
-    async def _record(
-        self, db: Any, rows: Any, event: Event, now: dt.datetime, rule: StateRule
-    ) -> None:
-        """``event`` joins the history of each recipient row (outgoing id, recipient, state)
-        of ``rows``, which moves to the state ``rule`` gives."""
-        await db.executemany(
-            "UPDATE recipients SET state=?, history=json_insert(history, '$[#]',"
-            " json_object('state', ?, 'at', ?, 'detail', ?))"
-            " WHERE outgoing_id=? AND recipient=?",
-            [
-                (rule(shown, event.state), event.state, now.isoformat(), event.detail, o, r)
-                for o, r, shown in rows
-            ],
-        )
+        await self._change(finish)
 
     # --- inbox ----------------------------------------------------------------------------------
     async def add_received_document(
         self, item: NewInboxItem, answer: NewOutgoing, now: dt.datetime, tallies: Sequence[Tally]
     ) -> Received:
+        def add(db: sqlite3.Connection) -> int:
+            inbox_id = insert_inbox(db, item, now)
+            _count(db, tallies)
+            insert_outgoing(db, answer, now)
+            insert_answer(db, inbox_id, answer.status_code, now)
+            return inbox_id
+
+        return await self._received(item, add)
+
+    async def _received(
+        self, item: NewInboxItem, add: Callable[[sqlite3.Connection], int]
+    ) -> Received:
+        """``add`` the item received; one received before is not added again."""
         try:
-            async with self._transaction() as db:
-                inbox_id = await self._insert_inbox(db, item, now)
-                await self._count(db, tallies)
-                await self._insert_outgoing(db, answer, now)
-                await db.execute(
-                    "INSERT INTO answers (inbox_id, code, at) VALUES (?, ?, ?)",
-                    (inbox_id, answer.status_code, to_ms(now)),
-                )
-            return Received(inbox_id, first=True)
+            return Received(await self._change(add), first=True)
         except sqlite3.IntegrityError:
             return Received(await self._stored_before(item), first=False)
 
     async def add_received_status(
         self, item: NewInboxItem, event: Event, now: dt.datetime, rule: StateRule
     ) -> Received:
-        try:
-            async with self._transaction() as db:
-                inbox_id = await self._insert_inbox(db, item, now)
-                # the status's sender as a recipient of our document it is about
-                rows = await db.execute_fetchall(
-                    "SELECT o.id, r.recipient, r.state FROM outgoing o"
-                    " JOIN recipients r ON r.outgoing_id = o.id"
-                    " WHERE o.kind=? AND o.sender=? AND o.document_id=?"
-                    " AND r.recipient=?",
-                    (MessageKind.DOCUMENT, item.recipient, item.document_id, item.sender),
-                )
-                await self._record(db, rows, event, now, rule)
-            return Received(inbox_id, first=True)
-        except sqlite3.IntegrityError:
-            return Received(await self._stored_before(item), first=False)
+        def add(db: sqlite3.Connection) -> int:
+            inbox_id = insert_inbox(db, item, now)
+            # the status's sender as a recipient of our document it is about
+            reached = db.execute(
+                "SELECT o.id, r.recipient, r.state FROM outgoing o"
+                " JOIN recipients r ON r.outgoing_id = o.id"
+                " WHERE o.kind=? AND o.sender=? AND o.document_id=?"
+                " AND r.recipient=?",
+                (MessageKind.DOCUMENT, item.recipient, item.document_id, item.sender),
+            ).fetchall()
+            record(db, reached, event, now, rule)
+            return inbox_id
 
-    async def _insert_inbox(self, db: Any, item: NewInboxItem, now: dt.datetime) -> int:
-        cursor = await db.execute(
-            "INSERT INTO inbox (recipient, sender, kind, document_id, business_type,"
-            " status_code, path, summary, received_at, body)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (
-                *item.key,
-                item.path,
-                json.dumps(item.summary, ensure_ascii=False),
-                to_ms(now),
-                item.body,
-            ),
-        )
-        inbox_id = int(cursor.lastrowid or 0)
-        await db.executemany(
-            "INSERT INTO inbox_attachments (inbox_id, n, name, content_type, size,"
-            " sha256, path, body) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            [
-                (inbox_id, a.n, a.name, a.content_type, a.size, a.sha256, a.path, a.body)
-                for a in item.attachments
-            ],
-        )
-        return inbox_id
+        return await self._received(item, add)
 
     async def _stored_before(self, item: NewInboxItem) -> int:
         rows = await self._rows(
@@ -343,28 +275,17 @@ class SqliteNodeStore(NodeViews):
     ) -> int:
         """An agency's own status, checked against the answers given in the transaction
         that queues it: two posts at once cannot both pass."""
-        async with self._transaction() as db:
-            rows = await db.execute_fetchall(
-                "SELECT code FROM answers WHERE inbox_id=? ORDER BY at", (inbox_id,)
-            )
-            check([row[0] for row in rows])
-            outgoing_id = await self._insert_outgoing(db, answer, now)
-            await db.execute(
-                "INSERT INTO answers (inbox_id, code, at) VALUES (?, ?, ?)",
-                (inbox_id, answer.status_code, to_ms(now)),
-            )
-        return outgoing_id
+
+        def add(db: sqlite3.Connection) -> int:
+            given = db.execute("SELECT code FROM answers WHERE inbox_id=? ORDER BY at", (inbox_id,))
+            check([row[0] for row in given])
+            outgoing_id = insert_outgoing(db, answer, now).id
+            insert_answer(db, inbox_id, answer.status_code, now)
+            return outgoing_id
+
+        return await self._change(add)
 
     # --- statistics ------------------------------------------------------------------------------
-    @staticmethod
-    async def _count(db: Any, tallies: Sequence[Tally]) -> None:
-        await db.executemany(
-            "INSERT INTO counters (day, org_id, partner, metric, count) VALUES (?, ?, ?, ?, ?)"
-            " ON CONFLICT (day, org_id, partner, metric)"
-            " DO UPDATE SET count = count + excluded.count",
-            [(t.day.isoformat(), t.org_id, t.partner, t.metric, t.by) for t in tallies],
-        )
-
     async def counters(self) -> list[Count]:
         rows = await self._rows("SELECT day, org_id, partner, metric, count FROM counters")
         return [Count(dt.date.fromisoformat(r[0]), r[1], r[2], r[3], r[4]) for r in rows]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import sqlite3
 
 from edoc.model import DeliveryState, MessageKind, Route, TransferState
 from edoc.store.sqlite.database import SqliteDatabase, to_ms
@@ -48,15 +49,18 @@ class NodeViews(SqliteDatabase):
         self, outgoing_id: int, route: str, now: dt.datetime, detail: str
     ) -> bool:
         queued, failed = DeliveryState.QUEUED, DeliveryState.FAILED
-        async with self._transaction() as db:
-            reopened = await db.execute(
+
+        def reopen(db: sqlite3.Connection) -> bool:
+            reopened = db.execute(
                 REOPEN,
                 (TransferState.PENDING, to_ms(now), outgoing_id, route, TransferState.FAILED),
             )
             if reopened.rowcount != 1:
                 return False
             local = 1 if route == Route.LOCAL else 0
-            await db.execute(
+            db.execute(
                 REQUEUE, (queued, queued, now.isoformat(), detail, outgoing_id, local, failed)
             )
-        return True
+            return True
+
+        return await self._change(reopen)
