@@ -16,6 +16,7 @@ from __future__ import annotations
 import base64
 import binascii
 import functools
+import re
 
 from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
@@ -137,11 +138,51 @@ def check_structure(
     and digests are all as expected, and only the signature value is left to check)."""
     if [child.tag for child in signature] != _PARTS:
         raise errors.WrappedSignature("signature must hold SignedInfo, SignatureValue, KeyInfo")
+    certificate = _as_signed(signature, expected_info)
+    if certificate is not None:
+        return _certificate(certificate), True
     pinned = canonical(signature[0]) == expected_info
     if not pinned:
         _check_signed_info(signature[0])
     _check_shape(signature)
     return _certificate(signature[2][0][0].text or ""), pinned
+
+
+_SIGNED_INFO_ALONE = f'<ds:SignedInfo xmlns:ds="{DS}">'.encode()
+_SIGNATURE_AS_SIGNED = f'<ds:Signature xmlns:ds="{DS}"><ds:SignedInfo>'.encode()
+_KEY_INFO = b"</ds:SignatureValue><ds:KeyInfo><ds:X509Data><ds:X509Certificate>"
+_SIGNATURE_CLOSE = b"</ds:X509Certificate></ds:X509Data></ds:KeyInfo></ds:Signature>"
+_AS_IT_IS = re.compile("[^&<>\r]*")  # text C14N writes unchanged
+
+
+def _as_signed(signature: etree._Element, expected_info: bytes) -> str | None:
+    """The certificate's text, where the whole signature is, in exclusive C14N with its
+    comments, exactly what edoc writes around ``expected_info`` with the value and
+    certificate it holds: then every element, attribute and text is where edoc puts it,
+    which the element-by-element checks would walk the tree to find. Else None, and they
+    decide (and say what is wrong). One C14N of the signature instead of that walk."""
+    value, key_info = signature[1], signature[2]
+    if not expected_info.startswith(_SIGNED_INFO_ALONE) or len(key_info) != 1:
+        return None
+    data = key_info[0]
+    if len(data) != 1:
+        return None
+    value_text, certificate = value.text or "", data[0].text or ""
+    if not (_AS_IT_IS.fullmatch(value_text) and _AS_IT_IS.fullmatch(certificate)):
+        return None
+    expected = b"".join(
+        (
+            _SIGNATURE_AS_SIGNED,
+            expected_info[len(_SIGNED_INFO_ALONE) :],  # in the Signature, ds is declared
+            b"<ds:SignatureValue>",
+            value_text.encode(),
+            _KEY_INFO,
+            certificate.encode(),
+            _SIGNATURE_CLOSE,
+        )
+    )
+    whole = etree.tostring(signature, method="c14n", exclusive=True, with_comments=True)
+    return certificate if whole == expected else None
 
 
 def _check_signed_info(info: etree._Element) -> None:

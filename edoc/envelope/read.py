@@ -7,6 +7,7 @@ goes to the streaming reader, which decides and says what is wrong.
 
 from __future__ import annotations
 
+import hashlib
 import io
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -24,6 +25,7 @@ from edoc.envelope.attachments import (
     check_attachments,
     discard_sink,
     safe_attachment_name,
+    strict_b64decode,
 )
 from edoc.envelope.names import NS, q
 from edoc.envelope.parse import as_document, message_from_envelope
@@ -198,13 +200,31 @@ class _Unusual(Exception):
     """Something in a package the streaming reader must judge, and name the error of."""
 
 
+def _plain_base64(text: str) -> bytes | None:
+    """``text`` decoded in one call where it is base64 and nothing else, as edoc writes it
+    (no line breaks), or None. The decoder's own decoding (strict_b64decode, which
+    accepts no whitespace), without its pass to strip whitespace first: a copy of the
+    whole text, which cost more than decoding it. Anything else is the decoder's to
+    judge."""
+    if len(text) % 4:
+        return None
+    try:
+        return strict_b64decode(text)
+    except ValueError:  # binascii.Error too
+        return None
+
+
 def _decoded(body: etree._Element, budget: int) -> tuple[bytes, int, str]:
     """A body decoded as _PackageReader decodes it: its bytes, size and SHA-256."""
     if len(body):
         raise _Unusual
+    text = body.text or ""
+    data = _plain_base64(text)
+    if data is not None and len(data) <= budget:
+        return data, len(data), hashlib.sha256(data).hexdigest()
     buffer = io.BytesIO()
     decoder = Base64Decoder(buffer, budget)
-    decoder.feed(body.text or "")
+    decoder.feed(text)
     size, sha256 = decoder.finish()
     return buffer.getvalue(), size, sha256
 

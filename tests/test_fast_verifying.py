@@ -1,0 +1,102 @@
+"""Fast paths of issue 21's second part in reading and verifying, each against the slow
+path it replaced (tests/test_fast_paths.py and test_fast_reading.py hold the first
+part's, tests/test_canonical_writer.py the sender's)."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Iterator
+from unittest import mock
+
+import pybase64
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from lxml import etree
+
+from edoc import envelope, errors, signature_shape, signing
+from edoc.envelope import read
+from tests.support.pki import SENDER, SIGNER, Ca, reparse, signed_root
+
+
+@pytest.fixture(scope="module")
+def ca(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Ca]:
+    yield Ca.create(tmp_path_factory.mktemp("ca") / "keys")
+
+
+# --- an attachment's body decoded in one call where it is plain base64 --------------------
+def _by_decoder(text: str, budget: int) -> object:
+    """What the streaming decoder makes of a whole body."""
+    buffer = io.BytesIO()
+    try:
+        decoder = envelope.attachments.Base64Decoder(buffer, budget)
+        decoder.feed(text)
+        size, sha256 = decoder.finish()
+    except errors.EdocError as exc:
+        return exc.code
+    return buffer.getvalue(), size, sha256
+
+
+def _by_reader(text: str, budget: int) -> object:
+    body = etree.Element(envelope.q("ContentTransferEncoded"))
+    body.text = text
+    try:
+        return read._decoded(body, budget)
+    except errors.EdocError as exc:
+        return exc.code
+
+
+_BASE64 = st.binary(max_size=200).map(lambda data: pybase64.b64encode(data).decode())
+
+
+@settings(max_examples=500)
+@given(
+    pieces=st.lists(
+        st.one_of(_BASE64, st.sampled_from(["=", "==", "A", "\n", "\r\n", " ", "\t", "-", "é"]))
+    ),
+    budget=st.integers(0, 400),
+)
+def test_a_body_decodes_as_the_streaming_decoder_decodes_it(pieces: list[str], budget: int) -> None:
+    """Bytes, size and digest, or the refusal, whatever the text and the budget."""
+    text = "".join(pieces)
+    assert _by_reader(text, budget) == _by_decoder(text, budget)
+
+
+def test_plain_base64_takes_one_call() -> None:
+    """The control: edoc's own bodies do not go through the decoder."""
+    text = pybase64.b64encode(b"van ban" * 100).decode()
+    with mock.patch.object(read, "Base64Decoder", side_effect=AssertionError("decoder")):
+        assert _by_reader(text, 1000) == _by_decoder(text, 1000)
+
+
+# --- a signature's shape: one C14N of it where it is what edoc writes ---------------------
+def test_the_whole_signature_comparison_is_what_accepts_an_intact_one(ca: Ca) -> None:
+    """The element-by-element walk is not taken for what edoc signs (the differential test
+    tests/test_fast_paths.py::test_the_fast_verifier_agrees_with_the_slow_one turns both
+    comparisons off at once and finds the same verdicts under any change)."""
+    root = reparse(signed_root(ca, personal=ca.keys.identity(SENDER, SIGNER)))
+    with mock.patch.object(signature_shape, "_check_shape", side_effect=AssertionError("walk")):
+        verified = signing.verify(root, ca.keys.trust(), ca.clock())
+    assert verified.personal is not None
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        pytest.param(lambda s: s[2].append(etree.Comment("x")), id="comment"),
+        pytest.param(lambda s: s[2][0].set("Id", "x"), id="attribute"),
+        pytest.param(lambda s: setattr(s[1], "tail", "\n"), id="whitespace"),
+        pytest.param(lambda s: setattr(s[1], "text", (s[1].text or "") + "&"), id="escaped"),
+        pytest.param(lambda s: s[2][0][0].append(etree.Element("x")), id="element"),
+    ],
+)
+def test_the_whole_signature_comparison_leaves_any_change_to_the_walk(
+    ca: Ca, change: object
+) -> None:
+    root = reparse(signed_root(ca))
+    signature = signature_shape.signatures(root)[0]
+    parts = signing._signed_elements(root)
+    expected = signature_shape.signed_info(signing._digests(parts))
+    assert signature_shape._as_signed(signature, expected) is not None
+    change(signature)  # type: ignore[operator]
+    assert signature_shape._as_signed(signature, expected) is None
