@@ -182,9 +182,11 @@ async def accept_batch(state: HubState, node: str, bodies: Sequence[bytes]) -> l
     ]
     examined_each = itertools.chain.from_iterable(await asyncio.gather(*calls))
     outcomes: list[Outcome] = []
-    for body in bodies:
+    for place, body in enumerate(bodies):
+        structlog.contextvars.unbind_contextvars("document_id", "sender")  # the last one's
         if len(body) > limit:
             outcomes.append(errors.TooLarge(f"the package is over {limit} bytes"))
+            log.info("refused", place=place, code=errors.TooLarge.code, reason="too large")
             continue
         examined, read = next(examined_each)
         if not isinstance(examined, errors.EdocError):
@@ -193,6 +195,8 @@ async def accept_batch(state: HubState, node: str, bodies: Sequence[bytes]) -> l
                 continue
             except errors.EdocError as exc:
                 examined = exc
+        # the single door's refusals are logged by the middleware; these answer 200
+        log.info("refused", place=place, code=examined.code, reason=examined.message)
         await _count_refusal(state, examined, read)
         outcomes.append(examined)
     return outcomes
