@@ -1,5 +1,6 @@
-"""Attachments: safe names, manifest entries for files, where their bytes go when read,
-their base64 decoding, and the check that what arrived is what the manifest names."""
+"""Attachments: safe names, manifest entries for files (read and hashed here, or measured
+as they were received), where their bytes go when read, their base64 decoding, and the
+check that what arrived is what the manifest names."""
 
 from __future__ import annotations
 
@@ -165,18 +166,49 @@ def check_attachments(
             )
 
 
+@dataclass(frozen=True)
+class MeasuredFile:
+    """A file to attach whose size and SHA-256 were measured as its bytes were received
+    (the agency door's upload): its bytes in memory (a small upload) or in a file no one
+    else writes. Packing it reads nothing twice: the digest is of the bytes it holds."""
+
+    name: str
+    body: Path | bytes
+    size: int
+    sha256: str
+
+
+def _attachment_name(name: str, names: set[str]) -> str:
+    name = safe_attachment_name(unicodedata.normalize("NFC", name))
+    if name in names:
+        raise errors.UnsafeAttachmentName(f"two attachments named {name!r}")
+    names.add(name)
+    return name
+
+
+def _attachment(index: int, name: str, size: int, sha256: str) -> Attachment:
+    content_type = mimetypes.guess_type(name)[0] or "application/octet-stream"
+    return Attachment(f"cid:{index}", name, content_type, size, sha256)
+
+
 def attachments_from_files(paths: Sequence[Path]) -> list[tuple[Attachment, Path]]:
     """Manifest entries for files to attach, named by their file names."""
     entries = []
     names: set[str] = set()
     for index, path in enumerate(paths, start=1):
-        name = safe_attachment_name(unicodedata.normalize("NFC", path.name))
-        if name in names:
-            raise errors.UnsafeAttachmentName(f"two attachments named {name!r}")
-        names.add(name)
+        name = _attachment_name(path.name, names)
         if not path.is_file():
             raise errors.FileMissing(f"no such file: {path}")
-        size, sha256 = hash_file(path)
-        content_type = mimetypes.guess_type(name)[0] or "application/octet-stream"
-        entries.append((Attachment(f"cid:{index}", name, content_type, size, sha256), path))
+        entries.append((_attachment(index, name, *hash_file(path)), path))
     return entries
+
+
+def attachments_from_measured(
+    files: Sequence[MeasuredFile],
+) -> list[tuple[Attachment, Path | bytes]]:
+    """Manifest entries for files measured as they were received, under their names."""
+    names: set[str] = set()
+    return [
+        (_attachment(index, _attachment_name(item.name, names), item.size, item.sha256), item.body)
+        for index, item in enumerate(files, start=1)
+    ]

@@ -8,8 +8,9 @@ from pathlib import Path
 from typing import Any
 
 from edoc import atomic, envelope, errors, metadata, signing
+from edoc.envelope.attachments import MeasuredFile, attachments_from_measured
 from edoc.keystore import KeyStore, SigningIdentity
-from edoc.model import Document, Message
+from edoc.model import Attachment, Document, Message
 
 # A package whose attachments come to at most this is packed in memory, to be kept in the
 # store with its row: a file of its own cost a create, fsync and rename per message.
@@ -26,12 +27,29 @@ def _personal(keys: KeyStore, document: Document) -> SigningIdentity | None:
         return None
 
 
+def _attachments(
+    files: Sequence[Path] | Sequence[MeasuredFile],
+) -> Sequence[tuple[Attachment, Path | bytes]]:
+    """Files measured as they were received are not read again; paths are hashed here."""
+    paths = [item for item in files if isinstance(item, Path)]
+    if len(paths) == len(files):
+        return envelope.attachments_from_files(paths)
+    measured = [item for item in files if isinstance(item, MeasuredFile)]
+    if len(measured) != len(files):
+        raise TypeError("paths and measured files mixed")
+    return attachments_from_measured(measured)
+
+
 def document_package(
-    keys: KeyStore, data: dict[str, Any], paths: Sequence[Path], target: Path, now: dt.datetime
+    keys: KeyStore,
+    data: dict[str, Any],
+    paths: Sequence[Path] | Sequence[MeasuredFile],
+    target: Path,
+    now: dt.datetime,
 ) -> tuple[Document, bool, bytes | None]:
     """Pack and sign a document; returns it, whether a person signed it too, and the
     package's bytes if it was kept in memory rather than written to ``target``."""
-    files = envelope.attachments_from_files(paths)
+    files = _attachments(paths)
     document = envelope.stamp_origin(
         metadata.to_document(data, tuple(item for item, _ in files)), now
     )

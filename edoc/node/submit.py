@@ -1,9 +1,11 @@
 """POST /api/v1/documents: an agency's multipart upload → a signed package in the outbox.
 
-Files are streamed to disk under a size limit; the metadata part is checked against
-the schema; the agency may only send as itself; every recipient must be known (an agency
-of this node, or in the hub's address book when the node has one). Nothing is answered
-202 before the package file is fsynced and its outbox rows are committed.
+Files are read under a size limit, into memory while they are small (IN_MEMORY in all),
+streamed to disk past that, each measured (size, SHA-256) once, on the way; the metadata
+part is checked against the schema; the agency may only send as itself; every recipient
+must be known (an agency of this node, or in the hub's address book when the node has
+one). Nothing is answered 202 before the package file is fsynced and its outbox rows are
+committed.
 
 An ``Idempotency-Key`` makes a post safe to repeat: the same key with the same content
 answers the first document again (``X-Edoc-Retry: true``); the same key with other
@@ -21,7 +23,7 @@ import unicodedata
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 from urllib.parse import unquote
 
 from aiohttp import BodyPartReader, MultipartReader, hdrs, web
@@ -29,6 +31,7 @@ from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.multipart import content_disposition_filename, parse_content_disposition
 
 from edoc import envelope, errors, metadata
+from edoc.envelope.attachments import MeasuredFile
 from edoc.model import Document, MessageKind
 from edoc.node import compose, stats
 from edoc.node.addressbook import AddressBook
@@ -70,12 +73,73 @@ def _file_name(name: str, filename: str | None) -> str:
 
 @dataclass
 class Upload:
-    """What a post carried: the metadata part, and each file staged on disk with the name
-    and SHA-256 it was staged under, in the order posted."""
+    """What a post carried: the metadata part, and each file with the name, size and
+    SHA-256 measured as it arrived, in the order posted."""
 
     metadata: bytes = b""
-    files: list[Path] = field(default_factory=list)
-    digests: list[tuple[str, str]] = field(default_factory=list)
+    files: list[MeasuredFile] = field(default_factory=list)
+
+    @property
+    def digests(self) -> list[tuple[str, str]]:
+        return [(item.name, item.sha256) for item in self.files]
+
+
+# A post's files are kept in memory while they come to at most this in all (the bound of
+# the hub's packages read whole): no folder made, written, read back and removed for them.
+IN_MEMORY = 1024 * 1024
+
+
+class Staging:
+    """Where a post's files go: memory, up to IN_MEMORY bytes in all; past that, files in
+    a folder of the post's own under ``root``, made when the first is needed."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.folder: Path | None = None
+        self.held = 0  # bytes kept in memory
+
+    def may_hold(self, size: int) -> bool:
+        return self.held + size <= IN_MEMORY
+
+    def open(self, name: str) -> BinaryIO:
+        if self.folder is None:
+            self.folder = self.root / f"upload-{uuid.uuid4().hex}"
+            self.folder.mkdir(parents=True)
+        return (self.folder / name).open("xb")
+
+
+async def _receive(
+    part: BodyPartReader, name: str, staging: Staging, room: int, limit: int
+) -> MeasuredFile:
+    """Read a file part (the upload may still take ``room`` bytes of ``limit``) into
+    memory, or to disk once it outgrows what memory may hold; its size and SHA-256 are
+    computed on the way, of the very bytes kept."""
+    digest = hashlib.sha256()
+    size = 0
+    held: list[bytes] = []
+    out: BinaryIO | None = None
+    try:
+        while chunk := await part.read_chunk(256 * 1024):
+            size += len(chunk)
+            if size > room:
+                raise errors.TooLarge(f"upload larger than {limit} bytes")
+            digest.update(chunk)
+            if out is None and staging.may_hold(size):
+                held.append(chunk)
+                continue
+            if out is None:
+                out = staging.open(name)
+                out.writelines(held)
+                held = []
+            out.write(chunk)
+    finally:
+        if out is not None:
+            out.close()
+    if out is not None:
+        assert staging.folder is not None
+        return MeasuredFile(name, staging.folder / name, size, digest.hexdigest())
+    staging.held += size
+    return MeasuredFile(name, b"".join(held), size, digest.hexdigest())
 
 
 async def _open_multipart(request: web.Request) -> MultipartReader:
@@ -94,24 +158,10 @@ async def _open_multipart(request: web.Request) -> MultipartReader:
         raise errors.BadMultipart(f"unreadable multipart/form-data header: {exc}") from None
 
 
-async def _stage(part: BodyPartReader, path: Path, room: int, limit: int) -> tuple[int, str]:
-    """Stream a file part to ``path`` (the upload may still take ``room`` bytes of
-    ``limit``); its size and SHA-256, computed on the way."""
-    digest = hashlib.sha256()
-    size = 0
-    with path.open("wb") as out:
-        while chunk := await part.read_chunk(256 * 1024):
-            size += len(chunk)
-            if size > room:
-                raise errors.TooLarge(f"upload larger than {limit} bytes")
-            digest.update(chunk)
-            out.write(chunk)
-    return size, digest.hexdigest()
-
-
-async def _read_parts(request: web.Request, staging: Path, limit: int) -> Upload:
+async def _read_parts(request: web.Request, staging: Staging, limit: int) -> Upload:
     reader = await _open_multipart(request)
     upload, raw, total = Upload(), None, 0
+    names: set[str] = set()
     try:
         while (part := await reader.next()) is not None:
             if not isinstance(part, BodyPartReader):
@@ -127,17 +177,16 @@ async def _read_parts(request: web.Request, staging: Path, limit: int) -> Upload
                 continue
             filename = disposition_param(disposition, "filename")
             name = envelope.safe_attachment_name(_file_name(part_name, filename))
-            path = staging / name
-            if path.exists():
+            if name in names:
                 raise errors.UnsafeAttachmentName(f"two files named {name!r}")
-            size, sha256 = await _stage(part, path, limit - total, limit)
-            if size == 0:
+            names.add(name)
+            received = await _receive(part, name, staging, limit - total, limit)
+            if received.size == 0:
                 raise errors.EmptyAttachment(
                     f"{name!r} is empty (0 bytes): there is nothing to send"
                 )
-            total += size
-            upload.files.append(path)
-            upload.digests.append((name, sha256))
+            total += received.size
+            upload.files.append(received)
     except (ValueError, AssertionError, RuntimeError, HttpProcessingError) as exc:
         raise errors.BadMultipart(f"malformed multipart body: {exc}") from None
     if raw is None:
@@ -239,8 +288,7 @@ async def submit(
 ) -> tuple[Outgoing, bool]:
     """Returns the stored outgoing document and whether it is a retry of an earlier post."""
     key = _idempotency_key(request)
-    staging = state.incoming_dir / f"upload-{uuid.uuid4().hex}"
-    staging.mkdir(parents=True)
+    staging = Staging(state.incoming_dir)
     try:
         upload = await _read_parts(request, staging, state.config.max_upload_bytes)
         data = metadata.load(upload.metadata)
@@ -253,11 +301,16 @@ async def submit(
         await _recipients(state, book, data, sender)
         return await _store(state, data, upload.files, key, fingerprint)
     finally:  # off the loop: unlinks wait for the file system's journal
-        await state.offload.run(shutil.rmtree, staging, ignore_errors=True)
+        if staging.folder is not None:
+            await state.offload.run(shutil.rmtree, staging.folder, ignore_errors=True)
 
 
 async def _store(
-    state: NodeState, data: dict[str, Any], files: list[Path], key: str | None, fingerprint: str
+    state: NodeState,
+    data: dict[str, Any],
+    files: list[MeasuredFile],
+    key: str | None,
+    fingerprint: str,
 ) -> tuple[Outgoing, bool]:
     """Pack, sign and store the document (a retry if a post with the same key won the race)."""
     now = dt.datetime.now(dt.UTC)
