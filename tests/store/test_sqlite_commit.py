@@ -92,12 +92,26 @@ async def test_a_failed_change_is_rolled_back_alone(ledger: Ledger) -> None:
 
 
 async def test_a_failed_commit_fails_every_change_in_it(ledger: Ledger) -> None:
+    """The first change goes alone (nobody waits yet); the three that queue behind it
+    share a batch, whose COMMIT fails."""
     results = await asyncio.gather(
-        ledger.add(1), ledger.add_dangling_ref(99), ledger.add(2), return_exceptions=True
+        ledger.add(0),
+        ledger.add(1),
+        ledger.add_dangling_ref(99),
+        ledger.add(2),
+        return_exceptions=True,
     )
-    assert all(isinstance(r, errors.StorageError) for r in results), results
-    assert stored(ledger.path) == []
+    assert results[0] is None
+    assert all(isinstance(r, errors.StorageError) for r in results[1:]), results
+    assert stored(ledger.path) == [0]
     await ledger.add(3)  # the store goes on
+    assert stored(ledger.path) == [0, 3]
+
+
+async def test_a_change_alone_whose_commit_fails_fails(ledger: Ledger) -> None:
+    with pytest.raises(errors.StorageError):
+        await ledger.add_dangling_ref(99)
+    await ledger.add(3)
     assert stored(ledger.path) == [3]
 
 
@@ -131,13 +145,22 @@ async def test_a_change_that_raises_is_undone_and_the_batch_goes_on(ledger: Ledg
     assert stored(ledger.path) == [1, 2]
 
 
-async def test_a_change_is_one_trip_to_the_thread_and_its_commit_another(ledger: Ledger) -> None:
-    """BEGIN, savepoint, statements, reads and release go in one call; COMMIT in one more."""
+async def test_a_change_at_rest_is_one_trip_to_the_thread(ledger: Ledger) -> None:
+    """BEGIN, statements, reads and COMMIT go in one call when no one waits to share it."""
     await ledger.add(1)
     with counted(ledger) as trips:
         assert await ledger.add_and_read(2) == [1, 2]
-    assert len(trips) == 2
+    assert len(trips) == 1
     assert ledger.commits == 2
+
+
+async def test_changes_that_queue_are_one_trip_each_and_share_one_more(ledger: Ledger) -> None:
+    """Behind the first (alone), each in its savepoint in one call, and one COMMIT call."""
+    with counted(ledger) as trips:
+        await asyncio.gather(*(ledger.add(n) for n in range(10)))
+    assert len(trips) == 1 + 9 + 1
+    assert ledger.commits == 2
+    assert stored(ledger.path) == list(range(10))
 
 
 async def test_a_read_of_one_query_is_one_trip(ledger: Ledger) -> None:

@@ -1,6 +1,6 @@
 """The SQLite stores' hot operations cost one trip to the connection's thread each (a
-change one more, its COMMIT): a trip per statement was most of what a document cost the
-event loop in the store (59-63 trips per document and its 01, issue 21)."""
+change at rest commits in it too): a trip per statement was most of what a document cost
+the event loop in the store (59-63 trips per document and its 01, issue 21)."""
 
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ from tests.store.test_node import (
 )
 from tests.store.trips import counted
 
-CHANGE = 2  # the change's own call, and its batch's COMMIT (a batch of one at rest)
+CHANGE = 1  # at rest: nobody to share a COMMIT with, it commits in the same call
 READ = 1
 
 
@@ -97,7 +97,7 @@ async def test_a_document_through_the_receiving_node_store(node: SqliteNodeStore
     assert len(trips) == CHANGE + READ
     with counted(node) as trips:  # received again: refused by the store, then found
         again = await node.add_received_document(RECEIVED, answer("01"), NOW, [])
-    assert len(trips) == CHANGE + READ  # the batch it opened still commits
+    assert len(trips) == CHANGE + READ  # refused by the store, then found
     assert received.first and not again.first and again.inbox_id == inbox.id
     with counted(node) as trips:
         await node.add_answer(inbox.id, answer("02"), NOW, lambda given: None)

@@ -45,6 +45,7 @@ class SqliteDatabase:
         self.path = path
         self._db: aiosqlite.Connection | None = None
         self._writing = asyncio.Lock()  # one connection: one change at a time
+        self._waiting = 0  # changes waiting for their turn (asyncio.Lock does not say)
         self._batch: asyncio.Future[None] | None = None  # the open batch's COMMIT
         self._committer: asyncio.Task[None] | None = None  # held: the loop keeps tasks weakly
 
@@ -102,11 +103,20 @@ class SqliteDatabase:
         fsyncs were most of the time a document waited. Changes that queue for the
         connection while a batch is open join it, each in its own savepoint (one that
         fails is rolled back alone), and one COMMIT carries them all; nobody returns
-        before it. At rest a batch holds one change and commits at once. ``work`` raising
-        sqlite3.IntegrityError comes out as it is (the caller knows what it means)."""
+        before it. A change with no batch open and nobody waiting behind it has no one to
+        share a COMMIT with: it commits in the same call (one trip in all). ``work``
+        raising sqlite3.IntegrityError comes out as it is (the caller knows what it
+        means)."""
         try:
-            async with self._writing:
+            self._waiting += 1
+            try:
+                await self._writing.acquire()
+            finally:
+                self._waiting -= 1
+            try:
                 db = self.db  # closed: fails here, before it opens a batch
+                if self._batch is None and not self._waiting:
+                    return await on_thread(db, partial(_alone, work))
                 opens = self._batch is None
                 if opens:
                     # the batch first: a change cancelled on its way leaves it to be committed
@@ -116,6 +126,8 @@ class SqliteDatabase:
                 committed = self._batch
                 assert committed is not None
                 result = await on_thread(db, partial(_in_savepoint, work, opens))
+            finally:
+                self._writing.release()
             await asyncio.shield(committed)  # one waiter cancelled must not cancel the batch
         except sqlite3.IntegrityError:
             raise
@@ -181,6 +193,21 @@ def _in_savepoint(
         conn.execute("RELEASE change")
         raise
     conn.execute("RELEASE change")
+    return result
+
+
+def _alone(work: Callable[[sqlite3.Connection], T], conn: sqlite3.Connection) -> T:
+    """One change as a transaction of its own, committed."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        result = work(conn)
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    try:
+        _commit(conn)
+    except sqlite3.Error as exc:  # a failed COMMIT is the store's, whatever its kind
+        raise errors.StorageError(f"store failed: {exc}") from None
     return result
 
 
