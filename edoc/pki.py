@@ -337,35 +337,59 @@ def issued_by(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
     return True
 
 
-def _check_chain(cert: x509.Certificate, trust: Trust) -> None:
-    issuer = next((ca for ca in trust.issuing if issued_by(cert, ca)), None)
-    if issuer is None or not issued_by(issuer, trust.root):
-        raise errors.UntrustedCertificate(
-            f"certificate {cert.serial_number:x} does not chain to the pinned Government CA root"
-        )
+class ByIdentity:
+    """A certificate as a cache key, compared by identity: hashing a Certificate hashes
+    its DER (~2.6 µs, several times a signature). A verifier gets the same object for the
+    same certificate (signature_shape remembers them by text, the key store per
+    snapshot); another object of the same certificate is only a miss. A cache holding
+    the key holds the object, so its id is not reused while it is there."""
+
+    __slots__ = ("cert",)
+
+    def __init__(self, cert: x509.Certificate) -> None:
+        self.cert = cert
+
+    def __hash__(self) -> int:
+        return id(self.cert)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, ByIdentity) and other.cert is self.cert
 
 
 @dataclass(frozen=True)
 class _Facts:
+    """What the checks read of a certificate at every message, worked out once for it
+    and a trust's CAs (the judging, against the signing time, now and the trust's lists
+    of retired and revoked serials, is done every time)."""
+
     serial: int
     start: dt.datetime
     end: dt.datetime
+    chained: bool  # issued by one of the trust's issuing CAs, itself issued by its root
+    usage: CertKind | str  # its kind, or why it is not a document-signing certificate
 
 
 @functools.lru_cache(maxsize=4096)
-def _facts(cert: x509.Certificate) -> _Facts:
-    """What the checks read of a certificate at every message, read from it once (the
-    judging, against the signing time, now and the trust's lists, is done every time)."""
-    return _Facts(cert.serial_number, cert.not_valid_before_utc, cert.not_valid_after_utc)
+def _facts(cert: ByIdentity, root: ByIdentity, issuing: tuple[ByIdentity, ...]) -> _Facts:
+    subject = cert.cert
+    issuer = next((ca.cert for ca in issuing if issued_by(subject, ca.cert)), None)
+    chained = issuer is not None and issued_by(issuer, root.cert)
+    usage: CertKind | str = ""  # an unchained certificate is refused before its usage
+    if chained:
+        try:
+            usage = _check_usage(subject)
+        except errors.WrongKeyUsage as exc:
+            usage = exc.message
+    start, end = subject.not_valid_before_utc, subject.not_valid_after_utc
+    return _Facts(subject.serial_number, start, end, chained, usage)
 
 
-def _check_validity(cert: x509.Certificate, signed_at: dt.datetime, now: dt.datetime) -> None:
-    facts = _facts(cert)
+def _check_validity(facts: _Facts, signed_at: dt.datetime, now: dt.datetime) -> None:
     start, end = facts.start, facts.end
     for label, moment in (("signing time", signed_at), ("now", now)):
         if not start <= moment <= end:
             raise errors.ExpiredCertificate(
-                f"certificate {cert.serial_number:x} is not valid at {label}"
+                f"certificate {facts.serial:x} is not valid at {label}"
                 f" {moment:%Y-%m-%d %H:%M} (valid {start:%Y-%m-%d} to {end:%Y-%m-%d})"
             )
 
@@ -379,14 +403,18 @@ def check_certificate(
     """
     if signed_at > now + CLOCK_SKEW:
         raise errors.ExpiredCertificate(f"signing time {signed_at:%Y-%m-%d %H:%M} is in the future")
-    _check_chain(cert, trust)
-    _check_validity(cert, signed_at, now)
-    serial = _facts(cert).serial
+    issuing = tuple(ByIdentity(ca) for ca in trust.issuing)
+    facts = _facts(ByIdentity(cert), ByIdentity(trust.root), issuing)
+    serial = facts.serial
+    if not facts.chained:
+        raise errors.UntrustedCertificate(
+            f"certificate {serial:x} does not chain to the pinned Government CA root"
+        )
+    _check_validity(facts, signed_at, now)
     retired_at = trust.retired.get(serial)
     if retired_at is not None and max(signed_at, now) > retired_at:
         raise errors.ExpiredCertificate(
-            f"certificate {cert.serial_number:x} was rotated out; its overlap ended"
-            f" {retired_at:%Y-%m-%d %H:%M}"
+            f"certificate {serial:x} was rotated out; its overlap ended {retired_at:%Y-%m-%d %H:%M}"
         )
     revocation = trust.revoked.get(serial)
     # Signing times have whole seconds, so "after" the revocation is a later second. With
@@ -396,16 +424,17 @@ def check_certificate(
         revocation.reason is x509.ReasonFlags.key_compromise or signed_at > revocation.at
     ):
         raise errors.RevokedCertificate(
-            f"certificate {cert.serial_number:x} revoked {revocation.at:%Y-%m-%d %H:%M}"
+            f"certificate {serial:x} revoked {revocation.at:%Y-%m-%d %H:%M}"
             f" ({revocation.reason.value})"
         )
-    return _check_usage(cert)
+    if not isinstance(facts.usage, CertKind):  # (a StrEnum: a str too)
+        raise errors.WrongKeyUsage(facts.usage)
+    return facts.usage
 
 
-@functools.lru_cache(maxsize=4096)
 def _check_usage(cert: x509.Certificate) -> CertKind:
-    """A fact of the certificate alone, so remembered like issued_by (reading the
-    extensions was a tenth of a status's verification)."""
+    """A fact of the certificate alone, so remembered in _facts (reading the extensions
+    was a tenth of a status's verification)."""
     try:
         usage = cert.extensions.get_extension_for_class(x509.KeyUsage).value
         extended = cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value

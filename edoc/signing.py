@@ -186,9 +186,14 @@ class Signatory:
     serial: str
 
     @classmethod
-    @functools.lru_cache(maxsize=4096)  # names read from the certificate alone
     def of(cls, cert: x509.Certificate, kind: pki.CertKind) -> Signatory:
-        return cls(kind, pki.org_id_of(cert), pki.common_name_of(cert), f"{cert.serial_number:x}")
+        return _signatory(pki.ByIdentity(cert), kind)
+
+
+@functools.lru_cache(maxsize=4096)  # names read from the certificate alone
+def _signatory(key: pki.ByIdentity, kind: pki.CertKind) -> Signatory:
+    cert = key.cert
+    return Signatory(kind, pki.org_id_of(cert), pki.common_name_of(cert), f"{cert.serial_number:x}")
 
 
 @dataclass(frozen=True)

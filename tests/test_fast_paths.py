@@ -152,7 +152,7 @@ def _mutate(root: etree._Element, data: st.DataObject) -> None:
     """One change to a signature, or to a signed part, such as an attacker might make."""
     draw = data.draw
     signature = draw(st.sampled_from(list(root.iter(f"{{{DS}}}Signature"))))
-    elements = list(signature.iter())
+    elements = list(signature.iter(etree.Element))  # not a comment an earlier change added
     target = draw(st.sampled_from(elements)) if draw(st.booleans()) else signature[0]
     kind = draw(
         st.sampled_from(

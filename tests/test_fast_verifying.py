@@ -4,17 +4,21 @@ part's, tests/test_canonical_writer.py the sender's)."""
 
 from __future__ import annotations
 
+import datetime as dt
 import io
 from collections.abc import Iterator
+from typing import Any
 from unittest import mock
 
 import pybase64
 import pytest
-from hypothesis import given, settings
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from lxml import etree
 
-from edoc import envelope, errors, signature_shape, signing
+from edoc import envelope, errors, pki, signature_shape, signing
 from edoc.envelope import read
 from tests.support.pki import SENDER, SIGNER, Ca, reparse, signed_root
 
@@ -100,3 +104,70 @@ def test_the_whole_signature_comparison_leaves_any_change_to_the_walk(
     assert signature_shape._as_signed(signature, expected) is not None
     change(signature)  # type: ignore[operator]
     assert signature_shape._as_signed(signature, expected) is None
+
+
+# --- certificates: what is worked out once, found by the object, not its DER -------------
+def _checked_in_full(
+    cert: x509.Certificate, trust: pki.Trust, signed_at: dt.datetime, now: dt.datetime
+) -> pki.CertKind:
+    """check_certificate as it was before anything about a certificate was remembered."""
+    if signed_at > now + pki.CLOCK_SKEW:
+        raise errors.ExpiredCertificate("future")
+    issuer = next((ca for ca in trust.issuing if cert.issuer == ca.subject), None)
+    try:
+        if issuer is None:
+            raise InvalidSignature
+        cert.verify_directly_issued_by(issuer)
+        issuer.verify_directly_issued_by(trust.root)
+    except (InvalidSignature, ValueError, TypeError):
+        raise errors.UntrustedCertificate("chain") from None
+    for moment in (signed_at, now):
+        if not cert.not_valid_before_utc <= moment <= cert.not_valid_after_utc:
+            raise errors.ExpiredCertificate("validity")
+    retired_at = trust.retired.get(cert.serial_number)
+    if retired_at is not None and max(signed_at, now) > retired_at:
+        raise errors.ExpiredCertificate("retired")
+    revocation = trust.revoked.get(cert.serial_number)
+    if revocation is not None and (
+        revocation.reason is x509.ReasonFlags.key_compromise or signed_at > revocation.at
+    ):
+        raise errors.RevokedCertificate("revoked")
+    return pki._check_usage(cert)
+
+
+def _verdict(check: Any, cert: x509.Certificate, *args: Any) -> object:
+    try:
+        return check(cert, *args)
+    except errors.EdocError as exc:
+        return exc.code
+
+
+@pytest.fixture(scope="module")
+def certificates(tmp_path_factory: pytest.TempPathFactory) -> tuple[Ca, list[x509.Certificate]]:
+    """Seals, a personal and a TLS certificate, one rotated out, one revoked, and one of
+    another CA: each read twice, as two objects of one certificate."""
+    ca = Ca.create(tmp_path_factory.mktemp("certs") / "keys")
+    ca.keys.issue("000.00.00.H34", tls_hosts=("127.0.0.1",))
+    ca.keys.rotate("000.00.00.H23", overlap_days=1)
+    ca.keys.revoke(ca.keys.identity(SENDER, SIGNER).record.serial, "keyCompromise")
+    other = Ca.create(tmp_path_factory.mktemp("other") / "keys")
+    paths = [ca.keys.cert_path(r.serial) for r in ca.keys.records()]
+    paths += [other.keys.cert_path(r.serial) for r in other.keys.records()]
+    certs = [x509.load_pem_x509_certificate(path.read_bytes()) for path in paths]
+    return ca, certs + [x509.load_pem_x509_certificate(path.read_bytes()) for path in paths]
+
+
+@settings(max_examples=200, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_certificates_are_judged_as_in_full(
+    certificates: tuple[Ca, list[x509.Certificate]], data: st.DataObject
+) -> None:
+    """Chain, validity, rotation, revocation and usage: the same verdict whatever the
+    certificate, the object it is read into, the signing time and now."""
+    ca, certs = certificates
+    trust = ca.keys.trust()
+    cert = data.draw(st.sampled_from(certs))
+    days = st.floats(-800, 800).map(lambda d: ca.clock() + dt.timedelta(days=d))
+    signed_at, now = data.draw(days), data.draw(days)
+    verdict = _verdict(pki.check_certificate, cert, trust, signed_at, now)
+    assert verdict == _verdict(_checked_in_full, cert, trust, signed_at, now)
