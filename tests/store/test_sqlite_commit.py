@@ -92,20 +92,13 @@ async def test_a_failed_change_is_rolled_back_alone(ledger: Ledger) -> None:
 
 
 async def test_a_failed_commit_fails_every_change_in_it(ledger: Ledger) -> None:
-    """The first change goes alone (nobody waits yet); the three that queue behind it
-    share a batch, whose COMMIT fails."""
     results = await asyncio.gather(
-        ledger.add(0),
-        ledger.add(1),
-        ledger.add_dangling_ref(99),
-        ledger.add(2),
-        return_exceptions=True,
+        ledger.add(1), ledger.add_dangling_ref(99), ledger.add(2), return_exceptions=True
     )
-    assert results[0] is None
-    assert all(isinstance(r, errors.StorageError) for r in results[1:]), results
-    assert stored(ledger.path) == [0]
+    assert all(isinstance(r, errors.StorageError) for r in results), results
+    assert stored(ledger.path) == []
     await ledger.add(3)  # the store goes on
-    assert stored(ledger.path) == [0, 3]
+    assert stored(ledger.path) == [3]
 
 
 async def test_a_change_alone_whose_commit_fails_fails(ledger: Ledger) -> None:
@@ -154,13 +147,26 @@ async def test_a_change_at_rest_is_one_trip_to_the_thread(ledger: Ledger) -> Non
     assert ledger.commits == 2
 
 
-async def test_changes_that_queue_are_one_trip_each_and_share_one_more(ledger: Ledger) -> None:
-    """Behind the first (alone), each in its savepoint in one call, and one COMMIT call."""
+async def test_changes_made_together_are_one_trip_each_and_share_one_more(
+    ledger: Ledger,
+) -> None:
+    """Each in its savepoint in one call, and one call for their COMMIT."""
     with counted(ledger) as trips:
         await asyncio.gather(*(ledger.add(n) for n in range(10)))
-    assert len(trips) == 1 + 9 + 1
-    assert ledger.commits == 2
+    assert len(trips) == 10 + 1
+    assert ledger.commits == 1
     assert stored(ledger.path) == list(range(10))
+
+
+async def test_a_change_that_queues_behind_one_alone_goes_in_the_next_batch(
+    ledger: Ledger,
+) -> None:
+    """One alone commits in its call; those that came meanwhile share the next COMMIT."""
+    first = asyncio.create_task(ledger.add(0))
+    await asyncio.sleep(0.001)  # its call under way, alone
+    await asyncio.gather(first, *(ledger.add(n) for n in range(1, 4)))
+    assert ledger.commits == 2
+    assert stored(ledger.path) == [0, 1, 2, 3]
 
 
 async def test_a_read_of_one_query_is_one_trip(ledger: Ledger) -> None:

@@ -115,7 +115,7 @@ class SqliteDatabase:
                 self._waiting -= 1
             try:
                 db = self.db  # closed: fails here, before it opens a batch
-                if self._batch is None and not self._waiting:
+                if self._batch is None and await self._alone():
                     return await on_thread(db, partial(_alone, work))
                 opens = self._batch is None
                 if opens:
@@ -134,6 +134,14 @@ class SqliteDatabase:
         except sqlite3.Error as exc:
             raise errors.StorageError(f"store failed: {exc}") from None
         return result
+
+    async def _alone(self) -> bool:
+        """Whether no other change waits to share a batch, once those made ready with this
+        one (the same turn of the loop) had the time to ask for theirs."""
+        if self._waiting:
+            return False
+        await asyncio.sleep(0)
+        return not self._waiting
 
     async def _commit_when_ready(self) -> None:
         async with self._writing:

@@ -36,21 +36,13 @@ from edoc.store.sqlite.node_tables import ADDED_COLUMNS, INBOX_ITEM, SCHEMA, inb
 from edoc.store.sqlite.node_views import NodeViews
 from edoc.store.sqlite.node_writes import (
     OUTGOING,
+    count,
     insert_answer,
     insert_inbox,
     insert_outgoing,
     outgoing,
     record,
 )
-
-
-def _count(db: sqlite3.Connection, tallies: Sequence[Tally]) -> None:
-    db.executemany(
-        "INSERT INTO counters (day, org_id, partner, metric, count) VALUES (?, ?, ?, ?, ?)"
-        " ON CONFLICT (day, org_id, partner, metric)"
-        " DO UPDATE SET count = count + excluded.count",
-        [(t.day.isoformat(), t.org_id, t.partner, t.metric, t.by) for t in tallies],
-    )
 
 
 def _outgoing_where(db: sqlite3.Connection, where: str, params: tuple[Any, ...]) -> Outgoing | None:
@@ -106,11 +98,11 @@ class SqliteNodeStore(NodeViews):
         self, new: NewOutgoing, now: dt.datetime, tallies: Sequence[Tally]
     ) -> Outgoing:
         """The message, its per-recipient rows and its transfers, in one transaction; what
-        it gives back is made from what it wrote (read back, it cost a trip more)."""
+        it gives back is made from what it wrote (reading it back cost three trips)."""
 
         def add(db: sqlite3.Connection) -> Outgoing:
             written = insert_outgoing(db, new, now)
-            _count(db, tallies)
+            count(db, tallies)
             return written
 
         try:
@@ -206,7 +198,7 @@ class SqliteNodeStore(NodeViews):
     ) -> Received:
         def add(db: sqlite3.Connection) -> int:
             inbox_id = insert_inbox(db, item, now)
-            _count(db, tallies)
+            count(db, tallies)
             insert_outgoing(db, answer, now)
             insert_answer(db, inbox_id, answer.status_code, now)
             return inbox_id

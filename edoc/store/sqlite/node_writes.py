@@ -7,6 +7,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import sqlite3
+from collections.abc import Sequence
 from typing import Any
 
 from edoc.model import DeliveryState, TransferState
@@ -17,6 +18,7 @@ from edoc.store.node import (
     Outgoing,
     OutgoingRecipient,
     StateRule,
+    Tally,
     TransferRecord,
     history,
 )
@@ -145,6 +147,15 @@ def insert_inbox(db: sqlite3.Connection, item: NewInboxItem, now: dt.datetime) -
 def insert_answer(db: sqlite3.Connection, inbox_id: int, code: str, now: dt.datetime) -> None:
     db.execute(
         "INSERT INTO answers (inbox_id, code, at) VALUES (?, ?, ?)", (inbox_id, code, to_ms(now))
+    )
+
+
+def count(db: sqlite3.Connection, tallies: Sequence[Tally]) -> None:
+    db.executemany(
+        "INSERT INTO counters (day, org_id, partner, metric, count) VALUES (?, ?, ?, ?, ?)"
+        " ON CONFLICT (day, org_id, partner, metric)"
+        " DO UPDATE SET count = count + excluded.count",
+        [(t.day.isoformat(), t.org_id, t.partner, t.metric, t.by) for t in tallies],
     )
 
 
