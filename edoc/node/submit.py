@@ -17,7 +17,6 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
-import re
 import shutil
 import unicodedata
 import uuid
@@ -28,40 +27,14 @@ from urllib.parse import unquote
 
 from aiohttp import BodyPartReader, MultipartReader, hdrs, web
 from aiohttp.http_exceptions import HttpProcessingError
-from aiohttp.multipart import content_disposition_filename, parse_content_disposition
 
 from edoc import envelope, errors, metadata
 from edoc.envelope.attachments import MeasuredFile
 from edoc.model import Document, MessageKind
-from edoc.node import compose, stats
+from edoc.node import compose, formdata, stats
 from edoc.node.addressbook import AddressBook
 from edoc.node.state import NodeState
 from edoc.store.node import NewOutgoing, Outgoing
-
-# aiohttp reads a request's Content-Type through the email package (~0.5 ms a post: each
-# post's new boundary misses its cache) and a part's Content-Disposition with a parser that
-# rebuilds a pattern's text at every call (~0.1 ms, asked for the name and the file name).
-# What clients send is read here by strict patterns; anything else goes to aiohttp's own
-# parsers, whose answers stay the contract (a property test holds the patterns to them).
-_FORM_DATA = re.compile(r"multipart/form-data; ?boundary=[0-9A-Za-z_.\-]{1,70}")
-_QUOTED = r'"([^"\\;/][^"\\;]*)"'  # no escapes, no ";", no leading "/" (aiohttp drops it)
-_DISPOSITION = re.compile(f"form-data; name={_QUOTED}(?:; filename={_QUOTED})?")
-
-
-def is_form_data(request: web.Request) -> bool:
-    """Whether the request's Content-Type is multipart/form-data (any boundary)."""
-    if _FORM_DATA.fullmatch(request.headers.get(hdrs.CONTENT_TYPE, "")):
-        return True
-    return request.content_type == "multipart/form-data"
-
-
-def disposition_param(header: str | None, param: str) -> str | None:
-    """A part's ``name`` or ``filename`` from its Content-Disposition, as aiohttp's
-    ``part.name`` and ``part.filename`` read it (raising what they raise)."""
-    if header is not None and (plain := _DISPOSITION.fullmatch(header)):
-        return plain[1] if param == "name" else plain[2]
-    _, params = parse_content_disposition(header)
-    return content_disposition_filename(params, param)
 
 
 def _file_name(name: str, filename: str | None) -> str:
@@ -147,13 +120,13 @@ async def _open_multipart(request: web.Request) -> MultipartReader:
         raise errors.BadMultipart(
             "the body is empty: post multipart/form-data with a metadata part and the files"
         )
-    if not is_form_data(request):
+    if not formdata.is_form_data(request):
         raise errors.NotMultipart(
             f"Content-Type must be multipart/form-data (a metadata part and the files),"
             f" not {request.headers.get(hdrs.CONTENT_TYPE) or 'none'}"
         )
     try:
-        return await request.multipart()
+        return formdata.open_form(request)
     except (AssertionError, ValueError, KeyError) as exc:
         raise errors.BadMultipart(f"unreadable multipart/form-data header: {exc}") from None
 
@@ -166,8 +139,7 @@ async def _read_parts(request: web.Request, staging: Staging, limit: int) -> Upl
         while (part := await reader.next()) is not None:
             if not isinstance(part, BodyPartReader):
                 raise errors.BadMultipart("nested multipart is not accepted")
-            disposition = part.headers.get(hdrs.CONTENT_DISPOSITION)
-            part_name = disposition_param(disposition, "name")
+            part_name = formdata.part_param(part, "name")
             if part_name is None:
                 raise errors.BadMultipart("every part needs a Content-Disposition with a name")
             if part_name == "metadata":
@@ -175,7 +147,7 @@ async def _read_parts(request: web.Request, staging: Staging, limit: int) -> Upl
                 if len(raw) > metadata.MAX_METADATA_BYTES:
                     raise errors.TooLarge("metadata part too large")
                 continue
-            filename = disposition_param(disposition, "filename")
+            filename = formdata.part_param(part, "filename")
             name = envelope.safe_attachment_name(_file_name(part_name, filename))
             if name in names:
                 raise errors.UnsafeAttachmentName(f"two files named {name!r}")
