@@ -19,8 +19,9 @@ from hypothesis import strategies as st
 from lxml import etree
 
 from edoc import envelope, errors, pki, signature_shape, signing
-from edoc.envelope import read
+from edoc.envelope import parse, read
 from tests.support.pki import SENDER, SIGNER, Ca, reparse, signed_root
+from tests.test_fast_reading import _NAMES, _trees
 
 
 @pytest.fixture(scope="module")
@@ -171,3 +172,61 @@ def test_certificates_are_judged_as_in_full(
     signed_at, now = data.draw(days), data.draw(days)
     verdict = _verdict(pki.check_certificate, cert, trust, signed_at, now)
     assert verdict == _verdict(_checked_in_full, cert, trust, signed_at, now)
+
+
+# --- the model: fields of a leaf element in one pass, places by compiled XPath ------------
+@given(tree=_trees())
+def test_texts_are_what_fields_read(tree: etree._Element) -> None:
+    texts, fields = parse._Texts(tree), parse._Fields(tree)
+    for name in _NAMES:
+        assert texts(name) == fields.text(name)
+
+
+_LEVELS = [
+    ["edXMLEnvelope"],
+    ["edXMLHeader", "edXMLBody"],
+    ["MessageHeader", "TraceHeaderList", "edXMLManifest"],
+    ["TraceHeader", "Bussiness"],
+    ["MessageHeader"],
+]
+
+
+@st.composite
+def _roots(draw: st.DrawFn, level: int = 0) -> etree._Element:
+    """Trees of the names on the way to the parts, mostly where they belong, some
+    repeated or misplaced, with comments."""
+    names = _LEVELS[level] if draw(st.integers(0, 4)) else [n for ns in _LEVELS for n in ns]
+    element = etree.Element(envelope.q(draw(st.sampled_from(names))))
+    for _ in range(draw(st.integers(0, 3 if level < len(_LEVELS) - 1 else 0))):
+        if draw(st.integers(0, 6)) == 0:
+            element.append(etree.Comment("c"))
+        else:
+            element.append(draw(_roots(level + 1)))
+    return element
+
+
+def _found(find: Any, root: etree._Element) -> object:
+    try:
+        return find(root)
+    except errors.MissingField as exc:
+        return exc.message
+
+
+_PATHS = {
+    parse.message_header: "edXMLEnvelope/edXMLHeader/MessageHeader",
+    parse.business_element: "edXMLEnvelope/edXMLHeader/TraceHeaderList/Bussiness",
+    parse.manifest_element: "edXMLEnvelope/edXMLBody/edXMLManifest",
+}
+
+
+@settings(max_examples=300)
+@given(body=_roots())
+def test_places_are_what_find_finds(body: etree._Element) -> None:
+    root = etree.Element(envelope.q("edXML"))
+    root.append(body)
+    for find, path in _PATHS.items():
+        found = root.find("/".join(envelope.q(name) for name in path.split("/")))
+        assert _found(find, root) == (f"{path} is missing" if found is None else found)
+    hops = ["edXMLEnvelope", "edXMLHeader", "TraceHeaderList", "TraceHeader"]
+    expected = list(root.iterfind("/".join(envelope.q(name) for name in hops)))
+    assert parse._HOPS.every(root) == expected

@@ -6,7 +6,7 @@ from lxml import etree
 
 from edoc import errors
 from edoc.envelope.dates import parse_date, parse_timestamp
-from edoc.envelope.names import q
+from edoc.envelope.names import NS, q
 from edoc.model import (
     Attachment,
     Business,
@@ -45,12 +45,20 @@ class _Fields:
     (the first child of a name; under a name several children hold, the first of theirs),
     without ElementPath's work on every field (most of the cost of reading a model)."""
 
-    __slots__ = ("_children",)
+    __slots__ = ("_children", "_inner")
 
     def __init__(self, element: etree._Element) -> None:
-        self._children: dict[str, list[etree._Element]] = {}
+        children: dict[str, list[etree._Element]] = {}
         for child in element:
-            self._children.setdefault(child.tag, []).append(child)
+            tag = child.tag
+            same = children.get(tag)
+            if same is None:
+                children[tag] = [child]
+            else:
+                same.append(child)
+        self._children = children
+        # each child's own index, made once for every path through it (Code/CodeNumber…)
+        self._inner: dict[tuple[str, int], _Fields] = {}
 
     def element(self, path: str) -> etree._Element | None:
         """The first element at ``path`` (local names joined by '/'), as find() has it."""
@@ -61,8 +69,11 @@ class _Fields:
 
     def _nested(self, path: str) -> etree._Element | None:
         name, _, rest = path.partition("/")
-        for child in self._children.get(_TAGS[name], ()):
-            found = _Fields(child).element(rest)
+        for position, child in enumerate(self._children.get(_TAGS[name], ())):
+            inner = self._inner.get((name, position))
+            if inner is None:
+                inner = self._inner[name, position] = _Fields(child)
+            found = inner.element(rest)
             if found is not None:
                 return found
         return None
@@ -81,24 +92,58 @@ class _Fields:
         return element
 
 
-def _required(parent: etree._Element, path: str) -> etree._Element:
-    element = parent.find(path.replace("edXML:", q("")))  # no prefix map: less per call
-    if element is None:
-        raise errors.MissingField(f"{path.replace('edXML:', '')} is missing")
-    return element
+class _Texts:
+    """The text of an element's first child of each name, read in one pass: what
+    _Fields.text answers for a single name, for the elements that hold only fields (an
+    organization, a hop...), without a call into _Fields for every field."""
+
+    __slots__ = ("_texts",)
+
+    def __init__(self, element: etree._Element) -> None:
+        # from the last child back, so the first of a name is the one left
+        self._texts = {child.tag: child.text for child in reversed(element)}
+
+    def __call__(self, name: str) -> str:
+        return self._texts.get(_TAGS[name]) or ""
+
+
+class _Place:
+    """Where an element stands below the root, as a compiled XPath: the first match is
+    the one find() gives (matches come in document order), at a third of its cost."""
+
+    def __init__(self, path: str) -> None:
+        self._xpath = etree.XPath(path, namespaces={"edXML": NS})
+        self.name = path.replace("edXML:", "")
+
+    def every(self, root: etree._Element) -> list[etree._Element]:
+        found: list[etree._Element] = self._xpath(root)
+        return found
+
+    def first(self, root: etree._Element) -> etree._Element:
+        found = self.every(root)
+        if not found:
+            raise errors.MissingField(f"{self.name} is missing")
+        return found[0]
+
+
+_HEADER = "edXML:edXMLEnvelope/edXML:edXMLHeader"
+_MESSAGE = _Place(f"{_HEADER}/edXML:MessageHeader")
+_BUSINESS = _Place(f"{_HEADER}/edXML:TraceHeaderList/edXML:Bussiness")
+_MANIFEST = _Place("edXML:edXMLEnvelope/edXML:edXMLBody/edXML:edXMLManifest")
+_HOPS = _Place(f"{_HEADER}/edXML:TraceHeaderList/edXML:TraceHeader")
 
 
 def _organization(element: etree._Element) -> Organization:
-    fields = _Fields(element)
+    text = _Texts(element)
     return Organization(
-        org_id=fields.text("OrganId"),
-        in_charge=fields.text("OrganizationInCharge"),
-        name=fields.text("OrganName"),
-        address=fields.text("OrganAdd"),
-        email=fields.text("Email"),
-        telephone=fields.text("Telephone"),
-        fax=fields.text("Fax"),
-        website=fields.text("Website"),
+        org_id=text("OrganId"),
+        in_charge=text("OrganizationInCharge"),
+        name=text("OrganName"),
+        address=text("OrganAdd"),
+        email=text("Email"),
+        telephone=text("Telephone"),
+        fax=text("Fax"),
+        website=text("Website"),
     )
 
 
@@ -111,11 +156,9 @@ def _signer(message: _Fields) -> Signer | None:
     element = message.element("SignerInfo")
     if element is None:
         return None
-    fields = _Fields(element)
+    text = _Texts(element)
     return Signer(
-        full_name=fields.text("FullName"),
-        position=fields.text("Position"),
-        competence=fields.text("Competence"),
+        full_name=text("FullName"), position=text("Position"), competence=text("Competence")
     )
 
 
@@ -125,64 +168,57 @@ def _response_for(message: _Fields) -> ResponseFor | None:
 
 
 def _response_for_of(element: etree._Element) -> ResponseFor:
-    fields = _Fields(element)
+    text = _Texts(element)
     return ResponseFor(
-        org_id=fields.text("OrganId"),
-        code=fields.text("Code"),
-        promulgation_date=parse_date(fields.text("PromulgationDate")),
-        document_id=fields.text("DocumentId"),
+        org_id=text("OrganId"),
+        code=text("Code"),
+        promulgation_date=parse_date(text("PromulgationDate")),
+        document_id=text("DocumentId"),
     )
 
 
 def message_header(root: etree._Element) -> etree._Element:
-    return _required(root, "edXML:edXMLEnvelope/edXML:edXMLHeader/edXML:MessageHeader")
+    return _MESSAGE.first(root)
 
 
 def business_element(root: etree._Element) -> etree._Element:
-    return _required(
-        root, "edXML:edXMLEnvelope/edXML:edXMLHeader/edXML:TraceHeaderList/edXML:Bussiness"
-    )
+    return _BUSINESS.first(root)
 
 
 def manifest_element(root: etree._Element) -> etree._Element:
-    return _required(root, "edXML:edXMLEnvelope/edXML:edXMLBody/edXML:edXMLManifest")
+    return _MANIFEST.first(root)
 
 
 def manifest_from(manifest: etree._Element) -> tuple[Attachment, ...]:
-    return tuple(
-        _attachment(_Fields(reference)) for reference in _Fields(manifest).all("Reference")
-    )
+    return tuple(_attachment(_Texts(reference)) for reference in _Fields(manifest).all("Reference"))
 
 
-def _attachment(reference: _Fields) -> Attachment:
+def _attachment(text: _Texts) -> Attachment:
     return Attachment(
-        content_id=reference.text("ContentId"),
-        name=reference.text("AttachmentName"),
-        content_type=reference.text("ContentType"),
-        description=reference.text("Description"),
-        size=int(reference.text("Size")),
-        sha256=reference.text("Sha256"),
+        content_id=text("ContentId"),
+        name=text("AttachmentName"),
+        content_type=text("ContentType"),
+        description=text("Description"),
+        size=int(text("Size")),
+        sha256=text("Sha256"),
     )
 
 
 def business_from(element: etree._Element) -> Business:
-    fields = _Fields(element)
+    text = _Texts(element)
     return Business(
-        doc_type=BusinessDocType(int(fields.text("BussinessDocType"))),
-        reason=fields.text("BussinessDocReason"),
-        document_id=fields.text("DocumentId"),
+        doc_type=BusinessDocType(int(text("BussinessDocType"))),
+        reason=text("BussinessDocReason"),
+        document_id=text("DocumentId"),
     )
 
 
-_TRACE = f"{q('edXMLEnvelope')}/{q('edXMLHeader')}/{q('TraceHeaderList')}/{q('TraceHeader')}"
-
-
 def trace_from(root: etree._Element) -> tuple[TraceHop, ...]:
-    return tuple(_hop(_Fields(hop)) for hop in root.iterfind(_TRACE))
+    return tuple(_hop(_Texts(hop)) for hop in _HOPS.every(root))
 
 
-def _hop(hop: _Fields) -> TraceHop:
-    return TraceHop(org_id=hop.text("OrganId"), timestamp=parse_timestamp(hop.text("Timestamp")))
+def _hop(text: _Texts) -> TraceHop:
+    return TraceHop(org_id=text("OrganId"), timestamp=parse_timestamp(text("Timestamp")))
 
 
 def message_from_parts(
