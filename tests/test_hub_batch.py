@@ -194,3 +194,17 @@ async def test_collect_answers_frames_when_asked_and_json_otherwise(hub: Hub) ->
     )
     assert framed.headers["Content-Type"] == framing.MEDIA_TYPE
     assert framing.unframe(framed.body, 1) == [b'{"deliveries": []}']
+
+
+async def test_a_revoke_waits_for_its_original_in_the_same_batch(hub: Hub) -> None:
+    """Packages of a batch are admitted side by side, except one about a document an
+    earlier one of the batch is about: a revoke right after its original finds it."""
+    originals = [document(hub.ca, to=[H41]) for _ in range(6)]
+    revokes = [
+        document(hub.ca, to=[H41], business={"type": 1, "reason": "Nhầm", "document_id": _about(o)})
+        for o in originals
+    ]
+    batch = [package for pair in zip(originals, revokes, strict=True) for package in pair]
+    got = _outcomes(await _node(hub, "H53").batch(batch))
+    assert [code for code, _ in got] == [202] * len(batch), got
+    await hub.nodes["H41"].drain()

@@ -171,9 +171,12 @@ def _examine_each(
 
 
 async def accept_batch(state: HubState, node: str, bodies: Sequence[bytes]) -> list[Outcome]:
-    """Accept each package in ``bodies`` from ``node`` as :func:`accept` would, in order;
-    the outcome of each. They are examined a few to an offload call (a call per package
-    would queue each behind every other request's), the calls side by side."""
+    """Accept each package in ``bodies`` from ``node`` as :func:`accept` would; the
+    outcome of each, in order. They are examined a few to an offload call (a call per
+    package would queue each behind every other request's), the calls side by side; then
+    admitted side by side, so that the store commits them together (one after the other,
+    each paid a commit of its own), except that a package about the same document as one
+    before it (a revoke and its original) waits for that one to be judged."""
     limit = state.config.max_package_bytes
     fitting = [body for body in bodies if len(body) <= limit]  # the single door's bound
     calls = [
@@ -181,25 +184,59 @@ async def accept_batch(state: HubState, node: str, bodies: Sequence[bytes]) -> l
         for start in range(0, len(fitting), EXAMINED_PER_CALL)
     ]
     examined_each = itertools.chain.from_iterable(await asyncio.gather(*calls))
-    outcomes: list[Outcome] = []
+    judged: list[asyncio.Task[Outcome]] = []
+    latest: dict[tuple[str, str], asyncio.Task[Outcome]] = {}  # of each document, the last
     for place, body in enumerate(bodies):
-        structlog.contextvars.unbind_contextvars("document_id", "sender")  # the last one's
         if len(body) > limit:
-            outcomes.append(errors.TooLarge(f"the package is over {limit} bytes"))
-            log.info("refused", place=place, code=errors.TooLarge.code, reason="too large")
+            judged.append(asyncio.create_task(_oversize(place, limit)))
             continue
         examined, read = next(examined_each)
-        if not isinstance(examined, errors.EdocError):
-            try:
-                outcomes.append(await _admit(state, node, examined))
-                continue
-            except errors.EdocError as exc:
-                examined = exc
-        # the single door's refusals are logged by the middleware; these answer 200
-        log.info("refused", place=place, code=examined.code, reason=examined.message)
-        await _count_refusal(state, examined, read)
-        outcomes.append(examined)
-    return outcomes
+        about = None if isinstance(examined, errors.EdocError) else _about(examined)
+        before = latest.get(about) if about else None
+        task = asyncio.create_task(_judge(state, node, place, examined, read, before))
+        judged.append(task)
+        if about:
+            latest[about] = task
+    return list(await asyncio.gather(*judged))
+
+
+def _about(examined: Examined) -> tuple[str, str]:
+    """The document a package is about: a document's own (a revoke's, update's or
+    replacement's: the original's), a status's answered one."""
+    message = examined.verified.message
+    if isinstance(message, Document):
+        return (message.sender.org_id, message.business.document_id or message.document_id)
+    answered = message.response_for
+    return (answered.org_id, answered.document_id)
+
+
+async def _judge(
+    state: HubState,
+    node: str,
+    place: int,
+    examined: Examined | errors.EdocError,
+    read: list[envelope.Package],
+    after: asyncio.Task[Outcome] | None,
+) -> Outcome:
+    """One package of a batch admitted, or its refusal counted, once ``after`` is over."""
+    if after is not None:
+        await asyncio.wait([after])
+    if not isinstance(examined, errors.EdocError):
+        try:
+            return await _admit(state, node, examined)
+        except errors.EdocError as exc:
+            examined = exc
+    # the single door's refusals are logged by the middleware; these answer 200
+    log.info("refused", place=place, code=examined.code, reason=examined.message)
+    await _count_refusal(state, examined, read)
+    return examined
+
+
+async def _oversize(place: int, limit: int) -> Outcome:
+    """A package over the hub's bound, refused as the single door refuses its body
+    (unread, so uncounted)."""
+    log.info("refused", place=place, code=errors.TooLarge.code, reason="too large")
+    return errors.TooLarge(f"the package is over {limit} bytes")
 
 
 async def _admit(state: HubState, node: str, examined: Examined) -> tuple[PackageRecord, bool]:

@@ -136,15 +136,27 @@ async def carry_batch(state: NodeState, transfers: Sequence[Transfer]) -> None:
                 await carry(state, transfer)
             return
         answers = [exc] * len(transfers)
-    for transfer, answer in zip(transfers, answers, strict=True):
-        _about(transfer)
-        if isinstance(answer, wire.PackageAccepted):
-            try:
-                await _sent(state, transfer, answer)
-                continue
-            except (errors.EdocError, OSError) as exc:
-                answer = exc
-        await _not_carried(state, transfer, answer, now)
+    # side by side, so that the store commits them together (each transfer in a batch is
+    # the head of its own chain: no order among them to keep)
+    endings = (_ended(state, t, answer, now) for t, answer in zip(transfers, answers, strict=True))
+    await asyncio.gather(*endings)
+
+
+async def _ended(
+    state: NodeState,
+    transfer: Transfer,
+    answer: wire.PackageAccepted | errors.EdocError | OSError,
+    now: dt.datetime,
+) -> None:
+    """End ``transfer`` by the hub's answer for its package."""
+    _about(transfer)
+    if isinstance(answer, wire.PackageAccepted):
+        try:
+            await _sent(state, transfer, answer)
+            return
+        except (errors.EdocError, OSError) as exc:
+            answer = exc
+    await _not_carried(state, transfer, answer, now)
 
 
 def _batchable(transfer: Transfer) -> bool:
