@@ -2,12 +2,12 @@
 
 A sender used to build the envelope as a tree, copy it to sign, canonicalise the four
 signed parts in it, parse each signature into it and serialise the lot. Here each signed
-part is written from the model's fields twice, as bytes: in exclusive C14N (what is
-digested: the part's own namespace declaration, every element opened and closed,
-``&#xD;`` for a carriage return) and as it stands in the package (what lxml wrote: the
-declaration on the root, an element with no content closed at once, ``&#13;``). Only
-text XML can carry is written so; a message with anything else, or a trace that is not
-the sender's one hop, returns None and goes the tree's way, which refuses it as before.
+part is written from the model's fields as a string in exclusive C14N (what is digested:
+the part's own namespace declaration, every element opened and closed, ``&#xD;`` for a
+carriage return), and the package's markup of it derived from that (what lxml wrote:
+the declaration on the root only, an empty manifest closed at once, ``&#13;``). Only text
+XML can carry is written so; a message with anything else, or a trace that is not the
+sender's one hop, returns None and goes the tree's way, which refuses it as before.
 tests/test_canonical_writer.py: for any message the package is byte for byte what the
 tree writer made, and each part's bytes are its exclusive C14N where it stands.
 """
@@ -15,15 +15,15 @@ tree writer made, and each part's bytes are its exclusive C14N where it stands.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from dataclasses import dataclass
 
 from edoc.envelope.dates import format_date, format_timestamp
 from edoc.envelope.names import BUSINESS_ID, HEADER_ID, MANIFEST_ID, NS, ORIGIN_ID
 from edoc.model import Document, Message, Organization, ResponseFor, StatusUpdate, TraceHop
 
-# An element as (local name, text or None, children); the apex of a part also has an Id.
-Node = tuple[str, "str | None", "list[Node]"]
+# A part's elements are written as strings in exclusive C14N as they are made; the part
+# as it stands in the package differs only in its apex (no declaration of its own, closed
+# at once when empty: only an empty manifest) and in how a carriage return is written.
 
 # What lxml accepts as text and libxml2 writes as it is: anything else takes the tree's
 # way (lxml refuses control characters with a ValueError, as it always did).
@@ -46,17 +46,21 @@ def _text(value: str | int) -> str:
     return text
 
 
-def _leaf(name: str, value: str | int) -> Node:
-    return (name, _text(value), [])
+def _leaf(name: str, value: str | int) -> str:
+    return f"<edXML:{name}>{escaped(_text(value), '&#xD;')}</edXML:{name}>"
 
 
-def _optional(children: list[Node], name: str, value: str | int | None) -> None:
+def _element(name: str, children: list[str]) -> str:
+    return f"<edXML:{name}>{''.join(children)}</edXML:{name}>"
+
+
+def _optional(children: list[str], name: str, value: str | int | None) -> None:
     if value not in (None, ""):
         assert value is not None
         children.append(_leaf(name, value))
 
 
-def _organization(name: str, org: Organization) -> Node:
+def _organization(name: str, org: Organization) -> str:
     fields = [_leaf("OrganId", org.org_id)]
     _optional(fields, "OrganizationInCharge", org.in_charge)
     _optional(fields, "OrganName", org.name)
@@ -65,13 +69,12 @@ def _organization(name: str, org: Organization) -> Node:
     _optional(fields, "Telephone", org.telephone)
     _optional(fields, "Fax", org.fax)
     _optional(fields, "Website", org.website)
-    return (name, None, fields)
+    return _element(name, fields)
 
 
-def _response_for(answer: ResponseFor) -> Node:
-    return (
+def _response_for(answer: ResponseFor) -> str:
+    return _element(
         "ResponseFor",
-        None,
         [
             _leaf("OrganId", answer.org_id),
             _leaf("Code", answer.code),
@@ -81,75 +84,75 @@ def _response_for(answer: ResponseFor) -> Node:
     )
 
 
-def _status_fields(status: StatusUpdate) -> list[Node]:
+def _status_fields(status: StatusUpdate) -> list[str]:
     fields = [_response_for(status.response_for)]
     staff = status.staff
     if any((staff.department, staff.name, staff.email, staff.mobile)):
-        info: list[Node] = []
+        info: list[str] = []
         _optional(info, "Department", staff.department)
         _optional(info, "Staff", staff.name)
         _optional(info, "Email", staff.email)
         _optional(info, "Mobile", staff.mobile)
-        fields.append(("StaffInfo", None, info))
+        fields.append(_element("StaffInfo", info))
     fields.append(_leaf("StatusCode", status.code.value))
     _optional(fields, "Description", status.description)
     fields.append(_leaf("Timestamp", format_timestamp(status.timestamp)))
     return fields
 
 
-def _document_fields(doc: Document) -> list[Node]:
+def _document_fields(doc: Document) -> list[str]:
     fields = [_organization("To", recipient) for recipient in doc.recipients]
     fields.append(_leaf("DocumentId", doc.document_id))
     code = [_leaf("CodeNumber", doc.code.number), _leaf("CodeNotation", doc.code.notation)]
-    fields.append(("Code", None, code))
+    fields.append(_element("Code", code))
     place = _leaf("Place", doc.promulgation.place)
     date = _leaf("PromulgationDate", format_date(doc.promulgation.date))
-    fields.append(("PromulgationInfo", None, [place, date]))
+    fields.append(_element("PromulgationInfo", [place, date]))
     doc_type = [_leaf("Type", doc.doc_type.code)]
     _optional(doc_type, "TypeDetail", doc.doc_type.detail)
     doc_type.append(_leaf("TypeName", doc.doc_type.name))
-    fields += [("DocumentType", None, doc_type), _leaf("Subject", doc.subject)]
+    fields += [_element("DocumentType", doc_type), _leaf("Subject", doc.subject)]
     _optional(fields, "Content", doc.content)
     if doc.signer is not None:
-        signer: list[Node] = []
+        signer: list[str] = []
         _optional(signer, "Competence", doc.signer.competence)
         _optional(signer, "Position", doc.signer.position)
         signer.append(_leaf("FullName", doc.signer.full_name))
-        fields.append(("SignerInfo", None, signer))
+        fields.append(_element("SignerInfo", signer))
     if doc.due_date is not None:
         fields.append(_leaf("DueDate", format_date(doc.due_date)))
     if doc.to_places:
-        fields.append(("ToPlaces", None, [_leaf("Place", place) for place in doc.to_places]))
-    fields.append(("OtherInfo", None, [_leaf("Priority", int(doc.priority))]))
+        fields.append(_element("ToPlaces", [_leaf("Place", place) for place in doc.to_places]))
+    fields.append(_element("OtherInfo", [_leaf("Priority", int(doc.priority))]))
     fields.append(_leaf("SteeringType", doc.steering_type))
     if doc.response_for is not None:
         fields.append(_response_for(doc.response_for))
     return fields
 
 
-def _message_header(message: Message) -> Node:
+def _message_header(message: Message) -> tuple[str, list[str]]:
     fields = [_organization("From", message.sender)]
     if isinstance(message, Document):
         fields += _document_fields(message)
     else:
         fields += _status_fields(message)
-    return ("MessageHeader", None, fields)
+    return "MessageHeader", fields
 
 
-def _hop(hop: TraceHop) -> Node:
+def _hop(hop: TraceHop) -> tuple[str, list[str]]:
     fields = [_leaf("OrganId", hop.org_id), _leaf("Timestamp", format_timestamp(hop.timestamp))]
-    return ("TraceHeader", None, fields)
+    return "TraceHeader", fields
 
 
-def _business(message: Message) -> Node:
+def _business(message: Message) -> tuple[str, list[str]]:
     fields = [_leaf("BussinessDocType", int(message.business.doc_type))]
     _optional(fields, "BussinessDocReason", message.business.reason)
     _optional(fields, "DocumentId", message.business.document_id)
-    return ("Bussiness", None, fields)
+    return "Bussiness", fields
 
 
-def _manifest(message: Message) -> Node:
-    references: list[Node] = []
+def _manifest(message: Message) -> tuple[str, list[str]]:
+    references: list[str] = []
     for attachment in message.attachments:
         fields = [
             _leaf("ContentId", attachment.content_id),
@@ -158,8 +161,8 @@ def _manifest(message: Message) -> Node:
         ]
         _optional(fields, "Description", attachment.description)
         fields += [_leaf("Size", attachment.size), _leaf("Sha256", attachment.sha256)]
-        references.append(("Reference", None, fields))
-    return ("edXMLManifest", None, references)
+        references.append(_element("Reference", fields))
+    return "edXMLManifest", references
 
 
 def escaped(text: str, carriage_return: str) -> str:
@@ -175,23 +178,16 @@ def escaped(text: str, carriage_return: str) -> str:
     return text
 
 
-def _pieces(node: Node, canonical: bool, opening: str = "") -> Iterator[str]:
-    name, text, children = node
-    if text is None and not children and not canonical:
-        yield f"<edXML:{name}{opening}/>"
-        return
-    yield f"<edXML:{name}{opening}>"
-    if text:
-        yield escaped(text, "&#xD;" if canonical else "&#13;")
-    for child in children:
-        yield from _pieces(child, canonical)
-    yield f"</edXML:{name}>"
-
-
-def _part(node: Node, part_id: str) -> tuple[bytes, str]:
+def _part(apex: tuple[str, list[str]], part_id: str) -> tuple[bytes, str]:
     """A signed part: its exclusive C14N, and its markup as it stands in the package."""
-    canonical = "".join(_pieces(node, True, f'{_DECLARATION} Id="{part_id}"')).encode()
-    return canonical, "".join(_pieces(node, False, f' Id="{part_id}"'))
+    name, children = apex
+    inner = "".join(children)
+    canonical = f'<edXML:{name}{_DECLARATION} Id="{part_id}">{inner}</edXML:{name}>'.encode()
+    if not children:  # lxml closes an empty element at once
+        return canonical, f'<edXML:{name} Id="{part_id}"/>'
+    if "&#xD;" in inner:  # only where a CR was: every "&" of text is written "&amp;"
+        inner = inner.replace("&#xD;", "&#13;")
+    return canonical, f'<edXML:{name} Id="{part_id}">{inner}</edXML:{name}>'
 
 
 @dataclass(frozen=True)
