@@ -56,7 +56,7 @@ def _dispositions(draw: st.DrawFn) -> str:
     return kind + "".join(f"{separator}{key}={value}" for key, value in params)
 
 
-@settings(max_examples=3000, deadline=None)
+@settings(max_examples=1500, deadline=None)
 @given(header=_dispositions() | _TEXT)
 @example(header='form-data; name="metadata"')
 @example(header='form-data; name="file"; filename="t%E1%BB%87p-0.pdf"')
