@@ -13,7 +13,8 @@ import contextlib
 import datetime as dt
 import os
 import sqlite3
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from contextlib import asynccontextmanager
 from functools import partial
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
@@ -108,32 +109,40 @@ class SqliteDatabase:
         raising sqlite3.IntegrityError comes out as it is (the caller knows what it
         means)."""
         try:
-            self._waiting += 1
-            try:
-                await self._writing.acquire()
-            finally:
-                self._waiting -= 1
-            try:
-                db = self.db  # closed: fails here, before it opens a batch
+            async with self._turn() as db:
                 if self._batch is None and await self._alone():
                     return await on_thread(db, partial(_alone, work))
                 opens = self._batch is None
-                if opens:
-                    # the batch first: a change cancelled on its way leaves it to be committed
-                    self._batch = asyncio.get_running_loop().create_future()
-                    # behind the changes already waiting for the connection: they join in
-                    self._committer = asyncio.create_task(self._commit_when_ready())
-                committed = self._batch
-                assert committed is not None
+                committed = self._joined()
                 result = await on_thread(db, partial(_in_savepoint, work, opens))
-            finally:
-                self._writing.release()
             await asyncio.shield(committed)  # one waiter cancelled must not cancel the batch
         except sqlite3.IntegrityError:
             raise
         except sqlite3.Error as exc:
             raise errors.StorageError(f"store failed: {exc}") from None
         return result
+
+    @asynccontextmanager
+    async def _turn(self) -> AsyncIterator[aiosqlite.Connection]:
+        """The connection, one change at a time; counted among those waiting until then."""
+        self._waiting += 1
+        try:
+            await self._writing.acquire()
+        finally:
+            self._waiting -= 1
+        try:
+            yield self.db  # closed: fails here, before a batch is opened
+        finally:
+            self._writing.release()
+
+    def _joined(self) -> asyncio.Future[None]:
+        """The open batch's COMMIT; a batch opened if none is."""
+        if self._batch is None:
+            # the batch first: a change cancelled on its way leaves it to be committed
+            self._batch = asyncio.get_running_loop().create_future()
+            # behind the changes already waiting for the connection: they join in
+            self._committer = asyncio.create_task(self._commit_when_ready())
+        return self._batch
 
     async def _alone(self) -> bool:
         """Whether no other change waits to share a batch, once those made ready with this
