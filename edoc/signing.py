@@ -278,7 +278,8 @@ def verify(
 
     ``read`` is the model envelope.read_package made of this tree, if there is one: it was
     read from the same elements (_signed_elements has checked that each signed part is
-    the one element at its place, where envelope reads it), so it is not read again."""
+    the one element at its place, where envelope reads it; the origin is the first of
+    the hops it read), so it is not read again."""
     signatures = shape.signatures(root)
     parts = _signed_elements(root)
     digests = _digests(parts)  # the same four parts under every signature
@@ -290,16 +291,24 @@ def verify(
     certs = [cert for cert, _ in checked]
     message, origin, business, manifest = (parts[uri] for uri in REFERENCES)
     shape.check_relay_hops(origin, business)
-    signed_at = envelope.parse_timestamp(origin.findtext("edXML:Timestamp", "", ED_NSMAP))
-    origin_hop = TraceHop(origin.findtext("edXML:OrganId", "", ED_NSMAP), signed_at)
-    if read is None:
-        model = envelope.message_from_parts(message, business, manifest, (origin_hop,))
-    else:
+    if read is not None and read.trace:  # read from these elements: the first is the origin
+        origin_hop, hops = read.trace[0], read.trace[1:]
         model = replace(read, trace=(origin_hop,))
+    else:
+        origin_hop, hops = _hop(origin), None
+        model = envelope.message_from_parts(message, business, manifest, (origin_hop,))
     if origin_hop.org_id != model.sender.org_id:
         raise errors.WrongOrganization("the signed origin hop is not the sender's")
+    signed_at = origin_hop.timestamp
     seal, personal = _signatories(model, certs, trust, signed_at, now)
-    return Verified(model, signed_at, seal, personal, envelope.trace_from(root)[1:])
+    if hops is None:
+        hops = envelope.trace_from(root)[1:]
+    return Verified(model, signed_at, seal, personal, hops)
+
+
+def _hop(origin: etree._Element) -> TraceHop:
+    signed_at = envelope.parse_timestamp(origin.findtext("edXML:Timestamp", "", ED_NSMAP))
+    return TraceHop(origin.findtext("edXML:OrganId", "", ED_NSMAP), signed_at)
 
 
 def _signatories(

@@ -20,7 +20,8 @@ from lxml import etree
 
 from edoc import envelope, errors, pki, signature_shape, signing
 from edoc.envelope import parse, read
-from tests.support.pki import SENDER, SIGNER, Ca, reparse, signed_root
+from edoc.model import TraceHop
+from tests.support.pki import SENDER, SIGNER, Ca, reparse, signed_root, wire
 from tests.test_fast_reading import _NAMES, _trees
 
 
@@ -230,3 +231,43 @@ def test_places_are_what_find_finds(body: etree._Element) -> None:
     hops = ["edXMLEnvelope", "edXMLHeader", "TraceHeaderList", "TraceHeader"]
     expected = list(root.iterfind("/".join(envelope.q(name) for name in hops)))
     assert parse._HOPS.every(root) == expected
+
+
+# --- verifying a package read: its hops are the ones read, not read again ----------------
+_HOPS = st.lists(
+    st.tuples(st.sampled_from(["000.00.00.G22", "000.00.00.H23"]), st.integers(-120, 120)),
+    max_size=3,
+)
+
+
+def _verdict_of(verify: Any) -> object:
+    try:
+        return verify()
+    except errors.EdocError as exc:
+        return exc.code, exc.message
+
+
+@settings(
+    max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(hops=_HOPS, personal=st.booleans(), sender=st.sampled_from([SENDER, "000.00.00.H23"]))
+def test_a_package_read_verifies_as_its_tree_alone(
+    ca: Ca, hops: list[tuple[str, int]], personal: bool, sender: str
+) -> None:
+    """The same Verified (message, signing time, signatories, relay hops), or the same
+    refusal (a seal of another organization than the sender's), with the model and hops
+    read_package made as without them."""
+    root = signed_root(
+        ca,
+        seal=ca.keys.identity(sender),
+        personal=ca.keys.identity(SENDER, SIGNER) if personal else None,
+    )
+    for org_id, minutes in hops:
+        hop = TraceHop(org_id, ca.clock().replace(microsecond=0) + dt.timedelta(minutes=minutes))
+        envelope.add_trace_hop(root, hop)
+    package = envelope.read_package(wire(root))
+    trust, now = ca.keys.trust(), ca.clock()
+    with_read = _verdict_of(lambda: signing.verify_package(package, trust, now))
+    assert with_read == _verdict_of(lambda: signing.verify(package.root, trust, now))
+    if not isinstance(with_read, tuple):
+        assert len(with_read.relay_hops) == len(hops)  # type: ignore[attr-defined]
