@@ -2,8 +2,8 @@
 
 aiohttp reads a request's Content-Type through the email package (~0.2-0.5 ms a post: each
 post's new boundary misses its cache) and a part's Content-Disposition with a parser that
-rebuilds a pattern's text at every call (~40 µs, asked three times a file part: by the
-reader for RFC 7578's ``_charset_`` part, then for the name and the file name). What
+rebuilds a pattern's text at every call (~40 µs, asked for a part's name and a file
+part's file name; aiohttp's reader asks once more, of the first part). What
 clients send is read here by strict patterns; anything else goes to aiohttp's own
 parsers, whose answers stay the contract (property tests hold the patterns to them).
 """
@@ -36,57 +36,23 @@ def disposition_params(header: str | None) -> Mapping[str, str]:
     return parse_content_disposition(header)[1]
 
 
-def part_param(part: BodyPartReader, param: str) -> str | None:
-    """A part's ``name`` or ``filename``, as aiohttp's ``part.name`` and ``part.filename``
-    read it (raising what they raise)."""
-    params = disposition_params(part.headers.get(hdrs.CONTENT_DISPOSITION))
-    return content_disposition_filename(params, param)
+class FormPart(BodyPartReader):
+    """A part whose ``name`` and ``filename`` are read by :func:`disposition_params`."""
+
+    @property
+    def name(self) -> str | None:
+        params = disposition_params(self.headers.get(hdrs.CONTENT_DISPOSITION))
+        return content_disposition_filename(params, "name")
+
+    @property
+    def filename(self) -> str | None:
+        params = disposition_params(self.headers.get(hdrs.CONTENT_DISPOSITION))
+        return content_disposition_filename(params, "filename")
 
 
-class FormReader(MultipartReader):
-    """aiohttp's multipart reader, its ``next`` the same but for the test of each part's
-    name against ``_charset_`` (disposition_params, not aiohttp's parser). It is aiohttp
-    3.14's method: tests/test_node_submit_forms.py fails when aiohttp's changes."""
-
-    async def next(self) -> MultipartReader | BodyPartReader | None:
-        if self._at_eof:
-            return None
-        await self._maybe_release_last_part()
-        if self._at_bof:
-            await self._read_until_first_boundary()
-            self._at_bof = False
-        else:
-            await self._read_boundary()
-        if self._at_eof:  # we just read the last boundary, nothing to do there
-            return None
-
-        part = await self.fetch_next_part()
-        # https://datatracker.ietf.org/doc/html/rfc7578#section-4.6
-        if (
-            self._last_part is None
-            and self._mimetype.subtype == "form-data"
-            and isinstance(part, BodyPartReader)
-        ):
-            params = disposition_params(part.headers.get(hdrs.CONTENT_DISPOSITION))
-            if params.get("name") == "_charset_":
-                # Longest encoding in https://encoding.spec.whatwg.org/encodings.json
-                # is 19 characters, so 32 should be more than enough for any valid encoding.
-                charset = await part.read_chunk(32)
-                if len(charset) > 31:
-                    raise RuntimeError("Invalid default charset")
-                self._default_charset = charset.strip().decode()
-                part = await self.fetch_next_part()
-        self._last_part = part
-        return self._last_part
-
-
-def open_form(request: web.Request) -> FormReader:
-    """The reader ``request.multipart()`` makes, as a FormReader (the same arguments)."""
-    return FormReader(
-        request.headers,
-        request.content,
-        client_max_size=request.client_max_size,
-        max_field_size=request.protocol.max_field_size,
-        max_headers=request.protocol.max_headers,
-        max_size_error_cls=web.HTTPRequestEntityTooLarge,
-    )
+async def open_form(request: web.Request) -> MultipartReader:
+    """aiohttp's reader of the post, its parts :class:`FormPart` (aiohttp's hook for the
+    class of the parts it reads)."""
+    reader = await request.multipart()
+    reader.part_reader_cls = FormPart
+    return reader

@@ -126,7 +126,7 @@ async def _open_multipart(request: web.Request) -> MultipartReader:
             f" not {request.headers.get(hdrs.CONTENT_TYPE) or 'none'}"
         )
     try:
-        return formdata.open_form(request)
+        return await formdata.open_form(request)
     except (AssertionError, ValueError, KeyError) as exc:
         raise errors.BadMultipart(f"unreadable multipart/form-data header: {exc}") from None
 
@@ -139,7 +139,7 @@ async def _read_parts(request: web.Request, staging: Staging, limit: int) -> Upl
         while (part := await reader.next()) is not None:
             if not isinstance(part, BodyPartReader):
                 raise errors.BadMultipart("nested multipart is not accepted")
-            part_name = formdata.part_param(part, "name")
+            part_name = part.name
             if part_name is None:
                 raise errors.BadMultipart("every part needs a Content-Disposition with a name")
             if part_name == "metadata":
@@ -147,7 +147,7 @@ async def _read_parts(request: web.Request, staging: Staging, limit: int) -> Upl
                 if len(raw) > metadata.MAX_METADATA_BYTES:
                     raise errors.TooLarge("metadata part too large")
                 continue
-            filename = formdata.part_param(part, "filename")
+            filename = part.filename
             name = envelope.safe_attachment_name(_file_name(part_name, filename))
             if name in names:
                 raise errors.UnsafeAttachmentName(f"two files named {name!r}")
