@@ -90,10 +90,13 @@ def signed_info(digests: dict[str, bytes], as_written: bool = False) -> bytes:
 
 def header(root: etree._Element) -> etree._Element:
     """edXMLHeader, where the signatures stand."""
-    found = root.find("edXML:edXMLEnvelope/edXML:edXMLHeader", ED_NSMAP)
-    if found is None:
+    found = _HEADER(root)
+    if not found:
         raise errors.MissingField("edXMLHeader is missing")
-    return found
+    return found[0]  # the first, as find() has it
+
+
+_HEADER = etree.XPath("edXML:edXMLEnvelope/edXML:edXMLHeader", namespaces=ED_NSMAP)
 
 
 def signatures(root: etree._Element) -> list[etree._Element]:

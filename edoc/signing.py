@@ -208,7 +208,7 @@ class Verified:
 
 
 # compiled once: compiling them for every message was most of finding the signed parts
-_IDS = etree.XPath("//@Id")
+_IDS = etree.XPath("//@Id", smart_strings=False)  # plain strings: only counted
 _PLACES = {uri: etree.XPath(path, namespaces=ED_NSMAP) for uri, path in SIGNED_PARTS.items()}
 
 
@@ -257,7 +257,7 @@ def _check_signature(
     key = cert.public_key()
     if not isinstance(key, rsa.RSAPublicKey):
         raise errors.UnsupportedAlgorithm("the signer's key must be RSA")
-    value = _decoded(signature.findtext("ds:SignatureValue", "", DSNS))
+    value = _decoded(signature[1].text or "")  # SignatureValue (shape.check_structure)
     try:
         key.verify(value, signed_info, padding.PKCS1v15(), hashes.SHA256())
     except InvalidSignature:

@@ -228,6 +228,9 @@ def test_places_are_what_find_finds(body: etree._Element) -> None:
     for find, path in _PATHS.items():
         found = root.find("/".join(envelope.q(name) for name in path.split("/")))
         assert _found(find, root) == (f"{path} is missing" if found is None else found)
+    header = root.find(f"{envelope.q('edXMLEnvelope')}/{envelope.q('edXMLHeader')}")
+    expected_header = "edXMLHeader is missing" if header is None else header
+    assert _found(signature_shape.header, root) == expected_header
     hops = ["edXMLEnvelope", "edXMLHeader", "TraceHeaderList", "TraceHeader"]
     expected = list(root.iterfind("/".join(envelope.q(name) for name in hops)))
     assert parse._HOPS.every(root) == expected
