@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from edoc import launcher
+from edoc.node import submit
 from tests.reliability.faults import (
     FaultNetwork,
     Ledger,
@@ -34,6 +35,8 @@ pytestmark = pytest.mark.skipif(
     (why := needs_root_mount()) is not None, reason=why or "tmpfs mounts work"
 )
 ATTACHMENT = {"phu-luc.pdf": b"%PDF-1.4\n" + random.Random(1).randbytes(64 * 1024)}
+# staged on disk by the node's door (a smaller post is kept in memory)
+LARGE = {"scan.pdf": random.Random(2).randbytes(submit.IN_MEMORY + 1)}
 STORAGE = (503, "EDOC-STORE-001")
 
 
@@ -124,12 +127,12 @@ async def test_read_only_data_dir_refuses_clearly_and_recovers(
     await load.run(6, concurrency=3)
     await delivery_check(net, load.ledger.sent, tay_ninh + kon_tum, timeout=30)
 
-    # 1. A folder of the running node turns read-only (the one every upload is staged in;
-    # a small document's package is then kept in the store): posts are refused with the code.
+    # 1. A folder of the running node turns read-only (the one an upload too large to keep
+    # in memory is staged in): such posts are refused with the code.
     refused = Ledger()
     with Mount(net.node_dir("H53") / "incoming", size="1m", carry=False, read_only=True):
         for sender in tay_ninh[:2]:
-            await post(net.agency(sender), metadata(sender, kon_tum[:1]), refused, ATTACHMENT)
+            await post(net.agency(sender), metadata(sender, kon_tum[:1]), refused, LARGE)
     assert refused.refusals() == {STORAGE}
     await load.run(3, concurrency=3)  # writable again: accepted
 
