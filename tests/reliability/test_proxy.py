@@ -42,6 +42,9 @@ from tests.reliability.faults import (
 )
 from tests.support.network import eventually
 
+# one package, or several due at once (the node's outbox batches them)
+PACKAGE_POSTS = ("/api/v1/packages", "/api/v1/packages/batch")
+
 
 def inbox_folders(database: Path) -> set[str]:
     """The inbox folders the node's store points to (a small package has none: the
@@ -88,7 +91,7 @@ class LossyProxy:
 
     @staticmethod
     def kind(request: web.Request) -> str:
-        if request.method == "POST" and request.path == "/api/v1/packages":
+        if request.method == "POST" and request.path in PACKAGE_POSTS:
             return "package"
         if request.method == "POST" and request.path == "/api/v1/deliveries/ack":
             return "ack"
