@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import functools
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -42,7 +43,7 @@ class NodeConfig:
         """The store's URL (see edoc.store)."""
         return self.store_url or sqlite_url(self.data_dir / "node.sqlite")
 
-    @property
+    @functools.cached_property  # asked several times a recipient at the agency door
     def root(self) -> OrgId:
         return parse_root_code(self.province)
 
