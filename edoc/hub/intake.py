@@ -36,7 +36,7 @@ from edoc.model import (
     may_follow,
 )
 from edoc.orgid import OrgId
-from edoc.store.hub import Addressee, NewPackage, PackageKey, PackageRecord
+from edoc.store.hub import Addressee, Admission, NewPackage, PackageKey, PackageRecord
 
 log = structlog.get_logger()
 
@@ -244,16 +244,19 @@ async def _admit(state: HubState, node: str, examined: Examined) -> tuple[Packag
     structlog.contextvars.bind_contextvars(document_id=message.about, sender=message.sender.org_id)
     if OrgId.parse(message.sender.org_id).root_code != node:
         raise errors.Impersonation(f"{message.sender.org_id} is not served by node {node}")
-    new = await (
-        _document(state, message, examined, node)
+    # all the store knows that the rules below judge by, in one read (a read each was a
+    # trip each to the store, most of what the hub still paid it per package)
+    key, original, addressees = _asked(message)
+    seen = await state.store.admission(key, original, addressees)
+    new = (
+        _document(message, examined, node, seen)
         if isinstance(message, Document)
-        else _status(state, message, examined)
+        else _status(message, examined, seen)
     )
-    earlier = await state.store.find_package(new.key)
-    if earlier is not None:
-        return _resend(earlier, new), True
+    if seen.earlier is not None:
+        return _resend(seen.earlier, new), True
     for recipient in new.recipients:
-        if await state.store.queued_for(recipient.org_id) >= state.config.queue_bound:
+        if seen.queued.get(recipient.org_id, 0) >= state.config.queue_bound:
             raise errors.QueueFull(
                 f"{recipient.org_id} has {state.config.queue_bound} messages waiting"
             )
@@ -287,6 +290,31 @@ def _document_key(sender: str, document_id: str) -> PackageKey:
     return PackageKey(MessageKind.DOCUMENT, sender, document_id, BusinessDocType.NEW, "")
 
 
+def _asked(message: Document | StatusUpdate) -> tuple[PackageKey, PackageKey | None, list[str]]:
+    """What to ask the store about ``message``: its key (the same as its NewPackage's),
+    the document it concerns (a revoke's, update's or replacement's original, a status's
+    answered one; None for a new document) and the organizations it is addressed to."""
+    if isinstance(message, Document):
+        doc_type = message.business.doc_type
+        key = PackageKey(
+            MessageKind.DOCUMENT, message.sender.org_id, message.document_id, int(doc_type), ""
+        )
+        original = None
+        if doc_type is not BusinessDocType.NEW:
+            original_id = message.business.document_id or message.document_id
+            original = _document_key(message.sender.org_id, original_id)
+        return key, original, [to.org_id for to in message.recipients]
+    answered = message.response_for
+    key = PackageKey(
+        MessageKind.STATUS,
+        message.sender.org_id,
+        answered.document_id,
+        int(message.business.doc_type),
+        message.code.value,
+    )
+    return key, _document_key(answered.org_id, answered.document_id), [answered.org_id]
+
+
 def _resend(earlier: PackageRecord, new: NewPackage) -> PackageRecord:
     if earlier.digest == new.digest:
         return earlier  # the same message again: the original's answer, no second delivery
@@ -295,20 +323,19 @@ def _resend(earlier: PackageRecord, new: NewPackage) -> PackageRecord:
     raise errors.DuplicateDocument(f"{new.about} from {new.sender} was accepted with other content")
 
 
-async def _document(state: HubState, doc: Document, examined: Examined, node: str) -> NewPackage:
+def _document(doc: Document, examined: Examined, node: str, seen: Admission) -> NewPackage:
     """Recipients in the sender's own province are the sending node's to deliver."""
     recipients = [to.org_id for to in doc.recipients]
     if doc.business.doc_type is not BusinessDocType.NEW:
         # revoke / update / replace reach every recipient of the original
-        original_id = doc.business.document_id or doc.document_id
-        original = await state.store.find_package(_document_key(doc.sender.org_id, original_id))
-        if original is None:
+        if seen.original is None:
+            original_id = doc.business.document_id or doc.document_id
             raise errors.UnknownDocument(f"no document {original_id} from {doc.sender.org_id}")
-        recipients += [r for r in original.recipients if r not in recipients]
+        recipients += [r for r in seen.original.recipients if r not in recipients]
     recipients = [r for r in recipients if OrgId.parse(r).root_code != node]
     if not recipients:
         raise errors.UnknownRecipient("every recipient is in the sender's own province")
-    unknown = await state.store.unknown(recipients)
+    unknown = [r for r in recipients if r not in seen.known]
     if unknown:
         raise errors.UnknownRecipient(f"not in the address book: {', '.join(unknown)}")
     return NewPackage(
@@ -325,16 +352,14 @@ async def _document(state: HubState, doc: Document, examined: Examined, node: st
     )
 
 
-async def _status(state: HubState, status: StatusUpdate, examined: Examined) -> NewPackage:
+def _status(status: StatusUpdate, examined: Examined, seen: Admission) -> NewPackage:
     answered = status.response_for
-    original = await state.store.find_package(_document_key(answered.org_id, answered.document_id))
+    original = seen.original
     if original is None:
         raise errors.UnknownDocument(f"no document {answered.document_id} from {answered.org_id}")
     if status.sender.org_id not in original.recipients:
         raise errors.NotARecipient(f"{status.sender.org_id} did not receive {answered.document_id}")
-    given = await state.store.codes_given(
-        status.sender.org_id, answered.org_id, answered.document_id
-    )
+    given = seen.codes_given
     resend = status.code.value in given
     if not resend and not may_follow([StatusCode(code) for code in given], status.code):
         raise errors.StatusOutOfOrder(

@@ -133,14 +133,17 @@ def delivery_ids(data: object) -> list[int]:
 
 
 async def acknowledge(state: HubState, node: str, ids: list[int]) -> list[int]:
-    """Mark ``ids`` delivered, all or none; the ids acknowledged for the first time."""
-    found = {d.id: d for d in await state.store.deliveries(ids, bodies_up_to=0)}
-    deliveries = {i: _owned(node, i, found.get(i)) for i in ids}
+    """Mark ``ids`` delivered, all or none; the ids acknowledged for the first time. The
+    deliveries are read, checked to be ``node``'s and marked in one change of the store
+    (a read, then a change, were two trips to it)."""
     now = dt.datetime.now(dt.UTC)
-    receipts = [
-        Receipt(i, stats.received(d.kind, d.recipient, now.date())) for i, d in deliveries.items()
-    ]
-    first = await state.store.acknowledge(receipts, now)
-    for delivery_id in first:
-        state.delivered.labels(deliveries[delivery_id].kind).inc()
-    return first
+
+    def receipts(existing: Sequence[Delivery]) -> list[Receipt]:  # may run on the store's thread
+        found = {d.id: d for d in existing}
+        deliveries = [_owned(node, i, found.get(i)) for i in ids]  # in the order asked
+        return [Receipt(d.id, stats.received(d.kind, d.recipient, now.date())) for d in deliveries]
+
+    first = await state.store.acknowledge_checked(ids, now, receipts)
+    for delivery in first:
+        state.delivered.labels(delivery.kind).inc()
+    return [delivery.id for delivery in first]

@@ -9,7 +9,7 @@ none of them, it keeps what it is given.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -75,6 +75,18 @@ class PackageRecord:
     digest: str
     accepted_at: dt.datetime
     recipients: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Admission:
+    """What the hub's intake judges a new package by, read in one go (a read each was a
+    trip each to the store): see :meth:`HubStore.admission`."""
+
+    earlier: PackageRecord | None  # the package accepted before under the new one's key
+    original: PackageRecord | None  # the document asked for (revoked, replaced, answered…)
+    codes_given: tuple[str, ...]  # a status's: its sender's statuses about the original
+    known: frozenset[str]  # of the addressees asked about, those in the address book
+    queued: Mapping[str, int]  # of the same, deliveries not yet acknowledged, each
 
 
 @dataclass(frozen=True)
@@ -184,6 +196,17 @@ class HubStore(Protocol):
         DuplicateDocument if a package of the same key is there already."""
         ...
 
+    async def admission(
+        self, key: PackageKey, original: PackageKey | None, addressees: Sequence[str]
+    ) -> Admission:
+        """For a new package of ``key``: the package of that key accepted before; the
+        package of ``original`` (if asked); if ``key`` is a status's and ``original`` is
+        asked, the status codes ``key.sender`` sent ``original.sender`` about
+        ``original.about`` (as codes_given); and of ``addressees`` and the original's
+        recipients, those the address book knows (as unknown) and how many deliveries to
+        each wait (as queued_for). One read, where the intake made up to six."""
+        ...
+
     async def queued_for(self, recipient: str) -> int:
         """Deliveries to ``recipient`` not yet acknowledged."""
         ...
@@ -216,6 +239,19 @@ class HubStore(Protocol):
     async def acknowledge(self, receipts: Sequence[Receipt], now: dt.datetime) -> list[int]:
         """Mark delivered; returns the ids delivered for the first time, whose tallies are
         added in the same transaction."""
+        ...
+
+    async def acknowledge_checked(
+        self,
+        delivery_ids: Sequence[int],
+        now: dt.datetime,
+        receipts: Callable[[Sequence[Delivery]], Sequence[Receipt]],
+    ) -> list[Delivery]:
+        """:meth:`acknowledge` the receipts ``receipts`` makes of the deliveries of
+        ``delivery_ids`` that exist (as deliveries() gives them, without bodies), all in
+        one change: ``receipts`` raising acknowledges none. The deliveries acknowledged
+        for the first time, by id. (A read, then a change, cost two trips.) ``receipts``
+        only computes: a backend may call it on a thread of its own, inside the change."""
         ...
 
     # statistics

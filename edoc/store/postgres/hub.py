@@ -24,13 +24,12 @@ from edoc.store.hub import (
     Directory,
     DirectoryEntry,
     NewPackage,
-    PackageKey,
     PackageRecord,
     Receipt,
     Tally,
 )
 from edoc.store.postgres.database import CONNECT_TIMEOUT
-from edoc.store.postgres.hub_views import HubViews
+from edoc.store.postgres.hub_intake import HubIntake
 from edoc.store.postgres.listen import Listener
 
 FIRST = """
@@ -175,11 +174,7 @@ def _delivery(row: asyncpg.Record) -> Delivery:
     return Delivery(**dict(row))
 
 
-def _record(row: asyncpg.Record) -> PackageRecord:
-    return PackageRecord(**{**dict(row), "recipients": tuple(row["recipients"])})
-
-
-class PostgresHubStore(HubViews):
+class PostgresHubStore(HubIntake):
     component = "hub"
     migrations = (FIRST, NOTIFY)
 
@@ -205,21 +200,6 @@ class PostgresHubStore(HubViews):
         await super().close()
 
     # --- packages -----------------------------------------------------------------------
-    async def find_package(self, key: PackageKey) -> PackageRecord | None:
-        rows = await self._rows(
-            "SELECT id, kind, sender, about, status_code, business_type, digest, accepted_at,"
-            " ARRAY(SELECT recipient FROM deliveries WHERE package_id = p.id ORDER BY id)"
-            "   AS recipients"
-            " FROM packages p WHERE kind = $1 AND sender = $2 AND about = $3"
-            " AND business_type = $4 AND status_code = $5",
-            key.kind,
-            key.sender,
-            key.about,
-            key.business_type,
-            key.status_code,
-        )
-        return _record(rows[0]) if rows else None
-
     async def accept(self, package: NewPackage, now: dt.datetime, tally: Tally) -> PackageRecord:
         """Store a package, one delivery per recipient and ``tally``, all or nothing."""
         try:
@@ -259,24 +239,6 @@ class PostgresHubStore(HubViews):
             accepted_at=now,
             recipients=tuple(r.org_id for r in package.recipients),
         )
-
-    async def queued_for(self, recipient: str) -> int:
-        return int(
-            await self._value(
-                "SELECT COUNT(*) FROM deliveries WHERE recipient = $1 AND delivered_at IS NULL",
-                recipient,
-            )
-        )
-
-    async def codes_given(self, responder: str, document_sender: str, about: str) -> list[str]:
-        rows = await self._rows(
-            "SELECT p.status_code FROM packages p JOIN deliveries d ON d.package_id = p.id"
-            " WHERE p.kind = 'status' AND p.sender = $1 AND p.about = $2 AND d.recipient = $3",
-            responder,
-            about,
-            document_sender,
-        )
-        return [row[0] for row in rows]
 
     async def lease(
         self,
@@ -320,6 +282,18 @@ class PostgresHubStore(HubViews):
             [t.by for _, t in tallies],
         )
         return [int(row[0]) for row in rows]
+
+    async def acknowledge_checked(
+        self,
+        delivery_ids: Sequence[int],
+        now: dt.datetime,
+        receipts: Callable[[Sequence[Delivery]], Sequence[Receipt]],
+    ) -> list[Delivery]:
+        """The deliveries read and checked (``receipts``), then marked (a statement each,
+        as the node's two calls were)."""
+        found = {d.id: d for d in await self.deliveries(delivery_ids, bodies_up_to=0)}
+        first = await self.acknowledge(receipts(list(found.values())), now)
+        return [found[delivery_id] for delivery_id in first]
 
     # --- statistics ------------------------------------------------------------------------
     async def count(self, tally: Tally) -> None:

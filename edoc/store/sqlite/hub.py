@@ -15,8 +15,8 @@ from functools import partial
 from typing import Any
 
 from edoc import errors
-from edoc.model import MessageKind
 from edoc.store.hub import (
+    Admission,
     Backlog,
     Count,
     Delivery,
@@ -29,6 +29,7 @@ from edoc.store.hub import (
     Tally,
 )
 from edoc.store.sqlite.database import from_ms, query, to_ms
+from edoc.store.sqlite.hub_intake import admission, codes_given, package_record
 from edoc.store.sqlite.hub_views import HubViews
 
 SCHEMA = """
@@ -146,6 +147,25 @@ def _deliveries(db: sqlite3.Connection, ids: Sequence[int], bodies_up_to: int) -
     return [_delivery(row) for row in found]
 
 
+def _acknowledge(
+    db: sqlite3.Connection, receipts: Sequence[Receipt], now: dt.datetime
+) -> list[int]:
+    """Mark delivered; the ids delivered for the first time, their tallies added."""
+    tallies = {receipt.delivery_id: receipt.tally for receipt in receipts}
+    rows = db.execute(
+        "UPDATE deliveries SET delivered_at=? WHERE delivered_at IS NULL"
+        " AND id IN (SELECT value FROM json_each(?)) RETURNING id",
+        (to_ms(now), json.dumps(list(tallies))),
+    ).fetchall()
+    first = sorted(row[0] for row in rows)
+    added: Counter[Tally] = Counter()  # one statement per counter, not per delivery
+    for delivery_id in first:
+        added[replace(tallies[delivery_id], by=1)] += tallies[delivery_id].by
+    for tally, by in added.items():
+        _count(db, replace(tally, by=by))
+    return first
+
+
 def _count(db: sqlite3.Connection, tally: Tally) -> None:
     db.execute(
         "INSERT INTO counters (day, org_id, metric, reason, count) VALUES (?, ?, ?, ?, ?)"
@@ -166,27 +186,14 @@ class SqliteHubStore(HubViews):
 
     # --- packages -----------------------------------------------------------------------
     async def find_package(self, key: PackageKey) -> PackageRecord | None:
-        rows = await self._rows(  # one trip: the recipients come along as a JSON list
-            "SELECT id, kind, sender, about, status_code, business_type, digest, accepted_at,"
-            " (SELECT json_group_array(recipient) FROM"
-            "   (SELECT recipient FROM deliveries WHERE package_id = p.id ORDER BY id))"
-            " FROM packages p WHERE kind=? AND sender=? AND about=? AND business_type=?"
-            " AND status_code=?",
-            (key.kind, key.sender, key.about, key.business_type, key.status_code),
-        )
-        if not rows:
-            return None
-        row = rows[0]
-        return PackageRecord(
-            id=row[0],
-            kind=row[1],
-            sender=row[2],
-            about=row[3],
-            status_code=row[4],
-            business_type=row[5],
-            digest=row[6],
-            accepted_at=from_ms(row[7]),
-            recipients=tuple(json.loads(row[8])),
+        return await self._read(partial(package_record, key=key))
+
+    async def admission(
+        self, key: PackageKey, original: PackageKey | None, addressees: Sequence[str]
+    ) -> Admission:
+        """What the intake judges a new package by, in one trip."""
+        return await self._read(
+            partial(admission, key=key, original=original, addressees=list(addressees))
         )
 
     async def accept(self, package: NewPackage, now: dt.datetime, tally: Tally) -> PackageRecord:
@@ -217,12 +224,9 @@ class SqliteHubStore(HubViews):
         return int(rows[0][0])
 
     async def codes_given(self, responder: str, document_sender: str, about: str) -> list[str]:
-        rows = await self._rows(
-            "SELECT p.status_code FROM packages p JOIN deliveries d ON d.package_id = p.id"
-            " WHERE p.kind=? AND p.sender=? AND p.about=? AND d.recipient=?",
-            (MessageKind.STATUS, responder, about, document_sender),
+        return await self._read(
+            partial(codes_given, responder=responder, document_sender=document_sender, about=about)
         )
-        return [row[0] for row in rows]
 
     async def lease(
         self,
@@ -257,21 +261,20 @@ class SqliteHubStore(HubViews):
 
     async def acknowledge(self, receipts: Sequence[Receipt], now: dt.datetime) -> list[int]:
         """Mark delivered; the ids delivered for the first time, whose tallies are added."""
-        tallies = {receipt.delivery_id: receipt.tally for receipt in receipts}
+        return await self._change(partial(_acknowledge, receipts=receipts, now=now))
 
-        def acknowledge(db: sqlite3.Connection) -> list[int]:
-            rows = db.execute(
-                "UPDATE deliveries SET delivered_at=? WHERE delivered_at IS NULL"
-                " AND id IN (SELECT value FROM json_each(?)) RETURNING id",
-                (to_ms(now), json.dumps(list(tallies))),
-            ).fetchall()
-            first = sorted(row[0] for row in rows)
-            added: Counter[Tally] = Counter()  # one statement per counter, not per delivery
-            for delivery_id in first:
-                added[replace(tallies[delivery_id], by=1)] += tallies[delivery_id].by
-            for tally, by in added.items():
-                _count(db, replace(tally, by=by))
-            return first
+    async def acknowledge_checked(
+        self,
+        delivery_ids: Sequence[int],
+        now: dt.datetime,
+        receipts: Callable[[Sequence[Delivery]], Sequence[Receipt]],
+    ) -> list[Delivery]:
+        """The deliveries read, checked (``receipts``) and marked in one trip."""
+
+        def acknowledge(db: sqlite3.Connection) -> list[Delivery]:
+            found = {d.id: d for d in _deliveries(db, delivery_ids, bodies_up_to=0)}
+            first = _acknowledge(db, receipts(list(found.values())), now)
+            return [found[delivery_id] for delivery_id in first]
 
         return await self._change(acknowledge)
 
