@@ -19,7 +19,7 @@ from edoc import errors, framing, wire
 from edoc.model import Route, TransferState
 from edoc.node import outbox
 from edoc.node.state import NodeState
-from edoc.store.node import Event, Transfer
+from edoc.store.node import Event, OutboxPass, Transfer
 
 
 class _EmptyStore:
@@ -32,6 +32,12 @@ class _EmptyStore:
 
     async def next_transfer_at(self, after: dt.datetime) -> dt.datetime | None:
         return None
+
+    async def outbox_pass(
+        self, now: dt.datetime, limit: int, under_way: Collection[int] = ()
+    ) -> OutboxPass:
+        due = await self.due_transfers(now, limit, under_way) if limit > 0 else []
+        return OutboxPass(tuple(due), await self.next_transfer_at(now))
 
 
 async def test_a_stop_as_the_outbox_is_woken_still_stops_it() -> None:
@@ -212,6 +218,8 @@ class _Pending(_Store):
 
     async def next_transfer_at(self, after: dt.datetime) -> dt.datetime | None:
         return None
+
+    outbox_pass = _EmptyStore.outbox_pass
 
     async def finish_transfer(
         self, transfer: Transfer, state: str, error: str, event: Event, *rest: object

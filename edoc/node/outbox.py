@@ -223,9 +223,11 @@ async def run_forever(state: NodeState) -> None:
     while True:
         state.outbox_wakeup.clear()
         now = dt.datetime.now(dt.UTC)
-        if len(under_way) < IN_FLIGHT:
-            due = await state.store.due_transfers(now, IN_FLIGHT - len(under_way), under_way)
-            for transfers in batches(due):
+        # what is due and when the next falls due, in one read of the store (two were a
+        # trip each on every pass); nothing is due while IN_FLIGHT are under way
+        found = await state.store.outbox_pass(now, IN_FLIGHT - len(under_way), under_way)
+        if found.due:
+            for transfers in batches(found.due):
                 if _to_the_hub(transfers) and len(requests) >= HUB_REQUESTS:
                     continue  # due still: it goes with the next request, when one ends
                 task = asyncio.create_task(_carrying(state, transfers))
@@ -234,7 +236,7 @@ async def run_forever(state: NodeState) -> None:
                 if _to_the_hub(transfers):
                     requests.add(task)
                 task.add_done_callback(functools.partial(finished, ids))
-        upcoming = await state.store.next_transfer_at(after=now)
+        upcoming = found.next_at
         pause = 5.0 if upcoming is None else min(5.0, (upcoming - now).total_seconds())
         # asyncio.timeout, not wait_for: on Python 3.11 wait_for swallows a cancellation that
         # comes as the event is set (CPython gh-86296), a transfer ending as the node stops;

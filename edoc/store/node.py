@@ -135,6 +135,14 @@ class Transfer:
 
 
 @dataclass(frozen=True)
+class OutboxPass:
+    """What one pass of the outbox reads (NodeStore.outbox_pass)."""
+
+    due: tuple[Transfer, ...]  # the transfers to start now, most urgent first
+    next_at: dt.datetime | None  # when the next pending transfer falls due after now
+
+
+@dataclass(frozen=True)
 class Event:
     """What happened to recipients of an outgoing message; it joins their history."""
 
@@ -278,6 +286,14 @@ class NodeStore(Protocol):
 
     async def next_transfer_at(self, after: dt.datetime) -> dt.datetime | None:
         """When the next pending transfer falls due after ``after``."""
+        ...
+
+    async def outbox_pass(
+        self, now: dt.datetime, limit: int, under_way: Collection[int]
+    ) -> OutboxPass:
+        """due_transfers(now, limit, under_way) (none if ``limit`` is 0 or less) and
+        next_transfer_at(now), in one read: the outbox asks both on every pass, and a read
+        each was a trip each to the store."""
         ...
 
     async def retry_transfer(self, transfer_id: int, at: dt.datetime, error: str) -> None: ...

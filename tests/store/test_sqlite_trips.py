@@ -104,3 +104,10 @@ async def test_a_document_through_the_receiving_node_store(node: SqliteNodeStore
         await node.retry_transfer(1, NOW, "later")
         await node.retry_now("hub", NOW)
     assert len(trips) == 3 * CHANGE
+
+
+async def test_an_outbox_pass_in_one_trip(node: SqliteNodeStore) -> None:
+    await node.add_outgoing(DOCUMENT, NOW, [])
+    with counted(node) as trips:
+        found = await node.outbox_pass(NOW, 10, ())  # what is due, and when the next is
+    assert len(trips) == READ and len(found.due) == 2

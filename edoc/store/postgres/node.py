@@ -24,6 +24,7 @@ from edoc.store.node import (
     InboxItem,
     NewInboxItem,
     NewOutgoing,
+    OutboxPass,
     Outgoing,
     OutgoingRecipient,
     Received,
@@ -46,6 +47,17 @@ from edoc.store.postgres.node_rows import (
 )
 from edoc.store.postgres.node_tables import FIRST, INBOX_ITEM, inbox_item
 from edoc.store.postgres.node_views import NodeViews
+
+# due_transfers and next_transfer_at in one: one row per due transfer (DUE's columns, in
+# its order: by the transfers' priority again, the outer join keeps none), each with when
+# the next falls due after now; one row of NULLs and that when none is due
+_OUTBOX_PASS = f"""
+WITH due AS ({DUE})
+SELECT due.*,
+    (SELECT MIN(next_at) FROM transfers WHERE state = 'pending' AND next_at > $1) AS next_at
+FROM (SELECT 1) AS one LEFT JOIN (due JOIN transfers p ON p.id = due.id) ON true
+ORDER BY p.priority DESC, due.id
+"""  # noqa: S608 (constant text: the values are bound as parameters)
 
 
 class PostgresNodeStore(NodeViews):
@@ -154,6 +166,14 @@ class PostgresNodeStore(NodeViews):
             "SELECT MIN(next_at) FROM transfers WHERE state = 'pending' AND next_at > $1", after
         )
         return found
+
+    async def outbox_pass(
+        self, now: dt.datetime, limit: int, under_way: Collection[int]
+    ) -> OutboxPass:
+        """Both of the above, in one statement."""
+        rows = await self._rows(_OUTBOX_PASS, now, list(under_way), max(limit, 0))
+        due = tuple(Transfer(*row[:-1]) for row in rows if row["id"] is not None)
+        return OutboxPass(due, rows[0]["next_at"])
 
     async def retry_transfer(self, transfer_id: int, at: dt.datetime, error: str) -> None:
         async with self._transaction() as conn:

@@ -7,7 +7,6 @@ It implements :class:`edoc.store.node.NodeStore`; open one with edoc.store.open_
 from __future__ import annotations
 
 import datetime as dt
-import json
 import sqlite3
 from collections.abc import Callable, Collection, Sequence
 from functools import partial
@@ -23,6 +22,7 @@ from edoc.store.node import (
     InboxItem,
     NewInboxItem,
     NewOutgoing,
+    OutboxPass,
     Outgoing,
     Received,
     RecipientProgress,
@@ -31,7 +31,8 @@ from edoc.store.node import (
     Transfer,
     recipient_progress,
 )
-from edoc.store.sqlite.database import from_ms, query, to_ms
+from edoc.store.sqlite.database import query, to_ms
+from edoc.store.sqlite.node_outbox import due_transfers, next_transfer_at
 from edoc.store.sqlite.node_tables import ADDED_COLUMNS, INBOX_ITEM, SCHEMA, inbox_item
 from edoc.store.sqlite.node_views import NodeViews
 from edoc.store.sqlite.node_writes import (
@@ -119,34 +120,22 @@ class SqliteNodeStore(NodeViews):
         self, now: dt.datetime, limit: int, under_way: Collection[int]
     ) -> list[Transfer]:
         """The most urgent due transfers, except those ``under_way`` (still pending)."""
-        pending = TransferState.PENDING
-        rows = await self._rows(
-            "SELECT t.id, t.outgoing_id, t.route, t.attempts, o.path, o.body, o.created_at, o.kind,"
-            " o.sender, o.document_id FROM transfers t INDEXED BY transfers_in_order"
-            " JOIN outgoing o ON o.id = t.outgoing_id"
-            " WHERE t.state=? AND t.next_at <= ?"
-            " AND t.id NOT IN (SELECT value FROM json_each(?))"
-            # first in, first out per sender, document and route (statuses in order)
-            # (driven from the earlier outgoing rows of the same document, by index: the
-            # other way round the check was quadratic in the backlog)
-            " AND NOT EXISTS (SELECT 1 FROM outgoing f JOIN transfers e ON e.outgoing_id = f.id"
-            "  WHERE f.sender = o.sender AND f.document_id = o.document_id AND f.id < o.id"
-            "  AND e.state = ? AND e.route = t.route)"
-            " ORDER BY t.priority DESC, t.id LIMIT ?",
-            (pending, to_ms(now), json.dumps(list(under_way)), pending, limit),
-        )
-        return [
-            Transfer(r[0], r[1], r[2], r[3], r[4], r[5], from_ms(r[6]), r[7], r[8], r[9])
-            for r in rows
-        ]
+        return await self._read(partial(due_transfers, now=now, limit=limit, under_way=under_way))
 
     async def next_transfer_at(self, after: dt.datetime) -> dt.datetime | None:
         """When the next retry falls due (transfers due already are under way)."""
-        rows = await self._rows(
-            "SELECT MIN(next_at) FROM transfers WHERE state=? AND next_at > ?",
-            (TransferState.PENDING, to_ms(after)),
-        )
-        return from_ms(rows[0][0]) if rows and rows[0][0] is not None else None
+        return await self._read(partial(next_transfer_at, after=after))
+
+    async def outbox_pass(
+        self, now: dt.datetime, limit: int, under_way: Collection[int]
+    ) -> OutboxPass:
+        """Both of the above, in one trip."""
+
+        def both(db: sqlite3.Connection) -> OutboxPass:
+            due = due_transfers(db, now, limit, under_way) if limit > 0 else []
+            return OutboxPass(tuple(due), next_transfer_at(db, now))
+
+        return await self._read(both)
 
     async def retry_transfer(self, transfer_id: int, at: dt.datetime, error: str) -> None:
         await self._change(
