@@ -274,3 +274,44 @@ def test_a_package_read_verifies_as_its_tree_alone(
     assert with_read == _verdict_of(lambda: signing.verify(package.root, trust, now))
     if not isinstance(with_read, tuple):
         assert len(with_read.relay_hops) == len(hops)  # type: ignore[attr-defined]
+
+
+# --- reading: a small package's envelope within the limit by its size alone --------------
+_URIS = st.sampled_from(
+    [
+        "urn:x",
+        "http://example.com/" + "n" * 200,
+        envelope.NS,
+        "http://www.w3.org/XML/1998/namespace",
+    ]
+)
+
+
+@st.composite
+def _namespaced(draw: st.DrawFn) -> bytes:
+    """Small documents where many elements and attributes bear long namespaces (the worst
+    case for the bound), declared once, with xml:lang's never declared at all."""
+    uri = draw(_URIS)
+    declaration = "" if uri.endswith("/XML/1998/namespace") else f' xmlns:p="{uri}"'
+    prefix = "xml" if not declaration else "p"
+    children = []
+    for _ in range(draw(st.integers(0, 60))):
+        name = draw(st.sampled_from(["a", f"{prefix}:b"] if declaration else ["a"]))
+        attribute = draw(st.sampled_from(["", f' {prefix}:lang=""', ' c=""', f' {prefix}:d="x"']))
+        if prefix == "xml" and "xml:d" in attribute:
+            attribute = ' xml:space="preserve"'
+        children.append(
+            f"<{name}{attribute}/>" if draw(st.booleans()) else f"<{name}>&#65;</{name}>"
+        )
+    return f"<root{declaration}>{''.join(children)}</root>".encode()
+
+
+@settings(max_examples=300)
+@given(data=_namespaced(), limit=st.integers(0, 200_000))
+def test_a_package_within_the_limit_by_size_is_within_it_by_count(data: bytes, limit: int) -> None:
+    """The bound from the size alone is never below the exact count, so it never says
+    "within" of an envelope over the limit."""
+    root = etree.fromstring(data)
+    exact = read._envelope_chars(root)
+    assert not read._within_by_size(len(data), exact - 1)
+    assert read._envelope_within(root, len(data), limit) == (exact <= limit)
