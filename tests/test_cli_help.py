@@ -10,7 +10,10 @@ from edoc.cli import main
 
 
 def _commands(group: click.Group, path: str = "edoc") -> Iterator[tuple[str, click.Command]]:
-    for name, command in group.commands.items():
+    context = click.Context(group)
+    for name in group.list_commands(context):  # the top group imports its commands when asked
+        command = group.get_command(context, name)
+        assert command is not None, name
         yield f"{path} {name}", command
         if isinstance(command, click.Group):
             yield from _commands(command, f"{path} {name}")

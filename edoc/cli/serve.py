@@ -13,10 +13,8 @@ import click
 from edoc import errors, logs
 from edoc.cli.options import service_keys_dir_option
 from edoc.dashboard.auth import VARIABLE as OPERATOR_VARIABLE
-from edoc.hub import app as hub_app
 from edoc.hub.state import HUB_ORG_ID, HubConfig
 from edoc.keystore import KeyStore
-from edoc.node import app as node_app
 from edoc.node.state import NodeConfig
 from edoc.orgid import OrgId, parse_root_code
 
@@ -118,6 +116,8 @@ def serve_hub(
     operator_token: str | None,
 ) -> None:
     """The national axis hub."""
+    from edoc.hub import app as hub_app  # here: a node's process need not import the hub
+
     logs.configure()
     config = HubConfig(
         data_dir=data_dir.resolve(),  # package paths are stored: absolute, for every instance
@@ -149,6 +149,8 @@ def hub() -> None:
 @click.option("--token", help="Use this token instead of a new random one.")
 def hub_add_node(node: str, data_dir: Path, store_url: str | None, token: str | None) -> None:
     """Let the node of province/ministry ROOT (e.g. H53) connect; prints its token."""
+    from edoc.hub import app as hub_app
+
     token = token or secrets.token_urlsafe(32)
     config = HubConfig(data_dir=data_dir, keys_dir=Path(), store_url=store_url)
     asyncio.run(hub_app.add_node(config, node, token))
@@ -215,6 +217,8 @@ def serve_node(
     operator_token: str | None,
 ) -> None:
     """A provincial node: the agency API and the link to the hub."""
+    from edoc.node import app as node_app  # here: the hub's process need not import a node
+
     logs.configure()
     config = NodeConfig(
         province=parse_root_code(province).root_code,
@@ -256,6 +260,8 @@ def agency_add(
 ) -> None:
     """Let agency ORGID use the node in --data-dir; issues its seal if it has none and
     prints its bearer token."""
+    from edoc.node import app as node_app
+
     org = OrgId.parse(org_id)
     keys = KeyStore(keys_dir)
     try:
