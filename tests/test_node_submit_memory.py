@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from edoc import envelope, metadata
+from edoc import envelope, errors, metadata
 from edoc.envelope.attachments import KeptInMemory, MeasuredFile
 from edoc.node import compose, submit
 from tests.support import node as node_support
@@ -130,3 +130,21 @@ async def test_a_refused_post_leaves_no_folder(
         assert (status, answer["error"]["code"]) == (422, "EDOC-NODE-004")
         assert spy.opened == ["a.bin"]  # an empty file has no byte to write
         assert not any(folder.exists() for folder in spy.folders)
+
+
+class _EndlessPart:
+    """A metadata part that never ends: what was read of it is counted."""
+
+    def __init__(self) -> None:
+        self.read = 0
+
+    async def read_chunk(self, size: int = 8192) -> bytes:
+        self.read += size
+        return b"{" * size
+
+
+async def test_a_metadata_part_is_refused_once_it_outgrows_its_limit() -> None:
+    part = _EndlessPart()
+    with pytest.raises(errors.TooLarge):
+        await submit._metadata_part(part)  # type: ignore[arg-type]
+    assert part.read <= metadata.MAX_METADATA_BYTES + 8192

@@ -131,6 +131,18 @@ async def _open_multipart(request: web.Request) -> MultipartReader:
         raise errors.BadMultipart(f"unreadable multipart/form-data header: {exc}") from None
 
 
+async def _metadata_part(part: BodyPartReader) -> bytes:
+    """The metadata part, refused as soon as it outgrows its limit (not read whole first:
+    the part could be as large as the whole upload)."""
+    held, size = [], 0
+    while chunk := await part.read_chunk():
+        size += len(chunk)
+        if size > metadata.MAX_METADATA_BYTES:
+            raise errors.TooLarge("metadata part too large")
+        held.append(chunk)
+    return b"".join(held)
+
+
 async def _read_parts(request: web.Request, staging: Staging, limit: int) -> Upload:
     reader = await _open_multipart(request)
     upload, raw, total = Upload(), None, 0
@@ -143,9 +155,7 @@ async def _read_parts(request: web.Request, staging: Staging, limit: int) -> Upl
             if part_name is None:
                 raise errors.BadMultipart("every part needs a Content-Disposition with a name")
             if part_name == "metadata":
-                raw = await part.read(decode=False)
-                if len(raw) > metadata.MAX_METADATA_BYTES:
-                    raise errors.TooLarge("metadata part too large")
+                raw = await _metadata_part(part)
                 continue
             filename = part.filename
             name = envelope.safe_attachment_name(_file_name(part_name, filename))
