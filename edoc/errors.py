@@ -130,7 +130,7 @@ class UnsafeAttachmentName(AttachmentError):
     code = "EDOC-ATT-003"
 
 
-# --- signatures and certificates (edoc.signing, edoc.pki) --------------------------
+# --- signatures and certificates (edoc.signing, edoc.certcheck) ---------------------
 class SignatureError(InputError):
     code = "EDOC-SIG-000"
     status = 422

@@ -29,7 +29,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from edoc import atomic, errors, pki
+from edoc import atomic, certcheck, errors, pki
 from edoc.orgid import OrgId
 
 Clock = Callable[[], dt.datetime]
@@ -120,7 +120,7 @@ Holder = tuple[str, pki.CertKind, str]  # organization, kind, person ("" for its
 class _Snapshot:
     stamp: int
     records: tuple[CertRecord, ...]
-    trust: pki.Trust
+    trust: certcheck.Trust
     by_holder: Mapping[Holder, tuple[CertRecord, ...]]  # in the order of records
 
 
@@ -401,7 +401,7 @@ class KeyStore:
         crl = x509.load_pem_x509_crl(self.crl_path.read_bytes())
         if not crl.is_signature_valid(issuing.public_key()):  # type: ignore[arg-type]
             raise errors.KeyStoreError(f"{self.crl_path} is not signed by the issuing CA")
-        trust = pki.Trust(
+        trust = certcheck.Trust(
             root=root,
             issuing=(issuing,),
             revoked=pki.revocations_in(crl),
@@ -412,7 +412,7 @@ class KeyStore:
     def records(self) -> tuple[CertRecord, ...]:
         return self._load().records
 
-    def trust(self) -> pki.Trust:
+    def trust(self) -> certcheck.Trust:
         return self._load().trust
 
     def identity(

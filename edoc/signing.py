@@ -53,6 +53,7 @@ from signxml.verifier import SignatureConfiguration, XMLVerifier
 
 from edoc import envelope, errors, pki, xmlsafe
 from edoc import signature_shape as shape
+from edoc.certcheck import ByIdentity, Trust, check_certificate
 from edoc.envelope import NSMAP as ED_NSMAP
 from edoc.keystore import SigningIdentity
 from edoc.model import Document, Message, TraceHop
@@ -187,11 +188,11 @@ class Signatory:
 
     @classmethod
     def of(cls, cert: x509.Certificate, kind: pki.CertKind) -> Signatory:
-        return _signatory(pki.ByIdentity(cert), kind)
+        return _signatory(ByIdentity(cert), kind)
 
 
 @functools.lru_cache(maxsize=4096)  # names read from the certificate alone
-def _signatory(key: pki.ByIdentity, kind: pki.CertKind) -> Signatory:
+def _signatory(key: ByIdentity, kind: pki.CertKind) -> Signatory:
     cert = key.cert
     return Signatory(kind, pki.org_id_of(cert), pki.common_name_of(cert), f"{cert.serial_number:x}")
 
@@ -272,7 +273,7 @@ def _decoded(text: str) -> bytes:
 
 
 def verify(
-    root: etree._Element, trust: pki.Trust, now: dt.datetime, read: Message | None = None
+    root: etree._Element, trust: Trust, now: dt.datetime, read: Message | None = None
 ) -> Verified:
     """Verify every signature on ``root``; return the model of the signed parts only.
 
@@ -314,11 +315,11 @@ def _hop(origin: etree._Element) -> TraceHop:
 def _signatories(
     message: Message,
     certs: Sequence[x509.Certificate],
-    trust: pki.Trust,
+    trust: Trust,
     signed_at: dt.datetime,
     now: dt.datetime,
 ) -> tuple[Signatory, Signatory | None]:
-    signatories = [Signatory.of(c, pki.check_certificate(c, trust, signed_at, now)) for c in certs]
+    signatories = [Signatory.of(c, check_certificate(c, trust, signed_at, now)) for c in certs]
     for signatory in signatories:
         if signatory.org_id != message.sender.org_id:
             raise errors.WrongOrganization(
@@ -340,7 +341,7 @@ def _signatories(
     return seal, personal
 
 
-def verify_package(package: envelope.Package, trust: pki.Trust, now: dt.datetime) -> Verified:
+def verify_package(package: envelope.Package, trust: Trust, now: dt.datetime) -> Verified:
     """Verify a package read by edoc.envelope, attachments included."""
     verified = verify(package.root, trust, now, package.message)
     envelope.check_attachments(verified.message.attachments, package.received)
@@ -364,7 +365,7 @@ def sign_enveloped(root: etree._Element, seal: SigningIdentity) -> etree._Elemen
 
 
 def verify_enveloped(
-    root: etree._Element, trust: pki.Trust, now: dt.datetime, signer_org: str
+    root: etree._Element, trust: Trust, now: dt.datetime, signer_org: str
 ) -> etree._Element:
     """Verify :func:`sign_enveloped`'s signature by ``signer_org``; return the signed tree."""
     signature = root.find("ds:Signature", DSNS)
@@ -390,7 +391,7 @@ def verify_enveloped(
         raise errors.TamperedSignature(f"signature does not match the content: {exc}") from None
     except (InvalidInput, InvalidCertificate) as exc:
         raise errors.WrappedSignature(f"signature refused: {exc}") from None
-    if pki.check_certificate(cert, trust, now, now) is not pki.CertKind.ORGANIZATION:
+    if check_certificate(cert, trust, now, now) is not pki.CertKind.ORGANIZATION:
         raise errors.WrongKeyUsage("must be signed with an organization seal")
     if pki.org_id_of(cert) != signer_org:
         raise errors.WrongOrganization(f"signed by {pki.org_id_of(cert)}, not {signer_org}")

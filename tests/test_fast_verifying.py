@@ -18,7 +18,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from lxml import etree
 
-from edoc import envelope, errors, pki, signature_shape, signing
+from edoc import certcheck, envelope, errors, pki, signature_shape, signing
 from edoc.envelope import parse, read
 from edoc.model import TraceHop
 from tests.support.pki import SENDER, SIGNER, Ca, reparse, signed_root, wire
@@ -110,10 +110,10 @@ def test_the_whole_signature_comparison_leaves_any_change_to_the_walk(
 
 # --- certificates: what is worked out once, found by the object, not its DER -------------
 def _checked_in_full(
-    cert: x509.Certificate, trust: pki.Trust, signed_at: dt.datetime, now: dt.datetime
+    cert: x509.Certificate, trust: certcheck.Trust, signed_at: dt.datetime, now: dt.datetime
 ) -> pki.CertKind:
     """check_certificate as it was before anything about a certificate was remembered."""
-    if signed_at > now + pki.CLOCK_SKEW:
+    if signed_at > now + certcheck.CLOCK_SKEW:
         raise errors.ExpiredCertificate("future")
     issuer = next((ca for ca in trust.issuing if cert.issuer == ca.subject), None)
     try:
@@ -134,7 +134,7 @@ def _checked_in_full(
         revocation.reason is x509.ReasonFlags.key_compromise or signed_at > revocation.at
     ):
         raise errors.RevokedCertificate("revoked")
-    return pki._check_usage(cert)
+    return certcheck._check_usage(cert)
 
 
 def _verdict(check: Any, cert: x509.Certificate, *args: Any) -> object:
@@ -171,7 +171,7 @@ def test_certificates_are_judged_as_in_full(
     cert = data.draw(st.sampled_from(certs))
     days = st.floats(-800, 800).map(lambda d: ca.clock() + dt.timedelta(days=d))
     signed_at, now = data.draw(days), data.draw(days)
-    verdict = _verdict(pki.check_certificate, cert, trust, signed_at, now)
+    verdict = _verdict(certcheck.check_certificate, cert, trust, signed_at, now)
     assert verdict == _verdict(_checked_in_full, cert, trust, signed_at, now)
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from edoc import errors, pki
+from edoc import certcheck, errors, pki
 from edoc.keystore import KeyStore
 from tests.support.pki import SENDER, Ca, signed_root, verify
 
@@ -48,7 +48,7 @@ def test_certificates_carry_org_id_kind_and_usage(tmp_path: Path) -> None:
     assert pki.common_name_of(person) == "Nguyễn Văn A"
     assert pki.kind_of(person) is pki.CertKind.PERSONAL
     now = ca.clock()
-    assert pki.check_certificate(seal, ca.keys.trust(), now, now) is pki.CertKind.ORGANIZATION
+    assert certcheck.check_certificate(seal, ca.keys.trust(), now, now) is pki.CertKind.ORGANIZATION
 
 
 def test_rotation_keeps_every_exchange_verifying_through_the_overlap(tmp_path: Path) -> None:
@@ -115,4 +115,4 @@ def test_a_ca_made_anew_in_its_place_issues_under_the_new_ca(tmp_path: Path) -> 
     keys.issue(SENDER, org_name="UBND tỉnh Tây Ninh")
     now = keys.clock()
     seal = keys.identity(SENDER).cert
-    assert pki.check_certificate(seal, keys.trust(), now, now) is pki.CertKind.ORGANIZATION
+    assert certcheck.check_certificate(seal, keys.trust(), now, now) is pki.CertKind.ORGANIZATION

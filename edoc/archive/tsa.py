@@ -27,7 +27,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
-from edoc import errors, pki
+from edoc import certcheck, errors
 from edoc.keystore import SigningIdentity
 
 POLICY = "1.3.6.1.4.1.61102.2.1"  # the simulated authority's time-stamp policy
@@ -296,8 +296,8 @@ def _check_authority(
     at: dt.datetime,
 ) -> None:
     """The signer is a time-stamping authority under ``root``, valid when it stamped."""
-    issuer = next((ca for ca in intermediates if pki.issued_by(cert, ca)), None)
-    if issuer is None or not pki.issued_by(issuer, root) or not _is_ca(issuer):
+    issuer = next((ca for ca in intermediates if certcheck.issued_by(cert, ca)), None)
+    if issuer is None or not certcheck.issued_by(issuer, root) or not _is_ca(issuer):
         raise errors.UntrustedTimestamp(
             f"the authority's certificate {cert.serial_number:x} does not chain to the root"
         )

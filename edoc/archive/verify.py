@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 from cryptography import x509
 
-from edoc import envelope, errors, pki, signing
+from edoc import certcheck, envelope, errors, pki, signing
 from edoc.archive import container, manifest, merkle, tsa
 from edoc.archive.evidence import BatchProof
 
@@ -69,7 +69,7 @@ def _issuing(parts: container.Container, root: x509.Certificate) -> tuple[x509.C
                 found.append(x509.load_pem_x509_certificate(data))
             except ValueError:
                 raise errors.BadContainer(f"{name} is not a PEM certificate") from None
-    return tuple(ca for ca in found if pki.issued_by(ca, root))
+    return tuple(ca for ca in found if certcheck.issued_by(ca, root))
 
 
 Revocations = Mapping[int, pki.Revocation]
@@ -94,10 +94,10 @@ def _trust_at(
     issuing: tuple[x509.Certificate, ...],
     revocations: Revocations,
     at: dt.datetime,
-) -> pki.Trust:
+) -> certcheck.Trust:
     """What a verifier trusted at ``at``: the revocations the CRL dates before it."""
     revoked = {s: r for s, r in revocations.items() if r.at <= at}
-    return pki.Trust(root=root, issuing=issuing, revoked=revoked, retired={})
+    return certcheck.Trust(root=root, issuing=issuing, revoked=revoked, retired={})
 
 
 def _check_authority(stamp: tsa.Stamp, revocations: Revocations) -> None:
@@ -114,7 +114,7 @@ def _check_authority(stamp: tsa.Stamp, revocations: Revocations) -> None:
 
 
 def _check_message(
-    name: str, data: bytes, trust: pki.Trust, at: dt.datetime, document_id: str
+    name: str, data: bytes, trust: certcheck.Trust, at: dt.datetime, document_id: str
 ) -> CheckedMessage:
     try:
         package = envelope.read_package(data)

@@ -21,9 +21,9 @@ from cryptography import x509
 from lxml import etree
 
 from edoc import errors, resources, signing, xmlsafe
+from edoc.certcheck import Trust
 from edoc.keystore import SigningIdentity
 from edoc.orgid import OrgId
-from edoc.pki import Trust
 from edoc.store.hub import DirectoryEntry
 
 SEEDS = resources.seed("organizations.csv")

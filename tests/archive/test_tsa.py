@@ -12,7 +12,7 @@ from click.testing import CliRunner
 from cryptography import x509
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
-from edoc import errors, network, pki
+from edoc import certcheck, errors, network, pki
 from edoc.archive import tsa
 from edoc.cli import main
 from edoc.keystore import KeyStore
@@ -45,7 +45,7 @@ def test_the_tsa_certificate_has_the_one_critical_eku_time_stamping(ca: Ca) -> N
     assert list(extended.value) == [ExtendedKeyUsageOID.TIME_STAMPING]
     assert pki.kind_of(cert) is pki.CertKind.TSA
     with pytest.raises(errors.WrongKeyUsage):  # never a document signer
-        pki.check_certificate(cert, ca.keys.trust(), ca.clock(), ca.clock())
+        certcheck.check_certificate(cert, ca.keys.trust(), ca.clock(), ca.clock())
 
 
 @needs_openssl
