@@ -155,11 +155,19 @@ Outcome = tuple[PackageRecord, bool] | errors.EdocError  # accept's answer, or i
 EXAMINED_PER_CALL = 8  # a batch's packages examined in one offload call
 
 
+def _internal(exc: Exception) -> errors.EdocError:
+    """One package's failure that nothing expected (a bug): logged with its traceback and
+    answered as the single door's middleware answers it (edoc.web), but for that package
+    alone: the others of its batch are judged as if it were not there."""
+    log.exception("failed", exc_info=exc)
+    return errors.EdocError("internal error")
+
+
 def _examine_each(
     state: HubState, bodies: Sequence[bytes]
 ) -> list[tuple[Examined | errors.EdocError, list[envelope.Package]]]:
     """:func:`_examine` for each of ``bodies`` (in memory: no work folder is made), each
-    refusal kept as its result rather than raised."""
+    refusal or failure kept as its result rather than raised."""
     examined: list[tuple[Examined | errors.EdocError, list[envelope.Package]]] = []
     for body in bodies:
         read: list[envelope.Package] = []
@@ -167,6 +175,8 @@ def _examine_each(
             examined.append((_examine(state, body, state.incoming_dir, read), read))
         except errors.EdocError as exc:
             examined.append((exc, read))
+        except Exception as exc:
+            examined.append((_internal(exc), read))
     return examined
 
 
@@ -197,7 +207,11 @@ async def accept_batch(state: HubState, node: str, bodies: Sequence[bytes]) -> l
         judged.append(task)
         if about:
             latest[about] = task
-    return list(await asyncio.gather(*judged))
+    try:
+        return list(await asyncio.gather(*judged))
+    finally:  # _judge raises nothing, but none may go on admitting after the answer
+        for task in judged:
+            task.cancel()
 
 
 def _about(examined: Examined) -> tuple[str, str]:
@@ -218,7 +232,9 @@ async def _judge(
     read: list[envelope.Package],
     after: asyncio.Task[Outcome] | None,
 ) -> Outcome:
-    """One package of a batch admitted, or its refusal counted, once ``after`` is over."""
+    """One package of a batch admitted, or its refusal counted, once ``after`` is over;
+    whatever fails is this package's answer (as the single door's would be), never raised
+    to fail the batch."""
     if after is not None:
         await asyncio.wait([after])
     if not isinstance(examined, errors.EdocError):
@@ -226,9 +242,16 @@ async def _judge(
             return await _admit(state, node, examined)
         except errors.EdocError as exc:
             examined = exc
+        except Exception as exc:
+            examined = _internal(exc)
     # the single door's refusals are logged by the middleware; these answer 200
     log.info("refused", place=place, code=examined.code, reason=examined.message)
-    await _count_refusal(state, examined, read)
+    try:
+        await _count_refusal(state, examined, read)
+    except errors.EdocError as exc:  # the store failing to count it: the single door's answer
+        return exc
+    except Exception as exc:
+        return _internal(exc)
     return examined
 
 
