@@ -15,6 +15,7 @@ import io
 import json
 import mimetypes
 import ssl
+import time
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
@@ -259,6 +260,17 @@ class HubClient(_Client):
     :class:`~edoc.errors.HubUnreachable`."""
 
     unreachable = errors.HubUnreachable
+    _batches_from = 0.0  # time.monotonic() from which the hub is sent batches again
+
+    def without_batches(self, seconds: float) -> None:
+        """Send this hub no batch for ``seconds``: it lacks the batch door (an older hub),
+        and a batch posted meanwhile would only be refused before each package goes alone."""
+        self._batches_from = time.monotonic() + seconds
+
+    @property
+    def takes_batches(self) -> bool:
+        """Whether to send this hub batches (``POST /api/v1/packages/batch``) now."""
+        return time.monotonic() >= self._batches_from
 
     def _checked(self, answer: Answer) -> Any:
         if answer.status in RETRYABLE:

@@ -7,15 +7,17 @@ import asyncio
 import contextlib
 import datetime as dt
 import itertools
-from collections.abc import Callable, Collection
+import time
+from collections.abc import Callable, Collection, Sequence
 from types import SimpleNamespace
-from typing import cast
+from typing import IO, cast
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from edoc import errors, framing, wire
+from edoc import client, errors, framing, wire
+from edoc.client import HubClient
 from edoc.model import Route, TransferState
 from edoc.node import outbox
 from edoc.node.state import NodeState
@@ -109,23 +111,26 @@ def test_one_transfer_due_alone_goes_at_once_alone() -> None:
     assert outbox.batches([alone]) == [[alone]]
 
 
-class _Hub:
-    """The hub's answers for a batch (or its failure), and the single posts made."""
+class _Hub(HubClient):
+    """The hub's answers for a batch (or its failure), and the single posts made; what
+    the client remembers of the hub (whether it takes batches) is the real client's."""
 
     def __init__(self, answers: list[wire.PackageAccepted | errors.EdocError] | errors.EdocError):
+        super().__init__("http://hub.invalid")
         self.answers = answers
         self.batches: list[list[bytes]] = []
         self.singles: list[bytes] = []
 
     async def post_packages(
-        self, packages: list[bytes]
+        self, packages: Sequence[bytes]
     ) -> list[wire.PackageAccepted | errors.EdocError]:
-        self.batches.append(packages)
+        self.batches.append(list(packages))
         if isinstance(self.answers, errors.EdocError):
             raise self.answers
         return self.answers
 
-    async def post_package(self, package: bytes) -> wire.PackageAccepted:
+    async def post_package(self, package: bytes | IO[bytes]) -> wire.PackageAccepted:
+        assert isinstance(package, bytes)
         self.singles.append(package)
         return _accepted(len(self.singles))
 
@@ -188,19 +193,66 @@ async def test_a_batch_that_fails_whole_is_tried_again_whole(failure: errors.Edo
     assert state.hub_unreachable is isinstance(failure, errors.HubUnreachable)
 
 
-async def test_a_hub_without_the_batch_door_gets_each_package_alone() -> None:
-    hub = _Hub(errors.RemoteError("EDOC-HTTP-404", "Not Found", 404))
+@pytest.mark.parametrize("status", sorted(outbox.NO_BATCHES))
+async def test_a_hub_without_the_batch_door_gets_each_package_alone_for_a_while(
+    status: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    hub = _Hub(errors.RemoteError(f"EDOC-HTTP-{status}", "no such door", status))
+    state, store = _state(hub)
+    transfers = [_transfer(1), _transfer(2)]
+    await outbox.carry_batch(state, transfers)
+    assert len(hub.batches) == 1 and hub.singles == [t.body for t in transfers]
+    assert [store.finished[t.id][0] for t in transfers] == [TransferState.DONE] * 2
+    # remembered: the next ones go alone at once, no doomed batch posted first
+    await outbox.carry_batch(state, [_transfer(3), _transfer(4)])
+    assert len(hub.batches) == 1 and len(hub.singles) == 4
+    # until the time is over: the hub may take batches by then
+    later = time.monotonic() + outbox.NO_BATCHES_FOR
+    monkeypatch.setattr(client, "time", SimpleNamespace(monotonic=lambda: later))
+    await outbox.carry_batch(state, [_transfer(5), _transfer(6)])
+    assert len(hub.batches) == 2
+
+
+@pytest.mark.parametrize(
+    "refusal",
+    [
+        errors.RemoteError("EDOC-IN-001", "a batch is at most 65536 bytes", 413),
+        errors.RemoteError("EDOC-IN-004", "the body does not start with EDOCFRM1", 400),
+        errors.RemoteError("EDOC-HTTP-413", "the answer carries no edoc error", 413),
+    ],
+    ids=lambda refusal: refusal.code,
+)
+async def test_a_batch_refused_whole_for_its_bounds_or_shape_sends_each_alone(
+    refusal: errors.RemoteError,
+) -> None:
+    """A hub or a proxy with bounds of its own: nothing was said of the packages."""
+    hub = _Hub(refusal)
     state, store = _state(hub)
     transfers = [_transfer(1), _transfer(2)]
     await outbox.carry_batch(state, transfers)
     assert hub.singles == [t.body for t in transfers]
     assert [store.finished[t.id][0] for t in transfers] == [TransferState.DONE] * 2
+    await outbox.carry_batch(state, [_transfer(3), _transfer(4)])
+    assert len(hub.batches) == 2  # not remembered: the next batch may fit
 
 
-async def test_a_batch_refused_whole_fails_each_transfer() -> None:
-    state, store = _state(_Hub(errors.RemoteError("EDOC-AUTH-001", "unknown node token", 401)))
+@pytest.mark.parametrize(
+    "refusal",
+    [
+        errors.RemoteError("EDOC-AUTH-001", "unknown node token", 401),
+        errors.RemoteError("EDOC-AUTH-002", "not the node's certificate", 403),
+    ],
+    ids=lambda refusal: str(refusal.status),
+)
+async def test_a_batch_refused_for_the_node_fails_each_transfer(
+    refusal: errors.RemoteError,
+) -> None:
+    """As each single post would be refused."""
+    hub = _Hub(refusal)
+    state, store = _state(hub)
     await outbox.carry_batch(state, [_transfer(1), _transfer(2)])
     assert [store.finished[i][0] for i in (1, 2)] == [TransferState.FAILED] * 2
+    assert hub.singles == []
 
 
 class _Pending(_Store):
@@ -237,13 +289,14 @@ class _SlowHub(_Hub):
         self.go = asyncio.Event()
 
     async def post_packages(
-        self, packages: list[bytes]
+        self, packages: Sequence[bytes]
     ) -> list[wire.PackageAccepted | errors.EdocError]:
-        self.requests.append(packages)
+        self.requests.append(list(packages))
         await self.go.wait()
         return [_accepted(i) for i, _ in enumerate(packages)]
 
-    async def post_package(self, package: bytes) -> wire.PackageAccepted:
+    async def post_package(self, package: bytes | IO[bytes]) -> wire.PackageAccepted:
+        assert isinstance(package, bytes)
         await self.post_packages([package])
         return _accepted(0)
 

@@ -8,8 +8,9 @@ wire.BATCH_PACKAGES and wire.BATCH_BYTES to a request; one due alone goes alone 
 its own answer. Transfers to the hub retry with exponential backoff and full jitter while
 the hub is down or busy (5xx, 429, no connection: for a batch, every package in it); a
 refusal (4xx) fails the recipients at once with the hub's reason, and so does a transfer
-still failing after ``give_up_after``. Resending is safe: the hub answers an identical
-package with its first answer.
+still failing after ``give_up_after``. A batch refused whole for a reason not about its
+packages (a hub without the batch door, a proxy's bounds) sends each package alone.
+Resending is safe: the hub answers an identical package with its first answer.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import functools
 import shutil
 from collections.abc import Coroutine, Sequence
 from pathlib import Path
+from typing import TypeGuard
 
 import structlog
 
@@ -121,19 +123,46 @@ async def _not_carried(
 
 
 NO_BATCHES = frozenset({404, 405})  # a hub without the batch door (older): one at a time
+# Seconds a hub without the batch door is remembered (its batches go as single posts at
+# once); then a batch is tried again, in case the hub was upgraded meanwhile.
+NO_BATCHES_FOR = 600.0
+NOT_THIS_NODE = frozenset({401, 403})  # its single posts would be refused the same
+
+
+def _about_the_request(exc: errors.EdocError | OSError) -> TypeGuard[errors.RemoteError]:
+    """Whether the batch request was refused whole for a reason that says nothing of its
+    packages: a door the hub lacks (404, 405), bounds of the hub's or a proxy's own (413,
+    400): each package then goes alone, to be judged by the single door. A refusal of the
+    node itself (401, 403) refuses each single post too; 5xx and 429 are retried whole."""
+    return (
+        isinstance(exc, errors.RemoteError)
+        and 400 <= exc.status < 500
+        and exc.status not in NOT_THIS_NODE
+    )
+
+
+async def _one_by_one(state: NodeState, transfers: Sequence[Transfer]) -> None:
+    for transfer in transfers:
+        await carry(state, transfer)
 
 
 async def carry_batch(state: NodeState, transfers: Sequence[Transfer]) -> None:
     """Small packages to the hub in one request, each transfer ended by its own answer;
-    the request failing as a whole (5xx, 429, no connection) is every one's to retry."""
+    the request failing as a whole (5xx, 429, no connection) is every one's to retry, a
+    refusal of the request that says nothing of its packages sends each alone."""
+    if not state.hub.takes_batches:  # the hub was found without the batch door a moment ago
+        await _one_by_one(state, transfers)
+        return
     now = dt.datetime.now(dt.UTC)
     answers: Sequence[wire.PackageAccepted | errors.EdocError | OSError]
     try:
         answers = await hublink.post_packages(state, [t.body or b"" for t in transfers])
     except (errors.EdocError, OSError) as exc:
-        if isinstance(exc, errors.RemoteError) and exc.status in NO_BATCHES:
-            for transfer in transfers:
-                await carry(state, transfer)
+        if _about_the_request(exc):
+            log.info("batch refused whole: each package alone", code=exc.code, status=exc.status)
+            if exc.status in NO_BATCHES:
+                state.hub.without_batches(NO_BATCHES_FOR)
+            await _one_by_one(state, transfers)
             return
         answers = [exc] * len(transfers)
     # side by side, so that the store commits them together (each transfer in a batch is
