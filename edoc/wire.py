@@ -80,13 +80,15 @@ BATCH_BYTES = 1024 * 1024
 class PackageResult:
     """One package's answer inside the hub's answer to ``POST /api/v1/packages/batch``:
     the status ``POST /api/v1/packages`` would have given it, with its acceptance (202,
-    ``resend`` as the single answer's X-Edoc-Resend) or its error."""
+    ``resend`` as the single answer's X-Edoc-Resend) or its error (``retry_after`` as the
+    single answer's Retry-After, seconds, on a 429)."""
 
     status: int
     accepted: PackageAccepted | None = None
     resend: bool = False
     code: str = ""
     message: str = ""
+    retry_after: int | None = None
 
     def to_json(self) -> dict[str, Any]:
         if self.accepted is not None:
@@ -95,7 +97,8 @@ class PackageResult:
                 "accepted": self.accepted.to_json(),
                 "resend": self.resend,
             }
-        return {"status": self.status, "error": {"code": self.code, "message": self.message}}
+        error = {"status": self.status, "error": {"code": self.code, "message": self.message}}
+        return error if self.retry_after is None else error | {"retry_after": self.retry_after}
 
     @classmethod
     def from_json(cls, body: object) -> PackageResult:
@@ -106,7 +109,12 @@ class PackageResult:
         if not 400 <= status <= 599:
             raise errors.BadAnswer(f"a package's status must be 202 or an error, not {status}")
         error = _field(body, "error", dict)
-        return cls(status, code=_field(error, "code", str), message=_field(error, "message", str))
+        return cls(
+            status,
+            code=_field(error, "code", str),
+            message=_field(error, "message", str),
+            retry_after=_field(body, "retry_after", int, optional=True),
+        )
 
 
 def results_from_json(body: object, count: int) -> list[PackageResult]:

@@ -1,7 +1,8 @@
-"""A batch (POST /api/v1/packages/batch) against an in-process hub whose intake fails
-unexpectedly for one package: that package's result is the internal error the single
-door answers (500 EDOC-000, logged with its traceback), the others are judged as usual,
-and nothing is still being judged once the answer is out."""
+"""A batch (POST /api/v1/packages/batch) against an in-process hub: a package its intake
+fails on unexpectedly gets the internal error the single door answers (500 EDOC-000,
+logged with its traceback), the others are judged as usual, and nothing is still being
+judged once the answer is out; a package refused for a full queue gets the single
+door's Retry-After in its result."""
 
 from __future__ import annotations
 
@@ -30,9 +31,18 @@ def ca(tmp_path_factory: pytest.TempPathFactory) -> Ca:
     return hub_ca(tmp_path_factory.mktemp("hubca") / "keys")
 
 
+QUEUE_BOUND = 3
+
+
 @pytest.fixture
 async def hub(ca: Ca, tmp_path: Path) -> AsyncIterator[HubClient]:
-    config = HubConfig(data_dir=tmp_path, keys_dir=ca.keys.path, org_id=HUB_ORG, tls=False)
+    config = HubConfig(
+        data_dir=tmp_path,
+        keys_dir=ca.keys.path,
+        org_id=HUB_ORG,
+        tls=False,
+        queue_bound=QUEUE_BOUND,
+    )
     await hub_app.add_node(config, "H53", "token-H53")
     server = TestServer(hub_app.create_app(config))
     await server.start_server()
@@ -130,3 +140,24 @@ async def test_a_refusal_the_store_cannot_count_is_that_packages_answer_alone(
     monkeypatch.setattr(intake, "_count_refusal", failing_count)
     assert await _batch(hub, [good, refused]) == [(202, ""), (500, "EDOC-000")]
     assert log.failed == [bug]
+
+
+async def test_a_full_queues_result_carries_the_single_doors_retry_after(
+    ca: Ca, hub: HubClient
+) -> None:
+    for _ in range(QUEUE_BOUND):
+        await hub.post_package(document(ca, to=[H41]))
+    package = document(ca, to=[H41])
+    single = await hub.request(
+        "POST", "/api/v1/packages", data=package, headers={"Content-Type": "application/xml"}
+    )
+    assert single.status == 429
+    answer = await hub.request(
+        "POST",
+        BATCH,
+        data=framing.frame([package]),
+        headers={"Content-Type": framing.MEDIA_TYPE},
+    )
+    (result,) = answer.body["results"]
+    assert (result["status"], result["error"]["code"]) == (429, single.body["error"]["code"])
+    assert result["retry_after"] == int(single.headers["Retry-After"])

@@ -85,11 +85,15 @@ def test_batch_results_read_back_and_must_match_the_packages_sent() -> None:
     results = [
         wire.PackageResult(202, accepted, resend=True),
         wire.PackageResult(422, code="EDOC-SIG-003", message="untrusted"),
+        wire.PackageResult(429, code="EDOC-HUB-004", message="full", retry_after=5),
     ]
     body = json.loads(json.dumps({"results": [r.to_json() for r in results]}))
-    assert wire.results_from_json(body, 2) == results
-    with pytest.raises(errors.BadAnswer, match="2 packages were sent, 1"):
-        wire.results_from_json({"results": body["results"][:1]}, 2)
+    assert wire.results_from_json(body, 3) == results
+    assert "retry_after" not in body["results"][1]  # only where the single door has one
+    with pytest.raises(errors.BadAnswer, match="3 packages were sent, 1"):
+        wire.results_from_json({"results": body["results"][:1]}, 3)
+    with pytest.raises(errors.BadAnswer, match="retry_after"):
+        wire.results_from_json({"results": [{**body["results"][2], "retry_after": "5"}]}, 1)
     with pytest.raises(errors.BadAnswer):
         wire.results_from_json({"results": [{"status": 200, "accepted": accepted.to_json()}]}, 1)
     with pytest.raises(errors.BadAnswer):

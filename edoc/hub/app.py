@@ -127,7 +127,11 @@ async def post_package(request: web.Request) -> web.Response:
 def _result(outcome: intake.Outcome) -> wire.PackageResult:
     """One package's result in a batch: what the single door would have answered."""
     if isinstance(outcome, errors.EdocError):
-        return wire.PackageResult(outcome.status, code=outcome.code, message=outcome.message)
+        # the single door's Retry-After (edoc.web.error_response), in the result
+        later = outcome.retry_after if isinstance(outcome, errors.QueueFull) else None
+        return wire.PackageResult(
+            outcome.status, code=outcome.code, message=outcome.message, retry_after=later
+        )
     record, resend = outcome
     return wire.PackageResult(202, _accepted(record), resend=resend)
 
