@@ -2,11 +2,14 @@
 fails on unexpectedly gets the internal error the single door answers (500 EDOC-000,
 logged with its traceback), the others are judged as usual, and nothing is still being
 judged once the answer is out; a package refused for a full queue gets the single
-door's Retry-After in its result."""
+door's Retry-After in its result; the batch bound (wire.BATCH_BYTES) is the door's own,
+whatever the bound of a package read in memory."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import io
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -14,7 +17,7 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestServer
 
-from edoc import envelope, framing
+from edoc import envelope, framing, wire
 from edoc.client import HubClient
 from edoc.hub import app as hub_app
 from edoc.hub import intake
@@ -34,10 +37,11 @@ def ca(tmp_path_factory: pytest.TempPathFactory) -> Ca:
 QUEUE_BOUND = 3
 
 
-@pytest.fixture
-async def hub(ca: Ca, tmp_path: Path) -> AsyncIterator[HubClient]:
+@contextlib.asynccontextmanager
+async def _running(ca: Ca, folder: Path) -> AsyncIterator[HubClient]:
+    """An in-process hub, H53's client of it."""
     config = HubConfig(
-        data_dir=tmp_path,
+        data_dir=folder,
         keys_dir=ca.keys.path,
         org_id=HUB_ORG,
         tls=False,
@@ -51,6 +55,12 @@ async def hub(ca: Ca, tmp_path: Path) -> AsyncIterator[HubClient]:
             yield client
     finally:
         await server.close()
+
+
+@pytest.fixture
+async def hub(ca: Ca, tmp_path: Path) -> AsyncIterator[HubClient]:
+    async with _running(ca, tmp_path) as client:
+        yield client
 
 
 class _Log:
@@ -161,3 +171,37 @@ async def test_a_full_queues_result_carries_the_single_doors_retry_after(
     (result,) = answer.body["results"]
     assert (result["status"], result["error"]["code"]) == (429, single.body["error"]["code"])
     assert result["retry_after"] == int(single.headers["Retry-After"])
+
+
+async def _chunks(body: bytes) -> AsyncIterator[bytes]:
+    """A body sent chunked: no Content-Length for the door to check first."""
+    for start in range(0, len(body), 16 * 1024):
+        yield body[start : start + 16 * 1024]
+
+
+@pytest.mark.parametrize("chunked", [False, True], ids=["length", "chunked"])
+async def test_the_batch_bound_is_the_batch_doors_own(
+    ca: Ca, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, chunked: bool
+) -> None:
+    """Above the in-memory bound (aiohttp's client_max_size refused such a batch as too
+    large) and below it (a chunked batch was read up to that bound and judged)."""
+    large = [document(ca, to=[H41], files={"scan.pdf": bytes(700 * 1024)}) for _ in range(2)]
+    small = [document(ca, to=[H41], files={"note.txt": bytes(40 * 1024)}) for _ in range(2)]
+    for bound, packages, status in [
+        (hub_app.SMALL_BODY * 2, large, 200),
+        (64 * 1024, small, 413),
+    ]:
+        monkeypatch.setattr(wire, "BATCH_BYTES", bound)
+        async with _running(ca, tmp_path / str(bound)) as hub:
+            body = framing.frame(packages)
+            answer = await hub.request(
+                "POST",
+                BATCH,
+                data=_chunks(body) if chunked else io.BytesIO(body),
+                headers={"Content-Type": framing.MEDIA_TYPE},
+            )
+        assert answer.status == status, (bound, answer.body)
+        if status == 200:
+            assert [r["status"] for r in answer.body["results"]] == [202, 202]
+        else:
+            assert answer.body["error"]["code"] == "EDOC-IN-001"

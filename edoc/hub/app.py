@@ -99,9 +99,16 @@ def _accepted(record: PackageRecord) -> wire.PackageAccepted:
     )
 
 
-# A package body up to this is read into memory (a larger one is streamed to a file); it
-# is also the app's client_max_size, the most request.read() and request.json() take.
+# A package body up to this is read into memory (a larger one is streamed to a file).
 SMALL_BODY = 1024 * 1024
+
+
+def _most_read() -> int:
+    """The app's client_max_size, the most request.read() and request.json() take: a
+    small package and a whole batch (wire.BATCH_BYTES). Derived from both so that neither
+    bound is silently the other: a larger batch bound would meet aiohttp's 413 under it,
+    a smaller one is checked by post_packages itself."""
+    return max(SMALL_BODY, wire.BATCH_BYTES)
 
 
 async def post_package(request: web.Request) -> web.Response:
@@ -141,9 +148,13 @@ async def post_packages(request: web.Request) -> web.Response:
     judges one; the answer (200) has one result for each, in order. Each one accepted is
     stored before the answer; a malformed body is refused whole and nothing is stored."""
     node = await authenticate(request)
+    too_large = errors.TooLarge(f"a batch is at most {wire.BATCH_BYTES} bytes")
     if (request.content_length or 0) > wire.BATCH_BYTES:
-        raise errors.TooLarge(f"a batch is at most {wire.BATCH_BYTES} bytes")
-    bodies = framing.unframe(await request.read(), wire.BATCH_PACKAGES)
+        raise too_large
+    body = await request.read()  # a chunked one (no length): up to client_max_size
+    if len(body) > wire.BATCH_BYTES:
+        raise too_large
+    bodies = framing.unframe(body, wire.BATCH_PACKAGES)
     outcomes = await intake.accept_batch(request.app[STATE], node, bodies)
     return web.json_response({"results": [_result(outcome).to_json() for outcome in outcomes]})
 
@@ -254,7 +265,7 @@ async def _stamp_batches(state: HubState) -> None:
 
 def create_app(config: HubConfig) -> web.Application:
     http_metrics = HttpMetrics("hub")
-    app = web.Application(middlewares=[middleware(http_metrics)], client_max_size=SMALL_BODY)
+    app = web.Application(middlewares=[middleware(http_metrics)], client_max_size=_most_read())
 
     async def resources(app: web.Application) -> AsyncIterator[None]:
         for folder in ("packages", "incoming"):
