@@ -272,13 +272,18 @@ class HubClient(_Client):
         """Whether to send this hub batches (``POST /api/v1/packages/batch``) now."""
         return time.monotonic() >= self._batches_from
 
+    @staticmethod
+    def _refusal(status: int, body: object) -> errors.EdocError:
+        """A refusal's error: HubUnavailable if worth retrying, else RemoteError for good."""
+        refusal = error_of(status, body)
+        if status in RETRYABLE:
+            return errors.HubUnavailable(f"hub answered {status} {refusal.code}: {refusal.message}")
+        return refusal
+
     def _checked(self, answer: Answer) -> Any:
-        if answer.status in RETRYABLE:
-            refusal = error_of(answer.status, answer.body)
-            raise errors.HubUnavailable(
-                f"hub answered {answer.status} {refusal.code}: {refusal.message}"
-            )
-        return answer.ok()
+        if answer.status >= 400:
+            raise self._refusal(answer.status, answer.body)
+        return answer.body
 
     @staticmethod
     def _shaped(read: Callable[[object], T], body: object) -> T:
@@ -312,12 +317,9 @@ class HubClient(_Client):
     def _outcome(self, result: wire.PackageResult) -> wire.PackageAccepted | errors.EdocError:
         if result.accepted is not None:
             return result.accepted
+        # not accepted: an error status (wire.PackageResult reads 202 or 4xx/5xx only)
         refusal = {"error": {"code": result.code, "message": result.message}}
-        try:
-            self._checked(Answer(result.status, refusal, {}))
-        except errors.EdocError as exc:
-            return exc
-        raise AssertionError(f"status {result.status} is neither an acceptance nor a refusal")
+        return self._refusal(result.status, refusal)
 
     async def collect(self, wait: float = 0, limit: int = 20) -> list[wire.DeliveryNotice]:
         """What waits for the node, inline packages as bytes: asked for as a frame body

@@ -134,3 +134,33 @@ async def test_another_runtime_error_is_not_taken_for_a_failed_connection() -> N
     await session.close()  # aiohttp: RuntimeError("Session is closed"), a bug of the caller
     with pytest.raises(RuntimeError, match="closed"):
         await HubClient("http://127.0.0.1:9", session=session).collect()
+
+
+async def test_the_hub_clients_batch_answer_is_each_packages_as_a_single_post_raises() -> None:
+    """For each package: its acceptance, or the error post_package would raise for the
+    same status and body (HubUnavailable to retry, RemoteError for good)."""
+    accepted = wire.PackageAccepted(7, "document", "d", None, ("000.00.01.H34",), "2026-12-01")
+    results = [
+        wire.PackageResult(202, accepted),
+        wire.PackageResult(429, code="EDOC-HUB-004", message="full", retry_after=5),
+        wire.PackageResult(500, code="EDOC-000", message="internal error"),
+        wire.PackageResult(409, code="EDOC-HUB-003", message="other content"),
+    ]
+
+    async def answer(_request: web.Request) -> web.Response:
+        return web.json_response({"results": [r.to_json() for r in results]})
+
+    app = web.Application()
+    app.router.add_post("/api/v1/packages/batch", answer)
+    async with TestServer(app) as running, HubClient(str(running.make_url(""))) as hub:
+        got = await hub.post_packages([b"<a/>"] * len(results))
+    assert got[0] == accepted
+    assert [type(e) for e in got[1:]] == [
+        errors.HubUnavailable,
+        errors.HubUnavailable,
+        errors.RemoteError,
+    ]
+    assert "EDOC-HUB-004" in str(got[1]) and "EDOC-000" in str(got[2])
+    refused = got[3]
+    assert isinstance(refused, errors.RemoteError)
+    assert (refused.code, refused.status) == ("EDOC-HUB-003", 409)

@@ -1,16 +1,16 @@
 """The node's side of the hub protocol: one kept-alive HTTPS session (the node's client
 certificate and token) through :class:`edoc.client.HubClient`, and what the node adds to
-it: small package files read in one offload call, small packages sent many to a request."""
+it: small package files read in one offload call, which packages may go many to a request
+(the outbox sends those with the client's post_packages)."""
 
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
 from pathlib import Path
 
 import aiohttp
 
-from edoc import errors, framing, tls, wire
+from edoc import framing, tls, wire
 from edoc.client import HubClient
 from edoc.keystore import KeyStore
 from edoc.node.state import NodeConfig, NodeState
@@ -52,15 +52,6 @@ async def post_package(state: NodeState, package: bytes | Path) -> wire.PackageA
 def batched(size: int) -> bool:
     """Whether a package of ``size`` bytes may go in a batch (a larger one goes alone)."""
     return size <= wire.BATCH_BYTES - framing.overhead(1)
-
-
-async def post_packages(
-    state: NodeState, packages: Sequence[bytes]
-) -> list[wire.PackageAccepted | errors.EdocError]:
-    """Send small packages (``batched``, together within wire.BATCH_BYTES) in one request:
-    the hub's answer for each, in order (RemoteError: refused for good; HubUnavailable:
-    it may take it later). The whole request failing raises, as post_package does."""
-    return await state.hub.post_packages(packages)
 
 
 async def fetch(state: NodeState, delivery: wire.DeliveryNotice, target: Path) -> bytes | Path:

@@ -156,7 +156,7 @@ async def carry_batch(state: NodeState, transfers: Sequence[Transfer]) -> None:
     now = dt.datetime.now(dt.UTC)
     answers: Sequence[wire.PackageAccepted | errors.EdocError | OSError]
     try:
-        answers = await hublink.post_packages(state, [t.body or b"" for t in transfers])
+        answers = await state.hub.post_packages([t.body or b"" for t in transfers])
     except (errors.EdocError, OSError) as exc:
         if _about_the_request(exc):
             log.info("batch refused whole: each package alone", code=exc.code, status=exc.status)
