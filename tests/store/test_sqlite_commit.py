@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
+from functools import partial
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from edoc import errors
-from edoc.store.sqlite.database import SqliteDatabase
+from edoc.store.sqlite.database import SqliteDatabase, query
 from tests.store.trips import counted
 
 
@@ -174,6 +177,70 @@ async def test_a_read_of_one_query_is_one_trip(ledger: Ledger) -> None:
     with counted(ledger) as trips:
         assert await ledger._rows("SELECT n FROM entries") == [(4,)]
     assert len(trips) == 1
+
+
+@contextmanager
+def commits_held(ledger: Ledger) -> Iterator[tuple[asyncio.Event, asyncio.Event]]:
+    """A batch's COMMIT waits for the second event; the first says one is due."""
+    due, go = asyncio.Event(), asyncio.Event()
+    real = ledger._commit_batch
+
+    async def held() -> None:
+        due.set()
+        await go.wait()
+        await real()
+
+    ledger._commit_batch = held  # type: ignore[method-assign]
+    try:
+        yield due, go
+    finally:
+        go.set()
+        del ledger._commit_batch
+
+
+async def entries(ledger: Ledger) -> tuple[list[Any], list[Any]]:
+    """What the store reads, by a query alone and by a read of several."""
+    sql = "SELECT n FROM entries ORDER BY n"
+    return await ledger._rows(sql), await ledger._read(partial(query, sql=sql))
+
+
+async def test_reads_see_a_batch_once_it_is_committed_not_before(ledger: Ledger) -> None:
+    """Between a batch's changes and its COMMIT nothing is stored yet (the COMMIT may
+    fail): a read then must not answer from them (the outbox sent what was not stored, the
+    hub told a copy to be resent as if the first were stored)."""
+    with commits_held(ledger) as (due, go):
+        adding = asyncio.gather(*(ledger.add(n) for n in range(3)))
+        await due.wait()  # the changes made, in savepoints released, not committed
+        assert await entries(ledger) == ([], [])
+        go.set()
+        await adding
+    assert await entries(ledger) == ([(0,), (1,), (2,)],) * 2
+
+
+async def test_a_clash_with_a_change_of_the_same_batch_is_told_once_that_is_committed(
+    ledger: Ledger,
+) -> None:
+    """Told a row clashes, a caller reads it next: it is there to be read."""
+
+    async def again() -> tuple[list[int], tuple[list[Any], list[Any]]]:
+        with pytest.raises(sqlite3.IntegrityError):
+            await ledger.add(1)
+        return stored(ledger.path), await entries(ledger)
+
+    _, seen = await asyncio.gather(ledger.add(1), again())
+    assert seen == ([1], ([(1,)],) * 2)
+    assert ledger.commits == 1
+
+
+async def test_a_clash_with_a_batch_whose_commit_fails_is_the_stores_failure(
+    ledger: Ledger,
+) -> None:
+    """What it clashed with was never stored: not a clash, a store that failed."""
+    results = await asyncio.gather(
+        ledger.add(1), ledger.add(1), ledger.add_dangling_ref(9), return_exceptions=True
+    )
+    assert all(isinstance(r, errors.StorageError) for r in results), results
+    assert stored(ledger.path) == []
 
 
 async def test_a_change_on_a_closed_store_fails_as_a_storage_error(tmp_path: Path) -> None:

@@ -1,8 +1,11 @@
-"""SQLite through aiosqlite: WAL, one connection per service, errors translated.
+"""SQLite through aiosqlite: WAL, one connection per service for its changes and one for
+its reads, errors translated.
 
 Every change a service answers 2xx for is committed first (synchronous=FULL), so a
 kill -9 or a power cut loses nothing that was acknowledged; changes made at the same
-time share one commit. sqlite errors (disk full, read-only, corruption) come out as
+time share one commit. Reads go through a connection of their own: in WAL mode it sees
+committed rows only, never those of a batch not yet committed (which may yet fail, or
+never be). sqlite errors (disk full, read-only, corruption) come out as
 :class:`edoc.errors.StorageError`.
 """
 
@@ -44,7 +47,8 @@ class SqliteDatabase:
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self._db: aiosqlite.Connection | None = None
+        self._db: aiosqlite.Connection | None = None  # changes
+        self._reader: aiosqlite.Connection | None = None  # reads: committed rows only
         self._writing = asyncio.Lock()  # one connection: one change at a time
         self._waiting = 0  # changes waiting for their turn (asyncio.Lock does not say)
         self._batch: asyncio.Future[None] | None = None  # the open batch's COMMIT
@@ -55,6 +59,12 @@ class SqliteDatabase:
         if self._db is None:
             raise errors.StorageError("store is not open")
         return self._db
+
+    @property
+    def reader(self) -> aiosqlite.Connection:
+        if self._reader is None:
+            raise errors.StorageError("store is not open")
+        return self._reader
 
     async def open(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -68,6 +78,10 @@ class SqliteDatabase:
                 await self._db.execute(f"PRAGMA {pragma}")
             await self._db.executescript(self.schema)
             await self._add_columns()
+            # opened on the schema made above; never writes (query_only: a bug that tried
+            # would fail loudly rather than write outside the group commit)
+            self._reader = await aiosqlite.connect(self.path, isolation_level=None)
+            await self._reader.execute("PRAGMA query_only=ON")
         except sqlite3.Error as exc:
             # close what was opened: its worker thread would keep the process alive, a
             # service that printed its error and then hung instead of exiting
@@ -75,7 +89,12 @@ class SqliteDatabase:
             raise errors.StorageError(f"cannot open {self.path}: {exc}") from None
 
     async def ping(self) -> None:
-        """Whether the store answers: a query through the connection's thread."""
+        """Whether the store answers: a query through each connection's thread (a store
+        whose reads answer but whose changes cannot is not well)."""
+        try:
+            await on_thread(self.db, partial(query, sql="SELECT 1"))
+        except sqlite3.Error as exc:
+            raise errors.StorageError(f"store failed: {exc}") from None
         await self._rows("SELECT 1")
 
     async def _add_columns(self) -> None:
@@ -87,6 +106,9 @@ class SqliteDatabase:
                 await self.db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {declaration}")
 
     async def close(self) -> None:
+        if self._reader is not None:
+            await self._reader.close()
+            self._reader = None
         if self._db is not None:
             async with self._writing:
                 await self._commit_batch()  # changes under way are committed, not lost
@@ -107,15 +129,23 @@ class SqliteDatabase:
         before it. A change with no batch open and nobody waiting behind it has no one to
         share a COMMIT with: it commits in the same call (one trip in all). ``work``
         raising sqlite3.IntegrityError comes out as it is (the caller knows what it
-        means)."""
+        means), once the batch it was tried in is committed: the row it clashes with may
+        be in that batch, and callers read it next, through the connection that sees
+        committed rows only."""
+        clash: sqlite3.IntegrityError | None = None
         try:
             async with self._turn() as db:
                 if self._batch is None and await self._alone():
                     return await on_thread(db, partial(_alone, work))
                 opens = self._batch is None
                 committed = self._joined()
-                result = await on_thread(db, partial(_in_savepoint, work, opens))
+                try:
+                    result = await on_thread(db, partial(_in_savepoint, work, opens))
+                except sqlite3.IntegrityError as exc:
+                    clash = exc
             await asyncio.shield(committed)  # one waiter cancelled must not cancel the batch
+            if clash is not None:
+                raise clash
         except sqlite3.IntegrityError:
             raise
         except sqlite3.Error as exc:
@@ -168,16 +198,21 @@ class SqliteDatabase:
             batch.set_result(None)
 
     async def _read(self, work: Callable[[sqlite3.Connection], T]) -> T:
-        """``work``'s queries, in one trip to the connection's thread (no write comes in
-        between: the thread runs one call at a time, and one process owns the file)."""
-        try:
-            return await on_thread(self.db, work)
-        except sqlite3.Error as exc:
-            raise errors.StorageError(f"store failed: {exc}") from None
+        """``work``'s queries, in one trip to the reading connection's thread, all on one
+        snapshot of what is committed (a transaction of their own: a batch committed
+        between two of them is not half seen)."""
+        return await self._on_reader(partial(_in_snapshot, work))
 
     async def _rows(self, sql: str, params: Iterable[Any] = ()) -> list[Any]:
-        """One query's rows, in one trip (execute + fetch + close would be three)."""
-        return await self._read(partial(query, sql=sql, params=tuple(params)))
+        """One query's rows, in one trip (execute + fetch + close would be three); one
+        statement sees one snapshot without a transaction around it."""
+        return await self._on_reader(partial(query, sql=sql, params=tuple(params)))
+
+    async def _on_reader(self, work: Callable[[sqlite3.Connection], T]) -> T:
+        try:
+            return await on_thread(self.reader, work)
+        except sqlite3.Error as exc:
+            raise errors.StorageError(f"store failed: {exc}") from None
 
 
 def on_thread(db: aiosqlite.Connection, work: Callable[[sqlite3.Connection], T]) -> Awaitable[T]:
@@ -211,6 +246,15 @@ def _in_savepoint(
         raise
     conn.execute("RELEASE change")
     return result
+
+
+def _in_snapshot(work: Callable[[sqlite3.Connection], T], conn: sqlite3.Connection) -> T:
+    """``work``'s reads in one read transaction (WAL: one snapshot, committed rows only)."""
+    conn.execute("BEGIN")
+    try:
+        return work(conn)
+    finally:
+        conn.execute("COMMIT")  # ends the snapshot; a read has nothing to write
 
 
 def _alone(work: Callable[[sqlite3.Connection], T], conn: sqlite3.Connection) -> T:
