@@ -135,8 +135,8 @@ class SqliteDatabase:
         clash: sqlite3.IntegrityError | None = None
         try:
             async with self._turn() as db:
-                if self._batch is None and await self._alone():
-                    return await on_thread(db, partial(_alone, work))
+                if self._batch is None and await self._nobody_waiting():
+                    return await on_thread(db, partial(_commit_alone, work))
                 opens = self._batch is None
                 committed = self._joined()
                 try:
@@ -174,7 +174,7 @@ class SqliteDatabase:
             self._committer = asyncio.create_task(self._commit_when_ready())
         return self._batch
 
-    async def _alone(self) -> bool:
+    async def _nobody_waiting(self) -> bool:
         """Whether no other change waits to share a batch, once those made ready with this
         one (the same turn of the loop) had the time to ask for theirs."""
         if self._waiting:
@@ -257,7 +257,7 @@ def _in_snapshot(work: Callable[[sqlite3.Connection], T], conn: sqlite3.Connecti
         conn.execute("COMMIT")  # ends the snapshot; a read has nothing to write
 
 
-def _alone(work: Callable[[sqlite3.Connection], T], conn: sqlite3.Connection) -> T:
+def _commit_alone(work: Callable[[sqlite3.Connection], T], conn: sqlite3.Connection) -> T:
     """One change as a transaction of its own, committed."""
     conn.execute("BEGIN IMMEDIATE")
     try:
