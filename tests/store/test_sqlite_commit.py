@@ -243,6 +243,25 @@ async def test_a_clash_with_a_batch_whose_commit_fails_is_the_stores_failure(
     assert stored(ledger.path) == []
 
 
+async def test_a_change_cancelled_waiting_for_its_commit_does_not_cancel_the_batch(
+    ledger: Ledger,
+) -> None:
+    """Its change is made (in the batch, its savepoint released): the COMMIT carries it
+    like the others, which get their results; only its caller stops waiting."""
+    with commits_held(ledger) as (due, go):
+        tasks = [asyncio.create_task(ledger.add(n)) for n in range(3)]
+        await due.wait()  # each change made, the batch's COMMIT due
+        tasks[1].cancel()
+        await asyncio.sleep(0)
+        go.set()
+        results = await asyncio.gather(*tasks, return_exceptions=True)
+    assert results[0] is None and results[2] is None
+    assert isinstance(results[1], asyncio.CancelledError)
+    assert stored(ledger.path) == [0, 1, 2] and ledger.commits == 1
+    await ledger.add(3)  # the store goes on
+    assert stored(ledger.path) == [0, 1, 2, 3]
+
+
 async def test_a_change_on_a_closed_store_fails_as_a_storage_error(tmp_path: Path) -> None:
     store = Ledger(tmp_path / "ledger.sqlite")
     await store.open()
