@@ -1,15 +1,10 @@
-"""keys/ on disk: the dev CA, every certificate issued, and who signs with what.
+"""keys/ on disk, changed: the dev CA, every certificate issued, rotation, revocation.
 
-Layout (see keys/README.md): ``ca/`` holds the root and issuing CA and the CRL,
-``certs/`` one ``<serial>.pem`` and ``<serial>.key`` per certificate, and
-``index.json`` what each serial is. Private keys are written 0600 and never logged.
-
-Every change is written file by file and committed by atomically replacing
-``index.json`` last, so a reader sees the old state or the new one, never half.
-Readers load once and cache; each access costs one ``stat`` of the index, and a
-changed index (after ``edoc keys rotate`` or ``revoke``) is reloaded on the spot. That
-is how running services pick up a rotated key without a restart: the next document is
-signed with the new key, and the old certificate keeps verifying through its overlap.
+A :class:`KeyStore` is a :class:`edoc.keyindex.KeyIndex` (the reading, and the layout)
+with the CA's changes. Private keys are written 0600 and never logged. Every change is
+written file by file and committed by atomically replacing ``index.json`` last, so a
+reader sees the old state or the new one, never half; one writer at a time, across
+processes.
 """
 
 from __future__ import annotations
@@ -19,116 +14,19 @@ import datetime as dt
 import fcntl
 import json
 import os
-import threading
-from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, replace
+from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
-from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from edoc import atomic, certcheck, errors, pki
+from edoc import atomic, errors, pki
+from edoc.keyindex import CertRecord, Clock, KeyIndex, utcnow
 from edoc.orgid import OrgId
 
-Clock = Callable[[], dt.datetime]
-EXPIRY_WARNING = dt.timedelta(days=30)
 TSA_NAME = "Time-Stamping Authority (simulated)"
-
-
-def utcnow() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
-
-
-@dataclass(frozen=True)
-class CertRecord:
-    serial: str  # lowercase hex
-    kind: pki.CertKind
-    org_id: str
-    org_name: str
-    full_name: str
-    not_before: dt.datetime
-    not_after: dt.datetime
-    retire_at: dt.datetime | None = None
-    revoked_at: dt.datetime | None = None
-    revoked_reason: str = ""
-
-    def state(self, now: dt.datetime) -> str:
-        if self.revoked_at is not None:
-            return "revoked"
-        if now > self.not_after or (self.retire_at is not None and now > self.retire_at):
-            return "expired"
-        if now < self.not_before:
-            return "not yet valid"
-        return "in overlap" if self.retire_at is not None else "active"
-
-    def expires(self) -> dt.datetime:
-        return min(self.not_after, self.retire_at or self.not_after)
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "serial": self.serial,
-            "kind": self.kind.value,
-            "org_id": self.org_id,
-            "org_name": self.org_name,
-            "full_name": self.full_name,
-            "not_before": self.not_before.isoformat(),
-            "not_after": self.not_after.isoformat(),
-            "retire_at": self.retire_at.isoformat() if self.retire_at else None,
-            "revoked_at": self.revoked_at.isoformat() if self.revoked_at else None,
-            "revoked_reason": self.revoked_reason,
-        }
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> CertRecord:
-        def when(key: str) -> dt.datetime | None:
-            return dt.datetime.fromisoformat(data[key]) if data.get(key) else None
-
-        return cls(
-            serial=data["serial"],
-            kind=pki.CertKind(data["kind"]),
-            org_id=data["org_id"],
-            org_name=data["org_name"],
-            full_name=data["full_name"],
-            not_before=dt.datetime.fromisoformat(data["not_before"]),
-            not_after=dt.datetime.fromisoformat(data["not_after"]),
-            retire_at=when("retire_at"),
-            revoked_at=when("revoked_at"),
-            revoked_reason=data.get("revoked_reason", ""),
-        )
-
-
-@dataclass(frozen=True)
-class SigningIdentity:
-    """A private key with its certificate: what edoc.signing signs with."""
-
-    key: rsa.RSAPrivateKey
-    cert: x509.Certificate
-    record: CertRecord
-
-    def __repr__(self) -> str:  # never show the key
-        return (
-            f"SigningIdentity({self.record.kind.value} {self.record.org_id} {self.record.serial})"
-        )
-
-
-Holder = tuple[str, pki.CertKind, str]  # organization, kind, person ("" for its seal)
-
-
-@dataclass(frozen=True)
-class _Snapshot:
-    stamp: int
-    records: tuple[CertRecord, ...]
-    trust: certcheck.Trust
-    by_holder: Mapping[Holder, tuple[CertRecord, ...]]  # in the order of records
-
-
-def _by_holder(records: tuple[CertRecord, ...]) -> dict[Holder, tuple[CertRecord, ...]]:
-    held: dict[Holder, list[CertRecord]] = {}
-    for record in records:
-        held.setdefault((record.org_id, record.kind, record.full_name), []).append(record)
-    return {holder: tuple(them) for holder, them in held.items()}
 
 
 def _write_private(path: Path, data: bytes) -> None:
@@ -150,42 +48,12 @@ def _key_pem(key: rsa.RSAPrivateKey) -> bytes:
     )
 
 
-class KeyStore:
+class KeyStore(KeyIndex):
     def __init__(self, path: Path, clock: Clock = utcnow) -> None:
-        self.path = path
-        self.clock = clock
-        self._snapshot: _Snapshot | None = None
-        self._identities: dict[str, SigningIdentity] = {}
-        self._lock = threading.Lock()
+        super().__init__(path, clock)
         # the issuing CA as last parsed, and the stamp of the key file it was parsed from
         self._issuing: tuple[rsa.RSAPrivateKey, x509.Certificate] | None = None
         self._issuing_stamp: tuple[int, int, int] | None = None
-
-    # --- paths -----------------------------------------------------------------------
-    @property
-    def index_path(self) -> Path:
-        return self.path / "index.json"
-
-    @property
-    def root_path(self) -> Path:
-        return self.path / "ca" / "root.pem"
-
-    @property
-    def issuing_path(self) -> Path:
-        return self.path / "ca" / "issuing.pem"
-
-    @property
-    def crl_path(self) -> Path:
-        return self.path / "ca" / "crl.pem"
-
-    def cert_path(self, serial: str) -> Path:
-        return self.path / "certs" / f"{serial}.pem"
-
-    def key_path(self, serial: str) -> Path:
-        return self.path / "certs" / f"{serial}.key"
-
-    def exists(self) -> bool:
-        return self.index_path.exists()
 
     # --- changes (the CA's side) ------------------------------------------------------------
     @contextlib.contextmanager
@@ -293,15 +161,6 @@ class KeyStore:
             self._save([*records, record])
         return record
 
-    def tsa_identity(self) -> SigningIdentity:
-        """The newest valid time-stamping authority's key and certificate."""
-        try:
-            return self.identity("", kind=pki.CertKind.TSA)
-        except errors.UnknownCertificate:
-            raise errors.UnknownCertificate(
-                f"no valid time-stamping certificate in {self.path}: run `edoc keys tsa`"
-            ) from None
-
     def rotate(self, org_id: str, *, overlap_days: float = 7, days: int = 730) -> CertRecord:
         """A new seal for ``org_id``; the current ones keep verifying through the overlap."""
         with self._exclusive():
@@ -377,79 +236,3 @@ class KeyStore:
     def _save(self, records: list[CertRecord]) -> None:
         data = {"version": 1, "certificates": [r.to_json() for r in records]}
         atomic.write_bytes(self.index_path, json.dumps(data, indent=2).encode())
-
-    # --- reading (everyone's side) ---------------------------------------------------------
-    def _load(self) -> _Snapshot:
-        """The current state, reloaded only when index.json changed."""
-        try:
-            stamp = self.index_path.stat().st_mtime_ns
-        except FileNotFoundError:
-            raise errors.KeyStoreMissing(
-                f"no CA in {self.path}: run `edoc keys init --keys-dir {self.path}`"
-            ) from None
-        with self._lock:
-            if self._snapshot is None or self._snapshot.stamp != stamp:
-                self._snapshot = self._read(stamp)
-                self._identities = {}
-            return self._snapshot
-
-    def _read(self, stamp: int) -> _Snapshot:
-        data = json.loads(self.index_path.read_text())
-        records = tuple(CertRecord.from_json(item) for item in data["certificates"])
-        root = x509.load_pem_x509_certificate(self.root_path.read_bytes())
-        issuing = x509.load_pem_x509_certificate(self.issuing_path.read_bytes())
-        crl = x509.load_pem_x509_crl(self.crl_path.read_bytes())
-        if not crl.is_signature_valid(issuing.public_key()):  # type: ignore[arg-type]
-            raise errors.KeyStoreError(f"{self.crl_path} is not signed by the issuing CA")
-        trust = certcheck.Trust(
-            root=root,
-            issuing=(issuing,),
-            revoked=pki.revocations_in(crl),
-            retired={int(r.serial, 16): r.retire_at for r in records if r.retire_at},
-        )
-        return _Snapshot(stamp, records, trust, _by_holder(records))
-
-    def records(self) -> tuple[CertRecord, ...]:
-        return self._load().records
-
-    def trust(self) -> certcheck.Trust:
-        return self._load().trust
-
-    def identity(
-        self, org_id: str, full_name: str = "", kind: pki.CertKind | None = None
-    ) -> SigningIdentity:
-        """The newest valid seal of ``org_id`` (or personal certificate of ``full_name``,
-        or, with ``kind=TLS``, its TLS certificate)."""
-        snapshot = self._load()
-        now = self.clock()
-        kind = kind or (pki.CertKind.PERSONAL if full_name else pki.CertKind.ORGANIZATION)
-        usable = [  # a national network holds hundreds: looked up, not scanned
-            r
-            for r in snapshot.by_holder.get((org_id, kind, full_name), ())
-            if r.state(now) in ("active", "in overlap")
-        ]
-        if not usable:
-            who = f"{full_name!r} of {org_id}" if full_name else org_id
-            raise errors.UnknownCertificate(f"no valid {kind.value} certificate for {who}")
-        record = max(usable, key=lambda r: (r.retire_at is None, r.not_before))
-        with self._lock:
-            cached = self._identities.get(record.serial)
-            if cached is None:
-                cached = self._load_identity(record)
-                self._identities[record.serial] = cached
-        return cached
-
-    def _load_identity(self, record: CertRecord) -> SigningIdentity:
-        key = serialization.load_pem_private_key(
-            self.key_path(record.serial).read_bytes(), password=None
-        )
-        assert isinstance(key, rsa.RSAPrivateKey)
-        cert = x509.load_pem_x509_certificate(self.cert_path(record.serial).read_bytes())
-        return SigningIdentity(key, cert, record)
-
-    def expiring(self, now: dt.datetime) -> list[CertRecord]:
-        return [
-            r
-            for r in self.records()
-            if r.state(now) in ("active", "in overlap") and r.expires() - now < EXPIRY_WARNING
-        ]

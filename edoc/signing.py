@@ -55,7 +55,7 @@ from edoc import envelope, errors, pki, xmlsafe
 from edoc import signature_shape as shape
 from edoc.certcheck import ByIdentity, Trust, check_certificate
 from edoc.envelope import NSMAP as ED_NSMAP
-from edoc.keystore import SigningIdentity
+from edoc.keyindex import SigningIdentity
 from edoc.model import Document, Message, TraceHop
 from edoc.signature_shape import (
     DS,

@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from lxml import etree
 
 from edoc import envelope, errors, metadata, signature_shape, signing
-from edoc.keystore import SigningIdentity
+from edoc.keyindex import SigningIdentity
 from edoc.model import (
     Attachment,
     Message,

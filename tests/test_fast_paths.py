@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 from lxml import etree
 
 from edoc import envelope, errors, pki, signature_shape, signing
-from edoc.keystore import SigningIdentity
+from edoc.keyindex import SigningIdentity
 from edoc.model import TraceHop
 from tests.support.pki import (
     SENDER,

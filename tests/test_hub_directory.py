@@ -15,7 +15,7 @@ from edoc import signing
 from edoc.hub import app as hub_app
 from edoc.hub import directory
 from edoc.hub.state import HubConfig
-from edoc.keystore import SigningIdentity
+from edoc.keyindex import SigningIdentity
 from edoc.store.hub import DirectoryEntry
 from tests.support.hub import HUB_ORG, hub_ca
 from tests.support.pki import SENDER, Ca

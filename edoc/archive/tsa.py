@@ -28,7 +28,7 @@ from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from edoc import certcheck, errors
-from edoc.keystore import SigningIdentity
+from edoc.keyindex import SigningIdentity
 
 POLICY = "1.3.6.1.4.1.61102.2.1"  # the simulated authority's time-stamp policy
 DIGEST_SIZE = 32  # SHA-256

@@ -20,7 +20,7 @@ from edoc.archive.stored import open_stored
 from edoc.archive.verify import ContainerReport, verify_container
 from edoc.cli.options import existing_keys, json_option, service_keys_dir_option
 from edoc.hub.state import HUB_ORG_ID
-from edoc.keystore import utcnow
+from edoc.keyindex import utcnow
 from edoc.store import sqlite_url
 
 

@@ -16,7 +16,8 @@ import click
 from edoc import atomic, envelope, errors, metadata, signing
 from edoc.cli.options import existing_keys, json_option, uses_keys
 from edoc.client import AgencyClient
-from edoc.keystore import KeyStore, SigningIdentity, utcnow
+from edoc.keyindex import SigningIdentity, utcnow
+from edoc.keystore import KeyStore
 from edoc.model import Document
 
 

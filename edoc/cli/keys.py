@@ -10,7 +10,8 @@ from rich.table import Table
 
 from edoc import errors, pki
 from edoc.cli.options import console, existing_keys, json_option, uses_keys
-from edoc.keystore import KeyStore, utcnow
+from edoc.keyindex import utcnow
+from edoc.keystore import KeyStore
 
 
 @click.group()

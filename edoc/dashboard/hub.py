@@ -14,7 +14,8 @@ from edoc import dashboard, errors
 from edoc.dashboard import charts, flow, search
 from edoc.dashboard.auth import PREFIX, Operator
 from edoc.hub.state import HubState
-from edoc.keystore import EXPIRY_WARNING, CertRecord, KeyStore
+from edoc.keyindex import EXPIRY_WARNING, CertRecord
+from edoc.keystore import KeyStore
 from edoc.orgid import OrgId
 from edoc.pki import CertKind
 from edoc.store.hub import Count, DirectoryEntry

@@ -22,7 +22,7 @@ from lxml import etree
 
 from edoc import errors, resources, signing, xmlsafe
 from edoc.certcheck import Trust
-from edoc.keystore import SigningIdentity
+from edoc.keyindex import SigningIdentity
 from edoc.orgid import OrgId
 from edoc.store.hub import DirectoryEntry
 

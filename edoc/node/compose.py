@@ -9,7 +9,8 @@ from typing import Any
 
 from edoc import atomic, envelope, errors, metadata, signing
 from edoc.envelope.attachments import MeasuredFile, attachments_from_measured
-from edoc.keystore import KeyStore, SigningIdentity
+from edoc.keyindex import SigningIdentity
+from edoc.keystore import KeyStore
 from edoc.model import Attachment, Document, Message
 
 # A package whose attachments come to at most this is packed in memory, to be kept in the

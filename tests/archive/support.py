@@ -15,7 +15,7 @@ from cryptography import x509
 from edoc import envelope, signing
 from edoc.archive import container, manifest, tsa
 from edoc.archive.evidence import Direction, Evidence, KeptMessage
-from edoc.keystore import SigningIdentity
+from edoc.keyindex import SigningIdentity
 from edoc.model import (
     Document,
     MessageKind,

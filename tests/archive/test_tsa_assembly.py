@@ -19,7 +19,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from edoc.archive import tsa
-from edoc.keystore import KeyStore, SigningIdentity
+from edoc.keyindex import SigningIdentity
+from edoc.keystore import KeyStore
 from tests.archive.tools import needs_openssl
 from tests.support.pki import SENDER, Ca
 

@@ -26,7 +26,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from lxml import etree
 
 from edoc import envelope, errors, pki, signing, xmlsafe
-from edoc.keystore import SigningIdentity
+from edoc.keyindex import SigningIdentity
 from edoc.model import Attachment, Organization, ResponseFor, StatusCode, StatusUpdate, TraceHop
 from edoc.node import receiving
 from edoc.node.state import NodeState

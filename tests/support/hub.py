@@ -22,7 +22,7 @@ from edoc import envelope, services, signing
 from edoc.client import Answer, HubClient
 from edoc.hub import app as hub_app
 from edoc.hub.state import HubConfig
-from edoc.keystore import SigningIdentity
+from edoc.keyindex import SigningIdentity
 from edoc.model import Organization, ResponseFor, StatusCode, StatusUpdate
 from edoc.wire import DeliveryNotice
 from tests.support.pki import Ca, unsigned_root, wire

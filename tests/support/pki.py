@@ -13,7 +13,8 @@ from typing import Any
 from lxml import etree
 
 from edoc import envelope, metadata, signing
-from edoc.keystore import KeyStore, SigningIdentity
+from edoc.keyindex import SigningIdentity
+from edoc.keystore import KeyStore
 
 SAMPLE = Path(__file__).resolve().parents[2] / "seeds" / "samples" / "cong-van.json"
 SENDER = "000.00.12.H53"
