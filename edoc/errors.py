@@ -184,7 +184,7 @@ class UnsignedContent(SignatureError):
     code = "EDOC-SIG-010"
 
 
-# --- keys on disk (edoc.keystore, edoc.pki) ---------------------------------------
+# --- keys on disk (edoc.keyindex, edoc.keystore) -----------------------------------
 class KeyStoreError(EdocError):
     code = "EDOC-KEY-000"
     status = 500
