@@ -78,10 +78,10 @@ async def test_a_document_and_its_01_through_the_sending_node_store(node: Sqlite
         stored = await node.add_outgoing(DOCUMENT, NOW, [Tally(DAY, SENDER, FAR, "sent")])
     assert len(trips) == CHANGE  # what it gives back is not read back
     with counted(node) as trips:
-        hub, _ = sorted(await node.due_transfers(NOW, 10, ()), key=lambda t: t.route)
+        hub, _ = sorted((await node.outbox_pass(NOW, 10, ())).due, key=lambda t: t.route)
         await node.finish_transfer(hub, "done", "", Event("sent", ""), NOW, status_codes_win)
         await node.add_received_status(status("01"), Event("01", ""), NOW, status_codes_win)
-        await node.next_transfer_at(NOW)
+        await node.outbox_pass(NOW, 10, ())  # the outbox's next pass
     assert len(trips) == READ + CHANGE + CHANGE + READ
     with counted(node) as trips:
         assert await node.outgoing(stored.id) is not None
