@@ -155,10 +155,12 @@ Outcome = tuple[PackageRecord, bool] | errors.EdocError  # accept's answer, or i
 EXAMINED_PER_CALL = 8  # a batch's packages examined in one offload call
 
 
-def _internal(exc: Exception) -> errors.EdocError:
-    """One package's failure that nothing expected (a bug): logged with its traceback and
-    answered as the single door's middleware answers it (edoc.web), but for that package
-    alone: the others of its batch are judged as if it were not there."""
+def _answer_of(exc: Exception) -> errors.EdocError:
+    """What the single door answers for ``exc``, here for one package of a batch alone:
+    an EdocError itself; anything else (a bug) logged with its traceback and answered 500
+    EDOC-000, as edoc.web's middleware does."""
+    if isinstance(exc, errors.EdocError):
+        return exc
     log.exception("failed", exc_info=exc)
     return errors.EdocError("internal error")
 
@@ -173,10 +175,8 @@ def _examine_each(
         read: list[envelope.Package] = []
         try:
             examined.append((_examine(state, body, state.incoming_dir, read), read))
-        except errors.EdocError as exc:
-            examined.append((exc, read))
         except Exception as exc:
-            examined.append((_internal(exc), read))
+            examined.append((_answer_of(exc), read))
     return examined
 
 
@@ -240,18 +240,14 @@ async def _judge(
     if not isinstance(examined, errors.EdocError):
         try:
             return await _admit(state, node, examined)
-        except errors.EdocError as exc:
-            examined = exc
         except Exception as exc:
-            examined = _internal(exc)
+            examined = _answer_of(exc)
     # the single door's refusals are logged by the middleware; these answer 200
     log.info("refused", place=place, code=examined.code, reason=examined.message)
     try:
         await _count_refusal(state, examined, read)
-    except errors.EdocError as exc:  # the store failing to count it: the single door's answer
-        return exc
-    except Exception as exc:
-        return _internal(exc)
+    except Exception as exc:  # the store failing to count it: the single door's answer
+        return _answer_of(exc)
     return examined
 
 
