@@ -202,17 +202,9 @@ class HubStore(Protocol):
         """For a new package of ``key``: the package of that key accepted before; the
         package of ``original`` (if asked); if ``key`` is a status's and ``original`` is
         asked, the status codes ``key.sender`` sent ``original.sender`` about
-        ``original.about`` (as codes_given); and of ``addressees`` and the original's
-        recipients, those the address book knows (as unknown) and how many deliveries to
-        each wait (as queued_for). One read, where the intake made up to six."""
-        ...
-
-    async def queued_for(self, recipient: str) -> int:
-        """Deliveries to ``recipient`` not yet acknowledged."""
-        ...
-
-    async def codes_given(self, responder: str, document_sender: str, about: str) -> list[str]:
-        """Status codes ``responder`` sent ``document_sender`` about document ``about``."""
+        ``original.about``; and of ``addressees`` and the original's recipients, those the
+        address book knows and how many deliveries to each are not yet acknowledged. One
+        read, where the intake made up to six."""
         ...
 
     async def lease(
@@ -232,26 +224,18 @@ class HubStore(Protocol):
         """One delivery, with its body whatever its size."""
         ...
 
-    async def deliveries(self, delivery_ids: Sequence[int], bodies_up_to: int) -> list[Delivery]:
-        """Those of ``delivery_ids`` that exist, most urgent first."""
-        ...
-
-    async def acknowledge(self, receipts: Sequence[Receipt], now: dt.datetime) -> list[int]:
-        """Mark delivered; returns the ids delivered for the first time, whose tallies are
-        added in the same transaction."""
-        ...
-
     async def acknowledge_checked(
         self,
         delivery_ids: Sequence[int],
         now: dt.datetime,
         receipts: Callable[[Sequence[Delivery]], Sequence[Receipt]],
     ) -> list[Delivery]:
-        """:meth:`acknowledge` the receipts ``receipts`` makes of the deliveries of
-        ``delivery_ids`` that exist (as deliveries() gives them, without bodies), all in
-        one change: ``receipts`` raising acknowledges none. The deliveries acknowledged
-        for the first time, by id. (A read, then a change, cost two trips.) ``receipts``
-        only computes: a backend may call it on a thread of its own, inside the change."""
+        """Mark delivered the deliveries named by the receipts ``receipts`` makes of those
+        of ``delivery_ids`` that exist (most urgent first, without bodies), adding each
+        one's tally in the same transaction, the first time only: ``receipts`` raising
+        acknowledges none. The deliveries acknowledged for the first time, by id.
+        ``receipts`` only computes: a backend may call it on a thread of its own, inside
+        the change."""
         ...
 
     # statistics
@@ -291,10 +275,6 @@ class HubStore(Protocol):
         ...
 
     async def directory(self) -> Directory: ...
-
-    async def unknown(self, org_ids: Sequence[str]) -> list[str]:
-        """Those of ``org_ids`` the address book does not know, in the order given."""
-        ...
 
     async def add_node(self, node: str, token_sha256: str) -> None: ...
 

@@ -276,24 +276,15 @@ class NodeStore(Protocol):
 
     async def outgoing(self, outgoing_id: int) -> Outgoing | None: ...
 
-    async def due_transfers(
-        self, now: dt.datetime, limit: int, under_way: Collection[int]
-    ) -> list[Transfer]:
-        """Up to ``limit`` pending transfers due by ``now``, most urgent (priority, then
-        oldest) first, except those ``under_way``; of the pending transfers of one
-        (sender, document, route) only the oldest is due (statuses go in order)."""
-        ...
-
-    async def next_transfer_at(self, after: dt.datetime) -> dt.datetime | None:
-        """When the next pending transfer falls due after ``after``."""
-        ...
-
     async def outbox_pass(
         self, now: dt.datetime, limit: int, under_way: Collection[int]
     ) -> OutboxPass:
-        """due_transfers(now, limit, under_way) (none if ``limit`` is 0 or less) and
-        next_transfer_at(now), in one read: the outbox asks both on every pass, and a read
-        each was a trip each to the store."""
+        """What the outbox's pass at ``now`` needs, in one read (a read each was a trip
+        each to the store): up to ``limit`` pending transfers due by ``now`` (none if
+        ``limit`` is 0 or less), most urgent (priority, then oldest) first, except those
+        ``under_way``, and of the pending transfers of one (sender, document, route) only
+        the oldest (statuses go in order); and when the next pending transfer falls due
+        after ``now``."""
         ...
 
     async def retry_transfer(self, transfer_id: int, at: dt.datetime, error: str) -> None: ...

@@ -9,6 +9,7 @@ from dataclasses import replace
 
 from edoc.store.hub import Addressee, HubStore, NewPackage, Receipt, Tally
 from edoc.store.node import Event, NodeStore
+from tests.store import oracles
 from tests.store.test_hub import NOW, SENT, SMALL
 from tests.store.test_node import DOCUMENT, status_codes_win
 
@@ -23,7 +24,7 @@ async def test_newest_documents_first_and_only_troubled_ones_when_asked(
         await node_store.add_outgoing(replace(DOCUMENT, document_id=f"D{n}", local=()), NOW, [])
         for n in range(4)
     ]
-    transfers = {t.outgoing_id: t for t in await node_store.due_transfers(NOW, 10, ())}
+    transfers = {t.outgoing_id: t for t in await oracles.due(node_store, NOW, 10, ())}
     later = NOW + dt.timedelta(minutes=1)
     await node_store.retry_transfer(transfers[retried.id].id, later, "hub down")
     for stored, state in ((failed, "failed"), (done, "done")):
@@ -104,7 +105,7 @@ async def test_relay_times_are_accepted_to_acknowledged_since(hub_store: HubStor
     leased = await hub_store.lease("H34", NOW, dt.timedelta(minutes=1), 10, 0)
     acked = NOW + dt.timedelta(seconds=90)
     receipts = [Receipt(d.id, Tally(acked.date(), d.recipient, "received", "")) for d in leased]
-    assert await hub_store.acknowledge(receipts, acked)
+    assert await oracles.acknowledge(hub_store, receipts, acked)
     assert await hub_store.relay_times(NOW) == [dt.timedelta(seconds=90)]  # H23 waits still
     assert await hub_store.relay_times(acked + dt.timedelta(seconds=1)) == []
 
@@ -113,7 +114,7 @@ async def test_a_failed_transfer_reopens_with_its_failed_recipients_queued(
     node_store: NodeStore,
 ) -> None:
     stored = await node_store.add_outgoing(DOCUMENT, NOW, [])  # FAR by the hub, NEIGHBOUR local
-    transfers = {t.route: t for t in await node_store.due_transfers(NOW, 10, ())}
+    transfers = {t.route: t for t in await oracles.due(node_store, NOW, 10, ())}
     failed = Event("failed", "EDOC-HUB-001: unknown recipient")
     await node_store.finish_transfer(
         transfers["hub"], "failed", "refused", failed, NOW, status_codes_win
@@ -140,7 +141,7 @@ async def test_a_failed_transfer_reopens_with_its_failed_recipients_queued(
         ("queued", "retried by the operator"),
     ]
     assert far.history[-1].at == later
-    (due,) = await node_store.due_transfers(later, 10, ())
+    (due,) = await oracles.due(node_store, later, 10, ())
     assert (due.outgoing_id, due.route) == (stored.id, "hub")
 
 

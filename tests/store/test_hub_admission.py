@@ -1,5 +1,5 @@
 """The hub's combined reads and changes (HubStore.admission, acknowledge_checked) give what
-the separate calls they replace gave, on every backend."""
+the separate queries they replace (tests/store/oracles.py) give, on every backend."""
 
 from __future__ import annotations
 
@@ -26,6 +26,7 @@ from edoc.store.hub import (
     Tally,
 )
 from edoc.store.sqlite.hub import SqliteHubStore
+from tests.store import oracles
 from tests.store.test_hub import DAY, H23, H34, LEASE, NOW, SENT, SMALL
 
 BACK = Addressee(SMALL.sender, "H53")
@@ -40,14 +41,14 @@ async def _separately(
     asked = list(dict.fromkeys([*addressees, *(found.recipients if found else ())]))
     given: list[str] = []
     if original is not None and key.kind == "status":
-        given = await store.codes_given(key.sender, original.sender, original.about)
-    unknown = await store.unknown(asked)
+        given = await oracles.codes_given(store, key.sender, original.sender, original.about)
+    unknown = await oracles.unknown(store, asked)
     return Admission(
         earlier=await store.find_package(key),
         original=found,
         codes_given=tuple(given),
         known=frozenset(a for a in asked if a not in unknown),
-        queued={a: await store.queued_for(a) for a in asked},
+        queued={a: await oracles.queued_for(store, a) for a in asked},
     )
 
 
@@ -71,7 +72,7 @@ async def _state(store: HubStore) -> None:
         )
         await store.accept(status, NOW, Tally(DAY, H34.org_id, "status_sent", ""))
     (leased,) = await store.lease("H53", NOW, LEASE, 1, 0)
-    await store.acknowledge([Receipt(leased.id, SENT)], NOW)
+    await oracles.acknowledge(store, [Receipt(leased.id, SENT)], NOW)
 
 
 ORIGINAL = SMALL.key
@@ -123,7 +124,7 @@ async def test_acknowledge_checked_marks_what_its_receipts_name(hub_store: HubSt
     first = await hub_store.acknowledge_checked([*ids, 10_000], NOW, receipts)
     assert [d.id for d in first] == sorted(ids)
     assert {d.recipient for d in first} == {H34.org_id, H23.org_id}
-    assert [d.body for d in seen[0]] == [None, None]  # as deliveries() gives them
+    assert [d.body for d in seen[0]] == [None, None]  # an acknowledgement needs no bodies
     assert await hub_store.acknowledge_checked(ids, NOW, receipts) == []  # once only
     assert all(d.delivered for d in seen[1])
     received = sorted(c.org_id for c in await hub_store.counters() if c.metric == "received")
@@ -139,7 +140,7 @@ async def test_receipts_refusing_acknowledge_nothing(hub_store: HubStore) -> Non
 
     with pytest.raises(errors.Forbidden):
         await hub_store.acknowledge_checked([leased.id], NOW, refuse)
-    assert await hub_store.queued_for(H34.org_id) == 1
+    assert await oracles.queued_for(hub_store, H34.org_id) == 1
     assert [d.id for d in await hub_store.acknowledge_checked([leased.id], NOW, _received)] == [
         leased.id
     ]
@@ -205,7 +206,7 @@ def test_admission_is_the_separate_reads_on_any_sqlite_store(
                 with contextlib.suppress(errors.DuplicateDocument):
                     await store.accept(package, NOW, SENT)
             leased = await store.lease("H34", NOW, LEASE, acknowledged, 0)
-            await store.acknowledge(_received(leased), NOW)
+            await oracles.acknowledge(store, _received(leased), NOW)
             combined = await store.admission(key, original, addressees)
             separate = await _separately(store, key, original, addressees)
             assert sorted(combined.codes_given) == sorted(separate.codes_given)

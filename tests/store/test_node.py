@@ -19,6 +19,7 @@ from edoc.store.node import (
     NodeStore,
     Tally,
 )
+from tests.store import oracles
 
 NOW = dt.datetime(2026, 11, 24, 8, 0, tzinfo=dt.UTC)
 DAY = NOW.date()
@@ -124,7 +125,7 @@ async def test_an_outgoing_document_is_queued_on_each_route(node_store: NodeStor
     ]
     assert await node_store.outgoing(stored.id) == stored
     assert await node_store.outgoing(stored.id + 100) is None
-    due = await node_store.due_transfers(NOW, 10, ())
+    due = await oracles.due(node_store, NOW, 10, ())
     assert sorted(t.route for t in due) == ["hub", "local"]
     assert {(t.outgoing_id, t.body, t.path, t.kind) for t in due} == {
         (stored.id, DOCUMENT.body, "", "document")
@@ -163,33 +164,33 @@ async def _queue(store: NodeStore, rows: list[tuple[str, int]]) -> list[int]:
 
 async def test_due_transfers_most_urgent_first_heads_of_chains_only(node_store: NodeStore) -> None:
     ids = await _queue(node_store, [("a", 0), ("b", 2), ("a", 2), ("c", 1), ("d", 1), ("e", 0)])
-    transfers = {t.outgoing_id: t.id for t in await node_store.due_transfers(NOW, 10, ())}
+    transfers = {t.outgoing_id: t.id for t in await oracles.due(node_store, NOW, 10, ())}
     later = NOW + dt.timedelta(seconds=60)
     await node_store.retry_transfer(transfers[ids[3]], later, "hub busy")  # c: not due yet
-    due = await node_store.due_transfers(NOW, 10, ())
+    due = await oracles.due(node_store, NOW, 10, ())
     # b and d by priority, then a's first status and e by age; a's second waits for its
     # first, c is not due yet
     assert [t.outgoing_id for t in due] == [ids[1], ids[4], ids[0], ids[5]]
-    assert [t.outgoing_id for t in await node_store.due_transfers(NOW, 2, ())] == [ids[1], ids[4]]
+    assert [t.outgoing_id for t in await oracles.due(node_store, NOW, 2, ())] == [ids[1], ids[4]]
     under_way = [transfers[ids[1]], transfers[ids[4]]]
-    assert [t.outgoing_id for t in await node_store.due_transfers(NOW, 2, under_way)] == [
+    assert [t.outgoing_id for t in await oracles.due(node_store, NOW, 2, under_way)] == [
         ids[0],
         ids[5],
     ]
-    assert await node_store.next_transfer_at(NOW) == later
+    assert await oracles.next_at(node_store, NOW) == later
     await node_store.retry_now("hub", NOW)
-    assert await node_store.next_transfer_at(NOW) is None
-    assert ids[3] in [t.outgoing_id for t in await node_store.due_transfers(NOW, 10, ())]
+    assert await oracles.next_at(node_store, NOW) is None
+    assert ids[3] in [t.outgoing_id for t in await oracles.due(node_store, NOW, 10, ())]
 
 
 async def test_a_retried_transfer_keeps_its_error_and_counts_the_attempt(
     node_store: NodeStore,
 ) -> None:
     stored = await node_store.add_outgoing(replace(DOCUMENT, local=()), NOW, [])
-    (transfer,) = await node_store.due_transfers(NOW, 10, ())
+    (transfer,) = await oracles.due(node_store, NOW, 10, ())
     await node_store.retry_transfer(transfer.id, NOW + dt.timedelta(seconds=5), "hub down")
-    assert await node_store.due_transfers(NOW, 10, ()) == []
-    (again,) = await node_store.due_transfers(NOW + dt.timedelta(seconds=5), 10, ())
+    assert await oracles.due(node_store, NOW, 10, ()) == []
+    (again,) = await oracles.due(node_store, NOW + dt.timedelta(seconds=5), 10, ())
     assert again.attempts == 1
     after = await node_store.outgoing(stored.id)
     assert after is not None
@@ -202,7 +203,7 @@ async def test_finishing_a_transfer_moves_its_recipients_by_the_rule(
     node_store: NodeStore,
 ) -> None:
     stored = await node_store.add_outgoing(DOCUMENT, NOW, [])
-    hub, local = sorted(await node_store.due_transfers(NOW, 10, ()), key=lambda t: t.route)
+    hub, local = sorted(await oracles.due(node_store, NOW, 10, ()), key=lambda t: t.route)
     later = NOW + dt.timedelta(seconds=1)
     await node_store.finish_transfer(
         local, "done", "", Event("delivered", ""), later, status_codes_win
@@ -230,12 +231,12 @@ async def test_finishing_a_transfer_moves_its_recipients_by_the_rule(
         ("hub", "done", 1),
         ("local", "done", 1),
     ]
-    assert await node_store.due_transfers(later, 10, ()) == []
+    assert await oracles.due(node_store, later, 10, ()) == []
 
 
 async def test_a_failed_transfer_keeps_its_error(node_store: NodeStore) -> None:
     stored = await node_store.add_outgoing(replace(DOCUMENT, local=()), NOW, [])
-    (transfer,) = await node_store.due_transfers(NOW, 10, ())
+    (transfer,) = await oracles.due(node_store, NOW, 10, ())
     failed = Event("failed", "EDOC-HUB-001: unknown recipient")
     await node_store.finish_transfer(
         transfer, "failed", failed.detail, failed, NOW, status_codes_win
@@ -269,7 +270,7 @@ async def test_a_received_document_is_stored_once_with_its_answer(node_store: No
     assert await node_store.inbox_attachment(first.inbox_id, 1) is None  # a file of its own
     assert await node_store.inbox_attachment(first.inbox_id, 2) is None
     # the answer waits in the outbox, once
-    (transfer,) = await node_store.due_transfers(NOW, 10, ())
+    (transfer,) = await oracles.due(node_store, NOW, 10, ())
     assert (transfer.kind, transfer.document_id, transfer.body) == ("status", "R1", b"01")
 
 
@@ -326,7 +327,7 @@ async def test_an_answer_is_queued_only_if_the_check_passes(node_store: NodeStor
     assert given == [["01"], ["01", "03"], ["01", "03", "06"]]
     item = await node_store.inbox_item(received.inbox_id)
     assert item is not None and item.answers == ("01", "03", "06")
-    statuses = [t.document_id for t in await node_store.due_transfers(NOW, 10, ())]
+    statuses = [t.document_id for t in await oracles.due(node_store, NOW, 10, ())]
     assert len(statuses) == 1  # 01 first; 03 and 06 wait behind it, 05 was never queued
 
 

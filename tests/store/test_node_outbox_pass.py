@@ -1,25 +1,26 @@
-"""NodeStore.outbox_pass gives what due_transfers and next_transfer_at gave, one after the
-other, on every backend."""
+"""NodeStore.outbox_pass gives what the due transfers' query and the next one's, one after
+the other (tests/store/oracles.py), give on every backend."""
 
 from __future__ import annotations
 
 import datetime as dt
 
 from edoc.store.node import NodeStore, OutboxPass
+from tests.store import oracles
 from tests.store.test_node import NOW, _queue
 
 
 async def _separately(
     store: NodeStore, now: dt.datetime, limit: int, under_way: list[int]
 ) -> OutboxPass:
-    due = await store.due_transfers(now, limit, under_way) if limit > 0 else []
-    return OutboxPass(tuple(due), await store.next_transfer_at(now))
+    due = await oracles.due_transfers(store, now, limit, under_way) if limit > 0 else []
+    return OutboxPass(tuple(due), await oracles.next_transfer_at(store, now))
 
 
-async def test_an_outbox_pass_reads_what_the_two_reads_did(node_store: NodeStore) -> None:
+async def test_an_outbox_pass_reads_what_the_two_queries_do(node_store: NodeStore) -> None:
     assert await node_store.outbox_pass(NOW, 10, ()) == OutboxPass((), None)  # nothing at all
     ids = await _queue(node_store, [("a", 0), ("b", 2), ("a", 2), ("c", 1), ("d", 1), ("e", 0)])
-    transfers = {t.outgoing_id: t.id for t in await node_store.due_transfers(NOW, 10, ())}
+    transfers = {t.outgoing_id: t.id for t in await oracles.due(node_store, NOW, 10, ())}
     later = NOW + dt.timedelta(seconds=60)
     await node_store.retry_transfer(transfers[ids[3]], later, "hub busy")
     under_way = [transfers[ids[1]], transfers[ids[4]]]

@@ -26,7 +26,7 @@ from edoc.store.hub import (
 from edoc.store.postgres.database import PostgresDatabase, shown
 from edoc.store.postgres.hub import PostgresHubStore
 from edoc.store.postgres.node import PostgresNodeStore
-from tests.store import postgres
+from tests.store import oracles, postgres
 from tests.store.test_node import RECEIVED, answer
 
 NOW = dt.datetime(2026, 11, 24, 8, 0, tzinfo=dt.UTC)
@@ -64,7 +64,7 @@ async def test_an_empty_database_gets_the_latest_schema(fresh: str) -> None:
     assert await _versions(fresh) == {"hub": len(PostgresHubStore.migrations)}
     again = await open_hub_store(fresh)  # opening again changes nothing
     try:
-        assert await again.queued_for(H34.org_id) == 1
+        assert await oracles.queued_for(again, H34.org_id) == 1
     finally:
         await again.close()
 
@@ -161,11 +161,11 @@ async def test_a_lease_held_by_an_instance_that_died_comes_back_once(
     back = await second.lease("H34", NOW + LEASE, LEASE, 10, 0)
     assert sorted(d.id for d in back) == sorted(d.id for d in held)
     tally = Tally(NOW.date(), H34.org_id, "received", "")
-    acknowledged = await second.acknowledge([Receipt(d.id, tally) for d in back], NOW)
+    acknowledged = await oracles.acknowledge(second, [Receipt(d.id, tally) for d in back], NOW)
     assert len(acknowledged) == 3
     later = NOW + 10 * LEASE
     assert await second.lease("H34", later, LEASE, 10, 0) == []  # never again after the ack
-    assert await second.acknowledge([Receipt(d.id, tally) for d in back], later) == []
+    assert await oracles.acknowledge(second, [Receipt(d.id, tally) for d in back], later) == []
 
 
 async def test_a_database_of_the_previous_version_is_upgraded(fresh: str) -> None:
@@ -305,8 +305,8 @@ async def test_acknowledgements_at_once_in_any_order_count_each_delivery_once(
     receipts = [Receipt(d.id, tally) for d in leased]
     # a node's acknowledgement and its retry, in opposite orders, on two instances at once
     first = await asyncio.gather(
-        two_instances[0].acknowledge(receipts, NOW),
-        two_instances[1].acknowledge(receipts[::-1], NOW),
+        oracles.acknowledge(two_instances[0], receipts, NOW),
+        oracles.acknowledge(two_instances[1], receipts[::-1], NOW),
     )
     assert sorted(first[0] + first[1]) == sorted(d.id for d in leased)
     assert Count(NOW.date(), H34.org_id, "received", "", 300) in await two_instances[0].counters()

@@ -49,8 +49,8 @@ async def test_due_transfers_does_not_sort_the_whole_backlog(tmp_path: Path) -> 
     try:
         await _backlog(store, [(f"d{n}", n % 3, -n % 7) for n in range(50)])
         await store.reader.set_trace_callback(statements.append)
-        await store.due_transfers(NOW, 32, ())
-        (query,) = [s for s in statements if "FROM transfers" in s]
+        await store.outbox_pass(NOW, 32, ())
+        (query,) = [s for s in statements if "JOIN outgoing" in s]  # the due transfers
         plan = [row[3] for row in await store.db.execute_fetchall("EXPLAIN QUERY PLAN " + query)]
         assert not [step for step in plan if "TEMP B-TREE" in step], plan
     finally:

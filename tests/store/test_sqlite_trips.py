@@ -47,7 +47,7 @@ async def test_a_document_through_the_hub_store(hub: SqliteHubStore) -> None:
         (leased,) = await hub.lease("H34", NOW, LEASE, 32, 1000)  # with what it hands out
     assert len(trips) == CHANGE
     with counted(hub) as trips:
-        await hub.acknowledge([Receipt(leased.id, SENT)], NOW)
+        await hub.acknowledge_checked([leased.id], NOW, lambda _: [Receipt(leased.id, SENT)])
     assert len(trips) == CHANGE
     with counted(hub) as trips:
         assert await hub.node_for_token("t") == "H34"

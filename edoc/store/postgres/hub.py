@@ -257,7 +257,7 @@ class PostgresHubStore(HubIntake):
         rows = await self._rows(_DELIVERY_SELECT + " WHERE d.id = $2", ANY_SIZE, delivery_id)
         return _delivery(rows[0]) if rows else None
 
-    async def deliveries(self, delivery_ids: Sequence[int], bodies_up_to: int) -> list[Delivery]:
+    async def _deliveries(self, delivery_ids: Sequence[int], bodies_up_to: int) -> list[Delivery]:
         """Those of ``delivery_ids`` that exist, most urgent first."""
         rows = await self._rows(
             _DELIVERY_SELECT + " WHERE d.id = ANY($2::bigint[])" + _URGENT_FIRST,
@@ -266,7 +266,7 @@ class PostgresHubStore(HubIntake):
         )
         return [_delivery(row) for row in rows]
 
-    async def acknowledge(self, receipts: Sequence[Receipt], now: dt.datetime) -> list[int]:
+    async def _acknowledge(self, receipts: Sequence[Receipt], now: dt.datetime) -> list[int]:
         """Mark delivered; the ids delivered for the first time, whose tallies are added."""
         # by id: a node's acknowledgement and its retry at once lock the rows in one
         # order (in the order given, they deadlocked)
@@ -291,8 +291,8 @@ class PostgresHubStore(HubIntake):
     ) -> list[Delivery]:
         """The deliveries read and checked (``receipts``), then marked (a statement each,
         as the node's two calls were)."""
-        found = {d.id: d for d in await self.deliveries(delivery_ids, bodies_up_to=0)}
-        first = await self.acknowledge(receipts(list(found.values())), now)
+        found = {d.id: d for d in await self._deliveries(delivery_ids, bodies_up_to=0)}
+        first = await self._acknowledge(receipts(list(found.values())), now)
         return [found[delivery_id] for delivery_id in first]
 
     # --- statistics ------------------------------------------------------------------------
@@ -346,16 +346,6 @@ class PostgresHubStore(HubIntake):
             )
         entries = tuple(DirectoryEntry(r[0], r[1], r[2], r[3]) for r in rows)
         return Directory(int(version or 0), entries)
-
-    async def unknown(self, org_ids: Sequence[str]) -> list[str]:
-        """Those of ``org_ids`` the address book does not know."""
-        rows = await self._rows(
-            "SELECT o.org_id FROM unnest($1::text[]) WITH ORDINALITY AS o (org_id, n)"
-            " WHERE NOT EXISTS (SELECT 1 FROM directory d WHERE d.org_id = o.org_id)"
-            " ORDER BY o.n",
-            list(org_ids),
-        )
-        return [row[0] for row in rows]
 
     async def add_node(self, node: str, token_sha256: str) -> None:
         async with self._transaction() as conn:

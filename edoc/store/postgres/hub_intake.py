@@ -1,5 +1,5 @@
-"""The hub's PostgreSQL reads for its intake: a package by its key, the status codes a
-responder gave, and all a new package is judged by (HubStore.admission) in one statement."""
+"""The hub's PostgreSQL reads for its intake: a package by its key, and all a new package
+is judged by (HubStore.admission) in one statement."""
 
 from __future__ import annotations
 
@@ -91,21 +91,3 @@ class HubIntake(HubViews):
             known=frozenset(row["sender"] for row in addressed if row["in_book"]),
             queued={row["sender"]: int(row["waiting"]) for row in addressed},
         )
-
-    async def queued_for(self, recipient: str) -> int:
-        return int(
-            await self._value(
-                "SELECT COUNT(*) FROM deliveries WHERE recipient = $1 AND delivered_at IS NULL",
-                recipient,
-            )
-        )
-
-    async def codes_given(self, responder: str, document_sender: str, about: str) -> list[str]:
-        rows = await self._rows(
-            "SELECT p.status_code FROM packages p JOIN deliveries d ON d.package_id = p.id"
-            " WHERE p.kind = 'status' AND p.sender = $1 AND p.about = $2 AND d.recipient = $3",
-            responder,
-            about,
-            document_sender,
-        )
-        return [row[0] for row in rows]

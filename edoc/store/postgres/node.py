@@ -48,7 +48,7 @@ from edoc.store.postgres.node_rows import (
 from edoc.store.postgres.node_tables import FIRST, INBOX_ITEM, inbox_item
 from edoc.store.postgres.node_views import NodeViews
 
-# due_transfers and next_transfer_at in one: one row per due transfer (DUE's columns, in
+# the due transfers and when the next falls due, in one: one row per due transfer (DUE's columns, in
 # its order: by the transfers' priority again, the outer join keeps none), each with when
 # the next falls due after now; one row of NULLs and that when none is due
 _OUTBOX_PASS = f"""
@@ -153,24 +153,10 @@ class PostgresNodeStore(NodeViews):
             transfers=tuple(TransferRecord(t[0], t[1], t[2], t[3]) for t in transfers),
         )
 
-    async def due_transfers(
-        self, now: dt.datetime, limit: int, under_way: Collection[int]
-    ) -> list[Transfer]:
-        """The most urgent due transfers, except those ``under_way`` (still pending)."""
-        rows = await self._rows(DUE, now, list(under_way), limit)
-        return [Transfer(*row) for row in rows]
-
-    async def next_transfer_at(self, after: dt.datetime) -> dt.datetime | None:
-        """When the next retry falls due (transfers due already are under way)."""
-        found: dt.datetime | None = await self._value(
-            "SELECT MIN(next_at) FROM transfers WHERE state = 'pending' AND next_at > $1", after
-        )
-        return found
-
     async def outbox_pass(
         self, now: dt.datetime, limit: int, under_way: Collection[int]
     ) -> OutboxPass:
-        """Both of the above, in one statement."""
+        """The transfers due and when the next falls due, in one statement."""
         rows = await self._rows(_OUTBOX_PASS, now, list(under_way), max(limit, 0))
         due = tuple(Transfer(*row[:-1]) for row in rows if row["id"] is not None)
         return OutboxPass(due, rows[0]["next_at"])

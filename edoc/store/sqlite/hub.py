@@ -29,7 +29,7 @@ from edoc.store.hub import (
     Tally,
 )
 from edoc.store.sqlite.database import from_ms, query, to_ms
-from edoc.store.sqlite.hub_intake import admission, codes_given, package_record
+from edoc.store.sqlite.hub_intake import admission, package_record
 from edoc.store.sqlite.hub_views import HubViews
 
 SCHEMA = """
@@ -216,18 +216,6 @@ class SqliteHubStore(HubViews):
             recipients=tuple(r.org_id for r in package.recipients),
         )
 
-    async def queued_for(self, recipient: str) -> int:
-        rows = await self._rows(
-            "SELECT COUNT(*) FROM deliveries WHERE recipient=? AND delivered_at IS NULL",
-            (recipient,),
-        )
-        return int(rows[0][0])
-
-    async def codes_given(self, responder: str, document_sender: str, about: str) -> list[str]:
-        return await self._read(
-            partial(codes_given, responder=responder, document_sender=document_sender, about=about)
-        )
-
     async def lease(
         self,
         node: str,
@@ -254,14 +242,6 @@ class SqliteHubStore(HubViews):
     async def delivery(self, delivery_id: int) -> Delivery | None:
         rows = await self._rows(_DELIVERY_SELECT + " WHERE d.id=?", (ANY_SIZE, delivery_id))
         return _delivery(rows[0]) if rows else None
-
-    async def deliveries(self, delivery_ids: Sequence[int], bodies_up_to: int) -> list[Delivery]:
-        """Those of ``delivery_ids`` that exist, most urgent first."""
-        return await self._read(partial(_deliveries, ids=delivery_ids, bodies_up_to=bodies_up_to))
-
-    async def acknowledge(self, receipts: Sequence[Receipt], now: dt.datetime) -> list[int]:
-        """Mark delivered; the ids delivered for the first time, whose tallies are added."""
-        return await self._change(partial(_acknowledge, receipts=receipts, now=now))
 
     async def acknowledge_checked(
         self,
@@ -323,14 +303,6 @@ class SqliteHubStore(HubViews):
             return Directory(_directory_version(db), entries)
 
         return await self._read(directory)
-
-    async def unknown(self, org_ids: Sequence[str]) -> list[str]:
-        """Those of ``org_ids`` the address book does not know."""
-        rows = await self._rows(
-            "SELECT value FROM json_each(?) WHERE value NOT IN (SELECT org_id FROM directory)",
-            (json.dumps(list(org_ids)),),
-        )
-        return [row[0] for row in rows]
 
     async def add_node(self, node: str, token_sha256: str) -> None:
         await self._change(

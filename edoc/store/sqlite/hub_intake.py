@@ -49,7 +49,7 @@ def package_record(db: sqlite3.Connection, key: PackageKey) -> PackageRecord | N
     )
 
 
-def codes_given(
+def _codes_given(
     db: sqlite3.Connection, responder: str, document_sender: str, about: str
 ) -> list[str]:
     rows = db.execute(_CODES_GIVEN, (MessageKind.STATUS, responder, about, document_sender))
@@ -66,7 +66,7 @@ def admission(
     found = package_record(db, original) if original is not None else None
     given: list[str] = []
     if original is not None and key.kind == MessageKind.STATUS:
-        given = codes_given(db, key.sender, original.sender, original.about)
+        given = _codes_given(db, key.sender, original.sender, original.about)
     asked = [*addressees, *(found.recipients if found else ())]
     known: set[str] = set()
     queued: dict[str, int] = {}

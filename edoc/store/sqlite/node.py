@@ -116,20 +116,10 @@ class SqliteNodeStore(NodeViews):
     async def outgoing(self, outgoing_id: int) -> Outgoing | None:
         return await self._read(partial(_outgoing_where, where="id=?", params=(outgoing_id,)))
 
-    async def due_transfers(
-        self, now: dt.datetime, limit: int, under_way: Collection[int]
-    ) -> list[Transfer]:
-        """The most urgent due transfers, except those ``under_way`` (still pending)."""
-        return await self._read(partial(due_transfers, now=now, limit=limit, under_way=under_way))
-
-    async def next_transfer_at(self, after: dt.datetime) -> dt.datetime | None:
-        """When the next retry falls due (transfers due already are under way)."""
-        return await self._read(partial(next_transfer_at, after=after))
-
     async def outbox_pass(
         self, now: dt.datetime, limit: int, under_way: Collection[int]
     ) -> OutboxPass:
-        """Both of the above, in one trip."""
+        """The transfers due and when the next falls due, in one trip."""
 
         def both(db: sqlite3.Connection) -> OutboxPass:
             due = due_transfers(db, now, limit, under_way) if limit > 0 else []
