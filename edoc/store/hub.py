@@ -234,8 +234,13 @@ class HubStore(Protocol):
         of ``delivery_ids`` that exist (most urgent first, without bodies), adding each
         one's tally in the same transaction, the first time only: ``receipts`` raising
         acknowledges none. The deliveries acknowledged for the first time, by id.
-        ``receipts`` only computes: a backend may call it on a thread of its own, inside
-        the change."""
+        ``receipts`` only computes: a backend may call it on a thread of its own.
+
+        SQLite reads, checks and marks in one change (one trip to its thread). PostgreSQL
+        reads in one statement, checks, then marks and counts in a second: what is
+        checked (a delivery's recipient, node and kind) never changes once accepted, and
+        the marking takes only deliveries not yet delivered, so an acknowledgement
+        marked in between (a node's retry, on another instance) is counted once."""
         ...
 
     # statistics

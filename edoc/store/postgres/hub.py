@@ -289,8 +289,9 @@ class PostgresHubStore(HubIntake):
         now: dt.datetime,
         receipts: Callable[[Sequence[Delivery]], Sequence[Receipt]],
     ) -> list[Delivery]:
-        """The deliveries read and checked (``receipts``), then marked (a statement each,
-        as the node's two calls were)."""
+        """The deliveries read (one statement), checked (``receipts``), then marked and
+        counted (a second statement, a transaction of its own): two round trips, where a
+        transaction around both would be four (BEGIN and COMMIT)."""
         found = {d.id: d for d in await self._deliveries(delivery_ids, bodies_up_to=0)}
         first = await self._acknowledge(receipts(list(found.values())), now)
         return [found[delivery_id] for delivery_id in first]
