@@ -27,6 +27,7 @@ STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 # a service that ended may have got its process group's SIGINT a moment before we did
 SIGNAL_RACE = 0.5
 LOG_LINES = 15  # of a failed service's log, in the error
+POLL = 0.1  # seconds between two looks at services starting, at least
 
 
 class StopRequested(Exception):
@@ -100,6 +101,7 @@ def wait_healthy(
     while pending:
         if flag is not None:
             flag.check()
+        pass_began = time.monotonic()
         for service in list(pending):
             if service.process.poll() is not None:
                 raise exited(service, flag)
@@ -113,7 +115,14 @@ def wait_healthy(
                 last_progress = time.monotonic()
         if pending:
             _give_up_if_stuck(pending, began, last_progress, patience)
-            time.sleep(0.1)
+            time.sleep(_pause(time.monotonic() - pass_began))
+
+
+def _pause(pass_took: float) -> float:
+    """Seconds to wait before the next look: at least POLL, and long enough that looking
+    takes a third of the time at most. Looking at 85 starting nodes (a /healthz and a
+    /proc read each) every 0.1 s took CPU the nodes needed to start."""
+    return max(POLL, 2 * pass_took)
 
 
 def _give_up_if_stuck(

@@ -24,6 +24,8 @@ from edoc.model import StatusCode
 from edoc.sim.traffic import Agency, Planned
 
 PATIENCE = 60.0  # seconds without news after which the watcher stops waiting
+PAUSE = 0.5  # seconds between two reads of the inboxes something is on its way to
+NEWS_PAUSE = 0.2  # the same, after a read that found something (more is likely close behind)
 
 
 @dataclass
@@ -64,6 +66,12 @@ class Simulation:
         self.sending_done = asyncio.Event()
         self.origin = planned[0].at if planned else dt.datetime.now(dt.UTC)
         self.session: aiohttp.ClientSession | None = None  # one for all agencies, while running
+        self.patience = PATIENCE
+        self.awaited: dict[str, set[int]] = {}  # recipient → sent to it, not yet arrived
+        self.cursors: dict[str, str] = {}  # recipient → received_at of the last item read
+        self.answers: set[asyncio.Task[None]] = set()  # statuses being posted
+        # status posts have a limit of their own: waiting behind inbox reads, they were late
+        self.answering = asyncio.Semaphore(concurrency)
 
     async def _wait_until(self, moment: dt.datetime) -> None:
         if self.speedup is None:
@@ -85,6 +93,8 @@ class Simulation:
         )
         if answer.status == 202:
             self.observed.posted[planned.index] = posted
+            if planned.index not in self.observed.arrived:  # (it may be seen before the 202)
+                self.awaited.setdefault(planned.recipient.org_id, set()).add(planned.index)
             self.tick("sent")
         else:
             self.observed.refused[error_of(answer.status, answer.body).code] += 1
@@ -102,18 +112,13 @@ class Simulation:
         await asyncio.gather(*(worker() for _ in range(self.concurrency)))
         self.sending_done.set()
 
-    async def _answer(
-        self,
-        planned: Planned,
-        inbox_id: int,
-        arrived: float,
-        limit: asyncio.Semaphore,
-    ) -> None:
-        """The recipient's planned statuses, each at its time (with a speed-up)."""
+    async def _answer(self, planned: Planned, inbox_id: int, arrived: float) -> None:
+        """The recipient's planned statuses, each at its time (with a speed-up), one after
+        the other: a status follows the one before it."""
         for code, hours in planned.answers:
             if self.speedup is not None:
                 await asyncio.sleep(max(0.0, arrived + hours * 3600 / self.speedup - time.time()))
-            async with limit:
+            async with self.answering:
                 try:
                     await self._client(planned.recipient).post_status(
                         inbox_id, code, f"Trạng thái {code}"
@@ -124,48 +129,63 @@ class Simulation:
             self.observed.answered[code] += 1
             self.tick("answered")
 
+    def _arrived(self, item: dict[str, Any]) -> Planned | None:
+        """The planned document an inbox item is, if it arrived during this run and was
+        not seen before."""
+        planned = self.by_document.get(item["document_id"])
+        arrived = dt.datetime.fromisoformat(item["received_at"]).timestamp()
+        # on a network driven before, the inbox may hold an earlier run's copy of a
+        # planned document (same DocumentId): only what arrived during this run counts
+        if planned is None or planned.index in self.observed.arrived:
+            return None
+        if arrived < self.observed.started:
+            return None
+        self.observed.arrived[planned.index] = arrived
+        self.awaited.get(planned.recipient.org_id, set()).discard(planned.index)
+        return planned
+
+    async def _read(self, agency: Agency, limit: asyncio.Semaphore) -> bool:
+        """One read of ``agency``'s inbox since what was seen there; whether it held news.
+        Each new arrival's answers start at once."""
+        async with limit:
+            documents = await self._client(agency).inbox(
+                since=self.cursors.get(agency.org_id), limit=1000
+            )
+        news = False
+        for item in documents:
+            self.cursors[agency.org_id] = item["received_at"]
+            planned = self._arrived(item)
+            if planned is None:
+                continue
+            news = True
+            self.tick("arrived")
+            if planned.answers:
+                task = asyncio.create_task(
+                    self._answer(planned, item["id"], self.observed.arrived[planned.index])
+                )
+                self.answers.add(task)
+                task.add_done_callback(self.answers.discard)
+        return news
+
     async def _watch(self) -> None:
-        """Read every recipient's inbox until all that was sent has arrived."""
+        """Read the inboxes of the recipients something was sent to and has not arrived,
+        until all that was sent has arrived (or nothing more comes for ``patience``
+        seconds). A recipient with nothing on its way is not read (the national day has 136
+        recipients: once most of their documents are in, a pass read them all for the few
+        still on their way)."""
         recipients = {p.recipient.org_id: p.recipient for p in self.planned}
-        cursors: dict[str, str] = {}
-        answering: set[asyncio.Task[None]] = set()
         limit = asyncio.Semaphore(self.concurrency)
         last_news = time.time()
-
-        async def read(org: str, agency: Agency) -> bool:
-            async with limit:
-                documents = await self._client(agency).inbox(since=cursors.get(org), limit=1000)
-            news = False
-            for item in documents:
-                cursors[org] = item["received_at"]
-                planned = self.by_document.get(item["document_id"])
-                arrived = dt.datetime.fromisoformat(item["received_at"]).timestamp()
-                # on a network driven before, the inbox may hold an earlier run's copy of a
-                # planned document (same DocumentId): only what arrived during this run counts
-                if (
-                    planned is None
-                    or planned.index in self.observed.arrived
-                    or arrived < self.observed.started
-                ):
-                    continue
-                self.observed.arrived[planned.index] = arrived
-                news = True
-                self.tick("arrived")
-                if planned.answers:
-                    task = asyncio.create_task(self._answer(planned, item["id"], arrived, limit))
-                    answering.add(task)
-                    task.add_done_callback(answering.discard)
-            return news
-
         while True:
-            news = any(await asyncio.gather(*(read(o, a) for o, a in recipients.items())))
+            waited = [recipients[org] for org, indexes in self.awaited.items() if indexes]
+            news = any(await asyncio.gather(*(self._read(agency, limit) for agency in waited)))
             if news:
                 last_news = time.time()
             all_in = len(self.observed.arrived) >= len(self.observed.posted)
-            if self.sending_done.is_set() and (all_in or time.time() - last_news > PATIENCE):
+            if self.sending_done.is_set() and (all_in or time.time() - last_news > self.patience):
                 break
-            await asyncio.sleep(0.2 if news else 0.5)
-        await asyncio.gather(*answering)
+            await asyncio.sleep(NEWS_PAUSE if news or not waited else PAUSE)
+        await asyncio.gather(*self.answers)
 
     async def run(self) -> Observed:
         connector = aiohttp.TCPConnector(limit=self.concurrency * 4)

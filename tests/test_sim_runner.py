@@ -1,0 +1,117 @@
+"""The simulator's driver against a fake node: what it reads, what it counts, what it answers."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections import Counter
+from typing import Any
+
+from aiohttp import web
+from aiohttp.test_utils import TestServer
+
+from edoc.sim import profile, runner, traffic
+
+TAY_NINH = profile.load("tay-ninh-2021")
+SIGNER = {"full_name": "Nguyễn Văn An", "position": "Giám đốc"}
+EARLIER = "2026-01-05T08:00:00+00:00"  # before any run here
+
+
+class FakeNode:
+    """Accepts every post; a document posted shows in its recipient's inbox at once,
+    after an earlier run's copy of the same DocumentId."""
+
+    def __init__(self, copies_of_earlier_run: bool) -> None:
+        self.copies_of_earlier_run = copies_of_earlier_run
+        self.inboxes: dict[str, list[dict[str, Any]]] = {}
+        self.reads: Counter[str] = Counter()
+        self.statuses: dict[int, list[str]] = {}
+
+    def app(self) -> web.Application:
+        app = web.Application()
+        app.router.add_post("/api/v1/documents", self.post)
+        app.router.add_get("/api/v1/inbox", self.inbox)
+        app.router.add_post("/api/v1/inbox/{id}/status", self.status)
+        return app
+
+    async def post(self, request: web.Request) -> web.Response:
+        async for part in await request.multipart():
+            if part.name == "metadata":  # type: ignore[union-attr]
+                metadata = json.loads(await part.read())  # type: ignore[union-attr]
+                break
+        code = metadata["code"]
+        day = metadata["promulgation"]["date"].replace("-", "/")
+        document_id = f"{metadata['from']},{day},{code['number']}/{code['notation']}"
+        for recipient in metadata["to"]:
+            inbox = self.inboxes.setdefault(recipient, [])
+            item = {"document_id": document_id}
+            if self.copies_of_earlier_run:
+                inbox.append({**item, "id": -len(inbox) - 1, "received_at": EARLIER})
+            now = dt.datetime.now(dt.UTC).isoformat()
+            inbox.append({**item, "id": len(self.statuses) + 1, "received_at": now})
+            self.statuses[len(self.statuses) + 1] = []
+        return web.json_response({"id": 1}, status=202)
+
+    async def inbox(self, request: web.Request) -> web.Response:
+        agency = request.headers["Authorization"].removeprefix("Bearer ")
+        self.reads[agency] += 1
+        since = request.query.get("since", "")
+        found = [i for i in self.inboxes.get(agency, []) if i["received_at"] >= since]
+        found.sort(key=lambda i: i["received_at"])
+        return web.json_response({"documents": found})
+
+    async def status(self, request: web.Request) -> web.Response:
+        self.statuses[int(request.match_info["id"])].append((await request.json())["code"])
+        return web.json_response({"id": 1}, status=202)
+
+
+def _plan(url: str) -> list[traffic.Planned]:
+    agencies = {
+        root: [
+            traffic.Agency(f"000.00.{g}.{root}", root, root, url, f"000.00.{g}.{root}", SIGNER)
+            for g in ("00", "07", "12", "15")
+        ]
+        for root in TAY_NINH.roots
+    }
+    return traffic.plan(TAY_NINH, agencies, days=1, seed=5)[:40]
+
+
+async def _drive(node: FakeNode) -> tuple[list[traffic.Planned], runner.Observed]:
+    async with TestServer(node.app()) as server:
+        planned = _plan(str(server.make_url("")).rstrip("/"))
+        simulation = runner.Simulation(planned, "runner", None, 4, lambda _: None)
+        simulation.patience = 1.0
+        return planned, await simulation.run()
+
+
+async def test_only_inboxes_something_was_sent_to_are_read() -> None:
+    node = FakeNode(copies_of_earlier_run=False)
+    planned, observed = await _drive(node)
+    assert len(observed.arrived) == len(observed.posted) == len(planned)
+    recipients = {p.recipient.org_id for p in planned}
+    assert set(node.reads) == recipients
+    everyone = {f"000.00.{g}.{root}" for g in ("00", "07", "12", "15") for root in TAY_NINH.roots}
+    assert everyone - recipients  # some agencies got nothing, and were never read
+
+
+async def test_every_arrival_is_answered_in_the_planned_order() -> None:
+    node = FakeNode(copies_of_earlier_run=False)
+    planned, observed = await _drive(node)
+    by_id = {item["document_id"]: item["id"] for inbox in node.inboxes.values() for item in inbox}
+    for p in planned:
+        assert node.statuses[by_id[p.document_id]] == [code for code, _ in p.answers]
+    assert sum(observed.answered.values()) == sum(len(p.answers) for p in planned)
+
+
+async def test_an_earlier_runs_copies_beside_this_runs_count_once() -> None:
+    """The inbox holds an earlier run's copy of each DocumentId (received long ago) besides
+    this run's: only this run's counts, and each is answered once."""
+    node = FakeNode(copies_of_earlier_run=True)
+    planned, observed = await _drive(node)
+    assert len(observed.arrived) == len(planned)
+    assert all(
+        t > dt.datetime.fromisoformat(EARLIER).timestamp() for t in observed.arrived.values()
+    )
+    assert observed.answer_refused == Counter()  # none posted to an earlier copy
+    answered = [codes for codes in node.statuses.values() if codes]
+    assert len(answered) == sum(1 for p in planned if p.answers)
