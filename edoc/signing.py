@@ -150,10 +150,6 @@ def sign_message(
     canonicalisation and the signatures no parsing. The schema still checks what was
     written, parsed back from those bytes."""
     written = envelope.written(message)
-    if written is None:  # text XML cannot carry, or an unusual trace: as before
-        root = sign(envelope.build_envelope(message), seal, personal)
-        envelope.validate(root)
-        return envelope.SignedEnvelope(root=root)
     digests = {uri: hashlib.sha256(part).digest() for uri, part in written.parts.items()}
     signatures = [_signature_markup(digests, i) for i in (seal, personal) if i is not None]
     head = b"".join((written.before, *signatures, written.after))

@@ -96,6 +96,9 @@ async def test_statuses_flow_back_to_06_and_the_rules_hold(net: LocalNetwork) ->
     _, answer, _ = await sender.send(metadata(SENDER, [KON_TUM]))
     (item,) = await eventually(lambda: _arrived(recipient, answer["document_id"]))
     path = f"/api/v1/inbox/{item['id']}/status"
+    unwritable = {"code": "03", "description": "Đã nhận\x01"}  # XML cannot carry \x01
+    status, body, _ = await recipient.request("POST", path, json_body=unwritable)
+    assert (status, body["error"]["code"]) == (400, "EDOC-ENV-002"), body
     for code in ("03", "04", "05", "06"):
         status, body, _ = await recipient.request("POST", path, json_body={"code": code})
         assert status == 202, body

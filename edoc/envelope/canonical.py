@@ -5,9 +5,9 @@ signed parts in it, parse each signature into it and serialise the lot. Here eac
 part is written from the model's fields as a string in exclusive C14N (what is digested:
 the part's own namespace declaration, every element opened and closed, ``&#xD;`` for a
 carriage return), and the package's markup of it derived from that (what lxml wrote:
-the declaration on the root only, an empty manifest closed at once, ``&#13;``). Only text
-XML can carry is written so; a message with anything else, or a trace that is not the
-sender's one hop, returns None and goes the tree's way, which refuses it as before.
+the declaration on the root only, an empty manifest closed at once, ``&#13;``). Text XML
+cannot carry (a control character, say, in an agency's status description) is refused
+as InvalidField (EDOC-ENV-002, 400), where the tree writer raised lxml's ValueError.
 tests/test_canonical_writer.py: for any message the package is byte for byte what the
 tree writer made, and each part's bytes are its exclusive C14N where it stands.
 """
@@ -17,6 +17,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from edoc import errors
 from edoc.envelope.dates import format_date, format_timestamp
 from edoc.envelope.names import BUSINESS_ID, HEADER_ID, MANIFEST_ID, NS, ORIGIN_ID
 from edoc.model import Document, Message, Organization, ResponseFor, StatusUpdate, TraceHop
@@ -25,8 +26,7 @@ from edoc.model import Document, Message, Organization, ResponseFor, StatusUpdat
 # as it stands in the package differs only in its apex (no declaration of its own, closed
 # at once when empty: only an empty manifest) and in how a carriage return is written.
 
-# What lxml accepts as text and libxml2 writes as it is: anything else takes the tree's
-# way (lxml refuses control characters with a ValueError, as it always did).
+# What XML 1.0 can carry as text (its Char production; lxml refuses anything else)
 UNUSUAL = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
 _DECLARATION = f' xmlns:edXML="{NS}"'
 PACKAGE_OPEN = (
@@ -35,15 +35,15 @@ PACKAGE_OPEN = (
 PACKAGE_CLOSE = b"</edXML:edXML>"
 
 
-class _Unusual(Exception):
-    """Text this writer leaves to the tree."""
+def carried(text: str) -> str:
+    """``text``, if XML can carry it; else InvalidField."""
+    if found := UNUSUAL.search(text):
+        raise errors.InvalidField(f"{text!r} holds {found.group()!r}, which XML cannot carry")
+    return text
 
 
 def _text(value: str | int) -> str:
-    text = str(value)
-    if UNUSUAL.search(text):
-        raise _Unusual
-    return text
+    return carried(str(value))
 
 
 def _leaf(name: str, value: str | int) -> str:
@@ -201,18 +201,15 @@ class Written:
     parts: dict[str, bytes]
 
 
-def written(message: Message) -> Written | None:
-    """The envelope of ``message`` as the tree writer writes it, or None where it is for
-    the tree writer to write (or refuse)."""
+def written(message: Message) -> Written:
+    """The envelope of a new ``message`` (its trace the sender's one hop, as
+    stamp_origin makes it) as the tree writer writes it."""
     if len(message.trace) != 1:
-        return None  # a new message's trace is the sender's one hop (stamp_origin)
-    try:
-        header, header_markup = _part(_message_header(message), HEADER_ID)
-        origin, origin_markup = _part(_hop(message.trace[0]), ORIGIN_ID)
-        business, business_markup = _part(_business(message), BUSINESS_ID)
-        manifest, manifest_markup = _part(_manifest(message), MANIFEST_ID)
-    except _Unusual:
-        return None
+        raise ValueError("a new message's trace is the sender's one hop (stamp_origin)")
+    header, header_markup = _part(_message_header(message), HEADER_ID)
+    origin, origin_markup = _part(_hop(message.trace[0]), ORIGIN_ID)
+    business, business_markup = _part(_business(message), BUSINESS_ID)
+    manifest, manifest_markup = _part(_manifest(message), MANIFEST_ID)
     before = (
         f"<edXML:edXMLEnvelope{_DECLARATION}><edXML:edXMLHeader>{header_markup}"
         f"<edXML:TraceHeaderList>{origin_markup}{business_markup}</edXML:TraceHeaderList>"

@@ -69,18 +69,13 @@ def to_bytes(root: etree._Element) -> bytes:
 
 @dataclass(frozen=True)
 class SignedEnvelope:
-    """A signed envelope, ready to be written with its attachments: as bytes from the XML
-    declaration to the envelope's end (edoc.envelope.canonical's), or as the tree."""
+    """A signed envelope, ready to be written with its attachments: its bytes from the XML
+    declaration to the envelope's end (edoc.envelope.canonical's)."""
 
-    head: bytes | None = None
-    root: etree._Element | None = None
+    head: bytes
 
     def write(self, files: Sequence[tuple[Attachment, Path | bytes]], out: IO[bytes]) -> None:
         """The package, as write_package writes it from the tree."""
-        if self.head is None:
-            assert self.root is not None
-            write_package(self.root, files, out)
-            return
         out.write(self.head)
         if files:
             out.write(b"<edXML:AttachmentEncoded>")
@@ -105,9 +100,7 @@ def _attachment_bytes(out: IO[bytes], attachment: Attachment, body: Path | bytes
         ("Description", attachment.description),
     ):
         if value:
-            if canonical.UNUSUAL.search(value):
-                etree.Element("lxml-judges").text = value  # refused as xmlfile refused it
-            text = canonical.escaped(value, "&#13;")
+            text = canonical.escaped(canonical.carried(value), "&#13;")
             fields.append(f"<edXML:{name}>{text}</edXML:{name}>".encode())
     fields.append(b"<edXML:ContentTransferEncoded>")
     out.write(b"".join(fields))
