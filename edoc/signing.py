@@ -114,28 +114,10 @@ _SIGNATURE_OPEN = f'<ds:Signature xmlns:ds="{DS}">'.encode()
 
 
 def _signature(digests: dict[str, bytes], identity: SigningIdentity) -> etree._Element:
-    """One XMLDSig signature over the four parts, for the header, where verify expects it.
-
-    SignedInfo is written canonical (shape.signed_info), so its bytes are signed as they
-    are and no tree is built to canonicalise them; the signature element is then read
-    from bytes edoc wrote, and in the header its SignedInfo canonicalises to those same
-    bytes (tests/test_fast_paths.py)."""
-    info = shape.signed_info(digests)
-    value = identity.key.sign(info, padding.PKCS1v15(), hashes.SHA256())
-    signature = etree.fromstring(
-        b"".join(
-            (
-                _SIGNATURE_OPEN,
-                info,
-                b"<ds:SignatureValue>",
-                base64.b64encode(value),
-                b"</ds:SignatureValue>",
-                _key_info(identity.cert),
-                b"</ds:Signature>",
-            )
-        )
-    )
-    return signature
+    """One XMLDSig signature over the four parts, for the header, where verify expects it:
+    the element read from the bytes a package carries (_signature_markup). In the header
+    its SignedInfo canonicalises to the bytes signed (tests/test_fast_paths.py)."""
+    return etree.fromstring(_signature_markup(digests, identity))
 
 
 def sign_message(
