@@ -7,7 +7,7 @@ import io
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import IO
 
 import pybase64
 from lxml import etree
@@ -34,32 +34,11 @@ def write_package(
                     xf.write(child)
             if files:
                 with xf.element(q("AttachmentEncoded")):
+                    # the attachments as bytes (no lxml escaping pass over the base64,
+                    # a 200 MB body still written chunk by chunk), after what xf holds
+                    xf.flush()
                     for attachment, path in files:
-                        _write_attachment(xf, out, attachment, path)
-
-
-def _write_attachment(xf: Any, out: IO[bytes], attachment: Attachment, body: Path | bytes) -> None:
-    with xf.element(q("Attachment")):
-        for name, value in (
-            ("ContentId", attachment.content_id),
-            ("AttachmentName", attachment.name),
-            ("ContentType", attachment.content_type),
-            ("Description", attachment.description),
-        ):
-            if value:
-                with xf.element(q(name)):
-                    xf.write(value)
-        with (
-            xf.element(q("ContentTransferEncoded")),
-            io.BytesIO(body) if isinstance(body, bytes) else body.open("rb") as stream,
-        ):
-            # Past the start tag, the base64 goes straight to ``out``: it needs no
-            # escaping, and lxml's escaping pass over it was most of the cost of writing
-            # a body. Nothing piles up in xmlfile's buffer either, so a 200 MB attachment
-            # is still written chunk by chunk.
-            xf.flush()
-            for chunk in xmlsafe.read_chunks(stream, BASE64_LINE):
-                out.write(pybase64.b64encode(chunk))
+                        _attachment_bytes(out, attachment, path)
 
 
 def to_bytes(root: etree._Element) -> bytes:
@@ -91,7 +70,8 @@ class SignedEnvelope:
 
 
 def _attachment_bytes(out: IO[bytes], attachment: Attachment, body: Path | bytes) -> None:
-    """_write_attachment's bytes, written without lxml."""
+    """One attachment's element: its headers, then its body in base64, streamed from its
+    file or memory straight to ``out``."""
     fields = [b"<edXML:Attachment>"]
     for name, value in (
         ("ContentId", attachment.content_id),
