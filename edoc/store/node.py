@@ -15,7 +15,7 @@ from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from edoc.model import Route
+from edoc.model import DeliveryState, Route, TransferState
 
 
 @dataclass(frozen=True)
@@ -116,6 +116,34 @@ class Outgoing:
     created_at: dt.datetime
     recipients: tuple[OutgoingRecipient, ...]  # by org_id
     transfers: tuple[TransferRecord, ...]
+
+
+def as_stored(
+    new: NewOutgoing, outgoing_id: int, queued_at: dt.datetime, created_at: dt.datetime
+) -> Outgoing:
+    """``new`` as a store reads it back once written as ``outgoing_id`` at ``queued_at``
+    (``created_at`` that time as the store keeps it): what add_outgoing gives back without
+    reading it. Plain str where an enum was given, recipients by code point (organization
+    ids are ASCII, so every backend's order), the summary through JSON as it is kept."""
+    first = (StateChange(str(DeliveryState.QUEUED), queued_at, None),)
+    return Outgoing(
+        id=outgoing_id,
+        kind=str(new.kind),
+        sender=new.sender,
+        document_id=new.document_id,
+        status_code=new.status_code,
+        priority=new.priority,
+        path=new.path,
+        summary=json.loads(json.dumps(new.summary, ensure_ascii=False)),
+        created_at=created_at,
+        recipients=tuple(
+            OutgoingRecipient(r, r in new.local, str(DeliveryState.QUEUED), first)
+            for r in sorted(new.recipients)
+        ),
+        transfers=tuple(
+            TransferRecord(str(route), str(TransferState.PENDING), 0, "") for route in new.routes
+        ),
+    )
 
 
 @dataclass(frozen=True)

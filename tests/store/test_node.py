@@ -9,6 +9,7 @@ from dataclasses import replace
 import pytest
 
 from edoc import errors
+from edoc.model import MessageKind
 from edoc.store.node import (
     Agency,
     Count,
@@ -345,3 +346,21 @@ async def test_recipient_progress_says_when_each_reached_a_state(node_store: Nod
         ("queued", dt.date(2026, 11, 30), None),
     ]
     assert {p.sender for p in progress} == {SENDER}
+
+
+async def test_an_added_message_is_what_reads_back(node_store: NodeStore) -> None:
+    """add_outgoing gives back what it wrote without reading it (edoc.store.node.as_stored):
+    enums given come back as plain str, recipients in order, times as the store keeps them."""
+    new = replace(
+        DOCUMENT,
+        kind=MessageKind.STATUS,
+        document_id="D9",
+        recipients=("000.00.00.H44", FAR, NEIGHBOUR, "000.00.00.G01"),
+        summary={"nested": {"b": [1, 2.5, None], "a": "ế"}, "due_date": None},
+    )
+    at = NOW.replace(microsecond=123_456)
+    stored = await node_store.add_outgoing(new, at, [])
+    read = await node_store.outgoing(stored.id)
+    assert read == stored
+    kept = (stored.kind, stored.recipients[0].state, stored.transfers[0].route)
+    assert [type(text) for text in kept] == [str, str, str]  # as read back, not the enums

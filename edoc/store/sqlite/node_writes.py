@@ -20,6 +20,7 @@ from edoc.store.node import (
     StateRule,
     Tally,
     TransferRecord,
+    as_stored,
     history,
 )
 from edoc.store.sqlite.database import from_ms, to_ms
@@ -95,25 +96,7 @@ def insert_outgoing(db: sqlite3.Connection, new: NewOutgoing, now: dt.datetime) 
         " VALUES (?, ?, ?, ?, ?)",
         [(outgoing_id, route, TransferState.PENDING, created_at, new.priority) for route in routes],
     )
-    first = history(queued)
-    return Outgoing(  # plain str where an enum was given: as a row read back has it
-        id=outgoing_id,
-        kind=str(new.kind),
-        sender=new.sender,
-        document_id=new.document_id,
-        status_code=new.status_code,
-        priority=new.priority,
-        path=new.path,
-        summary=json.loads(summary),
-        created_at=from_ms(created_at),
-        recipients=tuple(
-            OutgoingRecipient(r, r in new.local, str(DeliveryState.QUEUED), first)
-            for r in sorted(new.recipients)  # by code point: SQLite's order of UTF-8 text
-        ),
-        transfers=tuple(
-            TransferRecord(str(route), str(TransferState.PENDING), 0, "") for route in routes
-        ),
-    )
+    return as_stored(new, outgoing_id, now, from_ms(created_at))
 
 
 def insert_inbox(db: sqlite3.Connection, item: NewInboxItem, now: dt.datetime) -> int:
