@@ -154,16 +154,8 @@ def parse_whole(data: bytes, limits: Limits = Limits()) -> etree._Element | None
     breaks a rule: the event parser then says what is wrong with it."""
     if len(data) > limits.max_bytes:
         return None
-    parser = etree.XMLParser(  # one per call: an lxml parser is not for two threads at once
-        resolve_entities=False,
-        no_network=True,
-        load_dtd=False,
-        dtd_validation=False,
-        huge_tree=False,
-        remove_comments=True,
-    )
     try:
-        root = etree.fromstring(data, parser)
+        root = etree.fromstring(data, _libxml2_parser(remove_comments=True))
     except (etree.XMLSyntaxError, ValueError):
         return None
     return root if _plain(root, limits.max_depth) else None
@@ -184,14 +176,20 @@ def parse(data: bytes, limits: Limits = Limits()) -> etree._Element:
 
 def parse_written(data: bytes) -> etree._Element:
     """Parse XML edoc has just written itself (a signed envelope, to check it against the
-    schema): the same hardened parser, without parse_whole's search for what only
-    another writer puts in (edoc writes elements and text only)."""
-    parser = etree.XMLParser(  # one per call: an lxml parser is not for two threads at once
+    schema): libxml2 with no entities, network or DTD, but without the limits and checks
+    of input (parse_whole, parse). Never for bytes that came from outside."""
+    root: etree._Element = etree.fromstring(data, _libxml2_parser())
+    return root
+
+
+def _libxml2_parser(remove_comments: bool = False) -> etree.XMLParser:
+    """A new parser (one per call: an lxml parser is not for two threads at once) that
+    resolves no entity, reads no DTD and fetches nothing."""
+    return etree.XMLParser(
         resolve_entities=False,
         no_network=True,
         load_dtd=False,
         dtd_validation=False,
         huge_tree=False,
+        remove_comments=remove_comments,
     )
-    root: etree._Element = etree.fromstring(data, parser)
-    return root
