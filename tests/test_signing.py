@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+import io
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from cryptography import x509
@@ -13,7 +15,7 @@ from lxml import etree
 
 from edoc import envelope, errors, pki, signature_shape, signing
 from edoc.model import Organization, ResponseFor, Staff, StatusCode, StatusUpdate, TraceHop
-from tests.support.pki import SENDER, SIGNER, Ca, reparse, signed_root, verify
+from tests.support.pki import SENDER, SIGNER, Ca, reparse, signed_root, verify, wire
 
 ED = {"edXML": envelope.NS, "ds": signing.DS}
 
@@ -114,3 +116,18 @@ def test_a_certificate_with_a_malformed_issuer_is_refused_not_a_crash(ca: Ca) ->
     holder.text = base64.b64encode(broken).decode()
     with pytest.raises(errors.UntrustedCertificate):
         signing.verify(root, ca.keys.trust(), ca.clock())
+
+
+def test_a_revocation_is_judged_per_message_whatever_was_remembered(tmp_path: Path) -> None:
+    """What is remembered about a certificate (its chain, usage, dates: certcheck.ByIdentity)
+    does not carry its verdict: the same package, its certificate already checked, is
+    refused once the key is revoked as compromised."""
+    own = Ca.create(tmp_path)
+    package = wire(signed_root(own))
+    first = envelope.read_package(io.BytesIO(package)).root
+    assert signing.verify(first, own.keys.trust(), own.clock()).seal.org_id == SENDER
+    own.keys.revoke(SENDER, reason="keyCompromise")  # refuses what it signed before too
+    own.clock.advance(seconds=1)
+    again = envelope.read_package(io.BytesIO(package)).root
+    with pytest.raises(errors.RevokedCertificate):
+        signing.verify(again, own.keys.trust(), own.clock())
