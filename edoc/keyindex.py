@@ -200,11 +200,13 @@ class KeyIndex:
     def trust(self) -> certcheck.Trust:
         return self._load().trust
 
-    def identity(
+    def current(
         self, org_id: str, full_name: str = "", kind: pki.CertKind | None = None
-    ) -> SigningIdentity:
-        """The newest valid seal of ``org_id`` (or personal certificate of ``full_name``,
-        or, with ``kind=TLS``, its TLS certificate)."""
+    ) -> CertRecord:
+        """The record of the newest valid seal of ``org_id`` (or personal certificate of
+        ``full_name``, or, with ``kind=TLS``, its TLS certificate), its key left on disk:
+        what asks only whether one exists (provisioning a network asks it hundreds of
+        times) need not read and check a private key each time."""
         snapshot = self._load()
         now = self.clock()
         kind = kind or (pki.CertKind.PERSONAL if full_name else pki.CertKind.ORGANIZATION)
@@ -216,7 +218,14 @@ class KeyIndex:
         if not usable:
             who = f"{full_name!r} of {org_id}" if full_name else org_id
             raise errors.UnknownCertificate(f"no valid {kind.value} certificate for {who}")
-        record = max(usable, key=lambda r: (r.retire_at is None, r.not_before))
+        return max(usable, key=lambda r: (r.retire_at is None, r.not_before))
+
+    def identity(
+        self, org_id: str, full_name: str = "", kind: pki.CertKind | None = None
+    ) -> SigningIdentity:
+        """The newest valid seal of ``org_id`` (or personal certificate of ``full_name``,
+        or, with ``kind=TLS``, its TLS certificate), with its private key."""
+        record = self.current(org_id, full_name, kind)
         with self._lock:
             cached = self._identities.get(record.serial)
             if cached is None:

@@ -14,8 +14,8 @@ import datetime as dt
 import fcntl
 import json
 import os
-from collections.abc import Iterator
-from dataclasses import replace
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from cryptography import x509
@@ -46,6 +46,41 @@ def _key_pem(key: rsa.RSAPrivateKey) -> bytes:
         serialization.PrivateFormat.PKCS8,
         serialization.NoEncryption(),
     )
+
+
+@dataclass(frozen=True)
+class Wanted:
+    """A certificate to issue: whose, of which kind, for how long."""
+
+    org_id: str  # "" for the time-stamping authority's, which belongs to the CA
+    kind: pki.CertKind
+    org_name: str = ""
+    full_name: str = ""
+    days: int = 730
+    tls_hosts: tuple[str, ...] = ()
+
+    @classmethod
+    def of(
+        cls,
+        org_id: str,
+        *,
+        org_name: str = "",
+        full_name: str = "",
+        days: int = 730,
+        tls_hosts: tuple[str, ...] = (),
+    ) -> Wanted:
+        """An organization seal; a personal certificate when ``full_name`` is given; a
+        TLS certificate for a hub or node when ``tls_hosts`` are."""
+        OrgId.parse(org_id)
+        kind = pki.CertKind.PERSONAL if full_name else pki.CertKind.ORGANIZATION
+        if tls_hosts:
+            kind = pki.CertKind.TLS
+        return cls(org_id, kind, org_name, full_name, days, tls_hosts)
+
+    @classmethod
+    def tsa(cls, days: int = 3650) -> Wanted:
+        """The time-stamping authority's certificate (edoc.archive.tsa)."""
+        return cls("", pki.CertKind.TSA, TSA_NAME, "", days)
 
 
 class KeyStore(KeyIndex):
@@ -98,45 +133,55 @@ class KeyStore(KeyIndex):
     ) -> CertRecord:
         """A new organization seal; a personal certificate when ``full_name`` is given;
         a TLS certificate for a hub or node when ``tls_hosts`` are."""
-        OrgId.parse(org_id)
-        kind = pki.CertKind.PERSONAL if full_name else pki.CertKind.ORGANIZATION
-        if tls_hosts:
-            kind = pki.CertKind.TLS
+        wanted = Wanted.of(
+            org_id, org_name=org_name, full_name=full_name, days=days, tls_hosts=tls_hosts
+        )
+        return self.issue_many([wanted])[0]
+
+    def issue_tsa(self, *, days: int = 3650) -> CertRecord:
+        """A certificate for the time-stamping authority (edoc.archive.tsa); it belongs to
+        the CA, so to no organization (``org_id`` "")."""
+        return self.issue_many([Wanted.tsa(days)])[0]
+
+    def issue_many(self, wanted: Sequence[Wanted]) -> list[CertRecord]:
+        """Every certificate in ``wanted``, as one change: their keys made at once on every
+        core (outside the lock: they depend on nothing stored), then signed and written,
+        and the index written once (a national network's hundreds, issued one by one,
+        made their keys on one core and rewrote the growing index each time)."""
+        if not wanted:
+            return []  # the index is left as it is: services reload it when it changes
+        keys = pki.new_keys(len(wanted))
         with self._exclusive():
             records = list(self._load().records)
-            record = self._issue(org_id, org_name, full_name, kind, days, tls_hosts)
-            self._save([*records, record])
-        return record
+            made = [self._issue(one, key) for one, key in zip(wanted, keys, strict=True)]
+            self._save([*records, *made])
+        return made
 
-    def _issue(
-        self,
-        org_id: str,
-        org_name: str,
-        full_name: str,
-        kind: pki.CertKind,
-        days: int,
-        tls_hosts: tuple[str, ...] = (),
-    ) -> CertRecord:
+    def _issue(self, wanted: Wanted, key: rsa.RSAPrivateKey) -> CertRecord:
         issuing_key, issuing = self._issuing_ca()
-        key = pki.new_key()
         now = self.clock() - dt.timedelta(minutes=1)
-        if kind is pki.CertKind.TSA:
-            cert = pki.make_tsa(key.public_key(), issuing_key, issuing, now=now, days=days)
-        elif kind is pki.CertKind.TLS:
+        if wanted.kind is pki.CertKind.TSA:
+            cert = pki.make_tsa(key.public_key(), issuing_key, issuing, now=now, days=wanted.days)
+        elif wanted.kind is pki.CertKind.TLS:
             cert = pki.make_tls(
-                key.public_key(), issuing_key, issuing, org_id=org_id, hosts=tls_hosts, now=now
+                key.public_key(),
+                issuing_key,
+                issuing,
+                org_id=wanted.org_id,
+                hosts=wanted.tls_hosts,
+                now=now,
             )
         else:
             cert = pki.make_leaf(
                 key.public_key(),
                 issuing_key,
                 issuing,
-                kind=kind,
-                org_id=org_id,
-                org_name=org_name,
-                full_name=full_name,
+                kind=wanted.kind,
+                org_id=wanted.org_id,
+                org_name=wanted.org_name,
+                full_name=wanted.full_name,
                 now=now,
-                days=days,
+                days=wanted.days,
             )
         serial = f"{cert.serial_number:x}"
         _write_private(self.key_path(serial), _key_pem(key))
@@ -144,22 +189,13 @@ class KeyStore(KeyIndex):
         atomic.write_bytes(self.cert_path(serial), _pem(cert) + _pem(issuing))
         return CertRecord(
             serial=serial,
-            kind=kind,
-            org_id=org_id,
-            org_name=org_name,
-            full_name=full_name,
+            kind=wanted.kind,
+            org_id=wanted.org_id,
+            org_name=wanted.org_name,
+            full_name=wanted.full_name,
             not_before=cert.not_valid_before_utc,
             not_after=cert.not_valid_after_utc,
         )
-
-    def issue_tsa(self, *, days: int = 3650) -> CertRecord:
-        """A certificate for the time-stamping authority (edoc.archive.tsa); it belongs to
-        the CA, so to no organization (``org_id`` "")."""
-        with self._exclusive():
-            records = list(self._load().records)
-            record = self._issue("", TSA_NAME, "", pki.CertKind.TSA, days)
-            self._save([*records, record])
-        return record
 
     def rotate(self, org_id: str, *, overlap_days: float = 7, days: int = 730) -> CertRecord:
         """A new seal for ``org_id``; the current ones keep verifying through the overlap."""
@@ -176,7 +212,8 @@ class KeyStore(KeyIndex):
             if not current:
                 raise errors.UnknownCertificate(f"no active organization certificate for {org_id}")
             newest = max(current, key=lambda r: r.not_before)
-            record = self._issue(org_id, newest.org_name, "", pki.CertKind.ORGANIZATION, days)
+            wanted = Wanted(org_id, pki.CertKind.ORGANIZATION, newest.org_name, days=days)
+            record = self._issue(wanted, pki.new_key())
             retire_at = now + dt.timedelta(days=overlap_days)
             records = [replace(r, retire_at=retire_at) if r in current else r for r in records]
             self._save([*records, record])

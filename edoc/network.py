@@ -20,11 +20,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from edoc import atomic, errors, pki
+from edoc import atomic, errors
 from edoc.hub import app as hub_app
 from edoc.hub.directory import SEEDS
 from edoc.hub.state import HUB_ORG_ID, HubConfig
-from edoc.keystore import KeyStore
+from edoc.keystore import KeyStore, Wanted
 from edoc.node import app as node_app
 from edoc.node.state import NodeConfig
 from edoc.orgid import OrgId, parse_root_code
@@ -229,29 +229,30 @@ def dashboards(network: Network) -> list[tuple[str, str]]:
 
 
 def provision(network: Network) -> None:
-    """Create whatever certificates are missing (idempotent)."""
+    """Create whatever certificates are missing (idempotent), all in one issue."""
     keys = KeyStore(network.keys_dir)
     if not keys.exists():
         keys.init()
-    wanted: list[tuple[str, dict[str, Any]]] = [
-        (HUB_ORG_ID, {"org_name": "Văn phòng Chính phủ"}),
-        (HUB_ORG_ID, {"tls_hosts": HOSTS}),
+    wanted = [
+        Wanted.of(HUB_ORG_ID, org_name="Văn phòng Chính phủ"),
+        Wanted.of(HUB_ORG_ID, tls_hosts=HOSTS),
     ]
     for node in network.spec["nodes"]:
-        wanted.append((str(parse_root_code(node["province"])), {"tls_hosts": HOSTS}))
+        wanted.append(Wanted.of(str(parse_root_code(node["province"])), tls_hosts=HOSTS))
         for agency in node["agencies"]:
-            wanted.append((agency["org_id"], {"org_name": agency["name"]}))
-            wanted.append((agency["org_id"], {"full_name": agency["signer"]["full_name"]}))
-    for org_id, options in wanted:
-        kind = "tls" if "tls_hosts" in options else None
-        try:
-            keys.identity(org_id, options.get("full_name", ""), pki.CertKind.TLS if kind else None)
-        except errors.UnknownCertificate:
-            keys.issue(org_id, **options)
+            wanted.append(Wanted.of(agency["org_id"], org_name=agency["name"]))
+            wanted.append(Wanted.of(agency["org_id"], full_name=agency["signer"]["full_name"]))
+    wanted.append(Wanted.tsa())  # the time-stamping authority of the archive (edoc.archive.tsa)
+    keys.issue_many([one for one in wanted if not _issued(keys, one)])
+
+
+def _issued(keys: KeyStore, wanted: Wanted) -> bool:
+    """Whether ``keys`` holds a valid certificate of what ``wanted`` asks for."""
     try:
-        keys.tsa_identity()
+        keys.current(wanted.org_id, wanted.full_name, wanted.kind)
     except errors.UnknownCertificate:
-        keys.issue_tsa()  # the time-stamping authority of the archive (edoc.archive.tsa)
+        return False
+    return True
 
 
 def edoc_command() -> list[str]:

@@ -16,8 +16,10 @@ CA or a TLS endpoint. edoc.certcheck checks a signer's certificate against this 
 
 from __future__ import annotations
 
+import concurrent.futures
 import datetime as dt
 import ipaddress
+import os
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -53,6 +55,16 @@ POLICY_BY_KIND = {
 
 def new_key(bits: int = LEAF_KEY_BITS) -> rsa.RSAPrivateKey:
     return rsa.generate_private_key(public_exponent=65537, key_size=bits)
+
+
+def new_keys(count: int, bits: int = LEAF_KEY_BITS) -> list[rsa.RSAPrivateKey]:
+    """``count`` new keys, made on every core at once: OpenSSL makes a key without
+    holding the GIL, and making keys is most of issuing a network's certificates."""
+    workers = min(count, os.cpu_count() or 1)
+    if workers <= 1:
+        return [new_key(bits) for _ in range(count)]
+    with concurrent.futures.ThreadPoolExecutor(workers, thread_name_prefix="keys") as pool:
+        return list(pool.map(new_key, [bits] * count))
 
 
 def _name(common_name: str, organization: str = "", uid: str = "") -> x509.Name:

@@ -1,0 +1,80 @@
+"""Issuing many certificates at once (a network's provisioning): the same certificates as
+one by one, in one change of the index, and nothing issued twice."""
+
+from __future__ import annotations
+
+import stat
+from pathlib import Path
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from edoc import errors, network, pki
+from edoc.keystore import KeyStore, Wanted
+
+
+def _fresh(path: Path) -> KeyStore:
+    keys = KeyStore(path)
+    keys.init()
+    return keys
+
+
+def test_many_at_once_are_what_one_by_one_gives(tmp_path: Path) -> None:
+    wanted = [
+        Wanted.of("000.00.07.H53", org_name="Sở Nội vụ tỉnh Tây Ninh"),
+        Wanted.of("000.00.07.H53", full_name="Nguyễn Văn An"),
+        Wanted.of("000.00.00.H53", tls_hosts=("localhost", "127.0.0.1")),
+        Wanted.tsa(),
+    ]
+    batch = _fresh(tmp_path / "batch").issue_many(wanted)
+    alone = _fresh(tmp_path / "alone")
+    single = [
+        alone.issue("000.00.07.H53", org_name="Sở Nội vụ tỉnh Tây Ninh"),
+        alone.issue("000.00.07.H53", full_name="Nguyễn Văn An"),
+        alone.issue("000.00.00.H53", tls_hosts=("localhost", "127.0.0.1")),
+        alone.issue_tsa(),
+    ]
+    keys = KeyStore(tmp_path / "batch")
+    assert keys.records() == tuple(batch)
+    for made, one in zip(batch, single, strict=True):
+        assert (made.kind, made.org_id, made.org_name, made.full_name) == (
+            one.kind,
+            one.org_id,
+            one.org_name,
+            one.full_name,
+        )
+        assert made.not_after - made.not_before == one.not_after - one.not_before
+        key = keys.key_path(made.serial)
+        assert stat.S_IMODE(key.stat().st_mode) == 0o600
+    found = [keys.identity(r.org_id, r.full_name, r.kind) for r in batch]
+    assert [pki.kind_of(i.cert) for i in found] == [w.kind for w in wanted]
+    moduli = {i.key.public_key().public_numbers().n for i in found}
+    assert len(moduli) == len(found)  # each its own key
+    for identity in found:
+        public = identity.cert.public_key()
+        assert isinstance(public, rsa.RSAPublicKey)
+        assert public.public_numbers() == identity.key.public_key().public_numbers()
+
+
+def test_a_bad_identifier_is_refused_before_any_key_is_made(tmp_path: Path) -> None:
+    keys = _fresh(tmp_path / "keys")
+    with pytest.raises(errors.EdocError):
+        keys.issue_many([Wanted.of("000.00.07.H53"), Wanted.of("not an id")])
+    assert keys.records() == ()
+
+
+def test_provisioning_again_issues_nothing_and_leaves_the_index_alone(tmp_path: Path) -> None:
+    net = network.plan(tmp_path, ["H53", "H34"], 21000, tls=True, agencies=2)
+    network.provision(net)
+    keys = KeyStore(net.keys_dir)
+    records = keys.records()
+    # hub seal and TLS, each node's TLS, each agency's seal and signer, the TSA
+    assert len(records) == 2 + 2 * (1 + 2 * 2) + 1
+    stamp = keys.index_path.stat().st_mtime_ns
+    network.provision(net)
+    assert keys.index_path.stat().st_mtime_ns == stamp
+    assert KeyStore(net.keys_dir).records() == records
+    for node in net.spec["nodes"]:
+        for agency in node["agencies"]:
+            seal = keys.identity(agency["org_id"])
+            assert pki.org_id_of(seal.cert) == agency["org_id"]
