@@ -25,10 +25,16 @@ IN_FLIGHT = 32  # deliveries being fetched, verified and stored at once
 
 class Acknowledgements:
     """Stored deliveries waiting to be acknowledged to the hub, many in one request: while
-    one acknowledgement is on its way the next ones gather, so under load a request
-    carries many and at rest none waits."""
+    one acknowledgement is on its way the next ones gather, and a request goes at most
+    every PACE seconds, so under load a request carries many and at rest none waits."""
 
     BATCH = 500
+    # An acknowledgement at rest goes at once; the next one not before PACE after it.
+    # Without a pace, deliveries stored one after the other went in a request each (the
+    # hub's answer is quick): the hub's largest per-message cost after the package itself.
+    # What waits is only the hub's tally: the delivery is stored, and its lease (60 s by
+    # default) is far longer.
+    PACE = 0.1
 
     def __init__(self) -> None:
         self._waiting: dict[int, None] = {}  # ordered, and a redelivery's id only once
@@ -48,8 +54,13 @@ class Acknowledgements:
 
     async def send_forever(self, state: NodeState) -> None:
         backoff = Backoff(state.config.retry_base, state.config.retry_cap)
+        clock = asyncio.get_running_loop().time
+        sent_at = -self.PACE
         while True:
             await self._added.wait()
+            if len(self._waiting) < self.BATCH:
+                await asyncio.sleep(sent_at + self.PACE - clock())
+            sent_at = clock()
             batch = self._batch()
             try:
                 await state.hub.acknowledge(batch)
@@ -167,10 +178,15 @@ async def _take(
     """Fetch, verify and store a delivery, then have it acknowledged; whether it was taken.
     One with ``after`` (the status before it in its chain) waits for it, and is left
     for the hub to offer again, after it, if that one was not taken."""
-    target = state.incoming_dir / f"{uuid.uuid4().hex}.edxml"
+    # only a package that did not come inside the collect answer is downloaded to a file
+    # (a path made and unlinked for each inline one was a syscall per message for nothing)
+    target: Path | None = None
     structlog.contextvars.bind_contextvars(hub_delivery=delivery.id)
     try:
-        package = await hublink.fetch(state, delivery, target)
+        package: bytes | Path | None = delivery.package
+        if package is None:
+            target = state.incoming_dir / f"{uuid.uuid4().hex}.edxml"
+            package = await hublink.fetch(state, delivery, target)
         if after is not None and not await _taken(after):
             log.warning("delivery not taken: the status before it was not; the hub offers both")
             return False
@@ -188,4 +204,5 @@ async def _take(
         log.warning("delivery not taken, the hub will offer it again", reason=exc.message)
         return False
     finally:
-        target.unlink(missing_ok=True)
+        if target is not None:
+            target.unlink(missing_ok=True)

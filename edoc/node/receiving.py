@@ -72,13 +72,13 @@ def _body(kept: bytes | Path) -> bytes | None:
 
 
 def _verify_and_keep(
-    state: NodeState, source: bytes | Path, folder: Path, recipients: list[str]
+    state: NodeState, source: bytes | Path, folder: Path | None, recipients: list[str]
 ) -> Kept:
     """Verify the package (its bytes, or the file ``source``), keep it (in memory for the
-    store, or fsynced in ``folder`` with its attachments beside it) and, for a document,
-    sign each of ``recipients``' status 01. Run off the loop, in one call: each step is a
-    file system call or crypto, and under load a second call per package would queue
-    behind every other package's first."""
+    store, or fsynced in ``folder``, given with a file, with its attachments beside it)
+    and, for a document, sign each of ``recipients``' status 01. Run off the loop, in one
+    call: each step is a file system call or crypto, and under load a second call per
+    package would queue behind every other package's first."""
     held: list[envelope.KeptInMemory] = []  # attachments of a package in memory
     files: list[Path] = []  # attachments of a package in a file
 
@@ -86,6 +86,7 @@ def _verify_and_keep(
         if isinstance(source, bytes):
             held.append(body := envelope.KeptInMemory())
             return body
+        assert folder is not None, "a package in a file is kept in a folder"
         (folder / "parts").mkdir(parents=True, exist_ok=True)
         files.append(path := folder / "parts" / str(len(files)))
         return path.open("wb")
@@ -100,6 +101,7 @@ def _verify_and_keep(
     }
     if isinstance(source, bytes):
         return Kept(verified, source, [body.getvalue() for body in held], arrived)
+    assert folder is not None, "a package in a file is kept in a folder"
     for path in files:  # on disk before the inbox row and the hub's ack
         atomic.sync(path)
     atomic.sync(source)
@@ -148,11 +150,13 @@ async def receive(state: NodeState, source: bytes | Path, recipients: list[str])
     for recipient in recipients:
         if not state.serves(recipient):
             raise errors.Forbidden(f"{recipient} is not served by this node")
-    folder = state.inbox_dir / uuid.uuid4().hex
+    # a package in memory is kept in the store: no folder (nor a name for one) for it
+    folder = None if isinstance(source, bytes) else state.inbox_dir / uuid.uuid4().hex
     try:
         kept = await state.offload.run(_verify_and_keep, state, source, folder, recipients)
     except BaseException:
-        shutil.rmtree(folder, ignore_errors=True)
+        if folder is not None:
+            shutil.rmtree(folder, ignore_errors=True)
         raise
     message = kept.verified.message
     structlog.contextvars.bind_contextvars(document_id=message.about)
@@ -162,9 +166,10 @@ async def receive(state: NodeState, source: bytes | Path, recipients: list[str])
             # a redelivery: it was stored (and answered) the first time
             continue
         stored = True
-        state.outbox_wakeup.set()
+        if isinstance(message, Document):  # its 01 is in the outbox (a status adds nothing)
+            state.outbox_wakeup.set()
         log.info("received", kind=type(message).__name__, recipient=recipient)
-    if not stored and isinstance(kept.package, Path):
+    if not stored and folder is not None:
         # a redelivery: the copy stored the first time is kept; this one's folder goes,
         # or lost acks would leave a folder behind for every redelivery
         shutil.rmtree(folder, ignore_errors=True)
