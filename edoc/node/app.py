@@ -41,7 +41,7 @@ log = structlog.get_logger()
 
 
 async def agency_of(request: web.Request) -> str:
-    org = await request.app[STATE].store.agency_for_token(token_digest(bearer_token(request)))
+    org = await request.app[STATE].agency_for_token(token_digest(bearer_token(request)))
     if org is None:
         raise errors.Unauthenticated("unknown agency token")
     structlog.contextvars.bind_contextvars(agency=org)

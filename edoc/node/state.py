@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import functools
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -53,6 +54,9 @@ class NodeConfig:
         return str(self.root)
 
 
+AGENCY_TOKEN_TTL = 5.0  # seconds an agency's token is trusted from memory
+
+
 @dataclass
 class NodeState:
     config: NodeConfig
@@ -64,6 +68,21 @@ class NodeState:
     outbox_wakeup: asyncio.Event = field(default_factory=asyncio.Event)
     registered: bool = False  # the hub knows this node's agencies
     hub_unreachable: bool = False  # the outbox's last try found no hub at all
+    # agency token digest -> (agency, until when it is trusted from memory)
+    tokens: dict[str, tuple[str, float]] = field(default_factory=dict)
+
+    async def agency_for_token(self, token_sha256: str) -> str | None:
+        """The agency a token belongs to. Every agency request authenticates; a known
+        token is remembered for AGENCY_TOKEN_TTL seconds (a store read each was a trip to
+        its thread per request), so a replaced token stops working within that time, as
+        a node's token does at the hub. An unknown token is asked of the store each time."""
+        known = self.tokens.get(token_sha256)
+        if known is not None and known[1] > time.monotonic():
+            return known[0]
+        agency = await self.store.agency_for_token(token_sha256)
+        if agency is not None:
+            self.tokens[token_sha256] = (agency, time.monotonic() + AGENCY_TOKEN_TTL)
+        return agency
 
     @property
     def outgoing_dir(self) -> Path:
