@@ -55,7 +55,16 @@ class PackageAccepted:
     accepted_at: str  # ISO 8601
 
     def to_json(self) -> dict[str, Any]:
-        return asdict(self) | {"recipients": list(self.recipients)}
+        # spelled out, not dataclasses.asdict (which deep-copies field by field): one a
+        # package the hub accepts
+        return {
+            "id": self.id,
+            "kind": self.kind,
+            "document_id": self.document_id,
+            "status_code": self.status_code,
+            "recipients": list(self.recipients),
+            "accepted_at": self.accepted_at,
+        }
 
     @classmethod
     def from_json(cls, body: object) -> PackageAccepted:
@@ -145,9 +154,20 @@ class DeliveryNotice:
     package: bytes | None = None
 
     def _described(self) -> dict[str, Any]:
-        described = asdict(self)
-        del described["package"]
-        return described
+        # spelled out, not dataclasses.asdict (which deep-copies field by field, the
+        # package's bytes too): one a delivery the hub hands out
+        return {
+            "id": self.id,
+            "hub_id": self.hub_id,
+            "recipient": self.recipient,
+            "kind": self.kind,
+            "sender": self.sender,
+            "document_id": self.document_id,
+            "status_code": self.status_code,
+            "priority": self.priority,
+            "size": self.size,
+            "attempts": self.attempts,
+        }
 
     def to_json(self) -> dict[str, Any]:
         described = self._described()
