@@ -261,7 +261,7 @@ async def _oversize(place: int, limit: int) -> Outcome:
 async def _admit(state: HubState, node: str, examined: Examined) -> tuple[PackageRecord, bool]:
     message = examined.verified.message
     structlog.contextvars.bind_contextvars(document_id=message.about, sender=message.sender.org_id)
-    if OrgId.parse(message.sender.org_id).root_code != node:
+    if _root_code(message.sender.org_id) != node:
         raise errors.Impersonation(f"{message.sender.org_id} is not served by node {node}")
     # all the store knows that the rules below judge by, in one read (a read each was a
     # trip each to the store, most of what the hub still paid it per package)
@@ -302,6 +302,12 @@ async def _admit(state: HubState, node: str, examined: Examined) -> tuple[Packag
     state.wake({r.node for r in new.recipients})
     log.info("accepted", kind=new.kind, hub_id=record.id, recipients=len(new.recipients))
     return record, False
+
+
+@functools.lru_cache(maxsize=4096)
+def _root_code(org_id: str) -> str:
+    """``org_id``'s province or ministry (``H53``), remembered: asked several times a package."""
+    return OrgId.parse(org_id).root_code
 
 
 def _document_key(sender: str, document_id: str) -> PackageKey:
@@ -351,7 +357,7 @@ def _document(doc: Document, examined: Examined, node: str, seen: Admission) -> 
             original_id = doc.business.document_id or doc.document_id
             raise errors.UnknownDocument(f"no document {original_id} from {doc.sender.org_id}")
         recipients += [r for r in seen.original.recipients if r not in recipients]
-    recipients = [r for r in recipients if OrgId.parse(r).root_code != node]
+    recipients = [r for r in recipients if _root_code(r) != node]
     if not recipients:
         raise errors.UnknownRecipient("every recipient is in the sender's own province")
     unknown = [r for r in recipients if r not in seen.known]
@@ -367,7 +373,7 @@ def _document(doc: Document, examined: Examined, node: str, seen: Admission) -> 
         digest=examined.digest,
         path="",
         size=0,
-        recipients=tuple(Addressee(r, OrgId.parse(r).root_code) for r in recipients),
+        recipients=tuple(Addressee(r, _root_code(r)) for r in recipients),
     )
 
 
@@ -394,5 +400,5 @@ def _status(status: StatusUpdate, examined: Examined, seen: Admission) -> NewPac
         digest=examined.digest,
         path="",
         size=0,
-        recipients=(Addressee(answered.org_id, OrgId.parse(answered.org_id).root_code),),
+        recipients=(Addressee(answered.org_id, _root_code(answered.org_id)),),
     )

@@ -54,6 +54,13 @@ class NodeConfig:
         return str(self.root)
 
 
+@functools.lru_cache(maxsize=4096)
+def _root(org_id: str) -> OrgId:
+    """The province or ministry ``org_id`` belongs to: asked several times a message, of
+    the few thousand organizations there are (an invalid one raises, not remembered)."""
+    return OrgId.parse(org_id).root
+
+
 AGENCY_TOKEN_TTL = 5.0  # seconds an agency's token is trusted from memory
 
 
@@ -97,4 +104,4 @@ class NodeState:
         return self.config.data_dir / "incoming"
 
     def serves(self, org_id: str) -> bool:
-        return OrgId.parse(org_id).root == self.config.root
+        return _root(org_id) == self.config.root
