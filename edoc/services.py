@@ -13,13 +13,12 @@ import contextlib
 import json
 import os
 import signal
-import subprocess
 import time
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from edoc import errors
 
@@ -61,11 +60,30 @@ def stop_signals() -> Iterator[StopFlag]:
             signal.signal(sig, handler)
 
 
+class Running(Protocol):
+    """A service's process as this module and edoc.launcher use it: a subprocess.Popen,
+    or a process forked from a preloaded server (edoc.launcher.Forked)."""
+
+    @property
+    def pid(self) -> int: ...
+
+    @property
+    def returncode(self) -> int | None: ...
+
+    def poll(self) -> int | None: ...
+
+    def wait(self, timeout: float | None = None) -> int: ...
+
+    def send_signal(self, sig: int) -> None: ...
+
+    def kill(self) -> None: ...
+
+
 @dataclass(frozen=True)
 class Service:
     name: str
     url: str
-    process: subprocess.Popen[bytes]
+    process: Running
     log: Path | None = None
 
 
