@@ -253,6 +253,22 @@ class AgencyClient(_Client):
 RETRYABLE = frozenset({408, 425, 429, 500, 502, 503, 504})
 
 
+class HubBusy(errors.HubUnavailable):
+    """The hub answered that it may take it later, and when: not before ``retry_after``
+    seconds (its Retry-After, on a 429)."""
+
+    def __init__(self, message: str, retry_after: int) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+def _retry_after(headers: Mapping[str, str]) -> int | None:
+    """A Retry-After header's seconds; None when absent or not a number of seconds (an
+    HTTP date is not what the hub sends)."""
+    value = headers.get("Retry-After", "")
+    return int(value) if value.isascii() and value.isdigit() else None
+
+
 class HubClient(_Client):
     """A provincial node at the hub (and the admin's view of it): packages in, deliveries
     out. A refusal for good is a :class:`~edoc.errors.RemoteError`; an answer worth
@@ -273,16 +289,20 @@ class HubClient(_Client):
         return time.monotonic() >= self._batches_from
 
     @staticmethod
-    def _refusal(status: int, body: object) -> errors.EdocError:
-        """A refusal's error: HubUnavailable if worth retrying, else RemoteError for good."""
+    def _refusal(status: int, body: object, retry_after: int | None = None) -> errors.EdocError:
+        """A refusal's error: HubUnavailable if worth retrying (HubBusy when the hub said
+        when), else RemoteError for good."""
         refusal = error_of(status, body)
         if status in RETRYABLE:
-            return errors.HubUnavailable(f"hub answered {status} {refusal.code}: {refusal.message}")
+            said = f"hub answered {status} {refusal.code}: {refusal.message}"
+            return (
+                errors.HubUnavailable(said) if retry_after is None else HubBusy(said, retry_after)
+            )
         return refusal
 
     def _checked(self, answer: Answer) -> Any:
         if answer.status >= 400:
-            raise self._refusal(answer.status, answer.body)
+            raise self._refusal(answer.status, answer.body, _retry_after(answer.headers))
         return answer.body
 
     @staticmethod
@@ -319,7 +339,7 @@ class HubClient(_Client):
             return result.accepted
         # not accepted: an error status (wire.PackageResult reads 202 or 4xx/5xx only)
         refusal = {"error": {"code": result.code, "message": result.message}}
-        return self._refusal(result.status, refusal)
+        return self._refusal(result.status, refusal, result.retry_after)
 
     async def collect(self, wait: float = 0, limit: int = 20) -> list[wire.DeliveryNotice]:
         """What waits for the node, inline packages as bytes: asked for as a frame body

@@ -11,7 +11,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from edoc import errors, wire
-from edoc.client import AgencyClient, HubClient, error_of
+from edoc.client import AgencyClient, HubBusy, HubClient, error_of
 
 NOTICE = wire.DeliveryNotice(
     id=7,
@@ -156,10 +156,11 @@ async def test_the_hub_clients_batch_answer_is_each_packages_as_a_single_post_ra
         got = await hub.post_packages([b"<a/>"] * len(results))
     assert got[0] == accepted
     assert [type(e) for e in got[1:]] == [
-        errors.HubUnavailable,
+        HubBusy,  # HubUnavailable that says when (its retry_after)
         errors.HubUnavailable,
         errors.RemoteError,
     ]
+    assert isinstance(got[1], HubBusy) and got[1].retry_after == 5
     assert "EDOC-HUB-004" in str(got[1]) and "EDOC-000" in str(got[2])
     refused = got[3]
     assert isinstance(refused, errors.RemoteError)

@@ -27,6 +27,7 @@ from typing import TypeGuard
 import structlog
 
 from edoc import errors, framing, wire
+from edoc.client import HubBusy
 from edoc.model import DeliveryState, Route, TransferState
 from edoc.node import hublink, progress, receiving
 from edoc.node.state import NodeState
@@ -118,6 +119,8 @@ async def _not_carried(
         await _fail(state, transfer, str(exc), now)
         return
     delay = full_jitter(state.config.retry_base, state.config.retry_cap, transfer.attempts)
+    if isinstance(exc, HubBusy):  # the hub said when (Retry-After): not before, up to the cap
+        delay = max(delay, min(exc.retry_after, state.config.retry_cap))
     log.info("will retry", reason=str(exc), attempts=transfer.attempts + 1, delay=delay)
     await state.store.retry_transfer(transfer.id, now + dt.timedelta(seconds=delay), str(exc))
 
