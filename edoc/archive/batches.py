@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
-import hashlib
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -27,7 +26,7 @@ from edoc import atomic, errors
 from edoc.archive import merkle
 from edoc.archive.container import Stamper
 from edoc.archive.evidence import BatchProof
-from edoc.archive.stored import Mark, PackageRef, package_bytes
+from edoc.archive.stored import Mark, PackageRef, package_digest
 from edoc.offload import Offload
 
 _STAMPED = "%Y%m%dT%H%M%S%f"  # a batch file's name begins with when it was stamped (UTC)
@@ -135,7 +134,7 @@ class Kept(Protocol):
 
 def digests_of(refs: list[PackageRef]) -> tuple[bytes, ...]:
     """The SHA-256 of each package, read from its row or its file."""
-    return tuple(hashlib.sha256(package_bytes(ref)).digest() for ref in refs)
+    return tuple(package_digest(ref) for ref in refs)
 
 
 async def _run(

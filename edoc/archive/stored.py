@@ -14,6 +14,7 @@ when NodeStore grows a method for this, these become its implementation.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple, Protocol
@@ -172,6 +173,18 @@ def package_bytes(ref: PackageRef) -> bytes:
     return _package(ref.body, ref.path)
 
 
+def package_digest(ref: PackageRef) -> bytes:
+    """A kept package's SHA-256, its file read in chunks: a large package (hundreds of MB)
+    is never whole in memory to be stamped."""
+    if ref.body is not None:
+        return hashlib.sha256(ref.body).digest()
+    try:
+        with Path(ref.path).open("rb") as file:
+            return hashlib.file_digest(file, "sha256").digest()
+    except OSError as exc:
+        raise _gone(ref.path, exc) from None
+
+
 def _package(body: bytes | None, path: str) -> bytes:
     """A kept package's bytes: in its row, or in its file."""
     if body is not None:
@@ -179,9 +192,13 @@ def _package(body: bytes | None, path: str) -> bytes:
     try:
         return Path(path).read_bytes()
     except OSError as exc:
-        raise errors.StorageError(
-            f"a kept package is gone from {path}: {exc.strerror}; it cannot be archived"
-        ) from None
+        raise _gone(path, exc) from None
+
+
+def _gone(path: str, exc: OSError) -> errors.StorageError:
+    return errors.StorageError(
+        f"a kept package is gone from {path}: {exc.strerror}; it cannot be archived"
+    )
 
 
 async def kept_messages(

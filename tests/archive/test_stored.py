@@ -4,6 +4,8 @@ documents of a day, and the packages kept after a mark (for batched time stamps)
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
+import tracemalloc
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -13,10 +15,12 @@ from edoc import errors
 from edoc.archive.evidence import Direction
 from edoc.archive.stored import (
     Mark,
+    PackageRef,
     StoredEvidence,
     kept_messages,
     open_stored,
     package_bytes,
+    package_digest,
 )
 from edoc.model import MessageKind
 from edoc.store import open_node_store, sqlite_url
@@ -122,3 +126,24 @@ async def test_a_package_file_gone_is_said(ca: Ca, tmp_path: Path) -> None:
             await kept_messages(stored, SENDER, "d")
     finally:
         await stored.close()
+
+
+def test_a_kept_package_is_hashed_without_being_read_whole(tmp_path: Path) -> None:
+    """Stamping hashes every kept package: a large one's file is read in chunks (it was
+    read whole: a 200 MB document's package, 270 MB, in the memory of each service)."""
+    large = tmp_path / "large.edxml"
+    large.write_bytes(b"<edXML/>" * (2 * 1024 * 1024))  # 16 MB
+    tracemalloc.start()
+    try:
+        digest = package_digest(PackageRef(None, str(large)))
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert digest == hashlib.sha256(large.read_bytes()).digest()
+    assert peak < 2 * 1024 * 1024
+    assert (
+        package_digest(PackageRef(b"kept in its row", ""))
+        == hashlib.sha256(b"kept in its row").digest()
+    )
+    with pytest.raises(errors.StorageError, match="gone from"):
+        package_digest(PackageRef(None, str(tmp_path / "none.edxml")))
