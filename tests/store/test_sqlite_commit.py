@@ -150,15 +150,34 @@ async def test_a_change_at_rest_is_one_trip_to_the_thread(ledger: Ledger) -> Non
     assert ledger.commits == 2
 
 
-async def test_changes_made_together_are_one_trip_each_and_share_one_more(
+async def test_changes_made_together_are_one_trip_and_share_one_more(
     ledger: Ledger,
 ) -> None:
-    """Each in its savepoint in one call, and one call for their COMMIT."""
+    """All in one call, each in its savepoint, and one call for their COMMIT (a call each
+    was a trip to the thread and a future back per change)."""
     with counted(ledger) as trips:
         await asyncio.gather(*(ledger.add(n) for n in range(10)))
-    assert len(trips) == 10 + 1
+    assert len(trips) == 1 + 1
     assert ledger.commits == 1
     assert stored(ledger.path) == list(range(10))
+
+
+async def test_changes_that_come_while_a_call_is_made_go_together_in_the_next(
+    ledger: Ledger,
+) -> None:
+    """Those queued while the connection's thread makes a batch's changes are made
+    together in the next call, after that batch's COMMIT, in the order they came."""
+    first = [asyncio.create_task(ledger.add(n)) for n in range(3)]
+    await asyncio.sleep(0.001)  # their call under way
+    with counted(ledger) as trips:
+        results = await asyncio.gather(
+            *first, ledger.add_and_read(3), ledger.add_then_fail(9), ledger.add(4),
+            return_exceptions=True,
+        )  # fmt: skip
+    assert results[:3] == [None] * 3 and results[3] == [0, 1, 2, 3]
+    assert isinstance(results[4], ValueError) and results[5] is None
+    assert len(trips) <= 1 + 1 + 1  # the first COMMIT, the next call, its COMMIT
+    assert stored(ledger.path) == [0, 1, 2, 3, 4]
 
 
 async def test_a_change_that_queues_behind_one_alone_goes_in_the_next_batch(

@@ -14,13 +14,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import itertools
 import os
 import sqlite3
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from functools import partial
 from pathlib import Path
-from typing import Any, ClassVar, TypeVar
+from typing import Any, ClassVar, TypeVar, cast
 
 import aiosqlite
 
@@ -38,6 +38,15 @@ def from_ms(value: int) -> dt.datetime:
     return dt.datetime.fromtimestamp(value / 1000, dt.UTC)
 
 
+# what one change came to on the connection's thread: made (and its result), or not (and
+# what it raised)
+Outcome = tuple[bool, Any]
+# told to a change's caller: its outcome, and the COMMIT of the batch it is in (None: it
+# was committed, or failed, alone)
+Made = tuple[bool, Any, "asyncio.Future[None] | None"]
+Queued = tuple[Callable[[sqlite3.Connection], Any], "asyncio.Future[Made]"]
+
+
 class SqliteDatabase:
     schema: ClassVar[str] = ""
     # columns added since the schema's first release: (table, column, declaration), added
@@ -49,8 +58,9 @@ class SqliteDatabase:
         self.path = path
         self._db: aiosqlite.Connection | None = None  # changes
         self._reader: aiosqlite.Connection | None = None  # reads: committed rows only
-        self._writing = asyncio.Lock()  # one connection: one change at a time
-        self._waiting = 0  # changes waiting for their turn (asyncio.Lock does not say)
+        self._writing = asyncio.Lock()  # one connection: one call of changes, or a COMMIT
+        self._queued: list[Queued] = []  # changes waiting to be made, in order
+        self._maker: asyncio.Task[None] | None = None  # making them (held: see _committer)
         self._batch: asyncio.Future[None] | None = None  # the open batch's COMMIT
         self._committer: asyncio.Task[None] | None = None  # held: the loop keeps tasks weakly
 
@@ -110,6 +120,8 @@ class SqliteDatabase:
             await self._reader.close()
             self._reader = None
         if self._db is not None:
+            while self._maker is not None:  # changes queued are made
+                await asyncio.wait([self._maker])
             async with self._writing:
                 await self._commit_batch()  # changes under way are committed, not lost
             await self._db.close()
@@ -119,51 +131,74 @@ class SqliteDatabase:
         """Run ``work`` as one change, all or nothing, committed before this returns.
 
         The whole change (BEGIN when it opens a batch, its savepoint, ``work``'s statements
-        and reads, the release) is one call on the connection's thread: a trip there and
-        back per statement was most of what the store cost the event loop.
+        and reads, the release) is made on the connection's thread, in one call with every
+        other change waiting at that moment (:meth:`_make_queued`): a trip there and back
+        per statement, then per change, was most of what the store cost the event loop.
 
         Group commit: with synchronous=FULL every COMMIT is an fsync, and under load those
-        fsyncs were most of the time a document waited. Changes that queue for the
-        connection while a batch is open join it, each in its own savepoint (one that
-        fails is rolled back alone), and one COMMIT carries them all; nobody returns
-        before it. A change with no batch open and nobody waiting behind it has no one to
-        share a COMMIT with: it commits in the same call (one trip in all). ``work``
-        raising sqlite3.IntegrityError comes out as it is (the caller knows what it
-        means), once the batch it was tried in is committed: the row it clashes with may
-        be in that batch, and callers read it next, through the connection that sees
-        committed rows only."""
-        clash: sqlite3.IntegrityError | None = None
+        fsyncs were most of the time a document waited. Changes that queue while a batch is
+        open join it, each in its own savepoint (one that fails is rolled back alone), and
+        one COMMIT carries them all; nobody returns before it. A change with no batch open
+        and nobody waiting beside it has no one to share a COMMIT with: it commits in the
+        same call (one trip in all). ``work`` raising sqlite3.IntegrityError comes out as
+        it is (the caller knows what it means), once the batch it was tried in is
+        committed: the row it clashes with may be in that batch, and callers read it next,
+        through the connection that sees committed rows only. A caller cancelled before
+        its change is made leaves it unmade; after, the batch still carries it."""
+        self.db  # noqa: B018 (closed: StorageError here, before anything is queued)
+        made: asyncio.Future[Made] = asyncio.get_running_loop().create_future()
+        self._queued.append((work, made))
+        if self._maker is None:
+            self._maker = asyncio.create_task(self._make_queued())
         try:
-            async with self._turn() as db:
-                if self._batch is None and await self._nobody_waiting():
-                    return await on_thread(db, partial(_commit_alone, work))
-                opens = self._batch is None
-                committed = self._joined()
-                try:
-                    result = await on_thread(db, partial(_in_savepoint, work, opens))
-                except sqlite3.IntegrityError as exc:
-                    clash = exc
-            await asyncio.shield(committed)  # one waiter cancelled must not cancel the batch
-            if clash is not None:
-                raise clash
+            done, value, committed = await made
+            if committed is not None and (done or isinstance(value, sqlite3.IntegrityError)):
+                await asyncio.shield(committed)  # one waiter cancelled must not cancel the batch
+            if not done:
+                raise value
         except sqlite3.IntegrityError:
             raise
         except sqlite3.Error as exc:
             raise errors.StorageError(f"store failed: {exc}") from None
-        return result
+        return cast(T, value)
 
-    @asynccontextmanager
-    async def _turn(self) -> AsyncIterator[aiosqlite.Connection]:
-        """The connection, one change at a time; counted among those waiting until then."""
-        self._waiting += 1
+    async def _make_queued(self) -> None:
+        """Make the changes queued, all those waiting in one call on the connection's
+        thread, until none waits; each one's caller is told what it came to."""
         try:
-            await self._writing.acquire()
+            while self._queued:
+                async with self._writing:
+                    if self._batch is None:
+                        # those made ready in the same turn of the loop join this one
+                        await asyncio.sleep(0)
+                    taken = [(work, made) for work, made in self._queued if not made.cancelled()]
+                    self._queued = []
+                    if taken:
+                        await self._make(taken)
         finally:
-            self._waiting -= 1
+            self._maker = None
+
+    async def _make(self, taken: list[Queued]) -> None:
+        """``taken``'s changes in one call: alone, committed in it; else in the open batch
+        (one opened if none is), to be committed by its COMMIT."""
+        works = [work for work, _ in taken]
+        committed: asyncio.Future[None] | None = None
+        outcomes: list[Outcome] = []
         try:
-            yield self.db  # closed: fails here, before a batch is opened
-        finally:
-            self._writing.release()
+            if self._batch is None and len(works) == 1:
+                outcomes = [await on_thread(self.db, partial(_alone, works[0]))]
+            else:
+                opens = self._batch is None
+                committed = self._joined()
+                outcomes = await on_thread(self.db, partial(_in_savepoints, works, opens))
+        except Exception as exc:  # BEGIN failed, or the store closed: each change's failure
+            outcomes = [(False, exc)] * len(works)
+        finally:  # cancelled (the loop stops): nobody is left waiting for ever
+            stopped: Outcome = (False, errors.StorageError("store failed: it was stopped"))
+            told = itertools.zip_longest(taken, outcomes, fillvalue=stopped)
+            for (_, made), (done, value) in told:
+                if not made.done():
+                    made.set_result((done, value, committed))
 
     def _joined(self) -> asyncio.Future[None]:
         """The open batch's COMMIT; a batch opened if none is."""
@@ -173,14 +208,6 @@ class SqliteDatabase:
             # behind the changes already waiting for the connection: they join in
             self._committer = asyncio.create_task(self._commit_when_ready())
         return self._batch
-
-    async def _nobody_waiting(self) -> bool:
-        """Whether no other change waits to share a batch, once those made ready with this
-        one (the same turn of the loop) had the time to ask for theirs."""
-        if self._waiting:
-            return False
-        await asyncio.sleep(0)
-        return not self._waiting
 
     async def _commit_when_ready(self) -> None:
         async with self._writing:
@@ -246,6 +273,30 @@ def _in_savepoint(
         raise
     conn.execute("RELEASE change")
     return result
+
+
+def _in_savepoints(
+    works: Sequence[Callable[[sqlite3.Connection], Any]], opens: bool, conn: sqlite3.Connection
+) -> list[Outcome]:
+    """Each of ``works`` in its own savepoint of the batch (BEGIN first when they open it):
+    what each came to, one failing leaving the others be."""
+    if opens:
+        conn.execute("BEGIN IMMEDIATE")
+    outcomes: list[Outcome] = []
+    for work in works:
+        try:
+            outcomes.append((True, _in_savepoint(work, False, conn)))
+        except Exception as exc:
+            outcomes.append((False, exc))
+    return outcomes
+
+
+def _alone(work: Callable[[sqlite3.Connection], Any], conn: sqlite3.Connection) -> Outcome:
+    """One change committed alone (:func:`_commit_alone`): what it came to."""
+    try:
+        return True, _commit_alone(work, conn)
+    except Exception as exc:
+        return False, exc
 
 
 def _in_snapshot(work: Callable[[sqlite3.Connection], T], conn: sqlite3.Connection) -> T:
