@@ -259,8 +259,14 @@ def edoc_command() -> list[str]:
     return [sys.executable, "-m", "edoc"]
 
 
+REGISTERING = 16  # stores opened at a time by register_tokens
+
+
 def register_tokens(network: Network) -> None:
-    """Give the hub each node's token and each node its agencies' tokens (idempotent)."""
+    """Give the hub each node's token and each node its agencies' tokens (idempotent).
+    The nodes' stores at once, REGISTERING at a time: each is a few SQLite commits, and
+    waiting on each one's fsync in turn made most of a national network's registration."""
+    nodes = network.spec["nodes"]
 
     async def register() -> None:
         hub = HubConfig(
@@ -268,8 +274,9 @@ def register_tokens(network: Network) -> None:
             keys_dir=network.keys_dir,
             store_url=network.spec["hub"].get("store"),
         )
-        for node in network.spec["nodes"]:
-            await hub_app.add_node(hub, node["province"], node["hub_token"])
+        opening = asyncio.Semaphore(REGISTERING)
+
+        async def agencies(node: dict[str, Any]) -> None:
             config = NodeConfig(
                 node["province"],
                 network.data_dir / "nodes" / node["province"],
@@ -277,8 +284,14 @@ def register_tokens(network: Network) -> None:
                 hub_url="",
                 hub_token="",
             )
-            for agency in node["agencies"]:
-                await node_app.add_agency(config, agency["org_id"], agency["name"], agency["token"])
+            given = [(a["org_id"], a["name"], a["token"]) for a in node["agencies"]]
+            async with opening:
+                await node_app.add_agencies(config, given)
+
+        await asyncio.gather(
+            hub_app.add_nodes(hub, {node["province"]: node["hub_token"] for node in nodes}),
+            *(agencies(node) for node in nodes),
+        )
 
     asyncio.run(register())
 

@@ -27,7 +27,7 @@ import functools
 import math
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
 
 import structlog
@@ -323,9 +323,17 @@ def run(config: HubConfig) -> None:
 
 async def add_node(config: HubConfig, node: str, token: str) -> None:
     """Register a node (by root code) and the token it authenticates with."""
-    code = parse_root_code(node).root_code
+    await add_nodes(config, {node: token})
+
+
+async def add_nodes(config: HubConfig, tokens: Mapping[str, str]) -> None:
+    """Register nodes (root code → the token each authenticates with), in one opening of
+    the store and changes made together (a national network has 85)."""
+    codes = {parse_root_code(node).root_code: token for node, token in tokens.items()}
     store = await open_hub_store(config.store)
     try:
-        await store.add_node(code, token_digest(token))
+        await asyncio.gather(
+            *(store.add_node(code, token_digest(token)) for code, token in codes.items())
+        )
     finally:
         await store.close()

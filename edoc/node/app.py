@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import datetime as dt
 import functools
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 from typing import Any
 from urllib.parse import quote
 
@@ -352,8 +352,16 @@ def run(config: NodeConfig) -> None:
 
 
 async def add_agency(config: NodeConfig, org_id: str, name: str, token: str) -> None:
+    await add_agencies(config, [(org_id, name, token)])
+
+
+async def add_agencies(config: NodeConfig, agencies: Iterable[tuple[str, str, str]]) -> None:
+    """Let agencies (organization, name, bearer token) use the node, in one opening of its
+    store and changes made together."""
     store = await open_node_store(config.store)
     try:
-        await store.add_agency(org_id, name, token_digest(token))
+        await asyncio.gather(
+            *(store.add_agency(org, name, token_digest(token)) for org, name, token in agencies)
+        )
     finally:
         await store.close()
