@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import copy
 import datetime as dt
+import functools
 import io
 import pathlib
 import re
@@ -19,7 +20,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from lxml import etree
 
-from edoc import envelope, errors, metadata, signing, xmlsafe
+from edoc import envelope, errors, metadata, model, signing, xmlsafe
 from edoc.envelope import parse, read, relay
 from edoc.model import TraceHop
 from tests.support.pki import (
@@ -41,7 +42,6 @@ def ca(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Ca]:
 
 # --- the model: fields read from an index of children, not by ElementPath ----------------
 _NAMES = ["From", "Code", "CodeNumber", "Place"]
-_PATHS = [*_NAMES, *(f"{a}/{b}" for a in _NAMES for b in _NAMES), "Code/From/Place"]
 
 
 @st.composite
@@ -57,18 +57,240 @@ def _trees(draw: st.DrawFn, depth: int = 3) -> etree._Element:
     return element
 
 
+def _prefixed(path: str) -> str:
+    return "/".join(f"edXML:{name}" for name in path.split("/"))
+
+
 @given(tree=_trees())
 def test_fields_find_what_elementpath_finds(tree: etree._Element) -> None:
-    """The first element at each path, every child of a name, and the text, as find,
-    findall and the old reader's find-then-text have them."""
-    fields = parse._Fields(tree)
-    for path in _PATHS:
-        prefixed = "/".join(f"edXML:{name}" for name in path.split("/"))
-        found = tree.find(prefixed, envelope.NSMAP)
-        assert fields.element(path) is found
-        assert fields.text(path) == ("" if found is None or found.text is None else found.text)
+    """The first element at each path (one name or two), every child of a name, and the
+    text, as find, findall and the old reader's find-then-text have them."""
+    children = parse._children(tree)
     for name in _NAMES:
-        assert fields.all(name) == tree.findall(f"edXML:{name}", envelope.NSMAP)
+        found = tree.find(_prefixed(name), envelope.NSMAP)
+        assert parse._first(children.get(envelope.q(name))) is found
+        assert parse._text(children.get(envelope.q(name))) == (
+            "" if found is None or found.text is None else found.text
+        )
+        assert children.get(envelope.q(name), []) == tree.findall(f"edXML:{name}", envelope.NSMAP)
+        texts = parse._texts(tree)
+        assert (texts.get(envelope.q(name)) or "") == parse._text(children.get(envelope.q(name)))
+        for inner in _NAMES:
+            found = tree.find(_prefixed(f"{name}/{inner}"), envelope.NSMAP)
+            assert parse._inner(children.get(envelope.q(name)), envelope.q(inner)) is found
+            assert parse._inner_text(children.get(envelope.q(name)), envelope.q(inner)) == (
+                "" if found is None or found.text is None else found.text
+            )
+
+
+# --- the model: the whole reader against find per field, on changed envelopes -----------
+def _found_text(element: etree._Element | None, path: str) -> str:
+    found = None if element is None else element.find(_prefixed(path), envelope.NSMAP)
+    return "" if found is None or found.text is None else found.text
+
+
+def _organization_by_find(element: etree._Element) -> model.Organization:
+    def text(name: str) -> str:
+        return _found_text(element, name)
+
+    return model.Organization(
+        text("OrganId"),
+        text("OrganName"),
+        text("OrganizationInCharge"),
+        text("OrganAdd"),
+        text("Email"),
+        text("Telephone"),
+        text("Fax"),
+        text("Website"),
+    )
+
+
+def _response_for_by_find(element: etree._Element) -> model.ResponseFor:
+    return model.ResponseFor(
+        _found_text(element, "OrganId"),
+        _found_text(element, "Code"),
+        envelope.parse_date(_found_text(element, "PromulgationDate")),
+        _found_text(element, "DocumentId"),
+    )
+
+
+def _required_by_find(element: etree._Element, name: str) -> etree._Element:
+    found = element.find(_prefixed(name), envelope.NSMAP)
+    if found is None:
+        raise errors.MissingField(f"{name} is missing")
+    return found
+
+
+def _model_by_find(root: etree._Element) -> model.Message:
+    """The reader before issue 21: ElementPath's find for every place and field."""
+    header = "edXMLEnvelope/edXMLHeader"
+    message = _required_by_find(root, f"{header}/MessageHeader")
+    business = _required_by_find(root, f"{header}/TraceHeaderList/Bussiness")
+    manifest = _required_by_find(root, "edXMLEnvelope/edXMLBody/edXMLManifest")
+    trace = tuple(
+        model.TraceHop(
+            _found_text(hop, "OrganId"), envelope.parse_timestamp(_found_text(hop, "Timestamp"))
+        )
+        for hop in root.iterfind(_prefixed(f"{header}/TraceHeaderList/TraceHeader"), envelope.NSMAP)
+    )
+    text = functools.partial(_found_text, message)
+
+    def deal() -> model.Business:
+        return model.Business(
+            model.BusinessDocType(int(_found_text(business, "BussinessDocType"))),
+            _found_text(business, "BussinessDocReason"),
+            _found_text(business, "DocumentId"),
+        )
+
+    if message.find(_prefixed("StatusCode"), envelope.NSMAP) is not None:
+        if len(manifest) or deal() != model.Business():
+            raise errors.InvalidField("a status message carries no attachments and no business")
+        return model.StatusUpdate(
+            sender=_organization_by_find(_required_by_find(message, "From")),
+            response_for=_response_for_by_find(_required_by_find(message, "ResponseFor")),
+            code=model.StatusCode(text("StatusCode")),
+            timestamp=envelope.parse_timestamp(text("Timestamp")),
+            description=text("Description"),
+            staff=model.Staff(
+                text("StaffInfo/Department"),
+                text("StaffInfo/Staff"),
+                text("StaffInfo/Email"),
+                text("StaffInfo/Mobile"),
+            ),
+            trace=trace,
+        )
+    signer = message.find(_prefixed("SignerInfo"), envelope.NSMAP)
+    answered = message.find(_prefixed("ResponseFor"), envelope.NSMAP)
+    return model.Document(
+        sender=_organization_by_find(_required_by_find(message, "From")),
+        recipients=tuple(
+            _organization_by_find(to) for to in message.findall(_prefixed("To"), envelope.NSMAP)
+        ),
+        document_id=text("DocumentId"),
+        code=model.Code(text("Code/CodeNumber"), text("Code/CodeNotation")),
+        promulgation=model.Promulgation(
+            text("PromulgationInfo/Place"),
+            envelope.parse_date(text("PromulgationInfo/PromulgationDate")),
+        ),
+        doc_type=model.DocumentType(
+            int(text("DocumentType/Type")),
+            text("DocumentType/TypeName"),
+            int(detail) if (detail := text("DocumentType/TypeDetail")) else None,
+        ),
+        subject=text("Subject"),
+        content=text("Content"),
+        signer=None
+        if signer is None
+        else model.Signer(
+            _found_text(signer, "FullName"),
+            _found_text(signer, "Position"),
+            _found_text(signer, "Competence"),
+        ),
+        due_date=envelope.parse_date(due) if (due := text("DueDate")) else None,
+        to_places=tuple(
+            place.text or ""
+            for places in message.findall(_prefixed("ToPlaces"), envelope.NSMAP)
+            for place in places.findall(_prefixed("Place"), envelope.NSMAP)
+        ),
+        priority=model.Priority(int(text("OtherInfo/Priority"))),
+        steering_type=int(steering) if (steering := text("SteeringType")) else 0,
+        response_for=None if answered is None else _response_for_by_find(answered),
+        business=deal(),
+        attachments=tuple(
+            model.Attachment(
+                content_id=_found_text(reference, "ContentId"),
+                name=_found_text(reference, "AttachmentName"),
+                content_type=_found_text(reference, "ContentType"),
+                description=_found_text(reference, "Description"),
+                size=int(_found_text(reference, "Size")),
+                sha256=_found_text(reference, "Sha256"),
+            )
+            for reference in manifest.findall(_prefixed("Reference"), envelope.NSMAP)
+        ),
+        trace=trace,
+    )
+
+
+def _model_outcome(read: Any, root: etree._Element) -> object:
+    try:
+        return read(root)
+    except (errors.EdocError, ValueError) as exc:
+        return type(exc), str(exc)
+
+
+_ANSWERED = model.ResponseFor("000.00.00.H34", "12/UBND", dt.date(2026, 11, 2), "x,2026/11/02,12")
+_STATUS = model.StatusUpdate(
+    sender=model.Organization("000.00.00.H34", "UBND tỉnh Kon Tum"),
+    response_for=_ANSWERED,
+    code=model.StatusCode.ARRIVED,
+    timestamp=dt.datetime(2026, 12, 1, 3, 4, 5, tzinfo=dt.UTC),
+    description="đã nhận",
+    staff=model.Staff("Văn thư", "Trần B", "b@x.vn", "0900"),
+)
+
+
+def _model_roots() -> list[etree._Element]:
+    attachment = model.Attachment("cid:1", "a.pdf", "application/pdf", 12, "ab" * 32, "bản")
+    document = metadata.to_document(
+        metadata.check(
+            sample_metadata(
+                to_places=["Sở A", "Sở B"],
+                content="nội dung",
+                steering_type=2,
+                response_for={
+                    "org_id": "000.00.00.H34",
+                    "code": "12/UBND",
+                    "promulgation_date": "2026-11-02",
+                    "document_id": "x,2026/11/02,12",
+                },
+            )
+        ),
+        (attachment,),
+    )
+    at = dt.datetime(2026, 12, 1, 3, 4, 5, tzinfo=dt.UTC)
+    return [
+        envelope.build_envelope(envelope.stamp_origin(message, at))
+        for message in (document, _STATUS)
+    ]
+
+
+_MODEL_ROOTS = _model_roots()
+_CHANGED_TEXTS = [None, "", "x", "7", "01", "2026/02/30", "2026/01/02", "2026/01/02 03:04:05"]
+
+
+@settings(max_examples=400, deadline=None)
+@given(data=st.data(), which=st.integers(0, 1))
+def test_the_model_is_what_find_reads(data: st.DataObject, which: int) -> None:
+    """On a document's and a status's envelope with elements removed, repeated, moved to
+    the end and their texts changed: the same model, or the same error, as find reads."""
+    root = copy.deepcopy(_MODEL_ROOTS[which])
+    elements = [e for e in root.iter() if e is not root and e.getparent() is not root]
+    for _ in range(data.draw(st.integers(0, 4))):
+        element = data.draw(st.sampled_from(elements))
+        parent = element.getparent()
+        change = data.draw(st.sampled_from(["remove", "repeat", "last", "text"]))
+        if parent is None:  # removed with its parent, or repeated and removed
+            continue
+        if change == "remove":
+            parent.remove(element)
+        elif change == "repeat":
+            twin = copy.deepcopy(element)
+            twin.text = data.draw(st.sampled_from(_CHANGED_TEXTS))
+            parent.append(twin)
+        elif change == "last":
+            parent.append(element)
+        else:
+            element.text = data.draw(st.sampled_from(_CHANGED_TEXTS))
+    assert _model_outcome(parse.message_from_envelope, root) == _model_outcome(_model_by_find, root)
+
+
+def test_the_unchanged_envelopes_read_back() -> None:
+    document, status = (parse.message_from_envelope(root) for root in _MODEL_ROOTS)
+    assert isinstance(document, model.Document)
+    assert document.to_places == ("Sở A", "Sở B") and document.response_for is not None
+    assert status == envelope.stamp_origin(
+        _STATUS, dt.datetime(2026, 12, 1, 3, 4, 5, tzinfo=dt.UTC)
+    )
 
 
 # --- reading: the envelope's size bounded in C before it is counted in Python -------------

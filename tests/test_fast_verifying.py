@@ -22,7 +22,6 @@ from edoc import certcheck, envelope, errors, pki, signature_shape, signing
 from edoc.envelope import parse, read
 from edoc.model import TraceHop
 from tests.support.pki import SENDER, SIGNER, Ca, reparse, signed_root, wire
-from tests.test_fast_reading import _NAMES, _trees
 
 
 @pytest.fixture(scope="module")
@@ -175,14 +174,7 @@ def test_certificates_are_judged_as_in_full(
     assert verdict == _verdict(_checked_in_full, cert, trust, signed_at, now)
 
 
-# --- the model: fields of a leaf element in one pass, places by compiled XPath ------------
-@given(tree=_trees())
-def test_texts_are_what_fields_read(tree: etree._Element) -> None:
-    texts, fields = parse._Texts(tree), parse._Fields(tree)
-    for name in _NAMES:
-        assert texts(name) == fields.text(name)
-
-
+# --- the model: places by compiled XPath ---------------------------------------------
 _LEVELS = [
     ["edXMLEnvelope"],
     ["edXMLHeader", "edXMLBody"],
