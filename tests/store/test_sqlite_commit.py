@@ -198,6 +198,14 @@ async def test_a_read_of_one_query_is_one_trip(ledger: Ledger) -> None:
     assert len(trips) == 1
 
 
+async def test_a_read_on_a_closed_store_fails_as_a_storage_error(tmp_path: Path) -> None:
+    store = Ledger(tmp_path / "ledger.sqlite")
+    await store.open()
+    await store.close()
+    with pytest.raises(errors.StorageError):
+        await store._rows("SELECT 1")
+
+
 @contextmanager
 def commits_held(ledger: Ledger) -> Iterator[tuple[asyncio.Event, asyncio.Event]]:
     """A batch's COMMIT waits for the second event; the first says one is due."""
