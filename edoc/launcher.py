@@ -36,8 +36,15 @@ from edoc.network import (
 
 P = TypeVar("P", bound=services.Running)
 Spawn = Callable[[Network, str, list[str]], P]
-# what every `edoc serve …` imports (edoc.launcher brings edoc.network, which brings both apps)
-PRELOAD = ["edoc.cli", "edoc.cli.serve", "edoc.launcher"]
+# what every `edoc serve …` imports (edoc.launcher brings edoc.network, which brings both
+# apps; the SQLite stores are imported when a service opens one, as the network's do)
+PRELOAD = [
+    "edoc.cli",
+    "edoc.cli.serve",
+    "edoc.launcher",
+    "edoc.store.sqlite.hub",
+    "edoc.store.sqlite.node",
+]
 
 
 def start(
