@@ -41,6 +41,7 @@ from edoc.store.sqlite.node_writes import (
     insert_answer,
     insert_inbox,
     insert_outgoing,
+    insert_outgoing_rows,
     outgoing,
     record,
 )
@@ -178,7 +179,7 @@ class SqliteNodeStore(NodeViews):
         def add(db: sqlite3.Connection) -> int:
             inbox_id = insert_inbox(db, item, now)
             count(db, tallies)
-            insert_outgoing(db, answer, now)
+            insert_outgoing_rows(db, answer, now)
             insert_answer(db, inbox_id, answer.status_code, now)
             return inbox_id
 
@@ -250,7 +251,7 @@ class SqliteNodeStore(NodeViews):
         def add(db: sqlite3.Connection) -> int:
             given = db.execute("SELECT code FROM answers WHERE inbox_id=? ORDER BY at", (inbox_id,))
             check([row[0] for row in given])
-            outgoing_id = insert_outgoing(db, answer, now).id
+            outgoing_id = insert_outgoing_rows(db, answer, now)
             insert_answer(db, inbox_id, answer.status_code, now)
             return outgoing_id
 

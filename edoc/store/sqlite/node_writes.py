@@ -63,6 +63,12 @@ def outgoing(db: sqlite3.Connection, row: Any) -> Outgoing:
 def insert_outgoing(db: sqlite3.Connection, new: NewOutgoing, now: dt.datetime) -> Outgoing:
     """The message, a row per recipient and a transfer per route; the message as
     :func:`outgoing` would read it back (made from what was written: no query more)."""
+    return as_stored(new, insert_outgoing_rows(db, new, now), now, from_ms(to_ms(now)))
+
+
+def insert_outgoing_rows(db: sqlite3.Connection, new: NewOutgoing, now: dt.datetime) -> int:
+    """The message, a row per recipient and a transfer per route; its id (a status queued
+    as an answer needs no more: the record as read back cost more than its rows)."""
     summary = json.dumps(new.summary, ensure_ascii=False)
     queued = json.dumps([{"state": DeliveryState.QUEUED, "at": now.isoformat()}])
     created_at, routes = to_ms(now), new.routes
@@ -96,7 +102,7 @@ def insert_outgoing(db: sqlite3.Connection, new: NewOutgoing, now: dt.datetime) 
         " VALUES (?, ?, ?, ?, ?)",
         [(outgoing_id, route, TransferState.PENDING, created_at, new.priority) for route in routes],
     )
-    return as_stored(new, outgoing_id, now, from_ms(created_at))
+    return outgoing_id
 
 
 def insert_inbox(db: sqlite3.Connection, item: NewInboxItem, now: dt.datetime) -> int:
