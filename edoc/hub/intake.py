@@ -279,8 +279,8 @@ async def _admit(state: HubState, node: str, examined: Examined) -> tuple[Packag
             raise errors.QueueFull(
                 f"{recipient.org_id} has {state.config.queue_bound} messages waiting"
             )
-    target = state.packages_dir / f"{new.digest}.edxml"
-    if examined.relayed is None:
+    if examined.relayed is None:  # a file of its own (a package in memory needs no name)
+        target = state.packages_dir / f"{new.digest}.edxml"
         relay = functools.partial(_relay, examined.root, examined.files, _hop(state))
         await state.offload.run(atomic.write_file, target, relay)
         new = replace(new, path=str(target), size=target.stat().st_size)
@@ -294,7 +294,7 @@ async def _admit(state: HubState, node: str, examined: Examined) -> tuple[Packag
         # the first one won, so this one gets its answer, like any resend
         earlier = await state.store.find_package(new.key)
         if new.path and (earlier is None or earlier.digest != new.digest):
-            target.unlink(missing_ok=True)  # ours alone: the stored one has another name
+            Path(new.path).unlink(missing_ok=True)  # ours alone: the stored one has another name
         if earlier is None:
             raise
         return _resend(earlier, new), True
