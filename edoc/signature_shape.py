@@ -16,7 +16,6 @@ from __future__ import annotations
 import base64
 import binascii
 import functools
-import re
 
 from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
@@ -152,30 +151,63 @@ def check_structure(
 
 
 _SIGNED_INFO_ALONE = f'<ds:SignedInfo xmlns:ds="{DS}">'.encode()
-_SIGNATURE_AS_SIGNED = f'<ds:Signature xmlns:ds="{DS}"><ds:SignedInfo>'.encode()
-# After SignedInfo: the value and the certificate, as base64 (which C14N writes as it is).
-_UNSIGNED_AS_SIGNED = re.compile(
-    rb"<ds:SignatureValue>[A-Za-z0-9+/=\s]*</ds:SignatureValue>"
-    rb"<ds:KeyInfo><ds:X509Data><ds:X509Certificate>([A-Za-z0-9+/=\s]*)</ds:X509Certificate>"
-    rb"</ds:X509Data></ds:KeyInfo></ds:Signature>"
-)
 
 
 def _as_signed(signature: etree._Element, expected_info: bytes) -> str | None:
-    """The certificate's text, where the whole signature is, in exclusive C14N with its
-    comments, exactly what edoc writes around ``expected_info``, a value and a
-    certificate: then every element, attribute and text is where edoc puts it, which the
-    element-by-element checks would walk the tree to find. Else None, and they decide
-    (and say what is wrong). One C14N of the signature instead of that walk."""
+    """The certificate's text, where the walk (_check_signed_info, _check_shape) would
+    find nothing wrong and SignedInfo pinned: SignedInfo, in exclusive C14N with its
+    comments, exactly ``expected_info`` (every element, attribute and text of it where edoc
+    puts them, nothing else in it), and after it the value and the one certificate as
+    edoc writes them (no attribute, no child but the next, text only in the value and the
+    certificate, whitespace between them, as the walk lets by). Else None, and the walk
+    decides (and says what is wrong). One C14N of SignedInfo, and what follows looked at
+    where it stands, instead of that walk; the signature's own children are _PARTS
+    (check_structure)."""
     if not expected_info.startswith(_SIGNED_INFO_ALONE):
         return None
-    whole = etree.tostring(signature, method="c14n", exclusive=True, with_comments=True)
-    at = len(_SIGNATURE_AS_SIGNED)
-    info = expected_info[len(_SIGNED_INFO_ALONE) :]  # in the Signature, ds is declared
-    if not (whole.startswith(_SIGNATURE_AS_SIGNED) and whole.startswith(info, at)):
+    info, value, key_info = signature
+    if (
+        signature.attrib
+        or _text_in(signature.text)
+        or _text_in(info.tail)
+        or _leaf_beyond(value)
+        or _wrapper_beyond(key_info)
+        or _wrapper_beyond(key_info[0])
+        or _leaf_beyond(key_info[0][0])
+    ):
         return None
-    unsigned = _UNSIGNED_AS_SIGNED.fullmatch(whole, at + len(info))
-    return None if unsigned is None else unsigned[1].decode("ascii")
+    canonical = etree.tostring(info, method="c14n", exclusive=True, with_comments=True)
+    if canonical != expected_info:
+        return None
+    return key_info[0][0].text or ""
+
+
+def _text_in(text: str | None) -> bool:
+    """Text the walk refuses where it stands (whitespace it lets by)."""
+    return bool(text and text.strip())
+
+
+def _leaf_beyond(element: etree._Element) -> bool:
+    """A value or certificate holding more than text, or more than whitespace after it."""
+    return bool(len(element) or element.attrib or _text_in(element.tail))
+
+
+def _wrapper_beyond(element: etree._Element) -> bool:
+    """KeyInfo or X509Data holding more than its one child, or any text."""
+    return bool(
+        len(element) != 1
+        or element.attrib
+        or _text_in(element.text)
+        or _text_in(element.tail)
+        or element[0].tag != _NEXT.get(element.tag)
+    )
+
+
+# KeyInfo holds X509Data, which holds X509Certificate
+_NEXT = {
+    f"{{{DS}}}KeyInfo": f"{{{DS}}}X509Data",
+    f"{{{DS}}}X509Data": f"{{{DS}}}X509Certificate",
+}
 
 
 def _check_signed_info(info: etree._Element) -> None:

@@ -89,10 +89,15 @@ def test_the_whole_signature_comparison_is_what_accepts_an_intact_one(ca: Ca) ->
     "change",
     [
         pytest.param(lambda s: s[2].append(etree.Comment("x")), id="comment"),
+        pytest.param(lambda s: s[0][2].append(etree.Comment("x")), id="comment in SignedInfo"),
         pytest.param(lambda s: s[2][0].set("Id", "x"), id="attribute"),
-        pytest.param(lambda s: setattr(s[1], "tail", "\n"), id="whitespace"),
-        pytest.param(lambda s: setattr(s[1], "text", (s[1].text or "") + "&"), id="escaped"),
+        pytest.param(lambda s: s.set("Id", "x"), id="attribute on the signature"),
+        pytest.param(lambda s: setattr(s[1], "tail", "x"), id="text after the value"),
+        pytest.param(lambda s: setattr(s[2], "text", "x"), id="text in KeyInfo"),
+        pytest.param(lambda s: setattr(s[0], "tail", "x"), id="text after SignedInfo"),
         pytest.param(lambda s: s[2][0][0].append(etree.Element("x")), id="element"),
+        pytest.param(lambda s: s[2][0].append(etree.Element("x")), id="second in X509Data"),
+        pytest.param(lambda s: s[0][0].set("Algorithm", "x"), id="signed info"),
     ],
 )
 def test_the_whole_signature_comparison_leaves_any_change_to_the_walk(
@@ -105,6 +110,30 @@ def test_the_whole_signature_comparison_leaves_any_change_to_the_walk(
     assert signature_shape._as_signed(signature, expected) is not None
     change(signature)  # type: ignore[operator]
     assert signature_shape._as_signed(signature, expected) is None
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        pytest.param(lambda s: setattr(s[1], "tail", "\n"), id="whitespace after the value"),
+        pytest.param(lambda s: setattr(s[2], "text", "\n  "), id="whitespace in KeyInfo"),
+        pytest.param(lambda s: setattr(s[1], "text", (s[1].text or "") + "&"), id="escaped"),
+        pytest.param(lambda s: setattr(s[2][0][0], "text", "\n"), id="empty certificate"),
+    ],
+)
+def test_what_the_walk_lets_by_is_judged_as_the_walk_judges_it(ca: Ca, change: object) -> None:
+    """Whitespace between the unsigned parts and any text of the value and certificate pass
+    the shape walk; the comparison lets them by too, and the verdict is the walk's."""
+    root = reparse(signed_root(ca))
+    signature = signature_shape.signatures(root)[0]
+    change(signature)  # type: ignore[operator]
+    parts = signing._signed_elements(root)
+    expected = signature_shape.signed_info(signing._digests(parts))
+    assert signature_shape._as_signed(signature, expected) is not None
+    fast = _verdict_of(lambda: signing.verify(root, ca.keys.trust(), ca.clock()))
+    with mock.patch.object(signature_shape, "signed_info", return_value=b""):
+        slow = _verdict_of(lambda: signing.verify(root, ca.keys.trust(), ca.clock()))
+    assert fast == slow
 
 
 # --- certificates: what is worked out once, found by the object, not its DER -------------
