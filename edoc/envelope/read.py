@@ -182,7 +182,12 @@ def _envelope_within(root: etree._Element, size: int, limit: int) -> bool:
     status) needs neither: see _within_by_size."""
     if _within_by_size(size, limit):
         return True
-    if not _FOREIGN(root) and size + _MARKUP(root) * _NAMESPACE_CHARS <= limit:
+    if not _FOREIGN(root) and (
+        # at most size/4 elements and attributes (see _within_by_size): counted only where
+        # that bound is not enough (a package over ~700 KB under the default limit)
+        size + (size // 4 + 1) * _NAMESPACE_CHARS <= limit
+        or size + _MARKUP(root) * _NAMESPACE_CHARS <= limit
+    ):
         return True
     return _envelope_chars(root) <= limit
 
