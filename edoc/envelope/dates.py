@@ -57,7 +57,8 @@ def _date(text: str) -> dt.date:
 
 def format_timestamp(value: dt.datetime) -> str:
     local = value.astimezone(VIETNAM)
-    return f"{format_date(local)} {local:%H:%M:%S}"
+    # the fields, not strftime's %H:%M:%S: the same digits at half its cost (one per hop)
+    return f"{format_date(local)} {local.hour:02d}:{local.minute:02d}:{local.second:02d}"
 
 
 def parse_timestamp(text: str) -> dt.datetime:
