@@ -33,7 +33,7 @@ import hashlib
 import hmac
 from collections.abc import Sequence
 from copy import deepcopy
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
@@ -56,7 +56,7 @@ from edoc import signature_shape as shape
 from edoc.certcheck import ByIdentity, Trust, check_certificate
 from edoc.envelope import NSMAP as ED_NSMAP
 from edoc.keyindex import SigningIdentity
-from edoc.model import Document, Message, TraceHop
+from edoc.model import Document, Message, TraceHop, with_trace
 from edoc.signature_shape import (
     DS,
     DSNS,
@@ -272,7 +272,7 @@ def verify(
     shape.check_relay_hops(origin, business)
     if read is not None and read.trace:  # read from these elements: the first is the origin
         origin_hop, hops = read.trace[0], read.trace[1:]
-        model = replace(read, trace=(origin_hop,))
+        model = with_trace(read, (origin_hop,))
     else:
         origin_hop, hops = _hop(origin), None
         model = envelope.message_from_parts(message, business, manifest, (origin_hop,))

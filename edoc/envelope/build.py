@@ -5,7 +5,6 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Iterable
 from copy import deepcopy
-from dataclasses import replace
 from typing import TypeVar
 
 from lxml import etree
@@ -28,6 +27,7 @@ from edoc.model import (
     ResponseFor,
     StatusUpdate,
     TraceHop,
+    with_trace,
 )
 
 MessageT = TypeVar("MessageT", bound=Document | StatusUpdate)
@@ -173,7 +173,7 @@ def build_envelope(doc: Message) -> etree._Element:
 
 def stamp_origin(doc: MessageT, now: dt.datetime) -> MessageT:
     """A new document's trace: its sender's own hop, the signed time of sending."""
-    return replace(doc, trace=(TraceHop(doc.sender.org_id, now),))
+    return with_trace(doc, (TraceHop(doc.sender.org_id, now),))
 
 
 def add_trace_hop(root: etree._Element, hop: TraceHop) -> None:
