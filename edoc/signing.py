@@ -188,16 +188,24 @@ class Verified:
 
 # compiled once: compiling them for every message was most of finding the signed parts
 _IDS = etree.XPath("//@Id", smart_strings=False)  # plain strings: only counted
-_PLACES = {uri: etree.XPath(path, namespaces=ED_NSMAP) for uri, path in SIGNED_PARTS.items()}
+# The four places in one XPath: each place's last step names a tag no other place ends
+# in, so what it finds is what the union finds of that tag, in document order.
+_PLACES = etree.XPath(" | ".join(SIGNED_PARTS.values()), namespaces=ED_NSMAP)
+_TAGS = {
+    uri: envelope.q(path.rpartition(":")[2].partition("[")[0]) for uri, path in SIGNED_PARTS.items()
+}
 
 
 def _signed_elements(root: etree._Element) -> dict[str, etree._Element]:
     """Each referenced Id names one element, the one at its proper place (anti-wrapping):
     the one element at the place holds the Id, and nothing else in the document does."""
     ids = _IDS(root)
+    at: dict[str, list[etree._Element]] = {}
+    for element in _PLACES(root):
+        at.setdefault(element.tag, []).append(element)
     found = {}
-    for uri, place in _PLACES.items():
-        expected = place(root)
+    for uri, tag in _TAGS.items():
+        expected = at.get(tag, [])
         if len(expected) != 1 or expected[0].get("Id") != uri[1:] or ids.count(uri[1:]) != 1:
             raise errors.WrappedSignature(f"{uri} does not name the expected element")
         found[uri] = expected[0]
