@@ -194,6 +194,29 @@ def path_id(request: web.Request, name: str = "id") -> int:
     return found
 
 
+TOKEN_TTL = 5.0  # seconds a known token is trusted from memory; a replaced one works that long
+
+
+class KnownTokens:
+    """Whom bearer tokens belong to, a known one remembered for TOKEN_TTL seconds: every
+    request authenticates, and asking the store each time was a trip to its thread per
+    request. An unknown token is asked of the store each time."""
+
+    def __init__(self) -> None:
+        self._known: dict[str, tuple[str, float]] = {}  # digest → (owner, trusted until)
+
+    async def owner(
+        self, digest: str, ask_store: Callable[[str], Awaitable[str | None]]
+    ) -> str | None:
+        known = self._known.get(digest)
+        if known is not None and known[1] > time.monotonic():
+            return known[0]
+        owner = await ask_store(digest)
+        if owner is not None:
+            self._known[digest] = (owner, time.monotonic() + TOKEN_TTL)
+        return owner
+
+
 def token_digest(token: str) -> str:
     """Tokens are stored only as their SHA-256."""
     return hashlib.sha256(token.encode()).hexdigest()

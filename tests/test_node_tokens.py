@@ -10,7 +10,7 @@ from typing import Any, cast
 
 import pytest
 
-from edoc.node import state as node_state
+from edoc import web
 from edoc.node.state import NodeState
 from edoc.store.node import NodeStore
 
@@ -36,7 +36,7 @@ async def test_a_known_token_is_remembered_an_unknown_one_never(
     store = _Store()
     state = _state(store)
     clock = [100.0]
-    monkeypatch.setattr("edoc.node.state.time", SimpleNamespace(monotonic=lambda: clock[0]))
+    monkeypatch.setattr("edoc.web.time", SimpleNamespace(monotonic=lambda: clock[0]))
     assert await state.agency_for_token("known") == "000.00.01.H53"
     assert await state.agency_for_token("known") == "000.00.01.H53"
     assert store.asked == ["known"]  # the second from memory
@@ -51,10 +51,10 @@ async def test_a_replaced_token_stops_working_once_its_time_is_up(
     store = _Store()
     state = _state(store)
     clock = [100.0]
-    monkeypatch.setattr("edoc.node.state.time", SimpleNamespace(monotonic=lambda: clock[0]))
+    monkeypatch.setattr("edoc.web.time", SimpleNamespace(monotonic=lambda: clock[0]))
     assert await state.agency_for_token("known") == "000.00.01.H53"
     del store.tokens["known"]  # the agency was given another token
-    clock[0] += node_state.AGENCY_TOKEN_TTL - 0.01
+    clock[0] += web.TOKEN_TTL - 0.01
     assert await state.agency_for_token("known") == "000.00.01.H53"
     clock[0] += 0.02
     assert await state.agency_for_token("known") is None

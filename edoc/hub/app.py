@@ -25,7 +25,6 @@ import contextlib
 import datetime as dt
 import functools
 import math
-import time
 import uuid
 from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
@@ -58,24 +57,10 @@ from edoc.web import (
 STATE = web.AppKey("state", HubState)
 
 
-TOKEN_TTL = 5.0  # seconds a node's token is trusted from memory; a replaced one stops after
-
-
-async def _node_for_token(state: HubState, digest: str) -> str | None:
-    """Every hub request authenticates; remembering a known token saves a store query each."""
-    known = state.tokens.get(digest)
-    if known is not None and known[1] > time.monotonic():
-        return known[0]
-    node = await state.store.node_for_token(digest)
-    if node is not None:
-        state.tokens[digest] = (node, time.monotonic() + TOKEN_TTL)
-    return node
-
-
 async def authenticate(request: web.Request) -> str:
     """The calling node's root code (``H53``), from its token and, over TLS, its certificate."""
     state = request.app[STATE]
-    node = await _node_for_token(state, token_digest(bearer_token(request)))
+    node = await state.tokens.owner(token_digest(bearer_token(request)), state.store.node_for_token)
     if node is None:
         raise errors.Unauthenticated("unknown node token")
     if state.config.tls:

@@ -14,7 +14,7 @@ from edoc.keystore import KeyStore
 from edoc.offload import Offload
 from edoc.store import sqlite_url
 from edoc.store.hub import HubStore
-from edoc.web import HttpMetrics
+from edoc.web import HttpMetrics, KnownTokens
 
 HUB_ORG_ID = "000.00.00.G22"  # the axis is run by the Government Office (Văn phòng Chính phủ)
 
@@ -59,8 +59,7 @@ class HubState:
     wakeups: defaultdict[str, asyncio.Event] = field(
         default_factory=lambda: defaultdict(asyncio.Event)
     )
-    # token digest → (node, until when to trust it without asking the store again)
-    tokens: dict[str, tuple[str, float]] = field(default_factory=dict)
+    tokens: KnownTokens = field(default_factory=KnownTokens)  # nodes' tokens
     stopping: bool = False  # the hub is shutting down: long polls answer at once
     # node → when it last asked for deliveries (this instance only), for the dashboard
     polled: dict[str, dt.datetime] = field(default_factory=dict)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import functools
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -15,7 +14,7 @@ from edoc.offload import Offload
 from edoc.orgid import OrgId, parse_root_code
 from edoc.store import sqlite_url
 from edoc.store.node import NodeStore
-from edoc.web import HttpMetrics
+from edoc.web import HttpMetrics, KnownTokens
 
 
 @dataclass(frozen=True)
@@ -61,9 +60,6 @@ def _root(org_id: str) -> OrgId:
     return OrgId.parse(org_id).root
 
 
-AGENCY_TOKEN_TTL = 5.0  # seconds an agency's token is trusted from memory
-
-
 @dataclass
 class NodeState:
     config: NodeConfig
@@ -75,21 +71,11 @@ class NodeState:
     outbox_wakeup: asyncio.Event = field(default_factory=asyncio.Event)
     registered: bool = False  # the hub knows this node's agencies
     hub_unreachable: bool = False  # the outbox's last try found no hub at all
-    # agency token digest -> (agency, until when it is trusted from memory)
-    tokens: dict[str, tuple[str, float]] = field(default_factory=dict)
+    tokens: KnownTokens = field(default_factory=KnownTokens)  # agencies' tokens
 
     async def agency_for_token(self, token_sha256: str) -> str | None:
-        """The agency a token belongs to. Every agency request authenticates; a known
-        token is remembered for AGENCY_TOKEN_TTL seconds (a store read each was a trip to
-        its thread per request), so a replaced token stops working within that time, as
-        a node's token does at the hub. An unknown token is asked of the store each time."""
-        known = self.tokens.get(token_sha256)
-        if known is not None and known[1] > time.monotonic():
-            return known[0]
-        agency = await self.store.agency_for_token(token_sha256)
-        if agency is not None:
-            self.tokens[token_sha256] = (agency, time.monotonic() + AGENCY_TOKEN_TTL)
-        return agency
+        """The agency a token belongs to (a known one remembered for a few seconds)."""
+        return await self.tokens.owner(token_sha256, self.store.agency_for_token)
 
     @property
     def outgoing_dir(self) -> Path:
