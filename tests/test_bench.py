@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import json
+import os
 import sys
 from asyncio.subprocess import PIPE
 from pathlib import Path
@@ -134,6 +135,8 @@ async def test_a_memory_spike_between_two_samples_is_measured() -> None:
     """A process that holds 64 MB for a moment, long before the next RSS sample, still
     shows the growth (the bench missed such a spike: a 200 MB document's package read
     whole by a stamp pass was seen in some runs only)."""
+    if not meter.reset_peak(os.getpid()):  # (a kernel or container that refuses it)
+        pytest.skip("/proc/PID/clear_refs cannot be written here: only samples are read")
     spike = "b = bytearray(64 * 1024 * 1024); del b; print('done', flush=True); input()"
     child = await asyncio.create_subprocess_exec(
         sys.executable, "-c", "input(); " + spike, stdin=PIPE, stdout=PIPE
