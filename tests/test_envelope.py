@@ -21,6 +21,7 @@ from hypothesis import strategies as st
 from lxml import etree
 
 from edoc import envelope, errors
+from edoc.envelope import read as envelope_read
 from edoc.model import Document, TraceHop
 from tests.support.envelope import SENT_AT, MemorySink, Packed, pack, read
 
@@ -165,6 +166,50 @@ def test_read_package_streams_to_the_sink(sample_metadata: dict[str, Any]) -> No
     assert digest.hexdigest() == hashlib.sha256(content).hexdigest()
     assert len(sizes) > 10
     assert max(sizes) <= 256 * 1024
+
+
+def test_a_package_file_reads_as_its_bytes_do_and_a_large_one_streams(
+    tmp_path: Path, sample_metadata: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A package file up to WHOLE_FROM_FILE is read whole (one parse in C), a larger one
+    streamed in chunks: the same package either way, and a broken file refused alike."""
+    content = os.urandom(300_000)  # too large to come inside a collect answer
+    packed = pack(sample_metadata, {"scan.pdf": content})
+    path = tmp_path / "package.edxml"
+    path.write_bytes(packed.wire)
+
+    def read_from(source: Path | bytes) -> tuple[object, ...]:
+        kept: dict[str, envelope.KeptInMemory] = {}
+
+        def sink(content_id: str, _name: str) -> envelope.Writable:
+            kept[content_id] = envelope.KeptInMemory()
+            return kept[content_id]
+
+        package = envelope.read_package(source, sink)
+        return package.message, package.received, {k: v.getvalue() for k, v in kept.items()}
+
+    parsed_whole: list[bytes] = []
+    one_parse = envelope_read._read_whole
+
+    def counted(data: bytes, *rest: Any) -> Any:
+        parsed_whole.append(data)
+        return one_parse(data, *rest)
+
+    monkeypatch.setattr(envelope_read, "_read_whole", counted)
+    whole = read_from(path)
+    assert parsed_whole == [packed.wire]  # the file, read whole
+    assert whole == read_from(packed.wire)
+    monkeypatch.setattr(envelope_read, "WHOLE_FROM_FILE", 1024)
+    assert read_from(path) == whole
+    assert len(parsed_whole) == 2  # streamed: no whole parse for the file this time
+    path.write_bytes(packed.wire[:-100])  # cut short
+    codes = set()
+    for threshold in (1024, 1024 * 1024):
+        monkeypatch.setattr(envelope_read, "WHOLE_FROM_FILE", threshold)
+        with pytest.raises(errors.EdocError) as refused:
+            read_from(path)
+        codes.add(refused.value.code)
+    assert len(codes) == 1
 
 
 def test_several_attachments_bytes_identical(sample_metadata: dict[str, Any]) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -298,6 +299,13 @@ def _read_whole(
     return root, tuple(received for received, _ in bodies)
 
 
+# A package file up to this is read into memory and parsed in one call in C: a node reads
+# every package too large to come inside a collect answer (256 KB) from its file, and the
+# streaming reader's Python handlers made it cost twice as much (135 KB: 1.39 -> 0.51 ms,
+# 402 KB: 1.85 -> 0.90 ms of CPU); at 1.3 MB both cost the same, so larger ones stream.
+WHOLE_FROM_FILE = 1024 * 1024
+
+
 def read_package(
     source: IO[bytes] | bytes | Path,
     sink: AttachmentSink = discard_sink,
@@ -312,6 +320,8 @@ def read_package(
     """
     if isinstance(source, Path):
         with source.open("rb") as file:
+            if os.fstat(file.fileno()).st_size <= WHOLE_FROM_FILE:
+                return read_package(file.read(), sink, limits)
             return read_package(file, sink, limits)
     read = _read_whole(source, sink, limits) if isinstance(source, bytes) else None
     if read is None:
