@@ -30,13 +30,17 @@ def _state(store: _Store) -> NodeState:
     return NodeState(unused, cast(NodeStore, store), unused, unused, unused, unused)
 
 
-async def test_a_known_token_is_remembered_an_unknown_one_never(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
+@pytest.fixture
+def clock(monkeypatch: pytest.MonkeyPatch) -> list[float]:
+    """The monotonic clock token memory reads, moved by the test."""
+    now = [100.0]
+    monkeypatch.setattr("edoc.web.time", SimpleNamespace(monotonic=lambda: now[0]))
+    return now
+
+
+async def test_a_known_token_is_remembered_an_unknown_one_never(clock: list[float]) -> None:
     store = _Store()
     state = _state(store)
-    clock = [100.0]
-    monkeypatch.setattr("edoc.web.time", SimpleNamespace(monotonic=lambda: clock[0]))
     assert await state.agency_for_token("known") == "000.00.01.H53"
     assert await state.agency_for_token("known") == "000.00.01.H53"
     assert store.asked == ["known"]  # the second from memory
@@ -45,13 +49,9 @@ async def test_a_known_token_is_remembered_an_unknown_one_never(
     assert store.asked == ["known", "other", "other"]  # refusals are not remembered
 
 
-async def test_a_replaced_token_stops_working_once_its_time_is_up(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
+async def test_a_replaced_token_stops_working_once_its_time_is_up(clock: list[float]) -> None:
     store = _Store()
     state = _state(store)
-    clock = [100.0]
-    monkeypatch.setattr("edoc.web.time", SimpleNamespace(monotonic=lambda: clock[0]))
     assert await state.agency_for_token("known") == "000.00.01.H53"
     del store.tokens["known"]  # the agency was given another token
     clock[0] += web.TOKEN_TTL - 0.01
