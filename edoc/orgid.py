@@ -9,6 +9,7 @@ is not.
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 from typing import Self
@@ -85,6 +86,14 @@ class OrgId:
                 return True
             node = node.parent()
         return False
+
+
+@functools.lru_cache(maxsize=4096)
+def root_of(org_id: str) -> OrgId:
+    """The province or ministry ``org_id`` belongs to, remembered: the hub and the nodes
+    ask it several times a message, of the few thousand organizations there are (an
+    invalid id raises every time: lru_cache keeps no exception)."""
+    return OrgId.parse(org_id).root
 
 
 def parse_root_code(code: str) -> OrgId:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from edoc import errors
-from edoc.orgid import OrgId, parse_root_code
+from edoc.orgid import OrgId, parse_root_code, root_of
 
 
 @pytest.mark.parametrize(
@@ -45,6 +45,14 @@ def test_root_and_root_code(text: str, root: str, root_code: str) -> None:
     assert str(org.root) == root
     assert org.root_code == root_code
     assert org.root.level == 1
+    assert root_of(text) == org.root  # the remembered answer is the same, asked again too
+    assert root_of(text) is root_of(text)
+
+
+def test_an_invalid_id_is_refused_by_root_of_every_time() -> None:
+    for _ in range(2):  # lru_cache keeps no exception: nothing invalid is remembered
+        with pytest.raises(errors.InvalidOrgId):
+            root_of("000.46.00.H44")
 
 
 @pytest.mark.parametrize(

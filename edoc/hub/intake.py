@@ -35,7 +35,7 @@ from edoc.model import (
     TraceHop,
     may_follow,
 )
-from edoc.orgid import OrgId
+from edoc.orgid import root_of
 from edoc.store.hub import Addressee, Admission, NewPackage, PackageKey, PackageRecord
 
 log = structlog.get_logger()
@@ -261,7 +261,7 @@ async def _oversize(place: int, limit: int) -> Outcome:
 async def _admit(state: HubState, node: str, examined: Examined) -> tuple[PackageRecord, bool]:
     message = examined.verified.message
     structlog.contextvars.bind_contextvars(document_id=message.about, sender=message.sender.org_id)
-    if _root_code(message.sender.org_id) != node:
+    if root_of(message.sender.org_id).root_code != node:
         raise errors.Impersonation(f"{message.sender.org_id} is not served by node {node}")
     # all the store knows that the rules below judge by, in one read (a read each was a
     # trip each to the store, most of what the hub still paid it per package)
@@ -302,12 +302,6 @@ async def _admit(state: HubState, node: str, examined: Examined) -> tuple[Packag
     state.wake({r.node for r in new.recipients})
     log.info("accepted", kind=new.kind, hub_id=record.id, recipients=len(new.recipients))
     return record, False
-
-
-@functools.lru_cache(maxsize=4096)
-def _root_code(org_id: str) -> str:
-    """``org_id``'s province or ministry (``H53``), remembered: asked several times a package."""
-    return OrgId.parse(org_id).root_code
 
 
 def _document_key(sender: str, document_id: str) -> PackageKey:
@@ -357,7 +351,7 @@ def _document(doc: Document, examined: Examined, node: str, seen: Admission) -> 
             original_id = doc.business.document_id or doc.document_id
             raise errors.UnknownDocument(f"no document {original_id} from {doc.sender.org_id}")
         recipients += [r for r in seen.original.recipients if r not in recipients]
-    recipients = [r for r in recipients if _root_code(r) != node]
+    recipients = [r for r in recipients if root_of(r).root_code != node]
     if not recipients:
         raise errors.UnknownRecipient("every recipient is in the sender's own province")
     unknown = [r for r in recipients if r not in seen.known]
@@ -373,7 +367,7 @@ def _document(doc: Document, examined: Examined, node: str, seen: Admission) -> 
         digest=examined.digest,
         path="",
         size=0,
-        recipients=tuple(Addressee(r, _root_code(r)) for r in recipients),
+        recipients=tuple(Addressee(r, root_of(r).root_code) for r in recipients),
     )
 
 
@@ -400,5 +394,5 @@ def _status(status: StatusUpdate, examined: Examined, seen: Admission) -> NewPac
         digest=examined.digest,
         path="",
         size=0,
-        recipients=(Addressee(answered.org_id, _root_code(answered.org_id)),),
+        recipients=(Addressee(answered.org_id, root_of(answered.org_id).root_code),),
     )

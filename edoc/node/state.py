@@ -11,7 +11,7 @@ from pathlib import Path
 from edoc.client import HubClient
 from edoc.keystore import KeyStore
 from edoc.offload import Offload
-from edoc.orgid import OrgId, parse_root_code
+from edoc.orgid import OrgId, parse_root_code, root_of
 from edoc.store import sqlite_url
 from edoc.store.node import NodeStore
 from edoc.web import HttpMetrics, KnownTokens
@@ -53,13 +53,6 @@ class NodeConfig:
         return str(self.root)
 
 
-@functools.lru_cache(maxsize=4096)
-def _root(org_id: str) -> OrgId:
-    """The province or ministry ``org_id`` belongs to: asked several times a message, of
-    the few thousand organizations there are (an invalid one raises, not remembered)."""
-    return OrgId.parse(org_id).root
-
-
 @dataclass
 class NodeState:
     config: NodeConfig
@@ -90,4 +83,4 @@ class NodeState:
         return self.config.data_dir / "incoming"
 
     def serves(self, org_id: str) -> bool:
-        return _root(org_id) == self.config.root
+        return root_of(org_id) == self.config.root
