@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import re
 import unicodedata
 from functools import cache
 from typing import Any
@@ -22,7 +21,7 @@ import fastjsonschema
 import jsonschema
 from jsonschema.exceptions import ValidationError, best_match
 
-from edoc import errors, resources
+from edoc import errors, resources, xmlsafe
 from edoc.model import (
     Attachment,
     Business,
@@ -134,17 +133,10 @@ def _valid_at_once(data: Any) -> bool:
     return True
 
 
-# What XML 1.0 cannot carry (its Char production): refused here with the field's code,
-# not left for lxml to raise on deep inside packing.
-NOT_XML_CHAR = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
-
-
 def normalize(value: Any) -> Any:
     """NFC-normalise every string in a JSON value; refuse characters XML cannot carry."""
     if isinstance(value, str):
-        if bad := NOT_XML_CHAR.search(value):
-            raise errors.InvalidField(f"U+{ord(bad.group()):04X} cannot be carried in XML")
-        return unicodedata.normalize("NFC", value)
+        return unicodedata.normalize("NFC", xmlsafe.carried(value))
     if isinstance(value, list):
         return [normalize(item) for item in value]
     if isinstance(value, dict):

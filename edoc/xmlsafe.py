@@ -16,6 +16,7 @@ text within the limits; anything else goes back to the event parser, which judge
 from __future__ import annotations
 
 import functools
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import IO, Any, Protocol
@@ -25,6 +26,18 @@ from lxml import etree
 from edoc import errors
 
 CHUNK = 64 * 1024
+
+
+# What XML 1.0 can carry as text is its Char production; lxml refuses anything else, deep
+# inside writing: refused where a text comes in instead, with the field's code.
+NOT_XML_CHAR = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+
+
+def carried(text: str) -> str:
+    """``text``, if XML can carry it; else InvalidField naming the character."""
+    if found := NOT_XML_CHAR.search(text):
+        raise errors.InvalidField(f"U+{ord(found.group()):04X} cannot be carried in XML")
+    return text
 
 
 @dataclass(frozen=True)

@@ -14,10 +14,9 @@ tree writer made, and each part's bytes are its exclusive C14N where it stands.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 
-from edoc import errors
+from edoc import xmlsafe
 from edoc.envelope.dates import format_date, format_timestamp
 from edoc.envelope.names import BUSINESS_ID, HEADER_ID, MANIFEST_ID, NS, ORIGIN_ID
 from edoc.model import Document, Message, Organization, ResponseFor, StatusUpdate, TraceHop
@@ -26,8 +25,6 @@ from edoc.model import Document, Message, Organization, ResponseFor, StatusUpdat
 # as it stands in the package differs only in its apex (no declaration of its own, closed
 # at once when empty: only an empty manifest) and in how a carriage return is written.
 
-# What XML 1.0 can carry as text (its Char production; lxml refuses anything else)
-UNUSUAL = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
 _DECLARATION = f' xmlns:edXML="{NS}"'
 PACKAGE_OPEN = (
     f"<?xml version='1.0' encoding='utf-8'?>\n<edXML:edXML{_DECLARATION}>".encode()
@@ -35,15 +32,8 @@ PACKAGE_OPEN = (
 PACKAGE_CLOSE = b"</edXML:edXML>"
 
 
-def carried(text: str) -> str:
-    """``text``, if XML can carry it; else InvalidField."""
-    if found := UNUSUAL.search(text):
-        raise errors.InvalidField(f"{text!r} holds {found.group()!r}, which XML cannot carry")
-    return text
-
-
 def _text(value: str | int) -> str:
-    return carried(str(value))
+    return xmlsafe.carried(str(value))
 
 
 def _leaf(name: str, value: str | int) -> str:

@@ -80,7 +80,7 @@ def _attachment_bytes(out: IO[bytes], attachment: Attachment, body: Path | bytes
         ("Description", attachment.description),
     ):
         if value:
-            text = canonical.escaped(canonical.carried(value), "&#13;")
+            text = canonical.escaped(xmlsafe.carried(value), "&#13;")
             fields.append(f"<edXML:{name}>{text}</edXML:{name}>".encode())
     fields.append(b"<edXML:ContentTransferEncoded>")
     out.write(b"".join(fields))
