@@ -235,10 +235,7 @@ def _preloaded() -> ForkServerContext:
 def fork(network: Network, name: str, command: list[str]) -> Forked:
     """Start service ``name`` (its `edoc …` ``command``) forked from the preloaded server,
     with its environment, logging to DATA/logs/NAME.log, as :func:`spawn` does."""
-    prefix = edoc_command()
-    if command[: len(prefix)] != prefix:
-        raise ValueError(f"not an edoc command: {command[: len(prefix)]}")
-    arguments = command[len(prefix) :]
+    arguments = command[len(edoc_command()) :]  # network.commands put it there
     log = str(log_path(network, name))
     process = _preloaded().Process(
         target=_serve, args=(arguments, environment(network, name), log), name=name

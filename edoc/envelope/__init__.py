@@ -27,7 +27,6 @@ from edoc.envelope.attachments import (
     strict_b64decode,
 )
 from edoc.envelope.build import (
-    MessageT,
     add_trace_hop,
     build_envelope,
     envelope_only,
@@ -60,6 +59,7 @@ from edoc.envelope.read import Package, PackageLimits, read_package
 from edoc.envelope.relay import relayed
 from edoc.envelope.schema import validate
 from edoc.envelope.write import BASE64_LINE, SignedEnvelope, to_bytes, write_package
+from edoc.model import MessageT
 
 __all__ = [
     "BASE64_LINE",

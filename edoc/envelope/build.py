@@ -5,7 +5,6 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Iterable
 from copy import deepcopy
-from typing import TypeVar
 
 from lxml import etree
 
@@ -23,14 +22,13 @@ from edoc.model import (
     Attachment,
     Document,
     Message,
+    MessageT,
     Organization,
     ResponseFor,
     StatusUpdate,
     TraceHop,
     with_trace,
 )
-
-MessageT = TypeVar("MessageT", bound=Document | StatusUpdate)
 
 
 def _add(parent: etree._Element, name: str, text: str | int | None = None) -> etree._Element:

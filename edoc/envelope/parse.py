@@ -289,9 +289,7 @@ def _status_from(
             name=_inner_text(staff, _TAGS["Staff"]),
             email=_inner_text(staff, _TAGS["Email"]),
             mobile=_inner_text(staff, _TAGS["Mobile"]),
-        )
-        if staff
-        else Staff(),
+        ),
         trace=trace,
     )
 

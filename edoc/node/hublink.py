@@ -54,11 +54,9 @@ def batched(size: int) -> bool:
     return size <= wire.BATCH_BYTES - framing.overhead(1)
 
 
-async def fetch(state: NodeState, delivery: wire.DeliveryNotice, target: Path) -> bytes | Path:
-    """A collected delivery's package: the bytes inside the collect answer, or else
+async def fetch(state: NodeState, delivery: wire.DeliveryNotice, target: Path) -> Path:
+    """A collected delivery's package that did not come inside the collect answer,
     downloaded to ``target``."""
-    if delivery.package is not None:
-        return delivery.package
     return await state.hub.download(delivery.id, target)
 
 
