@@ -204,6 +204,12 @@ class KeyStoreExists(KeyStoreError):
     status = 409
 
 
+class DamagedKey(KeyStoreError):
+    """A private key file that does not sign what its certificate verifies."""
+
+    code = "EDOC-KEY-004"
+
+
 # --- the exchange (edoc.hub, edoc.node) -------------------------------------------------
 class ExchangeError(InputError):
     code = "EDOC-HUB-000"

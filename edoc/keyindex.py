@@ -24,7 +24,6 @@ from pathlib import Path
 from typing import Any
 
 from cryptography import x509
-from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from edoc import certcheck, errors, pki
@@ -234,11 +233,8 @@ class KeyIndex:
         return cached
 
     def _load_identity(self, record: CertRecord) -> SigningIdentity:
-        key = serialization.load_pem_private_key(
-            self.key_path(record.serial).read_bytes(), password=None
-        )
-        assert isinstance(key, rsa.RSAPrivateKey)
         cert = x509.load_pem_x509_certificate(self.cert_path(record.serial).read_bytes())
+        key = pki.private_key(self.key_path(record.serial).read_bytes(), cert)
         return SigningIdentity(key, cert, record)
 
     def expiring(self, now: dt.datetime) -> list[CertRecord]:

@@ -23,7 +23,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from edoc import atomic, errors, pki
-from edoc.keyindex import CertRecord, Clock, KeyIndex, utcnow
+from edoc.keyindex import CertRecord, KeyIndex
 from edoc.orgid import OrgId
 
 TSA_NAME = "Time-Stamping Authority (simulated)"
@@ -84,12 +84,6 @@ class Wanted:
 
 
 class KeyStore(KeyIndex):
-    def __init__(self, path: Path, clock: Clock = utcnow) -> None:
-        super().__init__(path, clock)
-        # the issuing CA as last parsed, and the stamp of the key file it was parsed from
-        self._issuing: tuple[rsa.RSAPrivateKey, x509.Certificate] | None = None
-        self._issuing_stamp: tuple[int, int, int] | None = None
-
     # --- changes (the CA's side) ------------------------------------------------------------
     @contextlib.contextmanager
     def _exclusive(self) -> Iterator[None]:
@@ -257,18 +251,10 @@ class KeyStore(KeyIndex):
         atomic.write_bytes(self.crl_path, crl.public_bytes(serialization.Encoding.PEM))
 
     def _issuing_ca(self) -> tuple[rsa.RSAPrivateKey, x509.Certificate]:
-        """The issuing CA's key and certificate, parsed again only when its key file
-        changed: parsing checks the 3072-bit key, which took most of issuing a certificate
-        (a network's provisioning issues dozens)."""
-        key_path = self.path / "ca" / "issuing.key"
-        found = key_path.stat()
-        stamp = (found.st_ino, found.st_mtime_ns, found.st_size)
-        if self._issuing is None or self._issuing_stamp != stamp:
-            key = serialization.load_pem_private_key(key_path.read_bytes(), password=None)
-            assert isinstance(key, rsa.RSAPrivateKey)
-            certificate = x509.load_pem_x509_certificate(self.issuing_path.read_bytes())
-            self._issuing, self._issuing_stamp = (key, certificate), stamp
-        return self._issuing
+        """The issuing CA's key and certificate."""
+        certificate = x509.load_pem_x509_certificate(self.issuing_path.read_bytes())
+        key = pki.private_key((self.path / "ca" / "issuing.key").read_bytes(), certificate)
+        return key, certificate
 
     def _save(self, records: list[CertRecord]) -> None:
         data = {"version": 1, "certificates": [r.to_json() for r in records]}

@@ -7,6 +7,8 @@ import stat
 from pathlib import Path
 
 import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
 
 from edoc import certcheck, errors, pki
 from edoc.keystore import KeyStore
@@ -116,3 +118,56 @@ def test_a_ca_made_anew_in_its_place_issues_under_the_new_ca(tmp_path: Path) -> 
     now = keys.clock()
     seal = keys.identity(SENDER).cert
     assert certcheck.check_certificate(seal, keys.trust(), now, now) is pki.CertKind.ORGANIZATION
+
+
+def _write_key(path: Path, key: rsa.RSAPrivateKey) -> None:
+    pem = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+    path.write_bytes(pem)
+
+
+def _damaged(key: rsa.RSAPrivateKey) -> rsa.RSAPrivateKey:
+    """The same key with its private exponent and one CRT exponent off by two: it still
+    loads, and signs wrongly (OpenSSL checks a CRT result and falls back to d, so a
+    damaged CRT exponent alone would still sign rightly)."""
+    n = key.private_numbers()
+    damaged = rsa.RSAPrivateNumbers(n.p, n.q, n.d ^ 2, n.dmp1 ^ 2, n.dmq1, n.iqmp, n.public_numbers)
+    return damaged.private_key(unsafe_skip_rsa_key_validation=True)
+
+
+def test_a_damaged_key_file_is_refused_before_it_signs(tmp_path: Path) -> None:
+    ca = Ca.create(tmp_path / "keys")
+    record = ca.keys.current(SENDER)
+    key_path = ca.keys.key_path(record.serial)
+    _write_key(key_path, _damaged(ca.keys.identity(SENDER).key))
+    with pytest.raises(errors.DamagedKey, match="does not sign what its certificate verifies"):
+        KeyStore(tmp_path / "keys").identity(SENDER)
+
+
+def test_a_key_beside_another_certificate_is_refused(tmp_path: Path) -> None:
+    ca = Ca.create(tmp_path / "keys")
+    person = ca.keys.identity(SENDER, "Nguyễn Văn A")
+    _write_key(ca.keys.key_path(ca.keys.current(SENDER).serial), person.key)
+    with pytest.raises(errors.DamagedKey) as refused:
+        KeyStore(tmp_path / "keys").identity(SENDER)
+    assert refused.value.code == "EDOC-KEY-004"
+
+
+def test_an_unreadable_key_file_is_refused_with_the_same_code(tmp_path: Path) -> None:
+    ca = Ca.create(tmp_path / "keys")
+    ca.keys.key_path(ca.keys.current(SENDER).serial).write_bytes(b"-----BEGIN PRIVATE KEY-----\n")
+    with pytest.raises(errors.DamagedKey, match="does not read"):
+        KeyStore(tmp_path / "keys").identity(SENDER)
+
+
+def test_a_sound_key_loads_as_the_full_check_reads_it(tmp_path: Path) -> None:
+    ca = Ca.create(tmp_path / "keys")
+    record = ca.keys.current(SENDER)
+    pem = ca.keys.key_path(record.serial).read_bytes()
+    checked = serialization.load_pem_private_key(pem, password=None)
+    assert isinstance(checked, rsa.RSAPrivateKey)
+    loaded = KeyStore(tmp_path / "keys").identity(SENDER).key
+    assert loaded.private_numbers() == checked.private_numbers()
