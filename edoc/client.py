@@ -66,6 +66,22 @@ def _no_connection(exc: Exception) -> bool:
     return isinstance(exc, aiohttp.ClientError) or "is used by transport" in str(exc)
 
 
+HELD_MARGIN = 30.0  # seconds a held answer may take beyond its wait (a busy service)
+
+
+def _outlasting(timeout: aiohttp.ClientTimeout, held: float) -> aiohttp.ClientTimeout:
+    """``timeout`` with its whole-request and read limits no shorter than ``held``
+    seconds and a margin (no limit stays none)."""
+    least = held + HELD_MARGIN
+    return aiohttp.ClientTimeout(
+        total=None if timeout.total is None else max(timeout.total, least),
+        connect=timeout.connect,
+        sock_read=None if timeout.sock_read is None else max(timeout.sock_read, least),
+        sock_connect=timeout.sock_connect,
+        ceil_threshold=timeout.ceil_threshold,
+    )
+
+
 class _Client:
     """One service at ``base_url``: a kept-alive session inside ``async with``, else a
     session per call (enough for a command that makes one or two)."""
@@ -116,9 +132,14 @@ class _Client:
         data: Any = None,
         params: Mapping[str, str] | None = None,
         headers: Mapping[str, str] | None = None,
+        held: float = 0,
     ) -> Answer:
-        """One call, whatever the answer; only a failed connection raises."""
+        """One call, whatever the answer; only a failed connection raises. ``held``: the
+        seconds the service may hold its answer (a long poll), which the session's read
+        timeouts are stretched to outlast."""
         session = self._session or aiohttp.ClientSession()
+        # a held answer's limits: the session's, stretched (an answer not held: the session's)
+        outlasting: dict[str, Any] = {"timeout": _outlasting(session.timeout, held)} if held else {}
         try:
             with self._reaching():
                 async with session.request(
@@ -129,6 +150,7 @@ class _Client:
                     params=params,
                     headers=self._headers(headers),
                     ssl=self.ssl_context,
+                    **outlasting,
                 ) as response:
                     raw = await response.read()
                     parsed = _parsed(raw, response.content_type)
@@ -217,11 +239,23 @@ class AgencyClient(_Client):
         return found
 
     async def inbox(
-        self, org: str | None = None, since: str | None = None, limit: int | None = None
+        self,
+        org: str | None = None,
+        since: str | None = None,
+        limit: int | None = None,
+        wait: float = 0,
     ) -> list[dict[str, Any]]:
-        asked = {"org": org, "since": since, "limit": None if limit is None else str(limit)}
+        """The documents received since ``since`` (that moment included); with ``wait``,
+        when none was received after ``since``, the node holds the answer until one is (or
+        ``wait`` seconds, at most its maximum, 30 s by default, have passed)."""
+        asked = {
+            "org": org,
+            "since": since,
+            "limit": None if limit is None else str(limit),
+            "wait": str(wait) if wait else None,
+        }
         params = {name: value for name, value in asked.items() if value is not None}
-        body = await self._ok("GET", "/api/v1/inbox", params=params)
+        body = await self._ok("GET", "/api/v1/inbox", params=params, held=wait)
         documents: list[dict[str, Any]] = body["documents"]
         return documents
 

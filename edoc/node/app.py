@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import datetime as dt
 import functools
+import math
 from collections.abc import AsyncIterator, Iterable
 from typing import Any
 from urllib.parse import quote
@@ -147,8 +148,61 @@ async def list_inbox(request: web.Request) -> web.Response:
         limit = min(max(int(request.query.get("limit", 100)), 1), 1000)
     except ValueError:
         raise errors.InvalidField("limit must be a number") from None
-    items = await request.app[STATE].store.inbox(org, since, limit)
+    state = request.app[STATE]
+    wait = _wait(request, state.config.inbox_max_wait)
+    if wait > 0:
+        items = await _inbox_held(state, org, since, limit, wait)
+    else:
+        items = await state.store.inbox(org, since, limit)
     return web.json_response({"documents": [_inbox_json(item) for item in items]})
+
+
+def _wait(request: web.Request, most: float) -> float:
+    """The seconds an inbox read may be held (``wait``; 0 when absent), at most ``most``."""
+    try:
+        wait = float(request.query.get("wait", 0))
+    except ValueError:
+        wait = math.nan
+    if not math.isfinite(wait) or wait < 0:  # float() takes "nan" and "inf"
+        raise errors.InvalidField("wait must be a number of seconds, 0 or more")
+    return min(wait, most)
+
+
+def _news(items: list[InboxItem], since: dt.datetime | None, first: set[int]) -> bool:
+    """Whether ``items`` hold something received after ``since``, or not in the first
+    read (``since`` takes what was received at that very moment too: a client that passes
+    the last ``received_at`` it saw gets that document again, which is no news)."""
+    return any(since is None or item.received_at > since or item.id not in first for item in items)
+
+
+async def _inbox_held(
+    state: NodeState, org: str, since: dt.datetime | None, limit: int, wait: float
+) -> list[InboxItem]:
+    """``org``'s inbox since ``since``; when it holds nothing received after ``since``,
+    held until a document for ``org`` is stored or ``wait`` seconds have passed (a long
+    poll, as the hub's collect: an agency's software asks again at once instead of every
+    few seconds for nothing)."""
+    clock = asyncio.get_running_loop().time
+    deadline = clock() + wait
+    items: list[InboxItem] = []
+    first: set[int] | None = None
+    while True:
+        woken = state.inbox_wakeup(org)  # before reading: one stored meanwhile sets it
+        if state.stopping:  # its store is closing: an answer, with what was read
+            return items
+        items = await state.store.inbox(org, since, limit)
+        if first is None:
+            first = {item.id for item in items}
+        remaining = deadline - clock()
+        if remaining <= 0 or len(items) >= limit or _news(items, since, first):
+            return items
+        # asyncio.timeout, not wait_for, which on Python 3.11 can swallow a cancellation
+        # (see edoc.node.outbox.run_forever)
+        try:
+            async with asyncio.timeout(remaining):
+                await woken.wait()
+        except TimeoutError:
+            return items
 
 
 async def _own_item(request: web.Request) -> InboxItem:
@@ -286,6 +340,11 @@ async def _stamp_batches(state: NodeState) -> None:
     await stamping.stamp_forever(opened, every, state.keys, state.offload)
 
 
+async def _stop_waiting(app: web.Application) -> None:
+    if STATE in app:
+        app[STATE].stop_waiting()
+
+
 def create_app(config: NodeConfig) -> web.Application:
     http_metrics = HttpMetrics("node")
     app = web.Application(middlewares=[middleware(http_metrics)], client_max_size=1024 * 1024)
@@ -323,6 +382,7 @@ def create_app(config: NodeConfig) -> web.Application:
                     await task
 
     app.cleanup_ctx.append(resources)
+    app.on_shutdown.append(_stop_waiting)  # before the server waits for its requests
     app.router.add_post("/api/v1/documents", post_document)
     app.router.add_get("/api/v1/documents/{id}", get_document)
     app.router.add_get("/api/v1/inbox", list_inbox)

@@ -173,8 +173,21 @@ SPEC: dict[str, Any] = {
                 "summary": "Documents received by the agency",
                 "parameters": [
                     {"name": "org", "in": "query", "schema": {"type": "string"}},
-                    {"name": "since", "in": "query", "schema": {"type": "string"}},
+                    {
+                        "name": "since",
+                        "in": "query",
+                        "description": "ISO time: documents received at or after it",
+                        "schema": {"type": "string"},
+                    },
                     {"name": "limit", "in": "query", "schema": {"type": "integer"}},
+                    {
+                        "name": "wait",
+                        "in": "query",
+                        "description": "Seconds (at most 30) to hold the answer while nothing"
+                        " was received after `since`: it comes as soon as a document is"
+                        " (a long poll), else empty of news when the wait is over",
+                        "schema": {"type": "number", "minimum": 0, "default": 0},
+                    },
                 ],
                 "responses": {"200": _json("Received documents"), **_errors(400, 401, 403)},
             }

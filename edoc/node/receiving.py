@@ -168,6 +168,7 @@ async def receive(state: NodeState, source: bytes | Path, recipients: list[str])
         stored = True
         if isinstance(message, Document):  # its 01 is in the outbox (a status adds nothing)
             state.outbox_wakeup.set()
+            state.document_stored(recipient)  # held inbox reads (an inbox lists documents)
         log.info("received", kind=type(message).__name__, recipient=recipient)
     if not stored and folder is not None:
         # a redelivery: the copy stored the first time is kept; this one's folder goes,

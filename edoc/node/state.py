@@ -32,6 +32,7 @@ class NodeConfig:
     retry_cap: float = 60.0
     give_up_after: dt.timedelta = dt.timedelta(hours=24)
     poll_wait: float = 20.0
+    inbox_max_wait: float = 30.0  # seconds an agency's inbox read may be held (?wait=)
     workers: int = 4
     stamp_every: float = 5.0  # seconds between batches of time stamps (edoc.archive.stamping)
     store_url: str | None = None  # where the node keeps its data; None: data_dir/node.sqlite
@@ -65,6 +66,10 @@ class NodeState:
     registered: bool = False  # the hub knows this node's agencies
     hub_unreachable: bool = False  # the outbox's last try found no hub at all
     tokens: KnownTokens = field(default_factory=KnownTokens)  # agencies' tokens
+    # agency → what its held inbox reads wait on, set (and dropped) when a document for it
+    # is stored; only agencies someone waits for have one
+    inbox_wakeups: dict[str, asyncio.Event] = field(default_factory=dict)
+    stopping: bool = False  # the node is shutting down: held inbox reads answer at once
 
     async def agency_for_token(self, token_sha256: str) -> str | None:
         """The agency a token belongs to (a known one remembered for a few seconds)."""
@@ -84,3 +89,24 @@ class NodeState:
 
     def serves(self, org_id: str) -> bool:
         return root_of(org_id) == self.config.root
+
+    def inbox_wakeup(self, org_id: str) -> asyncio.Event:
+        """What a held read of ``org_id``'s inbox waits on: set by the next document stored
+        for it. Taken before reading the inbox, a document stored during the read sets it.
+        Each document sets a new one (no reader clears a shared event another may be about
+        to wait on)."""
+        return self.inbox_wakeups.setdefault(org_id, asyncio.Event())
+
+    def document_stored(self, org_id: str) -> None:
+        """Wake the held inbox reads of ``org_id`` (a document for it is stored)."""
+        event = self.inbox_wakeups.pop(org_id, None)
+        if event is not None:
+            event.set()
+
+    def stop_waiting(self) -> None:
+        """End every held inbox read now, as the hub ends its long polls
+        (edoc.hub.state.HubState.stop_waiting): one still held when the server's grace runs
+        out would be cut off instead of answered."""
+        self.stopping = True
+        for event in self.inbox_wakeups.values():
+            event.set()
