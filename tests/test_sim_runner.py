@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import datetime as dt
 import json
 from collections import Counter
@@ -18,13 +20,18 @@ EARLIER = "2026-01-05T08:00:00+00:00"  # before any run here
 
 
 class FakeNode:
-    """Accepts every post; a document posted shows in its recipient's inbox at once,
-    after an earlier run's copy of the same DocumentId."""
+    """Accepts every post; a document posted shows in its recipient's inbox at once (or
+    ``delay`` seconds later), after an earlier run's copy of the same DocumentId. An
+    inbox read with a ``wait`` is held while nothing was received after its ``since``,
+    as a real node holds it."""
 
-    def __init__(self, copies_of_earlier_run: bool) -> None:
+    def __init__(self, copies_of_earlier_run: bool, delay: float = 0.0) -> None:
         self.copies_of_earlier_run = copies_of_earlier_run
+        self.delay = delay
         self.inboxes: dict[str, list[dict[str, Any]]] = {}
+        self.arrivals: dict[str, asyncio.Event] = {}  # recipient → set by its next document
         self.reads: Counter[str] = Counter()
+        self.no_news: Counter[str] = Counter()  # reads answered with nothing after since
         self.statuses: dict[int, list[str]] = {}
 
     def app(self) -> web.Application:
@@ -43,22 +50,42 @@ class FakeNode:
         day = metadata["promulgation"]["date"].replace("-", "/")
         document_id = f"{metadata['from']},{day},{code['number']}/{code['notation']}"
         for recipient in metadata["to"]:
-            inbox = self.inboxes.setdefault(recipient, [])
-            item = {"document_id": document_id}
-            if self.copies_of_earlier_run:
-                inbox.append({**item, "id": -len(inbox) - 1, "received_at": EARLIER})
-            now = dt.datetime.now(dt.UTC).isoformat()
-            inbox.append({**item, "id": len(self.statuses) + 1, "received_at": now})
-            self.statuses[len(self.statuses) + 1] = []
+            if self.delay:
+                asyncio.get_running_loop().call_later(
+                    self.delay, self._receive, recipient, document_id
+                )
+            else:
+                self._receive(recipient, document_id)
         return web.json_response({"id": 1}, status=202)
+
+    def _receive(self, recipient: str, document_id: str) -> None:
+        inbox = self.inboxes.setdefault(recipient, [])
+        item = {"document_id": document_id}
+        if self.copies_of_earlier_run:
+            inbox.append({**item, "id": -len(inbox) - 1, "received_at": EARLIER})
+        now = dt.datetime.now(dt.UTC).isoformat()
+        inbox.append({**item, "id": len(self.statuses) + 1, "received_at": now})
+        self.statuses[len(self.statuses) + 1] = []
+        arrival = self.arrivals.pop(recipient, None)
+        if arrival is not None:
+            arrival.set()
 
     async def inbox(self, request: web.Request) -> web.Response:
         agency = request.headers["Authorization"].removeprefix("Bearer ")
         self.reads[agency] += 1
         since = request.query.get("since", "")
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(float(request.query.get("wait", 0))):
+                while not self._after(agency, since):
+                    await self.arrivals.setdefault(agency, asyncio.Event()).wait()
+        if not self._after(agency, since):
+            self.no_news[agency] += 1
         found = [i for i in self.inboxes.get(agency, []) if i["received_at"] >= since]
         found.sort(key=lambda i: i["received_at"])
         return web.json_response({"documents": found})
+
+    def _after(self, agency: str, since: str) -> bool:
+        return any(i["received_at"] > since for i in self.inboxes.get(agency, []))
 
     async def status(self, request: web.Request) -> web.Response:
         self.statuses[int(request.match_info["id"])].append((await request.json())["code"])
@@ -74,6 +101,16 @@ def _plan(url: str) -> list[traffic.Planned]:
         for root in TAY_NINH.roots
     }
     return traffic.plan(TAY_NINH, agencies, days=1, seed=5)[:40]
+
+
+async def test_reads_are_held_not_repeated_while_documents_are_on_their_way() -> None:
+    """Documents take 0.6 s to arrive: each inbox read is held at the node until one
+    does, none answered with nothing new (reading every 0.2-0.5 s, most were)."""
+    node = FakeNode(copies_of_earlier_run=False, delay=0.6)  # within the patience (1 s)
+    planned, observed = await _drive(node)
+    assert len(observed.arrived) == len(observed.posted) == len(planned)
+    assert node.no_news == Counter()
+    assert sum(node.reads.values()) <= len(planned)  # a read per arrival at most
 
 
 async def _drive(node: FakeNode) -> tuple[list[traffic.Planned], runner.Observed]:

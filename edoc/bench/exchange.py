@@ -22,7 +22,8 @@ import aiohttp
 from edoc.client import AgencyClient
 from edoc.model import DeliveryState, StatusCode
 
-POLL = 0.05
+POLL = 0.05  # seconds between two looks at the sender's statuses
+HELD = 20.0  # seconds the recipient's node may hold a read of its inbox
 
 
 @dataclass(frozen=True)
@@ -92,8 +93,12 @@ class Exchange:
     async def post_small(self, size: int) -> Sent:
         return await self.post(io.BytesIO(self.small_attachment(size)))
 
-    async def _read_inbox(self, timeline: Timeline) -> None:
-        documents = await self.receiving.inbox(self.recipient.org_id, self._cursor, limit=1000)
+    async def _read_inbox(self, timeline: Timeline, wait: float) -> None:
+        """What arrived since the last read, held at the node up to ``wait`` seconds until
+        something does (reading every POLL seconds loaded the node being measured)."""
+        documents = await self.receiving.inbox(
+            self.recipient.org_id, self._cursor, limit=1000, wait=wait
+        )
         for item in documents:
             self._cursor = item["received_at"]
             at = dt.datetime.fromisoformat(item["received_at"]).timestamp()
@@ -103,11 +108,11 @@ class Exchange:
         """Until every sent document is in the recipient's inbox."""
         deadline = time.monotonic() + timeout
         while any(s.document_id not in timeline.arrived for s in timeline.sent):
-            if time.monotonic() > deadline:
+            left = deadline - time.monotonic()
+            if left <= 0:
                 missing = sum(1 for s in timeline.sent if s.document_id not in timeline.arrived)
                 raise TimeoutError(f"{missing} documents did not arrive in {timeout:.0f} s")
-            await self._read_inbox(timeline)
-            await asyncio.sleep(POLL)
+            await self._read_inbox(timeline, min(left, HELD))
 
     async def _answered_at(self, sent: Sent) -> float | None:
         view = await self.sending.document(sent.outgoing_id)

@@ -1,14 +1,16 @@
 """Driving a running network with planned traffic, through the agency API only.
 
 Three stages run at once: senders post documents (at their simulated times divided by
-the speed-up, or as fast as the network takes them), a watcher reads the recipients'
-inboxes to see what arrived and when, and the recipients answer what arrived with the
-statuses the profile planned. Everything observed is kept for the report.
+the speed-up, or as fast as the network takes them), a watcher holds a long poll of each
+inbox something is on its way to, to see what arrived and when, and the recipients answer
+what arrived with the statuses the profile planned. Everything observed is kept for the
+report.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import time
 from collections import Counter
@@ -24,8 +26,11 @@ from edoc.model import StatusCode
 from edoc.sim.traffic import Agency, Planned
 
 PATIENCE = 60.0  # seconds without news after which the watcher stops waiting
-PAUSE = 0.5  # seconds between two reads of the inboxes something is on its way to
-NEWS_PAUSE = 0.2  # the same, after a read that found something (more is likely close behind)
+# Seconds a node may hold an inbox read while nothing new is there (the node's maximum is
+# 30 s). Reading every inbox every 0.2-0.5 s instead took ~18 % of a national day's CPU,
+# nodes and simulator, mostly for answers with nothing in them.
+WAIT = 25.0
+PAUSE = 0.5  # seconds before reading again after a read that brought nothing of this run
 
 
 @dataclass
@@ -66,9 +71,16 @@ class Simulation:
         self.sending_done = asyncio.Event()
         self.origin = planned[0].at if planned else dt.datetime.now(dt.UTC)
         self.session: aiohttp.ClientSession | None = None  # one for all agencies, while running
+        # the inbox reads' own: each holds a connection for up to WAIT seconds, which would
+        # leave the senders and status posts none
+        self.reading: aiohttp.ClientSession | None = None
         self.patience = PATIENCE
         self.awaited: dict[str, set[int]] = {}  # recipient → sent to it, not yet arrived
         self.cursors: dict[str, str] = {}  # recipient → received_at of the last item read
+        self.readers: dict[str, asyncio.Task[None]] = {}  # recipient → its reads, one at a time
+        self.failed: BaseException | None = None  # what ended a reader, for the watcher to raise
+        self.changed = asyncio.Event()  # news, the end of sending or a failure: look again
+        self.last_news = time.time()
         self.answers: set[asyncio.Task[None]] = set()  # statuses being posted
         # status posts have a limit of their own: waiting behind inbox reads, they were late
         self.answering = asyncio.Semaphore(concurrency)
@@ -95,6 +107,7 @@ class Simulation:
             self.observed.posted[planned.index] = posted
             if planned.index not in self.observed.arrived:  # (it may be seen before the 202)
                 self.awaited.setdefault(planned.recipient.org_id, set()).add(planned.index)
+                self._follow(planned.recipient)
             self.tick("sent")
         else:
             self.observed.refused[error_of(answer.status, answer.body).code] += 1
@@ -111,6 +124,7 @@ class Simulation:
 
         await asyncio.gather(*(worker() for _ in range(self.concurrency)))
         self.sending_done.set()
+        self.changed.set()
 
     async def _answer(self, planned: Planned, inbox_id: int, arrived: float) -> None:
         """The recipient's planned statuses, each at its time (with a speed-up), one after
@@ -144,13 +158,13 @@ class Simulation:
         self.awaited.get(planned.recipient.org_id, set()).discard(planned.index)
         return planned
 
-    async def _read(self, agency: Agency, limit: asyncio.Semaphore) -> bool:
-        """One read of ``agency``'s inbox since what was seen there; whether it held news.
-        Each new arrival's answers start at once."""
-        async with limit:
-            documents = await self._client(agency).inbox(
-                since=self.cursors.get(agency.org_id), limit=1000
-            )
+    async def _read(self, agency: Agency) -> bool:
+        """One read of ``agency``'s inbox since what was seen there, held at the node until
+        something new is there (or WAIT seconds); whether it held news. Each new arrival's
+        answers start at once."""
+        since = self.cursors.get(agency.org_id) or self._run_began
+        client = AgencyClient(agency.url, agency.token, session=self.reading)
+        documents = await client.inbox(since=since, limit=1000, wait=WAIT)
         news = False
         for item in documents:
             self.cursors[agency.org_id] = item["received_at"]
@@ -165,33 +179,80 @@ class Simulation:
                 )
                 self.answers.add(task)
                 task.add_done_callback(self.answers.discard)
+        if news:
+            self.last_news = time.time()
+            self.changed.set()
         return news
 
+    @property
+    def _run_began(self) -> str:
+        """Where reading an inbox starts: only what arrived during this run counts."""
+        return dt.datetime.fromtimestamp(self.observed.started, dt.UTC).isoformat()
+
+    def _follow(self, recipient: Agency) -> None:
+        """Have ``recipient``'s inbox read, if it is not being read already."""
+        reader = self.readers.get(recipient.org_id)
+        if reader is None or reader.done():
+            reader = asyncio.create_task(self._reader(recipient), name=f"inbox {recipient.org_id}")
+            reader.add_done_callback(self._reader_ended)
+            self.readers[recipient.org_id] = reader
+
+    async def _reader(self, agency: Agency) -> None:
+        """Read ``agency``'s inbox, one held read after the other, while something sent to
+        it has not arrived (a new one sent later starts a reader again)."""
+        while self.awaited.get(agency.org_id):
+            if not await self._read(agency):
+                # nothing of this run: the node held the read its whole WAIT, or answered
+                # at once (an earlier run's documents; a node that does not hold reads)
+                await asyncio.sleep(PAUSE)
+
+    def _reader_ended(self, reader: asyncio.Task[None]) -> None:
+        if not reader.cancelled() and reader.exception() is not None:
+            self.failed = self.failed or reader.exception()
+            self.changed.set()
+
+    def _quiet_for(self) -> float | None:
+        """Seconds the watcher may still wait for news; None: as long as sending goes on."""
+        if not self.sending_done.is_set():
+            return None
+        return self.patience - (time.time() - self.last_news)
+
     async def _watch(self) -> None:
-        """Read the inboxes of the recipients something was sent to and has not arrived,
-        until all that was sent has arrived (or nothing more comes for ``patience``
-        seconds). A recipient with nothing on its way is not read (the national day has 136
-        recipients: once most of their documents are in, a pass read them all for the few
+        """Wait while the readers read, until all that was sent has arrived (or nothing more
+        comes for ``patience`` seconds once all is sent); then stop the readers still
+        waiting. A recipient with nothing on its way is not read (the national day has 136
+        recipients: once most of their documents are in, reading them all was for the few
         still on their way)."""
-        recipients = {p.recipient.org_id: p.recipient for p in self.planned}
-        limit = asyncio.Semaphore(self.concurrency)
-        last_news = time.time()
-        while True:
-            waited = [recipients[org] for org, indexes in self.awaited.items() if indexes]
-            news = any(await asyncio.gather(*(self._read(agency, limit) for agency in waited)))
-            if news:
-                last_news = time.time()
-            all_in = len(self.observed.arrived) >= len(self.observed.posted)
-            if self.sending_done.is_set() and (all_in or time.time() - last_news > self.patience):
-                break
-            await asyncio.sleep(NEWS_PAUSE if news or not waited else PAUSE)
+        self.last_news = time.time()
+        try:
+            while True:
+                if self.failed is not None:
+                    raise self.failed
+                all_in = len(self.observed.arrived) >= len(self.observed.posted)
+                quiet_for = self._quiet_for()
+                if quiet_for is not None and (all_in or quiet_for <= 0):
+                    break
+                self.changed.clear()
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(quiet_for):
+                        await self.changed.wait()
+        finally:
+            for reader in self.readers.values():
+                reader.cancel()
+            await asyncio.gather(*self.readers.values(), return_exceptions=True)
         await asyncio.gather(*self.answers)
 
     async def run(self) -> Observed:
         connector = aiohttp.TCPConnector(limit=self.concurrency * 4)
         timeout = aiohttp.ClientTimeout(total=None, sock_read=300)
-        async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
-            self.session = session
+        # a connection for each recipient's held read (one at a time each)
+        recipients = len({p.recipient.org_id for p in self.planned})
+        readers = aiohttp.TCPConnector(limit=max(recipients, 1))
+        async with (
+            aiohttp.ClientSession(connector=connector, timeout=timeout) as session,
+            aiohttp.ClientSession(connector=readers, timeout=timeout) as reading,
+        ):
+            self.session, self.reading = session, reading
             await asyncio.gather(self._senders(), self._watch())
         self.observed.finished = time.time()
         return self.observed
