@@ -65,7 +65,7 @@ def keys_issue(
     kind = pki.CertKind.TLS if tls_hosts else None
     if exist_ok:
         try:
-            found = store.identity(org_id, full_name, kind).record
+            found = store.current(org_id, full_name, kind)
         except errors.UnknownCertificate:
             pass
         else:

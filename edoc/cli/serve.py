@@ -265,7 +265,7 @@ def agency_add(
     org = OrgId.parse(org_id)
     keys = KeyStore(keys_dir)
     try:
-        keys.identity(org_id)
+        keys.current(org_id)
     except errors.UnknownCertificate:
         keys.issue(org_id, org_name=name)
     token = token or secrets.token_urlsafe(32)
