@@ -282,7 +282,7 @@ def verify(
         origin_hop, hops = read.trace[0], read.trace[1:]
         model = with_trace(read, (origin_hop,))
     else:
-        origin_hop, hops = _hop(origin), None
+        origin_hop, hops = envelope.trace_hop(origin), None
         model = envelope.message_from_parts(message, business, manifest, (origin_hop,))
     if origin_hop.org_id != model.sender.org_id:
         raise errors.WrongOrganization("the signed origin hop is not the sender's")
@@ -291,11 +291,6 @@ def verify(
     if hops is None:
         hops = envelope.trace_from(root)[1:]
     return Verified(model, signed_at, seal, personal, hops)
-
-
-def _hop(origin: etree._Element) -> TraceHop:
-    signed_at = envelope.parse_timestamp(origin.findtext("edXML:Timestamp", "", ED_NSMAP))
-    return TraceHop(origin.findtext("edXML:OrganId", "", ED_NSMAP), signed_at)
 
 
 def _signatories(

@@ -54,6 +54,7 @@ from edoc.envelope.parse import (
     message_from_parts,
     message_header,
     trace_from,
+    trace_hop,
 )
 from edoc.envelope.read import Package, PackageLimits, read_package
 from edoc.envelope.relay import relayed
@@ -110,6 +111,7 @@ __all__ = [
     "strict_b64decode",
     "to_bytes",
     "trace_from",
+    "trace_hop",
     "validate",
     "write_package",
     "written",

@@ -238,10 +238,11 @@ def business_from(element: etree._Element) -> Business:
 
 
 def trace_from(root: etree._Element) -> tuple[TraceHop, ...]:
-    return tuple(_hop(hop) for hop in _HOPS.every(root))
+    return tuple(trace_hop(hop) for hop in _HOPS.every(root))
 
 
-def _hop(element: etree._Element) -> TraceHop:
+def trace_hop(element: etree._Element) -> TraceHop:
+    """A TraceHop element's organization and time (its first child of each)."""
     text = _texts(element).get
     return TraceHop(org_id=text(_ORGAN_ID) or "", timestamp=parse_timestamp(text(_TIMESTAMP) or ""))
 
@@ -354,7 +355,7 @@ def message_from_envelope(root: etree._Element) -> Message:
         else:
             same.append(element)
     message, business, manifest = (_first_of(parts, p) for p in (_MESSAGE, _BUSINESS, _MANIFEST))
-    hops = tuple(_hop(hop) for hop in parts.get(_HOPS.tag, ()))
+    hops = tuple(trace_hop(hop) for hop in parts.get(_HOPS.tag, ()))
     return message_from_parts(message, business, manifest, hops)
 
 
