@@ -182,3 +182,60 @@ def test_a_received_package_and_its_attachments_are_fsynced_before_they_are_stor
     assert len(parts) == 1
     assert synced == [*parts, source]
     assert (tmp_path / "inbox" / "one" / receiving.PACKAGE).exists()
+
+
+def _fetching(
+    hub: _Hub, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, failures: list[errors.EdocError]
+) -> tuple[asyncio.Task[None], list[int], list[int]]:
+    """The collector, given one delivery whose download fails with ``failures`` in turn
+    before it succeeds: the collector, the downloads tried, the deliveries stored."""
+    hub.answers = [[_notice(7, "A")]]
+    tried: list[int] = []
+    stored: list[int] = []
+
+    async def fetch(_state: NodeState, delivery: DeliveryNotice, _target: Path) -> bytes:
+        tried.append(delivery.id)
+        if len(tried) <= len(failures):
+            raise failures[len(tried) - 1]
+        return str(delivery.id).encode()
+
+    async def receive(_state: NodeState, source: bytes | Path, _recipients: list[str]) -> None:
+        assert isinstance(source, bytes)
+        stored.append(int(source))
+
+    monkeypatch.setattr(hublink, "fetch", fetch)
+    monkeypatch.setattr(receiving, "receive", receive)
+    config = SimpleNamespace(retry_base=0, retry_cap=0, poll_wait=1)
+    state = cast(NodeState, SimpleNamespace(config=config, incoming_dir=tmp_path, hub=hub))
+    return asyncio.create_task(collector.collect_forever(state)), tried, stored
+
+
+async def test_a_download_the_hub_was_out_of_reach_for_is_tried_again_at_once(
+    hub: _Hub, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    out_of_reach = errors.HubUnreachable("cannot reach the hub: connection timeout")
+    hub.answer.set()
+    task, tried, stored = _fetching(hub, monkeypatch, tmp_path, [out_of_reach] * 2)
+    try:
+        await _until(lambda: _acknowledged(hub) == [7])
+        assert tried == [7, 7, 7] and stored == [7]  # not left for the lease to run out
+    finally:
+        task.cancel()
+
+
+async def test_a_download_failing_every_try_or_refused_is_left_for_the_hub(
+    hub: _Hub, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    busy = errors.HubUnavailable("the hub answered 503")
+    for failures, tries in (
+        ([busy] * collector.FETCH_TRIES, collector.FETCH_TRIES),
+        ([errors.RemoteError("EDOC-NOT-FOUND", "no delivery 7", 404)], 1),
+    ):
+        hub.answer.set()
+        task, tried, stored = _fetching(hub, monkeypatch, tmp_path, failures)
+        try:
+            await _until(lambda tried=tried, tries=tries: len(tried) == tries)
+            await asyncio.sleep(0.05)
+            assert len(tried) == tries and stored == [] and hub.requests == []
+        finally:
+            task.cancel()

@@ -21,6 +21,11 @@ from edoc.retry import Backoff
 
 log = structlog.get_logger()
 IN_FLIGHT = 32  # deliveries being fetched, verified and stored at once
+# Tries of a download that fails for want of the hub (no connection, 5xx, 429) before its
+# delivery is left to the hub's next offer, which comes only when the lease runs out (60 s
+# by default): when a national network started, connects to the busy hub timed out and 98
+# deliveries each waited that minute. A refusal (4xx) is not tried again.
+FETCH_TRIES = 3
 
 
 class Acknowledgements:
@@ -169,6 +174,19 @@ async def _taken(task: asyncio.Task[bool]) -> bool:
     return not task.cancelled() and task.exception() is None and task.result()
 
 
+async def _fetch(state: NodeState, delivery: wire.DeliveryNotice, target: Path) -> Path:
+    """``delivery``'s package downloaded to ``target``, tried again (after a jittered wait)
+    while the hub is out of reach, up to FETCH_TRIES times."""
+    backoff = Backoff(state.config.retry_base, state.config.retry_cap)
+    for _ in range(FETCH_TRIES - 1):
+        try:
+            return await hublink.fetch(state, delivery, target)
+        except errors.HubUnavailable as exc:
+            log.info("download failed, trying again", reason=exc.message)
+            await backoff.failed()
+    return await hublink.fetch(state, delivery, target)
+
+
 async def _take(
     state: NodeState,
     delivery: wire.DeliveryNotice,
@@ -186,7 +204,7 @@ async def _take(
         package: bytes | Path | None = delivery.package
         if package is None:
             target = state.incoming_dir / f"{uuid.uuid4().hex}.edxml"
-            package = await hublink.fetch(state, delivery, target)
+            package = await _fetch(state, delivery, target)
         if after is not None and not await _taken(after):
             log.warning("delivery not taken: the status before it was not; the hub offers both")
             return False
