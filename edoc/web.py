@@ -23,6 +23,11 @@ from edoc import errors
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 log = structlog.get_logger()
+# Connections the kernel holds for a service before it accepts them (aiohttp's default is
+# 128). A hub's 85 nodes connect in bursts (up to 32 downloads each at once), and when the
+# queue was full the kernel dropped the connects; clients resent them after 1, 3 and 7 s,
+# past their 10 s connect timeout. The kernel caps it at net.core.somaxconn (4096 here).
+LISTEN_BACKLOG = 1024
 # a file write failing with these is the store's trouble, not a bug: EDOC-STORE-001
 STORAGE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EIO})
 
@@ -56,6 +61,7 @@ def serve(
         access_log=None,
         shutdown_timeout=5,
         reuse_port=reuse_port or None,
+        backlog=LISTEN_BACKLOG,
         # uvloop: the same asyncio API, its loop and transports (TLS too) in C; every
         # message is several requests, thread hand-offs and wake-ups.
         loop=uvloop.new_event_loop(),
