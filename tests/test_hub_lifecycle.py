@@ -148,3 +148,21 @@ async def test_a_stop_during_long_polls_is_quick_and_leaves_no_traceback(
         assert await asyncio.gather(*polls) == [[], [], []]  # answered, not cut off
     finally:
         hub.stop()
+
+
+async def test_a_held_collect_gets_a_delivery_whose_lease_ran_out(ca: Ca, tmp_path: Path) -> None:
+    """Nothing wakes a held collect when a lease runs out: it looks at the store again
+    now and then (edoc.hub.queues.RECHECK, a quarter of a short lease)."""
+    hub = HubProcess(tmp_path / "hub", ca.keys.path, options=("--visibility", "2")).start()
+    try:
+        sender = NodeClient(hub, hub.add_node("H53"))
+        receiver = NodeClient(hub, hub.add_node("H23"))
+        assert (await sender.post(document(ca, to=[H23])))[0] == 202
+        (leased,) = await receiver.collect(limit=5)  # never acknowledged
+        started = time.monotonic()
+        (again,) = await receiver.collect(wait=20)  # held: nothing else is waiting
+        waited = time.monotonic() - started
+        assert again.id == leased.id and again.attempts == 2
+        assert 1.5 < waited < 5  # when the 2 s lease ran out, not when the 20 s wait did
+    finally:
+        hub.stop()

@@ -22,6 +22,16 @@ from edoc.hub import stats
 from edoc.hub.state import HubState
 from edoc.store.hub import Delivery, Receipt
 
+# Seconds between two looks at the store by a held collect that nothing woke: for a lease
+# that ran out (a delivery not acknowledged in time), or a wake-up lost (another hub
+# instance's, on PostgreSQL). A look is a write transaction; at one a second each, a
+# national network's 85 idle long polls made 85 a second. Shorter with a short lease.
+RECHECK = 5.0
+
+
+def _recheck(state: HubState) -> float:
+    return min(RECHECK, state.config.visibility.total_seconds() / 4)
+
 
 async def collect(state: HubState, node: str, wait: float, limit: int) -> list[Delivery]:
     """Up to ``limit`` deliveries for ``node``, waiting up to ``wait`` seconds for one."""
@@ -37,11 +47,11 @@ async def collect(state: HubState, node: str, wait: float, limit: int) -> list[D
         remaining = deadline - time.monotonic()
         if leased or remaining <= 0:
             return leased
-        # woken by a new message, or re-check now and then for expired leases
-        # asyncio.timeout, not wait_for, which on Python 3.11 can swallow a cancellation
-        # (see edoc.node.outbox.run_forever)
+        # woken by a new message, or look again after RECHECK (asyncio.timeout, not
+        # wait_for, which on Python 3.11 can swallow a cancellation: see
+        # edoc.node.outbox.run_forever)
         with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(min(remaining, 1.0)):
+            async with asyncio.timeout(min(remaining, _recheck(state))):
                 await wakeup.wait()
 
 
