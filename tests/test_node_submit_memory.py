@@ -13,7 +13,7 @@ import pytest
 
 from edoc import envelope, errors, metadata
 from edoc.envelope.attachments import KeptInMemory, MeasuredFile
-from edoc.node import compose, submit
+from edoc.node import compose, formdata, submit
 from tests.support import node as node_support
 from tests.support.network import metadata as post_metadata
 from tests.support.pki import SENDER, Ca, sample_metadata
@@ -86,12 +86,19 @@ async def _package_bodies(door: node_support.Door, node: node_support.Node) -> d
 async def test_a_small_post_makes_no_folder(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """It is read whole and split (formdata.split), its files kept as they were cut."""
     spy = _Spy(monkeypatch)
-    files = [("ke-hoach.pdf", b"%PDF-1.7 " * 100), ("phu-luc.txt", "Phụ lục".encode())]
+    split: list[object] = []
+    real_split = formdata.split
+    monkeypatch.setattr(
+        formdata, "split", lambda *args: split.append(real_split(*args)) or split[-1]
+    )
+    files = [("Kế hoạch.pdf", b"%PDF-1.7 " * 100), ("phu-luc.txt", "Phụ lục".encode())]
     async with node_support.door(tmp_path) as door, door.node(with_book=False) as node:
         status, answer, _ = await node.send(post_metadata(SENDER, [KON_TUM]), files)
         assert status == 202, answer
         assert spy.opened == []
+        assert len(split) == 1 and isinstance(split[0], formdata.HeldForm)
         _, document, _ = await node.request("GET", f"/api/v1/documents/{answer['id']}")
         assert [
             (a["name"], a["size"], a["sha256"]) for a in document["summary"]["attachments"]

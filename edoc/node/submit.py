@@ -82,7 +82,7 @@ class Staging:
 
 
 async def _receive(
-    part: BodyPartReader, name: str, staging: Staging, room: int, limit: int
+    part: BodyPartReader | formdata.HeldPart, name: str, staging: Staging, room: int, limit: int
 ) -> MeasuredFile:
     """Read a file part (the upload may still take ``room`` bytes of ``limit``) into
     memory, or to disk once it outgrows what memory may hold; its size and SHA-256 are
@@ -115,7 +115,7 @@ async def _receive(
     return MeasuredFile(name, b"".join(held), size, digest.hexdigest())
 
 
-async def _open_multipart(request: web.Request) -> MultipartReader:
+async def _open_multipart(request: web.Request) -> MultipartReader | formdata.HeldForm:
     if not request.body_exists:
         raise errors.BadMultipart(
             "the body is empty: post multipart/form-data with a metadata part and the files"
@@ -126,12 +126,12 @@ async def _open_multipart(request: web.Request) -> MultipartReader:
             f" not {request.headers.get(hdrs.CONTENT_TYPE) or 'none'}"
         )
     try:
-        return await formdata.open_form(request)
+        return await formdata.open_form(request, IN_MEMORY)
     except (AssertionError, ValueError, KeyError) as exc:
         raise errors.BadMultipart(f"unreadable multipart/form-data header: {exc}") from None
 
 
-async def _metadata_part(part: BodyPartReader) -> bytes:
+async def _metadata_part(part: BodyPartReader | formdata.HeldPart) -> bytes:
     """The metadata part, refused as soon as it outgrows its limit (not read whole first:
     the part could be as large as the whole upload)."""
     held, size = [], 0
@@ -149,7 +149,7 @@ async def _read_parts(request: web.Request, staging: Staging, limit: int) -> Upl
     names: set[str] = set()
     try:
         while (part := await reader.next()) is not None:
-            if not isinstance(part, BodyPartReader):
+            if isinstance(part, MultipartReader):
                 raise errors.BadMultipart("nested multipart is not accepted")
             part_name = part.name
             if part_name is None:
