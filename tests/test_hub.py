@@ -64,7 +64,7 @@ async def test_small_packages_come_inline_large_ones_are_fetched(
 ) -> None:
     await nodes["H41"].drain()
     small = document(ca, to=[H41])
-    large = document(ca, to=[H41], files={"scan.pdf": os.urandom(300 * 1024)})  # > 256 KB
+    large = document(ca, to=[H41], files={"scan.pdf": os.urandom(800 * 1024)})  # > 1 MB in base64
     for package in (small, large):
         assert (await nodes["H53"].post(package))[0] == 202
     items = await nodes["H41"].collect(wait=2)

@@ -50,7 +50,10 @@ def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hub]:
     ca = hub_ca(tmp_path_factory.mktemp("hubca") / "keys")
     ca.keys.issue(H23_AGENCY, org_name="Sở Nội vụ tỉnh Hà Nam")
     process = HubProcess(
-        tmp_path_factory.mktemp("hub"), ca.keys.path, options=("--max-package-mb", "1")
+        tmp_path_factory.mktemp("hub"),
+        ca.keys.path,
+        # packages over 256 KB are fetched, not inline, so a 1 MB hub has both
+        options=("--max-package-mb", "1", "--inline-kb", "256"),
     ).start()
     try:
         nodes: dict[str, NodeClient] = {

@@ -60,7 +60,7 @@ def _kept_in_store(net: LocalNetwork, recipient: str, document_id: str) -> bool:
 # A small document is packed in memory and kept in each store it passes through; a larger
 # one (more than compose.IN_STORE attached, more than the hub puts inside a collect answer)
 # travels as files.
-@pytest.mark.parametrize(("blocks", "in_store"), [(64, True), (2400, False)])
+@pytest.mark.parametrize(("blocks", "in_store"), [(64, True), (4800, False)])
 async def test_document_to_two_provinces_and_a_local_agency(
     net: LocalNetwork, blocks: int, in_store: bool
 ) -> None:

@@ -87,7 +87,7 @@ operator_option = click.option(
 @click.option(
     "--inline-kb",
     type=click.IntRange(0),
-    default=256,
+    default=1024,
     show_default=True,
     help="Packages up to this size come inside the collect answer; larger ones are fetched.",
 )

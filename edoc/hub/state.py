@@ -28,8 +28,11 @@ class HubConfig:
     port: int = 8700
     tls: bool = True
     max_package_bytes: int = 600 * 1024 * 1024  # a 200 MB attachment is ~270 MB in base64
-    # packages up to this size travel inside the collect answer, saving a request each
-    inline_bytes: int = 256 * 1024
+    # packages up to this size travel inside the collect answer, saving a request each: as
+    # large as those the hub keeps in its store's rows (edoc.hub.app.SMALL_BODY), which the
+    # lease reads anyway (at 256 KB, most of a national day's documents, 300 KB on
+    # average, were each a download of its own, often on a new TLS connection)
+    inline_bytes: int = 1024 * 1024
     queue_bound: int = 10_000  # undelivered messages per recipient before 429
     visibility: dt.timedelta = dt.timedelta(seconds=60)
     max_wait: float = 30.0
