@@ -58,8 +58,16 @@ async def test_a_stop_as_the_outbox_is_woken_still_stops_it() -> None:
     assert worker.cancelled()
 
 
+PACKAGE_SIZE = 100  # bytes of the packages the stand-in stores below keep
+
+
+def _package(number: int, size: int = PACKAGE_SIZE) -> bytes:
+    """The package of outgoing message ``number``."""
+    return bytes([number % 256]) * size
+
+
 def _transfer(
-    number: int, size: int = 100, route: str = Route.HUB, in_store: bool = True
+    number: int, size: int = PACKAGE_SIZE, route: str = Route.HUB, in_store: bool = True
 ) -> Transfer:
     """A transfer whose package is ``size`` bytes, kept in the store or (not) in a file."""
     return Transfer(
@@ -68,7 +76,7 @@ def _transfer(
         route=route,
         attempts=0,
         path="" if in_store else f"/nowhere/{number}.edxml",
-        body=bytes([number % 256]) * size if in_store else None,
+        size=size if in_store else None,
         created_at=dt.datetime.now(dt.UTC),
         kind="document",
         sender="000.00.12.H53",
@@ -96,14 +104,12 @@ def test_due_transfers_go_in_batches_within_their_bounds(due: list[Transfer]) ->
         if len(group) > 1:
             assert all(outbox._batchable(t) for t in group)
             assert len(group) <= wire.BATCH_PACKAGES
-            size = framing.overhead(len(group)) + sum(len(t.body or b"") for t in group)
+            size = framing.overhead(len(group)) + sum(t.size or 0 for t in group)
             assert size <= wire.BATCH_BYTES
     batches = [group for group in carried if outbox._batchable(group[0])]
     for group, after in itertools.pairwise(batches):  # closed only when full
-        size = framing.overhead(len(group) + 1) + sum(len(t.body or b"") for t in group)
-        assert (
-            len(group) == wire.BATCH_PACKAGES or size + len(after[0].body or b"") > wire.BATCH_BYTES
-        )
+        size = framing.overhead(len(group) + 1) + sum(t.size or 0 for t in group)
+        assert len(group) == wire.BATCH_PACKAGES or size + (after[0].size or 0) > wire.BATCH_BYTES
 
 
 def test_one_transfer_due_alone_goes_at_once_alone() -> None:
@@ -136,9 +142,20 @@ class _Hub(HubClient):
 
 
 class _Store:
+    """Keeps the package of each outgoing message (_package), and what it is asked."""
+
     def __init__(self) -> None:
         self.finished: dict[int, tuple[str, Event]] = {}
         self.retried: dict[int, str] = {}
+        self.reads: list[list[int]] = []  # the outgoing ids of each read of packages
+        self.lost: set[int] = set()  # outgoing ids whose packages it does not give
+        self.failing: errors.EdocError | None = None  # what reading packages raises
+
+    async def outgoing_packages(self, outgoing_ids: Collection[int]) -> dict[int, bytes]:
+        self.reads.append(sorted(outgoing_ids))
+        if self.failing is not None:
+            raise self.failing
+        return {i: _package(i) for i in outgoing_ids if i not in self.lost}
 
     async def finish_transfer(
         self, transfer: Transfer, state: str, _error: str, event: Event, *_: object
@@ -174,13 +191,47 @@ async def test_each_transfer_of_a_batch_ends_by_its_own_answer() -> None:
     state, store = _state(hub)
     transfers = [_transfer(1), _transfer(2), _transfer(3)]
     await outbox.carry_batch(state, transfers)
-    assert hub.batches == [[t.body for t in transfers]]
+    assert hub.batches == [[_package(t.outgoing_id) for t in transfers]]
     assert store.finished[1] == (TransferState.DONE, Event("sent", "hub id 7"))
     assert (
         store.finished[2][0] == TransferState.FAILED
         and "EDOC-HUB-003" in store.finished[2][1].detail
     )
     assert list(store.retried) == [3] and 2 not in store.retried
+
+
+async def test_a_batch_reads_its_packages_in_one_read_as_it_is_carried() -> None:
+    hub = _Hub([_accepted(1), _accepted(2), _accepted(3)])
+    state, store = _state(hub)
+    await outbox.carry_batch(state, [_transfer(3), _transfer(1), _transfer(2)])
+    assert store.reads == [[1, 2, 3]]
+    assert hub.batches == [[_package(3), _package(1), _package(2)]]  # each its own bytes
+
+
+async def test_a_transfer_carried_alone_reads_its_package_then() -> None:
+    hub = _Hub([])
+    state, store = _state(hub)
+    await outbox.carry(state, _transfer(5))
+    assert (store.reads, hub.singles) == ([[5]], [_package(5)])
+    assert store.finished[5][0] == TransferState.DONE
+
+
+@pytest.mark.parametrize("lost", [False, True], ids=["store fails", "package lost"])
+async def test_packages_the_store_does_not_give_are_tried_again_later(lost: bool) -> None:
+    """A store failing as the packages are read, or (against its contract) not giving
+    one: nothing is sent, each transfer is retried, none fails for it."""
+    hub = _Hub([_accepted(1), _accepted(2)])
+    state, store = _state(hub)
+    if lost:
+        store.lost = {2}
+    else:
+        store.failing = errors.StorageError("disk I/O error")
+    await outbox.carry_batch(state, [_transfer(1), _transfer(2)])
+    await outbox.carry(state, _transfer(2))
+    assert hub.batches == [] and hub.singles == [] and store.finished == {}
+    reason = "did not give the packages of outgoing [2]" if lost else "disk I/O error"
+    assert sorted(store.retried) == [1, 2]
+    assert all(reason in error for error in store.retried.values()), store.retried
 
 
 @pytest.mark.parametrize(
@@ -201,7 +252,7 @@ async def test_a_hub_without_the_batch_door_gets_each_package_alone_for_a_while(
     state, store = _state(hub)
     transfers = [_transfer(1), _transfer(2)]
     await outbox.carry_batch(state, transfers)
-    assert len(hub.batches) == 1 and hub.singles == [t.body for t in transfers]
+    assert len(hub.batches) == 1 and hub.singles == [_package(1), _package(2)]
     assert [store.finished[t.id][0] for t in transfers] == [TransferState.DONE] * 2
     # remembered: the next ones go alone at once, no doomed batch posted first
     await outbox.carry_batch(state, [_transfer(3), _transfer(4)])
@@ -230,7 +281,8 @@ async def test_a_batch_refused_whole_for_its_bounds_or_shape_sends_each_alone(
     state, store = _state(hub)
     transfers = [_transfer(1), _transfer(2)]
     await outbox.carry_batch(state, transfers)
-    assert hub.singles == [t.body for t in transfers]
+    assert hub.singles == [_package(1), _package(2)]
+    assert store.reads == [[1, 2]]  # read once, sent alone or together
     assert [store.finished[t.id][0] for t in transfers] == [TransferState.DONE] * 2
     await outbox.carry_batch(state, [_transfer(3), _transfer(4)])
     assert len(hub.batches) == 2  # not remembered: the next batch may fit
@@ -326,6 +378,12 @@ async def test_what_falls_due_while_requests_are_under_way_goes_together_after()
         await _until(lambda: not store.pending)
         sizes = [len(packages) for packages in hub.requests]
         assert sum(sizes) == 41 and max(sizes) > 1
+        # the passes read no package: each was read once, by the request that carried it
+        assert len(store.reads) == len(hub.requests)
+        assert sorted(i for read in store.reads for i in read) == list(range(1, 42))
+        assert sorted(p for packages in hub.requests for p in packages) == sorted(
+            _package(i) for i in range(1, 42)
+        )
         assert len(hub.requests) <= 1 + 41 // wire.BATCH_PACKAGES + outbox.HUB_REQUESTS
     finally:
         worker.cancel()

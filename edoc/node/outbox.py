@@ -11,6 +11,11 @@ refusal (4xx) fails the recipients at once with the hub's reason, and so does a 
 still failing after ``give_up_after``. A batch refused whole for a reason not about its
 packages (a hub without the batch door, a proxy's bounds) sends each package alone.
 Resending is safe: the hub answers an identical package with its first answer.
+
+A pass of the store reads the due transfers with their packages' sizes, not their bytes:
+what is due while HUB_REQUESTS requests are under way is read again on the next wake-up,
+and the bytes of ~30 documents were most of what each read cost. The packages the store
+keeps are read when their transfers are carried, those of a request in one read.
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ import contextlib
 import datetime as dt
 import functools
 import shutil
-from collections.abc import Coroutine, Sequence
+from collections.abc import Coroutine, Mapping, Sequence
 from pathlib import Path
 from typing import TypeGuard
 
@@ -42,8 +47,33 @@ IN_FLIGHT = 32  # transfers under way at once
 HUB_REQUESTS = 2
 
 
-async def _to_hub(state: NodeState, transfer: Transfer) -> None:
-    package = transfer.body if transfer.body is not None else Path(transfer.path)
+async def _packages(state: NodeState, transfers: Sequence[Transfer]) -> dict[int, bytes]:
+    """The bytes of the packages the store keeps of ``transfers``, by transfer id, in one
+    read. An outgoing message never changes once written: these are the packages whose
+    sizes the outbox pass read."""
+    kept = [transfer for transfer in transfers if transfer.kept]
+    if not kept:
+        return {}
+    found = await state.store.outgoing_packages([transfer.outgoing_id for transfer in kept])
+    lost = sorted({t.outgoing_id for t in kept} - found.keys())
+    if lost:  # never, while the store keeps its contract: tried again later, as any failure
+        raise errors.StorageError(f"the store did not give the packages of outgoing {lost}")
+    return {transfer.id: found[transfer.outgoing_id] for transfer in kept}
+
+
+async def _package(
+    state: NodeState, transfer: Transfer, read: Mapping[int, bytes] | None
+) -> bytes | Path:
+    """What ``transfer`` carries: the package's bytes (``read`` already with others of a
+    request, or read now), or the file the package is in."""
+    if not transfer.kept:
+        return Path(transfer.path)
+    if read is None:
+        read = await _packages(state, [transfer])
+    return read[transfer.id]
+
+
+async def _to_hub(state: NodeState, transfer: Transfer, package: bytes | Path) -> None:
     await _sent(state, transfer, await hublink.post_package(state, package))
 
 
@@ -62,16 +92,14 @@ async def _sent(state: NodeState, transfer: Transfer, answer: wire.PackageAccept
         state.outbox_wakeup.set()
 
 
-async def _to_local(state: NodeState, transfer: Transfer) -> None:
+async def _to_local(state: NodeState, transfer: Transfer, package: bytes | Path) -> None:
     outgoing = await state.store.outgoing(transfer.outgoing_id)
     assert outgoing is not None
     local = [r.org_id for r in outgoing.recipients if r.local]
-    package: bytes | Path
-    if transfer.body is not None:
-        package = transfer.body
-    else:  # receive() takes the file it is given: a copy, the outbox keeps its own
-        package = state.incoming_dir / f"local-{transfer.id}.edxml"
-        await state.offload.run(shutil.copyfile, transfer.path, package)
+    if isinstance(package, Path):  # receive() takes the file it is given: a copy, the
+        copy = state.incoming_dir / f"local-{transfer.id}.edxml"  # outbox keeps its own
+        await state.offload.run(shutil.copyfile, package, copy)
+        package = copy
     await receiving.receive(state, package, local)
     delivered = Event(DeliveryState.DELIVERED, "")
     await state.store.finish_transfer(
@@ -92,14 +120,18 @@ def _about(transfer: Transfer) -> None:
     )
 
 
-async def carry(state: NodeState, transfer: Transfer) -> None:
+async def carry(
+    state: NodeState, transfer: Transfer, read: Mapping[int, bytes] | None = None
+) -> None:
+    """Carry ``transfer`` alone (its package's bytes in ``read`` when read already)."""
     _about(transfer)
     now = dt.datetime.now(dt.UTC)
     try:
+        package = await _package(state, transfer, read)
         if transfer.route == Route.HUB:
-            await _to_hub(state, transfer)
+            await _to_hub(state, transfer, package)
         else:
-            await _to_local(state, transfer)
+            await _to_local(state, transfer, package)
     except (errors.EdocError, OSError) as exc:
         await _not_carried(state, transfer, exc, now)
 
@@ -144,30 +176,47 @@ def _about_the_request(exc: errors.EdocError | OSError) -> TypeGuard[errors.Remo
     )
 
 
-async def _one_by_one(state: NodeState, transfers: Sequence[Transfer]) -> None:
+async def _one_by_one(
+    state: NodeState, transfers: Sequence[Transfer], read: Mapping[int, bytes]
+) -> None:
     for transfer in transfers:
-        await carry(state, transfer)
+        await carry(state, transfer, read)
 
 
 async def carry_batch(state: NodeState, transfers: Sequence[Transfer]) -> None:
     """Small packages to the hub in one request, each transfer ended by its own answer;
     the request failing as a whole (5xx, 429, no connection) is every one's to retry, a
-    refusal of the request that says nothing of its packages sends each alone."""
-    if not state.hub.takes_batches:  # the hub was found without the batch door a moment ago
-        await _one_by_one(state, transfers)
-        return
+    refusal of the request that says nothing of its packages sends each alone. Their
+    bytes are read from the store once, whichever way they go."""
     now = dt.datetime.now(dt.UTC)
+    try:
+        read = await _packages(state, transfers)
+    except (errors.EdocError, OSError) as exc:  # the store's failure: each tried again later
+        await _each_ended(state, transfers, [exc] * len(transfers), now)
+        return
+    if not state.hub.takes_batches:  # the hub was found without the batch door a moment ago
+        await _one_by_one(state, transfers, read)
+        return
     answers: Sequence[wire.PackageAccepted | errors.EdocError | OSError]
     try:
-        answers = await state.hub.post_packages([t.body or b"" for t in transfers])
+        answers = await state.hub.post_packages([read[t.id] for t in transfers])
     except (errors.EdocError, OSError) as exc:
         if _about_the_request(exc):
             log.info("batch refused whole: each package alone", code=exc.code, status=exc.status)
             if exc.status in NO_BATCHES:
                 state.hub.without_batches(NO_BATCHES_FOR)
-            await _one_by_one(state, transfers)
+            await _one_by_one(state, transfers, read)
             return
         answers = [exc] * len(transfers)
+    await _each_ended(state, transfers, answers, now)
+
+
+async def _each_ended(
+    state: NodeState,
+    transfers: Sequence[Transfer],
+    answers: Sequence[wire.PackageAccepted | errors.EdocError | OSError],
+    now: dt.datetime,
+) -> None:
     # side by side, so that the store commits them together (each transfer in a batch is
     # the head of its own chain: no order among them to keep)
     endings = (_ended(state, t, answer, now) for t, answer in zip(transfers, answers, strict=True))
@@ -194,8 +243,8 @@ async def _ended(
 def _batchable(transfer: Transfer) -> bool:
     return (
         transfer.route == Route.HUB
-        and transfer.body is not None
-        and hublink.batched(len(transfer.body))
+        and transfer.size is not None  # kept by the store (a file goes alone, streamed)
+        and hublink.batched(transfer.size)
     )
 
 
@@ -212,13 +261,13 @@ def batches(due: Sequence[Transfer]) -> list[list[Transfer]]:
         if not _batchable(transfer):
             carried.append([transfer])
             continue
-        grown = size + len(transfer.body or b"")
+        grown = size + (transfer.size or 0)
         if batch and (
             len(batch) == wire.BATCH_PACKAGES
             or framing.overhead(len(batch) + 1) + grown > wire.BATCH_BYTES
         ):
             carried.append(batch)
-            batch, grown = [], len(transfer.body or b"")
+            batch, grown = [], transfer.size or 0
         batch.append(transfer)
         size = grown
     place = {transfer.id: place for place, transfer in enumerate(due)}

@@ -148,18 +148,28 @@ def as_stored(
 
 @dataclass(frozen=True)
 class Transfer:
-    """One step of the outbox: a message to the hub, or to this node's own agencies."""
+    """One step of the outbox: a message to the hub, or to this node's own agencies.
+
+    It holds the package's size, not its bytes: the outbox reads the due transfers on
+    each wake-up and starts only those a request to the hub is free for, so the others
+    were read again and again, bytes and all. A package the store keeps is read when it
+    is carried (NodeStore.outgoing_packages)."""
 
     id: int
     outgoing_id: int
     route: str  # "hub" | "local"
     attempts: int
-    path: str  # "" when the store keeps the package (body)
-    body: bytes | None
+    path: str  # "" when the store keeps the package
+    size: int | None  # bytes of the package the store keeps; None: it is in its file (path)
     created_at: dt.datetime
     kind: str
     sender: str
     document_id: str
+
+    @property
+    def kept(self) -> bool:
+        """Whether the store keeps the package (else it is the file at ``path``)."""
+        return self.size is not None
 
 
 @dataclass(frozen=True)
@@ -312,7 +322,15 @@ class NodeStore(Protocol):
         ``limit`` is 0 or less), most urgent (priority, then oldest) first, except those
         ``under_way``, and of the pending transfers of one (sender, document, route) only
         the oldest (statuses go in order); and when the next pending transfer falls due
-        after ``now``."""
+        after ``now``. The transfers carry their packages' sizes, not their bytes
+        (outgoing_packages reads those)."""
+        ...
+
+    async def outgoing_packages(self, outgoing_ids: Collection[int]) -> dict[int, bytes]:
+        """The packages the store keeps of these outgoing messages, by outgoing id, in one
+        read (one kept in a file is not there, nor an id of none). An outgoing message is
+        never changed once written: what this reads when a transfer is carried is, byte
+        for byte, the package whose size the outbox pass read (Transfer.size)."""
         ...
 
     async def retry_transfer(self, transfer_id: int, at: dt.datetime, error: str) -> None: ...

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import random
 from collections.abc import Sequence
 from dataclasses import replace
 
@@ -128,9 +129,38 @@ async def test_an_outgoing_document_is_queued_on_each_route(node_store: NodeStor
     assert await node_store.outgoing(stored.id + 100) is None
     due = await oracles.due(node_store, NOW, 10, ())
     assert sorted(t.route for t in due) == ["hub", "local"]
-    assert {(t.outgoing_id, t.body, t.path, t.kind) for t in due} == {
-        (stored.id, DOCUMENT.body, "", "document")
+    assert {(t.outgoing_id, t.size, t.path, t.kind) for t in due} == {
+        (stored.id, len(DOCUMENT.body or b""), "", "document")
     }
+
+
+async def test_the_outbox_pass_reads_sizes_the_bytes_are_read_when_carried(
+    node_store: NodeStore,
+) -> None:
+    """The pass's transfers hold no package; outgoing_packages gives, in one read, the
+    bytes stored, each as long as the pass said (a package in a file is not there)."""
+    packages = {
+        "D1": b"<edXML/>",
+        "D2": bytes(range(256)) * 40,  # compressible: PostgreSQL keeps it compressed
+        "D3": random.Random(3).randbytes(300_000),  # as large as documents are, apart (TOAST)
+    }
+    kept = [
+        await node_store.add_outgoing(replace(DOCUMENT, document_id=d, body=b, local=()), NOW, [])
+        for d, b in packages.items()
+    ]
+    in_file = replace(DOCUMENT, document_id="F", path="/data/f.edxml", body=None, local=())
+    filed = await node_store.add_outgoing(in_file, NOW, [])
+    due = await oracles.due(node_store, NOW, 10, ())
+    for transfer in due:
+        assert not [v for v in vars(transfer).values() if isinstance(v, bytes)]
+    by_id = {t.outgoing_id: t for t in due}
+    assert {i: (t.kept, t.size, t.path) for i, t in by_id.items()} == {
+        **{o.id: (True, len(packages[o.document_id]), "") for o in kept},
+        filed.id: (False, None, "/data/f.edxml"),
+    }
+    read = await node_store.outgoing_packages([*by_id, filed.id + 100])
+    assert read == {o.id: packages[o.document_id] for o in kept}
+    assert await node_store.outgoing_packages([]) == {}
 
 
 async def test_outgoing_messages_are_found_by_key_and_by_document(node_store: NodeStore) -> None:
@@ -272,7 +302,10 @@ async def test_a_received_document_is_stored_once_with_its_answer(node_store: No
     assert await node_store.inbox_attachment(first.inbox_id, 2) is None
     # the answer waits in the outbox, once
     (transfer,) = await oracles.due(node_store, NOW, 10, ())
-    assert (transfer.kind, transfer.document_id, transfer.body) == ("status", "R1", b"01")
+    assert (transfer.kind, transfer.document_id, transfer.size) == ("status", "R1", 2)
+    assert await node_store.outgoing_packages([transfer.outgoing_id]) == {
+        transfer.outgoing_id: b"01"
+    }
 
 
 async def test_the_inbox_lists_documents_since_a_time(node_store: NodeStore) -> None:

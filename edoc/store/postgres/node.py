@@ -39,6 +39,7 @@ from edoc.store.node import (
 )
 from edoc.store.postgres.node_rows import (
     DUE,
+    PACKAGES,
     PROGRESS,
     STORED_BEFORE,
     count,
@@ -160,6 +161,12 @@ class PostgresNodeStore(NodeViews):
         rows = await self._rows(_OUTBOX_PASS, now, list(under_way), max(limit, 0))
         due = tuple(Transfer(*row[:-1]) for row in rows if row["id"] is not None)
         return OutboxPass(due, rows[0]["next_at"])
+
+    async def outgoing_packages(self, outgoing_ids: Collection[int]) -> dict[int, bytes]:
+        """The packages kept of these outgoing messages, in one statement (rows never change
+        once written: the bytes whose size the outbox pass read)."""
+        rows = await self._rows(PACKAGES, sorted(set(outgoing_ids)))
+        return {row[0]: row[1] for row in rows}
 
     async def retry_transfer(self, transfer_id: int, at: dt.datetime, error: str) -> None:
         async with self._transaction() as conn:

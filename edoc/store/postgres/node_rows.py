@@ -11,9 +11,11 @@ import asyncpg
 from edoc.store.node import Event, NewInboxItem, NewOutgoing, StateRule, Tally
 from edoc.store.postgres.database import Connection
 
+# the package's size, not its bytes: octet_length of a bytea reads the size its TOAST
+# pointer records, without fetching (or decompressing) the value
 DUE = """
-SELECT t.id, t.outgoing_id, t.route, t.attempts, o.path, o.body, o.created_at, o.kind,
-    o.sender, o.document_id
+SELECT t.id, t.outgoing_id, t.route, t.attempts, o.path, octet_length(o.body) AS size,
+    o.created_at, o.kind, o.sender, o.document_id
 FROM transfers t JOIN outgoing o ON o.id = t.outgoing_id
 WHERE t.state = 'pending' AND t.next_at <= $1 AND t.id <> ALL($2::bigint[])
     -- first in, first out per sender, document and route (statuses in order)
@@ -22,6 +24,9 @@ WHERE t.state = 'pending' AND t.next_at <= $1 AND t.id <> ALL($2::bigint[])
         AND e.state = 'pending' AND e.route = t.route)
 ORDER BY t.priority DESC, t.id LIMIT $3
 """
+
+# the packages of the outgoing messages carried now
+PACKAGES = "SELECT id, body FROM outgoing WHERE id = ANY($1::bigint[]) AND body IS NOT NULL"
 
 PROGRESS = """
 SELECT o.sender, r.state, o.summary ->> 'due_date',

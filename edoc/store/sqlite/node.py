@@ -32,7 +32,7 @@ from edoc.store.node import (
     recipient_progress,
 )
 from edoc.store.sqlite.database import query, to_ms
-from edoc.store.sqlite.node_outbox import due_transfers, next_transfer_at
+from edoc.store.sqlite.node_outbox import PACKAGES, due_transfers, next_transfer_at, packages_of
 from edoc.store.sqlite.node_tables import ADDED_COLUMNS, INBOX_ITEM, SCHEMA, inbox_item
 from edoc.store.sqlite.node_views import NodeViews
 from edoc.store.sqlite.node_writes import (
@@ -127,6 +127,11 @@ class SqliteNodeStore(NodeViews):
             return OutboxPass(tuple(due), next_transfer_at(db, now))
 
         return await self._read(both)
+
+    async def outgoing_packages(self, outgoing_ids: Collection[int]) -> dict[int, bytes]:
+        """The packages kept of these outgoing messages, in one trip (rows never change once
+        written: the bytes whose size the outbox pass read)."""
+        return {row[0]: row[1] for row in await self._rows(PACKAGES, packages_of(outgoing_ids))}
 
     async def retry_transfer(self, transfer_id: int, at: dt.datetime, error: str) -> None:
         await self._change(
