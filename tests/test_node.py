@@ -10,6 +10,7 @@ import sqlite3
 import subprocess
 from collections.abc import AsyncIterator, Iterator
 from functools import partial
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -57,6 +58,29 @@ def _kept_in_store(net: LocalNetwork, recipient: str, document_id: str) -> bool:
     return bool(kept)
 
 
+def _sent_package(net: LocalNetwork, sender: str, document_id: str) -> bytes:
+    """The package the sending node stored for the document (in its row or its file)."""
+    database = net.data_dir / "nodes" / sender[-3:] / "node.sqlite"
+    connection = sqlite3.connect(f"file:{database}?mode=ro", uri=True)
+    try:
+        ((path, body),) = connection.execute(
+            "SELECT path, body FROM outgoing WHERE sender=? AND document_id=? AND kind='document'",
+            (sender, document_id),
+        ).fetchall()
+    finally:
+        connection.close()
+    return bytes(body) if body is not None else Path(path).read_bytes()
+
+
+def _inserted(relayed: bytes, sent: bytes) -> bytes:
+    """What ``relayed`` adds to ``sent``, which it must be with one piece inserted."""
+    pairs = enumerate(zip(relayed, sent, strict=False))
+    head = next((at for at, (mine, theirs) in pairs if mine != theirs), len(sent))
+    tail = len(sent) - head
+    assert relayed.endswith(sent[head:]) and len(relayed) > len(sent), "not sent + one piece"
+    return relayed[head : len(relayed) - tail]
+
+
 # A small document is packed in memory and kept in each store it passes through; a larger
 # one (more than compose.IN_STORE attached, more than the hub puts inside a collect answer)
 # travels as files.
@@ -83,6 +107,13 @@ async def test_document_to_two_provinces_and_a_local_agency(
         assert "K%E1%BA%BF%20ho%E1%BA%A1ch%202027.pdf" in headers["Content-Disposition"]
         status, package, _ = await recipient.request("GET", f"/api/v1/inbox/{item['id']}/package")
         assert status == 200 and package.startswith(b"<?xml") and b"Signature" in package
+        # the outbox reads the bytes it carries only as it carries them: the package stored,
+        # byte for byte, as the local agency gets it, and in the hub's relay with its hop
+        sent = _sent_package(net, SENDER, answer["document_id"])
+        if org == LOCAL:
+            assert package == sent
+        else:
+            assert b"</edXML:TraceHeader>" in _inserted(package, sent)
         assert item["summary"]["signers"][0]["org_id"] == SENDER
         assert _kept_in_store(net, org, answer["document_id"]) == in_store
 
