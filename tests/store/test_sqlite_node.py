@@ -5,18 +5,23 @@ from __future__ import annotations
 
 import datetime as dt
 import sqlite3
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from edoc import wire
 from edoc.model import MessageKind
 from edoc.store.node import NewOutgoing
 from edoc.store.sqlite.database import to_ms
 from edoc.store.sqlite.node import SqliteNodeStore
+from edoc.store.sqlite.node_outbox import PACKAGES, packages_of
 from edoc.store.sqlite.node_tables import ADDED_COLUMNS, SCHEMA
 from edoc.store.sqlite.node_writes import OUTGOING, insert_outgoing, outgoing
+from tests.store.test_node import DOCUMENT
+from tests.store.trips import counted
 
 NOW = dt.datetime(2026, 11, 24, 8, 0, tzinfo=dt.UTC)
 
@@ -53,6 +58,30 @@ async def test_due_transfers_does_not_sort_the_whole_backlog(tmp_path: Path) -> 
         (query,) = [s for s in statements if "JOIN outgoing" in s]  # the due transfers
         plan = [row[3] for row in await store.db.execute_fetchall("EXPLAIN QUERY PLAN " + query)]
         assert not [step for step in plan if "TEMP B-TREE" in step], plan
+    finally:
+        await store.close()
+
+
+async def test_the_packages_of_a_request_are_read_by_key_in_one_trip(tmp_path: Path) -> None:
+    """The outbox reads a request's packages as it carries it (up to wire.BATCH_PACKAGES):
+    one trip, each row found by its key, however many messages the node has sent."""
+    store = SqliteNodeStore(tmp_path / "node.sqlite")
+    await store.open()
+    try:
+        packages = {f"D{n}": bytes([n]) * (n + 1) for n in range(wire.BATCH_PACKAGES + 1)}
+        ids = {}
+        for document_id, body in packages.items():
+            new = replace(DOCUMENT, document_id=document_id, body=body)
+            ids[(await store.add_outgoing(new, NOW, [])).id] = body
+        with counted(store) as trips:
+            read = await store.outgoing_packages(list(ids))
+        assert len(trips) == 1 and read == ids
+        plan = await store.db.execute_fetchall(
+            "EXPLAIN QUERY PLAN " + PACKAGES, packages_of(list(ids))
+        )
+        assert [row[3] for row in plan if "outgoing" in row[3]] == [
+            "SEARCH outgoing USING INTEGER PRIMARY KEY (rowid=?)"
+        ]
     finally:
         await store.close()
 
