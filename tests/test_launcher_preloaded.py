@@ -81,3 +81,11 @@ def test_simulate_starts_its_own_network_preloaded_and_stops_it(tmp_path: Path) 
     assert report["documents"] > 0 and report["arrived"] == report["documents"]
     logs = sorted(p.name for p in (tmp_path / "net" / "logs").iterdir())
     assert logs == ["hub.log", "node-H12.log", "node-H34.log", "node-H44.log", "node-H53.log"]
+
+
+def test_simulate_without_a_data_dir_leaves_no_folder_behind(tmp_path: Path) -> None:
+    report = simulate(
+        "tay-ninh-2021", "--days", "1", "--scale", "0.05", env={"TMPDIR": str(tmp_path)}
+    )
+    assert report["documents"] > 0 and report["arrived"] == report["documents"]
+    assert list(tmp_path.iterdir()) == []  # its network's temporary folder is gone

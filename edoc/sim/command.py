@@ -58,8 +58,20 @@ def _network(options: Options, roots: tuple[str, ...], agencies: int) -> Iterato
     """The network to drive: the one in --network, or one started here and stopped after."""
     if options.network_file is not None:
         yield json.loads(options.network_file.read_text(encoding="utf-8"))
-        return
-    data_dir = options.data_dir or Path(tempfile.mkdtemp(prefix="edoc-sim-"))
+    elif options.data_dir is not None:
+        with _started(options.data_dir, roots, agencies) as spec:
+            yield spec
+    else:  # a temporary folder goes when the run ends (a national day leaves 3.5 GB)
+        with (
+            tempfile.TemporaryDirectory(prefix="edoc-sim-") as temporary,
+            _started(Path(temporary), roots, agencies) as spec,
+        ):
+            yield spec
+
+
+@contextlib.contextmanager
+def _started(data_dir: Path, roots: tuple[str, ...], agencies: int) -> Iterator[dict[str, Any]]:
+    """A network for ``roots`` in ``data_dir``, provisioned and running; stopped after."""
     base_port = network.random_base_port(100)
     net = network.plan(data_dir, list(roots), base_port, tls=True, agencies=agencies)
     network.provision(net)

@@ -5,11 +5,12 @@ from __future__ import annotations
 import asyncio
 import atexit
 import json
+import os
 import shutil
 import subprocess
 import tempfile
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -149,14 +150,16 @@ def metadata(sender: str, to: list[str], **changes: Any) -> dict[str, Any]:
     return data
 
 
-def simulate(*args: str) -> dict[str, Any]:
-    """`edoc simulate … --json`'s report; its stderr if it fails, which says why."""
+def simulate(*args: str, env: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """`edoc simulate … --json`'s report (run with ``env`` added to the environment); its
+    stderr if it fails, which says why."""
     try:
         result = subprocess.run(
             [*network.edoc_command(), "simulate", *args, "--json"],
             capture_output=True,
             text=True,
             timeout=900,
+            env={**os.environ, **(env or {})},
         )
     except subprocess.TimeoutExpired as late:
         raise AssertionError(f"simulate ran over 900 s: {late.stderr!r}") from None
