@@ -7,6 +7,7 @@ tests/test_simulate.py.)"""
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from types import SimpleNamespace
@@ -184,6 +185,10 @@ def test_a_received_package_and_its_attachments_are_fsynced_before_they_are_stor
     assert (tmp_path / "inbox" / "one" / receiving.PACKAGE).exists()
 
 
+def _tried(tried: list[int], tries: int) -> bool:
+    return len(tried) == tries
+
+
 def _fetching(
     hub: _Hub, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, failures: list[errors.EdocError]
 ) -> tuple[asyncio.Task[None], list[int], list[int]]:
@@ -227,14 +232,16 @@ async def test_a_download_failing_every_try_or_refused_is_left_for_the_hub(
     hub: _Hub, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     busy = errors.HubUnavailable("the hub answered 503")
-    for failures, tries in (
+    refused = errors.RemoteError("EDOC-NOT-FOUND", "no delivery 7", 404)
+    cases: list[tuple[list[errors.EdocError], int]] = [
         ([busy] * collector.FETCH_TRIES, collector.FETCH_TRIES),
-        ([errors.RemoteError("EDOC-NOT-FOUND", "no delivery 7", 404)], 1),
-    ):
+        ([refused], 1),
+    ]
+    for failures, tries in cases:
         hub.answer.set()
         task, tried, stored = _fetching(hub, monkeypatch, tmp_path, failures)
         try:
-            await _until(lambda tried=tried, tries=tries: len(tried) == tries)
+            await _until(functools.partial(_tried, tried, tries))
             await asyncio.sleep(0.05)
             assert len(tried) == tries and stored == [] and hub.requests == []
         finally:

@@ -11,6 +11,7 @@ import io
 import itertools
 import warnings
 from pathlib import Path
+from typing import Any
 from unittest import mock
 
 import aiohttp
@@ -403,13 +404,14 @@ def test_what_clients_send_is_split() -> None:
         content = b"\r\n--" * n + bytes(range(256)) * 40 + b"\r\n\r\n"
         form.add_field("file", io.BytesIO(content), filename=name, content_type="application/pdf")
 
-    async def split_and_read() -> tuple[object, object]:
+    async def split_and_read() -> tuple[list[tuple[Any, ...]], object]:
         writer = form()
+        assert isinstance(writer, aiohttp.MultipartWriter)
         body = await writer.as_bytes()
         boundary = writer.boundary
         held = formdata.split(body, boundary, 8190, 128)
         assert held is not None
-        split = []
+        split: list[tuple[Any, ...]] = []
         while (part := await held.next()) is not None:
             named = (part.name, part.filename)
             split.append((dict(part.headers), named, await part.read_chunk(), None))

@@ -90,9 +90,12 @@ async def test_a_small_post_makes_no_folder(
     spy = _Spy(monkeypatch)
     split: list[object] = []
     real_split = formdata.split
-    monkeypatch.setattr(
-        formdata, "split", lambda *args: split.append(real_split(*args)) or split[-1]
-    )
+
+    def recorded(*args: Any) -> object:
+        split.append(real_split(*args))
+        return split[-1]
+
+    monkeypatch.setattr(formdata, "split", recorded)
     files = [("Kế hoạch.pdf", b"%PDF-1.7 " * 100), ("phu-luc.txt", "Phụ lục".encode())]
     async with node_support.door(tmp_path) as door, door.node(with_book=False) as node:
         status, answer, _ = await node.send(post_metadata(SENDER, [KON_TUM]), files)
