@@ -8,13 +8,16 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from pathlib import Path
+from types import SimpleNamespace
+from typing import cast
 
 import pytest
 from aiohttp.test_utils import TestServer
 
 from edoc.client import HubClient
 from edoc.hub import app as hub_app
-from edoc.hub.state import HubConfig
+from edoc.hub import queues
+from edoc.hub.state import HubConfig, HubState
 from edoc.model import StatusCode
 from tests.store.trips import counted
 from tests.support.hub import HUB_ORG, document, hub_ca, status
@@ -61,3 +64,17 @@ async def test_a_document_and_its_01_in_few_trips(
             (answer,) = await h53.collect()
             assert (await h53.acknowledge([answer.id])).first == (answer.id,)
     assert len(trips) == 2 * (INTAKE + ACCEPT + LEASE + ACK)
+
+
+def test_a_collect_leases_no_more_than_one_answer_carries() -> None:
+    """The lease loads the body of every package small enough to come inline: a limit is
+    cut to what INLINE_TOTAL holds of such packages."""
+
+    def state(inline_bytes: int) -> HubState:
+        return cast(HubState, SimpleNamespace(config=SimpleNamespace(inline_bytes=inline_bytes)))
+
+    assert queues._at_most(state(1024 * 1024), 100) == 16
+    assert queues._at_most(state(256 * 1024), 100) == 64
+    assert queues._at_most(state(256 * 1024), 10) == 10
+    assert queues._at_most(state(64 * 1024 * 1024), 10) == 1
+    assert queues._at_most(state(0), 100) == 100  # nothing inline: nothing loaded

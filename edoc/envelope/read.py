@@ -300,7 +300,7 @@ def _read_whole(
 
 
 # A package file up to this is read into memory and parsed in one call in C: a node reads
-# every package too large to come inside a collect answer (256 KB) from its file, and the
+# every package that did not come inside a collect answer from its file, and the
 # streaming reader's Python handlers made it cost twice as much (135 KB: 1.39 -> 0.51 ms,
 # 402 KB: 1.85 -> 0.90 ms of CPU); at 1.3 MB both cost the same, so larger ones stream.
 WHOLE_FROM_FILE = 1024 * 1024

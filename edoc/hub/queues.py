@@ -27,15 +27,27 @@ from edoc.store.hub import Delivery, Receipt
 # instance's, on PostgreSQL). A look is a write transaction; at one a second each, a
 # national network's 85 idle long polls made 85 a second. Shorter with a short lease.
 RECHECK = 5.0
+RECHECK_AT_LEAST = 0.25  # (a 0.1 s lease would otherwise make it 40 looks a second)
+INLINE_TOTAL = 16 * 1024 * 1024  # package bytes one collect answer carries at most
 
 
 def _recheck(state: HubState) -> float:
-    return min(RECHECK, state.config.visibility.total_seconds() / 4)
+    return max(RECHECK_AT_LEAST, min(RECHECK, state.config.visibility.total_seconds() / 4))
+
+
+def _at_most(state: HubState, limit: int) -> int:
+    """``limit``, but no more deliveries than INLINE_TOTAL holds of packages as large as
+    may come inline: the lease loads the body of each package small enough, so with a
+    1 MB bound a limit of 100 loaded 100 MB for an answer that carries 16."""
+    inline = state.config.inline_bytes
+    return limit if inline <= 0 else max(1, min(limit, INLINE_TOTAL // inline))
 
 
 async def collect(state: HubState, node: str, wait: float, limit: int) -> list[Delivery]:
-    """Up to ``limit`` deliveries for ``node``, waiting up to ``wait`` seconds for one."""
+    """Up to ``limit`` deliveries for ``node`` (see _at_most), waiting up to ``wait``
+    seconds for one."""
     deadline = time.monotonic() + min(max(wait, 0.0), state.config.max_wait)
+    limit = _at_most(state, limit)
     wakeup = state.wakeups[node]
     while True:
         wakeup.clear()
@@ -53,9 +65,6 @@ async def collect(state: HubState, node: str, wait: float, limit: int) -> list[D
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(min(remaining, _recheck(state))):
                 await wakeup.wait()
-
-
-INLINE_TOTAL = 16 * 1024 * 1024  # package bytes one collect answer carries at most
 
 
 def _notice(item: Delivery, package: bytes | None) -> wire.DeliveryNotice:

@@ -29,9 +29,10 @@ class HubConfig:
     tls: bool = True
     max_package_bytes: int = 600 * 1024 * 1024  # a 200 MB attachment is ~270 MB in base64
     # packages up to this size travel inside the collect answer, saving a request each: as
-    # large as those the hub keeps in its store's rows (edoc.hub.app.SMALL_BODY), which the
-    # lease reads anyway (at 256 KB, most of a national day's documents, 300 KB on
-    # average, were each a download of its own, often on a new TLS connection)
+    # large as those the hub keeps in its store's rows (edoc.hub.app.SMALL_BODY); at 256 KB
+    # most of a national day's documents (300 KB on average) were each a download of its
+    # own, often on a new TLS connection. An answer carries at most 16 MB of them
+    # (edoc.hub.queues.INLINE_TOTAL), so it holds fewer deliveries
     inline_bytes: int = 1024 * 1024
     queue_bound: int = 10_000  # undelivered messages per recipient before 429
     visibility: dt.timedelta = dt.timedelta(seconds=60)
