@@ -228,13 +228,15 @@ async def test_a_download_the_hub_was_out_of_reach_for_is_tried_again_at_once(
         task.cancel()
 
 
-async def test_a_download_failing_every_try_or_refused_is_left_for_the_hub(
+async def test_a_download_failing_every_try_or_answered_is_left_for_the_hub(
     hub: _Hub, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
+    out_of_reach = errors.HubUnreachable("cannot reach the hub: connection reset")
     busy = errors.HubUnavailable("the hub answered 503")
     refused = errors.RemoteError("EDOC-NOT-FOUND", "no delivery 7", 404)
     cases: list[tuple[list[errors.EdocError], int]] = [
-        ([busy] * collector.FETCH_TRIES, collector.FETCH_TRIES),
+        ([out_of_reach] * collector.FETCH_TRIES, collector.FETCH_TRIES),
+        ([busy], 1),  # it answered: not asked again before the lease runs out
         ([refused], 1),
     ]
     for failures, tries in cases:

@@ -21,10 +21,11 @@ from edoc.retry import Backoff
 
 log = structlog.get_logger()
 IN_FLIGHT = 32  # deliveries being fetched, verified and stored at once
-# Tries of a download that fails for want of the hub (no connection, 5xx, 429) before its
-# delivery is left to the hub's next offer, which comes only when the lease runs out (60 s
-# by default): when a national network started, connects to the busy hub timed out and 98
-# deliveries each waited that minute. A refusal (4xx) is not tried again.
+# Tries of a download that finds no connection to the hub before its delivery is left to
+# the hub's next offer, which comes only when the lease runs out (60 s by default): when a
+# national network started, connects to the busy hub timed out and 98 deliveries each
+# waited that minute. A hub that answered (4xx, 5xx, 429 with its Retry-After) is not
+# asked again sooner than the lease says.
 FETCH_TRIES = 3
 
 
@@ -176,12 +177,12 @@ async def _taken(task: asyncio.Task[bool]) -> bool:
 
 async def _fetch(state: NodeState, delivery: wire.DeliveryNotice, target: Path) -> Path:
     """``delivery``'s package downloaded to ``target``, tried again (after a jittered wait)
-    while the hub is out of reach, up to FETCH_TRIES times."""
+    while the hub cannot be reached, up to FETCH_TRIES times."""
     backoff = Backoff(state.config.retry_base, state.config.retry_cap)
     for _ in range(FETCH_TRIES - 1):
         try:
             return await hublink.fetch(state, delivery, target)
-        except errors.HubUnavailable as exc:
+        except errors.HubUnreachable as exc:
             log.info("download failed, trying again", reason=exc.message)
             await backoff.failed()
     return await hublink.fetch(state, delivery, target)
