@@ -26,7 +26,7 @@ log = structlog.get_logger()
 # Connections the kernel holds for a service before it accepts them (aiohttp's default is
 # 128). A hub's 85 nodes connect in bursts (up to 32 downloads each at once), and when the
 # queue was full the kernel dropped the connects; clients resent them after 1, 3 and 7 s,
-# past their 10 s connect timeout. The kernel caps it at net.core.somaxconn (4096 here).
+# past their 10 s connect timeout. The kernel caps it at net.core.somaxconn.
 LISTEN_BACKLOG = 1024
 # a file write failing with these is the store's trouble, not a bug: EDOC-STORE-001
 STORAGE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EIO})

@@ -184,17 +184,16 @@ async def _inbox_held(
     few seconds for nothing)."""
     clock = asyncio.get_running_loop().time
     deadline = clock() + wait
-    items: list[InboxItem] = []
     first: set[int] | None = None
     while True:
         woken = state.inbox_wakeup(org)  # before reading: one stored meanwhile sets it
-        if state.stopping:  # its store is closing: an answer, with what was read
-            return items
         items = await state.store.inbox(org, since, limit)
         if first is None:
             first = {item.id for item in items}
         remaining = deadline - clock()
-        if remaining <= 0 or len(items) >= limit or _news(items, since, first):
+        # a stopping node answers with what it read (its store closes after the answers)
+        done = state.stopping or remaining <= 0 or len(items) >= limit
+        if done or _news(items, since, first):
             return items
         # asyncio.timeout, not wait_for, which on Python 3.11 can swallow a cancellation
         # (see edoc.node.outbox.run_forever)

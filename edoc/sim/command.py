@@ -63,7 +63,10 @@ def _network(options: Options, roots: tuple[str, ...], agencies: int) -> Iterato
             yield spec
     else:  # a temporary folder goes when the run ends (a national day leaves 3.5 GB)
         with (
-            tempfile.TemporaryDirectory(prefix="edoc-sim-") as temporary,
+            # (a file a stopping service wrote late must not cost the run its report)
+            tempfile.TemporaryDirectory(
+                prefix="edoc-sim-", ignore_cleanup_errors=True
+            ) as temporary,
             _started(Path(temporary), roots, agencies) as spec,
         ):
             yield spec

@@ -124,6 +124,9 @@ class Simulation:
 
         await asyncio.gather(*(worker() for _ in range(self.concurrency)))
         self.sending_done.set()
+        # patience counts from the end of sending too: the last documents may follow a
+        # quiet spell longer than it, and are still on their way
+        self.last_news = max(self.last_news, time.time())
         self.changed.set()
 
     async def _answer(self, planned: Planned, inbox_id: int, arrived: float) -> None:
