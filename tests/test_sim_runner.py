@@ -152,3 +152,22 @@ async def test_an_earlier_runs_copies_beside_this_runs_count_once() -> None:
     assert observed.answer_refused == Counter()  # none posted to an earlier copy
     answered = [codes for codes in node.statuses.values() if codes]
     assert len(answered) == sum(1 for p in planned if p.answers)
+
+
+async def test_documents_sent_after_a_quiet_spell_longer_than_the_patience_are_awaited() -> None:
+    """Patience counts from the end of sending too, not only from the last arrival."""
+    node = FakeNode(copies_of_earlier_run=False, delay=0.3)
+    async with TestServer(node.app()) as server:
+        planned = _plan(str(server.make_url("")).rstrip("/"))[:3]
+        simulation = runner.Simulation(planned, "runner", None, 1, lambda _: None)
+        simulation.patience = 1.0
+        send = simulation._send
+
+        async def late_last(one: traffic.Planned) -> None:
+            if one.index == planned[-1].index:
+                await asyncio.sleep(2.0)  # quiet for longer than the patience
+            await send(one)
+
+        setattr(simulation, "_send", late_last)  # noqa: B010 - the method, for this run
+        observed = await simulation.run()
+    assert len(observed.posted) == len(observed.arrived) == 3
