@@ -75,8 +75,10 @@ def _named(headers: Mapping[str, str], key: str) -> str | None:
     return content_disposition_filename(params, key)
 
 
-class FormPart(BodyPartReader):
-    """A part whose ``name`` and ``filename`` are read by :func:`disposition_params`."""
+class _Named:
+    """A part's ``name`` and ``filename``, read by :func:`disposition_params`."""
+
+    headers: CIMultiDictProxy[str]
 
     @property
     def name(self) -> str | None:
@@ -87,21 +89,17 @@ class FormPart(BodyPartReader):
         return _named(self.headers, "filename")
 
 
-class HeldPart:
+class FormPart(_Named, BodyPartReader):
+    """aiohttp's part, its ``name`` and ``filename`` read by :func:`disposition_params`."""
+
+
+class HeldPart(_Named):
     """A part of a post read whole: its headers as aiohttp's reader parses them, its
     content given by one ``read_chunk`` (as a BodyPartReader's chunks would give it)."""
 
     def __init__(self, headers: CIMultiDictProxy[str], content: bytes) -> None:
         self.headers = headers
         self._content = content
-
-    @property
-    def name(self) -> str | None:
-        return _named(self.headers, "name")
-
-    @property
-    def filename(self) -> str | None:
-        return _named(self.headers, "filename")
 
     async def read_chunk(self, size: int = 0) -> bytes:
         content, self._content = self._content, b""

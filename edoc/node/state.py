@@ -95,7 +95,10 @@ class NodeState:
         for it. Taken before reading the inbox, a document stored during the read sets it.
         Each document sets a new one (no reader clears a shared event another may be about
         to wait on)."""
-        return self.inbox_wakeups.setdefault(org_id, asyncio.Event())
+        event = self.inbox_wakeups.get(org_id)
+        if event is None:
+            event = self.inbox_wakeups[org_id] = asyncio.Event()
+        return event
 
     def document_stored(self, org_id: str) -> None:
         """Wake the held inbox reads of ``org_id`` (a document for it is stored)."""
