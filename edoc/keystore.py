@@ -147,12 +147,18 @@ class KeyStore(KeyIndex):
         keys = pki.new_keys(len(wanted))
         with self._exclusive():
             records = list(self._load().records)
-            made = [self._issue(one, key) for one, key in zip(wanted, keys, strict=True)]
+            issuing = self._issuing_ca()  # read and checked once for all of them
+            made = [self._issue(one, key, *issuing) for one, key in zip(wanted, keys, strict=True)]
             self._save([*records, *made])
         return made
 
-    def _issue(self, wanted: Wanted, key: rsa.RSAPrivateKey) -> CertRecord:
-        issuing_key, issuing = self._issuing_ca()
+    def _issue(
+        self,
+        wanted: Wanted,
+        key: rsa.RSAPrivateKey,
+        issuing_key: rsa.RSAPrivateKey,
+        issuing: x509.Certificate,
+    ) -> CertRecord:
         now = self.clock() - dt.timedelta(minutes=1)
         if wanted.kind is pki.CertKind.TSA:
             cert = pki.make_tsa(key.public_key(), issuing_key, issuing, now=now, days=wanted.days)
@@ -207,7 +213,7 @@ class KeyStore(KeyIndex):
                 raise errors.UnknownCertificate(f"no active organization certificate for {org_id}")
             newest = max(current, key=lambda r: r.not_before)
             wanted = Wanted(org_id, pki.CertKind.ORGANIZATION, newest.org_name, days=days)
-            record = self._issue(wanted, pki.new_key())
+            record = self._issue(wanted, pki.new_key(), *self._issuing_ca())
             retire_at = now + dt.timedelta(days=overlap_days)
             records = [replace(r, retire_at=retire_at) if r in current else r for r in records]
             self._save([*records, record])
