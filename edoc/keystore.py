@@ -40,7 +40,7 @@ def _pem(cert: x509.Certificate) -> bytes:
     return cert.public_bytes(serialization.Encoding.PEM)
 
 
-def _key_pem(key: rsa.RSAPrivateKey) -> bytes:
+def _key_pem(key: pki.LeafKey) -> bytes:
     return key.private_bytes(
         serialization.Encoding.PEM,
         serialization.PrivateFormat.PKCS8,
@@ -81,6 +81,47 @@ class Wanted:
     def tsa(cls, days: int = 3650) -> Wanted:
         """The time-stamping authority's certificate (edoc.archive.tsa)."""
         return cls("", pki.CertKind.TSA, TSA_NAME, "", days)
+
+
+def _new_keys(wanted: Sequence[Wanted]) -> list[pki.LeafKey]:
+    """A key for each of ``wanted``, in its order: EC P-256 for a TLS certificate (well
+    under a millisecond each), RSA for the others, made on every core at once."""
+    signers = iter(pki.new_keys(sum(1 for one in wanted if one.kind is not pki.CertKind.TLS)))
+    return [pki.new_tls_key() if one.kind is pki.CertKind.TLS else next(signers) for one in wanted]
+
+
+def _certificate(
+    wanted: Wanted,
+    key: pki.LeafKey,
+    issuing_key: rsa.RSAPrivateKey,
+    issuing: x509.Certificate,
+    now: dt.datetime,
+) -> x509.Certificate:
+    now -= dt.timedelta(minutes=1)  # valid already for a peer whose clock is a little behind
+    if wanted.kind is pki.CertKind.TLS:
+        return pki.make_tls(
+            key.public_key(),
+            issuing_key,
+            issuing,
+            org_id=wanted.org_id,
+            hosts=wanted.tls_hosts,
+            now=now,
+        )
+    if not isinstance(key, rsa.RSAPrivateKey):  # what signs documents or time stamps is RSA
+        raise TypeError(f"a {wanted.kind.value} certificate takes an RSA key")
+    if wanted.kind is pki.CertKind.TSA:
+        return pki.make_tsa(key.public_key(), issuing_key, issuing, now=now, days=wanted.days)
+    return pki.make_leaf(
+        key.public_key(),
+        issuing_key,
+        issuing,
+        kind=wanted.kind,
+        org_id=wanted.org_id,
+        org_name=wanted.org_name,
+        full_name=wanted.full_name,
+        now=now,
+        days=wanted.days,
+    )
 
 
 class KeyStore(KeyIndex):
@@ -138,13 +179,14 @@ class KeyStore(KeyIndex):
         return self.issue_many([Wanted.tsa(days)])[0]
 
     def issue_many(self, wanted: Sequence[Wanted]) -> list[CertRecord]:
-        """Every certificate in ``wanted``, as one change: their keys made at once on every
-        core (outside the lock: they depend on nothing stored), then signed and written,
-        and the index written once (a national network's hundreds, issued one by one,
-        made their keys on one core and rewrote the growing index each time)."""
+        """Every certificate in ``wanted``, as one change: their keys made first (the RSA
+        ones at once on every core; outside the lock: they depend on nothing stored), then
+        signed and written, and the index written once (a national network's hundreds,
+        issued one by one, made their keys on one core and rewrote the growing index each
+        time)."""
         if not wanted:
             return []  # the index is left as it is: services reload it when it changes
-        keys = pki.new_keys(len(wanted))
+        keys = _new_keys(wanted)
         with self._exclusive():
             records = list(self._load().records)
             issuing = self._issuing_ca()  # read and checked once for all of them
@@ -155,34 +197,11 @@ class KeyStore(KeyIndex):
     def _issue(
         self,
         wanted: Wanted,
-        key: rsa.RSAPrivateKey,
+        key: pki.LeafKey,
         issuing_key: rsa.RSAPrivateKey,
         issuing: x509.Certificate,
     ) -> CertRecord:
-        now = self.clock() - dt.timedelta(minutes=1)
-        if wanted.kind is pki.CertKind.TSA:
-            cert = pki.make_tsa(key.public_key(), issuing_key, issuing, now=now, days=wanted.days)
-        elif wanted.kind is pki.CertKind.TLS:
-            cert = pki.make_tls(
-                key.public_key(),
-                issuing_key,
-                issuing,
-                org_id=wanted.org_id,
-                hosts=wanted.tls_hosts,
-                now=now,
-            )
-        else:
-            cert = pki.make_leaf(
-                key.public_key(),
-                issuing_key,
-                issuing,
-                kind=wanted.kind,
-                org_id=wanted.org_id,
-                org_name=wanted.org_name,
-                full_name=wanted.full_name,
-                now=now,
-                days=wanted.days,
-            )
+        cert = _certificate(wanted, key, issuing_key, issuing, self.clock())
         serial = f"{cert.serial_number:x}"
         _write_private(self.key_path(serial), _key_pem(key))
         # leaf + issuing CA: what a TLS endpoint presents; for signers, the same is harmless

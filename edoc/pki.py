@@ -12,6 +12,13 @@ their certificate policy:
 Both carry KeyUsage digitalSignature + contentCommitment (non-repudiation) and the
 ExtendedKeyUsage documentSigning (RFC 9336), and nothing else, so neither can act as a
 CA or a TLS endpoint. edoc.certcheck checks a signer's certificate against this profile.
+
+Keys: RSA everywhere a signature is kept or checked by others (the CAs, seals, personal
+certificates, the TSA: edXML's XMLDSig is RSA-SHA256, which xmlsec1 verifies), EC P-256
+for the TLS certificates of hubs and nodes, which only a handshake uses: such a key is
+made in well under a millisecond (an RSA-2048 key ~40 ms, 86 of them in a national
+network) and signs a handshake for a fraction of RSA's CPU. Key stores made before
+keep their RSA TLS keys, which still load; a new TLS certificate has an EC key.
 """
 
 from __future__ import annotations
@@ -22,11 +29,13 @@ import ipaddress
 import os
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import TypeAlias
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import padding, rsa
+from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
+from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from edoc import errors
@@ -39,6 +48,10 @@ POLICY_TSA = x509.ObjectIdentifier("1.3.6.1.4.1.61102.1.4")
 DOCUMENT_SIGNING = x509.ObjectIdentifier("1.3.6.1.5.5.7.3.36")
 LEAF_KEY_BITS = 2048
 CA_KEY_BITS = 3072
+
+# A leaf certificate's key: RSA for signers, EC P-256 for TLS (RSA in older key stores).
+LeafKey: TypeAlias = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey
+LeafPublicKey: TypeAlias = rsa.RSAPublicKey | ec.EllipticCurvePublicKey
 
 
 class CertKind(StrEnum):
@@ -60,6 +73,11 @@ def new_key(bits: int = LEAF_KEY_BITS) -> rsa.RSAPrivateKey:
     return rsa.generate_private_key(public_exponent=65537, key_size=bits)
 
 
+def new_tls_key() -> ec.EllipticCurvePrivateKey:
+    """A hub's or node's TLS key: EC P-256, for ECDSA with SHA-256."""
+    return ec.generate_private_key(ec.SECP256R1())
+
+
 def new_keys(count: int, bits: int = LEAF_KEY_BITS) -> list[rsa.RSAPrivateKey]:
     """``count`` new keys, made on every core at once: OpenSSL makes a key without
     holding the GIL, and making keys is most of issuing a network's certificates."""
@@ -74,7 +92,7 @@ _PROBE = b"edoc: a key signs what its certificate verifies"
 
 
 def private_key(key_pem: bytes, cert: x509.Certificate) -> rsa.RSAPrivateKey:
-    """The RSA private key of ``cert``, read from our key store.
+    """The RSA private key of ``cert`` (a CA's or a signer's), read from our key store.
 
     cryptography's full check of an RSA key proves p and q prime: 29 ms a 2048-bit key,
     most of a node's start (a national network loads ~340 keys). Our keys are made by
@@ -83,18 +101,42 @@ def private_key(key_pem: bytes, cert: x509.Certificate) -> rsa.RSAPrivateKey:
     certificate's, its CRT parameters agree with it (a damaged one does not sign wrongly,
     OpenSSL falls back to d, but each signature then costs several times as much), and it
     signs a probe the certificate verifies (a damaged d)."""
+    key = _read_key(key_pem, cert)
+    if not isinstance(key, rsa.RSAPrivateKey):
+        raise errors.DamagedKey(f"the key of {_subject(cert)} is not an RSA key")
+    _check_rsa(key, cert)
+    return key
+
+
+def tls_private_key(key_pem: bytes, cert: x509.Certificate) -> LeafKey:
+    """The private key of a TLS certificate, read from our key store and checked as
+    strictly as a signer's: EC P-256 (RSA in a key store made before EC)."""
+    key = _read_key(key_pem, cert)
+    if isinstance(key, ec.EllipticCurvePrivateKey):
+        _check_ec(key, cert)
+    elif isinstance(key, rsa.RSAPrivateKey):
+        _check_rsa(key, cert)
+    else:
+        raise errors.DamagedKey(f"the key of {_subject(cert)} is neither an EC nor an RSA key")
+    return key
+
+
+def _read_key(key_pem: bytes, cert: x509.Certificate) -> PrivateKeyTypes:
     try:
-        key = serialization.load_pem_private_key(
+        return serialization.load_pem_private_key(
             key_pem, password=None, unsafe_skip_rsa_key_validation=True
         )
-    except ValueError as exc:
+    except ValueError as exc:  # an EC key whose scalar is not its point's is refused here
         raise errors.DamagedKey(
             f"the private key of {_subject(cert)} does not read: {exc}"
         ) from None
+
+
+def _check_rsa(key: rsa.RSAPrivateKey, cert: x509.Certificate) -> None:
     public = cert.public_key()
-    if not isinstance(key, rsa.RSAPrivateKey) or not isinstance(public, rsa.RSAPublicKey):
-        raise errors.DamagedKey(f"the key of {_subject(cert)} is not an RSA key")
-    if not _consistent(key.private_numbers(), public.public_numbers()):
+    if not isinstance(public, rsa.RSAPublicKey) or not _consistent(
+        key.private_numbers(), public.public_numbers()
+    ):
         raise errors.DamagedKey(f"the private key of {_subject(cert)} is not its certificate's")
     try:
         public.verify(
@@ -107,7 +149,24 @@ def private_key(key_pem: bytes, cert: x509.Certificate) -> rsa.RSAPrivateKey:
         raise errors.DamagedKey(
             f"the private key of {_subject(cert)} does not sign what its certificate verifies"
         ) from None
-    return key
+
+
+def _check_ec(key: ec.EllipticCurvePrivateKey, cert: x509.Certificate) -> None:
+    """The key's point (and curve) is the certificate's, and it signs a probe the
+    certificate verifies (~0.1 ms)."""
+    public = cert.public_key()
+    if (
+        not isinstance(public, ec.EllipticCurvePublicKey)
+        or key.public_key().public_numbers() != public.public_numbers()
+    ):
+        raise errors.DamagedKey(f"the private key of {_subject(cert)} is not its certificate's")
+    ecdsa = ec.ECDSA(hashes.SHA256())
+    try:
+        public.verify(key.sign(_PROBE, ecdsa), _PROBE, ecdsa)
+    except InvalidSignature:
+        raise errors.DamagedKey(
+            f"the private key of {_subject(cert)} does not sign what its certificate verifies"
+        ) from None
 
 
 def _consistent(key: rsa.RSAPrivateNumbers, public: rsa.RSAPublicNumbers) -> bool:
@@ -140,7 +199,7 @@ def _name(common_name: str, organization: str = "", uid: str = "") -> x509.Name:
 def _builder(
     subject: x509.Name,
     issuer: x509.Name,
-    public_key: rsa.RSAPublicKey,
+    public_key: LeafPublicKey,
     issuer_key: rsa.RSAPublicKey,
     not_before: dt.datetime,
     days: int,
@@ -243,7 +302,7 @@ def make_leaf(
 
 
 def make_tls(
-    public_key: rsa.RSAPublicKey,
+    public_key: LeafPublicKey,
     ca_key: rsa.RSAPrivateKey,
     ca: x509.Certificate,
     *,
@@ -252,7 +311,8 @@ def make_tls(
     now: dt.datetime,
     days: int = 365,
 ) -> x509.Certificate:
-    """A TLS certificate for a hub or node: server and client auth, its hosts as SANs."""
+    """A TLS certificate for a hub or node: server and client auth, its hosts as SANs,
+    signed by the (RSA) CA with SHA-256 whatever its own key."""
     names: list[x509.GeneralName] = []
     for host in hosts:
         try:
@@ -262,7 +322,9 @@ def make_tls(
     usage = x509.KeyUsage(
         digital_signature=True,
         content_commitment=False,
-        key_encipherment=True,
+        # an RSA key may carry the TLS key exchange (RFC 5246 §7.4.7.1); an ECDSA key
+        # only signs it, and keyEncipherment on one is wrong (RFC 5480 §3)
+        key_encipherment=isinstance(public_key, rsa.RSAPublicKey),
         data_encipherment=False,
         key_agreement=False,
         key_cert_sign=False,

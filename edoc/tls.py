@@ -15,9 +15,18 @@ def _context(purpose: ssl.Purpose, keys: KeyStore, org_id: str) -> ssl.SSLContex
     context = ssl.create_default_context(purpose, cafile=str(keys.root_path))
     context.load_verify_locations(cafile=str(keys.issuing_path))
     context.minimum_version = ssl.TLSVersion.TLSv1_2
-    record = keys.identity(org_id, kind=pki.CertKind.TLS).record
-    context.load_cert_chain(str(keys.cert_path(record.serial)), str(keys.key_path(record.serial)))
+    serial = keys.current(org_id, kind=pki.CertKind.TLS).serial
+    cert_path, key_path = keys.cert_path(serial), keys.key_path(serial)
+    _check_key(cert_path.read_bytes(), key_path.read_bytes())
+    context.load_cert_chain(str(cert_path), str(key_path))
     return context
+
+
+def _check_key(chain_pem: bytes, key_pem: bytes) -> None:
+    """Refuse a damaged key or one beside another certificate (EDOC-KEY-004) before
+    serving with it: OpenSSL compares the public halves only. The key is EC P-256, or RSA
+    in a key store made before EC; a signer's identity (keys.identity) takes RSA only."""
+    pki.tls_private_key(key_pem, x509.load_pem_x509_certificate(chain_pem))
 
 
 def server_context(keys: KeyStore, org_id: str) -> ssl.SSLContext:

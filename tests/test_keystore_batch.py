@@ -7,7 +7,9 @@ import stat
 from pathlib import Path
 
 import pytest
-from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from edoc import errors, network, pki
 from edoc.keystore import KeyStore, Wanted
@@ -46,14 +48,29 @@ def test_many_at_once_are_what_one_by_one_gives(tmp_path: Path) -> None:
         assert made.not_after - made.not_before == one.not_after - one.not_before
         key = keys.key_path(made.serial)
         assert stat.S_IMODE(key.stat().st_mode) == 0o600
-    found = [keys.identity(r.org_id, r.full_name, r.kind) for r in batch]
-    assert [pki.kind_of(i.cert) for i in found] == [w.kind for w in wanted]
-    moduli = {i.key.public_key().public_numbers().n for i in found}
-    assert len(moduli) == len(found)  # each its own key
-    for identity in found:
-        public = identity.cert.public_key()
-        assert isinstance(public, rsa.RSAPublicKey)
-        assert public.public_numbers() == identity.key.public_key().public_numbers()
+    certs = [x509.load_pem_x509_certificate(keys.cert_path(r.serial).read_bytes()) for r in batch]
+    assert [pki.kind_of(cert) for cert in certs] == [w.kind for w in wanted]
+    found: list[pki.LeafKey] = []
+    for made, cert in zip(batch, certs, strict=True):
+        if made.kind is pki.CertKind.TLS:  # a handshake's key: EC P-256
+            private = pki.tls_private_key(keys.key_path(made.serial).read_bytes(), cert)
+            assert (
+                isinstance(private, ec.EllipticCurvePrivateKey)
+                and private.curve.name == "secp256r1"
+            )
+        else:  # what signs documents and time stamps stays RSA-2048
+            private = keys.identity(made.org_id, made.full_name, made.kind).key
+            assert private.key_size == 2048
+        assert _spki(cert.public_key()) == _spki(private.public_key())
+        found.append(private)
+    assert len({_spki(one.public_key()) for one in found}) == len(found)  # each its own key
+
+
+def _spki(public: object) -> bytes:
+    assert isinstance(public, rsa.RSAPublicKey | ec.EllipticCurvePublicKey)
+    return public.public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
 
 
 def test_a_bad_identifier_is_refused_as_the_batch_is_asked_for() -> None:

@@ -47,7 +47,7 @@ def keys_init(keys_dir: Path, exist_ok: bool) -> None:
     "--tls-host",
     "tls_hosts",
     multiple=True,
-    help="Issue a TLS server/client certificate for these host names (hub or node).",
+    help="Issue a TLS server/client certificate (EC P-256 key) for these hosts (hub or node).",
 )
 @click.option("--exist-ok", is_flag=True, help="Succeed quietly when one is already valid.")
 @uses_keys

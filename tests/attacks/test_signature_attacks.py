@@ -31,6 +31,7 @@ from edoc.model import Attachment, Organization, ResponseFor, StatusCode, Status
 from edoc.node import receiving
 from edoc.node.state import NodeState
 from tests.reliability import report
+from tests.support import legacy
 from tests.support.pki import SENDER, SIGNER, Ca, unsigned_root, wire
 
 ED = {"edXML": envelope.NS, "ds": signing.DS}
@@ -1100,7 +1101,8 @@ UNSIGNED_CASES = [
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory: pytest.TempPathFactory) -> Lab:
     ca = Ca.create(tmp_path_factory.mktemp("ca") / "keys")
-    ca.keys.issue(SENDER, tls_hosts=("localhost",))
+    # RSA, as stores made before EC TLS keys hold: a key that can make an edXML signature
+    legacy.issue_rsa_tls(ca.keys, SENDER, ("localhost",))
     ca.keys.issue(SENDER, full_name="Trần Thị B")
     ca.keys.issue(OTHER, full_name=SIGNER)
     foreign = Ca.create(tmp_path_factory.mktemp("foreign") / "keys")
