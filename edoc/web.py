@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import errno
 import hashlib
+import math
 import random
 import signal
 import ssl
@@ -190,6 +191,18 @@ def row_id(text: str) -> int | None:
     if not text.isascii() or not text.isdigit() or int(text) >= 2**63:
         return None
     return int(text)
+
+
+def query_number(request: web.Request, name: str, default: float) -> float:
+    """The query parameter ``name`` as a finite number (``default`` when absent); anything
+    else is InvalidField (float() takes "nan" and "inf": a NaN wait would never end)."""
+    try:
+        value = float(request.query.get(name, default))
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value):
+        raise errors.InvalidField(f"{name} must be a number")
+    return value
 
 
 def path_id(request: web.Request, name: str = "id") -> int:

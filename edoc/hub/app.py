@@ -24,7 +24,6 @@ import asyncio
 import contextlib
 import datetime as dt
 import functools
-import math
 import uuid
 from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
@@ -50,6 +49,7 @@ from edoc.web import (
     body_to_file,
     middleware,
     path_id,
+    query_number,
     serve,
     token_digest,
 )
@@ -145,13 +145,7 @@ async def post_packages(request: web.Request) -> web.Response:
 
 
 def _number(request: web.Request, name: str, default: float, low: float, high: float) -> float:
-    try:
-        value = float(request.query.get(name, default))
-    except ValueError:
-        value = math.nan
-    if not math.isfinite(value):  # float() takes "nan" and "inf"; a NaN wait never ends
-        raise errors.InvalidField(f"{name} must be a number")
-    return min(max(value, low), high)
+    return min(max(query_number(request, name, default), low), high)
 
 
 async def get_deliveries(request: web.Request) -> web.Response:

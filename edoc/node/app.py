@@ -11,7 +11,6 @@ import asyncio
 import contextlib
 import datetime as dt
 import functools
-import math
 from collections.abc import AsyncIterator, Iterable
 from typing import Any
 from urllib.parse import quote
@@ -34,7 +33,15 @@ from edoc.offload import Offload
 from edoc.retry import Backoff
 from edoc.store import open_node_store
 from edoc.store.node import InboxItem, Outgoing, OutgoingRecipient, StateChange
-from edoc.web import HttpMetrics, bearer_token, middleware, path_id, serve, token_digest
+from edoc.web import (
+    HttpMetrics,
+    bearer_token,
+    middleware,
+    path_id,
+    query_number,
+    serve,
+    token_digest,
+)
 
 STATE = web.AppKey("state", NodeState)
 ADDRESS_BOOK = web.AppKey("address_book", AddressBook)
@@ -159,11 +166,8 @@ async def list_inbox(request: web.Request) -> web.Response:
 
 def _wait(request: web.Request, most: float) -> float:
     """The seconds an inbox read may be held (``wait``; 0 when absent), at most ``most``."""
-    try:
-        wait = float(request.query.get("wait", 0))
-    except ValueError:
-        wait = math.nan
-    if not math.isfinite(wait) or wait < 0:  # float() takes "nan" and "inf"
+    wait = query_number(request, "wait", 0)
+    if wait < 0:
         raise errors.InvalidField("wait must be a number of seconds, 0 or more")
     return min(wait, most)
 
