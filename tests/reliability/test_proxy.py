@@ -101,9 +101,12 @@ class LossyProxy:
             return "fetch"
         return "other"
 
-    def lose(self, kind: str, what: str, turn: int) -> bool:
-        """Whether this is the turn to lose ``what``; counts it."""
-        if self.seen[kind] % self.every != turn % self.every:
+    def lose(self, number: int, what: str, turn: int) -> bool:
+        """Whether request ``number`` (of its kind) is the turn to lose ``what``; counts it.
+        The request's own number, taken as it came: requests of a kind overlap (a node
+        downloads several packages at once), and the count when an answer is back may have
+        moved past every turn."""
+        if number % self.every != turn % self.every:
             return False
         self.lost[what] += 1
         return True
@@ -119,8 +122,9 @@ class LossyProxy:
         assert self.session is not None
         kind = self.kind(request)
         self.seen[kind] += 1
+        number = self.seen[kind]
         body = await request.read()
-        if kind == "ack" and self.lose(kind, "acks_lost", 1):
+        if kind == "ack" and self.lose(number, "acks_lost", 1):
             return self.cut(request)  # the hub never hears the acknowledgement
         async with self.session.request(
             request.method,
@@ -132,12 +136,12 @@ class LossyProxy:
             headers = {k: answer.headers[k] for k in ANSWERED if k in answer.headers}
             status = answer.status
         if status < 300 and (
-            (kind == "package" and self.lose(kind, "package_answers_lost", 1))
-            or (kind == "ack" and self.lose(kind, "ack_answers_lost", 2))
-            or (kind == "collect" and b'"id"' in payload and self.lose(kind, "leases_lost", 1))
+            (kind == "package" and self.lose(number, "package_answers_lost", 1))
+            or (kind == "ack" and self.lose(number, "ack_answers_lost", 2))
+            or (kind == "collect" and b'"id"' in payload and self.lose(number, "leases_lost", 1))
         ):
             return self.cut(request)  # the hub did it; the node never hears
-        if status < 300 and kind == "fetch" and self.lose(kind, "downloads_cut", 1):
+        if status < 300 and kind == "fetch" and self.lose(number, "downloads_cut", 1):
             response = web.StreamResponse(
                 status=status, headers=headers | {"Content-Length": str(len(payload))}
             )
