@@ -223,7 +223,9 @@ class KeyIndex:
         self, org_id: str, full_name: str = "", kind: pki.CertKind | None = None
     ) -> SigningIdentity:
         """The newest valid seal of ``org_id`` (or personal certificate of ``full_name``,
-        or, with ``kind=TLS``, its TLS certificate), with its private key."""
+        or certificate of ``kind``) with its private key, an RSA key: what signs. A TLS
+        certificate's key is read by edoc.tls (pki.tls_private_key): it is EC, which this
+        refuses (EDOC-KEY-004), unless a key store made before EC holds an RSA one."""
         record = self.current(org_id, full_name, kind)
         with self._lock:
             cached = self._identities.get(record.serial)

@@ -7,6 +7,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from edoc import web
 from tests.support.hub import free_port
 
@@ -26,15 +28,19 @@ def _backlog(port: int) -> int | None:
     return int(out[2]) if out else None
 
 
+AIOHTTP_BACKLOG = 128  # what aiohttp listens with unless told
+
+
 def test_a_service_listens_with_the_backlog_a_hub_of_many_nodes_needs() -> None:
+    cap = int(Path("/proc/sys/net/core/somaxconn").read_text())  # the kernel caps any at it
+    if cap <= AIOHTTP_BACKLOG:
+        pytest.skip(f"net.core.somaxconn is {cap}: ours cannot be told from aiohttp's here")
     port = free_port()
     service = subprocess.Popen([sys.executable, "-c", SERVICE, str(port)])
     try:
         deadline = time.monotonic() + 20
         while (backlog := _backlog(port)) is None and time.monotonic() < deadline:
             time.sleep(0.05)
-        # aiohttp's own is 128; the kernel caps any at net.core.somaxconn
-        cap = int(Path("/proc/sys/net/core/somaxconn").read_text())
         assert backlog == min(web.LISTEN_BACKLOG, cap)
     finally:
         service.terminate()
