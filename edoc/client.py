@@ -282,6 +282,15 @@ class AgencyClient(_Client):
         )
         return answer
 
+    async def post_statuses(self, statuses: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+        """Several statuses in one request, in order, all or none: each ``{"id": inbox id,
+        "code": ..., "description": ..., "staff": {...}}``; what each was queued as."""
+        answer = await self._ok(
+            "POST", "/api/v1/inbox/statuses", json_body={"statuses": list(statuses)}
+        )
+        queued: list[dict[str, Any]] = answer["statuses"]
+        return queued
+
 
 # Answers after which the same request may succeed later; anything else 4xx is final.
 RETRYABLE = frozenset({408, 425, 429, 500, 502, 503, 504})

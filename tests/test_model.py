@@ -125,9 +125,15 @@ def test_agency_codes_are_the_api_contract() -> None:
 
 
 def test_the_agency_api_offers_the_agency_codes() -> None:
-    status = openapi.SPEC["paths"]["/api/v1/inbox/{id}/status"]["post"]
+    paths = openapi.SPEC["paths"]
+    status = paths["/api/v1/inbox/{id}/status"]["post"]
     schema = status["requestBody"]["content"]["application/json"]["schema"]
     assert schema["properties"]["code"]["enum"] == sorted(AGENCY_CODES)
+    batch = paths["/api/v1/inbox/statuses"]["post"]
+    entries = batch["requestBody"]["content"]["application/json"]["schema"]["properties"]
+    entry = entries["statuses"]["items"]
+    assert entry["properties"]["code"]["enum"] == sorted(AGENCY_CODES)
+    assert entry["required"] == ["id", "code"]
 
 
 def test_final_and_stage() -> None:

@@ -142,6 +142,109 @@ async def test_statuses_flow_back_to_06_and_the_rules_hold(net: LocalNetwork) ->
     assert status in (403, 404) and body["error"]["code"] in ("EDOC-AUTH-002", "EDOC-HTTP-404")
 
 
+BATCH = "/api/v1/inbox/statuses"
+
+
+async def _received(net: LocalNetwork, count: int) -> list[tuple[int, dict[str, Any]]]:
+    """``count`` documents from SENDER that have arrived at KON_TUM: (the sender's
+    outgoing id, the recipient's inbox item) each."""
+    sender, recipient = net.agency(SENDER), net.agency(KON_TUM)
+    found = []
+    for _ in range(count):
+        _, answer, _ = await sender.send(metadata(SENDER, [KON_TUM]))
+        (item,) = await eventually(partial(_arrived, recipient, answer["document_id"]))
+        found.append((answer["id"], item))
+    return found
+
+
+async def test_statuses_together_in_one_request_all_or_none(net: LocalNetwork) -> None:
+    sender, recipient = net.agency(SENDER), net.agency(KON_TUM)
+    (first_id, first), (second_id, second) = await _received(net, 2)
+    # the third may not follow the first (03 again): refused whole, none of them queued
+    again = [(first, "03"), (second, "03"), (first, "03")]
+    status, body, _ = await recipient.request(
+        "POST", BATCH, json_body={"statuses": [{"id": i["id"], "code": c} for i, c in again]}
+    )
+    assert (status, body["error"]["code"]) == (409, "EDOC-HUB-006"), body
+    assert body["error"]["message"].startswith("statuses[2]: 03 cannot follow")
+    for item in (first, second):
+        assert (await recipient.inbox_item(item["id"]))["answers"] == ["01"]
+
+    queued = await recipient.post_statuses(
+        [
+            {"id": first["id"], "code": "03"},
+            {"id": second["id"], "code": "02", "description": "Không thuộc thẩm quyền"},
+            {"id": first["id"], "code": "04", "staff": {"name": "Trần Thị Bình"}},
+        ]
+    )
+    assert [(q["inbox_id"], q["code"]) for q in queued] == [
+        (first["id"], "03"),
+        (second["id"], "02"),
+        (first["id"], "04"),
+    ]
+    assert len({q["id"] for q in queued}) == 3
+    assert await eventually(lambda: _states(sender, first_id, "04"))
+    assert await eventually(lambda: _states(sender, second_id, "02"))
+    assert (await recipient.inbox_item(first["id"]))["answers"] == ["01", "03", "04"]
+
+
+@pytest.mark.parametrize(
+    ("statuses", "status", "code", "names"),
+    [
+        ([], 400, "EDOC-ENV-002", ""),
+        ("03", 400, "EDOC-ENV-002", ""),
+        ([{"id": 0, "code": "05"}] * 101, 400, "EDOC-ENV-002", ""),
+        ([{"code": "05"}], 400, "EDOC-ENV-002", "statuses[0]"),
+        ([{"id": True, "code": "05"}], 400, "EDOC-ENV-002", "statuses[0]"),
+        ([{"id": "7", "code": "05"}], 400, "EDOC-ENV-002", "statuses[0]"),
+        (
+            [{"id": "{first}", "code": "05"}, {"id": "{first}", "code": "01"}],
+            400,
+            "EDOC-ENV-002",
+            "statuses[1]",
+        ),
+        ([{"id": "{first}", "code": "05", "description": 5}], 400, "EDOC-ENV-002", "statuses[0]"),
+        (
+            [{"id": "{first}", "code": "05"}, {"id": 2**62, "code": "05"}],
+            404,
+            "EDOC-HTTP-404",
+            "statuses[1]",
+        ),
+    ],
+)
+async def test_the_batch_door_refuses_what_it_cannot_take(
+    net: LocalNetwork, statuses: Any, status: int, code: str, names: str
+) -> None:
+    recipient = net.agency(KON_TUM)
+    ((_, item),) = await _received(net, 1)
+    if isinstance(statuses, list):
+        statuses = [
+            {**entry, "id": item["id"]} if entry.get("id") == "{first}" else entry
+            for entry in statuses
+        ]
+    answer, body, _ = await recipient.request("POST", BATCH, json_body={"statuses": statuses})
+    assert (answer, body["error"]["code"]) == (status, code), body
+    assert body["error"]["message"].startswith(names)
+    assert (await recipient.inbox_item(item["id"]))["answers"] == ["01"]  # nothing queued
+
+
+async def test_the_batch_door_answers_only_the_agency_a_document_was_sent_to(
+    net: LocalNetwork,
+) -> None:
+    ((_, item),) = await _received(net, 1)
+    other = net.agency(PHU_THO)
+    status, body, _ = await other.request(
+        "POST", BATCH, json_body={"statuses": [{"id": item["id"], "code": "03"}]}
+    )
+    assert status in (403, 404) and body["error"]["message"].startswith("statuses[0]"), body
+    nobody = Agency(other.base_url, "not-a-token", PHU_THO)
+    status, body, _ = await nobody.request(
+        "POST", BATCH, json_body={"statuses": [{"id": item["id"], "code": "03"}]}
+    )
+    assert (status, body["error"]["code"]) == (401, "EDOC-AUTH-001"), body
+    assert (await net.agency(KON_TUM).inbox_item(item["id"]))["answers"] == ["01"]
+
+
 async def test_counts_agree_on_both_sides(net: LocalNetwork) -> None:
     sender = net.agency(SENDER)
     _, answer, _ = await sender.send(metadata(SENDER, [PHU_THO]))

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import datetime as dt
 import json
+import time
 from collections import Counter
 from typing import Any
 
@@ -33,12 +34,13 @@ class FakeNode:
         self.reads: Counter[str] = Counter()
         self.no_news: Counter[str] = Counter()  # reads answered with nothing after since
         self.statuses: dict[int, list[str]] = {}
+        self.status_posts = 0  # requests that carried statuses
 
     def app(self) -> web.Application:
         app = web.Application()
         app.router.add_post("/api/v1/documents", self.post)
         app.router.add_get("/api/v1/inbox", self.inbox)
-        app.router.add_post("/api/v1/inbox/{id}/status", self.status)
+        app.router.add_post("/api/v1/inbox/statuses", self.status)
         return app
 
     async def post(self, request: web.Request) -> web.Response:
@@ -88,8 +90,12 @@ class FakeNode:
         return any(i["received_at"] > since for i in self.inboxes.get(agency, []))
 
     async def status(self, request: web.Request) -> web.Response:
-        self.statuses[int(request.match_info["id"])].append((await request.json())["code"])
-        return web.json_response({"id": 1}, status=202)
+        self.status_posts += 1
+        entries = (await request.json())["statuses"]
+        for entry in entries:
+            self.statuses[entry["id"]].append(entry["code"])
+        queued = [{"id": 1, "inbox_id": e["id"], "code": e["code"]} for e in entries]
+        return web.json_response({"statuses": queued}, status=202)
 
 
 def _plan(url: str) -> list[traffic.Planned]:
@@ -138,6 +144,27 @@ async def test_every_arrival_is_answered_in_the_planned_order() -> None:
     for p in planned:
         assert node.statuses[by_id[p.document_id]] == [code for code, _ in p.answers]
     assert sum(observed.answered.values()) == sum(len(p.answers) for p in planned)
+
+
+async def test_as_fast_as_possible_an_arrivals_statuses_go_in_one_request() -> None:
+    """All of an arrival's planned statuses are due at once: one request carries them, in
+    order (the node's batch door), not one request each."""
+    node = FakeNode(copies_of_earlier_run=False)
+    planned, observed = await _drive(node)
+    answered = [p for p in planned if p.answers]
+    assert any(len(p.answers) > 1 for p in answered)
+    assert node.status_posts == len(answered)
+    assert sum(observed.answered.values()) == sum(len(p.answers) for p in answered)
+
+
+def test_with_a_speedup_only_the_statuses_whose_time_has_come_go_together() -> None:
+    simulation = runner.Simulation([], "runner", 3600, 1, lambda _: None)  # an hour a second
+    answers = (("03", 1.0), ("04", 2.0), ("05", 50.0), ("06", 3.0))
+    arrived = time.time() - 2.5  # 2.5 simulated hours ago
+    assert simulation._due(answers, arrived) == ["03", "04"]  # in order: 06 waits behind 05
+    assert simulation._due(answers, time.time()) == []
+    as_fast_as_possible = runner.Simulation([], "runner", None, 1, lambda _: None)
+    assert as_fast_as_possible._due(answers, time.time()) == ["03", "04", "05", "06"]
 
 
 async def test_an_earlier_runs_copies_beside_this_runs_count_once() -> None:

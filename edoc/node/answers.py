@@ -3,9 +3,14 @@ put in the outbox, the node's own 01 (arrived) and an agency's 02–06, 15, 16."
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
 
+from edoc import errors
 from edoc.model import (
+    AGENCY_CODES,
     Document,
     MessageKind,
     Organization,
@@ -16,7 +21,7 @@ from edoc.model import (
 )
 from edoc.node import compose, progress
 from edoc.node.state import NodeState
-from edoc.store.node import NewOutgoing
+from edoc.store.node import InboxItem, NewAnswer, NewOutgoing
 
 
 def response_for(document: Document) -> ResponseFor:
@@ -62,21 +67,91 @@ def status_message(
     )
 
 
-async def answer(
-    state: NodeState,
-    inbox_id: int,
-    responder: str,
-    answered: ResponseFor,
-    code: StatusCode,
-    description: str = "",
-    staff: Staff | None = None,
-) -> int:
-    """An agency's own status (02–06) about a document it received, into the outbox."""
-    new = await state.offload.run(
-        status_message, state, responder, answered, code, description, staff
+MAX_DESCRIPTION = 20000  # characters
+MAX_STATUSES = 100  # in one request of the batch door
+
+
+@dataclass(frozen=True)
+class AgencyStatus:
+    """What an agency posted about an item of its inbox."""
+
+    item: InboxItem
+    code: StatusCode
+    description: str = ""
+    staff: Staff = field(default_factory=Staff)
+
+    @property
+    def answered(self) -> ResponseFor:
+        summary = self.item.summary
+        return ResponseFor(
+            self.item.sender,
+            summary["code"],
+            dt.date.fromisoformat(summary["promulgation_date"]),
+            self.item.document_id,
+        )
+
+
+def agency_status(item: InboxItem, body: object) -> AgencyStatus:
+    """The status an agency posted about ``item`` (a JSON object: code, description,
+    staff), or InvalidField."""
+    fields = body if isinstance(body, dict) else {}
+    code = fields.get("code")
+    if not isinstance(code, str) or code not in AGENCY_CODES:
+        raise errors.InvalidField(f"code must be one of {', '.join(sorted(AGENCY_CODES))}")
+    description = fields.get("description", "")
+    staff = fields.get("staff", {})
+    if (
+        not isinstance(description, str)
+        or len(description) > MAX_DESCRIPTION
+        or not isinstance(staff, dict)
+    ):
+        raise errors.InvalidField("description must be text, staff an object")
+    known = ("department", "name", "email", "mobile")
+    return AgencyStatus(
+        item,
+        StatusCode(code),
+        description,
+        Staff(**{key: str(staff[key])[:500] for key in known if key in staff}),
     )
-    outgoing_id = await state.store.add_answer(
-        inbox_id, new, dt.datetime.now(dt.UTC), progress.may_answer(code)
-    )
+
+
+@contextlib.contextmanager
+def entry(n: int) -> Iterator[None]:
+    """Errors about entry ``n`` of a batch say which it is."""
+    try:
+        yield
+    except errors.EdocError as exc:
+        raise type(exc)(f"statuses[{n}]: {exc.message}") from None
+
+
+def check_order(statuses: Sequence[AgencyStatus]) -> None:
+    """Refuse, before anything is signed, a status that may not follow what its item was
+    answered before, the statuses ahead of it in ``statuses`` included (the store judges
+    again as it queues them: another post may come between)."""
+    given: dict[int, list[str]] = {}
+    for n, status in enumerate(statuses):
+        earlier = given.setdefault(status.item.id, list(status.item.answers))
+        with entry(n) if len(statuses) > 1 else contextlib.nullcontext():
+            progress.may_answer(status.code)(earlier)
+        earlier.append(status.code.value)
+
+
+def _status_messages(state: NodeState, statuses: Sequence[AgencyStatus]) -> list[NewOutgoing]:
+    return [
+        status_message(state, s.item.recipient, s.answered, s.code, s.description, s.staff)
+        for s in statuses
+    ]
+
+
+async def answer(state: NodeState, statuses: Sequence[AgencyStatus]) -> list[int]:
+    """Agencies' own statuses (02–06, 15, 16) about documents they received, signed (in
+    one hand-off to a thread) and into the outbox in one transaction, in order: all or
+    none. Their outgoing ids, in order."""
+    messages = await state.offload.run(_status_messages, state, statuses)
+    queued = [
+        NewAnswer(s.item.id, message, progress.may_answer(s.code))
+        for s, message in zip(statuses, messages, strict=True)
+    ]
+    outgoing_ids = await state.store.add_answers(queued, dt.datetime.now(dt.UTC))
     state.outbox_wakeup.set()
-    return outgoing_id
+    return outgoing_ids

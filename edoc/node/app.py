@@ -25,7 +25,7 @@ from edoc.archive.batches import evidence_folder
 from edoc.archive.stored import open_stored
 from edoc.dashboard import node as node_dashboard
 from edoc.keystore import KeyStore
-from edoc.model import AGENCY_CODES, MessageKind, ResponseFor, Staff, StatusCode, may_follow
+from edoc.model import MessageKind
 from edoc.node import answers, collector, hublink, openapi, outbox, stats, submit
 from edoc.node.addressbook import AddressBook
 from edoc.node.state import NodeConfig, NodeState
@@ -39,6 +39,7 @@ from edoc.web import (
     middleware,
     path_id,
     query_number,
+    row_id,
     serve,
     token_digest,
 )
@@ -209,8 +210,11 @@ async def _inbox_held(
 
 
 async def _own_item(request: web.Request) -> InboxItem:
-    agency = await agency_of(request)
-    item = await request.app[STATE].store.inbox_item(path_id(request))
+    return await _item_of(request, await agency_of(request), path_id(request))
+
+
+async def _item_of(request: web.Request, agency: str, inbox_id: int) -> InboxItem:
+    item = await request.app[STATE].store.inbox_item(inbox_id)
     if item is None or item.kind != MessageKind.DOCUMENT:
         raise errors.NotFound("no such inbox document")
     if item.recipient != agency:
@@ -253,41 +257,57 @@ async def get_inbox_attachment(request: web.Request) -> web.StreamResponse:
     return await _content(request, item, found.path, headers, n)
 
 
-async def post_status(request: web.Request) -> web.Response:
-    item = await _own_item(request)
+async def _json_body(request: web.Request) -> object:
     try:
-        body = await request.json()
+        return await request.json()
     except ValueError:
         raise errors.BadMetadataJson("body must be JSON") from None
-    code = body.get("code") if isinstance(body, dict) else None
-    if not isinstance(code, str) or code not in AGENCY_CODES:
-        raise errors.InvalidField(f"code must be one of {', '.join(sorted(AGENCY_CODES))}")
-    description = body.get("description", "")
-    staff = body.get("staff", {})
-    if not isinstance(description, str) or len(description) > 20000 or not isinstance(staff, dict):
-        raise errors.InvalidField("description must be text, staff an object")
-    if not may_follow([StatusCode(c) for c in item.answers], StatusCode(code)):
-        raise errors.StatusOutOfOrder(f"{code} cannot follow {', '.join(item.answers)}")
-    summary = item.summary
-    answered = ResponseFor(
-        item.sender,
-        summary["code"],
-        dt.date.fromisoformat(summary["promulgation_date"]),
-        item.document_id,
-    )
-    staff_info = Staff(
-        **{k: str(staff[k])[:500] for k in ("department", "name", "email", "mobile") if k in staff}
-    )
-    status_id = await answers.answer(
-        request.app[STATE],
-        item.id,
-        item.recipient,
-        answered,
-        StatusCode(code),
-        description,
-        staff_info,
-    )
-    return web.json_response({"id": status_id, "code": code}, status=202)
+
+
+async def post_status(request: web.Request) -> web.Response:
+    item = await _own_item(request)
+    status = answers.agency_status(item, await _json_body(request))
+    answers.check_order([status])
+    [status_id] = await answers.answer(request.app[STATE], [status])
+    return web.json_response({"id": status_id, "code": status.code.value}, status=202)
+
+
+def _entries(body: object) -> list[object]:
+    entries = body.get("statuses") if isinstance(body, dict) else None
+    if not isinstance(entries, list) or not 1 <= len(entries) <= answers.MAX_STATUSES:
+        raise errors.InvalidField(
+            f"statuses must be a list of 1 to {answers.MAX_STATUSES} objects"
+            ' {"id": inbox id, "code": ..., "description": ..., "staff": {...}}'
+        )
+    return entries
+
+
+def _entry_id(entry: object) -> int:
+    found = entry.get("id") if isinstance(entry, dict) else None
+    if not isinstance(found, int) or isinstance(found, bool) or row_id(str(found)) is None:
+        raise errors.InvalidField("id must be the inbox id of a received document")
+    return found
+
+
+async def post_statuses(request: web.Request) -> web.Response:
+    """Several statuses at once, in order, all or none: those about one document follow
+    each other as if posted one by one, and one refused refuses them all."""
+    agency = await agency_of(request)
+    items: dict[int, InboxItem] = {}
+    statuses = []
+    for n, entry in enumerate(_entries(await _json_body(request))):
+        with answers.entry(n):
+            inbox_id = _entry_id(entry)
+            if inbox_id not in items:
+                items[inbox_id] = await _item_of(request, agency, inbox_id)
+            statuses.append(answers.agency_status(items[inbox_id], entry))
+    answers.check_order(statuses)
+    queued = await answers.answer(request.app[STATE], statuses)
+    shown = [
+        {"id": outgoing_id, "inbox_id": status.item.id, "code": status.code.value}
+        for outgoing_id, status in zip(queued, statuses, strict=True)
+    ]
+    return web.json_response({"statuses": shown}, status=202)
 
 
 async def get_stats(request: web.Request) -> web.Response:
@@ -389,6 +409,7 @@ def create_app(config: NodeConfig) -> web.Application:
     app.router.add_post("/api/v1/documents", post_document)
     app.router.add_get("/api/v1/documents/{id}", get_document)
     app.router.add_get("/api/v1/inbox", list_inbox)
+    app.router.add_post("/api/v1/inbox/statuses", post_statuses)  # before /inbox/{id}
     app.router.add_get("/api/v1/inbox/{id}", get_inbox_item)
     app.router.add_get("/api/v1/inbox/{id}/package", get_inbox_package)
     archive_api.install(app, STATE, agency_of)  # the evidence of a document, sent or received

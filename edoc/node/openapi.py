@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from edoc.model import AGENCY_CODES
+from edoc.node.answers import MAX_DESCRIPTION, MAX_STATUSES
 
 _CODES = sorted(code.value for code in AGENCY_CODES)
 _ERROR = {
@@ -52,6 +53,16 @@ _POST_REFUSALS = {
     ),
 }
 
+
+_STATUS: dict[str, Any] = {
+    "type": "object",
+    "required": ["code"],
+    "properties": {
+        "code": {"type": "string", "enum": _CODES},
+        "description": {"type": "string", "maxLength": MAX_DESCRIPTION},
+        "staff": {"type": "object"},
+    },
+}
 
 ID = {"name": "id", "in": "path", "required": True, "schema": {"type": "integer"}}
 
@@ -231,24 +242,50 @@ SPEC: dict[str, Any] = {
                 "parameters": [ID],
                 "requestBody": {
                     "required": True,
+                    "content": {"application/json": {"schema": _STATUS}},
+                },
+                "responses": {"202": _json("Queued"), **_errors(400, 401, 403, 404, 409)},
+            }
+        },
+        "/api/v1/inbox/statuses": {
+            "post": {
+                "summary": f"Several statuses at once ({MAX_STATUSES} at most), about one"
+                " received document or several: each signed and relayed as if posted alone,"
+                " in the order given, all or none. A refusal's message names the entry"
+                " (statuses[n])",
+                "requestBody": {
+                    "required": True,
                     "content": {
                         "application/json": {
                             "schema": {
                                 "type": "object",
-                                "required": ["code"],
+                                "required": ["statuses"],
                                 "properties": {
-                                    "code": {
-                                        "type": "string",
-                                        "enum": _CODES,
-                                    },
-                                    "description": {"type": "string"},
-                                    "staff": {"type": "object"},
+                                    "statuses": {
+                                        "type": "array",
+                                        "minItems": 1,
+                                        "maxItems": MAX_STATUSES,
+                                        "items": {
+                                            **_STATUS,
+                                            "required": ["id", "code"],
+                                            "properties": {
+                                                "id": {
+                                                    "type": "integer",
+                                                    "description": "The inbox item's id",
+                                                },
+                                                **_STATUS["properties"],
+                                            },
+                                        },
+                                    }
                                 },
                             }
                         }
                     },
                 },
-                "responses": {"202": _json("Queued"), **_errors(400, 401, 403, 404, 409)},
+                "responses": {
+                    "202": _json("Queued: {statuses: [{id, inbox_id, code}]}, in the order given"),
+                    **_errors(400, 401, 403, 404, 409),
+                },
             }
         },
         "/api/v1/stats": {

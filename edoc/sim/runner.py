@@ -12,9 +12,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import itertools
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -129,22 +130,44 @@ class Simulation:
         self.last_news = max(self.last_news, time.time())
         self.changed.set()
 
+    def _due_at(self, arrived: float, hours: float) -> float:
+        assert self.speedup is not None
+        return arrived + hours * 3600 / self.speedup
+
+    def _due(self, answers: Sequence[tuple[str, float]], arrived: float) -> list[str]:
+        """The codes at the head of ``answers`` whose time has come (as fast as possible:
+        all of them)."""
+        now = time.time()
+        return [
+            code
+            for code, _ in itertools.takewhile(
+                lambda answer: self.speedup is None or self._due_at(arrived, answer[1]) <= now,
+                answers,
+            )
+        ]
+
     async def _answer(self, planned: Planned, inbox_id: int, arrived: float) -> None:
-        """The recipient's planned statuses, each at its time (with a speed-up), one after
-        the other: a status follows the one before it."""
-        for code, hours in planned.answers:
+        """The recipient's planned statuses, in order, each at its time (with a speed-up);
+        those due at once go in one request, as an agency's software posts what it has (as
+        fast as possible: all of them at once). A status follows the one before it."""
+        remaining = list(planned.answers)
+        while remaining:
             if self.speedup is not None:
-                await asyncio.sleep(max(0.0, arrived + hours * 3600 / self.speedup - time.time()))
+                await asyncio.sleep(max(0.0, self._due_at(arrived, remaining[0][1]) - time.time()))
+            due = self._due(remaining, arrived) or [remaining[0][0]]
+            remaining = remaining[len(due) :]
+            statuses = [
+                {"id": inbox_id, "code": code, "description": f"Trạng thái {code}"} for code in due
+            ]
             async with self.answering:
                 try:
-                    await self._client(planned.recipient).post_status(
-                        inbox_id, code, f"Trạng thái {code}"
-                    )
-                except errors.RemoteError as refused:
-                    self.observed.answer_refused[refused.code] += 1
+                    await self._client(planned.recipient).post_statuses(statuses)
+                except errors.RemoteError as refused:  # all of them: one request, all or none
+                    self.observed.answer_refused[refused.code] += len(due)
                     continue
-            self.observed.answered[code] += 1
-            self.tick("answered")
+            for code in due:
+                self.observed.answered[code] += 1
+                self.tick("answered")
 
     def _arrived(self, item: dict[str, Any]) -> Planned | None:
         """The planned document an inbox item is, if it arrived during this run and was

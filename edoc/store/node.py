@@ -199,6 +199,16 @@ AnswerCheck = Callable[[Sequence[str]], None]
 
 
 @dataclass(frozen=True)
+class NewAnswer:
+    """An agency's own status about an item of its inbox, to be queued with its message:
+    ``check`` judges it against the codes answered before."""
+
+    inbox_id: int
+    message: NewOutgoing
+    check: AnswerCheck
+
+
+@dataclass(frozen=True)
 class InboxAttachment:
     n: int
     name: str
@@ -402,12 +412,11 @@ class NodeStore(Protocol):
         """Attachment ``n``'s bytes, when the store keeps them."""
         ...
 
-    async def add_answer(
-        self, inbox_id: int, answer: NewOutgoing, now: dt.datetime, check: AnswerCheck
-    ) -> int:
-        """An agency's own status about what it received, queued with its outgoing message
-        in one transaction in which ``check`` sees the codes answered so far: two posts at
-        once cannot both pass. Returns the outgoing id."""
+    async def add_answers(self, answers: Sequence[NewAnswer], now: dt.datetime) -> list[int]:
+        """Agencies' own statuses about what they received, each queued with its outgoing
+        message, in order, in one transaction: all or none. Each ``check`` sees the codes
+        answered so far, those earlier in ``answers`` included; two posts at once cannot
+        both pass. Returns the outgoing ids, in order."""
         ...
 
     # statistics

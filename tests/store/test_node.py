@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import random
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 
 import pytest
@@ -16,6 +16,7 @@ from edoc.store.node import (
     Count,
     Event,
     InboxAttachment,
+    NewAnswer,
     NewInboxItem,
     NewOutgoing,
     NodeStore,
@@ -355,14 +356,59 @@ async def test_an_answer_is_queued_only_if_the_check_passes(node_store: NodeStor
             raise errors.StatusOutOfOrder("nothing follows 06")
 
     for code in ("03", "06"):
-        await node_store.add_answer(received.inbox_id, answer(code), NOW, only_forward)
+        await node_store.add_answers(
+            [NewAnswer(received.inbox_id, answer(code), only_forward)], NOW
+        )
     with pytest.raises(errors.StatusOutOfOrder):
-        await node_store.add_answer(received.inbox_id, answer("05"), NOW, only_forward)
+        await node_store.add_answers(
+            [NewAnswer(received.inbox_id, answer("05"), only_forward)], NOW
+        )
     assert given == [["01"], ["01", "03"], ["01", "03", "06"]]
     item = await node_store.inbox_item(received.inbox_id)
     assert item is not None and item.answers == ("01", "03", "06")
     statuses = [t.document_id for t in await oracles.due(node_store, NOW, 10, ())]
     assert len(statuses) == 1  # 01 first; 03 and 06 wait behind it, 05 was never queued
+
+
+async def test_answers_together_are_queued_in_order_all_or_none(node_store: NodeStore) -> None:
+    first = await node_store.add_received_document(RECEIVED, answer("01"), NOW, [])
+    second = await node_store.add_received_document(
+        replace(RECEIVED, document_id="D2"), answer("01", document_id="D2"), NOW, []
+    )
+    given: list[tuple[int, list[str]]] = []
+
+    def seen(inbox_id: int, refuse: str = "") -> Callable[[Sequence[str]], None]:
+        def check(codes: Sequence[str]) -> None:
+            given.append((inbox_id, list(codes)))
+            if refuse in codes:
+                raise errors.StatusOutOfOrder(f"{refuse} was given")
+
+        return check
+
+    together = [
+        NewAnswer(first.inbox_id, answer("03"), seen(first.inbox_id)),
+        NewAnswer(second.inbox_id, answer("03", document_id="D2"), seen(second.inbox_id)),
+        NewAnswer(first.inbox_id, answer("04"), seen(first.inbox_id)),
+    ]
+    ids = await node_store.add_answers(together, NOW)
+    assert len(set(ids)) == 3 and ids == sorted(ids)  # queued in the order given
+    # each judged against what was given before it, those earlier in the call included
+    assert given == [
+        (first.inbox_id, ["01"]),
+        (second.inbox_id, ["01"]),
+        (first.inbox_id, ["01", "03"]),
+    ]
+    refused = [
+        NewAnswer(second.inbox_id, answer("04", document_id="D2"), seen(second.inbox_id)),
+        NewAnswer(first.inbox_id, answer("05"), seen(first.inbox_id, refuse="04")),
+    ]
+    with pytest.raises(errors.StatusOutOfOrder):
+        await node_store.add_answers(refused, NOW)
+    # the one that passed before the refusal was not queued either
+    item = await node_store.inbox_item(second.inbox_id)
+    assert item is not None and item.answers == ("01", "03")
+    outgoing = await node_store.outgoing(ids[-1] + 1)
+    assert outgoing is None
 
 
 async def test_recipient_progress_says_when_each_reached_a_state(node_store: NodeStore) -> None:

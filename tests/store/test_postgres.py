@@ -23,6 +23,7 @@ from edoc.store.hub import (
     Receipt,
     Tally,
 )
+from edoc.store.node import NewAnswer
 from edoc.store.postgres.database import PostgresDatabase, shown
 from edoc.store.postgres.hub import PostgresHubStore
 from edoc.store.postgres.node import PostgresNodeStore
@@ -239,11 +240,11 @@ async def test_two_answers_at_once_are_judged_one_after_the_other(fresh: str) ->
                 raise errors.StatusOutOfOrder(f"{codes[-1]} was given already")
 
         posts = [
-            store.add_answer(received.inbox_id, answer(code), NOW, one_more_only)
+            store.add_answers([NewAnswer(received.inbox_id, answer(code), one_more_only)], NOW)
             for store, code in zip(stores * 2, ("03", "05", "06", "02"), strict=True)
         ]
         outcomes = await asyncio.gather(*posts, return_exceptions=True)
-        assert sum(isinstance(o, int) for o in outcomes) == 1, outcomes
+        assert sum(isinstance(o, list) for o in outcomes) == 1, outcomes
         assert sum(isinstance(o, errors.StatusOutOfOrder) for o in outcomes) == 3
         item = await stores[1].inbox_item(received.inbox_id)
         assert item is not None and len(item.answers) == 2

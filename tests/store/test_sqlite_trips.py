@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from edoc.store.hub import DirectoryEntry, Receipt
-from edoc.store.node import Event, Tally
+from edoc.store.node import Event, NewAnswer, Tally
 from edoc.store.sqlite.hub import SqliteHubStore
 from edoc.store.sqlite.node import SqliteNodeStore
 from tests.store.test_hub import H34, LEASE, NOW, SENT, SMALL
@@ -100,7 +100,7 @@ async def test_a_document_through_the_receiving_node_store(node: SqliteNodeStore
     assert len(trips) == CHANGE + READ  # refused by the store, then found
     assert received.first and not again.first and again.inbox_id == inbox.id
     with counted(node) as trips:
-        await node.add_answer(inbox.id, answer("02"), NOW, lambda given: None)
+        await node.add_answers([NewAnswer(inbox.id, answer("02"), lambda given: None)], NOW)
         await node.retry_transfer(1, NOW, "later")
         await node.retry_now("hub", NOW)
     assert len(trips) == 3 * CHANGE

@@ -18,10 +18,10 @@ import asyncpg
 from edoc import errors
 from edoc.store.node import (
     Agency,
-    AnswerCheck,
     Count,
     Event,
     InboxItem,
+    NewAnswer,
     NewInboxItem,
     NewOutgoing,
     OutboxPass,
@@ -37,6 +37,7 @@ from edoc.store.node import (
     history,
     recipient_progress,
 )
+from edoc.store.postgres.database import Connection
 from edoc.store.postgres.node_rows import (
     DUE,
     PACKAGES,
@@ -60,6 +61,21 @@ SELECT due.*,
 FROM (SELECT 1) AS one LEFT JOIN (due JOIN transfers p ON p.id = due.id) ON true
 ORDER BY p.priority DESC, due.id
 """  # noqa: S608 (constant text: the values are bound as parameters)
+
+
+async def _add_answer(conn: Connection, answer: NewAnswer, now: dt.datetime) -> int:
+    rows = await conn.fetch(
+        "SELECT code FROM answers WHERE inbox_id = $1 ORDER BY id", answer.inbox_id
+    )
+    answer.check([row[0] for row in rows])
+    outgoing_id = await insert_outgoing(conn, answer.message, now)
+    await conn.execute(
+        "INSERT INTO answers (inbox_id, code, at) VALUES ($1, $2, $3)",
+        answer.inbox_id,
+        answer.message.status_code,
+        now,
+    )
+    return outgoing_id
 
 
 class PostgresNodeStore(NodeViews):
@@ -281,26 +297,17 @@ class PostgresNodeStore(NodeViews):
         )
         return body
 
-    async def add_answer(
-        self, inbox_id: int, answer: NewOutgoing, now: dt.datetime, check: AnswerCheck
-    ) -> int:
-        """An agency's own status, checked against the answers given in the transaction
-        that queues it; the inbox row is locked first: two posts at once are judged one
-        after the other."""
+    async def add_answers(self, answers: Sequence[NewAnswer], now: dt.datetime) -> list[int]:
+        """Agencies' own statuses, each checked against the answers given before it in the
+        transaction that queues them all; their inbox rows are locked first (in one order,
+        so that two such transactions cannot wait on each other): two posts at once are
+        judged one after the other."""
         async with self._transaction() as conn:
-            await conn.execute("SELECT 1 FROM inbox WHERE id = $1 FOR UPDATE", inbox_id)
-            rows = await conn.fetch(
-                "SELECT code FROM answers WHERE inbox_id = $1 ORDER BY id", inbox_id
-            )
-            check([row[0] for row in rows])
-            outgoing_id = await insert_outgoing(conn, answer, now)
             await conn.execute(
-                "INSERT INTO answers (inbox_id, code, at) VALUES ($1, $2, $3)",
-                inbox_id,
-                answer.status_code,
-                now,
+                "SELECT 1 FROM inbox WHERE id = ANY($1::bigint[]) ORDER BY id FOR UPDATE",
+                sorted({answer.inbox_id for answer in answers}),
             )
-        return outgoing_id
+            return [await _add_answer(conn, answer, now) for answer in answers]
 
     # --- statistics ------------------------------------------------------------------------------
     async def counters(self) -> list[Count]:

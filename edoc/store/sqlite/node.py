@@ -16,10 +16,10 @@ from edoc import errors
 from edoc.model import MessageKind, Route, TransferState
 from edoc.store.node import (
     Agency,
-    AnswerCheck,
     Count,
     Event,
     InboxItem,
+    NewAnswer,
     NewInboxItem,
     NewOutgoing,
     OutboxPass,
@@ -51,6 +51,17 @@ def _outgoing_where(db: sqlite3.Connection, where: str, params: tuple[Any, ...])
     """The outgoing message the condition picks, its recipients and transfers."""
     row = db.execute(f"{OUTGOING} WHERE {where}", params).fetchone()
     return None if row is None else outgoing(db, row)
+
+
+def _add_answer(db: sqlite3.Connection, answer: NewAnswer, now: dt.datetime) -> int:
+    # rowid after the time: the answers of one transaction share it
+    given = db.execute(
+        "SELECT code FROM answers WHERE inbox_id=? ORDER BY at, rowid", (answer.inbox_id,)
+    )
+    answer.check([row[0] for row in given])
+    outgoing_id = insert_outgoing_rows(db, answer.message, now)
+    insert_answer(db, answer.inbox_id, answer.message.status_code, now)
+    return outgoing_id
 
 
 class SqliteNodeStore(NodeViews):
@@ -247,18 +258,12 @@ class SqliteNodeStore(NodeViews):
         )
         return rows[0][0] if rows else None
 
-    async def add_answer(
-        self, inbox_id: int, answer: NewOutgoing, now: dt.datetime, check: AnswerCheck
-    ) -> int:
-        """An agency's own status, checked against the answers given in the transaction
-        that queues it: two posts at once cannot both pass."""
+    async def add_answers(self, answers: Sequence[NewAnswer], now: dt.datetime) -> list[int]:
+        """Agencies' own statuses, each checked against the answers given before it in the
+        transaction that queues them all."""
 
-        def add(db: sqlite3.Connection) -> int:
-            given = db.execute("SELECT code FROM answers WHERE inbox_id=? ORDER BY at", (inbox_id,))
-            check([row[0] for row in given])
-            outgoing_id = insert_outgoing_rows(db, answer, now)
-            insert_answer(db, inbox_id, answer.status_code, now)
-            return outgoing_id
+        def add(db: sqlite3.Connection) -> list[int]:
+            return [_add_answer(db, answer, now) for answer in answers]
 
         return await self._change(add)
 
