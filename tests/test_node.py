@@ -205,6 +205,21 @@ async def test_statuses_together_in_one_request_all_or_none(net: LocalNetwork) -
         ),
         ([{"id": "{first}", "code": "05", "description": 5}], 400, "EDOC-ENV-002", "statuses[0]"),
         (
+            [
+                {"id": "{first}", "code": "03"},
+                {"id": "{first}", "code": "04", "description": "x\x01"},
+            ],
+            400,
+            "EDOC-ENV-002",
+            "statuses[1]",
+        ),
+        (
+            [{"id": "{first}", "code": "06"}, {"id": "{first}", "code": "03"}],
+            409,
+            "EDOC-HUB-006",
+            "statuses[1]",
+        ),
+        (
             [{"id": "{first}", "code": "05"}, {"id": 2**62, "code": "05"}],
             404,
             "EDOC-HTTP-404",

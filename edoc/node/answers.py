@@ -79,6 +79,7 @@ class AgencyStatus:
     code: StatusCode
     description: str = ""
     staff: Staff = field(default_factory=Staff)
+    entry: int | None = None  # its place in a request of the batch door, named in errors
 
     @property
     def answered(self) -> ResponseFor:
@@ -91,9 +92,9 @@ class AgencyStatus:
         )
 
 
-def agency_status(item: InboxItem, body: object) -> AgencyStatus:
+def agency_status(item: InboxItem, body: object, entry: int | None = None) -> AgencyStatus:
     """The status an agency posted about ``item`` (a JSON object: code, description,
-    staff), or InvalidField."""
+    staff; ``entry`` of a batch), or InvalidField."""
     fields = body if isinstance(body, dict) else {}
     code = fields.get("code")
     if not isinstance(code, str) or code not in AGENCY_CODES:
@@ -112,16 +113,20 @@ def agency_status(item: InboxItem, body: object) -> AgencyStatus:
         StatusCode(code),
         description,
         Staff(**{key: str(staff[key])[:500] for key in known if key in staff}),
+        entry,
     )
 
 
 @contextlib.contextmanager
-def entry(n: int) -> Iterator[None]:
-    """Errors about entry ``n`` of a batch say which it is."""
+def naming(entry: int | None) -> Iterator[None]:
+    """Errors about entry ``entry`` of a batch say which it is (a single post's: as
+    they are)."""
     try:
         yield
     except errors.EdocError as exc:
-        raise type(exc)(f"statuses[{n}]: {exc.message}") from None
+        if entry is None:
+            raise
+        raise type(exc)(f"statuses[{entry}]: {exc.message}") from None
 
 
 def check_order(statuses: Sequence[AgencyStatus]) -> None:
@@ -129,18 +134,27 @@ def check_order(statuses: Sequence[AgencyStatus]) -> None:
     answered before, the statuses ahead of it in ``statuses`` included (the store judges
     again as it queues them: another post may come between)."""
     given: dict[int, list[str]] = {}
-    for n, status in enumerate(statuses):
+    for status in statuses:
         earlier = given.setdefault(status.item.id, list(status.item.answers))
-        with entry(n) if len(statuses) > 1 else contextlib.nullcontext():
+        with naming(status.entry):
             progress.may_answer(status.code)(earlier)
         earlier.append(status.code.value)
 
 
+def _signed(state: NodeState, status: AgencyStatus) -> NewOutgoing:
+    with naming(status.entry):  # e.g. a description XML cannot carry
+        return status_message(
+            state,
+            status.item.recipient,
+            status.answered,
+            status.code,
+            status.description,
+            status.staff,
+        )
+
+
 def _status_messages(state: NodeState, statuses: Sequence[AgencyStatus]) -> list[NewOutgoing]:
-    return [
-        status_message(state, s.item.recipient, s.answered, s.code, s.description, s.staff)
-        for s in statuses
-    ]
+    return [_signed(state, status) for status in statuses]
 
 
 async def answer(state: NodeState, statuses: Sequence[AgencyStatus]) -> list[int]:

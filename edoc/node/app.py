@@ -296,11 +296,11 @@ async def post_statuses(request: web.Request) -> web.Response:
     items: dict[int, InboxItem] = {}
     statuses = []
     for n, entry in enumerate(_entries(await _json_body(request))):
-        with answers.entry(n):
+        with answers.naming(n):
             inbox_id = _entry_id(entry)
             if inbox_id not in items:
                 items[inbox_id] = await _item_of(request, agency, inbox_id)
-            statuses.append(answers.agency_status(items[inbox_id], entry))
+            statuses.append(answers.agency_status(items[inbox_id], entry, n))
     answers.check_order(statuses)
     queued = await answers.answer(request.app[STATE], statuses)
     shown = [

@@ -456,6 +456,23 @@ status_bodies = st.one_of(
     json_values.map(lambda v: json.dumps(v).encode()),
     st.binary(max_size=200),
 )
+
+
+def batch_bodies(items: tuple[str, ...]) -> st.SearchStrategy[bytes]:
+    """Bodies for the batch door: entries aimed at the node's inbox items or at nothing,
+    the list itself malformed, or no JSON at all."""
+    ids = st.sampled_from([int(i) for i in items]) | st.integers(-5, 2**64) | json_values
+    entry = st.fixed_dictionaries(
+        {"id": ids, "code": status_code_values()},
+        optional={"description": json_values, "staff": json_values},
+    )
+    return st.one_of(
+        st.lists(entry, max_size=6).map(lambda e: json.dumps({"statuses": e}).encode()),
+        json_values.map(lambda v: json.dumps({"statuses": v}).encode()),
+        status_bodies,
+    )
+
+
 PATH_SEGMENT = st.one_of(
     st.integers(-5, 10**20).map(str),
     st.text(string.printable, max_size=20).map(lambda t: quote(t, safe="")),
@@ -467,10 +484,12 @@ def agency_request(
     draw: st.DrawFn, items: tuple[str, ...]
 ) -> tuple[str, str, bytes, dict[str, str]]:
     segment = draw(st.sampled_from(items) | PATH_SEGMENT)
-    choice = draw(st.integers(0, 5))
+    choice = draw(st.integers(0, 6))
     query = quote(draw(st.text(string.printable, max_size=30)), safe="")
     if choice == 0:
         return "POST", f"/api/v1/inbox/{segment}/status", draw(status_bodies), {}
+    if choice == 6:
+        return "POST", "/api/v1/inbox/statuses", draw(batch_bodies(items)), {}
     if choice == 1:
         return "GET", f"/api/v1/inbox?since={query}&limit={segment}", b"", {}
     if choice == 2:
