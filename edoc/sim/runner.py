@@ -137,14 +137,11 @@ class Simulation:
     def _due(self, answers: Sequence[tuple[str, float]], arrived: float) -> list[str]:
         """The codes at the head of ``answers`` whose time has come (as fast as possible:
         all of them)."""
+        if self.speedup is None:
+            return [code for code, _ in answers]
         now = time.time()
-        return [
-            code
-            for code, _ in itertools.takewhile(
-                lambda answer: self.speedup is None or self._due_at(arrived, answer[1]) <= now,
-                answers,
-            )
-        ]
+        due = itertools.takewhile(lambda answer: self._due_at(arrived, answer[1]) <= now, answers)
+        return [code for code, _ in due]
 
     async def _answer(self, planned: Planned, inbox_id: int, arrived: float) -> None:
         """The recipient's planned statuses, in order, each at its time (with a speed-up);
@@ -154,6 +151,7 @@ class Simulation:
         while remaining:
             if self.speedup is not None:
                 await asyncio.sleep(max(0.0, self._due_at(arrived, remaining[0][1]) - time.time()))
+            # the head at least: the loop's clock may end the sleep a hair before time.time()
             due = self._due(remaining, arrived) or [remaining[0][0]]
             remaining = remaining[len(due) :]
             statuses = [

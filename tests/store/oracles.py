@@ -89,6 +89,12 @@ async def next_transfer_at(store: NodeStore, after: dt.datetime) -> dt.datetime 
     return found
 
 
+async def outgoing_count(store: NodeStore) -> int:
+    """Every outgoing message the node keeps (any backend)."""
+    rows = await _rows(store, "SELECT COUNT(*) FROM outgoing", "SELECT COUNT(*) FROM outgoing")
+    return int(rows[0][0])
+
+
 async def due(
     store: NodeStore, now: dt.datetime, limit: int = 10, under_way: Collection[int] = ()
 ) -> list[Transfer]:
