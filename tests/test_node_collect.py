@@ -181,7 +181,7 @@ def test_a_received_package_and_its_attachments_are_fsynced_before_they_are_stor
     state = cast(NodeState, SimpleNamespace(keys=ca.keys))
     parts = receiving._verify_and_keep(state, source, tmp_path / "inbox" / "one", []).parts
     assert len(parts) == 1
-    assert synced == [*parts, source]
+    assert synced == [*parts.values(), source]
     assert (tmp_path / "inbox" / "one" / receiving.PACKAGE).exists()
 
 

@@ -26,7 +26,7 @@ from edoc.archive.stored import open_stored
 from edoc.dashboard import node as node_dashboard
 from edoc.keystore import KeyStore
 from edoc.model import MessageKind
-from edoc.node import answers, collector, hublink, openapi, outbox, stats, submit
+from edoc.node import answers, collector, hublink, openapi, outbox, receiving, stats, submit
 from edoc.node.addressbook import AddressBook
 from edoc.node.state import NodeConfig, NodeState
 from edoc.offload import Offload
@@ -226,22 +226,14 @@ async def get_inbox_item(request: web.Request) -> web.Response:
     return web.json_response(_inbox_json(await _own_item(request)))
 
 
-async def _content(
-    request: web.Request, item: InboxItem, path: str, headers: dict[str, str], n: int | None = None
-) -> web.StreamResponse:
-    """A received file: from disk, or from the store that keeps small ones."""
-    if path:
-        return web.FileResponse(path, headers=headers)
-    store = request.app[STATE].store
-    body = await (store.inbox_package(item.id) if n is None else store.inbox_attachment(item.id, n))
-    if body is None:
-        raise errors.NotFound("the received file is gone")
-    return web.Response(body=body, headers=headers)
-
-
 async def get_inbox_package(request: web.Request) -> web.StreamResponse:
     item = await _own_item(request)
-    return await _content(request, item, item.path, {"Content-Type": "application/xml"})
+    headers = {"Content-Type": "application/xml"}
+    if item.path:
+        return web.FileResponse(item.path, headers=headers)
+    return web.Response(
+        body=_kept(await request.app[STATE].store.inbox_package(item.id)), headers=headers
+    )
 
 
 async def get_inbox_attachment(request: web.Request) -> web.StreamResponse:
@@ -254,7 +246,21 @@ async def get_inbox_attachment(request: web.Request) -> web.StreamResponse:
         "Content-Type": found.content_type,
         "Content-Disposition": f"attachment; filename*=UTF-8''{quote(found.name)}",
     }
-    return await _content(request, item, found.path, headers, n)
+    if found.path:
+        return web.FileResponse(found.path, headers=headers)
+    state = request.app[STATE]
+    # kept apart only by stores written before a package in the store held them alone
+    body = await state.store.inbox_attachment(item.id, n)
+    if body is None:
+        package = _kept(await state.store.inbox_package(item.id))
+        body = await state.offload.run(receiving.attachment_in, package, n)
+    return web.Response(body=body, headers=headers)
+
+
+def _kept(body: bytes | None) -> bytes:
+    if body is None:
+        raise errors.NotFound("the received file is gone")
+    return body
 
 
 async def _json_body(request: web.Request) -> object:

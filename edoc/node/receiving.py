@@ -35,11 +35,13 @@ PACKAGE = "package.edxml"  # a received package's name in its inbox folder
 class Kept:
     """A verified package as this node keeps it: in the store when it came in memory
     (small: a file of its own cost a create, fsync and rename per message, most of a
-    document's wait under load), else as files in its inbox folder."""
+    document's wait under load), its attachments read from it when an agency asks for
+    them (stored apart as well, they doubled what the store wrote per document); else as
+    files in its inbox folder, each attachment a file beside it."""
 
     verified: signing.Verified
     package: bytes | Path
-    parts: list[bytes | Path]  # each attachment, in manifest order
+    parts: dict[str, Path]  # a package in a file: each attachment's file, by content id
     arrived: dict[str, NewOutgoing]  # for a document: each recipient's signed status 01
 
     def inbox_item(self, recipient: str) -> NewInboxItem:
@@ -51,24 +53,34 @@ class Kept:
             document_id=message.about,
             business_type=int(message.business.doc_type),
             status_code="" if isinstance(message, Document) else message.code.value,
-            path=_path(self.package),
+            path="" if isinstance(self.package, bytes) else str(self.package),
             summary=_summary(self.verified),
             attachments=tuple(
+                # by content id: the bodies may come in another order than the manifest's
                 InboxAttachment(
-                    n, a.name, a.content_type, a.size, a.sha256, _path(part), _body(part)
+                    n,
+                    a.name,
+                    a.content_type,
+                    a.size,
+                    a.sha256,
+                    str(self.parts.get(a.content_id, "")),
                 )
-                for n, (a, part) in enumerate(zip(message.attachments, self.parts, strict=True))
+                for n, a in enumerate(message.attachments)
             ),
-            body=_body(self.package),
+            body=self.package if isinstance(self.package, bytes) else None,
         )
 
 
-def _path(kept: bytes | Path) -> str:
-    return "" if isinstance(kept, bytes) else str(kept)
+def attachment_in(package: bytes, n: int) -> bytes:
+    """Attachment ``n`` (in manifest order) of a package kept in the store, read again
+    and checked against its manifest (its size and SHA-256) as on arrival."""
+    bodies: dict[str, envelope.KeptInMemory] = {}
 
+    def sink(content_id: str, _name: str) -> envelope.Writable:
+        return bodies.setdefault(content_id, envelope.KeptInMemory())
 
-def _body(kept: bytes | Path) -> bytes | None:
-    return kept if isinstance(kept, bytes) else None
+    read = envelope.read_package(package, sink)
+    return bodies[read.message.attachments[n].content_id].getvalue()
 
 
 def _verify_and_keep(
@@ -79,19 +91,17 @@ def _verify_and_keep(
     and, for a document, sign each of ``recipients``' status 01. Run off the loop, in one
     call: each step is a file system call or crypto, and under load a second call per
     package would queue behind every other package's first."""
-    held: list[envelope.KeptInMemory] = []  # attachments of a package in memory
-    files: list[Path] = []  # attachments of a package in a file
+    parts: dict[str, Path] = {}  # attachments of a package in a file
 
-    def sink(_content_id: str, _name: str) -> envelope.Writable:
-        if isinstance(source, bytes):
-            held.append(body := envelope.KeptInMemory())
-            return body
+    def sink(content_id: str, _name: str) -> envelope.Writable:
         assert folder is not None, "a package in a file is kept in a folder"
         (folder / "parts").mkdir(parents=True, exist_ok=True)
-        files.append(path := folder / "parts" / str(len(files)))
+        parts[content_id] = path = folder / "parts" / str(len(parts))
         return path.open("wb")
 
-    package = envelope.read_package(source, sink)
+    package = envelope.read_package(
+        source, envelope.discard_sink if isinstance(source, bytes) else sink
+    )
     verified = signing.verify_package(package, state.keys.trust(), dt.datetime.now(dt.UTC))
     message = verified.message
     arrived = {
@@ -100,13 +110,13 @@ def _verify_and_keep(
         if isinstance(message, Document)
     }
     if isinstance(source, bytes):
-        return Kept(verified, source, [body.getvalue() for body in held], arrived)
+        return Kept(verified, source, {}, arrived)
     assert folder is not None, "a package in a file is kept in a folder"
-    for path in files:  # on disk before the inbox row and the hub's ack
+    for path in parts.values():  # on disk before the inbox row and the hub's ack
         atomic.sync(path)
     atomic.sync(source)
     folder.mkdir(parents=True, exist_ok=True)
-    return Kept(verified, source.replace(folder / PACKAGE), list(files), arrived)
+    return Kept(verified, source.replace(folder / PACKAGE), parts, arrived)
 
 
 def _summary(verified: signing.Verified) -> dict[str, Any]:

@@ -1,0 +1,108 @@
+"""What a node keeps of a package it received: each attachment under its own manifest
+entry, whichever order the bodies came in (the manifest is signed, their order is not),
+kept as files beside a package in a file, or read again from a package kept in the store.
+(Receiving over the network, and downloading both kinds, is tests/test_node.py.)"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import sqlite3
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any, cast
+
+import pytest
+
+from edoc import envelope, errors
+from edoc.node import receiving
+from edoc.node.state import NodeState
+from tests.support.node import door
+from tests.support.pki import SENDER, Ca, signed_root, wire
+
+BODIES = {"quyet-dinh.pdf": b"%PDF-1.4 quyet dinh\n" * 40, "phu-luc.txt": b"phu luc\n" * 7}
+
+
+@pytest.fixture(scope="module")
+def ca(tmp_path_factory: pytest.TempPathFactory) -> Ca:
+    return Ca.create(tmp_path_factory.mktemp("receiving") / "keys")
+
+
+def _package(ca: Ca, folder: Path, reversed_bodies: bool) -> bytes:
+    """A signed document with BODIES attached in that order; its bodies on the wire in
+    the manifest's order or the other way round."""
+    paths = []
+    for name, body in BODIES.items():
+        (path := folder / name).write_bytes(body)
+        paths.append(path)
+    files: list[tuple[Any, Path]] = envelope.attachments_from_files(paths)
+    root = signed_root(ca, files=files)
+    return wire(root, files[::-1] if reversed_bodies else files)
+
+
+def _kept(ca: Ca, source: bytes | Path, folder: Path) -> receiving.Kept:
+    state = cast(NodeState, SimpleNamespace(keys=ca.keys))
+    return receiving._verify_and_keep(state, source, folder, [])
+
+
+@pytest.mark.parametrize("reversed_bodies", [False, True])
+def test_a_package_in_memory_is_kept_once_and_its_attachments_read_from_it(
+    ca: Ca, tmp_path: Path, reversed_bodies: bool
+) -> None:
+    package = _package(ca, tmp_path, reversed_bodies)
+    item = _kept(ca, package, tmp_path / "unused").inbox_item("000.00.00.H34")
+    assert item.body == package and not (tmp_path / "unused").exists()
+    for entry, (name, body) in zip(item.attachments, BODIES.items(), strict=True):
+        assert (entry.name, entry.size, entry.path, entry.body) == (name, len(body), "", None)
+        assert receiving.attachment_in(package, entry.n) == body
+        assert entry.sha256 == hashlib.sha256(body).hexdigest()
+
+
+@pytest.mark.parametrize("reversed_bodies", [False, True])
+def test_a_package_in_a_file_keeps_each_attachment_under_its_entry(
+    ca: Ca, tmp_path: Path, reversed_bodies: bool
+) -> None:
+    source = tmp_path / "incoming.edxml"
+    source.write_bytes(_package(ca, tmp_path, reversed_bodies))
+    item = _kept(ca, source, tmp_path / "inbox" / "one").inbox_item("000.00.00.H34")
+    assert item.body is None and item.path == str(tmp_path / "inbox" / "one" / receiving.PACKAGE)
+    for entry, (name, body) in zip(item.attachments, BODIES.items(), strict=True):
+        assert entry.name == name and Path(entry.path).read_bytes() == body
+
+
+def test_a_stored_package_altered_since_is_refused_on_download(ca: Ca, tmp_path: Path) -> None:
+    """Read again, the package is held to its manifest again: a body changed in the store
+    is an error, never bytes under another file's name."""
+    package = _package(ca, tmp_path, False)
+    altered = package.replace(
+        base64.b64encode(BODIES["phu-luc.txt"]), base64.b64encode(b"PHU LUC\n" * 7)
+    )
+    assert altered != package
+    with pytest.raises(errors.AttachmentMismatch):
+        receiving.attachment_in(altered, 1)
+
+
+async def test_an_attachment_an_earlier_release_stored_apart_is_still_served(
+    tmp_path: Path,
+) -> None:
+    """Stores written before a package in the store held its attachments alone keep each
+    attachment's bytes in its own row; the node serves those."""
+    async with door(tmp_path) as opened:
+        async with opened.node(with_book=False):
+            pass  # the store, created
+        connection = sqlite3.connect(opened.config.data_dir / "node.sqlite")
+        with connection:
+            connection.execute(
+                "INSERT INTO inbox (id, recipient, sender, kind, document_id, business_type,"
+                " status_code, path, summary, received_at, body)"
+                " VALUES (7, ?, '000.00.00.H34', 'document', 'doc-1', 0, '', '', '{}', 0, NULL)",
+                (SENDER,),
+            )
+            connection.execute(
+                "INSERT INTO inbox_attachments VALUES (7, 0, 'cu.txt', 'text/plain', 9, ?, '', ?)",
+                (hashlib.sha256(b"kept once").hexdigest(), b"kept once"),
+            )
+        connection.close()
+        async with opened.node(with_book=False) as node:
+            answer = await node.request("GET", "/api/v1/inbox/7/attachments/0")
+    assert (answer.status, answer.body) == (200, b"kept once")
