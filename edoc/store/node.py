@@ -215,8 +215,10 @@ class InboxAttachment:
     content_type: str
     size: int
     sha256: str
-    path: str  # "" when the store keeps its bytes (see inbox_attachment)
-    body: bytes | None = None  # its bytes, when storing: listings do not load them
+    # "" when its package is kept in the store: its bytes are read from the package (or,
+    # in stores written by releases before 2026-12, from this row: see inbox_attachment)
+    path: str
+    body: bytes | None = None  # its bytes kept apart, when storing: listings do not load them
 
 
 @dataclass(frozen=True)
@@ -409,7 +411,8 @@ class NodeStore(Protocol):
         ...
 
     async def inbox_attachment(self, inbox_id: int, n: int) -> bytes | None:
-        """Attachment ``n``'s bytes, when the store keeps them."""
+        """Attachment ``n``'s bytes, when the store keeps them apart from the package (rows
+        written by releases before 2026-12; since, a package in the store holds them)."""
         ...
 
     async def add_answers(self, answers: Sequence[NewAnswer], now: dt.datetime) -> list[int]:
