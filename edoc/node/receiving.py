@@ -73,13 +73,18 @@ class Kept:
 
 def attachment_in(package: bytes, n: int) -> bytes:
     """Attachment ``n`` (in manifest order) of a package kept in the store, read again
-    and checked against its manifest (its size and SHA-256) as on arrival."""
+    and checked against its manifest (its size and SHA-256) as on arrival: a package
+    altered in the store since is the store's failure (EDOC-STORE-001), never bytes
+    under another file's name."""
     bodies: dict[str, envelope.KeptInMemory] = {}
 
     def sink(content_id: str, _name: str) -> envelope.Writable:
         return bodies.setdefault(content_id, envelope.KeptInMemory())
 
-    read = envelope.read_package(package, sink)
+    try:
+        read = envelope.read_package(package, sink)
+    except errors.EdocError as exc:  # the store's bytes, not the agency's request, are bad
+        raise errors.StorageError(f"the stored package no longer reads: {exc.message}") from None
     return bodies[read.message.attachments[n].content_id].getvalue()
 
 
