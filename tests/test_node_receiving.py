@@ -17,6 +17,7 @@ import pytest
 from edoc import envelope, errors
 from edoc.node import receiving
 from edoc.node.state import NodeState
+from edoc.store.node import InboxAttachment
 from tests.support.node import door
 from tests.support.pki import SENDER, Ca, signed_root, wire
 
@@ -54,7 +55,7 @@ def test_a_package_in_memory_is_kept_once_and_its_attachments_read_from_it(
     assert item.body == package and not (tmp_path / "unused").exists()
     for entry, (name, body) in zip(item.attachments, BODIES.items(), strict=True):
         assert (entry.name, entry.size, entry.path, entry.body) == (name, len(body), "", None)
-        assert receiving.attachment_in(package, entry.n) == body
+        assert receiving.attachment_in(package, entry) == body
         assert entry.sha256 == hashlib.sha256(body).hexdigest()
 
 
@@ -70,6 +71,10 @@ def test_a_package_in_a_file_keeps_each_attachment_under_its_entry(
         assert entry.name == name and Path(entry.path).read_bytes() == body
 
 
+def _entries(ca: Ca, package: bytes, folder: Path) -> tuple[InboxAttachment, ...]:
+    return _kept(ca, package, folder).inbox_item("000.00.00.H34").attachments
+
+
 def test_a_stored_package_altered_since_is_refused_on_download(ca: Ca, tmp_path: Path) -> None:
     """Read again, the package is held to its manifest again: a body changed in the store
     is the store's failure, never bytes under another file's name."""
@@ -79,7 +84,21 @@ def test_a_stored_package_altered_since_is_refused_on_download(ca: Ca, tmp_path:
     )
     assert altered != package
     with pytest.raises(errors.StorageError, match="differs from the manifest"):
-        receiving.attachment_in(altered, 1)
+        receiving.attachment_in(altered, _entries(ca, package, tmp_path)[1])
+
+
+def test_a_package_replaced_in_the_store_is_refused_on_download(ca: Ca, tmp_path: Path) -> None:
+    """Another whole package, valid in itself, does not hold the files the entries name."""
+    entries = _entries(ca, _package(ca, tmp_path, False), tmp_path)
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "khac.txt").write_bytes(b"another document")
+    files: list[tuple[Any, Path]] = envelope.attachments_from_files(
+        [tmp_path / "other" / "khac.txt"]
+    )
+    other = wire(signed_root(ca, files=files), files)
+    for entry in entries:  # one with another body at its place, one beyond its manifest
+        with pytest.raises(errors.StorageError, match=f"does not hold attachment {entry.n}"):
+            receiving.attachment_in(other, entry)
 
 
 async def test_an_attachment_an_earlier_release_stored_apart_is_still_served(
@@ -106,3 +125,39 @@ async def test_an_attachment_an_earlier_release_stored_apart_is_still_served(
         async with opened.node(with_book=False) as node:
             answer = await node.request("GET", "/api/v1/inbox/7/attachments/0")
     assert (answer.status, answer.body) == (200, b"kept once")
+
+
+async def test_a_body_an_earlier_release_filed_under_another_entry_is_read_from_its_package(
+    ca: Ca, tmp_path: Path
+) -> None:
+    """Earlier releases paired bodies and entries by position: a package whose bodies came
+    in another order than its manifest left each body in the row of the other entry. The
+    node serves each entry's own file, from the package."""
+    package = _package(ca, tmp_path, True)
+    entries = _entries(ca, package, tmp_path)
+    async with door(tmp_path / "node-data") as opened:
+        async with opened.node(with_book=False):
+            pass  # the store, created
+        connection = sqlite3.connect(opened.config.data_dir / "node.sqlite")
+        with connection:
+            connection.execute(
+                "INSERT INTO inbox (id, recipient, sender, kind, document_id, business_type,"
+                " status_code, path, summary, received_at, body)"
+                " VALUES (8, ?, '000.00.00.H34', 'document', 'doc-2', 0, '', '', '{}', 0, ?)",
+                (SENDER, package),
+            )
+            swapped = list(BODIES.values())[::-1]  # as the bodies came: by position
+            connection.executemany(
+                "INSERT INTO inbox_attachments VALUES (8, ?, ?, 'text/plain', ?, ?, '', ?)",
+                [
+                    (e.n, e.name, e.size, e.sha256, body)
+                    for e, body in zip(entries, swapped, strict=True)
+                ],
+            )
+        connection.close()
+        async with opened.node(with_book=False) as node:
+            served = [
+                await node.request("GET", f"/api/v1/inbox/8/attachments/{entry.n}")
+                for entry in entries
+            ]
+    assert [(a.status, a.body) for a in served] == [(200, body) for body in BODIES.values()]

@@ -249,11 +249,13 @@ async def get_inbox_attachment(request: web.Request) -> web.StreamResponse:
     if found.path:
         return web.FileResponse(found.path, headers=headers)
     state = request.app[STATE]
-    # kept apart only by stores written before a package in the store held them alone
+    # kept in a row of its own only by releases before 2026-12, which could file a body
+    # under another entry's name (they paired bodies and entries by position): served
+    # from there only when it is the file its entry names
     body = await state.store.inbox_attachment(item.id, n)
-    if body is None:
+    if body is None or not receiving.holds(found, body):
         package = _kept(await state.store.inbox_package(item.id))
-        body = await state.offload.run(receiving.attachment_in, package, n)
+        body = await state.offload.run(receiving.attachment_in, package, found)
     return web.Response(body=body, headers=headers)
 
 

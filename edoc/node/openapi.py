@@ -231,7 +231,8 @@ SPEC: dict[str, Any] = {
                 ],
                 "responses": {
                     "200": {"description": "The file", "content": {"*/*": {}}},
-                    **_errors(401, 403, 404),
+                    # 503: a stored package that no longer holds what its entry names
+                    **_errors(401, 403, 404, 503),
                 },
             }
         },

@@ -8,6 +8,7 @@ recipients in the same province.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import shutil
 import uuid
 from dataclasses import dataclass
@@ -63,7 +64,7 @@ class Kept:
                     a.content_type,
                     a.size,
                     a.sha256,
-                    str(self.parts.get(a.content_id, "")),
+                    "" if isinstance(self.package, bytes) else str(self.parts[a.content_id]),
                 )
                 for n, a in enumerate(message.attachments)
             ),
@@ -71,21 +72,29 @@ class Kept:
         )
 
 
-def attachment_in(package: bytes, n: int) -> bytes:
-    """Attachment ``n`` (in manifest order) of a package kept in the store, read again
-    and checked against its manifest (its size and SHA-256) as on arrival: a package
-    altered in the store since is the store's failure (EDOC-STORE-001), never bytes
-    under another file's name."""
+def attachment_in(package: bytes, entry: InboxAttachment) -> bytes:
+    """The bytes of inbox attachment ``entry`` from the package kept in the store, read
+    again and checked against its manifest as on arrival, and against the entry: a
+    package altered or replaced in the store since is the store's failure
+    (EDOC-STORE-001), never bytes under another file's name."""
     bodies: dict[str, envelope.KeptInMemory] = {}
 
     def sink(content_id: str, _name: str) -> envelope.Writable:
         return bodies.setdefault(content_id, envelope.KeptInMemory())
 
     try:
-        read = envelope.read_package(package, sink)
+        manifest = envelope.read_package(package, sink).message.attachments
     except errors.EdocError as exc:  # the store's bytes, not the agency's request, are bad
         raise errors.StorageError(f"the stored package no longer reads: {exc.message}") from None
-    return bodies[read.message.attachments[n].content_id].getvalue()
+    body = bodies[manifest[entry.n].content_id].getvalue() if entry.n < len(manifest) else b""
+    if not holds(entry, body):
+        raise errors.StorageError(f"the stored package does not hold attachment {entry.n}")
+    return body
+
+
+def holds(entry: InboxAttachment, body: bytes) -> bool:
+    """Whether ``body`` is the file ``entry`` names (its size and SHA-256)."""
+    return len(body) == entry.size and hashlib.sha256(body).hexdigest() == entry.sha256
 
 
 def _verify_and_keep(
