@@ -101,30 +101,52 @@ def test_a_package_replaced_in_the_store_is_refused_on_download(ca: Ca, tmp_path
             receiving.attachment_in(other, entry)
 
 
+def _as_earlier_releases_stored(
+    data_dir: Path, package: bytes | None, rows: list[tuple[InboxAttachment, bytes]]
+) -> None:
+    """Inbox item 7 of the sender's agency as a release before 2026-12 stored it: its
+    package (or none) and each attachment's bytes in the attachment's own row."""
+    connection = sqlite3.connect(data_dir / "node.sqlite")
+    with connection:
+        connection.execute(
+            "INSERT INTO inbox (id, recipient, sender, kind, document_id, business_type,"
+            " status_code, path, summary, received_at, body)"
+            " VALUES (7, ?, '000.00.00.H34', 'document', 'doc-1', 0, '', '', '{}', 0, ?)",
+            (SENDER, package),
+        )
+        connection.executemany(
+            "INSERT INTO inbox_attachments VALUES (7, ?, ?, 'text/plain', ?, ?, '', ?)",
+            [(e.n, e.name, e.size, e.sha256, body) for e, body in rows],
+        )
+    connection.close()
+
+
+async def _downloads(
+    tmp_path: Path, package: bytes | None, rows: list[tuple[InboxAttachment, bytes]]
+) -> list[tuple[int, object]]:
+    """What the agency downloads of each of ``rows``' attachments from such a store."""
+    async with door(tmp_path / "node-data") as opened:
+        async with opened.node(with_book=False):
+            pass  # the store, created
+        _as_earlier_releases_stored(opened.config.data_dir, package, rows)
+        async with opened.node(with_book=False) as node:
+            answers = [
+                await node.request("GET", f"/api/v1/inbox/7/attachments/{entry.n}")
+                for entry, _ in rows
+            ]
+    return [(answer.status, answer.body) for answer in answers]
+
+
 async def test_an_attachment_an_earlier_release_stored_apart_is_still_served(
     tmp_path: Path,
 ) -> None:
     """Stores written before a package in the store held its attachments alone keep each
     attachment's bytes in its own row; the node serves those."""
-    async with door(tmp_path) as opened:
-        async with opened.node(with_book=False):
-            pass  # the store, created
-        connection = sqlite3.connect(opened.config.data_dir / "node.sqlite")
-        with connection:
-            connection.execute(
-                "INSERT INTO inbox (id, recipient, sender, kind, document_id, business_type,"
-                " status_code, path, summary, received_at, body)"
-                " VALUES (7, ?, '000.00.00.H34', 'document', 'doc-1', 0, '', '', '{}', 0, NULL)",
-                (SENDER,),
-            )
-            connection.execute(
-                "INSERT INTO inbox_attachments VALUES (7, 0, 'cu.txt', 'text/plain', 9, ?, '', ?)",
-                (hashlib.sha256(b"kept once").hexdigest(), b"kept once"),
-            )
-        connection.close()
-        async with opened.node(with_book=False) as node:
-            answer = await node.request("GET", "/api/v1/inbox/7/attachments/0")
-    assert (answer.status, answer.body) == (200, b"kept once")
+    body = b"kept once"
+    entry = InboxAttachment(
+        0, "cu.txt", "text/plain", len(body), hashlib.sha256(body).hexdigest(), ""
+    )
+    assert await _downloads(tmp_path, None, [(entry, body)]) == [(200, body)]
 
 
 async def test_a_body_an_earlier_release_filed_under_another_entry_is_read_from_its_package(
@@ -135,29 +157,6 @@ async def test_a_body_an_earlier_release_filed_under_another_entry_is_read_from_
     node serves each entry's own file, from the package."""
     package = _package(ca, tmp_path, True)
     entries = _entries(ca, package, tmp_path)
-    async with door(tmp_path / "node-data") as opened:
-        async with opened.node(with_book=False):
-            pass  # the store, created
-        connection = sqlite3.connect(opened.config.data_dir / "node.sqlite")
-        with connection:
-            connection.execute(
-                "INSERT INTO inbox (id, recipient, sender, kind, document_id, business_type,"
-                " status_code, path, summary, received_at, body)"
-                " VALUES (8, ?, '000.00.00.H34', 'document', 'doc-2', 0, '', '', '{}', 0, ?)",
-                (SENDER, package),
-            )
-            swapped = list(BODIES.values())[::-1]  # as the bodies came: by position
-            connection.executemany(
-                "INSERT INTO inbox_attachments VALUES (8, ?, ?, 'text/plain', ?, ?, '', ?)",
-                [
-                    (e.n, e.name, e.size, e.sha256, body)
-                    for e, body in zip(entries, swapped, strict=True)
-                ],
-            )
-        connection.close()
-        async with opened.node(with_book=False) as node:
-            served = [
-                await node.request("GET", f"/api/v1/inbox/8/attachments/{entry.n}")
-                for entry in entries
-            ]
-    assert [(a.status, a.body) for a in served] == [(200, body) for body in BODIES.values()]
+    swapped = list(BODIES.values())[::-1]  # as the bodies came: by position
+    rows = list(zip(entries, swapped, strict=True))
+    assert await _downloads(tmp_path, package, rows) == [(200, b) for b in BODIES.values()]
