@@ -151,3 +151,14 @@ async def test_a_memory_spike_between_two_samples_is_measured() -> None:
     finally:
         child.kill()
         await child.wait()
+
+
+def test_a_replays_line_says_how_many_final_statuses_came() -> None:
+    replay = {"profile": "national", "days": 1, "documents": 3, "statuses": 9, "arrived": 3}
+    replay |= {"wall_s": 9.5, "documents_per_s": 1.0}
+    before_counted = command._finals(replay)
+    replay |= {"final_statuses_seen": 2, "final_statuses_expected": 3}
+    assert (before_counted, command._finals(replay)) == (
+        "",
+        " 2 of 3 final statuses at the senders' nodes,",
+    )

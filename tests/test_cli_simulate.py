@@ -174,3 +174,17 @@ async def _drive_again(planned: list[traffic.Planned], url: str) -> runner.Obser
     }
     planned.extend(traffic.plan(TAY_NINH, agencies, days=1, seed=5))
     return await runner.Simulation(planned, "again", None, 4, lambda _: None).run()
+
+
+def test_final_statuses_that_had_not_come_are_reported(tmp_path: Path) -> None:
+    _, planned = _plan(tmp_path)
+    observed = _all_arrived(planned)
+    observed.answered = Counter({"03": 3, "06": 3, "02": 1})  # 4 final ones accepted
+    nodes = {"H53": report.NodeReports(_node(0, 0, {}, 0.0), _node(0, 0, {"06": 2}, 0.0))}
+    built = report.build(TAY_NINH, planned, observed, nodes, {"seed": 5})
+    assert (built["final_statuses_seen"], built["final_statuses_expected"]) == (2, 4)
+    out = io.StringIO()
+    report.show(built, Console(file=out, width=250))
+    assert "final statuses (02, 06) at the senders' nodes: 2 of 4 — 2 had not arrived" in (
+        out.getvalue()
+    )

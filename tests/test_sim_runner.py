@@ -198,3 +198,56 @@ async def test_documents_sent_after_a_quiet_spell_longer_than_the_patience_are_a
         setattr(simulation, "_send", late_last)  # noqa: B010 - the method, for this run
         observed = await simulation.run()
     assert len(observed.posted) == len(observed.arrived) == 3
+
+
+class StatsNode:
+    """A sender's node whose final statuses come in one every ``every`` seconds, ``coming``
+    of them, after ``already`` from an earlier run."""
+
+    def __init__(self, already: int, coming: int, every: float) -> None:
+        self.already, self.coming, self.every = already, coming, every
+        self.started = time.monotonic()
+
+    def app(self) -> web.Application:
+        app = web.Application()
+        app.router.add_get("/api/v1/stats", self.stats)
+        return app
+
+    async def stats(self, _: web.Request) -> web.Response:
+        came = min(self.coming, int((time.monotonic() - self.started) / self.every))
+        breakdown = {"05": self.coming - came, "06": self.already + came}
+        return web.json_response({"status_breakdown": breakdown})
+
+
+async def _settle(node: StatsNode, expected: int, patience: float) -> tuple[int, float]:
+    """What settle saw come in this run, and how long it waited."""
+    async with TestServer(node.app()) as server:
+        url = str(server.make_url("")).rstrip("/")
+        before = [{"status_breakdown": {"06": node.already}}]
+        started = time.monotonic()
+        (after,) = await runner.settle([url], expected, before, patience=patience)
+    return runner.finished([after]) - node.already, time.monotonic() - started
+
+
+async def test_settling_waits_while_final_statuses_still_come() -> None:
+    """They come for 2.4 s, longer than the patience of 1 s: all are waited for (a fixed
+    timeout ended the run while they came)."""
+    seen, waited = await _settle(StatsNode(already=7, coming=6, every=0.4), 6, patience=1.0)
+    assert seen == 6
+    assert waited > 2.0
+
+
+async def test_settling_gives_up_after_a_patience_with_none_coming() -> None:
+    """Two of the three expected came (one was lost on the way): given up a patience
+    after the last one, with what came."""
+    node = StatsNode(already=0, coming=2, every=0.2)
+    seen, waited = await _settle(node, 3, patience=1.0)
+    assert seen == 2
+    assert 1.0 < waited < 3.0
+
+
+def test_the_final_statuses_to_wait_for_are_those_the_recipients_nodes_accepted() -> None:
+    observed = runner.Observed()
+    observed.answered = Counter({"03": 5, "04": 5, "05": 5, "06": 4, "02": 2})
+    observed.answer_refused = Counter({"EDOC-IN-001": 4})  # one request: 03..06 of one
+    assert runner.final_answers(observed) == 6

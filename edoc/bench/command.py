@@ -120,6 +120,9 @@ def _replay(profile: str, days: int | None, scale: float, folder: Path) -> dict[
         "arrived": report["arrived"],
         # every arrival is answered 01 by its node, then by the agency as the profile plans
         "statuses": report["arrived"] + sum(report["answers_sent"].values()),
+        # the wall includes waiting for these to reach the senders' nodes (sim.runner.settle)
+        "final_statuses_seen": report["final_statuses_seen"],
+        "final_statuses_expected": report["final_statuses_expected"],
         "drive_s": report["duration_s"],
         "wall_s": round(time.monotonic() - started, 1),
         "documents_per_s": report["documents_per_s"],
@@ -284,13 +287,23 @@ def markdown(results: dict[str, Any]) -> str:
         f" {_pairs(results['large_document']['rss_growth_mb'])}.",
         *(
             f"- Replay {r['profile']} ({r['days']}): {r['documents']:,} documents and"
-            f" {r['statuses']:,} statuses, {r['arrived']:,} arrived, {r['wall_s']} s wall"
+            f" {r['statuses']:,} statuses, {r['arrived']:,} arrived,{_finals(r)}"
+            f" {r['wall_s']} s wall"
             f" ({r['documents_per_s']} documents/s while driving)."
             for r in results["replays"]
         ),
         "",
     ]
     return "\n".join(lines)
+
+
+def _finals(replay: dict[str, Any]) -> str:
+    """The final statuses that reached the senders' nodes (not in runs before they were
+    counted)."""
+    if "final_statuses_seen" not in replay:
+        return ""
+    seen, expected = replay["final_statuses_seen"], replay["final_statuses_expected"]
+    return f" {seen:,} of {expected:,} final statuses at the senders' nodes,"
 
 
 def _hub_text(results: dict[str, Any]) -> str:

@@ -119,8 +119,7 @@ async def _drive(
         run_id = f"sim-{options.profile}-{options.seed}-{random.getrandbits(32):08x}"
         simulation = runner.Simulation(planned, run_id, options.speedup, options.concurrency, tick)
         observed = await simulation.run()
-    final = sum(1 for p in planned if p.answers and p.index in observed.arrived)
-    after = await runner.settle(list(urls.values()), final, before)
+    after = await runner.settle(list(urls.values()), runner.final_answers(observed), before)
     reports = (report.NodeReports(b, a) for b, a in zip(before, after, strict=True))
     return observed, dict(zip(urls, reports, strict=True))
 

@@ -18,7 +18,7 @@ from rich.console import Console
 from rich.table import Table
 
 from edoc.sim.profile import Profile
-from edoc.sim.runner import Observed
+from edoc.sim.runner import FINAL, PATIENCE, Observed, final_answers
 from edoc.sim.traffic import Planned
 
 
@@ -126,6 +126,9 @@ def build(
         "answers_sent": dict(observed.answered),
         "answers_refused": dict(observed.answer_refused),
         "statuses": {code: n for code, n in sorted(statuses.items()) if n},
+        # every final status a recipient's node accepted, and those its sender's node shows
+        "final_statuses_expected": final_answers(observed),
+        "final_statuses_seen": sum(statuses[code] for code in FINAL),
         "duration_s": round(duration, 2),
         "documents_per_s": round(len(observed.posted) / duration, 2),
         "latency_ms_p50": percentile(all_latencies, 0.5),
@@ -142,6 +145,17 @@ def number(value: Any) -> str:
 
 def share(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.0%}"
+
+
+def _final_line(report: dict[str, Any]) -> str:
+    seen, expected = report["final_statuses_seen"], report["final_statuses_expected"]
+    line = f"final statuses (02, 06) at the senders' nodes: {seen:,} of {expected:,}"
+    if seen < expected:
+        line += (
+            f" — [bold red]{expected - seen:,} had not arrived[/] when the simulator stopped"
+            f" waiting ({PATIENCE:.0f} s with none coming)"
+        )
+    return line
 
 
 def counts(by_code: Mapping[str, int]) -> str:
@@ -198,6 +212,7 @@ def show(report: dict[str, Any], console: Console) -> None:
     )
     console.print(f"documents refused: {counts(report['refused'])}")
     console.print(f"statuses refused: {counts(report['answers_refused'])}")
+    console.print(_final_line(report))
     if not any(row["node_on_time_share"] is not None for row in report["rows"]):
         console.print(
             "on time at node: n/a — the nodes compare due dates with today's clock over"

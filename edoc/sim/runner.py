@@ -290,20 +290,34 @@ def finished(reports: list[dict[str, Any]]) -> int:
     return sum(r["status_breakdown"].get(code, 0) for r in reports for code in FINAL)
 
 
+def final_answers(observed: Observed) -> int:
+    """The final statuses the recipients' nodes accepted in this run: each is on its way
+    to the sender's node (one refused is not, which a count of the planned ones missed)."""
+    return sum(observed.answered[code] for code in FINAL)
+
+
 async def node_stats(session: aiohttp.ClientSession, urls: list[str]) -> list[dict[str, Any]]:
     return [await AgencyClient(url, session=session).stats() for url in urls]
 
 
 async def settle(
-    urls: list[str], expected_final: int, before: list[dict[str, Any]], timeout: float = 120
+    urls: list[str], expected_final: int, before: list[dict[str, Any]], patience: float = PATIENCE
 ) -> list[dict[str, Any]]:
-    """Wait until the senders' nodes show this run's planned final statuses (beyond the
-    ``before`` reports, taken as the run began); their stats."""
-    deadline = time.monotonic() + timeout
+    """Wait until the senders' nodes show this run's final statuses (beyond the ``before``
+    reports, taken as the run began); their stats. Given up only after ``patience``
+    seconds in which not one more came: after a year driven as fast as possible, the
+    statuses still on their way took over two minutes to come in, and a fixed timeout
+    of 120 s ended the run while they still came, its report short of them."""
     already = finished(before)
+    most, since = -1, time.monotonic()
     async with aiohttp.ClientSession() as session:
         while True:
             reports = await node_stats(session, urls)
-            if finished(reports) - already >= expected_final or time.monotonic() > deadline:
+            seen = finished(reports) - already
+            if seen >= expected_final:
+                return reports
+            if seen > most:
+                most, since = seen, time.monotonic()
+            elif time.monotonic() - since > patience:
                 return reports
             await asyncio.sleep(0.5)
