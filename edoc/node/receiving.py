@@ -86,10 +86,12 @@ def attachment_in(package: bytes, entry: InboxAttachment) -> bytes:
         manifest = envelope.read_package(package, sink).message.attachments
     except errors.EdocError as exc:  # the store's bytes, not the agency's request, are bad
         raise errors.StorageError(f"the stored package no longer reads: {exc.message}") from None
-    body = bodies[manifest[entry.n].content_id].getvalue() if entry.n < len(manifest) else b""
-    if not holds(entry, body):
+    # read_package has checked each body against its manifest entry (size and SHA-256):
+    # left to check is that the entry is the file the inbox row names
+    listed = manifest[entry.n] if entry.n < len(manifest) else None
+    if listed is None or (listed.size, listed.sha256) != (entry.size, entry.sha256):
         raise errors.StorageError(f"the stored package does not hold attachment {entry.n}")
-    return body
+    return bodies[listed.content_id].getvalue()
 
 
 def holds(entry: InboxAttachment, body: bytes) -> bool:
