@@ -333,6 +333,14 @@ class NothingDelivered(EdocError):
     status = 502
 
 
+class SomethingLost(EdocError):
+    """A simulation in which a document the network accepted never arrived, or a final
+    status (02, 06) a recipient's node accepted never reached the sender's node."""
+
+    code = "EDOC-SIM-003"
+    status = 502
+
+
 class BadMultipart(InputError):
     """The agency API's multipart body cannot be read."""
 

@@ -6,13 +6,14 @@ from __future__ import annotations
 import io
 import time
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
-from click.testing import CliRunner
+from click.testing import CliRunner, Result
 from rich.console import Console
 
 from edoc import network
@@ -114,22 +115,71 @@ def test_exits_non_zero_when_nothing_got_through(
     assert f"EDOC-HUB-003 ×{len(planned):,}" in line and "another --seed" in line
 
 
+def _simulated(
+    network_file: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    observe: Callable[[list[traffic.Planned]], runner.Observed],
+) -> Result:
+    """`edoc simulate` on a run whose drive observed what ``observe`` makes of the plan."""
+
+    async def drive(
+        planned: list[traffic.Planned], *_: Any
+    ) -> tuple[runner.Observed, dict[str, report.NodeReports]]:
+        return observe(planned), {}
+
+    monkeypatch.setattr(command, "_drive", drive)
+    return CliRunner().invoke(
+        main, ["simulate", "tay-ninh-2021", "--days", "1", "--network", str(network_file)]
+    )
+
+
 def test_a_run_where_documents_arrive_succeeds(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     network_file, _ = _plan(tmp_path)
-
-    async def all_arrive(
-        planned: list[traffic.Planned], *_: Any
-    ) -> tuple[runner.Observed, dict[str, report.NodeReports]]:
-        return _all_arrived(planned), {}
-
-    monkeypatch.setattr(command, "_drive", all_arrive)
-    result = CliRunner().invoke(
-        main, ["simulate", "tay-ninh-2021", "--days", "1", "--network", str(network_file)]
-    )
+    result = _simulated(network_file, monkeypatch, _all_arrived)
     assert result.exit_code == 0, result.output
     assert "None" not in result.stdout
+
+
+def test_a_document_accepted_that_never_arrived_fails_the_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    network_file, planned = _plan(tmp_path)
+
+    def one_lost(planned: list[traffic.Planned]) -> runner.Observed:
+        observed = _all_arrived(planned)
+        del observed.arrived[planned[0].index]
+        return observed
+
+    result = _simulated(network_file, monkeypatch, one_lost)
+    assert result.exit_code == 3, result.output
+    n = len(planned)  # the report is shown before the verdict
+    assert f"{n:,} of {n:,} documents sent, {n - 1:,} arrived" in result.stdout
+    (line,) = result.stderr.splitlines()
+    assert line == (
+        f"error EDOC-SIM-003: 1 of {len(planned):,} documents accepted did not arrive;"
+        " final statuses (02, 06) at the senders' nodes: 0 of 0"
+    )
+
+
+def test_a_final_status_that_never_reached_the_sender_fails_the_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    network_file, planned = _plan(tmp_path)
+
+    def answered_unseen(planned: list[traffic.Planned]) -> runner.Observed:
+        observed = _all_arrived(planned)
+        observed.answered = Counter({"06": 2, "05": 3})  # no node reports any status
+        return observed
+
+    result = _simulated(network_file, monkeypatch, answered_unseen)
+    assert result.exit_code == 3, result.output
+    (line,) = result.stderr.splitlines()
+    assert line == (
+        f"error EDOC-SIM-003: 0 of {len(planned):,} documents accepted did not arrive;"
+        " final statuses (02, 06) at the senders' nodes: 0 of 2"
+    )
 
 
 async def test_an_earlier_runs_copies_in_the_inbox_do_not_count_as_arrived() -> None:

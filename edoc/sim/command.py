@@ -166,6 +166,19 @@ def nothing_got_through(result: dict[str, Any]) -> errors.NothingDelivered | Non
     )
 
 
+def something_lost(result: dict[str, Any]) -> errors.SomethingLost | None:
+    """The error for a run in which the network lost something it had accepted: a
+    document, or a final status on its way back, if it is one."""
+    lost = result["sent"] - result["arrived"]
+    seen, expected = result["final_statuses_seen"], result["final_statuses_expected"]
+    if lost <= 0 and seen >= expected:
+        return None
+    return errors.SomethingLost(
+        f"{lost:,} of {result['sent']:,} documents accepted did not arrive;"
+        f" final statuses (02, 06) at the senders' nodes: {seen:,} of {expected:,}"
+    )
+
+
 @click.command("simulate")
 @click.argument("profile_name", metavar="PROFILE")
 @click.option(
@@ -220,7 +233,8 @@ def simulate_command(
 ) -> None:
     """Drive a network with a traffic profile's documents and report what happened.
 
-    Exits non-zero (EDOC-SIM-002) when not one document got through."""
+    Exits non-zero when not one document got through (EDOC-SIM-002), or when a document
+    the network accepted or a final status never arrived (EDOC-SIM-003)."""
     if year and days is not None:
         raise click.UsageError("give --days N or --year, not both")
     if as_fast_as_possible and speedup is not None:
@@ -239,6 +253,6 @@ def simulate_command(
     result = simulate(options)
     if as_json:
         click.echo(json.dumps(result, ensure_ascii=False, indent=2))
-    failure = nothing_got_through(result)
+    failure = nothing_got_through(result) or something_lost(result)
     if failure is not None:
         raise failure
