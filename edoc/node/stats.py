@@ -7,7 +7,7 @@ import datetime as dt
 from collections import Counter, defaultdict
 from typing import Any
 
-from edoc.model import StatusCode, reached, recipient_state
+from edoc.model import reached, recipient_state
 from edoc.orgid import OrgId
 from edoc.store.node import NewInboxItem, NewOutgoing, NodeStore, Tally
 
@@ -51,23 +51,17 @@ async def report(store: NodeStore) -> dict[str, Any]:
             by_agency[row.org_id]["received"] += row.count
             by_partner[row.partner]["received"] += row.count
             by_day[day]["received"] += row.count
-    statuses: Counter[str] = Counter()
-    due = on_time = 0
-    for recipient in await store.recipient_progress(StatusCode.COMPLETED):
-        statuses[recipient.state] += 1
-        if recipient.due_date is not None:
-            due += 1
-            completed = recipient.reached_at
-            on_time += completed is not None and completed.date() <= recipient.due_date
-    delivered = sum(n for state, n in statuses.items() if reached(recipient_state(state)))
-    recipients = sum(statuses.values())
+    progress = await store.progress()
+    states = progress.states
+    delivered = sum(n for state, n in states.items() if reached(recipient_state(state)))
+    recipients = sum(states.values())
     return {
         "sent": sent,
         "received": received,
         "share_signed": round(signed / sent, 4) if sent else None,
         "share_delivered": round(delivered / recipients, 4) if recipients else None,
-        "on_time_share": round(on_time / due, 4) if due else None,
-        "status_breakdown": dict(sorted(statuses.items())),
+        "on_time_share": round(progress.on_time / progress.due, 4) if progress.due else None,
+        "status_breakdown": states,
         "by_agency": {k: dict(v) for k, v in sorted(by_agency.items())},
         "by_partner_province": {k: dict(v) for k, v in sorted(by_partner.items())},
         "by_day": {k: dict(v) for k, v in sorted(by_day.items())},

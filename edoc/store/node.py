@@ -270,25 +270,27 @@ class Received:
 
 
 @dataclass(frozen=True)
-class RecipientProgress:
-    """Where one recipient of a document stands, for the statistics."""
+class Progress:
+    """Where the recipients of the node's documents stand, for the statistics: counts the
+    store keeps as their rows change, so reading them costs the same after a year."""
 
-    sender: str
-    state: str
-    due_date: dt.date | None  # the document's summary["due_date"]
-    reached_at: dt.datetime | None  # when it first moved to the state asked about
+    states: dict[str, int]  # recipients by their state now (none of a state: absent)
+    due: int  # recipients of documents that set a due date
+    on_time: int  # of those, the ones that first reached 06 on or before it
 
 
-def recipient_progress(row: Iterable[Any]) -> RecipientProgress:
-    """A progress row as both backends read it: sender, state, due date and the time it
-    reached the state, the last two as ISO text or null."""
-    sender, state, due_date, reached_at = row
-    return RecipientProgress(
-        sender=sender,
-        state=state,
-        due_date=dt.date.fromisoformat(due_date) if due_date else None,
-        reached_at=dt.datetime.fromisoformat(reached_at) if reached_at else None,
-    )
+def progress(rows: Iterable[Any]) -> Progress:
+    """Progress from the (metric, state, count) rows both backends keep: "recipients" by
+    state, "due" and "on_time" with an empty state."""
+    states: dict[str, int] = {}
+    totals = {"due": 0, "on_time": 0}
+    for metric, state, count in rows:
+        if metric == "recipients":
+            if count:
+                states[state] = int(count)
+        else:
+            totals[metric] = int(count)
+    return Progress(states=dict(sorted(states.items())), **totals)
 
 
 class NodeStore(Protocol):
@@ -425,6 +427,6 @@ class NodeStore(Protocol):
     # statistics
     async def counters(self) -> list[Count]: ...
 
-    async def recipient_progress(self, reached: str) -> list[RecipientProgress]:
-        """Every recipient of every outgoing document, with when it reached ``reached``."""
+    async def progress(self) -> Progress:
+        """Where the recipients of the node's documents stand (kept as rows change)."""
         ...

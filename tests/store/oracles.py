@@ -10,7 +10,7 @@ from collections.abc import Collection, Sequence
 from typing import Any
 
 from edoc.store.hub import HubStore, Receipt
-from edoc.store.node import NodeStore, Transfer
+from edoc.store.node import NodeStore, Progress, Transfer
 from edoc.store.postgres.database import PostgresDatabase
 from edoc.store.postgres.node_rows import DUE
 from edoc.store.sqlite.database import SqliteDatabase
@@ -105,3 +105,33 @@ async def due(
 async def next_at(store: NodeStore, now: dt.datetime) -> dt.datetime | None:
     """When an outbox pass at ``now`` says the next falls due."""
     return (await store.outbox_pass(now, 0, ())).next_at
+
+
+# Every recipient of every document, with its due date and when it first reached 06: what
+# the statistics read before the store kept their counts (NodeStore.progress).
+_EVERY_RECIPIENT_SQLITE = (
+    "SELECT r.state, json_extract(o.summary, '$.due_date'),"
+    " (SELECT json_extract(h.value, '$.at') FROM json_each(r.history) h"
+    "  WHERE json_extract(h.value, '$.state') = '06' ORDER BY h.key LIMIT 1)"
+    " FROM recipients r JOIN outgoing o ON o.id = r.outgoing_id WHERE o.kind = 'document'"
+)
+_EVERY_RECIPIENT_POSTGRES = """
+SELECT r.state, o.summary ->> 'due_date',
+    (SELECT h ->> 'at' FROM jsonb_array_elements(r.history) WITH ORDINALITY AS e (h, n)
+        WHERE h ->> 'state' = '06' ORDER BY n LIMIT 1)
+FROM recipients r JOIN outgoing o ON o.id = r.outgoing_id WHERE o.kind = 'document'
+"""
+
+
+async def progress_counted_anew(store: NodeStore) -> Progress:
+    """NodeStore.progress counted from every recipient row, as the statistics once did."""
+    rows = await _rows(store, _EVERY_RECIPIENT_SQLITE, _EVERY_RECIPIENT_POSTGRES)
+    states: dict[str, int] = {}
+    due = on_time = 0
+    for state, due_date, completed_at in rows:
+        states[state] = states.get(state, 0) + 1
+        if due_date is not None:
+            due += 1
+            completed = completed_at and dt.datetime.fromisoformat(completed_at).date()
+            on_time += bool(completed) and completed <= dt.date.fromisoformat(due_date)
+    return Progress(dict(sorted(states.items())), due, on_time)

@@ -20,6 +20,7 @@ from edoc.store.node import (
     NewInboxItem,
     NewOutgoing,
     NodeStore,
+    Progress,
     Tally,
 )
 from tests.store import oracles
@@ -411,20 +412,74 @@ async def test_answers_together_are_queued_in_order_all_or_none(node_store: Node
     assert await oracles.outgoing_count(node_store) == kept
 
 
-async def test_recipient_progress_says_when_each_reached_a_state(node_store: NodeStore) -> None:
-    await node_store.add_outgoing(DOCUMENT, NOW, [])
+async def test_progress_counts_where_the_recipients_of_documents_stand(
+    node_store: NodeStore,
+) -> None:
+    await node_store.add_outgoing(DOCUMENT, NOW, [])  # due 2026-11-30, two recipients
     await node_store.add_outgoing(replace(DOCUMENT, document_id="D2", summary={}), NOW, [])
-    done = NOW + dt.timedelta(days=2)
-    await node_store.add_received_status(status("06"), Event("06", ""), done, status_codes_win)
+    await node_store.add_outgoing(replace(DOCUMENT, document_id="D3"), NOW, [])
     await node_store.add_outgoing(answer("03"), NOW, [])  # a status: not counted
-    progress = await node_store.recipient_progress("06")
-    assert sorted(((p.state, p.due_date, p.reached_at) for p in progress), key=repr) == [
-        ("06", dt.date(2026, 11, 30), done),
-        ("queued", None, None),
-        ("queued", None, None),
-        ("queued", dt.date(2026, 11, 30), None),
-    ]
-    assert {p.sender for p in progress} == {SENDER}
+    on_time, late = NOW + dt.timedelta(days=2), NOW + dt.timedelta(days=9)
+    await node_store.add_received_status(status("06"), Event("06", ""), on_time, status_codes_win)
+    await node_store.add_received_status(
+        status("06", document_id="D3"), Event("06", ""), late, status_codes_win
+    )
+    # 06 again, later: the first time it reached 06 is the one that counts
+    await node_store.add_received_status(
+        replace(status("06"), business_type=1), Event("06", ""), late, status_codes_win
+    )
+    progress = await node_store.progress()
+    assert progress == Progress({"06": 2, "queued": 4}, due=4, on_time=1)
+    assert progress == await oracles.progress_counted_anew(node_store)
+
+
+async def test_a_store_with_nothing_sent_counts_no_progress(node_store: NodeStore) -> None:
+    assert await node_store.progress() == Progress({}, due=0, on_time=0)
+
+
+@pytest.mark.parametrize("seed", range(4))
+async def test_progress_is_what_every_recipient_row_adds_up_to(
+    node_store: NodeStore, seed: int
+) -> None:
+    """Documents sent, transfers finished, failed and reopened, statuses received in
+    order and out of it, on time and late, in a random order: the counts the store keeps
+    are at every step what its recipient rows add up to."""
+    rng = random.Random(seed)
+    documents: list[tuple[str, int]] = []  # (DocumentId, outgoing id)
+    for step in range(60):
+        at = NOW + dt.timedelta(days=rng.choice([0, 3, 6, 9]), seconds=step)
+        move = rng.random()
+        if move < 0.25 or not documents:
+            due = rng.choice([None, "2026-11-27", "2026-11-30"])
+            document = replace(
+                DOCUMENT,
+                document_id=f"D{step}",
+                summary={"due_date": due} if due else {},
+                recipients=rng.choice([(FAR, NEIGHBOUR), (FAR,)]),
+                local=(),
+            )
+            stored = await node_store.add_outgoing(document, at, [])
+            documents.append((document.document_id, stored.id))
+        elif move < 0.5:
+            due_now = await oracles.due(node_store, at + dt.timedelta(days=30), 10, ())
+            if due_now:
+                transfer = rng.choice(due_now)
+                state, event = rng.choice(
+                    [("done", Event("sent", "hub id 1")), ("failed", Event("failed", "EDOC-X"))]
+                )
+                await node_store.finish_transfer(
+                    transfer, state, event.detail, event, at, status_codes_win
+                )
+        elif move < 0.6:
+            _, outgoing_id = rng.choice(documents)
+            await node_store.reopen_transfer(outgoing_id, "hub", at, "retried")
+        else:
+            document_id, _ = rng.choice(documents)
+            code = rng.choice(["01", "03", "05", "06", "06"])
+            item = replace(status(code, document_id=document_id), business_type=step)
+            await node_store.add_received_status(item, Event(code, ""), at, status_codes_win)
+        assert await node_store.progress() == await oracles.progress_counted_anew(node_store)
+    assert (await node_store.progress()).on_time > 0
 
 
 async def test_an_added_message_is_what_reads_back(node_store: NodeStore) -> None:

@@ -23,12 +23,12 @@ from edoc.store.hub import (
     Receipt,
     Tally,
 )
-from edoc.store.node import NewAnswer
-from edoc.store.postgres.database import PostgresDatabase, shown
+from edoc.store.node import Event, NewAnswer, NodeStore
+from edoc.store.postgres.database import PROGRESS_LOCK, PostgresDatabase, shown
 from edoc.store.postgres.hub import PostgresHubStore
 from edoc.store.postgres.node import PostgresNodeStore
 from tests.store import oracles, postgres
-from tests.store.test_node import RECEIVED, answer
+from tests.store.test_node import DOCUMENT, RECEIVED, answer, status, status_codes_win
 
 NOW = dt.datetime(2026, 11, 24, 8, 0, tzinfo=dt.UTC)
 LEASE = dt.timedelta(seconds=60)
@@ -228,6 +228,77 @@ async def test_an_empty_database_gets_the_node_schema(fresh: str) -> None:
     store = await open_node_store(fresh)
     await store.close()
     assert await _versions(fresh) == {"node": len(PostgresNodeStore.migrations)}
+
+
+async def _documents_answered(store: NodeStore, names: Sequence[str]) -> None:
+    """A document per name, sent and answered 06 on time by its far recipient."""
+    for name in names:
+        await store.add_outgoing(replace(DOCUMENT, document_id=name), NOW, [])
+        await store.add_received_status(
+            status("06", document_id=name), Event("06", ""), NOW, status_codes_win
+        )
+
+
+async def test_a_node_database_of_the_previous_version_has_its_progress_counted(
+    fresh: str,
+) -> None:
+    previous = PostgresNodeStore(fresh)
+    await previous.open(up_to=len(PostgresNodeStore.migrations) - 1)
+    await _documents_answered(previous, ["D1", "D2"])
+    await previous.close()
+
+    store = await open_node_store(fresh)
+    try:
+        assert await _versions(fresh) == {"node": len(PostgresNodeStore.migrations)}
+        progress = await store.progress()
+        assert progress == await oracles.progress_counted_anew(store)
+        assert (progress.states, progress.due, progress.on_time) == (
+            {"06": 2, "queued": 2},
+            4,
+            2,
+        )
+        await _documents_answered(store, ["D3"])  # and counted as rows change from then on
+        assert (await store.progress()).states == {"06": 3, "queued": 3}
+    finally:
+        await store.close()
+
+
+async def test_progress_read_while_another_reader_folds_adds_up_the_same(fresh: str) -> None:
+    store = await open_node_store(fresh)
+    folding = await asyncpg.connect(fresh)
+    try:
+        await _documents_answered(store, ["D1"])
+        await store.progress()  # folded
+        await _documents_answered(store, ["D2"])
+        async with folding.transaction():
+            await folding.execute("SELECT pg_advisory_xact_lock($1)", PROGRESS_LOCK)
+            progress = await store.progress()  # counts and changes not folded
+            assert await folding.fetchval("SELECT COUNT(*) FROM progress_changes") > 0
+        assert progress == await oracles.progress_counted_anew(store)
+        assert progress.states == {"06": 2, "queued": 2}
+    finally:
+        await folding.close()
+        await store.close()
+
+
+async def test_recipients_moved_by_many_transactions_at_once_are_all_counted(
+    fresh: str,
+) -> None:
+    """Writers only add change rows: transactions at the same time never wait on a count
+    row, nor deadlock over two (statement_timeout would fail one that waited long)."""
+    stores = [await open_node_store(fresh) for _ in range(3)]
+    try:
+        names = [f"D{n}" for n in range(60)]
+        await asyncio.gather(
+            *(_documents_answered(store, names[n::3]) for n, store in enumerate(stores)),
+            *(store.progress() for store in stores),
+        )
+        progress = await stores[0].progress()
+        assert progress == await oracles.progress_counted_anew(stores[0])
+        assert progress.states == {"06": 60, "queued": 60}
+    finally:
+        for store in stores:
+            await store.close()
 
 
 async def test_two_answers_at_once_are_judged_one_after_the_other(fresh: str) -> None:

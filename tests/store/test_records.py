@@ -7,7 +7,7 @@ import datetime as dt
 import pytest
 
 from edoc.model import Route
-from edoc.store.node import NewInboxItem, NewOutgoing, history, recipient_progress
+from edoc.store.node import NewInboxItem, NewOutgoing, Progress, history, progress
 
 
 def _outgoing(recipients: tuple[str, ...], local: tuple[str, ...]) -> NewOutgoing:
@@ -54,6 +54,10 @@ def test_history_and_progress_read_what_both_backends_keep() -> None:
         ("queued", at, None),
         ("sent", at, "ok"),
     ]
-    progress = recipient_progress(("S", "sent", "2026-01-05", at.isoformat()))
-    assert (progress.due_date, progress.reached_at) == (dt.date(2026, 1, 5), at)
-    assert recipient_progress(("S", "queued", None, None)).reached_at is None
+
+
+def test_progress_rows_read_as_counts_by_state_without_the_empty_ones() -> None:
+    rows = [("recipients", "sent", 2), ("recipients", "queued", 0), ("recipients", "06", 5)]
+    rows += [("due", "", 4), ("on_time", "", 3)]
+    assert progress(rows) == Progress({"06": 5, "sent": 2}, due=4, on_time=3)
+    assert list(progress(rows).states) == ["06", "sent"]  # in order of state

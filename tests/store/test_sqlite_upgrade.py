@@ -11,6 +11,7 @@ import pytest
 
 from edoc.store import open_hub_store, open_node_store, sqlite_url
 from edoc.store.hub import Count, PackageKey
+from edoc.store.node import Progress
 from edoc.store.sqlite.database import SqliteDatabase
 from edoc.store.sqlite.hub import SqliteHubStore
 from edoc.store.sqlite.node import SqliteNodeStore
@@ -43,6 +44,8 @@ async def test_a_store_made_before_its_added_columns_gains_them(
         await store.close()
         for table, column, _ in store_class.added_columns:
             assert column in _columns(path, table)
+        for table, _ in store_class.added_tables:
+            assert _columns(path, table)
 
 
 def _first_release(database: Path, schema: str, rows: str) -> None:
@@ -119,7 +122,12 @@ async def test_what_a_first_release_node_kept_reads_through_the_store(tmp_path: 
         assert item is not None and item.answers == ("01",)
         assert [(a.name, a.path) for a in item.attachments] == [("a.txt", "/p/0")]
         assert await store.inbox_package(1) is None  # its file is the package
-        (progress,) = await store.recipient_progress("06")
-        assert progress.due_date == dt.date(2026, 11, 30) and progress.reached_at is None
+        # counted from the rows there when the store first opened with its counts
+        assert await store.progress() == Progress({"sent": 1}, due=1, on_time=0)
+    finally:
+        await store.close()
+    store = await open_node_store(sqlite_url(database))
+    try:  # and not again when it opens again
+        assert await store.progress() == Progress({"sent": 1}, due=1, on_time=0)
     finally:
         await store.close()

@@ -35,6 +35,7 @@ POOL_SIZE = 10  # connections per store and process
 COMMAND_TIMEOUT = 30.0  # seconds a statement may take before the request fails (503)
 CONNECT_TIMEOUT = 5.0
 MIGRATION_LOCK = 7_041_962  # pg_advisory_xact_lock key: one migrating instance at a time
+PROGRESS_LOCK = 7_041_963  # one node instance folding its progress changes at a time
 
 
 def shown(url: str) -> str:

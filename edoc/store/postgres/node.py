@@ -27,19 +27,20 @@ from edoc.store.node import (
     OutboxPass,
     Outgoing,
     OutgoingRecipient,
+    Progress,
     Received,
-    RecipientProgress,
     StateRule,
     Tally,
     Transfer,
     TransferRecord,
     as_stored,
     history,
-    recipient_progress,
+    progress,
 )
-from edoc.store.postgres.database import Connection
+from edoc.store.postgres.database import PROGRESS_LOCK, Connection
 from edoc.store.postgres.node_rows import (
     DUE,
+    FOLD_PROGRESS,
     PACKAGES,
     PROGRESS,
     STORED_BEFORE,
@@ -49,6 +50,7 @@ from edoc.store.postgres.node_rows import (
     record,
 )
 from edoc.store.postgres.node_tables import FIRST, INBOX_ITEM, inbox_item
+from edoc.store.postgres.node_tables import PROGRESS as PROGRESS_TABLES
 from edoc.store.postgres.node_views import NodeViews
 
 # the due transfers and when the next falls due, in one: one row per due transfer (DUE's columns, in
@@ -80,7 +82,7 @@ async def _add_answer(conn: Connection, answer: NewAnswer, now: dt.datetime) -> 
 
 class PostgresNodeStore(NodeViews):
     component = "node"
-    migrations = (FIRST,)
+    migrations = (FIRST, PROGRESS_TABLES)
 
     # --- agencies -----------------------------------------------------------------------------
     async def add_agency(self, org_id: str, name: str, token_sha256: str) -> None:
@@ -314,6 +316,10 @@ class PostgresNodeStore(NodeViews):
         rows = await self._rows("SELECT day, org_id, partner, metric, count FROM counters")
         return [Count(r[0], r[1], r[2], r[3], int(r[4])) for r in rows]
 
-    async def recipient_progress(self, reached: str) -> list[RecipientProgress]:
-        rows = await self._rows(PROGRESS, reached)
-        return [recipient_progress(r) for r in rows]
+    async def progress(self) -> Progress:
+        async with self._transaction() as conn:
+            # one reader folds at a time (two would wait on each other's rows); another
+            # reads the counts and the changes not yet folded, which add up the same
+            if await conn.fetchval("SELECT pg_try_advisory_xact_lock($1)", PROGRESS_LOCK):
+                await conn.execute(FOLD_PROGRESS)
+            return progress(await conn.fetch(PROGRESS))

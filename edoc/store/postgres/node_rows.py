@@ -28,11 +28,18 @@ ORDER BY t.priority DESC, t.id LIMIT $3
 # the packages of the outgoing messages carried now
 PACKAGES = "SELECT id, body FROM outgoing WHERE id = ANY($1::bigint[]) AND body IS NOT NULL"
 
+# the changes written since the last read folded into progress (by one reader at a time:
+# PROGRESS_LOCK), then the counts with the changes written meanwhile
+FOLD_PROGRESS = """
+WITH folded AS (DELETE FROM progress_changes RETURNING metric, state, change)
+INSERT INTO progress (metric, state, count)
+SELECT metric, state, SUM(change) FROM folded GROUP BY metric, state
+ON CONFLICT (metric, state) DO UPDATE SET count = progress.count + excluded.count
+"""
 PROGRESS = """
-SELECT o.sender, r.state, o.summary ->> 'due_date',
-    (SELECT h ->> 'at' FROM jsonb_array_elements(r.history) WITH ORDINALITY AS e (h, n)
-        WHERE h ->> 'state' = $1 ORDER BY n LIMIT 1)
-FROM recipients r JOIN outgoing o ON o.id = r.outgoing_id WHERE o.kind = 'document'
+SELECT metric, state, SUM(count) FROM (SELECT metric, state, count FROM progress
+    UNION ALL SELECT metric, state, change FROM progress_changes) AS counted
+GROUP BY metric, state
 """
 
 STORED_BEFORE = (

@@ -94,6 +94,66 @@ CREATE TABLE counters (
 );
 """
 
+# The statistics' counts of where the recipients of the node's documents stand (see
+# edoc.store.node.Progress); reading them once meant reading every recipient the node
+# ever had. A trigger writes each change as a row of progress_changes, which the reader
+# folds into progress: writers only insert, so transactions that move recipients at the
+# same time never wait on one count row, nor deadlock over two.
+PROGRESS = """
+CREATE TABLE progress (
+    metric TEXT NOT NULL,
+    state TEXT NOT NULL,
+    count BIGINT NOT NULL,
+    PRIMARY KEY (metric, state)
+);
+CREATE TABLE progress_changes (
+    metric TEXT NOT NULL,
+    state TEXT NOT NULL,
+    change INTEGER NOT NULL
+);
+CREATE FUNCTION progress_of_recipients() RETURNS trigger LANGUAGE plpgsql AS $$
+DECLARE
+    due TEXT;
+BEGIN
+    SELECT summary ->> 'due_date' INTO due FROM outgoing
+        WHERE id = NEW.outgoing_id AND kind = 'document';
+    IF NOT FOUND THEN
+        RETURN NULL;
+    END IF;
+    IF TG_OP = 'INSERT' THEN
+        INSERT INTO progress_changes VALUES ('recipients', NEW.state, 1);
+        IF due IS NOT NULL THEN
+            INSERT INTO progress_changes VALUES ('due', '', 1);
+        END IF;
+        RETURN NULL;
+    END IF;
+    IF NEW.state <> OLD.state THEN
+        INSERT INTO progress_changes
+            VALUES ('recipients', OLD.state, -1), ('recipients', NEW.state, 1);
+    END IF;
+    -- a history only grows, by one entry per change: the first 06 is an entry added
+    -- when the history before held none
+    IF NEW.history -> -1 ->> 'state' = '06' AND NOT OLD.history @> '[{"state": "06"}]'
+        AND left(NEW.history -> -1 ->> 'at', 10) <= due THEN
+        INSERT INTO progress_changes VALUES ('on_time', '', 1);
+    END IF;
+    RETURN NULL;
+END $$;
+CREATE TRIGGER progress_of_recipients AFTER INSERT OR UPDATE ON recipients
+    FOR EACH ROW EXECUTE FUNCTION progress_of_recipients();
+INSERT INTO progress (metric, state, count)
+    SELECT 'recipients', r.state, COUNT(*) FROM recipients r JOIN outgoing o
+        ON o.id = r.outgoing_id WHERE o.kind = 'document' GROUP BY r.state
+    UNION ALL SELECT 'due', '', COUNT(*) FROM recipients r JOIN outgoing o
+        ON o.id = r.outgoing_id WHERE o.kind = 'document' AND o.summary ->> 'due_date' IS NOT NULL
+    UNION ALL SELECT 'on_time', '', COUNT(*) FROM recipients r JOIN outgoing o
+        ON o.id = r.outgoing_id WHERE o.kind = 'document'
+        AND left((SELECT h ->> 'at' FROM jsonb_array_elements(r.history) WITH ORDINALITY
+            AS e (h, n) WHERE h ->> 'state' = '06' ORDER BY n LIMIT 1), 10)
+            <= o.summary ->> 'due_date';
+"""
+
+
 # An inbox item with its attachments and answers in one query (listing is a hot path).
 INBOX_ITEM = """
 SELECT i.id, i.recipient, i.sender, i.kind, i.document_id, i.business_type, i.status_code,

@@ -53,6 +53,9 @@ class SqliteDatabase:
     # when a store opens without them (a new one, or one made by an earlier release), so
     # each is declared once
     added_columns: ClassVar[tuple[tuple[str, str, str], ...]] = ()
+    # tables added since: (table, the script that makes it and fills it from the rows
+    # already there), run in one transaction when a store opens without the table
+    added_tables: ClassVar[tuple[tuple[str, str], ...]] = ()
 
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -88,6 +91,7 @@ class SqliteDatabase:
                 await self._db.execute(f"PRAGMA {pragma}")
             await self._db.executescript(self.schema)
             await self._add_columns()
+            await self._add_tables()
             # opened on the schema made above; never writes (query_only: a bug that tried
             # would fail loudly rather than write outside the group commit)
             self._reader = await aiosqlite.connect(self.path, isolation_level=None)
@@ -114,6 +118,14 @@ class SqliteDatabase:
             )
             if not present:
                 await self.db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {declaration}")
+
+    async def _add_tables(self) -> None:
+        for table, script in self.added_tables:
+            present = await self.db.execute_fetchall(
+                "SELECT 1 FROM sqlite_schema WHERE type = 'table' AND name = ?", (table,)
+            )
+            if not present:
+                await self.db.executescript(f"BEGIN IMMEDIATE; {script} COMMIT;")
 
     async def close(self) -> None:
         if self._reader is not None:

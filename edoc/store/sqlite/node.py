@@ -24,16 +24,22 @@ from edoc.store.node import (
     NewOutgoing,
     OutboxPass,
     Outgoing,
+    Progress,
     Received,
-    RecipientProgress,
     StateRule,
     Tally,
     Transfer,
-    recipient_progress,
+    progress,
 )
 from edoc.store.sqlite.database import query, to_ms
 from edoc.store.sqlite.node_outbox import PACKAGES, due_transfers, next_transfer_at, packages_of
-from edoc.store.sqlite.node_tables import ADDED_COLUMNS, INBOX_ITEM, SCHEMA, inbox_item
+from edoc.store.sqlite.node_tables import (
+    ADDED_COLUMNS,
+    ADDED_TABLES,
+    INBOX_ITEM,
+    SCHEMA,
+    inbox_item,
+)
 from edoc.store.sqlite.node_views import NodeViews
 from edoc.store.sqlite.node_writes import (
     OUTGOING,
@@ -67,6 +73,7 @@ def _add_answer(db: sqlite3.Connection, answer: NewAnswer, now: dt.datetime) -> 
 class SqliteNodeStore(NodeViews):
     schema = SCHEMA
     added_columns = ADDED_COLUMNS
+    added_tables = ADDED_TABLES
 
     # --- agencies -----------------------------------------------------------------------------
     async def add_agency(self, org_id: str, name: str, token_sha256: str) -> None:
@@ -272,12 +279,5 @@ class SqliteNodeStore(NodeViews):
         rows = await self._rows("SELECT day, org_id, partner, metric, count FROM counters")
         return [Count(dt.date.fromisoformat(r[0]), r[1], r[2], r[3], r[4]) for r in rows]
 
-    async def recipient_progress(self, reached: str) -> list[RecipientProgress]:
-        rows = await self._rows(
-            "SELECT o.sender, r.state, json_extract(o.summary, '$.due_date'),"
-            " (SELECT json_extract(h.value, '$.at') FROM json_each(r.history) h"
-            "  WHERE json_extract(h.value, '$.state') = ? ORDER BY h.key LIMIT 1)"
-            " FROM recipients r JOIN outgoing o ON o.id = r.outgoing_id WHERE o.kind=?",
-            (reached, MessageKind.DOCUMENT),
-        )
-        return [recipient_progress(r) for r in rows]
+    async def progress(self) -> Progress:
+        return progress(await self._rows("SELECT metric, state, count FROM progress"))
