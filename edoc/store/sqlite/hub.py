@@ -63,6 +63,8 @@ CREATE TABLE IF NOT EXISTS deliveries (
 CREATE INDEX IF NOT EXISTS deliveries_ready
     ON deliveries (node, delivered_at, priority DESC, id);
 CREATE INDEX IF NOT EXISTS deliveries_recipient ON deliveries (recipient, delivered_at);
+-- the backlogs (hub statistics, dashboard): the deliveries still waiting, not all of them
+CREATE INDEX IF NOT EXISTS deliveries_waiting ON deliveries (node) WHERE delivered_at IS NULL;
 CREATE TABLE IF NOT EXISTS counters (
     day TEXT NOT NULL,
     org_id TEXT NOT NULL,
