@@ -239,11 +239,11 @@ async def _documents_answered(store: NodeStore, names: Sequence[str]) -> None:
         )
 
 
-async def test_a_node_database_of_the_previous_version_has_its_progress_counted(
+async def test_a_node_database_of_the_first_version_has_its_progress_counted(
     fresh: str,
 ) -> None:
     previous = PostgresNodeStore(fresh)
-    await previous.open(up_to=len(PostgresNodeStore.migrations) - 1)
+    await previous.open(up_to=1)  # before version 2 kept the counts
     await _documents_answered(previous, ["D1", "D2"])
     await previous.close()
 

@@ -5,7 +5,10 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
+import pytest
+
 from edoc.store.hub import Backlog, Receipt
+from edoc.store.sqlite import hub_views
 from edoc.store.sqlite.hub import SqliteHubStore
 from tests.store import oracles
 from tests.store.test_postgres import LEASE, NOW, PACKAGE, SENT
@@ -28,5 +31,24 @@ async def test_backlogs_read_the_waiting_deliveries_only(tmp_path: Path) -> None
             " WHERE delivered_at IS NULL GROUP BY node"
         )
         assert [row[3] for row in plan] == ["SCAN deliveries USING INDEX deliveries_waiting"]
+    finally:
+        await store.close()
+
+
+@pytest.mark.parametrize("name", ["STAGES", "DOCUMENTS_OF", "RELAY_TIMES"])
+async def test_the_dashboards_windows_are_read_by_index(tmp_path: Path, name: str) -> None:
+    """The hub's dashboard asks for the packages accepted, or the deliveries acknowledged,
+    since a time at each refresh: found by index, never by a scan of all ever kept."""
+    store = SqliteHubStore(tmp_path / "hub.sqlite")
+    await store.open()
+    try:
+        query = getattr(hub_views, name)
+        plan = await store.db.execute_fetchall(
+            "EXPLAIN QUERY PLAN " + query, [None] * query.count("?")
+        )
+        steps = [row[3] for row in plan]
+        # a scan, or a search by kind alone (every document, or status, ever accepted)
+        walks = [s for s in steps if s.startswith("SCAN") or s.endswith("(kind=?)")]
+        assert not walks and not [s for s in steps if "TEMP B-TREE" in s], steps
     finally:
         await store.close()

@@ -95,6 +95,13 @@ CREATE TRIGGER deliveries_notify AFTER INSERT ON deliveries
 """
 CHANNEL = "edoc_deliveries"
 
+# version 3: the dashboard's windows (packages accepted, deliveries acknowledged since a
+# time) read from indexes, not a scan of every package and delivery ever kept
+WINDOWS = """
+CREATE INDEX packages_accepted ON packages (kind, accepted_at);
+CREATE INDEX deliveries_delivered ON deliveries (delivered_at) WHERE delivered_at IS NOT NULL;
+"""
+
 # $1 is the largest package whose body comes along: an acknowledgement of 1,000
 # deliveries, or a lease of packages too large to go inline, needs none
 _DELIVERY_COLUMNS = """
@@ -176,7 +183,7 @@ def _delivery(row: asyncpg.Record) -> Delivery:
 
 class PostgresHubStore(HubIntake):
     component = "hub"
-    migrations = (FIRST, NOTIFY)
+    migrations = (FIRST, NOTIFY, WINDOWS)
 
     def __init__(self, url: str) -> None:
         super().__init__(url)

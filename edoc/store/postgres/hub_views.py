@@ -22,12 +22,13 @@ TRACE = (  # constant text: the values are bound as parameters
     " ORDER BY 4, 1, 5"  # accepted, documents before statuses, by recipient
 )
 
-# a document's recipients, then the statuses about it (status_code "" marks the document)
+# a document's recipients, then the statuses about it (status_code "" marks the document;
+# a status is accepted after its document, so within the window too: found by index)
 STAGES = (
     "SELECT p.about, d.recipient, '', p.accepted_at FROM packages p"
     " JOIN deliveries d ON d.package_id = p.id WHERE p.kind = $1 AND p.accepted_at >= $2"
     " UNION ALL SELECT s.about, s.sender, s.status_code, s.accepted_at FROM packages s"
-    " WHERE s.kind = $3 AND s.about IN"
+    " WHERE s.kind = $3 AND s.accepted_at >= $2 AND s.about IN"
     " (SELECT about FROM packages WHERE kind = $1 AND accepted_at >= $2)"
 )
 DOCUMENTS_OF = (

@@ -94,11 +94,11 @@ CREATE TABLE counters (
 );
 """
 
-# The statistics' counts of where the recipients of the node's documents stand (see
-# edoc.store.node.Progress); reading them once meant reading every recipient the node
-# ever had. A trigger writes each change as a row of progress_changes, which the reader
-# folds into progress: writers only insert, so transactions that move recipients at the
-# same time never wait on one count row, nor deadlock over two.
+# version 2: the statistics' counts of where the recipients of the node's documents
+# stand (see edoc.store.node.Progress); reading them once meant reading every recipient
+# the node ever had. A trigger writes each change as a row of progress_changes, which
+# the reader folds into progress: writers only insert, so transactions that move
+# recipients at the same time never wait on one count row, nor deadlock over two.
 PROGRESS = """
 CREATE TABLE progress (
     metric TEXT NOT NULL,
@@ -152,6 +152,11 @@ INSERT INTO progress (metric, state, count)
             AS e (h, n) WHERE h ->> 'state' = '06' ORDER BY n LIMIT 1), 10)
             <= o.summary ->> 'due_date';
 """
+
+
+# version 3: the dashboard's troubled documents found from their failed transfers (the
+# pending ones have an index of their own)
+FAILED = "CREATE INDEX transfers_failed ON transfers (outgoing_id) WHERE state = 'failed';"
 
 
 # An inbox item with its attachments and answers in one query (listing is a hot path).

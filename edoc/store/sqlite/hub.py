@@ -65,6 +65,10 @@ CREATE INDEX IF NOT EXISTS deliveries_ready
 CREATE INDEX IF NOT EXISTS deliveries_recipient ON deliveries (recipient, delivered_at);
 -- the backlogs (hub statistics, dashboard): the deliveries still waiting, not all of them
 CREATE INDEX IF NOT EXISTS deliveries_waiting ON deliveries (node) WHERE delivered_at IS NULL;
+-- the dashboard's windows: packages accepted, deliveries acknowledged since a time
+CREATE INDEX IF NOT EXISTS packages_accepted ON packages (kind, accepted_at);
+CREATE INDEX IF NOT EXISTS deliveries_delivered ON deliveries (delivered_at)
+    WHERE delivered_at IS NOT NULL;
 CREATE TABLE IF NOT EXISTS counters (
     day TEXT NOT NULL,
     org_id TEXT NOT NULL,

@@ -22,12 +22,13 @@ TRACE = (  # constant text: the values are bound as parameters
     " ORDER BY 4, 1, 5"  # accepted, documents before statuses, by recipient
 )
 
-# a document's recipients, then the statuses about it (status_code "" marks the document)
+# a document's recipients, then the statuses about it (status_code "" marks the document;
+# a status is accepted after its document, so within the window too: found by index)
 STAGES = (
     "SELECT p.about, d.recipient, '', p.accepted_at FROM packages p"
     " JOIN deliveries d ON d.package_id = p.id WHERE p.kind = ? AND p.accepted_at >= ?"
     " UNION ALL SELECT s.about, s.sender, s.status_code, s.accepted_at FROM packages s"
-    " WHERE s.kind = ? AND s.about IN"
+    " WHERE s.kind = ? AND s.accepted_at >= ? AND s.about IN"
     " (SELECT about FROM packages WHERE kind = ? AND accepted_at >= ?)"
 )
 DOCUMENTS_OF = (
@@ -64,7 +65,7 @@ class HubViews(SqliteDatabase):
 
     async def stages(self, since: dt.datetime) -> list[Stage]:
         document, status, after = MessageKind.DOCUMENT, MessageKind.STATUS, to_ms(since)
-        rows = await self._rows(STAGES, (document, after, status, document, after))
+        rows = await self._rows(STAGES, (document, after, status, after, document, after))
         return [Stage(r[0], r[1], r[2], from_ms(r[3])) for r in rows]
 
     async def relay_times(self, since: dt.datetime) -> list[dt.timedelta]:

@@ -9,9 +9,11 @@ from edoc.model import DeliveryState, MessageKind, Route, TransferState
 from edoc.store.sqlite.database import SqliteDatabase, to_ms
 
 RECENT = "SELECT id FROM outgoing WHERE kind = ? ORDER BY id DESC LIMIT ?"
+# found from the troubled transfers (by index on their state): walking the documents back
+# until enough had one read every document the node ever sent when few had
 TROUBLED = (
-    "SELECT o.id FROM outgoing o WHERE o.kind = ? AND EXISTS (SELECT 1 FROM transfers t"
-    " WHERE t.outgoing_id = o.id AND (t.state = ? OR (t.state = ? AND t.attempts > 0)))"
+    "SELECT o.id FROM outgoing o WHERE o.kind = ? AND o.id IN (SELECT outgoing_id"
+    " FROM transfers WHERE state = ? OR (state = ? AND attempts > 0))"
     " ORDER BY o.id DESC LIMIT ?"
 )
 
