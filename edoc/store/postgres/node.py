@@ -49,8 +49,13 @@ from edoc.store.postgres.node_rows import (
     insert_outgoing,
     record,
 )
-from edoc.store.postgres.node_tables import FAILED, FIRST, INBOX_ITEM, inbox_item
-from edoc.store.postgres.node_tables import PROGRESS as PROGRESS_TABLES
+from edoc.store.postgres.node_tables import (
+    FAILED,
+    FIRST,
+    INBOX_ITEM,
+    PROGRESS_COUNTS,
+    inbox_item,
+)
 from edoc.store.postgres.node_views import NodeViews
 
 # the due transfers and when the next falls due, in one: one row per due transfer (DUE's columns, in
@@ -82,7 +87,7 @@ async def _add_answer(conn: Connection, answer: NewAnswer, now: dt.datetime) -> 
 
 class PostgresNodeStore(NodeViews):
     component = "node"
-    migrations = (FIRST, PROGRESS_TABLES, FAILED)
+    migrations = (FIRST, PROGRESS_COUNTS, FAILED)
 
     # --- agencies -----------------------------------------------------------------------------
     async def add_agency(self, org_id: str, name: str, token_sha256: str) -> None:

@@ -99,7 +99,7 @@ CREATE TABLE counters (
 # the node ever had. A trigger writes each change as a row of progress_changes, which
 # the reader folds into progress: writers only insert, so transactions that move
 # recipients at the same time never wait on one count row, nor deadlock over two.
-PROGRESS = """
+PROGRESS_COUNTS = """
 CREATE TABLE progress (
     metric TEXT NOT NULL,
     state TEXT NOT NULL,

@@ -122,7 +122,7 @@ class SqliteDatabase:
     async def _add_tables(self) -> None:
         for table, script in self.added_tables:
             present = await self.db.execute_fetchall(
-                "SELECT 1 FROM sqlite_schema WHERE type = 'table' AND name = ?", (table,)
+                "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (table,)
             )
             if not present:
                 await self.db.executescript(f"BEGIN IMMEDIATE; {script} COMMIT;")

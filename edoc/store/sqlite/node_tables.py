@@ -116,7 +116,7 @@ _ADD = " ON CONFLICT (metric, state) DO UPDATE SET count = count + excluded.coun
 # counted from its rows when it first opens (added_tables).
 # A history only grows, by one entry per change: a recipient first reached 06 when the
 # entry added is a 06 and the history before held none (looked for only then).
-PROGRESS = f"""
+PROGRESS_COUNTS = f"""
 CREATE TABLE progress (
     metric TEXT NOT NULL,
     state TEXT NOT NULL,
@@ -157,7 +157,7 @@ INSERT INTO progress (metric, state, count)
 """  # noqa: S608 (constant text)
 
 # tables added since the first release (see SqliteDatabase.added_tables)
-ADDED_TABLES = (("progress", PROGRESS),)
+ADDED_TABLES = (("progress", PROGRESS_COUNTS),)
 
 
 # An inbox item with its attachments and answers in one query (listing is a hot path).
