@@ -53,9 +53,9 @@ class SqliteDatabase:
     # when a store opens without them (a new one, or one made by an earlier release), so
     # each is declared once
     added_columns: ClassVar[tuple[tuple[str, str, str], ...]] = ()
-    # tables added since: (table, the script that makes it and fills it from the rows
-    # already there), run in one transaction when a store opens without the table
-    added_tables: ClassVar[tuple[tuple[str, str], ...]] = ()
+    # tables added since: each a script that makes its table if missing and fills it from
+    # the rows already there if it was never filled, run at every open
+    added_tables: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -112,20 +112,24 @@ class SqliteDatabase:
         await self._rows("SELECT 1")
 
     async def _add_columns(self) -> None:
-        for table, column, declaration in self.added_columns:
-            present = await self.db.execute_fetchall(
-                "SELECT 1 FROM pragma_table_info(?) WHERE name=?", (table, column)
-            )
-            if not present:
-                await self.db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {declaration}")
+        # in one transaction holding the write lock: two processes opening a store at once
+        # (a service and `edoc node add-agency`) cannot both find a column missing
+        await self.db.execute("BEGIN IMMEDIATE")
+        try:
+            for table, column, declaration in self.added_columns:
+                present = await self.db.execute_fetchall(
+                    "SELECT 1 FROM pragma_table_info(?) WHERE name=?", (table, column)
+                )
+                if not present:
+                    await self.db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {declaration}")
+        except BaseException:
+            await self.db.execute("ROLLBACK")
+            raise
+        await self.db.execute("COMMIT")
 
     async def _add_tables(self) -> None:
-        for table, script in self.added_tables:
-            present = await self.db.execute_fetchall(
-                "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (table,)
-            )
-            if not present:
-                await self.db.executescript(f"BEGIN IMMEDIATE; {script} COMMIT;")
+        for script in self.added_tables:
+            await self.db.executescript(f"BEGIN IMMEDIATE; {script} COMMIT;")
 
     async def close(self) -> None:
         if self._reader is not None:

@@ -22,8 +22,10 @@ TRACE = (  # constant text: the values are bound as parameters
     " ORDER BY 4, 1, 5"  # accepted, documents before statuses, by recipient
 )
 
-# a document's recipients, then the statuses about it (status_code "" marks the document;
-# a status is accepted after its document, so within the window too: found by index)
+# a document's recipients, then the statuses about it accepted in the window too
+# (status_code "" marks the document). A status of a document accepted in the window
+# comes after it; one accepted before is about an earlier package with the same
+# DocumentId (the document a revocation or update of it replaced). Both by index.
 STAGES = (
     "SELECT p.about, d.recipient, '', p.accepted_at FROM packages p"
     " JOIN deliveries d ON d.package_id = p.id WHERE p.kind = ? AND p.accepted_at >= ?"

@@ -113,29 +113,30 @@ _ADD = " ON CONFLICT (metric, state) DO UPDATE SET count = count + excluded.coun
 # The statistics' counts of where the recipients of the node's documents stand (see
 # edoc.store.node.Progress), kept by triggers as the rows change: reading them once
 # meant reading every recipient the node ever had. A store made before them has them
-# counted from its rows when it first opens (added_tables).
+# counted from its rows when it first opens (added_tables): the count inserts a "due" and
+# an "on_time" row whatever it finds, so an empty table is one never counted.
 # A history only grows, by one entry per change: a recipient first reached 06 when the
 # entry added is a 06 and the history before held none (looked for only then).
 PROGRESS_COUNTS = f"""
-CREATE TABLE progress (
+CREATE TABLE IF NOT EXISTS progress (
     metric TEXT NOT NULL,
     state TEXT NOT NULL,
     count INTEGER NOT NULL,
     PRIMARY KEY (metric, state)
 );
-CREATE TRIGGER progress_of_new_recipients AFTER INSERT ON recipients WHEN {_DOCUMENT}
+CREATE TRIGGER IF NOT EXISTS progress_of_new_recipients AFTER INSERT ON recipients WHEN {_DOCUMENT}
 BEGIN
     INSERT INTO progress VALUES ('recipients', new.state, 1){_ADD}
     INSERT INTO progress SELECT 'due', '', 1 FROM outgoing
         WHERE id = new.outgoing_id AND json_extract(summary, '$.due_date') IS NOT NULL{_ADD}
 END;
-CREATE TRIGGER progress_of_moved_recipients AFTER UPDATE OF state ON recipients
+CREATE TRIGGER IF NOT EXISTS progress_of_moved_recipients AFTER UPDATE OF state ON recipients
 WHEN old.state <> new.state AND {_DOCUMENT}
 BEGIN
     UPDATE progress SET count = count - 1 WHERE metric = 'recipients' AND state = old.state;
     INSERT INTO progress VALUES ('recipients', new.state, 1){_ADD}
 END;
-CREATE TRIGGER progress_of_completed_recipients AFTER UPDATE OF history ON recipients
+CREATE TRIGGER IF NOT EXISTS progress_of_completed_recipients AFTER UPDATE OF history ON recipients
 WHEN json_extract(new.history, '$[#-1].state') = '06'
     AND {_COMPLETED_AT.format(history="old.history")} IS NULL
 BEGIN
@@ -144,7 +145,7 @@ BEGIN
         AND substr(json_extract(new.history, '$[#-1].at'), 1, 10)
             <= json_extract(summary, '$.due_date'){_ADD}
 END;
-INSERT INTO progress (metric, state, count)
+INSERT INTO progress (metric, state, count) SELECT * FROM (
     SELECT 'recipients', r.state, COUNT(*) FROM recipients r JOIN outgoing o
         ON o.id = r.outgoing_id WHERE o.kind = 'document' GROUP BY r.state
     UNION ALL SELECT 'due', '', COUNT(*) FROM recipients r JOIN outgoing o
@@ -153,11 +154,12 @@ INSERT INTO progress (metric, state, count)
     UNION ALL SELECT 'on_time', '', COUNT(*) FROM recipients r JOIN outgoing o
         ON o.id = r.outgoing_id WHERE o.kind = 'document'
         AND substr({_COMPLETED_AT.format(history="r.history")}, 1, 10)
-            <= json_extract(o.summary, '$.due_date');
+            <= json_extract(o.summary, '$.due_date')
+) WHERE NOT EXISTS (SELECT 1 FROM progress);
 """  # noqa: S608 (constant text)
 
 # tables added since the first release (see SqliteDatabase.added_tables)
-ADDED_TABLES = (("progress", PROGRESS_COUNTS),)
+ADDED_TABLES = (PROGRESS_COUNTS,)
 
 
 # An inbox item with its attachments and answers in one query (listing is a hot path).
