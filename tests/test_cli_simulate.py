@@ -179,6 +179,17 @@ def test_a_run_in_which_the_network_lost_what_it_accepted_fails(
     )
 
 
+def test_a_lost_document_is_not_hidden_by_one_that_arrived_unrecorded(tmp_path: Path) -> None:
+    _, planned = _plan(tmp_path)
+    observed = _all_arrived(planned)
+    del observed.arrived[planned[0].index]  # accepted, never arrived
+    del observed.posted[planned[1].index]  # its post failed on the way back, yet it arrived
+    built = report.build(TAY_NINH, planned, observed, {}, {"seed": 5})
+    assert built["sent"] == built["arrived"] and built["lost"] == 1
+    failure = command.something_lost(built)
+    assert failure is not None and failure.message.startswith(f"1 of {len(planned) - 1:,} ")
+
+
 async def test_an_earlier_runs_copies_in_the_inbox_do_not_count_as_arrived() -> None:
     """Driving a network again with the same seed: the hub refuses every document as a
     duplicate, while the inboxes still hold the first run's copies of the same DocumentIds."""

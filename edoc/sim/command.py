@@ -169,9 +169,9 @@ def nothing_got_through(result: dict[str, Any]) -> errors.NothingDelivered | Non
 def something_lost(result: dict[str, Any]) -> errors.SomethingLost | None:
     """The error for a run in which the network lost something it had accepted: a
     document, or a final status on its way back, if it is one."""
-    lost = result["sent"] - result["arrived"]
+    lost = result["lost"]
     seen, expected = result["final_statuses_seen"], result["final_statuses_expected"]
-    if lost <= 0 and seen >= expected:
+    if not lost and seen >= expected:
         return None
     return errors.SomethingLost(
         f"{lost:,} of {result['sent']:,} documents accepted did not arrive;"

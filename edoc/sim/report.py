@@ -122,6 +122,8 @@ def build(
         "documents": len(planned),
         "sent": len(observed.posted),
         "arrived": len(observed.arrived),
+        # accepted and never seen in an inbox (one whose post failed may still arrive)
+        "lost": len(observed.posted.keys() - observed.arrived.keys()),
         "refused": dict(observed.refused),
         "answers_sent": dict(observed.answered),
         "answers_refused": dict(observed.answer_refused),
