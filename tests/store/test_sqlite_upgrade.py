@@ -71,10 +71,16 @@ async def test_what_a_first_release_hub_kept_reads_through_the_store(tmp_path: P
         " VALUES (1, '000.00.00.H34', 'H34', 2);"
         "INSERT INTO counters VALUES ('2026-11-24', '000.00.12.H53', 'sent', '', 1);"
         "INSERT INTO directory VALUES ('000.00.00.H34', 'Thái Bình', 'province', 'H34');"
-        "INSERT INTO meta VALUES ('directory_version', 3);",
+        "INSERT INTO meta VALUES ('directory_version', 3);"
+        # its index of every delivery, which today's index of the waiting ones replaces
+        "CREATE INDEX deliveries_ready ON deliveries (node, delivered_at, priority DESC, id);",
     )
     store = await open_hub_store(sqlite_url(database))
     try:
+        assert isinstance(store, SqliteHubStore)
+        rows = await store.db.execute_fetchall("SELECT name FROM sqlite_master WHERE type='index'")
+        indexes = {row[0] for row in rows}
+        assert "deliveries_ready" not in indexes and "deliveries_to_lease" in indexes
         key = PackageKey("document", "000.00.12.H53", "D1", 0, "")
         record = await store.find_package(key)
         assert record is not None and record.recipients == ("000.00.00.H34",)

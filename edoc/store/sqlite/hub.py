@@ -60,11 +60,13 @@ CREATE TABLE IF NOT EXISTS deliveries (
     attempts INTEGER NOT NULL DEFAULT 0,
     UNIQUE (package_id, recipient)
 );
-CREATE INDEX IF NOT EXISTS deliveries_ready
-    ON deliveries (node, delivered_at, priority DESC, id);
+-- the deliveries still waiting, by node in the order they are leased: the lease and the
+-- backlogs (hub statistics, dashboard) read these alone, never an entry per delivery
+-- ever made (an index of all of them, deliveries_ready, did that for the backlogs)
+DROP INDEX IF EXISTS deliveries_ready;
+CREATE INDEX IF NOT EXISTS deliveries_to_lease
+    ON deliveries (node, priority DESC, id) WHERE delivered_at IS NULL;
 CREATE INDEX IF NOT EXISTS deliveries_recipient ON deliveries (recipient, delivered_at);
--- the backlogs (hub statistics, dashboard): the deliveries still waiting, not all of them
-CREATE INDEX IF NOT EXISTS deliveries_waiting ON deliveries (node) WHERE delivered_at IS NULL;
 -- the dashboard's windows: packages accepted, deliveries acknowledged since a time
 CREATE INDEX IF NOT EXISTS packages_accepted ON packages (kind, accepted_at);
 CREATE INDEX IF NOT EXISTS deliveries_delivered ON deliveries (delivered_at)
