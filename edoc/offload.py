@@ -1,4 +1,5 @@
-"""The one way services run CPU-heavy work (parsing, signing, verifying) off the event loop."""
+"""The one way services run CPU-heavy work (parsing, signing, verifying) off the event loop,
+and the rule for when not to: work over a few kilobytes in memory stays on it."""
 
 from __future__ import annotations
 
@@ -23,6 +24,21 @@ class Offload:
         context = contextvars.copy_context()  # keeps the request's log context
         call = functools.partial(context.run, function, *args, **kwargs)
         return await asyncio.get_running_loop().run_in_executor(self._pool, call)
+
+    async def run_small_here(
+        self, small: bool, function: Callable[P, T], *args: P.args, **kwargs: P.kwargs
+    ) -> T:
+        """``function`` here on the event loop when its input is ``small`` (held in memory,
+        at most about a megabyte), else in a thread as :meth:`run`.
+
+        A thread gains nothing on such work: lxml, hashing and RSA over a few kilobytes
+        hold the GIL nearly throughout, so the loop waits for it either way. Handing the
+        work over and its answer back, and the GIL passing between the threads, cost a
+        sixth of the CPU of a document and its 01 (bench/HISTORY.md, part nine). Work on
+        a file stays in a thread: its parsing and hashing let the loop answer meanwhile."""
+        if small:
+            return function(*args, **kwargs)
+        return await self.run(function, *args, **kwargs)
 
     def close(self) -> None:
         self._pool.shutdown(wait=True, cancel_futures=True)

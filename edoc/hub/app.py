@@ -157,8 +157,10 @@ async def get_deliveries(request: web.Request) -> web.Response:
     framed = framing.MEDIA_TYPE in request.headers.get("Accept", "")
     items = await queues.collect(state, node, wait, limit)
     answer = functools.partial(queues.answer_body, items, state.config.inline_bytes, framed)
-    # no file to read, no thread needed (at a stop, the threads may be gone)
-    body = await state.offload.run(answer) if items else answer()
+    # packages kept in the store's rows (or none: at a stop, the threads may be gone) are
+    # framed here; a package read from its file, in a thread
+    small = all(item.body is not None for item in items)
+    body = await state.offload.run_small_here(small, answer)
     return web.Response(
         body=body, content_type=framing.MEDIA_TYPE if framed else "application/json"
     )

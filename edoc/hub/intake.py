@@ -11,7 +11,6 @@ import asyncio
 import datetime as dt
 import functools
 import hashlib
-import itertools
 import shutil
 import uuid
 from collections.abc import Sequence
@@ -141,7 +140,8 @@ async def accept(state: HubState, node: str, body: bytes | Path) -> tuple[Packag
     work = state.incoming_dir / f"{uuid.uuid4().hex}.parts"
     read: list[envelope.Package] = []
     try:
-        examined = await state.offload.run(_examine, state, body, work, read)
+        small = isinstance(body, bytes)  # else streamed to a file: large
+        examined = await state.offload.run_small_here(small, _examine, state, body, work, read)
         return await _admit(state, node, examined)
     except errors.EdocError as exc:
         await _count_refusal(state, exc, read)
@@ -152,7 +152,7 @@ async def accept(state: HubState, node: str, body: bytes | Path) -> tuple[Packag
 
 
 Outcome = tuple[PackageRecord, bool] | errors.EdocError  # accept's answer, or its refusal
-EXAMINED_PER_CALL = 8  # a batch's packages examined in one offload call
+EXAMINED_TOGETHER = 8  # a batch's packages examined between two turns of the loop
 
 
 def _answer_of(exc: Exception) -> errors.EdocError:
@@ -182,18 +182,18 @@ def _examine_each(
 
 async def accept_batch(state: HubState, node: str, bodies: Sequence[bytes]) -> list[Outcome]:
     """Accept each package in ``bodies`` from ``node`` as :func:`accept` would; the
-    outcome of each, in order. They are examined a few to an offload call (a call per
-    package would queue each behind every other request's), the calls side by side; then
-    admitted side by side, so that the store commits them together (one after the other,
+    outcome of each, in order. They are examined here on the event loop, a batch being
+    small (offload.run_small_here), a few at a time with other requests served between;
+    then admitted side by side, so that the store commits them together (one after the other,
     each paid a commit of its own), except that a package about the same document as one
     before it (a revoke and its original) waits for that one to be judged."""
     limit = state.config.max_package_bytes
     fitting = [body for body in bodies if len(body) <= limit]  # the single door's bound
-    calls = [
-        state.offload.run(_examine_each, state, fitting[start : start + EXAMINED_PER_CALL])
-        for start in range(0, len(fitting), EXAMINED_PER_CALL)
-    ]
-    examined_each = itertools.chain.from_iterable(await asyncio.gather(*calls))
+    results: list[tuple[Examined | errors.EdocError, list[envelope.Package]]] = []
+    for start in range(0, len(fitting), EXAMINED_TOGETHER):
+        results.extend(_examine_each(state, fitting[start : start + EXAMINED_TOGETHER]))
+        await asyncio.sleep(0)
+    examined_each = iter(results)
     judged: list[asyncio.Task[Outcome]] = []
     latest: dict[tuple[str, str], asyncio.Task[Outcome]] = {}  # of each document, the last
     for place, body in enumerate(bodies):

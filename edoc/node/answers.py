@@ -3,6 +3,7 @@ put in the outbox, the node's own 01 (arrived) and an agency's 02–06, 15, 16."
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import datetime as dt
 from collections.abc import Iterator, Sequence
@@ -153,15 +154,15 @@ def _signed(state: NodeState, status: AgencyStatus) -> NewOutgoing:
         )
 
 
-def _status_messages(state: NodeState, statuses: Sequence[AgencyStatus]) -> list[NewOutgoing]:
-    return [_signed(state, status) for status in statuses]
-
-
 async def answer(state: NodeState, statuses: Sequence[AgencyStatus]) -> list[int]:
-    """Agencies' own statuses (02–06, 15, 16) about documents they received, signed (in
-    one hand-off to a thread) and into the outbox in one transaction, in order: all or
-    none. Their outgoing ids, in order."""
-    messages = await state.offload.run(_status_messages, state, statuses)
+    """Agencies' own statuses (02–06, 15, 16) about documents they received, signed and
+    into the outbox in one transaction, in order: all or none. Their outgoing ids, in
+    order. Signed here on the event loop, a status being small (offload.run_small_here),
+    with other requests served between two."""
+    messages = []
+    for status in statuses:
+        messages.append(_signed(state, status))
+        await asyncio.sleep(0)
     queued = [
         NewAnswer(s.item.id, message, progress.may_answer(s.code))
         for s, message in zip(statuses, messages, strict=True)

@@ -1,4 +1,4 @@
-"""Packing what agencies send into signed edXML packages (run off the event loop)."""
+"""Packing what agencies send into signed edXML packages (in a thread when large)."""
 
 from __future__ import annotations
 
@@ -39,6 +39,14 @@ def _attachments(
     if len(measured) != len(files):
         raise TypeError("paths and measured files mixed")
     return attachments_from_measured(measured)
+
+
+def in_memory(files: Sequence[MeasuredFile]) -> bool:
+    """Whether the package of ``files`` is made in memory, its attachments all there."""
+    return (
+        all(isinstance(item.body, bytes) for item in files)
+        and sum(item.size for item in files) <= IN_STORE
+    )
 
 
 def document_package(

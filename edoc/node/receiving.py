@@ -179,7 +179,9 @@ async def receive(state: NodeState, source: bytes | Path, recipients: list[str])
     # a package in memory is kept in the store: no folder (nor a name for one) for it
     folder = None if isinstance(source, bytes) else state.inbox_dir / uuid.uuid4().hex
     try:
-        kept = await state.offload.run(_verify_and_keep, state, source, folder, recipients)
+        kept = await state.offload.run_small_here(
+            folder is None, _verify_and_keep, state, source, folder, recipients
+        )
     except BaseException:
         if folder is not None:
             shutil.rmtree(folder, ignore_errors=True)

@@ -297,8 +297,8 @@ async def _store(
     """Pack, sign and store the document (a retry if a post with the same key won the race)."""
     now = dt.datetime.now(dt.UTC)
     target = state.outgoing_dir / f"{uuid.uuid4().hex}.edxml"
-    document, personally, body = await state.offload.run(
-        compose.document_package, state.keys, data, files, target, now
+    document, personally, body = await state.offload.run_small_here(
+        compose.in_memory(files), compose.document_package, state.keys, data, files, target, now
     )
     sender = document.sender.org_id
     recipients = tuple(to.org_id for to in document.recipients)
