@@ -2,7 +2,8 @@
 
 Nothing is answered 2xx before the package is verified, its rules hold, the file
 (with the hub's TraceHeader hop) is on disk and fsynced, and the database row is
-committed. Parsing and signature checks run off the event loop.
+committed. Parsing and signature checks run through edoc.offload: on the event loop
+for a package held in memory, in a thread for one streamed to a file.
 """
 
 from __future__ import annotations

@@ -43,7 +43,7 @@ def status_message(
     staff: Staff | None = None,
 ) -> NewOutgoing:
     """``responder``'s signed status about a document, packed and ready for the outbox.
-    Signing: run it off the loop."""
+    Signing: through offload.run_small_here (a status is small)."""
     now = dt.datetime.now(dt.UTC)
     status = StatusUpdate(
         sender=Organization(responder),

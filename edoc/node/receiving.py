@@ -104,9 +104,9 @@ def _verify_and_keep(
 ) -> Kept:
     """Verify the package (its bytes, or the file ``source``), keep it (in memory for the
     store, or fsynced in ``folder``, given with a file, with its attachments beside it)
-    and, for a document, sign each of ``recipients``' status 01. Run off the loop, in one
-    call: each step is a file system call or crypto, and under load a second call per
-    package would queue behind every other package's first."""
+    and, for a document, sign each of ``recipients``' status 01. One call, through
+    offload.run_small_here: a package in a file is read and kept in a thread, and under
+    load a second call per package would queue behind every other package's first."""
     parts: dict[str, Path] = {}  # attachments of a package in a file
 
     def sink(content_id: str, _name: str) -> envelope.Writable:
