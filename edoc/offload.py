@@ -1,5 +1,5 @@
-"""The one way services run CPU-heavy work (parsing, signing, verifying) off the event loop,
-and the rule for when not to: work over a few kilobytes in memory stays on it."""
+"""The one way services run CPU-heavy work (parsing, signing, verifying): in a thread, off
+the event loop, except small work over input held in memory, which stays on it."""
 
 from __future__ import annotations
 
@@ -34,7 +34,7 @@ class Offload:
         A thread gains nothing on such work: lxml, hashing and RSA over a few kilobytes
         hold the GIL nearly throughout, so the loop waits for it either way. Handing the
         work over and its answer back, and the GIL passing between the threads, cost a
-        sixth of the CPU of a document and its 01 (bench/HISTORY.md, part nine). Work on
+        fifth of the CPU of a document and its 01 (bench/HISTORY.md, part nine). Work on
         a file stays in a thread: its parsing and hashing let the loop answer meanwhile."""
         if small:
             return function(*args, **kwargs)

@@ -185,9 +185,9 @@ async def accept_batch(state: HubState, node: str, bodies: Sequence[bytes]) -> l
     """Accept each package in ``bodies`` from ``node`` as :func:`accept` would; the
     outcome of each, in order. They are examined here on the event loop, a batch being
     small (offload.run_small_here), a few at a time with other requests served between;
-    then admitted side by side, so that the store commits them together (one after the other,
-    each paid a commit of its own), except that a package about the same document as one
-    before it (a revoke and its original) waits for that one to be judged."""
+    then admitted side by side, so that the store commits them together (one after the
+    other, each paid a commit of its own), except that a package about the same document
+    as one before it (a revoke and its original) waits for that one to be judged."""
     limit = state.config.max_package_bytes
     fitting = [body for body in bodies if len(body) <= limit]  # the single door's bound
     results: list[tuple[Examined | errors.EdocError, list[envelope.Package]]] = []
