@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import multiprocessing
 import sqlite3
+from multiprocessing.queues import Queue
+from multiprocessing.synchronize import Barrier as BarrierType
 from pathlib import Path
 
 import pytest
@@ -165,3 +168,47 @@ async def test_two_opening_a_store_of_an_earlier_release_at_once_both_open_it(
     finally:
         for store in stores:
             await store.close()
+
+
+def _open_when_both_ready(database: Path, ready: BarrierType, failures: Queue[str]) -> None:
+    """One process's open of ``database``, at the same moment as the other's."""
+
+    async def open_and_close() -> None:
+        store = SqliteHubStore(database)
+        ready.wait()
+        try:
+            await store.open()
+        except Exception as exc:  # reported to the test, whatever it is
+            failures.put(repr(exc))
+        finally:
+            await store.close()
+
+    asyncio.run(open_and_close())
+
+
+def test_two_processes_making_a_new_store_at_once_both_open_it_in_wal_mode(
+    tmp_path: Path,
+) -> None:
+    """Two hub instances (or a service and `edoc node add-agency`) making a new store both
+    switch it to WAL; SQLite answers one of them "database is locked" without waiting
+    (about one pair in ten failed), and that one must try again."""
+    forked = multiprocessing.get_context("fork")
+    failures: Queue[str] = forked.Queue()
+    for attempt in range(30):
+        database = tmp_path / f"hub-{attempt}.sqlite"
+        ready = forked.Barrier(2)
+        pair = [
+            forked.Process(target=_open_when_both_ready, args=(database, ready, failures))
+            for _ in range(2)
+        ]
+        for process in pair:
+            process.start()
+        for process in pair:
+            process.join(timeout=60)
+        assert [process.exitcode for process in pair] == [0, 0]
+        assert failures.empty(), f"attempt {attempt}: {failures.get()}"
+        connection = sqlite3.connect(database)
+        try:
+            assert connection.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+        finally:
+            connection.close()

@@ -25,6 +25,7 @@ from typing import Any, ClassVar, TypeVar, cast
 import aiosqlite
 
 from edoc import errors
+from edoc.retry import Backoff
 
 T = TypeVar("T")
 
@@ -87,7 +88,8 @@ class SqliteDatabase:
             raise errors.StorageError(f"cannot open {self.path}: its folder is not writable")
         try:
             self._db = await aiosqlite.connect(self.path, isolation_level=None)
-            for pragma in ("journal_mode=WAL", "synchronous=FULL", "foreign_keys=ON"):
+            await _write_ahead(self._db)
+            for pragma in ("synchronous=FULL", "foreign_keys=ON"):
                 await self._db.execute(f"PRAGMA {pragma}")
             await self._db.executescript(self.schema)
             await self._add_columns()
@@ -256,6 +258,29 @@ class SqliteDatabase:
             return await on_thread(self.reader, work)
         except sqlite3.Error as exc:
             raise errors.StorageError(f"store failed: {exc}") from None
+
+
+WAL_TRIES = 20  # a new store's switch to WAL, tried again while another process makes it
+
+
+async def _write_ahead(db: aiosqlite.Connection) -> None:
+    """The store in WAL mode (kept in the file: a store switched once stays switched).
+
+    Two processes making a new store at once (two hub instances, a service and
+    `edoc node add-agency`) both switch it; SQLite answers one of them "database is
+    locked" at once rather than wait on a lock the other may be waiting on (its busy
+    timeout is not asked), so that one tries again after a jittered moment, by when the
+    store is switched."""
+    backoff = Backoff(base=0.01, cap=0.2)
+    for _ in range(WAL_TRIES - 1):
+        try:
+            await db.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc):
+                raise
+        await backoff.failed()
+    await db.execute("PRAGMA journal_mode=WAL")
 
 
 def on_thread(db: aiosqlite.Connection, work: Callable[[sqlite3.Connection], T]) -> Awaitable[T]:
