@@ -397,3 +397,27 @@ async def test_a_connection_back_in_the_pool_holds_no_transaction(fresh: str) ->
         assert await store.node_for_token("x") is None
     finally:
         await store.close()
+
+
+async def test_the_progress_changes_are_folded_when_nobody_reads_them(
+    fresh: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("edoc.store.postgres.node.FOLD_EVERY", 0.05)
+    store = await open_node_store(fresh)
+    watching = await asyncpg.connect(fresh)
+    try:
+        await _documents_answered(store, ["D1", "D2"])
+        deadline = time.monotonic() + 10
+        while await watching.fetchval("SELECT COUNT(*) FROM progress_changes"):
+            assert time.monotonic() < deadline, "the changes were never folded"
+            await asyncio.sleep(0.05)
+        counts = await watching.fetch("SELECT metric, state, count FROM progress")
+        assert {(r["metric"], r["state"]): r["count"] for r in counts if r["count"]} == {
+            ("recipients", "06"): 2,
+            ("recipients", "queued"): 2,
+            ("due", ""): 4,
+            ("on_time", ""): 2,
+        }
+    finally:
+        await watching.close()
+        await store.close()

@@ -9,6 +9,8 @@ and a ``postgresql://`` URL. Where a service's rule must hold inside the transac
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import datetime as dt
 import json
 from collections.abc import Collection, Sequence
@@ -85,9 +87,34 @@ async def _add_answer(conn: Connection, answer: NewAnswer, now: dt.datetime) -> 
     return outgoing_id
 
 
+FOLD_EVERY = 60.0  # seconds: the progress changes are folded into the counts this often
+
+
 class PostgresNodeStore(NodeViews):
     component = "node"
     migrations = (FIRST, PROGRESS_COUNTS, FAILED)
+    _folding: asyncio.Task[None] | None = None
+
+    async def open(self, up_to: int | None = None) -> None:
+        await super().open(up_to)
+        self._folding = asyncio.create_task(self._fold_now_and_then(), name="progress fold")
+
+    async def close(self) -> None:
+        folding, self._folding = self._folding, None
+        if folding is not None:
+            folding.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await folding
+        await super().close()
+
+    async def _fold_now_and_then(self) -> None:
+        """A read of the progress folds the changes written since into the counts; read
+        every FOLD_EVERY seconds, they never pile up on a node whose statistics nobody
+        asks for."""
+        while True:
+            await asyncio.sleep(FOLD_EVERY)
+            with contextlib.suppress(errors.StorageError):  # the next read folds them
+                await self.progress()
 
     # --- agencies -----------------------------------------------------------------------------
     async def add_agency(self, org_id: str, name: str, token_sha256: str) -> None:
