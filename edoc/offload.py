@@ -13,6 +13,8 @@ from typing import ParamSpec, TypeVar
 P = ParamSpec("P")
 T = TypeVar("T")
 
+SMALL_BYTES = 1024 * 1024  # input held in memory up to this is small work
+
 
 class Offload:
     """A thread pool owned by one service; lxml and OpenSSL release the GIL in their hot loops."""
@@ -29,7 +31,7 @@ class Offload:
         self, small: bool, function: Callable[P, T], *args: P.args, **kwargs: P.kwargs
     ) -> T:
         """``function`` here on the event loop when its input is ``small`` (held in memory,
-        at most about a megabyte), else in a thread as :meth:`run`.
+        at most SMALL_BYTES), else in a thread as :meth:`run`.
 
         A thread gains nothing on such work: lxml, hashing and RSA over a few kilobytes
         hold the GIL nearly throughout, so the loop waits for it either way. Handing the

@@ -39,7 +39,7 @@ from edoc.dashboard import hub as hub_dashboard
 from edoc.hub import directory, intake, queues, stats
 from edoc.hub.state import HubConfig, HubState
 from edoc.keystore import KeyStore
-from edoc.offload import Offload
+from edoc.offload import SMALL_BYTES, Offload
 from edoc.orgid import OrgId, parse_root_code
 from edoc.store import open_hub_store, store_is_shared
 from edoc.store.hub import PackageRecord
@@ -157,9 +157,14 @@ async def get_deliveries(request: web.Request) -> web.Response:
     framed = framing.MEDIA_TYPE in request.headers.get("Accept", "")
     items = await queues.collect(state, node, wait, limit)
     answer = functools.partial(queues.answer_body, items, state.config.inline_bytes, framed)
-    # packages kept in the store's rows (or none: at a stop, the threads may be gone) are
-    # framed here; a package read from its file, in a thread
-    small = all(item.body is not None for item in items)
+    # framed here when small, its packages all kept in the store's rows (or none: at a
+    # stop, the threads may be gone); in a thread when a package is read from its file,
+    # the answer is large (up to INLINE_TOTAL), or JSON (base64 costs more than framing)
+    small = not items or (
+        framed
+        and all(item.body is not None for item in items)
+        and sum(item.size for item in items) <= SMALL_BYTES
+    )
     body = await state.offload.run_small_here(small, answer)
     return web.Response(
         body=body, content_type=framing.MEDIA_TYPE if framed else "application/json"

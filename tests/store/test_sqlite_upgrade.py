@@ -7,12 +7,14 @@ import asyncio
 import datetime as dt
 import multiprocessing
 import sqlite3
+import time
 from multiprocessing.queues import Queue
 from multiprocessing.synchronize import Barrier as BarrierType
 from pathlib import Path
 
 import pytest
 
+from edoc import errors
 from edoc.store import open_hub_store, open_node_store, sqlite_url
 from edoc.store.hub import Count, PackageKey
 from edoc.store.node import Progress
@@ -175,7 +177,7 @@ def _open_when_both_ready(database: Path, ready: BarrierType, failures: Queue[st
 
     async def open_and_close() -> None:
         store = SqliteHubStore(database)
-        ready.wait()
+        ready.wait(timeout=30)
         try:
             await store.open()
         except Exception as exc:  # reported to the test, whatever it is
@@ -194,17 +196,23 @@ def test_two_processes_making_a_new_store_at_once_both_open_it_in_wal_mode(
     (about one pair in ten failed), and that one must try again."""
     forked = multiprocessing.get_context("fork")
     failures: Queue[str] = forked.Queue()
-    for attempt in range(30):
+    for attempt in range(60):
         database = tmp_path / f"hub-{attempt}.sqlite"
         ready = forked.Barrier(2)
         pair = [
-            forked.Process(target=_open_when_both_ready, args=(database, ready, failures))
+            forked.Process(
+                target=_open_when_both_ready, args=(database, ready, failures), daemon=True
+            )
             for _ in range(2)
         ]
-        for process in pair:
-            process.start()
-        for process in pair:
-            process.join(timeout=60)
+        try:
+            for process in pair:
+                process.start()
+            for process in pair:
+                process.join(timeout=60)
+        finally:
+            for process in pair:
+                process.kill()  # one that hangs must not hang the run
         assert [process.exitcode for process in pair] == [0, 0]
         assert failures.empty(), f"attempt {attempt}: {failures.get()}"
         connection = sqlite3.connect(database)
@@ -212,3 +220,22 @@ def test_two_processes_making_a_new_store_at_once_both_open_it_in_wal_mode(
             assert connection.execute("PRAGMA journal_mode").fetchone() == ("wal",)
         finally:
             connection.close()
+
+
+async def test_a_store_locked_for_longer_fails_to_open_after_the_patience_not_each_try(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Another connection holds the new file's lock: the switch to WAL waits out sqlite3's
+    busy timeout (5 s) and is not tried again once WAL_PATIENCE is spent."""
+    monkeypatch.setattr("edoc.store.sqlite.database.WAL_PATIENCE", 0.5)
+    database = tmp_path / "hub.sqlite"
+    holder = sqlite3.connect(database, isolation_level=None)
+    holder.execute("BEGIN EXCLUSIVE")
+    try:
+        started = time.monotonic()
+        with pytest.raises(errors.StorageError, match="locked"):
+            await SqliteHubStore(database).open()
+        assert time.monotonic() - started < 9  # one try's busy timeout, not several
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()

@@ -17,6 +17,7 @@ import datetime as dt
 import itertools
 import os
 import sqlite3
+import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from functools import partial
 from pathlib import Path
@@ -260,7 +261,7 @@ class SqliteDatabase:
             raise errors.StorageError(f"store failed: {exc}") from None
 
 
-WAL_TRIES = 20  # a new store's switch to WAL, tried again while another process makes it
+WAL_PATIENCE = 5.0  # seconds a new store's switch to WAL is tried for (sqlite3's timeout)
 
 
 async def _write_ahead(db: aiosqlite.Connection) -> None:
@@ -270,17 +271,18 @@ async def _write_ahead(db: aiosqlite.Connection) -> None:
     `edoc node add-agency`) both switch it; SQLite answers one of them "database is
     locked" at once rather than wait on a lock the other may be waiting on (its busy
     timeout is not asked), so that one tries again after a jittered moment, by when the
-    store is switched."""
+    store is switched. A lock held for longer (a try that waited out the busy timeout)
+    fails the open after WAL_PATIENCE seconds in all, as a single try would."""
     backoff = Backoff(base=0.01, cap=0.2)
-    for _ in range(WAL_TRIES - 1):
+    deadline = time.monotonic() + WAL_PATIENCE
+    while True:
         try:
             await db.execute("PRAGMA journal_mode=WAL")
             return
         except sqlite3.OperationalError as exc:
-            if "locked" not in str(exc):
+            if "locked" not in str(exc) or time.monotonic() >= deadline:
                 raise
         await backoff.failed()
-    await db.execute("PRAGMA journal_mode=WAL")
 
 
 def on_thread(db: aiosqlite.Connection, work: Callable[[sqlite3.Connection], T]) -> Awaitable[T]:
