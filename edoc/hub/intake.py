@@ -35,6 +35,7 @@ from edoc.model import (
     TraceHop,
     may_follow,
 )
+from edoc.offload import SMALL_BYTES
 from edoc.orgid import root_of
 from edoc.store.hub import Addressee, Admission, NewPackage, PackageKey, PackageRecord
 
@@ -141,7 +142,8 @@ async def accept(state: HubState, node: str, body: bytes | Path) -> tuple[Packag
     work = state.incoming_dir / f"{uuid.uuid4().hex}.parts"
     read: list[envelope.Package] = []
     try:
-        small = isinstance(body, bytes)  # else streamed to a file: large
+        # a body read whole (a file: streamed, large) of at most a megabyte
+        small = isinstance(body, bytes) and len(body) <= SMALL_BYTES
         examined = await state.offload.run_small_here(small, _examine, state, body, work, read)
         return await _admit(state, node, examined)
     except errors.EdocError as exc:
