@@ -213,7 +213,19 @@ def _keys_view(keys: KeyStore, now: dt.datetime) -> KeysView:
     return certificates(keys, now), keys.expiring(now), crl_age_hours(keys, now)
 
 
+async def _flow(state: HubState) -> dict[str, Any]:
+    """The status funnel and relay latency of their windows, and when they were computed."""
+    now = dt.datetime.now(dt.UTC)
+    return {
+        "funnel": flow.funnel(await state.store.stages(now - flow.FUNNEL_WINDOW)),
+        "relay": flow.relay(await state.store.relay_times(now - flow.RELAY_WINDOW)),
+        "flow_at": now.isoformat(timespec="seconds"),
+    }
+
+
 def overview_of(state_key: web.AppKey[HubState]) -> dashboard.Overview:
+    recent_flow: flow.Recent[dict[str, Any]] = flow.Recent()
+
     async def overview(request: web.Request) -> dict[str, Any]:
         state = request.app[state_key]
         now = dt.datetime.now(dt.UTC)
@@ -233,8 +245,7 @@ def overview_of(state_key: web.AppKey[HubState]) -> dashboard.Overview:
             "certificates": shown,
             "crl_age_hours": crl_age,
             "alerts": alerts(rows, expiring, state, now, counts),
-            "funnel": flow.funnel(await state.store.stages(now - flow.FUNNEL_WINDOW)),
-            "relay": flow.relay(await state.store.relay_times(now - flow.RELAY_WINDOW)),
+            **await recent_flow.value(state.config.flow_every, lambda: _flow(state)),
         }
 
     return overview

@@ -39,6 +39,9 @@ class HubConfig:
     max_wait: float = 30.0
     workers: int = 4
     stamp_every: float = 5.0  # seconds between batches of time stamps (edoc.archive.hub)
+    # seconds the dashboard's status funnel and relay latency are shown before they are
+    # computed again (edoc.dashboard.flow.Recent): their windows hold a week and a day
+    flow_every: float = 10.0
     evidence_days: int | None = None  # how long batches are kept; None: all
     store_url: str | None = None  # where the hub keeps its data; None: data_dir/hub.sqlite
     # the operator's dashboard credential (edoc.dashboard.auth); None: no dashboard

@@ -62,9 +62,12 @@ class Hub:
 
 
 @contextlib.asynccontextmanager
-async def hub(tmp_path: Path, operator: str | None = OPERATOR) -> AsyncIterator[Hub]:
+async def hub(
+    tmp_path: Path, operator: str | None = OPERATOR, flow_every: float = 0.0
+) -> AsyncIterator[Hub]:
     """A hub over plain HTTP with Tây Ninh's and Nghệ An's nodes registered, its dashboard open to
-    ``operator`` (closed with None)."""
+    ``operator`` (closed with None); its flow figures computed again at each look unless
+    ``flow_every`` says otherwise."""
     ca = hub_ca(tmp_path / "keys")
     config = HubConfig(
         data_dir=tmp_path / "hub",
@@ -73,6 +76,7 @@ async def hub(tmp_path: Path, operator: str | None = OPERATOR) -> AsyncIterator[
         tls=False,
         operator_token=operator,
         workers=1,
+        flow_every=flow_every,
     )
     await hub_app.add_node(config, "H53", NODE_TOKEN)
     await hub_app.add_node(config, "H41", NGHE_AN_TOKEN)

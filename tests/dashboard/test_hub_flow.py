@@ -3,6 +3,7 @@ times between stages, relay latency, and the refusal-spike alert."""
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 from pathlib import Path
 
@@ -104,3 +105,33 @@ async def test_a_document_its_status_and_its_delivery_show_in_funnel_and_latency
     assert data["funnel"][1]["median_seconds"] >= 0
     assert data["relay"]["deliveries"] == 1 and data["relay"]["p99_seconds"] >= 0
     assert page[0] == 200 and "Status funnel" in page[1] and "01 arrived" in page[1]
+
+
+async def test_recent_figures_are_computed_again_only_once_old_enough() -> None:
+    now = [100.0]
+    computed: list[float] = []
+
+    async def compute() -> float:
+        await asyncio.sleep(0)  # others ask meanwhile: they wait for this one
+        computed.append(now[0])
+        return now[0]
+
+    recent: flow.Recent[float] = flow.Recent(clock=lambda: now[0])
+    assert await asyncio.gather(*(recent.value(10, compute) for _ in range(3))) == [100.0] * 3
+    now[0] = 109.9
+    assert await recent.value(10, compute) == 100.0
+    now[0] = 110.0
+    assert await recent.value(10, compute) == 110.0
+    assert await recent.value(0, compute) == 110.0 and computed == [100.0, 110.0, 110.0]
+
+
+async def test_the_dashboard_shows_the_same_flow_figures_until_they_are_old_enough(
+    tmp_path: Path,
+) -> None:
+    async with hub(tmp_path, flow_every=3600) as running:
+        before = await overview(running)
+        assert await running.post_package(document(running.ca, [NGHE_AN], sender=TAY_NINH)) == 202
+        after = await overview(running)
+    assert after["totals"] != before["totals"]  # the rest is read at every look
+    assert (after["funnel"], after["relay"]) == (before["funnel"], before["relay"])
+    assert after["flow_at"] == before["flow_at"]
