@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import gc
 import hashlib
 import math
 import random
@@ -31,6 +32,10 @@ log = structlog.get_logger()
 LISTEN_BACKLOG = 1024
 # a file write failing with these is the store's trouble, not a bug: EDOC-STORE-001
 STORAGE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EIO})
+# Objects made (and not yet freed) between two collections of the youngest generation
+# (Python's default: 700). A request leaves almost nothing behind, so at 700 the collector
+# ran ~400 times in 2,000 documents, for nothing; at 10,000 once.
+YOUNG_COLLECTION = 10_000
 
 
 def serve(
@@ -52,7 +57,7 @@ def serve(
         log.info(started, url=f"{scheme}://{host}:{port}", **details)
 
     app.on_shutdown.append(_ignore_further_stop_signals)
-
+    settle_the_collector()
     web.run_app(
         app,
         host=host,
@@ -67,6 +72,17 @@ def serve(
         # message is several requests, thread hand-offs and wake-ups.
         loop=uvloop.new_event_loop(),
     )
+
+
+def settle_the_collector() -> None:
+    """What the service imported and built before it serves (~75,000 objects) stays for
+    its life: frozen, no collection walks it again (a full one took 40-50 ms, a pause of
+    every request under way); and the youngest generation is collected less often
+    (YOUNG_COLLECTION). Under load the collector took 3-4 % of each service's CPU, now
+    next to none (bench/HISTORY.md, part ten)."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(YOUNG_COLLECTION, *gc.get_threshold()[1:])
 
 
 async def _ignore_further_stop_signals(_app: web.Application) -> None:
