@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -132,6 +133,9 @@ class KeyIndex:
     def __init__(self, path: Path, clock: Clock = utcnow) -> None:
         self.path = path
         self.clock = clock
+        # stat-ed at every access: a Path made and turned into a string each time was
+        # most of what an access cost (4 µs, several per message)
+        self._index_file = os.fspath(self.index_path)
         self._snapshot: _Snapshot | None = None
         self._identities: dict[str, SigningIdentity] = {}
         self._lock = threading.Lock()
@@ -166,7 +170,7 @@ class KeyIndex:
     def _load(self) -> _Snapshot:
         """The current state, reloaded only when index.json changed."""
         try:
-            stamp = self.index_path.stat().st_mtime_ns
+            stamp = os.stat(self._index_file).st_mtime_ns
         except FileNotFoundError:
             raise errors.KeyStoreMissing(
                 f"no CA in {self.path}: run `edoc keys init --keys-dir {self.path}`"
