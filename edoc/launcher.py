@@ -44,6 +44,7 @@ PRELOAD = [
     "edoc.launcher",
     "edoc.store.sqlite.hub",
     "edoc.store.sqlite.node",
+    "edoc.preloaded",  # last: freezes what the others imported
 ]
 
 

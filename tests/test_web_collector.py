@@ -1,4 +1,5 @@
-"""A service settles Python's garbage collector before it serves (edoc.web)."""
+"""Python's garbage collector settled: by a service before it serves (edoc.web), by the
+fork server the services are forked from (edoc.preloaded)."""
 
 from __future__ import annotations
 
@@ -26,3 +27,14 @@ def test_what_exists_before_serving_is_frozen_and_young_collections_are_rarer() 
     assert before == 0 and frozen > 10_000  # the modules imported, at least
     assert young == web.YOUNG_COLLECTION > 700
     assert pending < 100  # collected just before freezing: no garbage kept for ever
+
+
+def test_the_fork_server_freezes_what_it_preloaded_for_the_services_to_share() -> None:
+    from edoc import launcher
+
+    assert launcher.PRELOAD[-1] == "edoc.preloaded"  # after everything the others import
+    probe = "import gc, edoc.cli.serve, edoc.preloaded; print(gc.get_freeze_count())"
+    done = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=60
+    )
+    assert int(done.stdout) > 10_000
