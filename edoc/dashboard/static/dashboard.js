@@ -105,6 +105,8 @@
     fill("relay", [["p50", relay.p50_seconds], ["p99", relay.p99_seconds], ["deliveries", relay.deliveries]],
       ([name, value]) => [cell(name), cell(value === null || name === "deliveries" ? value : value + " s", "n")]);
     document.getElementById("crl-age").textContent = data.crl_age_hours === null ? "—" : data.crl_age_hours;
+    // computed at most every few seconds (the hub's flow_every): when, beside them
+    document.querySelectorAll(".flow-at").forEach((element) => { element.textContent = data.flow_at; });
   }
 
   function reopenCell(row) {
