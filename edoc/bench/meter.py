@@ -8,6 +8,8 @@ import os
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
+from edoc import tasks
+
 TICKS = os.sysconf("SC_CLK_TCK")
 PAGE = os.sysconf("SC_PAGE_SIZE")
 
@@ -70,9 +72,7 @@ async def measure(pids: dict[str, int], interval: float = 0.05) -> AsyncIterator
     try:
         yield usage
     finally:
-        sampler.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await sampler
+        await tasks.stop(sampler)
         usage.cpu = {n: cpu_seconds(p) - before[n] for n, p in pids.items()}
         for name, pid in kernel_peak.items():
             usage.peak[name] = max(usage.peak[name], peak_bytes(pid))

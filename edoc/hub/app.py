@@ -31,7 +31,7 @@ from pathlib import Path
 import structlog
 from aiohttp import web
 
-from edoc import errors, framing, tls, wire
+from edoc import errors, framing, tasks, tls, wire
 from edoc.archive.batches import evidence_folder
 from edoc.archive.hub import open_hub_packages
 from edoc.archive.stamping import Stamping, stamp_forever
@@ -272,9 +272,7 @@ def create_app(config: HubConfig) -> web.Application:
             app[STATE] = state
             stamps = asyncio.create_task(_stamp_batches(state), name="batch stamps")
             yield
-            stamps.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await stamps
+            await tasks.stop(stamps)
 
     app.cleanup_ctx.append(resources)
     app.on_shutdown.append(_stop_waiting)

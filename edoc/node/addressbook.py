@@ -38,7 +38,7 @@ from pathlib import Path
 
 import structlog
 
-from edoc import atomic, errors
+from edoc import atomic, errors, tasks
 from edoc.hub import directory
 from edoc.hub.state import HUB_ORG_ID
 from edoc.node import hublink
@@ -158,10 +158,7 @@ class AddressBook:
                 await backoff.failed()
 
     async def close(self) -> None:
-        if self._fetching is not None:
-            self._fetching.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._fetching
+        await tasks.stop(self._fetching)
 
     def _refresh(self, state: NodeState) -> asyncio.Task[None]:
         """One fetch at a time: callers that come while one is under way share it."""

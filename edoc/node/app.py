@@ -18,7 +18,7 @@ from urllib.parse import quote
 import structlog
 from aiohttp import web
 
-from edoc import errors
+from edoc import errors, tasks
 from edoc.archive import api as archive_api
 from edoc.archive import stamping
 from edoc.archive.batches import evidence_folder
@@ -398,7 +398,7 @@ def create_app(config: NodeConfig) -> web.Application:
             app[STATE] = state
             book = app[ADDRESS_BOOK] = AddressBook(config.data_dir / "addressbook.xml")
             opened.push_async_callback(book.close)
-            tasks = [
+            running = [
                 asyncio.create_task(outbox.run_forever(state), name="outbox"),
                 asyncio.create_task(collector.collect_forever(state), name="inbox"),
                 asyncio.create_task(_register_with_hub(state), name="register"),
@@ -406,11 +406,7 @@ def create_app(config: NodeConfig) -> web.Application:
                 asyncio.create_task(_stamp_batches(state), name="batch stamps"),
             ]
             yield
-            for task in tasks:
-                task.cancel()
-            for task in tasks:
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+            await tasks.stop(*running)
 
     app.cleanup_ctx.append(resources)
     app.on_shutdown.append(_stop_waiting)  # before the server waits for its requests

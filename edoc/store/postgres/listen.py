@@ -19,6 +19,7 @@ from typing import Any
 import asyncpg
 import structlog
 
+from edoc import tasks
 from edoc.store.postgres.database import CONNECT_TIMEOUT, FAILURES
 
 log = structlog.get_logger("edoc.store")
@@ -50,10 +51,7 @@ class Listener:
 
     async def close(self) -> None:
         task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await tasks.stop(task)
 
     def _notified(self, conn: Any, pid: int, channel: str, payload: object) -> None:
         self.wake(str(payload))

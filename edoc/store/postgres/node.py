@@ -17,7 +17,7 @@ from collections.abc import Collection, Sequence
 
 import asyncpg
 
-from edoc import errors
+from edoc import errors, tasks
 from edoc.store.node import (
     Agency,
     Count,
@@ -101,10 +101,7 @@ class PostgresNodeStore(NodeViews):
 
     async def close(self) -> None:
         folding, self._folding = self._folding, None
-        if folding is not None:
-            folding.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await folding
+        await tasks.stop(folding)
         await super().close()
 
     async def _fold_now_and_then(self) -> None:
