@@ -8,12 +8,19 @@ import contextvars
 import functools
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import ParamSpec, TypeVar
 
 P = ParamSpec("P")
 T = TypeVar("T")
 
 SMALL_BYTES = 1024 * 1024  # input held in memory up to this is small work
+
+
+def held_small(source: bytes | Path) -> bool:
+    """Whether work over ``source`` is small: its bytes in memory, at most SMALL_BYTES
+    (not a file, which is large, streamed)."""
+    return isinstance(source, bytes) and len(source) <= SMALL_BYTES
 
 
 class Offload:

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import threading
+from pathlib import Path
 
 import pytest
 import structlog
 
-from edoc.offload import Offload
+from edoc.offload import SMALL_BYTES, Offload, held_small
 
 
 def _where(tag: str) -> tuple[int, str, object]:
@@ -40,3 +41,9 @@ async def test_a_failure_comes_out_the_same_either_way() -> None:
                 await offload.run_small_here(small, refuse)
     finally:
         offload.close()
+
+
+def test_small_work_is_over_bytes_in_memory_of_at_most_small_bytes(tmp_path: Path) -> None:
+    assert held_small(b"x" * SMALL_BYTES)
+    assert not held_small(b"x" * (SMALL_BYTES + 1))
+    assert not held_small(tmp_path / "package.edxml")  # a file: streamed, large

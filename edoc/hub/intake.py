@@ -35,7 +35,7 @@ from edoc.model import (
     TraceHop,
     may_follow,
 )
-from edoc.offload import SMALL_BYTES
+from edoc.offload import held_small
 from edoc.orgid import root_of
 from edoc.store.hub import Addressee, Admission, NewPackage, PackageKey, PackageRecord
 
@@ -142,9 +142,9 @@ async def accept(state: HubState, node: str, body: bytes | Path) -> tuple[Packag
     work = state.incoming_dir / f"{uuid.uuid4().hex}.parts"
     read: list[envelope.Package] = []
     try:
-        # a body read whole (a file: streamed, large) of at most a megabyte
-        small = isinstance(body, bytes) and len(body) <= SMALL_BYTES
-        examined = await state.offload.run_small_here(small, _examine, state, body, work, read)
+        examined = await state.offload.run_small_here(
+            held_small(body), _examine, state, body, work, read
+        )
         return await _admit(state, node, examined)
     except errors.EdocError as exc:
         await _count_refusal(state, exc, read)

@@ -26,7 +26,7 @@ from edoc.model import (
 from edoc.node import progress, stats
 from edoc.node.answers import response_for, status_message
 from edoc.node.state import NodeState
-from edoc.offload import SMALL_BYTES
+from edoc.offload import held_small
 from edoc.store.node import InboxAttachment, NewInboxItem, NewOutgoing, Received
 
 log = structlog.get_logger()
@@ -181,13 +181,9 @@ async def receive(state: NodeState, source: bytes | Path, recipients: list[str])
     # a package in memory is kept in the store: no folder (nor a name for one) for it
     folder = None if isinstance(source, bytes) else state.inbox_dir / uuid.uuid4().hex
     try:
-        # small: a package in memory of at most a megabyte (a collect answer's may be up
-        # to the hub's --inline-kb) for a few of our agencies (a status 01 each, signed)
-        small = (
-            isinstance(source, bytes)
-            and len(source) <= SMALL_BYTES
-            and len(recipients) <= FEW_RECIPIENTS
-        )
+        # small: a package in memory (a collect answer's may be up to the hub's
+        # --inline-kb) for a few of our agencies (a status 01 each, signed)
+        small = held_small(source) and len(recipients) <= FEW_RECIPIENTS
         kept = await state.offload.run_small_here(
             small, _verify_and_keep, state, source, folder, recipients
         )
