@@ -11,6 +11,7 @@ import datetime as dt
 import json
 import os
 import sys
+import time
 from asyncio.subprocess import PIPE
 from pathlib import Path
 
@@ -162,3 +163,30 @@ def test_a_replays_line_says_how_many_final_statuses_came() -> None:
         "",
         " 2 of 3 final statuses at the senders' nodes,",
     )
+
+
+def test_the_machines_busy_seconds_count_this_process_burning_cpu() -> None:
+    before, burnt = meter.machine_cpu_seconds(), time.process_time()
+    while time.process_time() - burnt < 0.5:
+        pass
+    # (other processes can only add to it)
+    assert meter.machine_cpu_seconds() - before >= 0.8 * (time.process_time() - burnt)
+
+
+def test_a_replay_reports_how_busy_the_machine_was_and_the_cpu_per_document(
+    tmp_path: Path,
+) -> None:
+    ours = time.process_time()  # the simulator runs in this process
+    replay = command._replay("tay-ninh-2021", 1, 0.05, tmp_path, rsa_rate=2000.0)
+    ours = time.process_time() - ours
+    assert replay["arrived"] == replay["documents"] > 0
+    assert 0 < replay["cpus_busy"] <= (os.cpu_count() or 1)
+    # the machine's work counts the simulator's and the services' (other processes)
+    machine_s = replay["cpu_ms_per_document"] * replay["documents"] / 1000
+    assert machine_s > ours * 1.2
+    assert replay["cpu_signatures_per_document"] == pytest.approx(
+        replay["cpu_ms_per_document"] * 2, abs=0.1
+    )
+    line = command.replay_line(replay, os.cpu_count() or 1)
+    assert f"busy {replay['cpus_busy']} of {os.cpu_count()}" in line
+    assert f"{replay['cpu_ms_per_document']} ms of CPU per document with its statuses" in line

@@ -26,7 +26,7 @@ from rich.console import Console
 from rich.table import Table
 
 from edoc import launcher, network
-from edoc.bench import floor, limit, scenarios
+from edoc.bench import floor, limit, meter, scenarios
 from edoc.bench.exchange import Agency, Exchange
 from edoc.sim import command as sim
 
@@ -107,11 +107,17 @@ async def _network_runs(
     return results
 
 
-def _replay(profile: str, days: int | None, scale: float, folder: Path) -> dict[str, Any]:
-    started = time.monotonic()
+def _replay(
+    profile: str, days: int | None, scale: float, folder: Path, rsa_rate: float
+) -> dict[str, Any]:
+    started, busy = time.monotonic(), meter.machine_cpu_seconds()
     report = sim.simulate(
         sim.Options(profile, None, folder, days, None, 0, scale, 32, as_json=True)
     )
+    wall = time.monotonic() - started
+    # the machine's, not the services' alone: the simulator (the agencies' software) and
+    # starting the network share the CPUs with them, and the wall counts them too
+    cpu_ms = (meter.machine_cpu_seconds() - busy) * 1000 / max(report["documents"], 1)
     return {
         "profile": profile,
         "days": days or "year",
@@ -124,8 +130,13 @@ def _replay(profile: str, days: int | None, scale: float, folder: Path) -> dict[
         "final_statuses_seen": report["final_statuses_seen"],
         "final_statuses_expected": report["final_statuses_expected"],
         "drive_s": report["duration_s"],
-        "wall_s": round(time.monotonic() - started, 1),
+        "wall_s": round(wall, 1),
         "documents_per_s": report["documents_per_s"],
+        # how busy the CPUs were over the wall, and the work per document with its
+        # statuses: a figure that compares across machines (the wall alone does not)
+        "cpus_busy": round(cpu_ms * report["documents"] / 1000 / wall, 2),
+        "cpu_ms_per_document": round(cpu_ms, 1),
+        "cpu_signatures_per_document": in_signatures(cpu_ms, rsa_rate),
     }
 
 
@@ -165,7 +176,8 @@ def run(plan: Plan, say: Say, hubs: network.HubPlan | None = None) -> dict[str, 
         results["replays"] = []
         for n, (profile, days, scale) in enumerate(plan.replays):
             say(f"replay {profile} ({days or 'year'}) as fast as possible")
-            results["replays"].append(_replay(profile, days, scale, folder / f"replay-{n}"))
+            replay = _replay(profile, days, scale, folder / f"replay-{n}", rsa_rate)
+            results["replays"].append(replay)
     results["targets"] = targets(results)
     return results
 
@@ -285,16 +297,19 @@ def markdown(results: dict[str, Any]) -> str:
         f"- {results['large_document']['attachment_mb']} MB attachment end to end in"
         f" {results['large_document']['seconds']} s; RSS growth MB:"
         f" {_pairs(results['large_document']['rss_growth_mb'])}.",
-        *(
-            f"- Replay {r['profile']} ({r['days']}): {r['documents']:,} documents and"
-            f" {r['statuses']:,} statuses, {r['arrived']:,} arrived,{_finals(r)}"
-            f" {r['wall_s']} s wall"
-            f" ({r['documents_per_s']} documents/s while driving)."
-            for r in results["replays"]
-        ),
+        *(replay_line(r, machine["cpus"]) for r in results["replays"]),
         "",
     ]
     return "\n".join(lines)
+
+
+def replay_line(r: dict[str, Any], cpus: int) -> str:
+    return (
+        f"- Replay {r['profile']} ({r['days']}): {r['documents']:,} documents and"
+        f" {r['statuses']:,} statuses, {r['arrived']:,} arrived,{_finals(r)}"
+        f" {r['wall_s']} s wall"
+        f" ({r['documents_per_s']} documents/s while driving){_busy(r, cpus)}."
+    )
 
 
 def _finals(replay: dict[str, Any]) -> str:
@@ -304,6 +319,18 @@ def _finals(replay: dict[str, Any]) -> str:
         return ""
     seen, expected = replay["final_statuses_seen"], replay["final_statuses_expected"]
     return f" {seen:,} of {expected:,} final statuses at the senders' nodes,"
+
+
+def _busy(replay: dict[str, Any], cpus: int) -> str:
+    """How busy the machine was and the CPU per document (not in runs before they were
+    measured)."""
+    if "cpus_busy" not in replay:
+        return ""
+    return (
+        f"; the machine's CPUs busy {replay['cpus_busy']} of {cpus},"
+        f" {replay['cpu_ms_per_document']} ms of CPU per document with its statuses"
+        f"{_signatures(replay)}"
+    )
 
 
 def _hub_text(results: dict[str, Any]) -> str:

@@ -20,6 +20,17 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / TICKS  # utime + stime
 
 
+def machine_cpu_seconds() -> float:
+    """CPU seconds the whole machine has been busy since it booted, all CPUs together (the
+    first line of /proc/stat: user, nice, system, irq, softirq and steal; not idle or
+    waiting for I/O). A stretch's difference counts every process of a run, those it
+    started and forked included, and whatever else ran on the machine meanwhile."""
+    with open("/proc/stat", encoding="ascii") as stat:
+        fields = [int(n) for n in stat.readline().split()[1:9]]
+    user, nice, system, _idle, _iowait, irq, softirq, steal = fields
+    return (user + nice + system + irq + softirq + steal) / TICKS
+
+
 def rss_bytes(pid: int) -> int:
     with open(f"/proc/{pid}/statm", encoding="ascii") as statm:
         return int(statm.read().split()[1]) * PAGE
