@@ -110,14 +110,15 @@ async def _network_runs(
 def _replay(
     profile: str, days: int | None, scale: float, folder: Path, rsa_rate: float
 ) -> dict[str, Any]:
-    started, busy = time.monotonic(), meter.machine_cpu_seconds()
+    started, cpu_before = time.monotonic(), meter.machine_cpu_seconds()
     report = sim.simulate(
         sim.Options(profile, None, folder, days, None, 0, scale, 32, as_json=True)
     )
     wall = time.monotonic() - started
     # the machine's, not the services' alone: the simulator (the agencies' software) and
     # starting the network share the CPUs with them, and the wall counts them too
-    cpu_ms = (meter.machine_cpu_seconds() - busy) * 1000 / max(report["documents"], 1)
+    cpu_s = meter.machine_cpu_seconds() - cpu_before
+    cpu_ms = cpu_s * 1000 / max(report["documents"], 1)
     return {
         "profile": profile,
         "days": days or "year",
@@ -134,7 +135,7 @@ def _replay(
         "documents_per_s": report["documents_per_s"],
         # how busy the CPUs were over the wall, and the work per document with its
         # statuses: a figure that compares across machines (the wall alone does not)
-        "cpus_busy": round(cpu_ms * report["documents"] / 1000 / wall, 2),
+        "cpus_busy": round(cpu_s / wall, 2),
         "cpu_ms_per_document": round(cpu_ms, 1),
         "cpu_signatures_per_document": in_signatures(cpu_ms, rsa_rate),
     }
@@ -308,7 +309,7 @@ def replay_line(r: dict[str, Any], cpus: int) -> str:
         f"- Replay {r['profile']} ({r['days']}): {r['documents']:,} documents and"
         f" {r['statuses']:,} statuses, {r['arrived']:,} arrived,{_finals(r)}"
         f" {r['wall_s']} s wall"
-        f" ({r['documents_per_s']} documents/s while driving){_busy(r, cpus)}."
+        f" ({r['documents_per_s']} documents/s while driving){_machine_cpu(r, cpus)}."
     )
 
 
@@ -321,15 +322,15 @@ def _finals(replay: dict[str, Any]) -> str:
     return f" {seen:,} of {expected:,} final statuses at the senders' nodes,"
 
 
-def _busy(replay: dict[str, Any], cpus: int) -> str:
-    """How busy the machine was and the CPU per document (not in runs before they were
+def _machine_cpu(replay: dict[str, Any], cpus: int) -> str:
+    """How busy the machine was and its CPU per document (not in runs before they were
     measured)."""
     if "cpus_busy" not in replay:
         return ""
     return (
         f"; the machine's CPUs busy {replay['cpus_busy']} of {cpus},"
         f" {replay['cpu_ms_per_document']} ms of CPU per document with its statuses"
-        f"{_signatures(replay)}"
+        f" (the network's start included){_signatures(replay)}"
     )
 
 

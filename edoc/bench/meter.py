@@ -21,14 +21,19 @@ def cpu_seconds(pid: int) -> float:
 
 
 def machine_cpu_seconds() -> float:
-    """CPU seconds the whole machine has been busy since it booted, all CPUs together (the
-    first line of /proc/stat: user, nice, system, irq, softirq and steal; not idle or
-    waiting for I/O). A stretch's difference counts every process of a run, those it
-    started and forked included, and whatever else ran on the machine meanwhile."""
+    """CPU seconds the whole machine has been busy since it booted, all CPUs together. A
+    stretch's difference counts every process of a run, those it started and forked
+    included, and whatever else ran on the machine meanwhile."""
     with open("/proc/stat", encoding="ascii") as stat:
-        fields = [int(n) for n in stat.readline().split()[1:9]]
-    user, nice, system, _idle, _iowait, irq, softirq, steal = fields
-    return (user + nice + system + irq + softirq + steal) / TICKS
+        return busy_seconds(stat.readline())
+
+
+def busy_seconds(line: str) -> float:
+    """The busy seconds in /proc/stat's ``cpu`` line: user (guests' time is in it),
+    nice, system, irq and softirq. Not idle or waiting for I/O, and not steal: CPU the
+    host of a VM took for others is no work of this machine's."""
+    user, nice, system, _idle, _iowait, irq, softirq = (int(n) for n in line.split()[1:8])
+    return (user + nice + system + irq + softirq) / TICKS
 
 
 def rss_bytes(pid: int) -> int:
