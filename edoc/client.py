@@ -320,6 +320,9 @@ class HubClient(_Client):
 
     unreachable = errors.HubUnreachable
     _batches_from = 0.0  # time.monotonic() from which the hub is sent batches again
+    # the other batches the hub said it was handling as it answered the last one (None:
+    # no batch answered yet, or a hub that does not say)
+    batches_elsewhere: int | None = None
 
     def without_batches(self, seconds: float) -> None:
         """Send this hub no batch for ``seconds``: it lacks the batch door (an older hub),
@@ -375,6 +378,7 @@ class HubClient(_Client):
             headers={"Content-Type": framing.MEDIA_TYPE},
         )
         results = self._shaped(functools.partial(wire.results_from_json, count=len(packages)), body)
+        self.batches_elsewhere = self._shaped(wire.batches_under_way_from_json, body)
         return [self._outcome(result) for result in results]
 
     def _outcome(self, result: wire.PackageResult) -> wire.PackageAccepted | errors.EdocError:

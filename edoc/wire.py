@@ -126,12 +126,27 @@ class PackageResult:
         )
 
 
+def batch_answer_json(results: Sequence[PackageResult], others: int) -> dict[str, Any]:
+    """The batch answer: a result for each package, in order, and how many other batches
+    the hub was handling as it answered (whether it has room for more at once)."""
+    return {"results": [r.to_json() for r in results], "batches_under_way": others}
+
+
 def results_from_json(body: object, count: int) -> list[PackageResult]:
     """The batch answer's results, one for each of the ``count`` packages sent."""
     results = [PackageResult.from_json(item) for item in _field(body, "results", list)]
     if len(results) != count:
         raise errors.BadAnswer(f"{count} packages were sent, {len(results)} results came back")
     return results
+
+
+def batches_under_way_from_json(body: object) -> int | None:
+    """The other batches the hub was handling as it answered; None from a hub that does
+    not say (an older one)."""
+    others = _field(body, "batches_under_way", int, optional=True)
+    if others is not None and others < 0:
+        raise errors.BadAnswer(f"answer field 'batches_under_way' must be 0 or more, not {others}")
+    return others
 
 
 @dataclass(frozen=True)

@@ -165,3 +165,24 @@ async def test_the_hub_clients_batch_answer_is_each_packages_as_a_single_post_ra
     refused = got[3]
     assert isinstance(refused, errors.RemoteError)
     assert (refused.code, refused.status) == ("EDOC-HUB-003", 409)
+
+
+@pytest.mark.parametrize(
+    ("extra", "remembered"),
+    [({}, None), ({"batches_under_way": 0}, 0), ({"batches_under_way": 9}, 9)],
+)
+async def test_the_hub_client_remembers_how_many_other_batches_the_hub_had(
+    extra: dict[str, int], remembered: int | None
+) -> None:
+    """What the outbox widens its window by; nothing from a hub that does not say."""
+    accepted = wire.PackageAccepted(7, "document", "d", None, ("000.00.01.H34",), "2026-12-01")
+
+    async def answer(_request: web.Request) -> web.Response:
+        return web.json_response({"results": [wire.PackageResult(202, accepted).to_json()]} | extra)
+
+    app = web.Application()
+    app.router.add_post("/api/v1/packages/batch", answer)
+    async with TestServer(app) as running, HubClient(str(running.make_url(""))) as hub:
+        hub.batches_elsewhere = 3  # from an answer before
+        await hub.post_packages([b"<a/>"])
+    assert hub.batches_elsewhere == remembered

@@ -211,3 +211,21 @@ async def test_a_revoke_waits_for_its_original_in_the_same_batch(hub: Hub) -> No
     got = _outcomes(await _node(hub, "H53").batch(batch))
     assert [code for code, _ in got] == [202] * len(batch), got
     await hub.nodes["H41"].drain()
+
+
+async def test_a_batch_answer_says_how_many_other_batches_the_hub_was_handling(
+    hub: Hub,
+) -> None:
+    """Alone, none; several at once, the hub counts the others (how a node knows that the
+    hub has room for more requests at once: edoc.node.outbox)."""
+    h53 = _node(hub, "H53")
+    alone = await h53.batch([document(hub.ca, to=[H23])])
+    assert alone.status == 200 and alone.body["batches_under_way"] == 0
+    together = await asyncio.gather(
+        *(h53.batch([document(hub.ca, to=[H41]) for _ in range(4)]) for _ in range(6))
+    )
+    others = [answer.body["batches_under_way"] for answer in together]
+    assert all(answer.status == 200 for answer in together)
+    assert 0 < max(others) <= 5  # six at once: up to five others, never itself
+    await hub.nodes["H23"].drain()
+    await hub.nodes["H41"].drain()

@@ -43,7 +43,10 @@ class _EmptyStore:
 
 
 async def test_a_stop_as_the_outbox_is_woken_still_stops_it() -> None:
-    state = cast(NodeState, SimpleNamespace(store=_EmptyStore(), outbox_wakeup=asyncio.Event()))
+    hub = SimpleNamespace(batches_elsewhere=None)
+    state = cast(
+        NodeState, SimpleNamespace(hub=hub, store=_EmptyStore(), outbox_wakeup=asyncio.Event())
+    )
     worker = asyncio.create_task(outbox.run_forever(state))
     for _ in range(5):  # until it waits for its wakeup
         await asyncio.sleep(0)
@@ -385,6 +388,37 @@ async def test_what_falls_due_while_requests_are_under_way_goes_together_after()
             _package(i) for i in range(1, 42)
         )
         assert len(hub.requests) <= 1 + 41 // wire.BATCH_PACKAGES + outbox.HUB_REQUESTS
+    finally:
+        worker.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await worker
+
+
+@pytest.mark.parametrize(
+    ("elsewhere", "requests"),
+    [
+        (None, outbox.HUB_REQUESTS),  # no batch answered yet, or a hub that does not say
+        (outbox.HUB_ROOM + 1, outbox.HUB_REQUESTS),
+        (outbox.HUB_ROOM, outbox.HUB_REQUESTS * outbox.WIDER),
+        (0, outbox.HUB_REQUESTS * outbox.WIDER),
+    ],
+)
+async def test_a_hub_with_room_gets_more_requests_at_once(
+    elsewhere: int | None, requests: int
+) -> None:
+    hub = _SlowHub()
+    hub.batches_elsewhere = elsewhere
+    store = _Pending([_transfer(n, size=300 * 1024) for n in range(1, 30)])  # three a batch
+    state, _ = _state(hub)
+    cast(SimpleNamespace, state).store = store
+    worker = asyncio.create_task(outbox.run_forever(state))
+    try:
+        await _until(lambda: len(hub.requests) == requests)
+        await asyncio.sleep(0.05)
+        assert len(hub.requests) == requests  # the rest wait for one to end
+        hub.go.set()
+        await _until(lambda: not store.pending)
+        assert sum(len(packages) for packages in hub.requests) == 29
     finally:
         worker.cancel()
         with contextlib.suppress(asyncio.CancelledError):

@@ -140,8 +140,15 @@ async def post_packages(request: web.Request) -> web.Response:
     if len(body) > wire.BATCH_BYTES:
         raise too_large
     bodies = framing.unframe(body, wire.BATCH_PACKAGES)
-    outcomes = await intake.accept_batch(request.app[STATE], node, bodies)
-    return web.json_response({"results": [_result(outcome).to_json() for outcome in outcomes]})
+    state = request.app[STATE]
+    state.batches_under_way += 1
+    try:
+        outcomes = await intake.accept_batch(state, node, bodies)
+        others = state.batches_under_way - 1
+    finally:
+        state.batches_under_way -= 1
+    results = [_result(outcome) for outcome in outcomes]
+    return web.json_response(wire.batch_answer_json(results, others))
 
 
 def _number(request: web.Request, name: str, default: float, low: float, high: float) -> float:

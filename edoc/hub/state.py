@@ -68,6 +68,7 @@ class HubState:
     )
     tokens: KnownTokens = field(default_factory=KnownTokens)  # nodes' tokens
     stopping: bool = False  # the hub is shutting down: long polls answer at once
+    batches_under_way: int = 0  # batch requests being handled (this instance), for their answers
     # node → when it last asked for deliveries (this instance only), for the dashboard
     polled: dict[str, dt.datetime] = field(default_factory=dict)
 

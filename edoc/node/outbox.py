@@ -45,6 +45,13 @@ IN_FLIGHT = 32  # transfers under way at once
 # gathers for the next one: under load a request carries many packages, at rest each
 # goes at once, alone (no request waits to fill a batch).
 HUB_REQUESTS = 2
+# Both twice as many while the hub has room: its last batch answer said it was handling
+# at most HUB_ROOM other batches. Fed by four nodes the hub sat idle a third of the time
+# at 2 requests each, and 60 days of Tây Ninh took 10 % longer; fed by 63 it is busy
+# throughout, and more requests would only carry fewer packages each: a national day
+# took 15-30 % longer when every node sent 4 (bench/HISTORY.md, part eleven).
+HUB_ROOM = 6
+WIDER = 2
 
 
 async def _packages(state: NodeState, transfers: Sequence[Transfer]) -> dict[int, bytes]:
@@ -284,10 +291,16 @@ def _to_the_hub(transfers: list[Transfer]) -> bool:
     return transfers[0].route == Route.HUB
 
 
+def _widening(state: NodeState) -> int:
+    """How many times IN_FLIGHT and HUB_REQUESTS go now: WIDER while the hub has room."""
+    others = state.hub.batches_elsewhere
+    return WIDER if others is not None and others <= HUB_ROOM else 1
+
+
 async def run_forever(state: NodeState) -> None:
     """Keep up to IN_FLIGHT transfers under way, in up to HUB_REQUESTS requests to the
-    hub, starting the next as soon as some end; those due together go in batches
-    (``batches``).
+    hub (each WIDER while the hub has room: ``_widening``), starting the next as soon as
+    some end; those due together go in batches (``batches``).
 
     The store hands out only the head of each (sender, document, route) chain, so the
     statuses about one document still go one after the other, oldest first; a finished
@@ -304,12 +317,13 @@ async def run_forever(state: NodeState) -> None:
     while True:
         state.outbox_wakeup.clear()
         now = dt.datetime.now(dt.UTC)
+        widening = _widening(state)
         # what is due and when the next falls due, in one read of the store (two were a
         # trip each on every pass); nothing is due while IN_FLIGHT are under way
-        found = await state.store.outbox_pass(now, IN_FLIGHT - len(under_way), under_way)
+        found = await state.store.outbox_pass(now, IN_FLIGHT * widening - len(under_way), under_way)
         if found.due:
             for transfers in batches(found.due):
-                if _to_the_hub(transfers) and len(requests) >= HUB_REQUESTS:
+                if _to_the_hub(transfers) and len(requests) >= HUB_REQUESTS * widening:
                     continue  # due still: it goes with the next request, when one ends
                 task = asyncio.create_task(_carrying(state, transfers))
                 ids = [transfer.id for transfer in transfers]
