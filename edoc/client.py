@@ -320,9 +320,10 @@ class HubClient(_Client):
 
     unreachable = errors.HubUnreachable
     _batches_from = 0.0  # time.monotonic() from which the hub is sent batches again
-    # the other batches the hub said it was handling as it answered the last one (None:
-    # no batch answered yet, or a hub that does not say)
-    batches_elsewhere: int | None = None
+    # the other batches the hub said it was handling as it answered the last one, this
+    # node's own among them (None: none answered yet, the last request failed, or a hub
+    # that does not say, or says it wrong)
+    batches_under_way: int | None = None
 
     def without_batches(self, seconds: float) -> None:
         """Send this hub no batch for ``seconds``: it lacks the batch door (an older hub),
@@ -371,14 +372,21 @@ class HubClient(_Client):
         """Up to wire.BATCH_PACKAGES small packages in one request: for each, in order,
         the hub's acceptance, or its refusal as post_package would raise it (RemoteError
         for good, HubUnavailable for later). A whole request that fails raises."""
-        body = await self._ok(
-            "POST",
-            "/api/v1/packages/batch",
-            data=framing.frame(packages),
-            headers={"Content-Type": framing.MEDIA_TYPE},
-        )
+        try:
+            body = await self._ok(
+                "POST",
+                "/api/v1/packages/batch",
+                data=framing.frame(packages),
+                headers={"Content-Type": framing.MEDIA_TYPE},
+            )
+        except Exception:  # a hub down or busy has no room to speak of (after a restart
+            self.batches_under_way = None  # 63 nodes must not all come back wide)
+            raise
         results = self._shaped(functools.partial(wire.results_from_json, count=len(packages)), body)
-        self.batches_elsewhere = self._shaped(wire.batches_under_way_from_json, body)
+        try:
+            self.batches_under_way = wire.batches_under_way_from_json(body)
+        except errors.BadAnswer:  # only the outbox's window hangs on it: the results stand
+            self.batches_under_way = None
         return [self._outcome(result) for result in results]
 
     def _outcome(self, result: wire.PackageResult) -> wire.PackageAccepted | errors.EdocError:

@@ -169,20 +169,35 @@ async def test_the_hub_clients_batch_answer_is_each_packages_as_a_single_post_ra
 
 @pytest.mark.parametrize(
     ("extra", "remembered"),
-    [({}, None), ({"batches_under_way": 0}, 0), ({"batches_under_way": 9}, 9)],
+    [
+        ({}, None),  # a hub that does not say
+        ({"batches_under_way": 0}, 0),
+        ({"batches_under_way": 9}, 9),
+        ({"batches_under_way": -1}, None),  # not a count: as if unsaid, the results kept
+        ({"batches_under_way": True}, None),
+        ({"batches_under_way": "3"}, None),
+    ],
 )
-async def test_the_hub_client_remembers_how_many_other_batches_the_hub_had(
-    extra: dict[str, int], remembered: int | None
+async def test_the_hub_client_remembers_how_many_batches_the_hub_had_under_way(
+    extra: dict[str, object], remembered: int | None
 ) -> None:
-    """What the outbox widens its window by; nothing from a hub that does not say."""
+    """What the outbox widens its window by; nothing from a hub that does not say, or
+    says it wrong, and nothing after a request that failed."""
     accepted = wire.PackageAccepted(7, "document", "d", None, ("000.00.01.H34",), "2026-12-01")
+    failing = False
 
     async def answer(_request: web.Request) -> web.Response:
+        if failing:
+            return web.json_response({"error": {"code": "EDOC-000", "message": "x"}}, status=503)
         return web.json_response({"results": [wire.PackageResult(202, accepted).to_json()]} | extra)
 
     app = web.Application()
     app.router.add_post("/api/v1/packages/batch", answer)
     async with TestServer(app) as running, HubClient(str(running.make_url(""))) as hub:
-        hub.batches_elsewhere = 3  # from an answer before
-        await hub.post_packages([b"<a/>"])
-    assert hub.batches_elsewhere == remembered
+        hub.batches_under_way = 3  # from an answer before
+        assert await hub.post_packages([b"<a/>"]) == [accepted]
+        assert hub.batches_under_way == remembered
+        hub.batches_under_way, failing = 3, True
+        with pytest.raises(errors.HubUnavailable):
+            await hub.post_packages([b"<a/>"])
+        assert hub.batches_under_way is None

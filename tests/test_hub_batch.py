@@ -221,11 +221,15 @@ async def test_a_batch_answer_says_how_many_other_batches_the_hub_was_handling(
     h53 = _node(hub, "H53")
     alone = await h53.batch([document(hub.ca, to=[H23])])
     assert alone.status == 200 and alone.body["batches_under_way"] == 0
-    together = await asyncio.gather(
-        *(h53.batch([document(hub.ca, to=[H41]) for _ in range(4)]) for _ in range(6))
-    )
-    others = [answer.body["batches_under_way"] for answer in together]
-    assert all(answer.status == 200 for answer in together)
-    assert 0 < max(others) <= 5  # six at once: up to five others, never itself
+    seen: list[int] = []
+    for _ in range(5):  # (a paused test process may send them one after the other)
+        together = await asyncio.gather(
+            *(h53.batch([document(hub.ca, to=[H41]) for _ in range(4)]) for _ in range(6))
+        )
+        assert all(answer.status == 200 for answer in together)
+        seen = [answer.body["batches_under_way"] for answer in together]
+        if max(seen) > 0:
+            break
+    assert 0 < max(seen) <= 5  # six at once: up to five others, never itself
     await hub.nodes["H23"].drain()
     await hub.nodes["H41"].drain()

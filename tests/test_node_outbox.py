@@ -43,7 +43,7 @@ class _EmptyStore:
 
 
 async def test_a_stop_as_the_outbox_is_woken_still_stops_it() -> None:
-    hub = SimpleNamespace(batches_elsewhere=None)
+    hub = SimpleNamespace(batches_under_way=None)
     state = cast(
         NodeState, SimpleNamespace(hub=hub, store=_EmptyStore(), outbox_wakeup=asyncio.Event())
     )
@@ -316,10 +316,12 @@ class _Pending(_Store):
     def __init__(self, transfers: list[Transfer]) -> None:
         super().__init__()
         self.pending = {t.id: t for t in transfers}
+        self.limits: list[int] = []  # each pass's
 
     async def due_transfers(
         self, now: dt.datetime, limit: int, under_way: Collection[int] = ()
     ) -> list[Transfer]:
+        self.limits.append(limit)
         due = [t for i, t in sorted(self.pending.items()) if i not in under_way]
         return due[:limit]
 
@@ -395,7 +397,7 @@ async def test_what_falls_due_while_requests_are_under_way_goes_together_after()
 
 
 @pytest.mark.parametrize(
-    ("elsewhere", "requests"),
+    ("under_way", "requests"),
     [
         (None, outbox.HUB_REQUESTS),  # no batch answered yet, or a hub that does not say
         (outbox.HUB_ROOM + 1, outbox.HUB_REQUESTS),
@@ -404,10 +406,10 @@ async def test_what_falls_due_while_requests_are_under_way_goes_together_after()
     ],
 )
 async def test_a_hub_with_room_gets_more_requests_at_once(
-    elsewhere: int | None, requests: int
+    under_way: int | None, requests: int
 ) -> None:
     hub = _SlowHub()
-    hub.batches_elsewhere = elsewhere
+    hub.batches_under_way = under_way
     store = _Pending([_transfer(n, size=300 * 1024) for n in range(1, 30)])  # three a batch
     state, _ = _state(hub)
     cast(SimpleNamespace, state).store = store
@@ -416,6 +418,8 @@ async def test_a_hub_with_room_gets_more_requests_at_once(
         await _until(lambda: len(hub.requests) == requests)
         await asyncio.sleep(0.05)
         assert len(hub.requests) == requests  # the rest wait for one to end
+        # the transfers under way widen with the requests
+        assert store.limits[0] == outbox.IN_FLIGHT * requests // outbox.HUB_REQUESTS
         hub.go.set()
         await _until(lambda: not store.pending)
         assert sum(len(packages) for packages in hub.requests) == 29

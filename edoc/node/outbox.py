@@ -46,10 +46,11 @@ IN_FLIGHT = 32  # transfers under way at once
 # goes at once, alone (no request waits to fill a batch).
 HUB_REQUESTS = 2
 # Both twice as many while the hub has room: its last batch answer said it was handling
-# at most HUB_ROOM other batches. Fed by four nodes the hub sat idle a third of the time
-# at 2 requests each, and 60 days of Tây Ninh took 10 % longer; fed by 63 it is busy
-# throughout, and more requests would only carry fewer packages each: a national day
-# took 15-30 % longer when every node sent 4 (bench/HISTORY.md, part eleven).
+# at most HUB_ROOM other batches (this node's among them). Fed by four nodes the hub sat
+# idle a third of the time at 2 requests each, and 60 days of Tây Ninh took 10 % longer;
+# fed by 63 it is busy throughout, and more requests would only carry fewer packages
+# each: a national day took 14-28 % longer when every node sent 4 (bench/HISTORY.md,
+# part eleven). (Transfers to the node's own agencies widen too: harmless.)
 HUB_ROOM = 6
 WIDER = 2
 
@@ -293,7 +294,7 @@ def _to_the_hub(transfers: list[Transfer]) -> bool:
 
 def _widening(state: NodeState) -> int:
     """How many times IN_FLIGHT and HUB_REQUESTS go now: WIDER while the hub has room."""
-    others = state.hub.batches_elsewhere
+    others = state.hub.batches_under_way
     return WIDER if others is not None and others <= HUB_ROOM else 1
 
 
