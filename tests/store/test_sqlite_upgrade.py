@@ -18,7 +18,7 @@ from edoc import errors
 from edoc.store import open_hub_store, open_node_store, sqlite_url
 from edoc.store.hub import Count, PackageKey
 from edoc.store.node import Progress
-from edoc.store.sqlite.database import SqliteDatabase
+from edoc.store.sqlite.database import PAGE_SIZE, SqliteDatabase
 from edoc.store.sqlite.hub import SqliteHubStore
 from edoc.store.sqlite.node import SqliteNodeStore
 
@@ -52,6 +52,32 @@ async def test_a_store_made_before_its_added_columns_gains_them(
             assert column in _columns(path, table)
         if store_class is SqliteNodeStore:  # and the tables added since
             assert _columns(path, "progress")
+
+
+def _page_size(database: Path) -> int:
+    connection = sqlite3.connect(database)
+    try:
+        return int(connection.execute("PRAGMA page_size").fetchone()[0])
+    finally:
+        connection.close()
+
+
+@pytest.mark.parametrize("store_class", [SqliteHubStore, SqliteNodeStore])
+async def test_a_new_store_has_large_pages_and_an_earlier_one_keeps_its_own(
+    tmp_path: Path, store_class: type[SqliteDatabase]
+) -> None:
+    """Packages are most of what a store writes: a new store's pages hold one of a status's
+    size whole. A store an earlier release made (SQLite's default, 4 KB) keeps its pages
+    and opens as it did (changing them would rewrite the whole file)."""
+    fresh, earlier = tmp_path / "new.sqlite", tmp_path / "earlier.sqlite"
+    _first_release(earlier, store_class.schema, "")
+    assert _page_size(earlier) == 4096 < PAGE_SIZE
+    for path in (fresh, earlier):
+        store = store_class(path)
+        await store.open()
+        await store.close()
+    assert _page_size(fresh) == PAGE_SIZE
+    assert _page_size(earlier) == 4096
 
 
 def _first_release(database: Path, schema: str, rows: str) -> None:
