@@ -18,7 +18,7 @@ from edoc import errors
 from edoc.store import open_hub_store, open_node_store, sqlite_url
 from edoc.store.hub import Count, PackageKey
 from edoc.store.node import Progress
-from edoc.store.sqlite.database import PAGE_SIZE, SqliteDatabase
+from edoc.store.sqlite.database import PAGE_SIZE, WAL_BYTES, SqliteDatabase
 from edoc.store.sqlite.hub import SqliteHubStore
 from edoc.store.sqlite.node import SqliteNodeStore
 
@@ -66,18 +66,21 @@ def _page_size(database: Path) -> int:
 async def test_a_new_store_has_large_pages_and_an_earlier_one_keeps_its_own(
     tmp_path: Path, store_class: type[SqliteDatabase]
 ) -> None:
-    """Packages are most of what a store writes: a new store's pages hold one of a status's
-    size whole. A store an earlier release made (SQLite's default, 4 KB) keeps its pages
-    and opens as it did (changing them would rewrite the whole file)."""
+    """A new store gets PAGE_SIZE pages; one an earlier release made (SQLite's default
+    size) keeps its own and opens. Either checkpoints its WAL at WAL_BYTES."""
     fresh, earlier = tmp_path / "new.sqlite", tmp_path / "earlier.sqlite"
     _first_release(earlier, store_class.schema, "")
-    assert _page_size(earlier) == 4096 < PAGE_SIZE
-    for path in (fresh, earlier):
+    before = _page_size(earlier)
+    assert before != PAGE_SIZE
+    for path, pages in ((fresh, PAGE_SIZE), (earlier, before)):
         store = store_class(path)
         await store.open()
-        await store.close()
-    assert _page_size(fresh) == PAGE_SIZE
-    assert _page_size(earlier) == 4096
+        try:
+            assert _page_size(path) == pages
+            async with store.db.execute("PRAGMA wal_autocheckpoint") as cursor:
+                assert await cursor.fetchone() == (WAL_BYTES // pages,)
+        finally:
+            await store.close()
 
 
 def _first_release(database: Path, schema: str, rows: str) -> None:

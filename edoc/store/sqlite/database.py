@@ -89,12 +89,12 @@ class SqliteDatabase:
             raise errors.StorageError(f"cannot open {self.path}: its folder is not writable")
         try:
             self._db = await aiosqlite.connect(self.path, isolation_level=None)
-            # a new store's pages (an existing store keeps its own; this asks nothing of
-            # it): packages of hundreds of KB are most of what the stores write, and in
-            # pages of 4 KB each one was ~70 pages of overflow chain, each a frame of the
-            # WAL and a system call to write and again to read
+            # a new store's pages (a no-op for an existing one: SQLite reads its size
+            # from the file): a package of ~275 KB was ~70 pages of 4 KB, each a WAL
+            # frame and a system call to write, read back and checkpoint
             await self._db.execute(f"PRAGMA page_size={PAGE_SIZE}")
             await _write_ahead(self._db)
+            await _checkpoint_at(self._db, WAL_BYTES)
             for pragma in ("synchronous=FULL", "foreign_keys=ON"):
                 await self._db.execute(f"PRAGMA {pragma}")
             await self._db.executescript(self.schema)
@@ -266,8 +266,17 @@ class SqliteDatabase:
             raise errors.StorageError(f"store failed: {exc}") from None
 
 
-PAGE_SIZE = 16384  # bytes; 16 KB: see open (larger pages cost small changes more)
+PAGE_SIZE = 16384  # bytes (bench/HISTORY.md, part twelve: larger cost small changes more)
+WAL_BYTES = 4 * 1024 * 1024  # a commit checkpoints the WAL once it holds this much
 WAL_PATIENCE = 5.0  # seconds a new store's switch to WAL is tried for (sqlite3's timeout)
+
+
+async def _checkpoint_at(db: aiosqlite.Connection, wal_bytes: int) -> None:
+    """SQLite's own limit counts pages (1,000): with pages of 16 KB each store's WAL
+    would grow to 16 MB before a checkpoint, four times what it was."""
+    async with db.execute("PRAGMA page_size") as cursor:
+        (page_size,) = await cursor.fetchone() or (PAGE_SIZE,)
+    await db.execute(f"PRAGMA wal_autocheckpoint={max(1, wal_bytes // page_size)}")
 
 
 async def _write_ahead(db: aiosqlite.Connection) -> None:
