@@ -11,6 +11,7 @@ import time
 from multiprocessing.queues import Queue
 from multiprocessing.synchronize import Barrier as BarrierType
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -23,12 +24,17 @@ from edoc.store.sqlite.hub import SqliteHubStore
 from edoc.store.sqlite.node import SqliteNodeStore
 
 
-def _columns(database: Path, table: str) -> set[str]:
+def _pragma(database: Path, pragma: str) -> list[tuple[Any, ...]]:
+    """What ``PRAGMA pragma`` says of the file, asked from a connection of its own."""
     connection = sqlite3.connect(database)
     try:
-        return {row[1] for row in connection.execute(f"PRAGMA table_info({table})")}
+        return connection.execute(f"PRAGMA {pragma}").fetchall()
     finally:
         connection.close()
+
+
+def _columns(database: Path, table: str) -> set[str]:
+    return {row[1] for row in _pragma(database, f"table_info({table})")}
 
 
 @pytest.mark.parametrize("store_class", [SqliteHubStore, SqliteNodeStore])
@@ -55,11 +61,7 @@ async def test_a_store_made_before_its_added_columns_gains_them(
 
 
 def _page_size(database: Path) -> int:
-    connection = sqlite3.connect(database)
-    try:
-        return int(connection.execute("PRAGMA page_size").fetchone()[0])
-    finally:
-        connection.close()
+    return int(_pragma(database, "page_size")[0][0])
 
 
 @pytest.mark.parametrize("store_class", [SqliteHubStore, SqliteNodeStore])
