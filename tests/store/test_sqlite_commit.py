@@ -198,6 +198,56 @@ async def test_a_read_of_one_query_is_one_trip(ledger: Ledger) -> None:
     assert len(trips) == 1
 
 
+async def test_reads_asked_together_are_one_trip_each_with_its_own_answer(ledger: Ledger) -> None:
+    for n in (1, 2):
+        await ledger.add(n)
+    with counted(ledger) as trips:
+        answers = await asyncio.gather(
+            ledger._rows("SELECT n FROM entries WHERE n=1"),
+            ledger._rows("SELECT n FROM nowhere"),  # fails alone
+            ledger._read(partial(query, sql="SELECT count(*) FROM entries")),
+            return_exceptions=True,
+        )
+    assert len(trips) == 1
+    assert answers[0] == [(1,)] and answers[2] == [(2,)]
+    assert isinstance(answers[1], errors.StorageError) and "nowhere" in str(answers[1])
+
+
+async def test_reads_asked_while_a_trip_is_under_way_go_together_in_the_next(
+    ledger: Ledger,
+) -> None:
+    await ledger.add(1)
+    with counted(ledger) as trips:
+        first = asyncio.create_task(ledger._rows("SELECT n FROM entries"))
+        while not trips:  # until its trip is under way
+            await asyncio.sleep(0)
+        later = [ledger._rows("SELECT n + ? FROM entries", (k,)) for k in range(3)]
+        assert await asyncio.gather(*later) == [[(1,)], [(2,)], [(3,)]]
+        assert await first == [(1,)]
+    assert len(trips) == 2
+
+
+async def test_a_read_cancelled_before_its_trip_leaves_the_others_be(ledger: Ledger) -> None:
+    await ledger.add(1)
+    asked = [asyncio.create_task(ledger._rows("SELECT n FROM entries")) for _ in range(3)]
+    await asyncio.sleep(0)
+    asked[1].cancel()
+    results = await asyncio.gather(*asked, return_exceptions=True)
+    assert results[0] == results[2] == [(1,)]
+    assert isinstance(results[1], asyncio.CancelledError)
+    assert await ledger._rows("SELECT n FROM entries") == [(1,)]  # the store goes on
+
+
+async def test_close_answers_the_reads_asked_before_it(tmp_path: Path) -> None:
+    store = Ledger(tmp_path / "ledger.sqlite")
+    await store.open()
+    await store.add(1)
+    asked = [asyncio.create_task(store._rows("SELECT n FROM entries")) for _ in range(3)]
+    await asyncio.sleep(0)
+    await store.close()
+    assert [await a for a in asked] == [[(1,)]] * 3
+
+
 async def test_a_read_on_a_closed_store_fails_as_a_storage_error(tmp_path: Path) -> None:
     store = Ledger(tmp_path / "ledger.sqlite")
     await store.open()

@@ -47,6 +47,7 @@ Outcome = tuple[bool, Any]
 # was committed, or failed, alone)
 Made = tuple[bool, Any, "asyncio.Future[None] | None"]
 Queued = tuple[Callable[[sqlite3.Connection], Any], "asyncio.Future[Made]"]
+Asked = tuple[Callable[[sqlite3.Connection], Any], "asyncio.Future[Outcome]"]
 
 
 class SqliteDatabase:
@@ -68,6 +69,8 @@ class SqliteDatabase:
         self._maker: asyncio.Task[None] | None = None  # making them (held: see _committer)
         self._batch: asyncio.Future[None] | None = None  # the open batch's COMMIT
         self._committer: asyncio.Task[None] | None = None  # held: the loop keeps tasks weakly
+        self._asked: list[Asked] = []  # reads waiting for the reading connection, in order
+        self._asker: asyncio.Task[None] | None = None  # taking them there (held, as above)
 
     @property
     def db(self) -> aiosqlite.Connection:
@@ -140,6 +143,8 @@ class SqliteDatabase:
             await self.db.executescript(f"BEGIN IMMEDIATE; {script} COMMIT;")
 
     async def close(self) -> None:
+        while self._asker is not None:  # reads asked are answered
+            await asyncio.wait([self._asker])
         if self._reader is not None:
             await self._reader.close()
             self._reader = None
@@ -260,10 +265,43 @@ class SqliteDatabase:
         return await self._on_reader(partial(query, sql=sql, params=tuple(params)))
 
     async def _on_reader(self, work: Callable[[sqlite3.Connection], T]) -> T:
+        """``work`` on the reading connection's thread, in one trip with every other read
+        asked meanwhile: a trip there and back cost the event loop ~5 times a read by its
+        key (bench/HISTORY.md, part thirteen), and the hub asked one per package of a
+        batch, all at once. Each read is its own call there, one failing leaving the others
+        be; a read still waits only for those asked before it, as in a queue of one each."""
+        self.reader  # noqa: B018 (closed: StorageError here, before anything is queued)
+        asked: asyncio.Future[Outcome] = asyncio.get_running_loop().create_future()
+        self._asked.append((work, asked))
+        if self._asker is None:
+            self._asker = asyncio.create_task(self._read_asked())
+        done, value = await asked
+        if done:
+            return cast(T, value)
+        if isinstance(value, sqlite3.Error):
+            raise errors.StorageError(f"store failed: {value}") from None
+        raise value
+
+    async def _read_asked(self) -> None:
+        """The reads asked, all those waiting in one trip, until none waits."""
         try:
-            return await on_thread(self.reader, work)
-        except sqlite3.Error as exc:
-            raise errors.StorageError(f"store failed: {exc}") from None
+            while self._asked:
+                taken = [(work, asked) for work, asked in self._asked if not asked.cancelled()]
+                self._asked = []
+                outcomes: list[Outcome] = []
+                try:
+                    works = [work for work, _ in taken]
+                    outcomes = await on_thread(self.reader, partial(_each, works))
+                except Exception as exc:  # the store closed: each read's failure
+                    outcomes = [(False, exc)] * len(taken)
+                finally:  # cancelled (the loop stops): nobody is left waiting for ever
+                    stopped: Outcome = (False, errors.StorageError("store failed: it was stopped"))
+                    told = itertools.zip_longest(taken, outcomes, fillvalue=stopped)
+                    for (_, asked), outcome in told:
+                        if not asked.done():
+                            asked.set_result(outcome)
+        finally:
+            self._asker = None
 
 
 PAGE_SIZE = 16384  # bytes (bench/HISTORY.md, part twelve: larger cost small changes more)
@@ -340,13 +378,7 @@ def _in_savepoints(
     what each came to, one failing leaving the others be."""
     if opens:
         conn.execute("BEGIN IMMEDIATE")
-    outcomes: list[Outcome] = []
-    for work in works:
-        try:
-            outcomes.append((True, _in_savepoint(work, False, conn)))
-        except Exception as exc:
-            outcomes.append((False, exc))
-    return outcomes
+    return _each([partial(_in_savepoint, work, False) for work in works], conn)
 
 
 def _alone(work: Callable[[sqlite3.Connection], Any], conn: sqlite3.Connection) -> Outcome:
@@ -355,6 +387,19 @@ def _alone(work: Callable[[sqlite3.Connection], Any], conn: sqlite3.Connection) 
         return True, _commit_alone(work, conn)
     except Exception as exc:
         return False, exc
+
+
+def _each(
+    works: Sequence[Callable[[sqlite3.Connection], Any]], conn: sqlite3.Connection
+) -> list[Outcome]:
+    """Each of ``works`` in turn: what each came to, one failing leaving the others be."""
+    outcomes: list[Outcome] = []
+    for work in works:
+        try:
+            outcomes.append((True, work(conn)))
+        except Exception as exc:
+            outcomes.append((False, exc))
+    return outcomes
 
 
 def _in_snapshot(work: Callable[[sqlite3.Connection], T], conn: sqlite3.Connection) -> T:
