@@ -18,7 +18,7 @@ import itertools
 import os
 import sqlite3
 import time
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
 from functools import partial
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar, cast
@@ -222,12 +222,9 @@ class SqliteDatabase:
                 outcomes = await on_thread(self.db, partial(_in_savepoints, works, opens))
         except Exception as exc:  # BEGIN failed, or the store closed: each change's failure
             outcomes = [(False, exc)] * len(works)
-        finally:  # cancelled (the loop stops): nobody is left waiting for ever
-            stopped: Outcome = (False, errors.StorageError("store failed: it was stopped"))
-            told = itertools.zip_longest(taken, outcomes, fillvalue=stopped)
-            for (_, made), (done, value) in told:
-                if not made.done():
-                    made.set_result((done, value, committed))
+        finally:  # cancelled (the loop stops): nobody taken is left waiting for ever
+            for made, (done, value) in _unanswered(taken, outcomes):
+                made.set_result((done, value, committed))
 
     def _joined(self) -> asyncio.Future[None]:
         """The open batch's COMMIT; a batch opened if none is."""
@@ -266,10 +263,11 @@ class SqliteDatabase:
 
     async def _on_reader(self, work: Callable[[sqlite3.Connection], T]) -> T:
         """``work`` on the reading connection's thread, in one trip with every other read
-        asked meanwhile: a trip there and back cost the event loop ~5 times a read by its
-        key (bench/HISTORY.md, part thirteen), and the hub asked one per package of a
-        batch, all at once. Each read is its own call there, one failing leaving the others
-        be; a read still waits only for those asked before it, as in a queue of one each."""
+        asked meanwhile (:meth:`_read_asked`). A trip there and back cost the event loop
+        about five times a read by its key (bench/HISTORY.md, part thirteen), and the hub
+        asked one per package of a batch, all at once. A read is answered when its trip
+        is over: behind those asked before it, as in a queue of one each, and beside
+        those asked in the same turn of the loop."""
         self.reader  # noqa: B018 (closed: StorageError here, before anything is queued)
         asked: asyncio.Future[Outcome] = asyncio.get_running_loop().create_future()
         self._asked.append((work, asked))
@@ -283,25 +281,30 @@ class SqliteDatabase:
         raise value
 
     async def _read_asked(self) -> None:
-        """The reads asked, all those waiting in one trip, until none waits."""
+        """The reads asked, all those waiting in one trip, until none waits; each one's
+        caller is told what it came to."""
         try:
             while self._asked:
                 taken = [(work, asked) for work, asked in self._asked if not asked.cancelled()]
                 self._asked = []
-                outcomes: list[Outcome] = []
-                try:
-                    works = [work for work, _ in taken]
-                    outcomes = await on_thread(self.reader, partial(_each, works))
-                except Exception as exc:  # the store closed: each read's failure
-                    outcomes = [(False, exc)] * len(taken)
-                finally:  # cancelled (the loop stops): nobody is left waiting for ever
-                    stopped: Outcome = (False, errors.StorageError("store failed: it was stopped"))
-                    told = itertools.zip_longest(taken, outcomes, fillvalue=stopped)
-                    for (_, asked), outcome in told:
-                        if not asked.done():
-                            asked.set_result(outcome)
-        finally:
+                if taken:
+                    await self._read_taken(taken)
+        finally:  # cancelled (the loop stops): those asked meanwhile are not left waiting
+            for asked, outcome in _unanswered(self._asked, []):
+                asked.set_result(outcome)
+            self._asked = []
             self._asker = None
+
+    async def _read_taken(self, taken: list[Asked]) -> None:
+        outcomes: list[Outcome] = []
+        try:
+            works = [work for work, _ in taken]
+            outcomes = await on_thread(self.reader, partial(_each, works))
+        except Exception as exc:  # the store closed: each read's failure
+            outcomes = [(False, exc)] * len(taken)
+        finally:  # cancelled (the loop stops): nobody taken is left waiting for ever
+            for asked, outcome in _unanswered(taken, outcomes):
+                asked.set_result(outcome)
 
 
 PAGE_SIZE = 16384  # bytes (bench/HISTORY.md, part twelve: larger cost small changes more)
@@ -383,10 +386,18 @@ def _in_savepoints(
 
 def _alone(work: Callable[[sqlite3.Connection], Any], conn: sqlite3.Connection) -> Outcome:
     """One change committed alone (:func:`_commit_alone`): what it came to."""
-    try:
-        return True, _commit_alone(work, conn)
-    except Exception as exc:
-        return False, exc
+    return _each([partial(_commit_alone, work)], conn)[0]
+
+
+def _unanswered(
+    taken: Sequence[tuple[Any, asyncio.Future[Any]]], outcomes: Sequence[Outcome]
+) -> Iterator[tuple[asyncio.Future[Any], Outcome]]:
+    """Each future of ``taken`` not yet answered, with its outcome: those ``outcomes``
+    has none for (their call was cut short) are told the store stopped."""
+    stopped: Outcome = (False, errors.StorageError("store failed: it was stopped"))
+    for (_, future), outcome in itertools.zip_longest(taken, outcomes, fillvalue=stopped):
+        if not future.done():
+            yield future, outcome
 
 
 def _each(
