@@ -292,8 +292,15 @@ class AgencyClient(_Client):
         return queued
 
 
-# Answers after which the same request may succeed later; anything else 4xx is final.
-RETRYABLE = frozenset({408, 425, 429, 500, 502, 503, 504})
+# Refusals after which the same request may succeed later; any other 4xx is final. Every
+# 5xx may pass (a proxy's 520-524 and 507 as much as a 503): a document is not failed for
+# good for a server's trouble, only retried until the outbox gives up on it.
+RETRYABLE_4XX = frozenset({408, 425, 429})
+
+
+def retryable(status: int) -> bool:
+    """Whether a request refused with ``status`` may be tried again later."""
+    return status >= 500 or status in RETRYABLE_4XX
 
 
 class HubBusy(errors.HubUnavailable):
@@ -340,7 +347,7 @@ class HubClient(_Client):
         """A refusal's error: HubUnavailable if worth retrying (HubBusy when the hub said
         when), else RemoteError for good."""
         refusal = error_of(status, body)
-        if status in RETRYABLE:
+        if retryable(status):
             said = f"hub answered {status} {refusal.code}: {refusal.message}"
             return (
                 errors.HubUnavailable(said) if retry_after is None else HubBusy(said, retry_after)

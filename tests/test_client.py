@@ -94,6 +94,9 @@ async def test_the_agency_client_raises_the_nodes_refusal(server: TestServer) ->
     ("server", "raised", "code"),
     [
         ((503, "EDOC-STORE-001"), errors.HubUnavailable, "EDOC-NODE-001"),  # to retry
+        # a proxy's or a full disk's: a server's trouble is retried too, never final
+        ((520, "EDOC-000"), errors.HubUnavailable, "EDOC-NODE-001"),
+        ((507, "EDOC-000"), errors.HubUnavailable, "EDOC-NODE-001"),
         ((422, "EDOC-SIG-002"), errors.RemoteError, "EDOC-SIG-002"),  # refused for good
     ],
     indirect=["server"],

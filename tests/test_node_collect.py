@@ -248,3 +248,50 @@ async def test_a_download_failing_every_try_or_answered_is_left_for_the_hub(
             assert len(tried) == tries and stored == [] and hub.requests == []
         finally:
             task.cancel()
+
+
+class _Offload:
+    async def run(self, work: Callable[..., object], *args: object) -> object:
+        return work(*args)
+
+
+class _AnswersStore:
+    """Keeps the answers it is given, or fails as a store whose disk is full."""
+
+    def __init__(self, failing: bool) -> None:
+        self.failing = failing
+        self.kept: list[object] = []
+
+    async def add_outgoing(self, answer: object, *_: object, **__: object) -> None:
+        if self.failing:
+            raise errors.StorageError("store failed: database or disk is full")
+        self.kept.append(answer)
+
+
+@pytest.mark.parametrize("failing", [False, True], ids=["02 kept", "store fails"])
+async def test_a_refused_delivery_is_acknowledged_only_once_its_02_is_kept(
+    monkeypatch: pytest.MonkeyPatch, failing: bool
+) -> None:
+    """A relayed document the node refuses is answered 02; if the store cannot keep the
+    02, the delivery is not acknowledged (the hub offers it again, and the 02 is made
+    then), or the sender would wait at 'sent' for ever."""
+
+    async def refuse(*_: object) -> None:
+        raise errors.UntrustedCertificate("the signer's certificate is revoked")
+
+    monkeypatch.setattr(receiving, "receive", refuse)
+    monkeypatch.setattr(collector, "_claimed_document", lambda _source: "the document")
+    monkeypatch.setattr(collector, "response_for", lambda document: document)
+    monkeypatch.setattr(collector, "status_message", lambda *args: ("02", args[-1]))
+    store = _AnswersStore(failing)
+    state = cast(
+        NodeState,
+        SimpleNamespace(offload=_Offload(), store=store, outbox_wakeup=asyncio.Event()),
+    )
+    acks = collector.Acknowledgements()
+    delivery = DeliveryNotice(7, 70, "R", "document", "S", "D", None, 0, 10, 1, b"<edXML/>")
+    taken = await collector._take(state, delivery, acks, None)
+    assert taken is not failing
+    assert list(acks._waiting) == ([] if failing else [7])
+    reason = "EDOC-SIG-003: the signer's certificate is revoked"
+    assert store.kept == ([] if failing else [("02", reason)])

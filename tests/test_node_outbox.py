@@ -44,8 +44,10 @@ class _EmptyStore:
 
 async def test_a_stop_as_the_outbox_is_woken_still_stops_it() -> None:
     hub = SimpleNamespace(batches_under_way=None)
+    config = SimpleNamespace(retry_base=0.1, retry_cap=1.0)
     state = cast(
-        NodeState, SimpleNamespace(hub=hub, store=_EmptyStore(), outbox_wakeup=asyncio.Event())
+        NodeState,
+        SimpleNamespace(hub=hub, store=_EmptyStore(), config=config, outbox_wakeup=asyncio.Event()),
     )
     worker = asyncio.create_task(outbox.run_forever(state))
     for _ in range(5):  # until it waits for its wakeup
@@ -427,3 +429,98 @@ async def test_a_hub_with_room_gets_more_requests_at_once(
         worker.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await worker
+
+
+class _FailingPasses(_Pending):
+    """Its first ``failures`` passes fail as a store that cannot be read does."""
+
+    def __init__(self, transfers: list[Transfer], failures: int) -> None:
+        super().__init__(transfers)
+        self.failures = failures
+
+    async def outbox_pass(
+        self, now: dt.datetime, limit: int, under_way: Collection[int] = ()
+    ) -> OutboxPass:
+        if self.failures:
+            self.failures -= 1
+            raise errors.StorageError("store failed: disk I/O error")
+        return await _EmptyStore.outbox_pass(self, now, limit, under_way)  # type: ignore[arg-type]
+
+
+async def test_passes_the_store_fails_are_tried_again_and_the_outbox_goes_on() -> None:
+    hub = _Hub([])
+    store = _FailingPasses([_transfer(1)], failures=2)
+    state, _ = _state(hub)
+    cast(SimpleNamespace, state).store = store
+    worker = asyncio.create_task(outbox.run_forever(state))
+    try:
+        await _until(lambda: not store.pending)
+        assert store.failures == 0 and hub.singles == [_package(1)]
+        assert store.finished[1][0] == TransferState.DONE
+        assert not worker.done()
+    finally:
+        worker.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await worker
+
+
+class _Full(_Pending):
+    """Reads work, nothing can be written (a full disk): no transfer can be ended."""
+
+    async def finish_transfer(self, *_: object) -> None:
+        raise errors.StorageError("store failed: database or disk is full")
+
+    async def retry_transfer(self, *_: object) -> None:
+        raise errors.StorageError("store failed: database or disk is full")
+
+
+async def test_transfers_that_cannot_be_ended_are_posted_again_only_after_a_wait() -> None:
+    """The hub takes the package but the node cannot record it: the transfer stays due,
+    and goes again after a wait that grows, not as fast as the hub answers."""
+    hub = _Hub([])
+    store = _Full([_transfer(1)])
+    state, _ = _state(hub)  # retry_base 0.1 s
+    cast(SimpleNamespace, state).store = store
+    worker = asyncio.create_task(outbox.run_forever(state))
+    try:
+        await _until(lambda: len(hub.singles) >= 2)  # posted again, the outbox going on
+        await asyncio.sleep(0.5)
+        assert len(hub.singles) < 15  # without the wait: hundreds
+        assert not worker.done()
+    finally:
+        worker.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await worker
+
+
+class _SlowFull(_Store):
+    """Records a transfer's end when the test lets it; cannot record a retry (full)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.recording = asyncio.Event()
+
+    async def finish_transfer(
+        self, transfer: Transfer, state: str, error: str, event: Event, *rest: object
+    ) -> None:
+        await self.recording.wait()
+        await super().finish_transfer(transfer, state, error, event, *rest)
+
+    async def retry_transfer(self, transfer_id: int, _at: dt.datetime, error: str) -> None:
+        raise errors.StorageError("store failed: database or disk is full")
+
+
+async def test_a_request_ends_when_all_its_transfers_have_ended_whichever_fail() -> None:
+    """One transfer's ending failing does not end the request while another's is still
+    being recorded: until then its transfer is under way, not to be handed out again."""
+    hub = _Hub([errors.HubUnavailable("hub answered 503"), _accepted(2)])
+    state, _ = _state(hub)
+    store = _SlowFull()
+    cast(SimpleNamespace, state).store = store
+    request = asyncio.create_task(outbox.carry_batch(state, [_transfer(1), _transfer(2)]))
+    await asyncio.sleep(0.05)
+    assert not request.done()  # transfer 2's end is still being recorded
+    store.recording.set()
+    with pytest.raises(errors.StorageError, match="disk is full"):
+        await request
+    assert store.finished[2][0] == TransferState.DONE

@@ -163,6 +163,8 @@ async def _refuse(
             status_message, state, recipient, response_for(document), StatusCode.REJECTED, reason
         )
         await state.store.add_outgoing(answer, dt.datetime.now(dt.UTC), tallies=())
+    except errors.StorageError:
+        raise  # the 02 not kept: the delivery is not acknowledged, the hub offers it again
     except errors.EdocError as failed:  # unreadable, or we cannot sign: the log must do
         log.error("could not answer a refused package", code=failed.code, reason=failed.message)
         return

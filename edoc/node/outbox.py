@@ -36,7 +36,7 @@ from edoc.client import HubBusy
 from edoc.model import DeliveryState, Route, TransferState
 from edoc.node import hublink, progress, receiving
 from edoc.node.state import NodeState
-from edoc.retry import full_jitter
+from edoc.retry import Backoff, full_jitter
 from edoc.store.node import Event, Transfer
 
 log = structlog.get_logger()
@@ -228,7 +228,11 @@ async def _each_ended(
     # side by side, so that the store commits them together (each transfer in a batch is
     # the head of its own chain: no order among them to keep)
     endings = (_ended(state, t, answer, now) for t, answer in zip(transfers, answers, strict=True))
-    await asyncio.gather(*endings)
+    # all of them over before this ends, whichever fail: the transfers of this request
+    # stay under way until then, and none is handed out again while one still runs
+    for ending in await asyncio.gather(*endings, return_exceptions=True):
+        if isinstance(ending, BaseException):
+            raise ending
 
 
 async def _ended(
@@ -308,20 +312,44 @@ async def run_forever(state: NodeState) -> None:
     transfer wakes this loop, and so does every new message."""
     under_way: dict[int, asyncio.Task[None]] = {}
     requests: set[asyncio.Task[None]] = set()  # those of under_way's tasks that go to the hub
+    # The store failing fails passes (a lost database), or the ending of transfers it
+    # cannot record (a full disk): those stay due. Each failure in a row waits longer
+    # before the next pass, rather than ending this loop (nothing would restart it) or
+    # posting the same packages to the hub as fast as it answers.
+    passes = Backoff(state.config.retry_base, state.config.retry_cap)
+    endings = Backoff(state.config.retry_base, state.config.retry_cap)
+    troubled: list[BaseException] = []  # what the requests ended since the last pass raised
 
     def finished(ids: list[int], task: asyncio.Task[None]) -> None:
         for transfer_id in ids:
             under_way.pop(transfer_id, None)
         requests.discard(task)
+        failure = None if task.cancelled() else task.exception()
+        if failure is None:
+            endings.succeeded()
+        else:
+            troubled.append(failure)
         state.outbox_wakeup.set()
 
     while True:
+        if troubled:
+            log.error("transfers not ended", reason=str(troubled[0]), requests=len(troubled))
+            troubled.clear()
+            await endings.failed()
         state.outbox_wakeup.clear()
         now = dt.datetime.now(dt.UTC)
         widening = _widening(state)
         # what is due and when the next falls due, in one read of the store (two were a
         # trip each on every pass); nothing is due while IN_FLIGHT are under way
-        found = await state.store.outbox_pass(now, IN_FLIGHT * widening - len(under_way), under_way)
+        try:
+            found = await state.store.outbox_pass(
+                now, IN_FLIGHT * widening - len(under_way), under_way
+            )
+        except errors.StorageError as exc:
+            log.error("outbox pass failed", reason=exc.message)
+            await passes.failed()
+            continue
+        passes.succeeded()
         if found.due:
             for transfers in batches(found.due):
                 if _to_the_hub(transfers) and len(requests) >= HUB_REQUESTS * widening:
