@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from edoc import errors
-from edoc.store.sqlite.database import SqliteDatabase, query
+from edoc.store.sqlite.database import SqliteDatabase, on_thread, query
 from tests.store.trips import counted
 
 
@@ -46,6 +46,16 @@ class Ledger(SqliteDatabase):
         def work(db: sqlite3.Connection) -> None:
             db.execute("INSERT INTO entries (n) VALUES (?)", (n,))
             raise ValueError(n)
+
+        await self._change(work)
+
+    async def add_unless_there(self, n: int) -> None:
+        """A refusal judged by what the store holds, the batch's own changes included."""
+
+        def work(db: sqlite3.Connection) -> None:
+            if db.execute("SELECT 1 FROM entries WHERE n=?", (n,)).fetchone():
+                raise LookupError(f"{n} is there already")
+            db.execute("INSERT INTO entries (n) VALUES (?)", (n,))
 
         await self._change(work)
 
@@ -351,3 +361,66 @@ async def test_a_change_on_a_closed_store_fails_as_a_storage_error(tmp_path: Pat
     await store.close()
     with pytest.raises(errors.StorageError):
         await store.add(1)
+
+
+async def test_a_refusal_judged_by_a_change_of_its_batch_is_told_once_that_is_committed(
+    ledger: Ledger,
+) -> None:
+    """Told why it was refused, a caller may read what it was refused for: it is stored."""
+    with commits_held(ledger) as (due, go):
+        refused = asyncio.gather(ledger.add(1), ledger.add_unless_there(1))
+        await due.wait()
+        await asyncio.sleep(0.05)
+        assert not refused.done()  # the 1 it was refused for is not committed yet
+        go.set()
+        with pytest.raises(LookupError, match="there already"):
+            await refused
+    assert stored(ledger.path) == [1]
+
+
+async def test_a_refusal_judged_by_a_batch_whose_commit_fails_is_the_stores_failure(
+    ledger: Ledger,
+) -> None:
+    """What it was refused for was never stored: not a refusal, a store that failed."""
+    results = await asyncio.gather(
+        ledger.add(1), ledger.add_unless_there(1), ledger.add_dangling_ref(9),
+        return_exceptions=True,
+    )  # fmt: skip
+    assert all(isinstance(r, errors.StorageError) for r in results), results
+    assert stored(ledger.path) == []
+
+
+class Blobs(SqliteDatabase):
+    schema = "CREATE TABLE IF NOT EXISTS blobs (name TEXT NOT NULL, body BLOB NOT NULL);"
+
+    async def put(self, name: str, size: int) -> None:
+        row = (name, b"x" * size)
+        await self._change(lambda db: db.execute("INSERT INTO blobs VALUES (?, ?)", row))
+
+    async def names(self) -> list[str]:
+        return [name for (name,) in await self._rows("SELECT name FROM blobs ORDER BY name")]
+
+
+async def test_a_change_that_fills_the_disk_fails_its_whole_batch_and_stores_none_of_it(
+    tmp_path: Path,
+) -> None:
+    """A full disk makes SQLite roll back the whole batch, not the statement alone: the
+    changes before it are gone and those after it must not be made on their own, each
+    committed while its caller is told it failed (and tries again: made twice)."""
+    store = Blobs(tmp_path / "blobs.sqlite")
+    await store.open()
+    try:
+        [(pages,)] = await store._rows("PRAGMA page_count")
+        # the disk holds three pages more: the second change is larger
+        await on_thread(store.db, partial(query, sql=f"PRAGMA max_page_count={pages + 3}"))
+        results = await asyncio.gather(
+            store.put("A", 10), store.put("B", 200_000), store.put("C", 10),
+            return_exceptions=True,
+        )  # fmt: skip
+        assert all(isinstance(r, errors.StorageError) for r in results), results
+        assert "full" in str(results[1])
+        assert await store.names() == []
+        await store.put("D", 10)  # the store goes on
+        assert await store.names() == ["D"]
+    finally:
+        await store.close()

@@ -165,15 +165,18 @@ class SqliteDatabase:
         per statement, then per change, was most of what the store cost the event loop.
 
         Group commit: with synchronous=FULL every COMMIT is an fsync, and under load those
-        fsyncs were most of the time a document waited. Changes that queue while a batch is
-        open join it, each in its own savepoint (one that fails is rolled back alone), and
-        one COMMIT carries them all; nobody returns before it. A change with no batch open
-        and nobody waiting beside it has no one to share a COMMIT with: it commits in the
-        same call (one trip in all). ``work`` raising sqlite3.IntegrityError comes out as
-        it is (the caller knows what it means), once the batch it was tried in is
-        committed: the row it clashes with may be in that batch, and callers read it next,
-        through the connection that sees committed rows only. A caller cancelled before
-        its change is made leaves it unmade; after, the batch still carries it."""
+        fsyncs were most of the time a document waited. Changes asked in the same turn of
+        the loop, or while a COMMIT is under way, go together in one batch, each in its own
+        savepoint (one that fails is rolled back alone), and one COMMIT carries them all;
+        nobody returns before it. A change with no batch open and nobody waiting beside it
+        has no one to share a COMMIT with: it commits in the same call (one trip in all).
+        Whatever ``work`` raises comes out as it is (sqlite3.IntegrityError too: the caller
+        knows what it means) once the batch it was tried in is committed: the row it clashes
+        with, or those a refusal was judged by, may be in that batch, and callers read them
+        next, through the connection that sees committed rows only; that COMMIT failing,
+        they were never stored, and the caller is told the store failed. (The store failing
+        in ``work`` itself is told at once.) A caller cancelled before its change is made
+        leaves it unmade; after, the batch still carries it."""
         self.db  # noqa: B018 (closed: StorageError here, before anything is queued)
         made: asyncio.Future[Made] = asyncio.get_running_loop().create_future()
         self._queued.append((work, made))
@@ -181,7 +184,7 @@ class SqliteDatabase:
             self._maker = asyncio.create_task(self._make_queued())
         try:
             done, value, committed = await made
-            if committed is not None and (done or isinstance(value, sqlite3.IntegrityError)):
+            if committed is not None and not _store_failed(done, value):
                 await asyncio.shield(committed)  # one waiter cancelled must not cancel the batch
             if not done:
                 raise value
@@ -367,8 +370,9 @@ def _in_savepoint(
     try:
         result = work(conn)
     except BaseException:
-        conn.execute("ROLLBACK TO change")
-        conn.execute("RELEASE change")
+        if conn.in_transaction:  # else SQLite rolled back the whole batch (_in_savepoints)
+            conn.execute("ROLLBACK TO change")
+            conn.execute("RELEASE change")
         raise
     conn.execute("RELEASE change")
     return result
@@ -378,15 +382,36 @@ def _in_savepoints(
     works: Sequence[Callable[[sqlite3.Connection], Any]], opens: bool, conn: sqlite3.Connection
 ) -> list[Outcome]:
     """Each of ``works`` in its own savepoint of the batch (BEGIN first when they open it):
-    what each came to, one failing leaving the others be."""
+    what each came to, one failing leaving the others be.
+
+    But a disk full or an I/O error may make SQLite roll back the whole transaction, not
+    the statement alone: the changes made before it are gone (the batch's COMMIT then
+    fails, and tells their callers), and those after it are not made, or each would run
+    and commit on its own, outside the batch, while its caller was told it failed."""
     if opens:
         conn.execute("BEGIN IMMEDIATE")
-    return _each([partial(_in_savepoint, work, False) for work in works], conn)
+    outcomes: list[Outcome] = []
+    for work in works:
+        if not conn.in_transaction:
+            outcomes.append((False, sqlite3.OperationalError("its batch was rolled back")))
+            continue
+        outcomes.extend(_each([partial(_in_savepoint, work, False)], conn))
+    return outcomes
 
 
 def _alone(work: Callable[[sqlite3.Connection], Any], conn: sqlite3.Connection) -> Outcome:
     """One change committed alone (:func:`_commit_alone`): what it came to."""
     return _each([partial(_commit_alone, work)], conn)[0]
+
+
+def _store_failed(done: bool, value: Any) -> bool:
+    """Whether a change failed for the store itself (a full disk), whatever its batch holds:
+    told at once, with its own reason."""
+    return (
+        not done
+        and isinstance(value, sqlite3.Error)
+        and not isinstance(value, sqlite3.IntegrityError)
+    )
 
 
 def _unanswered(
@@ -428,7 +453,8 @@ def _commit_alone(work: Callable[[sqlite3.Connection], T], conn: sqlite3.Connect
     try:
         result = work(conn)
     except BaseException:
-        conn.execute("ROLLBACK")
+        if conn.in_transaction:  # else SQLite rolled it back itself (a disk full)
+            conn.execute("ROLLBACK")
         raise
     try:
         _commit(conn)
