@@ -424,3 +424,38 @@ async def test_a_change_that_fills_the_disk_fails_its_whole_batch_and_stores_non
         assert await store.names() == ["D"]
     finally:
         await store.close()
+
+
+@pytest.mark.parametrize("connection", ["reader", "db"])
+async def test_calls_asked_as_the_store_closes_a_connection_are_told_it_is_not_open(
+    tmp_path: Path, connection: str
+) -> None:
+    """Asked while close() waits for a connection to close: StorageError, as on a closed
+    store, not aiosqlite's ValueError; and nothing asked is left waiting."""
+    store = Ledger(tmp_path / "ledger.sqlite")
+    await store.open()
+    closed, go = asyncio.Event(), asyncio.Event()
+    closing_connection = getattr(store, connection)
+    close_it = closing_connection.close
+
+    async def close_then_wait() -> None:
+        await close_it()
+        closed.set()
+        await go.wait()
+
+    closing_connection.close = close_then_wait
+    closing = asyncio.create_task(store.close())
+    await closed.wait()
+    async with asyncio.timeout(5):
+        with pytest.raises(errors.StorageError, match="not open"):
+            await store._rows("SELECT 1")
+        if connection == "reader":  # changes are still made: close() commits them
+            adding = asyncio.create_task(store.add(1))
+        else:
+            with pytest.raises(errors.StorageError, match="not open"):
+                await store.add(1)
+        go.set()
+        await closing
+        if connection == "reader":
+            await adding
+    assert stored(store.path) == ([1] if connection == "reader" else [])

@@ -143,18 +143,20 @@ class SqliteDatabase:
             await self.db.executescript(f"BEGIN IMMEDIATE; {script} COMMIT;")
 
     async def close(self) -> None:
+        # each connection is let go before it is closed: a call asked meanwhile is told
+        # the store is not open (StorageError), not aiosqlite's ValueError
         while self._asker is not None:  # reads asked are answered
             await asyncio.wait([self._asker])
         if self._reader is not None:
-            await self._reader.close()
-            self._reader = None
+            reader, self._reader = self._reader, None
+            await reader.close()
         if self._db is not None:
             while self._maker is not None:  # changes queued are made
                 await asyncio.wait([self._maker])
             async with self._writing:
                 await self._commit_batch()  # changes under way are committed, not lost
-            await self._db.close()
-            self._db = None
+                db, self._db = self._db, None
+            await db.close()
 
     async def _change(self, work: Callable[[sqlite3.Connection], T]) -> T:
         """Run ``work`` as one change, all or nothing, committed before this returns.
@@ -217,12 +219,13 @@ class SqliteDatabase:
         committed: asyncio.Future[None] | None = None
         outcomes: list[Outcome] = []
         try:
+            db = self.db  # closed meanwhile: StorageError for each, before a batch opens
             if self._batch is None and len(works) == 1:
-                outcomes = [await on_thread(self.db, partial(_alone, works[0]))]
+                outcomes = [await on_thread(db, partial(_alone, works[0]))]
             else:
                 opens = self._batch is None
                 committed = self._joined()
-                outcomes = await on_thread(self.db, partial(_in_savepoints, works, opens))
+                outcomes = await on_thread(db, partial(_in_savepoints, works, opens))
         except Exception as exc:  # BEGIN failed, or the store closed: each change's failure
             outcomes = [(False, exc)] * len(works)
         finally:  # cancelled (the loop stops): nobody taken is left waiting for ever
