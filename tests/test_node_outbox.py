@@ -8,7 +8,7 @@ import contextlib
 import datetime as dt
 import itertools
 import time
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import AsyncIterator, Callable, Collection, Sequence
 from types import SimpleNamespace
 from typing import IO, cast
 
@@ -16,7 +16,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from edoc import client, errors, framing, wire
+from edoc import client, errors, framing, tasks, wire
 from edoc.client import HubClient
 from edoc.model import Route, TransferState
 from edoc.node import outbox
@@ -366,13 +366,22 @@ async def _until(condition: Callable[[], bool]) -> None:
             await asyncio.sleep(0.01)
 
 
+@contextlib.asynccontextmanager
+async def _outbox_running(state: NodeState) -> AsyncIterator[asyncio.Task[None]]:
+    """``state``'s outbox worker, stopped (cancelled, then awaited) when the block ends."""
+    worker = asyncio.create_task(outbox.run_forever(state))
+    try:
+        yield worker
+    finally:
+        await tasks.stop(worker)
+
+
 async def test_what_falls_due_while_requests_are_under_way_goes_together_after() -> None:
     hub = _SlowHub()
     store = _Pending([_transfer(1)])
     state, _ = _state(hub)
     cast(SimpleNamespace, state).store = store
-    worker = asyncio.create_task(outbox.run_forever(state))
-    try:
+    async with _outbox_running(state):
         await _until(lambda: len(hub.requests) == 1)  # alone, at once
         for number in range(2, 42):
             store.pending[number] = _transfer(number)
@@ -392,10 +401,6 @@ async def test_what_falls_due_while_requests_are_under_way_goes_together_after()
             _package(i) for i in range(1, 42)
         )
         assert len(hub.requests) <= 1 + 41 // wire.BATCH_PACKAGES + outbox.HUB_REQUESTS
-    finally:
-        worker.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await worker
 
 
 @pytest.mark.parametrize(
@@ -415,8 +420,7 @@ async def test_a_hub_with_room_gets_more_requests_at_once(
     store = _Pending([_transfer(n, size=300 * 1024) for n in range(1, 30)])  # three a batch
     state, _ = _state(hub)
     cast(SimpleNamespace, state).store = store
-    worker = asyncio.create_task(outbox.run_forever(state))
-    try:
+    async with _outbox_running(state):
         await _until(lambda: len(hub.requests) == requests)
         await asyncio.sleep(0.05)
         assert len(hub.requests) == requests  # the rest wait for one to end
@@ -425,10 +429,6 @@ async def test_a_hub_with_room_gets_more_requests_at_once(
         hub.go.set()
         await _until(lambda: not store.pending)
         assert sum(len(packages) for packages in hub.requests) == 29
-    finally:
-        worker.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await worker
 
 
 class _FailingPasses(_Pending):
@@ -452,16 +452,11 @@ async def test_passes_the_store_fails_are_tried_again_and_the_outbox_goes_on() -
     store = _FailingPasses([_transfer(1)], failures=2)
     state, _ = _state(hub)
     cast(SimpleNamespace, state).store = store
-    worker = asyncio.create_task(outbox.run_forever(state))
-    try:
+    async with _outbox_running(state) as worker:
         await _until(lambda: not store.pending)
         assert store.failures == 0 and hub.singles == [_package(1)]
         assert store.finished[1][0] == TransferState.DONE
         assert not worker.done()
-    finally:
-        worker.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await worker
 
 
 class _Full(_Pending):
@@ -481,16 +476,11 @@ async def test_transfers_that_cannot_be_ended_are_posted_again_only_after_a_wait
     store = _Full([_transfer(1)])
     state, _ = _state(hub)  # retry_base 0.1 s
     cast(SimpleNamespace, state).store = store
-    worker = asyncio.create_task(outbox.run_forever(state))
-    try:
+    async with _outbox_running(state) as worker:
         await _until(lambda: len(hub.singles) >= 2)  # posted again, the outbox going on
         await asyncio.sleep(0.5)
         assert len(hub.singles) < 15  # without the wait: hundreds
         assert not worker.done()
-    finally:
-        worker.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await worker
 
 
 class _SlowFull(_Store):
