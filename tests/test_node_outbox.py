@@ -15,6 +15,7 @@ from typing import IO, cast
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from structlog.testing import capture_logs
 
 from edoc import client, errors, framing, tasks, wire
 from edoc.client import HubClient
@@ -481,6 +482,87 @@ async def test_transfers_that_cannot_be_ended_are_posted_again_only_after_a_wait
         await asyncio.sleep(0.5)
         assert len(hub.singles) < 15  # without the wait: hundreds
         assert not worker.done()
+
+
+class _Defective(_Pending):
+    """Ending a transfer raises ``failure``: the store's trouble, or a defect of ours."""
+
+    def __init__(self, transfers: list[Transfer], failure: Exception) -> None:
+        super().__init__(transfers)
+        self.failure = failure
+
+    async def finish_transfer(self, *_: object) -> None:
+        raise self.failure
+
+    async def retry_transfer(self, *_: object) -> None:
+        raise self.failure
+
+
+@pytest.mark.parametrize(
+    "failure", [errors.StorageError("store failed: disk is full"), AssertionError()]
+)
+async def test_a_defect_ending_transfers_is_logged_with_its_traceback(failure: Exception) -> None:
+    """The store's trouble is logged by its message; anything else (an AssertionError has
+    none) is a defect, logged with its traceback to find it by."""
+    hub = _Hub([])
+    state, _ = _state(hub)
+    cast(SimpleNamespace, state).store = _Defective([_transfer(1)], failure)
+    with capture_logs() as logs:
+        async with _outbox_running(state) as worker:
+            await _until(lambda: any(e["event"] == "transfers not ended" for e in logs))
+            assert not worker.done()
+    [logged] = [e for e in logs if e["event"] == "transfers not ended"]
+    if isinstance(failure, errors.EdocError):
+        assert logged["reason"] == str(failure) and "exc_info" not in logged
+    else:
+        assert logged["exc_info"] is failure
+
+
+class _OneUnrecordable(_Pending):
+    """Transfer 1's end can never be recorded (a defect about it); the others' can."""
+
+    async def finish_transfer(self, transfer: Transfer, *rest: object) -> None:
+        if transfer.id == 1:
+            raise errors.StorageError("store failed: cannot record transfer 1")
+        await super().finish_transfer(transfer, *rest)  # type: ignore[arg-type]
+
+    async def retry_transfer(self, transfer_id: int, *_: object) -> None:
+        raise errors.StorageError(f"store failed: cannot record transfer {transfer_id}")
+
+
+async def test_a_transfer_that_cannot_be_ended_rests_alone_and_the_others_go_on() -> None:
+    """It waits out its own growing rest (up to a minute and a half here); a transfer
+    falling due meanwhile goes at once, not after it."""
+    hub = _Hub([])
+    store = _OneUnrecordable([_transfer(1)])
+    state, _ = _state(hub)
+    cast(SimpleNamespace, state).config.retry_base = 90.0
+    cast(SimpleNamespace, state).config.retry_cap = 90.0
+    cast(SimpleNamespace, state).store = store
+    async with _outbox_running(state) as worker:
+        await _until(lambda: len(hub.singles) == 1)
+        await asyncio.sleep(0.05)  # its ending failed: resting
+        store.pending[2] = _transfer(2)
+        state.outbox_wakeup.set()
+        async with asyncio.timeout(1):
+            await _until(lambda: 2 in store.finished)
+        assert 1 in store.pending and not worker.done()
+
+
+def test_a_rest_grows_with_each_failure_in_a_row_and_is_forgotten_after_the_cap(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(outbox, "full_jitter", lambda base, cap, n: min(cap, base * 2**n))
+    resting = outbox._Resting(base=1.0, cap=8.0)
+    rests = []
+    for _ in range(5):
+        resting.failed([7], now=0.0)
+        rests.append(resting.wake_in(0.0))
+    assert rests == [1.0, 2.0, 4.0, 8.0, 8.0]
+    assert resting.holding(7.9) == {7} and resting.holding(8.0) == set()
+    assert resting.holding(16.1) == set()  # over the cap since it ended: forgotten
+    resting.failed([7], now=20.0)
+    assert resting.wake_in(20.0) == 1.0  # a new run of failures starts from the base
 
 
 class _SlowFull(_Store):

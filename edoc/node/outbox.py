@@ -302,6 +302,51 @@ def _widening(state: NodeState) -> int:
     return WIDER if others is not None and others <= HUB_ROOM else 1
 
 
+def _log_troubled(troubled: list[BaseException]) -> None:
+    """The first of what the requests ended raised, and how many: an edoc error by its
+    message, anything else (a defect of ours) with its traceback."""
+    first = troubled[0]
+    if isinstance(first, errors.EdocError):
+        log.error("transfers not ended", reason=str(first), requests=len(troubled))
+    else:
+        log.error("transfers not ended", requests=len(troubled), exc_info=first)
+
+
+class _Resting:
+    """Transfers whose ending the store could not record (a full disk, or a defect about
+    one of them): the store cannot make them wait for their next try, so they wait here,
+    each longer after each failure in a row, while the others go on. Not handed out again
+    as fast as the hub answers, and one that always fails does not hold up the rest."""
+
+    def __init__(self, base: float, cap: float) -> None:
+        self.base = base
+        self.cap = cap
+        self._failures: dict[int, int] = {}
+        self._until: dict[int, float] = {}  # by the loop's clock
+
+    def failed(self, ids: Sequence[int], now: float) -> None:
+        for transfer_id in ids:
+            failures = self._failures.get(transfer_id, 0)
+            self._failures[transfer_id] = failures + 1
+            self._until[transfer_id] = now + full_jitter(self.base, self.cap, failures)
+
+    def ended(self, ids: Sequence[int]) -> None:
+        for transfer_id in ids:
+            self._failures.pop(transfer_id, None)
+            self._until.pop(transfer_id, None)
+
+    def holding(self, now: float) -> set[int]:
+        """The transfers still resting at ``now``. Those whose rest ended over ``cap`` ago
+        are forgotten: they went again without failing, or ended otherwise."""
+        self.ended([i for i, until in self._until.items() if until < now - self.cap])
+        return {transfer_id for transfer_id, until in self._until.items() if until > now}
+
+    def wake_in(self, now: float) -> float | None:
+        """Seconds until the next one is done resting; None if none rests."""
+        waits = [until - now for until in self._until.values() if until > now]
+        return min(waits) if waits else None
+
+
 async def run_forever(state: NodeState) -> None:
     """Keep up to IN_FLIGHT transfers under way, in up to HUB_REQUESTS requests to the
     hub (each WIDER while the hub has room: ``_widening``), starting the next as soon as
@@ -310,14 +355,13 @@ async def run_forever(state: NodeState) -> None:
     The store hands out only the head of each (sender, document, route) chain, so the
     statuses about one document still go one after the other, oldest first; a finished
     transfer wakes this loop, and so does every new message."""
+    loop = asyncio.get_running_loop()
     under_way: dict[int, asyncio.Task[None]] = {}
     requests: set[asyncio.Task[None]] = set()  # those of under_way's tasks that go to the hub
-    # The store failing fails passes (a lost database), or the ending of transfers it
-    # cannot record (a full disk): those stay due. Each failure in a row waits longer
-    # before the next pass, rather than ending this loop (nothing would restart it) or
-    # posting the same packages to the hub as fast as it answers.
+    # The store failing fails passes (a lost database): each failure in a row waits longer
+    # before the next pass, rather than ending this loop (nothing would restart it).
     passes = Backoff(state.config.retry_base, state.config.retry_cap)
-    endings = Backoff(state.config.retry_base, state.config.retry_cap)
+    resting = _Resting(state.config.retry_base, state.config.retry_cap)
     troubled: list[BaseException] = []  # what the requests ended since the last pass raised
 
     def finished(ids: list[int], task: asyncio.Task[None]) -> None:
@@ -326,25 +370,24 @@ async def run_forever(state: NodeState) -> None:
         requests.discard(task)
         failure = None if task.cancelled() else task.exception()
         if failure is None:
-            endings.succeeded()
+            resting.ended(ids)
         else:
             troubled.append(failure)
+            resting.failed(ids, loop.time())
         state.outbox_wakeup.set()
 
     while True:
         if troubled:
-            log.error("transfers not ended", reason=str(troubled[0]), requests=len(troubled))
+            _log_troubled(troubled)
             troubled.clear()
-            await endings.failed()
         state.outbox_wakeup.clear()
         now = dt.datetime.now(dt.UTC)
         widening = _widening(state)
         # what is due and when the next falls due, in one read of the store (two were a
         # trip each on every pass); nothing is due while IN_FLIGHT are under way
+        held = resting.holding(loop.time()).union(under_way)
         try:
-            found = await state.store.outbox_pass(
-                now, IN_FLIGHT * widening - len(under_way), under_way
-            )
+            found = await state.store.outbox_pass(now, IN_FLIGHT * widening - len(under_way), held)
         except errors.StorageError as exc:
             log.error("outbox pass failed", reason=exc.message)
             await passes.failed()
@@ -362,6 +405,9 @@ async def run_forever(state: NodeState) -> None:
                 task.add_done_callback(functools.partial(finished, ids))
         upcoming = found.next_at
         pause = 5.0 if upcoming is None else min(5.0, (upcoming - now).total_seconds())
+        rest = resting.wake_in(loop.time())
+        if rest is not None:
+            pause = min(pause, rest)
         # asyncio.timeout, not wait_for: on Python 3.11 wait_for swallows a cancellation that
         # comes as the event is set (CPython gh-86296), a transfer ending as the node stops;
         # this loop then went on and the node's shutdown waited for ever.

@@ -355,6 +355,23 @@ async def test_a_change_cancelled_waiting_for_its_commit_does_not_cancel_the_bat
     assert stored(ledger.path) == [0, 1, 2, 3]
 
 
+async def test_changes_whose_call_is_cut_short_are_told_at_once_not_after_the_commit(
+    ledger: Ledger,
+) -> None:
+    """The call making a batch's changes cancelled (the loop stops): their callers are told
+    the store stopped at once, not left waiting for a COMMIT that may never come."""
+    with commits_held(ledger):
+        tasks = [asyncio.create_task(ledger.add(n)) for n in range(3)]
+        while ledger._batch is None:  # the changes are on their way to the thread
+            await asyncio.sleep(0)
+        assert ledger._maker is not None
+        ledger._maker.cancel()
+        async with asyncio.timeout(5):
+            results = await asyncio.gather(*tasks, return_exceptions=True)
+    assert all(isinstance(r, errors.StorageError) for r in results), results
+    assert all("stopped" in str(r) for r in results), results
+
+
 async def test_a_change_on_a_closed_store_fails_as_a_storage_error(tmp_path: Path) -> None:
     store = Ledger(tmp_path / "ledger.sqlite")
     await store.open()

@@ -177,8 +177,8 @@ class SqliteDatabase:
         with, or those a refusal was judged by, may be in that batch, and callers read them
         next, through the connection that sees committed rows only; that COMMIT failing,
         they were never stored, and the caller is told the store failed. (The store failing
-        in ``work`` itself is told at once.) A caller cancelled before its change is made
-        leaves it unmade; after, the batch still carries it."""
+        in ``work``, or the call making it cut short, is told at once.) A caller cancelled
+        before its change is made leaves it unmade; after, the batch still carries it."""
         self.db  # noqa: B018 (closed: StorageError here, before anything is queued)
         made: asyncio.Future[Made] = asyncio.get_running_loop().create_future()
         self._queued.append((work, made))
@@ -408,13 +408,11 @@ def _alone(work: Callable[[sqlite3.Connection], Any], conn: sqlite3.Connection) 
 
 
 def _store_failed(done: bool, value: Any) -> bool:
-    """Whether a change failed for the store itself (a full disk), whatever its batch holds:
-    told at once, with its own reason."""
-    return (
-        not done
-        and isinstance(value, sqlite3.Error)
-        and not isinstance(value, sqlite3.IntegrityError)
-    )
+    """Whether a change failed for the store itself (a full disk, the store stopped), whatever
+    its batch holds: told at once, with its own reason."""
+    if done or isinstance(value, sqlite3.IntegrityError):
+        return False
+    return isinstance(value, (sqlite3.Error, errors.StorageError))
 
 
 def _unanswered(
