@@ -81,11 +81,11 @@ async def _package(
     return read[transfer.id]
 
 
-async def _to_hub(state: NodeState, transfer: Transfer, package: bytes | Path) -> None:
-    await _sent(state, transfer, await hublink.post_package(state, package))
-
-
 async def _sent(state: NodeState, transfer: Transfer, answer: wire.PackageAccepted) -> None:
+    """Record that the hub has the package. The store failing here is raised, not taken
+    for the hub's failure: the transfer stays due (it rests, run_forever), is posted again
+    and the hub answers as the first time; given up on, it was marked failed though the
+    hub had it."""
     now = dt.datetime.now(dt.UTC)
     sent = Event(DeliveryState.SENT, f"hub id {answer.id}")
     await state.store.finish_transfer(
@@ -136,12 +136,14 @@ async def carry(
     now = dt.datetime.now(dt.UTC)
     try:
         package = await _package(state, transfer, read)
-        if transfer.route == Route.HUB:
-            await _to_hub(state, transfer, package)
-        else:
+        if transfer.route != Route.HUB:
             await _to_local(state, transfer, package)
+            return
+        answer = await hublink.post_package(state, package)
     except (errors.EdocError, OSError) as exc:
         await _not_carried(state, transfer, exc, now)
+        return
+    await _sent(state, transfer, answer)
 
 
 async def _not_carried(
@@ -244,12 +246,9 @@ async def _ended(
     """End ``transfer`` by the hub's answer for its package."""
     _about(transfer)
     if isinstance(answer, wire.PackageAccepted):
-        try:
-            await _sent(state, transfer, answer)
-            return
-        except (errors.EdocError, OSError) as exc:
-            answer = exc
-    await _not_carried(state, transfer, answer, now)
+        await _sent(state, transfer, answer)
+    else:
+        await _not_carried(state, transfer, answer, now)
 
 
 def _batchable(transfer: Transfer) -> bool:
