@@ -534,23 +534,23 @@ class _OneUnrecordable(_Pending):
         raise errors.StorageError(f"store failed: cannot record transfer {transfer_id}")
 
 
-async def test_a_transfer_that_cannot_be_ended_rests_alone_and_the_others_go_on() -> None:
-    """It waits out its own growing rest (up to a minute and a half here); a transfer
-    falling due meanwhile goes at once, not after it."""
+async def test_a_transfer_that_cannot_be_ended_rests_alone_and_the_others_go_on(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """It waits out its own rest (a minute and a half here), not posted again meanwhile;
+    the others go on (the outbox waits as a whole only while nothing ends well)."""
+    monkeypatch.setattr(outbox, "full_jitter", lambda *_: 90.0)  # the rests only
     hub = _Hub([])
     store = _OneUnrecordable([_transfer(1)])
-    state, _ = _state(hub)
-    cast(SimpleNamespace, state).config.retry_base = 90.0
-    cast(SimpleNamespace, state).config.retry_cap = 90.0
+    state, _ = _state(hub)  # the outbox's own wait: retry_base 0.1 s
     cast(SimpleNamespace, state).store = store
     async with _outbox_running(state) as worker:
-        await _until(lambda: len(hub.singles) == 1)
-        await asyncio.sleep(0.05)  # its ending failed: resting
-        store.pending[2] = _transfer(2)
-        state.outbox_wakeup.set()
-        async with asyncio.timeout(1):
-            await _until(lambda: 2 in store.finished)
-        assert 1 in store.pending and not worker.done()
+        for number in range(2, 6):
+            await asyncio.sleep(0.1)
+            store.pending[number] = _transfer(number)
+            state.outbox_wakeup.set()
+            await _until(lambda: number in store.finished)  # noqa: B023 (awaited here)
+        assert hub.singles.count(_package(1)) == 1 and not worker.done()
 
 
 def test_a_rest_grows_with_each_failure_in_a_row_and_is_forgotten_after_the_cap(
@@ -569,6 +569,19 @@ def test_a_rest_grows_with_each_failure_in_a_row_and_is_forgotten_after_the_cap(
     assert resting.wake_in(20.0) == 1.0  # a new run of failures starts from the base
 
 
+async def test_packages_sent_one_by_one_all_go_when_one_cannot_be_recorded() -> None:
+    """A batch the hub refuses whole goes one package at a time: one whose sending the
+    store cannot record does not keep those after it from going."""
+    hub = _Hub(errors.RemoteError("EDOC-HTTP-404", "no batch door", 404))
+    state, _ = _state(hub)
+    store = _OneUnrecordable([_transfer(1), _transfer(2)])
+    cast(SimpleNamespace, state).store = store
+    with pytest.raises(outbox.NotEnded) as raised:
+        await outbox.carry_batch(state, [_transfer(1), _transfer(2)])
+    assert raised.value.ids == [1]
+    assert hub.singles == [_package(1), _package(2)] and list(store.finished) == [2]
+
+
 class _SentUnrecordable(_Store):
     """Records any end of a transfer but its being sent (the store failing just then)."""
 
@@ -580,23 +593,35 @@ class _SentUnrecordable(_Store):
         await super().finish_transfer(transfer, state, error, event, *rest)
 
 
-@pytest.mark.parametrize("together", [False, True])
-async def test_a_sent_package_the_store_cannot_record_is_never_marked_failed(
-    together: bool,
+@pytest.mark.parametrize("way", ["alone", "together", "to our own agencies"])
+async def test_a_package_carried_whose_end_the_store_cannot_record_is_never_marked_failed(
+    way: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The hub has it: the store failing to record that is no failure of the hub's, and a
-    transfer past give_up_after is not failed for it (nor made to retry as if the hub had
-    refused); it stays due, to be posted again (the hub answers as the first time)."""
+    """The hub (or this node's inbox) has it: the store failing to record that is no
+    failure to carry it, and a transfer past give_up_after is not failed for it (nor made
+    to retry as if the hub had refused); it stays due, to go again (the hub, or the inbox,
+    takes an identical package as the first time)."""
     old = [dataclasses.replace(_transfer(n), created_at=_LONG_AGO) for n in (1, 2)]
     hub = _Hub([_accepted(1), _accepted(2)])
     state, _ = _state(hub)
     store = _SentUnrecordable()
     cast(SimpleNamespace, state).store = store
-    with pytest.raises(errors.StorageError, match="disk I/O"):
-        if together:
+    received: list[int] = []
+
+    async def receive(_state: NodeState, transfer: Transfer, _package: object) -> None:
+        received.append(transfer.id)
+
+    monkeypatch.setattr(outbox, "_to_local", receive)
+    with pytest.raises((errors.StorageError, outbox.NotEnded), match="disk I/O") as raised:
+        if way == "together":
             await outbox.carry_batch(state, old)
-        else:
+        elif way == "alone":
             await outbox.carry(state, old[0])
+        else:
+            await outbox.carry(state, dataclasses.replace(old[0], route=Route.LOCAL))
+    if way == "together":
+        assert isinstance(raised.value, outbox.NotEnded) and raised.value.ids == [1, 2]
+    assert received == ([1] if way == "to our own agencies" else [])
     assert store.finished == {} and store.retried == {}
 
 
@@ -628,6 +653,7 @@ async def test_a_request_ends_when_all_its_transfers_have_ended_whichever_fail()
     await asyncio.sleep(0.05)
     assert not request.done()  # transfer 2's end is still being recorded
     store.recording.set()
-    with pytest.raises(errors.StorageError, match="disk is full"):
+    with pytest.raises(outbox.NotEnded, match="disk is full") as raised:
         await request
+    assert raised.value.ids == [1]  # 2 ended well
     assert store.finished[2][0] == TransferState.DONE

@@ -81,25 +81,6 @@ async def _package(
     return read[transfer.id]
 
 
-async def _sent(state: NodeState, transfer: Transfer, answer: wire.PackageAccepted) -> None:
-    """Record that the hub has the package. The store failing here is raised, not taken
-    for the hub's failure: the transfer stays due (it rests, run_forever), is posted again
-    and the hub answers as the first time; given up on, it was marked failed though the
-    hub had it."""
-    now = dt.datetime.now(dt.UTC)
-    sent = Event(DeliveryState.SENT, f"hub id {answer.id}")
-    await state.store.finish_transfer(
-        transfer, TransferState.DONE, "", sent, now, progress.next_state
-    )
-    if state.hub_unreachable:
-        # The hub is back after an outage. Each transfer waiting for it has its own random
-        # retry time; left alone, those timers, not the priorities, would decide what goes
-        # first (hỏa tốc documents went out after a backlog of ordinary ones). All due now.
-        state.hub_unreachable = False
-        await state.store.retry_now(Route.HUB, now)
-        state.outbox_wakeup.set()
-
-
 async def _to_local(state: NodeState, transfer: Transfer, package: bytes | Path) -> None:
     outgoing = await state.store.outgoing(transfer.outgoing_id)
     assert outgoing is not None
@@ -109,10 +90,31 @@ async def _to_local(state: NodeState, transfer: Transfer, package: bytes | Path)
         await state.offload.run(shutil.copyfile, package, copy)
         package = copy
     await receiving.receive(state, package, local)
-    delivered = Event(DeliveryState.DELIVERED, "")
+
+
+def _sent(answer: wire.PackageAccepted) -> Event:
+    return Event(DeliveryState.SENT, f"hub id {answer.id}")
+
+
+DELIVERED = Event(DeliveryState.DELIVERED, "")  # to this node's own agencies
+
+
+async def _done(state: NodeState, transfer: Transfer, event: Event) -> None:
+    """Record that ``transfer`` got through. The store failing here is raised, not taken
+    for a failure to carry it (which, past give_up_after, fails the document): the
+    transfer rests (run_forever) and goes again, and the hub, or this node's inbox, takes
+    an identical package as the first time."""
+    now = dt.datetime.now(dt.UTC)
     await state.store.finish_transfer(
-        transfer, TransferState.DONE, "", delivered, dt.datetime.now(dt.UTC), progress.next_state
+        transfer, TransferState.DONE, "", event, now, progress.next_state
     )
+    if transfer.route == Route.HUB and state.hub_unreachable:
+        # The hub is back after an outage. Each transfer waiting for it has its own random
+        # retry time; left alone, those timers, not the priorities, would decide what goes
+        # first (hỏa tốc documents went out after a backlog of ordinary ones). All due now.
+        await state.store.retry_now(Route.HUB, now)
+        state.hub_unreachable = False  # only now: the next one sent tries again if it failed
+        state.outbox_wakeup.set()
 
 
 async def _fail(state: NodeState, transfer: Transfer, reason: str, now: dt.datetime) -> None:
@@ -136,14 +138,15 @@ async def carry(
     now = dt.datetime.now(dt.UTC)
     try:
         package = await _package(state, transfer, read)
-        if transfer.route != Route.HUB:
+        if transfer.route == Route.HUB:
+            event = _sent(await hublink.post_package(state, package))
+        else:
             await _to_local(state, transfer, package)
-            return
-        answer = await hublink.post_package(state, package)
+            event = DELIVERED
     except (errors.EdocError, OSError) as exc:
         await _not_carried(state, transfer, exc, now)
         return
-    await _sent(state, transfer, answer)
+    await _done(state, transfer, event)
 
 
 async def _not_carried(
@@ -189,8 +192,40 @@ def _about_the_request(exc: errors.EdocError | OSError) -> TypeGuard[errors.Remo
 async def _one_by_one(
     state: NodeState, transfers: Sequence[Transfer], read: Mapping[int, bytes]
 ) -> None:
+    """Each alone, one after the other: one whose ending fails does not stop the rest."""
+    outcomes: list[BaseException | None] = []
     for transfer in transfers:
-        await carry(state, transfer, read)
+        try:
+            await carry(state, transfer, read)
+            outcomes.append(None)
+        except Exception as exc:
+            outcomes.append(exc)
+    _raise_not_ended(transfers, outcomes)
+
+
+class NotEnded(Exception):
+    """The endings of some transfers of a request failed (the store could not record
+    them): which, and the first failure, which says why."""
+
+    def __init__(self, ids: list[int], first: Exception) -> None:
+        super().__init__(str(first))
+        self.ids = ids
+        self.first = first
+
+
+def _raise_not_ended(
+    transfers: Sequence[Transfer], outcomes: Sequence[BaseException | None]
+) -> None:
+    """Raise what the endings of ``transfers`` came to, if any failed: a cancellation or
+    the like as it is, else NotEnded."""
+    for outcome in outcomes:
+        if isinstance(outcome, BaseException) and not isinstance(outcome, Exception):
+            raise outcome
+    failed = [
+        (t.id, o) for t, o in zip(transfers, outcomes, strict=True) if isinstance(o, Exception)
+    ]
+    if failed:
+        raise NotEnded([i for i, _ in failed], failed[0][1])
 
 
 async def carry_batch(state: NodeState, transfers: Sequence[Transfer]) -> None:
@@ -232,9 +267,8 @@ async def _each_ended(
     endings = (_ended(state, t, answer, now) for t, answer in zip(transfers, answers, strict=True))
     # all of them over before this ends, whichever fail: the transfers of this request
     # stay under way until then, and none is handed out again while one still runs
-    for ending in await asyncio.gather(*endings, return_exceptions=True):
-        if isinstance(ending, BaseException):
-            raise ending
+    outcomes = await asyncio.gather(*endings, return_exceptions=True)
+    _raise_not_ended(transfers, outcomes)
 
 
 async def _ended(
@@ -246,7 +280,7 @@ async def _ended(
     """End ``transfer`` by the hub's answer for its package."""
     _about(transfer)
     if isinstance(answer, wire.PackageAccepted):
-        await _sent(state, transfer, answer)
+        await _done(state, transfer, _sent(answer))
     else:
         await _not_carried(state, transfer, answer, now)
 
@@ -304,7 +338,7 @@ def _widening(state: NodeState) -> int:
 def _log_troubled(troubled: list[BaseException]) -> None:
     """The first of what the requests ended raised, and how many: an edoc error by its
     message, anything else (a defect of ours) with its traceback."""
-    first = troubled[0]
+    first = troubled[0].first if isinstance(troubled[0], NotEnded) else troubled[0]
     if isinstance(first, errors.EdocError):
         log.error("transfers not ended", reason=str(first), requests=len(troubled))
     else:
@@ -336,7 +370,8 @@ class _Resting:
 
     def holding(self, now: float) -> set[int]:
         """The transfers still resting at ``now``. Those whose rest ended over ``cap`` ago
-        are forgotten: they went again without failing, or ended otherwise."""
+        are forgotten (they went again without failing, ended otherwise, or have not gone
+        again yet: their next failure waits from the base again)."""
         self.ended([i for i, until in self._until.items() if until < now - self.cap])
         return {transfer_id for transfer_id, until in self._until.items() if until > now}
 
@@ -357,28 +392,41 @@ async def run_forever(state: NodeState) -> None:
     loop = asyncio.get_running_loop()
     under_way: dict[int, asyncio.Task[None]] = {}
     requests: set[asyncio.Task[None]] = set()  # those of under_way's tasks that go to the hub
-    # The store failing fails passes (a lost database): each failure in a row waits longer
-    # before the next pass, rather than ending this loop (nothing would restart it).
+    # The store failing fails passes (a lost database), or the endings of transfers it
+    # cannot record: each failure in a row waits longer before the next pass, rather than
+    # ending this loop (nothing would restart it) or, when nothing ends well (a full disk),
+    # posting the whole backlog to the hub as fast as it answers.
     passes = Backoff(state.config.retry_base, state.config.retry_cap)
+    endings = Backoff(state.config.retry_base, state.config.retry_cap)
     resting = _Resting(state.config.retry_base, state.config.retry_cap)
     troubled: list[BaseException] = []  # what the requests ended since the last pass raised
+    ended_well = False  # any transfer, since the last pass
 
     def finished(ids: list[int], task: asyncio.Task[None]) -> None:
+        nonlocal ended_well
         for transfer_id in ids:
             under_way.pop(transfer_id, None)
         requests.discard(task)
         failure = None if task.cancelled() else task.exception()
-        if failure is None:
-            resting.ended(ids)
-        else:
+        failed: list[int] = []
+        if failure is not None:
             troubled.append(failure)
-            resting.failed(ids, loop.time())
+            failed = failure.ids if isinstance(failure, NotEnded) else ids
+            resting.failed(failed, loop.time())
+        well = [transfer_id for transfer_id in ids if transfer_id not in failed]
+        resting.ended(well)
+        ended_well = ended_well or bool(well)
         state.outbox_wakeup.set()
 
     while True:
+        went_well, ended_well = ended_well, False
         if troubled:
             _log_troubled(troubled)
             troubled.clear()
+            if not went_well:  # nothing ended well: the store records nothing
+                await endings.failed()
+        if went_well:
+            endings.succeeded()
         state.outbox_wakeup.clear()
         now = dt.datetime.now(dt.UTC)
         widening = _widening(state)
