@@ -133,7 +133,8 @@ async def _count_refusal(
 ) -> None:
     if _refused(exc):
         state.rejected.labels(exc.code).inc()
-        await state.store.count(stats.rejected(_sender_hint(read), exc.code, dt.date.today()))
+        day = dt.datetime.now(dt.UTC).date()  # the day sent and received are counted on
+        await state.store.count(stats.rejected(_sender_hint(read), exc.code, day))
 
 
 async def accept(state: HubState, node: str, body: bytes | Path) -> tuple[PackageRecord, bool]:
