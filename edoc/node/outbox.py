@@ -354,30 +354,31 @@ class _Resting:
     def __init__(self, base: float, cap: float) -> None:
         self.base = base
         self.cap = cap
-        self._failures: dict[int, int] = {}
-        self._until: dict[int, float] = {}  # by the loop's clock
+        # by transfer: its failures in a row, and until when it rests (the loop's clock)
+        self._rests: dict[int, tuple[int, float]] = {}
 
     def failed(self, ids: Sequence[int], now: float) -> None:
         for transfer_id in ids:
-            failures = self._failures.get(transfer_id, 0)
-            self._failures[transfer_id] = failures + 1
-            self._until[transfer_id] = now + full_jitter(self.base, self.cap, failures)
+            failures = self._rests.get(transfer_id, (0, now))[0]
+            self._rests[transfer_id] = (
+                failures + 1,
+                now + full_jitter(self.base, self.cap, failures),
+            )
 
     def ended(self, ids: Sequence[int]) -> None:
         for transfer_id in ids:
-            self._failures.pop(transfer_id, None)
-            self._until.pop(transfer_id, None)
+            self._rests.pop(transfer_id, None)
 
     def holding(self, now: float) -> set[int]:
         """The transfers still resting at ``now``. Those whose rest ended over ``cap`` ago
         are forgotten (they went again without failing, ended otherwise, or have not gone
         again yet: their next failure waits from the base again)."""
-        self.ended([i for i, until in self._until.items() if until < now - self.cap])
-        return {transfer_id for transfer_id, until in self._until.items() if until > now}
+        self.ended([i for i, (_, until) in self._rests.items() if until < now - self.cap])
+        return {i for i, (_, until) in self._rests.items() if until > now}
 
     def wake_in(self, now: float) -> float | None:
         """Seconds until the next one is done resting; None if none rests."""
-        waits = [until - now for until in self._until.values() if until > now]
+        waits = [until - now for _, until in self._rests.values() if until > now]
         return min(waits) if waits else None
 
 
