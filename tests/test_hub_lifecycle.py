@@ -166,3 +166,30 @@ async def test_a_held_collect_gets_a_delivery_whose_lease_ran_out(ca: Ca, tmp_pa
         assert 1.5 < waited < 5  # when the 2 s lease ran out, not when the 20 s wait did
     finally:
         hub.stop()
+
+
+async def test_a_long_poll_whose_node_hung_up_leases_nothing(ca: Ca, tmp_path: Path) -> None:
+    """A held collect outlives its connection (aiohttp does not cancel the handler): had it
+    leased the next delivery, it would write it to a closed socket and hide it from the
+    node's next collect for the whole visibility timeout."""
+    hub = HubProcess(tmp_path / "hub", ca.keys.path).start()
+    try:
+        sender = NodeClient(hub, hub.add_node("H53"))
+        token = hub.add_node("H41")
+        receiver = NodeClient(hub, token)
+        await receiver.collect()  # the token is known before the poll is abandoned
+        reader, writer = await asyncio.open_connection("127.0.0.1", hub.port)
+        writer.write(
+            b"GET /api/v1/deliveries?wait=20 HTTP/1.1\r\nHost: hub\r\n"
+            + f"Authorization: Bearer {token}\r\n\r\n".encode()
+        )
+        await writer.drain()
+        await asyncio.sleep(0.5)  # the hub holds the poll
+        writer.close()
+        await writer.wait_closed()
+        await asyncio.sleep(0.5)  # the hub sees the connection closed
+        assert (await sender.post(document(ca, to=[H41])))[0] == 202
+        await asyncio.sleep(0.5)  # the held collect wakes to the new delivery
+        assert len(await receiver.collect()) == 1
+    finally:
+        hub.stop()

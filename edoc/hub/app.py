@@ -155,6 +155,11 @@ def _number(request: web.Request, name: str, default: float, low: float, high: f
     return min(max(query_number(request, name, default), low), high)
 
 
+def _hung_up(request: web.Request) -> bool:
+    transport = request.transport
+    return transport is None or transport.is_closing()
+
+
 async def get_deliveries(request: web.Request) -> web.Response:
     node = await authenticate(request)
     state = request.app[STATE]
@@ -162,7 +167,7 @@ async def get_deliveries(request: web.Request) -> web.Response:
     wait = _number(request, "wait", 0, 0, state.config.max_wait)
     limit = int(_number(request, "limit", 10, 1, 100))
     framed = framing.MEDIA_TYPE in request.headers.get("Accept", "")
-    items = await queues.collect(state, node, wait, limit)
+    items = await queues.collect(state, node, wait, limit, functools.partial(_hung_up, request))
     answer = functools.partial(queues.answer_body, items, state.config.inline_bytes, framed)
     # framed here when small, its packages all kept in the store's rows (or none: at a
     # stop, the threads may be gone); in a thread when a package is read from its file,

@@ -14,7 +14,7 @@ import contextlib
 import datetime as dt
 import json
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from edoc import errors, wire
@@ -43,15 +43,25 @@ def _at_most(state: HubState, limit: int) -> int:
     return limit if inline <= 0 else max(1, min(limit, INLINE_TOTAL // inline))
 
 
-async def collect(state: HubState, node: str, wait: float, limit: int) -> list[Delivery]:
+def _never_gone() -> bool:
+    return False
+
+
+async def collect(
+    state: HubState, node: str, wait: float, limit: int, gone: Callable[[], bool] = _never_gone
+) -> list[Delivery]:
     """Up to ``limit`` deliveries for ``node`` (see _at_most), waiting up to ``wait``
-    seconds for one."""
+    seconds for one. Nothing is leased once ``gone()`` says the asker hung up: a held
+    collect is not cancelled when its connection closes (aiohttp's handler_cancellation
+    is off), and what it leased then would be hidden from the node's next collect for a
+    whole visibility timeout."""
     deadline = time.monotonic() + min(max(wait, 0.0), state.config.max_wait)
     limit = _at_most(state, limit)
     wakeup = state.wakeups[node]
     while True:
         wakeup.clear()
-        if state.stopping:  # its store and threads are closing: an answer, and nothing leased
+        # its store and threads are closing, or no one to answer: nothing leased
+        if state.stopping or gone():
             return []
         leased = await state.store.lease(
             node, dt.datetime.now(dt.UTC), state.config.visibility, limit, state.config.inline_bytes
