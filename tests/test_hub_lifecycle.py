@@ -178,7 +178,7 @@ async def test_a_long_poll_whose_node_hung_up_leases_nothing(ca: Ca, tmp_path: P
         token = hub.add_node("H41")
         receiver = NodeClient(hub, token)
         await receiver.collect()  # the token is known before the poll is abandoned
-        reader, writer = await asyncio.open_connection("127.0.0.1", hub.port)
+        _, writer = await asyncio.open_connection("127.0.0.1", hub.port)
         writer.write(
             b"GET /api/v1/deliveries?wait=20 HTTP/1.1\r\nHost: hub\r\n"
             + f"Authorization: Bearer {token}\r\n\r\n".encode()
