@@ -4,13 +4,10 @@ relay latency (accepted by the hub → acknowledged by the recipient's node)."""
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 import math
 import statistics
-import time
-from collections.abc import Awaitable, Callable
-from typing import Any, Generic, TypeVar
+from typing import Any
 
 from edoc.model import StatusCode
 from edoc.store.hub import Stage
@@ -22,7 +19,6 @@ NAMES = {SENT: "sent", **{code.value: code.name.lower() for code in StatusCode}}
 FUNNEL_WINDOW = dt.timedelta(days=7)  # documents accepted in it are counted
 RELAY_WINDOW = dt.timedelta(days=1)  # deliveries acknowledged in it are measured
 Way = dict[str, dt.datetime]  # stage → when a document toward one recipient first reached it
-T = TypeVar("T")
 
 
 def _ways(stages: list[Stage]) -> list[Way]:
@@ -77,24 +73,3 @@ def relay(times: list[dt.timedelta]) -> dict[str, Any]:
         "p99_seconds": None if p99 is None else round(p99, 1),
         "window_hours": round(RELAY_WINDOW.total_seconds() / 3600),
     }
-
-
-class Recent(Generic[T]):
-    """A value computed again only once it is older than asked, shared meanwhile by every
-    caller (of this process: each hub instance keeps its own). The flow figures read
-    every package of their windows: on a national day's store the hub's overview took
-    198 ms with them, 5 ms without, and a week's window holds five times as much, at
-    every refresh of every open dashboard (every 2 s)."""
-
-    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
-        self._clock = clock
-        self._kept: tuple[float, T] | None = None  # when computed, and the value
-        self._computing = asyncio.Lock()  # dashboards refreshing at once: computed once
-
-    async def value(self, max_age: float, compute: Callable[[], Awaitable[T]]) -> T:
-        async with self._computing:
-            if self._kept is None or self._clock() - self._kept[0] >= max_age:
-                # its age from when it was done: those who waited for it take it as it is
-                value = await compute()
-                self._kept = (self._clock(), value)
-            return self._kept[1]

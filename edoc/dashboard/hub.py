@@ -18,6 +18,7 @@ from edoc.keyindex import EXPIRY_WARNING, CertRecord
 from edoc.keystore import KeyStore
 from edoc.orgid import OrgId
 from edoc.pki import CertKind
+from edoc.recent import Recent
 from edoc.store.hub import Count, DirectoryEntry
 
 UNKNOWN = "unknown"  # refusals whose sender could not be told
@@ -224,7 +225,7 @@ async def _flow(state: HubState) -> dict[str, Any]:
 
 
 def overview_of(state_key: web.AppKey[HubState]) -> dashboard.Overview:
-    recent_flow: flow.Recent[dict[str, Any]] = flow.Recent()
+    recent_flow: Recent[dict[str, Any]] = Recent()
 
     async def overview(request: web.Request) -> dict[str, Any]:
         state = request.app[state_key]

@@ -7,11 +7,13 @@ import datetime as dt
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from prometheus_client import Counter
 
 from edoc.keystore import KeyStore
 from edoc.offload import Offload
+from edoc.recent import Recent
 from edoc.store import sqlite_url
 from edoc.store.hub import HubStore
 from edoc.web import HttpMetrics, KnownTokens
@@ -40,7 +42,7 @@ class HubConfig:
     workers: int = 4
     stamp_every: float = 5.0  # seconds between batches of time stamps (edoc.archive.hub)
     # seconds the dashboard's status funnel and relay latency are shown before they are
-    # computed again (edoc.dashboard.flow.Recent): their windows hold a week and a day
+    # computed again (edoc.recent.Recent): their windows hold a week and a day
     flow_every: float = 10.0
     evidence_days: int | None = None  # how long batches are kept; None: all
     store_url: str | None = None  # where the hub keeps its data; None: data_dir/hub.sqlite
@@ -71,6 +73,7 @@ class HubState:
     batches_under_way: int = 0  # batch requests being handled (this instance), for their answers
     # node → when it last asked for deliveries (this instance only), for the dashboard
     polled: dict[str, dt.datetime] = field(default_factory=dict)
+    reports: Recent[dict[str, Any]] = field(default_factory=Recent)  # GET /api/v1/stats
 
     def __post_init__(self) -> None:
         registry = self.metrics.registry

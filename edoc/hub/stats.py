@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from collections import defaultdict
 from typing import Any
 
@@ -30,6 +31,7 @@ def rejected(sender: str, code: str, day: dt.date) -> Tally:
     return Tally(day, sender, "rejected", code)
 
 
+@functools.lru_cache(maxsize=65536)
 def _province(org_id: str) -> str:
     """The province or ministry of an organization; "unknown" for a refused message's
     claimed sender that is no valid identifier (the schema's pattern is looser)."""
@@ -40,19 +42,22 @@ def _province(org_id: str) -> str:
 
 
 async def report(store: HubStore) -> dict[str, Any]:
+    """Summed by the store (edoc.store.hub.CounterSums): a row per organization and
+    metric, and per day and metric, not per counter."""
+    sums = await store.counter_sums()
     totals: dict[str, int] = dict.fromkeys(METRICS, 0)
     by_org: defaultdict[str, dict[str, int]] = defaultdict(lambda: dict.fromkeys(METRICS, 0))
     by_province: defaultdict[str, dict[str, int]] = defaultdict(lambda: dict.fromkeys(METRICS, 0))
     by_day: defaultdict[str, dict[str, int]] = defaultdict(lambda: dict.fromkeys(METRICS, 0))
     refused: defaultdict[str, int] = defaultdict(int)
-    for row in await store.counters():
-        metric, count = row.metric, row.count
+    for org_id, metric, reason, count in sums.by_org:
         totals[metric] += count
-        by_org[row.org_id or "unknown"][metric] += count
-        by_province[_province(row.org_id)][metric] += count
-        by_day[row.day.isoformat()][metric] += count
+        by_org[org_id or "unknown"][metric] += count
+        by_province[_province(org_id)][metric] += count
         if metric == "rejected":
-            refused[row.reason] += count
+            refused[reason] += count
+    for day, metric, count in sums.by_day:
+        by_day[day.isoformat()][metric] += count
     in_flight = {backlog.node: backlog.waiting for backlog in await store.backlogs()}
     return {
         "totals": totals,

@@ -130,6 +130,24 @@ class Count:
 
 
 @dataclass(frozen=True)
+class CounterSums:
+    """The counters summed as the statistics report shows them, by the store: a year of a
+    national network is over a million counters, too many to carry out and add up.
+    ``by_org`` rows are (org_id, metric, reason, total), ``by_day`` rows (day, metric,
+    total)."""
+
+    by_org: list[tuple[str, str, str, int]]
+    by_day: list[tuple[dt.date, str, int]]
+
+
+# the same in both stores' SQL
+SUMS_BY_ORG = (
+    "SELECT org_id, metric, reason, SUM(count) FROM counters GROUP BY org_id, metric, reason"
+)
+SUMS_BY_DAY = "SELECT day, metric, SUM(count) FROM counters GROUP BY day, metric"
+
+
+@dataclass(frozen=True)
 class Hop:
     """One delivery of a package about a document: the document itself, or a status one of
     its recipients sent back (for the operator's search)."""
@@ -247,6 +265,8 @@ class HubStore(Protocol):
     async def count(self, tally: Tally) -> None: ...
 
     async def counters(self) -> list[Count]: ...
+
+    async def counter_sums(self) -> CounterSums: ...
 
     async def backlogs(self) -> list[Backlog]:
         """Unacknowledged deliveries per node, for the nodes that have any."""

@@ -3,7 +3,6 @@ times between stages, relay latency, and the refusal-spike alert."""
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 from pathlib import Path
 
@@ -106,39 +105,6 @@ async def test_a_document_its_status_and_its_delivery_show_in_funnel_and_latency
     assert data["relay"]["deliveries"] == 1 and data["relay"]["p99_seconds"] >= 0
     assert page[0] == 200 and "Status funnel" in page[1] and "01 arrived" in page[1]
     assert page[1].count('<time class="flow-at">20') == 2  # "as of" their time, beside both
-
-
-async def test_recent_figures_are_computed_again_only_once_old_enough() -> None:
-    now = [100.0]
-    computed: list[float] = []
-
-    async def compute() -> float:
-        await asyncio.sleep(0)  # others ask meanwhile: they wait for this one
-        computed.append(now[0])
-        return now[0]
-
-    recent: flow.Recent[float] = flow.Recent(clock=lambda: now[0])
-    assert await asyncio.gather(*(recent.value(10, compute) for _ in range(3))) == [100.0] * 3
-    now[0] = 109.9
-    assert await recent.value(10, compute) == 100.0
-    now[0] = 110.0
-    assert await recent.value(10, compute) == 110.0
-    assert await recent.value(0, compute) == 110.0 and computed == [100.0, 110.0, 110.0]
-
-
-async def test_recent_figures_slower_to_compute_than_their_age_are_computed_once() -> None:
-    now = [0.0]
-    computed: list[float] = []
-
-    async def slow() -> float:
-        await asyncio.sleep(0)
-        now[0] += 30  # longer than the figures may be old: aged from when they were done
-        computed.append(now[0])
-        return now[0]
-
-    recent: flow.Recent[float] = flow.Recent(clock=lambda: now[0])
-    assert await asyncio.gather(*(recent.value(10, slow) for _ in range(3))) == [30.0] * 3
-    assert computed == [30.0]
 
 
 async def test_the_dashboard_shows_the_same_flow_figures_until_they_are_old_enough(

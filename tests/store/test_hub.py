@@ -143,6 +143,34 @@ async def test_tallies_of_one_acknowledgement_add_up(hub_store: HubStore) -> Non
     assert Count(DAY, H34.org_id, "received", "", 3) in await hub_store.counters()
 
 
+async def test_counter_sums_add_up_every_day_and_every_organization(
+    hub_store: HubStore,
+) -> None:
+    later = DAY + dt.timedelta(days=1)
+    for tally in (
+        Tally(DAY, H34.org_id, "sent", "", 2),
+        Tally(later, H34.org_id, "sent", "", 3),
+        Tally(later, H23.org_id, "sent", "", 5),
+        Tally(DAY, H23.org_id, "rejected", "EDOC-SIG-001", 1),
+        Tally(later, H23.org_id, "rejected", "EDOC-SIG-001", 1),
+        Tally(later, "", "rejected", "EDOC-XML-001", 4),
+    ):
+        await hub_store.count(tally)
+    sums = await hub_store.counter_sums()
+    assert sorted(sums.by_org) == [
+        ("", "rejected", "EDOC-XML-001", 4),
+        (H34.org_id, "sent", "", 5),
+        (H23.org_id, "rejected", "EDOC-SIG-001", 2),
+        (H23.org_id, "sent", "", 5),
+    ]
+    assert sorted(sums.by_day) == [
+        (DAY, "rejected", 1),
+        (DAY, "sent", 2),
+        (later, "rejected", 5),
+        (later, "sent", 8),
+    ]
+
+
 async def test_backlogs_and_queues_count_what_is_not_acknowledged(hub_store: HubStore) -> None:
     await hub_store.accept(replace(SMALL, recipients=(H34, H23)), NOW, SENT)
     await hub_store.accept(replace(LARGE, recipients=(H34,)), NOW, SENT)

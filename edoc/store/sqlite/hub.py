@@ -16,9 +16,12 @@ from typing import Any
 
 from edoc import errors
 from edoc.store.hub import (
+    SUMS_BY_DAY,
+    SUMS_BY_ORG,
     Admission,
     Backlog,
     Count,
+    CounterSums,
     Delivery,
     Directory,
     DirectoryEntry,
@@ -277,6 +280,13 @@ class SqliteHubStore(HubViews):
             "SELECT day, org_id, metric, reason, count FROM counters ORDER BY day, org_id"
         )
         return [Count(dt.date.fromisoformat(r[0]), r[1], r[2], r[3], r[4]) for r in rows]
+
+    async def counter_sums(self) -> CounterSums:
+        by_day = await self._rows(SUMS_BY_DAY)
+        return CounterSums(
+            by_org=[(r[0], r[1], r[2], r[3]) for r in await self._rows(SUMS_BY_ORG)],
+            by_day=[(dt.date.fromisoformat(r[0]), r[1], r[2]) for r in by_day],
+        )
 
     async def backlogs(self) -> list[Backlog]:
         rows = await self._rows(
