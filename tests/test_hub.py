@@ -5,15 +5,16 @@ from __future__ import annotations
 import io
 import os
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
-from edoc import envelope, errors, signing
+from edoc import envelope, errors, metadata, signing
 from edoc.hub import directory
 from edoc.model import StatusCode
 from tests.support.hub import HUB_ORG, HubProcess, NodeClient, document, hub_ca, status
-from tests.support.pki import SENDER, Ca
+from tests.support.pki import SENDER, Ca, sample_metadata, wire
 
 H23, H41 = "000.00.00.H23", "000.00.00.H41"
 
@@ -167,6 +168,18 @@ async def test_untrusted_expired_and_revoked_signers(
     ca.keys.revoke(revoked_org, "keyCompromise")
     code, body, _ = await nodes["H53"].post(document(ca, to=[H41], sender=revoked_org, seal=seal))
     assert (code, body["error"]["code"]) == (422, "EDOC-SIG-005")
+
+
+async def test_a_recipient_named_twice_is_refused(ca: Ca, nodes: dict[str, NodeClient]) -> None:
+    """The node's door refuses such metadata; a package made elsewhere is refused at the
+    hub too, as a field of the envelope (before: the store's one delivery per recipient
+    turned it into 409 EDOC-HUB-003, "a duplicate")."""
+    single = metadata.to_document(metadata.check(sample_metadata(to=[H41])), ())
+    twice = replace(single, recipients=single.recipients * 2)
+    root = envelope.build_envelope(envelope.stamp_origin(twice, ca.clock()))
+    code, body, _ = await nodes["H53"].post(wire(signing.sign(root, ca.keys.identity(SENDER))))
+    assert (code, body["error"]["code"]) == (400, "EDOC-ENV-002"), body
+    assert await nodes["H41"].collect() == []
 
 
 async def test_signed_directory_and_registration(ca: Ca, nodes: dict[str, NodeClient]) -> None:

@@ -349,6 +349,8 @@ def _resend(earlier: PackageRecord, new: NewPackage) -> PackageRecord:
 def _document(doc: Document, examined: Examined, node: str, seen: Admission) -> NewPackage:
     """Recipients in the sender's own province are the sending node's to deliver."""
     recipients = [to.org_id for to in doc.recipients]
+    if len(set(recipients)) != len(recipients):  # (one delivery per recipient: the store's key)
+        raise errors.InvalidField("To: a recipient is named twice")
     if doc.business.doc_type is not BusinessDocType.NEW:
         # revoke / update / replace reach every recipient of the original
         if seen.original is None:
