@@ -14,6 +14,7 @@ from types import SimpleNamespace
 from typing import cast
 
 import pytest
+import structlog.testing
 
 from edoc import atomic, envelope, errors
 from edoc.node import collector, hublink, receiving
@@ -295,3 +296,45 @@ async def test_a_refused_delivery_is_acknowledged_only_once_its_02_is_kept(
     assert list(acks._waiting) == ([] if failing else [7])
     reason = "EDOC-SIG-003: the signer's certificate is revoked"
     assert store.kept == ([] if failing else [("02", reason)])
+
+
+async def test_stopping_the_collector_stops_what_it_is_receiving(
+    hub: _Hub, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Else a receive would go on after the node closed its store."""
+    started: list[int] = []
+    stopped: list[int] = []
+
+    async def receive(_state: NodeState, source: bytes | Path, _recipients: list[str]) -> None:
+        started.append(int(source))
+        try:
+            await asyncio.Event().wait()  # a verification that takes long
+        finally:
+            stopped.append(int(source))
+
+    collecting = _collecting(hub, monkeypatch, tmp_path, receive)
+    await _until(lambda: sorted(started) == [1, 3])  # (2 waits for 1, its chain's first)
+    collecting.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await collecting
+    assert sorted(stopped) == [1, 3]
+
+
+async def test_a_delivery_failing_for_a_fault_of_ours_is_logged_and_left_for_the_hub(
+    hub: _Hub, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    async def receive(_state: NodeState, source: bytes | Path, _recipients: list[str]) -> None:
+        if int(source) == 3:
+            raise PermissionError(13, "Permission denied")
+
+    hub.answer.set()
+    with structlog.testing.capture_logs() as logs:
+        collecting = _collecting(hub, monkeypatch, tmp_path, receive)
+        try:
+            await _until(lambda: _acknowledged(hub) == [1, 2])
+            await _until(lambda: any(e.get("exc_info") for e in logs))
+        finally:
+            collecting.cancel()
+    (failed,) = [e for e in logs if e.get("exc_info")]
+    assert failed["event"] == "delivery not taken, the hub will offer it again"
+    assert _acknowledged(hub) == [1, 2]  # 3 is left for the hub to offer again

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import structlog
 
-from edoc import envelope, errors, wire
+from edoc import envelope, errors, tasks, wire
 from edoc.model import Document, MessageKind, StatusCode
 from edoc.node import hublink, receiving
 from edoc.node.answers import response_for, status_message
@@ -111,8 +111,17 @@ def _forget(
 
 
 async def _collect_forever(state: NodeState, acks: Acknowledgements) -> None:
-    backoff = Backoff(state.config.retry_base, state.config.retry_cap)
     taking: set[asyncio.Task[bool]] = set()
+    try:
+        await _collect_into(state, acks, taking)
+    finally:  # stopped: what is being received stops too, before the store closes
+        await tasks.stop(*taking)
+
+
+async def _collect_into(
+    state: NodeState, acks: Acknowledgements, taking: set[asyncio.Task[bool]]
+) -> None:
+    backoff = Backoff(state.config.retry_base, state.config.retry_cap)
     latest: dict[StatusChain, asyncio.Task[bool]] = {}  # the last delivery taken of each chain
     while True:
         while len(taking) > IN_FLIGHT // 2:  # then ask for half a window at a time, not one
@@ -223,6 +232,9 @@ async def _take(
     except errors.EdocError as exc:
         # not acknowledged: the hub offers it again when its lease runs out
         log.warning("delivery not taken, the hub will offer it again", reason=exc.message)
+        return False
+    except Exception:  # a fault of ours (an OSError, a bug): the same, with its traceback
+        log.exception("delivery not taken, the hub will offer it again")
         return False
     finally:
         if target is not None:
