@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import signal
 import ssl
 import subprocess
@@ -191,5 +192,29 @@ async def test_a_long_poll_whose_node_hung_up_leases_nothing(ca: Ca, tmp_path: P
         assert (await sender.post(document(ca, to=[H41])))[0] == 202
         await asyncio.sleep(0.5)  # the held collect wakes to the new delivery
         assert len(await receiver.collect()) == 1
+    finally:
+        hub.stop()
+
+
+async def test_a_package_file_the_hub_cannot_read_fails_its_own_fetch_alone(
+    ca: Ca, tmp_path: Path
+) -> None:
+    """A storage fault under one package (here its file is a folder; a disk error does
+    the same) must not fail every collect of its node: the others come, and fetching
+    that one says the store failed."""
+    hub = HubProcess(tmp_path / "hub", ca.keys.path, options=("--inline-kb", "4096")).start()
+    try:
+        sender = NodeClient(hub, hub.add_node("H53"))
+        receiver = NodeClient(hub, hub.add_node("H41"))
+        large = document(ca, to=[H41], files={"ban-do.bin": os.urandom(2 * 1024 * 1024)})
+        assert (await sender.post(large))[0] == 202
+        assert (await sender.post(document(ca, to=[H41])))[0] == 202
+        (kept,) = (tmp_path / "hub" / "packages").glob("*.edxml")
+        kept.unlink()
+        kept.mkdir()
+        items = await receiver.collect()
+        assert [item.package is None for item in items] == [True, False]
+        code, answer, _ = await receiver.request("GET", f"/api/v1/deliveries/{items[0].id}/package")
+        assert (code, answer["error"]["code"]) == (503, "EDOC-STORE-001")
     finally:
         hub.stop()

@@ -17,10 +17,14 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+import structlog
+
 from edoc import errors, wire
 from edoc.hub import stats
 from edoc.hub.state import HubState
 from edoc.store.hub import Delivery, Receipt
+
+log = structlog.get_logger()
 
 # Seconds between two looks at the store by a held collect that nothing woke: for a lease
 # that ran out (a delivery not acknowledged in time), or a wake-up lost (another hub
@@ -102,6 +106,9 @@ def _package_bytes(item: Delivery) -> bytes | None:
         return Path(item.path).read_bytes() if item.path else None
     except FileNotFoundError:
         return None
+    except OSError as exc:  # a storage fault under this one: the others still go
+        log.error("package unreadable", delivery=item.id, reason=str(exc))
+        return None
 
 
 def answer_body(items: Sequence[Delivery], inline_bytes: int, framed: bool) -> bytes:
@@ -138,12 +145,24 @@ async def package(state: HubState, node: str, delivery_id: int) -> bytes | Path:
     delivery = _owned(node, delivery_id, await state.store.delivery(delivery_id))
     if delivery.body is not None:
         return delivery.body
-    if delivery.size > SMALL_PACKAGE:
-        return Path(delivery.path)
+    path = Path(delivery.path)
     try:
-        return await state.offload.run(Path(delivery.path).read_bytes)
+        if delivery.size > SMALL_PACKAGE:
+            # opened first: what aiohttp's FileResponse cannot open it answers with a
+            # bare 403 or 404, not an error of ours
+            await state.offload.run(_openable, path)
+            return path
+        return await state.offload.run(path.read_bytes)
     except FileNotFoundError:
         raise errors.NotFound(f"the package of delivery {delivery_id} is gone") from None
+    except OSError as exc:
+        reason = f"the package of delivery {delivery_id} cannot be read: {exc.strerror}"
+        raise errors.StorageError(reason) from None
+
+
+def _openable(path: Path) -> None:
+    with path.open("rb"):
+        pass
 
 
 MAX_ACKS = 1000  # delivery ids one acknowledgement may carry
