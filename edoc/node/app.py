@@ -26,7 +26,17 @@ from edoc.archive.stored import open_stored
 from edoc.dashboard import node as node_dashboard
 from edoc.keystore import KeyStore
 from edoc.model import MessageKind
-from edoc.node import answers, collector, hublink, openapi, outbox, receiving, stats, submit
+from edoc.node import (
+    answers,
+    collector,
+    hublink,
+    leftovers,
+    openapi,
+    outbox,
+    receiving,
+    stats,
+    submit,
+)
 from edoc.node.addressbook import AddressBook
 from edoc.node.state import NodeConfig, NodeState
 from edoc.offload import Offload
@@ -392,6 +402,7 @@ def create_app(config: NodeConfig) -> web.Application:
             keys = KeyStore(config.keys_dir)
             offload = Offload(config.workers)
             opened.callback(offload.close)
+            await offload.run(leftovers.sweep, config.data_dir, await store.package_files())
             hub = hublink.open_hub(config, keys)
             opened.push_async_callback(hub.close)
             state = NodeState(config, store, keys, offload, http_metrics, hub)

@@ -30,6 +30,14 @@ class Tally:
     by: int = 1
 
 
+# the same in both stores' SQL
+PACKAGE_FILES = (
+    "SELECT path FROM outgoing WHERE path != ''"
+    " UNION ALL SELECT path FROM inbox WHERE path != ''"
+    " UNION ALL SELECT path FROM inbox_attachments WHERE path != ''"
+)
+
+
 @dataclass(frozen=True)
 class Count:
     """A counter's total."""
@@ -415,6 +423,11 @@ class NodeStore(Protocol):
     async def inbox_attachment(self, inbox_id: int, n: int) -> bytes | None:
         """Attachment ``n``'s bytes, when the store keeps them apart from the package (rows
         written by releases before 2026-12; since, a package in the store holds them)."""
+        ...
+
+    async def package_files(self) -> list[str]:
+        """The files outgoing and inbox rows name (a package in a file of its own, and
+        its attachments): what the node's start keeps (edoc.node.leftovers)."""
         ...
 
     async def add_answers(self, answers: Sequence[NewAnswer], now: dt.datetime) -> list[int]:

@@ -310,6 +310,22 @@ async def test_a_received_document_is_stored_once_with_its_answer(node_store: No
     }
 
 
+async def test_the_package_files_rows_name_are_listed(node_store: NodeStore) -> None:
+    assert await node_store.package_files() == []  # packages in the store name none
+    await node_store.add_outgoing(DOCUMENT, NOW, ())
+    await node_store.add_received_document(RECEIVED, answer("01"), NOW, ())
+    filed = replace(DOCUMENT, document_id="D2", path="/data/outgoing/d2.edxml", body=None)
+    await node_store.add_outgoing(filed, NOW, ())
+    received = replace(RECEIVED, document_id="R2", path="/data/inbox/r2/package.edxml", body=None)
+    await node_store.add_received_document(received, answer("01", document_id="R2"), NOW, ())
+    assert sorted(await node_store.package_files()) == [
+        "/data/inbox/r2/package.edxml",
+        "/data/lon.pdf",  # RECEIVED's attachment in a file of its own (twice: R1 and R2)
+        "/data/lon.pdf",
+        "/data/outgoing/d2.edxml",
+    ]
+
+
 async def test_the_inbox_lists_documents_since_a_time(node_store: NodeStore) -> None:
     times = [NOW + dt.timedelta(minutes=n) for n in range(3)]
     for n, at in enumerate(times):

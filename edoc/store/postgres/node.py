@@ -19,6 +19,7 @@ import asyncpg
 
 from edoc import errors, tasks
 from edoc.store.node import (
+    PACKAGE_FILES,
     Agency,
     Count,
     Event,
@@ -341,6 +342,9 @@ class PostgresNodeStore(NodeViews):
             return [await _add_answer(conn, answer, now) for answer in answers]
 
     # --- statistics ------------------------------------------------------------------------------
+    async def package_files(self) -> list[str]:
+        return [row[0] for row in await self._rows(PACKAGE_FILES)]
+
     async def counters(self) -> list[Count]:
         rows = await self._rows("SELECT day, org_id, partner, metric, count FROM counters")
         return [Count(r[0], r[1], r[2], r[3], int(r[4])) for r in rows]

@@ -15,6 +15,7 @@ from typing import Any
 from edoc import errors
 from edoc.model import MessageKind, Route, TransferState
 from edoc.store.node import (
+    PACKAGE_FILES,
     Agency,
     Count,
     Event,
@@ -275,6 +276,9 @@ class SqliteNodeStore(NodeViews):
         return await self._change(add)
 
     # --- statistics ------------------------------------------------------------------------------
+    async def package_files(self) -> list[str]:
+        return [row[0] for row in await self._rows(PACKAGE_FILES)]
+
     async def counters(self) -> list[Count]:
         rows = await self._rows("SELECT day, org_id, partner, metric, count FROM counters")
         return [Count(dt.date.fromisoformat(r[0]), r[1], r[2], r[3], r[4]) for r in rows]
