@@ -287,7 +287,12 @@ async def test_a_refused_delivery_is_acknowledged_only_once_its_02_is_kept(
     store = _AnswersStore(failing)
     state = cast(
         NodeState,
-        SimpleNamespace(offload=_Offload(), store=store, outbox_wakeup=asyncio.Event()),
+        SimpleNamespace(
+            offload=_Offload(),
+            store=store,
+            outbox_wakeup=asyncio.Event(),
+            keys=SimpleNamespace(current=lambda _recipient: None),  # "R" has a valid seal
+        ),
     )
     acks = collector.Acknowledgements()
     delivery = DeliveryNotice(7, 70, "R", "document", "S", "D", None, 0, 10, 1, b"<edXML/>")
@@ -338,3 +343,33 @@ async def test_a_delivery_failing_for_a_fault_of_ours_is_logged_and_left_for_the
     (failed,) = [e for e in logs if e.get("exc_info")]
     assert failed["event"] == "delivery not taken, the hub will offer it again"
     assert _acknowledged(hub) == [1, 2]  # 3 is left for the hub to offer again
+
+
+async def test_a_document_for_an_agency_without_a_valid_seal_waits_at_the_hub(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Its 01 is signed with the agency's seal: with none valid (revoked, expired) the
+    delivery is left unacknowledged, not even fetched and verified, until the operator
+    issues one; the hub offers it again meanwhile, and nothing is lost."""
+    ca = Ca.create(tmp_path / "keys")
+    agency = "000.00.05.H34"
+    ca.keys.issue(agency)
+    ca.keys.revoke(agency, "keyCompromise")
+    fetched: list[int] = []
+
+    async def fetch(_state: NodeState, delivery: DeliveryNotice, _target: Path) -> bytes:
+        fetched.append(delivery.id)
+        raise errors.HubUnavailable("stop here: fetched")
+
+    monkeypatch.setattr(hublink, "fetch", fetch)
+    config = SimpleNamespace(retry_base=0, retry_cap=0)
+    state = cast(NodeState, SimpleNamespace(keys=ca.keys, config=config, incoming_dir=tmp_path))
+    delivery = DeliveryNotice(7, 70, agency, "document", "S", "D", None, 0, 10, 1, None)
+    with structlog.testing.capture_logs() as logs:
+        assert not await collector._take(state, delivery, collector.Acknowledgements(), None)
+    assert fetched == []
+    (said,) = [e for e in logs if e["log_level"] == "error"]
+    assert said["event"] == "delivery waits at the hub until its recipient has a valid seal"
+    ca.keys.issue(agency)  # a new seal: the next offer is taken (here, fetched)
+    assert not await collector._take(state, delivery, collector.Acknowledgements(), None)
+    assert fetched == [7]

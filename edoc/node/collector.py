@@ -213,6 +213,9 @@ async def _take(
     target: Path | None = None
     structlog.contextvars.bind_contextvars(hub_delivery=delivery.id)
     try:
+        if delivery.kind == MessageKind.DOCUMENT:
+            # its 01 is signed with the recipient's seal: checked before the work
+            state.keys.current(delivery.recipient)
         package: bytes | Path | None = delivery.package
         if package is None:
             target = state.incoming_dir / f"{uuid.uuid4().hex}.edxml"
@@ -229,6 +232,15 @@ async def _take(
             await _refuse(state, package, delivery.recipient, exc)
         acks.add(delivery.id)
         return True
+    except errors.UnknownCertificate as exc:
+        # no 01 can be signed, nor a 02: the hub keeps it (not acknowledged) and offers it
+        # again after each lease, until the operator issues the agency a seal
+        log.error(
+            "delivery waits at the hub until its recipient has a valid seal",
+            recipient=delivery.recipient,
+            reason=exc.message,
+        )
+        return False
     except errors.EdocError as exc:
         # not acknowledged: the hub offers it again when its lease runs out
         log.warning("delivery not taken, the hub will offer it again", reason=exc.message)
