@@ -17,22 +17,34 @@ class Recent(Generic[T]):
     """The dashboard's flow figures read every package of their windows: on a national
     day's store the hub's overview took 198 ms with them, 5 ms without, and a week's
     window holds five times as much, at every refresh of every open dashboard (every
-    2 s). Callers that ask while it is computed take what that computation gives, even
-    with ``max_age`` 0: they are not each one more computation in a queue."""
+    2 s). Callers that ask while it is computed take what that computation gives, its
+    value or its failure, even with ``max_age`` 0: they are not each one more
+    computation in a queue (a store in trouble would be asked once per caller)."""
 
     def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self._clock = clock
         self._kept: tuple[float, T] | None = None  # when computed, and the value
-        self._computing = asyncio.Lock()  # callers asking at once: computed once
-        self._computed = 0  # computations done, to tell those done while a caller waited
+        self._computing: asyncio.Task[T] | None = None
 
     async def value(self, max_age: float, compute: Callable[[], Awaitable[T]]) -> T:
-        computed_before = self._computed
-        async with self._computing:
-            waited = self._computed > computed_before
-            # those who waited for it take it as it is
-            if self._kept is None or (not waited and self._clock() - self._kept[0] >= max_age):
-                value = await compute()
-                self._kept = (self._clock(), value)  # (its age counts from when it is done)
-                self._computed += 1
-            return self._kept[1]
+        if self._computing is None:
+            if self._kept is not None and self._clock() - self._kept[0] < max_age:
+                return self._kept[1]
+            self._computing = asyncio.ensure_future(self._compute(compute))
+            self._computing.add_done_callback(_retrieved)
+        # shielded: a caller that goes away (a closed request) stops no one else's answer
+        return await asyncio.shield(self._computing)
+
+    async def _compute(self, compute: Callable[[], Awaitable[T]]) -> T:
+        try:
+            value = await compute()
+            self._kept = (self._clock(), value)  # (its age counts from when it is done)
+            return value
+        finally:
+            self._computing = None
+
+
+def _retrieved(task: asyncio.Task[T]) -> None:
+    """Its failure is its callers'; if they all went away, no "never retrieved" warning."""
+    if not task.cancelled():
+        task.exception()

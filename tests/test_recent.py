@@ -54,3 +54,18 @@ async def test_callers_that_wait_for_a_computation_take_it_even_when_nothing_may
     assert await asyncio.gather(*(recent.value(0, compute) for _ in range(3))) == [1.0] * 3
     assert await recent.value(0, compute) == 2.0  # asked after it was done: computed again
     assert computed == [1.0, 2.0]
+
+
+async def test_callers_that_wait_for_a_failing_computation_share_its_failure() -> None:
+    calls: list[int] = []
+
+    async def failing() -> float:
+        await asyncio.sleep(0)
+        calls.append(1)
+        raise OSError("disk I/O error")
+
+    recent: Recent[float] = Recent()
+    answers = await asyncio.gather(
+        *(recent.value(0, failing) for _ in range(3)), return_exceptions=True
+    )
+    assert [str(answer) for answer in answers] == ["disk I/O error"] * 3 and calls == [1]

@@ -63,10 +63,11 @@ async def collect(
     limit = _at_most(state, limit)
     wakeup = state.wakeups[node]
     while True:
-        wakeup.clear()
-        # its store and threads are closing, or no one to answer: nothing leased
+        # its store and threads are closing, or no one to answer: nothing leased (and
+        # the wake-up left for the node's next poll)
         if state.stopping or gone():
             return []
+        wakeup.clear()
         leased = await state.store.lease(
             node, dt.datetime.now(dt.UTC), state.config.visibility, limit, state.config.inline_bytes
         )
@@ -156,7 +157,7 @@ async def package(state: HubState, node: str, delivery_id: int) -> bytes | Path:
     except FileNotFoundError:
         raise errors.NotFound(f"the package of delivery {delivery_id} is gone") from None
     except OSError as exc:
-        reason = f"the package of delivery {delivery_id} cannot be read: {exc.strerror}"
+        reason = f"the package of delivery {delivery_id} cannot be read: {exc.strerror or exc}"
         raise errors.StorageError(reason) from None
 
 

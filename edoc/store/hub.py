@@ -9,9 +9,9 @@ none of them, it keeps what it is given.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 
 @dataclass(frozen=True)
@@ -134,17 +134,33 @@ class CounterSums:
     """The counters summed as the statistics report shows them, by the store: a year of a
     national network is over a million counters, too many to carry out and add up.
     ``by_org`` rows are (org_id, metric, reason, total), ``by_day`` rows (day, metric,
-    total)."""
+    total), each in that order."""
 
     by_org: list[tuple[str, str, str, int]]
     by_day: list[tuple[dt.date, str, int]]
 
+    @classmethod
+    def of(cls, rows: Iterable[Any]) -> CounterSums:
+        """From the rows of SUMS (a day as SQLite gives it: text)."""
+        sums = cls([], [])
+        for org_id, on, metric, reason, total in rows:
+            if org_id is None:
+                day = dt.date.fromisoformat(on) if isinstance(on, str) else on
+                sums.by_day.append((day, metric, int(total)))
+            else:
+                sums.by_org.append((org_id, metric, reason, int(total)))
+        return sums
 
-# the same in both stores' SQL
-SUMS_BY_ORG = (
-    "SELECT org_id, metric, reason, SUM(count) FROM counters GROUP BY org_id, metric, reason"
+
+# The same in both stores' SQL: one statement, so that both sums are of one snapshot
+# (totals and days add up the same), the organizations' rows with no day, the days' with
+# no organization.
+SUMS = (
+    "SELECT org_id, NULL, metric, reason, SUM(count) FROM counters"
+    " GROUP BY org_id, metric, reason"
+    " UNION ALL SELECT NULL, day, metric, NULL, SUM(count) FROM counters GROUP BY day, metric"
+    " ORDER BY 1, 2, 3, 4"
 )
-SUMS_BY_DAY = "SELECT day, metric, SUM(count) FROM counters GROUP BY day, metric"
 
 
 @dataclass(frozen=True)

@@ -156,14 +156,14 @@ async def test_counter_sums_add_up_every_day_and_every_organization(
         Tally(later, "", "rejected", "EDOC-XML-001", 4),
     ):
         await hub_store.count(tally)
-    sums = await hub_store.counter_sums()
-    assert sorted(sums.by_org) == [
+    sums = await hub_store.counter_sums()  # in order: the report's keys follow it
+    assert sums.by_org == [
         ("", "rejected", "EDOC-XML-001", 4),
         (H34.org_id, "sent", "", 5),
         (H23.org_id, "rejected", "EDOC-SIG-001", 2),
         (H23.org_id, "sent", "", 5),
     ]
-    assert sorted(sums.by_day) == [
+    assert sums.by_day == [
         (DAY, "rejected", 1),
         (DAY, "sent", 2),
         (later, "rejected", 5),

@@ -18,8 +18,7 @@ import asyncpg
 
 from edoc import errors
 from edoc.store.hub import (
-    SUMS_BY_DAY,
-    SUMS_BY_ORG,
+    SUMS,
     Backlog,
     Count,
     CounterSums,
@@ -317,11 +316,7 @@ class PostgresHubStore(HubIntake):
         return [Count(r[0], r[1], r[2], r[3], int(r[4])) for r in rows]
 
     async def counter_sums(self) -> CounterSums:
-        by_day = await self._rows(SUMS_BY_DAY)
-        return CounterSums(
-            by_org=[(r[0], r[1], r[2], int(r[3])) for r in await self._rows(SUMS_BY_ORG)],
-            by_day=[(r[0], r[1], int(r[2])) for r in by_day],
-        )
+        return CounterSums.of(await self._rows(SUMS))
 
     async def backlogs(self) -> list[Backlog]:
         rows = await self._rows(

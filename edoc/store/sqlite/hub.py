@@ -16,8 +16,7 @@ from typing import Any
 
 from edoc import errors
 from edoc.store.hub import (
-    SUMS_BY_DAY,
-    SUMS_BY_ORG,
+    SUMS,
     Admission,
     Backlog,
     Count,
@@ -282,11 +281,7 @@ class SqliteHubStore(HubViews):
         return [Count(dt.date.fromisoformat(r[0]), r[1], r[2], r[3], r[4]) for r in rows]
 
     async def counter_sums(self) -> CounterSums:
-        by_day = await self._rows(SUMS_BY_DAY)
-        return CounterSums(
-            by_org=[(r[0], r[1], r[2], r[3]) for r in await self._rows(SUMS_BY_ORG)],
-            by_day=[(dt.date.fromisoformat(r[0]), r[1], r[2]) for r in by_day],
-        )
+        return CounterSums.of(await self._rows(SUMS))
 
     async def backlogs(self) -> list[Backlog]:
         rows = await self._rows(
