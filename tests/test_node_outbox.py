@@ -657,3 +657,26 @@ async def test_a_request_ends_when_all_its_transfers_have_ended_whichever_fail()
         await request
     assert raised.value.ids == [1]  # 2 ended well
     assert store.finished[2][0] == TransferState.DONE
+
+
+@pytest.mark.parametrize(
+    "failure",
+    [errors.RevokedCertificate("the signer's certificate is revoked"), OSError(5, "I/O error")],
+    ids=["refused", "not taken"],
+)
+async def test_our_own_inbox_refusing_a_package_fails_it_at_once(
+    failure: Exception, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """As the hub refusing it does: it would be refused again at every try until
+    give_up_after. What it could not take (its disk) is tried again."""
+    state, store = _state(_Hub([]))
+
+    async def receive(_state: NodeState, _transfer: Transfer, _package: object) -> None:
+        raise failure
+
+    monkeypatch.setattr(outbox, "_to_local", receive)
+    await outbox.carry(state, dataclasses.replace(_transfer(1), route=Route.LOCAL))
+    if isinstance(failure, errors.InputError):
+        assert store.finished[1][0] == TransferState.FAILED and store.retried == {}
+    else:
+        assert store.finished == {} and "I/O error" in store.retried[1]

@@ -152,10 +152,10 @@ async def carry(
 async def _not_carried(
     state: NodeState, transfer: Transfer, exc: errors.EdocError | OSError, now: dt.datetime
 ) -> None:
-    """A refusal fails the transfer; anything else is tried again later, until
-    ``give_up_after``."""
-    if isinstance(exc, errors.RemoteError):
-        log.warning("refused by the hub", code=exc.code, reason=exc.message)
+    """A refusal (the hub's, or this node's inbox's for its own agencies) fails the
+    transfer; anything else is tried again later, until ``give_up_after``."""
+    if isinstance(exc, errors.RemoteError | errors.InputError):
+        log.warning("refused", code=exc.code, reason=exc.message)
         await _fail(state, transfer, str(exc), now)
         return
     if isinstance(exc, errors.HubUnreachable):
