@@ -7,6 +7,8 @@ tests/test_simulate.py.)"""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import datetime as dt
 import functools
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -17,6 +19,7 @@ import pytest
 import structlog.testing
 
 from edoc import atomic, envelope, errors
+from edoc.model import ResponseFor
 from edoc.node import collector, hublink, receiving
 from edoc.node.state import NodeState
 from edoc.wire import DeliveryNotice
@@ -257,16 +260,52 @@ class _Offload:
 
 
 class _AnswersStore:
-    """Keeps the answers it is given, or fails as a store whose disk is full."""
+    """Keeps the answers it is given, one per idempotency key (as a node's store keeps one
+    outgoing message per sender and key), or fails as a store whose disk is full."""
 
     def __init__(self, failing: bool) -> None:
         self.failing = failing
-        self.kept: list[object] = []
+        self.kept: list[_Answer] = []
 
-    async def add_outgoing(self, answer: object, *_: object, **__: object) -> None:
+    async def add_outgoing(self, answer: _Answer, *_: object, **__: object) -> None:
         if self.failing:
             raise errors.StorageError("store failed: database or disk is full")
+        if any(kept.idempotency_key == answer.idempotency_key for kept in self.kept):
+            raise errors.DuplicateDocument("this Idempotency-Key was used for another document")
         self.kept.append(answer)
+
+
+@dataclasses.dataclass(frozen=True)
+class _Answer:
+    code: str
+    reason: str
+    idempotency_key: str | None = None
+
+
+def _refusing(monkeypatch: pytest.MonkeyPatch, store: _AnswersStore) -> NodeState:
+    """A node whose inbox refuses every package (its signer revoked), answering 02."""
+
+    async def refuse(*_: object) -> None:
+        raise errors.UntrustedCertificate("the signer's certificate is revoked")
+
+    answered = ResponseFor("000.00.12.H53", "1/UBND-VP", dt.date(2026, 12, 1), "D")
+    monkeypatch.setattr(receiving, "receive", refuse)
+    monkeypatch.setattr(collector, "_claimed_document", lambda _source: "the document")
+    monkeypatch.setattr(collector, "response_for", lambda _document: answered)
+    monkeypatch.setattr(collector, "status_message", lambda *args: _Answer("02", args[-1]))
+    return cast(
+        NodeState,
+        SimpleNamespace(
+            offload=_Offload(),
+            store=store,
+            outbox_wakeup=asyncio.Event(),
+            keys=SimpleNamespace(current=lambda _recipient: None),  # "R" has a valid seal
+        ),
+    )
+
+
+REFUSED = DeliveryNotice(7, 70, "R", "document", "S", "D", None, 0, 10, 1, b"<edXML/>")
+REASON = "EDOC-SIG-003: the signer's certificate is revoked"
 
 
 @pytest.mark.parametrize("failing", [False, True], ids=["02 kept", "store fails"])
@@ -276,31 +315,31 @@ async def test_a_refused_delivery_is_acknowledged_only_once_its_02_is_kept(
     """A relayed document the node refuses is answered 02; if the store cannot keep the
     02, the delivery is not acknowledged (the hub offers it again, and the 02 is made
     then), or the sender would wait at 'sent' for ever."""
-
-    async def refuse(*_: object) -> None:
-        raise errors.UntrustedCertificate("the signer's certificate is revoked")
-
-    monkeypatch.setattr(receiving, "receive", refuse)
-    monkeypatch.setattr(collector, "_claimed_document", lambda _source: "the document")
-    monkeypatch.setattr(collector, "response_for", lambda document: document)
-    monkeypatch.setattr(collector, "status_message", lambda *args: ("02", args[-1]))
     store = _AnswersStore(failing)
-    state = cast(
-        NodeState,
-        SimpleNamespace(
-            offload=_Offload(),
-            store=store,
-            outbox_wakeup=asyncio.Event(),
-            keys=SimpleNamespace(current=lambda _recipient: None),  # "R" has a valid seal
-        ),
-    )
+    state = _refusing(monkeypatch, store)
     acks = collector.Acknowledgements()
-    delivery = DeliveryNotice(7, 70, "R", "document", "S", "D", None, 0, 10, 1, b"<edXML/>")
-    taken = await collector._take(state, delivery, acks, None)
+    taken = await collector._take(state, REFUSED, acks, None)
     assert taken is not failing
     assert list(acks._waiting) == ([] if failing else [7])
-    reason = "EDOC-SIG-003: the signer's certificate is revoked"
-    assert store.kept == ([] if failing else [("02", reason)])
+    assert [(a.code, a.reason) for a in store.kept] == ([] if failing else [("02", REASON)])
+
+
+async def test_a_refused_delivery_offered_again_is_answered_once(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Its acknowledgement lost, the hub offers it again: a second 02 the hub would
+    refuse ("given already"), and its transfer would show failed."""
+    store = _AnswersStore(failing=False)
+    state = _refusing(monkeypatch, store)
+    acks = collector.Acknowledgements()
+    with structlog.testing.capture_logs() as logs:
+        assert await collector._take(state, REFUSED, acks, None)
+        assert await collector._take(state, REFUSED, acks, None)
+    assert [(a.code, a.reason) for a in store.kept] == [("02", REASON)]
+    assert list(acks._waiting) == [7]
+    assert [e["event"] for e in logs if e["log_level"] == "error"] == [
+        "refused relayed package"
+    ] * 2
 
 
 async def test_stopping_the_collector_stops_what_it_is_receiving(

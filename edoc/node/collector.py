@@ -5,6 +5,7 @@ acknowledgements in one request."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import datetime as dt
 import functools
 import uuid
@@ -168,12 +169,19 @@ async def _refuse(
         document = await state.offload.run(_claimed_document, source)
         if document is None:
             return
+        answered = response_for(document)
         answer = await state.offload.run(
-            status_message, state, recipient, response_for(document), StatusCode.REJECTED, reason
+            status_message, state, recipient, answered, StatusCode.REJECTED, reason
         )
+        # one 02 however often it is offered (its acknowledgement lost): a second one the
+        # hub would refuse, and its transfer would show failed
+        once = f"edoc-refusal {answered.org_id} {answered.document_id}"
+        answer = dataclasses.replace(answer, idempotency_key=once)
         await state.store.add_outgoing(answer, dt.datetime.now(dt.UTC), tallies=())
     except errors.StorageError:
         raise  # the 02 not kept: the delivery is not acknowledged, the hub offers it again
+    except errors.DuplicateDocument:
+        return  # answered when it was first offered
     except errors.EdocError as failed:  # unreadable, or we cannot sign: the log must do
         log.error("could not answer a refused package", code=failed.code, reason=failed.message)
         return
