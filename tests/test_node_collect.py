@@ -350,6 +350,7 @@ async def test_stopping_the_collector_stops_what_it_is_receiving(
     stopped: list[int] = []
 
     async def receive(_state: NodeState, source: bytes | Path, _recipients: list[str]) -> None:
+        assert isinstance(source, bytes)
         started.append(int(source))
         try:
             await asyncio.Event().wait()  # a verification that takes long
@@ -368,6 +369,7 @@ async def test_a_delivery_failing_for_a_fault_of_ours_is_logged_and_left_for_the
     hub: _Hub, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     async def receive(_state: NodeState, source: bytes | Path, _recipients: list[str]) -> None:
+        assert isinstance(source, bytes)
         if int(source) == 3:
             raise PermissionError(13, "Permission denied")
 
