@@ -31,20 +31,18 @@ class Recent(Generic[T]):
             if self._kept is not None and self._clock() - self._kept[0] < max_age:
                 return self._kept[1]
             self._computing = asyncio.ensure_future(self._compute(compute))
-            self._computing.add_done_callback(_retrieved)
+            self._computing.add_done_callback(self._done)
         # shielded: a caller that goes away (a closed request) stops no one else's answer
         return await asyncio.shield(self._computing)
 
     async def _compute(self, compute: Callable[[], Awaitable[T]]) -> T:
-        try:
-            value = await compute()
-            self._kept = (self._clock(), value)  # (its age counts from when it is done)
-            return value
-        finally:
-            self._computing = None
+        value = await compute()
+        self._kept = (self._clock(), value)  # (its age counts from when it is done)
+        return value
 
-
-def _retrieved(task: asyncio.Task[T]) -> None:
-    """Its failure is its callers'; if they all went away, no "never retrieved" warning."""
-    if not task.cancelled():
-        task.exception()
+    def _done(self, task: asyncio.Task[T]) -> None:
+        """Over, however (even cancelled before it began): the next caller computes again.
+        Its failure is its callers'; if they all went away, no "never retrieved" warning."""
+        self._computing = None
+        if not task.cancelled():
+            task.exception()

@@ -311,15 +311,18 @@ async def test_nothing_lost_when_the_hub_is_down_and_the_node_is_killed(
         answers.append(answer)
     net.kill("node H53")  # kill -9 with everything still in its outbox
     # what a node killed at another moment leaves: a package no row names yet, and a
-    # download under way; the restart sweeps them, and keeps the large one's package
+    # download under way; the restart puts aside the one and deletes the other, and
+    # keeps the large one's package
     node_dir = net.data_dir / "nodes" / "H53"
     kept = set((node_dir / "outgoing").iterdir())
     assert len(kept) >= 1  # the large one's, at least
-    (node_dir / "outgoing" / f"{uuid.uuid4().hex}.edxml").write_bytes(b"<edXML/>")
+    unnamed = node_dir / "outgoing" / f"{uuid.uuid4().hex}.edxml"
+    unnamed.write_bytes(b"<edXML/>")
     (node_dir / "incoming" / f"{uuid.uuid4().hex}.edxml").write_bytes(b"<edXML/>")
     net.restart("node H53")
     assert list((node_dir / "incoming").iterdir()) == []
     assert set((node_dir / "outgoing").iterdir()) == kept
+    assert (node_dir / "leftovers" / "outgoing" / unnamed.name).exists()  # put aside
     net.restart("hub")
     for answer in answers:
         items = await eventually(partial(_arrived, recipient, answer["document_id"]))

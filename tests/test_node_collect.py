@@ -270,9 +270,12 @@ class _AnswersStore:
     async def add_outgoing(self, answer: _Answer, *_: object, **__: object) -> None:
         if self.failing:
             raise errors.StorageError("store failed: database or disk is full")
-        if any(kept.idempotency_key == answer.idempotency_key for kept in self.kept):
+        if await self.outgoing_by_key("R", answer.idempotency_key or ""):
             raise errors.DuplicateDocument("this Idempotency-Key was used for another document")
         self.kept.append(answer)
+
+    async def outgoing_by_key(self, _sender: str, key: str) -> _Answer | None:
+        return next((kept for kept in self.kept if kept.idempotency_key == key), None)
 
 
 @dataclasses.dataclass(frozen=True)

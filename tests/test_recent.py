@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
+
 from edoc.recent import Recent
 
 
@@ -69,3 +71,35 @@ async def test_callers_that_wait_for_a_failing_computation_share_its_failure() -
         *(recent.value(0, failing) for _ in range(3)), return_exceptions=True
     )
     assert [str(answer) for answer in answers] == ["disk I/O error"] * 3 and calls == [1]
+
+
+async def test_a_caller_that_goes_away_stops_no_one_elses_value() -> None:
+    release = asyncio.Event()
+
+    async def slow() -> float:
+        await release.wait()
+        return 1.0
+
+    recent: Recent[float] = Recent()
+    first = asyncio.create_task(recent.value(0, slow))
+    second = asyncio.create_task(recent.value(0, slow))
+    await asyncio.sleep(0)
+    first.cancel()  # its request was closed
+    release.set()
+    assert await second == 1.0
+    assert first.cancelled()
+
+
+async def test_after_a_failure_the_next_caller_computes_again() -> None:
+    calls: list[int] = []
+
+    async def flaky() -> float:
+        calls.append(1)
+        if len(calls) == 1:
+            raise OSError("disk I/O error")
+        return 2.0
+
+    recent: Recent[float] = Recent()
+    with pytest.raises(OSError, match="disk I/O"):
+        await recent.value(10, flaky)
+    assert await recent.value(10, flaky) == 2.0

@@ -174,14 +174,18 @@ async def _refuse(
             status_message, state, recipient, answered, StatusCode.REJECTED, reason
         )
         # one 02 however often it is offered (its acknowledgement lost): a second one the
-        # hub would refuse, and its transfer would show failed
-        once = f"edoc-refusal {answered.org_id} {answered.document_id}"
+        # hub would refuse, and its transfer would show failed. Its key holds a line
+        # break, which no agency's Idempotency-Key header can.
+        once = f"refused\n{answered.org_id}\n{answered.document_id}"
         answer = dataclasses.replace(answer, idempotency_key=once)
-        await state.store.add_outgoing(answer, dt.datetime.now(dt.UTC), tallies=())
+        try:
+            await state.store.add_outgoing(answer, dt.datetime.now(dt.UTC), tallies=())
+        except errors.DuplicateDocument:
+            if await state.store.outgoing_by_key(recipient, once) is None:
+                raise errors.StorageError("the 02 was neither added nor found") from None
+            return  # answered when it was first offered
     except errors.StorageError:
         raise  # the 02 not kept: the delivery is not acknowledged, the hub offers it again
-    except errors.DuplicateDocument:
-        return  # answered when it was first offered
     except errors.EdocError as failed:  # unreadable, or we cannot sign: the log must do
         log.error("could not answer a refused package", code=failed.code, reason=failed.message)
         return

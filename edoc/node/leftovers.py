@@ -1,19 +1,27 @@
-"""Files a node left behind, swept at its start, before anything is received or sent.
+"""Files a node left behind, put aside at its start, before anything is received or sent.
 
 A package is written (to outgoing/, or moved into an inbox folder) before the row that
 names it is stored. When the store then fails, the post or the delivery is made again
 under new names, and the first files stay: no row names them. They cannot be removed at
 the failure itself: a PostgreSQL COMMIT whose answer was lost may have stored the row.
-incoming/ holds only what was under way (downloads, uploads, local copies), which a
-start abandons.
 
-The files rows name are kept by name (a unique hex name each), not by path: a data
+At start, what no row names is moved aside to leftovers/, not deleted: a node started on
+the wrong store (a `--store` forgotten) or before a pending COMMIT is seen names none of
+its packages, and its next start on the right store moves them back. What has been aside
+for KEEP is deleted. What incoming/ holds (downloads, uploads, local copies) and a
+package's temporary file were only under way, and no row ever names them: deleted.
+
+The files rows name are known by name (a unique hex name each), not by path: a data
 folder moved, or named by another path, keeps its files."""
 
 from __future__ import annotations
 
+import datetime as dt
+import os
 import re
 import shutil
+import time
+from collections import Counter
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -21,33 +29,64 @@ import structlog
 
 log = structlog.get_logger()
 
+KEEP = dt.timedelta(days=30)  # how long what no row names is kept aside
+ASIDE = "leftovers"
 # what edoc.node.submit names an outgoing package, edoc.node.receiving an inbox folder
-_OUTGOING = re.compile(r"[0-9a-f]{32}\.edxml")
-_INBOX = re.compile(r"[0-9a-f]{32}")
+_PACKAGES = {"outgoing": re.compile(r"[0-9a-f]{32}\.edxml"), "inbox": re.compile(r"[0-9a-f]{32}")}
+_TEMPORARY = re.compile(r"\..*\.tmp")  # edoc.atomic.write_file's, of a writer that stopped
 
 
-def sweep(data_dir: Path, named: Iterable[str]) -> list[Path]:
-    """Remove what no row names (``named``: edoc.store.node.NodeStore.package_files) and
-    what incoming/ holds; return what was removed."""
+def sweep(data_dir: Path, named: Iterable[str], now: float | None = None) -> Counter[str]:
+    """Put aside what no row names (``named``: NodeStore.package_files), bring back what
+    is aside and named again, delete what is only scratch or aside for KEEP; how many of
+    each it did."""
     names = {part for path in named for part in Path(path).parts}
-    removed = [
-        *_entries(data_dir / "incoming"),
-        *(p for p in _entries(data_dir / "outgoing") if _unnamed(p, _OUTGOING, names)),
-        *(p for p in _entries(data_dir / "inbox") if _unnamed(p, _INBOX, names)),
-    ]
-    for path in removed:
-        if path.is_dir() and not path.is_symlink():
-            shutil.rmtree(path, ignore_errors=True)
-        else:
-            path.unlink(missing_ok=True)
-    if removed:
-        log.warning("files left behind removed", count=len(removed), first=str(removed[0]))
-    return removed
+    aside = data_dir / ASIDE
+    done: Counter[str] = Counter()
+    for folder, pattern in _PACKAGES.items():
+        for path in _entries(aside / folder):
+            if path.name in names:
+                done["brought_back"] += _move(path, data_dir / folder / path.name)
+        for path in _entries(data_dir / folder):
+            if _TEMPORARY.fullmatch(path.name):
+                done["deleted"] += _delete(path)
+            elif pattern.fullmatch(path.name) and path.name not in names:
+                done["put_aside"] += _move(path, aside / folder / path.name)
+    for path in _entries(data_dir / "incoming"):
+        done["deleted"] += _delete(path)
+    oldest = (time.time() if now is None else now) - KEEP.total_seconds()
+    for folder in _PACKAGES:
+        for path in _entries(aside / folder):
+            if path.lstat().st_mtime < oldest:
+                done["deleted_after_keep"] += _delete(path)
+    if +done:
+        log.warning("files no row names", folder=str(aside), **(+done))
+    return +done
 
 
 def _entries(folder: Path) -> list[Path]:
     return list(folder.iterdir()) if folder.is_dir() else []
 
 
-def _unnamed(path: Path, pattern: re.Pattern[str], names: set[str]) -> bool:
-    return pattern.fullmatch(path.name) is not None and path.name not in names
+def _move(path: Path, to: Path) -> bool:
+    """One rename (the same file system); its time is when it moved, for KEEP."""
+    try:
+        to.parent.mkdir(parents=True, exist_ok=True)
+        path.rename(to)
+        os.utime(to, follow_symlinks=False)
+    except OSError as exc:  # left where it is: a start is not refused for it
+        log.error("left behind, cannot be moved", path=str(path), reason=str(exc))
+        return False
+    return True
+
+
+def _delete(path: Path) -> bool:
+    try:
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        else:
+            path.unlink(missing_ok=True)
+    except OSError as exc:
+        log.error("left behind, cannot be deleted", path=str(path), reason=str(exc))
+        return False
+    return True

@@ -310,6 +310,17 @@ async def test_a_received_document_is_stored_once_with_its_answer(node_store: No
     }
 
 
+async def test_a_status_with_a_key_is_added_once(node_store: NodeStore) -> None:
+    """What keeps a node's 02 for a refused delivery to one however often it is offered
+    (edoc.node.collector._refuse)."""
+    refusal = replace(answer("02"), idempotency_key="refused\nR1")
+    added = await node_store.add_outgoing(refusal, NOW, ())
+    with pytest.raises(errors.DuplicateDocument):
+        await node_store.add_outgoing(refusal, NOW, ())
+    found = await node_store.outgoing_by_key(refusal.sender, "refused\nR1")
+    assert found is not None and found.id == added.id
+
+
 async def test_the_package_files_rows_name_are_listed(node_store: NodeStore) -> None:
     assert await node_store.package_files() == []  # packages in the store name none
     await node_store.add_outgoing(DOCUMENT, NOW, ())
