@@ -15,7 +15,32 @@ async def test_a_refusal_claiming_no_valid_sender_counts_as_unknown(tmp_path: Pa
     store = await open_hub_store(sqlite_url(tmp_path / "hub.sqlite"))
     try:
         await store.count(stats.rejected("001.00.00.A01", "EDOC-SIG-001", dt.date.today()))
-        report = await stats.report(store)
+        report = await stats.report(store, stats.Counted(), dt.date.today())
     finally:
         await store.close()
     assert report["by_province"]["unknown"]["rejected"] == 1
+
+
+async def test_the_days_before_yesterday_are_summed_once(tmp_path: Path) -> None:
+    """Settled: no count goes on them any more. Yesterday and today are summed at every
+    look, and when a day passes the days before the new yesterday are summed again."""
+    today = dt.date(2026, 12, 3)
+    store = await open_hub_store(sqlite_url(tmp_path / "hub.sqlite"))
+    counted = stats.Counted()
+
+    async def sent_on(day: dt.date) -> int:
+        report = await stats.report(store, counted, day)
+        return int(report["totals"]["sent"])
+
+    try:
+        await store.count(stats.sent("document", "000.00.12.H53", today - dt.timedelta(days=5)))
+        await store.count(stats.sent("document", "000.00.12.H53", today - dt.timedelta(days=1)))
+        assert await sent_on(today) == 2
+        # (a count on a settled day, as a clock a day behind would make: not seen)
+        await store.count(stats.sent("document", "000.00.12.H53", today - dt.timedelta(days=5)))
+        await store.count(stats.sent("document", "000.00.12.H53", today - dt.timedelta(days=1)))
+        await store.count(stats.sent("document", "000.00.12.H53", today))
+        assert await sent_on(today) == 4
+        assert await sent_on(today + dt.timedelta(days=1)) == 5  # summed again
+    finally:
+        await store.close()

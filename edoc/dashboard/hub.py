@@ -4,6 +4,7 @@ last polls, refusals by code, certificates and alerts (served under /dashboard/)
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from collections import defaultdict
 from collections.abc import Iterable
 from typing import Any
@@ -34,6 +35,7 @@ SPIKE_FACTOR = 3
 SPIKE_MINIMUM = 10
 
 
+@functools.lru_cache(maxsize=65536)
 def _root(org_id: str) -> str:
     try:
         return OrgId.parse(org_id).root_code if org_id else UNKNOWN
@@ -231,7 +233,7 @@ def overview_of(state_key: web.AppKey[HubState]) -> dashboard.Overview:
         state = request.app[state_key]
         now = dt.datetime.now(dt.UTC)
         filters = charts.Filters.of(request)
-        counts = await state.store.counters()
+        counts = (await state.counted.sums(state.store, now.date())).by_day  # by province
         queues = {backlog.node: backlog.waiting for backlog in await state.store.backlogs()}
         names = _names((await state.store.directory()).entries)
         rows = provinces(counts, queues, dict(state.polled), names, now)

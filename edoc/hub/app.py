@@ -27,6 +27,7 @@ import functools
 import uuid
 from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
+from typing import Any
 
 import structlog
 from aiohttp import web
@@ -234,7 +235,11 @@ async def get_stats(request: web.Request) -> web.Response:
     """Open to anyone, and a year of a national network is a million counters: requests
     that come while a report is made take that one (edoc.recent.Recent)."""
     state = request.app[STATE]
-    return web.json_response(await state.reports.value(0, lambda: stats.report(state.store)))
+
+    async def report() -> dict[str, Any]:
+        return await stats.report(state.store, state.counted, dt.datetime.now(dt.UTC).date())
+
+    return web.json_response(await state.reports.value(0, report))
 
 
 async def healthz(request: web.Request) -> web.Response:

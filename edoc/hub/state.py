@@ -11,6 +11,7 @@ from typing import Any
 
 from prometheus_client import Counter
 
+from edoc.hub.stats import Counted
 from edoc.keystore import KeyStore
 from edoc.offload import Offload
 from edoc.recent import Recent
@@ -74,6 +75,7 @@ class HubState:
     # node → when it last asked for deliveries (this instance only), for the dashboard
     polled: dict[str, dt.datetime] = field(default_factory=dict)
     reports: Recent[dict[str, Any]] = field(default_factory=Recent)  # GET /api/v1/stats
+    counted: Counted = field(default_factory=Counted)  # for it and the dashboard
 
     def __post_init__(self) -> None:
         registry = self.metrics.registry

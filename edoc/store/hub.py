@@ -131,36 +131,47 @@ class Count:
 
 @dataclass(frozen=True)
 class CounterSums:
-    """The counters summed as the statistics report shows them, by the store: a year of a
-    national network is over a million counters, too many to carry out and add up.
-    ``by_org`` rows are (org_id, metric, reason, total), ``by_day`` rows (day, metric,
-    total), each in that order."""
+    """The counters of some days summed by the store, as the statistics report and the
+    dashboard show them: a year of a national network is over a million counters, too
+    many to carry out and add up at every look. ``by_org`` rows are (org_id, metric,
+    reason, total) over those days; ``by_day`` counts are per day and province (org_id
+    its level-1 identifier; for a refusal, the organization it claimed, which may be no
+    valid identifier), metric and reason. Two sums of other days add up by ``+``."""
 
     by_org: list[tuple[str, str, str, int]]
-    by_day: list[tuple[dt.date, str, int]]
+    by_day: list[Count]
+
+    def __add__(self, other: CounterSums) -> CounterSums:
+        return CounterSums(self.by_org + other.by_org, self.by_day + other.by_day)
 
     @classmethod
     def of(cls, rows: Iterable[Any]) -> CounterSums:
-        """From the rows of SUMS (a day as SQLite gives it: text)."""
+        """From the rows of sums_sql (a day as SQLite gives it: text)."""
         sums = cls([], [])
-        for org_id, on, metric, reason, total in rows:
-            if org_id is None:
-                day = dt.date.fromisoformat(on) if isinstance(on, str) else on
-                sums.by_day.append((day, metric, int(total)))
-            else:
+        for part, on, org_id, metric, reason, total in rows:
+            if part == "org":
                 sums.by_org.append((org_id, metric, reason, int(total)))
+            else:
+                day = dt.date.fromisoformat(on) if isinstance(on, str) else on
+                sums.by_day.append(Count(day, org_id, metric, reason, int(total)))
         return sums
 
 
-# The same in both stores' SQL: one statement, so that both sums are of one snapshot
-# (totals and days add up the same), the organizations' rows with no day, the days' with
-# no organization.
-SUMS = (
-    "SELECT org_id, NULL, metric, reason, SUM(count) FROM counters"
-    " GROUP BY org_id, metric, reason"
-    " UNION ALL SELECT NULL, day, metric, NULL, SUM(count) FROM counters GROUP BY day, metric"
-    " ORDER BY 1, 2, 3, 4"
-)
+def sums_sql(first: str, before: str) -> str:
+    """The SQL of CounterSums for the days from parameter ``first`` to, not including,
+    ``before`` (each store's placeholders), the same in both stores: one statement, so
+    that both sums are of one snapshot. An accepted message's organization is a valid
+    identifier: its province is its last three characters."""
+    days = f"FROM counters WHERE day >= {first} AND day < {before}"
+    province = "'000.00.00.' || substr(org_id, length(org_id) - 2)"
+    return (
+        f"SELECT 'org', NULL, org_id, metric, reason, SUM(count) {days}"
+        " GROUP BY org_id, metric, reason"
+        f" UNION ALL SELECT 'day', day,"
+        f" CASE WHEN metric = 'rejected' THEN org_id ELSE {province} END,"
+        f" metric, reason, SUM(count) {days} GROUP BY 2, 3, 4, 5"
+        " ORDER BY 1, 2, 3, 4, 5"
+    )
 
 
 @dataclass(frozen=True)
@@ -282,7 +293,9 @@ class HubStore(Protocol):
 
     async def counters(self) -> list[Count]: ...
 
-    async def counter_sums(self) -> CounterSums: ...
+    async def counter_sums(self, first: dt.date, before: dt.date) -> CounterSums:
+        """The counters of the days from ``first`` to, not including, ``before``."""
+        ...
 
     async def backlogs(self) -> list[Backlog]:
         """Unacknowledged deliveries per node, for the nodes that have any."""

@@ -143,32 +143,40 @@ async def test_tallies_of_one_acknowledgement_add_up(hub_store: HubStore) -> Non
     assert Count(DAY, H34.org_id, "received", "", 3) in await hub_store.counters()
 
 
-async def test_counter_sums_add_up_every_day_and_every_organization(
+async def test_counter_sums_add_up_by_organization_and_by_day_and_province(
     hub_store: HubStore,
 ) -> None:
     later = DAY + dt.timedelta(days=1)
+    h34_office = "000.00.05.H34"  # another organization of H34's province
     for tally in (
         Tally(DAY, H34.org_id, "sent", "", 2),
         Tally(later, H34.org_id, "sent", "", 3),
+        Tally(later, h34_office, "sent", "", 7),
         Tally(later, H23.org_id, "sent", "", 5),
         Tally(DAY, H23.org_id, "rejected", "EDOC-SIG-001", 1),
         Tally(later, H23.org_id, "rejected", "EDOC-SIG-001", 1),
         Tally(later, "", "rejected", "EDOC-XML-001", 4),
+        Tally(later + dt.timedelta(days=1), H34.org_id, "sent", "", 100),  # not asked
     ):
         await hub_store.count(tally)
-    sums = await hub_store.counter_sums()  # in order: the report's keys follow it
+    # in order: the report's keys follow it
+    sums = await hub_store.counter_sums(DAY, later + dt.timedelta(days=1))
     assert sums.by_org == [
         ("", "rejected", "EDOC-XML-001", 4),
         (H34.org_id, "sent", "", 5),
+        (h34_office, "sent", "", 7),
         (H23.org_id, "rejected", "EDOC-SIG-001", 2),
         (H23.org_id, "sent", "", 5),
     ]
-    assert sums.by_day == [
-        (DAY, "rejected", 1),
-        (DAY, "sent", 2),
-        (later, "rejected", 5),
-        (later, "sent", 8),
+    assert sums.by_day == [  # by province; a refusal by the organization it claimed
+        Count(DAY, H34.org_id, "sent", "", 2),
+        Count(DAY, H23.org_id, "rejected", "EDOC-SIG-001", 1),
+        Count(later, "", "rejected", "EDOC-XML-001", 4),
+        Count(later, "000.00.00.H23", "sent", "", 5),
+        Count(later, H34.org_id, "sent", "", 10),
+        Count(later, H23.org_id, "rejected", "EDOC-SIG-001", 1),
     ]
+    assert (await hub_store.counter_sums(later, later)).by_org == []  # no day at all
 
 
 async def test_backlogs_and_queues_count_what_is_not_acknowledged(hub_store: HubStore) -> None:

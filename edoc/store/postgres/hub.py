@@ -18,7 +18,6 @@ import asyncpg
 
 from edoc import errors
 from edoc.store.hub import (
-    SUMS,
     Backlog,
     Count,
     CounterSums,
@@ -29,6 +28,7 @@ from edoc.store.hub import (
     PackageRecord,
     Receipt,
     Tally,
+    sums_sql,
 )
 from edoc.store.postgres.database import CONNECT_TIMEOUT
 from edoc.store.postgres.hub_intake import HubIntake
@@ -183,6 +183,9 @@ def _delivery(row: asyncpg.Record) -> Delivery:
     return Delivery(**dict(row))
 
 
+_SUMS = sums_sql("$1", "$2")
+
+
 class PostgresHubStore(HubIntake):
     component = "hub"
     migrations = (FIRST, NOTIFY, WINDOWS)
@@ -315,8 +318,8 @@ class PostgresHubStore(HubIntake):
         )
         return [Count(r[0], r[1], r[2], r[3], int(r[4])) for r in rows]
 
-    async def counter_sums(self) -> CounterSums:
-        return CounterSums.of(await self._rows(SUMS))
+    async def counter_sums(self, first: dt.date, before: dt.date) -> CounterSums:
+        return CounterSums.of(await self._rows(_SUMS, first, before))
 
     async def backlogs(self) -> list[Backlog]:
         rows = await self._rows(

@@ -16,7 +16,6 @@ from typing import Any
 
 from edoc import errors
 from edoc.store.hub import (
-    SUMS,
     Admission,
     Backlog,
     Count,
@@ -29,6 +28,7 @@ from edoc.store.hub import (
     PackageRecord,
     Receipt,
     Tally,
+    sums_sql,
 )
 from edoc.store.sqlite.database import from_ms, query, to_ms
 from edoc.store.sqlite.hub_intake import admission, package_record
@@ -192,6 +192,9 @@ def _directory_version(db: sqlite3.Connection) -> int:
     return int(version[0]) if version else 0
 
 
+_SUMS = sums_sql("?1", "?2")
+
+
 class SqliteHubStore(HubViews):
     schema = SCHEMA
     added_columns = (("packages", "body", "BLOB"),)
@@ -280,8 +283,8 @@ class SqliteHubStore(HubViews):
         )
         return [Count(dt.date.fromisoformat(r[0]), r[1], r[2], r[3], r[4]) for r in rows]
 
-    async def counter_sums(self) -> CounterSums:
-        return CounterSums.of(await self._rows(SUMS))
+    async def counter_sums(self, first: dt.date, before: dt.date) -> CounterSums:
+        return CounterSums.of(await self._rows(_SUMS, (first.isoformat(), before.isoformat())))
 
     async def backlogs(self) -> list[Backlog]:
         rows = await self._rows(
