@@ -233,7 +233,8 @@ def overview_of(state_key: web.AppKey[HubState]) -> dashboard.Overview:
         state = request.app[state_key]
         now = dt.datetime.now(dt.UTC)
         filters = charts.Filters.of(request)
-        counts = (await state.counted.sums(state.store, now.date())).by_day  # by province
+        sums = await state.counted.sums(state.store.counter_sums, now.date())
+        counts = sums.by_day  # by day and province
         queues = {backlog.node: backlog.waiting for backlog in await state.store.backlogs()}
         names = _names((await state.store.directory()).entries)
         rows = provinces(counts, queues, dict(state.polled), names, now)

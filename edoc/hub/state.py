@@ -11,12 +11,12 @@ from typing import Any
 
 from prometheus_client import Counter
 
-from edoc.hub.stats import Counted
 from edoc.keystore import KeyStore
 from edoc.offload import Offload
 from edoc.recent import Recent
+from edoc.settled import Settled
 from edoc.store import sqlite_url
-from edoc.store.hub import HubStore
+from edoc.store.hub import CounterSums, HubStore
 from edoc.web import HttpMetrics, KnownTokens
 
 HUB_ORG_ID = "000.00.00.G22"  # the axis is run by the Government Office (Văn phòng Chính phủ)
@@ -75,7 +75,8 @@ class HubState:
     # node → when it last asked for deliveries (this instance only), for the dashboard
     polled: dict[str, dt.datetime] = field(default_factory=dict)
     reports: Recent[dict[str, Any]] = field(default_factory=Recent)  # GET /api/v1/stats
-    counted: Counted = field(default_factory=Counted)  # for it and the dashboard
+    # the counters summed, for the statistics and the dashboard (edoc.settled)
+    counted: Settled[CounterSums] = field(default_factory=Settled)
 
     def __post_init__(self) -> None:
         registry = self.metrics.registry

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
-import math
 from collections import defaultdict
 from typing import Any
 
 from edoc import errors
 from edoc.model import MessageKind
 from edoc.orgid import OrgId
-from edoc.recent import Recent
+from edoc.settled import Settled
 from edoc.store.hub import CounterSums, HubStore, Tally
 
 METRICS = ("sent", "received", "status_sent", "status_received", "rejected")
@@ -43,32 +42,9 @@ def _province(org_id: str) -> str:
         return "unknown"
 
 
-# A count goes on the UTC day it is made, and a hub instance whose clock is a little
-# behind may still add to yesterday: the days before are settled, summed once and kept.
-UNSETTLED = dt.timedelta(days=1)
-
-
-class Counted:
-    """The hub's counters summed (edoc.store.hub.CounterSums): the settled days once (again
-    when the next day settles), the last two at every look. A look at the statistics or
-    the dashboard costs two days' counters, not every day's since the hub began (a year
-    of a national network: 2.6 s of the store's reading thread at each)."""
-
-    def __init__(self) -> None:
-        self._settled: tuple[dt.date, Recent[CounterSums]] | None = None
-
-    async def sums(self, store: HubStore, today: dt.date) -> CounterSums:
-        boundary = today - UNSETTLED
-        if self._settled is None or self._settled[0] != boundary:
-            self._settled = (boundary, Recent())
-        settle = functools.partial(store.counter_sums, dt.date.min, boundary)
-        settled = await self._settled[1].value(math.inf, settle)
-        return settled + await store.counter_sums(boundary, dt.date.max)
-
-
-async def report(store: HubStore, counted: Counted, today: dt.date) -> dict[str, Any]:
+async def report(store: HubStore, counted: Settled[CounterSums], today: dt.date) -> dict[str, Any]:
     """From the counters summed by organization, and by day and province."""
-    sums = await counted.sums(store, today)
+    sums = await counted.sums(store.counter_sums, today)
     totals: dict[str, int] = dict.fromkeys(METRICS, 0)
     by_org: defaultdict[str, dict[str, int]] = defaultdict(lambda: dict.fromkeys(METRICS, 0))
     by_province: defaultdict[str, dict[str, int]] = defaultdict(lambda: dict.fromkeys(METRICS, 0))

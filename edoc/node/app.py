@@ -329,7 +329,9 @@ async def post_statuses(request: web.Request) -> web.Response:
 
 
 async def get_stats(request: web.Request) -> web.Response:
-    return web.json_response(await stats.report(request.app[STATE].store))
+    state = request.app[STATE]
+    today = dt.datetime.now(dt.UTC).date()
+    return web.json_response(await stats.report(state.store, state.counted, today))
 
 
 async def healthz(request: web.Request) -> web.Response:

@@ -12,8 +12,9 @@ from edoc.client import HubClient
 from edoc.keystore import KeyStore
 from edoc.offload import Offload
 from edoc.orgid import OrgId, parse_root_code, root_of
+from edoc.settled import Settled
 from edoc.store import sqlite_url
-from edoc.store.node import NodeStore
+from edoc.store.node import CounterSums, NodeStore
 from edoc.web import HttpMetrics, KnownTokens
 
 
@@ -70,6 +71,8 @@ class NodeState:
     # is stored; only agencies someone waits for have one
     inbox_wakeups: dict[str, asyncio.Event] = field(default_factory=dict)
     stopping: bool = False  # the node is shutting down: held inbox reads answer at once
+    # the counters summed, for the statistics and the dashboard (edoc.settled)
+    counted: Settled[CounterSums] = field(default_factory=Settled)
 
     async def agency_for_token(self, token_sha256: str) -> str | None:
         """The agency a token belongs to (a known one remembered for a few seconds)."""

@@ -9,7 +9,8 @@ from typing import Any
 
 from edoc.model import reached, recipient_state
 from edoc.orgid import OrgId
-from edoc.store.node import NewInboxItem, NewOutgoing, NodeStore, Tally
+from edoc.settled import Settled
+from edoc.store.node import CounterSums, NewInboxItem, NewOutgoing, NodeStore, Tally
 
 
 def _province(org_id: str) -> str:
@@ -31,26 +32,28 @@ def received_tallies(document: NewInboxItem, day: dt.date) -> list[Tally]:
     return [Tally(day, document.recipient, _province(document.sender), "received")]
 
 
-async def report(store: NodeStore) -> dict[str, Any]:
+async def report(store: NodeStore, counted: Settled[CounterSums], today: dt.date) -> dict[str, Any]:
+    """From the counters summed by agency and partner, and by day (edoc.settled)."""
     sent = received = signed = 0
     by_agency: defaultdict[str, Counter[str]] = defaultdict(Counter)
     by_partner: defaultdict[str, Counter[str]] = defaultdict(Counter)
     by_day: defaultdict[str, Counter[str]] = defaultdict(Counter)
-    for row in await store.counters():
-        day = row.day.isoformat()
-        if row.metric == "sent":
-            sent += row.count
-            by_agency[row.org_id]["sent"] += row.count
-            by_day[day]["sent"] += row.count
-        elif row.metric == "sent_signed":
-            signed += row.count
-        elif row.metric == "sent_to":
-            by_partner[row.partner]["sent"] += row.count
-        elif row.metric == "received":
-            received += row.count
-            by_agency[row.org_id]["received"] += row.count
-            by_partner[row.partner]["received"] += row.count
-            by_day[day]["received"] += row.count
+    sums = await counted.sums(store.counter_sums, today)
+    for org_id, partner, metric, count in sums.by_org:
+        if metric == "sent":
+            sent += count
+            by_agency[org_id]["sent"] += count
+        elif metric == "sent_signed":
+            signed += count
+        elif metric == "sent_to":
+            by_partner[partner]["sent"] += count
+        elif metric == "received":
+            received += count
+            by_agency[org_id]["received"] += count
+            by_partner[partner]["received"] += count
+    for counter in sums.by_day:
+        if counter.metric in ("sent", "received"):
+            by_day[counter.day.isoformat()][counter.metric] += counter.count
     progress = await store.progress()
     states = progress.states
     delivered = sum(n for state, n in states.items() if reached(recipient_state(state)))

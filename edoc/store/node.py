@@ -50,6 +50,46 @@ class Count:
 
 
 @dataclass(frozen=True)
+class CounterSums:
+    """The counters of some days summed by the store (edoc.settled): ``by_org`` rows are
+    (org_id, partner, metric, total) over those days, ``by_day`` counts are per day,
+    partner and metric, over every agency (org_id ""). Two sums of other days add up by
+    ``+``."""
+
+    by_org: list[tuple[str, str, str, int]]
+    by_day: list[Count]
+
+    def __add__(self, other: CounterSums) -> CounterSums:
+        return CounterSums(self.by_org + other.by_org, self.by_day + other.by_day)
+
+    @classmethod
+    def of(cls, rows: Iterable[Any]) -> CounterSums:
+        """From the rows of sums_sql (a day as SQLite gives it: text)."""
+        sums = cls([], [])
+        for part, on, org_id, partner, metric, total in rows:
+            if part == "org":
+                sums.by_org.append((org_id, partner, metric, int(total)))
+            else:
+                day = dt.date.fromisoformat(on) if isinstance(on, str) else on
+                sums.by_day.append(Count(day, org_id, partner, metric, int(total)))
+        return sums
+
+
+def sums_sql(first: str, before: str) -> str:
+    """The SQL of CounterSums for the days from parameter ``first`` to, not including,
+    ``before`` (each store's placeholders), the same in both stores: one statement, so
+    that both sums are of one snapshot."""
+    days = f"FROM counters WHERE day >= {first} AND day < {before}"
+    return (
+        f"SELECT 'org', NULL, org_id, partner, metric, SUM(count) {days}"
+        " GROUP BY org_id, partner, metric"
+        f" UNION ALL SELECT 'day', day, '', partner, metric, SUM(count) {days}"
+        " GROUP BY day, partner, metric"
+        " ORDER BY 1, 2, 3, 4, 5"
+    )
+
+
+@dataclass(frozen=True)
 class Agency:
     org_id: str
     name: str
@@ -439,6 +479,10 @@ class NodeStore(Protocol):
 
     # statistics
     async def counters(self) -> list[Count]: ...
+
+    async def counter_sums(self, first: dt.date, before: dt.date) -> CounterSums:
+        """The counters of the days from ``first`` to, not including, ``before``."""
+        ...
 
     async def progress(self) -> Progress:
         """Where the recipients of the node's documents stand (kept as rows change)."""

@@ -310,6 +310,35 @@ async def test_a_received_document_is_stored_once_with_its_answer(node_store: No
     }
 
 
+async def test_counter_sums_add_up_by_agency_and_partner_and_by_day(
+    node_store: NodeStore,
+) -> None:
+    later = DAY + dt.timedelta(days=1)
+    for tally in (
+        Tally(DAY, SENDER, "", "sent", 2),
+        Tally(later, SENDER, "", "sent", 3),
+        Tally(later, NEIGHBOUR, "", "sent", 4),
+        Tally(later, SENDER, "000.00.00.H34", "sent_to", 3),
+        Tally(later, NEIGHBOUR, "000.00.00.H34", "received", 1),
+        Tally(later + dt.timedelta(days=1), SENDER, "", "sent", 100),  # not asked
+    ):
+        await node_store.add_outgoing(replace(DOCUMENT, document_id=str(tally)), NOW, [tally])
+    sums = await node_store.counter_sums(DAY, later + dt.timedelta(days=1))
+    assert sums.by_org == [
+        (NEIGHBOUR, "", "sent", 4),
+        (NEIGHBOUR, "000.00.00.H34", "received", 1),
+        (SENDER, "", "sent", 5),
+        (SENDER, "000.00.00.H34", "sent_to", 3),
+    ]
+    assert sums.by_day == [  # over every agency
+        Count(DAY, "", "", "sent", 2),
+        Count(later, "", "", "sent", 7),
+        Count(later, "", "000.00.00.H34", "received", 1),
+        Count(later, "", "000.00.00.H34", "sent_to", 3),
+    ]
+    assert (await node_store.counter_sums(later, later)).by_day == []  # no day at all
+
+
 async def test_a_status_with_a_key_is_added_once(node_store: NodeStore) -> None:
     """What keeps a node's 02 for a refused delivery to one however often it is offered
     (edoc.node.collector._refuse)."""

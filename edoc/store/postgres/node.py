@@ -22,6 +22,7 @@ from edoc.store.node import (
     PACKAGE_FILES,
     Agency,
     Count,
+    CounterSums,
     Event,
     InboxItem,
     NewAnswer,
@@ -39,6 +40,7 @@ from edoc.store.node import (
     as_stored,
     history,
     progress,
+    sums_sql,
 )
 from edoc.store.postgres.database import PROGRESS_LOCK, Connection
 from edoc.store.postgres.node_rows import (
@@ -89,6 +91,9 @@ async def _add_answer(conn: Connection, answer: NewAnswer, now: dt.datetime) -> 
 
 
 FOLD_EVERY = 60.0  # seconds: the progress changes are folded into the counts this often
+
+
+_SUMS = sums_sql("$1", "$2")
 
 
 class PostgresNodeStore(NodeViews):
@@ -344,6 +349,9 @@ class PostgresNodeStore(NodeViews):
     # --- statistics ------------------------------------------------------------------------------
     async def package_files(self) -> list[str]:
         return [row[0] for row in await self._rows(PACKAGE_FILES)]
+
+    async def counter_sums(self, first: dt.date, before: dt.date) -> CounterSums:
+        return CounterSums.of(await self._rows(_SUMS, first, before))
 
     async def counters(self) -> list[Count]:
         rows = await self._rows("SELECT day, org_id, partner, metric, count FROM counters")

@@ -18,6 +18,7 @@ from edoc.store.node import (
     PACKAGE_FILES,
     Agency,
     Count,
+    CounterSums,
     Event,
     InboxItem,
     NewAnswer,
@@ -31,6 +32,7 @@ from edoc.store.node import (
     Tally,
     Transfer,
     progress,
+    sums_sql,
 )
 from edoc.store.sqlite.database import query, to_ms
 from edoc.store.sqlite.node_outbox import PACKAGES, due_transfers, next_transfer_at, packages_of
@@ -69,6 +71,9 @@ def _add_answer(db: sqlite3.Connection, answer: NewAnswer, now: dt.datetime) -> 
     outgoing_id = insert_outgoing_rows(db, answer.message, now)
     insert_answer(db, answer.inbox_id, answer.message.status_code, now)
     return outgoing_id
+
+
+_SUMS = sums_sql("?1", "?2")
 
 
 class SqliteNodeStore(NodeViews):
@@ -278,6 +283,9 @@ class SqliteNodeStore(NodeViews):
     # --- statistics ------------------------------------------------------------------------------
     async def package_files(self) -> list[str]:
         return [row[0] for row in await self._rows(PACKAGE_FILES)]
+
+    async def counter_sums(self, first: dt.date, before: dt.date) -> CounterSums:
+        return CounterSums.of(await self._rows(_SUMS, (first.isoformat(), before.isoformat())))
 
     async def counters(self) -> list[Count]:
         rows = await self._rows("SELECT day, org_id, partner, metric, count FROM counters")

@@ -1,0 +1,41 @@
+"""Sums of daily counters whose older days no longer change: each count goes on the UTC
+day it is made, and a service whose clock is a little behind may still add to
+yesterday. The days before are settled, summed once and kept; the last two are summed at
+every look. A look at a service's statistics or dashboard then costs two days' counters,
+not every day's since it began (a year of a national hub: 2.6 s of its store's reading
+thread at each)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+import math
+from collections.abc import Awaitable, Callable
+from typing import Generic, Protocol, Self, TypeVar
+
+from edoc.recent import Recent
+
+UNSETTLED = dt.timedelta(days=1)
+
+
+class Sums(Protocol):
+    def __add__(self, other: Self) -> Self: ...
+
+
+S = TypeVar("S", bound=Sums)
+SumDays = Callable[[dt.date, dt.date], Awaitable[S]]  # the days from the first to before
+
+
+class Settled(Generic[S]):
+    def __init__(self) -> None:
+        self._settled: tuple[dt.date, Recent[S]] | None = None  # to this day, its sums
+
+    async def sums(self, sum_days: SumDays[S], today: dt.date) -> S:
+        """Every day's counters summed by ``sum_days`` (today is UTC's)."""
+        boundary = today - UNSETTLED
+        if self._settled is None or self._settled[0] != boundary:
+            self._settled = (boundary, Recent())  # (the day changed: the next one settles)
+        settled = await self._settled[1].value(
+            math.inf, functools.partial(sum_days, dt.date.min, boundary)
+        )
+        return settled + await sum_days(boundary, dt.date.max)
