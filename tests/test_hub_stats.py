@@ -8,7 +8,7 @@ from pathlib import Path
 from edoc.hub import stats
 from edoc.settled import Settled
 from edoc.store import open_hub_store, sqlite_url
-from edoc.store.hub import CounterSums
+from edoc.store.hub import Sums
 
 
 async def test_a_refusal_claiming_no_valid_sender_counts_as_unknown(tmp_path: Path) -> None:
@@ -28,7 +28,7 @@ async def test_the_days_before_yesterday_are_summed_once(tmp_path: Path) -> None
     look, and when a day passes the days before the new yesterday are summed again."""
     today = dt.date(2026, 12, 3)
     store = await open_hub_store(sqlite_url(tmp_path / "hub.sqlite"))
-    counted: Settled[CounterSums] = Settled()
+    counted: Settled[Sums] = Settled()
 
     async def sent_on(day: dt.date) -> int:
         report = await stats.report(store, counted, day)

@@ -16,7 +16,7 @@ from edoc.offload import Offload
 from edoc.recent import Recent
 from edoc.settled import Settled
 from edoc.store import sqlite_url
-from edoc.store.hub import CounterSums, HubStore
+from edoc.store.hub import HubStore, Sums
 from edoc.web import HttpMetrics, KnownTokens
 
 HUB_ORG_ID = "000.00.00.G22"  # the axis is run by the Government Office (Văn phòng Chính phủ)
@@ -76,7 +76,7 @@ class HubState:
     polled: dict[str, dt.datetime] = field(default_factory=dict)
     reports: Recent[dict[str, Any]] = field(default_factory=Recent)  # GET /api/v1/stats
     # the counters summed, for the statistics and the dashboard (edoc.settled)
-    counted: Settled[CounterSums] = field(default_factory=Settled)
+    counted: Settled[Sums] = field(default_factory=Settled)
 
     def __post_init__(self) -> None:
         registry = self.metrics.registry

@@ -11,7 +11,7 @@ from edoc import errors
 from edoc.model import MessageKind
 from edoc.orgid import OrgId
 from edoc.settled import Settled
-from edoc.store.hub import CounterSums, HubStore, Tally
+from edoc.store.hub import HubStore, Sums, Tally
 
 METRICS = ("sent", "received", "status_sent", "status_received", "rejected")
 
@@ -42,7 +42,7 @@ def _province(org_id: str) -> str:
         return "unknown"
 
 
-async def report(store: HubStore, counted: Settled[CounterSums], today: dt.date) -> dict[str, Any]:
+async def report(store: HubStore, counted: Settled[Sums], today: dt.date) -> dict[str, Any]:
     """From the counters summed by organization, and by day and province."""
     sums = await counted.sums(store.counter_sums, today)
     totals: dict[str, int] = dict.fromkeys(METRICS, 0)

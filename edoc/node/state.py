@@ -14,7 +14,7 @@ from edoc.offload import Offload
 from edoc.orgid import OrgId, parse_root_code, root_of
 from edoc.settled import Settled
 from edoc.store import sqlite_url
-from edoc.store.node import CounterSums, NodeStore
+from edoc.store.node import NodeStore, Sums
 from edoc.web import HttpMetrics, KnownTokens
 
 
@@ -72,7 +72,7 @@ class NodeState:
     inbox_wakeups: dict[str, asyncio.Event] = field(default_factory=dict)
     stopping: bool = False  # the node is shutting down: held inbox reads answer at once
     # the counters summed, for the statistics and the dashboard (edoc.settled)
-    counted: Settled[CounterSums] = field(default_factory=Settled)
+    counted: Settled[Sums] = field(default_factory=Settled)
 
     async def agency_for_token(self, token_sha256: str) -> str | None:
         """The agency a token belongs to (a known one remembered for a few seconds)."""

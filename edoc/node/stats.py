@@ -10,7 +10,7 @@ from typing import Any
 from edoc.model import reached, recipient_state
 from edoc.orgid import OrgId
 from edoc.settled import Settled
-from edoc.store.node import CounterSums, NewInboxItem, NewOutgoing, NodeStore, Tally
+from edoc.store.node import NewInboxItem, NewOutgoing, NodeStore, Sums, Tally
 
 
 def _province(org_id: str) -> str:
@@ -32,7 +32,7 @@ def received_tallies(document: NewInboxItem, day: dt.date) -> list[Tally]:
     return [Tally(day, document.recipient, _province(document.sender), "received")]
 
 
-async def report(store: NodeStore, counted: Settled[CounterSums], today: dt.date) -> dict[str, Any]:
+async def report(store: NodeStore, counted: Settled[Sums], today: dt.date) -> dict[str, Any]:
     """From the counters summed by agency and partner, and by day (edoc.settled)."""
     sent = received = signed = 0
     by_agency: defaultdict[str, Counter[str]] = defaultdict(Counter)

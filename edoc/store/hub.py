@@ -9,9 +9,11 @@ none of them, it keeps what it is given.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Protocol
+
+from edoc.store.sums import CounterSums
 
 
 @dataclass(frozen=True)
@@ -129,39 +131,17 @@ class Count:
     count: int
 
 
-@dataclass(frozen=True)
-class CounterSums:
-    """The counters of some days summed by the store, as the statistics report and the
-    dashboard show them: a year of a national network is over a million counters, too
-    many to carry out and add up at every look. ``by_org`` rows are (org_id, metric,
-    reason, total) over those days; ``by_day`` counts are per day and province (org_id
-    its level-1 identifier; for a refusal, the organization it claimed, which may be no
-    valid identifier), metric and reason. Two sums of other days add up by ``+``."""
-
-    by_org: list[tuple[str, str, str, int]]
-    by_day: list[Count]
-
-    def __add__(self, other: CounterSums) -> CounterSums:
-        return CounterSums(self.by_org + other.by_org, self.by_day + other.by_day)
-
-    @classmethod
-    def of(cls, rows: Iterable[Any]) -> CounterSums:
-        """From the rows of sums_sql (a day as SQLite gives it: text)."""
-        sums = cls([], [])
-        for part, on, org_id, metric, reason, total in rows:
-            if part == "org":
-                sums.by_org.append((org_id, metric, reason, int(total)))
-            else:
-                day = dt.date.fromisoformat(on) if isinstance(on, str) else on
-                sums.by_day.append(Count(day, org_id, metric, reason, int(total)))
-        return sums
+Sums = CounterSums[Count]  # what the store's counter_sums gives
 
 
 def sums_sql(first: str, before: str) -> str:
-    """The SQL of CounterSums for the days from parameter ``first`` to, not including,
-    ``before`` (each store's placeholders), the same in both stores: one statement, so
-    that both sums are of one snapshot. An accepted message's organization is a valid
-    identifier: its province is its last three characters."""
+    """The SQL of the hub's CounterSums (edoc.store.sums) of the days from parameter
+    ``first`` to, not including, ``before`` (each store's placeholders): ``by_org`` rows
+    (org_id, metric, reason, total); ``by_day`` counts per day and province (org_id its
+    level-1 identifier; for a refusal the organization it claimed, which may be no valid
+    identifier), metric and reason. One statement, so that both sums are of one
+    snapshot. An accepted message's organization is a valid identifier: its province is
+    its last three characters."""
     days = f"FROM counters WHERE day >= {first} AND day < {before}"
     province = "'000.00.00.' || substr(org_id, length(org_id) - 2)"
     return (
@@ -293,7 +273,7 @@ class HubStore(Protocol):
 
     async def counters(self) -> list[Count]: ...
 
-    async def counter_sums(self, first: dt.date, before: dt.date) -> CounterSums:
+    async def counter_sums(self, first: dt.date, before: dt.date) -> Sums:
         """The counters of the days from ``first`` to, not including, ``before``."""
         ...
 

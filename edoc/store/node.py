@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from edoc.model import DeliveryState, Route, TransferState
+from edoc.store.sums import CounterSums
 
 
 @dataclass(frozen=True)
@@ -49,36 +50,14 @@ class Count:
     count: int
 
 
-@dataclass(frozen=True)
-class CounterSums:
-    """The counters of some days summed by the store (edoc.settled): ``by_org`` rows are
-    (org_id, partner, metric, total) over those days, ``by_day`` counts are per day,
-    partner and metric, over every agency (org_id ""). Two sums of other days add up by
-    ``+``."""
-
-    by_org: list[tuple[str, str, str, int]]
-    by_day: list[Count]
-
-    def __add__(self, other: CounterSums) -> CounterSums:
-        return CounterSums(self.by_org + other.by_org, self.by_day + other.by_day)
-
-    @classmethod
-    def of(cls, rows: Iterable[Any]) -> CounterSums:
-        """From the rows of sums_sql (a day as SQLite gives it: text)."""
-        sums = cls([], [])
-        for part, on, org_id, partner, metric, total in rows:
-            if part == "org":
-                sums.by_org.append((org_id, partner, metric, int(total)))
-            else:
-                day = dt.date.fromisoformat(on) if isinstance(on, str) else on
-                sums.by_day.append(Count(day, org_id, partner, metric, int(total)))
-        return sums
+Sums = CounterSums[Count]  # what the store's counter_sums gives
 
 
 def sums_sql(first: str, before: str) -> str:
-    """The SQL of CounterSums for the days from parameter ``first`` to, not including,
-    ``before`` (each store's placeholders), the same in both stores: one statement, so
-    that both sums are of one snapshot."""
+    """The SQL of a node's CounterSums (edoc.store.sums) of the days from parameter
+    ``first`` to, not including, ``before`` (each store's placeholders): ``by_org`` rows
+    (org_id, partner, metric, total); ``by_day`` counts per day, partner and metric, over
+    every agency (org_id ""). One statement, so that both sums are of one snapshot."""
     days = f"FROM counters WHERE day >= {first} AND day < {before}"
     return (
         f"SELECT 'org', NULL, org_id, partner, metric, SUM(count) {days}"
@@ -480,7 +459,7 @@ class NodeStore(Protocol):
     # statistics
     async def counters(self) -> list[Count]: ...
 
-    async def counter_sums(self, first: dt.date, before: dt.date) -> CounterSums:
+    async def counter_sums(self, first: dt.date, before: dt.date) -> Sums:
         """The counters of the days from ``first`` to, not including, ``before``."""
         ...
 

@@ -20,19 +20,20 @@ from edoc import errors
 from edoc.store.hub import (
     Backlog,
     Count,
-    CounterSums,
     Delivery,
     Directory,
     DirectoryEntry,
     NewPackage,
     PackageRecord,
     Receipt,
+    Sums,
     Tally,
     sums_sql,
 )
 from edoc.store.postgres.database import CONNECT_TIMEOUT
 from edoc.store.postgres.hub_intake import HubIntake
 from edoc.store.postgres.listen import Listener
+from edoc.store.sums import CounterSums
 
 FIRST = """
 CREATE TABLE packages (
@@ -318,8 +319,8 @@ class PostgresHubStore(HubIntake):
         )
         return [Count(r[0], r[1], r[2], r[3], int(r[4])) for r in rows]
 
-    async def counter_sums(self, first: dt.date, before: dt.date) -> CounterSums:
-        return CounterSums.of(await self._rows(_SUMS, first, before))
+    async def counter_sums(self, first: dt.date, before: dt.date) -> Sums:
+        return CounterSums.of(await self._rows(_SUMS, first, before), Count)
 
     async def backlogs(self) -> list[Backlog]:
         rows = await self._rows(

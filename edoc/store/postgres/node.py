@@ -22,7 +22,6 @@ from edoc.store.node import (
     PACKAGE_FILES,
     Agency,
     Count,
-    CounterSums,
     Event,
     InboxItem,
     NewAnswer,
@@ -34,6 +33,7 @@ from edoc.store.node import (
     Progress,
     Received,
     StateRule,
+    Sums,
     Tally,
     Transfer,
     TransferRecord,
@@ -62,6 +62,7 @@ from edoc.store.postgres.node_tables import (
     inbox_item,
 )
 from edoc.store.postgres.node_views import NodeViews
+from edoc.store.sums import CounterSums
 
 # the due transfers and when the next falls due, in one: one row per due transfer (DUE's columns, in
 # its order: by the transfers' priority again, the outer join keeps none), each with when
@@ -350,8 +351,8 @@ class PostgresNodeStore(NodeViews):
     async def package_files(self) -> list[str]:
         return [row[0] for row in await self._rows(PACKAGE_FILES)]
 
-    async def counter_sums(self, first: dt.date, before: dt.date) -> CounterSums:
-        return CounterSums.of(await self._rows(_SUMS, first, before))
+    async def counter_sums(self, first: dt.date, before: dt.date) -> Sums:
+        return CounterSums.of(await self._rows(_SUMS, first, before), Count)
 
     async def counters(self) -> list[Count]:
         rows = await self._rows("SELECT day, org_id, partner, metric, count FROM counters")

@@ -19,7 +19,6 @@ from edoc.store.hub import (
     Admission,
     Backlog,
     Count,
-    CounterSums,
     Delivery,
     Directory,
     DirectoryEntry,
@@ -27,12 +26,14 @@ from edoc.store.hub import (
     PackageKey,
     PackageRecord,
     Receipt,
+    Sums,
     Tally,
     sums_sql,
 )
 from edoc.store.sqlite.database import from_ms, query, to_ms
 from edoc.store.sqlite.hub_intake import admission, package_record
 from edoc.store.sqlite.hub_views import HubViews
+from edoc.store.sums import CounterSums
 
 SCHEMA = """
 -- the first release's tables; columns added since are in added_columns, added to new
@@ -283,8 +284,9 @@ class SqliteHubStore(HubViews):
         )
         return [Count(dt.date.fromisoformat(r[0]), r[1], r[2], r[3], r[4]) for r in rows]
 
-    async def counter_sums(self, first: dt.date, before: dt.date) -> CounterSums:
-        return CounterSums.of(await self._rows(_SUMS, (first.isoformat(), before.isoformat())))
+    async def counter_sums(self, first: dt.date, before: dt.date) -> Sums:
+        rows = await self._rows(_SUMS, (first.isoformat(), before.isoformat()))
+        return CounterSums.of(rows, Count)
 
     async def backlogs(self) -> list[Backlog]:
         rows = await self._rows(

@@ -18,7 +18,6 @@ from edoc.store.node import (
     PACKAGE_FILES,
     Agency,
     Count,
-    CounterSums,
     Event,
     InboxItem,
     NewAnswer,
@@ -29,6 +28,7 @@ from edoc.store.node import (
     Progress,
     Received,
     StateRule,
+    Sums,
     Tally,
     Transfer,
     progress,
@@ -54,6 +54,7 @@ from edoc.store.sqlite.node_writes import (
     outgoing,
     record,
 )
+from edoc.store.sums import CounterSums
 
 
 def _outgoing_where(db: sqlite3.Connection, where: str, params: tuple[Any, ...]) -> Outgoing | None:
@@ -284,8 +285,9 @@ class SqliteNodeStore(NodeViews):
     async def package_files(self) -> list[str]:
         return [row[0] for row in await self._rows(PACKAGE_FILES)]
 
-    async def counter_sums(self, first: dt.date, before: dt.date) -> CounterSums:
-        return CounterSums.of(await self._rows(_SUMS, (first.isoformat(), before.isoformat())))
+    async def counter_sums(self, first: dt.date, before: dt.date) -> Sums:
+        rows = await self._rows(_SUMS, (first.isoformat(), before.isoformat()))
+        return CounterSums.of(rows, Count)
 
     async def counters(self) -> list[Count]:
         rows = await self._rows("SELECT day, org_id, partner, metric, count FROM counters")
