@@ -218,3 +218,25 @@ async def test_a_package_file_the_hub_cannot_read_fails_its_own_fetch_alone(
         assert (code, answer["error"]["code"]) == (503, "EDOC-STORE-001")
     finally:
         hub.stop()
+
+
+async def test_scratch_a_stopped_hub_left_is_removed_at_start_once_old(
+    ca: Ca, tmp_path: Path
+) -> None:
+    """An upload, its parts, a package's temporary file: of a hub stopped mid-way. Those
+    still changing may be another instance's (edoc up --hubs), under way: kept."""
+    data = tmp_path / "hub"
+    old_upload = data / "incoming" / "a.edxml"
+    old_parts = data / "incoming" / "b.parts"
+    old_temporary = data / "packages" / ".c.edxml.d.tmp"
+    new_upload = data / "incoming" / "e.edxml"
+    for path in (old_upload, old_parts / "0", old_temporary, new_upload):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"<edXML/>")
+    long_ago = time.time() - 2 * 86400
+    for path in (old_upload, old_parts, old_temporary):
+        os.utime(path, (long_ago, long_ago))
+    hub = HubProcess(data, ca.keys.path).start()
+    hub.stop()
+    assert not any(path.exists() for path in (old_upload, old_parts, old_temporary))
+    assert new_upload.exists()

@@ -24,6 +24,8 @@ import asyncio
 import contextlib
 import datetime as dt
 import functools
+import shutil
+import time
 import uuid
 from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
@@ -55,6 +57,7 @@ from edoc.web import (
     token_digest,
 )
 
+log = structlog.get_logger()
 STATE = web.AppKey("state", HubState)
 
 
@@ -269,6 +272,30 @@ async def _stamp_batches(state: HubState) -> None:
     await stamp_forever(opened, stamping, state.keys, state.offload)
 
 
+# What a hub stopped mid-way leaves (an upload and its parts in incoming/, a package's
+# temporary file in packages/) is removed at start once it has not changed for this long:
+# the hub instances on one folder (edoc up --hubs) may be writing theirs now.
+SCRATCH_AGE = dt.timedelta(days=1)
+
+
+def _remove_old_scratch(data_dir: Path, now: float) -> None:
+    oldest = now - SCRATCH_AGE.total_seconds()
+    scratch = [
+        *(data_dir / "incoming").iterdir(),
+        *(data_dir / "packages").glob(".*.tmp"),  # (edoc.atomic.write_file's)
+    ]
+    for path in scratch:
+        try:
+            if path.lstat().st_mtime >= oldest:
+                continue
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path)
+            else:
+                path.unlink(missing_ok=True)
+        except OSError as exc:  # left there: a start is not refused for it
+            log.error("old scratch file not removed", path=str(path), reason=str(exc))
+
+
 def create_app(config: HubConfig) -> web.Application:
     http_metrics = HttpMetrics("hub")
     app = web.Application(middlewares=[middleware(http_metrics)], client_max_size=_most_read())
@@ -276,6 +303,7 @@ def create_app(config: HubConfig) -> web.Application:
     async def resources(app: web.Application) -> AsyncIterator[None]:
         for folder in ("packages", "incoming"):
             (config.data_dir / folder).mkdir(parents=True, exist_ok=True)
+        _remove_old_scratch(config.data_dir, time.time())
         # the store closed again whatever fails after it: its thread is no daemon and would
         # keep the process alive (as in edoc.node.app)
         async with contextlib.AsyncExitStack() as opened:
