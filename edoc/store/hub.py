@@ -169,6 +169,13 @@ class Hop:
     delivered_at: dt.datetime | None  # when the node acknowledged it
     delivery_id: int  # its package (the envelope the hub keeps): HubStore.delivery
 
+    def place(self) -> tuple[dt.datetime, str, str]:
+        """Its place in a trace: by when accepted, the document before the statuses, by
+        recipient. (Sorted after the query: an ORDER BY made SQLite read the hops through
+        the packages' index by time, every package the hub ever accepted: 0.9 s, not
+        0.5 ms, for one trace in a million packages.)"""
+        return (self.accepted_at, self.kind, self.recipient)
+
 
 @dataclass(frozen=True)
 class Stage:

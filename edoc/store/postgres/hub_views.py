@@ -19,7 +19,6 @@ TRACE = (  # constant text: the values are bound as parameters
     f" UNION ALL {HOPS} WHERE p.kind = $4 AND p.about = $3 AND p.sender IN"
     " (SELECT r.recipient FROM packages o JOIN deliveries r ON r.package_id = o.id"
     "  WHERE o.kind = $1 AND o.sender = $2 AND o.about = $3)"
-    " ORDER BY 4, 1, 5"  # accepted, documents before statuses, by recipient
 )
 
 # a document's recipients, then the statuses about it accepted in the window too
@@ -49,7 +48,7 @@ class HubViews(PostgresDatabase):
         rows = await self._rows(
             TRACE, MessageKind.DOCUMENT.value, sender, about, MessageKind.STATUS.value
         )
-        return [Hop(*row) for row in rows]
+        return sorted((Hop(*row) for row in rows), key=Hop.place)
 
     async def stages(self, since: dt.datetime) -> list[Stage]:
         rows = await self._rows(STAGES, MessageKind.DOCUMENT.value, since, MessageKind.STATUS.value)

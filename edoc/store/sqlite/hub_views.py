@@ -19,7 +19,6 @@ TRACE = (  # constant text: the values are bound as parameters
     f" UNION ALL {HOPS} WHERE p.kind = ? AND p.about = ? AND p.sender IN"
     " (SELECT r.recipient FROM packages o JOIN deliveries r ON r.package_id = o.id"
     "  WHERE o.kind = ? AND o.sender = ? AND o.about = ?)"
-    " ORDER BY 4, 1, 5"  # accepted, documents before statuses, by recipient
 )
 
 # a document's recipients, then the statuses about it accepted in the window too
@@ -50,7 +49,7 @@ class HubViews(SqliteDatabase):
         rows = await self._rows(
             TRACE, (document, sender, about, status, about, document, sender, about)
         )
-        return [
+        hops = (
             Hop(
                 r[0],
                 r[1],
@@ -63,7 +62,8 @@ class HubViews(SqliteDatabase):
                 r[8],
             )
             for r in rows
-        ]
+        )
+        return sorted(hops, key=Hop.place)
 
     async def stages(self, since: dt.datetime) -> list[Stage]:
         document, status, after = MessageKind.DOCUMENT, MessageKind.STATUS, to_ms(since)
