@@ -197,3 +197,9 @@ def test_a_replay_reports_how_busy_the_machine_was_and_the_cpu_per_document(
     line = command.replay_line(replay, os.cpu_count() or 1)
     assert f"busy {replay['cpus_busy']} of {os.cpu_count()}" in line
     assert f"{replay['cpu_ms_per_document']} ms of CPU per document with its statuses" in line
+
+
+def test_a_quick_run_leaves_the_full_runs_figures_as_they_are() -> None:
+    """bench/RESULTS.md records the full run the repository keeps."""
+    assert command.default_output(quick=False) == Path("bench")
+    assert command.default_output(quick=True) == Path("bench/quick")

@@ -364,6 +364,12 @@ def _floor_lines(results: dict[str, Any]) -> list[str]:
     ]
 
 
+def default_output(quick: bool) -> Path:
+    """Where a run's figures go: a quick run's apart, not over the full run's (which
+    bench/RESULTS.md records and the repository keeps)."""
+    return Path("bench/quick") if quick else Path("bench")
+
+
 @click.command("bench")
 @click.option(
     "--quick", is_flag=True, help="A one-minute version: fewer documents, no year replay."
@@ -371,9 +377,8 @@ def _floor_lines(results: dict[str, Any]) -> list[str]:
 @click.option(
     "--output",
     type=click.Path(path_type=Path, file_okay=False),
-    default=Path("bench"),
-    show_default=True,
-    help="Where results.json and RESULTS.md go.",
+    help="Where results.json and RESULTS.md go (default: bench, or bench/quick for a"
+    " quick run, which leaves the full run's figures as they are).",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the results as JSON.")
 @click.option(
@@ -390,13 +395,13 @@ def _floor_lines(results: dict[str, Any]) -> list[str]:
     help="Hub instances on one address (more than one needs a shared --store).",
 )
 def bench_command(
-    quick: bool, output: Path, as_json: bool, store_url: str | None, hubs: int
+    quick: bool, output: Path | None, as_json: bool, store_url: str | None, hubs: int
 ) -> None:
     """Measure the machine's signing limit, then a real network against it."""
     progress = Console(stderr=True)
     hub_plan = network.HubPlan(hubs, store_url)  # refused before anything is measured
     results = run(QUICK if quick else FULL, lambda step: progress.log(step), hub_plan)
-    as_file, summary = save(results, output)
+    as_file, summary = save(results, output or default_output(quick))
     if as_json:
         click.echo(json.dumps(results, ensure_ascii=False, indent=2))
         return
