@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
-from collections import defaultdict
+from dataclasses import dataclass
 from typing import Any
 
 from edoc import errors
@@ -42,29 +42,86 @@ def _province(org_id: str) -> str:
         return "unknown"
 
 
+Figures = dict[str, dict[str, int]]  # by organization, province or day: each metric's
+
+
+@dataclass(frozen=True)
+class _Tallied:
+    """The report's figures from some days' counter sums."""
+
+    totals: dict[str, int]
+    by_org: Figures
+    by_province: Figures
+    by_day: Figures
+    refused: dict[str, int]
+
+    @classmethod
+    def of(cls, sums: Sums) -> _Tallied:
+        tallied = cls(dict.fromkeys(METRICS, 0), {}, {}, {}, {})
+        for org_id, metric, reason, count in sums.by_org:
+            tallied.totals[metric] += count
+            _add(tallied.by_org, org_id or "unknown", metric, count)
+            _add(tallied.by_province, _province(org_id), metric, count)
+            if metric == "rejected":
+                tallied.refused[reason] = tallied.refused.get(reason, 0) + count
+        for counter in sums.by_day:
+            _add(tallied.by_day, counter.day.isoformat(), counter.metric, counter.count)
+        return tallied
+
+    def __add__(self, other: _Tallied) -> _Tallied:
+        return _Tallied(
+            {metric: n + other.totals[metric] for metric, n in self.totals.items()},
+            _merged(self.by_org, other.by_org),
+            _merged(self.by_province, other.by_province),
+            _merged(self.by_day, other.by_day),
+            {
+                code: self.refused.get(code, 0) + other.refused.get(code, 0)
+                for code in self.refused | other.refused
+            },
+        )
+
+
+def _add(figures: Figures, key: str, metric: str, count: int) -> None:
+    figures.setdefault(key, dict.fromkeys(METRICS, 0))[metric] += count
+
+
+def _merged(first: Figures, second: Figures) -> Figures:
+    merged = {key: dict(counts) for key, counts in first.items()}
+    for key, counts in second.items():
+        for metric, count in counts.items():
+            _add(merged, key, metric, count)
+    return merged
+
+
+class _Settled:
+    """The settled days' figures, made once from their sums (edoc.settled gives the same
+    object until the next day settles; another hub in this process, another object)."""
+
+    def __init__(self) -> None:
+        self._made: tuple[Sums, _Tallied] | None = None
+
+    def of(self, sums: Sums) -> _Tallied:
+        if self._made is None or self._made[0] is not sums:
+            self._made = (sums, _Tallied.of(sums))
+        return self._made[1]
+
+
+_SETTLED = _Settled()
+
+
 async def report(store: HubStore, counted: Settled[Sums], today: dt.date) -> dict[str, Any]:
-    """From the counters summed by organization, and by day and province."""
-    sums = await counted.sums(store.counter_sums, today)
-    totals: dict[str, int] = dict.fromkeys(METRICS, 0)
-    by_org: defaultdict[str, dict[str, int]] = defaultdict(lambda: dict.fromkeys(METRICS, 0))
-    by_province: defaultdict[str, dict[str, int]] = defaultdict(lambda: dict.fromkeys(METRICS, 0))
-    by_day: defaultdict[str, dict[str, int]] = defaultdict(lambda: dict.fromkeys(METRICS, 0))
-    refused: defaultdict[str, int] = defaultdict(int)
-    for org_id, metric, reason, count in sums.by_org:
-        totals[metric] += count
-        by_org[org_id or "unknown"][metric] += count
-        by_province[_province(org_id)][metric] += count
-        if metric == "rejected":
-            refused[reason] += count
-    for counter in sums.by_day:  # (the settled days', then the last two's: in order)
-        by_day[counter.day.isoformat()][counter.metric] += counter.count
+    """From the counters summed by organization, and by day and province: the settled
+    days' figures made once, the last two days' added at each report (a year's settled
+    days were 0.08-0.13 s of the event loop at each)."""
+    settled, recent = await counted.parts(store.counter_sums, today)
+    tallied = _SETTLED.of(settled) + _Tallied.of(recent)
     in_flight = {backlog.node: backlog.waiting for backlog in await store.backlogs()}
     return {
-        "totals": totals,
+        "totals": tallied.totals,
         "in_flight": sum(in_flight.values()),
         "in_flight_by_node": in_flight,
-        "rejected_by_code": dict(sorted(refused.items())),
-        "by_province": dict(sorted(by_province.items())),
-        "by_organization": dict(sorted(by_org.items())),
-        "by_day": dict(by_day),
+        "rejected_by_code": dict(sorted(tallied.refused.items())),
+        "by_province": dict(sorted(tallied.by_province.items())),
+        "by_organization": dict(sorted(tallied.by_org.items())),
+        "by_day": dict(sorted(tallied.by_day.items())),
     }
