@@ -17,7 +17,7 @@ async def test_a_refusal_claiming_no_valid_sender_counts_as_unknown(tmp_path: Pa
     store = await open_hub_store(sqlite_url(tmp_path / "hub.sqlite"))
     try:
         await store.count(stats.rejected("001.00.00.A01", "EDOC-SIG-001", dt.date.today()))
-        report = await stats.report(store, Settled(), dt.date.today())
+        report = await stats.report(store, Settled(), stats.SettledFigures(), dt.date.today())
     finally:
         await store.close()
     assert report["by_province"]["unknown"]["rejected"] == 1
@@ -29,9 +29,10 @@ async def test_the_days_before_yesterday_are_summed_once(tmp_path: Path) -> None
     today = dt.date(2026, 12, 3)
     store = await open_hub_store(sqlite_url(tmp_path / "hub.sqlite"))
     counted: Settled[Sums] = Settled()
+    figures = stats.SettledFigures()
 
     async def sent_on(day: dt.date) -> int:
-        report = await stats.report(store, counted, day)
+        report = await stats.report(store, counted, figures, day)
         return int(report["totals"]["sent"])
 
     try:

@@ -240,7 +240,8 @@ async def get_stats(request: web.Request) -> web.Response:
     state = request.app[STATE]
 
     async def report() -> dict[str, Any]:
-        return await stats.report(state.store, state.counted, dt.datetime.now(dt.UTC).date())
+        today = dt.datetime.now(dt.UTC).date()
+        return await stats.report(state.store, state.counted, state.settled_figures, today)
 
     return web.json_response(await state.reports.value(0, report))
 

@@ -11,6 +11,7 @@ from typing import Any
 
 from prometheus_client import Counter
 
+from edoc.hub.stats import SettledFigures
 from edoc.keystore import KeyStore
 from edoc.offload import Offload
 from edoc.recent import Recent
@@ -77,6 +78,7 @@ class HubState:
     reports: Recent[dict[str, Any]] = field(default_factory=Recent)  # GET /api/v1/stats
     # the counters summed, for the statistics and the dashboard (edoc.settled)
     counted: Settled[Sums] = field(default_factory=Settled)
+    settled_figures: SettledFigures = field(default_factory=SettledFigures)  # the statistics'
 
     def __post_init__(self) -> None:
         registry = self.metrics.registry

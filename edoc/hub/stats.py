@@ -93,28 +93,28 @@ def _merged(first: Figures, second: Figures) -> Figures:
     return merged
 
 
-class _Settled:
-    """The settled days' figures, made once from their sums (edoc.settled gives the same
-    object until the next day settles; another hub in this process, another object)."""
+class SettledFigures:
+    """A hub's figures of the settled days, made once from their sums (edoc.settled gives
+    the same object until the next day settles)."""
 
     def __init__(self) -> None:
         self._made: tuple[Sums, _Tallied] | None = None
 
     def of(self, sums: Sums) -> _Tallied:
-        if self._made is None or self._made[0] is not sums:
-            self._made = (sums, _Tallied.of(sums))
-        return self._made[1]
+        made = self._made
+        if made is None or made[0] is not sums:
+            made = self._made = (sums, _Tallied.of(sums))
+        return made[1]
 
 
-_SETTLED = _Settled()
-
-
-async def report(store: HubStore, counted: Settled[Sums], today: dt.date) -> dict[str, Any]:
+async def report(
+    store: HubStore, counted: Settled[Sums], figures: SettledFigures, today: dt.date
+) -> dict[str, Any]:
     """From the counters summed by organization, and by day and province: the settled
     days' figures made once, the last two days' added at each report (a year's settled
     days were 0.08-0.13 s of the event loop at each)."""
     settled, recent = await counted.parts(store.counter_sums, today)
-    tallied = _SETTLED.of(settled) + _Tallied.of(recent)
+    tallied = figures.of(settled) + _Tallied.of(recent)
     in_flight = {backlog.node: backlog.waiting for backlog in await store.backlogs()}
     return {
         "totals": tallied.totals,
