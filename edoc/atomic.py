@@ -8,15 +8,33 @@ leaves no temporary file behind to fill it further.
 from __future__ import annotations
 
 import os
+import shutil
 import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import IO
 
+TEMPORARY = ".tmp"  # how write_file's temporary files end (with a dot before their name)
+
+
+def left_by_a_writer(path: Path) -> bool:
+    """Whether ``path`` is a temporary file of write_file: left, once no write is under
+    way, by a writer that was stopped (killed) before it could remove it."""
+    return path.name.startswith(".") and path.name.endswith(TEMPORARY)
+
+
+def remove(path: Path) -> None:
+    """``path`` gone: a file, or a folder with all it holds (a link, not what it points
+    to). Raises OSError when it cannot be."""
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)
+    else:
+        path.unlink(missing_ok=True)
+
 
 def write_file(path: Path, write: Callable[[IO[bytes]], object], mode: int = 0o644) -> None:
     """Create or replace ``path`` with what ``write`` writes to the open file."""
-    temporary = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")  # one per writer
+    temporary = path.with_name(f".{path.name}.{uuid.uuid4().hex}{TEMPORARY}")  # one per writer
     fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
     try:
         with os.fdopen(fd, "wb") as out:

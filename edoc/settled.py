@@ -18,11 +18,11 @@ from edoc.recent import Recent
 UNSETTLED = dt.timedelta(days=1)
 
 
-class Sums(Protocol):
+class Addable(Protocol):
     def __add__(self, other: Self) -> Self: ...
 
 
-S = TypeVar("S", bound=Sums)
+S = TypeVar("S", bound=Addable)
 SumDays = Callable[[dt.date, dt.date], Awaitable[S]]  # the days from the first to before
 
 
@@ -31,17 +31,12 @@ class Settled(Generic[S]):
         self._settled: tuple[dt.date, Recent[S]] | None = None  # to this day, its sums
 
     async def sums(self, sum_days: SumDays[S], today: dt.date) -> S:
-        """Every day's counters summed by ``sum_days`` (today is UTC's)."""
-        settled, recent = await self.parts(sum_days, today)
-        return settled + recent
-
-    async def parts(self, sum_days: SumDays[S], today: dt.date) -> tuple[S, S]:
-        """The settled days' sums (the same object until the next day settles: what is
-        made of it may be kept as long), and the last two days'."""
+        """Every day's counters summed by ``sum_days`` (today is UTC's); the settled
+        days' sums are kept, so ``+`` must make new ones, not add into them."""
         boundary = today - UNSETTLED
         if self._settled is None or self._settled[0] != boundary:
             self._settled = (boundary, Recent())  # (the day changed: the next one settles)
         settled = await self._settled[1].value(
             math.inf, functools.partial(sum_days, dt.date.min, boundary)
         )
-        return settled, await sum_days(boundary, dt.date.max)
+        return settled + await sum_days(boundary, dt.date.max)

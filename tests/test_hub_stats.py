@@ -8,7 +8,6 @@ from pathlib import Path
 from edoc.hub import stats
 from edoc.settled import Settled
 from edoc.store import open_hub_store, sqlite_url
-from edoc.store.hub import Sums
 
 
 async def test_a_refusal_claiming_no_valid_sender_counts_as_unknown(tmp_path: Path) -> None:
@@ -17,7 +16,7 @@ async def test_a_refusal_claiming_no_valid_sender_counts_as_unknown(tmp_path: Pa
     store = await open_hub_store(sqlite_url(tmp_path / "hub.sqlite"))
     try:
         await store.count(stats.rejected("001.00.00.A01", "EDOC-SIG-001", dt.date.today()))
-        report = await stats.report(store, Settled(), stats.SettledFigures(), dt.date.today())
+        report = await stats.report(store, Settled(), dt.date.today())
     finally:
         await store.close()
     assert report["by_province"]["unknown"]["rejected"] == 1
@@ -28,11 +27,10 @@ async def test_the_days_before_yesterday_are_summed_once(tmp_path: Path) -> None
     look, and when a day passes the days before the new yesterday are summed again."""
     today = dt.date(2026, 12, 3)
     store = await open_hub_store(sqlite_url(tmp_path / "hub.sqlite"))
-    counted: Settled[Sums] = Settled()
-    figures = stats.SettledFigures()
+    counted: Settled[stats.Tallied] = Settled()
 
     async def sent_on(day: dt.date) -> int:
-        report = await stats.report(store, counted, figures, day)
+        report = await stats.report(store, counted, day)
         return int(report["totals"]["sent"])
 
     try:

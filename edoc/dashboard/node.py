@@ -117,9 +117,10 @@ def overview_of(state_key: web.AppKey[NodeState]) -> dashboard.Overview:
         state = request.app[state_key]
         now = dt.datetime.now(dt.UTC)
         filters = charts.Filters.of(request)
-        report = await stats.report(state.store, state.counted, now.date())
+        sums = await state.counted.sums(state.store.counter_sums, now.date())
+        report = await stats.report(state.store, sums)
         agencies = {a.org_id: a.name for a in await state.store.agencies()}
-        counts = (await state.counted.sums(state.store.counter_sums, now.date())).by_day
+        counts = sums.by_day
         backlog = await state.store.pending_transfers()
         return {
             "generated_at": now.isoformat(timespec="seconds"),

@@ -24,7 +24,6 @@ import asyncio
 import contextlib
 import datetime as dt
 import functools
-import shutil
 import time
 import uuid
 from collections.abc import AsyncIterator, Mapping
@@ -34,7 +33,7 @@ from typing import Any
 import structlog
 from aiohttp import web
 
-from edoc import errors, framing, tasks, tls, wire
+from edoc import atomic, errors, framing, tasks, tls, wire
 from edoc.archive.batches import evidence_folder
 from edoc.archive.hub import open_hub_packages
 from edoc.archive.stamping import Stamping, stamp_forever
@@ -241,7 +240,7 @@ async def get_stats(request: web.Request) -> web.Response:
 
     async def report() -> dict[str, Any]:
         today = dt.datetime.now(dt.UTC).date()
-        return await stats.report(state.store, state.counted, state.settled_figures, today)
+        return await stats.report(state.store, state.tallied, today)
 
     return web.json_response(await state.reports.value(0, report))
 
@@ -281,18 +280,12 @@ SCRATCH_AGE = dt.timedelta(days=1)
 
 def _remove_old_scratch(data_dir: Path, now: float) -> None:
     oldest = now - SCRATCH_AGE.total_seconds()
-    scratch = [
-        *(data_dir / "incoming").iterdir(),
-        *(data_dir / "packages").glob(".*.tmp"),  # (edoc.atomic.write_file's)
-    ]
+    packages = (data_dir / "packages").iterdir()
+    scratch = [*(data_dir / "incoming").iterdir(), *filter(atomic.left_by_a_writer, packages)]
     for path in scratch:
         try:
-            if path.lstat().st_mtime >= oldest:
-                continue
-            if path.is_dir() and not path.is_symlink():
-                shutil.rmtree(path)
-            else:
-                path.unlink(missing_ok=True)
+            if path.lstat().st_mtime < oldest:
+                atomic.remove(path)
         except OSError as exc:  # left there: a start is not refused for it
             log.error("old scratch file not removed", path=str(path), reason=str(exc))
 

@@ -11,7 +11,7 @@ from typing import Any
 
 from prometheus_client import Counter
 
-from edoc.hub.stats import SettledFigures
+from edoc.hub.stats import Tallied
 from edoc.keystore import KeyStore
 from edoc.offload import Offload
 from edoc.recent import Recent
@@ -76,9 +76,9 @@ class HubState:
     # node → when it last asked for deliveries (this instance only), for the dashboard
     polled: dict[str, dt.datetime] = field(default_factory=dict)
     reports: Recent[dict[str, Any]] = field(default_factory=Recent)  # GET /api/v1/stats
-    # the counters summed, for the statistics and the dashboard (edoc.settled)
+    # the counters summed for the dashboard, and the statistics' figures (edoc.settled)
     counted: Settled[Sums] = field(default_factory=Settled)
-    settled_figures: SettledFigures = field(default_factory=SettledFigures)  # the statistics'
+    tallied: Settled[Tallied] = field(default_factory=Settled)
 
     def __post_init__(self) -> None:
         registry = self.metrics.registry

@@ -19,7 +19,6 @@ from __future__ import annotations
 import datetime as dt
 import os
 import re
-import shutil
 import time
 from collections import Counter
 from collections.abc import Iterable
@@ -27,13 +26,14 @@ from pathlib import Path
 
 import structlog
 
+from edoc import atomic
+
 log = structlog.get_logger()
 
 KEEP = dt.timedelta(days=30)  # how long what no row names is kept aside
 ASIDE = "leftovers"
 # what edoc.node.submit names an outgoing package, edoc.node.receiving an inbox folder
 _PACKAGES = {"outgoing": re.compile(r"[0-9a-f]{32}\.edxml"), "inbox": re.compile(r"[0-9a-f]{32}")}
-_TEMPORARY = re.compile(r"\..*\.tmp")  # edoc.atomic.write_file's, of a writer that stopped
 
 
 def sweep(data_dir: Path, named: Iterable[str], now: float | None = None) -> Counter[str]:
@@ -48,7 +48,7 @@ def sweep(data_dir: Path, named: Iterable[str], now: float | None = None) -> Cou
             if path.name in names:
                 done["brought_back"] += _move(path, data_dir / folder / path.name)
         for path in _entries(data_dir / folder):
-            if _TEMPORARY.fullmatch(path.name):
+            if atomic.left_by_a_writer(path):
                 done["deleted"] += _delete(path)
             elif pattern.fullmatch(path.name) and path.name not in names:
                 done["put_aside"] += _move(path, aside / folder / path.name)
@@ -82,10 +82,7 @@ def _move(path: Path, to: Path) -> bool:
 
 def _delete(path: Path) -> bool:
     try:
-        if path.is_dir() and not path.is_symlink():
-            shutil.rmtree(path)
-        else:
-            path.unlink(missing_ok=True)
+        atomic.remove(path)
     except OSError as exc:
         log.error("left behind, cannot be deleted", path=str(path), reason=str(exc))
         return False

@@ -9,7 +9,6 @@ from typing import Any
 
 from edoc.model import reached, recipient_state
 from edoc.orgid import OrgId
-from edoc.settled import Settled
 from edoc.store.node import NewInboxItem, NewOutgoing, NodeStore, Sums, Tally
 
 
@@ -32,13 +31,12 @@ def received_tallies(document: NewInboxItem, day: dt.date) -> list[Tally]:
     return [Tally(day, document.recipient, _province(document.sender), "received")]
 
 
-async def report(store: NodeStore, counted: Settled[Sums], today: dt.date) -> dict[str, Any]:
-    """From the counters summed by agency and partner, and by day (edoc.settled)."""
+async def report(store: NodeStore, sums: Sums) -> dict[str, Any]:
+    """From the counters summed by agency and partner, and by day (NodeState.counted)."""
     sent = received = signed = 0
     by_agency: defaultdict[str, Counter[str]] = defaultdict(Counter)
     by_partner: defaultdict[str, Counter[str]] = defaultdict(Counter)
     by_day: defaultdict[str, Counter[str]] = defaultdict(Counter)
-    sums = await counted.sums(store.counter_sums, today)
     for org_id, partner, metric, count in sums.by_org:
         if metric == "sent":
             sent += count
