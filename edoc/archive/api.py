@@ -14,7 +14,7 @@ from aiohttp import web
 
 from edoc import errors
 from edoc.archive import container, export
-from edoc.archive.batches import BatchLog, evidence_folder
+from edoc.archive.batches import BatchLog, evidence_folder, proofs_lookup
 from edoc.archive.stored import open_stored
 from edoc.model import MessageKind
 from edoc.node.state import NodeState
@@ -27,8 +27,8 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 async def _container(state: NodeState, org_id: str, document_id: str) -> web.Response:
     stored = await open_stored(state.config.store)
     try:
-        proofs = await state.offload.run(BatchLog(evidence_folder(state.config.data_dir)).proofs)
-        evidence = await export.evidence_of(stored, state.keys, org_id, document_id, proofs)
+        proofs_of = proofs_lookup(BatchLog(evidence_folder(state.config.data_dir)), state.offload)
+        evidence = await export.evidence_of(stored, state.keys, org_id, document_id, proofs_of)
     finally:
         await stored.close()
     now = dt.datetime.now(dt.UTC)

@@ -11,17 +11,16 @@ day's.
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import re
-from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 from cryptography import x509
 
 from edoc import atomic, errors
 from edoc.archive import container, day, tsa
-from edoc.archive.evidence import BatchProof, Evidence
+from edoc.archive.batches import ProofsOf, with_proofs
+from edoc.archive.evidence import Evidence
 from edoc.archive.stored import StoredEvidence, kept_messages
 from edoc.envelope import VIETNAM
 from edoc.keystore import KeyStore
@@ -40,22 +39,16 @@ def stamper(keys: KeyStore, now: dt.datetime) -> container.Stamper:
     return stamp
 
 
-Proofs = Mapping[bytes, BatchProof]  # by the SHA-256 of a package (BatchLog.proofs)
-
-
 async def evidence_of(
     stored: StoredEvidence,
     keys: KeyStore,
     org_id: str,
     document_id: str,
-    proofs: Proofs | None = None,
+    proofs_of: ProofsOf | None = None,
 ) -> Evidence:
     """What ``org_id``'s node kept of ``document_id``, with each package's batch proof
-    where the node stamped it (``proofs``)."""
-    messages = tuple(
-        replace(m, proof=(proofs or {}).get(hashlib.sha256(m.package).digest()))
-        for m in await kept_messages(stored, org_id, document_id)
-    )
+    where the node stamped it (``proofs_of``: edoc.archive.batches.proofs_lookup)."""
+    messages = await with_proofs(await kept_messages(stored, org_id, document_id), proofs_of)
     crl = x509.load_pem_x509_crl(keys.crl_path.read_bytes())
     return Evidence(org_id, document_id, messages, keys.trust().issuing, crl)
 
@@ -66,10 +59,10 @@ async def export_document(
     org_id: str,
     document_id: str,
     now: dt.datetime,
-    proofs: Proofs | None = None,
+    proofs_of: ProofsOf | None = None,
 ) -> bytes:
     """The ASiC-E container of one document ``org_id`` sent or received."""
-    evidence = await evidence_of(stored, keys, org_id, document_id, proofs)
+    evidence = await evidence_of(stored, keys, org_id, document_id, proofs_of)
     return container.build(evidence, stamper(keys, now), now)
 
 
@@ -119,7 +112,7 @@ async def export_day(
     of: dt.date,
     folder: Path,
     now: dt.datetime,
-    proofs: Proofs | None = None,
+    proofs_of: ProofsOf | None = None,
 ) -> DayExport:
     """``org_id``'s day archive of ``of`` in ``folder``, linked to the day before there."""
     target = folder / day.file_name(org_id, of)
@@ -131,7 +124,7 @@ async def export_day(
     stamp = stamper(keys, now)
     containers = []
     for document_id in documents:
-        evidence = await evidence_of(stored, keys, org_id, document_id, proofs)
+        evidence = await evidence_of(stored, keys, org_id, document_id, proofs_of)
         containers.append((document_id, container.build(evidence, stamp, now)))
     data = day.build(org_id, of, containers, previous, stamp, now)
     folder.mkdir(parents=True, exist_ok=True)

@@ -16,9 +16,7 @@ make it.
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
-from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +25,8 @@ import asyncpg
 from cryptography import x509
 
 from edoc import errors
-from edoc.archive.evidence import BatchProof, Direction, Evidence, KeptMessage
+from edoc.archive.batches import ProofsOf, with_proofs
+from edoc.archive.evidence import Direction, Evidence, KeptMessage
 from edoc.archive.stored import Mark, PackageRef, package_bytes
 from edoc.keystore import KeyStore
 from edoc.model import MessageKind
@@ -118,7 +117,7 @@ async def hub_evidence(
     keys: KeyStore,
     hub_org_id: str,
     document_id: str,
-    proofs: Mapping[bytes, BatchProof],
+    proofs_of: ProofsOf,
 ) -> Evidence:
     """What the hub accepted about ``document_id`` (the document, then its statuses, as
     the hub relays them), each with the proof of the hub's batch that stamped it."""
@@ -128,9 +127,11 @@ async def hub_evidence(
     messages = []
     for row in sorted(rows, key=lambda r: r.kind != MessageKind.DOCUMENT):  # stable: by id
         kept = package_bytes(row.ref)
-        message = KeptMessage(
-            Direction.RECEIVED, MessageKind(row.kind), row.status_code, row.accepted_at, kept
+        messages.append(
+            KeptMessage(
+                Direction.RECEIVED, MessageKind(row.kind), row.status_code, row.accepted_at, kept
+            )
         )
-        messages.append(replace(message, proof=proofs.get(hashlib.sha256(kept).digest())))
+    proven = await with_proofs(messages, proofs_of)
     crl = x509.load_pem_x509_crl(keys.crl_path.read_bytes())
-    return Evidence(hub_org_id, document_id, tuple(messages), keys.trust().issuing, crl)
+    return Evidence(hub_org_id, document_id, proven, keys.trust().issuing, crl)

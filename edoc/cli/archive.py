@@ -14,7 +14,7 @@ from cryptography import x509
 
 from edoc import atomic, errors
 from edoc.archive import container, day, export
-from edoc.archive.batches import BatchLog, evidence_folder, stamp_new
+from edoc.archive.batches import BatchLog, evidence_folder, proofs_lookup, stamp_new
 from edoc.archive.hub import hub_evidence, open_hub_packages
 from edoc.archive.stored import open_stored
 from edoc.archive.verify import ContainerReport, verify_container
@@ -151,7 +151,7 @@ def archive_export(
         raise click.UsageError("give --org: whose evidence")
     keys = existing_keys(keys_dir)
     url = store_url or sqlite_url(data_dir / "node.sqlite")
-    proofs = BatchLog(evidence_folder(data_dir)).proofs()
+    proofs_of = proofs_lookup(BatchLog(evidence_folder(data_dir)))
 
     async def run() -> str:
         stored = await open_stored(url)
@@ -159,13 +159,13 @@ def archive_export(
             if document_id is not None:
                 target = out or Path("evidence.asice")
                 data = await export.export_document(
-                    stored, keys, org_id, document_id, utcnow(), proofs
+                    stored, keys, org_id, document_id, utcnow(), proofs_of
                 )
                 atomic.write_bytes(target, data, mode=0o600)  # official documents
                 return f"exported {document_id} to {target}"
             assert on_day is not None
             made = await export.export_day(
-                stored, keys, org_id, on_day.date(), out or Path("archive"), utcnow(), proofs
+                stored, keys, org_id, on_day.date(), out or Path("archive"), utcnow(), proofs_of
             )
         finally:
             await stored.close()
@@ -185,12 +185,12 @@ def _export_hub(
 ) -> None:
     keys = existing_keys(keys_dir)
     url = store_url or sqlite_url(data_dir / "hub.sqlite")
-    proofs = BatchLog(evidence_folder(data_dir)).proofs()
+    proofs_of = proofs_lookup(BatchLog(evidence_folder(data_dir)))
 
     async def run() -> bytes:
         packages = await open_hub_packages(url)
         try:
-            evidence = await hub_evidence(packages, keys, hub_org_id, document_id, proofs)
+            evidence = await hub_evidence(packages, keys, hub_org_id, document_id, proofs_of)
         finally:
             await packages.close()
         now = utcnow()

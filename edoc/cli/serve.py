@@ -48,6 +48,14 @@ operator_option = click.option(
     help="The operator's credential for the dashboard at /dashboard/ (the environment keeps"
     " it out of `ps`); without it the dashboard is closed.",
 )
+evidence_days_option = click.option(
+    "--evidence-days",
+    type=click.IntRange(1, 36500),
+    default=None,
+    help="Keep the batches time-stamping what the service kept (DATA_DIR/evidence) this"
+    " many days, then remove them; a day archive exported by then keeps their proofs."
+    "  [default: keep them all]",
+)
 
 
 @serve.command("hub")
@@ -91,13 +99,7 @@ operator_option = click.option(
     show_default=True,
     help="Packages up to this size come inside the collect answer; larger ones are fetched.",
 )
-@click.option(
-    "--evidence-days",
-    type=click.IntRange(1, 36500),
-    default=None,
-    help="Keep the batches time-stamping what the hub accepted (DATA_DIR/evidence) this"
-    " many days, then remove them.  [default: keep them all]",
-)
+@evidence_days_option
 @click.option("--insecure-http", is_flag=True, help="Plain HTTP instead of mutual TLS (tests).")
 @operator_option
 def serve_hub(
@@ -199,6 +201,7 @@ def hub_add_node(node: str, data_dir: Path, store_url: str | None, token: str | 
     show_default=True,
     help="Seconds after which an undeliverable message is marked failed.",
 )
+@evidence_days_option
 @click.option("--hub-insecure-http", is_flag=True, help="Talk to the hub over plain HTTP.")
 @operator_option
 def serve_node(
@@ -213,6 +216,7 @@ def serve_node(
     retry_base: float,
     retry_cap: float,
     give_up_after: float,
+    evidence_days: int | None,
     hub_insecure_http: bool,
     operator_token: str | None,
 ) -> None:
@@ -232,6 +236,7 @@ def serve_node(
         retry_base=retry_base,
         retry_cap=retry_cap,
         give_up_after=dt.timedelta(seconds=give_up_after),
+        evidence_days=evidence_days,
         store_url=store_url,
         operator_token=operator_token,
     )

@@ -376,9 +376,11 @@ async def _register_with_hub(state: NodeState) -> None:
 
 async def _stamp_batches(state: NodeState) -> None:
     """Time-stamp what the store kept, in batches (edoc.archive.stamping), if the key
-    store has a time-stamping authority."""
+    store has a time-stamping authority; kept ``evidence_days`` (None: all)."""
     config = state.config
-    every = stamping.Stamping(evidence_folder(config.data_dir), config.stamp_every)
+    every = stamping.Stamping(
+        evidence_folder(config.data_dir), config.stamp_every, config.evidence_days
+    )
     opened = functools.partial(open_stored, config.store)
     await stamping.stamp_forever(opened, every, state.keys, state.offload)
 

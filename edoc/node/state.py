@@ -36,6 +36,7 @@ class NodeConfig:
     inbox_max_wait: float = 30.0  # seconds an agency's inbox read may be held (?wait=)
     workers: int = 4
     stamp_every: float = 5.0  # seconds between batches of time stamps (edoc.archive.stamping)
+    evidence_days: int | None = None  # how long batches are kept; None: all
     store_url: str | None = None  # where the node keeps its data; None: data_dir/node.sqlite
     # the operator's dashboard credential (edoc.dashboard.auth); None: no dashboard
     operator_token: str | None = field(default=None, repr=False)

@@ -16,7 +16,8 @@ from click.testing import CliRunner
 
 from edoc import errors
 from edoc.archive import container, export, merkle
-from edoc.archive.batches import Batch, BatchLog, evidence_folder, stamp_new
+from edoc.archive.batches import Batch, BatchLog, evidence_folder, proofs_lookup, stamp_new
+from edoc.archive.evidence import BatchProof
 from edoc.archive.stored import Mark, open_stored
 from edoc.archive.verify import verify_container
 from edoc.cli import main
@@ -65,7 +66,7 @@ async def _stamp_and_export(ca: Ca, node: Path, revoke_between: bool) -> tuple[b
             ca.keys.revoke(SENDER, "keyCompromise")
         now = support.later(ca, minutes=5)
         proven = await export.export_document(
-            stored, ca.keys, support.RECIPIENT, about, now, log.proofs()
+            stored, ca.keys, support.RECIPIENT, about, now, proofs_lookup(log)
         )
         bare = await export.export_document(stored, ca.keys, support.RECIPIENT, about, now)
     finally:
@@ -146,3 +147,58 @@ def test_retention_removes_batches_older_than_the_policy(own_ca: Ca, tmp_path: P
 def _one_document(ca: Ca) -> tuple[bytes, bytes]:
     document = support.document_package(ca)
     return document, support.status_package(ca, document)
+
+
+def _batch_of(ca: Ca, *contents: bytes) -> Batch:
+    digests = tuple(hashlib.sha256(c).digest() for c in contents)
+    return Batch(digests, support.stamper(ca)(merkle.root(digests)))
+
+
+def _proves(proof: BatchProof, batch: Batch, digest: bytes) -> bool:
+    return proof.token == batch.token and merkle.root_from(digest, proof.path) == merkle.root(
+        batch.digests
+    )
+
+
+def test_a_proof_reads_only_the_batch_that_holds_the_package(own_ca: Ca, tmp_path: Path) -> None:
+    """A year of batches is not read for one document's evidence: a damaged batch of
+    other packages does not even stop it."""
+    log = BatchLog(tmp_path / "evidence")
+    now = own_ca.clock()
+    mine = _batch_of(own_ca, b"one", b"two", b"three")
+    log.add(mine, Mark(3, 0), now)
+    other = log.add(_batch_of(own_ca, b"four"), Mark(4, 0), now + dt.timedelta(seconds=5))
+    other.write_text("not a batch")
+    two, four = hashlib.sha256(b"two").digest(), hashlib.sha256(b"four").digest()
+    found = log.proofs_of([two, two, hashlib.sha256(b"never stamped").digest()])
+    assert set(found) == {two}
+    assert _proves(found[two], mine, two)
+    with pytest.raises(errors.StorageError, match="is damaged"):
+        log.proofs_of([four])
+
+
+def test_the_index_is_made_from_the_batches_kept_before_it(own_ca: Ca, tmp_path: Path) -> None:
+    """A folder from before the index gains it at its first use; a package stamped twice
+    (a crash before the mark moved) is proven by its first batch, then by the next once
+    the retention removed the first."""
+    log = BatchLog(tmp_path / "evidence")
+    now = own_ca.clock()
+    first, again = _batch_of(own_ca, b"one", b"two"), _batch_of(own_ca, b"two", b"three")
+    log.add(first, Mark(2, 0), now - dt.timedelta(days=40))
+    log.add(again, Mark(3, 0), now)
+    damaged = log.add(_batch_of(own_ca, b"four"), Mark(4, 0), now + dt.timedelta(seconds=5))
+    damaged.write_text("{")
+    (tmp_path / "evidence" / "index.sqlite").unlink()
+    two = hashlib.sha256(b"two").digest()
+    assert _proves(log.proofs_of([two])[two], first, two)
+    assert log.prune(now - dt.timedelta(days=30)) == 1
+    assert _proves(log.proofs_of([two])[two], again, two)
+    assert log.proofs_of([hashlib.sha256(b"one").digest()]) == {}
+
+
+def test_a_damaged_index_is_named(own_ca: Ca, tmp_path: Path) -> None:
+    log = BatchLog(tmp_path / "evidence")
+    log.add(_batch_of(own_ca, b"one"), Mark(1, 0), own_ca.clock())
+    (tmp_path / "evidence" / "index.sqlite").write_bytes(b"not a database" * 100)
+    with pytest.raises(errors.StorageError, match=r"index\.sqlite is damaged.*remove it"):
+        log.proofs_of([hashlib.sha256(b"one").digest()])

@@ -134,7 +134,7 @@ async def _hub_stamped(net: LocalNetwork) -> str:
     assert len(accepted) >= 2  # the document and its status, at least
 
     async def stamped() -> bool:
-        return accepted <= set(BatchLog(evidence_folder(hub_dir)).proofs())
+        return set(BatchLog(evidence_folder(hub_dir)).proofs_of(list(accepted))) == accepted
 
     await eventually(stamped, timeout=15)
     root = KeyStore(net.data_dir / "keys").trust().root

@@ -20,6 +20,8 @@ from edoc.archive.stored import Mark, PackageRef
 from edoc.cli import main
 from edoc.hub import app as hub_app
 from edoc.hub.state import HubConfig
+from edoc.node import app as node_app
+from edoc.node.state import NodeConfig
 from edoc.offload import Offload
 from tests.archive import support
 from tests.support.pki import Ca
@@ -69,7 +71,7 @@ async def test_a_pass_stamps_rows_and_files_and_removes_old_batches(
         hashlib.sha256(b"a package kept in its row").digest(),
         hashlib.sha256(large.read_bytes()).digest(),
     )
-    assert set(log.proofs()) == set(batch.digests)
+    assert set(log.proofs_of((*batch.digests, old))) == set(batch.digests)
     assert log.mark() == Mark(2, 0)
     assert await stamp_pass(kept, stamping, ca.keys, offload, now) == 0
 
@@ -115,6 +117,21 @@ def test_the_hubs_retention_is_an_option_of_serve_hub(
     monkeypatch.setattr(hub_app, "run", started.append)
     monkeypatch.setattr(logs, "configure", lambda: None)
     arguments = ["serve", "hub", "--data-dir", str(tmp_path / "hub"), *given]
+    result = CliRunner().invoke(main, arguments)
+    assert result.exit_code == 0, result.output
+    (config,) = started
+    assert config.evidence_days == kept
+
+
+@pytest.mark.parametrize(("given", "kept"), [([], None), (["--evidence-days", "30"], 30)])
+def test_a_nodes_retention_is_an_option_of_serve_node(
+    given: list[str], kept: int | None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    started: list[NodeConfig] = []
+    monkeypatch.setattr(node_app, "run", started.append)
+    monkeypatch.setattr(logs, "configure", lambda: None)
+    arguments = ["serve", "node", "--province", "H53", "--data-dir", str(tmp_path / "node")]
+    arguments += ["--hub", "https://127.0.0.1:8700", "--hub-token", "t", *given]
     result = CliRunner().invoke(main, arguments)
     assert result.exit_code == 0, result.output
     (config,) = started
