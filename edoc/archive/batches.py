@@ -9,20 +9,18 @@ digests in order and the token) to ``DATA_DIR/evidence/batches`` before it moves
 mark. A hub stamps the packages it accepted the same way (edoc.archive.hub). An export
 then gives each package its proof: the batch's token and the Merkle path from the
 package to the stamped root (edoc.archive.verify checks the package's signatures as of
-that earlier time). The batch holding each package is recorded in an index beside the
-batches as each is kept, so a proof reads one batch, not every batch ever kept.
+that earlier time). The batches holding each package are recorded in an index as each
+is kept (edoc.archive.batch_index), so a proof reads one batch, not every batch kept.
 """
 
 from __future__ import annotations
 
 import base64
 import datetime as dt
+import functools
 import hashlib
 import json
-import sqlite3
-from collections import defaultdict
-from collections.abc import Awaitable, Callable, Sequence
-from contextlib import closing
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, ParamSpec, Protocol, TypeVar
@@ -31,6 +29,7 @@ import structlog
 
 from edoc import atomic, errors
 from edoc.archive import merkle
+from edoc.archive.batch_index import BatchIndex
 from edoc.archive.container import Stamper
 from edoc.archive.evidence import BatchProof, KeptMessage
 from edoc.archive.stored import Mark, PackageRef, package_digest
@@ -43,12 +42,6 @@ P = ParamSpec("P")
 T = TypeVar("T")
 # the proofs of the packages of these SHA-256 digests, of those a batch stamped
 ProofsOf = Callable[[Sequence[bytes]], Awaitable[dict[bytes, BatchProof]]]
-_LEAVES = (  # a package restamped after a crash is in two batches: the first proves it
-    "CREATE TABLE IF NOT EXISTS leaves (digest BLOB NOT NULL, batch TEXT NOT NULL,"
-    " position INTEGER NOT NULL, PRIMARY KEY (digest, batch)) WITHOUT ROWID"
-)
-_BY_BATCH = "CREATE INDEX IF NOT EXISTS leaves_by_batch ON leaves (batch)"
-_FIRST = "SELECT batch, position FROM leaves WHERE digest = ? ORDER BY batch LIMIT 1"
 
 
 def evidence_folder(node_dir: Path) -> Path:
@@ -64,11 +57,13 @@ class Batch:
 
 class BatchLog:
     """A node's batches and its mark, in ``folder`` (the node's ``evidence`` folder), and
-    the index of the batches that stamped each package (``index.sqlite``, made from the
-    batch files at its first use, so a folder kept before it had one gains it)."""
+    the index of the batches that stamped each package (edoc.archive.batch_index)."""
 
     def __init__(self, folder: Path) -> None:
         self.folder = folder
+        self.index = BatchIndex(folder / "index.sqlite", self._kept)
+        # a day's export asks for its documents one by one, most in a few batches
+        self._proven = functools.lru_cache(maxsize=8)(self._prove)
 
     @property
     def _mark_path(self) -> Path:
@@ -87,9 +82,15 @@ class BatchLog:
         except (ValueError, KeyError, TypeError):
             raise errors.StorageError(f"{self._mark_path} is damaged") from None
 
+    def ready(self) -> None:
+        """Check the index opens (made now if it is new) before anything is stamped."""
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self.index.ready()
+
     def add(self, batch: Batch, mark: Mark, now: dt.datetime) -> Path:
         """Keep ``batch`` and index it, then move the mark past it (a crash before the
-        mark moves stamps those packages again: twice, never not at all)."""
+        mark moves stamps those packages again: twice, never not at all). A batch the
+        index refuses is not kept: the next pass stamps its packages again."""
         self._batches.mkdir(parents=True, exist_ok=True)
         stamped = now.astimezone(dt.UTC).strftime(_STAMPED)
         path = self._batches / f"{stamped}-{mark.outgoing}-{mark.inbox}.json"
@@ -98,8 +99,11 @@ class BatchLog:
             "token": base64.b64encode(batch.token).decode("ascii"),
         }
         atomic.write_bytes(path, json.dumps(record).encode())
-        with closing(self._index()) as index, index:
-            _record(index, path.name, batch.digests)
+        try:
+            self.index.record(path.name, batch.digests)
+        except errors.StorageError:
+            path.unlink(missing_ok=True)
+            raise
         atomic.write_bytes(self._mark_path, json.dumps(mark._asdict()).encode())
         return path
 
@@ -114,15 +118,20 @@ class BatchLog:
             found.append((stamped.replace(tzinfo=dt.UTC), path))
         return sorted(found)
 
+    def _kept(self) -> Iterator[tuple[str, tuple[bytes, ...]]]:
+        """Each batch file's name and digests, oldest first, for a new index."""
+        for _, path in self._files():
+            try:
+                yield path.name, _read(path).digests
+            except (errors.StorageError, OSError) as exc:  # its packages have no proof
+                log.error("a batch is not indexed", batch=path.name, reason=str(exc))
+
     def prune(self, before: dt.datetime) -> int:
         """Remove the batches stamped before ``before`` (the retention policy: a day
         exported by then keeps their proofs in its archive); how many went."""
         old = [path for stamped, path in self._files() if stamped < before]
         if old:
-            with closing(self._index()) as index, index:
-                # a batch's name begins with its time, so names sort as times do
-                cutoff = before.astimezone(dt.UTC).strftime(_STAMPED)
-                index.execute("DELETE FROM leaves WHERE batch < ?", (cutoff,))
+            self.index.forget_before(before.astimezone(dt.UTC).strftime(_STAMPED))
         for path in old:
             path.unlink(missing_ok=True)
         return len(old)
@@ -132,68 +141,35 @@ class BatchLog:
 
     def proofs_of(self, digests: Sequence[bytes]) -> dict[bytes, BatchProof]:
         """The proofs of the packages of these SHA-256 ``digests`` that a batch stamped
-        (its first), reading only the batches that hold them."""
-        leaves: dict[str, list[tuple[bytes, int]]] = defaultdict(list)
-        with closing(self._index()) as index:
-            for digest in set(digests):
-                for name, position in index.execute(_FIRST, (digest,)):
-                    leaves[name].append((digest, position))
+        (the first of theirs that can be read), reading only the batches that hold them."""
+        if not self._batches.is_dir():
+            return {}
         found = {}
-        for name, wanted in leaves.items():
-            try:
-                batch = _read(self._batches / name)
-            except FileNotFoundError:
-                continue  # removed by the retention since the index was read
-            paths = merkle.proofs(batch.digests)
-            for digest, position in wanted:
-                if batch.digests[position : position + 1] != (digest,):
-                    raise errors.StorageError(f"{self._index_path} disagrees with {name}")
-                found[digest] = BatchProof(batch.token, paths[position])
+        for digest, places in self.index.places(set(digests)).items():
+            for name, position in places:
+                proof = self._proof(name, position, digest)
+                if proof is not None:
+                    found[digest] = proof
+                    break
         return found
 
-    @property
-    def _index_path(self) -> Path:
-        return self.folder / "index.sqlite"
-
-    def _index(self) -> sqlite3.Connection:
-        """The index, made from the batch files already kept if it is new."""
-        self.folder.mkdir(parents=True, exist_ok=True)
-        index = None
+    def _proof(self, name: str, position: int, digest: bytes) -> BatchProof | None:
+        """The proof of the package at ``position`` in the batch ``name``, if it is there."""
         try:
-            index = sqlite3.connect(self._index_path, timeout=60)
-            with index:
-                index.execute("BEGIN IMMEDIATE")  # one process builds it; another waits
-                if index.execute("PRAGMA user_version").fetchone()[0] == 0:
-                    index.execute(_LEAVES)
-                    index.execute(_BY_BATCH)
-                    for _, path in self._files():
-                        _index_file(index, path)
-                    index.execute("PRAGMA user_version = 1")
-        except sqlite3.DatabaseError as exc:
-            if index is not None:
-                index.close()
-            if isinstance(exc, sqlite3.OperationalError):  # locked, unreadable: for now
-                raise errors.StorageError(f"the batch index {self._index_path}: {exc}") from None
-            raise errors.StorageError(
-                f"the batch index {self._index_path} is damaged ({exc}); remove it: it is"
-                " made again from the batches"
-            ) from None
-        return index
+            batch, paths = self._proven(name)
+        except FileNotFoundError:
+            return None  # removed by the retention since the index was read
+        except errors.StorageError as exc:
+            log.error("a batch cannot prove its packages", batch=name, reason=str(exc))
+            return None
+        if batch.digests[position : position + 1] != (digest,):
+            log.error("the batch index disagrees with a batch", batch=name)
+            return None
+        return BatchProof(batch.token, paths[position])
 
-
-def _record(index: sqlite3.Connection, name: str, digests: Sequence[bytes]) -> None:
-    """Index the batch ``name``: where each package is in it."""
-    index.executemany(
-        "INSERT OR IGNORE INTO leaves (digest, batch, position) VALUES (?, ?, ?)",
-        ((digest, name, position) for position, digest in enumerate(digests)),
-    )
-
-
-def _index_file(index: sqlite3.Connection, path: Path) -> None:
-    try:
-        _record(index, path.name, _read(path).digests)
-    except errors.StorageError as exc:  # its packages have no proof; the others do
-        log.error("a damaged batch is not indexed", reason=str(exc))
+    def _prove(self, name: str) -> tuple[Batch, list[merkle.Proof]]:
+        batch = _read(self._batches / name)
+        return batch, merkle.proofs(batch.digests)
 
 
 def _read(path: Path) -> Batch:
@@ -258,6 +234,7 @@ async def stamp_new(
 ) -> int:
     """Stamp the packages kept since the mark, in batches; how many were stamped. With
     ``offload``, reading, hashing, stamping and writing run off the loop."""
+    await _run(offload, batches.ready)  # an index that does not open fails it first
     count = 0
     while True:
         mark = await _run(offload, batches.mark)

@@ -173,8 +173,7 @@ def test_a_proof_reads_only_the_batch_that_holds_the_package(own_ca: Ca, tmp_pat
     found = log.proofs_of([two, two, hashlib.sha256(b"never stamped").digest()])
     assert set(found) == {two}
     assert _proves(found[two], mine, two)
-    with pytest.raises(errors.StorageError, match="is damaged"):
-        log.proofs_of([four])
+    assert log.proofs_of([four]) == {}  # (logged)
 
 
 def test_the_index_is_made_from_the_batches_kept_before_it(own_ca: Ca, tmp_path: Path) -> None:
@@ -196,9 +195,39 @@ def test_the_index_is_made_from_the_batches_kept_before_it(own_ca: Ca, tmp_path:
     assert log.proofs_of([hashlib.sha256(b"one").digest()]) == {}
 
 
-def test_a_damaged_index_is_named(own_ca: Ca, tmp_path: Path) -> None:
+def test_a_package_whose_first_batch_is_damaged_is_proven_by_the_next(
+    own_ca: Ca, tmp_path: Path
+) -> None:
     log = BatchLog(tmp_path / "evidence")
-    log.add(_batch_of(own_ca, b"one"), Mark(1, 0), own_ca.clock())
-    (tmp_path / "evidence" / "index.sqlite").write_bytes(b"not a database" * 100)
+    now = own_ca.clock()
+    first = log.add(_batch_of(own_ca, b"one", b"two"), Mark(2, 0), now)
+    again = _batch_of(own_ca, b"two")
+    log.add(again, Mark(2, 0), now + dt.timedelta(seconds=5))
+    first.write_text("{")
+    two = hashlib.sha256(b"two").digest()
+    assert _proves(BatchLog(log.folder).proofs_of([two])[two], again, two)
+
+
+async def test_a_damaged_index_is_named_and_stamps_nothing(own_ca: Ca, tmp_path: Path) -> None:
+    """Not a batch kept and not indexed, again at every pass, until the operator removes it."""
+    node = tmp_path / "node"
+    await support.keep(node / "node.sqlite", *_one_document(own_ca), own_ca.clock())
+    log = BatchLog(evidence_folder(node))
+    log.add(_batch_of(own_ca, b"one"), Mark(0, 0), own_ca.clock())
+    index = evidence_folder(node) / "index.sqlite"
+    index.write_bytes(b"not a database" * 100)
     with pytest.raises(errors.StorageError, match=r"index\.sqlite is damaged.*remove it"):
         log.proofs_of([hashlib.sha256(b"one").digest()])
+    stored = await open_stored(sqlite_url(node / "node.sqlite"))
+    try:
+        stamper = support.stamper(own_ca)
+        with pytest.raises(errors.StorageError, match="EDOC-STORE-001"):
+            await stamp_new(stored, log, stamper, own_ca.clock())
+        assert (len(log.batches()), log.mark()) == (1, Mark(0, 0))
+        index.unlink()  # the operator's remedy: made again from the batches
+        assert await stamp_new(stored, log, stamper, own_ca.clock()) == 4
+    finally:
+        await stored.close()
+    assert set(log.proofs_of([hashlib.sha256(b"one").digest()])) == {
+        hashlib.sha256(b"one").digest()
+    }
