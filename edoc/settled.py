@@ -22,6 +22,19 @@ class Addable(Protocol):
     def __add__(self, other: Self) -> Self: ...
 
 
+Figures = dict[str, dict[str, int]]  # by organization, province or day: each metric's count
+
+
+def merged(first: Figures, second: Figures) -> Figures:
+    """The two figures added up, into new dicts (the settled days' are kept)."""
+    added = {key: dict(counts) for key, counts in first.items()}
+    for key, counts in second.items():
+        into = added.setdefault(key, {})
+        for metric, count in counts.items():
+            into[metric] = into.get(metric, 0) + count
+    return added
+
+
 S = TypeVar("S", bound=Addable)
 SumDays = Callable[[dt.date, dt.date], Awaitable[S]]  # the days from the first to before
 

@@ -36,7 +36,7 @@ def province_names() -> dict[str, str]:
     return {_root(e.org_id): e.name for e in seed_entries() if OrgId.parse(e.org_id).level == 1}
 
 
-def _points(counts: list[Count], filters: charts.Filters) -> Iterable[charts.Point]:
+def _points(counts: Iterable[Count], filters: charts.Filters) -> Iterable[charts.Point]:
     """Documents sent and received by day; with a province, those to and from it (a
     document to two of its agencies counts twice then)."""
     sent = "sent_to" if filters.province else "sent"
@@ -117,10 +117,10 @@ def overview_of(state_key: web.AppKey[NodeState]) -> dashboard.Overview:
         state = request.app[state_key]
         now = dt.datetime.now(dt.UTC)
         filters = charts.Filters.of(request)
-        sums = await state.counted.sums(state.store.counter_sums, now.date())
-        report = await stats.report(state.store, sums)
+        figures = await stats.tallied(state.store, state.tallied, now.date())
+        report = await stats.report(state.store, figures)
         agencies = {a.org_id: a.name for a in await state.store.agencies()}
-        counts = sums.by_day
+        counts = charts.in_period(figures.days, filters, now.date())
         backlog = await state.store.pending_transfers()
         return {
             "generated_at": now.isoformat(timespec="seconds"),

@@ -17,7 +17,7 @@ from edoc.offload import Offload
 from edoc.recent import Recent
 from edoc.settled import Settled
 from edoc.store import sqlite_url
-from edoc.store.hub import HubStore, Sums
+from edoc.store.hub import HubStore
 from edoc.web import HttpMetrics, KnownTokens
 
 HUB_ORG_ID = "000.00.00.G22"  # the axis is run by the Government Office (Văn phòng Chính phủ)
@@ -76,9 +76,7 @@ class HubState:
     # node → when it last asked for deliveries (this instance only), for the dashboard
     polled: dict[str, dt.datetime] = field(default_factory=dict)
     reports: Recent[dict[str, Any]] = field(default_factory=Recent)  # GET /api/v1/stats
-    # the counters summed for the dashboard, and the statistics' figures (edoc.settled)
-    counted: Settled[Sums] = field(default_factory=Settled)
-    tallied: Settled[Tallied] = field(default_factory=Settled)
+    tallied: Settled[Tallied] = field(default_factory=Settled)  # the statistics' figures
 
     def __post_init__(self) -> None:
         registry = self.metrics.registry

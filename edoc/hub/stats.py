@@ -10,7 +10,7 @@ from typing import Any
 from edoc import errors
 from edoc.model import MessageKind
 from edoc.orgid import OrgId
-from edoc.settled import Settled
+from edoc.settled import Figures, Settled, merged
 from edoc.store.hub import HubStore, Sums, Tally
 
 METRICS = ("sent", "received", "status_sent", "status_received", "rejected")
@@ -42,9 +42,6 @@ def _province(org_id: str) -> str:
         return "unknown"
 
 
-Figures = dict[str, dict[str, int]]  # by organization, province or day: each metric's
-
-
 @dataclass(frozen=True)
 class Tallied:
     """The report's figures from some days' counter sums; two of other days add up by
@@ -72,9 +69,9 @@ class Tallied:
     def __add__(self, other: Tallied) -> Tallied:
         return Tallied(
             {metric: n + other.totals[metric] for metric, n in self.totals.items()},
-            _merged(self.by_org, other.by_org),
-            _merged(self.by_province, other.by_province),
-            _merged(self.by_day, other.by_day),
+            merged(self.by_org, other.by_org),
+            merged(self.by_province, other.by_province),
+            merged(self.by_day, other.by_day),
             {
                 code: self.refused.get(code, 0) + other.refused.get(code, 0)
                 for code in self.refused | other.refused
@@ -84,14 +81,6 @@ class Tallied:
 
 def _add(figures: Figures, key: str, metric: str, count: int) -> None:
     figures.setdefault(key, dict.fromkeys(METRICS, 0))[metric] += count
-
-
-def _merged(first: Figures, second: Figures) -> Figures:
-    merged = {key: dict(counts) for key, counts in first.items()}
-    for key, counts in second.items():
-        for metric, count in counts.items():
-            _add(merged, key, metric, count)
-    return merged
 
 
 async def _tallied_days(store: HubStore, first: dt.date, before: dt.date) -> Tallied:

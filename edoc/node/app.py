@@ -330,8 +330,8 @@ async def post_statuses(request: web.Request) -> web.Response:
 
 async def get_stats(request: web.Request) -> web.Response:
     state = request.app[STATE]
-    sums = await state.counted.sums(state.store.counter_sums, dt.datetime.now(dt.UTC).date())
-    return web.json_response(await stats.report(state.store, sums))
+    figures = await stats.tallied(state.store, state.tallied, dt.datetime.now(dt.UTC).date())
+    return web.json_response(await stats.report(state.store, figures))
 
 
 async def healthz(request: web.Request) -> web.Response:

@@ -10,11 +10,12 @@ from pathlib import Path
 
 from edoc.client import HubClient
 from edoc.keystore import KeyStore
+from edoc.node.stats import Tallied
 from edoc.offload import Offload
 from edoc.orgid import OrgId, parse_root_code, root_of
 from edoc.settled import Settled
 from edoc.store import sqlite_url
-from edoc.store.node import NodeStore, Sums
+from edoc.store.node import NodeStore
 from edoc.web import HttpMetrics, KnownTokens
 
 
@@ -72,8 +73,8 @@ class NodeState:
     # is stored; only agencies someone waits for have one
     inbox_wakeups: dict[str, asyncio.Event] = field(default_factory=dict)
     stopping: bool = False  # the node is shutting down: held inbox reads answer at once
-    # the counters summed, for the statistics and the dashboard (edoc.settled)
-    counted: Settled[Sums] = field(default_factory=Settled)
+    # the counters' figures, for the statistics and the dashboard (edoc.settled)
+    tallied: Settled[Tallied] = field(default_factory=Settled)
 
     async def agency_for_token(self, token_sha256: str) -> str | None:
         """The agency a token belongs to (a known one remembered for a few seconds)."""

@@ -4,12 +4,15 @@ province and day; the share personally signed; recipients' statuses; on-time sha
 from __future__ import annotations
 
 import datetime as dt
-from collections import Counter, defaultdict
+import functools
+from dataclasses import dataclass, replace
 from typing import Any
 
+from edoc.dashboard.charts import Days, joined, shown_days
 from edoc.model import reached, recipient_state
 from edoc.orgid import OrgId
-from edoc.store.node import NewInboxItem, NewOutgoing, NodeStore, Sums, Tally
+from edoc.settled import Figures, Settled, merged
+from edoc.store.node import Count, NewInboxItem, NewOutgoing, NodeStore, Sums, Tally
 
 
 def _province(org_id: str) -> str:
@@ -31,39 +34,75 @@ def received_tallies(document: NewInboxItem, day: dt.date) -> list[Tally]:
     return [Tally(day, document.recipient, _province(document.sender), "received")]
 
 
-async def report(store: NodeStore, sums: Sums) -> dict[str, Any]:
-    """From the counters summed by agency and partner, and by day (NodeState.counted)."""
-    sent = received = signed = 0
-    by_agency: defaultdict[str, Counter[str]] = defaultdict(Counter)
-    by_partner: defaultdict[str, Counter[str]] = defaultdict(Counter)
-    by_day: defaultdict[str, Counter[str]] = defaultdict(Counter)
-    for org_id, partner, metric, count in sums.by_org:
-        if metric == "sent":
-            sent += count
-            by_agency[org_id]["sent"] += count
-        elif metric == "sent_signed":
-            signed += count
-        elif metric == "sent_to":
-            by_partner[partner]["sent"] += count
-        elif metric == "received":
-            received += count
-            by_agency[org_id]["received"] += count
-            by_partner[partner]["received"] += count
-    for counter in sums.by_day:
-        if counter.metric in ("sent", "received"):
-            by_day[counter.day.isoformat()][counter.metric] += counter.count
+@dataclass(frozen=True)
+class Tallied:
+    """The statistics' figures from some days' counter sums, and the counts by partner of
+    the days the dashboard's chart may show. Two of other days add up by ``+`` (into new
+    ones: the settled days' are kept and added to at each look)."""
+
+    totals: dict[str, int]  # sent, received, sent_signed
+    by_agency: Figures
+    by_partner: Figures
+    by_day: Figures
+    days: Days[Count]
+
+    @classmethod
+    def of(cls, sums: Sums, today: dt.date) -> Tallied:
+        tallied = cls(dict.fromkeys(("sent", "received", "sent_signed"), 0), {}, {}, {}, {})
+        for org_id, partner, metric, count in sums.by_org:
+            if metric in tallied.totals:
+                tallied.totals[metric] += count
+            if metric in ("sent", "received"):
+                _add(tallied.by_agency, org_id, metric, count)
+            if metric in ("sent_to", "received"):
+                _add(tallied.by_partner, partner, metric.removesuffix("_to"), count)
+        for counter in sums.by_day:
+            if counter.metric in ("sent", "received"):
+                _add(tallied.by_day, counter.day.isoformat(), counter.metric, counter.count)
+        return replace(tallied, days=shown_days(sums.by_day, today))
+
+    def __add__(self, other: Tallied) -> Tallied:
+        return Tallied(
+            {metric: n + other.totals[metric] for metric, n in self.totals.items()},
+            merged(self.by_agency, other.by_agency),
+            merged(self.by_partner, other.by_partner),
+            merged(self.by_day, other.by_day),
+            joined(self.days, other.days),
+        )
+
+
+def _add(figures: Figures, key: str, metric: str, count: int) -> None:
+    into = figures.setdefault(key, {})
+    into[metric] = into.get(metric, 0) + count
+
+
+async def tallied(store: NodeStore, figures: Settled[Tallied], today: dt.date) -> Tallied:
+    """Every day's figures, the settled days' made once (edoc.settled)."""
+    return await figures.sums(functools.partial(_tallied_days, store, today), today)
+
+
+async def _tallied_days(
+    store: NodeStore, today: dt.date, first: dt.date, before: dt.date
+) -> Tallied:
+    return Tallied.of(await store.counter_sums(first, before), today)
+
+
+async def report(store: NodeStore, figures: Tallied) -> dict[str, Any]:
+    """From every day's figures (``tallied``) and the recipients' progress."""
+    totals = figures.totals
+    sent = totals["sent"]
     progress = await store.progress()
     states = progress.states
     delivered = sum(n for state, n in states.items() if reached(recipient_state(state)))
     recipients = sum(states.values())
     return {
         "sent": sent,
-        "received": received,
-        "share_signed": round(signed / sent, 4) if sent else None,
+        "received": totals["received"],
+        "share_signed": round(totals["sent_signed"] / sent, 4) if sent else None,
         "share_delivered": round(delivered / recipients, 4) if recipients else None,
         "on_time_share": round(progress.on_time / progress.due, 4) if progress.due else None,
         "status_breakdown": states,
-        "by_agency": {k: dict(v) for k, v in sorted(by_agency.items())},
-        "by_partner_province": {k: dict(v) for k, v in sorted(by_partner.items())},
-        "by_day": {k: dict(v) for k, v in sorted(by_day.items())},
+        "by_agency": dict(sorted(figures.by_agency.items())),
+        "by_partner_province": dict(sorted(figures.by_partner.items())),
+        "by_day": dict(sorted(figures.by_day.items())),
     }

@@ -10,6 +10,7 @@ from edoc.dashboard import flow
 from edoc.dashboard import hub as hub_view
 from edoc.model import StatusCode
 from edoc.store.hub import Count, Stage
+from edoc.store.sums import CounterSums
 from tests.dashboard.support import NGHE_AN, NGHE_AN_TOKEN, TAY_NINH, hub
 from tests.dashboard.test_hub_data import overview
 from tests.support.hub import document, status
@@ -72,17 +73,21 @@ def refused(day: dt.date, count: int) -> Count:
     return Count(day, TAY_NINH, "rejected", "EDOC-SIG-002", count)
 
 
+def spike_of(counts: list[Count], today: dt.date) -> dict[str, str] | None:
+    return hub_view.refusal_spike(hub_view.Board.of(CounterSums([], counts), today), today)
+
+
 def test_a_refusal_spike_is_today_well_above_the_week_before() -> None:
     today = T0.date()
     week = [refused(today - dt.timedelta(days=n), 5) for n in range(1, 8)]  # 5 a day
-    assert hub_view.refusal_spike([*week, refused(today, 14)], today) is None
-    spike = hub_view.refusal_spike([*week, refused(today, 15)], today)
+    assert spike_of([*week, refused(today, 14)], today) is None
+    spike = spike_of([*week, refused(today, 15)], today)
     assert spike is not None and spike["level"] == "danger"
     assert spike["text"].startswith("15 refusals today, 5.0 a day")
-    assert hub_view.refusal_spike([refused(today, 9)], today) is None  # too few to tell
-    assert hub_view.refusal_spike([refused(today, 10)], today) is not None  # none before
+    assert spike_of([refused(today, 9)], today) is None  # too few to tell
+    assert spike_of([refused(today, 10)], today) is not None  # none before
     old = refused(today - dt.timedelta(days=8), 1000)  # beyond the week: not the usual rate
-    assert hub_view.refusal_spike([old, refused(today, 10)], today) is not None
+    assert spike_of([old, refused(today, 10)], today) is not None
 
 
 async def test_a_document_its_status_and_its_delivery_show_in_funnel_and_latency(
