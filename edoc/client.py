@@ -413,19 +413,26 @@ class HubClient(_Client):
             return self._shaped(wire.deliveries_from_frames, body)
         return self._shaped(wire.deliveries_from_json, body)
 
-    async def _stream(self, path: str) -> AsyncIterator[bytes]:
-        """The body of a GET in chunks (never whole in memory); a refusal raised under
-        its code."""
+    @contextlib.asynccontextmanager
+    async def _get(
+        self, path: str, headers: Mapping[str, str] | None = None
+    ) -> AsyncIterator[aiohttp.ClientResponse]:
+        """A GET's response, its body not yet read; a refusal raised under its code."""
         assert self._session is not None, "streaming needs the kept-alive session"
         with self._reaching():
             async with self._session.get(
-                f"{self.base_url}{path}", headers=self._headers(None), ssl=self.ssl_context
+                f"{self.base_url}{path}", headers=self._headers(headers), ssl=self.ssl_context
             ) as response:
                 if response.status >= 400:
                     raw = await response.read()
                     self._checked(Answer(response.status, _parsed(raw), dict(response.headers)))
-                async for chunk in response.content.iter_chunked(256 * 1024):
-                    yield chunk
+                yield response
+
+    async def _stream(self, path: str) -> AsyncIterator[bytes]:
+        """The body of a GET in chunks (never whole in memory)."""
+        async with self._get(path) as response:
+            async for chunk in response.content.iter_chunked(256 * 1024):
+                yield chunk
 
     async def download(self, delivery_id: int, target: Path) -> Path:
         """A delivery's package, streamed to ``target``."""
@@ -444,12 +451,17 @@ class HubClient(_Client):
         )
         return self._shaped(wire.Registered.from_json, body)
 
-    async def directory(self, max_bytes: int) -> bytes:
-        """The signed address book (XML), refused past ``max_bytes``; verify it with
+    async def directory(self, max_bytes: int, held: str = "") -> wire.Book | None:
+        """The signed address book (XML) and its ETag, refused past ``max_bytes``; None
+        while the hub's is still the one ``held`` names (its ETag). Verify it with
         ``hub.directory.read_signed``."""
-        body = bytearray()
-        async for chunk in self._stream("/api/v1/directory"):
-            body += chunk
-            if len(body) > max_bytes:
-                raise errors.HubUnavailable(f"the hub's address book is over {max_bytes} bytes")
-        return bytes(body)
+        asked = {"If-None-Match": held} if held else None
+        async with self._get("/api/v1/directory", asked) as response:
+            if response.status == 304:
+                return None
+            body = bytearray()
+            async for chunk in response.content.iter_chunked(256 * 1024):
+                body += chunk
+                if len(body) > max_bytes:
+                    raise errors.HubUnavailable(f"the hub's address book is over {max_bytes} bytes")
+            return wire.Book(bytes(body), response.headers.get("ETag", ""))

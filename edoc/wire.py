@@ -272,6 +272,15 @@ class Acknowledged:
 
 
 @dataclass(frozen=True)
+class Book:
+    """The hub's answer to ``GET /api/v1/directory``: the signed address book, and the
+    ETag that names it (a node that sends it back is answered 304 while it holds)."""
+
+    body: bytes
+    etag: str
+
+
+@dataclass(frozen=True)
 class Registered:
     """The hub's answer to ``POST /api/v1/directory``."""
 

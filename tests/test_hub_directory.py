@@ -1,5 +1,6 @@
 """The hub's address book is signed once per change, not once per GET: the same book and
-signer give the same signed body; a registration, another signer or time gives a new one."""
+signer give the same signed body; a registration, another signer or time gives a new one;
+a node that holds the book signed last (its ETag) is answered 304."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from edoc.hub import app as hub_app
 from edoc.hub import directory
 from edoc.hub.state import HubConfig
 from edoc.keyindex import SigningIdentity
-from edoc.store.hub import DirectoryEntry
+from edoc.store.hub import Directory
 from tests.support.hub import HUB_ORG, hub_ca
 from tests.support.pki import SENDER, Ca
 
@@ -40,16 +41,14 @@ def signatures(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
         return real(root, seal)
 
     monkeypatch.setattr(signing, "sign_enveloped", counted)
-    # nothing signed before (by other tests in this process) is served from the cache
-    monkeypatch.setattr(directory, "_LAST_SIGNED", directory._LastSigned())
     yield signed
 
 
-def _book(*agencies: str) -> list[DirectoryEntry]:
+def _book(version: int, *agencies: str) -> Directory:
     entries = directory.seed_entries()
     for org in agencies:
         entries += directory.registration(org[-3:], [{"org_id": org, "name": org}])
-    return entries
+    return Directory(version, tuple(entries))
 
 
 def _read(body: bytes, ca: Ca, org: str = HUB_ORG) -> tuple[int, set[str]]:
@@ -57,51 +56,57 @@ def _read(body: bytes, ca: Ca, org: str = HUB_ORG) -> tuple[int, set[str]]:
     return version, {entry.org_id for entry in entries}
 
 
-def test_the_same_book_is_signed_once(ca: Ca, signatures: list[str]) -> None:
-    seal = ca.keys.identity(HUB_ORG)
-    first = directory.signed_xml(101, _book(), NOW, seal)
-    again = directory.signed_xml(101, tuple(_book()), NOW + dt.timedelta(minutes=5), seal)
-    assert again == first
+def test_the_same_version_is_signed_once(ca: Ca, signatures: list[str]) -> None:
+    books, seal = directory.SignedBooks(), ca.keys.identity(HUB_ORG)
+    first = books.sign(_book(101), NOW, seal)
+    later = NOW + dt.timedelta(minutes=5)
+    assert books.fresh(101, seal.cert, later) == first
+    assert books.sign(_book(101), later, seal) == first
     assert signatures == [HUB_ORG]
 
 
-def test_a_registration_gives_a_new_signed_book(ca: Ca, signatures: list[str]) -> None:
-    seal = ca.keys.identity(HUB_ORG)
-    before = directory.signed_xml(102, _book(), ca.clock(), seal)
-    after = directory.signed_xml(103, _book(NEWCOMER), ca.clock(), seal)
+def test_a_new_version_is_signed_anew(ca: Ca, signatures: list[str]) -> None:
+    books, seal = directory.SignedBooks(), ca.keys.identity(HUB_ORG)
+    before = books.sign(_book(102), ca.clock(), seal)
+    assert books.fresh(103, seal.cert, ca.clock()) is None
+    after = books.sign(_book(103, NEWCOMER), ca.clock(), seal)
     assert signatures == [HUB_ORG, HUB_ORG]
-    assert NEWCOMER not in _read(before, ca)[1]
-    assert _read(after, ca) == (103, _read(before, ca)[1] | {NEWCOMER})
+    assert NEWCOMER not in _read(before.body, ca)[1]
+    assert _read(after.body, ca) == (103, _read(before.body, ca)[1] | {NEWCOMER})
+    assert after.etag != before.etag
 
 
-def test_other_entries_at_the_same_version_are_signed_anew(ca: Ca, signatures: list[str]) -> None:
-    """The version alone does not decide: the content is compared too."""
+def test_each_hub_keeps_its_own(ca: Ca, signatures: list[str]) -> None:
+    """Two hubs in one process have two stores: the same version says nothing."""
     seal = ca.keys.identity(HUB_ORG)
-    directory.signed_xml(104, _book(), ca.clock(), seal)
-    changed = directory.signed_xml(104, _book(NEWCOMER), ca.clock(), seal)
-    assert NEWCOMER in _read(changed, ca)[1]
+    directory.SignedBooks().sign(_book(104), ca.clock(), seal)
+    other = directory.SignedBooks()
+    assert other.fresh(104, seal.cert, ca.clock()) is None
+    assert NEWCOMER in _read(other.sign(_book(104, NEWCOMER), ca.clock(), seal).body, ca)[1]
     assert len(signatures) == 2
 
 
 def test_another_signer_signs_anew(ca: Ca, signatures: list[str]) -> None:
-    directory.signed_xml(105, _book(), ca.clock(), ca.keys.identity(HUB_ORG))
-    other = directory.signed_xml(105, _book(), ca.clock(), ca.keys.identity(SENDER))
+    books = directory.SignedBooks()
+    books.sign(_book(105), ca.clock(), ca.keys.identity(HUB_ORG))
+    other = books.sign(_book(105), ca.clock(), ca.keys.identity(SENDER))
     assert signatures == [HUB_ORG, SENDER]
-    assert _read(other, ca, SENDER)[0] == 105
+    assert _read(other.body, ca, SENDER)[0] == 105
 
 
 def test_a_book_is_signed_again_before_it_grows_old(ca: Ca, signatures: list[str]) -> None:
-    seal = ca.keys.identity(HUB_ORG)
-    first = directory.signed_xml(106, _book(), NOW, seal)
+    books, seal = directory.SignedBooks(), ca.keys.identity(HUB_ORG)
+    first = books.sign(_book(106), NOW, seal)
     almost = NOW + directory.RESIGN - dt.timedelta(seconds=1)
-    assert directory.signed_xml(106, _book(), almost, seal) == first
+    assert books.sign(_book(106), almost, seal) == first
     later = NOW + directory.RESIGN
-    resigned = directory.signed_xml(106, _book(), later, seal)
-    expires = dt.datetime.fromisoformat(etree.fromstring(resigned).get("expires", ""))
+    assert books.fresh(106, seal.cert, later) is None
+    resigned = books.sign(_book(106), later, seal)
+    expires = dt.datetime.fromisoformat(etree.fromstring(resigned.body).get("expires", ""))
     assert expires == later + directory.VALIDITY
-    assert signatures == [HUB_ORG, HUB_ORG]
+    assert signatures == [HUB_ORG, HUB_ORG] and resigned.etag != first.etag
     # a clock set back: never a book issued after the time asked for
-    assert directory.signed_xml(106, _book(), NOW, seal) != resigned
+    assert books.sign(_book(106), NOW, seal) != resigned
     assert len(signatures) == 3
 
 
@@ -113,18 +118,21 @@ async def test_two_gets_sign_once_and_a_registration_signs_anew(
     headers = {"Authorization": "Bearer secret-token"}
     async with TestClient(TestServer(hub_app.create_app(config))) as client:
 
-        async def book() -> bytes:
-            async with client.get("/api/v1/directory", headers=headers) as response:
-                assert response.status == 200
-                return await response.read()
+        async def book(held: str = "") -> tuple[int, bytes, str]:
+            asked = headers | ({"If-None-Match": held} if held else {})
+            async with client.get("/api/v1/directory", headers=asked) as response:
+                return response.status, await response.read(), response.headers["ETag"]
 
-        first = await book()
-        assert await book() == first
+        status, first, etag = await book()
+        assert status == 200
+        assert await book() == (200, first, etag)
+        assert await book(etag) == (304, b"", etag)  # the node holds it: not sent again
+        assert await book(f'"other", W/{etag}') == (304, b"", etag)
         assert signatures == [HUB_ORG]
         organizations = {"organizations": [{"org_id": NEWCOMER, "name": "Sở Nội vụ"}]}
         async with client.post("/api/v1/directory", json=organizations, headers=headers) as answer:
             assert answer.status == 200
-        registered = await book()
-    assert signatures == [HUB_ORG, HUB_ORG]
+        status, registered, newer = await book(etag)
+    assert (status, signatures) == (200, [HUB_ORG, HUB_ORG]) and newer != etag
     version, known = _read(first, ca)
     assert _read(registered, ca) == (version + 1, known | {NEWCOMER})

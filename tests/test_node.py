@@ -478,11 +478,14 @@ async def test_the_address_book_decides_at_the_door(
         assert health["address_book"] == {"version": 2, "expires": copy.expires.isoformat()}
         assert door.hub.directory_requests == asked + 1
 
-        # posts naming unknown ids together share one fetch: no signing by the hub for each
+        # posts naming unknown ids together share one fetch: no signing by the hub for each;
+        # the hub answers that the book held is still its own (304), which confirms it
         monkeypatch.setattr(addressbook, "RECHECK_AFTER", 3.0)
-        asked = door.hub.directory_requests
+        asked, unchanged = door.hub.directory_requests, door.hub.directory_unchanged
         await asyncio.gather(*(_refused_as_unknown(node, f"000.00.9{n}.H34") for n in range(5)))
         assert door.hub.directory_requests == asked + 1
+        assert door.hub.directory_unchanged == unchanged + 1
+        assert node.book.current() == copy
 
     monkeypatch.setattr(addressbook, "RECHECK_AFTER", 0.2)
     door.hub.book = None  # restarted while the hub cannot give the book: the kept copy

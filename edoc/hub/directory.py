@@ -3,8 +3,9 @@
 Loaded from ``seeds/organizations.csv`` (every province's and ministry's level-1
 identifier) and from what nodes register. Nodes get it as a signed XML document with
 a version and an expiry, so they can cache it and trust it offline. The hub signs a
-book once per change (of its entries or its signer) and again each RESIGN, not on each
-request: every node fetches it at start, every few minutes and on unknown recipients.
+book once per change (of its version or its signer) and again each RESIGN, not on each
+request: every node fetches it at start, every few minutes and on unknown recipients,
+and a node that holds the book signed last is answered 304 (its ETag).
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from edoc import errors, resources, signing, xmlsafe
 from edoc.certcheck import Trust
 from edoc.keyindex import SigningIdentity
 from edoc.orgid import OrgId
-from edoc.store.hub import DirectoryEntry
+from edoc.store.hub import Directory, DirectoryEntry
 
 SEEDS = resources.seed("organizations.csv")
 NS = "urn:edoc:directory:1"
@@ -84,70 +85,60 @@ def to_xml(version: int, entries: Sequence[DirectoryEntry], now: dt.datetime) ->
 
 
 @dataclass(frozen=True)
-class _Signed:
+class SignedBook:
+    """The address book at ``version`` as signed by ``seal`` at ``issued``."""
+
     version: int
-    entries: tuple[DirectoryEntry, ...]
     seal: x509.Certificate
     issued: dt.datetime
     body: bytes
 
-    def serves(
-        self,
-        version: int,
-        entries: tuple[DirectoryEntry, ...],
-        seal: x509.Certificate,
-        now: dt.datetime,
-    ) -> bool:
-        """Whether this is the book asked for: same version, entries and signer, and
-        issued at most RESIGN before ``now`` (never after it)."""
+    @property
+    def etag(self) -> str:
+        """Names this body: a node that holds it is answered 304 (If-None-Match)."""
+        return f'"{self.version}-{int(self.issued.timestamp())}"'
+
+    def serves(self, version: int, seal: x509.Certificate, now: dt.datetime) -> bool:
+        """Whether this is the book asked for: same version and signer, issued at most
+        RESIGN before ``now`` (never after it)."""
         return (
             self.version == version
             and self.seal == seal
             and self.issued <= now < self.issued + RESIGN
-            and self.entries == entries  # last: the one comparison as long as the book
         )
 
 
-class _LastSigned:
-    """The address book signed last: every node fetches it at start, every few minutes
+class SignedBooks:
+    """A hub's address book signed last: every node fetches it at start, every few minutes
     and on each unknown recipient, and signing it (XMLDSig over every entry) costs far
-    more than comparing it. Thread-safe: the hub signs in its offload threads."""
+    more than reading its version, which grows with every change of an entry in the
+    transaction that changes it (one per hub: hubs sharing a process have their own
+    stores, whose versions say nothing of each other's). Thread-safe: the hub signs in
+    its offload threads."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._last: _Signed | None = None
+        self._last: SignedBook | None = None
 
-    def get(
-        self,
-        version: int,
-        entries: Sequence[DirectoryEntry],
-        now: dt.datetime,
-        seal: SigningIdentity,
-    ) -> bytes:
-        book = tuple(entries)
+    def fresh(self, version: int, seal: x509.Certificate, now: dt.datetime) -> SignedBook | None:
+        """The book signed last, if it serves ``version`` with ``seal`` at ``now``."""
+        last = self._last
+        return last if last is not None and last.serves(version, seal, now) else None
+
+    def sign(self, book: Directory, now: dt.datetime, seal: SigningIdentity) -> SignedBook:
+        """``book`` signed by ``seal`` at ``now``, unless a request signed it meanwhile."""
         with self._lock:  # held while signing: concurrent requests wait for one signature
-            last = self._last
-            if last is None or not last.serves(version, book, seal.cert, now):
-                body = _sign(version, book, now, seal)
-                last = self._last = _Signed(version, book, seal.cert, now, body)
-            return last.body
-
-
-_LAST_SIGNED = _LastSigned()
+            last = self.fresh(book.version, seal.cert, now)
+            if last is None:
+                body = signed_xml(book.version, book.entries, now, seal)
+                last = self._last = SignedBook(book.version, seal.cert, now, body)
+            return last
 
 
 def signed_xml(
     version: int, entries: Sequence[DirectoryEntry], now: dt.datetime, seal: SigningIdentity
 ) -> bytes:
-    """The address book at ``version`` signed by ``seal``, issued at ``now`` or at most
-    RESIGN before it (so valid for at least VALIDITY - RESIGN more): the same book with
-    the same signer is signed once, not once per request."""
-    return _LAST_SIGNED.get(version, entries, now, seal)
-
-
-def _sign(
-    version: int, entries: Sequence[DirectoryEntry], now: dt.datetime, seal: SigningIdentity
-) -> bytes:
+    """The address book at ``version`` signed by ``seal``, issued at ``now``."""
     signed = signing.sign_enveloped(to_xml(version, entries, now), seal)
     data: bytes = etree.tostring(signed, xml_declaration=True, encoding="utf-8")
     return data

@@ -11,6 +11,7 @@ from typing import Any
 
 from prometheus_client import Counter
 
+from edoc.hub.directory import SignedBooks
 from edoc.hub.stats import Tallied
 from edoc.keystore import KeyStore
 from edoc.offload import Offload
@@ -77,6 +78,7 @@ class HubState:
     polled: dict[str, dt.datetime] = field(default_factory=dict)
     reports: Recent[dict[str, Any]] = field(default_factory=Recent)  # GET /api/v1/stats
     tallied: Settled[Tallied] = field(default_factory=Settled)  # the statistics' figures
+    books: SignedBooks = field(default_factory=SignedBooks)  # the address book signed last
 
     def __post_init__(self) -> None:
         registry = self.metrics.registry

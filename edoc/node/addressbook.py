@@ -11,7 +11,8 @@ expires), and fetches it again:
 
 - at start-up, retried until the hub answers;
 - every ``REFRESH_EVERY`` in the background (a copy of the same version only extends the
-  expiry);
+  expiry; the hub answers 304 while the book the node holds is the one it signed last,
+  named by its ETag, and the node does not verify it again);
 - when a post names an id the copy does not know: an agency may have registered at
   another node since, so the post waits (``DOOR_WAIT`` at most) for a copy fetched after
   it arrived, and is refused only by such a copy. Such fetches begin at most every
@@ -60,6 +61,7 @@ class Copy:
     version: int
     expires: dt.datetime
     known: frozenset[str]
+    etag: str  # the hub's name for the body it was read from ("": read from disk)
 
 
 def _verified(
@@ -77,9 +79,11 @@ class AddressBook:
         self.path = path
         self.signer = signer  # the hub's organization, whose seal signs the book
         self._copy: Copy | None = None
-        self._fetching: asyncio.Task[None] | None = None
+        self._fetching: asyncio.Task[bool] | None = None
         self._fetch_started = float("-inf")  # time.monotonic() when the last fetch began
-        self._confirmed = float("-inf")  # when the last fetch that brought a copy began
+        self._confirmed = float(
+            "-inf"
+        )  # when the last fetch that brought or confirmed a copy began
         self._kept_at = float("-inf")  # time.monotonic() when a fetched copy was last kept
 
     def current(self) -> Copy | None:
@@ -149,9 +153,7 @@ class AddressBook:
         await self.load_kept(state)
         backoff = Backoff(state.config.retry_base, state.config.retry_cap)
         while True:
-            before = self._copy
-            await asyncio.shield(self._refresh(state))
-            if self._copy is not before:
+            if await asyncio.shield(self._refresh(state)):
                 backoff.succeeded()
                 await asyncio.sleep(REFRESH_EVERY)
             else:
@@ -160,21 +162,29 @@ class AddressBook:
     async def close(self) -> None:
         await tasks.stop(self._fetching)
 
-    def _refresh(self, state: NodeState) -> asyncio.Task[None]:
+    def _refresh(self, state: NodeState) -> asyncio.Task[bool]:
         """One fetch at a time: callers that come while one is under way share it."""
         if self._fetching is None or self._fetching.done():
             self._fetch_started = time.monotonic()
             self._fetching = asyncio.create_task(self._fetch(state), name="address book")
         return self._fetching
 
-    async def _fetch(self, state: NodeState) -> None:
+    async def _fetch(self, state: NodeState) -> bool:
+        """Whether a copy came, or the hub confirmed the one held (304)."""
+        held = self.current()
         try:
-            await self._adopt(state, await hublink.directory(state), keep=True)
-            self._confirmed = self._fetch_started  # the start of this fetch
+            book = await hublink.directory(state, held.etag if held is not None else "")
+            if book is not None:
+                await self._adopt(state, book.body, keep=True, etag=book.etag)
+            elif held is None:  # (a hub that answers 304 to nothing held: none came)
+                raise errors.HubUnavailable("the hub answered 304 to a node holding no book")
         except (errors.EdocError, OSError, ValueError) as exc:
             log.warning("address book not fetched", reason=str(exc))
+            return False
+        self._confirmed = self._fetch_started  # the start of this fetch
+        return True
 
-    async def _adopt(self, state: NodeState, data: bytes, keep: bool) -> None:
+    async def _adopt(self, state: NodeState, data: bytes, keep: bool, etag: str = "") -> None:
         version, expires, known = await state.offload.run(_verified, data, state, self.signer)
         changed = self._copy is None or self._copy.version != version
         # Kept on disk when it changed, and now and then for its later expiry: not at each
@@ -182,6 +192,6 @@ class AddressBook:
         if keep and (changed or time.monotonic() - self._kept_at > REFRESH_EVERY):
             await state.offload.run(atomic.write_bytes, self.path, data)
             self._kept_at = time.monotonic()
-        self._copy = Copy(version, expires, known)
+        self._copy = Copy(version, expires, known, etag)
         if changed:
             log.info("address book", version=version, organizations=len(known))

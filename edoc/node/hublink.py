@@ -63,6 +63,7 @@ async def fetch(state: NodeState, delivery: wire.DeliveryNotice, target: Path) -
 MAX_DIRECTORY_BYTES = 64 * 1024 * 1024  # what directory.read_signed will parse
 
 
-async def directory(state: NodeState) -> bytes:
-    """The hub's signed address book, as the hub sent it (verified by the caller)."""
-    return await state.hub.directory(MAX_DIRECTORY_BYTES)
+async def directory(state: NodeState, held: str = "") -> wire.Book | None:
+    """The hub's signed address book, as the hub sent it (verified by the caller); None
+    while the hub's is still the one the ETag ``held`` names."""
+    return await state.hub.directory(MAX_DIRECTORY_BYTES, held)

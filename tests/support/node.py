@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import hashlib
 import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -41,6 +42,7 @@ class FakeHub:
         {"error": {"code": "EDOC-HUB-004", "message": "busy"}},
     )
     directory_requests: int = 0
+    directory_unchanged: int = 0  # of those, answered 304: the node held the book
     packages: list[bytes] = field(default_factory=list)
 
     def signed_book(
@@ -58,11 +60,15 @@ class FakeHub:
         now = issued or dt.datetime.now(dt.UTC)
         return directory.signed_xml(version, entries, now, self.keys.identity(seal))
 
-    async def _directory(self, _request: web.Request) -> web.Response:
+    async def _directory(self, request: web.Request) -> web.Response:
         self.directory_requests += 1
         if self.book is None:
             return web.json_response({"error": {"code": "EDOC-HUB-000", "message": ""}}, status=503)
-        return web.Response(body=self.book, content_type="application/xml")
+        etag = f'"{hashlib.sha256(self.book).hexdigest()}"'  # the real hub's are shorter
+        if request.headers.get("If-None-Match") == etag:
+            self.directory_unchanged += 1
+            return web.Response(status=304, headers={"ETag": etag})
+        return web.Response(body=self.book, content_type="application/xml", headers={"ETag": etag})
 
     async def _register(self, _request: web.Request) -> web.Response:
         return web.json_response({"version": 1, "registered": 1})

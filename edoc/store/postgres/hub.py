@@ -364,6 +364,10 @@ class PostgresHubStore(HubIntake):
         entries = tuple(DirectoryEntry(r[0], r[1], r[2], r[3]) for r in rows)
         return Directory(int(version or 0), entries)
 
+    async def directory_version(self) -> int:
+        version = await self._value("SELECT value FROM meta WHERE key='directory_version'")
+        return int(version or 0)
+
     async def add_node(self, node: str, token_sha256: str) -> None:
         async with self._transaction() as conn:
             await conn.execute(

@@ -324,6 +324,9 @@ class SqliteHubStore(HubViews):
 
         return await self._read(directory)
 
+    async def directory_version(self) -> int:
+        return await self._read(_directory_version)
+
     async def add_node(self, node: str, token_sha256: str) -> None:
         await self._change(
             partial(
