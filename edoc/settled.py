@@ -10,12 +10,13 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import math
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Generic, Protocol, Self, TypeVar
 
 from edoc.recent import Recent
 
 UNSETTLED = dt.timedelta(days=1)
+KEPT_DAYS = 90  # the days whose counts are kept by day, to today (the longest chart)
 
 
 class Addable(Protocol):
@@ -26,13 +27,45 @@ Figures = dict[str, dict[str, int]]  # by organization, province or day: each me
 
 
 def merged(first: Figures, second: Figures) -> Figures:
-    """The two figures added up, into new dicts (the settled days' are kept)."""
+    """The two figures added up, into new dicts (the settled days' are kept); a key's
+    metrics are those of either (none is added as 0)."""
     added = {key: dict(counts) for key, counts in first.items()}
     for key, counts in second.items():
         into = added.setdefault(key, {})
         for metric, count in counts.items():
             into[metric] = into.get(metric, 0) + count
     return added
+
+
+class Dated(Protocol):
+    @property
+    def day(self) -> dt.date: ...
+
+
+C = TypeVar("C", bound=Dated)
+Days = dict[dt.date, list[C]]  # a store's counts by day
+
+
+def kept_days(counts: Iterable[C], today: dt.date) -> Days[C]:
+    """The counts of the last KEPT_DAYS to ``today``, by day: what the figures of the
+    settled days keep by day, not a year of them."""
+    first = today - dt.timedelta(days=KEPT_DAYS - 1)
+    days: Days[C] = {}
+    for count in counts:
+        if count.day >= first:
+            days.setdefault(count.day, []).append(count)
+    return days
+
+
+def joined(first: Days[C], second: Days[C]) -> Days[C]:
+    """Two days' counts together, in new lists (the settled days' are kept)."""
+    return {day: first.get(day, []) + second.get(day, []) for day in first | second}
+
+
+def last_days(days: Days[C], count: int, today: dt.date) -> Iterable[C]:
+    """The counts of the ``count`` days to ``today``."""
+    for back in range(count):
+        yield from days.get(today - dt.timedelta(days=back), ())
 
 
 S = TypeVar("S", bound=Addable)

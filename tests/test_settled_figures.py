@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from edoc.dashboard import charts
 from edoc.dashboard import hub as hub_view
 from edoc.node import stats as node_stats
-from edoc.settled import Settled
+from edoc.settled import KEPT_DAYS, Dated, Settled, last_days
 from edoc.store import hub as hub_store
 from edoc.store import node as node_store
 from edoc.store import open_hub_store, sqlite_url
@@ -24,7 +24,7 @@ from edoc.store.sums import CounterSums
 TODAY = dt.date(2026, 12, 3)
 NOW = dt.datetime.combine(TODAY, dt.time(9), dt.UTC)
 TAY_NINH = "000.00.00.H53"
-C = TypeVar("C", bound=charts.Dated)
+C = TypeVar("C", bound=Dated)
 
 days = st.integers(0, 400).map(lambda back: TODAY - dt.timedelta(days=back))
 hub_counts = st.lists(
@@ -70,7 +70,7 @@ def test_a_hub_boards_parts_add_up_to_the_whole(
     added = hub_view.Board.of(CounterSums([], settled), TODAY)
     added = added + hub_view.Board.of(CounterSums([], recent), TODAY)
     assert added == whole
-    assert all(TODAY - day < dt.timedelta(days=max(charts.PERIODS)) for day in whole.days)
+    assert all(TODAY - day < dt.timedelta(days=KEPT_DAYS) for day in whole.days)
 
 
 @given(node_counts, org_rows, org_rows, days)
@@ -104,7 +104,7 @@ async def test_the_hub_overview_counts_every_day_and_charts_the_last_ones(tmp_pa
 
     def charted(period: int) -> int:
         filters = charts.Filters(period)
-        points = hub_view._points(charts.in_period(board.days, filters, TODAY))
+        points = hub_view._points(last_days(board.days, period, TODAY))
         return sum(charts.traffic(points, ("sent",), filters, TODAY)["series"]["sent"])
 
     assert (charted(7), charted(30), charted(90)) == (7, 7, 15)

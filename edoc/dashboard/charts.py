@@ -5,46 +5,16 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any, Protocol, TypeVar
+from typing import Any
 
 from aiohttp import web
 
 from edoc import errors
 from edoc.orgid import parse_root_code
+from edoc.settled import KEPT_DAYS
 
-PERIODS = (7, 30, 90)  # days a traffic chart may span
+PERIODS = (7, 30, KEPT_DAYS)  # days a traffic chart may span
 Point = tuple[dt.date, str, int, str]  # a counter: day, metric, count, province's root code
-
-
-class Dated(Protocol):
-    @property
-    def day(self) -> dt.date: ...
-
-
-C = TypeVar("C", bound=Dated)
-Days = dict[dt.date, list[C]]  # a store's counts by day
-
-
-def shown_days(counts: Iterable[C], today: dt.date) -> Days[C]:
-    """The counts of the days a chart may show (the longest period to ``today``), by day:
-    what a dashboard keeps of its settled days, not a year of them."""
-    first = today - dt.timedelta(days=max(PERIODS) - 1)
-    days: Days[C] = {}
-    for count in counts:
-        if count.day >= first:
-            days.setdefault(count.day, []).append(count)
-    return days
-
-
-def joined(first: Days[C], second: Days[C]) -> Days[C]:
-    """Two days' counts together, in new lists (the settled days' are kept)."""
-    return {day: first.get(day, []) + second.get(day, []) for day in first | second}
-
-
-def in_period(days: Days[C], filters: Filters, today: dt.date) -> Iterable[C]:
-    """The counts of the days of the period ``filters`` ask for."""
-    for back in range(filters.days):
-        yield from days.get(today - dt.timedelta(days=back), ())
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,7 @@ from edoc.keystore import KeyStore
 from edoc.orgid import OrgId
 from edoc.pki import CertKind
 from edoc.recent import Recent
-from edoc.settled import Figures, Settled, merged
+from edoc.settled import KEPT_DAYS, Days, Figures, Settled, joined, kept_days, last_days, merged
 from edoc.store.hub import Count, DirectoryEntry, HubStore, Sums
 
 UNKNOWN = "unknown"  # refusals whose sender could not be told
@@ -35,6 +35,7 @@ METRICS = ("sent", "received", "rejected")  # the traffic chart's series
 SPIKE_DAYS = 7
 SPIKE_FACTOR = 3
 SPIKE_MINIMUM = 10
+assert SPIKE_DAYS < KEPT_DAYS  # the week before is in the days kept by day
 
 
 @functools.lru_cache(maxsize=65536)
@@ -81,7 +82,7 @@ class Board:
     added to at each look, a year of them was 0.18 s of the event loop at each)."""
 
     totals: Figures  # by province's root code: each metric's, "rejected <code>" each code's
-    days: charts.Days[Count]
+    days: Days[Count]
 
     @classmethod
     def of(cls, sums: Sums, today: dt.date) -> Board:
@@ -90,10 +91,10 @@ class Board:
             into = totals.setdefault(_root(count.org_id), {})
             for key in _keys(count):
                 into[key] = into.get(key, 0) + count.count
-        return cls(totals, charts.shown_days(sums.by_day, today))
+        return cls(totals, kept_days(sums.by_day, today))
 
     def __add__(self, other: Board) -> Board:
-        return Board(merged(self.totals, other.totals), charts.joined(self.days, other.days))
+        return Board(merged(self.totals, other.totals), joined(self.days, other.days))
 
 
 def _keys(count: Count) -> tuple[str, ...]:
@@ -279,7 +280,7 @@ def overview_of(state_key: web.AppKey[HubState]) -> dashboard.Overview:
         names = _names((await state.store.directory()).entries)
         rows = provinces(board, queues, dict(state.polled), names, now)
         shown, expiring, crl_age = await state.offload.run(_keys_view, state.keys, now)
-        points = _points(charts.in_period(board.days, filters, today))
+        points = _points(last_days(board.days, filters.days, today))
         return {
             "generated_at": now.isoformat(timespec="seconds"),
             "totals": totals(rows),

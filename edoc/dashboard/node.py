@@ -18,6 +18,7 @@ from edoc.model import Route
 from edoc.node import stats
 from edoc.node.state import NodeState
 from edoc.orgid import OrgId
+from edoc.settled import last_days
 from edoc.store.node import Count, Outgoing
 from edoc.web import row_id
 
@@ -120,7 +121,7 @@ def overview_of(state_key: web.AppKey[NodeState]) -> dashboard.Overview:
         figures = await stats.tallied(state.store, state.tallied, now.date())
         report = await stats.report(state.store, figures)
         agencies = {a.org_id: a.name for a in await state.store.agencies()}
-        counts = charts.in_period(figures.days, filters, now.date())
+        counts = last_days(figures.days, filters.days, now.date())
         backlog = await state.store.pending_transfers()
         return {
             "generated_at": now.isoformat(timespec="seconds"),

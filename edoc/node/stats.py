@@ -8,10 +8,9 @@ import functools
 from dataclasses import dataclass, replace
 from typing import Any
 
-from edoc.dashboard.charts import Days, joined, shown_days
 from edoc.model import reached, recipient_state
 from edoc.orgid import OrgId
-from edoc.settled import Figures, Settled, merged
+from edoc.settled import Days, Figures, Settled, joined, kept_days, merged
 from edoc.store.node import Count, NewInboxItem, NewOutgoing, NodeStore, Sums, Tally
 
 
@@ -37,7 +36,7 @@ def received_tallies(document: NewInboxItem, day: dt.date) -> list[Tally]:
 @dataclass(frozen=True)
 class Tallied:
     """The statistics' figures from some days' counter sums, and the counts by partner of
-    the days the dashboard's chart may show. Two of other days add up by ``+`` (into new
+    the last days (the dashboard's chart). Two of other days add up by ``+`` (into new
     ones: the settled days' are kept and added to at each look)."""
 
     totals: dict[str, int]  # sent, received, sent_signed
@@ -59,7 +58,7 @@ class Tallied:
         for counter in sums.by_day:
             if counter.metric in ("sent", "received"):
                 _add(tallied.by_day, counter.day.isoformat(), counter.metric, counter.count)
-        return replace(tallied, days=shown_days(sums.by_day, today))
+        return replace(tallied, days=kept_days(sums.by_day, today))
 
     def __add__(self, other: Tallied) -> Tallied:
         return Tallied(
