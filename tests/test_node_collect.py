@@ -169,6 +169,50 @@ async def test_a_status_whose_predecessor_was_not_taken_is_left_for_the_hub(
         collector.cancel()
 
 
+@pytest.mark.parametrize("later_first", [True, False])
+async def test_a_status_offered_again_waits_for_its_predecessor(
+    hub: _Hub, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, later_first: bool
+) -> None:
+    """A's 05 fails once and holds its 06 back. The hub offers both again: the 06 alone
+    first (its lease ran out first), then the 05, then the 06; or both together."""
+    stored: list[int] = []
+    failed: list[int] = []
+
+    async def receive(_state: NodeState, source: bytes | Path, _recipients: list[str]) -> None:
+        assert isinstance(source, bytes)
+        delivery_id = int(source)
+        if delivery_id == 1 and not failed:
+            failed.append(delivery_id)
+            raise errors.StorageError("store failed: disk I/O error")
+        stored.append(delivery_id)
+
+    def first_over() -> bool:
+        return _acknowledged(hub) == [3]
+
+    offered_again = (
+        [(first_over, [2]), (lambda: True, [1]), (lambda: 1 in stored, [2])]
+        if later_first
+        else [(first_over, [1, 2])]
+    )
+    first = hub.collect
+
+    async def collect(wait: float, limit: int) -> list[DeliveryNotice]:
+        if hub.answers or not offered_again:
+            return await first(wait, limit)
+        ready, ids = offered_again.pop(0)
+        await _until(ready)
+        return [_notice(delivery_id, "A") for delivery_id in ids]
+
+    monkeypatch.setattr(hub, "collect", collect)
+    hub.answer.set()
+    collector = _collecting(hub, monkeypatch, tmp_path, receive)
+    try:
+        await _until(lambda: _acknowledged(hub) == [1, 2, 3])
+        assert stored == [3, 1, 2]  # A's 06 after its 05, though offered before it
+    finally:
+        collector.cancel()
+
+
 def test_a_received_package_and_its_attachments_are_fsynced_before_they_are_stored(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

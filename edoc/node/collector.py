@@ -9,6 +9,7 @@ import dataclasses
 import datetime as dt
 import functools
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 import structlog
@@ -104,11 +105,47 @@ def _chain(delivery: wire.DeliveryNotice) -> StatusChain | None:
     return (delivery.document_id, delivery.sender)
 
 
-def _forget(
-    latest: dict[StatusChain, asyncio.Task[bool]], key: StatusChain, done: asyncio.Task[bool]
-) -> None:
-    if latest.get(key) is done:
-        del latest[key]
+class _Chains:
+    """The statuses of a chain are stored in the order the hub accepted them, which is
+    the order of their delivery ids. A delivery waits for the latest earlier one of its
+    chain being taken (which waits for its own), and is left for the hub while an
+    earlier one was offered and not taken: the hub offers both again, maybe the later
+    first, and a 06 stored before the 05 whose failure held it back would be out of order."""
+
+    def __init__(self) -> None:
+        self._taking: dict[StatusChain, dict[int, asyncio.Task[bool]]] = {}
+        self._untaken: dict[StatusChain, int] = {}  # the earliest offered and not taken
+
+    def take(
+        self,
+        chain: StatusChain,
+        delivery_id: int,
+        start: Callable[[asyncio.Task[bool] | None], asyncio.Task[bool]],
+    ) -> asyncio.Task[bool] | None:
+        """The task ``start`` makes for ``delivery_id``, given the one it waits for;
+        None when it must wait for one offered again later."""
+        taking = self._taking.get(chain, {})
+        earliest = self._untaken.get(chain, delivery_id)
+        if earliest < delivery_id and earliest not in taking:
+            return None
+        taking = self._taking.setdefault(chain, taking)
+        earlier = [other for other in taking if other < delivery_id]
+        task = start(taking[max(earlier)] if earlier else None)
+        taking[delivery_id] = task
+        task.add_done_callback(functools.partial(self._done, chain, delivery_id))
+        return task
+
+    def _done(self, chain: StatusChain, delivery_id: int, task: asyncio.Task[bool]) -> None:
+        taking = self._taking[chain]
+        if taking.get(delivery_id) is task:
+            del taking[delivery_id]
+        if not taking:
+            del self._taking[chain]
+        if not task.cancelled() and task.exception() is None and task.result():
+            if self._untaken.get(chain) == delivery_id:
+                del self._untaken[chain]
+        elif delivery_id not in taking:  # (not offered again meanwhile)
+            self._untaken[chain] = min(self._untaken.get(chain, delivery_id), delivery_id)
 
 
 async def _collect_forever(state: NodeState, acks: Acknowledgements) -> None:
@@ -123,7 +160,7 @@ async def _collect_into(
     state: NodeState, acks: Acknowledgements, taking: set[asyncio.Task[bool]]
 ) -> None:
     backoff = Backoff(state.config.retry_base, state.config.retry_cap)
-    latest: dict[StatusChain, asyncio.Task[bool]] = {}  # the last delivery taken of each chain
+    chains = _Chains()
     while True:
         while len(taking) > IN_FLIGHT // 2:  # then ask for half a window at a time, not one
             await asyncio.wait(taking, return_when=asyncio.FIRST_COMPLETED)
@@ -140,14 +177,27 @@ async def _collect_into(
             await asyncio.sleep(state.config.retry_cap)
             continue
         for delivery in deliveries:
+            start = functools.partial(_start, state, delivery, acks)
             chain = _chain(delivery)
-            before = latest.get(chain) if chain is not None else None
-            task = asyncio.create_task(_take(state, delivery, acks, before))
+            task = start(None) if chain is None else chains.take(chain, delivery.id, start)
+            if task is None:
+                log.warning(
+                    "delivery not taken: an earlier status of its chain was not yet; the"
+                    " hub offers both",
+                    hub_delivery=delivery.id,
+                )
+                continue
             taking.add(task)
             task.add_done_callback(taking.discard)
-            if chain is not None:
-                latest[chain] = task
-                task.add_done_callback(functools.partial(_forget, latest, chain))
+
+
+def _start(
+    state: NodeState,
+    delivery: wire.DeliveryNotice,
+    acks: Acknowledgements,
+    after: asyncio.Task[bool] | None,
+) -> asyncio.Task[bool]:
+    return asyncio.create_task(_take(state, delivery, acks, after))
 
 
 def _claimed_document(source: bytes | Path) -> Document | None:
