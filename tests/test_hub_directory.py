@@ -128,6 +128,7 @@ async def test_two_gets_sign_once_and_a_registration_signs_anew(
         assert await book() == (200, first, etag)
         assert await book(etag) == (304, b"", etag)  # the node holds it: not sent again
         assert await book(f'"other", W/{etag}') == (304, b"", etag)
+        assert await book("*") == (304, b"", etag)
         assert signatures == [HUB_ORG]
         organizations = {"organizations": [{"org_id": NEWCOMER, "name": "Sở Nội vụ"}]}
         async with client.post("/api/v1/directory", json=organizations, headers=headers) as answer:
@@ -136,3 +137,16 @@ async def test_two_gets_sign_once_and_a_registration_signs_anew(
     assert (status, signatures) == (200, [HUB_ORG, HUB_ORG]) and newer != etag
     version, known = _read(first, ca)
     assert _read(registered, ca) == (version + 1, known | {NEWCOMER})
+
+
+def test_a_request_that_read_an_older_version_gets_the_newer_book(
+    ca: Ca, signatures: list[str]
+) -> None:
+    """It read the store before another request, which signed first: not signed again,
+    neither the older version nor the same one a moment earlier."""
+    books, seal = directory.SignedBooks(), ca.keys.identity(HUB_ORG)
+    newer = books.sign(_book(108, NEWCOMER), NOW, seal)
+    moment = NOW - dt.timedelta(seconds=1)
+    assert books.sign(_book(107), moment, seal) == newer
+    assert books.sign(_book(108, NEWCOMER), moment, seal) == newer
+    assert books.fresh(108, seal.cert, NOW) == newer and signatures == [HUB_ORG]

@@ -220,11 +220,9 @@ async def get_directory(request: web.Request) -> web.Response:
     if book is None:
         book = await state.offload.run(state.books.sign, await state.store.directory(), now, seal)
     headers = {"ETag": book.etag}
-    held = {
-        tag.strip().removeprefix("W/")
-        for tag in request.headers.get("If-None-Match", "").split(",")
-    }
-    if book.etag in held:
+    asked = ",".join(request.headers.getall("If-None-Match", []))
+    held = {tag.strip().removeprefix("W/") for tag in asked.split(",")}
+    if book.etag in held or "*" in held:
         return web.Response(status=304, headers=headers)
     return web.Response(body=book.body, content_type="application/xml", headers=headers)
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
+import hashlib
 import io
 import threading
 from collections.abc import Sequence
@@ -32,6 +33,7 @@ NS = "urn:edoc:directory:1"
 VALIDITY = dt.timedelta(hours=24)
 # a served book is signed again after this, so a node always gets one valid for >= 23 h
 RESIGN = dt.timedelta(hours=1)
+SKEW = dt.timedelta(minutes=1)  # a book issued this much after a request's "now" serves it
 
 
 def seed_entries(path: Traversable = SEEDS) -> list[DirectoryEntry]:
@@ -86,26 +88,25 @@ def to_xml(version: int, entries: Sequence[DirectoryEntry], now: dt.datetime) ->
 
 @dataclass(frozen=True)
 class SignedBook:
-    """The address book at ``version`` as signed by ``seal`` at ``issued``."""
+    """The address book at ``version`` as signed by ``seal`` at ``issued``, and the ETag
+    that names this body (a node that holds it is answered 304)."""
 
     version: int
     seal: x509.Certificate
     issued: dt.datetime
     body: bytes
+    etag: str
 
-    @property
-    def etag(self) -> str:
-        """Names this body: a node that holds it is answered 304 (If-None-Match)."""
-        return f'"{self.version}-{int(self.issued.timestamp())}"'
+    @classmethod
+    def of(cls, book: Directory, now: dt.datetime, seal: SigningIdentity) -> SignedBook:
+        body = signed_xml(book.version, book.entries, now, seal)
+        etag = f'"{book.version}-{hashlib.sha256(body).hexdigest()[:32]}"'
+        return cls(book.version, seal.cert, now, body, etag)
 
-    def serves(self, version: int, seal: x509.Certificate, now: dt.datetime) -> bool:
-        """Whether this is the book asked for: same version and signer, issued at most
-        RESIGN before ``now`` (never after it)."""
-        return (
-            self.version == version
-            and self.seal == seal
-            and self.issued <= now < self.issued + RESIGN
-        )
+    def serves(self, seal: x509.Certificate, now: dt.datetime) -> bool:
+        """Whether it may be served at ``now`` for ``seal``: signed by it at most RESIGN
+        before ``now``, and not after it (SKEW apart: another request's clock reading)."""
+        return self.seal == seal and self.issued - SKEW <= now < self.issued + RESIGN
 
 
 class SignedBooks:
@@ -121,17 +122,21 @@ class SignedBooks:
         self._last: SignedBook | None = None
 
     def fresh(self, version: int, seal: x509.Certificate, now: dt.datetime) -> SignedBook | None:
-        """The book signed last, if it serves ``version`` with ``seal`` at ``now``."""
+        """The book signed last, if it is of ``version`` and serves ``seal`` at ``now``."""
         last = self._last
-        return last if last is not None and last.serves(version, seal, now) else None
+        return (
+            last
+            if last is not None and last.version == version and last.serves(seal, now)
+            else None
+        )
 
     def sign(self, book: Directory, now: dt.datetime, seal: SigningIdentity) -> SignedBook:
-        """``book`` signed by ``seal`` at ``now``, unless a request signed it meanwhile."""
-        with self._lock:  # held while signing: concurrent requests wait for one signature
-            last = self.fresh(book.version, seal.cert, now)
-            if last is None:
-                body = signed_xml(book.version, book.entries, now, seal)
-                last = self._last = SignedBook(book.version, seal.cert, now, body)
+        """``book`` signed by ``seal`` at ``now``, unless a request signed it (or a later
+        version) meanwhile: concurrent requests wait for one signature."""
+        with self._lock:
+            last = self._last
+            if last is None or last.version < book.version or not last.serves(seal.cert, now):
+                last = self._last = SignedBook.of(book, now, seal)
             return last
 
 

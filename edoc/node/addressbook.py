@@ -176,8 +176,8 @@ class AddressBook:
             book = await hublink.directory(state, held.etag if held is not None else "")
             if book is not None:
                 await self._adopt(state, book.body, keep=True, etag=book.etag)
-            elif held is None:  # (a hub that answers 304 to nothing held: none came)
-                raise errors.HubUnavailable("the hub answered 304 to a node holding no book")
+            elif held is None or self._copy is not held:  # (replaced meanwhile: not it)
+                raise errors.HubUnavailable("the hub's 304 names no book the node holds")
         except (errors.EdocError, OSError, ValueError) as exc:
             log.warning("address book not fetched", reason=str(exc))
             return False
