@@ -169,12 +169,21 @@ async def test_a_status_whose_predecessor_was_not_taken_is_left_for_the_hub(
         collector.cancel()
 
 
-@pytest.mark.parametrize("later_first", [True, False])
+OFFERED_AGAIN = {
+    # the 06 alone first (its lease ran out first), then the 05, then the 06
+    "later first": ([2], [1], [2]),
+    "together": ([1, 2],),
+    # and a new A status (4) comes before the 06, left when it came alone, again
+    "a newer one before": ([2], [1], [4], [2], [4]),
+}
+
+
+@pytest.mark.parametrize("offers", OFFERED_AGAIN.values(), ids=OFFERED_AGAIN.keys())
 async def test_a_status_offered_again_waits_for_its_predecessor(
-    hub: _Hub, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, later_first: bool
+    hub: _Hub, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, offers: tuple[list[int], ...]
 ) -> None:
-    """A's 05 fails once and holds its 06 back. The hub offers both again: the 06 alone
-    first (its lease ran out first), then the 05, then the 06; or both together."""
+    """A's 05 fails once and holds its 06 back; the hub offers them again (each offer
+    once the one before it is over)."""
     stored: list[int] = []
     failed: list[int] = []
 
@@ -186,31 +195,50 @@ async def test_a_status_offered_again_waits_for_its_predecessor(
             raise errors.StorageError("store failed: disk I/O error")
         stored.append(delivery_id)
 
-    def first_over() -> bool:
-        return _acknowledged(hub) == [3]
-
-    offered_again = (
-        [(first_over, [2]), (lambda: True, [1]), (lambda: 1 in stored, [2])]
-        if later_first
-        else [(first_over, [1, 2])]
-    )
+    offered_again = list(offers)
     first = hub.collect
 
     async def collect(wait: float, limit: int) -> list[DeliveryNotice]:
         if hub.answers or not offered_again:
             return await first(wait, limit)
-        ready, ids = offered_again.pop(0)
-        await _until(ready)
+        await _until(lambda: _acknowledged(hub) == [3])  # the first answer is over
+        ids = offered_again.pop(0)
+        await asyncio.sleep(0.02)  # (what came before is taken or left by then)
         return [_notice(delivery_id, "A") for delivery_id in ids]
 
     monkeypatch.setattr(hub, "collect", collect)
     hub.answer.set()
     collector = _collecting(hub, monkeypatch, tmp_path, receive)
     try:
-        await _until(lambda: _acknowledged(hub) == [1, 2, 3])
-        assert stored == [3, 1, 2]  # A's 06 after its 05, though offered before it
+        everything = {3, *(i for ids in offers for i in ids)}
+        await _until(lambda: everything <= set(stored))
+        assert stored == sorted(stored, key=lambda i: (i != 3, i))  # A's in their order
     finally:
         collector.cancel()
+
+
+async def test_a_copy_offered_again_while_the_first_runs_blocks_nothing() -> None:
+    """Its lease ran out while it was being taken: the second copy is taken, the first
+    then fails; the chain goes on."""
+    chains = collector._Chains()
+    outcomes: dict[str, asyncio.Future[bool]] = {}
+
+    def starting(name: str) -> Callable[[asyncio.Task[bool] | None], asyncio.Task[bool]]:
+        def start(_after: asyncio.Task[bool] | None) -> asyncio.Task[bool]:
+            outcomes[name] = asyncio.get_running_loop().create_future()
+            return asyncio.ensure_future(outcomes[name])
+
+        return start
+
+    first = chains.take(("D", "A"), 1, starting("first copy"))
+    second = chains.take(("D", "A"), 1, starting("second copy"))
+    assert first is not None and second is not None
+    outcomes["second copy"].set_result(True)
+    await second
+    outcomes["first copy"].set_result(False)
+    await first
+    await asyncio.sleep(0)
+    assert chains.take(("D", "A"), 2, starting("next")) is not None
 
 
 def test_a_received_package_and_its_attachments_are_fsynced_before_they_are_stored(

@@ -109,12 +109,14 @@ class _Chains:
     """The statuses of a chain are stored in the order the hub accepted them, which is
     the order of their delivery ids. A delivery waits for the latest earlier one of its
     chain being taken (which waits for its own), and is left for the hub while an
-    earlier one was offered and not taken: the hub offers both again, maybe the later
-    first, and a 06 stored before the 05 whose failure held it back would be out of order."""
+    earlier one was offered and not taken (failed, or left so) and is not being taken:
+    the hub offers them all again, in any order, and a 06 stored before the 05 whose
+    failure held it back would be out of order. (Kept in memory: a node restarted while
+    its hub lease of a 05 runs may still be offered the 06 first.)"""
 
     def __init__(self) -> None:
         self._taking: dict[StatusChain, dict[int, asyncio.Task[bool]]] = {}
-        self._untaken: dict[StatusChain, int] = {}  # the earliest offered and not taken
+        self._untaken: dict[StatusChain, set[int]] = {}  # offered, not taken since
 
     def take(
         self,
@@ -123,29 +125,34 @@ class _Chains:
         start: Callable[[asyncio.Task[bool] | None], asyncio.Task[bool]],
     ) -> asyncio.Task[bool] | None:
         """The task ``start`` makes for ``delivery_id``, given the one it waits for;
-        None when it must wait for one offered again later."""
+        None when it must wait for an earlier one offered again later."""
         taking = self._taking.get(chain, {})
-        earliest = self._untaken.get(chain, delivery_id)
-        if earliest < delivery_id and earliest not in taking:
+        if any(
+            other < delivery_id and other not in taking for other in self._untaken.get(chain, ())
+        ):
+            self._untaken[chain].add(delivery_id)
             return None
         taking = self._taking.setdefault(chain, taking)
         earlier = [other for other in taking if other < delivery_id]
         task = start(taking[max(earlier)] if earlier else None)
-        taking[delivery_id] = task
+        taking[delivery_id] = task  # (a copy offered again replaces one still running)
         task.add_done_callback(functools.partial(self._done, chain, delivery_id))
         return task
 
     def _done(self, chain: StatusChain, delivery_id: int, task: asyncio.Task[bool]) -> None:
-        taking = self._taking[chain]
-        if taking.get(delivery_id) is task:
+        taking = self._taking.get(chain, {})
+        current = taking.get(delivery_id) is task
+        if current:
             del taking[delivery_id]
-        if not taking:
-            del self._taking[chain]
+            if not taking:
+                del self._taking[chain]
+        untaken = self._untaken.setdefault(chain, set())
         if not task.cancelled() and task.exception() is None and task.result():
-            if self._untaken.get(chain) == delivery_id:
-                del self._untaken[chain]
-        elif delivery_id not in taking:  # (not offered again meanwhile)
-            self._untaken[chain] = min(self._untaken.get(chain, delivery_id), delivery_id)
+            untaken.discard(delivery_id)  # (by any copy of it: it is acknowledged)
+        elif current:
+            untaken.add(delivery_id)
+        if not untaken:
+            del self._untaken[chain]
 
 
 async def _collect_forever(state: NodeState, acks: Acknowledgements) -> None:
