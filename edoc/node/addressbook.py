@@ -81,9 +81,7 @@ class AddressBook:
         self._copy: Copy | None = None
         self._fetching: asyncio.Task[bool] | None = None
         self._fetch_started = float("-inf")  # time.monotonic() when the last fetch began
-        self._confirmed = float(
-            "-inf"
-        )  # when the last fetch that brought or confirmed a copy began
+        self._confirmed = float("-inf")  # when the last fetch that got or confirmed one began
         self._kept_at = float("-inf")  # time.monotonic() when a fetched copy was last kept
 
     def current(self) -> Copy | None:

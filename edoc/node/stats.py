@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 from edoc.model import reached, recipient_state
@@ -47,7 +47,8 @@ class Tallied:
 
     @classmethod
     def of(cls, sums: Sums, today: dt.date) -> Tallied:
-        tallied = cls(dict.fromkeys(("sent", "received", "sent_signed"), 0), {}, {}, {}, {})
+        days = kept_days(sums.by_day, today)
+        tallied = cls(dict.fromkeys(("sent", "received", "sent_signed"), 0), {}, {}, {}, days)
         for org_id, partner, metric, count in sums.by_org:
             if metric in tallied.totals:
                 tallied.totals[metric] += count
@@ -58,7 +59,7 @@ class Tallied:
         for counter in sums.by_day:
             if counter.metric in ("sent", "received"):
                 _add(tallied.by_day, counter.day.isoformat(), counter.metric, counter.count)
-        return replace(tallied, days=kept_days(sums.by_day, today))
+        return tallied
 
     def __add__(self, other: Tallied) -> Tallied:
         return Tallied(

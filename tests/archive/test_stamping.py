@@ -109,29 +109,24 @@ async def test_a_failed_pass_is_tried_again_and_stopping_closes_the_reader(
     assert kept.closed
 
 
-@pytest.mark.parametrize(("given", "kept"), [([], None), (["--evidence-days", "30"], 30)])
-def test_the_hubs_retention_is_an_option_of_serve_hub(
-    given: list[str], kept: int | None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    started: list[HubConfig] = []
-    monkeypatch.setattr(hub_app, "run", started.append)
-    monkeypatch.setattr(logs, "configure", lambda: None)
-    arguments = ["serve", "hub", "--data-dir", str(tmp_path / "hub"), *given]
-    result = CliRunner().invoke(main, arguments)
-    assert result.exit_code == 0, result.output
-    (config,) = started
-    assert config.evidence_days == kept
+NODE = ["--province", "H53", "--hub", "https://127.0.0.1:8700", "--hub-token", "t"]
+SERVICES = {"hub": (hub_app, []), "node": (node_app, NODE)}
 
 
+@pytest.mark.parametrize("service", SERVICES)
 @pytest.mark.parametrize(("given", "kept"), [([], None), (["--evidence-days", "30"], 30)])
-def test_a_nodes_retention_is_an_option_of_serve_node(
-    given: list[str], kept: int | None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+def test_the_retention_is_an_option_of_serve(
+    service: str,
+    given: list[str],
+    kept: int | None,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    started: list[NodeConfig] = []
-    monkeypatch.setattr(node_app, "run", started.append)
+    app, required = SERVICES[service]
+    started: list[HubConfig | NodeConfig] = []
+    monkeypatch.setattr(app, "run", started.append)
     monkeypatch.setattr(logs, "configure", lambda: None)
-    arguments = ["serve", "node", "--province", "H53", "--data-dir", str(tmp_path / "node")]
-    arguments += ["--hub", "https://127.0.0.1:8700", "--hub-token", "t", *given]
+    arguments = ["serve", service, "--data-dir", str(tmp_path / service), *required, *given]
     result = CliRunner().invoke(main, arguments)
     assert result.exit_code == 0, result.output
     (config,) = started
