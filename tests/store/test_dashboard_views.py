@@ -33,8 +33,25 @@ async def test_newest_documents_first_and_only_troubled_ones_when_asked(
         )
     assert await node_store.recent_outgoing(3, troubled=False) == [done.id, failed.id, retried.id]
     assert await node_store.recent_outgoing(10, troubled=True) == [failed.id, retried.id]
+    assert await node_store.recent_outgoing(1, troubled=True) == [failed.id]
     assert await node_store.pending_transfers() == {"hub": 2}  # calm and retried
     assert calm.id not in await node_store.recent_outgoing(10, troubled=True)
+
+
+async def test_a_document_troubled_on_both_routes_is_listed_once(node_store: NodeStore) -> None:
+    both = await node_store.add_outgoing(DOCUMENT, NOW, [])  # a remote and a local recipient
+    transfers = await oracles.due(node_store, NOW, 10, ())
+    assert {t.outgoing_id for t in transfers} == {both.id} and len(transfers) == 2
+    for transfer in transfers:
+        await node_store.finish_transfer(
+            transfer, "failed", "", Event("failed", ""), NOW, status_codes_win
+        )
+    status = replace(DOCUMENT, kind="status", status_code="03", local=())
+    answered = await node_store.add_outgoing(status, NOW, [])
+    (transfer,) = await oracles.due(node_store, NOW, 10, ())
+    await node_store.retry_transfer(transfer.id, NOW + dt.timedelta(minutes=1), "hub down")
+    assert answered.id not in await node_store.recent_outgoing(10, troubled=True)  # a status
+    assert await node_store.recent_outgoing(10, troubled=True) == [both.id]
 
 
 async def test_a_trace_is_the_document_then_the_statuses_back(hub_store: HubStore) -> None:

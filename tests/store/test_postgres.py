@@ -24,6 +24,7 @@ from edoc.store.hub import (
     Tally,
 )
 from edoc.store.node import Event, NewAnswer, NodeStore
+from edoc.store.postgres import node_views
 from edoc.store.postgres.database import PROGRESS_LOCK, PostgresDatabase, shown
 from edoc.store.postgres.hub import PostgresHubStore
 from edoc.store.postgres.node import PostgresNodeStore
@@ -228,6 +229,26 @@ async def test_an_empty_database_gets_the_node_schema(fresh: str) -> None:
     store = await open_node_store(fresh)
     await store.close()
     assert await _versions(fresh) == {"node": len(PostgresNodeStore.migrations)}
+
+
+async def test_a_node_database_of_version_3_walks_its_troubled_transfers_by_index(
+    fresh: str,
+) -> None:
+    previous = PostgresNodeStore(fresh)
+    await previous.open(up_to=3)
+    await previous.close()
+    await (await open_node_store(fresh)).close()
+    conn = await asyncpg.connect(fresh)
+    try:
+        # an empty table, no statistics: whether the index can serve the order at all
+        await conn.execute("SET enable_seqscan = off; SET enable_bitmapscan = off")
+        plan = "\n".join(r[0] for r in await conn.fetch(f"EXPLAIN {node_views.TROUBLED}", 20))
+        names = {r[0] for r in await conn.fetch("SELECT indexname FROM pg_indexes")}
+    finally:
+        await conn.close()
+    assert "Scan Backward using transfers_troubled" in plan, plan
+    assert "Sort" not in plan, plan
+    assert "transfers_failed" not in names  # what it served, the new one serves
 
 
 async def _documents_answered(store: NodeStore, names: Sequence[str]) -> None:

@@ -1,5 +1,6 @@
-"""How SQLite reads what the hub's dashboard asks: by the keys, never every package the
-hub accepted (the store has no statistics for the planner to judge by)."""
+"""How SQLite reads what the dashboards ask: by the keys, never every package the hub
+accepted nor every transfer a node ever made (the store has no statistics for the
+planner to judge by)."""
 
 from __future__ import annotations
 
@@ -7,8 +8,8 @@ import sqlite3
 from pathlib import Path
 
 from edoc.model import MessageKind
-from edoc.store import open_hub_store, sqlite_url
-from edoc.store.sqlite import hub_views
+from edoc.store import open_hub_store, open_node_store, sqlite_url
+from edoc.store.sqlite import hub_views, node_views
 
 
 async def test_a_trace_reads_by_the_packages_key(tmp_path: Path) -> None:
@@ -22,3 +23,15 @@ async def test_a_trace_reads_by_the_packages_key(tmp_path: Path) -> None:
         plan = [row[3] for row in db.execute(f"EXPLAIN QUERY PLAN {hub_views.TRACE}", params)]
     assert not any("packages_accepted" in step for step in plan), plan
     assert not any(step.startswith("SCAN") for step in plan), plan
+
+
+async def test_a_nodes_troubled_documents_are_walked_newest_first(tmp_path: Path) -> None:
+    """Through the index of troubled transfers, in its order: no sort of every transfer
+    that ever failed."""
+    store = await open_node_store(sqlite_url(tmp_path / "node.sqlite"))
+    await store.close()
+    with sqlite3.connect(tmp_path / "node.sqlite") as db:
+        query = f"EXPLAIN QUERY PLAN {node_views.TROUBLED}"
+        plan = [row[3] for row in db.execute(query, (MessageKind.DOCUMENT.value, 20))]
+    assert plan[0] == "SCAN t USING INDEX transfers_troubled", plan
+    assert not any("TEMP B-TREE" in step for step in plan), plan

@@ -59,6 +59,7 @@ from edoc.store.postgres.node_tables import (
     FIRST,
     INBOX_ITEM,
     PROGRESS_COUNTS,
+    TROUBLED_INDEX,
     inbox_item,
 )
 from edoc.store.postgres.node_views import NodeViews
@@ -99,7 +100,7 @@ _SUMS = sums_sql("$1", "$2")
 
 class PostgresNodeStore(NodeViews):
     component = "node"
-    migrations = (FIRST, PROGRESS_COUNTS, FAILED)
+    migrations = (FIRST, PROGRESS_COUNTS, FAILED, TROUBLED_INDEX)
     _folding: asyncio.Task[None] | None = None
 
     async def open(self, up_to: int | None = None) -> None:

@@ -158,6 +158,14 @@ INSERT INTO progress (metric, state, count)
 # pending ones have an index of their own)
 FAILED = "CREATE INDEX transfers_failed ON transfers (outgoing_id) WHERE state = 'failed';"
 
+# version 4: the newest troubled transfers walked in order, failed or retried alike (the
+# dashboard asks for the newest 20 at each look; it read every one that ever failed)
+TROUBLED_INDEX = """
+CREATE INDEX transfers_troubled ON transfers (outgoing_id)
+    WHERE state = 'failed' OR (state = 'pending' AND attempts > 0);
+DROP INDEX transfers_failed;
+"""
+
 
 # An inbox item with its attachments and answers in one query (listing is a hot path).
 INBOX_ITEM = """

@@ -9,12 +9,13 @@ from edoc.model import DeliveryState, Route, TransferState
 from edoc.store.postgres.database import PostgresDatabase
 
 RECENT = "SELECT id FROM outgoing WHERE kind = 'document' ORDER BY id DESC LIMIT $1"
-# found from the troubled transfers (by index on their state): walking the documents back
-# until enough had one read every document the node ever sent when few had
+# the newest troubled transfers first, by their own index (version 4; walking the
+# documents back until enough had one read every document the node ever sent when few
+# had, and reading every troubled transfer to sort them, every one that ever failed)
 TROUBLED = (
-    "SELECT o.id FROM outgoing o WHERE o.kind = 'document' AND o.id IN (SELECT outgoing_id"
-    " FROM transfers WHERE state = 'failed' OR (state = 'pending' AND attempts > 0))"
-    " ORDER BY o.id DESC LIMIT $1"
+    "SELECT DISTINCT t.outgoing_id FROM transfers t JOIN outgoing o ON o.id = t.outgoing_id"
+    " WHERE (t.state = 'failed' OR (t.state = 'pending' AND t.attempts > 0))"
+    " AND o.kind = 'document' ORDER BY t.outgoing_id DESC LIMIT $1"
 )
 
 REOPEN = (

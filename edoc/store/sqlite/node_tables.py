@@ -46,6 +46,10 @@ CREATE INDEX IF NOT EXISTS transfers_in_order ON transfers (state, priority DESC
 -- the outbox's first-in-first-out check looks up earlier transfers of the same document
 CREATE INDEX IF NOT EXISTS transfers_by_outgoing ON transfers (outgoing_id, state);
 CREATE INDEX IF NOT EXISTS outgoing_by_document ON outgoing (sender, document_id);
+-- the dashboard's newest troubled documents, walked newest first; only troubled rows
+-- are in it, so a transfer done at its first try never touches it
+CREATE INDEX IF NOT EXISTS transfers_troubled ON transfers (outgoing_id)
+    WHERE state = 'failed' OR (state = 'pending' AND attempts > 0);
 CREATE TABLE IF NOT EXISTS recipients (
     outgoing_id INTEGER NOT NULL REFERENCES outgoing(id),
     recipient TEXT NOT NULL,

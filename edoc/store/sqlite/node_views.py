@@ -9,12 +9,15 @@ from edoc.model import DeliveryState, MessageKind, Route, TransferState
 from edoc.store.sqlite.database import SqliteDatabase, to_ms
 
 RECENT = "SELECT id FROM outgoing WHERE kind = ? ORDER BY id DESC LIMIT ?"
-# found from the troubled transfers (by index on their state): walking the documents back
-# until enough had one read every document the node ever sent when few had
+# the newest troubled transfers first, by their own index (walking the documents back until
+# enough had one read every document the node ever sent when few had, and reading every
+# troubled transfer to sort them, every one that ever failed); the index's condition is
+# spelled as it is there, so that SQLite may use it
 TROUBLED = (
-    "SELECT o.id FROM outgoing o WHERE o.kind = ? AND o.id IN (SELECT outgoing_id"
-    " FROM transfers WHERE state = ? OR (state = ? AND attempts > 0))"
-    " ORDER BY o.id DESC LIMIT ?"
+    "SELECT DISTINCT t.outgoing_id FROM transfers t INDEXED BY transfers_troubled"
+    " JOIN outgoing o ON o.id = t.outgoing_id"
+    " WHERE (t.state = 'failed' OR (t.state = 'pending' AND t.attempts > 0)) AND o.kind = ?"
+    " ORDER BY t.outgoing_id DESC LIMIT ?"
 )
 
 # an outgoing message has one transfer per route
@@ -33,9 +36,7 @@ class NodeViews(SqliteDatabase):
         """Ids of the newest outgoing documents; with ``troubled``, those whose transfer
         failed or is being retried."""
         if troubled:
-            rows = await self._rows(
-                TROUBLED, (MessageKind.DOCUMENT, TransferState.FAILED, TransferState.PENDING, limit)
-            )
+            rows = await self._rows(TROUBLED, (MessageKind.DOCUMENT, limit))
         else:
             rows = await self._rows(RECENT, (MessageKind.DOCUMENT, limit))
         return [row[0] for row in rows]
