@@ -19,7 +19,6 @@ from edoc.store.sqlite.database import to_ms
 from edoc.store.sqlite.node import SqliteNodeStore
 from edoc.store.sqlite.node_outbox import PACKAGES, packages_of
 from edoc.store.sqlite.node_tables import ADDED_COLUMNS, SCHEMA
-from edoc.store.sqlite.node_views import TROUBLED
 from edoc.store.sqlite.node_writes import OUTGOING, insert_outgoing, outgoing
 from tests.store.test_node import DOCUMENT
 from tests.store.trips import counted
@@ -83,22 +82,6 @@ async def test_the_packages_of_a_request_are_read_by_key_in_one_trip(tmp_path: P
         assert [row[3] for row in plan if "outgoing" in row[3]] == [
             "SEARCH outgoing USING INTEGER PRIMARY KEY (rowid=?)"
         ]
-    finally:
-        await store.close()
-
-
-async def test_the_troubled_documents_are_found_from_their_transfers(tmp_path: Path) -> None:
-    """The node's dashboard lists its troubled documents at each refresh: found from the
-    failed and retried transfers by index, not by walking back through every document
-    the node sent until enough had one (all of them, when few had)."""
-    store = SqliteNodeStore(tmp_path / "node.sqlite")
-    await store.open()
-    try:
-        plan = await store.db.execute_fetchall(
-            "EXPLAIN QUERY PLAN " + TROUBLED, ("document", "failed", "pending", 20)
-        )
-        steps = [row[3] for row in plan]
-        assert not [step for step in steps if step.startswith("SCAN")], steps
     finally:
         await store.close()
 

@@ -163,7 +163,7 @@ FAILED = "CREATE INDEX transfers_failed ON transfers (outgoing_id) WHERE state =
 TROUBLED_INDEX = """
 CREATE INDEX transfers_troubled ON transfers (outgoing_id)
     WHERE state = 'failed' OR (state = 'pending' AND attempts > 0);
-DROP INDEX transfers_failed;
+DROP INDEX IF EXISTS transfers_failed;
 """
 
 
