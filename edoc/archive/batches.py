@@ -20,6 +20,7 @@ import datetime as dt
 import functools
 import hashlib
 import json
+import os
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -37,6 +38,7 @@ from edoc.offload import Offload
 
 _STAMPED = "%Y%m%dT%H%M%S%f"  # a batch file's name begins with when it was stamped (UTC)
 BATCH_LIMIT = 10_000  # packages per batch at most: a backlog becomes several batches
+PRUNE_EVERY = dt.timedelta(hours=1)
 log = structlog.get_logger()
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -107,20 +109,13 @@ class BatchLog:
         atomic.write_bytes(self._mark_path, json.dumps(mark._asdict()).encode())
         return path
 
-    def _files(self) -> list[tuple[dt.datetime, Path]]:
-        """The batch files, oldest first, with when each was stamped (others are left alone)."""
-        found = []
-        for path in self._batches.glob("*.json"):
-            try:
-                stamped = dt.datetime.strptime(path.name.partition("-")[0], _STAMPED)
-            except ValueError:
-                continue
-            found.append((stamped.replace(tzinfo=dt.UTC), path))
-        return sorted(found)
+    def _files(self) -> list[Path]:
+        """The batch files, oldest first (others are left alone)."""
+        return sorted(path for path in self._batches.glob("*.json") if _stamped(path.name))
 
     def _kept(self) -> Iterator[tuple[str, tuple[bytes, ...]]]:
         """Each batch file's name and digests, oldest first, for a new index."""
-        for _, path in self._files():
+        for path in self._files():
             try:
                 yield path.name, _read(path).digests
             except (errors.StorageError, OSError) as exc:  # its packages have no proof
@@ -128,16 +123,26 @@ class BatchLog:
 
     def prune(self, before: dt.datetime) -> int:
         """Remove the batches stamped before ``before`` (the retention policy: a day
-        exported by then keeps their proofs in its archive); how many went."""
-        old = [path for stamped, path in self._files() if stamped < before]
+        exported by then keeps their proofs in its archive); how many went. Names are
+        compared as text (they begin with their time, in a fixed width): a month kept is
+        some 450,000 files, each parsed as a time took seconds."""
+        cutoff = before.astimezone(dt.UTC).strftime(_STAMPED)
+        if not self._batches.is_dir():
+            return 0
+        with os.scandir(self._batches) as entries:
+            old = [
+                Path(entry.path)
+                for entry in entries
+                if entry.name < cutoff and entry.name.endswith(".json") and _stamped(entry.name)
+            ]
         if old:
-            self.index.forget_before(before.astimezone(dt.UTC).strftime(_STAMPED))
+            self.index.forget_before(cutoff)
         for path in old:
             path.unlink(missing_ok=True)
         return len(old)
 
     def batches(self) -> list[Batch]:
-        return [_read(path) for _, path in self._files()]
+        return [_read(path) for path in self._files()]
 
     def proofs_of(self, digests: Sequence[bytes]) -> dict[bytes, BatchProof]:
         """The proofs of the packages of these SHA-256 ``digests`` that a batch stamped
@@ -172,6 +177,15 @@ class BatchLog:
         return batch, merkle.proofs(batch.digests)
 
 
+def _stamped(name: str) -> bool:
+    """Whether ``name`` is a batch's: it begins with when it was stamped."""
+    try:
+        dt.datetime.strptime(name.partition("-")[0], _STAMPED)
+    except ValueError:
+        return False
+    return True
+
+
 def _read(path: Path) -> Batch:
     try:
         record: dict[str, Any] = json.loads(path.read_text())
@@ -191,6 +205,25 @@ def proofs_lookup(batches: BatchLog, offload: Offload | None = None) -> ProofsOf
         return await _run(offload, batches.proofs_of, digests)
 
     return proofs_of
+
+
+@dataclass
+class Retention:
+    """How many days batches are kept (None: all), and when they were last pruned: a
+    pass every few seconds prunes at most every PRUNE_EVERY (a month kept is a folder
+    of some 450,000 files to list)."""
+
+    keep_days: int | None
+    pruned_at: dt.datetime | None = None
+
+    def due(self, now: dt.datetime) -> dt.datetime | None:
+        """The time before which batches go, when a prune is due at ``now``."""
+        if self.keep_days is None:
+            return None
+        if self.pruned_at is not None and now - self.pruned_at < PRUNE_EVERY:
+            return None
+        self.pruned_at = now
+        return now - dt.timedelta(days=self.keep_days)
 
 
 class Kept(Protocol):

@@ -22,7 +22,7 @@ import structlog
 
 from edoc import errors
 from edoc.archive import export
-from edoc.archive.batches import BatchLog, Kept, stamp_new
+from edoc.archive.batches import BatchLog, Kept, Retention, stamp_new
 from edoc.keystore import KeyStore
 from edoc.offload import Offload
 
@@ -59,13 +59,20 @@ def has_authority(keys: KeyStore) -> bool:
 
 
 async def stamp_pass(
-    stored: Kept, stamping: Stamping, keys: KeyStore, offload: Offload, now: dt.datetime
+    stored: Kept,
+    stamping: Stamping,
+    keys: KeyStore,
+    offload: Offload,
+    now: dt.datetime,
+    retention: Retention | None = None,
 ) -> int:
-    """Stamp what is new, then remove the batches past the retention; how many packages."""
+    """Stamp what is new, then remove the batches past the retention when a prune is
+    due (at once without ``retention``, the passes' own); how many packages."""
     batches = BatchLog(stamping.folder)
     count = await stamp_new(stored, batches, lambda digest: _stamp(keys, now, digest), now, offload)
-    if stamping.keep_days is not None:
-        gone = await offload.run(batches.prune, now - dt.timedelta(days=stamping.keep_days))
+    cutoff = (retention or Retention(stamping.keep_days)).due(now)
+    if cutoff is not None:
+        gone = await offload.run(batches.prune, cutoff)
         if gone:
             log.info("old batches removed", batches=gone, keep_days=stamping.keep_days)
     return count
@@ -87,11 +94,12 @@ async def stamp_forever(
     except _PASSING as exc:
         log.warning("batch stamping does not start", reason=str(exc) or type(exc).__name__)
         return
+    retention = Retention(stamping.keep_days)
     try:
         while True:
             try:
                 now = keys.clock()
-                count = await stamp_pass(stored, stamping, keys, offload, now)
+                count = await stamp_pass(stored, stamping, keys, offload, now, retention)
                 if count:
                     log.info("packages stamped", packages=count)
             except _PASSING as exc:

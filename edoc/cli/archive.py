@@ -14,7 +14,7 @@ from cryptography import x509
 
 from edoc import atomic, errors
 from edoc.archive import container, day, export
-from edoc.archive.batches import BatchLog, evidence_folder, proofs_lookup, stamp_new
+from edoc.archive.batches import BatchLog, Retention, evidence_folder, proofs_lookup, stamp_new
 from edoc.archive.hub import hub_evidence, open_hub_packages
 from edoc.archive.stored import open_stored
 from edoc.archive.verify import ContainerReport, verify_container
@@ -77,6 +77,7 @@ def archive_stamp(
     keys.tsa_identity()  # no authority: say so now, not at the first package
     url = store_url or sqlite_url(data_dir / "node.sqlite")
     log = BatchLog(evidence_folder(data_dir))
+    retention = Retention(evidence_days)
 
     async def run() -> None:
         stored = await open_stored(url)
@@ -86,8 +87,9 @@ def archive_stamp(
                 count = await stamp_new(stored, log, export.stamper(keys, now), now)
                 if count:
                     click.echo(f"stamped {count} packages at {now:%Y-%m-%d %H:%M:%S}Z")
-                if evidence_days is not None:
-                    gone = log.prune(now - dt.timedelta(days=evidence_days))
+                cutoff = retention.due(now)
+                if cutoff is not None:
+                    gone = log.prune(cutoff)
                     if gone:
                         click.echo(f"removed {gone} batches older than {evidence_days} days")
                 if once:

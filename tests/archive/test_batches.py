@@ -16,7 +16,15 @@ from click.testing import CliRunner
 
 from edoc import errors
 from edoc.archive import container, export, merkle
-from edoc.archive.batches import Batch, BatchLog, evidence_folder, proofs_lookup, stamp_new
+from edoc.archive.batches import (
+    PRUNE_EVERY,
+    Batch,
+    BatchLog,
+    Retention,
+    evidence_folder,
+    proofs_lookup,
+    stamp_new,
+)
 from edoc.archive.evidence import BatchProof
 from edoc.archive.stored import Mark, open_stored
 from edoc.archive.verify import verify_container
@@ -131,7 +139,8 @@ def test_retention_removes_batches_older_than_the_policy(own_ca: Ca, tmp_path: P
     token = support.stamper(own_ca)(merkle.root([digest]))
     log.add(Batch((digest,), token), Mark(0, 0), now - dt.timedelta(days=40))
     log.add(Batch((digest,), token), Mark(0, 0), now - dt.timedelta(days=2))
-    (node / "evidence" / "batches" / "notes.json").write_text("{}")  # not a batch: kept
+    for other in ("notes.json", "0-sorts-first.json"):  # not batches: kept
+        (node / "evidence" / "batches" / other).write_text("{}")
     assert log.prune(now - dt.timedelta(days=60)) == 0
     asyncio.run(support.keep(node / "node.sqlite", *_one_document(own_ca), now))
     arguments = ["archive", "stamp", "--once", "--data-dir", str(node), "--evidence-days", "30"]
@@ -139,9 +148,20 @@ def test_retention_removes_batches_older_than_the_policy(own_ca: Ca, tmp_path: P
     assert result.exit_code == 0, result.output
     assert "removed 1 batches older than 30 days" in result.output
     names = sorted(p.name for p in (node / "evidence" / "batches").iterdir())
-    assert len(names) == 3 and "notes.json" in names
+    assert len(names) == 4 and {"notes.json", "0-sorts-first.json"} <= set(names)
     assert "stamped 4 packages" in result.output
     assert log.mark() == Mark(2, 2)
+
+
+def test_a_running_service_prunes_at_most_hourly() -> None:
+    """A pass every 5 s would list the whole folder of a month's batches each time."""
+    retention = Retention(30)
+    now = dt.datetime(2026, 12, 3, tzinfo=dt.UTC)
+    assert retention.due(now) == now - dt.timedelta(days=30)
+    assert retention.due(now + PRUNE_EVERY - dt.timedelta(seconds=1)) is None
+    later = now + PRUNE_EVERY
+    assert retention.due(later) == later - dt.timedelta(days=30)
+    assert Retention(None).due(now) is None
 
 
 def _one_document(ca: Ca) -> tuple[bytes, bytes]:
