@@ -36,7 +36,7 @@ from edoc.model import (
     may_follow,
 )
 from edoc.offload import held_small
-from edoc.orgid import root_of
+from edoc.orgid import parse_root_code, root_of
 from edoc.store.hub import Addressee, Admission, NewPackage, PackageKey, PackageRecord
 
 log = structlog.get_logger()
@@ -114,12 +114,17 @@ def _relay(root: etree._Element, files: Files, hop: TraceHop, out: IO[bytes]) ->
     envelope.write_package(root, files, out)
 
 
-def _sender_hint(read: list[envelope.Package]) -> str:
-    """Who the refused message claims to be from, for the rejection statistics."""
+def _counted_sender(read: list[envelope.Package], node: str) -> str:
+    """Whom a refused message is counted for in the statistics: the sender it claims, when
+    that one is of the province of the node that posted it (which alone may send for it),
+    else the node itself. The claim is unchecked: counted as it came, any node could make
+    the hub keep, and show anyone, an organization per forged package."""
+    own = str(parse_root_code(node))
     try:
-        return read[0].message.sender.org_id if read else ""
+        claimed = read[0].message.sender.org_id if read else ""
+        return claimed if claimed and root_of(claimed).root_code == node else own
     except errors.EdocError:
-        return ""
+        return own
 
 
 def _refused(exc: errors.EdocError) -> bool:
@@ -129,12 +134,12 @@ def _refused(exc: errors.EdocError) -> bool:
 
 
 async def _count_refusal(
-    state: HubState, exc: errors.EdocError, read: list[envelope.Package]
+    state: HubState, node: str, exc: errors.EdocError, read: list[envelope.Package]
 ) -> None:
     if _refused(exc):
         state.rejected.labels(exc.code).inc()
         day = dt.datetime.now(dt.UTC).date()  # the day sent and received are counted on
-        await state.store.count(stats.rejected(_sender_hint(read), exc.code, day))
+        await state.store.count(stats.rejected(_counted_sender(read, node), exc.code, day))
 
 
 async def accept(state: HubState, node: str, body: bytes | Path) -> tuple[PackageRecord, bool]:
@@ -148,7 +153,7 @@ async def accept(state: HubState, node: str, body: bytes | Path) -> tuple[Packag
         )
         return await _admit(state, node, examined)
     except errors.EdocError as exc:
-        await _count_refusal(state, exc, read)
+        await _count_refusal(state, node, exc, read)
         raise
     finally:
         if isinstance(body, Path):  # only a streamed package has attachment files
@@ -249,7 +254,7 @@ async def _judge(
     # the single door's refusals are logged by the middleware; these answer 200
     log.info("refused", place=place, code=examined.code, reason=examined.message)
     try:
-        await _count_refusal(state, examined, read)
+        await _count_refusal(state, node, examined, read)
     except Exception as exc:  # the store failing to count it: the single door's answer
         return _answer_of(exc)
     return examined

@@ -52,6 +52,19 @@ async def test_a_refusal_is_counted_under_its_code(tmp_path: Path) -> None:
     assert row(data, "H53")["refused_by_code"] == {"EDOC-SIG-002": 1}
 
 
+async def test_a_refusal_claiming_a_sender_of_another_province_counts_for_its_node(
+    tmp_path: Path,
+) -> None:
+    """Tây Ninh's node may send for Tây Ninh alone: a claim of Nghệ An's sender is not
+    believed, or any node could fill the statistics with an organization per package."""
+    async with hub(tmp_path) as running:
+        forged = document(running.ca, [TAY_NINH], sender=NGHE_AN)
+        assert await running.post_package(forged) in (403, 422)  # by Tây Ninh's node
+        data = await overview(running)
+    assert row(data, "H53")["refused"] == 1
+    assert all(r["refused"] == 0 for r in data["provinces"] if r["code"] != "H53")
+
+
 async def test_a_poll_is_seen(tmp_path: Path) -> None:
     async with hub(tmp_path) as running:
         await running.poll()
