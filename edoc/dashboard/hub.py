@@ -269,6 +269,16 @@ async def _flow(state: HubState) -> dict[str, Any]:
 def overview_of(state_key: web.AppKey[HubState]) -> dashboard.Overview:
     recent_flow: Recent[dict[str, Any]] = Recent()
     boards: Settled[Board] = Settled()  # this hub's (an app per hub)
+    # the provinces' names by the address book's version: not every entry read and parsed
+    # at each refresh (every 2 s) while the book stays as it was
+    named: dict[int, dict[str, tuple[str, str]]] = {}
+
+    async def names_of(store: HubStore) -> dict[str, tuple[str, str]]:
+        version = await store.directory_version()
+        if version not in named:
+            named.clear()
+            named[version] = _names((await store.directory()).entries)
+        return named[version]
 
     async def overview(request: web.Request) -> dict[str, Any]:
         state = request.app[state_key]
@@ -277,7 +287,7 @@ def overview_of(state_key: web.AppKey[HubState]) -> dashboard.Overview:
         filters = charts.Filters.of(request)
         board = await boards.sums(functools.partial(_board_days, state.store, today), today)
         queues = {backlog.node: backlog.waiting for backlog in await state.store.backlogs()}
-        names = _names((await state.store.directory()).entries)
+        names = await names_of(state.store)
         rows = provinces(board, queues, dict(state.polled), names, now)
         shown, expiring, crl_age = await state.offload.run(_keys_view, state.keys, now)
         points = _points(last_days(board.days, filters.days, today))

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from tests.dashboard.support import NGHE_AN, TAY_NINH, Hub, hub
+from tests.dashboard.support import NGHE_AN, NODE_TOKEN, TAY_NINH, Hub, hub
 from tests.support.hub import document
 
 OVERVIEW = "/dashboard/api/overview"
@@ -41,6 +41,20 @@ async def test_a_document_counts_for_its_sender_and_waits_in_its_recipients_queu
     assert (nghe_an["queue"], nghe_an["received"]) == (1, 0)
     assert after["totals"]["sent_today"] == 1 and after["totals"]["queue"] == 1
     assert after["traffic"]["series"]["sent"][-1] == 1  # today is the last day
+
+
+async def test_a_province_renamed_in_the_address_book_shows_its_new_name(
+    tmp_path: Path,
+) -> None:
+    """The names are kept by the book's version: a registration that changes one is seen."""
+    async with hub(tmp_path) as running:
+        assert await running.post_package(document(running.ca, [NGHE_AN], sender=TAY_NINH)) == 202
+        assert row(await overview(running), "H53")["name"] == "UBND tỉnh Tây Ninh"
+        renamed = {"organizations": [{"org_id": TAY_NINH, "name": "Tỉnh Tây Ninh (mới)"}]}
+        headers = {"Authorization": f"Bearer {NODE_TOKEN}"}
+        async with running.client.post("/api/v1/directory", json=renamed, headers=headers) as ok:
+            assert ok.status == 200
+        assert row(await overview(running), "H53")["name"] == "Tỉnh Tây Ninh (mới)"
 
 
 async def test_a_refusal_is_counted_under_its_code(tmp_path: Path) -> None:
