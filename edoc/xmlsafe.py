@@ -77,15 +77,22 @@ class _Guard:
         self._limits = limits
         self._depth = 0
         self._complete = False
+        self._declared: dict[str | None, str] = {}
 
-    def start(self, tag: str, attrib: Mapping[str, str], nsmap: Mapping[str | None, str]) -> None:
+    def start_ns(self, prefix: str, uri: str) -> None:
+        # The namespaces the next element declares, told here by every lxml release: 6.2.0
+        # passes start() an empty nsmap (LP#2178248), and every prefix came out as ns0.
+        # lxml names the default namespace '' where its builders want None.
+        self._declared[prefix or None] = uri
+
+    def start(self, tag: str, attrib: Mapping[str, str], _nsmap: object = None) -> None:
         self._depth += 1
         if self._depth > self._limits.max_depth:
             raise errors.XmlTooDeep(f"nesting deeper than {self._limits.max_depth} elements")
         if attrib and any(name.startswith(_XSI) for name in attrib):
             raise errors.ForbiddenXmlConstruct(_XSI_REFUSED)
-        # lxml's target parser names the default namespace '' where its builders want None.
-        self._handler.start(tag, attrib, {prefix or None: uri for prefix, uri in nsmap.items()})
+        declared, self._declared = self._declared, {}
+        self._handler.start(tag, attrib, declared)
 
     def end(self, tag: str) -> None:
         self._depth -= 1

@@ -795,6 +795,15 @@ def test_xmlsafe_parse_drops_comments_and_keeps_default_namespace() -> None:
     assert [child.tag for child in parsed] == ["{urn:x}b"]
 
 
+def test_xmlsafe_parse_keeps_every_prefix_where_it_was_declared() -> None:
+    """The signed parts' C14N names their prefixes: a parser that renamed them (lxml 6.2.0's
+    target parser made every one ns0) breaks every digest."""
+    data = b'<e:a xmlns:e="urn:e"><e:b xmlns="urn:d" xmlns:f="urn:f"><c f:x="1"/></e:b><e:c/></e:a>'
+    parsed = xmlsafe.parse(data)
+    assert etree.tostring(parsed) == data
+    assert parsed[0].nsmap == {"e": "urn:e", None: "urn:d", "f": "urn:f"}
+
+
 def test_xmlsafe_parse_events_in_chunks() -> None:
     parsed = xmlsafe.parse_events([b"<a><b>x", b"y</b>", b"</a>"], _tree_builder())
     assert parsed.findtext("b") == "xy"
