@@ -6,10 +6,10 @@ DATA   ?= data
 
 .PHONY: setup run demo test test-reliability lint format pytest bench bench-quick clean
 
-$(BIN)/.installed: pyproject.toml
+$(BIN)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[dev]'
+	$(BIN)/pip install -q -c constraints.txt -e '.[dev]'
 	touch $@
 
 setup: $(BIN)/.installed
@@ -49,7 +49,7 @@ test: lint pytest
 REPORT := $(abspath $(DATA))/reliability.jsonl
 test-reliability: setup
 	mkdir -p $(DATA) && rm -f $(REPORT)
-	$(BIN)/pip install -q -e '.[dev,fuzz]'
+	$(BIN)/pip install -q -c constraints.txt -e '.[dev,fuzz]'
 	EDOC_RELIABILITY_REPORT=$(REPORT) $(BIN)/pytest -m "reliability or not reliability" tests/attacks tests/reliability; \
 	status=$$?; \
 	EDOC_RELIABILITY_REPORT=$(REPORT) $(BIN)/python -m tests.reliability.fuzz_atheris --runs 200000 --artifacts $(DATA)/atheris || status=1; \
