@@ -255,6 +255,10 @@ class StatusOutOfOrder(ExchangeError):
     status = 409
 
 
+class ChainMoved(StatusOutOfOrder):
+    """Another status of the chain was kept since this one was judged: judge it again."""
+
+
 class UnknownDocument(ExchangeError):
     code = "EDOC-HUB-007"
     status = 404

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
 import os
+import time
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -11,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from edoc import envelope, errors, metadata, signing
-from edoc.hub import directory
+from edoc.hub import directory, queues
 from edoc.model import StatusCode
 from tests.support.hub import HUB_ORG, HubProcess, NodeClient, document, hub_ca, status
 from tests.support.pki import SENDER, Ca, sample_metadata, wire
@@ -123,6 +125,51 @@ async def test_status_relay_and_its_rules(ca: Ca, nodes: dict[str, NodeClient]) 
         ("status", "06", SENDER),
     ]
     # refusals (backwards, replayed, from a stranger…): tests/attacks/test_hub_attacks.py
+
+
+async def test_two_final_statuses_posted_at_once_are_not_both_relayed(
+    ca: Ca, nodes: dict[str, NodeClient]
+) -> None:
+    """A 02 and a 06 posted together were both judged to follow the 01 (the store was
+    read for each before either was kept), and both went out: nothing may follow a 02
+    or a 06. The one kept second is judged again, and refused."""
+    await nodes["H53"].drain()
+    for _ in range(4):
+        package = document(ca, to=[H23])
+        assert (await nodes["H53"].post(package))[0] == 202
+        assert (await nodes["H23"].post(status(ca, H23, package, StatusCode.ARRIVED)))[0] == 202
+        finals = [status(ca, H23, package, c) for c in (StatusCode.REJECTED, StatusCode.COMPLETED)]
+        replies = await asyncio.gather(*(nodes["H23"].post(final) for final in finals))
+        codes = sorted((code, body.get("error", {}).get("code", "")) for code, body, _ in replies)
+        assert codes == [(202, ""), (409, "EDOC-HUB-006")], replies
+    relayed = await nodes["H53"].drain()
+    assert len(relayed) == 4 * 2  # each document's 01 and one final status
+
+
+async def test_a_status_waits_for_the_earlier_one_leased_and_comes_once_it_is_acknowledged(
+    ca: Ca, nodes: dict[str, NodeClient]
+) -> None:
+    """The 03 leased and not acknowledged holds the 04 back (a node restarted meanwhile
+    would store the 04 first); its acknowledgement wakes the held collect at once, not
+    at its next look at the store (queues.RECHECK, 5 s)."""
+    await nodes["H53"].drain()
+    package = document(ca, to=[H23])
+    assert (await nodes["H53"].post(package))[0] == 202
+    await nodes["H23"].drain()
+    for code in (StatusCode.ARRIVED, StatusCode.ACCEPTED):
+        assert (await nodes["H23"].post(status(ca, H23, package, code)))[0] == 202
+    first = await nodes["H53"].collect(wait=2)
+    assert [i.status_code for i in first] == ["01", "03"]
+    await nodes["H53"].ack(first[0].id)  # the 01 only
+    assert (await nodes["H23"].post(status(ca, H23, package, StatusCode.ASSIGNED)))[0] == 202
+    assert await nodes["H53"].collect() == []  # the 04 waits for the 03
+    held = asyncio.create_task(nodes["H53"].collect(wait=20))
+    await asyncio.sleep(0.5)
+    started = time.monotonic()
+    await nodes["H53"].ack(first[1].id)
+    assert [i.status_code for i in await held] == ["04"]
+    # the held collect's own look would come 4.5 s after the acknowledgement
+    assert time.monotonic() - started < queues.RECHECK / 2
 
 
 async def test_revoke_reaches_every_recipient_of_the_original(

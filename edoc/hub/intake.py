@@ -298,6 +298,13 @@ async def _admit(state: HubState, node: str, examined: Examined) -> tuple[Packag
     now = dt.datetime.now(dt.UTC)
     try:
         record = await state.store.accept(new, now, stats.sent(new.kind, new.sender, now.date()))
+    except errors.ChainMoved:
+        # another status of the chain was kept between our read and our write: judged
+        # again on what is kept now (a chain holds a handful of statuses, so this ends)
+        if new.path:
+            Path(new.path).unlink(missing_ok=True)
+        log.info("judged again", reason="another status of the chain came first")
+        return await _admit(state, node, examined)
     except errors.DuplicateDocument:
         # a resend that raced the first copy (the node gave up waiting for our answer):
         # the first one won, so this one gets its answer, like any resend
@@ -406,4 +413,5 @@ def _status(status: StatusUpdate, examined: Examined, seen: Admission) -> NewPac
         path="",
         size=0,
         recipients=(Addressee(answered.org_id, root_of(answered.org_id).root_code),),
+        follows=len(given),
     )

@@ -22,6 +22,7 @@ import structlog
 from edoc import errors, wire
 from edoc.hub import stats
 from edoc.hub.state import HubState
+from edoc.model import MessageKind
 from edoc.store.hub import Delivery, Receipt
 
 log = structlog.get_logger()
@@ -195,4 +196,8 @@ async def acknowledge(state: HubState, node: str, ids: list[int]) -> list[int]:
     first = await state.store.acknowledge_checked(ids, now, receipts)
     for delivery in first:
         state.delivered.labels(delivery.kind).inc()
+    if any(delivery.kind == MessageKind.STATUS for delivery in first):
+        # the next status of its chain waited for this one (HubStore.lease): the node's
+        # held collect takes it now, not at its next look at the store
+        state.wake({node})
     return [delivery.id for delivery in first]

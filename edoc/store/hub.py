@@ -13,6 +13,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
+from edoc import errors
 from edoc.store.sums import CounterSums
 
 
@@ -49,10 +50,21 @@ class NewPackage:
     size: int
     recipients: tuple[Addressee, ...]
     body: bytes | None = None  # a small package, kept with its row: no file of its own
+    # a status: how many codes its responder had given the document when it was judged.
+    # Two statuses judged on the same codes are not both kept (ChainMoved): without that,
+    # a 04 and a 06 posted at once both followed 01 and both went out.
+    follows: int | None = None
 
     @property
     def key(self) -> PackageKey:
         return PackageKey(self.kind, self.sender, self.about, self.business_type, self.status_code)
+
+
+def chain_moved(package: NewPackage) -> errors.ChainMoved:
+    """What a store raises when ``package``'s place in its chain was taken meanwhile."""
+    return errors.ChainMoved(
+        f"status {package.status_code} for {package.about}: another status came first"
+    )
 
 
 @dataclass(frozen=True)
@@ -225,7 +237,8 @@ class HubStore(Protocol):
 
     async def accept(self, package: NewPackage, now: dt.datetime, tally: Tally) -> PackageRecord:
         """Store a package, one delivery per recipient and ``tally``, all or nothing;
-        DuplicateDocument if a package of the same key is there already."""
+        DuplicateDocument if a package of the same key is there already, ChainMoved if a
+        status of the same ``follows`` in its chain is."""
         ...
 
     async def admission(
@@ -249,7 +262,9 @@ class HubStore(Protocol):
     ) -> list[Delivery]:
         """Up to ``limit`` unacknowledged deliveries for ``node`` whose lease ran out, most
         urgent (priority, then oldest) first, hidden until ``now + visibility``; each one's
-        attempts grow by one. Bodies of packages up to ``bodies_up_to`` bytes come along."""
+        attempts grow by one. Bodies of packages up to ``bodies_up_to`` bytes come along.
+        A status is left while an earlier delivery of its chain (responder, document,
+        recipient) is leased and not acknowledged."""
         ...
 
     async def delivery(self, delivery_id: int) -> Delivery | None:

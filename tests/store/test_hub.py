@@ -210,6 +210,70 @@ async def test_codes_given_are_the_statuses_a_responder_sent(hub_store: HubStore
     assert await oracles.codes_given(hub_store, H23.org_id, SMALL.sender, document.about) == []
 
 
+def _status(code: str, about: str = "small", sender: str = H34.org_id) -> NewPackage:
+    back = Addressee(SMALL.sender, "H53")
+    return replace(
+        SMALL,
+        kind="status",
+        sender=sender,
+        about=about,
+        status_code=code,
+        digest=code,
+        recipients=(back,),
+    )
+
+
+async def test_a_status_waits_while_an_earlier_one_of_its_chain_is_leased(
+    hub_store: HubStore,
+) -> None:
+    """A node that restarts while it holds the lease of a 05 would otherwise be offered
+    the 06 first, and store it first: the chain's order is kept at the hub too."""
+    for code in ("04", "05", "06"):
+        await hub_store.accept(_status(code), NOW, SENT)
+    await hub_store.accept(_status("05", about="other"), NOW, SENT)  # another chain
+    await hub_store.accept(_status("06", sender=H23.org_id), NOW, SENT)  # another responder
+    first = await hub_store.lease("H53", NOW, LEASE, 1, bodies_up_to=0)
+    assert [d.status_code for d in first] == ["04"]
+    # 04 is leased: 05 and 06 of its chain wait, the other chains do not
+    others = await hub_store.lease("H53", NOW, LEASE, 10, 0)
+    assert [(d.sender, d.about, d.status_code) for d in others] == [
+        (H34.org_id, "other", "05"),
+        (H23.org_id, "small", "06"),
+    ]
+    # the lease runs out: the whole chain comes, in its order
+    again = await hub_store.lease("H53", NOW + LEASE, LEASE, 10, 0)
+    chain = [d for d in again if (d.sender, d.about) == (H34.org_id, "small")]
+    assert [d.status_code for d in chain] == ["04", "05", "06"]
+    # acknowledged, the next one no longer waits
+    later = NOW + 2 * LEASE
+    (head,) = [d for d in await hub_store.lease("H53", later, LEASE, 1, 0)]
+    assert head.status_code == "04"
+    receipt = Receipt(head.id, Tally(DAY, SMALL.sender, "status_received", ""))
+    await oracles.acknowledge(hub_store, [receipt], later)
+    rest = await hub_store.lease("H53", later, LEASE, 10, 0)
+    assert [d.status_code for d in rest if d.about == "small" and d.sender == H34.org_id] == [
+        "05",
+        "06",
+    ]
+
+
+async def test_two_statuses_judged_on_the_same_codes_are_not_both_kept(
+    hub_store: HubStore,
+) -> None:
+    """A 04 and a 06 posted at once were both judged to follow the 01: the second to be
+    kept is refused, so that the intake judges it again on what is kept now."""
+    await hub_store.accept(replace(_status("01"), follows=0), NOW, SENT)
+    await hub_store.accept(replace(_status("04"), follows=1), NOW, SENT)
+    with pytest.raises(errors.ChainMoved):
+        await hub_store.accept(replace(_status("06"), follows=1), NOW, SENT)
+    given = await oracles.codes_given(hub_store, H34.org_id, SMALL.sender, "small")
+    assert sorted(given) == ["01", "04"]  # nothing of the 06 was kept
+    # other chains, and documents, have places of their own
+    await hub_store.accept(replace(_status("01", about="other"), follows=0), NOW, SENT)
+    await hub_store.accept(replace(_status("01", sender=H23.org_id), follows=0), NOW, SENT)
+    await hub_store.accept(replace(_status("06"), follows=2), NOW, SENT)
+
+
 ENTRIES = [
     DirectoryEntry("000.00.12.H53", "Sở TT&TT", "agency", "H53"),
     DirectoryEntry("000.00.00.H34", "Thái Bình", "province", "H34"),

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from edoc.model import MessageKind
 from edoc.store import open_hub_store, open_node_store, sqlite_url
+from edoc.store.sqlite import hub as hub_store
 from edoc.store.sqlite import hub_views, node_views
 
 
@@ -35,3 +36,18 @@ async def test_a_nodes_troubled_documents_are_walked_newest_first(tmp_path: Path
         plan = [row[3] for row in db.execute(query, (MessageKind.DOCUMENT.value, 20))]
     assert plan[0] == "SCAN t USING INDEX transfers_troubled", plan
     assert not any("TEMP B-TREE" in step for step in plan), plan
+
+
+async def test_a_lease_finds_a_statuss_chain_by_the_packages_key(tmp_path: Path) -> None:
+    """The check that no earlier status of the chain is leased reads the chain's few
+    packages, then their delivery to the recipient; by the recipient it read every
+    delivery waiting for it, for each status offered."""
+    store = await open_hub_store(sqlite_url(tmp_path / "hub.sqlite"))
+    await store.close()
+    with sqlite3.connect(tmp_path / "hub.sqlite") as db:
+        query = f"EXPLAIN QUERY PLAN {hub_store._LEASE}"
+        plan = [row[3] for row in db.execute(query, (1, "H53", 0, 0, 10))]
+    chain = plan[plan.index("CORRELATED SCALAR SUBQUERY 1") + 1 :]
+    assert chain[0].startswith("SEARCH q USING COVERING INDEX sqlite_autoindex_packages_1"), plan
+    assert chain[1].startswith("SEARCH e USING INDEX sqlite_autoindex_deliveries_1"), plan
+    assert not any(step.startswith("SCAN") for step in plan), plan

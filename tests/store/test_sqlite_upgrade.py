@@ -58,6 +58,9 @@ async def test_a_store_made_before_its_added_columns_gains_them(
             assert column in _columns(path, table)
         if store_class is SqliteNodeStore:  # and the tables added since
             assert _columns(path, "progress")
+        else:  # and the index on a column added since
+            indexes = {row[1] for row in _pragma(path, "index_list(packages)")}
+            assert "packages_chain" in indexes
 
 
 def _page_size(database: Path) -> int:

@@ -28,6 +28,7 @@ from edoc.store.hub import (
     Receipt,
     Sums,
     Tally,
+    chain_moved,
     sums_sql,
 )
 from edoc.store.postgres.database import CONNECT_TIMEOUT
@@ -105,6 +106,12 @@ CREATE INDEX packages_accepted ON packages (kind, accepted_at);
 CREATE INDEX deliveries_delivered ON deliveries (delivered_at) WHERE delivered_at IS NOT NULL;
 """
 
+# version 4: a status's place in its chain is taken once (NewPackage.follows)
+CHAIN = """
+ALTER TABLE packages ADD COLUMN follows INTEGER;
+CREATE UNIQUE INDEX packages_chain ON packages (sender, about, follows) WHERE kind = 'status';
+"""
+
 # $1 is the largest package whose body comes along: an acknowledgement of 1,000
 # deliveries, or a lease of packages too large to go inline, needs none
 _DELIVERY_COLUMNS = """
@@ -117,10 +124,18 @@ _URGENT_FIRST = " ORDER BY d.priority DESC, d.id"
 ANY_SIZE = 2**63 - 1
 
 # the due deliveries of a node, picked and leased; the query reads the leased rows
+# A status waits while an earlier delivery of its chain is leased and not acknowledged,
+# as in the SQLite store (edoc/store/sqlite/hub.py, _LEASE, says why and how).
 _PICK_AND_LEASE = """
 WITH picked AS (
-    SELECT id FROM deliveries WHERE node = $2 AND delivered_at IS NULL AND lease_until <= $3
-    ORDER BY priority DESC, id LIMIT $4 FOR UPDATE SKIP LOCKED
+    SELECT d.id FROM deliveries d JOIN packages p ON p.id = d.package_id
+    WHERE d.node = $2 AND d.delivered_at IS NULL AND d.lease_until <= $3
+    AND NOT (p.kind = 'status' AND EXISTS (
+        SELECT 1 FROM packages q JOIN deliveries e
+            ON e.package_id = q.id AND e.recipient = d.recipient
+        WHERE q.kind = 'status' AND q.sender = p.sender AND q.about = p.about
+        AND e.id < d.id AND e.delivered_at IS NULL AND e.lease_until > $3))
+    ORDER BY d.priority DESC, d.id LIMIT $4 FOR UPDATE OF d SKIP LOCKED
 ), leased AS (
     UPDATE deliveries d SET lease_until = $5, attempts = d.attempts + 1
     FROM picked WHERE d.id = picked.id RETURNING d.*
@@ -138,8 +153,8 @@ _LEASE = (
 _ACCEPT = """
 WITH package AS (
     INSERT INTO packages (kind, sender, about, status_code, business_type, priority, digest,
-        path, size, accepted_at, body)
-    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) RETURNING id
+        path, size, accepted_at, body, follows)
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $19) RETURNING id
 ), addressed AS (
     INSERT INTO deliveries (package_id, recipient, node, priority)
     SELECT package.id, r.recipient, r.node, $6 FROM package,
@@ -189,7 +204,7 @@ _SUMS = sums_sql("$1", "$2")
 
 class PostgresHubStore(HubIntake):
     component = "hub"
-    migrations = (FIRST, NOTIFY, WINDOWS)
+    migrations = (FIRST, NOTIFY, WINDOWS, CHAIN)
 
     def __init__(self, url: str) -> None:
         super().__init__(url)
@@ -236,8 +251,11 @@ class PostgresHubStore(HubIntake):
                 tally.metric,
                 tally.reason,
                 tally.by,
+                package.follows,
             )
-        except asyncpg.UniqueViolationError:
+        except asyncpg.UniqueViolationError as exc:
+            if exc.constraint_name == "packages_chain":
+                raise chain_moved(package) from None
             raise errors.DuplicateDocument(
                 f"{package.about} from {package.sender} was accepted already"
             ) from None

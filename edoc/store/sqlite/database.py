@@ -56,9 +56,9 @@ class SqliteDatabase:
     # when a store opens without them (a new one, or one made by an earlier release), so
     # each is declared once
     added_columns: ClassVar[tuple[tuple[str, str, str], ...]] = ()
-    # tables added since: each a script that makes its table if missing and fills it from
-    # the rows already there if it was never filled, run at every open
-    added_tables: ClassVar[tuple[str, ...]] = ()
+    # tables and indexes added since, each a script run at every open once the columns are
+    # there: it makes what is missing (a table filled from the rows already there)
+    added_scripts: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -102,7 +102,7 @@ class SqliteDatabase:
                 await self._db.execute(f"PRAGMA {pragma}")
             await self._db.executescript(self.schema)
             await self._add_columns()
-            await self._add_tables()
+            await self._add_scripts()
             # opened on the schema made above; never writes (query_only: a bug that tried
             # would fail loudly rather than write outside the group commit)
             self._reader = await aiosqlite.connect(self.path, isolation_level=None)
@@ -138,8 +138,8 @@ class SqliteDatabase:
             raise
         await self.db.execute("COMMIT")
 
-    async def _add_tables(self) -> None:
-        for script in self.added_tables:
+    async def _add_scripts(self) -> None:
+        for script in self.added_scripts:
             await self.db.executescript(f"BEGIN IMMEDIATE; {script} COMMIT;")
 
     async def close(self) -> None:

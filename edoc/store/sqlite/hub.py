@@ -28,6 +28,7 @@ from edoc.store.hub import (
     Receipt,
     Sums,
     Tally,
+    chain_moved,
     sums_sql,
 )
 from edoc.store.sqlite.database import from_ms, query, to_ms
@@ -92,6 +93,12 @@ CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS nodes (node TEXT PRIMARY KEY, token_sha256 TEXT NOT NULL UNIQUE);
 """
 
+# a status's place in its chain is taken once (NewPackage.follows); older rows have none
+CHAIN = """
+CREATE UNIQUE INDEX IF NOT EXISTS packages_chain ON packages (sender, about, follows)
+    WHERE kind = 'status';
+"""
+
 # the first parameter is the largest package whose body comes along: an acknowledgement
 # of 1,000 deliveries, or a lease of packages too large to go inline, needs none
 _DELIVERY_SELECT = """
@@ -101,6 +108,26 @@ SELECT d.id, d.package_id, d.recipient, d.node, p.kind, p.sender, p.about, p.sta
 FROM deliveries d JOIN packages p ON p.id = d.package_id
 """
 ANY_SIZE = 2**63 - 1
+
+
+# A status waits while an earlier delivery of its chain (responder, document, recipient)
+# is leased and not acknowledged: a node that restarts holding the lease of a 05 would
+# otherwise be offered the 06 first, and store it first. Statuses all have priority 0, so
+# an earlier one not leased comes in the same lease, before it. The chain's packages are
+# found through the packages' unique key (kind, sender, about, ...), its deliveries
+# through (package_id, recipient): a few index lookups per status offered. CROSS JOIN
+# keeps that order: by the recipient first, SQLite read every delivery waiting for it.
+_LEASE = """UPDATE deliveries SET lease_until=?, attempts=attempts+1 WHERE id IN (
+    SELECT d.id FROM deliveries d JOIN packages p ON p.id = d.package_id
+    WHERE d.node=? AND d.delivered_at IS NULL AND d.lease_until <= ?
+    AND NOT (p.kind = 'status' AND EXISTS (
+        SELECT 1 FROM packages q CROSS JOIN deliveries e
+            ON e.package_id = q.id AND e.recipient = d.recipient
+        WHERE q.kind = 'status' AND q.sender = p.sender AND q.about = p.about
+        AND e.id < d.id AND e.delivered_at IS NULL AND e.lease_until > ?))
+    ORDER BY d.priority DESC, d.id LIMIT ?
+) RETURNING id
+"""
 
 
 def _delivery(row: Any) -> Delivery:
@@ -128,8 +155,8 @@ def _insert_package(
     """The package, a delivery per recipient and ``tally``; the package's id."""
     package_id = db.execute(
         "INSERT INTO packages (kind, sender, about, status_code, business_type,"
-        " priority, digest, path, size, accepted_at, body)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        " priority, digest, path, size, accepted_at, body, follows)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         (
             package.kind,
             package.sender,
@@ -142,6 +169,7 @@ def _insert_package(
             package.size,
             to_ms(now),
             package.body,
+            package.follows,
         ),
     ).lastrowid
     db.executemany(
@@ -198,7 +226,8 @@ _SUMS = sums_sql("?1", "?2")
 
 class SqliteHubStore(HubViews):
     schema = SCHEMA
-    added_columns = (("packages", "body", "BLOB"),)
+    added_columns = (("packages", "body", "BLOB"), ("packages", "follows", "INTEGER"))
+    added_scripts = (CHAIN,)
 
     # --- packages -----------------------------------------------------------------------
     async def find_package(self, key: PackageKey) -> PackageRecord | None:
@@ -216,7 +245,9 @@ class SqliteHubStore(HubViews):
         """Store a package, one delivery per recipient and ``tally``, all or nothing."""
         try:
             package_id = await self._change(partial(_insert_package, package, now, tally))
-        except sqlite3.IntegrityError:
+        except sqlite3.IntegrityError as exc:
+            if "packages.follows" in str(exc):
+                raise chain_moved(package) from None
             raise errors.DuplicateDocument(
                 f"{package.about} from {package.sender} was accepted already"
             ) from None
@@ -244,10 +275,7 @@ class SqliteHubStore(HubViews):
 
         def lease(db: sqlite3.Connection) -> list[Delivery]:  # and read them, in one call
             leased = db.execute(
-                "UPDATE deliveries SET lease_until=?, attempts=attempts+1 WHERE id IN ("
-                " SELECT id FROM deliveries WHERE node=? AND delivered_at IS NULL"
-                " AND lease_until <= ? ORDER BY priority DESC, id LIMIT ?) RETURNING id",
-                (to_ms(now + visibility), node, to_ms(now), limit),
+                _LEASE, (to_ms(now + visibility), node, to_ms(now), to_ms(now), limit)
             ).fetchall()
             if not leased:
                 return []

@@ -80,7 +80,7 @@ _SUMS = sums_sql("?1", "?2")
 class SqliteNodeStore(NodeViews):
     schema = SCHEMA
     added_columns = ADDED_COLUMNS
-    added_tables = ADDED_TABLES
+    added_scripts = ADDED_TABLES
 
     # --- agencies -----------------------------------------------------------------------------
     async def add_agency(self, org_id: str, name: str, token_sha256: str) -> None:

@@ -117,7 +117,7 @@ _ADD = " ON CONFLICT (metric, state) DO UPDATE SET count = count + excluded.coun
 # The statistics' counts of where the recipients of the node's documents stand (see
 # edoc.store.node.Progress), kept by triggers as the rows change: reading them once
 # meant reading every recipient the node ever had. A store made before them has them
-# counted from its rows when it first opens (added_tables): the count inserts a "due" and
+# counted from its rows when it first opens (added_scripts): the count inserts a "due" and
 # an "on_time" row whatever it finds, so an empty table is one never counted.
 # A history only grows, by one entry per change: a recipient first reached 06 when the
 # entry added is a 06 and the history before held none (looked for only then).
@@ -162,7 +162,7 @@ INSERT INTO progress (metric, state, count) SELECT * FROM (
 ) WHERE NOT EXISTS (SELECT 1 FROM progress);
 """  # noqa: S608 (constant text)
 
-# tables added since the first release (see SqliteDatabase.added_tables)
+# tables added since the first release (see SqliteDatabase.added_scripts)
 ADDED_TABLES = (PROGRESS_COUNTS,)
 
 
