@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 from edoc.dashboard import charts
 from edoc.dashboard import hub as hub_view
 from edoc.node import stats as node_stats
+from edoc.offload import Offload
 from edoc.settled import KEPT_DAYS, Dated, Settled, last_days
 from edoc.store import hub as hub_store
 from edoc.store import node as node_store
@@ -88,6 +89,7 @@ def test_a_nodes_figures_parts_add_up_to_the_whole(
 
 async def test_the_hub_overview_counts_every_day_and_charts_the_last_ones(tmp_path: Path) -> None:
     store = await open_hub_store(sqlite_url(tmp_path / "hub.sqlite"))
+    offload = Offload(1)
     try:
         for back, sent in ((0, 1), (1, 2), (5, 4), (89, 8), (90, 16), (400, 32)):
             day = TODAY - dt.timedelta(days=back)
@@ -95,8 +97,10 @@ async def test_the_hub_overview_counts_every_day_and_charts_the_last_ones(tmp_pa
         old_refusal = TODAY - dt.timedelta(days=100)
         await store.count(hub_store.Tally(old_refusal, TAY_NINH, "rejected", "EDOC-SIG-002", 3))
         boards: Settled[hub_view.Board] = Settled()
-        board = await boards.sums(functools.partial(hub_view._board_days, store, TODAY), TODAY)
+        days = functools.partial(hub_view._board_days, store, offload, TODAY)
+        board = await boards.sums(days, TODAY)
     finally:
+        offload.close()
         await store.close()
     (row,) = hub_view.provinces(board, {}, {}, {}, NOW)
     assert (row["code"], row["sent"], row["sent_today"]) == ("H53", 63, 1)

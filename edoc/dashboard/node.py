@@ -118,7 +118,7 @@ def overview_of(state_key: web.AppKey[NodeState]) -> dashboard.Overview:
         state = request.app[state_key]
         now = dt.datetime.now(dt.UTC)
         filters = charts.Filters.of(request)
-        figures = await stats.tallied(state.store, state.tallied, now.date())
+        figures = await stats.tallied(state.store, state.offload, state.tallied, now.date())
         report = await stats.report(state.store, figures)
         agencies = {a.org_id: a.name for a in await state.store.agencies()}
         counts = last_days(figures.days, filters.days, now.date())

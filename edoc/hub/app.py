@@ -244,7 +244,7 @@ async def get_stats(request: web.Request) -> web.Response:
 
     async def report() -> dict[str, Any]:
         today = dt.datetime.now(dt.UTC).date()
-        return await stats.report(state.store, state.tallied, today)
+        return await stats.report(state.store, state.offload, state.tallied, today)
 
     return web.json_response(await state.reports.value(0, report))
 

@@ -330,7 +330,8 @@ async def post_statuses(request: web.Request) -> web.Response:
 
 async def get_stats(request: web.Request) -> web.Response:
     state = request.app[STATE]
-    figures = await stats.tallied(state.store, state.tallied, dt.datetime.now(dt.UTC).date())
+    today = dt.datetime.now(dt.UTC).date()
+    figures = await stats.tallied(state.store, state.offload, state.tallied, today)
     return web.json_response(await stats.report(state.store, figures))
 
 

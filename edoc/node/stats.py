@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from edoc.model import reached, recipient_state
+from edoc.offload import Offload
 from edoc.orgid import OrgId
 from edoc.settled import Days, Figures, Settled, joined, kept_days, merged
 from edoc.store.node import Count, NewInboxItem, NewOutgoing, NodeStore, Sums, Tally
@@ -76,15 +77,18 @@ def _add(figures: Figures, key: str, metric: str, count: int) -> None:
     into[metric] = into.get(metric, 0) + count
 
 
-async def tallied(store: NodeStore, figures: Settled[Tallied], today: dt.date) -> Tallied:
+async def tallied(
+    store: NodeStore, offload: Offload, figures: Settled[Tallied], today: dt.date
+) -> Tallied:
     """Every day's figures, the settled days' made once (edoc.settled)."""
-    return await figures.sums(functools.partial(_tallied_days, store, today), today)
+    return await figures.sums(functools.partial(_tallied_days, store, offload, today), today)
 
 
 async def _tallied_days(
-    store: NodeStore, today: dt.date, first: dt.date, before: dt.date
+    store: NodeStore, offload: Offload, today: dt.date, first: dt.date, before: dt.date
 ) -> Tallied:
-    return Tallied.of(await store.counter_sums(first, before), today)
+    # in a thread, as the hub's (edoc.hub.stats._tallied_days says why)
+    return await offload.run(Tallied.of, await store.counter_sums(first, before), today)
 
 
 async def report(store: NodeStore, figures: Tallied) -> dict[str, Any]:
