@@ -69,6 +69,15 @@ _XSI_REFUSED = "XML Schema instance attributes (xsi:) are not accepted"
 _HAS_XSI = etree.XPath(f"boolean(//@*[namespace-uri()='{XSI}'])")
 
 
+def _unescaped(attrib: Mapping[str, str]) -> Mapping[str, str]:
+    """libxml2, not told to replace entities (resolve_entities=False), hands an attribute's
+    ampersand over as the five characters ``&#38;`` (a literal "&#38;" comes as
+    "&#38;#38;"); every other character comes as itself."""
+    if not any("&" in value for value in attrib.values()):
+        return attrib
+    return {name: value.replace("&#38;", "&") for name, value in attrib.items()}
+
+
 class _Guard:
     """lxml target that checks every event before passing it on to the handler."""
 
@@ -92,7 +101,7 @@ class _Guard:
         if attrib and any(name.startswith(_XSI) for name in attrib):
             raise errors.ForbiddenXmlConstruct(_XSI_REFUSED)
         declared, self._declared = self._declared, {}
-        self._handler.start(tag, attrib, declared)
+        self._handler.start(tag, _unescaped(attrib), declared)
 
     def end(self, tag: str) -> None:
         self._depth -= 1

@@ -241,6 +241,14 @@ async def test_signed_directory_and_registration(ca: Ca, nodes: dict[str, NodeCl
         json_body={"organizations": [{"org_id": "000.00.07.H53", "name": "Sở Nội vụ"}]},
     )
     assert code == 200 and body["version"] > version
+    # a registration is all the node serves: the one it no longer names leaves the book
+    renamed = {"organizations": [{"org_id": "000.00.12.H53", "name": "Sở TT&TT"}]}
+    code, body, _ = await nodes["H53"].request("POST", "/api/v1/directory", json_body=renamed)
+    assert code == 200, body
+    code, raw, _ = await nodes["H53"].request("GET", "/api/v1/directory")
+    _, _, entries = directory.read_signed(raw, ca.keys.trust(), ca.clock(), HUB_ORG)
+    of_h53 = {e.org_id for e in entries if e.node == "H53"}
+    assert of_h53 == {"000.00.00.H53", "000.00.12.H53"}
     code, body, _ = await nodes["H53"].request(
         "POST", "/api/v1/directory", json_body={"organizations": [{"org_id": "000.00.07.H23"}]}
     )

@@ -233,7 +233,7 @@ async def post_directory(request: web.Request) -> web.Response:
     entries = directory.registration(
         node, data.get("organizations") if isinstance(data, dict) else None
     )
-    version = await request.app[STATE].store.register(entries)
+    version = await request.app[STATE].store.register(entries, replacing=node)
     return web.json_response(wire.Registered(version, len(entries)).to_json())
 
 

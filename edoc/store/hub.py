@@ -326,8 +326,12 @@ class HubStore(Protocol):
         ...
 
     # address book and nodes
-    async def register(self, entries: Sequence[DirectoryEntry]) -> int:
-        """Add or update organizations; returns the directory's version after it."""
+    async def register(
+        self, entries: Sequence[DirectoryEntry], replacing: str | None = None
+    ) -> int:
+        """Add or update organizations; returns the directory's version after it. With
+        ``replacing`` (a node), ``entries`` are all that node's: its agencies not among
+        them are removed (level-1 identifiers, the seeds', stay)."""
         ...
 
     async def directory(self) -> Directory: ...

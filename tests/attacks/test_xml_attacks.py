@@ -804,6 +804,16 @@ def test_xmlsafe_parse_keeps_every_prefix_where_it_was_declared() -> None:
     assert parsed[0].nsmap == {"e": "urn:e", None: "urn:d", "f": "urn:f"}
 
 
+def test_xmlsafe_parse_reads_escaped_ampersands_in_attributes() -> None:
+    """libxml2, not told to replace entities, hands an attribute's &amp; (or &#38;) over
+    as the five characters &#38;: a name such as "Sở TT&TT" in the signed address book
+    then differed from what was signed, and no node could verify the book."""
+    data = b'<a n="TT&amp;TT &#38; &#x26; &amp;#38; &lt;&gt;&quot;">T&amp;T</a>'
+    parsed = xmlsafe.parse(data)
+    assert parsed.get("n") == 'TT&TT & & &#38; <>"'
+    assert parsed.text == "T&T"
+
+
 def test_xmlsafe_parse_events_in_chunks() -> None:
     parsed = xmlsafe.parse_events([b"<a><b>x", b"y</b>", b"</a>"], _tree_builder())
     assert parsed.findtext("b") == "xy"

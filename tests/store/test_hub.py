@@ -294,6 +294,23 @@ async def test_the_directory_version_grows_only_when_an_entry_changes(
     assert book.entries == (ENTRIES[1], renamed)  # by org_id
 
 
+async def test_a_nodes_registration_replaces_its_agencies(hub_store: HubStore) -> None:
+    """What a node registers is all it serves: its agencies it no longer names leave the
+    book (so a node cannot grow the book for ever), its province's own entry stays, and
+    no other node's entry is touched."""
+    province = DirectoryEntry("000.00.00.H53", "Tây Ninh", "province", "H53")
+    a, b = (DirectoryEntry(f"000.00.{n}.H53", n, "agency", "H53") for n in ("07", "12"))
+    other = DirectoryEntry("000.00.07.H34", "Sở Nội vụ", "agency", "H34")
+    await hub_store.register([province, other])
+    version = await hub_store.register([a, b], replacing="H53")
+    assert await hub_store.register([a, b], replacing="H53") == version  # no change
+    assert await hub_store.register([b], replacing="H53") == version + 1
+    book = await hub_store.directory()
+    assert book.entries == (province, other, b)  # by org_id
+    assert await hub_store.register([], replacing="H53") == version + 2
+    assert (await hub_store.directory()).entries == (province, other)
+
+
 async def test_unknown_lists_who_is_not_in_the_directory(hub_store: HubStore) -> None:
     await hub_store.register(ENTRIES)
     asked = ["000.00.99.H53", "000.00.12.H53", "000.00.00.H01"]

@@ -188,6 +188,14 @@ WITH receipts AS (
 SELECT id FROM done ORDER BY id
 """
 
+# a node's agencies it no longer names, locked in the order registrations lock theirs
+_UNREGISTER = """
+DELETE FROM directory WHERE org_id IN (
+    SELECT org_id FROM directory WHERE node = $1 AND kind = 'agency'
+    AND org_id <> ALL($2::text[]) ORDER BY org_id FOR UPDATE
+) RETURNING org_id
+"""
+
 _COUNT = (
     "INSERT INTO counters (day, org_id, metric, reason, count) VALUES ($1, $2, $3, $4, $5)"
     " ON CONFLICT (day, org_id, metric, reason)"
@@ -347,12 +355,17 @@ class PostgresHubStore(HubIntake):
         return [Backlog(node=r[0], waiting=int(r[1])) for r in rows]
 
     # --- address book and nodes -----------------------------------------------------------------
-    async def register(self, entries: Sequence[DirectoryEntry]) -> int:
+    async def register(
+        self, entries: Sequence[DirectoryEntry], replacing: str | None = None
+    ) -> int:
         """Add or update organizations; returns the directory's version after it."""
         # one row may change once per statement; rows locked in one order, so two
         # registrations at once (instances starting together) never deadlock
         latest = sorted({e.org_id: e for e in entries}.values(), key=lambda e: e.org_id)
         async with self._transaction() as conn:
+            removed = []
+            if replacing is not None:
+                removed = await conn.fetch(_UNREGISTER, replacing, [e.org_id for e in latest])
             changed = await conn.fetch(
                 "INSERT INTO directory (org_id, name, kind, node)"
                 " SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[])"
@@ -365,7 +378,7 @@ class PostgresHubStore(HubIntake):
                 [e.kind for e in latest],
                 [e.node for e in latest],
             )
-            if changed:
+            if changed or removed:
                 await conn.execute(
                     "INSERT INTO meta (key, value) VALUES ('directory_version', 1)"
                     " ON CONFLICT (key) DO UPDATE SET value = meta.value + 1"

@@ -323,11 +323,19 @@ class SqliteHubStore(HubViews):
         return [Backlog(node=r[0], waiting=r[1]) for r in rows]
 
     # --- address book and nodes -----------------------------------------------------------------
-    async def register(self, entries: Sequence[DirectoryEntry]) -> int:
+    async def register(
+        self, entries: Sequence[DirectoryEntry], replacing: str | None = None
+    ) -> int:
         """Add or update organizations; returns the directory's version after it."""
 
         def register(db: sqlite3.Connection) -> int:
             before = db.total_changes
+            if replacing is not None:
+                db.execute(
+                    "DELETE FROM directory WHERE node = ? AND kind = 'agency'"
+                    " AND org_id NOT IN (SELECT value FROM json_each(?))",
+                    (replacing, json.dumps([e.org_id for e in entries])),
+                )
             db.executemany(
                 "INSERT INTO directory (org_id, name, kind, node) VALUES (?, ?, ?, ?)"
                 " ON CONFLICT (org_id) DO UPDATE SET name=excluded.name, kind=excluded.kind,"
