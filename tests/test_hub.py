@@ -6,7 +6,7 @@ import asyncio
 import io
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import replace
 from pathlib import Path
 
@@ -144,6 +144,31 @@ async def test_two_final_statuses_posted_at_once_are_not_both_relayed(
         assert codes == [(202, ""), (409, "EDOC-HUB-006")], replies
     relayed = await nodes["H53"].drain()
     assert len(relayed) == 4 * 2  # each document's 01 and one final status
+
+
+async def test_a_status_sent_twice_at_once_is_kept_once_and_its_file_stays(
+    ca: Ca, nodes: dict[str, NodeClient]
+) -> None:
+    """A node that gave up waiting sends the same status again while the first copy is
+    being kept. Sent in chunks, each copy is written to the same file (named by its
+    digest) before it is kept; the copy that loses is answered as a resend, and must not
+    take the file of the one kept with it (SQLite may name the chain's index for it)."""
+
+    async def chunked(data: bytes) -> AsyncIterator[bytes]:
+        yield data[: len(data) // 2]
+        yield data[len(data) // 2 :]
+
+    await nodes["H53"].drain()
+    package = document(ca, to=[H23])
+    assert (await nodes["H53"].post(package))[0] == 202
+    arrived = status(ca, H23, package, StatusCode.ARRIVED)
+    replies = await asyncio.gather(
+        *(nodes["H23"].request("POST", "/api/v1/packages", data=chunked(arrived)) for _ in "ab")
+    )
+    assert [code for code, _, _ in replies] == [202, 202], replies
+    assert sorted(h.get("X-Edoc-Resend", "false") for _, _, h in replies) == ["false", "true"]
+    (delivered,) = await nodes["H53"].drain()  # fetched: its file is there
+    assert delivered.status_code == "01"
 
 
 async def test_a_status_waits_for_the_earlier_one_leased_and_comes_once_it_is_acknowledged(

@@ -267,11 +267,29 @@ async def _oversize(place: int, limit: int) -> Outcome:
     return errors.TooLarge(f"the package is over {limit} bytes")
 
 
+# times a status is judged when each time another of its chain was kept meanwhile
+JUDGED_AT_MOST = 3
+
+
 async def _admit(state: HubState, node: str, examined: Examined) -> tuple[PackageRecord, bool]:
     message = examined.verified.message
     structlog.contextvars.bind_contextvars(document_id=message.about, sender=message.sender.org_id)
     if root_of(message.sender.org_id).root_code != node:
         raise errors.Impersonation(f"{message.sender.org_id} is not served by node {node}")
+    for _ in range(JUDGED_AT_MOST - 1):
+        try:
+            return await _judge_and_keep(state, node, examined)
+        except errors.ChainMoved:
+            # another status of its chain was kept between our read and our write
+            log.info("judged again", reason="another status of the chain came first")
+    return await _judge_and_keep(state, node, examined)  # (ChainMoved now: 409 HUB-006)
+
+
+async def _judge_and_keep(
+    state: HubState, node: str, examined: Examined
+) -> tuple[PackageRecord, bool]:
+    """Judge the package on what the store holds now, and keep it if it passes."""
+    message = examined.verified.message
     # all the store knows that the rules below judge by, in one read (a read each was a
     # trip each to the store, most of what the hub still paid it per package)
     key, original, addressees = _asked(message)
@@ -298,16 +316,11 @@ async def _admit(state: HubState, node: str, examined: Examined) -> tuple[Packag
     now = dt.datetime.now(dt.UTC)
     try:
         record = await state.store.accept(new, now, stats.sent(new.kind, new.sender, now.date()))
-    except errors.ChainMoved:
-        # another status of the chain was kept between our read and our write: judged
-        # again on what is kept now (a chain holds a handful of statuses, so this ends)
-        if new.path:
-            Path(new.path).unlink(missing_ok=True)
-        log.info("judged again", reason="another status of the chain came first")
-        return await _admit(state, node, examined)
-    except errors.DuplicateDocument:
-        # a resend that raced the first copy (the node gave up waiting for our answer):
-        # the first one won, so this one gets its answer, like any resend
+    except (errors.DuplicateDocument, errors.ChainMoved):
+        # kept meanwhile: the same message (a resend that raced the first copy, the node
+        # having given up waiting for our answer: it gets the first one's answer, like
+        # any resend; SQLite may name the chain's index for it), or another status of
+        # its chain (then ChainMoved goes on: judged again)
         earlier = await state.store.find_package(new.key)
         if new.path and (earlier is None or earlier.digest != new.digest):
             Path(new.path).unlink(missing_ok=True)  # ours alone: the stored one has another name

@@ -56,6 +56,13 @@ class NewPackage:
     follows: int | None = None
 
     @property
+    def answers(self) -> str | None:
+        """Whose document a status with a place in its chain answers: its one recipient
+        (two senders may name their documents alike, so a chain is the responder's
+        answers to one DocumentId of one sender)."""
+        return self.recipients[0].org_id if self.follows is not None else None
+
+    @property
     def key(self) -> PackageKey:
         return PackageKey(self.kind, self.sender, self.about, self.business_type, self.status_code)
 

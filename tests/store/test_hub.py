@@ -274,6 +274,16 @@ async def test_two_statuses_judged_on_the_same_codes_are_not_both_kept(
     await hub_store.accept(replace(_status("06"), follows=2), NOW, SENT)
 
 
+async def test_a_chain_is_the_responders_answers_to_one_document_sender(
+    hub_store: HubStore,
+) -> None:
+    """Two senders may name their documents alike (nothing makes a DocumentId begin with
+    its sender's id): a responder's answers to each are chains of their own."""
+    await hub_store.accept(replace(_status("01"), follows=0), NOW, SENT)
+    to_h41 = replace(_status("02"), recipients=(Addressee("000.00.00.H41", "H41"),), follows=0)
+    await hub_store.accept(to_h41, NOW, SENT)
+
+
 ENTRIES = [
     DirectoryEntry("000.00.12.H53", "Sở TT&TT", "agency", "H53"),
     DirectoryEntry("000.00.00.H34", "Thái Bình", "province", "H34"),

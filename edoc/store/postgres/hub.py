@@ -108,8 +108,9 @@ CREATE INDEX deliveries_delivered ON deliveries (delivered_at) WHERE delivered_a
 
 # version 4: a status's place in its chain is taken once (NewPackage.follows)
 CHAIN = """
-ALTER TABLE packages ADD COLUMN follows INTEGER;
-CREATE UNIQUE INDEX packages_chain ON packages (sender, about, follows) WHERE kind = 'status';
+ALTER TABLE packages ADD COLUMN answers TEXT, ADD COLUMN follows INTEGER;
+CREATE UNIQUE INDEX packages_chain ON packages (sender, about, answers, follows)
+    WHERE kind = 'status';
 """
 
 # $1 is the largest package whose body comes along: an acknowledgement of 1,000
@@ -153,8 +154,8 @@ _LEASE = (
 _ACCEPT = """
 WITH package AS (
     INSERT INTO packages (kind, sender, about, status_code, business_type, priority, digest,
-        path, size, accepted_at, body, follows)
-    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $19) RETURNING id
+        path, size, accepted_at, body, answers, follows)
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $19, $20) RETURNING id
 ), addressed AS (
     INSERT INTO deliveries (package_id, recipient, node, priority)
     SELECT package.id, r.recipient, r.node, $6 FROM package,
@@ -259,6 +260,7 @@ class PostgresHubStore(HubIntake):
                 tally.metric,
                 tally.reason,
                 tally.by,
+                package.answers,
                 package.follows,
             )
         except asyncpg.UniqueViolationError as exc:

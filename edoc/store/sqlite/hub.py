@@ -95,8 +95,8 @@ CREATE TABLE IF NOT EXISTS nodes (node TEXT PRIMARY KEY, token_sha256 TEXT NOT N
 
 # a status's place in its chain is taken once (NewPackage.follows); older rows have none
 CHAIN = """
-CREATE UNIQUE INDEX IF NOT EXISTS packages_chain ON packages (sender, about, follows)
-    WHERE kind = 'status';
+CREATE UNIQUE INDEX IF NOT EXISTS packages_chain
+    ON packages (sender, about, answers, follows) WHERE kind = 'status';
 """
 
 # the first parameter is the largest package whose body comes along: an acknowledgement
@@ -155,8 +155,8 @@ def _insert_package(
     """The package, a delivery per recipient and ``tally``; the package's id."""
     package_id = db.execute(
         "INSERT INTO packages (kind, sender, about, status_code, business_type,"
-        " priority, digest, path, size, accepted_at, body, follows)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        " priority, digest, path, size, accepted_at, body, answers, follows)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         (
             package.kind,
             package.sender,
@@ -169,6 +169,7 @@ def _insert_package(
             package.size,
             to_ms(now),
             package.body,
+            package.answers,
             package.follows,
         ),
     ).lastrowid
@@ -226,7 +227,11 @@ _SUMS = sums_sql("?1", "?2")
 
 class SqliteHubStore(HubViews):
     schema = SCHEMA
-    added_columns = (("packages", "body", "BLOB"), ("packages", "follows", "INTEGER"))
+    added_columns = (
+        ("packages", "body", "BLOB"),
+        ("packages", "answers", "TEXT"),
+        ("packages", "follows", "INTEGER"),
+    )
     added_scripts = (CHAIN,)
 
     # --- packages -----------------------------------------------------------------------
