@@ -217,6 +217,29 @@ async def test_revoke_reaches_every_recipient_of_the_original(
         )
 
 
+async def test_a_revoke_reaches_a_recipient_that_left_the_address_book(
+    ca: Ca, nodes: dict[str, NodeClient]
+) -> None:
+    """A node's registration replaces its agencies: one it no longer serves leaves the
+    book, but what it was sent can still be revoked (its delivery goes to its node)."""
+    leaving = "000.00.31.H41"
+    one = {"organizations": [{"org_id": leaving, "name": "Sở sáp nhập"}]}
+    assert (await nodes["H41"].request("POST", "/api/v1/directory", json_body=one))[0] == 200
+    await nodes["H41"].drain()
+    original = document(ca, to=[leaving])
+    assert (await nodes["H53"].post(original))[0] == 202
+    none: dict[str, list[object]] = {"organizations": []}
+    assert (await nodes["H41"].request("POST", "/api/v1/directory", json_body=none))[0] == 200
+    assert (await nodes["H53"].post(document(ca, to=[leaving])))[0] == 422  # unknown now
+    document_id = envelope.read_package(io.BytesIO(original)).document.document_id
+    revoke = document(
+        ca, to=[H41], business={"type": 1, "reason": "Ban hành nhầm", "document_id": document_id}
+    )
+    code, answer, _ = await nodes["H53"].post(revoke)
+    assert code == 202, answer
+    assert sorted(answer["recipients"]) == [H41, leaving]
+
+
 async def test_untrusted_expired_and_revoked_signers(
     ca: Ca, nodes: dict[str, NodeClient], tmp_path: Path
 ) -> None:

@@ -322,8 +322,10 @@ async def _judge_and_keep(
         # any resend; SQLite may name the chain's index for it), or another status of
         # its chain (then ChainMoved goes on: judged again)
         earlier = await state.store.find_package(new.key)
-        if new.path and (earlier is None or earlier.digest != new.digest):
-            Path(new.path).unlink(missing_ok=True)  # ours alone: the stored one has another name
+        if new.path and earlier is not None and earlier.digest != new.digest:
+            # ours alone: the stored one has another name. (With none stored, a copy of
+            # ours may be being kept right now under the same name: the file stays.)
+            Path(new.path).unlink(missing_ok=True)
         if earlier is None:
             raise
         return _resend(earlier, new), True
@@ -373,9 +375,10 @@ def _resend(earlier: PackageRecord, new: NewPackage) -> PackageRecord:
 
 def _document(doc: Document, examined: Examined, node: str, seen: Admission) -> NewPackage:
     """Recipients in the sender's own province are the sending node's to deliver."""
-    recipients = [to.org_id for to in doc.recipients]
-    if len(set(recipients)) != len(recipients):  # (one delivery per recipient: the store's key)
+    named = [to.org_id for to in doc.recipients]
+    if len(set(named)) != len(named):  # (one delivery per recipient: the store's key)
         raise errors.InvalidField("To: a recipient is named twice")
+    recipients = list(named)
     if doc.business.doc_type is not BusinessDocType.NEW:
         # revoke / update / replace reach every recipient of the original
         if seen.original is None:
@@ -385,7 +388,9 @@ def _document(doc: Document, examined: Examined, node: str, seen: Admission) -> 
     recipients = [r for r in recipients if root_of(r).root_code != node]
     if not recipients:
         raise errors.UnknownRecipient("every recipient is in the sender's own province")
-    unknown = [r for r in recipients if r not in seen.known]
+    # the original's recipients were in the book when it came: one its node no longer
+    # registers still gets the revoke, update or replacement of what it was sent
+    unknown = [r for r in recipients if r in named and r not in seen.known]
     if unknown:
         raise errors.UnknownRecipient(f"not in the address book: {', '.join(unknown)}")
     return NewPackage(

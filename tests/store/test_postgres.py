@@ -405,6 +405,26 @@ async def test_registrations_at_once_in_any_order_never_deadlock(
     assert len(book.entries) == 1000 and book.version >= 10
 
 
+async def test_one_nodes_registrations_at_once_replace_without_a_deadlock(
+    two_instances: list[HubStore],
+) -> None:
+    """A node's registration removes the agencies it no longer names, then adds the
+    others: two of them at once (its retry, two of its instances) locked rows in two
+    orders and deadlocked."""
+    entries = [DirectoryEntry(f"000.00.{n:02}.H53", f"{n}", "agency", "H53") for n in range(60)]
+    odd, even = entries[1::2], entries[::2]
+    for _ in range(10):
+        await asyncio.gather(
+            two_instances[0].register(odd + even[:10], replacing="H53"),
+            two_instances[1].register(even + odd[:10], replacing="H53"),
+        )
+    book = await two_instances[0].directory()
+    assert {e.org_id for e in book.entries} in (  # one of the two lists, whole
+        {e.org_id for e in odd + even[:10]},
+        {e.org_id for e in even + odd[:10]},
+    )
+
+
 async def test_acknowledgements_at_once_in_any_order_count_each_delivery_once(
     two_instances: list[HubStore],
 ) -> None:

@@ -189,12 +189,12 @@ WITH receipts AS (
 SELECT id FROM done ORDER BY id
 """
 
-# a node's agencies it no longer names, locked in the order registrations lock theirs
+# a node's registration, one at a time (until its transaction ends)
+_REGISTERING = "SELECT pg_advisory_xact_lock(hashtext('edoc directory ' || $1))"
+# the node's agencies it no longer names
 _UNREGISTER = """
-DELETE FROM directory WHERE org_id IN (
-    SELECT org_id FROM directory WHERE node = $1 AND kind = 'agency'
-    AND org_id <> ALL($2::text[]) ORDER BY org_id FOR UPDATE
-) RETURNING org_id
+DELETE FROM directory WHERE node = $1 AND kind = 'agency' AND org_id <> ALL($2::text[])
+RETURNING org_id
 """
 
 _COUNT = (
@@ -362,11 +362,13 @@ class PostgresHubStore(HubIntake):
     ) -> int:
         """Add or update organizations; returns the directory's version after it."""
         # one row may change once per statement; rows locked in one order, so two
-        # registrations at once (instances starting together) never deadlock
+        # registrations at once (instances starting together) never deadlock; two of one
+        # node's take turns (its removals, then its additions, locked rows in two orders)
         latest = sorted({e.org_id: e for e in entries}.values(), key=lambda e: e.org_id)
         async with self._transaction() as conn:
             removed = []
             if replacing is not None:
+                await conn.execute(_REGISTERING, replacing)
                 removed = await conn.fetch(_UNREGISTER, replacing, [e.org_id for e in latest])
             changed = await conn.fetch(
                 "INSERT INTO directory (org_id, name, kind, node)"
