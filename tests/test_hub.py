@@ -238,6 +238,11 @@ async def test_a_revoke_reaches_a_recipient_that_left_the_address_book(
     code, answer, _ = await nodes["H53"].post(revoke)
     assert code == 202, answer
     assert sorted(answer["recipients"]) == [H41, leaving]
+    delivered = await nodes["H41"].drain()
+    assert sorted((i.hub_id, i.recipient) for i in delivered if i.hub_id == answer["id"]) == [
+        (answer["id"], H41),
+        (answer["id"], leaving),
+    ]
 
 
 async def test_untrusted_expired_and_revoked_signers(
