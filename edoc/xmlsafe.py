@@ -95,7 +95,7 @@ _AMPERSAND_AS_REFERENCE = _ampersand_as_reference()
 
 def _unescaped(attrib: Mapping[str, str]) -> Mapping[str, str]:
     """``attrib`` as written, where libxml2 handed ampersands over as ``&#38;``."""
-    if not _AMPERSAND_AS_REFERENCE or not any("&" in value for value in attrib.values()):
+    if not _AMPERSAND_AS_REFERENCE or "&" not in "".join(attrib.values()):
         return attrib
     return {name: value.replace("&#38;", "&") for name, value in attrib.items()}
 
@@ -120,10 +120,12 @@ class _Guard:
         self._depth += 1
         if self._depth > self._limits.max_depth:
             raise errors.XmlTooDeep(f"nesting deeper than {self._limits.max_depth} elements")
-        if attrib and any(name.startswith(_XSI) for name in attrib):
-            raise errors.ForbiddenXmlConstruct(_XSI_REFUSED)
+        if attrib:  # (most elements have none: nothing more to look at)
+            if any(name.startswith(_XSI) for name in attrib):
+                raise errors.ForbiddenXmlConstruct(_XSI_REFUSED)
+            attrib = _unescaped(attrib)
         declared, self._declared = self._declared, {}
-        self._handler.start(tag, _unescaped(attrib), declared)
+        self._handler.start(tag, attrib, declared)
 
     def end(self, tag: str) -> None:
         self._depth -= 1
