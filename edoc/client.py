@@ -14,6 +14,7 @@ import functools
 import io
 import json
 import mimetypes
+import secrets
 import ssl
 import time
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping, Sequence
@@ -332,6 +333,11 @@ class HubClient(_Client):
     # that does not say, or says it wrong)
     batches_under_way: int | None = None
 
+    @functools.cached_property
+    def holder(self) -> str:
+        """This client's name as a collector (wire.COLLECTOR), one per node process."""
+        return secrets.token_hex(8)
+
     def without_batches(self, seconds: float) -> None:
         """Send this hub no batch for ``seconds``: it lacks the batch door (an older hub),
         and a batch posted meanwhile would only be refused before each package goes alone."""
@@ -407,8 +413,8 @@ class HubClient(_Client):
         """What waits for the node, inline packages as bytes: asked for as a frame body
         (no base64), a JSON answer read too."""
         params = {"wait": str(wait), "limit": str(limit)}
-        accept = {"Accept": f"{framing.MEDIA_TYPE}, application/json"}
-        body = await self._ok("GET", "/api/v1/deliveries", params=params, headers=accept)
+        headers = {"Accept": f"{framing.MEDIA_TYPE}, application/json", wire.COLLECTOR: self.holder}
+        body = await self._ok("GET", "/api/v1/deliveries", params=params, headers=headers)
         if isinstance(body, bytes):
             return self._shaped(wire.deliveries_from_frames, body)
         return self._shaped(wire.deliveries_from_json, body)

@@ -19,6 +19,12 @@ from edoc import errors, framing
 
 T = TypeVar("T")
 
+# A collect's header naming the node process that collects (at most COLLECTOR_CHARS): the
+# hub hands it a status whose chain's earlier status it holds already (it orders them
+# itself), and no other holder, a node restarted meanwhile say (HubStore.lease).
+COLLECTOR = "X-Edoc-Collector"
+COLLECTOR_CHARS = 64
+
 
 def _field(body: object, name: str, kind: type[T], optional: bool = False) -> T:
     value = body.get(name) if isinstance(body, dict) else None

@@ -170,7 +170,10 @@ async def get_deliveries(request: web.Request) -> web.Response:
     wait = _number(request, "wait", 0, 0, state.config.max_wait)
     limit = int(_number(request, "limit", 10, 1, 100))
     framed = framing.MEDIA_TYPE in request.headers.get("Accept", "")
-    items = await queues.collect(state, node, wait, limit, functools.partial(_hung_up, request))
+    holder = request.headers.get(wire.COLLECTOR, "")  # none, or too long: one of its own
+    named = holder if 0 < len(holder) <= wire.COLLECTOR_CHARS else None
+    gone = functools.partial(_hung_up, request)
+    items = await queues.collect(state, node, wait, limit, gone, named)
     answer = functools.partial(queues.answer_body, items, state.config.inline_bytes, framed)
     # framed here when small, its packages all kept in the store's rows (or none: at a
     # stop, the threads may be gone); in a thread when a package is read from its file,

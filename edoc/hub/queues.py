@@ -53,13 +53,18 @@ def _never_gone() -> bool:
 
 
 async def collect(
-    state: HubState, node: str, wait: float, limit: int, gone: Callable[[], bool] = _never_gone
+    state: HubState,
+    node: str,
+    wait: float,
+    limit: int,
+    gone: Callable[[], bool] = _never_gone,
+    holder: str | None = None,
 ) -> list[Delivery]:
     """Up to ``limit`` deliveries for ``node`` (see _at_most), waiting up to ``wait``
     seconds for one. Nothing is leased once ``gone()`` says the asker hung up: a held
     collect is not cancelled when its connection closes (aiohttp's handler_cancellation
     is off), and what it leased then would be hidden from the node's next collect for a
-    whole visibility timeout."""
+    whole visibility timeout. ``holder`` names the collecting process (HubStore.lease)."""
     deadline = time.monotonic() + min(max(wait, 0.0), state.config.max_wait)
     limit = _at_most(state, limit)
     wakeup = state.wakeups[node]
@@ -69,9 +74,9 @@ async def collect(
         if state.stopping or gone():
             return []
         wakeup.clear()
-        leased = await state.store.lease(
-            node, dt.datetime.now(dt.UTC), state.config.visibility, limit, state.config.inline_bytes
-        )
+        now = dt.datetime.now(dt.UTC)
+        visibility, inline = state.config.visibility, state.config.inline_bytes
+        leased = await state.store.lease(node, now, visibility, limit, inline, holder)
         remaining = deadline - time.monotonic()
         if leased or remaining <= 0:
             return leased

@@ -266,12 +266,14 @@ class HubStore(Protocol):
         visibility: dt.timedelta,
         limit: int,
         bodies_up_to: int,
+        holder: str | None = None,
     ) -> list[Delivery]:
         """Up to ``limit`` unacknowledged deliveries for ``node`` whose lease ran out, most
         urgent (priority, then oldest) first, hidden until ``now + visibility``; each one's
         attempts grow by one. Bodies of packages up to ``bodies_up_to`` bytes come along.
         A status is left while an earlier delivery of its chain (responder, document,
-        recipient) is leased and not acknowledged."""
+        recipient) is leased, not acknowledged, by another ``holder`` than this one (the
+        collecting process, which orders what it holds itself; None: one of its own)."""
         ...
 
     async def delivery(self, delivery_id: int) -> Delivery | None:

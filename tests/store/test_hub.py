@@ -227,30 +227,37 @@ async def test_a_status_waits_while_an_earlier_one_of_its_chain_is_leased(
     hub_store: HubStore,
 ) -> None:
     """A node that restarts while it holds the lease of a 05 would otherwise be offered
-    the 06 first, and store it first: the chain's order is kept at the hub too."""
+    the 06 first, and store it first: the chain's order is kept at the hub too. The
+    holder of the 05 (the same node process, which orders what it holds) is not kept
+    waiting."""
     for code in ("04", "05", "06"):
         await hub_store.accept(_status(code), NOW, SENT)
     await hub_store.accept(_status("05", about="other"), NOW, SENT)  # another chain
     await hub_store.accept(_status("06", sender=H23.org_id), NOW, SENT)  # another responder
-    first = await hub_store.lease("H53", NOW, LEASE, 1, bodies_up_to=0)
+    first = await hub_store.lease("H53", NOW, LEASE, 1, bodies_up_to=0, holder="a")
     assert [d.status_code for d in first] == ["04"]
-    # 04 is leased: 05 and 06 of its chain wait, the other chains do not
-    others = await hub_store.lease("H53", NOW, LEASE, 10, 0)
+    # 04 is leased: 05 and 06 of its chain wait for any other holder, the other chains not
+    others = await hub_store.lease("H53", NOW, LEASE, 10, 0, holder="b")
     assert [(d.sender, d.about, d.status_code) for d in others] == [
         (H34.org_id, "other", "05"),
         (H23.org_id, "small", "06"),
     ]
-    # the lease runs out: the whole chain comes, in its order
-    again = await hub_store.lease("H53", NOW + LEASE, LEASE, 10, 0)
+    assert await hub_store.lease("H53", NOW, LEASE, 10, 0) == []  # (None: a holder of its own)
+    # the holder of the 04 gets the 05, then the 06
+    for code in ("05", "06"):
+        (held,) = await hub_store.lease("H53", NOW, LEASE, 1, 0, holder="a")
+        assert held.status_code == code
+    # the leases run out: the whole chain comes, in its order
+    again = await hub_store.lease("H53", NOW + LEASE, LEASE, 10, 0, holder="b")
     chain = [d for d in again if (d.sender, d.about) == (H34.org_id, "small")]
     assert [d.status_code for d in chain] == ["04", "05", "06"]
     # acknowledged, the next one no longer waits
     later = NOW + 2 * LEASE
-    (head,) = [d for d in await hub_store.lease("H53", later, LEASE, 1, 0)]
+    (head,) = [d for d in await hub_store.lease("H53", later, LEASE, 1, 0, holder="c")]
     assert head.status_code == "04"
     receipt = Receipt(head.id, Tally(DAY, SMALL.sender, "status_received", ""))
     await oracles.acknowledge(hub_store, [receipt], later)
-    rest = await hub_store.lease("H53", later, LEASE, 10, 0)
+    rest = await hub_store.lease("H53", later, LEASE, 10, 0, holder="d")
     assert [d.status_code for d in rest if d.about == "small" and d.sender == H34.org_id] == [
         "05",
         "06",

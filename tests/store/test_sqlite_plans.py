@@ -46,7 +46,7 @@ async def test_a_lease_finds_a_statuss_chain_by_the_packages_key(tmp_path: Path)
     await store.close()
     with sqlite3.connect(tmp_path / "hub.sqlite") as db:
         query = f"EXPLAIN QUERY PLAN {hub_store._LEASE}"
-        plan = [row[3] for row in db.execute(query, (1, "H53", 0, 0, 10))]
+        plan = [row[3] for row in db.execute(query, (1, "a", "H53", 0, 0, "a", 10))]
     chain = plan[plan.index("CORRELATED SCALAR SUBQUERY 1") + 1 :]
     assert chain[0].startswith("SEARCH q USING COVERING INDEX sqlite_autoindex_packages_1"), plan
     assert chain[1].startswith("SEARCH e USING INDEX sqlite_autoindex_deliveries_1"), plan

@@ -12,6 +12,7 @@ whose path the row holds, in a packages folder every instance reaches.
 from __future__ import annotations
 
 import datetime as dt
+import secrets
 from collections.abc import Callable, Sequence
 
 import asyncpg
@@ -106,9 +107,11 @@ CREATE INDEX packages_accepted ON packages (kind, accepted_at);
 CREATE INDEX deliveries_delivered ON deliveries (delivered_at) WHERE delivered_at IS NOT NULL;
 """
 
-# version 4: a status's place in its chain is taken once (NewPackage.follows)
+# version 4: a status's place in its chain is taken once (NewPackage.follows), and who
+# holds a delivery's lease (HubStore.lease)
 CHAIN = """
 ALTER TABLE packages ADD COLUMN answers TEXT, ADD COLUMN follows INTEGER;
+ALTER TABLE deliveries ADD COLUMN leased_by TEXT;
 CREATE UNIQUE INDEX packages_chain ON packages (sender, about, answers, follows)
     WHERE kind = 'status';
 """
@@ -135,10 +138,11 @@ WITH picked AS (
         SELECT 1 FROM packages q JOIN deliveries e
             ON e.package_id = q.id AND e.recipient = d.recipient
         WHERE q.kind = 'status' AND q.sender = p.sender AND q.about = p.about
-        AND e.id < d.id AND e.delivered_at IS NULL AND e.lease_until > $3))
+        AND e.id < d.id AND e.delivered_at IS NULL AND e.lease_until > $3
+        AND e.leased_by IS DISTINCT FROM $6))
     ORDER BY d.priority DESC, d.id LIMIT $4 FOR UPDATE OF d SKIP LOCKED
 ), leased AS (
-    UPDATE deliveries d SET lease_until = $5, attempts = d.attempts + 1
+    UPDATE deliveries d SET lease_until = $5, leased_by = $6, attempts = d.attempts + 1
     FROM picked WHERE d.id = picked.id RETURNING d.*
 )
 """
@@ -288,10 +292,12 @@ class PostgresHubStore(HubIntake):
         visibility: dt.timedelta,
         limit: int,
         bodies_up_to: int,
+        holder: str | None = None,
     ) -> list[Delivery]:
         """Claim up to ``limit`` deliveries, most urgent first, hidden until acknowledged
         or ``now + visibility``; rows another instance is claiming are skipped."""
-        rows = await self._rows(_LEASE, bodies_up_to, node, now, limit, now + visibility)
+        by = holder or secrets.token_hex(8)
+        rows = await self._rows(_LEASE, bodies_up_to, node, now, limit, now + visibility, by)
         return [_delivery(row) for row in rows]
 
     async def delivery(self, delivery_id: int) -> Delivery | None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import secrets
 import sqlite3
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -111,20 +112,23 @@ ANY_SIZE = 2**63 - 1
 
 
 # A status waits while an earlier delivery of its chain (responder, document, recipient)
-# is leased and not acknowledged: a node that restarts holding the lease of a 05 would
-# otherwise be offered the 06 first, and store it first. Statuses all have priority 0, so
-# an earlier one not leased comes in the same lease, before it. The chain's packages are
+# is leased, not acknowledged, by another holder: a node that restarts holding the lease
+# of a 05 would otherwise be offered the 06 first, and store it first. The holder that
+# leased the 05 (the same node process: edoc.node.collector orders what it holds) gets
+# the 06 at once. Statuses all have priority 0, so an earlier one not leased comes in
+# the same lease, before it. The chain's packages are
 # found through the packages' unique key (kind, sender, about, ...), its deliveries
 # through (package_id, recipient): a few index lookups per status offered. CROSS JOIN
 # keeps that order: by the recipient first, SQLite read every delivery waiting for it.
-_LEASE = """UPDATE deliveries SET lease_until=?, attempts=attempts+1 WHERE id IN (
+_LEASE = """UPDATE deliveries SET lease_until=?, leased_by=?, attempts=attempts+1 WHERE id IN (
     SELECT d.id FROM deliveries d JOIN packages p ON p.id = d.package_id
     WHERE d.node=? AND d.delivered_at IS NULL AND d.lease_until <= ?
     AND NOT (p.kind = 'status' AND EXISTS (
         SELECT 1 FROM packages q CROSS JOIN deliveries e
             ON e.package_id = q.id AND e.recipient = d.recipient
         WHERE q.kind = 'status' AND q.sender = p.sender AND q.about = p.about
-        AND e.id < d.id AND e.delivered_at IS NULL AND e.lease_until > ?))
+        AND e.id < d.id AND e.delivered_at IS NULL AND e.lease_until > ?
+        AND e.leased_by IS NOT ?))
     ORDER BY d.priority DESC, d.id LIMIT ?
 ) RETURNING id
 """
@@ -231,6 +235,7 @@ class SqliteHubStore(HubViews):
         ("packages", "body", "BLOB"),
         ("packages", "answers", "TEXT"),
         ("packages", "follows", "INTEGER"),
+        ("deliveries", "leased_by", "TEXT"),
     )
     added_scripts = (CHAIN,)
 
@@ -275,13 +280,14 @@ class SqliteHubStore(HubViews):
         visibility: dt.timedelta,
         limit: int,
         bodies_up_to: int,
+        holder: str | None = None,
     ) -> list[Delivery]:
         """Hand out up to ``limit`` deliveries, most urgent first, hidden until acknowledged."""
+        by = holder or secrets.token_hex(8)
 
         def lease(db: sqlite3.Connection) -> list[Delivery]:  # and read them, in one call
-            leased = db.execute(
-                _LEASE, (to_ms(now + visibility), node, to_ms(now), to_ms(now), limit)
-            ).fetchall()
+            until, at = to_ms(now + visibility), to_ms(now)
+            leased = db.execute(_LEASE, (until, by, node, at, at, by, limit)).fetchall()
             if not leased:
                 return []
             return _deliveries(db, [row[0] for row in leased], bodies_up_to)
