@@ -211,6 +211,13 @@ async def test_a_status_waits_for_the_earlier_one_leased_and_comes_once_it_is_ac
     await restarted.drain()
 
 
+def _revoke(ca: Ca, original: bytes, to: str) -> bytes:
+    """A revoke of the document package ``original``, addressed to ``to``."""
+    document_id = envelope.read_package(io.BytesIO(original)).document.document_id
+    reason = {"type": 1, "reason": "Ban hành nhầm", "document_id": document_id}
+    return document(ca, to=[to], business=reason)
+
+
 async def test_revoke_reaches_every_recipient_of_the_original(
     ca: Ca, nodes: dict[str, NodeClient]
 ) -> None:
@@ -218,11 +225,7 @@ async def test_revoke_reaches_every_recipient_of_the_original(
     await nodes["H41"].drain()
     original = document(ca, to=[H23, H41])
     assert (await nodes["H53"].post(original))[0] == 202
-    document_id = envelope.read_package(io.BytesIO(original)).document.document_id
-    revoke = document(
-        ca, to=[H23], business={"type": 1, "reason": "Ban hành nhầm", "document_id": document_id}
-    )
-    code, answer, _ = await nodes["H53"].post(revoke)
+    code, answer, _ = await nodes["H53"].post(_revoke(ca, original, to=H23))
     assert code == 202, answer
     assert sorted(answer["recipients"]) == [H23, H41]
     for root in ("H23", "H41"):
@@ -245,11 +248,7 @@ async def test_a_revoke_reaches_a_recipient_that_left_the_address_book(
     none: dict[str, list[object]] = {"organizations": []}
     assert (await nodes["H41"].request("POST", "/api/v1/directory", json_body=none))[0] == 200
     assert (await nodes["H53"].post(document(ca, to=[leaving])))[0] == 422  # unknown now
-    document_id = envelope.read_package(io.BytesIO(original)).document.document_id
-    revoke = document(
-        ca, to=[H41], business={"type": 1, "reason": "Ban hành nhầm", "document_id": document_id}
-    )
-    code, answer, _ = await nodes["H53"].post(revoke)
+    code, answer, _ = await nodes["H53"].post(_revoke(ca, original, to=H41))
     assert code == 202, answer
     assert sorted(answer["recipients"]) == [H41, leaving]
     delivered = await nodes["H41"].drain()
