@@ -333,10 +333,16 @@ class HubClient(_Client):
     # that does not say, or says it wrong)
     batches_under_way: int | None = None
 
-    @functools.cached_property
+    _holder = ""
+
+    @property
     def holder(self) -> str:
-        """This client's name as a collector (wire.COLLECTOR), one per node process."""
-        return secrets.token_hex(8)
+        """This client's name as a collector (wire.COLLECTOR): the hub hands it a status
+        whose chain's earlier one it leased to it. Named anew after a collect whose answer
+        did not come whole, which may have leased what this process never saw."""
+        if not self._holder:
+            self._holder = secrets.token_hex(8)
+        return self._holder
 
     def without_batches(self, seconds: float) -> None:
         """Send this hub no batch for ``seconds``: it lacks the batch door (an older hub),
@@ -414,10 +420,14 @@ class HubClient(_Client):
         (no base64), a JSON answer read too."""
         params = {"wait": str(wait), "limit": str(limit)}
         headers = {"Accept": f"{framing.MEDIA_TYPE}, application/json", wire.COLLECTOR: self.holder}
-        body = await self._ok("GET", "/api/v1/deliveries", params=params, headers=headers)
-        if isinstance(body, bytes):
-            return self._shaped(wire.deliveries_from_frames, body)
-        return self._shaped(wire.deliveries_from_json, body)
+        try:
+            body = await self._ok("GET", "/api/v1/deliveries", params=params, headers=headers)
+            if isinstance(body, bytes):
+                return self._shaped(wire.deliveries_from_frames, body)
+            return self._shaped(wire.deliveries_from_json, body)
+        except BaseException:
+            self._holder = ""  # (see holder)
+            raise
 
     @contextlib.asynccontextmanager
     async def _get(

@@ -204,3 +204,25 @@ async def test_the_hub_client_remembers_how_many_batches_the_hub_had_under_way(
         with pytest.raises(errors.HubUnavailable):
             await hub.post_packages([b"<a/>"])
         assert hub.batches_under_way is None
+
+
+async def test_the_hub_client_names_itself_anew_after_a_collect_it_did_not_read() -> None:
+    """A collect answer that did not come whole (a broken one here; a reset or a hub
+    that died after leasing alike) may have leased statuses this process never saw: the
+    hub must not take the next collect for the holder of those (HubStore.lease)."""
+    heard: list[str] = []
+    answers = iter([{"deliveries": []}, {"deliveries": [{"id": "broken"}]}, {"deliveries": []}])
+
+    async def deliveries(request: web.Request) -> web.Response:
+        heard.append(request.headers[wire.COLLECTOR])
+        return web.json_response(next(answers))
+
+    app = web.Application()
+    app.router.add_get("/api/v1/deliveries", deliveries)
+    async with TestServer(app) as server, HubClient(str(server.make_url("")), "t") as hub:
+        assert await hub.collect() == []
+        with pytest.raises(errors.HubUnavailable):  # (a malformed answer is retried)
+            await hub.collect()
+        assert await hub.collect() == []
+    assert heard[0] == heard[1] != heard[2]
+    assert len(heard[2]) <= wire.COLLECTOR_CHARS

@@ -57,7 +57,8 @@ def inbox_folders(database: Path) -> set[str]:
     return {Path(row[0]).parent.name for row in rows if row[0]}
 
 
-FORWARDED = ("Authorization", "Content-Type", "X-Request-Id")
+# (the collector's name too: a collect answer the proxy loses leaves leases under it)
+FORWARDED = ("Authorization", "Content-Type", "X-Request-Id", "X-Edoc-Collector")
 ANSWERED = ("Content-Type", "X-Edoc-Resend", "Retry-After")
 
 
