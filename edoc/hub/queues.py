@@ -202,7 +202,8 @@ async def acknowledge(state: HubState, node: str, ids: list[int]) -> list[int]:
     for delivery in first:
         state.delivered.labels(delivery.kind).inc()
     if any(delivery.kind == MessageKind.STATUS for delivery in first):
-        # the next status of its chain waited for this one (HubStore.lease): the node's
-        # held collect takes it now, not at its next look at the store
+        # the next status of its chain may have waited for this one, leased by another
+        # holder (HubStore.lease): the node's held collect takes it now, not at its next
+        # look at the store
         state.wake({node})
     return [delivery.id for delivery in first]

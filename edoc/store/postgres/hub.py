@@ -128,8 +128,8 @@ _URGENT_FIRST = " ORDER BY d.priority DESC, d.id"
 ANY_SIZE = 2**63 - 1
 
 # the due deliveries of a node, picked and leased; the query reads the leased rows
-# A status waits while an earlier delivery of its chain is leased and not acknowledged,
-# as in the SQLite store (edoc/store/sqlite/hub.py, _LEASE, says why and how).
+# A status waits while an earlier delivery of its chain is leased, not acknowledged, by
+# another holder, as in the SQLite store (edoc/store/sqlite/hub.py, _LEASE, says why).
 _PICK_AND_LEASE = """
 WITH picked AS (
     SELECT d.id FROM deliveries d JOIN packages p ON p.id = d.package_id

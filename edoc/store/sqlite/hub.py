@@ -116,10 +116,10 @@ ANY_SIZE = 2**63 - 1
 # of a 05 would otherwise be offered the 06 first, and store it first. The holder that
 # leased the 05 (the same node process: edoc.node.collector orders what it holds) gets
 # the 06 at once. Statuses all have priority 0, so an earlier one not leased comes in
-# the same lease, before it. The chain's packages are
-# found through the packages' unique key (kind, sender, about, ...), its deliveries
-# through (package_id, recipient): a few index lookups per status offered. CROSS JOIN
-# keeps that order: by the recipient first, SQLite read every delivery waiting for it.
+# the same lease, before it. The chain's packages are found through the packages'
+# unique key (kind, sender, about, ...), its deliveries through (package_id, recipient):
+# a few index lookups per status offered. CROSS JOIN keeps that order: by the
+# recipient first, SQLite read every delivery waiting for it.
 _LEASE = """UPDATE deliveries SET lease_until=?, leased_by=?, attempts=attempts+1 WHERE id IN (
     SELECT d.id FROM deliveries d JOIN packages p ON p.id = d.package_id
     WHERE d.node=? AND d.delivered_at IS NULL AND d.lease_until <= ?
