@@ -64,17 +64,17 @@ async def stamp_pass(
     keys: KeyStore,
     offload: Offload,
     now: dt.datetime,
-    retention: Retention | None = None,
+    retention: Retention,
 ) -> int:
-    """Stamp what is new, then remove the batches past the retention when a prune is
-    due (at once without ``retention``, the passes' own); how many packages."""
+    """Stamp what is new, then remove the batches past ``retention`` (the passes' own)
+    when a prune is due; how many packages."""
     batches = BatchLog(stamping.folder)
     count = await stamp_new(stored, batches, lambda digest: _stamp(keys, now, digest), now, offload)
-    cutoff = (retention or Retention(stamping.keep_days)).due(now)
+    cutoff = retention.due(now)
     if cutoff is not None:
         gone = await offload.run(batches.prune, cutoff)
         if gone:
-            log.info("old batches removed", batches=gone, keep_days=stamping.keep_days)
+            log.info("old batches removed", batches=gone, keep_days=retention.keep_days)
     return count
 
 

@@ -14,7 +14,7 @@ from click.testing import CliRunner
 
 from edoc import errors, logs
 from edoc.archive import merkle
-from edoc.archive.batches import Batch, BatchLog
+from edoc.archive.batches import Batch, BatchLog, Retention
 from edoc.archive.stamping import Stamping, stamp_forever, stamp_pass
 from edoc.archive.stored import Mark, PackageRef
 from edoc.cli import main
@@ -65,7 +65,8 @@ async def test_a_pass_stamps_rows_and_files_and_removes_old_batches(
     old = hashlib.sha256(b"old").digest()
     token = support.stamper(ca)(merkle.root([old]))
     log.add(Batch((old,), token), Mark(0, 0), now - dt.timedelta(days=40))
-    assert await stamp_pass(kept, stamping, ca.keys, offload, now) == 2
+    retention = Retention(stamping.keep_days)
+    assert await stamp_pass(kept, stamping, ca.keys, offload, now, retention) == 2
     (batch,) = log.batches()  # the old one is past the retention
     assert batch.digests == (
         hashlib.sha256(b"a package kept in its row").digest(),
@@ -73,7 +74,7 @@ async def test_a_pass_stamps_rows_and_files_and_removes_old_batches(
     )
     assert set(log.proofs_of((*batch.digests, old))) == set(batch.digests)
     assert log.mark() == Mark(2, 0)
-    assert await stamp_pass(kept, stamping, ca.keys, offload, now) == 0
+    assert await stamp_pass(kept, stamping, ca.keys, offload, now, retention) == 0
 
 
 async def test_without_an_authority_nothing_is_stamped(offload: Offload, tmp_path: Path) -> None:
