@@ -34,6 +34,7 @@ from edoc.model import (
     Promulgation,
     ResponseFor,
     Signer,
+    check_document_id,
     make_document_id,
 )
 from edoc.orgid import OrgId
@@ -238,7 +239,7 @@ def to_document(data: dict[str, Any], attachments: tuple[Attachment, ...] = ()) 
     signer = data.get("signer")
     answer = data.get("response_for")
     business = data.get("business", {"type": 0})
-    return Document(
+    document = Document(
         sender=sender,
         recipients=_recipients(data, sender),
         document_id=data.get("document_id")
@@ -272,3 +273,5 @@ def to_document(data: dict[str, Any], attachments: tuple[Attachment, ...] = ()) 
         ),
         attachments=attachments,
     )
+    check_document_id(document)
+    return document

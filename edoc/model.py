@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 from enum import IntEnum, StrEnum
 from typing import TypeVar
 
+from edoc import errors
+
 
 class Priority(IntEnum):
     """OtherInfo/Priority (độ khẩn)."""
@@ -139,6 +141,17 @@ class Document:
 def make_document_id(sender: str, date: dt.date, code: Code) -> str:
     """QCVN form ``{sender OrganId},{yyyy/MM/dd},{number}/{notation}``."""
     return f"{sender},{date:%Y/%m/%d},{code}"
+
+
+def check_document_id(doc: Document) -> None:
+    """A DocumentId begins with its sender's OrganId (the QCVN form), so no two senders
+    name a document alike. The hub keys a status by its responder and the DocumentId:
+    a node naming its document as another province named one would otherwise have the
+    answers to the real one refused as given already."""
+    if not doc.document_id.startswith(f"{doc.sender.org_id},"):
+        raise errors.InvalidField(
+            f"DocumentId {doc.document_id!r} does not begin with its sender {doc.sender.org_id}"
+        )
 
 
 class StatusCode(StrEnum):

@@ -350,7 +350,7 @@ def test_dates_on_the_wire(sample_package: Packed) -> None:
 
 def test_year_before_1000_keeps_four_digits(sample_metadata: dict[str, Any]) -> None:
     sample_metadata["promulgation"]["date"] = "0999-01-02"
-    sample_metadata["document_id"] = "x"
+    sample_metadata["document_id"] = "000.00.12.H53,x"
     packed = pack(sample_metadata, sent_at=dt.datetime(999, 1, 2, 3, 4, 5, tzinfo=dt.UTC))
     assert b"<edXML:PromulgationDate>0999/01/02<" in packed.wire
     assert b"<edXML:Timestamp>0999/01/02 10:04:05<" in packed.wire
@@ -552,7 +552,8 @@ def _metadata(draw: st.DrawFn) -> dict[str, Any]:
         "subject": draw(_text(1, 200)),
         "priority": draw(st.integers(0, 4)),
     }
-    _optional(draw, data, "document_id", _text(1))
+    # a DocumentId given begins with its sender's OrganId
+    _optional(draw, data, "document_id", _text(0).map(f"{ids[0]},".__add__))
     _optional(draw, data["type"], "detail", st.integers(0, 2**31 - 1))
     _optional(draw, data, "content", _text(0, 500))
     _optional(draw, data, "due_date", _DATES)

@@ -172,6 +172,18 @@ def _refusals() -> list[Any]:
             errors.InvalidField,
         ),
         ("duplicate-recipient", _set(["000.00.00.H23"] * 2, "to"), errors.InvalidField),
+        # a DocumentId names its sender first → EDOC-ENV-002
+        (
+            "document-id-of-another-sender",
+            _set("000.00.00.H23,2026/11/20,99/UBND-VP", "document_id"),
+            errors.InvalidField,
+        ),
+        ("document-id-without-sender", _set("99/UBND-VP", "document_id"), errors.InvalidField),
+        (
+            "document-id-sender-prefix-only",
+            _set("000.00.12.H5,2026/11/20,99/UBND-VP", "document_id"),
+            errors.InvalidField,
+        ),
         (
             "duplicate-recipient-mixed",
             _set(["000.00.00.H23", {"id": "000.00.00.H23", "name": "x"}], "to"),

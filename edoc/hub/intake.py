@@ -33,6 +33,7 @@ from edoc.model import (
     StatusCode,
     StatusUpdate,
     TraceHop,
+    check_document_id,
     may_follow,
 )
 from edoc.offload import held_small
@@ -375,6 +376,7 @@ def _resend(earlier: PackageRecord, new: NewPackage) -> PackageRecord:
 
 def _document(doc: Document, examined: Examined, node: str, seen: Admission) -> NewPackage:
     """Recipients in the sender's own province are the sending node's to deliver."""
+    check_document_id(doc)
     named = [to.org_id for to in doc.recipients]
     if len(set(named)) != len(named):  # (one delivery per recipient: the store's key)
         raise errors.InvalidField("To: a recipient is named twice")

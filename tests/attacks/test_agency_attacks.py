@@ -679,6 +679,8 @@ def legal_sent(network: LocalNetwork) -> dict[str, Sent]:
 
         async def one(number: int, path: str) -> tuple[str, Sent]:
             value = f"{SQL} #{number}"
+            if path == "document_id":  # after its sender's OrganId, as every DocumentId
+                value = f"{SENDER},{value}"
             data = full_metadata(number)
             if path != "attachment":
                 data = put(data, path, value)

@@ -138,6 +138,14 @@ async def status_naming_another_sender(hub: Hub) -> Reply:
     return await hub.status(pretend, StatusCode.ARRIVED)
 
 
+async def document_id_of_another_sender(hub: Hub) -> Reply:
+    """H41 names its document to H23 as H53 named one: taken, H23's answers to H53's
+    would be refused as given already (a status is keyed by responder and DocumentId)."""
+    package = await hub.sent()
+    about = envelope.read_package(io.BytesIO(package)).document.document_id
+    return await hub.nodes["H41"].post(document(hub.ca, to=[H23], sender=H41, document_id=about))
+
+
 async def revoke_of_unknown_document(hub: Hub) -> Reply:
     revoke = document(hub.ca, to=[H41], business={"type": 1, "document_id": "khong-co"})
     return await hub.nodes["H53"].post(revoke)
@@ -416,6 +424,7 @@ CASES = [
     Case("document-for-another-province", document_for_another_province, 403, "EDOC-HUB-002"),
     Case("document-for-unknown-recipient", document_for_unknown_recipient, 422, "EDOC-HUB-001"),
     Case("document-only-for-own-province", document_only_for_own_province, 422, "EDOC-HUB-001"),
+    Case("document-id-of-another-sender", document_id_of_another_sender, 400, "EDOC-ENV-002"),
     Case("document-unsigned", document_unsigned, 422, "EDOC-SIG-001"),
     Case(
         "document-sealed-by-another-organization",

@@ -6,7 +6,7 @@ import datetime as dt
 import io
 import json
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -61,9 +61,14 @@ def unsigned_root(
     signed_at: dt.datetime | None = None,
     **changes: Any,
 ) -> etree._Element:
+    """A document of the sample metadata with ``changes``; a ``document_id`` is taken as
+    given, as a hostile node would write it (the agency door refuses another sender's)."""
+    document_id = changes.pop("document_id", None)
     document = metadata.to_document(
         metadata.check(sample_metadata(**changes)), tuple(a for a, _ in files or [])
     )
+    if document_id is not None:
+        document = replace(document, document_id=document_id)
     document = envelope.stamp_origin(document, signed_at or dt.datetime.now(dt.UTC))
     return envelope.build_envelope(document)
 
