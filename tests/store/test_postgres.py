@@ -170,6 +170,51 @@ async def test_a_lease_held_by_an_instance_that_died_comes_back_once(
     assert await oracles.acknowledge(second, [Receipt(d.id, tally) for d in back], later) == []
 
 
+def _chain(about: str, code: str, follows: int) -> NewPackage:
+    """A status of H34's about document ``about`` of H53's agency, back to H53."""
+    return replace(
+        PACKAGE,
+        kind="status",
+        sender=H34.org_id,
+        about=about,
+        status_code=code,
+        digest=code,
+        recipients=(Addressee(PACKAGE.sender, "H53"),),
+        follows=follows,
+    )
+
+
+async def test_two_holders_leasing_at_once_never_split_a_chain(
+    two_instances: list[HubStore],
+) -> None:
+    """A held collect of a node process that died, and the new process's collect, both
+    woken by one delivery: the 06 must not go to one while the other takes the 05."""
+    for round_ in range(5):
+        chains = [f"r{round_}c{n}" for n in range(40)]
+        for about in chains:
+            for follows, code in enumerate(("05", "06")):
+                await two_instances[0].accept(_chain(about, code, follows), NOW, SENT)
+        now = NOW + round_ * 2 * LEASE  # each round's leases run out before the next
+        leases = await asyncio.gather(
+            *(
+                store.lease("H53", now, LEASE, 100, 0, holder=holder)
+                for store, holder in zip(two_instances, ("old", "new"), strict=True)
+            )
+        )
+        holders = {
+            (d.about, d.status_code): holder
+            for holder, leased in zip(("old", "new"), leases, strict=True)
+            for d in leased
+        }
+        # a 06 leased goes to the holder of its 05
+        split = [
+            about
+            for about in chains
+            if holders.get((about, "06")) not in (None, holders.get((about, "05")))
+        ]
+        assert split == [], f"round {round_}: chains split between the holders"
+
+
 # a package and its delivery as the first version's columns hold them (this code's own
 # accept writes the columns added since)
 _OLD_PACKAGE = """

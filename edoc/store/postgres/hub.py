@@ -127,31 +127,51 @@ _DELIVERY_SELECT = _DELIVERY_COLUMNS + " FROM deliveries d JOIN packages p ON p.
 _URGENT_FIRST = " ORDER BY d.priority DESC, d.id"
 ANY_SIZE = 2**63 - 1
 
-# the due deliveries of a node, picked and leased; the query reads the leased rows
-# A status waits while an earlier delivery of its chain is leased, not acknowledged, by
-# another holder, as in the SQLite store (edoc/store/sqlite/hub.py, _LEASE, says why).
-_PICK_AND_LEASE = """
-WITH picked AS (
-    SELECT d.id FROM deliveries d JOIN packages p ON p.id = d.package_id
-    WHERE d.node = $2 AND d.delivered_at IS NULL AND d.lease_until <= $3
-    AND NOT (p.kind = 'status' AND EXISTS (
-        SELECT 1 FROM packages q JOIN deliveries e
-            ON e.package_id = q.id AND e.recipient = d.recipient
-        WHERE q.kind = 'status' AND q.sender = p.sender AND q.about = p.about
-        AND e.id < d.id AND e.delivered_at IS NULL AND e.lease_until > $3
-        AND e.leased_by IS DISTINCT FROM $6))
-    ORDER BY d.priority DESC, d.id LIMIT $4 FOR UPDATE OF d SKIP LOCKED
-), leased AS (
-    UPDATE deliveries d SET lease_until = $5, leased_by = $6, attempts = d.attempts + 1
-    FROM picked WHERE d.id = picked.id RETURNING d.*
-)
+# version 5: a node's deliveries are leased by one transaction at a time. A status waits
+# while an earlier delivery of its chain is leased, not acknowledged, by another holder,
+# as in the SQLite store (edoc/store/sqlite/hub.py, _LEASE, says why). Two leases of
+# one node at once (a held collect of a process that died and the new process's, both
+# woken by one delivery) would each miss the other's: SKIP LOCKED passes over the 05
+# the other is leasing, and the statement's snapshot, taken before, shows it not
+# leased, so the 06 went to the second. The lock is taken in a function: its query then
+# takes its snapshot after the lock (a volatile plpgsql function's queries each take
+# their own), and the lease stays one round trip. $1 is the largest package whose body
+# comes along, as in _DELIVERY_COLUMNS.
+LEASE_ONE_AT_A_TIME = """
+CREATE FUNCTION edoc_lease(bodies_up_to BIGINT, of_node TEXT, due TIMESTAMPTZ, most INTEGER,
+        until TIMESTAMPTZ, holder TEXT)
+    RETURNS TABLE (id BIGINT, package_id BIGINT, recipient TEXT, node TEXT, kind TEXT,
+        sender TEXT, about TEXT, status_code TEXT, priority INTEGER, size BIGINT, path TEXT,
+        body BYTEA, attempts INTEGER, delivered BOOLEAN)
+    LANGUAGE plpgsql AS $$
+#variable_conflict use_column
+BEGIN
+    PERFORM pg_advisory_xact_lock(hashtext('edoc lease ' || of_node));
+    RETURN QUERY
+    WITH picked AS (
+        SELECT d.id FROM deliveries d JOIN packages p ON p.id = d.package_id
+        WHERE d.node = of_node AND d.delivered_at IS NULL AND d.lease_until <= due
+        AND NOT (p.kind = 'status' AND EXISTS (
+            SELECT 1 FROM packages q JOIN deliveries e
+                ON e.package_id = q.id AND e.recipient = d.recipient
+            WHERE q.kind = 'status' AND q.sender = p.sender AND q.about = p.about
+            AND e.id < d.id AND e.delivered_at IS NULL AND e.lease_until > due
+            AND e.leased_by IS DISTINCT FROM holder))
+        ORDER BY d.priority DESC, d.id LIMIT most FOR UPDATE OF d SKIP LOCKED
+    ), leased AS (
+        UPDATE deliveries d SET lease_until = until, leased_by = holder,
+            attempts = d.attempts + 1
+        FROM picked WHERE d.id = picked.id RETURNING d.*
+    )
+    SELECT d.id, d.package_id, d.recipient, d.node, p.kind, p.sender, p.about,
+        p.status_code, d.priority, p.size, p.path,
+        CASE WHEN p.size <= bodies_up_to THEN p.body END, d.attempts, false
+    FROM leased d JOIN packages p ON p.id = d.package_id
+    ORDER BY d.priority DESC, d.id;
+END
+$$;
 """
-_LEASE = (
-    _PICK_AND_LEASE
-    + _DELIVERY_COLUMNS
-    + " FROM leased d JOIN packages p ON p.id = d.package_id"
-    + _URGENT_FIRST
-)
+_LEASE = "SELECT * FROM edoc_lease($1, $2, $3, $4, $5, $6) ORDER BY priority DESC, id"
 
 # one statement each, a transaction of its own: one round trip where a transaction of
 # several statements took five (BEGIN, each statement, COMMIT)
@@ -217,7 +237,7 @@ _SUMS = sums_sql("$1", "$2")
 
 class PostgresHubStore(HubIntake):
     component = "hub"
-    migrations = (FIRST, NOTIFY, WINDOWS, CHAIN)
+    migrations = (FIRST, NOTIFY, WINDOWS, CHAIN, LEASE_ONE_AT_A_TIME)
 
     def __init__(self, url: str) -> None:
         super().__init__(url)
