@@ -140,7 +140,8 @@ class Document:
 
 def make_document_id(sender: str, date: dt.date, code: Code) -> str:
     """QCVN form ``{sender OrganId},{yyyy/MM/dd},{number}/{notation}``."""
-    return f"{sender},{date:%Y/%m/%d},{code}"
+    # not strftime: glibc's %Y does not pad years before 1000 (edoc.envelope.dates)
+    return f"{sender},{date.year:04d}/{date.month:02d}/{date.day:02d},{code}"
 
 
 def check_document_id(doc: Document) -> None:

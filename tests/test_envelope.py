@@ -350,8 +350,9 @@ def test_dates_on_the_wire(sample_package: Packed) -> None:
 
 def test_year_before_1000_keeps_four_digits(sample_metadata: dict[str, Any]) -> None:
     sample_metadata["promulgation"]["date"] = "0999-01-02"
-    sample_metadata["document_id"] = "000.00.12.H53,x"
+    sample_metadata.pop("document_id", None)
     packed = pack(sample_metadata, sent_at=dt.datetime(999, 1, 2, 3, 4, 5, tzinfo=dt.UTC))
+    assert packed.document.document_id.startswith("000.00.12.H53,0999/01/02,")
     assert b"<edXML:PromulgationDate>0999/01/02<" in packed.wire
     assert b"<edXML:Timestamp>0999/01/02 10:04:05<" in packed.wire
     assert read(packed.wire).document == packed.document
