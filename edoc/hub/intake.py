@@ -302,6 +302,8 @@ async def _judge_and_keep(
     )
     if seen.earlier is not None:
         return _resend(seen.earlier, new), True
+    if isinstance(message, Document):  # (after the resend: one kept before the rule is
+        check_document_id(message)  # answered as it was, not refused when it comes again)
     for recipient in new.recipients:
         if seen.queued.get(recipient.org_id, 0) >= state.config.queue_bound:
             raise errors.QueueFull(
@@ -376,7 +378,6 @@ def _resend(earlier: PackageRecord, new: NewPackage) -> PackageRecord:
 
 def _document(doc: Document, examined: Examined, node: str, seen: Admission) -> NewPackage:
     """Recipients in the sender's own province are the sending node's to deliver."""
-    check_document_id(doc)
     named = [to.org_id for to in doc.recipients]
     if len(set(named)) != len(named):  # (one delivery per recipient: the store's key)
         raise errors.InvalidField("To: a recipient is named twice")
