@@ -407,6 +407,33 @@ async def door(tmp_path: Any) -> AsyncIterator[Door]:
         yield opened
 
 
+async def _registered(node: Node) -> None:
+    async with asyncio.timeout(10):
+        while not (await node.request("GET", "/healthz"))[1]["registered"]:
+            await asyncio.sleep(0.02)
+
+
+async def test_a_node_registers_the_agencies_of_its_store(door: Door) -> None:
+    async with door.node(with_book=False) as node:
+        await _registered(node)
+    (registration,) = door.hub.registrations
+    assert [o["org_id"] for o in registration["organizations"]] == [SENDER]
+
+
+async def test_a_node_whose_store_serves_no_agency_leaves_the_book_as_it_is(
+    tmp_path: Path,
+) -> None:
+    """A registration replaces the node's agencies in the book: one of none, from a node
+    started on a new store (a mistaken --store), would take every agency of its province
+    out of the book, and other provinces' nodes would refuse documents to them."""
+    async with (
+        node_support.door(tmp_path, serving=False) as empty,
+        empty.node(with_book=False) as node,
+    ):
+        await _registered(node)  # nothing to tell the hub
+    assert empty.hub.registrations == []
+
+
 async def test_a_reused_idempotency_key_with_other_content_is_refused(door: Door) -> None:
     """The same key and content is a retry (after a restart too); other content under the
     key is refused, not answered with the first document while the new one is lost."""

@@ -365,6 +365,12 @@ async def _register_with_hub(state: NodeState) -> None:
     backoff = Backoff(state.config.retry_base, state.config.retry_cap)
     while True:
         agencies = [{"org_id": a.org_id, "name": a.name} for a in await state.store.agencies()]
+        if not agencies:
+            # A registration replaces the node's agencies in the book: one of none, from
+            # a new store (a mistaken --store?), would take its province's out of it.
+            log.warning("no agency in the store: the hub's address book is left as it is")
+            state.registered = True  # (nothing to tell the hub)
+            return
         try:
             await state.hub.register(agencies)
             state.registered = True

@@ -44,6 +44,7 @@ class FakeHub:
     directory_requests: int = 0
     directory_unchanged: int = 0  # of those, answered 304: the node held the book
     packages: list[bytes] = field(default_factory=list)
+    registrations: list[Any] = field(default_factory=list)  # each POST /directory's body
 
     def signed_book(
         self,
@@ -70,7 +71,8 @@ class FakeHub:
             return web.Response(status=304, headers={"ETag": etag})
         return web.Response(body=self.book, content_type="application/xml", headers={"ETag": etag})
 
-    async def _register(self, _request: web.Request) -> web.Response:
+    async def _register(self, request: web.Request) -> web.Response:
+        self.registrations.append(await request.json())
         return web.json_response({"version": 1, "registered": 1})
 
     async def _package(self, request: web.Request) -> web.Response:
@@ -133,9 +135,10 @@ class Node(AgencyClient):
 
 
 @contextlib.asynccontextmanager
-async def door(tmp_path: Path) -> AsyncIterator[Door]:
+async def door(tmp_path: Path, serving: bool = True) -> AsyncIterator[Door]:
     """A fresh CA (the sender's and the hub's seals), a fake hub serving, and the
-    configuration of the sender's node (Tây Ninh, H53) with the sender's token."""
+    configuration of the sender's node (Tây Ninh, H53) with the sender's token (with
+    ``serving``; else a store of no agency)."""
     ca = Ca.create(tmp_path / "keys")
     ca.keys.issue(HUB_ORG_ID, org_name="Văn phòng Chính phủ")
     hub = FakeHub(ca.keys)
@@ -151,5 +154,6 @@ async def door(tmp_path: Path) -> AsyncIterator[Door]:
             retry_cap=0.2,
             workers=1,
         )
-        await node_app.add_agency(config, SENDER, "Sở Thông tin và Truyền thông", TOKEN)
+        if serving:
+            await node_app.add_agency(config, SENDER, "Sở Thông tin và Truyền thông", TOKEN)
         yield Door(hub, config)
