@@ -302,8 +302,9 @@ async def _judge_and_keep(
     )
     if seen.earlier is not None:
         return _resend(seen.earlier, new), True
-    if isinstance(message, Document):  # (after the resend: one kept before the rule is
-        check_document_id(message)  # answered as it was, not refused when it comes again)
+    if isinstance(message, Document):
+        # after the resend: a document kept before this rule is answered as it was
+        check_document_id(message)
     for recipient in new.recipients:
         if seen.queued.get(recipient.org_id, 0) >= state.config.queue_bound:
             raise errors.QueueFull(

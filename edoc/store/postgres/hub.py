@@ -135,8 +135,8 @@ ANY_SIZE = 2**63 - 1
 # the other is leasing, and the statement's snapshot, taken before, shows it not
 # leased, so the 06 went to the second. The lock is taken in a function: its query then
 # takes its snapshot after the lock (a volatile plpgsql function's queries each take
-# their own), and the lease stays one round trip. $1 is the largest package whose body
-# comes along, as in _DELIVERY_COLUMNS.
+# their own), and the lease stays one round trip. bodies_up_to is the largest package
+# whose body comes along, as $1 of _DELIVERY_COLUMNS.
 LEASE_ONE_AT_A_TIME = """
 CREATE FUNCTION edoc_lease(bodies_up_to BIGINT, of_node TEXT, due TIMESTAMPTZ, most INTEGER,
         until TIMESTAMPTZ, holder TEXT)
