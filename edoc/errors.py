@@ -330,6 +330,12 @@ class AddressInUse(SystemRefused):
     code = "EDOC-SYS-003"
 
 
+class FolderInUse(SystemRefused):
+    """The data folder a service was told to use is held by another running service."""
+
+    code = "EDOC-SYS-004"
+
+
 class NothingDelivered(EdocError):
     """A simulation in which not one document got through (every one refused or lost)."""
 

@@ -16,10 +16,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from aiohttp.test_utils import TestServer
 
-from edoc import network
+from edoc import errors, network
 from edoc.keystore import KeyStore
 from edoc.node import addressbook, openapi
+from edoc.node import app as node_app
 from tests.support import node as node_support
 from tests.support.network import Agency, LocalNetwork, eventually, metadata
 from tests.support.node import Door, Node
@@ -432,6 +434,26 @@ async def test_a_node_whose_store_serves_no_agency_leaves_the_book_as_it_is(
     ):
         await _registered(node)  # nothing to tell the hub
     assert empty.hub.registrations == []
+
+
+async def test_a_second_node_on_a_data_folder_in_use_is_refused_before_it_touches_it(
+    door: Door,
+) -> None:
+    """A second start by mistake (on another port, or the same: the port is bound only
+    after the start-up) tidied the running node's folder: its uploads under way, its
+    package files, put aside as leftovers."""
+    async with door.node(with_book=False):
+        upload = door.config.data_dir / "incoming" / "an-upload-under-way"
+        upload.mkdir()
+        (upload / "part").write_bytes(b"%PDF")
+        second = TestServer(node_app.create_app(door.config))
+        with pytest.raises(errors.FolderInUse) as refused:
+            await second.start_server()
+        await second.close()
+        assert str(door.config.data_dir) in refused.value.message
+        assert (upload / "part").read_bytes() == b"%PDF"
+    async with door.node(with_book=False):  # the first gone, the folder is free again
+        pass
 
 
 async def test_a_reused_idempotency_key_with_other_content_is_refused(door: Door) -> None:

@@ -18,7 +18,7 @@ from urllib.parse import quote
 import structlog
 from aiohttp import web
 
-from edoc import errors, tasks
+from edoc import errors, folderlock, tasks
 from edoc.archive import api as archive_api
 from edoc.archive import stamping
 from edoc.archive.batches import evidence_folder
@@ -402,12 +402,13 @@ def create_app(config: NodeConfig) -> web.Application:
     app = web.Application(middlewares=[middleware(http_metrics)], client_max_size=1024 * 1024)
 
     async def resources(app: web.Application) -> AsyncIterator[None]:
-        for folder in ("outgoing", "inbox", "incoming"):
-            (config.data_dir / folder).mkdir(parents=True, exist_ok=True)
         # What is open is closed again whatever fails after it, at start (keys, TLS) or at
         # the end (a worker that died): the store's thread is no daemon and would keep the
         # process alive, a node that printed its error and never exited.
         async with contextlib.AsyncExitStack() as opened:
+            opened.enter_context(folderlock.held(config.data_dir))  # before touching it
+            for folder in ("outgoing", "inbox", "incoming"):
+                (config.data_dir / folder).mkdir(parents=True, exist_ok=True)
             store = await open_node_store(config.store)
             opened.push_async_callback(store.close)
             keys = KeyStore(config.keys_dir)
