@@ -17,11 +17,14 @@ from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestServer
+from click.testing import CliRunner
 
 from edoc import errors, network
+from edoc.cli import main
 from edoc.keystore import KeyStore
 from edoc.node import addressbook, openapi
 from edoc.node import app as node_app
+from edoc.store import sqlite_url
 from tests.support import node as node_support
 from tests.support.network import Agency, LocalNetwork, eventually, metadata
 from tests.support.node import Door, Node
@@ -454,6 +457,32 @@ async def test_a_second_node_on_a_data_folder_in_use_is_refused_before_it_touche
         assert (upload / "part").read_bytes() == b"%PDF"
     async with door.node(with_book=False):  # the first gone, the folder is free again
         pass
+
+
+@pytest.mark.parametrize("mistake", ["--store", "--data-dir"])
+def test_a_node_is_not_started_on_a_store_that_is_not_there(tmp_path: Path, mistake: str) -> None:
+    """A mistyped path made an empty store (and its folders) and a node that served nobody;
+    a node's store is made by `edoc agency add`."""
+    typo = tmp_path / "nodes" / "H35"
+    where = ["--data-dir", str(typo)]
+    if mistake == "--store":
+        where = [
+            "--data-dir",
+            str(tmp_path / "nodes" / "H53"),
+            "--store",
+            sqlite_url(typo / "node.sqlite"),
+        ]
+    result = CliRunner().invoke(
+        main,
+        ["serve", "node", "--province", "H53", *where, "--hub", "https://127.0.0.1:9"],
+        env={"EDOC_HUB_TOKEN": "t", "EDOC_DATA_DIR": str(tmp_path)},
+        catch_exceptions=False,
+    )
+    assert result.exit_code == 1, result.output
+    (line,) = result.stderr.splitlines()
+    assert line.startswith(f"error EDOC-STORE-002: no node store at {typo / 'node.sqlite'}")
+    assert "edoc agency add" in line
+    assert not typo.exists()
 
 
 async def test_a_reused_idempotency_key_with_other_content_is_refused(door: Door) -> None:

@@ -41,7 +41,7 @@ from edoc.node.addressbook import AddressBook
 from edoc.node.state import NodeConfig, NodeState
 from edoc.offload import Offload
 from edoc.retry import Backoff
-from edoc.store import open_node_store
+from edoc.store import open_node_store, sqlite_file
 from edoc.store.node import InboxItem, Outgoing, OutgoingRecipient, StateChange
 from edoc.web import (
     HttpMetrics,
@@ -451,6 +451,14 @@ def create_app(config: NodeConfig) -> web.Application:
 
 
 def run(config: NodeConfig) -> None:
+    # SQLite would make an empty store at a mistyped path, its folders too, and the node
+    # would start serving nobody
+    path = sqlite_file(config.store)
+    if path is not None and not path.is_file():
+        raise errors.UnknownStore(
+            f"no node store at {path}: `edoc agency add ORGID --data-dir …` makes one"
+            " (check --store and --data-dir)"
+        )
     serve(
         create_app(config),
         config.host,

@@ -30,6 +30,11 @@ def _sqlite_path(url: str) -> Path:
     return Path(path)
 
 
+def sqlite_file(url: str) -> Path | None:
+    """The file an SQLite store's URL names; None for another backend's."""
+    return _sqlite_path(url) if url.startswith(SQLITE) else None
+
+
 def _scheme_error(url: str) -> errors.UnknownStore:
     # the scheme alone: the rest of a database URL may hold a password
     scheme = url.partition("://")[0] if "://" in url else "(none)"
