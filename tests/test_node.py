@@ -419,6 +419,9 @@ async def _registered(node: Node) -> None:
 
 
 async def test_a_node_registers_the_agencies_of_its_store(door: Door) -> None:
+    """Those of its province: one of another (added before `agency add` refused it) would
+    have the hub refuse the whole registration, at each start."""
+    await node_app.add_agency(door.config, "000.00.20.H34", "Kon Tum's", "another-token")
     async with door.node(with_book=False) as node:
         await _registered(node)
     (registration,) = door.hub.registrations
@@ -483,6 +486,26 @@ def test_a_node_is_not_started_on_a_store_that_is_not_there(tmp_path: Path, mist
     assert line.startswith(f"error EDOC-STORE-002: no node store at {typo / 'node.sqlite'}")
     assert "edoc agency add" in line
     assert not typo.exists()
+
+
+def test_an_agency_of_another_province_is_not_added_to_a_node(tmp_path: Path) -> None:
+    """Kon Tum's agency at Tây Ninh's node: the hub refuses a registration naming it, so
+    none of the node's agencies would be registered again, at each start."""
+    KeyStore(tmp_path / "keys").init()
+    node_dir = tmp_path / "nodes" / "H53"
+
+    def add(org_id: str) -> Any:
+        command = ["agency", "add", org_id, "--data-dir", str(node_dir)]
+        keys = ["--keys-dir", str(tmp_path / "keys")]
+        return CliRunner().invoke(main, [*command, *keys], catch_exceptions=False)
+
+    assert add(SENDER).exit_code == 0
+    refused = add("000.00.20.H34")
+    assert refused.exit_code == 1, refused.output
+    (line,) = refused.stderr.splitlines()
+    assert line.startswith("error EDOC-ENV-002: 000.00.20.H34 is of province H34"), line
+    assert [r.org_id for r in KeyStore(tmp_path / "keys").records()] == [SENDER]  # no seal
+    assert add(LOCAL).exit_code == 0  # one of its own
 
 
 async def test_a_reused_idempotency_key_with_other_content_is_refused(door: Door) -> None:

@@ -268,15 +268,16 @@ def agency_add(
     from edoc.node import app as node_app
 
     org = OrgId.parse(org_id)
+    config = NodeConfig(
+        org.root_code, data_dir, keys_dir, hub_url="", hub_token="", store_url=store_url
+    )
+    asyncio.run(node_app.refuse_another_province(config, org))  # before its seal is issued
     keys = KeyStore(keys_dir)
     try:
         keys.current(org_id)
     except errors.UnknownCertificate:
         keys.issue(org_id, org_name=name)
     token = token or secrets.token_urlsafe(32)
-    config = NodeConfig(
-        org.root_code, data_dir, keys_dir, hub_url="", hub_token="", store_url=store_url
-    )
     asyncio.run(node_app.add_agency(config, org_id, name, token))
     click.echo(token)
 

@@ -40,6 +40,7 @@ from edoc.node import (
 from edoc.node.addressbook import AddressBook
 from edoc.node.state import NodeConfig, NodeState
 from edoc.offload import Offload
+from edoc.orgid import OrgId, root_of
 from edoc.retry import Backoff
 from edoc.store import open_node_store, sqlite_file
 from edoc.store.node import InboxItem, Outgoing, OutgoingRecipient, StateChange
@@ -364,7 +365,7 @@ async def _register_with_hub(state: NodeState) -> None:
     """Tell the hub which agencies this node serves (retried until the hub is there)."""
     backoff = Backoff(state.config.retry_base, state.config.retry_cap)
     while True:
-        agencies = [{"org_id": a.org_id, "name": a.name} for a in await state.store.agencies()]
+        agencies = await _own_agencies(state)
         if not agencies:
             # A registration replaces the node's agencies in the book: one of none, from
             # a new store (a mistaken --store?), would take its province's out of it.
@@ -379,6 +380,17 @@ async def _register_with_hub(state: NodeState) -> None:
         except errors.EdocError as exc:
             log.warning("hub registration failed", reason=str(exc))
             await backoff.failed()
+
+
+async def _own_agencies(state: NodeState) -> list[dict[str, str]]:
+    """The store's agencies of the node's province, as a registration names them; the
+    hub refuses a registration naming one of another (the store has it from before
+    `edoc agency add` refused that), which would keep all of them out of the book."""
+    agencies = await state.store.agencies()
+    others = [a.org_id for a in agencies if root_of(a.org_id).root_code != state.config.province]
+    if others:
+        log.error("agencies of another province are not registered", agencies=others)
+    return [{"org_id": a.org_id, "name": a.name} for a in agencies if a.org_id not in others]
 
 
 async def _stamp_batches(state: NodeState) -> None:
@@ -468,6 +480,21 @@ def run(config: NodeConfig) -> None:
         province=config.province,
         hub=config.hub_url,
     )
+
+
+async def refuse_another_province(config: NodeConfig, org: OrgId) -> None:
+    """Refuse ``org`` at a node whose store serves agencies of another province: the hub
+    refuses a registration that names it, so none of the node's would be registered."""
+    store = await open_node_store(config.store)
+    try:
+        served = {root_of(agency.org_id).root_code for agency in await store.agencies()}
+    finally:
+        await store.close()
+    if served and org.root_code not in served:
+        raise errors.InvalidField(
+            f"{org} is of province {org.root_code}; the node at {config.data_dir} serves"
+            f" {', '.join(sorted(served))}"
+        )
 
 
 async def add_agency(config: NodeConfig, org_id: str, name: str, token: str) -> None:
