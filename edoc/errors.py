@@ -264,6 +264,14 @@ class UnknownDocument(ExchangeError):
     status = 404
 
 
+class NodeExists(ExchangeError):
+    """`edoc hub add-node` for a node the hub already lets in with another token: a new
+    one would lock out the node running with the old one (its every request refused)."""
+
+    code = "EDOC-HUB-008"
+    status = 409
+
+
 class Unauthenticated(ExchangeError):
     code = "EDOC-AUTH-001"
     status = 401

@@ -149,13 +149,22 @@ def hub() -> None:
 @data_dir_option
 @store_option
 @click.option("--token", help="Use this token instead of a new random one.")
-def hub_add_node(node: str, data_dir: Path, store_url: str | None, token: str | None) -> None:
-    """Let the node of province/ministry ROOT (e.g. H53) connect; prints its token."""
+@click.option(
+    "--replace",
+    is_flag=True,
+    help="Replace the token of a node already connected (its running node is refused"
+    " until restarted with the new one).",
+)
+def hub_add_node(
+    node: str, data_dir: Path, store_url: str | None, token: str | None, replace: bool
+) -> None:
+    """Let the node of province/ministry ROOT (e.g. H53) connect; prints its token. A node
+    already connected keeps its token (refused, EDOC-HUB-008) unless --replace."""
     from edoc.hub import app as hub_app
 
     token = token or secrets.token_urlsafe(32)
     config = HubConfig(data_dir=data_dir, keys_dir=Path(), store_url=store_url)
-    asyncio.run(hub_app.add_node(config, node, token))
+    asyncio.run(hub_app.add_node(config, node, token, replace=replace))
     click.echo(token)
 
 

@@ -354,9 +354,24 @@ def run(config: HubConfig) -> None:
     )
 
 
-async def add_node(config: HubConfig, node: str, token: str) -> None:
-    """Register a node (by root code) and the token it authenticates with."""
-    await add_nodes(config, {node: token})
+async def add_node(config: HubConfig, node: str, token: str, *, replace: bool = False) -> None:
+    """Register a node (by root code) and the token it authenticates with. A node the hub
+    already lets in with another token is refused (NodeExists) unless ``replace``: the
+    node running with that token would be locked out. Its own token again is no change."""
+    if replace:
+        await add_nodes(config, {node: token})
+        return
+    root = parse_root_code(node).root_code
+    store = await open_hub_store(config.store)
+    try:
+        added = await store.add_new_node(root, token_digest(token))
+    finally:
+        await store.close()
+    if not added:
+        raise errors.NodeExists(
+            f"node {root} is already connected with another token, which its running node"
+            " uses; give --replace to give it a new one (then restart the node with it)"
+        )
 
 
 async def add_nodes(config: HubConfig, tokens: Mapping[str, str]) -> None:

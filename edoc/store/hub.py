@@ -349,7 +349,15 @@ class HubStore(Protocol):
         """The directory's version alone (Directory.version): one row, not every entry."""
         ...
 
-    async def add_node(self, node: str, token_sha256: str) -> None: ...
+    async def add_node(self, node: str, token_sha256: str) -> None:
+        """Let ``node`` in with this token, replacing any token it had."""
+        ...
+
+    async def add_new_node(self, node: str, token_sha256: str) -> bool:
+        """Let ``node`` in with this token unless it holds another one (kept as it is);
+        whether it holds this one now. One change: two operators adding at once do not
+        both think theirs is the token."""
+        ...
 
     async def node_for_token(self, token_sha256: str) -> str | None: ...
 

@@ -340,3 +340,13 @@ async def test_a_node_is_found_by_its_latest_token(hub_store: HubStore) -> None:
     await hub_store.add_node("H53", "b" * 64)  # a new token replaces the old one
     assert await hub_store.node_for_token("a" * 64) is None
     assert await hub_store.node_for_token("b" * 64) == "H53"
+
+
+async def test_a_new_node_is_let_in_but_a_connected_one_keeps_its_token(
+    hub_store: HubStore,
+) -> None:
+    assert await hub_store.add_new_node("H53", "a" * 64)
+    assert await hub_store.add_new_node("H53", "a" * 64)  # its own token again: no change
+    assert not await hub_store.add_new_node("H53", "b" * 64)
+    assert await hub_store.node_for_token("a" * 64) == "H53"
+    assert await hub_store.node_for_token("b" * 64) is None

@@ -438,6 +438,18 @@ class PostgresHubStore(HubIntake):
                 token_sha256,
             )
 
+    async def add_new_node(self, node: str, token_sha256: str) -> bool:
+        async with self._transaction() as conn:
+            # a clash with another node's token (UNIQUE) still raises: only this node's row
+            await conn.execute(
+                "INSERT INTO nodes (node, token_sha256) VALUES ($1, $2)"
+                " ON CONFLICT (node) DO NOTHING",
+                node,
+                token_sha256,
+            )
+            held = await conn.fetchval("SELECT token_sha256 FROM nodes WHERE node = $1", node)
+        return bool(held == token_sha256)
+
     async def node_for_token(self, token_sha256: str) -> str | None:
         rows = await self._rows("SELECT node FROM nodes WHERE token_sha256 = $1", token_sha256)
         return str(rows[0][0]) if rows else None

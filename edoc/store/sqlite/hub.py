@@ -384,9 +384,22 @@ class SqliteHubStore(HubViews):
             )
         )
 
+    async def add_new_node(self, node: str, token_sha256: str) -> bool:
+        return await self._change(partial(_add_new_node, node=node, token_sha256=token_sha256))
+
     async def node_for_token(self, token_sha256: str) -> str | None:
         rows = await self._rows("SELECT node FROM nodes WHERE token_sha256=?", (token_sha256,))
         return str(rows[0][0]) if rows else None
 
     async def watch(self, wake: Callable[[str], None]) -> None:
         """Nothing to watch: one hub process owns the file."""
+
+
+def _add_new_node(conn: sqlite3.Connection, node: str, token_sha256: str) -> bool:
+    # a clash with another node's token (UNIQUE) still raises: only this node's row is kept
+    conn.execute(
+        "INSERT INTO nodes (node, token_sha256) VALUES (?, ?) ON CONFLICT (node) DO NOTHING",
+        (node, token_sha256),
+    )
+    ((held,),) = conn.execute("SELECT token_sha256 FROM nodes WHERE node=?", (node,)).fetchall()
+    return bool(held == token_sha256)

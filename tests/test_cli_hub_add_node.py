@@ -1,0 +1,52 @@
+"""`edoc hub add-node`: a node already connected keeps its token unless told to replace it
+(a new one locked out the node running with the old, every request EDOC-AUTH-001)."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+from click.testing import CliRunner, Result
+
+from edoc.cli import main
+from edoc.cli.failures import EXIT_REFUSED
+from edoc.store import open_hub_store, sqlite_url
+from edoc.web import token_digest
+
+
+def _add_node(hub_dir: Path, *options: str) -> Result:
+    return CliRunner().invoke(
+        main, ["hub", "add-node", "H53", "--data-dir", str(hub_dir), *options]
+    )
+
+
+def _node_for(hub_dir: Path, token: str) -> str | None:
+    async def ask() -> str | None:
+        store = await open_hub_store(sqlite_url(hub_dir / "hub.sqlite"))
+        try:
+            return await store.node_for_token(token_digest(token))
+        finally:
+            await store.close()
+
+    return asyncio.run(ask())
+
+
+def test_a_connected_node_keeps_its_token_unless_replaced(tmp_path: Path) -> None:
+    first = _add_node(tmp_path)
+    assert first.exit_code == 0, first.output
+    token = first.stdout.strip()
+
+    again = _add_node(tmp_path)
+    assert again.exit_code == EXIT_REFUSED, again.output
+    assert again.stdout == ""  # no token printed that the hub does not hold
+    assert again.stderr.startswith("error EDOC-HUB-008: node H53 is already connected")
+    assert "--replace" in again.stderr
+    assert _node_for(tmp_path, token) == "H53"  # the running node still gets in
+
+    same = _add_node(tmp_path, "--token", token)  # its own token again: no change
+    assert (same.exit_code, same.stdout.strip()) == (0, token)
+
+    replaced = _add_node(tmp_path, "--replace")
+    assert replaced.exit_code == 0, replaced.output
+    assert _node_for(tmp_path, replaced.stdout.strip()) == "H53"
+    assert _node_for(tmp_path, token) is None
