@@ -187,7 +187,12 @@ def _state(hub: _Hub) -> tuple[NodeState, _Store]:
     store = _Store()
     config = SimpleNamespace(give_up_after=dt.timedelta(days=1), retry_base=0.1, retry_cap=1.0)
     state = SimpleNamespace(
-        hub=hub, store=store, config=config, hub_unreachable=False, outbox_wakeup=asyncio.Event()
+        hub=hub,
+        store=store,
+        config=config,
+        hub_unreachable=False,
+        hub_refused_node=False,
+        outbox_wakeup=asyncio.Event(),
     )
     return cast(NodeState, state), store
 
@@ -306,15 +311,46 @@ async def test_a_batch_refused_whole_for_its_bounds_or_shape_sends_each_alone(
     ],
     ids=lambda refusal: str(refusal.status),
 )
-async def test_a_batch_refused_for_the_node_fails_each_transfer(
+async def test_a_batch_refused_for_the_node_waits_whole_and_goes_again(
     refusal: errors.RemoteError,
 ) -> None:
-    """As each single post would be refused."""
+    """The node's token or certificate refused: its configuration, not the documents'
+    fault. None is failed (each single post would be refused the same: none is sent),
+    each is tried again later, and the operator is told once, as an error."""
     hub = _Hub(refusal)
     state, store = _state(hub)
-    await outbox.carry_batch(state, [_transfer(1), _transfer(2)])
-    assert [store.finished[i][0] for i in (1, 2)] == [TransferState.FAILED] * 2
-    assert hub.singles == []
+    with capture_logs() as logs:
+        await outbox.carry_batch(state, [_transfer(1), _transfer(2)])
+    assert store.finished == {} and hub.singles == []
+    assert sorted(store.retried) == [1, 2] and refusal.code in store.retried[1]
+    told = [e for e in logs if e["log_level"] == "error"]
+    assert len(told) == 1 and "refused this node's credentials" in told[0]["event"]
+    assert state.hub_refused_node
+
+    # once the hub takes the node again, everything waiting for it is due at once
+    hub.answers = [_accepted(3)]
+    await outbox.carry_batch(state, [_transfer(3)])
+    assert store.finished[3][0] == TransferState.DONE and not state.hub_refused_node
+
+
+@pytest.mark.parametrize(
+    "refusal",
+    [
+        errors.RemoteError("EDOC-AUTH-001", "unknown node token", 401),
+        errors.RemoteError("EDOC-AUTH-002", "not the node's certificate", 403),
+        errors.RemoteError("EDOC-HUB-002", "sender not of the calling node's province", 403),
+    ],
+    ids=lambda refusal: refusal.code,
+)
+async def test_in_a_batch_answer_only_a_refusal_of_the_package_fails_it(
+    refusal: errors.RemoteError,
+) -> None:
+    hub = _Hub([refusal])
+    state, store = _state(hub)
+    await outbox.carry_batch(state, [_transfer(1)])
+    about_the_package = refusal.code == "EDOC-HUB-002"
+    assert (1 in store.finished) is about_the_package
+    assert (1 in store.retried) is not about_the_package
 
 
 class _Pending(_Store):
