@@ -124,6 +124,32 @@ def _certificate(
     )
 
 
+def _refuse_second_seal(records: Sequence[CertRecord], org_id: str, now: dt.datetime) -> None:
+    """A second active seal would never retire: signatures by either verify until both
+    expire, and a key the administrator meant to replace stays good for years."""
+    for record in records:
+        if (
+            record.org_id == org_id
+            and record.kind is pki.CertKind.ORGANIZATION
+            and record.state(now) == "active"
+        ):
+            raise errors.KeyStoreExists(
+                f"{org_id} already has an active seal ({record.serial}); `edoc keys rotate"
+                f" {org_id}` replaces it with an overlap, --exist-ok keeps it"
+            )
+
+
+def _named(wanted: Wanted, records: Sequence[CertRecord]) -> Wanted:
+    """``wanted`` with the organization's name from its latest certificate that has one,
+    when asked without a name (a reissue after a revocation would otherwise drop it)."""
+    if wanted.org_name:
+        return wanted
+    named = [r for r in records if r.org_id == wanted.org_id and r.org_name]
+    if not named:
+        return wanted
+    return replace(wanted, org_name=max(named, key=lambda r: r.not_before).org_name)
+
+
 class KeyStore(KeyIndex):
     # --- changes (the CA's side) ------------------------------------------------------------
     @contextlib.contextmanager
@@ -193,6 +219,20 @@ class KeyStore(KeyIndex):
             made = [self._issue(one, key, *issuing) for one, key in zip(wanted, keys, strict=True)]
             self._save([*records, *made])
         return made
+
+    def issue_asked(self, wanted: Wanted) -> CertRecord:
+        """``wanted`` as an administrator asks for it (`edoc keys issue`): a seal is refused
+        (KeyStoreExists) while the organization has an active one, and a certificate asked
+        without a name takes the name of the organization's latest certificate that has
+        one. Both judged under the lock, on the index as it is when it is written."""
+        (key,) = _new_keys([wanted])
+        with self._exclusive():
+            records = list(self._load().records)
+            if wanted.kind is pki.CertKind.ORGANIZATION:
+                _refuse_second_seal(records, wanted.org_id, self.clock())
+            record = self._issue(_named(wanted, records), key, *self._issuing_ca())
+            self._save([*records, record])
+        return record
 
     def _issue(
         self,

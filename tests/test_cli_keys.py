@@ -106,6 +106,48 @@ def test_rotate_and_list(tmp_path: Path) -> None:
     assert "expires within 30 days" in table.stderr
 
 
+def _seals(path: Path, org: str = SENDER) -> list[tuple[str, str]]:
+    """The states and names of ``org``'s seals."""
+    listed = json.loads(edoc("keys", "list", "--json", "--keys-dir", path).stdout)
+    return sorted(
+        (row["state"], row["org_name"])
+        for row in listed
+        if row["kind"] == "organization" and row["org_id"] == org
+    )
+
+
+def test_a_second_active_seal_is_refused_unless_exist_ok_keeps_it(tmp_path: Path) -> None:
+    path = tmp_path / "keys"
+    edoc("keys", "init", "--keys-dir", path)
+    edoc("keys", "issue", SENDER, "--name", "Sở TTTT Tây Ninh", "--keys-dir", path)
+    second = edoc("keys", "issue", SENDER, "--keys-dir", path, ok=False)
+    assert second.returncode == 1  # refused input
+    assert second.stderr.startswith(f"error EDOC-KEY-003: {SENDER} already has an active seal")
+    assert "keys rotate" in second.stderr
+    kept = edoc("keys", "issue", SENDER, "--exist-ok", "--keys-dir", path)
+    assert "already valid" in kept.stdout
+    assert _seals(path) == [("active", "Sở TTTT Tây Ninh")]
+    # a signer's certificate beside the seal is no second seal
+    edoc("keys", "issue", SENDER, "--personal", SIGNER, "--keys-dir", path)
+
+
+def test_a_certificate_issued_without_a_name_takes_the_organizations(tmp_path: Path) -> None:
+    path = tmp_path / "keys"
+    edoc("keys", "init", "--keys-dir", path)
+    edoc("keys", "issue", SENDER, "--name", "Sở TTTT Tây Ninh", "--keys-dir", path)
+    edoc("keys", "issue", SENDER, "--personal", SIGNER, "--keys-dir", path)
+    # after a revocation a new seal is what the administrator wants: issued, and named
+    # as the organization's earlier certificates are though no --name is given
+    edoc("keys", "revoke", SENDER, "--reason", "keyCompromise", "--keys-dir", path)
+    edoc("keys", "issue", SENDER, "--keys-dir", path)
+    assert _seals(path) == [("active", "Sở TTTT Tây Ninh"), ("revoked", "Sở TTTT Tây Ninh")]
+    listed = json.loads(edoc("keys", "list", "--json", "--keys-dir", path).stdout)
+    assert {row["org_name"] for row in listed} == {"Sở TTTT Tây Ninh"}
+    # an organization never named stays unnamed
+    edoc("keys", "issue", "000.00.00.H23", "--keys-dir", path)
+    assert _seals(path, "000.00.00.H23") == [("active", "")]
+
+
 def test_keys_errors(tmp_path: Path) -> None:
     refused("EDOC-KEY-001", "keys", "list", "--keys-dir", tmp_path / "none")
     path = tmp_path / "keys"

@@ -11,7 +11,7 @@ from rich.table import Table
 from edoc import errors, pki
 from edoc.cli.options import console, existing_keys, json_option, uses_keys
 from edoc.keyindex import utcnow
-from edoc.keystore import KeyStore
+from edoc.keystore import KeyStore, Wanted
 
 
 @click.group()
@@ -49,7 +49,12 @@ def keys_init(keys_dir: Path, exist_ok: bool) -> None:
     multiple=True,
     help="Issue a TLS server/client certificate (EC P-256 key) for these hosts (hub or node).",
 )
-@click.option("--exist-ok", is_flag=True, help="Succeed quietly when one is already valid.")
+@click.option(
+    "--exist-ok",
+    is_flag=True,
+    help="Succeed quietly, keeping it, when one is already valid (without it, an active"
+    " seal refuses a second: `keys rotate` replaces one).",
+)
 @uses_keys
 def keys_issue(
     org_id: str,
@@ -60,7 +65,10 @@ def keys_issue(
     exist_ok: bool,
     keys_dir: Path,
 ) -> None:
-    """Issue an organization seal (or a signer's certificate, or a TLS certificate)."""
+    """Issue an organization seal (or a signer's certificate, or a TLS certificate).
+
+    An organization with an active seal gets no second one (EDOC-KEY-003; `keys rotate`
+    replaces a seal). Without --name, the organization's name on its latest certificate."""
     store = existing_keys(keys_dir)
     kind = pki.CertKind.TLS if tls_hosts else None
     if exist_ok:
@@ -71,9 +79,10 @@ def keys_issue(
         else:
             click.echo(f"{found.kind.value} certificate {found.serial} already valid")
             return
-    record = store.issue(
+    wanted = Wanted.of(
         org_id, org_name=org_name, full_name=full_name, days=days, tls_hosts=tls_hosts
     )
+    record = store.issue_asked(wanted)
     click.echo(f"issued {record.kind.value} certificate {record.serial} for {org_id}")
 
 
