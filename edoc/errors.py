@@ -265,8 +265,9 @@ class UnknownDocument(ExchangeError):
 
 
 class NodeExists(ExchangeError):
-    """`edoc hub add-node` for a node the hub already lets in with another token: a new
-    one would lock out the node running with the old one (its every request refused)."""
+    """`edoc hub add-node` for a node the hub already lets in with another token (a new
+    one would lock out the node running with the old one, its every request refused), or
+    with a token that is another node's."""
 
     code = "EDOC-HUB-008"
     status = 409

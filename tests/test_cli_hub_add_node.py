@@ -14,10 +14,8 @@ from edoc.store import open_hub_store, sqlite_url
 from edoc.web import token_digest
 
 
-def _add_node(hub_dir: Path, *options: str) -> Result:
-    return CliRunner().invoke(
-        main, ["hub", "add-node", "H53", "--data-dir", str(hub_dir), *options]
-    )
+def _add_node(hub_dir: Path, *options: str, node: str = "H53") -> Result:
+    return CliRunner().invoke(main, ["hub", "add-node", node, "--data-dir", str(hub_dir), *options])
 
 
 def _node_for(hub_dir: Path, token: str) -> str | None:
@@ -50,3 +48,15 @@ def test_a_connected_node_keeps_its_token_unless_replaced(tmp_path: Path) -> Non
     assert replaced.exit_code == 0, replaced.output
     assert _node_for(tmp_path, replaced.stdout.strip()) == "H53"
     assert _node_for(tmp_path, token) is None
+
+
+def test_another_nodes_token_is_refused_by_name(tmp_path: Path) -> None:
+    assert _add_node(tmp_path, "--token", "shared").exit_code == 0
+    for replace in ((), ("--replace",)):
+        refused = _add_node(tmp_path, "--token", "shared", *replace, node="H34")
+        assert refused.exit_code == EXIT_REFUSED, refused.output
+        assert refused.stderr == (
+            "error EDOC-HUB-008: that token is node H53's; give H34 another (or none: one is"
+            " made)\n"
+        )
+    assert _node_for(tmp_path, "shared") == "H53"

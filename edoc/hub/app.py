@@ -44,7 +44,7 @@ from edoc.keystore import KeyStore
 from edoc.offload import SMALL_BYTES, Offload
 from edoc.orgid import OrgId, parse_root_code
 from edoc.store import open_hub_store, store_is_shared
-from edoc.store.hub import PackageRecord
+from edoc.store.hub import HubStore, PackageRecord
 from edoc.web import (
     HttpMetrics,
     bearer_token,
@@ -357,20 +357,33 @@ def run(config: HubConfig) -> None:
 async def add_node(config: HubConfig, node: str, token: str, *, replace: bool = False) -> None:
     """Register a node (by root code) and the token it authenticates with. A node the hub
     already lets in with another token is refused (NodeExists) unless ``replace``: the
-    node running with that token would be locked out. Its own token again is no change."""
-    if replace:
-        await add_nodes(config, {node: token})
-        return
+    node running with that token would be locked out. Its own token again is no change;
+    another node's token is refused, ``replace`` or not."""
     root = parse_root_code(node).root_code
+    digest = token_digest(token)
     store = await open_hub_store(config.store)
     try:
-        added = await store.add_new_node(root, token_digest(token))
+        await _refuse_anothers_token(store, root, digest)
+        if replace:
+            await store.add_node(root, digest)
+            return
+        added = await store.add_new_node(root, digest)
     finally:
         await store.close()
     if not added:
         raise errors.NodeExists(
             f"node {root} is already connected with another token, which its running node"
             " uses; give --replace to give it a new one (then restart the node with it)"
+        )
+
+
+async def _refuse_anothers_token(store: HubStore, root: str, digest: str) -> None:
+    """A token is one node's (the store holds it UNIQUE): asked first, so that the
+    operator reads which node holds it rather than the store's constraint failing."""
+    owner = await store.node_for_token(digest)
+    if owner is not None and owner != root:
+        raise errors.NodeExists(
+            f"that token is node {owner}'s; give {root} another (or none: one is made)"
         )
 
 
