@@ -27,7 +27,9 @@ def held(folder: Path) -> Iterator[None]:
     """Hold ``folder`` for this service while the block runs; FolderInUse if another
     process (or another opening in this one) holds it."""
     folder.mkdir(parents=True, exist_ok=True)
-    descriptor = os.open(folder / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o600)
+    # read-only: a lock needs no more, and a folder turned read-only (a disk fault) that
+    # held a node before opens, so the node says what is wrong with its store
+    descriptor = os.open(folder / LOCK_NAME, os.O_RDONLY | os.O_CREAT, 0o600)
     try:
         try:
             fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
