@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from edoc import errors
+from edoc.cli.failures import EXIT_SYSTEM, system_refusal
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 # a service that ended may have got its process group's SIGINT a moment before we did
@@ -99,9 +100,23 @@ def exited(service: Service, flag: StopFlag | None) -> errors.EdocError:
     if flag is not None:
         time.sleep(SIGNAL_RACE)
         flag.check()
-    return errors.EdocError(
-        f"{service.name} exited with {service.process.returncode}{log_tail(service)}"
-    )
+    returncode = service.process.returncode
+    if returncode == EXIT_SYSTEM:  # the service's own `edoc serve …` said the OS refused
+        refused = _refused_by_system(service)
+        if refused is not None:
+            return refused
+    return errors.EdocError(f"{service.name} exited with {returncode}{log_tail(service)}")
+
+
+def _refused_by_system(service: Service) -> errors.SystemRefused | None:
+    """The operating system's refusal ``service`` printed before it exited (an address in
+    use, a permission denied), under its own code and exit class, naming the service."""
+    # its last lines only: the log goes on from run to run, with older runs' failures
+    found = system_refusal("\n".join(_last_lines(service) or []))
+    if found is None:
+        return None
+    kind, message = found
+    return kind(f"{service.name} exited: {message} (its log: {service.log})")
 
 
 def wait_healthy(
@@ -179,11 +194,20 @@ def _cpu_seconds(pid: int) -> float | None:
 
 def log_tail(service: Service) -> str:
     """The end of ``service``'s log, for an error that says why it failed."""
-    if service.log is None:
+    lines = _last_lines(service)
+    if lines is None:
         return ""
-    try:
-        lines = service.log.read_text(encoding="utf-8", errors="replace").splitlines()
-    except OSError:
-        return ""
-    shown = "\n".join(lines[-LOG_LINES:])
+    shown = "\n".join(lines)
     return f"; the end of {service.log}:\n{shown}" if shown else f"; {service.log} is empty"
+
+
+def _last_lines(service: Service) -> list[str] | None:
+    """The last LOG_LINES lines of ``service``'s log; None where it has none or it cannot
+    be read."""
+    if service.log is None:
+        return None
+    try:
+        text = service.log.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return None
+    return text.splitlines()[-LOG_LINES:]

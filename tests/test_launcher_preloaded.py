@@ -69,9 +69,9 @@ def test_a_service_that_fails_to_start_is_reported_with_its_log(
     with socket.socket() as holder:
         holder.bind(("127.0.0.1", taken))
         holder.listen()
-        with pytest.raises(errors.EdocError, match="node H34 exited with") as failed:
+        with pytest.raises(errors.AddressInUse, match="node H34 exited: ") as failed:
             launcher.start_preloaded(planned, FAST_RETRIES)
-    assert "node-H34.log" in str(failed.value)
+    assert str(taken) in str(failed.value) and "node-H34.log" in str(failed.value)
 
 
 def test_simulate_starts_its_own_network_preloaded_and_stops_it(tmp_path: Path) -> None:

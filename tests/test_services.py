@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from edoc import errors, services
+from edoc.cli.failures import EXIT_SYSTEM, exit_code
 from tests.support.hub import free_port
 
 # A stand-in service: works (CPU) or idles (sleep) for a while, then answers /healthz.
@@ -99,6 +100,32 @@ def test_a_service_that_exits_is_reported_with_its_log(
     service.process.wait()
     with pytest.raises(errors.EdocError, match=f"{service.name} exited with -9"):
         services.wait_healthy([service], None, patience=QUICK)
+
+
+# What `edoc serve hub` prints and exits with when its port is taken (edoc.cli.failures),
+# after a line of an earlier run's refusal of another kind in the same log
+REFUSED = """
+import sys
+print("error EDOC-SYS-002: an earlier run: permission denied")
+print('{"event": "hub started", "level": "info"}')
+print("error EDOC-SYS-003: error while attempting to bind on address ('127.0.0.1', 8750):"
+      " address already in use; stop what listens there", file=sys.stderr)
+sys.exit(4)
+"""
+
+
+def test_a_service_the_system_refused_is_reported_as_that_refusal(tmp_path: Path) -> None:
+    log = tmp_path / "hub.log"
+    with log.open("wb") as out:
+        process = subprocess.Popen([sys.executable, "-c", REFUSED], stdout=out, stderr=out)
+    process.wait()
+    service = services.Service("hub", "http://127.0.0.1:1", process, log)
+    with pytest.raises(errors.AddressInUse) as failed:  # not EDOC-000, a fault of edoc
+        services.wait_healthy([service], None, patience=QUICK)
+    assert exit_code(failed.value) == EXIT_SYSTEM
+    message = failed.value.message
+    assert message.startswith("hub exited: error while attempting to bind")
+    assert "8750" in message and str(log) in message
 
 
 def test_a_stop_signal_during_the_wait_is_a_stop_not_an_error(

@@ -17,6 +17,7 @@ each names its path (or address) and says what to do. Exit codes:
 from __future__ import annotations
 
 import errno
+import re
 from typing import Any, NoReturn
 
 import click
@@ -46,6 +47,26 @@ class EdocGroup(click.Group):
 def fail(error: errors.EdocError) -> NoReturn:
     click.echo(f"error {error.code}: {error.message}", err=True)
     raise click.exceptions.Exit(exit_code(error))
+
+
+# the line fail() prints, as read back from the log of a service edoc started
+_FAILURE_LINE = re.compile(r"^error (EDOC-[A-Z0-9-]+): (.+)$")
+_SYSTEM_REFUSALS: dict[str, type[errors.SystemRefused]] = {
+    kind.code: kind
+    for kind in (errors.SystemRefused, errors.PermissionRefused, errors.AddressInUse)
+}
+
+
+def system_refusal(output: str) -> tuple[type[errors.SystemRefused], str] | None:
+    """The kind and message of the operating system's refusal that an ``edoc`` command
+    which exited EXIT_SYSTEM printed last in ``output`` (its stderr, or its log): a
+    service started by `edoc up` fails that way when its address is in use, and the one
+    who started it must say so as such, not as a fault of edoc. None if it printed none."""
+    for line in reversed(output.splitlines()):
+        found = _FAILURE_LINE.match(line.strip())
+        if found and found[1] in _SYSTEM_REFUSALS:
+            return _SYSTEM_REFUSALS[found[1]], found[2]
+    return None
 
 
 def exit_code(error: errors.EdocError) -> int:
