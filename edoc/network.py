@@ -150,6 +150,14 @@ def random_base_port(step: int = 10) -> int:
         return base
 
 
+def planned(data_dir: Path) -> Network | None:
+    """The network planned in ``data_dir`` before, as it was; None if none was."""
+    path = data_dir / "network.json"
+    if not path.exists():
+        return None
+    return Network(data_dir, json.loads(path.read_text(encoding="utf-8")))
+
+
 def plan(
     data_dir: Path,
     provinces: list[str],
@@ -160,9 +168,8 @@ def plan(
 ) -> Network:
     """The network in ``data_dir``: read back if it exists, else laid out anew; ``hubs``
     (how many hub instances, on which store) replaces what was planned before."""
-    path = data_dir / "network.json"
-    if path.exists():
-        network = Network(data_dir, json.loads(path.read_text(encoding="utf-8")))
+    network = planned(data_dir)
+    if network is not None:
         if hubs is not None:
             network.spec["hub"].update(hubs.spec())
         if hubs is not None or "operator" not in network.spec:  # planned before dashboards
@@ -178,7 +185,7 @@ def plan(
             {
                 "province": root.root_code,
                 "name": name,
-                "url": f"http://127.0.0.1:{base_port + index}",
+                "url": _url("http", base_port + index),
                 "port": base_port + index,
                 "hub_token": secrets.token_urlsafe(32),
                 "agencies": [
@@ -200,7 +207,7 @@ def plan(
     scheme = "https" if tls else "http"
     spec = {
         "hub": {
-            "url": f"{scheme}://127.0.0.1:{base_port}",
+            "url": _url(scheme, base_port),
             "port": base_port,
             "org_id": HUB_ORG_ID,
             "tls": tls,
@@ -213,6 +220,37 @@ def plan(
     data_dir.mkdir(parents=True, exist_ok=True)
     network.save()
     return network
+
+
+def _url(scheme: str, port: int) -> str:
+    return f"{scheme}://127.0.0.1:{port}"
+
+
+def keep_provinces(network: Network, asked: list[str]) -> None:
+    """Refuse ``asked`` unless it names the provinces the network was planned with (in any
+    order): their nodes' stores, tokens and documents are in its folder, and one left
+    out would strand its documents there (what a new network is for, in another folder)."""
+    kept = [node["province"] for node in network.spec["nodes"]]
+    if sorted(parse_root_code(code).root_code for code in asked) != sorted(kept):
+        raise errors.InputError(
+            f"{network.path} has a node for {','.join(kept)}, not {','.join(asked)}: a"
+            " network keeps its provinces; start it without --provinces, or give another"
+            " --data-dir for a network of other provinces"
+        )
+
+
+def move(network: Network, base_port: int) -> None:
+    """Put the hub on ``base_port`` and the nodes on the ports after it, as a new plan
+    lays them out, and save the plan. Only network.json holds the ports (the
+    certificates name hosts, the stores no address), so a network whose port another
+    program took can move away from it."""
+    hub = network.spec["hub"]
+    if hub["port"] == base_port:
+        return
+    hub.update(port=base_port, url=_url("https" if hub["tls"] else "http", base_port))
+    for index, node in enumerate(network.spec["nodes"], start=1):
+        node.update(port=base_port + index, url=_url("http", base_port + index))
+    network.save()
 
 
 def _operator() -> dict[str, str]:

@@ -9,21 +9,23 @@ import click
 from edoc import launcher, network
 from edoc.cli.options import network_dir_option
 
+DEFAULT_BASE_PORT = 8700
+
 
 @click.command()
 @click.option(
     "--provinces",
-    default=",".join(network.PROVINCES),
-    show_default=True,
-    help="Root codes of the provinces to start a node for.",
+    help="Root codes of the provinces to start a node for, for a new network  [default:"
+    f" {','.join(network.PROVINCES)}]. A network DATA_DIR already holds keeps its"
+    " provinces: others are refused.",
 )
 @network_dir_option
 @click.option(
     "--base-port",
     type=click.IntRange(1024, 65000),
-    default=8700,
-    show_default=True,
-    help="The hub's port; the nodes take the ports after it.",
+    help=f"The hub's port; the nodes take the ports after it  [default: {DEFAULT_BASE_PORT}"
+    " for a new network; a network DATA_DIR holds keeps its ports, and moves to these"
+    " when given].",
 )
 @click.option("--insecure-http", is_flag=True, help="Hub without TLS (tests only).")
 @click.option(
@@ -41,19 +43,19 @@ from edoc.cli.options import network_dir_option
     " first SQLite in DATA_DIR/hub). The nodes keep SQLite.",
 )
 def up(
-    provinces: str,
+    provinces: str | None,
     data_dir: Path,
-    base_port: int,
+    base_port: int | None,
     insecure_http: bool,
     hubs: int | None,
     store_url: str | None,
 ) -> None:
     """Start a hub and one node per province on this machine, until Ctrl-C."""
-    codes = [code.strip() for code in provinces.split(",") if code.strip()]
+    codes = [code.strip() for code in provinces.split(",") if code.strip()] if provinces else None
     # a network started again comes up as planned, unless told otherwise
     given = hubs is not None or store_url is not None
     hub_plan = network.HubPlan(hubs or 1, store_url) if given else None
-    net = network.plan(data_dir, codes, base_port, tls=not insecure_http, hubs=hub_plan)
+    net = _plan(data_dir, codes, base_port, tls=not insecure_http, hubs=hub_plan)
 
     def announce() -> None:
         hub = net.spec["hub"]
@@ -71,3 +73,29 @@ def up(
 
     launcher.run(net, announce)  # provisions, starts, serves until SIGINT or SIGTERM
     click.echo("edoc network stopped")
+
+
+def _plan(
+    data_dir: Path,
+    codes: list[str] | None,
+    base_port: int | None,
+    tls: bool,
+    hubs: network.HubPlan | None,
+) -> network.Network:
+    """The network in ``data_dir``, new or planned before. Started again, it keeps its
+    provinces (refusing others: their nodes' stores are there) and moves to the ports
+    asked for (README: a busy port is answered by another --base-port); what was asked
+    of it is honoured or refused, never silently ignored."""
+    before = network.planned(data_dir)
+    if before is not None and codes is not None:
+        network.keep_provinces(before, codes)  # before anything is written
+    net = network.plan(
+        data_dir,
+        codes or list(network.PROVINCES),
+        base_port or DEFAULT_BASE_PORT,
+        tls=tls,
+        hubs=hubs,
+    )
+    if before is not None and base_port is not None:
+        network.move(net, base_port)
+    return net

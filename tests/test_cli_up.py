@@ -1,0 +1,66 @@
+"""`edoc up` on a data folder that holds a network already: what it is asked is honoured
+(another --base-port moves the network there) or refused (other --provinces), never
+silently ignored; with neither, as `make run` starts it again, it comes back as it was."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner, Result
+
+from edoc import launcher, network
+from edoc.cli import main
+
+
+@pytest.fixture(autouse=True)
+def started(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
+    """What launcher.run was given to start, each time; it starts nothing here."""
+    runs: list[dict[str, Any]] = []
+
+    def run(net: network.Network, announce: Callable[[], None], *_: Any) -> None:
+        runs.append(json.loads(json.dumps(net.spec)))
+        announce()
+
+    monkeypatch.setattr(launcher, "run", run)
+    return runs
+
+
+def _up(data: Path, *args: str) -> Result:
+    return CliRunner().invoke(main, ["up", "--data-dir", str(data), *args])
+
+
+def _ports(spec: dict[str, Any]) -> list[int]:
+    return [spec["hub"]["port"], *(node["port"] for node in spec["nodes"])]
+
+
+def test_another_base_port_moves_a_planned_network_there(
+    tmp_path: Path, started: list[dict[str, Any]]
+) -> None:
+    assert _up(tmp_path, "--provinces", "H53,H34", "--base-port", "8750").exit_code == 0
+    moved = _up(tmp_path, "--base-port", "8730")
+    assert moved.exit_code == 0, moved.output
+    assert _ports(started[-1]) == [8730, 8731, 8732]
+    assert "https://127.0.0.1:8730" in moved.stdout and "http://127.0.0.1:8732" in moved.stdout
+    again = _up(tmp_path)  # as `make run` starts it again: where it was moved to
+    assert again.exit_code == 0, again.output
+    assert started[-1] == started[-2]
+    assert started[0]["nodes"][0]["hub_token"] == started[-1]["nodes"][0]["hub_token"]
+
+
+def test_other_provinces_for_a_planned_network_are_refused(
+    tmp_path: Path, started: list[dict[str, Any]]
+) -> None:
+    assert _up(tmp_path, "--provinces", "H53,H34").exit_code == 0
+    before = (tmp_path / "network.json").read_bytes()
+    refused = _up(tmp_path, "--provinces", "H53,H01", "--base-port", "8730")
+    assert refused.exit_code == 1
+    assert refused.stderr.startswith("error EDOC-IN-000: ")
+    assert "H53,H34, not H53,H01" in refused.stderr and "--data-dir" in refused.stderr
+    assert len(started) == 1 and (tmp_path / "network.json").read_bytes() == before
+    same = _up(tmp_path, "--provinces", "H34,H53")  # the same provinces, in any order
+    assert same.exit_code == 0, same.output
+    assert started[-1] == started[0]
