@@ -88,6 +88,7 @@ class _Client:
     session per call (enough for a command that makes one or two)."""
 
     unreachable: type[errors.EdocError] = errors.Unreachable
+    kind = "an edoc service"  # what the client talks to, as its errors name it
 
     def __init__(
         self,
@@ -177,8 +178,22 @@ class _Client:
         return self._checked(await self.request(method, path, **kwargs))
 
     async def stats(self) -> dict[str, Any]:
-        report: dict[str, Any] = await self._ok("GET", "/api/v1/stats")
-        return report
+        """The service's statistics; BadAnswer if they are not of its kind's shape: a hub
+        and a node answer the same path, each with figures of its own."""
+        body = await self._ok("GET", "/api/v1/stats")
+        try:
+            return self._stats_shape(body)
+        except errors.BadAnswer as exc:
+            raise errors.BadAnswer(
+                f"{self.base_url}/api/v1/stats answered what is not {self.kind}'s statistics"
+                f" ({exc.message}): is that the address of another kind of service?"
+            ) from None
+
+    @staticmethod
+    def _stats_shape(body: object) -> dict[str, Any]:
+        if not isinstance(body, dict):
+            raise errors.BadAnswer(f"not a JSON object: {body!r:.80}")
+        return body
 
     async def health(self) -> dict[str, Any]:
         health: dict[str, Any] = await self._ok("GET", "/healthz")
@@ -191,6 +206,9 @@ Files = Mapping[str, FileSource] | Iterable[tuple[str, FileSource]]  # by name, 
 
 class AgencyClient(_Client):
     """An agency's software at its node: post documents and statuses, read the inbox."""
+
+    kind = "a node"
+    _stats_shape = staticmethod(wire.node_stats_from_json)
 
     async def send(
         self,
@@ -327,6 +345,8 @@ class HubClient(_Client):
     :class:`~edoc.errors.HubUnreachable`."""
 
     unreachable = errors.HubUnreachable
+    kind = "a hub"
+    _stats_shape = staticmethod(wire.hub_stats_from_json)
     _batches_from = 0.0  # time.monotonic() from which the hub is sent batches again
     # the other batches the hub said it was handling as it answered the last one, this
     # node's own among them (None: none answered yet, the last request failed, or a hub

@@ -299,3 +299,32 @@ class Registered:
     @classmethod
     def from_json(cls, body: object) -> Registered:
         return cls(version=_field(body, "version", int), registered=_field(body, "registered", int))
+
+
+# The statistics (``GET /api/v1/stats``) of a hub and of a node: one path, answered by
+# either with figures of its own; what their readers (edoc stats, the simulator, the
+# benchmark) index, checked, so that the one asked at the other's address is refused
+# instead of read as a report of zeros.
+HUB_STATS = {"totals": dict, "in_flight": int, "by_province": dict, "rejected_by_code": dict}
+NODE_STATS = {
+    "sent": int,
+    "received": int,
+    "by_agency": dict,
+    "by_partner_province": dict,
+    "status_breakdown": dict,
+}
+
+
+def hub_stats_from_json(body: object) -> dict[str, Any]:
+    return _shaped_as(body, HUB_STATS)
+
+
+def node_stats_from_json(body: object) -> dict[str, Any]:
+    return _shaped_as(body, NODE_STATS)
+
+
+def _shaped_as(body: object, fields: dict[str, type]) -> dict[str, Any]:
+    for name, kind in fields.items():
+        _field(body, name, kind)
+    assert isinstance(body, dict)  # _field refuses anything else
+    return body

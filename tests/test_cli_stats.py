@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import http.server
 import io
+import json
+import threading
+from collections.abc import Iterator
 from typing import Any
 
+import pytest
+from click.testing import CliRunner
 from rich.console import Console
 
+from edoc.cli import main
 from edoc.cli.stats import print_hub_stats, print_node_stats
 
 NODE_AT_START: dict[str, Any] = {  # a node that has sent nothing yet
@@ -91,3 +98,53 @@ def test_hub_stats_label_the_status_columns() -> None:
         assert header in text
     assert "in flight: 1" in text
     assert "EDOC-HUB-003" in text
+
+
+@pytest.fixture
+def answering() -> Iterator[dict[str, Any]]:
+    """A service at ``answering["url"]`` that answers its GETs with ``answering["report"]``."""
+    given: dict[str, Any] = {}
+
+    class Stats(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            body = json.dumps(given["report"]).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Stats)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    given["url"] = f"http://127.0.0.1:{server.server_address[1]}"
+    yield given
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.mark.parametrize(
+    ("option", "report", "other"),
+    [("--hub", NODE_AT_START, "a hub"), ("--node", HUB, "a node")],
+    ids=["a node asked as a hub", "a hub asked as a node"],
+)
+def test_stats_of_the_other_kind_of_service_are_refused_not_printed(
+    answering: dict[str, Any], option: str, report: dict[str, Any], other: str
+) -> None:
+    answering["report"] = report
+    result = CliRunner().invoke(main, ["stats", option, answering["url"]])
+    assert result.exit_code == 3 and result.stdout == ""  # no table of zeros
+    assert result.stderr.startswith("error EDOC-NET-002: ")
+    assert f"not {other}'s statistics" in result.stderr and answering["url"] in result.stderr
+
+
+@pytest.mark.parametrize(("option", "report"), [("--hub", HUB), ("--node", NODE_AT_START)])
+def test_stats_of_the_kind_asked_are_printed(
+    answering: dict[str, Any], option: str, report: dict[str, Any]
+) -> None:
+    answering["report"] = report
+    result = CliRunner().invoke(main, ["stats", option, answering["url"], "--json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout) == report

@@ -216,7 +216,9 @@ class StatsNode:
     async def stats(self, _: web.Request) -> web.Response:
         came = min(self.coming, int((time.monotonic() - self.started) / self.every))
         breakdown = {"05": self.coming - came, "06": self.already + came}
-        return web.json_response({"status_breakdown": breakdown})
+        counts = {"sent": self.already + self.coming, "received": 0}  # a node's whole shape
+        tables = {"by_agency": {}, "by_partner_province": {}, "status_breakdown": breakdown}
+        return web.json_response(counts | tables)
 
 
 async def _settle(node: StatsNode, expected: int, patience: float) -> tuple[int, float]:

@@ -37,15 +37,15 @@ def stats(hub_url: str | None, node_url: str | None, as_json: bool, keys_dir: Pa
 
 
 def _service(hub_url: str | None, node_url: str | None, keys_dir: Path) -> HubClient | AgencyClient:
-    """The client of the service asked about; a hub's certificate is checked against the
-    CA in ``keys_dir``."""
+    """The client of the service asked about; a certificate is checked against the CA in
+    ``keys_dir`` (the network's: a hub's, and so a hub's address given as a node's is
+    reached, and refused for the statistics it answers, not for its certificate)."""
+    url = node_url or hub_url
+    assert url is not None
+    context = tls.admin_context(existing_keys(keys_dir)) if url.startswith("https") else True
     if node_url is not None:
-        return AgencyClient(node_url)
-    assert hub_url is not None
-    https = hub_url.startswith("https")
-    return HubClient(
-        hub_url, ssl_context=tls.admin_context(existing_keys(keys_dir)) if https else True
-    )
+        return AgencyClient(node_url, ssl_context=context)
+    return HubClient(url, ssl_context=context)
 
 
 def count(value: object) -> str:
