@@ -97,3 +97,30 @@ def test_services_take_their_keys_from_the_network_dir(
     assert defaults() == [Path("data") / "keys"] * 2
     monkeypatch.setenv("EDOC_DATA_DIR", str(in_tmp / "net"))
     assert defaults() == [in_tmp / "net" / "keys"] * 2
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ("serve", "hub", "--data-dir", "service", "--port", "9"),
+        ("serve", "node", "--province", "H53", "--data-dir", "service", "--hub", "http://h:9"),
+        ("agency", "add", "000.00.07.H53", "--data-dir", "service"),
+    ],
+    ids=["serve hub", "serve node", "agency add"],
+)
+def test_a_service_without_keys_names_the_key_store_and_makes_nothing(
+    in_tmp: Path, monkeypatch: pytest.MonkeyPatch, command: tuple[str, ...]
+) -> None:
+    """It said `EDOC-IN-002: a file or folder (the system did not say which)`, and a node
+    had made its store first."""
+    monkeypatch.setenv("EDOC_HUB_TOKEN", "t")
+    given = _edoc(*command, "--keys-dir", in_tmp / "nokeys")
+    (line,) = given.stderr.splitlines()
+    assert line.startswith(f"error EDOC-KEY-001: no CA in {in_tmp / 'nokeys'}: "), line
+    assert "--keys-dir" in line and "EDOC_DATA_DIR" in line
+    monkeypatch.setenv("EDOC_DATA_DIR", str(in_tmp / "wrong"))  # a wrong network folder
+    by_default = _edoc(*command)
+    (line,) = by_default.stderr.splitlines()
+    assert f"no CA in {in_tmp / 'wrong' / 'keys'} ($EDOC_DATA_DIR/keys): " in line, line
+    assert given.exit_code == by_default.exit_code == 3  # as the keys commands' EDOC-KEY-001
+    assert sorted(in_tmp.iterdir()) == []  # no store, no service folder, no key folder

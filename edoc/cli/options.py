@@ -60,22 +60,40 @@ def uses_keys(command: F) -> F:
     return network_dir_option(_keys_dir_option(wrapper))  # type: ignore[return-value]
 
 
+def _service_keys(ctx: click.Context, _param: click.Parameter, keys_dir: Path) -> Path:
+    """``keys_dir`` if it holds a CA, else its error, before the command makes anything (a
+    node made its store, then failed on a missing file it could not name)."""
+    if ctx.resilient_parsing:  # shell completion: nothing runs
+        return keys_dir
+    origin = ""
+    if ctx.get_parameter_source("keys_dir") is click.core.ParameterSource.DEFAULT:
+        origin = f" (${DATA_DIR_ENV}/keys)" if os.environ.get(DATA_DIR_ENV) else " (the default)"
+    existing_keys(keys_dir, origin, f"give --keys-dir, or the network's folder as ${DATA_DIR_ENV}")
+    return keys_dir
+
+
 service_keys_dir_option = click.option(
     "--keys-dir",
     type=click.Path(path_type=Path, file_okay=False),
     default=lambda: Path(os.environ.get(DATA_DIR_ENV) or DEFAULT_DATA_DIR) / "keys",
+    callback=_service_keys,
     help="Where the CA, certificates and keys live."
     f"  [default: ${DATA_DIR_ENV}/keys, or {DEFAULT_DATA_DIR / 'keys'}]",
 )
 
 
-def existing_keys(keys_dir: Path) -> KeyStore:
-    """The key store in ``keys_dir``, or an error that says where it looked and what to do."""
+def existing_keys(
+    keys_dir: Path,
+    origin: str = "",
+    pointing: str = f"give the network's --data-dir (or ${DATA_DIR_ENV}) or --keys-dir",
+) -> KeyStore:
+    """The key store in ``keys_dir``, or an error that says where it looked (and, as
+    ``origin``, why there) and what to do (``pointing``: how the command is told where)."""
     keys = KeyStore(keys_dir)
     if not keys.exists():
         raise errors.KeyStoreMissing(
-            f"no CA in {keys_dir}: give the network's --data-dir (or ${DATA_DIR_ENV}) or"
-            f" --keys-dir; `edoc up --data-dir DIR` makes DIR/keys, `edoc keys init` a CA alone"
+            f"no CA in {keys_dir}{origin}: {pointing}; `edoc up --data-dir DIR` makes"
+            " DIR/keys, `edoc keys init` a CA alone"
         )
     return keys
 

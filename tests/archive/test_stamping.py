@@ -122,12 +122,14 @@ def test_the_retention_is_an_option_of_serve(
     kept: int | None,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
+    ca: Ca,
 ) -> None:
     app, required = SERVICES[service]
     started: list[HubConfig | NodeConfig] = []
     monkeypatch.setattr(app, "run", started.append)
     monkeypatch.setattr(logs, "configure", lambda: None)
     arguments = ["serve", service, "--data-dir", str(tmp_path / service), *required, *given]
+    arguments += ["--keys-dir", str(ca.keys.path)]  # a service starts only with its network's
     result = CliRunner().invoke(main, arguments)
     assert result.exit_code == 0, result.output
     (config,) = started
