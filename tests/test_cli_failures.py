@@ -15,6 +15,7 @@ from click.testing import CliRunner, Result
 from edoc import errors
 from edoc.cli import main
 from edoc.cli.failures import EXIT_FAULT, EXIT_REFUSED, EXIT_SYSTEM, EdocGroup
+from edoc.cli.options import ServiceUrl
 
 
 def _raising(exc: BaseException) -> EdocGroup:
@@ -96,3 +97,60 @@ def test_an_error_without_a_path_says_so() -> None:
 )
 def test_exit_codes(error: Exception, code: int) -> None:
     assert _run(_raising(error), "fails").exit_code == code
+
+
+def _every_command(group: click.Group, ctx: click.Context) -> list[click.Command]:
+    found: list[click.Command] = []
+    for name in group.list_commands(ctx):
+        command = group.get_command(ctx, name)
+        assert command is not None
+        found += [command]
+        if isinstance(command, click.Group):
+            found += _every_command(command, click.Context(command, parent=ctx))
+    return found
+
+
+def test_every_option_naming_a_service_takes_its_url_with_the_one_type() -> None:
+    """--hub, --node: a hub's or a node's address, checked in one place (not copies)."""
+    services = {
+        (command.name, param.name): param.type
+        for command in _every_command(main, click.Context(main))
+        for param in command.params
+        if param.name in ("hub_url", "node_url")
+    }
+    assert set(services) == {  # stats --hub and --node, send --node, serve node --hub
+        ("stats", "hub_url"),
+        ("stats", "node_url"),
+        ("send", "node_url"),
+        ("node", "hub_url"),
+    }
+    assert all(isinstance(kind, ServiceUrl) for kind in services.values()), services
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ("send", "--node", "127.0.0.1:8701", "--token", "t", "m.json"),
+        ("stats", "--hub", "127.0.0.1:8700"),
+        ("stats", "--node", "localhost"),
+        ("serve", "node", "--province", "H53", "--data-dir", "n", "--hub", "127.0.0.1:8700"),
+        ("serve", "node", "--province", "H53", "--data-dir", "n", "--hub", "ftp://127.0.0.1"),
+    ],
+    ids=["send", "stats --hub", "stats --node", "serve node --hub", "another scheme"],
+)
+def test_a_service_url_without_http_or_https_is_a_usage_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, command: tuple[str, ...]
+) -> None:
+    """`send` said EDOC-NET-001 (exit 3), as if the node were down; `serve node` started
+    and retried such a hub for ever."""
+    from edoc.node import app as node_app
+
+    started: list[object] = []
+    monkeypatch.setattr(node_app, "run", started.append)  # a node that would run for ever
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("EDOC_HUB_TOKEN", "t")
+    (tmp_path / "m.json").write_text("{}")
+    result = CliRunner().invoke(main, list(command))
+    assert result.exit_code == 2, result.output
+    assert "needs http:// or https://" in result.stderr
+    assert started == [] and not (tmp_path / "n").exists()

@@ -14,7 +14,7 @@ from typing import Any
 import click
 
 from edoc import atomic, envelope, errors, metadata, signing
-from edoc.cli.options import existing_keys, json_option, uses_keys
+from edoc.cli.options import SERVICE_URL, existing_keys, json_option, uses_keys
 from edoc.client import AgencyClient
 from edoc.keyindex import SigningIdentity, utcnow
 from edoc.keystore import KeyStore
@@ -176,7 +176,14 @@ def verify(package: Path, as_json: bool, keys_dir: Path) -> None:
 
 
 @click.command()
-@click.option("--node", "node_url", required=True, metavar="URL", help="The node's base URL.")
+@click.option(
+    "--node",
+    "node_url",
+    type=SERVICE_URL,
+    required=True,
+    metavar="URL",
+    help="The node's base URL.",
+)
 @click.option("--token", required=True, help="The agency's bearer token.")
 @click.argument("metadata_file", metavar="METADATA.json", type=click.Path(path_type=Path))
 @click.argument("files", nargs=-1, type=click.Path(path_type=Path))

@@ -13,6 +13,7 @@ from __future__ import annotations
 import functools
 import os
 import sys
+import urllib.parse
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -47,6 +48,34 @@ _keys_dir_option = click.option(
 )
 
 json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+
+
+class ServiceUrl(click.types.StringParamType):  # a string (click>=8.1: no generic ParamType)
+    """A hub's or a node's base URL: http:// or https://, a host, perhaps a port. Without
+    its scheme (``127.0.0.1:8701``) aiohttp reads the host as the scheme: `send` failed as
+    if the node were unreachable, and a node given such a --hub retried it for ever; a
+    usage error, said at once, is what the mistake is."""
+
+    name = "url"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> str:
+        text = super().convert(value, param, ctx)
+        try:
+            parts = urllib.parse.urlsplit(text)
+            parts.port  # noqa: B018 - raises ValueError for a port out of range or not a number
+        except ValueError as exc:
+            self.fail(f"{text!r} is not a URL: {exc}", param, ctx)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            self.fail(
+                f"{text!r} is not a service's URL: it needs http:// or https:// and a host,"
+                " e.g. http://127.0.0.1:8701",
+                param,
+                ctx,
+            )
+        return text
+
+
+SERVICE_URL = ServiceUrl()  # the type of every option that names a hub or a node
 
 
 def uses_keys(command: F) -> F:

@@ -11,7 +11,7 @@ from pathlib import Path
 import click
 
 from edoc import errors, logs
-from edoc.cli.options import service_keys_dir_option
+from edoc.cli.options import SERVICE_URL, service_keys_dir_option
 from edoc.dashboard.auth import VARIABLE as OPERATOR_VARIABLE
 from edoc.hub.state import HUB_ORG_ID, HubConfig
 from edoc.keystore import KeyStore
@@ -173,7 +173,9 @@ def hub_add_node(
 @data_dir_option
 @store_option
 @service_keys_dir_option
-@click.option("--hub", "hub_url", required=True, metavar="URL", help="The hub's base URL.")
+@click.option(
+    "--hub", "hub_url", type=SERVICE_URL, required=True, metavar="URL", help="The hub's base URL."
+)
 @click.option(
     "--hub-token",
     required=True,

@@ -13,14 +13,14 @@ from rich.console import Console
 from rich.table import Table
 
 from edoc import tls
-from edoc.cli.options import console, existing_keys, json_option, uses_keys
+from edoc.cli.options import SERVICE_URL, console, existing_keys, json_option, uses_keys
 from edoc.client import AgencyClient, HubClient
 from edoc.model import recipient_state
 
 
 @click.command()
-@click.option("--hub", "hub_url", metavar="URL", help="A hub's base URL.")
-@click.option("--node", "node_url", metavar="URL", help="A node's base URL.")
+@click.option("--hub", "hub_url", type=SERVICE_URL, metavar="URL", help="A hub's base URL.")
+@click.option("--node", "node_url", type=SERVICE_URL, metavar="URL", help="A node's base URL.")
 @json_option
 @uses_keys
 def stats(hub_url: str | None, node_url: str | None, as_json: bool, keys_dir: Path) -> None:
