@@ -67,6 +67,25 @@ def _no_connection(exc: Exception) -> bool:
     return isinstance(exc, aiohttp.ClientError) or "is used by transport" in str(exc)
 
 
+def _failure(exc: Exception) -> str:
+    """Why a connection failed, naming the host and port it was to: aiohttp's own text of
+    a failed connect carries its TLS context's repr (``ssl:<ssl.SSLContext object at
+    0x7f…>``), which told an operator nothing, in the CLI's errors and in the
+    ``last_error`` an agency reads on its document."""
+    if isinstance(exc, aiohttp.ClientConnectorCertificateError):
+        why = _reason(exc.certificate_error)
+        return f"{exc.host}:{exc.port} presented a certificate not trusted here ({why})"
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        return f"cannot connect to {exc.host}:{exc.port} ({_reason(exc.os_error)})"
+    return str(exc) or type(exc).__name__
+
+
+def _reason(exc: BaseException) -> str:
+    """An OS or TLS error's own words (a certificate's: what verifying it found)."""
+    said = getattr(exc, "verify_message", None) or getattr(exc, "strerror", None)
+    return str(said or exc or type(exc).__name__)
+
+
 HELD_MARGIN = 30.0  # seconds a held answer may take beyond its wait (a busy service)
 
 
@@ -169,7 +188,7 @@ class _Client:
         except (aiohttp.ClientError, RuntimeError) as exc:
             if not _no_connection(exc):
                 raise
-            raise self.unreachable(f"cannot reach {self.base_url}: {exc}") from None
+            raise self.unreachable(f"cannot reach {self.base_url}: {_failure(exc)}") from None
 
     def _checked(self, answer: Answer) -> Any:
         return answer.ok()

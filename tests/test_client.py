@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import ssl
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any, cast
 
 import aiohttp
@@ -10,8 +12,10 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-from edoc import errors, wire
+from edoc import errors, tls, wire
 from edoc.client import AgencyClient, HubBusy, HubClient, error_of
+from edoc.hub.state import HUB_ORG_ID
+from tests.support.pki import Ca
 
 NOTICE = wire.DeliveryNotice(
     id=7,
@@ -117,6 +121,35 @@ async def test_no_connection_is_the_clients_unreachable_error() -> None:
         await HubClient(url).collect(wait=0)
     with pytest.raises(errors.Unreachable):
         await AgencyClient(url).inbox()
+
+
+async def test_a_failed_connect_names_its_host_and_port_not_the_tls_context() -> None:
+    """It said `Cannot connect to host 127.0.0.1:N ssl:<ssl.SSLContext object at 0x7f…>`:
+    in the CLI's errors, and in the last_error an agency reads on its document."""
+    async with TestServer(web.Application()) as gone:
+        port = gone.port
+    client = HubClient(f"https://127.0.0.1:{port}", ssl_context=ssl.create_default_context())
+    with pytest.raises(errors.HubUnreachable) as failed:
+        await client.collect()
+    message = failed.value.message
+    assert message.startswith(f"cannot reach {client.base_url}: cannot connect to 127.0.0.1:{port}")
+    assert "SSLContext" not in message and " at 0x" not in message and "ssl:" not in message
+
+
+async def test_a_certificate_not_trusted_is_said_so_naming_host_and_port(tmp_path: Path) -> None:
+    ca = Ca.create(tmp_path / "keys")
+    ca.keys.issue(HUB_ORG_ID, tls_hosts=("127.0.0.1",))
+    hub = TestServer(web.Application(), host="127.0.0.1")
+    await hub.start_server(ssl=tls.server_context(ca.keys, HUB_ORG_ID))
+    address = f"127.0.0.1:{hub.port}"
+    try:  # the system's trust, not the network's CA
+        with pytest.raises(errors.Unreachable) as failed:
+            await AgencyClient(f"https://{address}").stats()
+    finally:
+        await hub.close()
+    message = failed.value.message
+    assert f": {address} presented a certificate not trusted here (" in message
+    assert "ssl:" not in message and "args" not in message
 
 
 async def test_uvloops_taken_descriptor_is_a_failed_connection() -> None:
