@@ -466,6 +466,7 @@ async def test_a_second_node_on_a_data_folder_in_use_is_refused_before_it_touche
 def test_a_node_is_not_started_on_a_store_that_is_not_there(tmp_path: Path, mistake: str) -> None:
     """A mistyped path made an empty store (and its folders) and a node that served nobody;
     a node's store is made by `edoc agency add`."""
+    KeyStore(tmp_path / "keys").init()
     typo = tmp_path / "nodes" / "H35"
     where = ["--data-dir", str(typo)]
     if mistake == "--store":
