@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from click.testing import CliRunner, Result
 
-from edoc import launcher, network
+from edoc import folderlock, launcher, network
 from edoc.cli import main
 
 
@@ -64,3 +64,17 @@ def test_other_provinces_for_a_planned_network_are_refused(
     same = _up(tmp_path, "--provinces", "H34,H53")  # the same provinces, in any order
     assert same.exit_code == 0, same.output
     assert started[-1] == started[0]
+
+
+def test_a_network_running_in_the_folder_is_left_as_it_is(
+    tmp_path: Path, started: list[dict[str, Any]]
+) -> None:
+    """A second `edoc up --base-port` on a running network rewrote its network.json to
+    ports nothing listened on, and started a second hub on the same store."""
+    assert _up(tmp_path, "--provinces", "H53,H34").exit_code == 0
+    before = (tmp_path / "network.json").read_bytes()
+    with folderlock.held(tmp_path, "network (edoc up)"):  # as the first one holds it
+        refused = _up(tmp_path, "--base-port", "8730")
+    assert refused.exit_code == 4, refused.output
+    assert refused.stderr.startswith(f"error EDOC-SYS-004: {tmp_path} is in use by another")
+    assert len(started) == 1 and (tmp_path / "network.json").read_bytes() == before

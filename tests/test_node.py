@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestServer
 from click.testing import CliRunner
+from structlog.testing import capture_logs
 
 from edoc import errors, network
 from edoc.cli import main
@@ -434,11 +435,13 @@ async def test_a_node_whose_store_serves_no_agency_leaves_the_book_as_it_is(
     """A registration replaces the node's agencies in the book: one of none, from a node
     started on a new store (a mistaken --store), would take every agency of its province
     out of the book, and other provinces' nodes would refuse documents to them."""
-    async with (
-        node_support.door(tmp_path, serving=False) as empty,
-        empty.node(with_book=False) as node,
-    ):
-        await _registered(node)  # nothing to tell the hub
+    with capture_logs() as logs:
+        async with (
+            node_support.door(tmp_path, serving=False) as empty,
+            empty.node(with_book=False) as node,
+        ):
+            await node.until(lambda: any("no agency" in line["event"] for line in logs))
+            assert (await node.request("GET", "/healthz"))[1]["registered"] is False
     assert empty.hub.registrations == []
 
 

@@ -72,7 +72,7 @@ class ServiceUrl(click.types.StringParamType):  # a string (click>=8.1: no gener
                 param,
                 ctx,
             )
-        return text
+        return parts.geturl()  # (the scheme in lowercase: HTTPS:// is https://)
 
 
 SERVICE_URL = ServiceUrl()  # the type of every option that names a hub or a node

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from edoc import launcher, network
+from edoc import folderlock, launcher, network
 from edoc.cli.options import network_dir_option
 
 DEFAULT_BASE_PORT = 8700
@@ -55,7 +55,12 @@ def up(
     # a network started again comes up as planned, unless told otherwise
     given = hubs is not None or store_url is not None
     hub_plan = network.HubPlan(hubs or 1, store_url) if given else None
-    net = _plan(data_dir, codes, base_port, tls=not insecure_http, hubs=hub_plan)
+    with folderlock.held(data_dir, "network (edoc up)"):  # before network.json changes
+        _run(_plan(data_dir, codes, base_port, tls=not insecure_http, hubs=hub_plan))
+
+
+def _run(net: network.Network) -> None:
+    """Start ``net`` and serve until SIGINT or SIGTERM, saying where everything is."""
 
     def announce() -> None:
         hub = net.spec["hub"]

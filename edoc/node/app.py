@@ -369,8 +369,8 @@ async def _register_with_hub(state: NodeState) -> None:
         if not agencies:
             # A registration replaces the node's agencies in the book: one of none, from
             # a new store (a mistaken --store?), would take its province's out of it.
+            # (and "registered" stays false in the health: the node serves nobody)
             log.warning("no agency in the store: the hub's address book is left as it is")
-            state.registered = True  # (nothing to tell the hub)
             return
         try:
             await state.hub.register(agencies)
@@ -418,7 +418,7 @@ def create_app(config: NodeConfig) -> web.Application:
         # the end (a worker that died): the store's thread is no daemon and would keep the
         # process alive, a node that printed its error and never exited.
         async with contextlib.AsyncExitStack() as opened:
-            opened.enter_context(folderlock.held(config.data_dir))  # before touching it
+            opened.enter_context(folderlock.held(config.data_dir, "node"))  # before all
             for folder in ("outgoing", "inbox", "incoming"):
                 (config.data_dir / folder).mkdir(parents=True, exist_ok=True)
             store = await open_node_store(config.store)
