@@ -136,6 +136,8 @@ def overview_of(state_key: web.AppKey[NodeState]) -> dashboard.Overview:
                 "backlog_local": backlog.get(Route.LOCAL, 0),
             },
             "hub_unreachable": state.hub_unreachable,
+            # the hub refuses the node's token or certificate: its documents wait for that
+            "hub_refuses_node": state.hub_refused_node,
             "agencies": _agencies(report, agencies),
             "partners": _partners(report, names),
             "status_breakdown": report["status_breakdown"],

@@ -123,3 +123,25 @@ async def test_an_unknown_route_is_refused(tmp_path: Path) -> None:
                 "POST", "/dashboard/api/retry", data={"route": "moon"}, headers=AS_OPERATOR
             )
     assert (status, body["error"]["code"]) == (400, "EDOC-ENV-002")
+
+
+async def test_the_hub_refusing_the_nodes_credentials_shows_and_fails_nothing(
+    tmp_path: Path,
+) -> None:
+    """The node's hub token refused (401): every document waits, none is failed; the
+    operator must see why on the dashboard, not only in the log."""
+    async with node_support.door(tmp_path) as door:
+        door.config = dataclasses.replace(door.config, operator_token=OPERATOR)
+        door.hub.book = door.hub.signed_book(KON_TUM)
+        refusal = {"code": "EDOC-AUTH-001", "message": "unknown node token"}
+        door.hub.package_answer = (401, {"error": refusal})
+        async with door.node() as node:
+            assert (await overview(node))["hub_refuses_node"] is False
+            await node.send(metadata(SENDER, [KON_TUM]))
+
+            async def refused() -> bool:
+                return bool((await overview(node))["hub_refuses_node"])
+
+            await eventually(refused, timeout=10)
+            (row,) = (await overview(node))["troubled"]
+            assert row["state"] == "pending" and "EDOC-AUTH-001" in row["last_error"]

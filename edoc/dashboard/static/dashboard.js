@@ -130,6 +130,7 @@
 
   function drawNode(data) {
     document.getElementById("hub-state").hidden = !data.hub_unreachable;
+    document.getElementById("hub-refusal").hidden = !data.hub_refuses_node;
     fill("troubled", data.troubled, (r) => [cell(r.document_id), cell(r.sender), cell(r.subject),
       cell(r.route), cell(r.state), cell(r.attempts, "n"), cell(r.last_error), reopenCell(r)],
       (r) => (r.state === "failed" ? "danger" : "warning"));
