@@ -387,10 +387,11 @@ async def _own_agencies(state: NodeState) -> list[dict[str, str]]:
     hub refuses a registration naming one of another (the store has it from before
     `edoc agency add` refused that), which would keep all of them out of the book."""
     agencies = await state.store.agencies()
-    others = [a.org_id for a in agencies if root_of(a.org_id).root_code != state.config.province]
-    if others:
+    own = [a for a in agencies if root_of(a.org_id).root_code == state.config.province]
+    if len(own) < len(agencies):
+        others = [a.org_id for a in agencies if a not in own]
         log.error("agencies of another province are not registered", agencies=others)
-    return [{"org_id": a.org_id, "name": a.name} for a in agencies if a.org_id not in others]
+    return [{"org_id": a.org_id, "name": a.name} for a in own]
 
 
 async def _stamp_batches(state: NodeState) -> None:

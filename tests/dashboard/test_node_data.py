@@ -50,23 +50,33 @@ class Refused:
 
 
 @contextlib.asynccontextmanager
-async def refused_transfer(tmp_path: Path) -> AsyncIterator[Refused]:
-    """A node before a hub that refuses (422) the document it is sent, once it failed."""
+async def refusing_hub(
+    tmp_path: Path, status: int, code: str, message: str
+) -> AsyncIterator[tuple[node_support.Door, Node]]:
+    """A node, its dashboard open to the operator, before a hub that answers every
+    package ``status`` with ``code``."""
     async with node_support.door(tmp_path) as door:
         door.config = dataclasses.replace(door.config, operator_token=OPERATOR)
         door.hub.book = door.hub.signed_book(KON_TUM)
-        refusal = {"code": "EDOC-HUB-001", "message": "not in the address book"}
-        door.hub.package_answer = (422, {"error": refusal})
+        door.hub.package_answer = (status, {"error": {"code": code, "message": message}})
         async with door.node() as node:
-            status, sent, _ = await node.send(metadata(SENDER, [KON_TUM]))
-            assert status == 202, sent
+            yield door, node
 
-            async def failed() -> list[dict[str, Any]]:
-                rows: list[dict[str, Any]] = (await overview(node))["troubled"]
-                return [r for r in rows if r["state"] == "failed"]
 
-            (row,) = await eventually(failed, timeout=10)
-            yield Refused(door, node, sent, row)
+@contextlib.asynccontextmanager
+async def refused_transfer(tmp_path: Path) -> AsyncIterator[Refused]:
+    """A node before a hub that refuses (422) the document it is sent, once it failed."""
+    refusing = refusing_hub(tmp_path, 422, "EDOC-HUB-001", "not in the address book")
+    async with refusing as (door, node):
+        status, sent, _ = await node.send(metadata(SENDER, [KON_TUM]))
+        assert status == 202, sent
+
+        async def failed() -> list[dict[str, Any]]:
+            rows: list[dict[str, Any]] = (await overview(node))["troubled"]
+            return [r for r in rows if r["state"] == "failed"]
+
+        (row,) = await eventually(failed, timeout=10)
+        yield Refused(door, node, sent, row)
 
 
 async def test_a_refused_transfer_shows_with_the_hubs_reason(tmp_path: Path) -> None:
@@ -130,18 +140,13 @@ async def test_the_hub_refusing_the_nodes_credentials_shows_and_fails_nothing(
 ) -> None:
     """The node's hub token refused (401): every document waits, none is failed; the
     operator must see why on the dashboard, not only in the log."""
-    async with node_support.door(tmp_path) as door:
-        door.config = dataclasses.replace(door.config, operator_token=OPERATOR)
-        door.hub.book = door.hub.signed_book(KON_TUM)
-        refusal = {"code": "EDOC-AUTH-001", "message": "unknown node token"}
-        door.hub.package_answer = (401, {"error": refusal})
-        async with door.node() as node:
-            assert (await overview(node))["hub_refuses_node"] is False
-            await node.send(metadata(SENDER, [KON_TUM]))
+    async with refusing_hub(tmp_path, 401, "EDOC-AUTH-001", "unknown node token") as (_, node):
+        assert (await overview(node))["hub_refuses_node"] is False
+        await node.send(metadata(SENDER, [KON_TUM]))
 
-            async def refused() -> bool:
-                return bool((await overview(node))["hub_refuses_node"])
+        async def refused() -> bool:
+            return bool((await overview(node))["hub_refuses_node"])
 
-            await eventually(refused, timeout=10)
-            (row,) = (await overview(node))["troubled"]
-            assert row["state"] == "pending" and "EDOC-AUTH-001" in row["last_error"]
+        await eventually(refused, timeout=10)
+        (row,) = (await overview(node))["troubled"]
+        assert row["state"] == "pending" and "EDOC-AUTH-001" in row["last_error"]
