@@ -32,7 +32,11 @@ from edoc.keystore import KeyStore
 from edoc.model import MessageKind
 from edoc.store import SQLITE
 
-_AFTER = "SELECT id, body, path FROM packages WHERE id > {after} ORDER BY id LIMIT {limit}"
+# (a package whose bytes retention dropped has nothing left to stamp)
+_AFTER = (
+    "SELECT id, body, path FROM packages WHERE id > {after}"
+    " AND (body IS NOT NULL OR path <> '') ORDER BY id LIMIT {limit}"
+)
 _ABOUT = (
     "SELECT kind, status_code, accepted_at, body, path FROM packages"
     " WHERE about = {document} ORDER BY id"
@@ -124,6 +128,11 @@ async def hub_evidence(
     rows = await packages.about(document_id)
     if not any(r.kind == MessageKind.DOCUMENT for r in rows):
         raise errors.NothingToArchive(f"the hub accepted no document {document_id}")
+    if any(r.ref.body is None and not r.ref.path for r in rows):
+        raise errors.NothingToArchive(
+            f"the hub no longer keeps the packages of {document_id} (serve hub"
+            " --package-days); the nodes' archives keep them"
+        )
     messages = []
     for row in sorted(rows, key=lambda r: r.kind != MessageKind.DOCUMENT):  # stable: by id
         kept = package_bytes(row.ref)

@@ -100,6 +100,14 @@ evidence_days_option = click.option(
     help="Packages up to this size come inside the collect answer; larger ones are fetched.",
 )
 @evidence_days_option
+@click.option(
+    "--package-days",
+    type=click.IntRange(1, 36500),
+    default=None,
+    help="Keep the bytes of a package every recipient acknowledged this many days after"
+    " the hub accepted it, then remove them (its row stays: resends and statistics are"
+    " as before); the nodes' archives keep the packages.  [default: keep them all]",
+)
 @click.option("--insecure-http", is_flag=True, help="Plain HTTP instead of mutual TLS (tests).")
 @operator_option
 def serve_hub(
@@ -114,6 +122,7 @@ def serve_hub(
     max_package_mb: int,
     inline_kb: int,
     evidence_days: int | None,
+    package_days: int | None,
     insecure_http: bool,
     operator_token: str | None,
 ) -> None:
@@ -133,6 +142,7 @@ def serve_hub(
         max_package_bytes=max_package_mb * 1024 * 1024,
         inline_bytes=inline_kb * 1024,
         evidence_days=evidence_days,
+        package_days=package_days,
         store_url=store_url,
         operator_token=operator_token,
     )

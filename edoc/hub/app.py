@@ -38,7 +38,7 @@ from edoc.archive.batches import evidence_folder
 from edoc.archive.hub import open_hub_packages
 from edoc.archive.stamping import Stamping, stamp_forever
 from edoc.dashboard import hub as hub_dashboard
-from edoc.hub import directory, intake, queues, stats
+from edoc.hub import directory, intake, queues, retention, stats
 from edoc.hub.state import HubConfig, HubState
 from edoc.keystore import KeyStore
 from edoc.offload import SMALL_BYTES, Offload
@@ -320,8 +320,13 @@ def create_app(config: HubConfig) -> web.Application:
             await store.watch(functools.partial(_woken, state))
             app[STATE] = state
             stamps = asyncio.create_task(_stamp_batches(state), name="batch stamps")
+            dropping = None
+            if config.package_days is not None:
+                dropping = asyncio.create_task(
+                    retention.drop_forever(state, config.package_days), name="package retention"
+                )
             yield
-            await tasks.stop(stamps)
+            await tasks.stop(stamps, dropping)
 
     app.cleanup_ctx.append(resources)
     app.on_shutdown.append(_stop_waiting)

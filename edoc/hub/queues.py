@@ -152,6 +152,8 @@ async def package(state: HubState, node: str, delivery_id: int) -> bytes | Path:
     delivery = _owned(node, delivery_id, await state.store.delivery(delivery_id))
     if delivery.body is not None:
         return delivery.body
+    if not delivery.path:  # acknowledged long ago (edoc.hub.retention)
+        raise errors.NotFound(f"the package of delivery {delivery_id} is no longer kept")
     path = Path(delivery.path)
     try:
         if delivery.size > SMALL_PACKAGE:

@@ -48,6 +48,8 @@ class HubConfig:
     # computed again (edoc.recent.Recent): their windows hold a week and a day
     flow_every: float = 10.0
     evidence_days: int | None = None  # how long batches are kept; None: all
+    # how long the bytes of packages every recipient acknowledged are kept; None: all
+    package_days: int | None = None
     store_url: str | None = None  # where the hub keeps its data; None: data_dir/hub.sqlite
     # the operator's dashboard credential (edoc.dashboard.auth); None: no dashboard
     operator_token: str | None = field(default=None, repr=False)

@@ -361,6 +361,14 @@ class HubStore(Protocol):
 
     async def node_for_token(self, token_sha256: str) -> str | None: ...
 
+    # retention
+    async def drop_delivered_bytes(self, before: dt.datetime, limit: int) -> list[str]:
+        """Drop the bytes of up to ``limit`` packages accepted before ``before`` whose
+        every delivery was acknowledged, oldest first; the paths of those kept as files
+        ("" for bytes kept in the row), to remove once this change is committed. The
+        rows stay: a resend is answered as before, the statistics count them."""
+        ...
+
     # other processes on the same store
     async def watch(self, wake: Callable[[str], None]) -> None:
         """Call ``wake(node)`` when another process sharing the store adds a delivery for

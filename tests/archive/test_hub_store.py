@@ -14,7 +14,7 @@ from edoc import errors
 from edoc.archive.hub import open_hub_packages
 from edoc.archive.stored import Mark, PackageRef, package_bytes
 from edoc.store import open_hub_store, sqlite_url
-from edoc.store.hub import Addressee, NewPackage, Tally
+from edoc.store.hub import Addressee, NewPackage, Receipt, Tally
 from tests.store import postgres
 
 NOW = dt.datetime(2026, 12, 1, 2, 0, tzinfo=dt.UTC)
@@ -96,3 +96,29 @@ async def test_no_hub_store_is_said(tmp_path: Path) -> None:
         await open_hub_packages(sqlite_url(tmp_path / "hub.sqlite"))
     with pytest.raises(errors.UnknownStore):
         await open_hub_packages("mysql://somewhere")
+
+
+async def test_a_package_whose_bytes_were_dropped_is_not_stamped(store_url: str) -> None:
+    store = await open_hub_store(store_url)
+    try:
+        if not store_url.startswith("sqlite"):
+            await postgres.empty(store_url)
+        tally = Tally(NOW.date(), DOCUMENT.sender, "sent", "")
+        await store.accept(DOCUMENT, NOW, tally)
+        await store.accept(replace(DOCUMENT, about="D2", digest="2"), NOW, tally)
+        leased = await store.lease("H34", NOW, dt.timedelta(seconds=60), 1, 0)
+        received = Tally(NOW.date(), "000.00.00.H34", "received", "")
+        await store.acknowledge_checked(
+            [leased[0].id], NOW, lambda found: [Receipt(d.id, received) for d in found]
+        )
+        assert await store.drop_delivered_bytes(NOW + dt.timedelta(days=1), 10) == [""]
+    finally:
+        await store.close()
+    packages = await open_hub_packages(store_url)
+    try:
+        refs, mark = await packages.kept_after(Mark(0, 0), 100)
+        assert ([package_bytes(r) for r in refs], mark) == ([DOCUMENT.body], Mark(2, 0))
+        (row,) = await packages.about("D1")
+        assert row.ref == PackageRef(None, "")
+    finally:
+        await packages.close()

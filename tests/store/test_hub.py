@@ -350,3 +350,45 @@ async def test_a_new_node_is_let_in_but_a_connected_one_keeps_its_token(
     assert not await hub_store.add_new_node("H53", "b" * 64)
     assert await hub_store.node_for_token("a" * 64) == "H53"
     assert await hub_store.node_for_token("b" * 64) is None
+
+
+async def test_retention_drops_the_bytes_of_old_delivered_packages_only(
+    hub_store: HubStore,
+) -> None:
+    old = NOW - dt.timedelta(days=10)
+    delivered = replace(SMALL, about="delivered", digest="d")
+    as_file = replace(SMALL, about="file", digest="f", path="/packages/f.edxml", body=None)
+    waiting = replace(SMALL, about="waiting", digest="w")
+    for package in (delivered, as_file, waiting):
+        await hub_store.accept(package, old, SENT)
+    await hub_store.accept(replace(SMALL, about="recent", digest="r"), NOW, SENT)
+    leased = await hub_store.lease("H34", NOW, LEASE, 10, 0)
+    acknowledged = [d for d in leased if d.about != "waiting"]
+    receipts = [Receipt(d.id, Tally(DAY, d.recipient, "received", "")) for d in acknowledged]
+    await oracles.acknowledge(hub_store, receipts, NOW)
+
+    before = NOW - dt.timedelta(days=1)
+    assert sorted(await hub_store.drop_delivered_bytes(before, 10)) == ["", "/packages/f.edxml"]
+    assert await hub_store.drop_delivered_bytes(before, 10) == []  # dropped once
+
+    kept = {d.about: await hub_store.delivery(d.id) for d in leased}
+    assert kept["delivered"] is not None and (kept["delivered"].body, kept["delivered"].path) == (
+        None,
+        "",
+    )
+    assert kept["waiting"] is not None and kept["waiting"].body == waiting.body
+    assert kept["recent"] is not None and kept["recent"].body == SMALL.body
+    # the row stays: a resend of it is still found, with its first answer
+    found = await hub_store.find_package(delivered.key)
+    assert found is not None and found.digest == "d"
+
+
+async def test_retention_drops_at_most_the_limit_oldest_first(hub_store: HubStore) -> None:
+    for age in (3, 5, 4):
+        package = replace(SMALL, about=f"a{age}", digest=str(age), path=f"/p/{age}", body=None)
+        await hub_store.accept(package, NOW - dt.timedelta(days=age), SENT)
+    leased = await hub_store.lease("H34", NOW, LEASE, 10, 0)
+    receipts = [Receipt(d.id, Tally(DAY, d.recipient, "received", "")) for d in leased]
+    await oracles.acknowledge(hub_store, receipts, NOW)
+    assert await hub_store.drop_delivered_bytes(NOW, 2) == ["/p/5", "/p/4"]
+    assert await hub_store.drop_delivered_bytes(NOW, 2) == ["/p/3"]

@@ -116,6 +116,26 @@ CREATE UNIQUE INDEX packages_chain ON packages (sender, about, answers, follows)
     WHERE kind = 'status';
 """
 
+# version 6: the packages whose bytes the hub still holds, by age: retention walks these
+# alone (edoc.hub.retention), not every package it ever accepted
+HELD = """
+CREATE INDEX packages_held ON packages (accepted_at) WHERE body IS NOT NULL OR path <> '';
+"""
+# locked rows are another instance's pass: it drops those
+_DROP_DELIVERED_BYTES = """
+WITH gone AS (
+    SELECT p.id, p.path FROM packages p
+    WHERE p.accepted_at < $1 AND (p.body IS NOT NULL OR p.path <> '')
+        AND NOT EXISTS (
+            SELECT 1 FROM deliveries d WHERE d.package_id = p.id AND d.delivered_at IS NULL
+        )
+    ORDER BY p.accepted_at LIMIT $2
+    FOR UPDATE SKIP LOCKED
+)
+UPDATE packages p SET body = NULL, path = '' FROM gone WHERE p.id = gone.id
+RETURNING gone.path
+"""
+
 # $1 is the largest package whose body comes along: an acknowledgement of 1,000
 # deliveries, or a lease of packages too large to go inline, needs none
 _DELIVERY_COLUMNS = """
@@ -237,7 +257,7 @@ _SUMS = sums_sql("$1", "$2")
 
 class PostgresHubStore(HubIntake):
     component = "hub"
-    migrations = (FIRST, NOTIFY, WINDOWS, CHAIN, LEASE_ONE_AT_A_TIME)
+    migrations = (FIRST, NOTIFY, WINDOWS, CHAIN, LEASE_ONE_AT_A_TIME, HELD)
 
     def __init__(self, url: str) -> None:
         super().__init__(url)
@@ -362,6 +382,9 @@ class PostgresHubStore(HubIntake):
         found = {d.id: d for d in await self._deliveries(delivery_ids, bodies_up_to=0)}
         first = await self._acknowledge(receipts(list(found.values())), now)
         return [found[delivery_id] for delivery_id in first]
+
+    async def drop_delivered_bytes(self, before: dt.datetime, limit: int) -> list[str]:
+        return [row[0] for row in await self._rows(_DROP_DELIVERED_BYTES, before, limit)]
 
     # --- statistics ------------------------------------------------------------------------
     async def count(self, tally: Tally) -> None:

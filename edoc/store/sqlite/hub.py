@@ -100,6 +100,21 @@ CREATE UNIQUE INDEX IF NOT EXISTS packages_chain
     ON packages (sender, about, answers, follows) WHERE kind = 'status';
 """
 
+# the packages whose bytes the hub still holds, by age: retention walks these alone
+# (edoc.hub.retention), not every package it ever accepted
+HELD = """
+CREATE INDEX IF NOT EXISTS packages_held ON packages (accepted_at)
+    WHERE body IS NOT NULL OR path != '';
+"""
+_HELD_AND_DELIVERED = """
+SELECT p.id, p.path FROM packages p
+WHERE p.accepted_at < ? AND (p.body IS NOT NULL OR p.path != '')
+    AND NOT EXISTS (
+        SELECT 1 FROM deliveries d WHERE d.package_id = p.id AND d.delivered_at IS NULL
+    )
+ORDER BY p.accepted_at LIMIT ?
+"""
+
 # the first parameter is the largest package whose body comes along: an acknowledgement
 # of 1,000 deliveries, or a lease of packages too large to go inline, needs none
 _DELIVERY_SELECT = """
@@ -237,7 +252,7 @@ class SqliteHubStore(HubViews):
         ("packages", "follows", "INTEGER"),
         ("deliveries", "leased_by", "TEXT"),
     )
-    added_scripts = (CHAIN,)
+    added_scripts = (CHAIN, HELD)
 
     # --- packages -----------------------------------------------------------------------
     async def find_package(self, key: PackageKey) -> PackageRecord | None:
@@ -312,6 +327,15 @@ class SqliteHubStore(HubViews):
             return [found[delivery_id] for delivery_id in first]
 
         return await self._change(acknowledge)
+
+    async def drop_delivered_bytes(self, before: dt.datetime, limit: int) -> list[str]:
+        def drop(db: sqlite3.Connection) -> list[str]:
+            found = db.execute(_HELD_AND_DELIVERED, (to_ms(before), limit)).fetchall()
+            gone = [(package_id,) for package_id, _ in found]
+            db.executemany("UPDATE packages SET body = NULL, path = '' WHERE id = ?", gone)
+            return [path for _, path in found]
+
+        return await self._change(drop)
 
     # --- statistics ------------------------------------------------------------------------
     async def count(self, tally: Tally) -> None:
