@@ -124,19 +124,38 @@ def _certificate(
     )
 
 
-def _refuse_second_seal(records: Sequence[CertRecord], org_id: str, now: dt.datetime) -> None:
-    """A second active seal would never retire: signatures by either verify until both
-    expire, and a key the administrator meant to replace stays good for years."""
-    for record in records:
-        if (
-            record.org_id == org_id
-            and record.kind is pki.CertKind.ORGANIZATION
-            and record.state(now) == "active"
-        ):
-            raise errors.KeyStoreExists(
-                f"{org_id} already has an active seal ({record.serial}); `edoc keys rotate"
-                f" {org_id}` replaces it with an overlap, --exist-ok keeps it"
-            )
+def _active_of(records: Sequence[CertRecord], holder: Wanted, now: dt.datetime) -> list[CertRecord]:
+    """The active certificates of ``holder``'s kind held by the same organization (and,
+    for a personal one, the same person): what a new one of ``holder`` would stand beside."""
+    return [
+        r
+        for r in records
+        if r.org_id == holder.org_id
+        and r.kind is holder.kind
+        and r.full_name == holder.full_name
+        and r.state(now) == "active"
+    ]
+
+
+def _refuse_second(records: Sequence[CertRecord], wanted: Wanted, now: dt.datetime) -> None:
+    """A second active seal, or personal certificate of one person, would never retire:
+    signatures by either verify until both expire, and a key the administrator meant to
+    replace stays good for years."""
+    if wanted.kind not in (pki.CertKind.ORGANIZATION, pki.CertKind.PERSONAL):
+        return  # a TLS certificate is renewed by issuing another
+    active = _active_of(records, wanted, now)
+    if not active:
+        return
+    if wanted.full_name:
+        held = f"{wanted.full_name!r} of {wanted.org_id} already has an active personal"
+        held += " certificate"
+        rotate = f"{wanted.org_id} --personal {wanted.full_name!r}"
+    else:
+        held, rotate = f"{wanted.org_id} already has an active seal", wanted.org_id
+    raise errors.KeyStoreExists(
+        f"{held} ({active[0].serial}); `edoc keys rotate {rotate}` replaces it with an"
+        " overlap, --exist-ok keeps it"
+    )
 
 
 def _named(wanted: Wanted, records: Sequence[CertRecord]) -> Wanted:
@@ -222,14 +241,14 @@ class KeyStore(KeyIndex):
 
     def issue_asked(self, wanted: Wanted) -> CertRecord:
         """``wanted`` as an administrator asks for it (`edoc keys issue`): a seal is refused
-        (KeyStoreExists) while the organization has an active one, and a certificate asked
-        without a name takes the name of the organization's latest certificate that has
-        one. Both judged under the lock, on the index as it is when it is written."""
+        (KeyStoreExists) while the organization has an active one, and so is a personal
+        certificate while the same person of the organization has one; a certificate
+        asked without a name takes the name of the organization's latest certificate that
+        has one. Both judged under the lock, on the index as it is when it is written."""
         (key,) = _new_keys([wanted])
         with self._exclusive():
             records = list(self._load().records)
-            if wanted.kind is pki.CertKind.ORGANIZATION:
-                _refuse_second_seal(records, wanted.org_id, self.clock())
+            _refuse_second(records, wanted, self.clock())
             record = self._issue(_named(wanted, records), key, *self._issuing_ca())
             self._save([*records, record])
         return record
@@ -256,22 +275,23 @@ class KeyStore(KeyIndex):
             not_after=cert.not_valid_after_utc,
         )
 
-    def rotate(self, org_id: str, *, overlap_days: float = 7, days: int = 730) -> CertRecord:
-        """A new seal for ``org_id``; the current ones keep verifying through the overlap."""
+    def rotate(
+        self, org_id: str, *, full_name: str = "", overlap_days: float = 7, days: int = 730
+    ) -> CertRecord:
+        """A new seal for ``org_id`` (a personal certificate for ``full_name`` of it, when
+        given); the current ones keep verifying through the overlap."""
+        holder = Wanted.of(org_id, full_name=full_name)
         with self._exclusive():
             records = list(self._load().records)
             now = self.clock()
-            current = [
-                r
-                for r in records
-                if r.org_id == org_id
-                and r.kind is pki.CertKind.ORGANIZATION
-                and r.state(now) == "active"
-            ]
+            current = _active_of(records, holder, now)
             if not current:
-                raise errors.UnknownCertificate(f"no active organization certificate for {org_id}")
+                raise errors.UnknownCertificate(
+                    f"no active {holder.kind.value} certificate for"
+                    f" {f'{full_name!r} of ' if full_name else ''}{org_id}"
+                )
             newest = max(current, key=lambda r: r.not_before)
-            wanted = Wanted(org_id, pki.CertKind.ORGANIZATION, newest.org_name, days=days)
+            wanted = replace(holder, org_name=newest.org_name, days=days)
             record = self._issue(wanted, pki.new_key(), *self._issuing_ca())
             retire_at = now + dt.timedelta(days=overlap_days)
             records = [replace(r, retire_at=retire_at) if r in current else r for r in records]

@@ -131,6 +131,48 @@ def test_a_second_active_seal_is_refused_unless_exist_ok_keeps_it(tmp_path: Path
     edoc("keys", "issue", SENDER, "--personal", SIGNER, "--keys-dir", path)
 
 
+def _personal(path: Path, name: str = SIGNER) -> list[str]:
+    """The states of ``name``'s personal certificates at SENDER."""
+    listed = json.loads(edoc("keys", "list", "--json", "--keys-dir", path).stdout)
+    return sorted(
+        row["state"]
+        for row in listed
+        if row["kind"] == "personal" and row["org_id"] == SENDER and row["full_name"] == name
+    )
+
+
+def test_a_second_active_personal_certificate_is_refused_as_a_second_seal_is(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "keys"
+    edoc("keys", "init", "--keys-dir", path)
+    edoc("keys", "issue", SENDER, "--personal", SIGNER, "--keys-dir", path)
+    second = edoc("keys", "issue", SENDER, "--personal", SIGNER, "--keys-dir", path, ok=False)
+    assert second.returncode == 1  # refused input
+    assert second.stderr.startswith(
+        f"error EDOC-KEY-003: {SIGNER!r} of {SENDER} already has an active personal certificate"
+    )
+    assert "keys rotate" in second.stderr
+    kept = edoc("keys", "issue", SENDER, "--personal", SIGNER, "--exist-ok", "--keys-dir", path)
+    assert "already valid" in kept.stdout
+    assert _personal(path) == ["active"]
+    # another person of the organization, or the same name at another one, is not the same
+    edoc("keys", "issue", SENDER, "--personal", "Trần Thị B", "--keys-dir", path)
+    edoc("keys", "issue", "000.00.00.H23", "--personal", SIGNER, "--keys-dir", path)
+    # rotation replaces it with an overlap, the seal's untouched (and rotated on its own)
+    edoc("keys", "issue", SENDER, "--keys-dir", path)
+    edoc("keys", "rotate", SENDER, "--personal", SIGNER, "--keys-dir", path)
+    assert _personal(path) == ["active", "in overlap"]
+    assert _seals(path) == [("active", "")]
+    edoc("keys", "rotate", SENDER, "--keys-dir", path)
+    assert _seals(path) == [("active", ""), ("in overlap", "")]
+    assert _personal(path) == ["active", "in overlap"]
+    # after a revocation, a new one is what the administrator wants
+    edoc("keys", "revoke", SENDER, "--keys-dir", path)
+    edoc("keys", "issue", SENDER, "--personal", SIGNER, "--keys-dir", path)
+    assert _personal(path) == ["active", "revoked", "revoked"]
+
+
 def test_a_certificate_issued_without_a_name_takes_the_organizations(tmp_path: Path) -> None:
     path = tmp_path / "keys"
     edoc("keys", "init", "--keys-dir", path)
@@ -155,4 +197,5 @@ def test_keys_errors(tmp_path: Path) -> None:
     refused("EDOC-KEY-003", "keys", "init", "--keys-dir", path)
     refused("EDOC-ORG-001", "keys", "issue", "12.34", "--keys-dir", path)
     refused("EDOC-KEY-002", "keys", "rotate", SENDER, "--keys-dir", path)
+    refused("EDOC-KEY-002", "keys", "rotate", SENDER, "--personal", SIGNER, "--keys-dir", path)
     refused("EDOC-KEY-002", "keys", "revoke", "abcdef", "--keys-dir", path)

@@ -53,7 +53,7 @@ def keys_init(keys_dir: Path, exist_ok: bool) -> None:
     "--exist-ok",
     is_flag=True,
     help="Succeed quietly, keeping it, when one is already valid (without it, an active"
-    " seal refuses a second: `keys rotate` replaces one).",
+    " seal or personal certificate refuses a second: `keys rotate` replaces one).",
 )
 @uses_keys
 def keys_issue(
@@ -67,8 +67,9 @@ def keys_issue(
 ) -> None:
     """Issue an organization seal (or a signer's certificate, or a TLS certificate).
 
-    An organization with an active seal gets no second one (EDOC-KEY-003; `keys rotate`
-    replaces a seal). Without --name, the organization's name on its latest certificate."""
+    An organization with an active seal gets no second one, nor a person with an active
+    personal certificate of it (EDOC-KEY-003; `keys rotate` replaces one). Without --name,
+    the organization's name on its latest certificate."""
     store = existing_keys(keys_dir)
     kind = pki.CertKind.TLS if tls_hosts else None
     if exist_ok:
@@ -113,6 +114,7 @@ def keys_tsa(days: int, exist_ok: bool, keys_dir: Path) -> None:
 
 @keys.command("rotate")
 @click.argument("org_id", metavar="ORGID")
+@click.option("--personal", "full_name", default="", help="Rotate this person's certificate.")
 @click.option(
     "--overlap-days",
     type=click.FloatRange(0, 365),
@@ -121,10 +123,13 @@ def keys_tsa(days: int, exist_ok: bool, keys_dir: Path) -> None:
     help="How long signatures by the old key still verify.",
 )
 @uses_keys
-def keys_rotate(org_id: str, overlap_days: float, keys_dir: Path) -> None:
-    """New key and seal for ORGID; the old one verifies until the overlap ends."""
-    record = existing_keys(keys_dir).rotate(org_id, overlap_days=overlap_days)
-    click.echo(f"rotated {org_id}: now signing with {record.serial}")
+def keys_rotate(org_id: str, full_name: str, overlap_days: float, keys_dir: Path) -> None:
+    """New key and seal for ORGID (or certificate for a person of it); the old one
+    verifies until the overlap ends."""
+    store = existing_keys(keys_dir)
+    record = store.rotate(org_id, full_name=full_name, overlap_days=overlap_days)
+    who = f"{full_name} of {org_id}" if full_name else org_id
+    click.echo(f"rotated {who}: now signing with {record.serial}")
 
 
 @keys.command("revoke")
