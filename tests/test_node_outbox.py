@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 from structlog.testing import capture_logs
 
 from edoc import client, errors, framing, tasks, wire
-from edoc.client import HubClient
+from edoc.client import HubBusy, HubClient
 from edoc.model import Route, TransferState
 from edoc.node import outbox
 from edoc.node.state import NodeState
@@ -154,6 +154,7 @@ class _Store:
     def __init__(self) -> None:
         self.finished: dict[int, tuple[str, Event]] = {}
         self.retried: dict[int, str] = {}
+        self.due: list[list[int]] = []  # the transfer ids of each due_now
         self.reads: list[list[int]] = []  # the outgoing ids of each read of packages
         self.lost: set[int] = set()  # outgoing ids whose packages it does not give
         self.failing: errors.EdocError | None = None  # what reading packages raises
@@ -175,6 +176,9 @@ class _Store:
     async def retry_now(self, route: str, now: dt.datetime) -> None:
         pass
 
+    async def due_now(self, transfer_ids: Collection[int], now: dt.datetime) -> None:
+        self.due.append(sorted(transfer_ids))
+
 
 _LONG_AGO = dt.datetime.now(dt.UTC) - dt.timedelta(days=2)  # past give_up_after
 
@@ -192,6 +196,7 @@ def _state(hub: _Hub) -> tuple[NodeState, _Store]:
         config=config,
         hub_unreachable=False,
         hub_refused_node=False,
+        waiting_on_credentials=set(),
         outbox_wakeup=asyncio.Event(),
     )
     return cast(NodeState, state), store
@@ -327,10 +332,13 @@ async def test_a_batch_refused_for_the_node_waits_whole_and_goes_again(
     assert len(told) == 1 and "refused this node's credentials" in told[0]["event"]
     assert state.hub_refused_node
 
-    # once the hub takes the node again, everything waiting for it is due at once
-    hub.answers = [_accepted(3)]
-    await outbox.carry_batch(state, [_transfer(3)])
+    # once the hub takes the node again, what waited for that is due at once; one that
+    # waits for another reason (the hub busy) keeps its own next try
+    hub.answers = [HubBusy("busy", 30), _accepted(3)]
+    await outbox.carry_batch(state, [_transfer(4), _transfer(3)])
     assert store.finished[3][0] == TransferState.DONE and not state.hub_refused_node
+    assert store.due == [[1, 2]] and "busy" in store.retried[4]
+    assert state.waiting_on_credentials == set()
 
 
 @pytest.mark.parametrize(

@@ -34,6 +34,7 @@ from edoc.node import (
     openapi,
     outbox,
     receiving,
+    refusal,
     stats,
     submit,
 )
@@ -362,8 +363,10 @@ async def get_openapi(_request: web.Request) -> web.Response:
 
 
 async def _register_with_hub(state: NodeState) -> None:
-    """Tell the hub which agencies this node serves (retried until the hub is there)."""
+    """Tell the hub which agencies this node serves (retried until the hub is there, and
+    takes the node's credentials)."""
     backoff = Backoff(state.config.retry_base, state.config.retry_cap)
+    refused = refusal.backoff(state.config)
     while True:
         agencies = await _own_agencies(state)
         if not agencies:
@@ -374,12 +377,19 @@ async def _register_with_hub(state: NodeState) -> None:
             return
         try:
             await state.hub.register(agencies)
-            state.registered = True
-            log.info("registered with the hub", agencies=len(agencies))
-            return
         except errors.EdocError as exc:
-            log.warning("hub registration failed", reason=str(exc))
-            await backoff.failed()
+            if refusal.refuses_the_node(exc):  # said once, by refusal
+                refusal.refused(state, exc)
+                await refused.failed()
+            else:
+                log.warning("hub registration failed", reason=str(exc))
+                await backoff.failed()
+            continue
+        state.registered = True
+        log.info("registered with the hub", agencies=len(agencies))
+        if refused.failures:
+            await refusal.accepted(state)
+        return
 
 
 async def _own_agencies(state: NodeState) -> list[dict[str, str]]:

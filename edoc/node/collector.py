@@ -16,7 +16,7 @@ import structlog
 
 from edoc import envelope, errors, tasks, wire
 from edoc.model import Document, MessageKind, StatusCode
-from edoc.node import hublink, receiving
+from edoc.node import hublink, receiving, refusal
 from edoc.node.answers import response_for, status_message
 from edoc.node.state import NodeState
 from edoc.retry import Backoff
@@ -167,22 +167,32 @@ async def _collect_into(
     state: NodeState, acks: Acknowledgements, taking: set[asyncio.Task[bool]]
 ) -> None:
     backoff = Backoff(state.config.retry_base, state.config.retry_cap)
+    refused = refusal.backoff(state.config)  # while the hub refuses the node's credentials
     chains = _Chains()
     while True:
         while len(taking) > IN_FLIGHT // 2:  # then ask for half a window at a time, not one
             await asyncio.wait(taking, return_when=asyncio.FIRST_COMPLETED)
+        # a long poll returns as soon as anything waits; those under way go on meanwhile.
+        # Refused last time, not held: its answer alone says the hub takes the node again.
+        wait = 0.0 if refused.failures else state.config.poll_wait
         try:
-            # a long poll returns as soon as anything waits; those under way go on meanwhile
-            deliveries = await state.hub.collect(state.config.poll_wait, IN_FLIGHT - len(taking))
+            deliveries = await state.hub.collect(wait, IN_FLIGHT - len(taking))
             backoff.succeeded()
         except errors.HubUnavailable as exc:
             log.warning("hub unavailable for collection", reason=exc.message)
             await backoff.failed()
             continue
         except errors.RemoteError as exc:
+            if refusal.refuses_the_node(exc):
+                refusal.refused(state, exc)
+                await refused.failed()
+                continue
             log.error("hub refused collection", code=exc.code, reason=exc.message)
             await asyncio.sleep(state.config.retry_cap)
             continue
+        if refused.failures:
+            refused.succeeded()
+            await refusal.accepted(state)
         for delivery in deliveries:
             start = functools.partial(_start, state, delivery, acks)
             chain = _chain(delivery)

@@ -36,7 +36,7 @@ def _small_package(path: Path) -> bytes | None:
 
 async def post_package(state: NodeState, package: bytes | Path) -> wire.PackageAccepted:
     """Send a package (its bytes, or its file): the hub's answer; RemoteError when the hub
-    refuses it (or, 401/403 EDOC-AUTH-*, the node: outbox.refuses_the_node tells them
+    refuses it (or, 401/403 EDOC-AUTH-*, the node: refusal.refuses_the_node tells them
     apart), HubUnavailable when it may take it later.
 
     A small file is read in one offload call: aiohttp streams a file with a call to its

@@ -8,7 +8,8 @@ wire.BATCH_PACKAGES and wire.BATCH_BYTES to a request; one due alone goes alone 
 its own answer. Transfers to the hub retry with exponential backoff and full jitter while
 the hub is down or busy (5xx, 429, no connection: for a batch, every package in it) or
 refuses the node's own credentials (401, 403 EDOC-AUTH-002: the node's configuration, not
-the document's fault); any other refusal (4xx) fails the recipients at once with the hub's
+the document's fault; edoc.node.refusal sends those at once when the hub takes the node
+again); any other refusal (4xx) fails the recipients at once with the hub's
 reason, and so does a transfer still failing after ``give_up_after``. A batch refused
 whole for a reason not about its packages (a hub without the batch door, a proxy's
 bounds) sends each package alone.
@@ -36,7 +37,7 @@ import structlog
 from edoc import errors, framing, wire
 from edoc.client import HubBusy
 from edoc.model import DeliveryState, Route, TransferState
-from edoc.node import hublink, progress, receiving
+from edoc.node import hublink, progress, receiving, refusal
 from edoc.node.state import NodeState
 from edoc.retry import Backoff, full_jitter
 from edoc.store.node import Event, Transfer
@@ -110,20 +111,22 @@ async def _done(state: NodeState, transfer: Transfer, event: Event) -> None:
     await state.store.finish_transfer(
         transfer, TransferState.DONE, "", event, now, progress.next_state
     )
-    if transfer.route == Route.HUB and (state.hub_unreachable or state.hub_refused_node):
-        # The hub is back after an outage, or takes the node's credentials again. Each
-        # transfer waiting for it has its own random retry time; left alone, those timers,
-        # not the priorities, would decide what goes first (hỏa tốc documents went out
-        # after a backlog of ordinary ones). All due now.
+    if transfer.route != Route.HUB:
+        return
+    state.waiting_on_credentials.discard(transfer.id)
+    if state.hub_unreachable:
+        # The hub is back after an outage. Each transfer waiting for it has its own random
+        # retry time; left alone, those timers, not the priorities, would decide what goes
+        # first (hỏa tốc documents went out after a backlog of ordinary ones). All due now.
         await state.store.retry_now(Route.HUB, now)
-        if state.hub_refused_node:
-            log.info("the hub accepts this node's credentials again")
         # only now: the next one sent tries again if it failed
-        state.hub_unreachable = state.hub_refused_node = False
+        state.hub_unreachable = False
         state.outbox_wakeup.set()
+    await refusal.accepted(state)  # a package the hub took takes the node's credentials
 
 
 async def _fail(state: NodeState, transfer: Transfer, reason: str, now: dt.datetime) -> None:
+    state.waiting_on_credentials.discard(transfer.id)
     failed = Event(DeliveryState.FAILED, reason)
     await state.store.finish_transfer(
         transfer, TransferState.FAILED, reason, failed, now, progress.next_state
@@ -155,41 +158,14 @@ async def carry(
     await _done(state, transfer, event)
 
 
-# 403s that refuse the node's client certificate (a proxy's has no edoc error), not a package
-NODE_FORBIDDEN = frozenset({errors.Forbidden.code, "EDOC-HTTP-403"})
-
-
-def refuses_the_node(exc: errors.EdocError | OSError) -> TypeGuard[errors.RemoteError]:
-    """Whether the hub (or a proxy before it) refused the node itself, not the package: its
-    token (401, whatever the code) or its client certificate (403 EDOC-AUTH-002, or a 403
-    with no edoc error). A 403 with another code (EDOC-HUB-002 impersonation, EDOC-SIG-006)
-    is about the package. Every package would be refused alike until an operator gives
-    the node its right token or certificate: they wait, as in an outage."""
-    return isinstance(exc, errors.RemoteError) and (
-        exc.status == 401 or (exc.status == 403 and exc.code in NODE_FORBIDDEN)
-    )
-
-
-def _node_refused(state: NodeState, exc: errors.RemoteError) -> None:
-    """Say so once, as an error, when the hub starts refusing the node's credentials."""
-    if not state.hub_refused_node:
-        log.error(
-            "the hub refused this node's credentials (its hub token or client certificate):"
-            " documents wait in the outbox until they are put right",
-            code=exc.code,
-            reason=exc.message,
-        )
-    state.hub_refused_node = True
-
-
 async def _not_carried(
     state: NodeState, transfer: Transfer, exc: errors.EdocError | OSError, now: dt.datetime
 ) -> None:
     """A refusal of the package (the hub's, or this node's inbox's for its own agencies)
     fails the transfer; anything else, a refusal of the node's own credentials included,
     is tried again later, until ``give_up_after``."""
-    if refuses_the_node(exc):
-        _node_refused(state, exc)
+    if refusal.refuses_the_node(exc):
+        refusal.refused(state, exc)
     elif isinstance(exc, errors.RemoteError | errors.InputError):
         log.warning("refused", code=exc.code, reason=exc.message)
         await _fail(state, transfer, str(exc), now)
@@ -204,6 +180,8 @@ async def _not_carried(
         delay = max(delay, min(exc.retry_after, state.config.retry_cap))
     log.info("will retry", reason=str(exc), attempts=transfer.attempts + 1, delay=delay)
     await state.store.retry_transfer(transfer.id, now + dt.timedelta(seconds=delay), str(exc))
+    if transfer.route == Route.HUB:
+        refusal.transfer_waits(state, transfer.id, refusal.refuses_the_node(exc))
 
 
 NO_BATCHES = frozenset({404, 405})  # a hub without the batch door (older): one at a time

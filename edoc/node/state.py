@@ -68,8 +68,11 @@ class NodeState:
     outbox_wakeup: asyncio.Event = field(default_factory=asyncio.Event)
     registered: bool = False  # the hub knows this node's agencies
     hub_unreachable: bool = False  # the outbox's last try found no hub at all
-    # the outbox's last try was refused for the node's own token or certificate (401/403)
+    # the hub's last answer to the outbox or the collector refused the node's own token or
+    # certificate (401/403); and the transfers that wait only for it to take the node again
+    # (edoc.node.refusal)
     hub_refused_node: bool = False
+    waiting_on_credentials: set[int] = field(default_factory=set)
     tokens: KnownTokens = field(default_factory=KnownTokens)  # agencies' tokens
     # agency → what its held inbox reads wait on, set (and dropped) when a document for it
     # is stored; only agencies someone waits for have one

@@ -380,6 +380,10 @@ class NodeStore(Protocol):
         """Every pending transfer on ``route`` due later falls due ``now``."""
         ...
 
+    async def due_now(self, transfer_ids: Collection[int], now: dt.datetime) -> None:
+        """Those of ``transfer_ids`` still pending and due later fall due ``now``."""
+        ...
+
     async def reopen_transfer(
         self, outgoing_id: int, route: str, now: dt.datetime, detail: str
     ) -> bool:

@@ -216,6 +216,23 @@ async def test_due_transfers_most_urgent_first_heads_of_chains_only(node_store: 
     assert ids[3] in [t.outgoing_id for t in await oracles.due(node_store, NOW, 10, ())]
 
 
+async def test_due_now_makes_only_the_transfers_named_due(node_store: NodeStore) -> None:
+    """What waited for the hub to take the node again goes; what waits for another reason
+    keeps its own next try (edoc.node.refusal)."""
+    ids = await _queue(node_store, [("a", 0), ("b", 0), ("c", 0)])
+    transfers = {t.outgoing_id: t.id for t in await oracles.due(node_store, NOW, 10, ())}
+    later = NOW + dt.timedelta(seconds=600)
+    for outgoing_id in ids:
+        await node_store.retry_transfer(transfers[outgoing_id], later, "refused")
+    await node_store.due_now([transfers[ids[0]], transfers[ids[2]]], NOW)
+    assert [t.outgoing_id for t in await oracles.due(node_store, NOW, 10, ())] == [
+        ids[0],
+        ids[2],
+    ]
+    assert await oracles.next_at(node_store, NOW) == later
+    await node_store.due_now([], NOW)  # nothing named: nothing changes
+
+
 async def test_a_retried_transfer_keeps_its_error_and_counts_the_attempt(
     node_store: NodeStore,
 ) -> None:

@@ -243,6 +243,17 @@ class PostgresNodeStore(NodeViews):
                 route,
             )
 
+    async def due_now(self, transfer_ids: Collection[int], now: dt.datetime) -> None:
+        """Those of ``transfer_ids`` still pending and waiting out their backoff fall due
+        now."""
+        async with self._transaction() as conn:
+            await conn.execute(
+                "UPDATE transfers SET next_at = $1 WHERE state = 'pending' AND next_at > $1"
+                " AND id = ANY($2::bigint[])",
+                now,
+                sorted(transfer_ids),
+            )
+
     async def finish_transfer(
         self,
         transfer: Transfer,

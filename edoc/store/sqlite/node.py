@@ -7,6 +7,7 @@ It implements :class:`edoc.store.node.NodeStore`; open one with edoc.store.open_
 from __future__ import annotations
 
 import datetime as dt
+import json
 import sqlite3
 from collections.abc import Callable, Collection, Sequence
 from functools import partial
@@ -174,6 +175,23 @@ class SqliteNodeStore(NodeViews):
                 query,
                 sql="UPDATE transfers SET next_at=? WHERE state=? AND next_at > ? AND route=?",
                 params=(to_ms(now), TransferState.PENDING, to_ms(now), route),
+            )
+        )
+
+    async def due_now(self, transfer_ids: Collection[int], now: dt.datetime) -> None:
+        """Those of ``transfer_ids`` still pending and waiting out their backoff fall due
+        now."""
+        await self._change(
+            partial(
+                query,
+                sql="UPDATE transfers SET next_at=? WHERE state=? AND next_at > ?"
+                " AND id IN (SELECT value FROM json_each(?))",
+                params=(
+                    to_ms(now),
+                    TransferState.PENDING,
+                    to_ms(now),
+                    json.dumps(sorted(transfer_ids)),
+                ),
             )
         )
 
