@@ -25,6 +25,7 @@ from typing import IO, Any, NamedTuple, Self, TypeVar
 import aiohttp
 
 from edoc import errors, framing, wire
+from edoc.urls import without_password
 
 T = TypeVar("T")
 
@@ -117,6 +118,7 @@ class _Client:
         session: aiohttp.ClientSession | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
+        self.shown_url = without_password(self.base_url)  # in errors (a last_error, the CLI's)
         self.token = token
         self.ssl_context = ssl_context
         self._session = session
@@ -188,7 +190,7 @@ class _Client:
         except (aiohttp.ClientError, RuntimeError) as exc:
             if not _no_connection(exc):
                 raise
-            raise self.unreachable(f"cannot reach {self.base_url}: {_failure(exc)}") from None
+            raise self.unreachable(f"cannot reach {self.shown_url}: {_failure(exc)}") from None
 
     def _checked(self, answer: Answer) -> Any:
         return answer.ok()
@@ -204,7 +206,7 @@ class _Client:
             return self._stats_shape(body)
         except errors.BadAnswer as exc:
             raise errors.BadAnswer(
-                f"{self.base_url}/api/v1/stats answered what is not {self.kind}'s statistics"
+                f"{self.shown_url}/api/v1/stats answered what is not {self.kind}'s statistics"
                 f" ({exc.message}): is that the address of another kind of service?"
             ) from None
 

@@ -154,3 +154,25 @@ def test_a_service_url_without_http_or_https_is_a_usage_error(
     assert result.exit_code == 2, result.output
     assert "needs http:// or https://" in result.stderr
     assert started == [] and not (tmp_path / "n").exists()
+
+
+PASSWORD = "pa55/w0rd"  # a '/' in it: urllib reads what follows as the path, and the port
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        f"https://admin:{PASSWORD}@127.0.0.1:8701",  # urllib finds no port, no password
+        f"https://admin:{PASSWORD.replace('/', '')}@127.0.0.1:99999",  # a port out of range
+        f"ftp://admin:{PASSWORD}@127.0.0.1",  # another scheme
+        f"admin:{PASSWORD}@127.0.0.1:8701",  # no scheme at all
+    ],
+    ids=["'/' in the password", "port out of range", "another scheme", "no scheme"],
+)
+def test_a_service_urls_password_is_never_repeated(url: str) -> None:
+    """The usage error repeated the URL as given, its password with it: a secret on the
+    terminal, in a CI log. It still says what is wrong, the URL with its password as ***."""
+    result = CliRunner().invoke(main, ["stats", "--hub", url])
+    assert result.exit_code == 2, result.output
+    assert "pa55" not in result.stderr and "w0rd" not in result.stderr, result.stderr
+    assert "admin:***@127.0.0.1" in result.stderr, result.stderr

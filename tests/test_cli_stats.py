@@ -5,6 +5,7 @@ from __future__ import annotations
 import http.server
 import io
 import json
+import socket
 import threading
 from collections.abc import Iterator
 from typing import Any
@@ -148,3 +149,22 @@ def test_stats_of_the_kind_asked_are_printed(
     result = CliRunner().invoke(main, ["stats", option, answering["url"], "--json"])
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout) == report
+
+
+def test_a_service_urls_password_is_not_in_the_errors_about_it(answering: dict[str, Any]) -> None:
+    """Refused statistics and a service not reached named the URL as given, its password
+    with it."""
+    answering["report"] = HUB  # a hub's figures, asked as a node's
+    with_password = answering["url"].replace("http://", "http://admin:s3cret@")
+    refused = CliRunner().invoke(main, ["stats", "--node", with_password])
+    assert refused.stderr.startswith("error EDOC-NET-002: "), refused.output
+    assert "s3cret" not in refused.stderr and "admin:***@127.0.0.1" in refused.stderr
+
+    with socket.socket() as closed:  # a port nothing listens on
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    unreached = CliRunner().invoke(
+        main, ["stats", "--node", f"http://admin:s3cret@127.0.0.1:{port}"]
+    )
+    assert unreached.stderr.startswith("error EDOC-NET-001: "), unreached.output
+    assert "s3cret" not in unreached.stderr and f"127.0.0.1:{port}" in unreached.stderr

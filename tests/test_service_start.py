@@ -45,3 +45,24 @@ async def test_a_hub_failing_after_its_store_opened_leaves_no_thread(tmp_path: P
     # plain HTTP, so the store opens before anything looks for the hub's keys
     config = HubConfig(data_dir=tmp_path / "hub", keys_dir=tmp_path / "no-keys", tls=False)
     await _fails_leaving_no_thread(create_hub(config), errors.EdocError)
+
+
+def test_a_node_logs_its_hubs_url_without_the_password(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """ "node started" carried --hub as given, password and all, into the node's log."""
+    from edoc.node import app as node_app
+
+    logged: dict[str, object] = {}
+    monkeypatch.setattr(node_app, "create_app", lambda _config: web.Application())
+    monkeypatch.setattr(node_app, "serve", lambda *_args, **details: logged.update(details))
+    config = NodeConfig(
+        province="H53",
+        data_dir=tmp_path,
+        keys_dir=tmp_path / "keys",
+        hub_url="https://admin:s3cret@hub.example:8700",
+        hub_token="t",
+    )
+    (tmp_path / "node.sqlite").touch()  # the store `edoc agency add` made
+    node_app.run(config)
+    assert logged["hub"] == "https://admin:***@hub.example:8700"

@@ -23,6 +23,7 @@ from rich.console import Console
 
 from edoc import errors
 from edoc.keystore import KeyStore
+from edoc.urls import without_password
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -60,14 +61,23 @@ class ServiceUrl(click.types.StringParamType):  # a string (click>=8.1: no gener
 
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> str:
         text = super().convert(value, param, ctx)
+        said = without_password(text)  # the URL may carry one: never repeated
         try:
             parts = urllib.parse.urlsplit(text)
             parts.port  # noqa: B018 - raises ValueError for a port out of range or not a number
-        except ValueError as exc:
-            self.fail(f"{text!r} is not a URL: {exc}", param, ctx)
+        except ValueError:
+            # not urllib's words: they quote the port as it read it, which is part of the
+            # password when one holds a '/' ('Port could not be cast … as "pa55"')
+            encoded = " (in a password, write / ? # @ as %2F %3F %23 %40)" if "@" in text else ""
+            self.fail(
+                f"{said!r} is not a URL: its host, or its port (a number up to 65535),"
+                f" cannot be read{encoded}",
+                param,
+                ctx,
+            )
         if parts.scheme not in ("http", "https") or not parts.hostname:
             self.fail(
-                f"{text!r} is not a service's URL: it needs http:// or https:// and a host,"
+                f"{said!r} is not a service's URL: it needs http:// or https:// and a host,"
                 " e.g. http://127.0.0.1:8701",
                 param,
                 ctx,

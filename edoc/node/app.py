@@ -45,6 +45,7 @@ from edoc.orgid import OrgId, root_of
 from edoc.retry import Backoff
 from edoc.store import open_node_store, sqlite_file
 from edoc.store.node import InboxItem, Outgoing, OutgoingRecipient, StateChange
+from edoc.urls import without_password
 from edoc.web import (
     HttpMetrics,
     bearer_token,
@@ -489,7 +490,7 @@ def run(config: NodeConfig) -> None:
         None,
         "node started",
         province=config.province,
-        hub=config.hub_url,
+        hub=without_password(config.hub_url),
     )
 
 

@@ -25,7 +25,7 @@ from edoc.store.hub import (
 )
 from edoc.store.node import Event, NewAnswer, NodeStore
 from edoc.store.postgres import node_views
-from edoc.store.postgres.database import PROGRESS_LOCK, PostgresDatabase, shown
+from edoc.store.postgres.database import PROGRESS_LOCK, PostgresDatabase
 from edoc.store.postgres.hub import PostgresHubStore
 from edoc.store.postgres.node import PostgresNodeStore
 from tests.store import oracles, postgres
@@ -418,19 +418,6 @@ def test_without_a_server_the_postgresql_tests_fail_in_ci_and_skip_elsewhere(
         outcome, match=r"no PostgreSQL answers at postgresql://root@127\.0\.0\.1:9/"
     ):
         postgres.require_server()
-
-
-@pytest.mark.parametrize(
-    ("url", "said"),
-    [
-        ("postgresql://edoc@db/hub", "postgresql://edoc@db/hub"),
-        ("postgresql://edoc:s3cret@db:5432/hub", "postgresql://edoc:***@db:5432/hub"),
-        ("postgres://db/hub?user=edoc&password=s3cret", "postgres://db/hub?user=edoc&password=***"),
-        ("postgresql:///hub?host=/run/postgresql", "postgresql:///hub?host=/run/postgresql"),
-    ],
-)
-def test_a_database_url_is_said_without_its_password(url: str, said: str) -> None:
-    assert shown(url) == said
 
 
 async def test_registrations_at_once_in_any_order_never_deadlock(

@@ -13,18 +13,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import re
 import time
 from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Any, ClassVar, TypeAlias
-from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 import structlog
 from asyncpg.pool import PoolConnectionProxy
 
 from edoc import errors
+from edoc.urls import without_password
 
 log = structlog.get_logger("edoc.store")
 
@@ -36,17 +35,6 @@ COMMAND_TIMEOUT = 30.0  # seconds a statement may take before the request fails 
 CONNECT_TIMEOUT = 5.0
 MIGRATION_LOCK = 7_041_962  # pg_advisory_xact_lock key: one migrating instance at a time
 PROGRESS_LOCK = 7_041_963  # one node instance folding its progress changes at a time
-
-
-def shown(url: str) -> str:
-    """``url`` without its password (``user:password@`` or ``?password=``), for messages:
-    what a store says about itself carries none."""
-    url = re.sub(r"(?<=[?&]password=)[^&]*", "***", url)
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    host = parts.netloc.rpartition("@")[2]
-    return urlunsplit(parts._replace(netloc=f"{parts.username or ''}:***@{host}"))
 
 
 # what goes wrong between us and the server: all of it is "the store does not answer"
@@ -148,14 +136,16 @@ class PostgresDatabase:
                 await self.close()
                 if time.monotonic() + START_RETRY > deadline:
                     raise errors.StorageError(
-                        f"cannot open {shown(self.url)}: {type(exc).__name__}: {exc}"
+                        f"cannot open {without_password(self.url)}: {type(exc).__name__}: {exc}"
                     ) from None
-                log.warning("store not answering yet", store=shown(self.url), reason=str(exc))
+                log.warning(
+                    "store not answering yet", store=without_password(self.url), reason=str(exc)
+                )
                 await asyncio.sleep(START_RETRY)
             except FAILURES as exc:
                 await self.close()
                 raise errors.StorageError(
-                    f"cannot open {shown(self.url)}: {type(exc).__name__}: {exc}"
+                    f"cannot open {without_password(self.url)}: {type(exc).__name__}: {exc}"
                 ) from None
             except BaseException:
                 await self.close()
