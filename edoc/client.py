@@ -359,10 +359,20 @@ def _retry_after(headers: Mapping[str, str]) -> int | None:
     return int(value) if value.isascii() and value.isdigit() else None
 
 
+class HubAdminClient(_Client):
+    """An administrator's view of the hub (``edoc stats --hub``): to the CLI a service
+    like a node, its refusals under the hub's own codes and no connection
+    :class:`~edoc.errors.Unreachable` (EDOC-NET-001). HubClient's errors are a node's
+    (EDOC-NODE-001: its outbox retries), which a command that tries once is not."""
+
+    kind = "a hub"
+    _stats_shape = staticmethod(wire.hub_stats_from_json)
+
+
 class HubClient(_Client):
-    """A provincial node at the hub (and the admin's view of it): packages in, deliveries
-    out. A refusal for good is a :class:`~edoc.errors.RemoteError`; an answer worth
-    retrying is :class:`~edoc.errors.HubUnavailable`; no connection at all is
+    """A provincial node at the hub: packages in, deliveries out. A refusal for good is a
+    :class:`~edoc.errors.RemoteError`; an answer worth retrying is
+    :class:`~edoc.errors.HubUnavailable`; no connection at all is
     :class:`~edoc.errors.HubUnreachable`."""
 
     unreachable = errors.HubUnreachable

@@ -168,3 +168,44 @@ def test_a_service_urls_password_is_not_in_the_errors_about_it(answering: dict[s
     )
     assert unreached.stderr.startswith("error EDOC-NET-001: "), unreached.output
     assert "s3cret" not in unreached.stderr and f"127.0.0.1:{port}" in unreached.stderr
+
+
+@pytest.mark.parametrize("option", ["--hub", "--node"])
+def test_a_service_not_reached_is_the_same_error_whichever_it_is(option: str) -> None:
+    """A hub not reached was EDOC-NODE-001 (the node's own word: its outbox retries), a
+    node EDOC-NET-001: the CLI reaches neither, the same way."""
+    with socket.socket() as closed:  # a port nothing listens on
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    result = CliRunner().invoke(main, ["stats", option, f"http://127.0.0.1:{port}"])
+    assert result.exit_code == 3, result.output
+    assert result.stderr.startswith(f"error EDOC-NET-001: cannot reach http://127.0.0.1:{port}: ")
+
+
+@pytest.mark.parametrize("option", ["--hub", "--node"])
+def test_a_services_refusal_is_said_under_its_own_code_whichever_it_is(option: str) -> None:
+    """A hub's 503 came out as EDOC-NODE-001 wrapping the hub's code, a node's as its
+    code."""
+
+    class Failing(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            body = json.dumps({"error": {"code": "EDOC-STORE-001", "message": "disk full"}})
+            self.send_response(503)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body.encode())
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Failing)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}"
+        result = CliRunner().invoke(main, ["stats", option, url])
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert result.exit_code == 3, result.output
+    assert result.stderr == "error EDOC-STORE-001: disk full\n"

@@ -14,7 +14,7 @@ from rich.table import Table
 
 from edoc import tls
 from edoc.cli.options import SERVICE_URL, console, existing_keys, json_option, uses_keys
-from edoc.client import AgencyClient, HubClient
+from edoc.client import AgencyClient, HubAdminClient
 from edoc.model import recipient_state
 
 
@@ -36,7 +36,9 @@ def stats(hub_url: str | None, node_url: str | None, as_json: bool, keys_dir: Pa
         print_hub_stats(report, console())
 
 
-def _service(hub_url: str | None, node_url: str | None, keys_dir: Path) -> HubClient | AgencyClient:
+def _service(
+    hub_url: str | None, node_url: str | None, keys_dir: Path
+) -> HubAdminClient | AgencyClient:
     """The client of the service asked about; a certificate is checked against the CA in
     ``keys_dir`` (the network's: a hub's, and so a hub's address given as a node's is
     reached, and refused for the statistics it answers, not for its certificate)."""
@@ -45,7 +47,7 @@ def _service(hub_url: str | None, node_url: str | None, keys_dir: Path) -> HubCl
     context = tls.admin_context(existing_keys(keys_dir)) if url.startswith("https") else True
     if node_url is not None:
         return AgencyClient(node_url, ssl_context=context)
-    return HubClient(url, ssl_context=context)
+    return HubAdminClient(url, ssl_context=context)
 
 
 def count(value: object) -> str:
