@@ -19,7 +19,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from edoc import errors
-from edoc.pki import DOCUMENT_SIGNING, CertKind, Revocation, kind_of
+from edoc.pki import DOCUMENT_SIGNING, CertKind, Revocation, kind_of, serial_hex
 
 CLOCK_SKEW = dt.timedelta(minutes=5)
 
@@ -99,7 +99,7 @@ def _check_validity(facts: _Facts, signed_at: dt.datetime, now: dt.datetime) -> 
     for label, moment in (("signing time", signed_at), ("now", now)):
         if not start <= moment <= end:
             raise errors.ExpiredCertificate(
-                f"certificate {facts.serial:x} is not valid at {label}"
+                f"certificate {serial_hex(facts.serial)} is not valid at {label}"
                 f" {moment:%Y-%m-%d %H:%M} (valid {start:%Y-%m-%d} to {end:%Y-%m-%d})"
             )
 
@@ -118,13 +118,14 @@ def check_certificate(
     serial = facts.serial
     if not facts.chained:
         raise errors.UntrustedCertificate(
-            f"certificate {serial:x} does not chain to the pinned Government CA root"
+            f"certificate {serial_hex(serial)} does not chain to the pinned Government CA root"
         )
     _check_validity(facts, signed_at, now)
     retired_at = trust.retired.get(serial)
     if retired_at is not None and max(signed_at, now) > retired_at:
         raise errors.ExpiredCertificate(
-            f"certificate {serial:x} was rotated out; its overlap ended {retired_at:%Y-%m-%d %H:%M}"
+            f"certificate {serial_hex(serial)} was rotated out;"
+            f" its overlap ended {retired_at:%Y-%m-%d %H:%M}"
         )
     revocation = trust.revoked.get(serial)
     # Signing times have whole seconds, so "after" the revocation is a later second. With
@@ -134,7 +135,7 @@ def check_certificate(
         revocation.reason is x509.ReasonFlags.key_compromise or signed_at > revocation.at
     ):
         raise errors.RevokedCertificate(
-            f"certificate {serial:x} revoked {revocation.at:%Y-%m-%d %H:%M}"
+            f"certificate {serial_hex(serial)} revoked {revocation.at:%Y-%m-%d %H:%M}"
             f" ({revocation.reason.value})"
         )
     if not isinstance(facts.usage, CertKind):  # (a StrEnum: a str too)
@@ -162,6 +163,6 @@ def _check_usage(cert: x509.Certificate) -> CertKind:
     )
     if not fit or kind is None:
         raise errors.WrongKeyUsage(
-            f"certificate {cert.serial_number:x} is not a document-signing certificate"
+            f"certificate {serial_hex(cert.serial_number)} is not a document-signing certificate"
         )
     return kind

@@ -39,7 +39,10 @@ def utcnow() -> dt.datetime:
 
 @dataclass(frozen=True)
 class CertRecord:
-    serial: str  # lowercase hex
+    # as stored, the name of the certificate's files: pki.serial_hex, but in a store made
+    # before edoc said serials in whole bytes, perhaps without its leading 0; said as
+    # shown_serial, found by has_serial
+    serial: str
     kind: pki.CertKind
     org_id: str
     org_name: str
@@ -61,6 +64,14 @@ class CertRecord:
 
     def expires(self) -> dt.datetime:
         return min(self.not_after, self.retire_at or self.not_after)
+
+    @property
+    def shown_serial(self) -> str:
+        return pki.serial_hex(int(self.serial, 16))
+
+    def has_serial(self, text: str) -> bool:
+        """Whether ``text`` is this certificate's serial, in any form (pki.serial_of)."""
+        return pki.serial_of(text) == int(self.serial, 16)
 
     def to_json(self) -> dict[str, Any]:
         return {

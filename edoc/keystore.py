@@ -153,7 +153,7 @@ def _refuse_second(records: Sequence[CertRecord], wanted: Wanted, now: dt.dateti
     else:
         held, rotate = f"{wanted.org_id} already has an active seal", wanted.org_id
     raise errors.KeyStoreExists(
-        f"{held} ({active[0].serial}); `edoc keys rotate {rotate}` replaces it with an"
+        f"{held} ({active[0].shown_serial}); `edoc keys rotate {rotate}` replaces it with an"
         " overlap, --exist-ok keeps it"
     )
 
@@ -261,7 +261,7 @@ class KeyStore(KeyIndex):
         issuing: x509.Certificate,
     ) -> CertRecord:
         cert = _certificate(wanted, key, issuing_key, issuing, self.clock())
-        serial = f"{cert.serial_number:x}"
+        serial = pki.serial_hex(cert.serial_number)
         _write_private(self.key_path(serial), _key_pem(key))
         # leaf + issuing CA: what a TLS endpoint presents; for signers, the same is harmless
         atomic.write_bytes(self.cert_path(serial), _pem(cert) + _pem(issuing))
@@ -311,7 +311,7 @@ class KeyStore(KeyIndex):
             chosen = [
                 r
                 for r in records
-                if r.revoked_at is None and (r.serial == target.lower() or r.org_id == target)
+                if r.revoked_at is None and (r.has_serial(target) or r.org_id == target)
             ]
             if not chosen:
                 raise errors.UnknownCertificate(f"no unrevoked certificate matches {target!r}")

@@ -182,6 +182,23 @@ def _consistent(key: rsa.RSAPrivateNumbers, public: rsa.RSAPublicNumbers) -> boo
     )
 
 
+def serial_hex(number: int) -> str:
+    """A certificate's serial number as edoc says it everywhere: lowercase hex in whole
+    bytes (an even number of digits, a leading 0 kept), the bytes X.509 encodes, as
+    ``openssl x509 -noout -serial`` prints them (in capitals there)."""
+    digits = f"{number:x}"
+    return digits.zfill(len(digits) + len(digits) % 2)
+
+
+def serial_of(text: str) -> int | None:
+    """The serial number ``text`` writes in any of its usual forms (edoc's, openssl's
+    capitals, a leading 0 or not, bytes separated by colons); None if it is none."""
+    digits = text.strip().replace(":", "")
+    if not digits or digits.strip("0123456789abcdefABCDEF"):
+        return None
+    return int(digits, 16)
+
+
 def _subject(cert: x509.Certificate) -> str:
     return cert.subject.rfc4514_string()
 

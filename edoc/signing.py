@@ -172,7 +172,8 @@ class Signatory:
 @functools.lru_cache(maxsize=4096)  # names read from the certificate alone
 def _signatory(key: ByIdentity, kind: pki.CertKind) -> Signatory:
     cert = key.cert
-    return Signatory(kind, pki.org_id_of(cert), pki.common_name_of(cert), f"{cert.serial_number:x}")
+    serial = pki.serial_hex(cert.serial_number)
+    return Signatory(kind, pki.org_id_of(cert), pki.common_name_of(cert), serial)
 
 
 @dataclass(frozen=True)

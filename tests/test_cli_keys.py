@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import itertools
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
+from cryptography import x509
 
+from edoc.cli import main
 from tests.support.pki import SAMPLE, SENDER, SIGNER
 
 EDOC = str(Path(sys.executable).parent / "edoc")
@@ -199,3 +204,70 @@ def test_keys_errors(tmp_path: Path) -> None:
     refused("EDOC-KEY-002", "keys", "rotate", SENDER, "--keys-dir", path)
     refused("EDOC-KEY-002", "keys", "rotate", SENDER, "--personal", SIGNER, "--keys-dir", path)
     refused("EDOC-KEY-002", "keys", "revoke", "abcdef", "--keys-dir", path)
+
+
+def test_a_serial_is_said_in_whole_bytes_everywhere_and_read_in_any_form(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A serial whose first byte is under 0x10 lost its leading 0 (`keys issue`, `verify`),
+    and `keys list` cut every serial to 16 digits: not the serial openssl shows, nor one
+    `keys revoke` could be given."""
+    serials = itertools.count(0x123456789ABCDEF0123456789ABCDEF01234567)  # 39 hex digits
+    monkeypatch.setattr(x509, "random_serial_number", lambda: next(serials))
+    keys, signed = tmp_path / "keys", tmp_path / "signed.edxml"
+
+    def run(*args: str | Path) -> str:
+        result = CliRunner().invoke(main, [*map(str, args), "--keys-dir", str(keys)])
+        assert result.exit_code == 0, result.output
+        return result.output
+
+    run("keys", "init")
+    issued = run("keys", "issue", SENDER, "--name", "Sở TTTT Tây Ninh")
+    (pem,) = (keys / "certs").glob("*.pem")
+    serial = f"0{x509.load_pem_x509_certificate(pem.read_bytes()).serial_number:x}"
+    assert len(serial) == 40 and f"certificate {serial} for" in issued
+    if shutil.which("openssl"):  # the same serial as openssl's (in its capitals)
+        said = subprocess.run(
+            ["openssl", "x509", "-noout", "-serial", "-in", pem],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        assert said.stdout.strip() == f"serial={serial.upper()}"
+    assert serial in run("keys", "list")
+    assert [row["serial"] for row in json.loads(run("keys", "list", "--json"))] == [serial]
+    run("pack", SAMPLE, "-o", signed, "--sign-as", SENDER)
+    assert f"serial {serial}" in run("verify", signed)
+    assert [s["serial"] for s in json.loads(run("verify", signed, "--json"))["signers"]] == [serial]
+    revoked = run("keys", "revoke", serial.upper(), "--reason", "keyCompromise")  # openssl's
+    assert revoked.strip() == f"revoked organization certificate {serial} (keyCompromise)"
+
+
+def test_a_store_made_before_whole_byte_serials_is_read_and_said_the_same(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Its index and file names hold a serial without its leading 0: still found (to sign,
+    to revoke in either form), and said as every serial is."""
+    serials = itertools.count(0x123456789ABCDEF0123456789ABCDEF01234567)  # 39 hex digits
+    monkeypatch.setattr(x509, "random_serial_number", lambda: next(serials))
+    keys = tmp_path / "keys"
+
+    def run(*args: str | Path) -> str:
+        result = CliRunner().invoke(main, [*map(str, args), "--keys-dir", str(keys)])
+        assert result.exit_code == 0, result.output
+        return result.output
+
+    run("keys", "init")
+    run("keys", "issue", SENDER, "--name", "Sở TTTT Tây Ninh")
+    (pem,) = (keys / "certs").glob("*.pem")
+    serial = pem.stem
+    assert serial.startswith("0") and len(serial) == 40
+    for made in (pem, pem.with_suffix(".key")):  # as an older edoc named them
+        made.rename(made.with_stem(serial[1:]))
+    index = keys / "index.json"
+    index.write_text(index.read_text().replace(serial, serial[1:]))
+
+    assert [row["serial"] for row in json.loads(run("keys", "list", "--json"))] == [serial]
+    run("pack", SAMPLE, "-o", tmp_path / "signed.edxml", "--sign-as", SENDER)
+    revoked = run("keys", "revoke", serial, "--reason", "keyCompromise")
+    assert revoked.strip() == f"revoked organization certificate {serial} (keyCompromise)"

@@ -27,7 +27,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
-from edoc import certcheck, errors
+from edoc import certcheck, errors, pki
 from edoc.keyindex import SigningIdentity
 
 POLICY = "1.3.6.1.4.1.61102.2.1"  # the simulated authority's time-stamp policy
@@ -299,7 +299,8 @@ def _check_authority(
     issuer = next((ca for ca in intermediates if certcheck.issued_by(cert, ca)), None)
     if issuer is None or not certcheck.issued_by(issuer, root) or not _is_ca(issuer):
         raise errors.UntrustedTimestamp(
-            f"the authority's certificate {cert.serial_number:x} does not chain to the root"
+            f"the authority's certificate {pki.serial_hex(cert.serial_number)}"
+            " does not chain to the root"
         )
     try:
         extended = cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage)
@@ -316,7 +317,8 @@ def _check_authority(
     for certificate in (cert, issuer):
         if not certificate.not_valid_before_utc <= at <= certificate.not_valid_after_utc:
             raise errors.UntrustedTimestamp(
-                f"certificate {certificate.serial_number:x} was not valid at {at:%Y-%m-%d %H:%M}"
+                f"certificate {pki.serial_hex(certificate.serial_number)}"
+                f" was not valid at {at:%Y-%m-%d %H:%M}"
             )
 
 

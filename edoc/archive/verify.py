@@ -108,8 +108,8 @@ def _check_authority(stamp: tsa.Stamp, revocations: Revocations) -> None:
         revocation.reason is x509.ReasonFlags.key_compromise or revocation.at <= stamp.time
     ):
         raise errors.UntrustedTimestamp(
-            f"the time-stamping certificate {stamp.authority.serial_number:x} was revoked"
-            f" {revocation.at:%Y-%m-%d %H:%M} ({revocation.reason.value})"
+            f"the time-stamping certificate {pki.serial_hex(stamp.authority.serial_number)}"
+            f" was revoked {revocation.at:%Y-%m-%d %H:%M} ({revocation.reason.value})"
         )
 
 
@@ -180,6 +180,6 @@ def verify_container(data: bytes, root: x509.Certificate) -> ContainerReport:
         org_id=str(described.get("org_id", "")),
         document_id=document_id,
         stamped_at=stamp.time,
-        authority=f"{stamp.authority.serial_number:x}",
+        authority=pki.serial_hex(stamp.authority.serial_number),
         messages=tuple(checked),
     )

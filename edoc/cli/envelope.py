@@ -71,8 +71,10 @@ def _sign(
         )
     personal: SigningIdentity | None = None
     if signer_cert is not None:
-        by_serial = {r.serial: r.full_name for r in keys.records() if r.org_id == sign_as}
-        personal = keys.identity(sign_as, by_serial.get(signer_cert.lower(), signer_cert))
+        of_serial = [
+            r.full_name for r in keys.records() if r.org_id == sign_as and r.has_serial(signer_cert)
+        ]
+        personal = keys.identity(sign_as, of_serial[0] if of_serial else signer_cert)
     return signing.sign(root, keys.identity(sign_as), personal)
 
 

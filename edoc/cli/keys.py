@@ -78,13 +78,13 @@ def keys_issue(
         except errors.UnknownCertificate:
             pass
         else:
-            click.echo(f"{found.kind.value} certificate {found.serial} already valid")
+            click.echo(f"{found.kind.value} certificate {found.shown_serial} already valid")
             return
     wanted = Wanted.of(
         org_id, org_name=org_name, full_name=full_name, days=days, tls_hosts=tls_hosts
     )
     record = store.issue_asked(wanted)
-    click.echo(f"issued {record.kind.value} certificate {record.serial} for {org_id}")
+    click.echo(f"issued {record.kind.value} certificate {record.shown_serial} for {org_id}")
 
 
 @keys.command("tsa")
@@ -106,10 +106,10 @@ def keys_tsa(days: int, exist_ok: bool, keys_dir: Path) -> None:
         except errors.UnknownCertificate:
             pass
         else:
-            click.echo(f"tsa certificate {found.serial} already valid")
+            click.echo(f"tsa certificate {found.shown_serial} already valid")
             return
     record = store.issue_tsa(days=days)
-    click.echo(f"issued tsa certificate {record.serial}")
+    click.echo(f"issued tsa certificate {record.shown_serial}")
 
 
 @keys.command("rotate")
@@ -129,7 +129,7 @@ def keys_rotate(org_id: str, full_name: str, overlap_days: float, keys_dir: Path
     store = existing_keys(keys_dir)
     record = store.rotate(org_id, full_name=full_name, overlap_days=overlap_days)
     who = f"{full_name} of {org_id}" if full_name else org_id
-    click.echo(f"rotated {who}: now signing with {record.serial}")
+    click.echo(f"rotated {who}: now signing with {record.shown_serial}")
 
 
 @keys.command("revoke")
@@ -139,7 +139,7 @@ def keys_rotate(org_id: str, full_name: str, overlap_days: float, keys_dir: Path
 def keys_revoke(target: str, reason: str, keys_dir: Path) -> None:
     """Revoke certificates and publish the CRL."""
     for record in existing_keys(keys_dir).revoke(target, reason):
-        click.echo(f"revoked {record.kind.value} certificate {record.serial} ({reason})")
+        click.echo(f"revoked {record.kind.value} certificate {record.shown_serial} ({reason})")
 
 
 @keys.command("list")
@@ -149,23 +149,29 @@ def keys_list(as_json: bool, keys_dir: Path) -> None:
     """Every certificate with its state; warns of those expiring within 30 days."""
     store = existing_keys(keys_dir)
     now = utcnow()
-    expiring = {r.serial for r in store.expiring(now)}
+    expiring = {r.shown_serial for r in store.expiring(now)}
     records = sorted(store.records(), key=lambda r: (r.org_id, r.kind, r.not_before))
     if as_json:
         rows = [
-            {**r.to_json(), "state": r.state(now), "expiring_soon": r.serial in expiring}
+            {
+                **r.to_json(),
+                "serial": r.shown_serial,  # (to_json's is the index's, as stored)
+                "state": r.state(now),
+                "expiring_soon": r.shown_serial in expiring,
+            }
             for r in records
         ]
         click.echo(json.dumps(rows, ensure_ascii=False, indent=2))
         return
     table = Table("organization", "kind", "name", "serial", "valid from", "valid to", "state")
     for r in records:
-        state = r.state(now) + (" [yellow]⚠ expires soon[/]" if r.serial in expiring else "")
+        soon = r.shown_serial in expiring
+        state = r.state(now) + (" [yellow]⚠ expires soon[/]" if soon else "")
         table.add_row(
             r.org_id,
             r.kind.value,
             r.full_name or r.org_name,
-            r.serial[:16],
+            r.shown_serial,  # whole: what `keys revoke` is given
             f"{r.not_before:%Y-%m-%d}",
             f"{r.expires():%Y-%m-%d}",
             state,
