@@ -6,11 +6,13 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner, Result
 
 from edoc.cli import main
 from edoc.cli.failures import EXIT_REFUSED
 from edoc.store import open_hub_store, sqlite_url
+from edoc.store.sqlite.hub import SqliteHubStore
 from edoc.web import token_digest
 
 
@@ -60,3 +62,27 @@ def test_another_nodes_token_is_refused_by_name(tmp_path: Path) -> None:
             " made)\n"
         )
     assert _node_for(tmp_path, "shared") == "H53"
+
+
+def test_a_token_taken_by_another_node_meanwhile_is_refused_by_name(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two add-node at once with one token: both asked whose it was before either had
+    added it, and the second failed on the store's UNIQUE with a traceback."""
+    assert _add_node(tmp_path, "--token", "shared", node="H34").exit_code == 0
+    asked = SqliteHubStore.node_for_token
+    answers: list[str | None] = [None]  # the first question, asked before H34's add
+
+    async def before_the_other(store: SqliteHubStore, digest: str) -> str | None:
+        return answers.pop() if answers else await asked(store, digest)
+
+    monkeypatch.setattr(SqliteHubStore, "node_for_token", before_the_other)
+    for replace in ((), ("--replace",)):
+        answers[:] = [None]
+        refused = _add_node(tmp_path, "--token", "shared", *replace)
+        assert refused.exit_code == EXIT_REFUSED, refused.output
+        assert refused.stderr == (
+            "error EDOC-HUB-008: that token is node H34's; give H53 another (or none: one is"
+            " made)\n"
+        )
+    assert _node_for(tmp_path, "shared") == "H34"

@@ -369,10 +369,14 @@ async def add_node(config: HubConfig, node: str, token: str, *, replace: bool = 
     store = await open_hub_store(config.store)
     try:
         await _refuse_anothers_token(store, root, digest)
-        if replace:
-            await store.add_node(root, digest)
-            return
-        added = await store.add_new_node(root, digest)
+        try:
+            if replace:
+                await store.add_node(root, digest)
+                return
+            added = await store.add_new_node(root, digest)
+        except errors.NodeExists:  # another node took the token since it was asked about
+            await _refuse_anothers_token(store, root, digest)  # (which: the operator is told)
+            raise
     finally:
         await store.close()
     if not added:

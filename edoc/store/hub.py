@@ -74,6 +74,12 @@ def chain_moved(package: NewPackage) -> errors.ChainMoved:
     )
 
 
+def token_taken(node: str) -> errors.NodeExists:
+    """What a store raises when ``node``'s token is another node's (a token is one node's:
+    UNIQUE), asked to add it after the hub last looked (edoc.hub.app.add_node names whose)."""
+    return errors.NodeExists(f"the token given to {node} is another node's")
+
+
 @dataclass(frozen=True)
 class PackageKey:
     """What makes a package the same message: one per key is ever accepted."""
@@ -350,13 +356,15 @@ class HubStore(Protocol):
         ...
 
     async def add_node(self, node: str, token_sha256: str) -> None:
-        """Let ``node`` in with this token, replacing any token it had."""
+        """Let ``node`` in with this token, replacing any token it had. A token another
+        node holds (one node's each) raises errors.NodeExists, nothing changed."""
         ...
 
     async def add_new_node(self, node: str, token_sha256: str) -> bool:
         """Let ``node`` in with this token unless it holds another one (kept as it is);
         whether it holds this one now. One change: two operators adding at once do not
-        both think theirs is the token."""
+        both think theirs is the token. A token another node holds raises
+        errors.NodeExists, as for add_node."""
         ...
 
     async def node_for_token(self, token_sha256: str) -> str | None: ...

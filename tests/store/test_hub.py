@@ -392,3 +392,16 @@ async def test_retention_drops_at_most_the_limit_oldest_first(hub_store: HubStor
     await oracles.acknowledge(hub_store, receipts, NOW)
     assert await hub_store.drop_delivered_bytes(NOW, 2) == ["/p/5", "/p/4"]
     assert await hub_store.drop_delivered_bytes(NOW, 2) == ["/p/3"]
+
+
+async def test_another_nodes_token_is_refused_as_such_not_as_the_stores_constraint(
+    hub_store: HubStore,
+) -> None:
+    """The UNIQUE on a token came out as sqlite3.IntegrityError or asyncpg's
+    UniqueViolationError: a traceback for an operator whose add-node raced another."""
+    await hub_store.add_node("H34", "a" * 64)
+    with pytest.raises(errors.NodeExists):
+        await hub_store.add_new_node("H53", "a" * 64)
+    with pytest.raises(errors.NodeExists):
+        await hub_store.add_node("H53", "a" * 64)
+    assert await hub_store.node_for_token("a" * 64) == "H34"

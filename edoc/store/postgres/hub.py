@@ -11,9 +11,10 @@ whose path the row holds, in a packages folder every instance reaches.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import secrets
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 import asyncpg
 
@@ -31,6 +32,7 @@ from edoc.store.hub import (
     Tally,
     chain_moved,
     sums_sql,
+    token_taken,
 )
 from edoc.store.postgres.database import CONNECT_TIMEOUT
 from edoc.store.postgres.hub_intake import HubIntake
@@ -248,6 +250,16 @@ _COUNT = (
 )
 
 
+@contextlib.contextmanager
+def _one_node_per_token(node: str) -> Iterator[None]:
+    """The UNIQUE on a node's token, failing, as the error it means (the node's own
+    conflict is ON CONFLICT's: no other unique violation can come of adding a node)."""
+    try:
+        yield
+    except asyncpg.UniqueViolationError:
+        raise token_taken(node) from None
+
+
 def _delivery(row: asyncpg.Record) -> Delivery:
     return Delivery(**dict(row))
 
@@ -453,24 +465,27 @@ class PostgresHubStore(HubIntake):
         return int(version or 0)
 
     async def add_node(self, node: str, token_sha256: str) -> None:
-        async with self._transaction() as conn:
-            await conn.execute(
-                "INSERT INTO nodes (node, token_sha256) VALUES ($1, $2)"
-                " ON CONFLICT (node) DO UPDATE SET token_sha256 = excluded.token_sha256",
-                node,
-                token_sha256,
-            )
+        with _one_node_per_token(node):
+            async with self._transaction() as conn:
+                await conn.execute(
+                    "INSERT INTO nodes (node, token_sha256) VALUES ($1, $2)"
+                    " ON CONFLICT (node) DO UPDATE SET token_sha256 = excluded.token_sha256",
+                    node,
+                    token_sha256,
+                )
 
     async def add_new_node(self, node: str, token_sha256: str) -> bool:
-        async with self._transaction() as conn:
-            # a clash with another node's token (UNIQUE) still raises: only this node's row
-            await conn.execute(
-                "INSERT INTO nodes (node, token_sha256) VALUES ($1, $2)"
-                " ON CONFLICT (node) DO NOTHING",
-                node,
-                token_sha256,
-            )
-            held = await conn.fetchval("SELECT token_sha256 FROM nodes WHERE node = $1", node)
+        with _one_node_per_token(node):
+            async with self._transaction() as conn:
+                # a clash with another node's token (UNIQUE) still raises (NodeExists): only this
+                # node's row
+                await conn.execute(
+                    "INSERT INTO nodes (node, token_sha256) VALUES ($1, $2)"
+                    " ON CONFLICT (node) DO NOTHING",
+                    node,
+                    token_sha256,
+                )
+                held = await conn.fetchval("SELECT token_sha256 FROM nodes WHERE node = $1", node)
         return bool(held == token_sha256)
 
     async def node_for_token(self, token_sha256: str) -> str | None:

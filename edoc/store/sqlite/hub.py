@@ -5,12 +5,13 @@ It implements :class:`edoc.store.hub.HubStore`; open one with edoc.store.open_hu
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import secrets
 import sqlite3
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import replace
 from functools import partial
 from typing import Any
@@ -31,6 +32,7 @@ from edoc.store.hub import (
     Tally,
     chain_moved,
     sums_sql,
+    token_taken,
 )
 from edoc.store.sqlite.database import from_ms, query, to_ms
 from edoc.store.sqlite.hub_intake import admission, package_record
@@ -399,17 +401,19 @@ class SqliteHubStore(HubViews):
         return await self._read(_directory_version)
 
     async def add_node(self, node: str, token_sha256: str) -> None:
-        await self._change(
-            partial(
-                query,
-                sql="INSERT INTO nodes (node, token_sha256) VALUES (?, ?)"
-                " ON CONFLICT (node) DO UPDATE SET token_sha256=excluded.token_sha256",
-                params=(node, token_sha256),
+        with _one_node_per_token(node):
+            await self._change(
+                partial(
+                    query,
+                    sql="INSERT INTO nodes (node, token_sha256) VALUES (?, ?)"
+                    " ON CONFLICT (node) DO UPDATE SET token_sha256=excluded.token_sha256",
+                    params=(node, token_sha256),
+                )
             )
-        )
 
     async def add_new_node(self, node: str, token_sha256: str) -> bool:
-        return await self._change(partial(_add_new_node, node=node, token_sha256=token_sha256))
+        with _one_node_per_token(node):
+            return await self._change(partial(_add_new_node, node=node, token_sha256=token_sha256))
 
     async def node_for_token(self, token_sha256: str) -> str | None:
         rows = await self._rows("SELECT node FROM nodes WHERE token_sha256=?", (token_sha256,))
@@ -419,8 +423,20 @@ class SqliteHubStore(HubViews):
         """Nothing to watch: one hub process owns the file."""
 
 
+@contextlib.contextmanager
+def _one_node_per_token(node: str) -> Iterator[None]:
+    """The UNIQUE on a node's token, failing, as the error it means."""
+    try:
+        yield
+    except sqlite3.IntegrityError as exc:
+        if "nodes.token_sha256" not in str(exc):
+            raise
+        raise token_taken(node) from None
+
+
 def _add_new_node(conn: sqlite3.Connection, node: str, token_sha256: str) -> bool:
-    # a clash with another node's token (UNIQUE) still raises: only this node's row is kept
+    # a clash with another node's token (UNIQUE) still raises (NodeExists, in the caller):
+    # only this node's row is kept
     conn.execute(
         "INSERT INTO nodes (node, token_sha256) VALUES (?, ?) ON CONFLICT (node) DO NOTHING",
         (node, token_sha256),
