@@ -5,8 +5,10 @@ of DATA_DIR/packages. Without a bound a national hub grows by its day's traffic,
 day. Once a package has been acknowledged by every recipient and is older than the
 bound, its bytes go; its row stays, so a resend is still answered with its first answer
 and the statistics still count it. The nodes keep what they sent and received (their
-archives, edoc.archive), and the hub's batches prove when it held each package for as
-long as ``--evidence-days`` keeps them.
+archives, edoc.archive).
+
+A hub killed between a step's change and its files' removal leaves those files in
+DATA_DIR/packages, named by no row: a start does not look for them.
 """
 
 from __future__ import annotations
@@ -45,14 +47,26 @@ async def drop_old(store: HubStore, offload: Offload, before: dt.datetime) -> in
     acknowledged; how many."""
     dropped = 0
     while True:
-        paths = await store.drop_delivered_bytes(before, AT_ONCE)
-        # after the change: a file is never gone while its row still names it
-        await offload.run(_remove_files, [path for path in paths if path])
+        # a step runs to its end, a cancel (the hub stopping) waiting for it: stopped
+        # between the store's change and the files' removal, the files would stay for good
+        step = asyncio.ensure_future(_step(store, offload, before))
+        try:
+            paths = await asyncio.shield(step)
+        except asyncio.CancelledError:
+            await step
+            raise
         dropped += len(paths)
         if len(paths) < AT_ONCE:
             if dropped:
                 log.info("old packages dropped", packages=dropped, before=before.isoformat())
             return dropped
+
+
+async def _step(store: HubStore, offload: Offload, before: dt.datetime) -> list[str]:
+    paths = await store.drop_delivered_bytes(before, AT_ONCE)
+    # after the change: a file is never gone while its row still names it
+    await offload.run(_remove_files, [path for path in paths if path])
+    return paths
 
 
 def _remove_files(paths: Sequence[str]) -> None:
