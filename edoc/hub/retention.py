@@ -23,12 +23,13 @@ import structlog
 from edoc import errors
 from edoc.hub.state import HubState
 from edoc.offload import Offload
-from edoc.store.hub import HubStore
+from edoc.store.hub import Dropped, HubStore
 
 log = structlog.get_logger("edoc.hub.retention")
 
 PASS_EVERY = 3600.0  # seconds between passes: the bound counts in days
 AT_ONCE = 500  # packages dropped in one change of the store: short write transactions
+EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)  # before every package a hub accepted
 
 
 async def drop_forever(state: HubState, keep_days: int) -> None:
@@ -45,28 +46,32 @@ async def drop_forever(state: HubState, keep_days: int) -> None:
 async def drop_old(store: HubStore, offload: Offload, before: dt.datetime) -> int:
     """Drop the bytes of every package accepted before ``before`` that every recipient
     acknowledged; how many."""
-    dropped = 0
+    dropped, since = 0, EPOCH
     while True:
         # a step runs to its end, a cancel (the hub stopping) waiting for it: stopped
         # between the store's change and the files' removal, the files would stay for good
-        step = asyncio.ensure_future(_step(store, offload, before))
+        step = asyncio.ensure_future(_step(store, offload, since, before))
         try:
-            paths = await asyncio.shield(step)
+            gone = await asyncio.shield(step)
         except asyncio.CancelledError:
             await step
             raise
-        dropped += len(paths)
-        if len(paths) < AT_ONCE:
+        dropped += len(gone)
+        if len(gone) < AT_ONCE:
             if dropped:
                 log.info("old packages dropped", packages=dropped, before=before.isoformat())
             return dropped
+        # what is older is still owed to someone: the next step does not walk it again
+        since = gone[-1].accepted_at
 
 
-async def _step(store: HubStore, offload: Offload, before: dt.datetime) -> list[str]:
-    paths = await store.drop_delivered_bytes(before, AT_ONCE)
+async def _step(
+    store: HubStore, offload: Offload, since: dt.datetime, before: dt.datetime
+) -> list[Dropped]:
+    gone = await store.drop_delivered_bytes(since, before, AT_ONCE)
     # after the change: a file is never gone while its row still names it
-    await offload.run(_remove_files, [path for path in paths if path])
-    return paths
+    await offload.run(_remove_files, [package.path for package in gone if package.path])
+    return gone
 
 
 def _remove_files(paths: Sequence[str]) -> None:

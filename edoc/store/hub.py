@@ -137,6 +137,14 @@ class Delivery:
 
 
 @dataclass(frozen=True)
+class Dropped:
+    """A package whose bytes retention dropped (edoc.hub.retention)."""
+
+    path: str  # its file, to remove once the change is committed; "" for bytes in its row
+    accepted_at: dt.datetime  # where the next step may start: those before are owed
+
+
+@dataclass(frozen=True)
 class Receipt:
     """An acknowledged delivery and the counter it adds to if it is delivered for the
     first time (an acknowledgement repeated counts once)."""
@@ -370,11 +378,12 @@ class HubStore(Protocol):
     async def node_for_token(self, token_sha256: str) -> str | None: ...
 
     # retention
-    async def drop_delivered_bytes(self, before: dt.datetime, limit: int) -> list[str]:
-        """Drop the bytes of up to ``limit`` packages accepted before ``before`` whose
-        every delivery was acknowledged, oldest first; the paths of those kept as files
-        ("" for bytes kept in the row), to remove once this change is committed. The
-        rows stay: a resend is answered as before, the statistics count them."""
+    async def drop_delivered_bytes(
+        self, since: dt.datetime, before: dt.datetime, limit: int
+    ) -> list[Dropped]:
+        """Drop the bytes of up to ``limit`` packages accepted from ``since`` to
+        ``before`` whose every delivery was acknowledged, oldest first. The rows stay: a
+        resend is answered as before, the statistics count them."""
         ...
 
     # other processes on the same store

@@ -13,6 +13,7 @@ import pytest
 from edoc import errors
 from edoc.archive.hub import open_hub_packages
 from edoc.archive.stored import Mark, PackageRef, package_bytes
+from edoc.hub.retention import EPOCH
 from edoc.store import open_hub_store, sqlite_url
 from edoc.store.hub import Addressee, NewPackage, Receipt, Tally
 from tests.store import postgres
@@ -111,7 +112,8 @@ async def test_a_package_whose_bytes_were_dropped_is_not_stamped(store_url: str)
         await store.acknowledge_checked(
             [leased[0].id], NOW, lambda found: [Receipt(d.id, received) for d in found]
         )
-        assert await store.drop_delivered_bytes(NOW + dt.timedelta(days=1), 10) == [""]
+        dropped = await store.drop_delivered_bytes(EPOCH, NOW + dt.timedelta(days=1), 10)
+        assert [d.path for d in dropped] == [""]
     finally:
         await store.close()
     packages = await open_hub_packages(store_url)

@@ -8,6 +8,7 @@ from dataclasses import replace
 import pytest
 
 from edoc import errors
+from edoc.hub.retention import EPOCH
 from edoc.store.hub import (
     Addressee,
     Backlog,
@@ -368,8 +369,10 @@ async def test_retention_drops_the_bytes_of_old_delivered_packages_only(
     await oracles.acknowledge(hub_store, receipts, NOW)
 
     before = NOW - dt.timedelta(days=1)
-    assert sorted(await hub_store.drop_delivered_bytes(before, 10)) == ["", "/packages/f.edxml"]
-    assert await hub_store.drop_delivered_bytes(before, 10) == []  # dropped once
+    dropped = await hub_store.drop_delivered_bytes(EPOCH, before, 10)
+    assert sorted(d.path for d in dropped) == ["", "/packages/f.edxml"]
+    assert {d.accepted_at for d in dropped} == {old}
+    assert await hub_store.drop_delivered_bytes(EPOCH, before, 10) == []  # dropped once
 
     kept = {d.about: await hub_store.delivery(d.id) for d in leased}
     assert kept["delivered"] is not None and (kept["delivered"].body, kept["delivered"].path) == (
@@ -390,8 +393,10 @@ async def test_retention_drops_at_most_the_limit_oldest_first(hub_store: HubStor
     leased = await hub_store.lease("H34", NOW, LEASE, 10, 0)
     receipts = [Receipt(d.id, Tally(DAY, d.recipient, "received", "")) for d in leased]
     await oracles.acknowledge(hub_store, receipts, NOW)
-    assert await hub_store.drop_delivered_bytes(NOW, 2) == ["/p/5", "/p/4"]
-    assert await hub_store.drop_delivered_bytes(NOW, 2) == ["/p/3"]
+    first = await hub_store.drop_delivered_bytes(EPOCH, NOW, 2)
+    assert [d.path for d in first] == ["/p/5", "/p/4"]
+    assert await hub_store.drop_delivered_bytes(NOW - dt.timedelta(days=2), NOW, 2) == []  # older
+    assert [d.path for d in await hub_store.drop_delivered_bytes(EPOCH, NOW, 2)] == ["/p/3"]
 
 
 async def test_another_nodes_token_is_refused_as_such_not_as_the_stores_constraint(

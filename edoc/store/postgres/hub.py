@@ -25,6 +25,7 @@ from edoc.store.hub import (
     Delivery,
     Directory,
     DirectoryEntry,
+    Dropped,
     NewPackage,
     PackageRecord,
     Receipt,
@@ -126,16 +127,16 @@ CREATE INDEX packages_held ON packages (accepted_at) WHERE body IS NOT NULL OR p
 # locked rows are another instance's pass: it drops those
 _DROP_DELIVERED_BYTES = """
 WITH gone AS (
-    SELECT p.id, p.path FROM packages p
-    WHERE p.accepted_at < $1 AND (p.body IS NOT NULL OR p.path <> '')
+    SELECT p.id, p.path, p.accepted_at FROM packages p
+    WHERE p.accepted_at >= $1 AND p.accepted_at < $2 AND (p.body IS NOT NULL OR p.path <> '')
         AND NOT EXISTS (
             SELECT 1 FROM deliveries d WHERE d.package_id = p.id AND d.delivered_at IS NULL
         )
-    ORDER BY p.accepted_at LIMIT $2
+    ORDER BY p.accepted_at LIMIT $3
     FOR UPDATE SKIP LOCKED
 )
 UPDATE packages p SET body = NULL, path = '' FROM gone WHERE p.id = gone.id
-RETURNING gone.path
+RETURNING gone.path, gone.accepted_at
 """
 
 # $1 is the largest package whose body comes along: an acknowledgement of 1,000
@@ -395,8 +396,12 @@ class PostgresHubStore(HubIntake):
         first = await self._acknowledge(receipts(list(found.values())), now)
         return [found[delivery_id] for delivery_id in first]
 
-    async def drop_delivered_bytes(self, before: dt.datetime, limit: int) -> list[str]:
-        return [row[0] for row in await self._rows(_DROP_DELIVERED_BYTES, before, limit)]
+    async def drop_delivered_bytes(
+        self, since: dt.datetime, before: dt.datetime, limit: int
+    ) -> list[Dropped]:
+        dropped = await self._rows(_DROP_DELIVERED_BYTES, since, before, limit)
+        # RETURNING's order is not promised: the oldest first, as asked
+        return sorted((Dropped(r[0], r[1]) for r in dropped), key=lambda d: d.accepted_at)
 
     # --- statistics ------------------------------------------------------------------------
     async def count(self, tally: Tally) -> None:

@@ -24,6 +24,7 @@ from edoc.store.hub import (
     Delivery,
     Directory,
     DirectoryEntry,
+    Dropped,
     NewPackage,
     PackageKey,
     PackageRecord,
@@ -109,8 +110,8 @@ CREATE INDEX IF NOT EXISTS packages_held ON packages (accepted_at)
     WHERE body IS NOT NULL OR path != '';
 """
 _HELD_AND_DELIVERED = """
-SELECT p.id, p.path FROM packages p
-WHERE p.accepted_at < ? AND (p.body IS NOT NULL OR p.path != '')
+SELECT p.id, p.path, p.accepted_at FROM packages p
+WHERE p.accepted_at >= ? AND p.accepted_at < ? AND (p.body IS NOT NULL OR p.path != '')
     AND NOT EXISTS (
         SELECT 1 FROM deliveries d WHERE d.package_id = p.id AND d.delivered_at IS NULL
     )
@@ -330,12 +331,15 @@ class SqliteHubStore(HubViews):
 
         return await self._change(acknowledge)
 
-    async def drop_delivered_bytes(self, before: dt.datetime, limit: int) -> list[str]:
-        def drop(db: sqlite3.Connection) -> list[str]:
-            found = db.execute(_HELD_AND_DELIVERED, (to_ms(before), limit)).fetchall()
-            gone = [(package_id,) for package_id, _ in found]
+    async def drop_delivered_bytes(
+        self, since: dt.datetime, before: dt.datetime, limit: int
+    ) -> list[Dropped]:
+        def drop(db: sqlite3.Connection) -> list[Dropped]:
+            bounds = (to_ms(since), to_ms(before), limit)
+            found = db.execute(_HELD_AND_DELIVERED, bounds).fetchall()
+            gone = [(row[0],) for row in found]
             db.executemany("UPDATE packages SET body = NULL, path = '' WHERE id = ?", gone)
-            return [path for _, path in found]
+            return [Dropped(path, from_ms(at)) for _, path, at in found]
 
         return await self._change(drop)
 
