@@ -130,7 +130,8 @@ class Delivery:
     size: int
     path: str
     # the package itself when the store keeps it (path is then ""), loaded only where it is
-    # sent: by delivery(), and by lease() and deliveries() up to ``bodies_up_to`` bytes
+    # sent: by delivery(), and by lease() and deliveries() up to ``bodies_up_to`` bytes.
+    # Neither (no body, path ""): acknowledged long ago, its bytes dropped by retention
     body: bytes | None
     attempts: int
     delivered: bool
