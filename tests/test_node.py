@@ -22,6 +22,7 @@ from structlog.testing import capture_logs
 
 from edoc import errors, network
 from edoc.cli import main
+from edoc.hub.state import HUB_ORG_ID
 from edoc.keystore import KeyStore
 from edoc.node import addressbook, openapi
 from edoc.node import app as node_app
@@ -624,6 +625,28 @@ async def test_without_a_valid_address_book_the_hub_judges(door: Door, book: str
         assert node.book.current() is None
         assert (await node.request("GET", "/healthz"))[1]["address_book"] is None
         assert "EDOC-HUB-001" in await eventually(lambda: _failed(node, answer["id"]))
+
+
+async def test_a_book_the_hub_confirms_is_judged_again_against_the_trust_held(
+    door: Door, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The hub's 304 says only that the book held is still the hub's: when the CA has
+    revoked the seal that signed it since the node verified it, the node no longer holds
+    it (as it refuses such a book sent on a 200), and the hub judges remote recipients."""
+    monkeypatch.setattr(addressbook, "RECHECK_AFTER", 0.2)
+    door.hub.book = door.hub.signed_book(REGISTERED)
+    async with door.node() as node:
+        await _refused_as_unknown(node, "000.00.99.H34")
+        door.hub.keys.revoke(HUB_ORG_ID, "keyCompromise")
+        unchanged = door.hub.directory_unchanged
+        with capture_logs() as logs:
+            status, answer, _ = await node.send(metadata(SENDER, ["000.00.99.H34"]))
+        assert door.hub.directory_unchanged == unchanged + 1  # the post's fetch: a 304
+        assert status == 202, answer
+        assert node.book.current() is None
+        assert (await node.request("GET", "/healthz"))[1]["address_book"] is None
+        (refused,) = [line for line in logs if line["event"] == "address book not fetched"]
+        assert "revoked" in refused["reason"]
 
 
 async def test_a_post_that_is_not_multipart_is_refused_plainly(door: Door) -> None:
