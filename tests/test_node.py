@@ -649,6 +649,30 @@ async def test_a_book_the_hub_confirms_is_judged_again_against_the_trust_held(
         assert "revoked" in refused["reason"]
 
 
+async def test_a_book_held_is_judged_again_when_the_hubs_new_one_is_refused(
+    door: Door, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A fetch that brings no book the node takes (here one that does not verify) leaves
+    the book held; the node judges it again all the same."""
+    monkeypatch.setattr(addressbook, "RECHECK_AFTER", 0.2)
+    door.hub.book = door.hub.signed_book(REGISTERED)
+    async with door.node() as node:
+        await _refused_as_unknown(node, "000.00.99.H34")
+        door.hub.book = b"<not-a-book/>"
+        status, answer, _ = await node.send(metadata(SENDER, ["000.00.99.H34"]))
+        assert status == 202, answer  # (no fresh book: the hub judges)
+        assert node.book.current() is not None  # still trusted: its seal is good
+        door.hub.keys.revoke(HUB_ORG_ID, "keyCompromise")
+        with capture_logs() as logs:
+            status, answer, _ = await node.send(metadata(SENDER, ["000.00.99.H34"]))
+        assert status == 202, answer
+        assert node.book.current() is None
+        dropped = [
+            line for line in logs if line["event"] == "the address book held no longer verifies"
+        ]
+        assert len(dropped) == 1 and "revoked" in dropped[0]["reason"]
+
+
 async def test_a_post_that_is_not_multipart_is_refused_plainly(door: Door) -> None:
     async with door.node(with_book=False) as node:
         # curl -X POST: no body, no Content-Type

@@ -14,7 +14,8 @@ expires), and fetches it again:
   expiry; the hub answers 304 while the book the node holds is the one it signed last,
   named by its ETag, and the node verifies the one it holds again: since it last did, the
   CA may have revoked or rotated out the hub's seal or the seal expired; a book that no
-  longer verifies is no longer held);
+  longer verifies is no longer held. A fetch that fails, the hub down or its new book
+  refused, has the book held judged again the same way);
 - when a post names an id the copy does not know: an agency may have registered at
   another node since, so the post waits (``DOOR_WAIT`` at most) for a copy fetched after
   it arrived, and is refused only by such a copy. Such fetches begin at most every
@@ -183,9 +184,20 @@ class AddressBook:
                 await self._verify_held(state, held)
         except (errors.EdocError, OSError, ValueError) as exc:
             log.warning("address book not fetched", reason=str(exc))
+            if held is not None and self._copy is held:  # neither replaced nor judged again
+                await self._still_trusted(state, held)
             return False
         self._confirmed = self._fetch_started  # the start of this fetch
         return True
+
+    async def _still_trusted(self, state: NodeState, held: Copy) -> None:
+        """A fetch that failed (the hub down, or its new book refused: signed by a seal
+        the CA revoked since) leaves the book held as it was; it is judged again all the
+        same, or a revoked seal's book would be trusted until it expires."""
+        try:
+            await self._verify_held(state, held)
+        except errors.EdocError as exc:
+            log.warning("the address book held no longer verifies", reason=str(exc))
 
     async def _adopt(self, state: NodeState, data: bytes, keep: bool, etag: str = "") -> None:
         version, expires, known = await state.offload.run(_verified, data, state, self.signer)
