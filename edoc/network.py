@@ -239,6 +239,22 @@ def keep_provinces(network: Network, asked: list[str]) -> None:
         )
 
 
+def keep_tls(network: Network, tls: bool) -> None:
+    """Refuse ``tls`` unless the network was planned with it: its hub's address (https://
+    or http://) is in network.json, where agencies' software and `edoc simulate --network`
+    read it, and the nodes reach the hub with their client certificates or without; a
+    network changes its transport no more than its provinces."""
+    planned = bool(network.spec["hub"]["tls"])
+    if tls != planned:
+        has, asked = ("TLS", "plain HTTP") if planned else ("plain HTTP", "TLS")
+        flag = "without --insecure-http" if planned else "with --insecure-http"
+        raise errors.InputError(
+            f"{network.path} has a hub with {has}, not {asked}: a network keeps its"
+            f" transport; start it {flag}, or give another --data-dir for a network"
+            f" with {asked}"
+        )
+
+
 def move(network: Network, base_port: int) -> None:
     """Put the hub on ``base_port`` and the nodes on the ports after it, as a new plan
     lays them out, and save the plan. Only network.json holds the ports (the

@@ -1,6 +1,7 @@
 """`edoc up` on a data folder that holds a network already: what it is asked is honoured
-(another --base-port moves the network there) or refused (other --provinces), never
-silently ignored; with neither, as `make run` starts it again, it comes back as it was."""
+(another --base-port moves the network there) or refused (other --provinces, or
+--insecure-http for a network planned with TLS), never silently ignored; with neither,
+as `make run` starts it again, it comes back as it was."""
 
 from __future__ import annotations
 
@@ -78,3 +79,28 @@ def test_a_network_running_in_the_folder_is_left_as_it_is(
     assert refused.exit_code == 4, refused.output
     assert refused.stderr.startswith(f"error EDOC-SYS-004: {tmp_path} is in use by another")
     assert len(started) == 1 and (tmp_path / "network.json").read_bytes() == before
+
+
+def test_insecure_http_for_a_network_planned_with_tls_is_refused(
+    tmp_path: Path, started: list[dict[str, Any]]
+) -> None:
+    """--insecure-http on a network planned with TLS was ignored: it came up with TLS, on
+    https:// addresses, while the operator believed it plain HTTP."""
+    assert _up(tmp_path, "--provinces", "H53,H34").exit_code == 0
+    before = (tmp_path / "network.json").read_bytes()
+    refused = _up(tmp_path, "--insecure-http", "--base-port", "8730")
+    assert refused.exit_code == 1, refused.output
+    assert refused.stderr.startswith("error EDOC-IN-000: ")
+    assert "TLS" in refused.stderr and "--data-dir" in refused.stderr
+    assert len(started) == 1 and (tmp_path / "network.json").read_bytes() == before
+
+
+def test_a_network_planned_without_tls_comes_back_without_it(
+    tmp_path: Path, started: list[dict[str, Any]]
+) -> None:
+    """Started again, with or without the flag, a plain-HTTP network stays plain HTTP."""
+    assert _up(tmp_path, "--provinces", "H53", "--insecure-http").exit_code == 0
+    for again in (_up(tmp_path), _up(tmp_path, "--insecure-http")):
+        assert again.exit_code == 0, again.output
+        assert started[-1] == started[0] and started[-1]["hub"]["tls"] is False
+        assert "http://127.0.0.1:8700" in again.stdout and "https://" not in again.stdout

@@ -27,7 +27,12 @@ DEFAULT_BASE_PORT = 8700
     " for a new network; a network DATA_DIR holds keeps its ports, and moves to these"
     " when given].",
 )
-@click.option("--insecure-http", is_flag=True, help="Hub without TLS (tests only).")
+@click.option(
+    "--insecure-http",
+    is_flag=True,
+    help="Hub without TLS (tests only), for a new network. A network DATA_DIR already"
+    " holds keeps its transport: --insecure-http for one planned with TLS is refused.",
+)
 @click.option(
     "--hubs",
     type=click.IntRange(1, 16),
@@ -88,12 +93,15 @@ def _plan(
     hubs: network.HubPlan | None,
 ) -> network.Network:
     """The network in ``data_dir``, new or planned before. Started again, it keeps its
-    provinces (refusing others: their nodes' stores are there) and moves to the ports
+    provinces (refusing others: their nodes' stores are there) and its transport
+    (refusing --insecure-http for one planned with TLS), and moves to the ports
     asked for (README: a busy port is answered by another --base-port); what was asked
     of it is honoured or refused, never silently ignored."""
     before = network.planned(data_dir)
     if before is not None and codes is not None:
         network.keep_provinces(before, codes)  # before anything is written
+    if before is not None and not tls:  # --insecure-http; without it, as planned
+        network.keep_tls(before, tls)
     net = network.plan(
         data_dir,
         codes or list(network.PROVINCES),
