@@ -70,6 +70,7 @@ GIVEN = (
     "Yến",
 )
 HOSTS = ("localhost", "127.0.0.1")
+HOLDER = "network (edoc up, edoc simulate)"  # what holds DATA_DIR/.lock while it runs
 HUB_TOKEN_VARIABLE = "EDOC_HUB_TOKEN"  # noqa: S105 - where `edoc serve node` reads its token
 
 

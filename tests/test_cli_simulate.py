@@ -4,6 +4,7 @@ where a share means nothing, no Python reprs, and a failure when nothing got thr
 from __future__ import annotations
 
 import io
+import json
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -16,7 +17,7 @@ from aiohttp.test_utils import TestServer
 from click.testing import CliRunner, Result
 from rich.console import Console
 
-from edoc import network
+from edoc import errors, launcher, network
 from edoc.cli import main
 from edoc.sim import command, profile, report, runner, traffic
 
@@ -246,3 +247,45 @@ def test_final_statuses_that_had_not_come_are_reported(tmp_path: Path) -> None:
     assert "final statuses (02, 06) at the senders' nodes: 2 of 4 — 2 had not arrived" in (
         out.getvalue()
     )
+
+
+@pytest.fixture
+def starting(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
+    """What `edoc simulate` starts for its network, each time; nothing is started."""
+    runs: list[dict[str, Any]] = []
+
+    def start(net: network.Network) -> list[Any]:
+        runs.append(json.loads(json.dumps(net.spec)))
+        return []
+
+    monkeypatch.setattr(network, "provision", lambda net: None)
+    monkeypatch.setattr(network, "register_tokens", lambda net: None)
+    monkeypatch.setattr(launcher, "start_preloaded", start)
+    monkeypatch.setattr(launcher, "stop", lambda processes: None)
+    return runs
+
+
+def test_a_network_the_data_dir_holds_starts_on_the_ports_chosen_for_the_run(
+    tmp_path: Path, starting: list[dict[str, Any]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Run again on its --data-dir, a network came back on the ports of its first run,
+    not the free ones this run probed: a port taken since stopped it (EDOC-SYS-003,
+    saying to choose a --base-port `edoc simulate` has not)."""
+    for base_port in (21000, 22000):
+        monkeypatch.setattr(network, "random_base_port", lambda step=10, port=base_port: port)
+        with command._started(tmp_path, TAY_NINH.roots, 4) as spec:
+            assert spec["hub"]["port"] == base_port
+    assert [node["port"] for node in starting[-1]["nodes"]] == [22001, 22002, 22003, 22004]
+    saved = network.planned(tmp_path)
+    assert saved is not None and saved.spec["hub"]["url"] == "https://127.0.0.1:22000"
+    assert starting[0]["nodes"][0]["hub_token"] == starting[1]["nodes"][0]["hub_token"]
+
+
+def test_a_network_running_in_the_data_dir_is_left_as_it_is(
+    tmp_path: Path, starting: list[dict[str, Any]]
+) -> None:
+    with command._started(tmp_path, TAY_NINH.roots, 4):
+        before = (tmp_path / "network.json").read_bytes()
+        with pytest.raises(errors.FolderInUse), command._started(tmp_path, TAY_NINH.roots, 4):
+            pass
+    assert len(starting) == 1 and (tmp_path / "network.json").read_bytes() == before

@@ -60,7 +60,7 @@ def up(
     # a network started again comes up as planned, unless told otherwise
     given = hubs is not None or store_url is not None
     hub_plan = network.HubPlan(hubs or 1, store_url) if given else None
-    with folderlock.held(data_dir, "network (edoc up)"):  # before network.json changes
+    with folderlock.held(data_dir, network.HOLDER):  # before network.json changes
         _run(_plan(data_dir, codes, base_port, tls=not insecure_http, hubs=hub_plan))
 
 

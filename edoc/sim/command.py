@@ -19,7 +19,7 @@ import click
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from edoc import errors, launcher, network
+from edoc import errors, folderlock, launcher, network
 from edoc.sim import profile as profiles
 from edoc.sim import report, runner, traffic
 
@@ -74,16 +74,20 @@ def _network(options: Options, roots: tuple[str, ...], agencies: int) -> Iterato
 
 @contextlib.contextmanager
 def _started(data_dir: Path, roots: tuple[str, ...], agencies: int) -> Iterator[dict[str, Any]]:
-    """A network for ``roots`` in ``data_dir``, provisioned and running; stopped after."""
-    base_port = network.random_base_port(100)
-    net = network.plan(data_dir, list(roots), base_port, tls=True, agencies=agencies)
-    network.provision(net)
-    network.register_tokens(net)
-    processes = launcher.start_preloaded(net)  # 86 services importing the same, once
-    try:
-        yield net.spec
-    finally:
-        launcher.stop(processes)
+    """A network for ``roots`` in ``data_dir``, provisioned and running; stopped after.
+    One the folder held before (an earlier run's) keeps its keys, tokens and documents,
+    and moves to the free ports probed for this run: its own may have been taken since."""
+    with folderlock.held(data_dir, network.HOLDER):  # before network.json changes
+        base_port = network.random_base_port(100)
+        net = network.plan(data_dir, list(roots), base_port, tls=True, agencies=agencies)
+        network.move(net, base_port)
+        network.provision(net)
+        network.register_tokens(net)
+        processes = launcher.start_preloaded(net)  # 86 services importing the same, once
+        try:
+            yield net.spec
+        finally:
+            launcher.stop(processes)
 
 
 async def _drive(
@@ -190,7 +194,8 @@ def something_lost(result: dict[str, Any]) -> errors.SomethingLost | None:
 @click.option(
     "--data-dir",
     type=click.Path(path_type=Path, file_okay=False),
-    help="Where the network started for the run lives (default: a temporary folder).",
+    help="Where the network started for the run lives (default: a temporary folder); one"
+    " an earlier run left there starts again, on the free ports this run finds.",
 )
 @click.option("--days", type=click.IntRange(1), help="The first N working days of the period.")
 @click.option("--year", is_flag=True, help="The profile's whole period (a year).")
