@@ -91,6 +91,7 @@ def test_an_error_without_a_path_says_so() -> None:
     ("error", "code"),
     [
         (errors.SchemaViolation("bad"), EXIT_REFUSED),
+        (errors.KeyStoreMissing("no CA in keys"), EXIT_REFUSED),  # a missing file: the CA
         (errors.StorageError("disk full"), EXIT_FAULT),
         (OSError(errno.EIO, "Input/output error", "/dev/sdz"), EXIT_SYSTEM),
     ],

@@ -7,7 +7,8 @@ each names its path (or address) and says what to do. Exit codes:
 
 ====  ===============================================================================
 0     success
-1     refused input: a bad document, package or argument value, a missing file
+1     refused input: a bad document, package or argument value, a missing file (also
+      the CA: no CA in the keys folder, EDOC-KEY-001)
 2     usage error, as click reports it (unknown option, missing argument)
 3     a fault of edoc or of the service it talked to (status 5xx)
 4     the operating system refused: permission denied, address in use, other OS errors
@@ -72,6 +73,8 @@ def system_refusal(output: str) -> tuple[type[errors.SystemRefused], str] | None
 def exit_code(error: errors.EdocError) -> int:
     if isinstance(error, errors.SystemRefused):
         return EXIT_SYSTEM
+    if isinstance(error, errors.KeyStoreMissing):
+        return EXIT_REFUSED  # a missing file, the CA (a service without one answers 500)
     return EXIT_REFUSED if error.status < 500 else EXIT_FAULT
 
 
