@@ -673,6 +673,34 @@ async def test_a_book_held_is_judged_again_when_the_hubs_new_one_is_refused(
         assert len(dropped) == 1 and "revoked" in dropped[0]["reason"]
 
 
+@pytest.mark.parametrize("hub_answers", ["the same book (304)", "a book refused"])
+async def test_trust_anchors_that_cannot_be_read_leave_the_book_held(
+    door: Door, monkeypatch: pytest.MonkeyPatch, hub_answers: str
+) -> None:
+    """The book held cannot be judged again when the node cannot read its own trust
+    anchors: it stays held, the fetch fails, and fetching goes on."""
+    monkeypatch.setattr(addressbook, "RECHECK_AFTER", 0.2)
+    door.hub.book = door.hub.signed_book(REGISTERED)
+    async with door.node() as node:
+        await _refused_as_unknown(node, "000.00.99.H34")
+        if hub_answers == "a book refused":
+            door.hub.book = b"<not-a-book/>"
+
+        def unreadable(self: KeyStore) -> None:
+            raise PermissionError("crl.pem: permission denied")
+
+        monkeypatch.setattr(KeyStore, "trust", unreadable)
+        with capture_logs() as logs:
+            status, answer, _ = await node.send(metadata(SENDER, ["000.00.99.H34"]))
+            assert node.book._fetching is not None
+            await asyncio.wait({node.book._fetching})
+        assert status == 202, answer  # no fresh book: the hub judges
+        assert node.book._fetching.exception() is None  # (a task that died stopped fetching)
+        assert node.book.current() is not None
+        events = [line["event"] for line in logs]
+        assert "address book not fetched" in events
+
+
 async def test_a_post_that_is_not_multipart_is_refused_plainly(door: Door) -> None:
     async with door.node(with_book=False) as node:
         # curl -X POST: no body, no Content-Type

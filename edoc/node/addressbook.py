@@ -174,6 +174,7 @@ class AddressBook:
     async def _fetch(self, state: NodeState) -> bool:
         """Whether a copy came, or the hub confirmed the one held (304)."""
         held = self.current()
+        judged = False  # whether the book held was verified again by this fetch
         try:
             book = await hublink.directory(state, held.etag if held is not None else "")
             if book is not None:
@@ -181,10 +182,11 @@ class AddressBook:
             elif held is None or self._copy is not held:  # (replaced meanwhile: not it)
                 raise errors.HubUnavailable("the hub's 304 names no book the node holds")
             else:
+                judged = True
                 await self._verify_held(state, held)
         except (errors.EdocError, OSError, ValueError) as exc:
             log.warning("address book not fetched", reason=str(exc))
-            if held is not None and self._copy is held:  # neither replaced nor judged again
+            if held is not None and self._copy is held and not judged:
                 await self._still_trusted(state, held)
             return False
         self._confirmed = self._fetch_started  # the start of this fetch
@@ -198,6 +200,8 @@ class AddressBook:
             await self._verify_held(state, held)
         except errors.EdocError as exc:
             log.warning("the address book held no longer verifies", reason=str(exc))
+        except (OSError, ValueError) as exc:  # the trust anchors unread: it stays held
+            log.error("the address book held cannot be judged again", reason=str(exc))
 
     async def _adopt(self, state: NodeState, data: bytes, keep: bool, etag: str = "") -> None:
         version, expires, known = await state.offload.run(_verified, data, state, self.signer)
