@@ -11,11 +11,13 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from structlog.testing import capture_logs
 
 from edoc.client import AgencyClient
 from edoc.node import app as node_app
+from edoc.node import outbox
 from edoc.node.state import NodeConfig
 from tests.support.hub import EDOC, HubProcess, hub_ca
 from tests.support.network import metadata
@@ -108,12 +110,14 @@ async def test_documents_refused_for_the_nodes_token_wait_until_the_hub_takes_it
 
 
 async def test_what_waited_for_the_hub_to_take_the_node_goes_at_once_when_it_does(
-    tmp_path: Path,
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A refused document's own next try comes after a jittered wait up to the retry cap
     (an hour here, so that it never comes during the test): the node asks the hub again
     far sooner while refused, and once the hub takes it, what waited for that goes at
     once, not at its next try."""
+    # each try's wait the whole cap, not a random share of it: the test never passes by luck
+    monkeypatch.setattr(outbox, "full_jitter", lambda base, cap, attempts: cap)
     ca = hub_ca(tmp_path / "keys")
     ca.keys.issue(SENDER, org_name="Sở Thông tin và Truyền thông tỉnh Tây Ninh")
     hub = HubProcess(tmp_path / "hub", ca.keys.path).start()

@@ -21,7 +21,7 @@ from structlog.testing import capture_logs
 from edoc import client, errors, framing, tasks, wire
 from edoc.client import HubBusy, HubClient
 from edoc.model import Route, TransferState
-from edoc.node import outbox
+from edoc.node import outbox, refusal
 from edoc.node.state import NodeState
 from edoc.store.node import Event, OutboxPass, Transfer
 
@@ -187,8 +187,8 @@ def _accepted(hub_id: int) -> wire.PackageAccepted:
     return wire.PackageAccepted(hub_id, "document", "d", None, ("000.00.01.H34",), "2026-12-01")
 
 
-def _state(hub: _Hub) -> tuple[NodeState, _Store]:
-    store = _Store()
+def _state(hub: _Hub, store: _Store | None = None) -> tuple[NodeState, _Store]:
+    store = store or _Store()
     config = SimpleNamespace(give_up_after=dt.timedelta(days=1), retry_base=0.1, retry_cap=1.0)
     state = SimpleNamespace(
         hub=hub,
@@ -197,6 +197,7 @@ def _state(hub: _Hub) -> tuple[NodeState, _Store]:
         hub_unreachable=False,
         hub_refused_node=False,
         waiting_on_credentials=set(),
+        hub_took_node_at=None,
         outbox_wakeup=asyncio.Event(),
     )
     return cast(NodeState, state), store
@@ -339,6 +340,68 @@ async def test_a_batch_refused_for_the_node_waits_whole_and_goes_again(
     assert store.finished[3][0] == TransferState.DONE and not state.hub_refused_node
     assert store.due == [[1, 2]] and "busy" in store.retried[4]
     assert state.waiting_on_credentials == set()
+
+
+class _HeldStore(_Store):
+    """Stores a retry only once let go."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.storing, self.go = asyncio.Event(), asyncio.Event()
+
+    async def retry_transfer(self, transfer_id: int, at: dt.datetime, error: str) -> None:
+        self.storing.set()
+        await self.go.wait()
+        await super().retry_transfer(transfer_id, at, error)
+
+
+class _HeldHub(_Hub):
+    """Answers a batch only once let go."""
+
+    def __init__(self, answers: errors.EdocError) -> None:
+        super().__init__(answers)
+        self.asked, self.go = asyncio.Event(), asyncio.Event()
+
+    async def post_packages(
+        self, packages: Sequence[bytes]
+    ) -> list[wire.PackageAccepted | errors.EdocError]:
+        self.asked.set()
+        await self.go.wait()
+        return await super().post_packages(packages)
+
+
+NODE_REFUSED = errors.RemoteError("EDOC-AUTH-001", "unknown node token", 401)
+
+
+async def test_a_transfer_refused_as_the_hub_takes_the_node_again_is_due_at_once() -> None:
+    """The hub takes the node again while a refused transfer's retry is being stored: it
+    does not wait for a refusal that has ended."""
+    store = _HeldStore()
+    state, _ = _state(_Hub(NODE_REFUSED), store)
+    carried = asyncio.create_task(outbox.carry_batch(state, [_transfer(1)]))
+    await store.storing.wait()
+    await refusal.accepted(state)
+    store.go.set()
+    await carried
+    assert store.due == [[1]] and not state.hub_refused_node
+    assert state.waiting_on_credentials == set()
+
+
+async def test_a_refusal_of_a_request_sent_before_the_hub_took_the_node_again_is_stale() -> None:
+    """Sent with the credentials since put right, refused after the hub took the node
+    again: the node is not said refused again, and the transfer goes at once."""
+    hub = _HeldHub(NODE_REFUSED)
+    state, store = _state(hub)
+    carried = asyncio.create_task(outbox.carry_batch(state, [_transfer(1)]))
+    await hub.asked.wait()
+    state.hub_refused_node = True  # (refused before: the operator then let the node in)
+    await refusal.accepted(state)
+    hub.go.set()
+    with capture_logs() as logs:
+        await carried
+    assert not state.hub_refused_node
+    assert not [e for e in logs if e["log_level"] == "error"]
+    assert store.due == [[1]] and state.waiting_on_credentials == set()
 
 
 @pytest.mark.parametrize(

@@ -165,7 +165,7 @@ async def _not_carried(
     fails the transfer; anything else, a refusal of the node's own credentials included,
     is tried again later, until ``give_up_after``."""
     if refusal.refuses_the_node(exc):
-        refusal.refused(state, exc)
+        refusal.refused(state, exc, asked_at=now)
     elif isinstance(exc, errors.RemoteError | errors.InputError):
         log.warning("refused", code=exc.code, reason=exc.message)
         await _fail(state, transfer, str(exc), now)
@@ -181,7 +181,7 @@ async def _not_carried(
     log.info("will retry", reason=str(exc), attempts=transfer.attempts + 1, delay=delay)
     await state.store.retry_transfer(transfer.id, now + dt.timedelta(seconds=delay), str(exc))
     if transfer.route == Route.HUB:
-        refusal.transfer_waits(state, transfer.id, refusal.refuses_the_node(exc))
+        await refusal.transfer_waits(state, transfer.id, refusal.refuses_the_node(exc))
 
 
 NO_BATCHES = frozenset({404, 405})  # a hub without the batch door (older): one at a time

@@ -50,8 +50,15 @@ def backoff(config: NodeConfig) -> Backoff:
     return Backoff(config.retry_base, min(config.retry_cap, ASK_AGAIN_WITHIN))
 
 
-def refused(state: NodeState, exc: errors.RemoteError) -> None:
-    """The hub refused the node's credentials: said once, as an error, when it starts."""
+def refused(
+    state: NodeState, exc: errors.RemoteError, asked_at: dt.datetime | None = None
+) -> None:
+    """The hub refused the node's credentials: said once, as an error, when it starts.
+    Not for a request asked before the hub took the node again (``asked_at``): sent with
+    the credentials the operator has since put right, its refusal is stale."""
+    took_at = state.hub_took_node_at
+    if asked_at is not None and took_at is not None and asked_at < took_at:
+        return
     if not state.hub_refused_node:
         log.error(
             "the hub refused this node's credentials (its hub token or client certificate):"
@@ -62,13 +69,17 @@ def refused(state: NodeState, exc: errors.RemoteError) -> None:
     state.hub_refused_node = True
 
 
-def transfer_waits(state: NodeState, transfer_id: int, for_credentials: bool) -> None:
+async def transfer_waits(state: NodeState, transfer_id: int, for_credentials: bool) -> None:
     """Record why a transfer to the hub waits for its next try: for the hub to take the
-    node again, or for anything else (then it keeps its own next try)."""
-    if for_credentials:
+    node again, or for anything else (then it keeps its own next try). One refused for
+    the node's credentials when the hub takes the node already (it did while the retry
+    was stored, or the refusal was stale) is due now."""
+    if not for_credentials:
+        state.waiting_on_credentials.discard(transfer_id)
+    elif state.hub_refused_node:
         state.waiting_on_credentials.add(transfer_id)
     else:
-        state.waiting_on_credentials.discard(transfer_id)
+        await _due_now(state, {transfer_id})
 
 
 async def accepted(state: NodeState) -> None:
@@ -77,13 +88,18 @@ async def accepted(state: NodeState) -> None:
     if not state.hub_refused_node:
         return
     log.info("the hub accepts this node's credentials again")
-    # cleared first: a refusal while the store is asked (a request sent before the
-    # operator let the node in) is this one's to record again
+    # cleared first: a refusal while the store is asked is this one's to record again,
+    # unless its request was sent before now (refused: then stale)
     state.hub_refused_node = False
+    state.hub_took_node_at = dt.datetime.now(dt.UTC)
     waiting, state.waiting_on_credentials = state.waiting_on_credentials, set()
-    if waiting:
+    await _due_now(state, waiting)
+
+
+async def _due_now(state: NodeState, transfer_ids: set[int]) -> None:
+    if transfer_ids:
         try:
-            await state.store.due_now(waiting, dt.datetime.now(dt.UTC))
+            await state.store.due_now(transfer_ids, dt.datetime.now(dt.UTC))
         except errors.StorageError as exc:  # they go at their own next tries, as before
             log.error("the transfers that waited were not made due now", reason=exc.message)
     state.outbox_wakeup.set()

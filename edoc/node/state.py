@@ -73,6 +73,7 @@ class NodeState:
     # (edoc.node.refusal)
     hub_refused_node: bool = False
     waiting_on_credentials: set[int] = field(default_factory=set)
+    hub_took_node_at: dt.datetime | None = None  # when a refusal last ended
     tokens: KnownTokens = field(default_factory=KnownTokens)  # agencies' tokens
     # agency → what its held inbox reads wait on, set (and dropped) when a document for it
     # is stored; only agencies someone waits for have one
