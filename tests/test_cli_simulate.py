@@ -289,3 +289,16 @@ def test_a_network_running_in_the_data_dir_is_left_as_it_is(
         with pytest.raises(errors.FolderInUse), command._started(tmp_path, TAY_NINH.roots, 4):
             pass
     assert len(starting) == 1 and (tmp_path / "network.json").read_bytes() == before
+
+
+def test_a_network_of_other_provinces_in_the_data_dir_is_refused_before_it_starts(
+    tmp_path: Path, starting: list[dict[str, Any]]
+) -> None:
+    with command._started(tmp_path, ("H53", "H34"), 4):
+        pass
+    before = (tmp_path / "network.json").read_bytes()
+    for roots, agencies in ((TAY_NINH.roots, 4), (("H53", "H34"), 5)):
+        refused = pytest.raises(errors.InputError, match="another --data-dir")
+        with refused, command._started(tmp_path, roots, agencies):
+            pass
+    assert len(starting) == 1 and (tmp_path / "network.json").read_bytes() == before

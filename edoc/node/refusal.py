@@ -50,9 +50,7 @@ def backoff(config: NodeConfig) -> Backoff:
     return Backoff(config.retry_base, min(config.retry_cap, ASK_AGAIN_WITHIN))
 
 
-def refused(
-    state: NodeState, exc: errors.RemoteError, asked_at: dt.datetime | None = None
-) -> None:
+def refused(state: NodeState, exc: errors.RemoteError, asked_at: dt.datetime | None = None) -> None:
     """The hub refused the node's credentials: said once, as an error, when it starts.
     Not for a request asked before the hub took the node again (``asked_at``): sent with
     the credentials the operator has since put right, its refusal is stale."""

@@ -78,6 +78,9 @@ def _started(data_dir: Path, roots: tuple[str, ...], agencies: int) -> Iterator[
     One the folder held before (an earlier run's) keeps its keys, tokens and documents,
     and moves to the free ports probed for this run: its own may have been taken since."""
     with folderlock.held(data_dir, network.HOLDER):  # before network.json changes
+        earlier = network.planned(data_dir)
+        if earlier is not None:
+            _refuse_too_small(earlier, roots, agencies)
         base_port = network.random_base_port(100)
         net = network.plan(data_dir, list(roots), base_port, tls=True, agencies=agencies)
         network.move(net, base_port)
@@ -88,6 +91,18 @@ def _started(data_dir: Path, roots: tuple[str, ...], agencies: int) -> Iterator[
             yield net.spec
         finally:
             launcher.stop(processes)
+
+
+def _refuse_too_small(earlier: network.Network, roots: tuple[str, ...], agencies: int) -> None:
+    """A network an earlier run left keeps its provinces and agencies: a profile asking
+    for others is refused before it is moved and started (it failed after)."""
+    held = {node["province"]: len(node["agencies"]) for node in earlier.spec["nodes"]}
+    missing = [root for root in roots if held.get(root, 0) < agencies]
+    if missing:
+        raise errors.InputError(
+            f"{earlier.path} has no node with {agencies} agencies for {','.join(missing)}:"
+            " give another --data-dir for this profile's network"
+        )
 
 
 async def _drive(
