@@ -66,3 +66,10 @@ def test_a_node_logs_its_hubs_url_without_the_password(
     (tmp_path / "node.sqlite").touch()  # the store `edoc agency add` made
     node_app.run(config)
     assert logged["hub"] == "https://admin:***@hub.example:8700"
+
+
+def test_a_configs_secrets_are_not_in_its_printed_form(tmp_path: Path) -> None:
+    node = NodeConfig("H53", tmp_path, tmp_path, "https://hub", "hub-secret", operator_token="op")
+    hub = HubConfig(tmp_path, tmp_path, operator_token="op-secret")
+    assert "hub-secret" not in repr(node) and "'op'" not in repr(node)
+    assert "op-secret" not in repr(hub)

@@ -25,7 +25,7 @@ class NodeConfig:
     data_dir: Path
     keys_dir: Path
     hub_url: str
-    hub_token: str
+    hub_token: str = field(repr=False)  # a secret: never in a printed config
     host: str = "127.0.0.1"
     port: int = 8800
     hub_tls: bool = True
