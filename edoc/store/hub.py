@@ -131,7 +131,8 @@ class Delivery:
     path: str
     # the package itself when the store keeps it (path is then ""), loaded only where it is
     # sent: by delivery(), and by lease() and deliveries() up to ``bodies_up_to`` bytes.
-    # Neither (no body, path ""): acknowledged long ago, its bytes dropped by retention
+    # From delivery(), which loads a body whatever its size, neither (no body, path ""):
+    # acknowledged long ago, its bytes dropped by retention (a lease leaves out large ones)
     body: bytes | None
     attempts: int
     delivered: bool
