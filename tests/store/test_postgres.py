@@ -269,6 +269,29 @@ async def test_an_instance_hears_of_deliveries_another_one_added(
     assert heard.empty()
 
 
+async def test_an_instance_hears_when_another_ones_acknowledgement_frees_a_status(
+    two_instances: list[HubStore],
+) -> None:
+    """The next status of a chain waits for the one before to be acknowledged
+    (HubStore.lease): a node's held collect on one instance must hear of an
+    acknowledgement the other instance took, not find it at its next look (seconds)."""
+    acknowledging, polling = two_instances
+    await acknowledging.accept(PACKAGE, NOW, SENT)
+    for follows, code in enumerate(("03", "04")):
+        await acknowledging.accept(_chain("d", code, follows), NOW, SENT)
+    document = await acknowledging.lease("H34", NOW, LEASE, 10, 0)
+    first = await acknowledging.lease("H53", NOW, LEASE, 1, 0, holder="old")
+    assert await polling.lease("H53", NOW, LEASE, 10, 0, holder="new") == []  # 04 waits
+    heard: asyncio.Queue[str] = asyncio.Queue()
+    await polling.watch(heard.put_nowait)
+    tally = Tally(NOW.date(), H34.org_id, "received", "")
+    for leased in (document, first):
+        await oracles.acknowledge(acknowledging, [Receipt(d.id, tally) for d in leased], NOW)
+    assert await _heard(heard) == "H53"  # (a document's acknowledgement frees nothing)
+    assert [d.status_code for d in await polling.lease("H53", NOW, LEASE, 10, 0)] == ["04"]
+    assert heard.empty()
+
+
 async def test_after_a_lost_connection_every_waiter_is_woken_and_news_flows_again(
     fresh: str, two_instances: list[HubStore]
 ) -> None:

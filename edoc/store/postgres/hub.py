@@ -217,14 +217,17 @@ SELECT id FROM package
 """
 
 # the receipts as arrays (delivery id, then its tally); the counters of the deliveries
-# acknowledged for the first time grow, in one order (no deadlock between two of these)
+# acknowledged for the first time grow, in one order (no deadlock between two of these).
+# An acknowledged status may free the next of its chain (edoc_lease): the instances
+# listening on CHANNEL wake its node's held collects (edoc.hub.queues.acknowledge wakes
+# this instance's), which would otherwise find it at their next look, seconds later.
 _ACKNOWLEDGE = """
 WITH receipts AS (
     SELECT * FROM unnest($2::bigint[], $3::date[], $4::text[], $5::text[], $6::text[],
         $7::bigint[]) AS r (id, day, org_id, metric, reason, by)
 ), done AS (
     UPDATE deliveries d SET delivered_at = $1 FROM receipts r
-    WHERE d.id = r.id AND d.delivered_at IS NULL RETURNING d.id
+    WHERE d.id = r.id AND d.delivered_at IS NULL RETURNING d.id, d.node, d.package_id
 ), counted AS (
     INSERT INTO counters (day, org_id, metric, reason, count)
     SELECT r.day, r.org_id, r.metric, r.reason, sum(r.by)::bigint
@@ -233,7 +236,8 @@ WITH receipts AS (
     ON CONFLICT (day, org_id, metric, reason)
     DO UPDATE SET count = counters.count + excluded.count
 )
-SELECT id FROM done ORDER BY id
+SELECT done.id, CASE WHEN p.kind = 'status' THEN pg_notify('edoc_deliveries', done.node) END
+FROM done JOIN packages p ON p.id = done.package_id ORDER BY done.id
 """
 
 # a node's registration, one at a time (until its transaction ends)
