@@ -371,6 +371,8 @@ async def test_openapi_and_stats_cli(net: LocalNetwork) -> None:
     status, spec, _ = await net.agency(SENDER).request("GET", "/api/v1/openapi.json")
     assert status == 200 and spec["openapi"].startswith("3.")
     assert "/api/v1/inbox/{id}/attachments/{n}" in spec["paths"]
+    code, _, _ = await net.agency(SENDER).send(metadata(SENDER, [KON_TUM]))  # (run alone too)
+    assert code == 202
     url = net.spec["nodes"][0]["url"]
     table = subprocess.run(
         [*network.edoc_command(), "stats", "--node", url],

@@ -29,6 +29,12 @@ def _refused(description: str) -> dict[str, Any]:
     return {**_ERROR, "description": f"Refused: {description}"}
 
 
+# what any change may answer: nothing of it was kept, and the same request may be made again
+_STORE_FAILED = {
+    "503": {**_ERROR, "description": "The store failed (EDOC-STORE-001): nothing was kept"}
+}
+
+
 # What POST /api/v1/documents refuses with, by status, and the codes it answers with
 _POST_REFUSALS = {
     "400": _refused(
@@ -51,6 +57,7 @@ _POST_REFUSALS = {
         " of the book the hub judges remote recipients, and refuses them later); a file of"
         " 0 bytes (EDOC-NODE-004)"
     ),
+    **_STORE_FAILED,
 }
 
 
@@ -227,7 +234,13 @@ SPEC: dict[str, Any] = {
                 "summary": "An attachment, streamed",
                 "parameters": [
                     ID,
-                    {"name": "n", "in": "path", "required": True, "schema": {"type": "integer"}},
+                    {
+                        "name": "n",
+                        "in": "path",
+                        "required": True,
+                        "description": "From 0, in the order GET /api/v1/inbox/{id} lists them",
+                        "schema": {"type": "integer", "minimum": 0},
+                    },
                 ],
                 "responses": {
                     "200": {"description": "The file", "content": {"*/*": {}}},
@@ -245,7 +258,11 @@ SPEC: dict[str, Any] = {
                     "required": True,
                     "content": {"application/json": {"schema": _STATUS}},
                 },
-                "responses": {"202": _json("Queued"), **_errors(400, 401, 403, 404, 409)},
+                "responses": {
+                    "202": _json("Queued"),
+                    **_errors(400, 401, 403, 404, 409),
+                    **_STORE_FAILED,
+                },
             }
         },
         "/api/v1/inbox/statuses": {
@@ -286,6 +303,7 @@ SPEC: dict[str, Any] = {
                 "responses": {
                     "202": _json("Queued: {statuses: [{id, inbox_id, code}]}, in the order given"),
                     **_errors(400, 401, 403, 404, 409),
+                    **_STORE_FAILED,
                 },
             }
         },
