@@ -179,3 +179,62 @@ async def test_a_pass_stopped_midway_leaves_no_file_its_store_forgot(
     finally:
         offload.close()
         await store.close()
+
+
+class Killed(Exception):
+    """The hub killed (SIGKILL, a power cut) once its step's change is committed."""
+
+
+def _killed(paths: object) -> list[str]:
+    raise Killed
+
+
+async def test_a_pass_removes_the_files_of_a_step_killed_before_it_removed_them(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    now = dt.datetime.now(dt.UTC)
+    store = await open_hub_store(sqlite_url(tmp_path / "hub.sqlite"))
+    offload = Offload(1)
+    try:
+        files = await _delivered_files(store, tmp_path, 3, now)
+        with monkeypatch.context() as killing:
+            killing.setattr(retention, "_remove_files", _killed)
+            with pytest.raises(Killed):
+                await retention.drop_old(store, offload, now)
+        assert [file.exists() for file in files] == [True] * 3  # named by no row now
+        assert await store.drop_delivered_bytes(retention.EPOCH, now, 10) == []
+
+        # the next pass (a start runs one) has nothing to drop, and removes them
+        assert await retention.drop_old(store, offload, now) == 0
+        assert [file.exists() for file in files] == [False] * 3
+        assert await store.dropped_files("", 10) == []
+    finally:
+        offload.close()
+        await store.close()
+
+
+async def test_a_file_that_cannot_be_removed_stays_listed_for_the_next_pass(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(retention, "AT_ONCE", 2)  # the list is walked past what stays
+    now = dt.datetime.now(dt.UTC)
+    store = await open_hub_store(sqlite_url(tmp_path / "hub.sqlite"))
+    offload = Offload(1)
+    try:
+        files = await _delivered_files(store, tmp_path, 5, now)
+        stuck = {str(files[n]) for n in (0, 1, 3)}
+        for path in stuck:  # a file in its place would be removed: one that is a folder
+            Path(path).unlink()
+            Path(path).mkdir()
+        assert await retention.drop_old(store, offload, now) == 5
+        assert set(await store.dropped_files("", 10)) == stuck
+        async with asyncio.timeout(10):  # a pass walks past what stays, to the list's end
+            assert await retention.drop_old(store, offload, now) == 0
+        assert set(await store.dropped_files("", 10)) == stuck
+        for path in stuck:
+            Path(path).rmdir()
+        assert await retention.drop_old(store, offload, now) == 0
+        assert await store.dropped_files("", 10) == []
+    finally:
+        offload.close()
+        await store.close()

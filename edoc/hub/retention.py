@@ -7,8 +7,12 @@ bound, its bytes go; its row stays, so a resend is still answered with its first
 and the statistics still count it. The nodes keep what they sent and received (their
 archives, edoc.archive).
 
-A hub killed between a step's change and its files' removal leaves those files in
-DATA_DIR/packages, named by no row: a start does not look for them.
+A step's change lists the files of the packages it dropped (HubStore.dropped_files),
+and they come off the list once removed. A hub killed in between (SIGKILL, a power cut)
+leaves them listed: every pass, and so every start, first removes what is listed.
+Looking for files no row names instead would not do: the instances sharing a
+PostgreSQL store share DATA_DIR/packages, and another one's new file is named by no
+row until its change commits.
 """
 
 from __future__ import annotations
@@ -46,10 +50,12 @@ async def drop_forever(state: HubState, keep_days: int) -> None:
 async def drop_old(store: HubStore, offload: Offload, before: dt.datetime) -> int:
     """Drop the bytes of every package accepted before ``before`` that every recipient
     acknowledged; how many."""
+    await _remove_listed(store, offload)  # what an earlier pass was killed before removing
     dropped, since = 0, EPOCH
     while True:
-        # a step runs to its end, a cancel (the hub stopping) waiting for it: stopped
-        # between the store's change and the files' removal, the files would stay for good
+        # a step runs to its end, a cancel (the hub stopping) waiting for it: its files
+        # go now, not at the next start (stopped between its change and their removal,
+        # they would stay listed until then)
         step = asyncio.ensure_future(_step(store, offload, since, before))
         try:
             gone = await asyncio.shield(step)
@@ -70,13 +76,36 @@ async def _step(
 ) -> list[Dropped]:
     gone = await store.drop_delivered_bytes(since, before, AT_ONCE)
     # after the change: a file is never gone while its row still names it
-    await offload.run(_remove_files, [package.path for package in gone if package.path])
+    await _remove(store, offload, [package.path for package in gone if package.path])
     return gone
 
 
-def _remove_files(paths: Sequence[str]) -> None:
+async def _remove_listed(store: HubStore, offload: Offload) -> None:
+    """Remove the files the store lists as dropped, AT_ONCE at a time. Those that cannot
+    be removed stay listed for the next pass: this one walks on past them, to the end."""
+    after = ""
+    while True:
+        listed = await store.dropped_files(after, AT_ONCE)
+        await _remove(store, offload, listed)
+        if len(listed) < AT_ONCE:
+            return
+        after = listed[-1]
+
+
+async def _remove(store: HubStore, offload: Offload, paths: Sequence[str]) -> None:
+    """Remove the files at ``paths``, then take those gone off the store's list."""
+    if paths:
+        await store.files_removed(await offload.run(_remove_files, paths))
+
+
+def _remove_files(paths: Sequence[str]) -> list[str]:
+    """Those of ``paths`` gone from the disk now."""
+    gone = []
     for path in paths:
         try:
             Path(path).unlink(missing_ok=True)  # (another instance's pass may be first)
-        except OSError as exc:  # left on disk: the others still go
+        except OSError as exc:  # left on disk and listed: the others still go
             log.error("old package file not removed", path=path, reason=str(exc))
+        else:
+            gone.append(path)
+    return gone

@@ -384,8 +384,21 @@ class HubStore(Protocol):
         self, since: dt.datetime, before: dt.datetime, limit: int
     ) -> list[Dropped]:
         """Drop the bytes of up to ``limit`` packages accepted from ``since`` to
-        ``before`` whose every delivery was acknowledged, oldest first. The rows stay: a
-        resend is answered as before, the statistics count them."""
+        ``before`` whose every delivery was acknowledged, oldest first, and list their
+        files (dropped_files) in the same change: a hub killed before it removes them
+        leaves them listed, not named by nothing. The rows stay: a resend is answered as
+        before, the statistics count them."""
+        ...
+
+    async def dropped_files(self, after: str, limit: int) -> list[str]:
+        """Up to ``limit`` of the files listed by drop_delivered_bytes and not yet said
+        removed (files_removed), by name, those after ``after``. Any instance may remove
+        them: no row names them any more, nor will one (a file is named by its package's
+        digest: the same name is the same package, whose row stays)."""
+        ...
+
+    async def files_removed(self, paths: Sequence[str]) -> None:
+        """Take ``paths`` off the list of dropped files: they are gone from the disk."""
         ...
 
     # other processes on the same store

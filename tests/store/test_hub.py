@@ -399,6 +399,28 @@ async def test_retention_drops_at_most_the_limit_oldest_first(hub_store: HubStor
     assert [d.path for d in await hub_store.drop_delivered_bytes(EPOCH, NOW, 2)] == ["/p/3"]
 
 
+async def test_retention_lists_the_files_it_dropped_until_they_are_said_removed(
+    hub_store: HubStore,
+) -> None:
+    """The list is a step's intent: a hub killed before the files were removed finds them
+    there at its next pass."""
+    for name in ("c", "a", "b", "in-row"):
+        path = "" if name == "in-row" else f"/p/{name}"
+        package = replace(SMALL, about=name, digest=name, path=path, body=None if path else b"s")
+        await hub_store.accept(package, NOW - dt.timedelta(days=3), SENT)
+    leased = await hub_store.lease("H34", NOW, LEASE, 10, 0)
+    receipts = [Receipt(d.id, Tally(DAY, d.recipient, "received", "")) for d in leased]
+    await oracles.acknowledge(hub_store, receipts, NOW)
+    assert await hub_store.dropped_files("", 10) == []
+
+    await hub_store.drop_delivered_bytes(EPOCH, NOW, 10)
+    assert await hub_store.dropped_files("", 10) == ["/p/a", "/p/b", "/p/c"]
+    assert await hub_store.dropped_files("", 2) == ["/p/a", "/p/b"]  # by name, paged
+    assert await hub_store.dropped_files("/p/b", 2) == ["/p/c"]
+    await hub_store.files_removed(["/p/a", "/p/c"])
+    assert await hub_store.dropped_files("", 10) == ["/p/b"]
+
+
 async def test_another_nodes_token_is_refused_as_such_not_as_the_stores_constraint(
     hub_store: HubStore,
 ) -> None:

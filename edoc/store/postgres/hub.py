@@ -124,6 +124,12 @@ CREATE UNIQUE INDEX packages_chain ON packages (sender, about, answers, follows)
 HELD = """
 CREATE INDEX packages_held ON packages (accepted_at) WHERE body IS NOT NULL OR path <> '';
 """
+# version 7: the files whose rows retention emptied, listed in the same change until
+# they are removed: an instance killed in between leaves them to the next pass of any
+# instance (HubStore.dropped_files)
+DROPPED_FILES = """
+CREATE TABLE dropped_files (path TEXT PRIMARY KEY);
+"""
 # locked rows are another instance's pass: it drops those
 _DROP_DELIVERED_BYTES = """
 WITH gone AS (
@@ -134,6 +140,9 @@ WITH gone AS (
         )
     ORDER BY p.accepted_at LIMIT $3
     FOR UPDATE SKIP LOCKED
+), listed AS (
+    INSERT INTO dropped_files (path) SELECT path FROM gone WHERE path <> ''
+    ON CONFLICT DO NOTHING
 )
 UPDATE packages p SET body = NULL, path = '' FROM gone WHERE p.id = gone.id
 RETURNING gone.path, gone.accepted_at
@@ -274,7 +283,7 @@ _SUMS = sums_sql("$1", "$2")
 
 class PostgresHubStore(HubIntake):
     component = "hub"
-    migrations = (FIRST, NOTIFY, WINDOWS, CHAIN, LEASE_ONE_AT_A_TIME, HELD)
+    migrations = (FIRST, NOTIFY, WINDOWS, CHAIN, LEASE_ONE_AT_A_TIME, HELD, DROPPED_FILES)
 
     def __init__(self, url: str) -> None:
         super().__init__(url)
@@ -406,6 +415,15 @@ class PostgresHubStore(HubIntake):
         dropped = await self._rows(_DROP_DELIVERED_BYTES, since, before, limit)
         # RETURNING's order is not promised: the oldest first, as asked
         return sorted((Dropped(r[0], r[1]) for r in dropped), key=lambda d: d.accepted_at)
+
+    async def dropped_files(self, after: str, limit: int) -> list[str]:
+        rows = await self._rows(
+            "SELECT path FROM dropped_files WHERE path > $1 ORDER BY path LIMIT $2", after, limit
+        )
+        return [row[0] for row in rows]
+
+    async def files_removed(self, paths: Sequence[str]) -> None:
+        await self._value("DELETE FROM dropped_files WHERE path = ANY($1::text[])", list(paths))
 
     # --- statistics ------------------------------------------------------------------------
     async def count(self, tally: Tally) -> None:

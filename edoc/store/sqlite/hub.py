@@ -109,6 +109,11 @@ HELD = """
 CREATE INDEX IF NOT EXISTS packages_held ON packages (accepted_at)
     WHERE body IS NOT NULL OR path != '';
 """
+# the files whose rows retention emptied, listed in the same change until they are
+# removed: a hub killed in between removes them at its next pass (HubStore.dropped_files)
+DROPPED_FILES = """
+CREATE TABLE IF NOT EXISTS dropped_files (path TEXT PRIMARY KEY);
+"""
 _HELD_AND_DELIVERED = """
 SELECT p.id, p.path, p.accepted_at FROM packages p
 WHERE p.accepted_at >= ? AND p.accepted_at < ? AND (p.body IS NOT NULL OR p.path != '')
@@ -255,7 +260,7 @@ class SqliteHubStore(HubViews):
         ("packages", "follows", "INTEGER"),
         ("deliveries", "leased_by", "TEXT"),
     )
-    added_scripts = (CHAIN, HELD)
+    added_scripts = (CHAIN, HELD, DROPPED_FILES)
 
     # --- packages -----------------------------------------------------------------------
     async def find_package(self, key: PackageKey) -> PackageRecord | None:
@@ -339,9 +344,26 @@ class SqliteHubStore(HubViews):
             found = db.execute(_HELD_AND_DELIVERED, bounds).fetchall()
             gone = [(row[0],) for row in found]
             db.executemany("UPDATE packages SET body = NULL, path = '' WHERE id = ?", gone)
+            files = [(path,) for _, path, _ in found if path]
+            db.executemany("INSERT OR IGNORE INTO dropped_files (path) VALUES (?)", files)
             return [Dropped(path, from_ms(at)) for _, path, at in found]
 
         return await self._change(drop)
+
+    async def dropped_files(self, after: str, limit: int) -> list[str]:
+        rows = await self._rows(
+            "SELECT path FROM dropped_files WHERE path > ? ORDER BY path LIMIT ?", (after, limit)
+        )
+        return [row[0] for row in rows]
+
+    async def files_removed(self, paths: Sequence[str]) -> None:
+        await self._change(
+            partial(
+                query,
+                sql="DELETE FROM dropped_files WHERE path IN (SELECT value FROM json_each(?))",
+                params=(json.dumps(list(paths)),),
+            )
+        )
 
     # --- statistics ------------------------------------------------------------------------
     async def count(self, tally: Tally) -> None:
