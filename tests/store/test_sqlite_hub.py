@@ -9,6 +9,7 @@ import pytest
 
 from edoc.store.hub import Backlog, Receipt
 from edoc.store.sqlite import hub_views
+from edoc.store.sqlite.database import from_ms, to_ms
 from edoc.store.sqlite.hub import SqliteHubStore
 from tests.store import oracles
 from tests.store.test_hub import LEASE, NOW, SENT, SMALL
@@ -63,3 +64,10 @@ async def test_the_dashboards_windows_are_read_by_index(tmp_path: Path, name: st
         assert not walks and not [s for s in steps if "TEMP B-TREE" in s], steps
     finally:
         await store.close()
+
+
+def test_a_time_read_back_is_stored_as_it_was() -> None:
+    """From 2038 a float timestamp fell a millisecond short of some (a retention step
+    starting after the moment the one before reached, its packages looked at again)."""
+    for ms in (2_147_490_000_002, 1_796_341_697_861, 0):
+        assert to_ms(from_ms(ms)) == ms

@@ -31,9 +31,17 @@ from edoc.retry import Backoff
 T = TypeVar("T")
 
 
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+_MILLISECOND = dt.timedelta(milliseconds=1)
+
+
 def to_ms(moment: dt.datetime) -> int:
-    """Times are stored as integer milliseconds since the epoch (UTC)."""
-    return int(moment.timestamp() * 1000)
+    """Times are stored as integer milliseconds since the epoch (UTC). Counted exactly:
+    from 2038 (2**31 s) a float timestamp times 1000 fell a millisecond short of some
+    times read back (from_ms), stored again a millisecond early: a step of the hub's
+    retention, starting after the moment the step before reached, looked at that
+    moment's packages again, and for ever if they were more than its limit."""
+    return (moment.astimezone(dt.UTC) - _EPOCH) // _MILLISECOND
 
 
 def from_ms(value: int) -> dt.datetime:
