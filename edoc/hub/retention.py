@@ -27,12 +27,12 @@ import structlog
 from edoc import errors
 from edoc.hub.state import HubState
 from edoc.offload import Offload
-from edoc.store.hub import Dropped, HubStore
+from edoc.store.hub import Drop, HubStore
 
 log = structlog.get_logger("edoc.hub.retention")
 
 PASS_EVERY = 3600.0  # seconds between passes: the bound counts in days
-AT_ONCE = 500  # packages dropped in one change of the store: short write transactions
+AT_ONCE = 500  # packages looked at in one change of the store: short write transactions
 EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)  # before every package a hub accepted
 
 
@@ -49,35 +49,35 @@ async def drop_forever(state: HubState, keep_days: int) -> None:
 
 async def drop_old(store: HubStore, offload: Offload, before: dt.datetime) -> int:
     """Drop the bytes of every package accepted before ``before`` that every recipient
-    acknowledged; how many."""
+    acknowledged; how many. (One acknowledged once a step has passed it over is
+    dropped by the next pass, which starts from the oldest again.)"""
     await _remove_listed(store, offload)  # what an earlier pass was killed before removing
-    dropped, since = 0, EPOCH
+    dropped, after = 0, EPOCH
     while True:
         # a step runs to its end, a cancel (the hub stopping) waiting for it: its files
         # go now, not at the next start (stopped between its change and their removal,
         # they would stay listed until then)
-        step = asyncio.ensure_future(_step(store, offload, since, before))
+        step = asyncio.ensure_future(_step(store, offload, after, before))
         try:
-            gone = await asyncio.shield(step)
+            done = await asyncio.shield(step)
         except asyncio.CancelledError:
             await step
             raise
-        dropped += len(gone)
-        if len(gone) < AT_ONCE:
+        dropped += done.dropped
+        if done.reached is None:
             if dropped:
                 log.info("old packages dropped", packages=dropped, before=before.isoformat())
             return dropped
-        # what is older is still owed to someone: the next step does not walk it again
-        since = gone[-1].accepted_at
+        # the next step looks after what this one looked at, owed packages too: a step's
+        # work is bounded however many are owed, and none is looked at twice a pass
+        after = done.reached
 
 
-async def _step(
-    store: HubStore, offload: Offload, since: dt.datetime, before: dt.datetime
-) -> list[Dropped]:
-    gone = await store.drop_delivered_bytes(since, before, AT_ONCE)
+async def _step(store: HubStore, offload: Offload, after: dt.datetime, before: dt.datetime) -> Drop:
+    done = await store.drop_delivered_bytes(after, before, AT_ONCE)
     # after the change: a file is never gone while its row still names it
-    await _remove(store, offload, [package.path for package in gone if package.path])
-    return gone
+    await _remove(store, offload, done.files)
+    return done
 
 
 async def _remove_listed(store: HubStore, offload: Offload) -> None:

@@ -139,11 +139,14 @@ class Delivery:
 
 
 @dataclass(frozen=True)
-class Dropped:
-    """A package whose bytes retention dropped (edoc.hub.retention)."""
+class Drop:
+    """What a step of retention did (HubStore.drop_delivered_bytes, edoc.hub.retention)."""
 
-    path: str  # its file, to remove once the change is committed; "" for bytes in its row
-    accepted_at: dt.datetime  # where the next step may start: those before are owed
+    dropped: int  # packages whose bytes went
+    files: tuple[str, ...]  # theirs, to remove once the change is committed (listed till then)
+    # when the last package the step looked at was accepted: the next step looks at those
+    # after it. None: the step looked at every one left before its bound
+    reached: dt.datetime | None
 
 
 @dataclass(frozen=True)
@@ -381,13 +384,17 @@ class HubStore(Protocol):
 
     # retention
     async def drop_delivered_bytes(
-        self, since: dt.datetime, before: dt.datetime, limit: int
-    ) -> list[Dropped]:
-        """Drop the bytes of up to ``limit`` packages accepted from ``since`` to
-        ``before`` whose every delivery was acknowledged, oldest first, and list their
-        files (dropped_files) in the same change: a hub killed before it removes them
-        leaves them listed, not named by nothing. The rows stay: a resend is answered as
-        before, the statistics count them."""
+        self, after: dt.datetime, before: dt.datetime, limit: int
+    ) -> Drop:
+        """Look at the packages still holding their bytes accepted after ``after`` and
+        before ``before``, oldest first: ``limit`` of them, and any others accepted at
+        the same moment as the last (the next step, after Drop.reached, misses none).
+        Those still owed to a recipient are passed over, not looked at again by the next
+        step: a step's work is bounded however many are owed. Drop the bytes of those
+        whose every delivery was acknowledged, and list their files (dropped_files) in
+        the same change: a hub killed before it removes them leaves them listed, not
+        forgotten. The rows stay: a resend is answered as before, the statistics count
+        them."""
         ...
 
     async def dropped_files(self, after: str, limit: int) -> list[str]:

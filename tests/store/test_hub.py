@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
 from dataclasses import replace
 
 import pytest
@@ -14,6 +15,7 @@ from edoc.store.hub import (
     Backlog,
     Count,
     DirectoryEntry,
+    Drop,
     HubStore,
     NewPackage,
     Receipt,
@@ -370,9 +372,8 @@ async def test_retention_drops_the_bytes_of_old_delivered_packages_only(
 
     before = NOW - dt.timedelta(days=1)
     dropped = await hub_store.drop_delivered_bytes(EPOCH, before, 10)
-    assert sorted(d.path for d in dropped) == ["", "/packages/f.edxml"]
-    assert {d.accepted_at for d in dropped} == {old}
-    assert await hub_store.drop_delivered_bytes(EPOCH, before, 10) == []  # dropped once
+    assert dropped == Drop(2, ("/packages/f.edxml",), None)
+    assert await hub_store.drop_delivered_bytes(EPOCH, before, 10) == Drop(0, (), None)  # once
 
     kept = {d.about: await hub_store.delivery(d.id) for d in leased}
     assert kept["delivered"] is not None and (kept["delivered"].body, kept["delivered"].path) == (
@@ -386,17 +387,63 @@ async def test_retention_drops_the_bytes_of_old_delivered_packages_only(
     assert found is not None and found.digest == "d"
 
 
-async def test_retention_drops_at_most_the_limit_oldest_first(hub_store: HubStore) -> None:
-    for age in (3, 5, 4):
-        package = replace(SMALL, about=f"a{age}", digest=str(age), path=f"/p/{age}", body=None)
+async def _acknowledged(hub_store: HubStore, ages: Sequence[int], owed: int = 0) -> None:
+    """Package n accepted ages[n] days before NOW, kept in the file /p/n; every one
+    acknowledged but the ``owed`` oldest."""
+    for n, age in enumerate(ages):
+        package = replace(SMALL, about=f"a{n}", digest=str(n), path=f"/p/{n}", body=None)
         await hub_store.accept(package, NOW - dt.timedelta(days=age), SENT)
-    leased = await hub_store.lease("H34", NOW, LEASE, 10, 0)
-    receipts = [Receipt(d.id, Tally(DAY, d.recipient, "received", "")) for d in leased]
-    await oracles.acknowledge(hub_store, receipts, NOW)
+    leased = await hub_store.lease("H34", NOW, LEASE, len(ages), 0)
+    oldest_first = sorted(leased, key=lambda d: -ages[int(d.about[1:])])
+    receipts = [Receipt(d.id, Tally(DAY, d.recipient, "received", "")) for d in oldest_first]
+    await oracles.acknowledge(hub_store, receipts[owed:], NOW)
+
+
+def _step(drop: Drop) -> tuple[int, list[str], dt.datetime | None]:
+    """What a step dropped, its files by name, and how far it looked."""
+    return drop.dropped, sorted(drop.files), drop.reached
+
+
+async def test_retention_looks_at_the_limit_oldest_first(hub_store: HubStore) -> None:
+    await _acknowledged(hub_store, (3, 5, 4))
     first = await hub_store.drop_delivered_bytes(EPOCH, NOW, 2)
-    assert [d.path for d in first] == ["/p/5", "/p/4"]
-    assert await hub_store.drop_delivered_bytes(NOW - dt.timedelta(days=2), NOW, 2) == []  # older
-    assert [d.path for d in await hub_store.drop_delivered_bytes(EPOCH, NOW, 2)] == ["/p/3"]
+    assert _step(first) == (2, ["/p/1", "/p/2"], NOW - dt.timedelta(days=4))
+    assert first.reached is not None
+    last = await hub_store.drop_delivered_bytes(first.reached, NOW, 2)
+    assert _step(last) == (1, ["/p/0"], None)
+
+
+async def test_a_retention_step_passes_over_what_is_owed_and_says_how_far_it_looked(
+    hub_store: HubStore,
+) -> None:
+    """A step looks at its limit of packages, owed ones too, and the next one after them.
+    (Stopped at its limit of packages dropped instead, a step walked every owed package
+    on its way, however many, in one write transaction.)"""
+    await _acknowledged(hub_store, (9, 8, 7, 6, 5, 4), owed=3)
+    reached, steps = EPOCH, []
+    while reached is not None:
+        step = _step(await hub_store.drop_delivered_bytes(reached, NOW, 2))
+        steps.append(step)
+        reached = step[2]
+    assert steps == [
+        (0, [], NOW - dt.timedelta(days=8)),
+        (1, ["/p/3"], NOW - dt.timedelta(days=6)),
+        (2, ["/p/4", "/p/5"], NOW - dt.timedelta(days=4)),
+        (0, [], None),
+    ]
+
+
+async def test_a_retention_step_looks_at_every_package_of_its_last_moment(
+    hub_store: HubStore,
+) -> None:
+    """The next step looks after the moment the last was accepted: the others accepted
+    then are this step's, or they would be missed."""
+    await _acknowledged(hub_store, (3, 2, 2, 2, 1))
+    first = await hub_store.drop_delivered_bytes(EPOCH, NOW, 2)
+    assert _step(first) == (4, ["/p/0", "/p/1", "/p/2", "/p/3"], NOW - dt.timedelta(days=2))
+    assert first.reached is not None
+    last = await hub_store.drop_delivered_bytes(first.reached, NOW, 2)
+    assert _step(last) == (1, ["/p/4"], None)
 
 
 async def test_retention_lists_the_files_it_dropped_until_they_are_said_removed(

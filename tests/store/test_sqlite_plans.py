@@ -51,3 +51,20 @@ async def test_a_lease_finds_a_statuss_chain_by_the_packages_key(tmp_path: Path)
     assert chain[0].startswith("SEARCH q USING COVERING INDEX sqlite_autoindex_packages_1"), plan
     assert chain[1].startswith("SEARCH e USING INDEX sqlite_autoindex_deliveries_1"), plan
     assert not any(step.startswith("SCAN") for step in plan), plan
+
+
+async def test_a_retention_step_reads_the_held_packages_from_where_the_last_stopped(
+    tmp_path: Path,
+) -> None:
+    """Through the index of the packages whose bytes are held, from the step's start:
+    not every package ever accepted, nor those an earlier step looked at."""
+    store = await open_hub_store(sqlite_url(tmp_path / "hub.sqlite"))
+    await store.close()
+    held = "SEARCH {} USING INDEX packages_held (accepted_at>? AND accepted_at<?)"
+    with sqlite3.connect(tmp_path / "hub.sqlite") as db:
+        reach = [row[3] for row in db.execute(f"EXPLAIN QUERY PLAN {hub_store._REACH}", (0, 1, 0))]
+        query = f"EXPLAIN QUERY PLAN {hub_store._HELD_AND_DELIVERED}"
+        step = [row[3] for row in db.execute(query, (0, 1))]
+    assert reach == [held.format("packages")], reach
+    assert step[0] == held.format("p"), step
+    assert not any(line.startswith("SCAN") for line in step), step

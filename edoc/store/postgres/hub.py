@@ -25,7 +25,7 @@ from edoc.store.hub import (
     Delivery,
     Directory,
     DirectoryEntry,
-    Dropped,
+    Drop,
     NewPackage,
     PackageRecord,
     Receipt,
@@ -130,22 +130,31 @@ CREATE INDEX packages_held ON packages (accepted_at) WHERE body IS NOT NULL OR p
 DROPPED_FILES = """
 CREATE TABLE dropped_files (path TEXT PRIMARY KEY);
 """
-# locked rows are another instance's pass: it drops those
+# a step of retention looks at $3 held packages after $1, and those accepted at the same
+# moment as the last (WITH TIES): the next step looks after it, missing none. Locked rows
+# are another instance's pass: it drops those
 _DROP_DELIVERED_BYTES = """
-WITH gone AS (
-    SELECT p.id, p.path, p.accepted_at FROM packages p
-    WHERE p.accepted_at >= $1 AND p.accepted_at < $2 AND (p.body IS NOT NULL OR p.path <> '')
+WITH looked AS (
+    SELECT id, accepted_at FROM packages
+    WHERE accepted_at > $1 AND accepted_at < $2 AND (body IS NOT NULL OR path <> '')
+    ORDER BY accepted_at FETCH FIRST $3 ROWS WITH TIES
+), gone AS (
+    SELECT p.id, p.path FROM packages p
+    WHERE p.id IN (SELECT id FROM looked) AND (p.body IS NOT NULL OR p.path <> '')
         AND NOT EXISTS (
             SELECT 1 FROM deliveries d WHERE d.package_id = p.id AND d.delivered_at IS NULL
         )
-    ORDER BY p.accepted_at LIMIT $3
     FOR UPDATE SKIP LOCKED
 ), listed AS (
     INSERT INTO dropped_files (path) SELECT path FROM gone WHERE path <> ''
     ON CONFLICT DO NOTHING
+), dropped AS (
+    UPDATE packages p SET body = NULL, path = '' FROM gone WHERE p.id = gone.id
+    RETURNING gone.path
 )
-UPDATE packages p SET body = NULL, path = '' FROM gone WHERE p.id = gone.id
-RETURNING gone.path, gone.accepted_at
+SELECT (SELECT count(*) FROM dropped) AS dropped,
+    ARRAY(SELECT path FROM dropped WHERE path <> '') AS files,
+    (SELECT CASE WHEN count(*) >= $3 THEN max(accepted_at) END FROM looked) AS reached
 """
 
 # $1 is the largest package whose body comes along: an acknowledgement of 1,000
@@ -410,11 +419,10 @@ class PostgresHubStore(HubIntake):
         return [found[delivery_id] for delivery_id in first]
 
     async def drop_delivered_bytes(
-        self, since: dt.datetime, before: dt.datetime, limit: int
-    ) -> list[Dropped]:
-        dropped = await self._rows(_DROP_DELIVERED_BYTES, since, before, limit)
-        # RETURNING's order is not promised: the oldest first, as asked
-        return sorted((Dropped(r[0], r[1]) for r in dropped), key=lambda d: d.accepted_at)
+        self, after: dt.datetime, before: dt.datetime, limit: int
+    ) -> Drop:
+        (step,) = await self._rows(_DROP_DELIVERED_BYTES, after, before, limit)
+        return Drop(int(step["dropped"]), tuple(step["files"]), step["reached"])
 
     async def dropped_files(self, after: str, limit: int) -> list[str]:
         rows = await self._rows(

@@ -24,7 +24,7 @@ from edoc.store.hub import (
     Delivery,
     Directory,
     DirectoryEntry,
-    Dropped,
+    Drop,
     NewPackage,
     PackageKey,
     PackageRecord,
@@ -114,13 +114,20 @@ CREATE INDEX IF NOT EXISTS packages_held ON packages (accepted_at)
 DROPPED_FILES = """
 CREATE TABLE IF NOT EXISTS dropped_files (path TEXT PRIMARY KEY);
 """
+# when the held package a step of retention looks at last was accepted: the limit-th
+# from its start (OFFSET limit - 1); none when fewer are left
+_REACH = """
+SELECT accepted_at FROM packages
+WHERE accepted_at > ? AND accepted_at < ? AND (body IS NOT NULL OR path != '')
+ORDER BY accepted_at LIMIT 1 OFFSET ?
+"""
+# those of the held packages up to there that every recipient acknowledged
 _HELD_AND_DELIVERED = """
-SELECT p.id, p.path, p.accepted_at FROM packages p
-WHERE p.accepted_at >= ? AND p.accepted_at < ? AND (p.body IS NOT NULL OR p.path != '')
+SELECT p.id, p.path FROM packages p
+WHERE p.accepted_at > ? AND p.accepted_at <= ? AND (p.body IS NOT NULL OR p.path != '')
     AND NOT EXISTS (
         SELECT 1 FROM deliveries d WHERE d.package_id = p.id AND d.delivered_at IS NULL
     )
-ORDER BY p.accepted_at LIMIT ?
 """
 
 # the first parameter is the largest package whose body comes along: an acknowledgement
@@ -235,6 +242,19 @@ def _acknowledge(
     return first
 
 
+def _drop_delivered(db: sqlite3.Connection, after: int, before: int, limit: int) -> Drop:
+    """HubStore.drop_delivered_bytes, its times in milliseconds."""
+    reach = db.execute(_REACH, (after, before, limit - 1)).fetchone()
+    up_to = before - 1 if reach is None else reach[0]  # (times are whole milliseconds)
+    found = db.execute(_HELD_AND_DELIVERED, (after, up_to)).fetchall()
+    gone = [(package_id,) for package_id, _ in found]
+    db.executemany("UPDATE packages SET body = NULL, path = '' WHERE id = ?", gone)
+    files = tuple(path for _, path in found if path)
+    listed = [(path,) for path in files]
+    db.executemany("INSERT OR IGNORE INTO dropped_files (path) VALUES (?)", listed)
+    return Drop(len(found), files, None if reach is None else from_ms(reach[0]))
+
+
 def _count(db: sqlite3.Connection, tally: Tally) -> None:
     db.execute(
         "INSERT INTO counters (day, org_id, metric, reason, count) VALUES (?, ?, ?, ?, ?)"
@@ -337,18 +357,11 @@ class SqliteHubStore(HubViews):
         return await self._change(acknowledge)
 
     async def drop_delivered_bytes(
-        self, since: dt.datetime, before: dt.datetime, limit: int
-    ) -> list[Dropped]:
-        def drop(db: sqlite3.Connection) -> list[Dropped]:
-            bounds = (to_ms(since), to_ms(before), limit)
-            found = db.execute(_HELD_AND_DELIVERED, bounds).fetchall()
-            gone = [(row[0],) for row in found]
-            db.executemany("UPDATE packages SET body = NULL, path = '' WHERE id = ?", gone)
-            files = [(path,) for _, path, _ in found if path]
-            db.executemany("INSERT OR IGNORE INTO dropped_files (path) VALUES (?)", files)
-            return [Dropped(path, from_ms(at)) for _, path, at in found]
-
-        return await self._change(drop)
+        self, after: dt.datetime, before: dt.datetime, limit: int
+    ) -> Drop:
+        return await self._change(
+            partial(_drop_delivered, after=to_ms(after), before=to_ms(before), limit=limit)
+        )
 
     async def dropped_files(self, after: str, limit: int) -> list[str]:
         rows = await self._rows(
