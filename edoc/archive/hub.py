@@ -10,7 +10,8 @@ as it checks a node's.
 
 The hub's store is read through a read-only connection of its own (as edoc.archive.stored
 reads a node's), its ``packages`` table as edoc.store.sqlite and edoc.store.postgres
-make it.
+make it. A package whose bytes retention dropped (edoc.hub.retention) is no longer kept
+(EDOC-ARC-007), also when the pass drops it while its evidence is being read.
 """
 
 from __future__ import annotations
@@ -128,19 +129,32 @@ async def hub_evidence(
     rows = await packages.about(document_id)
     if not any(r.kind == MessageKind.DOCUMENT for r in rows):
         raise errors.NothingToArchive(f"the hub accepted no document {document_id}")
+    _refuse_dropped(rows, document_id)
+    document_first = sorted(rows, key=lambda r: r.kind != MessageKind.DOCUMENT)  # stable: by id
+    try:
+        messages = [_kept(row) for row in document_first]
+    except errors.StorageError:
+        # a file gone: a retention pass may have dropped its package since its row was
+        # read (its row changes first). Said as such if its row says so now
+        _refuse_dropped(await packages.about(document_id), document_id)
+        raise
+    proven = await with_proofs(messages, proofs_of)
+    crl = x509.load_pem_x509_crl(keys.crl_path.read_bytes())
+    return Evidence(hub_org_id, document_id, proven, keys.trust().issuing, crl)
+
+
+def _refuse_dropped(rows: list[HubRow], document_id: str) -> None:
+    """NothingToArchive if retention dropped the bytes of any of ``rows``."""
     if any(r.ref.body is None and not r.ref.path for r in rows):
         raise errors.NothingToArchive(
             f"the hub no longer keeps the packages of {document_id} (serve hub"
             " --package-days); the nodes' archives keep them"
         )
-    messages = []
-    for row in sorted(rows, key=lambda r: r.kind != MessageKind.DOCUMENT):  # stable: by id
-        kept = package_bytes(row.ref)
-        messages.append(
-            KeptMessage(
-                Direction.RECEIVED, MessageKind(row.kind), row.status_code, row.accepted_at, kept
-            )
-        )
-    proven = await with_proofs(messages, proofs_of)
-    crl = x509.load_pem_x509_crl(keys.crl_path.read_bytes())
-    return Evidence(hub_org_id, document_id, proven, keys.trust().issuing, crl)
+
+
+def _kept(row: HubRow) -> KeptMessage:
+    """What the hub kept of ``row``'s package: its bytes, as it received them."""
+    kind = MessageKind(row.kind)
+    return KeptMessage(
+        Direction.RECEIVED, kind, row.status_code, row.accepted_at, package_bytes(row.ref)
+    )

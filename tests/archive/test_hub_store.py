@@ -4,16 +4,21 @@ the packages after a mark, and what the hub accepted about a document."""
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import replace
 from pathlib import Path
+from typing import cast
 
 import pytest
 
 from edoc import errors
-from edoc.archive.hub import open_hub_packages
+from edoc.archive.evidence import BatchProof
+from edoc.archive.hub import HubRow, hub_evidence, open_hub_packages
 from edoc.archive.stored import Mark, PackageRef, package_bytes
+from edoc.hub import retention
 from edoc.hub.retention import EPOCH
+from edoc.keystore import KeyStore
+from edoc.offload import Offload
 from edoc.store import open_hub_store, sqlite_url
 from edoc.store.hub import Addressee, NewPackage, Receipt, Tally
 from tests.store import postgres
@@ -122,5 +127,71 @@ async def test_a_package_whose_bytes_were_dropped_is_not_stamped(store_url: str)
         assert ([package_bytes(r) for r in refs], mark) == ([DOCUMENT.body], Mark(2, 0))
         (row,) = await packages.about("D1")
         assert row.ref == PackageRef(None, "")
+    finally:
+        await packages.close()
+
+
+async def _no_proofs(digests: Sequence[bytes]) -> dict[bytes, BatchProof]:
+    raise AssertionError("no proof is looked for: the evidence fails before")
+
+
+async def _kept_in_a_file(store_url: str, folder: Path, acknowledged: bool) -> Path:
+    """Document D1 kept in a file (its path), accepted at NOW and maybe acknowledged."""
+    store = await open_hub_store(store_url)
+    try:
+        if not store_url.startswith("sqlite"):
+            await postgres.empty(store_url)
+        kept = folder / "1.edxml"
+        kept.write_bytes(b"a document kept in a file")
+        document = replace(DOCUMENT, path=str(kept), body=None)
+        await store.accept(document, NOW, Tally(NOW.date(), DOCUMENT.sender, "sent", ""))
+        if acknowledged:
+            leased = await store.lease("H34", NOW, dt.timedelta(seconds=60), 1, 0)
+            received = Tally(NOW.date(), "000.00.00.H34", "received", "")
+            await store.acknowledge_checked(
+                [leased[0].id], NOW, lambda found: [Receipt(d.id, received) for d in found]
+            )
+        return kept
+    finally:
+        await store.close()
+
+
+async def test_a_package_dropped_while_its_evidence_is_read_is_said_no_longer_kept(
+    store_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A retention pass between the read of the rows and that of their files: the file
+    gone is what the pass dropped, not a store that failed (EDOC-STORE-001)."""
+    kept = await _kept_in_a_file(store_url, tmp_path, acknowledged=True)
+    store = await open_hub_store(store_url)
+    offload = Offload(1)
+    try:
+        packages = await open_hub_packages(store_url)
+        read = packages.about
+
+        async def read_then_dropped(document_id: str) -> list[HubRow]:
+            rows = await read(document_id)
+            await retention.drop_old(store, offload, NOW + dt.timedelta(days=1))
+            return rows
+
+        monkeypatch.setattr(packages, "about", read_then_dropped)
+        try:
+            with pytest.raises(errors.NothingToArchive, match="no longer keeps"):
+                await hub_evidence(packages, cast(KeyStore, None), "hub", "D1", _no_proofs)
+        finally:
+            await packages.close()
+        assert not kept.exists()
+    finally:
+        offload.close()
+        await store.close()
+
+
+async def test_a_file_gone_from_a_row_that_still_names_it_is_the_stores_fault(
+    store_url: str, tmp_path: Path
+) -> None:
+    (await _kept_in_a_file(store_url, tmp_path, acknowledged=False)).unlink()
+    packages = await open_hub_packages(store_url)
+    try:
+        with pytest.raises(errors.StorageError, match="is gone"):
+            await hub_evidence(packages, cast(KeyStore, None), "hub", "D1", _no_proofs)
     finally:
         await packages.close()
