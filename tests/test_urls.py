@@ -21,6 +21,11 @@ from edoc.urls import without_password
         ("https://admin:s3/cr#e?t@hub.example:8700", "https://admin:***@hub.example:8700"),
         ("https://admin:s3@cret@hub.example", "https://admin:***@hub.example"),
         ("admin:s3cret@127.0.0.1:8701", "admin:***@127.0.0.1:8701"),  # no scheme
+        # a token as the whole userinfo: hidden whole, but a database's role is a name
+        ("https://t0ken@hub.example:8700", "https://***@hub.example:8700"),
+        ("HTTP://t0k/en@127.0.0.1:8701/", "HTTP://***@127.0.0.1:8701/"),
+        ("t0ken@127.0.0.1:8701", "***@127.0.0.1:8701"),  # no scheme
+        ("postgres://edoc@db/hub", "postgres://edoc@db/hub"),
     ],
 )
 def test_a_url_is_said_without_its_password(url: str, said: str) -> None:

@@ -68,7 +68,11 @@ class ServiceUrl(click.types.StringParamType):  # a string (click>=8.1: no gener
         except ValueError:
             # not urllib's words: they quote the port as it read it, which is part of the
             # password when one holds a '/' ('Port could not be cast … as "pa55"')
-            encoded = " (in a password, write / ? # @ as %2F %3F %23 %40)" if "@" in text else ""
+            encoded = (
+                " (in a password or a token, write / ? # @ as %2F %3F %23 %40)"
+                if "@" in text
+                else ""
+            )
             self.fail(
                 f"{said!r} is not a URL: its host, or its port (a number up to 65535),"
                 f" cannot be read{encoded}",
