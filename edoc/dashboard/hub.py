@@ -196,7 +196,7 @@ def _certificate(record: CertRecord, now: dt.datetime) -> dict[str, Any]:
         "org_id": record.org_id,
         "org_name": record.org_name or record.full_name,
         "kind": record.kind.value,
-        "serial": record.shown_serial[:12],
+        "serial": record.shown_serial,  # whole, as `keys list` says it: what `keys revoke` takes
         "state": record.state(now),
         "expires": record.expires().date().isoformat(),
         "days_left": round(left.total_seconds() / 86400, 1),

@@ -121,12 +121,17 @@ async def test_the_hub_dashboard_follows_the_traffic(
     assert document_id.split(",")[-1].encode() in envelope
     await expect(page.locator("#funnel")).to_contain_text("01 arrived")
     keys = KeyStore(net.data_dir / "keys")
-    keys.issue("000.00.12.H53", org_name="Sở Thông tin và Truyền thông tỉnh Tây Ninh", days=12)
+    issued = keys.issue(
+        "000.00.12.H53", org_name="Sở Thông tin và Truyền thông tỉnh Tây Ninh", days=12
+    )
     alert = page.locator("#alerts .alert.warning")
     await expect(alert).to_contain_text(
         "Sở Thông tin và Truyền thông tỉnh Tây Ninh", timeout=WAIT_MS
     )
     await expect(page.locator("#certificates tr.warning").first).to_contain_text("000.00.12.H53")
+    # redrawn by the page: the whole serial, as `keys list` says it
+    serial = page.locator("#certificates tr.warning td.serial").first
+    await expect(serial).to_have_text(issued.shown_serial)
     await keep(page, tmp_path, "dashboard-hub.png")
     await context.close()
 

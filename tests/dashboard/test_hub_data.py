@@ -116,3 +116,17 @@ async def test_a_bad_filter_is_refused(tmp_path: Path, query: str) -> None:
     async with hub(tmp_path) as running:
         status, body = await running.get(f"{OVERVIEW}{query}")
     assert status == 400 and body["error"]["code"] in ("EDOC-ENV-002", "EDOC-ORG-001")
+
+
+async def test_a_certificate_is_shown_by_its_whole_serial_as_keys_list_says_it(
+    tmp_path: Path,
+) -> None:
+    """The dashboard showed 12 digits of a serial, `keys list` all of it: an operator could
+    not tell which certificate a row was, nor give it to `keys revoke`."""
+    async with hub(tmp_path) as running:
+        issued = running.ca.keys.issue(TAY_NINH, org_name="UBND tỉnh Tây Ninh", days=10)
+        data = await overview(running)
+        status, page = await running.get("/dashboard/")
+    assert status == 200
+    assert issued.shown_serial in [c["serial"] for c in data["certificates"]]
+    assert f'<td class="serial">{issued.shown_serial}</td>' in page

@@ -98,7 +98,7 @@
       cell(r.last_poll_seconds === null ? null : r.last_poll_seconds + " s ago"), cell(refusedText(r.refused_by_code))]);
     fill("refusals", Object.entries(data.refusals), ([code, count]) => [cell(code), cell(count, "n")]);
     fill("certificates", data.certificates, (c) => [cell(c.org_id + " " + c.org_name), cell(c.kind),
-      cell(c.serial), cell(c.expires), cell(c.days_left, "n"), cell(c.state)], (c) => (c.warning ? "warning" : ""));
+      cell(c.serial, "serial"), cell(c.expires), cell(c.days_left, "n"), cell(c.state)], (c) => (c.warning ? "warning" : ""));
     fill("funnel", data.funnel, (f) => [cell(f.label), cell(f.reached, "n"),
       cell(f.median_seconds === null ? null : f.median_seconds + " s", "n")]);
     const relay = data.relay;
