@@ -3,6 +3,7 @@ where a share means nothing, no Python reprs, and a failure when nothing got thr
 
 from __future__ import annotations
 
+import datetime as dt
 import io
 import json
 import time
@@ -23,6 +24,7 @@ from edoc.sim import command, profile, report, runner, traffic
 
 TAY_NINH = profile.load("tay-ninh-2021")
 SIGNER = {"full_name": "Nguyễn Văn An", "position": "Giám đốc"}
+GIVEN = report.Origin.GIVEN
 
 
 def _plan(tmp_path: Path) -> tuple[Path, list[traffic.Planned]]:
@@ -57,7 +59,7 @@ def test_node_figures_are_this_runs_difference(tmp_path: Path) -> None:
     before = _node(1000, 500, {"06": 900, "02": 100}, 0.0)  # an earlier run's lifetime
     after = _node(1000 + sent_h53, 500 + got_h53, {"06": 900 + sent_h53, "02": 100}, 0.1)
     nodes = {"H53": report.NodeReports(before, after)}
-    built = report.build(TAY_NINH, planned, _all_arrived(planned), nodes, {"seed": 5})
+    built = report.build(TAY_NINH, planned, _all_arrived(planned), nodes, {"seed": 5}, GIVEN)
     (row,) = (r for r in built["rows"] if r["root"] == "H53")
     assert row["node_sent"] == row["sent"] == sent_h53
     assert row["node_received"] == row["received"] == got_h53
@@ -69,10 +71,8 @@ def test_a_past_years_due_dates_give_no_on_time_share_at_the_node(tmp_path: Path
     _, planned = _plan(tmp_path)
     assert any(p.metadata.get("due_date") for p in planned)
     nodes = {"H53": report.NodeReports({}, _node(5, 5, {}, 0.0))}
-    for fresh in (True, False):
-        built = report.build(
-            TAY_NINH, planned, _all_arrived(planned), nodes, {"seed": 5}, fresh=fresh
-        )
+    for origin in report.Origin:
+        built = report.build(TAY_NINH, planned, _all_arrived(planned), nodes, {"seed": 5}, origin)
         assert all(row["node_on_time_share"] is None for row in built["rows"])
         assert any(row["planned_on_time_share"] is not None for row in built["rows"])
 
@@ -81,7 +81,7 @@ def test_the_table_has_no_python_reprs(tmp_path: Path) -> None:
     _, planned = _plan(tmp_path)
     observed = runner.Observed(started=time.time() - 3, finished=time.time())
     observed.refused = Counter({"EDOC-HUB-003": len(planned)})
-    built = report.build(TAY_NINH, planned, observed, {}, {"seed": 5})
+    built = report.build(TAY_NINH, planned, observed, {}, {"seed": 5}, GIVEN)
     out = io.StringIO()
     report.show(built, Console(file=out, width=250))
     text = out.getvalue()
@@ -185,7 +185,7 @@ def test_a_lost_document_is_not_hidden_by_one_that_arrived_unrecorded(tmp_path: 
     observed = _all_arrived(planned)
     del observed.arrived[planned[0].index]  # accepted, never arrived
     del observed.posted[planned[1].index]  # its post failed on the way back, yet it arrived
-    built = report.build(TAY_NINH, planned, observed, {}, {"seed": 5})
+    built = report.build(TAY_NINH, planned, observed, {}, {"seed": 5}, GIVEN)
     assert built["sent"] == built["arrived"] and built["lost"] == 1
     failure = command.something_lost(built)
     assert failure is not None and failure.message.startswith(f"1 of {len(planned) - 1:,} ")
@@ -240,7 +240,7 @@ def test_final_statuses_that_had_not_come_are_reported(tmp_path: Path) -> None:
     observed = _all_arrived(planned)
     observed.answered = Counter({"03": 3, "06": 3, "02": 1})  # 4 final ones accepted
     nodes = {"H53": report.NodeReports(_node(0, 0, {}, 0.0), _node(0, 0, {"06": 2}, 0.0))}
-    built = report.build(TAY_NINH, planned, observed, nodes, {"seed": 5})
+    built = report.build(TAY_NINH, planned, observed, nodes, {"seed": 5}, GIVEN)
     assert (built["final_statuses_seen"], built["final_statuses_expected"]) == (2, 4)
     out = io.StringIO()
     report.show(built, Console(file=out, width=250))
@@ -273,7 +273,7 @@ def test_a_network_the_data_dir_holds_starts_on_the_ports_chosen_for_the_run(
     saying to choose a --base-port `edoc simulate` has not)."""
     for base_port in (21000, 22000):
         monkeypatch.setattr(network, "random_base_port", lambda step=10, port=base_port: port)
-        with command._started(tmp_path, TAY_NINH.roots, 4) as spec:
+        with command._started(tmp_path, TAY_NINH.roots, 4) as (spec, _):
             assert spec["hub"]["port"] == base_port
     assert [node["port"] for node in starting[-1]["nodes"]] == [22001, 22002, 22003, 22004]
     saved = network.planned(tmp_path)
@@ -302,3 +302,45 @@ def test_a_network_of_other_provinces_in_the_data_dir_is_refused_before_it_start
         with refused, command._started(tmp_path, roots, agencies):
             pass
     assert len(starting) == 1 and (tmp_path / "network.json").read_bytes() == before
+
+
+def test_a_network_the_data_dir_holds_is_reported_as_reused(
+    tmp_path: Path, starting: list[dict[str, Any]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Run again on its --data-dir, an earlier run's network was reported as if made for
+    the run: its nodes' lifetime on-time share passed for this run's."""
+
+    async def drive(
+        planned: list[traffic.Planned], *_: Any
+    ) -> tuple[runner.Observed, dict[str, report.NodeReports]]:
+        return _all_arrived(planned), {}
+
+    monkeypatch.setattr(command, "_drive", drive)
+    args = ["simulate", "tay-ninh-2021", "--days", "1", "--data-dir", str(tmp_path / "net")]
+    first, again = (CliRunner().invoke(main, [*args, "--json"]) for _ in range(2))
+    said = CliRunner().invoke(main, args)
+    assert [r.exit_code for r in (first, again, said)] == [0, 0, 0], said.output
+    assert json.loads(first.stdout)["network"] == "started"
+    assert json.loads(again.stdout)["network"] == "reused"
+    assert "network: an earlier run's, reused" in said.stdout
+    assert len(starting) == 3
+
+
+def test_only_a_network_made_for_the_run_gives_the_nodes_on_time_share(tmp_path: Path) -> None:
+    _, planned = _plan(tmp_path)
+    ahead = (dt.date.today() + dt.timedelta(days=30)).isoformat()
+    for p in planned:
+        p.metadata["due_date"] = ahead
+    nodes = {"H53": report.NodeReports({}, _node(5, 5, {}, 0.5))}
+    shares = {
+        origin: report.build(TAY_NINH, planned, _all_arrived(planned), nodes, {}, origin)
+        for origin in report.Origin
+    }
+    assert {o: built["network"] for o, built in shares.items()} == {o: o.value for o in shares}
+    at_node = {
+        o: r["node_on_time_share"]
+        for o, b in shares.items()
+        for r in b["rows"]
+        if r["root"] == "H53"
+    }
+    assert at_node == {report.Origin.STARTED: 0.5, report.Origin.REUSED: None, GIVEN: None}

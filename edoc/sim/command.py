@@ -53,27 +53,30 @@ def _agencies(spec: dict[str, Any], roots: tuple[str, ...]) -> dict[str, list[tr
     }
 
 
+Driven = tuple[dict[str, Any], report.Origin]  # a network's spec, and where it came from
+
+
 @contextlib.contextmanager
-def _network(options: Options, roots: tuple[str, ...], agencies: int) -> Iterator[dict[str, Any]]:
+def _network(options: Options, roots: tuple[str, ...], agencies: int) -> Iterator[Driven]:
     """The network to drive: the one in --network, or one started here and stopped after."""
     if options.network_file is not None:
-        yield json.loads(options.network_file.read_text(encoding="utf-8"))
+        yield json.loads(options.network_file.read_text(encoding="utf-8")), report.Origin.GIVEN
     elif options.data_dir is not None:
-        with _started(options.data_dir, roots, agencies) as spec:
-            yield spec
+        with _started(options.data_dir, roots, agencies) as driven:
+            yield driven
     else:  # a temporary folder goes when the run ends (a national day leaves 3.5 GB)
         with (
             # (a file a stopping service wrote late must not cost the run its report)
             tempfile.TemporaryDirectory(
                 prefix="edoc-sim-", ignore_cleanup_errors=True
             ) as temporary,
-            _started(Path(temporary), roots, agencies) as spec,
+            _started(Path(temporary), roots, agencies) as driven,
         ):
-            yield spec
+            yield driven
 
 
 @contextlib.contextmanager
-def _started(data_dir: Path, roots: tuple[str, ...], agencies: int) -> Iterator[dict[str, Any]]:
+def _started(data_dir: Path, roots: tuple[str, ...], agencies: int) -> Iterator[Driven]:
     """A network for ``roots`` in ``data_dir``, provisioned and running; stopped after.
     One the folder held before (an earlier run's) keeps its keys, tokens and documents,
     and moves to the free ports probed for this run: its own may have been taken since."""
@@ -81,6 +84,7 @@ def _started(data_dir: Path, roots: tuple[str, ...], agencies: int) -> Iterator[
         earlier = network.planned(data_dir)
         if earlier is not None:
             _refuse_too_small(earlier, roots, agencies)
+        origin = report.Origin.STARTED if earlier is None else report.Origin.REUSED
         base_port = network.random_base_port(100)
         net = network.plan(data_dir, list(roots), base_port, tls=True, agencies=agencies)
         network.move(net, base_port)
@@ -88,7 +92,7 @@ def _started(data_dir: Path, roots: tuple[str, ...], agencies: int) -> Iterator[
         network.register_tokens(net)
         processes = launcher.start_preloaded(net)  # 86 services importing the same, once
         try:
-            yield net.spec
+            yield net.spec, origin
         finally:
             launcher.stop(processes)
 
@@ -151,7 +155,7 @@ def simulate(options: Options) -> dict[str, Any]:
     signal.signal(signal.SIGTERM, _exit_on_sigterm)
     profile = profiles.load(options.profile)
     console = Console(stderr=options.as_json, width=None if sys.stdout.isatty() else 160)
-    with _network(options, profile.roots, profile.agencies_per_root) as spec:
+    with _network(options, profile.roots, profile.agencies_per_root) as (spec, origin):
         agencies = _agencies(spec, profile.roots)
         planned = traffic.plan(profile, agencies, options.days, options.seed, options.scale)
         # a network that stops answering is the client's Unreachable (EDOC-NET-001)
@@ -162,8 +166,7 @@ def simulate(options: Options) -> dict[str, Any]:
         "scale": options.scale,
         "speedup": options.speedup,
     }
-    fresh = options.network_file is None
-    result = report.build(profile, planned, observed, nodes, settings, fresh)
+    result = report.build(profile, planned, observed, nodes, settings, origin)
     if not options.as_json:
         report.show(result, console)
     return result

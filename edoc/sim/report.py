@@ -8,6 +8,7 @@ keeps its earlier counts). A share that means nothing is None ("n/a" in the tabl
 from __future__ import annotations
 
 import datetime as dt
+import enum
 import statistics
 from collections import Counter
 from collections.abc import Mapping
@@ -20,6 +21,21 @@ from rich.table import Table
 from edoc.sim.profile import Profile
 from edoc.sim.runner import FINAL, PATIENCE, Observed, final_answers
 from edoc.sim.traffic import Planned
+
+
+class Origin(enum.StrEnum):
+    """Where the network driven came from: the report's ``network``."""
+
+    STARTED = "started"  # made for this run
+    REUSED = "reused"  # an earlier run's, in --data-dir: started again with what it holds
+    GIVEN = "given"  # --network's, running already
+
+
+_ORIGINS = {
+    Origin.STARTED: "made for this run",
+    Origin.REUSED: "an earlier run's, reused (moved to free ports): it holds what those runs sent",
+    Origin.GIVEN: "the running one --network names",
+}
 
 
 @dataclass(frozen=True)
@@ -97,9 +113,10 @@ def build(
     observed: Observed,
     nodes: Mapping[str, NodeReports],
     settings: dict[str, Any],
-    fresh: bool = False,
+    origin: Origin,
 ) -> dict[str, Any]:
-    """The report; ``fresh``: the network was started for this run."""
+    """The report on a run of ``origin``'s network."""
+    fresh = origin is Origin.STARTED
     share_at_node = node_share_means_something(planned, fresh, observed.started)
     empty = NodeReports({}, {})
     rows = [
@@ -119,6 +136,7 @@ def build(
         "profile": profile.name,
         "title": profile.title,
         **settings,
+        "network": origin.value,
         "documents": len(planned),
         "sent": len(observed.posted),
         "arrived": len(observed.arrived),
@@ -201,6 +219,7 @@ def show(report: dict[str, Any], console: Console) -> None:
             number(row["latency_ms_p99"]),
         )
     console.print(table)
+    console.print(f"network: {_ORIGINS[Origin(report['network'])]}")
     latency = (
         "latency n/a (nothing arrived)"
         if report["latency_ms_p50"] is None
