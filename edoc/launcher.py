@@ -151,9 +151,11 @@ def log_path(network: Network, name: str) -> Path:
 def environment(network: Network, name: str) -> dict[str, str]:
     """What service ``name`` runs with besides its command line: a node's hub token, and
     for every service the operator's dashboard credential; there, not in the command
-    line, where every user's `ps` would show them."""
+    line, where every user's `ps` would show them. And this process's pid: the service
+    ends with it (edoc.services.tie_to_launcher)."""
     env = os.environ.copy()
     env[OPERATOR_VARIABLE] = network.spec["operator"]["token"]
+    env[services.LAUNCHER_VARIABLE] = str(os.getpid())
     for node in network.spec["nodes"]:
         if name == f"node {node['province']}":
             env[HUB_TOKEN_VARIABLE] = node["hub_token"]
@@ -161,7 +163,9 @@ def environment(network: Network, name: str) -> dict[str, str]:
 
 
 def spawn(network: Network, name: str, command: list[str]) -> subprocess.Popen[bytes]:
-    """Start one service with its environment, logging to DATA/logs/NAME.log."""
+    """Start one service with its environment, logging to DATA/logs/NAME.log. It ends
+    when the thread calling this does (edoc.services.tie_to_launcher): `edoc up` calls
+    it from its main thread; another caller, from one that outlives the service."""
     with log_path(network, name).open("ab") as log:
         return subprocess.Popen(command, stdout=log, stderr=log, env=environment(network, name))
 
@@ -235,7 +239,10 @@ def _preloaded() -> ForkServerContext:
 
 def fork(network: Network, name: str, command: list[str]) -> Forked:
     """Start service ``name`` (its `edoc …` ``command``) forked from the preloaded server,
-    with its environment, logging to DATA/logs/NAME.log, as :func:`spawn` does."""
+    with its environment, logging to DATA/logs/NAME.log, as :func:`spawn` does. The
+    server, and the services with it, end when the thread that first called this does
+    (edoc.preloaded): `edoc simulate` calls it from its main thread; another caller, from
+    one that outlives the services (or the server is started again, for the next)."""
     arguments = command[len(edoc_command()) :]  # network.commands put it there
     log = str(log_path(network, name))
     process = _preloaded().Process(

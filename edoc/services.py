@@ -1,5 +1,5 @@
-"""Services run as processes on this machine: waiting until they answer, and stopping them
-on SIGINT or SIGTERM.
+"""Services run as processes on this machine: waiting until they answer, stopping them
+on SIGINT or SIGTERM, and their end with the launcher that started them.
 
 A start-up wait has no fixed limit per service: 85 nodes importing at once on a busy
 2-core machine take minutes, a stuck one takes for ever. It keeps waiting while services
@@ -10,9 +10,11 @@ overall bound), naming what did not answer and showing the end of its log.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import json
 import os
 import signal
+import sys
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -28,6 +30,9 @@ STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 SIGNAL_RACE = 0.5
 LOG_LINES = 15  # of a failed service's log, in the error
 POLL = 0.1  # seconds between two looks at services starting, at least
+# in a service's environment: the pid of the launcher that started it (tie_to_launcher)
+LAUNCHER_VARIABLE = "EDOC_LAUNCHER_PID"
+_PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 
 
 class StopRequested(Exception):
@@ -184,12 +189,56 @@ def _healthy(url: str, context: Any, registered: bool) -> bool:
 def _cpu_seconds(pid: int) -> float | None:
     """CPU time ``pid`` used so far; None where /proc cannot say (then being alive is
     all the progress a service can show)."""
+    fields = _stat(pid)
+    if fields is None:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _parent_of(pid: int) -> int | None:
+    fields = _stat(pid)
+    return None if fields is None else int(fields[1])
+
+
+def _stat(pid: int) -> list[str] | None:
+    """The fields of /proc/PID/stat after the command name (which may hold spaces); None
+    where /proc cannot say."""
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
         return None
-    fields = stat.rpartition(")")[2].split()  # after the command name, which may hold spaces
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return stat.rpartition(")")[2].split()
+
+
+def tie_to_launcher() -> None:
+    """In a service a launcher started (edoc.launcher: `edoc up`, `edoc simulate`): end
+    with it, however it ends. Killed outright (SIGKILL, the OOM killer), it stopped
+    nothing: its services ran on without it, its hold on the network's folder gone
+    (edoc.folderlock), and a later `edoc up` there found their ports taken, or ran a
+    second hub on their stores. The kernel sends the service SIGTERM, what the
+    launcher's own stop sends, when its parent ends (Linux; elsewhere they are not
+    tied). It is the parent *thread* that counts: the launcher starts services from one
+    that lasts as long as they do. The variable leaves the environment: what the service
+    starts was not started by the launcher."""
+    launcher = os.environ.pop(LAUNCHER_VARIABLE, None)
+    if launcher is None or not signalled_when_parent_ends(signal.SIGTERM):
+        return
+    parent = os.getppid()
+    # the parent is the launcher (edoc.launcher.spawn), or its fork server, which ends
+    # when the launcher does (edoc.preloaded); any other took the service in as its
+    # parent had ended already, before the kernel was asked: no signal will come
+    if int(launcher) not in (parent, _parent_of(parent)):
+        raise SystemExit(f"the launcher that started this service (pid {launcher}) has ended")
+
+
+def signalled_when_parent_ends(sig: int) -> bool:
+    """Ask the kernel for ``sig`` when this process's parent ends; whether it will."""
+    if not sys.platform.startswith("linux"):
+        return False
+    prctl = ctypes.CDLL(None, use_errno=True).prctl
+    # (a sandbox may refuse it: the service then runs untied, as elsewhere)
+    answer: int = prctl(_PR_SET_PDEATHSIG, ctypes.c_ulong(sig), 0, 0, 0)
+    return answer == 0
 
 
 def log_tail(service: Service) -> str:

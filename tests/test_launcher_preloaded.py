@@ -5,7 +5,12 @@ environment and exchange, stopped with exit 0; a failing one is reported with it
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
+import signal
 import socket
+import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -89,3 +94,62 @@ def test_simulate_without_a_data_dir_leaves_no_folder_behind(tmp_path: Path) -> 
     )
     assert report["documents"] > 0 and report["arrived"] == report["documents"]
     assert list(tmp_path.iterdir()) == []  # its network's temporary folder is gone
+
+
+def _descendants(pid: int) -> set[int]:
+    """The processes ``pid`` started, those they started, and so on."""
+    parents = {}
+    for entry in Path("/proc").iterdir():
+        with contextlib.suppress(OSError, ValueError):
+            parents[int(entry.name)] = int(
+                (entry / "stat").read_text().rpartition(")")[2].split()[1]
+            )
+    found, last = set(), {pid}
+    while last:
+        last = {child for child, parent in parents.items() if parent in last}
+        found |= last
+    return found
+
+
+def _running(pids: set[int]) -> set[int]:
+    """Those of ``pids`` still running (an ended one no process waited for is a zombie)."""
+    alive = set()
+    for pid in pids:
+        with contextlib.suppress(OSError):
+            if Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0] != "Z":
+                alive.add(pid)
+    return alive
+
+
+def _all_started(data: Path, services: int) -> bool:
+    logs = list((data / "logs").glob("*.log")) if (data / "logs").is_dir() else []
+    return len(logs) == services and all(b" started" in log.read_bytes() for log in logs)
+
+
+def test_forked_services_end_with_a_simulate_killed_outright(tmp_path: Path) -> None:
+    """Killed with SIGKILL, `edoc simulate` left its network's services running: forked
+    from the preloaded server, which ended with it, they ran on with nobody to stop them."""
+    data = tmp_path / "net"
+    slowly = ("--days", "1", "--speedup", "0.01", "--data-dir", str(data))
+    simulating = subprocess.Popen(
+        [*network.edoc_command(), "simulate", "tay-ninh-2021", *slowly],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 300
+        while not _all_started(data, 5) and simulating.poll() is None:
+            assert time.monotonic() < deadline, "the network did not start"
+            time.sleep(0.2)
+        started = _descendants(simulating.pid)  # the fork server, the services it forked
+        assert simulating.poll() is None and len(started) >= 6
+        os.kill(simulating.pid, signal.SIGKILL)  # simulate alone, not its process group
+        simulating.wait()
+        deadline = time.monotonic() + 15  # a service's stop takes up to its shutdown_timeout
+        while _running(started) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not _running(started)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(simulating.pid, signal.SIGKILL)  # whatever is left, on a failure

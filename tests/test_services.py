@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import time
@@ -135,3 +136,34 @@ def test_a_stop_signal_during_the_wait_is_a_stop_not_an_error(
     flag = services.StopFlag(requested=True)
     with pytest.raises(services.StopRequested):
         services.wait_healthy([service], None, flag=flag, patience=QUICK)
+
+
+# what a service does first (edoc.cli.serve), then whether the variable is left to its own
+TIED = (
+    "import os\n"
+    "from edoc import services\n"
+    "services.tie_to_launcher()\n"
+    "print(services.LAUNCHER_VARIABLE in os.environ)\n"
+)
+
+
+def _tied(launcher: int) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, services.LAUNCHER_VARIABLE: str(launcher)}
+    return subprocess.run(
+        [sys.executable, "-c", TIED], env=env, capture_output=True, text=True, timeout=60
+    )
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="prctl: Linux")
+def test_a_service_started_after_its_launcher_ended_ends_at_once() -> None:
+    """A service given the pid of a launcher that is not its parent (nor its fork
+    server's) was taken in by another: its launcher ended before the kernel was asked to
+    signal that, and none would come."""
+    assert _tied(os.getpid()).stdout == "False\n"  # the launcher is its parent: it runs
+    with subprocess.Popen(["sleep", "60"]) as other:  # alive, but no parent of it
+        try:
+            ended = _tied(other.pid)
+        finally:
+            other.kill()
+    assert ended.returncode == 1 and ended.stdout == ""
+    assert ended.stderr == f"the launcher that started this service (pid {other.pid}) has ended\n"

@@ -194,3 +194,26 @@ def test_a_stop_while_starting_stops_everything(
     assert up.poll() is None, up.communicate()[1]
     assert _finish(up, sig) == (0, "")
     assert _services(data) == {}
+
+
+def _gone(data: Path, within: float) -> bool:
+    """Whether no service of ``data`` runs, within ``within`` seconds (a stop of theirs
+    takes up to web.serve's shutdown_timeout)."""
+    deadline = time.monotonic() + within
+    while _services(data) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return _services(data) == {}
+
+
+def test_the_services_end_with_an_up_killed_outright(tmp_path: Path) -> None:
+    """Killed with SIGKILL, `edoc up` stopped nothing: its services ran on, its lock on
+    the folder gone with it, and a later `edoc up` found their ports taken (or ran a
+    second hub on the same stores)."""
+    data, port = tmp_path / "data", network.random_base_port()
+    up = _up(data, port)
+    assert len(_services(data)) == 3
+    os.kill(up.pid, signal.SIGKILL)  # up alone, not its process group
+    _finish(up, None)
+    assert _gone(data, within=15), _services(data)
+    up = _up(data, port)  # on the same ports, nothing in its way
+    assert _finish(up, signal.SIGTERM) == (0, "")

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import click
 
-from edoc import errors, logs
+from edoc import errors, logs, services
 from edoc.cli.options import SERVICE_URL, service_keys_dir_option
 from edoc.dashboard.auth import VARIABLE as OPERATOR_VARIABLE
 from edoc.hub.state import HUB_ORG_ID, HubConfig
@@ -22,6 +22,7 @@ from edoc.orgid import OrgId, parse_root_code
 @click.group()
 def serve() -> None:
     """Run a service in the foreground."""
+    services.tie_to_launcher()  # started by `edoc up` or `edoc simulate`: ends with it
 
 
 data_dir_option = click.option(
