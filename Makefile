@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 DATA   ?= data
 
-.PHONY: setup run demo test test-reliability lint format pytest bench bench-quick clean
+.PHONY: help setup run demo test test-reliability lint format pytest bench bench-quick clean
 
 $(BIN)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -12,6 +12,11 @@ $(BIN)/.installed: pyproject.toml constraints.txt
 	$(BIN)/pip install -q -c constraints.txt -e '.[dev]'
 	touch $@
 
+## help: what each target does (the `## target:` lines of this file)
+help:
+	@sed -n 's/^## //p' $(firstword $(MAKEFILE_LIST))
+
+## setup: the virtualenv .venv with edoc and its tools, pinned by constraints.txt
 setup: $(BIN)/.installed
 
 ## run: the local network (hub + 4 province nodes, SQLite, dev CA) until Ctrl-C
@@ -19,7 +24,7 @@ run: setup
 	$(BIN)/edoc up --data-dir $(DATA)
 
 ## demo: a CA of its own in $(DATA)/demo (never a running network's $(DATA)/keys), then pack
-## and sign the sample document, verify and inspect it
+##   and sign the sample document, verify and inspect it
 DEMO := $(DATA)/demo
 demo: setup
 	$(BIN)/edoc keys init --data-dir $(DEMO) --exist-ok
@@ -31,18 +36,22 @@ demo: setup
 	$(BIN)/edoc inspect $(DEMO)/cong-van.edxml
 	$(BIN)/edoc keys list --data-dir $(DEMO)
 
+## lint: ruff and mypy, changing nothing
 lint: setup
 	$(BIN)/ruff check edoc tests
 	$(BIN)/ruff format --check edoc tests
 	$(BIN)/mypy
 
+## format: ruff formats and fixes what it can
 format: setup
 	$(BIN)/ruff format edoc tests
 	$(BIN)/ruff check --fix edoc tests
 
+## pytest: the tests, the reliability suite's long part left out
 pytest: setup
 	$(BIN)/pytest
 
+## test: lint, then pytest (what CI runs)
 test: lint pytest
 
 ## test-reliability: the long part (soak, crash loop, fuzzing) plus the hostile corpus, then a summary
@@ -59,8 +68,10 @@ test-reliability: setup
 bench: setup
 	$(BIN)/edoc bench
 
+## bench-quick: the one-minute version (bench/quick/)
 bench-quick: setup
 	$(BIN)/edoc bench --quick
 
+## clean: the virtualenv, the data folder and the tools' caches
 clean:
 	rm -rf $(VENV) $(DATA) .mypy_cache .pytest_cache .ruff_cache .hypothesis
