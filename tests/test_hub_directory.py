@@ -11,18 +11,20 @@ from pathlib import Path
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from lxml import etree
+from structlog.testing import capture_logs
 
 from edoc import signing
 from edoc.hub import app as hub_app
 from edoc.hub import directory
 from edoc.hub.state import HubConfig
 from edoc.keyindex import SigningIdentity
-from edoc.store.hub import Directory
+from edoc.store.hub import Directory, DirectoryEntry
 from tests.support.hub import HUB_ORG, hub_ca
 from tests.support.pki import SENDER, Ca
 
 NOW = dt.datetime(2026, 12, 1, 5, 0, tzinfo=dt.UTC)
 NEWCOMER = "000.00.07.H53"
+UNCARRIED = "Evil\u0001name"  # a control character: XML cannot carry it
 
 
 @pytest.fixture(scope="module")
@@ -150,3 +152,42 @@ def test_a_request_that_read_an_older_version_gets_the_newer_book(
     assert books.sign(_book(107), moment, seal) == newer
     assert books.sign(_book(108, NEWCOMER), moment, seal) == newer
     assert books.fresh(108, seal.cert, NOW) == newer and signatures == [HUB_ORG]
+
+
+def test_a_stored_name_xml_cannot_carry_does_not_fail_the_book(ca: Ca) -> None:
+    """A row stored before registrations were held to XML's characters (or by hand): its
+    name goes out with U+FFFD for each such character, and is logged; it failed the book
+    for every node, at each request and after a restart."""
+    entries = (*_book(109).entries, DirectoryEntry(NEWCOMER, UNCARRIED, "agency", "H53"))
+    with capture_logs() as logs:
+        signed = directory.SignedBooks().sign(
+            Directory(109, entries), ca.clock(), ca.keys.identity(HUB_ORG)
+        )
+    _, _, read = directory.read_signed(signed.body, ca.keys.trust(), ca.clock(), HUB_ORG)
+    assert {e.org_id: e.name for e in read}[NEWCOMER] == "Evil\ufffdname"
+    assert {e.org_id for e in read} == {e.org_id for e in entries}
+    assert [line.get("org_id") for line in logs if line["log_level"] == "warning"] == [NEWCOMER]
+
+
+async def test_a_registered_name_xml_cannot_carry_is_refused(ca: Ca, tmp_path: Path) -> None:
+    """One node registering an agency whose name holds a control character had the hub
+    accept it, and then fail (500) every node's request for the book."""
+    config = HubConfig(data_dir=tmp_path, keys_dir=ca.keys.path, org_id=HUB_ORG, tls=False)
+    await hub_app.add_node(config, "H53", "secret-token")
+    headers = {"Authorization": "Bearer secret-token"}
+    organizations = [
+        {"org_id": "000.00.00.H53", "name": "x"},
+        {"org_id": NEWCOMER, "name": UNCARRIED},
+    ]
+    async with TestClient(TestServer(hub_app.create_app(config))) as client:
+        async with client.post(
+            "/api/v1/directory", json={"organizations": organizations}, headers=headers
+        ) as answer:
+            assert answer.status == 400
+            error = (await answer.json())["error"]
+        async with client.get("/api/v1/directory", headers=headers) as response:
+            assert response.status == 200
+            book = await response.read()
+    assert error["code"] == "EDOC-ENV-002" and NEWCOMER in error["message"]
+    assert "U+0001" in error["message"]
+    assert NEWCOMER not in _read(book, ca)[1]

@@ -432,6 +432,20 @@ async def test_a_node_registers_the_agencies_of_its_store(door: Door) -> None:
     assert [o["org_id"] for o in registration["organizations"]] == [SENDER]
 
 
+async def test_a_name_the_hub_refuses_is_registered_empty(door: Door) -> None:
+    """A name XML cannot carry, stored before `agency add` refused it: the hub refuses a
+    registration naming it, so none of the node's agencies would be registered, at each
+    start. The agency is registered without its name, and the log says why."""
+    await node_app.add_agency(door.config, LOCAL, "Evil\u0001name", "another-token")
+    with capture_logs() as logs:
+        async with door.node(with_book=False) as node:
+            await _registered(node)
+    (registration,) = door.hub.registrations
+    names = {o["org_id"]: o["name"] for o in registration["organizations"]}
+    assert names == {SENDER: "Sở Thông tin và Truyền thông", LOCAL: ""}
+    assert [line["agency"] for line in logs if line["log_level"] == "error"] == [LOCAL]
+
+
 async def test_a_node_whose_store_serves_no_agency_leaves_the_book_as_it_is(
     tmp_path: Path,
 ) -> None:
@@ -513,6 +527,20 @@ def test_an_agency_of_another_province_is_not_added_to_a_node(tmp_path: Path) ->
     assert line.startswith("error EDOC-ENV-002: 000.00.20.H34 is of province H34"), line
     assert [r.org_id for r in KeyStore(tmp_path / "keys").records()] == [SENDER]  # no seal
     assert add(LOCAL).exit_code == 0  # one of its own
+
+
+def test_an_agency_name_xml_cannot_carry_is_not_added(tmp_path: Path) -> None:
+    """The hub's address book is one signed XML document: a name with a control character
+    failed it for every node (now refused there too, and the node's whole registration)."""
+    KeyStore(tmp_path / "keys").init()
+    command = ["agency", "add", LOCAL, "--name", "Evil\u0001name"]
+    where = ["--data-dir", str(tmp_path / "node"), "--keys-dir", str(tmp_path / "keys")]
+    refused = CliRunner().invoke(main, [*command, *where], catch_exceptions=False)
+    assert refused.exit_code == 1, refused.output
+    (line,) = refused.stderr.splitlines()
+    assert line == f"error EDOC-ENV-002: {LOCAL}: name: U+0001 cannot be carried in XML", line
+    assert list(KeyStore(tmp_path / "keys").records()) == []  # no seal issued
+    assert not (tmp_path / "node" / "node.sqlite").exists()
 
 
 async def test_a_reused_idempotency_key_with_other_content_is_refused(door: Door) -> None:

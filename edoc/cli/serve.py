@@ -287,9 +287,11 @@ def agency_add(
 ) -> None:
     """Let agency ORGID use the node in --data-dir; issues its seal if it has none and
     prints its bearer token."""
+    from edoc.hub import directory
     from edoc.node import app as node_app
 
     org = OrgId.parse(org_id)
+    directory.organization_name(org_id, name)  # as the hub's registration holds it
     config = NodeConfig(
         org.root_code, data_dir, keys_dir, hub_url="", hub_token="", store_url=store_url
     )

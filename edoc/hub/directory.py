@@ -2,7 +2,9 @@
 
 Loaded from ``seeds/organizations.csv`` (every province's and ministry's level-1
 identifier) and from what nodes register. Nodes get it as a signed XML document with
-a version and an expiry, so they can cache it and trust it offline. The hub signs a
+a version and an expiry, so they can cache it and trust it offline. A name registered
+must be text XML can carry (one that is not failed the book for every node); one stored
+before that rule goes out with U+FFFD for each such character. The hub signs a
 book once per change (of its version or its signer) and again each RESIGN, not on each
 request: every node fetches it at start, every few minutes and on unknown recipients,
 and a node that holds the book signed last is answered 304 (its ETag).
@@ -19,6 +21,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib.resources.abc import Traversable
 
+import structlog
 from cryptography import x509
 from lxml import etree
 
@@ -28,12 +31,14 @@ from edoc.keyindex import SigningIdentity
 from edoc.orgid import OrgId
 from edoc.store.hub import Directory, DirectoryEntry
 
+log = structlog.get_logger()
 SEEDS = resources.seed("organizations.csv")
 NS = "urn:edoc:directory:1"
 VALIDITY = dt.timedelta(hours=24)
 # a served book is signed again after this, so a node always gets one valid for >= 23 h
 RESIGN = dt.timedelta(hours=1)
 SKEW = dt.timedelta(minutes=1)  # a book issued this much after a request's "now" serves it
+MAX_NAME = 500  # characters of an organization's name
 
 
 def seed_entries(path: Traversable = SEEDS) -> list[DirectoryEntry]:
@@ -57,13 +62,24 @@ def registration(node: str, items: object) -> list[DirectoryEntry]:
         org = OrgId.parse(item["org_id"])
         if org.root_code != node:
             raise errors.Impersonation(f"{org} does not belong to node {node}")
-        name = item.get("name", "")
-        if not isinstance(name, str) or len(name) > 500:
-            raise errors.InvalidField(f"{org}: name must be text of at most 500 characters")
+        name = organization_name(str(org), item.get("name", ""))
         entries.append(
             DirectoryEntry(str(org), name, "agency" if org.level > 1 else org.kind, node)
         )
     return entries
+
+
+def organization_name(org: str, name: object) -> str:
+    """``name`` if the address book can carry it as ``org``'s: text of at most MAX_NAME
+    characters that XML can carry; else InvalidField naming ``org``. The book is one
+    signed XML document: one name it cannot carry failed it for every node. The hub's
+    registration holds names to it; so do `edoc agency add` and a node registering."""
+    if not isinstance(name, str) or len(name) > MAX_NAME:
+        raise errors.InvalidField(f"{org}: name must be text of at most {MAX_NAME} characters")
+    try:
+        return xmlsafe.carried(name)
+    except errors.InvalidField as exc:
+        raise errors.InvalidField(f"{org}: name: {exc.message}") from None
 
 
 def to_xml(version: int, entries: Sequence[DirectoryEntry], now: dt.datetime) -> etree._Element:
@@ -79,11 +95,22 @@ def to_xml(version: int, entries: Sequence[DirectoryEntry], now: dt.datetime) ->
             root,
             f"{{{NS}}}Organization",
             id=entry.org_id,
-            name=entry.name,
+            name=_carried_name(entry),
             kind=entry.kind,
             node=entry.node,
         )
     return root
+
+
+def _carried_name(entry: DirectoryEntry) -> str:
+    """The entry's name, each character XML cannot carry as U+FFFD: a row stored before
+    registrations were held to them (or written by hand) failed the whole book, for every
+    node and after a restart, until its node registered again. Its routing (id, node) is
+    sound, so the entry stays: the name is only what people read."""
+    if xmlsafe.NOT_XML_CHAR.search(entry.name) is None:
+        return entry.name
+    log.warning("a name in the address book XML cannot carry: U+FFFD instead", org_id=entry.org_id)
+    return xmlsafe.NOT_XML_CHAR.sub("\ufffd", entry.name)
 
 
 @dataclass(frozen=True)

@@ -24,6 +24,7 @@ from edoc.archive import stamping
 from edoc.archive.batches import evidence_folder
 from edoc.archive.stored import open_stored
 from edoc.dashboard import node as node_dashboard
+from edoc.hub import directory
 from edoc.keystore import KeyStore
 from edoc.model import MessageKind
 from edoc.node import (
@@ -402,7 +403,17 @@ async def _own_agencies(state: NodeState) -> list[dict[str, str]]:
     if len(own) < len(agencies):
         others = [a.org_id for a in agencies if a not in own]
         log.error("agencies of another province are not registered", agencies=others)
-    return [{"org_id": a.org_id, "name": a.name} for a in own]
+    return [{"org_id": a.org_id, "name": _registered_name(a.org_id, a.name)} for a in own]
+
+
+def _registered_name(org_id: str, name: str) -> str:
+    """``name``, or none where the hub refuses it (stored before `edoc agency add` held
+    names to what XML can carry): it would keep all the node's agencies out of the book."""
+    try:
+        return directory.organization_name(org_id, name)
+    except errors.InvalidField as exc:
+        log.error("an agency's name is not registered", agency=org_id, reason=exc.message)
+        return ""
 
 
 async def _stamp_batches(state: NodeState) -> None:
