@@ -21,7 +21,7 @@ import fastjsonschema
 import jsonschema
 from jsonschema.exceptions import ValidationError, best_match
 
-from edoc import errors, resources, xmlsafe
+from edoc import errors, jsonsafe, resources, xmlsafe
 from edoc.model import (
     Attachment,
     Business,
@@ -150,10 +150,10 @@ def load(raw: bytes) -> dict[str, Any]:
     if len(raw) > MAX_METADATA_BYTES:
         raise errors.TooLarge(f"metadata larger than {MAX_METADATA_BYTES} bytes")
     try:
-        data = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
         raise errors.BadMetadataJson(f"metadata is not UTF-8 JSON: {exc}") from None
-    return _checked(normalize(data), parsed=True)
+    return _checked(normalize(jsonsafe.read(text, "metadata")), parsed=True)
 
 
 def check(data: Any) -> dict[str, Any]:

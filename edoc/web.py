@@ -1,4 +1,5 @@
-"""What the hub and the node share on the HTTP side: errors, request ids, logs, metrics."""
+"""What the hub and the node share on the HTTP side: errors, request ids, logs, metrics,
+JSON bodies."""
 
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ from aiohttp.typedefs import Middleware
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram
 from prometheus_client.exposition import generate_latest
 
-from edoc import errors
+from edoc import errors, jsonsafe
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 log = structlog.get_logger()
@@ -263,6 +264,14 @@ def bearer_token(request: web.Request) -> str:
     if scheme.lower() != "bearer" or not token.strip():
         raise errors.Unauthenticated("missing bearer token")
     return token.strip()
+
+
+async def json_body(request: web.Request) -> object:
+    """The request's JSON body (edoc.jsonsafe), else BadMetadataJson (EDOC-ENV-004)."""
+    try:
+        return await request.json(loads=jsonsafe.read)
+    except (UnicodeDecodeError, LookupError) as exc:  # not in its charset; an unknown one
+        raise errors.BadMetadataJson(f"body cannot be read as text: {exc}") from None
 
 
 async def body_to_file(request: web.Request, path: Path, limit: int) -> int:

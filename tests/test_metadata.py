@@ -223,6 +223,20 @@ def test_not_json_or_not_utf8(raw: bytes) -> None:
     assert info.value.code == "EDOC-ENV-004"
 
 
+@pytest.mark.parametrize(
+    "raw",
+    [
+        pytest.param(b"[" * 60_000 + b"]" * 60_000, id="past-the-parser"),
+        pytest.param(b'{"subject": ' + b"[" * 500 + b"]" * 500 + b"}", id="past-the-checks"),
+    ],
+)
+def test_json_nested_too_deep_is_refused(raw: bytes) -> None:
+    """It ran out of Python's stack (RecursionError: a 500 and a 3 KB traceback), in the
+    JSON parser or, less deep, in what walks the value after it."""
+    with pytest.raises(errors.BadMetadataJson, match="nested deeper than 32"):
+        metadata.load(raw)
+
+
 def test_non_object_json_is_refused() -> None:
     with pytest.raises(errors.InvalidField):
         metadata.load(b"[1, 2]")

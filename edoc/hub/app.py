@@ -49,6 +49,7 @@ from edoc.web import (
     HttpMetrics,
     bearer_token,
     body_to_file,
+    json_body,
     middleware,
     path_id,
     query_number,
@@ -198,16 +199,9 @@ async def get_delivery_package(request: web.Request) -> web.StreamResponse:
     return web.Response(body=found, headers=headers)
 
 
-async def _json_body(request: web.Request) -> object:
-    try:
-        return await request.json()
-    except ValueError:
-        raise errors.BadMetadataJson("body must be JSON") from None
-
-
 async def ack_deliveries(request: web.Request) -> web.Response:
     node = await authenticate(request)
-    ids = queues.delivery_ids(await _json_body(request))
+    ids = queues.delivery_ids(await json_body(request))
     first = await queues.acknowledge(request.app[STATE], node, ids)
     return web.json_response(wire.Acknowledged(tuple(ids), tuple(first)).to_json())
 
@@ -232,7 +226,7 @@ async def get_directory(request: web.Request) -> web.Response:
 
 async def post_directory(request: web.Request) -> web.Response:
     node = await authenticate(request)
-    data = await _json_body(request)
+    data = await json_body(request)
     entries = directory.registration(
         node, data.get("organizations") if isinstance(data, dict) else None
     )

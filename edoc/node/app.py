@@ -50,6 +50,7 @@ from edoc.urls import without_password
 from edoc.web import (
     HttpMetrics,
     bearer_token,
+    json_body,
     middleware,
     path_id,
     query_number,
@@ -279,16 +280,9 @@ def _kept(body: bytes | None) -> bytes:
     return body
 
 
-async def _json_body(request: web.Request) -> object:
-    try:
-        return await request.json()
-    except ValueError:
-        raise errors.BadMetadataJson("body must be JSON") from None
-
-
 async def post_status(request: web.Request) -> web.Response:
     item = await _own_item(request)
-    status = answers.agency_status(item, await _json_body(request))
+    status = answers.agency_status(item, await json_body(request))
     answers.check_order([status])
     [status_id] = await answers.answer(request.app[STATE], [status])
     return web.json_response({"id": status_id, "code": status.code.value}, status=202)
@@ -317,7 +311,7 @@ async def post_statuses(request: web.Request) -> web.Response:
     agency = await agency_of(request)
     items: dict[int, InboxItem] = {}
     statuses = []
-    for n, entry in enumerate(_entries(await _json_body(request))):
+    for n, entry in enumerate(_entries(await json_body(request))):
         with answers.naming(n):
             inbox_id = _entry_id(entry)
             if inbox_id not in items:

@@ -161,6 +161,17 @@ NESTED = (
 NO_DISPOSITION: Part = ([b"Content-Type: text/plain"], b"x")
 IN003, NODE003 = "EDOC-IN-003", "EDOC-NODE-003"
 
+
+def nested(depth: int) -> bytes:
+    """A JSON array ``depth`` deep."""
+    return b"[" * depth + b"]" * depth
+
+
+def good_meta_with(name: str, raw: bytes) -> bytes:
+    """The good metadata as JSON, with field ``name`` written as ``raw``."""
+    return json.dumps(good_meta())[:-1].encode() + f', "{name}": '.encode() + raw + b"}"
+
+
 MIME_CASES = [
     Case("body-not-multipart", post(b"not multipart at all"), 400, IN003),
     Case("body-empty", post(b""), 400, IN003),
@@ -192,6 +203,15 @@ MIME_CASES = [
     Case(
         "metadata-not-utf8",
         post(multipart(meta_part(b'{"subject": "\xff\xfe"}'))),
+        400,
+        "EDOC-ENV-004",
+    ),
+    # nested past Python's recursion limit (in the parser, or in what walks it after):
+    # was a RecursionError, 500 and its traceback
+    Case("metadata-nested-deep", post(multipart(meta_part(nested(60_000)))), 400, "EDOC-ENV-004"),
+    Case(  # JSON reads it; walking it after ran out of stack
+        "metadata-field-nested-500-deep",
+        post(multipart(meta_part(good_meta_with("content", nested(500))))),
         400,
         "EDOC-ENV-004",
     ),
@@ -375,6 +395,17 @@ def on_own_item(body: Any = None, raw: bytes | None = None, before: tuple[str, .
     return attack
 
 
+def post_statuses(raw: bytes) -> Attack:
+    """LOCAL posting ``raw`` as the body of several statuses at once."""
+
+    async def attack(net: Net) -> Reply:
+        headers = {"Content-Type": "application/json"}
+        path = "/api/v1/inbox/statuses"
+        return await net.agency(LOCAL).request("POST", path, data=raw, headers=headers)
+
+    return attack
+
+
 def get(path: str) -> Attack:
     async def attack(net: Net) -> Reply:
         return await net.sender.request("GET", path)
@@ -423,6 +454,8 @@ STATUS_CASES = [
     Case("status-code-a-list", on_own_item({"code": ["03"]}), 400, ENV002),
     Case("status-code-an-object", on_own_item({"code": {"03": 1}}), 400, ENV002),
     Case("status-body-not-json", on_own_item(raw=b"{code: 03"), 400, "EDOC-ENV-004"),
+    Case("status-body-nested-deep", on_own_item(raw=nested(200_000)), 400, "EDOC-ENV-004"),
+    Case("statuses-body-nested-deep", post_statuses(nested(200_000)), 400, "EDOC-ENV-004"),
     Case("status-body-a-list", on_own_item(["03"]), 400, ENV002),
     Case(
         "status-description-huge",

@@ -584,6 +584,19 @@ CASES = [
         "ack-id-beyond-int64", request("POST", ACK, json_body={"ids": [2**63]}), 400, "EDOC-ENV-002"
     ),
     Case("ack-not-json", request("POST", ACK, data=b"{not json"), 400, "EDOC-ENV-004"),
+    # nested past Python's recursion limit: was a RecursionError, 500 and its traceback
+    Case("ack-nested-deep", request("POST", ACK, data=b"[" * 200_000), 400, "EDOC-ENV-004"),
+    Case(
+        "ack-unknown-charset",
+        request(
+            "POST",
+            ACK,
+            data=b'{"ids": [1]}',
+            headers={"Content-Type": "application/json; charset=no-such-charset"},
+        ),
+        400,
+        "EDOC-ENV-004",
+    ),
     Case("ack-ids-not-a-list", request("POST", ACK, json_body={"ids": SQL}), 400, "EDOC-ENV-002"),
     Case("ack-no-ids", request("POST", ACK, json_body={"ids": []}), 400, "EDOC-ENV-002"),
     Case(
@@ -617,6 +630,12 @@ CASES = [
         "EDOC-ENV-002",
     ),
     Case("register-not-json", request("POST", REGISTER, data=b"{not json"), 400, "EDOC-ENV-004"),
+    Case(
+        "register-nested-deep",
+        request("POST", REGISTER, data=b'{"organizations": ' + b"[" * 200_000),
+        400,
+        "EDOC-ENV-004",
+    ),
     Case(
         "register-not-a-list",
         request("POST", REGISTER, json_body={"organizations": SQL}),
