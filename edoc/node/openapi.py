@@ -243,7 +243,11 @@ SPEC: dict[str, Any] = {
                     },
                 ],
                 "responses": {
-                    "200": {"description": "The file", "content": {"*/*": {}}},
+                    "200": {
+                        "description": "The file, of the type its manifest entry gives"
+                        " (application/octet-stream where that is not a media type)",
+                        "content": {"*/*": {}},
+                    },
                     # 503: a stored package that no longer holds what its entry names
                     **_errors(401, 403, 404, 503),
                 },
