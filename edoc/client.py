@@ -55,7 +55,7 @@ def _parsed(raw: bytes, media_type: str = "") -> Any:
         return raw
     try:
         return json.loads(raw)
-    except ValueError:
+    except (ValueError, RecursionError):  # (nested past the parser's stack)
         return raw
 
 

@@ -19,7 +19,7 @@ from edoc import errors
 MAX_DEPTH = 32
 
 
-def read(text: str, what: str = "body") -> Any:
+def read(text: str | bytes, what: str = "body") -> Any:
     """JSON ``text`` as Python values, nested at most MAX_DEPTH deep; else
     BadMetadataJson (EDOC-ENV-004), ``what`` naming the text in its message."""
     try:

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any, TypeVar
 
-from edoc import errors, framing
+from edoc import errors, framing, jsonsafe
 
 T = TypeVar("T")
 
@@ -248,7 +248,7 @@ def deliveries_from_frames(body: object) -> list[DeliveryNotice]:
         raise errors.BadAnswer("the collect answer is not a frame body")
     try:
         notices, *packages = framing.unframe(body, MOST_DELIVERIES + 1)
-        described = _field(json.loads(notices), "deliveries", list)
+        described = _field(jsonsafe.read(notices, "the notices"), "deliveries", list)
     except (errors.InputError, ValueError) as exc:
         raise errors.BadAnswer(f"the collect answer cannot be read: {exc}") from None
     inline = [_field(item, "inline", bool, optional=True) is True for item in described]

@@ -259,3 +259,18 @@ async def test_the_hub_client_names_itself_anew_after_a_collect_it_did_not_read(
         assert await hub.collect() == []
     assert heard[0] == heard[1] != heard[2]
     assert len(heard[2]) <= wire.COLLECTOR_CHARS
+
+
+async def test_an_answer_nested_past_pythons_stack_is_a_refusal_without_an_edoc_error() -> None:
+    """A service (or what stands in its place) answering JSON nested past the parser's
+    stack: the client says what it got, it does not fail with a RecursionError."""
+
+    async def deep(request: web.Request) -> web.Response:
+        return web.Response(status=500, text="[" * 100_000, content_type="application/json")
+
+    app = web.Application()
+    app.router.add_post("/api/v1/documents", deep)
+    async with TestServer(app) as running, AgencyClient(str(running.make_url("")), "t") as client:
+        with pytest.raises(errors.RemoteError) as refused:
+            await client.post_document({"from": "x"})
+    assert (refused.value.code, refused.value.status) == ("EDOC-HTTP-500", 500)

@@ -73,6 +73,7 @@ def test_a_framed_collect_answer_with_parts_missing_or_left_over_is_a_bad_answer
         body[:-1],  # truncated
         b"{" + body,  # not a frame body
         framing.frame([b"not json", package]),
+        framing.frame([b"[" * 100_000, package]),  # nested past Python's stack
     ):
         with pytest.raises(errors.BadAnswer):
             wire.deliveries_from_frames(broken)
