@@ -1,13 +1,21 @@
-"""Mutual TLS between hub and nodes, with certificates of the simulated CA."""
+"""Mutual TLS between hub and nodes, with certificates of the simulated CA.
+
+OpenSSL checks the peer's chain only: the CA's revocations (keys/ca/crl.pem) are asked
+of the key index for each request (``revocation``), which reloads them the moment
+`edoc keys revoke` commits. A CRL in the SSL context would be read once, at start, and
+stop every handshake when its own next update passes.
+"""
 
 from __future__ import annotations
 
 import functools
 import ssl
+from typing import NamedTuple
 
 from cryptography import x509
 
 from edoc import pki
+from edoc.keyindex import KeyIndex
 from edoc.keystore import KeyStore
 
 
@@ -52,13 +60,39 @@ def client_context(keys: KeyStore, org_id: str) -> ssl.SSLContext:
     return _context(ssl.Purpose.SERVER_AUTH, keys, org_id)
 
 
+class Peer(NamedTuple):
+    """The verified peer certificate, as much of it as the checks read."""
+
+    org_id: str  # its subject UID
+    serial: int
+
+
+def peer(transport_ssl: ssl.SSLObject | None) -> Peer | None:
+    """The verified peer certificate of a connection, None when it presented none."""
+    der = transport_ssl.getpeercert(binary_form=True) if transport_ssl is not None else None
+    return _peer_in(der) if der else None
+
+
 def peer_org_id(transport_ssl: ssl.SSLObject | None) -> str | None:
     """The organization identifier (subject UID) of the verified peer certificate."""
-    der = transport_ssl.getpeercert(binary_form=True) if transport_ssl is not None else None
-    return _org_id_in(der) if der else None
+    found = peer(transport_ssl)
+    return found.org_id if found else None
 
 
 @functools.lru_cache(maxsize=1024)
-def _org_id_in(der: bytes) -> str:
+def _peer_in(der: bytes) -> Peer:
     # every request of a kept-alive node presents the same certificate: parse it once
-    return pki.org_id_of(x509.load_der_x509_certificate(der))
+    cert = x509.load_der_x509_certificate(der)
+    return Peer(pki.org_id_of(cert), cert.serial_number)
+
+
+def revocation(found: Peer, keys: KeyIndex) -> str | None:
+    """Why the CA withdrew the peer's certificate, None while it stands. Any revocation
+    counts, whatever its reason or time: a TLS session is now, not a past signature."""
+    revoked = keys.trust().revoked.get(found.serial)  # one stat of the index when unchanged
+    if revoked is None:
+        return None
+    return (
+        f"certificate {pki.serial_hex(found.serial)} of {found.org_id or 'no organization'}"
+        f" is revoked ({revoked.reason.value}, {revoked.at:%Y-%m-%d %H:%M} UTC)"
+    )

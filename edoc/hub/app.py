@@ -68,13 +68,23 @@ async def authenticate(request: web.Request) -> str:
     if node is None:
         raise errors.Unauthenticated("unknown node token")
     if state.config.tls:
-        peer = tls.peer_org_id(
-            request.transport.get_extra_info("ssl_object") if request.transport else None
-        )
-        if peer is None or OrgId.parse(peer).root_code != node:
-            raise errors.Forbidden(f"client certificate of {peer} does not belong to node {node}")
+        _check_client_certificate(request, state, node)
     structlog.contextvars.bind_contextvars(node=node)
     return node
+
+
+def _check_client_certificate(request: web.Request, state: HubState, node: str) -> None:
+    """The client certificate is the node's and the CA has not revoked it: judged at each
+    request (a kept-alive connection outlives a revocation), against the key index,
+    which reloads the CRL when `edoc keys revoke` changes it. EDOC-AUTH-002 is what the
+    node reads as its credentials refused (edoc.node.refusal), not a package's fault."""
+    peer = tls.peer(request.transport.get_extra_info("ssl_object") if request.transport else None)
+    if peer is None or OrgId.parse(peer.org_id).root_code != node:
+        owner = peer.org_id if peer else None
+        raise errors.Forbidden(f"client certificate of {owner} does not belong to node {node}")
+    revoked = tls.revocation(peer, state.keys)
+    if revoked is not None:
+        raise errors.Forbidden(f"client {revoked}")
 
 
 def _accepted(record: PackageRecord) -> wire.PackageAccepted:

@@ -6,21 +6,53 @@ it: small package files read in one offload call, which packages may go many to 
 from __future__ import annotations
 
 import os
+import ssl
 from pathlib import Path
 
 import aiohttp
+from aiohttp.client_reqrep import ClientRequest
+from aiohttp.connector import Connection
+from aiohttp.tracing import Trace
 
 from edoc import framing, tls, wire
 from edoc.client import HubClient
+from edoc.keyindex import KeyIndex
 from edoc.keystore import KeyStore
 from edoc.node.state import NodeConfig, NodeState
+
+
+class _HubConnector(aiohttp.TCPConnector):
+    """Connections to the hub whose server certificate the CA has not revoked: OpenSSL
+    checks its chain only (edoc.tls). Asked at each request, a kept-alive connection
+    too, of the key index, which reloads the CRL when it changes (one stat). A refused
+    connection is the client's HubUnreachable: documents wait in the outbox, as when the
+    hub is down, until the hub serves with a certificate that stands."""
+
+    def __init__(self, keys: KeyIndex, context: ssl.SSLContext) -> None:
+        super().__init__(ssl=context, limit=32)
+        self._keys = keys
+
+    async def connect(
+        self, req: ClientRequest, traces: list[Trace], timeout: aiohttp.ClientTimeout
+    ) -> Connection:
+        connection = await super().connect(req, traces, timeout)
+        transport = connection.transport
+        peer = tls.peer(transport.get_extra_info("ssl_object") if transport else None)
+        revoked = tls.revocation(peer, self._keys) if peer else None
+        if revoked is not None:
+            connection.close()
+            raise aiohttp.ClientConnectionError(f"the hub's server {revoked}")
+        return connection
 
 
 def open_hub(config: NodeConfig, keys: KeyStore) -> HubClient:
     """The node's client of its hub; close it with ``await hub.close()``."""
     context = tls.client_context(keys, config.org_id) if config.hub_tls else None
+    connector = (
+        _HubConnector(keys, context) if context else aiohttp.TCPConnector(ssl=True, limit=32)
+    )
     session = aiohttp.ClientSession(
-        connector=aiohttp.TCPConnector(ssl=context or True, limit=32),
+        connector=connector,
         timeout=aiohttp.ClientTimeout(total=None, sock_connect=10, sock_read=120),
     )
     return HubClient(config.hub_url, config.hub_token, ssl_context=context or True, session=session)

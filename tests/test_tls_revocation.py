@@ -1,0 +1,96 @@
+"""A TLS certificate the CA revoked opens no door, over mutual TLS with a real hub: the
+hub refuses a node's revoked client certificate (403 EDOC-AUTH-002, what the node reads
+as its credentials refused), the node refuses a hub's revoked server certificate (the hub
+unreachable: documents wait); at once on a kept-alive connection, after a restart too,
+and a certificate issued anew works again."""
+
+from __future__ import annotations
+
+import ssl
+from pathlib import Path
+
+import pytest
+
+from edoc import errors, pki, tls
+from edoc.client import HubClient
+from edoc.keystore import KeyStore
+from edoc.node import hublink
+from edoc.node.state import NodeConfig
+from tests.support.hub import HUB_ORG, HubProcess, NodeClient, hub_ca
+
+H53 = "000.00.00.H53"
+PATHS = ("/api/v1/directory", "/api/v1/deliveries")
+
+
+def _presenting(keys: KeyStore, serial: str) -> ssl.SSLContext:
+    """A client context presenting certificate ``serial``, whatever its state (the key
+    store's own picks a valid one only)."""
+    context = tls.admin_context(keys)
+    context.load_cert_chain(keys.cert_path(serial), keys.key_path(serial))
+    return context
+
+
+def _revoke_tls(keys: KeyStore, org_id: str) -> str:
+    serial = keys.current(org_id, kind=pki.CertKind.TLS).serial
+    keys.revoke(serial, "keyCompromise")
+    return serial
+
+
+async def _refused_for_revocation(node: NodeClient) -> None:
+    for path in PATHS:
+        code, body, _ = await node.request("GET", path)
+        assert code == 403, body
+        assert body["error"]["code"] == "EDOC-AUTH-002"
+        assert "revoked (keyCompromise" in body["error"]["message"]
+
+
+async def test_the_hub_refuses_a_revoked_client_certificate(tmp_path: Path) -> None:
+    ca = hub_ca(tmp_path / "keys")
+    hub = HubProcess(tmp_path / "hub", ca.keys.path, tls=True).start()
+    try:
+        token = hub.add_node("H53")
+        async with NodeClient(hub, token, tls.client_context(ca.keys, H53)) as kept_alive:
+            assert (await kept_alive.request("GET", PATHS[0]))[0] == 200
+            revoked = _revoke_tls(ca.keys, H53)
+            await _refused_for_revocation(kept_alive)  # its connection made before
+        hub.stop()
+        hub.start()
+        await _refused_for_revocation(NodeClient(hub, token, _presenting(ca.keys, revoked)))
+
+        ca.keys.issue(H53, tls_hosts=("localhost",))  # the node's new certificate
+        renewed = NodeClient(hub, token, tls.client_context(ca.keys, H53))
+        for path in PATHS:
+            assert (await renewed.request("GET", path))[0] == 200
+    finally:
+        hub.stop()
+
+
+async def _directory_status(client: HubClient) -> int:
+    return (await client.request("GET", PATHS[0]))[0]
+
+
+async def test_the_node_refuses_a_hub_whose_server_certificate_is_revoked(
+    tmp_path: Path,
+) -> None:
+    ca = hub_ca(tmp_path / "keys")
+    hub = HubProcess(tmp_path / "hub", ca.keys.path, tls=True).start()
+    try:
+        config = NodeConfig("H53", tmp_path / "node", ca.keys.path, hub.url, hub.add_node("H53"))
+        client = hublink.open_hub(config, KeyStore(ca.keys.path))
+        try:
+            assert await _directory_status(client) == 200
+            _revoke_tls(ca.keys, HUB_ORG)
+            said = rf"server certificate \w+ of {HUB_ORG} is revoked \(keyCompromise"
+            with pytest.raises(errors.HubUnreachable, match=said):
+                await _directory_status(client)  # its kept-alive connection too
+            with pytest.raises(errors.HubUnreachable, match="revoked"):
+                await _directory_status(client)  # a new connection
+
+            ca.keys.issue(HUB_ORG, tls_hosts=("localhost", "127.0.0.1"))
+            hub.stop()
+            hub.start()  # serving with its new certificate: the same node client takes it
+            assert await _directory_status(client) == 200
+        finally:
+            await client.close()
+    finally:
+        hub.stop()
