@@ -178,6 +178,12 @@ class StatusCode(StrEnum):
         """Nothing of the processing flow follows it."""
         return self in (StatusCode.REJECTED, StatusCode.COMPLETED)
 
+    @property
+    def answers_change(self) -> bool:
+        """The recipient's answer to a revoke, update or replacement of the document it
+        received (15 agrees, 16 refuses), not a step of its processing."""
+        return self in (StatusCode.AGREES_TO_CHANGE, StatusCode.REFUSES_CHANGE)
+
 
 # A new status code goes above, here and in schemas/edxml.xsd: its place in the processing
 # flow (none for an answer outside it) and whether agencies may post it.
@@ -207,12 +213,15 @@ def may_follow(given: Iterable[StatusCode], code: StatusCode) -> bool:
     """Whether a responder that already sent ``given`` may send ``code`` now.
 
     No code is sent twice (a replay); the processing flow 01 → 02|03 → 04 → 05 → 06 only
-    moves forward and nothing in it follows 02 or 06. The answers to a revoke or an
-    update (13, 15, 16) stand outside the flow.
+    moves forward and nothing in it follows 02 or 06. 13, 15 and 16 stand outside the
+    flow; of 15 and 16 only one: agreeing to a change of the document and refusing it
+    both would leave its sender not knowing which holds.
     """
     given = set(given)
     if code in given:
         return False
+    if code.answers_change:
+        return not any(previous.answers_change for previous in given)
     if code.stage is None:
         return True
     if any(previous.final for previous in given):
@@ -320,8 +329,12 @@ def state_after(shown: RecipientState, event: RecipientState) -> RecipientState:
 
     A status moves it only where :func:`may_follow` lets the status follow the one shown (one
     overtaken by a later status only joins the history); a delivery outcome never replaces a
-    status (a transfer that finishes after the recipient answered).
+    status (a transfer that finishes after the recipient answered). An answer to a change
+    of the document (15, 16) only joins the history: the sender goes on seeing where the
+    recipient's processing stands (a 16 shown over 04 hid that it was assigned).
     """
+    if isinstance(event, StatusCode) and event.answers_change:
+        return shown
     if not isinstance(shown, StatusCode):
         return event
     if isinstance(event, StatusCode) and may_follow([shown], event):

@@ -72,7 +72,10 @@ def _codes(text: str) -> list[StatusCode]:
         ("01 02", "15", True),
         ("01 03 04 05 06", "16", True),
         ("01 06", "13", True),
-        ("01 15", "16", True),
+        # ... and of 15 and 16 only one: agreeing to a change and refusing it
+        ("01 15", "16", False),
+        ("01 03 04 16", "15", False),
+        ("15", "16", False),
         ("01 15", "04", True),
         ("01 03 16", "04", True),
         ("01 04 15", "03", False),
@@ -106,12 +109,15 @@ def test_may_follow(given: str, code: str, allowed: bool) -> None:
         ("06", "05", "06"),
         ("02", "03", "02"),
         ("03", "03", "03"),
-        # the answers outside the flow show over it, and give way to it again
+        # 13 shows over the flow, and gives way to it again
         ("06", "13", "13"),
-        ("04", "15", "15"),
-        ("15", "05", "05"),
         ("13", "02", "02"),
-        ("15", "16", "16"),
+        # an answer to a change joins the history only: the processing state stays shown
+        ("04", "15", "04"),
+        ("06", "16", "06"),
+        ("sent", "15", "sent"),
+        ("01", "16", "01"),
+        ("15", "05", "05"),  # (shown by a store written before)
     ],
 )
 def test_state_after(shown: str, event: str, after: str) -> None:

@@ -367,6 +367,52 @@ async def test_revoke_reaches_every_recipient_of_the_original(net: LocalNetwork)
         await eventually(partial(_revoked, net.agency(org), original["document_id"]))
 
 
+async def _changed(agency: Agency, document_id: str) -> bool:
+    return any(
+        d["business_type"] == 2 and d["summary"]["business"]["document_id"] == document_id
+        for d in await agency.inbox()
+    )
+
+
+async def _history(sender: Agency, outgoing_id: int) -> tuple[str, list[str]] | None:
+    """The recipient's state and its history's statuses, once it shows a 15 or 16."""
+    (recipient,) = (await sender.document(outgoing_id))["recipients"]
+    history = [entry["state"] for entry in recipient["history"]]
+    return (recipient["state"], history) if {"15", "16"} & set(history) else None
+
+
+async def test_15_and_16_answer_a_change_received_and_only_one_of_them(
+    net: LocalNetwork,
+) -> None:
+    """15 (agrees) and 16 (refuses) answer a revoke, update or replacement the agency
+    received, about the document it changes; one of the two, and the sender goes on
+    seeing where the processing stands."""
+    sender, recipient = net.agency(SENDER), net.agency(KON_TUM)
+    ((outgoing_id, item),) = await _received(net, 1)
+    door = f"/api/v1/inbox/{item['id']}/status"
+    for code in ("03", "04"):
+        assert (await recipient.request("POST", door, json_body={"code": code}))[0] == 202
+    both = {"statuses": [{"id": item["id"], "code": "15"}, {"id": item["id"], "code": "16"}]}
+    for path, body in ((door, {"code": "16"}), (BATCH, both)):
+        status, answer, _ = await recipient.request("POST", path, json_body=body)
+        assert (status, answer["error"]["code"]) == (409, "EDOC-HUB-006"), answer
+    status, answer, _ = await recipient.request("POST", door, json_body={"code": "15"})
+    assert "received none of" in answer["error"]["message"]
+
+    business = {"type": 2, "reason": "Sửa thời hạn", "document_id": item["document_id"]}
+    assert (await sender.send(metadata(SENDER, [KON_TUM], business=business)))[0] == 202
+    await eventually(partial(_changed, recipient, item["document_id"]))
+    status, answer, _ = await recipient.request("POST", BATCH, json_body=both)
+    assert (status, answer["error"]["code"]) == (409, "EDOC-HUB-006"), answer
+    assert answer["error"]["message"].startswith("statuses[1]: 16 cannot follow")
+    assert (await recipient.request("POST", door, json_body={"code": "16"}))[0] == 202
+    status, answer, _ = await recipient.request("POST", door, json_body={"code": "15"})
+    assert (status, answer["error"]["code"]) == (409, "EDOC-HUB-006"), answer
+    assert (await recipient.inbox_item(item["id"]))["answers"] == ["01", "03", "04", "16"]
+    state, history = await eventually(partial(_history, sender, outgoing_id))
+    assert state == "04" and history[-3:] == ["03", "04", "16"], history  # 16 in it alone
+
+
 async def test_openapi_and_stats_cli(net: LocalNetwork) -> None:
     status, spec, _ = await net.agency(SENDER).request("GET", "/api/v1/openapi.json")
     assert status == 200 and spec["openapi"].startswith("3.")

@@ -142,6 +142,22 @@ def check_order(statuses: Sequence[AgencyStatus]) -> None:
         earlier.append(status.code.value)
 
 
+async def check_changes_received(state: NodeState, statuses: Sequence[AgencyStatus]) -> None:
+    """Refuse a 15 or 16 about a document of which no revoke, update or replacement
+    reached the agency: they answer one. Judged here, where what the agency received is
+    known: the hub keeps no link from a change to the document it changes."""
+    for status in statuses:
+        item = status.item
+        if status.code.answers_change and not await state.store.received_change(
+            item.recipient, item.sender, item.document_id
+        ):
+            with naming(status.entry):
+                raise errors.StatusOutOfOrder(
+                    f"{status.code.value} answers a revoke, update or replacement of the"
+                    f" document, and {item.recipient} received none of {item.document_id}"
+                )
+
+
 def _signed(state: NodeState, status: AgencyStatus) -> NewOutgoing:
     with naming(status.entry):  # e.g. a description XML cannot carry
         return status_message(
@@ -155,10 +171,12 @@ def _signed(state: NodeState, status: AgencyStatus) -> NewOutgoing:
 
 
 async def answer(state: NodeState, statuses: Sequence[AgencyStatus]) -> list[int]:
-    """Agencies' own statuses (02–06, 15, 16) about documents they received, signed and
-    into the outbox in one transaction, in order: all or none. Their outgoing ids, in
-    order. Signed here on the event loop, a status being small (offload.run_small_here),
-    with other requests served between two."""
+    """Agencies' own statuses (02–06, 15, 16) about documents they received (15 and 16
+    about one a change of which reached them), signed and into the outbox in one
+    transaction, in order: all or none. Their outgoing ids, in order. Signed here on the
+    event loop, a status being small (offload.run_small_here), with other requests
+    served between two."""
+    await check_changes_received(state, statuses)
     messages = []
     for status in statuses:
         messages.append(_signed(state, status))

@@ -439,6 +439,12 @@ class NodeStore(Protocol):
 
     async def inbox_item(self, inbox_id: int) -> InboxItem | None: ...
 
+    async def received_change(self, recipient: str, sender: str, document_id: str) -> bool:
+        """Whether a revoke, update or replacement of ``sender``'s document
+        ``document_id`` reached ``recipient``: the document a change names in its
+        Bussiness/DocumentId, or, naming none, its own DocumentId (as the hub reads it)."""
+        ...
+
     async def inbox_package(self, inbox_id: int) -> bytes | None:
         """The package's bytes, when the store keeps them."""
         ...

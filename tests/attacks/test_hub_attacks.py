@@ -415,6 +415,12 @@ CASES = [
         409,
         "EDOC-HUB-006",
     ),
+    Case(
+        "16-after-15",  # agreeing to a change of the document and refusing it: one only
+        after((StatusCode.ARRIVED, StatusCode.AGREES_TO_CHANGE), StatusCode.REFUSES_CHANGE),
+        409,
+        "EDOC-HUB-006",
+    ),
     Case("replayed-status-re-signed", replay_re_signed, 409, "EDOC-HUB-006"),
     # about nothing
     Case("status-for-unknown-document", status_for_unknown_document, 404, "EDOC-HUB-007"),

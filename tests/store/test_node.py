@@ -6,6 +6,7 @@ import datetime as dt
 import random
 from collections.abc import Callable, Sequence
 from dataclasses import replace
+from functools import partial
 
 import pytest
 
@@ -418,6 +419,37 @@ async def test_a_received_status_moves_our_documents_recipient_once(
         status("03", document_id="D9"), Event("03", ""), NOW, rule
     )
     assert other.first and seen == [("queued", "03")]
+
+
+async def _receive_change(
+    store: NodeStore, business_type: int, document_id: str, names: str
+) -> None:
+    """A revoke (1), update (2) or replacement (3) from FAR under its own ``document_id``,
+    naming in its summary the document it changes (``names``; "": none), received."""
+    change = replace(
+        RECEIVED,
+        document_id=document_id,
+        business_type=business_type,
+        summary={"business": {"type": business_type, "document_id": names}},
+        attachments=(),
+    )
+    await store.add_received_document(change, answer("01", document_id=document_id), NOW, [])
+
+
+async def test_a_change_received_is_found_by_the_document_it_changes(
+    node_store: NodeStore,
+) -> None:
+    changed = partial(node_store.received_change, SENDER, FAR)
+    await node_store.add_received_document(RECEIVED, answer("01"), NOW, [])
+    assert not await changed("R1")  # the document alone: no change of it
+    await _receive_change(node_store, 2, "U1", "R1")
+    assert await changed("R1")
+    assert not await changed("U1")  # the update is not itself changed
+    # a change naming no document is about its own DocumentId, as the hub reads it
+    await _receive_change(node_store, 1, "R2", "")
+    assert await changed("R2")
+    assert not await node_store.received_change(NEIGHBOUR, FAR, "R1")  # another recipient's
+    assert not await node_store.received_change(SENDER, NEIGHBOUR, "R1")  # another sender's
 
 
 async def test_an_answer_is_queued_only_if_the_check_passes(node_store: NodeStore) -> None:

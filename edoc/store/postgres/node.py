@@ -337,6 +337,18 @@ class PostgresNodeStore(NodeViews):
         rows = await self._rows(INBOX_ITEM + " WHERE i.id = $1", inbox_id)
         return inbox_item(rows[0]) if rows else None
 
+    async def received_change(self, recipient: str, sender: str, document_id: str) -> bool:
+        found = await self._value(
+            "SELECT EXISTS (SELECT 1 FROM inbox WHERE recipient = $1 AND sender = $2"
+            " AND kind = 'document' AND business_type > 0"
+            " AND COALESCE(NULLIF(summary -> 'business' ->> 'document_id', ''), document_id)"
+            " = $3)",
+            recipient,
+            sender,
+            document_id,
+        )
+        return bool(found)
+
     async def inbox_package(self, inbox_id: int) -> bytes | None:
         body: bytes | None = await self._value("SELECT body FROM inbox WHERE id = $1", inbox_id)
         return body

@@ -280,6 +280,15 @@ class SqliteNodeStore(NodeViews):
         rows = await self._rows(f"{INBOX_ITEM} WHERE i.id=?", (inbox_id,))
         return inbox_item(rows[0]) if rows else None
 
+    async def received_change(self, recipient: str, sender: str, document_id: str) -> bool:
+        rows = await self._rows(
+            "SELECT 1 FROM inbox WHERE recipient=? AND sender=? AND kind=? AND business_type>0"
+            " AND COALESCE(NULLIF(json_extract(summary, '$.business.document_id'), ''),"
+            " document_id)=? LIMIT 1",
+            (recipient, sender, MessageKind.DOCUMENT, document_id),
+        )
+        return bool(rows)
+
     async def inbox_package(self, inbox_id: int) -> bytes | None:
         rows = await self._rows("SELECT body FROM inbox WHERE id=?", (inbox_id,))
         return rows[0][0] if rows else None
