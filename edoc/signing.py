@@ -78,6 +78,7 @@ __all__ = [  # the XMLDSig names callers knew here stay here
     "SIGNED_PARTS",
     "Signatory",
     "Verified",
+    "check_seal",
     "sign",
     "sign_enveloped",
     "sign_message",
@@ -348,8 +349,9 @@ def sign_enveloped(root: etree._Element, seal: SigningIdentity) -> etree._Elemen
 
 def verify_enveloped(
     root: etree._Element, trust: Trust, now: dt.datetime, signer_org: str
-) -> etree._Element:
-    """Verify :func:`sign_enveloped`'s signature by ``signer_org``; return the signed tree."""
+) -> tuple[etree._Element, x509.Certificate]:
+    """Verify :func:`sign_enveloped`'s signature by ``signer_org``; return the signed tree
+    and the certificate that signed it (what :func:`check_seal` judges again later)."""
     signature = root.find("ds:Signature", DSNS)
     if signature is None or len(list(root.iter(f"{{{DS}}}Signature"))) != 1:
         raise errors.MissingSignature("the document must carry exactly one signature")
@@ -373,10 +375,18 @@ def verify_enveloped(
         raise errors.TamperedSignature(f"signature does not match the content: {exc}") from None
     except (InvalidInput, InvalidCertificate) as exc:
         raise errors.WrappedSignature(f"signature refused: {exc}") from None
+    check_seal(cert, trust, now, signer_org)
+    assert not isinstance(result, list)
+    signed: etree._Element = result.signed_xml
+    return signed, cert
+
+
+def check_seal(cert: x509.Certificate, trust: Trust, now: dt.datetime, signer_org: str) -> None:
+    """That ``cert`` is a seal of ``signer_org`` that ``trust`` takes at ``now``: of what
+    :func:`verify_enveloped` establishes, all that can change after it (the trust's CRL,
+    CAs and rotated-out serials, and the clock), so a signature verified once is judged
+    again by this alone."""
     if check_certificate(cert, trust, now, now) is not pki.CertKind.ORGANIZATION:
         raise errors.WrongKeyUsage("must be signed with an organization seal")
     if pki.org_id_of(cert) != signer_org:
         raise errors.WrongOrganization(f"signed by {pki.org_id_of(cert)}, not {signer_org}")
-    assert not isinstance(result, list)
-    signed: etree._Element = result.signed_xml
-    return signed

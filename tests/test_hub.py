@@ -298,7 +298,8 @@ async def test_a_recipient_named_twice_is_refused(ca: Ca, nodes: dict[str, NodeC
 async def test_signed_directory_and_registration(ca: Ca, nodes: dict[str, NodeClient]) -> None:
     code, raw, _ = await nodes["H53"].request("GET", "/api/v1/directory")
     assert code == 200
-    version, _, entries = directory.read_signed(raw, ca.keys.trust(), ca.clock(), HUB_ORG)
+    book = directory.read_signed(raw, ca.keys.trust(), ca.clock(), HUB_ORG)
+    version, entries = book.version, book.entries
     assert {"000.00.00.H53", "000.00.00.G12", "000.00.00.G22"} <= {e.org_id for e in entries}
     assert len([e for e in entries if e.kind == "province"]) == 63
     code, body, _ = await nodes["H53"].request(
@@ -312,7 +313,7 @@ async def test_signed_directory_and_registration(ca: Ca, nodes: dict[str, NodeCl
     code, body, _ = await nodes["H53"].request("POST", "/api/v1/directory", json_body=renamed)
     assert code == 200, body
     code, raw, _ = await nodes["H53"].request("GET", "/api/v1/directory")
-    _, _, entries = directory.read_signed(raw, ca.keys.trust(), ca.clock(), HUB_ORG)
+    entries = directory.read_signed(raw, ca.keys.trust(), ca.clock(), HUB_ORG).entries
     of_h53 = {e.org_id for e in entries if e.node == "H53"}
     assert of_h53 == {"000.00.00.H53", "000.00.12.H53"}
     code, body, _ = await nodes["H53"].request(

@@ -54,8 +54,8 @@ def _book(version: int, *agencies: str) -> Directory:
 
 
 def _read(body: bytes, ca: Ca, org: str = HUB_ORG) -> tuple[int, set[str]]:
-    version, _, entries = directory.read_signed(body, ca.keys.trust(), ca.clock(), org)
-    return version, {entry.org_id for entry in entries}
+    book = directory.read_signed(body, ca.keys.trust(), ca.clock(), org)
+    return book.version, {entry.org_id for entry in book.entries}
 
 
 def test_the_same_version_is_signed_once(ca: Ca, signatures: list[str]) -> None:

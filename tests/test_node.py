@@ -708,21 +708,41 @@ async def test_a_book_the_hub_confirms_is_judged_again_against_the_trust_held(
 ) -> None:
     """The hub's 304 says only that the book held is still the hub's: when the CA has
     revoked the seal that signed it since the node verified it, the node no longer holds
-    it (as it refuses such a book sent on a 200), and the hub judges remote recipients."""
-    monkeypatch.setattr(addressbook, "RECHECK_AFTER", 0.2)
+    it (as it refuses such a book sent on a 200), and the hub judges remote recipients.
+    Here the background fetches find it, the book not used meanwhile (a use judges it)."""
+    monkeypatch.setattr(addressbook, "REFRESH_EVERY", 0.1)
     door.hub.book = door.hub.signed_book(REGISTERED)
     async with door.node() as node:
-        await _refused_as_unknown(node, "000.00.99.H34")
-        door.hub.keys.revoke(HUB_ORG_ID, "keyCompromise")
-        unchanged = door.hub.directory_unchanged
+        await node.until(lambda: door.hub.directory_unchanged > 0)  # 304s: still the hub's
         with capture_logs() as logs:
-            status, answer, _ = await node.send(metadata(SENDER, ["000.00.99.H34"]))
-        assert door.hub.directory_unchanged == unchanged + 1  # the post's fetch: a 304
-        assert status == 202, answer
-        assert node.book.current() is None
+            unchanged = door.hub.directory_unchanged
+            door.hub.keys.revoke(HUB_ORG_ID, "keyCompromise")
+            await node.until(lambda: node.book.current() is None)
+        assert door.hub.directory_unchanged > unchanged  # a background fetch's 304
         assert (await node.request("GET", "/healthz"))[1]["address_book"] is None
-        (refused,) = [line for line in logs if line["event"] == "address book not fetched"]
-        assert "revoked" in refused["reason"]
+        status, answer, _ = await node.send(metadata(SENDER, ["000.00.99.H34"]))
+        assert status == 202, answer  # no book: the hub judges
+        refused = [line for line in logs if line["event"] == "address book not fetched"]
+        assert refused and "revoked" in refused[0]["reason"]
+
+
+async def test_a_book_is_judged_again_at_each_use(door: Door) -> None:
+    """A revocation of the hub's seal between two fetches (REFRESH_EVERY apart) stops the
+    book it signed being trusted at its next use, not at the next fetch."""
+    door.hub.book = door.hub.signed_book(REGISTERED)
+    async with door.node() as node:
+        _, health, _ = await node.request("GET", "/healthz")
+        assert health["address_book"] is not None
+        asked = door.hub.directory_requests
+        with capture_logs() as logs:
+            door.hub.keys.revoke(HUB_ORG_ID, "keyCompromise")
+            _, health, _ = await node.request("GET", "/healthz")
+        assert health["address_book"] is None
+        assert door.hub.directory_requests == asked  # no fetch: judged where it was used
+        (dropped,) = [
+            line for line in logs if line["event"] == "the address book held no longer verifies"
+        ]
+        assert "revoked" in dropped["reason"]
 
 
 async def test_a_book_held_is_judged_again_when_the_hubs_new_one_is_refused(

@@ -176,18 +176,39 @@ def signed_xml(
     return data
 
 
-def read_signed(
-    data: bytes, trust: Trust, now: dt.datetime, hub_org: str
-) -> tuple[int, dt.datetime, list[DirectoryEntry]]:
+@dataclass(frozen=True)
+class ReadBook:
+    """An address book a node verified, and the seal's certificate that signed it."""
+
+    version: int
+    expires: dt.datetime
+    entries: list[DirectoryEntry]
+    seal: x509.Certificate
+
+
+def read_signed(data: bytes, trust: Trust, now: dt.datetime, hub_org: str) -> ReadBook:
     """What a node does with the hub's address book: verify, check expiry, read."""
-    root = signing.verify_enveloped(
+    root, seal = signing.verify_enveloped(
         xmlsafe.parse(data, xmlsafe.Limits(max_bytes=64 * 1024 * 1024)), trust, now, hub_org
     )
     expires = dt.datetime.fromisoformat(root.get("expires", ""))
-    if expires < now:
-        raise errors.ExpiredCertificate(f"address book expired {expires:%Y-%m-%d %H:%M}")
+    _check_expiry(expires, now)
     entries = [
         DirectoryEntry(item.get("id"), item.get("name"), item.get("kind"), item.get("node"))
         for item in root.iterfind(f"{{{NS}}}Organization")
     ]
-    return int(root.get("version", "0")), expires, entries
+    return ReadBook(int(root.get("version", "0")), expires, entries, seal)
+
+
+def judge_again(
+    seal: x509.Certificate, expires: dt.datetime, trust: Trust, now: dt.datetime, hub_org: str
+) -> None:
+    """A book read_signed read once, judged at ``now`` by what can have changed since: its
+    expiry and its ``seal`` (signing.check_seal), not its signature over bytes unchanged."""
+    _check_expiry(expires, now)
+    signing.check_seal(seal, trust, now, hub_org)
+
+
+def _check_expiry(expires: dt.datetime, now: dt.datetime) -> None:
+    if expires < now:
+        raise errors.ExpiredCertificate(f"address book expired {expires:%Y-%m-%d %H:%M}")

@@ -353,7 +353,7 @@ async def get_stats(request: web.Request) -> web.Response:
 async def healthz(request: web.Request) -> web.Response:
     state = request.app[STATE]
     await state.store.ping()  # if it does not answer: 503, EDOC-STORE-001
-    book = request.app[ADDRESS_BOOK].current()
+    book = request.app[ADDRESS_BOOK].trusted(state)
     return web.json_response(
         {
             "status": "ok",
