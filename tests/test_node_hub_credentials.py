@@ -139,3 +139,33 @@ async def test_what_waited_for_the_hub_to_take_the_node_goes_at_once_when_it_doe
             assert time.monotonic() - let_in < 20  # the retry cap is 3600 s
     finally:
         hub.stop()
+
+
+async def test_what_waited_for_the_hub_to_take_the_node_goes_at_once_after_a_restart(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The operator puts the node's token right in its configuration and restarts it: what
+    the hub refused before the restart goes as soon as the hub takes the restarted node,
+    not at its own next try (an hour away, as above). The store kept why it waited."""
+    monkeypatch.setattr(outbox, "full_jitter", lambda base, cap, attempts: cap)
+    ca = hub_ca(tmp_path / "keys")
+    ca.keys.issue(SENDER, org_name="Sở Thông tin và Truyền thông tỉnh Tây Ninh")
+    hub = HubProcess(tmp_path / "hub", ca.keys.path).start()
+    try:
+        known_by = hub.add_node("H53")  # the token the hub knows the node by
+        config = dataclasses.replace(_node_config(tmp_path, hub), retry_base=3600, retry_cap=3600)
+        await node_app.add_agency(config, SENDER, "Sở TTTT", AGENCY_TOKEN)
+        async with TestClient(TestServer(node_app.create_app(config))) as client:
+            agency = AgencyClient(str(client.make_url("")), AGENCY_TOKEN)
+            posted = await agency.post_document(metadata(SENDER, [NGHE_AN]))
+            await _document(agency, posted["id"], _refused_once)
+
+        put_right = dataclasses.replace(config, hub_token=known_by)
+        async with TestClient(TestServer(node_app.create_app(put_right))) as client:
+            agency = AgencyClient(str(client.make_url("")), AGENCY_TOKEN)
+            restarted = time.monotonic()
+            sent = await _document(agency, posted["id"], _left_the_queue)
+            assert [r["state"] for r in sent["recipients"]] == ["sent"], sent
+            assert time.monotonic() - restarted < 20  # the retry cap is 3600 s
+    finally:
+        hub.stop()

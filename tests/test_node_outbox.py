@@ -170,7 +170,9 @@ class _Store:
     ) -> None:
         self.finished[transfer.id] = (state, event)
 
-    async def retry_transfer(self, transfer_id: int, _at: dt.datetime, error: str) -> None:
+    async def retry_transfer(
+        self, transfer_id: int, _at: dt.datetime, error: str, _for_credentials: bool = False
+    ) -> None:
         self.retried[transfer_id] = error
 
     async def retry_now(self, route: str, now: dt.datetime) -> None:
@@ -349,10 +351,12 @@ class _HeldStore(_Store):
         super().__init__()
         self.storing, self.go = asyncio.Event(), asyncio.Event()
 
-    async def retry_transfer(self, transfer_id: int, at: dt.datetime, error: str) -> None:
+    async def retry_transfer(
+        self, transfer_id: int, at: dt.datetime, error: str, for_credentials: bool = False
+    ) -> None:
         self.storing.set()
         await self.go.wait()
-        await super().retry_transfer(transfer_id, at, error)
+        await super().retry_transfer(transfer_id, at, error, for_credentials)
 
 
 class _HeldHub(_Hub):
@@ -745,7 +749,7 @@ class _SlowFull(_Store):
         await self.recording.wait()
         await super().finish_transfer(transfer, state, error, event, *rest)
 
-    async def retry_transfer(self, transfer_id: int, _at: dt.datetime, error: str) -> None:
+    async def retry_transfer(self, *_: object) -> None:
         raise errors.StorageError("store failed: database or disk is full")
 
 

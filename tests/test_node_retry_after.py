@@ -42,7 +42,9 @@ class _Retries:
     def __init__(self) -> None:
         self.at: dict[int, dt.datetime] = {}
 
-    async def retry_transfer(self, transfer_id: int, at: dt.datetime, _error: str) -> None:
+    async def retry_transfer(
+        self, transfer_id: int, at: dt.datetime, _error: str, _for_credentials: bool = False
+    ) -> None:
         self.at[transfer_id] = at
 
 

@@ -400,8 +400,9 @@ async def _register_with_hub(state: NodeState) -> None:
             continue
         state.registered = True
         log.info("registered with the hub", agencies=len(agencies))
-        if refused.failures:
-            await refusal.accepted(state)
+        # the hub takes the node: what waited for that goes, refused before this answer or
+        # before the node started (refusal.recall); nothing is done when nothing waits
+        await refusal.accepted(state)
         return
 
 
@@ -465,6 +466,7 @@ def create_app(config: NodeConfig) -> web.Application:
             opened.push_async_callback(hub.close)
             state = NodeState(config, store, keys, offload, http_metrics, hub)
             app[STATE] = state
+            await refusal.recall(state)  # before the registration can say the hub takes it
             book = app[ADDRESS_BOOK] = AddressBook(config.data_dir / "addressbook.xml")
             opened.push_async_callback(book.close)
             running = [

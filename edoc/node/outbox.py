@@ -179,9 +179,11 @@ async def _not_carried(
     if isinstance(exc, HubBusy):  # the hub said when (Retry-After): not before, up to the cap
         delay = max(delay, min(exc.retry_after, state.config.retry_cap))
     log.info("will retry", reason=str(exc), attempts=transfer.attempts + 1, delay=delay)
-    await state.store.retry_transfer(transfer.id, now + dt.timedelta(seconds=delay), str(exc))
+    for_credentials = refusal.refuses_the_node(exc)  # kept too: a restart forgets the set
+    at = now + dt.timedelta(seconds=delay)
+    await state.store.retry_transfer(transfer.id, at, str(exc), for_credentials)
     if transfer.route == Route.HUB:
-        await refusal.transfer_waits(state, transfer.id, refusal.refuses_the_node(exc))
+        await refusal.transfer_waits(state, transfer.id, for_credentials)
 
 
 NO_BATCHES = frozenset({404, 405})  # a hub without the batch door (older): one at a time

@@ -9,6 +9,12 @@ takes the node. A request that the hub refused for the node's credentials and th
 answered (a collect, the registration, a package) says it takes the node again; those
 transfers fall due then, and only those (one waiting out a 429's Retry-After keeps its
 wait).
+
+The store keeps the reason with each transfer's retry (NodeStore.retry_transfer's
+``for_credentials``), and a node starting takes what waited from it (``recall``): the
+operator who puts the node's token right in its configuration restarts it, and the
+transfers refused before go as soon as the hub answers the restarted node (its
+registration, at start), not at their own next tries.
 """
 
 from __future__ import annotations
@@ -67,6 +73,18 @@ def refused(state: NodeState, exc: errors.RemoteError, asked_at: dt.datetime | N
     state.hub_refused_node = True
 
 
+async def recall(state: NodeState) -> None:
+    """At start, before anything asks the hub: the transfers that waited for the hub to
+    take the node when it stopped wait for it again (``accepted`` makes them due)."""
+    state.waiting_on_credentials = await state.store.waiting_on_credentials()
+    if state.waiting_on_credentials:
+        log.warning(
+            "transfers refused for this node's credentials before it started wait for the"
+            " hub to take it",
+            transfers=len(state.waiting_on_credentials),
+        )
+
+
 async def transfer_waits(state: NodeState, transfer_id: int, for_credentials: bool) -> None:
     """Record why a transfer to the hub waits for its next try: for the hub to take the
     node again, or for anything else (then it keeps its own next try). One refused for
@@ -81,9 +99,10 @@ async def transfer_waits(state: NodeState, transfer_id: int, for_credentials: bo
 
 
 async def accepted(state: NodeState) -> None:
-    """The hub answered a request it had refused for the node's credentials: the transfers
-    that waited only for that fall due now, and the outbox wakes."""
-    if not state.hub_refused_node:
+    """The hub answered a request it had refused for the node's credentials, or the first
+    since the node started with transfers that waited for that (``recall``): those fall
+    due now, and the outbox wakes."""
+    if not state.hub_refused_node and not state.waiting_on_credentials:
         return
     log.info("the hub accepts this node's credentials again")
     # cleared first: a refusal while the store is asked is this one's to record again,

@@ -70,7 +70,7 @@ class NodeState:
     hub_unreachable: bool = False  # the outbox's last try found no hub at all
     # the hub's last answer to the outbox or the collector refused the node's own token or
     # certificate (401/403); and the transfers that wait only for it to take the node again
-    # (edoc.node.refusal)
+    # (edoc.node.refusal; at start, those the store says waited so: refusal.recall)
     hub_refused_node: bool = False
     waiting_on_credentials: set[int] = field(default_factory=set)
     hub_took_node_at: dt.datetime | None = None  # when a refusal last ended

@@ -374,7 +374,19 @@ class NodeStore(Protocol):
         for byte, the package whose size the outbox pass read (Transfer.size)."""
         ...
 
-    async def retry_transfer(self, transfer_id: int, at: dt.datetime, error: str) -> None: ...
+    async def retry_transfer(
+        self, transfer_id: int, at: dt.datetime, error: str, for_credentials: bool = False
+    ) -> None:
+        """The transfer goes again at ``at``, ``error`` its last error (its attempts grow
+        by one); ``for_credentials``: the hub refused the node's credentials, not the
+        package (edoc.node.refusal), kept until its next retry so that a node restarted
+        knows which transfers wait for the hub to take it again."""
+        ...
+
+    async def waiting_on_credentials(self) -> set[int]:
+        """The pending transfers whose last try the hub refused for the node's
+        credentials (retry_transfer's ``for_credentials``)."""
+        ...
 
     async def retry_now(self, route: str, now: dt.datetime) -> None:
         """Every pending transfer on ``route`` due later falls due ``now``."""

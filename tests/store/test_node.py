@@ -234,6 +234,24 @@ async def test_due_now_makes_only_the_transfers_named_due(node_store: NodeStore)
     await node_store.due_now([], NOW)  # nothing named: nothing changes
 
 
+async def test_what_waits_on_the_nodes_credentials_is_known_after_a_restart(
+    node_store: NodeStore,
+) -> None:
+    """The pending transfers whose last try the hub refused for the node's credentials,
+    as a node starting asks them (edoc.node.refusal.recall)."""
+    ids = await _queue(node_store, [("a", 0), ("b", 0), ("c", 0)])
+    transfers = {t.outgoing_id: t for t in await oracles.due(node_store, NOW, 10, ())}
+    later = NOW + dt.timedelta(seconds=600)
+    for outgoing_id in ids:
+        refused = "EDOC-AUTH-001: unknown node token"
+        await node_store.retry_transfer(transfers[outgoing_id].id, later, refused, True)
+    assert await node_store.waiting_on_credentials() == {t.id for t in transfers.values()}
+    await node_store.retry_transfer(transfers[ids[1]].id, later, "hub down")  # another reason
+    sent = Event("sent", "hub id 7")
+    await node_store.finish_transfer(transfers[ids[2]], "done", "", sent, NOW, status_codes_win)
+    assert await node_store.waiting_on_credentials() == {transfers[ids[0]].id}
+
+
 async def test_a_retried_transfer_keeps_its_error_and_counts_the_attempt(
     node_store: NodeStore,
 ) -> None:

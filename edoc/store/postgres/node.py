@@ -55,6 +55,7 @@ from edoc.store.postgres.node_rows import (
     record,
 )
 from edoc.store.postgres.node_tables import (
+    CREDENTIALS,
     FAILED,
     FIRST,
     INBOX_ITEM,
@@ -100,7 +101,7 @@ _SUMS = sums_sql("$1", "$2")
 
 class PostgresNodeStore(NodeViews):
     component = "node"
-    migrations = (FIRST, PROGRESS_COUNTS, FAILED, TROUBLED_INDEX)
+    migrations = (FIRST, PROGRESS_COUNTS, FAILED, TROUBLED_INDEX, CREDENTIALS)
     _folding: asyncio.Task[None] | None = None
 
     async def open(self, up_to: int | None = None) -> None:
@@ -223,15 +224,24 @@ class PostgresNodeStore(NodeViews):
         rows = await self._rows(PACKAGES, sorted(set(outgoing_ids)))
         return {row[0]: row[1] for row in rows}
 
-    async def retry_transfer(self, transfer_id: int, at: dt.datetime, error: str) -> None:
+    async def retry_transfer(
+        self, transfer_id: int, at: dt.datetime, error: str, for_credentials: bool = False
+    ) -> None:
         async with self._transaction() as conn:
             await conn.execute(
-                "UPDATE transfers SET attempts = attempts + 1, next_at = $1, last_error = $2"
-                " WHERE id = $3",
+                "UPDATE transfers SET attempts = attempts + 1, next_at = $1, last_error = $2,"
+                " waits_on_credentials = $3 WHERE id = $4",
                 at,
                 error,
+                for_credentials,
                 transfer_id,
             )
+
+    async def waiting_on_credentials(self) -> set[int]:
+        rows = await self._rows(
+            "SELECT id FROM transfers WHERE state = 'pending' AND waits_on_credentials"
+        )
+        return {row[0] for row in rows}
 
     async def retry_now(self, route: str, now: dt.datetime) -> None:
         """Every pending transfer on ``route`` waiting out its backoff falls due now."""

@@ -167,6 +167,13 @@ DROP INDEX IF EXISTS transfers_failed;
 """
 
 
+# version 5: a transfer whose last try the hub refused for the node's credentials, so that
+# a node restarted knows what waits for the hub to take it again (NodeStore.retry_transfer)
+CREDENTIALS = (
+    "ALTER TABLE transfers ADD COLUMN waits_on_credentials BOOLEAN NOT NULL DEFAULT false;"
+)
+
+
 # An inbox item with its attachments and answers in one query (listing is a hot path).
 INBOX_ITEM = """
 SELECT i.id, i.recipient, i.sender, i.kind, i.document_id, i.business_type, i.status_code,

@@ -159,14 +159,24 @@ class SqliteNodeStore(NodeViews):
         written: the bytes whose size the outbox pass read)."""
         return {row[0]: row[1] for row in await self._rows(PACKAGES, packages_of(outgoing_ids))}
 
-    async def retry_transfer(self, transfer_id: int, at: dt.datetime, error: str) -> None:
+    async def retry_transfer(
+        self, transfer_id: int, at: dt.datetime, error: str, for_credentials: bool = False
+    ) -> None:
         await self._change(
             partial(
                 query,
-                sql="UPDATE transfers SET attempts=attempts+1, next_at=?, last_error=? WHERE id=?",
-                params=(to_ms(at), error, transfer_id),
+                sql="UPDATE transfers SET attempts=attempts+1, next_at=?, last_error=?,"
+                " waits_on_credentials=? WHERE id=?",
+                params=(to_ms(at), error, for_credentials, transfer_id),
             )
         )
+
+    async def waiting_on_credentials(self) -> set[int]:
+        rows = await self._rows(
+            "SELECT id FROM transfers WHERE state=? AND waits_on_credentials",
+            (TransferState.PENDING,),
+        )
+        return {row[0] for row in rows}
 
     async def retry_now(self, route: str, now: dt.datetime) -> None:
         """Every pending transfer on ``route`` waiting out its backoff falls due now."""

@@ -103,6 +103,8 @@ ADDED_COLUMNS = (
     ("outgoing", "body", "BLOB"),
     ("inbox", "body", "BLOB"),
     ("inbox_attachments", "body", "BLOB"),
+    # 1: its last try was refused for the node's credentials (NodeStore.retry_transfer)
+    ("transfers", "waits_on_credentials", "INTEGER NOT NULL DEFAULT 0"),
 )
 
 
