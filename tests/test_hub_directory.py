@@ -163,7 +163,7 @@ def test_a_stored_name_xml_cannot_carry_does_not_fail_the_book(ca: Ca) -> None:
         signed = directory.SignedBooks().sign(
             Directory(109, entries), ca.clock(), ca.keys.identity(HUB_ORG)
         )
-    _, _, read = directory.read_signed(signed.body, ca.keys.trust(), ca.clock(), HUB_ORG)
+    read = directory.read_signed(signed.body, ca.keys.trust(), ca.clock(), HUB_ORG).entries
     assert {e.org_id: e.name for e in read}[NEWCOMER] == "Evil\ufffdname"
     assert {e.org_id for e in read} == {e.org_id for e in entries}
     assert [line.get("org_id") for line in logs if line["log_level"] == "warning"] == [NEWCOMER]
