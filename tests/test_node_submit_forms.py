@@ -334,12 +334,14 @@ async def _read(request: web.Request, limit: int) -> object:
     pieces=st.lists(st.integers(0, 2000), max_size=3),
     limit=st.sampled_from([300 * 1024 * 1024] * 4 + [0, 20, 60]),
     metadata_limit=st.sampled_from([1024 * 1024] * 4 + [0, 10]),
+    max_parts=st.sampled_from([submit.MAX_PARTS] * 4 + [1, 2, 3]),
 )
 @example(  # a closing delimiter line with more after it than CRLF
     post=("b", b'--b\r\nContent-Disposition: form-data; name="metadata"\r\n\r\n{}\r\n--b--x\r\n'),
     pieces=[],
     limit=300 * 1024 * 1024,
     metadata_limit=1024 * 1024,
+    max_parts=submit.MAX_PARTS,
 )
 @example(  # a delimiter line with more after it than CRLF
     post=(
@@ -350,18 +352,21 @@ async def _read(request: web.Request, limit: int) -> object:
     pieces=[],
     limit=300 * 1024 * 1024,
     metadata_limit=1024 * 1024,
+    max_parts=submit.MAX_PARTS,
 )
 @example(
     post=("b", b'--b\r\nContent-Disposition: form-data; name="metadata"\r\n\r\n{}\r\n--b--'),
     pieces=[],
     limit=300 * 1024 * 1024,
     metadata_limit=1024 * 1024,
+    max_parts=submit.MAX_PARTS,
 )
 @example(  # more header lines than aiohttp reads
     post=("b", b"--b\r\n" + b"X: 1\r\n" * 128 + b"\r\n\r\n--b--\r\n"),
     pieces=[],
     limit=300 * 1024 * 1024,
     metadata_limit=1024 * 1024,
+    max_parts=submit.MAX_PARTS,
 )
 @example(  # a header line one byte longer than aiohttp reads (with its CRLF)
     post=(
@@ -373,13 +378,16 @@ async def _read(request: web.Request, limit: int) -> object:
     pieces=[],
     limit=300 * 1024 * 1024,
     metadata_limit=1024 * 1024,
+    max_parts=submit.MAX_PARTS,
 )
 def test_a_small_post_read_whole_reads_as_streamed(
-    post: tuple[str, bytes], pieces: list[int], limit: int, metadata_limit: int
+    post: tuple[str, bytes], pieces: list[int], limit: int, metadata_limit: int, max_parts: int
 ) -> None:
     """The same upload or the same error, whether the door splits the body read whole
     (or, where split declines, aiohttp's reader reads it from memory) or aiohttp's reader
-    streams it: the same parts, names, files, sizes, digests and limits, in the same order."""
+    streams it: the same parts, names, files, sizes, digests and limits, in the same order
+    (and of a body of too many parts, split no further than the first part past them, the
+    same refusal)."""
     boundary, body = post
 
     async def both() -> tuple[object, object]:
@@ -390,6 +398,7 @@ def test_a_small_post_read_whole_reads_as_streamed(
     with (
         warnings.catch_warnings(),
         mock.patch.object(metadata, "MAX_METADATA_BYTES", metadata_limit),
+        mock.patch.object(submit, "MAX_PARTS", max_parts),
     ):
         warnings.simplefilter("ignore")
         whole, streamed = asyncio.run(both())
@@ -410,7 +419,7 @@ def test_what_clients_send_is_split() -> None:
         assert isinstance(writer, aiohttp.MultipartWriter)
         body = await writer.as_bytes()
         boundary = writer.boundary
-        held = formdata.split(body, boundary, 8190, 128)
+        held = formdata.split(body, boundary, 8190, 128, submit.MAX_PARTS)
         assert held is not None
         split: list[tuple[Any, ...]] = []
         while (part := await held.next()) is not None:

@@ -15,6 +15,7 @@ sender's envelope, each signed part beside it in exclusive C14N).
 """
 
 from edoc.envelope.attachments import (
+    MAX_ATTACHMENTS,
     AttachmentSink,
     KeptInMemory,
     ReceivedAttachment,
@@ -68,6 +69,7 @@ __all__ = [
     "DATE_FORMAT",
     "HEADER_ID",
     "MANIFEST_ID",
+    "MAX_ATTACHMENTS",
     "NS",
     "NSMAP",
     "ORIGIN_ID",

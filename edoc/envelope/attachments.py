@@ -19,6 +19,18 @@ import pybase64
 from edoc import errors, xmlsafe
 from edoc.model import Attachment
 
+# The most attachments a package carries: edxml.xsd's maxOccurs of the manifest's Reference
+# (and of AttachmentEncoded's Attachment). Counted before anything is hashed, packed or
+# signed: the schema check itself comes only once the whole package is signed.
+MAX_ATTACHMENTS = 1000
+
+
+def _at_most_max(count: int) -> None:
+    if count > MAX_ATTACHMENTS:
+        raise errors.TooLarge(
+            f"{count} attachments: a package carries at most {MAX_ATTACHMENTS} (edXML schema)"
+        )
+
 
 def safe_attachment_name(name: str) -> str:
     """A plain file name that cannot escape the folder it is written to."""
@@ -193,6 +205,7 @@ def _attachment(index: int, name: str, size: int, sha256: str) -> Attachment:
 
 def attachments_from_files(paths: Sequence[Path]) -> list[tuple[Attachment, Path]]:
     """Manifest entries for files to attach, named by their file names."""
+    _at_most_max(len(paths))
     entries = []
     names: set[str] = set()
     for index, path in enumerate(paths, start=1):
@@ -207,6 +220,7 @@ def attachments_from_measured(
     files: Sequence[MeasuredFile],
 ) -> list[tuple[Attachment, Path | bytes]]:
     """Manifest entries for files measured as they were received, under their names."""
+    _at_most_max(len(files))
     names: set[str] = set()
     return [
         (_attachment(index, _attachment_name(item.name, names), item.size, item.sha256), item.body)

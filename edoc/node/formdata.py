@@ -16,7 +16,9 @@ and parses each part's disposition with its slow parser (~0.4 ms of a post of th
 than CRLF after a delimiter, header lines aiohttp reads its own way or refuses, a nested
 multipart, a ``_charset_`` part, no closing delimiter ...) is read from memory by
 aiohttp's reader, as it would have been from the connection. A differential test holds
-the door's reading of split posts to its reading of the same posts streamed.
+the door's reading of split posts to its reading of the same posts streamed. A body of more
+parts than the door takes is split only as far as the first part past them: the door
+refuses it there, whatever follows.
 """
 
 from __future__ import annotations
@@ -135,12 +137,16 @@ def _plain_headers(
     return headers
 
 
-def split(body: bytes, boundary: str, max_field_size: int, max_headers: int) -> HeldForm | None:
+def split(
+    body: bytes, boundary: str, max_field_size: int, max_headers: int, max_parts: int
+) -> HeldForm | None:
     """The parts of a body of the plain form, as aiohttp's reader reads them (the same
     headers, the same content); None for any other body. Plain: the first line is the
     delimiter; each part's content ends at the first CRLF + delimiter after its headers
     (where aiohttp ends it), followed by CRLF (another part) or ``--`` (the last: CRLF
-    or nothing after it, then anything, an epilogue aiohttp ignores)."""
+    or nothing after it, then anything, an epilogue aiohttp ignores). Of a body of more
+    than ``max_parts`` parts, the first ``max_parts + 1``: the reader refuses the last,
+    and the rest is not worth splitting."""
     delimiter = b"\r\n--" + boundary.encode()
     if not body.startswith(delimiter[2:] + b"\r\n"):
         return None
@@ -157,6 +163,8 @@ def split(body: bytes, boundary: str, max_field_size: int, max_headers: int) -> 
         if _charset_part(headers):
             return None
         parts.append(HeldPart(headers, body[blank + 4 : end]))
+        if len(parts) > max_parts:
+            return HeldForm(parts)
         after = body[end + len(delimiter) : end + len(delimiter) + 4]
         if after[:2] == b"\r\n":
             start = end + len(delimiter) + 2
@@ -211,10 +219,13 @@ def _held_boundary(request: web.Request, in_memory: int) -> str | None:
     return plain.group(1) if plain else None
 
 
-async def open_form(request: web.Request, in_memory: int) -> MultipartReader | HeldForm:
-    """The post's parts: split from the body read whole where it is small and plain,
-    else by aiohttp's reader (from memory where the body was read, else streamed), its
-    parts :class:`FormPart` (aiohttp's hook for the class of the parts it reads)."""
+async def open_form(
+    request: web.Request, in_memory: int, max_parts: int
+) -> MultipartReader | HeldForm:
+    """The post's parts: split from the body read whole where it is small and plain (no
+    further than the part past ``max_parts``), else by aiohttp's reader (from memory where
+    the body was read, else streamed), its parts :class:`FormPart` (aiohttp's hook for the
+    class of the parts it reads)."""
     boundary = _held_boundary(request, in_memory)
     if boundary is None:
         reader = await request.multipart()
@@ -224,7 +235,7 @@ async def open_form(request: web.Request, in_memory: int) -> MultipartReader | H
     # be longer than its Content-Length, and that is within the request's size limit)
     body = await request.content.read()
     protocol = request.protocol
-    held = split(body, boundary, protocol.max_field_size, protocol.max_headers)
+    held = split(body, boundary, protocol.max_field_size, protocol.max_headers, max_parts)
     if held is not None:
         return held
     limit, _ = request.content.get_read_buffer_limits()  # the same line limits as there

@@ -49,7 +49,11 @@ _POST_REFUSALS = {
         " key with the same metadata and files is a retry, answered 202 with the first"
         " document); or this DocumentId was sent already (EDOC-HUB-003)"
     ),
-    "413": _refused("the upload or its metadata part is too large (EDOC-IN-001)"),
+    "413": _refused(
+        "the upload or its metadata part is too large, or it has more than 1000 files (the"
+        " most attachments a package carries), refused at the first part past them"
+        " (EDOC-IN-001)"
+    ),
     "415": _refused("the body is not multipart/form-data (EDOC-NODE-003)"),
     "422": _refused(
         "a recipient nobody knows: not an agency of this node, or, in another province,"
