@@ -18,7 +18,6 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import functools
-import hashlib
 import json
 import os
 from collections.abc import Awaitable, Callable, Iterator, Sequence
@@ -32,7 +31,7 @@ from edoc import atomic, errors
 from edoc.archive import merkle
 from edoc.archive.batch_index import BatchIndex
 from edoc.archive.container import Stamper
-from edoc.archive.evidence import BatchProof, KeptMessage
+from edoc.archive.evidence import BatchProof, KeptMessage, package_sha256
 from edoc.archive.stored import Mark, PackageRef, package_digest
 from edoc.offload import Offload
 
@@ -42,8 +41,9 @@ PRUNE_EVERY = dt.timedelta(hours=1)
 log = structlog.get_logger()
 P = ParamSpec("P")
 T = TypeVar("T")
-# the proofs of the packages of these SHA-256 digests, of those a batch stamped
-ProofsOf = Callable[[Sequence[bytes]], Awaitable[dict[bytes, BatchProof]]]
+# the proof of each of these kept packages (its bytes, or its file), None where no batch
+# stamped it
+ProofsOf = Callable[[Sequence[bytes | Path]], Awaitable[list[BatchProof | None]]]
 
 
 def evidence_folder(node_dir: Path) -> Path:
@@ -198,11 +198,16 @@ def _read(path: Path) -> Batch:
 
 
 def proofs_lookup(batches: BatchLog, offload: Offload | None = None) -> ProofsOf:
-    """``batches.proofs_of`` for an export: on the offload's threads (a running service's
-    loop), or here."""
+    """``batches.proofs_of`` for an export, the packages hashed first (a file in chunks):
+    on the offload's threads (a running service's loop), or here."""
 
-    async def proofs_of(digests: Sequence[bytes]) -> dict[bytes, BatchProof]:
-        return await _run(offload, batches.proofs_of, digests)
+    def proofs(packages: Sequence[bytes | Path]) -> list[BatchProof | None]:
+        digests = [package_sha256(package) for package in packages]
+        found = batches.proofs_of(digests)
+        return [found.get(digest) for digest in digests]
+
+    async def proofs_of(packages: Sequence[bytes | Path]) -> list[BatchProof | None]:
+        return await _run(offload, proofs, packages)
 
     return proofs_of
 
@@ -244,9 +249,8 @@ async def with_proofs(
     """``messages``, each with its batch's proof where a batch stamped it."""
     if proofs_of is None:
         return tuple(messages)
-    digests = [hashlib.sha256(m.package).digest() for m in messages]
-    found = await proofs_of(digests)
-    return tuple(replace(m, proof=found.get(d)) for m, d in zip(messages, digests, strict=True))
+    found = await proofs_of([m.package for m in messages])
+    return tuple(replace(m, proof=p) for m, p in zip(messages, found, strict=True))
 
 
 async def _run(

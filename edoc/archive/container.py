@@ -24,16 +24,19 @@ import datetime as dt
 import hashlib
 import io
 import json
+import os
+import shutil
 import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from pathlib import Path
+from typing import IO, Any
 
 from cryptography.hazmat.primitives import serialization
 
 from edoc import errors
 from edoc.archive import manifest, merkle
-from edoc.archive.evidence import BatchProof, Evidence
+from edoc.archive.evidence import BatchProof, Evidence, open_package, package_sha256
 
 MIMETYPE = "application/vnd.etsi.asic-e+zip"
 MANIFEST = "META-INF/ASiCManifest.xml"
@@ -45,6 +48,7 @@ PROOFS = "META-INF/proofs/"
 MESSAGES = "messages/"
 MAX_FILES = 10_000
 MAX_BYTES = 4 * 1024 * 1024 * 1024  # uncompressed, all files together
+COPY_CHUNK = 256 * 1024  # a package file is copied into the container this much at a time
 
 # Given the SHA-256 of a manifest, a time-stamp token over it (edoc.archive.tsa.stamp).
 Stamper = Callable[[bytes], bytes]
@@ -105,10 +109,13 @@ def read_proofs(files: dict[str, bytes]) -> dict[str, BatchProof]:
     return proofs
 
 
-def files_of(evidence: Evidence) -> dict[str, bytes]:
-    """Every file the manifest covers, by its name in the container."""
+def files_of(evidence: Evidence) -> dict[str, bytes | Path]:
+    """Every file the manifest covers, by its name in the container: its bytes, or (a
+    package kept in a file) the file they are to be read from."""
     names = [f"{MESSAGES}{n:02d}-{kept.label}.edxml" for n, kept in enumerate(evidence.messages, 1)]
-    files = {name: kept.package for name, kept in zip(names, evidence.messages, strict=True)}
+    files: dict[str, bytes | Path] = {
+        name: kept.package for name, kept in zip(names, evidence.messages, strict=True)
+    }
     for n, (name, kept) in enumerate(zip(names, evidence.messages, strict=True), 1):
         if kept.proof is not None:
             files[f"{PROOFS}{n:02d}.json"] = _proof(name, kept.proof)
@@ -122,15 +129,32 @@ def files_of(evidence: Evidence) -> dict[str, bytes]:
 
 def build(evidence: Evidence, stamper: Stamper, now: dt.datetime) -> bytes:
     """The container of ``evidence``, its manifest time-stamped by ``stamper``."""
-    files = files_of(evidence)
-    listed = manifest.build(files, TOKEN)
-    token = stamper(hashlib.sha256(listed).digest())
     out = io.BytesIO()
+    write(evidence, stamper, now, out)
+    return out.getvalue()
+
+
+def write(evidence: Evidence, stamper: Stamper, now: dt.datetime, out: IO[bytes]) -> None:
+    """The container of ``evidence`` written to ``out`` (seekable), its manifest
+    time-stamped by ``stamper``: a package kept in a file is hashed, then copied, in
+    chunks, so a container of any size passes through a few chunks of memory."""
+    files = files_of(evidence)
+    listed = manifest.of_digests({name: package_sha256(f) for name, f in files.items()}, TOKEN)
+    token = stamper(hashlib.sha256(listed).digest())
     with zipfile.ZipFile(out, "w") as archive:
         archive.writestr(_entry("mimetype", now, stored=True), MIMETYPE)
         for name, data in [*files.items(), (MANIFEST, listed), (TOKEN, token)]:
-            archive.writestr(_entry(name, now), data)
-    return out.getvalue()
+            _add(archive, _entry(name, now), data)
+
+
+def _add(archive: zipfile.ZipFile, entry: zipfile.ZipInfo, data: bytes | Path) -> None:
+    if isinstance(data, bytes):
+        archive.writestr(entry, data)
+        return
+    with open_package(data) as file:
+        entry.file_size = os.fstat(file.fileno()).st_size  # (whether it needs ZIP64)
+        with archive.open(entry, "w") as into:
+            shutil.copyfileobj(file, into, COPY_CHUNK)
 
 
 # --- reading ---------------------------------------------------------------------------

@@ -4,16 +4,23 @@ Evidence is everything one organization's node kept about one document: the docu
 package as it was sent or received (its exact bytes), every status message about it
 in either direction, and the CA material a verifier needs years later (the issuing
 CA's certificate and the CRL), so that the root certificate alone checks it all.
+
+A package kept in a file stays there until it is used: hashed (:func:`package_sha256`)
+and copied into a container in chunks, on the thread that writes the container.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
+import io
 from dataclasses import dataclass
 from enum import StrEnum
+from pathlib import Path
 
 from cryptography import x509
 
+from edoc import errors
 from edoc.archive.merkle import Proof
 from edoc.model import MessageKind
 
@@ -40,7 +47,9 @@ class KeptMessage:
     kind: MessageKind
     status_code: str  # a status's code; "" for the document
     at: dt.datetime  # when the node stored it
-    package: bytes  # the package's bytes, as sent or received
+    # the package as sent or received: its bytes (kept in its row), or its file, read in
+    # chunks where it is used (a 200 MB document's package is never whole in memory)
+    package: bytes | Path
     proof: BatchProof | None = None  # None: not stamped before the export
 
     @property
@@ -58,3 +67,25 @@ class Evidence:
     messages: tuple[KeptMessage, ...]  # oldest first
     issuing: tuple[x509.Certificate, ...]  # the CAs that issue signers' certificates
     crl: x509.CertificateRevocationList
+
+
+def open_package(path: Path) -> io.BufferedReader:
+    """A kept package's file, open for reading; StorageError if it is gone."""
+    try:
+        return path.open("rb")
+    except OSError as exc:
+        raise _gone(path, exc) from None
+
+
+def package_sha256(package: bytes | Path) -> bytes:
+    """The SHA-256 of a kept package, its file (if in one) read in chunks."""
+    if isinstance(package, bytes):
+        return hashlib.sha256(package).digest()
+    with open_package(package) as file:
+        return hashlib.file_digest(file, "sha256").digest()
+
+
+def _gone(path: Path, exc: OSError) -> errors.StorageError:
+    return errors.StorageError(
+        f"a kept package is gone from {path}: {exc.strerror}; it cannot be archived"
+    )

@@ -33,15 +33,23 @@ def media_type(name: str) -> str:
 
 def build(files: Mapping[str, bytes], token_name: str) -> bytes:
     """The manifest of ``files`` (name → bytes), naming ``token_name`` as its time stamp."""
+    return of_digests(
+        {name: hashlib.sha256(data).digest() for name, data in files.items()}, token_name
+    )
+
+
+def of_digests(digests: Mapping[str, bytes], token_name: str) -> bytes:
+    """The manifest of files given by their SHA-256 digests (name → digest), naming
+    ``token_name`` as its time stamp."""
     root = etree.Element(f"{{{ASIC}}}ASiCManifest", nsmap={"asic": ASIC, "ds": DS})
     etree.SubElement(root, f"{{{ASIC}}}SigReference", URI=token_name, MimeType=TOKEN_TYPE)
-    for name, data in files.items():
+    for name, digest in digests.items():
         reference = etree.SubElement(
             root, f"{{{ASIC}}}DataObjectReference", URI=name, MimeType=media_type(name)
         )
         etree.SubElement(reference, f"{{{DS}}}DigestMethod", Algorithm=SHA256)
         value = etree.SubElement(reference, f"{{{DS}}}DigestValue")
-        value.text = base64.b64encode(hashlib.sha256(data).digest()).decode("ascii")
+        value.text = base64.b64encode(digest).decode("ascii")
     manifest: bytes = etree.tostring(root, xml_declaration=True, encoding="UTF-8")
     return manifest
 

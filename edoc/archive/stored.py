@@ -14,7 +14,6 @@ when NodeStore grows a method for this, these become its implementation.
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple, Protocol
@@ -23,7 +22,7 @@ import aiosqlite
 import asyncpg
 
 from edoc import errors
-from edoc.archive.evidence import Direction, KeptMessage
+from edoc.archive.evidence import Direction, KeptMessage, open_package, package_sha256
 from edoc.model import MessageKind
 from edoc.store import SQLITE
 
@@ -170,42 +169,29 @@ async def open_stored(url: str) -> StoredEvidence:
 
 def package_bytes(ref: PackageRef) -> bytes:
     """A kept package's bytes, where ``ref`` says they are."""
-    return _package(ref.body, ref.path)
+    if ref.body is not None:
+        return bytes(ref.body)
+    with open_package(Path(ref.path)) as file:
+        return file.read()
 
 
 def package_digest(ref: PackageRef) -> bytes:
     """A kept package's SHA-256, its file read in chunks: a large package (hundreds of MB)
     is never whole in memory to be stamped."""
-    if ref.body is not None:
-        return hashlib.sha256(ref.body).digest()
-    try:
-        with Path(ref.path).open("rb") as file:
-            return hashlib.file_digest(file, "sha256").digest()
-    except OSError as exc:
-        raise _gone(ref.path, exc) from None
+    return package_sha256(_package(ref.body, ref.path))
 
 
-def _package(body: bytes | None, path: str) -> bytes:
-    """A kept package's bytes: in its row, or in its file."""
-    if body is not None:
-        return bytes(body)
-    try:
-        return Path(path).read_bytes()
-    except OSError as exc:
-        raise _gone(path, exc) from None
-
-
-def _gone(path: str, exc: OSError) -> errors.StorageError:
-    return errors.StorageError(
-        f"a kept package is gone from {path}: {exc.strerror}; it cannot be archived"
-    )
+def _package(body: bytes | None, path: str) -> bytes | Path:
+    """Where a kept package is: its bytes, in its row; else its file (not read here)."""
+    return Path(path) if body is None else bytes(body)
 
 
 async def kept_messages(
     stored: StoredEvidence, org_id: str, document_id: str
 ) -> tuple[KeptMessage, ...]:
     """Every package ``org_id``'s node kept about ``document_id``: the document first,
-    then the statuses in the order they were kept."""
+    then the statuses in the order they were kept. A package in a file is not read here
+    (nor on the loop): it is hashed and copied in chunks where the container is written."""
     rows = await stored.rows(org_id, document_id)
     if not any(r.kind == MessageKind.DOCUMENT for r in rows):
         raise errors.NothingToArchive(f"{org_id} neither sent nor received {document_id}")

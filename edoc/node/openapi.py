@@ -88,7 +88,12 @@ _EVIDENCE: dict[str, Any] = {
                 "description": "ASiC-E container",
                 "content": {"application/vnd.etsi.asic-e+zip": {}},
             },
-            **_errors(401, 403, 404, 503),
+            **_errors(401, 403, 404),
+            "429": _refused(
+                "the node builds as many containers as it may at once (EDOC-HUB-004):"
+                " ask again after Retry-After"
+            ),
+            **_errors(503),
         },
     }
 }

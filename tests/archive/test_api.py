@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
+import threading
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -10,10 +12,12 @@ from typing import Any
 import pytest
 
 from edoc import envelope
+from edoc.archive import export
 from edoc.archive.verify import verify_container
 from edoc.keystore import KeyStore
 from edoc.model import MessageKind
 from edoc.node import app as node_app
+from edoc.node import compose
 from edoc.store.node import NewInboxItem, NewOutgoing
 from tests.archive import support
 from tests.support import node as node_support
@@ -74,3 +78,67 @@ async def test_the_recipient_gets_the_evidence_of_what_it_received(door: Door) -
             "GET", path, headers={"Authorization": "Bearer another"}
         )
         assert (status, refused["error"]["code"]) == (401, "EDOC-AUTH-001")
+
+
+async def test_a_package_file_is_read_off_the_loop(
+    door: Door, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A large document's package is kept in a file: the container is built from it on the
+    node's worker threads (it was read whole on the loop), in a file of its own that is
+    gone once sent."""
+    loop_thread = threading.get_ident()
+    readers: list[int] = []
+    real_open = Path.open
+
+    def watched_open(path: Path, *args: Any, **kwargs: Any) -> Any:
+        if path.parent.name == "outgoing" and path.suffix == ".edxml":
+            readers.append(threading.get_ident())
+        return real_open(path, *args, **kwargs)
+
+    keys = KeyStore(door.config.keys_dir)
+    large = [("large.bin", bytes(range(256)) * (compose.IN_STORE // 256 + 1))]
+    async with door.node() as node:
+        status, posted, _ = await node.send({**load_sample_metadata(), "to": [OTHER]}, large)
+        assert status == 202, posted
+        outgoing = await node.client.app[node_app.STATE].store.outgoing(posted["id"])
+        assert outgoing is not None and outgoing.path  # kept in a file
+        monkeypatch.setattr(Path, "open", watched_open)
+        status, body, _ = await node.request("GET", f"/api/v1/documents/{posted['id']}/evidence")
+        monkeypatch.undo()
+        assert status == 200, body
+        assert verify_container(body, keys.trust().root).document_id == outgoing.document_id
+        assert readers and loop_thread not in readers
+        incoming = door.config.data_dir / "incoming"
+        assert not any(incoming.glob("evidence-*"))
+
+
+async def test_builds_past_the_bound_are_refused(
+    door: Door, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A node builds at most half its worker threads' worth of containers at once (the
+    test node has one thread: one build); past them 429 EDOC-HUB-004 with a Retry-After,
+    and a slot is free again once its build is done."""
+    entered, release = asyncio.Event(), asyncio.Event()
+    real = export.evidence_of
+
+    async def held(*args: Any) -> Any:
+        entered.set()
+        await release.wait()
+        return await real(*args)
+
+    monkeypatch.setattr(export, "evidence_of", held)
+    async with door.node() as node:
+        status, posted, _ = await node.send({**load_sample_metadata(), "to": [OTHER]})
+        assert status == 202, posted
+        path = f"/api/v1/documents/{posted['id']}/evidence"
+        first = asyncio.create_task(node.request("GET", path))
+        async with asyncio.timeout(10):
+            await entered.wait()
+            status, refused, headers = await node.request("GET", path)
+        assert (status, refused["error"]["code"]) == (429, "EDOC-HUB-004")
+        assert int(headers["Retry-After"]) > 0
+        release.set()
+        status, body, _ = await first
+        assert status == 200, body
+        status, body, _ = await node.request("GET", path)
+        assert status == 200, body

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from edoc import errors
+from edoc.archive import export
 from edoc.archive.evidence import Direction
 from edoc.archive.stored import (
     Mark,
@@ -122,8 +123,10 @@ async def test_a_package_file_gone_is_said(ca: Ca, tmp_path: Path) -> None:
         await store.close()
     stored = await open_stored(url)
     try:
+        kept = await kept_messages(stored, SENDER, "d")
+        assert [m.package for m in kept] == [gone]  # (its file is read where it is written)
         with pytest.raises(errors.StorageError, match=f"gone from {gone}"):
-            await kept_messages(stored, SENDER, "d")
+            await export.export_document(stored, ca.keys, SENDER, "d", AT)
     finally:
         await stored.close()
 
