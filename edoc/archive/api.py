@@ -10,6 +10,10 @@ threads its posts are signed on). So it is written off the loop, from the packag
 in chunks, to a file of its own (in ``incoming/``, which a node's start empties) that is
 sent and removed; and a node runs at most half its worker threads' worth of builds at
 once (at least one), answering 429 EDOC-HUB-004 with a Retry-After past them.
+
+What the store or the files fail with is the operator's to read, in the log: the
+agency is told EDOC-STORE-001 without the node's file paths (a package gone from
+``/…/outgoing/….edxml``, a batch index that does not open).
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import structlog
 from aiohttp import web
 from aiohttp.abc import AbstractStreamWriter
 
@@ -33,6 +38,8 @@ from edoc.model import MessageKind
 from edoc.node.state import NodeState
 from edoc.offload import Offload
 from edoc.web import path_id
+
+log = structlog.get_logger()
 
 AgencyOf = Callable[[web.Request], Awaitable[str]]
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -103,11 +110,23 @@ async def _container(state: NodeState, org_id: str, document_id: str) -> Path:
     return await state.offload.run(_written, evidence, stamp, now, state.incoming_dir)
 
 
+def _unsaid(exc: errors.StorageError, document_id: str) -> errors.StorageError:
+    """The failure as the agency is told it: its reason (which names the node's files)
+    goes to the log."""
+    log.error("evidence not built", document_id=document_id, reason=exc.message)
+    return errors.StorageError(
+        f"what the node keeps of {document_id} cannot be read now; the node's log says why"
+    )
+
+
 async def _evidence(
     state: NodeState, builds: Builds, org_id: str, document_id: str
 ) -> web.StreamResponse:
     with builds.slot(state):
-        path = await _container(state, org_id, document_id)
+        try:
+            path = await _container(state, org_id, document_id)
+        except errors.StorageError as exc:
+            raise _unsaid(exc, document_id) from None
     headers = {
         "Content-Type": container.MIMETYPE,
         "Content-Disposition": 'attachment; filename="evidence.asice"',

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from structlog.testing import capture_logs
 
 from edoc import envelope
 from edoc.archive import export
@@ -142,3 +143,24 @@ async def test_builds_past_the_bound_are_refused(
         assert status == 200, body
         status, body, _ = await node.request("GET", path)
         assert status == 200, body
+
+
+async def test_a_package_gone_is_said_without_the_nodes_paths(door: Door) -> None:
+    """503 EDOC-STORE-001, its message naming no file of the node (it said "a kept package
+    is gone from /…/outgoing/fa42….edxml"); the log names the file."""
+    large = [("large.bin", bytes(range(256)) * (compose.IN_STORE // 256 + 1))]
+    async with door.node() as node:
+        status, posted, _ = await node.send({**load_sample_metadata(), "to": [OTHER]}, large)
+        assert status == 202, posted
+        outgoing = await node.client.app[node_app.STATE].store.outgoing(posted["id"])
+        assert outgoing is not None and outgoing.path
+        Path(outgoing.path).unlink()
+        with capture_logs() as logs:
+            status, refused, _ = await node.request(
+                "GET", f"/api/v1/documents/{posted['id']}/evidence"
+            )
+        assert (status, refused["error"]["code"]) == (503, "EDOC-STORE-001")
+        said = refused["error"]["message"]
+        assert str(door.config.data_dir) not in said and Path(outgoing.path).name not in said
+        assert outgoing.document_id in said
+        assert any(outgoing.path in str(entry.get("reason")) for entry in logs)
