@@ -234,6 +234,37 @@ async def test_revoke_reaches_every_recipient_of_the_original(
         )
 
 
+async def test_a_status_about_a_changes_own_document_id_answers_the_change(
+    ca: Ca, nodes: dict[str, NodeClient]
+) -> None:
+    """A revoke may carry a DocumentId of its own (its Bussiness names the original): a
+    status about that one answers the revoke, from its recipients only. One that reuses
+    the original's DocumentId leaves a status about it answering the original, whose
+    recipients alone may answer it."""
+    for root in ("H23", "H41", "H53"):
+        await nodes[root].drain()
+    original = document(ca, to=[H41])
+    assert (await nodes["H53"].post(original))[0] == 202
+    revoke = _revoke(ca, original, to=H41)
+    assert (await nodes["H53"].post(revoke))[0] == 202
+    assert (await nodes["H41"].post(status(ca, H41, revoke, StatusCode.ARRIVED)))[0] == 202
+    code, body, _ = await nodes["H23"].post(status(ca, H23, revoke, StatusCode.ARRIVED))
+    assert (code, body["error"]["code"]) == (403, "EDOC-HUB-005"), body
+    relayed = await nodes["H53"].drain()
+    assert [(i.kind, i.status_code, i.recipient) for i in relayed] == [("status", "01", SENDER)]
+
+    original = document(ca, to=[H41])
+    assert (await nodes["H53"].post(original))[0] == 202
+    reused = envelope.read_package(io.BytesIO(original)).document.document_id
+    revoke = document(ca, to=[H23], business={"type": 1, "reason": "x"}, document_id=reused)
+    assert (await nodes["H53"].post(revoke))[0] == 202
+    code, body, _ = await nodes["H23"].post(status(ca, H23, revoke, StatusCode.ARRIVED))
+    assert (code, body["error"]["code"]) == (403, "EDOC-HUB-005"), body  # not the original's
+    assert (await nodes["H41"].post(status(ca, H41, original, StatusCode.ARRIVED)))[0] == 202
+    for root in ("H23", "H41", "H53"):  # nothing left for the tests after this one
+        await nodes[root].drain()
+
+
 async def test_a_revoke_reaches_a_recipient_that_left_the_address_book(
     ca: Ca, nodes: dict[str, NodeClient]
 ) -> None:

@@ -413,6 +413,27 @@ async def test_15_and_16_answer_a_change_received_and_only_one_of_them(
     assert state == "04" and history[-3:] == ["03", "04", "16"], history  # 16 in it alone
 
 
+async def test_a_change_with_a_document_id_of_its_own_is_answered_to_its_sender(
+    net: LocalNetwork,
+) -> None:
+    """An update carrying a DocumentId of its own (its Bussiness names the original):
+    the recipient node's 01 about it, and the agency's 03 on its inbox item, reach the
+    sender as they do for any document; the original's answers stay the original's."""
+    sender, recipient = net.agency(SENDER), net.agency(KON_TUM)
+    _, original, _ = await sender.send(metadata(SENDER, [KON_TUM]))
+    await eventually(partial(_states, sender, original["id"], "01"))
+    business = {"type": 2, "reason": "Sửa thời hạn", "document_id": original["document_id"]}
+    code, update, _ = await sender.send(metadata(SENDER, [KON_TUM], business=business))
+    assert code == 202 and update["document_id"] != original["document_id"], update
+    await eventually(partial(_states, sender, update["id"], "01"))
+    (item,) = await eventually(partial(_arrived, recipient, update["document_id"]))
+    door = f"/api/v1/inbox/{item['id']}/status"
+    status, answer, _ = await recipient.request("POST", door, json_body={"code": "03"})
+    assert status == 202, answer
+    await eventually(partial(_states, sender, update["id"], "03"))
+    assert await _states(sender, original["id"], "01")  # the 03 answered the update alone
+
+
 async def test_openapi_and_stats_cli(net: LocalNetwork) -> None:
     status, spec, _ = await net.agency(SENDER).request("GET", "/api/v1/openapi.json")
     assert status == 200 and spec["openapi"].startswith("3.")

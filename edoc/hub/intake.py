@@ -38,7 +38,14 @@ from edoc.model import (
 )
 from edoc.offload import held_small
 from edoc.orgid import parse_root_code, root_of
-from edoc.store.hub import Addressee, Admission, NewPackage, PackageKey, PackageRecord
+from edoc.store.hub import (
+    NEW_ELSE_ANY,
+    Addressee,
+    Admission,
+    NewPackage,
+    PackageKey,
+    PackageRecord,
+)
 
 log = structlog.get_logger()
 
@@ -339,9 +346,12 @@ async def _judge_and_keep(
     return record, False
 
 
-def _document_key(sender: str, document_id: str) -> PackageKey:
-    """The key of a new document (not a revoke, update or replace of one)."""
-    return PackageKey(MessageKind.DOCUMENT, sender, document_id, BusinessDocType.NEW, "")
+def _document_key(
+    sender: str, document_id: str, business_type: int = BusinessDocType.NEW
+) -> PackageKey:
+    """The key of ``sender``'s document ``document_id`` of ``business_type``: unless
+    told, a new one (not a revoke, update or replace of one)."""
+    return PackageKey(MessageKind.DOCUMENT, sender, document_id, business_type, "")
 
 
 def _asked(message: Document | StatusUpdate) -> tuple[PackageKey, PackageKey | None, list[str]]:
@@ -350,9 +360,7 @@ def _asked(message: Document | StatusUpdate) -> tuple[PackageKey, PackageKey | N
     answered one; None for a new document) and the organizations it is addressed to."""
     if isinstance(message, Document):
         doc_type = message.business.doc_type
-        key = PackageKey(
-            MessageKind.DOCUMENT, message.sender.org_id, message.document_id, int(doc_type), ""
-        )
+        key = _document_key(message.sender.org_id, message.document_id, int(doc_type))
         original = None
         if doc_type is not BusinessDocType.NEW:
             original_id = message.business.document_id or message.document_id
@@ -366,7 +374,11 @@ def _asked(message: Document | StatusUpdate) -> tuple[PackageKey, PackageKey | N
         int(message.business.doc_type),
         message.code.value,
     )
-    return key, _document_key(answered.org_id, answered.document_id), [answered.org_id]
+    # a status names a DocumentId alone: a change that carries it as its own (its
+    # Bussiness naming the original) is answered like any document; where a change
+    # reuses its original's DocumentId, the original stays the one answered
+    answered_key = _document_key(answered.org_id, answered.document_id, NEW_ELSE_ANY)
+    return key, answered_key, [answered.org_id]
 
 
 def _resend(earlier: PackageRecord, new: NewPackage) -> PackageRecord:

@@ -80,9 +80,18 @@ def token_taken(node: str) -> errors.NodeExists:
     return errors.NodeExists(f"the token given to {node} is another node's")
 
 
+# A PackageKey's business type asking for a document whatever it does to one: of its
+# sender's documents of that DocumentId, the new one if there is one, else a revoke,
+# update or replacement that carries the DocumentId as its own. A status names the
+# document it answers by DocumentId alone (it carries no Bussiness): the one so found.
+NEW_ELSE_ANY = -1
+
+
 @dataclass(frozen=True)
 class PackageKey:
-    """What makes a package the same message: one per key is ever accepted."""
+    """What makes a package the same message: one per key is ever accepted. A key to
+    find a package by (find_package, admission's ``original``) may have a business type
+    of NEW_ELSE_ANY; a new package's has its own."""
 
     kind: str
     sender: str
@@ -259,7 +268,9 @@ class HubStore(Protocol):
         ...
 
     # packages and deliveries
-    async def find_package(self, key: PackageKey) -> PackageRecord | None: ...
+    async def find_package(self, key: PackageKey) -> PackageRecord | None:
+        """The package of ``key`` (of its business type NEW_ELSE_ANY: see there)."""
+        ...
 
     async def accept(self, package: NewPackage, now: dt.datetime, tally: Tally) -> PackageRecord:
         """Store a package, one delivery per recipient and ``tally``, all or nothing;
@@ -271,11 +282,11 @@ class HubStore(Protocol):
         self, key: PackageKey, original: PackageKey | None, addressees: Sequence[str]
     ) -> Admission:
         """For a new package of ``key``: the package of that key accepted before; the
-        package of ``original`` (if asked); if ``key`` is a status's and ``original`` is
-        asked, the status codes ``key.sender`` sent ``original.sender`` about
-        ``original.about``; and of ``addressees`` and the original's recipients, those the
-        address book knows and how many deliveries to each are not yet acknowledged. One
-        read, where the intake made up to six."""
+        package of ``original`` (if asked; as find_package finds it); if ``key`` is a
+        status's and ``original`` is asked, the status codes ``key.sender`` sent
+        ``original.sender`` about ``original.about``; and of ``addressees`` and the
+        original's recipients, those the address book knows and how many deliveries to
+        each are not yet acknowledged. One read, where the intake made up to six."""
         ...
 
     async def lease(

@@ -11,6 +11,7 @@ import pytest
 from edoc import errors
 from edoc.hub.retention import EPOCH
 from edoc.store.hub import (
+    NEW_ELSE_ANY,
     Addressee,
     Backlog,
     Count,
@@ -18,6 +19,7 @@ from edoc.store.hub import (
     Drop,
     HubStore,
     NewPackage,
+    PackageKey,
     Receipt,
     Tally,
 )
@@ -211,6 +213,34 @@ async def test_codes_given_are_the_statuses_a_responder_sent(hub_store: HubStore
     given = await oracles.codes_given(hub_store, H34.org_id, SMALL.sender, document.about)
     assert sorted(given) == ["01", "03"]
     assert await oracles.codes_given(hub_store, H23.org_id, SMALL.sender, document.about) == []
+
+
+async def test_a_document_asked_new_else_any_is_the_new_one_else_a_change(
+    hub_store: HubStore,
+) -> None:
+    """What a status answers (it names a DocumentId alone): of the sender's documents of
+    that DocumentId the new one, whenever accepted; else a change that carries the
+    DocumentId as its own. Any other business type finds its own alone."""
+    update = replace(SMALL, about="update", business_type=2, digest="u", recipients=(H34, H23))
+    await hub_store.accept(update, NOW, SENT)
+    await hub_store.accept(replace(SMALL, business_type=1, digest="r"), NOW, SENT)  # reuses
+    await hub_store.accept(SMALL, NOW, SENT)
+
+    def asked(about: str) -> PackageKey:
+        return replace(SMALL.key, about=about, business_type=NEW_ELSE_ANY)
+
+    for about, business_type in (("update", 2), ("small", 0)):
+        found = await hub_store.find_package(asked(about))
+        assert found is not None and (found.about, found.business_type) == (about, business_type)
+        seen = await hub_store.admission(_status("03", about).key, asked(about), [SMALL.sender])
+        assert seen.original == found
+    seen = await hub_store.admission(_status("03", "update").key, asked("update"), [])
+    assert seen.original is not None and seen.original.recipients == (H34.org_id, H23.org_id)
+    assert set(seen.queued) == {H34.org_id, H23.org_id}  # the change's recipients asked about
+    assert await hub_store.find_package(asked("none")) is None
+    assert await hub_store.find_package(replace(update.key, business_type=0)) is None
+    revoke = await hub_store.find_package(replace(SMALL.key, business_type=1))
+    assert revoke is not None and revoke.digest == "r"
 
 
 def _status(code: str, about: str = "small", sender: str = H34.org_id) -> NewPackage:

@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 
 from edoc import errors
 from edoc.store.hub import (
+    NEW_ELSE_ANY,
     Addressee,
     Admission,
     Delivery,
@@ -90,6 +91,8 @@ CASES = [
     (_status("01"), ORIGINAL, [SMALL.sender]),
     (_status("01", H23.org_id), ORIGINAL, [SMALL.sender]),
     (_status("01"), replace(ORIGINAL, about="none"), [SMALL.sender]),
+    # a status's answered document, whatever it does (the new one here)
+    (_status("05"), replace(ORIGINAL, business_type=NEW_ELSE_ANY), [SMALL.sender]),
 ]
 
 
@@ -166,7 +169,10 @@ _PACKAGES = st.tuples(_KEYS, st.lists(st.sampled_from(ORGS), min_size=1, max_siz
     book=st.sets(st.sampled_from(ORGS)),
     acknowledged=st.integers(min_value=0, max_value=4),
     key=_KEYS | st.integers(min_value=0, max_value=7),
-    original=st.none() | _KEYS | st.integers(min_value=0, max_value=7),
+    original=st.none()
+    | _KEYS
+    | _KEYS.map(lambda key: replace(key, business_type=NEW_ELSE_ANY))
+    | st.integers(min_value=0, max_value=7),
     addressees=st.lists(st.sampled_from(ORGS), max_size=4),
 )
 def test_admission_is_the_separate_reads_on_any_sqlite_store(

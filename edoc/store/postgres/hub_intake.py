@@ -8,7 +8,7 @@ from collections.abc import Sequence
 import asyncpg
 
 from edoc.model import MessageKind
-from edoc.store.hub import Admission, PackageKey, PackageRecord
+from edoc.store.hub import NEW_ELSE_ANY, Admission, PackageKey, PackageRecord
 from edoc.store.postgres.hub_views import HubViews
 
 _RECORD = (
@@ -16,17 +16,29 @@ _RECORD = (
     " ARRAY(SELECT recipient FROM deliveries WHERE package_id = p.id ORDER BY id) AS recipients"
 )
 _BY_KEY = "kind = $1 AND sender = $2 AND about = $3 AND business_type = $4 AND status_code = $5"
-_PACKAGE = f"SELECT {_RECORD} FROM packages p WHERE {_BY_KEY}"  # noqa: S608 (constant text)
+
+
+def _found_by(first: int) -> str:
+    """The package of the key in parameters $first to $first+4 (kind, sender, about,
+    business type, status code): with a business type of NEW_ELSE_ANY, of its sender's
+    documents of that DocumentId the new one first (by the key's index all the same)."""
+    kind, sender, about, business, status = (f"${n}" for n in range(first, first + 5))
+    return (
+        f"SELECT {_RECORD} FROM packages p WHERE kind = {kind} AND sender = {sender}"  # noqa: S608
+        f" AND about = {about} AND status_code = {status}"
+        f" AND (business_type = {business} OR {business} = {NEW_ELSE_ANY})"
+        " ORDER BY business_type LIMIT 1"
+    )
+
+
+_PACKAGE = _found_by(1)
 
 # one row per finding, told apart by ``what``: the package of the new one's key ($1-$5),
 # the original ($6-$10; NULLs when none is asked: no row), the codes the new one's sender
 # gave the original's sender about it (if $12), each addressee ($11 and the original's
 # recipients) with whether the address book knows it and its deliveries waiting
 _ADMISSION = f"""
-WITH original AS (
-    SELECT {_RECORD} FROM packages p WHERE kind = $6 AND sender = $7 AND about = $8
-    AND business_type = $9 AND status_code = $10
-), asked AS (
+WITH original AS ({_found_by(6)}), asked AS (
     SELECT DISTINCT org_id FROM (
         SELECT unnest($11::text[]) AS org_id UNION ALL SELECT unnest(recipients) FROM original
     ) a

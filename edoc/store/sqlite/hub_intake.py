@@ -7,16 +7,18 @@ import json
 import sqlite3
 
 from edoc.model import MessageKind
-from edoc.store.hub import Admission, PackageKey, PackageRecord
+from edoc.store.hub import NEW_ELSE_ANY, Admission, PackageKey, PackageRecord
 from edoc.store.sqlite.database import from_ms
 
-# the recipients come along as a JSON list: one query for the package and its deliveries
-_PACKAGE = (
-    "SELECT id, kind, sender, about, status_code, business_type, digest, accepted_at,"
-    " (SELECT json_group_array(recipient) FROM"
+# the recipients come along as a JSON list: one query for the package and its deliveries.
+# A key of business type NEW_ELSE_ANY matches each of its sender's documents of that
+# DocumentId, the new one first (by the key's index all the same: its first three columns)
+_PACKAGE = (  # constant text: the values are bound as parameters
+    "SELECT id, kind, sender, about, status_code, business_type, digest,"  # noqa: S608
+    " accepted_at, (SELECT json_group_array(recipient) FROM"
     "   (SELECT recipient FROM deliveries WHERE package_id = p.id ORDER BY id))"
-    " FROM packages p WHERE kind=? AND sender=? AND about=? AND business_type=?"
-    " AND status_code=?"
+    " FROM packages p WHERE kind=? AND sender=? AND about=? AND status_code=?"
+    f" AND (business_type=? OR ?={NEW_ELSE_ANY}) ORDER BY business_type LIMIT 1"
 )
 _CODES_GIVEN = (
     "SELECT p.status_code FROM packages p JOIN deliveries d ON d.package_id = p.id"
@@ -31,9 +33,8 @@ _ADDRESSEES = (
 
 
 def package_record(db: sqlite3.Connection, key: PackageKey) -> PackageRecord | None:
-    row = db.execute(
-        _PACKAGE, (key.kind, key.sender, key.about, key.business_type, key.status_code)
-    ).fetchone()
+    matched = (key.kind, key.sender, key.about, key.status_code)
+    row = db.execute(_PACKAGE, (*matched, key.business_type, key.business_type)).fetchone()
     if row is None:
         return None
     return PackageRecord(
