@@ -22,7 +22,7 @@ import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import rsa
@@ -31,6 +31,8 @@ from edoc import certcheck, errors, pki
 
 Clock = Callable[[], dt.datetime]
 EXPIRY_WARNING = dt.timedelta(days=30)
+RESTORE = "restore the keys folder from a copy"
+Read = TypeVar("Read")
 
 
 def utcnow() -> dt.datetime:
@@ -120,6 +122,30 @@ class SigningIdentity:
         )
 
 
+def read_records(path: Path) -> tuple[CertRecord, ...]:
+    """The records of the index at ``path``. A damaged one (not JSON, or not the index's
+    fields) is a KeyStoreError naming it: what to restore, not a parser's traceback."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        return tuple(CertRecord.from_json(item) for item in data["certificates"])
+    except (ValueError, KeyError, TypeError) as exc:  # JSON's and UTF-8's are ValueErrors
+        why = f"no field {exc}" if isinstance(exc, KeyError) else str(exc)
+        raise errors.KeyStoreError(
+            f"{path} is damaged (not the key index edoc writes: {why}); {RESTORE}"
+        ) from exc
+
+
+def read_pem(path: Path, load: Callable[[bytes], Read]) -> Read:
+    """A certificate or CRL of the key store, read by ``load``; a damaged one is a
+    KeyStoreError naming it (cryptography's ValueError says neither file nor remedy)."""
+    try:
+        return load(path.read_bytes())
+    except ValueError:
+        raise errors.KeyStoreError(
+            f"{path} is damaged (it does not read as PEM); {RESTORE}"
+        ) from None
+
+
 Holder = tuple[str, pki.CertKind, str]  # organization, kind, person ("" for its seal)
 
 
@@ -193,11 +219,10 @@ class KeyIndex:
             return self._snapshot
 
     def _read(self, stamp: int) -> _Snapshot:
-        data = json.loads(self.index_path.read_text())
-        records = tuple(CertRecord.from_json(item) for item in data["certificates"])
-        root = x509.load_pem_x509_certificate(self.root_path.read_bytes())
-        issuing = x509.load_pem_x509_certificate(self.issuing_path.read_bytes())
-        crl = x509.load_pem_x509_crl(self.crl_path.read_bytes())
+        records = read_records(self.index_path)
+        root = read_pem(self.root_path, x509.load_pem_x509_certificate)
+        issuing = read_pem(self.issuing_path, x509.load_pem_x509_certificate)
+        crl = read_pem(self.crl_path, x509.load_pem_x509_crl)
         if not crl.is_signature_valid(issuing.public_key()):  # type: ignore[arg-type]
             raise errors.KeyStoreError(f"{self.crl_path} is not signed by the issuing CA")
         trust = certcheck.Trust(
@@ -250,7 +275,7 @@ class KeyIndex:
         return cached
 
     def _load_identity(self, record: CertRecord) -> SigningIdentity:
-        cert = x509.load_pem_x509_certificate(self.cert_path(record.serial).read_bytes())
+        cert = read_pem(self.cert_path(record.serial), x509.load_pem_x509_certificate)
         key = pki.private_key(self.key_path(record.serial).read_bytes(), cert)
         return SigningIdentity(key, cert, record)
 

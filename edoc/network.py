@@ -20,6 +20,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import jsonschema
+from jsonschema.exceptions import best_match
+
 from edoc import atomic, errors
 from edoc.hub import app as hub_app
 from edoc.hub.directory import SEEDS
@@ -151,12 +154,54 @@ def random_base_port(step: int = 10) -> int:
         return base
 
 
+# What the readers of a network.json take from it (`edoc up`, `edoc simulate --network`):
+# a file without it is some other file, said as such before a reader fails on it
+_SHAPE = {
+    "type": "object",
+    "required": ["hub", "nodes"],
+    "properties": {
+        "hub": {"type": "object", "required": ["url"]},
+        "nodes": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": ["province", "name", "url", "agencies"],
+                "properties": {
+                    "agencies": {
+                        "type": "array",
+                        "items": {
+                            "type": "object",
+                            "required": ["org_id", "name", "token", "signer"],
+                        },
+                    },
+                },
+            },
+        },
+    },
+}
+
+
+def read(path: Path) -> dict[str, Any]:
+    """The network ``path`` describes; a file that is no network.json (damaged, or another
+    JSON file given for one) is refused naming it (EDOC-IN-000)."""
+    try:
+        spec: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+    except ValueError as exc:  # not JSON, or not UTF-8
+        raise errors.InputError(f"{path} is not a network.json ({exc})") from None
+    wrong = best_match(jsonschema.Draft202012Validator(_SHAPE).iter_errors(spec))
+    if wrong is not None:
+        raise errors.InputError(
+            f"{path} is not a network.json (at {wrong.json_path}: {wrong.message})"
+        )
+    return spec
+
+
 def planned(data_dir: Path) -> Network | None:
     """The network planned in ``data_dir`` before, as it was; None if none was."""
     path = data_dir / "network.json"
     if not path.exists():
         return None
-    return Network(data_dir, json.loads(path.read_text(encoding="utf-8")))
+    return Network(data_dir, read(path))
 
 
 def plan(

@@ -10,11 +10,12 @@ from pathlib import Path
 
 import click
 import pytest
+import structlog
 from click.testing import CliRunner, Result
 
 from edoc import errors
 from edoc.cli import main
-from edoc.cli.failures import EXIT_FAULT, EXIT_REFUSED, EXIT_SYSTEM, EdocGroup
+from edoc.cli.failures import DEBUG_VARIABLE, EXIT_FAULT, EXIT_REFUSED, EXIT_SYSTEM, EdocGroup
 from edoc.cli.options import ServiceUrl
 
 
@@ -98,6 +99,58 @@ def test_an_error_without_a_path_says_so() -> None:
 )
 def test_exit_codes(error: Exception, code: int) -> None:
     assert _run(_raising(error), "fails").exit_code == code
+
+
+@pytest.fixture
+def no_log(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A command's process, not a service's: no log configured (edoc.logs)."""
+    monkeypatch.setattr(structlog, "is_configured", lambda: False)
+    monkeypatch.delenv(DEBUG_VARIABLE, raising=False)
+
+
+@pytest.mark.usefixtures("no_log")
+def test_a_fault_edoc_did_not_translate_is_one_line_and_exit_3() -> None:
+    """A KeyError out of a command printed Python's traceback and exited 1 (refused
+    input): the README's one line, EDOC-000, a fault of edoc."""
+    result = _run(_raising(KeyError("nodes")), "fails")
+    assert result.exit_code == EXIT_FAULT
+    assert _one_line(result) == (
+        "error EDOC-000: an unexpected fault of edoc (KeyError: 'nodes');"
+        f" {DEBUG_VARIABLE}=1 shows its traceback"
+    )
+
+
+@pytest.mark.usefixtures("no_log")
+def test_a_faults_traceback_is_on_stderr_when_debugging(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(DEBUG_VARIABLE, "1")
+    result = _run(_raising(ValueError("a\nb")), "fails")
+    assert result.exit_code == EXIT_FAULT
+    *traceback, last = result.stderr.splitlines()
+    assert traceback[0] == "Traceback (most recent call last):"
+    assert "in fails" in result.stderr  # where it was raised
+    assert last == "error EDOC-000: an unexpected fault of edoc (ValueError: a b)"
+
+
+def test_a_services_fault_leaves_its_traceback_in_its_log(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(structlog, "is_configured", lambda: True)
+    with structlog.testing.capture_logs() as logged:
+        result = _run(_raising(RuntimeError("boom")), "fails")
+    assert result.exit_code == EXIT_FAULT
+    assert _one_line(result) == (
+        "error EDOC-000: an unexpected fault of edoc (RuntimeError: boom); its traceback is logged"
+    )
+    [entry] = logged
+    assert entry["event"] == "unexpected fault" and isinstance(entry["exc_info"], RuntimeError)
+
+
+@pytest.mark.parametrize(
+    ("ending", "code"),
+    [(click.UsageError("no"), 2), (click.Abort(), 1), (click.exceptions.Exit(0), 0)],
+)
+def test_clicks_own_endings_are_still_clicks(ending: Exception, code: int) -> None:
+    result = CliRunner().invoke(_raising(ending), ["fails"])
+    assert result.exit_code == code
+    assert "EDOC-000" not in result.output
 
 
 def _every_command(group: click.Group, ctx: click.Context) -> list[click.Command]:

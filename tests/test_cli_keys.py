@@ -14,6 +14,7 @@ from click.testing import CliRunner
 from cryptography import x509
 
 from edoc.cli import main
+from edoc.cli.failures import EXIT_FAULT
 from tests.support.pki import SAMPLE, SENDER, SIGNER
 
 EDOC = str(Path(sys.executable).parent / "edoc")
@@ -204,6 +205,27 @@ def test_keys_errors(tmp_path: Path) -> None:
     refused("EDOC-KEY-002", "keys", "rotate", SENDER, "--keys-dir", path)
     refused("EDOC-KEY-002", "keys", "rotate", SENDER, "--personal", SIGNER, "--keys-dir", path)
     refused("EDOC-KEY-002", "keys", "revoke", "abcdef", "--keys-dir", path)
+
+
+@pytest.mark.parametrize(
+    ("file", "damage", "why"),
+    [
+        ("index.json", b"{bad", "not the key index edoc writes: Expecting property name"),
+        ("index.json", b"{}", "not the key index edoc writes: no field 'certificates'"),
+        ("ca/root.pem", b"garbage", "it does not read as PEM"),
+    ],
+)
+def test_a_damaged_key_store_file_is_named(
+    tmp_path: Path, file: str, damage: bytes, why: str
+) -> None:
+    """It was a JSONDecodeError's or cryptography's ValueError's traceback, exit 1."""
+    path = tmp_path / "keys"
+    edoc("keys", "init", "--keys-dir", path)
+    (path / file).write_bytes(damage)
+    result = CliRunner().invoke(main, ["keys", "list", "--keys-dir", str(path)])
+    assert result.exit_code == EXIT_FAULT
+    assert result.stderr.startswith(f"error EDOC-KEY-000: {path / file} is damaged ({why}")
+    assert result.stderr.endswith("; restore the keys folder from a copy\n")
 
 
 def test_a_serial_is_said_in_whole_bytes_everywhere_and_read_in_any_form(

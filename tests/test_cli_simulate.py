@@ -265,6 +265,25 @@ def starting(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
     return runs
 
 
+@pytest.mark.parametrize(
+    ("text", "why"),
+    [
+        ("{bad", "(Expecting property name"),
+        ('{"hub": {"url": "x"}}', "(at $: 'nodes' is a required property)"),
+        ('{"hub": {"url": "x"}, "nodes": [{}]}', "(at $.nodes[0]: 'province' is a required"),
+    ],
+)
+def test_a_network_file_that_is_no_network_json_is_refused_by_name(
+    tmp_path: Path, text: str, why: str
+) -> None:
+    """Another JSON file given for --network was a KeyError's traceback, exit 1."""
+    given = tmp_path / "cong-van.json"
+    given.write_text(text)
+    result = CliRunner().invoke(main, ["simulate", "tay-ninh-2021", "--network", str(given)])
+    assert result.exit_code == 1
+    assert result.stderr.startswith(f"error EDOC-IN-000: {given} is not a network.json {why}")
+
+
 def test_a_network_the_data_dir_holds_starts_on_the_ports_chosen_for_the_run(
     tmp_path: Path, starting: list[dict[str, Any]], monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -104,3 +104,15 @@ def test_a_network_planned_without_tls_comes_back_without_it(
         assert again.exit_code == 0, again.output
         assert started[-1] == started[0] and started[-1]["hub"]["tls"] is False
         assert "http://127.0.0.1:8700" in again.stdout and "https://" not in again.stdout
+
+
+def test_a_damaged_network_json_is_refused_by_name(
+    tmp_path: Path, started: list[dict[str, Any]]
+) -> None:
+    (tmp_path / "network.json").write_text('{"hub": {"url": "x"}, "nodes": [{"province"')
+    refused = _up(tmp_path)
+    assert refused.exit_code == 1
+    assert refused.stderr.startswith(
+        f"error EDOC-IN-000: {tmp_path / 'network.json'} is not a network.json (Expecting"
+    )
+    assert started == []

@@ -3,7 +3,10 @@
 Every command of the ``edoc`` group runs inside :meth:`EdocGroup.invoke`: an
 :class:`~edoc.errors.EdocError` is printed as ``error CODE: message``; the operating
 system's refusals (``OSError``) are first translated into the error tree here, so that
-each names its path (or address) and says what to do. Exit codes:
+each names its path (or address) and says what to do. Any other exception is a fault
+of edoc that no part of it translated (a bug): it too is one line, EDOC-000, and its
+traceback goes where a developer finds it, a service's log, or stderr when
+``EDOC_DEBUG`` is set. Exit codes:
 
 ====  ===============================================================================
 0     success
@@ -18,7 +21,10 @@ each names its path (or address) and says what to do. Exit codes:
 from __future__ import annotations
 
 import errno
+import os
 import re
+import sys
+import traceback
 from typing import Any, NoReturn
 
 import click
@@ -29,6 +35,10 @@ EXIT_REFUSED = 1
 EXIT_USAGE = 2
 EXIT_FAULT = 3
 EXIT_SYSTEM = 4
+DEBUG_VARIABLE = "EDOC_DEBUG"  # set (to anything but ""): a fault's traceback on stderr too
+
+# click's own ways out (usage errors, Ctrl-C's abort, an exit code): click answers them
+_CLICK_ENDINGS = (click.exceptions.ClickException, click.exceptions.Abort, click.exceptions.Exit)
 
 
 class EdocGroup(click.Group):
@@ -43,6 +53,10 @@ class EdocGroup(click.Group):
             if exc.errno == errno.EPIPE:  # the reader went away (`| head`): click's own case
                 raise
             fail(from_os_error(exc))
+        except _CLICK_ENDINGS:
+            raise
+        except Exception as exc:  # the last resort: a bug's traceback is not the CLI's answer
+            fail(unexpected(exc))
 
 
 def fail(error: errors.EdocError) -> NoReturn:
@@ -76,6 +90,32 @@ def exit_code(error: errors.EdocError) -> int:
     if isinstance(error, errors.KeyStoreMissing):
         return EXIT_REFUSED  # a missing file, the CA (a service without one answers 500)
     return EXIT_REFUSED if error.status < 500 else EXIT_FAULT
+
+
+def unexpected(exc: Exception) -> errors.EdocError:
+    """EDOC-000 for an exception no part of edoc translated, its traceback kept for a
+    developer: logged by a service (its log is where its operator looks), printed on
+    stderr with EDOC_DEBUG set, and otherwise the line says how to see it."""
+    what = " ".join(f"{type(exc).__name__}: {exc}".split())  # one line, whatever it says
+    if _log_traceback(exc):
+        return errors.EdocError(f"an unexpected fault of edoc ({what}); its traceback is logged")
+    if os.environ.get(DEBUG_VARIABLE):
+        traceback.print_exception(exc, file=sys.stderr)
+        return errors.EdocError(f"an unexpected fault of edoc ({what})")
+    return errors.EdocError(
+        f"an unexpected fault of edoc ({what}); {DEBUG_VARIABLE}=1 shows its traceback"
+    )
+
+
+def _log_traceback(exc: Exception) -> bool:
+    """Log ``exc`` with its traceback if this process has a log (a service configured one,
+    edoc.logs); whether it had. structlog is imported only here, on a fault."""
+    import structlog
+
+    if not structlog.is_configured():
+        return False
+    structlog.get_logger().error("unexpected fault", exc_info=exc)
+    return True
 
 
 _MISSING = {errno.ENOENT, errno.ENOTDIR, errno.EISDIR}

@@ -60,7 +60,7 @@ Driven = tuple[dict[str, Any], report.Origin]  # a network's spec, and where it 
 def _network(options: Options, roots: tuple[str, ...], agencies: int) -> Iterator[Driven]:
     """The network to drive: the one in --network, or one started here and stopped after."""
     if options.network_file is not None:
-        yield json.loads(options.network_file.read_text(encoding="utf-8")), report.Origin.GIVEN
+        yield network.read(options.network_file), report.Origin.GIVEN
     elif options.data_dir is not None:
         with _started(options.data_dir, roots, agencies) as driven:
             yield driven
