@@ -394,6 +394,15 @@ class IdempotencyKeyReused(InputError):
     status = 409
 
 
+class AgencyExists(InputError):
+    """`edoc agency add` for an agency the node already lets in with another token (a new
+    one would lock out the software running with the old one, its every request refused),
+    or with a token that is another agency's."""
+
+    code = "EDOC-NODE-005"
+    status = 409
+
+
 class HubUnavailable(EdocError):
     """The hub could not be reached or answered 5xx/429; the outbox will retry."""
 

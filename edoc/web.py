@@ -1,5 +1,6 @@
 """What the hub and the node share on the HTTP side: errors, request ids, logs, metrics,
-JSON bodies."""
+JSON bodies, and the bearer tokens their callers come with (given by the operator:
+give_token)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import signal
 import ssl
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import structlog
@@ -256,6 +258,45 @@ class KnownTokens:
 def token_digest(token: str) -> str:
     """Tokens are stored only as their SHA-256."""
     return hashlib.sha256(token.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class TokenBook:
+    """Where a service keeps the tokens it lets its callers in with, one holder's each
+    (the hub's nodes, a node's agencies), as give_token asks it: by SHA-256."""
+
+    kind: str  # what a holder is, as the operator is told: "node", "agency"
+    holder_of: Callable[[str], Awaitable[str | None]]  # digest → who holds it
+    put: Callable[[str, str], Awaitable[None]]  # (holder, digest): any token it had replaced
+    put_new: Callable[[str, str], Awaitable[bool]]  # unless it holds another: whether it holds it
+    taken: type[errors.EdocError]  # what put and put_new raise for another holder's token
+
+
+async def give_token(book: TokenBook, holder: str, token: str, *, replace: bool) -> bool:
+    """Let ``holder`` in with ``token``; whether it holds it now. False: it holds another,
+    kept unless ``replace`` (the software running with that one would be locked out, its
+    every request refused). Another holder's token is refused naming that holder
+    (book.taken), ``replace`` or not, also one given to it since it was asked about."""
+    digest = token_digest(token)
+    await _refuse_anothers_token(book, holder, digest)
+    try:
+        if replace:
+            await book.put(holder, digest)
+            return True
+        return await book.put_new(holder, digest)
+    except book.taken:  # another took the token since it was asked about
+        await _refuse_anothers_token(book, holder, digest)  # (whose: the operator is told)
+        raise
+
+
+async def _refuse_anothers_token(book: TokenBook, holder: str, digest: str) -> None:
+    """A token is one holder's (the store holds it UNIQUE): asked first, so that the
+    operator reads whose it is rather than the store's constraint failing."""
+    owner = await book.holder_of(digest)
+    if owner is not None and owner != holder:
+        raise book.taken(
+            f"that token is {book.kind} {owner}'s; give {holder} another (or none: one is made)"
+        )
 
 
 def bearer_token(request: web.Request) -> str:

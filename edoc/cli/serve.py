@@ -272,21 +272,29 @@ def agency() -> None:
 
 @agency.command("add")
 @click.argument("org_id", metavar="ORGID")
-@click.option("--name", default="", help="The agency's name.")
+@click.option("--name", help="The agency's name  [default: as the node has it; none at first].")
 @data_dir_option
 @store_option
 @service_keys_dir_option
 @click.option("--token", help="Use this token instead of a new random one.")
+@click.option(
+    "--replace",
+    is_flag=True,
+    help="Replace the token of an agency the node already lets in (its software is refused"
+    " until given the new one).",
+)
 def agency_add(
     org_id: str,
-    name: str,
+    name: str | None,
     data_dir: Path,
     store_url: str | None,
     keys_dir: Path,
     token: str | None,
+    replace: bool,
 ) -> None:
     """Let agency ORGID use the node in --data-dir; issues its seal if it has none and
-    prints its bearer token."""
+    prints its bearer token. An agency the node lets in already keeps its token (refused,
+    EDOC-NODE-005) unless --replace."""
     from edoc.hub import directory
     from edoc.node import app as node_app
 
@@ -300,9 +308,9 @@ def agency_add(
     try:
         keys.current(org_id)
     except errors.UnknownCertificate:
-        keys.issue(org_id, org_name=name)
+        keys.issue(org_id, org_name=name or "")
     token = token or secrets.token_urlsafe(32)
-    asyncio.run(node_app.add_agency(config, org_id, name, token))
+    asyncio.run(node_app.add_agency(config, org_id, name, token, replace=replace))
     click.echo(token)
 
 

@@ -44,11 +44,13 @@ from edoc.keystore import KeyStore
 from edoc.offload import SMALL_BYTES, Offload
 from edoc.orgid import OrgId, parse_root_code
 from edoc.store import open_hub_store, store_is_shared
-from edoc.store.hub import HubStore, PackageRecord
+from edoc.store.hub import PackageRecord
 from edoc.web import (
     HttpMetrics,
+    TokenBook,
     bearer_token,
     body_to_file,
+    give_token,
     json_body,
     middleware,
     path_id,
@@ -369,34 +371,18 @@ async def add_node(config: HubConfig, node: str, token: str, *, replace: bool = 
     node running with that token would be locked out. Its own token again is no change;
     another node's token is refused, ``replace`` or not."""
     root = parse_root_code(node).root_code
-    digest = token_digest(token)
     store = await open_hub_store(config.store)
     try:
-        await _refuse_anothers_token(store, root, digest)
-        try:
-            if replace:
-                await store.add_node(root, digest)
-                return
-            added = await store.add_new_node(root, digest)
-        except errors.NodeExists:  # another node took the token since it was asked about
-            await _refuse_anothers_token(store, root, digest)  # (which: the operator is told)
-            raise
+        book = TokenBook(
+            "node", store.node_for_token, store.add_node, store.add_new_node, errors.NodeExists
+        )
+        added = await give_token(book, root, token, replace=replace)
     finally:
         await store.close()
     if not added:
         raise errors.NodeExists(
             f"node {root} is already connected with another token, which its running node"
             " uses; give --replace to give it a new one (then restart the node with it)"
-        )
-
-
-async def _refuse_anothers_token(store: HubStore, root: str, digest: str) -> None:
-    """A token is one node's (the store holds it UNIQUE): asked first, so that the
-    operator reads which node holds it rather than the store's constraint failing."""
-    owner = await store.node_for_token(digest)
-    if owner is not None and owner != root:
-        raise errors.NodeExists(
-            f"that token is node {owner}'s; give {root} another (or none: one is made)"
         )
 
 

@@ -50,7 +50,9 @@ from edoc.store.node import InboxItem, Outgoing, OutgoingRecipient, StateChange
 from edoc.urls import without_password
 from edoc.web import (
     HttpMetrics,
+    TokenBook,
     bearer_token,
+    give_token,
     json_body,
     middleware,
     path_id,
@@ -533,8 +535,30 @@ async def refuse_another_province(config: NodeConfig, org: OrgId) -> None:
         )
 
 
-async def add_agency(config: NodeConfig, org_id: str, name: str, token: str) -> None:
-    await add_agencies(config, [(org_id, name, token)])
+async def add_agency(
+    config: NodeConfig, org_id: str, name: str | None, token: str, *, replace: bool = False
+) -> None:
+    """Let agency ``org_id`` use the node with ``token`` (``name`` None: its stored name
+    kept). An agency the node already lets in with another token is refused
+    (AgencyExists) unless ``replace``: its software, running with that token, would be
+    locked out. Its own token again is no change; another agency's is refused."""
+    store = await open_node_store(config.store)
+    try:
+        book = TokenBook(
+            "agency",
+            store.agency_for_token,
+            lambda org, digest: store.add_agency(org, name, digest),
+            lambda org, digest: store.add_new_agency(org, name, digest),
+            errors.AgencyExists,
+        )
+        added = await give_token(book, org_id, token, replace=replace)
+    finally:
+        await store.close()
+    if not added:
+        raise errors.AgencyExists(
+            f"agency {org_id} already has another token, which its software uses; give"
+            " --replace to give it a new one (then give that one to its software)"
+        )
 
 
 async def add_agencies(config: NodeConfig, agencies: Iterable[tuple[str, str, str]]) -> None:

@@ -15,6 +15,7 @@ from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from edoc import errors
 from edoc.model import DeliveryState, Route, TransferState
 from edoc.store.sums import CounterSums
 
@@ -72,6 +73,13 @@ def sums_sql(first: str, before: str) -> str:
 class Agency:
     org_id: str
     name: str
+
+
+def token_taken(org_id: str) -> errors.AgencyExists:
+    """What a store raises when ``org_id``'s token is another agency's (a token is one
+    agency's: UNIQUE), asked to add it after the node last looked (edoc.node.app.add_agency
+    names whose)."""
+    return errors.AgencyExists(f"the token given to {org_id} is another agency's")
 
 
 @dataclass(frozen=True)
@@ -330,7 +338,17 @@ class NodeStore(Protocol):
         ...
 
     # agencies
-    async def add_agency(self, org_id: str, name: str, token_sha256: str) -> None: ...
+    async def add_agency(self, org_id: str, name: str | None, token_sha256: str) -> None:
+        """Let ``org_id`` in with this token, replacing any token it had (``name`` None:
+        its name kept). A token another agency holds raises errors.AgencyExists, nothing
+        changed."""
+        ...
+
+    async def add_new_agency(self, org_id: str, name: str | None, token_sha256: str) -> bool:
+        """Let ``org_id`` in with this token unless it holds another one (kept as it is);
+        whether it holds this one now (then named ``name``, if given). One change, as
+        HubStore.add_new_node. A token another agency holds raises errors.AgencyExists."""
+        ...
 
     async def agency_for_token(self, token_sha256: str) -> str | None: ...
 

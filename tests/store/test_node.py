@@ -112,6 +112,44 @@ async def test_agencies_are_found_by_their_latest_token(node_store: NodeStore) -
     assert await node_store.agency_for_token("c" * 64) == SENDER
 
 
+async def test_a_new_agency_is_let_in_but_one_let_in_keeps_its_token_and_name(
+    node_store: NodeStore,
+) -> None:
+    """`edoc agency add` replaced a known agency's token (its software locked out) and
+    blanked its name when --name was not given."""
+    assert await node_store.add_new_agency(SENDER, "Sở TT&TT", "a" * 64)
+    assert not await node_store.add_new_agency(SENDER, "Other", "b" * 64)
+    assert await node_store.add_new_agency(SENDER, None, "a" * 64)  # its own: no change
+    assert await node_store.agencies() == [Agency(SENDER, "Sở TT&TT")]
+    assert await node_store.agency_for_token("a" * 64) == SENDER
+    assert await node_store.agency_for_token("b" * 64) is None
+    assert await node_store.add_new_agency(SENDER, "Sở Thông tin", "a" * 64)  # renamed
+    assert await node_store.add_new_agency(NEIGHBOUR, None, "c" * 64)
+    assert await node_store.agencies() == [Agency(NEIGHBOUR, ""), Agency(SENDER, "Sở Thông tin")]
+
+
+async def test_a_replaced_token_keeps_the_name_unless_another_is_given(
+    node_store: NodeStore,
+) -> None:
+    await node_store.add_agency(SENDER, "Sở TT&TT", "a" * 64)
+    await node_store.add_agency(SENDER, None, "b" * 64)
+    assert await node_store.agencies() == [Agency(SENDER, "Sở TT&TT")]
+    assert await node_store.agency_for_token("b" * 64) == SENDER
+    await node_store.add_agency(SENDER, "Sở Thông tin", "b" * 64)
+    assert await node_store.agencies() == [Agency(SENDER, "Sở Thông tin")]
+
+
+async def test_another_agencys_token_is_the_error_it_means(node_store: NodeStore) -> None:
+    """The UNIQUE on a token came out as sqlite3.IntegrityError or asyncpg's
+    UniqueViolationError: a traceback for `edoc agency add --token` of another's."""
+    await node_store.add_agency(NEIGHBOUR, "Huyện", "a" * 64)
+    with pytest.raises(errors.AgencyExists):
+        await node_store.add_new_agency(SENDER, None, "a" * 64)
+    with pytest.raises(errors.AgencyExists):
+        await node_store.add_agency(SENDER, None, "a" * 64)
+    assert await node_store.agencies() == [Agency(NEIGHBOUR, "Huyện")]
+
+
 async def test_an_outgoing_document_is_queued_on_each_route(node_store: NodeStore) -> None:
     stored = await node_store.add_outgoing(DOCUMENT, NOW, [])
     assert (stored.kind, stored.sender, stored.document_id) == ("document", SENDER, "D1")

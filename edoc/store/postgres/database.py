@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Any, ClassVar, TypeAlias
 
@@ -64,6 +64,16 @@ def translated(doing: str) -> Iterator[None]:
         raise
     except FAILURES as exc:
         raise errors.StorageError(f"{doing}: {type(exc).__name__}: {exc}") from None
+
+
+@contextlib.contextmanager
+def unique_as(error: Callable[[], errors.EdocError]) -> Iterator[None]:
+    """A unique violation, as the error it means: for a change in which only one UNIQUE
+    can fail (a row's own conflict is its ON CONFLICT's)."""
+    try:
+        yield
+    except asyncpg.UniqueViolationError:
+        raise error() from None
 
 
 SCHEMA_VERSION = """

@@ -11,10 +11,10 @@ whose path the row holds, in a packages folder every instance reaches.
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import secrets
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
+from functools import partial
 
 import asyncpg
 
@@ -35,7 +35,7 @@ from edoc.store.hub import (
     sums_sql,
     token_taken,
 )
-from edoc.store.postgres.database import CONNECT_TIMEOUT
+from edoc.store.postgres.database import CONNECT_TIMEOUT, unique_as
 from edoc.store.postgres.hub_intake import HubIntake
 from edoc.store.postgres.listen import Listener
 from edoc.store.sums import CounterSums
@@ -273,16 +273,6 @@ _COUNT = (
 )
 
 
-@contextlib.contextmanager
-def _one_node_per_token(node: str) -> Iterator[None]:
-    """The UNIQUE on a node's token, failing, as the error it means (the node's own
-    conflict is ON CONFLICT's: no other unique violation can come of adding a node)."""
-    try:
-        yield
-    except asyncpg.UniqueViolationError:
-        raise token_taken(node) from None
-
-
 def _delivery(row: asyncpg.Record) -> Delivery:
     return Delivery(**dict(row))
 
@@ -500,7 +490,7 @@ class PostgresHubStore(HubIntake):
         return int(version or 0)
 
     async def add_node(self, node: str, token_sha256: str) -> None:
-        with _one_node_per_token(node):
+        with unique_as(partial(token_taken, node)):
             async with self._transaction() as conn:
                 await conn.execute(
                     "INSERT INTO nodes (node, token_sha256) VALUES ($1, $2)"
@@ -510,7 +500,7 @@ class PostgresHubStore(HubIntake):
                 )
 
     async def add_new_node(self, node: str, token_sha256: str) -> bool:
-        with _one_node_per_token(node):
+        with unique_as(partial(token_taken, node)):
             async with self._transaction() as conn:
                 # a clash with another node's token (UNIQUE) still raises (NodeExists): only this
                 # node's row

@@ -14,6 +14,7 @@ import contextlib
 import datetime as dt
 import json
 from collections.abc import Collection, Sequence
+from functools import partial
 
 import asyncpg
 
@@ -41,8 +42,9 @@ from edoc.store.node import (
     history,
     progress,
     sums_sql,
+    token_taken,
 )
-from edoc.store.postgres.database import PROGRESS_LOCK, Connection
+from edoc.store.postgres.database import PROGRESS_LOCK, Connection, unique_as
 from edoc.store.postgres.node_rows import (
     DUE,
     FOLD_PROGRESS,
@@ -99,6 +101,14 @@ FOLD_EVERY = 60.0  # seconds: the progress changes are folded into the counts th
 _SUMS = sums_sql("$1", "$2")
 
 
+# an agency's row, new or changed; a name not given (None) keeps the stored one ("" for
+# a new agency): `edoc agency add` without --name blanked it
+_UPSERT_AGENCY = (
+    "INSERT INTO agencies (org_id, name, token_sha256) VALUES ($1, COALESCE($2, ''), $3)"
+    " ON CONFLICT (org_id) DO UPDATE SET name = COALESCE($2, agencies.name)"
+)
+
+
 class PostgresNodeStore(NodeViews):
     component = "node"
     migrations = (FIRST, PROGRESS_COUNTS, FAILED, TROUBLED_INDEX, CREDENTIALS)
@@ -123,16 +133,31 @@ class PostgresNodeStore(NodeViews):
                 await self.progress()
 
     # --- agencies -----------------------------------------------------------------------------
-    async def add_agency(self, org_id: str, name: str, token_sha256: str) -> None:
-        async with self._transaction() as conn:
-            await conn.execute(
-                "INSERT INTO agencies (org_id, name, token_sha256) VALUES ($1, $2, $3)"
-                " ON CONFLICT (org_id) DO UPDATE SET name = excluded.name,"
-                " token_sha256 = excluded.token_sha256",
-                org_id,
-                name,
-                token_sha256,
-            )
+    async def add_agency(self, org_id: str, name: str | None, token_sha256: str) -> None:
+        with unique_as(partial(token_taken, org_id)):
+            async with self._transaction() as conn:
+                await conn.execute(
+                    f"{_UPSERT_AGENCY}, token_sha256 = excluded.token_sha256",
+                    org_id,
+                    name,
+                    token_sha256,
+                )
+
+    async def add_new_agency(self, org_id: str, name: str | None, token_sha256: str) -> bool:
+        with unique_as(partial(token_taken, org_id)):
+            async with self._transaction() as conn:
+                # an agency holding another token keeps it, and its name: only a name with
+                # its own token is changed
+                await conn.execute(
+                    f"{_UPSERT_AGENCY} WHERE agencies.token_sha256 = excluded.token_sha256",
+                    org_id,
+                    name,
+                    token_sha256,
+                )
+                held = await conn.fetchval(
+                    "SELECT token_sha256 FROM agencies WHERE org_id = $1", org_id
+                )
+        return bool(held == token_sha256)
 
     async def agency_for_token(self, token_sha256: str) -> str | None:
         found = await self._value(

@@ -366,6 +366,17 @@ def on_thread(db: aiosqlite.Connection, work: Callable[[sqlite3.Connection], T])
     return run(lambda: work(db._conn))
 
 
+@contextlib.contextmanager
+def unique_as(column: str, error: Callable[[], errors.EdocError]) -> Iterator[None]:
+    """The UNIQUE on ``column`` (``table.column``), failing, as the error it means."""
+    try:
+        yield
+    except sqlite3.IntegrityError as exc:
+        if column not in str(exc):
+            raise
+        raise error() from None
+
+
 def query(conn: sqlite3.Connection, sql: str, params: Sequence[Any] = ()) -> list[Any]:
     """A query's rows (called on the connection's thread)."""
     return conn.execute(sql, params).fetchall()

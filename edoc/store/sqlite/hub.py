@@ -5,13 +5,12 @@ It implements :class:`edoc.store.hub.HubStore`; open one with edoc.store.open_hu
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import json
 import secrets
 import sqlite3
 from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from functools import partial
 from typing import Any
@@ -35,7 +34,7 @@ from edoc.store.hub import (
     sums_sql,
     token_taken,
 )
-from edoc.store.sqlite.database import from_ms, query, to_ms
+from edoc.store.sqlite.database import from_ms, query, to_ms, unique_as
 from edoc.store.sqlite.hub_intake import admission, package_record
 from edoc.store.sqlite.hub_views import HubViews
 from edoc.store.sums import CounterSums
@@ -440,7 +439,7 @@ class SqliteHubStore(HubViews):
         return await self._read(_directory_version)
 
     async def add_node(self, node: str, token_sha256: str) -> None:
-        with _one_node_per_token(node):
+        with unique_as("nodes.token_sha256", partial(token_taken, node)):
             await self._change(
                 partial(
                     query,
@@ -451,7 +450,7 @@ class SqliteHubStore(HubViews):
             )
 
     async def add_new_node(self, node: str, token_sha256: str) -> bool:
-        with _one_node_per_token(node):
+        with unique_as("nodes.token_sha256", partial(token_taken, node)):
             return await self._change(partial(_add_new_node, node=node, token_sha256=token_sha256))
 
     async def node_for_token(self, token_sha256: str) -> str | None:
@@ -460,17 +459,6 @@ class SqliteHubStore(HubViews):
 
     async def watch(self, wake: Callable[[str], None]) -> None:
         """Nothing to watch: one hub process owns the file."""
-
-
-@contextlib.contextmanager
-def _one_node_per_token(node: str) -> Iterator[None]:
-    """The UNIQUE on a node's token, failing, as the error it means."""
-    try:
-        yield
-    except sqlite3.IntegrityError as exc:
-        if "nodes.token_sha256" not in str(exc):
-            raise
-        raise token_taken(node) from None
 
 
 def _add_new_node(conn: sqlite3.Connection, node: str, token_sha256: str) -> bool:

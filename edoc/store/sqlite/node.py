@@ -34,8 +34,9 @@ from edoc.store.node import (
     Transfer,
     progress,
     sums_sql,
+    token_taken,
 )
-from edoc.store.sqlite.database import query, to_ms
+from edoc.store.sqlite.database import query, to_ms, unique_as
 from edoc.store.sqlite.node_outbox import PACKAGES, due_transfers, next_transfer_at, packages_of
 from edoc.store.sqlite.node_tables import (
     ADDED_COLUMNS,
@@ -78,22 +79,50 @@ def _add_answer(db: sqlite3.Connection, answer: NewAnswer, now: dt.datetime) -> 
 _SUMS = sums_sql("?1", "?2")
 
 
+# an agency's row, new or changed; a name not given (None) keeps the stored one ("" for
+# a new agency): `edoc agency add` without --name blanked it
+_UPSERT_AGENCY = (
+    "INSERT INTO agencies (org_id, name, token_sha256) VALUES (?1, COALESCE(?2, ''), ?3)"
+    " ON CONFLICT (org_id) DO UPDATE SET name=COALESCE(?2, agencies.name)"
+)
+
+
+def _add_new_agency(
+    conn: sqlite3.Connection, org_id: str, name: str | None, token_sha256: str
+) -> bool:
+    # an agency holding another token keeps it, and its name: only a name with its own
+    # token is changed
+    conn.execute(
+        f"{_UPSERT_AGENCY} WHERE agencies.token_sha256=excluded.token_sha256",
+        (org_id, name, token_sha256),
+    )
+    ((held,),) = conn.execute(
+        "SELECT token_sha256 FROM agencies WHERE org_id=?", (org_id,)
+    ).fetchall()
+    return bool(held == token_sha256)
+
+
 class SqliteNodeStore(NodeViews):
     schema = SCHEMA
     added_columns = ADDED_COLUMNS
     added_scripts = ADDED_TABLES
 
     # --- agencies -----------------------------------------------------------------------------
-    async def add_agency(self, org_id: str, name: str, token_sha256: str) -> None:
-        await self._change(
-            partial(
-                query,
-                sql="INSERT INTO agencies (org_id, name, token_sha256) VALUES (?, ?, ?)"
-                " ON CONFLICT (org_id) DO UPDATE SET name=excluded.name,"
-                " token_sha256=excluded.token_sha256",
-                params=(org_id, name, token_sha256),
+    async def add_agency(self, org_id: str, name: str | None, token_sha256: str) -> None:
+        with unique_as("agencies.token_sha256", partial(token_taken, org_id)):
+            await self._change(
+                partial(
+                    query,
+                    sql=f"{_UPSERT_AGENCY}, token_sha256=excluded.token_sha256",
+                    params=(org_id, name, token_sha256),
+                )
             )
-        )
+
+    async def add_new_agency(self, org_id: str, name: str | None, token_sha256: str) -> bool:
+        with unique_as("agencies.token_sha256", partial(token_taken, org_id)):
+            return await self._change(
+                partial(_add_new_agency, org_id=org_id, name=name, token_sha256=token_sha256)
+            )
 
     async def agency_for_token(self, token_sha256: str) -> str | None:
         rows = await self._rows("SELECT org_id FROM agencies WHERE token_sha256=?", (token_sha256,))

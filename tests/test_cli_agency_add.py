@@ -1,0 +1,99 @@
+"""`edoc agency add`: an agency the node lets in already keeps its token unless told to
+replace it, and its name unless given another. It replaced the token (the one in the
+agency's software, network.json's, then refused: 401 EDOC-AUTH-001) and blanked the name,
+as `edoc hub add-node` did before it refused (EDOC-HUB-008)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner, Result
+
+from edoc.cli import main
+from edoc.cli.failures import EXIT_REFUSED
+from edoc.keystore import KeyStore
+from edoc.store import open_node_store, sqlite_url
+from edoc.store.node import Agency
+from edoc.web import token_digest
+from tests.store import postgres
+
+AGENCY = "000.00.07.H53"
+OTHER = "000.00.12.H53"
+
+
+@pytest.fixture(scope="module")
+def keys(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("agency") / "keys"
+    KeyStore(path).init()
+    return path
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """The node's store, on each backend (the SQLite file is the one --data-dir holds)."""
+    if request.param == "sqlite":
+        yield sqlite_url(tmp_path / "node" / "node.sqlite")
+    else:
+        yield from postgres.fresh_database("agency")
+
+
+Add = Callable[..., Result]  # (*options, org_id=AGENCY): `edoc agency add` at the node
+
+
+@pytest.fixture
+def add(keys: Path, store: str, tmp_path: Path) -> Add:
+    def agency_add(*options: str, org_id: str = AGENCY) -> Result:
+        node = ["--data-dir", str(tmp_path / "node"), "--store", store]
+        return CliRunner().invoke(
+            main, ["agency", "add", org_id, *node, "--keys-dir", str(keys), *options]
+        )
+
+    return agency_add
+
+
+def _book(store: str) -> tuple[list[Agency], dict[str, str | None]]:
+    """The node's agencies, and whom each token given in the test belongs to."""
+
+    async def read() -> tuple[list[Agency], dict[str, str | None]]:
+        opened = await open_node_store(store)
+        try:
+            tokens = {t: await opened.agency_for_token(token_digest(t)) for t in ("a", "b", "c")}
+            return await opened.agencies(), tokens
+        finally:
+            await opened.close()
+
+    return asyncio.run(read())
+
+
+def test_an_agency_keeps_its_token_and_name_unless_replaced(add: Add, store: str) -> None:
+    assert add("--token", "a", "--name", "Sở Nội vụ").exit_code == 0
+
+    again = add()
+    assert again.exit_code == EXIT_REFUSED, again.output
+    assert again.stdout == ""  # no token printed that the node does not hold
+    assert again.stderr == (
+        f"error EDOC-NODE-005: agency {AGENCY} already has another token, which its software"
+        " uses; give --replace to give it a new one (then give that one to its software)\n"
+    )
+    same = add("--token", "a")  # its own token again: no change
+    assert (same.exit_code, same.stdout) == (0, "a\n")
+    assert _book(store) == ([Agency(AGENCY, "Sở Nội vụ")], {"a": AGENCY, "b": None, "c": None})
+
+    replaced = add("--token", "b", "--replace")  # without --name: its name kept
+    assert (replaced.exit_code, replaced.stdout) == (0, "b\n"), replaced.output
+    assert _book(store) == ([Agency(AGENCY, "Sở Nội vụ")], {"a": None, "b": AGENCY, "c": None})
+
+
+def test_another_agencys_token_is_refused_by_name(add: Add, store: str) -> None:
+    assert add("--token", "a").exit_code == 0
+    for replace in ((), ("--replace",)):
+        refused = add("--token", "a", *replace, org_id=OTHER)
+        assert refused.exit_code == EXIT_REFUSED, refused.output
+        assert refused.stderr == (
+            f"error EDOC-NODE-005: that token is agency {AGENCY}'s; give {OTHER} another"
+            " (or none: one is made)\n"
+        )
+    assert _book(store) == ([Agency(AGENCY, "")], {"a": AGENCY, "b": None, "c": None})
