@@ -23,7 +23,7 @@ from typing import Any
 import jsonschema
 from jsonschema.exceptions import best_match
 
-from edoc import atomic, errors
+from edoc import atomic, errors, tasks
 from edoc.hub import app as hub_app
 from edoc.hub.directory import SEEDS
 from edoc.hub.state import HUB_ORG_ID, HubConfig
@@ -31,7 +31,7 @@ from edoc.keystore import KeyStore, Wanted
 from edoc.node import app as node_app
 from edoc.node.state import NodeConfig
 from edoc.orgid import OrgId, parse_root_code
-from edoc.store import store_is_shared
+from edoc.store import check_url, store_is_shared
 
 PROVINCES = {"H53": "Tây Ninh", "H34": "Kon Tum", "H44": "Phú Thọ", "H12": "Cà Mau"}
 AGENCIES = {  # (level-2 group, name, signer's position): the same few in every province
@@ -125,6 +125,8 @@ class HubPlan:
     store: str | None = None
 
     def __post_init__(self) -> None:
+        if self.store:  # before anything is provisioned or saved with it ("": the default)
+            check_url(self.store)
         if self.instances > 1 and not (self.store and store_is_shared(self.store)):
             raise errors.InvalidField("several hub instances need a shared store: postgresql://")
 
@@ -388,7 +390,7 @@ def register_tokens(network: Network) -> None:
             async with opening:
                 await node_app.add_agencies(config, given)
 
-        await asyncio.gather(
+        await tasks.together(
             hub_app.add_nodes(hub, {node["province"]: node["hub_token"] for node in nodes}),
             *(agencies(node) for node in nodes),
         )

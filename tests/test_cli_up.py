@@ -116,3 +116,22 @@ def test_a_damaged_network_json_is_refused_by_name(
         f"error EDOC-IN-000: {tmp_path / 'network.json'} is not a network.json (Expecting"
     )
     assert started == []
+
+
+@pytest.mark.parametrize("store", ["foo://bar", "sqlite:///"])
+def test_a_store_edoc_cannot_open_is_refused_before_anything_is_made(
+    tmp_path: Path, started: list[dict[str, Any]], store: str
+) -> None:
+    """It was refused only when the hub's store was opened: the network was provisioned
+    and saved with it by then (each later `edoc up` failing the same way)."""
+    data = tmp_path / "net"
+    refused = _up(data, "--store", store)
+    assert refused.exit_code == 1
+    assert refused.stderr.startswith("error EDOC-STORE-002: ")
+    assert len(refused.stderr.splitlines()) == 1
+    assert not data.exists() and started == []
+
+    assert _up(data, "--provinces", "H53").exit_code == 0  # planned: its store is kept
+    before = (data / "network.json").read_bytes()
+    assert _up(data, "--store", store).exit_code == 1
+    assert (data / "network.json").read_bytes() == before and len(started) == 1

@@ -4,9 +4,12 @@ once, and again without harm."""
 from __future__ import annotations
 
 import asyncio
+import threading
 from pathlib import Path
 
-from edoc import network
+import pytest
+
+from edoc import errors, network
 from edoc.hub.state import HubConfig
 from edoc.node.state import NodeConfig
 from edoc.store import open_hub_store, open_node_store
@@ -46,3 +49,20 @@ def test_every_token_is_registered_once_and_again_harmlessly(tmp_path: Path) -> 
         assert agencies == {
             a["org_id"]: a["org_id"] for n in net.spec["nodes"] for a in n["agencies"]
         }
+
+
+def test_a_store_that_fails_leaves_none_of_the_others_opening(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """The hub's store refused (an unknown scheme, as `edoc up --store foo://bar` saved
+    one) while the nodes' were opening: those were left half open, and each one's thread
+    answered after the loop had closed, "RuntimeError: Event loop is closed" tracebacks
+    after the error's line."""
+    net = network.plan(tmp_path, ["H53", "H34", "H44", "H12"], 21000, tls=True)
+    net.spec["hub"]["store"] = "foo://bar"  # as network.json has it, saved before the check
+    with pytest.raises(errors.UnknownStore):
+        network.register_tokens(net)
+    for thread in threading.enumerate():  # the stores' threads, had any been left
+        if thread is not threading.current_thread():
+            thread.join(timeout=10)
+    assert "Event loop is closed" not in capfd.readouterr().err

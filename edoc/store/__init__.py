@@ -49,6 +49,15 @@ def _postgresql(url: str) -> bool:
     return url.startswith(("postgresql://", "postgres://"))
 
 
+def check_url(url: str) -> None:
+    """Raise the UnknownStore that opening a store at ``url`` would, without opening it:
+    `edoc up --store` refuses one before it provisions and saves a network with it."""
+    if url.startswith(SQLITE):
+        _sqlite_path(url)
+    elif not _postgresql(url):
+        raise _scheme_error(url)
+
+
 def store_is_shared(url: str) -> bool:
     """Whether several processes may work on the store at ``url`` at once: a database
     server's (several hub instances), not a file."""

@@ -99,7 +99,7 @@ class SqliteDatabase:
             # an earlier run are there (a crash leaves them); it would fail at each write
             raise errors.StorageError(f"cannot open {self.path}: its folder is not writable")
         try:
-            self._db = await aiosqlite.connect(self.path, isolation_level=None)
+            self._db = await _connected(self.path)
             # a new store's pages (a no-op for an existing one: SQLite reads its size
             # from the file): a package of ~275 KB was ~70 pages of 4 KB, each a WAL
             # frame and a system call to write, read back and checkpoint
@@ -113,13 +113,16 @@ class SqliteDatabase:
             await self._add_scripts()
             # opened on the schema made above; never writes (query_only: a bug that tried
             # would fail loudly rather than write outside the group commit)
-            self._reader = await aiosqlite.connect(self.path, isolation_level=None)
+            self._reader = await _connected(self.path)
             await self._reader.execute("PRAGMA query_only=ON")
         except sqlite3.Error as exc:
             # close what was opened: its worker thread would keep the process alive, a
             # service that printed its error and then hung instead of exiting
             await self.close()
             raise errors.StorageError(f"cannot open {self.path}: {exc}") from None
+        except asyncio.CancelledError:  # (`edoc up` registering: another store failed)
+            await self.close()  # its threads end before the loop they answer to does
+            raise
 
     async def ping(self) -> None:
         """Whether the store answers: a query through each connection's thread (a store
@@ -364,6 +367,19 @@ def on_thread(db: aiosqlite.Connection, work: Callable[[sqlite3.Connection], T])
     place that uses it."""
     run: Callable[[Callable[[], T]], Awaitable[T]] = db._execute  # untyped there
     return run(lambda: work(db._conn))
+
+
+async def _connected(path: Path) -> aiosqlite.Connection:
+    """A connection to ``path``, not left half made by a cancellation: aiosqlite's thread
+    would finish it later and answer to an event loop closed by then, a traceback from
+    the thread. Cancelled, it waits for the connection, closes it, and is cancelled."""
+    opening = asyncio.ensure_future(aiosqlite.connect(path, isolation_level=None))
+    try:
+        return await asyncio.shield(opening)
+    except asyncio.CancelledError:
+        with contextlib.suppress(sqlite3.Error):
+            await (await opening).close()
+        raise
 
 
 @contextlib.contextmanager
