@@ -81,6 +81,18 @@ def _failure(exc: Exception) -> str:
     return str(exc) or type(exc).__name__
 
 
+def _scheme_hint(url: str, exc: Exception) -> str:
+    """The other scheme, when ``exc`` is what the wrong one gives: a TLS service asked
+    over http:// hangs up (its handshake read no TLS), a plain one asked over https://
+    answers no TLS (WRONG_VERSION_NUMBER). Said as "if": other faults end the same way."""
+    scheme, _, rest = url.partition("://")
+    if scheme == "http" and isinstance(exc, aiohttp.ServerDisconnectedError):
+        return f"; if it serves TLS, its address is https://{rest}"
+    if scheme == "https" and isinstance(exc, aiohttp.ClientConnectorSSLError):
+        return f"; if it serves plain HTTP, its address is http://{rest}"
+    return ""
+
+
 def _reason(exc: BaseException) -> str:
     """An OS or TLS error's own words (a certificate's: what verifying it found)."""
     said = getattr(exc, "verify_message", None) or getattr(exc, "strerror", None)
@@ -190,7 +202,9 @@ class _Client:
         except (aiohttp.ClientError, RuntimeError) as exc:
             if not _no_connection(exc):
                 raise
-            raise self.unreachable(f"cannot reach {self.shown_url}: {_failure(exc)}") from None
+            raise self.unreachable(
+                f"cannot reach {self.shown_url}: {_failure(exc)}{_scheme_hint(self.shown_url, exc)}"
+            ) from None
 
     def _checked(self, answer: Answer) -> Any:
         return answer.ok()

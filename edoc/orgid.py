@@ -97,9 +97,16 @@ def root_of(org_id: str) -> OrgId:
 
 
 def parse_root_code(code: str) -> OrgId:
-    """``H53`` or ``000.00.00.H53`` → the level-1 identifier."""
-    text = code if "." in code else f"000.00.00.{code}"
-    org = OrgId.parse(text)
+    """``H53`` or ``000.00.00.H53`` → the level-1 identifier. A short code refused is said
+    as given, not as the identifier made of it (``--province BAD`` said '000.00.00.BAD')."""
+    if "." not in code:
+        try:
+            return OrgId.parse(f"000.00.00.{code}")
+        except InvalidOrgId:
+            raise InvalidOrgId(
+                f"{code!r} is not a province or ministry code (e.g. H53, G01)"
+            ) from None
+    org = OrgId.parse(code)
     if org.level != 1:
         raise InvalidOrgId(f"not a province or ministry identifier: {code!r}")
     return org

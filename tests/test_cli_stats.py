@@ -209,3 +209,15 @@ def test_a_services_refusal_is_said_under_its_own_code_whichever_it_is(option: s
         server.server_close()
     assert result.exit_code == 3, result.output
     assert result.stderr == "error EDOC-STORE-001: disk full\n"
+
+
+@pytest.mark.parametrize(
+    "options",
+    [[], ["--hub", "http://127.0.0.1:9", "--node", "http://127.0.0.1:9"]],
+    ids=["neither", "both"],
+)
+def test_one_service_is_asked_exactly(options: list[str]) -> None:
+    """Both given said "give one of --hub URL or --node URL", which one had."""
+    result = CliRunner().invoke(main, ["stats", *options])
+    assert result.exit_code == 2
+    assert "give exactly one of --hub URL or --node URL" in result.stderr

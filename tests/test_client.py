@@ -152,6 +152,35 @@ async def test_a_certificate_not_trusted_is_said_so_naming_host_and_port(tmp_pat
     assert "ssl:" not in message and "args" not in message
 
 
+async def test_a_tls_service_asked_over_http_is_said_to_be_https(tmp_path: Path) -> None:
+    """`edoc stats --hub http://…` of a TLS hub said only "Server disconnected"."""
+    ca = Ca.create(tmp_path / "keys")
+    ca.keys.issue(HUB_ORG_ID, tls_hosts=("127.0.0.1",))
+    hub = TestServer(web.Application(), host="127.0.0.1")
+    await hub.start_server(ssl=tls.server_context(ca.keys, HUB_ORG_ID))
+    address = f"127.0.0.1:{hub.port}"
+    try:
+        with pytest.raises(errors.Unreachable) as failed:
+            await AgencyClient(f"http://{address}").stats()
+    finally:
+        await hub.close()
+    assert failed.value.message == (
+        f"cannot reach http://{address}: Server disconnected; if it serves TLS, its address"
+        f" is https://{address}"
+    )
+
+
+async def test_a_plain_service_asked_over_https_is_said_to_be_http() -> None:
+    """`edoc send --node https://…` to a plain node said only OpenSSL's words."""
+    async with TestServer(web.Application(), host="127.0.0.1") as node:
+        address = f"127.0.0.1:{node.port}"
+        with pytest.raises(errors.Unreachable) as failed:
+            await AgencyClient(f"https://{address}").stats()
+    assert failed.value.message.endswith(
+        f"; if it serves plain HTTP, its address is http://{address}"
+    )
+
+
 async def test_uvloops_taken_descriptor_is_a_failed_connection() -> None:
     """uvloop may refuse a connect whose file descriptor it still holds (uvloop #653):
     the next try works, so it must read as unreachable, not end a node's collector."""

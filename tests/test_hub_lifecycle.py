@@ -86,10 +86,17 @@ async def test_mutual_tls(ca: Ca, tmp_path: Path) -> None:
         no_cert = NodeClient(hub, token, tls.admin_context(ca.keys))
         code, body, _ = await no_cert.post(document(ca, to=[H23]))
         assert (code, body["error"]["code"]) == (403, "EDOC-AUTH-002")
+        assert body["error"]["message"] == (  # it said "client certificate of None"
+            "no client certificate: the hub takes node H53 over mutual TLS, with its TLS"
+            " certificate"
+        )
 
         other_province = NodeClient(hub, token, _client(ca.keys, "000.00.00.H23"))
         code, body, _ = await other_province.post(document(ca, to=[H41]))
         assert (code, body["error"]["code"]) == (403, "EDOC-AUTH-002")
+        assert body["error"]["message"] == (
+            "client certificate of 000.00.00.H23 does not belong to node H53"
+        )
 
         result = subprocess.run(
             [EDOC, "stats", "--hub", hub.url, "--json", "--keys-dir", str(ca.keys.path)],

@@ -161,3 +161,13 @@ def test_parse_root_code(code: str, expected: str) -> None:
 def test_parse_root_code_refuses(code: str) -> None:
     with pytest.raises(errors.InvalidOrgId):
         parse_root_code(code)
+
+
+def test_a_root_code_refused_is_said_as_given() -> None:
+    """`--province BAD` said "not an organization identifier (AAA.BB.CC.DNN):
+    '000.00.00.BAD'", an identifier the user never wrote."""
+    with pytest.raises(errors.InvalidOrgId) as refused:
+        parse_root_code("BAD")
+    assert refused.value.message == "'BAD' is not a province or ministry code (e.g. H53, G01)"
+    with pytest.raises(errors.InvalidOrgId, match="not a province or ministry identifier"):
+        parse_root_code("000.00.12.H53")  # an identifier, of an agency

@@ -24,9 +24,9 @@ from edoc.model import recipient_state
 @json_option
 @uses_keys
 def stats(hub_url: str | None, node_url: str | None, as_json: bool, keys_dir: Path) -> None:
-    """Sent and received counts of a hub or a node (give one of --hub or --node)."""
+    """Sent and received counts of a hub or a node (give exactly one of --hub or --node)."""
     if (hub_url is None) == (node_url is None):
-        raise click.UsageError("give one of --hub URL or --node URL")
+        raise click.UsageError("give exactly one of --hub URL or --node URL")
     report = asyncio.run(_service(hub_url, node_url, keys_dir).stats())
     if as_json:
         click.echo(json.dumps(report, ensure_ascii=False, indent=2))

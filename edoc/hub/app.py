@@ -76,14 +76,21 @@ async def authenticate(request: web.Request) -> str:
 
 
 def _check_client_certificate(request: web.Request, state: HubState, node: str) -> None:
-    """The client certificate is the node's and the CA has not revoked it: judged at each
-    request (a kept-alive connection outlives a revocation), against the key index,
+    """Over TLS a node comes with its client certificate as well as its token (mutual
+    TLS): the certificate must be the node's, and one the CA has not revoked, judged at
+    each request (a kept-alive connection outlives a revocation) against the key index,
     which reloads the CRL when `edoc keys revoke` changes it. EDOC-AUTH-002 is what the
     node reads as its credentials refused (edoc.node.refusal), not a package's fault."""
     peer = tls.peer(request.transport.get_extra_info("ssl_object") if request.transport else None)
-    if peer is None or OrgId.parse(peer.org_id).root_code != node:
-        owner = peer.org_id if peer else None
-        raise errors.Forbidden(f"client certificate of {owner} does not belong to node {node}")
+    if peer is None:
+        raise errors.Forbidden(
+            f"no client certificate: the hub takes node {node} over mutual TLS, with its"
+            " TLS certificate"
+        )
+    if OrgId.parse(peer.org_id).root_code != node:
+        raise errors.Forbidden(
+            f"client certificate of {peer.org_id} does not belong to node {node}"
+        )
     revoked = tls.revocation(peer, state.keys)
     if revoked is not None:
         raise errors.Forbidden(f"client {revoked}")
