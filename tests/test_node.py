@@ -409,7 +409,9 @@ async def test_15_and_16_answer_a_change_received_and_only_one_of_them(
     status, answer, _ = await recipient.request("POST", door, json_body={"code": "15"})
     assert (status, answer["error"]["code"]) == (409, "EDOC-HUB-006"), answer
     assert (await recipient.inbox_item(item["id"]))["answers"] == ["01", "03", "04", "16"]
-    state, history = await eventually(partial(_history, sender, outgoing_id))
+    shown = await eventually(partial(_history, sender, outgoing_id))
+    assert shown is not None
+    state, history = shown
     assert state == "04" and history[-3:] == ["03", "04", "16"], history  # 16 in it alone
 
 

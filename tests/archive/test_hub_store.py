@@ -131,7 +131,7 @@ async def test_a_package_whose_bytes_were_dropped_is_not_stamped(store_url: str)
         await packages.close()
 
 
-async def _no_proofs(digests: Sequence[bytes]) -> dict[bytes, BatchProof]:
+async def _no_proofs(packages: Sequence[bytes | Path]) -> list[BatchProof | None]:
     raise AssertionError("no proof is looked for: the evidence fails before")
 
 

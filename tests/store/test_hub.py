@@ -450,7 +450,8 @@ async def test_a_retention_step_passes_over_what_is_owed_and_says_how_far_it_loo
     (Stopped at its limit of packages dropped instead, a step walked every owed package
     on its way, however many, in one write transaction.)"""
     await _acknowledged(hub_store, (9, 8, 7, 6, 5, 4), owed=3)
-    reached, steps = EPOCH, []
+    reached: dt.datetime | None = EPOCH
+    steps = []
     while reached is not None:
         step = _step(await hub_store.drop_delivered_bytes(reached, NOW, 2))
         steps.append(step)
