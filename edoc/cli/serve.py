@@ -299,7 +299,8 @@ def agency_add(
     from edoc.node import app as node_app
 
     org = OrgId.parse(org_id)
-    directory.organization_name(org_id, name)  # as the hub's registration holds it
+    if name is not None:  # (none given: the name the node has is kept)
+        directory.organization_name(org_id, name)  # as the hub's registration holds it
     config = NodeConfig(
         org.root_code, data_dir, keys_dir, hub_url="", hub_token="", store_url=store_url
     )
