@@ -11,11 +11,14 @@ import os
 import sqlite3
 import subprocess
 from pathlib import Path
+from types import SimpleNamespace
+from typing import cast
 
 import pytest
 
-from edoc import envelope
+from edoc import envelope, errors
 from edoc.hub import retention
+from edoc.hub.state import HubState
 from edoc.offload import Offload
 from edoc.store import open_hub_store, sqlite_url
 from edoc.store.hub import Addressee, HubStore, NewPackage, Receipt, Tally
@@ -238,3 +241,25 @@ async def test_a_file_that_cannot_be_removed_stays_listed_for_the_next_pass(
     finally:
         offload.close()
         await store.close()
+
+
+class _FailingStore:
+    """A store whose change fails a moment after it began (the database gone)."""
+
+    async def dropped_files(self, after: str, limit: int) -> list[str]:
+        return []
+
+    async def drop_delivered_bytes(self, after: object, before: object, limit: int) -> None:
+        await asyncio.sleep(0.2)
+        raise errors.StorageError("the database is gone")
+
+
+async def test_a_stop_during_a_step_that_fails_still_stops() -> None:
+    """A step's store fault must not take the place of the stop waiting for it:
+    drop_forever would take it for a failed pass's and sleep an hour."""
+    state = cast(HubState, SimpleNamespace(store=_FailingStore(), offload=None))
+    task = asyncio.create_task(retention.drop_forever(state, keep_days=1))
+    await asyncio.sleep(0.05)  # in its step
+    task.cancel()
+    await asyncio.wait({task}, timeout=5)
+    assert task.cancelled()

@@ -10,8 +10,9 @@ from types import SimpleNamespace
 from typing import Any, cast
 
 import pytest
+from structlog.testing import capture_logs
 
-from edoc import signing
+from edoc import errors, signing
 from edoc.hub import directory
 from edoc.hub.state import HUB_ORG_ID
 from edoc.node.addressbook import AddressBook
@@ -77,3 +78,24 @@ async def test_the_book_held_is_judged_again_without_verifying_its_signature_aga
     assert book.trusted(state) is None  # no longer trusted, at its next use
     assert book.current() is None  # (dropped)
     assert len(verifications) == 2
+
+
+async def test_a_key_store_that_cannot_be_read_leaves_the_book_held(
+    tmp_path: Path, ca: Ca, state: NodeState, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A damaged or half-copied key store (EDOC-KEY-000) says nothing about the book: it
+    stays held, not dropped as a book that no longer verifies."""
+    kept = tmp_path / "addressbook.xml"
+    kept.write_bytes(_book(ca))
+    book = AddressBook(kept)
+    await book.load_kept(state)
+    copy = book.current()
+
+    def damaged() -> None:
+        raise errors.KeyStoreError("keys/ca/crl.pem is damaged")
+
+    monkeypatch.setattr(ca.keys, "trust", damaged)
+    with capture_logs() as logs:
+        assert copy is not None and book.trusted(state) == copy
+    assert book.current() == copy
+    assert [line["event"] for line in logs] == ["the address book held cannot be judged again"]

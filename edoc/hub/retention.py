@@ -18,6 +18,7 @@ row until its change commits.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 from collections.abc import Sequence
 from pathlib import Path
@@ -61,7 +62,10 @@ async def drop_old(store: HubStore, offload: Offload, before: dt.datetime) -> in
         try:
             done = await asyncio.shield(step)
         except asyncio.CancelledError:
-            await step
+            # the stop goes on whatever the step ends with: a store fault raised here
+            # instead would be taken by drop_forever for a pass's, and wait an hour
+            with contextlib.suppress(Exception):
+                await step
             raise
         dropped += done.dropped
         if done.reached is None:

@@ -99,6 +99,11 @@ def _verified(data: bytes, digest: bytes, etag: str, state: NodeState, signer: s
     return Copy(book.version, book.expires, known, etag, book.seal, digest)
 
 
+# The node's own trust anchors could not be read (a damaged or half-copied key store):
+# no judgement of the book, which is neither dropped nor blamed for it.
+_UNREAD = (OSError, ValueError, errors.KeyStoreError)
+
+
 def _judged_again(copy: Copy, state: NodeState, signer: str) -> None:
     """Raises why ``copy`` is no longer to be trusted, as the key store and the clock say
     now (directory.judge_again): a few microseconds, so on the loop."""
@@ -234,10 +239,10 @@ class AddressBook:
         revoked since), or a revoked seal's book would be trusted until it expires."""
         try:
             self._judge(state, held)
+        except _UNREAD as exc:  # the trust anchors unread: it stays held
+            log.error("the address book held cannot be judged again", reason=str(exc))
         except errors.EdocError as exc:
             log.warning("the address book held no longer verifies", reason=str(exc))
-        except (OSError, ValueError) as exc:  # the trust anchors unread: it stays held
-            log.error("the address book held cannot be judged again", reason=str(exc))
 
     async def _adopt(self, state: NodeState, data: bytes, keep: bool, etag: str = "") -> None:
         digest = await state.offload.run_small_here(offload.held_small(data), _digest, data)
@@ -264,6 +269,8 @@ class AddressBook:
         One no longer trusted is dropped, as a refused book is not taken."""
         try:
             _judged_again(held, state, self.signer)
+        except _UNREAD:
+            raise
         except errors.EdocError:
             if self._copy is held:
                 self._copy = None
