@@ -6,6 +6,7 @@ and a certificate issued anew works again."""
 
 from __future__ import annotations
 
+import os
 import ssl
 from pathlib import Path
 
@@ -90,6 +91,56 @@ async def test_the_node_refuses_a_hub_whose_server_certificate_is_revoked(
             hub.stop()
             hub.start()  # serving with its new certificate: the same node client takes it
             assert await _directory_status(client) == 200
+        finally:
+            await client.close()
+    finally:
+        hub.stop()
+
+
+def _damage_the_crl(keys: KeyStore) -> None:
+    """A CRL half copied (keys/ synced from the CA while a service reads it): the key
+    index reads it again at its next look, as the index's time moved."""
+    (keys.path / "ca" / "crl.pem").write_bytes(b"-----BEGIN X509 CRL-----\nhalf")
+    index = keys.path / "index.json"
+    stamp = index.stat().st_mtime_ns + 1_000_000_000
+    os.utime(index, ns=(stamp, stamp))
+
+
+async def test_a_key_store_the_hub_cannot_read_is_its_fault_not_said_with_its_paths(
+    tmp_path: Path,
+) -> None:
+    ca = hub_ca(tmp_path / "keys")
+    hub = HubProcess(tmp_path / "hub", ca.keys.path, tls=True).start()
+    try:
+        token = hub.add_node("H53")
+        async with NodeClient(hub, token, tls.client_context(ca.keys, H53)) as node:
+            assert (await node.request("GET", PATHS[0]))[0] == 200
+            _damage_the_crl(ca.keys)
+            code, body, _ = await node.request("GET", PATHS[0])
+        assert (code, body["error"]["code"]) == (500, "EDOC-KEY-000"), body
+        assert str(tmp_path) not in body["error"]["message"]
+        assert "crl.pem" not in body["error"]["message"]
+    finally:
+        hub.stop()
+
+
+async def test_a_node_that_cannot_read_its_key_store_leaves_no_connection_acquired(
+    tmp_path: Path,
+) -> None:
+    ca = hub_ca(tmp_path / "keys")
+    hub = HubProcess(tmp_path / "hub", ca.keys.path, tls=True).start()
+    try:
+        config = NodeConfig("H53", tmp_path / "node", ca.keys.path, hub.url, hub.add_node("H53"))
+        client = hublink.open_hub(config, KeyStore(ca.keys.path))
+        try:
+            assert await _directory_status(client) == 200
+            _damage_the_crl(ca.keys)
+            for _ in range(3):
+                with pytest.raises(errors.KeyStoreError):
+                    await _directory_status(client)
+            connector = client._session.connector if client._session else None
+            assert connector is not None
+            assert not connector._acquired  # (none leaked)
         finally:
             await client.close()
     finally:

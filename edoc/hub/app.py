@@ -91,7 +91,11 @@ def _check_client_certificate(request: web.Request, state: HubState, node: str) 
         raise errors.Forbidden(
             f"client certificate of {peer.org_id} does not belong to node {node}"
         )
-    revoked = tls.revocation(peer, state.keys)
+    try:
+        revoked = tls.revocation(peer, state.keys)
+    except errors.KeyStoreError as exc:  # it names the hub's files: its log's, not the node's
+        log.error("client certificate not judged", node=node, reason=exc.message)
+        raise errors.KeyStoreError("the hub cannot read its key store now") from None
     if revoked is not None:
         raise errors.Forbidden(f"client {revoked}")
 

@@ -36,9 +36,13 @@ class _HubConnector(aiohttp.TCPConnector):
         self, req: ClientRequest, traces: list[Trace], timeout: aiohttp.ClientTimeout
     ) -> Connection:
         connection = await super().connect(req, traces, timeout)
-        transport = connection.transport
-        peer = tls.peer(transport.get_extra_info("ssl_object") if transport else None)
-        revoked = tls.revocation(peer, self._keys) if peer else None
+        try:
+            transport = connection.transport
+            peer = tls.peer(transport.get_extra_info("ssl_object") if transport else None)
+            revoked = tls.revocation(peer, self._keys) if peer else None
+        except BaseException:  # (a key store that cannot be read): not left acquired
+            connection.close()
+            raise
         if revoked is not None:
             connection.close()
             raise aiohttp.ClientConnectionError(f"the hub's server {revoked}")
