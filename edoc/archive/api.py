@@ -20,14 +20,14 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import os
 import tempfile
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import BinaryIO
 
 import structlog
 from aiohttp import web
-from aiohttp.abc import AbstractStreamWriter
 
 from edoc import errors
 from edoc.archive import container, export
@@ -69,18 +69,31 @@ class Builds:
             self.running -= 1
 
 
-class _Sent(web.FileResponse):
-    """A container's file, removed once it is sent (or its sending failed)."""
+CHUNK = 256 * 1024  # bytes of the container's file read at a time, off the loop
 
-    def __init__(self, path: Path, offload: Offload, **options: Any) -> None:
-        super().__init__(path, **options)
-        self._built, self._offload = path, offload
 
-    async def prepare(self, request: web.BaseRequest) -> AbstractStreamWriter | None:
-        try:
-            return await super().prepare(request)
-        finally:  # off the loop: unlinks wait for the file system's journal
-            await self._offload.run(self._built.unlink, missing_ok=True)
+async def _sent(
+    request: web.Request, path: Path, offload: Offload, headers: dict[str, str]
+) -> web.StreamResponse:
+    """The container's file, whole, then removed (sent, or its sending failed). Not a
+    FileResponse: that answers Range and If-* with a part of this file, or a 304, where
+    each request builds another container (its time stamp, its size), so a resumed
+    download would splice parts of two."""
+    try:
+        with await offload.run(path.open, "rb") as file:
+            response = web.StreamResponse(headers=headers)
+            response.content_length = await offload.run(_size, file)
+            await response.prepare(request)
+            while chunk := await offload.run(file.read, CHUNK):
+                await response.write(chunk)
+            await response.write_eof()
+            return response
+    finally:  # off the loop: unlinks wait for the file system's journal
+        await offload.run(path.unlink, missing_ok=True)
+
+
+def _size(file: BinaryIO) -> int:
+    return os.fstat(file.fileno()).st_size
 
 
 def _written(evidence: Evidence, stamp: container.Stamper, now: dt.datetime, folder: Path) -> Path:
@@ -120,7 +133,7 @@ def _unsaid(exc: errors.StorageError, document_id: str) -> errors.StorageError:
 
 
 async def _evidence(
-    state: NodeState, builds: Builds, org_id: str, document_id: str
+    request: web.Request, state: NodeState, builds: Builds, org_id: str, document_id: str
 ) -> web.StreamResponse:
     with builds.slot(state):
         try:
@@ -131,7 +144,7 @@ async def _evidence(
         "Content-Type": container.MIMETYPE,
         "Content-Disposition": 'attachment; filename="evidence.asice"',
     }
-    return _Sent(path, state.offload, headers=headers)
+    return await _sent(request, path, state.offload, headers)
 
 
 def sent_evidence(state_key: web.AppKey[NodeState], agency_of: AgencyOf, builds: Builds) -> Handler:
@@ -143,7 +156,7 @@ def sent_evidence(state_key: web.AppKey[NodeState], agency_of: AgencyOf, builds:
             raise errors.NotFound("no such document")
         if outgoing.sender != agency:
             raise errors.Forbidden("not a document of this agency")
-        return await _evidence(state, builds, agency, outgoing.document_id)
+        return await _evidence(request, state, builds, agency, outgoing.document_id)
 
     return handler
 
@@ -159,7 +172,7 @@ def received_evidence(
             raise errors.NotFound("no such inbox document")
         if item.recipient != agency:
             raise errors.Forbidden("not addressed to this agency")
-        return await _evidence(state, builds, agency, item.document_id)
+        return await _evidence(request, state, builds, agency, item.document_id)
 
     return handler
 
@@ -167,9 +180,14 @@ def received_evidence(
 def install(app: web.Application, state_key: web.AppKey[NodeState], agency_of: AgencyOf) -> None:
     """Add the two evidence routes to a node's agency API (their builds bounded together)."""
     builds = Builds()
+    # no HEAD: it would build a whole container, and take a build's place, for nothing
     app.router.add_get(
-        "/api/v1/documents/{id}/evidence", sent_evidence(state_key, agency_of, builds)
+        "/api/v1/documents/{id}/evidence",
+        sent_evidence(state_key, agency_of, builds),
+        allow_head=False,
     )
     app.router.add_get(
-        "/api/v1/inbox/{id}/evidence", received_evidence(state_key, agency_of, builds)
+        "/api/v1/inbox/{id}/evidence",
+        received_evidence(state_key, agency_of, builds),
+        allow_head=False,
     )

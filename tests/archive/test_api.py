@@ -164,3 +164,32 @@ async def test_a_package_gone_is_said_without_the_nodes_paths(door: Door) -> Non
         assert str(door.config.data_dir) not in said and Path(outgoing.path).name not in said
         assert outgoing.document_id in said
         assert any(outgoing.path in str(entry.get("reason")) for entry in logs)
+
+
+async def test_a_container_is_sent_whole_whatever_parts_or_versions_are_asked_for(
+    door: Door,
+) -> None:
+    """Each request builds another container (its time stamp, its size): a part of this
+    one (a resumed download) would be spliced onto another's, and a 304 would answer for
+    a container never sent. Ranges and conditions are not answered; HEAD builds none."""
+    async with door.node() as node:
+        status, posted, _ = await node.send({**load_sample_metadata(), "to": [OTHER]})
+        assert status == 202, posted
+        path = f"/api/v1/documents/{posted['id']}/evidence"
+        auth = {"Authorization": f"Bearer {node_support.TOKEN}"}
+        asked_for = (
+            {"Range": "bytes=100-"},
+            {"If-None-Match": "*"},
+            {"If-Modified-Since": "Thu, 01 Jan 2099 00:00:00 GMT"},
+            {"If-Match": '"other"'},
+        )
+        for headers in asked_for:
+            async with node.client.get(path, headers={**auth, **headers}) as response:
+                body = await response.read()
+                assert response.status == 200, headers
+                assert response.headers.get("Accept-Ranges") != "bytes"
+                assert int(response.headers["Content-Length"]) == len(body) > 100
+            verify_container(body, KeyStore(door.config.keys_dir).trust().root)
+        async with node.client.head(path, headers=auth) as response:
+            assert response.status == 405
+        assert not list(door.config.data_dir.joinpath("incoming").glob("evidence-*"))
