@@ -419,8 +419,8 @@ async def test_a_change_with_a_document_id_of_its_own_is_answered_to_its_sender(
     net: LocalNetwork,
 ) -> None:
     """An update carrying a DocumentId of its own (its Bussiness names the original):
-    the recipient node's 01 about it, and the agency's 03 on its inbox item, reach the
-    sender as they do for any document; the original's answers stay the original's."""
+    the recipient node's 01 about it, and the agency's 03 and 15 on its inbox item, reach
+    the sender as they do for any document; the original's answers stay the original's."""
     sender, recipient = net.agency(SENDER), net.agency(KON_TUM)
     _, original, _ = await sender.send(metadata(SENDER, [KON_TUM]))
     await eventually(partial(_states, sender, original["id"], "01"))
@@ -434,6 +434,11 @@ async def test_a_change_with_a_document_id_of_its_own_is_answered_to_its_sender(
     assert status == 202, answer
     await eventually(partial(_states, sender, update["id"], "03"))
     assert await _states(sender, original["id"], "01")  # the 03 answered the update alone
+    # a change of its own DocumentId is answered on its own item: 15 agrees to it
+    status, answer, _ = await recipient.request("POST", door, json_body={"code": "15"})
+    assert status == 202, answer
+    shown = await eventually(partial(_history, sender, update["id"]))
+    assert shown is not None and shown[0] == "03" and shown[1][-3:] == ["01", "03", "15"], shown
 
 
 async def test_openapi_and_stats_cli(net: LocalNetwork) -> None:

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from edoc import errors
 from edoc.model import (
     AGENCY_CODES,
+    BusinessDocType,
     Document,
     MessageKind,
     Organization,
@@ -144,12 +145,16 @@ def check_order(statuses: Sequence[AgencyStatus]) -> None:
 
 async def check_changes_received(state: NodeState, statuses: Sequence[AgencyStatus]) -> None:
     """Refuse a 15 or 16 about a document of which no revoke, update or replacement
-    reached the agency: they answer one. Judged here, where what the agency received is
-    known: the hub keeps no link from a change to the document it changes."""
+    reached the agency: they answer one, posted on the change's own item (its own
+    DocumentId, or the original's it shares) or on the original's. Judged here, where
+    what the agency received is known: the hub keeps no link from a change to the
+    document it changes."""
     for status in statuses:
         item = status.item
-        if status.code.answers_change and not await state.store.received_change(
-            item.recipient, item.sender, item.document_id
+        if (
+            status.code.answers_change
+            and item.business_type == BusinessDocType.NEW
+            and not await state.store.received_change(item.recipient, item.sender, item.document_id)
         ):
             with naming(status.entry):
                 raise errors.StatusOutOfOrder(
