@@ -149,9 +149,20 @@ def read_pem(path: Path, load: Callable[[bytes], Read]) -> Read:
 Holder = tuple[str, pki.CertKind, str]  # organization, kind, person ("" for its seal)
 
 
+# What tells that index.json changed: its time alone is the same for two changes within
+# a coarse file system's tick (a second, or a network mount's), and a revocation made in
+# the same tick as the change before it went unseen. Each change replaces the file
+# (edoc.atomic), so its inode is new: made while the one it replaces still held its own.
+Stamp = tuple[int, int, int]  # (mtime in ns, inode, size)
+
+
+def _stamp(status: os.stat_result) -> Stamp:
+    return (status.st_mtime_ns, status.st_ino, status.st_size)
+
+
 @dataclass(frozen=True)
 class _Snapshot:
-    stamp: int
+    stamp: Stamp
     records: tuple[CertRecord, ...]
     trust: certcheck.Trust
     by_holder: Mapping[Holder, tuple[CertRecord, ...]]  # in the order of records
@@ -207,7 +218,7 @@ class KeyIndex:
     def _load(self) -> _Snapshot:
         """The current state, reloaded only when index.json changed."""
         try:
-            stamp = os.stat(self._index_file).st_mtime_ns
+            stamp = _stamp(os.stat(self._index_file))
         except FileNotFoundError:
             raise errors.KeyStoreMissing(
                 f"no CA in {self.path}: run `edoc keys init --keys-dir {self.path}`"
@@ -218,7 +229,7 @@ class KeyIndex:
                 self._identities = {}
             return self._snapshot
 
-    def _read(self, stamp: int) -> _Snapshot:
+    def _read(self, stamp: Stamp) -> _Snapshot:
         records = read_records(self.index_path)
         root = read_pem(self.root_path, x509.load_pem_x509_certificate)
         issuing = read_pem(self.issuing_path, x509.load_pem_x509_certificate)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import stat
 from pathlib import Path
@@ -87,6 +88,19 @@ def test_another_process_view_reloads_after_rotation(tmp_path: Path) -> None:
     admin = KeyStore(tmp_path / "keys", clock=ca.clock)
     after = admin.rotate(SENDER).serial
     assert service.identity(SENDER).record.serial == after != before
+
+
+def test_a_revocation_in_the_same_tick_as_the_change_before_is_seen(tmp_path: Path) -> None:
+    """A file system whose times are coarse (a second, or a network mount's) stamps two
+    changes of the index alike: a service must still see the second, a revocation."""
+    ca = Ca.create(tmp_path / "keys")
+    service = KeyStore(tmp_path / "keys", clock=ca.clock)
+    serial = service.identity(SENDER).record.serial
+    index = tmp_path / "keys" / "index.json"
+    tick = index.stat().st_mtime_ns
+    KeyStore(tmp_path / "keys", clock=ca.clock).revoke(serial, "keyCompromise")
+    os.utime(index, ns=(tick, tick))  # the same time as the index the service read
+    assert int(serial, 16) in service.trust().revoked
 
 
 def test_revoke_by_serial_publishes_crl(tmp_path: Path) -> None:
