@@ -145,3 +145,24 @@ async def test_a_node_that_cannot_read_its_key_store_leaves_no_connection_acquir
             await client.close()
     finally:
         hub.stop()
+
+
+async def test_the_node_refuses_a_server_certificate_of_another_organization_than_the_hubs(
+    tmp_path: Path,
+) -> None:
+    """A certificate the CA issued to another organization (a node's, stolen, for the
+    hub's address) is not the hub's: OpenSSL checks the chain and the host only."""
+    ca = hub_ca(tmp_path / "keys")
+    posing = "000.00.00.H41"
+    ca.keys.issue(posing, tls_hosts=("localhost", "127.0.0.1"))
+    hub = HubProcess(tmp_path / "hub", ca.keys.path, ("--org-id", posing), tls=True).start()
+    try:
+        config = NodeConfig("H53", tmp_path / "node", ca.keys.path, hub.url, hub.add_node("H53"))
+        client = hublink.open_hub(config, KeyStore(ca.keys.path))
+        try:
+            with pytest.raises(errors.HubUnreachable, match=f"of {posing}, not the hub's"):
+                await _directory_status(client)
+        finally:
+            await client.close()
+    finally:
+        hub.stop()

@@ -16,44 +16,58 @@ from aiohttp.tracing import Trace
 
 from edoc import framing, tls, wire
 from edoc.client import HubClient
+from edoc.hub.state import HUB_ORG_ID
 from edoc.keyindex import KeyIndex
 from edoc.keystore import KeyStore
 from edoc.node.state import NodeConfig, NodeState
 
 
 class _HubConnector(aiohttp.TCPConnector):
-    """Connections to the hub whose server certificate the CA has not revoked: OpenSSL
-    checks its chain only (edoc.tls). Asked at each request, a kept-alive connection
-    too, of the key index, which reloads the CRL when it changes (one stat). A refused
-    connection is the client's HubUnreachable: documents wait in the outbox, as when the
-    hub is down, until the hub serves with a certificate that stands."""
+    """Connections to the hub whose server certificate is the hub organization's and
+    one the CA has not revoked: OpenSSL checks its chain and host only (edoc.tls), so any
+    certificate the CA issued for the hub's address would do (a node's, stolen). Asked
+    at each request, a kept-alive connection too, of the key index, which reloads the CRL
+    when it changes (one stat). A refused connection is the client's HubUnreachable:
+    documents wait in the outbox, as when the hub is down, until the hub serves with a
+    certificate that stands."""
 
-    def __init__(self, keys: KeyIndex, context: ssl.SSLContext) -> None:
+    def __init__(self, keys: KeyIndex, context: ssl.SSLContext, hub_org: str) -> None:
         super().__init__(ssl=context, limit=32)
-        self._keys = keys
+        self._keys, self._hub_org = keys, hub_org
 
     async def connect(
         self, req: ClientRequest, traces: list[Trace], timeout: aiohttp.ClientTimeout
     ) -> Connection:
         connection = await super().connect(req, traces, timeout)
         try:
-            transport = connection.transport
-            peer = tls.peer(transport.get_extra_info("ssl_object") if transport else None)
-            revoked = tls.revocation(peer, self._keys) if peer else None
+            refused = self._refusal(connection)
         except BaseException:  # (a key store that cannot be read): not left acquired
             connection.close()
             raise
-        if revoked is not None:
+        if refused is not None:
             connection.close()
-            raise aiohttp.ClientConnectionError(f"the hub's server {revoked}")
+            raise aiohttp.ClientConnectionError(refused)
         return connection
+
+    def _refusal(self, connection: Connection) -> str | None:
+        """Why the hub's server certificate on ``connection`` is refused; None: it stands."""
+        transport = connection.transport
+        peer = tls.peer(transport.get_extra_info("ssl_object") if transport else None)
+        if peer is None:
+            return "the hub presented no certificate"
+        if peer.org_id != self._hub_org:
+            return f"the hub's server certificate is of {peer.org_id}, not the hub's"
+        revoked = tls.revocation(peer, self._keys)
+        return None if revoked is None else f"the hub's server {revoked}"
 
 
 def open_hub(config: NodeConfig, keys: KeyStore) -> HubClient:
     """The node's client of its hub; close it with ``await hub.close()``."""
     context = tls.client_context(keys, config.org_id) if config.hub_tls else None
     connector = (
-        _HubConnector(keys, context) if context else aiohttp.TCPConnector(ssl=True, limit=32)
+        _HubConnector(keys, context, HUB_ORG_ID)
+        if context
+        else aiohttp.TCPConnector(ssl=True, limit=32)
     )
     session = aiohttp.ClientSession(
         connector=connector,
