@@ -5,8 +5,9 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import click
+from click.testing import CliRunner
 
-from edoc.cli import main
+from edoc.cli import failures, main
 
 
 def _commands(group: click.Group, path: str = "edoc") -> Iterator[tuple[str, click.Command]]:
@@ -32,3 +33,8 @@ def test_every_command_and_option_has_help() -> None:
     ]
     assert missing == []
     assert [path for path, command in commands.items() if not command.help] == []
+
+
+def test_the_top_help_says_how_a_faults_traceback_is_shown() -> None:
+    """A fault of edoc is one line (edoc.cli.failures): how to see more is in --help."""
+    assert f"{failures.DEBUG_VARIABLE}=1" in CliRunner().invoke(main, ["--help"]).output

@@ -64,6 +64,7 @@ def main() -> None:
     as `make run` starts it) and find the keys in DATA_DIR/keys.
     Exit codes: 0 done, 1 refused input, 2 usage, 3 a fault of edoc or of a service,
     4 the operating system refused (permission, address in use).
+    EDOC_DEBUG=1 prints the traceback of a fault of edoc (EDOC-000) as well.
     """
 
 
