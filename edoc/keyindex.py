@@ -250,6 +250,10 @@ class KeyIndex:
     def trust(self) -> certcheck.Trust:
         return self._load().trust
 
+    def crl(self) -> x509.CertificateRevocationList:
+        """The CA's CRL as published (what evidence carries for its verifier)."""
+        return read_pem(self.crl_path, x509.load_pem_x509_crl)
+
     def current(
         self, org_id: str, full_name: str = "", kind: pki.CertKind | None = None
     ) -> CertRecord:

@@ -40,7 +40,7 @@ def _check_key(chain_pem: bytes, key_pem: bytes) -> None:
 def server_context(keys: KeyStore, org_id: str) -> ssl.SSLContext:
     """Serve HTTPS; a client certificate, when presented, must come from the same CA.
 
-    Node endpoints then insist on one (see ``peer_org_id``); open endpoints (stats,
+    Node endpoints then insist on one (see ``peer``); open endpoints (stats,
     health, metrics) stay reachable for an admin with the CA certificate only.
     """
     context = _context(ssl.Purpose.CLIENT_AUTH, keys, org_id)
@@ -71,12 +71,6 @@ def peer(transport_ssl: ssl.SSLObject | None) -> Peer | None:
     """The verified peer certificate of a connection, None when it presented none."""
     der = transport_ssl.getpeercert(binary_form=True) if transport_ssl is not None else None
     return _peer_in(der) if der else None
-
-
-def peer_org_id(transport_ssl: ssl.SSLObject | None) -> str | None:
-    """The organization identifier (subject UID) of the verified peer certificate."""
-    found = peer(transport_ssl)
-    return found.org_id if found else None
 
 
 @functools.lru_cache(maxsize=1024)

@@ -113,7 +113,8 @@ async def _handshake(
 
     async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         ssl_object = writer.get_extra_info("ssl_object")
-        seen.set_result((tls.peer_org_id(ssl_object), ssl_object.getpeercert(binary_form=True)))
+        peer = tls.peer(ssl_object)
+        seen.set_result((peer and peer.org_id, ssl_object.getpeercert(binary_form=True)))
         writer.write(b"ok")
         await writer.drain()
         writer.close()

@@ -6,8 +6,10 @@ and a certificate issued anew works again."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import ssl
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -70,31 +72,40 @@ async def _directory_status(client: HubClient) -> int:
     return (await client.request("GET", PATHS[0]))[0]
 
 
+@contextlib.asynccontextmanager
+async def _node_of(hub: HubProcess, tmp_path: Path) -> AsyncIterator[HubClient]:
+    """Node H53's own client of ``hub`` (its connector judges the hub's certificate), the
+    hub running until it is closed."""
+    try:
+        keys = hub.keys_dir
+        config = NodeConfig("H53", tmp_path / "node", keys, hub.url, hub.add_node("H53"))
+        client = hublink.open_hub(config, KeyStore(keys))
+        try:
+            yield client
+        finally:
+            await client.close()
+    finally:
+        hub.stop()
+
+
 async def test_the_node_refuses_a_hub_whose_server_certificate_is_revoked(
     tmp_path: Path,
 ) -> None:
     ca = hub_ca(tmp_path / "keys")
     hub = HubProcess(tmp_path / "hub", ca.keys.path, tls=True).start()
-    try:
-        config = NodeConfig("H53", tmp_path / "node", ca.keys.path, hub.url, hub.add_node("H53"))
-        client = hublink.open_hub(config, KeyStore(ca.keys.path))
-        try:
-            assert await _directory_status(client) == 200
-            _revoke_tls(ca.keys, HUB_ORG)
-            said = rf"server certificate \w+ of {HUB_ORG} is revoked \(keyCompromise"
-            with pytest.raises(errors.HubUnreachable, match=said):
-                await _directory_status(client)  # its kept-alive connection too
-            with pytest.raises(errors.HubUnreachable, match="revoked"):
-                await _directory_status(client)  # a new connection
+    async with _node_of(hub, tmp_path) as client:
+        assert await _directory_status(client) == 200
+        _revoke_tls(ca.keys, HUB_ORG)
+        said = rf"server certificate \w+ of {HUB_ORG} is revoked \(keyCompromise"
+        with pytest.raises(errors.HubUnreachable, match=said):
+            await _directory_status(client)  # its kept-alive connection too
+        with pytest.raises(errors.HubUnreachable, match="revoked"):
+            await _directory_status(client)  # a new connection
 
-            ca.keys.issue(HUB_ORG, tls_hosts=("localhost", "127.0.0.1"))
-            hub.stop()
-            hub.start()  # serving with its new certificate: the same node client takes it
-            assert await _directory_status(client) == 200
-        finally:
-            await client.close()
-    finally:
+        ca.keys.issue(HUB_ORG, tls_hosts=("localhost", "127.0.0.1"))
         hub.stop()
+        hub.start()  # serving with its new certificate: the same node client takes it
+        assert await _directory_status(client) == 200
 
 
 def _damage_the_crl(keys: KeyStore) -> None:
@@ -129,22 +140,15 @@ async def test_a_node_that_cannot_read_its_key_store_leaves_no_connection_acquir
 ) -> None:
     ca = hub_ca(tmp_path / "keys")
     hub = HubProcess(tmp_path / "hub", ca.keys.path, tls=True).start()
-    try:
-        config = NodeConfig("H53", tmp_path / "node", ca.keys.path, hub.url, hub.add_node("H53"))
-        client = hublink.open_hub(config, KeyStore(ca.keys.path))
-        try:
-            assert await _directory_status(client) == 200
-            _damage_the_crl(ca.keys)
-            for _ in range(3):
-                with pytest.raises(errors.KeyStoreError):
-                    await _directory_status(client)
-            connector = client._session.connector if client._session else None
-            assert connector is not None
-            assert not connector._acquired  # (none leaked)
-        finally:
-            await client.close()
-    finally:
-        hub.stop()
+    async with _node_of(hub, tmp_path) as client:
+        assert await _directory_status(client) == 200
+        _damage_the_crl(ca.keys)
+        for _ in range(3):
+            with pytest.raises(errors.KeyStoreError):
+                await _directory_status(client)
+        connector = client._session.connector if client._session else None
+        assert connector is not None
+        assert not connector._acquired  # (none leaked)
 
 
 async def test_the_node_refuses_a_server_certificate_of_another_organization_than_the_hubs(
@@ -156,13 +160,6 @@ async def test_the_node_refuses_a_server_certificate_of_another_organization_tha
     posing = "000.00.00.H41"
     ca.keys.issue(posing, tls_hosts=("localhost", "127.0.0.1"))
     hub = HubProcess(tmp_path / "hub", ca.keys.path, ("--org-id", posing), tls=True).start()
-    try:
-        config = NodeConfig("H53", tmp_path / "node", ca.keys.path, hub.url, hub.add_node("H53"))
-        client = hublink.open_hub(config, KeyStore(ca.keys.path))
-        try:
-            with pytest.raises(errors.HubUnreachable, match=f"of {posing}, not the hub's"):
-                await _directory_status(client)
-        finally:
-            await client.close()
-    finally:
-        hub.stop()
+    async with _node_of(hub, tmp_path) as client:
+        with pytest.raises(errors.HubUnreachable, match=f"of {posing}, not the hub's"):
+            await _directory_status(client)

@@ -15,8 +15,6 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from cryptography import x509
-
 from edoc import atomic, errors
 from edoc.archive import container, day, tsa
 from edoc.archive.batches import ProofsOf, with_proofs
@@ -49,8 +47,7 @@ async def evidence_of(
     """What ``org_id``'s node kept of ``document_id``, with each package's batch proof
     where the node stamped it (``proofs_of``: edoc.archive.batches.proofs_lookup)."""
     messages = await with_proofs(await kept_messages(stored, org_id, document_id), proofs_of)
-    crl = x509.load_pem_x509_crl(keys.crl_path.read_bytes())
-    return Evidence(org_id, document_id, messages, keys.trust().issuing, crl)
+    return Evidence(org_id, document_id, messages, keys.trust().issuing, keys.crl())
 
 
 async def export_document(

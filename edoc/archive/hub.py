@@ -23,7 +23,6 @@ from typing import Any
 
 import aiosqlite
 import asyncpg
-from cryptography import x509
 
 from edoc import errors
 from edoc.archive.batches import ProofsOf, with_proofs
@@ -139,8 +138,7 @@ async def hub_evidence(
         _refuse_dropped(await packages.about(document_id), document_id)
         raise
     proven = await with_proofs(messages, proofs_of)
-    crl = x509.load_pem_x509_crl(keys.crl_path.read_bytes())
-    return Evidence(hub_org_id, document_id, proven, keys.trust().issuing, crl)
+    return Evidence(hub_org_id, document_id, proven, keys.trust().issuing, keys.crl())
 
 
 def _refuse_dropped(rows: list[HubRow], document_id: str) -> None:
