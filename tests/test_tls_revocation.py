@@ -6,6 +6,7 @@ and a certificate issued anew works again."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import ssl
@@ -19,9 +20,11 @@ from edoc.client import HubClient
 from edoc.keystore import KeyStore
 from edoc.node import hublink
 from edoc.node.state import NodeConfig
-from tests.support.hub import HUB_ORG, HubProcess, NodeClient, hub_ca
+from tests.support.hub import HUB_ORG, HubProcess, NodeClient, document, hub_ca
+from tests.support.pki import Ca
 
 H53 = "000.00.00.H53"
+H41 = "000.00.00.H41"
 PATHS = ("/api/v1/directory", "/api/v1/deliveries")
 
 
@@ -31,6 +34,12 @@ def _presenting(keys: KeyStore, serial: str) -> ssl.SSLContext:
     context = tls.admin_context(keys)
     context.load_cert_chain(keys.cert_path(serial), keys.key_path(serial))
     return context
+
+
+def _tls_of(ca: Ca, org_id: str) -> ssl.SSLContext:
+    """A client context for ``org_id``, its TLS certificate issued now."""
+    ca.keys.issue(org_id, tls_hosts=("localhost",))
+    return tls.client_context(ca.keys, org_id)
 
 
 def _revoke_tls(keys: KeyStore, org_id: str) -> str:
@@ -64,6 +73,31 @@ async def test_the_hub_refuses_a_revoked_client_certificate(tmp_path: Path) -> N
         renewed = NodeClient(hub, token, tls.client_context(ca.keys, H53))
         for path in PATHS:
             assert (await renewed.request("GET", path))[0] == 200
+    finally:
+        hub.stop()
+
+
+async def test_a_collect_held_across_a_revocation_is_refused_and_leases_nothing(
+    tmp_path: Path,
+) -> None:
+    """The certificate was good when the long poll began: what comes for the node while
+    it is held goes to no one presenting the revoked certificate, and stays owed."""
+    ca = hub_ca(tmp_path / "keys")
+    hub = HubProcess(tmp_path / "hub", ca.keys.path, tls=True).start()
+    try:
+        token = hub.add_node("H53")
+        async with NodeClient(hub, token, tls.client_context(ca.keys, H53)) as holding:
+            held = asyncio.create_task(holding.request("GET", f"{PATHS[1]}?wait=20"))
+            await asyncio.sleep(0.5)  # the collect is held at the hub
+            _revoke_tls(ca.keys, H53)
+            ca.keys.issue(H53, tls_hosts=("localhost",))
+            async with NodeClient(hub, hub.add_node("H41"), _tls_of(ca, H41)) as sender:
+                posted = await sender.post(document(ca, to=[H53], sender=H41))
+                assert posted[0] == 202, posted
+            code, body, _ = await asyncio.wait_for(held, 10)
+        assert (code, body["error"]["code"]) == (403, "EDOC-AUTH-002"), body
+        async with NodeClient(hub, token, tls.client_context(ca.keys, H53)) as renewed:
+            assert len(await renewed.collect()) == 1  # owed still, not leased
     finally:
         hub.stop()
 

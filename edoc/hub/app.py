@@ -197,7 +197,8 @@ async def get_deliveries(request: web.Request) -> web.Response:
     holder = request.headers.get(wire.COLLECTOR, "")  # none, or too long: one of its own
     named = holder if 0 < len(holder) <= wire.COLLECTOR_CHARS else None
     gone = functools.partial(_hung_up, request)
-    items = await queues.collect(state, node, wait, limit, gone, named)
+    again = functools.partial(authenticate, request)  # a revocation during the wait
+    items = await queues.collect(state, node, wait, limit, gone, named, again)
     answer = functools.partial(queues.answer_body, items, state.config.inline_bytes, framed)
     # framed here when small, its packages all kept in the store's rows (or none: at a
     # stop, the threads may be gone); in a thread when a package is read from its file,

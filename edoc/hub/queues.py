@@ -14,7 +14,7 @@ import contextlib
 import datetime as dt
 import json
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 
 import structlog
@@ -59,12 +59,15 @@ async def collect(
     limit: int,
     gone: Callable[[], bool] = _never_gone,
     holder: str | None = None,
+    still_allowed: Callable[[], Awaitable[object]] | None = None,
 ) -> list[Delivery]:
     """Up to ``limit`` deliveries for ``node`` (see _at_most), waiting up to ``wait``
     seconds for one. Nothing is leased once ``gone()`` says the asker hung up: a held
     collect is not cancelled when its connection closes (aiohttp's handler_cancellation
     is off), and what it leased then would be hidden from the node's next collect for a
-    whole visibility timeout. ``holder`` names the collecting process (HubStore.lease)."""
+    whole visibility timeout. ``holder`` names the collecting process (HubStore.lease).
+    ``still_allowed`` judges the asker's credentials again after each wait, raising once
+    they no longer hold: a revocation during a held collect leases it nothing."""
     deadline = time.monotonic() + min(max(wait, 0.0), state.config.max_wait)
     limit = _at_most(state, limit)
     wakeup = state.wakeups[node]
@@ -86,6 +89,8 @@ async def collect(
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(min(remaining, _recheck(state))):
                 await wakeup.wait()
+        if still_allowed is not None:
+            await still_allowed()
 
 
 def _notice(item: Delivery, package: bytes | None) -> wire.DeliveryNotice:
