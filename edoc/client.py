@@ -28,6 +28,9 @@ from edoc import errors, framing, wire
 from edoc.urls import without_password
 
 T = TypeVar("T")
+# a context for every request, or what gives the one of each request (a running node's
+# own certificate is followed: edoc.tls.OwnCertificate); True: the system's trust
+TlsContext = ssl.SSLContext | bool | Callable[[], ssl.SSLContext]
 
 
 class Answer(NamedTuple):
@@ -126,7 +129,7 @@ class _Client:
         self,
         base_url: str,
         token: str = "",  # none: no Authorization header
-        ssl_context: ssl.SSLContext | bool = True,
+        ssl_context: TlsContext = True,
         session: aiohttp.ClientSession | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
@@ -135,6 +138,10 @@ class _Client:
         self.ssl_context = ssl_context
         self._session = session
         self._owned = False
+
+    def _tls(self) -> ssl.SSLContext | bool:
+        """The TLS context of the next request."""
+        return self.ssl_context() if callable(self.ssl_context) else self.ssl_context
 
     async def __aenter__(self) -> Self:
         if self._session is None:
@@ -184,7 +191,7 @@ class _Client:
                     data=data,
                     params=params,
                     headers=self._headers(headers),
-                    ssl=self.ssl_context,
+                    ssl=self._tls(),
                     **outlasting,
                 ) as response:
                     raw = await response.read()
@@ -502,7 +509,7 @@ class HubClient(_Client):
         assert self._session is not None, "streaming needs the kept-alive session"
         with self._reaching():
             async with self._session.get(
-                f"{self.base_url}{path}", headers=self._headers(headers), ssl=self.ssl_context
+                f"{self.base_url}{path}", headers=self._headers(headers), ssl=self._tls()
             ) as response:
                 if response.status >= 400:
                     raw = await response.read()

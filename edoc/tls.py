@@ -4,6 +4,10 @@ OpenSSL checks the peer's chain only: the CA's revocations (keys/ca/crl.pem) are
 of the key index for each request (``revocation``), which reloads them the moment
 `edoc keys revoke` commits. A CRL in the SSL context would be read once, at start, and
 stop every handshake when its own next update passes.
+
+What a service presents is its organization's newest valid TLS certificate, followed
+(:class:`OwnCertificate`): a new connection takes the one `edoc keys issue --tls-host`
+gave after the CA revoked the one before, with no restart.
 """
 
 from __future__ import annotations
@@ -12,18 +16,24 @@ import functools
 import ssl
 from typing import NamedTuple
 
+import structlog
 from cryptography import x509
 
-from edoc import pki
-from edoc.keyindex import KeyIndex
+from edoc import errors, pki
+from edoc.keyindex import CertRecord, KeyIndex
 from edoc.keystore import KeyStore
 
+log = structlog.get_logger()
 
-def _context(purpose: ssl.Purpose, keys: KeyStore, org_id: str) -> ssl.SSLContext:
+
+def _context(purpose: ssl.Purpose, keys: KeyIndex, serial: str) -> ssl.SSLContext:
+    """A context presenting certificate ``serial``; as a server's, a client certificate,
+    when presented, must come from the same CA (see server_context)."""
     context = ssl.create_default_context(purpose, cafile=str(keys.root_path))
     context.load_verify_locations(cafile=str(keys.issuing_path))
     context.minimum_version = ssl.TLSVersion.TLSv1_2
-    serial = keys.current(org_id, kind=pki.CertKind.TLS).serial
+    if purpose is ssl.Purpose.CLIENT_AUTH:
+        context.verify_mode = ssl.CERT_OPTIONAL
     cert_path, key_path = keys.cert_path(serial), keys.key_path(serial)
     _check_key(cert_path.read_bytes(), key_path.read_bytes())
     context.load_cert_chain(str(cert_path), str(key_path))
@@ -37,15 +47,83 @@ def _check_key(chain_pem: bytes, key_pem: bytes) -> None:
     pki.tls_private_key(key_pem, x509.load_pem_x509_certificate(chain_pem))
 
 
-def server_context(keys: KeyStore, org_id: str) -> ssl.SSLContext:
-    """Serve HTTPS; a client certificate, when presented, must come from the same CA.
+def _newest(keys: KeyIndex, org_id: str) -> CertRecord:
+    return keys.current(org_id, kind=pki.CertKind.TLS)
+
+
+class OwnCertificate:
+    """The TLS certificate a service presents: its organization's newest valid one (not
+    revoked, not expired, not retired), followed in the key index. ``context()`` is what a
+    new connection takes: the same context while the index names the same certificate (one
+    stat of it), one built anew when it names another. A new context rather than
+    ``load_cert_chain`` on the one in use: a server's connection took its context's
+    certificate when it was made, before the handshake that notices the change, and is
+    handed the new context (server_context); a client pools kept-alive connections by
+    context, so none presenting the old one is used again; and a chain loaded half (the
+    key refused after the certificate) would leave the context in use with no key."""
+
+    def __init__(self, keys: KeyIndex, org_id: str, purpose: ssl.Purpose) -> None:
+        self._keys, self._org_id, self._purpose = keys, org_id, purpose
+        self.record = _newest(keys, org_id)
+        self._context = _context(purpose, keys, self.record.serial)
+        self._trouble = ""  # the last reason it kept the certificate, said once
+
+    def context(self) -> ssl.SSLContext:
+        try:
+            newest = _newest(self._keys, self._org_id)
+            if newest.serial != self.record.serial:
+                self._switch(newest)
+            self._trouble = ""
+        except (errors.KeyStoreError, OSError) as exc:  # (ssl.SSLError is an OSError)
+            self._keep(exc)
+        return self._context
+
+    def _switch(self, newest: CertRecord) -> None:
+        self._context = _context(self._purpose, self._keys, newest.serial)
+        log.info(
+            "TLS certificate switched",
+            org_id=self._org_id,
+            serial=newest.shown_serial,
+            replaced=self.record.shown_serial,
+        )
+        self.record = newest
+
+    def _keep(self, exc: errors.KeyStoreError | OSError) -> None:
+        """Serve on with the certificate in use (its peers refuse it if the CA revoked it,
+        with their own errors): said once, not at each connection."""
+        reason = exc.message if isinstance(exc, errors.EdocError) else str(exc)
+        if reason != self._trouble:
+            log.error(
+                "TLS certificate kept: no valid one to take its place",
+                org_id=self._org_id,
+                serial=self.record.shown_serial,
+                reason=reason,
+            )
+        self._trouble = reason
+
+
+def server_context(keys: KeyIndex, org_id: str) -> ssl.SSLContext:
+    """Serve HTTPS, each new connection with the organization's newest valid TLS
+    certificate (OwnCertificate); a client certificate, when presented, must come from
+    the same CA.
 
     Node endpoints then insist on one (see ``peer``); open endpoints (stats,
     health, metrics) stay reachable for an admin with the CA certificate only.
+
+    The server keeps the context it was started with: its server-name callback, which
+    OpenSSL calls at every handshake (with None when the client sent no name), hands the
+    connection over to the newest context before the certificate is sent.
     """
-    context = _context(ssl.Purpose.CLIENT_AUTH, keys, org_id)
-    context.verify_mode = ssl.CERT_OPTIONAL
-    return context
+    own = OwnCertificate(keys, org_id, ssl.Purpose.CLIENT_AUTH)
+    listening = own.context()
+
+    def newest(connection: ssl.SSLObject, _name: str | None, _context: ssl.SSLContext) -> None:
+        context = own.context()
+        if connection.context is not context:
+            connection.context = context
+
+    listening.sni_callback = newest
+    return listening
 
 
 def admin_context(keys: KeyStore) -> ssl.SSLContext:
@@ -55,9 +133,10 @@ def admin_context(keys: KeyStore) -> ssl.SSLContext:
     return context
 
 
-def client_context(keys: KeyStore, org_id: str) -> ssl.SSLContext:
-    """Call a hub over HTTPS, presenting this node's certificate."""
-    return _context(ssl.Purpose.SERVER_AUTH, keys, org_id)
+def client_context(keys: KeyIndex, org_id: str) -> ssl.SSLContext:
+    """Call a hub over HTTPS, presenting this node's certificate as it is now (a running
+    node follows it: OwnCertificate)."""
+    return _context(ssl.Purpose.SERVER_AUTH, keys, _newest(keys, org_id).serial)
 
 
 class Peer(NamedTuple):

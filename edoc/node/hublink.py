@@ -62,18 +62,26 @@ class _HubConnector(aiohttp.TCPConnector):
 
 
 def open_hub(config: NodeConfig, keys: KeyStore) -> HubClient:
-    """The node's client of its hub; close it with ``await hub.close()``."""
-    context = tls.client_context(keys, config.org_id) if config.hub_tls else None
+    """The node's client of its hub; close it with ``await hub.close()``.
+
+    Over TLS each request presents the node's newest valid TLS certificate
+    (tls.OwnCertificate): a certificate issued after the CA revoked the one before is
+    taken at the next request. aiohttp pools connections by their context, so none kept
+    alive with the old one is used again (the hub would refuse each request on it)."""
+    own = (
+        tls.OwnCertificate(keys, config.org_id, ssl.Purpose.SERVER_AUTH) if config.hub_tls else None
+    )
     connector = (
-        _HubConnector(keys, context, HUB_ORG_ID)
-        if context
+        _HubConnector(keys, own.context(), HUB_ORG_ID)
+        if own
         else aiohttp.TCPConnector(ssl=True, limit=32)
     )
     session = aiohttp.ClientSession(
         connector=connector,
         timeout=aiohttp.ClientTimeout(total=None, sock_connect=10, sock_read=120),
     )
-    return HubClient(config.hub_url, config.hub_token, ssl_context=context or True, session=session)
+    context = own.context if own else True
+    return HubClient(config.hub_url, config.hub_token, ssl_context=context, session=session)
 
 
 SMALL_PACKAGE = 1024 * 1024  # read whole in one offload call; larger ones are streamed
