@@ -31,9 +31,10 @@ from aiohttp import web
 
 from edoc import errors
 from edoc.archive import container, export
-from edoc.archive.batches import BatchLog, evidence_folder, proofs_lookup
-from edoc.archive.evidence import Evidence
+from edoc.archive.batches import BatchLog, evidence_folder
+from edoc.archive.evidence import KeptDocument
 from edoc.archive.stored import open_stored
+from edoc.keystore import KeyStore
 from edoc.model import MessageKind
 from edoc.node.state import NodeState
 from edoc.offload import Offload
@@ -96,14 +97,20 @@ def _size(file: BinaryIO) -> int:
     return os.fstat(file.fileno()).st_size
 
 
-def _written(evidence: Evidence, stamp: container.Stamper, now: dt.datetime, folder: Path) -> Path:
+def _written(
+    kept: KeptDocument,
+    keys: KeyStore,
+    now: dt.datetime,
+    proofs: container.Proofs,
+    folder: Path,
+) -> Path:
     """The container written to a new file in ``folder`` (its owner's only)."""
     folder.mkdir(parents=True, exist_ok=True)
     with tempfile.NamedTemporaryFile(
         dir=folder, prefix="evidence-", suffix=".asice", delete=False
     ) as out:
         try:
-            container.write(evidence, stamp, now, out)
+            export.write_container(kept, keys, export.stamper(keys, now), now, out, proofs)
         except BaseException:
             Path(out.name).unlink(missing_ok=True)
             raise
@@ -111,16 +118,15 @@ def _written(evidence: Evidence, stamp: container.Stamper, now: dt.datetime, fol
 
 
 async def _container(state: NodeState, org_id: str, document_id: str) -> Path:
-    """The document's container, built in a file."""
+    """The document's container, built in a file off the loop (with the CA material)."""
     stored = await open_stored(state.config.store)
     try:
-        proofs_of = proofs_lookup(BatchLog(evidence_folder(state.config.data_dir)), state.offload)
-        evidence = await export.evidence_of(stored, state.keys, org_id, document_id, proofs_of)
+        kept = await export.kept_of(stored, org_id, document_id)
     finally:
         await stored.close()
+    proofs = BatchLog(evidence_folder(state.config.data_dir)).proofs_of
     now = dt.datetime.now(dt.UTC)
-    stamp = export.stamper(state.keys, now)
-    return await state.offload.run(_written, evidence, stamp, now, state.incoming_dir)
+    return await state.offload.run(_written, kept, state.keys, now, proofs, state.incoming_dir)
 
 
 def _unsaid(exc: errors.StorageError, document_id: str) -> errors.StorageError:

@@ -7,7 +7,8 @@ run without it): it reads the packages the store gained since its mark (outgoing
 inbox rows by id), stamps the root of their SHA-256 digests, and writes the batch (the
 digests in order and the token) to ``DATA_DIR/evidence/batches`` before it moves its
 mark. A hub stamps the packages it accepted the same way (edoc.archive.hub). An export
-then gives each package its proof: the batch's token and the Merkle path from the
+then gives each package its proof (:meth:`BatchLog.proofs_of`, by the digest of the
+package as its container copies it): the batch's token and the Merkle path from the
 package to the stamped root (edoc.archive.verify checks the package's signatures as of
 that earlier time). The batches holding each package are recorded in an index as each
 is kept (edoc.archive.batch_index), so a proof reads one batch, not every batch kept.
@@ -20,8 +21,8 @@ import datetime as dt
 import functools
 import json
 import os
-from collections.abc import Awaitable, Callable, Iterator, Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ParamSpec, Protocol, TypeVar
 
@@ -31,7 +32,7 @@ from edoc import atomic, errors
 from edoc.archive import merkle
 from edoc.archive.batch_index import BatchIndex
 from edoc.archive.container import Stamper
-from edoc.archive.evidence import BatchProof, KeptMessage, package_sha256
+from edoc.archive.evidence import BatchProof
 from edoc.archive.stored import Mark, PackageRef, package_digest
 from edoc.offload import Offload
 
@@ -41,9 +42,6 @@ PRUNE_EVERY = dt.timedelta(hours=1)
 log = structlog.get_logger()
 P = ParamSpec("P")
 T = TypeVar("T")
-# the proof of each of these kept packages (its bytes, or its file), None where no batch
-# stamped it
-ProofsOf = Callable[[Sequence[bytes | Path]], Awaitable[list[BatchProof | None]]]
 
 
 def evidence_folder(node_dir: Path) -> Path:
@@ -197,21 +195,6 @@ def _read(path: Path) -> Batch:
         raise errors.StorageError(f"the batch {path} is damaged") from None
 
 
-def proofs_lookup(batches: BatchLog, offload: Offload | None = None) -> ProofsOf:
-    """``batches.proofs_of`` for an export, the packages hashed first (a file in chunks):
-    on the offload's threads (a running service's loop), or here."""
-
-    def proofs(packages: Sequence[bytes | Path]) -> list[BatchProof | None]:
-        digests = [package_sha256(package) for package in packages]
-        found = batches.proofs_of(digests)
-        return [found.get(digest) for digest in digests]
-
-    async def proofs_of(packages: Sequence[bytes | Path]) -> list[BatchProof | None]:
-        return await _run(offload, proofs, packages)
-
-    return proofs_of
-
-
 @dataclass
 class Retention:
     """How many days batches are kept (None: all), and when they were last pruned: a
@@ -241,16 +224,6 @@ class Kept(Protocol):
 def digests_of(refs: list[PackageRef]) -> tuple[bytes, ...]:
     """The SHA-256 of each package, read from its row or its file."""
     return tuple(package_digest(ref) for ref in refs)
-
-
-async def with_proofs(
-    messages: Sequence[KeptMessage], proofs_of: ProofsOf | None
-) -> tuple[KeptMessage, ...]:
-    """``messages``, each with its batch's proof where a batch stamped it."""
-    if proofs_of is None:
-        return tuple(messages)
-    found = await proofs_of([m.package for m in messages])
-    return tuple(replace(m, proof=p) for m, p in zip(messages, found, strict=True))
 
 
 async def _run(

@@ -25,9 +25,8 @@ import hashlib
 import io
 import json
 import os
-import shutil
 import zipfile
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
@@ -36,7 +35,7 @@ from cryptography.hazmat.primitives import serialization
 
 from edoc import errors
 from edoc.archive import manifest, merkle
-from edoc.archive.evidence import BatchProof, Evidence, open_package, package_sha256
+from edoc.archive.evidence import BatchProof, Evidence, open_package
 
 MIMETYPE = "application/vnd.etsi.asic-e+zip"
 MANIFEST = "META-INF/ASiCManifest.xml"
@@ -52,6 +51,9 @@ COPY_CHUNK = 256 * 1024  # a package file is copied into the container this much
 
 # Given the SHA-256 of a manifest, a time-stamp token over it (edoc.archive.tsa.stamp).
 Stamper = Callable[[bytes], bytes]
+# Given the SHA-256 of packages, the proofs of those a batch stamped, by digest
+# (edoc.archive.batches.BatchLog.proofs_of)
+Proofs = Callable[[Sequence[bytes]], Mapping[bytes, BatchProof]]
 
 
 def _entry(name: str, when: dt.datetime, stored: bool = False) -> zipfile.ZipInfo:
@@ -109,16 +111,21 @@ def read_proofs(files: dict[str, bytes]) -> dict[str, BatchProof]:
     return proofs
 
 
-def files_of(evidence: Evidence) -> dict[str, bytes | Path]:
-    """Every file the manifest covers, by its name in the container: its bytes, or (a
-    package kept in a file) the file they are to be read from."""
-    names = [f"{MESSAGES}{n:02d}-{kept.label}.edxml" for n, kept in enumerate(evidence.messages, 1)]
-    files: dict[str, bytes | Path] = {
-        name: kept.package for name, kept in zip(names, evidence.messages, strict=True)
+def _message_names(evidence: Evidence) -> list[str]:
+    return [f"{MESSAGES}{n:02d}-{kept.label}.edxml" for n, kept in enumerate(evidence.messages, 1)]
+
+
+def _described(
+    evidence: Evidence, names: list[str], proofs: list[BatchProof | None]
+) -> dict[str, bytes]:
+    """The files the manifest covers besides the packages, by their names in the
+    container: each package's batch proof (if it has one), what each package is, the CA
+    material."""
+    files = {
+        f"{PROOFS}{n:02d}.json": _proof(name, proof)
+        for n, (name, proof) in enumerate(zip(names, proofs, strict=True), 1)
+        if proof is not None
     }
-    for n, (name, kept) in enumerate(zip(names, evidence.messages, strict=True), 1):
-        if kept.proof is not None:
-            files[f"{PROOFS}{n:02d}.json"] = _proof(name, kept.proof)
     files[DESCRIPTION] = _description(evidence, names)
     for ca in evidence.issuing:
         pem = ca.public_bytes(serialization.Encoding.PEM)
@@ -134,27 +141,48 @@ def build(evidence: Evidence, stamper: Stamper, now: dt.datetime) -> bytes:
     return out.getvalue()
 
 
-def write(evidence: Evidence, stamper: Stamper, now: dt.datetime, out: IO[bytes]) -> None:
+def write(
+    evidence: Evidence,
+    stamper: Stamper,
+    now: dt.datetime,
+    out: IO[bytes],
+    proofs: Proofs | None = None,
+) -> None:
     """The container of ``evidence`` written to ``out`` (seekable), its manifest
-    time-stamped by ``stamper``: a package kept in a file is hashed, then copied, in
-    chunks, so a container of any size passes through a few chunks of memory."""
-    files = files_of(evidence)
-    listed = manifest.of_digests({name: package_sha256(f) for name, f in files.items()}, TOKEN)
-    token = stamper(hashlib.sha256(listed).digest())
+    time-stamped by ``stamper``. Each package is read once (a file in chunks, so a
+    container of any size passes through a few chunks of memory): hashed as it is
+    copied, then given the batch proof ``proofs`` finds for that digest. The manifest
+    and the proofs are thus of the very bytes the container holds."""
+    names = _message_names(evidence)
     with zipfile.ZipFile(out, "w") as archive:
         archive.writestr(_entry("mimetype", now, stored=True), MIMETYPE)
-        for name, data in [*files.items(), (MANIFEST, listed), (TOKEN, token)]:
-            _add(archive, _entry(name, now), data)
+        digests = {
+            name: _copied(archive, _entry(name, now), kept.package)
+            for name, kept in zip(names, evidence.messages, strict=True)
+        }
+        found = proofs(list(digests.values())) if proofs is not None else {}
+        proven = [found.get(digest) for digest in digests.values()]
+        for name, data in _described(evidence, names, proven).items():
+            archive.writestr(_entry(name, now), data)
+            digests[name] = hashlib.sha256(data).digest()
+        listed = manifest.of_digests(digests, TOKEN)
+        archive.writestr(_entry(MANIFEST, now), listed)
+        archive.writestr(_entry(TOKEN, now), stamper(hashlib.sha256(listed).digest()))
 
 
-def _add(archive: zipfile.ZipFile, entry: zipfile.ZipInfo, data: bytes | Path) -> None:
-    if isinstance(data, bytes):
-        archive.writestr(entry, data)
-        return
-    with open_package(data) as file:
+def _copied(archive: zipfile.ZipFile, entry: zipfile.ZipInfo, package: bytes | Path) -> bytes:
+    """``package`` written to ``archive`` as ``entry``; the SHA-256 of what was written."""
+    if isinstance(package, bytes):
+        archive.writestr(entry, package)
+        return hashlib.sha256(package).digest()
+    digest = hashlib.sha256()
+    with open_package(package) as file:
         entry.file_size = os.fstat(file.fileno()).st_size  # (whether it needs ZIP64)
         with archive.open(entry, "w") as into:
-            shutil.copyfileobj(file, into, COPY_CHUNK)
+            while chunk := file.read(COPY_CHUNK):
+                digest.update(chunk)
+                into.write(chunk)
+    return digest.digest()
 
 
 # --- reading ---------------------------------------------------------------------------

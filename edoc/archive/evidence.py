@@ -5,8 +5,8 @@ package as it was sent or received (its exact bytes), every status message about
 in either direction, and the CA material a verifier needs years later (the issuing
 CA's certificate and the CRL), so that the root certificate alone checks it all.
 
-A package kept in a file stays there until it is used: hashed (:func:`package_sha256`)
-and copied into a container in chunks, on the thread that writes the container.
+A package kept in a file stays there until it is used: read once, in chunks, on the
+thread that writes the container, hashed as it is copied (edoc.archive.container).
 """
 
 from __future__ import annotations
@@ -50,7 +50,6 @@ class KeptMessage:
     # the package as sent or received: its bytes (kept in its row), or its file, read in
     # chunks where it is used (a 200 MB document's package is never whole in memory)
     package: bytes | Path
-    proof: BatchProof | None = None  # None: not stamped before the export
 
     @property
     def label(self) -> str:
@@ -58,6 +57,17 @@ class KeptMessage:
         ``received-status-03``."""
         code = f"-{self.status_code}" if self.status_code else ""
         return f"{self.direction.value}-{self.kind.value}{code}"
+
+
+@dataclass(frozen=True)
+class KeptDocument:
+    """What one organization kept about one document (its node's packages, or the hub's):
+    its evidence but for the CA material, which joins it where its container is written
+    (edoc.archive.export.write_container)."""
+
+    org_id: str
+    document_id: str
+    messages: tuple[KeptMessage, ...]  # the document first, then its statuses
 
 
 @dataclass(frozen=True)

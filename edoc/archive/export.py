@@ -11,14 +11,15 @@ day's.
 from __future__ import annotations
 
 import datetime as dt
+import io
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
 from edoc import atomic, errors
 from edoc.archive import container, day, tsa
-from edoc.archive.batches import ProofsOf, with_proofs
-from edoc.archive.evidence import Evidence
+from edoc.archive.evidence import Evidence, KeptDocument
 from edoc.archive.stored import StoredEvidence, kept_messages
 from edoc.envelope import VIETNAM
 from edoc.keystore import KeyStore
@@ -37,17 +38,42 @@ def stamper(keys: KeyStore, now: dt.datetime) -> container.Stamper:
     return stamp
 
 
-async def evidence_of(
-    stored: StoredEvidence,
+async def kept_of(stored: StoredEvidence, org_id: str, document_id: str) -> KeptDocument:
+    """What ``org_id``'s node kept of ``document_id`` (its packages' files not read here)."""
+    return KeptDocument(org_id, document_id, await kept_messages(stored, org_id, document_id))
+
+
+def write_container(
+    kept: KeptDocument,
     keys: KeyStore,
-    org_id: str,
-    document_id: str,
-    proofs_of: ProofsOf | None = None,
-) -> Evidence:
-    """What ``org_id``'s node kept of ``document_id``, with each package's batch proof
-    where the node stamped it (``proofs_of``: edoc.archive.batches.proofs_lookup)."""
-    messages = await with_proofs(await kept_messages(stored, org_id, document_id), proofs_of)
-    return Evidence(org_id, document_id, messages, keys.trust().issuing, keys.crl())
+    stamp: container.Stamper,
+    now: dt.datetime,
+    out: IO[bytes],
+    proofs: container.Proofs | None = None,
+) -> None:
+    """``kept``'s container written to ``out`` (seekable), with the CA material in force
+    and each package's batch proof (``proofs``: edoc.archive.batches.BatchLog.proofs_of).
+    It reads files (the CRL, the packages, the batches), so a service runs it on a worker
+    thread, never on its loop."""
+    evidence = Evidence(
+        kept.org_id, kept.document_id, kept.messages, keys.trust().issuing, keys.crl()
+    )
+    container.write(evidence, stamp, now, out, proofs)
+
+
+def write_file(
+    target: Path,
+    kept: KeptDocument,
+    keys: KeyStore,
+    now: dt.datetime,
+    proofs: container.Proofs | None = None,
+) -> None:
+    """``kept``'s container, stamped at ``now``, written to ``target`` as its packages
+    are read: whole or not at all, and its owner's only (official documents)."""
+    stamp = stamper(keys, now)
+    atomic.write_file(
+        target, lambda out: write_container(kept, keys, stamp, now, out, proofs), mode=0o600
+    )
 
 
 async def export_document(
@@ -55,12 +81,12 @@ async def export_document(
     keys: KeyStore,
     org_id: str,
     document_id: str,
+    target: Path,
     now: dt.datetime,
-    proofs_of: ProofsOf | None = None,
-) -> bytes:
-    """The ASiC-E container of one document ``org_id`` sent or received."""
-    evidence = await evidence_of(stored, keys, org_id, document_id, proofs_of)
-    return container.build(evidence, stamper(keys, now), now)
+    proofs: container.Proofs | None = None,
+) -> None:
+    """The ASiC-E container of one document ``org_id`` sent or received, in ``target``."""
+    write_file(target, await kept_of(stored, org_id, document_id), keys, now, proofs)
 
 
 def day_bounds(of: dt.date) -> tuple[dt.datetime, dt.datetime]:
@@ -109,7 +135,7 @@ async def export_day(
     of: dt.date,
     folder: Path,
     now: dt.datetime,
-    proofs_of: ProofsOf | None = None,
+    proofs: container.Proofs | None = None,
 ) -> DayExport:
     """``org_id``'s day archive of ``of`` in ``folder``, linked to the day before there."""
     target = folder / day.file_name(org_id, of)
@@ -121,8 +147,10 @@ async def export_day(
     stamp = stamper(keys, now)
     containers = []
     for document_id in documents:
-        evidence = await evidence_of(stored, keys, org_id, document_id, proofs_of)
-        containers.append((document_id, container.build(evidence, stamp, now)))
+        built = io.BytesIO()
+        kept = await kept_of(stored, org_id, document_id)
+        write_container(kept, keys, stamp, now, built, proofs)
+        containers.append((document_id, built.getvalue()))
     data = day.build(org_id, of, containers, previous, stamp, now)
     folder.mkdir(parents=True, exist_ok=True)
     atomic.write_bytes(target, data, mode=0o600)  # official documents: their owner's only

@@ -25,9 +25,10 @@ import aiosqlite
 import asyncpg
 
 from edoc import errors
-from edoc.archive.batches import ProofsOf, with_proofs
-from edoc.archive.evidence import Direction, Evidence, KeptMessage
-from edoc.archive.stored import Mark, PackageRef, package_bytes
+from edoc.archive import export
+from edoc.archive.container import Proofs
+from edoc.archive.evidence import Direction, KeptDocument, KeptMessage
+from edoc.archive.stored import Mark, PackageRef, kept_package
 from edoc.keystore import KeyStore
 from edoc.model import MessageKind
 from edoc.store import SQLITE
@@ -116,29 +117,38 @@ async def open_hub_packages(url: str) -> HubPackages:
     raise errors.UnknownStore("a hub store's URL is sqlite:///path or postgresql://host/db")
 
 
-async def hub_evidence(
-    packages: HubPackages,
-    keys: KeyStore,
-    hub_org_id: str,
-    document_id: str,
-    proofs_of: ProofsOf,
-) -> Evidence:
-    """What the hub accepted about ``document_id`` (the document, then its statuses, as
-    the hub relays them), each with the proof of the hub's batch that stamped it."""
+async def hub_kept(packages: HubPackages, hub_org_id: str, document_id: str) -> KeptDocument:
+    """What the hub accepted about ``document_id``: the document, then its statuses, as
+    the hub relays them (their files not read here)."""
     rows = await packages.about(document_id)
     if not any(r.kind == MessageKind.DOCUMENT for r in rows):
         raise errors.NothingToArchive(f"the hub accepted no document {document_id}")
     _refuse_dropped(rows, document_id)
     document_first = sorted(rows, key=lambda r: r.kind != MessageKind.DOCUMENT)  # stable: by id
+    return KeptDocument(hub_org_id, document_id, tuple(_kept(row) for row in document_first))
+
+
+async def export_document(
+    packages: HubPackages,
+    keys: KeyStore,
+    hub_org_id: str,
+    document_id: str,
+    target: Path,
+    now: dt.datetime,
+    proofs: Proofs | None = None,
+) -> None:
+    """The container of what the hub accepted about ``document_id``, each package with
+    the proof of the hub's batch that stamped it (``proofs``), written to ``target`` as
+    a node's is (edoc.archive.export.write_file), its packages read in chunks as they
+    are copied, on this thread (a command's: the files are read on its loop)."""
+    kept = await hub_kept(packages, hub_org_id, document_id)
     try:
-        messages = [_kept(row) for row in document_first]
+        export.write_file(target, kept, keys, now, proofs)
     except errors.StorageError:
         # a file gone: a retention pass may have dropped its package since its row was
         # read (its row changes first). Said as such if its row says so now
         _refuse_dropped(await packages.about(document_id), document_id)
         raise
-    proven = await with_proofs(messages, proofs_of)
-    return Evidence(hub_org_id, document_id, proven, keys.trust().issuing, keys.crl())
 
 
 def _refuse_dropped(rows: list[HubRow], document_id: str) -> None:
@@ -151,8 +161,8 @@ def _refuse_dropped(rows: list[HubRow], document_id: str) -> None:
 
 
 def _kept(row: HubRow) -> KeptMessage:
-    """What the hub kept of ``row``'s package: its bytes, as it received them."""
+    """What the hub kept of ``row``'s package, as it received it: its bytes, or its file."""
     kind = MessageKind(row.kind)
     return KeptMessage(
-        Direction.RECEIVED, kind, row.status_code, row.accepted_at, package_bytes(row.ref)
+        Direction.RECEIVED, kind, row.status_code, row.accepted_at, kept_package(row.ref)
     )

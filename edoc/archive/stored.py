@@ -22,7 +22,7 @@ import aiosqlite
 import asyncpg
 
 from edoc import errors
-from edoc.archive.evidence import Direction, KeptMessage, open_package, package_sha256
+from edoc.archive.evidence import Direction, KeptMessage, package_sha256
 from edoc.model import MessageKind
 from edoc.store import SQLITE
 
@@ -84,7 +84,7 @@ class StoredEvidence(Protocol):
 
     async def kept_after(self, mark: Mark, limit: int) -> tuple[list[PackageRef], Mark]:
         """Up to ``limit`` packages of each table kept after ``mark``, and the mark past
-        them (where each package is: its bytes are read off the loop, by package_bytes)."""
+        them (where each package is: its bytes are read off the loop, by package_digest)."""
         ...
 
     async def close(self) -> None: ...
@@ -167,23 +167,15 @@ async def open_stored(url: str) -> StoredEvidence:
     raise errors.UnknownStore("a node store's URL is sqlite:///path or postgresql://host/db")
 
 
-def package_bytes(ref: PackageRef) -> bytes:
-    """A kept package's bytes, where ``ref`` says they are."""
-    if ref.body is not None:
-        return bytes(ref.body)
-    with open_package(Path(ref.path)) as file:
-        return file.read()
-
-
 def package_digest(ref: PackageRef) -> bytes:
     """A kept package's SHA-256, its file read in chunks: a large package (hundreds of MB)
     is never whole in memory to be stamped."""
-    return package_sha256(_package(ref.body, ref.path))
+    return package_sha256(kept_package(ref))
 
 
-def _package(body: bytes | None, path: str) -> bytes | Path:
+def kept_package(ref: PackageRef) -> bytes | Path:
     """Where a kept package is: its bytes, in its row; else its file (not read here)."""
-    return Path(path) if body is None else bytes(body)
+    return Path(ref.path) if ref.body is None else bytes(ref.body)
 
 
 async def kept_messages(
@@ -201,7 +193,7 @@ async def kept_messages(
             MessageKind(r.kind),
             r.status_code,
             r.at,
-            _package(r.body, r.path),
+            kept_package(PackageRef(r.body, r.path)),
         )
         for r in rows
     ]

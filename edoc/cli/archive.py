@@ -12,10 +12,9 @@ from typing import Any
 import click
 from cryptography import x509
 
-from edoc import atomic, errors
-from edoc.archive import container, day, export
-from edoc.archive.batches import BatchLog, Retention, evidence_folder, proofs_lookup, stamp_new
-from edoc.archive.hub import hub_evidence, open_hub_packages
+from edoc import errors
+from edoc.archive import day, export, hub
+from edoc.archive.batches import BatchLog, Retention, evidence_folder, stamp_new
 from edoc.archive.stored import open_stored
 from edoc.archive.verify import ContainerReport, verify_container
 from edoc.cli.options import existing_keys, json_option, service_keys_dir_option
@@ -153,21 +152,20 @@ def archive_export(
         raise click.UsageError("give --org: whose evidence")
     keys = existing_keys(keys_dir)
     url = store_url or sqlite_url(data_dir / "node.sqlite")
-    proofs_of = proofs_lookup(BatchLog(evidence_folder(data_dir)))
+    proofs = BatchLog(evidence_folder(data_dir)).proofs_of
 
     async def run() -> str:
         stored = await open_stored(url)
         try:
             if document_id is not None:
                 target = out or Path("evidence.asice")
-                data = await export.export_document(
-                    stored, keys, org_id, document_id, utcnow(), proofs_of
+                await export.export_document(
+                    stored, keys, org_id, document_id, target, utcnow(), proofs
                 )
-                atomic.write_bytes(target, data, mode=0o600)  # official documents
                 return f"exported {document_id} to {target}"
             assert on_day is not None
             made = await export.export_day(
-                stored, keys, org_id, on_day.date(), out or Path("archive"), utcnow(), proofs_of
+                stored, keys, org_id, on_day.date(), out or Path("archive"), utcnow(), proofs
             )
         finally:
             await stored.close()
@@ -187,19 +185,19 @@ def _export_hub(
 ) -> None:
     keys = existing_keys(keys_dir)
     url = store_url or sqlite_url(data_dir / "hub.sqlite")
-    proofs_of = proofs_lookup(BatchLog(evidence_folder(data_dir)))
+    proofs = BatchLog(evidence_folder(data_dir)).proofs_of
+    target = out or Path("evidence.asice")
 
-    async def run() -> bytes:
-        packages = await open_hub_packages(url)
+    async def run() -> None:
+        packages = await hub.open_hub_packages(url)
         try:
-            evidence = await hub_evidence(packages, keys, hub_org_id, document_id, proofs_of)
+            await hub.export_document(
+                packages, keys, hub_org_id, document_id, target, utcnow(), proofs
+            )
         finally:
             await packages.close()
-        now = utcnow()
-        return container.build(evidence, export.stamper(keys, now), now)
 
-    target = out or Path("evidence.asice")
-    atomic.write_bytes(target, asyncio.run(run()), mode=0o600)
+    asyncio.run(run())
     click.echo(f"exported the hub's evidence of {document_id} to {target}")
 
 

@@ -15,6 +15,7 @@ from cryptography import x509
 from edoc import envelope, signing
 from edoc.archive import container, manifest, tsa
 from edoc.archive.evidence import Direction, Evidence, KeptMessage
+from edoc.archive.stored import PackageRef, kept_package
 from edoc.keyindex import SigningIdentity
 from edoc.model import (
     Document,
@@ -70,6 +71,12 @@ def evidence(ca: Ca, document: bytes, *statuses: bytes) -> Evidence:
         ca.keys.trust().issuing,
         x509.load_pem_x509_crl(ca.keys.crl_path.read_bytes()),
     )
+
+
+def package_bytes(ref: PackageRef) -> bytes:
+    """A kept package's bytes: its row's, or its file's."""
+    kept = kept_package(ref)
+    return kept if isinstance(kept, bytes) else kept.read_bytes()
 
 
 def stamper(ca: Ca) -> Callable[[bytes], bytes]:

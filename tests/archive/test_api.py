@@ -15,6 +15,7 @@ from structlog.testing import capture_logs
 from edoc import envelope
 from edoc.archive import export
 from edoc.archive.verify import verify_container
+from edoc.keyindex import KeyIndex
 from edoc.keystore import KeyStore
 from edoc.model import MessageKind
 from edoc.node import app as node_app
@@ -113,6 +114,28 @@ async def test_a_package_file_is_read_off_the_loop(
         assert not any(incoming.glob("evidence-*"))
 
 
+async def test_the_crl_is_read_once_off_the_loop(
+    door: Door, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The container carries the CRL in force: its file is read where the container is
+    built, on a worker thread (it was read on the loop), and once."""
+    loop_thread = threading.get_ident()
+    readers: list[int] = []
+    real_crl = KeyIndex.crl
+
+    def watched_crl(keys: KeyIndex) -> Any:
+        readers.append(threading.get_ident())
+        return real_crl(keys)
+
+    monkeypatch.setattr(KeyIndex, "crl", watched_crl)
+    async with door.node() as node:
+        status, posted, _ = await node.send({**load_sample_metadata(), "to": [OTHER]})
+        assert status == 202, posted
+        status, body, _ = await node.request("GET", f"/api/v1/documents/{posted['id']}/evidence")
+    assert status == 200, body
+    assert len(readers) == 1 and readers[0] != loop_thread
+
+
 async def test_builds_past_the_bound_are_refused(
     door: Door, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -120,14 +143,14 @@ async def test_builds_past_the_bound_are_refused(
     test node has one thread: one build); past them 429 EDOC-HUB-004 with a Retry-After,
     and a slot is free again once its build is done."""
     entered, release = asyncio.Event(), asyncio.Event()
-    real = export.evidence_of
+    real = export.kept_of
 
     async def held(*args: Any) -> Any:
         entered.set()
         await release.wait()
         return await real(*args)
 
-    monkeypatch.setattr(export, "evidence_of", held)
+    monkeypatch.setattr(export, "kept_of", held)
     async with door.node() as node:
         status, posted, _ = await node.send({**load_sample_metadata(), "to": [OTHER]})
         assert status == 202, posted

@@ -22,7 +22,6 @@ from edoc.archive.batches import (
     BatchLog,
     Retention,
     evidence_folder,
-    proofs_lookup,
     stamp_new,
 )
 from edoc.archive.evidence import BatchProof
@@ -73,13 +72,14 @@ async def _stamp_and_export(ca: Ca, node: Path, revoke_between: bool) -> tuple[b
         if revoke_between:
             ca.keys.revoke(SENDER, "keyCompromise")
         now = support.later(ca, minutes=5)
-        proven = await export.export_document(
-            stored, ca.keys, support.RECIPIENT, about, now, proofs_lookup(log)
+        proven, bare = node / "proven.asice", node / "bare.asice"
+        await export.export_document(
+            stored, ca.keys, support.RECIPIENT, about, proven, now, log.proofs_of
         )
-        bare = await export.export_document(stored, ca.keys, support.RECIPIENT, about, now)
+        await export.export_document(stored, ca.keys, support.RECIPIENT, about, bare, now)
     finally:
         await stored.close()
-    return proven, bare
+    return proven.read_bytes(), bare.read_bytes()
 
 
 def test_a_seal_revoked_after_the_batch_still_verifies(own_ca: Ca, tmp_path: Path) -> None:

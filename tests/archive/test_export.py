@@ -5,18 +5,31 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import json
+import os
+import tracemalloc
 import zipfile
+from collections.abc import Callable, Coroutine
 from pathlib import Path
+from typing import Any
 
 import pytest
 from click.testing import CliRunner, Result
 
 from edoc import envelope
-from edoc.archive import day
+from edoc.archive import day, export
+from edoc.archive.batches import BatchLog, Kept, evidence_folder, stamp_new
+from edoc.archive.hub import open_hub_packages
+from edoc.archive.stored import open_stored
+from edoc.archive.verify import verify_container
 from edoc.cli import main
 from edoc.cli.failures import EXIT_REFUSED
+from edoc.hub.state import HUB_ORG_ID
+from edoc.model import MessageKind
+from edoc.store import open_hub_store, open_node_store, sqlite_url
+from edoc.store.hub import Addressee, NewPackage, Tally
+from edoc.store.node import NewOutgoing
 from tests.archive import support
-from tests.support.pki import SENDER, Ca
+from tests.support.pki import SENDER, Ca, signed_root
 
 TODAY = dt.datetime.now(envelope.VIETNAM).replace(hour=12)
 YESTERDAY = TODAY - dt.timedelta(days=1)
@@ -125,3 +138,105 @@ def test_verify_says_what_fails(ca: Ca, node: tuple[Path, list[str]], tmp_path: 
 def test_export_wants_one_of_document_and_day(ca: Ca, node: tuple[Path, list[str]]) -> None:
     folder, _ = node
     assert _export(ca, folder, "--org", SENDER).exit_code == 2
+
+
+@pytest.fixture(scope="module")
+def large(ca: Ca, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    """A signed document of one 16 MB attachment (random: a container cannot deflate it
+    away), kept in a file as a node and the hub keep a large package; and its id."""
+    folder = tmp_path_factory.mktemp("large")
+    attachment = folder / "phu-luc.bin"
+    attachment.write_bytes(os.urandom(16 * 1024 * 1024))
+    files: list[tuple[Any, Path]] = envelope.attachments_from_files([attachment])
+    package = folder / "1.edxml"
+    with package.open("wb") as out:
+        envelope.write_package(signed_root(ca, files=files), files, out)
+    return package, envelope.read_package(package).message.about
+
+
+async def _stamped(kept: Kept, folder: Path, ca: Ca, at: dt.datetime) -> None:
+    assert await stamp_new(kept, BatchLog(evidence_folder(folder)), export.stamper(ca.keys, at), at)
+
+
+async def _kept_by_a_node(ca: Ca, folder: Path, package: Path, about: str) -> list[str]:
+    url = sqlite_url(folder / "node.sqlite")
+    store = await open_node_store(url)
+    try:
+        document = NewOutgoing(
+            MessageKind.DOCUMENT, SENDER, about, "", None, 0, str(package), {},
+            (support.RECIPIENT,), (), None,
+        )  # fmt: skip
+        await store.add_outgoing(document, ca.clock(), ())
+    finally:
+        await store.close()
+    stored = await open_stored(url)
+    try:
+        await _stamped(stored, folder, ca, ca.clock() + dt.timedelta(seconds=2))
+    finally:
+        await stored.close()
+    return ["--org", SENDER]
+
+
+async def _kept_by_the_hub(ca: Ca, folder: Path, package: Path, about: str) -> list[str]:
+    url = sqlite_url(folder / "hub.sqlite")
+    store = await open_hub_store(url)
+    try:
+        document = NewPackage(
+            kind="document", sender=SENDER, about=about, status_code="", business_type=0,
+            priority=0, digest="1", path=str(package), size=package.stat().st_size,
+            recipients=(Addressee(support.RECIPIENT, "H23"),),
+        )  # fmt: skip
+        await store.accept(document, ca.clock(), Tally(ca.clock().date(), SENDER, "sent", ""))
+    finally:
+        await store.close()
+    packages = await open_hub_packages(url)
+    try:
+        await _stamped(packages, folder, ca, ca.clock() + dt.timedelta(seconds=2))
+    finally:
+        await packages.close()
+    return ["--hub"]
+
+
+_KEPT: dict[str, Callable[[Ca, Path, Path, str], Coroutine[Any, Any, list[str]]]] = {
+    SENDER: _kept_by_a_node,
+    HUB_ORG_ID: _kept_by_the_hub,
+}
+
+
+@pytest.mark.parametrize("keeper", list(_KEPT))
+def test_a_large_documents_evidence_passes_through_a_few_chunks_of_memory(
+    ca: Ca, large: tuple[Path, str], keeper: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A node's and the hub's: the container is written to its file as its package is
+    read, in chunks (the hub read each package whole, a node held the container whole: a
+    200 MB document cost 270 MB more), and the package is read once, hashed as it is
+    copied, its batch proof looked up by that digest (it was read three times: for the
+    proof, for the manifest, to be copied)."""
+    package, about = large
+    folder = tmp_path / "service"
+    folder.mkdir()
+    which = asyncio.run(_KEPT[keeper](ca, folder, package, about))
+    opened: list[Path] = []
+    real_open = Path.open
+
+    def watched_open(path: Path, *args: Any, **kwargs: Any) -> Any:
+        if path == package:
+            opened.append(path)
+        return real_open(path, *args, **kwargs)
+
+    out = tmp_path / "evidence.asice"
+    monkeypatch.setattr(Path, "open", watched_open)
+    tracemalloc.start()
+    try:
+        result = _export(ca, folder, *which, "--document", about, "--out", str(out))
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+        monkeypatch.undo()
+    assert result.exit_code == 0, result.output
+    assert peak < package.stat().st_size / 10
+    assert len(opened) == 1
+    report = verify_container(out.read_bytes(), ca.keys.trust().root)  # the proof with it
+    assert (report.org_id, report.document_id) == (keeper, about)
+    with zipfile.ZipFile(out) as made:
+        assert "META-INF/proofs/01.json" in made.namelist()

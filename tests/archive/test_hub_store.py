@@ -4,24 +4,24 @@ the packages after a mark, and what the hub accepted about a document."""
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
-from typing import cast
 
 import pytest
 
 from edoc import errors
-from edoc.archive.evidence import BatchProof
-from edoc.archive.hub import HubRow, hub_evidence, open_hub_packages
-from edoc.archive.stored import Mark, PackageRef, package_bytes
+from edoc.archive import hub
+from edoc.archive.hub import HubRow, open_hub_packages
+from edoc.archive.stored import Mark, PackageRef
 from edoc.hub import retention
 from edoc.hub.retention import EPOCH
-from edoc.keystore import KeyStore
 from edoc.offload import Offload
 from edoc.store import open_hub_store, sqlite_url
 from edoc.store.hub import Addressee, NewPackage, Receipt, Tally
+from tests.archive import support
 from tests.store import postgres
+from tests.support.pki import Ca
 
 NOW = dt.datetime(2026, 12, 1, 2, 0, tzinfo=dt.UTC)
 DOCUMENT = NewPackage(
@@ -81,7 +81,11 @@ async def test_the_hubs_packages_after_a_mark_and_about_a_document(
     packages = await open_hub_packages(store_url)
     try:
         refs, mark = await packages.kept_after(Mark(0, 0), 100)
-        assert [package_bytes(r) for r in refs] == [b"d" * 10, b"d" * 10, large.read_bytes()]
+        assert [support.package_bytes(r) for r in refs] == [
+            b"d" * 10,
+            b"d" * 10,
+            large.read_bytes(),
+        ]
         assert mark == Mark(3, 0)
         assert await packages.kept_after(mark, 100) == ([], mark)
         first, moved = await packages.kept_after(Mark(0, 0), 1)
@@ -124,15 +128,11 @@ async def test_a_package_whose_bytes_were_dropped_is_not_stamped(store_url: str)
     packages = await open_hub_packages(store_url)
     try:
         refs, mark = await packages.kept_after(Mark(0, 0), 100)
-        assert ([package_bytes(r) for r in refs], mark) == ([DOCUMENT.body], Mark(2, 0))
+        assert ([support.package_bytes(r) for r in refs], mark) == ([DOCUMENT.body], Mark(2, 0))
         (row,) = await packages.about("D1")
         assert row.ref == PackageRef(None, "")
     finally:
         await packages.close()
-
-
-async def _no_proofs(packages: Sequence[bytes | Path]) -> list[BatchProof | None]:
-    raise AssertionError("no proof is looked for: the evidence fails before")
 
 
 async def _kept_in_a_file(store_url: str, folder: Path, acknowledged: bool) -> Path:
@@ -157,7 +157,7 @@ async def _kept_in_a_file(store_url: str, folder: Path, acknowledged: bool) -> P
 
 
 async def test_a_package_dropped_while_its_evidence_is_read_is_said_no_longer_kept(
-    store_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ca: Ca, store_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A retention pass between the read of the rows and that of their files: the file
     gone is what the pass dropped, not a store that failed (EDOC-STORE-001)."""
@@ -176,22 +176,24 @@ async def test_a_package_dropped_while_its_evidence_is_read_is_said_no_longer_ke
         monkeypatch.setattr(packages, "about", read_then_dropped)
         try:
             with pytest.raises(errors.NothingToArchive, match="no longer keeps"):
-                await hub_evidence(packages, cast(KeyStore, None), "hub", "D1", _no_proofs)
+                await hub.export_document(packages, ca.keys, "hub", "D1", tmp_path / "out", NOW)
         finally:
             await packages.close()
         assert not kept.exists()
+        assert not [*tmp_path.glob("out*"), *tmp_path.glob(".out*")]
     finally:
         offload.close()
         await store.close()
 
 
 async def test_a_file_gone_from_a_row_that_still_names_it_is_the_stores_fault(
-    store_url: str, tmp_path: Path
+    ca: Ca, store_url: str, tmp_path: Path
 ) -> None:
     (await _kept_in_a_file(store_url, tmp_path, acknowledged=False)).unlink()
     packages = await open_hub_packages(store_url)
     try:
         with pytest.raises(errors.StorageError, match="is gone"):
-            await hub_evidence(packages, cast(KeyStore, None), "hub", "D1", _no_proofs)
+            await hub.export_document(packages, ca.keys, "hub", "D1", tmp_path / "out", NOW)
     finally:
         await packages.close()
+    assert not [*tmp_path.glob("out*"), *tmp_path.glob(".out*")]

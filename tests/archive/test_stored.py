@@ -20,7 +20,6 @@ from edoc.archive.stored import (
     StoredEvidence,
     kept_messages,
     open_stored,
-    package_bytes,
     package_digest,
 )
 from edoc.model import MessageKind
@@ -91,7 +90,7 @@ async def test_the_documents_of_a_day(kept: tuple[StoredEvidence, str, bytes, by
 async def test_the_packages_after_a_mark(kept: tuple[StoredEvidence, str, bytes, bytes]) -> None:
     stored, _, document, status = kept
     refs, mark = await stored.kept_after(Mark(0, 0), 100)
-    packages = [package_bytes(ref) for ref in refs]
+    packages = [support.package_bytes(ref) for ref in refs]
     assert sorted(packages) == sorted([document, status, document, status])
     assert await stored.kept_after(mark, 100) == ([], mark)
     first, _ = await stored.kept_after(Mark(0, 0), 1)
@@ -125,8 +124,10 @@ async def test_a_package_file_gone_is_said(ca: Ca, tmp_path: Path) -> None:
     try:
         kept = await kept_messages(stored, SENDER, "d")
         assert [m.package for m in kept] == [gone]  # (its file is read where it is written)
+        target = tmp_path / "evidence.asice"
         with pytest.raises(errors.StorageError, match=f"gone from {gone}"):
-            await export.export_document(stored, ca.keys, SENDER, "d", AT)
+            await export.export_document(stored, ca.keys, SENDER, "d", target, AT)
+        assert not [*tmp_path.glob("evidence.asice*"), *tmp_path.glob(".evidence.asice*")]
     finally:
         await stored.close()
 
