@@ -15,7 +15,7 @@ _QUERY_PASSWORD = re.compile(r"(?<=[?&]password=)[^&#]*")
 # where a userinfo without a colon is a role's name (libpq reads no token there), said as
 # it helps to know which role could not connect; elsewhere it is hidden, as it is often a
 # token (``https://TOKEN@host``, as git and many HTTP clients send it)
-_USER_NAME_SCHEMES = ("postgresql", "postgres")
+POSTGRESQL_SCHEMES = ("postgresql", "postgres")
 
 
 def without_password(url: str) -> str:
@@ -31,7 +31,7 @@ def without_password(url: str) -> str:
         scheme, rest = "", url
     userinfo, _at, host = rest.rpartition("@")
     user, colon, _password = userinfo.partition(":")
-    if not userinfo or (not colon and scheme.lower() in _USER_NAME_SCHEMES):
+    if not userinfo or (not colon and scheme.lower() in POSTGRESQL_SCHEMES):
         return url
     said = f"{user}:***" if colon else "***"
     return f"{scheme}{separator}{said}@{host}"

@@ -28,10 +28,9 @@ from edoc import errors
 from edoc.archive import export
 from edoc.archive.container import Proofs
 from edoc.archive.evidence import Direction, KeptDocument, KeptMessage
-from edoc.archive.stored import Mark, PackageRef, kept_package
+from edoc.archive.stored import Mark, PackageRef, kept_package, read_only
 from edoc.keystore import KeyStore
 from edoc.model import MessageKind
-from edoc.store import SQLITE
 
 # (a package whose bytes retention dropped has nothing left to stamp)
 _AFTER = (
@@ -104,17 +103,8 @@ HubPackages = _Sqlite | _Postgres
 
 async def open_hub_packages(url: str) -> HubPackages:
     """A read-only view of the hub store's packages at ``url`` (as edoc.store.open_hub_store)."""
-    try:
-        if url.startswith(SQLITE):
-            path = Path(url[len(SQLITE) :])
-            if not path.is_file():
-                raise errors.UnknownStore(f"no hub store at {path}")
-            return _Sqlite(await aiosqlite.connect(f"file:{path}?mode=ro", uri=True))
-        if url.startswith(("postgresql://", "postgres://")):
-            return _Postgres(await asyncpg.connect(url, timeout=10))
-    except (OSError, aiosqlite.Error, asyncpg.PostgresError) as exc:
-        raise errors.StorageError(f"the hub store does not open: {type(exc).__name__}") from None
-    raise errors.UnknownStore("a hub store's URL is sqlite:///path or postgresql://host/db")
+    db = await read_only(url, "hub")
+    return _Sqlite(db) if isinstance(db, aiosqlite.Connection) else _Postgres(db)
 
 
 async def hub_kept(packages: HubPackages, hub_org_id: str, document_id: str) -> KeptDocument:

@@ -24,7 +24,7 @@ import asyncpg
 from edoc import errors
 from edoc.archive.evidence import Direction, KeptMessage, package_sha256
 from edoc.model import MessageKind
-from edoc.store import SQLITE
+from edoc.store import SQLITE, is_postgresql
 
 _PACKAGES = (
     "SELECT 'sent', kind, status_code, created_at, body, path FROM outgoing"
@@ -152,19 +152,27 @@ class _Postgres:
         await self._db.close()
 
 
-async def open_stored(url: str) -> StoredEvidence:
-    """A read-only view of the node store at ``url`` (as edoc.store.open_node_store)."""
+async def read_only(url: str, whose: str) -> aiosqlite.Connection | asyncpg.Connection:
+    """A read-only connection to ``whose`` ("hub", "node") store at ``url``."""
     try:
         if url.startswith(SQLITE):
             path = Path(url[len(SQLITE) :])
             if not path.is_file():
-                raise errors.UnknownStore(f"no node store at {path}")
-            return _Sqlite(await aiosqlite.connect(f"file:{path}?mode=ro", uri=True))
-        if url.startswith(("postgresql://", "postgres://")):
-            return _Postgres(await asyncpg.connect(url, timeout=10))
+                raise errors.UnknownStore(f"no {whose} store at {path}")
+            return await aiosqlite.connect(f"file:{path}?mode=ro", uri=True)
+        if is_postgresql(url):
+            return await asyncpg.connect(url, timeout=10)
     except (OSError, aiosqlite.Error, asyncpg.PostgresError) as exc:
-        raise errors.StorageError(f"the node store does not open: {type(exc).__name__}") from None
-    raise errors.UnknownStore("a node store's URL is sqlite:///path or postgresql://host/db")
+        raise errors.StorageError(
+            f"the {whose} store does not open: {type(exc).__name__}"
+        ) from None
+    raise errors.UnknownStore(f"a {whose} store's URL is sqlite:///path or postgresql://host/db")
+
+
+async def open_stored(url: str) -> StoredEvidence:
+    """A read-only view of the node store at ``url`` (as edoc.store.open_node_store)."""
+    db = await read_only(url, "node")
+    return _Sqlite(db) if isinstance(db, aiosqlite.Connection) else _Postgres(db)
 
 
 def package_digest(ref: PackageRef) -> bytes:

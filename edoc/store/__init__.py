@@ -14,6 +14,7 @@ from pathlib import Path
 from edoc import errors
 from edoc.store.hub import HubStore
 from edoc.store.node import NodeStore
+from edoc.urls import POSTGRESQL_SCHEMES
 
 SQLITE = "sqlite:///"
 
@@ -45,8 +46,10 @@ def _scheme_error(url: str) -> errors.UnknownStore:
     )
 
 
-def _postgresql(url: str) -> bool:
-    return url.startswith(("postgresql://", "postgres://"))
+def is_postgresql(url: str) -> bool:
+    """Whether ``url`` names a PostgreSQL database."""
+    scheme, separator, _ = url.partition("://")
+    return bool(separator) and scheme in POSTGRESQL_SCHEMES
 
 
 def check_url(url: str) -> None:
@@ -54,14 +57,14 @@ def check_url(url: str) -> None:
     `edoc up --store` refuses one before it provisions and saves a network with it."""
     if url.startswith(SQLITE):
         _sqlite_path(url)
-    elif not _postgresql(url):
+    elif not is_postgresql(url):
         raise _scheme_error(url)
 
 
 def store_is_shared(url: str) -> bool:
     """Whether several processes may work on the store at ``url`` at once: a database
     server's (several hub instances), not a file."""
-    return _postgresql(url)
+    return is_postgresql(url)
 
 
 async def open_hub_store(url: str) -> HubStore:
@@ -72,7 +75,7 @@ async def open_hub_store(url: str) -> HubStore:
         store = SqliteHubStore(_sqlite_path(url))
         await store.open()
         return store
-    if _postgresql(url):
+    if is_postgresql(url):
         from edoc.store.postgres.hub import PostgresHubStore
 
         shared = PostgresHubStore(url)
@@ -89,7 +92,7 @@ async def open_node_store(url: str) -> NodeStore:
         store = SqliteNodeStore(_sqlite_path(url))
         await store.open()
         return store
-    if _postgresql(url):
+    if is_postgresql(url):
         from edoc.store.postgres.node import PostgresNodeStore
 
         shared = PostgresNodeStore(url)
