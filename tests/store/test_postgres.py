@@ -24,7 +24,7 @@ from edoc.store.hub import (
     Tally,
 )
 from edoc.store.node import Event, NewAnswer, NodeStore
-from edoc.store.postgres import node_views
+from edoc.store.postgres import database, node_views
 from edoc.store.postgres.database import PROGRESS_LOCK, PostgresDatabase
 from edoc.store.postgres.hub import PostgresHubStore
 from edoc.store.postgres.node import PostgresNodeStore
@@ -76,6 +76,30 @@ async def test_instances_starting_at_once_make_the_schema_once(fresh: str) -> No
     for store in stores:
         await store.close()
     assert await _versions(fresh) == {"hub": len(PostgresHubStore.migrations)}
+
+
+class _SlowToUpgrade(PostgresDatabase):
+    """A store whose migration takes longer than a request's statement may."""
+
+    component = "slow"
+    migrations = ("CREATE TABLE slow (n INTEGER); SELECT pg_sleep(1.5)",)
+
+
+async def test_a_migration_longer_than_a_statement_may_take_is_made_once(
+    fresh: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An index built over a large table takes minutes: neither the instance building it
+    nor another starting meanwhile (waiting for it) gives up at the bound of a request's
+    statement, which cut the migration (rolled back) at every try."""
+    monkeypatch.setattr(database, "COMMAND_TIMEOUT", 0.5)
+    monkeypatch.setattr(_SlowToUpgrade, "start_patience", 4.0)
+    stores = [_SlowToUpgrade(fresh) for _ in range(2)]
+    try:
+        await asyncio.gather(*(store.open() for store in stores))
+    finally:
+        for store in stores:
+            await store.close()
+    assert await _versions(fresh) == {"slow": 1}
 
 
 async def test_a_database_a_newer_edoc_made_is_refused(fresh: str) -> None:

@@ -84,9 +84,11 @@ CREATE TABLE IF NOT EXISTS schema_version (
 """
 
 
-async def migrate(conn: Connection, component: str, steps: Sequence[str]) -> int:
+async def migrate(conn: asyncpg.Connection, component: str, steps: Sequence[str]) -> int:
     """Apply those of ``steps`` (migration n+1 is steps[n]) that the database lacks, each
-    with its version, in one transaction; returns the version reached."""
+    with its version, in one transaction; returns the version reached. ``conn`` bounds no
+    statement: a step may take minutes (an index over a large table), and so may another
+    instance's upgrade that this one waits for under the lock."""
     async with conn.transaction():
         await conn.execute("SELECT pg_advisory_xact_lock($1)", MIGRATION_LOCK)
         await conn.execute(SCHEMA_VERSION)
@@ -162,6 +164,16 @@ class PostgresDatabase:
                 raise
 
     async def _open_once(self, up_to: int | None) -> None:
+        # the schema on a connection of its own, before the pool: a pooled one bounds each
+        # statement to COMMAND_TIMEOUT, and a migration cut there was rolled back and
+        # begun again at every try (as a server away), never done
+        conn = await asyncpg.connect(self.url, timeout=CONNECT_TIMEOUT)
+        try:
+            await migrate(conn, self.component, self.migrations[:up_to])
+        except BaseException:
+            conn.terminate()
+            raise
+        await conn.close()
         self._pool = await asyncpg.create_pool(
             self.url,
             min_size=1,
@@ -170,8 +182,6 @@ class PostgresDatabase:
             timeout=CONNECT_TIMEOUT,
             reset=_session_kept,
         )
-        async with self._pool.acquire() as conn:
-            await migrate(conn, self.component, self.migrations[:up_to])
 
     async def close(self) -> None:
         pool, self._pool = self._pool, None
