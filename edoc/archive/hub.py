@@ -28,13 +28,13 @@ from edoc import errors
 from edoc.archive import export
 from edoc.archive.container import Proofs
 from edoc.archive.evidence import Direction, KeptDocument, KeptMessage
-from edoc.archive.stored import Mark, PackageRef, kept_package, read_only
+from edoc.archive.stored import Mark, PackageRef, kept_package, read_only, settled_id
 from edoc.keystore import KeyStore
 from edoc.model import MessageKind
 
 # (a package whose bytes retention dropped has nothing left to stamp)
 _AFTER = (
-    "SELECT id, body, path FROM packages WHERE id > {after}"
+    "SELECT id, body, path FROM packages WHERE id > {after}{settled}"
     " AND (body IS NOT NULL OR path <> '') ORDER BY id LIMIT {limit}"
 )
 _ABOUT = (
@@ -69,7 +69,7 @@ class _Sqlite:
         self._db = connection
 
     async def kept_after(self, mark: Mark, limit: int) -> tuple[list[PackageRef], Mark]:
-        query = _AFTER.format(after="?", limit="?")
+        query = _AFTER.format(after="?", settled="", limit="?")  # (one writer: in order)
         async with self._db.execute(query, (mark.outgoing, limit)) as cursor:
             return _after(mark, list(await cursor.fetchall()))
 
@@ -87,8 +87,10 @@ class _Postgres:
         self._db = connection
 
     async def kept_after(self, mark: Mark, limit: int) -> tuple[list[PackageRef], Mark]:
-        query = _AFTER.format(after="$1", limit="$2")
-        return _after(mark, list(await self._db.fetch(query, mark.outgoing, limit)))
+        # the instances accept side by side: rows commit out of their order (settled_id)
+        settled = await settled_id(self._db, "packages")
+        query = _AFTER.format(after="$1", settled=" AND id <= $3", limit="$2")
+        return _after(mark, list(await self._db.fetch(query, mark.outgoing, limit, settled)))
 
     async def about(self, document_id: str) -> list[HubRow]:
         found = await self._db.fetch(_ABOUT.format(document="$1"), document_id)

@@ -13,7 +13,9 @@ when NodeStore grows a method for this, these become its implementation.
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple, Protocol
@@ -44,7 +46,43 @@ _DOCUMENTS = (
 )
 
 
-_AFTER = "SELECT id, body, path FROM {table} WHERE id > {after} ORDER BY id LIMIT {limit}"
+_AFTER = "SELECT id, body, path FROM {table} WHERE id > {after}{settled} ORDER BY id LIMIT {limit}"
+
+# PostgreSQL numbers a row when it is written, not when it is committed: with writers at
+# once (a service's pooled connections, several hub instances) row 7 may commit after
+# row 8, and a reader whose mark had moved past 8 never read 7 (never stamped). A writer
+# holds ROW EXCLUSIVE on the table from before it draws a number until it ends, so once
+# the writers under way when the last number drawn was read have ended, every row up to
+# that number is committed or never will be. Waited for, not locked out: a reader takes
+# no part in the service's transactions.
+_LAST_NUMBER = (
+    "SELECT COALESCE(pg_sequence_last_value(pg_get_serial_sequence($1, 'id')::regclass), 0)"
+)
+_WRITERS = (
+    "SELECT virtualtransaction FROM pg_locks WHERE locktype = 'relation'"
+    " AND relation = $1::text::regclass AND mode = 'RowExclusiveLock' AND granted"
+    " AND pid <> pg_backend_pid()"
+)
+SETTLING = 2.0  # seconds the writers under way may take; then the pass fails, for the next
+SETTLING_LOOK = 0.01  # seconds between two looks at them
+
+
+async def settled_id(db: asyncpg.Connection, table: str) -> int:
+    """The highest row number of ``table`` (PostgreSQL) up to which every row is
+    committed or never will be (see _LAST_NUMBER)."""
+    last = int(await db.fetchval(_LAST_NUMBER, table))
+    writers = [row[0] for row in await db.fetch(_WRITERS, table)]
+    deadline = time.monotonic() + SETTLING
+    while writers:
+        if time.monotonic() > deadline:
+            raise errors.StorageError(
+                f"a change to {table} has been under way for over {SETTLING:g} s: what was"
+                " kept after it is read once it ends"
+            )
+        await asyncio.sleep(SETTLING_LOOK)
+        still = _WRITERS + " AND virtualtransaction = ANY($2::text[])"
+        writers = [row[0] for row in await db.fetch(still, table, writers)]
+    return last
 
 
 class Mark(NamedTuple):
@@ -119,7 +157,8 @@ class _Sqlite:
     async def kept_after(self, mark: Mark, limit: int) -> tuple[list[PackageRef], Mark]:
         found = []
         for table, after in (("outgoing", mark.outgoing), ("inbox", mark.inbox)):
-            query = _AFTER.format(table=table, after="?", limit="?")
+            # (one writer at a time, numbering rows as it commits them: none is passed by)
+            query = _AFTER.format(table=table, after="?", settled="", limit="?")
             async with self._db.execute(query, (after, limit)) as cursor:
                 found.append(list(await cursor.fetchall()))
         return _after(mark, *found)
@@ -144,8 +183,9 @@ class _Postgres:
     async def kept_after(self, mark: Mark, limit: int) -> tuple[list[PackageRef], Mark]:
         found = []
         for table, after in (("outgoing", mark.outgoing), ("inbox", mark.inbox)):
-            query = _AFTER.format(table=table, after="$1", limit="$2")
-            found.append(list(await self._db.fetch(query, after, limit)))
+            settled = await settled_id(self._db, table)
+            query = _AFTER.format(table=table, after="$1", settled=" AND id <= $3", limit="$2")
+            found.append(list(await self._db.fetch(query, after, limit, settled)))
         return _after(mark, *found)
 
     async def close(self) -> None:

@@ -3,15 +3,18 @@ the packages after a mark, and what the hub accepted about a document."""
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 
+import asyncpg
 import pytest
+from asyncpg.transaction import Transaction
 
 from edoc import errors
-from edoc.archive import hub
+from edoc.archive import hub, stored
 from edoc.archive.hub import HubRow, open_hub_packages
 from edoc.archive.stored import Mark, PackageRef
 from edoc.hub import retention
@@ -99,6 +102,57 @@ async def test_the_hubs_packages_after_a_mark_and_about_a_document(
         assert await packages.about("unknown") == []
     finally:
         await packages.close()
+
+
+# a package as another instance writes it (numbered as it is written)
+_WRITTEN_ASIDE = """
+INSERT INTO packages (kind, sender, about, status_code, business_type, priority, digest,
+    path, size, accepted_at, body)
+VALUES ('document', '000.00.12.H53', $1, '', 0, 0, $1, '', 3, $2, 'abc')
+"""
+
+
+async def test_a_package_committed_after_a_later_one_is_not_passed_by(
+    postgres_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Instances accept side by side: a package numbered first may be committed after
+    one numbered later. A stamping pass in between must not move the mark past it (it
+    would never be stamped): it waits for the change under way, and fails (logged, for
+    the next pass) if that one outlasts the wait."""
+    monkeypatch.setattr(stored, "SETTLING", 1.0)
+    tally = Tally(NOW.date(), DOCUMENT.sender, "sent", "")
+    store = await open_hub_store(postgres_url)
+    aside = await asyncpg.connect(postgres_url)
+    packages = await open_hub_packages(postgres_url)
+    try:
+        await postgres.empty(postgres_url)
+        async with aside.transaction():
+            await aside.execute(_WRITTEN_ASIDE, "D0", NOW)  # numbered 1, not yet committed
+            await store.accept(DOCUMENT, NOW, tally)  # numbered 2, committed
+            with pytest.raises(errors.StorageError, match="under way"):
+                await packages.kept_after(Mark(0, 0), 100)
+        refs, mark = await packages.kept_after(Mark(0, 0), 100)
+        assert ([support.package_bytes(r) for r in refs], mark) == (
+            [b"abc", DOCUMENT.body],
+            Mark(2, 0),
+        )
+
+        async def commit_soon(writing: Transaction) -> None:
+            await asyncio.sleep(0.05)
+            await writing.commit()
+
+        writing = aside.transaction()
+        await writing.start()
+        await aside.execute(_WRITTEN_ASIDE, "D3", NOW)
+        await store.accept(replace(DOCUMENT, about="D4", digest="4"), NOW, tally)
+        committing = asyncio.create_task(commit_soon(writing))
+        refs, mark = await packages.kept_after(mark, 100)  # waits for it, then reads both
+        await committing
+        assert (len(refs), mark) == (2, Mark(4, 0))
+    finally:
+        await packages.close()
+        await aside.close()
+        await store.close()
 
 
 async def test_no_hub_store_is_said(tmp_path: Path) -> None:

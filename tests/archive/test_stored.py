@@ -9,10 +9,11 @@ import tracemalloc
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
+import asyncpg
 import pytest
 
 from edoc import errors
-from edoc.archive import export
+from edoc.archive import export, stored
 from edoc.archive.evidence import Direction
 from edoc.archive.stored import (
     Mark,
@@ -95,6 +96,41 @@ async def test_the_packages_after_a_mark(kept: tuple[StoredEvidence, str, bytes,
     assert await stored.kept_after(mark, 100) == ([], mark)
     first, _ = await stored.kept_after(Mark(0, 0), 1)
     assert len(first) == 2  # one of each table
+
+
+# a received package as the node writes it (numbered as it is written)
+_RECEIVED = """
+INSERT INTO inbox (recipient, sender, kind, document_id, business_type, status_code, path,
+    summary, received_at, body)
+VALUES ('000.00.00.H34', '000.00.12.H53', 'document', $1, 0, '', '', '{}', $2,
+    convert_to($1, 'UTF8'))
+"""
+
+
+async def test_a_package_committed_after_a_later_one_is_not_passed_by(
+    postgres_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The node receives side by side: a package numbered first may be committed after
+    one numbered later. A stamping pass in between must not move the mark past it (it
+    would never be stamped): it fails (logged, for the next pass) while that change is
+    under way."""
+    monkeypatch.setattr(stored, "SETTLING", 0.2)
+    await (await open_node_store(postgres_url)).close()
+    await postgres.empty(postgres_url)
+    first, second = [await asyncpg.connect(postgres_url) for _ in range(2)]
+    reader = await open_stored(postgres_url)
+    try:
+        async with first.transaction():
+            await first.execute(_RECEIVED, "D1", AT)  # numbered 1, not yet committed
+            await second.execute(_RECEIVED, "D2", AT)  # numbered 2, committed
+            with pytest.raises(errors.StorageError, match="under way"):
+                await reader.kept_after(Mark(0, 0), 100)
+        refs, mark = await reader.kept_after(Mark(0, 0), 100)
+        assert ([support.package_bytes(r) for r in refs], mark) == ([b"D1", b"D2"], Mark(0, 2))
+    finally:
+        await reader.close()
+        for conn in (first, second):
+            await conn.close()
 
 
 async def test_an_unknown_store_is_refused(tmp_path: Path) -> None:
