@@ -217,19 +217,24 @@ async def test_a_status_offered_again_waits_for_its_predecessor(
         collector.cancel()
 
 
+def _starting(
+    outcomes: dict[str, asyncio.Future[bool]], name: str
+) -> Callable[[asyncio.Task[bool] | None], asyncio.Task[bool]]:
+    """How _Chains starts the copy ``name``: a task that ends as ``outcomes[name]`` is set."""
+
+    def start(_after: asyncio.Task[bool] | None) -> asyncio.Task[bool]:
+        outcomes[name] = asyncio.get_running_loop().create_future()
+        return asyncio.ensure_future(outcomes[name])
+
+    return start
+
+
 async def test_a_copy_offered_again_while_the_first_runs_blocks_nothing() -> None:
     """Its lease ran out while it was being taken: the second copy is taken, the first
     then fails; the chain goes on."""
     chains = collector._Chains()
     outcomes: dict[str, asyncio.Future[bool]] = {}
-
-    def starting(name: str) -> Callable[[asyncio.Task[bool] | None], asyncio.Task[bool]]:
-        def start(_after: asyncio.Task[bool] | None) -> asyncio.Task[bool]:
-            outcomes[name] = asyncio.get_running_loop().create_future()
-            return asyncio.ensure_future(outcomes[name])
-
-        return start
-
+    starting = functools.partial(_starting, outcomes)
     first = chains.take(("D", "A"), 1, starting("first copy"))
     second = chains.take(("D", "A"), 1, starting("second copy"))
     assert first is not None and second is not None
@@ -237,6 +242,24 @@ async def test_a_copy_offered_again_while_the_first_runs_blocks_nothing() -> Non
     await second
     outcomes["first copy"].set_result(False)
     await first
+    await asyncio.sleep(0)
+    assert chains.take(("D", "A"), 2, starting("next")) is not None
+
+
+async def test_a_copy_offered_again_failing_after_the_first_was_taken_blocks_nothing() -> None:
+    """Its lease ran out while it was being taken: the first copy is taken (and
+    acknowledged: the hub offers it no more), then the second fails; the chain goes on,
+    not left waiting for ever for an offer that never comes."""
+    chains = collector._Chains()
+    outcomes: dict[str, asyncio.Future[bool]] = {}
+    starting = functools.partial(_starting, outcomes)
+    first = chains.take(("D", "A"), 1, starting("first copy"))
+    second = chains.take(("D", "A"), 1, starting("second copy"))
+    assert first is not None and second is not None
+    outcomes["first copy"].set_result(True)
+    await first
+    outcomes["second copy"].set_result(False)
+    await second
     await asyncio.sleep(0)
     assert chains.take(("D", "A"), 2, starting("next")) is not None
 

@@ -117,6 +117,9 @@ class _Chains:
     def __init__(self) -> None:
         self._taking: dict[StatusChain, dict[int, asyncio.Task[bool]]] = {}
         self._untaken: dict[StatusChain, set[int]] = {}  # offered, not taken since
+        # taken by a copy while another copy of it, offered again, still runs: that one
+        # failing leaves it taken (acknowledged: the hub offers it no more)
+        self._taken_meanwhile: set[tuple[StatusChain, int]] = set()
 
     def take(
         self,
@@ -142,12 +145,18 @@ class _Chains:
     def _done(self, chain: StatusChain, delivery_id: int, task: asyncio.Task[bool]) -> None:
         taking = self._taking.get(chain, {})
         current = taking.get(delivery_id) is task
+        took = not task.cancelled() and task.exception() is None and task.result()
         if current:
             del taking[delivery_id]
             if not taking:
                 del self._taking[chain]
+            if (chain, delivery_id) in self._taken_meanwhile:
+                self._taken_meanwhile.discard((chain, delivery_id))
+                took = True
+        elif took and delivery_id in taking:
+            self._taken_meanwhile.add((chain, delivery_id))
         untaken = self._untaken.setdefault(chain, set())
-        if not task.cancelled() and task.exception() is None and task.result():
+        if took:
             untaken.discard(delivery_id)  # (by any copy of it: it is acknowledged)
         elif current:
             untaken.add(delivery_id)
