@@ -289,6 +289,28 @@ async def test_a_revoke_reaches_a_recipient_that_left_the_address_book(
     ]
 
 
+async def test_a_resend_is_answered_as_at_first_after_its_recipient_left_the_book(
+    ca: Ca, nodes: dict[str, NodeClient]
+) -> None:
+    """The hub kept a document but its answer was lost (the instance killed after its
+    commit, or down for a while): the node sends it again, and gets the first answer,
+    though the recipient's node no longer registers that agency. It is delivered: a
+    refusal now would show its sender a document failed that its recipient gets."""
+    leaving = "000.00.32.H41"
+    one = {"organizations": [{"org_id": leaving, "name": "Sở sáp nhập"}]}
+    assert (await nodes["H41"].request("POST", "/api/v1/directory", json_body=one))[0] == 200
+    await nodes["H41"].drain()
+    package = document(ca, to=[leaving])
+    first = await nodes["H53"].post(package)
+    assert first[0] == 202, first[1]
+    none: dict[str, list[object]] = {"organizations": []}
+    assert (await nodes["H41"].request("POST", "/api/v1/directory", json_body=none))[0] == 200
+    again = await nodes["H53"].post(package)
+    assert (again[0], again[1]) == (202, first[1])
+    assert again[2].get("X-Edoc-Resend") == "true"
+    assert [i.hub_id for i in await nodes["H41"].drain()] == [first[1]["id"]]
+
+
 async def test_untrusted_expired_and_revoked_signers(
     ca: Ca, nodes: dict[str, NodeClient], tmp_path: Path
 ) -> None:

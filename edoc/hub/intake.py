@@ -302,13 +302,15 @@ async def _judge_and_keep(
     # trip each to the store, most of what the hub still paid it per package)
     key, original, addressees = _asked(message)
     seen = await state.store.admission(key, original, addressees)
+    if seen.earlier is not None:
+        # judged by its first answer alone: its recipient may have left the address book
+        # since (a resend whose first answer was lost: the hub relays it all the same)
+        return _resend(seen.earlier, key, examined.digest), True
     new = (
         _document(message, examined, node, seen)
         if isinstance(message, Document)
         else _status(message, examined, seen)
     )
-    if seen.earlier is not None:
-        return _resend(seen.earlier, new), True
     if isinstance(message, Document):
         # after the resend: a document kept before this rule is answered as it was
         check_document_id(message)
@@ -339,7 +341,7 @@ async def _judge_and_keep(
             Path(new.path).unlink(missing_ok=True)
         if earlier is None:
             raise
-        return _resend(earlier, new), True
+        return _resend(earlier, new.key, new.digest), True
     state.accepted.labels(new.kind).inc()
     state.wake({r.node for r in new.recipients})
     log.info("accepted", kind=new.kind, hub_id=record.id, recipients=len(new.recipients))
@@ -381,12 +383,13 @@ def _asked(message: Document | StatusUpdate) -> tuple[PackageKey, PackageKey | N
     return key, answered_key, [answered.org_id]
 
 
-def _resend(earlier: PackageRecord, new: NewPackage) -> PackageRecord:
-    if earlier.digest == new.digest:
+def _resend(earlier: PackageRecord, key: PackageKey, digest: str) -> PackageRecord:
+    """The answer to a package of ``key`` whose ``digest`` came when ``earlier`` was kept."""
+    if earlier.digest == digest:
         return earlier  # the same message again: the original's answer, no second delivery
-    if new.kind == MessageKind.STATUS:
-        raise errors.StatusOutOfOrder(f"status {new.status_code} for {new.about} was given already")
-    raise errors.DuplicateDocument(f"{new.about} from {new.sender} was accepted with other content")
+    if key.kind == MessageKind.STATUS:
+        raise errors.StatusOutOfOrder(f"status {key.status_code} for {key.about} was given already")
+    raise errors.DuplicateDocument(f"{key.about} from {key.sender} was accepted with other content")
 
 
 def _document(doc: Document, examined: Examined, node: str, seen: Admission) -> NewPackage:
