@@ -146,6 +146,18 @@ def read_pem(path: Path, load: Callable[[bytes], Read]) -> Read:
         ) from None
 
 
+def read_key(
+    path: Path, cert: x509.Certificate, load: Callable[[bytes, x509.Certificate], Read]
+) -> Read:
+    """A private key of the key store, read and checked against ``cert`` by ``load``
+    (pki.private_key, pki.tls_private_key); a damaged one is a DamagedKey naming its file
+    (pki knows the certificate's subject only, not which file to restore)."""
+    try:
+        return load(path.read_bytes(), cert)
+    except errors.DamagedKey as exc:
+        raise errors.DamagedKey(f"{path}: {exc.message}; {RESTORE}") from None
+
+
 Holder = tuple[str, pki.CertKind, str]  # organization, kind, person ("" for its seal)
 
 
@@ -291,7 +303,7 @@ class KeyIndex:
 
     def _load_identity(self, record: CertRecord) -> SigningIdentity:
         cert = read_pem(self.cert_path(record.serial), x509.load_pem_x509_certificate)
-        key = pki.private_key(self.key_path(record.serial).read_bytes(), cert)
+        key = read_key(self.key_path(record.serial), cert, pki.private_key)
         return SigningIdentity(key, cert, record)
 
     def expiring(self, now: dt.datetime) -> list[CertRecord]:

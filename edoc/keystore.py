@@ -23,7 +23,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from edoc import atomic, errors, pki
-from edoc.keyindex import CertRecord, KeyIndex, read_pem
+from edoc.keyindex import CertRecord, KeyIndex, read_key, read_pem
 from edoc.orgid import OrgId
 
 TSA_NAME = "Time-Stamping Authority (simulated)"
@@ -338,7 +338,7 @@ class KeyStore(KeyIndex):
     def _issuing_ca(self) -> tuple[rsa.RSAPrivateKey, x509.Certificate]:
         """The issuing CA's key and certificate."""
         certificate = read_pem(self.issuing_path, x509.load_pem_x509_certificate)
-        key = pki.private_key((self.path / "ca" / "issuing.key").read_bytes(), certificate)
+        key = read_key(self.path / "ca" / "issuing.key", certificate, pki.private_key)
         return key, certificate
 
     def _save(self, records: list[CertRecord]) -> None:

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from edoc import errors
-from edoc.cli.failures import EXIT_SYSTEM, system_refusal
+from edoc.cli.failures import exit_code, relayed_refusal
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 # a service that ended may have got its process group's SIGINT a moment before we did
@@ -105,23 +105,25 @@ def exited(service: Service, flag: StopFlag | None) -> errors.EdocError:
     if flag is not None:
         time.sleep(SIGNAL_RACE)
         flag.check()
+    refused = _refusal_said(service)
+    if refused is not None:
+        return refused
     returncode = service.process.returncode
-    if returncode == EXIT_SYSTEM:  # the service's own `edoc serve …` said the OS refused
-        refused = _refused_by_system(service)
-        if refused is not None:
-            return refused
     return errors.EdocError(f"{service.name} exited with {returncode}{log_tail(service)}")
 
 
-def _refused_by_system(service: Service) -> errors.SystemRefused | None:
-    """The operating system's refusal ``service`` printed before it exited (an address in
-    use, a permission denied), under its own code and exit class, naming the service."""
+def _refusal_said(service: Service) -> errors.EdocError | None:
+    """The refusal ``service`` printed before it exited (an address in use, a damaged
+    file of the keys folder: edoc.cli.failures.relayed_refusal), under its own code and
+    exit class, naming the service."""
     # its last lines only: the log goes on from run to run, with older runs' failures
-    found = system_refusal("\n".join(_last_lines(service) or []))
+    found = relayed_refusal("\n".join(_last_lines(service) or []))
     if found is None:
         return None
     kind, message = found
-    return kind(f"{service.name} exited: {message} (its log: {service.log})")
+    refused = kind(f"{service.name} exited: {message} (its log: {service.log})")
+    # the exit that line gives: else the line is not what this run ended with
+    return refused if exit_code(refused) == service.process.returncode else None
 
 
 def wait_healthy(

@@ -14,13 +14,14 @@ from __future__ import annotations
 
 import functools
 import ssl
+from pathlib import Path
 from typing import NamedTuple
 
 import structlog
 from cryptography import x509
 
 from edoc import errors, pki
-from edoc.keyindex import CertRecord, KeyIndex
+from edoc.keyindex import RESTORE, CertRecord, KeyIndex, read_key, read_pem
 from edoc.keystore import KeyStore
 
 log = structlog.get_logger()
@@ -29,22 +30,31 @@ log = structlog.get_logger()
 def _context(purpose: ssl.Purpose, keys: KeyIndex, serial: str) -> ssl.SSLContext:
     """A context presenting certificate ``serial``; as a server's, a client certificate,
     when presented, must come from the same CA (see server_context)."""
+    # first what reads every file OpenSSL is given, naming a damaged one (EDOC-KEY-000):
+    # OpenSSL's own refusal ("[X509] PEM lib") names none, and read as the system's
+    # (an SSLError is an OSError) it was EDOC-SYS-001; the index, CA and CRL were read
+    # as ``serial`` was chosen (_newest)
+    cert_path, key_path = keys.cert_path(serial), keys.key_path(serial)
+    _check_key(cert_path, key_path)
     context = ssl.create_default_context(purpose, cafile=str(keys.root_path))
     context.load_verify_locations(cafile=str(keys.issuing_path))
     context.minimum_version = ssl.TLSVersion.TLSv1_2
     if purpose is ssl.Purpose.CLIENT_AUTH:
         context.verify_mode = ssl.CERT_OPTIONAL
-    cert_path, key_path = keys.cert_path(serial), keys.key_path(serial)
-    _check_key(cert_path.read_bytes(), key_path.read_bytes())
-    context.load_cert_chain(str(cert_path), str(key_path))
+    try:
+        context.load_cert_chain(str(cert_path), str(key_path))
+    except ssl.SSLError as exc:  # the key read above: the chain after the certificate
+        raise errors.KeyStoreError(
+            f"{cert_path} is damaged (OpenSSL does not read its chain: {exc.reason}); {RESTORE}"
+        ) from None
     return context
 
 
-def _check_key(chain_pem: bytes, key_pem: bytes) -> None:
+def _check_key(cert_path: Path, key_path: Path) -> None:
     """Refuse a damaged key or one beside another certificate (EDOC-KEY-004) before
     serving with it: OpenSSL compares the public halves only. The key is EC P-256, or RSA
     in a key store made before EC; a signer's identity (keys.identity) takes RSA only."""
-    pki.tls_private_key(key_pem, x509.load_pem_x509_certificate(chain_pem))
+    read_key(key_path, read_pem(cert_path, x509.load_pem_x509_certificate), pki.tls_private_key)
 
 
 def _newest(keys: KeyIndex, org_id: str) -> CertRecord:
@@ -128,6 +138,7 @@ def server_context(keys: KeyIndex, org_id: str) -> ssl.SSLContext:
 
 def admin_context(keys: KeyStore) -> ssl.SSLContext:
     """Call a hub or node over HTTPS without a client certificate (open endpoints)."""
+    keys.trust()  # the CA's files read first, a damaged one named (see _context)
     context = ssl.create_default_context(cafile=str(keys.root_path))
     context.load_verify_locations(cafile=str(keys.issuing_path))
     return context

@@ -93,6 +93,8 @@ def test_an_error_without_a_path_says_so() -> None:
     [
         (errors.SchemaViolation("bad"), EXIT_REFUSED),
         (errors.KeyStoreMissing("no CA in keys"), EXIT_REFUSED),  # a missing file: the CA
+        (errors.KeyStoreError("keys/index.json is damaged"), EXIT_REFUSED),  # to restore
+        (errors.DamagedKey("keys/certs/01.key: the private key of …"), EXIT_REFUSED),
         (errors.StorageError("disk full"), EXIT_FAULT),
         (OSError(errno.EIO, "Input/output error", "/dev/sdz"), EXIT_SYSTEM),
     ],

@@ -14,7 +14,7 @@ from click.testing import CliRunner
 from cryptography import x509
 
 from edoc.cli import main
-from edoc.cli.failures import EXIT_FAULT
+from edoc.cli.failures import EXIT_REFUSED
 from tests.support.pki import SAMPLE, SENDER, SIGNER
 
 EDOC = str(Path(sys.executable).parent / "edoc")
@@ -218,12 +218,13 @@ def test_keys_errors(tmp_path: Path) -> None:
 def test_a_damaged_key_store_file_is_named(
     tmp_path: Path, file: str, damage: bytes, why: str
 ) -> None:
-    """It was a JSONDecodeError's or cryptography's ValueError's traceback, exit 1."""
+    """It was a JSONDecodeError's or cryptography's ValueError's traceback; then exit 3, as
+    a fault of edoc: the operator's file to restore, as a missing CA is, exit 1."""
     path = tmp_path / "keys"
     edoc("keys", "init", "--keys-dir", path)
     (path / file).write_bytes(damage)
     result = CliRunner().invoke(main, ["keys", "list", "--keys-dir", str(path)])
-    assert result.exit_code == EXIT_FAULT
+    assert result.exit_code == EXIT_REFUSED
     assert result.stderr.startswith(f"error EDOC-KEY-000: {path / file} is damaged ({why}")
     assert result.stderr.endswith("; restore the keys folder from a copy\n")
 

@@ -11,7 +11,8 @@ traceback goes where a developer finds it, a service's log, or stderr when
 ====  ===============================================================================
 0     success
 1     refused input: a bad document, package or argument value, a missing file (also
-      the CA: no CA in the keys folder, EDOC-KEY-001)
+      the CA: no CA in the keys folder, EDOC-KEY-001), a damaged file of the keys
+      folder (EDOC-KEY-000, EDOC-KEY-004: named, to restore from a copy)
 2     usage error, as click reports it (unknown option, missing argument)
 3     a fault of edoc or of the service it talked to (status 5xx)
 4     the operating system refused: permission denied, address in use, other OS errors
@@ -66,29 +67,40 @@ def fail(error: errors.EdocError) -> NoReturn:
 
 # the line fail() prints, as read back from the log of a service edoc started
 _FAILURE_LINE = re.compile(r"^error (EDOC-[A-Z0-9-]+): (.+)$")
-_SYSTEM_REFUSALS: dict[str, type[errors.SystemRefused]] = {
+# what a service started by `edoc up` fails with that is no fault of edoc, to be said as
+# such by the one who started it: the operating system's refusals (its address in use),
+# and a file of the keys folder missing or damaged (the service reads its own keys)
+_RELAYED: dict[str, type[errors.EdocError]] = {
     kind.code: kind
-    for kind in (errors.SystemRefused, errors.PermissionRefused, errors.AddressInUse)
+    for kind in (
+        errors.SystemRefused,
+        errors.PermissionRefused,
+        errors.AddressInUse,
+        errors.KeyStoreError,
+        errors.KeyStoreMissing,
+        errors.UnknownCertificate,
+        errors.DamagedKey,
+    )
 }
 
 
-def system_refusal(output: str) -> tuple[type[errors.SystemRefused], str] | None:
-    """The kind and message of the operating system's refusal that an ``edoc`` command
-    which exited EXIT_SYSTEM printed last in ``output`` (its stderr, or its log): a
-    service started by `edoc up` fails that way when its address is in use, and the one
-    who started it must say so as such, not as a fault of edoc. None if it printed none."""
+def relayed_refusal(output: str) -> tuple[type[errors.EdocError], str] | None:
+    """The kind and message of the refusal (see _RELAYED) that an ``edoc`` command printed
+    last in ``output`` (its stderr, or its log); None if it printed none."""
     for line in reversed(output.splitlines()):
         found = _FAILURE_LINE.match(line.strip())
-        if found and found[1] in _SYSTEM_REFUSALS:
-            return _SYSTEM_REFUSALS[found[1]], found[2]
+        if found and found[1] in _RELAYED:
+            return _RELAYED[found[1]], found[2]
     return None
 
 
 def exit_code(error: errors.EdocError) -> int:
     if isinstance(error, errors.SystemRefused):
         return EXIT_SYSTEM
-    if isinstance(error, errors.KeyStoreMissing):
-        return EXIT_REFUSED  # a missing file, the CA (a service without one answers 500)
+    if isinstance(error, errors.KeyStoreError):
+        # the operator's files: the CA missing, or a file of the keys folder damaged (a
+        # service answers 500 for them: its own files, not its caller's input)
+        return EXIT_REFUSED
     return EXIT_REFUSED if error.status < 500 else EXIT_FAULT
 
 
