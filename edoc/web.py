@@ -278,20 +278,21 @@ async def give_token(book: TokenBook, holder: str, token: str, *, replace: bool)
     every request refused). Another holder's token is refused naming that holder
     (book.taken), ``replace`` or not, also one given to it since it was asked about."""
     digest = token_digest(token)
-    await _refuse_anothers_token(book, holder, digest)
+    await refuse_anothers_token(book, holder, digest)
     try:
         if replace:
             await book.put(holder, digest)
             return True
         return await book.put_new(holder, digest)
     except book.taken:  # another took the token since it was asked about
-        await _refuse_anothers_token(book, holder, digest)  # (whose: the operator is told)
+        await refuse_anothers_token(book, holder, digest)  # (whose: the operator is told)
         raise
 
 
-async def _refuse_anothers_token(book: TokenBook, holder: str, digest: str) -> None:
+async def refuse_anothers_token(book: TokenBook, holder: str, digest: str) -> None:
     """A token is one holder's (the store holds it UNIQUE): asked first, so that the
-    operator reads whose it is rather than the store's constraint failing."""
+    operator reads whose it is rather than the store's constraint failing (and by
+    a command before it makes anything for ``holder``, as `edoc agency add` its seal)."""
     owner = await book.holder_of(digest)
     if owner is not None and owner != holder:
         raise book.taken(

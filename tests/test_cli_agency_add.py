@@ -97,3 +97,36 @@ def test_another_agencys_token_is_refused_by_name(add: Add, store: str) -> None:
             " (or none: one is made)\n"
         )
     assert _book(store) == ([Agency(AGENCY, "")], {"a": AGENCY, "b": None, "c": None})
+
+
+def test_a_refused_agency_is_issued_no_seal(store: str, tmp_path: Path) -> None:
+    """The agency's missing seal was issued first, then the token refused: a certificate
+    for an agency the node did not let in, or given no new token."""
+    keys = tmp_path / "keys"
+    KeyStore(keys).init()
+
+    def add(*options: str, org_id: str = AGENCY) -> Result:
+        node = ["--data-dir", str(tmp_path / "node"), "--store", store, "--keys-dir", str(keys)]
+        return CliRunner().invoke(main, ["agency", "add", org_id, *node, *options])
+
+    assert add("--token", "a").exit_code == 0
+    revoked = CliRunner().invoke(
+        main, ["keys", "revoke", AGENCY, "--reason", "keyCompromise", "--keys-dir", str(keys)]
+    )
+    assert revoked.exit_code == 0, revoked.output  # its seal compromised: it has none now
+    issued = KeyStore(keys).records()
+
+    refusals = [
+        ("EDOC-NODE-005", add()),  # another token for it, without --replace
+        ("EDOC-NODE-005", add("--token", "a", org_id=OTHER)),  # another agency's token
+        ("EDOC-ENV-002", add(org_id="000.00.07.H34")),  # of another province than the node's
+    ]
+    for code, refused in refusals:
+        assert refused.exit_code == EXIT_REFUSED, refused.output
+        assert refused.stderr.startswith(f"error {code}: "), refused.stderr
+    assert KeyStore(keys).records() == issued
+    assert _book(store) == ([Agency(AGENCY, "")], {"a": AGENCY, "b": None, "c": None})
+
+    replaced = add("--token", "b", "--replace")  # now it is let in: its seal is issued
+    assert replaced.exit_code == 0, replaced.output
+    assert KeyStore(keys).current(AGENCY).serial not in {record.serial for record in issued}

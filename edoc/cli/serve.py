@@ -304,13 +304,14 @@ def agency_add(
     config = NodeConfig(
         org.root_code, data_dir, keys_dir, hub_url="", hub_token="", store_url=store_url
     )
-    asyncio.run(node_app.refuse_another_province(config, org))  # before its seal is issued
+    token = token or secrets.token_urlsafe(32)
+    # what would be refused is, before its seal is issued: a refusal leaves nothing behind
+    asyncio.run(node_app.admit_agency(config, org, token, replace=replace))
     keys = KeyStore(keys_dir)
     try:
         keys.current(org_id)
     except errors.UnknownCertificate:
         keys.issue(org_id, org_name=name or "")
-    token = token or secrets.token_urlsafe(32)
     asyncio.run(node_app.add_agency(config, org_id, name, token, replace=replace))
     click.echo(token)
 

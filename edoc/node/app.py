@@ -46,7 +46,7 @@ from edoc.offload import Offload
 from edoc.orgid import OrgId, root_of
 from edoc.retry import Backoff
 from edoc.store import open_node_store, sqlite_file
-from edoc.store.node import InboxItem, Outgoing, OutgoingRecipient, StateChange
+from edoc.store.node import InboxItem, NodeStore, Outgoing, OutgoingRecipient, StateChange
 from edoc.urls import without_password
 from edoc.web import (
     HttpMetrics,
@@ -57,6 +57,7 @@ from edoc.web import (
     middleware,
     path_id,
     query_number,
+    refuse_anothers_token,
     row_id,
     serve,
     token_digest,
@@ -520,19 +521,28 @@ def run(config: NodeConfig) -> None:
     )
 
 
-async def refuse_another_province(config: NodeConfig, org: OrgId) -> None:
-    """Refuse ``org`` at a node whose store serves agencies of another province: the hub
-    refuses a registration that names it, so none of the node's would be registered."""
+async def admit_agency(config: NodeConfig, org: OrgId, token: str, *, replace: bool) -> None:
+    """Refuse what add_agency would, before anything is made for ``org`` (`edoc agency
+    add` issues its seal): an agency of another province than the node's others (the hub
+    refuses a registration that names it, so none of the node's would be registered),
+    another agency's token, and a new token for an agency the node lets in already
+    unless ``replace``. add_agency asks again as it changes the store."""
     store = await open_node_store(config.store)
     try:
-        served = {root_of(agency.org_id).root_code for agency in await store.agencies()}
+        agencies = {agency.org_id for agency in await store.agencies()}
+        served = {root_of(agency).root_code for agency in agencies}
+        if served and org.root_code not in served:
+            raise errors.InvalidField(
+                f"{org} is of province {org.root_code}; the node at {config.data_dir} serves"
+                f" {', '.join(sorted(served))}"
+            )
+        digest = token_digest(token)
+        await refuse_anothers_token(_token_book(store, None), str(org), digest)
+        holds_it = await store.agency_for_token(digest) == str(org)
     finally:
         await store.close()
-    if served and org.root_code not in served:
-        raise errors.InvalidField(
-            f"{org} is of province {org.root_code}; the node at {config.data_dir} serves"
-            f" {', '.join(sorted(served))}"
-        )
+    if str(org) in agencies and not holds_it and not replace:
+        raise _holds_another_token(str(org))
 
 
 async def add_agency(
@@ -544,21 +554,29 @@ async def add_agency(
     locked out. Its own token again is no change; another agency's is refused."""
     store = await open_node_store(config.store)
     try:
-        book = TokenBook(
-            "agency",
-            store.agency_for_token,
-            lambda org, digest: store.add_agency(org, name, digest),
-            lambda org, digest: store.add_new_agency(org, name, digest),
-            errors.AgencyExists,
-        )
-        added = await give_token(book, org_id, token, replace=replace)
+        added = await give_token(_token_book(store, name), org_id, token, replace=replace)
     finally:
         await store.close()
     if not added:
-        raise errors.AgencyExists(
-            f"agency {org_id} already has another token, which its software uses; give"
-            " --replace to give it a new one (then give that one to its software)"
-        )
+        raise _holds_another_token(org_id)
+
+
+def _token_book(store: NodeStore, name: str | None) -> TokenBook:
+    """The node's agencies' tokens, as give_token asks them (``name``: see add_agency)."""
+    return TokenBook(
+        "agency",
+        store.agency_for_token,
+        lambda org, digest: store.add_agency(org, name, digest),
+        lambda org, digest: store.add_new_agency(org, name, digest),
+        errors.AgencyExists,
+    )
+
+
+def _holds_another_token(org_id: str) -> errors.AgencyExists:
+    return errors.AgencyExists(
+        f"agency {org_id} already has another token, which its software uses; give"
+        " --replace to give it a new one (then give that one to its software)"
+    )
 
 
 async def add_agencies(config: NodeConfig, agencies: Iterable[tuple[str, str, str]]) -> None:
