@@ -220,6 +220,8 @@ def plan(
     if network is not None:
         if hubs is not None:
             network.spec["hub"].update(hubs.spec())
+        else:
+            _check_planned_hub(network)
         if hubs is not None or "operator" not in network.spec:  # planned before dashboards
             network.spec.setdefault("operator", _operator())
             network.save()
@@ -268,6 +270,20 @@ def plan(
     data_dir.mkdir(parents=True, exist_ok=True)
     network.save()
     return network
+
+
+def _check_planned_hub(network: Network) -> None:
+    """Refuse the hub network.json plans if edoc cannot run it, saying where it came from
+    and how to replace it: an older edoc saved any --store URL, and the error, said as
+    the hub's alone, sent the operator looking for a --store never given this time."""
+    hub = network.spec["hub"]
+    try:
+        HubPlan(int(hub.get("instances", 1)), hub.get("store"))
+    except errors.EdocError as exc:
+        raise type(exc)(
+            f"{network.path} plans a hub edoc cannot run: {exc.message}. An older edoc saved"
+            " it there; `edoc up --store URL` replaces it (with --hubs N, for instances)"
+        ) from None
 
 
 def _url(scheme: str, port: int) -> str:

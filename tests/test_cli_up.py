@@ -15,6 +15,7 @@ from click.testing import CliRunner, Result
 
 from edoc import folderlock, launcher, network
 from edoc.cli import main
+from edoc.store import sqlite_url
 
 
 @pytest.fixture(autouse=True)
@@ -135,3 +136,27 @@ def test_a_store_edoc_cannot_open_is_refused_before_anything_is_made(
     before = (data / "network.json").read_bytes()
     assert _up(data, "--store", store).exit_code == 1
     assert (data / "network.json").read_bytes() == before and len(started) == 1
+
+
+@pytest.mark.parametrize("store", ["foo://bar", "sqlite:///"])
+def test_a_store_an_older_edoc_saved_is_said_to_come_from_network_json(
+    tmp_path: Path, started: list[dict[str, Any]], store: str
+) -> None:
+    """An edoc before the check above saved any --store URL in network.json: each later
+    `edoc up` failed with the store's error alone, the operator looking for a --store URL
+    never given that time."""
+    assert _up(tmp_path, "--provinces", "H53").exit_code == 0
+    spec = json.loads((tmp_path / "network.json").read_text())
+    spec["hub"]["store"] = store  # as the older edoc saved it
+    (tmp_path / "network.json").write_text(json.dumps(spec))
+    refused = _up(tmp_path)
+    assert refused.exit_code == 1, refused.output
+    (line,) = refused.stderr.splitlines()
+    assert line.startswith(f"error EDOC-STORE-002: {tmp_path / 'network.json'} plans a hub")
+    assert "`edoc up --store URL` replaces it" in line
+    assert len(started) == 1
+
+    fixed = _up(tmp_path, "--store", sqlite_url(tmp_path / "hub" / "hub.sqlite"))
+    assert fixed.exit_code == 0, fixed.output
+    assert started[-1]["hub"]["store"] == sqlite_url(tmp_path / "hub" / "hub.sqlite")
+    assert _up(tmp_path).exit_code == 0  # as replaced
