@@ -17,6 +17,7 @@ from edoc.hub.state import HUB_ORG_ID, HubConfig
 from edoc.keystore import KeyStore
 from edoc.node.state import NodeConfig
 from edoc.orgid import OrgId, parse_root_code
+from edoc.store import sqlite_file
 
 
 @click.group()
@@ -175,8 +176,20 @@ def hub_add_node(
 
     token = token or secrets.token_urlsafe(32)
     config = HubConfig(data_dir=data_dir, keys_dir=Path(), store_url=store_url)
+    _refuse_no_hub(config)
     asyncio.run(hub_app.add_node(config, node, token, replace=replace))
     click.echo(token)
+
+
+def _refuse_no_hub(config: HubConfig) -> None:
+    """SQLite would make an empty hub store at a mistyped path, its folders too, and the
+    token would go to a hub that never runs there; `edoc serve hub` makes the store."""
+    path = sqlite_file(config.store)
+    if path is not None and not path.is_file():
+        raise errors.UnknownStore(
+            f"no hub store at {path}: `edoc serve hub --data-dir …` makes one (check --store"
+            " and --data-dir)"
+        )
 
 
 @serve.command("node")

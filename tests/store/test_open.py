@@ -64,6 +64,10 @@ async def test_a_url_naming_no_store_is_a_configuration_error(url: str) -> None:
         assert "s3cret" not in str(refused.value)  # a URL's password is not repeated
 
 
+async def _make_hub_store(url: str) -> None:
+    await (await open_hub_store(url)).close()
+
+
 async def _node_for(url: str, token: str) -> str | None:
     store = await open_hub_store(url)
     try:
@@ -74,6 +78,7 @@ async def _node_for(url: str, token: str) -> str | None:
 
 def test_the_commands_that_build_a_store_take_its_url(tmp_path: Path) -> None:
     url = sqlite_url(tmp_path / "elsewhere" / "hub.db")
+    asyncio.run(_make_hub_store(url))  # as `edoc serve hub --store URL` makes it
     runner = CliRunner()
     added = runner.invoke(
         main,
