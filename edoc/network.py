@@ -25,7 +25,7 @@ from jsonschema.exceptions import best_match
 
 from edoc import atomic, errors, tasks
 from edoc.hub import app as hub_app
-from edoc.hub.directory import SEEDS
+from edoc.hub.directory import SEEDS, known_root
 from edoc.hub.state import HUB_ORG_ID, HubConfig
 from edoc.keystore import KeyStore, Wanted
 from edoc.node import app as node_app
@@ -229,8 +229,8 @@ def plan(
     known = roots()
     nodes = []
     for index, code in enumerate(provinces, start=1):
-        root = parse_root_code(code)
-        name, kind = known.get(root.root_code, (root.root_code, root.kind))
+        root = known_root(code)
+        name, kind = known[root.root_code]
         nodes.append(
             {
                 "province": root.root_code,

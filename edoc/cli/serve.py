@@ -16,7 +16,7 @@ from edoc.dashboard.auth import VARIABLE as OPERATOR_VARIABLE
 from edoc.hub.state import HUB_ORG_ID, HubConfig
 from edoc.keystore import KeyStore
 from edoc.node.state import NodeConfig
-from edoc.orgid import OrgId, parse_root_code
+from edoc.orgid import OrgId
 from edoc.store import sqlite_file
 
 
@@ -173,7 +173,9 @@ def hub_add_node(
     """Let the node of province/ministry ROOT (e.g. H53) connect; prints its token. A node
     already connected keeps its token (refused, EDOC-HUB-008) unless --replace."""
     from edoc.hub import app as hub_app
+    from edoc.hub.directory import known_root
 
+    known_root(node)
     token = token or secrets.token_urlsafe(32)
     config = HubConfig(data_dir=data_dir, keys_dir=Path(), store_url=store_url)
     _refuse_no_hub(config)
@@ -256,11 +258,12 @@ def serve_node(
     operator_token: str | None,
 ) -> None:
     """A provincial node: the agency API and the link to the hub."""
+    from edoc.hub.directory import known_root
     from edoc.node import app as node_app  # here: the hub's process need not import a node
 
     logs.configure()
     config = NodeConfig(
-        province=parse_root_code(province).root_code,
+        province=known_root(province).root_code,
         data_dir=data_dir,
         keys_dir=keys_dir,
         hub_url=hub_url,
@@ -312,6 +315,7 @@ def agency_add(
     from edoc.node import app as node_app
 
     org = OrgId.parse(org_id)
+    directory.known_root(org.root_code)  # its node's province
     if name is not None:  # (none given: the name the node has is kept)
         directory.organization_name(org_id, name)  # as the hub's registration holds it
     config = NodeConfig(

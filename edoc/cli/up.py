@@ -8,6 +8,7 @@ import click
 
 from edoc import folderlock, launcher, network
 from edoc.cli.options import network_dir_option
+from edoc.hub.directory import known_root
 
 DEFAULT_BASE_PORT = 8700
 
@@ -57,6 +58,8 @@ def up(
 ) -> None:
     """Start a hub and one node per province on this machine, until Ctrl-C."""
     codes = [code.strip() for code in provinces.split(",") if code.strip()] if provinces else None
+    for code in codes or ():
+        known_root(code)  # before DATA_DIR is made (to hold it)
     # a network started again comes up as planned, unless told otherwise
     given = hubs is not None or store_url is not None
     hub_plan = network.HubPlan(hubs or 1, store_url) if given else None

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
+import functools
 import hashlib
 import io
 import threading
@@ -28,7 +29,7 @@ from lxml import etree
 from edoc import errors, resources, signing, xmlsafe
 from edoc.certcheck import Trust
 from edoc.keyindex import SigningIdentity
-from edoc.orgid import OrgId
+from edoc.orgid import OrgId, parse_root_code
 from edoc.store.hub import Directory, DirectoryEntry
 
 log = structlog.get_logger()
@@ -49,6 +50,30 @@ def seed_entries(path: Traversable = SEEDS) -> list[DirectoryEntry]:
             )
             for row in csv.DictReader(handle)
         ]
+
+
+@functools.cache
+def _seeded_roots() -> frozenset[str]:
+    return frozenset(
+        OrgId.parse(entry.org_id).root_code
+        for entry in seed_entries()
+        if OrgId.parse(entry.org_id).level == 1
+    )
+
+
+def known_root(code: str) -> OrgId:
+    """The province or ministry ``code`` names (``H53`` or ``000.00.00.H53``, as
+    parse_root_code reads it) if it is one of the seeds', every level-1 body of Decision
+    20/2020; else InvalidOrgId. Where a node is planned or added for it: a node for a
+    mistyped code (H99) served a province that does not exist, its agencies' documents
+    addressed under a root no one else knows."""
+    root = parse_root_code(code)
+    if root.root_code not in _seeded_roots():
+        raise errors.InvalidOrgId(
+            f"{code!r} is no province or ministry (e.g. H53, G01; seeds/organizations.csv"
+            " lists every one)"
+        )
+    return root
 
 
 def registration(node: str, items: object) -> list[DirectoryEntry]:
