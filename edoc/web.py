@@ -11,6 +11,7 @@ import hashlib
 import math
 import random
 import signal
+import socket
 import ssl
 import time
 from collections.abc import Awaitable, Callable
@@ -51,30 +52,61 @@ def serve(
     **details: object,
 ) -> None:
     """Run a service until SIGTERM or Ctrl-C; log ``started`` once it listens (a port
-    already taken fails before that, with only the error logged). With ``reuse_port``,
-    other processes may listen on the same port (SO_REUSEPORT): the kernel spreads the
-    connections among them, each doing its own TLS."""
+    already taken fails before the service starts: before it makes its folders or opens
+    its store, with only the error logged). With ``reuse_port``, other processes may
+    listen on the same port (SO_REUSEPORT): the kernel spreads the connections among
+    them, each doing its own TLS."""
     scheme = "https" if context else "http"
 
     def listening(_banner: str) -> None:
         log.info(started, url=f"{scheme}://{host}:{port}", **details)
 
+    sockets = bound(host, port, reuse_port)
     app.on_shutdown.append(_ignore_further_stop_signals)
     settle_the_collector()
     web.run_app(
         app,
-        host=host,
-        port=port,
+        sock=sockets,
         ssl_context=context,
         print=listening,
         access_log=None,
         shutdown_timeout=5,
-        reuse_port=reuse_port or None,
         backlog=LISTEN_BACKLOG,
         # uvloop: the same asyncio API, its loop and transports (TLS too) in C; every
         # message is several requests, thread hand-offs and wake-ups.
         loop=uvloop.new_event_loop(),
     )
+
+
+def bound(host: str, port: int, reuse_port: bool) -> list[socket.socket]:
+    """Sockets bound to every address ``host`` has, as asyncio binds them, and not yet
+    listening: a connection is refused until the service serves (asyncio listens on
+    them). Bound before the service starts, so that a port already taken fails its
+    start before it makes anything; said as asyncio says it, naming the address."""
+    sockets: list[socket.socket] = []
+    try:
+        for family, kind, proto, _, address in sorted(
+            set(socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE))
+        ):
+            listener = socket.socket(family, kind, proto)
+            sockets.append(listener)
+            listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if reuse_port:
+                listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+            if family == socket.AF_INET6:  # as asyncio: an IPv4 address is bound on its own
+                listener.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            try:
+                listener.bind(address)
+            except OSError as exc:
+                reason = (exc.strerror or str(exc)).lower()
+                raise OSError(
+                    exc.errno, f"error while attempting to bind on address {address!r}: {reason}"
+                ) from None
+    except BaseException:
+        for listener in sockets:
+            listener.close()
+        raise
+    return sockets
 
 
 def settle_the_collector() -> None:

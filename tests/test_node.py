@@ -539,9 +539,9 @@ async def test_a_node_whose_store_serves_no_agency_leaves_the_book_as_it_is(
 async def test_a_second_node_on_a_data_folder_in_use_is_refused_before_it_touches_it(
     door: Door,
 ) -> None:
-    """A second start by mistake (on another port, or the same: the port is bound only
-    after the start-up) tidied the running node's folder: its uploads under way, its
-    package files, put aside as leftovers."""
+    """A second start by mistake (on another port; on the same one the port taken
+    refuses it first, tests/test_web_listen.py) tidied the running node's folder: its
+    uploads under way, its package files, put aside as leftovers."""
     async with door.node(with_book=False):
         upload = door.config.data_dir / "incoming" / "an-upload-under-way"
         upload.mkdir()

@@ -1,7 +1,10 @@
-"""A service listens with room for bursts of connections (edoc.web.LISTEN_BACKLOG)."""
+"""A service listens with room for bursts of connections (edoc.web.LISTEN_BACKLOG), on a
+port it takes before it makes anything."""
 
 from __future__ import annotations
 
+import asyncio
+import socket
 import subprocess
 import sys
 import time
@@ -10,7 +13,11 @@ from pathlib import Path
 import pytest
 
 from edoc import web
-from tests.support.hub import free_port
+from edoc.cli.failures import EXIT_SYSTEM
+from edoc.store import open_node_store, sqlite_url
+from tests.support.hub import free_port, hub_ca
+
+EDOC = str(Path(sys.executable).parent / "edoc")
 
 SERVICE = """
 import sys
@@ -45,3 +52,36 @@ def test_a_service_listens_with_the_backlog_a_hub_of_many_nodes_needs() -> None:
     finally:
         service.terminate()
         service.wait(timeout=10)
+
+
+async def _make_node_store(path: Path) -> None:
+    await (await open_node_store(sqlite_url(path))).close()
+
+
+@pytest.mark.parametrize("service", ["hub", "node"])
+def test_a_service_whose_port_is_taken_makes_nothing(tmp_path: Path, service: str) -> None:
+    """It made its folders (store, packages, incoming…) first, and only then found the
+    port taken; a node had also tidied its folder and talked to its hub."""
+    keys = hub_ca(tmp_path / "keys").keys.path
+    folder = tmp_path / service
+    options = []
+    if service == "node":  # its store is made by `edoc agency add`
+        asyncio.run(_make_node_store(folder / "node.sqlite"))
+        options = ["--province", "H53", "--hub", f"https://127.0.0.1:{free_port()}"]
+        options += ["--hub-token", "t"]
+    made = sorted(folder.rglob("*"))
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        where = ["--data-dir", str(folder), "--keys-dir", str(keys), "--port", str(port)]
+        done = subprocess.run(
+            [EDOC, "serve", service, *where, *options], capture_output=True, text=True, timeout=60
+        )
+    assert done.returncode == EXIT_SYSTEM, done.stderr
+    line = done.stderr.strip().splitlines()[-1]
+    assert line.startswith(
+        f"error EDOC-SYS-003: error while attempting to bind on address ('127.0.0.1', {port}):"
+        " address already in use; "
+    ), line
+    assert sorted(folder.rglob("*")) == made
