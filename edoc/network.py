@@ -31,7 +31,7 @@ from edoc.keystore import KeyStore, Wanted
 from edoc.node import app as node_app
 from edoc.node.state import NodeConfig
 from edoc.orgid import OrgId, parse_root_code
-from edoc.store import check_url, store_is_shared
+from edoc.store import check_url, sqlite_url, store_is_shared
 
 PROVINCES = {"H53": "Tây Ninh", "H34": "Kon Tum", "H44": "Phú Thọ", "H12": "Cà Mau"}
 AGENCIES = {  # (level-2 group, name, signer's position): the same few in every province
@@ -284,6 +284,74 @@ def _check_planned_hub(network: Network) -> None:
             f"{network.path} plans a hub edoc cannot run: {exc.message}. An older edoc saved"
             " it there; `edoc up --store URL` replaces it (with --hubs N, for instances)"
         ) from None
+
+
+# --- tokens the operator gives by hand (`edoc hub add-node`, `edoc agency add`) -----------
+# network.json is the one place a network's tokens are kept in the clear (the stores keep
+# their SHA-256 only), and `edoc up` gives the stores its tokens again at every start
+# (register_tokens), a node its hub token too. A token given by hand to a service of the
+# network is written there as well: left out, the next start put the old one back in the
+# store, locking out whoever had been given the new one, and network.json told agencies'
+# software and `edoc simulate --network` a token the store no longer held.
+
+
+@dataclass(frozen=True)
+class TokenEntry:
+    """Where network.json keeps one holder's token: ``entry[field]`` of ``network``."""
+
+    network: Network
+    entry: dict[str, Any]
+    field: str
+
+    def record(self, token: str) -> bool:
+        """Write ``token`` (the one the store now holds) into network.json; whether it
+        told another before."""
+        if self.entry[self.field] == token:
+            return False
+        self.entry[self.field] = token
+        self.network.save()
+        return True
+
+
+def node_token_entry(hub_dir: Path, store_url: str | None, root: str) -> TokenEntry | None:
+    """Where network.json keeps the hub token of node ``root``, if the hub in ``hub_dir``
+    (on ``store_url``) is an `edoc up` network's (DATA/hub, on the store network.json
+    plans) with a node for ``root``; else None. Asked before the store changes: a
+    damaged network.json is refused (EDOC-IN-000) with the token not yet given."""
+    hub_dir = hub_dir.resolve()
+    network = planned(hub_dir.parent) if hub_dir.name == "hub" else None
+    if network is None:
+        return None
+    planned_store = HubConfig(hub_dir, Path(), store_url=network.spec["hub"].get("store")).store
+    if HubConfig(hub_dir, Path(), store_url=store_url).store != planned_store:
+        return None  # another hub's store, kept in the network's folder
+    return next(
+        (
+            TokenEntry(network, node, "hub_token")
+            for node in network.spec["nodes"]
+            if node["province"] == root
+        ),
+        None,
+    )
+
+
+def agency_token_entry(node_dir: Path, store_url: str | None, org_id: str) -> TokenEntry | None:
+    """Where network.json keeps agency ``org_id``'s token, if the node in ``node_dir`` (on
+    ``store_url``) is an `edoc up` network's (DATA/nodes/ROOT, on its SQLite file) and
+    network.json lists the agency; else None. Asked before the store changes."""
+    node_dir = node_dir.resolve()
+    nodes = node_dir.parent
+    network = planned(nodes.parent) if nodes.name == "nodes" else None
+    if network is None:
+        return None
+    if store_url not in (None, sqlite_url(node_dir / "node.sqlite")):
+        return None  # another store than the one `edoc up` gives the node
+    for node in network.spec["nodes"]:
+        if node["province"] == node_dir.name:
+            for agency in node["agencies"]:
+                if agency["org_id"] == org_id:
+                    return TokenEntry(network, agency, "token")
+    return None
 
 
 def _url(scheme: str, port: int) -> str:

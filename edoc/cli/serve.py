@@ -7,6 +7,7 @@ import asyncio
 import datetime as dt
 import secrets
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
@@ -18,6 +19,9 @@ from edoc.keystore import KeyStore
 from edoc.node.state import NodeConfig
 from edoc.orgid import OrgId
 from edoc.store import sqlite_file
+
+if TYPE_CHECKING:  # edoc.network is imported by the commands that use it: it brings both apps
+    from edoc.network import TokenEntry
 
 
 @click.group()
@@ -172,15 +176,28 @@ def hub_add_node(
 ) -> None:
     """Let the node of province/ministry ROOT (e.g. H53) connect; prints its token. A node
     already connected keeps its token (refused, EDOC-HUB-008) unless --replace."""
+    from edoc import network
     from edoc.hub import app as hub_app
     from edoc.hub.directory import known_root
 
-    known_root(node)
+    root = known_root(node).root_code
     token = token or secrets.token_urlsafe(32)
     config = HubConfig(data_dir=data_dir, keys_dir=Path(), store_url=store_url)
     _refuse_no_hub(config)
+    in_network = network.node_token_entry(data_dir, store_url, root)  # before the change
     asyncio.run(hub_app.add_node(config, node, token, replace=replace))
+    _record(in_network, token)
     click.echo(token)
+
+
+def _record(in_network: TokenEntry | None, token: str) -> None:
+    """Write ``token`` into the network.json of the `edoc up` network whose service was
+    given it (edoc.network.TokenEntry: its next start would put the old one back)."""
+    if in_network is not None and in_network.record(token):
+        click.echo(
+            f"(written into {in_network.network.path} too: `edoc up` gives it at every start)",
+            err=True,
+        )
 
 
 def _refuse_no_hub(config: HubConfig) -> None:
@@ -311,6 +328,7 @@ def agency_add(
     """Let agency ORGID use the node in --data-dir; issues its seal if it has none and
     prints its bearer token. An agency the node lets in already keeps its token (refused,
     EDOC-NODE-005) unless --replace."""
+    from edoc import network
     from edoc.hub import directory
     from edoc.node import app as node_app
 
@@ -322,6 +340,7 @@ def agency_add(
         org.root_code, data_dir, keys_dir, hub_url="", hub_token="", store_url=store_url
     )
     token = token or secrets.token_urlsafe(32)
+    in_network = network.agency_token_entry(data_dir, store_url, org_id)  # before the change
     # what would be refused is, before its seal is issued: a refusal leaves nothing behind
     asyncio.run(node_app.admit_agency(config, org, token, replace=replace))
     keys = KeyStore(keys_dir)
@@ -330,6 +349,7 @@ def agency_add(
     except errors.UnknownCertificate:
         keys.issue(org_id, org_name=name or "")
     asyncio.run(node_app.add_agency(config, org_id, name, token, replace=replace))
+    _record(in_network, token)
     click.echo(token)
 
 
