@@ -287,6 +287,14 @@ async def _fetch(state: NodeState, delivery: wire.DeliveryNotice, target: Path) 
     return await hublink.fetch(state, delivery, target)
 
 
+def _offered_before(delivery: wire.DeliveryNotice) -> bool:
+    """Whether the hub offered ``delivery`` before (its lease ran out, or its
+    acknowledgement was lost): the hub counts each lease in its attempts, the first 1.
+    Only such a one may be held already; a first offer is verified at once, with no
+    look in the store before."""
+    return delivery.attempts > 1
+
+
 async def _take(
     state: NodeState,
     delivery: wire.DeliveryNotice,
@@ -312,7 +320,12 @@ async def _take(
             log.warning("delivery not taken: the status before it was not; the hub offers both")
             return False
         try:
-            await receiving.receive(state, package, [delivery.recipient])
+            if _offered_before(delivery) and await receiving.held(
+                state, package, delivery.recipient
+            ):
+                log.info("delivery offered again is held already: acknowledged as before")
+            else:
+                await receiving.receive(state, package, [delivery.recipient])
         except errors.InputError as exc:
             # The hub relayed something we cannot accept (it verified it, so this is a
             # revocation or clock edge): keep it out, tell the sender, do not ask again.

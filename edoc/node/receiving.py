@@ -20,6 +20,7 @@ import structlog
 from edoc import atomic, envelope, errors, signing
 from edoc.model import (
     Document,
+    Message,
     StatusCode,
     kind_of,
 )
@@ -27,7 +28,7 @@ from edoc.node import progress, stats
 from edoc.node.answers import response_for, status_message
 from edoc.node.state import NodeState
 from edoc.offload import held_small
-from edoc.store.node import InboxAttachment, NewInboxItem, NewOutgoing, Received
+from edoc.store.node import InboxAttachment, InboxKey, NewInboxItem, NewOutgoing, Received
 
 log = structlog.get_logger()
 PACKAGE = "package.edxml"  # a received package's name in its inbox folder
@@ -50,12 +51,7 @@ class Kept:
     def inbox_item(self, recipient: str) -> NewInboxItem:
         message = self.verified.message
         return NewInboxItem(
-            recipient=recipient,
-            sender=message.sender.org_id,
-            kind=kind_of(message),
-            document_id=message.about,
-            business_type=int(message.business.doc_type),
-            status_code="" if isinstance(message, Document) else message.code.value,
+            *_inbox_key(message, recipient),
             path="" if isinstance(self.package, bytes) else str(self.package),
             summary=_summary(self.verified),
             attachments=tuple(
@@ -72,6 +68,18 @@ class Kept:
             ),
             body=self.package if isinstance(self.package, bytes) else None,
         )
+
+
+def _inbox_key(message: Message, recipient: str) -> InboxKey:
+    """What makes ``message`` one item of ``recipient``'s inbox (NewInboxItem.key)."""
+    return (
+        recipient,
+        message.sender.org_id,
+        kind_of(message),
+        message.about,
+        int(message.business.doc_type),
+        "" if isinstance(message, Document) else message.code.value,
+    )
 
 
 def attachment_in(package: bytes, entry: InboxAttachment) -> bytes:
@@ -170,6 +178,22 @@ def _summary(verified: signing.Verified) -> dict[str, Any]:
     else:
         summary |= {"code": message.code.value, "description": message.description}
     return summary
+
+
+def _claimed_key(source: bytes | Path, recipient: str) -> InboxKey:
+    """The inbox key of the package ``source`` for ``recipient``, as the package says it
+    (read, not verified)."""
+    return _inbox_key(envelope.read_package(source).message, recipient)
+
+
+async def held(state: NodeState, source: bytes | Path, recipient: str) -> bool:
+    """Whether ``recipient`` holds the package ``source`` already: offered before, and
+    verified, stored and answered then. Known by its inbox key, read from the package,
+    not verified: verified again, a package whose signer was revoked since would be
+    refused (02) though its recipient holds it and answered 01. No copy under that key
+    changes what is held (the store keeps one item per key), so none needs verifying."""
+    key = await state.offload.run_small_here(held_small(source), _claimed_key, source, recipient)
+    return await state.store.received_before(key) is not None
 
 
 async def receive(state: NodeState, source: bytes | Path, recipients: list[str]) -> None:

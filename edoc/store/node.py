@@ -256,6 +256,11 @@ class InboxAttachment:
     body: bytes | None = None  # its bytes kept apart, when storing: listings do not load them
 
 
+# What makes an inbox item the same when delivered again (the inbox's unique columns):
+# recipient, sender, kind, document id, business type, status code.
+InboxKey = tuple[str, str, str, str, int, str]
+
+
 @dataclass(frozen=True)
 class NewInboxItem:
     recipient: str
@@ -270,8 +275,8 @@ class NewInboxItem:
     body: bytes | None = None  # a small package, kept with its row: no file of its own
 
     @property
-    def key(self) -> tuple[str, str, str, str, int, str]:
-        """What makes it the same item when delivered again (the inbox's unique columns)."""
+    def key(self) -> InboxKey:
+        """What makes it the same item when delivered again."""
         return (
             self.recipient,
             self.sender,
@@ -461,6 +466,11 @@ class NodeStore(Protocol):
         """Store a received status once; in the same transaction ``event`` joins the
         history of its sender as a recipient of the document it is about (the item's
         recipient's, by document id), moving it to the state ``rule`` gives."""
+        ...
+
+    async def received_before(self, key: InboxKey) -> int | None:
+        """The id of the inbox item stored under ``key`` (NewInboxItem.key), or None: what
+        a package offered again is known by before it is verified again."""
         ...
 
     async def inbox(self, recipient: str, since: dt.datetime | None, limit: int) -> list[InboxItem]:

@@ -384,6 +384,30 @@ async def test_a_received_document_is_stored_once_with_its_answer(node_store: No
     }
 
 
+async def test_what_was_received_is_found_by_its_key_alone(node_store: NodeStore) -> None:
+    """A package offered again is known by its inbox key before it is verified again: a
+    document and a status each under their own key, and nothing under a key that differs
+    in any one column (a change of a document keeps its id, with a business type of its
+    own; statuses about one document differ by their code)."""
+    assert await node_store.received_before(RECEIVED.key) is None
+    document = await node_store.add_received_document(RECEIVED, answer("01"), NOW, [])
+    received = await node_store.add_received_status(
+        status("03"), Event("03", ""), NOW, status_codes_win
+    )
+    assert await node_store.received_before(RECEIVED.key) == document.inbox_id
+    assert await node_store.received_before(status("03").key) == received.inbox_id
+    others = [
+        replace(RECEIVED, recipient=NEIGHBOUR),
+        replace(RECEIVED, sender=SENDER),
+        replace(RECEIVED, kind="status"),
+        replace(RECEIVED, document_id="R2"),
+        replace(RECEIVED, business_type=2),
+        status("05"),
+    ]
+    for other in others:
+        assert await node_store.received_before(other.key) is None, other.key
+
+
 async def test_counter_sums_add_up_by_agency_and_partner_and_by_day(
     node_store: NodeStore,
 ) -> None:

@@ -25,6 +25,7 @@ from edoc.store.node import (
     Count,
     Event,
     InboxItem,
+    InboxKey,
     NewAnswer,
     NewInboxItem,
     NewOutgoing,
@@ -357,6 +358,10 @@ class PostgresNodeStore(NodeViews):
 
     async def _stored_before(self, item: NewInboxItem) -> int:
         return int(await self._value(STORED_BEFORE, *item.key))
+
+    async def received_before(self, key: InboxKey) -> int | None:
+        inbox_id = await self._value(STORED_BEFORE, *key)
+        return None if inbox_id is None else int(inbox_id)
 
     async def inbox(self, recipient: str, since: dt.datetime | None, limit: int) -> list[InboxItem]:
         rows = await self._rows(

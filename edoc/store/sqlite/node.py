@@ -21,6 +21,7 @@ from edoc.store.node import (
     Count,
     Event,
     InboxItem,
+    InboxKey,
     NewAnswer,
     NewInboxItem,
     NewOutgoing,
@@ -300,12 +301,17 @@ class SqliteNodeStore(NodeViews):
         return await self._received(item, add)
 
     async def _stored_before(self, item: NewInboxItem) -> int:
+        inbox_id = await self.received_before(item.key)
+        assert inbox_id is not None, "a row the inbox refused as a duplicate is there"
+        return inbox_id
+
+    async def received_before(self, key: InboxKey) -> int | None:
         rows = await self._rows(
             "SELECT id FROM inbox WHERE recipient=? AND sender=? AND kind=? AND document_id=?"
             " AND business_type=? AND status_code=?",
-            item.key,
+            key,
         )
-        return int(rows[0][0])
+        return int(rows[0][0]) if rows else None
 
     async def inbox(self, recipient: str, since: dt.datetime | None, limit: int) -> list[InboxItem]:
         rows = await self._rows(
