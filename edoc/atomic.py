@@ -7,10 +7,11 @@ leaves no temporary file behind to fill it further.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO
 
@@ -32,19 +33,27 @@ def remove(path: Path) -> None:
         path.unlink(missing_ok=True)
 
 
-def write_file(path: Path, write: Callable[[IO[bytes]], object], mode: int = 0o644) -> None:
-    """Create or replace ``path`` with what ``write`` writes to the open file."""
+@contextlib.contextmanager
+def replacing(path: Path, mode: int = 0o644) -> Iterator[IO[bytes]]:
+    """A file open for writing that creates or replaces ``path`` once the block ends
+    (not at all if it raises): for a writer that awaits between its writes."""
     temporary = path.with_name(f".{path.name}.{uuid.uuid4().hex}{TEMPORARY}")  # one per writer
     fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
     try:
         with os.fdopen(fd, "wb") as out:
-            write(out)
+            yield out
             out.flush()
             os.fsync(out.fileno())
         os.replace(temporary, path)
     except BaseException:
         temporary.unlink(missing_ok=True)
         raise
+
+
+def write_file(path: Path, write: Callable[[IO[bytes]], object], mode: int = 0o644) -> None:
+    """Create or replace ``path`` with what ``write`` writes to the open file."""
+    with replacing(path, mode) as out:
+        write(out)
 
 
 def write_bytes(path: Path, data: bytes, mode: int = 0o644) -> None:

@@ -20,10 +20,13 @@ import hashlib
 import hmac
 import io
 import json
+import os
+import tempfile
 import zipfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from pathlib import Path
+from typing import IO, Any
 
 from cryptography import x509
 
@@ -38,12 +41,92 @@ CONTAINERS = "containers/"
 
 @dataclass(frozen=True)
 class Previous:
+    """The day archive a day links to: its file name and SHA-256."""
+
     name: str
-    data: bytes
+    sha256: bytes
+
+    @classmethod
+    def of_bytes(cls, name: str, data: bytes) -> Previous:
+        return cls(name, hashlib.sha256(data).digest())
+
+    @classmethod
+    def of_file(cls, path: Path) -> Previous:
+        """``path``'s archive, read in chunks (a day may be larger than memory)."""
+        with path.open("rb") as file:
+            return cls(path.name, hashlib.file_digest(file, "sha256").digest())
 
 
 def file_name(org_id: str, day: dt.date) -> str:
     return f"{org_id}-{day:%Y-%m-%d}.zip"
+
+
+# Writes a container to the (seekable) file it is given: edoc.archive.container.write.
+WriteContainer = Callable[[IO[bytes]], object]
+
+
+class Writer:
+    """A day's archive written to ``out`` (seekable) a container at a time, so a day of
+    large documents never is whole in memory: each container is written to a temporary
+    file in ``staging`` (beside the archive: a temporary folder may be held in memory),
+    then copied into the archive in chunks, hashed as it is; linkinginfo lists those
+    digests, so it is of the very bytes the archive holds. A context manager: its end,
+    unless by an exception, writes linkinginfo, linked to ``previous`` (None: the
+    first), and its token."""
+
+    def __init__(
+        self,
+        out: IO[bytes],
+        org_id: str,
+        day: dt.date,
+        previous: Previous | None,
+        stamper: container.Stamper,
+        now: dt.datetime,
+        staging: Path | None = None,
+    ) -> None:
+        self._archive = zipfile.ZipFile(out, "w")
+        self._linking: dict[str, Any] = {
+            "version": 1,
+            "org_id": org_id,
+            "day": day.isoformat(),
+            "previous": None
+            if previous is None
+            else {"file": previous.name, "sha256": previous.sha256.hex()},
+            "containers": [],
+        }
+        self._stamper = stamper
+        self._now = now
+        self._staging = staging
+
+    def __enter__(self) -> Writer:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, *_: object) -> None:
+        with self._archive:
+            if kind is None:
+                self._finish()
+
+    def add(self, document_id: str, write: WriteContainer) -> None:
+        """The container ``write`` writes, as the archive's next."""
+        listed: list[dict[str, str]] = self._linking["containers"]
+        name = f"{CONTAINERS}{len(listed) + 1:04d}.asice"
+        with tempfile.TemporaryFile(dir=self._staging) as staged:
+            write(staged)
+            entry = _entry(name, self._now, zipfile.ZIP_STORED)  # containers are ZIPs already
+            entry.file_size = staged.seek(0, os.SEEK_END)  # (whether it needs ZIP64)
+            staged.seek(0)
+            digest = hashlib.sha256()
+            with self._archive.open(entry, "w") as into:
+                while chunk := staged.read(container.COPY_CHUNK):
+                    digest.update(chunk)
+                    into.write(chunk)
+        listed.append({"file": name, "document_id": document_id, "sha256": digest.hexdigest()})
+
+    def _finish(self) -> None:
+        text = json.dumps(self._linking, ensure_ascii=False, indent=2).encode()
+        self._archive.writestr(_entry(LINKING, self._now, zipfile.ZIP_DEFLATED), text)
+        token = self._stamper(hashlib.sha256(text).digest())
+        self._archive.writestr(_entry(LINKING_TOKEN, self._now, zipfile.ZIP_STORED), token)
 
 
 def build(
@@ -55,37 +138,20 @@ def build(
     now: dt.datetime,
 ) -> bytes:
     """The day's archive of ``containers``, linked to ``previous`` (None: the first)."""
-    listed = [
-        {
-            "file": f"{CONTAINERS}{n:04d}.asice",
-            "document_id": document_id,
-            "sha256": hashlib.sha256(data).hexdigest(),
-        }
-        for n, (document_id, data) in enumerate(containers, 1)
-    ]
-    linking = {
-        "version": 1,
-        "org_id": org_id,
-        "day": day.isoformat(),
-        "previous": None
-        if previous is None
-        else {"file": previous.name, "sha256": hashlib.sha256(previous.data).hexdigest()},
-        "containers": listed,
-    }
-    text = json.dumps(linking, ensure_ascii=False, indent=2).encode()
     out = io.BytesIO()
-    with zipfile.ZipFile(out, "w") as archive:
-        for entry, (_, data) in zip(listed, containers, strict=True):
-            archive.writestr(_entry(entry["file"], now, zipfile.ZIP_STORED), data)
-        archive.writestr(_entry(LINKING, now, zipfile.ZIP_DEFLATED), text)
-        token = stamper(hashlib.sha256(text).digest())
-        archive.writestr(_entry(LINKING_TOKEN, now, zipfile.ZIP_STORED), token)
+    with Writer(out, org_id, day, previous, stamper, now) as writer:
+        for document_id, data in containers:
+            writer.add(document_id, _written(data))
     return out.getvalue()
+
+
+def _written(data: bytes) -> WriteContainer:
+    return lambda into: into.write(data)
 
 
 def _entry(name: str, when: dt.datetime, compression: int) -> zipfile.ZipInfo:
     info = zipfile.ZipInfo(name, date_time=when.timetuple()[:6])
-    info.compress_type = compression  # containers are ZIPs already
+    info.compress_type = compression
     info.external_attr = 0o644 << 16
     return info
 
@@ -149,9 +215,7 @@ def _check_previous(linking: dict[str, Any], previous: Previous | None) -> str:
         raise errors.BrokenArchiveChain(
             f"this archive links to no previous day, but {previous.name} was given before it"
         )
-    if not hmac.compare_digest(
-        hashlib.sha256(previous.data).hexdigest(), str(link.get("sha256", ""))
-    ):
+    if not hmac.compare_digest(previous.sha256.hex(), str(link.get("sha256", ""))):
         raise errors.BrokenArchiveChain(
             f"the previous day's archive {previous.name} does not match the hash this archive"
             f" links to ({link.get('file', '?')})"

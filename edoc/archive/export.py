@@ -11,7 +11,7 @@ day's.
 from __future__ import annotations
 
 import datetime as dt
-import io
+import functools
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -118,7 +118,7 @@ def previous_archive(folder: Path, org_id: str, of: dt.date) -> day.Previous | N
     if not archives:
         return None
     path = archives[-1][1]
-    return day.Previous(path.name, path.read_bytes())
+    return day.Previous.of_file(path)
 
 
 @dataclass(frozen=True)
@@ -145,13 +145,17 @@ async def export_day(
     if not documents:
         raise errors.NothingToArchive(f"{org_id} sent or received no document on {of}")
     stamp = stamper(keys, now)
-    containers = []
-    for document_id in documents:
-        built = io.BytesIO()
-        kept = await kept_of(stored, org_id, document_id)
-        write_container(kept, keys, stamp, now, built, proofs)
-        containers.append((document_id, built.getvalue()))
-    data = day.build(org_id, of, containers, previous, stamp, now)
     folder.mkdir(parents=True, exist_ok=True)
-    atomic.write_bytes(target, data, mode=0o600)  # official documents: their owner's only
+    # official documents: their owner's only; written a container at a time (a day of
+    # large documents is not whole in memory), whole or not at all
+    with (
+        atomic.replacing(target, mode=0o600) as out,
+        day.Writer(out, org_id, of, previous, stamp, now, staging=folder) as writer,
+    ):
+        for document_id in documents:
+            kept = await kept_of(stored, org_id, document_id)
+            writer.add(
+                document_id,
+                functools.partial(write_container, kept, keys, stamp, now, proofs=proofs),
+            )
     return DayExport(target, len(documents), previous.name if previous else "")

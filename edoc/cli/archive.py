@@ -264,7 +264,7 @@ def archive_verify(files: tuple[Path, ...], root_path: Path, as_json: bool) -> N
     results = []
     for path in files:
         line, result = _verify_one(path, root, previous)
-        previous = day.Previous(path.name, path.read_bytes()) if "day" in result else None
+        previous = day.Previous.of_file(path) if "day" in result else None
         results.append(result)
         if not as_json:
             click.echo(line)

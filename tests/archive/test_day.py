@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from pathlib import Path
+from typing import IO
 
 import pytest
 
-from edoc import envelope, errors
+from edoc import atomic, envelope, errors
 from edoc.archive import day
 from tests.archive import support
 from tests.support.pki import Ca
@@ -26,7 +28,7 @@ def days(ca: Ca) -> tuple[bytes, bytes]:
         containers.append((envelope.read_package(document).message.about, made))
     stamp = support.stamper(ca)
     first = day.build(ORG, DAY, containers[:2], None, stamp, ca.clock())
-    previous = day.Previous(day.file_name(ORG, DAY), first)
+    previous = day.Previous.of_bytes(day.file_name(ORG, DAY), first)
     second = day.build(ORG, DAY + dt.timedelta(days=1), containers[2:], previous, stamp, ca.clock())
     return first, second
 
@@ -37,7 +39,7 @@ def test_a_chain_of_days_verifies(ca: Ca, days: tuple[bytes, bytes]) -> None:
     report = day.verify_day(first, root)
     assert (report.org_id, report.day, report.previous) == (ORG, "2026-12-01", "")
     assert len(report.containers) == 2
-    linked = day.verify_day(second, root, day.Previous("first.zip", first))
+    linked = day.verify_day(second, root, day.Previous.of_bytes("first.zip", first))
     assert linked.previous == "first.zip"
     assert len(linked.containers) == 1
     assert day.is_day_archive(first)
@@ -74,9 +76,9 @@ def test_a_changed_previous_day_breaks_the_link(ca: Ca, days: tuple[bytes, bytes
     first, second = days
     shortened = support.rewrite(first, lambda n, d: None if n.endswith("0002.asice") else d)
     with pytest.raises(errors.BrokenArchiveChain, match="does not match the hash"):
-        day.verify_day(second, ca.keys.trust().root, day.Previous("first.zip", shortened))
+        day.verify_day(second, ca.keys.trust().root, day.Previous.of_bytes("first.zip", shortened))
     with pytest.raises(errors.BrokenArchiveChain, match="links to no previous day"):
-        day.verify_day(first, ca.keys.trust().root, day.Previous("x.zip", second))
+        day.verify_day(first, ca.keys.trust().root, day.Previous.of_bytes("x.zip", second))
 
 
 def test_a_swapped_container_fails(ca: Ca, days: tuple[bytes, bytes]) -> None:
@@ -110,3 +112,22 @@ def test_a_container_of_another_organization_or_document_fails(ca: Ca) -> None:
         archive = day.build(org, DAY, [(listed, made)], None, stamp, ca.clock())
         with pytest.raises(errors.BrokenArchiveChain, match="not what linkinginfo says"):
             day.verify_day(archive, ca.keys.trust().root)
+
+
+def test_a_day_that_fails_half_written_leaves_nothing(ca: Ca, tmp_path: Path) -> None:
+    """Containers are copied into the day's file as they are made, so a failure (a
+    package gone) comes after some are: the archive is still whole or not at all."""
+    made = support.build(ca, support.document_package(ca))
+    target = tmp_path / day.file_name(ORG, DAY)
+
+    def gone(_: IO[bytes]) -> None:
+        raise errors.StorageError("a kept package is gone")
+
+    with (
+        pytest.raises(errors.StorageError, match="gone"),
+        atomic.replacing(target, mode=0o600) as out,
+        day.Writer(out, ORG, DAY, None, support.stamper(ca), ca.clock(), tmp_path) as writer,
+    ):
+        writer.add("d", lambda into: into.write(made))
+        writer.add("e", gone)
+    assert list(tmp_path.iterdir()) == []

@@ -240,3 +240,45 @@ def test_a_large_documents_evidence_passes_through_a_few_chunks_of_memory(
     assert (report.org_id, report.document_id) == (keeper, about)
     with zipfile.ZipFile(out) as made:
         assert "META-INF/proofs/01.json" in made.namelist()
+
+
+def test_a_day_of_a_large_document_passes_through_a_few_chunks_of_memory(
+    ca: Ca, large: tuple[Path, str], tmp_path: Path
+) -> None:
+    """A day's archive is written a container at a time, each copied into it in chunks,
+    and the next day hashes it in chunks to link to it: the export held every container
+    of the day in memory, then the archive whole, and the next day read it whole (a day
+    of 200 MB documents cost a multiple of the day in memory)."""
+    package, about = large
+    folder = tmp_path / "node"
+    folder.mkdir()
+    asyncio.run(_kept_by_a_node(ca, folder, package, about))
+    kept_on = ca.clock().astimezone(envelope.VIETNAM)
+    next_day = kept_on + dt.timedelta(days=1)
+    small = support.document_package(ca, number=7)
+    status = support.status_package(ca, small)
+    asyncio.run(support.keep(folder / "node.sqlite", small, status, next_day))
+    out = tmp_path / "archive"
+    tracemalloc.start()
+    try:
+        for when in (kept_on, next_day):
+            result = _export(
+                ca, folder, "--org", SENDER, "--day", f"{when:%Y-%m-%d}", "--out", str(out)
+            )
+            assert result.exit_code == 0, result.output
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    first, second = (out / day.file_name(SENDER, d.date()) for d in (kept_on, next_day))
+    assert peak < first.stat().st_size / 10
+    assert first.stat().st_mode & 0o777 == 0o600
+    assert sorted(p.name for p in out.iterdir()) == [first.name, second.name]  # no leftovers
+    root = str(ca.keys.root_path)
+    checked = _edoc(ca, "archive", "verify", str(first), str(second), "--root", root, "--json")
+    assert checked.exit_code == 0, checked.output
+    reports = json.loads(checked.output)
+    assert [[c["document_id"] for c in r["containers"]] for r in reports] == [
+        [about],
+        [envelope.read_package(small).message.about],
+    ]
+    assert reports[1]["previous"] == first.name
