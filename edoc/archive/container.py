@@ -20,13 +20,14 @@ verifies everything (edoc.archive.verify).
 from __future__ import annotations
 
 import base64
+import contextlib
 import datetime as dt
 import hashlib
 import io
 import json
 import os
 import zipfile
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
@@ -188,11 +189,15 @@ def _copied(archive: zipfile.ZipFile, entry: zipfile.ZipInfo, package: bytes | P
 # --- reading ---------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Container:
-    """A container's parts, its layout checked; its proofs not yet (edoc.archive.verify)."""
+    """A container's parts, its layout checked; its proofs not yet (edoc.archive.verify).
+    Its packages stay in the archive, each read in chunks where it is used
+    (``package``): a 200 MB document's container is never whole in memory."""
 
-    files: dict[str, bytes]  # every file the manifest must cover, by name
+    files: dict[str, bytes]  # every file the manifest must cover but the packages, by name
+    digests: dict[str, bytes]  # the SHA-256 of every file the manifest must cover
     manifest: bytes
     token: bytes
+    archive: zipfile.ZipFile  # open while the container is (``opened``)
 
     def description(self) -> dict[str, Any]:
         try:
@@ -201,22 +206,31 @@ class Container:
         except (KeyError, ValueError):
             raise errors.BadContainer(f"{DESCRIPTION} is missing or not JSON") from None
 
+    def package(self, name: str) -> IO[bytes]:
+        """A package file of the container, open for reading."""
+        return self.archive.open(name)
+
+    def package_size(self, name: str) -> int:
+        return self.archive.getinfo(name).file_size
+
 
 def _safe(name: str) -> bool:
     parts = name.split("/")
     return not name.startswith("/") and "\\" not in name and ".." not in parts and "" not in parts
 
 
-def _open(data: bytes) -> zipfile.ZipFile:
+def _open(source: bytes | IO[bytes] | Path) -> zipfile.ZipFile:
     try:
-        archive = zipfile.ZipFile(io.BytesIO(data))
+        archive = zipfile.ZipFile(io.BytesIO(source) if isinstance(source, bytes) else source)
     except (zipfile.BadZipFile, ValueError) as exc:
         raise errors.BadContainer(f"not a ZIP container: {exc}") from None
     entries = archive.infolist()
     names = [e.filename for e in entries]
     if len(entries) > MAX_FILES or sum(e.file_size for e in entries) > MAX_BYTES:
+        archive.close()
         raise errors.BadContainer("the container holds more than this verifier reads")
     if len(set(names)) != len(names) or not all(_safe(n) for n in names):
+        archive.close()
         raise errors.BadContainer("the container has a file name twice or an unsafe name")
     return archive
 
@@ -231,17 +245,43 @@ def _check_mimetype(archive: zipfile.ZipFile) -> None:
         raise errors.BadContainer(f"the container's mimetype is not {MIMETYPE}")
 
 
-def read(data: bytes) -> Container:
-    """The parts of a container; BadContainer if it is not of this layout."""
-    with _open(data) as archive:
-        _check_mimetype(archive)
-        try:
-            files = {e.filename: archive.read(e) for e in archive.infolist() if not e.is_dir()}
-        except (zipfile.BadZipFile, ValueError, OSError) as exc:  # CRC, bad compression
-            raise errors.EvidenceTampered(f"a file of the container is damaged: {exc}") from None
-    del files["mimetype"]
+def member_sha256(archive: zipfile.ZipFile, member: str | zipfile.ZipInfo) -> bytes:
+    """The SHA-256 of a file of ``archive``, read in chunks."""
+    digest = hashlib.sha256()
+    with archive.open(member) as file:
+        while chunk := file.read(COPY_CHUNK):
+            digest.update(chunk)
+    return digest.digest()
+
+
+def _read_files(archive: zipfile.ZipFile) -> tuple[dict[str, bytes], dict[str, bytes]]:
+    """The container's files but mimetype: the packages' digests (read in chunks), the
+    others' bytes and digests."""
+    files, digests = {}, {}
     try:
-        listed, token = files.pop(MANIFEST), files.pop(TOKEN)
-    except KeyError as exc:
-        raise errors.BadContainer(f"the container lacks {exc.args[0]}") from None
-    return Container(files, listed, token)
+        for entry in archive.infolist()[1:]:
+            if entry.is_dir():
+                continue
+            if entry.filename.startswith(MESSAGES):
+                digests[entry.filename] = member_sha256(archive, entry)
+            else:
+                files[entry.filename] = archive.read(entry)
+                digests[entry.filename] = hashlib.sha256(files[entry.filename]).digest()
+    except (zipfile.BadZipFile, ValueError, OSError) as exc:  # CRC, bad compression
+        raise errors.EvidenceTampered(f"a file of the container is damaged: {exc}") from None
+    return files, digests
+
+
+@contextlib.contextmanager
+def opened(source: bytes | IO[bytes] | Path) -> Iterator[Container]:
+    """The parts of a container (a file, or its bytes), open in the block; BadContainer
+    if it is not of this layout."""
+    with _open(source) as archive:
+        _check_mimetype(archive)
+        files, digests = _read_files(archive)
+        try:
+            listed, token = files.pop(MANIFEST), files.pop(TOKEN)
+        except KeyError as exc:
+            raise errors.BadContainer(f"the container lacks {exc.args[0]}") from None
+        del digests[MANIFEST], digests[TOKEN]
+        yield Container(files, digests, listed, token, archive)

@@ -21,6 +21,7 @@ import hmac
 import io
 import json
 import os
+import shutil
 import tempfile
 import zipfile
 from collections.abc import Callable, Sequence
@@ -156,12 +157,16 @@ def _entry(name: str, when: dt.datetime, compression: int) -> zipfile.ZipInfo:
     return info
 
 
-def is_day_archive(data: bytes) -> bool:
+def is_day_archive(source: bytes | IO[bytes] | Path) -> bool:
     try:
-        with zipfile.ZipFile(io.BytesIO(data)) as archive:
+        with zipfile.ZipFile(_seekable(source)) as archive:
             return LINKING in archive.namelist()
     except (zipfile.BadZipFile, ValueError):
         return False
+
+
+def _seekable(source: bytes | IO[bytes] | Path) -> IO[bytes] | Path:
+    return io.BytesIO(source) if isinstance(source, bytes) else source
 
 
 # --- verifying ---------------------------------------------------------------------------
@@ -174,34 +179,61 @@ class DayReport:
     containers: tuple[ContainerReport, ...]
 
 
-def _files(data: bytes) -> dict[str, bytes]:
+_NO_LINKING = f"the archive's {LINKING} is missing or unreadable"
+
+
+def _unreadable(exc: Exception) -> errors.BadContainer:
+    return errors.BadContainer(f"not a readable day archive: {exc}")
+
+
+def _open(source: bytes | IO[bytes] | Path) -> zipfile.ZipFile:
     try:
-        with zipfile.ZipFile(io.BytesIO(data)) as archive:
-            names = archive.namelist()
-            if len(set(names)) != len(names) or len(names) > container.MAX_FILES:
-                raise errors.BadContainer("the archive has a file name twice or too many files")
-            return {name: archive.read(name) for name in names}
+        archive = zipfile.ZipFile(_seekable(source))
     except (zipfile.BadZipFile, ValueError, OSError) as exc:
-        raise errors.BadContainer(f"not a readable day archive: {exc}") from None
+        raise _unreadable(exc) from None
+    names = archive.namelist()
+    if len(set(names)) != len(names) or len(names) > container.MAX_FILES:
+        archive.close()
+        raise errors.BadContainer("the archive has a file name twice or too many files")
+    return archive
 
 
-def _linking(files: dict[str, bytes]) -> dict[str, Any]:
+def _read(archive: zipfile.ZipFile, name: str, missing: str) -> bytes:
+    """A small file of the archive, whole; BadContainer saying ``missing`` if it has none."""
     try:
-        linking: dict[str, Any] = json.loads(files[LINKING])
+        return archive.read(name)
+    except KeyError:
+        raise errors.BadContainer(missing) from None
+    except (zipfile.BadZipFile, ValueError, OSError) as exc:
+        raise _unreadable(exc) from None
+
+
+def _hashed(archive: zipfile.ZipFile, name: str) -> bytes:
+    try:
+        return container.member_sha256(archive, name)
+    except (zipfile.BadZipFile, ValueError, OSError) as exc:
+        raise _unreadable(exc) from None
+
+
+def _linking(text: bytes) -> dict[str, Any]:
+    try:
+        linking: dict[str, Any] = json.loads(text)
         linking["containers"] = list(linking["containers"])
     except (KeyError, ValueError, TypeError):
-        raise errors.BadContainer(f"the archive's {LINKING} is missing or unreadable") from None
+        raise errors.BadContainer(_NO_LINKING) from None
     return linking
 
 
-def _check_containers(files: dict[str, bytes], listed: list[dict[str, Any]]) -> None:
-    held = {name for name in files if name.startswith(CONTAINERS)}
+def _check_containers(archive: zipfile.ZipFile, listed: list[dict[str, Any]]) -> None:
+    """Each container listed is in the archive as hashed there (read in chunks), and no
+    other."""
+    held = {name for name in archive.namelist() if name.startswith(CONTAINERS)}
     named = [str(entry.get("file", "")) for entry in listed]
     for name in named:
         if name not in held:
             raise errors.BrokenArchiveChain(f"{name}, listed in {LINKING}, is not in the archive")
         expected = bytes.fromhex(str(listed[named.index(name)].get("sha256", "")))
-        if not hmac.compare_digest(hashlib.sha256(files[name]).digest(), expected):
+        if not hmac.compare_digest(_hashed(archive, name), expected):
             raise errors.BrokenArchiveChain(f"{name} does not match its SHA-256 in {LINKING}")
     for name in sorted(held - set(named)):
         raise errors.BrokenArchiveChain(f"{name} is in the archive but not in {LINKING}")
@@ -223,35 +255,53 @@ def _check_previous(linking: dict[str, Any], previous: Previous | None) -> str:
     return previous.name
 
 
-def verify_day(data: bytes, root: x509.Certificate, previous: Previous | None = None) -> DayReport:
-    """Check a day's archive: its token, each container listed and present, each
-    container's proofs, and (given ``previous``) its link to the day before."""
-    files = _files(data)
-    linking = _linking(files)
-    try:
-        token = files[LINKING_TOKEN]
-    except KeyError:
-        raise errors.BadContainer(f"the archive lacks {LINKING_TOKEN}") from None
-    stamp = tsa.check_token(token, hashlib.sha256(files[LINKING]).digest(), root)
-    linked_to = _check_previous(linking, previous)
-    _check_containers(files, linking["containers"])
-    reports = []
-    for entry in linking["containers"]:
-        name = str(entry["file"])
-        try:
-            report = verify_container(files[name], root)
-        except errors.ArchiveError as exc:
-            raise type(exc)(f"{name}: {exc.message}") from None
-        if (report.org_id, report.document_id) != (linking.get("org_id"), entry.get("document_id")):
-            raise errors.BrokenArchiveChain(
-                f"{name} is the evidence of {report.document_id} kept by {report.org_id},"
-                f" not what {LINKING} says"
-            )
-        reports.append(report)
+def verify_day(
+    source: bytes | IO[bytes] | Path, root: x509.Certificate, previous: Previous | None = None
+) -> DayReport:
+    """Check a day's archive (a file, or its bytes): its token, each container listed
+    and present, each container's proofs, and (given ``previous``) its link to the day
+    before. Its containers are read in chunks, each into a temporary file to be checked:
+    a day of large documents is never whole in memory."""
+    with _open(source) as archive:
+        text = _read(archive, LINKING, _NO_LINKING)
+        linking = _linking(text)
+        token = _read(archive, LINKING_TOKEN, f"the archive lacks {LINKING_TOKEN}")
+        stamp = tsa.check_token(token, hashlib.sha256(text).digest(), root)
+        linked_to = _check_previous(linking, previous)
+        _check_containers(archive, linking["containers"])
+        reports = tuple(
+            _verify_listed(archive, entry, linking, root) for entry in linking["containers"]
+        )
     return DayReport(
         org_id=str(linking.get("org_id", "")),
         day=str(linking.get("day", "")),
         stamped_at=stamp.time,
         previous=linked_to,
-        containers=tuple(reports),
+        containers=reports,
     )
+
+
+def _verify_listed(
+    archive: zipfile.ZipFile, entry: dict[str, Any], linking: dict[str, Any], root: x509.Certificate
+) -> ContainerReport:
+    """A container of the archive checked, and found to be the one ``entry`` lists."""
+    name = str(entry["file"])
+    # A file of its own (not the archive's stream of it: reading a ZIP inside a ZIP seeks
+    # back, and a member's stream seeks back by reading again from its start), in the
+    # temporary folder: the archive's own may be read-only.
+    with tempfile.TemporaryFile() as staged:
+        try:
+            with archive.open(name) as file:  # read whole and hashed by _check_containers
+                shutil.copyfileobj(file, staged, container.COPY_CHUNK)
+        except zipfile.BadZipFile as exc:  # changed since
+            raise _unreadable(exc) from None
+        try:
+            report = verify_container(staged, root)
+        except errors.ArchiveError as exc:
+            raise type(exc)(f"{name}: {exc.message}") from None
+    if (report.org_id, report.document_id) != (linking.get("org_id"), entry.get("document_id")):
+        raise errors.BrokenArchiveChain(
+            f"{name} is the evidence of {report.document_id} kept by {report.org_id},"
+            f" not what {LINKING} says"
+        )
+    return report

@@ -20,14 +20,18 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import hmac
+import zipfile
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
+from typing import IO
 
 from cryptography import x509
 
 from edoc import certcheck, envelope, errors, pki, signing
 from edoc.archive import container, manifest, merkle, tsa
 from edoc.archive.evidence import BatchProof
+from edoc.envelope.read import WHOLE_FROM_FILE
 
 
 @dataclass(frozen=True)
@@ -50,12 +54,12 @@ class ContainerReport:
 
 def _check_digests(parts: container.Container) -> None:
     listed = manifest.read(parts.manifest, container.TOKEN)
-    for name in sorted(set(listed) - set(parts.files)):
+    for name in sorted(set(listed) - set(parts.digests)):
         raise errors.EvidenceTampered(f"{name} is in the manifest but not in the container")
-    for name in sorted(set(parts.files) - set(listed)):
+    for name in sorted(set(parts.digests) - set(listed)):
         raise errors.EvidenceTampered(f"{name} is in the container but not in the manifest")
-    for name, data in parts.files.items():
-        if not hmac.compare_digest(hashlib.sha256(data).digest(), listed[name]):
+    for name, digest in parts.digests.items():
+        if not hmac.compare_digest(digest, listed[name]):
             raise errors.EvidenceTampered(f"{name} does not match its SHA-256 in the manifest")
 
 
@@ -113,12 +117,28 @@ def _check_authority(stamp: tsa.Stamp, revocations: Revocations) -> None:
         )
 
 
+def _read_package(parts: container.Container, name: str) -> envelope.Package:
+    """A package of the container, read as edoc.envelope reads a file: whole if small,
+    else streamed (its attachments hashed as they pass, never whole in memory)."""
+    try:
+        with parts.package(name) as file:
+            small = parts.package_size(name) <= WHOLE_FROM_FILE
+            return envelope.read_package(file.read() if small else file)
+    except (zipfile.BadZipFile, OSError) as exc:  # changed since it was hashed
+        raise errors.EvidenceTampered(f"{name} is damaged: {exc}") from None
+
+
 def _check_message(
-    name: str, data: bytes, trust: certcheck.Trust, at: dt.datetime, document_id: str
+    name: str,
+    parts: container.Container,
+    trust: certcheck.Trust,
+    at: dt.datetime,
+    document_id: str,
 ) -> CheckedMessage:
     try:
-        package = envelope.read_package(data)
-        verified = signing.verify_package(package, trust, at)
+        verified = signing.verify_package(_read_package(parts, name), trust, at)
+    except errors.EvidenceTampered:  # its file damaged (_read_package): no signature at fault
+        raise
     except errors.EdocError as exc:
         raise errors.EvidenceSignature(
             f"{name} does not verify as of the time stamp {at:%Y-%m-%d %H:%M:%S}Z:"
@@ -133,7 +153,7 @@ def _check_message(
 
 def _message_time(
     name: str,
-    data: bytes,
+    digest: bytes,
     proofs: dict[str, BatchProof],
     root: x509.Certificate,
     issuing: tuple[x509.Certificate, ...],
@@ -145,7 +165,7 @@ def _message_time(
     proof = proofs.get(name)
     if proof is None:
         return container_time
-    batch_root = merkle.root_from(hashlib.sha256(data).digest(), proof.path)
+    batch_root = merkle.root_from(digest, proof.path)
     try:
         stamp = tsa.check_token(proof.token, batch_root, root, issuing)
         _check_authority(stamp, revocations)
@@ -154,9 +174,14 @@ def _message_time(
     return min(stamp.time, container_time)
 
 
-def verify_container(data: bytes, root: x509.Certificate) -> ContainerReport:
-    """Check a container (see the module's list); return what it proves."""
-    parts = container.read(data)
+def verify_container(source: bytes | IO[bytes] | Path, root: x509.Certificate) -> ContainerReport:
+    """Check a container (see the module's list), its packages read in chunks; return
+    what it proves."""
+    with container.opened(source) as parts:
+        return _verify_parts(parts, root)
+
+
+def _verify_parts(parts: container.Container, root: x509.Certificate) -> ContainerReport:
     _check_digests(parts)
     issuing = _issuing(parts, root)
     stamp = tsa.check_token(parts.token, hashlib.sha256(parts.manifest).digest(), root, issuing)
@@ -165,7 +190,7 @@ def verify_container(data: bytes, root: x509.Certificate) -> ContainerReport:
     described = parts.description()
     document_id = str(described.get("document_id", ""))
     messages = [str(m.get("file", "")) for m in described.get("messages", [])]
-    held = sorted(n for n in parts.files if n.startswith(container.MESSAGES))
+    held = sorted(n for n in parts.digests if n.startswith(container.MESSAGES))
     if sorted(messages) != held or not messages:
         raise errors.BadContainer(f"{container.DESCRIPTION} does not list the message files")
     proofs = container.read_proofs(parts.files)
@@ -173,9 +198,10 @@ def verify_container(data: bytes, root: x509.Certificate) -> ContainerReport:
         raise errors.BadContainer("a batch proof names no message of the container")
     checked = []
     for name in messages:
-        at = _message_time(name, parts.files[name], proofs, root, issuing, revocations, stamp.time)
+        digest = parts.digests[name]
+        at = _message_time(name, digest, proofs, root, issuing, revocations, stamp.time)
         trust = _trust_at(root, issuing, revocations, at)
-        checked.append(_check_message(name, parts.files[name], trust, at, document_id))
+        checked.append(_check_message(name, parts, trust, at, document_id))
     return ContainerReport(
         org_id=str(described.get("org_id", "")),
         document_id=document_id,

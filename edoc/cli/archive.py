@@ -223,15 +223,18 @@ def _container_json(report: ContainerReport) -> dict[str, Any]:
 def _verify_one(
     path: Path, root: x509.Certificate, previous: day.Previous | None
 ) -> tuple[str, dict[str, Any]]:
-    data = path.read_bytes()
-    if not day.is_day_archive(data):
-        report = verify_container(data, root)
-        line = (
-            f"OK {path}: evidence of {report.document_id} kept by {report.org_id},"
-            f" {len(report.messages)} messages, stamped {report.stamped_at:%Y-%m-%d %H:%M:%S}Z"
-        )
-        return line, {"file": str(path), "container": _container_json(report)}
-    checked = day.verify_day(data, root, previous)
+    with path.open("rb") as file:  # read in chunks: a day of large documents may not fit
+        if day.is_day_archive(file):
+            return _verified_day(path, day.verify_day(file, root, previous))
+        report = verify_container(file, root)
+    line = (
+        f"OK {path}: evidence of {report.document_id} kept by {report.org_id},"
+        f" {len(report.messages)} messages, stamped {report.stamped_at:%Y-%m-%d %H:%M:%S}Z"
+    )
+    return line, {"file": str(path), "container": _container_json(report)}
+
+
+def _verified_day(path: Path, checked: day.DayReport) -> tuple[str, dict[str, Any]]:
     link = f", linked to {checked.previous}" if checked.previous else ""
     line = (
         f"OK {path}: day {checked.day} of {checked.org_id}, {len(checked.containers)}"

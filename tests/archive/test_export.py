@@ -248,7 +248,8 @@ def test_a_day_of_a_large_document_passes_through_a_few_chunks_of_memory(
     """A day's archive is written a container at a time, each copied into it in chunks,
     and the next day hashes it in chunks to link to it: the export held every container
     of the day in memory, then the archive whole, and the next day read it whole (a day
-    of 200 MB documents cost a multiple of the day in memory)."""
+    of 200 MB documents cost a multiple of the day in memory). Verifying it reads it in
+    chunks too (it read the day whole, then each container whole, then its packages)."""
     package, about = large
     folder = tmp_path / "node"
     folder.mkdir()
@@ -274,8 +275,14 @@ def test_a_day_of_a_large_document_passes_through_a_few_chunks_of_memory(
     assert first.stat().st_mode & 0o777 == 0o600
     assert sorted(p.name for p in out.iterdir()) == [first.name, second.name]  # no leftovers
     root = str(ca.keys.root_path)
-    checked = _edoc(ca, "archive", "verify", str(first), str(second), "--root", root, "--json")
+    tracemalloc.start()
+    try:
+        checked = _edoc(ca, "archive", "verify", str(first), str(second), "--root", root, "--json")
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
     assert checked.exit_code == 0, checked.output
+    assert peak < first.stat().st_size / 10
     reports = json.loads(checked.output)
     assert [[c["document_id"] for c in r["containers"]] for r in reports] == [
         [about],
