@@ -21,7 +21,6 @@ import hmac
 import io
 import json
 import os
-import shutil
 import tempfile
 import zipfile
 from collections.abc import Callable, Sequence
@@ -208,13 +207,6 @@ def _read(archive: zipfile.ZipFile, name: str, missing: str) -> bytes:
         raise _unreadable(exc) from None
 
 
-def _hashed(archive: zipfile.ZipFile, name: str) -> bytes:
-    try:
-        return container.member_sha256(archive, name)
-    except (zipfile.BadZipFile, ValueError, OSError) as exc:
-        raise _unreadable(exc) from None
-
-
 def _linking(text: bytes) -> dict[str, Any]:
     try:
         linking: dict[str, Any] = json.loads(text)
@@ -225,18 +217,32 @@ def _linking(text: bytes) -> dict[str, Any]:
 
 
 def _check_containers(archive: zipfile.ZipFile, listed: list[dict[str, Any]]) -> None:
-    """Each container listed is in the archive as hashed there (read in chunks), and no
-    other."""
+    """Each container listed is in the archive, and no other (each one's SHA-256 is
+    checked as it is copied to be verified: _staged)."""
     held = {name for name in archive.namelist() if name.startswith(CONTAINERS)}
     named = [str(entry.get("file", "")) for entry in listed]
     for name in named:
         if name not in held:
             raise errors.BrokenArchiveChain(f"{name}, listed in {LINKING}, is not in the archive")
-        expected = bytes.fromhex(str(listed[named.index(name)].get("sha256", "")))
-        if not hmac.compare_digest(_hashed(archive, name), expected):
-            raise errors.BrokenArchiveChain(f"{name} does not match its SHA-256 in {LINKING}")
     for name in sorted(held - set(named)):
         raise errors.BrokenArchiveChain(f"{name} is in the archive but not in {LINKING}")
+
+
+def _staged(archive: zipfile.ZipFile, entry: dict[str, Any], staged: IO[bytes]) -> None:
+    """The container ``entry`` lists copied into ``staged`` in chunks, and found to be
+    the one it lists by the SHA-256 of the very bytes copied: hashed in a read of its own
+    before, a file changed between the two reads would be verified as another."""
+    name = str(entry["file"])
+    digest = hashlib.sha256()
+    try:
+        with archive.open(name) as file:
+            while chunk := file.read(container.COPY_CHUNK):
+                digest.update(chunk)
+                staged.write(chunk)
+    except (zipfile.BadZipFile, ValueError, OSError) as exc:
+        raise _unreadable(exc) from None
+    if not hmac.compare_digest(digest.hexdigest(), str(entry.get("sha256", "")).lower()):
+        raise errors.BrokenArchiveChain(f"{name} does not match its SHA-256 in {LINKING}")
 
 
 def _check_previous(linking: dict[str, Any], previous: Previous | None) -> str:
@@ -290,11 +296,7 @@ def _verify_listed(
     # back, and a member's stream seeks back by reading again from its start), in the
     # temporary folder: the archive's own may be read-only.
     with tempfile.TemporaryFile() as staged:
-        try:
-            with archive.open(name) as file:  # read whole and hashed by _check_containers
-                shutil.copyfileobj(file, staged, container.COPY_CHUNK)
-        except zipfile.BadZipFile as exc:  # changed since
-            raise _unreadable(exc) from None
+        _staged(archive, entry, staged)
         try:
             report = verify_container(staged, root)
         except errors.ArchiveError as exc:
