@@ -38,7 +38,7 @@ async def test_a_node_failing_after_its_store_opened_leaves_no_thread(tmp_path: 
         hub_url="https://127.0.0.1:9",
         hub_token="t",
     )
-    await _fails_leaving_no_thread(create_node(config), OSError)
+    await _fails_leaving_no_thread(create_node(config), errors.KeyStoreMissing)
 
 
 async def test_a_hub_failing_after_its_store_opened_leaves_no_thread(tmp_path: Path) -> None:
