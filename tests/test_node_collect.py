@@ -229,37 +229,23 @@ def _starting(
     return start
 
 
-async def test_a_copy_offered_again_while_the_first_runs_blocks_nothing() -> None:
-    """Its lease ran out while it was being taken: the second copy is taken, the first
-    then fails; the chain goes on."""
+@pytest.mark.parametrize("taken", ["first copy", "second copy"])
+async def test_a_copy_offered_again_while_the_first_runs_blocks_nothing(taken: str) -> None:
+    """Its lease ran out while it was being taken: one copy is taken (and acknowledged:
+    the hub offers it no more), then the other fails, whichever came first; the chain
+    goes on, not left waiting for ever for an offer that never comes."""
     chains = collector._Chains()
     outcomes: dict[str, asyncio.Future[bool]] = {}
     starting = functools.partial(_starting, outcomes)
-    first = chains.take(("D", "A"), 1, starting("first copy"))
-    second = chains.take(("D", "A"), 1, starting("second copy"))
-    assert first is not None and second is not None
-    outcomes["second copy"].set_result(True)
-    await second
-    outcomes["first copy"].set_result(False)
-    await first
-    await asyncio.sleep(0)
-    assert chains.take(("D", "A"), 2, starting("next")) is not None
-
-
-async def test_a_copy_offered_again_failing_after_the_first_was_taken_blocks_nothing() -> None:
-    """Its lease ran out while it was being taken: the first copy is taken (and
-    acknowledged: the hub offers it no more), then the second fails; the chain goes on,
-    not left waiting for ever for an offer that never comes."""
-    chains = collector._Chains()
-    outcomes: dict[str, asyncio.Future[bool]] = {}
-    starting = functools.partial(_starting, outcomes)
-    first = chains.take(("D", "A"), 1, starting("first copy"))
-    second = chains.take(("D", "A"), 1, starting("second copy"))
-    assert first is not None and second is not None
-    outcomes["first copy"].set_result(True)
-    await first
-    outcomes["second copy"].set_result(False)
-    await second
+    copies = {
+        name: chains.take(("D", "A"), 1, starting(name)) for name in ("first copy", "second copy")
+    }
+    (failed,) = set(copies) - {taken}
+    for name, took in ((taken, True), (failed, False)):
+        outcomes[name].set_result(took)
+        copy = copies[name]
+        assert copy is not None
+        await copy
     await asyncio.sleep(0)
     assert chains.take(("D", "A"), 2, starting("next")) is not None
 
