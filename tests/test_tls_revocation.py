@@ -102,6 +102,45 @@ async def test_a_collect_held_across_a_revocation_is_refused_and_leases_nothing(
         hub.stop()
 
 
+def _collects_answered(metrics: bytes) -> dict[str, float]:
+    """The hub's answers to collects so far, by HTTP status (its /metrics)."""
+    answered = {}
+    for line in metrics.decode().splitlines():
+        if line.startswith("edoc_http_requests_total{") and 'route="/api/v1/deliveries"' in line:
+            status = line.split('status="')[1].split('"')[0]
+            answered[status] = float(line.rsplit(" ", 1)[1])
+    return answered
+
+
+async def test_a_collect_its_node_hung_up_on_is_no_refusal(tmp_path: Path) -> None:
+    """A node that stops (or gives up) during a long poll takes its TLS connection, and its
+    client certificate, with it: the collect ends leasing nothing, as without TLS. Its
+    credentials judged again after the wait said "no client certificate" (403,
+    EDOC-AUTH-002) in the hub's log and metrics at every node restart."""
+    ca = hub_ca(tmp_path / "keys")
+    hub = HubProcess(tmp_path / "hub", ca.keys.path, tls=True).start()
+    try:
+        token = hub.add_node("H53")
+        async with NodeClient(hub, token, tls.client_context(ca.keys, H53)) as leaving:
+            held = asyncio.create_task(leaving.request("GET", f"{PATHS[1]}?wait=20"))
+            await asyncio.sleep(0.5)  # the collect is held at the hub
+            held.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await held
+        async with NodeClient(hub, hub.add_node("H41"), _tls_of(ca, H41)) as sender:
+            posted = await sender.post(document(ca, to=[H53], sender=H41))  # wakes it
+            assert posted[0] == 202, posted
+        async with NodeClient(hub, "", tls.admin_context(ca.keys)) as admin, asyncio.timeout(20):
+            while not (answered := _collects_answered((await admin.request("GET", "/metrics"))[1])):
+                await asyncio.sleep(0.1)
+        assert answered == {"200": 1.0}, answered
+        assert "no client certificate" not in (hub.data_dir / "hub.log").read_text()
+        async with NodeClient(hub, token, tls.client_context(ca.keys, H53)) as back:
+            assert len(await back.collect()) == 1  # owed still, not leased
+    finally:
+        hub.stop()
+
+
 async def _directory_status(client: HubClient) -> int:
     return (await client.request("GET", PATHS[0]))[0]
 

@@ -74,7 +74,7 @@ async def collect(
     while True:
         # its store and threads are closing, or no one to answer: nothing leased (and
         # the wake-up left for the node's next poll)
-        if state.stopping or gone():
+        if _unanswered(state, gone):
             return []
         wakeup.clear()
         now = dt.datetime.now(dt.UTC)
@@ -89,8 +89,15 @@ async def collect(
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(min(remaining, _recheck(state))):
                 await wakeup.wait()
-        if still_allowed is not None:
+        # not for an asker gone: over TLS its client certificate went with its connection
+        # (judged, it was "no client certificate", a 403 for every node that stopped)
+        if still_allowed is not None and not _unanswered(state, gone):
             await still_allowed()
+
+
+def _unanswered(state: HubState, gone: Callable[[], bool]) -> bool:
+    """Whether a held collect is to end with nothing: the hub stops, or the asker hung up."""
+    return state.stopping or gone()
 
 
 def _notice(item: Delivery, package: bytes | None) -> wire.DeliveryNotice:
