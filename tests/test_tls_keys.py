@@ -6,10 +6,13 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import os
 import ssl
 import stat
 import subprocess
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -264,3 +267,52 @@ def test_a_tls_key_does_not_pass_as_a_signer(tls_keys: Ca) -> None:
     with pytest.raises(errors.DamagedKey, match="is not an RSA key") as refused:
         KeyStore(keys.path).identity(SENDER)
     assert refused.value.code == "EDOC-KEY-004"
+
+
+# --- a damaged certificate to switch to ---------------------------------------------------
+_opened: dict[str, int] = {}  # the files counted (_opens), each with its opens so far
+
+
+def _count_opens(event: str, args: tuple[object, ...]) -> None:
+    if event == "open" and _opened and isinstance(args[0], (str, os.PathLike)):
+        name = os.fspath(args[0])
+        if isinstance(name, str) and name in _opened:
+            _opened[name] += 1
+
+
+@contextmanager
+def _opens(path: Path) -> Iterator[dict[str, int]]:
+    """How many times Python opens ``path`` meanwhile (an audit hook: nothing of edoc's
+    replaced). Hooks stay for the process's life: one, counting while a test asks."""
+    if not _opened.get("hooked"):
+        sys.addaudithook(_count_opens)
+    _opened.update({"hooked": 1, str(path): 0})
+    try:
+        yield _opened
+    finally:
+        del _opened[str(path)]
+
+
+def test_a_damaged_new_certificate_is_read_again_only_once_its_files_change(
+    tls_keys: Ca,
+) -> None:
+    """The key index names a new TLS certificate whose key file is damaged: the service
+    keeps its certificate, as before, but without reading and checking the damaged one
+    again at every connection (a server's every handshake, a node's every request to its
+    hub: 0.1 ms a damaged key, 2 ms a damaged chain, on the loop). Restored, it is taken
+    at the next connection."""
+    own = tls.OwnCertificate(tls_keys.keys, HUB, ssl.Purpose.CLIENT_AUTH)
+    serving = own.context()
+    tls_keys.clock.advance(minutes=1)
+    tls_keys.keys.issue(HUB, tls_hosts=HOSTS)
+    renewed = tls_keys.keys.current(HUB, kind=pki.CertKind.TLS).serial
+    key = tls_keys.keys.key_path(renewed)
+    good = key.read_bytes()
+    key.write_bytes(b"-----BEGIN PRIVATE KEY-----\n")
+    with _opens(key) as opened:
+        assert all(own.context() is serving for _ in range(50))
+        assert opened[str(key)] == 1
+    key.write_bytes(good)  # restored from a copy
+    switched = own.context()
+    assert switched is not serving and own.record.serial == renewed
+    assert own.context() is switched
