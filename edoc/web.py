@@ -84,9 +84,10 @@ def bound(host: str, port: int, reuse_port: bool) -> list[socket.socket]:
     them). Bound before the service starts, so that a port already taken fails its
     start before it makes anything; said as asyncio says it, naming the address."""
     sockets: list[socket.socket] = []
+    every = host or None  # as asyncio: "" is every address (getaddrinfo knows no such name)
     try:
         for family, kind, proto, _, address in sorted(
-            set(socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE))
+            set(socket.getaddrinfo(every, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE))
         ):
             listener = socket.socket(family, kind, proto)
             sockets.append(listener)

@@ -85,3 +85,20 @@ def test_a_service_whose_port_is_taken_makes_nothing(tmp_path: Path, service: st
         " address already in use; "
     ), line
     assert sorted(folder.rglob("*")) == made
+
+
+EVERY_IPV4 = "0.0.0.0"  # noqa: S104 (bound, never listening: what "" is said to be)
+
+
+def test_an_empty_host_is_every_address_as_asyncio_has_it() -> None:
+    """``--host ''`` listened on every address (asyncio's create_server reads "" so, and
+    aiohttp handed it on); the service's own binding found no such name."""
+    port = free_port()
+    sockets = web.bound("", port, reuse_port=False)
+    try:
+        bound = {listener.getsockname()[:2] for listener in sockets}
+    finally:
+        for listener in sockets:
+            listener.close()
+    assert (EVERY_IPV4, port) in bound
+    assert bound <= {(EVERY_IPV4, port), ("::", port)}
