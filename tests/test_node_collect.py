@@ -32,6 +32,8 @@ class _Hub:
     def __init__(self) -> None:
         self.requests: list[list[int]] = []
         self.failures = 0
+        self.refusing = False  # every acknowledgement refused (a 4xx)
+        self.heard: list[int] = []  # acknowledged and answered 200
         self.answer = asyncio.Event()  # a request waits for it: "on its way"
         self.answers: list[list[DeliveryNotice]] = []  # what collect answers, last first
 
@@ -41,6 +43,9 @@ class _Hub:
         if self.failures:
             self.failures -= 1
             raise errors.HubUnreachable("hub unreachable: connection reset")
+        if self.refusing:
+            raise errors.RemoteError("EDOC-HTTP-400", "not a list of delivery ids", 400)
+        self.heard += ids
 
     async def collect(self, _wait: float, _limit: int) -> list[DeliveryNotice]:
         if self.answers:
@@ -91,6 +96,32 @@ async def test_acknowledgements_the_hub_did_not_get_are_sent_again(hub: _Hub) ->
         assert hub.requests == [[7, 8]] * 3  # twice unreachable, then taken
         await asyncio.sleep(0.01)
         assert len(hub.requests) == 3  # and not again once taken
+    finally:
+        sender.cancel()
+
+
+@pytest.mark.parametrize("refused", [False, True], ids=["heard", "refused"])
+async def test_a_delivery_acknowledged_is_given_until_a_collect_asked_after_the_hub_heard(
+    hub: _Hub, refused: bool
+) -> None:
+    """A collect asked before the hub heard an acknowledgement may still offer its
+    delivery again, one asked after may not. One the hub refused is offered again, and
+    must be taken then."""
+    acks = collector.Acknowledgements()
+    config = SimpleNamespace(retry_base=0, retry_cap=0)
+    state = cast(NodeState, SimpleNamespace(config=config, hub=hub))
+    hub.refusing = refused
+    sender = asyncio.create_task(acks.send_forever(state))
+    try:
+        acks.add(1)
+        await _until(lambda: hub.requests == [[1]])  # on its way
+        acks.collecting()
+        assert acks.given(1)
+        hub.answer.set()
+        await _until(lambda: hub.heard == [1] or not acks.given(1))
+        assert acks.given(1) is not refused  # (a collect asked as it was heard may offer it)
+        acks.collecting()
+        assert not acks.given(1)
     finally:
         sender.cancel()
 
@@ -215,6 +246,47 @@ async def test_a_status_offered_again_waits_for_its_predecessor(
         assert stored == sorted(stored, key=lambda i: (i != 3, i))  # A's in their order
     finally:
         collector.cancel()
+
+
+async def test_a_copy_offered_again_after_the_first_was_taken_blocks_nothing(
+    hub: _Hub, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """A's 05 is taken, and its lease runs out as its acknowledgement goes: a collect
+    asked before the hub heard it offers it again. That copy failing (the store's
+    fault as it looks whether the node holds it) left the 05 untaken, and A's 06 waited
+    for ever for an offer of the 05 the hub, which heard it acknowledged, never makes."""
+    stored: list[int] = []
+
+    async def receive(_state: NodeState, source: bytes | Path, _recipients: list[str]) -> None:
+        assert isinstance(source, bytes)
+        stored.append(int(source))
+
+    async def held(*_: object) -> bool:
+        raise errors.StorageError("store failed: disk I/O error")
+
+    offers = [[dataclasses.replace(_notice(1, "A"), attempts=2)], [_notice(2, "A")]]
+    first = hub.collect
+
+    async def collect(wait: float, limit: int) -> list[DeliveryNotice]:
+        if hub.answers or not offers:
+            return await first(wait, limit)
+        if len(offers) == 2:  # asked once the 05's acknowledgement is on its way
+            await _until(lambda: hub.requests == [[1]])
+        else:  # heard by the hub, and the copy of the 05 over
+            hub.answer.set()
+            await _until(lambda: hub.heard == [1])
+            await asyncio.sleep(0.05)
+        return offers.pop(0)
+
+    monkeypatch.setattr(hub, "collect", collect)
+    monkeypatch.setattr(receiving, "held", held)
+    collecting = _collecting(hub, monkeypatch, tmp_path, receive)
+    hub.answers = [[_notice(1, "A")]]  # (instead of _collecting's, before it asks)
+    try:
+        await _until(lambda: stored == [1, 2])
+        await _until(lambda: _acknowledged(hub) == [1, 2])
+    finally:
+        collecting.cancel()
 
 
 def _starting(

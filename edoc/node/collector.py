@@ -47,10 +47,30 @@ class Acknowledgements:
     def __init__(self) -> None:
         self._waiting: dict[int, None] = {}  # ordered, and a redelivery's id only once
         self._added = asyncio.Event()
+        # Taken, and offered again perhaps: the hub offers a delivery again once its lease
+        # ran out before an acknowledgement of it reached the hub, and a collect asked
+        # before one did may answer with it after. A copy failing then (a store fault)
+        # left it untaken in its chain, every later status of which waited for an offer
+        # the hub never made. Forgotten once a collect is asked after the hub heard them.
+        self._given: set[int] = set()
+        self._heard: list[int] = []  # heard by the hub since a collect was last asked
 
     def add(self, delivery_id: int) -> None:
         self._waiting[delivery_id] = None
+        self._given.add(delivery_id)
         self._added.set()
+
+    def given(self, delivery_id: int) -> bool:
+        """Whether ``delivery_id`` was taken and its acknowledgement is given (on its
+        way, or heard by the hub after the last collect was asked): a copy of it the hub
+        offers is not to be taken again."""
+        return delivery_id in self._given
+
+    def collecting(self) -> None:
+        """A collect is about to be asked: what the hub heard acknowledged by now it no
+        longer offers."""
+        self._given.difference_update(self._heard)
+        self._heard.clear()
 
     def _batch(self) -> list[int]:
         batch = list(self._waiting)[: self.BATCH]
@@ -72,6 +92,7 @@ class Acknowledgements:
             batch = self._batch()
             try:
                 await state.hub.acknowledge(batch)
+                self._heard.extend(batch)
                 backoff.succeeded()
             except errors.HubUnavailable as exc:
                 # kept for the next try; if the lease runs out first, the hub offers them
@@ -82,6 +103,7 @@ class Acknowledgements:
                 await backoff.failed()
             except errors.RemoteError as exc:
                 log.error("hub refused acknowledgements", code=exc.code, reason=exc.message)
+                self._given.difference_update(batch)  # offered again, each is taken anew
 
 
 async def collect_forever(state: NodeState) -> None:
@@ -184,6 +206,7 @@ async def _collect_into(
         # a long poll returns as soon as anything waits; those under way go on meanwhile.
         # Refused last time, not held: its answer alone says the hub takes the node again.
         wait = 0.0 if refused.failures else state.config.poll_wait
+        acks.collecting()
         try:
             deliveries = await state.hub.collect(wait, IN_FLIGHT - len(taking))
             backoff.succeeded()
@@ -203,6 +226,9 @@ async def _collect_into(
             refused.succeeded()
             await refusal.accepted(state)
         for delivery in deliveries:
+            if acks.given(delivery.id):  # (its lease ran out as its acknowledgement went)
+                log.info("delivery offered again was taken already", hub_delivery=delivery.id)
+                continue
             start = functools.partial(_start, state, delivery, acks)
             chain = _chain(delivery)
             task = start(None) if chain is None else chains.take(chain, delivery.id, start)
