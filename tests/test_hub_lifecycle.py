@@ -13,12 +13,12 @@ from pathlib import Path
 
 import pytest
 
-from edoc import tls
+from edoc import tls, web
 from edoc.keystore import KeyStore
 from tests.support.hub import EDOC, HubProcess, NodeClient, document, hub_ca
 from tests.support.pki import Ca
 
-H23, H41 = "000.00.00.H23", "000.00.00.H41"
+H23, H41, H53 = "000.00.00.H23", "000.00.00.H41", "000.00.00.H53"
 
 
 @pytest.fixture(scope="module")
@@ -199,6 +199,34 @@ async def test_a_long_poll_whose_node_hung_up_leases_nothing(ca: Ca, tmp_path: P
         assert (await sender.post(document(ca, to=[H41])))[0] == 202
         await asyncio.sleep(0.5)  # the held collect wakes to the new delivery
         assert len(await receiver.collect()) == 1
+    finally:
+        hub.stop()
+
+
+async def test_a_held_collect_whose_token_went_to_another_node_leases_nothing(
+    ca: Ca, tmp_path: Path
+) -> None:
+    """Without TLS a node is its token alone. A held collect judges its token again after
+    each wait: once the token is another node's (H53's replaced, `hub add-node --replace`,
+    and the old one given to H23), it must not go on leasing H53's deliveries to
+    whoever holds it. The hub trusts a known token from memory for web.TOKEN_TTL."""
+    hub = HubProcess(tmp_path / "hub", ca.keys.path).start()
+    try:
+        sender = NodeClient(hub, hub.add_node("H41"))
+        old = hub.add_node("H53")
+        poll = asyncio.create_task(
+            NodeClient(hub, old).request("GET", "/api/v1/deliveries?wait=20", held=20)
+        )
+        await asyncio.sleep(0.5)  # the hub holds the poll, the token known as H53's
+        new = hub.add_node("H53", replace=True)
+        hub.add_node("H23", token=old)
+        await asyncio.sleep(web.TOKEN_TTL)  # what the hub remembers of the token is gone
+        to_h53 = document(ca, to=[H53], sender=H41)
+        assert (await sender.post(to_h53))[0] == 202  # wakes the held poll
+        code, body, _ = await poll
+        assert (code, body.get("error", {}).get("code")) == (401, "EDOC-AUTH-001"), body
+        (delivery,) = await NodeClient(hub, new).collect()  # nothing leased by the old one
+        assert delivery.attempts == 1
     finally:
         hub.stop()
 

@@ -197,7 +197,7 @@ async def get_deliveries(request: web.Request) -> web.Response:
     holder = request.headers.get(wire.COLLECTOR, "")  # none, or too long: one of its own
     named = holder if 0 < len(holder) <= wire.COLLECTOR_CHARS else None
     gone = functools.partial(_hung_up, request)
-    again = functools.partial(authenticate, request)  # a revocation during the wait
+    again = functools.partial(_still_node, request, node)  # a change during the wait
     items = await queues.collect(state, node, wait, limit, gone, named, again)
     answer = functools.partial(queues.answer_body, items, state.config.inline_bytes, framed)
     # framed here when small, its packages all kept in the store's rows (or none: at a
@@ -212,6 +212,14 @@ async def get_deliveries(request: web.Request) -> web.Response:
     return web.Response(
         body=body, content_type=framing.MEDIA_TYPE if framed else "application/json"
     )
+
+
+async def _still_node(request: web.Request, node: str) -> None:
+    """Refuse a held collect whose credentials changed during its wait: revoked, or its
+    token now another node's (replaced by `hub add-node --replace`, then given to another
+    node): without TLS the token is all that says whose deliveries it leases."""
+    if await authenticate(request) != node:
+        raise errors.Unauthenticated(f"the node token is no longer node {node}'s")
 
 
 async def get_delivery_package(request: web.Request) -> web.StreamResponse:

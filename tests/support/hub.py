@@ -93,14 +93,16 @@ class HubProcess:
         self.process.wait(timeout=20)
         self.process = None
 
-    def add_node(self, root: str) -> str:
-        """Let node ``root`` in, as `edoc hub add-node` does (tests/store/test_open.py runs
-        that command); here in a thread of this process: a CLI start per node cost more."""
+    def add_node(self, root: str, token: str | None = None, replace: bool = False) -> str:
+        """Let node ``root`` in, as `edoc hub add-node [--token T] [--replace]` does
+        (tests/store/test_open.py runs that command); here in a thread of this process: a
+        CLI start per node cost more."""
         assert "--store" not in self.options, "a hub on another store: use the command"
-        token = secrets.token_urlsafe(32)
+        token = token or secrets.token_urlsafe(32)
         config = HubConfig(data_dir=self.data_dir, keys_dir=self.keys_dir)
+        adding = hub_app.add_node(config, root, token, replace=replace)
         with ThreadPoolExecutor(1) as thread:  # callers may be inside a running loop
-            thread.submit(asyncio.run, hub_app.add_node(config, root, token)).result()
+            thread.submit(asyncio.run, adding).result()
         return token
 
 
