@@ -2,12 +2,14 @@
 
 Written to a temporary file beside the final name, fsynced, then renamed over it: a
 crash leaves the old file or the new one, never half of one, and a failure (a full disk)
-leaves no temporary file behind to fill it further.
+leaves no temporary file behind to fill it further. Files that several processes read,
+change and write back take turns (:func:`one_writer`).
 """
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import shutil
 import uuid
@@ -58,6 +60,19 @@ def write_file(path: Path, write: Callable[[IO[bytes]], object], mode: int = 0o6
 
 def write_bytes(path: Path, data: bytes, mode: int = 0o644) -> None:
     write_file(path, lambda out: out.write(data), mode)
+
+
+@contextlib.contextmanager
+def one_writer(lock: Path) -> Iterator[None]:
+    """An exclusive lock on the file ``lock`` (made if missing) while the block runs,
+    waiting for as long as another process holds it: one writer at a time of files that
+    several processes read, change and write back, none undoing another's change."""
+    with lock.open("a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def sync(path: Path) -> None:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import fcntl
 import json
 import os
 from collections.abc import Iterator, Sequence
@@ -175,12 +174,8 @@ class KeyStore(KeyIndex):
     def _exclusive(self) -> Iterator[None]:
         """One writer at a time, across processes."""
         self.path.mkdir(parents=True, exist_ok=True)
-        with (self.path / ".lock").open("a") as handle:
-            fcntl.flock(handle, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(handle, fcntl.LOCK_UN)
+        with atomic.one_writer(self.path / ".lock"):
+            yield
 
     def init(self) -> None:
         """Create the root and issuing CA, an empty CRL and the index."""

@@ -9,13 +9,16 @@ every stored document still there and still on its way.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import csv
+import functools
 import hashlib
 import json
 import random
 import secrets
 import socket
 import sys
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -74,6 +77,7 @@ GIVEN = (
 )
 HOSTS = ("localhost", "127.0.0.1")
 HOLDER = "network (edoc up, edoc simulate)"  # what holds DATA_DIR/.lock while it runs
+LOCK_NAME = "network.json.lock"  # what every writer of DATA_DIR/network.json holds (_changing)
 HUB_TOKEN_VARIABLE = "EDOC_HUB_TOKEN"  # noqa: S105 - where `edoc serve node` reads its token
 
 
@@ -206,6 +210,16 @@ def planned(data_dir: Path) -> Network | None:
     return Network(data_dir, read(path))
 
 
+@contextlib.contextmanager
+def _changing(data_dir: Path) -> Iterator[Network | None]:
+    """The network planned in ``data_dir`` as it is now, read under the lock every writer
+    of network.json holds while it changes and saves it: `edoc up` (plan, move) and the
+    commands that give a token by hand (TokenEntry) each change a part of it and write
+    the whole back; one that wrote what it had read before another's save undid that."""
+    with atomic.one_writer(data_dir / LOCK_NAME):
+        yield planned(data_dir)
+
+
 def plan(
     data_dir: Path,
     provinces: list[str],
@@ -216,16 +230,33 @@ def plan(
 ) -> Network:
     """The network in ``data_dir``: read back if it exists, else laid out anew; ``hubs``
     (how many hub instances, on which store) replaces what was planned before."""
-    network = planned(data_dir)
-    if network is not None:
-        if hubs is not None:
-            network.spec["hub"].update(hubs.spec())
-        else:
-            _check_planned_hub(network)
-        if hubs is not None or "operator" not in network.spec:  # planned before dashboards
-            network.spec.setdefault("operator", _operator())
-            network.save()
+    data_dir.mkdir(parents=True, exist_ok=True)  # (its lock file is there)
+    with _changing(data_dir) as network:
+        if network is not None:
+            _replan(network, hubs)
+            return network
+        network = Network(data_dir, _layout(provinces, base_port, tls, agencies, hubs))
+        network.save()
         return network
+
+
+def _replan(network: Network, hubs: HubPlan | None) -> None:
+    """Give a network planned before ``hubs`` if asked for (else check the hub it plans),
+    and the operator's credential if it was planned before dashboards; saved if changed."""
+    if hubs is not None:
+        network.spec["hub"].update(hubs.spec())
+    else:
+        _check_planned_hub(network)
+    if hubs is not None or "operator" not in network.spec:  # planned before dashboards
+        network.spec.setdefault("operator", _operator())
+        network.save()
+
+
+def _layout(
+    provinces: list[str], base_port: int, tls: bool, agencies: int, hubs: HubPlan | None
+) -> dict[str, Any]:
+    """A new network's plan: its hub, a node per province with ``agencies`` agencies
+    (a few of AGENCIES), their ports from ``base_port`` on, and new tokens."""
     known = roots()
     nodes = []
     for index, code in enumerate(provinces, start=1):
@@ -255,7 +286,7 @@ def plan(
             }
         )
     scheme = "https" if tls else "http"
-    spec = {
+    return {
         "hub": {
             "url": _url(scheme, base_port),
             "port": base_port,
@@ -266,10 +297,6 @@ def plan(
         "nodes": nodes,
         "operator": _operator(),
     }
-    network = Network(data_dir, spec)
-    data_dir.mkdir(parents=True, exist_ok=True)
-    network.save()
-    return network
 
 
 def _check_planned_hub(network: Network) -> None:
@@ -297,20 +324,37 @@ def _check_planned_hub(network: Network) -> None:
 
 @dataclass(frozen=True)
 class TokenEntry:
-    """Where network.json keeps one holder's token: ``entry[field]`` of ``network``."""
+    """Where network.json (at ``path``) keeps one holder's token: ``field`` of the entry
+    that ``find`` picks out of the network's spec."""
 
-    network: Network
-    entry: dict[str, Any]
+    path: Path
+    find: Callable[[dict[str, Any]], dict[str, Any] | None]
     field: str
 
     def record(self, token: str) -> bool:
-        """Write ``token`` (the one the store now holds) into network.json; whether it
-        told another before."""
-        if self.entry[self.field] == token:
-            return False
-        self.entry[self.field] = token
-        self.network.save()
-        return True
+        """Write ``token`` (the one the store now holds) into network.json, read again
+        under its lock: another command, or `edoc up`, may have saved it since this entry
+        was found. Whether it told another token before. Raises OSError, or InputError
+        for a file damaged meanwhile, when it cannot be written."""
+        with _changing(self.path.parent) as network:
+            entry = None if network is None else self.find(network.spec)
+            if network is None or entry is None or entry[self.field] == token:
+                return False  # (gone meanwhile: no file tells an old token)
+            entry[self.field] = token
+            network.save()
+            return True
+
+
+def _node_entry(root: str, spec: dict[str, Any]) -> dict[str, Any] | None:
+    """The node of province ``root`` in a network's spec."""
+    return next((node for node in spec["nodes"] if node["province"] == root), None)
+
+
+def _agency_entry(root: str, org_id: str, spec: dict[str, Any]) -> dict[str, Any] | None:
+    """Agency ``org_id`` of the node of province ``root`` in a network's spec."""
+    node = _node_entry(root, spec)
+    agencies = node["agencies"] if node is not None else []
+    return next((agency for agency in agencies if agency["org_id"] == org_id), None)
 
 
 def node_token_entry(hub_dir: Path, store_url: str | None, root: str) -> TokenEntry | None:
@@ -325,14 +369,8 @@ def node_token_entry(hub_dir: Path, store_url: str | None, root: str) -> TokenEn
     planned_store = HubConfig(hub_dir, Path(), store_url=network.spec["hub"].get("store")).store
     if HubConfig(hub_dir, Path(), store_url=store_url).store != planned_store:
         return None  # another hub's store, kept in the network's folder
-    return next(
-        (
-            TokenEntry(network, node, "hub_token")
-            for node in network.spec["nodes"]
-            if node["province"] == root
-        ),
-        None,
-    )
+    find = functools.partial(_node_entry, root)
+    return TokenEntry(network.path, find, "hub_token") if find(network.spec) else None
 
 
 def agency_token_entry(node_dir: Path, store_url: str | None, org_id: str) -> TokenEntry | None:
@@ -346,12 +384,8 @@ def agency_token_entry(node_dir: Path, store_url: str | None, org_id: str) -> To
         return None
     if store_url not in (None, sqlite_url(node_dir / "node.sqlite")):
         return None  # another store than the one `edoc up` gives the node
-    for node in network.spec["nodes"]:
-        if node["province"] == node_dir.name:
-            for agency in node["agencies"]:
-                if agency["org_id"] == org_id:
-                    return TokenEntry(network, agency, "token")
-    return None
+    find = functools.partial(_agency_entry, node_dir.name, org_id)
+    return TokenEntry(network.path, find, "token") if find(network.spec) else None
 
 
 def _url(scheme: str, port: int) -> str:
@@ -391,14 +425,18 @@ def move(network: Network, base_port: int) -> None:
     """Put the hub on ``base_port`` and the nodes on the ports after it, as a new plan
     lays them out, and save the plan. Only network.json holds the ports (the
     certificates name hosts, the stores no address), so a network whose port another
-    program took can move away from it."""
-    hub = network.spec["hub"]
-    if hub["port"] == base_port:
-        return
-    hub.update(port=base_port, url=_url("https" if hub["tls"] else "http", base_port))
-    for index, node in enumerate(network.spec["nodes"], start=1):
-        node.update(port=base_port + index, url=_url("http", base_port + index))
-    network.save()
+    program took can move away from it. ``network`` becomes network.json as saved: read
+    again under its lock, with what another process saved since ``network`` was read
+    (a token given by hand)."""
+    with _changing(network.data_dir) as now:
+        network.spec = (now or network).spec
+        hub = network.spec["hub"]
+        if hub["port"] == base_port:
+            return
+        hub.update(port=base_port, url=_url("https" if hub["tls"] else "http", base_port))
+        for index, node in enumerate(network.spec["nodes"], start=1):
+            node.update(port=base_port + index, url=_url("http", base_port + index))
+        network.save()
 
 
 def _operator() -> dict[str, str]:

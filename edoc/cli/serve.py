@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 import click
 
 from edoc import errors, logs, services
+from edoc.cli import failures
 from edoc.cli.options import SERVICE_URL, service_keys_dir_option
 from edoc.dashboard.auth import VARIABLE as OPERATOR_VARIABLE
 from edoc.hub.state import HUB_ORG_ID, HubConfig
@@ -186,18 +187,37 @@ def hub_add_node(
     _refuse_no_hub(config)
     in_network = network.node_token_entry(data_dir, store_url, root)  # before the change
     asyncio.run(hub_app.add_node(config, node, token, replace=replace))
+    click.echo(token)  # the store holds it: printed whatever becomes of network.json
     _record(in_network, token)
-    click.echo(token)
 
 
 def _record(in_network: TokenEntry | None, token: str) -> None:
-    """Write ``token`` into the network.json of the `edoc up` network whose service was
-    given it (edoc.network.TokenEntry: its next start would put the old one back)."""
-    if in_network is not None and in_network.record(token):
+    """Write ``token``, printed already, into the network.json of the `edoc up` network
+    whose service was given it (edoc.network.TokenEntry: its next start would put the old
+    one back). Not written, the command fails (its cause's code and exit code) saying
+    so: a script must not carry on as if the network were as it said, and the token it
+    printed, which the store holds, is still the operator's to give."""
+    if in_network is None:
+        return
+    try:
+        written = in_network.record(token)
+    except OSError as exc:
+        raise _not_recorded(in_network, failures.from_os_error(exc)) from None
+    except errors.EdocError as exc:
+        raise _not_recorded(in_network, exc) from None
+    if written:
         click.echo(
-            f"(written into {in_network.network.path} too: `edoc up` gives it at every start)",
-            err=True,
+            f"(written into {in_network.path} too: `edoc up` gives it at every start)", err=True
         )
+
+
+def _not_recorded(in_network: TokenEntry, cause: errors.EdocError) -> errors.EdocError:
+    return type(cause)(
+        f"{in_network.path} could not be updated ({cause.message}): the token printed is"
+        " given all the same (the store holds it), but the next `edoc up` would give the old"
+        " one back; once that is fixed, run this command again with --token <the token"
+        " printed> --replace"
+    )
 
 
 def _refuse_no_hub(config: HubConfig) -> None:
@@ -349,8 +369,8 @@ def agency_add(
     except errors.UnknownCertificate:
         keys.issue(org_id, org_name=name or "")
     asyncio.run(node_app.add_agency(config, org_id, name, token, replace=replace))
+    click.echo(token)  # the store holds it: printed whatever becomes of network.json
     _record(in_network, token)
-    click.echo(token)
 
 
 COMMANDS = (serve, hub, agency)
