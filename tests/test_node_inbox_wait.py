@@ -7,13 +7,19 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import secrets
 import signal
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
 
+from edoc import errors
+from edoc.node import app as node_app
+from edoc.node.state import NodeConfig
+from edoc.web import TOKEN_TTL
 from tests.support.network import Agency, LocalNetwork, eventually, metadata
 
 SENDER, LOCAL = "000.00.12.H53", "000.00.07.H53"
@@ -60,6 +66,36 @@ async def test_a_held_read_answers_as_soon_as_a_document_is_stored(
     documents, took = await held
     assert [d["document_id"] for d in documents] == [answer["document_id"]]
     assert took < 10  # the document's trip, not the 25 s wait
+
+
+def _replace_token(net: LocalNetwork, org_id: str, token: str) -> None:
+    """`edoc agency add --replace`, as an operator gives the agency a new token at its
+    running node."""
+    assert net.net is not None
+    node = net.data_dir / "nodes" / org_id.rsplit(".", 1)[1]
+    config = NodeConfig(org_id.rsplit(".", 1)[1], node, net.net.keys_dir, "", "")
+    add = node_app.add_agency(config, org_id, None, token, replace=True)
+    with ThreadPoolExecutor(1) as thread:  # (inside a running loop)
+        thread.submit(asyncio.run, add).result()
+
+
+async def test_a_held_read_whose_token_was_replaced_meanwhile_is_refused(
+    net: LocalNetwork,
+) -> None:
+    """The token was good when the read began: what comes for the agency while it is held
+    goes to no one presenting the token it no longer has."""
+    org = "000.00.07.H34"
+    before = _now()
+    held = await _held_until(net.agency(org), before, wait=25)
+    token = secrets.token_urlsafe(32)
+    _replace_token(net, org, token)
+    await asyncio.sleep(TOKEN_TTL + 0.5)  # the node's memory of the old token ends
+    assert (await net.agency(SENDER).send(metadata(SENDER, [org])))[0] == 202
+    with pytest.raises(errors.RemoteError) as refused:
+        await held
+    assert refused.value.code == "EDOC-AUTH-001"
+    renewed = Agency(net.agency(org).base_url, token, org)
+    assert len(await eventually(lambda: renewed.inbox(since=before))) == 1
 
 
 async def test_with_nothing_arriving_a_read_answers_empty_at_the_end_of_its_wait(

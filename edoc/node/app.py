@@ -12,7 +12,7 @@ import contextlib
 import datetime as dt
 import functools
 import re
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from typing import Any
 from urllib.parse import quote
 
@@ -178,7 +178,8 @@ async def list_inbox(request: web.Request) -> web.Response:
     state = request.app[STATE]
     wait = _wait(request, state.config.inbox_max_wait)
     if wait > 0:
-        items = await _inbox_held(state, org, since, limit, wait)
+        again = functools.partial(_still_agency, request, org)
+        items = await _inbox_held(state, org, since, limit, wait, again)
     else:
         items = await state.store.inbox(org, since, limit)
     return web.json_response({"documents": [_inbox_json(item) for item in items]})
@@ -199,13 +200,25 @@ def _news(items: list[InboxItem], since: dt.datetime | None, first: set[int]) ->
     return any(since is None or item.received_at > since or item.id not in first for item in items)
 
 
+async def _still_agency(request: web.Request, org: str) -> None:
+    """Refuse a held read whose token is no longer ``org``'s (replaced meanwhile by `edoc
+    agency add --replace`): what came during the wait goes to the token's holder only."""
+    if await agency_of(request) != org:
+        raise errors.Unauthenticated(f"the agency token is no longer {org}'s")
+
+
 async def _inbox_held(
-    state: NodeState, org: str, since: dt.datetime | None, limit: int, wait: float
+    state: NodeState,
+    org: str,
+    since: dt.datetime | None,
+    limit: int,
+    wait: float,
+    still_allowed: Callable[[], Awaitable[None]],
 ) -> list[InboxItem]:
     """``org``'s inbox since ``since``; when it holds nothing received after ``since``,
     held until a document for ``org`` is stored or ``wait`` seconds have passed (a long
     poll, as the hub's collect: an agency's software asks again at once instead of every
-    few seconds for nothing)."""
+    few seconds for nothing). ``still_allowed`` judges the token again after each wait."""
     clock = asyncio.get_running_loop().time
     deadline = clock() + wait
     first: set[int] | None = None
@@ -226,6 +239,7 @@ async def _inbox_held(
                 await woken.wait()
         except TimeoutError:
             return items
+        await still_allowed()
 
 
 async def _own_item(request: web.Request) -> InboxItem:
