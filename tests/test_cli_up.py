@@ -16,6 +16,7 @@ from click.testing import CliRunner, Result
 from edoc import folderlock, launcher, network
 from edoc.cli import main
 from edoc.store import sqlite_url
+from tests.store import postgres
 
 
 @pytest.fixture(autouse=True)
@@ -160,3 +161,35 @@ def test_a_store_an_older_edoc_saved_is_said_to_come_from_network_json(
     assert fixed.exit_code == 0, fixed.output
     assert started[-1]["hub"]["store"] == sqlite_url(tmp_path / "hub" / "hub.sqlite")
     assert _up(tmp_path).exit_code == 0  # as replaced
+
+
+def test_hubs_alone_keeps_the_store_planned(tmp_path: Path, started: list[dict[str, Any]]) -> None:
+    """--hubs and --store each replace their own part of the plan: `--hubs 1` alone put
+    the hub on a new, empty SQLite store in its folder (the planned one, with every
+    document, left aside)."""
+    data, store = tmp_path / "net", sqlite_url(tmp_path / "elsewhere.sqlite")
+    assert _up(data, "--provinces", "H53", "--store", store).exit_code == 0
+    again = _up(data, "--hubs", "1")
+    assert again.exit_code == 0, again.output
+    assert (started[-1]["hub"]["store"], started[-1]["hub"]["instances"]) == (store, 1)
+
+
+def test_hubs_alone_on_a_postgresql_network_keeps_its_store(
+    tmp_path: Path, started: list[dict[str, Any]]
+) -> None:
+    """--hubs N alone on a PostgreSQL network was refused for want of a shared store, and
+    --store alone put it back to one instance."""
+    postgres.require_server()
+    name = postgres.run_name("up_hubs")
+    store = postgres.create(name)
+    try:
+        data = tmp_path / "net"
+        assert _up(data, "--provinces", "H53", "--store", store, "--hubs", "2").exit_code == 0
+        more = _up(data, "--hubs", "3")
+        assert more.exit_code == 0, more.output
+        assert (started[-1]["hub"]["store"], started[-1]["hub"]["instances"]) == (store, 3)
+        elsewhere = _up(data, "--store", store)  # the same URL: instances as planned
+        assert elsewhere.exit_code == 0, elsewhere.output
+        assert started[-1]["hub"]["instances"] == 3
+    finally:
+        postgres.drop(name)

@@ -9,6 +9,7 @@ import click
 from edoc import folderlock, launcher, network
 from edoc.cli.options import network_dir_option
 from edoc.hub.directory import known_root
+from edoc.store import check_url
 
 DEFAULT_BASE_PORT = 8700
 
@@ -60,11 +61,24 @@ def up(
     codes = [code.strip() for code in provinces.split(",") if code.strip()] if provinces else None
     for code in codes or ():
         known_root(code)  # before DATA_DIR is made (to hold it)
-    # a network started again comes up as planned, unless told otherwise
-    given = hubs is not None or store_url is not None
-    hub_plan = network.HubPlan(hubs or 1, store_url) if given else None
+    if store_url is not None:
+        check_url(store_url)  # before DATA_DIR is made (to hold it), as a bad root code
     with folderlock.held(data_dir, network.HOLDER):  # before network.json changes
+        hub_plan = _hub_plan(data_dir, hubs, store_url)
         _run(_plan(data_dir, codes, base_port, tls=not insecure_http, hubs=hub_plan))
+
+
+def _hub_plan(data_dir: Path, hubs: int | None, store_url: str | None) -> network.HubPlan | None:
+    """The hub's plan --hubs and --store change, each its own part: what neither gives is
+    as network.json planned it (at first one instance on SQLite); None when neither is
+    given (a network started again comes up as planned). `--hubs 1` alone put a hub
+    planned on another store on a new, empty SQLite store in its folder."""
+    if hubs is None and store_url is None:
+        return None
+    before = network.planned(data_dir)
+    hub = before.spec["hub"] if before is not None else {}
+    instances = hubs if hubs is not None else int(hub.get("instances", 1))
+    return network.HubPlan(instances, store_url if store_url is not None else hub.get("store"))
 
 
 def _run(net: network.Network) -> None:
