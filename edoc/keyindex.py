@@ -168,7 +168,9 @@ Holder = tuple[str, pki.CertKind, str]  # organization, kind, person ("" for its
 Stamp = tuple[int, int, int]  # (mtime in ns, inode, size)
 
 
-def _stamp(status: os.stat_result) -> Stamp:
+def stamp_of(status: os.stat_result) -> Stamp:
+    """What tells a file changed at one stat: a time alone misses two changes within one
+    coarse tick."""
     return (status.st_mtime_ns, status.st_ino, status.st_size)
 
 
@@ -230,7 +232,7 @@ class KeyIndex:
     def _load(self) -> _Snapshot:
         """The current state, reloaded only when index.json changed."""
         try:
-            stamp = _stamp(os.stat(self._index_file))
+            stamp = stamp_of(os.stat(self._index_file))
         except FileNotFoundError:
             raise errors.KeyStoreMissing(
                 f"no CA in {self.path}: run `edoc keys init --keys-dir {self.path}`"

@@ -22,7 +22,7 @@ import structlog
 from cryptography import x509
 
 from edoc import errors, pki
-from edoc.keyindex import RESTORE, CertRecord, KeyIndex, read_key, read_pem
+from edoc.keyindex import RESTORE, CertRecord, KeyIndex, Stamp, read_key, read_pem, stamp_of
 from edoc.keystore import KeyStore
 
 log = structlog.get_logger()
@@ -63,7 +63,7 @@ def _newest(keys: KeyIndex, org_id: str) -> CertRecord:
 
 
 # the files a context of a certificate is made of, as they are on disk (None: missing)
-OnDisk = tuple[tuple[int, int, int] | None, ...]
+OnDisk = tuple[Stamp | None, ...]
 
 
 def _files(keys: KeyIndex, serial: str) -> tuple[str, ...]:
@@ -78,12 +78,11 @@ def _on_disk(files: tuple[str, ...]) -> OnDisk:
     return tuple(_stamp(name) for name in files)
 
 
-def _stamp(name: str) -> tuple[int, int, int] | None:
+def _stamp(name: str) -> Stamp | None:
     try:
-        status = os.stat(name)
+        return stamp_of(os.stat(name))
     except OSError:
         return None
-    return (status.st_mtime_ns, status.st_ino, status.st_size)
 
 
 class OwnCertificate:

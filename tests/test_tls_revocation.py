@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from edoc import errors, pki, tls
-from edoc.client import HubClient
+from edoc.client import Answer, HubClient
 from edoc.keystore import KeyStore
 from edoc.node import hublink
 from edoc.node.state import NodeConfig
@@ -77,6 +77,20 @@ async def test_the_hub_refuses_a_revoked_client_certificate(tmp_path: Path) -> N
         hub.stop()
 
 
+async def _held_collect(node: NodeClient) -> asyncio.Task[Answer]:
+    """A collect of ``node``'s, under way and held at the hub (nothing waits for it)."""
+    held = asyncio.create_task(node.request("GET", f"{PATHS[1]}?wait=20"))
+    await asyncio.sleep(0.5)
+    return held
+
+
+async def _post_for_h53(hub: HubProcess, ca: Ca) -> None:
+    """A document for H53 from node H41 (a TLS certificate issued to it now)."""
+    async with NodeClient(hub, hub.add_node("H41"), _tls_of(ca, H41)) as sender:
+        posted = await sender.post(document(ca, to=[H53], sender=H41))
+        assert posted[0] == 202, posted
+
+
 async def test_a_collect_held_across_a_revocation_is_refused_and_leases_nothing(
     tmp_path: Path,
 ) -> None:
@@ -87,13 +101,10 @@ async def test_a_collect_held_across_a_revocation_is_refused_and_leases_nothing(
     try:
         token = hub.add_node("H53")
         async with NodeClient(hub, token, tls.client_context(ca.keys, H53)) as holding:
-            held = asyncio.create_task(holding.request("GET", f"{PATHS[1]}?wait=20"))
-            await asyncio.sleep(0.5)  # the collect is held at the hub
+            held = await _held_collect(holding)
             _revoke_tls(ca.keys, H53)
             ca.keys.issue(H53, tls_hosts=("localhost",))
-            async with NodeClient(hub, hub.add_node("H41"), _tls_of(ca, H41)) as sender:
-                posted = await sender.post(document(ca, to=[H53], sender=H41))
-                assert posted[0] == 202, posted
+            await _post_for_h53(hub, ca)
             code, body, _ = await asyncio.wait_for(held, 10)
         assert (code, body["error"]["code"]) == (403, "EDOC-AUTH-002"), body
         async with NodeClient(hub, token, tls.client_context(ca.keys, H53)) as renewed:
@@ -122,14 +133,11 @@ async def test_a_collect_its_node_hung_up_on_is_no_refusal(tmp_path: Path) -> No
     try:
         token = hub.add_node("H53")
         async with NodeClient(hub, token, tls.client_context(ca.keys, H53)) as leaving:
-            held = asyncio.create_task(leaving.request("GET", f"{PATHS[1]}?wait=20"))
-            await asyncio.sleep(0.5)  # the collect is held at the hub
+            held = await _held_collect(leaving)
             held.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await held
-        async with NodeClient(hub, hub.add_node("H41"), _tls_of(ca, H41)) as sender:
-            posted = await sender.post(document(ca, to=[H53], sender=H41))  # wakes it
-            assert posted[0] == 202, posted
+        await _post_for_h53(hub, ca)  # (it would wake the held collect)
         async with NodeClient(hub, "", tls.admin_context(ca.keys)) as admin, asyncio.timeout(20):
             while not (answered := _collects_answered((await admin.request("GET", "/metrics"))[1])):
                 await asyncio.sleep(0.1)
