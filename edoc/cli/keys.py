@@ -134,10 +134,17 @@ def keys_rotate(org_id: str, full_name: str, overlap_days: float, keys_dir: Path
 
 @keys.command("revoke")
 @click.argument("target", metavar="ORGID|SERIAL")
-@click.option("--reason", default="unspecified", show_default=True, help="RFC 5280 reason.")
+@click.option(
+    "--reason",
+    default="unspecified",
+    show_default=True,
+    help="RFC 5280 reason, e.g. keyCompromise (what the key signed before fails to verify"
+    " too; any other reason refuses only what was signed after), superseded.",
+)
 @uses_keys
 def keys_revoke(target: str, reason: str, keys_dir: Path) -> None:
-    """Revoke certificates and publish the CRL."""
+    """Revoke the certificate SERIAL, or every unrevoked certificate of ORGID (its seals,
+    personal and TLS certificates), and publish the CRL."""
     for record in existing_keys(keys_dir).revoke(target, reason):
         click.echo(f"revoked {record.kind.value} certificate {record.shown_serial} ({reason})")
 

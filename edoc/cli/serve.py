@@ -42,8 +42,9 @@ store_option = click.option(
     "--store",
     "store_url",
     metavar="URL",
-    help="Where the service keeps its data: sqlite:///relative/file or"
-    " sqlite:////absolute/file (default: the SQLite file in --data-dir).",
+    help="Where the service keeps its data: sqlite:///relative/file,"
+    " sqlite:////absolute/file or postgresql://user:password@host:port/database"
+    " (default: the SQLite file in --data-dir).",
 )
 host_option = click.option(
     "--host", default="127.0.0.1", show_default=True, help="The address to listen on."

@@ -215,10 +215,18 @@ def something_lost(result: dict[str, Any]) -> errors.SomethingLost | None:
     help="Where the network started for the run lives (default: a temporary folder); one"
     " an earlier run left there starts again, on the free ports this run finds.",
 )
-@click.option("--days", type=click.IntRange(1), help="The first N working days of the period.")
+@click.option(
+    "--days",
+    type=click.IntRange(1),
+    help="The first N working days of the period.  [default: 1, unless --year]",
+)
 @click.option("--year", is_flag=True, help="The profile's whole period (a year).")
 @click.option("--speedup", type=click.FloatRange(min=0.001), help="Simulated seconds per second.")
-@click.option("--as-fast-as-possible", is_flag=True, help="Send as fast as the network takes it.")
+@click.option(
+    "--as-fast-as-possible",
+    is_flag=True,
+    help="Send as fast as the network takes it (the default without --speedup).",
+)
 @click.option(
     "--seed",
     type=int,
