@@ -71,7 +71,14 @@ _STATUS: dict[str, Any] = {
     "properties": {
         "code": {"type": "string", "enum": _CODES},
         "description": {"type": "string", "maxLength": MAX_DESCRIPTION},
-        "staff": {"type": "object"},
+        "staff": {
+            "type": "object",
+            "description": "The officer who answers; each field kept up to 500 characters,"
+            " others ignored",
+            "properties": {
+                name: {"type": "string"} for name in ("department", "name", "email", "mobile")
+            },
+        },
     },
 }
 
@@ -199,14 +206,24 @@ SPEC: dict[str, Any] = {
             "get": {
                 "summary": "Documents received by the agency",
                 "parameters": [
-                    {"name": "org", "in": "query", "schema": {"type": "string"}},
+                    {
+                        "name": "org",
+                        "in": "query",
+                        "description": "The agency itself (the default): another's is 403",
+                        "schema": {"type": "string"},
+                    },
                     {
                         "name": "since",
                         "in": "query",
                         "description": "ISO time: documents received at or after it",
                         "schema": {"type": "string"},
                     },
-                    {"name": "limit", "in": "query", "schema": {"type": "integer"}},
+                    {
+                        "name": "limit",
+                        "in": "query",
+                        "description": "At most this many, oldest first (taken as 1 to 1000)",
+                        "schema": {"type": "integer", "default": 100},
+                    },
                     {
                         "name": "wait",
                         "in": "query",
@@ -325,6 +342,13 @@ SPEC: dict[str, Any] = {
                 "summary": "Sent/received counts by agency, partner province and day",
                 "security": [],
                 "responses": {"200": _json("Statistics")},
+            }
+        },
+        "/api/v1/openapi.json": {
+            "get": {
+                "summary": "This document",
+                "security": [],
+                "responses": {"200": _json("OpenAPI 3")},
             }
         },
         "/healthz": {
