@@ -286,7 +286,10 @@ class KeyIndex:
         if not usable:
             who = f"{full_name!r} of {org_id}" if full_name else org_id
             raise errors.UnknownCertificate(f"no valid {kind.value} certificate for {who}")
-        return max(usable, key=lambda r: (r.retire_at is None, r.not_before))
+        # the last written of those issued in the same second (a certificate's validity
+        # starts on a whole second): two TLS certificates renewed within one took the
+        # first, and a service presented the older one for as long as both were valid
+        return max(reversed(usable), key=lambda r: (r.retire_at is None, r.not_before))
 
     def identity(
         self, org_id: str, full_name: str = "", kind: pki.CertKind | None = None

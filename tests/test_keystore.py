@@ -103,6 +103,21 @@ def test_a_revocation_in_the_same_tick_as_the_change_before_is_seen(tmp_path: Pa
     assert int(serial, 16) in service.trust().revoked
 
 
+def test_the_newest_of_two_certificates_issued_in_the_same_second_is_current(
+    tmp_path: Path,
+) -> None:
+    """A certificate's validity starts on a whole second: of two TLS certificates (which
+    stand side by side, never retired) issued within one, the older was current, and
+    services presented it for as long as both were valid."""
+    ca = Ca.create(tmp_path / "keys")  # its clock stands still: the same second
+    first = ca.keys.issue(SENDER, tls_hosts=("localhost",))
+    second = ca.keys.issue(SENDER, tls_hosts=("localhost", "127.0.0.1"))
+    assert first.not_before == second.not_before
+    assert ca.keys.current(SENDER, kind=pki.CertKind.TLS).serial == second.serial
+    third = ca.keys.issue(SENDER, tls_hosts=("localhost",))
+    assert KeyStore(ca.keys.path).current(SENDER, kind=pki.CertKind.TLS).serial == third.serial
+
+
 def test_revoke_by_serial_publishes_crl(tmp_path: Path) -> None:
     ca = Ca.create(tmp_path / "keys")
     serial = ca.keys.identity(SENDER).record.serial
