@@ -210,6 +210,15 @@ class DamagedKey(KeyStoreError):
     code = "EDOC-KEY-004"
 
 
+class TlsHostsDropped(KeyStoreError):
+    """A TLS certificate asked without host names the organization's current one has: a
+    running hub or node presents the new one at its next connection (edoc.tls), and a
+    peer that reaches it by a dropped name then fails host-name verification."""
+
+    code = "EDOC-KEY-005"
+    status = 409
+
+
 # --- the exchange (edoc.hub, edoc.node) -------------------------------------------------
 class ExchangeError(InputError):
     code = "EDOC-HUB-000"

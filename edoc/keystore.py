@@ -234,19 +234,45 @@ class KeyStore(KeyIndex):
             self._save([*records, *made])
         return made
 
-    def issue_asked(self, wanted: Wanted) -> CertRecord:
+    def issue_asked(self, wanted: Wanted, *, drop_hosts: bool = False) -> CertRecord:
         """``wanted`` as an administrator asks for it (`edoc keys issue`): a seal is refused
         (KeyStoreExists) while the organization has an active one, and so is a personal
-        certificate while the same person of the organization has one; a certificate
-        asked without a name takes the name of the organization's latest certificate that
-        has one. Both judged under the lock, on the index as it is when it is written."""
+        certificate while the same person of the organization has one; a TLS certificate
+        without every host name of the organization's current one is refused
+        (TlsHostsDropped) unless ``drop_hosts``; a certificate asked without a name takes
+        the name of the organization's latest certificate that has one. All judged under
+        the lock, on the index as it is when it is written."""
         (key,) = _new_keys([wanted])
         with self._exclusive():
             records = list(self._load().records)
             _refuse_second(records, wanted, self.clock())
+            if not drop_hosts:
+                self._refuse_dropped_hosts(wanted)
             record = self._issue(_named(wanted, records), key, *self._issuing_ca())
             self._save([*records, record])
         return record
+
+    def _refuse_dropped_hosts(self, wanted: Wanted) -> None:
+        """A TLS certificate is renewed by issuing another, and running services present
+        the newest at their next connection (edoc.tls): one without a host name of the
+        current one would cut off every peer that reaches the hub or node by that name,
+        the moment it is issued."""
+        if wanted.kind is not pki.CertKind.TLS:
+            return
+        try:  # the one services present now (tls.OwnCertificate takes the same)
+            current = self.current(wanted.org_id, wanted.full_name, pki.CertKind.TLS)
+        except errors.UnknownCertificate:
+            return  # a first one, or one after a revocation: no peer reaches it now
+        cert = read_pem(self.cert_path(current.serial), x509.load_pem_x509_certificate)
+        dropped = pki.dropped_hosts(cert, wanted.tls_hosts)
+        if dropped:
+            raise errors.TlsHostsDropped(
+                f"the new TLS certificate of {wanted.org_id} would leave out"
+                f" {', '.join(dropped)}, which its current one ({current.shown_serial}) is"
+                " valid for: a running hub or node presents the new one at its next"
+                " connection, and a peer that reaches it by such a name is refused; give"
+                " every host name with --tls-host, or --drop-hosts if they are meant to go"
+            )
 
     def _issue(
         self,

@@ -330,12 +330,7 @@ def make_tls(
 ) -> x509.Certificate:
     """A TLS certificate for a hub or node: server and client auth, its hosts as SANs,
     signed by the (RSA) CA with SHA-256 whatever its own key."""
-    names: list[x509.GeneralName] = []
-    for host in hosts:
-        try:
-            names.append(x509.IPAddress(ipaddress.ip_address(host)))
-        except ValueError:
-            names.append(x509.DNSName(host))
+    names = [_host_name(host) for host in hosts]
     usage = x509.KeyUsage(
         digital_signature=True,
         content_commitment=False,
@@ -363,6 +358,37 @@ def make_tls(
         )
         .sign(ca_key, hashes.SHA256())
     )
+
+
+def _host_name(host: str) -> x509.GeneralName:
+    """How a TLS certificate names ``host``: an IP address SAN for an address, a DNS name
+    SAN for anything else."""
+    try:
+        return x509.IPAddress(ipaddress.ip_address(host))
+    except ValueError:
+        return x509.DNSName(host)
+
+
+def _as_matched(name: x509.GeneralName) -> object:
+    """What a host name SAN is matched as by host-name verification: a DNS name without
+    regard to case, an IP address as the address (``::1`` and ``0::1`` are one)."""
+    return name.value.lower() if isinstance(name, x509.DNSName) else name.value
+
+
+def tls_hosts_of(cert: x509.Certificate) -> list[x509.GeneralName]:
+    """The host names a TLS certificate is valid for: its DNS name and IP address SANs."""
+    try:
+        names = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except x509.ExtensionNotFound:
+        return []
+    return [name for name in names if isinstance(name, x509.DNSName | x509.IPAddress)]
+
+
+def dropped_hosts(cert: x509.Certificate, hosts: tuple[str, ...]) -> list[str]:
+    """The host names ``cert`` is valid for that a TLS certificate made for ``hosts``
+    (make_tls) would not be, as ``cert`` writes them."""
+    kept = {_as_matched(_host_name(host)) for host in hosts}
+    return [str(name.value) for name in tls_hosts_of(cert) if _as_matched(name) not in kept]
 
 
 def make_tsa(

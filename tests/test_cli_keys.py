@@ -294,3 +294,101 @@ def test_a_store_made_before_whole_byte_serials_is_read_and_said_the_same(
     run("pack", SAMPLE, "-o", tmp_path / "signed.edxml", "--sign-as", SENDER)
     revoked = run("keys", "revoke", serial, "--reason", "keyCompromise")
     assert revoked.strip() == f"revoked organization certificate {serial} (keyCompromise)"
+
+
+# --- a TLS certificate renewed: running services present it at their next connection ----
+HUB = "000.00.00.G22"
+
+
+def _tls(path: Path, org: str = HUB) -> list[tuple[str, list[str]]]:
+    """The states and host names (DNS, then IP address SANs) of ``org``'s TLS
+    certificates, oldest first."""
+    listed = json.loads(edoc("keys", "list", "--json", "--keys-dir", path).stdout)
+    found = []
+    for row in sorted(listed, key=lambda row: row["not_before"]):
+        if row["kind"] != "tls" or row["org_id"] != org:
+            continue
+        pem = (path / "certs" / f"{row['serial']}.pem").read_bytes()
+        names = x509.load_pem_x509_certificate(pem).extensions
+        sans = names.get_extension_for_class(x509.SubjectAlternativeName).value
+        hosts = sans.get_values_for_type(x509.DNSName)
+        hosts += [str(ip) for ip in sans.get_values_for_type(x509.IPAddress)]
+        found.append((row["state"], hosts))
+    return found
+
+
+def _issue_tls(
+    path: Path, *hosts: str, also: tuple[str, ...] = (), ok: bool = True
+) -> subprocess.CompletedProcess[str]:
+    """`edoc keys issue HUB --tls-host HOST …` with the options ``also``."""
+    host_options = [option for host in hosts for option in ("--tls-host", host)]
+    return edoc("keys", "issue", HUB, *host_options, *also, "--keys-dir", path, ok=ok)
+
+
+def test_a_tls_certificate_that_would_drop_a_host_name_is_refused_and_nothing_issued(
+    tmp_path: Path,
+) -> None:
+    """It was issued, and the running hub presented it at its next connection: every node
+    that reaches it as 127.0.0.1 then failed host-name verification, nothing said."""
+    path = tmp_path / "keys"
+    edoc("keys", "init", "--keys-dir", path)
+    _issue_tls(path, "localhost", "127.0.0.1")  # a first one takes any hosts
+    files = sorted((path / "certs").iterdir())
+
+    dropping = _issue_tls(path, "hub.example", ok=False)
+    assert dropping.returncode == 1  # refused, as a second seal is
+    (line,) = dropping.stderr.splitlines()
+    assert line.startswith(
+        f"error EDOC-KEY-005: the new TLS certificate of {HUB} would leave out"
+        " localhost, 127.0.0.1, which its current one ("
+    )
+    assert "--drop-hosts" in line
+    dropping_one = _issue_tls(path, "localhost", "hub.example", ok=False)
+    assert "would leave out 127.0.0.1, which" in dropping_one.stderr
+    assert sorted((path / "certs").iterdir()) == files  # no key, no certificate
+    assert _tls(path) == [("active", ["localhost", "127.0.0.1"])]
+
+    # --exist-ok keeps the current one quietly, as before, whatever hosts are asked
+    kept = _issue_tls(path, "hub.example", also=("--exist-ok",))
+    assert "already valid" in kept.stdout
+    # after a revocation nothing is presented that a peer reaches: any hosts, as a first
+    edoc("keys", "revoke", HUB, "--reason", "superseded", "--keys-dir", path)
+    _issue_tls(path, "hub.example")
+    assert _tls(path) == [("revoked", ["localhost", "127.0.0.1"]), ("active", ["hub.example"])]
+
+
+def test_a_tls_certificate_drops_host_names_when_the_operator_says_so(tmp_path: Path) -> None:
+    path = tmp_path / "keys"
+    edoc("keys", "init", "--keys-dir", path)
+    _issue_tls(path, "localhost", "127.0.0.1")
+    _issue_tls(path, "hub.example", also=("--drop-hosts",))
+    assert _tls(path) == [
+        ("active", ["localhost", "127.0.0.1"]),
+        ("active", ["hub.example"]),
+    ]
+    # it says which certificate it is about: a TLS one
+    alone = CliRunner().invoke(
+        main, ["keys", "issue", HUB, "--drop-hosts", "--keys-dir", str(path)]
+    )
+    assert alone.exit_code == 2
+    assert "--drop-hosts goes with --tls-host" in alone.output
+    help_text = edoc("keys", "issue", "--help").stdout
+    assert "--drop-hosts" in help_text and "EDOC-KEY-005" in help_text
+
+
+def test_a_tls_renewal_is_judged_by_its_host_names_not_their_spelling_or_order(
+    tmp_path: Path,
+) -> None:
+    """A DNS name matches without regard to case and an IP address as the address, as
+    host-name verification matches them; adding hosts drops none."""
+    path = tmp_path / "keys"
+    edoc("keys", "init", "--keys-dir", path)
+    _issue_tls(path, "Hub.Example", "::1")
+    _issue_tls(path, "0:0::1", "hub.example")  # the same two, respelled and reordered
+    _issue_tls(path, "hub.example", "::1", "localhost", "10.0.0.1")  # and two more
+    assert [state for state, _ in _tls(path)] == ["active"] * 3
+    assert _tls(path)[-1] == ("active", ["hub.example", "localhost", "::1", "10.0.0.1"])
+    # the current one is the newest: leaving out one it added is dropping it
+    refused = _issue_tls(path, "hub.example", "::1", "localhost", ok=False)
+    assert refused.stderr.startswith("error EDOC-KEY-005: ")
+    assert "would leave out 10.0.0.1, which" in refused.stderr

@@ -55,6 +55,14 @@ def keys_init(keys_dir: Path, exist_ok: bool) -> None:
     help="Succeed quietly, keeping it, when one is already valid (without it, an active"
     " seal or personal certificate refuses a second: `keys rotate` replaces one).",
 )
+@click.option(
+    "--drop-hosts",
+    is_flag=True,
+    help="With --tls-host: issue it though it leaves out host names of the organization's"
+    " current TLS certificate (refused without it, EDOC-KEY-005: a running hub or node"
+    " presents the new one at its next connection, and a peer that reaches it by a"
+    " dropped name is refused).",
+)
 @uses_keys
 def keys_issue(
     org_id: str,
@@ -63,13 +71,18 @@ def keys_issue(
     days: int,
     tls_hosts: tuple[str, ...],
     exist_ok: bool,
+    drop_hosts: bool,
     keys_dir: Path,
 ) -> None:
     """Issue an organization seal (or a signer's certificate, or a TLS certificate).
 
     An organization with an active seal gets no second one, nor a person with an active
-    personal certificate of it (EDOC-KEY-003; `keys rotate` replaces one). Without --name,
-    the organization's name on its latest certificate."""
+    personal certificate of it (EDOC-KEY-003; `keys rotate` replaces one). A TLS
+    certificate renewed must keep every host name of the current one (EDOC-KEY-005)
+    unless --drop-hosts. Without --name, the organization's name on its latest
+    certificate."""
+    if drop_hosts and not tls_hosts:
+        raise click.UsageError("--drop-hosts goes with --tls-host")
     store = existing_keys(keys_dir)
     kind = pki.CertKind.TLS if tls_hosts else None
     if exist_ok:
@@ -83,7 +96,7 @@ def keys_issue(
     wanted = Wanted.of(
         org_id, org_name=org_name, full_name=full_name, days=days, tls_hosts=tls_hosts
     )
-    record = store.issue_asked(wanted)
+    record = store.issue_asked(wanted, drop_hosts=drop_hosts)
     click.echo(f"issued {record.kind.value} certificate {record.shown_serial} for {org_id}")
 
 
