@@ -15,10 +15,11 @@ from click.testing import CliRunner, Result
 from edoc.cli import main
 from edoc.cli.failures import EXIT_REFUSED
 from edoc.keystore import KeyStore
-from edoc.store import open_node_store, sqlite_url
+from edoc.store import open_hub_store, open_node_store, shown, sqlite_url
 from edoc.store.node import Agency
 from edoc.web import token_digest
 from tests.store import postgres
+from tests.support.stores import tables
 
 AGENCY = "000.00.07.H53"
 OTHER = "000.00.12.H53"
@@ -130,3 +131,28 @@ def test_a_refused_agency_is_issued_no_seal(store: str, tmp_path: Path) -> None:
     replaced = add("--token", "b", "--replace")  # now it is let in: its seal is issued
     assert replaced.exit_code == 0, replaced.output
     assert KeyStore(keys).current(AGENCY).serial not in {record.serial for record in issued}
+
+
+def test_a_hubs_store_is_refused_with_nothing_made(store: str, tmp_path: Path) -> None:
+    """A hub's store given for the node's: the node's tables were made beside the hub's
+    (SQLite), or the command failed on a table of both names (PostgreSQL, EDOC-STORE-001,
+    exit 3, as the store failing). No store there yet is a new node's: it is made (above)."""
+    asyncio.run(_make_hub_store(store))
+    before = tables(store)
+    keys = tmp_path / "keys"
+    KeyStore(keys).init()
+    issued = KeyStore(keys).records()
+    node = ["--data-dir", str(tmp_path / "node"), "--store", store, "--keys-dir", str(keys)]
+    refused = CliRunner().invoke(main, ["agency", "add", AGENCY, *node])
+    assert refused.exit_code == EXIT_REFUSED, refused.output
+    assert refused.stdout == ""
+    assert refused.stderr == (
+        f"error EDOC-STORE-002: no node store at {shown(store)} (it holds a hub store):"
+        " `edoc agency add` makes one where no store is (check --store and --data-dir)\n"
+    )
+    assert tables(store) == before
+    assert KeyStore(keys).records() == issued  # no seal issued for it
+
+
+async def _make_hub_store(url: str) -> None:
+    await (await open_hub_store(url)).close()

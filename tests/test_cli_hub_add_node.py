@@ -4,16 +4,22 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterator
 from pathlib import Path
 
+import asyncpg
 import pytest
 from click.testing import CliRunner, Result
 
 from edoc.cli import main
 from edoc.cli.failures import EXIT_REFUSED
-from edoc.store import open_hub_store, sqlite_url
+from edoc.store import open_hub_store, open_node_store, shown, sqlite_url
+from edoc.store.postgres.hub import PostgresHubStore
 from edoc.store.sqlite.hub import SqliteHubStore
+from edoc.urls import without_password
 from edoc.web import token_digest
+from tests.store import postgres
+from tests.support.stores import tables
 
 
 def _add_node(hub_dir: Path, *options: str, node: str = "H53") -> Result:
@@ -113,3 +119,92 @@ def test_a_folder_without_a_hub_is_refused_and_left_as_it_was(tmp_path: Path, gi
         " one (check --store and --data-dir)\n"
     )
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.fixture
+def database() -> Iterator[str]:
+    """An empty PostgreSQL database of the test's own (its URL)."""
+    yield from postgres.fresh_database("add_node")
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def empty_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """Where a store can be made, on each backend: a file not there, an empty database."""
+    if request.param == "sqlite":
+        yield sqlite_url(tmp_path / "store" / "node.sqlite")
+    else:
+        yield from postgres.fresh_database("add_node")
+
+
+def test_a_database_without_a_hub_store_is_refused_and_left_empty(
+    database: str, tmp_path: Path
+) -> None:
+    """Its tables were made there and the node was added: the hub, on its own database,
+    never knew it, and the token printed let the node in nowhere."""
+    refused = _add_node(tmp_path / "hub", "--store", database)
+    assert refused.exit_code == EXIT_REFUSED, refused.output
+    assert refused.stdout == ""
+    assert refused.stderr == (
+        f"error EDOC-STORE-002: no hub store at {without_password(database)}: `edoc serve hub"
+        " --data-dir …` makes one (check --store and --data-dir)\n"
+    )
+    assert tables(database) == set()
+
+
+def test_a_nodes_store_is_refused_and_left_as_it_was(empty_store: str, tmp_path: Path) -> None:
+    """A node's store given for the hub's: the hub's tables were made beside the node's
+    (SQLite), or the command failed on a table of both names (PostgreSQL, EDOC-STORE-001)."""
+    asyncio.run(_make_node_store(empty_store))
+    before = tables(empty_store)
+    refused = _add_node(tmp_path / "hub", "--store", empty_store)
+    assert refused.exit_code == EXIT_REFUSED, refused.output
+    assert refused.stdout == ""
+    assert refused.stderr.startswith(
+        f"error EDOC-STORE-002: no hub store at {shown(empty_store)} (it holds a node store): "
+    )
+    assert tables(empty_store) == before
+    assert not (tmp_path / "hub").exists()
+
+
+async def _make_node_store(url: str) -> None:
+    await (await open_node_store(url)).close()
+
+
+def test_a_hub_store_an_older_edoc_made_is_upgraded_with_its_nodes_kept(
+    database: str, tmp_path: Path
+) -> None:
+    """The hub's own database at an earlier version of its tables: upgraded, as the hub
+    upgrades it when it starts (this guards the refusals above, which it passes by)."""
+    asyncio.run(_make_first_version(database, {"H34": "first"}))
+    added = _add_node(tmp_path / "hub", "--store", database, "--token", "second")
+    assert (added.exit_code, added.stdout) == (0, "second\n"), added.output
+    assert asyncio.run(_nodes_of(database, "first", "second")) == ["H34", "H53"]
+    assert asyncio.run(_hub_version(database)) == len(PostgresHubStore.migrations)
+
+
+async def _make_first_version(url: str, tokens: dict[str, str]) -> None:
+    first = PostgresHubStore(url)
+    await first.open(up_to=1)
+    try:
+        for node, token in tokens.items():
+            await first.add_node(node, token_digest(token))
+    finally:
+        await first.close()
+
+
+async def _nodes_of(url: str, *tokens: str) -> list[str | None]:
+    store = await open_hub_store(url)
+    try:
+        return [await store.node_for_token(token_digest(token)) for token in tokens]
+    finally:
+        await store.close()
+
+
+async def _hub_version(url: str) -> int:
+    conn = await asyncpg.connect(url, timeout=5)
+    try:
+        return int(
+            await conn.fetchval("SELECT version FROM schema_version WHERE component = 'hub'")
+        )
+    finally:
+        await conn.close()

@@ -19,7 +19,7 @@ from edoc.hub.state import HUB_ORG_ID, HubConfig
 from edoc.keystore import KeyStore
 from edoc.node.state import NodeConfig
 from edoc.orgid import OrgId
-from edoc.store import sqlite_file
+from edoc.store import held_services, shown
 
 if TYPE_CHECKING:  # edoc.network is imported by the commands that use it: it brings both apps
     from edoc.network import TokenEntry
@@ -222,14 +222,32 @@ def _not_recorded(in_network: TokenEntry, cause: errors.EdocError) -> errors.Edo
 
 
 def _refuse_no_hub(config: HubConfig) -> None:
-    """SQLite would make an empty hub store at a mistyped path, its folders too, and the
-    token would go to a hub that never runs there; `edoc serve hub` makes the store."""
-    path = sqlite_file(config.store)
-    if path is not None and not path.is_file():
+    """A store without the hub's tables is refused: opening it would make them (an SQLite
+    file at a mistyped path, its folders too; the tables in whatever database --store
+    names), and the token would go to a hub that never reads it. `edoc serve hub` makes
+    the store; one an older edoc made has the hub's tables, upgraded as the hub would."""
+    held = asyncio.run(held_services(config.store))
+    if "hub" not in held:
         raise errors.UnknownStore(
-            f"no hub store at {path}: `edoc serve hub --data-dir …` makes one (check --store"
-            " and --data-dir)"
+            f"no hub store at {shown(config.store)}{_holding(held)}: `edoc serve hub"
+            " --data-dir …` makes one (check --store and --data-dir)"
         )
+
+
+def _refuse_anothers_store(config: NodeConfig) -> None:
+    """A store holding another service's tables and not a node's (a hub's, a mistyped
+    --store or --data-dir) is refused: the node's tables would be made beside them. No
+    store yet (no SQLite file, an empty database) is a new node's: this command makes it."""
+    held = asyncio.run(held_services(config.store))
+    if held and "node" not in held:
+        raise errors.UnknownStore(
+            f"no node store at {shown(config.store)}{_holding(held)}: `edoc agency add`"
+            " makes one where no store is (check --store and --data-dir)"
+        )
+
+
+def _holding(held: frozenset[str]) -> str:
+    return f" (it holds a {' and a '.join(sorted(held))} store)" if held else ""
 
 
 @serve.command("node")
@@ -360,6 +378,7 @@ def agency_add(
     config = NodeConfig(
         org.root_code, data_dir, keys_dir, hub_url="", hub_token="", store_url=store_url
     )
+    _refuse_anothers_store(config)
     token = token or secrets.token_urlsafe(32)
     in_network = network.agency_token_entry(data_dir, store_url, org_id)  # before the change
     # what would be refused is, before its seal is issued: a refusal leaves nothing behind

@@ -9,12 +9,13 @@ backend is one more scheme here, implementing the interfaces of :mod:`edoc.store
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 from edoc import errors
 from edoc.store.hub import HubStore
 from edoc.store.node import NodeStore
-from edoc.urls import POSTGRESQL_SCHEMES
+from edoc.urls import POSTGRESQL_SCHEMES, without_password
 
 SQLITE = "sqlite:///"
 
@@ -65,6 +66,32 @@ def store_is_shared(url: str) -> bool:
     """Whether several processes may work on the store at ``url`` at once: a database
     server's (several hub instances), not a file."""
     return is_postgresql(url)
+
+
+# a table of each service's SQLite store, there since its first release and not the other's
+_SQLITE_MARKS = {"hub": "deliveries", "node": "agencies"}
+
+
+async def held_services(url: str) -> frozenset[str]:
+    """Whose stores ("hub", "node") the store at ``url`` holds, found without making or
+    changing anything: none for an SQLite file not there or an empty database. Opening
+    a store makes its tables wherever it is pointed, a mistyped URL's too."""
+    if url.startswith(SQLITE):
+        from edoc.store.sqlite.database import table_names
+
+        tables = await asyncio.to_thread(table_names, _sqlite_path(url))
+        return frozenset(whose for whose, mark in _SQLITE_MARKS.items() if mark in tables)
+    if is_postgresql(url):
+        from edoc.store.postgres.database import components
+
+        return await components(url)
+    raise _scheme_error(url)
+
+
+def shown(url: str) -> str:
+    """The store at ``url`` as an error names it: its file, or its URL without password."""
+    path = sqlite_file(url)
+    return str(path) if path is not None else without_password(url)
 
 
 async def open_hub_store(url: str) -> HubStore:

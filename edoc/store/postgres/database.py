@@ -112,6 +112,25 @@ async def migrate(conn: asyncpg.Connection, component: str, steps: Sequence[str]
         return max(version, len(steps))
 
 
+async def components(url: str) -> frozenset[str]:
+    """Whose tables the database at ``url`` holds (its schema_version's components, e.g.
+    "hub"), read without making anything there: none for an empty database. Opening a
+    store would make its tables in any database it is given."""
+    try:
+        conn = await asyncpg.connect(url, timeout=CONNECT_TIMEOUT)
+        try:
+            # to_regclass: the table as migrate's CREATE would find it (the search path)
+            versioned = await conn.fetchval("SELECT to_regclass('schema_version')") is not None
+            rows = await conn.fetch("SELECT component FROM schema_version") if versioned else []
+        finally:
+            await conn.close()
+    except FAILURES as exc:
+        raise errors.StorageError(
+            f"cannot open {without_password(url)}: {type(exc).__name__}: {exc}"
+        ) from None
+    return frozenset(str(row[0]) for row in rows)
+
+
 async def _session_kept(conn: asyncpg.Connection) -> None:
     """Nothing more to undo when a connection goes back to the pool: asyncpg rolls back a
     transaction left open in any case, and the stores leave no session state (settings,

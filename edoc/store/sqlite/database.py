@@ -382,6 +382,23 @@ async def _connected(path: Path) -> aiosqlite.Connection:
         raise
 
 
+def table_names(path: Path) -> frozenset[str]:
+    """The tables of the SQLite file ``path`` (none when no file is there), read without
+    making anything: opening a store makes the file, its folders and its tables."""
+    if not path.is_file():
+        return frozenset()
+    # by URI, mode=rw: a file not there is not made (nor is one named with `?` or `#`
+    # another). Not mode=ro: a read-only connection cannot remove the WAL files it
+    # makes on a store in WAL mode, left behind next to it
+    uri = f"{path.resolve().as_uri()}?mode=rw"
+    try:
+        with contextlib.closing(sqlite3.connect(uri, uri=True)) as db:
+            rows = db.execute("SELECT name FROM sqlite_master WHERE type = 'table'").fetchall()
+    except sqlite3.Error as exc:
+        raise errors.StorageError(f"cannot open {path}: {exc}") from None
+    return frozenset(row[0] for row in rows)
+
+
 @contextlib.contextmanager
 def unique_as(column: str, error: Callable[[], errors.EdocError]) -> Iterator[None]:
     """The UNIQUE on ``column`` (``table.column``), failing, as the error it means."""
