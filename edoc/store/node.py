@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from collections.abc import Callable, Collection, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from edoc import errors
 from edoc.model import DeliveryState, Route, TransferState
@@ -228,6 +228,25 @@ class Event:
 # history.
 StateRule = Callable[[str, str], str]
 
+
+class _Indexed(Protocol):
+    def __getitem__(self, index: int, /) -> Any: ...
+
+
+RecipientRow = TypeVar("RecipientRow", bound=_Indexed)  # each backend's row
+
+
+def by_event(
+    rows: Iterable[RecipientRow], event: Event, own: Mapping[str, Event] | None
+) -> dict[Event, list[RecipientRow]]:
+    """Recipient rows (outgoing id, recipient, state) by the event each records: its
+    own, in ``own`` by recipient, else ``event`` (NodeStore.finish_transfer)."""
+    grouped: dict[Event, list[RecipientRow]] = {}
+    for row in rows:
+        grouped.setdefault((own or {}).get(row[1], event), []).append(row)
+    return grouped
+
+
 # The service's rule for an agency's answer: raises if it may not follow the codes the
 # agency gave before (oldest first).
 AnswerCheck = Callable[[Sequence[str]], None]
@@ -436,9 +455,12 @@ class NodeStore(Protocol):
         event: Event,
         now: dt.datetime,
         rule: StateRule,
+        own: Mapping[str, Event] | None = None,
     ) -> None:
         """Close a transfer (its attempts grow by one) and record ``event`` for the
-        recipients it carried, moving each to the state ``rule`` gives."""
+        recipients it carried, moving each to the state ``rule`` gives; those in ``own``
+        (by org id) record their own event instead (a local transfer refused when
+        carried again: the recipients that hold its package already stay delivered)."""
         ...
 
     # what the operator's dashboard shows

@@ -354,6 +354,33 @@ async def test_a_failed_transfer_keeps_its_error(node_store: NodeStore) -> None:
     assert {r.state for r in after.recipients} == {"failed"}
 
 
+async def test_a_failed_transfer_records_their_own_event_for_the_recipients_given_one(
+    node_store: NodeStore,
+) -> None:
+    """A transfer to the node's own agencies refused when carried again: those that hold
+    its package already (stored before a stop) stay delivered, the others fail."""
+    other = "000.00.09.H53"  # served by the same node too
+    both = replace(DOCUMENT, recipients=(NEIGHBOUR, other), local=(NEIGHBOUR, other))
+    stored = await node_store.add_outgoing(both, NOW, [])
+    (transfer,) = await oracles.due(node_store, NOW, 10, ())
+    failed = Event("failed", "EDOC-SIG-005: the signer's certificate is revoked")
+    held = {NEIGHBOUR: Event("delivered", "")}
+    await node_store.finish_transfer(
+        transfer, "failed", failed.detail, failed, NOW, status_codes_win, held
+    )
+    after = await node_store.outgoing(stored.id)
+    assert after is not None
+    assert [(t.state, t.last_error) for t in after.transfers] == [("failed", failed.detail)]
+    assert {r.org_id: [(h.state, h.detail) for h in r.history] for r in after.recipients} == {
+        NEIGHBOUR: [("queued", None), ("delivered", "")],
+        other: [("queued", None), ("failed", failed.detail)],
+    }
+    assert {r.org_id: r.state for r in after.recipients} == {
+        NEIGHBOUR: "delivered",
+        other: "failed",
+    }
+
+
 async def test_a_received_document_is_stored_once_with_its_answer(node_store: NodeStore) -> None:
     tallies = [Tally(DAY, SENDER, "000.00.00.H34", "received")]
     first = await node_store.add_received_document(RECEIVED, answer("01"), NOW, tallies)

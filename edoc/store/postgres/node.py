@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 import datetime as dt
 import json
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from functools import partial
 
 import asyncpg
@@ -40,6 +40,7 @@ from edoc.store.node import (
     Transfer,
     TransferRecord,
     as_stored,
+    by_event,
     history,
     progress,
     sums_sql,
@@ -298,8 +299,10 @@ class PostgresNodeStore(NodeViews):
         event: Event,
         now: dt.datetime,
         rule: StateRule,
+        own: Mapping[str, Event] | None = None,
     ) -> None:
-        """Close a transfer and record ``event`` for the recipients it carried."""
+        """Close a transfer and record ``event`` (or their ``own``) for the recipients it
+        carried."""
         async with self._transaction() as conn:
             await conn.execute(
                 "UPDATE transfers SET state = $1, attempts = attempts + 1, last_error = $2"
@@ -314,7 +317,8 @@ class PostgresNodeStore(NodeViews):
                 transfer.outgoing_id,
                 transfer.route == "local",
             )
-            await record(conn, rows, event, now, rule)
+            for each, carried in by_event(rows, event, own).items():
+                await record(conn, carried, each, now, rule)
 
     # --- inbox ----------------------------------------------------------------------------------
     async def add_received_document(

@@ -9,7 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import sqlite3
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from functools import partial
 from typing import Any
 
@@ -33,6 +33,7 @@ from edoc.store.node import (
     Sums,
     Tally,
     Transfer,
+    by_event,
     progress,
     sums_sql,
     token_taken,
@@ -243,8 +244,10 @@ class SqliteNodeStore(NodeViews):
         event: Event,
         now: dt.datetime,
         rule: StateRule,
+        own: Mapping[str, Event] | None = None,
     ) -> None:
-        """Close a transfer and record ``event`` for the recipients it carried."""
+        """Close a transfer and record ``event`` (or their ``own``) for the recipients it
+        carried."""
 
         def finish(db: sqlite3.Connection) -> None:
             db.execute(
@@ -256,7 +259,8 @@ class SqliteNodeStore(NodeViews):
                 " WHERE outgoing_id=? AND local=?",
                 (transfer.outgoing_id, 1 if transfer.route == Route.LOCAL else 0),
             ).fetchall()
-            record(db, carried, event, now, rule)
+            for each, rows in by_event(carried, event, own).items():
+                record(db, rows, each, now, rule)
 
         await self._change(finish)
 
