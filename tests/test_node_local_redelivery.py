@@ -7,16 +7,20 @@ in-process (a fake hub: nothing goes to it), stopped and started again on its da
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import sqlite3
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+import pytest
 from structlog.testing import capture_logs
 
+from edoc import errors
 from edoc.client import AgencyClient
 from edoc.model import Route, StatusCode, TransferState
 from edoc.node import app as node_app
+from edoc.node import compose
 from edoc.node.state import NodeConfig, NodeState
 from tests.support import node as node_support
 from tests.support.network import metadata
@@ -26,6 +30,8 @@ from tests.support.pki import SENDER
 LOCAL = "000.00.07.H53"  # another agency of the sender's node
 LOCAL_TOKEN = "agency-token-of-the-local-recipient"
 HELD = "refused, but every local recipient holds it already: delivered as before"
+# a package the store keeps, and one kept in a file of its own (more than IN_STORE attached)
+PACKAGES = {"in the store": {}, "in a file": {"scan.pdf": b"\x25" * (compose.IN_STORE + 1)}}
 
 
 async def _until(condition: Callable[[], Awaitable[bool]], timeout: float = 10) -> None:
@@ -68,14 +74,21 @@ def _crashed_before_the_end(config: NodeConfig, outgoing_id: int) -> None:
     assert changed == 1
 
 
+def _copies(config: NodeConfig) -> list[Path]:
+    """The copies of packages in files the outbox handed to its own inbox, left over."""
+    return sorted((config.data_dir / "incoming").glob("local-*"))
+
+
+@pytest.mark.parametrize("files", PACKAGES.values(), ids=PACKAGES.keys())
 async def test_a_local_transfer_carried_again_after_its_sender_was_revoked_is_delivered(
-    tmp_path: Path,
+    tmp_path: Path, files: dict[str, bytes]
 ) -> None:
+    """(The package in a file is refused from a copy: none is left behind.)"""
     async with node_support.door(tmp_path) as door:
         door.hub.keys.issue(LOCAL, org_name="Sở Nội vụ tỉnh Tây Ninh")
         await node_app.add_agency(door.config, LOCAL, "Sở Nội vụ", LOCAL_TOKEN)
         async with door.node(with_book=False) as node:
-            posted = await node.post_document(metadata(SENDER, [LOCAL]))
+            posted = await node.post_document(metadata(SENDER, [LOCAL]), files)
             await _until(lambda: _answered(node, posted["id"]))
             held = await _recipient(node).inbox(LOCAL)
             assert len(held) == 1
@@ -86,8 +99,36 @@ async def test_a_local_transfer_carried_again_after_its_sender_was_revoked_is_de
                 await _until(lambda: _outbox_idle(node))
                 shown: dict[str, Any] = await node.document(posted["id"])
                 assert await _recipient(node).inbox(LOCAL) == held  # as it was, answered 01 only
+                assert _copies(door.config) == []
     assert [t["state"] for t in shown["transfers"]] == [TransferState.DONE]
     (local,) = shown["recipients"]
     assert local["state"] == StatusCode.ARRIVED
     assert "failed" not in [event["state"] for event in local["history"]]
     assert [e["event"] for e in logs if e["event"] == HELD] == [HELD]
+
+
+def _retrying_late(door: node_support.Door) -> None:
+    """A transfer not carried waits a minute for its next try: looked at between tries."""
+    door.config = dataclasses.replace(door.config, retry_base=60.0, retry_cap=60.0)
+
+
+async def _tried(node: Node, outgoing_id: int) -> bool:
+    (transfer,) = (await node.document(outgoing_id))["transfers"]
+    return bool(transfer["attempts"] >= 1)
+
+
+async def test_a_local_transfer_of_a_package_in_a_file_not_taken_leaves_no_copy(
+    tmp_path: Path,
+) -> None:
+    """Its recipient has no seal yet (its 01 cannot be signed): the transfer waits for
+    its next try, and the copy its inbox did not take is gone meanwhile."""
+    async with node_support.door(tmp_path) as door:
+        await node_app.add_agency(door.config, LOCAL, "Sở Nội vụ", LOCAL_TOKEN)
+        _retrying_late(door)
+        async with door.node(with_book=False) as node:
+            posted = await node.post_document(metadata(SENDER, [LOCAL]), PACKAGES["in a file"])
+            await _until(lambda: _tried(node, posted["id"]))
+            assert _copies(door.config) == []
+            (transfer,) = (await node.document(posted["id"]))["transfers"]
+    assert transfer["state"] == TransferState.PENDING
+    assert errors.UnknownCertificate.code in transfer["last_error"]

@@ -88,17 +88,31 @@ async def _to_local(state: NodeState, transfer: Transfer, package: bytes | Path)
     outgoing = await state.store.outgoing(transfer.outgoing_id)
     assert outgoing is not None
     local = [r.org_id for r in outgoing.recipients if r.local]
-    given = package
-    if isinstance(package, Path):  # receive() takes the file it is given: a copy, the
-        copy = state.incoming_dir / f"local-{transfer.id}.edxml"  # outbox keeps its own
-        await state.offload.run(shutil.copyfile, package, copy)
-        given = copy
     try:
-        await receiving.receive(state, given, local)
+        await _received_here(state, transfer, package, local)
     except errors.InputError:
         if not await _held_by_all(state, package, local):
             raise
         log.info("refused, but every local recipient holds it already: delivered as before")
+
+
+async def _received_here(
+    state: NodeState, transfer: Transfer, package: bytes | Path, local: list[str]
+) -> None:
+    """Hand ``package`` to ``local``, this node's own agencies. receive() takes the file
+    it is given (moves it into the inbox once verified): a package in a file goes as a
+    copy, the outbox keeps its own. The copy is gone when this ends: taken, or deleted
+    here when receive did not take it (refused, or failed before), or every try of a
+    transfer refused or failing left one in incoming/ until the node's next start."""
+    if isinstance(package, bytes):
+        await receiving.receive(state, package, local)
+        return
+    copy = state.incoming_dir / f"local-{transfer.id}.edxml"
+    try:
+        await state.offload.run(shutil.copyfile, package, copy)
+        await receiving.receive(state, copy, local)
+    finally:  # what receive took is in its inbox folder now: nothing left under this name
+        copy.unlink(missing_ok=True)
 
 
 async def _held_by_all(state: NodeState, package: bytes | Path, recipients: list[str]) -> bool:
