@@ -18,10 +18,11 @@ from structlog.testing import capture_logs
 
 from edoc import errors
 from edoc.client import AgencyClient
-from edoc.model import Route, StatusCode, TransferState
+from edoc.model import DeliveryState, Route, StatusCode, TransferState
 from edoc.node import app as node_app
 from edoc.node import compose
 from edoc.node.state import NodeConfig, NodeState
+from edoc.store.node import NewInboxItem
 from tests.support import node as node_support
 from tests.support.network import metadata
 from tests.support.node import Node
@@ -29,6 +30,7 @@ from tests.support.pki import SENDER
 
 LOCAL = "000.00.07.H53"  # another agency of the sender's node
 LOCAL_TOKEN = "agency-token-of-the-local-recipient"
+OTHER = "000.00.09.H53"  # and a third, after it in the order the inbox stores them
 HELD = "refused, but every local recipient holds it already: delivered as before"
 # a package the store keeps, and one kept in a file of its own (more than IN_STORE attached)
 PACKAGES = {"in the store": {}, "in a file": {"scan.pdf": b"\x25" * (compose.IN_STORE + 1)}}
@@ -132,3 +134,63 @@ async def test_a_local_transfer_of_a_package_in_a_file_not_taken_leaves_no_copy(
             (transfer,) = (await node.document(posted["id"]))["transfers"]
     assert transfer["state"] == TransferState.PENDING
     assert errors.UnknownCertificate.code in transfer["last_error"]
+
+
+def _store_fails_for(state: NodeState, recipient: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The node's store fails to take ``recipient``'s copy of any document (as a stop
+    would leave it: the copies stored before it kept, none after)."""
+    add = state.store.add_received_document
+
+    async def failing(item: NewInboxItem, *rest: Any) -> Any:
+        if item.recipient == recipient:
+            raise errors.StorageError("store failed: disk I/O error")
+        return await add(item, *rest)
+
+    monkeypatch.setattr(state.store, "add_received_document", failing)
+
+
+def _states(shown: dict[str, Any]) -> dict[str, str]:
+    return {r["org_id"]: r["state"] for r in shown["recipients"]}
+
+
+@pytest.mark.parametrize("files", PACKAGES.values(), ids=PACKAGES.keys())
+async def test_a_local_transfer_carried_again_and_refused_fails_only_who_does_not_hold_it(
+    tmp_path: Path, files: dict[str, bytes], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two local recipients: the store failed after the first's inbox took the package
+    and before the second's; the sender's seal revoked in between, the transfer carried
+    again is refused. The first holds it and answered 01: it stays delivered, only the
+    second fails (and no copy of a package in a file is left behind)."""
+    async with node_support.door(tmp_path) as door:
+        for org, token in ((LOCAL, LOCAL_TOKEN), (OTHER, "agency-token-of-the-other")):
+            door.hub.keys.issue(org, org_name=f"Sở {org}")
+            await node_app.add_agency(door.config, org, f"Sở {org}", token)
+        _retrying_late(door)
+        async with door.node(with_book=False) as node:
+            _store_fails_for(_state(node), OTHER, monkeypatch)
+            posted = await node.post_document(metadata(SENDER, [LOCAL, OTHER]), files)
+
+            async def first_answered_second_not_taken() -> bool:
+                shown = _states(await node.document(posted["id"]))
+                arrived = shown == {LOCAL: StatusCode.ARRIVED, OTHER: DeliveryState.QUEUED}
+                return arrived and await _tried(node, posted["id"])
+
+            await _until(first_answered_second_not_taken)
+        assert _copies(door.config) == []
+        _crashed_before_the_end(door.config, posted["id"])
+        door.hub.keys.revoke(SENDER, "keyCompromise")
+        async with door.node(with_book=False) as node:
+            await _until(lambda: _outbox_idle(node))
+            shown: dict[str, Any] = await node.document(posted["id"])
+            assert _copies(door.config) == []
+    (transfer,) = shown["transfers"]
+    assert transfer["state"] == TransferState.FAILED
+    assert errors.RevokedCertificate.code in transfer["last_error"]
+    assert _states(shown) == {LOCAL: StatusCode.ARRIVED, OTHER: DeliveryState.FAILED}
+    local, other = sorted(shown["recipients"], key=lambda r: r["org_id"])
+    assert [e["state"] for e in local["history"]] == [
+        DeliveryState.QUEUED,
+        StatusCode.ARRIVED,
+        DeliveryState.DELIVERED,
+    ]
+    assert [e["state"] for e in other["history"]] == [DeliveryState.QUEUED, DeliveryState.FAILED]

@@ -28,7 +28,7 @@ import contextlib
 import datetime as dt
 import functools
 import shutil
-from collections.abc import Coroutine, Mapping, Sequence
+from collections.abc import Collection, Coroutine, Mapping, Sequence
 from pathlib import Path
 from typing import TypeGuard
 
@@ -90,10 +90,25 @@ async def _to_local(state: NodeState, transfer: Transfer, package: bytes | Path)
     local = [r.org_id for r in outgoing.recipients if r.local]
     try:
         await _received_here(state, transfer, package, local)
-    except errors.InputError:
-        if not await _held_by_all(state, package, local):
+    except errors.InputError as exc:
+        held = await _holding(state, package, local)
+        if not held:
             raise
-        log.info("refused, but every local recipient holds it already: delivered as before")
+        if held == local:
+            log.info("refused, but every local recipient holds it already: delivered as before")
+            return
+        log.info("refused, but some local recipients hold it already", held=held)
+        raise HeldBySome(exc, held) from exc
+
+
+class HeldBySome(Exception):
+    """A local transfer's package refused though some of its recipients, ``held``, hold
+    it already (``_holding``): they stay delivered, the others fail for ``refusal``."""
+
+    def __init__(self, refusal: errors.InputError, held: list[str]) -> None:
+        super().__init__(str(refusal))
+        self.refusal = refusal
+        self.held = held
 
 
 async def _received_here(
@@ -115,17 +130,15 @@ async def _received_here(
         copy.unlink(missing_ok=True)
 
 
-async def _held_by_all(state: NodeState, package: bytes | Path, recipients: list[str]) -> bool:
-    """Whether each of ``recipients`` holds ``package`` already: a transfer carried again
+async def _holding(state: NodeState, package: bytes | Path, recipients: list[str]) -> list[str]:
+    """Those of ``recipients`` that hold ``package`` already: a transfer carried again
     after the node stopped (or its store failed) between the inbox and the transfer's end,
-    its package refused now (its signer revoked since) though its recipients hold it and
-    answered 01. Looked at only once refused: a package that verifies is found held by
-    the inbox itself, and a transfer's attempts do not tell it was carried before (a
-    transfer's end not recorded does not count)."""
-    for recipient in recipients:
-        if not await receiving.held(state, package, recipient):
-            return False
-    return bool(recipients)
+    its package refused now (its signer revoked since) though they hold it and answered
+    01 (all of them, or the first few the inbox stored it for). Looked at only once
+    refused: a package that verifies is found held by the inbox itself, and a transfer's
+    attempts do not tell it was carried before (a transfer's end not recorded does not
+    count)."""
+    return [r for r in recipients if await receiving.held(state, package, r)]
 
 
 def _sent(answer: wire.PackageAccepted) -> Event:
@@ -158,11 +171,25 @@ async def _done(state: NodeState, transfer: Transfer, event: Event) -> None:
     await refusal.accepted(state)  # a package the hub took takes the node's credentials
 
 
-async def _fail(state: NodeState, transfer: Transfer, reason: str, now: dt.datetime) -> None:
+async def _fail(
+    state: NodeState,
+    transfer: Transfer,
+    reason: str,
+    now: dt.datetime,
+    held: Collection[str] = (),
+) -> None:
+    """Fail ``transfer`` for ``reason``: each of its recipients fails, but those that
+    ``held`` its package already, which were delivered it."""
     state.waiting_on_credentials.discard(transfer.id)
     failed = Event(DeliveryState.FAILED, reason)
     await state.store.finish_transfer(
-        transfer, TransferState.FAILED, reason, failed, now, progress.next_state
+        transfer,
+        TransferState.FAILED,
+        reason,
+        failed,
+        now,
+        progress.next_state,
+        dict.fromkeys(held, DELIVERED),
     )
 
 
@@ -185,6 +212,9 @@ async def carry(
         else:
             await _to_local(state, transfer, package)
             event = DELIVERED
+    except HeldBySome as refused:
+        await _not_carried(state, transfer, refused.refusal, now, refused.held)
+        return
     except (errors.EdocError, OSError) as exc:
         await _not_carried(state, transfer, exc, now)
         return
@@ -192,16 +222,21 @@ async def carry(
 
 
 async def _not_carried(
-    state: NodeState, transfer: Transfer, exc: errors.EdocError | OSError, now: dt.datetime
+    state: NodeState,
+    transfer: Transfer,
+    exc: errors.EdocError | OSError,
+    now: dt.datetime,
+    held: Collection[str] = (),
 ) -> None:
     """A refusal of the package (the hub's, or this node's inbox's for its own agencies)
-    fails the transfer; anything else, a refusal of the node's own credentials included,
-    is tried again later, until ``give_up_after``."""
+    fails the transfer (but for the recipients that ``held`` it already); anything else,
+    a refusal of the node's own credentials included, is tried again later, until
+    ``give_up_after``."""
     if refusal.refuses_the_node(exc):
         refusal.refused(state, exc, asked_at=now)
     elif isinstance(exc, errors.RemoteError | errors.InputError):
         log.warning("refused", code=exc.code, reason=exc.message)
-        await _fail(state, transfer, str(exc), now)
+        await _fail(state, transfer, str(exc), now, held)
         return
     if isinstance(exc, errors.HubUnreachable):
         state.hub_unreachable = True
