@@ -25,8 +25,10 @@ import datetime as dt
 import hashlib
 import io
 import json
+import lzma
 import os
 import zipfile
+import zlib
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,7 +36,7 @@ from typing import IO, Any
 
 from cryptography.hazmat.primitives import serialization
 
-from edoc import errors
+from edoc import errors, jsonsafe
 from edoc.archive import manifest, merkle
 from edoc.archive.evidence import BatchProof, Evidence, open_package
 
@@ -48,6 +50,24 @@ PROOFS = "META-INF/proofs/"
 MESSAGES = "messages/"
 MAX_FILES = 10_000
 MAX_BYTES = 4 * 1024 * 1024 * 1024  # uncompressed, all files together
+# a file read whole (all but the packages: description, CA, CRL, proofs, manifest, token;
+# a day archive's linkinginfo), uncompressed: a national CRL is a few MB
+MAX_META_BYTES = 64 * 1024 * 1024
+# what edoc writes and a verifier reads: zipfile unfolds bzip2 and LZMA in one call per
+# chunk read, however far (a few kB of bzip2 make GBs), deflate only as far as asked
+COMPRESSIONS = (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED)
+# what reading a damaged ZIP entry raises besides BadZipFile: its deflate stream broken
+# (zlib.error), cut short (EOFError), encrypted (RuntimeError), an unknown method
+# (NotImplementedError, a RuntimeError), and what BadZipFile's siblings say
+ZIP_FAULTS = (
+    zipfile.BadZipFile,
+    ValueError,
+    OSError,
+    EOFError,
+    RuntimeError,
+    zlib.error,
+    lzma.LZMAError,
+)
 COPY_CHUNK = 256 * 1024  # a package file is copied into the container this much at a time
 
 # Given the SHA-256 of a manifest, a time-stamp token over it (edoc.archive.tsa.stamp).
@@ -97,14 +117,23 @@ def _proof(name: str, proof: BatchProof) -> bytes:
     ).encode()
 
 
+def read_json(data: bytes, name: str) -> Any:
+    """A JSON file of a container or day archive, read as edoc reads all JSON
+    (edoc.jsonsafe: nested a few levels at most); BadContainer if it is not that."""
+    try:
+        return jsonsafe.read(data, name)
+    except errors.BadMetadataJson as exc:
+        raise errors.BadContainer(exc.message) from None
+
+
 def read_proofs(files: dict[str, bytes]) -> dict[str, BatchProof]:
     """The batch proofs in a container, by the message file each is for."""
     proofs = {}
     for name, data in files.items():
         if not name.startswith(PROOFS):
             continue
+        record = read_json(data, name)
         try:
-            record: dict[str, Any] = json.loads(data)
             path = tuple((merkle.Side(side), bytes.fromhex(h)) for side, h in record["path"])
             proofs[str(record["file"])] = BatchProof(base64.b64decode(record["token"]), path)
         except (ValueError, KeyError, TypeError):
@@ -200,11 +229,20 @@ class Container:
     archive: zipfile.ZipFile  # open while the container is (``opened``)
 
     def description(self) -> dict[str, Any]:
-        try:
-            data: dict[str, Any] = json.loads(self.files[DESCRIPTION])
-            return data
-        except (KeyError, ValueError):
-            raise errors.BadContainer(f"{DESCRIPTION} is missing or not JSON") from None
+        """evidence.json: an object (stamped, but by whoever held an authority's key)."""
+        if DESCRIPTION not in self.files:
+            raise errors.BadContainer(f"{DESCRIPTION} is missing")
+        data = read_json(self.files[DESCRIPTION], DESCRIPTION)
+        if not isinstance(data, dict):
+            raise errors.BadContainer(f"{DESCRIPTION} is not a JSON object")
+        return data
+
+    def message_files(self) -> list[str]:
+        """The message files the description lists, in its order."""
+        listed = self.description().get("messages", [])
+        if not isinstance(listed, list) or not all(isinstance(m, dict) for m in listed):
+            raise errors.BadContainer(f"{DESCRIPTION}'s messages are not a list of objects")
+        return [str(message.get("file", "")) for message in listed]
 
     def package(self, name: str) -> IO[bytes]:
         """A package file of the container, open for reading."""
@@ -219,20 +257,49 @@ def _safe(name: str) -> bool:
     return not name.startswith("/") and "\\" not in name and ".." not in parts and "" not in parts
 
 
+def check_compressions(archive: zipfile.ZipFile) -> None:
+    """Refuse (BadContainer) a ZIP with a file compressed but as edoc writes them."""
+    for entry in archive.infolist():
+        if entry.compress_type not in COMPRESSIONS:
+            raise errors.BadContainer(
+                f"{entry.filename} is compressed with method {entry.compress_type}:"
+                " only stored and deflated files are read"
+            )
+
+
+def read_whole(archive: zipfile.ZipFile, entry: zipfile.ZipInfo) -> bytes:
+    """A small file of ``archive``, whole: at most MAX_META_BYTES, and only as much as it
+    says it holds (``read()`` would first unfold all of a forged deflate stream, however
+    much more than that it makes, and only then cut it to the size said)."""
+    if entry.file_size > MAX_META_BYTES:
+        raise errors.BadContainer(
+            f"{entry.filename} is larger than this verifier reads whole ({MAX_META_BYTES} bytes)"
+        )
+    with archive.open(entry) as file:
+        return file.read(entry.file_size)
+
+
 def _open(source: bytes | IO[bytes] | Path) -> zipfile.ZipFile:
     try:
         archive = zipfile.ZipFile(io.BytesIO(source) if isinstance(source, bytes) else source)
     except (zipfile.BadZipFile, ValueError) as exc:
         raise errors.BadContainer(f"not a ZIP container: {exc}") from None
+    try:
+        _check_entries(archive)
+    except errors.BadContainer:
+        archive.close()
+        raise
+    return archive
+
+
+def _check_entries(archive: zipfile.ZipFile) -> None:
     entries = archive.infolist()
     names = [e.filename for e in entries]
     if len(entries) > MAX_FILES or sum(e.file_size for e in entries) > MAX_BYTES:
-        archive.close()
         raise errors.BadContainer("the container holds more than this verifier reads")
     if len(set(names)) != len(names) or not all(_safe(n) for n in names):
-        archive.close()
         raise errors.BadContainer("the container has a file name twice or an unsafe name")
-    return archive
+    check_compressions(archive)
 
 
 def _check_mimetype(archive: zipfile.ZipFile) -> None:
@@ -241,7 +308,11 @@ def _check_mimetype(archive: zipfile.ZipFile) -> None:
         raise errors.BadContainer("the container's first file must be mimetype")
     if first.compress_type != zipfile.ZIP_STORED or first.extra:
         raise errors.BadContainer("the container's mimetype must be stored, with no extra field")
-    if archive.read(first) != MIMETYPE.encode():
+    try:
+        said = read_whole(archive, first)
+    except ZIP_FAULTS as exc:
+        raise errors.BadContainer(f"the container's mimetype is unreadable: {exc}") from None
+    if said != MIMETYPE.encode():
         raise errors.BadContainer(f"the container's mimetype is not {MIMETYPE}")
 
 
@@ -265,9 +336,9 @@ def _read_files(archive: zipfile.ZipFile) -> tuple[dict[str, bytes], dict[str, b
             if entry.filename.startswith(MESSAGES):
                 digests[entry.filename] = member_sha256(archive, entry)
             else:
-                files[entry.filename] = archive.read(entry)
+                files[entry.filename] = read_whole(archive, entry)
                 digests[entry.filename] = hashlib.sha256(files[entry.filename]).digest()
-    except (zipfile.BadZipFile, ValueError, OSError) as exc:  # CRC, bad compression
+    except ZIP_FAULTS as exc:  # CRC, bad compression, encrypted
         raise errors.EvidenceTampered(f"a file of the container is damaged: {exc}") from None
     return files, digests
 

@@ -190,29 +190,49 @@ def _open(source: bytes | IO[bytes] | Path) -> zipfile.ZipFile:
         archive = zipfile.ZipFile(_seekable(source))
     except (zipfile.BadZipFile, ValueError, OSError) as exc:
         raise _unreadable(exc) from None
+    try:
+        _check_entries(archive)
+    except errors.BadContainer:
+        archive.close()
+        raise
+    return archive
+
+
+def _check_entries(archive: zipfile.ZipFile) -> None:
     names = archive.namelist()
     if len(set(names)) != len(names) or len(names) > container.MAX_FILES:
-        archive.close()
         raise errors.BadContainer("the archive has a file name twice or too many files")
-    return archive
+    container.check_compressions(archive)
+    for entry in archive.infolist():
+        # copied out to be verified: stored (as Writer stores them), a container's copy
+        # is no larger than the archive; deflated, a thousand times that (a temporary
+        # folder filled from a few MB before its SHA-256 is found wrong)
+        if entry.filename.startswith(CONTAINERS) and entry.compress_type != zipfile.ZIP_STORED:
+            raise errors.BadContainer(f"{entry.filename} must be stored, not compressed")
 
 
 def _read(archive: zipfile.ZipFile, name: str, missing: str) -> bytes:
     """A small file of the archive, whole; BadContainer saying ``missing`` if it has none."""
     try:
-        return archive.read(name)
+        return container.read_whole(archive, archive.getinfo(name))
     except KeyError:
         raise errors.BadContainer(missing) from None
-    except (zipfile.BadZipFile, ValueError, OSError) as exc:
+    except container.ZIP_FAULTS as exc:
         raise _unreadable(exc) from None
 
 
 def _linking(text: bytes) -> dict[str, Any]:
+    """linkinginfo: an object listing the containers, each an object (read before its
+    token is checked: anyone's)."""
     try:
-        linking: dict[str, Any] = json.loads(text)
-        linking["containers"] = list(linking["containers"])
-    except (KeyError, ValueError, TypeError):
+        linking = container.read_json(text, LINKING)
+    except errors.BadContainer:
         raise errors.BadContainer(_NO_LINKING) from None
+    if not isinstance(linking, dict):
+        raise errors.BadContainer(_NO_LINKING)
+    listed = linking.get("containers")
+    if not isinstance(listed, list) or not all(isinstance(entry, dict) for entry in listed):
+        raise errors.BadContainer(_NO_LINKING)
     return linking
 
 
@@ -239,7 +259,7 @@ def _staged(archive: zipfile.ZipFile, entry: dict[str, Any], staged: IO[bytes]) 
             while chunk := file.read(container.COPY_CHUNK):
                 digest.update(chunk)
                 staged.write(chunk)
-    except (zipfile.BadZipFile, ValueError, OSError) as exc:
+    except container.ZIP_FAULTS as exc:
         raise _unreadable(exc) from None
     if not hmac.compare_digest(digest.hexdigest(), str(entry.get("sha256", "")).lower()):
         raise errors.BrokenArchiveChain(f"{name} does not match its SHA-256 in {LINKING}")

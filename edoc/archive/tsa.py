@@ -338,6 +338,21 @@ def check_token(
     """Check ``token`` stamps ``digest``, is signed by a time-stamping authority that
     chains to ``root`` (through ``intermediates`` or the certificates in the token), and
     return what it proves. Raises BadTimestamp or UntrustedTimestamp, saying why."""
+    try:
+        return _checked_token(token, digest, root, intermediates)
+    except (ValueError, TypeError, KeyError, IndexError) as exc:
+        # asn1crypto parses a field when it is first read, and cryptography a certificate's
+        # extensions: a malformed one (an unknown signature algorithm, an empty signing
+        # certificate list) fails where the check reads it
+        raise errors.BadTimestamp(f"unreadable time-stamp token: {exc}") from None
+
+
+def _checked_token(
+    token: bytes,
+    digest: bytes,
+    root: x509.Certificate,
+    intermediates: Sequence[x509.Certificate],
+) -> Stamp:
     parsed = _parse(token)
     imprint = parsed.info["message_imprint"]
     if imprint["hash_algorithm"]["algorithm"].native != "sha256":

@@ -20,7 +20,6 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import hmac
-import zipfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -120,11 +119,12 @@ def _check_authority(stamp: tsa.Stamp, revocations: Revocations) -> None:
 def _read_package(parts: container.Container, name: str) -> envelope.Package:
     """A package of the container, read as edoc.envelope reads a file: whole if small,
     else streamed (its attachments hashed as they pass, never whole in memory)."""
+    size = parts.package_size(name)
     try:
         with parts.package(name) as file:
-            small = parts.package_size(name) <= WHOLE_FROM_FILE
-            return envelope.read_package(file.read() if small else file)
-    except (zipfile.BadZipFile, OSError) as exc:  # changed since it was hashed
+            # as much as it says it holds (container.read_whole says why)
+            return envelope.read_package(file.read(size) if size <= WHOLE_FROM_FILE else file)
+    except container.ZIP_FAULTS as exc:  # changed since it was hashed
         raise errors.EvidenceTampered(f"{name} is damaged: {exc}") from None
 
 
@@ -189,7 +189,7 @@ def _verify_parts(parts: container.Container, root: x509.Certificate) -> Contain
     _check_authority(stamp, revocations)
     described = parts.description()
     document_id = str(described.get("document_id", ""))
-    messages = [str(m.get("file", "")) for m in described.get("messages", [])]
+    messages = parts.message_files()
     held = sorted(n for n in parts.digests if n.startswith(container.MESSAGES))
     if sorted(messages) != held or not messages:
         raise errors.BadContainer(f"{container.DESCRIPTION} does not list the message files")
