@@ -3,8 +3,12 @@ network.json (``operator.token``) and gives the hub and every node in their envi
 
 A script sends it as ``Authorization: Bearer <token>``; a browser logs in once with a form
 and then carries a cookie (HttpOnly: no page script reads it; SameSite=Strict: no other
-site's page makes the browser send it, so the retry action needs no CSRF token). The
-cookie holds a value derived from the credential, not the credential itself.
+site's page makes the browser send it). The cookie holds a value derived from the
+credential, not the credential itself. A site is a domain whatever its port and
+subdomain, though: every service on 127.0.0.1 (`edoc up`'s hub and nodes), every
+province's node under one national domain is the same site. So a change the cookie asks
+for (the retry actions: a POST) must also come from the dashboard's own page, as the
+browser's ``Origin`` says; a script's Bearer credential no other page can send.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 from aiohttp import web
 
@@ -31,6 +36,18 @@ def _same(given: str, expected: str) -> bool:
     return hmac.compare_digest(given.encode(), expected.encode())
 
 
+SAFE_METHODS = frozenset({"GET", "HEAD"})  # what only reads: a page or its data
+
+
+def _from_own_page(request: web.Request) -> bool:
+    """A reading request, or a change whose Origin is this service (its host and port,
+    as the browser addressed it: the Host header)."""
+    if request.method in SAFE_METHODS:
+        return True
+    origin = request.headers.get("Origin", "")
+    return bool(request.host) and urlsplit(origin).netloc == request.host
+
+
 @dataclass(frozen=True)
 class Operator:
     """The credential a service admits to its dashboard; None: the dashboard is closed."""
@@ -38,18 +55,35 @@ class Operator:
     token: str | None
 
     def admits(self, request: web.Request) -> bool:
-        if not self.token:
+        try:
+            self.check(request)
+        except errors.NotOperator:
             return False
+        return True
+
+    def _credential(self, request: web.Request) -> str | None:
+        """How ``request`` carries the operator's credential: "bearer", "cookie", or None."""
+        if not self.token:
+            return None
         header = request.headers.get("Authorization", "")
         if header.startswith("Bearer ") and _same(header.removeprefix("Bearer "), self.token):
-            return True
+            return "bearer"
         cookie = request.cookies.get(COOKIE)
-        return cookie is not None and _same(cookie, session_value(self.token))
+        if cookie is not None and _same(cookie, session_value(self.token)):
+            return "cookie"
+        return None
 
     def check(self, request: web.Request) -> None:
-        """Refuse (EDOC-AUTH-003) a request that does not carry the operator's credential."""
-        if not self.admits(request):
+        """Refuse (EDOC-AUTH-003) a request that does not carry the operator's credential,
+        or a change that carries it in the cookie from a page of another site."""
+        found = self._credential(request)
+        if found is None:
             raise errors.NotOperator("the dashboard needs the operator credential")
+        if found == "cookie" and not _from_own_page(request):
+            raise errors.NotOperator(
+                "a change asked from a page of another site (or of none): the dashboard's"
+                " own page sends its Origin"
+            )
 
     def log_in(self, given: str, secure: bool) -> web.Response:
         """The answer to a login form: to the dashboard with the cookie, or refused."""

@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+from edoc.dashboard import auth
 from tests.dashboard.support import OPERATOR
 from tests.support import node as node_support
 from tests.support.network import eventually, metadata
@@ -150,3 +151,38 @@ async def test_the_hub_refusing_the_nodes_credentials_shows_and_fails_nothing(
         await eventually(refused, timeout=10)
         (row,) = (await overview(node))["troubled"]
         assert row["state"] == "pending" and "EDOC-AUTH-001" in row["last_error"]
+
+
+async def _post_with_cookie(node: Node, path: str, origin: str | None) -> tuple[int, Any]:
+    """A POST a browser makes with the login cookie, from a page of ``origin``."""
+    headers = {
+        "Cookie": f"{auth.COOKIE}={auth.session_value(OPERATOR)}",
+        "Accept": "application/json",
+    }
+    if origin is not None:
+        headers["Origin"] = origin
+    form = {"route": "hub", "outgoing_id": "1"}
+    async with node.client.post(path, data=form, headers=headers) as response:
+        return response.status, await response.json()
+
+
+async def test_a_change_from_another_sites_page_is_refused(tmp_path: Path) -> None:
+    """SameSite=Strict keeps the cookie from other sites' forms, but a site is a domain
+    whatever its port or subdomain: every other service on 127.0.0.1 (`edoc up`'s hub
+    and nodes), every other province's node under one national domain is same-site.
+    A change the cookie asks for comes from the dashboard's own page, or not at all."""
+    async with node_support.door(tmp_path) as door:
+        door.config = dataclasses.replace(door.config, operator_token=OPERATOR)
+        async with door.node(with_book=False) as node:
+            own = str(node.client.make_url("/").origin())
+            for path in ("/dashboard/api/retry", "/dashboard/api/reopen"):
+                for foreign in ("http://127.0.0.1:1", "http://evil.example", "null", None):
+                    status, body = await _post_with_cookie(node, path, foreign)
+                    assert (status, body["error"]["code"]) == (401, "EDOC-AUTH-003"), foreign
+                    assert "another site" in body["error"]["message"]
+            assert await _post_with_cookie(node, "/dashboard/api/retry", own) == (
+                200,
+                {"retried": "hub"},
+            )
+            status, body = await _post_with_cookie(node, "/dashboard/api/reopen", own)
+            assert (status, body["error"]["code"]) == (404, "EDOC-HTTP-404")  # admitted: no such
