@@ -166,18 +166,36 @@ _SHAPE = {
     "type": "object",
     "required": ["hub", "nodes"],
     "properties": {
-        "hub": {"type": "object", "required": ["url"]},
+        "hub": {
+            "type": "object",
+            "required": ["url"],
+            "properties": {  # what `edoc up` runs it by, when given (a hand edit's slips)
+                "url": {"type": "string"},
+                "port": {"type": "integer"},
+                "tls": {"type": "boolean"},
+                "instances": {"type": "integer", "minimum": 1},
+                "store": {"type": ["string", "null"]},
+            },
+        },
         "nodes": {
             "type": "array",
             "items": {
                 "type": "object",
                 "required": ["province", "name", "url", "agencies"],
                 "properties": {
+                    "province": {"type": "string"},
+                    "url": {"type": "string"},
+                    "port": {"type": "integer"},
+                    "hub_token": {"type": "string"},
                     "agencies": {
                         "type": "array",
                         "items": {
                             "type": "object",
                             "required": ["org_id", "name", "token", "signer"],
+                            "properties": {
+                                "org_id": {"type": "string"},
+                                "token": {"type": "string"},
+                            },
                         },
                     },
                 },

@@ -193,3 +193,33 @@ def test_hubs_alone_on_a_postgresql_network_keeps_its_store(
         assert started[-1]["hub"]["instances"] == 3
     finally:
         postgres.drop(name)
+
+
+@pytest.mark.parametrize(
+    ("part", "value", "where"),  # (a node's part: its first node's)
+    [
+        ("instances", "two", "$.hub.instances: 'two' is not of type 'integer'"),
+        ("instances", 0, "$.hub.instances: 0 is less than the minimum of 1"),
+        ("store", 5, "$.hub.store: 5 is not of type 'string', 'null'"),
+        ("tls", "yes", "$.hub.tls: 'yes' is not of type 'boolean'"),
+        ("port", "8700", "$.hub.port: '8700' is not of type 'integer'"),
+        ("node port", None, "$.nodes[0].port: None is not of type 'integer'"),
+    ],
+)
+def test_a_network_json_whose_hub_part_has_the_wrong_type_is_refused_by_name(
+    tmp_path: Path, started: list[dict[str, Any]], part: str, value: Any, where: str
+) -> None:
+    """A hand-edited hub part of the wrong type was a ValueError's or AttributeError's
+    traceback (instances "two", a store 5), or taken as something else (tls "yes")."""
+    assert _up(tmp_path, "--provinces", "H53").exit_code == 0
+    path = tmp_path / "network.json"
+    spec = json.loads(path.read_text())
+    if part.startswith("node "):
+        spec["nodes"][0][part.removeprefix("node ")] = value
+    else:
+        spec["hub"][part] = value
+    path.write_text(json.dumps(spec))
+    refused = _up(tmp_path)
+    assert refused.exit_code == 1, refused.output
+    assert refused.stderr.startswith(f"error EDOC-IN-000: {path} is not a network.json (at {where}")
+    assert len(started) == 1
