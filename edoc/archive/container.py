@@ -284,8 +284,13 @@ def _open(source: bytes | IO[bytes] | Path) -> zipfile.ZipFile:
         archive = zipfile.ZipFile(io.BytesIO(source) if isinstance(source, bytes) else source)
     except (zipfile.BadZipFile, ValueError) as exc:
         raise errors.BadContainer(f"not a ZIP container: {exc}") from None
+    return checked(archive, _check_entries)
+
+
+def checked(archive: zipfile.ZipFile, check: Callable[[zipfile.ZipFile], None]) -> zipfile.ZipFile:
+    """``archive`` once ``check`` passed it; closed when it did not."""
     try:
-        _check_entries(archive)
+        check(archive)
     except errors.BadContainer:
         archive.close()
         raise

@@ -190,12 +190,7 @@ def _open(source: bytes | IO[bytes] | Path) -> zipfile.ZipFile:
         archive = zipfile.ZipFile(_seekable(source))
     except (zipfile.BadZipFile, ValueError, OSError) as exc:
         raise _unreadable(exc) from None
-    try:
-        _check_entries(archive)
-    except errors.BadContainer:
-        archive.close()
-        raise
-    return archive
+    return container.checked(archive, _check_entries)
 
 
 def _check_entries(archive: zipfile.ZipFile) -> None:
