@@ -55,7 +55,7 @@ class Wanted:
     kind: pki.CertKind
     org_name: str = ""
     full_name: str = ""
-    days: int = 730
+    days: int = pki.SIGNER_DAYS
     tls_hosts: tuple[str, ...] = ()
 
     @classmethod
@@ -65,15 +65,21 @@ class Wanted:
         *,
         org_name: str = "",
         full_name: str = "",
-        days: int = 730,
+        days: int | None = None,
         tls_hosts: tuple[str, ...] = (),
     ) -> Wanted:
         """An organization seal; a personal certificate when ``full_name`` is given; a
-        TLS certificate for a hub or node when ``tls_hosts`` are."""
+        TLS certificate for a hub or node when ``tls_hosts`` are. Valid ``days``, or by
+        default pki.TLS_DAYS for a TLS certificate and pki.SIGNER_DAYS for the others."""
         OrgId.parse(org_id)
+        if full_name and tls_hosts:
+            # a hub or node presents its organization's TLS certificate, never a person's
+            raise ValueError("a TLS certificate is an organization's, not a person's")
         kind = pki.CertKind.PERSONAL if full_name else pki.CertKind.ORGANIZATION
         if tls_hosts:
             kind = pki.CertKind.TLS
+        if days is None:
+            days = pki.TLS_DAYS if kind is pki.CertKind.TLS else pki.SIGNER_DAYS
         return cls(org_id, kind, org_name, full_name, days, tls_hosts)
 
     @classmethod
@@ -105,6 +111,7 @@ def _certificate(
             org_id=wanted.org_id,
             hosts=wanted.tls_hosts,
             now=now,
+            days=wanted.days,
         )
     if not isinstance(key, rsa.RSAPrivateKey):  # what signs documents or time stamps is RSA
         raise TypeError(f"a {wanted.kind.value} certificate takes an RSA key")
@@ -203,11 +210,11 @@ class KeyStore(KeyIndex):
         *,
         org_name: str = "",
         full_name: str = "",
-        days: int = 730,
+        days: int | None = None,
         tls_hosts: tuple[str, ...] = (),
     ) -> CertRecord:
         """A new organization seal; a personal certificate when ``full_name`` is given;
-        a TLS certificate for a hub or node when ``tls_hosts`` are."""
+        a TLS certificate for a hub or node when ``tls_hosts`` are (Wanted.of)."""
         wanted = Wanted.of(
             org_id, org_name=org_name, full_name=full_name, days=days, tls_hosts=tls_hosts
         )
@@ -297,7 +304,12 @@ class KeyStore(KeyIndex):
         )
 
     def rotate(
-        self, org_id: str, *, full_name: str = "", overlap_days: float = 7, days: int = 730
+        self,
+        org_id: str,
+        *,
+        full_name: str = "",
+        overlap_days: float = 7,
+        days: int = pki.SIGNER_DAYS,
     ) -> CertRecord:
         """A new seal for ``org_id`` (a personal certificate for ``full_name`` of it, when
         given); the current ones keep verifying through the overlap."""

@@ -48,6 +48,10 @@ POLICY_TSA = x509.ObjectIdentifier("1.3.6.1.4.1.61102.1.4")
 DOCUMENT_SIGNING = x509.ObjectIdentifier("1.3.6.1.5.5.7.3.36")
 LEAF_KEY_BITS = 2048
 CA_KEY_BITS = 3072
+# How long a leaf is valid unless asked otherwise: a signer's certificate two years, a
+# TLS one one year (a running hub or node takes a renewed one at its next connection).
+SIGNER_DAYS = 730
+TLS_DAYS = 365
 
 # A leaf certificate's key: RSA for signers, EC P-256 for TLS (RSA in older key stores).
 LeafKey: TypeAlias = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey
@@ -301,7 +305,7 @@ def make_leaf(
     org_name: str,
     full_name: str = "",
     now: dt.datetime,
-    days: int = 730,
+    days: int = SIGNER_DAYS,
 ) -> x509.Certificate:
     """An organization seal or a personal certificate, issued by ``ca``."""
     common_name = full_name if kind is CertKind.PERSONAL else (org_name or org_id)
@@ -326,7 +330,7 @@ def make_tls(
     org_id: str,
     hosts: tuple[str, ...],
     now: dt.datetime,
-    days: int = 365,
+    days: int = TLS_DAYS,
 ) -> x509.Certificate:
     """A TLS certificate for a hub or node: server and client auth, its hosts as SANs,
     signed by the (RSA) CA with SHA-256 whatever its own key."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import itertools
 import json
 import shutil
@@ -392,3 +393,52 @@ def test_a_tls_renewal_is_judged_by_its_host_names_not_their_spelling_or_order(
     refused = _issue_tls(path, "hub.example", "::1", "localhost", ok=False)
     assert refused.stderr.startswith("error EDOC-KEY-005: ")
     assert "would leave out 10.0.0.1, which" in refused.stderr
+
+
+def _valid_days(path: Path) -> dict[tuple[str, str], int]:
+    """How many days each certificate in ``path`` is valid, by (kind, org id), as
+    `keys list --json` says."""
+    listed = json.loads(edoc("keys", "list", "--json", "--keys-dir", path).stdout)
+    return {
+        (row["kind"], row["org_id"]): (
+            dt.datetime.fromisoformat(row["not_after"])
+            - dt.datetime.fromisoformat(row["not_before"])
+        ).days
+        for row in listed
+    }
+
+
+def test_a_tls_certificate_is_valid_as_long_as_asked_and_each_kind_has_its_default(
+    tmp_path: Path,
+) -> None:
+    """`--days 30 --tls-host h` made a certificate valid 365 days: the TLS path never
+    passed --days on, and an operator asking for a short one got a long one, silently."""
+    path = tmp_path / "keys"
+    edoc("keys", "init", "--keys-dir", path)
+    _issue_tls(path, "localhost", also=("--days", "30"))
+    edoc("keys", "issue", HUB, "--days", "45", "--keys-dir", path)
+    edoc("keys", "issue", SENDER, "--tls-host", "localhost", "--keys-dir", path)
+    edoc("keys", "issue", SENDER, "--keys-dir", path)
+    assert _valid_days(path) == {
+        ("tls", HUB): 30,
+        ("organization", HUB): 45,
+        ("tls", SENDER): 365,  # the default for TLS, as `edoc up` provisions it
+        ("organization", SENDER): 730,  # and for seals and personal certificates
+    }
+    help_text = " ".join(edoc("keys", "issue", "--help").stdout.split())
+    assert "730 for seals and personal certificates, 365 for TLS" in help_text
+
+
+def test_a_personal_tls_certificate_is_a_usage_error_and_nothing_is_issued(
+    tmp_path: Path,
+) -> None:
+    """It was issued: a TLS certificate in a person's name, which no hub or node ever
+    presents (each presents its organization's)."""
+    path = tmp_path / "keys"
+    edoc("keys", "init", "--keys-dir", path)
+    asked = ["issue", HUB, "--personal", SIGNER, "--tls-host", "localhost"]
+    both = CliRunner().invoke(main, ["keys", *asked, "--keys-dir", str(path)])
+    assert both.exit_code == 2
+    assert "--personal does not go with --tls-host" in both.output
+    assert list((path / "certs").iterdir()) == []
+    assert json.loads(edoc("keys", "list", "--json", "--keys-dir", path).stdout) == []

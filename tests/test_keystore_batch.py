@@ -79,6 +79,27 @@ def test_a_bad_identifier_is_refused_as_the_batch_is_asked_for() -> None:
         Wanted.of("not an id")
 
 
+def test_a_tls_certificate_in_a_persons_name_is_never_asked_for() -> None:
+    """A hub or node presents its organization's TLS certificate: a person's is never used."""
+    with pytest.raises(ValueError, match="an organization's, not a person's"):
+        Wanted.of("000.00.07.H53", full_name="Nguyễn Văn An", tls_hosts=("localhost",))
+
+
+def test_provisioning_gives_each_kind_its_default_validity(tmp_path: Path) -> None:
+    """`edoc up` asks for no validity: its TLS certificates stay a year, as before the
+    days asked were passed on to TLS ones, while a seal or personal certificate is two."""
+    net = network.plan(tmp_path, ["H53"], 21000, tls=True, agencies=1)
+    network.provision(net)
+    days = {r.kind: (r.not_after - r.not_before).days for r in KeyStore(net.keys_dir).records()}
+    assert days == {
+        pki.CertKind.ORGANIZATION: pki.SIGNER_DAYS,
+        pki.CertKind.PERSONAL: pki.SIGNER_DAYS,
+        pki.CertKind.TLS: pki.TLS_DAYS,
+        pki.CertKind.TSA: 3650,
+    }
+    assert (pki.SIGNER_DAYS, pki.TLS_DAYS) == (730, 365)
+
+
 def test_provisioning_again_issues_nothing_and_leaves_the_index_alone(tmp_path: Path) -> None:
     net = network.plan(tmp_path, ["H53", "H34"], 21000, tls=True, agencies=2)
     network.provision(net)

@@ -39,9 +39,9 @@ def keys_init(keys_dir: Path, exist_ok: bool) -> None:
 @click.option(
     "--days",
     type=click.IntRange(1, 3650),
-    default=730,
-    show_default=True,
-    help="How long the certificate is valid.",
+    default=None,
+    help=f"How long the certificate is valid (default: {pki.SIGNER_DAYS} for seals and"
+    f" personal certificates, {pki.TLS_DAYS} for TLS).",
 )
 @click.option(
     "--tls-host",
@@ -68,7 +68,7 @@ def keys_issue(
     org_id: str,
     org_name: str,
     full_name: str,
-    days: int,
+    days: int | None,
     tls_hosts: tuple[str, ...],
     exist_ok: bool,
     drop_hosts: bool,
@@ -79,10 +79,15 @@ def keys_issue(
     An organization with an active seal gets no second one, nor a person with an active
     personal certificate of it (EDOC-KEY-003; `keys rotate` replaces one). A TLS
     certificate renewed must keep every host name of the current one (EDOC-KEY-005)
-    unless --drop-hosts. Without --name, the organization's name on its latest
-    certificate."""
+    unless --drop-hosts, and is the organization's, never a person's (--personal).
+    Without --name, the organization's name on its latest certificate."""
     if drop_hosts and not tls_hosts:
         raise click.UsageError("--drop-hosts goes with --tls-host")
+    if full_name and tls_hosts:
+        # services present their organization's TLS certificate: a person's is never used
+        raise click.UsageError(
+            "--personal does not go with --tls-host: a TLS certificate is the organization's"
+        )
     store = existing_keys(keys_dir)
     kind = pki.CertKind.TLS if tls_hosts else None
     if exist_ok:
