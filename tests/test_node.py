@@ -151,6 +151,35 @@ async def test_statuses_flow_back_to_06_and_the_rules_hold(net: LocalNetwork) ->
     assert status in (403, 404) and body["error"]["code"] in ("EDOC-AUTH-002", "EDOC-HTTP-404")
 
 
+@pytest.mark.parametrize(
+    ("staff", "code", "names"),
+    [
+        ({"name": "Trần Thị Bình", "position": "Chuyên viên"}, "EDOC-ENV-003", "staff.position"),
+        ({"department": "Văn phòng", "name": "x" * 501}, "EDOC-ENV-002", "staff.name"),
+        ({"mobile": 912345678}, "EDOC-ENV-002", "staff.mobile"),
+    ],
+)
+async def test_a_status_refuses_staff_it_would_not_send_whole(
+    net: LocalNetwork, staff: dict[str, Any], code: str, names: str
+) -> None:
+    """As the document metadata does: an unknown field, or a value cut or made text,
+    would sign a status that says other than the agency posted."""
+    ((_, item),) = await _received(net, 1)
+    recipient = net.agency(KON_TUM)
+    path = f"/api/v1/inbox/{item['id']}/status"
+    status, body, _ = await recipient.request(
+        "POST", path, json_body={"code": "03", "staff": staff}
+    )
+    assert (status, body["error"]["code"]) == (400, code), body
+    assert body["error"]["message"].startswith(names), body
+    assert (await recipient.inbox_item(item["id"]))["answers"] == ["01"]  # nothing queued
+    whole = {"department": "Văn phòng", "name": "x" * 500, "email": "", "mobile": "0912345678"}
+    status, body, _ = await recipient.request(
+        "POST", path, json_body={"code": "03", "staff": whole}
+    )
+    assert status == 202, body
+
+
 BATCH = "/api/v1/inbox/statuses"
 
 
@@ -221,6 +250,18 @@ async def test_statuses_together_in_one_request_all_or_none(net: LocalNetwork) -
             400,
             "EDOC-ENV-002",
             "statuses[1]",
+        ),
+        (
+            [{"id": "{first}", "code": "05", "staff": {"name": "An", "phone": "0900"}}],
+            400,
+            "EDOC-ENV-003",
+            "statuses[0]: staff.phone",
+        ),
+        (
+            [{"id": "{first}", "code": "05", "staff": {"email": "a" * 501}}],
+            400,
+            "EDOC-ENV-002",
+            "statuses[0]: staff.email",
         ),
         (
             [{"id": "{first}", "code": "06"}, {"id": "{first}", "code": "03"}],

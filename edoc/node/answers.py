@@ -102,21 +102,37 @@ def agency_status(item: InboxItem, body: object, entry: int | None = None) -> Ag
     if not isinstance(code, str) or code not in AGENCY_CODES:
         raise errors.InvalidField(f"code must be one of {', '.join(sorted(AGENCY_CODES))}")
     description = fields.get("description", "")
-    staff = fields.get("staff", {})
-    if (
-        not isinstance(description, str)
-        or len(description) > MAX_DESCRIPTION
-        or not isinstance(staff, dict)
-    ):
-        raise errors.InvalidField("description must be text, staff an object")
-    known = ("department", "name", "email", "mobile")
+    if not isinstance(description, str) or len(description) > MAX_DESCRIPTION:
+        raise errors.InvalidField(
+            f"description must be text of at most {MAX_DESCRIPTION} characters"
+        )
     return AgencyStatus(
-        item,
-        StatusCode(code),
-        description,
-        Staff(**{key: str(staff[key])[:500] for key in known if key in staff}),
-        entry,
+        item, StatusCode(code), description, staff_of(fields.get("staff", {})), entry
     )
+
+
+STAFF_FIELDS = ("department", "name", "email", "mobile")
+MAX_STAFF_FIELD = 500  # characters, as the metadata's short texts (a signer's position)
+
+
+def staff_of(given: object) -> Staff:
+    """The officer a status names, refused as the document metadata refuses its fields:
+    an unknown field (EDOC-ENV-003), a value not text or longer than MAX_STAFF_FIELD
+    (EDOC-ENV-002), each error naming the field (``staff.foo``). Silently dropping or
+    cutting them sent a status that said less than the agency believed."""
+    if not isinstance(given, dict):
+        raise errors.InvalidField("staff must be an object")
+    unknown = sorted(set(given) - set(STAFF_FIELDS))
+    if unknown:
+        raise errors.UnknownField(
+            f"staff.{unknown[0]}: unknown field (staff has {', '.join(STAFF_FIELDS)})"
+        )
+    for key, value in given.items():
+        if not isinstance(value, str) or len(value) > MAX_STAFF_FIELD:
+            raise errors.InvalidField(
+                f"staff.{key}: must be text of at most {MAX_STAFF_FIELD} characters"
+            )
+    return Staff(**given)
 
 
 @contextlib.contextmanager

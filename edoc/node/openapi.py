@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from edoc.model import AGENCY_CODES
-from edoc.node.answers import MAX_DESCRIPTION, MAX_STATUSES
+from edoc.node.answers import MAX_DESCRIPTION, MAX_STAFF_FIELD, MAX_STATUSES, STAFF_FIELDS
 
 _CODES = sorted(code.value for code in AGENCY_CODES)
 _ERROR = {
@@ -73,10 +73,13 @@ _STATUS: dict[str, Any] = {
         "description": {"type": "string", "maxLength": MAX_DESCRIPTION},
         "staff": {
             "type": "object",
-            "description": "The officer who answers; each field kept up to 500 characters,"
-            " others ignored",
+            "description": "The officer who answers. As in the document metadata, an"
+            " unknown field is refused (400 EDOC-ENV-003) and so is a value that is not text"
+            " or is longer than 500 characters (400 EDOC-ENV-002), the error naming it"
+            " (`staff.phone`)",
+            "additionalProperties": False,
             "properties": {
-                name: {"type": "string"} for name in ("department", "name", "email", "mobile")
+                name: {"type": "string", "maxLength": MAX_STAFF_FIELD} for name in STAFF_FIELDS
             },
         },
     },
