@@ -235,23 +235,32 @@ async def _run(
     return await offload.run(function, *args, **kwargs)
 
 
+@dataclass(frozen=True)
+class Stamped:
+    """What a pass stamped: how many packages, into which batch files (oldest first)."""
+
+    packages: int = 0
+    files: tuple[Path, ...] = ()
+
+
 async def stamp_new(
     stored: Kept,
     batches: BatchLog,
     stamper: Stamper,
     now: dt.datetime,
     offload: Offload | None = None,
-) -> int:
-    """Stamp the packages kept since the mark, in batches; how many were stamped. With
-    ``offload``, reading, hashing, stamping and writing run off the loop."""
+) -> Stamped:
+    """Stamp the packages kept since the mark, in batches. With ``offload``, reading,
+    hashing, stamping and writing run off the loop."""
     await _run(offload, batches.ready)  # an index that does not open fails it first
     count = 0
+    files: list[Path] = []
     while True:
         mark = await _run(offload, batches.mark)
         refs, moved = await stored.kept_after(mark, BATCH_LIMIT)
         if not refs:
-            return count
+            return Stamped(count, tuple(files))
         digests = await _run(offload, digests_of, refs)
         token = await _run(offload, stamper, merkle.root(digests))
-        await _run(offload, batches.add, Batch(digests, token), moved, now)
+        files.append(await _run(offload, batches.add, Batch(digests, token), moved, now))
         count += len(refs)

@@ -69,13 +69,15 @@ async def stamp_pass(
     """Stamp what is new, then remove the batches past ``retention`` (the passes' own)
     when a prune is due; how many packages."""
     batches = BatchLog(stamping.folder)
-    count = await stamp_new(stored, batches, lambda digest: _stamp(keys, now, digest), now, offload)
+    stamped = await stamp_new(
+        stored, batches, lambda digest: _stamp(keys, now, digest), now, offload
+    )
     cutoff = retention.due(now)
     if cutoff is not None:
         gone = await offload.run(batches.prune, cutoff)
         if gone:
             log.info("old batches removed", batches=gone, keep_days=retention.keep_days)
-    return count
+    return stamped.packages
 
 
 async def stamp_forever(

@@ -14,7 +14,7 @@ from cryptography import x509
 
 from edoc import errors
 from edoc.archive import day, export, hub
-from edoc.archive.batches import BatchLog, Retention, evidence_folder, stamp_new
+from edoc.archive.batches import BatchLog, Retention, Stamped, evidence_folder, stamp_new
 from edoc.archive.stored import open_stored
 from edoc.archive.verify import ContainerReport, verify_container
 from edoc.cli.options import existing_keys, json_option, service_keys_dir_option
@@ -83,14 +83,15 @@ def archive_stamp(
         try:
             while True:
                 now = utcnow()
-                count = await stamp_new(stored, log, export.stamper(keys, now), now)
-                if count:
-                    click.echo(f"stamped {count} packages at {now:%Y-%m-%d %H:%M:%S}Z")
+                stamped = await stamp_new(stored, log, export.stamper(keys, now), now)
+                if stamped.packages or once:
+                    click.echo(_stamped_line(stamped, log.folder, now))
                 cutoff = retention.due(now)
                 if cutoff is not None:
                     gone = log.prune(cutoff)
                     if gone:
-                        click.echo(f"removed {gone} batches older than {evidence_days} days")
+                        removed = _plural(gone, "batch", "batches")
+                        click.echo(f"removed {removed} older than {evidence_days} days")
                 if once:
                     return
                 await asyncio.sleep(every)
@@ -99,6 +100,21 @@ def archive_stamp(
 
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(run())
+
+
+def _plural(count: int, word: str, words: str) -> str:
+    return f"{count} {word if count == 1 else words}"
+
+
+def _stamped_line(stamped: Stamped, folder: Path, now: dt.datetime) -> str:
+    """What a pass stamped and where it wrote it, or that there was nothing new (said
+    only once: a pass every few seconds would repeat it)."""
+    if not stamped.packages:
+        return f"nothing new to stamp: every package kept is in a batch of {folder}"
+    packages = _plural(stamped.packages, "package", "packages")
+    batches = _plural(len(stamped.files), "batch", "batches")
+    where = stamped.files[0] if len(stamped.files) == 1 else folder / "batches"
+    return f"stamped {packages} in {batches} at {now:%Y-%m-%d %H:%M:%S}Z: {where}"
 
 
 @archive.command("export")

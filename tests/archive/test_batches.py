@@ -21,6 +21,7 @@ from edoc.archive.batches import (
     Batch,
     BatchLog,
     Retention,
+    Stamped,
     evidence_folder,
     stamp_new,
 )
@@ -66,8 +67,10 @@ async def _stamp_and_export(ca: Ca, node: Path, revoke_between: bool) -> tuple[b
     stored = await open_stored(sqlite_url(node / "node.sqlite"))
     try:
         log = BatchLog(evidence_folder(node))
-        assert await stamp_new(stored, log, export.stamper(ca.keys, stamped), stamped) == 4
-        assert await stamp_new(stored, log, export.stamper(ca.keys, stamped), stamped) == 0
+        first = await stamp_new(stored, log, export.stamper(ca.keys, stamped), stamped)
+        assert (first.packages, len(first.files)) == (4, 1)
+        again = await stamp_new(stored, log, export.stamper(ca.keys, stamped), stamped)
+        assert again == Stamped()
         support.later(ca, minutes=5)
         if revoke_between:
             ca.keys.revoke(SENDER, "keyCompromise")
@@ -125,9 +128,14 @@ def test_edoc_archive_stamp_once(own_ca: Ca, tmp_path: Path) -> None:
     arguments += ["--keys-dir", str(own_ca.keys.path)]
     first = CliRunner().invoke(main, arguments)
     assert first.exit_code == 0, first.output
-    assert first.output.startswith("stamped 4 packages")
+    (written,) = (evidence_folder(node) / "batches").iterdir()
+    assert first.output.startswith("stamped 4 packages in 1 batch at ")
+    assert first.output.endswith(f"Z: {written}\n")  # where the evidence went
     again = CliRunner().invoke(main, arguments)
-    assert (again.exit_code, again.output) == (0, "")
+    assert again.exit_code == 0, again.output
+    assert again.output == (
+        f"nothing new to stamp: every package kept is in a batch of {evidence_folder(node)}\n"
+    )
     assert len(BatchLog(evidence_folder(node)).batches()) == 1
 
 
@@ -146,7 +154,7 @@ def test_retention_removes_batches_older_than_the_policy(own_ca: Ca, tmp_path: P
     arguments = ["archive", "stamp", "--once", "--data-dir", str(node), "--evidence-days", "30"]
     result = CliRunner().invoke(main, [*arguments, "--keys-dir", str(own_ca.keys.path)])
     assert result.exit_code == 0, result.output
-    assert "removed 1 batches older than 30 days" in result.output
+    assert "removed 1 batch older than 30 days" in result.output
     names = sorted(p.name for p in (node / "evidence" / "batches").iterdir())
     assert len(names) == 4 and {"notes.json", "0-sorts-first.json"} <= set(names)
     assert "stamped 4 packages" in result.output
@@ -245,7 +253,7 @@ async def test_a_damaged_index_is_named_and_stamps_nothing(own_ca: Ca, tmp_path:
             await stamp_new(stored, log, stamper, own_ca.clock())
         assert (len(log.batches()), log.mark()) == (1, Mark(0, 0))
         index.unlink()  # the operator's remedy: made again from the batches
-        assert await stamp_new(stored, log, stamper, own_ca.clock()) == 4
+        assert (await stamp_new(stored, log, stamper, own_ca.clock())).packages == 4
     finally:
         await stored.close()
     assert set(log.proofs_of([hashlib.sha256(b"one").digest()])) == {

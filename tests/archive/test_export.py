@@ -155,7 +155,10 @@ def large(ca: Ca, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
 
 
 async def _stamped(kept: Kept, folder: Path, ca: Ca, at: dt.datetime) -> None:
-    assert await stamp_new(kept, BatchLog(evidence_folder(folder)), export.stamper(ca.keys, at), at)
+    stamped = await stamp_new(
+        kept, BatchLog(evidence_folder(folder)), export.stamper(ca.keys, at), at
+    )
+    assert stamped.packages
 
 
 async def _kept_by_a_node(ca: Ca, folder: Path, package: Path, about: str) -> list[str]:
