@@ -28,10 +28,14 @@ TEMPLATES = jinja2.Environment(
     autoescape=True,
     undefined=jinja2.StrictUndefined,
 )
-# the pages load only their own scripts and styles; no other site may frame them
+# Every dashboard answer carries them (secured: pages, JSON data, refusals, downloads):
+# the pages load only their own scripts and styles; no other site may frame them; a
+# browser takes each answer as the type it says (an envelope's XML, an error's JSON) and
+# guesses none; nothing an operator saw is kept in a cache.
 HEADERS = {
     "Content-Security-Policy": "default-src 'self'; img-src 'self' data:; frame-ancestors 'none'",
     "X-Frame-Options": "DENY",
+    "X-Content-Type-Options": "nosniff",
     "Referrer-Policy": "no-referrer",
     "Cache-Control": "no-store",
 }
@@ -41,15 +45,27 @@ Handler = Callable[[web.Request], Awaitable[web.Response]]
 
 def render(template: str, status: int = 200, **context: Any) -> web.Response:
     html = TEMPLATES.get_template(template).render(prefix=PREFIX, **context)
-    return web.Response(
-        text=html, status=status, content_type="text/html", charset="utf-8", headers=HEADERS
-    )
+    return web.Response(text=html, status=status, content_type="text/html", charset="utf-8")
+
+
+def _is_dashboard(request: web.Request) -> bool:
+    return request.path.startswith(PREFIX) or request.path == PREFIX.rstrip("/")
+
+
+async def secured(request: web.Request, response: web.StreamResponse) -> None:
+    """HEADERS on every answer under the dashboard's prefix, as it is sent: whichever
+    handler made it, or the service's middleware from a refusal (one place, so a route
+    added later cannot be without them). A header the answer set itself is kept."""
+    if _is_dashboard(request):
+        for name, value in HEADERS.items():
+            response.headers.setdefault(name, value)
 
 
 def install(app: web.Application, operator: Operator, view: str, overview: Overview) -> None:
     """The routes every dashboard has: the page, its data, login and logout, static files.
     ``view`` names the page's template ("hub" or "node")."""
     app[OPERATOR] = operator
+    app.on_response_prepare.append(secured)
 
     async def page(request: web.Request) -> web.StreamResponse:
         if not request.app[OPERATOR].admits(request):
@@ -59,7 +75,7 @@ def install(app: web.Application, operator: Operator, view: str, overview: Overv
 
     async def data(request: web.Request) -> web.Response:
         request.app[OPERATOR].check(request)
-        return web.json_response(await overview(request), headers={"Cache-Control": "no-store"})
+        return web.json_response(await overview(request))
 
     async def login_form(_request: web.Request) -> web.Response:
         return render("login.html", view=view, error=None)

@@ -326,7 +326,7 @@ def trace_of(state_key: web.AppKey[HubState]) -> dashboard.Handler:
         document_id = request.query.get("document_id", "").strip()
         hops = await request.app[state_key].store.trace(document_sender(document_id), document_id)
         body = {"document_id": document_id, "hops": [search.described(hop) for hop in hops]}
-        return web.json_response(body, headers={"Cache-Control": "no-store"})
+        return web.json_response(body)
 
     return trace
 

@@ -63,7 +63,7 @@ def documents_of(state_key: web.AppKey[HubState]) -> dashboard.Handler:
             "documents": found,
             "more": len(keys) > FOUND_AT_MOST,
         }
-        return web.json_response(body, headers={"Cache-Control": "no-store"})
+        return web.json_response(body)
 
     return documents
 
@@ -101,7 +101,6 @@ def envelope_of(state_key: web.AppKey[HubState]) -> Download:
         headers = {
             "Content-Type": "application/xml",
             "Content-Disposition": f'attachment; filename="{name}"',
-            "Cache-Control": "no-store",
         }
         if isinstance(found, Path):
             return web.FileResponse(found, headers=headers)

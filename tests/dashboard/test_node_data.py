@@ -32,12 +32,14 @@ async def test_an_agency_token_opens_no_dashboard(tmp_path: Path) -> None:
     async with node_support.door(tmp_path) as door:
         door.config = dataclasses.replace(door.config, operator_token=OPERATOR)
         async with door.node(with_book=False) as node:
-            status, body, _ = await node.request("GET", OVERVIEW)  # the agency's token
+            status, body, headers = await node.request("GET", OVERVIEW)  # the agency's token
             assert (status, body["error"]["code"]) == (401, "EDOC-AUTH-003")
-            status, body, _ = await node.request(
+            assert headers["X-Content-Type-Options"] == "nosniff"  # a node's dashboard too
+            status, body, headers = await node.request(
                 "POST", "/dashboard/api/retry", data={"route": "hub"}
             )
             assert (status, body["error"]["code"]) == (401, "EDOC-AUTH-003")
+            assert headers["X-Content-Type-Options"] == "nosniff"
 
 
 @dataclasses.dataclass
