@@ -74,7 +74,7 @@ def test_node_stats_say_na_with_the_reason() -> None:
     text = _printed(print_node_stats, NODE_AT_START)
     _no_reprs(text)
     assert "signed by a person:  n/a (nothing sent)" in text
-    assert "completed on time:   n/a (nothing with a due date)" in text
+    assert "completed on time:   n/a (nothing with a due date completed yet)" in text
 
 
 def test_node_stats_show_shares_and_named_states() -> None:

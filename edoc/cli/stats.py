@@ -89,7 +89,7 @@ def print_node_stats(report: Mapping[str, Any], out: Console) -> None:
     out.print(states)
     out.print(f"signed by a person:  {share(report.get('share_signed'), 'nothing sent')}")
     out.print(f"delivered:           {share(report.get('share_delivered'), 'no recipients')}")
-    on_time = share(report.get("on_time_share"), "nothing with a due date")
+    on_time = share(report.get("on_time_share"), "nothing with a due date completed yet")
     out.print(f"completed on time:   {on_time}")
 
 

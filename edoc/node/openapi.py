@@ -343,6 +343,10 @@ SPEC: dict[str, Any] = {
         "/api/v1/stats": {
             "get": {
                 "summary": "Sent/received counts by agency, partner province and day",
+                "description": "Its shares are null where there is nothing to judge:"
+                " `share_signed` with nothing sent, `share_delivered` with no recipient,"
+                " `on_time_share` (of the recipients of documents with a due date that"
+                " completed, 06, those that did on or before it) while none has completed",
                 "security": [],
                 "responses": {"200": _json("Statistics")},
             }

@@ -12,7 +12,7 @@ from edoc.model import reached, recipient_state
 from edoc.offload import Offload
 from edoc.orgid import OrgId
 from edoc.settled import Days, Figures, Settled, joined, kept_days, merged
-from edoc.store.node import Count, NewInboxItem, NewOutgoing, NodeStore, Sums, Tally
+from edoc.store.node import Count, NewInboxItem, NewOutgoing, NodeStore, Progress, Sums, Tally
 
 
 def _province(org_id: str) -> str:
@@ -91,6 +91,15 @@ async def _tallied_days(
     return await offload.run(Tallied.of, await store.counter_sums(first, before), today)
 
 
+def on_time_share(progress: Progress) -> float | None:
+    """Of the recipients of documents with a due date that completed (06), the share
+    that did on or before it; None while none has: nothing to judge yet, not "none on
+    time". One still under way is not judged (before its due date it may well be on
+    time), nor one that never completes (a limit: counting those past their due date
+    would read every open recipient at each look)."""
+    return round(progress.on_time / progress.completed, 4) if progress.completed else None
+
+
 async def report(store: NodeStore, figures: Tallied) -> dict[str, Any]:
     """From every day's figures (``tallied``) and the recipients' progress."""
     totals = figures.totals
@@ -104,7 +113,7 @@ async def report(store: NodeStore, figures: Tallied) -> dict[str, Any]:
         "received": totals["received"],
         "share_signed": round(totals["sent_signed"] / sent, 4) if sent else None,
         "share_delivered": round(delivered / recipients, 4) if recipients else None,
-        "on_time_share": round(progress.on_time / progress.due, 4) if progress.due else None,
+        "on_time_share": on_time_share(progress),
         "status_breakdown": states,
         "by_agency": dict(sorted(figures.by_agency.items())),
         "by_partner_province": dict(sorted(figures.by_partner.items())),

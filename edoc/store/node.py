@@ -336,13 +336,14 @@ class Progress:
     states: dict[str, int]  # recipients by their state now (none of a state: absent)
     due: int  # recipients of documents that set a due date
     on_time: int  # of those, the ones that first reached 06 on or before it
+    completed: int  # of those, the ones that reached 06, on time or late
 
 
 def progress(rows: Iterable[Any]) -> Progress:
     """Progress from the (metric, state, count) rows both backends keep: "recipients" by
-    state, "due" and "on_time" with an empty state."""
+    state, "due", "on_time" and "completed" with an empty state."""
     states: dict[str, int] = {}
-    totals = {"due": 0, "on_time": 0}
+    totals = {"due": 0, "on_time": 0, "completed": 0}
     for metric, state, count in rows:
         if metric == "recipients":
             if count:

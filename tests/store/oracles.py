@@ -127,11 +127,12 @@ async def progress_counted_anew(store: NodeStore) -> Progress:
     """NodeStore.progress counted from every recipient row, as the statistics once did."""
     rows = await _rows(store, _EVERY_RECIPIENT_SQLITE, _EVERY_RECIPIENT_POSTGRES)
     states: dict[str, int] = {}
-    due = on_time = 0
+    due = on_time = completed_due = 0
     for state, due_date, completed_at in rows:
         states[state] = states.get(state, 0) + 1
         if due_date is not None:
             due += 1
             completed = completed_at and dt.datetime.fromisoformat(completed_at).date()
+            completed_due += bool(completed)
             on_time += bool(completed) and completed <= dt.date.fromisoformat(due_date)
-    return Progress(dict(sorted(states.items())), due, on_time)
+    return Progress(dict(sorted(states.items())), due, on_time, completed_due)

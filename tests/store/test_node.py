@@ -640,13 +640,17 @@ async def test_progress_counts_where_the_recipients_of_documents_stand(
     await node_store.add_received_status(
         replace(status("06"), business_type=1), Event("06", ""), late, status_codes_win
     )
+    # completed, without a due date: nothing to judge it by
+    await node_store.add_received_status(
+        status("06", document_id="D2"), Event("06", ""), late, status_codes_win
+    )
     progress = await node_store.progress()
-    assert progress == Progress({"06": 2, "queued": 4}, due=4, on_time=1)
+    assert progress == Progress({"06": 3, "queued": 3}, due=4, on_time=1, completed=2)
     assert progress == await oracles.progress_counted_anew(node_store)
 
 
 async def test_a_store_with_nothing_sent_counts_no_progress(node_store: NodeStore) -> None:
-    assert await node_store.progress() == Progress({}, due=0, on_time=0)
+    assert await node_store.progress() == Progress({}, due=0, on_time=0, completed=0)
 
 
 @pytest.mark.parametrize("seed", range(4))

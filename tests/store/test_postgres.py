@@ -392,6 +392,28 @@ async def test_a_node_database_of_the_first_version_has_its_progress_counted(
         await store.close()
 
 
+async def test_a_node_database_of_version_5_has_its_completed_recipients_counted(
+    fresh: str,
+) -> None:
+    """The on-time share judges the recipients that completed (edoc.node.stats): those of
+    a database made before they were counted are counted once, and then as rows change."""
+    previous = PostgresNodeStore(fresh)
+    await previous.open(up_to=5)
+    await _documents_answered(previous, ["D1", "D2"])
+    await previous.close()
+
+    store = await open_node_store(fresh)
+    try:
+        assert await _versions(fresh) == {"node": len(PostgresNodeStore.migrations)}
+        progress = await store.progress()
+        assert progress == await oracles.progress_counted_anew(store)
+        assert (progress.due, progress.on_time, progress.completed) == (4, 2, 2)
+        await _documents_answered(store, ["D3"])
+        assert (await store.progress()).completed == 3
+    finally:
+        await store.close()
+
+
 async def test_progress_read_while_another_reader_folds_adds_up_the_same(fresh: str) -> None:
     store = await open_node_store(fresh)
     folding = await asyncpg.connect(fresh)
@@ -551,6 +573,7 @@ async def test_the_progress_changes_are_folded_when_nobody_reads_them(
             ("recipients", "queued"): 2,
             ("due", ""): 4,
             ("on_time", ""): 2,
+            ("completed", ""): 2,
         }
     finally:
         await watching.close()

@@ -58,6 +58,6 @@ def test_history_and_progress_read_what_both_backends_keep() -> None:
 
 def test_progress_rows_read_as_counts_by_state_without_the_empty_ones() -> None:
     rows = [("recipients", "sent", 2), ("recipients", "queued", 0), ("recipients", "06", 5)]
-    rows += [("due", "", 4), ("on_time", "", 3)]
-    assert progress(rows) == Progress({"06": 5, "sent": 2}, due=4, on_time=3)
+    rows += [("due", "", 4), ("on_time", "", 3), ("completed", "", 3)]
+    assert progress(rows) == Progress({"06": 5, "sent": 2}, due=4, on_time=3, completed=3)
     assert list(progress(rows).states) == ["06", "sent"]  # in order of state

@@ -18,10 +18,11 @@ import pytest
 from edoc import errors
 from edoc.store import open_hub_store, open_node_store, sqlite_url
 from edoc.store.hub import Count, PackageKey
-from edoc.store.node import Progress
+from edoc.store.node import Event, Progress
 from edoc.store.sqlite.database import PAGE_SIZE, WAL_BYTES, SqliteDatabase
 from edoc.store.sqlite.hub import SqliteHubStore
 from edoc.store.sqlite.node import SqliteNodeStore
+from tests.store.test_node import DOCUMENT, NOW, status, status_codes_win
 
 
 def _pragma(database: Path, pragma: str) -> list[tuple[Any, ...]]:
@@ -177,14 +178,42 @@ async def test_what_a_first_release_node_kept_reads_through_the_store(tmp_path: 
         assert [(a.name, a.path) for a in item.attachments] == [("a.txt", "/p/0")]
         assert await store.inbox_package(1) is None  # its file is the package
         # counted from the rows there when the store first opened with its counts
-        assert await store.progress() == Progress({"sent": 1}, due=1, on_time=0)
+        assert await store.progress() == Progress({"sent": 1}, due=1, on_time=0, completed=0)
     finally:
         await store.close()
     store = await open_node_store(sqlite_url(database))
     try:  # and not again when it opens again
-        assert await store.progress() == Progress({"sent": 1}, due=1, on_time=0)
+        assert await store.progress() == Progress({"sent": 1}, due=1, on_time=0, completed=0)
     finally:
         await store.close()
+
+
+async def test_a_store_counted_before_the_completed_recipients_has_them_counted_once(
+    tmp_path: Path,
+) -> None:
+    """The on-time share judges the recipients that completed (edoc.node.stats): a store
+    whose progress was counted by a release without that count gets it from its rows."""
+    database = tmp_path / "node.sqlite"
+    store = await open_node_store(sqlite_url(database))
+    try:
+        await store.add_outgoing(DOCUMENT, NOW, [])  # due 2026-11-30, two recipients
+        await store.add_received_status(status("06"), Event("06", ""), NOW, status_codes_win)
+    finally:
+        await store.close()
+    earlier = sqlite3.connect(database)
+    try:  # as that release left it: no trigger, no row of the count
+        earlier.execute("DROP TRIGGER progress_of_completed_due")
+        earlier.execute("DELETE FROM progress WHERE metric = 'completed'")
+        earlier.commit()
+    finally:
+        earlier.close()
+    for _ in range(2):  # counted when it first opens, and not again
+        store = await open_node_store(sqlite_url(database))
+        try:
+            counted = Progress({"06": 1, "queued": 1}, due=2, on_time=1, completed=1)
+            assert await store.progress() == counted
+        finally:
+            await store.close()
 
 
 async def test_two_opening_a_store_of_an_earlier_release_at_once_both_open_it(
@@ -200,7 +229,7 @@ async def test_two_opening_a_store_of_an_earlier_release_at_once_both_open_it(
     try:
         assert opened == [None, None]
         for store in stores:
-            assert await store.progress() == Progress({"sent": 1}, due=1, on_time=0)
+            assert await store.progress() == Progress({"sent": 1}, due=1, on_time=0, completed=0)
     finally:
         for store in stores:
             await store.close()

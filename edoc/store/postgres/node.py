@@ -59,6 +59,7 @@ from edoc.store.postgres.node_rows import (
     record,
 )
 from edoc.store.postgres.node_tables import (
+    COMPLETED_COUNT,
     CREDENTIALS,
     FAILED,
     FIRST,
@@ -113,7 +114,7 @@ _UPSERT_AGENCY = (
 
 class PostgresNodeStore(NodeViews):
     component = "node"
-    migrations = (FIRST, PROGRESS_COUNTS, FAILED, TROUBLED_INDEX, CREDENTIALS)
+    migrations = (FIRST, PROGRESS_COUNTS, FAILED, TROUBLED_INDEX, CREDENTIALS, COMPLETED_COUNT)
     _folding: asyncio.Task[None] | None = None
 
     async def open(self, up_to: int | None = None) -> None:

@@ -174,6 +174,48 @@ CREDENTIALS = (
 )
 
 
+# version 6: the recipients of documents with a due date that reached 06, on time or
+# late, those the on-time share judges (edoc.node.stats): the trigger's function counts
+# them too from now on, and those of the rows already there are counted once
+COMPLETED_COUNT = """
+CREATE OR REPLACE FUNCTION progress_of_recipients() RETURNS trigger LANGUAGE plpgsql AS $$
+DECLARE
+    due TEXT;
+BEGIN
+    SELECT summary ->> 'due_date' INTO due FROM outgoing
+        WHERE id = NEW.outgoing_id AND kind = 'document';
+    IF NOT FOUND THEN
+        RETURN NULL;
+    END IF;
+    IF TG_OP = 'INSERT' THEN
+        INSERT INTO progress_changes VALUES ('recipients', NEW.state, 1);
+        IF due IS NOT NULL THEN
+            INSERT INTO progress_changes VALUES ('due', '', 1);
+        END IF;
+        RETURN NULL;
+    END IF;
+    IF NEW.state <> OLD.state THEN
+        INSERT INTO progress_changes
+            VALUES ('recipients', OLD.state, -1), ('recipients', NEW.state, 1);
+    END IF;
+    -- a history only grows, by one entry per change: the first 06 is an entry added
+    -- when the history before held none
+    IF NEW.history -> -1 ->> 'state' = '06' AND NOT OLD.history @> '[{"state": "06"}]'
+        AND due IS NOT NULL THEN
+        INSERT INTO progress_changes VALUES ('completed', '', 1);
+        IF left(NEW.history -> -1 ->> 'at', 10) <= due THEN
+            INSERT INTO progress_changes VALUES ('on_time', '', 1);
+        END IF;
+    END IF;
+    RETURN NULL;
+END $$;
+INSERT INTO progress (metric, state, count)
+    SELECT 'completed', '', COUNT(*) FROM recipients r JOIN outgoing o
+        ON o.id = r.outgoing_id WHERE o.kind = 'document'
+        AND o.summary ->> 'due_date' IS NOT NULL AND r.history @> '[{"state": "06"}]';
+"""
+
+
 # An inbox item with its attachments and answers in one query (listing is a hot path).
 INBOX_ITEM = """
 SELECT i.id, i.recipient, i.sender, i.kind, i.document_id, i.business_type, i.status_code,

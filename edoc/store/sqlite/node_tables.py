@@ -114,6 +114,11 @@ _COMPLETED_AT = (
     " WHERE json_extract(h.value, '$.state') = '06' ORDER BY h.key LIMIT 1)"
 )
 _DOCUMENT = "(SELECT kind FROM outgoing WHERE id = new.outgoing_id) = 'document'"
+# the change that made a recipient first reach 06 (see PROGRESS_COUNTS)
+_FIRST_06 = (
+    "json_extract(new.history, '$[#-1].state') = '06'"
+    f" AND {_COMPLETED_AT.format(history='old.history')} IS NULL"
+)
 _ADD = " ON CONFLICT (metric, state) DO UPDATE SET count = count + excluded.count;"
 
 # The statistics' counts of where the recipients of the node's documents stand (see
@@ -143,8 +148,7 @@ BEGIN
     INSERT INTO progress VALUES ('recipients', new.state, 1){_ADD}
 END;
 CREATE TRIGGER IF NOT EXISTS progress_of_completed_recipients AFTER UPDATE OF history ON recipients
-WHEN json_extract(new.history, '$[#-1].state') = '06'
-    AND {_COMPLETED_AT.format(history="old.history")} IS NULL
+WHEN {_FIRST_06}
 BEGIN
     INSERT INTO progress SELECT 'on_time', '', 1 FROM outgoing
         WHERE id = new.outgoing_id AND kind = 'document'
@@ -164,8 +168,28 @@ INSERT INTO progress (metric, state, count) SELECT * FROM (
 ) WHERE NOT EXISTS (SELECT 1 FROM progress);
 """  # noqa: S608 (constant text)
 
+# The recipients of documents with a due date that reached 06, on time or late: those
+# the on-time share judges (edoc.node.stats). Added after PROGRESS_COUNTS, so a store
+# counted before has them counted from its rows when it first opens with them (the
+# count inserts a "completed" row whatever it finds).
+COMPLETED_COUNT = f"""
+CREATE TRIGGER IF NOT EXISTS progress_of_completed_due AFTER UPDATE OF history ON recipients
+WHEN {_FIRST_06}
+BEGIN
+    INSERT INTO progress SELECT 'completed', '', 1 FROM outgoing
+        WHERE id = new.outgoing_id AND kind = 'document'
+        AND json_extract(summary, '$.due_date') IS NOT NULL{_ADD}
+END;
+INSERT INTO progress (metric, state, count) SELECT * FROM (
+    SELECT 'completed', '', COUNT(*) FROM recipients r JOIN outgoing o
+        ON o.id = r.outgoing_id WHERE o.kind = 'document'
+        AND json_extract(o.summary, '$.due_date') IS NOT NULL
+        AND {_COMPLETED_AT.format(history="r.history")} IS NOT NULL
+) WHERE NOT EXISTS (SELECT 1 FROM progress WHERE metric = 'completed');
+"""  # noqa: S608 (constant text)
+
 # tables added since the first release (see SqliteDatabase.added_scripts)
-ADDED_TABLES = (PROGRESS_COUNTS,)
+ADDED_TABLES = (PROGRESS_COUNTS, COMPLETED_COUNT)
 
 
 # An inbox item with its attachments and answers in one query (listing is a hot path).
