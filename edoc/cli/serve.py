@@ -19,7 +19,7 @@ from edoc.hub.state import HUB_ORG_ID, HubConfig
 from edoc.keystore import KeyStore
 from edoc.node.state import NodeConfig
 from edoc.orgid import OrgId
-from edoc.store import held_services, shown
+from edoc.store import refuse_unless_held
 
 if TYPE_CHECKING:  # edoc.network is imported by the commands that use it: it brings both apps
     from edoc.network import TokenEntry
@@ -226,28 +226,16 @@ def _refuse_no_hub(config: HubConfig) -> None:
     file at a mistyped path, its folders too; the tables in whatever database --store
     names), and the token would go to a hub that never reads it. `edoc serve hub` makes
     the store; one an older edoc made has the hub's tables, upgraded as the hub would."""
-    held = asyncio.run(held_services(config.store))
-    if "hub" not in held:
-        raise errors.UnknownStore(
-            f"no hub store at {shown(config.store)}{_holding(held)}: `edoc serve hub"
-            " --data-dir …` makes one (check --store and --data-dir)"
-        )
+    making = "`edoc serve hub --data-dir …` makes one"
+    asyncio.run(refuse_unless_held(config.store, "hub", making, new=False))
 
 
 def _refuse_anothers_store(config: NodeConfig) -> None:
     """A store holding another service's tables and not a node's (a hub's, a mistyped
     --store or --data-dir) is refused: the node's tables would be made beside them. No
     store yet (no SQLite file, an empty database) is a new node's: this command makes it."""
-    held = asyncio.run(held_services(config.store))
-    if held and "node" not in held:
-        raise errors.UnknownStore(
-            f"no node store at {shown(config.store)}{_holding(held)}: `edoc agency add`"
-            " makes one where no store is (check --store and --data-dir)"
-        )
-
-
-def _holding(held: frozenset[str]) -> str:
-    return f" (it holds a {' and a '.join(sorted(held))} store)" if held else ""
+    making = "`edoc agency add` makes one where no store is"
+    asyncio.run(refuse_unless_held(config.store, "node", making))
 
 
 @serve.command("node")

@@ -43,7 +43,7 @@ from edoc.hub.state import HubConfig, HubState
 from edoc.keystore import KeyStore
 from edoc.offload import SMALL_BYTES, Offload
 from edoc.orgid import OrgId, parse_root_code
-from edoc.store import open_hub_store, store_is_shared
+from edoc.store import open_hub_store, refuse_unless_held, store_is_shared
 from edoc.store.hub import PackageRecord
 from edoc.web import (
     HttpMetrics,
@@ -371,6 +371,9 @@ def create_app(config: HubConfig) -> web.Application:
 
 
 def run(config: HubConfig) -> None:
+    # where no store is (no SQLite file, an empty database) the hub makes its own
+    making = "`edoc serve hub` makes one where no store is"
+    asyncio.run(refuse_unless_held(config.store, "hub", making))
     context = tls.server_context(KeyStore(config.keys_dir), config.org_id) if config.tls else None
     serve(
         create_app(config),

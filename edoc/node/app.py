@@ -45,7 +45,7 @@ from edoc.node.state import NodeConfig, NodeState
 from edoc.offload import Offload
 from edoc.orgid import OrgId, root_of
 from edoc.retry import Backoff
-from edoc.store import open_node_store, sqlite_file
+from edoc.store import open_node_store, refuse_unless_held, sqlite_file
 from edoc.store.node import InboxItem, NodeStore, Outgoing, OutgoingRecipient, StateChange
 from edoc.urls import without_password
 from edoc.web import (
@@ -516,14 +516,8 @@ def create_app(config: NodeConfig) -> web.Application:
 
 
 def run(config: NodeConfig) -> None:
-    # SQLite would make an empty store at a mistyped path, its folders too, and the node
-    # would start serving nobody
-    path = sqlite_file(config.store)
-    if path is not None and not path.is_file():
-        raise errors.UnknownStore(
-            f"no node store at {path}: `edoc agency add ORGID --data-dir …` makes one"
-            " (check --store and --data-dir)"
-        )
+    making = "`edoc agency add ORGID --data-dir …` makes one"
+    asyncio.run(refuse_unless_held(config.store, "node", making, new=_may_make(config)))
     serve(
         create_app(config),
         config.host,
@@ -533,6 +527,15 @@ def run(config: NodeConfig) -> None:
         province=config.province,
         hub=without_password(config.hub_url),
     )
+
+
+def _may_make(config: NodeConfig) -> bool:
+    """Whether the node makes its store where none is: in an empty database (README says
+    so), not at a missing SQLite file. SQLite would make an empty store at a mistyped
+    path, its folders too, and the node would start serving nobody; `edoc agency add`
+    makes that one. A hub's store is refused in any case."""
+    path = sqlite_file(config.store)
+    return path is None or path.is_file()
 
 
 async def admit_agency(config: NodeConfig, org: OrgId, token: str, *, replace: bool) -> None:

@@ -94,6 +94,22 @@ def shown(url: str) -> str:
     return str(path) if path is not None else without_password(url)
 
 
+async def refuse_unless_held(url: str, whose: str, making: str, *, new: bool = True) -> None:
+    """Refuse (UnknownStore) the store at ``url`` for ``whose`` service ("hub", "node")
+    before anything is made, unless it holds that service's tables (another's too: an
+    older edoc made such stores) or, with ``new``, none at all (opening it makes them).
+    Opened, another service's store would get ``whose`` tables beside its own (SQLite)
+    or fail on a table of both names (PostgreSQL: StorageError, a fault). ``making``
+    tells the command's user what makes ``whose`` store."""
+    held = await held_services(url)
+    if whose in held or (new and not held):
+        return
+    holding = f" (it holds a {' and a '.join(sorted(held))} store)" if held else ""
+    raise errors.UnknownStore(
+        f"no {whose} store at {shown(url)}{holding}: {making} (check --store and --data-dir)"
+    )
+
+
 async def open_hub_store(url: str) -> HubStore:
     """The hub's store at ``url``, opened (close it when done)."""
     if url.startswith(SQLITE):
