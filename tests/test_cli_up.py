@@ -5,6 +5,7 @@ as `make run` starts it again, it comes back as it was."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Callable
 from pathlib import Path
@@ -15,7 +16,7 @@ from click.testing import CliRunner, Result
 
 from edoc import folderlock, launcher, network
 from edoc.cli import main
-from edoc.store import sqlite_url
+from edoc.store import open_node_store, shown, sqlite_url
 from tests.store import postgres
 
 
@@ -137,6 +138,26 @@ def test_a_store_edoc_cannot_open_is_refused_before_anything_is_made(
     before = (data / "network.json").read_bytes()
     assert _up(data, "--store", store).exit_code == 1
     assert (data / "network.json").read_bytes() == before and len(started) == 1
+
+
+def test_a_nodes_store_given_for_the_hubs_is_refused_before_anything_is_made(
+    tmp_path: Path, started: list[dict[str, Any]]
+) -> None:
+    """Taken, the hub's tables were made beside the node's (SQLite) or the start failed
+    on a table of both names (PostgreSQL, a fault), with the network saved on it."""
+    store = sqlite_url(tmp_path / "node.sqlite")
+    asyncio.run(_made_node_store(store))
+    data = tmp_path / "net"
+    refused = _up(data, "--store", store)
+    assert refused.exit_code == 1, refused.output
+    assert refused.stderr.startswith(
+        f"error EDOC-STORE-002: no hub store at {shown(store)} (it holds a node store): "
+    )
+    assert not data.exists() and started == []
+
+
+async def _made_node_store(url: str) -> None:
+    await (await open_node_store(url)).close()
 
 
 @pytest.mark.parametrize("store", ["foo://bar", "sqlite:///"])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import click
@@ -9,7 +10,7 @@ import click
 from edoc import folderlock, launcher, network
 from edoc.cli.options import network_dir_option
 from edoc.hub.directory import known_root
-from edoc.store import check_url
+from edoc.store import check_url, refuse_unless_held
 
 DEFAULT_BASE_PORT = 8700
 
@@ -61,8 +62,9 @@ def up(
     codes = [code.strip() for code in provinces.split(",") if code.strip()] if provinces else None
     for code in codes or ():
         known_root(code)  # before DATA_DIR is made (to hold it)
-    if store_url is not None:
-        check_url(store_url)  # before DATA_DIR is made (to hold it), as a bad root code
+    if store_url is not None:  # before DATA_DIR is made (to hold it), as a bad root code
+        check_url(store_url)
+        asyncio.run(refuse_unless_held(store_url, "hub", "`edoc up` makes one where none is"))
     with folderlock.held(data_dir, network.HOLDER):  # before network.json changes
         hub_plan = _hub_plan(data_dir, hubs, store_url)
         _run(_plan(data_dir, codes, base_port, tls=not insecure_http, hubs=hub_plan))
