@@ -26,7 +26,7 @@ import asyncpg
 from edoc import errors
 from edoc.archive.evidence import Direction, KeptMessage, package_sha256
 from edoc.model import MessageKind
-from edoc.store import SQLITE, is_postgresql
+from edoc.store import SQLITE, refuse_unless_held
 
 _PACKAGES = (
     "SELECT 'sent', kind, status_code, created_at, body, path FROM outgoing"
@@ -192,21 +192,23 @@ class _Postgres:
         await self._db.close()
 
 
+# what a refusal of a store not there says makes it
+_MAKES = {"hub": "`edoc serve hub` makes it", "node": "`edoc agency add` makes it"}
+
+
 async def read_only(url: str, whose: str) -> aiosqlite.Connection | asyncpg.Connection:
-    """A read-only connection to ``whose`` ("hub", "node") store at ``url``."""
+    """A read-only connection to ``whose`` ("hub", "node") store at ``url``: none there, or
+    the other service's (read until one of ``whose`` tables was missing: a fault), is
+    refused (UnknownStore)."""
+    await refuse_unless_held(url, whose, _MAKES[whose], new=False)
     try:
         if url.startswith(SQLITE):
-            path = Path(url[len(SQLITE) :])
-            if not path.is_file():
-                raise errors.UnknownStore(f"no {whose} store at {path}")
-            return await aiosqlite.connect(f"file:{path}?mode=ro", uri=True)
-        if is_postgresql(url):
-            return await asyncpg.connect(url, timeout=10)
+            return await aiosqlite.connect(f"file:{url[len(SQLITE) :]}?mode=ro", uri=True)
+        return await asyncpg.connect(url, timeout=10)
     except (OSError, aiosqlite.Error, asyncpg.PostgresError) as exc:
         raise errors.StorageError(
             f"the {whose} store does not open: {type(exc).__name__}"
         ) from None
-    raise errors.UnknownStore(f"a {whose} store's URL is sqlite:///path or postgresql://host/db")
 
 
 async def open_stored(url: str) -> StoredEvidence:

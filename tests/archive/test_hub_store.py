@@ -20,7 +20,7 @@ from edoc.archive.stored import Mark, PackageRef
 from edoc.hub import retention
 from edoc.hub.retention import EPOCH
 from edoc.offload import Offload
-from edoc.store import open_hub_store, sqlite_url
+from edoc.store import open_hub_store, open_node_store, sqlite_url
 from edoc.store.hub import Addressee, NewPackage, Receipt, Tally
 from tests.archive import support
 from tests.store import postgres
@@ -160,6 +160,15 @@ async def test_no_hub_store_is_said(tmp_path: Path) -> None:
         await open_hub_packages(sqlite_url(tmp_path / "hub.sqlite"))
     with pytest.raises(errors.UnknownStore):
         await open_hub_packages("mysql://somewhere")
+
+
+async def test_a_nodes_store_is_refused(tmp_path: Path) -> None:
+    """As the hub's (`edoc archive export --hub --store`): read until a hub's table was
+    missing, a fault (EDOC-000, exit 3)."""
+    url = sqlite_url(tmp_path / "node.sqlite")
+    await (await open_node_store(url)).close()
+    with pytest.raises(errors.UnknownStore, match=r"no hub store at .*\(it holds a node store\)"):
+        await open_hub_packages(url)
 
 
 async def test_a_package_whose_bytes_were_dropped_is_not_stamped(store_url: str) -> None:

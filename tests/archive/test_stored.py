@@ -24,7 +24,7 @@ from edoc.archive.stored import (
     package_digest,
 )
 from edoc.model import MessageKind
-from edoc.store import open_node_store, sqlite_url
+from edoc.store import open_hub_store, open_node_store, sqlite_url
 from edoc.store.node import NewOutgoing
 from tests.archive import support
 from tests.store import postgres
@@ -138,6 +138,15 @@ async def test_an_unknown_store_is_refused(tmp_path: Path) -> None:
         await open_stored(sqlite_url(tmp_path / "none.sqlite"))
     with pytest.raises(errors.UnknownStore):
         await open_stored("mysql://somewhere")
+
+
+async def test_the_other_services_store_is_refused(tmp_path: Path) -> None:
+    """A hub's store given for a node's (`edoc archive export --store`) was read until a
+    node's table was missing: a fault (EDOC-000, exit 3)."""
+    url = sqlite_url(tmp_path / "hub.sqlite")
+    await (await open_hub_store(url)).close()
+    with pytest.raises(errors.UnknownStore, match=r"no node store at .*\(it holds a hub store\)"):
+        await open_stored(url)
 
 
 async def test_a_package_file_gone_is_said(ca: Ca, tmp_path: Path) -> None:
