@@ -16,7 +16,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 from dataclasses import dataclass
-from urllib.parse import urlsplit
+from urllib.parse import SplitResult, urlsplit
 
 from aiohttp import web
 
@@ -37,6 +37,7 @@ def _same(given: str, expected: str) -> bool:
 
 
 SAFE_METHODS = frozenset({"GET", "HEAD"})  # what only reads: a page or its data
+DEFAULT_PORTS = {"http": 80, "https": 443}  # of the schemes a dashboard's page is served by
 
 
 def _from_own_page(request: web.Request) -> bool:
@@ -44,8 +45,24 @@ def _from_own_page(request: web.Request) -> bool:
     as the browser addressed it: the Host header)."""
     if request.method in SAFE_METHODS:
         return True
-    origin = request.headers.get("Origin", "")
-    return bool(request.host) and urlsplit(origin).netloc == request.host
+    origin = urlsplit(request.headers.get("Origin", ""))
+    if origin.scheme not in DEFAULT_PORTS:  # "null", none, or not a web page's
+        return False
+    said = _address(origin, origin.scheme)
+    return said is not None and said == _address(urlsplit(f"//{request.host}"), origin.scheme)
+
+
+def _address(url: SplitResult, scheme: str) -> tuple[str, int] | None:
+    """The host (without regard to case) and port ``url`` names, None when no host. Its
+    port is the ``scheme``'s when it says none: a browser leaves that out of an Origin
+    and a Host header, a proxy in front of the service may write it in."""
+    try:
+        port = url.port
+    except ValueError:  # not a number
+        return None
+    if not url.hostname:
+        return None
+    return url.hostname, DEFAULT_PORTS[scheme] if port is None else port
 
 
 @dataclass(frozen=True)

@@ -190,3 +190,47 @@ async def test_a_change_from_another_sites_page_is_refused(tmp_path: Path) -> No
             )
             status, body = await _post_with_cookie(node, "/dashboard/api/reopen", own)
             assert (status, body["error"]["code"]) == (404, "EDOC-HTTP-404")  # admitted: no such
+
+
+async def _post_as_addressed(node: Node, host: str, origin: str) -> int:
+    """A retry a browser posts with the login cookie from ``origin``'s page, the node
+    addressed as ``host`` (a proxy in front of it may say the port the browser left out)."""
+    headers = {
+        "Cookie": f"{auth.COOKIE}={auth.session_value(OPERATOR)}",
+        "Accept": "application/json",
+        "Host": host,
+        "Origin": origin,
+    }
+    form = {"route": "hub", "outgoing_id": "1"}
+    async with node.client.post("/dashboard/api/retry", data=form, headers=headers) as response:
+        return response.status
+
+
+async def test_a_change_from_the_own_page_is_taken_however_its_address_is_written(
+    tmp_path: Path,
+) -> None:
+    """A browser leaves the scheme's port out of the Origin (80, 443), and a host name's
+    case means nothing: the dashboard's own page addressed so is its own. Another port,
+    host or scheme's default port is still another site."""
+    async with node_support.door(tmp_path) as door:
+        door.config = dataclasses.replace(door.config, operator_token=OPERATOR)
+        async with door.node(with_book=False) as node:
+            for host, origin in (
+                ("node.example:443", "https://node.example"),
+                ("node.example", "https://node.example:443"),
+                ("node.example:80", "http://node.example"),
+                ("Node.Example:8443", "https://node.example:8443"),
+                ("[::1]:8443", "https://[::1]:8443"),
+                ("[::1]", "http://[::1]:80"),
+            ):
+                assert await _post_as_addressed(node, host, origin) == 200, (host, origin)
+            for host, origin in (
+                ("node.example:443", "https://node.example:444"),
+                ("node.example:443", "http://node.example"),
+                ("node.example:80", "https://node.example"),
+                ("node.example", "https://evil.example"),
+                ("node.example", "https://node.example.evil.example"),
+                ("node.example:443", "https://node.example:x"),
+                ("node.example", "ftp://node.example"),
+            ):
+                assert await _post_as_addressed(node, host, origin) == 401, (host, origin)
