@@ -392,7 +392,21 @@ def dropped_hosts(cert: x509.Certificate, hosts: tuple[str, ...]) -> list[str]:
     """The host names ``cert`` is valid for that a TLS certificate made for ``hosts``
     (make_tls) would not be, as ``cert`` writes them."""
     kept = {_as_matched(_host_name(host)) for host in hosts}
-    return [str(name.value) for name in tls_hosts_of(cert) if _as_matched(name) not in kept]
+    return [str(name.value) for name in tls_hosts_of(cert) if not _covered(name, kept)]
+
+
+def _covered(name: x509.GeneralName, kept: set[object]) -> bool:
+    """Whether a certificate for the names ``kept`` (as _as_matched makes them) is valid
+    for the host name ``name``: it names it, or a wildcard of its parent does (``*`` a
+    whole left-most label of a name of two labels or more, as host-name verification
+    takes it: *.example.gov covers a.example.gov, not a.b.example.gov nor example.gov)."""
+    matched = _as_matched(name)
+    if matched in kept:
+        return True
+    if not isinstance(matched, str):  # an IP address: no wildcard covers one
+        return False
+    _, dot, parent = matched.partition(".")
+    return bool(dot) and "." in parent and f"*.{parent}" in kept
 
 
 def make_tsa(

@@ -442,3 +442,35 @@ def test_a_personal_tls_certificate_is_a_usage_error_and_nothing_is_issued(
     assert "--personal does not go with --tls-host" in both.output
     assert list((path / "certs").iterdir()) == []
     assert json.loads(edoc("keys", "list", "--json", "--keys-dir", path).stdout) == []
+
+
+def test_an_internationalized_host_name_is_asked_as_its_a_label(tmp_path: Path) -> None:
+    """`--tls-host bộ.vn` was a fault (EDOC-000, exit 3: the certificate's DNS name is
+    ASCII); it is a usage error saying the form a certificate holds, and nothing is
+    issued. Its A-label is taken."""
+    path = tmp_path / "keys"
+    edoc("keys", "init", "--keys-dir", path)
+    asked = CliRunner().invoke(
+        main, ["keys", "issue", HUB, "--tls-host", "bộ.vn", "--keys-dir", str(path)]
+    )
+    assert asked.exit_code == 2, asked.output
+    assert "bộ.vn" in asked.output and "A-label (xn--" in asked.output
+    assert list((path / "certs").iterdir()) == []
+    _issue_tls(path, "xn--b-8xm.vn")
+    assert _tls(path) == [("active", ["xn--b-8xm.vn"])]
+
+
+def test_a_tls_renewal_for_a_wildcard_keeps_the_names_it_covers(tmp_path: Path) -> None:
+    """A peer reaching a.example.gov verifies a certificate for *.example.gov: renewing
+    for the wildcard drops no name it covers (one label, as host-name verification
+    matches it), and still drops those it does not."""
+    path = tmp_path / "keys"
+    edoc("keys", "init", "--keys-dir", path)
+    _issue_tls(path, "hub.example.gov", "a.b.example.gov")
+    refused = _issue_tls(path, "*.example.gov", ok=False)
+    assert "would leave out a.b.example.gov, which" in refused.stderr
+    _issue_tls(path, "*.Example.gov", "a.b.example.gov")
+    assert _tls(path)[-1] == ("active", ["*.Example.gov", "a.b.example.gov"])
+    # and the wildcard itself is a name: one for each host it covered drops it
+    refused = _issue_tls(path, "hub.example.gov", "a.b.example.gov", ok=False)
+    assert "would leave out *.Example.gov, which" in refused.stderr

@@ -32,6 +32,19 @@ def keys_init(keys_dir: Path, exist_ok: bool) -> None:
     click.echo(f"created root and issuing CA in {keys_dir}")
 
 
+def _ascii_hosts(
+    _ctx: click.Context, _param: click.Parameter, hosts: tuple[str, ...]
+) -> tuple[str, ...]:
+    """--tls-host as a certificate holds host names: in ASCII (an IDN by its A-label)."""
+    for host in hosts:
+        if not host.isascii():
+            raise click.BadParameter(
+                f"{host} is not ASCII: give an internationalized name as its A-label"
+                " (xn--…), as a certificate holds it"
+            )
+    return hosts
+
+
 @keys.command("issue")
 @click.argument("org_id", metavar="ORGID")
 @click.option("--name", "org_name", default="", help="The organization's name.")
@@ -47,6 +60,7 @@ def keys_init(keys_dir: Path, exist_ok: bool) -> None:
     "--tls-host",
     "tls_hosts",
     multiple=True,
+    callback=_ascii_hosts,
     help="Issue a TLS server/client certificate (EC P-256 key) for these hosts (hub or node).",
 )
 @click.option(
