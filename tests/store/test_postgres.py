@@ -400,6 +400,12 @@ async def test_a_node_database_of_version_5_has_its_completed_recipients_counted
     previous = PostgresNodeStore(fresh)
     await previous.open(up_to=5)
     await _documents_answered(previous, ["D1", "D2"])
+    # completed late (judged, not on time), and without a due date (not judged)
+    late = NOW + dt.timedelta(days=30)
+    for name, summary in (("L1", DOCUMENT.summary), ("N1", {})):
+        await previous.add_outgoing(replace(DOCUMENT, document_id=name, summary=summary), NOW, [])
+        answered = status("06", document_id=name)
+        await previous.add_received_status(answered, Event("06", ""), late, status_codes_win)
     await previous.close()
 
     store = await open_node_store(fresh)
@@ -407,9 +413,9 @@ async def test_a_node_database_of_version_5_has_its_completed_recipients_counted
         assert await _versions(fresh) == {"node": len(PostgresNodeStore.migrations)}
         progress = await store.progress()
         assert progress == await oracles.progress_counted_anew(store)
-        assert (progress.due, progress.on_time, progress.completed) == (4, 2, 2)
+        assert (progress.due, progress.on_time, progress.completed) == (6, 2, 3)
         await _documents_answered(store, ["D3"])
-        assert (await store.progress()).completed == 3
+        assert (await store.progress()).completed == 4
     finally:
         await store.close()
 

@@ -8,6 +8,7 @@ import datetime as dt
 import multiprocessing
 import sqlite3
 import time
+from dataclasses import replace
 from multiprocessing.queues import Queue
 from multiprocessing.synchronize import Barrier as BarrierType
 from pathlib import Path
@@ -195,9 +196,17 @@ async def test_a_store_counted_before_the_completed_recipients_has_them_counted_
     whose progress was counted by a release without that count gets it from its rows."""
     database = tmp_path / "node.sqlite"
     store = await open_node_store(sqlite_url(database))
+    late = NOW + dt.timedelta(days=30)
     try:
         await store.add_outgoing(DOCUMENT, NOW, [])  # due 2026-11-30, two recipients
         await store.add_received_status(status("06"), Event("06", ""), NOW, status_codes_win)
+        # completed late (judged, not on time), and without a due date (not judged)
+        for document_id, summary in (("D2", DOCUMENT.summary), ("D3", {})):
+            await store.add_outgoing(
+                replace(DOCUMENT, document_id=document_id, summary=summary), NOW, []
+            )
+            answered = status("06", document_id=document_id)
+            await store.add_received_status(answered, Event("06", ""), late, status_codes_win)
     finally:
         await store.close()
     earlier = sqlite3.connect(database)
@@ -210,7 +219,7 @@ async def test_a_store_counted_before_the_completed_recipients_has_them_counted_
     for _ in range(2):  # counted when it first opens, and not again
         store = await open_node_store(sqlite_url(database))
         try:
-            counted = Progress({"06": 1, "queued": 1}, due=2, on_time=1, completed=1)
+            counted = Progress({"06": 3, "queued": 3}, due=4, on_time=1, completed=2)
             assert await store.progress() == counted
         finally:
             await store.close()
