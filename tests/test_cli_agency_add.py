@@ -15,11 +15,11 @@ from click.testing import CliRunner, Result
 from edoc.cli import main
 from edoc.cli.failures import EXIT_REFUSED
 from edoc.keystore import KeyStore
-from edoc.store import open_hub_store, open_node_store, shown, sqlite_url
+from edoc.store import open_node_store, shown, sqlite_url
 from edoc.store.node import Agency
 from edoc.web import token_digest
 from tests.store import postgres
-from tests.support.stores import tables
+from tests.support.stores import made, tables
 
 AGENCY = "000.00.07.H53"
 OTHER = "000.00.12.H53"
@@ -137,7 +137,7 @@ def test_a_hubs_store_is_refused_with_nothing_made(store: str, tmp_path: Path) -
     """A hub's store given for the node's: the node's tables were made beside the hub's
     (SQLite), or the command failed on a table of both names (PostgreSQL, EDOC-STORE-001,
     exit 3, as the store failing). No store there yet is a new node's: it is made (above)."""
-    asyncio.run(_make_hub_store(store))
+    made("hub", store)
     before = tables(store)
     keys = tmp_path / "keys"
     KeyStore(keys).init()
@@ -152,7 +152,3 @@ def test_a_hubs_store_is_refused_with_nothing_made(store: str, tmp_path: Path) -
     )
     assert tables(store) == before
     assert KeyStore(keys).records() == issued  # no seal issued for it
-
-
-async def _make_hub_store(url: str) -> None:
-    await (await open_hub_store(url)).close()

@@ -13,13 +13,13 @@ from click.testing import CliRunner, Result
 
 from edoc.cli import main
 from edoc.cli.failures import EXIT_REFUSED
-from edoc.store import open_hub_store, open_node_store, shown, sqlite_url
+from edoc.store import open_hub_store, shown, sqlite_url
 from edoc.store.postgres.hub import PostgresHubStore
 from edoc.store.sqlite.hub import SqliteHubStore
 from edoc.urls import without_password
 from edoc.web import token_digest
 from tests.store import postgres
-from tests.support.stores import tables
+from tests.support.stores import made, tables
 
 
 def _add_node(hub_dir: Path, *options: str, node: str = "H53") -> Result:
@@ -29,12 +29,8 @@ def _add_node(hub_dir: Path, *options: str, node: str = "H53") -> Result:
 @pytest.fixture
 def hub_dir(tmp_path: Path) -> Path:
     """A hub's folder with its store, as `edoc serve hub` made it."""
-    asyncio.run(_make_store(sqlite_url(tmp_path / "hub.sqlite")))
+    made("hub", sqlite_url(tmp_path / "hub.sqlite"))
     return tmp_path
-
-
-async def _make_store(url: str) -> None:
-    await (await open_hub_store(url)).close()
 
 
 def _node_for(hub_dir: Path, token: str) -> str | None:
@@ -154,7 +150,7 @@ def test_a_database_without_a_hub_store_is_refused_and_left_empty(
 def test_a_nodes_store_is_refused_and_left_as_it_was(empty_store: str, tmp_path: Path) -> None:
     """A node's store given for the hub's: the hub's tables were made beside the node's
     (SQLite), or the command failed on a table of both names (PostgreSQL, EDOC-STORE-001)."""
-    asyncio.run(_make_node_store(empty_store))
+    made("node", empty_store)
     before = tables(empty_store)
     refused = _add_node(tmp_path / "hub", "--store", empty_store)
     assert refused.exit_code == EXIT_REFUSED, refused.output
@@ -164,10 +160,6 @@ def test_a_nodes_store_is_refused_and_left_as_it_was(empty_store: str, tmp_path:
     )
     assert tables(empty_store) == before
     assert not (tmp_path / "hub").exists()
-
-
-async def _make_node_store(url: str) -> None:
-    await (await open_node_store(url)).close()
 
 
 def test_a_hub_store_an_older_edoc_made_is_upgraded_with_its_nodes_kept(

@@ -5,7 +5,6 @@ exit 3, as a fault). Where no store is yet, each still makes its own as before."
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import subprocess
 from collections.abc import Iterator
@@ -15,10 +14,10 @@ import pytest
 
 from edoc import services
 from edoc.cli.failures import EXIT_REFUSED
-from edoc.store import open_hub_store, open_node_store, shown, sqlite_url
+from edoc.store import shown, sqlite_url
 from tests.store import postgres
 from tests.support.hub import EDOC, free_port, hub_ca
-from tests.support.stores import tables
+from tests.support.stores import made, tables
 
 OTHER = {"hub": "node", "node": "hub"}
 MAKES = {  # what each refusal says makes the service's store
@@ -47,11 +46,6 @@ def database() -> Iterator[str]:
 @pytest.fixture
 def keys(tmp_path: Path) -> Path:
     return hub_ca(tmp_path / "keys").keys.path
-
-
-async def _make(whose: str, url: str) -> None:
-    opened = await (open_hub_store if whose == "hub" else open_node_store)(url)
-    await opened.close()
 
 
 def _command(service: str, data_dir: Path, store: str, keys: Path, port: int) -> list[str]:
@@ -90,7 +84,7 @@ def test_the_other_services_store_is_refused_with_nothing_made(
     """(Before: on SQLite the service ran, its tables made beside the other's; this run
     waited for it until the timeout.)"""
     other = OTHER[service]
-    asyncio.run(_make(other, empty_store))
+    made(other, empty_store)
     before = tables(empty_store)
     folder = tmp_path / service
     done = subprocess.run(
@@ -116,8 +110,8 @@ def test_a_store_holding_both_services_is_served_as_before(
     """An SQLite store an older edoc made the other service's tables in (the refusal
     above guards against making more such stores, not against serving those there)."""
     store = sqlite_url(tmp_path / "store" / "both.sqlite")
-    asyncio.run(_make("hub", store))
-    asyncio.run(_make("node", store))
+    made("hub", store)
+    made("node", store)
     both = tables(store)
     with _serving(service, tmp_path / service, store, keys):
         pass

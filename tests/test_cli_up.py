@@ -5,7 +5,6 @@ as `make run` starts it again, it comes back as it was."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import Callable
 from pathlib import Path
@@ -16,8 +15,9 @@ from click.testing import CliRunner, Result
 
 from edoc import folderlock, launcher, network
 from edoc.cli import main
-from edoc.store import open_node_store, shown, sqlite_url
+from edoc.store import shown, sqlite_url
 from tests.store import postgres
+from tests.support.stores import made
 
 
 @pytest.fixture(autouse=True)
@@ -146,7 +146,7 @@ def test_a_nodes_store_given_for_the_hubs_is_refused_before_anything_is_made(
     """Taken, the hub's tables were made beside the node's (SQLite) or the start failed
     on a table of both names (PostgreSQL, a fault), with the network saved on it."""
     store = sqlite_url(tmp_path / "node.sqlite")
-    asyncio.run(_made_node_store(store))
+    made("node", store)
     data = tmp_path / "net"
     refused = _up(data, "--store", store)
     assert refused.exit_code == 1, refused.output
@@ -154,10 +154,6 @@ def test_a_nodes_store_given_for_the_hubs_is_refused_before_anything_is_made(
         f"error EDOC-STORE-002: no hub store at {shown(store)} (it holds a node store): "
     )
     assert not data.exists() and started == []
-
-
-async def _made_node_store(url: str) -> None:
-    await (await open_node_store(url)).close()
 
 
 @pytest.mark.parametrize("store", ["foo://bar", "sqlite:///"])
