@@ -113,7 +113,8 @@ def _stamped_line(stamped: Stamped, folder: Path, now: dt.datetime) -> str:
         return f"nothing new to stamp: every package kept is in a batch of {folder}"
     packages = _plural(stamped.packages, "package", "packages")
     batches = _plural(len(stamped.files), "batch", "batches")
-    where = stamped.files[0] if len(stamped.files) == 1 else folder / "batches"
+    # the batch file, or the folder of them all
+    where = stamped.files[0] if len(stamped.files) == 1 else stamped.files[0].parent
     return f"stamped {packages} in {batches} at {now:%Y-%m-%d %H:%M:%S}Z: {where}"
 
 

@@ -15,7 +15,7 @@ import pytest
 from click.testing import CliRunner
 
 from edoc import errors
-from edoc.archive import container, export, merkle
+from edoc.archive import batches, container, export, merkle
 from edoc.archive.batches import (
     PRUNE_EVERY,
     Batch,
@@ -137,6 +137,24 @@ def test_edoc_archive_stamp_once(own_ca: Ca, tmp_path: Path) -> None:
         f"nothing new to stamp: every package kept is in a batch of {evidence_folder(node)}\n"
     )
     assert len(BatchLog(evidence_folder(node)).batches()) == 1
+
+
+def test_edoc_archive_stamp_names_the_folder_of_the_batches_a_backlog_made(
+    own_ca: Ca, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A backlog larger than a batch takes it is stamped in several: the line names the
+    folder they are in, not one of them."""
+    monkeypatch.setattr(batches, "BATCH_LIMIT", 1)  # of each kind kept: two a batch
+    node = tmp_path / "node"
+    document = support.document_package(own_ca)
+    status = support.status_package(own_ca, document)
+    asyncio.run(support.keep(node / "node.sqlite", document, status, own_ca.clock()))
+    arguments = ["archive", "stamp", "--once", "--data-dir", str(node)]
+    stamped = CliRunner().invoke(main, [*arguments, "--keys-dir", str(own_ca.keys.path)])
+    assert stamped.exit_code == 0, stamped.output
+    assert len(BatchLog(evidence_folder(node)).batches()) == 2
+    assert stamped.output.startswith("stamped 4 packages in 2 batches at ")
+    assert stamped.output.endswith(f"Z: {evidence_folder(node) / 'batches'}\n")
 
 
 def test_retention_removes_batches_older_than_the_policy(own_ca: Ca, tmp_path: Path) -> None:
