@@ -39,6 +39,9 @@ HUB: dict[str, Any] = {
     },
     "in_flight": 1,
     "in_flight_by_node": {"H34": 1},
+    "stuck": 1,
+    "stuck_by_node": {"H34": 1},
+    "stuck_after": 10,
     "rejected_by_code": {"EDOC-HUB-003": 1},
     "by_province": {
         "000.00.00.H53": {
@@ -99,6 +102,15 @@ def test_hub_stats_label_the_status_columns() -> None:
         assert header in text
     assert "in flight: 1" in text
     assert "EDOC-HUB-003" in text
+
+
+def test_hub_stats_say_which_nodes_have_deliveries_stuck() -> None:
+    text = _printed(print_hub_stats, HUB)
+    _no_reprs(text)
+    assert "stuck (collected 10 times or more, not acknowledged): 1 (H34: 1)" in text
+    # a hub of an earlier release says nothing of them: nothing is made up
+    earlier = {k: v for k, v in HUB.items() if not k.startswith("stuck")}
+    assert "stuck" not in _printed(print_hub_stats, earlier)
 
 
 @pytest.fixture

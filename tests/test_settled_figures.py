@@ -106,7 +106,7 @@ async def test_the_hub_overview_counts_every_day_and_charts_the_last_ones(tmp_pa
     finally:
         offload.close()
         await store.close()
-    (row,) = hub_view.provinces(board, {}, {}, {}, NOW)
+    (row,) = hub_view.provinces(board, [], {}, {}, NOW)
     assert (row["code"], row["sent"], row["sent_today"]) == ("H53", 63, 1)
     assert (row["refused"], row["refused_by_code"]) == (3, {"EDOC-SIG-002": 3})
 

@@ -102,6 +102,18 @@ HUB_COLUMNS = (
 )
 
 
+def _print_stuck(report: Mapping[str, Any], out: Console) -> None:
+    """The deliveries nodes collect again and again without acknowledging them (said by
+    hubs since they count them: an earlier one's report has none, and none is shown)."""
+    if "stuck" not in report:
+        return
+    by_node = report.get("stuck_by_node") or {}
+    nodes = ", ".join(f"{node}: {count(n)}" for node, n in sorted(by_node.items()))
+    after = count(report.get("stuck_after"))
+    line = f"stuck (collected {after} times or more, not acknowledged): {count(report['stuck'])}"
+    out.print(f"{line} ({nodes})" if nodes else line)
+
+
 def print_hub_stats(report: Mapping[str, Any], out: Console) -> None:
     table = Table(
         "province / ministry",
@@ -115,6 +127,7 @@ def print_hub_stats(report: Mapping[str, Any], out: Console) -> None:
     table.add_row("total", *(count(totals.get(key)) for key, _ in HUB_COLUMNS), style="bold")
     out.print(table)
     out.print(f"in flight: {count(report.get('in_flight'))}")
+    _print_stuck(report, out)
     refused = report.get("rejected_by_code", {})
     if refused:
         codes = Table("error code", "refused", title="refused, by error code")

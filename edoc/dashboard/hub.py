@@ -23,7 +23,7 @@ from edoc.orgid import OrgId
 from edoc.pki import CertKind
 from edoc.recent import Recent
 from edoc.settled import KEPT_DAYS, Days, Figures, Settled, joined, kept_days, last_days, merged
-from edoc.store.hub import Count, DirectoryEntry, HubStore, Sums
+from edoc.store.hub import STUCK_AFTER, Backlog, Count, DirectoryEntry, HubStore, Sums
 
 UNKNOWN = "unknown"  # refusals whose sender could not be told
 QUEUE_WARNING = 0.8  # share of the queue bound at which a node's backlog is flagged
@@ -70,6 +70,7 @@ def _row(code: str, names: dict[str, tuple[str, str]]) -> dict[str, Any]:
         "refused": 0,
         "refused_by_code": {},
         "queue": 0,
+        "stuck": 0,
         "last_poll": None,
         "last_poll_seconds": None,
     }
@@ -114,7 +115,7 @@ async def _board_days(
 
 def provinces(
     board: Board,
-    queues: dict[str, int],
+    queues: Iterable[Backlog],
     polled: dict[str, dt.datetime],
     names: dict[str, tuple[str, str]],
     now: dt.datetime,
@@ -138,8 +139,9 @@ def provinces(
     for count in board.days.get(now.date(), ()):
         if count.metric in ("sent", "received"):
             row(_root(count.org_id))[f"{count.metric}_today"] += count.count
-    for code, waiting in queues.items():
-        row(code)["queue"] = waiting
+    for backlog in queues:
+        target = row(backlog.node)
+        target["queue"], target["stuck"] = backlog.waiting, backlog.stuck
     for code, at in polled.items():
         row(code)["last_poll"] = at.isoformat()
         row(code)["last_poll_seconds"] = round((now - at).total_seconds())
@@ -149,7 +151,7 @@ def provinces(
 def totals(rows: list[dict[str, Any]]) -> dict[str, int]:
     return {
         key: sum(row[key] for row in rows)
-        for key in ("sent_today", "received_today", "sent", "received", "refused", "queue")
+        for key in ("sent_today", "received_today", "sent", "received", "refused", "queue", "stuck")
     }
 
 
@@ -232,6 +234,8 @@ def alerts(
             level = "danger" if row["queue"] >= bound else "warning"
             text = f"{row['code']} {row['name']}: {row['queue']} waiting (bound {bound})"
             found.append({"level": level, "what": "queue", "text": text})
+        if row["stuck"]:
+            found.append(_stuck_alert(row))
         seconds = row["last_poll_seconds"]
         if seconds is not None and seconds > stale.total_seconds():
             text = f"{row['code']} {row['name']}: no poll for {seconds} s"
@@ -240,6 +244,16 @@ def alerts(
             text = f"{row['code']} {row['name']}: {row['queue']} waiting, not polled since start"
             found.append({"level": "warning", "what": "polling", "text": text})
     return sorted(found, key=lambda alert: alert["level"] != "danger")
+
+
+def _stuck_alert(row: dict[str, Any]) -> dict[str, str]:
+    """A node collecting deliveries again and again without acknowledging them: owed
+    still, but the node fails on them at each offer (its log says why)."""
+    text = (
+        f"{row['code']} {row['name']}: {row['stuck']} collected {STUCK_AFTER} times or more,"
+        " never acknowledged (still owed; the node's log says why)"
+    )
+    return {"level": "warning", "what": "stuck", "text": text}
 
 
 def _certificate_alert(record: CertRecord, now: dt.datetime) -> dict[str, str]:
@@ -291,14 +305,14 @@ def overview_of(state_key: web.AppKey[HubState]) -> dashboard.Overview:
         filters = charts.Filters.of(request)
         days = functools.partial(_board_days, state.store, state.offload, today)
         board = await boards.sums(days, today)
-        queues = {backlog.node: backlog.waiting for backlog in await state.store.backlogs()}
         names = await names_of(state.store)
-        rows = provinces(board, queues, dict(state.polled), names, now)
+        rows = provinces(board, await state.store.backlogs(), dict(state.polled), names, now)
         shown, expiring, crl_age = await state.offload.run(_keys_view, state.keys, now)
         points = _points(last_days(board.days, filters.days, today))
         return {
             "generated_at": now.isoformat(timespec="seconds"),
             "totals": totals(rows),
+            "stuck_after": STUCK_AFTER,  # a delivery collected this often is counted stuck
             "provinces": rows,
             "refusals": refusals(rows),
             "traffic": charts.traffic(points, METRICS, filters, today),

@@ -284,7 +284,16 @@ async def healthz(request: web.Request) -> web.Response:
 
 
 async def metrics(request: web.Request) -> web.Response:
-    return request.app[STATE].metrics.exposition()
+    state = request.app[STATE]
+    try:
+        backlogs = await state.store.backlogs()
+    except errors.StorageError as exc:
+        # the other metrics still answer (the HTTP ones say what fails); the gauge keeps
+        # the last count it had, /healthz says the store does not answer
+        log.warning("stuck deliveries not counted for /metrics", reason=exc.message)
+    else:
+        state.stuck.set(sum(backlog.stuck for backlog in backlogs))
+    return state.metrics.exposition()
 
 
 async def _stop_waiting(app: web.Application) -> None:

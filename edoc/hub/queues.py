@@ -4,7 +4,9 @@ A node asks for what is waiting for its province (most urgent first); what it ge
 hidden for a visibility timeout. Small packages come inside the answer (as bytes in a
 frame body, edoc.framing, for a node that asks for one; base64 in JSON otherwise), larger
 ones the node fetches; it stores each and acknowledges them, many in one request. Only the
-acknowledgement marks a delivery done; an unacknowledged one comes back.
+acknowledgement marks a delivery done; an unacknowledged one comes back, for ever: one
+collected STUCK_AFTER times is logged once and counted stuck (statistics, /metrics,
+dashboard), still owed.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from edoc import errors, wire
 from edoc.hub import stats
 from edoc.hub.state import HubState
 from edoc.model import MessageKind
-from edoc.store.hub import Delivery, Receipt
+from edoc.store.hub import STUCK_AFTER, Delivery, Receipt
 
 log = structlog.get_logger()
 
@@ -80,6 +82,7 @@ async def collect(
         now = dt.datetime.now(dt.UTC)
         visibility, inline = state.config.visibility, state.config.inline_bytes
         leased = await state.store.lease(node, now, visibility, limit, inline, holder)
+        _warn_of_stuck(node, leased)
         remaining = deadline - time.monotonic()
         if leased or remaining <= 0:
             return leased
@@ -93,6 +96,22 @@ async def collect(
         # (judged, it was "no client certificate", a 403 for every node that stopped)
         if still_allowed is not None and not _unanswered(state, gone):
             await still_allowed()
+
+
+def _warn_of_stuck(node: str, leased: Sequence[Delivery]) -> None:
+    """Log the deliveries this lease made stuck (STUCK_AFTER): once each, as a lease adds
+    one to a delivery's attempts and only one makes it STUCK_AFTER. It stays owed and is
+    offered again; the node's own log says why it does not take it."""
+    for item in leased:
+        if item.attempts == STUCK_AFTER:
+            log.warning(
+                "delivery collected again and again, never acknowledged",
+                delivery=item.id,
+                node=node,
+                kind=item.kind,
+                recipient=item.recipient,
+                attempts=item.attempts,
+            )
 
 
 def _unanswered(state: HubState, gone: Callable[[], bool]) -> bool:

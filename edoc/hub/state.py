@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from prometheus_client import Counter
+from prometheus_client import Counter, Gauge
 
 from edoc.hub.directory import SignedBooks
 from edoc.hub.stats import Tallied
@@ -18,7 +18,7 @@ from edoc.offload import Offload
 from edoc.recent import Recent
 from edoc.settled import Settled
 from edoc.store import sqlite_url
-from edoc.store.hub import HubStore
+from edoc.store.hub import STUCK_AFTER, HubStore
 from edoc.web import HttpMetrics, KnownTokens
 
 HUB_ORG_ID = "000.00.00.G22"  # the axis is run by the Government Office (Văn phòng Chính phủ)
@@ -70,6 +70,7 @@ class HubState:
     accepted: Counter = field(init=False)
     rejected: Counter = field(init=False)
     delivered: Counter = field(init=False)
+    stuck: Gauge = field(init=False)
     wakeups: defaultdict[str, asyncio.Event] = field(
         default_factory=lambda: defaultdict(asyncio.Event)
     )
@@ -92,6 +93,12 @@ class HubState:
         )
         self.delivered = Counter(
             "edoc_hub_delivered", "Deliveries acknowledged", ["kind"], registry=registry
+        )
+        # counted by the store at each scrape (edoc.hub.app.metrics), of every instance
+        self.stuck = Gauge(
+            "edoc_hub_deliveries_stuck",
+            f"Deliveries collected {STUCK_AFTER} times or more, never acknowledged (still owed)",
+            registry=registry,
         )
 
     @property

@@ -12,7 +12,7 @@ from edoc.model import MessageKind
 from edoc.offload import Offload
 from edoc.orgid import OrgId
 from edoc.settled import Figures, Settled, merged
-from edoc.store.hub import HubStore, Sums, Tally
+from edoc.store.hub import STUCK_AFTER, HubStore, Sums, Tally
 
 METRICS = ("sent", "received", "status_sent", "status_received", "rejected")
 
@@ -99,11 +99,17 @@ async def report(
     days' figures made once (edoc.settled), the last two days' added at each report (a
     year's settled days were 0.08-0.13 s of the event loop at each)."""
     figures = await tallied.sums(functools.partial(_tallied_days, store, offload), today)
-    in_flight = {backlog.node: backlog.waiting for backlog in await store.backlogs()}
+    backlogs = await store.backlogs()
+    in_flight = {backlog.node: backlog.waiting for backlog in backlogs}
+    stuck = {backlog.node: backlog.stuck for backlog in backlogs if backlog.stuck}
     return {
         "totals": figures.totals,
         "in_flight": sum(in_flight.values()),
         "in_flight_by_node": in_flight,
+        # of those, collected STUCK_AFTER times or more and never acknowledged: still owed
+        "stuck": sum(stuck.values()),
+        "stuck_by_node": stuck,
+        "stuck_after": STUCK_AFTER,
         "rejected_by_code": dict(sorted(figures.refused.items())),
         "by_province": dict(sorted(figures.by_province.items())),
         "by_organization": dict(sorted(figures.by_org.items())),

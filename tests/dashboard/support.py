@@ -4,6 +4,7 @@ the dashboard tests send it."""
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import io
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -63,11 +64,16 @@ class Hub:
 
 @contextlib.asynccontextmanager
 async def hub(
-    tmp_path: Path, operator: str | None = OPERATOR, flow_every: float = 0.0
+    tmp_path: Path,
+    operator: str | None = OPERATOR,
+    flow_every: float = 0.0,
+    store_url: str | None = None,
+    visibility: float = 60.0,
 ) -> AsyncIterator[Hub]:
     """A hub over plain HTTP with Tây Ninh's and Nghệ An's nodes registered, its dashboard open to
     ``operator`` (closed with None); its flow figures computed again at each look unless
-    ``flow_every`` says otherwise."""
+    ``flow_every`` says otherwise. On its own SQLite file unless ``store_url`` names a store;
+    a delivery collected is offered again after ``visibility`` seconds."""
     ca = hub_ca(tmp_path / "keys")
     config = HubConfig(
         data_dir=tmp_path / "hub",
@@ -77,6 +83,8 @@ async def hub(
         operator_token=operator,
         workers=1,
         flow_every=flow_every,
+        store_url=store_url,
+        visibility=dt.timedelta(seconds=visibility),
     )
     await hub_app.add_node(config, "H53", NODE_TOKEN)
     await hub_app.add_node(config, "H41", NGHE_AN_TOKEN)

@@ -12,6 +12,7 @@ from edoc import errors
 from edoc.hub.retention import EPOCH
 from edoc.store.hub import (
     NEW_ELSE_ANY,
+    STUCK_AFTER,
     Addressee,
     Backlog,
     Count,
@@ -195,6 +196,30 @@ async def test_backlogs_and_queues_count_what_is_not_acknowledged(hub_store: Hub
     (first, _) = await hub_store.lease("H34", NOW, LEASE, 10, 0)
     await oracles.acknowledge(hub_store, [Receipt(first.id, Tally(DAY, "x", "received", ""))], NOW)
     assert await oracles.queued_for(hub_store, H34.org_id) == 1
+
+
+async def test_backlogs_count_the_deliveries_collected_too_often_unacknowledged(
+    hub_store: HubStore,
+) -> None:
+    """Stuck: leased STUCK_AFTER times or more and still owed; acknowledged, no longer."""
+    await hub_store.accept(replace(SMALL, recipients=(H34, H23)), NOW, SENT)
+    await hub_store.accept(LARGE, NOW, SENT)
+    at = NOW
+    for _ in range(STUCK_AFTER - 1):  # both of H34's, each lease after the last ran out
+        assert len(await hub_store.lease("H34", at, LEASE, 10, 0)) == 2
+        at += LEASE
+    assert {b.node: b.stuck for b in await hub_store.backlogs()} == {"H34": 0, "H23": 0}
+    (first, _) = await hub_store.lease("H34", at, LEASE, 10, 0)
+    assert first.attempts == STUCK_AFTER
+    assert sorted(await hub_store.backlogs(), key=lambda b: b.node) == [
+        Backlog("H23", 1, stuck=0),
+        Backlog("H34", 2, stuck=2),
+    ]
+    await oracles.acknowledge(hub_store, [Receipt(first.id, Tally(DAY, "x", "received", ""))], NOW)
+    assert sorted(await hub_store.backlogs(), key=lambda b: b.node) == [
+        Backlog("H23", 1, stuck=0),
+        Backlog("H34", 1, stuck=1),
+    ]
 
 
 async def test_codes_given_are_the_statuses_a_responder_sent(hub_store: HubStore) -> None:

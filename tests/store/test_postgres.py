@@ -15,7 +15,9 @@ import pytest
 from edoc import errors
 from edoc.store import open_hub_store, open_node_store
 from edoc.store.hub import (
+    STUCK_AFTER,
     Addressee,
+    Backlog,
     Count,
     DirectoryEntry,
     HubStore,
@@ -272,6 +274,32 @@ async def test_a_database_of_the_previous_version_is_upgraded(fresh: str) -> Non
         await store.accept(replace(PACKAGE, about="e"), NOW, SENT)
         async with asyncio.timeout(5):
             assert await heard.get() == "H34"
+    finally:
+        await store.close()
+
+
+async def test_deliveries_stuck_before_the_upgrade_are_counted_after_it(fresh: str) -> None:
+    """Version 8 keeps the stuck deliveries apart (a column the lease sets, and its
+    index): those a store of version 7 had leased STUCK_AFTER times are marked when it
+    is upgraded, and its lease marks the next."""
+    previous = PostgresHubStore(fresh)
+    await previous.open(up_to=7)
+    await previous.close()
+    conn = await asyncpg.connect(fresh)
+    try:
+        await conn.execute(_OLD_PACKAGE, PACKAGE.sender, NOW, H34.org_id, H34.node)
+        await conn.execute("UPDATE deliveries SET attempts = $1", STUCK_AFTER)
+    finally:
+        await conn.close()
+    store = await open_hub_store(fresh)
+    try:
+        assert await store.backlogs() == [Backlog("H34", 1, stuck=1)]
+        await store.accept(replace(PACKAGE, about="e"), NOW, SENT)
+        at = NOW
+        for _ in range(STUCK_AFTER):
+            await store.lease("H34", at, LEASE, 10, 0)
+            at += LEASE
+        assert await store.backlogs() == [Backlog("H34", 2, stuck=2)]
     finally:
         await store.close()
 

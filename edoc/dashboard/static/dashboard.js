@@ -95,6 +95,7 @@
     drawAlerts(data);
     fill("provinces", data.provinces, (r) => [cell(r.code), cell(r.name), cell(r.sent_today, "n"),
       cell(r.received_today, "n"), cell(r.sent, "n"), cell(r.received, "n"), cell(r.queue, "n"),
+      cell(r.stuck, "n"),
       cell(r.last_poll_seconds === null ? null : r.last_poll_seconds + " s ago"), cell(refusedText(r.refused_by_code))]);
     fill("refusals", Object.entries(data.refusals), ([code, count]) => [cell(code), cell(count, "n")]);
     fill("certificates", data.certificates, (c) => [cell(c.org_id + " " + c.org_name), cell(c.kind),

@@ -20,6 +20,7 @@ import asyncpg
 
 from edoc import errors
 from edoc.store.hub import (
+    STUCK_AFTER,
     Backlog,
     Count,
     Delivery,
@@ -31,6 +32,8 @@ from edoc.store.hub import (
     Receipt,
     Sums,
     Tally,
+    backlogs_of,
+    backlogs_sql,
     chain_moved,
     sums_sql,
     token_taken,
@@ -212,6 +215,23 @@ BEGIN
 END
 $$;
 """
+# version 8: the deliveries leased STUCK_AFTER times or more and still owed
+# (HubStore.backlogs), in an index of their own. A lease marks one ``stuck`` when it
+# makes its attempts STUCK_AFTER: an index whose condition named ``attempts``, which
+# every lease changes, kept PostgreSQL from updating a lease's row in place (a HOT
+# update, no index touched) and halved the leases it made a second; ``stuck`` changes
+# once in a delivery's life. The lease function is the same but for that.
+_LEASED = "attempts = d.attempts + 1"
+_LEASE_MARKING_STUCK = LEASE_ONE_AT_A_TIME.replace(
+    "CREATE FUNCTION", "CREATE OR REPLACE FUNCTION"
+).replace(_LEASED, f"{_LEASED}, stuck = d.attempts + 1 >= {STUCK_AFTER}")
+STUCK = f"""
+ALTER TABLE deliveries ADD COLUMN stuck BOOLEAN NOT NULL DEFAULT false;
+UPDATE deliveries SET stuck = true WHERE delivered_at IS NULL AND attempts >= {STUCK_AFTER};
+CREATE INDEX deliveries_stuck ON deliveries (node) WHERE delivered_at IS NULL AND stuck;
+{_LEASE_MARKING_STUCK}
+"""  # noqa: S608 (constant text)
+_BACKLOGS = backlogs_sql("stuck")
 _LEASE = "SELECT * FROM edoc_lease($1, $2, $3, $4, $5, $6) ORDER BY priority DESC, id"
 
 # one statement each, a transaction of its own: one round trip where a transaction of
@@ -282,7 +302,16 @@ _SUMS = sums_sql("$1", "$2")
 
 class PostgresHubStore(HubIntake):
     component = "hub"
-    migrations = (FIRST, NOTIFY, WINDOWS, CHAIN, LEASE_ONE_AT_A_TIME, HELD, DROPPED_FILES)
+    migrations = (
+        FIRST,
+        NOTIFY,
+        WINDOWS,
+        CHAIN,
+        LEASE_ONE_AT_A_TIME,
+        HELD,
+        DROPPED_FILES,
+        STUCK,
+    )
 
     def __init__(self, url: str) -> None:
         super().__init__(url)
@@ -437,10 +466,7 @@ class PostgresHubStore(HubIntake):
         return CounterSums.of(await self._rows(_SUMS, first, before), Count)
 
     async def backlogs(self) -> list[Backlog]:
-        rows = await self._rows(
-            "SELECT node, COUNT(*) FROM deliveries WHERE delivered_at IS NULL GROUP BY node"
-        )
-        return [Backlog(node=r[0], waiting=int(r[1])) for r in rows]
+        return backlogs_of(await self._rows(_BACKLOGS))
 
     # --- address book and nodes -----------------------------------------------------------------
     async def register(

@@ -17,6 +17,7 @@ from typing import Any
 
 from edoc import errors
 from edoc.store.hub import (
+    STUCK_AFTER,
     Admission,
     Backlog,
     Count,
@@ -30,6 +31,8 @@ from edoc.store.hub import (
     Receipt,
     Sums,
     Tally,
+    backlogs_of,
+    backlogs_sql,
     chain_moved,
     sums_sql,
     token_taken,
@@ -113,6 +116,11 @@ CREATE INDEX IF NOT EXISTS packages_held ON packages (accepted_at)
 DROPPED_FILES = """
 CREATE TABLE IF NOT EXISTS dropped_files (path TEXT PRIMARY KEY);
 """
+# the deliveries leased STUCK_AFTER times or more and still owed (HubStore.backlogs):
+# SQLite uses the index for a query whose condition holds the same literal
+STUCK = f"delivered_at IS NULL AND attempts >= {STUCK_AFTER}"
+STUCK_INDEX = f"CREATE INDEX IF NOT EXISTS deliveries_stuck ON deliveries (node) WHERE {STUCK};"
+BACKLOGS = backlogs_sql(f"attempts >= {STUCK_AFTER}")
 # when the held package a step of retention looks at last was accepted: the limit-th
 # from its start (OFFSET limit - 1); none when fewer are left
 _REACH = """
@@ -279,7 +287,7 @@ class SqliteHubStore(HubViews):
         ("packages", "follows", "INTEGER"),
         ("deliveries", "leased_by", "TEXT"),
     )
-    added_scripts = (CHAIN, HELD, DROPPED_FILES)
+    added_scripts = (CHAIN, HELD, DROPPED_FILES, STUCK_INDEX)
 
     # --- packages -----------------------------------------------------------------------
     async def find_package(self, key: PackageKey) -> PackageRecord | None:
@@ -392,10 +400,7 @@ class SqliteHubStore(HubViews):
         return CounterSums.of(rows, Count)
 
     async def backlogs(self) -> list[Backlog]:
-        rows = await self._rows(
-            "SELECT node, COUNT(*) FROM deliveries WHERE delivered_at IS NULL GROUP BY node"
-        )
-        return [Backlog(node=r[0], waiting=r[1]) for r in rows]
+        return backlogs_of(await self._rows(BACKLOGS))
 
     # --- address book and nodes -----------------------------------------------------------------
     async def register(
