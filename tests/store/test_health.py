@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
+from structlog.testing import capture_logs
 
 from edoc import errors
 from edoc.hub import app as hub_app
@@ -93,3 +94,20 @@ async def test_healthz_keeps_what_it_said_before(keys_dir: Path, tmp_path: Path)
             status, body = await health(client)
         assert status == 200
         assert {name: body.get(name) for name in fields} == fields
+
+
+async def test_metrics_answer_while_the_store_cannot_count_the_stuck_deliveries(
+    keys_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """/metrics counts the stuck deliveries in the store at each scrape: a store that
+    fails then costs that gauge its update (the log says why), not the other metrics."""
+    app = hub(tmp_path / "data", keys_dir)
+    async with running(app) as client:
+        monkeypatch.setattr(app[hub_app.STATE].store, "backlogs", _no_answer)
+        with capture_logs() as logs:
+            async with client.get("/metrics") as response:
+                status, text = response.status, await response.text()
+    assert status == 200
+    assert "edoc_hub_deliveries_stuck 0.0" in text and "edoc_hub_accepted" in text
+    (warned,) = [line for line in logs if line["log_level"] == "warning"]
+    assert "malformed" in warned["reason"]
