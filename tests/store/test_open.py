@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterator
 from pathlib import Path
 
+import asyncpg
 import pytest
 from click.testing import CliRunner
 
@@ -13,10 +15,11 @@ from edoc.cli import main
 from edoc.cli.failures import EXIT_REFUSED
 from edoc.hub.state import HubConfig
 from edoc.node.state import NodeConfig
-from edoc.store import open_hub_store, open_node_store, sqlite_url
+from edoc.store import held_services, open_hub_store, open_node_store, sqlite_url
 from edoc.store.sqlite.hub import SqliteHubStore
 from edoc.store.sqlite.node import SqliteNodeStore
 from edoc.web import token_digest
+from tests.store import postgres
 
 
 async def test_an_sqlite_url_opens_that_file(tmp_path: Path) -> None:
@@ -96,3 +99,33 @@ def test_the_commands_that_build_a_store_take_its_url(tmp_path: Path) -> None:
     )
     assert refused.exit_code == EXIT_REFUSED
     assert "error EDOC-STORE-002" in refused.stderr and "s3cret" not in refused.stderr
+
+
+@pytest.fixture
+def database() -> Iterator[str]:
+    yield from postgres.fresh_database("away")
+
+
+async def test_whose_store_a_database_is_waits_for_a_server_away_as_opening_it_does(
+    database: str,
+) -> None:
+    """The check `edoc serve hub` makes before opening its store gave up at once while the
+    database let no one in (a server restarting): a hub restarted then exited (exit 3),
+    where opening the store waits for it."""
+    await (await open_hub_store(database)).close()
+    letting_in = f'ALTER DATABASE "{database.rpartition("/")[2]}" ALLOW_CONNECTIONS'
+    await _on_server(f"{letting_in} false")
+    returning = asyncio.create_task(_on_server(f"{letting_in} true", after=2.0))
+    try:
+        assert await held_services(database) == {"hub"}
+    finally:
+        await returning
+
+
+async def _on_server(statement: str, after: float = 0.0) -> None:
+    await asyncio.sleep(after)
+    conn = await asyncpg.connect(postgres.SERVER)  # from outside the database it changes
+    try:
+        await conn.execute(statement)
+    finally:
+        await conn.close()

@@ -115,20 +115,40 @@ async def migrate(conn: asyncpg.Connection, component: str, steps: Sequence[str]
 async def components(url: str) -> frozenset[str]:
     """Whose tables the database at ``url`` holds (its schema_version's components, e.g.
     "hub"), read without making anything there: none for an empty database. Opening a
-    store would make its tables in any database it is given."""
-    try:
-        conn = await asyncpg.connect(url, timeout=CONNECT_TIMEOUT)
+    store would make its tables in any database it is given. A server away is waited
+    for as opening a store waits (a service started during a database restart)."""
+    deadline = time.monotonic() + PostgresDatabase.start_patience
+    while True:
         try:
-            # to_regclass: the table as migrate's CREATE would find it (the search path)
-            versioned = await conn.fetchval("SELECT to_regclass('schema_version')") is not None
-            rows = await conn.fetch("SELECT component FROM schema_version") if versioned else []
-        finally:
-            await conn.close()
-    except FAILURES as exc:
-        raise errors.StorageError(
-            f"cannot open {without_password(url)}: {type(exc).__name__}: {exc}"
-        ) from None
+            return await _components_once(url)
+        except _AWAY as exc:
+            await _retry_or_give_up(url, exc, deadline)
+        except FAILURES as exc:
+            raise errors.StorageError(_cannot_open(url, exc)) from None
+
+
+async def _components_once(url: str) -> frozenset[str]:
+    conn = await asyncpg.connect(url, timeout=CONNECT_TIMEOUT)
+    try:
+        # to_regclass: the table as migrate's CREATE would find it (the search path)
+        versioned = await conn.fetchval("SELECT to_regclass('schema_version')") is not None
+        rows = await conn.fetch("SELECT component FROM schema_version") if versioned else []
+    finally:
+        await conn.close()
     return frozenset(str(row[0]) for row in rows)
+
+
+def _cannot_open(url: str, exc: BaseException) -> str:
+    return f"cannot open {without_password(url)}: {type(exc).__name__}: {exc}"
+
+
+async def _retry_or_give_up(url: str, exc: BaseException, deadline: float) -> None:
+    """After a try that found the server away: wait for the next, or give up (StorageError)
+    when it would come past ``deadline``."""
+    if time.monotonic() + START_RETRY > deadline:
+        raise errors.StorageError(_cannot_open(url, exc)) from None
+    log.warning("store not answering yet", store=without_password(url), reason=str(exc))
+    await asyncio.sleep(START_RETRY)
 
 
 async def _session_kept(conn: asyncpg.Connection) -> None:
@@ -165,19 +185,10 @@ class PostgresDatabase:
                 return
             except _AWAY as exc:
                 await self.close()
-                if time.monotonic() + START_RETRY > deadline:
-                    raise errors.StorageError(
-                        f"cannot open {without_password(self.url)}: {type(exc).__name__}: {exc}"
-                    ) from None
-                log.warning(
-                    "store not answering yet", store=without_password(self.url), reason=str(exc)
-                )
-                await asyncio.sleep(START_RETRY)
+                await _retry_or_give_up(self.url, exc, deadline)
             except FAILURES as exc:
                 await self.close()
-                raise errors.StorageError(
-                    f"cannot open {without_password(self.url)}: {type(exc).__name__}: {exc}"
-                ) from None
+                raise errors.StorageError(_cannot_open(self.url, exc)) from None
             except BaseException:
                 await self.close()
                 raise
